@@ -1,0 +1,62 @@
+/* cost_model: how long one scheduler step takes on a GPU, for the simulator's
+ * executor.  A roofline: prefill is bounded by FLOPs, decode by the bytes of
+ * weights and KV read, plus a tensor-parallel all-reduce term and fixed
+ * per-step overheads; every efficiency is a coefficient that `pagesim
+ * calibrate` can fit from real measurements.  GPU specs come from
+ * data/gpus.json.  Reads files only in cm_gpu_find / cm_coeffs_load. */
+#ifndef COST_MODEL_H
+#define COST_MODEL_H
+#include <stddef.h>
+#include "sim/model_config.h"
+
+typedef struct cm_gpu {
+    char   name[64];         /* "H100-SXM", "H200", "A100-40GB", "RTX-4070", ... */
+    double mem_bytes;        /* device memory */
+    double mem_bw;           /* HBM/GDDR bandwidth, bytes/s */
+    double flops_16;         /* dense bf16/fp16 tensor FLOP/s */
+    double link_bw;          /* per-GPU all-reduce bandwidth (NVLink/PCIe), bytes/s */
+} cm_gpu;
+
+typedef struct cm_coeffs {   /* fitted; defaults from public measurements */
+    double flops_eff;        /* achieved / peak FLOP/s for GEMMs */
+    double bw_eff;           /* achieved / peak bandwidth */
+    double step_overhead_s;  /* fixed CPU+launch time per step */
+    double per_seq_s;        /* per running sequence per step (sampling, bookkeeping) */
+    double allreduce_lat_s;  /* latency of one all-reduce (TP > 1), twice per layer */
+} cm_coeffs;
+
+typedef struct cm_model {
+    mc_config cfg;           /* shape */
+    cm_gpu    gpu;
+    int       tp;            /* tensor-parallel degree (GPUs) */
+    mc_dtype  wdtype;        /* weights dtype (AWQ4 reads 4-bit weights) */
+    mc_dtype  kvdtype;       /* KV cache dtype */
+    cm_coeffs k;
+} cm_model;
+
+/* What one step does; the scheduler's batch reduced to counts. */
+typedef struct cm_batch {
+    int  num_seqs;           /* sequences in the step */
+    long prefill_tokens;     /* new prompt tokens computed */
+    long decode_tokens;      /* new generated-token positions computed (1 per decoding seq) */
+    long attn_ctx_tokens;    /* sum over new tokens' sequences of context length read (KV) */
+    long attn_pairs;         /* sum over new tokens of the context they attend to (FLOPs) */
+} cm_batch;
+
+/* Finds a GPU by name (case-insensitive, '-'/' ' ignored: "h100", "A100-40GB")
+ * in data/gpus.json (or the file in $PAGESIM_GPUS), or builds a generic one from
+ * a size like "24GB" / "12GiB".  Returns 0, or -1 with the known names in err. */
+int    cm_gpu_find(cm_gpu *g, const char *name_or_size, char *err, size_t errlen);
+/* Sets m from a config, a GPU and a TP degree, with default coefficients. */
+int    cm_model_init(cm_model *m, const mc_config *cfg, const cm_gpu *gpu, int tp,
+                     mc_dtype wdtype, char *err, size_t errlen);
+/* Seconds the step takes.  Can't fail (0 work = overhead only). */
+double cm_step_time(const cm_model *m, const cm_batch *b);
+/* FLOPs and bytes of a step, for roofline reports. */
+double cm_step_flops(const cm_model *m, const cm_batch *b);
+double cm_step_bytes(const cm_model *m, const cm_batch *b);
+/* Coefficients to/from a small JSON file (pagesim calibrate writes it). */
+int    cm_coeffs_load(cm_coeffs *k, const char *path, char *err, size_t errlen);
+int    cm_coeffs_save(const cm_coeffs *k, const char *path, char *err, size_t errlen);
+cm_coeffs cm_coeffs_default(void);
+#endif
