@@ -61,8 +61,8 @@ $(BUILD)/%.cu.o: %.cu
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -I. -Xcompiler -Wall -MMD -MP -c $< -o $@
 
-# ---- modules add their executables to BINS -----------------------------------
--include $(wildcard */module.mk)
+# ---- each module's *.mk (sim/sim.mk, engine/hub.mk, ...) adds its executables to BINS --
+-include $(wildcard */*.mk)
 
 # ---- tests and benchmarks -----------------------------------------------------
 TEST_SRCS  := $(wildcard tests/test_*.c)
