@@ -1,0 +1,434 @@
+/* model_config: reads a Hugging Face config.json into mc_config and derives
+ * parameter counts, weight bytes and KV bytes per token from it.
+ * Touches only the file it is given (mc_load); everything else is pure. */
+#include "sim/model_config.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* AWQ (and 4-bit GPTQ) as vLLM loads it: 4-bit weights packed 8 per int32,
+ * one fp16 scale and one 4-bit zero point per group of 128 input rows.  Only
+ * the linear layers of the decoder are quantized; embeddings, lm_head, norms,
+ * biases and MoE routers stay 16-bit. */
+#define MC_AWQ_GROUP 128
+
+/* ---- JSON field helpers ----------------------------------------------------- */
+
+/* Reads an integer field; returns 0 when absent (and sets *v = dflt), 1 when
+ * read, -1 (with err) when present but not a non-negative integer. */
+static int get_int(const cJSON *o, const char *key, int dflt, int *v,
+                   const char *origin, char *err, size_t errlen) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    *v = dflt;
+    if (!it || cJSON_IsNull(it)) return 0;
+    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
+        it->valuedouble < 0 || it->valuedouble > INT_MAX) {
+        snprintf(err, errlen, "%s: field '%s' must be a non-negative integer", origin, key);
+        return -1;
+    }
+    *v = (int)it->valuedouble;
+    return 1;
+}
+
+static int get_double(const cJSON *o, const char *key, double dflt, double *v,
+                      const char *origin, char *err, size_t errlen) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    *v = dflt;
+    if (!it || cJSON_IsNull(it)) return 0;
+    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble)) {
+        snprintf(err, errlen, "%s: field '%s' must be a number", origin, key);
+        return -1;
+    }
+    *v = it->valuedouble;
+    return 1;
+}
+
+static int get_bool(const cJSON *o, const char *key, int dflt) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!it || cJSON_IsNull(it)) return dflt;
+    if (cJSON_IsBool(it)) return cJSON_IsTrue(it);
+    if (cJSON_IsNumber(it)) return it->valuedouble != 0;
+    return dflt;
+}
+
+static const char *get_str(const cJSON *o, const char *key) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(it) ? it->valuestring : NULL;
+}
+
+/* A required positive integer: the first of up to three alternative keys. */
+static int need_pos(const cJSON *o, const char *k1, const char *k2, const char *k3, int *v,
+                    const char *origin, char *err, size_t errlen) {
+    const char *keys[3] = { k1, k2, k3 };
+    for (int i = 0; i < 3; i++) {
+        if (!keys[i]) continue;
+        int r = get_int(o, keys[i], 0, v, origin, err, errlen);
+        if (r < 0) return -1;
+        if (r == 1) {
+            if (*v <= 0) {
+                snprintf(err, errlen, "%s: field '%s' must be positive (got %d)", origin, keys[i], *v);
+                return -1;
+            }
+            return 0;
+        }
+    }
+    snprintf(err, errlen, "%s: missing field '%s'", origin, k1);
+    return -1;
+}
+
+static void set_name(mc_config *c, const cJSON *o, const char *origin) {
+    const char *n = get_str(o, "_name_or_path");
+    if (n && *n) { snprintf(c->name, sizeof c->name, "%s", n); return; }
+    /* .../NAME/config.json -> NAME; .../NAME.json -> NAME */
+    const char *base = strrchr(origin, '/');
+    base = base ? base + 1 : origin;
+    if (!strcmp(base, "config.json") && base != origin) {
+        const char *end = base - 1, *start = end;
+        while (start > origin && start[-1] != '/') start--;
+        snprintf(c->name, sizeof c->name, "%.*s", (int)(end - start), start);
+        return;
+    }
+    size_t len = strlen(base);
+    if (len > 5 && !strcmp(base + len - 5, ".json")) len -= 5;
+    snprintf(c->name, sizeof c->name, "%.*s", (int)len, base);
+}
+
+static mc_arch arch_of(const char *mt) {
+    static const struct { const char *s; mc_arch a; } map[] = {
+        { "llama", MC_ARCH_LLAMA }, { "mistral", MC_ARCH_MISTRAL }, { "qwen2", MC_ARCH_QWEN2 },
+        { "qwen3", MC_ARCH_QWEN3 }, { "qwen3_moe", MC_ARCH_QWEN3_MOE },
+        { "mixtral", MC_ARCH_MIXTRAL }, { "opt", MC_ARCH_OPT },
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (!strcmp(mt, map[i].s)) return map[i].a;
+    return MC_ARCH_OTHER;
+}
+
+static int parse_rope(mc_config *c, const cJSON *o, const char *origin, char *err, size_t errlen) {
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(o, "rope_scaling");
+    c->rope_kind = MC_ROPE_NONE;
+    c->rope_factor = 1.0;
+    if (!rs || cJSON_IsNull(rs)) return 0;
+    if (!cJSON_IsObject(rs)) {
+        snprintf(err, errlen, "%s: field 'rope_scaling' must be an object or null", origin);
+        return -1;
+    }
+    const char *t = get_str(rs, "rope_type");
+    if (!t) t = get_str(rs, "type");
+    if (!t || !strcmp(t, "default")) c->rope_kind = MC_ROPE_NONE;
+    else if (!strcmp(t, "linear")) c->rope_kind = MC_ROPE_LINEAR;
+    else if (!strcmp(t, "dynamic")) c->rope_kind = MC_ROPE_DYNAMIC;
+    else if (!strcmp(t, "llama3")) c->rope_kind = MC_ROPE_LLAMA3;
+    else if (!strcmp(t, "yarn")) c->rope_kind = MC_ROPE_YARN;
+    else {
+        snprintf(err, errlen, "%s: field 'rope_scaling.rope_type' has unknown value '%s'", origin, t);
+        return -1;
+    }
+    if (get_double(rs, "factor", 1.0, &c->rope_factor, origin, err, errlen) < 0 ||
+        get_double(rs, "low_freq_factor", 1.0, &c->rope_low_freq_factor, origin, err, errlen) < 0 ||
+        get_double(rs, "high_freq_factor", 4.0, &c->rope_high_freq_factor, origin, err, errlen) < 0 ||
+        get_int(rs, "original_max_position_embeddings", c->rope_orig_max_pos,
+                &c->rope_orig_max_pos, origin, err, errlen) < 0)
+        return -1;
+    return 0;
+}
+
+static int parse_dtype(mc_config *c, const cJSON *o, const char *origin, char *err, size_t errlen) {
+    const char *t = get_str(o, "torch_dtype");
+    if (!t) t = get_str(o, "dtype");
+    c->dtype = MC_DTYPE_BF16;
+    if (t) {
+        if (!strcmp(t, "bfloat16")) c->dtype = MC_DTYPE_BF16;
+        else if (!strcmp(t, "float16") || !strcmp(t, "half")) c->dtype = MC_DTYPE_FP16;
+        else if (!strcmp(t, "float32") || !strcmp(t, "float")) c->dtype = MC_DTYPE_FP32;
+        else {
+            snprintf(err, errlen, "%s: field 'torch_dtype' has unknown value '%s'", origin, t);
+            return -1;
+        }
+    }
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(o, "quantization_config");
+    if (!q || cJSON_IsNull(q)) return 0;
+    if (!cJSON_IsObject(q)) {
+        snprintf(err, errlen, "%s: field 'quantization_config' must be an object", origin);
+        return -1;
+    }
+    const char *m = get_str(q, "quant_method");
+    if (!m) {
+        snprintf(err, errlen, "%s: missing field 'quantization_config.quant_method'", origin);
+        return -1;
+    }
+    int bits;
+    if (get_int(q, "bits", 4, &bits, origin, err, errlen) < 0) return -1;
+    if ((!strcasecmp(m, "awq") || !strcasecmp(m, "gptq")) && bits == 4) {
+        c->dtype = MC_DTYPE_AWQ4;
+        return 0;
+    }
+    snprintf(err, errlen, "%s: field 'quantization_config': %d-bit '%s' is not supported "
+             "(4-bit awq/gptq are)", origin, bits, m);
+    return -1;
+}
+
+/* ---- loading --------------------------------------------------------------- */
+
+static int parse_obj(mc_config *c, const cJSON *o, const char *origin, char *err, size_t errlen) {
+    set_name(c, o, origin);
+    const char *mt = get_str(o, "model_type");
+    if (!mt) {
+        snprintf(err, errlen, "%s: missing field 'model_type'", origin);
+        return -1;
+    }
+    snprintf(c->model_type, sizeof c->model_type, "%s", mt);
+    c->arch = arch_of(mt);
+    int opt = c->arch == MC_ARCH_OPT;
+
+    if (need_pos(o, "hidden_size", opt ? "word_embed_proj_dim" : NULL, NULL, &c->hidden_size, origin, err, errlen) ||
+        need_pos(o, "num_hidden_layers", "n_layer", NULL, &c->num_layers, origin, err, errlen) ||
+        need_pos(o, "num_attention_heads", "n_head", NULL, &c->num_heads, origin, err, errlen) ||
+        need_pos(o, "vocab_size", NULL, NULL, &c->vocab_size, origin, err, errlen))
+        return -1;
+    if (get_int(o, "num_key_value_heads", c->num_heads, &c->num_kv_heads, origin, err, errlen) < 0 ||
+        get_int(o, "head_dim", c->hidden_size / c->num_heads, &c->head_dim, origin, err, errlen) < 0 ||
+        get_int(o, "max_position_embeddings", 0, &c->max_position, origin, err, errlen) < 0 ||
+        get_int(o, "sliding_window", 0, &c->sliding_window, origin, err, errlen) < 0 ||
+        get_double(o, "rms_norm_eps", 1e-6, &c->rms_eps, origin, err, errlen) < 0 ||
+        get_double(o, "rope_theta", 10000.0, &c->rope_theta, origin, err, errlen) < 0)
+        return -1;
+    if (c->head_dim == 0) c->head_dim = c->hidden_size / c->num_heads;   /* "head_dim": null/0 */
+    if (c->num_kv_heads == 0) c->num_kv_heads = c->num_heads;
+    if (!get_bool(o, "use_sliding_window", 1)) c->sliding_window = 0;
+    c->rope_orig_max_pos = c->max_position;
+    if (opt) c->rope_kind = MC_ROPE_NONE, c->rope_factor = 1.0;
+    else if (parse_rope(c, o, origin, err, errlen) < 0) return -1;
+
+    /* MLP width: OPT ffn_dim; MoE models without a dense MLP may omit it */
+    int r = get_int(o, opt ? "ffn_dim" : "intermediate_size", 0, &c->intermediate_size,
+                    origin, err, errlen);
+    if (r < 0) return -1;
+
+    if (get_int(o, "num_experts", 0, &c->num_experts, origin, err, errlen) < 0) return -1;
+    if (c->num_experts == 0 &&
+        get_int(o, "num_local_experts", 0, &c->num_experts, origin, err, errlen) < 0) return -1;
+    if (c->num_experts > 0) {
+        if (need_pos(o, "num_experts_per_tok", NULL, NULL, &c->experts_per_tok, origin, err, errlen) < 0)
+            return -1;
+        /* Mixtral: intermediate_size is the expert width */
+        if (get_int(o, "moe_intermediate_size", c->intermediate_size, &c->moe_intermediate_size,
+                    origin, err, errlen) < 0 ||
+            get_int(o, "shared_expert_intermediate_size", 0, &c->shared_expert_intermediate_size,
+                    origin, err, errlen) < 0)
+            return -1;
+        if (c->moe_intermediate_size <= 0) {
+            snprintf(err, errlen, "%s: missing field 'moe_intermediate_size'", origin);
+            return -1;
+        }
+    } else if (r == 0) {
+        snprintf(err, errlen, "%s: missing field '%s'", origin, opt ? "ffn_dim" : "intermediate_size");
+        return -1;
+    }
+
+    /* OPT ties its head to the embeddings by default; the others do not */
+    c->tie_embeddings = get_bool(o, "tie_word_embeddings", opt);
+    c->qk_norm = c->arch == MC_ARCH_QWEN3 || c->arch == MC_ARCH_QWEN3_MOE;
+    c->attn_bias = get_bool(o, "attention_bias", c->arch == MC_ARCH_QWEN2 || opt);
+    if (opt) c->attn_bias = get_bool(o, "enable_bias", 1);
+    if (parse_dtype(c, o, origin, err, errlen) < 0) return -1;
+    return mc_validate(c, err, errlen) < 0 ? -1 : 0;
+}
+
+/* 1-based line of position p in text */
+static int line_of(const char *text, const char *p) {
+    int line = 1;
+    for (const char *q = text; q < p && *q; q++) if (*q == '\n') line++;
+    return line;
+}
+
+int mc_parse(mc_config *c, const char *json, const char *origin, char *err, size_t errlen) {
+    memset(c, 0, sizeof *c);
+    if (!origin) origin = "(config)";
+    if (!json) {
+        snprintf(err, errlen, "%s: no text", origin);
+        return -1;
+    }
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithOpts(json, &end, 0);
+    if (!o) {
+        snprintf(err, errlen, "%s:%d: not valid JSON", origin, line_of(json, end ? end : json));
+        return -1;
+    }
+    int rc = -1;
+    if (!cJSON_IsObject(o)) {
+        snprintf(err, errlen, "%s: not a JSON object", origin);
+        goto out;
+    }
+    rc = parse_obj(c, o, origin, err, errlen);
+out:
+    cJSON_Delete(o);
+    if (rc < 0) memset(c, 0, sizeof *c);
+    return rc;
+}
+
+int mc_load(mc_config *c, const char *path, char *err, size_t errlen) {
+    memset(c, 0, sizeof *c);
+    int rc = -1;
+    char *buf = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fseek(f, 0, SEEK_END) != 0) goto io;
+    long len = ftell(f);
+    if (len < 0 || len > (64L << 20) || fseek(f, 0, SEEK_SET) != 0) goto io;
+    buf = malloc((size_t)len + 1);                  /* (len + 1,) the file and a NUL */
+    if (!buf) { snprintf(err, errlen, "%s: out of memory", path); goto out; }
+    if (fread(buf, 1, (size_t)len, f) != (size_t)len) goto io;
+    buf[len] = '\0';
+    if (memchr(buf, '\0', (size_t)len)) {
+        snprintf(err, errlen, "%s: binary data, not a config.json", path);
+        goto out;
+    }
+    rc = mc_parse(c, buf, path, err, errlen);
+    goto out;
+io:
+    snprintf(err, errlen, "%s: cannot read (too large or not a regular file)", path);
+out:
+    free(buf);
+    fclose(f);
+    return rc;
+}
+
+int mc_validate(const mc_config *c, char *err, size_t errlen) {
+    const char *o = c->name[0] ? c->name : "(config)";
+    if (c->hidden_size <= 0 || c->num_layers <= 0 || c->num_heads <= 0 || c->vocab_size <= 0 ||
+        c->head_dim <= 0 || c->num_kv_heads <= 0) {
+        snprintf(err, errlen, "%s: hidden_size, num_hidden_layers, num_attention_heads, head_dim, "
+                 "num_key_value_heads and vocab_size must all be positive", o);
+        return -1;
+    }
+    if (c->num_kv_heads > c->num_heads || c->num_heads % c->num_kv_heads != 0) {
+        snprintf(err, errlen, "%s: num_key_value_heads (%d) must divide num_attention_heads (%d)",
+                 o, c->num_kv_heads, c->num_heads);
+        return -1;
+    }
+    if (c->num_experts > 0 && (c->experts_per_tok <= 0 || c->experts_per_tok > c->num_experts ||
+                               c->moe_intermediate_size <= 0)) {
+        snprintf(err, errlen, "%s: num_experts_per_tok (%d) must be in 1..num_experts (%d), "
+                 "with moe_intermediate_size > 0", o, c->experts_per_tok, c->num_experts);
+        return -1;
+    }
+    if (c->num_experts == 0 && c->intermediate_size <= 0) {
+        snprintf(err, errlen, "%s: intermediate_size must be positive", o);
+        return -1;
+    }
+    /* guard the int64 arithmetic below against absurd sizes */
+    if (c->hidden_size > (1 << 20) || c->num_layers > 10000 || c->vocab_size > (1 << 24) ||
+        c->head_dim > 65536 || c->num_heads > 65536 || c->intermediate_size > (1 << 22) ||
+        c->moe_intermediate_size > (1 << 22) || c->num_experts > 65536) {
+        snprintf(err, errlen, "%s: sizes are implausibly large", o);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- counting -------------------------------------------------------------- */
+
+/* Parameters of one decoder layer, split into linear weights (which AWQ
+ * quantizes) and the rest (biases, norms, router: 16-bit).  active: count
+ * only experts_per_tok experts.  max_in: widest input of one linear. */
+typedef struct layer_params { int64_t linear, other; } layer_params;
+
+static layer_params layer_count(const mc_config *c, int active) {
+    layer_params p = { 0, 0 };
+    int64_t h = c->hidden_size, q = (int64_t)c->num_heads * c->head_dim,
+            kv = (int64_t)c->num_kv_heads * c->head_dim;
+    p.linear += h * q + 2 * h * kv + q * h;                 /* q, k, v, o */
+    if (c->attn_bias) p.other += q + 2 * kv;
+    if (c->arch == MC_ARCH_OPT && c->attn_bias) p.other += h;   /* out_proj bias */
+    if (c->qk_norm) p.other += 2 * c->head_dim;
+    if (c->arch == MC_ARCH_OPT) {
+        int64_t f = c->intermediate_size;
+        p.linear += 2 * h * f;                              /* fc1, fc2 */
+        p.other += f + h;                                   /* their biases */
+        p.other += 4 * h;                                   /* two LayerNorms: weight + bias */
+        return p;
+    }
+    if (c->num_experts > 0) {
+        int64_t e = active ? c->experts_per_tok : c->num_experts;
+        p.linear += e * 3 * h * c->moe_intermediate_size;   /* gate, up, down per expert */
+        p.other += h * c->num_experts;                      /* router */
+        if (c->shared_expert_intermediate_size > 0)
+            p.linear += 3 * h * c->shared_expert_intermediate_size, p.other += h;  /* + its gate */
+    } else {
+        p.linear += 3 * h * c->intermediate_size;           /* gate, up, down (SwiGLU) */
+    }
+    p.other += 2 * h;                                       /* two RMSNorms */
+    return p;
+}
+
+/* embeddings + final norm + lm_head */
+static int64_t outer_count(const mc_config *c) {
+    int64_t h = c->hidden_size, v = c->vocab_size;
+    int64_t n = v * h + (c->tie_embeddings ? 0 : v * h);
+    if (c->arch == MC_ARCH_OPT) n += (int64_t)(c->max_position + 2) * h + 2 * h; /* learned positions, final LN */
+    else n += h;
+    return n;
+}
+
+int64_t mc_num_params(const mc_config *c) {
+    layer_params p = layer_count(c, 0);
+    return outer_count(c) + (int64_t)c->num_layers * (p.linear + p.other);
+}
+
+int64_t mc_active_params(const mc_config *c) {
+    layer_params p = layer_count(c, 1);
+    return outer_count(c) + (int64_t)c->num_layers * (p.linear + p.other);
+}
+
+int64_t mc_weight_bytes(const mc_config *c, mc_dtype dtype) {
+    layer_params p = layer_count(c, 0);
+    int64_t linear = (int64_t)c->num_layers * p.linear;
+    int64_t rest = outer_count(c) + (int64_t)c->num_layers * p.other;
+    if (dtype != MC_DTYPE_AWQ4)
+        return (linear + rest) * mc_dtype_bytes(dtype);
+    /* per weight: 4 bits; per group of 128 weights along the input: a 16-bit
+     * scale and a 4-bit zero -> 0.5 + 2.5/128 bytes per weight */
+    double q = (double)linear * (0.5 + 2.5 / MC_AWQ_GROUP);
+    return (int64_t)llround(q) + rest * 2;
+}
+
+int64_t mc_kv_bytes_per_token(const mc_config *c, mc_dtype kv_dtype) {
+    return 2LL * c->num_layers * c->num_kv_heads * c->head_dim * mc_dtype_bytes(kv_dtype);
+}
+
+int mc_dtype_bytes(mc_dtype d) {
+    switch (d) {
+    case MC_DTYPE_FP32: return 4;
+    case MC_DTYPE_BF16: case MC_DTYPE_FP16: case MC_DTYPE_AWQ4: return 2;
+    }
+    return 2;
+}
+
+int mc_dtype_parse(const char *s) {
+    if (!s) return -1;
+    if (!strcasecmp(s, "bf16") || !strcasecmp(s, "bfloat16")) return MC_DTYPE_BF16;
+    if (!strcasecmp(s, "fp16") || !strcasecmp(s, "float16") || !strcasecmp(s, "half")) return MC_DTYPE_FP16;
+    if (!strcasecmp(s, "fp32") || !strcasecmp(s, "float32")) return MC_DTYPE_FP32;
+    if (!strcasecmp(s, "awq4") || !strcasecmp(s, "awq")) return MC_DTYPE_AWQ4;
+    return -1;
+}
+
+const char *mc_dtype_name(mc_dtype d) {
+    switch (d) {
+    case MC_DTYPE_BF16: return "bf16";
+    case MC_DTYPE_FP16: return "fp16";
+    case MC_DTYPE_FP32: return "fp32";
+    case MC_DTYPE_AWQ4: return "awq4";
+    }
+    return "?";
+}
