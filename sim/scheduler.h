@@ -1,0 +1,106 @@
+/* scheduler: which sequences run in the next step and which KV slots they need.
+ * Continuous batching under max_num_seqs and a token budget
+ * (max_num_batched_tokens), chunked prefill, FCFS, preemption of the newest
+ * running sequences by recompute or swap, swap-in before new admissions,
+ * sequence groups (parallel sampling n>1, beam search), and a static-batching
+ * baseline.  It owns the sequences it is given and talks to the KV cache only
+ * through sim/kv_cache.h; it never knows which executor (simulator or CUDA
+ * engine) runs its batches.
+ *
+ * Order within a step (as vLLM v1): the running sequences first, oldest
+ * first (decodes and unfinished prefill chunks alike, each within the budget);
+ * then swapped sequences come back (oldest first) when nothing was preempted;
+ * then waiting requests are admitted FCFS while nothing is swapped out.
+ *
+ * Token convention: a step that samples a token for s (its last prefill chunk,
+ * or a decode) first secures the slot of that token (index s->num_tokens, via
+ * kv_append_slot); postprocess then appends it.  A decode therefore computes
+ * the KV of the last token (index num_tokens-1) into a slot that exists. */
+#ifndef SCHEDULER_H
+#define SCHEDULER_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "sim/sequence.h"
+#include "sim/kv_cache.h"
+#include "sim/cost_model.h"
+
+typedef enum { SCHED_PREEMPT_RECOMPUTE, SCHED_PREEMPT_SWAP } sched_preempt_mode;
+
+typedef struct sched_config {
+    int  max_num_seqs;            /* sequences per step (256) */
+    int  max_num_batched_tokens;  /* token budget per step (2048) */
+    bool chunked_prefill;         /* split long prompts across steps (true); when
+                                     false a prompt runs whole, alone if over budget */
+    sched_preempt_mode preempt;   /* recompute (default) or swap (falls back to
+                                     recompute when the CPU swap space is full) */
+    bool static_batching;         /* admit a new batch only when the last has finished */
+    int  watermark_blocks;        /* kept free when admitting (0) */
+    int  max_model_len;           /* prompt + output cap; 0 = the KV config's */
+    uint64_t seed;                /* beam-search choices */
+} sched_config;
+
+typedef enum { SCHED_PREFILL, SCHED_DECODE } sched_kind;
+
+typedef struct sched_item {       /* one scheduled sequence */
+    seq  *s;
+    int   start;                  /* first token position computed (= s->num_computed) */
+    int   num_new;                /* tokens computed this step */
+    sched_kind kind;              /* prefill chunk, or decode (one token) */
+    bool  samples;                /* a token is sampled for s after this step */
+} sched_item;
+
+typedef struct sched_batch {
+    sched_item *items;            /* (num_items,) oldest first */
+    int         num_items;
+    kv_copy    *copies;           /* (num_copies,) block moves to do before the step,
+                                     in this order (swap-outs, swap-ins, copy-on-write) */
+    int         num_copies;
+    cm_batch    counts;           /* the batch reduced for the cost model */
+    int         preempted;        /* sequences preempted while building it */
+    int         swapped_out, swapped_in, admitted;
+} sched_batch;
+
+typedef struct sched_done {       /* a request all of whose sequences finished */
+    int    id;                    /* the request id given to sched_add */
+    int    prompt_len, output_len;/* output_len: longest generated sequence */
+    int    num_seqs;              /* n, or the beam width */
+    double arrival, first_scheduled, first_token, finish_time;
+    int    num_preemptions;
+    bool   aborted;               /* could never fit (prompt too long for the pool) */
+    void  *user;
+} sched_done;
+
+typedef struct sched_stats {      /* cumulative */
+    long preemptions, recomputes, swap_outs, swap_ins, forks, beam_swaps, aborted;
+} sched_stats;
+
+typedef struct sched sched;
+
+/* Creates a scheduler over kv (not owned).  NULL and err on bad sizes / memory. */
+sched *sched_create(const sched_config *cfg, kv_cache *kv, char *err, size_t errlen);
+void   sched_destroy(sched *sc);
+/* Adds an arrived request: prompt (prompt_len ids, copied), max_output tokens,
+ * n parallel samples (>= 1) or beam width (> 1 = beam search, n ignored).
+ * Returns the request's first sequence (owned by the scheduler) or NULL. */
+seq   *sched_add(sched *sc, int id, const int *prompt, int prompt_len, int max_output,
+                 int n, int beam, double arrival, void *user);
+/* Builds the next batch; *out stays valid until the next sched_schedule.
+ * Returns the number of items (0: nothing to run now). */
+int    sched_schedule(sched *sc, double now, const sched_batch **out);
+/* After the step: tokens (num_items,) sampled per item (read where samples),
+ * now = the step's end time, eos_id < 0 = none.  Appends tokens, stops
+ * sequences, forks groups; finished requests go to *done (n_done of them) and
+ * finished sequences to *fin (n_fin), valid until the next sched_schedule. */
+void   sched_postprocess(sched *sc, const int *tokens, double now, int eos_id,
+                         const sched_done **done, int *n_done,
+                         seq *const **fin, int *n_fin);
+/* Queue sizes, and whether anything remains to run. */
+void   sched_counts(const sched *sc, int *running, int *waiting, int *swapped);
+bool   sched_has_work(const sched *sc);
+/* The sequences holding KV (running then swapped) and the head of the waiting
+ * queue (or NULL), for kv_usage_get / kv_check.  Valid until the next call. */
+int    sched_live(sched *sc, seq *const **live, const seq **next_waiting);
+const sched_stats *sched_get_stats(const sched *sc);
+sched_config sched_config_default(void);
+#endif

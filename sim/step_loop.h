@@ -1,0 +1,52 @@
+/* step_loop: the one loop shared by the simulator and the CUDA engine:
+ *     schedule -> execute -> postprocess
+ * The scheduler (sim/scheduler.h) picks the batch; an executor runs it (the
+ * simulator's cost model, sim/sim_executor.h, or the engine's GPU runner) and
+ * says how long it took; postprocess appends the sampled tokens, stops and
+ * forks sequences.  The loop keeps the clock: it advances by the step time the
+ * executor reports (simulated seconds, or measured seconds for the engine).
+ * Arrivals are the caller's business (sched_add before loop_step). */
+#ifndef STEP_LOOP_H
+#define STEP_LOOP_H
+#include <stddef.h>
+#include "sim/scheduler.h"
+
+/* What an executor provides.  execute() must first perform b->copies in order
+ * (swap-out, swap-in, copy-on-write block copies), then compute, for every
+ * item, the KV of positions [start, start+num_new) of item->s (slots from
+ * kv_slot), and write a sampled token id into tokens[i] for each item with
+ * samples set.  It sets *seconds to the step's duration.  Returns 0, or -1
+ * with err (the loop stops and reports it). */
+typedef struct loop_executor {
+    void *ctx;
+    int (*execute)(void *ctx, const sched_batch *b, int *tokens /* (b->num_items,) */,
+                   double *seconds, char *err, size_t errlen);
+} loop_executor;
+
+typedef struct loop_step_info {   /* what one step did */
+    const sched_batch *batch;     /* valid until the next loop_step */
+    double start, seconds;        /* clock at the start, duration */
+    const sched_done *done;       /* requests finished in this step */
+    int    n_done;
+    seq *const *fin;              /* sequences finished in this step */
+    int    n_fin;
+} loop_step_info;
+
+typedef struct loop {
+    sched        *sc;             /* not owned */
+    loop_executor ex;
+    double        now;            /* clock, seconds */
+    int           eos_id;         /* < 0: stop on length only */
+    int          *tokens;         /* (cap,) sampled tokens of the step */
+    int           cap;
+    long          steps;
+} loop;
+
+/* Returns 0, or -1 when out of memory. */
+int  loop_init(loop *l, sched *sc, loop_executor ex, double start_time, int eos_id);
+void loop_free(loop *l);
+/* One schedule -> execute -> postprocess.  Returns 1 when a step ran, 0 when
+ * the scheduler had nothing to run (the caller advances the clock to the next
+ * arrival), -1 on an executor error (err filled). */
+int  loop_step(loop *l, loop_step_info *info, char *err, size_t errlen);
+#endif
