@@ -40,13 +40,18 @@ typedef struct loop {
     int          *tokens;         /* (cap,) sampled tokens of the step */
     int           cap;
     long          steps;
+    /* optional: called after execute and before postprocess, while the
+     * step's state is in place (metrics sample the KV pool here) */
+    void        (*observe)(void *ctx, const loop_step_info *info);
+    void         *observe_ctx;
 } loop;
 
 /* Returns 0, or -1 when out of memory. */
 int  loop_init(loop *l, sched *sc, loop_executor ex, double start_time, int eos_id);
 void loop_free(loop *l);
-/* One schedule -> execute -> postprocess.  Returns 1 when a step ran, 0 when
- * the scheduler had nothing to run (the caller advances the clock to the next
- * arrival), -1 on an executor error (err filled). */
+/* One schedule -> execute -> postprocess.  Returns 1 when the state changed
+ * (a step ran, or only preemptions/aborts happened), 0 when the scheduler had
+ * nothing to run (the caller advances the clock to the next arrival), -1 on an
+ * executor error (err filled). */
 int  loop_step(loop *l, loop_step_info *info, char *err, size_t errlen);
 #endif

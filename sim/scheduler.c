@@ -1,0 +1,492 @@
+/* scheduler: continuous batching over the policy-agnostic KV cache (see
+ * scheduler.h for the order of a step and the token convention).  Touches
+ * only its own queues, the sequences it owns and the KV cache it is given.
+ *
+ * Queues: waiting and swapped are ring buffers (recompute victims go back to
+ * the front of waiting); running is an array in admission order, so the
+ * newest running sequence (the preemption victim) is its last element.
+ * Nothing is allocated per step: per request, one request record and one
+ * sequence per sample/beam. */
+#include "sim/scheduler.h"
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+
+typedef struct sreq sreq;
+typedef struct sseq { seq s; sreq *req; } sseq;   /* s first: a seq* is an sseq* */
+
+struct sreq {                         /* one request = one sequence group */
+    int    id, width;                 /* width: n, or the beam width */
+    bool   beam, forked, aborted;
+    int    prompt_len, max_output;
+    int    live;                      /* members not finished */
+    int    max_gen;                   /* longest output of a finished member */
+    int    preemptions;
+    double arrival, first_scheduled, first_token;
+    long   beam_step;                 /* last step a beam choice was made */
+    void  *user;
+    int    num_members;
+    sseq  *members[];                 /* (width,) the group's sequences, first = the parent */
+};
+
+typedef struct deque { sseq **v; int cap, head, len; } deque;   /* ring buffer */
+
+struct sched {
+    sched_config cfg;
+    kv_cache    *kv;
+    int          block_size, max_model_len;
+    bool         prefix_caching;
+    deque        waiting, swapped;
+    sseq       **run;  int nrun, run_cap;   /* (run_cap,) running, oldest first */
+    sched_batch  batch;
+    sched_item  *items;                     /* (max_num_seqs,) */
+    kv_copy     *copies;  int copies_cap;   /* (copies_cap,) */
+    sched_done  *done;    int n_done, done_cap;
+    sseq       **fin;     int n_fin, fin_cap;   /* finished sequences, freed next step */
+    sreq       **dead;    int n_dead, dead_cap; /* finished requests, freed next step */
+    seq        **live;    int live_cap;     /* scratch for sched_live */
+    int          next_seq_id;
+    long         step;
+    uint64_t     rng;
+    sched_stats  stats;
+};
+
+/* ---- small containers ------------------------------------------------------ */
+static int grow(void **p, int *cap, int need, size_t elem) {
+    if (need <= *cap) return 0;
+    int nc = *cap ? *cap : 16;
+    while (nc < need) nc *= 2;
+    void *q = realloc(*p, (size_t)nc * elem);
+    if (!q) return -1;
+    *p = q; *cap = nc;
+    return 0;
+}
+static int dq_grow(deque *d) {
+    if (d->len < d->cap) return 0;
+    int nc = d->cap ? d->cap * 2 : 64;
+    sseq **v = malloc((size_t)nc * sizeof *v);
+    if (!v) return -1;
+    for (int i = 0; i < d->len; i++) v[i] = d->v[(d->head + i) % d->cap];
+    free(d->v);
+    d->v = v; d->cap = nc; d->head = 0;
+    return 0;
+}
+static int dq_push_back(deque *d, sseq *s) {
+    if (dq_grow(d)) return -1;
+    d->v[(d->head + d->len++) % d->cap] = s;
+    return 0;
+}
+static int dq_push_front(deque *d, sseq *s) {
+    if (dq_grow(d)) return -1;
+    d->head = (d->head + d->cap - 1) % d->cap;
+    d->v[d->head] = s; d->len++;
+    return 0;
+}
+static sseq *dq_front(const deque *d) { return d->len ? d->v[d->head] : NULL; }
+static sseq *dq_at(const deque *d, int i) { return d->v[(d->head + i) % d->cap]; }
+static void dq_pop_front(deque *d) { d->head = (d->head + 1) % d->cap; d->len--; }
+
+static uint64_t rng_next(uint64_t *x) {      /* splitmix64 */
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+sched_config sched_config_default(void) {
+    sched_config c;
+    memset(&c, 0, sizeof c);
+    c.max_num_seqs = 256;
+    c.max_num_batched_tokens = 2048;
+    c.chunked_prefill = true;
+    c.preempt = SCHED_PREEMPT_RECOMPUTE;
+    c.seed = 1;
+    return c;
+}
+
+sched *sched_create(const sched_config *cfg, kv_cache *kv, char *err, size_t errlen) {
+    if (!cfg || !kv) { snprintf(err, errlen, "scheduler: no config or KV cache"); return NULL; }
+    if (cfg->max_num_seqs <= 0 || cfg->max_num_batched_tokens <= 0 || cfg->watermark_blocks < 0) {
+        snprintf(err, errlen, "scheduler: max_num_seqs (%d) and max_num_batched_tokens (%d) "
+                 "must be positive", cfg->max_num_seqs, cfg->max_num_batched_tokens);
+        return NULL;
+    }
+    const kv_config *kc = kv_get_config(kv);
+    sched *sc = calloc(1, sizeof *sc);
+    if (!sc) goto oom;
+    sc->cfg = *cfg;
+    sc->kv = kv;
+    sc->block_size = kc->block_size;
+    sc->max_model_len = cfg->max_model_len > 0 ? cfg->max_model_len : kc->max_model_len;
+    if (sc->max_model_len <= 0) sc->max_model_len = 1 << 30;
+    sc->prefix_caching = kc->prefix_caching && kc->policy == KV_PAGED;
+    sc->rng = cfg->seed ^ 0x5EEDull;
+    sc->items = calloc((size_t)cfg->max_num_seqs, sizeof *sc->items);
+    sc->copies_cap = 2 * kc->num_blocks + 2 * cfg->max_num_seqs + 64;
+    sc->copies = calloc((size_t)sc->copies_cap, sizeof *sc->copies);
+    if (!sc->items || !sc->copies) goto oom;
+    sc->batch.items = sc->items;
+    sc->batch.copies = sc->copies;
+    return sc;
+oom:
+    snprintf(err, errlen, "scheduler: out of memory");
+    sched_destroy(sc);
+    return NULL;
+}
+
+static void free_seq(sseq *q) { if (q) { seq_free(&q->s); free(q); } }
+
+static void free_deferred(sched *sc) {
+    for (int i = 0; i < sc->n_fin; i++) free_seq(sc->fin[i]);
+    for (int i = 0; i < sc->n_dead; i++) free(sc->dead[i]);
+    sc->n_fin = sc->n_dead = 0;
+    sc->n_done = 0;
+}
+
+void sched_destroy(sched *sc) {
+    if (!sc) return;
+    free_deferred(sc);
+    /* every live member of a request sits in exactly one queue: the request
+     * goes with its last member */
+    for (int pass = 0; pass < 3; pass++) {
+        deque *d = pass == 1 ? &sc->waiting : &sc->swapped;
+        int n = pass == 0 ? sc->nrun : d->len;
+        for (int i = 0; i < n; i++) {
+            sseq *q = pass == 0 ? sc->run[i] : dq_at(d, i);
+            if (!q) continue;
+            sreq *r = q->req;
+            free_seq(q);
+            if (--r->live <= 0) free(r);
+        }
+    }
+    free(sc->waiting.v); free(sc->swapped.v); free(sc->run);
+    free(sc->items); free(sc->copies); free(sc->done); free(sc->fin); free(sc->dead);
+    free(sc->live);
+    free(sc);
+}
+
+seq *sched_add(sched *sc, int id, const int *prompt, int prompt_len, int max_output,
+               int n, int beam, double arrival, void *user) {
+    if (!sc || !prompt || prompt_len <= 0 || max_output <= 0) return NULL;
+    int width = beam > 1 ? beam : (n > 1 ? n : 1);
+    sreq *r = calloc(1, sizeof *r + (size_t)width * sizeof(sseq *));
+    sseq *q = calloc(1, sizeof *q);
+    if (!r || !q) { free(r); free(q); return NULL; }
+    r->id = id; r->width = width; r->beam = beam > 1;
+    r->prompt_len = prompt_len;
+    /* a sequence never outgrows max_model_len: clip the output (as vLLM does) */
+    long room = (long)sc->max_model_len - prompt_len;
+    r->max_output = room < max_output ? (int)(room > 0 ? room : 1) : max_output;
+    r->aborted = room <= 0;                 /* the prompt alone is too long */
+    r->arrival = arrival; r->first_scheduled = r->first_token = -1;
+    r->beam_step = -1; r->user = user; r->live = 1;
+    if (seq_init(&q->s, sc->next_seq_id, sc->next_seq_id, prompt, prompt_len,
+                 r->max_output, arrival) != 0) { free(r); free(q); return NULL; }
+    sc->next_seq_id++;
+    q->s.user = user;
+    q->req = r;
+    r->members[r->num_members++] = q;
+    if (dq_push_back(&sc->waiting, q)) { free_seq(q); free(r); return NULL; }
+    return &q->s;
+}
+
+/* ---- finishing ------------------------------------------------------------ */
+static void req_done(sched *sc, sreq *r, double now) {
+    if (grow((void **)&sc->done, &sc->done_cap, sc->n_done + 1, sizeof *sc->done) == 0) {
+        sched_done *d = &sc->done[sc->n_done++];
+        d->id = r->id; d->prompt_len = r->prompt_len; d->output_len = r->max_gen;
+        d->num_seqs = r->num_members; d->arrival = r->arrival;
+        d->first_scheduled = r->first_scheduled; d->first_token = r->first_token;
+        d->finish_time = now; d->num_preemptions = r->preemptions;
+        d->aborted = r->aborted; d->user = r->user;
+    }
+    if (grow((void **)&sc->dead, &sc->dead_cap, sc->n_dead + 1, sizeof *sc->dead) == 0)
+        sc->dead[sc->n_dead++] = r;
+}
+
+/* Marks q finished (its KV already released or never held) and queues it. */
+static void seq_done(sched *sc, sseq *q, seq_finish why, double now) {
+    sreq *r = q->req;
+    q->s.status = SEQ_FINISHED;
+    q->s.finish_reason = why;
+    q->s.finish_time = now;
+    int gen = seq_num_generated(&q->s);
+    if (gen > r->max_gen) r->max_gen = gen;
+    if (grow((void **)&sc->fin, &sc->fin_cap, sc->n_fin + 1, sizeof *sc->fin) == 0)
+        sc->fin[sc->n_fin++] = q;
+    if (--r->live == 0) req_done(sc, r, now);
+}
+
+/* ---- building a batch ------------------------------------------------------- */
+static void preempt(sched *sc, sseq *v) {
+    seq *s = &v->s;
+    sched_batch *b = &sc->batch;
+    if (sc->cfg.preempt == SCHED_PREEMPT_SWAP && kv_can_swap_out(sc->kv, s) &&
+        b->num_copies + s->num_blocks <= sc->copies_cap) {
+        b->num_copies += kv_swap_out(sc->kv, s, sc->copies + b->num_copies);
+        s->status = SEQ_SWAPPED;
+        dq_push_back(&sc->swapped, v);
+        sc->stats.swap_outs++; b->swapped_out++;
+    } else {
+        kv_release(sc->kv, s);
+        seq_reset_for_recompute(s);
+        s->status = SEQ_WAITING;
+        dq_push_front(&sc->waiting, v);
+        sc->stats.recomputes++;
+    }
+    s->num_preemptions++;
+    v->req->preemptions++;
+    sc->stats.preemptions++;
+    b->preempted++;
+}
+
+static void add_item(sched *sc, sseq *q, int num_new, bool samples, double now) {
+    sched_batch *b = &sc->batch;
+    seq *s = &q->s;
+    sched_item *it = &b->items[b->num_items++];
+    it->s = s; it->start = s->num_computed; it->num_new = num_new; it->samples = samples;
+    it->kind = (num_new == 1 && s->num_computed > 0) ? SCHED_DECODE : SCHED_PREFILL;
+    b->counts.num_seqs++;
+    if (it->kind == SCHED_DECODE) b->counts.decode_tokens++;
+    else b->counts.prefill_tokens += num_new;
+    b->counts.attn_ctx_tokens += it->start + num_new;
+    b->counts.attn_pairs += (long)num_new * it->start + (long)num_new * (num_new + 1) / 2;
+    if (s->first_scheduled < 0) s->first_scheduled = now;
+    if (q->req->first_scheduled < 0) q->req->first_scheduled = now;
+}
+
+/* Schedules running sequence run[idx] within the budget.  With may_preempt,
+ * frees room by preempting the newest running sequences (maybe itself). */
+static void try_schedule(sched *sc, int idx, int *budget, bool may_preempt, double now) {
+    sseq *q = sc->run[idx];
+    seq *s = &q->s;
+    int rem = s->num_tokens - s->num_computed;
+    if (rem <= 0 || sc->batch.num_items >= sc->cfg.max_num_seqs || *budget <= 0) return;
+    int num_new = rem;
+    if (num_new > *budget) {
+        if (sc->cfg.chunked_prefill) num_new = *budget;
+        else if (sc->batch.num_items > 0) return;   /* runs whole, alone, next step */
+    }
+    bool samples = num_new == rem;
+    if (samples) {
+        while (!kv_can_append(sc->kv, s)) {
+            if (!may_preempt) return;
+            sseq *v = sc->run[sc->nrun - 1];
+            sc->run[--sc->nrun] = NULL;
+            preempt(sc, v);
+            if (v == q) return;
+        }
+        kv_copy c;
+        if (kv_append_slot(sc->kv, s, &c) == 1) sc->batch.copies[sc->batch.num_copies++] = c;
+    }
+    add_item(sc, q, num_new, samples, now);
+    *budget -= num_new;
+}
+
+static int run_push(sched *sc, sseq *q) {
+    if (grow((void **)&sc->run, &sc->run_cap, sc->nrun + 1, sizeof *sc->run)) return -1;
+    sc->run[sc->nrun++] = q;
+    return 0;
+}
+
+int sched_schedule(sched *sc, double now, const sched_batch **out) {
+    free_deferred(sc);
+    sched_batch *b = &sc->batch;
+    memset(&b->counts, 0, sizeof b->counts);
+    b->num_items = b->num_copies = 0;
+    b->preempted = b->swapped_out = b->swapped_in = b->admitted = 0;
+    sc->step++;
+    int budget = sc->cfg.max_num_batched_tokens;
+    bool batch_open = !sc->cfg.static_batching || (sc->nrun == 0 && sc->swapped.len == 0);
+
+    /* 1. running sequences, oldest first; victims come off the end */
+    for (int i = 0; i < sc->nrun; i++) try_schedule(sc, i, &budget, true, now);
+
+    /* 2. swapped sequences come back, oldest first, if nothing was preempted */
+    while (b->preempted == 0 && sc->swapped.len > 0 && sc->nrun < sc->cfg.max_num_seqs) {
+        sseq *q = dq_front(&sc->swapped);
+        if (!kv_can_swap_in(sc->kv, &q->s) ||
+            b->num_copies + q->s.num_blocks > sc->copies_cap) break;
+        dq_pop_front(&sc->swapped);
+        b->num_copies += kv_swap_in(sc->kv, &q->s, sc->copies + b->num_copies);
+        q->s.status = SEQ_RUNNING;
+        if (run_push(sc, q)) break;
+        sc->stats.swap_ins++; b->swapped_in++;
+        try_schedule(sc, sc->nrun - 1, &budget, false, now);
+    }
+
+    /* 3. admissions, FCFS, while nothing is preempted or swapped out */
+    while (batch_open && b->preempted == 0 && sc->swapped.len == 0 && sc->waiting.len > 0 &&
+           sc->nrun < sc->cfg.max_num_seqs && (budget > 0 || sc->cfg.static_batching)) {
+        sseq *q = dq_front(&sc->waiting);
+        seq *s = &q->s;
+        if (q->req->aborted) {                  /* prompt longer than max_model_len */
+            dq_pop_front(&sc->waiting);
+            sc->stats.aborted++;
+            seq_done(sc, q, SEQ_FINISH_ABORT, now);
+            continue;
+        }
+        if (!sc->cfg.chunked_prefill && !sc->cfg.static_batching && b->num_items > 0 &&
+            s->num_tokens > budget) break;
+        if (!kv_can_admit(sc->kv, s, sc->cfg.watermark_blocks)) {
+            if (sc->nrun == 0 && sc->swapped.len == 0) {   /* can never fit: drop it */
+                dq_pop_front(&sc->waiting);
+                q->req->aborted = true;
+                sc->stats.aborted++;
+                seq_done(sc, q, SEQ_FINISH_ABORT, now);
+                continue;
+            }
+            break;
+        }
+        kv_admit(sc->kv, s);
+        dq_pop_front(&sc->waiting);
+        s->status = SEQ_RUNNING;
+        if (run_push(sc, q)) break;
+        b->admitted++;
+        try_schedule(sc, sc->nrun - 1, &budget, false, now);
+    }
+    *out = b;
+    return b->num_items;
+}
+
+/* ---- after the step -------------------------------------------------------- */
+static sseq *new_child(sched *sc, sseq *parent) {
+    sseq *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    if (seq_fork(&c->s, &parent->s, sc->next_seq_id) != 0) { free(c); return NULL; }
+    sc->next_seq_id++;
+    c->req = parent->req;
+    return c;
+}
+
+/* Gives child the parent's blocks; when the policy cannot share (or has no
+ * room), the child goes back to waiting to recompute its prompt. */
+static void place_child(sched *sc, sseq *c, const sseq *parent) {
+    if (kv_fork(sc->kv, &parent->s, &c->s) == 0) {
+        c->s.status = SEQ_RUNNING;
+        run_push(sc, c);
+    } else {
+        seq_reset_for_recompute(&c->s);
+        c->s.status = SEQ_WAITING;
+        dq_push_front(&sc->waiting, c);
+    }
+    sc->stats.forks++;
+}
+
+/* Prefill done for the group's first sequence: fork the other samples/beams.
+ * A child shares every block and recomputes the last prompt token into its
+ * own (copy-on-write) block, then samples its own first token. */
+static void fork_group(sched *sc, sseq *parent) {
+    sreq *r = parent->req;
+    r->forked = true;
+    while (r->num_members < r->width) {
+        sseq *c = new_child(sc, parent);
+        if (!c) break;
+        c->s.num_computed = c->s.num_tokens - 1;
+        r->members[r->num_members++] = c;
+        r->live++;
+        place_child(sc, c, parent);
+    }
+}
+
+/* Beam search, kept simple but real: after a step, with probability 1/3 the
+ * lowest-ranked beam (a seeded choice) is dropped and replaced by a copy of
+ * another beam: free + fork, so the next appends copy-on-write. */
+static void beam_choice(sched *sc, sreq *r) {
+    if (r->beam_step == sc->step) return;
+    r->beam_step = sc->step;
+    if (r->live < 2 || rng_next(&sc->rng) % 3 != 0) return;
+    int a = (int)(rng_next(&sc->rng) % (uint64_t)r->num_members);
+    int k = (int)(rng_next(&sc->rng) % (uint64_t)r->num_members);
+    sseq *drop = r->members[a], *keep = r->members[k];
+    if (a == k || drop->s.status != SEQ_RUNNING || keep->s.status != SEQ_RUNNING ||
+        drop->s.num_tokens != keep->s.num_tokens ||
+        keep->s.num_computed != keep->s.num_tokens - 1) return;
+    sseq *c = new_child(sc, keep);
+    if (!c) return;
+    kv_release(sc->kv, &drop->s);
+    drop->s.status = SEQ_FINISHED;              /* leaves running at compaction */
+    c->s.num_computed = keep->s.num_computed;
+    c->s.first_token = keep->s.first_token;
+    r->members[a] = c;
+    place_child(sc, c, keep);
+    if (grow((void **)&sc->fin, &sc->fin_cap, sc->n_fin + 1, sizeof *sc->fin) == 0)
+        sc->fin[sc->n_fin++] = drop;            /* freed next step; not reported */
+    else { seq_free(&drop->s); free(drop); }
+    sc->stats.beam_swaps++;
+}
+
+void sched_postprocess(sched *sc, const int *tokens, double now, int eos_id,
+                       const sched_done **done, int *n_done, seq *const **fin, int *n_fin) {
+    sched_batch *b = &sc->batch;
+    int fin_start = sc->n_fin;
+    for (int i = 0; i < b->num_items; i++) {
+        sched_item *it = &b->items[i];
+        sseq *q = (sseq *)it->s;
+        seq *s = it->s;
+        if (s->status != SEQ_RUNNING) continue;
+        s->num_computed += it->num_new;
+        if (sc->prefix_caching) kv_commit_computed(sc->kv, s);
+        if (!it->samples) continue;
+        sreq *r = q->req;
+        if (r->width > 1 && !r->forked && q == r->members[0]) fork_group(sc, q);
+        int tok = tokens ? tokens[i] : 0;
+        seq_append_token(s, tok);
+        if (s->first_token < 0) s->first_token = now;
+        if (r->first_token < 0) r->first_token = now;
+        bool eos = eos_id >= 0 && tok == eos_id;
+        if (seq_reached_length(s) || eos) {
+            kv_release(sc->kv, s);
+            seq_done(sc, q, eos ? SEQ_FINISH_STOP : SEQ_FINISH_LENGTH, now);
+        }
+    }
+    /* beam choices once every beam of the step has its token */
+    for (int i = 0; i < b->num_items; i++) {
+        sreq *r = ((sseq *)b->items[i].s)->req;
+        if (r->beam && r->forked && b->items[i].samples && r->live > 0) beam_choice(sc, r);
+    }
+    /* drop whatever left the running state (finished, preempted beams) */
+    int k = 0;
+    for (int i = 0; i < sc->nrun; i++)
+        if (sc->run[i]->s.status == SEQ_RUNNING) sc->run[k++] = sc->run[i];
+    sc->nrun = k;
+    /* report only real finishes (not dropped beams) */
+    int w = fin_start;
+    for (int i = fin_start; i < sc->n_fin; i++) {
+        sseq *q = sc->fin[i];
+        if (q->s.finish_reason != SEQ_FINISH_NONE) sc->fin[w++] = q;
+        else { seq_free(&q->s); free(q); }
+    }
+    sc->n_fin = w;
+    if (done) *done = sc->done;
+    if (n_done) *n_done = sc->n_done;
+    if (fin) *fin = (seq *const *)sc->fin;
+    if (n_fin) *n_fin = sc->n_fin;
+}
+
+void sched_counts(const sched *sc, int *running, int *waiting, int *swapped) {
+    if (running) *running = sc->nrun;
+    if (waiting) *waiting = sc->waiting.len;
+    if (swapped) *swapped = sc->swapped.len;
+}
+
+bool sched_has_work(const sched *sc) {
+    return sc->nrun > 0 || sc->waiting.len > 0 || sc->swapped.len > 0;
+}
+
+int sched_live(sched *sc, seq *const **live, const seq **next_waiting) {
+    int n = sc->nrun + sc->swapped.len;
+    if (grow((void **)&sc->live, &sc->live_cap, n + 1, sizeof *sc->live)) n = 0;
+    else {
+        for (int i = 0; i < sc->nrun; i++) sc->live[i] = &sc->run[i]->s;
+        for (int i = 0; i < sc->swapped.len; i++) sc->live[sc->nrun + i] = &dq_at(&sc->swapped, i)->s;
+    }
+    if (live) *live = sc->live;
+    if (next_waiting) {
+        sseq *h = dq_front(&sc->waiting);
+        *next_waiting = h ? &h->s : NULL;
+    }
+    return n;
+}
+
+const sched_stats *sched_get_stats(const sched *sc) { return &sc->stats; }

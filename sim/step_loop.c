@@ -1,0 +1,51 @@
+/* step_loop: schedule -> execute -> postprocess, the same for the simulator
+ * and the engine (see step_loop.h).  Touches only the loop's token buffer. */
+#include "sim/step_loop.h"
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+
+int loop_init(loop *l, sched *sc, loop_executor ex, double start_time, int eos_id) {
+    memset(l, 0, sizeof *l);
+    l->sc = sc; l->ex = ex; l->now = start_time; l->eos_id = eos_id;
+    return 0;
+}
+
+void loop_free(loop *l) {
+    if (!l) return;
+    free(l->tokens);
+    l->tokens = NULL; l->cap = 0;
+}
+
+int loop_step(loop *l, loop_step_info *info, char *err, size_t errlen) {
+    loop_step_info tmp;
+    if (!info) info = &tmp;
+    memset(info, 0, sizeof *info);
+    const sched_batch *b;
+    info->start = l->now;
+    int n = sched_schedule(l->sc, l->now, &b);
+    info->batch = b;
+    if (n == 0 && b->num_copies == 0) {
+        /* nothing to run (maybe requests were aborted while scheduling) */
+        sched_postprocess(l->sc, NULL, l->now, l->eos_id, &info->done, &info->n_done,
+                          &info->fin, &info->n_fin);
+        /* a step that only preempted or aborted still changed the state */
+        return (b->preempted || b->admitted || info->n_done) ? 1 : 0;
+    }
+    if (n > l->cap) {
+        int nc = n > 2 * l->cap ? n : 2 * l->cap;
+        int *t = realloc(l->tokens, (size_t)nc * sizeof *t);
+        if (!t) { snprintf(err, errlen, "step loop: out of memory"); return -1; }
+        l->tokens = t; l->cap = nc;
+    }
+    double secs = 0;
+    if (l->ex.execute(l->ex.ctx, b, l->tokens, &secs, err, errlen) != 0) return -1;
+    if (secs < 0) secs = 0;
+    info->seconds = secs;
+    if (l->observe) l->observe(l->observe_ctx, info);
+    l->now += secs;
+    sched_postprocess(l->sc, l->tokens, l->now, l->eos_id, &info->done, &info->n_done,
+                      &info->fin, &info->n_fin);
+    l->steps++;
+    return 1;
+}
