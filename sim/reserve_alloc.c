@@ -1,0 +1,290 @@
+/* reserve_alloc: contiguous reservations placed first-fit (see sim/reserve_alloc.h).
+ * Touches only its free-range list and the resv_start/resv_len/num_computed
+ * fields of the sequences it is handed.
+ *
+ * Free space is a sorted array of disjoint, coalesced ranges (start, len).
+ * Placing at the start of the first range that fits never splits a range, so
+ * the list holds at most (live reservations + 1) ranges; it is grown at
+ * admission, which keeps release allocation-free. */
+#include "sim/reserve_alloc.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct ra_range { long start, len; } ra_range;
+
+struct ra {
+    kv_policy policy;
+    long      total;       /* slots in the pool: num_blocks * block_size */
+    int       bs, nb;
+    long      resv_max;    /* KV_CONTIGUOUS / KV_ORCA_MAX reservation */
+    long      max_model_len;
+    ra_range *free;        /* (cap,) sorted by start, disjoint, never adjacent */
+    int       nfree, cap;
+    long      free_total;
+    int       nresv;       /* live reservations */
+};
+
+ra *ra_create(const kv_config *cfg, char *err, size_t errlen) {
+    if (cfg->policy == KV_PAGED || cfg->policy < 0 || cfg->policy >= KV_NUM_POLICIES) {
+        snprintf(err, errlen, "reservation allocator: policy %d is not a reservation policy", (int)cfg->policy);
+        return NULL;
+    }
+    if (cfg->num_blocks <= 0 || cfg->block_size <= 0 || cfg->max_model_len <= 0 || cfg->orca_max_len < 0) {
+        snprintf(err, errlen, "reservation allocator: bad sizes (blocks %d, block size %d, max_model_len %d, orca_max_len %d)",
+                 cfg->num_blocks, cfg->block_size, cfg->max_model_len, cfg->orca_max_len);
+        return NULL;
+    }
+    ra *a = calloc(1, sizeof *a);
+    if (!a) goto oom;
+    a->policy = cfg->policy;
+    a->bs = cfg->block_size;
+    a->nb = cfg->num_blocks;
+    a->total = (long)cfg->num_blocks * cfg->block_size;
+    a->max_model_len = cfg->max_model_len;
+    long orca = cfg->orca_max_len > 0 ? cfg->orca_max_len : 2048;
+    a->resv_max = cfg->policy == KV_CONTIGUOUS ? cfg->max_model_len
+                : (orca < cfg->max_model_len ? orca : cfg->max_model_len);
+    a->cap = 64;
+    a->free = malloc((size_t)a->cap * sizeof *a->free);
+    if (!a->free) goto oom;
+    a->free[0] = (ra_range){ 0, a->total };
+    a->nfree = 1;
+    a->free_total = a->total;
+    return a;
+oom:
+    snprintf(err, errlen, "reservation allocator: out of memory");
+    ra_destroy(a);
+    return NULL;
+}
+
+void ra_destroy(ra *a) {
+    if (!a) return;
+    free(a->free);
+    free(a);
+}
+
+long ra_reservation_for(const ra *a, const seq *s) {
+    long life = (long)s->prompt_len + s->max_output;
+    if (life < s->num_tokens) life = s->num_tokens;
+    long r;
+    switch (a->policy) {
+    case KV_ORCA_POW2: {
+        /* next power of two, but never beyond what the model can hold */
+        r = 1;
+        while (r < life) r *= 2;
+        long cap = a->max_model_len > life ? a->max_model_len : life;
+        if (r > cap) r = cap;
+        break;
+    }
+    case KV_ORCA_ORACLE: r = life; break;
+    default: r = a->resv_max; break;     /* KV_CONTIGUOUS, KV_ORCA_MAX */
+    }
+    return r < s->num_tokens ? s->num_tokens : r;
+}
+
+/* Index of the first free range with at least need slots, or -1. */
+static int first_fit(const ra *a, long need) {
+    for (int i = 0; i < a->nfree; i++)
+        if (a->free[i].len >= need) return i;
+    return -1;
+}
+
+bool ra_can_admit(const ra *a, const seq *s, long watermark_slots) {
+    long need = ra_reservation_for(a, s);
+    if (a->free_total - need < (watermark_slots > 0 ? watermark_slots : 0)) return false;
+    return first_fit(a, need) >= 0;
+}
+
+/* Takes need slots from range i (its start); can't fail. */
+static long take(ra *a, int i, long need) {
+    long start = a->free[i].start;
+    a->free[i].start += need;
+    a->free[i].len -= need;
+    if (a->free[i].len == 0) {
+        memmove(a->free + i, a->free + i + 1, (size_t)(a->nfree - i - 1) * sizeof *a->free);
+        a->nfree--;
+    }
+    a->free_total -= need;
+    a->nresv++;
+    return start;
+}
+
+/* Keeps room for one more range than there can ever be (see the top). */
+static int grow(ra *a) {
+    if (a->cap >= a->nresv + 2) return 0;
+    int cap = a->cap * 2;
+    ra_range *f = realloc(a->free, (size_t)cap * sizeof *f);
+    if (!f) return -1;
+    a->free = f;
+    a->cap = cap;
+    return 0;
+}
+
+void ra_admit(ra *a, seq *s) {
+    long need = ra_reservation_for(a, s);
+    if (grow(a)) { fputs("reserve_alloc: out of memory growing the free list\n", stderr); abort(); }
+    s->resv_start = take(a, first_fit(a, need), need);
+    s->resv_len = need;
+    s->num_computed = 0;
+}
+
+bool ra_can_append(const ra *a, const seq *s) { return s->resv_len > 0 && s->num_tokens < s->resv_len; }
+
+int ra_fork(ra *a, const seq *parent, seq *child) {
+    child->resv_start = 0;
+    child->resv_len = 0;
+    child->num_blocks = 0;
+    long need = ra_reservation_for(a, parent);
+    int i = first_fit(a, need);
+    if (i < 0 || grow(a)) return -1;
+    child->resv_start = take(a, i, need);
+    child->resv_len = need;
+    return 0;
+}
+
+void ra_release(ra *a, seq *s) {
+    if (s->resv_len <= 0) return;
+    long start = s->resv_start, len = s->resv_len;
+    /* first range after the released one */
+    int lo = 0, hi = a->nfree;
+    while (lo < hi) { int mid = (lo + hi) / 2; if (a->free[mid].start < start) lo = mid + 1; else hi = mid; }
+    bool join_prev = lo > 0 && a->free[lo - 1].start + a->free[lo - 1].len == start;
+    bool join_next = lo < a->nfree && start + len == a->free[lo].start;
+    if (join_prev && join_next) {
+        a->free[lo - 1].len += len + a->free[lo].len;
+        memmove(a->free + lo, a->free + lo + 1, (size_t)(a->nfree - lo - 1) * sizeof *a->free);
+        a->nfree--;
+    } else if (join_prev) {
+        a->free[lo - 1].len += len;
+    } else if (join_next) {
+        a->free[lo].start = start;
+        a->free[lo].len += len;
+    } else {
+        memmove(a->free + lo + 1, a->free + lo, (size_t)(a->nfree - lo) * sizeof *a->free);
+        a->free[lo] = (ra_range){ start, len };
+        a->nfree++;
+    }
+    a->free_total += len;
+    a->nresv--;
+    s->resv_start = 0;
+    s->resv_len = 0;
+}
+
+long ra_free_slots(const ra *a) { return a->free_total; }
+long ra_largest_free(const ra *a) {
+    long m = 0;
+    for (int i = 0; i < a->nfree; i++) if (a->free[i].len > m) m = a->free[i].len;
+    return m;
+}
+
+/* ---- accounting ----------------------------------------------------------- */
+void ra_usage(const ra *a, seq *const *live, int n, const seq *next, kv_usage *u) {
+    memset(u, 0, sizeof *u);
+    u->slots_total = a->total;
+    u->blocks_total = a->nb;
+    long held = 0;
+    for (int k = 0; k < n; k++) {
+        const seq *s = live[k];
+        if (!s || s->resv_len <= 0) continue;
+        long life = (long)s->prompt_len + s->max_output;
+        if (life < s->num_tokens) life = s->num_tokens;
+        long tok = s->num_tokens < s->resv_len ? s->num_tokens : s->resv_len;
+        long fin = life < s->resv_len ? life : s->resv_len;
+        u->token_slots += tok;
+        u->reserved_slots += fin - tok;
+        u->internal_frag += s->resv_len - fin;
+        held += s->resv_len;
+    }
+    /* reservations of sequences not passed in: count them as holding tokens */
+    if (a->total - a->free_total > held) u->token_slots += a->total - a->free_total - held;
+    u->free_slots = a->free_total;
+    if (next && a->free_total > 0) {
+        long need = ra_reservation_for(a, next);
+        if (a->free_total >= need && ra_largest_free(a) < need) {
+            u->external_frag = a->free_total;    /* enough in total, none in one piece */
+            u->free_slots = 0;
+        }
+    }
+    /* blocks touched by a reservation = blocks not entirely inside a free range */
+    int whole_free = 0;
+    for (int i = 0; i < a->nfree; i++) {
+        long first = (a->free[i].start + a->bs - 1) / a->bs;
+        long end = (a->free[i].start + a->free[i].len) / a->bs;
+        if (end > first) whole_free += (int)(end - first);
+    }
+    u->blocks_used = a->nb - whole_free;
+}
+
+void ra_block_views(const ra *a, seq *const *live, int n, kv_block_view *out) {
+    for (int b = 0; b < a->nb; b++) out[b] = (kv_block_view){ .ref = 0, .tokens = 0, .owner = -1 };
+    for (int k = 0; k < n; k++) {
+        const seq *s = live[k];
+        if (!s || s->resv_len <= 0 || s->resv_start < 0 || s->resv_start + s->resv_len > a->total) continue;
+        long tok_end = s->resv_start + (s->num_tokens < s->resv_len ? s->num_tokens : s->resv_len);
+        long b0 = s->resv_start / a->bs, b1 = (s->resv_start + s->resv_len - 1) / a->bs;
+        for (long b = b0; b <= b1; b++) {
+            long lo = b * a->bs, hi = lo + a->bs;
+            if (lo < s->resv_start) lo = s->resv_start;
+            long th = hi < tok_end ? hi : tok_end;
+            kv_block_view *v = &out[b];
+            v->ref++;
+            v->reserved = true;
+            if (th > lo) v->tokens += (int)(th - lo);
+            if (v->owner < 0 || s->id < v->owner) v->owner = s->id;
+        }
+    }
+}
+
+/* ---- invariants ----------------------------------------------------------- */
+#define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); rc = -1; goto out; } while (0)
+
+static int cmp_start(const void *x, const void *y) {
+    long a = (*(const seq *const *)x)->resv_start, b = (*(const seq *const *)y)->resv_start;
+    return (a > b) - (a < b);
+}
+
+int ra_check(const ra *a, seq *const *live, int n, char *err, size_t errlen) {
+    int rc = 0, m = 0;
+    const seq **r = malloc(((size_t)n + 1) * sizeof *r);   /* (n,) live reservations */
+    if (!r) { snprintf(err, errlen, "check: out of memory"); return -1; }
+    long held = 0, sum_free = 0;
+    for (int k = 0; k < n; k++) {
+        const seq *s = live[k];
+        if (!s) continue;
+        if (s->num_blocks != 0) FAIL("seq %d: reservation policy but %d blocks in its table", s->id, s->num_blocks);
+        if (s->resv_len < 0) FAIL("seq %d: negative reservation %ld", s->id, s->resv_len);
+        if (s->resv_len == 0) continue;
+        if (s->resv_start < 0 || s->resv_start + s->resv_len > a->total)
+            FAIL("seq %d: reservation [%ld, %ld) outside the pool of %ld slots", s->id, s->resv_start,
+                 s->resv_start + s->resv_len, a->total);
+        if (s->num_tokens > s->resv_len)
+            FAIL("seq %d: %d tokens in a reservation of %ld", s->id, s->num_tokens, s->resv_len);
+        r[m++] = s;
+        held += s->resv_len;
+    }
+    qsort(r, (size_t)m, sizeof *r, cmp_start);
+    for (int i = 1; i < m; i++)
+        if (r[i - 1]->resv_start + r[i - 1]->resv_len > r[i]->resv_start)
+            FAIL("reservations of seqs %d and %d overlap", r[i - 1]->id, r[i]->id);
+    /* free ranges: sorted, non-empty, coalesced, inside, and clear of every reservation */
+    int j = 0;
+    for (int i = 0; i < a->nfree; i++) {
+        ra_range f = a->free[i];
+        if (f.len <= 0 || f.start < 0 || f.start + f.len > a->total)
+            FAIL("free range %d [%ld, +%ld) is empty or outside the pool", i, f.start, f.len);
+        if (i > 0 && a->free[i - 1].start + a->free[i - 1].len >= f.start)
+            FAIL("free ranges %d and %d overlap or touch", i - 1, i);
+        while (j < m && r[j]->resv_start + r[j]->resv_len <= f.start) j++;
+        if (j < m && r[j]->resv_start < f.start + f.len)
+            FAIL("free range [%ld, +%ld) overlaps seq %d's reservation", f.start, f.len, r[j]->id);
+        sum_free += f.len;
+    }
+    if (sum_free != a->free_total) FAIL("free ranges sum to %ld, free total says %ld", sum_free, a->free_total);
+    if (m != a->nresv) FAIL("%d reservations passed in, allocator holds %d", m, a->nresv);
+    if (held + sum_free != a->total) FAIL("%ld reserved + %ld free != %ld slots", held, sum_free, a->total);
+    if (a->nfree > a->nresv + 1) FAIL("%d free ranges for %d reservations", a->nfree, a->nresv);
+out:
+    free(r);
+    return rc;
+}
