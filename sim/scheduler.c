@@ -227,14 +227,14 @@ static void preempt(sched *sc, sseq *v) {
         s->status = SEQ_SWAPPED;
         dq_push_back(&sc->swapped, v);
         sc->stats.swap_outs++; b->swapped_out++;
+        s->num_preemptions++;
     } else {
         kv_release(sc->kv, s);
         seq_reset_for_recompute(s);
         s->status = SEQ_WAITING;
         dq_push_front(&sc->waiting, v);
-        sc->stats.recomputes++;
+        sc->stats.recomputes++;                 /* (the reset counted it on s) */
     }
-    s->num_preemptions++;
     v->req->preemptions++;
     sc->stats.preemptions++;
     b->preempted++;

@@ -27,15 +27,20 @@ typedef struct run_ctx {          /* what the observer needs */
     sched         *sc;
     met_collector *met;
     int            oom;
+    int            every;         /* usage sampling period in steps */
+    long           nstep;
+    kv_usage       last;          /* the latest sample */
 } run_ctx;
 
 /* Samples the pool while the step runs and records the step. */
 static void observe(void *ctx, const loop_step_info *info) {
     run_ctx *c = ctx;
-    seq *const *live; const seq *next;
-    int n = sched_live(c->sc, &live, &next);
-    kv_usage u;
-    kv_usage_get(c->kv, live, n, next, &u);
+    if (c->nstep++ % c->every == 0) {
+        seq *const *live; const seq *next;
+        int n = sched_live(c->sc, &live, &next);
+        kv_usage_get(c->kv, live, n, next, &c->last);
+    }
+    const kv_usage u = c->last;
     const sched_batch *b = info->batch;
     met_step s;
     memset(&s, 0, sizeof s);
@@ -102,7 +107,10 @@ int sim_run(const sim_config *cfg, const wl_request *reqs, int n, sim_result *ou
     simx_init(&x, cfg->model, cfg->seed);
     double t0 = n > 0 ? reqs[order[0]].arrival : 0;
     loop_init(&lp, sc, simx_executor(&x), t0, -1);
-    run_ctx ctx = { kv, sc, met, 0 };
+    run_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.kv = kv; ctx.sc = sc; ctx.met = met;
+    ctx.every = cfg->usage_every > 1 ? cfg->usage_every : 1;
     lp.observe = observe; lp.observe_ctx = &ctx;
 
     int next = 0, finished = 0, report_every = n / 100 > 0 ? n / 100 : 1;

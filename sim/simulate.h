@@ -23,6 +23,8 @@ typedef struct sim_config {
     bool keep_steps;              /* store the per-step series in the result */
     bool check;                   /* kv_check after every step (slow: tests) */
     long max_steps;               /* stop after this many steps; 0 = no limit */
+    int  usage_every;             /* sample the pool's usage every k-th step and hold
+                                     it in between (kv_usage_get is O(blocks)); 0/1 = every step */
     /* called about every 1% of requests finished (NULL = none) */
     void (*progress)(void *ctx, int finished, int total, double sim_time);
     void *progress_ctx;
