@@ -9,6 +9,7 @@
 #include <cmocka.h>
 #include "tests/test_util.h"
 
+#include <cJSON.h>
 #include <sys/stat.h>
 #include "engine/chat_template.h"
 #include "engine/tokenizer.h"
@@ -163,6 +164,49 @@ static void test_qwen3_tokens(void **st) {
     free(s); tok_ids_free(&ids); tok_free(t);
 }
 
+/* Every rendering made by the family's own Jinja template (jinja2, as
+ * transformers runs it; scripts/gpu/tokenizer_fixture.py) must match. */
+static void check_jinja(const char *name, chat_kind kind) {
+    char p[256];
+    snprintf(p, sizeof p, "tests/data/tokenizer/chat_%s.jsonl", name);
+    FILE *f = fopen(p, "r");
+    assert_non_null(f);
+    char *line = NULL; size_t lcap = 0;
+    int checked = 0;
+    while (getline(&line, &lcap, f) > 0) {
+        cJSON *j = cJSON_Parse(line);
+        assert_non_null(j);
+        const cJSON *text = cJSON_GetObjectItem(j, "text"), *msgs = cJSON_GetObjectItem(j, "messages");
+        int gen = cJSON_IsTrue(cJSON_GetObjectItem(j, "add_generation_prompt"));
+        int think = cJSON_IsTrue(cJSON_GetObjectItem(j, "enable_thinking"));
+        /* this Llama-3 template appends the assistant header unconditionally;
+         * we follow add_generation_prompt like the later Llama-3 templates */
+        if (!cJSON_IsString(text) || (kind == CHAT_LLAMA3 && !gen)) { cJSON_Delete(j); continue; }
+        chat_msg m[16]; int n = 0; const cJSON *x;
+        cJSON_ArrayForEach(x, msgs) {
+            m[n].role = cJSON_GetObjectItem(x, "role")->valuestring;
+            m[n].content = cJSON_GetObjectItem(x, "content")->valuestring;
+            n++;
+        }
+        char *s = render(kind, m, n, gen, think);
+        if (strcmp(s, text->valuestring))
+            fail_msg("%s case %d (gen %d, think %d):\n got [%s]\nwant [%s]", name, cJSON_GetObjectItem(j, "chat")->valueint,
+                     gen, think, s, text->valuestring);
+        free(s);
+        checked++;
+        cJSON_Delete(j);
+    }
+    free(line); fclose(f);
+    fprintf(stderr, "%s: %d renderings match Jinja\n", name, checked);
+    assert_true(checked >= 10);
+}
+static void test_jinja_reference(void **st) {
+    (void)st;
+    check_jinja("qwen3", CHAT_QWEN3);
+    check_jinja("llama3", CHAT_LLAMA3);
+    check_jinja("gemma3", CHAT_GEMMA);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_qwen3),
@@ -172,6 +216,7 @@ int main(void) {
         cmocka_unit_test(test_truncation_and_errors),
         cmocka_unit_test(test_detect_files),
         cmocka_unit_test(test_qwen3_tokens),
+        cmocka_unit_test(test_jinja_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

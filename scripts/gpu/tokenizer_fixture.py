@@ -249,6 +249,64 @@ def load_strings(path):
     return out
 
 
+CHATS = [
+    [{"role": "user", "content": "Should I buy AAPL?"}],
+    [{"role": "system", "content": "You are a careful analyst."}, {"role": "user", "content": "Should I buy AAPL?"}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "  Hi there \n"},
+     {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "NVDA: buy or sell?"}],
+    [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "<think>\nreasoning one\n</think>\n\nA1"},
+     {"role": "user", "content": "Q2"}],
+    [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "<think>\nmine\n</think>\n\nA1"}],
+    [{"role": "user", "content": "Évidence: 腾讯 📈 {\"decision\": \"buy\"}\n\n"}],
+    [{"role": "user", "content": "u1"}, {"role": "assistant", "content": "a1"}, {"role": "user", "content": "u2"},
+     {"role": "assistant", "content": "a2"}],
+]
+
+
+def chat_cases():
+    out = []
+    for ci, msgs in enumerate(CHATS):
+        for gen in (True, False):
+            for think in (True, False):
+                out.append({"chat": ci, "add_generation_prompt": gen, "enable_thinking": think, "messages": msgs})
+    return out
+
+
+def render_chats(cfg_path, out_path):
+    """Renders chat_cases() with the model's own Jinja chat_template, the way
+    transformers does (sandboxed jinja2, trim_blocks, lstrip_blocks)."""
+    try:
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+        from jinja2.ext import loopcontrols
+    except ImportError:
+        return "jinja2 absent: no chat fixture"
+    cfg = json.load(open(cfg_path, encoding="utf-8"))
+    tpl = cfg["chat_template"]
+
+    def raise_exception(m):
+        raise ValueError(m)
+
+    def tok(v):
+        return v.get("content") if isinstance(v, dict) else v
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    env.filters["tojson"] = lambda x, indent=None, ensure_ascii=False: json.dumps(x, indent=indent, ensure_ascii=ensure_ascii)
+    env.globals["raise_exception"] = raise_exception
+    t = env.from_string(tpl)
+    n = 0
+    with open(out_path, "w", encoding="utf-8") as f:
+        for case in chat_cases():
+            try:
+                text = t.render(messages=case["messages"], add_generation_prompt=case["add_generation_prompt"],
+                                enable_thinking=case["enable_thinking"], bos_token=tok(cfg.get("bos_token")) or "",
+                                eos_token=tok(cfg.get("eos_token")) or "")
+            except Exception as e:   # e.g. Gemma's alternation rule
+                text = None
+                case = dict(case, error=str(e))
+            f.write(json.dumps(dict(case, text=text), ensure_ascii=False) + "\n")
+            n += 1
+    return f"{n} chat renderings -> {out_path}"
+
+
 def expected(args):
     from tokenizers import Tokenizer
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
@@ -268,6 +326,9 @@ def expected(args):
                     d["ids_sp"] = sp
                 f.write(json.dumps(d, separators=(",", ":")) + "\n")
         report.append(f"{name}: {len(strings)} strings encoded")
+        cfg = os.path.join(os.path.dirname(path), "tokenizer_config.json")
+        if os.path.exists(cfg):
+            report.append(render_chats(cfg, os.path.join(outdir, f"chat_{name}.jsonl")))
         if args.get("bench_text"):
             with open(args["bench_text"], encoding="utf-8") as bf:
                 prompts = [json.loads(line) for line in bf]
