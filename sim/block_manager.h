@@ -66,4 +66,7 @@ bool bm_block_hashed(const bm *m, int block);
 int  bm_next_victim(const bm *m);
 /* Full blocks of s that the prefix cache would serve now (0 without caching). */
 int  bm_cached_prefix_blocks(const bm *m, const seq *s);
+/* The block manager behind a KV_PAGED cache (NULL for the other policies);
+ * defined in sim/kv_cache.c, for tests and the visualisation. */
+bm  *kv_block_manager(kv_cache *kv);
 #endif

@@ -88,6 +88,7 @@ void kv_destroy(kv_cache *kv) {
 }
 
 const kv_config *kv_get_config(const kv_cache *kv) { return &kv->cfg; }
+bm *kv_block_manager(kv_cache *kv) { return kv ? kv->bm : NULL; }
 
 bool kv_can_admit(const kv_cache *kv, const seq *s, int watermark_blocks) {
     if (kv->bm) return bm_can_admit(kv->bm, s, watermark_blocks);
