@@ -238,7 +238,12 @@ static int parse_obj(mc_config *c, const cJSON *o, const char *origin, char *err
     c->attn_bias = get_bool(o, "attention_bias", c->arch == MC_ARCH_QWEN2 || opt);
     if (opt) c->attn_bias = get_bool(o, "enable_bias", 1);
     if (parse_dtype(c, o, origin, err, errlen) < 0) return -1;
-    return mc_validate(c, err, errlen) < 0 ? -1 : 0;
+    char why[512];
+    if (mc_validate(c, why, sizeof why) < 0) {     /* name the file, not only the model */
+        snprintf(err, errlen, "%s: %s", origin, why);
+        return -1;
+    }
+    return 0;
 }
 
 /* 1-based line of position p in text */
