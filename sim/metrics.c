@@ -13,7 +13,7 @@ struct met_collector {
     long   n_step_total;
     double t_first, t_last;                          /* first step start, last step end */
     /* sums weighted by step duration */
-    double w, w_token, w_resv, w_int, w_ext, w_free, w_total;
+    double w, w_token, w_resv, w_int, w_ext, w_free, w_total, w_free_wait;
     double w_running, w_waiting, w_blocks;
     double sum_batch_tokens;
     int    max_running, max_waiting, max_swapped;
@@ -52,6 +52,7 @@ int met_add_step(met_collector *m, const met_step *s) {
     m->w_int   += dt * (double)s->internal_frag;
     m->w_ext   += dt * (double)s->external_frag;
     m->w_free  += dt * (double)s->free_slots;
+    if (s->waiting > 0) m->w_free_wait += dt * (double)s->free_slots;
     m->w_total += dt * (double)s->slots_total;
     m->w_running += dt * s->running;
     m->w_waiting += dt * s->waiting;
@@ -143,6 +144,9 @@ int met_summarize(const met_collector *m, met_summary *o) {
     }
     double used = m->w_token + m->w_resv + m->w_int + m->w_ext;
     o->token_share_of_used = used > 0 ? m->w_token / used : 0;
+    if (m->w_total > 0) o->share_free_waiting = m->w_free_wait / m->w_total;
+    used += m->w_free_wait;
+    o->token_share_loaded = used > 0 ? m->w_token / used : 0;
     if (m->w > 0) {
         o->mean_running = m->w_running / m->w;
         o->mean_waiting = m->w_waiting / m->w;
@@ -184,7 +188,7 @@ void *met_summary_json(const met_summary *s) {
     cJSON_AddItemToObject(o, "e2e", pct_json(&s->e2e));
     cJSON_AddItemToObject(o, "norm_latency", pct_json(&s->norm_latency));
     NUM(share_token); NUM(share_reserved); NUM(share_internal); NUM(share_external);
-    NUM(share_free); NUM(token_share_of_used);
+    NUM(share_free); NUM(token_share_of_used); NUM(share_free_waiting); NUM(token_share_loaded);
     NUM(mean_running); NUM(mean_waiting); NUM(mean_batch_tokens); NUM(mean_blocks_used);
     NUM(max_running); NUM(max_waiting); NUM(max_swapped);
     NUM(preemptions); NUM(swap_outs); NUM(swap_ins); NUM(cow_copies);

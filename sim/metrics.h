@@ -45,6 +45,11 @@ typedef struct met_summary {
     /* the vLLM paper's Figure 2 figure: token slots over all slots held or
      * lost (token + reserved + internal + external), both time-averaged */
     double token_share_of_used;
+    /* the same with the free slots left unused while requests wait counted as
+     * waste too (the paper's "external fragmentation & others"): memory that
+     * demand could not use */
+    double share_free_waiting;    /* free slots while the waiting queue is not empty */
+    double token_share_loaded;
     double mean_running, mean_waiting, mean_batch_tokens, mean_blocks_used;
     int    max_running, max_waiting, max_swapped;
     long   preemptions, swap_outs, swap_ins, cow_copies, prefix_hit_tokens, forks;
