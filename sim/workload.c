@@ -275,10 +275,10 @@ static int split_csv(char *s, char **f, int max) {
     int k = 0;
     for (;;) {
         char *c = strchr(s, ',');
+        if (c) *c = '\0';
         if (k < max) f[k] = trim(s);
         k++;
         if (!c) break;
-        *c = '\0';
         s = c + 1;
     }
     return k;
