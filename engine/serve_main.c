@@ -1,0 +1,140 @@
+/* engine/serve_main.c — the `engine/serve` command: parse options, pick a
+ * backend (open_backend: the single place where the CUDA engine will be
+ * wired in), serve until SIGINT/SIGTERM. */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/serve.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: engine/serve (--model PATH | --dummy-weights CONFIG | --mock) [options]\n"
+        "An OpenAI-compatible server: /v1/chat/completions, /v1/completions, /v1/models,\n"
+        "/health, /metrics (Prometheus, vLLM's metric names).\n"
+        "\n"
+        "  --model PATH              a Hugging Face checkpoint directory (CUDA engine)\n"
+        "  --dummy-weights CONFIG    random weights at the shapes of a config.json (CUDA engine)\n"
+        "  --mock                    no GPU: deterministic JSON decisions, one token per step\n"
+        "  --host ADDR               address to bind (default 127.0.0.1: loopback only)\n"
+        "  --port N                  TCP port (default 8000; 0 = any free port)\n"
+        "  --api-key KEY             require \"Authorization: Bearer KEY\" on /v1/*\n"
+        "                            (default: $PAGESIM_API_KEY when set)\n"
+        "  --max-body BYTES          request body limit (default 1048576)\n"
+        "  --max-tokens-limit N      largest max_tokens accepted (default 32768)\n"
+        "  --served-model-name NAME  the model name clients send (default: mock / the path)\n"
+        "  --max-connections N       concurrent connections (default 1024)\n"
+        "  --token-delay-ms X        mock: time of one decode step (default 10)\n"
+        "  --max-num-seqs N          mock: requests running at once (default 256)\n"
+        "  --verbose                 one log line per request on stderr\n"
+        "  --help                    this text\n");
+}
+
+static void log_line(void *ctx, const char *line) { (void)ctx; fprintf(stderr, "serve: %s\n", line); }
+
+static long parse_long(const char *opt, const char *v, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || errno || *end || end == v || x < lo || x > hi) {
+        fprintf(stderr, "engine/serve: %s needs an integer in %ld..%ld, got '%s'\n", opt, lo, hi, v ? v : "");
+        exit(2);
+    }
+    return x;
+}
+
+typedef struct {
+    const char *model_path, *dummy_cfg, *served_name;
+    int mock;
+    double token_delay_ms;
+    int max_num_seqs;
+} backend_choice;
+
+/* The single place that picks a backend.  When engine/engine.h lands, its
+ * srv_backend constructor goes here for --model / --dummy-weights. */
+static srv_backend *open_backend(const backend_choice *bc, char *err, size_t cap) {
+    if (bc->mock) {
+        srv_mock_opts mo;
+        srv_mock_opts_init(&mo);
+        if (bc->served_name) mo.model = bc->served_name;
+        mo.token_delay_us = (int)(bc->token_delay_ms * 1000);
+        mo.max_num_seqs = bc->max_num_seqs;
+        return srv_mock_create(&mo, err, cap);
+    }
+    snprintf(err, cap, "%s %s: the CUDA engine backend is not wired into engine/serve yet "
+             "(it waits for engine/engine.h); run `engine/serve --mock` to serve without a GPU",
+             bc->model_path ? "--model" : "--dummy-weights", bc->model_path ? bc->model_path : bc->dummy_cfg);
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    srv_opts o;
+    srv_opts_init(&o);
+    backend_choice bc = {0};
+    bc.token_delay_ms = 10;
+    bc.max_num_seqs = 256;
+    const char *env_key = getenv("PAGESIM_API_KEY");
+    if (env_key && *env_key) o.api_key = env_key;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEEDV() do { if (!v) { fprintf(stderr, "engine/serve: %s needs a value\n", a); return 2; } i++; } while (0)
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        else if (!strcmp(a, "--mock")) bc.mock = 1;
+        else if (!strcmp(a, "--verbose")) { o.log = log_line; }
+        else if (!strcmp(a, "--model")) { NEEDV(); bc.model_path = v; }
+        else if (!strcmp(a, "--dummy-weights")) { NEEDV(); bc.dummy_cfg = v; }
+        else if (!strcmp(a, "--host")) { NEEDV(); o.host = v; }
+        else if (!strcmp(a, "--port")) { NEEDV(); o.port = (int)parse_long(a, v, 0, 65535); }
+        else if (!strcmp(a, "--api-key")) { NEEDV(); o.api_key = v; }
+        else if (!strcmp(a, "--max-body")) { NEEDV(); o.max_body = (size_t)parse_long(a, v, 1, LONG_MAX); }
+        else if (!strcmp(a, "--max-tokens-limit")) { NEEDV(); o.max_tokens_limit = (int)parse_long(a, v, 1, INT_MAX); }
+        else if (!strcmp(a, "--max-connections")) { NEEDV(); o.conn_limit = (unsigned)parse_long(a, v, 1, 1000000); }
+        else if (!strcmp(a, "--served-model-name")) { NEEDV(); bc.served_name = v; }
+        else if (!strcmp(a, "--max-num-seqs")) { NEEDV(); bc.max_num_seqs = (int)parse_long(a, v, 1, 1 << 20); }
+        else if (!strcmp(a, "--token-delay-ms")) {
+            NEEDV();
+            char *end;
+            bc.token_delay_ms = strtod(v, &end);
+            if (*end || end == v || !(bc.token_delay_ms >= 0 && bc.token_delay_ms <= 60000)) {
+                fprintf(stderr, "engine/serve: --token-delay-ms needs a number in 0..60000, got '%s'\n", v);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "engine/serve: unknown option '%s' (see --help)\n", a);
+            return 2;
+        }
+#undef NEEDV
+    }
+    if (bc.mock + !!bc.model_path + !!bc.dummy_cfg != 1) {
+        fprintf(stderr, "engine/serve: give exactly one of --model PATH, --dummy-weights CONFIG, --mock\n");
+        usage(stderr);
+        return 2;
+    }
+    /* block the stop signals in every thread; main waits for them below */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char err[512];
+    srv_backend *be = open_backend(&bc, err, sizeof err);
+    if (!be) { fprintf(stderr, "engine/serve: %s\n", err); return 1; }
+    srv_server *s = srv_start(&o, be, err, sizeof err);
+    if (!s) { fprintf(stderr, "engine/serve: %s\n", err); be->destroy(be); return 1; }
+    const char *h = o.host;
+    int v6 = strchr(h, ':') != NULL;
+    fprintf(stderr, "engine/serve: serving '%s' on http://%s%s%s:%d%s (Ctrl-C stops)\n", be->model,
+            v6 ? "[" : "", h, v6 ? "]" : "", srv_port(s), o.api_key ? ", API key required" : "");
+    int sig = 0;
+    sigwait(&set, &sig);
+    fprintf(stderr, "engine/serve: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    srv_stop(s);
+    be->destroy(be);
+    return 0;
+}

@@ -1,0 +1,542 @@
+/* tests/test_serve.c — engine/serve over the mock backend, in-process on an
+ * ephemeral loopback port: every endpoint, streaming, stop strings, limits,
+ * errors, authentication, metrics, client disconnects, stopping mid-stream,
+ * preemption.  Replies are checked against srv_mock_reply computed here. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <math.h>
+#include <pthread.h>
+#include <time.h>
+
+#include "tests/test_util.h"
+#include "engine/serve.h"
+
+/* ---- a small blocking HTTP client ---------------------------------------------- */
+
+typedef struct {
+    long status;
+    char *body;              /* (len + 1,) NUL-terminated */
+    size_t len;
+    CURLcode rc;
+} resp;
+
+static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
+    resp *r = ud;
+    char *nb = realloc(r->body, r->len + sz * n + 1);
+    if (!nb) return 0;
+    memcpy(nb + r->len, p, sz * n);
+    r->body = nb;
+    r->len += sz * n;
+    r->body[r->len] = 0;
+    return sz * n;
+}
+
+/* body == NULL: GET (unless method says otherwise). */
+static resp http(int port, const char *method, const char *path, const char *body,
+                 const char *auth, long timeout_ms) {
+    resp r = {0};
+    r.body = calloc(1, 1);
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    CURL *e = curl_easy_init();
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    char ah[256];
+    if (auth) { snprintf(ah, sizeof ah, "Authorization: Bearer %s", auth); h = curl_slist_append(h, ah); }
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 10000L);
+    if (body) { curl_easy_setopt(e, CURLOPT_POSTFIELDS, body); }
+    if (method) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    r.rc = curl_easy_perform(e);
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(e);
+    return r;
+}
+
+/* ---- fixtures ---------------------------------------------------------------------- */
+
+typedef struct {
+    srv_backend *be;
+    srv_server *srv;
+    int port;
+} fx;
+
+static fx *fx_new(int delay_us, int num_blocks, const char *api_key, size_t max_body) {
+    fx *f = calloc(1, sizeof *f);
+    char err[256];
+    srv_mock_opts mo;
+    srv_mock_opts_init(&mo);
+    mo.token_delay_us = delay_us;
+    if (num_blocks) mo.num_blocks = num_blocks;
+    f->be = srv_mock_create(&mo, err, sizeof err);
+    assert_non_null(f->be);
+    srv_opts o;
+    srv_opts_init(&o);
+    o.port = 0;
+    o.api_key = api_key;
+    o.max_tokens_limit = 4096;
+    if (max_body) o.max_body = max_body;
+    f->srv = srv_start(&o, f->be, err, sizeof err);
+    if (!f->srv) fprintf(stderr, "%s\n", err);
+    assert_non_null(f->srv);
+    f->port = srv_port(f->srv);
+    assert_true(f->port > 0 && f->port < 65536);
+    return f;
+}
+
+static void fx_free(fx *f) {
+    srv_stop(f->srv);
+    f->be->destroy(f->be);
+    free(f);
+}
+
+static int setup(void **state) { *state = fx_new(200, 0, NULL, 0); return 0; }
+static int teardown(void **state) { fx_free(*state); return 0; }
+
+/* ---- helpers on replies -------------------------------------------------------- */
+
+static const char *jstr(const cJSON *o, const char *path) {
+    /* path like "choices.0.message.content" */
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", path);
+    const cJSON *cur = o;
+    for (char *tok = strtok(buf, "."); tok && cur; tok = strtok(NULL, ".")) {
+        if (tok[0] >= '0' && tok[0] <= '9') cur = cJSON_GetArrayItem(cur, atoi(tok));
+        else cur = cJSON_GetObjectItemCaseSensitive(cur, tok);
+    }
+    return cJSON_IsString(cur) ? cur->valuestring : NULL;
+}
+
+static double jnum(const cJSON *o, const char *path) {
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", path);
+    const cJSON *cur = o;
+    for (char *tok = strtok(buf, "."); tok && cur; tok = strtok(NULL, ".")) {
+        if (tok[0] >= '0' && tok[0] <= '9') cur = cJSON_GetArrayItem(cur, atoi(tok));
+        else cur = cJSON_GetObjectItemCaseSensitive(cur, tok);
+    }
+    return cJSON_IsNumber(cur) ? cur->valuedouble : NAN;
+}
+
+static void expect_error(resp *r, long status, const char *type) {
+    assert_int_equal(r->rc, CURLE_OK);
+    assert_int_equal(r->status, status);
+    cJSON *j = cJSON_Parse(r->body);
+    assert_non_null(j);
+    assert_non_null(jstr(j, "error.message"));
+    assert_string_equal(jstr(j, "error.type"), type);
+    cJSON_Delete(j);
+    free(r->body);
+}
+
+/* Parsed SSE stream: concatenated text, finish reason, usage, [DONE] seen. */
+typedef struct {
+    char text[4096];
+    char finish[32];
+    int role_first, done, n_chunks;
+    double prompt_tokens, completion_tokens;
+} sse;
+
+static sse parse_sse(const char *body, int chat) {
+    sse s = {0};
+    s.prompt_tokens = s.completion_tokens = -1;
+    const char *p = body;
+    while (p && *p) {
+        const char *nl = strstr(p, "\n\n");
+        if (!nl) break;
+        assert_memory_equal(p, "data: ", 6);
+        size_t n = (size_t)(nl - p - 6);
+        if (n == 6 && !strncmp(p + 6, "[DONE]", 6)) { s.done = 1; assert_string_equal(nl + 2, ""); break; }
+        cJSON *j = cJSON_ParseWithLength(p + 6, n);
+        assert_non_null(j);
+        assert_false(s.done);
+        const char *t = chat ? jstr(j, "choices.0.delta.content") : jstr(j, "choices.0.text");
+        if (s.n_chunks == 0 && chat) s.role_first = jstr(j, "choices.0.delta.role") != NULL;
+        if (t) strncat(s.text, t, sizeof s.text - strlen(s.text) - 1);
+        const char *f = jstr(j, "choices.0.finish_reason");
+        if (f) snprintf(s.finish, sizeof s.finish, "%s", f);
+        if (!isnan(jnum(j, "usage.prompt_tokens"))) {
+            s.prompt_tokens = jnum(j, "usage.prompt_tokens");
+            s.completion_tokens = jnum(j, "usage.completion_tokens");
+        }
+        cJSON_Delete(j);
+        s.n_chunks++;
+        p = nl + 2;
+    }
+    return s;
+}
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+static void test_health_models_metrics(void **state) {
+    fx *f = *state;
+    resp r = http(f->port, NULL, "/health", NULL, NULL, 0);
+    assert_int_equal(r.rc, CURLE_OK);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    r = http(f->port, NULL, "/v1/models", NULL, NULL, 0);
+    assert_int_equal(r.status, 200);
+    cJSON *j = cJSON_Parse(r.body);
+    assert_string_equal(jstr(j, "object"), "list");
+    assert_string_equal(jstr(j, "data.0.id"), "mock");
+    assert_true(jnum(j, "data.0.max_model_len") == 32768);
+    cJSON_Delete(j);
+    free(r.body);
+    r = http(f->port, NULL, "/metrics", NULL, NULL, 0);
+    assert_int_equal(r.status, 200);
+    const char *names[] = {"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
+                           "vllm:num_preemptions_total", "vllm:time_to_first_token_seconds_bucket",
+                           "vllm:time_per_output_token_seconds_count", "vllm:prompt_tokens_total",
+                           "vllm:generation_tokens_total"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        char key[128];
+        snprintf(key, sizeof key, "\n%s{", names[i]);
+        assert_non_null(strstr(r.body, key));
+    }
+    free(r.body);
+}
+
+static void test_completion_exact(void **state) {
+    fx *f = *state;
+    char want[1024];
+    srv_mock_reply("The stock rose.", NULL, 0, 0.6, 42, want, sizeof want);
+    resp r = http(f->port, NULL, "/v1/completions",
+                  "{\"model\": \"mock\", \"prompt\": \"The stock rose.\", \"temperature\": 0.6, \"seed\": 42}", NULL, 0);
+    assert_int_equal(r.status, 200);
+    cJSON *j = cJSON_Parse(r.body);
+    assert_string_equal(jstr(j, "object"), "text_completion");
+    assert_string_equal(jstr(j, "choices.0.text"), want);
+    assert_string_equal(jstr(j, "choices.0.finish_reason"), "stop");
+    assert_true(jnum(j, "usage.completion_tokens") == srv_mock_count_tokens(want, strlen(want)));
+    assert_true(jnum(j, "usage.prompt_tokens") == srv_mock_count_tokens("The stock rose.", 15));
+    assert_true(jnum(j, "usage.total_tokens") == jnum(j, "usage.prompt_tokens") + jnum(j, "usage.completion_tokens"));
+    cJSON_Delete(j);
+    free(r.body);
+    /* token ids as the prompt, in the [[ids]] form */
+    int32_t ids[] = {11, 22, 33};
+    srv_mock_reply(NULL, ids, 3, 0.6, 7, want, sizeof want);
+    r = http(f->port, NULL, "/v1/completions", "{\"prompt\": [[11, 22, 33]], \"temperature\": 0.6, \"seed\": 7}", NULL, 0);
+    assert_int_equal(r.status, 200);
+    j = cJSON_Parse(r.body);
+    assert_string_equal(jstr(j, "choices.0.text"), want);
+    assert_true(jnum(j, "usage.prompt_tokens") == 3);
+    cJSON_Delete(j);
+    free(r.body);
+}
+
+static void test_max_tokens_and_stop(void **state) {
+    fx *f = *state;
+    char want[1024];
+    srv_mock_reply("p", NULL, 0, 1.0, 5, want, sizeof want);
+    resp r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"p\", \"seed\": 5, \"max_tokens\": 3}", NULL, 0);
+    assert_int_equal(r.status, 200);
+    cJSON *j = cJSON_Parse(r.body);
+    const char *t = jstr(j, "choices.0.text");
+    assert_non_null(t);
+    assert_string_equal(jstr(j, "choices.0.finish_reason"), "length");
+    assert_true(jnum(j, "usage.completion_tokens") == 3);
+    assert_int_equal(srv_mock_count_tokens(t, strlen(t)), 3);
+    assert_memory_equal(t, want, strlen(t));           /* a prefix of the full reply */
+    cJSON_Delete(j);
+    free(r.body);
+    /* stop string, streamed: the text ends right before it, never shows it */
+    r = http(f->port, NULL, "/v1/completions",
+             "{\"prompt\": \"p\", \"seed\": 5, \"stop\": [\"zzz\", \"reason\"], \"stream\": true}", NULL, 0);
+    assert_int_equal(r.status, 200);
+    sse s = parse_sse(r.body, 0);
+    const char *cut = strstr(want, "reason");
+    assert_non_null(cut);
+    assert_int_equal(strlen(s.text), (size_t)(cut - want));
+    assert_memory_equal(s.text, want, strlen(s.text));
+    assert_string_equal(s.finish, "stop");
+    assert_true(s.done);
+    free(r.body);
+}
+
+static const char *chat_body =
+    "{\"model\": \"mock\", \"messages\": [{\"role\": \"system\", \"content\": \"You are an analyst.\"},"
+    " {\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"Buy or sell ACME?\"}]}],"
+    " \"temperature\": 0.6, \"top_p\": 0.8, \"max_tokens\": 1024, \"seed\": %d%s,"
+    " \"chat_template_kwargs\": {\"enable_thinking\": false}}";
+
+static void test_chat_json_and_stream(void **state) {
+    fx *f = *state;
+    char body[1024];
+    snprintf(body, sizeof body, chat_body, 9, "");
+    resp r = http(f->port, NULL, "/v1/chat/completions", body, NULL, 0);
+    assert_int_equal(r.status, 200);
+    cJSON *j = cJSON_Parse(r.body);
+    assert_string_equal(jstr(j, "object"), "chat.completion");
+    assert_string_equal(jstr(j, "choices.0.message.role"), "assistant");
+    char content[2048];
+    snprintf(content, sizeof content, "%s", jstr(j, "choices.0.message.content"));
+    double ctoks = jnum(j, "usage.completion_tokens"), ptoks = jnum(j, "usage.prompt_tokens");
+    cJSON_Delete(j);
+    free(r.body);
+    cJSON *d = cJSON_Parse(content);          /* the reply is the decision JSON */
+    assert_non_null(d);
+    const char *dec = jstr(d, "decision");
+    assert_true(dec && (!strcmp(dec, "buy") || !strcmp(dec, "sell")));
+    cJSON_Delete(d);
+    assert_true(ctoks == srv_mock_count_tokens(content, strlen(content)));
+    assert_true(ptoks > 10);
+    /* the same request streamed gives the same text, chunk by chunk */
+    snprintf(body, sizeof body, chat_body, 9, ", \"stream\": true, \"stream_options\": {\"include_usage\": true}");
+    r = http(f->port, NULL, "/v1/chat/completions", body, NULL, 0);
+    assert_int_equal(r.status, 200);
+    sse s = parse_sse(r.body, 1);
+    assert_string_equal(s.text, content);
+    assert_true(s.role_first);
+    assert_true(s.done);
+    assert_string_equal(s.finish, "stop");
+    assert_true(s.n_chunks >= 3);
+    assert_true(s.prompt_tokens == ptoks && s.completion_tokens == ctoks);
+    free(r.body);
+    /* another seed: deterministic per seed, so asking twice agrees */
+    snprintf(body, sizeof body, chat_body, 10, "");
+    resp a = http(f->port, NULL, "/v1/chat/completions", body, NULL, 0);
+    resp b = http(f->port, NULL, "/v1/chat/completions", body, NULL, 0);
+    cJSON *ja = cJSON_Parse(a.body), *jb = cJSON_Parse(b.body);
+    assert_string_equal(jstr(ja, "choices.0.message.content"), jstr(jb, "choices.0.message.content"));
+    cJSON_Delete(ja); cJSON_Delete(jb);
+    free(a.body); free(b.body);
+}
+
+static void test_errors(void **state) {
+    fx *f = *state;
+    resp r = http(f->port, NULL, "/v1/chat/completions", "{\"messages\": [", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/chat/completions", "[1, 2]", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/chat/completions", "{\"model\": \"mock\"}", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/chat/completions",
+             "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"max_tokens\": 4097}", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/chat/completions",
+             "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"max_tokens\": 0}", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/chat/completions",
+             "{\"messages\": [{\"role\": \"wizard\", \"content\": \"x\"}]}", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/chat/completions",
+             "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"top_p\": 1.5}", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/chat/completions",
+             "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"n\": 2}", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/completions", "{\"prompt\": [\"a\", \"b\"]}", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/chat/completions",
+             "{\"model\": \"gpt-9\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}", NULL, 0);
+    expect_error(&r, 404, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/nothing", NULL, NULL, 0);
+    expect_error(&r, 404, "invalid_request_error");
+    r = http(f->port, "DELETE", "/v1/models", NULL, NULL, 0);
+    expect_error(&r, 405, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/chat/completions", NULL, NULL, 0);      /* GET */
+    expect_error(&r, 405, "invalid_request_error");
+    long counts[3];
+    srv_counts(f->srv, counts);
+    assert_true(counts[1] >= 13);
+    /* still serving after all that */
+    r = http(f->port, NULL, "/health", NULL, NULL, 0);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+}
+
+static void test_body_limit(void **state) {
+    (void)state;
+    fx *f = fx_new(200, 0, NULL, 4096);
+    size_t n = 20000;
+    char *big = malloc(n + 64);
+    int k = sprintf(big, "{\"prompt\": \"");
+    memset(big + k, 'a', n);
+    strcpy(big + k + n, "\"}");
+    resp r = http(f->port, NULL, "/v1/completions", big, NULL, 0);
+    expect_error(&r, 413, "invalid_request_error");
+    free(big);
+    r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"small\", \"max_tokens\": 2}", NULL, 0);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    fx_free(f);
+}
+
+static void test_auth(void **state) {
+    (void)state;
+    fx *f = fx_new(200, 0, "s3cret", 0);
+    const char *b = "{\"prompt\": \"x\", \"max_tokens\": 2}";
+    resp r = http(f->port, NULL, "/v1/completions", b, NULL, 0);
+    expect_error(&r, 401, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/completions", b, "s3cre", 0);
+    expect_error(&r, 401, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/models", NULL, "s3cretX", 0);
+    expect_error(&r, 401, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/completions", b, "s3cret", 0);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    r = http(f->port, NULL, "/health", NULL, NULL, 0);          /* open, as in vLLM */
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    fx_free(f);
+}
+
+/* Value of a sample line "name{model_name=\"mock\"} v" in /metrics. */
+static double metric(int port, const char *name) {
+    resp r = http(port, NULL, "/metrics", NULL, NULL, 0);
+    char key[160];
+    snprintf(key, sizeof key, "\n%s{model_name=\"mock\"} ", name);
+    const char *p = strstr(r.body, key);
+    double v = p ? strtod(p + strlen(key), NULL) : NAN;
+    free(r.body);
+    return v;
+}
+
+static void test_metrics_count(void **state) {
+    (void)state;
+    fx *f = fx_new(100, 0, NULL, 0);
+    double gen = 0, prompt = 0;
+    for (int i = 0; i < 5; i++) {
+        char b[256];
+        snprintf(b, sizeof b, "{\"prompt\": \"prompt number %d\", \"seed\": %d, \"stream\": %s}", i, i, i % 2 ? "true" : "false");
+        resp r = http(f->port, NULL, "/v1/completions", b, NULL, 0);
+        assert_int_equal(r.status, 200);
+        char want[1024];
+        char pr[64];
+        snprintf(pr, sizeof pr, "prompt number %d", i);
+        srv_mock_reply(pr, NULL, 0, 1.0, (uint64_t)i, want, sizeof want);
+        gen += srv_mock_count_tokens(want, strlen(want));
+        prompt += srv_mock_count_tokens(pr, strlen(pr));
+        free(r.body);
+    }
+    assert_true(metric(f->port, "vllm:generation_tokens_total") == gen);
+    assert_true(metric(f->port, "vllm:prompt_tokens_total") == prompt);
+    assert_true(metric(f->port, "vllm:request_success_total") == 5);
+    assert_true(metric(f->port, "vllm:time_to_first_token_seconds_count") == 5);
+    assert_true(metric(f->port, "vllm:time_per_output_token_seconds_count") == gen - 5);
+    assert_true(metric(f->port, "vllm:num_requests_running") == 0);
+    fx_free(f);
+}
+
+/* A client that hangs up mid-stream: the backend request is aborted. */
+static void test_client_disconnect(void **state) {
+    (void)state;
+    fx *f = fx_new(20000, 0, NULL, 0);            /* 20 ms per token: ~0.5 s per reply */
+    resp r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"slow\", \"stream\": true}", NULL, 150);
+    assert_int_equal(r.rc, CURLE_OPERATION_TIMEDOUT);
+    free(r.body);
+    double running = 1;
+    for (int i = 0; i < 100 && running != 0; i++) {
+        struct timespec ts = {0, 20 * 1000000};
+        nanosleep(&ts, NULL);
+        running = metric(f->port, "vllm:num_requests_running");
+    }
+    assert_true(running == 0);
+    assert_true(metric(f->port, "vllm:request_success_total") == 0);    /* aborted, not completed */
+    fx_free(f);
+}
+
+typedef struct { int port; const char *body; resp r; } bg_req;
+static void *bg_http(void *arg) {
+    bg_req *b = arg;
+    b->r = http(b->port, NULL, "/v1/completions", b->body, NULL, 10000);
+    return NULL;
+}
+
+/* srv_stop with streams in flight: they are cut (no [DONE]), stop is prompt. */
+static void test_stop_mid_stream(void **state) {
+    (void)state;
+    fx *f = fx_new(20000, 0, NULL, 0);
+    bg_req b[2] = {{f->port, "{\"prompt\": \"a\", \"stream\": true}", {0}},
+                   {f->port, "{\"prompt\": \"b\", \"stream\": false}", {0}}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, bg_http, &b[i]);
+    struct timespec ts = {0, 150 * 1000000};
+    nanosleep(&ts, NULL);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    srv_stop(f->srv);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    double dt = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    assert_true(dt < 2.0);
+    /* the stream: an error or at least no [DONE]; the plain request: 503 or an error */
+    assert_true(b[0].r.rc != CURLE_OK || strstr(b[0].r.body, "[DONE]") == NULL);
+    assert_true(b[1].r.rc != CURLE_OK || b[1].r.status == 503);
+    free(b[0].r.body); free(b[1].r.body);
+    /* the port can be served again right away, by the same backend */
+    char err[256];
+    srv_opts o;
+    srv_opts_init(&o);
+    o.port = f->port;
+    f->srv = srv_start(&o, f->be, err, sizeof err);
+    assert_non_null(f->srv);
+    resp r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"c\", \"max_tokens\": 2}", NULL, 0);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    /* and a second server on the same port is refused with a message */
+    srv_server *dup = srv_start(&o, f->be, err, sizeof err);
+    assert_null(dup);
+    char portstr[16];
+    snprintf(portstr, sizeof portstr, "%d", f->port);
+    assert_non_null(strstr(err, portstr));
+    fx_free(f);
+}
+
+/* A KV pool too small for all requests at once: preemptions happen, every
+ * reply is still exact. */
+static void test_preemption(void **state) {
+    (void)state;
+    fx *f = fx_new(500, 12, NULL, 0);              /* 12 blocks of 16 tokens */
+    enum { N = 6 };
+    bg_req b[N];
+    char bodies[N][512], prompts[N][64];
+    pthread_t t[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(prompts[i], sizeof prompts[i], "a prompt of some twenty tokens for request %d , , , , , , , ,", i);
+        snprintf(bodies[i], sizeof bodies[i], "{\"prompt\": \"%s\", \"seed\": %d}", prompts[i], i);
+        b[i] = (bg_req){f->port, bodies[i], {0}};
+        pthread_create(&t[i], NULL, bg_http, &b[i]);
+    }
+    for (int i = 0; i < N; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(b[i].r.status, 200);
+        cJSON *j = cJSON_Parse(b[i].r.body);
+        char want[1024];
+        srv_mock_reply(prompts[i], NULL, 0, 1.0, (uint64_t)i, want, sizeof want);
+        assert_string_equal(jstr(j, "choices.0.text"), want);
+        cJSON_Delete(j);
+        free(b[i].r.body);
+    }
+    assert_true(metric(f->port, "vllm:num_preemptions_total") > 0);
+    fx_free(f);
+}
+
+int main(void) {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_health_models_metrics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_completion_exact, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_tokens_and_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chat_json_and_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+        cmocka_unit_test(test_body_limit),
+        cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_metrics_count),
+        cmocka_unit_test(test_client_disconnect),
+        cmocka_unit_test(test_stop_mid_stream),
+        cmocka_unit_test(test_preemption),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
