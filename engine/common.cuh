@@ -1,0 +1,53 @@
+/* common.cuh: device helpers shared by the engine's kernels (bf16 loads and
+ * stores, warp and block reductions).  Device code only; no state. */
+#ifndef ENGINE_COMMON_CUH
+#define ENGINE_COMMON_CUH
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include "engine/kernels.h"
+
+typedef __nv_bfloat16 bf16;
+
+__device__ __forceinline__ float ld(const k_bf16 *p, size_t i) {
+    return __bfloat162float(reinterpret_cast<const bf16 *>(p)[i]);
+}
+__device__ __forceinline__ void st(k_bf16 *p, size_t i, float v) {
+    reinterpret_cast<bf16 *>(p)[i] = __float2bfloat16_rn(v);
+}
+/* what storing in bf16 and reading back gives (to mimic torch's rounding) */
+__device__ __forceinline__ float rbf(float v) {
+    return __bfloat162float(__float2bfloat16_rn(v));
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+/* Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread gets it. */
+__device__ __forceinline__ float block_sum(float v) {
+    __shared__ float sh[32];
+    __syncthreads();
+    v = warp_sum(v);
+    int w = threadIdx.x >> 5, l = threadIdx.x & 31, nw = blockDim.x >> 5;
+    if (l == 0) sh[w] = v;
+    __syncthreads();
+    v = l < nw ? sh[l] : 0.0f;
+    return warp_sum(v);
+}
+__device__ __forceinline__ float block_max(float v) {
+    __shared__ float sh[32];
+    __syncthreads();
+    v = warp_max(v);
+    int w = threadIdx.x >> 5, l = threadIdx.x & 31, nw = blockDim.x >> 5;
+    if (l == 0) sh[w] = v;
+    __syncthreads();
+    v = l < nw ? sh[l] : -INFINITY;
+    return warp_max(v);
+}
+#define K_LAUNCH_OK() (cudaPeekAtLastError() == cudaSuccess ? 0 : -1)
+#endif

@@ -1,0 +1,117 @@
+/* kernels: host launchers for the engine's CUDA kernels (the .cu files of engine/).
+ * Every pointer argument is device memory unless it says "host".  bf16 values
+ * travel as k_bf16 (the raw 16 bits) so that C code can hold them.  Each
+ * launcher enqueues work on `stream` and returns 0, or -1 on a bad argument
+ * (sizes out of the supported range); it never synchronises.  Each kernel has
+ * a plain-C reference of the same name with the prefix kref_ (kernels_ref.h).
+ * Compiled only when PAGESIM_HAVE_CUDA is defined. */
+#ifndef ENGINE_KERNELS_H
+#define ENGINE_KERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+#if defined(PAGESIM_HAVE_CUDA) || defined(__CUDACC__)
+#include <cuda_runtime_api.h>
+#define K_HAVE_STREAM 1
+#endif
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef uint16_t k_bf16;          /* bfloat16 bits */
+#ifndef K_HAVE_STREAM
+typedef void *cudaStream_t;
+#endif
+
+#define K_MAX_HEAD_DIM 256
+#define K_DECODE_PARTITION 512    /* context tokens per split of decode attention */
+
+/* ---- weights and elementwise ---------------------------------------------- */
+/* p (n,) = uniform(-scale, scale) from hash(seed, i); constant when scale==0 is
+ * not wanted use k_fill_const. */
+int k_fill_random(k_bf16 *p, int64_t n, uint64_t seed, float scale, cudaStream_t s);
+int k_fill_const(k_bf16 *p, int64_t n, float value, cudaStream_t s);
+/* out (T, D) = table (V, D)[ids[t]]; ids outside [0, V) give zeros. */
+int k_embedding(k_bf16 *out, const k_bf16 *table, const int32_t *ids, int T, int D, int V,
+                cudaStream_t s);
+/* Fused residual add + RMSNorm over rows of D:
+ *   when residual != NULL: residual (T,D) += x; x = rmsnorm(residual) * w
+ *   when residual == NULL: x = rmsnorm(x) * w          (x (T,D) in place) */
+int k_add_rmsnorm(k_bf16 *x, k_bf16 *residual, const k_bf16 *w, int T, int D, float eps,
+                  cudaStream_t s);
+/* Per-head RMSNorm in place (Qwen3 q_norm/k_norm): for token t and head h the
+ * vector x[t*tok_stride + h*head_dim .. +head_dim) is normalised and scaled by
+ * w (head_dim,). */
+int k_head_rmsnorm(k_bf16 *x, int T, int nheads, int head_dim, int tok_stride,
+                   const k_bf16 *w, float eps, cudaStream_t s);
+/* RoPE, neox style (rotate_half), in place on the q and k heads of a fused
+ * qkv buffer: qkv (T, tok_stride), q heads at column 0, k heads right after.
+ * inv_freq (head_dim/2,) float already includes any rope scaling. */
+int k_rope(k_bf16 *qkv, const int32_t *positions, const float *inv_freq, int T, int nq,
+           int nkv, int head_dim, int tok_stride, cudaStream_t s);
+/* y (T, N) += bias (N,) */
+int k_add_bias(k_bf16 *y, const k_bf16 *bias, int T, int N, cudaStream_t s);
+/* out (T, I) = silu(gu[:, :I]) * gu[:, I:]   with gu (T, 2I) */
+int k_silu_mul(k_bf16 *out, const k_bf16 *gu, int T, int I, cudaStream_t s);
+/* out (R, D) = x[rows[r]]  (gathers the rows whose logits are wanted) */
+int k_gather_rows(k_bf16 *out, const k_bf16 *x, const int32_t *rows, int R, int D,
+                  cudaStream_t s);
+
+/* ---- paged KV cache and attention (layout: engine/attention.cu) ----------- */
+/* Writes the k and v heads of token t of qkv into slot slot_mapping[t] of
+ * k_cache/v_cache (num_blocks*block_size, nkv, head_dim); slot < 0 skips. */
+int k_kv_write(k_bf16 *k_cache, k_bf16 *v_cache, const k_bf16 *qkv, const int32_t *slot_mapping,
+               int T, int nq, int nkv, int head_dim, int tok_stride, cudaStream_t s);
+
+/* The batch the attention kernels read, all device arrays:
+ *   query_start (B+1,)  first row of each sequence in the flattened tokens
+ *   context_lens (B,)   tokens in the cache for the sequence after this step
+ *   block_tables (B, max_blocks) physical block ids                         */
+typedef struct k_attn_batch {
+    int B, T;
+    const int32_t *query_start;
+    const int32_t *context_lens;
+    const int32_t *block_tables;
+    int max_blocks;
+    int block_size;
+    int max_q_len;            /* host knowledge: longest query in the batch */
+    int max_context;          /* host knowledge: longest context in the batch */
+} k_attn_batch;
+
+/* Bytes of float workspace k_attention needs for up to B sequences, nq heads,
+ * contexts up to max_context. */
+size_t k_attention_workspace_bytes(int B, int nq, int head_dim, int max_context);
+/* out (T, nq*head_dim) = causal attention of the q heads of qkv (T, tok_stride)
+ * over the paged cache.  Sequences with one query token use the decode kernel
+ * (split along the context in K_DECODE_PARTITION chunks, then a reduce);
+ * longer queries use the prefill kernel.  Both read K/V through block tables. */
+int k_attention(k_bf16 *out, const k_bf16 *qkv, int tok_stride, const k_bf16 *k_cache,
+                const k_bf16 *v_cache, const k_attn_batch *b, int nq, int nkv, int head_dim,
+                float scale, float *workspace, size_t workspace_bytes, cudaStream_t s);
+
+/* ---- GEMM (cuBLAS, bf16 inputs, fp32 accumulate) -------------------------- */
+/* y (T, N) = x (T, K) @ w (N, K)^T; y is bf16, or float when y_fp32. */
+int k_gemm(void *cublas_handle, void *y, int y_fp32, const k_bf16 *x, const k_bf16 *w,
+           int T, int N, int K, cudaStream_t s);
+
+/* ---- sampling and log-probabilities ---------------------------------------- */
+typedef struct k_sample_params {  /* one per row */
+    float temperature;            /* 0 = greedy */
+    int   top_k;                  /* 0 = off */
+    float top_p;                  /* 1 = off */
+    uint64_t seed;                /* with step: the row's random stream */
+    uint64_t step;
+} k_sample_params;
+/* tokens (R,) from logits (R, V) float.  Greedy takes the first maximum.
+ * Otherwise: z = logits/T, keep the top_k largest (ties kept), then the
+ * smallest top set of probability >= top_p, and take argmax(z + Gumbel) with
+ * the Gumbel noise of token i drawn from hash(seed, step, i): a row's result
+ * does not depend on the other rows of the batch. */
+int k_sample(int32_t *tokens, const float *logits, const k_sample_params *params, int R, int V,
+             cudaStream_t s);
+/* out (R,) = log_softmax(logits (R, V))[ids[r]]  (-inf when ids[r] is out of range) */
+int k_logprobs(float *out, const float *logits, const int32_t *ids, int R, int V, cudaStream_t s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,65 @@
+/* model: the forward pass of a Llama/Qwen/Mistral decoder on the GPU over a
+ * paged KV cache, its buffers, and the memory plan that sizes the cache the
+ * way vLLM does.  One model serves one flattened batch per step; which
+ * sequences run and where their tokens live (block tables, slots) is decided
+ * by the caller (the scheduler).  Uses the GPU; never prints. */
+#ifndef ENGINE_MODEL_H
+#define ENGINE_MODEL_H
+#include <stddef.h>
+#include <stdint.h>
+#include "engine/kernels.h"
+#include "engine/weights.h"
+#include "sim/model_config.h"
+
+typedef struct model_opts {
+    int    max_num_batched_tokens;   /* tokens per step (activation buffers), default 2048 */
+    int    max_num_seqs;             /* sequences per step, default 256 */
+    int    max_model_len;            /* tokens per sequence, default min(max_position, 4096) */
+    int    block_size;               /* KV slots per block, default 16 */
+    double gpu_memory_utilization;   /* share of the GPU this model may use, default 0.9 */
+    int    num_gpu_blocks;           /* > 0: this many KV blocks instead of what memory allows */
+    int    max_logit_rows;           /* rows of logits one step may return, default max_num_seqs */
+} model_opts;
+
+typedef struct model_mem {          /* what the memory plan found (bytes) */
+    size_t total, weights, activations, other, kv_cache;
+    size_t kv_bytes_per_token;       /* 2 * layers * kv_heads * head_dim * 2 */
+    int    num_blocks, block_size;
+    long   kv_tokens;                /* num_blocks * block_size */
+    double max_concurrency;          /* kv_tokens / max_model_len */
+} model_mem;
+
+/* One step's flattened batch, all host arrays (copied to the GPU by model_forward):
+ *   input_ids (T,), positions (T,), slot_mapping (T,) physical KV slot of each
+ *   new token (block_id * block_size + offset), query_start (B+1,),
+ *   context_lens (B,) tokens in cache after this step, block_tables
+ *   (B, max_blocks_per_seq). */
+typedef struct model_batch {
+    int T, B;
+    const int32_t *input_ids, *positions, *slot_mapping;
+    const int32_t *query_start, *context_lens, *block_tables;
+    int max_blocks_per_seq;
+    int all_logits;                  /* 1: logits of all T tokens; 0: last token of each sequence */
+} model_batch;
+
+typedef struct model model;
+
+/* Takes ownership of *w (cleared), allocates the activation buffers, runs a
+ * full-size step to measure the activation peak, then gives the KV cache what
+ * gpu_memory_utilization leaves.  -1 and a message with the numbers when the
+ * memory does not suffice for one sequence of max_model_len. */
+int  model_create(model **out, const mc_config *c, w_weights *w, const model_opts *o, model_mem *mem,
+                  char *err, size_t errlen);
+/* Runs one step: writes the new tokens' K/V and leaves the logits (R, V)
+ * float on the GPU; R = T or B (all_logits).  -1 and a message on a bad batch. */
+int  model_forward(model *m, const model_batch *b, int *rows, char *err, size_t errlen);
+/* Samples one token per logits row r < R with params[r] (host) -> tokens (R,) host. */
+int  model_sample(model *m, int R, const k_sample_params *params, int32_t *tokens, char *err, size_t errlen);
+/* Copies logits rows [0, R) to host out (R, V). */
+int  model_logits(model *m, int R, float *out, char *err, size_t errlen);
+/* out (R,) host = log-probability of ids[r] (host) under logits row r. */
+int  model_logprobs(model *m, int R, const int32_t *ids, float *out, char *err, size_t errlen);
+const mc_config *model_config(const model *m);
+const model_opts *model_options(const model *m);
+void model_free(model *m);
+#endif

@@ -1,0 +1,51 @@
+/* weights: a model's parameters on the GPU, in one device allocation (the
+ * arena), bf16, at the shapes of an mc_config.  Loaded from a Hugging Face
+ * checkpoint directory (model.safetensors, or the shards that
+ * model.safetensors.index.json names; bf16/fp16/fp32 on disk) or filled with
+ * seeded random values (--dummy-weights).  q/k/v projections are stored fused
+ * as one matrix, and so are gate/up, so each is one GEMM. */
+#ifndef ENGINE_WEIGHTS_H
+#define ENGINE_WEIGHTS_H
+#include <stddef.h>
+#include <stdint.h>
+#include "engine/kernels.h"
+#include "sim/model_config.h"
+
+typedef struct w_layer {
+    k_bf16 *attn_norm;     /* (D,) input_layernorm */
+    k_bf16 *wqkv;          /* ((nq + 2*nkv) * hd, D)  q_proj | k_proj | v_proj rows */
+    k_bf16 *bqkv;          /* ((nq + 2*nkv) * hd,) or NULL */
+    k_bf16 *q_norm;        /* (hd,) Qwen3, else NULL */
+    k_bf16 *k_norm;        /* (hd,) Qwen3, else NULL */
+    k_bf16 *wo;            /* (D, nq * hd) o_proj */
+    k_bf16 *mlp_norm;      /* (D,) post_attention_layernorm */
+    k_bf16 *w_gate_up;     /* (2I, D)  gate_proj | up_proj rows */
+    k_bf16 *w_down;        /* (D, I) down_proj */
+} w_layer;
+
+typedef struct w_weights {
+    void    *arena;        /* the one device allocation */
+    size_t   bytes;
+    k_bf16  *embed;        /* (V, D) */
+    k_bf16  *lm_head;      /* (V, D), = embed when the embeddings are tied */
+    k_bf16  *final_norm;   /* (D,) */
+    w_layer *layers;       /* (L,) host array of device pointers */
+    int      num_layers;
+    int      has_bias, has_qk_norm;
+} w_weights;
+
+/* Checks that the engine can run this config (architecture, head_dim,
+ * grouped heads, rope scaling, sizes); -1 and a message otherwise. */
+int    w_check_config(const mc_config *c, char *err, size_t errlen);
+/* Device bytes the weights of c take (with q/k/v biases when has_bias). */
+size_t w_bytes(const mc_config *c, int has_bias);
+/* Checks a checkpoint directory against c without a GPU: every tensor is
+ * present with the right shape and a loadable dtype.  Sets *has_bias. */
+int    w_check_dir(const char *dir, const mc_config *c, int *has_bias, char *err, size_t errlen);
+/* Loads the checkpoint in dir onto the GPU.  -1 and a message on error
+ * (nothing is left allocated). */
+int    w_load(w_weights *w, const char *dir, const mc_config *c, char *err, size_t errlen);
+/* Random weights (uniform, std 0.02) from seed; norms are 1. */
+int    w_dummy(w_weights *w, const mc_config *c, uint64_t seed, char *err, size_t errlen);
+void   w_free(w_weights *w);
+#endif

@@ -1,0 +1,332 @@
+/* GPU tests: every kernel of engine/kernels.h against its plain-C reference
+ * (engine/kernels_ref.c) on fresh random inputs.  Outputs are poisoned (NaN)
+ * before each launch; a NaN never passes.  bf16 results are compared by
+ * relative L2 error (threshold 1e-2), exact operations must match exactly. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <math.h>
+#include <cmocka.h>
+#include "tests/test_util.h"
+#include "engine/kernels.h"
+#include "engine/kernels_ref.h"
+#include <cuda_runtime_api.h>
+#include <cublas_v2.h>
+
+static uint64_t rng_state = 0x1234567;
+static float frand(void) {            /* uniform in [-1, 1) */
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng_state >> 40) & 0xffffff) / 8388608.0f - 1.0f;
+}
+static int irand(int n) { return (int)(((frand() + 1.0f) * 0.5f) * n) % n; }
+/* random values already rounded to bf16 */
+static float *rnd(size_t n, float scale) {
+    float *x = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = kref_round_bf(frand() * scale);
+    return x;
+}
+static k_bf16 *up_bf(const float *x, size_t n) {
+    uint16_t *h = malloc(n * 2);
+    for (size_t i = 0; i < n; i++) h[i] = kref_f2bf(x[i]);
+    void *d = NULL;
+    assert_int_equal(cudaMalloc(&d, n * 2 + 2), cudaSuccess);
+    assert_int_equal(cudaMemcpy(d, h, n * 2, cudaMemcpyHostToDevice), cudaSuccess);
+    free(h);
+    return d;
+}
+static void *up(const void *x, size_t bytes) {
+    void *d = NULL;
+    assert_int_equal(cudaMalloc(&d, bytes + 4), cudaSuccess);
+    assert_int_equal(cudaMemcpy(d, x, bytes, cudaMemcpyHostToDevice), cudaSuccess);
+    return d;
+}
+static void *poisoned(size_t bytes) {
+    void *d = NULL;
+    assert_int_equal(cudaMalloc(&d, bytes + 4), cudaSuccess);
+    assert_int_equal(cudaMemset(d, 0xff, bytes), cudaSuccess);      /* NaN in bf16 and fp32 */
+    return d;
+}
+static float *down_bf(const k_bf16 *d, size_t n) {
+    assert_int_equal(cudaDeviceSynchronize(), cudaSuccess);
+    uint16_t *h = malloc(n * 2);
+    float *x = malloc(n * sizeof(float));
+    assert_int_equal(cudaMemcpy(h, d, n * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+    for (size_t i = 0; i < n; i++) x[i] = kref_bf2f(h[i]);
+    free(h);
+    return x;
+}
+static void *down(const void *d, size_t bytes) {
+    assert_int_equal(cudaDeviceSynchronize(), cudaSuccess);
+    void *h = malloc(bytes);
+    assert_int_equal(cudaMemcpy(h, d, bytes, cudaMemcpyDeviceToHost), cudaSuccess);
+    return h;
+}
+/* relative L2 error of got against want; +inf when got holds a NaN/inf */
+static double rel_l2(const float *got, const float *want, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i])) return INFINITY;
+        num += ((double)got[i] - want[i]) * ((double)got[i] - want[i]);
+        den += (double)want[i] * want[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+#define CHECK_CLOSE(got, want, n, tol, what) do { double e_ = rel_l2(got, want, n); \
+    fprintf(stderr, "  %-28s rel L2 %.3e\n", what, e_); assert_true(e_ < (tol)); } while (0)
+
+static void test_fill(void **st) {
+    (void)st; TU_REQUIRE_GPU();
+    int64_t n = 100003;
+    k_bf16 *d = poisoned((size_t)n * 2);
+    assert_int_equal(k_fill_random(d, n, 42, 0.5f, 0), 0);
+    float *g = down_bf(d, (size_t)n);
+    for (int64_t i = 0; i < n; i++)
+        assert_true(g[i] == kref_round_bf((2.0f * kref_uniform(42, 0, (uint64_t)i) - 1.0f) * 0.5f));
+    assert_int_equal(k_fill_const(d, n, 1.0f, 0), 0);
+    free(g); g = down_bf(d, (size_t)n);
+    for (int64_t i = 0; i < n; i++) assert_true(g[i] == 1.0f);
+    free(g); cudaFree(d);
+}
+
+static void test_embedding_gather_bias(void **st) {
+    (void)st; TU_REQUIRE_GPU();
+    int V = 1000, D = 256, T = 37;
+    float *tab = rnd((size_t)V * D, 1);
+    int32_t ids[37];
+    for (int t = 0; t < T; t++) ids[t] = irand(V);
+    ids[3] = -1; ids[7] = V;                                   /* out of range -> zeros */
+    k_bf16 *dt = up_bf(tab, (size_t)V * D), *dout = poisoned((size_t)T * D * 2);
+    int32_t *dids = up(ids, sizeof ids);
+    assert_int_equal(k_embedding(dout, dt, dids, T, D, V, 0), 0);
+    float *want = malloc(sizeof(float) * T * D);
+    kref_embedding(want, tab, ids, T, D, V);
+    float *got = down_bf(dout, (size_t)T * D);
+    assert_true(rel_l2(got, want, (size_t)T * D) == 0.0);
+    /* gather rows 5, 0, 36 */
+    int32_t rows[3] = {5, 0, 36};
+    int32_t *drows = up(rows, sizeof rows);
+    k_bf16 *dg = poisoned(3 * D * 2);
+    assert_int_equal(k_gather_rows(dg, dout, drows, 3, D, 0), 0);
+    float *gg = down_bf(dg, 3 * (size_t)D);
+    for (int r = 0; r < 3; r++) assert_memory_equal(gg + r * D, want + rows[r] * D, D * sizeof(float));
+    /* bias */
+    float *bias = rnd((size_t)D, 1);
+    k_bf16 *db = up_bf(bias, D);
+    assert_int_equal(k_add_bias(dout, db, T, D, 0), 0);
+    free(got); got = down_bf(dout, (size_t)T * D);
+    for (int t = 0; t < T; t++) for (int d = 0; d < D; d++) want[t * D + d] += bias[d];
+    CHECK_CLOSE(got, want, (size_t)T * D, 1e-2, "add_bias");
+    free(tab); free(want); free(got); free(gg); free(bias);
+    cudaFree(dt); cudaFree(dout); cudaFree(dids); cudaFree(drows); cudaFree(dg); cudaFree(db);
+}
+
+static void test_rmsnorm(void **st) {
+    (void)st; TU_REQUIRE_GPU();
+    int T = 17, D = 896;
+    for (int with_res = 0; with_res < 2; with_res++) {
+        float *x = rnd((size_t)T * D, 2), *res = rnd((size_t)T * D, 2), *w = rnd(D, 1);
+        k_bf16 *dx = up_bf(x, (size_t)T * D), *dr = up_bf(res, (size_t)T * D), *dw = up_bf(w, D);
+        assert_int_equal(k_add_rmsnorm(dx, with_res ? dr : NULL, dw, T, D, 1e-6f, 0), 0);
+        kref_add_rmsnorm(x, with_res ? res : NULL, w, T, D, 1e-6f);
+        float *gx = down_bf(dx, (size_t)T * D), *gr = down_bf(dr, (size_t)T * D);
+        CHECK_CLOSE(gx, x, (size_t)T * D, 1e-2, with_res ? "add_rmsnorm x" : "rmsnorm x");
+        if (with_res) CHECK_CLOSE(gr, res, (size_t)T * D, 1e-2, "add_rmsnorm residual");
+        free(x); free(res); free(w); free(gx); free(gr); cudaFree(dx); cudaFree(dr); cudaFree(dw);
+    }
+    /* per-head norm on the q and k heads of a qkv row */
+    int nh = 6, hd = 128, stride = 10 * hd;
+    float *q = rnd((size_t)T * stride, 3), *w = rnd(hd, 1);
+    k_bf16 *dq = up_bf(q, (size_t)T * stride), *dw = up_bf(w, hd);
+    assert_int_equal(k_head_rmsnorm(dq, T, nh, hd, stride, dw, 1e-6f, 0), 0);
+    kref_head_rmsnorm(q, T, nh, hd, stride, w, 1e-6f);
+    float *g = down_bf(dq, (size_t)T * stride);
+    CHECK_CLOSE(g, q, (size_t)T * stride, 1e-2, "head_rmsnorm");
+    free(q); free(w); free(g); cudaFree(dq); cudaFree(dw);
+}
+
+static void test_rope(void **st) {
+    (void)st; TU_REQUIRE_GPU();
+    int T = 13, nq = 8, nkv = 2, hd = 128, stride = (nq + 2 * nkv) * hd;
+    for (int kind = 0; kind <= 3; kind += 3) {
+        float inv[64];
+        kref_rope_inv_freq(inv, hd, kind ? 500000.0 : 1000000.0, kind, 8.0, 1.0, 4.0, 8192);
+        int32_t pos[13];
+        for (int t = 0; t < T; t++) pos[t] = irand(t < 6 ? 64 : 9000);
+        float *x = rnd((size_t)T * stride, 2);
+        k_bf16 *dx = up_bf(x, (size_t)T * stride);
+        int32_t *dpos = up(pos, sizeof pos);
+        float *dinv = up(inv, sizeof inv);
+        assert_int_equal(k_rope(dx, dpos, dinv, T, nq, nkv, hd, stride, 0), 0);
+        float *v_before = malloc(sizeof(float) * T * stride);
+        memcpy(v_before, x, sizeof(float) * T * stride);
+        kref_rope(x, pos, inv, T, nq, nkv, hd, stride);
+        float *g = down_bf(dx, (size_t)T * stride);
+        CHECK_CLOSE(g, x, (size_t)T * stride, 1e-2, kind ? "rope llama3" : "rope");
+        for (int t = 0; t < T; t++)                           /* v heads untouched */
+            assert_memory_equal(g + t * stride + (nq + nkv) * hd, v_before + t * stride + (nq + nkv) * hd,
+                                sizeof(float) * nkv * hd);
+        free(x); free(g); free(v_before); cudaFree(dx); cudaFree(dpos); cudaFree(dinv);
+    }
+}
+
+static void test_silu_mul(void **st) {
+    (void)st; TU_REQUIRE_GPU();
+    int T = 11, I = 1000;
+    float *gu = rnd((size_t)T * 2 * I, 4), *want = malloc(sizeof(float) * T * I);
+    k_bf16 *dgu = up_bf(gu, (size_t)T * 2 * I), *dout = poisoned((size_t)T * I * 2);
+    assert_int_equal(k_silu_mul(dout, dgu, T, I, 0), 0);
+    kref_silu_mul(want, gu, T, I);
+    float *g = down_bf(dout, (size_t)T * I);
+    CHECK_CLOSE(g, want, (size_t)T * I, 1e-2, "silu_mul");
+    free(gu); free(want); free(g); cudaFree(dgu); cudaFree(dout);
+}
+
+static void test_gemm(void **st) {
+    (void)st; TU_REQUIRE_GPU();
+    int T = 33, N = 300, K = 256;
+    cublasHandle_t h;
+    assert_int_equal(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+    float *x = rnd((size_t)T * K, 1), *w = rnd((size_t)N * K, 1), *want = malloc(sizeof(float) * T * N);
+    kref_gemm(want, x, w, T, N, K);
+    k_bf16 *dx = up_bf(x, (size_t)T * K), *dw = up_bf(w, (size_t)N * K);
+    for (int f32 = 0; f32 < 2; f32++) {
+        void *dy = poisoned((size_t)T * N * 4);
+        assert_int_equal(k_gemm(h, dy, f32, dx, dw, T, N, K, 0), 0);
+        float *g = f32 ? down(dy, (size_t)T * N * 4) : down_bf(dy, (size_t)T * N);
+        CHECK_CLOSE(g, want, (size_t)T * N, f32 ? 1e-5 : 1e-2, f32 ? "gemm fp32 out" : "gemm bf16 out");
+        free(g); cudaFree(dy);
+    }
+    free(x); free(w); free(want); cudaFree(dx); cudaFree(dw); cublasDestroy(h);
+}
+
+/* One attention scenario: B sequences with the given query and context
+ * lengths, blocks handed out in a shuffled order (so paging is exercised). */
+static void attention_case(int nq, int nkv, int hd, int bs, int B, const int *qlen, const int *ctx,
+                           const char *what) {
+    int T = 0, max_blocks = 0, maxq = 0, maxc = 0;
+    for (int b = 0; b < B; b++) {
+        T += qlen[b];
+        int nb = (ctx[b] + bs - 1) / bs;
+        if (nb > max_blocks) max_blocks = nb;
+        if (qlen[b] > maxq) maxq = qlen[b];
+        if (ctx[b] > maxc) maxc = ctx[b];
+    }
+    int num_blocks = B * max_blocks + 3, stride = (nq + 2 * nkv) * hd;
+    int32_t *perm = malloc(sizeof(int32_t) * num_blocks);
+    for (int i = 0; i < num_blocks; i++) perm[i] = i;
+    for (int i = num_blocks - 1; i > 0; i--) { int j = irand(i + 1), t = perm[i]; perm[i] = perm[j]; perm[j] = t; }
+    int32_t *tables = calloc((size_t)B * max_blocks, sizeof(int32_t)), *qs = malloc(sizeof(int32_t) * (B + 1));
+    int32_t *slots = malloc(sizeof(int32_t) * T);
+    int used = 0;
+    qs[0] = 0;
+    for (int b = 0; b < B; b++) {
+        for (int i = 0; i < (ctx[b] + bs - 1) / bs; i++) tables[b * max_blocks + i] = perm[used++];
+        qs[b + 1] = qs[b] + qlen[b];
+        for (int i = 0; i < qlen[b]; i++) {
+            int j = ctx[b] - qlen[b] + i;
+            slots[qs[b] + i] = tables[b * max_blocks + j / bs] * bs + j % bs;
+        }
+    }
+    size_t cache_n = (size_t)num_blocks * bs * nkv * hd;
+    float *kc = rnd(cache_n, 1), *vc = rnd(cache_n, 1), *qkv = rnd((size_t)T * stride, 1);
+    k_bf16 *dkc = up_bf(kc, cache_n), *dvc = up_bf(vc, cache_n), *dqkv = up_bf(qkv, (size_t)T * stride);
+    k_bf16 *dout = poisoned((size_t)T * nq * hd * 2);
+    int32_t *dtab = up(tables, sizeof(int32_t) * B * max_blocks), *dqs = up(qs, sizeof(int32_t) * (B + 1));
+    int32_t *dctx = up(ctx, sizeof(int32_t) * B), *dslots = up(slots, sizeof(int32_t) * T);
+    size_t wsb = k_attention_workspace_bytes(B, nq, hd, maxc);
+    float *ws = poisoned(wsb);
+    k_attn_batch kb = {B, T, dqs, dctx, dtab, max_blocks, bs, maxq, maxc};
+    float scale = 1.0f / sqrtf((float)hd);
+    assert_int_equal(k_kv_write(dkc, dvc, dqkv, dslots, T, nq, nkv, hd, stride, 0), 0);
+    assert_int_equal(k_attention(dout, dqkv, stride, dkc, dvc, &kb, nq, nkv, hd, scale, ws, wsb, 0), 0);
+    kref_kv_write(kc, vc, qkv, slots, T, nq, nkv, hd, stride);
+    float *want = malloc(sizeof(float) * T * nq * hd);
+    kref_attention(want, qkv, stride, kc, vc, B, qs, ctx, tables, max_blocks, bs, nq, nkv, hd, scale);
+    float *gk = down_bf(dkc, cache_n), *got = down_bf(dout, (size_t)T * nq * hd);
+    assert_memory_equal(gk, kc, cache_n * sizeof(float));       /* kv_write is exact */
+    char name[96];
+    snprintf(name, sizeof name, "attention %s", what);
+    CHECK_CLOSE(got, want, (size_t)T * nq * hd, 1e-2, name);
+    free(perm); free(tables); free(qs); free(slots); free(kc); free(vc); free(qkv); free(want);
+    free(gk); free(got);
+    cudaFree(dkc); cudaFree(dvc); cudaFree(dqkv); cudaFree(dout); cudaFree(dtab); cudaFree(dqs);
+    cudaFree(dctx); cudaFree(dslots); cudaFree(ws);
+}
+
+static void test_attention(void **st) {
+    (void)st; TU_REQUIRE_GPU();
+    /* mixed batch: decode (q=1) short and long (3 partitions), a fresh prefill,
+     * a chunked prefill continuing a cached prefix (prefix-cache hit) */
+    int q1[5] = {1, 1, 45, 20, 1}, c1[5] = {7, 1300, 45, 150, 513};
+    attention_case(14, 2, 64, 16, 5, q1, c1, "hd64 G7 mixed");
+    attention_case(32, 8, 128, 16, 5, q1, c1, "hd128 G4 mixed");
+    int q2[3] = {70, 1, 33}, c2[3] = {70, 2100, 600};
+    attention_case(16, 1, 256, 32, 3, q2, c2, "hd256 G16");
+    int q3[4] = {1, 1, 1, 1}, c3[4] = {1, 4096, 17, 1025};
+    attention_case(8, 8, 128, 16, 4, q3, c3, "hd128 MHA decode");
+}
+
+static void test_sample_logprobs(void **st) {
+    (void)st; TU_REQUIRE_GPU();
+    int R = 64, V = 5003;
+    float *lg = malloc(sizeof(float) * R * V);
+    for (int i = 0; i < R * V; i++) lg[i] = frand() * 8;
+    k_sample_params *p = calloc(R, sizeof *p);
+    for (int r = 0; r < R; r++) {
+        int kind = r % 5;
+        p[r].temperature = kind == 0 ? 0.0f : 0.6f + 0.1f * (r % 4);
+        p[r].top_k = kind == 2 || kind == 4 ? 1 + irand(50) : 0;
+        p[r].top_p = kind == 3 || kind == 4 ? 0.5f + 0.1f * (r % 4) : 1.0f;
+        p[r].seed = 1000 + r / 2;                 /* pairs of rows share a seed */
+        p[r].step = r % 3;
+    }
+    float *dl = up(lg, sizeof(float) * R * V);
+    k_sample_params *dp = up(p, sizeof *p * R);
+    int32_t *dt = poisoned(sizeof(int32_t) * R);
+    assert_int_equal(k_sample(dt, dl, dp, R, V, 0), 0);
+    int32_t *tok = down(dt, sizeof(int32_t) * R);
+    int agree = 0, greedy_ok = 1;
+    for (int r = 0; r < R; r++) {
+        int want = kref_sample_row(lg + (size_t)r * V, V, p[r].temperature, p[r].top_k, p[r].top_p,
+                                   p[r].seed, p[r].step);
+        assert_true(tok[r] >= 0 && tok[r] < V);
+        agree += tok[r] == want;
+        if (p[r].temperature == 0 && tok[r] != want) greedy_ok = 0;
+    }
+    fprintf(stderr, "  sample: %d/%d rows equal the reference\n", agree, R);
+    assert_true(greedy_ok);
+    assert_true(agree >= R * 95 / 100);
+    /* the same row alone gives the same token (no dependence on the batch) */
+    int32_t *dt1 = poisoned(sizeof(int32_t));
+    assert_int_equal(k_sample(dt1, dl + (size_t)9 * V, dp + 9, 1, V, 0), 0);
+    int32_t *t1 = down(dt1, sizeof(int32_t));
+    assert_int_equal(t1[0], tok[9]);
+    /* log-probabilities of the sampled tokens */
+    float *dlp = poisoned(sizeof(float) * R);
+    tok[5] = -3;                                       /* out of range -> -inf */
+    int32_t *dids = up(tok, sizeof(int32_t) * R);
+    assert_int_equal(k_logprobs(dlp, dl, dids, R, V, 0), 0);
+    float *lp = down(dlp, sizeof(float) * R);
+    for (int r = 0; r < R; r++) {
+        float w = kref_logprob(lg + (size_t)r * V, V, tok[r]);
+        if (r == 5) assert_true(isinf(lp[r]) && lp[r] < 0);
+        else assert_true(fabsf(lp[r] - w) < 1e-3f * (1 + fabsf(w)));
+    }
+    free(lg); free(p); free(tok); free(t1); free(lp);
+    cudaFree(dl); cudaFree(dp); cudaFree(dt); cudaFree(dt1); cudaFree(dlp); cudaFree(dids);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fill),
+        cmocka_unit_test(test_embedding_gather_bias),
+        cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_silu_mul),
+        cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_sample_logprobs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
