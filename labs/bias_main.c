@@ -1,14 +1,58 @@
-/* labs/bias: the command.  Runs the investment-bias experiment (simulated
- * replies by default) and the study's aggregation; only this file prints. */
+/* labs/bias: the command.  Runs the investment-bias experiment the way the
+ * study's scripts do (every set, then the aggregation), with simulated
+ * replies from a bias profile; also `analyze`, `gen-evidence`, `fit-profile`.
+ * Only this file prints and exits. */
 #include "labs/bias_aggregate.h"
+#include "labs/bias_data.h"
+#include "labs/bias_evidence.h"
+#include "labs/bias_fit.h"
+#include "labs/bias_output.h"
+#include "labs/bias_profile.h"
+#include "labs/bias_run.h"
+#include "labs/bias_serving.h"
+#include "labs/bias_figure.h"
+#include "labs/bias_metrics.h"
+#include "labs/bias_tokens.h"
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
-static void usage_analyze(FILE *f) {
-    fprintf(f, "usage: labs/bias analyze --model-id ID [--output-dir DIR] [--rebuild]\n"
-               "  Aggregates DIR/ID_att_combined.csv (or, when absent or with --rebuild,\n"
-               "  the set files DIR/ID_att_set_N.csv) into DIR/ID_att_result.json.\n");
+#define DEFAULT_TICKERS "data/universe/sp500.csv"
+#define DEFAULT_PROFILE "data/bias_profiles/qwen3-30b-a3b.json"
+#define DEFAULT_MODEL_CONFIG "data/models/qwen3-30b-a3b-instruct-2507.json"
+#define DEFAULT_MODEL "Qwen/Qwen3-30B-A3B-Instruct-2507"
+
+static void usage(FILE *f) {
+    fprintf(f,
+"usage: labs/bias [options]            run every set, then the aggregation\n"
+"       labs/bias analyze --model-id ID [--output-dir DIR] [--rebuild]\n"
+"       labs/bias gen-evidence [--tickers CSV] [--evidence-seed N] [--out-dir DIR]\n"
+"       labs/bias fit-profile --result JSON [--tickers CSV] [--out FILE] [--name NAME]\n"
+"\n"
+"The study's options (same names and defaults):\n"
+"  --model-id ID        model; files are named after the part after '/' (" DEFAULT_MODEL ")\n"
+"  --temperature T      0.6     --top-p P   0.8     --max-tokens N   1024\n"
+"  --num-sets N         2       --num-trials N  10  --max-workers N  200 (prompts per batch, requests in flight)\n"
+"  --seed N             42      evidence sampling, shuffling and simulated replies\n"
+"  --output-dir DIR     ./result\n"
+"  --tickers CSV        ticker,name,sector,marketcap (" DEFAULT_TICKERS ")\n"
+"  --qual CSV --quant CSV  evidence (ticker,opinion,evidence1,evidence2); without them the\n"
+"                       project's generator writes evidence for the tickers on the fly\n"
+"Simulation:\n"
+"  --profile FILE       bias profile of the simulated model (" DEFAULT_PROFILE ")\n"
+"  --evidence-seed N    seed of the generated evidence (1)\n"
+"  --gpu NAME           GPU for the serving simulation (H200)\n"
+"  --model-config FILE  config.json of the served model (" DEFAULT_MODEL_CONFIG ")\n"
+"  --tp N               tensor parallelism (4)\n"
+"  --max-model-len N    tokens reserved per request by the contiguous baseline (4096)\n"
+"  --no-serving         skip the serving simulation (no memory JSON, no figure)\n"
+"  --tokenizer FILE     tokenizer.json for token counts (data/tokenizers/qwen3/tokenizer.json)\n"
+"  --quiet              no progress line\n"
+"  --real, --server URL real replies: not built yet (they need the engine or a server)\n");
 }
 
 static const char *short_model(const char *id) {
@@ -16,17 +60,31 @@ static const char *short_model(const char *id) {
     return s ? s + 1 : id;
 }
 
+static void print_warnings(const bias_universe *u) {
+    size_t shown = 0;
+    for (size_t i = 0; i < u->nwarn; i++)
+        if (shown++ < 20) fprintf(stderr, "labs/bias: warning: %s\n", u->warnings[i]);
+    if (u->nwarn > 20) fprintf(stderr, "labs/bias: warning: ... and %zu more\n", u->nwarn - 20);
+}
+
+/* ---- analyze -------------------------------------------------------------- */
+
 static int cmd_analyze(int argc, char **argv) {
     const char *model = NULL, *dir = "./result";
     int rebuild = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage_analyze(stdout); return 0; }
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: labs/bias analyze --model-id ID [--output-dir DIR] [--rebuild]\n"
+                   "  Aggregates DIR/ID_att_combined.csv (or, when absent or with --rebuild,\n"
+                   "  the set files DIR/ID_att_set_N.csv) into DIR/ID_att_result.json.\n");
+            return 0;
+        }
         else if (!strcmp(argv[i], "--model-id") && i + 1 < argc) model = argv[++i];
         else if (!strcmp(argv[i], "--output-dir") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--rebuild")) rebuild = 1;
-        else { fprintf(stderr, "labs/bias analyze: unknown or incomplete option %s\n", argv[i]); usage_analyze(stderr); return 2; }
+        else { fprintf(stderr, "labs/bias analyze: unknown or incomplete option %s (see --help)\n", argv[i]); return 2; }
     }
-    if (!model) { fprintf(stderr, "labs/bias analyze: --model-id is required\n"); usage_analyze(stderr); return 2; }
+    if (!model) { fprintf(stderr, "labs/bias analyze: --model-id is required (see --help)\n"); return 2; }
     char err[1024];
     bias_result r;
     if (bias_aggregate(dir, short_model(model), rebuild, &r, err, sizeof err)) {
@@ -37,8 +95,240 @@ static int cmd_analyze(int argc, char **argv) {
     return 0;
 }
 
+/* ---- gen-evidence ------------------------------------------------------------ */
+
+static int mkdir_p(const char *dir) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') { *p = 0; if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1; *p = '/'; }
+    return (mkdir(tmp, 0755) != 0 && errno != EEXIST) ? -1 : 0;
+}
+
+static int cmd_gen_evidence(int argc, char **argv) {
+    const char *tickers = DEFAULT_TICKERS, *dir = "build/data";
+    unsigned long long seed = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: labs/bias gen-evidence [--tickers CSV] [--evidence-seed N] [--out-dir DIR]\n"
+                   "  Writes DIR/evidence_qual.csv and DIR/evidence_quant.csv (ticker,opinion,evidence1,evidence2)\n"
+                   "  for the tickers, deterministic by seed (defaults: %s, 1, build/data).\n", DEFAULT_TICKERS);
+            return 0;
+        }
+        else if (!strcmp(argv[i], "--tickers") && i + 1 < argc) tickers = argv[++i];
+        else if ((!strcmp(argv[i], "--evidence-seed") || !strcmp(argv[i], "--seed")) && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--out-dir") && i + 1 < argc) dir = argv[++i];
+        else { fprintf(stderr, "labs/bias gen-evidence: unknown or incomplete option %s (see --help)\n", argv[i]); return 2; }
+    }
+    char err[1024], q[4096], n[4096];
+    bias_universe u;
+    if (bias_universe_load_tickers(&u, tickers, err, sizeof err)) { fprintf(stderr, "labs/bias gen-evidence: %s\n", err); return 1; }
+    print_warnings(&u);
+    if (mkdir_p(dir)) { fprintf(stderr, "labs/bias gen-evidence: %s: %s\n", dir, strerror(errno)); bias_universe_free(&u); return 1; }
+    snprintf(q, sizeof q, "%s/evidence_qual.csv", dir);
+    snprintf(n, sizeof n, "%s/evidence_quant.csv", dir);
+    int rc = 0;
+    if (bias_evidence_generate(&u, seed, err, sizeof err) || bias_evidence_write(&u, q, n, err, sizeof err)) {
+        fprintf(stderr, "labs/bias gen-evidence: %s\n", err); rc = 1;
+    } else {
+        printf("wrote %s and %s (%zu tickers, seed %llu)\n", q, n, u.n, seed);
+    }
+    bias_universe_free(&u);
+    return rc;
+}
+
+/* ---- fit-profile ---------------------------------------------------------------- */
+
+static int cmd_fit(int argc, char **argv) {
+    const char *result = NULL, *tickers = DEFAULT_TICKERS, *out = NULL, *name = "fitted", *habits = NULL;
+    int sets = 3, trials = 10;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: labs/bias fit-profile --result JSON [--tickers CSV] [--out FILE] [--name NAME]\n"
+                   "                             [--num-sets 3] [--num-trials 10] [--habits PROFILE]\n"
+                   "  Fits sector and size effects and ticker noise to a published {model}_att_result.json;\n"
+                   "  reply habits (hold, malformed, lengths, option order) come from --habits.\n");
+            return 0;
+        }
+        else if (!strcmp(argv[i], "--result") && i + 1 < argc) result = argv[++i];
+        else if (!strcmp(argv[i], "--tickers") && i + 1 < argc) tickers = argv[++i];
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(argv[i], "--name") && i + 1 < argc) name = argv[++i];
+        else if (!strcmp(argv[i], "--habits") && i + 1 < argc) habits = argv[++i];
+        else if (!strcmp(argv[i], "--num-sets") && i + 1 < argc) sets = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--num-trials") && i + 1 < argc) trials = atoi(argv[++i]);
+        else { fprintf(stderr, "labs/bias fit-profile: unknown or incomplete option %s (see --help)\n", argv[i]); return 2; }
+    }
+    if (!result) { fprintf(stderr, "labs/bias fit-profile: --result is required (see --help)\n"); return 2; }
+    if (sets < 1 || trials < 1) { fprintf(stderr, "labs/bias fit-profile: --num-sets and --num-trials must be >= 1\n"); return 2; }
+    char err[1024];
+    bias_universe u;
+    bias_profile p;
+    bias_buf note = {0};
+    if (habits) { if (bias_profile_load(&p, habits, err, sizeof err)) { fprintf(stderr, "labs/bias fit-profile: %s\n", err); return 1; } }
+    else bias_profile_null(&p);
+    snprintf(p.name, sizeof p.name, "%s", name);
+    if (bias_universe_load_tickers(&u, tickers, err, sizeof err)) { fprintf(stderr, "labs/bias fit-profile: %s\n", err); return 1; }
+    int rc = 0;
+    if (bias_fit_profile(result, &u, sets, trials, &p, &note, err, sizeof err)) { fprintf(stderr, "labs/bias fit-profile: %s\n", err); rc = 1; goto out; }
+    if (out) {
+        if (bias_profile_write(&p, note.s, out, err, sizeof err)) { fprintf(stderr, "labs/bias fit-profile: %s\n", err); rc = 1; goto out; }
+        printf("wrote %s\n", out);
+    } else {
+        printf("base %.2f, ticker noise %.1f\n", p.base, p.ticker_noise);
+        for (int s = 0; s < p.nsector; s++) printf("  %-24s %+7.2f\n", p.sector_name[s], p.sector[s]);
+        for (int k = 0; k < 4; k++) printf("  Q%d %+7.2f\n", k + 1, p.size[k]);
+        printf("%s\n", note.s);
+    }
+out:
+    bias_buf_free(&note);
+    bias_universe_free(&u);
+    return rc;
+}
+
+/* ---- the run ---------------------------------------------------------------------- */
+
+typedef struct progress_state { int on, num_sets; struct timespec t0; size_t last; } progress_state;
+
+static double now_s(void) {
+    struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static void on_progress(void *ctx, int set, size_t done, size_t total, size_t resumed) {
+    progress_state *p = ctx;
+    if (!p->on) return;
+    static double t0; static int cur_set = -1;
+    if (set != cur_set) { cur_set = set; t0 = now_s(); }
+    double el = now_s() - t0, rate = el > 0 ? (double)(done - resumed) / el : 0;
+    double left = rate > 0 ? (double)(total - done) / rate : 0;
+    fprintf(stderr, "\rset %d/%d  %zu/%zu prompts  %.0f prompts/s  %.1f s left   ", set, p->num_sets, done, total, rate, left);
+    if (done == total) fprintf(stderr, "\n");
+}
+
+static int cmd_run(int argc, char **argv) {
+    bias_run_config c = { .model_id = DEFAULT_MODEL, .temperature = 0.6, .top_p = 0.8, .max_tokens = 1024,
+                          .num_sets = 2, .num_trials = 10, .max_workers = 200, .seed = 42, .output_dir = "./result" };
+    const char *tickers = DEFAULT_TICKERS, *qual = NULL, *quant = NULL, *profile = DEFAULT_PROFILE;
+    bias_serving_config sc;
+    bias_serving_defaults(&sc);
+    sc.model_config = DEFAULT_MODEL_CONFIG;
+    unsigned long long evseed = 1;
+    int quiet = 0, serving = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        else if (!strcmp(a, "--real") || !strcmp(a, "--server")) {
+            fprintf(stderr, "labs/bias: %s is not built yet: real replies need the CUDA engine (engine/) or an "
+                    "OpenAI-compatible server and a GPU.  Use the simulation (the default) for now.\n", a);
+            return 2;
+        }
+        else if (!strcmp(a, "--model-id") && more) c.model_id = argv[++i];
+        else if (!strcmp(a, "--temperature") && more) c.temperature = atof(argv[++i]);
+        else if (!strcmp(a, "--top-p") && more) c.top_p = atof(argv[++i]);
+        else if (!strcmp(a, "--max-tokens") && more) c.max_tokens = atoi(argv[++i]);
+        else if (!strcmp(a, "--num-sets") && more) c.num_sets = atoi(argv[++i]);
+        else if (!strcmp(a, "--num-trials") && more) c.num_trials = atoi(argv[++i]);
+        else if (!strcmp(a, "--max-workers") && more) c.max_workers = atoi(argv[++i]);
+        else if (!strcmp(a, "--seed") && more) c.seed = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--output-dir") && more) c.output_dir = argv[++i];
+        else if (!strcmp(a, "--tickers") && more) tickers = argv[++i];
+        else if (!strcmp(a, "--qual") && more) qual = argv[++i];
+        else if (!strcmp(a, "--quant") && more) quant = argv[++i];
+        else if (!strcmp(a, "--profile") && more) profile = argv[++i];
+        else if (!strcmp(a, "--evidence-seed") && more) evseed = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--gpu") && more) sc.gpu = argv[++i];
+        else if (!strcmp(a, "--model-config") && more) sc.model_config = argv[++i];
+        else if (!strcmp(a, "--tp") && more) sc.tp = atoi(argv[++i]);
+        else if (!strcmp(a, "--max-model-len") && more) sc.max_model_len = atoi(argv[++i]);
+        else if (!strcmp(a, "--tokenizer") && more) bias_tokens_use(argv[++i]);
+        else if (!strcmp(a, "--no-serving")) serving = 0;
+        else if (!strcmp(a, "--quiet")) quiet = 1;
+        else { fprintf(stderr, "labs/bias: unknown or incomplete option %s (see --help)\n", a); return 2; }
+    }
+    if (c.num_sets < 1 || c.num_trials < 1 || c.max_workers < 1 || c.max_tokens < 1 || sc.tp < 1) {
+        fprintf(stderr, "labs/bias: --num-sets, --num-trials, --max-workers, --max-tokens and --tp must be >= 1\n");
+        return 2;
+    }
+    if (!!qual != !!quant) { fprintf(stderr, "labs/bias: give both --qual and --quant, or neither\n"); return 2; }
+    c.model = short_model(c.model_id);
+    char err[2048], inputs[8192];
+    snprintf(inputs, sizeof inputs, "tickers=%s qual=%s quant=%s evidence_seed=%llu profile=%s", tickers,
+             qual ? qual : "(generated)", quant ? quant : "(generated)", qual ? 0ULL : evseed, profile);
+    c.inputs = inputs;
+    sc.max_workers = c.max_workers;
+    sc.max_tokens = c.max_tokens;
+
+    bias_universe u;
+    bias_profile p;
+    bias_source src = {0};
+    bias_run_stats st = {0};
+    bias_serving_result sr = {0};
+    int rc = 1;
+    if (bias_universe_load_tickers(&u, tickers, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); return 1; }
+    if (qual ? bias_universe_attach_evidence(&u, qual, quant, err, sizeof err)
+             : bias_evidence_generate(&u, evseed, err, sizeof err)) {
+        fprintf(stderr, "labs/bias: %s\n", err); print_warnings(&u); bias_universe_free(&u); return 1;
+    }
+    print_warnings(&u);
+    if (bias_profile_load(&p, profile, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
+    if (bias_profile_source(&src, &p, &u, c.seed, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
+
+    progress_state ps = { .on = !quiet && isatty(2), .num_sets = c.num_sets };
+    c.progress = on_progress; c.progress_ctx = &ps;
+    printf("Using model: %s (simulated: profile %s)\n", c.model_id, p.name);
+    printf("Tickers: %zu, sets: %d, trials: %d, seed: %llu, output dir: %s\n", u.n, c.num_sets, c.num_trials,
+           (unsigned long long)c.seed, c.output_dir);
+    printf("Token counts: %s\n", bias_tokens_source());
+    double t0 = now_s();
+    if (bias_run_sets(&c, &u, &src, &st, err, sizeof err)) { fprintf(stderr, "\nlabs/bias: %s\n", err); goto out; }
+    double t_run = now_s() - t0;
+    if (st.resumed) printf("Resumed: %zu trials were already done (%d complete sets)\n", st.resumed, st.sets_reused);
+
+    if (serving) {
+        double t1 = now_s();
+        if (bias_serving_run(&sc, st.prompt_tokens, st.output_tokens, st.n / (size_t)c.num_sets, c.num_sets, &sr,
+                             err, sizeof err)) {
+            fprintf(stderr, "labs/bias: serving simulation skipped: %s\n", err);
+            serving = 0;
+        } else {
+            printf("Serving simulation (%.2f s): %s\n", now_s() - t1, sr.summary_line);
+        }
+    }
+    if (bias_write_metrics(&c, &st, serving ? &sr : NULL, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
+    if (serving && bias_serving_write(&sr, c.output_dir, c.model, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
+
+    bias_result r;
+    if (bias_combine_sets(c.output_dir, c.model, c.num_sets, err, sizeof err) ||
+        bias_aggregate(c.output_dir, c.model, 0, &r, err, sizeof err)) {
+        fprintf(stderr, "labs/bias: %s\n", err); goto out;
+    }
+    if (serving) {
+        char fig[4096];
+        bias_path(fig, sizeof fig, c.output_dir, c.model, "_att_figure");
+        if (bias_figure_write(&r, &sr, fig, err, sizeof err)) fprintf(stderr, "labs/bias: figure skipped: %s\n", err);
+        else printf("Figure: %s.png and %s.svg\n", fig, fig);
+    }
+    printf("Prompts: %zu (%zu answered) in %.2f s on this machine\n", st.n, st.answered, t_run);
+    printf("Bias result saved to %s/%s_att_result.json\n", c.output_dir, c.model);
+    printf("Bias Index: %d  (sector: high %s, low %s, p=%.3g; size: high %s, low %s, p=%.3g)\n", r.bias_index,
+           r.t_sector.high, r.t_sector.low, r.t_sector.p, r.t_size.high, r.t_size.low, r.t_size.p);
+    if (serving) bias_serving_print_check(&sr, stdout);
+    rc = 0;
+out:
+    bias_serving_free(&sr);
+    bias_run_stats_free(&st);
+    bias_source_free(&src);
+    bias_universe_free(&u);
+    bias_tokens_free();
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "analyze")) return cmd_analyze(argc - 1, argv + 1);
-    fprintf(stderr, "labs/bias: only `analyze` so far\n");
-    return 2;
+    if (argc > 1 && !strcmp(argv[1], "gen-evidence")) return cmd_gen_evidence(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "fit-profile")) return cmd_fit(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "run")) return cmd_run(argc - 1, argv + 1);
+    return cmd_run(argc, argv);
 }

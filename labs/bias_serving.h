@@ -1,0 +1,65 @@
+/* bias_serving: the experiment's prompts through the serving simulator
+ * (sim/simulate.h): every set's (prompt tokens, reply tokens) on a chosen GPU,
+ * model config and tensor parallelism, with the study's client keeping
+ * max_workers requests in flight, once with paged KV allocation and once with
+ * a contiguous (static, max_model_len per request) cache.  Predicts wall
+ * time, tokens/s, TTFT, latency, KV utilization and fragmentation, and keeps
+ * the utilization over time of set 1 for the figure.  Reads data/gpus.json
+ * and the model config; writes only {model}_att_memory.json. */
+#ifndef BIAS_SERVING_H
+#define BIAS_SERVING_H
+#include <stdio.h>
+#include <stddef.h>
+
+typedef struct bias_serving_config {
+    const char *gpu;             /* "H200" */
+    const char *model_config;    /* a Hugging Face config.json */
+    int tp;                      /* tensor parallelism (4) */
+    int max_workers;             /* requests in flight (the study's thread pool) */
+    int max_tokens;              /* the request's max_tokens */
+    int max_model_len;           /* contiguous reservation per request (4096) */
+    int block_size;              /* 16 */
+    double gpu_util;             /* gpu_memory_utilization (0.9) */
+} bias_serving_config;
+
+enum { BIAS_PAGED = 0, BIAS_CONTIGUOUS = 1, BIAS_NPOL = 2 };
+
+typedef struct bias_serving_policy {
+    double wall_s;               /* all sets, one after another */
+    double total_tok_per_s, out_tok_per_s, req_per_s;
+    double ttft_mean_s, ttft_p50_s, ttft_p99_s;   /* from the request's admission (client view) */
+    double latency_mean_s;
+    double kv_util_mean;         /* held slots / pool, time-averaged */
+    double token_share_of_used;  /* token states / held slots (vLLM Fig. 2) */
+    double share_internal, share_external;
+    double mean_running;
+    int    max_running;
+    long   preemptions;
+    /* set 1 over time (downsampled): (npts) each */
+    double *t, *util, *token_share;
+    int     npts;
+} bias_serving_policy;
+
+typedef struct bias_serving_result {
+    char   gpu[64], model[128];
+    int    tp, block_size, max_model_len, max_num_seqs, num_sets;
+    long   num_blocks, kv_tokens;
+    size_t prompts;
+    long   prompt_tokens, output_tokens;
+    bias_serving_policy pol[BIAS_NPOL];
+    char   summary_line[256];
+} bias_serving_result;
+
+void bias_serving_defaults(bias_serving_config *c);
+/* Runs both policies over num_sets sets of per_set prompts; prompt_tokens and
+ * output_tokens are (num_sets * per_set,).  -1 with err (unknown GPU, bad
+ * config, a model that does not fit). */
+int  bias_serving_run(const bias_serving_config *c, const int *prompt_tokens, const int *output_tokens,
+                      size_t per_set, int num_sets, bias_serving_result *r, char *err, size_t errlen);
+/* Writes {dir}/{model}_att_memory.json. */
+int  bias_serving_write(const bias_serving_result *r, const char *dir, const char *model,
+                        char *err, size_t errlen);
+/* The prediction beside the study's measured run (152 s, 12,810 prompts, 4 x H200, TP 4). */
+void bias_serving_print_check(const bias_serving_result *r, FILE *f);
+void bias_serving_free(bias_serving_result *r);
+#endif

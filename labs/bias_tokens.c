@@ -1,0 +1,121 @@
+/* bias_tokens: exact counts through engine/tokenizer.h when it is built and
+ * the tokenizer file is present, else bytes/4 (see bias_tokens.h).
+ * Module state: one lazily loaded tokenizer (single-threaded use). */
+#include "labs/bias_tokens.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if defined(__has_include)
+#if __has_include("engine/tokenizer.h")
+#include "engine/tokenizer.h"
+#define BIAS_HAVE_TOKENIZER 1
+#endif
+#if __has_include("engine/chat_template.h")
+#include "engine/chat_template.h"
+#define BIAS_HAVE_CHAT 1
+#endif
+#endif
+
+#define DEFAULT_TOKENIZER "data/tokenizers/qwen3/tokenizer.json"
+/* Qwen3's chat template for one user message, generation prompt added. */
+#define CHAT_OPEN  "<|im_start|>user\n"
+#define CHAT_CLOSE "<|im_end|>\n<|im_start|>assistant\n"
+
+static char tok_path[1024] = DEFAULT_TOKENIZER;
+static int  tried;
+static char source_desc[1200] = "estimate (4 bytes a token)";
+#ifdef BIAS_HAVE_TOKENIZER
+static tok_tokenizer *tok;
+static int template_tokens = -1;   /* tokens CHAT_OPEN + CHAT_CLOSE add */
+#endif
+#ifdef BIAS_HAVE_CHAT
+static chat_kind chat = CHAT_UNKNOWN; /* from tokenizer_config.json beside the tokenizer */
+static char *render;                  /* (render_cap) the templated prompt */
+static size_t render_cap;
+#endif
+
+void bias_tokens_use(const char *path) {
+    bias_tokens_free();
+    snprintf(tok_path, sizeof tok_path, "%s", path ? path : DEFAULT_TOKENIZER);
+}
+
+static void load(void) {
+    if (tried) return;
+    tried = 1;
+#ifdef BIAS_HAVE_TOKENIZER
+    if (access(tok_path, R_OK) != 0) return;
+    char err[512];
+    tok = tok_load(tok_path, err, sizeof err);
+    if (!tok) return;
+    /* the template's own tokens, counted once: special tokens and the role
+     * lines never merge with the message, so the total is additive */
+    long a = tok_count(tok, CHAT_OPEN, strlen(CHAT_OPEN), 0);
+    long b = tok_count(tok, CHAT_CLOSE, strlen(CHAT_CLOSE), 0);
+    template_tokens = (a >= 0 && b >= 0) ? (int)(a + b) : 0;
+    snprintf(source_desc, sizeof source_desc, "tokenizer %s", tok_path);
+#endif
+#if defined(BIAS_HAVE_TOKENIZER) && defined(BIAS_HAVE_CHAT)
+    char cfg[1100];
+    snprintf(cfg, sizeof cfg, "%s", tok_path);
+    char *slash = strrchr(cfg, '/');
+    snprintf(slash ? slash + 1 : cfg, sizeof cfg - (size_t)(slash ? slash + 1 - cfg : 0), "tokenizer_config.json");
+    if (chat_detect(cfg, &chat, err, sizeof err) != 0) chat = CHAT_UNKNOWN;
+    if (chat != CHAT_UNKNOWN)
+        snprintf(source_desc, sizeof source_desc, "tokenizer %s, chat template %s", tok_path, chat_kind_name(chat));
+#endif
+}
+
+static int estimate(const char *text) { return (int)((strlen(text) + 3) / 4); }
+
+int bias_count_tokens(const char *text) {
+    if (!text) return 0;
+    load();
+#ifdef BIAS_HAVE_TOKENIZER
+    if (tok) {
+        long n = tok_count(tok, text, strlen(text), 0);
+        if (n >= 0) return (int)n;
+    }
+#endif
+    return estimate(text);
+}
+
+int bias_count_prompt_tokens(const char *prompt) {
+    if (!prompt) return 0;
+    load();
+#if defined(BIAS_HAVE_TOKENIZER) && defined(BIAS_HAVE_CHAT)
+    if (tok && chat != CHAT_UNKNOWN) {
+        chat_msg m = { "user", prompt };
+        size_t need = chat_render(chat, &m, 1, 1, 0, render, render_cap);
+        if (need != (size_t)-1 && need >= render_cap) {
+            char *nr = realloc(render, need + 1);
+            if (nr) { render = nr; render_cap = need + 1; need = chat_render(chat, &m, 1, 1, 0, render, render_cap); }
+        }
+        if (need != (size_t)-1 && need < render_cap) {
+            long n = tok_count(tok, render, need, 0);
+            if (n >= 0) return (int)n;
+        }
+    }
+#endif
+#ifdef BIAS_HAVE_TOKENIZER
+    if (tok) return bias_count_tokens(prompt) + template_tokens;
+#endif
+    return estimate(prompt) + (int)((strlen(CHAT_OPEN) + strlen(CHAT_CLOSE)) / 4);
+}
+
+const char *bias_tokens_source(void) { load(); return source_desc; }
+
+void bias_tokens_free(void) {
+#ifdef BIAS_HAVE_TOKENIZER
+    if (tok) tok_free(tok);
+    tok = NULL;
+    template_tokens = -1;
+#endif
+#ifdef BIAS_HAVE_CHAT
+    free(render); render = NULL; render_cap = 0;
+    chat = CHAT_UNKNOWN;
+#endif
+    tried = 0;
+    snprintf(source_desc, sizeof source_desc, "estimate (4 bytes a token)");
+}

@@ -1,0 +1,20 @@
+/* bias_tokens: token counts for the bias lab, behind one function.  With the
+ * engine's tokenizer (engine/tokenizer.h) and a tokenizer.json at hand (by
+ * default data/tokenizers/qwen3/tokenizer.json), counts are exact; otherwise
+ * an estimate of one token per four bytes.  Prompts are counted inside the
+ * model's chat template (Qwen3 ChatML: a user turn, then the assistant's
+ * opening), as the server sees them.  Reads only the tokenizer file. */
+#ifndef BIAS_TOKENS_H
+#define BIAS_TOKENS_H
+
+/* Chooses the tokenizer file (NULL: the default); loads it on first use. */
+void bias_tokens_use(const char *tokenizer_json);
+/* Tokens in text (a reply); never fails (falls back to the estimate). */
+int  bias_count_tokens(const char *text);
+/* Tokens of a prompt as the model receives it, chat template included. */
+int  bias_count_prompt_tokens(const char *prompt);
+/* "qwen3 tokenizer (data/...)" or "estimate (4 bytes a token)". */
+const char *bias_tokens_source(void);
+/* Releases the loaded tokenizer. */
+void bias_tokens_free(void);
+#endif
