@@ -123,11 +123,21 @@ static void check_fixture(const char *name) {
         fx_string *f = &S[i];
         assert_int_equal(tok_encode(t, f->s, f->len, 0, &ids), 0);
         int ok = ids_equal(&ids, cJSON_GetObjectItem(j, "ids"));
+        /* add_special_tokens=True: the whole list, or what it adds around ids */
         cJSON *sp = cJSON_GetObjectItem(j, "ids_sp");
+        cJSON *pre = cJSON_GetObjectItem(j, "sp_pre"), *post = cJSON_GetObjectItem(j, "sp_post");
+        if (ok && !sp) {
+            sp = cJSON_CreateArray();
+            const cJSON *x;
+            cJSON_ArrayForEach(x, pre) cJSON_AddItemToArray(sp, cJSON_CreateNumber(x->valuedouble));
+            cJSON_ArrayForEach(x, cJSON_GetObjectItem(j, "ids")) cJSON_AddItemToArray(sp, cJSON_CreateNumber(x->valuedouble));
+            cJSON_ArrayForEach(x, post) cJSON_AddItemToArray(sp, cJSON_CreateNumber(x->valuedouble));
+            cJSON_AddItemToObject(j, "ids_sp", sp);
+        }
         if (ok) {
             assert_int_equal(tok_encode(t, f->s, f->len, TOK_ADD_SPECIAL, &ids), 0);
-            ok = sp ? ids_equal(&ids, sp) : ids_equal(&ids, cJSON_GetObjectItem(j, "ids"));
-            checked_sp += sp != NULL;
+            ok = ids_equal(&ids, sp);
+            checked_sp += pre || post || cJSON_GetArraySize(sp) != cJSON_GetArraySize(cJSON_GetObjectItem(j, "ids"));
         }
         if (!ok) {
             if (bad < 5) {

@@ -10,7 +10,8 @@ Two modes:
       [--bench-text FILE] [--bench-c CMD]
       (on the GPU machine, which has the Python `tokenizers` package) writes
       DIR/expected_NAME.jsonl: {"i": N, "ids": [...]} with add_special_tokens
-      False, plus "ids_sp" when add_special_tokens=True differs.  Byte strings
+      False, plus "sp_pre"/"sp_post" (ids added before/after) or "ids_sp" (the
+      whole list) when add_special_tokens=True differs.  Byte strings
       are decoded with errors="replace" first, the documented policy of the C
       encoder.  With --bench-text it also times single-thread encoding of that
       file's prompts (one per line, JSON-escaped) and writes DIR/bench_hf.txt.
@@ -307,6 +308,17 @@ def render_chats(cfg_path, out_path):
     return f"{n} chat renderings -> {out_path}"
 
 
+def special_delta(ids, sp):
+    """What add_special_tokens=True adds, compactly: {"sp_pre": [..],
+    "sp_post": [..]} when sp == sp_pre + ids + sp_post, else {"ids_sp": sp}."""
+    if sp == ids:
+        return {}
+    for a in range(len(sp) - len(ids) + 1):
+        if sp[a:a + len(ids)] == ids:
+            return {"sp_pre": sp[:a], "sp_post": sp[a + len(ids):]}
+    return {"ids_sp": sp}
+
+
 def expected(args):
     from tokenizers import Tokenizer
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
@@ -322,8 +334,7 @@ def expected(args):
                 ids = tok.encode(s, add_special_tokens=False).ids
                 d = {"i": i, "ids": ids}
                 sp = tok.encode(s, add_special_tokens=True).ids
-                if sp != ids:
-                    d["ids_sp"] = sp
+                d.update(special_delta(ids, sp))
                 f.write(json.dumps(d, separators=(",", ":")) + "\n")
         report.append(f"{name}: {len(strings)} strings encoded")
         cfg = os.path.join(os.path.dirname(path), "tokenizer_config.json")
