@@ -1,0 +1,320 @@
+/* calibrate: least-squares fit of cm_coeffs to measured steps.  The roofline
+ * max() makes the model piecewise linear, so the fit alternates: put each
+ * step on the roof that bounds it under the current coefficients, then solve
+ *   t - allreduce = overhead + per_seq * n + F/peak * [flop-bound] / flops_eff
+ *                                          + B/bw  * [bw-bound]   / bw_eff
+ * as a linear problem (gsl_multifit_linear) for overhead, per_seq, 1/flops_eff
+ * and 1/bw_eff, until no step changes roof.  Reads only the steps file. */
+#include "sim/calibrate.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_multifit.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define CAL_MAX_ROUNDS 20
+
+/* ---- reading steps --------------------------------------------------------- */
+
+enum { F_PREFILL, F_DECODE, F_SEQS, F_CTX, F_SECONDS, F_PAIRS, F_N };
+static const char *const f_names[F_N] = {
+    "prefill_tokens", "decode_tokens", "num_seqs", "attn_ctx_tokens", "seconds", "attn_pairs"
+};
+
+/* Stores value v of field k into o; -1 with err (where = "file:line" or "file: step i"). */
+static int set_obs(cm_step_obs *o, int k, double v, const char *where, char *err, size_t errlen) {
+    if (!isfinite(v) || v < 0 || (k == F_SECONDS && v <= 0) || (k != F_SECONDS && v > 1e15) ||
+        (k != F_SECONDS && v != floor(v))) {
+        snprintf(err, errlen, "%s: %s %g must be %s", where, f_names[k], v,
+                 k == F_SECONDS ? "a positive number of seconds" : "a non-negative integer");
+        return -1;
+    }
+    switch (k) {
+    case F_PREFILL: o->b.prefill_tokens = (long)v; break;
+    case F_DECODE: o->b.decode_tokens = (long)v; break;
+    case F_SEQS: o->b.num_seqs = v > 1e9 ? 1000000000 : (int)v; break;
+    case F_CTX: o->b.attn_ctx_tokens = (long)v; break;
+    case F_SECONDS: o->seconds = v; break;
+    case F_PAIRS: o->b.attn_pairs = (long)v; break;
+    }
+    return 0;
+}
+
+static char *slurp(const char *path, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); return NULL; }
+    char *buf = NULL;
+    long len;
+    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && len < (256L << 20) &&
+        fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)len + 1))) {   /* (len + 1,) */
+        if (fread(buf, 1, (size_t)len, f) == (size_t)len) buf[len] = '\0';
+        else { free(buf); buf = NULL; }
+    }
+    fclose(f);
+    if (!buf) snprintf(err, errlen, "%s: cannot read (too large or not a regular file)", path);
+    return buf;
+}
+
+static int load_json(const char *path, const char *text, cm_step_obs **out, int *n,
+                     char *err, size_t errlen) {
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(text, &end, 0);
+    int rc = -1;
+    cm_step_obs *v = NULL;
+    const cJSON *arr = cJSON_IsArray(root) ? root : cJSON_GetObjectItemCaseSensitive(root, "steps");
+    if (!cJSON_IsArray(arr)) {
+        int line = 1;
+        for (const char *p = text; end && p < end && *p; p++) line += *p == '\n';
+        snprintf(err, errlen, root ? "%s: want an array of steps or {\"steps\": [...]}"
+                                   : "%s:%d: not valid JSON", path, line);
+        goto out;
+    }
+    int m = cJSON_GetArraySize(arr), i = 0;
+    v = calloc(m > 0 ? (size_t)m : 1, sizeof *v);                /* (m,) */
+    if (!v) { snprintf(err, errlen, "%s: out of memory", path); goto out; }
+    const cJSON *s;
+    cJSON_ArrayForEach(s, arr) {
+        char where[512];
+        snprintf(where, sizeof where, "%s: step %d", path, i + 1);
+        if (!cJSON_IsObject(s)) { snprintf(err, errlen, "%s: not an object", where); goto out; }
+        for (int k = 0; k < F_N; k++) {
+            const cJSON *it = cJSON_GetObjectItemCaseSensitive(s, f_names[k]);
+            if (!it) {
+                if (k == F_PAIRS) { v[i].b.attn_pairs = v[i].b.attn_ctx_tokens; continue; }
+                snprintf(err, errlen, "%s: missing field '%s'", where, f_names[k]);
+                goto out;
+            }
+            if (!cJSON_IsNumber(it)) {
+                snprintf(err, errlen, "%s: field '%s' is not a number", where, f_names[k]);
+                goto out;
+            }
+            if (set_obs(&v[i], k, it->valuedouble, where, err, errlen) < 0) goto out;
+        }
+        i++;
+    }
+    *out = v;
+    *n = i;
+    v = NULL;
+    rc = 0;
+out:
+    free(v);
+    cJSON_Delete(root);
+    return rc;
+}
+
+static int load_csv(const char *path, char *text, cm_step_obs **out, int *n, char *err, size_t errlen) {
+    int col[F_N], ncols = 0, m = 0, cap = 0, rc = -1, header = 0;
+    cm_step_obs *v = NULL;
+    long lineno = 0;
+    for (int k = 0; k < F_N; k++) col[k] = -1;
+    for (char *line = text, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = '\0';
+        lineno++;
+        char *f[32];
+        int nf = 0;
+        while (isspace((unsigned char)*line)) line++;
+        if (!*line || *line == '#') continue;
+        for (char *p = line;;) {                       /* split on commas, trim each */
+            char *c = strchr(p, ',');
+            if (c) *c = '\0';
+            while (isspace((unsigned char)*p)) p++;
+            char *e = p + strlen(p);
+            while (e > p && isspace((unsigned char)e[-1])) *--e = '\0';
+            if (nf < 32) f[nf] = p;
+            nf++;
+            if (!c) break;
+            p = c + 1;
+        }
+        if (!header) {
+            for (int i = 0; i < nf && i < 32; i++)
+                for (int k = 0; k < F_N; k++) if (!strcasecmp(f[i], f_names[k])) col[k] = i;
+            for (int k = 0; k < F_PAIRS; k++)
+                if (col[k] < 0) {
+                    snprintf(err, errlen, "%s:%ld: missing column '%s'", path, lineno, f_names[k]);
+                    goto out;
+                }
+            ncols = nf;
+            header = 1;
+            continue;
+        }
+        char where[512];
+        snprintf(where, sizeof where, "%s:%ld", path, lineno);
+        if (nf != ncols) {
+            snprintf(err, errlen, "%s: %d fields, the header has %d", where, nf, ncols);
+            goto out;
+        }
+        if (m == cap) {
+            cap = cap ? 2 * cap : 256;
+            cm_step_obs *w = realloc(v, (size_t)cap * sizeof *w);   /* (cap,) */
+            if (!w) { snprintf(err, errlen, "%s: out of memory", where); goto out; }
+            v = w;
+        }
+        memset(&v[m], 0, sizeof v[m]);
+        for (int k = 0; k < F_N; k++) {
+            if (col[k] < 0 || col[k] >= 32) { if (k == F_PAIRS) v[m].b.attn_pairs = v[m].b.attn_ctx_tokens; continue; }
+            char *e;
+            errno = 0;
+            double x = strtod(f[col[k]], &e);
+            if (e == f[col[k]] || *e || errno) {
+                snprintf(err, errlen, "%s: %s '%s' is not a number", where, f_names[k], f[col[k]]);
+                goto out;
+            }
+            if (set_obs(&v[m], k, x, where, err, errlen) < 0) goto out;
+        }
+        m++;
+    }
+    if (!header) { snprintf(err, errlen, "%s: empty file", path); goto out; }
+    *out = v;
+    *n = m;
+    v = NULL;
+    rc = 0;
+out:
+    free(v);
+    return rc;
+}
+
+int cm_steps_load(const char *path, cm_step_obs **out, int *n, char *err, size_t errlen) {
+    *out = NULL;
+    *n = 0;
+    char *text = slurp(path, err, errlen);
+    if (!text) return -1;
+    const char *p = text;
+    while (isspace((unsigned char)*p)) p++;
+    int rc = (*p == '[' || *p == '{') ? load_json(path, text, out, n, err, errlen)
+                                      : load_csv(path, text, out, n, err, errlen);
+    free(text);
+    if (rc == 0 && *n == 0) {
+        snprintf(err, errlen, "%s: no steps", path);
+        free(*out);
+        *out = NULL;
+        rc = -1;
+    }
+    return rc;
+}
+
+/* ---- fitting --------------------------------------------------------------- */
+
+static double mape(const cm_model *m, const cm_step_obs *s, int n) {
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += fabs(cm_step_time(m, &s[i].b) - s[i].seconds) / s[i].seconds;
+    return sum / n;
+}
+
+/* Seconds of the TP all-reduces alone: the step time with free compute and
+ * memory and no overheads. */
+static double allreduce_s(const cm_model *m, const cm_batch *b) {
+    cm_model z = *m;
+    z.k.flops_eff = z.k.bw_eff = 1e300;
+    z.k.step_overhead_s = z.k.per_seq_s = 0;
+    return cm_step_time(&z, b);
+}
+
+int cm_fit(const cm_model *m, const cm_step_obs *s, int n, cm_fit_report *rep,
+           char *err, size_t errlen) {
+    memset(rep, 0, sizeof *rep);
+    if (n < 4) {
+        snprintf(err, errlen, "need at least 4 measured steps to fit 4 coefficients (got %d)", n);
+        return -1;
+    }
+    int rc = -1;
+    double *F = malloc((size_t)n * sizeof *F);     /* (n,) seconds at peak FLOP/s */
+    double *B = malloc((size_t)n * sizeof *B);     /* (n,) seconds at peak bandwidth */
+    double *Y = malloc((size_t)n * sizeof *Y);     /* (n,) measured minus all-reduce */
+    char *roof = calloc((size_t)n, 1);             /* (n,) 1 = FLOP-bound, 0 = bandwidth-bound */
+    gsl_matrix *X = gsl_matrix_alloc((size_t)n, 4), *cov = gsl_matrix_alloc(4, 4);
+    gsl_vector *y = gsl_vector_alloc((size_t)n), *c = gsl_vector_alloc(4);
+    gsl_set_error_handler_off();                   /* report GSL errors, never abort */
+    if (!F || !B || !Y || !roof || !X || !cov || !y || !c) {
+        snprintf(err, errlen, "out of memory for %d steps", n);
+        goto out;
+    }
+    cm_model fit = *m;
+    int seqs_vary = 0;
+    for (int i = 0; i < n; i++) {
+        F[i] = cm_step_flops(m, &s[i].b) / m->gpu.flops_16;
+        B[i] = cm_step_bytes(m, &s[i].b) / m->gpu.mem_bw;
+        Y[i] = s[i].seconds - allreduce_s(m, &s[i].b);
+        roof[i] = F[i] / m->k.flops_eff > B[i] / m->k.bw_eff;
+        seqs_vary |= s[i].b.num_seqs != s[0].b.num_seqs;
+    }
+    int changed = 1;
+    for (rep->iterations = 0; changed && rep->iterations < CAL_MAX_ROUNDS; rep->iterations++) {
+        /* columns: 1, num_seqs, F on the FLOP roof, B on the bandwidth roof;
+         * an unused column would make X singular, so a fixed coefficient
+         * moves to the left-hand side instead */
+        int use[4] = { 1, seqs_vary, 0, 0 };
+        for (int i = 0; i < n; i++) {
+            if (roof[i] && F[i] > 0) use[2] = 1;
+            if (!roof[i] && B[i] > 0) use[3] = 1;
+        }
+        double fixed[4] = { 0, fit.k.per_seq_s, 1 / fit.k.flops_eff, 1 / fit.k.bw_eff };
+        int p = 0, idx[4];
+        for (int j = 0; j < 4; j++) if (use[j]) idx[p++] = j;
+        if (n <= p) {
+            snprintf(err, errlen, "need more than %d measured steps (got %d)", p, n);
+            goto out;
+        }
+        gsl_matrix_view Xv = gsl_matrix_submatrix(X, 0, 0, (size_t)n, (size_t)p);
+        gsl_vector_view cv = gsl_vector_subvector(c, 0, (size_t)p);
+        gsl_matrix_view Cv = gsl_matrix_submatrix(cov, 0, 0, (size_t)p, (size_t)p);
+        gsl_multifit_linear_workspace *w = gsl_multifit_linear_alloc((size_t)n, (size_t)p);
+        if (!w) { snprintf(err, errlen, "out of memory"); goto out; }
+        for (int i = 0; i < n; i++) {
+            double row[4] = { 1, s[i].b.num_seqs, roof[i] ? F[i] : 0, roof[i] ? 0 : B[i] };
+            double yi = Y[i];
+            for (int j = 0; j < 4; j++) if (!use[j]) yi -= fixed[j] * row[j];
+            for (int k = 0; k < p; k++) gsl_matrix_set(&Xv.matrix, (size_t)i, (size_t)k, row[idx[k]]);
+            gsl_vector_set(y, (size_t)i, yi);
+        }
+        double chisq;
+        gsl_vector_view yv = gsl_vector_subvector(y, 0, (size_t)n);
+        int st = gsl_multifit_linear(&Xv.matrix, &yv.vector, &cv.vector, &Cv.matrix, &chisq, w);
+        gsl_multifit_linear_free(w);
+        if (st) { snprintf(err, errlen, "least-squares fit failed (GSL error %d)", st); goto out; }
+        double got[4] = { fit.k.step_overhead_s, fit.k.per_seq_s, 1 / fit.k.flops_eff, 1 / fit.k.bw_eff };
+        for (int k = 0; k < p; k++) got[idx[k]] = gsl_vector_get(&cv.vector, (size_t)k);
+        /* keep the coefficients physical: times >= 0, efficiencies in (0, 1] */
+        fit.k.step_overhead_s = got[0] > 0 ? got[0] : 0;
+        fit.k.per_seq_s = got[1] > 0 ? got[1] : 0;
+        if (got[2] > 0) fit.k.flops_eff = got[2] < 1 ? 1 : 1 / got[2];
+        if (got[3] > 0) fit.k.bw_eff = got[3] < 1 ? 1 : 1 / got[3];
+        changed = 0;
+        for (int i = 0; i < n; i++) {
+            char r = F[i] / fit.k.flops_eff > B[i] / fit.k.bw_eff;
+            changed |= r != roof[i];
+            roof[i] = r;
+        }
+    }
+    double mean = 0, ss_tot = 0, ss_res = 0;
+    for (int i = 0; i < n; i++) mean += s[i].seconds / n;
+    for (int i = 0; i < n; i++) {
+        double e = cm_step_time(&fit, &s[i].b) - s[i].seconds;
+        ss_res += e * e;
+        ss_tot += (s[i].seconds - mean) * (s[i].seconds - mean);
+        rep->n_flops_bound += roof[i];
+    }
+    rep->k = fit.k;
+    rep->n = n;
+    rep->n_bw_bound = n - rep->n_flops_bound;
+    rep->r2 = ss_tot > 0 ? 1 - ss_res / ss_tot : 1;
+    rep->mape_before = mape(m, s, n);
+    rep->mape_after = mape(&fit, s, n);
+    rc = 0;
+out:
+    gsl_vector_free(c);
+    gsl_vector_free(y);
+    gsl_matrix_free(cov);
+    gsl_matrix_free(X);
+    free(roof);
+    free(Y);
+    free(B);
+    free(F);
+    return rc;
+}
