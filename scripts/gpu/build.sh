@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds the engine's commands and GPU tests on the device machine, which
+# lacks the Debian -dev packages: the .debs carried along (.debs/, see
+# docs/engine-notes.md) are unpacked into /tmp/sysroot, and only what the
+# engine needs is compiled and linked (not every package of the Makefile).
+#   scripts/gpu/build.sh   -> build/gpu/run, build/gpu/test_kernels
+set -eu
+SYS=/tmp/sysroot
+mkdir -p $SYS
+for f in .debs/*.deb; do dpkg -x "$f" $SYS; done
+NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+CUDA=${NVCC%/bin/nvcc}
+LIBDIR=$SYS/usr/lib/x86_64-linux-gnu
+B=build/gpu
+mkdir -p $B
+CFLAGS="-std=c11 -O2 -g -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -DPAGESIM_HAVE_CUDA=1 -I. -I$SYS/usr/include -I$CUDA/include"
+objs=()
+for cu in engine/*.cu; do
+  o=$B/$(basename "$cu").o; objs+=("$o")
+  "$NVCC" -O3 -arch=sm_90 -lineinfo -I. -c "$cu" -o "$o" &
+done
+for c in engine/kernels_ref.c engine/safetensors.c engine/weights.c engine/model.c sim/model_config.c; do
+  o=$B/$(basename "$c").o; objs+=("$o")
+  gcc $CFLAGS -c "$c" -o "$o" &
+done
+wait
+gcc $CFLAGS -c engine/run_main.c -o $B/run_main.o
+gcc $CFLAGS -c tests/gpu/test_kernels.c -o $B/test_kernels.o
+LIBS="-L$CUDA/lib64 -lcublasLt -lcublas -lcudart_static -ldl -lrt -lstdc++ -lpthread -lm -L$LIBDIR -lcjson -lcmocka -Wl,-rpath,$LIBDIR -Wl,-rpath,$CUDA/lib64"
+gcc -o $B/run $B/run_main.o "${objs[@]}" $LIBS
+gcc -o $B/test_kernels $B/test_kernels.o "${objs[@]}" $LIBS
+echo "built $B/run $B/test_kernels"
