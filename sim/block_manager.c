@@ -398,10 +398,19 @@ int bm_swap_in(bm *m, seq *s, kv_copy *copies) {
 /* ---- accounting ----------------------------------------------------------- */
 static int clampi(long v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : (int)v; }
 
-/* Per used block: tokens held (max over its holders) into tok[], final fill
- * into fin[], -1 in both when no live table holds it. */
+/* Per block held by a live GPU table: tokens held (max over its holders)
+ * into tok[], final fill into fin[].  Only held entries are touched, so the
+ * cost is the size of the live tables, not of the pool (usage is sampled every
+ * step); blocks no live table holds keep whatever tok/fin held before. */
 static void fill_per_block(const bm *m, seq *const *live, int n, int *tok, int *fin) {
-    for (int b = 0; b < m->nb; b++) tok[b] = fin[b] = -1;
+    for (int k = 0; k < n; k++) {
+        const seq *s = live[k];
+        if (!s || on_cpu(s)) continue;
+        for (int i = 0; i < s->num_blocks; i++) {
+            int b = s->block_table[i];
+            if (b >= 0 && b < m->nb) tok[b] = fin[b] = -1;
+        }
+    }
     for (int k = 0; k < n; k++) {
         const seq *s = live[k];
         if (!s || on_cpu(s)) continue;
@@ -425,14 +434,23 @@ void bm_usage(const bm *m, seq *const *live, int n, kv_usage *u) {
     memset(u, 0, sizeof *u);
     u->blocks_total = m->nb;
     u->slots_total = (long)m->nb * m->bs;
-    for (int b = 0; b < m->nb; b++) {
-        if (m->ref[b] == 0) continue;
-        u->blocks_used++;
-        if (tok[b] < 0) { u->token_slots += m->bs; continue; }  /* holder not passed in */
-        u->token_slots += tok[b];
-        u->reserved_slots += fin[b] - tok[b];
-        u->internal_frag += m->bs - fin[b];
+    u->blocks_used = m->nb - num_free(m);
+    int seen = 0;
+    for (int k = 0; k < n; k++) {
+        const seq *s = live[k];
+        if (!s || on_cpu(s)) continue;
+        for (int i = 0; i < s->num_blocks; i++) {
+            int b = s->block_table[i];
+            if (b < 0 || b >= m->nb || tok[b] < 0 || m->ref[b] == 0) continue;
+            u->token_slots += tok[b];
+            u->reserved_slots += fin[b] - tok[b];
+            u->internal_frag += m->bs - fin[b];
+            tok[b] = -1;                                   /* a shared block counts once */
+            seen++;
+        }
     }
+    /* used blocks whose holders were not passed in: count them as token slots */
+    u->token_slots += (long)(u->blocks_used - seen) * m->bs;
     u->blocks_cached = m->q[Q_CACHED].len;
     u->free_slots = (long)num_free(m) * m->bs;
     u->external_frag = 0;
@@ -442,6 +460,7 @@ void bm_usage(const bm *m, seq *const *live, int n, kv_usage *u) {
 
 void bm_block_views(const bm *m, seq *const *live, int n, kv_block_view *out) {
     int *tok = m->scratch, *fin = m->scratch + m->nb;
+    for (int b = 0; b < m->nb; b++) tok[b] = fin[b] = -1;
     fill_per_block(m, live, n, tok, fin);
     for (int b = 0; b < m->nb; b++) {
         out[b] = (kv_block_view){ .ref = m->ref[b], .owner = -1,

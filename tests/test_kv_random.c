@@ -89,6 +89,30 @@ static void verify(rt *t) {
     kv_usage_get(t->kv, live, n, NULL, &u);
     assert_int_equal(u.token_slots + u.reserved_slots + u.internal_frag + u.external_frag + u.free_slots,
                      u.slots_total);
+    /* the same categories, counted slot by slot the slow way */
+    long tok = 0, res = 0, in = 0, heldslots = 0;
+    char *state = calloc((size_t)t->nb * t->bs, 1);     /* (nb*bs,) 0 free, 1 internal, 2 reserved, 3 token */
+    for (int k = 0; k < n; k++) {
+        seq *s = live[k];
+        if (s->status == SEQ_WAITING || on_cpu(s)) continue;
+        long life = (long)s->prompt_len + s->max_output;
+        if (life < s->num_tokens) life = s->num_tokens;
+        long held = t->paged ? (long)s->num_blocks * t->bs : s->resv_len;
+        for (long p = 0; p < held; p++) {
+            long w = where(t, s, (int)p);
+            char v = p < s->num_tokens ? 3 : p < life ? 2 : 1;
+            if (v > state[w]) state[w] = v;
+        }
+    }
+    for (long w = 0; w < (long)t->nb * t->bs; w++) {
+        tok += state[w] == 3; res += state[w] == 2; in += state[w] == 1;
+        heldslots += state[w] != 0;
+    }
+    free(state);
+    assert_int_equal(u.token_slots, tok);
+    assert_int_equal(u.reserved_slots, res);
+    assert_int_equal(u.internal_frag, in);
+    assert_int_equal(u.free_slots + u.external_frag, u.slots_total - heldslots);
 }
 
 static int pick(rt *t, seq_status st) {   /* a random used seq in state st, or -1 */
