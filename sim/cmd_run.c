@@ -70,7 +70,7 @@ static void usage(FILE *f) {
           "output:\n"
           "  --json OUT            all metrics as JSON (steps included up to 20000\n"
           "                        requests, or with --steps; never with --no-steps)\n"
-          "  --usage-every K       sample the pool every K steps [1; 16 above 100000 requests]\n"
+          "  --usage-every K       sample the pool every K steps [auto: 1 per 2048 blocks]\n"
           "  --check               verify the KV cache invariants after every step (slow)\n"
           "  --quiet               no progress on stderr\n"
           "reproductions:\n"
@@ -200,7 +200,7 @@ static sim_config make_config(const run_opts *o, const run_env *e, int policy) {
     c.model = &e->model;
     c.seed = o->seed;
     c.check = o->check;
-    c.usage_every = o->usage_every ? o->usage_every : (e->nreq > 100000 ? 16 : 1);
+    c.usage_every = o->usage_every;              /* 0: auto (simulate.h) */
     c.keep_steps = o->json && !o->no_steps && (o->steps || e->nreq <= 20000);
     if (!o->quiet && isatty(2) && e->nreq >= 20000 && !o->fig2 && !o->sweep) c.progress = progress;
     return c;

@@ -110,7 +110,8 @@ int sim_run(const sim_config *cfg, const wl_request *reqs, int n, sim_result *ou
     run_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
     ctx.kv = kv; ctx.sc = sc; ctx.met = met;
-    ctx.every = cfg->usage_every > 1 ? cfg->usage_every : 1;
+    ctx.every = cfg->usage_every > 0 ? cfg->usage_every
+              : (cfg->kv.num_blocks / 2048 > 1 ? cfg->kv.num_blocks / 2048 : 1);
     lp.observe = observe; lp.observe_ctx = &ctx;
 
     int next = 0, finished = 0, report_every = n / 100 > 0 ? n / 100 : 1;

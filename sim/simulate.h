@@ -24,7 +24,8 @@ typedef struct sim_config {
     bool check;                   /* kv_check after every step (slow: tests) */
     long max_steps;               /* stop after this many steps; 0 = no limit */
     int  usage_every;             /* sample the pool's usage every k-th step and hold
-                                     it in between (kv_usage_get is O(blocks)); 0/1 = every step */
+                                     it in between (kv_usage_get is O(blocks)); 1 = every
+                                     step; 0 = auto: max(1, num_blocks / 2048) */
     /* called about every 1% of requests finished (NULL = none) */
     void (*progress)(void *ctx, int finished, int total, double sim_time);
     void *progress_ctx;
