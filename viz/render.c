@@ -193,9 +193,47 @@ static void rect_path(cairo_t *cr, viz_rect r, double rad) {
     cairo_arc(cr, r.x + rad, r.y + rad, rad, M_PI, 3 * M_PI / 2);
     cairo_close_path(cr);
 }
-/* Diagonal hatching clipped to r. */
+/* Hatching on image surfaces: a small repeating tile, cached (stroking every
+ * line of every hatched block costs tens of ms at 1024 blocks; a tile fill
+ * costs almost nothing).  Bounded cache, kept for the process. */
+typedef struct hatch_tile { int n, lw10, rgb; cairo_pattern_t *p; } hatch_tile;
+static hatch_tile tiles[32];
+static int ntiles;
+
+static cairo_pattern_t *hatch_pattern(double step, double lw, const double c[3]) {
+    int n = (int)lround(step < 2 ? 2 : step), lw10 = (int)lround(lw * 10);
+    int rgb = ((int)lround(c[0] * 255) << 16) | ((int)lround(c[1] * 255) << 8) | (int)lround(c[2] * 255);
+    for (int i = 0; i < ntiles; i++)
+        if (tiles[i].n == n && tiles[i].lw10 == lw10 && tiles[i].rgb == rgb) return tiles[i].p;
+    cairo_surface_t *sf = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, n, n);
+    cairo_t *t = cairo_create(sf);
+    cairo_set_source_rgb(t, c[0], c[1], c[2]);
+    cairo_set_line_width(t, lw);
+    for (int k = -1; k <= 1; k++) {   /* the diagonal and its neighbours: seamless */
+        cairo_move_to(t, k * n, n);
+        cairo_line_to(t, k * n + n, 0);
+    }
+    cairo_stroke(t);
+    cairo_destroy(t);
+    cairo_pattern_t *p = cairo_pattern_create_for_surface(sf);
+    cairo_surface_destroy(sf);
+    cairo_pattern_set_extend(p, CAIRO_EXTEND_REPEAT);
+    if (ntiles < (int)(sizeof tiles / sizeof tiles[0])) tiles[ntiles++] = (hatch_tile){ n, lw10, rgb, p };
+    else { cairo_pattern_destroy(tiles[0].p); tiles[0] = (hatch_tile){ n, lw10, rgb, p }; }
+    return p;
+}
+
+/* Diagonal hatching clipped to r: a tile on raster targets, real lines on
+ * vector ones (SVG, PDF stay crisp). */
 static void hatch(cairo_t *cr, viz_rect r, double step, double lw, const double c[3]) {
     cairo_save(cr);
+    if (cairo_surface_get_type(cairo_get_target(cr)) == CAIRO_SURFACE_TYPE_IMAGE) {
+        cairo_set_source(cr, hatch_pattern(step, lw, c));
+        cairo_rectangle(cr, r.x, r.y, r.w, r.h);
+        cairo_fill(cr);
+        cairo_restore(cr);
+        return;
+    }
     cairo_rectangle(cr, r.x, r.y, r.w, r.h);
     cairo_clip(cr);
     set_rgb(cr, c);
@@ -265,7 +303,11 @@ static void draw_block(cairo_t *cr, const viz_grid *g, const viz_pool *p, int b,
             set_rgb(cr, col);
             cairo_rectangle(cr, bar.x, bar.y, bar.w, bar.h);
             cairo_fill(cr);
-            if (striped && br.w >= 24) hatch(cr, bar, 4, 1, dark);
+            if (striped) {   /* ids past the palette: two-tone (cheaper than stripes here) */
+                set_rgb(cr, dark);
+                cairo_rectangle(cr, bar.x, bar.y + bar.h * 0.62, bar.w, bar.h * 0.38);
+                cairo_fill(cr);
+            }
             if (k->reserved && k->tokens < p->block_size) {
                 viz_rect rest = { br.x + bar.w, br.y, br.w - bar.w, br.h };
                 hatch(cr, rest, 3, 0.8, col);
@@ -522,11 +564,13 @@ static void draw_side(cairo_t *cr, const viz_layout *L, const viz_scene *s) {
     font(cr, f * 0.95, true);
     text(cr, x, ly, "legend", INK);
     ly += f * 1.5;
-    legend_row(cr, x, ly, f, 0, "slot holding a token (colour, label = seq)"); ly += f * 1.45;
+    bool compact = !L->pool.slots;
+    legend_row(cr, x, ly, f, 0, compact ? "bar: share of a block's slots with tokens"
+                                        : "slot holding a token (colour, label = seq)"); ly += f * 1.45;
     legend_row(cr, x, ly, f, 1, "empty slot of a held block"); ly += f * 1.45;
     legend_row(cr, x, ly, f, 2, "free block"); ly += f * 1.45;
     legend_row(cr, x, ly, f, 3, "free, prefix still cached"); ly += f * 1.45;
-    legend_row(cr, x, ly, f, 4, "shared block: ref count"); ly += f * 1.45;
+    legend_row(cr, x, ly, f, 4, compact ? "shared block (dark corner when small)" : "shared block: ref count"); ly += f * 1.45;
     if (resv) legend_row(cr, x, ly, f, 5, "reserved, not yet used (waste)");
 }
 
