@@ -35,8 +35,10 @@
 #define PLAN_NON_TORCH_TP     (512.0 * MIB)
 #define PLAN_AWQ_DEQUANT_MIN  256
 #define PLAN_SAMPLER_COPIES   3
-/* vLLM V0 without chunked prefill profiles max(max_model_len, 2048) tokens */
+/* vLLM V0 profiles max(max_model_len, 2048) tokens; it turns chunked prefill
+ * on by itself above 32K tokens of context, and then profiles 2048 */
 #define PLAN_MIN_BATCHED      2048
+#define PLAN_CHUNKED_ABOVE    32768
 
 void plan_opts_default(plan_opts *o) {
     memset(o, 0, sizeof *o);
@@ -157,8 +159,9 @@ int plan_compute(const mc_config *c, const cm_gpu *g, const plan_opts *o, plan_r
     r->block_size = o->block_size;
     r->max_num_seqs = o->max_num_seqs;
     r->max_model_len = o->max_model_len > 0 ? o->max_model_len : (int)model_max_len(c);
-    r->batched_tokens = o->max_num_batched_tokens > 0 ? o->max_num_batched_tokens
-                      : (r->max_model_len > PLAN_MIN_BATCHED ? r->max_model_len : PLAN_MIN_BATCHED);
+    if (o->max_num_batched_tokens > 0) r->batched_tokens = o->max_num_batched_tokens;
+    else if (r->max_model_len > PLAN_CHUNKED_ABOVE) r->batched_tokens = PLAN_MIN_BATCHED;
+    else r->batched_tokens = r->max_model_len > PLAN_MIN_BATCHED ? r->max_model_len : PLAN_MIN_BATCHED;
 
     r->total_bytes = g->mem_bytes;
     r->budget_bytes = g->mem_bytes * o->util;

@@ -18,7 +18,8 @@ typedef struct plan_opts {
     int    tp;                   /* tensor-parallel degree (1) */
     int    dtype;                /* weights mc_dtype; -1 = the config's (AWQ4 when quantized) */
     int    max_num_seqs;         /* profile run's sequences (256) */
-    int    max_num_batched_tokens; /* profile run's tokens; 0 = max(max_model_len, 2048), vLLM V0 */
+    int    max_num_batched_tokens; /* profile run's tokens; 0 = as vLLM V0: max(max_model_len,
+                                    * 2048), or 2048 above 32K (chunked prefill) */
     double swap_space_gib;       /* CPU swap space per GPU for "# CPU blocks" (4) */
 } plan_opts;
 

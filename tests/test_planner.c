@@ -162,6 +162,30 @@ static void test_opt13b_a100(void **state) {
     assert_true(kv_gb > 10 && kv_gb < 14);
 }
 
+/* The profile run's size follows vLLM V0: the whole max-model-len up to 32K,
+ * 2048 tokens (chunked prefill) above; activations grow with it. */
+static void test_profile_tokens(void **state) {
+    (void)state;
+    mc_config c;
+    cm_gpu g;
+    setup(&c, &g, "data/models/qwen3-30b-a3b-instruct-2507.json", "H200");
+    plan_opts o;
+    plan_opts_default(&o);
+    plan_result r_long, r_32k, r_8k;
+    assert_int_equal(plan_compute(&c, &g, &o, &r_long, err, sizeof err), 0);
+    assert_int_equal(r_long.max_model_len, 262144);
+    assert_int_equal(r_long.batched_tokens, 2048);
+    o.max_model_len = 32768;
+    assert_int_equal(plan_compute(&c, &g, &o, &r_32k, err, sizeof err), 0);
+    assert_int_equal(r_32k.batched_tokens, 32768);
+    o.max_num_batched_tokens = 8192;
+    assert_int_equal(plan_compute(&c, &g, &o, &r_8k, err, sizeof err), 0);
+    assert_int_equal(r_8k.batched_tokens, 8192);
+    assert_true(r_32k.activation_bytes > 2 * r_8k.activation_bytes);
+    assert_true(r_8k.num_blocks > r_32k.num_blocks);
+    check_consistent(&r_8k);
+}
+
 /* The report carries vLLM's lines and the verdict. */
 static void test_report(void **state) {
     (void)state;
@@ -246,6 +270,7 @@ int main(void) {
         cmocka_unit_test(test_7b_awq_on_4070),
         cmocka_unit_test(test_kv_per_token),
         cmocka_unit_test(test_opt13b_a100),
+        cmocka_unit_test(test_profile_tokens),
         cmocka_unit_test(test_report),
         cmocka_unit_test(test_bad_options),
     };
