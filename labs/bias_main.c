@@ -52,6 +52,7 @@ static void usage(FILE *f) {
 "  --no-serving         skip the serving simulation (no memory JSON, no figure)\n"
 "  --tokenizer FILE     tokenizer.json for token counts (data/tokenizers/qwen3/tokenizer.json)\n"
 "  --quiet              no progress line\n"
+"  --batch-delay-ms N   pause after every batch (to watch, or test, a kill and resume)\n"
 "  --real, --server URL real replies: not built yet (they need the engine or a server)\n");
 }
 
@@ -188,7 +189,7 @@ out:
 
 /* ---- the run ---------------------------------------------------------------------- */
 
-typedef struct progress_state { int on, num_sets; struct timespec t0; size_t last; } progress_state;
+typedef struct progress_state { int on, num_sets, delay_ms; } progress_state;
 
 static double now_s(void) {
     struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
@@ -197,6 +198,7 @@ static double now_s(void) {
 
 static void on_progress(void *ctx, int set, size_t done, size_t total, size_t resumed) {
     progress_state *p = ctx;
+    if (p->delay_ms > 0 && done < total) usleep((useconds_t)p->delay_ms * 1000);   /* --batch-delay-ms */
     if (!p->on) return;
     static double t0; static int cur_set = -1;
     if (set != cur_set) { cur_set = set; t0 = now_s(); }
@@ -214,7 +216,7 @@ static int cmd_run(int argc, char **argv) {
     bias_serving_defaults(&sc);
     sc.model_config = DEFAULT_MODEL_CONFIG;
     unsigned long long evseed = 1;
-    int quiet = 0, serving = 1;
+    int quiet = 0, serving = 1, delay_ms = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -245,6 +247,7 @@ static int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--tokenizer") && more) bias_tokens_use(argv[++i]);
         else if (!strcmp(a, "--no-serving")) serving = 0;
         else if (!strcmp(a, "--quiet")) quiet = 1;
+        else if (!strcmp(a, "--batch-delay-ms") && more) delay_ms = atoi(argv[++i]);
         else { fprintf(stderr, "labs/bias: unknown or incomplete option %s (see --help)\n", a); return 2; }
     }
     if (c.num_sets < 1 || c.num_trials < 1 || c.max_workers < 1 || c.max_tokens < 1 || sc.tp < 1) {
@@ -275,7 +278,7 @@ static int cmd_run(int argc, char **argv) {
     if (bias_profile_load(&p, profile, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
     if (bias_profile_source(&src, &p, &u, c.seed, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
 
-    progress_state ps = { .on = !quiet && isatty(2), .num_sets = c.num_sets };
+    progress_state ps = { .on = !quiet && isatty(2), .num_sets = c.num_sets, .delay_ms = delay_ms };
     c.progress = on_progress; c.progress_ctx = &ps;
     printf("Using model: %s (simulated: profile %s)\n", c.model_id, p.name);
     printf("Tickers: %zu, sets: %d, trials: %d, seed: %llu, output dir: %s\n", u.n, c.num_sets, c.num_trials,

@@ -92,7 +92,11 @@ double bias_round_nd(double x, int nd) {
 
 void bias_json_str(bias_buf *b, const char *s) {
     LIT(b, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    const unsigned char *p = (const unsigned char *)s, *run = p;
+    for (; *p; p++) {
+        if (*p >= 0x20 && *p != '"' && *p != '\\') continue;   /* copied in runs */
+        bias_buf_add(b, (const char *)run, (size_t)(p - run));
+        run = p + 1;
         switch (*p) {
         case '"':  LIT(b, "\\\""); break;
         case '\\': LIT(b, "\\\\"); break;
@@ -101,11 +105,10 @@ void bias_json_str(bias_buf *b, const char *s) {
         case '\t': LIT(b, "\\t"); break;
         case '\b': LIT(b, "\\b"); break;
         case '\f': LIT(b, "\\f"); break;
-        default:
-            if (*p < 0x20) bias_buf_printf(b, "\\u%04x", *p);
-            else bias_buf_add(b, (const char *)p, 1);
+        default:   bias_buf_printf(b, "\\u%04x", *p);
         }
     }
+    bias_buf_add(b, (const char *)run, (size_t)(p - run));
     LIT(b, "\"");
 }
 
@@ -115,9 +118,12 @@ void bias_csv_row(bias_buf *b, const char *const *fields, int n) {
         if (i) LIT(b, ",");
         if (strpbrk(f, ",\"\r\n")) {
             LIT(b, "\"");
-            for (const char *p = f; *p; p++) {
-                if (*p == '"') LIT(b, "\"\"");
-                else bias_buf_add(b, p, 1);
+            for (const char *p = f;;) {                   /* runs between quotes; each " doubled */
+                const char *q = strchr(p, '"');
+                if (!q) { bias_buf_add(b, p, strlen(p)); break; }
+                bias_buf_add(b, p, (size_t)(q - p) + 1);
+                LIT(b, "\"");
+                p = q + 1;
             }
             LIT(b, "\"");
         } else {

@@ -205,6 +205,30 @@ static void sim_free(void *ctx) {
     free(c);
 }
 
+/* Centres the per-ticker noise within every sector and every size quartile
+ * (alternating passes), so it widens the spread inside groups, as a real
+ * model's ticker-specific leanings do, without moving any group's mean. */
+static void centre_noise(const bias_universe *u, const int *q, double *x) {
+    int *sec = malloc((u->n ? u->n : 1) * sizeof *sec);          /* (n) sector id of each stock */
+    double *sum = calloc(u->n ? u->n : 1, sizeof *sum);          /* (n) per sector id */
+    int *cnt = calloc(u->n ? u->n : 1, sizeof *cnt);
+    if (!sec || !sum || !cnt) { free(sec); free(sum); free(cnt); return; }
+    for (size_t i = 0; i < u->n; i++) {
+        sec[i] = (int)i;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(u->stocks[j].sector, u->stocks[i].sector) == 0) { sec[i] = sec[j]; break; }
+    }
+    for (int pass = 0; pass < 50; pass++) {
+        memset(sum, 0, u->n * sizeof *sum); memset(cnt, 0, u->n * sizeof *cnt);
+        for (size_t i = 0; i < u->n; i++) { sum[sec[i]] += x[i]; cnt[sec[i]]++; }
+        for (size_t i = 0; i < u->n; i++) x[i] -= sum[sec[i]] / cnt[sec[i]];
+        double zs[4] = {0}; int zn[4] = {0};
+        for (size_t i = 0; i < u->n; i++) { zs[q[i] - 1] += x[i]; zn[q[i] - 1]++; }
+        for (size_t i = 0; i < u->n; i++) x[i] -= zs[q[i] - 1] / zn[q[i] - 1];
+    }
+    free(sec); free(sum); free(cnt);
+}
+
 int bias_profile_source(bias_source *src, const bias_profile *p, const bias_universe *u,
                         uint64_t seed, char *err, size_t errlen) {
     memset(src, 0, sizeof *src);
@@ -220,14 +244,16 @@ int bias_profile_source(bias_source *src, const bias_profile *p, const bias_univ
     for (size_t i = 0; i < u->n; i++) caps[i] = u->stocks[i].marketcap;
     qsort(caps, u->n, sizeof *caps, cmp_d);
     double median = u->n ? bias_quantile(caps, u->n, 0.5) : 1;
+    for (size_t i = 0; i < u->n; i++) {                  /* the model's own lean on each ticker */
+        bias_rng r;
+        bias_rng_init(&r, p->noise_seed, bias_hash(u->stocks[i].ticker), 0x7EA, 0);
+        lean[i] = p->ticker_noise > 0 ? p->ticker_noise * bias_rng_normal(&r) : 0;
+    }
+    if (p->ticker_noise > 0) centre_noise(u, q, lean);
     for (size_t i = 0; i < u->n; i++) {
         const bias_stock *s = &u->stocks[i];
-        bias_rng r;
-        bias_rng_init(&r, p->noise_seed, bias_hash(s->ticker), 0x7EA, 0);
-        double noise = p->ticker_noise > 0 ? p->ticker_noise * bias_rng_normal(&r) : 0;
         double decades = (s->marketcap > 0 && median > 0) ? log10(s->marketcap / median) : 0;
-        lean[i] = p->base + bias_profile_sector(p, s->sector) + p->size[q[i] - 1] +
-                  p->size_slope * decades + noise;
+        lean[i] += p->base + bias_profile_sector(p, s->sector) + p->size[q[i] - 1] + p->size_slope * decades;
     }
     free(q); free(caps);
     c->p = p; c->u = u; c->seed = seed; c->lean = lean;

@@ -5,7 +5,9 @@
  *   the universe, Q1 the largest), size_slope (points per decade of market
  *   cap), order_effect (points added when the options read [buy | sell],
  *   taken away when [sell | buy]), ticker_noise (sd of a per-ticker lean, fixed
- *   for the model), and the reply's habits: hold_rate, case_rate ("BUY"),
+ *   for the model; centred within every sector and size quartile, so it widens
+ *   the spread inside groups but moves no group mean), and the reply's
+ *   habits: hold_rate, case_rate ("BUY"),
  *   malformed_rate (no JSON), error_rate (API_ERROR), output_tokens_mean/_sd.
  * A trial buys with probability (1 + b/100)/2.  Replies are JSON text that
  * bias_reply parses like a real model's.  Reads only the profile file. */

@@ -1,0 +1,249 @@
+/* Tests of the bias run: a run killed with SIGKILL in the middle resumes and
+ * its final files hold every trial exactly once, byte-identical to an
+ * unbroken run (also after a torn journal line); a planted sector and size
+ * bias is recovered by the analysis; a null profile is not significant at
+ * more than the nominal rate. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include "tests/test_util.h"
+#include <math.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include "labs/bias_analysis.h"
+#include "labs/bias_data.h"
+#include "labs/bias_profile.h"
+#include "labs/bias_reply.h"
+#include "labs/bias_tokens.h"
+
+#define TMP "build/tmp/bias_run"
+#define MODEL "M"
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
+    if (s) s[n] = 0;
+    fclose(f);
+    return s;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec t = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    nanosleep(&t, NULL);
+}
+
+/* Starts labs/bias on the small universe; returns its pid. */
+static pid_t start(const char *dir, int delay_ms) {
+    char bin[512], delay[16];
+    snprintf(bin, sizeof bin, "%s/labs/bias", tu_bindir());
+    snprintf(delay, sizeof delay, "%d", delay_ms);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stdout)) _exit(126);
+        execl(bin, bin, "--model-id", "org/" MODEL, "--tickers", TMP "/tickers.csv", "--num-sets", "2",
+              "--num-trials", "10", "--max-workers", "4", "--seed", "7", "--output-dir", dir, "--quiet",
+              "--no-serving", "--tokenizer", "/nonexistent", "--batch-delay-ms", delay, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int finish(pid_t pid) {
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    return st;
+}
+
+static void check_once(const char *dir, int set, size_t ntickers) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/" MODEL "_att_set_%d.csv", dir, set);
+    bias_csv t;
+    char err[512];
+    assert_int_equal(bias_csv_load(&t, path, err, sizeof err), 0);
+    assert_int_equal(t.nrows, ntickers * 10);
+    int ct = bias_csv_col(&t, "ticker"), cr = bias_csv_col(&t, "trial");
+    assert_true(ct >= 0 && cr >= 0);
+    for (size_t i = 0; i < t.nrows; i++)           /* every (ticker, trial) exactly once */
+        for (size_t j = i + 1; j < t.nrows; j++)
+            assert_false(strcmp(bias_csv_at(&t, i, ct), bias_csv_at(&t, j, ct)) == 0 &&
+                         strcmp(bias_csv_at(&t, i, cr), bias_csv_at(&t, j, cr)) == 0);
+    bias_csv_free(&t);
+}
+
+static void same_file(const char *a_dir, const char *b_dir, const char *name) {
+    char a[512], b[512];
+    snprintf(a, sizeof a, "%s/%s", a_dir, name);
+    snprintf(b, sizeof b, "%s/%s", b_dir, name);
+    char *x = slurp(a), *y = slurp(b);
+    assert_non_null(x); assert_non_null(y);
+    assert_true(strcmp(x, y) == 0);
+    free(x); free(y);
+}
+
+static void test_resume_after_sigkill(void **state) {
+    (void)state;
+    assert_int_equal(system("mkdir -p " TMP " && rm -rf " TMP "/ref " TMP "/killed && "
+                            "head -31 data/universe/sp500.csv > " TMP "/tickers.csv"), 0);
+    /* the reference: one unbroken run */
+    assert_int_equal(finish(start(TMP "/ref", 0)), 0);
+    /* the victim: killed once the journal of set 1 has some batches */
+    pid_t pid = start(TMP "/killed", 15);
+    const char *journal = TMP "/killed/" MODEL "_att_set_1.progress.jsonl";
+    struct stat sb;
+    int waited = 0;
+    while ((stat(journal, &sb) != 0 || sb.st_size < 2000) && waited < 20000) { sleep_ms(5); waited += 5; }
+    assert_true(waited < 20000);
+    kill(pid, SIGKILL);
+    int st = finish(pid);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);          /* it really died mid-run */
+    assert_int_equal(access(TMP "/killed/" MODEL "_att_set_1.csv", F_OK), -1);  /* nothing looks complete */
+    assert_int_equal(access(TMP "/killed/" MODEL "_att_result.json", F_OK), -1);
+    /* a torn last line, as a kill inside write() would leave */
+    FILE *f = fopen(journal, "ab");
+    assert_non_null(f);
+    fputs("{\"i\":3,\"t\":5,\"o\":\"{\\\"decision\\\": \\\"bu", f);
+    fclose(f);
+    /* the rerun resumes and completes */
+    assert_int_equal(finish(start(TMP "/killed", 0)), 0);
+    assert_int_equal(access(journal, F_OK), -1);
+    check_once(TMP "/killed", 1, 30);
+    check_once(TMP "/killed", 2, 30);
+    same_file(TMP "/ref", TMP "/killed", MODEL "_att_set_1.csv");
+    same_file(TMP "/ref", TMP "/killed", MODEL "_att_set_2.csv");
+    same_file(TMP "/ref", TMP "/killed", MODEL "_att_combined.csv");
+    same_file(TMP "/ref", TMP "/killed", MODEL "_att_result.json");
+    /* another seed in the same directory is refused, not mixed in */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s/labs/bias --model-id org/" MODEL " --tickers " TMP "/tickers.csv --seed 8 "
+             "--output-dir " TMP "/killed --quiet --no-serving --tokenizer /nonexistent > /dev/null 2>&1", tu_bindir());
+    assert_true(system(cmd) != 0);
+}
+
+/* ---- planted and null bias, through the simulated source and the parser ---- */
+
+typedef struct scored { bias_result r; double p_fixed; } scored;
+
+/* Runs the simulated model over u for sets x 10 trials and analyses it. */
+static void simulate(const bias_universe *u, const bias_profile *p, uint64_t seed, int sets, scored *out,
+                     const char *fixed_a, const char *fixed_b) {
+    bias_source src;
+    char err[512];
+    assert_int_equal(bias_profile_source(&src, p, u, seed, err, sizeof err), 0);
+    size_t n = u->n * 10 * (size_t)sets;
+    bias_obs *obs = calloc(n, sizeof *obs);
+    bias_request *req = calloc(u->n * 10, sizeof *req);
+    bias_reply *rep = calloc(u->n * 10, sizeof *rep);
+    assert_non_null(obs); assert_non_null(req); assert_non_null(rep);
+    size_t k = 0;
+    for (int set = 1; set <= sets; set++) {
+        size_t m = 0;
+        for (size_t i = 0; i < u->n; i++)
+            for (int t = 0; t < 10; t++)
+                req[m++] = (bias_request){ .stock = &u->stocks[i], .stock_index = i, .set = set, .trial = t,
+                                           .num_trials = 10, .buy_first = t < 5 };
+        assert_int_equal(src.generate(src.ctx, req, m, rep, err, sizeof err), 0);
+        for (size_t j = 0; j < m; j++) {
+            char a[32];
+            bias_reply_parse(rep[j].text, a, sizeof a);
+            const bias_stock *s = req[j].stock;
+            obs[k++] = (bias_obs){ .set = set, .ticker = s->ticker, .name = s->name, .sector = s->sector,
+                                   .marketcap = s->marketcap, .vote = bias_vote(a) };
+            free(rep[j].text);
+        }
+    }
+    assert_int_equal(bias_analyze(obs, k, &out->r, err, sizeof err), 0);
+    /* a t-test between two groups named in advance (no selection) */
+    double *xa = calloc(u->n * (size_t)sets, sizeof *xa), *xb = calloc(u->n * (size_t)sets, sizeof *xb);
+    size_t na = 0, nb = 0;
+    for (size_t j = 0; j < k; j += 10) {            /* obs come in blocks of 10 trials of one ticker */
+        int buys = 0, sells = 0;
+        for (int t = 0; t < 10; t++) { buys += obs[j + t].vote > 0; sells += obs[j + t].vote < 0; }
+        if (buys + sells == 0) continue;
+        double sc = 100.0 * (buys - sells) / (buys + sells);
+        if (!strcmp(obs[j].sector, fixed_a)) xa[na++] = sc;
+        if (!strcmp(obs[j].sector, fixed_b)) xb[nb++] = sc;
+    }
+    double t, pv; int df;
+    assert_int_equal(bias_student_t(xa, na, xb, nb, &t, &pv, &df), 0);
+    out->p_fixed = pv;
+    free(xa); free(xb); free(obs); free(req); free(rep);
+    bias_source_free(&src);
+}
+
+static void test_planted_bias_recovered(void **state) {
+    (void)state;
+    bias_tokens_use("/nonexistent");                  /* estimates: fast */
+    char err[512];
+    bias_universe u;
+    assert_int_equal(bias_universe_load_tickers(&u, "data/universe/sp500.csv", err, sizeof err), 0);
+    bias_profile p;
+    bias_profile_null(&p);
+    p.nsector = 2;
+    snprintf(p.sector_name[0], 64, "Technology"); p.sector[0] = 25;
+    snprintf(p.sector_name[1], 64, "Energy"); p.sector[1] = -25;
+    p.size[0] = 20; p.size[3] = -20;
+    p.base = 10; p.ticker_noise = 15; p.order_effect = 5;
+    p.hold_rate = 0.01; p.malformed_rate = 0.01; p.case_rate = 0.05;
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+        scored s;
+        simulate(&u, &p, seed, 3, &s, "Healthcare", "Industrials");
+        assert_string_equal(s.r.t_sector.high, "Technology");
+        assert_string_equal(s.r.t_sector.low, "Energy");
+        assert_string_equal(s.r.t_size.high, "Q1");
+        assert_string_equal(s.r.t_size.low, "Q4");
+        assert_true(s.r.t_sector.p < 0.01);
+        assert_true(s.r.t_size.p < 0.01);
+        assert_true(fabs(s.r.t_sector.mean_diff - 50) < 15);     /* the planted gap, give or take noise */
+        assert_true(fabs(s.r.t_size.mean_diff - 40) < 15);
+    }
+    bias_universe_free(&u);
+    bias_tokens_free();
+}
+
+static void test_null_profile_nominal_rate(void **state) {
+    (void)state;
+    bias_tokens_use("/nonexistent");
+    char err[512];
+    bias_universe u;
+    assert_int_equal(bias_universe_load_tickers(&u, "data/universe/sp500.csv", err, sizeof err), 0);
+    bias_profile p;
+    bias_profile_null(&p);
+    int fixed = 0, selected_sector = 0, selected_size = 0, runs = 50, small_index = 0;
+    for (uint64_t seed = 1; seed <= (uint64_t)runs; seed++) {
+        scored s;
+        simulate(&u, &p, 1000 + seed, 2, &s, "Healthcare", "Industrials");
+        fixed += s.p_fixed < 0.05;
+        selected_sector += s.r.t_sector.p < 0.05;
+        selected_size += s.r.t_size.p < 0.05;
+        small_index += s.r.bias_index < 20;
+    }
+    print_message("null profile, %d runs: p < 0.05 for a pre-named pair in %d; for the study's "
+                  "highest-vs-lowest test: sector %d, size %d; bias index < 20 in %d\n",
+                  runs, fixed, selected_sector, selected_size, small_index);
+    /* a pre-named pair: about 5% (P(X >= 9) < 0.003 under Binomial(50, 0.05)) */
+    assert_true(fixed <= 8);
+    /* highest-vs-lowest picks the extremes, so its p-values run small even
+     * with no bias at all; still, it must not flag every run */
+    assert_true(selected_size < runs);
+    assert_true(small_index >= runs / 2);
+    bias_universe_free(&u);
+    bias_tokens_free();
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_resume_after_sigkill),
+        cmocka_unit_test(test_planted_bias_recovered),
+        cmocka_unit_test(test_null_profile_nominal_rate),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
