@@ -35,6 +35,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "engine/chat_template.h"
 #include "engine/prometheus.h"
 
 /* ---- helpers ------------------------------------------------------------------ */
@@ -102,6 +103,7 @@ struct srv_server {
     stream *active;              /* streams whose backend request has not finished */
     int n_active;
     uint64_t next_id;
+    unsigned salt;               /* makes response ids differ across servers */
     long counts[3];
     char lastlog[256];
     prom_registry *reg;
@@ -447,35 +449,40 @@ static enum MHD_Result send_error(srv_server *s, struct MHD_Connection *c, unsig
 #define BAD(...) send_error(s, c, MHD_HTTP_BAD_REQUEST, "invalid_request_error", NULL, __VA_ARGS__)
 
 /* ---- the chat template ----------------------------------------------------------------
- * The single place where chat messages become a prompt.  Until
- * engine/chat_template.h lands this writes ChatML (the Qwen family's format,
- * with Qwen3's empty think block when enable_thinking is false); switch it to
- * the model's own template here. */
-static char *render_chat(const cJSON *messages, int enable_thinking) {
+ * The single place where chat messages become a prompt: engine/chat_template.h
+ * renders them in the family's format chosen by srv_opts.chat_template.  A
+ * content given as text parts is joined; "developer" is taken as "system". */
+static char *render_chat(srv_server *s, const cJSON *messages, int enable_thinking) {
+    int n = cJSON_GetArraySize(messages), i = 0;
+    chat_msg *msgs = calloc((size_t)n, sizeof *msgs);
+    char **owned = calloc((size_t)n, sizeof *owned);   /* (n,) joined text parts */
     char *p = NULL;
-    size_t len = 0, cap = 0;
+    if (!msgs || !owned) goto out;
     const cJSON *m;
-    int oom = 0;
     cJSON_ArrayForEach(m, messages) {
         const char *role = cJSON_GetObjectItemCaseSensitive(m, "role")->valuestring;
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
-        oom |= buf_add(&p, &len, &cap, "<|im_start|>", 12);
-        oom |= buf_add(&p, &len, &cap, role, strlen(role));
-        oom |= buf_add(&p, &len, &cap, "\n", 1);
-        if (cJSON_IsString(content)) {
-            oom |= buf_add(&p, &len, &cap, content->valuestring, strlen(content->valuestring));
-        } else if (cJSON_IsArray(content)) {
+        msgs[i].role = !strcmp(role, "developer") ? "system" : role;
+        if (cJSON_IsString(content)) msgs[i].content = content->valuestring;
+        else if (cJSON_IsArray(content)) {
+            size_t len = 0, cap = 0;
             const cJSON *part;
+            if (buf_add(&owned[i], &len, &cap, "", 0)) goto out;
             cJSON_ArrayForEach(part, content) {
                 const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
-                oom |= buf_add(&p, &len, &cap, t->valuestring, strlen(t->valuestring));
+                if (buf_add(&owned[i], &len, &cap, t->valuestring, strlen(t->valuestring))) goto out;
             }
-        }
-        oom |= buf_add(&p, &len, &cap, "<|im_end|>\n", 11);
+            msgs[i].content = owned[i];
+        } else msgs[i].content = "";                  /* an assistant turn with null content */
+        i++;
     }
-    oom |= buf_add(&p, &len, &cap, "<|im_start|>assistant\n", 22);
-    if (!enable_thinking) oom |= buf_add(&p, &len, &cap, "<think>\n\n</think>\n\n", 19);
-    if (oom) { free(p); return NULL; }
+    size_t need = chat_render(s->o.chat_template, msgs, n, 1, enable_thinking, NULL, 0);
+    if (need == (size_t)-1 || !(p = malloc(need + 1))) goto out;
+    chat_render(s->o.chat_template, msgs, n, 1, enable_thinking, p, need + 1);
+out:
+    for (int k = 0; owned && k < n; k++) free(owned[k]);
+    free(owned);
+    free(msgs);
     return p;
 }
 
@@ -580,7 +587,7 @@ static int parse_common(srv_server *s, const cJSON *root, gen_req *g, int chat, 
     return 0;
 }
 
-static int parse_messages(const cJSON *root, gen_req *g, char *msg, size_t cap) {
+static int parse_messages(srv_server *s, const cJSON *root, gen_req *g, char *msg, size_t cap) {
     const cJSON *ms = cJSON_GetObjectItemCaseSensitive(root, "messages");
     if (!cJSON_IsArray(ms) || cJSON_GetArraySize(ms) == 0) {
         snprintf(msg, cap, "'messages' must be a non-empty array"); return -1;
@@ -594,9 +601,8 @@ static int parse_messages(const cJSON *root, gen_req *g, char *msg, size_t cap) 
             snprintf(msg, cap, "messages[%d] must be an object with a string 'role'", i); return -1;
         }
         const char *r = role->valuestring;
-        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") &&
-            strcmp(r, "developer") && strcmp(r, "tool")) {
-            snprintf(msg, cap, "messages[%d].role '%.40s' is not system, developer, user, assistant or tool", i, r);
+        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") && strcmp(r, "developer")) {
+            snprintf(msg, cap, "messages[%d].role '%.40s' is not system, developer, user or assistant", i, r);
             return -1;
         }
         if (cJSON_IsArray(content)) {
@@ -617,7 +623,7 @@ static int parse_messages(const cJSON *root, gen_req *g, char *msg, size_t cap) 
         }
         i++;
     }
-    g->prompt = render_chat(ms, g->enable_thinking);
+    g->prompt = render_chat(s, ms, g->enable_thinking);
     if (!g->prompt) { snprintf(msg, cap, "out of memory"); return -1; }
     g->gp.prompt = g->prompt;
     return 0;
@@ -687,7 +693,7 @@ static stream *start_generation(srv_server *s, struct MHD_Connection *c, gen_req
     }
     pthread_mutex_unlock(&s->mu);
     snprintf(st->id, sizeof st->id, "%s-%08x%08llx", kind == KIND_CHAT ? "chatcmpl" : "cmpl",
-             (unsigned)s->port * 2654435761u, (unsigned long long)n);
+             s->salt, (unsigned long long)n);
     char err[256] = "";
     uint64_t id = 0;
     if (!stopping && s->be->submit(s->be->self, &g->gp, &st->sink, &id, err, sizeof err) == 0) {
@@ -752,7 +758,7 @@ static enum MHD_Result handle_generation(srv_server *s, struct MHD_Connection *c
     }
     gen_req g = {0};
     int bad = parse_common(s, root, &g, kind == KIND_CHAT, msg, sizeof msg);
-    if (!bad) bad = kind == KIND_CHAT ? parse_messages(root, &g, msg, sizeof msg)
+    if (!bad) bad = kind == KIND_CHAT ? parse_messages(s, root, &g, msg, sizeof msg)
                                       : parse_prompt(root, &g, msg, sizeof msg);
     cJSON_Delete(root);
     if (bad) { gen_req_free(&g); return BAD("%s", msg); }
@@ -925,6 +931,7 @@ void srv_opts_init(srv_opts *o) {
     o->max_tokens_limit = 32768;
     o->conn_limit = 1024;
     o->conn_timeout_s = 600;
+    o->chat_template = CHAT_QWEN3;
 }
 
 static void free_server(srv_server *s) {
@@ -964,6 +971,10 @@ srv_server *srv_start(const srv_opts *o, srv_backend *b, char *err, size_t errca
     srv_opts d;
     if (!o) { srv_opts_init(&d); o = &d; }
     if (!b || !b->submit || !b->abort || !b->stats) { snprintf(err, errcap, "serve: no backend"); return NULL; }
+    if (!strcmp(chat_kind_name(o->chat_template), "unknown")) {
+        snprintf(err, errcap, "serve: no chat template chosen (srv_opts.chat_template)");
+        return NULL;
+    }
     if (o->port < 0 || o->port > 65535 || o->max_body < 1 || o->max_tokens_limit < 1 || o->conn_limit < 1) {
         snprintf(err, errcap, "serve: port must be 0..65535 and max_body, max_tokens_limit, conn_limit >= 1");
         return NULL;
@@ -974,6 +985,9 @@ srv_server *srv_start(const srv_opts *o, srv_backend *b, char *err, size_t errca
     pthread_cond_init(&s->cv, NULL);
     s->o = *o;
     s->be = b;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    s->salt = (unsigned)(ts.tv_nsec ^ (ts.tv_sec * 2654435761u) ^ (uintptr_t)s);
     s->host = strdup(o->host && *o->host ? o->host : "127.0.0.1");
     s->api_key = o->api_key && *o->api_key ? strdup(o->api_key) : NULL;
     s->model = strdup(b->model && *b->model ? b->model : "model");

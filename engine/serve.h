@@ -20,6 +20,7 @@
 #ifndef ENGINE_SERVE_H
 #define ENGINE_SERVE_H
 #include <stddef.h>
+#include "engine/chat_template.h"
 #include "engine/serve_backend.h"
 
 typedef struct srv_server srv_server;
@@ -33,6 +34,8 @@ typedef struct {
                                    the max_tokens of a request that gives none */
     unsigned conn_limit;        /* concurrent connections; default 1024 */
     unsigned conn_timeout_s;    /* idle connection timeout; default 600 */
+    chat_kind chat_template;    /* how chat messages become a prompt; default CHAT_QWEN3
+                                   (ChatML, honouring chat_template_kwargs.enable_thinking) */
     /* Optional access log / warnings, one line each (no newline). */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;

@@ -26,6 +26,8 @@ static void usage(FILE *f) {
         "  --max-body BYTES          request body limit (default 1048576)\n"
         "  --max-tokens-limit N      largest max_tokens accepted (default 32768)\n"
         "  --served-model-name NAME  the model name clients send (default: mock / the path)\n"
+        "  --chat-template NAME      chatml, qwen2.5, qwen3, llama3, llama3.1, gemma (default:\n"
+        "                            detected from PATH/tokenizer_config.json; qwen3 otherwise)\n"
         "  --max-connections N       concurrent connections (default 1024)\n"
         "  --token-delay-ms X        mock: time of one decode step (default 10)\n"
         "  --max-num-seqs N          mock: requests running at once (default 256)\n"
@@ -76,6 +78,7 @@ int main(int argc, char **argv) {
     backend_choice bc = {0};
     bc.token_delay_ms = 10;
     bc.max_num_seqs = 256;
+    int template_given = 0;
     const char *env_key = getenv("PAGESIM_API_KEY");
     if (env_key && *env_key) o.api_key = env_key;
     for (int i = 1; i < argc; i++) {
@@ -94,6 +97,15 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--max-tokens-limit")) { NEEDV(); o.max_tokens_limit = (int)parse_long(a, v, 1, INT_MAX); }
         else if (!strcmp(a, "--max-connections")) { NEEDV(); o.conn_limit = (unsigned)parse_long(a, v, 1, 1000000); }
         else if (!strcmp(a, "--served-model-name")) { NEEDV(); bc.served_name = v; }
+        else if (!strcmp(a, "--chat-template")) {
+            NEEDV();
+            if ((o.chat_template = chat_kind_parse(v)) == CHAT_UNKNOWN) {
+                fprintf(stderr, "engine/serve: --chat-template '%s' is not one of chatml, qwen2.5, qwen3, "
+                        "llama3, llama3.1, gemma\n", v);
+                return 2;
+            }
+            template_given = 1;
+        }
         else if (!strcmp(a, "--max-num-seqs")) { NEEDV(); bc.max_num_seqs = (int)parse_long(a, v, 1, 1 << 20); }
         else if (!strcmp(a, "--token-delay-ms")) {
             NEEDV();
@@ -125,6 +137,18 @@ int main(int argc, char **argv) {
     char err[512];
     srv_backend *be = open_backend(&bc, err, sizeof err);
     if (!be) { fprintf(stderr, "engine/serve: %s\n", err); return 1; }
+    if (!template_given && bc.model_path) {      /* the checkpoint's own template family */
+        char path[4096];
+        snprintf(path, sizeof path, "%s/tokenizer_config.json", bc.model_path);
+        err[0] = 0;
+        if (chat_detect(path, &o.chat_template, err, sizeof err) == 0 && o.chat_template == CHAT_UNKNOWN)
+            snprintf(err, sizeof err, "%.400s: a chat template this server does not know", path);
+        if (o.chat_template == CHAT_UNKNOWN) {
+            fprintf(stderr, "engine/serve: %s; choose one with --chat-template NAME\n", err);
+            be->destroy(be);
+            return 1;
+        }
+    }
     srv_server *s = srv_start(&o, be, err, sizeof err);
     if (!s) { fprintf(stderr, "engine/serve: %s\n", err); be->destroy(be); return 1; }
     const char *h = o.host;

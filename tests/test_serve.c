@@ -499,7 +499,7 @@ static void test_preemption(void **state) {
     fx *f = fx_new(500, 12, NULL, 0);              /* 12 blocks of 16 tokens */
     enum { N = 6 };
     bg_req b[N];
-    char bodies[N][512], prompts[N][64];
+    char bodies[N][640], prompts[N][96];
     pthread_t t[N];
     for (int i = 0; i < N; i++) {
         snprintf(prompts[i], sizeof prompts[i], "a prompt of some twenty tokens for request %d , , , , , , , ,", i);
