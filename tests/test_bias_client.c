@@ -166,6 +166,14 @@ static void check_all_ok(const results *r, int stream) {
     assert_int_equal(atomic_load(&r->reported), (int)r->n);
 }
 
+/* The reply the mock gives to request q through the server's Qwen3 template. */
+static void expected_reply(const bias_client_req *q, char *out, size_t cap) {
+    chat_msg m = {"user", q->user};
+    char prompt[1024];
+    assert_true(chat_render(CHAT_QWEN3, &m, 1, 1, 0, prompt, sizeof prompt) < sizeof prompt);
+    srv_mock_reply(prompt, NULL, 0, q->temperature, (uint64_t)q->seed, out, cap);
+}
+
 /* ---- tests ---------------------------------------------------------------------------- */
 
 static void test_concurrent_64(void **state) {
@@ -188,6 +196,9 @@ static void test_concurrent_64(void **state) {
     check_all_ok(rj, 0);
     int distinct = 0;
     for (size_t i = 0; i < N; i++) {
+        char want[1024];
+        expected_reply(&q[i], want, sizeof want);
+        assert_string_equal(rs->text[i], want);
         assert_string_equal(rs->text[i], rj->text[i]);
         assert_int_equal(rs->tries[i], 1);
         if (i && strcmp(rs->text[i], rs->text[i - 1])) distinct++;
@@ -315,7 +326,12 @@ static void test_load_512(void **state) {
     bias_client_free(c);
     check_all_ok(r, 1);
     long toks = 0;
-    for (size_t i = 0; i < N; i++) toks += r->ctoks[i];
+    for (size_t i = 0; i < N; i++) {
+        char want[1024];
+        expected_reply(&q[i], want, sizeof want);
+        assert_string_equal(r->text[i], want);
+        toks += r->ctoks[i];
+    }
     fprintf(stderr, "# 512 concurrent streams: %.2f s, %.0f requests/s, %.0f tokens/s\n", dt, N / dt, toks / dt);
     assert_true(dt < 30);
     results_free(r);

@@ -11,6 +11,8 @@
 #include <curl/curl.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "tests/test_util.h"
@@ -282,6 +284,14 @@ static void test_chat_json_and_stream(void **state) {
     double ctoks = jnum(j, "usage.completion_tokens"), ptoks = jnum(j, "usage.prompt_tokens");
     cJSON_Delete(j);
     free(r.body);
+    /* exactly the mock's reply to the prompt the Qwen3 template renders */
+    chat_msg msgs[] = {{"system", "You are an analyst."}, {"user", "Buy or sell ACME?"}};
+    char prompt[1024], want[1024];
+    assert_true(chat_render(CHAT_QWEN3, msgs, 2, 1, 0, prompt, sizeof prompt) < sizeof prompt);
+    assert_non_null(strstr(prompt, "<think>"));
+    srv_mock_reply(prompt, NULL, 0, 0.6, 9, want, sizeof want);
+    assert_string_equal(content, want);
+    assert_true(ptoks == srv_mock_count_tokens(prompt, strlen(prompt)));
     cJSON *d = cJSON_Parse(content);          /* the reply is the decision JSON */
     assert_non_null(d);
     const char *dec = jstr(d, "decision");
@@ -521,6 +531,64 @@ static void test_preemption(void **state) {
     fx_free(f);
 }
 
+/* The command: --help, bad options, the unwired engine, and a --mock server
+ * that answers and stops on SIGTERM. */
+static int run_cmd(const char *args, char *out, size_t cap) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s/engine/serve %s 2>&1", tu_bindir(), args);
+    FILE *p = popen(cmd, "r");
+    size_t n = p ? fread(out, 1, cap - 1, p) : 0;
+    out[n] = 0;
+    int st = p ? pclose(p) : -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_command(void **state) {
+    (void)state;
+    char bin[512], out[4096];
+    snprintf(bin, sizeof bin, "%s/engine/serve", tu_bindir());
+    TU_REQUIRE_FILE(bin);
+    assert_int_equal(run_cmd("--help", out, sizeof out), 0);
+    assert_non_null(strstr(out, "--api-key"));
+    assert_int_equal(run_cmd("--mock --bogus", out, sizeof out), 2);
+    assert_int_equal(run_cmd("--mock --port 70000", out, sizeof out), 2);
+    assert_int_equal(run_cmd("", out, sizeof out), 2);
+    assert_int_equal(run_cmd("--mock --chat-template jinja", out, sizeof out), 2);
+    assert_int_equal(run_cmd("--model /nonexistent/model", out, sizeof out), 1);
+    assert_non_null(strstr(out, "--mock"));
+    /* a real server process: read its port from the banner, ask, stop it */
+    int fd[2];
+    assert_int_equal(pipe(fd), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd[1], 2);
+        close(fd[0]);
+        execl(bin, bin, "--mock", "--port", "0", "--token-delay-ms", "0.2", (char *)NULL);
+        _exit(127);
+    }
+    close(fd[1]);
+    FILE *f = fdopen(fd[0], "r");
+    char line[512] = "";
+    assert_non_null(fgets(line, sizeof line, f));
+    const char *colon = strstr(line, "127.0.0.1:");
+    assert_non_null(colon);
+    int port = atoi(colon + 10);
+    assert_true(port > 0);
+    resp r = http(port, NULL, "/v1/completions", "{\"prompt\": \"hi\", \"seed\": 1}", NULL, 0);
+    assert_int_equal(r.status, 200);
+    char want[1024];
+    srv_mock_reply("hi", NULL, 0, 1.0, 1, want, sizeof want);
+    cJSON *j = cJSON_Parse(r.body);
+    assert_string_equal(jstr(j, "choices.0.text"), want);
+    cJSON_Delete(j);
+    free(r.body);
+    kill(pid, SIGTERM);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    fclose(f);
+}
+
 int main(void) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
@@ -535,6 +603,7 @@ int main(void) {
         cmocka_unit_test(test_client_disconnect),
         cmocka_unit_test(test_stop_mid_stream),
         cmocka_unit_test(test_preemption),
+        cmocka_unit_test(test_command),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
