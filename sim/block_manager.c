@@ -22,16 +22,16 @@ enum { W_USED = 0, W_FREE = 1, W_CACHED = 2 };
 enum { Q_FREE = 0, Q_CACHED = 1 };
 
 typedef struct bm_queue { int head, tail, len; } bm_queue;
+/* ref: holders; next/prev: free-queue links (-1 = none); where: W_*;
+ * hashed: registered in the map */
+typedef struct bm_block { int32_t ref, next, prev; uint8_t where, hashed; } bm_block;
 typedef struct bm_entry { uint64_t hash; int32_t block; } bm_entry; /* block -1 = empty */
 
 struct bm {
     int nb, bs, ncpu;
     bool pc;
-    int32_t  *ref;        /* (nb,) */
-    uint8_t  *where;      /* (nb,) */
-    int32_t  *next, *prev;/* (nb,) queue links, -1 = none */
+    bm_block *blk;        /* (nb,) the hot per-block state, one 16-byte record */
     bm_queue  q[2];
-    uint8_t  *hashed;     /* (nb,) 1 = registered in the map */
     uint64_t *hash;       /* (nb,) */
     uint32_t *gen;        /* (nb,) */
     int32_t  *parent;     /* (nb,) -1 for a first block */
@@ -67,18 +67,18 @@ void bm_set_hash_fn(bm *m, bm_hash_fn fn) { m->hfn = fn ? fn : bm_hash_default; 
 /* ---- free queues ---------------------------------------------------------- */
 static void q_push_tail(bm *m, int qi, int b) {
     bm_queue *q = &m->q[qi];
-    m->next[b] = -1;
-    m->prev[b] = q->tail;
-    if (q->tail >= 0) m->next[q->tail] = b; else q->head = b;
+    m->blk[b].next = -1;
+    m->blk[b].prev = q->tail;
+    if (q->tail >= 0) m->blk[q->tail].next = b; else q->head = b;
     q->tail = b;
     q->len++;
 }
 static void q_remove(bm *m, int qi, int b) {
     bm_queue *q = &m->q[qi];
-    int p = m->prev[b], n = m->next[b];
-    if (p >= 0) m->next[p] = n; else q->head = n;
-    if (n >= 0) m->prev[n] = p; else q->tail = p;
-    m->next[b] = m->prev[b] = -1;
+    int p = m->blk[b].prev, n = m->blk[b].next;
+    if (p >= 0) m->blk[p].next = n; else q->head = n;
+    if (n >= 0) m->blk[n].prev = p; else q->tail = p;
+    m->blk[b].next = m->blk[b].prev = -1;
     q->len--;
 }
 
@@ -122,7 +122,7 @@ static int map_find(const bm *m, uint64_t h, int parent, uint32_t pgen, const in
 
 static void unregister(bm *m, int b) {
     map_remove(m, b);
-    m->hashed[b] = 0;
+    m->blk[b].hashed = 0;
 }
 static void register_block(bm *m, int b, uint64_t h, int parent, const int *tokens) {
     m->hash[b] = h;
@@ -130,7 +130,7 @@ static void register_block(bm *m, int b, uint64_t h, int parent, const int *toke
     m->parent[b] = parent;
     m->parent_gen[b] = parent >= 0 ? m->gen[parent] : 0;
     memcpy(m->tok + (size_t)b * m->bs, tokens, (size_t)m->bs * sizeof *tokens);
-    m->hashed[b] = 1;
+    m->blk[b].hashed = 1;
     map_insert(m, b);
 }
 
@@ -150,19 +150,19 @@ static int alloc_block(bm *m) {
         unregister(m, b);
         m->evictions++;
     }
-    m->ref[b] = 1;
-    m->where[b] = W_USED;
+    m->blk[b].ref = 1;
+    m->blk[b].where = W_USED;
     return b;
 }
 static void drop_block(bm *m, int b) {
-    if (--m->ref[b] > 0) return;
-    if (m->hashed[b]) { m->where[b] = W_CACHED; q_push_tail(m, Q_CACHED, b); }
-    else { m->where[b] = W_FREE; q_push_tail(m, Q_FREE, b); }
+    if (--m->blk[b].ref > 0) return;
+    if (m->blk[b].hashed) { m->blk[b].where = W_CACHED; q_push_tail(m, Q_CACHED, b); }
+    else { m->blk[b].where = W_FREE; q_push_tail(m, Q_FREE, b); }
 }
 /* Takes a hit block (used: one more holder; cached free: back in use). */
 static void take_block(bm *m, int b) {
-    if (m->ref[b] == 0) { q_remove(m, Q_CACHED, b); m->where[b] = W_USED; }
-    m->ref[b]++;
+    if (m->blk[b].ref == 0) { q_remove(m, Q_CACHED, b); m->blk[b].where = W_USED; }
+    m->blk[b].ref++;
 }
 
 /* Makes s->block_table hold at least need entries.  Growth is geometric and
@@ -192,11 +192,7 @@ bm *bm_create(int num_blocks, int block_size, int num_cpu_blocks, bool prefix_ca
     size_t nb = (size_t)num_blocks;
     m->nb = num_blocks; m->bs = block_size; m->ncpu = num_cpu_blocks; m->pc = prefix_caching;
     m->hfn = bm_hash_default;
-    m->ref = calloc(nb, sizeof *m->ref);
-    m->where = calloc(nb, 1);
-    m->next = malloc(nb * sizeof *m->next);
-    m->prev = malloc(nb * sizeof *m->prev);
-    m->hashed = calloc(nb, 1);
+    m->blk = calloc(nb, sizeof *m->blk);
     m->hash = calloc(nb, sizeof *m->hash);
     m->gen = calloc(nb, sizeof *m->gen);
     m->parent = calloc(nb, sizeof *m->parent);
@@ -204,7 +200,7 @@ bm *bm_create(int num_blocks, int block_size, int num_cpu_blocks, bool prefix_ca
     m->scratch = malloc((2 * nb + (size_t)num_cpu_blocks + 1) * sizeof *m->scratch);
     m->cpu_free = malloc(((size_t)num_cpu_blocks + 1) * sizeof *m->cpu_free);
     m->cpu_used = calloc((size_t)num_cpu_blocks + 1, 1);
-    if (!m->ref || !m->where || !m->next || !m->prev || !m->hashed || !m->hash || !m->gen ||
+    if (!m->blk || !m->hash || !m->gen ||
         !m->parent || !m->parent_gen || !m->scratch || !m->cpu_free || !m->cpu_used) goto oom;
     if (prefix_caching) {
         uint32_t cap = 16;
@@ -216,7 +212,7 @@ bm *bm_create(int num_blocks, int block_size, int num_cpu_blocks, bool prefix_ca
         m->map_mask = cap - 1;
     }
     m->q[0].head = m->q[0].tail = m->q[1].head = m->q[1].tail = -1;
-    for (int b = 0; b < num_blocks; b++) { m->where[b] = W_FREE; q_push_tail(m, Q_FREE, b); }
+    for (int b = 0; b < num_blocks; b++) { m->blk[b].where = W_FREE; q_push_tail(m, Q_FREE, b); }
     for (int c = 0; c < num_cpu_blocks; c++) m->cpu_free[c] = num_cpu_blocks - 1 - c;
     m->cpu_nfree = num_cpu_blocks;
     return m;
@@ -230,8 +226,8 @@ void bm_destroy(bm *m) {
     if (!m) return;
     free(m->cpu_used); free(m->cpu_free); free(m->scratch);
     free(m->tok); free(m->map);
-    free(m->parent_gen); free(m->parent); free(m->gen); free(m->hash); free(m->hashed);
-    free(m->prev); free(m->next); free(m->where); free(m->ref);
+    free(m->parent_gen); free(m->parent); free(m->gen); free(m->hash);
+    free(m->blk);
     free(m);
 }
 
@@ -250,7 +246,7 @@ static int lookup_prefix(const bm *m, const seq *s, int *in_use, int *hits) {
             uint64_t hn = m->hfn(h, t, m->bs);
             int b = map_find(m, hn, parent, parent >= 0 ? m->gen[parent] : 0, t);
             if (b < 0) break;
-            if (m->ref[b] > 0) used++;
+            if (m->blk[b].ref > 0) used++;
             if (hits) hits[n] = b;
             h = hn;
             parent = b;
@@ -289,7 +285,7 @@ void bm_admit(bm *m, seq *s) {
 static int append_need(const bm *m, const seq *s) {
     int pos = s->num_tokens;
     if (pos / m->bs >= s->num_blocks) return 1;                  /* a new block */
-    return m->ref[s->block_table[pos / m->bs]] > 1 ? 1 : 0;       /* copy-on-write */
+    return m->blk[s->block_table[pos / m->bs]].ref > 1 ? 1 : 0;       /* copy-on-write */
 }
 
 bool bm_can_append(const bm *m, const seq *s) { return num_free(m) >= append_need(m, s); }
@@ -303,10 +299,10 @@ int bm_append_slot(bm *m, seq *s, kv_copy *copy) {
         return 0;
     }
     int old = s->block_table[li];
-    if (m->ref[old] <= 1) return 0;
+    if (m->blk[old].ref <= 1) return 0;
     /* shared last block (a fork's): this sequence gets a private copy */
     int nb = alloc_block(m);
-    m->ref[old]--;                  /* still > 0: the other holders keep it */
+    m->blk[old].ref--;                  /* still > 0: the other holders keep it */
     s->block_table[li] = nb;
     m->cow_copies++;
     if (copy) { copy->src = old; copy->dst = nb; copy->kind = KV_COPY_GPU; }
@@ -320,7 +316,7 @@ void bm_commit_computed(bm *m, seq *s) {
     if (full > s->num_blocks) full = s->num_blocks;
     /* registered blocks form a prefix of every table: find its end */
     int i = full;
-    while (i > 0 && !m->hashed[s->block_table[i - 1]]) i--;
+    while (i > 0 && !m->blk[s->block_table[i - 1]].hashed) i--;
     for (; i < full; i++) {
         int b = s->block_table[i];
         int parent = i > 0 ? s->block_table[i - 1] : -1;
@@ -346,7 +342,7 @@ int bm_fork(bm *m, const seq *parent, seq *child) {
     for (int i = 0; i < parent->num_blocks; i++) {
         int b = parent->block_table[i];
         child->block_table[i] = b;
-        if (b >= 0) m->ref[b]++;
+        if (b >= 0) m->blk[b].ref++;
     }
     child->num_blocks = parent->num_blocks;
     return 0;
@@ -441,7 +437,7 @@ void bm_usage(const bm *m, seq *const *live, int n, kv_usage *u) {
         if (!s || on_cpu(s)) continue;
         for (int i = 0; i < s->num_blocks; i++) {
             int b = s->block_table[i];
-            if (b < 0 || b >= m->nb || tok[b] < 0 || m->ref[b] == 0) continue;
+            if (b < 0 || b >= m->nb || tok[b] < 0 || m->blk[b].ref == 0) continue;
             u->token_slots += tok[b];
             u->reserved_slots += fin[b] - tok[b];
             u->internal_frag += m->bs - fin[b];
@@ -463,10 +459,10 @@ void bm_block_views(const bm *m, seq *const *live, int n, kv_block_view *out) {
     for (int b = 0; b < m->nb; b++) tok[b] = fin[b] = -1;
     fill_per_block(m, live, n, tok, fin);
     for (int b = 0; b < m->nb; b++) {
-        out[b] = (kv_block_view){ .ref = m->ref[b], .owner = -1,
-                                  .cached = m->ref[b] == 0 && m->hashed[b], .reserved = false };
-        if (m->ref[b] > 0) out[b].tokens = tok[b] < 0 ? m->bs : tok[b];
-        else out[b].tokens = m->hashed[b] ? m->bs : 0;
+        out[b] = (kv_block_view){ .ref = m->blk[b].ref, .owner = -1,
+                                  .cached = m->blk[b].ref == 0 && m->blk[b].hashed, .reserved = false };
+        if (m->blk[b].ref > 0) out[b].tokens = tok[b] < 0 ? m->bs : tok[b];
+        else out[b].tokens = m->blk[b].hashed ? m->bs : 0;
     }
     for (int k = 0; k < n; k++) {
         const seq *s = live[k];
@@ -489,8 +485,8 @@ void bm_get_stats(const bm *m, bm_stats *st) {
     st->cow_copies = m->cow_copies;
     st->evictions = m->evictions;
 }
-int  bm_block_ref(const bm *m, int b) { return (b >= 0 && b < m->nb) ? m->ref[b] : -1; }
-bool bm_block_hashed(const bm *m, int b) { return b >= 0 && b < m->nb && m->hashed[b]; }
+int  bm_block_ref(const bm *m, int b) { return (b >= 0 && b < m->nb) ? m->blk[b].ref : -1; }
+bool bm_block_hashed(const bm *m, int b) { return b >= 0 && b < m->nb && m->blk[b].hashed; }
 int  bm_next_victim(const bm *m) {
     return m->q[Q_FREE].len > 0 ? m->q[Q_FREE].head : m->q[Q_CACHED].head;
 }
@@ -501,16 +497,16 @@ int  bm_next_victim(const bm *m) {
 static int check_queue(const bm *m, int qi, int want_where, int *seen, char *err, size_t errlen) {
     const bm_queue *q = &m->q[qi];
     int count = 0, prev = -1;
-    for (int b = q->head; b >= 0; b = m->next[b]) {
+    for (int b = q->head; b >= 0; b = m->blk[b].next) {
         if (b >= m->nb) FAIL("queue %d: block id %d out of range", qi, b);
         if (seen[b]) FAIL("queue %d: block %d listed twice (or in both queues)", qi, b);
         seen[b] = 1;
-        if (m->prev[b] != prev) FAIL("queue %d: block %d has prev %d, expected %d", qi, b, m->prev[b], prev);
-        if (m->ref[b] != 0) FAIL("block %d is in a free queue with ref %d", b, m->ref[b]);
-        if (m->where[b] != want_where) FAIL("block %d: queue %d but state %d", b, qi, m->where[b]);
-        if ((qi == Q_CACHED) != (m->hashed[b] != 0))
+        if (m->blk[b].prev != prev) FAIL("queue %d: block %d has prev %d, expected %d", qi, b, m->blk[b].prev, prev);
+        if (m->blk[b].ref != 0) FAIL("block %d is in a free queue with ref %d", b, m->blk[b].ref);
+        if (m->blk[b].where != want_where) FAIL("block %d: queue %d but state %d", b, qi, m->blk[b].where);
+        if ((qi == Q_CACHED) != (m->blk[b].hashed != 0))
             FAIL("block %d: in the %s queue but %shashed", b, qi == Q_CACHED ? "cached" : "free",
-                 m->hashed[b] ? "" : "not ");
+                 m->blk[b].hashed ? "" : "not ");
         prev = b;
         if (++count > m->nb) FAIL("queue %d: cycle", qi);
     }
@@ -549,7 +545,7 @@ int bm_check(const bm *m, seq *const *live, int n, char *err, size_t errlen) {
             }
             if (b >= m->nb) FAIL("seq %d: block %d out of range", s->id, b);
             refs[b]++;
-            if (m->hashed[b]) {
+            if (m->blk[b].hashed) {
                 if (!hashed_run) FAIL("seq %d: hashed block %d after an unhashed one", s->id, b);
                 if ((long)(i + 1) * m->bs > s->num_tokens)
                     FAIL("seq %d: hashed block %d (logical %d) is not full (%d tokens)", s->id, b, i, s->num_tokens);
@@ -564,25 +560,25 @@ int bm_check(const bm *m, seq *const *live, int n, char *err, size_t errlen) {
     }
     int used = 0;
     for (int b = 0; b < m->nb; b++) {
-        if (refs[b] != m->ref[b]) FAIL("block %d: ref %d but %d tables hold it", b, m->ref[b], refs[b]);
-        if (m->ref[b] < 0) FAIL("block %d: negative ref %d", b, m->ref[b]);
-        if (m->ref[b] > 0) { used++; if (m->where[b] != W_USED) FAIL("block %d used but marked free", b); }
-        if (m->hashed[b] && !m->pc) FAIL("block %d hashed without prefix caching", b);
+        if (refs[b] != m->blk[b].ref) FAIL("block %d: ref %d but %d tables hold it", b, m->blk[b].ref, refs[b]);
+        if (m->blk[b].ref < 0) FAIL("block %d: negative ref %d", b, m->blk[b].ref);
+        if (m->blk[b].ref > 0) { used++; if (m->blk[b].where != W_USED) FAIL("block %d used but marked free", b); }
+        if (m->blk[b].hashed && !m->pc) FAIL("block %d hashed without prefix caching", b);
     }
     if (check_queue(m, Q_FREE, W_FREE, seen, err, errlen)) return -1;
     if (check_queue(m, Q_CACHED, W_CACHED, seen, err, errlen)) return -1;
     for (int b = 0; b < m->nb; b++)
-        if (m->ref[b] == 0 && !seen[b]) FAIL("block %d has ref 0 but is in no free queue", b);
+        if (m->blk[b].ref == 0 && !seen[b]) FAIL("block %d has ref 0 but is in no free queue", b);
     if (used + num_free(m) != m->nb) FAIL("%d used + %d free != %d blocks", used, num_free(m), m->nb);
     /* map: each hashed block once, under its own hash; nothing else */
     if (m->pc) {
         int entries = 0, hashed = 0;
-        for (int b = 0; b < m->nb; b++) hashed += m->hashed[b];
+        for (int b = 0; b < m->nb; b++) hashed += m->blk[b].hashed;
         for (uint32_t i = 0; i <= m->map_mask; i++) {
             int b = m->map[i].block;
             if (b < 0) continue;
             entries++;
-            if (b >= m->nb || !m->hashed[b]) FAIL("map slot %u: block %d is not hashed", i, b);
+            if (b >= m->nb || !m->blk[b].hashed) FAIL("map slot %u: block %d is not hashed", i, b);
             if (m->map[i].hash != m->hash[b]) FAIL("map slot %u: stale hash for block %d", i, b);
             /* reachable from its home slot without crossing an empty slot */
             for (uint32_t j = map_slot(m, m->map[i].hash); j != i; j = (j + 1) & m->map_mask)
