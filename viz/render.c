@@ -52,7 +52,7 @@ static void grid_fit(viz_grid *g, viz_rect a, int n, int bs, double font) {
     slot_shape(bs, &g->slot_cols, &g->slot_rows);
     double ar = (double)g->slot_rows / g->slot_cols;  /* slot area height / width */
     double band = font * 1.35;                          /* label band above slots */
-    double best = 0; int bc = 1;
+    double best = 0, best_score = 0; int bc = 1;
     bool best_lab = false;
     for (int cols = 1; cols <= n; cols++) {
         int rows = (n + cols - 1) / cols;
@@ -65,9 +65,12 @@ static void grid_fit(viz_grid *g, viz_rect a, int n, int bs, double font) {
             double c = cw < cwh ? cw : cwh;
             if (c > font * 13) c = font * 13;            /* a block never grows huge */
             if (lab && c < font * 3.6) continue;          /* no room for "#12 s3" */
-            /* ties (both capped): the wider grid */
-            if (c > best + 1e-9 || (c > best - 1e-9 && c >= font * 13 - 1e-9)) { best = c; bc = cols; best_lab = lab; }
-            break;
+            /* labels are worth a smaller block (they make colour optional);
+             * ties (both capped): the wider grid */
+            double score = lab ? c : c * 0.6;
+            if (score > best_score + 1e-9 || (score > best_score - 1e-9 && c >= font * 13 - 1e-9)) {
+                best_score = score; best = c; bc = cols; best_lab = lab;
+            }
         }
     }
     g->cols = bc;

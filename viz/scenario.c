@@ -165,6 +165,25 @@ static bool in_list(const int *a, int n, int x) {
     return false;
 }
 
+/* Up to 3 sequence ids (and a number each) and how many in all, for one
+ * line of events ("s4, s30, s32 +5 need new blocks"). */
+typedef struct idlist { int ids[3], extra[3], n; } idlist;
+static void idl_add(idlist *l, int id, int extra) {
+    if (l->n < 3) { l->ids[l->n] = id; l->extra[l->n] = extra; }
+    l->n++;
+}
+static void ev_add(char *ev, size_t cap, const char *text);
+static void idl_say(char *ev, size_t cap, const idlist *l, const char *verb, const char *unused) {
+    (void)unused;
+    if (l->n == 0) return;
+    char t[128];
+    int k = 0;
+    for (int i = 0; i < l->n && i < 3; i++) k += snprintf(t + k, sizeof t - (size_t)k, "%ss%d", i ? ", " : "", l->ids[i]);
+    if (l->n > 3) k += snprintf(t + k, sizeof t - (size_t)k, " +%d", l->n - 3);
+    snprintf(t + k, sizeof t - (size_t)k, " %s", verb);
+    ev_add(ev, cap, t);
+}
+
 /* Appends "; text" (or "text") to ev while it fits. */
 static void ev_add(char *ev, size_t cap, const char *text) {
     size_t n = strlen(ev);
@@ -207,12 +226,9 @@ static int lane_step(lane *l, viz_scenario *v, char *ev, size_t evcap, char *err
         if (lane_arrivals(l, v, err, errlen)) return -1;
     }
     char t[96];
-    /* finished sequences and requests */
-    int fin_ids[8], n_fin_ids = 0;
-    for (int i = 0; i < info.n_fin; i++) {
+    /* finished requests */
+    for (int i = 0; i < info.n_fin; i++)
         for (int r = 0; r < v->n; r++) if (l->rt[r].first == info.fin[i]) l->rt[r].first = NULL;
-        if (n_fin_ids < 8) fin_ids[n_fin_ids++] = info.fin[i]->id;
-    }
     for (int i = 0; i < info.n_done; i++) {
         int id = info.done[i].id;
         if (id >= 0 && id < v->n) { l->rt[id].done = true; l->rt[id].first = NULL; }
@@ -222,16 +238,26 @@ static int lane_step(lane *l, viz_scenario *v, char *ev, size_t evcap, char *err
             ev_add(ev, evcap, t);
         }
     }
-    /* admissions, forks, swaps, preemptions */
     nl = sched_live(l->sc, &live, &nw);
     kv_usage u;
     kv_usage_get(l->kv, live, nl, nw, &u);
+    /* admissions and forks */
+    idlist adm = {0}, frk = {0}, grow = {0}, pre = {0}, fin = {0};
     for (int i = 0; i < nl; i++) {
         const seq *s = live[i];
-        if (in_list(l->prev_live, l->n_prev, s->id)) continue;
-        if (s->group != s->id)
-            snprintf(t, sizeof t, "s%d forked from s%d: shares its blocks", s->id, s->group);
-        else snprintf(t, sizeof t, "s%d admitted (%d-token prompt)", s->id, s->prompt_len);
+        if (in_list(l->prev_live, l->n_prev, s->id)) {
+            for (int j = 0; j < l->n_prev; j++)   /* crossed into a new block */
+                if (l->prev_live[j] == s->id && s->num_blocks == l->prev_nb[j] + 1 && s->status == SEQ_RUNNING)
+                    idl_add(&grow, s->id, s->block_table[s->num_blocks - 1]);
+            continue;
+        }
+        if (s->group != s->id) idl_add(&frk, s->id, s->group);
+        else idl_add(&adm, s->id, s->prompt_len);
+    }
+    if (adm.n == 1) { snprintf(t, sizeof t, "s%d admitted (%d-token prompt)", adm.ids[0], adm.extra[0]); ev_add(ev, evcap, t); }
+    else idl_say(ev, evcap, &adm, "admitted", NULL);
+    for (int i = 0; i < frk.n && i < 3; i++) {
+        snprintf(t, sizeof t, "s%d forked from s%d: shares its blocks", frk.ids[i], frk.extra[i]);
         ev_add(ev, evcap, t);
     }
     if (u.prefix_hit_tokens > l->prev_hits) {
@@ -239,37 +265,31 @@ static int lane_step(lane *l, viz_scenario *v, char *ev, size_t evcap, char *err
         ev_add(ev, evcap, t);
     }
     const sched_batch *b = info.batch;
-    for (int i = 0; b && i < b->num_copies; i++) {
+    for (int i = 0; b && i < b->num_copies && i < 3; i++) {
         const kv_copy *c = &b->copies[i];
         if (c->kind == KV_COPY_GPU) snprintf(t, sizeof t, "copy-on-write #%d -> #%d", c->src, c->dst);
         else if (c->kind == KV_SWAP_OUT) snprintf(t, sizeof t, "swap out #%d", c->src);
         else snprintf(t, sizeof t, "swap in -> #%d", c->dst);
         ev_add(ev, evcap, t);
     }
+    if (b && b->num_copies > 3) { snprintf(t, sizeof t, "+%d block copies", b->num_copies - 3); ev_add(ev, evcap, t); }
+    /* preempted: live before, gone now, not finished */
     for (int i = 0; i < l->n_prev; i++) {
         int id = l->prev_live[i];
-        bool still = false;
-        for (int j = 0; j < nl; j++) if (live[j]->id == id) { still = true; break; }
-        if (still || in_list(fin_ids, n_fin_ids, id)) continue;
-        snprintf(t, sizeof t, "s%d preempted: the pool ran out (recompute later)", id);
-        ev_add(ev, evcap, t);
+        bool still = false, done = false;
+        for (int j = 0; j < nl && !still; j++) still = live[j]->id == id;
+        for (int j = 0; j < info.n_fin && !done; j++) done = info.fin[j]->id == id;
+        if (done) idl_add(&fin, id, 0);
+        else if (!still) idl_add(&pre, id, 0);
     }
-    for (int i = 0; i < nl; i++) {   /* a sequence that crossed into a new block */
-        const seq *s = live[i];
-        for (int j = 0; j < l->n_prev; j++)
-            if (l->prev_live[j] == s->id && s->num_blocks == l->prev_nb[j] + 1 && s->status == SEQ_RUNNING) {
-                snprintf(t, sizeof t, "s%d needs a new block: #%d", s->id, s->block_table[s->num_blocks - 1]);
-                ev_add(ev, evcap, t);
-            }
-    }
-    for (int i = 0; i < n_fin_ids; i++) {
-        snprintf(t, sizeof t, "s%d finished, blocks freed", fin_ids[i]);
-        ev_add(ev, evcap, t);
-    }
+    idl_say(ev, evcap, &pre, "preempted: the pool ran out (recompute later)", NULL);
+    if (grow.n == 1) { snprintf(t, sizeof t, "s%d needs a new block: #%d", grow.ids[0], grow.extra[0]); ev_add(ev, evcap, t); }
+    else idl_say(ev, evcap, &grow, "need new blocks", NULL);
+    idl_say(ev, evcap, &fin, "finished, blocks freed", NULL);
     if (!ev[0] && b) {
         long pre = b->counts.prefill_tokens, dec = b->counts.decode_tokens;
         if (pre > 0) snprintf(t, sizeof t, "prefill %ld tokens, decode %ld sequences", pre, dec);
-        else snprintf(t, sizeof t, "decode: %ld sequences grow by one token", dec);
+        else snprintf(t, sizeof t, "decode: %ld sequence%s by one token", dec, dec == 1 ? " grows" : "s grow");
         ev_add(ev, evcap, t);
     }
     l->prev_hits = u.prefix_hit_tokens;
