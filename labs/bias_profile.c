@@ -158,10 +158,12 @@ static void make_reply(sim_ctx *c, const bias_request *rq, bias_buf *b) {
     /* reply length in tokens: Gamma with the profile's mean and sd */
     double m = p->output_tokens_mean, sd = p->output_tokens_sd > 0 ? p->output_tokens_sd : 1e-3;
     double shape = (m / sd) * (m / sd), tokens = bias_rng_gamma(&r, shape) * (m / shape);
-    size_t target = tokens > 14 ? (size_t)((tokens - 14) * 4.6) : 0;   /* ~4.6 characters a token */
+    /* the reason: whole sentences until the text is about the drawn length (~4.65 characters
+     * a token here; stop half a sentence early so that the overshoot averages out) */
+    size_t target = tokens > 14 ? (size_t)((tokens - 14) * 4.65) : 0;
     const char *ticker = rq->stock->ticker;
     bias_buf reason = {0};
-    while (reason.len < target || reason.len == 0) {
+    while (reason.len + 45 < target || reason.len == 0) {
         if (reason.len) bias_buf_add(&reason, " ", 1);
         bias_buf_printf(&reason, reason_parts[bias_rng_below(&r, N_REASONS)],
                         1 + (int)bias_rng_below(&r, 4), ticker);

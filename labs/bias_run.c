@@ -277,8 +277,16 @@ int bias_run_sets(const bias_run_config *c, const bias_universe *u, bias_source 
         snprintf(err, errlen, "nothing to run (%d sets, %d trials, %zu tickers)", c->num_sets, c->num_trials, u->n);
         return -1;
     }
-    if (mkdir(c->output_dir, 0755) != 0 && errno != EEXIST) {
-        snprintf(err, errlen, "%s: %s", c->output_dir, strerror(errno)); return -1;
+    char dir[4096];                                   /* mkdir -p */
+    snprintf(dir, sizeof dir, "%s", c->output_dir);
+    for (char *p = dir + 1; ; p++) {
+        if (*p && *p != '/') continue;
+        char keep = *p;
+        *p = 0;
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "%s: %s", dir, strerror(errno)); return -1;
+        }
+        if (!(*p = keep)) break;
     }
     if (check_manifest(c, u->n, err, errlen)) return -1;
     size_t per = u->n * (size_t)c->num_trials;
