@@ -531,6 +531,67 @@ static void test_preemption(void **state) {
     fx_free(f);
 }
 
+/* Mutated request bodies (bytes flipped, cut, JSON punctuation inserted,
+ * NULs): every one gets a well-formed answer, the server never falls over. */
+static void test_fuzz_bodies(void **state) {
+    fx *f = *state;
+    static const char *bases[] = {
+        "{\"model\": \"mock\", \"messages\": [{\"role\": \"user\", \"content\": \"Buy?\"}], \"max_tokens\": 2, \"seed\": 1}",
+        "{\"messages\": [{\"role\": \"system\", \"content\": [{\"type\": \"text\", \"text\": \"x\"}]}, {\"role\": \"user\", \"content\": \"y\"}], \"stream\": true, \"max_tokens\": 3, \"stop\": [\"a\"]}",
+        "{\"prompt\": [1, 2, 3], \"max_tokens\": 2, \"temperature\": 0.5, \"top_p\": 0.9}",
+        "{\"prompt\": \"hello\", \"max_tokens\": 2, \"stream\": true, \"stream_options\": {\"include_usage\": true}}",
+    };
+    static const char ins[] = "{}[]\",:0-9.eE\\ntfu\x80\xff";
+    uint64_t x = 0x1234567;
+    int statuses[600] = {0};
+    for (int it = 0; it < 240; it++) {
+        int which = it % 4;
+        const char *b = bases[which];
+        size_t n = strlen(b);
+        char buf[512];
+        memcpy(buf, b, n);
+        int muts = 1 + (int)((x >> 7) % 4);
+        for (int m = 0; m < muts; m++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            size_t at = (size_t)((x >> 33) % (n ? n : 1));
+            switch ((x >> 20) % 4) {
+            case 0: buf[at] = ins[(x >> 40) % (sizeof ins - 1)]; break;
+            case 1: n = at; break;                                       /* cut */
+            case 2: if (n < sizeof buf - 1) { memmove(buf + at + 1, buf + at, n - at); buf[at] = ins[(x >> 44) % (sizeof ins - 1)]; n++; } break;
+            default: buf[at] = 0; break;                                 /* a NUL inside */
+            }
+        }
+        const char *path = which < 2 ? "/v1/chat/completions" : "/v1/completions";
+        resp r = {0};
+        r.body = calloc(1, 1);
+        char url[128];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d%s", f->port, path);
+        CURL *e = curl_easy_init();
+        curl_easy_setopt(e, CURLOPT_URL, url);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, buf);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)n);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, &r);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
+        r.rc = curl_easy_perform(e);
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r.status);
+        curl_easy_cleanup(e);
+        assert_int_equal(r.rc, CURLE_OK);
+        assert_true(r.status == 200 || r.status == 400 || r.status == 404);
+        if (r.status != 200) {                    /* an OpenAI error object */
+            cJSON *j = cJSON_Parse(r.body);
+            assert_non_null(jstr(j, "error.message"));
+            cJSON_Delete(j);
+        }
+        statuses[r.status]++;
+        free(r.body);
+    }
+    assert_true(statuses[200] > 0 && statuses[400] > 0);   /* the mutations hit both sides */
+    resp r = http(f->port, NULL, "/health", NULL, NULL, 0);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+}
+
 /* The command: --help, bad options, the unwired engine, and a --mock server
  * that answers and stops on SIGTERM. */
 static int run_cmd(const char *args, char *out, size_t cap) {
@@ -603,6 +664,7 @@ int main(void) {
         cmocka_unit_test(test_client_disconnect),
         cmocka_unit_test(test_stop_mid_stream),
         cmocka_unit_test(test_preemption),
+        cmocka_unit_test_setup_teardown(test_fuzz_bodies, setup, teardown),
         cmocka_unit_test(test_command),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
