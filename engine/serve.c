@@ -347,10 +347,15 @@ static size_t sendable_end(const stream *st) {
     if (st->finished || st->stop_hit) return st->len;
     size_t end = st->len;
     if (st->max_stop > 1) end = end > st->max_stop - 1 ? end - (st->max_stop - 1) : 0;
-    if (end < st->emitted) return st->emitted;
-    size_t back = 0;   /* back off to a character boundary */
-    while (end - back > st->emitted && back < 4 && ((unsigned char)st->text[end - back] & 0xC0) == 0x80) back++;
-    if (back < 4) end -= back;
+    if (end <= st->emitted) return st->emitted;
+    /* back off over a UTF-8 character that is not complete before end */
+    size_t k = end, cont = 0;
+    while (k > st->emitted && cont < 3 && ((unsigned char)st->text[k - 1] & 0xC0) == 0x80) { k--; cont++; }
+    if (k > st->emitted) {
+        unsigned char lead = (unsigned char)st->text[k - 1];
+        size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+        if (need > cont + 1 && need <= 4) end = k - 1;
+    }
     return end;
 }
 

@@ -592,6 +592,92 @@ static void test_fuzz_bodies(void **state) {
     free(r.body);
 }
 
+/* ---- a scripted backend: byte pieces cut inside UTF-8 characters, errors ---- */
+
+typedef struct {
+    srv_backend b;
+    const char *const *pieces;  /* NULL-terminated */
+    srv_finish_reason reason;
+    const char *error;
+    int refuse;                 /* submit fails */
+    pthread_t t;
+    srv_sink *sink;
+    int started;
+} script;
+
+static void *script_thread(void *arg) {
+    script *sc = arg;
+    int n = 0;
+    for (int i = 0; sc->pieces[i]; i++) {
+        int32_t id = i;
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+        n++;
+        if (sc->sink->on_tokens(sc->sink, &id, 1, sc->pieces[i], strlen(sc->pieces[i]))) break;
+    }
+    srv_finish_info fi = {sc->reason, 4, n, sc->error};
+    sc->sink->on_finish(sc->sink, &fi);
+    return NULL;
+}
+
+static int script_submit(void *self, const srv_gen_params *p, srv_sink *sink, uint64_t *id, char *err, size_t cap) {
+    script *sc = self;
+    (void)p;
+    if (sc->refuse) { snprintf(err, cap, "the prompt is too long for the scripted backend"); return -1; }
+    if (sc->started) pthread_join(sc->t, NULL);
+    sc->sink = sink;
+    *id = 1;
+    sc->started = 1;
+    pthread_create(&sc->t, NULL, script_thread, sc);
+    return 0;
+}
+static void script_abort(void *self, uint64_t id) { (void)self; (void)id; }
+static void script_stats(void *self, srv_backend_stats *o) { (void)self; memset(o, 0, sizeof *o); }
+
+static void test_utf8_and_backend_errors(void **state) {
+    (void)state;
+    static const char *const pieces[] = {"caf", "\xC3", "\xA9 co\xE2\x82", "\xAC", "s \xF0\x9F", "\x98\x80", NULL};
+    script sc;
+    memset(&sc, 0, sizeof sc);
+    sc.b = (srv_backend){&sc, "scripted", script_submit, script_abort, script_stats, NULL};
+    sc.pieces = pieces;
+    srv_opts o;
+    srv_opts_init(&o);
+    o.port = 0;
+    char err[256];
+    srv_server *srv = srv_start(&o, &sc.b, err, sizeof err);
+    assert_non_null(srv);
+    int port = srv_port(srv);
+    /* streamed: every chunk is whole characters, the text arrives intact */
+    resp r = http(port, NULL, "/v1/completions", "{\"prompt\": \"x\", \"stream\": true}", NULL, 0);
+    assert_int_equal(r.status, 200);
+    assert_null(strstr(r.body, "\\ufffd"));
+    assert_null(strstr(r.body, "\xEF\xBF\xBD"));
+    sse ss = parse_sse(r.body, 0);
+    assert_string_equal(ss.text, "caf\xC3\xA9 co\xE2\x82\xACs \xF0\x9F\x98\x80");
+    assert_true(ss.done);
+    free(r.body);
+    /* the backend fails the request: 500 with the message; streamed, an error event */
+    sc.reason = SRV_FINISH_ERROR;
+    sc.error = "CUDA out of memory";
+    r = http(port, NULL, "/v1/completions", "{\"prompt\": \"x\"}", NULL, 0);
+    assert_int_equal(r.status, 500);
+    assert_non_null(strstr(r.body, "CUDA out of memory"));
+    free(r.body);
+    r = http(port, NULL, "/v1/chat/completions",
+             "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"stream\": true}", NULL, 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"error\""));
+    assert_non_null(strstr(r.body, "CUDA out of memory"));
+    free(r.body);
+    /* submit refused: 400 with the backend's reason */
+    sc.refuse = 1;
+    r = http(port, NULL, "/v1/completions", "{\"prompt\": \"x\"}", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+    srv_stop(srv);
+    if (sc.started) pthread_join(sc.t, NULL);
+}
+
 /* The command: --help, bad options, the unwired engine, and a --mock server
  * that answers and stops on SIGTERM. */
 static int run_cmd(const char *args, char *out, size_t cap) {
@@ -665,6 +751,7 @@ int main(void) {
         cmocka_unit_test(test_stop_mid_stream),
         cmocka_unit_test(test_preemption),
         cmocka_unit_test_setup_teardown(test_fuzz_bodies, setup, teardown),
+        cmocka_unit_test(test_utf8_and_backend_errors),
         cmocka_unit_test(test_command),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
