@@ -68,6 +68,26 @@ static void test_dummy_driver(void **st) {
     r = viz_layout_slot(&L.pool, 6, 3);                     /* its empty slot */
     pixel(sf, r.x + r.w / 2, r.y + r.h / 2, c);
     assert_true(near_rgb(c, white, 4));
+    /* hovering block 5 shows the tooltip (a dark box below-right of the
+     * pointer) over what was a light area */
+    viz_rect b5 = viz_layout_block(&L.pool, 5);
+    int mx = (int)(b5.x + b5.w / 2), my = (int)(b5.y + b5.h / 2);
+    int before[3];
+    pixel(sf, mx + 30, my + 18 + L.font * 0.3, before);
+    cairo_surface_destroy(sf);
+    char pos[32];
+    snprintf(pos, sizeof pos, "%d,%d", mx, my);
+    setenv("PAGESIM_SCREENSHOT", shot, 1);
+    setenv("PAGESIM_SCREENSHOT_MOUSE", pos, 1);
+    assert_int_equal(viz_window_run(&p, &o, err, sizeof err), 0);
+    unsetenv("PAGESIM_SCREENSHOT");
+    unsetenv("PAGESIM_SCREENSHOT_MOUSE");
+    sf = cairo_image_surface_create_from_png(shot);
+    assert_int_equal(cairo_surface_status(sf), CAIRO_STATUS_SUCCESS);
+    int after[3];
+    pixel(sf, mx + 30, my + 18 + L.font * 0.3, after);
+    assert_true(before[0] + before[1] + before[2] > 400);
+    assert_true(after[0] + after[1] + after[2] < 150);
     cairo_surface_destroy(sf);
     viz_scene_free(&fk.s);
 }

@@ -363,7 +363,7 @@ static void draw_block(cairo_t *cr, const viz_grid *g, const viz_pool *p, int b,
         font(cr, fs, false);
         snprintf(t, sizeof t, "#%d", b);
         double y = br.y + band * 0.78;
-        text(cr, br.x + br.w * 0.05, y, t, DIM);
+        double left_end = br.x + br.w * 0.05 + text(cr, br.x + br.w * 0.05, y, t, DIM);
         if (held && k->owner >= 0) {
             font(cr, fs, true);
             snprintf(t, sizeof t, "s%d", k->owner);
@@ -372,9 +372,7 @@ static void draw_block(cairo_t *cr, const viz_grid *g, const viz_pool *p, int b,
         } else t[0] = 0;
         double tw = text_w(cr, t);
         double right = br.x + br.w - br.w * 0.05 - (k->ref > 1 ? viz_layout_badge(g, b).w : 0);
-        if (t[0] && right - tw > br.x + br.w * 0.05 + text_w(cr, "#0000"))
-            text(cr, right - tw, y, t, held ? dark : DIM);
-        else if (t[0] && k->ref <= 1 && right - tw > br.x + br.w * 0.3)
+        if (t[0] && right - tw > left_end + fs * 0.4)   /* only where it does not touch the id */
             text(cr, right - tw, y, t, held ? dark : DIM);
     }
     if (k->ref > 1 && g->labels) {
@@ -409,7 +407,8 @@ static void draw_pool(cairo_t *cr, const viz_grid *g, const viz_pool *p, double 
     snprintf(t, sizeof t, "%s", p->policy);
     x += text(cr, x, y, t, INK);
     font(cr, f * 0.9, false);
-    snprintf(t, sizeof t, "   %d blocks x %d slots", p->num_blocks, p->block_size);
+    snprintf(t, sizeof t, "   %d blocks x %d slots   running %d  waiting %d", p->num_blocks, p->block_size,
+             p->queue_len[VIZ_Q_RUNNING], p->queue_len[VIZ_Q_WAITING]);
     text(cr, x, y, t, DIM);
     for (int b = 0; b < p->num_blocks; b++) draw_block(cr, g, p, b, f);
     /* counters under the grid */

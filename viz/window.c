@@ -33,11 +33,20 @@ static void tooltip(cairo_t *cr, const viz_scene *s, const viz_layout *L, double
     if (b < 0) return;
     const viz_pool *p = which ? &s->cmp : &s->pool;
     const viz_block *k = &p->blocks[b];
-    char t[160];
+    char t[256], who[96] = "";
+    if (k->ref > 1) {   /* the sequences whose block tables hold it */
+        int n = 0, len = 0;
+        for (int i = 0; i < p->num_seqs; i++)
+            for (int j = 0; j < p->seqs[i].num_blocks; j++)
+                if (p->seqs[i].table[j] == b && len < (int)sizeof who - 16) {
+                    len += snprintf(who + len, sizeof who - (size_t)len, "%ss%d", n++ ? ", " : ": ", p->seqs[i].id);
+                    break;
+                }
+    }
     if (k->ref > 0 || k->reserved)
-        snprintf(t, sizeof t, "block #%d (%s): owner s%d, %d/%d slots hold tokens, ref %d%s",
+        snprintf(t, sizeof t, "block #%d (%s): owner s%d, %d/%d slots hold tokens, ref %d%s%s",
                  b, p->policy, k->owner, k->tokens, p->block_size, k->ref,
-                 k->reserved ? " (reservation)" : k->ref > 1 ? " (shared)" : "");
+                 k->reserved ? " (reservation)" : k->ref > 1 ? " shared" : "", who);
     else
         snprintf(t, sizeof t, "block #%d (%s): free%s, 0/%d slots", b, p->policy,
                  k->cached ? ", prefix still cached" : "", p->block_size);
@@ -148,6 +157,8 @@ int viz_window_run(const viz_player *p, const viz_window_opts *o, char *err, siz
         const char *ks = getenv("PAGESIM_SCREENSHOT_STEP");
         int k = ks ? atoi(ks) : 0;
         for (int i = 0; i < k; i++) { int rc = p->step(p->ctx, err, errlen); if (rc < 0) goto out; if (rc == 0) break; }
+        const char *ms = getenv("PAGESIM_SCREENSHOT_MOUSE");   /* "x,y": hover there */
+        if (ms && sscanf(ms, "%d,%d", &g.mx, &g.my) == 2) g.hover = true;
         SDL_Event ev;
         while (SDL_PollEvent(&ev)) {}   /* let the window map and settle */
         if (frame(&g, p->scene(p->ctx), err, errlen)) goto out;
