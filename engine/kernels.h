@@ -93,6 +93,9 @@ int k_attention(k_bf16 *out, const k_bf16 *qkv, int tok_stride, const k_bf16 *k_
 int k_gemm(void *cublas_handle, void *y, int y_fp32, const k_bf16 *x, const k_bf16 *w,
            int T, int N, int K, cudaStream_t s);
 
+/* What the last failing launcher found (a cuBLAS status and shape), or "". */
+const char *k_last_error(void);
+
 /* ---- sampling and log-probabilities ---------------------------------------- */
 typedef struct k_sample_params {  /* one per row */
     float temperature;            /* 0 = greedy */

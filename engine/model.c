@@ -88,8 +88,8 @@ static k_bf16 *v_cache(model *m, int l) { return k_cache(m, l) + m->kv_layer_ele
 
 /* ---- the forward pass ---------------------------------------------------- */
 #define TRY(call) do { if ((call) != 0) { \
-    return fail(err, errlen, "%s: %s failed in layer %d (%s)", m->c.name, #call, l, \
-                cudaGetErrorString(cudaGetLastError())); } } while (0)
+    return fail(err, errlen, "%s: %s failed in layer %d (%s; %s)", m->c.name, #call, l, \
+                cudaGetErrorString(cudaGetLastError()), k_last_error()); } } while (0)
 
 static int check_batch(const model *m, const model_batch *b, char *err, size_t errlen) {
     if (b->T <= 0 || b->T > m->o.max_num_batched_tokens || b->B <= 0 || b->B > m->o.max_num_seqs)

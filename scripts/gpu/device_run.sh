@@ -12,7 +12,7 @@ PAGESIM_GPU=1 CMOCKA_MESSAGE_OUTPUT=TAP timeout 120 build/gpu/test_kernels > "$O
 echo "test_kernels rc=$?"; grep -E "^(ok|not ok)|rel L2|sample:|ERROR|error" "$OUT/test_kernels.log" | head -40
 echo "== dummy weights: memory plan"
 prompt=$(python3 -c "print(','.join(str(i * 7 % 1000 + 1) for i in range(500)))")
-for m in smollm2-135m qwen2.5-0.5b qwen3-0.6b qwen2.5-7b qwen3-8b llama-3.1-8b; do
+for m in qwen3-0.6b smollm2-135m qwen2.5-0.5b qwen2.5-7b qwen3-8b llama-3.1-8b; do
   args=(--dummy-weights "data/models/$m.json" --max-tokens 100 --max-num-batched-tokens 8192)
   for r in $(seq 1 32); do args+=(--prompt-ids "$r,$prompt"); done
   echo "-- $m" >> "$OUT/dummy.log"
@@ -21,7 +21,7 @@ for m in smollm2-135m qwen2.5-0.5b qwen3-0.6b qwen2.5-7b qwen3-8b llama-3.1-8b; 
 done
 grep -E "^--|GPU KV|Maximum conc|Memory:|requests,|engine/run|rc=" "$OUT/dummy.log"
 echo "== too little memory"
-build/gpu/run --dummy-weights data/models/qwen2.5-7b.json --gpu-memory-utilization 0.2 2>&1 | tail -2
+build/gpu/run --dummy-weights data/models/qwen2.5-7b.json --gpu-memory-utilization 0.1 2>&1 | tail -2
 echo "== transformers comparison"
 timeout 400 python3 tests/gpu/compare_hf.py --engine build/gpu/run --out "$OUT" "$@" > "$OUT/compare.log" 2>&1
 echo "compare rc=$?"; tail -12 "$OUT/compare.log"

@@ -261,6 +261,7 @@ static void test_attention(void **st) {
     int q1[5] = {1, 1, 45, 20, 1}, c1[5] = {7, 1300, 45, 150, 513};
     attention_case(14, 2, 64, 16, 5, q1, c1, "hd64 G7 mixed");
     attention_case(32, 8, 128, 16, 5, q1, c1, "hd128 G4 mixed");
+    attention_case(28, 4, 128, 16, 5, q1, c1, "hd128 G7 mixed (7B)");
     int q2[3] = {70, 1, 33}, c2[3] = {70, 2100, 600};
     attention_case(16, 1, 256, 32, 3, q2, c2, "hd256 G16");
     int q3[4] = {1, 1, 1, 1}, c3[4] = {1, 4096, 17, 1025};
