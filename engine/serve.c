@@ -682,6 +682,8 @@ static stream *start_generation(srv_server *s, struct MHD_Connection *c, gen_req
     st->is_stream = g->stream;
     st->include_usage = g->include_usage;
     st->created = (long)time(NULL);
+    g->gp.stop = (const char *const *)g->stop;
+    g->gp.n_stop = g->n_stop;
     st->stop = g->stop; st->n_stop = g->n_stop;
     g->stop = NULL; g->n_stop = 0;
     for (int i = 0; i < st->n_stop; i++)

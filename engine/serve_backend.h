@@ -50,6 +50,9 @@ typedef struct {
     int max_tokens;             /* >= 1 */
     uint64_t seed;              /* per-request sampling seed when has_seed */
     int has_seed;
+    const char *const *stop;    /* (n_stop,) stop strings, for information: the
+                                   server enforces them (see above) */
+    int n_stop;
 } srv_gen_params;
 
 /* The result a backend reports once per request. */
