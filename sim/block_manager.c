@@ -42,7 +42,9 @@ struct bm {
     int       map_len;
     int32_t  *cpu_free;   /* (ncpu,) stack of free CPU blocks */
     int       cpu_nfree;
-    uint8_t  *cpu_used;   /* (ncpu,) */
+    int32_t  *cpu_ref;    /* (ncpu,) swapped-out tables holding each CPU block */
+    int32_t  *gpu_twin;   /* (nb,)  CPU block holding a copy of this GPU block, -1 none */
+    int32_t  *cpu_twin;   /* (ncpu,) and back; a pair is valid only when mutual */
     int      *scratch;    /* (2*nb + ncpu,) for usage, views and checks */
     bm_hash_fn hfn;
     long hit_tokens, cow_copies, evictions;
@@ -154,8 +156,10 @@ static int alloc_block(bm *m) {
     m->blk[b].where = W_USED;
     return b;
 }
+static void untwin_gpu(bm *m, int g);
 static void drop_block(bm *m, int b) {
     if (--m->blk[b].ref > 0) return;
+    if (m->ncpu) untwin_gpu(m, b);      /* its content may be overwritten from now on */
     if (m->blk[b].hashed) { m->blk[b].where = W_CACHED; q_push_tail(m, Q_CACHED, b); }
     else { m->blk[b].where = W_FREE; q_push_tail(m, Q_FREE, b); }
 }
@@ -199,9 +203,12 @@ bm *bm_create(int num_blocks, int block_size, int num_cpu_blocks, bool prefix_ca
     m->parent_gen = calloc(nb, sizeof *m->parent_gen);
     m->scratch = malloc((2 * nb + (size_t)num_cpu_blocks + 1) * sizeof *m->scratch);
     m->cpu_free = malloc(((size_t)num_cpu_blocks + 1) * sizeof *m->cpu_free);
-    m->cpu_used = calloc((size_t)num_cpu_blocks + 1, 1);
+    m->cpu_ref = calloc((size_t)num_cpu_blocks + 1, sizeof *m->cpu_ref);
+    m->gpu_twin = malloc(nb * sizeof *m->gpu_twin);
+    m->cpu_twin = malloc(((size_t)num_cpu_blocks + 1) * sizeof *m->cpu_twin);
     if (!m->blk || !m->hash || !m->gen ||
-        !m->parent || !m->parent_gen || !m->scratch || !m->cpu_free || !m->cpu_used) goto oom;
+        !m->parent || !m->parent_gen || !m->scratch || !m->cpu_free || !m->cpu_ref ||
+        !m->gpu_twin || !m->cpu_twin) goto oom;
     if (prefix_caching) {
         uint32_t cap = 16;
         while (cap < 2 * nb) cap *= 2;
@@ -213,7 +220,8 @@ bm *bm_create(int num_blocks, int block_size, int num_cpu_blocks, bool prefix_ca
     }
     m->q[0].head = m->q[0].tail = m->q[1].head = m->q[1].tail = -1;
     for (int b = 0; b < num_blocks; b++) { m->blk[b].where = W_FREE; q_push_tail(m, Q_FREE, b); }
-    for (int c = 0; c < num_cpu_blocks; c++) m->cpu_free[c] = num_cpu_blocks - 1 - c;
+    for (int b = 0; b < num_blocks; b++) m->gpu_twin[b] = -1;
+    for (int c = 0; c < num_cpu_blocks; c++) { m->cpu_free[c] = num_cpu_blocks - 1 - c; m->cpu_twin[c] = -1; }
     m->cpu_nfree = num_cpu_blocks;
     return m;
 oom:
@@ -224,7 +232,7 @@ oom:
 
 void bm_destroy(bm *m) {
     if (!m) return;
-    free(m->cpu_used); free(m->cpu_free); free(m->scratch);
+    free(m->cpu_twin); free(m->gpu_twin); free(m->cpu_ref); free(m->cpu_free); free(m->scratch);
     free(m->tok); free(m->map);
     free(m->parent_gen); free(m->parent); free(m->gen); free(m->hash);
     free(m->blk);
@@ -299,7 +307,12 @@ int bm_append_slot(bm *m, seq *s, kv_copy *copy) {
         return 0;
     }
     int old = s->block_table[li];
-    if (m->blk[old].ref <= 1) return 0;
+    if (m->blk[old].ref <= 1) {
+        /* written in place from now on: a CPU twin would go stale for a sibling
+         * that swaps back in and writes this block's tail differently */
+        if (m->ncpu) untwin_gpu(m, old);
+        return 0;
+    }
     /* shared last block (a fork's): this sequence gets a private copy */
     int nb = alloc_block(m);
     m->blk[old].ref--;                  /* still > 0: the other holders keep it */
@@ -324,6 +337,43 @@ void bm_commit_computed(bm *m, seq *s) {
         const int *t = s->tokens + (size_t)i * m->bs;
         register_block(m, b, m->hfn(ph, t, m->bs), parent, t);
     }
+}
+
+/* ---- CPU pool and twins ------------------------------------------------------
+ * A swap-out copies a GPU block to a CPU block and pairs them as twins, so
+ * that siblings sharing the block (parallel sampling, beams) share one CPU
+ * copy too, and on swap-in share one GPU block again: sharing survives a swap.
+ * A shared block is copied before any write, and a block about to be written
+ * in place loses its twin (bm_append_slot), so a twin stays a faithful copy
+ * for every sequence holding it; the pair also breaks when either side is freed. */
+static void untwin_gpu(bm *m, int g) {
+    int c = m->gpu_twin[g];
+    if (c >= 0 && m->cpu_twin[c] == g) m->cpu_twin[c] = -1;
+    m->gpu_twin[g] = -1;
+}
+static void untwin_cpu(bm *m, int c) {
+    int g = m->cpu_twin[c];
+    if (g >= 0 && m->gpu_twin[g] == c) m->gpu_twin[g] = -1;
+    m->cpu_twin[c] = -1;
+}
+static void pair_twins(bm *m, int g, int c) {
+    untwin_gpu(m, g);
+    untwin_cpu(m, c);
+    m->gpu_twin[g] = c;
+    m->cpu_twin[c] = g;
+}
+static int twin_of_gpu(const bm *m, int g) {
+    int c = m->gpu_twin[g];
+    return (c >= 0 && m->cpu_twin[c] == g && m->cpu_ref[c] > 0) ? c : -1;
+}
+static int twin_of_cpu(const bm *m, int c) {
+    int g = m->cpu_twin[c];
+    return (g >= 0 && m->gpu_twin[g] == c && m->blk[g].ref > 0) ? g : -1;
+}
+static void drop_cpu(bm *m, int c) {
+    if (--m->cpu_ref[c] > 0) return;
+    untwin_cpu(m, c);
+    m->cpu_free[m->cpu_nfree++] = c;
 }
 
 /* ---- fork, release -------------------------------------------------------- */
@@ -353,42 +403,66 @@ void bm_release(bm *m, seq *s) {
     for (int i = s->num_blocks - 1; i >= 0; i--) {
         int b = s->block_table[i];
         if (b >= 0) drop_block(m, b);
-        else { int c = -b - 1; m->cpu_used[c] = 0; m->cpu_free[m->cpu_nfree++] = c; }
+        else drop_cpu(m, -b - 1);
     }
     s->num_blocks = 0;
 }
 
 /* ---- swap ----------------------------------------------------------------- */
 
+/* Blocks a swap of s must copy: those without a live twin on the other side. */
+static int swap_copies_needed(const bm *m, const seq *s, bool out) {
+    int need = 0;
+    for (int i = 0; i < s->num_blocks; i++) {
+        int e = s->block_table[i];
+        need += out ? twin_of_gpu(m, e) < 0 : twin_of_cpu(m, -e - 1) < 0;
+    }
+    return need;
+}
+
 bool bm_can_swap_out(const bm *m, const seq *s) {
-    return !on_cpu(s) && s->num_blocks <= m->cpu_nfree;
+    if (s->num_blocks == 0 || on_cpu(s) || m->ncpu == 0) return false;
+    return swap_copies_needed(m, s, true) <= m->cpu_nfree;
 }
 bool bm_can_swap_in(const bm *m, const seq *s) {
-    return on_cpu(s) && s->num_blocks <= num_free(m);
+    return on_cpu(s) && swap_copies_needed(m, s, false) <= num_free(m);
 }
 int bm_swap_out(bm *m, seq *s, kv_copy *copies) {
+    int n = 0;
     for (int i = 0; i < s->num_blocks; i++) {
         int g = s->block_table[i];
-        int c = m->cpu_free[--m->cpu_nfree];
-        m->cpu_used[c] = 1;
-        if (copies) copies[i] = (kv_copy){ .src = g, .dst = c, .kind = KV_SWAP_OUT };
+        int c = twin_of_gpu(m, g);
+        if (c >= 0) m->cpu_ref[c]++;                 /* a sibling already copied it */
+        else {
+            c = m->cpu_free[--m->cpu_nfree];
+            m->cpu_ref[c] = 1;
+            pair_twins(m, g, c);
+            if (copies) copies[n] = (kv_copy){ .src = g, .dst = c, .kind = KV_SWAP_OUT };
+            n++;
+        }
         drop_block(m, g);
         s->block_table[i] = -c - 1;
     }
     s->status = SEQ_SWAPPED;
-    return s->num_blocks;
+    return n;
 }
 int bm_swap_in(bm *m, seq *s, kv_copy *copies) {
+    int n = 0;
     for (int i = 0; i < s->num_blocks; i++) {
         int c = -s->block_table[i] - 1;
-        int g = alloc_block(m);
-        if (copies) copies[i] = (kv_copy){ .src = c, .dst = g, .kind = KV_SWAP_IN };
-        m->cpu_used[c] = 0;
-        m->cpu_free[m->cpu_nfree++] = c;
+        int g = twin_of_cpu(m, c);
+        if (g >= 0) m->blk[g].ref++;                 /* a sibling already brought it back */
+        else {
+            g = alloc_block(m);
+            pair_twins(m, g, c);
+            if (copies) copies[n] = (kv_copy){ .src = c, .dst = g, .kind = KV_SWAP_IN };
+            n++;
+        }
+        drop_cpu(m, c);
         s->block_table[i] = g;
     }
     s->status = SEQ_RUNNING;
-    return s->num_blocks;
+    return n;
 }
 
 /* ---- accounting ----------------------------------------------------------- */
@@ -539,8 +613,8 @@ int bm_check(const bm *m, seq *const *live, int n, char *err, size_t errlen) {
             if (cpu_side) {
                 int c = -b - 1;
                 if (c >= m->ncpu) FAIL("seq %d: CPU block %d out of range", s->id, c);
-                if (cpu[c]++) FAIL("CPU block %d held twice", c);
-                if (!m->cpu_used[c]) FAIL("CPU block %d held by seq %d but marked free", c, s->id);
+                cpu[c]++;
+                if (m->cpu_ref[c] <= 0) FAIL("CPU block %d held by seq %d but free", c, s->id);
                 continue;
             }
             if (b >= m->nb) FAIL("seq %d: block %d out of range", s->id, b);
@@ -590,13 +664,21 @@ int bm_check(const bm *m, seq *const *live, int n, char *err, size_t errlen) {
     /* CPU pool: used xor on the free stack */
     int cpu_used = 0;
     for (int c = 0; c < m->ncpu; c++) {
-        if (m->cpu_used[c] != (cpu[c] > 0)) FAIL("CPU block %d: used flag %d, held %d times", c, m->cpu_used[c], cpu[c]);
-        cpu_used += m->cpu_used[c];
+        if (m->cpu_ref[c] != cpu[c]) FAIL("CPU block %d: ref %d, held by %d tables", c, m->cpu_ref[c], cpu[c]);
+        cpu_used += m->cpu_ref[c] > 0;
+        int g = m->cpu_twin[c];
+        if (g >= 0 && (g >= m->nb || m->gpu_twin[g] != c || m->cpu_ref[c] == 0 || m->blk[g].ref == 0))
+            FAIL("CPU block %d: broken twin %d", c, g);
+    }
+    for (int g = 0; g < m->nb; g++) {
+        int c = m->gpu_twin[g];
+        if (c >= 0 && (c >= m->ncpu || m->cpu_twin[c] != g || m->blk[g].ref == 0))
+            FAIL("block %d: broken twin CPU block %d", g, c);
     }
     if (cpu_used + m->cpu_nfree != m->ncpu) FAIL("CPU pool: %d used + %d free != %d", cpu_used, m->cpu_nfree, m->ncpu);
     for (int k = 0; k < m->cpu_nfree; k++) {
         int c = m->cpu_free[k];
-        if (c < 0 || c >= m->ncpu || m->cpu_used[c] || cpu[c] < 0) FAIL("CPU free stack: bad entry %d", c);
+        if (c < 0 || c >= m->ncpu || m->cpu_ref[c] || cpu[c] < 0) FAIL("CPU free stack: bad entry %d", c);
         cpu[c] = -1;
     }
     /* the accounting adds up */

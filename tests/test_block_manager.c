@@ -385,6 +385,53 @@ static void test_swap_out_in(void **st) {
     kv_destroy(kv);
 }
 
+/* Siblings sharing blocks share one CPU copy when swapped out, and one GPU
+ * block again when swapped back in. */
+static void test_swap_keeps_sharing(void **st) {
+    (void)st;
+    kv_cache *kv = mk(16, false, 8);
+    seq p, c;
+    mkseq(&p, 0, 10, 0, 8);                            /* 3 blocks, the last partial */
+    kv_admit(kv, &p); p.num_computed = 10;
+    assert_int_equal(seq_fork(&c, &p, 1), 0);
+    assert_int_equal(kv_fork(kv, &p, &c), 0);
+    kv_copy cp[8];
+    assert_int_equal(step_token(kv, &c, 5, cp), 1);    /* the child copies its last block */
+    seq *live[] = { &p, &c };
+    int shared0 = p.block_table[0], shared1 = p.block_table[1];
+    assert_int_equal(kv_swap_out(kv, &p, cp), 3);      /* first sibling: 3 copies */
+    check(kv, live, 2);
+    int own = c.block_table[2];
+    assert_int_equal(kv_swap_out(kv, &c, cp), 1);      /* second: only its own last block */
+    assert_int_equal(cp[0].src, own);
+    check(kv, live, 2);
+    assert_int_equal(c.block_table[0], p.block_table[0]);   /* one CPU copy, held twice */
+    assert_int_equal(c.block_table[1], p.block_table[1]);
+    bm_stats stt; bm_get_stats(kv_block_manager(kv), &stt);
+    assert_int_equal(stt.cpu_free_blocks, 8 - 4);
+    assert_int_equal(stt.free_blocks, 16);
+    assert_int_equal(kv_swap_in(kv, &c, cp), 3);
+    check(kv, live, 2);
+    assert_int_equal(kv_swap_in(kv, &p, cp), 1);       /* shares c's first two blocks again */
+    assert_int_equal(p.block_table[0], c.block_table[0]);
+    assert_int_equal(p.block_table[1], c.block_table[1]);
+    assert_int_not_equal(p.block_table[2], c.block_table[2]);
+    check(kv, live, 2);
+    bm_get_stats(kv_block_manager(kv), &stt);
+    assert_int_equal(stt.free_blocks, 16 - 4);
+    assert_int_equal(stt.cpu_free_blocks, 8);
+    (void)shared0; (void)shared1;
+    /* a CPU pool too small for the copies refuses */
+    kv_release(kv, &c);
+    seq big; mkseq(&big, 2, 40, 500, 4);              /* 10 blocks > 8 CPU blocks */
+    kv_admit(kv, &big);
+    assert_false(kv_can_swap_out(kv, &big));
+    assert_true(kv_can_swap_out(kv, &p));
+    kv_release(kv, &p); kv_release(kv, &big);
+    seq_free(&p); seq_free(&c); seq_free(&big);
+    kv_destroy(kv);
+}
+
 static void test_usage_categories(void **st) {
     (void)st;
     kv_cache *kv = mk(10, false, 0);
@@ -439,6 +486,7 @@ int main(void) {
         cmocka_unit_test(test_lru_eviction),
         cmocka_unit_test(test_cached_block_revived_by_hit),
         cmocka_unit_test(test_swap_out_in),
+        cmocka_unit_test(test_swap_keeps_sharing),
         cmocka_unit_test(test_usage_categories),
         cmocka_unit_test(test_policy_names_and_bad_config),
     };
