@@ -148,6 +148,17 @@ static void test_real_runs(void **st) {
     cairo_surface_t *sf = cairo_image_surface_create_from_png("build/tmp/test_viz_chart_real.png");
     assert_int_equal(cairo_image_surface_get_width(sf), 1000);
     cairo_surface_destroy(sf);
+    /* the one-call form pagesim run --plot uses */
+    const char *labels[2] = { "paged", "orca-max" };
+    double paper[2] = { 0.963, 0.204 };
+    assert_int_equal(viz_plot_results("build/tmp/test_viz_chart_results.svg", labels, r, 2, paper,
+                                      err, sizeof err), 0);
+    FILE *f = fopen("build/tmp/test_viz_chart_results.svg", "r");
+    assert_non_null(f);
+    char head[6] = {0};
+    assert_int_equal(fread(head, 1, 5, f), 5);
+    fclose(f);
+    assert_string_equal(head, "<?xml");
     for (int p = 0; p < 2; p++) sim_result_free(&r[p]);
 }
 

@@ -235,3 +235,20 @@ int viz_plot_run(const char *path, const viz_run_series *runs, int nruns,
     chart_ctx c = { runs, nruns, bars, nbars };
     return viz_export_draw(path, VIZ_FMT_UNKNOWN, width, height, draw_chart, &c, err, errlen);
 }
+
+int viz_plot_results(const char *path, const char *const *labels, const sim_result *res, int n,
+                     const double *paper, char *err, size_t errlen) {
+    enum { MAXR = 16 };
+    viz_run_series runs[MAXR];
+    viz_waste bars[MAXR];
+    int nr = 0;
+    if (n <= 0 || n > MAXR) { snprintf(err, errlen, "%s: %d results to plot (1..%d)", path, n, MAXR); return -1; }
+    for (int i = 0; i < n; i++) {
+        const char *lab = labels && labels[i] ? labels[i] : "run";
+        if (res[i].steps && res[i].num_steps > 0)
+            runs[nr++] = (viz_run_series){ lab, res[i].steps, res[i].num_steps };
+        bars[i] = viz_waste_of_summary(lab, &res[i].summary);
+        if (paper) bars[i].paper = paper[i];
+    }
+    return viz_plot_run(path, runs, nr, bars, n, 1200, nr > 0 ? 760 : 200 + 60 * n, err, errlen);
+}

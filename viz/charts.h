@@ -8,6 +8,7 @@
 #define VIZ_CHARTS_H
 #include <stddef.h>
 #include "sim/metrics.h"
+#include "sim/simulate.h"
 
 typedef struct viz_run_series {  /* one run's step series */
     const char     *label;       /* "paged", "orca-max", ... */
@@ -31,4 +32,10 @@ viz_waste viz_waste_of_steps(const char *label, const met_step *steps, int n);
 int viz_plot_run(const char *path, const viz_run_series *runs, int nruns,
                  const viz_waste *bars, int nbars, int width, int height,
                  char *err, size_t errlen);
+/* The one call for `pagesim run --plot FILE`: n results of sim_run (labels
+ * (n,), e.g. the policy names; paper (n,) published token shares 0..1 to mark,
+ * or NULL).  Time series for results that kept their steps, a bar for each.
+ * 1200 x 760.  Returns 0, or -1 with err naming the file. */
+int viz_plot_results(const char *path, const char *const *labels, const sim_result *res, int n,
+                     const double *paper, char *err, size_t errlen);
 #endif
