@@ -225,6 +225,15 @@ static int utf8_seq(const unsigned char *s, size_t n) {
     return need + 1;
 }
 
+static int utf8_valid(const char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        int k = utf8_seq((const unsigned char *)s + i, n - i);
+        if (k < 0) return 0;
+        i += (size_t)k;
+    }
+    return 1;
+}
+
 /* Returns text itself when valid, else a malloc'd repaired copy in *fixed. */
 static int utf8_repair(const char *text, size_t len, char **fixed, size_t *flen) {
     *fixed = NULL; *flen = len;
@@ -724,11 +733,13 @@ static int load_norm(tok_tokenizer *t, const cJSON *p, const char *path, char *e
         const char *a = jstr(cJSON_GetObjectItemCaseSensitive(p, "pattern"), "String");
         const char *b = jstr(p, "content");
         if (!a || !*a || !b) { seterr(err, cap, "%s: Replace normalizer needs a String pattern and content", path); return -1; }
+        if (!utf8_valid(a, strlen(a)) || !utf8_valid(b, strlen(b))) { seterr(err, cap, "%s: Replace normalizer strings are not valid UTF-8", path); return -1; }
         return add_norm(t, (norm_step){NORM_REPLACE, strdup(a), strdup(b), strlen(a), strlen(b)}, path, err, cap);
     }
     if (!strcmp(type, "Prepend")) {
         const char *a = jstr(p, "prepend");
         if (!a) { seterr(err, cap, "%s: Prepend normalizer without 'prepend'", path); return -1; }
+        if (!utf8_valid(a, strlen(a))) { seterr(err, cap, "%s: Prepend string is not valid UTF-8", path); return -1; }
         return add_norm(t, (norm_step){NORM_PREPEND, strdup(a), 0, strlen(a), 0}, path, err, cap);
     }
     seterr(err, cap, "%s: normalizer type '%s' is not supported", path, type);
@@ -846,15 +857,21 @@ static size_t token_raw(const tok_tokenizer *t, const int16_t *rev, const char *
 #define MAX_ID 16000000
 
 tok_tokenizer *tok_load(const char *path, char *err, size_t cap) {
+    size_t len = 0;
+    char *buf = read_file(path, &len);
+    if (!buf) { seterr(err, cap, "%s: cannot read file", path); return NULL; }
+    tok_tokenizer *t = tok_load_mem(buf, len, path, err, cap);
+    free(buf);
+    return t;
+}
+
+tok_tokenizer *tok_load_mem(const char *buf, size_t len, const char *path, char *err, size_t cap) {
     tok_tokenizer *t = NULL;
     cJSON *root = NULL;
-    char *raw = NULL;
-    size_t len = 0;
     int16_t rev[324];
     char *tmp = NULL;
     if (err && cap) err[0] = 0;
-    char *buf = read_file(path, &len);
-    if (!buf) { seterr(err, cap, "%s: cannot read file", path); return NULL; }
+    if (!path) path = "(memory)";
     const char *end = NULL;
     root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
     if (!root) {
@@ -864,7 +881,6 @@ tok_tokenizer *tok_load(const char *path, char *err, size_t cap) {
         seterr(err, cap, "%s:%zu: malformed JSON (byte %zu of %zu)", path, line, off, len);
         goto fail;
     }
-    free(buf); buf = NULL;
     if (!cJSON_IsObject(root)) { seterr(err, cap, "%s: top level is not a JSON object", path); goto fail; }
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (!cJSON_IsObject(model)) { seterr(err, cap, "%s: no \"model\" object", path); goto fail; }
@@ -912,10 +928,16 @@ tok_tokenizer *tok_load(const char *path, char *err, size_t cap) {
         if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= MAX_ID || !c || !*c) {
             seterr(err, cap, "%s: added_tokens entry without a valid id and content", path); goto fail;
         }
+        /* matched inside the text: invalid UTF-8 could split a character */
+        if (!utf8_valid(c, strlen(c))) { seterr(err, cap, "%s: added token \"%.40s\" is not valid UTF-8", path, c); goto fail; }
         if ((int32_t)id->valuedouble > maxid) maxid = (int32_t)id->valuedouble;
     }
     if (maxid < 0) { seterr(err, cap, "%s: empty vocab", path); goto fail; }
     t->n_ids = maxid + 1;
+    for (int i = 0; i < t->n_pre_ids + t->n_post_ids; i++) {
+        int32_t id = i < t->n_pre_ids ? t->pre_ids[i] : t->post_ids[i - t->n_pre_ids];
+        if (id < 0 || id >= t->n_ids) { seterr(err, cap, "%s: post_processor id %d is not in the vocab", path, id); goto fail; }
+    }
     t->tok_str = calloc((size_t)t->n_ids, sizeof *t->tok_str);
     t->tok_raw = calloc((size_t)t->n_ids, sizeof *t->tok_raw);
     t->tok_rawlen = calloc((size_t)t->n_ids, sizeof *t->tok_rawlen);
@@ -1023,7 +1045,6 @@ tok_tokenizer *tok_load(const char *path, char *err, size_t cap) {
     return t;
 fail:
     free(tmp);
-    free(buf); free(raw);
     cJSON_Delete(root);
     tok_free(t);
     return NULL;

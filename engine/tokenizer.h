@@ -40,6 +40,9 @@ typedef struct {
 /* Loads a tokenizer.json.  On error returns NULL and writes a message that
  * names the file (and the line for JSON syntax errors) into err. */
 tok_tokenizer *tok_load(const char *path, char *err, size_t errcap);
+/* The same from a tokenizer.json already in memory (len bytes); name is
+ * used in error messages. */
+tok_tokenizer *tok_load_mem(const char *json, size_t len, const char *name, char *err, size_t errcap);
 void tok_free(tok_tokenizer *t);
 
 /* Encodes len bytes of text, appending ids to out (out->n is reset to 0 first).

@@ -389,6 +389,12 @@ static void test_bad_files(void **st) {
         {"bad_norm.json", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"normalizer\":{\"type\":\"BertNormalizer\"}}", "BertNormalizer"},
         {"bad_top.json", "[1,2,3]", "not a JSON object"},
         {"bad_empty.json", "", "malformed JSON"},
+        /* found by fuzz_tok_load: injected invalid UTF-8 crashed PCRE2's JIT */
+        {"bad_prepend.json", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"normalizer\":{\"type\":\"Prepend\",\"prepend\":\"\xff\"},"
+                             "\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\s+\"},\"behavior\":\"Isolated\"}}", "not valid UTF-8"},
+        {"bad_added.json", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"added_tokens\":[{\"id\":1,\"content\":\"\xa9\"}]}", "not valid UTF-8"},
+        {"bad_post.json", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"post_processor\":{\"type\":\"TemplateProcessing\","
+                          "\"single\":[{\"SpecialToken\":{\"id\":\"<s>\"}}],\"special_tokens\":{\"<s>\":{\"ids\":[99]}}}}", "not in the vocab"},
     };
     char err[512];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
