@@ -28,6 +28,7 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,14 +98,16 @@ struct srv_server {
     srv_backend *be;
     struct MHD_Daemon *d;
     int port;
-    pthread_mutex_t mu;          /* guards stopping, active, n_active, counts, lastlog */
+    pthread_mutex_t mu;          /* guards stopping, active, n_active; taken before a
+                                    stream's mu, never after */
+    pthread_mutex_t logmu;       /* guards lastlog (MHD may log under a stream's mu) */
     pthread_cond_t cv;           /* signalled when n_active drops */
     int stopping;
     stream *active;              /* streams whose backend request has not finished */
     int n_active;
     uint64_t next_id;
     unsigned salt;               /* makes response ids differ across servers */
-    long counts[3];
+    atomic_long counts[3];       /* atomic: bumped while a stream's lock is held */
     char lastlog[256];
     prom_registry *reg;
     prom_metric *m_running, *m_waiting, *m_kv, *m_preempt, *m_prompt, *m_gen, *m_success,
@@ -435,9 +438,7 @@ static enum MHD_Result send_text(srv_server *s, struct MHD_Connection *c, unsign
     if (status == MHD_HTTP_UNAUTHORIZED) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
-    pthread_mutex_lock(&s->mu);
-    s->counts[status < 400 ? 0 : status < 500 ? 1 : 2]++;
-    pthread_mutex_unlock(&s->mu);
+    atomic_fetch_add(&s->counts[status < 400 ? 0 : status < 500 ? 1 : 2], 1);
     return ret;
 }
 
@@ -785,9 +786,7 @@ static enum MHD_Result handle_generation(srv_server *s, struct MHD_Connection *c
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     ret = MHD_queue_response(c, MHD_HTTP_OK, r);
     MHD_destroy_response(r);
-    pthread_mutex_lock(&s->mu);
-    s->counts[0]++;
-    pthread_mutex_unlock(&s->mu);
+    atomic_fetch_add(&s->counts[0], 1);
     return ret;
 }
 
@@ -924,9 +923,9 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
     vsnprintf(line, sizeof line, fmt, ap);
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
-    pthread_mutex_lock(&s->mu);
+    pthread_mutex_lock(&s->logmu);
     snprintf(s->lastlog, sizeof s->lastlog, "%s", line);
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->logmu);
     srv_logf(s, "microhttpd: %s", line);
 }
 
@@ -945,6 +944,7 @@ static void free_server(srv_server *s) {
     prom_free(s->reg);
     free(s->host); free(s->api_key); free(s->model);
     pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->logmu);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -989,6 +989,7 @@ srv_server *srv_start(const srv_opts *o, srv_backend *b, char *err, size_t errca
     srv_server *s = calloc(1, sizeof *s);
     if (!s) { snprintf(err, errcap, "out of memory"); return NULL; }
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->logmu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->o = *o;
     s->be = b;
@@ -1050,9 +1051,7 @@ int srv_port(const srv_server *s) { return s ? s->port : -1; }
 
 void srv_counts(const srv_server *s, long out[3]) {
     srv_server *m = (srv_server *)s;
-    pthread_mutex_lock(&m->mu);
-    memcpy(out, m->counts, sizeof m->counts);
-    pthread_mutex_unlock(&m->mu);
+    for (int i = 0; i < 3; i++) out[i] = atomic_load(&m->counts[i]);
 }
 
 void srv_stop(srv_server *s) {
