@@ -77,7 +77,9 @@ static void kv_panel(cairo_t *cr, box b, const bias_serving_result *sr) {
     double vmax = 0;                                  /* y range: the data's, in whole 5% steps */
     for (int p = 0; p < BIAS_NPOL; p++)
         for (int i = 0; i < sr->pol[p].npts; i++) vmax = fmax(vmax, sr->pol[p].util[i]);
-    double top = fmin(1.0, fmax(0.05, ceil(vmax * 1.15 * 20) / 20)), step = top > 0.5 ? 0.2 : top > 0.2 ? 0.05 : 0.01;
+    double top = fmin(1.0, fmax(0.05, ceil(vmax * 1.15 * 20) / 20)), step = 0.2;
+    static const double steps[] = { 0.01, 0.02, 0.05, 0.1, 0.2 };
+    for (int i = 4; i >= 0; i--) if (steps[i] >= top / 7) step = steps[i];
     cairo_save(cr);
     axes_y(cr, b, 0, 100 * top, 100 * step, "%.0f%%");
     cairo_restore(cr);

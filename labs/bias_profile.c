@@ -76,7 +76,7 @@ int bias_profile_load(bias_profile *p, const char *path, char *err, size_t errle
     const cJSON *size = cJSON_GetObjectItemCaseSensitive(j, "size");
     if (size && !cJSON_IsObject(size)) { snprintf(err, errlen, "%s: \"size\" must be an object {Q1..Q4: points}", path); goto out; }
     for (int q = 0; q < 4; q++) {
-        char k[4]; snprintf(k, sizeof k, "Q%d", q + 1);
+        char k[16]; snprintf(k, sizeof k, "Q%d", q + 1);
         if (size && num_field(size, k, &p->size[q], -200, 200, path, err, errlen)) goto out;
     }
     if (p->hold_rate + p->malformed_rate + p->error_rate > 1) {

@@ -121,6 +121,7 @@ int bias_serving_run(const bias_serving_config *c, const int *prompt_tokens, con
             sc.sched.max_model_len = c->max_model_len;
             sc.model = &m;
             sc.keep_steps = true;
+            sc.usage_every = 8;                             /* the figure wants a fine time series */
             const int *pl = prompt_tokens + per_set * (size_t)s, *ol = output_tokens + per_set * (size_t)s;
             for (size_t i = 0; i < per_set; i++) {          /* at least 1 token; within max_tokens and the length */
                 int o = ol[i] < 1 ? 1 : ol[i] > c->max_tokens ? c->max_tokens : ol[i];
