@@ -63,7 +63,10 @@ typedef struct wl_dist { double mean_p, mean_o, sigma_p, sigma_o; } wl_dist;
 static const wl_dist WL_SHAREGPT_DIST = { 161.31, 337.99, 1.2, 0.9 };
 static const wl_dist WL_ALPACA_DIST   = { 19.31, 58.45, 0.6, 0.9 };
 
-typedef struct wl_lognorm { double mu_p, mu_o, sigma_p, sigma_o; int max_len; } wl_lognorm;
+/* clip: max_len is too short for the distribution to be filtered (most pairs
+ * would be drawn again), so lengths are clipped instead and the means are
+ * whatever fits */
+typedef struct wl_lognorm { double mu_p, mu_o, sigma_p, sigma_o; int max_len, clip; } wl_lognorm;
 
 static int ln_len(wl_rng *r, double mu, double sigma) {
     double x = exp(mu + sigma * rng_normal(r));
@@ -79,7 +82,7 @@ static void ln_pair(wl_rng *r, const wl_lognorm *d, int *p, int *o) {
         *p = ln_len(r, d->mu_p, d->sigma_p);
         *o = ln_len(r, d->mu_o, d->sigma_o);
         if (d->max_len <= 0 || *p + *o <= d->max_len) return;
-        if (tries > 1000) {        /* max_len tiny compared to the distribution: clip */
+        if (d->clip || tries > 100) {
             if (*p >= d->max_len) *p = d->max_len - 1 > 0 ? d->max_len - 1 : 1;
             *o = d->max_len - *p > 0 ? d->max_len - *p : 1;
             return;
@@ -92,8 +95,19 @@ static void ln_pair(wl_rng *r, const wl_lognorm *d, int *p, int *o) {
  * internal sample, so the fit does not depend on the user's seed. */
 static wl_lognorm wl_fit(const wl_dist *t, int max_len) {
     wl_lognorm d = { log(t->mean_p) - t->sigma_p * t->sigma_p / 2,
-                     log(t->mean_o) - t->sigma_o * t->sigma_o / 2, t->sigma_p, t->sigma_o, max_len };
-    enum { N = 40000, ROUNDS = 8 };
+                     log(t->mean_o) - t->sigma_o * t->sigma_o / 2, t->sigma_p, t->sigma_o, max_len, 0 };
+    enum { N = 40000, ROUNDS = 8, PROBE = 4000 };
+    if (max_len > 0) {
+        /* most pairs fit: filter and fit the means; many do not: filter
+         * without fitting (the targets are out of reach); most do not: clip */
+        wl_rng r;
+        rng_seed(&r, 0x5eed5eedULL);
+        int fit = 0;
+        for (int i = 0; i < PROBE; i++)
+            fit += ln_len(&r, d.mu_p, d.sigma_p) + ln_len(&r, d.mu_o, d.sigma_o) <= max_len;
+        if (fit < PROBE / 2) { d.clip = 1; return d; }
+        if (fit < PROBE * 9 / 10) return d;
+    }
     for (int round = 0; round < ROUNDS; round++) {
         wl_rng r;
         rng_seed(&r, 0x5eed5eedULL);
@@ -103,8 +117,9 @@ static wl_lognorm wl_fit(const wl_dist *t, int max_len) {
             ln_pair(&r, &d, &p, &o);
             sp += p, so += o;
         }
-        d.mu_p += log(t->mean_p / (sp / N));
-        d.mu_o += log(t->mean_o / (so / N));
+        double step_p = log(t->mean_p / (sp / N)), step_o = log(t->mean_o / (so / N));
+        d.mu_p += step_p > 0.5 ? 0.5 : step_p < -0.5 ? -0.5 : step_p;   /* no run-away */
+        d.mu_o += step_o > 0.5 ? 0.5 : step_o < -0.5 ? -0.5 : step_o;
     }
     return d;
 }

@@ -57,6 +57,23 @@ static void test_alpaca_means(void **state) {
     check_means(WL_ALPACA, 2048, 19.31, 58.45);
 }
 
+/* Short max_len: every request fits, and generation stays quick (no endless
+ * redraws when few pairs fit). */
+static void test_short_max_len(void **state) {
+    (void)state;
+    int lens[] = { 2, 16, 100, 512 };
+    for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++)
+        for (int kind = WL_SHAREGPT; kind <= WL_ALPACA; kind++) {
+            int n;
+            wl_request *r = gen((wl_kind)kind, 20000, 0, 5, lens[k], &n);
+            for (int i = 0; i < n; i++) {
+                assert_true(r[i].prompt_len >= 1 && r[i].output_len >= 1);
+                assert_true(r[i].prompt_len + r[i].output_len <= lens[k]);
+            }
+            free(r);
+        }
+}
+
 static void test_poisson(void **state) {
     (void)state;
     int n;
@@ -276,6 +293,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sharegpt_means),
         cmocka_unit_test(test_alpaca_means),
+        cmocka_unit_test(test_short_max_len),
         cmocka_unit_test(test_poisson),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_fixed_and_bad_specs),
