@@ -6,9 +6,14 @@
  * wrong (the mock's replies are known for each prompt's seed).
  *
  *   build/bench/bench_serve [--requests N] [--workers W] [--token-delay-ms X]
- *                           [--url URL --model NAME [--api-key KEY]]
+ *                           [--restart-at-ms T] [--url URL --model NAME [--api-key KEY]]
+ *
+ * --restart-at-ms T stops the in-process server T ms into the run and starts
+ * it again on the same port 200 ms later: the client must still report every
+ * request exactly once (the cut ones retried after the study's 2 s wait).
  */
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +30,7 @@ static double now_s(void) {
 }
 
 typedef struct {
-    int *seen, *ok, *ctoks;
+    int *seen, *ok, *ctoks, *tries;
     double *ttft, *lat;
     char **text;
 } acc;
@@ -35,6 +40,7 @@ static void on_result(void *ctx, const bias_client_result *r) {
     a->seen[r->index]++;
     a->ok[r->index] = r->ok;
     a->ctoks[r->index] = r->completion_tokens;
+    a->tries[r->index] = r->tries;
     a->ttft[r->index] = r->ttft_s;
     a->lat[r->index] = r->latency_s;
     free(a->text[r->index]);
@@ -53,27 +59,56 @@ static double pct(double *v, size_t n, double p) {
     return v[i < n ? i : n - 1];
 }
 
+typedef struct {
+    srv_server **srv;
+    srv_backend *be;
+    srv_opts so;
+    long at_ms;
+    int ok;
+} restarter;
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void *restart_thread(void *arg) {
+    restarter *r = arg;
+    char err[256];
+    sleep_ms(r->at_ms);
+    srv_stop(*r->srv);
+    *r->srv = NULL;
+    sleep_ms(200);
+    *r->srv = srv_start(&r->so, r->be, err, sizeof err);
+    r->ok = *r->srv != NULL;
+    if (!r->ok) fprintf(stderr, "bench_serve: restart failed: %s\n", err);
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     int n = 2048, workers = 512;
     double delay_ms = 2;
+    long restart_ms = -1;
     const char *url = NULL, *model = "mock", *key = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help")) {
             printf("usage: bench_serve [--requests N] [--workers W] [--token-delay-ms X] "
-                   "[--url URL --model NAME [--api-key KEY]]\n");
+                   "[--restart-at-ms T] [--url URL --model NAME [--api-key KEY]]\n");
             return 0;
         }
         if (!v) { fprintf(stderr, "bench_serve: %s needs a value\n", a); return 2; }
         if (!strcmp(a, "--requests")) n = atoi(v);
         else if (!strcmp(a, "--workers")) workers = atoi(v);
         else if (!strcmp(a, "--token-delay-ms")) delay_ms = atof(v);
+        else if (!strcmp(a, "--restart-at-ms")) restart_ms = atol(v);
         else if (!strcmp(a, "--url")) url = v;
         else if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--api-key")) key = v;
         else { fprintf(stderr, "bench_serve: unknown option %s\n", a); return 2; }
         i++;
     }
+    if (restart_ms >= 0 && url) { fprintf(stderr, "bench_serve: --restart-at-ms needs the in-process server\n"); return 2; }
     if (n < 1 || workers < 1) { fprintf(stderr, "bench_serve: --requests and --workers must be >= 1\n"); return 2; }
     /* two descriptors per connection (client and server side) */
     struct rlimit rl;
@@ -84,6 +119,8 @@ int main(int argc, char **argv) {
     char err[256], base[128];
     srv_backend *be = NULL;
     srv_server *srv = NULL;
+    restarter rs = {&srv, NULL, {0}, restart_ms, 1};
+    pthread_t rt;
     if (!url) {
         srv_mock_opts mo;
         srv_mock_opts_init(&mo);
@@ -97,11 +134,13 @@ int main(int argc, char **argv) {
         if (!(srv = srv_start(&so, be, err, sizeof err))) { fprintf(stderr, "bench_serve: %s\n", err); return 1; }
         snprintf(base, sizeof base, "http://127.0.0.1:%d", srv_port(srv));
         url = base;
+        rs.so = so;
+        rs.so.port = srv_port(srv);
     }
     char (*prompts)[96] = calloc((size_t)n, sizeof *prompts);
     bias_client_req *q = calloc((size_t)n, sizeof *q);
     acc a = {calloc((size_t)n, sizeof(int)), calloc((size_t)n, sizeof(int)), calloc((size_t)n, sizeof(int)),
-             calloc((size_t)n, sizeof(double)), calloc((size_t)n, sizeof(double)), calloc((size_t)n, sizeof(char *))};
+             calloc((size_t)n, sizeof(int)), calloc((size_t)n, sizeof(double)), calloc((size_t)n, sizeof(double)), calloc((size_t)n, sizeof(char *))};
     for (int i = 0; i < n; i++) {
         snprintf(prompts[i], sizeof prompts[i], "Stock T%d: buy or sell? Answer in JSON.", i);
         q[i] = (bias_client_req){NULL, prompts[i], 0.6, 0.8, 1024, 7 + i, 1};
@@ -116,8 +155,11 @@ int main(int argc, char **argv) {
     bias_client *c = bias_client_create(&co, err, sizeof err);
     if (!c) { fprintf(stderr, "bench_serve: %s\n", err); return 1; }
     double t0 = now_s();
+    rs.be = be;
+    if (restart_ms >= 0) pthread_create(&rt, NULL, restart_thread, &rs);
     int rc = bias_client_run(c, q, (size_t)n, on_result, &a, err, sizeof err);
     double dt = now_s() - t0;
+    if (restart_ms >= 0) pthread_join(rt, NULL);
     bias_client_free(c);
     if (rc < 0) { fprintf(stderr, "bench_serve: %s\n", err); return 1; }
     int lost = 0, dup = 0, failed = 0, wrong = 0;
@@ -133,8 +175,12 @@ int main(int argc, char **argv) {
             cJSON_Delete(j);
         }
     }
+    int tries_total = 0, retried = 0;
+    for (int i = 0; i < n; i++) { tries_total += a.tries[i]; retried += a.tries[i] > 1; }
     printf("bench_serve: %d streaming chat requests, %d in flight, against %s%s\n", n, workers, url,
-           srv ? " (engine/serve, mock backend, in-process)" : "");
+           be ? " (engine/serve, mock backend, in-process)" : "");
+    if (restart_ms >= 0)
+        printf("  server restarted at %ld ms: %d requests retried (%d tries in all)\n", restart_ms, retried, tries_total);
     printf("  wall %.2f s: %.0f requests/s, %.0f output tokens/s\n", dt, n / dt, toks / dt);
     printf("  TTFT p50 %.1f ms, p99 %.1f ms; latency p50 %.1f ms, p99 %.1f ms\n",
            1e3 * pct(a.ttft, (size_t)n, 50), 1e3 * pct(a.ttft, (size_t)n, 99),
@@ -143,7 +189,7 @@ int main(int argc, char **argv) {
     if (srv) srv_stop(srv);
     if (be) be->destroy(be);
     for (int i = 0; i < n; i++) free(a.text[i]);
-    free(a.seen); free(a.ok); free(a.ctoks); free(a.ttft); free(a.lat); free(a.text);
+    free(a.seen); free(a.ok); free(a.ctoks); free(a.tries); free(a.ttft); free(a.lat); free(a.text);
     free(q); free(prompts);
-    return lost || dup || failed || wrong ? 1 : 0;
+    return lost || dup || failed || wrong || !rs.ok ? 1 : 0;
 }

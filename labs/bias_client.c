@@ -324,14 +324,17 @@ int bias_client_run(bias_client *c, const bias_client_req *reqs, size_t n,
     int in_flight = 0;
     while (reported < n && !stopped) {
         double now = now_s();
-        /* fill the workers: due retries first (the FIFO is in time order), then fresh ones */
-        while (in_flight < c->o.max_workers) {
+        /* A worker stays with its request through the waits between tries, as
+         * the study's thread pool does: so a server that is down burns the
+         * tries of at most max_workers requests.  Due retries first (the FIFO
+         * is in time order), then fresh requests while a worker is free. */
+        for (;;) {
             size_t idx;
             if (rq_len && rq[rq_head].ready <= now) {
                 idx = rq[rq_head].idx;
                 rq_head = (rq_head + 1) % n;
                 rq_len--;
-            } else if (next < n) idx = next++;
+            } else if (next < n && in_flight + (int)rq_len < c->o.max_workers) idx = next++;
             else break;
             xfer *x = xfer_start(c, multi, &reqs[idx], idx);
             if (!x) { snprintf(err, errcap, "out of memory starting request %zu", idx); goto out; }
@@ -382,12 +385,12 @@ int bias_client_run(bias_client *c, const bias_client_req *reqs, size_t n,
         if (reported >= n) break;
         /* sleep until network activity, the next due retry, or a stop */
         long wait_ms = 1000;
-        if (rq_len && in_flight < c->o.max_workers) {
+        if (rq_len) {
             double dt = rq[rq_head].ready - now_s();
             wait_ms = dt <= 0 ? 0 : (long)ceil(dt * 1000);
             if (wait_ms > 1000) wait_ms = 1000;
         }
-        if (in_flight < c->o.max_workers && next < n) wait_ms = 0;
+        if (in_flight + (int)rq_len < c->o.max_workers && next < n) wait_ms = 0;
         if (wait_ms > 0 || running) curl_multi_poll(multi, NULL, 0, (int)wait_ms, NULL);
         pthread_mutex_lock(&c->mu);
         stopped = c->stop;

@@ -26,7 +26,8 @@ typedef struct {
     const char *base_url;       /* "http://127.0.0.1:8000" (a trailing "/v1" is fine) */
     const char *api_key;        /* sent as "Authorization: Bearer KEY"; NULL = none */
     const char *model;          /* the "model" field */
-    int max_workers;            /* requests in flight; default 200 */
+    int max_workers;            /* requests in flight, counting those waiting to be
+                                   retried (as the study's worker threads do); default 200 */
     int tries;                  /* tries per request; default 3 */
     double retry_wait_s;        /* wait before a retry; default 2.0 */
     double timeout_s;           /* per try, whole request; default 600 */
