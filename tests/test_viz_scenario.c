@@ -60,6 +60,11 @@ static void check_scene(const viz_scene *s, seen *z) {
     if (strstr(s->event, "prefix-cache hit")) z->hit_event = true;
 }
 
+static bool in_queue(const viz_pool *p, viz_queue q, int id) {
+    for (int i = 0; i < p->queue_len[q]; i++) if (p->queue[q][i] == id) return true;
+    return false;
+}
+
 static void run_classroom(int blocks, int bs, seen *z, char *events, size_t cap) {
     char err[256];
     viz_scenario_config c = viz_scenario_defaults(blocks, bs, 1);
@@ -133,6 +138,35 @@ static void test_compare(void **st) {
     if (rc < 0) fail_msg("%s", err);
     assert_true(resv_seen);
     assert_true(worse);      /* the reservation wastes what paging does not */
+    viz_scenario_destroy(v);
+}
+
+static void test_swap(void **st) {
+    (void)st;
+    char err[256];
+    viz_scenario_config c = viz_scenario_defaults(16, 4, 1);
+    c.kv.num_cpu_blocks = 16;
+    c.sched.preempt = SCHED_PREEMPT_SWAP;
+    viz_scenario *v = viz_scenario_create(&c, err, sizeof err);
+    if (!v) fail_msg("%s", err);
+    int swapped_seen = 0, rc;
+    seen z;
+    memset(&z, 0, sizeof z);
+    while ((rc = viz_scenario_step(v, err, sizeof err)) == 1) {
+        const viz_scene *s = viz_scenario_scene(v);
+        check_scene(s, &z);
+        for (int i = 0; i < s->pool.num_seqs; i++) {
+            const viz_seq *q = &s->pool.seqs[i];
+            if (q->queue != VIZ_Q_SWAPPED) continue;
+            swapped_seen++;
+            assert_true(in_queue(&s->pool, VIZ_Q_SWAPPED, q->id));
+            for (int j = 0; j < q->num_blocks; j++) assert_true(q->table[j] < 0);   /* on the CPU */
+        }
+        if (strstr(s->event, "swap out")) z.preempted_event = true;
+    }
+    if (rc < 0) fail_msg("%s", err);
+    assert_true(swapped_seen > 0);
+    assert_true(z.preempted_event);
     viz_scenario_destroy(v);
 }
 
@@ -217,6 +251,7 @@ int main(void) {
         cmocka_unit_test(test_classroom_16),
         cmocka_unit_test(test_classroom_sizes),
         cmocka_unit_test(test_compare),
+        cmocka_unit_test(test_swap),
         cmocka_unit_test(test_command),
     };
     return cmocka_run_group_tests(t, NULL, NULL);

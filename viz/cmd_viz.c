@@ -14,7 +14,7 @@
 #include "viz/window.h"
 
 static void usage(FILE *f) {
-    fputs("usage: pagesim [--blocks N] [--block-size B] [--seed S] [--compare POLICY]\n"
+    fputs("usage: pagesim [--blocks N] [--block-size B] [--seed S] [--policy P] [--compare POLICY]\n"
           "               [--png|--svg|--pdf FILE] [--step K] [--frames DIR] [--size WxH]\n"
           "               [--tui] [--play] [--delay MS] [--no-color]\n"
           "               [--workload sharegpt|alpaca|fixed|FILE] [--requests N] [--rate R]\n"
@@ -29,6 +29,7 @@ static void usage(FILE *f) {
           "  --blocks N            physical KV blocks in the pool (16)\n"
           "  --block-size B        token slots per block (4)\n"
           "  --seed S              seed of the scenario / workload (1)\n"
+          "  --policy P            the allocator of the main pool (paged)\n"
           "  --compare POLICY      draw the same requests under a baseline allocator beside\n"
           "                        it: contiguous, orca-max, orca-pow2, orca-oracle\n"
           "  --png/--svg/--pdf F   write the final state (or step K) to a file and exit\n"
@@ -93,7 +94,7 @@ int pagesim_cmd_viz(int argc, char **argv) {
     int requests = 8, plen = 32, olen = 64, max_len = 0, max_seqs = 0, max_tok = 0, swap = 0;
     double rate = 0;
     bool tui = false, play = false, color = true, no_prefix = false;
-    const char *file = NULL, *frames = NULL, *compare = NULL, *workload = NULL;
+    const char *file = NULL, *frames = NULL, *compare = NULL, *workload = NULL, *policy = NULL;
     int nfile = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -133,6 +134,7 @@ int pagesim_cmd_viz(int argc, char **argv) {
         }
         else if (!strcmp(a, "--frames")) { NEED(); frames = v; }
         else if (!strcmp(a, "--compare")) { NEED(); compare = v; }
+        else if (!strcmp(a, "--policy")) { NEED(); policy = v; }
         else if (!strcmp(a, "--workload")) { NEED(); workload = v; }
         else if (!strcmp(a, "--tui")) tui = true;
         else if (!strcmp(a, "--play")) play = true;
@@ -156,6 +158,14 @@ int pagesim_cmd_viz(int argc, char **argv) {
     if (max_tok) cfg.sched.max_num_batched_tokens = max_tok;
     if (swap) { cfg.kv.num_cpu_blocks = swap; cfg.sched.preempt = SCHED_PREEMPT_SWAP; }
     if (no_prefix) cfg.kv.prefix_caching = false;
+    if (policy) {
+        int p = kv_policy_parse(policy);
+        if (p < 0) {
+            fprintf(stderr, "pagesim: --policy %s: want paged, contiguous, orca-max, orca-pow2 or orca-oracle\n", policy);
+            return 2;
+        }
+        cfg.kv.policy = p;
+    }
     if (compare) {
         int p = kv_policy_parse(compare);
         if (p < 0 || p == KV_PAGED) {

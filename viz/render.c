@@ -488,7 +488,8 @@ static double draw_tables(cairo_t *cr, const viz_pool *p, double x, double y, do
         } else {
             font(cr, f * 0.78, false);
             for (int j = 0; j < s->num_blocks; j++) {
-                snprintf(t, sizeof t, "%d", s->table[j]);
+                if (s->table[j] >= 0) snprintf(t, sizeof t, "%d", s->table[j]);
+                else snprintf(t, sizeof t, "c%d", -s->table[j] - 1);   /* swapped: a CPU block */
                 double bw = text_w(cr, t) + f * 0.5;
                 if (bw < f * 1.4) bw = f * 1.4;
                 if (cx + bw > x + w - f * 1.2 && j < s->num_blocks - 1) {

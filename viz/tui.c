@@ -171,7 +171,8 @@ static void tables(sbuf *b, const viz_pool *p, int cols, int max_lines) {
         } else {
             for (int j = 0; j < s->num_blocks; j++) {
                 char item[32];
-                snprintf(item, sizeof item, " %d>%d", j, s->table[j]);
+                if (s->table[j] >= 0) snprintf(item, sizeof item, " %d>%d", j, s->table[j]);
+                else snprintf(item, sizeof item, " %d>c%d", j, -s->table[j] - 1);   /* CPU block */
                 if (n + (int)strlen(item) > cols - 5) { n += snprintf(line + n, sizeof line - (size_t)n, " ..."); break; }
                 n += snprintf(line + n, sizeof line - (size_t)n, "%s", item);
             }
@@ -189,13 +190,24 @@ char *viz_tui_frame(const viz_scene *s, int cols, bool color) {
     else snprintf(right, sizeof right, "step %d", s->step);
     int lw = cols - (int)strlen(right) - 1;
     sb_put(&b, "%-*.*s %s\n", lw, lw, s->title[0] ? s->title : "pagesim", right);
-    sb_put(&b, "%.*s\n", cols, s->event);
+    /* the event, wrapped at a separator onto at most two lines */
+    const char *e = s->event;
+    int el = (int)strlen(e);
+    if (el <= cols) sb_put(&b, "%s\n", e);
+    else {
+        int cut = cols;
+        while (cut > cols / 2 && e[cut] != ' ') cut--;
+        if (cut <= cols / 2) cut = cols;
+        sb_put(&b, "%.*s\n", cut, e);
+        while (e[cut] == ' ') cut++;
+        sb_put(&b, "  %.*s\n", cols - 2, e + cut);
+    }
     pool_section(&b, &s->pool, cols, color);
     if (s->has_cmp) pool_section(&b, &s->cmp, cols, color);
     queues(&b, &s->pool, cols);
     tables(&b, &s->pool, cols, s->has_cmp ? 3 : 5);
-    sb_put(&b, "%.*s\n", cols, " A-Z: a sequence's tokens  _ empty slot  . free  ~ cached prefix"
-                                "  {..}/#NxR shared");
+    sb_put(&b, "%.*s\n", cols, " A-Z tokens of a sequence  _ empty slot  . free  ~ cached prefix"
+                                "  {} xN shared");
     if (b.oom) { free(b.p); return NULL; }
     return b.p;
 }
