@@ -162,7 +162,7 @@ static void test_swap(void **st) {
             assert_true(in_queue(&s->pool, VIZ_Q_SWAPPED, q->id));
             for (int j = 0; j < q->num_blocks; j++) assert_true(q->table[j] < 0);   /* on the CPU */
         }
-        if (strstr(s->event, "swap out")) z.preempted_event = true;
+        if (strstr(s->event, "swapped out: ")) z.preempted_event = true;
     }
     if (rc < 0) fail_msg("%s", err);
     assert_true(swapped_seen > 0);

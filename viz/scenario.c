@@ -26,6 +26,7 @@ typedef struct lane {            /* one policy serving the requests */
     long      prev_hits, prev_cow;
     int      *prev_live;         /* (n_prev,) ids of the live sequences before the step */
     int      *prev_nb;           /* (n_prev,) their block counts */
+    int      *prev_sw;           /* (n_prev,) 1 when swapped out */
     int       n_prev, prev_cap;
     kv_block_view *views;        /* (num_blocks,) */
 } lane;
@@ -120,6 +121,7 @@ static void lane_free(lane *l) {
     free(l->rt);
     free(l->prev_live);
     free(l->prev_nb);
+    free(l->prev_sw);
     free(l->views);
     memset(l, 0, sizeof *l);
 }
@@ -209,10 +211,16 @@ static int lane_step(lane *l, viz_scenario *v, char *ev, size_t evcap, char *err
         if (np) l->prev_live = np;
         int *nb = realloc(l->prev_nb, (size_t)nl * sizeof *nb);
         if (nb) l->prev_nb = nb;
-        if (!np || !nb) { snprintf(err, errlen, "out of memory"); return -1; }
+        int *sw = realloc(l->prev_sw, (size_t)nl * sizeof *sw);
+        if (sw) l->prev_sw = sw;
+        if (!np || !nb || !sw) { snprintf(err, errlen, "out of memory"); return -1; }
         l->prev_cap = nl;
     }
-    for (int i = 0; i < nl; i++) { l->prev_live[i] = live[i]->id; l->prev_nb[i] = live[i]->num_blocks; }
+    for (int i = 0; i < nl; i++) {
+        l->prev_live[i] = live[i]->id;
+        l->prev_nb[i] = live[i]->num_blocks;
+        l->prev_sw[i] = live[i]->status == SEQ_SWAPPED;
+    }
     l->n_prev = nl;
 
     loop_step_info info;
@@ -265,14 +273,25 @@ static int lane_step(lane *l, viz_scenario *v, char *ev, size_t evcap, char *err
         ev_add(ev, evcap, t);
     }
     const sched_batch *b = info.batch;
-    for (int i = 0; b && i < b->num_copies && i < 3; i++) {
+    int ncow = 0;
+    for (int i = 0; b && i < b->num_copies; i++) {
         const kv_copy *c = &b->copies[i];
-        if (c->kind == KV_COPY_GPU) snprintf(t, sizeof t, "copy-on-write #%d -> #%d", c->src, c->dst);
-        else if (c->kind == KV_SWAP_OUT) snprintf(t, sizeof t, "swap out #%d", c->src);
-        else snprintf(t, sizeof t, "swap in -> #%d", c->dst);
-        ev_add(ev, evcap, t);
+        if (c->kind != KV_COPY_GPU) continue;
+        if (ncow++ < 2) { snprintf(t, sizeof t, "copy-on-write #%d -> #%d", c->src, c->dst); ev_add(ev, evcap, t); }
     }
-    if (b && b->num_copies > 3) { snprintf(t, sizeof t, "+%d block copies", b->num_copies - 3); ev_add(ev, evcap, t); }
+    if (ncow > 2) { snprintf(t, sizeof t, "+%d copies on write", ncow - 2); ev_add(ev, evcap, t); }
+    /* swaps: a sequence whose place changed between the GPU and the CPU */
+    for (int i = 0; i < nl; i++)
+        for (int j = 0; j < l->n_prev; j++) {
+            if (l->prev_live[j] != live[i]->id) continue;
+            bool now_sw = live[i]->status == SEQ_SWAPPED;
+            if (now_sw && !l->prev_sw[j])
+                snprintf(t, sizeof t, "s%d swapped out: %d blocks to the CPU", live[i]->id, live[i]->num_blocks);
+            else if (!now_sw && l->prev_sw[j])
+                snprintf(t, sizeof t, "s%d swapped back in (%d blocks)", live[i]->id, live[i]->num_blocks);
+            else continue;
+            ev_add(ev, evcap, t);
+        }
     /* preempted: live before, gone now, not finished */
     for (int i = 0; i < l->n_prev; i++) {
         int id = l->prev_live[i];
