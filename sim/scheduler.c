@@ -41,6 +41,7 @@ struct sched {
     sched_batch  batch;
     sched_item  *items;                     /* (max_num_seqs,) */
     kv_copy     *copies;  int copies_cap;   /* (copies_cap,) */
+    kv_copy     *pend;    int n_pend, pend_cap; /* (pend_cap,) COW of forks, lead the next batch */
     sched_done  *done;    int n_done, done_cap;
     sseq       **fin;     int n_fin, fin_cap;   /* finished sequences, freed next step */
     sreq       **dead;    int n_dead, dead_cap; /* finished requests, freed next step */
@@ -160,7 +161,7 @@ void sched_destroy(sched *sc) {
         }
     }
     free(sc->waiting.v); free(sc->swapped.v); free(sc->run);
-    free(sc->items); free(sc->copies); free(sc->done); free(sc->fin); free(sc->dead);
+    free(sc->items); free(sc->copies); free(sc->pend); free(sc->done); free(sc->fin); free(sc->dead);
     free(sc->live);
     free(sc);
 }
@@ -212,6 +213,8 @@ static void seq_done(sched *sc, sseq *q, seq_finish why, double now) {
     q->s.finish_time = now;
     int gen = seq_num_generated(&q->s);
     if (gen > r->max_gen) r->max_gen = gen;
+    for (int k = 0; k < r->num_members; k++)      /* q is freed next step */
+        if (r->members[k] == q) r->members[k] = NULL;
     if (grow((void **)&sc->fin, &sc->fin_cap, sc->n_fin + 1, sizeof *sc->fin) == 0)
         sc->fin[sc->n_fin++] = q;
     if (--r->live == 0) req_done(sc, r, now);
@@ -294,6 +297,15 @@ int sched_schedule(sched *sc, double now, const sched_batch **out) {
     sched_batch *b = &sc->batch;
     memset(&b->counts, 0, sizeof b->counts);
     b->num_items = b->num_copies = 0;
+    if (sc->n_pend > 0) {                     /* copy-on-write of last step's forks first */
+        int need = sc->n_pend + 2 * kv_get_config(sc->kv)->num_blocks + 2 * sc->cfg.max_num_seqs + 64;
+        if (grow((void **)&sc->copies, &sc->copies_cap, need, sizeof *sc->copies) == 0) {
+            b->copies = sc->copies;
+            memcpy(b->copies, sc->pend, (size_t)sc->n_pend * sizeof *sc->pend);
+            b->num_copies = sc->n_pend;
+        }
+        sc->n_pend = 0;
+    }
     b->preempted = b->swapped_out = b->swapped_in = b->admitted = 0;
     sc->step++;
     int budget = sc->cfg.max_num_batched_tokens;
@@ -360,22 +372,34 @@ static sseq *new_child(sched *sc, sseq *parent) {
 }
 
 /* Gives child the parent's blocks; when the policy cannot share (or has no
- * room), the child goes back to waiting to recompute its prompt. */
-static void place_child(sched *sc, sseq *c, const sseq *parent) {
-    if (kv_fork(sc->kv, &parent->s, &c->s) == 0) {
-        c->s.status = SEQ_RUNNING;
-        run_push(sc, c);
-    } else {
-        seq_reset_for_recompute(&c->s);
-        c->s.status = SEQ_WAITING;
-        dq_push_front(&sc->waiting, c);
-    }
+ * room), the child goes back to waiting to recompute its prompt.  With cow,
+ * the child at once gets a private copy of the block holding its next slot
+ * (the parent has already claimed that slot in the shared block for its own
+ * token); the copy leads the next batch's copies. */
+static void place_child(sched *sc, sseq *c, const sseq *parent, bool cow) {
     sc->stats.forks++;
+    if (kv_fork(sc->kv, &parent->s, &c->s) == 0) {
+        if (!cow) { c->s.status = SEQ_RUNNING; run_push(sc, c); return; }
+        kv_copy cp;
+        if (kv_can_append(sc->kv, &c->s) &&
+            grow((void **)&sc->pend, &sc->pend_cap, sc->n_pend + 1, sizeof *sc->pend) == 0) {
+            if (kv_append_slot(sc->kv, &c->s, &cp) == 1) sc->pend[sc->n_pend++] = cp;
+            c->s.status = SEQ_RUNNING;
+            run_push(sc, c);
+            return;
+        }
+        kv_release(sc->kv, &c->s);
+    }
+    seq_reset_for_recompute(&c->s);
+    c->s.num_preemptions = 0;
+    c->s.status = SEQ_WAITING;
+    dq_push_front(&sc->waiting, c);
 }
 
-/* Prefill done for the group's first sequence: fork the other samples/beams.
- * A child shares every block and recomputes the last prompt token into its
- * own (copy-on-write) block, then samples its own first token. */
+/* Prefill done for the group's first sequence, whose first token is sampled:
+ * fork the other samples/beams.  A child shares every block, takes a private
+ * copy of the last one (copy-on-write), recomputes the last prompt token into
+ * it and samples its own first token in the next step. */
 static void fork_group(sched *sc, sseq *parent) {
     sreq *r = parent->req;
     r->forked = true;
@@ -385,7 +409,7 @@ static void fork_group(sched *sc, sseq *parent) {
         c->s.num_computed = c->s.num_tokens - 1;
         r->members[r->num_members++] = c;
         r->live++;
-        place_child(sc, c, parent);
+        place_child(sc, c, parent, true);
     }
 }
 
@@ -399,7 +423,7 @@ static void beam_choice(sched *sc, sreq *r) {
     int a = (int)(rng_next(&sc->rng) % (uint64_t)r->num_members);
     int k = (int)(rng_next(&sc->rng) % (uint64_t)r->num_members);
     sseq *drop = r->members[a], *keep = r->members[k];
-    if (a == k || drop->s.status != SEQ_RUNNING || keep->s.status != SEQ_RUNNING ||
+    if (a == k || !drop || !keep || drop->s.status != SEQ_RUNNING || keep->s.status != SEQ_RUNNING ||
         drop->s.num_tokens != keep->s.num_tokens ||
         keep->s.num_computed != keep->s.num_tokens - 1) return;
     sseq *c = new_child(sc, keep);
@@ -409,7 +433,7 @@ static void beam_choice(sched *sc, sreq *r) {
     c->s.num_computed = keep->s.num_computed;
     c->s.first_token = keep->s.first_token;
     r->members[a] = c;
-    place_child(sc, c, keep);
+    place_child(sc, c, keep, false);   /* same tokens as keep: sharing is exact */
     if (grow((void **)&sc->fin, &sc->fin_cap, sc->n_fin + 1, sizeof *sc->fin) == 0)
         sc->fin[sc->n_fin++] = drop;            /* freed next step; not reported */
     else { seq_free(&drop->s); free(drop); }

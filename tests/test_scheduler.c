@@ -256,12 +256,24 @@ static void test_parallel_sampling_cow(void **st) {
     kv_usage u;
     seq *const *live; int nl = sched_live(r.sc, &live, NULL);
     kv_usage_get(r.kv, live, nl, NULL, &u);
-    assert_int_equal(u.blocks_used, 3);          /* shared, not copied */
+    /* the first two blocks stay shared; each child copied the last one,
+     * where the parent already holds its first generated token */
+    assert_int_equal(u.cow_copies, 3);
+    assert_int_equal(u.blocks_used, 3 + 3);
+    for (int i = 0; i < nl; i++) {
+        assert_int_equal(live[i]->block_table[0], live[0]->block_table[0]);
+        if (i > 0) assert_int_not_equal(live[i]->block_table[2], live[0]->block_table[2]);
+    }
+    /* the copies lead the next batch, then all four decode */
     r.now = 0.01;
-    step(&r);
-    nl = sched_live(r.sc, &live, NULL);
-    kv_usage_get(r.kv, live, nl, NULL, &u);
-    assert_int_equal(u.cow_copies, 3);           /* three children copied the last block */
+    assert_int_equal(sched_schedule(r.sc, r.now, &b), 4);
+    assert_int_equal(b->num_copies, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(b->copies[i].kind, KV_COPY_GPU);
+        assert_int_equal(b->copies[i].src, live[0]->block_table[2]);
+    }
+    int toks[4] = { 1, 2, 3, 4 };
+    sched_postprocess(r.sc, toks, r.now += 0.01, -1, NULL, NULL, NULL, NULL);
     run_all(&r, 1000);
     assert_int_equal(r.n_done, 1);
     assert_int_equal(r.done[0].num_seqs, 4);

@@ -158,6 +158,37 @@ static void test_lengths_api_and_swap(void **st) {
     sim_result_free(&res);
 }
 
+/* regression: forks under pressure with prefix caching and swap; kv_check
+ * after every step (a child must never share a block its parent fills) */
+static void test_groups_under_pressure(void **st) {
+    (void)st;
+    wl_request *r = sharegpt(120, 4.0, 21);
+    for (int i = 0; i < 120; i++) {
+        r[i].n = 1 + i % 4;
+        if (i % 7 == 0) { r[i].n = 1; r[i].beam = 3; }
+        r[i].prefix_id = i % 3; r[i].prefix_len = 40;
+    }
+    sim_config c = base(300);
+    c.kv.prefix_caching = true;
+    c.kv.num_cpu_blocks = 200;
+    c.sched.preempt = SCHED_PREEMPT_SWAP;
+    c.sched.max_num_seqs = 6;                    /* children often wait a step */
+    c.sched.max_num_batched_tokens = 128;
+    sim_result res; char err[256];
+    if (sim_run(&c, r, 120, &res, err, sizeof err) != 0) fail_msg("%s", err);
+    assert_int_equal(res.summary.num_finished, 120);
+    assert_true(res.summary.swap_outs > 0);
+    assert_true(res.summary.cow_copies > 0);
+    assert_true(res.summary.prefix_hit_tokens > 0);
+    for (int i = 0; i < res.num_requests; i++) {
+        const met_request *q = &res.requests[i];
+        assert_int_equal(q->output_len, r[q->id].output_len);
+        assert_int_equal(q->num_seqs, r[q->id].beam > 1 ? r[q->id].beam : r[q->id].n);
+    }
+    sim_result_free(&res);
+    free(r);
+}
+
 static void test_cost_model(void **st) {
     (void)st;
     mc_config mc; cm_gpu g; cm_model m; char err[256];
@@ -221,6 +252,7 @@ int main(void) {
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_paged_beats_contiguous),
         cmocka_unit_test(test_lengths_api_and_swap),
+        cmocka_unit_test(test_groups_under_pressure),
         cmocka_unit_test(test_cost_model),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_bad_input),
