@@ -85,6 +85,70 @@ static void *restart_thread(void *arg) {
     return NULL;
 }
 
+/* One run: n requests, `workers` in flight, against url; with restart_ms >= 0
+ * the in-process server *srv (backend be, options so) is restarted then.
+ * Prints the figures; returns 0 when nothing was lost, duplicated, failed or
+ * malformed. */
+static int bench_run(const char *url, const char *model, const char *key, int n, int workers,
+                     srv_backend *be, srv_server **srv, const srv_opts *so, long restart_ms) {
+    char err[256];
+    restarter rs = {srv, be, {0}, restart_ms, 1};
+    if (so) rs.so = *so;
+    pthread_t rt;
+    bias_client_opts co;
+    bias_client_opts_init(&co);
+    co.base_url = url;
+    co.model = model;
+    co.api_key = key;
+    co.max_workers = workers;
+    co.timeout_s = 120;
+    bias_client *c = bias_client_create(&co, err, sizeof err);
+    if (!c) { fprintf(stderr, "bench_serve: %s\n", err); return 1; }
+    char (*prompts)[96] = calloc((size_t)n, sizeof *prompts);
+    bias_client_req *q = calloc((size_t)n, sizeof *q);
+    acc a = {calloc((size_t)n, sizeof(int)), calloc((size_t)n, sizeof(int)), calloc((size_t)n, sizeof(int)),
+             calloc((size_t)n, sizeof(int)), calloc((size_t)n, sizeof(double)), calloc((size_t)n, sizeof(double)), calloc((size_t)n, sizeof(char *))};
+    for (int i = 0; i < n; i++) {
+        snprintf(prompts[i], sizeof prompts[i], "Stock T%d: buy or sell? Answer in JSON.", i);
+        q[i] = (bias_client_req){NULL, prompts[i], 0.6, 0.8, 1024, 7 + i, 1};
+    }
+    double t0 = now_s();
+    if (restart_ms >= 0) pthread_create(&rt, NULL, restart_thread, &rs);
+    int rc = bias_client_run(c, q, (size_t)n, on_result, &a, err, sizeof err);
+    double dt = now_s() - t0;
+    if (restart_ms >= 0) pthread_join(rt, NULL);
+    bias_client_free(c);
+    if (rc < 0) fprintf(stderr, "bench_serve: %s\n", err);
+    int lost = 0, dup = 0, failed = 0, wrong = 0;
+    long toks = 0;
+    for (int i = 0; i < n; i++) {
+        if (a.seen[i] == 0) lost++;
+        if (a.seen[i] > 1) dup++;
+        if (a.seen[i] && !a.ok[i]) failed++;
+        if (a.ok[i]) {
+            toks += a.ctoks[i] > 0 ? a.ctoks[i] : 0;
+            cJSON *j = cJSON_Parse(a.text[i]);
+            if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "decision"))) wrong++;
+            cJSON_Delete(j);
+        }
+    }
+    int tries_total = 0, retried = 0;
+    for (int i = 0; i < n; i++) { tries_total += a.tries[i]; retried += a.tries[i] > 1; }
+    printf("bench_serve: %d streaming chat requests, %d in flight, against %s%s\n", n, workers, url,
+           be ? " (engine/serve, mock backend, in-process)" : "");
+    if (restart_ms >= 0)
+        printf("  server restarted at %ld ms: %d requests retried (%d tries in all)\n", restart_ms, retried, tries_total);
+    printf("  wall %.2f s: %.0f requests/s, %.0f output tokens/s\n", dt, n / dt, toks / dt);
+    printf("  TTFT p50 %.1f ms, p99 %.1f ms; latency p50 %.1f ms, p99 %.1f ms\n",
+           1e3 * pct(a.ttft, (size_t)n, 50), 1e3 * pct(a.ttft, (size_t)n, 99),
+           1e3 * pct(a.lat, (size_t)n, 50), 1e3 * pct(a.lat, (size_t)n, 99));
+    printf("  lost %d, duplicated %d, failed %d, not a decision %d   (target: all 0)\n", lost, dup, failed, wrong);
+    for (int i = 0; i < n; i++) free(a.text[i]);
+    free(a.seen); free(a.ok); free(a.ctoks); free(a.tries); free(a.ttft); free(a.lat); free(a.text);
+    free(q); free(prompts);
+    return rc < 0 || lost || dup || failed || wrong || !rs.ok ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
     int n = 2048, workers = 512;
     double delay_ms = 2;
@@ -119,77 +183,27 @@ int main(int argc, char **argv) {
     char err[256], base[128];
     srv_backend *be = NULL;
     srv_server *srv = NULL;
-    restarter rs = {&srv, NULL, {0}, restart_ms, 1};
-    pthread_t rt;
+    srv_opts so;
+    srv_opts_init(&so);
     if (!url) {
         srv_mock_opts mo;
         srv_mock_opts_init(&mo);
         mo.token_delay_us = (int)(delay_ms * 1000);
         mo.max_num_seqs = workers;
         if (!(be = srv_mock_create(&mo, err, sizeof err))) { fprintf(stderr, "bench_serve: %s\n", err); return 1; }
-        srv_opts so;
-        srv_opts_init(&so);
         so.port = 0;
         so.conn_limit = (unsigned)workers + 64;
         if (!(srv = srv_start(&so, be, err, sizeof err))) { fprintf(stderr, "bench_serve: %s\n", err); return 1; }
         snprintf(base, sizeof base, "http://127.0.0.1:%d", srv_port(srv));
         url = base;
-        rs.so = so;
-        rs.so.port = srv_port(srv);
+        so.port = srv_port(srv);             /* a restart comes back on the same port */
     }
-    char (*prompts)[96] = calloc((size_t)n, sizeof *prompts);
-    bias_client_req *q = calloc((size_t)n, sizeof *q);
-    acc a = {calloc((size_t)n, sizeof(int)), calloc((size_t)n, sizeof(int)), calloc((size_t)n, sizeof(int)),
-             calloc((size_t)n, sizeof(int)), calloc((size_t)n, sizeof(double)), calloc((size_t)n, sizeof(double)), calloc((size_t)n, sizeof(char *))};
-    for (int i = 0; i < n; i++) {
-        snprintf(prompts[i], sizeof prompts[i], "Stock T%d: buy or sell? Answer in JSON.", i);
-        q[i] = (bias_client_req){NULL, prompts[i], 0.6, 0.8, 1024, 7 + i, 1};
+    int rc = bench_run(url, model, key, n, workers, be, &srv, &so, restart_ms);
+    if (!rc && be && restart_ms < 0) {       /* the default: a second run, restarted mid-way */
+        printf("and again, with the server restarted 300 ms into the run:\n");
+        rc = bench_run(url, model, key, n, workers, be, &srv, &so, 300);
     }
-    bias_client_opts co;
-    bias_client_opts_init(&co);
-    co.base_url = url;
-    co.model = model;
-    co.api_key = key;
-    co.max_workers = workers;
-    co.timeout_s = 120;
-    bias_client *c = bias_client_create(&co, err, sizeof err);
-    if (!c) { fprintf(stderr, "bench_serve: %s\n", err); return 1; }
-    double t0 = now_s();
-    rs.be = be;
-    if (restart_ms >= 0) pthread_create(&rt, NULL, restart_thread, &rs);
-    int rc = bias_client_run(c, q, (size_t)n, on_result, &a, err, sizeof err);
-    double dt = now_s() - t0;
-    if (restart_ms >= 0) pthread_join(rt, NULL);
-    bias_client_free(c);
-    if (rc < 0) { fprintf(stderr, "bench_serve: %s\n", err); return 1; }
-    int lost = 0, dup = 0, failed = 0, wrong = 0;
-    long toks = 0;
-    for (int i = 0; i < n; i++) {
-        if (a.seen[i] == 0) lost++;
-        if (a.seen[i] > 1) dup++;
-        if (a.seen[i] && !a.ok[i]) failed++;
-        if (a.ok[i]) {
-            toks += a.ctoks[i] > 0 ? a.ctoks[i] : 0;
-            cJSON *j = cJSON_Parse(a.text[i]);
-            if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "decision"))) wrong++;
-            cJSON_Delete(j);
-        }
-    }
-    int tries_total = 0, retried = 0;
-    for (int i = 0; i < n; i++) { tries_total += a.tries[i]; retried += a.tries[i] > 1; }
-    printf("bench_serve: %d streaming chat requests, %d in flight, against %s%s\n", n, workers, url,
-           be ? " (engine/serve, mock backend, in-process)" : "");
-    if (restart_ms >= 0)
-        printf("  server restarted at %ld ms: %d requests retried (%d tries in all)\n", restart_ms, retried, tries_total);
-    printf("  wall %.2f s: %.0f requests/s, %.0f output tokens/s\n", dt, n / dt, toks / dt);
-    printf("  TTFT p50 %.1f ms, p99 %.1f ms; latency p50 %.1f ms, p99 %.1f ms\n",
-           1e3 * pct(a.ttft, (size_t)n, 50), 1e3 * pct(a.ttft, (size_t)n, 99),
-           1e3 * pct(a.lat, (size_t)n, 50), 1e3 * pct(a.lat, (size_t)n, 99));
-    printf("  lost %d, duplicated %d, failed %d, not a decision %d   (target: all 0)\n", lost, dup, failed, wrong);
-    if (srv) srv_stop(srv);
+    srv_stop(srv);
     if (be) be->destroy(be);
-    for (int i = 0; i < n; i++) free(a.text[i]);
-    free(a.seen); free(a.ok); free(a.ctoks); free(a.tries); free(a.ttft); free(a.lat); free(a.text);
-    free(q); free(prompts);
-    return lost || dup || failed || wrong || !rs.ok ? 1 : 0;
+    return rc;
 }
