@@ -2,14 +2,15 @@
  * Touches only its own pool and the block tables / progress fields of the
  * sequences it is handed (block_table, num_blocks, table_cap, num_computed).
  *
- * Layout (all arrays indexed by physical block id b in [0, nb)):
- *   ref[b]      holders (block tables) of b; 0 = free
- *   where[b]    W_USED, W_FREE (free, no hash) or W_CACHED (free, still hashed)
- *   next/prev   links of the two free queues: free (never or no longer hashed)
- *               and cached (least recently freed at the head)
+ * Layout (indexed by physical block id b in [0, nb)):
+ *   blk[b]      the hot state in one 16-byte record: ref (holders; 0 = free),
+ *               where (W_USED, W_FREE = free without hash, W_CACHED = free and
+ *               still hashed), next/prev (links of the two free queues: free,
+ *               and cached with the least recently freed at the head), hashed
  *   hash, gen, parent, parent_gen, tok   prefix-cache identity of a full block:
  *               its chained hash, a generation bumped at each registration, the
  *               (block, generation) it follows, and its tokens (nb, bs)
+ *   gpu_twin / cpu_twin / cpu_ref   the CPU swap pool (see "CPU pool and twins")
  * A hit needs hash, parent identity and tokens to match, so a hash collision
  * can never serve a wrong block.  Hot paths allocate nothing: block tables are
  * sized for the request's whole life at admission. */
@@ -266,6 +267,9 @@ static int lookup_prefix(const bm *m, const seq *s, int *in_use, int *hits) {
 
 int bm_cached_prefix_blocks(const bm *m, const seq *s) { return lookup_prefix(m, s, NULL, NULL); }
 
+/* While swapped out, a table holds -(cpu block + 1) entries. */
+static bool on_cpu(const seq *s) { return s->num_blocks > 0 && s->block_table[0] < 0; }
+
 /* ---- admission, append, commit -------------------------------------------- */
 bool bm_can_admit(const bm *m, const seq *s, int watermark_blocks) {
     int need = seq_blocks_for(s->num_tokens, m->bs);
@@ -280,8 +284,11 @@ void bm_admit(bm *m, seq *s) {
     int total = seq_blocks_for(s->num_tokens, m->bs);
     int life = s->prompt_len + s->max_output;
     if (life < s->num_tokens) life = s->num_tokens;
+    if (s->num_blocks > 0) return;                     /* misuse: already holds blocks */
     table_reserve(s, seq_blocks_for(life + 1, m->bs));
-    int nhit = lookup_prefix(m, s, NULL, s->block_table);
+    int in_use = 0;
+    int nhit = lookup_prefix(m, s, &in_use, s->block_table);
+    if (num_free(m) < total - in_use) return;          /* misuse: no room (kv_can_admit said no) */
     for (int i = 0; i < nhit; i++) take_block(m, s->block_table[i]);
     for (int i = nhit; i < total; i++) s->block_table[i] = alloc_block(m);
     s->num_blocks = total;
@@ -300,22 +307,26 @@ bool bm_can_append(const bm *m, const seq *s) { return num_free(m) >= append_nee
 
 int bm_append_slot(bm *m, seq *s, kv_copy *copy) {
     int li = s->num_tokens / m->bs;
-    if (li >= s->num_blocks) {
+    /* the misuse guards (no room, swapped out, table short) cost a compare each */
+    if (li >= s->num_blocks) {                          /* the last block is full: a new one */
+        if (li > s->num_blocks || num_free(m) == 0 || on_cpu(s)) return 0;
         table_reserve(s, li + 1);
         s->block_table[li] = alloc_block(m);
         s->num_blocks = li + 1;
         return 0;
     }
     int old = s->block_table[li];
+    if (old < 0) return 0;
     if (m->blk[old].ref <= 1) {
         /* written in place from now on: a CPU twin would go stale for a sibling
          * that swaps back in and writes this block's tail differently */
         if (m->ncpu) untwin_gpu(m, old);
         return 0;
     }
+    if (num_free(m) == 0) return 0;
     /* shared last block (a fork's): this sequence gets a private copy */
     int nb = alloc_block(m);
-    m->blk[old].ref--;                  /* still > 0: the other holders keep it */
+    m->blk[old].ref--;              /* still > 0: the other holders keep it */
     s->block_table[li] = nb;
     m->cow_copies++;
     if (copy) { copy->src = old; copy->dst = nb; copy->kind = KV_COPY_GPU; }
@@ -377,9 +388,6 @@ static void drop_cpu(bm *m, int c) {
 }
 
 /* ---- fork, release -------------------------------------------------------- */
-/* While swapped out, a table holds -(cpu block + 1) entries. */
-static bool on_cpu(const seq *s) { return s->num_blocks > 0 && s->block_table[0] < 0; }
-
 int bm_fork(bm *m, const seq *parent, seq *child) {
     /* a swapped parent's CPU blocks are not shared: fork it while on the GPU */
     if (on_cpu(parent)) { child->num_blocks = 0; return -1; }
@@ -429,6 +437,7 @@ bool bm_can_swap_in(const bm *m, const seq *s) {
 }
 int bm_swap_out(bm *m, seq *s, kv_copy *copies) {
     int n = 0;
+    if (!bm_can_swap_out(m, s)) return 0;              /* misuse: leaves s as it is */
     for (int i = 0; i < s->num_blocks; i++) {
         int g = s->block_table[i];
         int c = twin_of_gpu(m, g);
@@ -448,6 +457,7 @@ int bm_swap_out(bm *m, seq *s, kv_copy *copies) {
 }
 int bm_swap_in(bm *m, seq *s, kv_copy *copies) {
     int n = 0;
+    if (!bm_can_swap_in(m, s)) return 0;               /* misuse: leaves s as it is */
     for (int i = 0; i < s->num_blocks; i++) {
         int c = -s->block_table[i] - 1;
         int g = twin_of_cpu(m, c);

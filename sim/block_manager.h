@@ -6,7 +6,12 @@
  * blocks keep their hash and are evicted least-recently-freed first) and swap
  * to a bounded CPU pool.  Used through sim/kv_cache.h; tests may call it
  * directly.  While a sequence is swapped out its block table holds
- * -(cpu_block + 1) for each entry. */
+ * -(cpu_block + 1) for each entry; bm_swap_out/in set s->status to
+ * SEQ_SWAPPED/SEQ_RUNNING and return the copies made (blocks shared with a
+ * sibling's swap are shared on the other side too, not copied twice).
+ * Allocation takes a never-hashed free block first, else evicts the least
+ * recently freed cached block.  Acting without a yes from the matching can_*
+ * (a caller bug) changes nothing rather than corrupting the pool. */
 #ifndef BLOCK_MANAGER_H
 #define BLOCK_MANAGER_H
 #include <stdbool.h>

@@ -123,8 +123,10 @@ static int grow(ra *a) {
 
 void ra_admit(ra *a, seq *s) {
     long need = ra_reservation_for(a, s);
+    int i = first_fit(a, need);
+    if (i < 0 || s->resv_len > 0) return;             /* misuse: no room, or already placed */
     if (grow(a)) { fputs("reserve_alloc: out of memory growing the free list\n", stderr); abort(); }
-    s->resv_start = take(a, first_fit(a, need), need);
+    s->resv_start = take(a, i, need);
     s->resv_len = need;
     s->num_computed = 0;
 }

@@ -458,6 +458,39 @@ static void test_usage_categories(void **st) {
     kv_destroy(kv);
 }
 
+/* Acting without asking first (a caller bug) leaves the pool consistent. */
+static void test_misuse_is_harmless(void **st) {
+    (void)st;
+    kv_cache *kv = mk(2, false, 1);
+    seq a, b; mkseq(&a, 0, 8, 0, 4); mkseq(&b, 1, 4, 50, 4);
+    kv_admit(kv, &a);
+    seq *live[] = { &a, &b };
+    kv_admit(kv, &b);                                  /* no room */
+    assert_int_equal(b.num_blocks, 0);
+    kv_admit(kv, &a);                                  /* already admitted */
+    assert_int_equal(a.num_blocks, 2);
+    kv_copy cp;
+    assert_int_equal(kv_append_slot(kv, &a, &cp), 0);  /* slot 8 needs a block: none */
+    assert_int_equal(a.num_blocks, 2);
+    assert_int_equal(kv_swap_out(kv, &a, &cp), 0);     /* 2 blocks, 1 CPU block */
+    assert_int_equal(a.block_table[0] >= 0, 1);
+    kv_release(kv, &a);
+    kv_release(kv, &a);                                /* twice: a no-op */
+    check(kv, live, 2);
+    kv_cache *r = NULL;
+    kv_config c = { .policy = KV_ORCA_ORACLE, .num_blocks = 2, .block_size = BS, .max_model_len = 64 };
+    char err[256];
+    r = kv_create(&c, err, sizeof err);
+    assert_non_null(r);
+    seq big; mkseq(&big, 2, 9, 0, 1);                  /* 10 slots > 8 */
+    kv_admit(r, &big);
+    assert_int_equal(big.resv_len, 0);
+    assert_int_equal(kv_check(r, live, 0, err, sizeof err), 0);
+    kv_destroy(r);
+    seq_free(&a); seq_free(&b); seq_free(&big);
+    kv_destroy(kv);
+}
+
 static void test_policy_names_and_bad_config(void **st) {
     (void)st;
     for (int p = 0; p < KV_NUM_POLICIES; p++)
@@ -488,6 +521,7 @@ int main(void) {
         cmocka_unit_test(test_swap_out_in),
         cmocka_unit_test(test_swap_keeps_sharing),
         cmocka_unit_test(test_usage_categories),
+        cmocka_unit_test(test_misuse_is_harmless),
         cmocka_unit_test(test_policy_names_and_bad_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
