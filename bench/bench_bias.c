@@ -3,7 +3,7 @@
  * counts, simulated replies and files, serving simulation, aggregation.
  * Target (issue 5): under 10 s on one core.  With ../shared present, also
  * predicts the study's own run (its inputs, 4 x H200, TP 4) beside the 152 s
- * it measured.  Writes under build/tmp/bench_bias only. */
+ * it measured.  Writes under build/tmp/bench_bias.PID only (removed at the end). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +92,10 @@ static int experiment(const char *label, const char *dir, const char *tickers, c
 
 int main(void) {
     double t = 0, t2 = 0;
-    if (experiment("default experiment (data/universe, generated evidence)", "build/tmp/bench_bias/default",
+    char d1[128], d2[128];
+    snprintf(d1, sizeof d1, "build/tmp/bench_bias.%ld/default", (long)getpid());
+    snprintf(d2, sizeof d2, "build/tmp/bench_bias.%ld/study", (long)getpid());
+    if (experiment("default experiment (data/universe, generated evidence)", d1,
                    "data/universe/sp500.csv", NULL, NULL, &t)) return 1;
     const char *sh = getenv("PAGESIM_SHARED");
     char tk[512], q[512], n[512];
@@ -101,10 +104,13 @@ int main(void) {
     snprintf(n, sizeof n, "%s/data/seed/evidence_corpus_quant_mixed.csv", sh && *sh ? sh : "../shared");
     if (access(tk, R_OK) == 0 && access(q, R_OK) == 0 && access(n, R_OK) == 0) {
         printf("\n");
-        if (experiment("the study's inputs (../shared/data/seed)", "build/tmp/bench_bias/study", tk, q, n, &t2)) return 1;
+        if (experiment("the study's inputs (../shared/data/seed)", d2, tk, q, n, &t2)) return 1;
     } else {
         printf("(the study's inputs are absent: no prediction of its run)\n");
     }
     bias_tokens_free();
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf build/tmp/bench_bias.%ld", (long)getpid());
+    if (system(cmd) != 0) return 1;
     return t < 10 ? 0 : 1;
 }

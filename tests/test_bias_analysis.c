@@ -70,14 +70,15 @@ static void test_caseD_equals_study(void **state) {
     TU_REQUIRE_FILE(json);
     tu_shared_path(csv, sizeof csv, "data/analysis-case/caseD_att_combined.csv");
     TU_REQUIRE_FILE(csv);
-    mkdir("build", 0755); mkdir("build/tmp", 0755); mkdir("build/tmp/bias_caseD", 0755);
-    unlink("build/tmp/bias_caseD/caseD_att_result.json");
-    assert_int_equal(copy_file(csv, "build/tmp/bias_caseD/caseD_att_combined.csv"), 0);
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s/labs/bias analyze --model-id caseD --output-dir build/tmp/bias_caseD > /dev/null",
-             tu_bindir());
+    char dir[128], out[256], cmd[2048];               /* per process: others may run the tests too */
+    snprintf(dir, sizeof dir, "build/tmp/bias_caseD.%ld", (long)getpid());
+    mkdir("build", 0755); mkdir("build/tmp", 0755); mkdir(dir, 0755);
+    snprintf(out, sizeof out, "%s/caseD_att_combined.csv", dir);
+    assert_int_equal(copy_file(csv, out), 0);
+    snprintf(cmd, sizeof cmd, "%s/labs/bias analyze --model-id caseD --output-dir %s > /dev/null", tu_bindir(), dir);
     assert_int_equal(system(cmd), 0);
-    char *mine = slurp("build/tmp/bias_caseD/caseD_att_result.json"), *study = slurp(json);
+    snprintf(out, sizeof out, "%s/caseD_att_result.json", dir);
+    char *mine = slurp(out), *study = slurp(json);
     assert_non_null(mine); assert_non_null(study);
     cJSON *a = cJSON_Parse(mine), *b = cJSON_Parse(study);
     assert_non_null(a); assert_non_null(b);
@@ -85,6 +86,8 @@ static void test_caseD_equals_study(void **state) {
     /* the text itself: group values print as Python floats ("56.0") */
     assert_non_null(strstr(mine, "\"bias_mean\": 56.0,"));
     cJSON_Delete(a); cJSON_Delete(b); free(mine); free(study);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
 }
 
 static void test_python_float_repr(void **state) {

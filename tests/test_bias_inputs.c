@@ -15,11 +15,18 @@
 #include "labs/bias_prompt.h"
 #include "labs/bias_reply.h"
 
-#define TMP "build/tmp/bias_inputs"
+/* Per-process scratch directory: other engineers may run these tests at the same time. */
+static char T[128];
+static const char *tp(const char *rel) {          /* "T/rel" (eight live at a time) */
+    static char ring[8][512]; static int k;
+    k = (k + 1) % 8;
+    snprintf(ring[k], sizeof ring[k], "%s/%s", T, rel);
+    return ring[k];
+}
 
 static void put(const char *name, const char *text) {
-    mkdir("build", 0755); mkdir("build/tmp", 0755); mkdir(TMP, 0755);
-    char p[512]; snprintf(p, sizeof p, TMP "/%s", name);
+    mkdir("build", 0755); mkdir("build/tmp", 0755); mkdir(T, 0755);
+    char p[512]; snprintf(p, sizeof p, "%s/%s", T, name);
     FILE *f = fopen(p, "wb");
     assert_non_null(f);
     fputs(text, f);
@@ -50,8 +57,8 @@ static const char *QUANT =
 static void load3(bias_universe *u) {
     char err[512];
     put("t.csv", TICKERS); put("q.csv", QUAL); put("n.csv", QUANT);
-    assert_int_equal(bias_universe_load_tickers(u, TMP "/t.csv", err, sizeof err), 0);
-    assert_int_equal(bias_universe_attach_evidence(u, TMP "/q.csv", TMP "/n.csv", err, sizeof err), 0);
+    assert_int_equal(bias_universe_load_tickers(u, tp("t.csv"), err, sizeof err), 0);
+    assert_int_equal(bias_universe_attach_evidence(u, tp("q.csv"), tp("n.csv"), err, sizeof err), 0);
 }
 
 static void test_universe_join_and_skip(void **state) {
@@ -183,10 +190,10 @@ static void test_generated_evidence(void **state) {
     assert_true(distinct >= 8);
     for (int k = 0; k < distinct; k++) free(seen[k]);
     /* the written files read back through the study's loader */
-    assert_int_equal(bias_evidence_write(&u, TMP "/gq.csv", TMP "/gn.csv", err, sizeof err), 0);
+    assert_int_equal(bias_evidence_write(&u, tp("gq.csv"), tp("gn.csv"), err, sizeof err), 0);
     bias_universe w;
     assert_int_equal(bias_universe_load_tickers(&w, "data/universe/sp500.csv", err, sizeof err), 0);
-    assert_int_equal(bias_universe_attach_evidence(&w, TMP "/gq.csv", TMP "/gn.csv", err, sizeof err), 0);
+    assert_int_equal(bias_universe_attach_evidence(&w, tp("gq.csv"), tp("gn.csv"), err, sizeof err), 0);
     assert_int_equal(w.n, u.n);
     assert_string_equal(w.stocks[10].sell[2], u.stocks[10].sell[2]);
     bias_universe_free(&u); bias_universe_free(&v); bias_universe_free(&w);
@@ -199,51 +206,51 @@ static void test_malformed_inputs(void **state) {
     bias_csv t;
     /* an unclosed quote: error with the file and the line where the row starts */
     put("unclosed.csv", "ticker,name,sector,marketcap\nAAA,Alpha,Technology,1\nBBB,\"Beta,Utilities,2\nCCC,Gamma,Energy,3\n");
-    assert_int_equal(bias_universe_load_tickers(&u, TMP "/unclosed.csv", err, sizeof err), -1);
-    assert_non_null(strstr(err, TMP "/unclosed.csv:3:"));
+    assert_int_equal(bias_universe_load_tickers(&u, tp("unclosed.csv"), err, sizeof err), -1);
+    assert_non_null(strstr(err, tp("unclosed.csv:3:")));
     assert_non_null(strstr(err, "quote"));
     /* a non-numeric market cap: file, line, ticker */
     put("cap.csv", "ticker,name,sector,marketcap\nAAA,Alpha,Technology,1\nBBB,Beta,Utilities,12 billion\n");
-    assert_int_equal(bias_universe_load_tickers(&u, TMP "/cap.csv", err, sizeof err), -1);
-    assert_non_null(strstr(err, TMP "/cap.csv:3:"));
+    assert_int_equal(bias_universe_load_tickers(&u, tp("cap.csv"), err, sizeof err), -1);
+    assert_non_null(strstr(err, tp("cap.csv:3:")));
     assert_non_null(strstr(err, "BBB"));
     /* an empty file, and a header alone */
     put("empty.csv", "");
-    assert_int_equal(bias_csv_load(&t, TMP "/empty.csv", err, sizeof err), -1);
-    assert_non_null(strstr(err, TMP "/empty.csv:1: empty file"));
+    assert_int_equal(bias_csv_load(&t, tp("empty.csv"), err, sizeof err), -1);
+    assert_non_null(strstr(err, tp("empty.csv:1: empty file")));
     put("header.csv", "ticker,name,sector,marketcap\n");
-    assert_int_equal(bias_universe_load_tickers(&u, TMP "/header.csv", err, sizeof err), -1);
+    assert_int_equal(bias_universe_load_tickers(&u, tp("header.csv"), err, sizeof err), -1);
     assert_non_null(strstr(err, "header.csv:2:"));
     /* missing columns */
     put("cols.csv", "ticker,name,marketcap\nAAA,Alpha,1\n");
-    assert_int_equal(bias_universe_load_tickers(&u, TMP "/cols.csv", err, sizeof err), -1);
+    assert_int_equal(bias_universe_load_tickers(&u, tp("cols.csv"), err, sizeof err), -1);
     assert_non_null(strstr(err, "sector"));
     /* too many fields on a row */
     put("wide.csv", "ticker,name,sector,marketcap\nAAA,Alpha,Technology,1,extra\n");
-    assert_int_equal(bias_csv_load(&t, TMP "/wide.csv", err, sizeof err), -1);
+    assert_int_equal(bias_csv_load(&t, tp("wide.csv"), err, sizeof err), -1);
     assert_non_null(strstr(err, "wide.csv:2:"));
     /* multi-line quoted field: the next row's line number is still right */
     put("multi.csv", "a,b\n\"x\ny\",1\nz,\"2\n");
-    assert_int_equal(bias_csv_load(&t, TMP "/multi.csv", err, sizeof err), -1);
+    assert_int_equal(bias_csv_load(&t, tp("multi.csv"), err, sizeof err), -1);
     assert_non_null(strstr(err, "multi.csv:4:"));
     put("multi2.csv", "a,b\n\"x\ny\",1\nz,2\n");
-    assert_int_equal(bias_csv_load(&t, TMP "/multi2.csv", err, sizeof err), 0);
+    assert_int_equal(bias_csv_load(&t, tp("multi2.csv"), err, sizeof err), 0);
     assert_int_equal(t.nrows, 2);
     assert_int_equal(t.lines[0], 2); assert_int_equal(t.lines[1], 4);
     assert_string_equal(bias_csv_at(&t, 0, 0), "x\ny");
     bias_csv_free(&t);
     /* an empty market cap: a warning and a skip (pandas reads NaN and the analysis drops it) */
     put("nocap.csv", "ticker,name,sector,marketcap\nAAA,Alpha,Technology,\nBBB,Beta,Utilities,5\n");
-    assert_int_equal(bias_universe_load_tickers(&u, TMP "/nocap.csv", err, sizeof err), 0);
+    assert_int_equal(bias_universe_load_tickers(&u, tp("nocap.csv"), err, sizeof err), 0);
     assert_int_equal(u.n, 1);
     assert_int_equal(u.nwarn, 1);
     assert_non_null(strstr(u.warnings[0], "nocap.csv:2:"));
     bias_universe_free(&u);
     /* evidence for no ticker at all: an error */
     put("t1.csv", "ticker,name,sector,marketcap\nZZZ,Zeta,Energy,5\n");
-    assert_int_equal(bias_universe_load_tickers(&u, TMP "/t1.csv", err, sizeof err), 0);
+    assert_int_equal(bias_universe_load_tickers(&u, tp("t1.csv"), err, sizeof err), 0);
     put("q.csv", QUAL); put("n.csv", QUANT);
-    assert_int_equal(bias_universe_attach_evidence(&u, TMP "/q.csv", TMP "/n.csv", err, sizeof err), -1);
+    assert_int_equal(bias_universe_attach_evidence(&u, tp("q.csv"), tp("n.csv"), err, sizeof err), -1);
     assert_non_null(strstr(err, "no ticker"));
     bias_universe_free(&u);
 }
@@ -253,32 +260,40 @@ static void test_command_rejects_bad_input(void **state) {
     (void)state;
     put("unclosed.csv", "ticker,name,sector,marketcap\nAAA,Alpha,Technology,1\nBBB,\"Beta,Utilities,2\n");
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "rm -rf " TMP "/out && %s/labs/bias --tickers " TMP "/unclosed.csv --output-dir " TMP "/out "
-             "--quiet > " TMP "/out.txt 2> " TMP "/err.txt", tu_bindir());
+    snprintf(cmd, sizeof cmd, "rm -rf %s/out && %s/labs/bias --tickers %s/unclosed.csv --output-dir %s/out "
+             "--quiet > %s/out.txt 2> %s/err.txt", T, tu_bindir(), T, T, T, T);
     int rc = system(cmd);
     assert_true(rc != 0);
-    FILE *f = fopen(TMP "/err.txt", "r");
+    FILE *f = fopen(tp("err.txt"), "r");
     assert_non_null(f);
     char line[1024] = {0};
     assert_non_null(fgets(line, sizeof line, f));
     fclose(f);
     assert_non_null(strstr(line, "unclosed.csv:3:"));
-    DIR *d = opendir(TMP "/out");
+    DIR *d = opendir(tp("out"));
     if (d) {                                           /* if it exists at all, it holds no result */
         struct dirent *e;
         while ((e = readdir(d))) assert_null(strstr(e->d_name, "_att_"));
         closedir(d);
     }
-    snprintf(cmd, sizeof cmd, "%s/labs/bias --real > /dev/null 2> " TMP "/err.txt", tu_bindir());
+    snprintf(cmd, sizeof cmd, "%s/labs/bias --real > /dev/null 2> %s/err.txt", tu_bindir(), T);
     assert_true(system(cmd) != 0);
-    f = fopen(TMP "/err.txt", "r");
+    f = fopen(tp("err.txt"), "r");
     assert_non_null(f);
     assert_non_null(fgets(line, sizeof line, f));
     fclose(f);
     assert_non_null(strstr(line, "not built yet"));
 }
 
+static int cleanup(void **state) {
+    (void)state;
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", T);
+    return system(cmd) == 0 ? 0 : 0;
+}
+
 int main(void) {
+    snprintf(T, sizeof T, "build/tmp/bias_inputs.%ld", (long)getpid());
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_universe_join_and_skip),
         cmocka_unit_test(test_prompt_layout),
@@ -287,5 +302,5 @@ int main(void) {
         cmocka_unit_test(test_malformed_inputs),
         cmocka_unit_test(test_command_rejects_bad_input),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, NULL, cleanup);
 }

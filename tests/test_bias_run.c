@@ -19,8 +19,17 @@
 #include "labs/bias_profile.h"
 #include "labs/bias_reply.h"
 #include "labs/bias_tokens.h"
+#include "labs/bias_fit.h"
+#include <cjson/cJSON.h>
 
-#define TMP "build/tmp/bias_run"
+/* Per-process scratch directory: other engineers may run these tests at the same time. */
+static char T[128];
+static const char *tp(const char *rel) {          /* "T/rel" (eight live at a time) */
+    static char ring[8][512]; static int k;
+    k = (k + 1) % 8;
+    snprintf(ring[k], sizeof ring[k], "%s/%s", T, rel);
+    return ring[k];
+}
 #define MODEL "M"
 
 static char *slurp(const char *path) {
@@ -49,7 +58,7 @@ static pid_t start(const char *dir, int delay_ms) {
     pid_t pid = fork();
     if (pid == 0) {
         if (!freopen("/dev/null", "w", stdout)) _exit(126);
-        execl(bin, bin, "--model-id", "org/" MODEL, "--tickers", TMP "/tickers.csv", "--num-sets", "2",
+        execl(bin, bin, "--model-id", "org/" MODEL, "--tickers", tp("tickers.csv"), "--num-sets", "2",
               "--num-trials", "10", "--max-workers", "4", "--seed", "7", "--output-dir", dir, "--quiet",
               "--no-serving", "--tokenizer", "/nonexistent", "--batch-delay-ms", delay, (char *)NULL);
         _exit(127);
@@ -91,13 +100,16 @@ static void same_file(const char *a_dir, const char *b_dir, const char *name) {
 
 static void test_resume_after_sigkill(void **state) {
     (void)state;
-    assert_int_equal(system("mkdir -p " TMP " && rm -rf " TMP "/ref " TMP "/killed && "
-                            "head -31 data/universe/sp500.csv > " TMP "/tickers.csv"), 0);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && rm -rf %s/ref %s/killed && "
+             "awk 'NR == 1 || NR %% 16 == 0' data/universe/sp500.csv > %s/tickers.csv", T, T, T, T);
+    assert_int_equal(system(cmd), 0);
     /* the reference: one unbroken run */
-    assert_int_equal(finish(start(TMP "/ref", 0)), 0);
+    assert_int_equal(finish(start(tp("ref"), 0)), 0);
     /* the victim: killed once the journal of set 1 has some batches */
-    pid_t pid = start(TMP "/killed", 15);
-    const char *journal = TMP "/killed/" MODEL "_att_set_1.progress.jsonl";
+    pid_t pid = start(tp("killed"), 15);
+    char journal[512];
+    snprintf(journal, sizeof journal, "%s", tp("killed/" MODEL "_att_set_1.progress.jsonl"));
     struct stat sb;
     int waited = 0;
     while ((stat(journal, &sb) != 0 || sb.st_size < 2000) && waited < 20000) { sleep_ms(5); waited += 5; }
@@ -105,26 +117,25 @@ static void test_resume_after_sigkill(void **state) {
     kill(pid, SIGKILL);
     int st = finish(pid);
     assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);          /* it really died mid-run */
-    assert_int_equal(access(TMP "/killed/" MODEL "_att_set_1.csv", F_OK), -1);  /* nothing looks complete */
-    assert_int_equal(access(TMP "/killed/" MODEL "_att_result.json", F_OK), -1);
+    assert_int_equal(access(tp("killed/" MODEL "_att_set_1.csv"), F_OK), -1);  /* nothing looks complete */
+    assert_int_equal(access(tp("killed/" MODEL "_att_result.json"), F_OK), -1);
     /* a torn last line, as a kill inside write() would leave */
     FILE *f = fopen(journal, "ab");
     assert_non_null(f);
     fputs("{\"i\":3,\"t\":5,\"o\":\"{\\\"decision\\\": \\\"bu", f);
     fclose(f);
     /* the rerun resumes and completes */
-    assert_int_equal(finish(start(TMP "/killed", 0)), 0);
+    assert_int_equal(finish(start(tp("killed"), 0)), 0);
     assert_int_equal(access(journal, F_OK), -1);
-    check_once(TMP "/killed", 1, 30);
-    check_once(TMP "/killed", 2, 30);
-    same_file(TMP "/ref", TMP "/killed", MODEL "_att_set_1.csv");
-    same_file(TMP "/ref", TMP "/killed", MODEL "_att_set_2.csv");
-    same_file(TMP "/ref", TMP "/killed", MODEL "_att_combined.csv");
-    same_file(TMP "/ref", TMP "/killed", MODEL "_att_result.json");
+    check_once(tp("killed"), 1, 31);
+    check_once(tp("killed"), 2, 31);
+    same_file(tp("ref"), tp("killed"), MODEL "_att_set_1.csv");
+    same_file(tp("ref"), tp("killed"), MODEL "_att_set_2.csv");
+    same_file(tp("ref"), tp("killed"), MODEL "_att_combined.csv");
+    same_file(tp("ref"), tp("killed"), MODEL "_att_result.json");
     /* another seed in the same directory is refused, not mixed in */
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s/labs/bias --model-id org/" MODEL " --tickers " TMP "/tickers.csv --seed 8 "
-             "--output-dir " TMP "/killed --quiet --no-serving --tokenizer /nonexistent > /dev/null 2>&1", tu_bindir());
+    snprintf(cmd, sizeof cmd, "%s/labs/bias --model-id org/" MODEL " --tickers %s/tickers.csv --seed 8 "
+             "--output-dir %s/killed --quiet --no-serving --tokenizer /nonexistent > /dev/null 2>&1", tu_bindir(), T, T);
     assert_true(system(cmd) != 0);
 }
 
@@ -239,11 +250,116 @@ static void test_null_profile_nominal_rate(void **state) {
     bias_tokens_free();
 }
 
+/* The whole command with the serving simulation: the study's files, the
+ * memory JSON and the figure. */
+static void test_outputs_and_serving(void **state) {
+    (void)state;
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && rm -rf %s/full && awk 'NR == 1 || NR %% 12 == 0' data/universe/sp500.csv "
+             "> %s/t40.csv", T, T, T);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s/labs/bias --model-id org/" MODEL " --tickers %s/t40.csv --num-sets 2 "
+             "--output-dir %s/full --quiet --gpu H100 --tp 1 --model-config data/models/qwen3-8b.json "
+             "--max-model-len 2048 > %s/full.txt 2>&1", tu_bindir(), T, T, T);
+    assert_int_equal(system(cmd), 0);
+    const char *files[] = { "_att_set_1.csv", "_att_set_2.csv", "_att_combined.csv", "_att_result.json",
+                            "_att_metrics.json", "_att_memory.json", "_att_figure.png", "_att_figure.svg" };
+    char path[512];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/full/" MODEL "%s", T, files[i]);
+        assert_int_equal(access(path, R_OK), 0);
+    }
+    /* the metrics file: the study's keys, in its order */
+    char *m = slurp(tp("full/" MODEL "_att_metrics.json"));
+    assert_non_null(m);
+    cJSON *j = cJSON_Parse(m);
+    assert_non_null(j);
+    const char *keys[] = { "model", "total_sets", "total_prompts", "total_cost_usd", "total_input_tokens",
+                           "total_output_tokens", "total_tokens", "total_time_seconds",
+                           "average_time_per_set_seconds", "average_latency_seconds", "average_ttft_seconds" };
+    const cJSON *it = j->child;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++, it = it->next) {
+        assert_non_null(it);
+        assert_string_equal(it->string, keys[i]);
+    }
+    assert_int_equal(cJSON_GetObjectItem(j, "total_prompts")->valueint, 820);
+    double in = cJSON_GetObjectItem(j, "total_input_tokens")->valuedouble;
+    double out = cJSON_GetObjectItem(j, "total_output_tokens")->valuedouble;
+    assert_true(in / 820 > 150 && in / 820 < 1500);       /* a prompt of a few hundred tokens */
+    assert_true(out / 820 > 60 && out / 820 < 130);       /* the profile's ~94-token replies */
+    assert_true(cJSON_GetObjectItem(j, "total_time_seconds")->valuedouble > 0);
+    cJSON_Delete(j); free(m);
+    /* the memory file: both policies; contiguous holds more of the pool than paged */
+    m = slurp(tp("full/" MODEL "_att_memory.json"));
+    assert_non_null(m);
+    j = cJSON_Parse(m);
+    assert_non_null(j);
+    const cJSON *pol = cJSON_GetObjectItem(j, "policies");
+    const cJSON *pg = cJSON_GetObjectItem(pol, "paged"), *ct = cJSON_GetObjectItem(pol, "contiguous");
+    assert_non_null(pg); assert_non_null(ct);
+    double up = cJSON_GetObjectItem(pg, "kv_utilization_mean")->valuedouble;
+    double uc = cJSON_GetObjectItem(ct, "kv_utilization_mean")->valuedouble;
+    assert_true(up > 0 && uc > up);
+    assert_true(cJSON_GetObjectItem(pg, "token_share_of_used")->valuedouble >
+                cJSON_GetObjectItem(ct, "token_share_of_used")->valuedouble);
+    assert_true(cJSON_GetArraySize(cJSON_GetObjectItem(pg, "set1_kv_utilization")) > 10);
+    cJSON_Delete(j); free(m);
+    /* analyze from the set files alone rebuilds the same result */
+    char *r1 = slurp(tp("full/" MODEL "_att_result.json"));
+    snprintf(cmd, sizeof cmd, "rm %s/full/" MODEL "_att_combined.csv %s/full/" MODEL "_att_result.json && "
+             "%s/labs/bias analyze --model-id org/" MODEL " --output-dir %s/full > /dev/null", T, T, tu_bindir(), T);
+    assert_int_equal(system(cmd), 0);
+    char *r2 = slurp(tp("full/" MODEL "_att_result.json"));
+    assert_non_null(r1); assert_non_null(r2);
+    assert_string_equal(r1, r2);
+    free(r1); free(r2);
+}
+
+/* The committed Qwen3 profile is what fit-profile makes of the study's result. */
+static void test_fit_reproduces_profile(void **state) {
+    (void)state;
+    char res[512], tick[512], err[512];
+    tu_shared_path(res, sizeof res, "data/seed/Qwen3-30B-A3B-Instruct-2507_att_result.json");
+    TU_REQUIRE_FILE(res);
+    tu_shared_path(tick, sizeof tick, "data/seed/sp500_final.csv");
+    TU_REQUIRE_FILE(tick);
+    bias_universe u;
+    bias_profile fit, stored;
+    bias_buf note = {0};
+    assert_int_equal(bias_universe_load_tickers(&u, tick, err, sizeof err), 0);
+    bias_profile_null(&fit);
+    assert_int_equal(bias_fit_profile(res, &u, 3, 10, &fit, &note, err, sizeof err), 0);
+    assert_int_equal(bias_profile_load(&stored, "data/bias_profiles/qwen3-30b-a3b.json", err, sizeof err), 0);
+    assert_true(fabs(fit.base - stored.base) < 0.011);
+    assert_true(fabs(fit.ticker_noise - stored.ticker_noise) < 0.11);
+    assert_int_equal(fit.nsector, stored.nsector);
+    for (int i = 0; i < fit.nsector; i++)
+        assert_true(fabs(fit.sector[i] - bias_profile_sector(&stored, fit.sector_name[i])) < 0.011);
+    for (int k = 0; k < 4; k++) assert_true(fabs(fit.size[k] - stored.size[k]) < 0.011);
+    /* and its expected group means are the published ones (within rounding) */
+    double es[BIAS_PROFILE_SECTORS], ez[4];
+    bias_profile_expected(&fit, &u, es, ez);
+    assert_true(fabs(es[0] - 26) < 1.0);          /* Utilities, the study's highest sector */
+    assert_true(fabs(ez[0] - 30) < 1.0);          /* Q1 */
+    bias_buf_free(&note);
+    bias_universe_free(&u);
+}
+
+static int cleanup(void **state) {
+    (void)state;
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", T);
+    return system(cmd) == 0 ? 0 : 0;
+}
+
 int main(void) {
+    snprintf(T, sizeof T, "build/tmp/bias_run.%ld", (long)getpid());
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_after_sigkill),
         cmocka_unit_test(test_planted_bias_recovered),
         cmocka_unit_test(test_null_profile_nominal_rate),
+        cmocka_unit_test(test_outputs_and_serving),
+        cmocka_unit_test(test_fit_reproduces_profile),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, NULL, cleanup);
 }
