@@ -35,7 +35,7 @@ static int experiment(const char *label, const char *dir, const char *tickers, c
     if (bias_universe_load_tickers(&u, tickers, err, sizeof err) ||
         (qual ? bias_universe_attach_evidence(&u, qual, quant, err, sizeof err) : bias_evidence_generate(&u, 1, err, sizeof err)) ||
         bias_profile_load(&p, "data/bias_profiles/qwen3-30b-a3b.json", err, sizeof err) ||
-        bias_profile_source(&src, &p, &u, 42, err, sizeof err)) { fprintf(stderr, "bench_bias: %s\n", err); return -1; }
+        bias_profile_source(&src, &p, &u, 42, 0.6, err, sizeof err)) { fprintf(stderr, "bench_bias: %s\n", err); return -1; }
     printf("%s: %zu tickers x 10 trials x 3 sets = %zu prompts; token counts: %s\n", label, u.n, u.n * 30, bias_tokens_source());
     c = cpu(); w = wall();
     printf("  inputs (load + evidence)       %6.2f s cpu  %6.2f s wall\n", c - c0, w - w0);

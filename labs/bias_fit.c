@@ -181,7 +181,8 @@ int bias_profile_write(const bias_profile *p, const char *note, const char *path
     bias_buf_printf(&b, "  \"malformed_rate\": %s,\n", NUM(p->malformed_rate));
     bias_buf_printf(&b, "  \"error_rate\": %s,\n", NUM(p->error_rate));
     bias_buf_printf(&b, "  \"output_tokens_mean\": %s,\n", NUM(p->output_tokens_mean));
-    bias_buf_printf(&b, "  \"output_tokens_sd\": %s\n}\n", NUM(p->output_tokens_sd));
+    bias_buf_printf(&b, "  \"output_tokens_sd\": %s,\n", NUM(p->output_tokens_sd));
+    bias_buf_printf(&b, "  \"temperature\": %s\n}\n", NUM(p->temperature));
 #undef NUM
     int rc = b.oom ? -1 : bias_write_atomic(path, b.s, b.len, err, errlen);
     if (b.oom) snprintf(err, errlen, "out of memory");

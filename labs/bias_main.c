@@ -276,7 +276,7 @@ static int cmd_run(int argc, char **argv) {
     }
     print_warnings(&u);
     if (bias_profile_load(&p, profile, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
-    if (bias_profile_source(&src, &p, &u, c.seed, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
+    if (bias_profile_source(&src, &p, &u, c.seed, c.temperature, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
 
     progress_state ps = { .on = !quiet && isatty(2), .num_sets = c.num_sets, .delay_ms = delay_ms };
     c.progress = on_progress; c.progress_ctx = &ps;

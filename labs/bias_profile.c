@@ -16,6 +16,7 @@ void bias_profile_null(bias_profile *p) {
     snprintf(p->name, sizeof p->name, "null");
     p->noise_seed = 1;
     p->output_tokens_mean = 94; p->output_tokens_sd = 20;
+    p->temperature = 0.6;
 }
 
 static int num_field(const cJSON *j, const char *key, double *v, double lo, double hi,
@@ -61,7 +62,8 @@ int bias_profile_load(bias_profile *p, const char *path, char *err, size_t errle
         num_field(j, "malformed_rate", &p->malformed_rate, 0, 1, path, err, errlen) ||
         num_field(j, "error_rate", &p->error_rate, 0, 1, path, err, errlen) ||
         num_field(j, "output_tokens_mean", &p->output_tokens_mean, 1, 100000, path, err, errlen) ||
-        num_field(j, "output_tokens_sd", &p->output_tokens_sd, 0, 100000, path, err, errlen)) goto out;
+        num_field(j, "output_tokens_sd", &p->output_tokens_sd, 0, 100000, path, err, errlen) ||
+        num_field(j, "temperature", &p->temperature, 0.01, 10, path, err, errlen)) goto out;
     p->noise_seed = (uint64_t)seed;
     const cJSON *sec = cJSON_GetObjectItemCaseSensitive(j, "sector"), *it;
     if (sec && !cJSON_IsObject(sec)) { snprintf(err, errlen, "%s: \"sector\" must be an object {name: points}", path); goto out; }
@@ -127,6 +129,7 @@ typedef struct sim_ctx {
     const bias_profile  *p;
     const bias_universe *u;
     uint64_t seed;
+    double   temp_scale;  /* profile temperature / run temperature; INFINITY at T = 0 */
     double  *lean;        /* (u->n) bias points of each stock, before the option order */
 } sim_ctx;
 
@@ -177,7 +180,12 @@ static void make_reply(sim_ctx *c, const bias_request *rq, bias_buf *b) {
     const char *d;
     if (u < p->hold_rate) d = "hold";
     else {
-        int buy = bias_rng_uniform(&r) < bias_profile_p_buy(p, c->lean[rq->stock_index], rq->buy_first);
+        double pb = bias_profile_p_buy(p, c->lean[rq->stock_index], rq->buy_first);
+        if (c->temp_scale != 1.0) {                   /* sampling temperature: scale the logit */
+            if (isinf(c->temp_scale)) pb = pb > 0.5 ? 1 : pb < 0.5 ? 0 : 0.5;
+            else if (pb > 0 && pb < 1) pb = 1.0 / (1.0 + exp(-c->temp_scale * log(pb / (1.0 - pb))));
+        }
+        int buy = bias_rng_uniform(&r) < pb;
         int upper = bias_rng_uniform(&r) < p->case_rate;
         d = buy ? (upper ? "BUY" : "buy") : (upper ? "SELL" : "sell");
     }
@@ -232,7 +240,7 @@ static void centre_noise(const bias_universe *u, const int *q, double *x) {
 }
 
 int bias_profile_source(bias_source *src, const bias_profile *p, const bias_universe *u,
-                        uint64_t seed, char *err, size_t errlen) {
+                        uint64_t seed, double temperature, char *err, size_t errlen) {
     memset(src, 0, sizeof *src);
     sim_ctx *c = calloc(1, sizeof *c);
     int *q = malloc((u->n ? u->n : 1) * sizeof *q);
@@ -259,6 +267,7 @@ int bias_profile_source(bias_source *src, const bias_profile *p, const bias_univ
     }
     free(q); free(caps);
     c->p = p; c->u = u; c->seed = seed; c->lean = lean;
+    c->temp_scale = temperature <= 0 ? INFINITY : p->temperature / temperature;
     src->name = "simulated"; src->ctx = c;
     src->generate = sim_generate; src->free = sim_free;
     return 0;

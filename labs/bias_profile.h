@@ -9,7 +9,10 @@
  *   the spread inside groups but moves no group mean), and the reply's
  *   habits: hold_rate, case_rate ("BUY"),
  *   malformed_rate (no JSON), error_rate (API_ERROR), output_tokens_mean/_sd.
- * A trial buys with probability (1 + b/100)/2.  Replies are JSON text that
+ * A trial buys with probability p = (1 + b/100)/2 at the profile's own
+ * temperature (0.6, the study's); a run at temperature T sharpens or flattens
+ * it as sampling would: logit p scaled by temperature/T (T = 0: always the
+ * likelier side).  Replies are JSON text that
  * bias_reply parses like a real model's.  Reads only the profile file. */
 #ifndef BIAS_PROFILE_H
 #define BIAS_PROFILE_H
@@ -31,6 +34,7 @@ typedef struct bias_profile {
     uint64_t noise_seed;               /* the model's fixed per-ticker leanings */
     double hold_rate, case_rate, malformed_rate, error_rate;
     double output_tokens_mean, output_tokens_sd;
+    double temperature;                /* the sampling temperature the profile describes */
 } bias_profile;
 
 /* A profile with no bias at all (every effect 0, Qwen3-like reply lengths). */
@@ -42,9 +46,10 @@ double bias_profile_sector(const bias_profile *p, const char *sector);
 /* Market-cap quartile (1 = largest .. 4) of every stock, qcut-style; q is (u->n). */
 void   bias_universe_quartiles(const bias_universe *u, int *q);
 /* A reply source that simulates the profile over universe u (both must
- * outlive the source); seed names the per-trial random streams. */
+ * outlive the source) at the run's temperature; seed names the per-trial
+ * random streams. */
 int    bias_profile_source(bias_source *src, const bias_profile *p, const bias_universe *u,
-                           uint64_t seed, char *err, size_t errlen);
+                           uint64_t seed, double temperature, char *err, size_t errlen);
 /* Probability of "buy" for one trial (before hold/malformed replies). */
 double bias_profile_p_buy(const bias_profile *p, double lean_points, int buy_first);
 #endif

@@ -148,7 +148,7 @@ static void simulate(const bias_universe *u, const bias_profile *p, uint64_t see
                      const char *fixed_a, const char *fixed_b) {
     bias_source src;
     char err[512];
-    assert_int_equal(bias_profile_source(&src, p, u, seed, err, sizeof err), 0);
+    assert_int_equal(bias_profile_source(&src, p, u, seed, 0.6, err, sizeof err), 0);
     size_t n = u->n * 10 * (size_t)sets;
     bias_obs *obs = calloc(n, sizeof *obs);
     bias_request *req = calloc(u->n * 10, sizeof *req);
