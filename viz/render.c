@@ -410,7 +410,10 @@ static void draw_pool(cairo_t *cr, const viz_grid *g, const viz_pool *p, double 
     snprintf(t, sizeof t, "   %d blocks x %d slots   running %d  waiting %d", p->num_blocks, p->block_size,
              p->queue_len[VIZ_Q_RUNNING], p->queue_len[VIZ_Q_WAITING]);
     text(cr, x, y, t, DIM);
+    /* small blocks: no antialiasing (pixel-aligned fills take pixman's fast path) */
+    if (!g->slots) cairo_set_antialias(cr, CAIRO_ANTIALIAS_NONE);
     for (int b = 0; b < p->num_blocks; b++) draw_block(cr, g, p, b, f);
+    cairo_set_antialias(cr, CAIRO_ANTIALIAS_DEFAULT);
     /* counters under the grid */
     const viz_counters *c = &p->c;
     double cy = g->grid.y + g->grid.h + f * 1.5;
@@ -445,7 +448,8 @@ static double draw_queue(cairo_t *cr, const viz_pool *p, viz_queue q, double x, 
     for (int i = 0; i < p->queue_len[q]; i++) {
         snprintf(t, sizeof t, "s%d", p->queue[q][i]);
         double cw = text_w(cr, t) + f * 1.1;
-        if (cx + cw > x + w) {
+        double more_w = lines == max_lines && i < p->queue_len[q] - 1 ? text_w(cr, "+9999 more") : 0;
+        if (cx + cw + more_w > x + w) {
             if (lines == max_lines) {
                 snprintf(t, sizeof t, "+%d more", p->queue_len[q] - i);
                 text(cr, cx, y, t, DIM);
