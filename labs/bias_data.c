@@ -50,7 +50,7 @@ static void on_row(int c, void *data) {
     parse_state *ps = data;
     bias_csv *t = ps->t;
     long start = ps->row_line;
-    ps->row_line = ps->line + (c == '\n' ? 1 : 0);
+    ps->row_line = ps->line + ((c == '\n' || c == '\r') ? 1 : 0);   /* CRLF too */
     if (ps->failed) { drop_row(ps); return; }
     if (!t->header) {                       /* first row: the header */
         t->header = ps->row; t->ncols = ps->nrow;
@@ -216,6 +216,7 @@ int bias_universe_load_tickers(bias_universe *u, const char *tickers, char *err,
         goto out;
     }
     if (t.nrows == 0) { snprintf(err, errlen, "%s:2: no ticker rows after the header", tickers); goto out; }
+    if (!(u->tickers = strdup(tickers))) { snprintf(err, errlen, "out of memory"); goto out; }
     if (!(u->stocks = calloc(t.nrows, sizeof *u->stocks))) { snprintf(err, errlen, "out of memory"); goto out; }
     for (size_t r = 0; r < t.nrows; r++) {
         const char *tk = bias_csv_at(&t, r, ct), *cap = bias_csv_at(&t, r, cm);
@@ -295,9 +296,9 @@ int bias_universe_attach_evidence(bias_universe *u, const char *qual, const char
         long qb = ev_find(&xq, s->ticker, "buy"), nb = ev_find(&xn, s->ticker, "buy");
         long qs = ev_find(&xq, s->ticker, "sell"), ns = ev_find(&xn, s->ticker, "sell");
         if (qb < 0 || nb < 0 || qs < 0 || ns < 0) {
-            bias_universe_warn(u, "tickers line %ld: %s has no %s evidence in %s; skipped (as the study does)",
-                               s->line, s->ticker, (qb < 0 || nb < 0) ? "buy" : "sell",
-                               (qb < 0 || qs < 0) ? qual : quant);
+            bias_universe_warn(u, "%s:%ld: %s has no %s evidence in %s; skipped (as the study does)",
+                               u->tickers ? u->tickers : "tickers", s->line, s->ticker,
+                               (qb < 0 || nb < 0) ? "buy" : "sell", (qb < 0 || qs < 0) ? qual : quant);
             stock_free(s);
             continue;
         }
@@ -327,5 +328,6 @@ void bias_universe_free(bias_universe *u) {
     free(u->stocks);
     for (size_t i = 0; i < u->nwarn; i++) free(u->warnings[i]);
     free(u->warnings);
+    free(u->tickers);
     memset(u, 0, sizeof *u);
 }

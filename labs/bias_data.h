@@ -43,6 +43,7 @@ typedef struct bias_stock {
 typedef struct bias_universe {
     bias_stock *stocks;   /* (n) in the tickers file's order */
     size_t      n;
+    char       *tickers;  /* the tickers file's path, for messages */
     char      **warnings; /* (nwarn) "file:line: ... skipped" for rows the study skips too */
     size_t      nwarn;
 } bias_universe;

@@ -73,6 +73,7 @@ static void test_universe_join_and_skip(void **state) {
     assert_string_equal(u.stocks[1].buy[3], "quant buy two B");   /* stripped; opinion BUY matched */
     assert_int_equal(u.nwarn, 1);
     assert_non_null(strstr(u.warnings[0], "CCC"));
+    assert_non_null(strstr(u.warnings[0], "t.csv:4:"));                 /* CCC's line in the tickers file */
     assert_non_null(strstr(u.warnings[0], "skipped"));
     bias_universe_free(&u);
 }
@@ -239,6 +240,10 @@ static void test_malformed_inputs(void **state) {
     assert_int_equal(t.lines[0], 2); assert_int_equal(t.lines[1], 4);
     assert_string_equal(bias_csv_at(&t, 0, 0), "x\ny");
     bias_csv_free(&t);
+    /* Windows line ends: same rows, same lines */
+    put("crlf.csv", "ticker,name,sector,marketcap\r\nAAA,Alpha,Technology,1\r\nBBB,Beta,Utilities,x\r\n");
+    assert_int_equal(bias_universe_load_tickers(&u, tp("crlf.csv"), err, sizeof err), -1);
+    assert_non_null(strstr(err, "crlf.csv:3:"));
     /* an empty market cap: a warning and a skip (pandas reads NaN and the analysis drops it) */
     put("nocap.csv", "ticker,name,sector,marketcap\nAAA,Alpha,Technology,\nBBB,Beta,Utilities,5\n");
     assert_int_equal(bias_universe_load_tickers(&u, tp("nocap.csv"), err, sizeof err), 0);
