@@ -23,7 +23,7 @@ typedef struct run_opts {
     const char *workload, *model_path, *gpu, *json, *policy;
     int    requests, block_size, num_blocks, max_num_seqs, max_batched, n, beam;
     int    max_model_len, tp, prompt_len, output_len, usage_every;
-    double rate, kv_gb, util, swap_gb, max_norm_latency;
+    double rate, kv_gb, util, swap_gb, max_norm_latency, sweep_seconds;
     unsigned long long seed;
     int    preempt_swap, static_batching, prefix_caching, no_chunked, steps, no_steps,
            check, fig2, sweep, quiet;
@@ -77,7 +77,8 @@ static void usage(FILE *f) {
           "  --fig2                Figure 2: OPT-13B, A100-40GB, 12 GB of KV cache, ShareGPT;\n"
           "                        defaults may be overridden (--requests, --rate, --seed...)\n"
           "  --rate-sweep          binary-search the highest rate whose mean normalized\n"
-          "                        latency stays under --max-norm-latency [0.2 s/token]\n", f);
+          "                        latency stays under --max-norm-latency [1.0 s/token]; each\n"
+          "                        run serves rate x --sweep-seconds requests [1800 s]\n", f);
 }
 
 /* ---- argument parsing --------------------------------------------------------- */
@@ -110,7 +111,7 @@ static int parse_args(int argc, char **argv, run_opts *o, char *err, size_t n) {
     o->workload = "sharegpt"; o->policy = "paged"; o->requests = 1000; o->block_size = 16;
     o->max_num_seqs = 256; o->max_batched = 2048; o->n = 1; o->max_model_len = 2048; o->tp = 1;
     o->prompt_len = 512; o->output_len = 128; o->util = 0.9; o->swap_gb = 4; o->seed = 1;
-    o->max_norm_latency = 0.2; o->rate = -1;
+    o->max_norm_latency = 1.0; o->rate = -1; o->sweep_seconds = 1800;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0, used = 1;
@@ -136,6 +137,7 @@ static int parse_args(int argc, char **argv, run_opts *o, char *err, size_t n) {
         else if (!strcmp(a, "--prompt-len")) rc = parse_int(a, v, 1, &o->prompt_len, err, n);
         else if (!strcmp(a, "--output-len")) rc = parse_int(a, v, 1, &o->output_len, err, n);
         else if (!strcmp(a, "--usage-every")) rc = parse_int(a, v, 1, &o->usage_every, err, n);
+        else if (!strcmp(a, "--sweep-seconds")) rc = parse_dbl(a, v, 0, true, &o->sweep_seconds, err, n);
         else if (!strcmp(a, "--max-norm-latency")) rc = parse_dbl(a, v, 0, true, &o->max_norm_latency, err, n);
         else if (!strcmp(a, "--seed")) {
             int s; rc = parse_int(a, v, 0, &s, err, n); o->seed = (unsigned long long)s;
@@ -303,14 +305,27 @@ static void print_summary(FILE *f, const run_opts *o, const run_env *e, const si
  * The paper (Kwon et al., SOSP 2023, Fig. 2) reports the average share of KV
  * memory that holds token states while serving ShareGPT with OPT-13B on an
  * A100-40GB: vLLM 96.3, Orca (Max) 20.4, (Pow2) 26.8, (Oracle) 38.2 %.  We
- * measure token slots / (token + reserved + internal + external slots),
- * time-weighted over the run, with the pool under load (a waiting queue most
- * of the time), which is when external fragmentation and reservations bite.
+ * measure token slots / (token + reserved + internal + external slots + free
+ * slots left idle while requests wait), time-weighted over the run ("strict"
+ * leaves out the idle-while-waiting term), at 2 requests/s: paged runs near
+ * its capacity, every Orca variant is saturated with a waiting queue.
  * Orca reserves at admission: Max 2048 slots, Pow2 the next power of two of
  * prompt + output (at most 2x), Oracle exactly prompt + output; the slots a
  * reservation holds ahead of its future tokens count as "reserved", those it
  * will never use as internal fragmentation, and free gaps the next request
- * does not fit in as external fragmentation (sim/reserve_alloc.c). */
+ * does not fit in (first-fit contiguous ranges) as external fragmentation
+ * (sim/reserve_alloc.c).
+ *
+ * What we get (seed 1, 1000 requests): paged ~98, Max ~23, Pow2 ~37,
+ * Oracle ~51 %.  Paged and Max land within 5 points.  Pow2 and Oracle sit
+ * 10-13 points above the paper, and the whole gap is in the paper's
+ * "external fragmentation & others" bar: our token:reserved ratio is ~1.5 for
+ * every policy (a property of the ShareGPT length distribution, the same in
+ * the paper's bars), our Max internal fragmentation is ~60 % as in the paper,
+ * but our first-fit allocator loses only ~10-15 % of the held memory to
+ * holes, where the paper's Orca loses about three times that.  The paper does
+ * not describe its allocator or what "others" holds (allocator slack, memory
+ * of aborted or padded requests, ...); we do not invent it. */
 static const double fig2_paper[4] = { 96.3, 20.4, 26.8, 38.2 };
 static const int fig2_policy[4] = { KV_PAGED, KV_ORCA_MAX, KV_ORCA_POW2, KV_ORCA_ORACLE };
 
@@ -367,15 +382,23 @@ static int run_fig2(run_opts *o, char *err, size_t n) {
 }
 
 /* ---- rate sweep ------------------------------------------------------------------
- * "Sustainable": the mean normalized latency (end-to-end / output tokens) of
- * the run stays under a threshold (0.2 s/token by default, several times the
- * unloaded per-token time; past the knee queues grow without bound and the
- * latency shoots up, as in the paper's Fig. 12).  For each policy the rate is
- * bracketed by doubling, then bisected to 2%. */
+ * "Sustainable": over an arrival window of fixed length (--sweep-seconds,
+ * 30 min by default, so a run at rate R serves R x 1800 requests), the mean
+ * normalized latency (end-to-end / output tokens) stays under a threshold
+ * (1 s/token by default, as on the y axis of the paper's Fig. 12).  Below
+ * capacity the latency stays near the per-token step time (tens of ms); above
+ * it the queue grows for the whole window and the latency climbs into whole
+ * seconds per token, so the threshold only locates the knee.  A fixed number
+ * of requests would not do: past capacity a short run degenerates into "all
+ * at t=0", whose latency is bounded.  For each policy the rate is bracketed
+ * by doubling, then bisected to 2%. */
 static int mean_norm_at(run_opts *o, int policy, double rate, double *out, char *err, size_t n) {
     run_env e;
-    if (setup(o, rate, &e, err, n) < 0) { free(e.reqs); return -1; }
-    sim_config c = make_config(o, &e, policy);
+    run_opts oo = *o;
+    double want = ceil(rate * o->sweep_seconds);
+    oo.requests = want < 200 ? 200 : want > 2e6 ? 2000000 : (int)want;
+    if (setup(&oo, rate, &e, err, n) < 0) { free(e.reqs); return -1; }
+    sim_config c = make_config(&oo, &e, policy);
     c.keep_steps = false;
     sim_result r;
     int rc = sim_run(&c, e.reqs, e.nreq, &r, err, n);
@@ -410,8 +433,8 @@ static int run_sweep(run_opts *o, char *err, size_t n) {
     if (o->kv_gb <= 0 && o->num_blocks <= 0) o->kv_gb = 12;
     printf("Highest sustainable request rate (mean normalized latency <= %.3f s/token)\n",
            o->max_norm_latency);
-    printf("%s, %s workload, %d requests per run, seed %llu\n\n", o->model_path, o->workload,
-           o->requests, o->seed);
+    printf("%s, %s workload, %.0f s of Poisson arrivals per run, seed %llu\n\n", o->model_path,
+           o->workload, o->sweep_seconds, o->seed);
     const int pols[2] = { KV_PAGED, KV_ORCA_ORACLE };
     double best[2];
     for (int i = 0; i < 2; i++) {
@@ -423,6 +446,7 @@ static int run_sweep(run_opts *o, char *err, size_t n) {
     if (o->json) {
         cJSON *root = cJSON_CreateObject();
         cJSON_AddNumberToObject(root, "max_norm_latency", o->max_norm_latency);
+        cJSON_AddNumberToObject(root, "sweep_seconds", o->sweep_seconds);
         cJSON_AddNumberToObject(root, "paged_rate", best[0]);
         cJSON_AddNumberToObject(root, "orca_oracle_rate", best[1]);
         cJSON_AddNumberToObject(root, "ratio", ratio);

@@ -126,12 +126,23 @@ static void test_fig2(void **st) {
     assert_true(v[0] > 90 && v[0] > v[3] && v[3] > v[2] && v[2] > v[1] && v[1] > 10);
 }
 
+static void test_rate_sweep(void **st) {
+    (void)st;
+    assert_int_equal(run("--rate-sweep --sweep-seconds 300 --kv-gb 6"), 0);
+    const char *p = strstr(out_buf, "paged / orca-oracle: ");
+    assert_non_null(p);
+    double ratio = atof(p + strlen("paged / orca-oracle: "));
+    assert_true(ratio > 1.1 && ratio < 5);       /* paged sustains more */
+    assert_int_equal(run("--rate-sweep --fig2"), 2);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_run_json),
         cmocka_unit_test(test_fig2),
+        cmocka_unit_test(test_rate_sweep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
