@@ -275,17 +275,20 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
              m->o.gpu_memory_utilization, m->o.block_size);
         goto out;
     }
-    if (cublasCreate(&m->blas) != CUBLAS_STATUS_SUCCESS || cudaStreamCreate(&m->s) != cudaSuccess) {
+    /* fp32 accumulation all the way: no bf16 partial sums in split-K reductions */
+    if (cublasCreate(&m->blas) != CUBLAS_STATUS_SUCCESS || cudaStreamCreate(&m->s) != cudaSuccess ||
+        cublasSetMathMode(m->blas, CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION) !=
+            CUBLAS_STATUS_SUCCESS) {
         fail(err, errlen, "cannot initialise CUDA / cuBLAS");
         goto out;
     }
     size_t free0, total;
     cudaMemGetInfo(&free0, &total);
     if (alloc_activations(m, err, errlen)) goto out;
-    /* profile on a scratch cache of one block */
+    /* profile on a scratch cache of one block per layer */
     m->kv_layer_elems = (size_t)m->o.block_size * m->nkv * m->hd;
     m->num_blocks = 1;
-    if (dev_alloc((void **)&m->kv, 2 * m->kv_layer_elems * 2)) { fail(err, errlen, "cannot allocate"); goto out; }
+    if (dev_alloc((void **)&m->kv, 2 * m->kv_layer_elems * m->L * 2)) { fail(err, errlen, "cannot allocate"); goto out; }
     if (profile_step(m, err, errlen)) goto out;
     cudaFree(m->kv);
     m->kv = NULL;

@@ -24,6 +24,7 @@ import torch
 import transformers as tf
 
 GEN = 32
+EAGER = False
 
 
 def families(full_7b):
@@ -56,6 +57,31 @@ def families(full_7b):
             num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=32768,
             rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=False,
             use_sliding_window=False), dict(shard="2GB")),
+    ] + [  # diagnostics: one trait of the 7B shape at a time (run with --only diag)
+        ("diag-qwen2-wide-2L", tf.Qwen2Config(
+            vocab_size=4096, hidden_size=3584, intermediate_size=18944, num_hidden_layers=2,
+            num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=4096,
+            rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=False,
+            use_sliding_window=False), dict()),
+        ("diag-llama-wide-2L", tf.LlamaConfig(
+            vocab_size=4096, hidden_size=3584, intermediate_size=18944, num_hidden_layers=2,
+            num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=4096,
+            rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=False), dict()),
+        ("diag-qwen2-bigvocab", tf.Qwen2Config(
+            vocab_size=152064, hidden_size=512, intermediate_size=1376, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+            rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=False,
+            use_sliding_window=False), dict()),
+        ("diag-qwen2-wideMLP", tf.Qwen2Config(
+            vocab_size=4096, hidden_size=512, intermediate_size=18944, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+            rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=False,
+            use_sliding_window=False), dict()),
+        ("diag-qwen2-wideattn", tf.Qwen2Config(
+            vocab_size=4096, hidden_size=3584, intermediate_size=1024, num_hidden_layers=2,
+            num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=4096,
+            rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=False,
+            use_sliding_window=False), dict()),
     ]
 
 
@@ -140,6 +166,12 @@ def hf_reference(model, prompts, eng, model32=None):
             one[tag] = (m(ids).logits[0].float().cpu().numpy(),
                         m.generate(torch.tensor([p], device="cuda"), max_new_tokens=GEN, do_sample=False,
                                    pad_token_id=0)[0, len(p):].cpu().numpy())
+        if model32 is not None and EAGER:        # transformers bf16 with its eager attention
+            try:
+                model.set_attn_implementation("eager")
+                one["eager"] = model(ids).logits[0].float().cpu().numpy()
+            finally:
+                model.set_attn_implementation("sdpa")
         res.append(one)
     return res
 
@@ -169,11 +201,20 @@ def compare(prompts, eng, ref):
             fl, fgen = r["fp32"]
             add("fp32_ours_rel_l2", lg, fl)
             add("fp32_hfbf16_rel_l2", hl, fl)
+            if "eager" in r:
+                add("fp32_hfeager_rel_l2", r["eager"], fl)
             count("fp32_ours_greedy_agree", ours, fgen)
             count("fp32_hfbf16_greedy_agree", hgen, fgen)
             count("fp32_ours_tf_argmax_agree", ours, np.argmax(fl[P - 1:], axis=1))
             count("fp32_hfbf16_tf_argmax_agree", np.argmax(hl[P - 1:], axis=1), np.argmax(fl[P - 1:], axis=1))
+    # where the error sits: relative error of each row (position), per prompt
+    prof = []
+    for (P, toks, lg), r in zip(eng, ref):
+        hl = r["bf16"][0]
+        e = np.linalg.norm(lg - hl, axis=1) / np.maximum(np.linalg.norm(hl, axis=1), 1e-30)
+        prof.append([round(float(x), 4) for x in e[::8]])
     out = {k: (n / d) ** 0.5 for k, (n, d) in acc.items()}
+    out["row_rel_err_every_8th"] = prof
     out.update(mx)
     out.update({k: a / t for k, (a, t) in cnt.items()})
     out["positions"] = cnt["greedy_agree"][1]
@@ -186,13 +227,16 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--full-7b", action="store_true", help="all 28 layers at Qwen2.5-7B's shape")
     ap.add_argument("--only", default="", help="run only families whose name contains this")
+    ap.add_argument("--eager", action="store_true", help="also transformers bf16 with eager attention")
     a = ap.parse_args()
+    global EAGER
+    EAGER = a.eager
     rng = np.random.default_rng(1)
     results, ok = {}, True
     tmp = tempfile.mkdtemp(prefix="pagesim-hf-")
     print("transformers", tf.__version__, "torch", torch.__version__, torch.cuda.get_device_name())
     for i, (name, cfg, opts) in enumerate(families(a.full_7b)):
-        if a.only and a.only not in name:
+        if (a.only and a.only not in name) or (name.startswith("diag") and "diag" not in a.only):
             continue
         path = os.path.join(tmp, name)
         t0 = time.time()
@@ -274,6 +318,8 @@ def main():
                 n, b["fp32_ours_rel_l2"], b["fp32_hfbf16_rel_l2"], 100 * b["fp32_ours_greedy_agree"],
                 100 * b["fp32_hfbf16_greedy_agree"], 100 * b["fp32_ours_tf_argmax_agree"],
                 100 * b["fp32_hfbf16_tf_argmax_agree"]))
+            if "fp32_hfeager_rel_l2" in b:
+                print("%-28s   transformers bf16 eager attention: logits rel L2 %.2e" % ("", b["fp32_hfeager_rel_l2"]))
     sys.exit(0 if ok else 1)
 
 

@@ -197,13 +197,49 @@ static void test_gemm(void **st) {
         CHECK_CLOSE(g, want, (size_t)T * N, f32 ? 1e-5 : 1e-2, f32 ? "gemm fp32 out" : "gemm bf16 out");
         free(g); cudaFree(dy);
     }
-    free(x); free(w); free(want); cudaFree(dx); cudaFree(dw); cublasDestroy(h);
+    free(x); free(w); free(want); cudaFree(dx); cudaFree(dw);
+    /* long reductions (Qwen2.5-7B: K = 3584 and 18944), bf16 out, with and without
+     * reduced-precision split-K reductions allowed */
+    for (int mode = 0; mode < 2; mode++) {
+        cublasSetMathMode(h, mode ? (CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)
+                                  : CUBLAS_DEFAULT_MATH);
+        int kk[2] = {3584, 18944};
+        for (int i = 0; i < 2; i++) {
+            int t = 64, n = 512, k = kk[i];
+            float *xs = rnd((size_t)t * k, 1), *ws = rnd((size_t)n * k, 1), *wt = malloc(sizeof(float) * t * n);
+            kref_gemm(wt, xs, ws, t, n, k);
+            k_bf16 *dxs = up_bf(xs, (size_t)t * k), *dws = up_bf(ws, (size_t)n * k), *dy = poisoned((size_t)t * n * 2);
+            assert_int_equal(k_gemm(h, dy, 0, dxs, dws, t, n, k, 0), 0);
+            float *g = down_bf(dy, (size_t)t * n);
+            char name[64];
+            snprintf(name, sizeof name, "gemm K=%d %s", k, mode ? "fp32 reduce" : "default math");
+            CHECK_CLOSE(g, wt, (size_t)t * n, 1e-2, name);
+            free(xs); free(ws); free(wt); free(g); cudaFree(dxs); cudaFree(dws); cudaFree(dy);
+        }
+    }
+    /* vocabulary-head shapes (Qwen3-0.6B: 151936 x 1024, 256 rows, fp32 out) */
+    int shapes[3][3] = {{256, 151936, 1024}, {256, 151936, 896}, {32, 151936, 1024}};
+    for (int i = 0; i < 3; i++) {
+        int t = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
+        float *xs = rnd((size_t)t * k, 1), *ws = rnd((size_t)n * k, 1);
+        k_bf16 *dxs = up_bf(xs, (size_t)t * k), *dws = up_bf(ws, (size_t)n * k);
+        float *dy = poisoned((size_t)t * n * 4);
+        int rc = k_gemm(h, dy, 1, dxs, dws, t, n, k, 0);
+        fprintf(stderr, "  gemm T=%d N=%d K=%d fp32: rc %d %s\n", t, n, k, rc, k_last_error());
+        assert_int_equal(rc, 0);
+        float *g = down(dy, (size_t)t * n * 4);
+        float want1 = 0;                      /* spot check y[t-1][n-1] */
+        for (int j = 0; j < k; j++) want1 += xs[(size_t)(t - 1) * k + j] * ws[(size_t)(n - 1) * k + j];
+        assert_true(fabsf(g[(size_t)t * n - 1] - want1) < 1e-2f * (1 + fabsf(want1)));
+        free(xs); free(ws); free(g); cudaFree(dxs); cudaFree(dws); cudaFree(dy);
+    }
+    cublasDestroy(h);
 }
 
 /* One attention scenario: B sequences with the given query and context
  * lengths, blocks handed out in a shuffled order (so paging is exercised). */
 static void attention_case(int nq, int nkv, int hd, int bs, int B, const int *qlen, const int *ctx,
-                           const char *what) {
+                           const char *what, float amp) {
     int T = 0, max_blocks = 0, maxq = 0, maxc = 0;
     for (int b = 0; b < B; b++) {
         T += qlen[b];
@@ -229,7 +265,8 @@ static void attention_case(int nq, int nkv, int hd, int bs, int B, const int *ql
         }
     }
     size_t cache_n = (size_t)num_blocks * bs * nkv * hd;
-    float *kc = rnd(cache_n, 1), *vc = rnd(cache_n, 1), *qkv = rnd((size_t)T * stride, 1);
+    /* amp scales q and k: 1 gives a flat softmax, 3 a sharp one (score std ~5) */
+    float *kc = rnd(cache_n, amp), *vc = rnd(cache_n, 1), *qkv = rnd((size_t)T * stride, amp);
     k_bf16 *dkc = up_bf(kc, cache_n), *dvc = up_bf(vc, cache_n), *dqkv = up_bf(qkv, (size_t)T * stride);
     k_bf16 *dout = poisoned((size_t)T * nq * hd * 2);
     int32_t *dtab = up(tables, sizeof(int32_t) * B * max_blocks), *dqs = up(qs, sizeof(int32_t) * (B + 1));
@@ -259,13 +296,15 @@ static void test_attention(void **st) {
     /* mixed batch: decode (q=1) short and long (3 partitions), a fresh prefill,
      * a chunked prefill continuing a cached prefix (prefix-cache hit) */
     int q1[5] = {1, 1, 45, 20, 1}, c1[5] = {7, 1300, 45, 150, 513};
-    attention_case(14, 2, 64, 16, 5, q1, c1, "hd64 G7 mixed");
-    attention_case(32, 8, 128, 16, 5, q1, c1, "hd128 G4 mixed");
-    attention_case(28, 4, 128, 16, 5, q1, c1, "hd128 G7 mixed (7B)");
+    attention_case(14, 2, 64, 16, 5, q1, c1, "hd64 G7 mixed", 1);
+    attention_case(32, 8, 128, 16, 5, q1, c1, "hd128 G4 mixed", 1);
+    attention_case(28, 4, 128, 16, 5, q1, c1, "hd128 G7 mixed (7B)", 1);
+    attention_case(28, 4, 128, 16, 5, q1, c1, "hd128 G7 sharp softmax", 3);
     int q2[3] = {70, 1, 33}, c2[3] = {70, 2100, 600};
-    attention_case(16, 1, 256, 32, 3, q2, c2, "hd256 G16");
+    attention_case(16, 1, 256, 32, 3, q2, c2, "hd256 G16", 1);
     int q3[4] = {1, 1, 1, 1}, c3[4] = {1, 4096, 17, 1025};
-    attention_case(8, 8, 128, 16, 4, q3, c3, "hd128 MHA decode");
+    attention_case(8, 8, 128, 16, 4, q3, c3, "hd128 MHA decode", 1);
+    attention_case(8, 8, 128, 16, 4, q3, c3, "hd128 MHA decode sharp", 3);
 }
 
 static void test_sample_logprobs(void **st) {
