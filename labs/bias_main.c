@@ -49,6 +49,7 @@ static void usage(FILE *f) {
 "  --model-config FILE  config.json of the served model (" DEFAULT_MODEL_CONFIG ")\n"
 "  --tp N               tensor parallelism (4)\n"
 "  --max-model-len N    tokens reserved per request by the contiguous baseline (4096)\n"
+"  --max-num-batched-tokens N  scheduler token budget per step (8192, vLLM V1's server default)\n"
 "  --no-serving         skip the serving simulation (no memory JSON, no figure)\n"
 "  --tokenizer FILE     tokenizer.json for token counts (data/tokenizers/qwen3/tokenizer.json)\n"
 "  --quiet              no progress line\n"
@@ -244,6 +245,7 @@ static int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--model-config") && more) sc.model_config = argv[++i];
         else if (!strcmp(a, "--tp") && more) sc.tp = atoi(argv[++i]);
         else if (!strcmp(a, "--max-model-len") && more) sc.max_model_len = atoi(argv[++i]);
+        else if (!strcmp(a, "--max-num-batched-tokens") && more) sc.max_num_batched_tokens = atoi(argv[++i]);
         else if (!strcmp(a, "--tokenizer") && more) bias_tokens_use(argv[++i]);
         else if (!strcmp(a, "--no-serving")) serving = 0;
         else if (!strcmp(a, "--quiet")) quiet = 1;

@@ -18,6 +18,7 @@ void bias_serving_defaults(bias_serving_config *c) {
     memset(c, 0, sizeof *c);
     c->gpu = "H200"; c->tp = 4; c->max_workers = 200; c->max_tokens = 1024;
     c->max_model_len = 4096; c->block_size = 16; c->gpu_util = 0.9;
+    c->max_num_batched_tokens = 8192;
 }
 
 void bias_serving_free(bias_serving_result *r) {
@@ -90,6 +91,7 @@ int bias_serving_run(const bias_serving_config *c, const int *prompt_tokens, con
     plan_opts_default(&po);
     po.tp = c->tp; po.block_size = c->block_size; po.util = c->gpu_util;
     po.max_model_len = c->max_model_len;
+    if (c->max_num_batched_tokens > 0) po.max_num_batched_tokens = c->max_num_batched_tokens;
     if (plan_compute(&mc, &g, &po, &plan, err, errlen)) return -1;
     if (!plan.fits || plan.num_blocks <= 0) {
         snprintf(err, errlen, "%s does not fit on %s with TP %d (no room for the KV cache)", mc.name, g.name, c->tp);
@@ -119,6 +121,7 @@ int bias_serving_run(const bias_serving_config *c, const int *prompt_tokens, con
             sc.kv.max_model_len = c->max_model_len;
             sc.sched.max_num_seqs = r->max_num_seqs;
             sc.sched.max_model_len = c->max_model_len;
+            if (c->max_num_batched_tokens > 0) sc.sched.max_num_batched_tokens = c->max_num_batched_tokens;
             sc.model = &m;
             sc.keep_steps = true;
             sc.usage_every = 8;                             /* the figure wants a fine time series */

@@ -19,6 +19,8 @@ typedef struct bias_serving_config {
     int max_tokens;              /* the request's max_tokens */
     int max_model_len;           /* contiguous reservation per request (4096) */
     int block_size;              /* 16 */
+    int max_num_batched_tokens;  /* scheduler token budget per step (8192: vLLM V1's API-server
+                                    default on GPUs of 70 GiB or more, as the study's H200s) */
     double gpu_util;             /* gpu_memory_utilization (0.9) */
 } bias_serving_config;
 
