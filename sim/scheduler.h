@@ -34,7 +34,10 @@ typedef struct sched_config {
                                      false a prompt runs whole, alone if over budget */
     sched_preempt_mode preempt;   /* recompute (default) or swap (falls back to
                                      recompute when the CPU swap space is full) */
-    bool static_batching;         /* admit a new batch only when the last has finished */
+    bool static_batching;         /* admit a new batch (up to max_num_seqs that fit in
+                                     memory, ignoring the token budget) only when the last
+                                     has wholly finished; its prefill chunks still obey
+                                     the budget */
     int  watermark_blocks;        /* kept free when admitting (0) */
     int  max_model_len;           /* prompt + output cap; 0 = the KV config's */
     uint64_t seed;                /* beam-search choices */
