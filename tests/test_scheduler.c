@@ -8,8 +8,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include "tests/test_util.h"
+#include <math.h>
 #include "sim/scheduler.h"
 #include "sim/kv_cache.h"
+#include "sim/step_loop.h"
 
 #define MAXREQ 256
 
@@ -387,6 +389,64 @@ static void test_bad_config(void **st) {
     kv_destroy(kv);
 }
 
+/* The step loop with a foreign executor (as the engine will plug in): its
+ * step times drive the clock, and an EOS token stops a sequence early. */
+typedef struct fake_ex { int calls; int copies_seen; } fake_ex;
+static int fake_execute(void *ctx, const sched_batch *b, int *tokens, double *seconds,
+                        char *err, size_t errlen) {
+    (void)err; (void)errlen;
+    fake_ex *f = ctx;
+    f->calls++;
+    f->copies_seen += b->num_copies;
+    for (int i = 0; i < b->num_items; i++) {
+        const seq *s = b->items[i].s;
+        /* request 1 says EOS (id 2) after 3 generated tokens */
+        tokens[i] = (s->group == 1 && seq_num_generated(s) == 3) ? 2 : 7;
+    }
+    *seconds = 0.5;
+    return 0;
+}
+
+static void test_step_loop_engine_like(void **st) {
+    (void)st;
+    sched_config c = sched_config_default();
+    rig r; rig_init(&r, KV_PAGED, 100, 16, 0, c);
+    add(&r, 0, 20, 10, 1, 0);
+    add(&r, 1, 20, 10, 1, 0);
+    add(&r, 2, 20, 6, 2, 0);
+    fake_ex f = { 0, 0 };
+    loop_executor ex = { &f, fake_execute };
+    loop l;
+    assert_int_equal(loop_init(&l, r.sc, ex, 100.0, 2), 0);
+    char err[256];
+    int stops = 0, lengths = 0, done = 0;
+    loop_step_info info;
+    while (sched_has_work(r.sc)) {
+        assert_int_equal(loop_step(&l, &info, err, sizeof err), 1);
+        assert_true(info.seconds == 0.5);
+        for (int i = 0; i < info.n_fin; i++) {
+            if (info.fin[i]->finish_reason == SEQ_FINISH_STOP) {
+                stops++;
+                assert_int_equal(info.fin[i]->group, 1);
+                assert_int_equal(seq_num_generated(info.fin[i]), 4);   /* EOS included */
+            } else {
+                lengths++;
+                assert_int_equal(seq_num_generated(info.fin[i]), info.fin[i]->max_output);
+            }
+        }
+        done += info.n_done;
+    }
+    assert_int_equal(stops, 1);
+    assert_int_equal(lengths, 3);                  /* request 0, and request 2's two samples */
+    assert_int_equal(done, 3);
+    assert_int_equal(l.steps, f.calls);
+    assert_true(fabs(l.now - (100.0 + 0.5 * f.calls)) < 1e-9);
+    assert_int_equal(f.copies_seen, 1);            /* request 2's child copied its last block */
+    assert_int_equal(loop_step(&l, &info, err, sizeof err), 0);   /* idle */
+    loop_free(&l);
+    rig_free(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_token_budget),
@@ -400,6 +460,7 @@ int main(void) {
         cmocka_unit_test(test_all_policies_exact),
         cmocka_unit_test(test_abort_too_long),
         cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_step_loop_engine_like),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
