@@ -105,6 +105,9 @@ static void kv_panel(cairo_t *cr, box b, const bias_serving_result *sr) {
     snprintf(t, sizeof t, "simulated time (s), 0 to %.1f", tmax);
     text(cr, b.x + b.w / 2, b.y + b.h + 20, 11, t, 0.5, 0);
     const char *lab[4] = { "paged: held", "paged: token states", "contiguous: held", "contiguous: token states" };
+    cairo_set_source_rgba(cr, 1, 1, 1, 0.85);          /* the legend over the lines, readable */
+    cairo_rectangle(cr, b.x + b.w - 196, b.y + 4, 192, 70);
+    cairo_fill(cr);
     for (int i = 0; i < 4; i++) {
         int p = i / 2;
         double y = b.y + 16 + i * 16;
