@@ -26,6 +26,7 @@ typedef struct bm_queue { int head, tail, len; } bm_queue;
 /* ref: holders; next/prev: free-queue links (-1 = none); where: W_*;
  * hashed: registered in the map */
 typedef struct bm_block { int32_t ref, next, prev; uint8_t where, hashed; } bm_block;
+typedef struct bm_mark { uint32_t stamp; int32_t tok, fin; } bm_mark;
 typedef struct bm_entry { uint64_t hash; int32_t block; } bm_entry; /* block -1 = empty */
 
 struct bm {
@@ -46,7 +47,9 @@ struct bm {
     int32_t  *cpu_ref;    /* (ncpu,) swapped-out tables holding each CPU block */
     int32_t  *gpu_twin;   /* (nb,)  CPU block holding a copy of this GPU block, -1 none */
     int32_t  *cpu_twin;   /* (ncpu,) and back; a pair is valid only when mutual */
-    int      *scratch;    /* (2*nb + ncpu,) for usage, views and checks */
+    int      *scratch;    /* (2*nb + ncpu,) for views and checks */
+    bm_mark  *mark;       /* (nb,) bm_usage's per-block maxima, valid when stamp == *epoch */
+    uint32_t *epoch;      /* bm_usage's call counter (state a const query may update) */
     bm_hash_fn hfn;
     long hit_tokens, cow_copies, evictions;
 };
@@ -203,12 +206,14 @@ bm *bm_create(int num_blocks, int block_size, int num_cpu_blocks, bool prefix_ca
     m->parent = calloc(nb, sizeof *m->parent);
     m->parent_gen = calloc(nb, sizeof *m->parent_gen);
     m->scratch = malloc((2 * nb + (size_t)num_cpu_blocks + 1) * sizeof *m->scratch);
+    m->mark = calloc(nb, sizeof *m->mark);
+    m->epoch = calloc(1, sizeof *m->epoch);
     m->cpu_free = malloc(((size_t)num_cpu_blocks + 1) * sizeof *m->cpu_free);
     m->cpu_ref = calloc((size_t)num_cpu_blocks + 1, sizeof *m->cpu_ref);
     m->gpu_twin = malloc(nb * sizeof *m->gpu_twin);
     m->cpu_twin = malloc(((size_t)num_cpu_blocks + 1) * sizeof *m->cpu_twin);
     if (!m->blk || !m->hash || !m->gen ||
-        !m->parent || !m->parent_gen || !m->scratch || !m->cpu_free || !m->cpu_ref ||
+        !m->parent || !m->parent_gen || !m->scratch || !m->mark || !m->epoch || !m->cpu_free || !m->cpu_ref ||
         !m->gpu_twin || !m->cpu_twin) goto oom;
     if (prefix_caching) {
         uint32_t cap = 16;
@@ -233,7 +238,7 @@ oom:
 
 void bm_destroy(bm *m) {
     if (!m) return;
-    free(m->cpu_twin); free(m->gpu_twin); free(m->cpu_ref); free(m->cpu_free); free(m->scratch);
+    free(m->cpu_twin); free(m->gpu_twin); free(m->cpu_ref); free(m->cpu_free); free(m->epoch); free(m->mark); free(m->scratch);
     free(m->tok); free(m->map);
     free(m->parent_gen); free(m->parent); free(m->gen); free(m->hash);
     free(m->blk);
@@ -303,7 +308,9 @@ static int append_need(const bm *m, const seq *s) {
     return m->blk[s->block_table[pos / m->bs]].ref > 1 ? 1 : 0;       /* copy-on-write */
 }
 
-bool bm_can_append(const bm *m, const seq *s) { return num_free(m) >= append_need(m, s); }
+/* A free block settles it without reading the table (this runs for every
+ * running sequence at every step). */
+bool bm_can_append(const bm *m, const seq *s) { return num_free(m) > 0 || append_need(m, s) == 0; }
 
 int bm_append_slot(bm *m, seq *s, kv_copy *copy) {
     int li = s->num_tokens / m->bs;
@@ -478,19 +485,10 @@ int bm_swap_in(bm *m, seq *s, kv_copy *copies) {
 /* ---- accounting ----------------------------------------------------------- */
 static int clampi(long v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : (int)v; }
 
-/* Per block held by a live GPU table: tokens held (max over its holders)
- * into tok[], final fill into fin[].  Only held entries are touched, so the
- * cost is the size of the live tables, not of the pool (usage is sampled every
- * step); blocks no live table holds keep whatever tok/fin held before. */
+/* Per block (views): tokens held, max over its holders, into tok[] and the
+ * final fill into fin[]; -1 where no live GPU table holds the block. */
 static void fill_per_block(const bm *m, seq *const *live, int n, int *tok, int *fin) {
-    for (int k = 0; k < n; k++) {
-        const seq *s = live[k];
-        if (!s || on_cpu(s)) continue;
-        for (int i = 0; i < s->num_blocks; i++) {
-            int b = s->block_table[i];
-            if (b >= 0 && b < m->nb) tok[b] = fin[b] = -1;
-        }
-    }
+    for (int b = 0; b < m->nb; b++) tok[b] = fin[b] = -1;
     for (int k = 0; k < n; k++) {
         const seq *s = live[k];
         if (!s || on_cpu(s)) continue;
@@ -508,31 +506,52 @@ static void fill_per_block(const bm *m, seq *const *live, int n, int *tok, int *
     }
 }
 
+/* One pass over the live GPU tables: a block's categories come from the
+ * maxima over its holders (tokens held, final fill); a shared block seen again
+ * only corrects its own contribution.  Cost: the live tables, not the pool. */
 void bm_usage(const bm *m, seq *const *live, int n, kv_usage *u) {
-    int *tok = m->scratch, *fin = m->scratch + m->nb;
-    fill_per_block(m, live, n, tok, fin);
-    memset(u, 0, sizeof *u);
-    u->blocks_total = m->nb;
-    u->slots_total = (long)m->nb * m->bs;
-    u->blocks_used = m->nb - num_free(m);
-    int seen = 0;
+    uint32_t e = ++*m->epoch;
+    if (e == 0) {                                       /* wrapped: forget old stamps */
+        for (int b = 0; b < m->nb; b++) m->mark[b].stamp = 0;
+        e = ++*m->epoch;
+    }
+    long tok = 0, res = 0, in = 0;
+    int seen = 0, bs = m->bs;
     for (int k = 0; k < n; k++) {
         const seq *s = live[k];
         if (!s || on_cpu(s)) continue;
+        long final = (long)s->prompt_len + s->max_output;
+        if (final < s->num_tokens) final = s->num_tokens;
         for (int i = 0; i < s->num_blocks; i++) {
             int b = s->block_table[i];
-            if (b < 0 || b >= m->nb || tok[b] < 0 || m->blk[b].ref == 0) continue;
-            u->token_slots += tok[b];
-            u->reserved_slots += fin[b] - tok[b];
-            u->internal_frag += m->bs - fin[b];
-            tok[b] = -1;                                   /* a shared block counts once */
-            seen++;
+            if (b < 0 || b >= m->nb) continue;
+            long base = (long)i * bs;
+            int t = clampi(s->num_tokens - base, 0, bs);
+            int f = clampi(final - base, 0, bs);
+            bm_mark *mk = &m->mark[b];
+            if (mk->stamp != e) {
+                *mk = (bm_mark){ e, t, f };
+                tok += t; res += f - t; in += bs - f;
+                seen++;
+            } else if (t > mk->tok || f > mk->fin) {    /* shared: keep the maxima */
+                tok -= mk->tok; res -= mk->fin - mk->tok; in -= bs - mk->fin;
+                if (t > mk->tok) mk->tok = t;
+                if (f > mk->fin) mk->fin = f;
+                tok += mk->tok; res += mk->fin - mk->tok; in += bs - mk->fin;
+            }
         }
     }
+    memset(u, 0, sizeof *u);
+    u->blocks_total = m->nb;
+    u->slots_total = (long)m->nb * bs;
+    u->blocks_used = m->nb - num_free(m);
+    u->token_slots = tok;
+    u->reserved_slots = res;
+    u->internal_frag = in;
     /* used blocks whose holders were not passed in: count them as token slots */
-    u->token_slots += (long)(u->blocks_used - seen) * m->bs;
+    if (u->blocks_used > seen) u->token_slots += (long)(u->blocks_used - seen) * bs;
     u->blocks_cached = m->q[Q_CACHED].len;
-    u->free_slots = (long)num_free(m) * m->bs;
+    u->free_slots = (long)num_free(m) * bs;
     u->external_frag = 0;
     u->prefix_hit_tokens = m->hit_tokens;
     u->cow_copies = m->cow_copies;
@@ -540,7 +559,6 @@ void bm_usage(const bm *m, seq *const *live, int n, kv_usage *u) {
 
 void bm_block_views(const bm *m, seq *const *live, int n, kv_block_view *out) {
     int *tok = m->scratch, *fin = m->scratch + m->nb;
-    for (int b = 0; b < m->nb; b++) tok[b] = fin[b] = -1;
     fill_per_block(m, live, n, tok, fin);
     for (int b = 0; b < m->nb; b++) {
         out[b] = (kv_block_view){ .ref = m->blk[b].ref, .owner = -1,
