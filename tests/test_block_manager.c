@@ -159,8 +159,15 @@ static void test_prefix_hit(void **st) {
     mkseq(&a, 0, 10, 0, 4);
     kv_admit(kv, &a);
     assert_int_equal(a.num_computed, 0);
-    a.num_computed = 10;                                /* the prefill step ran */
+    bm *m = kv_block_manager(kv);
+    a.num_computed = 6;                                 /* a first prefill chunk */
     kv_commit_computed(kv, &a);
+    assert_true(bm_block_hashed(m, a.block_table[0]));  /* only full, computed blocks */
+    assert_false(bm_block_hashed(m, a.block_table[1]));
+    a.num_computed = 10;                                /* the rest of the prefill */
+    kv_commit_computed(kv, &a);
+    assert_true(bm_block_hashed(m, a.block_table[1]));
+    assert_false(bm_block_hashed(m, a.block_table[2]));
     /* b shares a's first 9 tokens, then differs */
     mkseq(&b, 1, 12, 0, 4);
     b.tokens[9] = 999;
@@ -316,8 +323,16 @@ static void test_cached_block_revived_by_hit(void **st) {
     seq a, b;
     mkseq(&a, 0, 9, 0, 4);
     kv_admit(kv, &a); a.num_computed = 9; kv_commit_computed(kv, &a);
-    int a0 = a.block_table[0], a1 = a.block_table[1];
+    int a0 = a.block_table[0], a1 = a.block_table[1], a2 = a.block_table[2];
     kv_release(kv, &a);
+    kv_block_view v[4];
+    kv_block_views(kv, NULL, 0, v);
+    assert_true(v[a0].cached && v[a1].cached);         /* freed, still in the cache */
+    assert_false(v[a2].cached);                        /* the partial block never was */
+    assert_int_equal(v[a0].ref, 0);
+    assert_int_equal(v[a0].owner, -1);
+    assert_int_equal(v[a0].tokens, BS);
+    assert_int_equal(v[a2].tokens, 0);
     mkseq(&b, 1, 12, 0, 4);
     /* 3 blocks needed, 2 are cached hits that leave the free queue: 4 free - 3 >= 1 */
     assert_true(kv_can_admit(kv, &b, 1));
