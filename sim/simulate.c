@@ -1,6 +1,7 @@
 /* simulate: one call from requests to metrics (see simulate.h).  Wires the KV
  * cache, the scheduler, the cost-model executor and the step loop; feeds
- * arrivals; samples the pool during every step.  Touches no file. */
+ * arrivals; samples the pool during the steps.  Thread-safe (no globals);
+ * touches no file. */
 #include "sim/simulate.h"
 #include "sim/step_loop.h"
 #include "sim/sim_executor.h"
@@ -60,12 +61,11 @@ static void observe(void *ctx, const loop_step_info *info) {
     if (met_add_step(c->met, &s)) c->oom = 1;
 }
 
-static const wl_request *g_sort_reqs;      /* qsort has no context argument */
+typedef struct arr_key { double t; int i; } arr_key;   /* sort key: no globals, thread-safe */
 static int cmp_arrival(const void *a, const void *b) {
-    int i = *(const int *)a, j = *(const int *)b;
-    double x = g_sort_reqs[i].arrival, y = g_sort_reqs[j].arrival;
-    if (x != y) return (x > y) - (x < y);
-    return (i > j) - (i < j);
+    const arr_key *x = a, *y = b;
+    if (x->t != y->t) return (x->t > y->t) - (x->t < y->t);
+    return (x->i > y->i) - (x->i < y->i);
 }
 
 static double wall_now(void) {
@@ -99,9 +99,14 @@ int sim_run(const sim_config *cfg, const wl_request *reqs, int n, sim_result *ou
     order = malloc(((size_t)n + 1) * sizeof *order);         /* (n,) by arrival */
     ids = malloc((size_t)max_prompt * sizeof *ids);          /* (max_prompt,) */
     if (!met || !order || !ids) { snprintf(err, errlen, "simulate: out of memory"); goto done; }
-    for (int i = 0; i < n; i++) order[i] = i;
-    g_sort_reqs = reqs;
-    qsort(order, (size_t)n, sizeof *order, cmp_arrival);
+    {
+        arr_key *k = malloc(((size_t)n + 1) * sizeof *k);     /* (n,) */
+        if (!k) { snprintf(err, errlen, "simulate: out of memory"); goto done; }
+        for (int i = 0; i < n; i++) { k[i].t = reqs[i].arrival; k[i].i = i; }
+        qsort(k, (size_t)n, sizeof *k, cmp_arrival);
+        for (int i = 0; i < n; i++) order[i] = k[i].i;
+        free(k);
+    }
 
     simx x;
     simx_init(&x, cfg->model, cfg->seed);
