@@ -130,7 +130,7 @@ static void test_xvfb_window(void **st) {
     remove(shot); remove(ref);
     /* a real X server; the window's own frame after 5 steps */
     snprintf(cmd, sizeof cmd,
-             "env -u SDL_VIDEODRIVER PAGESIM_SCREENSHOT=%s PAGESIM_SCREENSHOT_STEP=5 "
+             "env -u SDL_VIDEODRIVER ASAN_OPTIONS=detect_leaks=0 PAGESIM_SCREENSHOT=%s PAGESIM_SCREENSHOT_STEP=5 "
              "timeout 60 xvfb-run -a -s '-screen 0 1400x900x24' %s --blocks 16 --size 1280x800 "
              ">build/tmp/test_viz_xvfb.log 2>&1", shot, bin);
     int rc = run_cmd(cmd);
@@ -163,6 +163,13 @@ static void test_xvfb_window(void **st) {
     cairo_surface_destroy(a);
     cairo_surface_destroy(b);
 }
+
+/* Under `make asan`: SDL's video drivers (loaded with dlopen, unloaded at
+ * SDL_Quit) leave allocations LeakSanitizer cannot even name; leak checking
+ * is off for this binary and for the window it starts (the other viz tests
+ * keep it, with fontconfig and cairo's caches suppressed). */
+const char *__lsan_default_options(void);
+const char *__lsan_default_options(void) { return "detect_leaks=0"; }
 
 int main(void) {
     const struct CMUnitTest t[] = {
