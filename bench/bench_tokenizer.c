@@ -74,6 +74,25 @@ static void write_json_line(FILE *f, const char *s) {
     fputs("\"\n", f);
 }
 
+/* Prints the HF `tokenizers` figure measured on the GPU machine's CPU for the
+ * same model and text (tests/data/tokenizer/bench_hf.txt), for reference. */
+static void hf_compare(const char *tok_path, double ours) {
+    FILE *f = fopen("tests/data/tokenizer/bench_hf.txt", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        char name[64]; double mbs;
+        const char *p = strstr(line, "bench hf ");
+        const char *q = strstr(line, " = ");
+        if (!p || !q || sscanf(p + 9, "%63[^:]", name) != 1 || sscanf(q + 3, "%lf", &mbs) != 1) continue;
+        char want[80]; snprintf(want, sizeof want, "/%s/", name);
+        if (strstr(tok_path, want))
+            printf("  target: >= HF tokenizers, %.2f MB/s one thread (device CPU, bench_hf.txt); here %.2f MB/s = %.1fx\n",
+                   mbs, ours, ours / mbs);
+    }
+    fclose(f);
+}
+
 int main(int argc, char **argv) {
     const char *toks[8]; int ntok = 0;
     const char *write_text = NULL;
@@ -132,6 +151,7 @@ int main(int argc, char **argv) {
         }
         printf("%s: load %.2f s; %d prompts, %.2f MB, %zu tokens; best of 3 %.3f s = %.2f MB/s, %.3f Mtok/s (one core)\n",
                toks[k], tl, np, (double)nbytes / 1e6, ntokens, best, (double)nbytes / best / 1e6, (double)ntokens / best / 1e6);
+        hf_compare(toks[k], (double)nbytes / best / 1e6);
         tok_ids_free(&ids);
         tok_free(t);
         ran++;

@@ -12,6 +12,7 @@
 #include "tests/test_util.h"
 
 #include <cJSON.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <utf8proc.h>
 #include "engine/tokenizer.h"
@@ -420,6 +421,38 @@ static void test_bad_files(void **st) {
     }
 }
 
+/* One tokenizer shared by 4 threads gives the single-thread ids. */
+typedef struct { tok_tokenizer *t; fx_string *S; int n; tok_ids *want; int bad; } thr_arg;
+static void *thr_main(void *p) {
+    thr_arg *a = p;
+    tok_ids ids = {0};
+    for (int rep = 0; rep < 2; rep++)
+        for (int i = 0; i < a->n; i++) {
+            if (tok_encode(a->t, a->S[i].s, a->S[i].len, 0, &ids) < 0 || ids.n != a->want[i].n ||
+                (ids.n && memcmp(ids.ids, a->want[i].ids, ids.n * sizeof(int32_t)))) a->bad++;
+        }
+    tok_ids_free(&ids);
+    return NULL;
+}
+static void test_threads(void **st) {
+    (void)st;
+    TU_REQUIRE_FILE("data/tokenizers/qwen3/tokenizer.json");
+    char err[512];
+    tok_tokenizer *t = tok_load("data/tokenizers/qwen3/tokenizer.json", err, sizeof err);
+    if (!t) fail_msg("%s", err);
+    int n; fx_string *S = load_strings(&n);
+    tok_ids *want = calloc((size_t)n, sizeof *want);
+    for (int i = 0; i < n; i++) assert_int_equal(tok_encode(t, S[i].s, S[i].len, 0, &want[i]), 0);
+    pthread_t th[4]; thr_arg args[4];
+    for (int k = 0; k < 4; k++) {
+        args[k] = (thr_arg){t, S, n, want, 0};
+        assert_int_equal(pthread_create(&th[k], NULL, thr_main, &args[k]), 0);
+    }
+    for (int k = 0; k < 4; k++) { pthread_join(th[k], NULL); assert_int_equal(args[k].bad, 0); }
+    for (int i = 0; i < n; i++) tok_ids_free(&want[i]);
+    free(want); free_strings(S, n); tok_free(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_merge_order),
@@ -428,6 +461,7 @@ int main(void) {
         cmocka_unit_test(test_api_qwen3),
         cmocka_unit_test(test_invalid_utf8),
         cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_fixture_qwen3),
         cmocka_unit_test(test_fixture_llama3),
         cmocka_unit_test(test_fixture_gemma3),
