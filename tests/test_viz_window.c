@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <math.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include "tests/test_util.h"
 #include "viz/scene.h"
@@ -171,10 +173,38 @@ static void test_xvfb_window(void **st) {
 const char *__lsan_default_options(void);
 const char *__lsan_default_options(void) { return "detect_leaks=0"; }
 
+/* Keys in a real window: three steps, save, restart, save, quit. */
+static void test_xvfb_keys(void **st) {
+    (void)st;
+    if (system("command -v xvfb-run >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "skip: xvfb-run absent\n"); skip();
+    }
+    char bin[1024], cmd[4096], abs_bin[2048];
+    snprintf(bin, sizeof bin, "%s/pagesim", tu_bindir());
+    TU_REQUIRE_FILE(bin);
+    if (!realpath(bin, abs_bin)) fail_msg("realpath %s", bin);
+    mkdir("build", 0777); mkdir("build/tmp", 0777);
+    run_cmd("rm -rf build/tmp/test_viz_keys && mkdir -p build/tmp/test_viz_keys");
+    snprintf(cmd, sizeof cmd,
+             "cd build/tmp/test_viz_keys && env -u SDL_VIDEODRIVER ASAN_OPTIONS=detect_leaks=0 "
+             "PAGESIM_KEYS='   srsq' timeout 60 xvfb-run -a -s '-screen 0 1400x900x24' %s --blocks 16 "
+             "--size 1280x800 >log 2>&1", abs_bin);
+    assert_int_equal(run_cmd(cmd), 0);
+    const char *want[2] = { "build/tmp/test_viz_keys/pagesim-step0003.png",
+                            "build/tmp/test_viz_keys/pagesim-step0000.png" };
+    for (int i = 0; i < 2; i++) {
+        cairo_surface_t *sf = cairo_image_surface_create_from_png(want[i]);
+        if (cairo_surface_status(sf) != CAIRO_STATUS_SUCCESS) fail_msg("%s: not written", want[i]);
+        assert_int_equal(cairo_image_surface_get_width(sf), 1280);
+        cairo_surface_destroy(sf);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest t[] = {
         cmocka_unit_test(test_dummy_driver),
         cmocka_unit_test(test_xvfb_window),
+        cmocka_unit_test(test_xvfb_keys),
     };
     return cmocka_run_group_tests(t, NULL, NULL);
 }

@@ -168,6 +168,20 @@ int viz_window_run(const viz_player *p, const viz_window_opts *o, char *err, siz
         goto out;
     }
 
+    /* PAGESIM_KEYS: key presses to replay first (tests drive the window with
+     * it): space, p, r, s, q, +, - */
+    const char *keys = getenv("PAGESIM_KEYS");
+    for (const char *k = keys; k && *k; k++) {
+        SDL_Keycode sym = *k == ' ' ? SDLK_SPACE : *k == '+' ? SDLK_PLUS : *k == '-' ? SDLK_MINUS
+                        : (*k >= 'a' && *k <= 'z') ? (SDL_Keycode)*k : 0;
+        if (!sym) continue;
+        SDL_Event ke;
+        memset(&ke, 0, sizeof ke);
+        ke.type = SDL_KEYDOWN;
+        ke.key.state = SDL_PRESSED;
+        ke.key.keysym.sym = sym;
+        SDL_PushEvent(&ke);
+    }
     bool play = o->play, quit = false, dirty = true, ended = false;
     int delay = o->delay_ms > 0 ? o->delay_ms : 500;
     Uint32 next = SDL_GetTicks() + (Uint32)delay;
@@ -220,7 +234,7 @@ int viz_window_run(const viz_player *p, const viz_window_opts *o, char *err, siz
                     break;
                 default: break;
                 }
-            } while (SDL_PollEvent(&ev));
+            } while (!step && !quit && SDL_PollEvent(&ev));   /* a step first, then the next key */
         }
         if (play && !ended && SDL_GetTicks() >= next) { step = true; next = SDL_GetTicks() + (Uint32)delay; }
         if (step && !ended) {

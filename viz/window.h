@@ -4,7 +4,8 @@
  * hovering a block shows its owner, slots and ref count.
  * PAGESIM_SCREENSHOT=FILE saves the window's first frame (read back from the
  * SDL renderer) as a PNG and quits; PAGESIM_SCREENSHOT_STEP=K steps K times
- * first; PAGESIM_SCREENSHOT_MOUSE=X,Y hovers there (the tooltip shows).
+ * first; PAGESIM_SCREENSHOT_MOUSE=X,Y hovers there (the tooltip shows);
+ * PAGESIM_KEYS="   sq" replays key presses first (tests drive the window).
  * Touches the display, and files only on `s` or the screenshot hook. */
 #ifndef VIZ_WINDOW_H
 #define VIZ_WINDOW_H
