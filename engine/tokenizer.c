@@ -123,7 +123,7 @@ static inline const mm_slot *mm_get(const mergemap *m, int32_t a, int32_t b) {
 
 /* ---- the tokenizer ---------------------------------------------------------- */
 
-enum { NORM_NFC = 1, NORM_NFKC, NORM_REPLACE, NORM_PREPEND };
+enum { NORM_NFC = 1, NORM_NFKC, NORM_REPLACE, NORM_PREPEND, NORM_META_ALWAYS, NORM_META_FIRST };
 typedef struct { int kind; char *a, *b; size_t alen, blen; } norm_step;
 
 enum { BEH_ISOLATED = 1, BEH_REMOVED, BEH_MERGED_PREV, BEH_MERGED_NEXT };
@@ -416,7 +416,7 @@ static int bpe_word(tok_tokenizer *t, work *w, const char *s, size_t len) {
 }
 
 /* Normalizes seg into w->nbuf (or returns seg itself). */
-static int normalize(const tok_tokenizer *t, work *w, const char *seg, size_t len,
+static int normalize(const tok_tokenizer *t, work *w, const char *seg, size_t len, int first,
                      const char **outp, size_t *outlen) {
     const char *cur = seg; size_t n = len;
     for (int si = 0; si < t->n_norm; si++) {
@@ -457,8 +457,11 @@ static int normalize(const tok_tokenizer *t, work *w, const char *seg, size_t le
             if (grow((void **)&w->nbuf, &w->nbuf_cap, o + 1, 1) < 0) { free(tmp); return -1; }
             memcpy(w->nbuf, tmp, o); free(tmp);
             cur = w->nbuf; n = o;
-        } else if (st->kind == NORM_PREPEND) {
+        } else if (st->kind == NORM_PREPEND || st->kind == NORM_META_ALWAYS || st->kind == NORM_META_FIRST) {
             if (n == 0) continue;
+            /* Metaspace: not twice, and with "first" only at the start of the input */
+            if (st->kind != NORM_PREPEND && (n >= st->alen && !memcmp(cur, st->a, st->alen))) continue;
+            if (st->kind == NORM_META_FIRST && !first) continue;
             char *tmp = malloc(n + st->alen + 1);
             if (!tmp) return -1;
             memcpy(tmp, st->a, st->alen); memcpy(tmp + st->alen, cur, n);
@@ -526,9 +529,9 @@ static int split_piece(tok_tokenizer *t, work *w, const pre_step *st, piecelist 
 }
 
 /* Normalizes, pre-tokenizes and BPE-encodes one segment between added tokens. */
-static int encode_segment(tok_tokenizer *t, work *w, const char *seg, size_t len) {
+static int encode_segment(tok_tokenizer *t, work *w, const char *seg, size_t len, int first) {
     const char *s; size_t n;
-    if (normalize(t, w, seg, len, &s, &n) < 0) return -1;
+    if (normalize(t, w, seg, len, first, &s, &n) < 0) return -1;
     if (n == 0) return 0;
     if (t->n_pre == 0) return bpe_word(t, w, s, n);
     piecelist *src = &w->pl[0], *dst = &w->pl[1];
@@ -568,11 +571,11 @@ int tok_encode(tok_tokenizer *t, const char *text, size_t len, int flags, tok_id
             if (a >= 0) { hit = a; hl = L; break; }
         }
         if (hit < 0) continue;
-        if (encode_segment(t, &w, s + segstart, i - segstart) < 0) goto done;
+        if (encode_segment(t, &w, s + segstart, i - segstart, segstart == 0) < 0) goto done;
         if (push_id(out, t->added[hit].id) < 0) goto done;
         i += hl - 1; segstart = i + 1;
     }
-    if (encode_segment(t, &w, s + segstart, flen - segstart) < 0) goto done;
+    if (encode_segment(t, &w, s + segstart, flen - segstart, segstart == 0) < 0) goto done;
     if (flags & TOK_ADD_SPECIAL)
         for (int i = 0; i < t->n_post_ids; i++) if (push_id(out, t->post_ids[i]) < 0) goto done;
     rc = 0;
@@ -674,6 +677,8 @@ static int add_pre(tok_tokenizer *t, const char *pat, size_t plen, int literal, 
     return 0;
 }
 
+static int add_norm(tok_tokenizer *t, norm_step s, const char *path, char *err, size_t cap);
+
 static int load_pre(tok_tokenizer *t, const cJSON *p, const char *path, char *err, size_t cap) {
     if (!p || cJSON_IsNull(p)) return 0;
     const char *type = jstr(p, "type");
@@ -689,6 +694,23 @@ static int load_pre(tok_tokenizer *t, const cJSON *p, const char *path, char *er
         if (jtrue(p, "add_prefix_space")) { seterr(err, cap, "%s: ByteLevel add_prefix_space=true is not supported", path); return -1; }
         const cJSON *ur = cJSON_GetObjectItemCaseSensitive(p, "use_regex");
         if (!ur || cJSON_IsTrue(ur)) return add_pre(t, GPT2_REGEX, PCRE2_ZERO_TERMINATED, 0, BEH_ISOLATED, path, err, cap);
+        return 0;
+    }
+    if (!strcmp(type, "Metaspace")) {
+        /* = Replace ' ' -> U+2581, prepend U+2581, optionally split before each U+2581 */
+        const char *rep = jstr(p, "replacement"), *scheme = jstr(p, "prepend_scheme");
+        if (!rep) rep = "\xE2\x96\x81";
+        if (t->n_pre) { seterr(err, cap, "%s: Metaspace after another pre_tokenizer is not supported", path); return -1; }
+        if (!*rep || !utf8_valid(rep, strlen(rep))) { seterr(err, cap, "%s: bad Metaspace replacement", path); return -1; }
+        int kind = NORM_META_ALWAYS;
+        if (scheme && !strcmp(scheme, "first")) kind = NORM_META_FIRST;
+        else if (scheme && !strcmp(scheme, "never")) kind = 0;
+        else if (!scheme && cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(p, "add_prefix_space"))) kind = 0;
+        else if (scheme && strcmp(scheme, "always")) { seterr(err, cap, "%s: Metaspace prepend_scheme '%s' is not supported", path, scheme); return -1; }
+        if (add_norm(t, (norm_step){NORM_REPLACE, strdup(" "), strdup(rep), 1, strlen(rep)}, path, err, cap) < 0) return -1;
+        if (kind && add_norm(t, (norm_step){kind, strdup(rep), 0, strlen(rep), 0}, path, err, cap) < 0) return -1;
+        const cJSON *split = cJSON_GetObjectItemCaseSensitive(p, "split");
+        if (!split || cJSON_IsTrue(split)) return add_pre(t, rep, PCRE2_ZERO_TERMINATED, 1, BEH_MERGED_NEXT, path, err, cap);
         return 0;
     }
     if (!strcmp(type, "Split")) {
@@ -795,6 +817,12 @@ static int load_decoder(tok_tokenizer *t, const cJSON *p, const char *path, char
         if (!a || !b || strcmp(a, "\xE2\x96\x81") || strcmp(b, " ")) {
             seterr(err, cap, "%s: decoder Replace other than U+2581 -> space is not supported", path); return -1;
         }
+        return 0;
+    }
+    if (!strcmp(type, "Metaspace")) {   /* U+2581 -> space, and drop the prepended one */
+        const char *scheme = jstr(p, "prepend_scheme");
+        const cJSON *aps = cJSON_GetObjectItemCaseSensitive(p, "add_prefix_space");
+        t->dec_strip_start = (scheme && !strcmp(scheme, "never")) || (!scheme && cJSON_IsFalse(aps)) ? 0 : 1;
         return 0;
     }
     if (!strcmp(type, "Strip")) {

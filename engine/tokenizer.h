@@ -7,9 +7,10 @@
  *   normalizer  NFC, NFKC, Replace (string pattern), Prepend, Sequence, null
  *   pre_tokenizer Split (regex via PCRE2 UTF+UCP, or string; behaviours
  *               Isolated, Removed, MergedWithPrevious, MergedWithNext),
- *               ByteLevel (use_regex true/false), Sequence, null
+ *               ByteLevel (use_regex true/false), Metaspace (Mistral style:
+ *               prepend_scheme always/first/never, split), Sequence, null
  *   post_processor ByteLevel, TemplateProcessing ("single"), Sequence, null
- *   decoder     ByteLevel; Replace/ByteFallback/Fuse/Strip sequences
+ *   decoder     ByteLevel, Metaspace; Replace/ByteFallback/Fuse/Strip sequences
  *   added_tokens matched leftmost-longest on the raw text before everything
  *               else (lstrip/rstrip/single_word are not applied).
  *

@@ -375,6 +375,32 @@ static void test_byte_fallback(void **st) {
     tok_ids_free(&ids); tok_free(t);
 }
 
+/* Mistral-style Metaspace pre-tokenizer (prepend_scheme "first", split). */
+static void test_metaspace(void **st) {
+    (void)st;
+    const char *p = write_tmp("tiny_meta.json",
+        "{\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"\xE2\x96\x81\",\"prepend_scheme\":\"first\",\"split\":true},"
+        "\"decoder\":{\"type\":\"Metaspace\",\"replacement\":\"\xE2\x96\x81\",\"prepend_scheme\":\"first\",\"split\":true},"
+        "\"added_tokens\":[{\"id\":5,\"content\":\"<s>\",\"special\":true}],"
+        "\"model\":{\"type\":\"BPE\",\"vocab\":{\"\xE2\x96\x81hi\":0,\"\xE2\x96\x81\":1,\"h\":2,\"i\":3,\"hi\":4},"
+        "\"merges\":[\"h i\",\"\xE2\x96\x81 hi\"]}}");
+    char err[512];
+    tok_tokenizer *t = tok_load(p, err, sizeof err);
+    if (!t) fail_msg("%s", err);
+    tok_ids ids = {0};
+    encode_str(t, "hi hi", &ids);          /* ▁hi ▁hi */
+    assert_int_equal(ids.n, 2); assert_int_equal(ids.ids[0], 0); assert_int_equal(ids.ids[1], 0);
+    encode_str(t, "<s>hi", &ids);          /* no ▁ after an added token with "first" */
+    assert_int_equal(ids.n, 2); assert_int_equal(ids.ids[0], 5); assert_int_equal(ids.ids[1], 4);
+    encode_str(t, "  hi", &ids);           /* already starts with ▁: not prepended again */
+    assert_int_equal(ids.n, 2); assert_int_equal(ids.ids[0], 1); assert_int_equal(ids.ids[1], 0);
+    encode_str(t, "hi hi", &ids);
+    char out[64];
+    tok_decode(t, ids.ids, ids.n, 0, out, sizeof out);
+    assert_string_equal(out, "hi hi");
+    tok_ids_free(&ids); tok_free(t);
+}
+
 static void test_bad_files(void **st) {
     (void)st;
     struct { const char *name, *text, *want; } cases[] = {
@@ -457,6 +483,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_merge_order),
         cmocka_unit_test(test_byte_fallback),
+        cmocka_unit_test(test_metaspace),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_api_qwen3),
         cmocka_unit_test(test_invalid_utf8),
