@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -195,7 +196,7 @@ static int mkdirs(const char *path) {   /* mkdir -p */
 }
 static int mkparent(const char *path) {
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
+    if (pathf(tmp, sizeof tmp, "%s", path) < 0) return -1;
     char *s = strrchr(tmp, '/');
     if (!s) return 0;
     *s = 0;
@@ -434,10 +435,13 @@ static int write_ref(const char *repodir, const char *rev, const char *commit) {
     char p[4096];
     pathf(p, sizeof p, "%s/refs/%s", repodir, rev);
     if (mkparent(p) < 0) return -1;
-    FILE *f = fopen(p, "w");
+    char tmp[4200];
+    if (pathf(tmp, sizeof tmp, "%s.tmp%ld", p, (long)getpid()) < 0) return -1;
+    FILE *f = fopen(tmp, "w");
     if (!f) return -1;
     fputs(commit, f);
-    return fclose(f);
+    if (fclose(f) != 0 || rename(tmp, p) < 0) { unlink(tmp); return -1; }
+    return 0;
 }
 
 /* Points snapshots/<commit>/<name> at ../../blobs/<etag>. */
@@ -450,8 +454,13 @@ static int link_snapshot(const char *snapdir, const char *name, const char *etag
     for (int i = 0; i < up; i++) strcat(target, "../");
     strncat(target, "blobs/", sizeof target - strlen(target) - 1);
     strncat(target, etag, sizeof target - strlen(target) - 1);
-    unlink(lp);
-    return symlink(target, lp);
+    /* atomically: another process may be linking the same file */
+    char tmp[4200];
+    if (pathf(tmp, sizeof tmp, "%s.tmp%ld", lp, (long)getpid()) < 0) return -1;
+    unlink(tmp);
+    if (symlink(target, tmp) < 0) return -1;
+    if (rename(tmp, lp) < 0) { unlink(tmp); return -1; }
+    return 0;
 }
 
 /* Checks size and checksum of a finished download. */
@@ -507,13 +516,23 @@ static int fetch_one(const hub_opts *o, const char *repo, const char *repodir, c
         seterr(err, ecap, "%s: path too long", f->name); return -1;
     }
     if (mkparent(blob) < 0) { seterr(err, ecap, "%s: cannot create: %s", blob, strerror(errno)); return -1; }
+    /* one writer per blob across processes: <cache>/.locks/<folder>/<etag>.lock, as huggingface_hub does */
+    char lockp[4400];
+    const char *folder = strrchr(repodir, '/');
+    int lfd = -1;
+    if (pathf(lockp, sizeof lockp, "%.*s/.locks%s/%s.lock", (int)(folder - repodir), repodir, folder, etag) == 0 &&
+        mkparent(lockp) == 0 && (lfd = open(lockp, O_CREAT | O_RDWR, 0644)) >= 0)
+        flock(lfd, LOCK_EX);
+    int rc = 0;
     long long bs = file_size(blob);
     if (bs < 0 || (rf.size >= 0 && bs != rf.size)) {
         if (bs >= 0) unlink(blob);
-        if (fetch_resume(o, url, inc, f->name, rf.size, err, ecap) < 0) return -1;
-        if (verify(inc, &rf, err, ecap) < 0) { unlink(inc); return -1; }
-        if (rename(inc, blob) < 0) { seterr(err, ecap, "%s: rename failed: %s", blob, strerror(errno)); return -1; }
+        if (fetch_resume(o, url, inc, f->name, rf.size, err, ecap) < 0) rc = -1;
+        else if (verify(inc, &rf, err, ecap) < 0) { unlink(inc); rc = -1; }
+        else if (rename(inc, blob) < 0) { seterr(err, ecap, "%s: rename failed: %s", blob, strerror(errno)); rc = -1; }
     }
+    if (lfd >= 0) { flock(lfd, LOCK_UN); close(lfd); }
+    if (rc < 0) return -1;
     if (link_snapshot(snapdir, f->name, etag) < 0) { seterr(err, ecap, "%s: cannot link: %s", lp, strerror(errno)); return -1; }
     return 0;
 }

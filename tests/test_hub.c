@@ -196,6 +196,9 @@ static int setup(void **st) {
 static int teardown(void **st) {
     (void)st;
     if (DAEMON) MHD_stop_daemon(DAEMON);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf build/tmp/hubcache-*-%d", (int)getpid());
+    if (system(cmd) != 0) fprintf(stderr, "could not remove the test caches\n");
     for (int i = 0; i < NFILES; i++) free(FILES[i].data);
     return 0;
 }
@@ -402,6 +405,36 @@ static void test_head_etag(void **st) {
     assert_file_is(p, &FILES[F_CONFIG]);
 }
 
+/* Two processes downloading into one cache at once both succeed. */
+static void test_concurrent(void **st) {
+    (void)st;
+    hub_opts o; char cache[256], snap[1024], err[1024] = "";
+    fresh(&o, cache, sizeof cache, "conc");
+    pid_t kids[3];
+    for (int k = 0; k < 3; k++) {
+        kids[k] = fork();
+        assert_true(kids[k] >= 0);
+        if (kids[k] == 0) {
+            if (hub_download(&o, "org/tiny", snap, sizeof snap, err, sizeof err) == 0) _exit(0);
+            fprintf(stderr, "child %d: %s\n", k, err);
+            _exit(1);
+        }
+    }
+    for (int k = 0; k < 3; k++) {
+        int status;
+        assert_int_equal(waitpid(kids[k], &status, 0), kids[k]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    if (hub_download(&o, "org/tiny", snap, sizeof snap, err, sizeof err) != 0) fail_msg("%s", err);
+    for (int i = 0; i < NFILES; i++) {
+        if (i == F_MISSING) continue;
+        char p[2100]; snprintf(p, sizeof p, "%s/%s", snap, FILES[i].name);
+        assert_file_is(p, &FILES[i]);
+    }
+    assert_int_equal(count_incomplete(cache, "models--org--tiny"), 0);
+}
+
 /* The command: engine/hub download with HF_ENDPOINT / HF_HUB_OFFLINE. */
 static void test_cli(void **st) {
     (void)st;
@@ -432,6 +465,7 @@ int main(void) {
         cmocka_unit_test(test_resume_across_runs),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_head_etag),
+        cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
