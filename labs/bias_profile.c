@@ -196,7 +196,7 @@ static void make_reply(sim_ctx *c, const bias_request *rq, bias_buf *b) {
 }
 
 static int sim_generate(void *ctx, const bias_request *req, size_t n, bias_reply *out,
-                        char *err, size_t errlen) {
+                        bias_reply_cb on_reply, void *cb_ctx, char *err, size_t errlen) {
     sim_ctx *c = ctx;
     for (size_t i = 0; i < n; i++) {
         bias_buf b = {0};
@@ -205,6 +205,7 @@ static int sim_generate(void *ctx, const bias_request *req, size_t n, bias_reply
         out[i].text = b.s;
         out[i].output_tokens = bias_count_tokens(b.s);
         out[i].latency_s = out[i].ttft_s = 0;
+        if (on_reply) on_reply(cb_ctx, i, &out[i]);
     }
     return 0;
 }

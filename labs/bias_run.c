@@ -116,6 +116,7 @@ static long read_journal(const char *path, set_state *s, char *err, size_t errle
     return got;
 }
 
+/* Appends the journal lines of trials idx[0..n-1], then fflush + fsync. */
 static int append_batch(FILE *j, const set_state *s, const size_t *idx, size_t n, const char *path,
                         char *err, size_t errlen) {
     bias_buf b = {0};
@@ -185,6 +186,39 @@ out:
     return rc;
 }
 
+/* Replies arriving from the source: kept, and journaled every max_workers. */
+typedef struct stream_ctx {
+    const bias_run_config *c;
+    set_state    *s;
+    FILE         *j;
+    const char   *jpath;
+    const size_t *todo;      /* (ntodo) trial index of each request */
+    size_t       *pending;   /* (flush_every) trials not yet in the journal */
+    size_t        npending, flush_every, done, got;
+    int           set, failed;
+    char         *err; size_t errlen;
+} stream_ctx;
+
+static void stream_flush(stream_ctx *x) {
+    if (x->npending == 0 || x->failed) return;
+    if (append_batch(x->j, x->s, x->pending, x->npending, x->jpath, x->err, x->errlen)) { x->failed = 1; return; }
+    x->done += x->npending;
+    x->npending = 0;
+    if (x->c->progress) x->c->progress(x->c->progress_ctx, x->set, x->done, x->s->n, x->got);
+}
+
+static void on_reply(void *ctx, size_t k, bias_reply *r) {
+    stream_ctx *x = ctx;
+    size_t i = x->todo[k];
+    if (x->failed || x->s->output[i]) return;
+    x->s->output[i] = r->text ? r->text : strdup("API_ERROR: empty reply");
+    r->text = NULL;
+    if (!x->s->output[i]) { snprintf(x->err, x->errlen, "out of memory"); x->failed = 1; return; }
+    x->s->otok[i] = r->output_tokens; x->s->lat[i] = r->latency_s; x->s->ttft[i] = r->ttft_s;
+    x->pending[x->npending++] = i;
+    if (x->npending >= x->flush_every) stream_flush(x);
+}
+
 static int run_one_set(const bias_run_config *c, const bias_universe *u, bias_source *src, int set,
                        bias_run_stats *st, size_t base, char *err, size_t errlen) {
     set_state s = {0};
@@ -192,7 +226,7 @@ static int run_one_set(const bias_run_config *c, const bias_universe *u, bias_so
     FILE *j = NULL;
     bias_request *req = NULL;
     bias_reply *rep = NULL;
-    size_t *todo = NULL;
+    size_t *todo = NULL, *pending = NULL;
     s.n = u->n * (size_t)c->num_trials;
     s.prompt = calloc(s.n, sizeof *s.prompt); s.info = calloc(s.n, sizeof *s.info);
     s.output = calloc(s.n, sizeof *s.output); s.otok = calloc(s.n, sizeof *s.otok);
@@ -223,37 +257,32 @@ static int run_one_set(const bias_run_config *c, const bias_universe *u, bias_so
         if (got < 0) goto out;
         st->resumed += (size_t)got;
         if (!(j = fopen(jpath, "ab"))) { snprintf(err, errlen, "%s: %s", jpath, strerror(errno)); goto out; }
-        size_t bs = (size_t)(c->max_workers > 0 ? c->max_workers : 1), ntodo = 0, done = (size_t)got;
+        size_t ntodo = 0;
         todo = malloc(s.n * sizeof *todo);
-        req = calloc(bs, sizeof *req); rep = calloc(bs, sizeof *rep);
-        if (!todo || !req || !rep) { snprintf(err, errlen, "out of memory"); goto out; }
-        for (size_t i = 0; i < s.n; i++) if (!s.output[i]) todo[ntodo++] = i;
-        if (c->progress) c->progress(c->progress_ctx, set, done, s.n, (size_t)got);
-        for (size_t off = 0; off < ntodo; off += bs) {
-            size_t nb = ntodo - off < bs ? ntodo - off : bs;
-            for (size_t k = 0; k < nb; k++) {
-                size_t i = todo[off + k];
-                req[k] = (bias_request){ .prompt = s.prompt[i], .stock = &u->stocks[i / (size_t)c->num_trials],
-                    .stock_index = i / (size_t)c->num_trials, .set = set,
-                    .trial = (int)(i % (size_t)c->num_trials), .num_trials = c->num_trials,
-                    .buy_first = s.info[i].buy_first, .prompt_tokens = st->prompt_tokens[base + i] };
-                memset(&rep[k], 0, sizeof rep[k]);
-            }
-            if (src->generate(src->ctx, req, nb, rep, err, errlen)) {
-                for (size_t k = 0; k < nb; k++) free(rep[k].text);
-                goto out;
-            }
-            for (size_t k = 0; k < nb; k++) {
-                size_t i = todo[off + k];
-                s.output[i] = rep[k].text ? rep[k].text : strdup("API_ERROR: empty reply");
-                rep[k].text = NULL;
-                if (!s.output[i]) { snprintf(err, errlen, "out of memory"); goto out; }
-                s.otok[i] = rep[k].output_tokens; s.lat[i] = rep[k].latency_s; s.ttft[i] = rep[k].ttft_s;
-            }
-            if (append_batch(j, &s, todo + off, nb, jpath, err, errlen)) goto out;
-            done += nb;
-            if (c->progress) c->progress(c->progress_ctx, set, done, s.n, (size_t)got);
+        req = calloc(s.n, sizeof *req); rep = calloc(s.n, sizeof *rep);
+        pending = malloc((size_t)c->max_workers * sizeof *pending);
+        if (!todo || !req || !rep || !pending) { snprintf(err, errlen, "out of memory"); goto out; }
+        for (size_t i = 0; i < s.n; i++) {
+            if (s.output[i]) continue;
+            req[ntodo] = (bias_request){ .prompt = s.prompt[i], .stock = &u->stocks[i / (size_t)c->num_trials],
+                .stock_index = i / (size_t)c->num_trials, .set = set,
+                .trial = (int)(i % (size_t)c->num_trials), .num_trials = c->num_trials,
+                .buy_first = s.info[i].buy_first, .prompt_tokens = st->prompt_tokens[base + i] };
+            todo[ntodo++] = i;
         }
+        stream_ctx x = { .c = c, .s = &s, .j = j, .jpath = jpath, .todo = todo, .pending = pending,
+                         .flush_every = (size_t)c->max_workers, .done = (size_t)got, .got = (size_t)got,
+                         .set = set, .err = err, .errlen = errlen };
+        if (c->progress) c->progress(c->progress_ctx, set, x.done, s.n, x.got);
+        /* the whole rest of the set in one call: the source keeps its own
+         * requests in flight; replies are journaled every max_workers */
+        int gen = ntodo ? src->generate(src->ctx, req, ntodo, rep, on_reply, &x, err, errlen) : 0;
+        if (gen == 0)
+            for (size_t k = 0; k < ntodo; k++)          /* a source that filled out[] without calling back */
+                if (rep[k].text) on_reply(&x, k, &rep[k]);
+        stream_flush(&x);                               /* what arrived is kept, even after a failure */
+        for (size_t k = 0; k < ntodo; k++) free(rep[k].text);
+        if (gen != 0 || x.failed) goto out;
         fclose(j); j = NULL;
         if (write_set_csv(c, u, set, &s, setpath, &st->answered, err, errlen)) goto out;
         unlink(jpath);                                       /* the set file is complete now */
@@ -265,7 +294,7 @@ static int run_one_set(const bias_run_config *c, const bias_universe *u, bias_so
     rc = 0;
 out:
     if (j) fclose(j);
-    free(todo); free(req); free(rep);
+    free(todo); free(req); free(rep); free(pending);
     set_free(&s);
     return rc;
 }

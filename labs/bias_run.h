@@ -1,6 +1,7 @@
 /* bias_run: the experiment loop, as the study's run script: for every set,
- * every ticker x trial prompt goes to the reply source in batches of
- * max_workers; each batch is appended durably (fflush + fsync) to a progress
+ * every ticker x trial prompt goes to the reply source (the rest of a set in
+ * one call; the source keeps its own requests in flight); replies are
+ * appended durably (fflush + fsync) every max_workers to a progress
  * journal {model}_att_set_{n}.progress.jsonl, so a killed run resumes where
  * it stopped; a finished set becomes {model}_att_set_{n}.csv through a
  * temporary file and rename.  A manifest {model}_att_run.json pins the
@@ -21,7 +22,7 @@ typedef struct bias_run_config {
     uint64_t    seed;
     const char *output_dir;
     const char *inputs;         /* a line naming the inputs (tickers, evidence, profile) */
-    /* called after every batch (NULL: none) */
+    /* called after every durable journal write (NULL: none) */
     void (*progress)(void *ctx, int set, size_t done, size_t total, size_t resumed);
     void *progress_ctx;
 } bias_run_config;

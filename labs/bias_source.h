@@ -24,13 +24,21 @@ typedef struct bias_reply {
     double latency_s, ttft_s;       /* measured (real) or 0 (simulated: see bias_serving) */
 } bias_reply;
 
+/* Called once per request as soon as its reply is final (in any order, on
+ * the thread that called generate); it may take out[i].text (leaving NULL). */
+typedef void (*bias_reply_cb)(void *cb_ctx, size_t i, bias_reply *reply);
+
 typedef struct bias_source {
     const char *name;               /* "simulated", "engine", "server" */
     void *ctx;
-    /* Answers n requests (a batch of up to max_workers); fills out[0..n-1].
-     * Returns 0, or -1 with err when the source itself failed (not one reply). */
+    /* Answers n requests (a whole set: a real source keeps its own number in
+     * flight, as the study's thread pool does), filling out[0..n-1] and
+     * calling on_reply (when not NULL) for each as it completes, so that the
+     * run can journal replies while the others are still being generated.
+     * Returns 0, or -1 with err when the source itself failed (not one reply);
+     * replies already reported stay valid. */
     int  (*generate)(void *ctx, const bias_request *req, size_t n, bias_reply *out,
-                     char *err, size_t errlen);
+                     bias_reply_cb on_reply, void *cb_ctx, char *err, size_t errlen);
     void (*free)(void *ctx);
 } bias_source;
 

@@ -20,6 +20,7 @@
 #include "labs/bias_reply.h"
 #include "labs/bias_tokens.h"
 #include "labs/bias_fit.h"
+#include "labs/bias_run.h"
 #include <cjson/cJSON.h>
 
 /* Per-process scratch directory: other engineers may run these tests at the same time. */
@@ -139,6 +140,58 @@ static void test_resume_after_sigkill(void **state) {
     assert_true(system(cmd) != 0);
 }
 
+/* A source that dies after `left` replies (a server going away). */
+typedef struct flaky { bias_source inner; size_t left; } flaky;
+static int flaky_generate(void *ctx, const bias_request *req, size_t n, bias_reply *out,
+                          bias_reply_cb cb, void *cb_ctx, char *err, size_t errlen) {
+    flaky *f = ctx;
+    size_t m = n < f->left ? n : f->left;
+    if (f->inner.generate(f->inner.ctx, req, m, out, cb, cb_ctx, err, errlen)) return -1;
+    f->left -= m;
+    if (m < n) { snprintf(err, errlen, "server went away"); return -1; }
+    return 0;
+}
+
+static void test_source_failure_keeps_replies(void **state) {
+    (void)state;
+    bias_tokens_use("/nonexistent");
+    char err[512], cmd[512];
+    bias_universe u;
+    assert_int_equal(bias_universe_load_tickers(&u, "data/universe/sp500.csv", err, sizeof err), 0);
+    size_t all = u.n;
+    u.n = 20;                                        /* the first twenty are enough */
+    bias_profile p;
+    assert_int_equal(bias_profile_load(&p, "data/bias_profiles/qwen3-30b-a3b.json", err, sizeof err), 0);
+    snprintf(cmd, sizeof cmd, "rm -rf %s/flaky %s/clean", T, T);
+    assert_int_equal(system(cmd), 0);
+    bias_run_config c = { .model = MODEL, .model_id = MODEL, .temperature = 0.6, .top_p = 0.8, .max_tokens = 1024,
+                          .num_sets = 2, .num_trials = 10, .max_workers = 16, .seed = 3, .inputs = "test" };
+    bias_run_stats st;
+    flaky f = { .left = 237 };                       /* dies inside set 2 */
+    assert_int_equal(bias_profile_source(&f.inner, &p, &u, 3, 0.6, err, sizeof err), 0);
+    bias_source src = { .name = "flaky", .ctx = &f, .generate = flaky_generate };
+    c.output_dir = tp("flaky");
+    assert_int_equal(bias_run_sets(&c, &u, &src, &st, err, sizeof err), -1);
+    assert_non_null(strstr(err, "server went away"));
+    bias_run_stats_free(&st);
+    /* the rerun takes set 1 from its file and the 37 replies of set 2 from the journal */
+    f.left = (size_t)-1;
+    assert_int_equal(bias_run_sets(&c, &u, &src, &st, err, sizeof err), 0);
+    assert_int_equal(st.sets_reused, 1);
+    assert_int_equal(st.resumed, 200 + 37);
+    bias_run_stats_free(&st);
+    /* and the files equal a run that never failed */
+    c.output_dir = tp("clean");
+    assert_int_equal(bias_run_sets(&c, &u, &f.inner, &st, err, sizeof err), 0);
+    bias_run_stats_free(&st);
+    same_file(tp("flaky"), tp("clean"), MODEL "_att_set_1.csv");
+    same_file(tp("flaky"), tp("clean"), MODEL "_att_set_2.csv");
+    bias_source_free(&f.inner);
+    u.n = all;
+    bias_universe_free(&u);
+    bias_tokens_free();
+}
+
 /* ---- planted and null bias, through the simulated source and the parser ---- */
 
 typedef struct scored { bias_result r; double p_fixed; } scored;
@@ -161,7 +214,7 @@ static void simulate(const bias_universe *u, const bias_profile *p, uint64_t see
             for (int t = 0; t < 10; t++)
                 req[m++] = (bias_request){ .stock = &u->stocks[i], .stock_index = i, .set = set, .trial = t,
                                            .num_trials = 10, .buy_first = t < 5 };
-        assert_int_equal(src.generate(src.ctx, req, m, rep, err, sizeof err), 0);
+        assert_int_equal(src.generate(src.ctx, req, m, rep, NULL, NULL, err, sizeof err), 0);
         for (size_t j = 0; j < m; j++) {
             char a[32];
             bias_reply_parse(rep[j].text, a, sizeof a);
@@ -356,6 +409,7 @@ int main(void) {
     snprintf(T, sizeof T, "build/tmp/bias_run.%ld", (long)getpid());
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_after_sigkill),
+        cmocka_unit_test(test_source_failure_keeps_replies),
         cmocka_unit_test(test_planted_bias_recovered),
         cmocka_unit_test(test_null_profile_nominal_rate),
         cmocka_unit_test(test_outputs_and_serving),
