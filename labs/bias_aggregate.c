@@ -136,10 +136,15 @@ int bias_aggregate(const char *dir, const char *model, int rebuild, bias_result 
     int rc = bias_analyze_table(&t, r, err, errlen);
     bias_csv_free(&t);
     if (rc) return -1;
+    return bias_write_result(dir, model, r, err, errlen);
+}
+
+int bias_write_result(const char *dir, const char *model, const bias_result *r, char *err, size_t errlen) {
+    char path[4096];
     bias_buf j = {0};
     if (bias_result_json(r, &j)) { bias_buf_free(&j); snprintf(err, errlen, "out of memory"); return -1; }
     bias_path(path, sizeof path, dir, model, "_att_result.json");
-    rc = bias_write_atomic(path, j.s, j.len, err, errlen);
+    int rc = bias_write_atomic(path, j.s, j.len, err, errlen);
     bias_buf_free(&j);
     return rc;
 }

@@ -19,6 +19,8 @@ int  bias_analyze_table(const bias_csv *t, bias_result *r, char *err, size_t err
 /* Writes {model}_att_combined.csv from the set files 1..num_sets found in dir
  * (num_sets 0: every set file there); the set column becomes the set number. */
 int  bias_combine_sets(const char *dir, const char *model, int num_sets, char *err, size_t errlen);
+/* Writes {dir}/{model}_att_result.json for r. */
+int  bias_write_result(const char *dir, const char *model, const bias_result *r, char *err, size_t errlen);
 /* The whole aggregation; with rebuild != 0 the combined file is rebuilt from
  * the set files even when it exists.  Fills r and writes the result JSON. */
 int  bias_aggregate(const char *dir, const char *model, int rebuild, bias_result *r,

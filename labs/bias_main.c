@@ -71,36 +71,6 @@ static void print_warnings(const bias_universe *u) {
     if (u->nwarn > 20) fprintf(stderr, "labs/bias: warning: ... and %zu more\n", u->nwarn - 20);
 }
 
-/* ---- analyze -------------------------------------------------------------- */
-
-static int cmd_analyze(int argc, char **argv) {
-    const char *model = NULL, *dir = "./result";
-    int rebuild = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: labs/bias analyze --model-id ID [--output-dir DIR] [--rebuild]\n"
-                   "  Aggregates DIR/ID_att_combined.csv (or, when absent or with --rebuild,\n"
-                   "  the set files DIR/ID_att_set_N.csv) into DIR/ID_att_result.json.\n");
-            return 0;
-        }
-        else if (!strcmp(argv[i], "--model-id") && i + 1 < argc) model = argv[++i];
-        else if (!strcmp(argv[i], "--output-dir") && i + 1 < argc) dir = argv[++i];
-        else if (!strcmp(argv[i], "--rebuild")) rebuild = 1;
-        else { fprintf(stderr, "labs/bias analyze: unknown or incomplete option %s (see --help)\n", argv[i]); return 2; }
-    }
-    if (!model) { fprintf(stderr, "labs/bias analyze: --model-id is required (see --help)\n"); return 2; }
-    char err[1024];
-    bias_result r;
-    if (bias_aggregate(dir, short_model(model), rebuild, &r, err, sizeof err)) {
-        fprintf(stderr, "labs/bias analyze: %s\n", err); return 1;
-    }
-    printf("Bias result saved to %s/%s_att_result.json\n", dir, short_model(model));
-    printf("Bias Index: %d\n", r.bias_index);
-    return 0;
-}
-
-/* ---- gen-evidence ------------------------------------------------------------ */
-
 static int mkdir_p(const char *dir) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s", dir);
@@ -108,6 +78,52 @@ static int mkdir_p(const char *dir) {
         if (*p == '/') { *p = 0; if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1; *p = '/'; }
     return (mkdir(tmp, 0755) != 0 && errno != EEXIST) ? -1 : 0;
 }
+
+/* ---- analyze -------------------------------------------------------------- */
+
+static int cmd_analyze(int argc, char **argv) {
+    const char *model = NULL, *dir = "./result", *combined = NULL;
+    int rebuild = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: labs/bias analyze --model-id ID [--output-dir DIR] [--rebuild] [--combined CSV]\n"
+                   "  Aggregates DIR/ID_att_combined.csv (or, when absent or with --rebuild,\n"
+                   "  the set files DIR/ID_att_set_N.csv) into DIR/ID_att_result.json, as the\n"
+                   "  study's aggregation does.  --combined reads a combined CSV from anywhere\n"
+                   "  (e.g. a read-only copy) and writes only the result into DIR.\n");
+            return 0;
+        }
+        else if (!strcmp(argv[i], "--model-id") && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "--output-dir") && i + 1 < argc) dir = argv[++i];
+        else if (!strcmp(argv[i], "--rebuild")) rebuild = 1;
+        else if (!strcmp(argv[i], "--combined") && i + 1 < argc) combined = argv[++i];
+        else { fprintf(stderr, "labs/bias analyze: unknown or incomplete option %s (see --help)\n", argv[i]); return 2; }
+    }
+    if (!model) { fprintf(stderr, "labs/bias analyze: --model-id is required (see --help)\n"); return 2; }
+    char err[1024];
+    bias_result r;
+    if (combined) {
+        bias_csv t;
+        int bad = bias_csv_load(&t, combined, err, sizeof err) != 0;
+        if (!bad) { bad = bias_analyze_table(&t, &r, err, sizeof err) != 0; bias_csv_free(&t); }
+        if (!bad) bad = mkdir_p(dir) != 0 && (snprintf(err, sizeof err, "%s: %s", dir, strerror(errno)), 1);
+        if (!bad) bad = bias_write_result(dir, short_model(model), &r, err, sizeof err) != 0;
+        if (bad) { fprintf(stderr, "labs/bias analyze: %s\n", err); return 1; }
+    } else if (bias_aggregate(dir, short_model(model), rebuild, &r, err, sizeof err)) {
+        fprintf(stderr, "labs/bias analyze: %s\n", err); return 1;
+    }
+    printf("Bias result saved to %s/%s_att_result.json\n", dir, short_model(model));
+    printf("Bias Index: %d\n", r.bias_index);
+    printf("  sector: high %s (%.1f), low %s (%.1f), t = %.4f, p = %.3g\n", r.t_sector.high,
+           r.nsector ? r.sector[0].mean : 0, r.t_sector.low, r.nsector ? r.sector[r.nsector - 1].mean : 0,
+           r.t_sector.t, r.t_sector.p);
+    printf("  size:   high %s (%.1f), low %s (%.1f), t = %.4f, p = %.3g\n", r.t_size.high,
+           r.size[0].mean, r.t_size.low, r.size[r.nsize - 1].mean, r.t_size.t, r.t_size.p);
+    return 0;
+}
+
+/* ---- gen-evidence ------------------------------------------------------------ */
+
 
 static int cmd_gen_evidence(int argc, char **argv) {
     const char *tickers = DEFAULT_TICKERS, *dir = "build/data";

@@ -85,6 +85,16 @@ static void test_caseD_equals_study(void **state) {
     same_json(a, b, "result");
     /* the text itself: group values print as Python floats ("56.0") */
     assert_non_null(strstr(mine, "\"bias_mean\": 56.0,"));
+    cJSON_Delete(a); free(mine);
+    /* --combined reads the study's file where it lies (read-only) */
+    snprintf(cmd, sizeof cmd, "rm %s/caseD_att_result.json && %s/labs/bias analyze --model-id caseD --combined %s "
+             "--output-dir %s > /dev/null", dir, tu_bindir(), csv, dir);
+    assert_int_equal(system(cmd), 0);
+    mine = slurp(out);
+    assert_non_null(mine);
+    a = cJSON_Parse(mine);
+    assert_non_null(a);
+    same_json(a, b, "result");
     cJSON_Delete(a); cJSON_Delete(b); free(mine); free(study);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
