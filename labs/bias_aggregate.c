@@ -32,8 +32,9 @@ int bias_analyze_table(const bias_csv *t, bias_result *r, char *err, size_t errl
     for (size_t i = 0; i < t->nrows; i++) {
         const char *set = bias_csv_at(t, i, col[0]), *cap = bias_csv_at(t, i, col[4]);
         char *end;
-        long sv = strtol(set, &end, 10);
-        if (end == set || *end) {
+        double sd = strtod(set, &end);                 /* "2" or "2.0": pandas reads either */
+        long sv = (long)sd;
+        if (end == set || *end || sd != (double)sv) {
             snprintf(err, errlen, "%s:%ld: set \"%s\" is not an integer", t->path, t->lines[i], set); goto out;
         }
         double cv = NAN;
