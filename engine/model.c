@@ -223,6 +223,21 @@ int model_logprobs(model *m, int R, const int32_t *ids, float *out, char *err, s
     return 0;
 }
 
+int model_copy_block(model *m, int src, int dst, char *err, size_t errlen) {
+    if (src < 0 || dst < 0 || src >= m->num_blocks || dst >= m->num_blocks)
+        return fail(err, errlen, "copy of block %d to %d (pool of %d)", src, dst, m->num_blocks);
+    size_t blk = (size_t)m->o.block_size * m->nkv * m->hd;     /* elements of one block */
+    for (int l = 0; l < m->L; l++)
+        if (cudaMemcpyAsync(k_cache(m, l) + dst * blk, k_cache(m, l) + src * blk, blk * 2,
+                            cudaMemcpyDeviceToDevice, m->s) ||
+            cudaMemcpyAsync(v_cache(m, l) + dst * blk, v_cache(m, l) + src * blk, blk * 2,
+                            cudaMemcpyDeviceToDevice, m->s))
+            return fail(err, errlen, "block copy: %s", cudaGetErrorString(cudaGetLastError()));
+    return 0;
+}
+
+int model_num_blocks(const model *m) { return m->num_blocks; }
+
 /* A full-size step (max_num_batched_tokens over max_num_seqs sequences) on a
  * scratch cache of one block, so that cuBLAS and every buffer reach their peak. */
 static int profile_step(model *m, char *err, size_t errlen) {
@@ -365,6 +380,10 @@ int model_logits(model *m, int R, float *out, char *err, size_t errlen) {
 int model_logprobs(model *m, int R, const int32_t *ids, float *out, char *err, size_t errlen) {
     (void)m; (void)R; (void)ids; (void)out; return fail(err, errlen, "no CUDA");
 }
+int model_copy_block(model *m, int src, int dst, char *err, size_t errlen) {
+    (void)m; (void)src; (void)dst; return fail(err, errlen, "no CUDA");
+}
+int model_num_blocks(const model *m) { (void)m; return 0; }
 const mc_config *model_config(const model *m) { return &m->c; }
 const model_opts *model_options(const model *m) { return &m->o; }
 void model_free(model *m) { (void)m; }

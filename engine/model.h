@@ -59,6 +59,10 @@ int  model_sample(model *m, int R, const k_sample_params *params, int32_t *token
 int  model_logits(model *m, int R, float *out, char *err, size_t errlen);
 /* out (R,) host = log-probability of ids[r] (host) under logits row r. */
 int  model_logprobs(model *m, int R, const int32_t *ids, float *out, char *err, size_t errlen);
+/* Copies KV block src to block dst in every layer (copy-on-write). */
+int  model_copy_block(model *m, int src, int dst, char *err, size_t errlen);
+/* KV blocks of the cache (what the scheduler's pool must have). */
+int  model_num_blocks(const model *m);
 const mc_config *model_config(const model *m);
 const model_opts *model_options(const model *m);
 void model_free(model *m);

@@ -1,0 +1,71 @@
+/* engine: the CUDA engine loop.  The same scheduler, KV cache and step loop as
+ * the simulator (sim/scheduler.h, sim/kv_cache.h, sim/step_loop.h) drive it;
+ * its executor turns each scheduled batch into one model_forward over the
+ * paged cache and samples the tokens.  Continuous batching, chunked prefill,
+ * prefix caching and preemption by recompute come from sim/.  Uses the GPU;
+ * never prints. */
+#ifndef ENGINE_ENGINE_H
+#define ENGINE_ENGINE_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "engine/model.h"
+#include "sim/kv_cache.h"
+#include "sim/scheduler.h"
+
+typedef struct eng_config {
+    model_opts model;            /* batching limits and memory (model.h) */
+    bool   prefix_caching;       /* automatic prefix caching (true) */
+    int    eos_id;               /* stop token, < 0 = length only */
+} eng_config;
+
+typedef struct eng_params {      /* per request */
+    int      max_tokens;         /* tokens to generate (>= 1) */
+    float    temperature;        /* 0 = greedy */
+    int      top_k;              /* 0 = off */
+    float    top_p;              /* 1 = off */
+    uint64_t seed;               /* the request's random stream */
+} eng_params;
+
+typedef struct eng_result {      /* a finished request */
+    int      id;
+    int      prompt_len;
+    int      num_tokens;         /* generated */
+    int32_t *tokens;             /* (num_tokens,) owned by the engine until eng_free */
+    double   arrival, first_token, finish;   /* seconds on the engine clock */
+    int      num_preemptions;
+    bool     aborted;
+} eng_result;
+
+typedef struct eng eng;
+
+/* Takes ownership of *w, plans memory (mem filled) and builds the KV pool,
+ * scheduler and loop.  NULL and a message on error. */
+eng *eng_create(const mc_config *c, w_weights *w, const eng_config *cfg, model_mem *mem,
+                char *err, size_t errlen);
+/* Queues a request (prompt copied).  -1 and a message on bad input. */
+int  eng_add_request(eng *e, int id, const int *prompt, int prompt_len, const eng_params *p,
+                     char *err, size_t errlen);
+/* One schedule -> execute -> postprocess.  Requests finished in this step in
+ * *done (valid until the next eng_step).  1 when a step ran, 0 when idle,
+ * -1 with a message on error. */
+int  eng_step(eng *e, const eng_result **done, int *n_done, char *err, size_t errlen);
+/* Makes request id stop after its next token (the scheduler has no abort yet);
+ * its result is marked aborted.  -1 when no such request is live. */
+int  eng_abort(eng *e, int id);
+bool eng_has_work(const eng *e);
+/* The KV pool in the simulator's categories (blocks used, fragmentation...). */
+void eng_usage(eng *e, kv_usage *u);
+void eng_free(eng *e);
+
+/* The step's flattened batch from a scheduled batch (host arrays in buf,
+ * reused between steps): exposed so that tests can check it without a GPU. */
+typedef struct eng_batch_buf {
+    int32_t *ids, *pos, *slots;  /* (cap_t,) */
+    int32_t *qs, *ctx, *tables;  /* (cap_b+1,), (cap_b,), (cap_b, max_blocks) */
+    int cap_t, cap_b, max_blocks;
+} eng_batch_buf;
+int  eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf, int max_blocks,
+                     model_batch *out, char *err, size_t errlen);
+void eng_batch_buf_free(eng_batch_buf *buf);
+#endif

@@ -1,0 +1,155 @@
+/* Tests (CPU) of the engine's batch builder (engine/engine.c eng_build_batch):
+ * the flattened batch handed to the forward pass must say exactly what the
+ * scheduler and the KV cache decided: every new token's id, position and
+ * physical slot (kv_slot), each sequence's query range, context length and
+ * block table, through chunked prefill, decode, prefix-cache hits and
+ * preemption.  Driven by the real sim/ scheduler with fake sampled tokens. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include "tests/test_util.h"
+#include "engine/engine.h"
+
+/* checks the batch built for b against the scheduler's own view of it */
+static void check_batch(const sched_batch *b, const kv_cache *kv, const model_batch *mb) {
+    int bs = kv_get_config(kv)->block_size, t = 0;
+    assert_int_equal(mb->B, b->num_items);
+    for (int i = 0; i < b->num_items; i++) {
+        const sched_item *it = &b->items[i];
+        const seq *s = it->s;
+        assert_int_equal(mb->query_start[i], t);
+        assert_int_equal(mb->query_start[i + 1] - mb->query_start[i], it->num_new);
+        assert_int_equal(mb->context_lens[i], it->start + it->num_new);
+        for (int j = 0; j < it->num_new; j++, t++) {
+            int p = it->start + j;
+            assert_int_equal(mb->input_ids[t], s->tokens[p]);
+            assert_int_equal(mb->positions[t], p);
+            assert_int_equal(mb->slot_mapping[t], kv_slot(kv, s, p));
+            /* the slot is where the block table says the attention will look */
+            const int32_t *row = mb->block_tables + (size_t)i * mb->max_blocks_per_seq;
+            assert_int_equal(mb->slot_mapping[t], row[p / bs] * bs + p % bs);
+        }
+        for (int k = 0; k < (it->start + it->num_new + bs - 1) / bs; k++)
+            assert_int_equal(mb->block_tables[(size_t)i * mb->max_blocks_per_seq + k], s->block_table[k]);
+    }
+    assert_int_equal(mb->T, t);
+}
+
+/* runs the scheduler to completion, checking every batch; returns steps and
+ * counts prefix-hit items (start > 0 on a first prefill chunk) */
+static int drive(sched *sc, kv_cache *kv, int max_blocks, int *prefix_items, int *steps_with_decode) {
+    eng_batch_buf buf = {0};
+    int steps = 0, tokens[512];
+    char err[256];
+    double now = 0;
+    while (sched_has_work(sc) && steps < 1000) {
+        const sched_batch *b;
+        int n = sched_schedule(sc, now, &b);
+        if (n > 0) {
+            model_batch mb;
+            assert_int_equal(eng_build_batch(b, kv, &buf, max_blocks, &mb, err, sizeof err), 0);
+            check_batch(b, kv, &mb);
+            int dec = 0;
+            for (int i = 0; i < n; i++) {
+                tokens[i] = 100 + (b->items[i].s->id * 7 + steps) % 50;
+                if (b->items[i].kind == SCHED_DECODE) dec = 1;
+                if (b->items[i].kind == SCHED_PREFILL && b->items[i].start > 0 &&
+                    b->items[i].s->num_computed == b->items[i].start && b->items[i].start % 16 == 0 &&
+                    b->items[i].s->first_scheduled == now && prefix_items)
+                    (*prefix_items)++;
+            }
+            if (steps_with_decode) *steps_with_decode += dec;
+        }
+        now += 0.01;
+        sched_postprocess(sc, n > 0 ? tokens : NULL, now, -1, NULL, NULL, NULL, NULL);
+        steps++;
+    }
+    eng_batch_buf_free(&buf);
+    return steps;
+}
+
+static void test_batches_match_scheduler(void **st) {
+    (void)st;
+    char err[256];
+    kv_config kc = {KV_PAGED, 64, 16, 256, 2048, true, 0};
+    kv_cache *kv = kv_create(&kc, err, sizeof err);
+    assert_non_null(kv);
+    sched_config scfg = sched_config_default();
+    scfg.max_num_batched_tokens = 40;             /* forces chunked prefill */
+    scfg.max_num_seqs = 8;
+    scfg.max_model_len = 256;
+    sched *sc = sched_create(&scfg, kv, err, sizeof err);
+    assert_non_null(sc);
+    int prompt[200];
+    for (int r = 0; r < 5; r++) {
+        int len = 20 + 37 * r;
+        for (int i = 0; i < len; i++) prompt[i] = (r * 31 + i * 17) % 1000;
+        assert_non_null(sched_add(sc, r, prompt, len, 12 + r, 1, 0, 0.0, NULL));
+    }
+    int dec = 0;
+    int steps = drive(sc, kv, 16, NULL, &dec);
+    assert_true(steps > 5 && dec > 0);
+    sched_destroy(sc);
+    kv_destroy(kv);
+}
+
+static void test_prefix_hits_and_preemption(void **st) {
+    (void)st;
+    char err[256];
+    /* a small pool (12 blocks of 16) so that sequences get preempted */
+    kv_config kc = {KV_PAGED, 12, 16, 160, 2048, true, 0};
+    kv_cache *kv = kv_create(&kc, err, sizeof err);
+    sched_config scfg = sched_config_default();
+    scfg.max_num_batched_tokens = 64;
+    scfg.max_num_seqs = 4;
+    scfg.max_model_len = 160;
+    sched *sc = sched_create(&scfg, kv, err, sizeof err);
+    int prompt[80];
+    for (int i = 0; i < 80; i++) prompt[i] = i + 1;        /* a shared 64-token prefix */
+    assert_non_null(sched_add(sc, 0, prompt, 70, 40, 1, 0, 0.0, NULL));
+    int steps = drive(sc, kv, 10, NULL, NULL);              /* first request alone: fills the cache */
+    assert_true(steps > 0);
+    for (int r = 1; r <= 3; r++) {
+        prompt[75] = r;                                     /* same prefix, different tail */
+        assert_non_null(sched_add(sc, r, prompt, 76, 60, 1, 0, 1.0, NULL));
+    }
+    drive(sc, kv, 10, NULL, NULL);
+    kv_usage u;
+    kv_usage_get(kv, NULL, 0, NULL, &u);
+    assert_true(u.prefix_hit_tokens >= 48);                 /* later requests reused the prefix */
+    assert_true(sched_get_stats(sc)->preemptions > 0);      /* and the pool forced preemption */
+    sched_destroy(sc);
+    kv_destroy(kv);
+}
+
+static void test_too_long_for_table(void **st) {
+    (void)st;
+    char err[256] = "";
+    kv_config kc = {KV_PAGED, 64, 16, 256, 2048, false, 0};
+    kv_cache *kv = kv_create(&kc, err, sizeof err);
+    sched_config scfg = sched_config_default();
+    sched *sc = sched_create(&scfg, kv, err, sizeof err);
+    int prompt[100] = {0};
+    assert_non_null(sched_add(sc, 0, prompt, 100, 4, 1, 0, 0.0, NULL));
+    const sched_batch *b;
+    assert_true(sched_schedule(sc, 0, &b) > 0);
+    eng_batch_buf buf = {0};
+    model_batch mb;
+    /* a table of 4 blocks cannot hold 100 tokens: an error, not an overflow */
+    assert_int_equal(eng_build_batch(b, kv, &buf, 4, &mb, err, sizeof err), -1);
+    assert_non_null(strstr(err, "blocks"));
+    eng_batch_buf_free(&buf);
+    sched_destroy(sc);
+    kv_destroy(kv);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_batches_match_scheduler),
+        cmocka_unit_test(test_prefix_hits_and_preemption),
+        cmocka_unit_test(test_too_long_for_table),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
