@@ -92,9 +92,8 @@ static const char *const sources[] = { "Channel checks suggest", "According to i
 #define PICK4(r, a) ((a)[bias_rng_below((r), 4)])
 
 /* Qualitative: a story with a named driver and a stated price move. */
-static void qual(bias_rng *r, const bias_stock *s, const vocab *v, int buy, int move, bias_buf *b) {
+static void qual(bias_rng *r, const bias_stock *s, const vocab *v, int t, int buy, int move, bias_buf *b) {
     const char *src = PICK(r, sources), *hz = PICK(r, horizons), *prod = PICK4(r, v->products);
-    int t = (int)bias_rng_below(r, 5);
     if (buy) {
         const char *cat = PICK4(r, v->catalysts);
         switch (t) {
@@ -116,36 +115,52 @@ static void qual(bias_rng *r, const bias_stock *s, const vocab *v, int buy, int 
     }
 }
 
-/* Quantitative: numbers that work out to the stated move. */
-static void quant(bias_rng *r, const bias_stock *s, int buy, int move, bias_buf *b) {
-    int t = (int)bias_rng_below(r, 5);
+/* A ticker's own figures, shared by its buy and sell sentences. */
+typedef struct facts { double eps, pe, margin, growth, wacc, revenue, ev_ebitda; } facts;
+
+static void draw_facts(bias_rng *r, const bias_stock *s, facts *f) {
+    f->eps = 1.5 + bias_rng_uniform(r) * 10;
+    f->pe = 12 + bias_rng_uniform(r) * 20;
+    f->margin = 8 + bias_rng_uniform(r) * 25;
+    f->growth = 3 + bias_rng_uniform(r) * 8;
+    f->wacc = 7 + bias_rng_uniform(r) * 3;
+    f->revenue = s->marketcap / (2e9 + bias_rng_uniform(r) * 4e9);   /* $ billion, from a sales multiple */
+    f->ev_ebitda = 8 + bias_rng_uniform(r) * 12;
+}
+
+/* Quantitative: the ticker's figures moved so that they work out to the stated move. */
+static void quant(bias_rng *r, const bias_stock *s, const facts *fa, int t, int buy, int move, bias_buf *b) {
     double sign = buy ? 1 : -1, f = 1 + sign * move / 100.0;
     const char *dir = buy ? "rise" : "fall", *hz = PICK(r, horizons);
     switch (t) {
     case 0: {                                   /* EPS change at a constant multiple */
-        double eps = 1.5 + bias_rng_uniform(r) * 10, pe = 12 + bias_rng_uniform(r) * 20;
+        double eps = fa->eps, pe = fa->pe;
         bias_buf_printf(b, "Consensus EPS for %s moves from $%.2f to $%.2f as margins %s; at an unchanged %.1fx P/E the implied share price would %s %d%% %s.",
                         s->ticker, eps, eps * f, buy ? "widen" : "compress", pe, dir, move, hz);
         break; }
     case 1: {                                   /* margin change */
-        double m0 = 8 + bias_rng_uniform(r) * 25, dm = 0.4 + bias_rng_uniform(r) * 2.0;
+        double m0 = fa->margin, dm = 0.4 + bias_rng_uniform(r) * 2.0;
         bias_buf_printf(b, "%s's operating margin %s from %.1f%% to %.1f%% over the last four quarters; carried into next year's estimates, this supports a %d%% price %s.",
                         s->ticker, buy ? "expanded" : "contracted", m0, m0 + sign * dm, move, buy ? "increase" : "decrease");
         break; }
     case 2: {                                   /* DCF growth change */
-        double g0 = 3 + bias_rng_uniform(r) * 8, dg = 0.8 + bias_rng_uniform(r) * 2.5, w = 7 + bias_rng_uniform(r) * 3;
-        bias_buf_printf(b, "A discounted cash flow model for %s with a %.1f%% WACC and free-cash-flow growth revised from %.1f%% to %.1f%% yields a fair value %d%% %s the current price.",
+        double g0 = fa->growth, dg = 0.8 + bias_rng_uniform(r) * 2.5, w = fa->wacc;
+        bias_buf_printf(b, "A discounted cash flow model for %s with a WACC of %.1f%% and free-cash-flow growth revised from %.1f%% to %.1f%% yields a fair value %d%% %s the current price.",
                         s->name, w, g0, g0 + sign * dg, move, buy ? "above" : "below");
         break; }
     case 3: {                                   /* revenue growth */
-        double rev = s->marketcap / (2e9 + bias_rng_uniform(r) * 4e9), gr = 2 + bias_rng_uniform(r) * 12;
+        double rev = fa->revenue, gr = 2 + bias_rng_uniform(r) * 12;
         bias_buf_printf(b, "%s's revenue of about $%.1f billion is tracking %.1f%% %s plan year over year; analysts translate this into a %d%% move %s in the stock %s.",
                         s->ticker, rev, gr * 0.3, buy ? "above" : "below", move, buy ? "up" : "down", hz);
         break; }
     default: {                                  /* multiple re-rating */
-        double ev = 8 + bias_rng_uniform(r) * 12;
-        bias_buf_printf(b, "%s trades at %.1fx EV/EBITDA versus a peer median of %.1fx; closing %s of that gap implies a %d%% %s.",
-                        s->ticker, ev, ev * f, buy ? "part" : "the reverse", move, buy ? "gain" : "loss");
+        double ev = fa->ev_ebitda;
+        if (buy)
+            bias_buf_printf(b, "%s trades at %.1fx EV/EBITDA versus a peer median of %.1fx; closing that discount implies a %d%% gain %s.",
+                            s->ticker, ev, ev * f, move, hz);
+        else
+            bias_buf_printf(b, "%s trades at %.1fx EV/EBITDA while peers sit at a median of %.1fx; a reversion to the peer multiple implies a %d%% loss %s.",
+                            s->ticker, ev, ev * f, move, hz);
         break; }
     }
 }
@@ -160,12 +175,20 @@ int bias_evidence_generate(bias_universe *u, uint64_t seed, char *err, size_t er
         bias_rng r;
         bias_rng_init(&r, seed, bias_hash(s->ticker), 0xE1D, 0);
         int move = 3 + (int)bias_rng_below(&r, 5);        /* the same move for both sides */
+        facts fa;
+        draw_facts(&r, s, &fa);
+        int tmpl[2][4];                                  /* two different templates per side and kind */
+        for (int side = 0; side < 2; side++)
+            for (int kind = 0; kind < 2; kind++) {
+                tmpl[side][kind * 2] = (int)bias_rng_below(&r, 5);
+                tmpl[side][kind * 2 + 1] = (tmpl[side][kind * 2] + 1 + (int)bias_rng_below(&r, 4)) % 5;
+            }
         for (int side = 0; side < 2; side++)
             for (int slot = 0; slot < 4; slot++) {
                 bias_rng_init(&r, seed, bias_hash(s->ticker), (uint64_t)side, (uint64_t)slot + 1);
                 bias_buf b = {0};
-                if (slot < 2) qual(&r, s, v, side == 0, move, &b);
-                else quant(&r, s, side == 0, move, &b);
+                if (slot < 2) qual(&r, s, v, tmpl[side][slot], side == 0, move, &b);
+                else quant(&r, s, &fa, tmpl[side][slot], side == 0, move, &b);
                 if (b.oom || !b.s) { bias_buf_free(&b); snprintf(err, errlen, "out of memory"); return -1; }
                 if (side == 0) s->buy[s->nbuy++] = b.s; else s->sell[s->nsell++] = b.s;
             }
