@@ -473,6 +473,34 @@ static void test_usage_categories(void **st) {
     kv_destroy(kv);
 }
 
+/* kv_check finds corruption: a table pointing at a block it does not hold,
+ * blocks nobody holds, a hashed block whose tokens changed. */
+static void test_check_catches_corruption(void **st) {
+    (void)st;
+    kv_cache *kv = mk(8, true, 0);
+    seq a, b; mkseq(&a, 0, 9, 0, 4); mkseq(&b, 1, 4, 50, 4);
+    kv_admit(kv, &a); kv_admit(kv, &b);
+    seq *live[] = { &a, &b };
+    check(kv, live, 2);
+    char err[256] = "";
+    int saved = b.block_table[0];
+    b.block_table[0] = a.block_table[0];               /* b claims a's block */
+    assert_int_equal(kv_check(kv, live, 2, err, sizeof err), -1);
+    assert_non_null(strstr(err, "ref"));
+    b.block_table[0] = saved;
+    check(kv, live, 2);
+    assert_int_equal(kv_check(kv, live, 1, err, sizeof err), -1);   /* b's blocks unaccounted */
+    a.num_computed = 9; kv_commit_computed(kv, &a);
+    a.tokens[5] = 999;                                  /* block 1's hash no longer fits a's tokens */
+    assert_int_equal(kv_check(kv, live, 2, err, sizeof err), -1);
+    assert_non_null(strstr(err, "other tokens"));
+    a.tokens[5] = 5;
+    check(kv, live, 2);
+    kv_release(kv, &a); kv_release(kv, &b);
+    seq_free(&a); seq_free(&b);
+    kv_destroy(kv);
+}
+
 /* Acting without asking first (a caller bug) leaves the pool consistent. */
 static void test_misuse_is_harmless(void **st) {
     (void)st;
@@ -536,6 +564,7 @@ int main(void) {
         cmocka_unit_test(test_swap_out_in),
         cmocka_unit_test(test_swap_keeps_sharing),
         cmocka_unit_test(test_usage_categories),
+        cmocka_unit_test(test_check_catches_corruption),
         cmocka_unit_test(test_misuse_is_harmless),
         cmocka_unit_test(test_policy_names_and_bad_config),
     };

@@ -45,6 +45,10 @@ static uint64_t weak_hash(uint64_t parent, const int *tok, int n) {   /* collide
     return h % 7;
 }
 
+/* Collides as much, and lands near the end of the hash map so that probe
+ * runs wrap around (backward-shift deletion across the wrap). */
+static uint64_t wrap_hash(uint64_t parent, const int *tok, int n) { return 0xFFFFFFF0ULL + weak_hash(parent, tok, n); }
+
 static bool on_cpu(const seq *s) { return s->num_blocks > 0 && s->block_table[0] < 0; }
 
 /* Slot of pos in the GPU shadow (>= 0) or CPU shadow (-(slot+1)). */
@@ -304,6 +308,7 @@ static kv_config paged_cfg(int blocks, int bs, bool pc, int cpu) {
 
 static void test_paged_prefix_swap(void **st) { (void)st; run(paged_cfg(40, 4, true, 16), NULL, 0x1234567ULL, ops_per_config(100000)); }
 static void test_paged_weak_hash(void **st) { (void)st; run(paged_cfg(40, 4, true, 12), weak_hash, 0xabcdefULL, ops_per_config(30000)); }
+static void test_paged_wrap_hash(void **st) { (void)st; run(paged_cfg(40, 4, true, 12), wrap_hash, 0xfeedULL, ops_per_config(20000)); }
 static void test_paged_plain(void **st) { (void)st; run(paged_cfg(30, 3, false, 10), NULL, 0x77ULL, ops_per_config(30000)); }
 static void test_block_size_one(void **st) { (void)st; run(paged_cfg(120, 1, true, 40), NULL, 0x99ULL, ops_per_config(20000)); }
 static void reserve(kv_policy p, uint64_t seed) {
@@ -319,6 +324,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_paged_prefix_swap),
         cmocka_unit_test(test_paged_weak_hash),
+        cmocka_unit_test(test_paged_wrap_hash),
         cmocka_unit_test(test_paged_plain),
         cmocka_unit_test(test_block_size_one),
         cmocka_unit_test(test_contiguous),
