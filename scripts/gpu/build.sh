@@ -19,7 +19,9 @@ for cu in engine/*.cu; do
   o=$B/$(basename "$cu").o; objs+=("$o")
   "$NVCC" -O3 -arch=sm_90 -lineinfo -I. -c "$cu" -o "$o" &
 done
-for c in engine/kernels_ref.c engine/safetensors.c engine/weights.c engine/model.c sim/model_config.c; do
+for c in engine/kernels_ref.c engine/safetensors.c engine/weights.c engine/model.c engine/engine.c \
+         sim/model_config.c sim/sequence.c sim/kv_cache.c sim/block_manager.c sim/reserve_alloc.c \
+         sim/scheduler.c sim/step_loop.c; do
   o=$B/$(basename "$c").o; objs+=("$o")
   gcc $CFLAGS -c "$c" -o "$o" &
 done
