@@ -389,11 +389,15 @@ static void test_fit_reproduces_profile(void **state) {
     for (int i = 0; i < fit.nsector; i++)
         assert_true(fabs(fit.sector[i] - bias_profile_sector(&stored, fit.sector_name[i])) < 0.011);
     for (int k = 0; k < 4; k++) assert_true(fabs(fit.size[k] - stored.size[k]) < 0.011);
-    /* and its expected group means are the published ones (within rounding) */
+    /* its expected group means are the published ones, shrunk a little toward
+     * the mean (the binomial noise of a run spreads them out again) */
     double es[BIAS_PROFILE_SECTORS], ez[4];
     bias_profile_expected(&fit, &u, es, ez);
-    assert_true(fabs(es[0] - 26) < 1.0);          /* Utilities, the study's highest sector */
-    assert_true(fabs(ez[0] - 30) < 1.0);          /* Q1 */
+    assert_string_equal(fit.sector_name[0], "Utilities");          /* the study's order */
+    for (int i = 1; i < fit.nsector; i++) assert_true(es[i] <= es[i - 1] + 1e-9);
+    assert_true(fabs(es[0] - 26) < 2.5);
+    assert_true(fabs(es[fit.nsector - 1] - 4) < 2.5);              /* Financial Services */
+    assert_true(fabs(ez[0] - 30) < 2.5);                           /* Q1 */
     bias_buf_free(&note);
     bias_universe_free(&u);
 }
