@@ -28,6 +28,35 @@
 #define DEFAULT_MODEL_CONFIG "data/models/qwen3-30b-a3b-instruct-2507.json"
 #define DEFAULT_MODEL "Qwen/Qwen3-30B-A3B-Instruct-2507"
 
+/* Strict numbers for options: the whole word must parse (exit 2 otherwise). */
+static long opt_int(const char *opt, const char *v, long lo, long hi) {
+    char *end; errno = 0;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end || errno || x < lo || x > hi) {
+        fprintf(stderr, "labs/bias: %s \"%s\": want an integer in [%ld, %ld]\n", opt, v, lo, hi);
+        exit(2);
+    }
+    return x;
+}
+static double opt_num(const char *opt, const char *v, double lo, double hi) {
+    char *end; errno = 0;
+    double x = strtod(v, &end);
+    if (end == v || *end || errno || !(x >= lo && x <= hi)) {
+        fprintf(stderr, "labs/bias: %s \"%s\": want a number in [%g, %g]\n", opt, v, lo, hi);
+        exit(2);
+    }
+    return x;
+}
+static unsigned long long opt_seed(const char *opt, const char *v) {
+    char *end; errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (end == v || *end || errno || v[0] == '-') {
+        fprintf(stderr, "labs/bias: %s \"%s\": want a non-negative integer\n", opt, v);
+        exit(2);
+    }
+    return x;
+}
+
 static void usage(FILE *f) {
     fprintf(f,
 "usage: labs/bias [options]            run every set, then the aggregation\n"
@@ -136,7 +165,7 @@ static int cmd_gen_evidence(int argc, char **argv) {
             return 0;
         }
         else if (!strcmp(argv[i], "--tickers") && i + 1 < argc) tickers = argv[++i];
-        else if ((!strcmp(argv[i], "--evidence-seed") || !strcmp(argv[i], "--seed")) && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
+        else if ((!strcmp(argv[i], "--evidence-seed") || !strcmp(argv[i], "--seed")) && i + 1 < argc) seed = opt_seed(argv[i], argv[i + 1]), i++;
         else if (!strcmp(argv[i], "--out-dir") && i + 1 < argc) dir = argv[++i];
         else { fprintf(stderr, "labs/bias gen-evidence: unknown or incomplete option %s (see --help)\n", argv[i]); return 2; }
     }
@@ -175,8 +204,8 @@ static int cmd_fit(int argc, char **argv) {
         else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
         else if (!strcmp(argv[i], "--name") && i + 1 < argc) name = argv[++i];
         else if (!strcmp(argv[i], "--habits") && i + 1 < argc) habits = argv[++i];
-        else if (!strcmp(argv[i], "--num-sets") && i + 1 < argc) sets = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--num-trials") && i + 1 < argc) trials = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--num-sets") && i + 1 < argc) sets = (int)opt_int(argv[i], argv[i + 1], 1, 1000), i++;
+        else if (!strcmp(argv[i], "--num-trials") && i + 1 < argc) trials = (int)opt_int(argv[i], argv[i + 1], 1, 100000), i++;
         else { fprintf(stderr, "labs/bias fit-profile: unknown or incomplete option %s (see --help)\n", argv[i]); return 2; }
     }
     if (!result) { fprintf(stderr, "labs/bias fit-profile: --result is required (see --help)\n"); return 2; }
@@ -256,28 +285,28 @@ static int cmd_run(int argc, char **argv) {
             return 2;
         }
         else if (!strcmp(a, "--model-id") && more) c.model_id = argv[++i];
-        else if (!strcmp(a, "--temperature") && more) c.temperature = atof(argv[++i]);
-        else if (!strcmp(a, "--top-p") && more) c.top_p = atof(argv[++i]);
-        else if (!strcmp(a, "--max-tokens") && more) c.max_tokens = atoi(argv[++i]);
-        else if (!strcmp(a, "--num-sets") && more) c.num_sets = atoi(argv[++i]);
-        else if (!strcmp(a, "--num-trials") && more) c.num_trials = atoi(argv[++i]);
-        else if (!strcmp(a, "--max-workers") && more) c.max_workers = atoi(argv[++i]);
-        else if (!strcmp(a, "--seed") && more) c.seed = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--temperature") && more) c.temperature = opt_num(a, argv[i + 1], 0, 10), i++;
+        else if (!strcmp(a, "--top-p") && more) c.top_p = opt_num(a, argv[i + 1], 0, 1), i++;
+        else if (!strcmp(a, "--max-tokens") && more) c.max_tokens = (int)opt_int(a, argv[i + 1], 1, 1 << 20), i++;
+        else if (!strcmp(a, "--num-sets") && more) c.num_sets = (int)opt_int(argv[i], argv[i + 1], 1, 1000), i++;
+        else if (!strcmp(a, "--num-trials") && more) c.num_trials = (int)opt_int(argv[i], argv[i + 1], 1, 100000), i++;
+        else if (!strcmp(a, "--max-workers") && more) c.max_workers = (int)opt_int(a, argv[i + 1], 1, 100000), i++;
+        else if (!strcmp(a, "--seed") && more) c.seed = opt_seed(argv[i], argv[i + 1]), i++;
         else if (!strcmp(a, "--output-dir") && more) c.output_dir = argv[++i];
         else if (!strcmp(a, "--tickers") && more) tickers = argv[++i];
         else if (!strcmp(a, "--qual") && more) qual = argv[++i];
         else if (!strcmp(a, "--quant") && more) quant = argv[++i];
         else if (!strcmp(a, "--profile") && more) profile = argv[++i];
-        else if (!strcmp(a, "--evidence-seed") && more) evseed = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--evidence-seed") && more) evseed = opt_seed(argv[i], argv[i + 1]), i++;
         else if (!strcmp(a, "--gpu") && more) sc.gpu = argv[++i];
         else if (!strcmp(a, "--model-config") && more) sc.model_config = argv[++i];
-        else if (!strcmp(a, "--tp") && more) sc.tp = atoi(argv[++i]);
-        else if (!strcmp(a, "--max-model-len") && more) sc.max_model_len = atoi(argv[++i]);
-        else if (!strcmp(a, "--max-num-batched-tokens") && more) sc.max_num_batched_tokens = atoi(argv[++i]);
+        else if (!strcmp(a, "--tp") && more) sc.tp = (int)opt_int(a, argv[i + 1], 1, 1024), i++;
+        else if (!strcmp(a, "--max-model-len") && more) sc.max_model_len = (int)opt_int(a, argv[i + 1], 16, 1 << 24), i++;
+        else if (!strcmp(a, "--max-num-batched-tokens") && more) sc.max_num_batched_tokens = (int)opt_int(a, argv[i + 1], 16, 1 << 24), i++;
         else if (!strcmp(a, "--tokenizer") && more) bias_tokens_use(argv[++i]);
         else if (!strcmp(a, "--no-serving")) serving = 0;
         else if (!strcmp(a, "--quiet")) quiet = 1;
-        else if (!strcmp(a, "--batch-delay-ms") && more) delay_ms = atoi(argv[++i]);
+        else if (!strcmp(a, "--batch-delay-ms") && more) delay_ms = (int)opt_int(a, argv[i + 1], 0, 60000), i++;
         else { fprintf(stderr, "labs/bias: unknown or incomplete option %s (see --help)\n", a); return 2; }
     }
     if (c.num_sets < 1 || c.num_trials < 1 || c.max_workers < 1 || c.max_tokens < 1 || sc.tp < 1) {
