@@ -250,6 +250,7 @@ static int run_one_set(const bias_run_config *c, const bias_universe *u, bias_so
 
     if (access(setpath, R_OK) == 0) {                        /* finished before */
         if (reuse_set(setpath, &s, &st->answered, err, errlen)) goto out;
+        unlink(jpath);                                       /* killed between rename and unlink */
         st->resumed += s.n; st->sets_reused++;
         if (c->progress) c->progress(c->progress_ctx, set, s.n, s.n, s.n);
     } else {
