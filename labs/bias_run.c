@@ -318,6 +318,10 @@ int bias_run_sets(const bias_run_config *c, const bias_universe *u, bias_source 
         }
         if (!(*p = keep)) break;
     }
+    struct stat sb;
+    if (stat(c->output_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        snprintf(err, errlen, "%s: exists and is not a directory", c->output_dir); return -1;
+    }
     if (check_manifest(c, u->n, err, errlen)) return -1;
     size_t per = u->n * (size_t)c->num_trials;
     st->n = per * (size_t)c->num_sets;
