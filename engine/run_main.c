@@ -9,6 +9,8 @@
 #include "engine/model.h"
 #include "engine/weights.h"
 #include "sim/model_config.h"
+#include "engine/tokenizer.h"
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +29,10 @@ typedef struct req {
 static void usage(FILE *f) {
     fprintf(f,
         "usage: engine/run (--model DIR | --dummy-weights CONFIG.json) [options]\n"
+        "  --prompt TEXT             one request's prompt as text (needs a tokenizer; repeat for a batch)\n"
         "  --prompt-ids 1,2,3        one request's prompt token ids (repeat for a batch; default 1,2,3,4)\n"
+        "  --tokenizer FILE          tokenizer.json (default: DIR/tokenizer.json with --model DIR)\n"
+        "  --output text|ids         what to print per request (default: text with a tokenizer, else ids)\n"
         "  --max-tokens N            tokens to generate per request (default 16)\n"
         "  --temperature T           0 = greedy (default 0)\n"
         "  --top-k K --top-p P       sampling filters (default off)\n"
@@ -60,7 +65,9 @@ static int parse_ids(const char *s, int32_t **out) {
 }
 
 int main(int argc, char **argv) {
-    const char *model_dir = NULL, *dummy = NULL, *dump = NULL;
+    const char *model_dir = NULL, *dummy = NULL, *dump = NULL, *tok_path = NULL, *output = NULL;
+    const char *texts[MAX_REQ];
+    int ntext = 0, text_slot[MAX_REQ];
     int32_t *prompts[MAX_REQ];
     int plen[MAX_REQ], nreq = 0, max_tokens = 16, top_k = 0;
     float temperature = 0, top_p = 1;
@@ -78,7 +85,15 @@ int main(int argc, char **argv) {
             plen[nreq] = parse_ids(v, &prompts[nreq]);
             if (plen[nreq] <= 0) { fprintf(stderr, "engine/run: bad --prompt-ids '%s'\n", v); return 2; }
             nreq++;
-        } else if (!strcmp(a, "--max-tokens")) max_tokens = atoi(v);
+        } else if (!strcmp(a, "--prompt")) {
+            if (nreq == MAX_REQ) { fprintf(stderr, "engine/run: at most %d prompts\n", MAX_REQ); return 2; }
+            texts[ntext] = v;
+            text_slot[ntext++] = nreq;
+            prompts[nreq] = NULL;
+            plen[nreq++] = 0;
+        } else if (!strcmp(a, "--tokenizer")) tok_path = v;
+        else if (!strcmp(a, "--output")) output = v;
+        else if (!strcmp(a, "--max-tokens")) max_tokens = atoi(v);
         else if (!strcmp(a, "--temperature")) temperature = (float)atof(v);
         else if (!strcmp(a, "--top-k")) top_k = atoi(v);
         else if (!strcmp(a, "--top-p")) top_p = (float)atof(v);
@@ -97,7 +112,35 @@ int main(int argc, char **argv) {
     if (max_tokens < 1) { fprintf(stderr, "engine/run: --max-tokens must be >= 1\n"); return 2; }
     if (nreq == 0) { parse_ids("1,2,3,4", &prompts[0]); plen[0] = 4; nreq = 1; }
 
-    char err[1024], cfg_path[1024];
+    char err[1024], cfg_path[1024], tok_default[1024];
+    if (!tok_path && model_dir) {
+        snprintf(tok_default, sizeof tok_default, "%s/tokenizer.json", model_dir);
+        if (access(tok_default, R_OK) == 0) tok_path = tok_default;
+    }
+    tok_tokenizer *tok = NULL;
+    if (tok_path && !(tok = tok_load(tok_path, err, sizeof err))) {
+        fprintf(stderr, "engine/run: %s\n", err);
+        return 1;
+    }
+    if (ntext && !tok) { fprintf(stderr, "engine/run: --prompt needs a tokenizer (--tokenizer FILE)\n"); return 2; }
+    if (output && strcmp(output, "text") && strcmp(output, "ids")) {
+        fprintf(stderr, "engine/run: --output is text or ids\n");
+        return 2;
+    }
+    int as_text = output ? !strcmp(output, "text") : tok != NULL;
+    if (as_text && !tok) { fprintf(stderr, "engine/run: --output text needs a tokenizer\n"); return 2; }
+    for (int i = 0; i < ntext; i++) {             /* text prompts -> ids */
+        tok_ids ti = {0};
+        if (tok_encode(tok, texts[i], strlen(texts[i]), TOK_ADD_SPECIAL, &ti) || ti.n == 0) {
+            fprintf(stderr, "engine/run: cannot encode --prompt '%.40s'\n", texts[i]);
+            return 1;
+        }
+        int r = text_slot[i];
+        prompts[r] = malloc(sizeof(int32_t) * ti.n);
+        memcpy(prompts[r], ti.ids, sizeof(int32_t) * ti.n);
+        plen[r] = (int)ti.n;
+        tok_ids_free(&ti);
+    }
     mc_config c;
     snprintf(cfg_path, sizeof cfg_path, "%s/config.json", model_dir ? model_dir : "");
     if (mc_load(&c, dummy ? dummy : cfg_path, err, sizeof err) || w_check_config(&c, err, sizeof err)) {
@@ -238,6 +281,19 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%d requests, %d prompt + %ld generated tokens in %d steps, %.3f s (%.0f tokens/s)\n", nreq,
             total_prompt, gen_tokens, steps, sec, (total_prompt + gen_tokens) / (sec > 0 ? sec : 1));
     for (int r = 0; r < nreq; r++) {
+        if (as_text) {                            /* one line per request, newlines escaped */
+            size_t need = tok_decode(tok, rq[r].tok + rq[r].P, (size_t)(rq[r].n - rq[r].P), TOK_SKIP_SPECIAL, NULL, 0);
+            char *txt = malloc(need + 1);
+            tok_decode(tok, rq[r].tok + rq[r].P, (size_t)(rq[r].n - rq[r].P), TOK_SKIP_SPECIAL, txt, need + 1);
+            for (char *c = txt; *c; c++) {
+                if (*c == '\n') fputs("\\n", stdout);
+                else if (*c == '\\') fputs("\\\\", stdout);
+                else putchar(*c);
+            }
+            printf("\n");
+            free(txt);
+            continue;
+        }
         for (int i = rq[r].P; i < rq[r].n; i++) printf(i > rq[r].P ? ",%d" : "%d", rq[r].tok[i]);
         printf("\n");
     }
@@ -259,5 +315,6 @@ out:
     for (int r = 0; r < nreq; r++) { free(rq[r].tok); free(rq[r].blocks); free(rq[r].logits); free(prompts[r]); }
     free(rq); free(pool); free(ids); free(qs); free(ctx); free(bt); free(which); free(tokens); free(sp); free(hl);
     model_free(m);
+    tok_free(tok);
     return rc;
 }

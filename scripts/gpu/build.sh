@@ -13,22 +13,22 @@ CUDA=${NVCC%/bin/nvcc}
 LIBDIR=$SYS/usr/lib/x86_64-linux-gnu
 B=build/gpu
 mkdir -p $B
-CFLAGS="-std=c11 -O2 -g -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -DPAGESIM_HAVE_CUDA=1 -I. -I$SYS/usr/include -I$CUDA/include"
-objs=()
+CFLAGS="-std=c11 -O2 -g -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -DPAGESIM_HAVE_CUDA=1 -I. -I$SYS/usr/include -I$SYS/usr/include/cjson -I$CUDA/include"
+objs=(); pids=()
 for cu in engine/*.cu; do
   o=$B/$(basename "$cu").o; objs+=("$o")
-  "$NVCC" -O3 -arch=sm_90 -lineinfo -I. -c "$cu" -o "$o" &
+  "$NVCC" -O3 -arch=sm_90 -lineinfo -I. -c "$cu" -o "$o" & pids+=($!)
 done
-for c in engine/kernels_ref.c engine/safetensors.c engine/weights.c engine/model.c engine/engine.c \
+for c in engine/kernels_ref.c engine/safetensors.c engine/weights.c engine/model.c engine/engine.c engine/tokenizer.c \
          sim/model_config.c sim/sequence.c sim/kv_cache.c sim/block_manager.c sim/reserve_alloc.c \
          sim/scheduler.c sim/step_loop.c; do
   o=$B/$(basename "$c").o; objs+=("$o")
-  gcc $CFLAGS -c "$c" -o "$o" &
+  gcc $CFLAGS -c "$c" -o "$o" & pids+=($!)
 done
-wait
+for p in "${pids[@]}"; do wait "$p" || { echo "build failed" >&2; exit 1; }; done
 gcc $CFLAGS -c engine/run_main.c -o $B/run_main.o
 gcc $CFLAGS -c tests/gpu/test_kernels.c -o $B/test_kernels.o
-LIBS="-L$CUDA/lib64 -lcublasLt -lcublas -lcudart_static -ldl -lrt -lstdc++ -lpthread -lm -L$LIBDIR -lcjson -lcmocka -Wl,-rpath,$LIBDIR -Wl,-rpath,$CUDA/lib64"
+LIBS="-L$CUDA/lib64 -lcublasLt -lcublas -lcudart_static -ldl -lrt -lstdc++ -lpthread -lm -L$LIBDIR -lcjson -lpcre2-8 -lutf8proc -lcmocka -Wl,-rpath,$LIBDIR -Wl,-rpath,$CUDA/lib64"
 gcc -o $B/run $B/run_main.o "${objs[@]}" $LIBS
 gcc -o $B/test_kernels $B/test_kernels.o "${objs[@]}" $LIBS
 echo "built $B/run $B/test_kernels"
