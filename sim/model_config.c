@@ -110,13 +110,25 @@ static mc_arch arch_of(const char *mt) {
     return MC_ARCH_OTHER;
 }
 
+/* RoPE settings: "rope_scaling" (transformers < 5) or "rope_parameters"
+ * (transformers >= 5 writes rope_theta and the scaling there, and no longer
+ * at the top level). */
 static int parse_rope(mc_config *c, const cJSON *o, const char *origin, char *err, size_t errlen) {
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(o, "rope_scaling");
+    const char *field = "rope_scaling";
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(o, field);
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(o, "rope_parameters");
     c->rope_kind = MC_ROPE_NONE;
     c->rope_factor = 1.0;
+    if ((!rs || cJSON_IsNull(rs)) && rp && !cJSON_IsNull(rp)) {
+        field = "rope_parameters";
+        rs = rp;
+        if (cJSON_IsObject(rp) && !cJSON_GetObjectItemCaseSensitive(o, "rope_theta") &&
+            get_double(rp, "rope_theta", c->rope_theta, &c->rope_theta, origin, err, errlen) < 0)
+            return -1;
+    }
     if (!rs || cJSON_IsNull(rs)) return 0;
     if (!cJSON_IsObject(rs)) {
-        snprintf(err, errlen, "%s: field 'rope_scaling' must be an object or null", origin);
+        snprintf(err, errlen, "%s: field '%s' must be an object or null", origin, field);
         return -1;
     }
     const char *t = get_str(rs, "rope_type");
@@ -127,7 +139,7 @@ static int parse_rope(mc_config *c, const cJSON *o, const char *origin, char *er
     else if (!strcmp(t, "llama3")) c->rope_kind = MC_ROPE_LLAMA3;
     else if (!strcmp(t, "yarn")) c->rope_kind = MC_ROPE_YARN;
     else {
-        snprintf(err, errlen, "%s: field 'rope_scaling.rope_type' has unknown value '%s'", origin, t);
+        snprintf(err, errlen, "%s: field '%s.rope_type' has unknown value '%s'", origin, field, t);
         return -1;
     }
     if (get_double(rs, "factor", 1.0, &c->rope_factor, origin, err, errlen) < 0 ||

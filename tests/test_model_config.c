@@ -260,9 +260,35 @@ static void test_bad_files(void **state) {
     assert_int_equal(c.num_kv_heads, 2);
 }
 
+/* transformers >= 5 writes rope_theta and the scaling into "rope_parameters". */
+static void test_rope_parameters(void **state) {
+    (void)state;
+    mc_config c;
+    const char *v5 =
+        "{\"model_type\":\"llama\",\"hidden_size\":256,\"num_hidden_layers\":2,"
+        "\"num_attention_heads\":4,\"num_key_value_heads\":2,\"intermediate_size\":512,"
+        "\"vocab_size\":1000,\"max_position_embeddings\":4096,"
+        "\"rope_parameters\":{\"rope_theta\":500000.0,\"rope_type\":\"llama3\",\"factor\":8.0,"
+        "\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
+        "\"original_max_position_embeddings\":8192}}";
+    assert_int_equal(mc_parse(&c, v5, "v5.json", err, sizeof err), 0);
+    assert_true(fabs(c.rope_theta - 500000.0) < 1e-9);
+    assert_int_equal(c.rope_kind, MC_ROPE_LLAMA3);
+    assert_true(fabs(c.rope_factor - 8.0) < 1e-12);
+    assert_int_equal(c.rope_orig_max_pos, 8192);
+    const char *v5_default =
+        "{\"model_type\":\"qwen2\",\"hidden_size\":256,\"num_hidden_layers\":2,"
+        "\"num_attention_heads\":4,\"num_key_value_heads\":2,\"intermediate_size\":512,"
+        "\"vocab_size\":1000,\"rope_parameters\":{\"rope_theta\":1000000.0,\"rope_type\":\"default\"}}";
+    assert_int_equal(mc_parse(&c, v5_default, "v5d.json", err, sizeof err), 0);
+    assert_true(fabs(c.rope_theta - 1e6) < 1e-6);
+    assert_int_equal(c.rope_kind, MC_ROPE_NONE);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama),
+        cmocka_unit_test(test_rope_parameters),
         cmocka_unit_test(test_mistral),
         cmocka_unit_test(test_qwen2),
         cmocka_unit_test(test_qwen3),
