@@ -47,6 +47,7 @@ struct bm {
     int32_t  *cpu_ref;    /* (ncpu,) swapped-out tables holding each CPU block */
     int32_t  *gpu_twin;   /* (nb,)  CPU block holding a copy of this GPU block, -1 none */
     int32_t  *cpu_twin;   /* (ncpu,) and back; a pair is valid only when mutual */
+    int32_t  *cpu_valid;  /* (ncpu,) leading slots of the CPU block valid for all its holders */
     int      *scratch;    /* (2*nb + ncpu,) for views and checks */
     bm_mark  *mark;       /* (nb,) bm_usage's per-block maxima, valid when stamp == *epoch */
     uint32_t *epoch;      /* bm_usage's call counter (state a const query may update) */
@@ -87,6 +88,8 @@ static void q_remove(bm *m, int qi, int b) {
     m->blk[b].next = m->blk[b].prev = -1;
     q->len--;
 }
+
+static void untwin_gpu(bm *m, int g);
 
 /* ---- hash map: duplicates allowed (two identical blocks may both be cached) --- */
 static uint32_t map_slot(const bm *m, uint64_t h) { return (uint32_t)(h ^ (h >> 32)) & m->map_mask; }
@@ -138,6 +141,9 @@ static void register_block(bm *m, int b, uint64_t h, int parent, const int *toke
     memcpy(m->tok + (size_t)b * m->bs, tokens, (size_t)m->bs * sizeof *tokens);
     m->blk[b].hashed = 1;
     map_insert(m, b);
+    /* a sibling on the CPU may hold an older, partial copy: it must not come
+     * back to a block that is now full and in the cache */
+    if (m->ncpu) untwin_gpu(m, b);
 }
 
 /* ---- blocks --------------------------------------------------------------- */
@@ -160,7 +166,6 @@ static int alloc_block(bm *m) {
     m->blk[b].where = W_USED;
     return b;
 }
-static void untwin_gpu(bm *m, int g);
 static void drop_block(bm *m, int b) {
     if (--m->blk[b].ref > 0) return;
     if (m->ncpu) untwin_gpu(m, b);      /* its content may be overwritten from now on */
@@ -212,9 +217,10 @@ bm *bm_create(int num_blocks, int block_size, int num_cpu_blocks, bool prefix_ca
     m->cpu_ref = calloc((size_t)num_cpu_blocks + 1, sizeof *m->cpu_ref);
     m->gpu_twin = malloc(nb * sizeof *m->gpu_twin);
     m->cpu_twin = malloc(((size_t)num_cpu_blocks + 1) * sizeof *m->cpu_twin);
+    m->cpu_valid = calloc((size_t)num_cpu_blocks + 1, sizeof *m->cpu_valid);
     if (!m->blk || !m->hash || !m->gen ||
         !m->parent || !m->parent_gen || !m->scratch || !m->mark || !m->epoch || !m->cpu_free || !m->cpu_ref ||
-        !m->gpu_twin || !m->cpu_twin) goto oom;
+        !m->gpu_twin || !m->cpu_twin || !m->cpu_valid) goto oom;
     if (prefix_caching) {
         uint32_t cap = 16;
         while (cap < 2 * nb) cap *= 2;
@@ -238,7 +244,7 @@ oom:
 
 void bm_destroy(bm *m) {
     if (!m) return;
-    free(m->cpu_twin); free(m->gpu_twin); free(m->cpu_ref); free(m->cpu_free); free(m->epoch); free(m->mark); free(m->scratch);
+    free(m->cpu_valid); free(m->cpu_twin); free(m->gpu_twin); free(m->cpu_ref); free(m->cpu_free); free(m->epoch); free(m->mark); free(m->scratch);
     free(m->tok); free(m->map);
     free(m->parent_gen); free(m->parent); free(m->gen); free(m->hash);
     free(m->blk);
@@ -350,12 +356,18 @@ void bm_commit_computed(bm *m, seq *s) {
     while (i > 0 && !m->blk[s->block_table[i - 1]].hashed) i--;
     for (; i < full; i++) {
         int b = s->block_table[i];
+        /* a block another table shares may be full for this sequence only (a
+         * slot made writable before a fork is written into the shared block):
+         * it is registered once this sequence holds it alone */
+        if (m->blk[b].ref > 1) break;
         int parent = i > 0 ? s->block_table[i - 1] : -1;
         uint64_t ph = parent >= 0 ? m->hash[parent] : BM_HASH_SEED;
         const int *t = s->tokens + (size_t)i * m->bs;
         register_block(m, b, m->hfn(ph, t, m->bs), parent, t);
     }
 }
+
+static int clampi(long v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : (int)v; }
 
 /* ---- CPU pool and twins ------------------------------------------------------
  * A swap-out copies a GPU block to a CPU block and pairs them as twins, so
@@ -425,12 +437,23 @@ void bm_release(bm *m, seq *s) {
 
 /* ---- swap ----------------------------------------------------------------- */
 
-/* Blocks a swap of s must copy: those without a live twin on the other side. */
+/* Slots of logical block i that s has computed (its valid prefix there). */
+static int valid_in_block(const bm *m, const seq *s, int i) {
+    return clampi((long)s->num_computed - (long)i * m->bs, 0, m->bs);
+}
+/* The CPU twin of GPU block g that holds everything s has computed in it
+ * (logical block i), or -1.  The twin was copied when some sibling left; s
+ * may have written more since, and then needs a copy of its own. */
+static int usable_twin_of_gpu(const bm *m, const seq *s, int i, int g) {
+    int c = twin_of_gpu(m, g);
+    return (c >= 0 && valid_in_block(m, s, i) <= m->cpu_valid[c]) ? c : -1;
+}
+/* Blocks a swap of s must copy: those without a usable twin on the other side. */
 static int swap_copies_needed(const bm *m, const seq *s, bool out) {
     int need = 0;
     for (int i = 0; i < s->num_blocks; i++) {
         int e = s->block_table[i];
-        need += out ? twin_of_gpu(m, e) < 0 : twin_of_cpu(m, -e - 1) < 0;
+        need += out ? usable_twin_of_gpu(m, s, i, e) < 0 : twin_of_cpu(m, -e - 1) < 0;
     }
     return need;
 }
@@ -447,11 +470,12 @@ int bm_swap_out(bm *m, seq *s, kv_copy *copies) {
     if (!bm_can_swap_out(m, s)) return 0;              /* misuse: leaves s as it is */
     for (int i = 0; i < s->num_blocks; i++) {
         int g = s->block_table[i];
-        int c = twin_of_gpu(m, g);
+        int c = usable_twin_of_gpu(m, s, i, g);
         if (c >= 0) m->cpu_ref[c]++;                 /* a sibling already copied it */
         else {
             c = m->cpu_free[--m->cpu_nfree];
             m->cpu_ref[c] = 1;
+            m->cpu_valid[c] = valid_in_block(m, s, i);
             pair_twins(m, g, c);
             if (copies) copies[n] = (kv_copy){ .src = g, .dst = c, .kind = KV_SWAP_OUT };
             n++;
@@ -462,6 +486,10 @@ int bm_swap_out(bm *m, seq *s, kv_copy *copies) {
     s->status = SEQ_SWAPPED;
     return n;
 }
+/* A CPU block is never written after its copy, and every holder's computed
+ * prefix lies within cpu_valid; a GPU twin still in use agrees with it there
+ * (its holders write only past their own computed prefix, with the same
+ * tokens where their histories are shared), so a sibling coming back shares it. */
 int bm_swap_in(bm *m, seq *s, kv_copy *copies) {
     int n = 0;
     if (!bm_can_swap_in(m, s)) return 0;               /* misuse: leaves s as it is */
@@ -483,7 +511,6 @@ int bm_swap_in(bm *m, seq *s, kv_copy *copies) {
 }
 
 /* ---- accounting ----------------------------------------------------------- */
-static int clampi(long v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : (int)v; }
 
 /* Per block (views): tokens held, max over its holders, into tok[] and the
  * final fill into fin[]; -1 where no live GPU table holds the block. */

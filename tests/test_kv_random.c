@@ -162,45 +162,50 @@ static void op_admit(rt *t) {
     assert_int_equal(s->num_computed % t->bs, 0);
     t->ops[1]++;
 }
-static void op_prefill(rt *t) {
-    int i = pick(t, SEQ_RUNNING);
-    if (i < 0) return;
-    seq *s = &t->s[i];
-    if (s->num_computed >= s->num_tokens) return;
-    int upto = s->num_computed + 1 + rndn(t, 8);   /* a chunk */
-    compute(t, s, upto < s->num_tokens ? upto : s->num_tokens);
-    t->ops[2]++;
-}
-static void op_decode(rt *t) {
-    int i = pick(t, SEQ_RUNNING);
-    if (i < 0) return;
-    seq *s = &t->s[i];
-    if (s->num_computed < s->num_tokens) return;
-    if (seq_reached_length(s)) { drop(t, i); t->ops[3]++; return; }   /* finished */
-    if (!kv_can_append(t->kv, s)) return;
-    kv_copy c = { -1, -1, KV_COPY_GPU };
-    int nc = kv_append_slot(t->kv, s, &c);
-    if (nc) { assert_int_equal(c.kind, KV_COPY_GPU); assert_int_not_equal(c.src, c.dst); apply_copies(t, &c, 1); }
-    assert_int_equal(seq_append_token(s, rndn(t, 4)), 0);
-    compute(t, s, s->num_tokens);
-    t->ops[4]++;
-}
-static void op_fork(rt *t) {
-    int i = pick(t, SEQ_RUNNING), j = free_index(t);
-    if (i < 0 || j < 0) return;
-    seq *p = &t->s[i];
-    if (p->num_computed < p->num_tokens) return;   /* forks follow a finished prefill */
+/* A child that shares all of p's blocks; recompute: its computed length. */
+static void fork_child(rt *t, seq *p, int recompute) {
+    int j = free_index(t);
+    if (j < 0) return;
     seq *c = &t->s[j];
     assert_int_equal(seq_fork(c, p, t->next_id++), 0);
+    c->num_computed = recompute;
     if (kv_fork(t->kv, p, c) != 0) { assert_false(t->paged); seq_free(c); return; }
     t->used[j] = true;
-    /* as sim/scheduler.c does for parallel samples: the child recomputes the
-     * last token into its own copy-on-write block */
-    if (rndn(t, 2) && c->num_computed > 0) c->num_computed = c->num_tokens - 1;
     if (!t->paged) {   /* a reservation is the child's own: the executor copies the KV */
         for (int q = 0; q < c->num_computed; q++) t->gpu[c->resv_start + q] = t->gpu[p->resv_start + q];
     }
     t->ops[5]++;
+}
+
+/* One scheduler step of one sequence, as sim/scheduler.c runs it: a prefill
+ * chunk, or (when the chunk reaches the end) append_slot for the token to be
+ * sampled, the KV of [num_computed, num_tokens) written, commit, maybe the
+ * group's children forked (they recompute the last token), then the sampled
+ * token appended.  Its KV is written by the NEXT step, so a fork or a swap can
+ * come between making a slot writable and writing it. */
+static void op_step(rt *t) {
+    int i = pick(t, SEQ_RUNNING);
+    if (i < 0) return;
+    seq *s = &t->s[i];
+    int rem = s->num_tokens - s->num_computed;
+    assert_true(rem >= 1);
+    int chunk = 1 + rndn(t, 8);
+    if (chunk < rem) { compute(t, s, s->num_computed + chunk); t->ops[2]++; return; }
+    if (!kv_can_append(t->kv, s)) return;
+    kv_copy c = { -1, -1, KV_COPY_GPU };
+    int nc = kv_append_slot(t->kv, s, &c);
+    if (nc) { assert_int_equal(c.kind, KV_COPY_GPU); assert_int_not_equal(c.src, c.dst); apply_copies(t, &c, 1); }
+    compute(t, s, s->num_tokens);
+    if (rndn(t, 6) == 0) fork_child(t, s, s->num_tokens - 1);   /* parallel samples */
+    assert_int_equal(seq_append_token(s, rndn(t, 4)), 0);
+    t->ops[4]++;
+    if (seq_reached_length(s)) { drop(t, i); t->ops[3]++; }     /* finished */
+}
+/* Beam-style fork of a sequence between steps. */
+static void op_fork(rt *t) {
+    int i = pick(t, SEQ_RUNNING);
+    if (i < 0) return;
+    fork_child(t, &t->s[i], t->s[i].num_computed);
 }
 static void op_release(rt *t) {
     int i = rndn(t, MAX_SEQS);
@@ -265,8 +270,7 @@ static void run(kv_config cfg, bm_hash_fn hash, uint64_t seed, long nops) {
         int r = rndn(&t, 100);
         if (r < 12) op_new(&t);
         else if (r < 26) op_admit(&t);
-        else if (r < 40) op_prefill(&t);
-        else if (r < 72) op_decode(&t);
+        else if (r < 72) op_step(&t);
         else if (r < 78) op_fork(&t);
         else if (r < 83) op_release(&t);
         else if (r < 89) op_preempt(&t);
@@ -280,7 +284,7 @@ static void run(kv_config cfg, bm_hash_fn hash, uint64_t seed, long nops) {
     assert_int_equal(acted, nops);
     kv_usage hu;
     kv_usage_get(t.kv, NULL, 0, NULL, &hu);
-    fprintf(stderr, "# %s bs %d: %ld operations: new %ld admit %ld prefill %ld finish %ld decode %ld fork %ld "
+    fprintf(stderr, "# %s bs %d: %ld operations: new %ld admit %ld prefill-chunk %ld finish %ld step %ld fork %ld "
             "release %ld preempt %ld swap-out %ld swap-in %ld; prefix-hit tokens %ld, copy-on-write %ld, "
             "swapped blocks shared %ld\n",
             kv_policy_name(cfg.policy), t.bs, acted, t.ops[0], t.ops[1], t.ops[2], t.ops[3], t.ops[4],
