@@ -10,7 +10,9 @@
  * SEQ_SWAPPED/SEQ_RUNNING and return the copies made (blocks shared with a
  * sibling's swap are shared on the other side too, not copied twice).
  * Allocation takes a never-hashed free block first, else evicts the least
- * recently freed cached block.  Acting without a yes from the matching can_*
+ * recently freed cached block.  bm_commit_computed registers a table's full,
+ * computed blocks in order, stopping at a block another table still shares
+ * (it may be full for one holder only); it is registered once held alone.  Acting without a yes from the matching can_*
  * (a caller bug) changes nothing rather than corrupting the pool. */
 #ifndef BLOCK_MANAGER_H
 #define BLOCK_MANAGER_H
