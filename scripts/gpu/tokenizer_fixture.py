@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tokenizer reference fixture for engine/tokenizer.c (issue 4).
 
-Two modes:
+Three modes:
   strings OUT.jsonl
       (here, no dependencies) writes the >= 2000 test strings, deterministic.
       Each line is {"i": N, "kind": K, "text": S} or, for byte strings that are
@@ -15,6 +15,12 @@ Two modes:
       are decoded with errors="replace" first, the documented policy of the C
       encoder.  With --bench-text it also times single-thread encoding of that
       file's prompts (one per line, JSON-escaped) and writes DIR/bench_hf.txt.
+  diff --lib libtok.so --tok NAME=PATH ... --out DIR [--seconds S] [--seed N]
+      (GPU machine) differential test: random byte strings (many scripts,
+      combining marks, Hangul jamo, emoji, invalid bytes, special-token
+      fragments) encoded by HF and by the C encoder (engine/tokenizer.c built
+      as a shared library, called through ctypes) for S seconds per tokenizer;
+      DIR/diff_report.txt and up to 200 mismatches in DIR/diff_NAME.jsonl.
 """
 import json
 import os
@@ -359,17 +365,98 @@ def expected(args):
     print("\n".join(report))
 
 
+# ---- differential test against the C encoder (GPU machine) ---------------------
+
+RANGES = [  # (weight, lo, hi): code point ranges the random strings draw from
+    (30, 0x20, 0x7E), (6, 0x09, 0x0D), (2, 0x00, 0x1F), (4, 0xA0, 0xFF), (4, 0x300, 0x36F), (3, 0x370, 0x3FF),
+    (3, 0x400, 0x4FF), (2, 0x590, 0x5FF), (3, 0x600, 0x6FF), (3, 0x900, 0x97F), (2, 0xE00, 0xE7F),
+    (2, 0x1100, 0x11FF), (3, 0xAC00, 0xD7A3), (6, 0x4E00, 0x9FFF), (2, 0x3000, 0x30FF), (1, 0x20000, 0x2A6DF),
+    (4, 0x1F300, 0x1FAFF), (1, 0x1F1E6, 0x1F1FF), (1, 0x200B, 0x200F), (1, 0x2028, 0x202F), (1, 0xFE00, 0xFE0F),
+    (1, 0xFF00, 0xFFEF), (1, 0x1D400, 0x1D7FF), (1, 0xE000, 0xE0FF), (1, 0x2000, 0x206F), (1, 0x0378, 0x037F),
+    (1, 0x10000, 0x10FFFF), (1, 0x85, 0x85), (1, 0x2070, 0x209F), (1, 0x2150, 0x218F), (1, 0x0660, 0x0669),
+]
+PIECES = ["'s", "'S", "'t", "'re", "'VE", "'m", "'ll", "'d", " ", "  ", "\n", "\r\n", "\t", "123", "4567",
+          "<|im_start|>", "<|im_end|>", "<think>", "<|eot_id|>", "<bos>", "<start_of_turn>", "<|", "|>", "...",
+          "\u00e9", "e\u0301", "\u1100\u1161\u11a8", "\U0001F469\u200d\U0001F4BB", "\u2581", "\u0120"]
+
+
+def random_bytes(r):
+    total = sum(w for w, _, _ in RANGES)
+    out = []
+    for _ in range(r.choice([1, 2, 5, 20, 60, 200])):
+        k = r.random()
+        if k < 0.15:
+            out.append(r.choice(PIECES).encode())
+        elif k < 0.17:
+            out.append(bytes([r.randrange(0x80, 0x100)]))          # stray invalid byte
+        else:
+            x = r.uniform(0, total)
+            for w, lo, hi in RANGES:
+                x -= w
+                if x <= 0:
+                    break
+            cp = r.randint(lo, hi)
+            if 0xD800 <= cp <= 0xDFFF:
+                cp = 0xFFFD
+            out.append(chr(cp).encode("utf-8"))
+    return b"".join(out)
+
+
+def diff(args):
+    import ctypes
+    from tokenizers import Tokenizer
+
+    class Ids(ctypes.Structure):
+        _fields_ = [("ids", ctypes.POINTER(ctypes.c_int32)), ("n", ctypes.c_size_t), ("cap", ctypes.c_size_t)]
+    lib = ctypes.CDLL(args["lib"])
+    lib.tok_load.restype = ctypes.c_void_p
+    lib.tok_load.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
+    lib.tok_encode.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int, ctypes.POINTER(Ids)]
+    secs = float(args.get("seconds", 40))
+    outdir = args["out"]
+    report = []
+    for spec in args["tok"]:
+        name, path = spec.split("=", 1)
+        err = ctypes.create_string_buffer(512)
+        t = lib.tok_load(path.encode(), err, 512)
+        if not t:
+            report.append(f"{name}: C load failed: {err.value.decode()}")
+            continue
+        hf = Tokenizer.from_file(path)
+        r = random.Random(int(args.get("seed", 7)))
+        ids = Ids()
+        n = bad = 0
+        t0 = time.time()
+        with open(os.path.join(outdir, f"diff_{name}.jsonl"), "w") as f:
+            while time.time() - t0 < secs:
+                b = random_bytes(r)
+                want = hf.encode(b.decode("utf-8", errors="replace"), add_special_tokens=False).ids
+                if lib.tok_encode(t, b, len(b), 0, ctypes.byref(ids)) != 0:
+                    got = None
+                else:
+                    got = [ids.ids[i] for i in range(ids.n)]
+                n += 1
+                if got != want:
+                    bad += 1
+                    if bad <= 200:
+                        f.write(json.dumps({"hex": b.hex(), "want": want, "got": got}) + "\n")
+        report.append(f"diff {name}: {n} random strings, {bad} mismatches ({secs:.0f} s, seed {args.get('seed', 7)})")
+    with open(os.path.join(outdir, "diff_report.txt"), "w") as f:
+        f.write("\n".join(report) + "\n")
+    print("\n".join(report))
+
+
 def main(argv):
     if len(argv) >= 2 and argv[0] == "strings":
         write_strings(argv[1]); return 0
-    if argv and argv[0] == "expected":
+    if argv and argv[0] in ("expected", "diff"):
         a = {"tok": []}
         it = iter(argv[1:])
         for k in it:
             v = next(it)
             if k == "--tok": a["tok"].append(v)
             else: a[k[2:].replace("-", "_")] = v
-        expected(a); return 0
+        (expected if argv[0] == "expected" else diff)(a); return 0
     print(__doc__); return 2
 
 

@@ -61,7 +61,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t need = tok_decode(T, ids.ids, ids.n, 0, NULL, 0);
     char *dec = malloc(need + 1);
     tok_decode(T, ids.ids, ids.n, 0, dec, need + 1);
-    if (CHECK) {
+    /* utf8proc 2.8's NFC drops U+11A7 after a Hangul LV syllable; the
+     * tokenizer works around it, this independent reference does not */
+    if (CHECK && !(NFC && memmem(fixed, fl, "\xE1\x86\xA7", 3))) {
         utf8proc_uint8_t *want = NULL;
         utf8proc_ssize_t wl = utf8proc_map(fixed, (utf8proc_ssize_t)fl, &want, NFC ? UTF8PROC_STABLE | UTF8PROC_COMPOSE : 0);
         if (wl >= 0 && (need != (size_t)wl || memcmp(dec, want, need))) {
