@@ -127,7 +127,7 @@ enum { NORM_NFC = 1, NORM_NFKC, NORM_REPLACE, NORM_PREPEND, NORM_META_ALWAYS, NO
 typedef struct { int kind; char *a, *b; size_t alen, blen; } norm_step;
 
 enum { BEH_ISOLATED = 1, BEH_REMOVED, BEH_MERGED_PREV, BEH_MERGED_NEXT };
-typedef struct { pcre2_code *re; int behavior; } pre_step;
+typedef struct { pcre2_code *re, *re_wide; int behavior; } pre_step;   /* re_wide: for text with 4-byte UTF-8 */
 
 typedef struct { char *s; size_t len; int32_t id; int special; } added_tok;
 
@@ -530,14 +530,14 @@ static int emit(tok_tokenizer *t, work *w, piecelist *dst, int last, const char 
 }
 
 /* Splits piece [ps, ps+pl) of s by one Split step. */
-static int split_piece(tok_tokenizer *t, work *w, const pre_step *st, piecelist *dst, int last,
+static int split_piece(tok_tokenizer *t, work *w, const pcre2_code *re, int behavior, piecelist *dst, int last,
                        const char *s, size_t ps, size_t pl) {
     const char *sub = s + ps;
     size_t off = 0, prev_end = 0, next_start = 0;
     while (off <= pl) {
-        int rc = pcre2_jit_match(st->re, (PCRE2_SPTR)sub, pl, off, 0, w->md, NULL);
+        int rc = pcre2_jit_match(re, (PCRE2_SPTR)sub, pl, off, 0, w->md, NULL);
         if (rc == PCRE2_ERROR_JIT_BADOPTION)
-            rc = pcre2_match(st->re, (PCRE2_SPTR)sub, pl, off, PCRE2_NO_UTF_CHECK, w->md, NULL);
+            rc = pcre2_match(re, (PCRE2_SPTR)sub, pl, off, PCRE2_NO_UTF_CHECK, w->md, NULL);
         if (rc < 0) break;
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(w->md);
         size_t ms = ov[0], me = ov[1];
@@ -547,7 +547,7 @@ static int split_piece(tok_tokenizer *t, work *w, const pre_step *st, piecelist 
             off = k;
             continue;
         }
-        switch (st->behavior) {
+        switch (behavior) {
         case BEH_ISOLATED:
             if (emit(t, w, dst, last, s, ps + prev_end, ms - prev_end) < 0) return -1;
             if (emit(t, w, dst, last, s, ps + ms, me - ms) < 0) return -1;
@@ -565,7 +565,7 @@ static int split_piece(tok_tokenizer *t, work *w, const pre_step *st, piecelist 
         }
         prev_end = off = me;
     }
-    if (st->behavior == BEH_MERGED_NEXT) return emit(t, w, dst, last, s, ps + next_start, pl - next_start);
+    if (behavior == BEH_MERGED_NEXT) return emit(t, w, dst, last, s, ps + next_start, pl - next_start);
     return emit(t, w, dst, last, s, ps + prev_end, pl - prev_end);
 }
 
@@ -578,11 +578,15 @@ static int encode_segment(tok_tokenizer *t, work *w, const char *seg, size_t len
     piecelist *src = &w->pl[0], *dst = &w->pl[1];
     src->n = 0;
     if (add_piece(src, 0, n) < 0) return -1;
+    int has4 = 0;   /* 4-byte UTF-8 present: use the Unicode-15-widened regexes */
+    for (size_t i = 0; i < n && !has4; i++) has4 = (unsigned char)s[i] >= 0xF0;
     for (int si = 0; si < t->n_pre; si++) {
         int last = si == t->n_pre - 1;
+        const pre_step *st = &t->pre[si];
+        const pcre2_code *re = has4 && st->re_wide ? st->re_wide : st->re;
         dst->n = 0;
         for (size_t p = 0; p < src->n; p++)
-            if (split_piece(t, w, &t->pre[si], dst, last, s, src->v[2 * p], src->v[2 * p + 1]) < 0) return -1;
+            if (split_piece(t, w, re, st->behavior, dst, last, s, src->v[2 * p], src->v[2 * p + 1]) < 0) return -1;
         piecelist *x = src; src = dst; dst = x;
     }
     return 0;
@@ -685,7 +689,7 @@ void tok_free(tok_tokenizer *t) {
     free(t->added);
     for (int i = 0; i < t->n_norm; i++) { free(t->norm[i].a); free(t->norm[i].b); }
     free(t->norm);
-    for (int i = 0; i < t->n_pre; i++) pcre2_code_free(t->pre[i].re);
+    for (int i = 0; i < t->n_pre; i++) { pcre2_code_free(t->pre[i].re); pcre2_code_free(t->pre[i].re_wide); }
     free(t->pre);
     free(t->cache);
     pthread_mutex_destroy(&t->cache_mu);
@@ -741,23 +745,34 @@ static char *widen_classes(const char *pat) {
     return out;
 }
 
-static int add_pre(tok_tokenizer *t, const char *pat, size_t plen, int literal, int behavior,
-                   const char *path, char *err, size_t cap) {
+static pcre2_code *compile_re(const char *pat, size_t plen, int literal, const char *path, char *err, size_t cap) {
     int ec; PCRE2_SIZE eo;
-    char *wide = literal ? NULL : widen_classes(pat);
-    if (wide) { pat = wide; plen = PCRE2_ZERO_TERMINATED; }
     uint32_t opt = literal ? PCRE2_LITERAL | PCRE2_UTF : PCRE2_UTF | PCRE2_UCP;
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, plen, opt, &ec, &eo, NULL);
-    free(wide);
     if (!re) {
         PCRE2_UCHAR msg[160]; pcre2_get_error_message(ec, msg, sizeof msg);
         seterr(err, cap, "%s: pre_tokenizer regex rejected by PCRE2 at offset %zu: %s", path, (size_t)eo, (char *)msg);
-        return -1;
+        return NULL;
     }
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);   /* falls back to the interpreter if it fails */
+    return re;
+}
+
+/* The widened pattern costs ~10% on ASCII text, and the Unicode 15 ranges are
+ * all 4-byte UTF-8, so it only runs on segments that contain such bytes. */
+static int add_pre(tok_tokenizer *t, const char *pat, size_t plen, int literal, int behavior,
+                   const char *path, char *err, size_t cap) {
+    pcre2_code *re = compile_re(pat, plen, literal, path, err, cap), *wre = NULL;
+    if (!re) return -1;
+    char *wide = literal ? NULL : widen_classes(pat);
+    if (wide && strcmp(wide, pat)) {
+        wre = compile_re(wide, PCRE2_ZERO_TERMINATED, 0, path, err, cap);
+        if (!wre) { free(wide); pcre2_code_free(re); return -1; }
+    }
+    free(wide);
     pre_step *p = realloc(t->pre, (size_t)(t->n_pre + 1) * sizeof *p);
-    if (!p) { pcre2_code_free(re); seterr(err, cap, "%s: out of memory", path); return -1; }
-    t->pre = p; t->pre[t->n_pre++] = (pre_step){re, behavior};
+    if (!p) { pcre2_code_free(re); pcre2_code_free(wre); seterr(err, cap, "%s: out of memory", path); return -1; }
+    t->pre = p; t->pre[t->n_pre++] = (pre_step){re, wre, behavior};
     return 0;
 }
 
