@@ -488,6 +488,75 @@ void sched_postprocess(sched *sc, const int *tokens, double now, int eos_id,
     if (n_fin) *n_fin = sc->n_fin;
 }
 
+/* ---- abort ------------------------------------------------------------------ */
+/* Drops q from deque d, keeping the order of the others. */
+static void dq_remove(deque *d, const sseq *q) {
+    int n = d->len;
+    for (int i = 0; i < n; i++) {
+        sseq *x = dq_front(d);
+        dq_pop_front(d);
+        if (x != q) dq_push_back(d, x);     /* cannot grow: one was taken out */
+    }
+}
+
+static sreq *find_live_req(sched *sc, int id) {
+    for (int i = 0; i < sc->nrun; i++)
+        if (sc->run[i]->req->id == id) return sc->run[i]->req;
+    for (int pass = 0; pass < 2; pass++) {
+        deque *d = pass ? &sc->swapped : &sc->waiting;
+        for (int i = 0; i < d->len; i++)
+            if (dq_at(d, i)->req->id == id) return dq_at(d, i)->req;
+    }
+    return NULL;
+}
+
+int sched_abort(sched *sc, int id, double now, sched_done *out, const seq **first) {
+    sreq *r = sc ? find_live_req(sc, id) : NULL;
+    if (first) *first = NULL;
+    if (!r) return 0;
+    r->aborted = true;
+    for (int k = 0; k < r->num_members; k++) {
+        sseq *q = r->members[k];
+        if (!q || q->s.status == SEQ_FINISHED) continue;
+        if (q->s.status == SEQ_RUNNING) {
+            int w = 0;
+            for (int i = 0; i < sc->nrun; i++) if (sc->run[i] != q) sc->run[w++] = sc->run[i];
+            sc->nrun = w;
+        } else {
+            dq_remove(q->s.status == SEQ_SWAPPED ? &sc->swapped : &sc->waiting, q);
+        }
+        kv_release(sc->kv, &q->s);              /* a waiting sequence holds nothing: no-op */
+        q->s.status = SEQ_FINISHED;
+        q->s.finish_reason = SEQ_FINISH_ABORT;
+        q->s.finish_time = now;
+        int gen = seq_num_generated(&q->s);
+        if (gen > r->max_gen) r->max_gen = gen;
+        r->members[k] = NULL;
+        r->live--;
+        /* freed at the next sched_schedule, as finished sequences are */
+        if (grow((void **)&sc->fin, &sc->fin_cap, sc->n_fin + 1, sizeof *sc->fin) == 0) {
+            sc->fin[sc->n_fin++] = q;
+            if (first && !*first) *first = &q->s;
+        } else {
+            free_seq(q);
+        }
+    }
+    if (out) {
+        memset(out, 0, sizeof *out);
+        out->id = r->id; out->prompt_len = r->prompt_len; out->output_len = r->max_gen;
+        out->num_seqs = r->num_members; out->arrival = r->arrival;
+        out->first_scheduled = r->first_scheduled; out->first_token = r->first_token;
+        out->finish_time = now; out->num_preemptions = r->preemptions;
+        out->aborted = true; out->user = r->user;
+    }
+    sc->stats.aborted++;
+    if (grow((void **)&sc->dead, &sc->dead_cap, sc->n_dead + 1, sizeof *sc->dead) == 0)
+        sc->dead[sc->n_dead++] = r;
+    else
+        free(r);
+    return 1;
+}
+
 void sched_counts(const sched *sc, int *running, int *waiting, int *swapped) {
     if (running) *running = sc->nrun;
     if (waiting) *waiting = sc->waiting.len;

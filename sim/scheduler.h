@@ -98,6 +98,14 @@ int    sched_schedule(sched *sc, double now, const sched_batch **out);
 void   sched_postprocess(sched *sc, const int *tokens, double now, int eos_id,
                          const sched_done **done, int *n_done,
                          seq *const **fin, int *n_fin);
+/* Ends request id at once, wherever its sequences are (waiting, running or
+ * swapped): they release their KV and finish with SEQ_FINISH_ABORT.  Call
+ * between steps (after sched_postprocess, before the next sched_schedule).
+ * Fills *out (aborted = true, output_len = tokens generated so far) and, when
+ * first is not NULL, *first = the request's first live sequence (its tokens
+ * readable until the next sched_schedule).  Returns 1, or 0 when no live
+ * request has that id (finished ones are not live). */
+int    sched_abort(sched *sc, int id, double now, sched_done *out, const seq **first);
 /* Queue sizes, and whether anything remains to run. */
 void   sched_counts(const sched *sc, int *running, int *waiting, int *swapped);
 bool   sched_has_work(const sched *sc);

@@ -371,6 +371,89 @@ static void test_abort_too_long(void **st) {
     rig_free(&r);
 }
 
+/* sched_abort: a waiting request leaves without ever running, a running one
+ * gives its blocks back at once, a swapped one too; the others finish intact
+ * and kv_check holds throughout. */
+static void check_kv(rig *r) {
+    seq *const *live; const seq *next;
+    int nl = sched_live(r->sc, &live, &next);
+    char err[256] = "";
+    if (kv_check(r->kv, live, nl, err, sizeof err) != 0) fail_msg("kv_check after abort: %s", err);
+}
+
+static void test_abort(void **st) {
+    (void)st;
+    sched_config c = sched_config_default();
+    c.max_num_seqs = 2;
+    rig r; rig_init(&r, KV_PAGED, 64, 16, 0, c);
+    for (int i = 0; i < 4; i++) add(&r, i, 40, 30, 1, 0);
+    step(&r); step(&r);                         /* 0 and 1 run, 2 and 3 wait */
+    int run, wait;
+    sched_counts(r.sc, &run, &wait, NULL);
+    assert_int_equal(run, 2);
+    assert_int_equal(wait, 2);
+    kv_usage u0, u1;
+    seq *const *live; const seq *next;
+    int nl = sched_live(r.sc, &live, &next);
+    kv_usage_get(r.kv, live, nl, next, &u0);
+    sched_done d;
+    const seq *first;
+    /* the waiting request 3 */
+    assert_int_equal(sched_abort(r.sc, 3, r.now, &d, &first), 1);
+    assert_int_equal(d.id, 3);
+    assert_true(d.aborted);
+    assert_int_equal(d.output_len, 0);
+    assert_non_null(first);
+    assert_int_equal(first->finish_reason, SEQ_FINISH_ABORT);
+    check_kv(&r);
+    sched_counts(r.sc, &run, &wait, NULL);
+    assert_int_equal(wait, 1);
+    /* the running request 1: its blocks are free at once */
+    assert_int_equal(sched_abort(r.sc, 1, r.now, &d, &first), 1);
+    assert_true(d.aborted);
+    assert_true(d.output_len >= 1);             /* it had sampled a token */
+    assert_int_equal(d.output_len, seq_num_generated(first));
+    check_kv(&r);
+    nl = sched_live(r.sc, &live, &next);
+    kv_usage_get(r.kv, live, nl, next, &u1);
+    assert_true(u1.blocks_used < u0.blocks_used);
+    assert_int_equal(u1.blocks_used, u0.blocks_used - 3);  /* 42 tokens: 3 blocks */
+    /* unknown, and already aborted */
+    assert_int_equal(sched_abort(r.sc, 99, r.now, &d, NULL), 0);
+    assert_int_equal(sched_abort(r.sc, 3, r.now, &d, NULL), 0);
+    run_all(&r, 10000);
+    assert_int_equal(r.n_done, 2);              /* 0 and 2 finish normally */
+    assert_true(done_index(&r, 0) >= 0 && done_index(&r, 2) >= 0);
+    assert_int_equal(done_index(&r, 1), -1);
+    assert_int_equal(done_index(&r, 3), -1);
+    assert_int_equal(r.gen_bad, 0);
+    assert_int_equal(sched_get_stats(r.sc)->aborted, 2);
+    rig_free(&r);
+
+    /* a swapped-out request */
+    c = sched_config_default();
+    c.preempt = SCHED_PREEMPT_SWAP;
+    rig_init(&r, KV_PAGED, 20, 16, 64, c);       /* 320 slots: the third must go */
+    for (int i = 0; i < 3; i++) add(&r, i, 60, 60, 1, 0);
+    int swapped = 0, id = -1;
+    while (sched_has_work(r.sc) && r.steps < 1000 && !swapped) {
+        step(&r);
+        sched_counts(r.sc, NULL, NULL, &swapped);
+    }
+    assert_true(swapped > 0);
+    nl = sched_live(r.sc, &live, &next);
+    for (int i = 0; i < nl; i++) if (live[i]->status == SEQ_SWAPPED) id = live[i]->id;
+    assert_true(id >= 0);
+    assert_int_equal(sched_abort(r.sc, id, r.now, &d, NULL), 1);   /* request id = seq id here */
+    sched_counts(r.sc, NULL, NULL, &swapped);
+    assert_int_equal(swapped, 0);
+    check_kv(&r);
+    run_all(&r, 10000);
+    assert_int_equal(r.n_done, 2);
+    assert_int_equal(r.gen_bad, 0);
+    rig_free(&r);
+}
+
 static void test_bad_config(void **st) {
     (void)st;
     kv_config kc = { .policy = KV_PAGED, .num_blocks = 10, .block_size = 16, .max_model_len = 100 };
@@ -459,6 +542,7 @@ int main(void) {
         cmocka_unit_test(test_static_batching),
         cmocka_unit_test(test_all_policies_exact),
         cmocka_unit_test(test_abort_too_long),
+        cmocka_unit_test(test_abort),
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_step_loop_engine_like),
     };
