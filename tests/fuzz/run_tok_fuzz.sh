@@ -16,7 +16,10 @@ clang $CFLAGS tests/fuzz/fuzz_tok_encode.c engine/tokenizer.c -o "$out/fuzz_tok_
 run() {  # name binary corpus seeds... ; prints libFuzzer's final stats
   local name=$1 bin=$2 corpus=$3; shift 3
   echo "== $name ($secs s)"
-  "$bin" -max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$out/$name-" "$@" "$corpus" 2>"$out/$name.log" || {
+  # the corpus directory must come first: libFuzzer writes new inputs there
+  local opts=() dirs=()
+  for a in "$@"; do case $a in -*) opts+=("$a");; *) dirs+=("$a");; esac; done
+  "$bin" -max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$out/$name-" "${opts[@]}" "$corpus" "${dirs[@]}" 2>"$out/$name.log" || {
     echo "FINDING: see $out/$name.log"; tail -40 "$out/$name.log"; return 1; }
   grep -E "stat::number_of_executed_units|stat::peak_rss_mb|stat::new_units_added" "$out/$name.log" || true
   grep -E "^#[0-9]+ *DONE" "$out/$name.log" | tail -1 || true
