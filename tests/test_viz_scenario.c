@@ -229,6 +229,17 @@ static void test_command(void **st) {
     snprintf(want, sizeof want, "step %d", z.steps);
     assert_non_null(strstr(buf, want));
     assert_non_null(strstr(buf, "paged pool: 16 blocks x 4 slots"));
+    /* a display is named but nobody answers: the terminal view, exit 0 */
+    snprintf(cmd, sizeof cmd, "env -u WAYLAND_DISPLAY -u SDL_VIDEODRIVER DISPLAY=:4999 timeout 60 %s --blocks 16 "
+             "</dev/null >build/tmp/test_viz_cmd2.txt 2>&1", bin);
+    assert_int_equal(run_cmd(cmd), 0);
+    f = fopen("build/tmp/test_viz_cmd2.txt", "r");
+    assert_non_null(f);
+    memset(buf, 0, sizeof buf);
+    assert_true(fread(buf, 1, sizeof buf - 1, f) > 0);
+    fclose(f);
+    assert_non_null(strstr(buf, want));
+    assert_non_null(strstr(buf, "using the terminal view"));
     /* a workload instead of the classroom */
     snprintf(cmd, sizeof cmd, "%s --blocks 64 --workload fixed --requests 6 --prompt-len 9 --output-len 12 --tui "
              "</dev/null >/dev/null", bin);

@@ -135,8 +135,19 @@ static int screenshot(win *g, const char *path, char *err, size_t errlen) {
 int viz_window_run(const viz_player *p, const viz_window_opts *o, char *err, size_t errlen) {
     win g = {0};
     int ret = -1;
+    /* an X display named and no Wayland one: X11 only (no noisy Wayland probe) */
+    const char *x = getenv("DISPLAY"), *wl = getenv("WAYLAND_DISPLAY"), *vd = getenv("SDL_VIDEODRIVER");
+    if (x && *x && !(wl && *wl) && !(vd && *vd)) SDL_SetHint(SDL_HINT_VIDEODRIVER, "x11");
     if (SDL_Init(SDL_INIT_VIDEO) != 0) {
         snprintf(err, errlen, "no window: %s", SDL_GetError());
+        return 1;
+    }
+    /* SDL falls back to its offscreen driver when no display answers: a
+     * window nobody sees.  Only a driver asked for by name may be headless. */
+    const char *drv = SDL_GetCurrentVideoDriver(), *asked = getenv("SDL_VIDEODRIVER");
+    if (drv && (!strcmp(drv, "offscreen") || !strcmp(drv, "dummy")) && !(asked && *asked)) {
+        snprintf(err, errlen, "no display answers (SDL chose its '%s' driver)", drv);
+        SDL_Quit();
         return 1;
     }
     int W = o->width > 0 ? o->width : 1280, H = o->height > 0 ? o->height : 800;
