@@ -226,7 +226,12 @@ static void test_scene_copy(void **st) {
     (void)st;
     viz_scene s, d;
     known_scene(&s);
+    assert_int_equal(viz_pool_push_history(&s.pool), 0);
+    assert_int_equal(viz_pool_push_history(&s.pool), 0);
     assert_int_equal(viz_scene_copy(&d, &s), 0);
+    assert_int_equal(d.pool.hist_n, 2);
+    assert_float_equal(d.pool.hist_tokens[1], 9.0 / 64, 1e-6);
+    assert_float_equal(d.pool.hist_held[1], 3.0 * 4 / 64, 1e-6);
     assert_int_equal(d.pool.num_seqs, 3);
     assert_int_equal(d.pool.seqs[0].table[1], 2);
     assert_int_equal(d.pool.queue_len[VIZ_Q_WAITING], 1);

@@ -77,6 +77,10 @@ static void run_classroom(int blocks, int bs, seen *z, char *events, size_t cap)
         const viz_scene *s = viz_scenario_scene(v);
         check_scene(s, z);
         z->steps = s->step;
+        /* the history holds one entry per step, the last one now */
+        assert_int_equal(s->pool.hist_n, s->step + 1);
+        assert_float_equal(s->pool.hist_tokens[s->pool.hist_n - 1],
+                           (double)s->pool.c.tokens_held / (blocks * bs), 1e-6);
         if (events) { strncat(events, s->event, cap - strlen(events) - 2); strncat(events, "\n", cap - strlen(events) - 1); }
     }
     if (rc < 0) fail_msg("%s", err);

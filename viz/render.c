@@ -400,6 +400,50 @@ static void draw_block(cairo_t *cr, const viz_grid *g, const viz_pool *p, int b,
 
 /* ---- panels --------------------------------------------------------------- */
 
+/* A small area chart: share of the pool held (light) and holding tokens
+ * (dark), one column per step so far. */
+static void history(cairo_t *cr, const viz_pool *p, viz_rect r, double f) {
+    char t[64];
+    font(cr, f * 0.85, true);
+    double lx = r.x + text(cr, r.x, r.y + f * 0.9, "the pool over the steps", INK) + f * 1.2;
+    font(cr, f * 0.8, false);
+    double held_c[3], tok_c[3];
+    viz_owner_rgb(4, tok_c, NULL);
+    mix(held_c, tok_c, WHITE, 0.65);
+    cairo_rectangle(cr, lx, r.y + f * 0.15, f, f * 0.8); set_rgb(cr, held_c); cairo_fill(cr);
+    lx += f * 1.3 + text(cr, lx + f * 1.3, r.y + f * 0.9, "blocks held", DIM);
+    lx += f * 1.0;
+    cairo_rectangle(cr, lx, r.y + f * 0.15, f, f * 0.8); set_rgb(cr, tok_c); cairo_fill(cr);
+    text(cr, lx + f * 1.3, r.y + f * 0.9, "slots holding tokens", DIM);
+    viz_rect a = { r.x + f * 2.8, r.y + f * 1.6, r.w - f * 2.8, r.h - f * 2.6 };
+    if (a.w < 20 || a.h < 10) return;
+    cairo_rectangle(cr, a.x, a.y, a.w, a.h);
+    cairo_set_source_rgb(cr, 0.97, 0.97, 0.98);
+    cairo_fill_preserve(cr);
+    set_rgb(cr, DIM);
+    cairo_set_line_width(cr, 1);
+    cairo_stroke(cr);
+    int n = p->hist_n;
+    double dx = a.w / (n > 1 ? n - 1 : 1);
+    for (int k = 0; k < 2; k++) {
+        const float *v = k == 0 ? p->hist_held : p->hist_tokens;
+        cairo_move_to(cr, a.x, a.y + a.h);
+        for (int i = 0; i < n; i++) {
+            double y = v[i] < 0 ? 0 : v[i] > 1 ? 1 : v[i];
+            cairo_line_to(cr, a.x + i * dx, a.y + a.h - y * a.h);
+        }
+        cairo_line_to(cr, a.x + (n - 1) * dx, a.y + a.h);
+        cairo_close_path(cr);
+        set_rgb(cr, k == 0 ? held_c : tok_c);
+        cairo_fill(cr);
+    }
+    font(cr, f * 0.75, false);
+    text(cr, r.x, a.y + f * 0.6, "100%", DIM);
+    text(cr, r.x + f * 1.2, a.y + a.h, "0", DIM);
+    snprintf(t, sizeof t, "step %d", n - 1);
+    text(cr, a.x + a.w - text_w(cr, t), a.y + a.h + f * 0.95, t, DIM);
+}
+
 static void draw_pool(cairo_t *cr, const viz_grid *g, const viz_pool *p, double f, bool main) {
     char t[160];
     font(cr, f * 1.1, true);
@@ -430,6 +474,10 @@ static void draw_pool(cairo_t *cr, const viz_grid *g, const viz_pool *p, double 
         snprintf(t, sizeof t, "utilization %.1f%%   internal frag %ld slots   ext %ld",
                  c->utilization * 100, c->internal_frag, c->external_frag);
     text(cr, g->panel.x, cy + f * 1.35, t, INK);
+    /* the pool over time, where there is room under the counters */
+    double top = cy + f * 2.6, room = g->panel.y + g->panel.h - top;
+    if (room >= f * 7 && p->hist_n >= 2) history(cr, p, (viz_rect){ g->panel.x, top, g->panel.w * 0.9,
+                                                                      room > f * 12 ? f * 12 : room }, f);
     (void)main;
 }
 

@@ -362,7 +362,8 @@ static int capture(lane *l, viz_scenario *v, viz_pool *p) {
 static int capture_all(viz_scenario *v, char *err, size_t errlen) {
     v->scene.step = v->step;
     v->scene.time_s = v->a.lp.now;
-    if (capture(&v->a, v, &v->scene.pool) || (v->has_b && capture(&v->b, v, &v->scene.cmp))) {
+    if (capture(&v->a, v, &v->scene.pool) || (v->has_b && capture(&v->b, v, &v->scene.cmp)) ||
+        viz_pool_push_history(&v->scene.pool) || (v->has_b && viz_pool_push_history(&v->scene.cmp))) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -382,6 +383,8 @@ static int start(viz_scenario *v, char *err, size_t errlen) {
     lane_free(&v->a);
     lane_free(&v->b);
     v->step = 0;
+    v->scene.pool.hist_n = 0;
+    v->scene.cmp.hist_n = 0;
     if (lane_init(&v->a, v, v->cfg.kv.policy, err, errlen)) return -1;
     if (v->has_b && lane_init(&v->b, v, (kv_policy)v->cfg.compare, err, errlen)) return -1;
     char t[160];

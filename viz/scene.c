@@ -34,6 +34,8 @@ void viz_pool_free(viz_pool *p) {
     free(p->seqs);
     for (int q = 0; q < VIZ_Q_N; q++) free(p->queue[q]);
     free(p->blocks);
+    free(p->hist_held);
+    free(p->hist_tokens);
     memset(p, 0, sizeof *p);
 }
 
@@ -67,6 +69,23 @@ int viz_pool_enqueue(viz_pool *p, viz_queue q, int id) {
     if (q < 0 || q >= VIZ_Q_N) return -1;
     if (grow((void **)&p->queue[q], &p->queue_cap[q], p->queue_len[q], sizeof(int))) return -1;
     p->queue[q][p->queue_len[q]++] = id;
+    return 0;
+}
+
+int viz_pool_push_history(viz_pool *p) {
+    if (p->hist_n >= p->hist_cap) {
+        int nc = p->hist_cap ? p->hist_cap * 2 : 64;
+        float *a = realloc(p->hist_held, (size_t)nc * sizeof *a);
+        if (a) p->hist_held = a;
+        float *b = realloc(p->hist_tokens, (size_t)nc * sizeof *b);
+        if (b) p->hist_tokens = b;
+        if (!a || !b) return -1;
+        p->hist_cap = nc;
+    }
+    double slots = (double)p->num_blocks * p->block_size;
+    p->hist_held[p->hist_n] = slots > 0 ? (float)(p->c.blocks_used * (double)p->block_size / slots) : 0;
+    p->hist_tokens[p->hist_n] = slots > 0 ? (float)(p->c.tokens_held / slots) : 0;
+    p->hist_n++;
     return 0;
 }
 
@@ -115,6 +134,11 @@ static int pool_copy(viz_pool *d, const viz_pool *p) {
         for (int i = 0; i < p->queue_len[q]; i++)
             if (viz_pool_enqueue(d, (viz_queue)q, p->queue[q][i])) return -1;
     d->c = p->c;
+    for (int i = 0; i < p->hist_n; i++) {
+        if (viz_pool_push_history(d)) return -1;
+        d->hist_held[i] = p->hist_held[i];
+        d->hist_tokens[i] = p->hist_tokens[i];
+    }
     return 0;
 }
 

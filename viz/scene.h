@@ -52,6 +52,10 @@ typedef struct viz_pool {
     int       *queue[VIZ_Q_N];   /* (queue_len[q],) sequence ids, in order */
     int        queue_len[VIZ_Q_N], queue_cap[VIZ_Q_N];
     viz_counters c;
+    /* history, one entry per step so far, for the small chart under the grid */
+    float     *hist_held;    /* (hist_n,) share of slots in held blocks */
+    float     *hist_tokens;  /* (hist_n,) share of slots holding tokens */
+    int        hist_n, hist_cap;
 } viz_pool;
 
 typedef struct viz_scene {
@@ -74,8 +78,12 @@ int  viz_pool_add_seq(viz_pool *p, int id, int group, viz_queue q, int prompt_le
                       int num_tokens, const int *table, int n);
 /* Appends id to queue q.  Returns 0 or -1 when out of memory. */
 int  viz_pool_enqueue(viz_pool *p, viz_queue q, int id);
-/* Forgets sequences and queues; keeps the blocks' size (all set free). */
+/* Forgets sequences and queues; keeps the blocks' size (all set free) and
+ * the history. */
 void viz_pool_clear(viz_pool *p);
+/* Appends the current counters to the history (reset: p->hist_n = 0).
+ * Returns 0 or -1 when out of memory. */
+int  viz_pool_push_history(viz_pool *p);
 /* Recomputes blocks_used, blocks_cached, tokens_held and utilization from the
  * blocks (for hand-built scenes; captured scenes take the simulator's). */
 void viz_pool_count(viz_pool *p);
