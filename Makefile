@@ -81,6 +81,7 @@ $(BUILD)/tests/gpu/%: $(BUILD)/tests/gpu/%.cu.o $(LIBS)
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIBS)
 	$(LINK)
 
+.SECONDARY:
 .PHONY: all demo test test-gpu bench deps asan clean help fuzz
 all: $(BINS) ## build every library and command
 
@@ -105,6 +106,9 @@ asan: ## sanitizer build (ASan+UBSan) in build-asan/, then its tests
 	@$(MAKE) --no-print-directory BUILD=build-asan BINDIR=build-asan/bin NVCC= \
 	  EXTRA_CFLAGS="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
 	  LDFLAGS="-fsanitize=address,undefined" test
+
+fuzz: ## libFuzzer runs of the tokenizer and safetensors parsers (FUZZ_SECS each, default 60; needs clang)
+	@for s in tests/fuzz/run_*_fuzz.sh; do bash $$s $${FUZZ_SECS:-60} || exit 1; done
 
 clean: ## remove build output
 	rm -rf build build-asan $(BINS)
