@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <dirent.h>
+#include <math.h>
 #include <sys/stat.h>
 #include "tests/test_util.h"
 #include "viz/scenario.h"
@@ -233,6 +234,9 @@ static void test_command(void **st) {
     snprintf(want, sizeof want, "step %d", z.steps);
     assert_non_null(strstr(buf, want));
     assert_non_null(strstr(buf, "paged pool: 16 blocks x 4 slots"));
+    const char *tt = strstr(buf, "t=");
+    assert_non_null(tt);
+    double t_toy = atof(tt + 2);
     /* a display is named but nobody answers: the terminal view, exit 0 */
     snprintf(cmd, sizeof cmd, "env -u WAYLAND_DISPLAY -u SDL_VIDEODRIVER DISPLAY=:4999 timeout 60 %s --blocks 16 "
              "</dev/null >build/tmp/test_viz_cmd2.txt 2>&1", bin);
@@ -248,9 +252,27 @@ static void test_command(void **st) {
     snprintf(cmd, sizeof cmd, "%s --blocks 64 --workload fixed --requests 6 --prompt-len 9 --output-len 12 --tui "
              "</dev/null >/dev/null", bin);
     assert_int_equal(run_cmd(cmd), 0);
+    /* step times from the cost model of a 7B model on an H100, not the toy
+     * cost: the same steps take another time */
+    if (access("data/models/qwen2.5-7b.json", R_OK) == 0) {
+        snprintf(cmd, sizeof cmd, "%s --blocks 16 --tui --model data/models/qwen2.5-7b.json --gpu H100-SXM "
+                 "</dev/null >build/tmp/test_viz_cmd3.txt 2>&1", bin);
+        assert_int_equal(run_cmd(cmd), 0);
+        f = fopen("build/tmp/test_viz_cmd3.txt", "r");
+        assert_non_null(f);
+        memset(buf, 0, sizeof buf);
+        assert_true(fread(buf, 1, sizeof buf - 1, f) > 0);
+        fclose(f);
+        const char *tp = strstr(buf, "t=");
+        assert_non_null(tp);
+        double t = atof(tp + 2);
+        assert_true(t > 0);
+        assert_true(fabs(t - t_toy) > 0.1 * t_toy);
+    }
     /* bad input: exit 2 with a message */
     const char *bad[] = { "--blocks 0", "--blocks x", "--compare nope", "--png a.svg", "--frobnicate",
-                          "--step 3", "--workload /nonexistent.csv" };
+                          "--step 3", "--workload /nonexistent.csv", "--gpu H100",
+                          "--model /nonexistent.json --gpu H100", "--policy nope" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>&1", bin, bad[i]);
         int rc = run_cmd(cmd);

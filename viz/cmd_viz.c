@@ -20,6 +20,7 @@ static void usage(FILE *f) {
           "               [--workload sharegpt|alpaca|fixed|FILE] [--requests N] [--rate R]\n"
           "               [--prompt-len P --output-len O] [--max-len L] [--max-num-seqs N]\n"
           "               [--max-batched-tokens T] [--swap-blocks N] [--no-prefix-caching]\n"
+          "               [--model CONFIG.json --gpu NAME [--tp N]]\n"
           "\n"
           "Shows PagedAttention's KV block pool step by step: requests arrive, grow\n"
           "token by token, share blocks (parallel sampling, copy-on-write, prefix\n"
@@ -50,6 +51,9 @@ static void usage(FILE *f) {
           "  --max-num-seqs N      sequences per step;  --max-batched-tokens T  token budget\n"
           "  --swap-blocks N       CPU swap space in blocks: preempt by swapping (0: recompute)\n"
           "  --no-prefix-caching   turn automatic prefix caching off\n"
+          "  --model/--gpu/--tp    step times from the cost model of that model on that GPU\n"
+          "                        (data/models/*.json; H100-SXM, H200, A100-40GB, ...);\n"
+          "                        without them a toy cost times the steps\n"
           "\n"
           "In the window: space step, p play/pause, +/- speed, r restart, s save PNG,\n"
           "q/Esc quit; hover a block to see its owner, slots and ref count.\n"
@@ -99,10 +103,11 @@ const char *__lsan_default_suppressions(void) {
 
 int pagesim_cmd_viz(int argc, char **argv) {
     int blocks = 16, bs = 4, seed = 1, step_k = -1, W = 1280, H = 800, delay = 400;
-    int requests = 8, plen = 32, olen = 64, max_len = 0, max_seqs = 0, max_tok = 0, swap = 0;
+    int requests = 8, plen = 32, olen = 64, max_len = 0, max_seqs = 0, max_tok = 0, swap = 0, tp = 1;
     double rate = 0;
     bool tui = false, play = false, color = true, no_prefix = false;
     const char *file = NULL, *frames = NULL, *compare = NULL, *workload = NULL, *policy = NULL;
+    const char *model_path = NULL, *gpu = NULL;
     int nfile = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -143,6 +148,9 @@ int pagesim_cmd_viz(int argc, char **argv) {
         else if (!strcmp(a, "--frames")) { NEED(); frames = v; }
         else if (!strcmp(a, "--compare")) { NEED(); compare = v; }
         else if (!strcmp(a, "--policy")) { NEED(); policy = v; }
+        else if (!strcmp(a, "--model")) { NEED(); model_path = v; }
+        else if (!strcmp(a, "--gpu")) { NEED(); gpu = v; }
+        else if (!strcmp(a, "--tp")) { NEED(); bad = parse_int(a, v, 1, 64, &tp); }
         else if (!strcmp(a, "--workload")) { NEED(); workload = v; }
         else if (!strcmp(a, "--tui")) tui = true;
         else if (!strcmp(a, "--play")) play = true;
@@ -195,6 +203,19 @@ int pagesim_cmd_viz(int argc, char **argv) {
         sp.path = kind == WL_TRACE ? workload : NULL;
         if (wl_generate(&sp, &reqs, &nreq, err, sizeof err)) { fprintf(stderr, "pagesim: %s\n", err); return 1; }
         cfg.reqs = reqs; cfg.num_reqs = nreq;
+    }
+    cm_model model;
+    if (model_path || gpu) {
+        mc_config mc;
+        cm_gpu g;
+        if (!model_path || !gpu) { fputs("pagesim: --model and --gpu go together\n", stderr); rc = 2; goto out; }
+        if (mc_load(&mc, model_path, err, sizeof err) < 0 || cm_gpu_find(&g, gpu, err, sizeof err) < 0 ||
+            cm_model_init(&model, &mc, &g, tp, mc.dtype, err, sizeof err) < 0) {
+            fprintf(stderr, "pagesim: %s\n", err);
+            rc = 2;
+            goto out;
+        }
+        cfg.model = &model;
     }
     if (!(v = viz_scenario_create(&cfg, err, sizeof err))) { fprintf(stderr, "pagesim: %s\n", err); goto out; }
 
