@@ -451,8 +451,10 @@ static void draw_pool(cairo_t *cr, const viz_grid *g, const viz_pool *p, double 
     snprintf(t, sizeof t, "%s", p->policy);
     x += text(cr, x, y, t, INK);
     font(cr, f * 0.9, false);
-    snprintf(t, sizeof t, "   %d blocks x %d slots   running %d  waiting %d", p->num_blocks, p->block_size,
-             p->queue_len[VIZ_Q_RUNNING], p->queue_len[VIZ_Q_WAITING]);
+    int k = snprintf(t, sizeof t, "   %d blocks x %d slots   running %d  waiting %d", p->num_blocks,
+                     p->block_size, p->queue_len[VIZ_Q_RUNNING], p->queue_len[VIZ_Q_WAITING]);
+    if (!main && p->c.time_s > 0)   /* the baseline keeps its own clock */
+        snprintf(t + k, sizeof t - (size_t)k, "   t = %.3f s", p->c.time_s);
     text(cr, x, y, t, DIM);
     /* small blocks: no antialiasing (pixel-aligned fills take pixman's fast path) */
     if (!g->slots) cairo_set_antialias(cr, CAIRO_ANTIALIAS_NONE);
@@ -478,7 +480,6 @@ static void draw_pool(cairo_t *cr, const viz_grid *g, const viz_pool *p, double 
     double top = cy + f * 2.6, room = g->panel.y + g->panel.h - top;
     if (room >= f * 7 && p->hist_n >= 2) history(cr, p, (viz_rect){ g->panel.x, top, g->panel.w * 0.9,
                                                                       room > f * 12 ? f * 12 : room }, f);
-    (void)main;
 }
 
 /* Chips of a queue on one or more lines; returns the y after them. */

@@ -356,6 +356,7 @@ static int capture(lane *l, viz_scenario *v, viz_pool *p) {
     c->cow_copies = u.cow_copies;
     c->preemptions = (int)sched_get_stats(l->sc)->preemptions;
     c->finished = l->finished;
+    c->time_s = l->lp.now;
     return 0;
 }
 

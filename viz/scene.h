@@ -40,6 +40,7 @@ typedef struct viz_counters {
     double utilization;      /* tokens_held / slots held (the vLLM paper's share) */
     long   prefix_hit_tokens, cow_copies;
     int    preemptions, finished;
+    double time_s;           /* this pool's simulated clock (< 0 unknown) */
 } viz_counters;
 
 /* One pool: blocks, live sequences, queues, counters. */

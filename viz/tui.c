@@ -129,8 +129,10 @@ static bool detailed_fits(const viz_pool *p, int cols) {
 
 static void pool_section(sbuf *b, const viz_pool *p, int cols, bool color) {
     bool det = detailed_fits(p, cols);
-    sb_put(b, "%s pool: %d blocks x %d slots%s\n", p->policy, p->num_blocks, p->block_size,
-           det ? "" : "  (one character per block)");
+    char clock[48] = "";
+    if (p->c.time_s > 0) snprintf(clock, sizeof clock, "  t=%.3fs", p->c.time_s);
+    sb_put(b, "%s pool: %d blocks x %d slots%s%s\n", p->policy, p->num_blocks, p->block_size,
+           clock, det ? "" : "  (one character per block)");
     if (det) pool_detailed(b, p, cols, color);
     else pool_compact(b, p, cols, color);
     counters(b, p);
