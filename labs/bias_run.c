@@ -140,13 +140,29 @@ static void fmt_cap(char *out, size_t n, double cap) {
     else bias_fmt_double(out, n, cap);
 }
 
+/* P(buy) a reply carries ("p_buy": x, written by the logits decision), or NAN. */
+static double reply_p_buy(const char *text) {
+    const char *p = text ? strstr(text, "\"p_buy\":") : NULL;
+    if (!p) return NAN;
+    char *end;
+    double x = strtod(p + 8, &end);
+    return end == p + 8 ? NAN : x;
+}
+
 static int write_set_csv(const bias_run_config *c, const bias_universe *u, int set, const set_state *s,
                          const char *path, size_t *answered, char *err, size_t errlen) {
     bias_buf b = {0};
-    bias_csv_row(&b, bias_columns, BIAS_NCOLS);
+    int has_p = 0;
+    for (size_t i = 0; i < s->n && !has_p; i++) has_p = !isnan(reply_p_buy(s->output[i]));
+    const char *head[BIAS_NCOLS + 2];
+    int nc = BIAS_NCOLS;
+    for (int k = 0; k < BIAS_NCOLS; k++) head[k] = bias_columns[k];
+    if (has_p) head[nc++] = "p_buy";
+    if (c->row_note) head[nc++] = "note";
+    bias_csv_row(&b, head, nc);
     for (size_t i = 0; i < s->n; i++) {
         const bias_stock *st = &u->stocks[i / (size_t)c->num_trials];
-        char cap[64], trial[16], setno[16], nb[16], ns[16], ans[256];
+        char cap[64], trial[16], setno[16], nb[16], ns[16], ans[256], pb[32] = "";
         fmt_cap(cap, sizeof cap, st->marketcap);
         snprintf(trial, sizeof trial, "%d", (int)(i % (size_t)c->num_trials));
         snprintf(setno, sizeof setno, "%d", set);
@@ -154,9 +170,14 @@ static int write_set_csv(const bias_run_config *c, const bias_universe *u, int s
         snprintf(ns, sizeof ns, "%d", s->info[i].n_sell);
         bias_reply_parse(s->output[i], ans, sizeof ans);
         if (bias_vote(ans)) (*answered)++;
-        const char *f[BIAS_NCOLS] = { st->ticker, st->name, cap, st->sector, trial, setno, nb, ns,
-                                      s->prompt[i], s->output[i], ans };
-        bias_csv_row(&b, f, BIAS_NCOLS);
+        double p = reply_p_buy(s->output[i]);
+        if (!isnan(p)) snprintf(pb, sizeof pb, "%.6f", p);
+        const char *f[BIAS_NCOLS + 2] = { st->ticker, st->name, cap, st->sector, trial, setno, nb, ns,
+                                          s->prompt[i], s->output[i], ans };
+        int k = BIAS_NCOLS;
+        if (has_p) f[k++] = pb;
+        if (c->row_note) f[k++] = c->row_note;
+        bias_csv_row(&b, f, nc);
     }
     int rc = b.oom ? -1 : bias_write_atomic(path, b.s, b.len, err, errlen);
     if (b.oom) snprintf(err, errlen, "out of memory");

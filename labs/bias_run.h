@@ -5,7 +5,8 @@
  * journal {model}_att_set_{n}.progress.jsonl, so a killed run resumes where
  * it stopped; a finished set becomes {model}_att_set_{n}.csv through a
  * temporary file and rename.  A manifest {model}_att_run.json pins the
- * settings so that a resume never mixes two different runs.
+ * settings so that a resume never mixes two different runs.  Replies that
+ * carry "p_buy" (--decision logits) add a p_buy column to the set files.
  * Touches only {model}_att_* files in the output directory. */
 #ifndef BIAS_RUN_H
 #define BIAS_RUN_H
@@ -22,6 +23,8 @@ typedef struct bias_run_config {
     uint64_t    seed;
     const char *output_dir;
     const char *inputs;         /* a line naming the inputs (tickers, evidence, profile) */
+    const char *row_note;       /* when set, a last column "note" with this text on every row of
+                                   the set files (e.g. dummy weights: the decisions mean nothing) */
     /* called after every durable journal write (NULL: none) */
     void (*progress)(void *ctx, int set, size_t done, size_t total, size_t resumed);
     void *progress_ctx;
