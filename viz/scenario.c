@@ -29,6 +29,8 @@ typedef struct lane {            /* one policy serving the requests */
     int      *prev_sw;           /* (n_prev,) 1 when swapped out */
     int       n_prev, prev_cap;
     kv_block_view *views;        /* (num_blocks,) */
+    int       ann_src[8], ann_dst[8], n_ann;  /* copies on write told at a fork,
+                                                 executed with the next batch */
 } lane;
 
 struct viz_scenario {
@@ -264,8 +266,26 @@ static int lane_step(lane *l, viz_scenario *v, char *ev, size_t evcap, char *err
     }
     if (adm.n == 1) { snprintf(t, sizeof t, "s%d admitted (%d-token prompt)", adm.ids[0], adm.extra[0]); ev_add(ev, evcap, t); }
     else idl_say(ev, evcap, &adm, "admitted", NULL);
+    int prev_ann = l->n_ann, psrc[8], pdst[8];
+    memcpy(psrc, l->ann_src, sizeof psrc);
+    memcpy(pdst, l->ann_dst, sizeof pdst);
+    l->n_ann = 0;
     for (int i = 0; i < frk.n && i < 3; i++) {
-        snprintf(t, sizeof t, "s%d forked from s%d: shares its blocks", frk.ids[i], frk.extra[i]);
+        /* the child shares its parent's blocks but at once takes a private
+         * copy of the block its next token goes into (copy-on-write) */
+        const seq *c = NULL, *par = NULL;
+        for (int j = 0; j < nl; j++) {
+            if (live[j]->id == frk.ids[i]) c = live[j];
+            if (live[j]->id == frk.extra[i]) par = live[j];
+        }
+        int k = snprintf(t, sizeof t, "s%d forked from s%d: shares its blocks", frk.ids[i], frk.extra[i]);
+        for (int j = 0; c && par && j < c->num_blocks && j < par->num_blocks; j++)
+            if (c->block_table[j] != par->block_table[j] && par->block_table[j] >= 0) {
+                snprintf(t + k, sizeof t - (size_t)k, "; copy-on-write #%d -> #%d", par->block_table[j],
+                         c->block_table[j]);
+                if (l->n_ann < 8) { l->ann_src[l->n_ann] = par->block_table[j]; l->ann_dst[l->n_ann++] = c->block_table[j]; }
+                break;
+            }
         ev_add(ev, evcap, t);
     }
     if (u.prefix_hit_tokens > l->prev_hits) {
@@ -277,6 +297,9 @@ static int lane_step(lane *l, viz_scenario *v, char *ev, size_t evcap, char *err
     for (int i = 0; b && i < b->num_copies; i++) {
         const kv_copy *c = &b->copies[i];
         if (c->kind != KV_COPY_GPU) continue;
+        bool told = false;   /* already shown at the fork, one step ago */
+        for (int j = 0; j < prev_ann && !told; j++) told = psrc[j] == c->src && pdst[j] == c->dst;
+        if (told) continue;
         if (ncow++ < 2) { snprintf(t, sizeof t, "copy-on-write #%d -> #%d", c->src, c->dst); ev_add(ev, evcap, t); }
     }
     if (ncow > 2) { snprintf(t, sizeof t, "+%d copies on write", ncow - 2); ev_add(ev, evcap, t); }
