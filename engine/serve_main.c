@@ -1,6 +1,6 @@
 /* engine/serve_main.c — the `engine/serve` command: parse options, pick a
- * backend (open_backend: the single place where the CUDA engine will be
- * wired in), serve until SIGINT/SIGTERM. */
+ * backend (open_backend: the CUDA engine of engine/serve_engine.c for
+ * --model/--dummy-weights, or the mock), serve until SIGINT/SIGTERM. */
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "engine/serve.h"
+#include "engine/serve_engine.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -30,7 +31,18 @@ static void usage(FILE *f) {
         "                            detected from PATH/tokenizer_config.json; qwen3 otherwise)\n"
         "  --max-connections N       concurrent connections (default 1024)\n"
         "  --token-delay-ms X        mock: time of one decode step (default 10)\n"
-        "  --max-num-seqs N          mock: requests running at once (default 256)\n"
+        "  --max-num-seqs N          requests running at once (default 256)\n"
+        "Engine (--model / --dummy-weights):\n"
+        "  --tokenizer FILE          tokenizer.json (default: PATH/tokenizer.json, or\n"
+        "                            data/tokenizers/qwen3/tokenizer.json with --dummy-weights)\n"
+        "  --dummy-seed N            seed of the random weights (default 0)\n"
+        "  --kv-policy paged|contiguous  paged blocks (default) or max_model_len reserved per sequence\n"
+        "  --gpu-memory-utilization F  share of GPU memory to use (default 0.9)\n"
+        "  --max-model-len N         tokens per sequence (default min(max_position, 4096))\n"
+        "  --max-num-batched-tokens N  tokens per step (default 8192)\n"
+        "  --num-gpu-blocks N        KV blocks instead of what memory allows\n"
+        "  --block-size N            KV block size (default 16)\n"
+        "  --no-prefix-caching       turn automatic prefix caching off\n"
         "  --verbose                 one log line per request on stderr\n"
         "  --help                    this text\n");
 }
@@ -53,11 +65,12 @@ typedef struct {
     int mock;
     double token_delay_ms;
     int max_num_seqs;
+    srv_engine_opts eng;         /* --model / --dummy-weights */
 } backend_choice;
 
-/* The single place that picks a backend.  When engine/engine.h lands, its
- * srv_backend constructor goes here for --model / --dummy-weights. */
-static srv_backend *open_backend(const backend_choice *bc, char *err, size_t cap) {
+/* The single place that picks a backend: the CUDA engine for --model /
+ * --dummy-weights (its memory plan is logged), or the mock. */
+static srv_backend *open_backend(backend_choice *bc, char *err, size_t cap) {
     if (bc->mock) {
         srv_mock_opts mo;
         srv_mock_opts_init(&mo);
@@ -66,16 +79,32 @@ static srv_backend *open_backend(const backend_choice *bc, char *err, size_t cap
         mo.max_num_seqs = bc->max_num_seqs;
         return srv_mock_create(&mo, err, cap);
     }
-    snprintf(err, cap, "%s %s: the CUDA engine backend is not wired into engine/serve yet "
-             "(it waits for engine/engine.h); run `engine/serve --mock` to serve without a GPU",
-             bc->model_path ? "--model" : "--dummy-weights", bc->model_path ? bc->model_path : bc->dummy_cfg);
-    return NULL;
+    bc->eng.model_dir = bc->model_path;
+    bc->eng.dummy_config = bc->dummy_cfg;
+    bc->eng.served_name = bc->served_name;
+    bc->eng.model.max_num_seqs = bc->max_num_seqs;
+    char info[2048];
+    srv_backend *b = srv_engine_create(&bc->eng, info, sizeof info, err, cap);
+    if (b) fprintf(stderr, "%s\n", info);
+    return b;
+}
+
+static double parse_num(const char *opt, const char *v, double lo, double hi) {
+    char *end;
+    errno = 0;
+    double x = v ? strtod(v, &end) : 0;
+    if (!v || errno || *end || end == v || !(x >= lo && x <= hi)) {
+        fprintf(stderr, "engine/serve: %s needs a number in %g..%g, got '%s'\n", opt, lo, hi, v ? v : "");
+        exit(2);
+    }
+    return x;
 }
 
 int main(int argc, char **argv) {
     srv_opts o;
     srv_opts_init(&o);
     backend_choice bc = {0};
+    srv_engine_opts_init(&bc.eng);
     bc.token_delay_ms = 10;
     bc.max_num_seqs = 256;
     int template_given = 0;
@@ -107,6 +136,22 @@ int main(int argc, char **argv) {
             template_given = 1;
         }
         else if (!strcmp(a, "--max-num-seqs")) { NEEDV(); bc.max_num_seqs = (int)parse_long(a, v, 1, 1 << 20); }
+        else if (!strcmp(a, "--tokenizer")) { NEEDV(); bc.eng.tokenizer = v; }
+        else if (!strcmp(a, "--dummy-seed")) { NEEDV(); bc.eng.dummy_seed = (uint64_t)parse_long(a, v, 0, LONG_MAX); }
+        else if (!strcmp(a, "--kv-policy")) {
+            NEEDV();
+            if (strcmp(v, "paged") && strcmp(v, "contiguous")) {
+                fprintf(stderr, "engine/serve: --kv-policy is paged or contiguous, got '%s'\n", v);
+                return 2;
+            }
+            bc.eng.kv_policy = strcmp(v, "paged") ? KV_CONTIGUOUS : KV_PAGED;
+        }
+        else if (!strcmp(a, "--gpu-memory-utilization")) { NEEDV(); bc.eng.model.gpu_memory_utilization = parse_num(a, v, 0.01, 1); }
+        else if (!strcmp(a, "--max-model-len")) { NEEDV(); bc.eng.model.max_model_len = (int)parse_long(a, v, 16, 1 << 24); }
+        else if (!strcmp(a, "--max-num-batched-tokens")) { NEEDV(); bc.eng.model.max_num_batched_tokens = (int)parse_long(a, v, 16, 1 << 24); }
+        else if (!strcmp(a, "--num-gpu-blocks")) { NEEDV(); bc.eng.model.num_gpu_blocks = (int)parse_long(a, v, 1, 1 << 30); }
+        else if (!strcmp(a, "--block-size")) { NEEDV(); bc.eng.model.block_size = (int)parse_long(a, v, 1, 1024); }
+        else if (!strcmp(a, "--no-prefix-caching")) bc.eng.prefix_caching = 0;
         else if (!strcmp(a, "--token-delay-ms")) {
             NEEDV();
             char *end;
