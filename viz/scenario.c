@@ -73,7 +73,8 @@ int viz_scenario_classroom(int num_blocks, int block_size, int max_model_len, ui
     int bs = block_size, M = max_model_len;
     long S = (long)num_blocks * bs;
     if (num_blocks < 4 || bs < 1 || M < 2 * bs + 4) {
-        snprintf(err, errlen, "classroom scenario: needs at least 4 blocks and max_model_len >= %d", 2 * bs + 4);
+        snprintf(err, errlen, "the classroom scenario needs at least 4 blocks (got %d) and a max_model_len "
+                 "of at least %d tokens (got %d); --workload can drive other pools", num_blocks, 2 * bs + 4, M);
         return -1;
     }
     /* fillers, each asking for about max_model_len slots, until the demand
