@@ -122,10 +122,16 @@ static int simulate_set(const cmp *c, const cm_model *m, int set, int first, sid
     for (size_t i = 0; i < c->tr->nreq; i++) n += c->tr->req[i].set == set;
     wl_request *w = calloc(n ? n : 1, sizeof *w);      /* (n) */
     if (!w) { snprintf(err, errlen, "out of memory"); return -1; }
-    size_t k = 0;
-    for (size_t i = 0; i < c->tr->nreq; i++) {
-        const bias_trace_req *r = &c->tr->req[i];
-        if (r->set != set) continue;
+    size_t *ord = malloc((n ? n : 1) * sizeof *ord), k = 0;   /* (n) the set's requests in submission order */
+    if (!ord) { free(w); snprintf(err, errlen, "out of memory"); return -1; }
+    for (size_t i = 0; i < c->tr->nreq; i++) if (c->tr->req[i].set == set) ord[k++] = i;
+    for (size_t i = 1; i < n; i++)                      /* stable insertion sort by submit time */
+        for (size_t j = i; j > 0 && c->tr->req[ord[j - 1]].submit_s > c->tr->req[ord[j]].submit_s; j--) {
+            size_t x = ord[j]; ord[j] = ord[j - 1]; ord[j - 1] = x;
+        }
+    k = 0;
+    for (size_t oi = 0; oi < n; oi++) {
+        const bias_trace_req *r = &c->tr->req[ord[oi]];
         int o = r->output_tokens < 1 ? 1 : r->output_tokens;
         if (r->prompt_tokens + o > c->max_model_len) o = c->max_model_len - r->prompt_tokens > 1 ? c->max_model_len - r->prompt_tokens : 1;
         w[k++] = (wl_request){ .arrival = 0, .prompt_len = r->prompt_tokens, .output_len = o, .n = 1,
@@ -142,10 +148,10 @@ static int simulate_set(const cmp *c, const cm_model *m, int set, int first, sid
     sc.sched.max_model_len = c->max_model_len;
     sc.model = m;
     sc.keep_steps = true;
-    sc.usage_every = 8;
+    sc.usage_every = 1;                             /* the engine samples the pool after every step too */
     sim_result res;
     int rc = sim_run(&sc, w, (int)n, &res, err, errlen);
-    free(w);
+    free(w); free(ord);
     if (rc) return -1;
     const met_summary *s = &res.summary;
     p->wall_s += s->sim_time;

@@ -209,7 +209,7 @@ static int gen_free(real_src *s, const bias_request *req, size_t n, bias_reply *
                                    si.attn_ctx_tokens, si.attn_pairs };
             bias_trace_add_step(s->trace, &st);
         }
-        if (s->trace && steps++ % (s->o.usage_every > 0 ? s->o.usage_every : 8) == 0) sample_kv(s, set, clock);
+        if (s->trace && steps++ % (s->o.usage_every > 0 ? s->o.usage_every : 1) == 0) sample_kv(s, set, clock);
         for (int k = 0; k < nd; k++) {
             const eng_result *q = &res[k];
             long i = (long)q->id - base;
