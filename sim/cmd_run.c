@@ -18,9 +18,10 @@
 #include "sim/model_config.h"
 #include "sim/cost_model.h"
 #include "sim/workload.h"
+#include "viz/charts.h"
 
 typedef struct run_opts {
-    const char *workload, *model_path, *gpu, *json, *policy;
+    const char *workload, *model_path, *gpu, *json, *policy, *plot;
     int    requests, block_size, num_blocks, max_num_seqs, max_batched, n, beam;
     int    max_model_len, tp, prompt_len, output_len, usage_every;
     double rate, kv_gb, util, swap_gb, max_norm_latency, sweep_seconds;
@@ -68,6 +69,8 @@ static void usage(FILE *f) {
           "  --static-batching     a new batch only when the last has finished\n"
           "  --prefix-caching      automatic prefix caching (paged)\n"
           "output:\n"
+          "  --plot FILE           charts (.png/.svg/.pdf): pool use and waste over time,\n"
+          "                        and the waste breakdown as bars (with --fig2: Figure 2)\n"
           "  --json OUT            all metrics as JSON (steps included up to 20000\n"
           "                        requests, or with --steps; never with --no-steps)\n"
           "  --usage-every K       sample the pool every K steps [auto: 1 per 2048 blocks]\n"
@@ -120,6 +123,7 @@ static int parse_args(int argc, char **argv, run_opts *o, char *err, size_t n) {
         else if (!strcmp(a, "--model")) o->model_path = v;
         else if (!strcmp(a, "--gpu")) o->gpu = v;
         else if (!strcmp(a, "--json")) o->json = v;
+        else if (!strcmp(a, "--plot")) o->plot = v;
         else if (!strcmp(a, "--policy")) o->policy = v;
         else if (!strcmp(a, "--requests")) rc = parse_int(a, v, 1, &o->requests, err, n);
         else if (!strcmp(a, "--rate")) rc = parse_dbl(a, v, 0, false, &o->rate, err, n);
@@ -347,12 +351,22 @@ static int run_fig2(run_opts *o, char *err, size_t n) {
     printf("  %-12s %9s %9s %7s   %9s %9s %9s %9s %9s\n", "policy", "measured", "paper", "diff",
            "reserved", "internal", "external", "strict", "req/s");
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "policies");
-    int worst = 0;
+    int worst = 0, nres = 0;
+    sim_result res[4];                  /* kept for --plot */
+    const char *labels[4];
+    double paper[4];
     for (int i = 0; i < 4; i++) {
         sim_config c = make_config(o, &e, fig2_policy[i]);
-        c.keep_steps = false;
-        sim_result r;
-        if (sim_run(&c, e.reqs, e.nreq, &r, err, n) < 0) { cJSON_Delete(root); free(e.reqs); return -1; }
+        c.keep_steps = o->plot != NULL;
+        sim_result *rp = &res[nres];
+        if (sim_run(&c, e.reqs, e.nreq, rp, err, n) < 0) {
+            for (int k = 0; k < nres; k++) sim_result_free(&res[k]);
+            cJSON_Delete(root); free(e.reqs); return -1;
+        }
+        sim_result r = *rp;
+        labels[nres] = kv_policy_name(c.kv.policy);
+        paper[nres] = fig2_paper[i] / 100;
+        nres++;
         const met_summary *s = &r.summary;
         double ext = s->share_external + s->share_free_waiting;
         double used = s->share_token + s->share_reserved + s->share_internal + ext;
@@ -370,12 +384,16 @@ static int run_fig2(run_opts *o, char *err, size_t n) {
         cJSON_AddNumberToObject(p, "paper_pct", fig2_paper[i]);
         cJSON_AddItemToObject(p, "summary", met_summary_json(s));
         cJSON_AddItemToArray(arr, p);
-        sim_result_free(&r);
     }
     printf("\n  (reserved/internal/external: shares of the held+lost memory; within 5 points "
            "of the paper: %s)\n", worst ? "not all" : "all");
     int rc = 0;
     if (o->json && met_write_json(root, o->json, err, n) < 0) rc = -1;
+    if (rc == 0 && o->plot) {
+        if (viz_plot_results(o->plot, labels, res, nres, paper, err, n) < 0) rc = -1;
+        else printf("  plot written to %s\n", o->plot);
+    }
+    for (int k = 0; k < nres; k++) sim_result_free(&res[k]);
     cJSON_Delete(root);
     free(e.reqs);
     return rc;
@@ -486,6 +504,7 @@ int pagesim_cmd_run(int argc, char **argv) {
         return (!o.model_path || !o.gpu) ? 2 : 1;
     }
     sim_config c = make_config(&o, &e, policy);
+    if (o.plot) c.keep_steps = true;
     sim_result r;
     if (sim_run(&c, e.reqs, e.nreq, &r, err, sizeof err) < 0) {
         fprintf(stderr, "pagesim run: %s\n", err);
@@ -503,6 +522,15 @@ int pagesim_cmd_run(int argc, char **argv) {
             printf("\nmetrics written to %s\n", o.json);
         }
         cJSON_Delete(j);
+    }
+    if (o.plot) {
+        const char *lab = kv_policy_name(c.kv.policy);
+        if (viz_plot_results(o.plot, &lab, &r, 1, NULL, err, sizeof err) < 0) {
+            fprintf(stderr, "pagesim run: %s\n", err);
+            rc = 1;
+        } else {
+            printf("plot written to %s\n", o.plot);
+        }
     }
     sim_result_free(&r);
     free(e.reqs);

@@ -16,7 +16,8 @@ static void usage(FILE *f) {
           "  plan        how many KV blocks a model gets on a GPU\n"
           "  calibrate   fit the cost model's coefficients from a measured run\n"
           "\n"
-          "`pagesim COMMAND --help` tells more.\n", f);
+          "`pagesim COMMAND --help` tells more; `pagesim --tui --help` lists the view's\n"
+          "options (window keys, --png/--svg/--pdf, --compare, workloads).\n", f);
 }
 
 int main(int argc, char **argv) {
