@@ -93,8 +93,14 @@ demo: ## install what is missing, build, and run the classroom demo and the Figu
 test: $(BINS) $(TEST_BINS) $(GPU_TEST_BINS) ## unit + integration tests; GPU tests are reported as skipped
 	@BUILD=$(BUILD) PAGESIM_SHARED=$(SHARED) PAGESIM_BINDIR=$(BINDIR) bash tests/run.sh --skip-gpu $(TEST_BINS) -- $(GPU_TEST_SRCS)
 
-test-gpu: $(BINS) $(GPU_TEST_BINS) ## GPU tests (needs an NVIDIA GPU and nvcc)
-	@BUILD=$(BUILD) PAGESIM_SHARED=$(SHARED) PAGESIM_BINDIR=$(BINDIR) bash tests/run.sh --gpu -- $(GPU_TEST_BINS)
+test-gpu: ## GPU tests (needs an NVIDIA GPU and nvcc; without the -dev packages, as on the GPU machine, builds through scripts/gpu/build.sh)
+	@if pkg-config --exists $(PKGS) 2>/dev/null; then \
+	  $(MAKE) --no-print-directory $(BINS) $(GPU_TEST_BINS) && \
+	  BUILD=$(BUILD) PAGESIM_SHARED=$(SHARED) PAGESIM_BINDIR=$(BINDIR) bash tests/run.sh --gpu -- $(GPU_TEST_BINS); \
+	else \
+	  bash scripts/gpu/build.sh && \
+	  PAGESIM_SHARED=$(SHARED) bash tests/run.sh --gpu -- $(patsubst tests/gpu/%.c,build/gpu/%,$(wildcard tests/gpu/test_*.c)); \
+	fi
 
 bench: $(BINS) $(BENCH_BINS) ## benchmarks: print figures against the targets of the issues
 	@for b in $(BENCH_BINS); do echo "== $$b"; PAGESIM_SHARED=$(SHARED) $$b || exit 1; done

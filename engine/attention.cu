@@ -13,6 +13,9 @@
  *   its qn queries) has position context_len - qn + i and sees keys 0..pos.
  * Grouped-query heads: q head h reads kv head h / (nq / nkv). */
 #include "engine/common.cuh"
+#include <mma.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* The paged address of token j of a sequence: its physical slot. */
 __device__ __forceinline__ size_t kv_slot(const int32_t *block_table, int j, int block_size) {
@@ -40,10 +43,12 @@ extern "C" int k_kv_write(k_bf16 *k_cache, k_bf16 *v_cache, const k_bf16 *qkv,
     return K_LAUNCH_OK();
 }
 
-/* ---- decode: one query per sequence.  Block (b, kv head, partition) scores
- * the G = nq/nkv query heads of its group against K_DECODE_PARTITION context
- * tokens; with one partition it writes the output, otherwise partial results
- * that decode_reduce combines. ---- */
+/* ---- decode (v1, the scalar kernel kept for comparison: PAGESIM_ATTN=v1):
+ * one query per sequence.  Block (b, kv head, partition) scores the G =
+ * nq/nkv query heads of its group against DEC1_PART context tokens; with one
+ * partition it writes the output, otherwise partial results that
+ * decode_reduce combines. ---- */
+#define DEC1_PART 512
 #define DEC_THREADS 128
 #define DEC_MAX_GROUP 16
 template <int HD>
@@ -51,7 +56,7 @@ __global__ void __launch_bounds__(DEC_THREADS)
 decode_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_bf16 *qkv, int stride,
               const k_bf16 *kc, const k_bf16 *vc, const int32_t *qs, const int32_t *ctxl,
               const int32_t *bt, int max_blocks, int bs, int nq, int nkv, float scale, int nparts_max) {
-    constexpr int P = K_DECODE_PARTITION, E = HD / 32;
+    constexpr int P = DEC1_PART, E = HD / 32;
     constexpr int LPR = HD < DEC_THREADS ? HD : DEC_THREADS;    /* threads per output row */
     constexpr int DPT = HD / LPR, JS = DEC_THREADS / LPR;       /* dims per thread, j splits */
     int b = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
@@ -154,11 +159,11 @@ decode_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_bf16 *
 /* combines the partitions of one (sequence, head): block (b, h), a thread per dim */
 __global__ void decode_reduce_kernel(k_bf16 *out, const float *ws_o, const float *ws_m,
                                      const float *ws_l, const int32_t *qs, const int32_t *ctxl,
-                                     int nq, int hd, int nparts_max) {
+                                     int nq, int hd, int nparts_max, int part_len) {
     int b = blockIdx.x, h = blockIdx.y;
     int q0 = qs[b];
     if (qs[b + 1] - q0 != 1) return;
-    int nparts = (ctxl[b] + K_DECODE_PARTITION - 1) / K_DECODE_PARTITION;
+    int nparts = (ctxl[b] + part_len - 1) / part_len;
     if (nparts <= 1) return;
     size_t base = ((size_t)b * nq + h) * nparts_max;
     float M = -INFINITY, L = 0;
@@ -253,25 +258,304 @@ prefill_kernel(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc, con
     }
 }
 
+/* ---- decode (v2, the default): as v1, but every load is 16 bytes (8 bf16)
+ * and many are in flight.  Scores: a key per group of HD/8 lanes (each lane
+ * 8 dims), U keys per group in flight; then softmax statistics per head; then
+ * P x V with a thread per (key row, 8 dims), partial sums reduced over the
+ * lanes of a warp and then over the warps in shared memory.  GM >= G sizes the
+ * accumulators (the template keeps them in registers). ---- */
+#define DEC2_PART K_DECODE_PARTITION
+#define DEC2_U 4
+__device__ __forceinline__ void unpack8(uint4 u, float *f) {
+    const __nv_bfloat162 *h = reinterpret_cast<const __nv_bfloat162 *>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; i++) { float2 t = __bfloat1622float2(h[i]); f[2 * i] = t.x; f[2 * i + 1] = t.y; }
+}
+template <int HD, int GM>
+__global__ void __launch_bounds__(DEC_THREADS)
+decode2_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_bf16 *qkv, int stride,
+               const k_bf16 *kc, const k_bf16 *vc, const int32_t *qs, const int32_t *ctxl,
+               const int32_t *bt, int max_blocks, int bs, int nq, int nkv, float scale, int nparts_max) {
+    constexpr int P = DEC2_PART, TPK = HD / 8, KPW = 32 / TPK, NW = DEC_THREADS / 32, KPI = NW * KPW;
+    int b = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
+    int q0 = qs[b];
+    if (qs[b + 1] - q0 != 1) return;
+    int ctx = ctxl[b], nparts = (ctx + P - 1) / P;
+    if (part >= nparts) return;
+    int j0 = part * P, j1 = min(ctx, j0 + P), n = j1 - j0;
+    int G = nq / nkv, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    int sub = lane / TPK, li = lane % TPK;           /* key slot in the warp, 8-dim chunk */
+    const int32_t *table = bt + (size_t)b * max_blocks;
+    extern __shared__ float sm[];
+    float *q_s = sm;                       /* (G, HD) pre-scaled */
+    float *sc = q_s + G * HD;              /* (G, P) scores, then probabilities */
+    float *ml = sc + G * P;                /* (G, 2) max, sum */
+    float *red = ml + 2 * G;               /* (NW, G, HD) per-warp partial outputs */
+    for (int i = tid; i < G * HD; i += DEC_THREADS)
+        q_s[i] = ld(qkv, (size_t)q0 * stride + (size_t)(kvh * G) * HD + i) * scale;
+    __syncthreads();
+    /* scores: the loop is uniform over the warp (shuffles need every lane) */
+    for (int jw = j0 + warp * KPW; jw < j1; jw += KPI * DEC2_U) {
+        uint4 kr[DEC2_U];
+#pragma unroll
+        for (int u = 0; u < DEC2_U; u++) {
+            int j = jw + sub + u * KPI;
+            kr[u] = make_uint4(0, 0, 0, 0);
+            if (j < j1)
+                kr[u] = *reinterpret_cast<const uint4 *>(kc + (kv_slot(table, j, bs) * nkv + kvh) * HD + li * 8);
+        }
+#pragma unroll
+        for (int u = 0; u < DEC2_U; u++) {
+            int j = jw + sub + u * KPI;
+            float k8[8];
+            unpack8(kr[u], k8);
+#pragma unroll
+            for (int g = 0; g < GM; g++) {
+                if (g >= G) break;
+                const float *qg = q_s + g * HD + li * 8;
+                float d = 0;
+#pragma unroll
+                for (int e = 0; e < 8; e++) d += qg[e] * k8[e];
+#pragma unroll
+                for (int o = TPK / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+                if (li == 0 && j < j1) sc[g * P + (j - j0)] = d;
+            }
+        }
+    }
+    __syncthreads();
+    /* softmax statistics per head: a warp per head */
+    for (int g = warp; g < G; g += NW) {
+        float m = -INFINITY, l = 0;
+        for (int j = lane; j < n; j += 32) m = fmaxf(m, sc[g * P + j]);
+        m = warp_max(m);
+        for (int j = lane; j < n; j += 32) { float p = __expf(sc[g * P + j] - m); sc[g * P + j] = p; l += p; }
+        l = warp_sum(l);
+        if (lane == 0) { ml[2 * g] = m; ml[2 * g + 1] = l; }
+    }
+    __syncthreads();
+    /* P x V: key rows sub, sub + KPI, ... of this warp; lane li owns dims li*8.. */
+    float acc[GM][8];
+#pragma unroll
+    for (int g = 0; g < GM; g++)
+#pragma unroll
+        for (int e = 0; e < 8; e++) acc[g][e] = 0;
+    for (int jw = j0 + warp * KPW + sub; jw < j1; jw += KPI * DEC2_U) {
+        uint4 vr[DEC2_U];
+#pragma unroll
+        for (int u = 0; u < DEC2_U; u++) {
+            int j = jw + u * KPI;
+            vr[u] = make_uint4(0, 0, 0, 0);
+            if (j < j1)
+                vr[u] = *reinterpret_cast<const uint4 *>(vc + (kv_slot(table, j, bs) * nkv + kvh) * HD + li * 8);
+        }
+#pragma unroll
+        for (int u = 0; u < DEC2_U; u++) {
+            int j = jw + u * KPI;
+            if (j >= j1) break;
+            float v8[8];
+            unpack8(vr[u], v8);
+#pragma unroll
+            for (int g = 0; g < GM; g++) {
+                if (g >= G) break;
+                float p = sc[g * P + (j - j0)];
+#pragma unroll
+                for (int e = 0; e < 8; e++) acc[g][e] += p * v8[e];
+            }
+        }
+    }
+    /* reduce over the key slots of the warp (lanes li, li + TPK, ...) */
+#pragma unroll
+    for (int o = TPK; o < 32; o <<= 1)
+#pragma unroll
+        for (int g = 0; g < GM; g++)
+#pragma unroll
+            for (int e = 0; e < 8; e++) acc[g][e] += __shfl_xor_sync(0xffffffffu, acc[g][e], o);
+    if (sub == 0)
+#pragma unroll
+        for (int g = 0; g < GM; g++) {
+            if (g >= G) break;
+#pragma unroll
+            for (int e = 0; e < 8; e++) red[(warp * G + g) * HD + li * 8 + e] = acc[g][e];
+        }
+    __syncthreads();
+    /* then over the warps: a thread per (head, dim) */
+    for (int i = tid; i < G * HD; i += DEC_THREADS) {
+        int g = i / HD, d = i % HD, h = kvh * G + g;
+        float o = 0;
+#pragma unroll
+        for (int w = 0; w < NW; w++) o += red[(w * G + g) * HD + d];
+        if (nparts == 1)
+            st(out, (size_t)q0 * nq * HD + (size_t)h * HD + d, o / ml[2 * g + 1]);
+        else
+            ws_o[(((size_t)b * nq + h) * nparts_max + part) * HD + d] = o;
+    }
+    if (nparts > 1 && tid < G) {
+        int h = kvh * G + tid;
+        ws_m[((size_t)b * nq + h) * nparts_max + part] = ml[2 * tid];
+        ws_l[((size_t)b * nq + h) * nparts_max + part] = ml[2 * tid + 1];
+    }
+}
+
+/* ---- prefill (v2, the default): tensor cores (WMMA, bf16 in, fp32
+ * accumulate).  Block (query tile of 64, q head, sequence), 4 warps of 16
+ * queries; K/V tiles of 64 keys read through the block table into shared
+ * memory; S = Q K^T per warp, online softmax in fp32 (P rounded to bf16 for
+ * the P x V product, as flash attention does), O kept in shared memory in
+ * fp32 and rescaled there. ---- */
+#define PF2_BM 64
+#define PF2_BN 64
+template <int HD>
+struct pf2_smem {                       /* byte offsets; every region 32-byte aligned */
+    static constexpr int QLD = HD + 8, SLD = PF2_BN + 4, PLD = PF2_BN + 8, OLD = HD + 4;
+    static constexpr size_t q = 0;
+    static constexpr size_t k = q + (size_t)PF2_BM * QLD * 2;
+    static constexpr size_t v = k + (size_t)PF2_BN * QLD * 2;
+    static constexpr size_t s = v + (size_t)PF2_BN * QLD * 2;
+    static constexpr size_t p = s + (size_t)4 * 16 * SLD * 4;
+    static constexpr size_t o = p + (size_t)4 * 16 * PLD * 2;
+    static constexpr size_t bytes = o + (size_t)4 * 16 * OLD * 4;
+};
+template <int HD>
+__global__ void __launch_bounds__(128)
+prefill2_kernel(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc, const k_bf16 *vc,
+                const int32_t *qs, const int32_t *ctxl, const int32_t *bt, int max_blocks, int bs,
+                int nq, int nkv, float scale) {
+    using namespace nvcuda;
+    typedef pf2_smem<HD> L;
+    constexpr int CH = HD / 8;                          /* 16-byte chunks per row */
+    int tile = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    int q0 = qs[b], qn = qs[b + 1] - q0, i0 = tile * PF2_BM;
+    if (qn <= 1 || i0 >= qn) return;
+    int ctx = ctxl[b], kvh = h / (nq / nkv);
+    int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    int rows = min(PF2_BM, qn - i0);
+    int first_pos = ctx - qn + i0, last_pos = first_pos + rows - 1;
+    const int32_t *table = bt + (size_t)b * max_blocks;
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16 *Qs = reinterpret_cast<bf16 *>(smem + L::q);          /* (BM, QLD) */
+    bf16 *Ks = reinterpret_cast<bf16 *>(smem + L::k);          /* (BN, QLD) */
+    bf16 *Vs = reinterpret_cast<bf16 *>(smem + L::v);          /* (BN, QLD) */
+    float *S = reinterpret_cast<float *>(smem + L::s) + warp * 16 * L::SLD;   /* (16, SLD) this warp's */
+    bf16 *Pb = reinterpret_cast<bf16 *>(smem + L::p) + warp * 16 * L::PLD;    /* (16, PLD) */
+    float *O = reinterpret_cast<float *>(smem + L::o) + warp * 16 * L::OLD;   /* (16, OLD) */
+    for (int i = tid; i < PF2_BM * CH; i += 128) {
+        int r = i / CH, c = i % CH;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (r < rows) v = *reinterpret_cast<const uint4 *>(qkv + (size_t)(q0 + i0 + r) * stride + (size_t)h * HD + c * 8);
+        *reinterpret_cast<uint4 *>(Qs + r * L::QLD + c * 8) = v;
+    }
+    for (int i = lane; i < 16 * L::OLD; i += 32) O[i] = 0;
+    /* lane owns half of row r: columns (or dims) from half * width/2 */
+    int r = lane >> 1, half = lane & 1;
+    int wrow = warp * 16 + r, pos = first_pos + wrow;
+    bool valid = wrow < rows;
+    int wlast = first_pos + min(warp * 16 + 15, rows - 1);    /* the warp's last query position */
+    float m = -INFINITY, l = 0;
+    for (int kt = 0; kt <= last_pos; kt += PF2_BN) {
+        __syncthreads();
+        for (int i = tid; i < PF2_BN * CH; i += 128) {
+            int jj = i / CH, c = i % CH, j = kt + jj;
+            uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+            if (j <= last_pos) {
+                size_t a = (kv_slot(table, j, bs) * nkv + kvh) * HD + c * 8;
+                kv = *reinterpret_cast<const uint4 *>(kc + a);
+                vv = *reinterpret_cast<const uint4 *>(vc + a);
+            }
+            *reinterpret_cast<uint4 *>(Ks + jj * L::QLD + c * 8) = kv;
+            *reinterpret_cast<uint4 *>(Vs + jj * L::QLD + c * 8) = vv;
+        }
+        __syncthreads();
+        if (warp * 16 >= rows || wlast < kt) continue;        /* no query of this warp sees the tile */
+        /* S (16, BN) = Q_w (16, HD) K^T */
+#pragma unroll
+        for (int nt = 0; nt < PF2_BN / 16; nt++) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
+            wmma::fill_fragment(c, 0.0f);
+#pragma unroll
+            for (int kk = 0; kk < HD / 16; kk++) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> kb;
+                wmma::load_matrix_sync(a, Qs + warp * 16 * L::QLD + kk * 16, L::QLD);
+                wmma::load_matrix_sync(kb, Ks + nt * 16 * L::QLD + kk * 16, L::QLD);
+                wmma::mma_sync(c, a, kb, c);
+            }
+            wmma::store_matrix_sync(S + nt * 16, c, L::SLD, wmma::mem_row_major);
+        }
+        __syncwarp();
+        /* online softmax of row r over this tile (two lanes per row) */
+        float sv[PF2_BN / 2], mx = -INFINITY;
+#pragma unroll
+        for (int c = 0; c < PF2_BN / 2; c++) {
+            int col = half * (PF2_BN / 2) + c;
+            float x = S[r * L::SLD + col] * scale;
+            sv[c] = valid && kt + col <= pos ? x : -INFINITY;
+            mx = fmaxf(mx, sv[c]);
+        }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        float mn = fmaxf(m, mx), sum = 0;
+        float alpha = mn == -INFINITY ? 1.0f : __expf(m - mn);
+#pragma unroll
+        for (int c = 0; c < PF2_BN / 2; c++) {
+            float p = mn == -INFINITY ? 0.0f : __expf(sv[c] - mn);
+            bf16 pb = __float2bfloat16_rn(p);
+            sum += __bfloat162float(pb);
+            Pb[r * L::PLD + half * (PF2_BN / 2) + c] = pb;
+        }
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        l = l * alpha + sum;
+        m = mn;
+        for (int d = half * (HD / 2); d < (half + 1) * (HD / 2); d++) O[r * L::OLD + d] *= alpha;
+        __syncwarp();
+        /* O (16, HD) += P (16, BN) V (BN, HD) */
+#pragma unroll
+        for (int dt = 0; dt < HD / 16; dt++) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
+            wmma::load_matrix_sync(c, O + dt * 16, L::OLD, wmma::mem_row_major);
+#pragma unroll
+            for (int kk = 0; kk < PF2_BN / 16; kk++) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> vb;
+                wmma::load_matrix_sync(a, Pb + kk * 16, L::PLD);
+                wmma::load_matrix_sync(vb, Vs + kk * 16 * L::QLD + dt * 16, L::QLD);
+                wmma::mma_sync(c, a, vb, c);
+            }
+            wmma::store_matrix_sync(O + dt * 16, c, L::OLD, wmma::mem_row_major);
+        }
+        __syncwarp();
+    }
+    if (!valid) return;
+    float inv = 1.0f / l;
+    for (int d = half * (HD / 2); d < (half + 1) * (HD / 2); d++)
+        st(out, (size_t)(q0 + i0 + wrow) * nq * HD + (size_t)h * HD + d, O[r * L::OLD + d] * inv);
+}
+
+/* which kernels k_attention launches: 0 = v2 (default), 1 = v1 (scalar); the
+ * first call reads PAGESIM_ATTN ("v1") unless k_attention_impl chose */
+static int attn_impl = -1;
+extern "C" int k_attention_impl(int impl) {
+    int old = attn_impl < 0 ? 0 : attn_impl;
+    if (impl >= 0) attn_impl = impl ? 1 : 0;
+    return old;
+}
+
 extern "C" size_t k_attention_workspace_bytes(int B, int nq, int head_dim, int max_context) {
-    size_t parts = (size_t)(max_context + K_DECODE_PARTITION - 1) / K_DECODE_PARTITION;
+    size_t parts = (size_t)(max_context + K_DECODE_PARTITION - 1) / K_DECODE_PARTITION;   /* v2's, the smaller */
     if (parts < 1) parts = 1;
     return (size_t)B * nq * parts * (head_dim + 2) * sizeof(float);
 }
 
 template <int HD>
-static int launch_attention(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc,
-                            const k_bf16 *vc, const k_attn_batch *b, int nq, int nkv, float scale,
-                            float *ws, size_t ws_bytes, cudaStream_t s) {
+static int launch_v1(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc, const k_bf16 *vc,
+                     const k_attn_batch *b, int nq, int nkv, float scale, float *ws, size_t ws_bytes,
+                     cudaStream_t s) {
     static int attr_set = 0;
     int G = nq / nkv;
     constexpr int LPR = HD < DEC_THREADS ? HD : DEC_THREADS, JS = DEC_THREADS / LPR;
-    size_t dec_smem = sizeof(float) * ((size_t)G * HD + (size_t)G * K_DECODE_PARTITION + 2 * G +
-                                       (size_t)JS * G * HD);
+    size_t dec_smem = sizeof(float) * ((size_t)G * HD + (size_t)G * DEC1_PART + 2 * G + (size_t)JS * G * HD);
     size_t pf_smem = sizeof(float) * ((size_t)PF_BM * HD + (size_t)PF_BN * (HD + 1) + (size_t)PF_BN * HD);
     if (!attr_set) {
         size_t dec_max = sizeof(float) * ((size_t)DEC_MAX_GROUP * HD * (1 + JS) +
-                                          (size_t)DEC_MAX_GROUP * (K_DECODE_PARTITION + 2));
+                                          (size_t)DEC_MAX_GROUP * (DEC1_PART + 2));
         if (cudaFuncSetAttribute(decode_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  (int)dec_max) != cudaSuccess ||
             cudaFuncSetAttribute(prefill_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -284,7 +568,7 @@ static int launch_attention(k_bf16 *out, const k_bf16 *qkv, int stride, const k_
         prefill_kernel<HD><<<grid, PF_THREADS, pf_smem, s>>>(out, qkv, stride, kc, vc, b->query_start,
             b->context_lens, b->block_tables, b->max_blocks, b->block_size, nq, nkv, scale);
     }
-    int nparts = (b->max_context + K_DECODE_PARTITION - 1) / K_DECODE_PARTITION;
+    int nparts = (b->max_context + DEC1_PART - 1) / DEC1_PART;
     if (nparts < 1) nparts = 1;
     float *ws_o = ws, *ws_m = ws_o + (size_t)b->B * nq * nparts * HD, *ws_l = ws_m + (size_t)b->B * nq * nparts;
     if (nparts > 1 && ws_bytes < k_attention_workspace_bytes(b->B, nq, HD, b->max_context)) return -1;
@@ -293,8 +577,74 @@ static int launch_attention(k_bf16 *out, const k_bf16 *qkv, int stride, const k_
         b->query_start, b->context_lens, b->block_tables, b->max_blocks, b->block_size, nq, nkv, scale, nparts);
     if (nparts > 1)
         decode_reduce_kernel<<<dim3(b->B, nq), HD, 0, s>>>(out, ws_o, ws_m, ws_l, b->query_start,
-                                                           b->context_lens, nq, HD, nparts);
+                                                           b->context_lens, nq, HD, nparts, DEC1_PART);
     return K_LAUNCH_OK();
+}
+
+template <int HD, int GM>
+static int launch_decode2(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc, const k_bf16 *vc,
+                          const k_attn_batch *b, int nq, int nkv, float scale, float *ws, int nparts,
+                          cudaStream_t s) {
+    static int attr_set = 0;
+    int G = nq / nkv;
+    size_t smem = sizeof(float) * ((size_t)G * HD + (size_t)G * DEC2_PART + 2 * G + (size_t)4 * G * HD);
+    if (!attr_set) {
+        size_t mx = sizeof(float) * ((size_t)GM * HD * 5 + (size_t)GM * (DEC2_PART + 2));
+        if (cudaFuncSetAttribute(decode2_kernel<HD, GM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)mx) !=
+            cudaSuccess)
+            return -1;
+        attr_set = 1;
+    }
+    float *ws_o = ws, *ws_m = ws_o + (size_t)b->B * nq * nparts * HD, *ws_l = ws_m + (size_t)b->B * nq * nparts;
+    decode2_kernel<HD, GM><<<dim3(b->B, nkv, nparts), DEC_THREADS, smem, s>>>(out, ws_o, ws_m, ws_l, qkv, stride,
+        kc, vc, b->query_start, b->context_lens, b->block_tables, b->max_blocks, b->block_size, nq, nkv, scale,
+        nparts);
+    return 0;
+}
+
+template <int HD>
+static int launch_v2(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc, const k_bf16 *vc,
+                     const k_attn_batch *b, int nq, int nkv, float scale, float *ws, size_t ws_bytes,
+                     cudaStream_t s) {
+    static int attr_set = 0;
+    if (!attr_set) {
+        if (cudaFuncSetAttribute(prefill2_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)pf2_smem<HD>::bytes) != cudaSuccess)
+            return -1;
+        attr_set = 1;
+    }
+    if (b->max_q_len > 1) {
+        dim3 grid((b->max_q_len + PF2_BM - 1) / PF2_BM, nq, b->B);
+        prefill2_kernel<HD><<<grid, 128, pf2_smem<HD>::bytes, s>>>(out, qkv, stride, kc, vc, b->query_start,
+            b->context_lens, b->block_tables, b->max_blocks, b->block_size, nq, nkv, scale);
+    }
+    int nparts = (b->max_context + DEC2_PART - 1) / DEC2_PART;
+    if (nparts < 1) nparts = 1;
+    if (nparts > 1 && ws_bytes < k_attention_workspace_bytes(b->B, nq, HD, b->max_context)) return -1;
+    int G = nq / nkv, rc;
+    if (G <= 2) rc = launch_decode2<HD, 2>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, s);
+    else if (G <= 4) rc = launch_decode2<HD, 4>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, s);
+    else if (G <= 8) rc = launch_decode2<HD, 8>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, s);
+    else rc = launch_decode2<HD, 16>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, s);
+    if (rc) return rc;
+    if (nparts > 1) {
+        float *ws_o = ws, *ws_m = ws_o + (size_t)b->B * nq * nparts * HD, *ws_l = ws_m + (size_t)b->B * nq * nparts;
+        decode_reduce_kernel<<<dim3(b->B, nq), HD, 0, s>>>(out, ws_o, ws_m, ws_l, b->query_start,
+                                                           b->context_lens, nq, HD, nparts, DEC2_PART);
+    }
+    return K_LAUNCH_OK();
+}
+
+template <int HD>
+static int launch_attention(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc,
+                            const k_bf16 *vc, const k_attn_batch *b, int nq, int nkv, float scale,
+                            float *ws, size_t ws_bytes, cudaStream_t s) {
+    if (attn_impl < 0) {
+        const char *e = getenv("PAGESIM_ATTN");
+        attn_impl = e && !strcmp(e, "v1") ? 1 : 0;
+    }
+    return attn_impl == 1 ? launch_v1<HD>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, ws_bytes, s)
+                          : launch_v2<HD>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, ws_bytes, s);
 }
 
 extern "C" int k_attention(k_bf16 *out, const k_bf16 *qkv, int tok_stride, const k_bf16 *k_cache,

@@ -1,7 +1,8 @@
 /* engine: see engine.h.  eng_execute is the executor the step loop calls:
  * block copies, then the batch (eng_build_batch), then one forward pass and
  * sampling.  The per-request state (sampling parameters, result) hangs off
- * seq->user.  Owns the model, the KV pool, the scheduler and the loop. */
+ * seq->user.  The loop's clock is the wall clock since eng_create.  Owns the
+ * model, the KV pool, the scheduler and the loop. */
 #include "engine/engine.h"
 #include "sim/step_loop.h"
 #include <stdarg.h>
@@ -17,6 +18,7 @@ typedef struct eng_req {
 } eng_req;
 
 struct eng {
+    eng_config  cfg;
     model      *m;
     kv_cache   *kv;
     sched      *sc;
@@ -26,8 +28,12 @@ struct eng {
     int         nreq, cap_req;
     eng_result *done;            /* (cap_done,) this step's finished requests */
     int         cap_done;
-    k_sample_params *sp;         /* (max_num_seqs,) */
-    int32_t    *tok;             /* (max_num_seqs,) */
+    eng_result *aborted;         /* (cap_ab,) aborted since the last step */
+    int         n_ab, cap_ab;
+    k_sample_params *sp;         /* (max_logit_rows,) */
+    int32_t    *tok;             /* (max_logit_rows,) */
+    float      *hlogits;         /* (max_logit_rows, V) host, with on_logits */
+    eng_step_info last;
     struct timespec t0;
 };
 
@@ -107,11 +113,25 @@ int eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf
     return 0;
 }
 
+kv_config eng_kv_config(const model_opts *o, int num_blocks, kv_policy p, bool prefix_caching) {
+    int bs = o->block_size;
+    kv_config kc = {p, num_blocks, bs, o->max_model_len, 2048, prefix_caching && p == KV_PAGED, 0};
+    /* a reservation of whole blocks starts on a block boundary (every one has
+     * the same length), so its blocks form the block table */
+    if (p != KV_PAGED) kc.max_model_len = (o->max_model_len + bs - 1) / bs * bs;
+    return kc;
+}
+
+static k_sample_params params_of(const seq *s) {
+    const eng_req *q = s->user;
+    return (k_sample_params){q->p.temperature, q->p.top_k, q->p.top_p,
+                             q->p.seed + (uint64_t)(s->id - s->group), (uint64_t)seq_num_generated(s)};
+}
+
 /* the executor of the step loop */
 static int eng_execute(void *ctx, const sched_batch *b, int *tokens, double *seconds, char *err,
                        size_t errlen) {
     eng *e = ctx;
-    double t0 = now_s(e);
     for (int i = 0; i < b->num_copies; i++) {
         if (b->copies[i].kind != KV_COPY_GPU)
             return fail(err, errlen, "swap is not supported by the engine (use preemption by recompute)");
@@ -119,22 +139,33 @@ static int eng_execute(void *ctx, const sched_batch *b, int *tokens, double *sec
     }
     if (b->num_items > 0) {
         model_batch mb;
-        int mbk = (model_options(e->m)->max_model_len + model_options(e->m)->block_size - 1) /
-                  model_options(e->m)->block_size;
-        if (eng_build_batch(b, e->kv, &e->buf, mbk, &mb, err, errlen) ||
-            model_forward(e->m, &mb, NULL, err, errlen))
-            return -1;
-        for (int i = 0; i < b->num_items; i++) {
-            const seq *s = b->items[i].s;
-            const eng_req *q = s->user;
-            e->sp[i] = (k_sample_params){q->p.temperature, q->p.top_k, q->p.top_p,
-                                         q->p.seed + (uint64_t)(s->id - s->group),
-                                         (uint64_t)seq_num_generated(s)};
+        const model_opts *o = model_options(e->m);
+        int mbk = (o->max_model_len + o->block_size - 1) / o->block_size, R;
+        if (eng_build_batch(b, e->kv, &e->buf, mbk, &mb, err, errlen)) return -1;
+        mb.all_logits = e->cfg.on_logits != NULL;
+        if (model_forward(e->m, &mb, &R, err, errlen)) return -1;
+        if (!mb.all_logits) {                 /* one row per sequence: its last token */
+            for (int i = 0; i < b->num_items; i++) e->sp[i] = params_of(b->items[i].s);
+            if (model_sample(e->m, R, e->sp, e->tok, err, errlen)) return -1;
+            for (int i = 0; i < b->num_items; i++) tokens[i] = e->tok[i];
+        } else {                              /* every row; a sequence samples from its last */
+            int V = model_config(e->m)->vocab_size;
+            for (int i = 0; i < b->num_items; i++)
+                for (int r = mb.query_start[i]; r < mb.query_start[i + 1]; r++) e->sp[r] = params_of(b->items[i].s);
+            if (model_sample(e->m, R, e->sp, e->tok, err, errlen) ||
+                model_logits(e->m, R, e->hlogits, err, errlen))
+                return -1;
+            for (int i = 0; i < b->num_items; i++) {
+                const sched_item *it = &b->items[i];
+                const eng_req *q = it->s->user;
+                tokens[i] = e->tok[mb.query_start[i + 1] - 1];
+                for (int r = mb.query_start[i]; r < mb.query_start[i + 1]; r++)
+                    e->cfg.on_logits(e->cfg.logits_ctx, q->r.id, it->start + (r - mb.query_start[i]),
+                                     e->hlogits + (size_t)r * V, V);
+            }
         }
-        if (model_sample(e->m, b->num_items, e->sp, e->tok, err, errlen)) return -1;
-        for (int i = 0; i < b->num_items; i++) tokens[i] = e->tok[i];
     }
-    *seconds = now_s(e) - t0;
+    *seconds = now_s(e) - e->lp.now;
     return 0;
 }
 
@@ -143,21 +174,38 @@ eng *eng_create(const mc_config *c, w_weights *w, const eng_config *cfg, model_m
     eng *e = calloc(1, sizeof *e);
     if (!e) { w_free(w); fail(err, errlen, "out of memory"); return NULL; }
     clock_gettime(CLOCK_MONOTONIC, &e->t0);
-    if (model_create(&e->m, c, w, &cfg->model, mem, err, errlen)) { free(e); return NULL; }
+    e->cfg = *cfg;
+    if (cfg->kv_policy != KV_PAGED && cfg->kv_policy != KV_CONTIGUOUS) {
+        w_free(w);
+        free(e);
+        fail(err, errlen, "KV policy %s is not supported by the engine (paged, contiguous)",
+             kv_policy_name(cfg->kv_policy));
+        return NULL;
+    }
+    model_opts mo = cfg->model;
+    if (cfg->on_logits) {                   /* every token of a step may need its logits */
+        int T = mo.max_num_batched_tokens > 0 ? mo.max_num_batched_tokens : 2048;
+        if (mo.max_logit_rows < T) mo.max_logit_rows = T;
+    }
+    if (model_create(&e->m, c, w, &mo, mem, err, errlen)) { free(e); return NULL; }
     const model_opts *o = model_options(e->m);
-    kv_config kc = {KV_PAGED, model_num_blocks(e->m), o->block_size, o->max_model_len, 2048,
-                    cfg->prefix_caching, 0};
+    kv_config kc = eng_kv_config(o, model_num_blocks(e->m), cfg->kv_policy, cfg->prefix_caching);
     sched_config sc = sched_config_default();
     sc.max_num_seqs = o->max_num_seqs;
     sc.max_num_batched_tokens = o->max_num_batched_tokens;
     sc.max_model_len = o->max_model_len;
     sc.preempt = SCHED_PREEMPT_RECOMPUTE;
-    e->sp = calloc((size_t)o->max_num_seqs, sizeof *e->sp);
-    e->tok = calloc((size_t)o->max_num_seqs, sizeof *e->tok);
-    if (!e->sp || !e->tok || !(e->kv = kv_create(&kc, err, errlen)) ||
-        !(e->sc = sched_create(&sc, e->kv, err, errlen)) ||
+    size_t R = (size_t)o->max_logit_rows;
+    e->sp = calloc(R, sizeof *e->sp);
+    e->tok = calloc(R, sizeof *e->tok);
+    if (cfg->on_logits) e->hlogits = malloc(R * (size_t)c->vocab_size * sizeof(float));
+    if (!e->sp || !e->tok || (cfg->on_logits && !e->hlogits)) {
+        fail(err, errlen, "out of memory");
+        eng_free(e);
+        return NULL;
+    }
+    if (!(e->kv = kv_create(&kc, err, errlen)) || !(e->sc = sched_create(&sc, e->kv, err, errlen)) ||
         loop_init(&e->lp, e->sc, (loop_executor){e, eng_execute}, 0.0, cfg->eos_id)) {
-        if (e->sp && e->tok && e->kv && e->sc) fail(err, errlen, "out of memory");
         eng_free(e);
         return NULL;
     }
@@ -186,9 +234,10 @@ int eng_add_request(eng *e, int id, const int *prompt, int prompt_len, const eng
     q->p = *p;
     q->r.id = id;
     q->r.prompt_len = prompt_len;
-    q->r.arrival = e->lp.now;
+    q->r.arrival = now_s(e);
+    q->r.first_token = -1;
     q->live = true;
-    if (!sched_add(e->sc, id, prompt, prompt_len, p->max_tokens, 1, 0, e->lp.now, q)) {
+    if (!sched_add(e->sc, id, prompt, prompt_len, p->max_tokens, 1, 0, q->r.arrival, q)) {
         free(q);
         return fail(err, errlen, "request %d: the scheduler refused it", id);
     }
@@ -196,57 +245,78 @@ int eng_add_request(eng *e, int id, const int *prompt, int prompt_len, const eng
     return 0;
 }
 
+/* keeps the generated tokens of s in q's result */
+static int keep_tokens(eng_req *q, const seq *s) {
+    int n = seq_num_generated(s);
+    free(q->r.tokens);
+    q->r.tokens = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+    if (!q->r.tokens) { q->r.num_tokens = 0; return -1; }
+    for (int j = 0; j < n; j++) q->r.tokens[j] = s->tokens[s->prompt_len + j];
+    q->r.num_tokens = n;
+    q->r.num_preemptions = s->num_preemptions;
+    return 0;
+}
+
 int eng_step(eng *e, const eng_result **done, int *n_done, char *err, size_t errlen) {
     loop_step_info info;
     *n_done = 0;
+    *done = e->done;
+    e->lp.now = now_s(e);                          /* the loop's clock is the wall clock */
     int rc = loop_step(&e->lp, &info, err, errlen);
-    if (rc <= 0) return rc;
-    for (int i = 0; i < info.n_fin; i++) {          /* keep the tokens of finished sequences */
-        const seq *s = info.fin[i];
-        eng_req *q = s->user;
-        int n = seq_num_generated(s);
-        free(q->r.tokens);
-        q->r.tokens = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
-        if (!q->r.tokens) return fail(err, errlen, "out of memory");
-        for (int j = 0; j < n; j++) q->r.tokens[j] = s->tokens[s->prompt_len + j];
-        q->r.num_tokens = n;
-        q->r.num_preemptions = s->num_preemptions;
+    if (rc < 0) return rc;
+    memset(&e->last, 0, sizeof e->last);
+    if (rc > 0 && info.batch) {
+        const cm_batch *cb = &info.batch->counts;
+        e->last = (eng_step_info){cb->num_seqs, (int)cb->prefill_tokens, (int)cb->decode_tokens,
+                                  info.batch->preempted, info.batch->num_copies, cb->attn_ctx_tokens,
+                                  cb->attn_pairs, info.seconds};
     }
-    if (info.n_done > e->cap_done) {
-        eng_result *d = realloc(e->done, sizeof *d * (size_t)info.n_done);
+    for (int i = 0; i < info.n_fin; i++)           /* keep the tokens of finished sequences */
+        if (keep_tokens(info.fin[i]->user, info.fin[i])) return fail(err, errlen, "out of memory");
+    int n = info.n_done + e->n_ab;
+    if (n > e->cap_done) {
+        eng_result *d = realloc(e->done, sizeof *d * (size_t)n);
         if (!d) return fail(err, errlen, "out of memory");
-        e->done = d; e->cap_done = info.n_done;
+        e->done = d; e->cap_done = n;
     }
+    for (int i = 0; i < e->n_ab; i++) e->done[i] = e->aborted[i];
     for (int i = 0; i < info.n_done; i++) {
         eng_req *q = info.done[i].user;
         q->live = false;
         q->r.first_token = info.done[i].first_token;
         q->r.finish = info.done[i].finish_time;
-        q->r.aborted = q->r.aborted || info.done[i].aborted;
-        e->done[i] = q->r;
+        q->r.aborted = info.done[i].aborted;
+        e->done[e->n_ab + i] = q->r;
     }
+    e->n_ab = 0;
     *done = e->done;
-    *n_done = info.n_done;
-    return 1;
+    *n_done = n;
+    return rc > 0 || n > 0 ? 1 : 0;
 }
 
 int eng_abort(eng *e, int id) {
-    seq *const *live;
-    const seq *next;
-    int n = sched_live(e->sc, &live, &next);
-    for (int i = 0; i < e->nreq; i++) {
-        eng_req *q = e->reqs[i];
-        if (q->r.id != id || !q->live) continue;
-        q->r.aborted = true;
-        for (int k = 0; k < n; k++)                 /* stop after the next token */
-            if (live[k]->user == q) live[k]->max_output = seq_num_generated(live[k]) + 1;
-        q->p.max_tokens = 1;
-        return 0;
+    sched_done d;
+    const seq *s;
+    if (e->n_ab == e->cap_ab) {
+        int nc = e->cap_ab ? 2 * e->cap_ab : 16;
+        eng_result *a = realloc(e->aborted, sizeof *a * (size_t)nc);
+        if (!a) return -1;
+        e->aborted = a; e->cap_ab = nc;
     }
-    return -1;
+    if (sched_abort(e->sc, id, now_s(e), &d, &s) != 1) return -1;
+    eng_req *q = d.user;
+    if (s) keep_tokens(q, s);
+    q->live = false;
+    q->r.first_token = d.first_token;
+    q->r.finish = d.finish_time;
+    q->r.aborted = true;
+    e->aborted[e->n_ab++] = q->r;
+    return 0;
 }
 
-bool eng_has_work(const eng *e) { return sched_has_work(e->sc); }
+bool eng_has_work(const eng *e) { return e->n_ab > 0 || sched_has_work(e->sc); }
+
+void eng_last_step(const eng *e, eng_step_info *out) { *out = e->last; }
 
 void eng_usage(eng *e, kv_usage *u) {
     seq *const *live;
@@ -255,6 +325,9 @@ void eng_usage(eng *e, kv_usage *u) {
     kv_usage_get(e->kv, live, n, next, u);
 }
 
+const sched_stats *eng_sched_stats(const eng *e) { return sched_get_stats(e->sc); }
+const model *eng_model(const eng *e) { return e->m; }
+
 void eng_free(eng *e) {
     if (!e) return;
     loop_free(&e->lp);
@@ -262,7 +335,7 @@ void eng_free(eng *e) {
     if (e->kv) kv_destroy(e->kv);
     model_free(e->m);
     for (int i = 0; i < e->nreq; i++) { free(e->reqs[i]->r.tokens); free(e->reqs[i]); }
-    free(e->reqs); free(e->done); free(e->sp); free(e->tok);
+    free(e->reqs); free(e->done); free(e->aborted); free(e->sp); free(e->tok); free(e->hlogits);
     eng_batch_buf_free(&e->buf);
     free(e);
 }

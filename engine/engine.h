@@ -1,9 +1,12 @@
 /* engine: the CUDA engine loop.  The same scheduler, KV cache and step loop as
  * the simulator (sim/scheduler.h, sim/kv_cache.h, sim/step_loop.h) drive it;
  * its executor turns each scheduled batch into one model_forward over the
- * paged cache and samples the tokens.  Continuous batching, chunked prefill,
- * prefix caching and preemption by recompute come from sim/.  Uses the GPU;
- * never prints. */
+ * cache and samples the tokens.  Continuous batching, chunked prefill,
+ * prefix caching and preemption by recompute come from sim/.  The KV cache is
+ * paged (KV_PAGED) or a static reservation of max_model_len slots per
+ * sequence (KV_CONTIGUOUS); the attention kernels read both through block
+ * tables (a reservation's table is synthesised in eng_build_batch).  Uses the
+ * GPU; never prints. */
 #ifndef ENGINE_ENGINE_H
 #define ENGINE_ENGINE_H
 #include <stdbool.h>
@@ -13,10 +16,18 @@
 #include "sim/kv_cache.h"
 #include "sim/scheduler.h"
 
+/* Called with the logits of every computed position (checks, not serving:
+ * it copies the whole (T, V) logits to the host each step).  row (V,) host,
+ * valid during the call; position p's logits predict token p + 1. */
+typedef void (*eng_logits_fn)(void *ctx, int request_id, int position, const float *row, int V);
+
 typedef struct eng_config {
     model_opts model;            /* batching limits and memory (model.h) */
-    bool   prefix_caching;       /* automatic prefix caching (true) */
+    kv_policy  kv_policy;        /* KV_PAGED (0, default) or KV_CONTIGUOUS */
+    bool   prefix_caching;       /* automatic prefix caching (paged only) */
     int    eos_id;               /* stop token, < 0 = length only */
+    eng_logits_fn on_logits;     /* NULL = off */
+    void  *logits_ctx;
 } eng_config;
 
 typedef struct eng_params {      /* per request */
@@ -27,15 +38,22 @@ typedef struct eng_params {      /* per request */
     uint64_t seed;               /* the request's random stream */
 } eng_params;
 
-typedef struct eng_result {      /* a finished request */
+typedef struct eng_result {      /* a finished (or aborted) request */
     int      id;
     int      prompt_len;
     int      num_tokens;         /* generated */
     int32_t *tokens;             /* (num_tokens,) owned by the engine until eng_free */
-    double   arrival, first_token, finish;   /* seconds on the engine clock */
+    double   arrival, first_token, finish;   /* seconds since eng_create (first_token < 0: none) */
     int      num_preemptions;
     bool     aborted;
 } eng_result;
+
+typedef struct eng_step_info {   /* what the last eng_step ran */
+    int    num_seqs, prefill_tokens, decode_tokens, preempted, copies;
+    long   attn_ctx_tokens;      /* KV tokens read by attention (sum of context lengths) */
+    long   attn_pairs;           /* (query, key) pairs of attention */
+    double seconds;              /* wall time of the step (schedule, forward, sampling) */
+} eng_step_info;
 
 typedef struct eng eng;
 
@@ -46,18 +64,25 @@ eng *eng_create(const mc_config *c, w_weights *w, const eng_config *cfg, model_m
 /* Queues a request (prompt copied).  -1 and a message on bad input. */
 int  eng_add_request(eng *e, int id, const int *prompt, int prompt_len, const eng_params *p,
                      char *err, size_t errlen);
-/* One schedule -> execute -> postprocess.  Requests finished in this step in
- * *done (valid until the next eng_step).  1 when a step ran, 0 when idle,
- * -1 with a message on error. */
+/* One schedule -> execute -> postprocess.  Requests finished in this step (and
+ * those aborted since the last step) in *done, valid until the next eng_step.
+ * 1 when a step ran or results are reported, 0 when idle, -1 with a message. */
 int  eng_step(eng *e, const eng_result **done, int *n_done, char *err, size_t errlen);
-/* Makes request id stop after its next token (the scheduler has no abort yet);
- * its result is marked aborted.  -1 when no such request is live. */
+/* Ends request id now, waiting or running (sched_abort): its KV is released
+ * and its result (aborted, tokens so far) comes with the next eng_step.
+ * -1 when no such request is live. */
 int  eng_abort(eng *e, int id);
 bool eng_has_work(const eng *e);
+void eng_last_step(const eng *e, eng_step_info *out);
 /* The KV pool in the simulator's categories (blocks used, fragmentation...). */
 void eng_usage(eng *e, kv_usage *u);
+const sched_stats *eng_sched_stats(const eng *e);
+const model *eng_model(const eng *e);
 void eng_free(eng *e);
 
+/* The KV pool a model with options o gets under policy p: reservations are
+ * rounded up to whole blocks so that a reserved range is a run of blocks. */
+kv_config eng_kv_config(const model_opts *o, int num_blocks, kv_policy p, bool prefix_caching);
 /* The step's flattened batch from a scheduled batch (host arrays in buf,
  * reused between steps): exposed so that tests can check it without a GPU. */
 typedef struct eng_batch_buf {

@@ -1,7 +1,10 @@
-# engine: the CUDA engine's commands (engine/run; engine/bench later) and the
+# engine: the CUDA engine's commands (engine/run, engine/bench) and the
 # safetensors fuzzer.  `make engine-fuzz` runs the libFuzzer harness for ~60 s.
-BINS += $(BINDIR)/engine/run
+BINS += $(BINDIR)/engine/run $(BINDIR)/engine/bench
 $(BINDIR)/engine/run: $(BUILD)/engine/run_main.o $(LIBS)
+	@mkdir -p $(@D)
+	$(LINK)
+$(BINDIR)/engine/bench: $(BUILD)/engine/bench_main.o $(LIBS)
 	@mkdir -p $(@D)
 	$(LINK)
 

@@ -23,7 +23,7 @@ typedef void *cudaStream_t;
 #endif
 
 #define K_MAX_HEAD_DIM 256
-#define K_DECODE_PARTITION 512    /* context tokens per split of decode attention */
+#define K_DECODE_PARTITION 256    /* context tokens per split of decode attention (v2; v1 uses 512) */
 
 /* ---- weights and elementwise ---------------------------------------------- */
 /* p (n,) = uniform(-scale, scale) from hash(seed, i); constant when scale==0 is
@@ -77,13 +77,19 @@ typedef struct k_attn_batch {
     int max_context;          /* host knowledge: longest context in the batch */
 } k_attn_batch;
 
+/* Which kernels k_attention launches: 0 = v2 (16-byte loads in decode, tensor
+ * cores in prefill; the default), 1 = v1 (the first, scalar kernels, kept to
+ * measure against); -1 only asks.  Without a call, PAGESIM_ATTN=v1 picks v1.
+ * Returns the choice in force before the call. */
+int k_attention_impl(int impl);
 /* Bytes of float workspace k_attention needs for up to B sequences, nq heads,
  * contexts up to max_context. */
 size_t k_attention_workspace_bytes(int B, int nq, int head_dim, int max_context);
 /* out (T, nq*head_dim) = causal attention of the q heads of qkv (T, tok_stride)
  * over the paged cache.  Sequences with one query token use the decode kernel
  * (split along the context in K_DECODE_PARTITION chunks, then a reduce);
- * longer queries use the prefill kernel.  Both read K/V through block tables. */
+ * longer queries use the prefill kernel.  Both read K/V through block tables.
+ * K/V rows must be 16-byte aligned (head_dim a multiple of 8). */
 int k_attention(k_bf16 *out, const k_bf16 *qkv, int tok_stride, const k_bf16 *k_cache,
                 const k_bf16 *v_cache, const k_attn_batch *b, int nq, int nkv, int head_dim,
                 float scale, float *workspace, size_t workspace_bytes, cudaStream_t s);

@@ -42,6 +42,7 @@ struct model {
     float  *logits;            /* (R, V) */
     float  *attn_ws;           /* decode attention split workspace */
     size_t  attn_ws_bytes;
+    const char *dump_layer0;   /* PAGESIM_DUMP_LAYER0: file for the next forward's layer 0 */
     int32_t *dints, *hints;    /* device / pinned host: the batch's int arrays, packed */
     size_t   nints;
     k_sample_params *dparams;  /* (R,) */
@@ -81,6 +82,41 @@ static int alloc_activations(model *m, char *err, size_t errlen) {
     cudaMemcpy(m->inv_freq, inv, sizeof(float) * (size_t)m->hd / 2, cudaMemcpyHostToDevice);
     free(inv);
     return 0;
+}
+
+/* ---- a diagnostic: layer 0's intermediates of one forward, to compare with
+ * transformers' hooks (tests/gpu/compare_hf.py --diag-layer0).  File: int32
+ * magic "PSL0", count, then per tensor a 16-byte name, rows, cols and rows x
+ * cols float32.  Synchronises; only when PAGESIM_DUMP_LAYER0 is set. */
+typedef struct l0_dump { FILE *f; int n; } l0_dump;
+
+static void l0_put(model *m, l0_dump *d, const char *name, const k_bf16 *dev, int rows, int cols) {
+    if (!d->f) return;
+    size_t n = (size_t)rows * cols;
+    uint16_t *h = malloc(n * 2);
+    float *x = malloc(n * sizeof(float));
+    char nm[16] = {0};
+    int32_t rc[2] = {rows, cols};
+    if (h && x && cudaStreamSynchronize(m->s) == cudaSuccess &&
+        cudaMemcpy(h, dev, n * 2, cudaMemcpyDeviceToHost) == cudaSuccess) {
+        for (size_t i = 0; i < n; i++) x[i] = kref_bf2f(h[i]);
+        snprintf(nm, sizeof nm, "%s", name);
+        fwrite(nm, 1, 16, d->f);
+        fwrite(rc, 4, 2, d->f);
+        fwrite(x, sizeof(float), n, d->f);
+        d->n++;
+    }
+    free(h);
+    free(x);
+}
+
+static void l0_close(l0_dump *d) {
+    if (!d->f) return;
+    int32_t hdr[2] = {0x304c5350 /* "PSL0" */, d->n};
+    fseek(d->f, 0, SEEK_SET);
+    fwrite(hdr, 4, 2, d->f);
+    fclose(d->f);
+    d->f = NULL;
 }
 
 static k_bf16 *k_cache(model *m, int l) { return m->kv + (size_t)2 * l * m->kv_layer_elems; }
@@ -152,6 +188,13 @@ int model_forward(model *m, const model_batch *b, int *rows_out, char *err, size
     }
     const int32_t *drows = ab.block_tables + nb;
     float scale = 1.0f / sqrtf((float)hd);
+    l0_dump dd = {NULL, 0};
+    if (m->dump_layer0) {                     /* once: the next forward after model_create */
+        int32_t hdr[2] = {0, 0};
+        dd.f = fopen(m->dump_layer0, "wb");
+        if (dd.f) fwrite(hdr, 4, 2, dd.f);
+        m->dump_layer0 = NULL;
+    }
 
     /* token embeddings; the residual stream starts at zero so that every
      * RMSNorm below can be the fused "add residual, then normalise" */
@@ -161,6 +204,7 @@ int model_forward(model *m, const model_batch *b, int *rows_out, char *err, size
         const w_layer *w = &m->w.layers[l];
         /* attention RMSNorm: res += x; x = rmsnorm(res) */
         TRY(k_add_rmsnorm(m->x, m->res, w->attn_norm, T, D, eps, m->s));
+        if (l == 0) l0_put(m, &dd, "xnorm", m->x, T, D);
         /* q, k, v projections in one GEMM (+ bias for Qwen2) */
         TRY(k_gemm(m->blas, m->qkv, 0, m->x, w->wqkv, T, QKV, D, m->s));
         if (w->bqkv) TRY(k_add_bias(m->qkv, w->bqkv, T, QKV, m->s));
@@ -171,19 +215,27 @@ int model_forward(model *m, const model_batch *b, int *rows_out, char *err, size
         }
         /* RoPE on q and k at each token's position */
         TRY(k_rope(m->qkv, pos, m->inv_freq, T, nq, nkv, hd, QKV, m->s));
+        if (l == 0) l0_put(m, &dd, "qkv", m->qkv, T, QKV);
         /* the new tokens' k and v go to their slots in the paged cache */
         TRY(k_kv_write(k_cache(m, l), v_cache(m, l), m->qkv, slots, T, nq, nkv, hd, QKV, m->s));
         /* attention of each query over its sequence's cached tokens (block tables) */
         TRY(k_attention(m->attn, m->qkv, QKV, k_cache(m, l), v_cache(m, l), &ab, nq, nkv, hd, scale,
                         m->attn_ws, m->attn_ws_bytes, m->s));
+        if (l == 0) l0_put(m, &dd, "attn", m->attn, T, nq * hd);
         /* output projection */
         TRY(k_gemm(m->blas, m->x, 0, m->attn, w->wo, T, D, nq * hd, m->s));
+        if (l == 0) l0_put(m, &dd, "oproj", m->x, T, D);
         /* MLP RMSNorm: res += x; x = rmsnorm(res) */
         TRY(k_add_rmsnorm(m->x, m->res, w->mlp_norm, T, D, eps, m->s));
         /* gate and up projections in one GEMM, SwiGLU, down projection */
         TRY(k_gemm(m->blas, m->gu, 0, m->x, w->w_gate_up, T, 2 * m->I, D, m->s));
         TRY(k_silu_mul(m->act, m->gu, T, m->I, m->s));
         TRY(k_gemm(m->blas, m->x, 0, m->act, w->w_down, T, D, m->I, m->s));
+        if (l == 0) {                         /* layer output = res + x (the next norm adds them) */
+            l0_put(m, &dd, "res", m->res, T, D);
+            l0_put(m, &dd, "x", m->x, T, D);
+            l0_close(&dd);
+        }
     }
     /* final RMSNorm (adds the last residual) */
     TRY(k_add_rmsnorm(m->x, m->res, m->w.final_norm, T, D, eps, m->s));
@@ -338,6 +390,7 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
         goto out;
     }
     mem->num_blocks = m->num_blocks;
+    m->dump_layer0 = getenv("PAGESIM_DUMP_LAYER0");
     mem->kv_cache = 2 * m->kv_layer_elems * m->L * 2;
     mem->kv_tokens = (long)m->num_blocks * m->o.block_size;
     mem->max_concurrency = (double)mem->kv_tokens / m->o.max_model_len;

@@ -3,7 +3,9 @@
  * scheduler and the KV cache decided: every new token's id, position and
  * physical slot (kv_slot), each sequence's query range, context length and
  * block table, through chunked prefill, decode, prefix-cache hits and
- * preemption.  Driven by the real sim/ scheduler with fake sampled tokens. */
+ * preemption, and for the contiguous policy (a reservation's block table is
+ * synthesised from its range).  Driven by the real sim/ scheduler with fake
+ * sampled tokens. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -31,8 +33,11 @@ static void check_batch(const sched_batch *b, const kv_cache *kv, const model_ba
             const int32_t *row = mb->block_tables + (size_t)i * mb->max_blocks_per_seq;
             assert_int_equal(mb->slot_mapping[t], row[p / bs] * bs + p % bs);
         }
+        bool paged = kv_get_config(kv)->policy == KV_PAGED;
+        if (!paged) assert_int_equal(s->resv_start % bs, 0);   /* reservations are whole blocks */
         for (int k = 0; k < (it->start + it->num_new + bs - 1) / bs; k++)
-            assert_int_equal(mb->block_tables[(size_t)i * mb->max_blocks_per_seq + k], s->block_table[k]);
+            assert_int_equal(mb->block_tables[(size_t)i * mb->max_blocks_per_seq + k],
+                             paged ? s->block_table[k] : (int)(s->resv_start / bs) + k);
     }
     assert_int_equal(mb->T, t);
 }
@@ -145,11 +150,47 @@ static void test_too_long_for_table(void **st) {
     kv_destroy(kv);
 }
 
+/* KV_CONTIGUOUS: max_model_len 100 is not a multiple of the block size; the
+ * engine rounds reservations up to whole blocks, so every reservation starts
+ * on a block boundary and the same kernels read it through a block table. */
+static void test_contiguous_reservations(void **st) {
+    (void)st;
+    char err[256];
+    model_opts o = {0};
+    o.max_model_len = 100;
+    o.block_size = 16;
+    kv_config kc = eng_kv_config(&o, 40, KV_CONTIGUOUS, true);
+    assert_int_equal(kc.max_model_len, 112);
+    assert_false(kc.prefix_caching);                 /* paged only */
+    assert_int_equal(eng_kv_config(&o, 40, KV_PAGED, true).max_model_len, 100);
+    kv_cache *kv = kv_create(&kc, err, sizeof err);
+    assert_non_null(kv);
+    sched_config scfg = sched_config_default();
+    scfg.max_num_batched_tokens = 48;
+    scfg.max_num_seqs = 8;
+    scfg.max_model_len = 100;
+    sched *sc = sched_create(&scfg, kv, err, sizeof err);
+    assert_non_null(sc);
+    int prompt[90];
+    for (int r = 0; r < 9; r++) {                    /* 40 blocks hold 5 reservations of 7 */
+        int len = 10 + 9 * r;
+        for (int i = 0; i < len; i++) prompt[i] = (r * 13 + i * 7) % 500;
+        assert_non_null(sched_add(sc, r, prompt, len, 100 - len, 1, 0, 0.0, NULL));
+    }
+    int dec = 0;
+    int steps = drive(sc, kv, 7, NULL, &dec);
+    assert_true(steps > 20 && dec > 0);
+    assert_false(sched_has_work(sc));
+    sched_destroy(sc);
+    kv_destroy(kv);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batches_match_scheduler),
         cmocka_unit_test(test_prefix_hits_and_preemption),
         cmocka_unit_test(test_too_long_for_table),
+        cmocka_unit_test(test_contiguous_reservations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,8 +14,15 @@ engine/run on the same prompts and compares:
     the one of transformers' own greedy generate() (target >= 95%), and the
     share where ours equals the argmax of transformers' teacher-forced logits;
   * batch = single: all prompts in one batch against each prompt alone;
-  * chunked prefill (--max-num-batched-tokens 64) against transformers.
-Usage: tests/gpu/compare_hf.py --engine build/gpu/run [--out DIR] [--full-7b]
+  * chunked prefill (--max-num-batched-tokens 64) against transformers;
+  * --kv-policy contiguous: the same logits as paged (one kernel, other tables).
+transformers' rotary embeddings keep inv_freq in a floating-point buffer that
+model.to(bf16) casts to bf16 (so does save/reload with a dtype); a served
+checkpoint computes it in fp32, as we do.  We restore the fp32 buffer after
+every cast (rope_fp32), so both sides rotate with the same frequencies; with
+--diag-layer0 the first layer's intermediates are compared with and without
+that restoration (see docs/engine-notes.md).
+Usage: tests/gpu/compare_hf.py --engine build/gpu/run [--out DIR] [--full-7b] [--diag-layer0]
 Writes DIR/compare.json and prints a table; exits 1 when a target is missed.
 """
 import argparse, copy, json, os, struct, subprocess, sys, tempfile, time
@@ -25,6 +32,7 @@ import transformers as tf
 
 GEN = 32
 EAGER = False
+LEGACY_ROPE = False
 
 
 def families(full_7b):
@@ -103,10 +111,47 @@ def build(cfg, opts, path, seed):
     disk = opts.get("dtype", torch.bfloat16)
     model.to(disk).save_pretrained(path, safe_serialization=True,
                                    max_shard_size=opts.get("shard", "50GB"))
-    legacy_rope_fields(path)
+    if LEGACY_ROPE:
+        legacy_rope_fields(path)
     model.to(torch.bfloat16).eval()          # what the engine holds: bf16 of what is on disk
     model.generation_config.eos_token_id = None   # generate exactly GEN tokens, as engine/run does
     return model
+
+
+def rope_fp32(model):
+    """Recomputes every rotary embedding's inv_freq in fp32 (model.to(dtype) cast the
+    buffer to bf16: a relative error of up to 2^-9 per frequency, i.e. an angle error
+    of up to position * 2^-9 radians).  Returns (modules fixed, dtype found, max
+    relative error of the buffer found)."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    n, found, worst = 0, None, 0.0
+    for m in model.modules():
+        cur = getattr(m, "inv_freq", None)
+        if not torch.is_tensor(cur):
+            continue
+        found = str(cur.dtype)
+        dev, inv = cur.device, None
+        try:
+            fn = getattr(m, "rope_init_fn", None)
+            rt = getattr(m, "rope_type", "default")
+            if fn is None:
+                fn = m.compute_default_rope_parameters if rt == "default" else ROPE_INIT_FUNCTIONS[rt]
+            inv = fn(m.config, dev)[0]
+        except Exception as ex:       # the plain formula (no scaling)
+            cfg = m.config
+            rp = getattr(cfg, "rope_parameters", None) or {}
+            base = rp.get("rope_theta", getattr(cfg, "rope_theta", 10000.0))
+            dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+            if rp.get("rope_type", "default") != "default":
+                raise RuntimeError("cannot recompute inv_freq: %s" % ex)
+            inv = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64, device=dev).float() / dim))
+        inv = inv.to(dev, torch.float32)
+        worst = max(worst, float(((cur.float() - inv).abs() / inv.abs().clamp_min(1e-30)).max()))
+        m.inv_freq = inv
+        if torch.is_tensor(getattr(m, "original_inv_freq", None)):
+            m.original_inv_freq = inv.clone()
+        n += 1
+    return n, found, worst
 
 
 def legacy_rope_fields(path):
@@ -123,13 +168,13 @@ def legacy_rope_fields(path):
         json.dump(c, open(p, "w"), indent=1)
 
 
-def run_engine(engine, path, prompts, extra, dump):
-    cmd = [engine, "--model", path, "--max-tokens", str(GEN), "--dump-logits", dump,
-           "--num-gpu-blocks", "2048", "--max-model-len", "1024"] + extra
+def run_engine(engine, path, prompts, extra, dump, env=None):
+    cmd = [engine, "--model", path, "--max-tokens", str(GEN), "--dump-logits", dump, "--ignore-eos",
+           "--quiet", "--num-gpu-blocks", "2048", "--max-model-len", "1024"] + extra
     for p in prompts:
         cmd += ["--prompt-ids", ",".join(map(str, p))]
     t = time.time()
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise RuntimeError("engine failed: %s\n%s" % (" ".join(cmd[:6]), r.stderr[-3000:]))
     return read_dump(dump), time.time() - t, r.stderr
@@ -145,6 +190,80 @@ def read_dump(path):
         toks = np.frombuffer(b, np.int32, P + G, off); off += 4 * (P + G)
         lg = np.frombuffer(b, np.float32, (P + G - 1) * V, off).reshape(P + G - 1, V); off += 4 * (P + G - 1) * V
         out.append((P, toks.copy(), lg))
+    return out
+
+
+def read_layer0(path):
+    """engine's PAGESIM_DUMP_LAYER0 file: magic, count, then per tensor a 16-byte
+    name, rows, cols and float32 data"""
+    b = open(path, "rb").read()
+    magic, n = struct.unpack_from("<2i", b, 0)
+    assert magic == 0x304C5350, "bad layer-0 dump"
+    off, out = 8, {}
+    for _ in range(n):
+        name = b[off:off + 16].split(b"\0")[0].decode(); off += 16
+        r, c = struct.unpack_from("<2i", b, off); off += 8
+        out[name] = np.frombuffer(b, np.float32, r * c, off).reshape(r, c); off += 4 * r * c
+    return out
+
+
+@torch.no_grad()
+def hf_layer0(model, prompt):
+    """transformers' layer-0 intermediates on one prompt (batch 1), as float32 arrays
+    shaped like the engine's: attn-norm output, q and k after RoPE, attention
+    output (o_proj input), o_proj output, layer output"""
+    layer = model.model.layers[0]
+    att = layer.self_attn
+    got = {}
+    hooks = [layer.input_layernorm.register_forward_hook(lambda m, i, o: got.__setitem__("xnorm", o)),
+             att.q_proj.register_forward_hook(lambda m, i, o: got.__setitem__("q", o)),
+             att.k_proj.register_forward_hook(lambda m, i, o: got.__setitem__("k", o)),
+             att.o_proj.register_forward_pre_hook(lambda m, i: got.__setitem__("attn", i[0])),
+             att.o_proj.register_forward_hook(lambda m, i, o: got.__setitem__("oproj", o)),
+             layer.register_forward_hook(lambda m, i, o: got.__setitem__("layer", o[0] if isinstance(o, tuple) else o))]
+    ids = torch.tensor([prompt], device="cuda")
+    try:
+        model(ids)
+    finally:
+        for h in hooks:
+            h.remove()
+    T, hd = len(prompt), att.head_dim
+    q = got["q"].view(1, T, -1, hd).transpose(1, 2)
+    k = got["k"].view(1, T, -1, hd).transpose(1, 2)
+    if hasattr(att, "q_norm"):
+        q, k = att.q_norm(q.transpose(1, 2)).transpose(1, 2), att.k_norm(k.transpose(1, 2)).transpose(1, 2)
+    pos = torch.arange(T, device="cuda")[None]
+    cos, sin = model.model.rotary_emb(got["xnorm"], pos)
+    mod = sys.modules[type(att).__module__]
+    q, k = mod.apply_rotary_pos_emb(q, k, cos, sin)
+    f = lambda t: t.reshape(T, -1).float().cpu().numpy()
+    return {"xnorm": f(got["xnorm"][0]), "q_rope": f(q[0].transpose(0, 1)), "k_rope": f(k[0].transpose(0, 1)),
+            "attn": f(got["attn"][0]), "oproj": f(got["oproj"][0]), "layer": f(got["layer"][0])}
+
+
+def diag_layer0(engine, path, model, prompt, tmp):
+    """per-op relative L2 of layer 0, ours against transformers with its inv_freq as
+    model.to(bf16) left it, then with inv_freq restored to fp32 (rope_fp32)"""
+    env = dict(os.environ, PAGESIM_DUMP_LAYER0=os.path.join(tmp, "l0.bin"))
+    run_engine(engine, path, [prompt], [], os.path.join(tmp, "d.bin"), env)
+    ours = read_layer0(env["PAGESIM_DUMP_LAYER0"])
+    ours["q_rope"] = ours["qkv"][:, :model.config.num_attention_heads * model.model.layers[0].self_attn.head_dim]
+    nq = ours["q_rope"].shape[1]
+    nk = model.config.num_key_value_heads * model.model.layers[0].self_attn.head_dim
+    ours["k_rope"] = ours["qkv"][:, nq:nq + nk]
+    ours["layer"] = ours["res"] + ours["x"]
+    out = {}
+    for tag in ("as_cast", "fp32"):
+        if tag == "fp32":
+            out["rope_fp32"] = rope_fp32(model)
+        ref = hf_layer0(model, prompt)
+        row = {}
+        for name in ("xnorm", "q_rope", "k_rope", "attn", "oproj", "layer"):
+            a, b = ours[name], ref[name]
+            e = np.linalg.norm(a - b, axis=1) / np.maximum(np.linalg.norm(b, axis=1), 1e-30)
+            row[name] = {"rel_l2": rel_l2(a, b), "first_row": round(float(e[0]), 5),
+                         "last_row": round(float(e[-1]), 5)}
+        out[tag] = row
     return out
 
 
@@ -228,9 +347,14 @@ def main():
     ap.add_argument("--full-7b", action="store_true", help="all 28 layers at Qwen2.5-7B's shape")
     ap.add_argument("--only", default="", help="run only families whose name contains this")
     ap.add_argument("--eager", action="store_true", help="also transformers bf16 with eager attention")
+    ap.add_argument("--diag-layer0", action="store_true",
+                    help="layer-0 per-op comparison (PAGESIM_DUMP_LAYER0) of the 7B-shape family")
+    ap.add_argument("--legacy-rope", action="store_true",
+                    help="copy rope_theta/rope_scaling to the top level of config.json (old readers)")
     a = ap.parse_args()
-    global EAGER
+    global EAGER, LEGACY_ROPE
     EAGER = a.eager
+    LEGACY_ROPE = a.legacy_rope
     rng = np.random.default_rng(1)
     results, ok = {}, True
     tmp = tempfile.mkdtemp(prefix="pagesim-hf-")
@@ -246,6 +370,9 @@ def main():
         prompts = [rng.integers(0, V, n).tolist() for n in lens]
         r = {"build_s": round(time.time() - t0, 1)}
         try:
+            if a.diag_layer0 and "7b" in name:
+                r["layer0"] = diag_layer0(a.engine, path, model, prompts[-1], tmp)
+            r["rope_fp32"] = rope_fp32(model)
             eng, secs, log = run_engine(a.engine, path, prompts, [], os.path.join(tmp, "b.bin"))
             model32 = copy.deepcopy(model).float()
             model32.generation_config.eos_token_id = None
@@ -274,6 +401,11 @@ def main():
             ec, _, _ = run_engine(a.engine, path, prompts, ["--max-num-batched-tokens", "64"],
                                   os.path.join(tmp, "c.bin"))
             r["chunked64"] = compare(prompts, ec, hf_reference(model, prompts, ec))
+            # the static KV cache: same kernels through synthesised block tables
+            et, _, _ = run_engine(a.engine, path, prompts, ["--kv-policy", "contiguous"],
+                                  os.path.join(tmp, "t.bin"))
+            r["contiguous_equals_paged"] = bool(all(np.array_equal(x[1], y[1]) and np.array_equal(x[2], y[2])
+                                                    for x, y in zip(et, eng)))
             b, c = r["batched"], r["chunked64"]
             r["greedy_target_95"] = bool(b["greedy_agree"] >= 0.95)
             # pass: logits within bf16 tolerance, and ours no further from fp32 than
@@ -282,7 +414,7 @@ def main():
                              c["prefill_rel_l2"] < 0.03 and
                              b["fp32_ours_rel_l2"] <= 1.5 * b["fp32_hfbf16_rel_l2"] and
                              b["fp32_ours_tf_argmax_agree"] >= b["fp32_hfbf16_tf_argmax_agree"] - 0.05 and
-                             r["batch_vs_single_rel_l2"] < 0.01)
+                             r["batch_vs_single_rel_l2"] < 0.01 and r["contiguous_equals_paged"])
         except Exception as ex:   # report and go on with the next family
             r["error"] = str(ex)[-2000:]
             r["pass"] = False
@@ -320,6 +452,15 @@ def main():
                 100 * b["fp32_hfbf16_tf_argmax_agree"]))
             if "fp32_hfeager_rel_l2" in b:
                 print("%-28s   transformers bf16 eager attention: logits rel L2 %.2e" % ("", b["fp32_hfeager_rel_l2"]))
+    for n, r in results.items():
+        print("%-28s inv_freq restored in %d module(s): found %s, max rel error %.2e; contiguous = paged: %s" % (
+            n, *r.get("rope_fp32", (0, "-", 0.0)), r.get("contiguous_equals_paged")))
+        for tag, row in r.get("layer0", {}).items():
+            if tag == "rope_fp32":
+                continue
+            print("%-28s layer 0 vs transformers (%s): %s" % ("", tag, "  ".join(
+                "%s %.2e (row0 %.1e, last %.1e)" % (k, v["rel_l2"], v["first_row"], v["last_row"])
+                for k, v in row.items())))
     sys.exit(0 if ok else 1)
 
 

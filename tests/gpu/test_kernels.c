@@ -291,20 +291,40 @@ static void attention_case(int nq, int nkv, int hd, int bs, int B, const int *ql
     cudaFree(dctx); cudaFree(dslots); cudaFree(ws);
 }
 
+/* every case with both implementations: v2 (default) and v1 (scalar) */
+static void attention_cases(const char *impl) {
+    char n[96];
+#define CASE(nq, nkv, hd, bs, B, q, c, what, amp) do { snprintf(n, sizeof n, "%s %s", impl, what); \
+        attention_case(nq, nkv, hd, bs, B, q, c, n, amp); } while (0)
+    /* mixed batch: decode (q=1) short and long (several partitions), a fresh
+     * prefill, a chunked prefill continuing a cached prefix (prefix-cache hit) */
+    int q1[5] = {1, 1, 45, 20, 1}, c1[5] = {7, 1300, 45, 150, 513};
+    CASE(14, 2, 64, 16, 5, q1, c1, "hd64 G7 mixed", 1);
+    CASE(32, 8, 128, 16, 5, q1, c1, "hd128 G4 mixed", 1);
+    CASE(28, 4, 128, 16, 5, q1, c1, "hd128 G7 mixed (7B)", 1);
+    CASE(28, 4, 128, 16, 5, q1, c1, "hd128 G7 sharp softmax", 3);
+    CASE(16, 8, 128, 16, 5, q1, c1, "hd128 G2 mixed (Qwen3-0.6B)", 1);
+    int q2[3] = {70, 1, 33}, c2[3] = {70, 2100, 600};
+    CASE(16, 1, 256, 32, 3, q2, c2, "hd256 G16", 1);
+    int q3[4] = {1, 1, 1, 1}, c3[4] = {1, 4096, 17, 1025};
+    CASE(8, 8, 128, 16, 4, q3, c3, "hd128 MHA decode", 1);
+    CASE(8, 8, 128, 16, 4, q3, c3, "hd128 MHA decode sharp", 3);
+    /* long prefills: several query tiles and key tiles, a chunk of 130 after
+     * 170 cached tokens, a prompt of 200, one of 65 (a tile and one row) */
+    int q4[4] = {200, 130, 1, 65}, c4[4] = {200, 300, 700, 65};
+    CASE(28, 4, 128, 16, 4, q4, c4, "hd128 G7 long prefill", 1);
+    CASE(28, 4, 128, 16, 4, q4, c4, "hd128 G7 long prefill sharp", 3);
+    CASE(14, 2, 64, 16, 4, q4, c4, "hd64 G7 long prefill", 1);
+#undef CASE
+}
+
 static void test_attention(void **st) {
     (void)st; TU_REQUIRE_GPU();
-    /* mixed batch: decode (q=1) short and long (3 partitions), a fresh prefill,
-     * a chunked prefill continuing a cached prefix (prefix-cache hit) */
-    int q1[5] = {1, 1, 45, 20, 1}, c1[5] = {7, 1300, 45, 150, 513};
-    attention_case(14, 2, 64, 16, 5, q1, c1, "hd64 G7 mixed", 1);
-    attention_case(32, 8, 128, 16, 5, q1, c1, "hd128 G4 mixed", 1);
-    attention_case(28, 4, 128, 16, 5, q1, c1, "hd128 G7 mixed (7B)", 1);
-    attention_case(28, 4, 128, 16, 5, q1, c1, "hd128 G7 sharp softmax", 3);
-    int q2[3] = {70, 1, 33}, c2[3] = {70, 2100, 600};
-    attention_case(16, 1, 256, 32, 3, q2, c2, "hd256 G16", 1);
-    int q3[4] = {1, 1, 1, 1}, c3[4] = {1, 4096, 17, 1025};
-    attention_case(8, 8, 128, 16, 4, q3, c3, "hd128 MHA decode", 1);
-    attention_case(8, 8, 128, 16, 4, q3, c3, "hd128 MHA decode sharp", 3);
+    int old = k_attention_impl(0);
+    attention_cases("v2");
+    k_attention_impl(1);
+    attention_cases("v1");
+    k_attention_impl(old);
 }
 
 static void test_sample_logprobs(void **st) {

@@ -1,0 +1,416 @@
+/* engine/bench: offline throughput of the engine (engine/engine.h) on a
+ * synthetic workload, every request submitted at once (as vLLM's
+ * benchmark_throughput and nano-vllm's bench.py), and the paged decode
+ * attention kernel alone.  Prints the figures and, with --json, writes them.
+ *   engine/bench (--model DIR | --dummy-weights CONFIG.json)
+ *                [--workload fixed --num-requests N --prompt-len P --output-len O]
+ *                [--workload uniform --num-requests N --min-len A --max-len B]
+ *                [--peak-tflops F --peak-gbps G] [--kv-policy paged|contiguous] ...
+ *   engine/bench --dummy-weights CONFIG.json --attention 64:1024,256:4096 [--peak-gbps G]
+ * The roofline: each step's FLOPs (2 x matmul parameters x tokens, the
+ * vocabulary head for the sampled rows, 4 x layers x heads x head_dim per
+ * attention (query, key) pair) at --peak-tflops, and its bytes (the weights,
+ * the KV read by attention and written) at --peak-gbps; a step takes at least
+ * the larger of the two.  Pass the GEMM rate and copy bandwidth measured on
+ * the same GPU (tests/gpu/bench_hf.py --peaks measures both). */
+#include "engine/engine.h"
+#include "engine/weights.h"
+#include "sim/model_config.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef PAGESIM_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: engine/bench (--model DIR | --dummy-weights CONFIG.json) [options]\n"
+        "  --workload fixed|uniform  fixed: every request --prompt-len P and --output-len O tokens;\n"
+        "                            uniform: prompt and output lengths uniform in [--min-len, --max-len]\n"
+        "                            (nano-vllm's bench shape)  (default fixed)\n"
+        "  --num-requests N          requests, all submitted at t = 0 (default 1024)\n"
+        "  --prompt-len P --output-len O   fixed lengths (default 512, 96)\n"
+        "  --min-len A --max-len B   uniform lengths (default 100, 1024)\n"
+        "  --seed S                  workload seed (default 0); prompt ids uniform in [0, 10000)\n"
+        "  --temperature T           sampling temperature (default 0: greedy); EOS is ignored\n"
+        "  --save-workload FILE      write the requests (one line each: output_len id,id,...) for\n"
+        "                            tests/gpu/bench_hf.py, so both sides run the same prompts\n"
+        "  --peak-tflops F           measured bf16 GEMM rate, for the roofline (default 790)\n"
+        "  --peak-gbps G             measured memory bandwidth GB/s, for the roofline (default 4300)\n"
+        "  --attention B:C[,B:C...]  only time the paged decode attention kernel: B sequences of\n"
+        "                            context C (the config's heads), K/V bytes read per second\n"
+        "  --json FILE               write the figures as JSON\n"
+        "  --kv-policy paged|contiguous, --no-prefix-caching, --max-num-batched-tokens N (default 8192),\n"
+        "  --max-num-seqs N (256), --max-model-len N, --block-size N, --gpu-memory-utilization F,\n"
+        "  --num-gpu-blocks N, --dummy-seed S: as engine/run\n");
+}
+
+static int parse_int(const char *opt, const char *v, long lo, long hi) {
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end || x < lo || x > hi) {
+        fprintf(stderr, "engine/bench: %s wants an integer in [%ld, %ld], got '%s'\n", opt, lo, hi, v);
+        exit(2);
+    }
+    return (int)x;
+}
+static double parse_num(const char *opt, const char *v, double lo, double hi) {
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end || !(x >= lo && x <= hi)) {
+        fprintf(stderr, "engine/bench: %s wants a number in [%g, %g], got '%s'\n", opt, lo, hi, v);
+        exit(2);
+    }
+    return x;
+}
+
+static uint64_t splitmix(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static int uniform(uint64_t *st, int lo, int hi) { return lo + (int)(splitmix(st) % (uint64_t)(hi - lo + 1)); }
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+/* ---- the paged decode attention kernel alone ------------------------------- */
+#ifdef PAGESIM_HAVE_CUDA
+/* a device-to-device copy: bytes read + written per second (the achievable ceiling) */
+static double copy_gbps(void) {
+    size_t n = (size_t)1 << 30;
+    void *a = NULL, *b = NULL;
+    cudaEvent_t e0, e1;
+    float ms = 0;
+    if (cudaMalloc(&a, n) || cudaMalloc(&b, n)) { cudaFree(a); return 0; }
+    cudaMemset(a, 1, n);
+    cudaEventCreate(&e0); cudaEventCreate(&e1);
+    cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice);
+    cudaEventRecord(e0, 0);
+    for (int i = 0; i < 10; i++) cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, 0);
+    cudaEventRecord(e1, 0);
+    cudaEventSynchronize(e1);
+    cudaEventElapsedTime(&ms, e0, e1);
+    cudaFree(a); cudaFree(b);
+    cudaEventDestroy(e0); cudaEventDestroy(e1);
+    return ms > 0 ? 2.0 * n * 10 / (ms * 1e-3) / 1e9 : 0;
+}
+
+/* B sequences of context C, one query each, K/V in shuffled blocks; layers of
+ * cache enough that the L2 cache cannot hold what one call reads */
+static int bench_attention(const mc_config *c, int B, int C, int bs, double *gbps, double *us) {
+    int nq = c->num_heads, nkv = c->num_kv_heads, hd = c->head_dim, qkv = (nq + 2 * nkv) * hd;
+    int per = (C + bs - 1) / bs, nb = B * per;
+    size_t layer = (size_t)nb * bs * nkv * hd;            /* elements of one K (or V) layer */
+    size_t bytes = (size_t)B * C * nkv * hd * 2 * 2;      /* K and V read per call */
+    int NL = (int)((1ull << 31) / (2 * layer * 2)) + 1;
+    if (NL > 16) NL = 16;
+    k_bf16 *kc = NULL, *vc = NULL, *q = NULL, *out = NULL;
+    int32_t *ints = NULL;
+    float *ws = NULL;
+    size_t wsb = k_attention_workspace_bytes(B, nq, hd, C);
+    int32_t *h = malloc(sizeof(int32_t) * ((size_t)2 * B + 1 + nb));
+    int rc = -1;
+    if (!h || cudaMalloc((void **)&kc, layer * 2 * NL) || cudaMalloc((void **)&vc, layer * 2 * NL) ||
+        cudaMalloc((void **)&q, (size_t)B * qkv * 2) || cudaMalloc((void **)&out, (size_t)B * nq * hd * 2) ||
+        cudaMalloc((void **)&ints, sizeof(int32_t) * ((size_t)2 * B + 1 + nb)) || cudaMalloc((void **)&ws, wsb))
+        goto out;
+    k_fill_random(kc, (int64_t)layer * NL, 1, 1.0f, 0);
+    k_fill_random(vc, (int64_t)layer * NL, 2, 1.0f, 0);
+    k_fill_random(q, (int64_t)B * qkv, 3, 1.0f, 0);
+    int32_t *qs = h, *ctx = qs + B + 1, *bt = ctx + B;
+    for (int b = 0; b <= B; b++) qs[b] = b;
+    for (int b = 0; b < B; b++) ctx[b] = C;
+    for (int i = 0; i < nb; i++) bt[i] = i;
+    uint64_t st = 7;
+    for (int i = nb - 1; i > 0; i--) {
+        int j = (int)(splitmix(&st) % (uint64_t)(i + 1)), t = bt[i];
+        bt[i] = bt[j]; bt[j] = t;
+    }
+    cudaMemcpy(ints, h, sizeof(int32_t) * ((size_t)2 * B + 1 + nb), cudaMemcpyHostToDevice);
+    k_attn_batch ab = {B, B, ints, ints + B + 1, ints + 2 * B + 1, per, bs, 1, C};
+    float scale = 1.0f / 11.3f;
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0); cudaEventCreate(&e1);
+    int iters = 30;
+    for (int i = 0; i < 3; i++)
+        if (k_attention(out, q, qkv, kc, vc, &ab, nq, nkv, hd, scale, ws, wsb, 0)) goto out;
+    cudaEventRecord(e0, 0);
+    for (int i = 0; i < iters; i++) {
+        size_t o = (size_t)(i % NL) * layer;
+        k_attention(out, q, qkv, kc + o, vc + o, &ab, nq, nkv, hd, scale, ws, wsb, 0);
+    }
+    cudaEventRecord(e1, 0);
+    float ms = 0;
+    if (cudaEventSynchronize(e1) != cudaSuccess) goto out;
+    cudaEventElapsedTime(&ms, e0, e1);
+    *us = 1e3 * ms / iters;
+    *gbps = bytes / (*us * 1e-6) / 1e9;
+    cudaEventDestroy(e0); cudaEventDestroy(e1);
+    rc = 0;
+out:
+    cudaFree(kc); cudaFree(vc); cudaFree(q); cudaFree(out); cudaFree(ints); cudaFree(ws);
+    free(h);
+    return rc;
+}
+
+/* the datasheet's peak HBM bandwidth (GB/s) for the GPUs we know, else 0 */
+static double datasheet_gbps(char *name, size_t n) {
+    struct cudaDeviceProp p;
+    if (cudaGetDeviceProperties(&p, 0) != cudaSuccess) { snprintf(name, n, "?"); return 0; }
+    snprintf(name, n, "%s", p.name);
+    if (strstr(p.name, "H200")) return 4800;
+    if (strstr(p.name, "H100") && strstr(p.name, "PCIe")) return 2000;
+    if (strstr(p.name, "H100")) return 3350;
+    if (strstr(p.name, "A100")) return 2039;
+    return 0;
+}
+#endif
+
+static int run_attention(const mc_config *c, const char *spec, int bs, double peak_gbps, FILE *js) {
+#ifdef PAGESIM_HAVE_CUDA
+    char gpu[256];
+    double sheet = datasheet_gbps(gpu, sizeof gpu), copy = copy_gbps();
+    printf("paged decode attention, %s: %d heads over %d kv heads, head_dim %d, block %d\n", c->name,
+           c->num_heads, c->num_kv_heads, c->head_dim, bs);
+    printf("GPU %s: datasheet %.0f GB/s, device-to-device copy %.0f GB/s (read + written)%s\n", gpu, sheet, copy,
+           peak_gbps > 0 ? "" : "");
+    printf("%6s %6s %10s %10s %12s %12s\n", "batch", "ctx", "us/call", "GB/s", "% datasheet", "% copy");
+    if (js) fprintf(js, "{\"gpu\": \"%s\", \"datasheet_gbps\": %.0f, \"copy_gbps\": %.1f, \"config\": \"%s\", \"cases\": [",
+                    gpu, sheet, copy, c->name);
+    const char *p = spec;
+    int first = 1;
+    while (*p) {
+        int B, C, used = 0;
+        if (sscanf(p, "%d:%d%n", &B, &C, &used) != 2 || B < 1 || C < 1 || B > 4096 || C > (1 << 20)) {
+            fprintf(stderr, "engine/bench: --attention wants B:C[,B:C...], got '%s'\n", spec);
+            return 2;
+        }
+        p += used;
+        if (*p == ',') p++;
+        double gbps = 0, us = 0;
+        if (bench_attention(c, B, C, bs, &gbps, &us)) {
+            fprintf(stderr, "engine/bench: attention %d:%d failed: %s\n", B, C, cudaGetErrorString(cudaGetLastError()));
+            return 1;
+        }
+        printf("%6d %6d %10.1f %10.0f %11.1f%% %11.1f%%\n", B, C, us, gbps, sheet > 0 ? 100 * gbps / sheet : 0,
+               copy > 0 ? 100 * gbps / copy : 0);
+        if (js) fprintf(js, "%s{\"batch\": %d, \"ctx\": %d, \"us\": %.2f, \"gbps\": %.1f}", first ? "" : ", ", B, C, us, gbps);
+        first = 0;
+    }
+    if (js) fprintf(js, "]}\n");
+    return 0;
+#else
+    (void)c; (void)spec; (void)bs; (void)peak_gbps; (void)js;
+    fprintf(stderr, "engine/bench: built without CUDA (no nvcc)\n");
+    return 1;
+#endif
+}
+
+int main(int argc, char **argv) {
+    const char *model_dir = NULL, *dummy = NULL, *workload = "fixed", *save = NULL, *json = NULL, *attn = NULL;
+    int nreq = 1024, plen = 512, olen = 96, lo = 100, hi = 1024;
+    double peak_tflops = 790, peak_gbps = 4300, temperature = 0;
+    unsigned long long seed = 0, dummy_seed = 0;
+    eng_config cfg = {0};
+    cfg.prefix_caching = true;
+    cfg.eos_id = -1;
+    cfg.model.max_num_batched_tokens = 8192;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        if (!strcmp(a, "--no-prefix-caching")) { cfg.prefix_caching = false; continue; }
+        if (!v) { fprintf(stderr, "engine/bench: %s needs a value\n", a); usage(stderr); return 2; }
+        i++;
+        if (!strcmp(a, "--model")) model_dir = v;
+        else if (!strcmp(a, "--dummy-weights")) dummy = v;
+        else if (!strcmp(a, "--workload")) workload = v;
+        else if (!strcmp(a, "--num-requests")) nreq = parse_int(a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--prompt-len")) plen = parse_int(a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--output-len")) olen = parse_int(a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--min-len")) lo = parse_int(a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--max-len")) hi = parse_int(a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--dummy-seed")) dummy_seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--temperature")) temperature = parse_num(a, v, 0, 100);
+        else if (!strcmp(a, "--save-workload")) save = v;
+        else if (!strcmp(a, "--json")) json = v;
+        else if (!strcmp(a, "--attention")) attn = v;
+        else if (!strcmp(a, "--peak-tflops")) peak_tflops = parse_num(a, v, 1, 1e6);
+        else if (!strcmp(a, "--peak-gbps")) peak_gbps = parse_num(a, v, 1, 1e6);
+        else if (!strcmp(a, "--kv-policy")) {
+            int p = kv_policy_parse(v);
+            if (p != KV_PAGED && p != KV_CONTIGUOUS) {
+                fprintf(stderr, "engine/bench: --kv-policy is paged or contiguous, got '%s'\n", v);
+                return 2;
+            }
+            cfg.kv_policy = (kv_policy)p;
+        }
+        else if (!strcmp(a, "--max-num-batched-tokens")) cfg.model.max_num_batched_tokens = parse_int(a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--max-num-seqs")) cfg.model.max_num_seqs = parse_int(a, v, 1, 1 << 16);
+        else if (!strcmp(a, "--max-model-len")) cfg.model.max_model_len = parse_int(a, v, 1, 1 << 24);
+        else if (!strcmp(a, "--block-size")) cfg.model.block_size = parse_int(a, v, 1, 1024);
+        else if (!strcmp(a, "--gpu-memory-utilization")) cfg.model.gpu_memory_utilization = parse_num(a, v, 0.01, 1);
+        else if (!strcmp(a, "--num-gpu-blocks")) cfg.model.num_gpu_blocks = parse_int(a, v, 1, 0x7fffffff);
+        else { fprintf(stderr, "engine/bench: unknown option %s\n", a); usage(stderr); return 2; }
+    }
+    if (!model_dir == !dummy) { fprintf(stderr, "engine/bench: give --model DIR or --dummy-weights CONFIG.json\n"); usage(stderr); return 2; }
+    if (strcmp(workload, "fixed") && strcmp(workload, "uniform")) {
+        fprintf(stderr, "engine/bench: --workload is fixed or uniform, got '%s'\n", workload);
+        return 2;
+    }
+    if (lo > hi) { fprintf(stderr, "engine/bench: --min-len %d > --max-len %d\n", lo, hi); return 2; }
+    char err[1024], path[1024];
+    mc_config c;
+    snprintf(path, sizeof path, "%s/config.json", model_dir ? model_dir : "");
+    if (mc_load(&c, dummy ? dummy : path, err, sizeof err) || w_check_config(&c, err, sizeof err)) {
+        fprintf(stderr, "engine/bench: %s\n", err);
+        return 1;
+    }
+    FILE *js = NULL;
+    if (json && !(js = fopen(json, "w"))) { fprintf(stderr, "engine/bench: cannot write %s\n", json); return 1; }
+    if (attn) {
+        int rc = run_attention(&c, attn, cfg.model.block_size > 0 ? cfg.model.block_size : 16, peak_gbps, js);
+        if (js) fclose(js);
+        return rc;
+    }
+
+    /* the workload: lengths and prompt ids from one seeded stream */
+    int **prompts = calloc((size_t)nreq, sizeof *prompts), *pl = calloc((size_t)nreq, sizeof *pl);
+    int *ol = calloc((size_t)nreq, sizeof *ol);
+    if (!prompts || !pl || !ol) { fprintf(stderr, "engine/bench: out of memory\n"); return 1; }
+    uint64_t st = seed * 0x9e3779b97f4a7c15ull + 1;
+    int idmax = c.vocab_size < 10000 ? c.vocab_size : 10000, longest = 0;
+    long total_prompt = 0, total_out = 0;
+    for (int r = 0; r < nreq; r++) {
+        int uni = !strcmp(workload, "uniform");
+        pl[r] = uni ? uniform(&st, lo, hi) : plen;
+        ol[r] = uni ? uniform(&st, lo, hi) : olen;
+        prompts[r] = malloc(sizeof(int) * (size_t)pl[r]);
+        if (!prompts[r]) { fprintf(stderr, "engine/bench: out of memory\n"); return 1; }
+        for (int i = 0; i < pl[r]; i++) prompts[r][i] = (int)(splitmix(&st) % (uint64_t)idmax);
+        if (pl[r] + ol[r] > longest) longest = pl[r] + ol[r];
+        total_prompt += pl[r];
+        total_out += ol[r];
+    }
+    if (save) {
+        FILE *f = fopen(save, "w");
+        if (!f) { fprintf(stderr, "engine/bench: cannot write %s\n", save); return 1; }
+        for (int r = 0; r < nreq; r++) {
+            fprintf(f, "%d ", ol[r]);
+            for (int i = 0; i < pl[r]; i++) fprintf(f, i ? ",%d" : "%d", prompts[r][i]);
+            fprintf(f, "\n");
+        }
+        if (fclose(f)) { fprintf(stderr, "engine/bench: write error on %s\n", save); return 1; }
+    }
+    if (cfg.model.max_model_len <= 0) cfg.model.max_model_len = longest > 4096 ? longest : 4096;
+
+    double t0 = now_s();
+    w_weights w;
+    if ((dummy ? w_dummy(&w, &c, dummy_seed, err, sizeof err) : w_load(&w, model_dir, &c, err, sizeof err))) {
+        fprintf(stderr, "engine/bench: %s\n", err);
+        return 1;
+    }
+    size_t wbytes = w.bytes;
+    model_mem mem;
+    eng *e = eng_create(&c, &w, &cfg, &mem, err, sizeof err);
+    if (!e) { fprintf(stderr, "engine/bench: %s\n", err); return 1; }
+    const model_opts *mo = model_options(eng_model(e));
+    fprintf(stderr, "%s: weights %.2f GiB, activation peak %.2f GiB, GPU KV cache size: %ld tokens (%s), "
+            "setup %.1f s\n", c.name, mem.weights / 1073741824.0, mem.activations / 1073741824.0, mem.kv_tokens,
+            kv_policy_name(cfg.kv_policy), now_s() - t0);
+    /* the roofline's constants */
+    double D = c.hidden_size, L = c.num_layers, nq = c.num_heads, nkv = c.num_kv_heads, hd = c.head_dim;
+    double I = c.intermediate_size, V = c.vocab_size;
+    double pm = L * (D * (nq + 2 * nkv) * hd + nq * hd * D + 3 * D * I);   /* matmul params per token */
+    double kvb = (double)mem.kv_bytes_per_token;
+    double wread = (double)wbytes - (c.tie_embeddings ? 0 : V * D * 2);   /* the embedding table is gathered */
+    for (int r = 0; r < nreq; r++) {
+        eng_params p = {ol[r], (float)temperature, 0, 1.0f, seed + (uint64_t)r};
+        if (eng_add_request(e, r, prompts[r], pl[r], &p, err, sizeof err)) {
+            fprintf(stderr, "engine/bench: %s\n", err);
+            return 1;
+        }
+    }
+    double flops = 0, bytes = 0, roof = 0, t_attn_ctx = 0, sum_frag = 0, sum_held = 0, sum_tok = 0;
+    long steps = 0, done = 0, gen = 0, prefill_done = 0, peak_blocks = 0;
+    double ttft_sum = 0, tpot_sum = 0, lat_sum = 0;
+    int ntpot = 0;
+    kv_usage u;
+    double start = now_s();
+    while (eng_has_work(e)) {
+        const eng_result *d;
+        int nd, s = eng_step(e, &d, &nd, err, sizeof err);
+        if (s < 0) { fprintf(stderr, "engine/bench: step %ld: %s\n", steps, err); return 1; }
+        if (s == 0) { fprintf(stderr, "engine/bench: the engine stalled with work left\n"); return 1; }
+        eng_step_info si;
+        eng_last_step(e, &si);
+        double T = si.prefill_tokens + si.decode_tokens;
+        double f = 2 * pm * T + 2 * V * D * si.num_seqs + 4 * L * nq * hd * (double)si.attn_pairs;
+        double b = wread + kvb * ((double)si.attn_ctx_tokens + T);
+        flops += f;
+        bytes += b;
+        roof += f / (peak_tflops * 1e12) > b / (peak_gbps * 1e9) ? f / (peak_tflops * 1e12) : b / (peak_gbps * 1e9);
+        t_attn_ctx += (double)si.attn_ctx_tokens;
+        prefill_done += si.prefill_tokens;
+        if (steps % 8 == 0) {                     /* the pool in the simulator's categories */
+            eng_usage(e, &u);
+            long held = (long)u.blocks_used * mem.block_size;
+            if (cfg.kv_policy != KV_PAGED) held = u.token_slots + u.reserved_slots + u.internal_frag;
+            sum_frag += u.internal_frag; sum_held += held; sum_tok += u.token_slots;
+            if (u.blocks_used > peak_blocks) peak_blocks = u.blocks_used;
+        }
+        steps++;
+        for (int i = 0; i < nd; i++) {
+            done++;
+            gen += d[i].num_tokens;
+            ttft_sum += d[i].first_token - d[i].arrival;
+            lat_sum += d[i].finish - d[i].arrival;
+            if (d[i].num_tokens > 1) { tpot_sum += (d[i].finish - d[i].first_token) / (d[i].num_tokens - 1); ntpot++; }
+        }
+    }
+    double wall = now_s() - start;
+    const sched_stats *ss = eng_sched_stats(e);
+    double tot = (double)total_prompt + gen;
+    printf("engine/bench %s, workload %s: %d requests, %ld prompt + %ld output tokens (%ld asked), "
+           "max_num_batched_tokens %d, max_num_seqs %d, KV %s\n", c.name, workload, nreq, total_prompt, gen,
+           total_out, mo->max_num_batched_tokens, mo->max_num_seqs, kv_policy_name(cfg.kv_policy));
+    printf("  wall %.2f s, %ld steps (%.2f ms/step): %.0f total tokens/s, %.0f output tokens/s, %ld preemptions\n",
+           wall, steps, 1e3 * wall / (steps ? steps : 1), tot / wall, gen / wall, ss->preemptions);
+    printf("  mean TTFT %.1f ms, mean TPOT %.2f ms, mean latency %.2f s\n", done ? 1e3 * ttft_sum / done : 0,
+           ntpot ? 1e3 * tpot_sum / ntpot : 0, done ? lat_sum / done : 0);
+    printf("  roofline (GEMM %.0f TFLOP/s, %.0f GB/s): %.3g PFLOP -> %.2f s at the GEMM rate = %.1f%% of wall; "
+           "%.1f GB -> %.2f s; per-step max(compute, memory) %.2f s = %.1f%% of wall\n",
+           peak_tflops, peak_gbps, flops / 1e15, flops / (peak_tflops * 1e12),
+           100 * flops / (peak_tflops * 1e12) / wall, bytes / 1e9, bytes / (peak_gbps * 1e9), roof,
+           100 * roof / wall);
+    printf("  achieved %.0f TFLOP/s; prefill tokens computed %ld (recomputed %ld); KV peak %ld of %d blocks, "
+           "token states %.1f%% of held slots, internal fragmentation %.1f%%\n", flops / wall / 1e12,
+           prefill_done, prefill_done - total_prompt, peak_blocks, mem.num_blocks,
+           sum_held > 0 ? 100 * sum_tok / sum_held : 0, sum_held > 0 ? 100 * sum_frag / sum_held : 0);
+    if (js) {
+        fprintf(js, "{\"config\": \"%s\", \"workload\": \"%s\", \"kv_policy\": \"%s\", \"requests\": %d, "
+                "\"prompt_tokens\": %ld, \"output_tokens\": %ld, \"wall_s\": %.3f, \"steps\": %ld, "
+                "\"total_tok_s\": %.1f, \"output_tok_s\": %.1f, \"preemptions\": %ld, \"pflop\": %.4f, "
+                "\"compute_roofline_pct\": %.2f, \"roofline_pct\": %.2f, \"achieved_tflops\": %.1f, "
+                "\"peak_tflops\": %.1f, \"peak_gbps\": %.1f, \"mean_ttft_ms\": %.2f, \"mean_tpot_ms\": %.3f, "
+                "\"kv_blocks\": %d, \"kv_peak_blocks\": %ld, \"max_num_batched_tokens\": %d}\n",
+                c.name, workload, kv_policy_name(cfg.kv_policy), nreq, total_prompt, gen, wall, steps, tot / wall,
+                gen / wall, ss->preemptions, flops / 1e15, 100 * flops / (peak_tflops * 1e12) / wall,
+                100 * roof / wall, flops / wall / 1e12, peak_tflops, peak_gbps,
+                done ? 1e3 * ttft_sum / done : 0, ntpot ? 1e3 * tpot_sum / ntpot : 0, mem.num_blocks,
+                peak_blocks, mo->max_num_batched_tokens);
+        fclose(js);
+    }
+    (void)t_attn_ctx;
+    eng_free(e);
+    for (int r = 0; r < nreq; r++) free(prompts[r]);
+    free(prompts); free(pl); free(ol);
+    return done == nreq ? 0 : 1;
+}

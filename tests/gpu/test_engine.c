@@ -1,0 +1,184 @@
+/* GPU tests of the engine loop (engine/engine.h) on dummy weights of a small
+ * shipped config (data/models/smollm2-135m.json): a batch gives what each
+ * request gives alone, the contiguous policy gives exactly what paged gives,
+ * a pool too small for the batch preempts (recompute) and still finishes
+ * every request at its length, and eng_abort ends waiting and running
+ * requests and gives their blocks back.  Each case needs PAGESIM_GPU=1. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <math.h>
+#include <cmocka.h>
+#include "tests/test_util.h"
+#include "engine/engine.h"
+
+#define CFG "data/models/smollm2-135m.json"
+#define NP 4
+static const int plens[NP] = {5, 37, 100, 200};
+
+static int prompt_tok(int r, int i) { return (r * 7919 + i * 131 + 17) % 49000; }
+
+typedef struct lg_rec { float *first[NP]; int V; } lg_rec;   /* logits of each prompt's last position */
+static void on_logits(void *ctx, int id, int pos, const float *row, int V) {
+    lg_rec *g = ctx;
+    if (id < 0 || id >= NP || pos != plens[id] - 1) return;
+    if (!g->first[id]) g->first[id] = malloc(sizeof(float) * V);
+    memcpy(g->first[id], row, sizeof(float) * V);
+    g->V = V;
+}
+
+static eng *make(eng_config *cfg) {
+    mc_config c;
+    char err[512];
+    w_weights w;
+    assert_int_equal(mc_load(&c, CFG, err, sizeof err), 0);
+    if (w_dummy(&w, &c, 3, err, sizeof err)) fail_msg("w_dummy: %s", err);
+    model_mem mem;
+    eng *e = eng_create(&c, &w, cfg, &mem, err, sizeof err);
+    if (!e) fail_msg("eng_create: %s", err);
+    return e;
+}
+
+static eng_config small_config(void) {
+    eng_config cfg = {0};
+    cfg.model.max_num_batched_tokens = 512;
+    cfg.model.max_num_seqs = 16;
+    cfg.model.max_model_len = 320;
+    cfg.model.num_gpu_blocks = 256;
+    cfg.eos_id = -1;
+    return cfg;
+}
+
+/* adds the requests [r0, r1) and runs until idle; tokens[r] (max_tokens each) */
+static void run(eng *e, int r0, int r1, int max_tokens, int32_t tokens[][64], int *aborted) {
+    char err[512];
+    for (int r = r0; r < r1; r++) {
+        int p[256];
+        for (int i = 0; i < plens[r % NP]; i++) p[i] = prompt_tok(r % NP, i);
+        eng_params ep = {max_tokens, 0, 0, 1, (uint64_t)r};
+        assert_int_equal(eng_add_request(e, r, p, plens[r % NP], &ep, err, sizeof err), 0);
+    }
+    int steps = 0;
+    while (eng_has_work(e) && steps < 5000) {
+        const eng_result *d;
+        int nd;
+        if (eng_step(e, &d, &nd, err, sizeof err) < 0) fail_msg("eng_step: %s", err);
+        for (int i = 0; i < nd; i++) {
+            if (aborted && d[i].aborted) aborted[d[i].id] = 1;
+            if (d[i].aborted) continue;
+            assert_int_equal(d[i].num_tokens, max_tokens);
+            memcpy(tokens[d[i].id], d[i].tokens, sizeof(int32_t) * max_tokens);
+        }
+        steps++;
+    }
+    assert_false(eng_has_work(e));
+}
+
+static double rel_l2(const float *a, const float *b, int n) {
+    double num = 0, den = 0;
+    for (int i = 0; i < n; i++) { num += (double)(a[i] - b[i]) * (a[i] - b[i]); den += (double)b[i] * b[i]; }
+    return den > 0 ? sqrt(num / den) : INFINITY;
+}
+
+static void test_batch_equals_single(void **st) {
+    (void)st; TU_REQUIRE_GPU(); TU_REQUIRE_FILE(CFG);
+    lg_rec gb = {0}, gs = {0};
+    static int32_t tb[NP][64], ts[NP][64];
+    eng_config cfg = small_config();
+    cfg.on_logits = on_logits;
+    cfg.logits_ctx = &gb;
+    eng *e = make(&cfg);
+    run(e, 0, NP, 16, tb, NULL);
+    eng_free(e);
+    cfg.logits_ctx = &gs;
+    e = make(&cfg);
+    for (int r = 0; r < NP; r++) run(e, r, r + 1, 16, ts, NULL);
+    eng_free(e);
+    int same = 0;
+    for (int r = 0; r < NP; r++) {
+        assert_non_null(gb.first[r]);
+        assert_non_null(gs.first[r]);
+        double d = rel_l2(gs.first[r], gb.first[r], gb.V);
+        fprintf(stderr, "  prompt %d (%d tokens): logits batch vs single rel L2 %.2e\n", r, plens[r], d);
+        assert_true(d < 1e-2);
+        same += !memcmp(tb[r], ts[r], sizeof tb[r]);
+        free(gb.first[r]); free(gs.first[r]);
+    }
+    fprintf(stderr, "  %d/%d requests: identical tokens\n", same, NP);
+    assert_true(same >= NP - 1);
+}
+
+static void test_contiguous_equals_paged(void **st) {
+    (void)st; TU_REQUIRE_GPU(); TU_REQUIRE_FILE(CFG);
+    static int32_t tp[NP][64], tc[NP][64];
+    eng_config cfg = small_config();
+    eng *e = make(&cfg);
+    run(e, 0, NP, 24, tp, NULL);
+    kv_usage u;
+    eng_usage(e, &u);
+    assert_int_equal(u.blocks_used, 0);
+    eng_free(e);
+    cfg.kv_policy = KV_CONTIGUOUS;
+    e = make(&cfg);
+    run(e, 0, NP, 24, tc, NULL);
+    eng_free(e);
+    for (int r = 0; r < NP; r++) assert_memory_equal(tp[r], tc[r], sizeof tp[r]);
+}
+
+static void test_preemption(void **st) {
+    (void)st; TU_REQUIRE_GPU(); TU_REQUIRE_FILE(CFG);
+    static int32_t t[2 * NP][64];
+    eng_config cfg = small_config();
+    cfg.model.num_gpu_blocks = 24;        /* 384 slots for 8 requests of up to 248 tokens */
+    eng *e = make(&cfg);
+    run(e, 0, 2 * NP, 48, t, NULL);       /* asserts every request got its 48 tokens */
+    const sched_stats *ss = eng_sched_stats(e);
+    fprintf(stderr, "  %ld preemptions (recompute)\n", ss->preemptions);
+    assert_true(ss->preemptions > 0);
+    kv_usage u;
+    eng_usage(e, &u);
+    assert_int_equal(u.blocks_used, 0);
+    eng_free(e);
+}
+
+static void test_abort(void **st) {
+    (void)st; TU_REQUIRE_GPU(); TU_REQUIRE_FILE(CFG);
+    static int32_t t[NP][64];
+    int ab[NP] = {0};
+    char err[512];
+    eng_config cfg = small_config();
+    cfg.model.max_num_seqs = 1;           /* one runs, the others wait */
+    eng *e = make(&cfg);
+    for (int r = 0; r < 3; r++) {
+        int p[256];
+        for (int i = 0; i < plens[r]; i++) p[i] = prompt_tok(r, i);
+        eng_params ep = {20, 0, 0, 1, (uint64_t)r};
+        assert_int_equal(eng_add_request(e, r, p, plens[r], &ep, err, sizeof err), 0);
+    }
+    const eng_result *d;
+    int nd;
+    assert_int_equal(eng_step(e, &d, &nd, err, sizeof err), 1);      /* request 0 prefills */
+    assert_int_equal(eng_step(e, &d, &nd, err, sizeof err), 1);      /* and decodes */
+    kv_usage u;
+    eng_usage(e, &u);
+    assert_true(u.blocks_used > 0);
+    assert_int_equal(eng_abort(e, 2), 0);                            /* waiting */
+    assert_int_equal(eng_abort(e, 0), 0);                            /* running */
+    assert_int_equal(eng_abort(e, 7), -1);                           /* unknown */
+    eng_usage(e, &u);
+    assert_int_equal(u.blocks_used, 0);
+    run(e, 0, 0, 20, t, ab);                                         /* request 1 finishes */
+    assert_true(ab[0] && ab[2] && !ab[1]);
+    eng_free(e);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_batch_equals_single),
+        cmocka_unit_test(test_contiguous_equals_paged),
+        cmocka_unit_test(test_preemption),
+        cmocka_unit_test(test_abort),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
