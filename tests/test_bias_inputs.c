@@ -287,7 +287,17 @@ static void test_command_rejects_bad_input(void **state) {
     assert_non_null(f);
     assert_non_null(fgets(line, sizeof line, f));
     fclose(f);
-    assert_non_null(strstr(line, "not built yet"));
+    assert_non_null(strstr(line, "--real needs --model"));
+    /* with weights named but no GPU visible: a clear word, pointing to the simulation */
+    snprintf(cmd, sizeof cmd, "CUDA_VISIBLE_DEVICES= %s/labs/bias --real --dummy-weights "
+             "data/models/qwen3-0.6b.json --num-sets 1 --num-trials 1 --quiet --output-dir %s/real "
+             "> /dev/null 2> %s/err.txt", tu_bindir(), T, T);
+    assert_true(system(cmd) != 0);
+    f = fopen(tp("err.txt"), "r");
+    assert_non_null(f);
+    assert_non_null(fgets(line, sizeof line, f));
+    fclose(f);
+    assert_non_null(strstr(line, "needs the CUDA engine and a GPU"));
 }
 
 static int cleanup(void **state) {
