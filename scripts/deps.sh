@@ -15,13 +15,15 @@ PKGS=(build-essential pkg-config
       libmicrohttpd-dev  # engine/serve
       libgsl-dev         # t distribution for the bias analysis
       libcsv-dev         # CSV reading
-      npm                # fetches the tokenizer packages
       xvfb xauth         # window tests without a display
 )
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
+# npm fetches the tokenizer packages; a Node.js from elsewhere (nodesource,
+# nvm) brings its own npm, and Debian's npm package would conflict with it.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   echo "deps: installing ${missing[*]}"
