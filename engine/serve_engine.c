@@ -198,6 +198,9 @@ static void *engine_thread(void *arg) {
                                   : d->num_tokens >= r->max_tokens ? SRV_FINISH_LENGTH : SRV_FINISH_STOP;
             finish(s, r, why, d->prompt_len, d->num_tokens, NULL);
         }
+        if (rc == 0 && nd == 0 && !eng_has_work(s->e))       /* nothing left to run: none may wait forever */
+            while (s->live) finish(s, s->live, quit ? SRV_FINISH_ABORT : SRV_FINISH_ERROR, s->live->n_ids, 0,
+                                   quit ? NULL : "the engine has no work left for this request");
         if (s->steps++ % 8 == 0 || nd) publish(s);
         if (quit && !s->live) break;
     }
