@@ -59,6 +59,11 @@ static int trace_sets(const bias_trace *t, int *sets) {
     return n;
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 /* ---- measured -------------------------------------------------------------------------- */
 
 static int measure(const bias_trace *t, side *m, char *err, size_t errlen) {
@@ -157,11 +162,20 @@ static int simulate_set(const cmp *c, const cm_model *m, int set, int first, sid
     p->wall_s += s->sim_time;
     p->preemptions += s->preemptions;
     if (s->max_running > p->max_seqs) p->max_seqs = s->max_running;
+    /* The client keeps W requests in flight: request k (submission order) is
+     * sent when the (k - W)-th reply completes.  Its TTFT counts from then. */
+    int W = c->tr->max_workers > 0 ? c->tr->max_workers : c->max_num_seqs;
+    double *fin = malloc(((size_t)res.num_requests + 1) * sizeof *fin);   /* (num_requests) */
+    if (!fin) { sim_result_free(&res); snprintf(err, errlen, "out of memory"); return -1; }
+    for (int i = 0; i < res.num_requests; i++) fin[i] = res.requests[i].finish_time;
+    qsort(fin, (size_t)res.num_requests, sizeof *fin, cmp_double);
     for (int i = 0; i < res.num_requests; i++) {
         const met_request *q = &res.requests[i];
-        ttft[(*nt)++] = q->first_token - q->first_scheduled;     /* from admission: the client's view */
+        double sent = q->id < W || q->id - W >= res.num_requests ? q->arrival : fin[q->id - W];
+        ttft[(*nt)++] = q->first_token - (sent > q->arrival ? sent : q->arrival);
         if (q->output_len > 1) tpot[(*np)++] = q->tpot;
     }
+    free(fin);
     for (int i = 0; i < res.num_steps; i++) {
         const met_step *st = &res.steps[i];
         if (st->slots_total <= 0) continue;
@@ -553,7 +567,8 @@ int bias_compare_write(const bias_compare_config *cfg, const bias_trace *const *
     bias_buf_printf(&b, ",\n  \"tp\": %d,\n  \"coefficients\": ", cfg->tp > 0 ? cfg->tp : 1);
     bias_json_str(&b, cfg->coeffs ? cfg->coeffs : "defaults (sim/cost_model.c)");
     bias_buf_printf(&b, ",\n  \"definitions\": \"measured TTFT from the engine's arrival of the request (the client's submission); "
-                    "predicted TTFT from the simulated admission (the client keeps max_workers in flight); TPOT = "
+                    "predicted TTFT from when the client would send it (request k goes when the (k - max_workers)-th "
+                    "simulated reply completes); TPOT = "
                     "(finish - first token) / (output tokens - 1); kv_utilization = held slots / pool, time-averaged; "
                     "token_share_of_held = token slots / held slots (the vLLM paper's Fig. 2); "
                     "internal_fragmentation_of_held = slots held but never to be used / held slots\",\n  \"policies\": {");

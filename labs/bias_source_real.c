@@ -209,7 +209,9 @@ static int gen_free(real_src *s, const bias_request *req, size_t n, bias_reply *
                                    si.attn_ctx_tokens, si.attn_pairs };
             bias_trace_add_step(s->trace, &st);
         }
-        if (s->trace && steps++ % (s->o.usage_every > 0 ? s->o.usage_every : 1) == 0) sample_kv(s, set, clock);
+        /* eng_usage walks the pool: every step for a small pool, every few for a large one */
+        int every = s->o.usage_every > 0 ? s->o.usage_every : 1 + s->num_blocks / 32768;
+        if (s->trace && steps++ % every == 0) sample_kv(s, set, clock);
         for (int k = 0; k < nd; k++) {
             const eng_result *q = &res[k];
             long i = (long)q->id - base;

@@ -73,7 +73,7 @@ typedef struct bias_real_opts {
     double gpu_memory_utilization;
     const char *kv_policy;       /* "paged" (default) or "contiguous" */
     int    prefix_caching;       /* 1 (default) */
-    int    usage_every;          /* sample the KV pool every k steps (1) */
+    int    usage_every;          /* sample the KV pool every k steps (0: 1 + num_blocks / 32768) */
     bias_sampling s;
 } bias_real_opts;
 

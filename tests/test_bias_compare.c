@@ -103,11 +103,17 @@ static void simulated_trace(bias_trace *t, const cm_model *m, kv_policy pol, int
         sim_result r;
         char err[512];
         assert_int_equal(sim_run(&sc, w, NREQ, &r, err, sizeof err), 0);
+        /* a client with 64 workers sends request k when the (k - 64)-th reply is complete */
+        double fin[NREQ];
+        for (int i = 0; i < r.num_requests; i++) fin[i] = r.requests[i].finish_time;
+        for (int i = 1; i < r.num_requests; i++)
+            for (int j = i; j > 0 && fin[j - 1] > fin[j]; j--) { double x = fin[j]; fin[j] = fin[j - 1]; fin[j - 1] = x; }
         for (int id = 0; id < NREQ; id++)                 /* in arrival order, as a client sends them */
         for (int i = 0; i < r.num_requests; i++) {
             const met_request *q = &r.requests[i];
             if (q->id != id) continue;
-            bias_trace_req tr = { set, q->prompt_len, q->output_len, 0, q->first_scheduled, q->first_token, q->finish_time };
+            double sent = id < 64 ? 0 : fin[id - 64];
+            bias_trace_req tr = { set, q->prompt_len, q->output_len, 0, sent, q->first_token, q->finish_time };
             assert_int_equal(bias_trace_add_req(t, &tr), 0);
         }
         for (int i = 0; i < r.num_steps; i++) {
