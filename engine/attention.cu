@@ -529,12 +529,148 @@ prefill2_kernel(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc, co
         st(out, (size_t)(q0 + i0 + wrow) * nq * HD + (size_t)h * HD + d, O[r * L::OLD + d] * inv);
 }
 
-/* which kernels k_attention launches: 0 = v2 (default), 1 = v1 (scalar); the
- * first call reads PAGESIM_ATTN ("v1") unless k_attention_impl chose */
+/* ---- decode (v3, the default for grouped heads): tensor cores.  The G query
+ * heads of a kv group are the rows of a 16-row tile (zero padded), so the
+ * group's scores are one matrix product: S (16, P) = Q K^T over a partition
+ * of P keys, warp w taking key blocks w, w + 4, ...; the K and V fragments
+ * are read straight from the cache, a fragment of 16 keys being 16
+ * consecutive slots of one paged block (block_size a multiple of 16).  Then
+ * the softmax per head (P rounded to bf16), and O (16, HD) = P V with warp w
+ * taking the head_dim tiles w, w + 4, ...  A partial last key block of V is
+ * staged in shared memory with zeros, since stale slots may hold anything. ---- */
+#define DEC3_PART K_DECODE_PARTITION
+template <int HD>
+struct dec3_smem {                      /* byte offsets; every region 32-byte aligned */
+    static constexpr int QLD = HD + 8, SLD = DEC3_PART + 4, PLD = DEC3_PART + 8, OLD = HD + 4;
+    static constexpr size_t q = 0;                                   /* (16, QLD) bf16 */
+    static constexpr size_t s = q + (size_t)16 * QLD * 2;            /* (16, SLD) float */
+    static constexpr size_t p = s + (size_t)16 * SLD * 4;            /* (16, PLD) bf16 */
+    static constexpr size_t v = p + (size_t)16 * PLD * 2;            /* (16, QLD) bf16 */
+    static constexpr size_t o = v + (size_t)16 * QLD * 2;            /* (16, OLD) float */
+    static constexpr size_t ml = o + (size_t)16 * OLD * 4;           /* (16, 2) float */
+    static constexpr size_t bytes = ml + (size_t)16 * 2 * 4;
+};
+template <int HD>
+__global__ void __launch_bounds__(128)
+decode3_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_bf16 *qkv, int stride,
+               const k_bf16 *kc, const k_bf16 *vc, const int32_t *qs, const int32_t *ctxl,
+               const int32_t *bt, int max_blocks, int bs, int nq, int nkv, float scale, int nparts_max) {
+    using namespace nvcuda;
+    typedef dec3_smem<HD> L;
+    constexpr int P = DEC3_PART, CH = HD / 8, NDT = HD / 16;
+    int b = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
+    int q0 = qs[b];
+    if (qs[b + 1] - q0 != 1) return;
+    int ctx = ctxl[b], nparts = (ctx + P - 1) / P;
+    if (part >= nparts) return;
+    int j0 = part * P, n = min(ctx, j0 + P) - j0, nfull = n / 16, nkb = (n + 15) / 16;
+    int G = nq / nkv, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int32_t *table = bt + (size_t)b * max_blocks;
+    const size_t ld = (size_t)nkv * HD;                /* elements from one slot to the next */
+    const bf16 *K = reinterpret_cast<const bf16 *>(kc) + (size_t)kvh * HD;
+    const bf16 *Vg = reinterpret_cast<const bf16 *>(vc) + (size_t)kvh * HD;
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16 *Qs = reinterpret_cast<bf16 *>(smem + L::q);
+    float *S = reinterpret_cast<float *>(smem + L::s);
+    bf16 *Pb = reinterpret_cast<bf16 *>(smem + L::p);
+    bf16 *Vt = reinterpret_cast<bf16 *>(smem + L::v);
+    float *O = reinterpret_cast<float *>(smem + L::o);
+    float *ml = reinterpret_cast<float *>(smem + L::ml);
+    for (int i = tid; i < 16 * CH; i += 128) {         /* the group's q heads, zero padded */
+        int r = i / CH, c = i % CH;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (r < G) v = *reinterpret_cast<const uint4 *>(qkv + (size_t)q0 * stride + (size_t)(kvh * G + r) * HD + c * 8);
+        *reinterpret_cast<uint4 *>(Qs + r * L::QLD + c * 8) = v;
+    }
+    if (nkb > nfull)                                   /* the partial last block of V */
+        for (int i = tid; i < 16 * CH; i += 128) {
+            int r = i / CH, c = i % CH, j = j0 + nfull * 16 + r;
+            uint4 v = make_uint4(0, 0, 0, 0);
+            if (j < j0 + n) v = *reinterpret_cast<const uint4 *>(Vg + kv_slot(table, j, bs) * ld + c * 8);
+            *reinterpret_cast<uint4 *>(Vt + r * L::QLD + c * 8) = v;
+        }
+    __syncthreads();
+    /* S = Q K^T */
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> qa[NDT];
+#pragma unroll
+    for (int kk = 0; kk < NDT; kk++) wmma::load_matrix_sync(qa[kk], Qs + kk * 16, L::QLD);
+#pragma unroll 2
+    for (int kb = warp; kb < nkb; kb += 4) {
+        const bf16 *kp = K + kv_slot(table, j0 + kb * 16, bs) * ld;
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
+        wmma::fill_fragment(c, 0.0f);
+#pragma unroll
+        for (int kk = 0; kk < NDT; kk++) {
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> kf;
+            wmma::load_matrix_sync(kf, kp + kk * 16, (unsigned)ld);
+            wmma::mma_sync(c, qa[kk], kf, c);
+        }
+        wmma::store_matrix_sync(S + kb * 16, c, L::SLD, wmma::mem_row_major);
+    }
+    __syncthreads();
+    /* softmax per head row (a warp per row; rows >= G and keys >= n get P = 0) */
+    for (int g = warp; g < 16; g += 4) {
+        float m = -INFINITY, l = 0;
+        if (g < G) {
+            for (int jj = lane; jj < n; jj += 32) m = fmaxf(m, S[g * L::SLD + jj]);
+            m = warp_max(m);
+        }
+        for (int jj = lane; jj < nkb * 16; jj += 32) {
+            float p = g < G && jj < n ? __expf((S[g * L::SLD + jj] - m) * scale) : 0.0f;
+            bf16 pb = __float2bfloat16_rn(p);
+            Pb[g * L::PLD + jj] = pb;
+            l += __bfloat162float(pb);
+        }
+        l = warp_sum(l);
+        if (lane == 0) { ml[2 * g] = m * scale; ml[2 * g + 1] = l; }
+    }
+    __syncthreads();
+    /* O = P V */
+    for (int dt = warp; dt < NDT; dt += 4) {
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
+        wmma::fill_fragment(c, 0.0f);
+#pragma unroll 4
+        for (int kb = 0; kb < nfull; kb++) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> pa;
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> vf;
+            wmma::load_matrix_sync(pa, Pb + kb * 16, L::PLD);
+            wmma::load_matrix_sync(vf, Vg + kv_slot(table, j0 + kb * 16, bs) * ld + dt * 16, (unsigned)ld);
+            wmma::mma_sync(c, pa, vf, c);
+        }
+        if (nkb > nfull) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> pa;
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> vf;
+            wmma::load_matrix_sync(pa, Pb + nfull * 16, L::PLD);
+            wmma::load_matrix_sync(vf, Vt + dt * 16, L::QLD);
+            wmma::mma_sync(c, pa, vf, c);
+        }
+        wmma::store_matrix_sync(O + dt * 16, c, L::OLD, wmma::mem_row_major);
+    }
+    __syncthreads();
+    for (int i = tid; i < G * HD; i += 128) {
+        int g = i / HD, d = i % HD, h = kvh * G + g;
+        float o = O[g * L::OLD + d];
+        if (nparts == 1)
+            st(out, (size_t)q0 * nq * HD + (size_t)h * HD + d, o / ml[2 * g + 1]);
+        else
+            ws_o[(((size_t)b * nq + h) * nparts_max + part) * HD + d] = o;
+    }
+    if (nparts > 1 && tid < G) {
+        int h = kvh * G + tid;
+        ws_m[((size_t)b * nq + h) * nparts_max + part] = ml[2 * tid];
+        ws_l[((size_t)b * nq + h) * nparts_max + part] = ml[2 * tid + 1];
+    }
+}
+
+/* which kernels k_attention launches: 0 = the default (v3 decode for groups of
+ * more than 2 heads when block_size is a multiple of 16, else v2; v2
+ * prefill), 1 = v1 (scalar), 2 = v2 (SIMT decode), 3 = v3 decode always
+ * (where it can run).  The first call reads PAGESIM_ATTN (v1, v2, v3) unless
+ * k_attention_impl chose. */
 static int attn_impl = -1;
 extern "C" int k_attention_impl(int impl) {
     int old = attn_impl < 0 ? 0 : attn_impl;
-    if (impl >= 0) attn_impl = impl ? 1 : 0;
+    if (impl >= 0) attn_impl = impl <= 3 ? impl : 0;
     return old;
 }
 
@@ -622,7 +758,21 @@ static int launch_v2(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *k
     if (nparts < 1) nparts = 1;
     if (nparts > 1 && ws_bytes < k_attention_workspace_bytes(b->B, nq, HD, b->max_context)) return -1;
     int G = nq / nkv, rc;
-    if (G <= 2) rc = launch_decode2<HD, 2>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, s);
+    bool v3 = b->block_size % 16 == 0 && (attn_impl == 3 || (attn_impl == 0 && G > 2));
+    if (v3) {
+        static int attr3 = 0;
+        if (!attr3) {
+            if (cudaFuncSetAttribute(decode3_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     (int)dec3_smem<HD>::bytes) != cudaSuccess)
+                return -1;
+            attr3 = 1;
+        }
+        float *ws_o = ws, *ws_m = ws_o + (size_t)b->B * nq * nparts * HD, *ws_l = ws_m + (size_t)b->B * nq * nparts;
+        decode3_kernel<HD><<<dim3(b->B, nkv, nparts), 128, dec3_smem<HD>::bytes, s>>>(out, ws_o, ws_m, ws_l, qkv,
+            stride, kc, vc, b->query_start, b->context_lens, b->block_tables, b->max_blocks, b->block_size, nq, nkv,
+            scale, nparts);
+        rc = 0;
+    } else if (G <= 2) rc = launch_decode2<HD, 2>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, s);
     else if (G <= 4) rc = launch_decode2<HD, 4>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, s);
     else if (G <= 8) rc = launch_decode2<HD, 8>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, s);
     else rc = launch_decode2<HD, 16>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, s);
@@ -641,7 +791,7 @@ static int launch_attention(k_bf16 *out, const k_bf16 *qkv, int stride, const k_
                             float *ws, size_t ws_bytes, cudaStream_t s) {
     if (attn_impl < 0) {
         const char *e = getenv("PAGESIM_ATTN");
-        attn_impl = e && !strcmp(e, "v1") ? 1 : 0;
+        attn_impl = !e ? 0 : !strcmp(e, "v1") ? 1 : !strcmp(e, "v2") ? 2 : !strcmp(e, "v3") ? 3 : 0;
     }
     return attn_impl == 1 ? launch_v1<HD>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, ws_bytes, s)
                           : launch_v2<HD>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, ws_bytes, s);

@@ -339,6 +339,8 @@ int main(int argc, char **argv) {
         }
     }
     double flops = 0, bytes = 0, roof = 0, t_attn_ctx = 0, sum_frag = 0, sum_held = 0, sum_tok = 0;
+    double t_pf = 0, t_dec = 0, f_pf = 0, roof_dec = 0;   /* steps with prefill tokens / decode-only steps */
+    long n_pf = 0, n_dec = 0, seqs_dec = 0;
     long steps = 0, done = 0, gen = 0, prefill_done = 0, peak_blocks = 0;
     double ttft_sum = 0, tpot_sum = 0, lat_sum = 0;
     int ntpot = 0;
@@ -354,9 +356,12 @@ int main(int argc, char **argv) {
         double T = si.prefill_tokens + si.decode_tokens;
         double f = 2 * pm * T + 2 * V * D * si.num_seqs + 4 * L * nq * hd * (double)si.attn_pairs;
         double b = wread + kvb * ((double)si.attn_ctx_tokens + T);
+        double r = f / (peak_tflops * 1e12) > b / (peak_gbps * 1e9) ? f / (peak_tflops * 1e12) : b / (peak_gbps * 1e9);
         flops += f;
         bytes += b;
-        roof += f / (peak_tflops * 1e12) > b / (peak_gbps * 1e9) ? f / (peak_tflops * 1e12) : b / (peak_gbps * 1e9);
+        roof += r;
+        if (si.prefill_tokens > 0) { n_pf++; t_pf += si.seconds; f_pf += f; }
+        else { n_dec++; t_dec += si.seconds; seqs_dec += si.num_seqs; roof_dec += r; }
         t_attn_ctx += (double)si.attn_ctx_tokens;
         prefill_done += si.prefill_tokens;
         if (steps % 8 == 0) {                     /* the pool in the simulator's categories */
@@ -390,6 +395,9 @@ int main(int argc, char **argv) {
            peak_tflops, peak_gbps, flops / 1e15, flops / (peak_tflops * 1e12),
            100 * flops / (peak_tflops * 1e12) / wall, bytes / 1e9, bytes / (peak_gbps * 1e9), roof,
            100 * roof / wall);
+    printf("  steps with prefill: %ld, %.2f s (%.0f TFLOP/s); decode-only steps: %ld, %.2f s (%.2f ms each, "
+           "batch %.0f, %.0f%% of their roofline)\n", n_pf, t_pf, t_pf > 0 ? f_pf / t_pf / 1e12 : 0, n_dec, t_dec,
+           n_dec ? 1e3 * t_dec / n_dec : 0, n_dec ? (double)seqs_dec / n_dec : 0, t_dec > 0 ? 100 * roof_dec / t_dec : 0);
     printf("  achieved %.0f TFLOP/s; prefill tokens computed %ld (recomputed %ld); KV peak %ld of %d blocks, "
            "token states %.1f%% of held slots, internal fragmentation %.1f%%\n", flops / wall / 1e12,
            prefill_done, prefill_done - total_prompt, peak_blocks, mem.num_blocks,

@@ -113,33 +113,39 @@ extern "C" int k_rope(k_bf16 *qkv, const int32_t *positions, const float *inv_fr
     return K_LAUNCH_OK();
 }
 
-__global__ void add_bias_kernel(k_bf16 *y, const k_bf16 *bias, int64_t n, int N) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-         i += (int64_t)gridDim.x * blockDim.x)
-        st(y, i, ld(y, i) + ld(bias, i % N));
+/* row-wise kernels: block (x, row) covers columns x*256.. of row blockIdx.y,
+ * with a grid-stride loop over the columns (no 64-bit division per element) */
+static dim3 rows_grid(int T, int N) {
+    int gx = (N + 255) / 256;
+    return dim3(gx > 64 ? 64 : gx, T > 65535 ? 65535 : T);
+}
+
+__global__ void add_bias_kernel(k_bf16 *y, const k_bf16 *bias, int T, int N) {
+    for (int t = blockIdx.y; t < T; t += gridDim.y)
+        for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < N; c += gridDim.x * blockDim.x)
+            st(y, (size_t)t * N + c, ld(y, (size_t)t * N + c) + ld(bias, c));
 }
 extern "C" int k_add_bias(k_bf16 *y, const k_bf16 *bias, int T, int N, cudaStream_t s) {
     if (T < 0 || N <= 0) return -1;
-    int64_t n = (int64_t)T * N;
-    if (n == 0) return 0;
-    add_bias_kernel<<<grid_for(n), 256, 0, s>>>(y, bias, n, N);
+    if (T == 0) return 0;
+    add_bias_kernel<<<rows_grid(T, N), 256, 0, s>>>(y, bias, T, N);
     return K_LAUNCH_OK();
 }
 
 /* ---- SwiGLU: out = bf16(bf16(silu(g)) * u) ---- */
-__global__ void silu_mul_kernel(k_bf16 *out, const k_bf16 *gu, int64_t n, int I) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t t = i / I, c = i % I;
-        float g = ld(gu, t * 2 * I + c), u = ld(gu, t * 2 * I + I + c);
-        st(out, i, rbf(g / (1.0f + expf(-g))) * u);
+__global__ void silu_mul_kernel(k_bf16 *out, const k_bf16 *gu, int T, int I) {
+    for (int t = blockIdx.y; t < T; t += gridDim.y) {
+        const k_bf16 *g = gu + (size_t)t * 2 * I, *u = g + I;
+        for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < I; c += gridDim.x * blockDim.x) {
+            float x = ld(g, c);
+            st(out, (size_t)t * I + c, rbf(x / (1.0f + expf(-x))) * ld(u, c));
+        }
     }
 }
 extern "C" int k_silu_mul(k_bf16 *out, const k_bf16 *gu, int T, int I, cudaStream_t s) {
     if (T < 0 || I <= 0) return -1;
-    int64_t n = (int64_t)T * I;
-    if (n == 0) return 0;
-    silu_mul_kernel<<<grid_for(n), 256, 0, s>>>(out, gu, n, I);
+    if (T == 0) return 0;
+    silu_mul_kernel<<<rows_grid(T, I), 256, 0, s>>>(out, gu, T, I);
     return K_LAUNCH_OK();
 }
 

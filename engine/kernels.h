@@ -77,10 +77,12 @@ typedef struct k_attn_batch {
     int max_context;          /* host knowledge: longest context in the batch */
 } k_attn_batch;
 
-/* Which kernels k_attention launches: 0 = v2 (16-byte loads in decode, tensor
- * cores in prefill; the default), 1 = v1 (the first, scalar kernels, kept to
- * measure against); -1 only asks.  Without a call, PAGESIM_ATTN=v1 picks v1.
- * Returns the choice in force before the call. */
+/* Which kernels k_attention launches: 0 = the default (prefill on tensor
+ * cores; decode on tensor cores (v3) for groups of more than 2 q heads per kv
+ * head, else v2: SIMT with 16-byte loads), 1 = v1 (the first, scalar kernels,
+ * kept to measure against), 2 = v2 decode always, 3 = v3 decode always (v3
+ * needs block_size a multiple of 16, else v2 runs); -1 only asks.  Without a
+ * call, PAGESIM_ATTN=v1|v2|v3 chooses.  Returns the choice in force before. */
 int k_attention_impl(int impl);
 /* Bytes of float workspace k_attention needs for up to B sequences, nq heads,
  * contexts up to max_context. */

@@ -5,7 +5,9 @@
 # decode attention kernel alone, v1 against v2 kernels), and the comparison
 # with transformers (tests/gpu/compare_hf.py --diag-layer0).
 #   scripts/gpu/device_run.sh [STAGES]     (results under $OUT, at most 8 files)
-# STAGES: a comma list of peaks,test,run,bench,hf,compare,hfdecode (default all).
+# STAGES: a comma list of peaks,test,run,bench,bench2,hf,compare,hfdecode (default: all
+# but bench2).  COMPARE_ARGS replaces compare_hf.py's --diag-layer0; HF_DECODE_LIMIT caps
+# the seconds transformers' decode-heavy batch may run (then extrapolated).
 # Each stage has its own timeout; SUMMARY.txt collects the figures.
 set -u
 OUT=${OUT:-out}; mkdir -p "$OUT"
@@ -89,6 +91,17 @@ if has bench; then
   bench bias-7b-512-contig-16k 90 --dummy-weights $M/qwen2.5-7b.json --num-requests 512 --num-gpu-blocks 16384 \
     --kv-policy contiguous
 fi
+if has bench2; then    # the kernels and batch limits after the first measurements
+  for v in v1 v2 v3; do PAGESIM_ATTN=$v bench attn-7b-$v 60 --dummy-weights $M/qwen2.5-7b.json --attention 64:1024,64:4096,256:1024,256:4096; done
+  for v in v2 v3; do PAGESIM_ATTN=$v bench attn-0.6b-$v 60 --dummy-weights $M/qwen3-0.6b.json --attention 64:1024,64:4096,256:1024,256:4096; done
+  bench bias-7b-1024seqs 150 --dummy-weights $M/qwen2.5-7b.json --workload fixed --num-requests 1024 --prompt-len 512 \
+    --output-len 96 --max-num-seqs 1024 --max-num-batched-tokens 16384
+  bench bias-7b 150 --dummy-weights $M/qwen2.5-7b.json --workload fixed --num-requests 1024 --prompt-len 512 \
+    --output-len 96 --save-workload "$OUT/w_bias.txt"
+  bench decode-0.6b 120 --dummy-weights $M/qwen3-0.6b.json --workload uniform --num-requests 256 --min-len 100 \
+    --max-len 1024 --save-workload "$OUT/w_dec.txt"
+  PAGESIM_ATTN=v3 bench decode-0.6b-v3 120 --dummy-weights $M/qwen3-0.6b.json --workload uniform --num-requests 256
+fi
 if has hf && [ -s "$OUT/w_bias.txt" ]; then
   log "hf bias"
   timeout 200 python3 tests/gpu/bench_hf.py --config $M/qwen2.5-7b.json --workload "$OUT/w_bias.txt" \
@@ -97,12 +110,12 @@ if has hf && [ -s "$OUT/w_bias.txt" ]; then
 fi
 if has compare; then
   log compare
-  t=$(left); [ "$t" -gt 330 ] && t=330
-  timeout "$t" python3 tests/gpu/compare_hf.py --engine $R --out "$OUT" --diag-layer0 > "$OUT/compare.txt" 2>&1
+  t=$(left); [ "$t" -gt ${COMPARE_TIMEOUT:-330} ] && t=${COMPARE_TIMEOUT:-330}
+  timeout "$t" python3 tests/gpu/compare_hf.py --engine $R --out "$OUT" ${COMPARE_ARGS:---diag-layer0} > "$OUT/compare.txt" 2>&1
   say "compare rc=$? (timeout $t)"; grep -vE '^ *"|^ *[\]\[{}]' "$OUT/compare.txt" | tail -25 | sed 's/^/  /' >> "$S"
 fi
 if has hfdecode && [ -s "$OUT/w_dec.txt" ]; then
-  t=$(left); lim=$((t - 45)); [ $lim -gt 90 ] && lim=90
+  t=$(left); lim=$((t - 45)); [ $lim -gt ${HF_DECODE_LIMIT:-90} ] && lim=${HF_DECODE_LIMIT:-90}
   if [ $lim -gt 10 ]; then
     log "hf decode"
     timeout $((lim + 40)) python3 tests/gpu/bench_hf.py --config $M/qwen3-0.6b.json --workload "$OUT/w_dec.txt" \

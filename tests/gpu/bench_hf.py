@@ -126,7 +126,7 @@ def main():
         res.append({"config": a.config, "params_b": round(sum(p.numel() for p in model.parameters()) / 1e9, 3),
                     "build_s": round(time.perf_counter() - t, 1)})
         print(json.dumps(res[-1]), flush=True)
-        run_batch(model, reqs[:2], 0)                 # warm-up (kernels, allocator)
+        run_batch(model, [(8, p) for _, p in reqs[:2]], 0)    # warm-up (kernels, allocator): 8 tokens
         sizes = [len(reqs)] if a.batches == "all" else [int(x) for x in a.batches.split(",")]
         for b in sizes:
             torch.cuda.reset_peak_memory_stats()

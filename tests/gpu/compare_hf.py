@@ -345,7 +345,7 @@ def main():
     ap.add_argument("--engine", default="build/gpu/run")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--full-7b", action="store_true", help="all 28 layers at Qwen2.5-7B's shape")
-    ap.add_argument("--only", default="", help="run only families whose name contains this")
+    ap.add_argument("--only", default="", help="run only families whose name contains one of these (comma list)")
     ap.add_argument("--eager", action="store_true", help="also transformers bf16 with eager attention")
     ap.add_argument("--diag-layer0", action="store_true",
                     help="layer-0 per-op comparison (PAGESIM_DUMP_LAYER0) of the 7B-shape family")
@@ -360,7 +360,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="pagesim-hf-")
     print("transformers", tf.__version__, "torch", torch.__version__, torch.cuda.get_device_name())
     for i, (name, cfg, opts) in enumerate(families(a.full_7b)):
-        if (a.only and a.only not in name) or (name.startswith("diag") and "diag" not in a.only):
+        only = [x for x in a.only.split(",") if x]
+        if (only and not any(x in name for x in only)) or (name.startswith("diag") and "diag" not in a.only):
             continue
         path = os.path.join(tmp, name)
         t0 = time.time()
