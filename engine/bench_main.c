@@ -417,6 +417,8 @@ int main(int argc, char **argv) {
         fclose(js);
     }
     (void)t_attn_ctx;
+    static char prof[4096];
+    if (model_profile_text(eng_model(e), prof, sizeof prof) == 0) printf("  GPU time by op (PAGESIM_PROFILE):\n%s", prof);
     eng_free(e);
     for (int r = 0; r < nreq; r++) free(prompts[r]);
     free(prompts); free(pl); free(ol);

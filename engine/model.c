@@ -43,6 +43,13 @@ struct model {
     float  *attn_ws;           /* decode attention split workspace */
     size_t  attn_ws_bytes;
     const char *dump_layer0;   /* PAGESIM_DUMP_LAYER0: file for the next forward's layer 0 */
+    /* PAGESIM_PROFILE: CUDA events between the ops of each forward, summed per
+     * op class, for steps with prefill tokens (0) and decode-only steps (1) */
+    cudaEvent_t *ev;           /* (nev_cap,) */
+    int   *ev_cat;             /* (nev_cap,) class of the interval ending at each event */
+    int    nev, nev_cap;
+    double prof_ms[2][16];
+    long   prof_steps[2];
     int32_t *dints, *hints;    /* device / pinned host: the batch's int arrays, packed */
     size_t   nints;
     k_sample_params *dparams;  /* (R,) */
@@ -119,6 +126,46 @@ static void l0_close(l0_dump *d) {
     d->f = NULL;
 }
 
+enum { P_IO, P_NORM, P_QKV, P_ELEM, P_ATTN, P_O, P_GATEUP, P_SILU, P_DOWN, P_HEAD, P_N };
+static const char *prof_names[P_N] = {"input copy + embedding", "RMSNorm (+ residual)", "q/k/v GEMM",
+    "bias, q/k norm, RoPE, KV write", "attention", "o GEMM", "gate/up GEMM", "SwiGLU", "down GEMM",
+    "logits rows + vocabulary GEMM"};
+
+/* the op that just ended belongs to class cat */
+static void prof_mark(model *m, int cat) {
+    if (!m->ev || m->nev >= m->nev_cap) return;
+    m->ev_cat[m->nev] = cat;
+    cudaEventRecord(m->ev[m->nev++], m->s);
+}
+
+static void prof_collect(model *m, int kind) {
+    if (!m->ev || m->nev < 2) return;
+    cudaEventSynchronize(m->ev[m->nev - 1]);
+    for (int i = 1; i < m->nev; i++) {
+        float ms = 0;
+        cudaEventElapsedTime(&ms, m->ev[i - 1], m->ev[i]);
+        m->prof_ms[kind][m->ev_cat[i]] += ms;
+    }
+    m->prof_steps[kind]++;
+    m->nev = 0;
+}
+
+int model_profile_text(const model *m, char *buf, size_t n) {
+    size_t off = 0;
+    if (n) buf[0] = 0;
+    if (!m->ev) return -1;
+    for (int k = 0; k < 2; k++) {
+        double tot = 0;
+        for (int c = 0; c < P_N; c++) tot += m->prof_ms[k][c];
+        off += snprintf(buf + off, off < n ? n - off : 0, "%s steps: %ld, GPU time %.1f ms\n",
+                        k ? "decode-only" : "with prefill", m->prof_steps[k], tot);
+        for (int c = 0; c < P_N && tot > 0; c++)
+            off += snprintf(buf + off, off < n ? n - off : 0, "  %-32s %10.1f ms %5.1f%%\n", prof_names[c],
+                            m->prof_ms[k][c], 100 * m->prof_ms[k][c] / tot);
+    }
+    return 0;
+}
+
 static k_bf16 *k_cache(model *m, int l) { return m->kv + (size_t)2 * l * m->kv_layer_elems; }
 static k_bf16 *v_cache(model *m, int l) { return k_cache(m, l) + m->kv_layer_elems; }
 
@@ -177,6 +224,7 @@ int model_forward(model *m, const model_batch *b, int *rows_out, char *err, size
     int32_t *hrow = h + 3 * T + 2 * B + 1 + nb;
     for (int r = 0; r < R; r++) hrow[r] = b->all_logits ? r : b->query_start[r + 1] - 1;
     size_t n = 3 * (size_t)T + 2 * B + 1 + nb + R;
+    if (m->ev) { m->nev = 0; prof_mark(m, P_IO); }
     TRY(cudaMemcpyAsync(m->dints, h, 4 * n, cudaMemcpyHostToDevice, m->s));
     const int32_t *ids = m->dints, *pos = ids + T, *slots = pos + T;
     k_attn_batch ab = {B, T, slots + T, slots + T + B + 1, slots + T + 2 * B + 1, b->max_blocks_per_seq,
@@ -200,13 +248,16 @@ int model_forward(model *m, const model_batch *b, int *rows_out, char *err, size
      * RMSNorm below can be the fused "add residual, then normalise" */
     TRY(k_embedding(m->x, m->w.embed, ids, T, D, m->V, m->s));
     TRY(cudaMemsetAsync(m->res, 0, (size_t)T * D * 2, m->s));
+    prof_mark(m, P_IO);
     for (l = 0; l < m->L; l++) {
         const w_layer *w = &m->w.layers[l];
         /* attention RMSNorm: res += x; x = rmsnorm(res) */
         TRY(k_add_rmsnorm(m->x, m->res, w->attn_norm, T, D, eps, m->s));
+        prof_mark(m, P_NORM);
         if (l == 0) l0_put(m, &dd, "xnorm", m->x, T, D);
         /* q, k, v projections in one GEMM (+ bias for Qwen2) */
         TRY(k_gemm(m->blas, m->qkv, 0, m->x, w->wqkv, T, QKV, D, m->s));
+        prof_mark(m, P_QKV);
         if (w->bqkv) TRY(k_add_bias(m->qkv, w->bqkv, T, QKV, m->s));
         /* Qwen3: RMSNorm of each q head and each k head */
         if (w->q_norm) {
@@ -218,19 +269,26 @@ int model_forward(model *m, const model_batch *b, int *rows_out, char *err, size
         if (l == 0) l0_put(m, &dd, "qkv", m->qkv, T, QKV);
         /* the new tokens' k and v go to their slots in the paged cache */
         TRY(k_kv_write(k_cache(m, l), v_cache(m, l), m->qkv, slots, T, nq, nkv, hd, QKV, m->s));
+        prof_mark(m, P_ELEM);
         /* attention of each query over its sequence's cached tokens (block tables) */
         TRY(k_attention(m->attn, m->qkv, QKV, k_cache(m, l), v_cache(m, l), &ab, nq, nkv, hd, scale,
                         m->attn_ws, m->attn_ws_bytes, m->s));
+        prof_mark(m, P_ATTN);
         if (l == 0) l0_put(m, &dd, "attn", m->attn, T, nq * hd);
         /* output projection */
         TRY(k_gemm(m->blas, m->x, 0, m->attn, w->wo, T, D, nq * hd, m->s));
+        prof_mark(m, P_O);
         if (l == 0) l0_put(m, &dd, "oproj", m->x, T, D);
         /* MLP RMSNorm: res += x; x = rmsnorm(res) */
         TRY(k_add_rmsnorm(m->x, m->res, w->mlp_norm, T, D, eps, m->s));
+        prof_mark(m, P_NORM);
         /* gate and up projections in one GEMM, SwiGLU, down projection */
         TRY(k_gemm(m->blas, m->gu, 0, m->x, w->w_gate_up, T, 2 * m->I, D, m->s));
+        prof_mark(m, P_GATEUP);
         TRY(k_silu_mul(m->act, m->gu, T, m->I, m->s));
+        prof_mark(m, P_SILU);
         TRY(k_gemm(m->blas, m->x, 0, m->act, w->w_down, T, D, m->I, m->s));
+        prof_mark(m, P_DOWN);
         if (l == 0) {                         /* layer output = res + x (the next norm adds them) */
             l0_put(m, &dd, "res", m->res, T, D);
             l0_put(m, &dd, "x", m->x, T, D);
@@ -239,9 +297,12 @@ int model_forward(model *m, const model_batch *b, int *rows_out, char *err, size
     }
     /* final RMSNorm (adds the last residual) */
     TRY(k_add_rmsnorm(m->x, m->res, m->w.final_norm, T, D, eps, m->s));
+    prof_mark(m, P_NORM);
     /* logits of the rows wanted, in fp32 */
     TRY(k_gather_rows(m->hrows, m->x, drows, R, D, m->s));
     TRY(k_gemm(m->blas, m->logits, 1, m->hrows, m->w.lm_head, R, m->V, D, m->s));
+    prof_mark(m, P_HEAD);
+    prof_collect(m, ab.max_q_len > 1 ? 0 : 1);
     if (rows_out) *rows_out = R;
     return 0;
 }
@@ -391,6 +452,14 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
     }
     mem->num_blocks = m->num_blocks;
     m->dump_layer0 = getenv("PAGESIM_DUMP_LAYER0");
+    if (getenv("PAGESIM_PROFILE")) {        /* after the profile step: only real steps count */
+        m->nev_cap = 16 * m->L + 16;
+        m->ev = calloc((size_t)m->nev_cap, sizeof *m->ev);
+        m->ev_cat = calloc((size_t)m->nev_cap, sizeof *m->ev_cat);
+        for (int i = 0; m->ev && m->ev_cat && i < m->nev_cap; i++)
+            if (cudaEventCreate(&m->ev[i]) != cudaSuccess) m->nev_cap = i;
+        if (!m->ev_cat) { free(m->ev); m->ev = NULL; }
+    }
     mem->kv_cache = 2 * m->kv_layer_elems * m->L * 2;
     mem->kv_tokens = (long)m->num_blocks * m->o.block_size;
     mem->max_concurrency = (double)mem->kv_tokens / m->o.max_model_len;
@@ -407,6 +476,9 @@ void model_free(model *m) {
                     m->dints, m->dparams, m->dtokens, m->dlogp, m->inv_freq, m->kv};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) if (bufs[i]) cudaFree(bufs[i]);
     if (m->hints) cudaFreeHost(m->hints);
+    for (int i = 0; m->ev && i < m->nev_cap; i++) cudaEventDestroy(m->ev[i]);
+    free(m->ev);
+    free(m->ev_cat);
     if (m->blas) cublasDestroy(m->blas);
     if (m->s) cudaStreamDestroy(m->s);
     w_free(&m->w);
@@ -437,6 +509,7 @@ int model_copy_block(model *m, int src, int dst, char *err, size_t errlen) {
     (void)m; (void)src; (void)dst; return fail(err, errlen, "no CUDA");
 }
 int model_num_blocks(const model *m) { (void)m; return 0; }
+int model_profile_text(const model *m, char *buf, size_t n) { (void)m; if (n) buf[0] = 0; return -1; }
 const mc_config *model_config(const model *m) { return &m->c; }
 const model_opts *model_options(const model *m) { return &m->o; }
 void model_free(model *m) { (void)m; }

@@ -61,6 +61,10 @@ int  model_logits(model *m, int R, float *out, char *err, size_t errlen);
 int  model_logprobs(model *m, int R, const int32_t *ids, float *out, char *err, size_t errlen);
 /* Copies KV block src to block dst in every layer (copy-on-write). */
 int  model_copy_block(model *m, int src, int dst, char *err, size_t errlen);
+/* With PAGESIM_PROFILE set at model_create: the GPU time of each class of op
+ * (GEMMs, attention, norms...) summed over the steps with prefill tokens and
+ * over the decode-only steps, as text in buf.  -1 when not profiling. */
+int  model_profile_text(const model *m, char *buf, size_t n);
 /* KV blocks of the cache (what the scheduler's pool must have). */
 int  model_num_blocks(const model *m);
 const mc_config *model_config(const model *m);

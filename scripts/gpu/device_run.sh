@@ -5,8 +5,9 @@
 # decode attention kernel alone, v1 against v2 kernels), and the comparison
 # with transformers (tests/gpu/compare_hf.py --diag-layer0).
 #   scripts/gpu/device_run.sh [STAGES]     (results under $OUT, at most 8 files)
-# STAGES: a comma list of peaks,test,run,bench,bench2,hf,compare,hfdecode (default: all
-# but bench2).  COMPARE_ARGS replaces compare_hf.py's --diag-layer0; HF_DECODE_LIMIT caps
+# STAGES: a comma list of peaks,test,run,bench,bench2,final,hf,compare,hfdecode (default:
+# all but bench2 and final).  PEAK_T/PEAK_G: the roofline's GEMM rate and bandwidth when
+# the peaks stage does not run; COMPARE_ATTN: PAGESIM_ATTN for the comparison.  COMPARE_ARGS replaces compare_hf.py's --diag-layer0; HF_DECODE_LIMIT caps
 # the seconds transformers' decode-heavy batch may run (then extrapolated).
 # Each stage has its own timeout; SUMMARY.txt collects the figures.
 set -u
@@ -22,7 +23,7 @@ left() { echo $((560 - $(date +%s) + T0)); }
 log() { echo "== $*" >> "$L"; }
 M=data/models
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader >> "$S" 2>&1
-PEAK_T=790; PEAK_G=4300
+PEAK_T=${PEAK_T:-790}; PEAK_G=${PEAK_G:-4300}
 if has peaks; then
   log peaks
   timeout 60 python3 tests/gpu/bench_hf.py --peaks --out "$OUT/peaks.json" >> "$L" 2>&1
@@ -37,7 +38,10 @@ if has test; then
   if command -v make > /dev/null; then timeout 240 make test-gpu > "$OUT/test_gpu.txt" 2>&1
   else (bash scripts/gpu/build.sh && bash tests/run.sh --gpu -- build/gpu/test_*) > "$OUT/test_gpu.txt" 2>&1; fi
   say "make test-gpu rc=$? : $(tail -1 "$OUT/test_gpu.txt")"
-  grep -E "rel L2|not ok|identical|preemptions|failed in" "$OUT/test_gpu.txt" | grep -vE "# SKIP" | sed 's/^/  /' | head -60 >> "$S"
+  grep -E "not ok|identical|preemptions|failed in|batch vs single" "$OUT/test_gpu.txt" | grep -vE "# SKIP" | sed 's/^/  /' | head -20 >> "$S"
+  awk '/attention .* rel L2/ { split($0, a, "attention "); split(a[2], b, " "); v = $NF + 0; n[b[1]]++;
+       if (v > mx[b[1]]) mx[b[1]] = v } END { for (k in n) printf "  attention %s: %d cases, max rel L2 %.2e\n", k, n[k], mx[k] }' \
+    "$OUT/test_gpu.txt" >> "$S"
 else
   bash scripts/gpu/build.sh >> "$L" 2>&1 || { say "build failed"; tail -30 "$L"; exit 1; }
 fi
@@ -102,6 +106,15 @@ if has bench2; then    # the kernels and batch limits after the first measuremen
     --max-len 1024 --save-workload "$OUT/w_dec.txt"
   PAGESIM_ATTN=v3 bench decode-0.6b-v3 120 --dummy-weights $M/qwen3-0.6b.json --workload uniform --num-requests 256
 fi
+if has final; then     # v4 decode against v2/v3, the engine with v4, where the time goes
+  for v in v3 v4; do PAGESIM_ATTN=$v bench attn-7b-$v 60 --dummy-weights $M/qwen2.5-7b.json --attention 64:1024,64:4096,256:1024,256:4096; done
+  for v in v2 v4; do PAGESIM_ATTN=$v bench attn-0.6b-$v 60 --dummy-weights $M/qwen3-0.6b.json --attention 64:1024,64:4096,256:1024,256:4096; done
+  PAGESIM_ATTN=v4 bench bias-7b-1024seqs-v4 150 --dummy-weights $M/qwen2.5-7b.json --num-requests 1024 \
+    --max-num-seqs 1024 --max-num-batched-tokens 16384
+  PAGESIM_ATTN=v4 bench decode-0.6b-v4 120 --dummy-weights $M/qwen3-0.6b.json --workload uniform --num-requests 256
+  PAGESIM_PROFILE=1 bench bias-7b-1024seqs-profile 150 --dummy-weights $M/qwen2.5-7b.json --num-requests 1024 \
+    --max-num-seqs 1024 --max-num-batched-tokens 16384
+fi
 if has hf && [ -s "$OUT/w_bias.txt" ]; then
   log "hf bias"
   timeout 200 python3 tests/gpu/bench_hf.py --config $M/qwen2.5-7b.json --workload "$OUT/w_bias.txt" \
@@ -111,8 +124,8 @@ fi
 if has compare; then
   log compare
   t=$(left); [ "$t" -gt ${COMPARE_TIMEOUT:-330} ] && t=${COMPARE_TIMEOUT:-330}
-  timeout "$t" python3 tests/gpu/compare_hf.py --engine $R --out "$OUT" ${COMPARE_ARGS:---diag-layer0} > "$OUT/compare.txt" 2>&1
-  say "compare rc=$? (timeout $t)"; grep -vE '^ *"|^ *[\]\[{}]' "$OUT/compare.txt" | tail -25 | sed 's/^/  /' >> "$S"
+  PAGESIM_ATTN=${COMPARE_ATTN:-${PAGESIM_ATTN:-}} timeout "$t" python3 tests/gpu/compare_hf.py --engine $R --out "$OUT" ${COMPARE_ARGS---diag-layer0} > "$OUT/compare.txt" 2>&1
+  say "compare rc=$? (timeout $t)"; grep -vE '^ *"|^ *[][{}]' "$OUT/compare.txt" | tail -25 | sed 's/^/  /' >> "$S"
 fi
 if has hfdecode && [ -s "$OUT/w_dec.txt" ]; then
   t=$(left); lim=$((t - 45)); [ $lim -gt ${HF_DECODE_LIMIT:-90} ] && lim=${HF_DECODE_LIMIT:-90}
