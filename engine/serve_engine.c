@@ -82,20 +82,50 @@ static uint64_t splitmix64(uint64_t *x) {
 
 /* ---- the engine thread ----------------------------------------------------------------------- */
 
-/* Sends the text of toks[0..n) not sent yet. */
-static void emit(esrv *s, ereq *r, const int32_t *toks, int n) {
-    if (r->stopping || n <= r->emitted_tokens) return;
-    size_t need = tok_decode(s->tok, toks, (size_t)n, TOK_SKIP_SPECIAL, NULL, 0);
-    if (need + 1 > s->dec_cap) {
-        char *d = realloc(s->dec, need + 1);
-        if (!d) return;                                  /* the text follows with the next call */
-        s->dec = d; s->dec_cap = need + 1;
+/* Length of the valid UTF-8 character at s (n bytes left); -k for an
+ * invalid subpart of k bytes; 0 when the bytes left are the start of a
+ * character still to come. */
+static int utf8_char(const unsigned char *s, size_t n) {
+    unsigned c = s[0], lo = 0x80, hi = 0xBF;
+    int len;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) { len = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+    else if (c >= 0xF0 && c <= 0xF4) { len = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+    else return -1;
+    for (int k = 1; k < len; k++) {
+        if ((size_t)k >= n) return 0;
+        if (s[k] < (k == 1 ? lo : 0x80) || s[k] > (k == 1 ? hi : 0xBF)) return -k;
     }
-    tok_decode(s->tok, toks, (size_t)n, TOK_SKIP_SPECIAL, s->dec, s->dec_cap);
-    size_t len = need > r->emitted_bytes ? need - r->emitted_bytes : 0;
-    int stop = r->sink->on_tokens(r->sink, toks + r->emitted_tokens, (size_t)(n - r->emitted_tokens),
-                                  s->dec + r->emitted_bytes, len);
-    r->emitted_tokens = n;
+    return len;
+}
+
+/* Sends the text of toks[0..n) not sent yet, as valid UTF-8: an invalid
+ * sequence becomes U+FFFD (as vLLM's detokenizer does), a character cut at
+ * the end waits for the next token unless the reply is final. */
+static void emit(esrv *s, ereq *r, const int32_t *toks, int n, int final) {
+    if (r->stopping || (n <= r->emitted_tokens && !final)) return;
+    size_t need = tok_decode(s->tok, toks, (size_t)n, TOK_SKIP_SPECIAL, NULL, 0);
+    if (4 * need + 4 > s->dec_cap) {                     /* raw text (need + 1), then its cleaned copy */
+        char *d = realloc(s->dec, 4 * need + 4);         /* (3 need + 3: a U+FFFD per bad byte at worst) */
+        if (!d) return;                                  /* the text follows with the next call */
+        s->dec = d; s->dec_cap = 4 * need + 4;
+    }
+    tok_decode(s->tok, toks, (size_t)n, TOK_SKIP_SPECIAL, s->dec, need + 1);
+    const unsigned char *raw = (const unsigned char *)s->dec;
+    char *clean = s->dec + need + 1;
+    size_t m = 0;
+    for (size_t i = 0; i < need;) {
+        int k = utf8_char(raw + i, need - i);
+        if (k == 0 && !final) break;                     /* wait for the rest of the character */
+        if (k > 0) { memcpy(clean + m, raw + i, (size_t)k); m += (size_t)k; i += (size_t)k; }
+        else { memcpy(clean + m, "\xEF\xBF\xBD", 3); m += 3; i += k < 0 ? (size_t)-k : need - i; }
+    }
+    size_t len = m > r->emitted_bytes ? m - r->emitted_bytes : 0;
+    if (n <= r->emitted_tokens && len == 0) return;
+    int stop = r->sink->on_tokens(r->sink, toks + r->emitted_tokens, (size_t)(n > r->emitted_tokens ? n - r->emitted_tokens : 0),
+                                  clean + r->emitted_bytes, len);
+    if (n > r->emitted_tokens) r->emitted_tokens = n;
     r->emitted_bytes += len;
     if (stop) { r->stopping = 1; eng_abort(s->e, r->id); }
 }
@@ -186,14 +216,14 @@ static void *engine_thread(void *arg) {
             for (ereq *r = s->live; r; r = r->next) {
                 const int32_t *toks;
                 int n = eng_tokens(s->e, r->id, &toks);
-                if (n > r->emitted_tokens) emit(s, r, toks, n);
+                if (n > r->emitted_tokens) emit(s, r, toks, n, 0);
             }
         for (int k = 0; k < nd; k++) {
             const eng_result *d = &done[k];
             ereq *r = find(s, d->id);
             if (!r) continue;
             int stopped = r->stopping;
-            emit(s, r, d->tokens, d->num_tokens);
+            emit(s, r, d->tokens, d->num_tokens, 1);
             srv_finish_reason why = d->aborted || stopped ? SRV_FINISH_ABORT
                                   : d->num_tokens >= r->max_tokens ? SRV_FINISH_LENGTH : SRV_FINISH_STOP;
             finish(s, r, why, d->prompt_len, d->num_tokens, NULL);

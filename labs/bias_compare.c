@@ -238,6 +238,7 @@ out:
 
 typedef struct calib {
     int   done, n_fit, n_test;
+    char  why[200];                             /* when not done */
     char  fit_on[96];
     cm_fit_report rep;
     double step_mape_before, step_mape_after;   /* on the held-out steps */
@@ -272,7 +273,8 @@ static double mape(const cm_model *m, const cm_step_obs *o, int n) {
 static int calibrate(cmp *c, int n, const cm_model *m, calib *k, const char *coeffs_path, char *err, size_t errlen) {
     memset(k, 0, sizeof *k);
     const bias_trace *t0 = c[0].tr;
-    if (t0->nstep < 16) return 0;
+    snprintf(k->why, sizeof k->why, "not done: %zu measured steps (a fit wants at least 32, and a server run has none)", t0->nstep);
+    if (t0->nstep < 32) return 0;
     int sets[64], ns = 0;
     for (size_t i = 0; i < t0->nstep && ns < 64; i++) {
         int s = t0->step[i].set, j;
@@ -307,7 +309,15 @@ static int calibrate(cmp *c, int n, const cm_model *m, calib *k, const char *coe
                                                   s->attn_pairs > 0 ? s->attn_pairs : s->attn_ctx_tokens }, s->seconds };
             }
     }
-    if (cm_fit(m, fit, nf, &k->rep, err, errlen)) { rc = 0; k->done = 0; goto out; }   /* not fatal: reported as absent */
+    if (nf < 16) { snprintf(k->why, sizeof k->why, "not done: only %d steps to fit on", nf); rc = 0; goto out; }
+    if (cm_fit(m, fit, nf, &k->rep, err, errlen)) {             /* not fatal: reported as absent */
+        snprintf(k->why, sizeof k->why, "not done: %.180s", err); rc = 0; goto out;
+    }
+    if (!(k->rep.r2 >= 0.5)) {                                 /* e.g. steps all of one shape */
+        snprintf(k->why, sizeof k->why, "rejected: R^2 %.3g on %d steps (they do not vary enough to fit "
+                 "four coefficients; the defaults are kept)", k->rep.r2, nf);
+        rc = 0; goto out;
+    }
     k->done = 1; k->n_fit = nf; k->n_test = nt;
     cm_model fm = *m;
     fm.k = k->rep.k;
@@ -365,7 +375,7 @@ static void side_json(bias_buf *b, const side *s, int measured, const char *ind)
         bias_buf_printf(b, ",\n%s  \"token_share_of_held\": ", ind); num(b, s->token_share_of_held);
         bias_buf_printf(b, ",\n%s  \"internal_fragmentation_of_held\": ", ind); num(b, s->internal_of_held);
     } else {
-        bias_buf_printf(b, ",\n%s  \"kv\": \"not measured (a server run: no block tables)\"", ind);
+        bias_buf_printf(b, ",\n%s  \"kv\": \"not measured (a server run, or --decision logits: no engine block tables)\"", ind);
     }
     if (!measured) bias_buf_printf(b, ",\n%s  \"preemptions\": %ld", ind, s->preemptions);
     bias_buf_printf(b, "\n%s}", ind);
@@ -609,7 +619,7 @@ int bias_compare_write(const bias_compare_config *cfg, const bias_trace *const *
     }
     bias_buf_printf(&b, ",\n  \"calibration\": ");
     if (!k->done) {
-        bias_buf_printf(&b, "\"not done (fewer than 16 measured steps, or the fit was degenerate)\"");
+        bias_json_str(&b, k->why);
     } else {
         bias_buf_printf(&b, "{\n    \"fit_on\": ");
         bias_json_str(&b, k->fit_on);

@@ -499,25 +499,12 @@ static int cmd_run(int argc, char **argv) {
         fprintf(stderr, "labs/bias: %s\n", err); goto out;
     }
     if (serving && bias_serving_write(&sr, c.output_dir, c.model, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
-
-    bias_result r;
-    if (bias_combine_sets(c.output_dir, c.model, c.num_sets, err, sizeof err) ||
-        bias_aggregate(c.output_dir, c.model, 0, &r, err, sizeof err)) {
-        fprintf(stderr, "labs/bias: %s\n", err); goto out;
-    }
-    if (c.row_note) {                                   /* every JSON says it */
+    if (serving && c.row_note) {
         char path[4096];
-        bias_path(path, sizeof path, c.output_dir, c.model, "_att_result.json");
-        if (add_note(path, c.row_note, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
         bias_path(path, sizeof path, c.output_dir, c.model, "_att_memory.json");
-        if (serving && add_note(path, c.row_note, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
+        if (add_note(path, c.row_note, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
     }
-    if (serving) {
-        char fig[4096];
-        bias_path(fig, sizeof fig, c.output_dir, c.model, "_att_figure");
-        if (bias_figure_write(&r, &sr, fig, err, sizeof err)) fprintf(stderr, "labs/bias: figure skipped: %s\n", err);
-        else printf("Figure: %s.png and %s.svg\n", fig, fig);
-    }
+
     if (use != &sim && trace.nreq > 0) {              /* what was measured, and the simulation beside it */
         if (bias_trace_write(&trace, c.output_dir, c.model, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
         printf("Trace: %s/%s_att_trace.json%s\n", c.output_dir, c.model, trace.nstep ? " (steps also in _att_steps.csv)" : "");
@@ -532,6 +519,26 @@ static int cmd_run(int argc, char **argv) {
         }
     }
     printf("Prompts: %zu (%zu answered) in %.2f s on this machine\n", st.n, st.answered, t_run);
+    bias_result r;
+    if (bias_combine_sets(c.output_dir, c.model, c.num_sets, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
+    if (bias_aggregate(c.output_dir, c.model, 0, &r, err, sizeof err)) {
+        if (st.answered > 0 || !c.row_note) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
+        /* random weights rarely write a decision: nothing to analyse, and that is expected */
+        printf("No answered trial to analyse (%s); the set, combined, metrics, trace and comparison files are written\n", c.row_note);
+        rc = 0;
+        goto out;
+    }
+    if (c.row_note) {                                   /* every JSON says it */
+        char path[4096];
+        bias_path(path, sizeof path, c.output_dir, c.model, "_att_result.json");
+        if (add_note(path, c.row_note, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
+    }
+    if (serving) {
+        char fig[4096];
+        bias_path(fig, sizeof fig, c.output_dir, c.model, "_att_figure");
+        if (bias_figure_write(&r, &sr, fig, err, sizeof err)) fprintf(stderr, "labs/bias: figure skipped: %s\n", err);
+        else printf("Figure: %s.png and %s.svg\n", fig, fig);
+    }
     printf("Bias result saved to %s/%s_att_result.json\n", c.output_dir, c.model);
     printf("Bias Index: %d  (sector: high %s, low %s, p=%.3g; size: high %s, low %s, p=%.3g)%s\n", r.bias_index,
            r.t_sector.high, r.t_sector.low, r.t_sector.p, r.t_size.high, r.t_size.low, r.t_size.p,

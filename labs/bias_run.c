@@ -207,6 +207,43 @@ out:
     return rc;
 }
 
+/* Length of the valid UTF-8 character at s (n bytes left), or, negated, the
+ * length of the maximal invalid subpart there (Python's "replace" unit). */
+static int utf8_char(const unsigned char *s, size_t n) {
+    unsigned c = s[0];
+    int len; unsigned lo = 0x80, hi = 0xBF;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) { len = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+    else if (c >= 0xF0 && c <= 0xF4) { len = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+    else return -1;
+    for (int k = 1; k < len; k++) {
+        if ((size_t)k >= n || s[k] < (k == 1 ? lo : 0x80) || s[k] > (k == 1 ? hi : 0xBF)) return -k;
+    }
+    return len;
+}
+
+/* text with every invalid UTF-8 sequence replaced by U+FFFD (a model's
+ * reply may end inside a character; the study's CSV readers want UTF-8).
+ * Returns text itself when it is valid, else a new string (text freed);
+ * NULL when out of memory. */
+static char *utf8_clean(char *text) {
+    const unsigned char *s = (const unsigned char *)text;
+    size_t n = strlen(text), bad = 0;
+    for (size_t i = 0; i < n;) { int k = utf8_char(s + i, n - i); if (k < 0) { bad++; k = -k; } i += (size_t)k; }
+    if (!bad) return text;
+    char *out = malloc(n + 2 * bad + 1), *o = out;
+    if (!out) { free(text); return NULL; }
+    for (size_t i = 0; i < n;) {
+        int k = utf8_char(s + i, n - i);
+        if (k > 0) { memcpy(o, s + i, (size_t)k); o += k; i += (size_t)k; }
+        else { memcpy(o, "\xEF\xBF\xBD", 3); o += 3; i += (size_t)-k; }
+    }
+    *o = 0;
+    free(text);
+    return out;
+}
+
 /* Replies arriving from the source: kept, and journaled every max_workers. */
 typedef struct stream_ctx {
     const bias_run_config *c;
@@ -232,7 +269,7 @@ static void on_reply(void *ctx, size_t k, bias_reply *r) {
     stream_ctx *x = ctx;
     size_t i = x->todo[k];
     if (x->failed || x->s->output[i]) return;
-    x->s->output[i] = r->text ? r->text : strdup("API_ERROR: empty reply");
+    x->s->output[i] = r->text ? utf8_clean(r->text) : strdup("API_ERROR: empty reply");
     r->text = NULL;
     if (!x->s->output[i]) { snprintf(x->err, x->errlen, "out of memory"); x->failed = 1; return; }
     x->s->otok[i] = r->output_tokens; x->s->lat[i] = r->latency_s; x->s->ttft[i] = r->ttft_s;

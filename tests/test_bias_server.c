@@ -4,7 +4,8 @@
  * it) and that trial's seed, and its decision is parsed; every output file
  * is there (trace and comparison too); a run killed with SIGKILL resumes and
  * ends byte-identical to an unbroken one; a server that is not there, and
- * --real on a machine without a GPU, are clear errors. */
+ * --real on a machine without a GPU, are clear errors; replies that are not
+ * valid UTF-8 reach the set files as Python's "replace" decoding would. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -21,6 +22,7 @@
 #include "labs/bias_aggregate.h"
 #include "labs/bias_data.h"
 #include "labs/bias_reply.h"
+#include "labs/bias_run.h"
 #include "labs/bias_sources.h"
 
 static char T[128];
@@ -236,6 +238,46 @@ static void test_real_without_gpu_is_clear(void **state) {
     free(e);
 }
 
+/* A source whose replies end inside a character or hold stray bytes, as
+ * tokens decoded one by one can. */
+static int bytes_generate(void *ctx, const bias_request *req, size_t n, bias_reply *out,
+                          bias_reply_cb cb, void *cb_ctx, char *err, size_t errlen) {
+    (void)ctx; (void)req; (void)err; (void)errlen;
+    for (size_t i = 0; i < n; i++) {
+        out[i].text = strdup(i % 2 ? "{\"decision\": \"buy\"} caf\xc3" : "\xff{\"decision\": \"sell\"} \xed\xa0\x80!");
+        out[i].output_tokens = 5;
+        if (cb) cb(cb_ctx, i, &out[i]);
+    }
+    return 0;
+}
+
+static void test_replies_become_utf8(void **state) {
+    (void)state;
+    char err[512];
+    bias_universe u;
+    assert_int_equal(bias_universe_load_tickers(&u, tp("tickers.csv"), err, sizeof err), 0);
+    bias_source src = { "bytes", NULL, bytes_generate, NULL };
+    bias_run_config c = { .model = "U", .model_id = "U", .temperature = 0.6, .top_p = 0.8, .max_tokens = 64,
+                          .num_sets = 1, .num_trials = 2, .max_workers = 3, .seed = 1, .output_dir = tp("utf8"),
+                          .inputs = "utf8 test", .row_note = "a note" };
+    bias_run_stats st;
+    assert_int_equal(bias_run_sets(&c, &u, &src, &st, err, sizeof err), 0);
+    bias_csv t;
+    assert_int_equal(bias_csv_load(&t, tp("utf8/U_att_set_1.csv"), err, sizeof err), 0);
+    int co = bias_csv_col(&t, "llm_output"), ca = bias_csv_col(&t, "llm_answer"), cn = bias_csv_col(&t, "note");
+    assert_true(co >= 0 && ca >= 0 && cn >= 0);
+    assert_int_equal(t.nrows, u.n * 2);
+    /* Python's bytes.decode("utf-8", "replace"): one U+FFFD per maximal invalid subpart */
+    assert_string_equal(bias_csv_at(&t, 0, co), "\xef\xbf\xbd{\"decision\": \"sell\"} \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd!");
+    assert_string_equal(bias_csv_at(&t, 1, co), "{\"decision\": \"buy\"} caf\xef\xbf\xbd");
+    assert_string_equal(bias_csv_at(&t, 0, ca), "sell");
+    assert_string_equal(bias_csv_at(&t, 1, ca), "buy");
+    assert_string_equal(bias_csv_at(&t, 1, cn), "a note");
+    bias_csv_free(&t);
+    bias_run_stats_free(&st);
+    bias_universe_free(&u);
+}
+
 static void test_trial_seeds(void **state) {
     (void)state;
     uint64_t a = bias_trial_seed(42, 1, 3, 4);
@@ -249,6 +291,7 @@ int main(void) {
     snprintf(T, sizeof T, "build/tmp/bias_server.%ld", (long)getpid());
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_trial_seeds),
+        cmocka_unit_test(test_replies_become_utf8),
         cmocka_unit_test(test_server_run_outputs),
         cmocka_unit_test(test_server_resume_after_sigkill),
         cmocka_unit_test(test_server_absent_is_clear),
