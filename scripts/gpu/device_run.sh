@@ -7,8 +7,12 @@
 #   scripts/gpu/device_run.sh [STAGES]     (results under $OUT, at most 8 files)
 # STAGES: a comma list of peaks,test,run,bench,bench2,final,hf,compare,hfdecode (default:
 # all but bench2 and final).  PEAK_T/PEAK_G: the roofline's GEMM rate and bandwidth when
-# the peaks stage does not run; COMPARE_ATTN: PAGESIM_ATTN for the comparison.  COMPARE_ARGS replaces compare_hf.py's --diag-layer0; HF_DECODE_LIMIT caps
-# the seconds transformers' decode-heavy batch may run (then extrapolated).
+# the peaks stage does not run; COMPARE_ATTN: PAGESIM_ATTN for the comparison;
+# COMPARE_ARGS replaces compare_hf.py's --diag-layer0; COMPARE_TIMEOUT caps it;
+# HF_DECODE_LIMIT caps the seconds transformers' decode-heavy batch may run (then
+# extrapolated).  The three calls of docs/engine-notes.md: A = no STAGES; B =
+# "peaks,test,bench2,compare,hfdecode" with COMPARE_ARGS="--only 7b,qwen3"; C =
+# "test,final,compare" with COMPARE_ATTN=v4 COMPARE_ARGS= PEAK_T=798.9 PEAK_G=4257.
 # Each stage has its own timeout; SUMMARY.txt collects the figures.
 set -u
 OUT=${OUT:-out}; mkdir -p "$OUT"
