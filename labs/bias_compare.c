@@ -435,9 +435,9 @@ static void draw(cairo_t *cr, const cmp *c, int n, const char *title) {
             cairo_stroke(cr);
             cairo_set_dash(cr, dash, 0, 0);
         }
-        cairo_set_source_rgb(cr, colors[i][0], colors[i][1], colors[i][2]);
+        cairo_set_source_rgb(cr, colors[i][0], colors[i][1], colors[i][2]);     /* legend, bottom right */
         snprintf(t, sizeof t, "%s (%ld blocks)", c[i].tr->kv_policy, c[i].num_blocks);
-        text(cr, bx + 10, by + 18 + 16 * i, 12, t, 0);
+        text(cr, bx + bw - 10, by + bh - 10 - 16 * (n - 1 - i), 12, t, 1);
     }
     /* right: predicted / measured for each figure */
     static const char *names[] = { "wall time", "tokens/s", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99",
