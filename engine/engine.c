@@ -314,6 +314,21 @@ int eng_abort(eng *e, int id) {
     return 0;
 }
 
+int eng_tokens(eng *e, int id, const int32_t **tokens) {
+    seq *const *live;
+    const seq *next;
+    int n = sched_live(e->sc, &live, &next);
+    for (int i = 0; i < n; i++) {
+        const seq *s = live[i];
+        if (s->id != id) continue;
+        /* int and int32_t are one type on every platform CUDA supports */
+        _Static_assert(sizeof(int) == sizeof(int32_t), "int is 32 bits");
+        *tokens = (const int32_t *)s->tokens + s->prompt_len;
+        return s->num_tokens - s->prompt_len;
+    }
+    return -1;
+}
+
 bool eng_has_work(const eng *e) { return e->n_ab > 0 || sched_has_work(e->sc); }
 
 void eng_last_step(const eng *e, eng_step_info *out) { *out = e->last; }

@@ -72,6 +72,9 @@ int  eng_step(eng *e, const eng_result **done, int *n_done, char *err, size_t er
  * and its result (aborted, tokens so far) comes with the next eng_step.
  * -1 when no such request is live. */
 int  eng_abort(eng *e, int id);
+/* The tokens live request id has generated so far ((n,) valid until the next
+ * eng_step; for streaming).  Returns n, or -1 when id is not live. */
+int  eng_tokens(eng *e, int id, const int32_t **tokens);
 bool eng_has_work(const eng *e);
 void eng_last_step(const eng *e, eng_step_info *out);
 /* The KV pool in the simulator's categories (blocks used, fragmentation...). */

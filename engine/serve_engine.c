@@ -18,13 +18,6 @@
 #include <cuda_runtime_api.h>
 #endif
 
-/* ---- SHIM (issue 7) ----------------------------------------------------------------------
- * An eng_ entry point streaming needs and engine/engine.h does not declare
- * yet.  Declared weak: it resolves to engine.c's definition once that exists
- * (same signature); until then replies come whole when they finish.
- *   eng_tokens: the tokens request id has generated so far (valid until the
- *   next eng_step) and their count, or -1 when id is not live. */
-int eng_tokens(const eng *e, int id, const int32_t **tokens) __attribute__((weak));
 
 #define DEFAULT_TOKENIZER "data/tokenizers/qwen3/tokenizer.json"
 
@@ -212,12 +205,11 @@ static void *engine_thread(void *arg) {
             if (quit) break;
             continue;
         }
-        if (eng_tokens)                                      /* stream what each live request has */
-            for (ereq *r = s->live; r; r = r->next) {
-                const int32_t *toks;
-                int n = eng_tokens(s->e, r->id, &toks);
-                if (n > r->emitted_tokens) emit(s, r, toks, n, 0);
-            }
+        for (ereq *r = s->live; r; r = r->next) {           /* stream what each live request has */
+            const int32_t *toks;
+            int n = eng_tokens(s->e, r->id, &toks);
+            if (n > r->emitted_tokens) emit(s, r, toks, n, 0);
+        }
         for (int k = 0; k < nd; k++) {
             const eng_result *d = &done[k];
             ereq *r = find(s, d->id);
@@ -405,7 +397,7 @@ srv_backend *srv_engine_create(const srv_engine_opts *o, char *info, size_t info
                  wgib, (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec), o->dummy_config ? "dummy weights" : o->model_dir,
                  mem.weights / 1073741824.0, mem.activations / 1073741824.0, mem.kv_cache / 1073741824.0,
                  mem.kv_bytes_per_token, mem.kv_tokens, s->max_model_len, mem.max_concurrency,
-                 kv_policy_name(o->kv_policy), tokp, eos, eng_tokens ? "tokens stream as generated" : "replies come whole (no eng_tokens)");
+                 kv_policy_name(o->kv_policy), tokp, eos, "tokens stream as generated");
     publish(s);
     if (pthread_create(&s->thread, NULL, engine_thread, s) != 0) { fail(err, errcap, "engine backend: cannot start its engine thread"); goto fail; }
     s->thread_started = 1;

@@ -3,9 +3,8 @@
  * One engine thread owns the engine and steps it; HTTP threads tokenize and
  * hand requests over through a locked queue; the engine thread adds them
  * between steps, steps, and hands each request's text back through its
- * sink.  Tokens stream as they are generated when the engine can say which
- * tokens a live request has (eng_tokens), else a reply comes whole when it
- * finishes.  Uses the GPU (through engine/), the tokenizer and the model files. */
+ * sink.  Tokens stream as they are generated (eng_tokens after each step).
+ * Uses the GPU (through engine/), the tokenizer and the model files. */
 #ifndef ENGINE_SERVE_ENGINE_H
 #define ENGINE_SERVE_ENGINE_H
 #include <stddef.h>

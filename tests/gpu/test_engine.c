@@ -3,7 +3,8 @@
  * request gives alone, the contiguous policy gives exactly what paged gives,
  * a pool too small for the batch preempts (recompute) and still finishes
  * every request at its length, and eng_abort ends waiting and running
- * requests and gives their blocks back.  Each case needs PAGESIM_GPU=1. */
+ * requests and gives their blocks back, and eng_tokens streams a live
+ * request's tokens.  Each case needs PAGESIM_GPU=1. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -173,12 +174,50 @@ static void test_abort(void **st) {
     eng_free(e);
 }
 
+/* eng_tokens (streaming): a live request's tokens grow by one a decode step,
+ * each prefix is what it finally returns, and a finished id is not live. */
+static void test_tokens_stream(void **st) {
+    (void)st; TU_REQUIRE_GPU(); TU_REQUIRE_FILE(CFG);
+    char err[512];
+    eng_config cfg = small_config();
+    eng *e = make(&cfg);
+    int p[256];
+    for (int i = 0; i < plens[1]; i++) p[i] = prompt_tok(1, i);
+    eng_params ep = {24, 0, 0, 1, 1};
+    assert_int_equal(eng_add_request(e, 1, p, plens[1], &ep, err, sizeof err), 0);
+    int32_t seen[64];
+    int last = 0, steps = 0, done = 0;
+    while (eng_has_work(e) && steps++ < 200) {
+        const eng_result *d;
+        int nd;
+        assert_int_equal(eng_step(e, &d, &nd, err, sizeof err), 1);
+        if (nd == 1) {
+            assert_int_equal(d[0].num_tokens, 24);
+            for (int j = 0; j < last; j++) assert_int_equal(d[0].tokens[j], seen[j]);
+            done = 1;
+            break;
+        }
+        const int32_t *toks;
+        int n = eng_tokens(e, 1, &toks);
+        assert_true(n == last + 1);                      /* one new token each step */
+        for (int j = 0; j < last; j++) assert_int_equal(toks[j], seen[j]);
+        memcpy(seen, toks, sizeof(int32_t) * (size_t)n);
+        last = n;
+    }
+    assert_true(done && last >= 20);
+    const int32_t *toks;
+    assert_int_equal(eng_tokens(e, 1, &toks), -1);
+    assert_int_equal(eng_tokens(e, 99, &toks), -1);
+    eng_free(e);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_equals_single),
         cmocka_unit_test(test_contiguous_equals_paged),
         cmocka_unit_test(test_preemption),
         cmocka_unit_test(test_abort),
+        cmocka_unit_test(test_tokens_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
