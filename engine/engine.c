@@ -320,7 +320,8 @@ int eng_tokens(eng *e, int id, const int32_t **tokens) {
     int n = sched_live(e->sc, &live, &next);
     for (int i = 0; i < n; i++) {
         const seq *s = live[i];
-        if (s->id != id) continue;
+        const eng_req *q = s->user;          /* seq ids are the scheduler's own */
+        if (!q || q->r.id != id) continue;
         /* int and int32_t are one type on every platform CUDA supports */
         _Static_assert(sizeof(int) == sizeof(int32_t), "int is 32 bits");
         *tokens = (const int32_t *)s->tokens + s->prompt_len;
