@@ -96,31 +96,52 @@ int bias_combine_sets(const char *dir, const char *model, int num_sets, char *er
         return -1;
     }
     if (nsets == 0) { snprintf(err, errlen, "%s: no %s_att_set_N.csv file to combine", dir, model); goto out; }
-    bias_csv_row(&out, bias_columns, BIAS_NCOLS);
+    /* the study's columns, then any the first set adds (p_buy, note: real runs) */
+    enum { MAX_EXTRA = 8 };
+    char *extra[MAX_EXTRA];
+    int nextra = 0;
     for (int s = 0; s < nsets; s++) {
         char path[4096], setno[16];
         snprintf(path, sizeof path, "%s/%s_att_set_%d.csv", dir, model, sets[s]);
         snprintf(setno, sizeof setno, "%d", sets[s]);
         bias_csv t;
-        if (bias_csv_load(&t, path, err, errlen)) goto out;
-        int col[BIAS_NCOLS];
+        if (bias_csv_load(&t, path, err, errlen)) goto out_extra;
+        int col[BIAS_NCOLS + MAX_EXTRA];
         for (int c = 0; c < BIAS_NCOLS; c++)
             if ((col[c] = bias_csv_col(&t, bias_columns[c])) < 0 && strcmp(bias_columns[c], "set") != 0) {
                 snprintf(err, errlen, "%s:1: no column \"%s\"", path, bias_columns[c]);
-                bias_csv_free(&t); goto out;
+                bias_csv_free(&t); goto out_extra;
             }
+        if (s == 0) {
+            const char *head[BIAS_NCOLS + MAX_EXTRA];
+            for (int c = 0; c < BIAS_NCOLS; c++) head[c] = bias_columns[c];
+            for (int c = 0; c < t.ncols && nextra < MAX_EXTRA; c++) {
+                int known = 0;
+                for (int k = 0; k < BIAS_NCOLS; k++) known |= !strcmp(t.header[c], bias_columns[k]);
+                if (!known && (extra[nextra] = strdup(t.header[c]))) head[BIAS_NCOLS + nextra] = extra[nextra], nextra++;
+            }
+            bias_csv_row(&out, head, BIAS_NCOLS + nextra);
+        }
+        for (int k = 0; k < nextra; k++) col[BIAS_NCOLS + k] = bias_csv_col(&t, extra[k]);
         for (size_t r = 0; r < t.nrows; r++) {
-            const char *f[BIAS_NCOLS];
+            const char *f[BIAS_NCOLS + MAX_EXTRA];
             for (int c = 0; c < BIAS_NCOLS; c++)
                 f[c] = strcmp(bias_columns[c], "set") == 0 ? setno : bias_csv_at(&t, r, col[c]);
-            bias_csv_row(&out, f, BIAS_NCOLS);
+            for (int k = 0; k < nextra; k++)
+                f[BIAS_NCOLS + k] = col[BIAS_NCOLS + k] < 0 ? "" : bias_csv_at(&t, r, col[BIAS_NCOLS + k]);
+            bias_csv_row(&out, f, BIAS_NCOLS + nextra);
         }
         bias_csv_free(&t);
     }
+    for (int k = 0; k < nextra; k++) free(extra[k]);
+    nextra = 0;
     if (out.oom) { snprintf(err, errlen, "out of memory"); goto out; }
     char path[4096];
     bias_path(path, sizeof path, dir, model, "_att_combined.csv");
     rc = bias_write_atomic(path, out.s, out.len, err, errlen);
+    goto out;
+out_extra:
+    for (int k = 0; k < nextra; k++) free(extra[k]);
 out:
     free(sets);
     bias_buf_free(&out);

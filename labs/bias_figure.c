@@ -102,7 +102,7 @@ static void kv_panel(cairo_t *cr, box b, const bias_serving_result *sr) {
     }
     char t[160];
     cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
-    snprintf(t, sizeof t, "simulated time (s), 0 to %.1f", tmax);
+    snprintf(t, sizeof t, "simulated serving time (s), 0 to %.1f", tmax);
     text(cr, b.x + b.w / 2, b.y + b.h + 20, 11, t, 0.5, 0);
     const char *lab[4] = { "paged: held", "paged: token states", "contiguous: held", "contiguous: token states" };
     cairo_set_source_rgba(cr, 1, 1, 1, 0.85);          /* the legend over the lines, readable */
@@ -124,12 +124,12 @@ static void kv_panel(cairo_t *cr, box b, const bias_serving_result *sr) {
     text(cr, b.x + 8, b.y + b.h - 8, 11, t, 0, 0);
 }
 
-static void draw(cairo_t *cr, const bias_result *r, const bias_serving_result *sr) {
+static void draw(cairo_t *cr, const bias_result *r, const bias_serving_result *sr, const char *source) {
     cairo_set_source_rgb(cr, 1, 1, 1);
     cairo_paint(cr);
-    char t[160];
-    snprintf(t, sizeof t, "Investment bias (simulated): bias index %d; bias = (buys - sells) / answers x 100, mean over sets +/- std",
-             r->bias_index);
+    char t[240];
+    snprintf(t, sizeof t, "Investment bias (%s): bias index %d; bias = (buys - sells) / answers x 100, mean over sets +/- std",
+             source && *source ? source : "simulated", r->bias_index);
     cairo_set_source_rgb(cr, 0, 0, 0);
     text(cr, 20, 24, 14, t, 0, 0);
     bars(cr, (box){ 60, 70, 520, 320 }, r->sector, r->nsector, "Bias by sector");
@@ -137,12 +137,13 @@ static void draw(cairo_t *cr, const bias_result *r, const bias_serving_result *s
     kv_panel(cr, (box){ 960, 70, 510, 320 }, sr);
 }
 
-int bias_figure_write(const bias_result *r, const bias_serving_result *sr, const char *base, char *err, size_t errlen) {
+int bias_figure_write(const bias_result *r, const bias_serving_result *sr, const char *source,
+                      const char *base, char *err, size_t errlen) {
     char path[4096];
     snprintf(path, sizeof path, "%s.png", base);
     cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, FIG_W, FIG_H);
     cairo_t *cr = cairo_create(s);
-    draw(cr, r, sr);
+    draw(cr, r, sr, source);
     cairo_destroy(cr);
     cairo_status_t st = cairo_surface_write_to_png(s, path);
     cairo_surface_destroy(s);
@@ -150,7 +151,7 @@ int bias_figure_write(const bias_result *r, const bias_serving_result *sr, const
     snprintf(path, sizeof path, "%s.svg", base);
     s = cairo_svg_surface_create(path, FIG_W, FIG_H);
     cr = cairo_create(s);
-    draw(cr, r, sr);
+    draw(cr, r, sr, source);
     cairo_destroy(cr);
     cairo_surface_finish(s);
     st = cairo_surface_status(s);

@@ -8,7 +8,9 @@
 #include "labs/bias_analysis.h"
 #include "labs/bias_serving.h"
 
-/* sr may be NULL (the KV panel then says so). */
-int bias_figure_write(const bias_result *r, const bias_serving_result *sr, const char *base,
-                      char *err, size_t errlen);
+/* source names where the decisions came from, for the title ("simulated",
+ * "engine", "server", ...).  sr may be NULL (the KV panel then says so); the
+ * KV panel is always the simulator's prediction. */
+int bias_figure_write(const bias_result *r, const bias_serving_result *sr, const char *source,
+                      const char *base, char *err, size_t errlen);
 #endif

@@ -536,7 +536,9 @@ static int cmd_run(int argc, char **argv) {
     if (serving) {
         char fig[4096];
         bias_path(fig, sizeof fig, c.output_dir, c.model, "_att_figure");
-        if (bias_figure_write(&r, &sr, fig, err, sizeof err)) fprintf(stderr, "labs/bias: figure skipped: %s\n", err);
+        const char *src = real ? (c.row_note ? "engine, dummy weights: meaningless" : "engine")
+                        : server ? "server" : "simulated";
+        if (bias_figure_write(&r, &sr, src, fig, err, sizeof err)) fprintf(stderr, "labs/bias: figure skipped: %s\n", err);
         else printf("Figure: %s.png and %s.svg\n", fig, fig);
     }
     printf("Bias result saved to %s/%s_att_result.json\n", c.output_dir, c.model);

@@ -144,12 +144,45 @@ static void test_student_t_known(void **state) {
     assert_true(fabs(p - 0.08051623795726) < 1e-10);
 }
 
+/* Combining set files keeps the columns real runs add (p_buy, note) after
+ * the study's, and fills them with "" for a set that lacks them. */
+static void test_combine_keeps_extra_columns(void **state) {
+    (void)state;
+    const char *dir = "build/tmp/test_bias_combine";
+    mkdir("build", 0777); mkdir("build/tmp", 0777); mkdir(dir, 0777);
+    char path[256], head[1024] = "";
+    for (int c = 0; c < BIAS_NCOLS; c++) {
+        strcat(head, bias_columns[c]);
+        strcat(head, c + 1 < BIAS_NCOLS ? "," : "");
+    }
+    const char *row = "AAA,A Co,100,Technology,0,1,2,2,prompt,reply,buy";
+    for (int set = 1; set <= 2; set++) {
+        snprintf(path, sizeof path, "%s/M_att_set_%d.csv", dir, set);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        if (set == 1) fprintf(f, "%s,p_buy,note\n%s,0.75,dummy\n", head, row);
+        else fprintf(f, "%s\n%s\n", head, row);
+        fclose(f);
+    }
+    char err[256];
+    assert_int_equal(bias_combine_sets(dir, "M", 2, err, sizeof err), 0);
+    snprintf(path, sizeof path, "%s/M_att_combined.csv", dir);
+    char *got = slurp(path);
+    assert_non_null(got);
+    char want[2048];
+    snprintf(want, sizeof want, "%s,p_buy,note\n%s,0.75,dummy\n", head, row);
+    assert_int_equal(strncmp(got, want, strlen(want)), 0);
+    assert_non_null(strstr(got, "reply,buy,,\n"));                /* set 2: empty extras */
+    free(got);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_caseD_equals_study),
         cmocka_unit_test(test_python_float_repr),
         cmocka_unit_test(test_rounding_and_quantiles),
         cmocka_unit_test(test_student_t_known),
+        cmocka_unit_test(test_combine_keeps_extra_columns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
