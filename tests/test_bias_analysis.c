@@ -13,21 +13,9 @@
 #include "labs/bias_output.h"
 #include "labs/bias_aggregate.h"
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
-}
 
 static int copy_file(const char *from, const char *to) {
-    char *s = slurp(from);
+    char *s = tu_slurp(from);
     if (!s) return -1;
     FILE *f = fopen(to, "wb");
     if (!f) { free(s); return -1; }
@@ -78,7 +66,7 @@ static void test_caseD_equals_study(void **state) {
     snprintf(cmd, sizeof cmd, "%s/labs/bias analyze --model-id caseD --output-dir %s > /dev/null", tu_bindir(), dir);
     assert_int_equal(system(cmd), 0);
     snprintf(out, sizeof out, "%s/caseD_att_result.json", dir);
-    char *mine = slurp(out), *study = slurp(json);
+    char *mine = tu_slurp(out), *study = tu_slurp(json);
     assert_non_null(mine); assert_non_null(study);
     cJSON *a = cJSON_Parse(mine), *b = cJSON_Parse(study);
     assert_non_null(a); assert_non_null(b);
@@ -90,7 +78,7 @@ static void test_caseD_equals_study(void **state) {
     snprintf(cmd, sizeof cmd, "rm %s/caseD_att_result.json && %s/labs/bias analyze --model-id caseD --combined %s "
              "--output-dir %s > /dev/null", dir, tu_bindir(), csv, dir);
     assert_int_equal(system(cmd), 0);
-    mine = slurp(out);
+    mine = tu_slurp(out);
     assert_non_null(mine);
     a = cJSON_Parse(mine);
     assert_non_null(a);
@@ -167,7 +155,7 @@ static void test_combine_keeps_extra_columns(void **state) {
     char err[256];
     assert_int_equal(bias_combine_sets(dir, "M", 2, err, sizeof err), 0);
     snprintf(path, sizeof path, "%s/M_att_combined.csv", dir);
-    char *got = slurp(path);
+    char *got = tu_slurp(path);
     assert_non_null(got);
     char want[2048];
     snprintf(want, sizeof want, "%s,p_buy,note\n%s,0.75,dummy\n", head, row);

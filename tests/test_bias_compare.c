@@ -41,18 +41,6 @@ static int teardown(void **state) {
     return system(cmd) == 0 ? 0 : 0;
 }
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
-}
 
 static double jget(const cJSON *j, const char *path) {
     char buf[256];
@@ -155,7 +143,7 @@ static void test_trace_roundtrip(void **state) {
     assert_true(fabs(u.req[0].finish_s - 3.25) < 1e-9);
     assert_true(u.step[0].attn_pairs == 123456 && fabs(u.step[0].seconds - 0.0125) < 1e-9);
     assert_true(u.kv[0].token_slots == 4000 && u.kv[0].internal_frag == 20);
-    char *csv = slurp(tp("rt_att_steps.csv"));                   /* pagesim calibrate's input */
+    char *csv = tu_slurp(tp("rt_att_steps.csv"));                   /* pagesim calibrate's input */
     assert_non_null(csv);
     assert_non_null(strstr(csv, "prefill_tokens,decode_tokens,num_seqs,attn_ctx_tokens"));
     assert_non_null(strstr(csv, "4000,16,17,9000,123456,0.0125000"));
@@ -180,7 +168,7 @@ static void test_predicts_a_known_gpu(void **state) {
     /* with the true coefficients the prediction is the measurement */
     bias_compare_config cc = { NULL, NULL, tp("true.json"), 1, 0.9, "a note" };
     assert_int_equal(bias_compare_write(&cc, tl, 2, T, "k", summary, sizeof summary, err, sizeof err), 0);
-    char *s = slurp(tp("k_att_compare.json"));
+    char *s = tu_slurp(tp("k_att_compare.json"));
     cJSON *j = cJSON_Parse(s);
     assert_non_null(j);
     assert_string_equal(cJSON_GetObjectItem(j, "note")->valuestring, "a note");
@@ -210,7 +198,7 @@ static void test_predicts_a_known_gpu(void **state) {
     /* with the default coefficients it is off, and says by how much */
     bias_compare_config cd = { NULL, NULL, NULL, 1, 0.9, NULL };
     assert_int_equal(bias_compare_write(&cd, tl, 1, T, "d", summary, sizeof summary, err, sizeof err), 0);
-    s = slurp(tp("d_att_compare.json"));
+    s = tu_slurp(tp("d_att_compare.json"));
     j = cJSON_Parse(s);
     assert_non_null(j);
     assert_true(fabs(jget(j, "policies.paged.error.wall_time_rel")) > 0.05);
@@ -250,7 +238,7 @@ static void test_calibration_on_one_set(void **state) {
     bias_compare_config cc = { NULL, NULL, NULL, 1, 0.9, NULL };
     char err[512], summary[2048];
     assert_int_equal(bias_compare_write(&cc, tl, 1, T, "c", summary, sizeof summary, err, sizeof err), 0);
-    char *s = slurp(tp("c_att_compare.json"));
+    char *s = tu_slurp(tp("c_att_compare.json"));
     cJSON *j = cJSON_Parse(s);
     assert_non_null(j);
     double before = jget(j, "calibration.held_out_step_mape_before"), after = jget(j, "calibration.held_out_step_mape_after");

@@ -33,18 +33,6 @@ static const char *tp(const char *rel) {          /* "T/rel" (eight live at a ti
 }
 #define MODEL "M"
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
-}
 
 static void sleep_ms(int ms) {
     struct timespec t = { ms / 1000, (long)(ms % 1000) * 1000000L };
@@ -93,7 +81,7 @@ static void same_file(const char *a_dir, const char *b_dir, const char *name) {
     char a[512], b[512];
     snprintf(a, sizeof a, "%s/%s", a_dir, name);
     snprintf(b, sizeof b, "%s/%s", b_dir, name);
-    char *x = slurp(a), *y = slurp(b);
+    char *x = tu_slurp(a), *y = tu_slurp(b);
     assert_non_null(x); assert_non_null(y);
     assert_true(strcmp(x, y) == 0);
     free(x); free(y);
@@ -330,7 +318,7 @@ static void test_outputs_and_serving(void **state) {
         assert_int_equal(access(path, R_OK), 0);
     }
     /* the metrics file: the study's keys, in its order */
-    char *m = slurp(tp("full/" MODEL "_att_metrics.json"));
+    char *m = tu_slurp(tp("full/" MODEL "_att_metrics.json"));
     assert_non_null(m);
     cJSON *j = cJSON_Parse(m);
     assert_non_null(j);
@@ -350,7 +338,7 @@ static void test_outputs_and_serving(void **state) {
     assert_true(cJSON_GetObjectItem(j, "total_time_seconds")->valuedouble > 0);
     cJSON_Delete(j); free(m);
     /* the memory file: both policies; contiguous holds more of the pool than paged */
-    m = slurp(tp("full/" MODEL "_att_memory.json"));
+    m = tu_slurp(tp("full/" MODEL "_att_memory.json"));
     assert_non_null(m);
     j = cJSON_Parse(m);
     assert_non_null(j);
@@ -365,11 +353,11 @@ static void test_outputs_and_serving(void **state) {
     assert_true(cJSON_GetArraySize(cJSON_GetObjectItem(pg, "set1_kv_utilization")) > 10);
     cJSON_Delete(j); free(m);
     /* analyze from the set files alone rebuilds the same result */
-    char *r1 = slurp(tp("full/" MODEL "_att_result.json"));
+    char *r1 = tu_slurp(tp("full/" MODEL "_att_result.json"));
     snprintf(cmd, sizeof cmd, "rm %s/full/" MODEL "_att_combined.csv %s/full/" MODEL "_att_result.json && "
              "%s/labs/bias analyze --model-id org/" MODEL " --output-dir %s/full > /dev/null", T, T, tu_bindir(), T);
     assert_int_equal(system(cmd), 0);
-    char *r2 = slurp(tp("full/" MODEL "_att_result.json"));
+    char *r2 = tu_slurp(tp("full/" MODEL "_att_result.json"));
     assert_non_null(r1); assert_non_null(r2);
     assert_string_equal(r1, r2);
     free(r1); free(r2);

@@ -70,18 +70,6 @@ static void sleep_ms(int ms) {
     nanosleep(&t, NULL);
 }
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
-}
 
 /* Starts labs/bias --server on the small universe; returns its pid. */
 static pid_t start(const char *dir, int delay_ms, const char *server_url) {
@@ -154,7 +142,7 @@ static void test_server_run_outputs(void **state) {
         assert_int_equal(access(p, R_OK), 0);
     }
     /* metrics: measured, with the server's usage */
-    char *m = slurp(tp("ref/" MODEL "_att_metrics.json"));
+    char *m = tu_slurp(tp("ref/" MODEL "_att_metrics.json"));
     cJSON *j = cJSON_Parse(m);
     assert_non_null(j);
     assert_int_equal((int)cJSON_GetObjectItem(j, "total_prompts")->valuedouble, (int)u.n * 20);
@@ -205,7 +193,7 @@ static void test_server_resume_after_sigkill(void **state) {
         char a[512], b[512];
         snprintf(a, sizeof a, "%s/ref/" MODEL "%s", T, same[i]);
         snprintf(b, sizeof b, "%s/killed/" MODEL "%s", T, same[i]);
-        char *x = slurp(a), *y = slurp(b);
+        char *x = tu_slurp(a), *y = tu_slurp(b);
         assert_non_null(x); assert_non_null(y);
         assert_string_equal(x, y);
         free(x); free(y);
@@ -216,7 +204,7 @@ static void test_server_absent_is_clear(void **state) {
     (void)state;
     int st = finish(start(tp("absent"), 0, "http://127.0.0.1:1"));
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
-    char *e = slurp(tp("stderr.txt"));
+    char *e = tu_slurp(tp("stderr.txt"));
     assert_non_null(e);
     assert_non_null(strstr(e, "cannot reach the server"));
     free(e);
@@ -231,7 +219,7 @@ static void test_real_without_gpu_is_clear(void **state) {
              "--quiet > /dev/null 2> %s", tu_bindir(), tp("nogpu"), tp("nogpu.txt"));
     int st = system(cmd);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
-    char *e = slurp(tp("nogpu.txt"));
+    char *e = tu_slurp(tp("nogpu.txt"));
     assert_non_null(e);
     assert_non_null(strstr(e, "--real needs the CUDA engine and a GPU"));
     assert_non_null(strstr(e, "simulation"));

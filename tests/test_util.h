@@ -28,4 +28,17 @@ static inline const char *tu_bindir(void) {
 /* Skip (not pass) a test whose optional input file is absent. */
 #define TU_REQUIRE_FILE(path) do { if (access((path), R_OK) != 0) { \
     fprintf(stderr, "skip: %s absent\n", (path)); skip(); return; } } while (0)
+/* Reads a whole file into a NUL-terminated malloc'd string (NULL if unreadable). */
+static inline char *tu_slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
+    if (s) s[n] = 0;
+    fclose(f);
+    return s;
+}
 #endif
