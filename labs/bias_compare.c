@@ -5,6 +5,7 @@
  * only labs files that include sim/.  Writes {model}_att_compare.json,
  * {model}_att_coeffs.json (when fitted) and {model}_att_compare.png/.svg. */
 #include "labs/bias_compare.h"
+#include "viz/export.h"
 #include "labs/bias_aggregate.h"
 #include "labs/bias_output.h"
 #include "sim/calibrate.h"
@@ -488,27 +489,21 @@ static void draw(cairo_t *cr, const cmp *c, int n, const char *title) {
     }
 }
 
+typedef struct fig_ctx { const cmp *c; int n; const char *title; } fig_ctx;
+static void draw_cb(cairo_t *cr, const void *ctx, double w, double h) {
+    const fig_ctx *f = ctx;
+    (void)w; (void)h;
+    draw(cr, f->c, f->n, f->title);
+}
+
 static int figure(const cmp *c, int n, const char *base, const char *title, char *err, size_t errlen) {
     enum { W = 1300, H = 470 };
     char path[4200];
+    fig_ctx f = { c, n, title };
     snprintf(path, sizeof path, "%s.png", base);
-    cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
-    cairo_t *cr = cairo_create(s);
-    draw(cr, c, n, title);
-    cairo_destroy(cr);
-    cairo_status_t st = cairo_surface_write_to_png(s, path);
-    cairo_surface_destroy(s);
-    if (st != CAIRO_STATUS_SUCCESS) { snprintf(err, errlen, "%s: %s", path, cairo_status_to_string(st)); return -1; }
+    if (viz_export_draw(path, VIZ_FMT_PNG, W, H, draw_cb, &f, err, errlen)) return -1;
     snprintf(path, sizeof path, "%s.svg", base);
-    s = cairo_svg_surface_create(path, W, H);
-    cr = cairo_create(s);
-    draw(cr, c, n, title);
-    cairo_destroy(cr);
-    cairo_surface_finish(s);
-    st = cairo_surface_status(s);
-    cairo_surface_destroy(s);
-    if (st != CAIRO_STATUS_SUCCESS) { snprintf(err, errlen, "%s: %s", path, cairo_status_to_string(st)); return -1; }
-    return 0;
+    return viz_export_draw(path, VIZ_FMT_SVG, W, H, draw_cb, &f, err, errlen);
 }
 
 /* ---- the comparison ------------------------------------------------------------------------- */

@@ -1,5 +1,6 @@
 /* bias_figure: three panels with cairo (see bias_figure.h). */
 #include "labs/bias_figure.h"
+#include "viz/export.h"
 #include <cairo.h>
 #include <cairo-svg.h>
 #include <math.h>
@@ -137,25 +138,19 @@ static void draw(cairo_t *cr, const bias_result *r, const bias_serving_result *s
     kv_panel(cr, (box){ 960, 70, 510, 320 }, sr);
 }
 
+typedef struct fig_ctx { const bias_result *r; const bias_serving_result *sr; const char *source; } fig_ctx;
+static void draw_cb(cairo_t *cr, const void *ctx, double w, double h) {
+    const fig_ctx *f = ctx;
+    (void)w; (void)h;
+    draw(cr, f->r, f->sr, f->source);
+}
+
 int bias_figure_write(const bias_result *r, const bias_serving_result *sr, const char *source,
                       const char *base, char *err, size_t errlen) {
     char path[4096];
+    fig_ctx f = { r, sr, source };
     snprintf(path, sizeof path, "%s.png", base);
-    cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, FIG_W, FIG_H);
-    cairo_t *cr = cairo_create(s);
-    draw(cr, r, sr, source);
-    cairo_destroy(cr);
-    cairo_status_t st = cairo_surface_write_to_png(s, path);
-    cairo_surface_destroy(s);
-    if (st != CAIRO_STATUS_SUCCESS) { snprintf(err, errlen, "%s: %s", path, cairo_status_to_string(st)); return -1; }
+    if (viz_export_draw(path, VIZ_FMT_PNG, FIG_W, FIG_H, draw_cb, &f, err, errlen)) return -1;
     snprintf(path, sizeof path, "%s.svg", base);
-    s = cairo_svg_surface_create(path, FIG_W, FIG_H);
-    cr = cairo_create(s);
-    draw(cr, r, sr, source);
-    cairo_destroy(cr);
-    cairo_surface_finish(s);
-    st = cairo_surface_status(s);
-    cairo_surface_destroy(s);
-    if (st != CAIRO_STATUS_SUCCESS) { snprintf(err, errlen, "%s: %s", path, cairo_status_to_string(st)); return -1; }
-    return 0;
+    return viz_export_draw(path, VIZ_FMT_SVG, FIG_W, FIG_H, draw_cb, &f, err, errlen);
 }
