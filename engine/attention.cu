@@ -662,163 +662,15 @@ decode3_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_bf16 
     }
 }
 
-/* ---- decode (v4): v3 with K and V staged through shared memory: chunks of
- * DEC4_CH keys loaded with 16-byte loads (16 per thread in flight, zeros past
- * the context), two passes over the partition (scores, then P V with the
- * accumulators in registers). ---- */
-#define DEC4_CH 128
-template <int HD>
-struct dec4_smem {                      /* byte offsets; every region 32-byte aligned */
-    static constexpr int QLD = HD + 8, SLD = DEC3_PART + 4, PLD = DEC3_PART + 8, OLD = HD + 4;
-    static constexpr size_t q = 0;                                   /* (16, QLD) bf16 */
-    static constexpr size_t kv = q + (size_t)16 * QLD * 2;           /* (DEC4_CH, QLD) bf16 */
-    static constexpr size_t s = kv + (size_t)DEC4_CH * QLD * 2;      /* (16, SLD) float */
-    static constexpr size_t p = s + (size_t)16 * SLD * 4;            /* (16, PLD) bf16 */
-    static constexpr size_t o = p + (size_t)16 * PLD * 2;            /* (16, OLD) float */
-    static constexpr size_t ml = o + (size_t)16 * OLD * 4;           /* (16, 2) float */
-    static constexpr size_t bytes = ml + (size_t)16 * 2 * 4;
-};
-template <int HD>
-__device__ __forceinline__ void dec4_stage(bf16 *dst, const bf16 *src, const int32_t *table, int bs, size_t ld,
-                                           int jc, int jend, int tid) {
-    constexpr int CH = HD / 8, QLD = HD + 8, PER = DEC4_CH * CH / 128;
-    uint4 v[PER];
-#pragma unroll
-    for (int k = 0; k < PER; k++) {               /* all loads first, then the stores */
-        int i = tid + k * 128, r = i / CH, c = i % CH, j = jc + r;
-        v[k] = make_uint4(0, 0, 0, 0);
-        if (j < jend) v[k] = *reinterpret_cast<const uint4 *>(src + kv_slot(table, j, bs) * ld + c * 8);
-    }
-#pragma unroll
-    for (int k = 0; k < PER; k++) {
-        int i = tid + k * 128, r = i / CH, c = i % CH;
-        *reinterpret_cast<uint4 *>(dst + r * QLD + c * 8) = v[k];
-    }
-}
-template <int HD>
-__global__ void __launch_bounds__(128)
-decode4_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_bf16 *qkv, int stride,
-               const k_bf16 *kc, const k_bf16 *vc, const int32_t *qs, const int32_t *ctxl,
-               const int32_t *bt, int max_blocks, int bs, int nq, int nkv, float scale, int nparts_max) {
-    using namespace nvcuda;
-    typedef dec4_smem<HD> L;
-    constexpr int P = DEC3_PART, CH = HD / 8, NDT = HD / 16, KB = DEC4_CH / 16;
-    int b = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
-    int q0 = qs[b];
-    if (qs[b + 1] - q0 != 1) return;
-    int ctx = ctxl[b], nparts = (ctx + P - 1) / P;
-    if (part >= nparts) return;
-    int j0 = part * P, n = min(ctx, j0 + P) - j0, nkb = (n + 15) / 16, nch = (n + DEC4_CH - 1) / DEC4_CH;
-    int G = nq / nkv, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int32_t *table = bt + (size_t)b * max_blocks;
-    const size_t ld = (size_t)nkv * HD;
-    const bf16 *K = reinterpret_cast<const bf16 *>(kc) + (size_t)kvh * HD;
-    const bf16 *Vg = reinterpret_cast<const bf16 *>(vc) + (size_t)kvh * HD;
-    extern __shared__ __align__(128) unsigned char smem[];
-    bf16 *Qs = reinterpret_cast<bf16 *>(smem + L::q);
-    bf16 *KV = reinterpret_cast<bf16 *>(smem + L::kv);
-    float *S = reinterpret_cast<float *>(smem + L::s);
-    bf16 *Pb = reinterpret_cast<bf16 *>(smem + L::p);
-    float *O = reinterpret_cast<float *>(smem + L::o);
-    float *ml = reinterpret_cast<float *>(smem + L::ml);
-    for (int i = tid; i < 16 * CH; i += 128) {
-        int r = i / CH, c = i % CH;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (r < G) v = *reinterpret_cast<const uint4 *>(qkv + (size_t)q0 * stride + (size_t)(kvh * G + r) * HD + c * 8);
-        *reinterpret_cast<uint4 *>(Qs + r * L::QLD + c * 8) = v;
-    }
-    __syncthreads();
-    wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> qa[NDT];
-#pragma unroll
-    for (int kk = 0; kk < NDT; kk++) wmma::load_matrix_sync(qa[kk], Qs + kk * 16, L::QLD);
-    /* pass 1: S = Q K^T, chunk by chunk */
-    for (int ch = 0; ch < nch; ch++) {
-        if (ch) __syncthreads();                      /* the last chunk's K is read */
-        dec4_stage<HD>(KV, K, table, bs, ld, j0 + ch * DEC4_CH, j0 + n, tid);
-        __syncthreads();
-        for (int kb = warp; kb < KB; kb += 4) {
-            int col = ch * DEC4_CH + kb * 16;
-            if (col >= nkb * 16) break;
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
-            wmma::fill_fragment(c, 0.0f);
-#pragma unroll
-            for (int kk = 0; kk < NDT; kk++) {
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> kf;
-                wmma::load_matrix_sync(kf, KV + kb * 16 * L::QLD + kk * 16, L::QLD);
-                wmma::mma_sync(c, qa[kk], kf, c);
-            }
-            wmma::store_matrix_sync(S + col, c, L::SLD, wmma::mem_row_major);
-        }
-    }
-    __syncthreads();
-    for (int g = warp; g < 16; g += 4) {             /* softmax per head row */
-        float m = -INFINITY, l = 0;
-        if (g < G) {
-            for (int jj = lane; jj < n; jj += 32) m = fmaxf(m, S[g * L::SLD + jj]);
-            m = warp_max(m);
-        }
-        for (int jj = lane; jj < nkb * 16; jj += 32) {
-            float p = g < G && jj < n ? __expf((S[g * L::SLD + jj] - m) * scale) : 0.0f;
-            bf16 pb = __float2bfloat16_rn(p);
-            Pb[g * L::PLD + jj] = pb;
-            l += __bfloat162float(pb);
-        }
-        l = warp_sum(l);
-        if (lane == 0) { ml[2 * g] = m * scale; ml[2 * g + 1] = l; }
-    }
-    /* pass 2: O = P V, chunk by chunk; warp w keeps head_dim tiles w, w + 4, ... */
-    constexpr int MY = NDT / 4 > 0 ? NDT / 4 : 1;
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[MY];
-#pragma unroll
-    for (int t = 0; t < MY; t++) wmma::fill_fragment(acc[t], 0.0f);
-    for (int ch = 0; ch < nch; ch++) {
-        __syncthreads();                              /* softmax done / last chunk's V read */
-        dec4_stage<HD>(KV, Vg, table, bs, ld, j0 + ch * DEC4_CH, j0 + n, tid);
-        __syncthreads();
-        int kbn = min(KB, nkb - ch * KB);
-        for (int kb = 0; kb < kbn; kb++) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> pa;
-            wmma::load_matrix_sync(pa, Pb + ch * DEC4_CH + kb * 16, L::PLD);
-#pragma unroll
-            for (int t = 0; t < MY; t++) {
-                int dt = warp + 4 * t;
-                if (dt >= NDT) break;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> vf;
-                wmma::load_matrix_sync(vf, KV + kb * 16 * L::QLD + dt * 16, L::QLD);
-                wmma::mma_sync(acc[t], pa, vf, acc[t]);
-            }
-        }
-    }
-#pragma unroll
-    for (int t = 0; t < MY; t++) {
-        int dt = warp + 4 * t;
-        if (dt < NDT) wmma::store_matrix_sync(O + dt * 16, acc[t], L::OLD, wmma::mem_row_major);
-    }
-    __syncthreads();
-    for (int i = tid; i < G * HD; i += 128) {
-        int g = i / HD, d = i % HD, h = kvh * G + g;
-        float o = O[g * L::OLD + d];
-        if (nparts == 1)
-            st(out, (size_t)q0 * nq * HD + (size_t)h * HD + d, o / ml[2 * g + 1]);
-        else
-            ws_o[(((size_t)b * nq + h) * nparts_max + part) * HD + d] = o;
-    }
-    if (nparts > 1 && tid < G) {
-        int h = kvh * G + tid;
-        ws_m[((size_t)b * nq + h) * nparts_max + part] = ml[2 * tid];
-        ws_l[((size_t)b * nq + h) * nparts_max + part] = ml[2 * tid + 1];
-    }
-}
-
 /* which kernels k_attention launches: 0 = the default (v3 decode for groups of
  * more than 2 heads when block_size is a multiple of 16, else v2; v2
  * prefill), 1 = v1 (scalar), 2 = v2 (SIMT decode), 3 = v3 decode always
- * (where it can run), 4 = v4 decode (where v3 can run).  The first call reads
- * PAGESIM_ATTN (v1, v2, v3, v4) unless k_attention_impl chose. */
+ * (where it can run).  The first call reads PAGESIM_ATTN (v1, v2, v3) unless
+ * k_attention_impl chose. */
 static int attn_impl = -1;
 extern "C" int k_attention_impl(int impl) {
     int old = attn_impl < 0 ? 0 : attn_impl;
-    if (impl >= 0) attn_impl = impl <= 4 ? impl : 0;
+    if (impl >= 0) attn_impl = impl <= 3 ? impl : 0;
     return old;
 }
 
@@ -907,20 +759,7 @@ static int launch_v2(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *k
     if (nparts > 1 && ws_bytes < k_attention_workspace_bytes(b->B, nq, HD, b->max_context)) return -1;
     int G = nq / nkv, rc;
     bool v3 = b->block_size % 16 == 0 && (attn_impl == 3 || (attn_impl == 0 && G > 2));
-    if (b->block_size % 16 == 0 && attn_impl == 4) {
-        static int attr4 = 0;
-        if (!attr4) {
-            if (cudaFuncSetAttribute(decode4_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     (int)dec4_smem<HD>::bytes) != cudaSuccess)
-                return -1;
-            attr4 = 1;
-        }
-        float *ws_o = ws, *ws_m = ws_o + (size_t)b->B * nq * nparts * HD, *ws_l = ws_m + (size_t)b->B * nq * nparts;
-        decode4_kernel<HD><<<dim3(b->B, nkv, nparts), 128, dec4_smem<HD>::bytes, s>>>(out, ws_o, ws_m, ws_l, qkv,
-            stride, kc, vc, b->query_start, b->context_lens, b->block_tables, b->max_blocks, b->block_size, nq, nkv,
-            scale, nparts);
-        rc = 0;
-    } else if (v3) {
+    if (v3) {
         static int attr3 = 0;
         if (!attr3) {
             if (cudaFuncSetAttribute(decode3_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -952,8 +791,7 @@ static int launch_attention(k_bf16 *out, const k_bf16 *qkv, int stride, const k_
                             float *ws, size_t ws_bytes, cudaStream_t s) {
     if (attn_impl < 0) {
         const char *e = getenv("PAGESIM_ATTN");
-        attn_impl = !e ? 0 : !strcmp(e, "v1") ? 1 : !strcmp(e, "v2") ? 2 : !strcmp(e, "v3") ? 3
-                  : !strcmp(e, "v4") ? 4 : 0;
+        attn_impl = !e ? 0 : !strcmp(e, "v1") ? 1 : !strcmp(e, "v2") ? 2 : !strcmp(e, "v3") ? 3 : 0;
     }
     return attn_impl == 1 ? launch_v1<HD>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, ws_bytes, s)
                           : launch_v2<HD>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, ws_bytes, s);

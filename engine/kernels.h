@@ -81,9 +81,8 @@ typedef struct k_attn_batch {
  * cores; decode on tensor cores (v3) for groups of more than 2 q heads per kv
  * head, else v2: SIMT with 16-byte loads), 1 = v1 (the first, scalar kernels,
  * kept to measure against), 2 = v2 decode always, 3 = v3 decode always (v3
- * needs block_size a multiple of 16, else v2 runs), 4 = v4 decode always (v3
- * with K/V staged through shared memory; same condition); -1 only asks.
- * Without a call, PAGESIM_ATTN=v1|v2|v3|v4 chooses.  Returns the choice in
+ * needs block_size a multiple of 16, else v2 runs); -1 only asks.
+ * Without a call, PAGESIM_ATTN=v1|v2|v3 chooses.  Returns the choice in
  * force before the call. */
 int k_attention_impl(int impl);
 /* Bytes of float workspace k_attention needs for up to B sequences, nq heads,

@@ -291,7 +291,7 @@ static void attention_case(int nq, int nkv, int hd, int bs, int B, const int *ql
     cudaFree(dctx); cudaFree(dslots); cudaFree(ws);
 }
 
-/* every case with each implementation: the default, v2, v3 and v4 decode, v1 */
+/* every case with each implementation: the default, v2 and v3 decode, v1 */
 static void attention_cases(const char *impl) {
     char n[96];
 #define CASE(nq, nkv, hd, bs, B, q, c, what, amp) do { snprintf(n, sizeof n, "%s %s", impl, what); \
@@ -326,8 +326,6 @@ static void test_attention(void **st) {
     attention_cases("v2");
     k_attention_impl(3);
     attention_cases("v3");
-    k_attention_impl(4);
-    attention_cases("v4");
     k_attention_impl(1);
     attention_cases("v1");
     k_attention_impl(old);
