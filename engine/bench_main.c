@@ -13,6 +13,7 @@
  * the KV read by attention and written) at --peak-gbps; a step takes at least
  * the larger of the two.  Pass the GEMM rate and copy bandwidth measured on
  * the same GPU (tests/gpu/bench_hf.py --peaks measures both). */
+#include "engine/cli.h"
 #include "engine/engine.h"
 #include "engine/weights.h"
 #include "sim/model_config.h"
@@ -22,6 +23,8 @@
 #include <time.h>
 #ifdef PAGESIM_HAVE_CUDA
 #include <cuda_runtime_api.h>
+
+#define PROG "engine/bench"
 #endif
 
 static void usage(FILE *f) {
@@ -47,24 +50,6 @@ static void usage(FILE *f) {
         "  --num-gpu-blocks N, --dummy-seed S: as engine/run\n");
 }
 
-static int parse_int(const char *opt, const char *v, long lo, long hi) {
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (end == v || *end || x < lo || x > hi) {
-        fprintf(stderr, "engine/bench: %s wants an integer in [%ld, %ld], got '%s'\n", opt, lo, hi, v);
-        exit(2);
-    }
-    return (int)x;
-}
-static double parse_num(const char *opt, const char *v, double lo, double hi) {
-    char *end;
-    double x = strtod(v, &end);
-    if (end == v || *end || !(x >= lo && x <= hi)) {
-        fprintf(stderr, "engine/bench: %s wants a number in [%g, %g], got '%s'\n", opt, lo, hi, v);
-        exit(2);
-    }
-    return x;
-}
 
 static uint64_t splitmix(uint64_t *x) {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
@@ -231,19 +216,19 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "--model")) model_dir = v;
         else if (!strcmp(a, "--dummy-weights")) dummy = v;
         else if (!strcmp(a, "--workload")) workload = v;
-        else if (!strcmp(a, "--num-requests")) nreq = parse_int(a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--prompt-len")) plen = parse_int(a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--output-len")) olen = parse_int(a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--min-len")) lo = parse_int(a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--max-len")) hi = parse_int(a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--num-requests")) nreq = cli_int(PROG, a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--prompt-len")) plen = cli_int(PROG, a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--output-len")) olen = cli_int(PROG, a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--min-len")) lo = cli_int(PROG, a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--max-len")) hi = cli_int(PROG, a, v, 1, 1 << 20);
         else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--dummy-seed")) dummy_seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--temperature")) temperature = parse_num(a, v, 0, 100);
+        else if (!strcmp(a, "--temperature")) temperature = cli_num(PROG, a, v, 0, 100);
         else if (!strcmp(a, "--save-workload")) save = v;
         else if (!strcmp(a, "--json")) json = v;
         else if (!strcmp(a, "--attention")) attn = v;
-        else if (!strcmp(a, "--peak-tflops")) peak_tflops = parse_num(a, v, 1, 1e6);
-        else if (!strcmp(a, "--peak-gbps")) peak_gbps = parse_num(a, v, 1, 1e6);
+        else if (!strcmp(a, "--peak-tflops")) peak_tflops = cli_num(PROG, a, v, 1, 1e6);
+        else if (!strcmp(a, "--peak-gbps")) peak_gbps = cli_num(PROG, a, v, 1, 1e6);
         else if (!strcmp(a, "--kv-policy")) {
             int p = kv_policy_parse(v);
             if (p != KV_PAGED && p != KV_CONTIGUOUS) {
@@ -252,12 +237,12 @@ int main(int argc, char **argv) {
             }
             cfg.kv_policy = (kv_policy)p;
         }
-        else if (!strcmp(a, "--max-num-batched-tokens")) cfg.model.max_num_batched_tokens = parse_int(a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--max-num-seqs")) cfg.model.max_num_seqs = parse_int(a, v, 1, 1 << 16);
-        else if (!strcmp(a, "--max-model-len")) cfg.model.max_model_len = parse_int(a, v, 1, 1 << 24);
-        else if (!strcmp(a, "--block-size")) cfg.model.block_size = parse_int(a, v, 1, 1024);
-        else if (!strcmp(a, "--gpu-memory-utilization")) cfg.model.gpu_memory_utilization = parse_num(a, v, 0.01, 1);
-        else if (!strcmp(a, "--num-gpu-blocks")) cfg.model.num_gpu_blocks = parse_int(a, v, 1, 0x7fffffff);
+        else if (!strcmp(a, "--max-num-batched-tokens")) cfg.model.max_num_batched_tokens = cli_int(PROG, a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--max-num-seqs")) cfg.model.max_num_seqs = cli_int(PROG, a, v, 1, 1 << 16);
+        else if (!strcmp(a, "--max-model-len")) cfg.model.max_model_len = cli_int(PROG, a, v, 1, 1 << 24);
+        else if (!strcmp(a, "--block-size")) cfg.model.block_size = cli_int(PROG, a, v, 1, 1024);
+        else if (!strcmp(a, "--gpu-memory-utilization")) cfg.model.gpu_memory_utilization = cli_num(PROG, a, v, 0.01, 1);
+        else if (!strcmp(a, "--num-gpu-blocks")) cfg.model.num_gpu_blocks = cli_int(PROG, a, v, 1, 0x7fffffff);
         else { fprintf(stderr, "engine/bench: unknown option %s\n", a); usage(stderr); return 2; }
     }
     if (!model_dir == !dummy) { fprintf(stderr, "engine/bench: give --model DIR or --dummy-weights CONFIG.json\n"); usage(stderr); return 2; }

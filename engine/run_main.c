@@ -7,6 +7,7 @@
  * On stderr: the memory plan (vLLM's log lines), each request's TTFT, TPOT,
  * token counts and preemptions, and the KV block statistics of the run (the
  * simulator's categories, sampled after every step). */
+#include "engine/cli.h"
 #include "engine/engine.h"
 #include "engine/weights.h"
 #include "engine/tokenizer.h"
@@ -19,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#define PROG "engine/run"
 
 #define MAX_REQ 4096
 
@@ -74,24 +77,6 @@ static int parse_ids(const char *s, int32_t **out) {
     return n;
 }
 
-static int parse_int(const char *opt, const char *v, long lo, long hi) {
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (end == v || *end || x < lo || x > hi) {
-        fprintf(stderr, "engine/run: %s wants an integer in [%ld, %ld], got '%s'\n", opt, lo, hi, v);
-        exit(2);
-    }
-    return (int)x;
-}
-static double parse_num(const char *opt, const char *v, double lo, double hi) {
-    char *end;
-    double x = strtod(v, &end);
-    if (end == v || *end || !(x >= lo && x <= hi)) {
-        fprintf(stderr, "engine/run: %s wants a number in [%g, %g], got '%s'\n", opt, lo, hi, v);
-        exit(2);
-    }
-    return x;
-}
 
 /* eos_token_id of a config.json (a number or the first of a list), or -1 */
 static int config_eos(const char *path) {
@@ -171,13 +156,13 @@ int main(int argc, char **argv) {
             nreq++;
         } else if (!strcmp(a, "--tokenizer")) tok_path = v;
         else if (!strcmp(a, "--output")) output = v;
-        else if (!strcmp(a, "--max-tokens")) max_tokens = parse_int(a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--temperature")) temperature = (float)parse_num(a, v, 0, 100);
-        else if (!strcmp(a, "--top-k")) top_k = parse_int(a, v, 0, 1 << 24);
-        else if (!strcmp(a, "--top-p")) top_p = (float)parse_num(a, v, 0, 1);
+        else if (!strcmp(a, "--max-tokens")) max_tokens = cli_int(PROG, a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--temperature")) temperature = (float)cli_num(PROG, a, v, 0, 100);
+        else if (!strcmp(a, "--top-k")) top_k = cli_int(PROG, a, v, 0, 1 << 24);
+        else if (!strcmp(a, "--top-p")) top_p = (float)cli_num(PROG, a, v, 0, 1);
         else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--dummy-seed")) dummy_seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--eos-id")) eos_id = parse_int(a, v, -1, 0x7fffffff);
+        else if (!strcmp(a, "--eos-id")) eos_id = cli_int(PROG, a, v, -1, 0x7fffffff);
         else if (!strcmp(a, "--dump-logits")) dump = v;
         else if (!strcmp(a, "--kv-policy")) {
             int p = kv_policy_parse(v);
@@ -187,12 +172,12 @@ int main(int argc, char **argv) {
             }
             cfg.kv_policy = (kv_policy)p;
         }
-        else if (!strcmp(a, "--max-num-batched-tokens")) cfg.model.max_num_batched_tokens = parse_int(a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--max-num-seqs")) cfg.model.max_num_seqs = parse_int(a, v, 1, 1 << 16);
-        else if (!strcmp(a, "--max-model-len")) cfg.model.max_model_len = parse_int(a, v, 1, 1 << 24);
-        else if (!strcmp(a, "--block-size")) cfg.model.block_size = parse_int(a, v, 1, 1024);
-        else if (!strcmp(a, "--gpu-memory-utilization")) cfg.model.gpu_memory_utilization = parse_num(a, v, 0.01, 1);
-        else if (!strcmp(a, "--num-gpu-blocks")) cfg.model.num_gpu_blocks = parse_int(a, v, 1, 0x7fffffff);
+        else if (!strcmp(a, "--max-num-batched-tokens")) cfg.model.max_num_batched_tokens = cli_int(PROG, a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--max-num-seqs")) cfg.model.max_num_seqs = cli_int(PROG, a, v, 1, 1 << 16);
+        else if (!strcmp(a, "--max-model-len")) cfg.model.max_model_len = cli_int(PROG, a, v, 1, 1 << 24);
+        else if (!strcmp(a, "--block-size")) cfg.model.block_size = cli_int(PROG, a, v, 1, 1024);
+        else if (!strcmp(a, "--gpu-memory-utilization")) cfg.model.gpu_memory_utilization = cli_num(PROG, a, v, 0.01, 1);
+        else if (!strcmp(a, "--num-gpu-blocks")) cfg.model.num_gpu_blocks = cli_int(PROG, a, v, 1, 0x7fffffff);
         else { fprintf(stderr, "engine/run: unknown option %s\n", a); usage(stderr); return 2; }
     }
     if (!model_dir == !dummy) { fprintf(stderr, "engine/run: give --model DIR or --dummy-weights CONFIG.json\n"); usage(stderr); return 2; }

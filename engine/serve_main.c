@@ -8,8 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/cli.h"
 #include "engine/serve.h"
 #include "engine/serve_engine.h"
+
+#define PROG "engine/serve"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -89,16 +92,6 @@ static srv_backend *open_backend(backend_choice *bc, char *err, size_t cap) {
     return b;
 }
 
-static double parse_num(const char *opt, const char *v, double lo, double hi) {
-    char *end;
-    errno = 0;
-    double x = v ? strtod(v, &end) : 0;
-    if (!v || errno || *end || end == v || !(x >= lo && x <= hi)) {
-        fprintf(stderr, "engine/serve: %s needs a number in %g..%g, got '%s'\n", opt, lo, hi, v ? v : "");
-        exit(2);
-    }
-    return x;
-}
 
 int main(int argc, char **argv) {
     srv_opts o;
@@ -146,7 +139,7 @@ int main(int argc, char **argv) {
             }
             bc.eng.kv_policy = strcmp(v, "paged") ? KV_CONTIGUOUS : KV_PAGED;
         }
-        else if (!strcmp(a, "--gpu-memory-utilization")) { NEEDV(); bc.eng.model.gpu_memory_utilization = parse_num(a, v, 0.01, 1); }
+        else if (!strcmp(a, "--gpu-memory-utilization")) { NEEDV(); bc.eng.model.gpu_memory_utilization = cli_num(PROG, a, v, 0.01, 1); }
         else if (!strcmp(a, "--max-model-len")) { NEEDV(); bc.eng.model.max_model_len = (int)parse_long(a, v, 16, 1 << 24); }
         else if (!strcmp(a, "--max-num-batched-tokens")) { NEEDV(); bc.eng.model.max_num_batched_tokens = (int)parse_long(a, v, 16, 1 << 24); }
         else if (!strcmp(a, "--num-gpu-blocks")) { NEEDV(); bc.eng.model.num_gpu_blocks = (int)parse_long(a, v, 1, 1 << 30); }

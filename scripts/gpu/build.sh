@@ -20,7 +20,7 @@ for cu in engine/*.cu; do
   o=$B/$(basename "$cu").o; objs+=("$o")
   "$NVCC" -O3 -arch=sm_90 -lineinfo -I. -c "$cu" -o "$o" & pids+=($!)
 done
-for c in engine/kernels_ref.c engine/safetensors.c engine/weights.c engine/model.c engine/engine.c \
+for c in engine/kernels_ref.c engine/safetensors.c engine/weights.c engine/model.c engine/engine.c engine/cli.c \
          engine/tokenizer.c engine/chat_template.c \
          sim/model_config.c sim/sequence.c sim/kv_cache.c sim/block_manager.c sim/reserve_alloc.c \
          sim/scheduler.c sim/step_loop.c; do
