@@ -5,6 +5,7 @@
  * Only this file prints and exits. */
 #include "labs/bias_aggregate.h"
 #include "labs/bias_data.h"
+#include "labs/bias_dump.h"
 #include "labs/bias_evidence.h"
 #include "labs/bias_fit.h"
 #include "labs/bias_output.h"
@@ -104,7 +105,10 @@ static void usage(FILE *f) {
 "  --kv-policy paged|contiguous  --gpu-memory-utilization F  --num-gpu-blocks N  --max-num-seqs N\n"
 "  --block-size N  --no-prefix-caching  --chat-template NAME   engine settings\n"
 "  --coeffs FILE        cost-model coefficients for the comparison (pagesim calibrate)  --no-compare\n"
-"       labs/bias compare --trace FILE [--trace FILE]   redo the comparison (see compare --help)\n");
+"       labs/bias compare --trace FILE [--trace FILE]   redo the comparison (see compare --help)\n"
+"  --dump-prompts FILE  run nothing: write the run's prompts as JSON lines (set, ticker, trial, evidence\n"
+"                       sides, prompt, chat-templated text and its token ids under --tokenizer and\n"
+"                       --chat-template, as --real encodes them)\n");
 }
 
 static const char *short_model(const char *id) {
@@ -321,7 +325,7 @@ static int cmd_run(int argc, char **argv) {
     unsigned long long evseed = 1;
     int quiet = 0, serving = 1, delay_ms = 0, real = 0, compare = 1, gpu_given = 0, mc_given = 0, tp_given = 0;
     const char *server = NULL, *api_key = getenv("OPENAI_API_KEY"), *served = NULL, *decision = "free";
-    const char *lengths = NULL, *coeffs = NULL;
+    const char *lengths = NULL, *coeffs = NULL, *dump = NULL;
     double req_timeout = 600;
     bias_real_opts ro;
     memset(&ro, 0, sizeof ro);
@@ -349,6 +353,7 @@ static int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--chat-template") && more) ro.chat_template = argv[++i];
         else if (!strcmp(a, "--coeffs") && more) coeffs = argv[++i];
         else if (!strcmp(a, "--no-compare")) compare = 0;
+        else if (!strcmp(a, "--dump-prompts") && more) dump = argv[++i];
         else if (!strcmp(a, "--model-id") && more) c.model_id = argv[++i];
         else if (!strcmp(a, "--temperature") && more) c.temperature = opt_num(a, argv[i + 1], 0, 10), i++;
         else if (!strcmp(a, "--top-p") && more) c.top_p = opt_num(a, argv[i + 1], 0, 1), i++;
@@ -380,6 +385,7 @@ static int cmd_run(int argc, char **argv) {
     }
     if (!!qual != !!quant) { fprintf(stderr, "labs/bias: give both --qual and --quant, or neither\n"); return 2; }
     if (real && server) { fprintf(stderr, "labs/bias: --real and --server exclude each other\n"); return 2; }
+    if (dump && (real || server)) { fprintf(stderr, "labs/bias: --dump-prompts runs nothing: drop --real/--server\n"); return 2; }
     if ((ro.model || ro.dummy_config) && !real) {
         fprintf(stderr, "labs/bias: --model and --dummy-weights go with --real (the engine in this process)\n"); return 2;
     }
@@ -441,6 +447,14 @@ static int cmd_run(int argc, char **argv) {
         fprintf(stderr, "labs/bias: %s\n", err); print_warnings(&u); bias_universe_free(&u); bias_trace_free(&trace); return 1;
     }
     print_warnings(&u);
+    if (dump) {
+        bias_dump_opts d = { c.num_sets, c.num_trials, c.seed, ro.tokenizer, ro.chat_template };
+        long nd = bias_dump_prompts(&u, &d, dump, err, sizeof err);
+        if (nd < 0) fprintf(stderr, "labs/bias: %s\n", err);
+        else printf("Wrote %ld prompts to %s\n", nd, dump);
+        bias_universe_free(&u); bias_trace_free(&trace);
+        return nd < 0;
+    }
     if (bias_profile_load(&p, profile, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
     if (bias_profile_source(&sim, &p, &u, c.seed, c.temperature, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
     bias_sampling samp = { c.temperature, c.top_p, c.max_tokens, c.seed, use_profile_lengths ? &sim : NULL };
