@@ -55,6 +55,14 @@ int k_silu_mul(k_bf16 *out, const k_bf16 *gu, int T, int I, cudaStream_t s);
 /* out (R, D) = x[rows[r]]  (gathers the rows whose logits are wanted) */
 int k_gather_rows(k_bf16 *out, const k_bf16 *x, const int32_t *rows, int R, int D,
                   cudaStream_t s);
+/* Which kernels k_add_rmsnorm, k_rope, k_add_bias and k_silu_mul launch:
+ * 0 = the default (16-byte accesses where the widths are multiples of 8 and
+ * the pointers 16-byte aligned, RoPE's cos/sin once per token; else scalar),
+ * 1 = the first, scalar kernels always (kept to measure against); -1 only
+ * asks.  Both give bit-identical results, except that RMSNorm adds its sum of
+ * squares in another order.  Without a call, PAGESIM_ELEM=v1 chooses 1.
+ * Returns the choice in force before the call. */
+int k_elementwise_impl(int impl);
 
 /* ---- paged KV cache and attention (layout: engine/attention.cu) ----------- */
 /* Writes the k and v heads of token t of qkv into slot slot_mapping[t] of
