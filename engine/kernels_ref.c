@@ -66,6 +66,11 @@ void kref_silu_mul(float *out, const float *gu, int T, int I) {
         }
 }
 
+void kref_add_bias(float *y, const float *bias, int T, int N) {
+    for (int t = 0; t < T; t++)
+        for (int n = 0; n < N; n++) y[(size_t)t * N + n] += bias[n];
+}
+
 void kref_kv_write(float *k_cache, float *v_cache, const float *qkv, const int32_t *slot_mapping,
                    int T, int nq, int nkv, int head_dim, int tok_stride) {
     size_t row = (size_t)nkv * head_dim;

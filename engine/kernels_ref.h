@@ -55,6 +55,7 @@ void kref_head_rmsnorm(float *x, int T, int nheads, int head_dim, int tok_stride
 void kref_rope(float *qkv, const int32_t *positions, const float *inv_freq, int T, int nq,
                int nkv, int head_dim, int tok_stride);
 void kref_silu_mul(float *out, const float *gu, int T, int I);
+void kref_add_bias(float *y, const float *bias, int T, int N);
 void kref_kv_write(float *k_cache, float *v_cache, const float *qkv, const int32_t *slot_mapping,
                    int T, int nq, int nkv, int head_dim, int tok_stride);
 /* Causal attention over the paged cache, one query row at a time; the batch

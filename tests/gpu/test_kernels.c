@@ -115,7 +115,7 @@ static void test_embedding_gather_bias(void **st) {
     k_bf16 *db = up_bf(bias, D);
     assert_int_equal(k_add_bias(dout, db, T, D, 0), 0);
     free(got); got = down_bf(dout, (size_t)T * D);
-    for (int t = 0; t < T; t++) for (int d = 0; d < D; d++) want[t * D + d] += bias[d];
+    kref_add_bias(want, bias, T, D);
     CHECK_CLOSE(got, want, (size_t)T * D, 1e-2, "add_bias");
     free(tab); free(want); free(got); free(gg); free(bias);
     cudaFree(dt); cudaFree(dout); cudaFree(dids); cudaFree(drows); cudaFree(dg); cudaFree(db);
@@ -180,6 +180,170 @@ static void test_silu_mul(void **st) {
     float *g = down_bf(dout, (size_t)T * I);
     CHECK_CLOSE(g, want, (size_t)T * I, 1e-2, "silu_mul");
     free(gu); free(want); free(g); cudaFree(dgu); cudaFree(dout);
+}
+
+/* ---- the 16-byte kernels against the scalar ones (k_elementwise_impl) -------
+ * The same input through the default kernels and through the first, scalar
+ * ones: SwiGLU, RoPE and bias must be bit-identical, RMSNorm's residual too
+ * and its output equal but for inv's last bit (its sum of squares is added in
+ * another order); the default's output is also checked against the
+ * reference.  Widths: the real ones (Qwen2.5-7B: D 3584, I 18944, qkv 4608,
+ * head_dim 128) and others a multiple of 8, which take the vector path, and
+ * odd, too large or unaligned ones, which take the scalar path. */
+static size_t n_differ(const float *a, const float *b, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+    return k;
+}
+/* x (n,) uploaded `off` elements past the start of an allocation (off 1: not
+ * 16-byte aligned); x NULL: poisoned.  *base is what to cudaFree. */
+static k_bf16 *up_bf_off(const float *x, size_t n, int off, void **base) {
+    float *h = calloc(n + (size_t)off, sizeof(float));
+    if (x) memcpy(h + off, x, n * sizeof(float));
+    else for (size_t i = 0; i < n; i++) h[off + i] = NAN;
+    k_bf16 *d = up_bf(h, n + (size_t)off);
+    free(h);
+    *base = d;
+    return d + off;
+}
+/* a launcher call under k_elementwise_impl(impl), the choice restored after */
+#define WITH_IMPL(impl, call) do { int o_ = k_elementwise_impl(impl); assert_int_equal((call), 0); \
+    k_elementwise_impl(o_); } while (0)
+
+static void silu_case(int T, int I, int off) {
+    size_t n = (size_t)T * I;
+    float *gu = rnd(2 * n, 4), *want = malloc(sizeof(float) * n);
+    void *bgu, *b0, *b1;
+    k_bf16 *dgu = up_bf_off(gu, 2 * n, off, &bgu);
+    k_bf16 *o0 = up_bf_off(NULL, n, off, &b0), *o1 = up_bf_off(NULL, n, off, &b1);
+    WITH_IMPL(0, k_silu_mul(o0, dgu, T, I, 0));
+    WITH_IMPL(1, k_silu_mul(o1, dgu, T, I, 0));
+    float *g0 = down_bf(o0, n), *g1 = down_bf(o1, n);
+    kref_silu_mul(want, gu, T, I);
+    char name[64];
+    snprintf(name, sizeof name, "silu_mul %dx%d%s", T, I, off ? " unaligned" : "");
+    CHECK_CLOSE(g0, want, n, 1e-2, name);
+    assert_int_equal(n_differ(g0, g1, n), 0);
+    free(gu); free(want); free(g0); free(g1); cudaFree(bgu); cudaFree(b0); cudaFree(b1);
+}
+
+static void test_silu_mul_paths(void **st) {
+    (void)st; TU_REQUIRE_GPU();
+    silu_case(9, 18944, 0);             /* Qwen2.5-7B */
+    silu_case(5, 4864, 0);
+    silu_case(3, 14336, 0);
+    silu_case(4, 8, 0);                 /* one vector per row */
+    silu_case(70000, 8, 0);             /* more rows than the grid's 65535 */
+    silu_case(7, 1001, 0);              /* odd: scalar */
+    silu_case(70000, 3, 0);
+    silu_case(6, 4864, 1);              /* unaligned: scalar */
+}
+
+static void rmsnorm_case(int T, int D, int with_res) {
+    size_t n = (size_t)T * D;
+    float *x = rnd(n, 2), *res = rnd(n, 2), *w = rnd(D, 1), *gx[2], *gr[2];
+    k_bf16 *dw = up_bf(w, D);
+    for (int impl = 0; impl < 2; impl++) {
+        k_bf16 *dx = up_bf(x, n), *dr = up_bf(res, n);
+        WITH_IMPL(impl, k_add_rmsnorm(dx, with_res ? dr : NULL, dw, T, D, 1e-6f, 0));
+        gx[impl] = down_bf(dx, n);
+        gr[impl] = down_bf(dr, n);
+        cudaFree(dx); cudaFree(dr);
+    }
+    kref_add_rmsnorm(x, with_res ? res : NULL, w, T, D, 1e-6f);
+    char name[64];
+    snprintf(name, sizeof name, "%s %dx%d", with_res ? "add_rmsnorm" : "rmsnorm", T, D);
+    CHECK_CLOSE(gx[0], x, n, 1e-2, name);
+    if (with_res) CHECK_CLOSE(gr[0], res, n, 1e-2, "  its residual");
+    assert_int_equal(n_differ(gr[0], gr[1], n), 0);
+    size_t nd = 0;                      /* x: one bf16 step at most, and rarely */
+    for (size_t i = 0; i < n; i++) {
+        if (!memcmp(&gx[0][i], &gx[1][i], sizeof(float))) continue;
+        nd++;
+        assert_true(fabsf(gx[0][i] - gx[1][i]) <= 0.03f * fabsf(gx[1][i]));
+    }
+    if (nd) fprintf(stderr, "  %-28s %zu of %zu values one rounding step from the scalar kernel's\n", name, nd, n);
+    assert_true(nd <= n / 1000);
+    free(x); free(res); free(w); free(gx[0]); free(gx[1]); free(gr[0]); free(gr[1]); cudaFree(dw);
+}
+
+static void test_rmsnorm_paths(void **st) {
+    (void)st; TU_REQUIRE_GPU();
+    int Ds[] = {3584, 896, 576, 1024, 4096, 1000, 8, 32768,     /* vector (1, 2, 4 per thread) */
+                999, 3, 32776};                                 /* scalar: odd, too wide */
+    for (size_t i = 0; i < sizeof Ds / sizeof Ds[0]; i++)
+        for (int r = 0; r < 2; r++) rmsnorm_case(Ds[i] > 8192 ? 3 : 33, Ds[i], r);
+}
+
+static void rope_case(int T, int nq, int nkv, int hd, int stride, int maxpos) {
+    size_t n = (size_t)T * stride;
+    float *inv = malloc(sizeof(float) * (size_t)(hd / 2));
+    kref_rope_inv_freq(inv, hd, 1000000.0, 0, 1.0, 1.0, 1.0, 0);
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)T);
+    for (int t = 0; t < T; t++) pos[t] = irand(maxpos);
+    float *x = rnd(n, 2), *g[2];
+    int32_t *dpos = up(pos, sizeof(int32_t) * (size_t)T);
+    float *dinv = up(inv, sizeof(float) * (size_t)(hd / 2));
+    for (int impl = 0; impl < 2; impl++) {
+        k_bf16 *dx = up_bf(x, n);
+        WITH_IMPL(impl, k_rope(dx, dpos, dinv, T, nq, nkv, hd, stride, 0));
+        g[impl] = down_bf(dx, n);
+        cudaFree(dx);
+    }
+    float *want = malloc(sizeof(float) * n);
+    memcpy(want, x, sizeof(float) * n);
+    kref_rope(want, pos, inv, T, nq, nkv, hd, stride);
+    char name[64];
+    snprintf(name, sizeof name, "rope %d+%dx%d stride %d", nq, nkv, hd, stride);
+    CHECK_CLOSE(g[0], want, n, 1e-2, name);
+    assert_int_equal(n_differ(g[0], g[1], n), 0);
+    size_t rot = (size_t)(nq + nkv) * hd;                 /* v heads and padding untouched */
+    for (int t = 0; t < T; t++)
+        assert_memory_equal(g[0] + (size_t)t * stride + rot, x + (size_t)t * stride + rot,
+                            sizeof(float) * (stride - rot));
+    free(inv); free(pos); free(x); free(g[0]); free(g[1]); free(want); cudaFree(dpos); cudaFree(dinv);
+}
+
+static void test_rope_paths(void **st) {
+    (void)st; TU_REQUIRE_GPU();
+    rope_case(37, 28, 4, 128, 36 * 128, 32768);         /* Qwen2.5-7B */
+    rope_case(21, 14, 2, 64, 18 * 64, 4096);            /* Qwen2.5-0.5B */
+    rope_case(9, 8, 2, 256, 12 * 256, 9000);
+    rope_case(5, 5, 1, 80, 7 * 80, 100);                /* half 40: vector */
+    rope_case(7, 4, 2, 72, 8 * 72, 100);                /* half 36: shared cos/sin, scalar */
+    rope_case(11, 28, 4, 128, 36 * 128 + 3, 32768);     /* odd stride: scalar */
+    rope_case(4, 3, 1, 6, 5 * 6, 50);
+    rope_case(2, 1, 0, 8192, 8192, 100);                /* head_dim > 4096: the first kernel */
+}
+
+static void bias_case(int T, int N, int off) {
+    size_t n = (size_t)T * N;
+    float *y = rnd(n, 2), *b = rnd(N, 1), *g[2];
+    k_bf16 *db = up_bf(b, N);
+    for (int impl = 0; impl < 2; impl++) {
+        void *base;
+        k_bf16 *dy = up_bf_off(y, n, off, &base);
+        WITH_IMPL(impl, k_add_bias(dy, db, T, N, 0));
+        g[impl] = down_bf(dy, n);
+        cudaFree(base);
+    }
+    kref_add_bias(y, b, T, N);
+    for (size_t i = 0; i < n; i++) y[i] = kref_round_bf(y[i]);   /* one rounding: exact */
+    char name[64];
+    snprintf(name, sizeof name, "add_bias %dx%d%s", T, N, off ? " unaligned" : "");
+    CHECK_CLOSE(g[0], y, n, 1e-2, name);
+    assert_int_equal(n_differ(g[0], y, n), 0);
+    assert_int_equal(n_differ(g[1], y, n), 0);
+    free(y); free(b); free(g[0]); free(g[1]); cudaFree(db);
+}
+
+static void test_bias_paths(void **st) {
+    (void)st; TU_REQUIRE_GPU();
+    bias_case(37, 4608, 0);             /* Qwen2.5-7B qkv */
+    bias_case(5, 1152, 0);
+    bias_case(70000, 8, 0);
+    bias_case(9, 1001, 0);              /* odd: scalar */
+    bias_case(6, 4608, 1);              /* unaligned: scalar */
 }
 
 static void test_gemm(void **st) {
@@ -267,6 +431,13 @@ static void attention_case(int nq, int nkv, int hd, int bs, int B, const int *ql
     size_t cache_n = (size_t)num_blocks * bs * nkv * hd;
     /* amp scales q and k: 1 gives a flat softmax, 3 a sharp one (score std ~5) */
     float *kc = rnd(cache_n, amp), *vc = rnd(cache_n, 1), *qkv = rnd((size_t)T * stride, amp);
+    /* stale slots past each context in its last block hold NaN: a kernel that
+     * reads them (a tile of 16 over a partial block) must not let them in */
+    for (int b = 0; b < B; b++)
+        for (int j = ctx[b]; j % bs; j++) {
+            size_t slot = (size_t)tables[b * max_blocks + j / bs] * bs + j % bs;
+            for (int i = 0; i < nkv * hd; i++) kc[slot * nkv * hd + i] = vc[slot * nkv * hd + i] = NAN;
+        }
     k_bf16 *dkc = up_bf(kc, cache_n), *dvc = up_bf(vc, cache_n), *dqkv = up_bf(qkv, (size_t)T * stride);
     k_bf16 *dout = poisoned((size_t)T * nq * hd * 2);
     int32_t *dtab = up(tables, sizeof(int32_t) * B * max_blocks), *dqs = up(qs, sizeof(int32_t) * (B + 1));
@@ -291,7 +462,7 @@ static void attention_case(int nq, int nkv, int hd, int bs, int B, const int *ql
     cudaFree(dctx); cudaFree(dslots); cudaFree(ws);
 }
 
-/* every case with each implementation: the default, v2 and v3 decode, v1 */
+/* every case with each implementation: the default, v2, v3 and v5 decode, v1 */
 static void attention_cases(const char *impl) {
     char n[96];
 #define CASE(nq, nkv, hd, bs, B, q, c, what, amp) do { snprintf(n, sizeof n, "%s %s", impl, what); \
@@ -306,6 +477,8 @@ static void attention_cases(const char *impl) {
     CASE(16, 8, 128, 16, 5, q1, c1, "hd128 G2 mixed (Qwen3-0.6B)", 1);
     int q2[3] = {70, 1, 33}, c2[3] = {70, 2100, 600};
     CASE(16, 1, 256, 32, 3, q2, c2, "hd256 G16", 1);
+    CASE(16, 1, 128, 32, 3, q2, c2, "hd128 G16 block 32", 1);
+    CASE(12, 1, 64, 48, 3, q2, c2, "hd64 G12 block 48", 3);
     int q3[4] = {1, 1, 1, 1}, c3[4] = {1, 4096, 17, 1025};
     CASE(8, 8, 128, 16, 4, q3, c3, "hd128 MHA decode", 1);
     CASE(8, 8, 128, 16, 4, q3, c3, "hd128 MHA decode sharp", 3);
@@ -326,6 +499,8 @@ static void test_attention(void **st) {
     attention_cases("v2");
     k_attention_impl(3);
     attention_cases("v3");
+    k_attention_impl(5);
+    attention_cases("v5");
     k_attention_impl(1);
     attention_cases("v1");
     k_attention_impl(old);
@@ -388,6 +563,10 @@ int main(void) {
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_silu_mul),
+        cmocka_unit_test(test_silu_mul_paths),
+        cmocka_unit_test(test_rmsnorm_paths),
+        cmocka_unit_test(test_rope_paths),
+        cmocka_unit_test(test_bias_paths),
         cmocka_unit_test(test_gemm),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_sample_logprobs),
