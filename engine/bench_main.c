@@ -7,6 +7,7 @@
  *                [--workload uniform --num-requests N --min-len A --max-len B]
  *                [--peak-tflops F --peak-gbps G] [--kv-policy paged|contiguous] ...
  *   engine/bench --dummy-weights CONFIG.json --attention 64:1024,256:4096 [--peak-gbps G]
+ *   engine/bench --dummy-weights CONFIG.json --elementwise 8192 [--peak-gbps G]
  * The roofline: each step's FLOPs (2 x matmul parameters x tokens, the
  * vocabulary head for the sampled rows, 4 x layers x heads x head_dim per
  * attention (query, key) pair) at --peak-tflops, and its bytes (the weights,
@@ -15,6 +16,7 @@
  * the same GPU (tests/gpu/bench_hf.py --peaks measures both). */
 #include "engine/cli.h"
 #include "engine/engine.h"
+#include "engine/kernels_ref.h"
 #include "engine/weights.h"
 #include "sim/model_config.h"
 #include <stdio.h>
@@ -44,6 +46,9 @@ static void usage(FILE *f) {
         "  --peak-gbps G             measured memory bandwidth GB/s, for the roofline (default 4300)\n"
         "  --attention B:C[,B:C...]  only time the paged decode attention kernel: B sequences of\n"
         "                            context C (the config's heads), K/V bytes read per second\n"
+        "  --elementwise T           only time the per-token kernels (SwiGLU, add + RMSNorm, bias,\n"
+        "                            RoPE, KV write) on T rows of the config's widths, the scalar\n"
+        "                            kernels against the default; bytes moved per second\n"
         "  --json FILE               write the figures as JSON\n"
         "  --kv-policy paged|contiguous, --no-prefix-caching, --max-num-batched-tokens N (default 8192),\n"
         "  --max-num-seqs N (256), --max-model-len N, --block-size N, --gpu-memory-utilization F,\n"
@@ -156,6 +161,137 @@ static double datasheet_gbps(char *name, size_t n) {
     if (strstr(p.name, "A100")) return 2039;
     return 0;
 }
+
+/* ---- the per-token elementwise kernels alone -------------------------------
+ * Each kernel at T rows of the config's widths, with the scalar kernels
+ * (k_elementwise_impl(1)) and the default; its calls go round copies of its
+ * buffers in one pool so that the L2 cache holds none of what a call reads. */
+enum { EW_SILU, EW_NORM, EW_BIAS, EW_ROPE, EW_KV, EW_N };
+static const char *const ew_names[EW_N] = {"silu_mul", "add_rmsnorm", "add_bias", "rope", "kv_write"};
+typedef struct ew_bench {
+    int T, D, I, nq, nkv, hd, qkv;  /* rows; hidden, intermediate; heads; qkv row width */
+    k_bf16 *pool;                   /* (pool_n,) the kernels' row buffers, copies side by side */
+    size_t pool_n;
+    k_bf16 *w, *bias;               /* (D,) norm weight, (qkv,) bias */
+    int32_t *pos, *slots;           /* (T,) positions, KV slots (slot t for row t) */
+    float *inv;                     /* (hd/2,) RoPE inverse frequencies */
+} ew_bench;
+
+/* Elements of one copy of kernel k's buffers; *bytes: what a call reads and writes. */
+static size_t ew_footprint(const ew_bench *b, int k, double *bytes) {
+    size_t T = (size_t)b->T, kv = (size_t)b->nkv * b->hd;
+    switch (k) {
+    case EW_SILU: *bytes = 2.0 * T * b->I * 3; return T * 3 * b->I;            /* gu (T,2I), act (T,I) */
+    case EW_NORM: *bytes = 2.0 * T * b->D * 4 + 2.0 * b->D; return 2 * T * b->D;   /* x, res (T,D) */
+    case EW_BIAS: *bytes = 2.0 * T * b->qkv * 2 + 2.0 * b->qkv; return T * b->qkv; /* qkv (T,qkv) */
+    case EW_ROPE: *bytes = 2.0 * T * (b->nq + b->nkv) * b->hd * 2 + 4.0 * T; return T * b->qkv;
+    default: *bytes = 2.0 * T * kv * 4 + 4.0 * T; return T * b->qkv + 2 * T * kv;  /* + k, v cache */
+    }
+}
+static int ew_launch(const ew_bench *b, int k, k_bf16 *p) {
+    size_t T = (size_t)b->T, kv = (size_t)b->nkv * b->hd;
+    switch (k) {
+    case EW_SILU: return k_silu_mul(p + T * 2 * b->I, p, b->T, b->I, 0);
+    case EW_NORM: return k_add_rmsnorm(p, p + T * b->D, b->w, b->T, b->D, 1e-6f, 0);
+    case EW_BIAS: return k_add_bias(p, b->bias, b->T, b->qkv, 0);
+    case EW_ROPE: return k_rope(p, b->pos, b->inv, b->T, b->nq, b->nkv, b->hd, b->qkv, 0);
+    default:
+        return k_kv_write(p + T * b->qkv, p + T * b->qkv + T * kv, p, b->slots, b->T, b->nq, b->nkv,
+                          b->hd, b->qkv, 0);
+    }
+}
+/* microseconds per call of kernel k, or < 0 on a failed launch */
+static double ew_time(const ew_bench *b, int k) {
+    double bytes;
+    size_t fp = (ew_footprint(b, k, &bytes) + 127) / 128 * 128;     /* copies 256-byte aligned */
+    int nc = (int)(b->pool_n / fp), iters = 20;
+    if (nc > 8) nc = 8;
+    if (nc < 1) return -1;
+    for (int i = 0; i < 3; i++)
+        if (ew_launch(b, k, b->pool + (size_t)(i % nc) * fp)) return -1;
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0); cudaEventCreate(&e1);
+    cudaEventRecord(e0, 0);
+    for (int i = 0; i < iters; i++) ew_launch(b, k, b->pool + (size_t)((i + 3) % nc) * fp);
+    cudaEventRecord(e1, 0);
+    float ms = 0;
+    int ok = cudaEventSynchronize(e1) == cudaSuccess && cudaEventElapsedTime(&ms, e0, e1) == cudaSuccess;
+    cudaEventDestroy(e0); cudaEventDestroy(e1);
+    return ok ? 1e3 * ms / iters : -1;
+}
+
+static int run_elementwise(const mc_config *c, int T, double peak_gbps, FILE *js) {
+    ew_bench b = {T, c->hidden_size, c->intermediate_size, c->num_heads, c->num_kv_heads, c->head_dim,
+                  (c->num_heads + 2 * c->num_kv_heads) * c->head_dim, NULL, 0, NULL, NULL, NULL, NULL, NULL};
+    char gpu[256];
+    double sheet = datasheet_gbps(gpu, sizeof gpu), copy = copy_gbps(), bytes;
+    size_t most = 0;
+    for (int k = 0; k < EW_N; k++) {
+        size_t f = ew_footprint(&b, k, &bytes);
+        if (f > most) most = f;
+    }
+    b.pool_n = 2 * (most + 128);
+    int half = b.hd / 2, rc = 1;
+    float *hinv = malloc(sizeof(float) * (size_t)half);
+    int32_t *hpos = malloc(sizeof(int32_t) * (size_t)T);
+    uint64_t st = 11;
+    if (!hinv || !hpos) goto out;
+    kref_rope_inv_freq(hinv, b.hd, c->rope_theta > 0 ? c->rope_theta : 10000.0, 0, 1, 1, 1, 0);
+    for (int t = 0; t < T; t++) hpos[t] = (int32_t)(splitmix(&st) % 32768);
+    if (cudaMalloc((void **)&b.pool, b.pool_n * 2) || cudaMalloc((void **)&b.w, (size_t)b.D * 2) ||
+        cudaMalloc((void **)&b.bias, (size_t)b.qkv * 2) || cudaMalloc((void **)&b.pos, sizeof(int32_t) * (size_t)T) ||
+        cudaMalloc((void **)&b.slots, sizeof(int32_t) * (size_t)T) || cudaMalloc((void **)&b.inv, sizeof(float) * (size_t)half)) {
+        fprintf(stderr, "engine/bench: cannot allocate %.2f GB for --elementwise %d\n", b.pool_n * 2e-9, T);
+        goto out;
+    }
+    k_fill_random(b.pool, (int64_t)b.pool_n, 1, 1.0f, 0);
+    k_fill_random(b.w, b.D, 2, 1.0f, 0);
+    k_fill_random(b.bias, b.qkv, 3, 0.1f, 0);
+    cudaMemcpy(b.pos, hpos, sizeof(int32_t) * (size_t)T, cudaMemcpyHostToDevice);
+    cudaMemcpy(b.inv, hinv, sizeof(float) * (size_t)half, cudaMemcpyHostToDevice);
+    for (int t = 0; t < T; t++) hpos[t] = t;
+    cudaMemcpy(b.slots, hpos, sizeof(int32_t) * (size_t)T, cudaMemcpyHostToDevice);
+    printf("per-token kernels, %s: %d rows, hidden %d, intermediate %d, heads %d + %d of %d (qkv row %d)\n",
+           c->name, T, b.D, b.I, b.nq, b.nkv, b.hd, b.qkv);
+    printf("GPU %s: --peak-gbps %.0f, device-to-device copy %.0f GB/s (read + written), datasheet %.0f\n", gpu,
+           peak_gbps, copy, sheet);
+    printf("%-12s %9s | %10s %8s %7s | %10s %8s %7s | %7s\n", "kernel", "MB/call", "scalar us", "GB/s", "% peak",
+           "default us", "GB/s", "% peak", "speedup");
+    if (js) fprintf(js, "{\"gpu\": \"%s\", \"config\": \"%s\", \"rows\": %d, \"peak_gbps\": %.1f, "
+                    "\"copy_gbps\": %.1f, \"kernels\": [", gpu, c->name, T, peak_gbps, copy);
+    double layer[2] = {0, 0};         /* one layer's calls: silu, 2 x norm, bias, rope, kv write */
+    int old = k_elementwise_impl(-1);
+    for (int k = 0; k < EW_N; k++) {
+        double us[2];
+        ew_footprint(&b, k, &bytes);
+        for (int impl = 1; impl >= 0; impl--) {     /* kv_write (attention.cu) has one kernel */
+            k_elementwise_impl(impl);
+            us[impl] = ew_time(&b, k);
+            if (us[impl] < 0) {
+                fprintf(stderr, "engine/bench: %s failed: %s\n", ew_names[k], cudaGetErrorString(cudaGetLastError()));
+                k_elementwise_impl(old);
+                goto out;
+            }
+            layer[impl] += us[impl] * (k == EW_NORM ? 2 : 1);
+        }
+        double g1 = bytes / (us[1] * 1e3), g0 = bytes / (us[0] * 1e3);   /* GB/s */
+        printf("%-12s %9.1f | %10.1f %8.0f %6.1f%% | %10.1f %8.0f %6.1f%% | %6.2fx\n", ew_names[k], bytes / 1e6,
+               us[1], g1, 100 * g1 / peak_gbps, us[0], g0, 100 * g0 / peak_gbps, us[1] / us[0]);
+        if (js) fprintf(js, "%s{\"name\": \"%s\", \"bytes\": %.0f, \"scalar_us\": %.2f, \"scalar_gbps\": %.1f, "
+                        "\"default_us\": %.2f, \"default_gbps\": %.1f}", k ? ", " : "", ew_names[k], bytes, us[1],
+                        g1, us[0], g0);
+    }
+    k_elementwise_impl(old);
+    printf("one layer (silu_mul, 2 x add_rmsnorm, add_bias, rope, kv_write): scalar %.1f us, default %.1f us; "
+           "x %d layers: %.2f -> %.2f ms per forward of %d rows\n", layer[1], layer[0], c->num_layers,
+           layer[1] * c->num_layers / 1e3, layer[0] * c->num_layers / 1e3, T);
+    if (js) fprintf(js, "], \"layer_scalar_us\": %.2f, \"layer_default_us\": %.2f}\n", layer[1], layer[0]);
+    rc = 0;
+out:
+    cudaFree(b.pool); cudaFree(b.w); cudaFree(b.bias); cudaFree(b.pos); cudaFree(b.slots); cudaFree(b.inv);
+    free(hinv); free(hpos);
+    return rc;
+}
 #endif
 
 static int run_attention(const mc_config *c, const char *spec, int bs, double peak_gbps, FILE *js) {
@@ -200,7 +336,7 @@ static int run_attention(const mc_config *c, const char *spec, int bs, double pe
 
 int main(int argc, char **argv) {
     const char *model_dir = NULL, *dummy = NULL, *workload = "fixed", *save = NULL, *json = NULL, *attn = NULL;
-    int nreq = 1024, plen = 512, olen = 96, lo = 100, hi = 1024;
+    int nreq = 1024, plen = 512, olen = 96, lo = 100, hi = 1024, ew_rows = 0;
     double peak_tflops = 790, peak_gbps = 4300, temperature = 0;
     unsigned long long seed = 0, dummy_seed = 0;
     eng_config cfg = {0};
@@ -227,6 +363,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--save-workload")) save = v;
         else if (!strcmp(a, "--json")) json = v;
         else if (!strcmp(a, "--attention")) attn = v;
+        else if (!strcmp(a, "--elementwise")) ew_rows = cli_int(PROG, a, v, 1, 1 << 16);
         else if (!strcmp(a, "--peak-tflops")) peak_tflops = cli_num(PROG, a, v, 1, 1e6);
         else if (!strcmp(a, "--peak-gbps")) peak_gbps = cli_num(PROG, a, v, 1, 1e6);
         else if (!strcmp(a, "--kv-policy")) {
@@ -262,6 +399,16 @@ int main(int argc, char **argv) {
     if (json && !(js = fopen(json, "w"))) { fprintf(stderr, "engine/bench: cannot write %s\n", json); return 1; }
     if (attn) {
         int rc = run_attention(&c, attn, cfg.model.block_size > 0 ? cfg.model.block_size : 16, peak_gbps, js);
+        if (js) fclose(js);
+        return rc;
+    }
+    if (ew_rows) {
+#ifdef PAGESIM_HAVE_CUDA
+        int rc = run_elementwise(&c, ew_rows, peak_gbps, js);
+#else
+        int rc = 1;
+        fprintf(stderr, "engine/bench: built without CUDA (no nvcc)\n");
+#endif
         if (js) fclose(js);
         return rc;
     }
