@@ -22,7 +22,14 @@ checkpoint computes it in fp32, as we do.  We restore the fp32 buffer after
 every cast (rope_fp32), so both sides rotate with the same frequencies; with
 --diag-layer0 the first layer's intermediates are compared with and without
 that restoration (see docs/engine-notes.md).
+Random weights have flat logits, so a bf16 near-tie flips a greedy token and
+every later one; --checkpoint DIR runs the same comparison on an existing,
+trained checkpoint (tests/gpu/train_tiny.py) with --num-prompts prompts spread
+over a labs/bias --dump-prompts file, and also counts greedy agreement up to
+transformers' first EOS (the tokens the model really generates); there the
+greedy target (>= 95% of all --gen positions) is part of the pass.
 Usage: tests/gpu/compare_hf.py --engine build/gpu/run [--out DIR] [--full-7b] [--diag-layer0]
+       tests/gpu/compare_hf.py --engine engine/run --checkpoint DIR --prompts P.jsonl [--num-prompts 6] [--gen 32]
 Writes DIR/compare.json and prints a table; exits 1 when a target is missed.
 """
 import argparse, copy, json, os, struct, subprocess, sys, tempfile, time
@@ -33,6 +40,7 @@ import transformers as tf
 GEN = 32
 EAGER = False
 LEGACY_ROPE = False
+EOS_ID = None        # --checkpoint: also count greedy agreement up to transformers' first EOS
 
 
 def families(full_7b):
@@ -315,6 +323,10 @@ def compare(prompts, eng, ref):
         mx["decode_max_abs"] = max(mx["decode_max_abs"], float(np.max(np.abs(lg[P - 1:] - hl[P - 1:]))))
         ours = toks[P:]
         count("greedy_agree", ours, hgen)
+        if EOS_ID is not None:     # the positions the model really generates (up to its EOS, included)
+            e = np.nonzero(hgen == EOS_ID)[0]
+            k = int(e[0]) + 1 if len(e) else len(hgen)
+            count("greedy_agree_to_eos", ours[:k], hgen[:k])
         count("teacher_forced_argmax_agree", ours, np.argmax(hl[P - 1:], axis=1))
         if "fp32" in r:
             fl, fgen = r["fp32"]
@@ -340,7 +352,99 @@ def compare(prompts, eng, ref):
     return out
 
 
+def check_model(a, path, model, prompts, tmp, r):
+    """ours against transformers on one saved model (path) already loaded as model (bf16):
+    batched, each prompt alone, chunked prefill, contiguous; fills r, sets r["pass"]"""
+    r["rope_fp32"] = rope_fp32(model)
+    eng, secs, log = run_engine(a.engine, path, prompts, [], os.path.join(tmp, "b.bin"))
+    model32 = copy.deepcopy(model).float()
+    model32.generation_config.eos_token_id = None
+    ref = hf_reference(model, prompts, eng, model32)
+    del model32
+    torch.cuda.empty_cache()
+    r["batched"] = compare(prompts, eng, ref)
+    # each prompt alone: identical tokens, logits within bf16 noise of the batch
+    # (logits compared up to the first token where the two runs part, since
+    # after it they see different inputs)
+    same_tok, num, den, single_max = 0, 0.0, 0.0, 0.0
+    for j, p in enumerate(prompts):
+        e1, _, _ = run_engine(a.engine, path, [p], [], os.path.join(tmp, "s.bin"))
+        P, t1, l1 = e1[0]
+        t0, l0 = eng[j][1], eng[j][2]
+        same_tok += int(np.array_equal(t1, t0))
+        diff = np.nonzero(t1 != t0)[0]
+        upto = int(diff[0]) if len(diff) else len(t0) - 1     # rows predicting tokens <= upto
+        a0, a1 = l0[:upto], l1[:upto]
+        num += float(np.sum((a1 - a0) ** 2)); den += float(np.sum(a0 ** 2))
+        single_max = max(single_max, float(np.max(np.abs(a1 - a0))))
+    r["batch_equals_single_tokens"] = "%d/%d" % (same_tok, len(prompts))
+    r["batch_vs_single_rel_l2"] = (num / den) ** 0.5
+    r["batch_vs_single_max_abs_logit"] = single_max
+    # chunked prefill through the block tables
+    ec, _, _ = run_engine(a.engine, path, prompts, ["--max-num-batched-tokens", "64"],
+                          os.path.join(tmp, "c.bin"))
+    r["chunked64"] = compare(prompts, ec, hf_reference(model, prompts, ec))
+    # the static KV cache: same kernels through synthesised block tables
+    et, _, _ = run_engine(a.engine, path, prompts, ["--kv-policy", "contiguous"],
+                          os.path.join(tmp, "t.bin"))
+    r["contiguous_equals_paged"] = bool(all(np.array_equal(x[1], y[1]) and np.array_equal(x[2], y[2])
+                                            for x, y in zip(et, eng)))
+    b, c = r["batched"], r["chunked64"]
+    r["greedy_target_95"] = bool(b["greedy_agree"] >= 0.95)
+    # pass: logits within bf16 tolerance, and ours no further from fp32 than
+    # transformers' own bf16 run is (tokens: teacher-forced argmax)
+    r["pass"] = bool(b["prefill_rel_l2"] < 0.03 and b["decode_rel_l2"] < 0.03 and
+                     c["prefill_rel_l2"] < 0.03 and
+                     b["fp32_ours_rel_l2"] <= 1.5 * b["fp32_hfbf16_rel_l2"] and
+                     b["fp32_ours_tf_argmax_agree"] >= b["fp32_hfbf16_tf_argmax_agree"] - 0.05 and
+                     r["batch_vs_single_rel_l2"] < 0.01 and r["contiguous_equals_paged"])
+
+
+def load_checkpoint(path):
+    """a saved checkpoint as the engine holds it (bf16 on the GPU), generating exactly GEN tokens"""
+    try:
+        model = tf.AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16)
+    except TypeError:             # transformers before 4.56
+        model = tf.AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.bfloat16)
+    model.to("cuda").eval()
+    model.generation_config.eos_token_id = None
+    return model
+
+
+def lab_prompts(path, n):
+    """n prompts spread over a labs/bias --dump-prompts file (token ids, chat template included)"""
+    rows = [json.loads(l) for l in open(path, encoding="utf-8") if l.strip()]
+    pick = sorted({k * len(rows) // n for k in range(min(n, len(rows)))})
+    return [rows[k]["ids"] for k in pick], [rows[k].get("ticker", "?") for k in pick]
+
+
+def run_checkpoint(a, results, tmp):
+    """--checkpoint: the comparison on an existing model directory and lab prompts"""
+    global EOS_ID
+    name = "checkpoint:" + os.path.basename(os.path.normpath(a.checkpoint))
+    prompts, tickers = lab_prompts(a.prompts, a.num_prompts)
+    eos = json.load(open(os.path.join(a.checkpoint, "config.json"))).get("eos_token_id")
+    EOS_ID = eos[0] if isinstance(eos, list) else eos
+    r = {"prompts": len(prompts), "prompt_tokens": [len(p) for p in prompts], "tickers": tickers, "gen": GEN,
+         "eos_token_id": EOS_ID}
+    t0 = time.time()
+    try:
+        model = load_checkpoint(a.checkpoint)
+        r["load_s"] = round(time.time() - t0, 1)
+        check_model(a, a.checkpoint, model, prompts, tmp, r)
+        r["pass"] = bool(r["pass"] and r["greedy_target_95"])
+        del model
+        torch.cuda.empty_cache()
+    except Exception as ex:
+        r["error"] = str(ex)[-2000:]
+        r["pass"] = False
+    results[name] = r
+    print(json.dumps({name: r}, indent=1), flush=True)
+    return r["pass"]
+
+
 def main():
+    global EAGER, LEGACY_ROPE, GEN
     ap = argparse.ArgumentParser()
     ap.add_argument("--engine", default="build/gpu/run")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -351,15 +455,26 @@ def main():
                     help="layer-0 per-op comparison (PAGESIM_DUMP_LAYER0) of the 7B-shape family")
     ap.add_argument("--legacy-rope", action="store_true",
                     help="copy rope_theta/rope_scaling to the top level of config.json (old readers)")
+    ap.add_argument("--checkpoint", metavar="DIR",
+                    help="instead of the random-weight families: an existing checkpoint (e.g. tests/gpu/train_tiny.py's)")
+    ap.add_argument("--prompts", metavar="JSONL", help="with --checkpoint: prompts from labs/bias --dump-prompts")
+    ap.add_argument("--num-prompts", type=int, default=6, help="with --checkpoint: how many, spread over the file")
+    ap.add_argument("--gen", type=int, default=GEN, help="tokens generated per prompt (default %d)" % GEN)
     a = ap.parse_args()
-    global EAGER, LEGACY_ROPE
+    if a.checkpoint and not a.prompts:
+        ap.error("--checkpoint needs --prompts JSONL")
+    if a.num_prompts < 1 or a.gen < 1:
+        ap.error("--num-prompts and --gen must be >= 1")
+    GEN = a.gen
     EAGER = a.eager
     LEGACY_ROPE = a.legacy_rope
     rng = np.random.default_rng(1)
     results, ok = {}, True
     tmp = tempfile.mkdtemp(prefix="pagesim-hf-")
     print("transformers", tf.__version__, "torch", torch.__version__, torch.cuda.get_device_name())
-    for i, (name, cfg, opts) in enumerate(families(a.full_7b)):
+    if a.checkpoint:
+        ok &= run_checkpoint(a, results, tmp)
+    for i, (name, cfg, opts) in enumerate([] if a.checkpoint else families(a.full_7b)):
         only = [x for x in a.only.split(",") if x]
         if (only and not any(x in name for x in only)) or (name.startswith("diag") and "diag" not in a.only):
             continue
@@ -373,49 +488,7 @@ def main():
         try:
             if a.diag_layer0 and "7b" in name:
                 r["layer0"] = diag_layer0(a.engine, path, model, prompts[-1], tmp)
-            r["rope_fp32"] = rope_fp32(model)
-            eng, secs, log = run_engine(a.engine, path, prompts, [], os.path.join(tmp, "b.bin"))
-            model32 = copy.deepcopy(model).float()
-            model32.generation_config.eos_token_id = None
-            ref = hf_reference(model, prompts, eng, model32)
-            del model32
-            torch.cuda.empty_cache()
-            r["batched"] = compare(prompts, eng, ref)
-            # each prompt alone: identical tokens, logits within bf16 noise of the batch
-            # (logits compared up to the first token where the two runs part, since
-            # after it they see different inputs)
-            same_tok, num, den, single_max = 0, 0.0, 0.0, 0.0
-            for j, p in enumerate(prompts):
-                e1, _, _ = run_engine(a.engine, path, [p], [], os.path.join(tmp, "s.bin"))
-                P, t1, l1 = e1[0]
-                t0, l0 = eng[j][1], eng[j][2]
-                same_tok += int(np.array_equal(t1, t0))
-                diff = np.nonzero(t1 != t0)[0]
-                upto = int(diff[0]) if len(diff) else len(t0) - 1     # rows predicting tokens <= upto
-                a0, a1 = l0[:upto], l1[:upto]
-                num += float(np.sum((a1 - a0) ** 2)); den += float(np.sum(a0 ** 2))
-                single_max = max(single_max, float(np.max(np.abs(a1 - a0))))
-            r["batch_equals_single_tokens"] = "%d/%d" % (same_tok, len(prompts))
-            r["batch_vs_single_rel_l2"] = (num / den) ** 0.5
-            r["batch_vs_single_max_abs_logit"] = single_max
-            # chunked prefill through the block tables
-            ec, _, _ = run_engine(a.engine, path, prompts, ["--max-num-batched-tokens", "64"],
-                                  os.path.join(tmp, "c.bin"))
-            r["chunked64"] = compare(prompts, ec, hf_reference(model, prompts, ec))
-            # the static KV cache: same kernels through synthesised block tables
-            et, _, _ = run_engine(a.engine, path, prompts, ["--kv-policy", "contiguous"],
-                                  os.path.join(tmp, "t.bin"))
-            r["contiguous_equals_paged"] = bool(all(np.array_equal(x[1], y[1]) and np.array_equal(x[2], y[2])
-                                                    for x, y in zip(et, eng)))
-            b, c = r["batched"], r["chunked64"]
-            r["greedy_target_95"] = bool(b["greedy_agree"] >= 0.95)
-            # pass: logits within bf16 tolerance, and ours no further from fp32 than
-            # transformers' own bf16 run is (tokens: teacher-forced argmax)
-            r["pass"] = bool(b["prefill_rel_l2"] < 0.03 and b["decode_rel_l2"] < 0.03 and
-                             c["prefill_rel_l2"] < 0.03 and
-                             b["fp32_ours_rel_l2"] <= 1.5 * b["fp32_hfbf16_rel_l2"] and
-                             b["fp32_ours_tf_argmax_agree"] >= b["fp32_hfbf16_tf_argmax_agree"] - 0.05 and
-                             r["batch_vs_single_rel_l2"] < 0.01 and r["contiguous_equals_paged"])
+            check_model(a, path, model, prompts, tmp, r)
         except Exception as ex:   # report and go on with the next family
             r["error"] = str(ex)[-2000:]
             r["pass"] = False
@@ -443,6 +516,11 @@ def main():
                 c["decode_max_abs"], 100 * c["greedy_agree"], 100 * c["teacher_forced_argmax_agree"]))
         else:
             print("%-28s ERROR %s" % (n, r.get("error", "")[:300]))
+    for n, r in results.items():
+        b = r.get("batched", {})
+        if "greedy_agree_to_eos" in b:
+            print("%-28s greedy up to transformers' EOS (%s): %.1f%%; all %d generated positions %.1f%%" % (
+                n, r["eos_token_id"], 100 * b["greedy_agree_to_eos"], b["positions"], 100 * b["greedy_agree"]))
     print("against an fp32 run of the same weights (ours | transformers bf16):")
     for n, r in results.items():
         b = r.get("batched", {})
