@@ -21,7 +21,9 @@
 #      and started again mid-run: every trial reported once, none lost, replies equal to
 #      the straight run's.
 # Lines to read: "== RESULT ..." (one per check) at the end of $OUT/log.txt.
-# Environment: BUDGET (seconds for the whole call, default 520), TRAIN_S (training, 100).
+# Environment: BUDGET (seconds for the whole call, default 520), TRAIN_S (training, 100);
+# STAGES (comma list of train,compare,lab,load; default all); SERVE_BACKEND (engine/serve's
+# model, default "--model DIR"; "--mock" with STAGES=lab,load tries the script without a GPU).
 # Everything lands in /tmp/wt; $OUT gets log.txt and results.tgz (no checkpoint).
 set -u
 O=${OUT:-out}; mkdir -p "$O"; W=/tmp/wt; rm -rf $W; mkdir -p $W
@@ -31,10 +33,15 @@ L=$PWD/.carry/lab7; B=$L/bin
 NV=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 LDP=$L/lib:${NV%/bin/nvcc}/lib64
 E="env LD_LIBRARY_PATH=$LDP"                                  # for our binaries only
-T0=$(date +%s); BUDGET=${BUDGET:-520}; TRAIN_S=${TRAIN_S:-100}
+T0=$(date +%s); BUDGET=${BUDGET:-520}; TRAIN_S=${TRAIN_S:-100}; STAGES=${STAGES:-train,compare,lab,load}
+has() { [[ ",$STAGES," == *",$1,"* ]]; }
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 cap() { local t=$1 l; l=$(( $(left) - ${2:-10} )); [ $l -lt $t ] && t=$l; [ $t -lt 5 ] && t=5; echo $t; }
 stamp() { echo "== [$(( $(date +%s) - T0 )) s] $*"; }
+metric() {       # port name: the value of one of engine/serve's Prometheus metrics (summed over labels)
+  (exec 3<>/dev/tcp/127.0.0.1/$1 && printf 'GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n' >&3 && cat <&3) 2>/dev/null |
+    awk -v n="$2" '$1 == n || index($1, n "{") == 1 { s += $2 } END { print s + 0 }'
+}
 wait_port() {    # port pid: 0 when it accepts connections, 1 when the process died or 120 s passed
   local i
   for i in $(seq 1 2400); do
@@ -45,25 +52,26 @@ wait_port() {    # port pid: 0 when it accepts connections, 1 when the process d
   return 1
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-GN=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+GN=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 case "$GN" in *H200*) G=H200;; *PCIe*) G=H100-PCIe;; *) G=H100-SXM;; esac
 for b in labs/bias engine/serve engine/run; do
   $E $B/$b --help > /dev/null 2>&1 || { echo "$b does not start here"; $E ldd $B/$b | grep "not found"; exit 1; }
 done
-python3 -c "import torch, transformers, tokenizers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'tokenizers', tokenizers.__version__)"
+has train && python3 -c "import torch, transformers, tokenizers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'tokenizers', tokenizers.__version__)"
 printf '#!/bin/sh\nexec env LD_LIBRARY_PATH=%s %s "$@"\n' "$LDP" "$B/engine/run" > $W/run.sh; chmod +x $W/run.sh
-M=tiny-bias; CK=$W/tiny
+M=tiny-bias; CK=$W/tiny; SB=${SERVE_BACKEND:---model $CK}
 
 stamp "1: prompts (labs/bias --dump-prompts)"
 awk 'NR == 1 || NR % 10 == 2' data/universe/sp500.csv > $W/t50.csv
 $E $B/labs/bias --dump-prompts $W/held.jsonl --tickers $W/t50.csv --num-sets 1 || exit 1
 TR=()
+if has train; then
 for s in 1 2 3; do $E $B/labs/bias --dump-prompts $W/train_$s.jsonl --seed $s --num-sets 2 || exit 1; TR+=(--train $W/train_$s.jsonl); done
 
 stamp "2: train (tests/gpu/train_tiny.py, $TRAIN_S s)"
 timeout $(cap $((TRAIN_S + 170)) 230) python3 tests/gpu/train_tiny.py "${TR[@]}" --held-out $W/held.jsonl --out $CK \
   --time-limit $TRAIN_S; echo "rc=$?"
-if [ ! -s $CK/config.json ]; then echo "== RESULT train: FAILED (no checkpoint)"; return; fi
+if [ ! -s $CK/config.json ]; then echo "== RESULT train: FAILED (no checkpoint; nothing else runs)"; STAGES=none; else
 ls -la $CK
 python3 - $CK/train_summary.json <<'PY'
 import json, sys
@@ -75,7 +83,11 @@ print("== RESULT train: %d params, %d steps in %.0f s (%.1f epochs), final loss 
          100 * h["greedy_exact_reply"], h["greedy_prompts"]))
 print("== RESULT dump ids = HF tokenizers ids: %s" % s["info"]["dump_ids_equal_tokenizer"])
 PY
+fi
+fi
+MC=$CK/config.json; [ -s $MC ] || MC=data/models/qwen3-0.6b.json     # the serving simulation's config
 
+if has compare; then
 stamp "3: compare_hf --checkpoint (ours against transformers on 6 of the run's prompts)"
 timeout $(cap 170 120) python3 tests/gpu/compare_hf.py --engine $W/run.sh --checkpoint $CK --prompts $W/held.jsonl \
   --num-prompts 6 --out $W/compare > $W/compare.txt 2>&1; echo "rc=$?"
@@ -92,14 +104,16 @@ for n, r in json.load(open(sys.argv[1])).items():
              100 * b["teacher_forced_argmax_agree"], b["prefill_rel_l2"], b["decode_rel_l2"],
              r["batch_equals_single_tokens"], r["batch_vs_single_rel_l2"], r["contiguous_equals_paged"], r["pass"]))
 PY
+fi
 
 R="$E $B/labs/bias --model-id $M --quiet --gpu $G --tickers $W/t50.csv --num-sets 1"
+if has lab; then
 stamp "4a: 50 tickers x 10 trials, 1 set, --real --model (study sampling, seed 42)"
 timeout $(cap 120 100) $R --real --model $CK --output-dir $W/A_real; echo "rc=$?"
 stamp "4b: the same prompts through engine/serve --model and --server"
-$E $B/engine/serve --model $CK --port 8012 --served-model-name $M > $W/serve.log 2>&1 & SP=$!
+$E $B/engine/serve $SB --port 8012 --served-model-name $M > $W/serve.log 2>&1 & SP=$!
 if wait_port 8012 $SP; then
-  timeout $(cap 120 80) $R --server http://127.0.0.1:8012 --model-config $CK/config.json --tp 1 --output-dir $W/A_server
+  timeout $(cap 120 80) $R --server http://127.0.0.1:8012 --model-config $MC --tp 1 --output-dir $W/A_server
   echo "rc=$?"
 fi
 kill -INT $SP 2>/dev/null; wait $SP; tail -4 $W/serve.log
@@ -134,13 +148,16 @@ PY
 for d in A_real A_server; do
   python3 -c "import json;m=json.load(open('$W/$d/${M}_att_metrics.json'));print('$d', {k: m[k] for k in m if 'measured' in k or k in ('total_prompts','total_tokens')})" 2>/dev/null
 done
+fi
 
+if has load; then
 stamp "5: load: 512 concurrent streams (labs/bias --server --max-workers 512), server restarted mid-run"
-S="$E $B/engine/serve --model $CK --port 8013 --served-model-name $M --max-num-seqs 512 --gpu-memory-utilization 0.2"
-LR="$E $B/labs/bias --server http://127.0.0.1:8013 --model-id $M --quiet --gpu $G --model-config $CK/config.json --tp 1 \
+S="$E $B/engine/serve $SB --port 8013 --served-model-name $M --max-num-seqs 512 --gpu-memory-utilization 0.2"
+LR="$E $B/labs/bias --server http://127.0.0.1:8013 --model-id $M --quiet --gpu $G --model-config $MC --tp 1 \
   --max-workers 512 --num-sets 2 --no-serving --no-compare"
-$S > $W/serve_L1.log 2>&1 & SP=$!
+t=$(date +%s.%N); $S > $W/serve_L1.log 2>&1 & SP=$!
 if wait_port 8013 $SP; then
+  cold=$(python3 -c "print('%.2f' % ($(date +%s.%N) - $t))"); echo "engine/serve listening $cold s after its start"
   t=$(date +%s.%N); timeout $(cap 100 50) $LR --output-dir $W/L_straight; echo "rc=$? ($(python3 -c "print(round($(date +%s.%N) - $t, 1))") s)"
   t=$(date +%s.%N)
   timeout $(cap 120 15) $LR --output-dir $W/L_restart > $W/L_restart.out 2>&1 & LP=$!
@@ -149,11 +166,16 @@ if wait_port 8013 $SP; then
     [ -s $J ] || [ -e $W/L_restart/${M}_att_set_1.csv ] && break
     kill -0 $LP 2>/dev/null || break; sleep 0.02
   done
+  run=$(metric 8013 vllm:num_requests_running); wai=$(metric 8013 vllm:num_requests_waiting)
   tk=$(date +%s.%N); got=$(cat $W/L_restart/${M}_att_set_*.progress.jsonl 2>/dev/null | wc -l)
-  kill -INT $SP; wait $SP; td=$(date +%s.%N)
-  $S > $W/serve_L2.log 2>&1 & SP=$!
-  wait_port 8013 $SP; tu=$(date +%s.%N)
-  python3 -c "print('restart: stopped %.2f s into the run with %d replies journaled; old server gone after %.2f s, new one listening %.2f s after the stop' % ($tk - $t, $got, $td - $tk, $tu - $tk))" | tee $W/restart.txt
+  # the client gives a cut request two more tries, 2 s apart: the new server loads while the old one stops
+  kill -INT $SP; $S > $W/serve_L2.log 2>&1 & SP2=$!
+  wait $SP; td=$(date +%s.%N); SP=$SP2
+  if ! wait_port 8013 $SP; then                 # it lost the race for the port: once more
+    echo "restarted server exited: $(tail -2 $W/serve_L2.log)"; $S > $W/serve_L3.log 2>&1 & SP=$!; wait_port 8013 $SP
+  fi
+  tu=$(date +%s.%N)
+  python3 -c "print('restart: stopped %.2f s into the run with %d replies journaled and %s requests running, %s waiting on the server; old server gone after %.2f s, new one listening %.2f s after the stop (a cold start took $cold s)' % ($tk - $t, $got, '$run', '$wai', $td - $tk, $tu - $tk))" | tee $W/restart.txt
   wait $LP; echo "rc=$? ($(python3 -c "print(round($(date +%s.%N) - $t, 1))") s)"; tail -3 $W/L_restart.out
 fi
 kill -INT $SP 2>/dev/null; wait $SP; tail -3 $W/serve_L1.log $W/serve_L2.log 2>/dev/null
@@ -187,6 +209,7 @@ print("== RESULT load 512 streams + restart: straight run %d rows (%d answered, 
       "identical replies %d, equal decisions %d; %s; %s" % (len(a), ans(a), ntrace(a_dir), len(b), uniq, want, lost,
       ntrace(b_dir), want, ans(b), same, dec, restart, "OK" if ok else "FAIL"))
 PY
+fi
 
 echo "== summary"; grep -a "^== RESULT" "$O/log.txt" > $W/summary.txt; cat $W/summary.txt
 stamp "pack"
