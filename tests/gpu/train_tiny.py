@@ -134,10 +134,16 @@ def build_model(a, torch, tf):
               tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151645)
     cfg = tf.Qwen3Config(**kw)
     torch.manual_seed(a.seed)
-    try:
-        model = tf.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32, attn_implementation="sdpa")
-    except TypeError:                        # transformers before 4.56
-        model = tf.AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32, attn_implementation="sdpa")
+    model = None
+    for extra in ({"dtype": torch.float32, "attn_implementation": "sdpa"}, {"dtype": torch.float32},
+                  {"torch_dtype": torch.float32}):       # the last: transformers before 4.56
+        try:
+            model = tf.AutoModelForCausalLM.from_config(cfg, **extra)
+            break
+        except TypeError:
+            continue
+    if model is None:
+        raise RuntimeError("AutoModelForCausalLM.from_config refused every form tried")
     return model.to(a.device)
 
 
