@@ -34,12 +34,31 @@ __global__ void kv_write_kernel(k_bf16 *kc, k_bf16 *vc, const k_bf16 *qkv, const
         vc[(size_t)slot * row + i] = k[row + i];
     }
 }
+/* the same with 16-byte copies (rows and stride multiples of 8 bf16): 4 tokens a block */
+__global__ void kv_write8_kernel(uint4 *kc, uint4 *vc, const k_bf16 *qkv, const int32_t *slots, int T,
+                                 int nq, int nkv, int hd, int stride) {
+    int t = blockIdx.x * 4 + (threadIdx.x >> 6);
+    if (t >= T) return;
+    int slot = slots[t];
+    if (slot < 0) return;
+    int row8 = nkv * hd / 8;
+    const uint4 *k = reinterpret_cast<const uint4 *>(qkv + (size_t)t * stride + (size_t)nq * hd);
+    for (int i = threadIdx.x & 63; i < row8; i += 64) {
+        kc[(size_t)slot * row8 + i] = k[i];
+        vc[(size_t)slot * row8 + i] = k[row8 + i];
+    }
+}
 extern "C" int k_kv_write(k_bf16 *k_cache, k_bf16 *v_cache, const k_bf16 *qkv,
                           const int32_t *slot_mapping, int T, int nq, int nkv, int head_dim,
                           int tok_stride, cudaStream_t s) {
     if (T < 0 || nq <= 0 || nkv <= 0 || head_dim <= 0) return -1;
     if (T == 0) return 0;
-    kv_write_kernel<<<T, 256, 0, s>>>(k_cache, v_cache, qkv, slot_mapping, nq, nkv, head_dim, tok_stride);
+    bool vec = head_dim % 8 == 0 && tok_stride % 8 == 0 && ((uintptr_t)qkv | (uintptr_t)k_cache | (uintptr_t)v_cache) % 16 == 0;
+    if (vec)
+        kv_write8_kernel<<<(T + 3) / 4, 256, 0, s>>>(reinterpret_cast<uint4 *>(k_cache), reinterpret_cast<uint4 *>(v_cache),
+                                                      qkv, slot_mapping, T, nq, nkv, head_dim, tok_stride);
+    else
+        kv_write_kernel<<<T, 256, 0, s>>>(k_cache, v_cache, qkv, slot_mapping, nq, nkv, head_dim, tok_stride);
     return K_LAUNCH_OK();
 }
 
@@ -662,15 +681,390 @@ decode3_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_bf16 
     }
 }
 
-/* which kernels k_attention launches: 0 = the default (v3 decode for groups of
- * more than 2 heads when block_size is a multiple of 16, else v2; v2
- * prefill), 1 = v1 (scalar), 2 = v2 (SIMT decode), 3 = v3 decode always
- * (where it can run).  The first call reads PAGESIM_ATTN (v1, v2, v3) unless
- * k_attention_impl chose. */
+/* ---- decode (v5, the default where block_size is a multiple of 16): tensor
+ * cores through mma.sync, K/V streamed through a cp.async pipeline, softmax
+ * online in registers (flash-decoding).  Block (sequence, kv head, partition
+ * of K_DECODE_PARTITION keys), 4 warps; warp w takes the 16-key tiles w, w+4,
+ * ... of the partition, each tile being 16 consecutive slots of one paged
+ * block, copied (K and V, zero filled past the context) into the warp's own
+ * ring of NS stages while it computes on an earlier one.  The G query heads of
+ * the kv group are the rows of the 16-row A operand (zero padded):
+ *   S (16, 16) = Q (16, HD) K^T      mma m16n8k16, K fragments by ldmatrix
+ *   m, l, O rescaled per tile         rows: lane/4 and lane/4 + 8, a quad per row
+ *   O (16, HD) += bf16(P) V           P straight from S's registers, V by ldmatrix.trans
+ * Then the 4 warps' (m, l, O) are combined in shared memory; with several
+ * partitions the result is unnormalised in ws_* for decode_reduce (m in
+ * natural-log units, as v2/v3 write it). ---- */
+#define DEC5_WARPS 4
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
+    unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+__device__ __forceinline__ void ldsm_x4(uint32_t *r, const void *p) {
+    unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t *r, const void *p) {
+    unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+}
+/* c (16x8 f32) += a (16x16 bf16, row) b (16x8 bf16, col) */
+__device__ __forceinline__ void mma16816(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+                 "{%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&h);
+}
+template <int HD, int NS>
+struct dec5_smem {
+    static constexpr int LD = HD + 8;                                  /* bf16 per staged row */
+    static constexpr size_t stage = (size_t)2 * 16 * LD * 2;           /* K (16, LD) | V (16, LD) bf16 */
+    static constexpr size_t ring = stage * NS;                         /* one warp's */
+    static constexpr size_t pipe = ring * DEC5_WARPS;
+    static constexpr size_t comb = (size_t)DEC5_WARPS * 16 * (HD + 2) * 4;  /* O (W,16,HD) | m, l (W,16) f32 */
+    static constexpr size_t bytes = pipe > comb ? pipe : comb;
+};
+template <int HD, int NS>
+__global__ void __launch_bounds__(DEC5_WARPS * 32)
+decode5_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_bf16 *qkv, int stride,
+               const k_bf16 *kc, const k_bf16 *vc, const int32_t *qs, const int32_t *ctxl,
+               const int32_t *bt, int max_blocks, int bs, int nq, int nkv, float scale, int nparts_max,
+               int P) {
+    typedef dec5_smem<HD, NS> L;
+    constexpr int CH = HD / 8, KS = HD / 16, NT = HD / 8;
+    int b = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
+    int q0 = qs[b];
+    if (qs[b + 1] - q0 != 1) return;
+    int ctx = ctxl[b], nparts = (ctx + P - 1) / P;
+    if (part >= nparts) return;
+    /* the sequence's nparts partitions are of equal size (a multiple of 16, <= P),
+     * not P and a remainder: decode_reduce only needs their number */
+    int psz = ((ctx + nparts - 1) / nparts + 15) & ~15;
+    int j0 = part * psz, n = min(ctx, j0 + psz) - j0, nkb = (n + 15) / 16;
+    int G = nq / nkv, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int r0 = lane >> 2, r1 = r0 + 8, cq = (lane & 3) * 2;  /* this lane's rows and column pair */
+    const int32_t *table = bt + (size_t)b * max_blocks;
+    const size_t ld = (size_t)nkv * HD;                    /* elements from one slot to the next */
+    const bf16 *Kg = reinterpret_cast<const bf16 *>(kc) + (size_t)kvh * HD;
+    const bf16 *Vg = reinterpret_cast<const bf16 *>(vc) + (size_t)kvh * HD;
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16 *ring = reinterpret_cast<bf16 *>(smem + L::ring * warp);  /* (NS, 2, 16, LD) this warp's */
+    const float sl2 = scale * 1.4426950408889634f;         /* scores in log2 units */
+
+    /* Q (16, HD) as A fragments, rows >= G zero */
+    uint32_t qa[KS][4];
+    const bf16 *qg = reinterpret_cast<const bf16 *>(qkv) + (size_t)q0 * stride + (size_t)kvh * G * HD;
+#pragma unroll
+    for (int ks = 0; ks < KS; ks++) {
+        int c0 = ks * 16 + cq;
+        qa[ks][0] = r0 < G ? *reinterpret_cast<const uint32_t *>(qg + (size_t)r0 * HD + c0) : 0u;
+        qa[ks][1] = r1 < G ? *reinterpret_cast<const uint32_t *>(qg + (size_t)r1 * HD + c0) : 0u;
+        qa[ks][2] = r0 < G ? *reinterpret_cast<const uint32_t *>(qg + (size_t)r0 * HD + c0 + 8) : 0u;
+        qa[ks][3] = r1 < G ? *reinterpret_cast<const uint32_t *>(qg + (size_t)r1 * HD + c0 + 8) : 0u;
+    }
+    int cnt = warp < nkb ? (nkb - warp + DEC5_WARPS - 1) / DEC5_WARPS : 0;   /* this warp's tiles, <= 32 */
+    /* lane i holds the physical block of the warp's tile i: no dependent load in the loop */
+    int blk = lane < cnt ? table[(j0 + (warp + DEC5_WARPS * lane) * 16) / bs] : 0;
+    auto issue = [&](int i) {                              /* tile warp + 4i into stage i % NS */
+        int kb = warp + DEC5_WARPS * i;
+        size_t slot0 = (size_t)__shfl_sync(0xffffffffu, blk, i) * bs + (j0 + kb * 16) % bs;  /* 16 slots of one block */
+        bf16 *ks_ = ring + (size_t)(i % NS) * 2 * 16 * L::LD, *vs_ = ks_ + 16 * L::LD;
+#pragma unroll
+        for (int c = lane; c < 16 * CH; c += 32) {
+            int r = c / CH, col = (c % CH) * 8;
+            int nb = kb * 16 + r < n ? 16 : 0;
+            size_t a = (slot0 + r) * ld + col;
+            cp_async16(ks_ + r * L::LD + col, Kg + a, nb);
+            cp_async16(vs_ + r * L::LD + col, Vg + a, nb);
+        }
+    };
+#pragma unroll
+    for (int i = 0; i < NS - 1; i++) {
+        if (i < cnt) issue(i);
+        cp_async_commit();
+    }
+    float o[NT][4];
+#pragma unroll
+    for (int t = 0; t < NT; t++) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+    for (int i = 0; i < cnt; i++) {
+        if (i + NS - 1 < cnt) issue(i + NS - 1);
+        cp_async_commit();
+        cp_async_wait<NS - 1>();
+        __syncwarp();
+        const bf16 *ks_ = ring + (size_t)(i % NS) * 2 * 16 * L::LD, *vs_ = ks_ + 16 * L::LD;
+        /* S = Q K^T: n-tile t holds keys t*8..t*8+7 */
+        float s[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+#pragma unroll
+        for (int ks = 0; ks < KS; ks += 2)
+#pragma unroll
+            for (int t = 0; t < 2; t++) {
+                uint32_t kf[4];
+                ldsm_x4(kf, ks_ + (t * 8 + (lane & 7)) * L::LD + ks * 16 + (lane >> 3) * 8);
+                mma16816(s[t], qa[ks], kf[0], kf[1]);
+                mma16816(s[t], qa[ks + 1], kf[2], kf[3]);
+            }
+        /* online softmax: rows r0 (s[t][0..1]) and r1 (s[t][2..3]) */
+        int kbase = (warp + DEC5_WARPS * i) * 16;
+        float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+        for (int t = 0; t < 2; t++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                bool ok = kbase + t * 8 + cq + e < n;
+                s[t][e] = ok ? s[t][e] * sl2 : -INFINITY;
+                s[t][2 + e] = ok ? s[t][2 + e] * sl2 : -INFINITY;
+                mx0 = fmaxf(mx0, s[t][e]);
+                mx1 = fmaxf(mx1, s[t][2 + e]);
+            }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);   /* finite: key kbase is in the context */
+        float a0 = exp2f(m0 - mn0), a1 = exp2f(m1 - mn1);
+        m0 = mn0; m1 = mn1;
+        uint32_t pa[4];
+        float ps0 = 0, ps1 = 0;
+#pragma unroll
+        for (int t = 0; t < 2; t++) {
+            float p0 = rbf(exp2f(s[t][0] - mn0)), p1 = rbf(exp2f(s[t][1] - mn0));
+            float p2 = rbf(exp2f(s[t][2] - mn1)), p3 = rbf(exp2f(s[t][3] - mn1));
+            ps0 += p0 + p1; ps1 += p2 + p3;
+            pa[2 * t] = pack_bf16(p0, p1);         /* row r0, keys t*8 + cq.. */
+            pa[2 * t + 1] = pack_bf16(p2, p3);     /* row r1 */
+        }
+        l0 = l0 * a0 + ps0; l1 = l1 * a1 + ps1;
+#pragma unroll
+        for (int t = 0; t < NT; t++) { o[t][0] *= a0; o[t][1] *= a0; o[t][2] *= a1; o[t][3] *= a1; }
+        /* O += P V: ldmatrix.trans gives the B fragments of two dim tiles at a time */
+#pragma unroll
+        for (int t = 0; t < NT; t += 2) {
+            uint32_t vf[4];
+            ldsm_x4_t(vf, vs_ + ((lane & 7) + ((lane >> 3) & 1) * 8) * L::LD + t * 8 + (lane >> 4) * 8);
+            mma16816(o[t], pa, vf[0], vf[1]);
+            mma16816(o[t + 1], pa, vf[2], vf[3]);
+        }
+        __syncwarp();
+    }
+    cp_async_wait<0>();
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    /* combine the warps: O (W, 16, HD), then m (W, 16), l (W, 16) */
+    __syncthreads();
+    float *Os = reinterpret_cast<float *>(smem), *ms = Os + DEC5_WARPS * 16 * HD, *ls = ms + DEC5_WARPS * 16;
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        int d = t * 8 + cq;
+        if (r0 < G) { Os[(warp * 16 + r0) * HD + d] = o[t][0]; Os[(warp * 16 + r0) * HD + d + 1] = o[t][1]; }
+        if (r1 < G) { Os[(warp * 16 + r1) * HD + d] = o[t][2]; Os[(warp * 16 + r1) * HD + d + 1] = o[t][3]; }
+    }
+    if ((lane & 3) == 0) {
+        ms[warp * 16 + r0] = m0; ls[warp * 16 + r0] = l0;
+        ms[warp * 16 + r1] = m1; ls[warp * 16 + r1] = l1;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < G * HD; i += DEC5_WARPS * 32) {
+        int g = i / HD, d = i % HD, h = kvh * G + g;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < DEC5_WARPS; w++) M = fmaxf(M, ms[w * 16 + g]);
+        float acc = 0, Lsum = 0;
+#pragma unroll
+        for (int w = 0; w < DEC5_WARPS; w++) {
+            float f = ms[w * 16 + g] == -INFINITY ? 0.0f : exp2f(ms[w * 16 + g] - M);
+            acc += Os[(w * 16 + g) * HD + d] * f;
+            Lsum += ls[w * 16 + g] * f;
+        }
+        if (nparts == 1)
+            st(out, (size_t)q0 * nq * HD + (size_t)h * HD + d, acc / Lsum);
+        else {
+            size_t wi = ((size_t)b * nq + h) * nparts_max + part;
+            ws_o[wi * HD + d] = acc;
+            if (d == 0) { ws_m[wi] = M * 0.6931471805599453f; ws_l[wi] = Lsum; }
+        }
+    }
+}
+
+/* ---- prefill (v5, the default): flash attention on mma.sync.  Block (query
+ * tile of 64, q head, sequence), 4 warps of 16 queries; key tiles of 64 read
+ * through the block table with cp.async into a double buffer shared by the
+ * warps (the next tile loads while this one is used); per warp
+ *   S (16, 64) = Q (16, HD) K^T      Q fragments in registers, K by ldmatrix
+ *   online softmax in registers       rows lane/4 and lane/4 + 8, causal mask on the diagonal
+ *   O (16, HD) += bf16(P) V           V by ldmatrix.trans
+ * Keys past the last query's position are zero filled and masked. ---- */
+#define PF5_BM 64
+#define PF5_BN 64
+template <int HD>
+struct pf5_smem {
+    static constexpr int LD = HD + 8;                                   /* bf16 per staged row */
+    static constexpr size_t stage = (size_t)2 * PF5_BN * LD * 2;        /* K (BN, LD) | V (BN, LD) bf16 */
+    static constexpr size_t bytes = 2 * stage;
+};
+template <int HD, int MINB>
+__global__ void __launch_bounds__(128, MINB)
+prefill5_kernel(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc, const k_bf16 *vc,
+                const int32_t *qs, const int32_t *ctxl, const int32_t *bt, int max_blocks, int bs,
+                int nq, int nkv, float scale) {
+    typedef pf5_smem<HD> L;
+    constexpr int CH = HD / 8, KS = HD / 16, NT = HD / 8;
+    int tile = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    int q0 = qs[b], qn = qs[b + 1] - q0, i0 = tile * PF5_BM;
+    if (qn <= 1 || i0 >= qn) return;
+    int ctx = ctxl[b], kvh = h / (nq / nkv);
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tid = threadIdx.x;
+    int r0 = lane >> 2, cq = (lane & 3) * 2;
+    int rows = min(PF5_BM, qn - i0);
+    int first_pos = ctx - qn + i0, last_pos = first_pos + rows - 1;
+    int wr0 = warp * 16 + r0, wr1 = wr0 + 8;                     /* this lane's two query rows */
+    int pos0 = first_pos + wr0, pos1 = first_pos + wr1;
+    int wfirst = first_pos + warp * 16, wlast = first_pos + min(warp * 16 + 15, rows - 1);
+    bool wact = warp * 16 < rows;
+    const int32_t *table = bt + (size_t)b * max_blocks;
+    const size_t ld = (size_t)nkv * HD;
+    const bf16 *Kg = reinterpret_cast<const bf16 *>(kc) + (size_t)kvh * HD;
+    const bf16 *Vg = reinterpret_cast<const bf16 *>(vc) + (size_t)kvh * HD;
+    extern __shared__ __align__(128) unsigned char smem[];
+    bf16 *buf = reinterpret_cast<bf16 *>(smem);                  /* (2 stages, 2, BN, LD) */
+    const float sl2 = scale * 1.4426950408889634f;
+    uint32_t qa[KS][4];
+    const bf16 *qg = reinterpret_cast<const bf16 *>(qkv) + (size_t)(q0 + i0) * stride + (size_t)h * HD;
+#pragma unroll
+    for (int ks = 0; ks < KS; ks++) {
+        int c0 = ks * 16 + cq;
+        bool v0 = wr0 < rows, v1 = wr1 < rows;
+        qa[ks][0] = v0 ? *reinterpret_cast<const uint32_t *>(qg + (size_t)wr0 * stride + c0) : 0u;
+        qa[ks][1] = v1 ? *reinterpret_cast<const uint32_t *>(qg + (size_t)wr1 * stride + c0) : 0u;
+        qa[ks][2] = v0 ? *reinterpret_cast<const uint32_t *>(qg + (size_t)wr0 * stride + c0 + 8) : 0u;
+        qa[ks][3] = v1 ? *reinterpret_cast<const uint32_t *>(qg + (size_t)wr1 * stride + c0 + 8) : 0u;
+    }
+    int ntiles = last_pos / PF5_BN + 1;
+    const int bsh = (bs & (bs - 1)) == 0 ? __ffs(bs) - 1 : -1;    /* log2(block_size), or -1 */
+    auto load = [&](int it) {                                    /* key tile it into stage it & 1 */
+        bf16 *ks_ = buf + (size_t)(it & 1) * 2 * PF5_BN * L::LD, *vs_ = ks_ + PF5_BN * L::LD;
+#pragma unroll
+        for (int c = tid; c < PF5_BN * CH; c += 128) {
+            int r = c / CH, col = (c % CH) * 8, j = it * PF5_BN + r;
+            bool ok = j <= last_pos;
+            size_t slot = !ok ? (size_t)table[0] * bs
+                        : bsh >= 0 ? ((size_t)table[j >> bsh] << bsh) + (j & (bs - 1)) : kv_slot(table, j, bs);
+            size_t a = slot * ld + col;
+            cp_async16(ks_ + r * L::LD + col, Kg + a, ok ? 16 : 0);
+            cp_async16(vs_ + r * L::LD + col, Vg + a, ok ? 16 : 0);
+        }
+    };
+    load(0);
+    cp_async_commit();
+    float o[NT][4];
+#pragma unroll
+    for (int t = 0; t < NT; t++) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+    for (int it = 0; it < ntiles; it++) {
+        if (it + 1 < ntiles) load(it + 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        int kt = it * PF5_BN;
+        if (wact && kt <= wlast) {
+            const bf16 *ks_ = buf + (size_t)(it & 1) * 2 * PF5_BN * L::LD, *vs_ = ks_ + PF5_BN * L::LD;
+            float sc[PF5_BN / 8][4];
+#pragma unroll
+            for (int t = 0; t < PF5_BN / 8; t++) sc[t][0] = sc[t][1] = sc[t][2] = sc[t][3] = 0.0f;
+#pragma unroll
+            for (int ks = 0; ks < KS; ks += 2)
+#pragma unroll
+                for (int t = 0; t < PF5_BN / 8; t++) {
+                    uint32_t kf[4];
+                    ldsm_x4(kf, ks_ + (t * 8 + (lane & 7)) * L::LD + ks * 16 + (lane >> 3) * 8);
+                    mma16816(sc[t], qa[ks], kf[0], kf[1]);
+                    mma16816(sc[t], qa[ks + 1], kf[2], kf[3]);
+                }
+            bool diag = kt + PF5_BN - 1 > wfirst;                /* some key of the tile is after some query */
+            float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+            for (int t = 0; t < PF5_BN / 8; t++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    int j = kt + t * 8 + cq + e;
+                    sc[t][e] = !diag || j <= pos0 ? sc[t][e] * sl2 : -INFINITY;
+                    sc[t][2 + e] = !diag || j <= pos1 ? sc[t][2 + e] * sl2 : -INFINITY;
+                    mx0 = fmaxf(mx0, sc[t][e]);
+                    mx1 = fmaxf(mx1, sc[t][2 + e]);
+                }
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+            /* a row may see no key of this tile (rows past the warp's last query): keep it at -inf safely */
+            float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+            float a0 = mn0 == -INFINITY ? 1.0f : exp2f(m0 - mn0), a1 = mn1 == -INFINITY ? 1.0f : exp2f(m1 - mn1);
+            float b0 = mn0 == -INFINITY ? 0.0f : mn0, b1 = mn1 == -INFINITY ? 0.0f : mn1;
+            m0 = mn0; m1 = mn1;
+            float ps0 = 0, ps1 = 0;
+            uint32_t pa[PF5_BN / 16][4];
+#pragma unroll
+            for (int t = 0; t < PF5_BN / 8; t++) {
+                float p0 = rbf(exp2f(sc[t][0] - b0)), p1 = rbf(exp2f(sc[t][1] - b0));
+                float p2 = rbf(exp2f(sc[t][2] - b1)), p3 = rbf(exp2f(sc[t][3] - b1));
+                ps0 += p0 + p1; ps1 += p2 + p3;
+                pa[t / 2][(t & 1) * 2] = pack_bf16(p0, p1);
+                pa[t / 2][(t & 1) * 2 + 1] = pack_bf16(p2, p3);
+            }
+            l0 = l0 * a0 + ps0; l1 = l1 * a1 + ps1;
+#pragma unroll
+            for (int t = 0; t < NT; t++) { o[t][0] *= a0; o[t][1] *= a0; o[t][2] *= a1; o[t][3] *= a1; }
+#pragma unroll
+            for (int kk = 0; kk < PF5_BN / 16; kk++)
+#pragma unroll
+                for (int t = 0; t < NT; t += 2) {
+                    uint32_t vf[4];
+                    ldsm_x4_t(vf, vs_ + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * L::LD + t * 8 + (lane >> 4) * 8);
+                    mma16816(o[t], pa[kk], vf[0], vf[1]);
+                    mma16816(o[t + 1], pa[kk], vf[2], vf[3]);
+                }
+        }
+        __syncthreads();
+    }
+    cp_async_wait<0>();
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    bf16 *og = reinterpret_cast<bf16 *>(out) + (size_t)(q0 + i0) * nq * HD + (size_t)h * HD;
+    float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        int d = t * 8 + cq;
+        if (wr0 < rows)
+            *reinterpret_cast<__nv_bfloat162 *>(og + (size_t)wr0 * nq * HD + d) = __floats2bfloat162_rn(o[t][0] * inv0, o[t][1] * inv0);
+        if (wr1 < rows)
+            *reinterpret_cast<__nv_bfloat162 *>(og + (size_t)wr1 * nq * HD + d) = __floats2bfloat162_rn(o[t][2] * inv1, o[t][3] * inv1);
+    }
+}
+
+/* which kernels k_attention launches: 0 = the default (v5 decode when
+ * block_size is a multiple of 16, else v2; v5 prefill for head_dim <= 128,
+ * else v2), 1 = v1 (scalar), 2 = v2 (SIMT decode, WMMA prefill), 3 = v3
+ * decode with v2 prefill, 5 = v5 (as the default; v3 and v5 where they can
+ * run, else v2).  The first call reads PAGESIM_ATTN (v1, v2, v3, v5)
+ * unless k_attention_impl chose. */
 static int attn_impl = -1;
 extern "C" int k_attention_impl(int impl) {
     int old = attn_impl < 0 ? 0 : attn_impl;
-    if (impl >= 0) attn_impl = impl <= 3 ? impl : 0;
+    if (impl >= 0) attn_impl = impl <= 3 || impl == 5 ? impl : 0;
     return old;
 }
 
@@ -738,6 +1132,25 @@ static int launch_decode2(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf
     return 0;
 }
 
+template <int HD, int NS>
+static int launch_decode5(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc, const k_bf16 *vc,
+                          const k_attn_batch *b, int nq, int nkv, float scale, float *ws, int nparts, int part,
+                          cudaStream_t s) {
+    static int attr_set = 0;
+    typedef dec5_smem<HD, NS> L;
+    if (!attr_set) {
+        if (cudaFuncSetAttribute(decode5_kernel<HD, NS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)L::bytes) != cudaSuccess)
+            return -1;
+        attr_set = 1;
+    }
+    float *ws_o = ws, *ws_m = ws_o + (size_t)b->B * nq * nparts * HD, *ws_l = ws_m + (size_t)b->B * nq * nparts;
+    decode5_kernel<HD, NS><<<dim3(b->B, nkv, nparts), DEC5_WARPS * 32, L::bytes, s>>>(out, ws_o, ws_m, ws_l, qkv,
+        stride, kc, vc, b->query_start, b->context_lens, b->block_tables, b->max_blocks, b->block_size, nq, nkv,
+        scale, nparts, part);
+    return 0;
+}
+
 template <int HD>
 static int launch_v2(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc, const k_bf16 *vc,
                      const k_attn_batch *b, int nq, int nkv, float scale, float *ws, size_t ws_bytes,
@@ -749,7 +1162,28 @@ static int launch_v2(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *k
             return -1;
         attr_set = 1;
     }
-    if (b->max_q_len > 1) {
+    bool pf5 = false;
+    if constexpr (HD <= 128) pf5 = b->max_q_len > 1 && (attn_impl == 0 || attn_impl == 5);
+    if constexpr (HD <= 128) if (pf5) {
+        static int attr5 = 0, minb = 0;
+        if (!minb) { const char *e = getenv("PAGESIM_PF5_MINB"); minb = e && atoi(e) == 2 ? 2 : 3; }
+        if (!attr5) {
+            if (cudaFuncSetAttribute(prefill5_kernel<HD, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     (int)pf5_smem<HD>::bytes) != cudaSuccess ||
+                cudaFuncSetAttribute(prefill5_kernel<HD, 3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     (int)pf5_smem<HD>::bytes) != cudaSuccess)
+                return -1;
+            attr5 = 1;
+        }
+        dim3 grid((b->max_q_len + PF5_BM - 1) / PF5_BM, nq, b->B);
+        if (minb == 3)
+            prefill5_kernel<HD, 3><<<grid, 128, pf5_smem<HD>::bytes, s>>>(out, qkv, stride, kc, vc, b->query_start,
+                b->context_lens, b->block_tables, b->max_blocks, b->block_size, nq, nkv, scale);
+        else
+            prefill5_kernel<HD, 2><<<grid, 128, pf5_smem<HD>::bytes, s>>>(out, qkv, stride, kc, vc, b->query_start,
+                b->context_lens, b->block_tables, b->max_blocks, b->block_size, nq, nkv, scale);
+    }
+    if (!pf5 && b->max_q_len > 1) {
         dim3 grid((b->max_q_len + PF2_BM - 1) / PF2_BM, nq, b->B);
         prefill2_kernel<HD><<<grid, 128, pf2_smem<HD>::bytes, s>>>(out, qkv, stride, kc, vc, b->query_start,
             b->context_lens, b->block_tables, b->max_blocks, b->block_size, nq, nkv, scale);
@@ -758,8 +1192,32 @@ static int launch_v2(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *k
     if (nparts < 1) nparts = 1;
     if (nparts > 1 && ws_bytes < k_attention_workspace_bytes(b->B, nq, HD, b->max_context)) return -1;
     int G = nq / nkv, rc;
-    bool v3 = b->block_size % 16 == 0 && (attn_impl == 3 || (attn_impl == 0 && G > 2));
-    if (v3) {
+    bool v5 = b->block_size % 16 == 0 && (attn_impl == 5 || attn_impl == 0);
+    bool v3 = b->block_size % 16 == 0 && attn_impl == 3;
+    if (v5) {
+        /* partitions of dec5_part keys (a multiple of K_DECODE_PARTITION, so the
+         * workspace suffices; at most 2048 so a warp has <= 32 tiles) */
+        static int ns = 0, dec5_part = 0;
+        if (!ns) {
+            const char *e = getenv("PAGESIM_DEC5_NS"), *p = getenv("PAGESIM_DEC5_PART");
+            ns = e && atoi(e) == 3 ? 3 : e && atoi(e) == 4 ? 4 : 2;
+            int v = p ? atoi(p) : 0;
+            dec5_part = v >= K_DECODE_PARTITION && v <= 2048 && v % K_DECODE_PARTITION == 0 ? v : 512;
+        }
+        nparts = (b->max_context + dec5_part - 1) / dec5_part;
+        if (nparts < 1) nparts = 1;
+        rc = ns == 2 || (HD > 128 && ns > 3)
+                 ? launch_decode5<HD, 2>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, dec5_part, s)
+           : ns == 4 ? launch_decode5<HD, 4>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, dec5_part, s)
+                     : launch_decode5<HD, 3>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, dec5_part, s);
+        if (rc) return rc;
+        if (nparts > 1) {
+            float *ws_o = ws, *ws_m = ws_o + (size_t)b->B * nq * nparts * HD, *ws_l = ws_m + (size_t)b->B * nq * nparts;
+            decode_reduce_kernel<<<dim3(b->B, nq), HD, 0, s>>>(out, ws_o, ws_m, ws_l, b->query_start,
+                                                               b->context_lens, nq, HD, nparts, dec5_part);
+        }
+        return K_LAUNCH_OK();
+    } else if (v3) {
         static int attr3 = 0;
         if (!attr3) {
             if (cudaFuncSetAttribute(decode3_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -791,7 +1249,8 @@ static int launch_attention(k_bf16 *out, const k_bf16 *qkv, int stride, const k_
                             float *ws, size_t ws_bytes, cudaStream_t s) {
     if (attn_impl < 0) {
         const char *e = getenv("PAGESIM_ATTN");
-        attn_impl = !e ? 0 : !strcmp(e, "v1") ? 1 : !strcmp(e, "v2") ? 2 : !strcmp(e, "v3") ? 3 : 0;
+        attn_impl = !e ? 0 : !strcmp(e, "v1") ? 1 : !strcmp(e, "v2") ? 2 : !strcmp(e, "v3") ? 3
+                  : !strcmp(e, "v5") ? 5 : 0;
     }
     return attn_impl == 1 ? launch_v1<HD>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, ws_bytes, s)
                           : launch_v2<HD>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, ws_bytes, s);

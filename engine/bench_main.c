@@ -44,8 +44,9 @@ static void usage(FILE *f) {
         "                            tests/gpu/bench_hf.py, so both sides run the same prompts\n"
         "  --peak-tflops F           measured bf16 GEMM rate, for the roofline (default 790)\n"
         "  --peak-gbps G             measured memory bandwidth GB/s, for the roofline (default 4300)\n"
-        "  --attention B:C[,B:C...]  only time the paged decode attention kernel: B sequences of\n"
-        "                            context C (the config's heads), K/V bytes read per second\n"
+        "  --attention B:C[:Q],...   only time the paged attention kernels: B sequences of context C\n"
+        "                            (the config's heads), Q queries each (default 1: decode; more:\n"
+        "                            the last Q positions, prefill), K/V bytes read and FLOP/s\n"
         "  --elementwise T           only time the per-token kernels (SwiGLU, add + RMSNorm, bias,\n"
         "                            RoPE, KV write) on T rows of the config's widths, the scalar\n"
         "                            kernels against the default; bytes moved per second\n"
@@ -92,9 +93,12 @@ static double copy_gbps(void) {
     return ms > 0 ? 2.0 * n * 10 / (ms * 1e-3) / 1e9 : 0;
 }
 
-/* B sequences of context C, one query each, K/V in shuffled blocks; layers of
- * cache enough that the L2 cache cannot hold what one call reads */
-static int bench_attention(const mc_config *c, int B, int C, int bs, double *gbps, double *us) {
+/* B sequences of context C, Q queries each (1: decode; more: the last Q
+ * positions, a prefill or a chunk after a cached prefix), K/V in shuffled
+ * blocks; layers of cache enough that the L2 cache cannot hold what one call
+ * reads.  *tflops: 4 x heads x head_dim per (query, visible key) pair. */
+static int bench_attention(const mc_config *c, int B, int C, int Q, int bs, double *gbps, double *us,
+                           double *tflops) {
     int nq = c->num_heads, nkv = c->num_kv_heads, hd = c->head_dim, qkv = (nq + 2 * nkv) * hd;
     int per = (C + bs - 1) / bs, nb = B * per;
     size_t layer = (size_t)nb * bs * nkv * hd;            /* elements of one K (or V) layer */
@@ -108,14 +112,14 @@ static int bench_attention(const mc_config *c, int B, int C, int bs, double *gbp
     int32_t *h = malloc(sizeof(int32_t) * ((size_t)2 * B + 1 + nb));
     int rc = -1;
     if (!h || cudaMalloc((void **)&kc, layer * 2 * NL) || cudaMalloc((void **)&vc, layer * 2 * NL) ||
-        cudaMalloc((void **)&q, (size_t)B * qkv * 2) || cudaMalloc((void **)&out, (size_t)B * nq * hd * 2) ||
+        cudaMalloc((void **)&q, (size_t)B * Q * qkv * 2) || cudaMalloc((void **)&out, (size_t)B * Q * nq * hd * 2) ||
         cudaMalloc((void **)&ints, sizeof(int32_t) * ((size_t)2 * B + 1 + nb)) || cudaMalloc((void **)&ws, wsb))
         goto out;
     k_fill_random(kc, (int64_t)layer * NL, 1, 1.0f, 0);
     k_fill_random(vc, (int64_t)layer * NL, 2, 1.0f, 0);
-    k_fill_random(q, (int64_t)B * qkv, 3, 1.0f, 0);
+    k_fill_random(q, (int64_t)B * Q * qkv, 3, 1.0f, 0);
     int32_t *qs = h, *ctx = qs + B + 1, *bt = ctx + B;
-    for (int b = 0; b <= B; b++) qs[b] = b;
+    for (int b = 0; b <= B; b++) qs[b] = b * Q;
     for (int b = 0; b < B; b++) ctx[b] = C;
     for (int i = 0; i < nb; i++) bt[i] = i;
     uint64_t st = 7;
@@ -124,7 +128,7 @@ static int bench_attention(const mc_config *c, int B, int C, int bs, double *gbp
         bt[i] = bt[j]; bt[j] = t;
     }
     cudaMemcpy(ints, h, sizeof(int32_t) * ((size_t)2 * B + 1 + nb), cudaMemcpyHostToDevice);
-    k_attn_batch ab = {B, B, ints, ints + B + 1, ints + 2 * B + 1, per, bs, 1, C};
+    k_attn_batch ab = {B, B * Q, ints, ints + B + 1, ints + 2 * B + 1, per, bs, Q, C};
     float scale = 1.0f / 11.3f;
     cudaEvent_t e0, e1;
     cudaEventCreate(&e0); cudaEventCreate(&e1);
@@ -142,6 +146,8 @@ static int bench_attention(const mc_config *c, int B, int C, int bs, double *gbp
     cudaEventElapsedTime(&ms, e0, e1);
     *us = 1e3 * ms / iters;
     *gbps = bytes / (*us * 1e-6) / 1e9;
+    double pairs = (double)B * ((double)Q * (C - Q) + (double)Q * (Q + 1) / 2);
+    *tflops = 4.0 * nq * hd * pairs / (*us * 1e-6) / 1e12;
     cudaEventDestroy(e0); cudaEventDestroy(e1);
     rc = 0;
 out:
@@ -294,41 +300,54 @@ out:
 }
 #endif
 
-static int run_attention(const mc_config *c, const char *spec, int bs, double peak_gbps, FILE *js) {
+static int run_attention(const mc_config *c, const char *spec, int bs, double peak_gbps, double peak_tflops,
+                         FILE *js) {
 #ifdef PAGESIM_HAVE_CUDA
     char gpu[256];
     double sheet = datasheet_gbps(gpu, sizeof gpu), copy = copy_gbps();
-    printf("paged decode attention, %s: %d heads over %d kv heads, head_dim %d, block %d\n", c->name,
+    printf("paged attention, %s: %d heads over %d kv heads, head_dim %d, block %d\n", c->name,
            c->num_heads, c->num_kv_heads, c->head_dim, bs);
-    printf("GPU %s: datasheet %.0f GB/s, device-to-device copy %.0f GB/s (read + written)%s\n", gpu, sheet, copy,
-           peak_gbps > 0 ? "" : "");
-    printf("%6s %6s %10s %10s %12s %12s\n", "batch", "ctx", "us/call", "GB/s", "% datasheet", "% copy");
+    printf("GPU %s: datasheet %.0f GB/s, device-to-device copy %.0f GB/s (read + written); "
+           "--peak-tflops %.0f\n", gpu, sheet, copy, peak_tflops);
+    (void)peak_gbps;
+    printf("%6s %6s %6s %10s %10s %12s %12s %9s %8s\n", "batch", "ctx", "query", "us/call", "GB/s", "% datasheet",
+           "% copy", "TFLOP/s", "% peak");
     if (js) fprintf(js, "{\"gpu\": \"%s\", \"datasheet_gbps\": %.0f, \"copy_gbps\": %.1f, \"config\": \"%s\", \"cases\": [",
                     gpu, sheet, copy, c->name);
     const char *p = spec;
     int first = 1;
     while (*p) {
-        int B, C, used = 0;
+        int B, C, Q = 1, used = 0;
         if (sscanf(p, "%d:%d%n", &B, &C, &used) != 2 || B < 1 || C < 1 || B > 4096 || C > (1 << 20)) {
-            fprintf(stderr, "engine/bench: --attention wants B:C[,B:C...], got '%s'\n", spec);
+            fprintf(stderr, "engine/bench: --attention wants B:C[:Q][,B:C[:Q]...], got '%s'\n", spec);
             return 2;
         }
         p += used;
+        if (*p == ':') {
+            int u2 = 0;
+            if (sscanf(p, ":%d%n", &Q, &u2) != 1 || Q < 1 || Q > C || (double)B * Q > (1 << 20)) {
+                fprintf(stderr, "engine/bench: --attention: Q must be in 1..C (and B x Q <= 2^20), got '%s'\n", spec);
+                return 2;
+            }
+            p += u2;
+        }
         if (*p == ',') p++;
-        double gbps = 0, us = 0;
-        if (bench_attention(c, B, C, bs, &gbps, &us)) {
+        double gbps = 0, us = 0, tf = 0;
+        if (bench_attention(c, B, C, Q, bs, &gbps, &us, &tf)) {
             fprintf(stderr, "engine/bench: attention %d:%d failed: %s\n", B, C, cudaGetErrorString(cudaGetLastError()));
             return 1;
         }
-        printf("%6d %6d %10.1f %10.0f %11.1f%% %11.1f%%\n", B, C, us, gbps, sheet > 0 ? 100 * gbps / sheet : 0,
-               copy > 0 ? 100 * gbps / copy : 0);
-        if (js) fprintf(js, "%s{\"batch\": %d, \"ctx\": %d, \"us\": %.2f, \"gbps\": %.1f}", first ? "" : ", ", B, C, us, gbps);
+        printf("%6d %6d %6d %10.1f %10.0f %11.1f%% %11.1f%% %9.1f %7.1f%%\n", B, C, Q, us, gbps,
+               sheet > 0 ? 100 * gbps / sheet : 0, copy > 0 ? 100 * gbps / copy : 0, tf,
+               peak_tflops > 0 ? 100 * tf / peak_tflops : 0);
+        if (js) fprintf(js, "%s{\"batch\": %d, \"ctx\": %d, \"query\": %d, \"us\": %.2f, \"gbps\": %.1f, "
+                        "\"tflops\": %.2f}", first ? "" : ", ", B, C, Q, us, gbps, tf);
         first = 0;
     }
     if (js) fprintf(js, "]}\n");
     return 0;
 #else
-    (void)c; (void)spec; (void)bs; (void)peak_gbps; (void)js;
+    (void)c; (void)spec; (void)bs; (void)peak_gbps; (void)peak_tflops; (void)js;
     fprintf(stderr, "engine/bench: built without CUDA (no nvcc)\n");
     return 1;
 #endif
@@ -398,7 +417,7 @@ int main(int argc, char **argv) {
     FILE *js = NULL;
     if (json && !(js = fopen(json, "w"))) { fprintf(stderr, "engine/bench: cannot write %s\n", json); return 1; }
     if (attn) {
-        int rc = run_attention(&c, attn, cfg.model.block_size > 0 ? cfg.model.block_size : 16, peak_gbps, js);
+        int rc = run_attention(&c, attn, cfg.model.block_size > 0 ? cfg.model.block_size : 16, peak_gbps, peak_tflops, js);
         if (js) fclose(js);
         return rc;
     }

@@ -85,13 +85,18 @@ typedef struct k_attn_batch {
     int max_context;          /* host knowledge: longest context in the batch */
 } k_attn_batch;
 
-/* Which kernels k_attention launches: 0 = the default (prefill on tensor
- * cores; decode on tensor cores (v3) for groups of more than 2 q heads per kv
- * head, else v2: SIMT with 16-byte loads), 1 = v1 (the first, scalar kernels,
- * kept to measure against), 2 = v2 decode always, 3 = v3 decode always (v3
- * needs block_size a multiple of 16, else v2 runs); -1 only asks.
- * Without a call, PAGESIM_ATTN=v1|v2|v3 chooses.  Returns the choice in
- * force before the call. */
+/* Which kernels k_attention launches: 0 = the default (v5: decode and
+ * prefill on tensor cores through mma.sync with K/V streamed by cp.async and
+ * the softmax online in registers; decode needs block_size a multiple of 16,
+ * prefill head_dim <= 128, else v2 runs), 1 = v1 (the first, scalar kernels,
+ * kept to measure against), 2 = v2 (SIMT decode with 16-byte loads, WMMA
+ * prefill), 3 = v3 decode (WMMA, K/V fragments from global memory) with v2
+ * prefill, 5 = v5 as the default; -1 only asks.  Without a call,
+ * PAGESIM_ATTN=v1|v2|v3|v5 chooses; PAGESIM_DEC5_NS (2, 3, 4: cp.async
+ * stages per warp, default 2), PAGESIM_DEC5_PART (keys per decode partition,
+ * a multiple of 256 up to 2048, default 512) and PAGESIM_PF5_MINB (2 or 3
+ * prefill blocks per SM, default 3) tune v5 for measurements.  Returns the
+ * choice in force before the call. */
 int k_attention_impl(int impl);
 /* Bytes of float workspace k_attention needs for up to B sequences, nq heads,
  * contexts up to max_context. */
