@@ -1200,9 +1200,9 @@ static int launch_v2(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *k
         static int ns = 0, dec5_part = 0;
         if (!ns) {
             const char *e = getenv("PAGESIM_DEC5_NS"), *p = getenv("PAGESIM_DEC5_PART");
-            ns = e && atoi(e) == 3 ? 3 : e && atoi(e) == 4 ? 4 : 2;
+            ns = e && atoi(e) == 2 ? 2 : e && atoi(e) == 4 ? 4 : 3;
             int v = p ? atoi(p) : 0;
-            dec5_part = v >= K_DECODE_PARTITION && v <= 2048 && v % K_DECODE_PARTITION == 0 ? v : 512;
+            dec5_part = v >= K_DECODE_PARTITION && v <= 2048 && v % K_DECODE_PARTITION == 0 ? v : 1024;
         }
         nparts = (b->max_context + dec5_part - 1) / dec5_part;
         if (nparts < 1) nparts = 1;

@@ -93,8 +93,8 @@ typedef struct k_attn_batch {
  * prefill), 3 = v3 decode (WMMA, K/V fragments from global memory) with v2
  * prefill, 5 = v5 as the default; -1 only asks.  Without a call,
  * PAGESIM_ATTN=v1|v2|v3|v5 chooses; PAGESIM_DEC5_NS (2, 3, 4: cp.async
- * stages per warp, default 2), PAGESIM_DEC5_PART (keys per decode partition,
- * a multiple of 256 up to 2048, default 512) and PAGESIM_PF5_MINB (2 or 3
+ * stages per warp, default 3), PAGESIM_DEC5_PART (keys per decode partition,
+ * a multiple of 256 up to 2048, default 1024) and PAGESIM_PF5_MINB (2 or 3
  * prefill blocks per SM, default 3) tune v5 for measurements.  Returns the
  * choice in force before the call. */
 int k_attention_impl(int impl);

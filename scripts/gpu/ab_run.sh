@@ -43,7 +43,7 @@ fi
 if has attn; then   # VARIANT = PAGESIM_ATTN[:PAGESIM_DEC5_NS[:PAGESIM_DEC5_PART]]
   attn() {  # shape config, variant
     local a ns pt; IFS=: read -r a ns pt <<< "$2"
-    PAGESIM_ATTN=$a PAGESIM_DEC5_NS=${ns:-2} PAGESIM_DEC5_PART=${pt:-256} bench after attn-$(basename $1 .json)-$2 60 \
+    PAGESIM_ATTN=$a PAGESIM_DEC5_NS=${ns:-3} PAGESIM_DEC5_PART=${pt:-1024} bench after attn-$(basename $1 .json)-$2 60 \
       --dummy-weights $M/$1 --attention 64:1024,64:4096,256:1024,256:4096
   }
   for v in ${ATTN_7B:-v3 v5 v5:2:512 v5:3}; do attn qwen2.5-7b.json $v; done
