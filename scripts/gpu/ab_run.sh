@@ -3,8 +3,9 @@
 # (tarballs made here by scripts/gpu/ab_pack.sh: .carry/ab/{before,after}.tar),
 # runs the GPU tests of "after", then the same benchmarks with both builds.
 #   run(command="bash scripts/gpu/ab_run.sh [STAGES]", carry=[".carry/ab", ".debs"])
-# STAGES (comma list): test, attn, prefill, elem, bias, decode, profile (default:
-# test,attn,bias,decode).  BUILDS: which builds bias/decode run (default both).
+# STAGES (comma list): peaks, test, attn, prefill, elem, bias, decode, profile, hf,
+# hfdecode (default: test,attn,bias,decode); hf and hfdecode run transformers'
+# generate() on the prompts of the bias and decode stages (tests/gpu/bench_hf.py).  BUILDS: which builds bias/decode run (default both).
 # ATTN_7B, ATTN_06B: the kernel variants the attn stage times with "after"
 # (PAGESIM_ATTN[:PAGESIM_DEC5_NS[:PAGESIM_DEC5_PART]], defaults below).  Results: $OUT/SUMMARY.txt, $OUT/logs.txt.
 set -u
@@ -16,6 +17,14 @@ say() { echo "$*" | tee -a "$S"; }
 ROOT=$PWD
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader >> "$S" 2>&1
 PEAK_T=${PEAK_T:-799}; PEAK_G=${PEAK_G:-4257}
+if has peaks; then   # the GPU's measured GEMM rate and copy bandwidth, for every roofline below
+  timeout 90 python3 tests/gpu/bench_hf.py --peaks --out "$OUT/peaks.json" >> "$L" 2>&1
+  if [ -s "$OUT/peaks.json" ]; then
+    PEAK_T=$(python3 -c "import json;print(json.load(open('$OUT/peaks.json'))['gemm_tflops'])")
+    PEAK_G=$(python3 -c "import json;print(json.load(open('$OUT/peaks.json'))['copy_gbps'])")
+  fi
+  say "peaks: $(cat "$OUT/peaks.json" 2>/dev/null)"
+fi
 for v in before after; do
   rm -rf /tmp/ab/$v; mkdir -p /tmp/ab/$v
   tar -xf .carry/ab/$v.tar -C /tmp/ab/$v && cp -r .debs /tmp/ab/$v/
@@ -62,14 +71,25 @@ if has bias; then
   for v in before after; do
     [[ " ${BUILDS:-before after} " == *" $v "* ]] || continue
     bench $v bias-7b-1024seqs 150 --dummy-weights $M/qwen2.5-7b.json --workload fixed --num-requests 1024 --prompt-len 512 \
-      --output-len 96 --max-num-seqs 1024 --max-num-batched-tokens 16384
+      --output-len 96 --max-num-seqs 1024 --max-num-batched-tokens 16384 --save-workload /tmp/ab/w_bias.txt
   done
 fi
 if has decode; then
   for v in before after; do
     [[ " ${BUILDS:-before after} " == *" $v "* ]] || continue
-    bench $v decode-0.6b 120 --dummy-weights $M/qwen3-0.6b.json --workload uniform --num-requests 256 --min-len 100 --max-len 1024
+    bench $v decode-0.6b 120 --dummy-weights $M/qwen3-0.6b.json --workload uniform --num-requests 256 --min-len 100 \
+      --max-len 1024 --save-workload /tmp/ab/w_dec.txt
   done
+fi
+if has hf && [ -s /tmp/ab/w_bias.txt ]; then   # transformers generate() on the same prompts
+  timeout 240 python3 tests/gpu/bench_hf.py --config $M/qwen2.5-7b.json --workload /tmp/ab/w_bias.txt \
+    --batches 64,128,256 --out "$OUT/hf.jsonl" >> "$L" 2>&1
+  say "hf bias rc=$?"; sed 's/^/  /' "$OUT/hf.jsonl" >> "$S"
+fi
+if has hfdecode && [ -s /tmp/ab/w_dec.txt ]; then
+  timeout 150 python3 tests/gpu/bench_hf.py --config $M/qwen3-0.6b.json --workload /tmp/ab/w_dec.txt \
+    --batches all --time-limit ${HF_DECODE_LIMIT:-80} --out "$OUT/hf2.jsonl" >> "$L" 2>&1
+  say "hf decode rc=$?"; sed 's/^/  /' "$OUT/hf2.jsonl" >> "$S"
 fi
 if has profile; then
   PAGESIM_PROFILE=1 bench after bias-7b-1024seqs-profile 150 --dummy-weights $M/qwen2.5-7b.json --num-requests 1024 \
