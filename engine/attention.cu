@@ -725,6 +725,89 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
     return *reinterpret_cast<uint32_t *>(&h);
 }
+/* The steps v5 decode and prefill share.  A lane owns rows lane/4 and
+ * lane/4 + 8 of a 16-row tile and, in each 8-column tile, the column pair
+ * (lane % 4) * 2, (lane % 4) * 2 + 1 (mma.sync m16n8k16's layout). */
+/* qa: q rows 0..15 (row stride rs elements) as A fragments over HD = 16 KS
+ * dims; a row that is not valid (v0: lane/4, v1: lane/4 + 8) reads as zero */
+template <int KS>
+__device__ __forceinline__ void flash_load_q(uint32_t (&qa)[KS][4], const bf16 *q, size_t rs, bool v0, bool v1,
+                                             int lane) {
+    const bf16 *q0 = q + (size_t)(lane >> 2) * rs + (lane & 3) * 2, *q1 = q0 + 8 * rs;
+#pragma unroll
+    for (int ks = 0; ks < KS; ks++) {
+        qa[ks][0] = v0 ? *reinterpret_cast<const uint32_t *>(q0 + ks * 16) : 0u;
+        qa[ks][1] = v1 ? *reinterpret_cast<const uint32_t *>(q1 + ks * 16) : 0u;
+        qa[ks][2] = v0 ? *reinterpret_cast<const uint32_t *>(q0 + ks * 16 + 8) : 0u;
+        qa[ks][3] = v1 ? *reinterpret_cast<const uint32_t *>(q1 + ks * 16 + 8) : 0u;
+    }
+}
+/* s (16, 8 NTL) = q K^T for the NTL * 8 keys staged in ks (rows of LD bf16) */
+template <int KS, int NTL, int LD>
+__device__ __forceinline__ void flash_qk(float (&s)[NTL][4], const uint32_t (&qa)[KS][4], const bf16 *ks, int lane) {
+#pragma unroll
+    for (int t = 0; t < NTL; t++) s[t][0] = s[t][1] = s[t][2] = s[t][3] = 0.0f;
+#pragma unroll
+    for (int k = 0; k < KS; k += 2)
+#pragma unroll
+        for (int t = 0; t < NTL; t++) {
+            uint32_t kf[4];
+            ldsm_x4(kf, ks + (t * 8 + (lane & 7)) * LD + k * 16 + (lane >> 3) * 8);
+            mma16816(s[t], qa[k], kf[0], kf[1]);
+            mma16816(s[t], qa[k + 1], kf[2], kf[3]);
+        }
+}
+/* online softmax over one tile of scores s (log2 units, -inf where masked):
+ * the rows' running max m and sum l, o rescaled, pa = bf16(P) as A fragments
+ * (the sum counts P as rounded, as the product uses it) */
+template <int NTL, int NT>
+__device__ __forceinline__ void flash_softmax(float (&s)[NTL][4], float &m0, float &m1, float &l0, float &l1,
+                                              float (&o)[NT][4], uint32_t (&pa)[NTL / 2][4]) {
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int t = 0; t < NTL; t++) {
+        mx0 = fmaxf(mx0, fmaxf(s[t][0], s[t][1]));
+        mx1 = fmaxf(mx1, fmaxf(s[t][2], s[t][3]));
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    /* a row that has seen no key yet stays at -inf without NaNs */
+    float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+    float a0 = mn0 == -INFINITY ? 1.0f : exp2f(m0 - mn0), a1 = mn1 == -INFINITY ? 1.0f : exp2f(m1 - mn1);
+    float b0 = mn0 == -INFINITY ? 0.0f : mn0, b1 = mn1 == -INFINITY ? 0.0f : mn1;
+    m0 = mn0; m1 = mn1;
+    float ps0 = 0, ps1 = 0;
+#pragma unroll
+    for (int t = 0; t < NTL; t++) {
+        float p0 = rbf(exp2f(s[t][0] - b0)), p1 = rbf(exp2f(s[t][1] - b0));
+        float p2 = rbf(exp2f(s[t][2] - b1)), p3 = rbf(exp2f(s[t][3] - b1));
+        ps0 += p0 + p1; ps1 += p2 + p3;
+        pa[t / 2][(t & 1) * 2] = pack_bf16(p0, p1);        /* row lane/4, keys t*8 + (lane%4)*2.. */
+        pa[t / 2][(t & 1) * 2 + 1] = pack_bf16(p2, p3);    /* row lane/4 + 8 */
+    }
+    l0 = l0 * a0 + ps0; l1 = l1 * a1 + ps1;
+#pragma unroll
+    for (int t = 0; t < NT; t++) { o[t][0] *= a0; o[t][1] *= a0; o[t][2] *= a1; o[t][3] *= a1; }
+}
+/* o (16, 8 NT) += P V for the 16 NKK keys staged in vs (rows of LD bf16) */
+template <int NKK, int NT, int LD>
+__device__ __forceinline__ void flash_pv(float (&o)[NT][4], const uint32_t (&pa)[NKK][4], const bf16 *vs, int lane) {
+#pragma unroll
+    for (int kk = 0; kk < NKK; kk++)
+#pragma unroll
+        for (int t = 0; t < NT; t += 2) {
+            uint32_t vf[4];
+            ldsm_x4_t(vf, vs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + t * 8 + (lane >> 4) * 8);
+            mma16816(o[t], pa[kk], vf[0], vf[1]);
+            mma16816(o[t + 1], pa[kk], vf[2], vf[3]);
+        }
+}
+__device__ __forceinline__ float quad_sum(float v) {
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
 template <int HD, int NS>
 struct dec5_smem {
     static constexpr int LD = HD + 8;                                  /* bf16 per staged row */
@@ -764,14 +847,7 @@ decode5_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_bf16 
     /* Q (16, HD) as A fragments, rows >= G zero */
     uint32_t qa[KS][4];
     const bf16 *qg = reinterpret_cast<const bf16 *>(qkv) + (size_t)q0 * stride + (size_t)kvh * G * HD;
-#pragma unroll
-    for (int ks = 0; ks < KS; ks++) {
-        int c0 = ks * 16 + cq;
-        qa[ks][0] = r0 < G ? *reinterpret_cast<const uint32_t *>(qg + (size_t)r0 * HD + c0) : 0u;
-        qa[ks][1] = r1 < G ? *reinterpret_cast<const uint32_t *>(qg + (size_t)r1 * HD + c0) : 0u;
-        qa[ks][2] = r0 < G ? *reinterpret_cast<const uint32_t *>(qg + (size_t)r0 * HD + c0 + 8) : 0u;
-        qa[ks][3] = r1 < G ? *reinterpret_cast<const uint32_t *>(qg + (size_t)r1 * HD + c0 + 8) : 0u;
-    }
+    flash_load_q<KS>(qa, qg, HD, r0 < G, r1 < G, lane);
     int cnt = warp < nkb ? (nkb - warp + DEC5_WARPS - 1) / DEC5_WARPS : 0;   /* this warp's tiles, <= 32 */
     /* lane i holds the physical block of the warp's tile i: no dependent load in the loop */
     int blk = lane < cnt ? table[(j0 + (warp + DEC5_WARPS * lane) * 16) / bs] : 0;
@@ -803,65 +879,25 @@ decode5_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_bf16 
         cp_async_wait<NS - 1>();
         __syncwarp();
         const bf16 *ks_ = ring + (size_t)(i % NS) * 2 * 16 * L::LD, *vs_ = ks_ + 16 * L::LD;
-        /* S = Q K^T: n-tile t holds keys t*8..t*8+7 */
-        float s[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
-#pragma unroll
-        for (int ks = 0; ks < KS; ks += 2)
-#pragma unroll
-            for (int t = 0; t < 2; t++) {
-                uint32_t kf[4];
-                ldsm_x4(kf, ks_ + (t * 8 + (lane & 7)) * L::LD + ks * 16 + (lane >> 3) * 8);
-                mma16816(s[t], qa[ks], kf[0], kf[1]);
-                mma16816(s[t], qa[ks + 1], kf[2], kf[3]);
-            }
-        /* online softmax: rows r0 (s[t][0..1]) and r1 (s[t][2..3]) */
+        /* S = Q K^T: n-tile t holds keys t*8..t*8+7; scaled, masked past the partition */
+        float sc[2][4];
+        flash_qk<KS, 2, L::LD>(sc, qa, ks_, lane);
         int kbase = (warp + DEC5_WARPS * i) * 16;
-        float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
         for (int t = 0; t < 2; t++)
 #pragma unroll
             for (int e = 0; e < 2; e++) {
                 bool ok = kbase + t * 8 + cq + e < n;
-                s[t][e] = ok ? s[t][e] * sl2 : -INFINITY;
-                s[t][2 + e] = ok ? s[t][2 + e] * sl2 : -INFINITY;
-                mx0 = fmaxf(mx0, s[t][e]);
-                mx1 = fmaxf(mx1, s[t][2 + e]);
+                sc[t][e] = ok ? sc[t][e] * sl2 : -INFINITY;
+                sc[t][2 + e] = ok ? sc[t][2 + e] * sl2 : -INFINITY;
             }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);   /* finite: key kbase is in the context */
-        float a0 = exp2f(m0 - mn0), a1 = exp2f(m1 - mn1);
-        m0 = mn0; m1 = mn1;
-        uint32_t pa[4];
-        float ps0 = 0, ps1 = 0;
-#pragma unroll
-        for (int t = 0; t < 2; t++) {
-            float p0 = rbf(exp2f(s[t][0] - mn0)), p1 = rbf(exp2f(s[t][1] - mn0));
-            float p2 = rbf(exp2f(s[t][2] - mn1)), p3 = rbf(exp2f(s[t][3] - mn1));
-            ps0 += p0 + p1; ps1 += p2 + p3;
-            pa[2 * t] = pack_bf16(p0, p1);         /* row r0, keys t*8 + cq.. */
-            pa[2 * t + 1] = pack_bf16(p2, p3);     /* row r1 */
-        }
-        l0 = l0 * a0 + ps0; l1 = l1 * a1 + ps1;
-#pragma unroll
-        for (int t = 0; t < NT; t++) { o[t][0] *= a0; o[t][1] *= a0; o[t][2] *= a1; o[t][3] *= a1; }
-        /* O += P V: ldmatrix.trans gives the B fragments of two dim tiles at a time */
-#pragma unroll
-        for (int t = 0; t < NT; t += 2) {
-            uint32_t vf[4];
-            ldsm_x4_t(vf, vs_ + ((lane & 7) + ((lane >> 3) & 1) * 8) * L::LD + t * 8 + (lane >> 4) * 8);
-            mma16816(o[t], pa, vf[0], vf[1]);
-            mma16816(o[t + 1], pa, vf[2], vf[3]);
-        }
+        uint32_t pa[1][4];
+        flash_softmax<2, NT>(sc, m0, m1, l0, l1, o, pa);
+        flash_pv<1, NT, L::LD>(o, pa, vs_, lane);
         __syncwarp();
     }
     cp_async_wait<0>();
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    l0 = quad_sum(l0); l1 = quad_sum(l1);
     /* combine the warps: O (W, 16, HD), then m (W, 16), l (W, 16) */
     __syncthreads();
     float *Os = reinterpret_cast<float *>(smem), *ms = Os + DEC5_WARPS * 16 * HD, *ls = ms + DEC5_WARPS * 16;
@@ -941,16 +977,8 @@ prefill5_kernel(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc, co
     bf16 *buf = reinterpret_cast<bf16 *>(smem);                  /* (2 stages, 2, BN, LD) */
     const float sl2 = scale * 1.4426950408889634f;
     uint32_t qa[KS][4];
-    const bf16 *qg = reinterpret_cast<const bf16 *>(qkv) + (size_t)(q0 + i0) * stride + (size_t)h * HD;
-#pragma unroll
-    for (int ks = 0; ks < KS; ks++) {
-        int c0 = ks * 16 + cq;
-        bool v0 = wr0 < rows, v1 = wr1 < rows;
-        qa[ks][0] = v0 ? *reinterpret_cast<const uint32_t *>(qg + (size_t)wr0 * stride + c0) : 0u;
-        qa[ks][1] = v1 ? *reinterpret_cast<const uint32_t *>(qg + (size_t)wr1 * stride + c0) : 0u;
-        qa[ks][2] = v0 ? *reinterpret_cast<const uint32_t *>(qg + (size_t)wr0 * stride + c0 + 8) : 0u;
-        qa[ks][3] = v1 ? *reinterpret_cast<const uint32_t *>(qg + (size_t)wr1 * stride + c0 + 8) : 0u;
-    }
+    const bf16 *qg = reinterpret_cast<const bf16 *>(qkv) + (size_t)(q0 + i0 + warp * 16) * stride + (size_t)h * HD;
+    flash_load_q<KS>(qa, qg, stride, wr0 < rows, wr1 < rows, lane);
     int ntiles = last_pos / PF5_BN + 1;
     const int bsh = (bs & (bs - 1)) == 0 ? __ffs(bs) - 1 : -1;    /* log2(block_size), or -1 */
     auto load = [&](int it) {                                    /* key tile it into stage it & 1 */
@@ -981,19 +1009,8 @@ prefill5_kernel(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc, co
         if (wact && kt <= wlast) {
             const bf16 *ks_ = buf + (size_t)(it & 1) * 2 * PF5_BN * L::LD, *vs_ = ks_ + PF5_BN * L::LD;
             float sc[PF5_BN / 8][4];
-#pragma unroll
-            for (int t = 0; t < PF5_BN / 8; t++) sc[t][0] = sc[t][1] = sc[t][2] = sc[t][3] = 0.0f;
-#pragma unroll
-            for (int ks = 0; ks < KS; ks += 2)
-#pragma unroll
-                for (int t = 0; t < PF5_BN / 8; t++) {
-                    uint32_t kf[4];
-                    ldsm_x4(kf, ks_ + (t * 8 + (lane & 7)) * L::LD + ks * 16 + (lane >> 3) * 8);
-                    mma16816(sc[t], qa[ks], kf[0], kf[1]);
-                    mma16816(sc[t], qa[ks + 1], kf[2], kf[3]);
-                }
+            flash_qk<KS, PF5_BN / 8, L::LD>(sc, qa, ks_, lane);
             bool diag = kt + PF5_BN - 1 > wfirst;                /* some key of the tile is after some query */
-            float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
             for (int t = 0; t < PF5_BN / 8; t++)
 #pragma unroll
@@ -1001,48 +1018,15 @@ prefill5_kernel(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc, co
                     int j = kt + t * 8 + cq + e;
                     sc[t][e] = !diag || j <= pos0 ? sc[t][e] * sl2 : -INFINITY;
                     sc[t][2 + e] = !diag || j <= pos1 ? sc[t][2 + e] * sl2 : -INFINITY;
-                    mx0 = fmaxf(mx0, sc[t][e]);
-                    mx1 = fmaxf(mx1, sc[t][2 + e]);
                 }
-            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-            /* a row may see no key of this tile (rows past the warp's last query): keep it at -inf safely */
-            float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
-            float a0 = mn0 == -INFINITY ? 1.0f : exp2f(m0 - mn0), a1 = mn1 == -INFINITY ? 1.0f : exp2f(m1 - mn1);
-            float b0 = mn0 == -INFINITY ? 0.0f : mn0, b1 = mn1 == -INFINITY ? 0.0f : mn1;
-            m0 = mn0; m1 = mn1;
-            float ps0 = 0, ps1 = 0;
             uint32_t pa[PF5_BN / 16][4];
-#pragma unroll
-            for (int t = 0; t < PF5_BN / 8; t++) {
-                float p0 = rbf(exp2f(sc[t][0] - b0)), p1 = rbf(exp2f(sc[t][1] - b0));
-                float p2 = rbf(exp2f(sc[t][2] - b1)), p3 = rbf(exp2f(sc[t][3] - b1));
-                ps0 += p0 + p1; ps1 += p2 + p3;
-                pa[t / 2][(t & 1) * 2] = pack_bf16(p0, p1);
-                pa[t / 2][(t & 1) * 2 + 1] = pack_bf16(p2, p3);
-            }
-            l0 = l0 * a0 + ps0; l1 = l1 * a1 + ps1;
-#pragma unroll
-            for (int t = 0; t < NT; t++) { o[t][0] *= a0; o[t][1] *= a0; o[t][2] *= a1; o[t][3] *= a1; }
-#pragma unroll
-            for (int kk = 0; kk < PF5_BN / 16; kk++)
-#pragma unroll
-                for (int t = 0; t < NT; t += 2) {
-                    uint32_t vf[4];
-                    ldsm_x4_t(vf, vs_ + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * L::LD + t * 8 + (lane >> 4) * 8);
-                    mma16816(o[t], pa[kk], vf[0], vf[1]);
-                    mma16816(o[t + 1], pa[kk], vf[2], vf[3]);
-                }
+            flash_softmax<PF5_BN / 8, NT>(sc, m0, m1, l0, l1, o, pa);
+            flash_pv<PF5_BN / 16, NT, L::LD>(o, pa, vs_, lane);
         }
         __syncthreads();
     }
     cp_async_wait<0>();
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    l0 = quad_sum(l0); l1 = quad_sum(l1);
     bf16 *og = reinterpret_cast<bf16 *>(out) + (size_t)(q0 + i0) * nq * HD + (size_t)h * HD;
     float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
 #pragma unroll

@@ -18,12 +18,7 @@
 #include "sim/simulate.h"
 
 static char T[128];
-static const char *tp(const char *rel) {
-    static char ring[8][512]; static int k;
-    k = (k + 1) % 8;
-    snprintf(ring[k], sizeof ring[k], "%s/%s", T, rel);
-    return ring[k];
-}
+static const char *tp(const char *rel) { return tu_join(T, rel); }   /* "T/rel" */
 #define CFG "data/models/qwen2.5-7b.json"
 #define GPU "H100-SXM"
 #define NREQ 160

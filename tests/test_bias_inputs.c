@@ -17,12 +17,7 @@
 
 /* Per-process scratch directory: other engineers may run these tests at the same time. */
 static char T[128];
-static const char *tp(const char *rel) {          /* "T/rel" (eight live at a time) */
-    static char ring[8][512]; static int k;
-    k = (k + 1) % 8;
-    snprintf(ring[k], sizeof ring[k], "%s/%s", T, rel);
-    return ring[k];
-}
+static const char *tp(const char *rel) { return tu_join(T, rel); }   /* "T/rel" */
 
 static void put(const char *name, const char *text) {
     mkdir("build", 0755); mkdir("build/tmp", 0755); mkdir(T, 0755);

@@ -25,12 +25,7 @@
 
 /* Per-process scratch directory: other engineers may run these tests at the same time. */
 static char T[128];
-static const char *tp(const char *rel) {          /* "T/rel" (eight live at a time) */
-    static char ring[8][512]; static int k;
-    k = (k + 1) % 8;
-    snprintf(ring[k], sizeof ring[k], "%s/%s", T, rel);
-    return ring[k];
-}
+static const char *tp(const char *rel) { return tu_join(T, rel); }   /* "T/rel" */
 #define MODEL "M"
 
 

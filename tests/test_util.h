@@ -28,6 +28,14 @@ static inline const char *tu_bindir(void) {
 /* Skip (not pass) a test whose optional input file is absent. */
 #define TU_REQUIRE_FILE(path) do { if (access((path), R_OK) != 0) { \
     fprintf(stderr, "skip: %s absent\n", (path)); skip(); return; } } while (0)
+/* "dir/rel" in one of eight rotating static buffers (eight live at a time). */
+static inline const char *tu_join(const char *dir, const char *rel) {
+    static char ring[8][512];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(ring[k], sizeof ring[k], "%s/%s", dir, rel);
+    return ring[k];
+}
 /* Reads a whole file into a NUL-terminated malloc'd string (NULL if unreadable). */
 static inline char *tu_slurp(const char *path) {
     FILE *f = fopen(path, "rb");
