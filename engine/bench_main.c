@@ -19,6 +19,7 @@
 #include "engine/kernels_ref.h"
 #include "engine/weights.h"
 #include "sim/model_config.h"
+#include "engine/clock.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,12 +65,6 @@ static uint64_t splitmix(uint64_t *x) {
     return z ^ (z >> 31);
 }
 static int uniform(uint64_t *st, int lo, int hi) { return lo + (int)(splitmix(st) % (uint64_t)(hi - lo + 1)); }
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
 
 /* ---- the paged decode attention kernel alone ------------------------------- */
 #ifdef PAGESIM_HAVE_CUDA
@@ -385,20 +380,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--elementwise")) ew_rows = cli_int(PROG, a, v, 1, 1 << 16);
         else if (!strcmp(a, "--peak-tflops")) peak_tflops = cli_num(PROG, a, v, 1, 1e6);
         else if (!strcmp(a, "--peak-gbps")) peak_gbps = cli_num(PROG, a, v, 1, 1e6);
-        else if (!strcmp(a, "--kv-policy")) {
-            int p = kv_policy_parse(v);
-            if (p != KV_PAGED && p != KV_CONTIGUOUS) {
-                fprintf(stderr, "engine/bench: --kv-policy is paged or contiguous, got '%s'\n", v);
-                return 2;
-            }
-            cfg.kv_policy = (kv_policy)p;
-        }
-        else if (!strcmp(a, "--max-num-batched-tokens")) cfg.model.max_num_batched_tokens = cli_int(PROG, a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--max-num-seqs")) cfg.model.max_num_seqs = cli_int(PROG, a, v, 1, 1 << 16);
-        else if (!strcmp(a, "--max-model-len")) cfg.model.max_model_len = cli_int(PROG, a, v, 1, 1 << 24);
-        else if (!strcmp(a, "--block-size")) cfg.model.block_size = cli_int(PROG, a, v, 1, 1024);
-        else if (!strcmp(a, "--gpu-memory-utilization")) cfg.model.gpu_memory_utilization = cli_num(PROG, a, v, 0.01, 1);
-        else if (!strcmp(a, "--num-gpu-blocks")) cfg.model.num_gpu_blocks = cli_int(PROG, a, v, 1, 0x7fffffff);
+        else if (cli_model_option(PROG, a, v, &cfg.model, &cfg.kv_policy)) {}
         else { fprintf(stderr, "engine/bench: unknown option %s\n", a); usage(stderr); return 2; }
     }
     if (!model_dir == !dummy) { fprintf(stderr, "engine/bench: give --model DIR or --dummy-weights CONFIG.json\n"); usage(stderr); return 2; }
@@ -462,7 +444,7 @@ int main(int argc, char **argv) {
     }
     if (cfg.model.max_model_len <= 0) cfg.model.max_model_len = longest > 4096 ? longest : 4096;
 
-    double t0 = now_s();
+    double t0 = clock_now_s();
     w_weights w;
     if ((dummy ? w_dummy(&w, &c, dummy_seed, err, sizeof err) : w_load(&w, model_dir, &c, err, sizeof err))) {
         fprintf(stderr, "engine/bench: %s\n", err);
@@ -475,7 +457,7 @@ int main(int argc, char **argv) {
     const model_opts *mo = model_options(eng_model(e));
     fprintf(stderr, "%s: weights %.2f GiB, activation peak %.2f GiB, GPU KV cache size: %ld tokens (%s), "
             "setup %.1f s\n", c.name, mem.weights / 1073741824.0, mem.activations / 1073741824.0, mem.kv_tokens,
-            kv_policy_name(cfg.kv_policy), now_s() - t0);
+            kv_policy_name(cfg.kv_policy), clock_now_s() - t0);
     /* the roofline's constants */
     double D = c.hidden_size, L = c.num_layers, nq = c.num_heads, nkv = c.num_kv_heads, hd = c.head_dim;
     double I = c.intermediate_size, V = c.vocab_size;
@@ -496,7 +478,7 @@ int main(int argc, char **argv) {
     double ttft_sum = 0, tpot_sum = 0, lat_sum = 0;
     int ntpot = 0;
     kv_usage u;
-    double start = now_s();
+    double start = clock_now_s();
     while (eng_has_work(e)) {
         const eng_result *d;
         int nd, s = eng_step(e, &d, &nd, err, sizeof err);
@@ -531,7 +513,7 @@ int main(int argc, char **argv) {
             if (d[i].num_tokens > 1) { tpot_sum += (d[i].finish - d[i].first_token) / (d[i].num_tokens - 1); ntpot++; }
         }
     }
-    double wall = now_s() - start;
+    double wall = clock_now_s() - start;
     const sched_stats *ss = eng_sched_stats(e);
     double tot = (double)total_prompt + gen;
     printf("engine/bench %s, workload %s: %d requests, %ld prompt + %ld output tokens (%ld asked), "

@@ -5,6 +5,7 @@
  * model, the KV pool, the scheduler and the loop. */
 #include "engine/engine.h"
 #include "sim/step_loop.h"
+#include "engine/errbuf.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,14 +38,6 @@ struct eng {
     struct timespec t0;
 };
 
-static int fail(char *err, size_t n, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, n, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 static double now_s(const eng *e) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -71,20 +64,20 @@ int eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf
     if (T > buf->cap_t) {
         free(buf->ids);
         buf->ids = malloc(sizeof(int32_t) * 3 * (size_t)T);
-        if (!buf->ids) { buf->cap_t = 0; return fail(err, errlen, "out of memory"); }
+        if (!buf->ids) { buf->cap_t = 0; return errbuf_fail(err, errlen, "out of memory"); }
         buf->pos = buf->ids + T; buf->slots = buf->pos + T; buf->cap_t = T;
     }
     if (B > buf->cap_b || max_blocks != buf->max_blocks) {
         free(buf->qs); free(buf->tables);
         buf->qs = malloc(sizeof(int32_t) * (2 * (size_t)B + 1));
         buf->tables = malloc(sizeof(int32_t) * (size_t)B * max_blocks);
-        if (!buf->qs || !buf->tables) { buf->cap_b = 0; return fail(err, errlen, "out of memory"); }
+        if (!buf->qs || !buf->tables) { buf->cap_b = 0; return errbuf_fail(err, errlen, "out of memory"); }
         buf->ctx = buf->qs + B + 1; buf->cap_b = B; buf->max_blocks = max_blocks;
     }
     if (kv_get_config(kv)->policy != KV_PAGED)
         for (int i = 0; i < B; i++)
             if (b->items[i].s->resv_start % bs)
-                return fail(err, errlen, "sequence %d: reservation at slot %ld is not block-aligned",
+                return errbuf_fail(err, errlen, "sequence %d: reservation at slot %ld is not block-aligned",
                             b->items[i].s->id, b->items[i].s->resv_start);
     int t = 0;
     buf->qs[0] = 0;
@@ -93,7 +86,7 @@ int eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf
         const seq *s = it->s;
         int ctx = it->start + it->num_new, nb = (ctx + bs - 1) / bs;
         if (nb > max_blocks || it->start + it->num_new > s->num_tokens)
-            return fail(err, errlen, "sequence %d: %d tokens in cache need %d blocks (at most %d)", s->id,
+            return errbuf_fail(err, errlen, "sequence %d: %d tokens in cache need %d blocks (at most %d)", s->id,
                         ctx, nb, max_blocks);
         for (int j = 0; j < it->num_new; j++, t++) {
             int p = it->start + j;
@@ -105,7 +98,7 @@ int eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf
         buf->ctx[i] = ctx;
         for (int k = 0; k < max_blocks; k++) {
             int blk = k < nb ? block_of(kv, s, k) : 0;
-            if (blk < 0) return fail(err, errlen, "sequence %d: no block %d for %d tokens", s->id, k, ctx);
+            if (blk < 0) return errbuf_fail(err, errlen, "sequence %d: no block %d for %d tokens", s->id, k, ctx);
             buf->tables[(size_t)i * max_blocks + k] = blk;
         }
     }
@@ -134,7 +127,7 @@ static int eng_execute(void *ctx, const sched_batch *b, int *tokens, double *sec
     eng *e = ctx;
     for (int i = 0; i < b->num_copies; i++) {
         if (b->copies[i].kind != KV_COPY_GPU)
-            return fail(err, errlen, "swap is not supported by the engine (use preemption by recompute)");
+            return errbuf_fail(err, errlen, "swap is not supported by the engine (use preemption by recompute)");
         if (model_copy_block(e->m, b->copies[i].src, b->copies[i].dst, err, errlen)) return -1;
     }
     if (b->num_items > 0) {
@@ -172,13 +165,13 @@ static int eng_execute(void *ctx, const sched_batch *b, int *tokens, double *sec
 eng *eng_create(const mc_config *c, w_weights *w, const eng_config *cfg, model_mem *mem, char *err,
                 size_t errlen) {
     eng *e = calloc(1, sizeof *e);
-    if (!e) { w_free(w); fail(err, errlen, "out of memory"); return NULL; }
+    if (!e) { w_free(w); errbuf_fail(err, errlen, "out of memory"); return NULL; }
     clock_gettime(CLOCK_MONOTONIC, &e->t0);
     e->cfg = *cfg;
     if (cfg->kv_policy != KV_PAGED && cfg->kv_policy != KV_CONTIGUOUS) {
         w_free(w);
         free(e);
-        fail(err, errlen, "KV policy %s is not supported by the engine (paged, contiguous)",
+        errbuf_fail(err, errlen, "KV policy %s is not supported by the engine (paged, contiguous)",
              kv_policy_name(cfg->kv_policy));
         return NULL;
     }
@@ -200,7 +193,7 @@ eng *eng_create(const mc_config *c, w_weights *w, const eng_config *cfg, model_m
     e->tok = calloc(R, sizeof *e->tok);
     if (cfg->on_logits) e->hlogits = malloc(R * (size_t)c->vocab_size * sizeof(float));
     if (!e->sp || !e->tok || (cfg->on_logits && !e->hlogits)) {
-        fail(err, errlen, "out of memory");
+        errbuf_fail(err, errlen, "out of memory");
         eng_free(e);
         return NULL;
     }
@@ -217,20 +210,20 @@ int eng_add_request(eng *e, int id, const int *prompt, int prompt_len, const eng
     const model_opts *o = model_options(e->m);
     const mc_config *c = model_config(e->m);
     if (prompt_len <= 0 || p->max_tokens <= 0 || prompt_len + p->max_tokens > o->max_model_len)
-        return fail(err, errlen, "request %d: %d prompt + %d new tokens (max_model_len %d)", id, prompt_len,
+        return errbuf_fail(err, errlen, "request %d: %d prompt + %d new tokens (max_model_len %d)", id, prompt_len,
                     p->max_tokens, o->max_model_len);
     for (int i = 0; i < prompt_len; i++)
         if (prompt[i] < 0 || prompt[i] >= c->vocab_size)
-            return fail(err, errlen, "request %d: token %d at %d is outside the vocabulary (%d)", id, prompt[i],
+            return errbuf_fail(err, errlen, "request %d: token %d at %d is outside the vocabulary (%d)", id, prompt[i],
                         i, c->vocab_size);
     if (e->nreq == e->cap_req) {
         int nc = e->cap_req ? 2 * e->cap_req : 64;
         eng_req **r = realloc(e->reqs, sizeof *r * (size_t)nc);
-        if (!r) return fail(err, errlen, "out of memory");
+        if (!r) return errbuf_fail(err, errlen, "out of memory");
         e->reqs = r; e->cap_req = nc;
     }
     eng_req *q = calloc(1, sizeof *q);
-    if (!q) return fail(err, errlen, "out of memory");
+    if (!q) return errbuf_fail(err, errlen, "out of memory");
     q->p = *p;
     q->r.id = id;
     q->r.prompt_len = prompt_len;
@@ -239,7 +232,7 @@ int eng_add_request(eng *e, int id, const int *prompt, int prompt_len, const eng
     q->live = true;
     if (!sched_add(e->sc, id, prompt, prompt_len, p->max_tokens, 1, 0, q->r.arrival, q)) {
         free(q);
-        return fail(err, errlen, "request %d: the scheduler refused it", id);
+        return errbuf_fail(err, errlen, "request %d: the scheduler refused it", id);
     }
     e->reqs[e->nreq++] = q;
     return 0;
@@ -272,11 +265,11 @@ int eng_step(eng *e, const eng_result **done, int *n_done, char *err, size_t err
                                   cb->attn_pairs, info.seconds};
     }
     for (int i = 0; i < info.n_fin; i++)           /* keep the tokens of finished sequences */
-        if (keep_tokens(info.fin[i]->user, info.fin[i])) return fail(err, errlen, "out of memory");
+        if (keep_tokens(info.fin[i]->user, info.fin[i])) return errbuf_fail(err, errlen, "out of memory");
     int n = info.n_done + e->n_ab;
     if (n > e->cap_done) {
         eng_result *d = realloc(e->done, sizeof *d * (size_t)n);
-        if (!d) return fail(err, errlen, "out of memory");
+        if (!d) return errbuf_fail(err, errlen, "out of memory");
         e->done = d; e->cap_done = n;
     }
     for (int i = 0; i < e->n_ab; i++) e->done[i] = e->aborted[i];

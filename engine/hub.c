@@ -4,6 +4,8 @@
  * cache directory it is given; nothing else.
  */
 #include "engine/hub.h"
+#include "engine/errbuf.h"
+#include "engine/clock.h"
 
 #include <cJSON.h>
 #include <curl/curl.h>
@@ -170,11 +172,6 @@ int hub_repo_folder(const char *repo, char *out, size_t cap) {
     return (n < 0 || (size_t)n >= cap) ? -1 : 0;
 }
 
-static void seterr(char *err, size_t cap, const char *fmt, ...) {
-    if (!err || !cap) return;
-    va_list ap; va_start(ap, fmt); vsnprintf(err, cap, fmt, ap); va_end(ap);
-}
-
 /* snprintf for paths: -1 when the result does not fit. */
 static int pathf(char *out, size_t cap, const char *fmt, ...) {
     va_list ap; va_start(ap, fmt);
@@ -262,14 +259,14 @@ static void setup(CURL *c, const hub_opts *o, const char *url) {
 /* GETs url into m; returns the HTTP status, or -1 with err on transport error. */
 static long http_get(const hub_opts *o, const char *url, membuf *m, char *err, size_t ecap) {
     CURL *c = curl_easy_init();
-    if (!c) { seterr(err, ecap, "cannot start libcurl"); return -1; }
+    if (!c) { errbuf_fail(err, ecap, "cannot start libcurl"); return -1; }
     setup(c, o, url);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, mem_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, m);
     CURLcode rc = curl_easy_perform(c);
     long code = -1;
     if (rc == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    else seterr(err, ecap, "%s: %s", url, curl_easy_strerror(rc));
+    else errbuf_fail(err, ecap, "%s: %s", url, curl_easy_strerror(rc));
     curl_easy_cleanup(c);
     return code;
 }
@@ -305,7 +302,7 @@ static size_t head_cb(char *d, size_t sz, size_t nm, void *u) {
 /* HEAD without following redirects: the hub's own headers name the blob. */
 static long http_head(const hub_opts *o, const char *url, head_info *h, char *err, size_t ecap) {
     CURL *c = curl_easy_init();
-    if (!c) { seterr(err, ecap, "cannot start libcurl"); return -1; }
+    if (!c) { errbuf_fail(err, ecap, "cannot start libcurl"); return -1; }
     memset(h, 0, sizeof *h); h->size = -1;
     setup(c, o, url);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
@@ -315,7 +312,7 @@ static long http_head(const hub_opts *o, const char *url, head_info *h, char *er
     CURLcode rc = curl_easy_perform(c);
     long code = -1;
     if (rc == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    else seterr(err, ecap, "%s: %s", url, curl_easy_strerror(rc));
+    else errbuf_fail(err, ecap, "%s: %s", url, curl_easy_strerror(rc));
     curl_easy_cleanup(c);
     return code;
 }
@@ -327,7 +324,6 @@ typedef struct {
     const char *name; long long total; double t0, last; int progress;
 } dl_state;
 
-static double now_s(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec; }
 
 static size_t file_write(char *d, size_t sz, size_t nm, void *u) {
     dl_state *s = u;
@@ -344,7 +340,7 @@ static size_t file_write(char *d, size_t sz, size_t nm, void *u) {
 }
 
 static void draw_bar(dl_state *s, long long have, int done) {
-    double t = now_s();
+    double t = clock_now_s();
     if (!done && t - s->last < 0.1) return;
     s->last = t;
     double mb = (double)have / 1e6, tot = (double)s->total / 1e6, rate = mb / (t - s->t0 > 1e-3 ? t - s->t0 : 1e-3);
@@ -369,17 +365,17 @@ static int fetch_resume(const hub_opts *o, const char *url, const char *path, co
                         long long expect, char *err, size_t ecap) {
     int retries = o->retries > 0 ? o->retries : 0;
     dl_state s = {0};
-    s.name = name; s.total = expect; s.t0 = now_s(); s.progress = o->progress;
+    s.name = name; s.total = expect; s.t0 = clock_now_s(); s.progress = o->progress;
     for (int attempt = 0; attempt <= retries; attempt++) {
         long long have = file_size(path);
         if (have < 0) have = 0;
         if (expect >= 0 && have > expect) { trunc0(path); have = 0; }
         if (expect >= 0 && have == expect && have > 0) return 0;   /* already complete */
         s.f = fopen(path, have > 0 ? "ab" : "wb");
-        if (!s.f) { seterr(err, ecap, "%s: %s", path, strerror(errno)); return -1; }
+        if (!s.f) { errbuf_fail(err, ecap, "%s: %s", path, strerror(errno)); return -1; }
         s.off = have; s.checked = 0;
         s.c = curl_easy_init();
-        if (!s.c) { fclose(s.f); seterr(err, ecap, "cannot start libcurl"); return -1; }
+        if (!s.c) { fclose(s.f); errbuf_fail(err, ecap, "cannot start libcurl"); return -1; }
         setup(s.c, o, url);
         char range[48];
         if (have > 0) { snprintf(range, sizeof range, "%lld-", have); curl_easy_setopt(s.c, CURLOPT_RANGE, range); }
@@ -394,7 +390,7 @@ static int fetch_resume(const hub_opts *o, const char *url, const char *path, co
         curl_easy_getinfo(s.c, CURLINFO_RESPONSE_CODE, &code);
         curl_easy_cleanup(s.c);
         int werr = fclose(s.f) != 0;
-        if (werr) { seterr(err, ecap, "%s: write failed", path); return -1; }
+        if (werr) { errbuf_fail(err, ecap, "%s: write failed", path); return -1; }
         if (rc == CURLE_OK) {
             if (s.progress) draw_bar(&s, file_size(path), 1);
             return 0;
@@ -402,21 +398,21 @@ static int fetch_resume(const hub_opts *o, const char *url, const char *path, co
         if (rc == CURLE_HTTP_RETURNED_ERROR) {
             if (code == 416) { trunc0(path); continue; }   /* stale partial file */
             if (code >= 400 && code < 500 && code != 408 && code != 429) {
-                seterr(err, ecap, "%s: HTTP %ld%s", url, code,
+                errbuf_fail(err, ecap, "%s: HTTP %ld%s", url, code,
                        code == 401 || code == 403 ? " (access denied: gated or private repository? set HF_TOKEN)" :
                        code == 404 ? " (not found)" : "");
                 return -1;
             }
         }
         if (attempt == retries) {
-            seterr(err, ecap, "%s: %s after %d attempts (partial data kept in %s for the next run)",
+            errbuf_fail(err, ecap, "%s: %s after %d attempts (partial data kept in %s for the next run)",
                    url, code >= 400 ? "HTTP error" : curl_easy_strerror(rc), attempt + 1, path);
             return -1;
         }
         struct timespec ts = {0, 100000000L * (attempt + 1)};
         nanosleep(&ts, NULL);
     }
-    seterr(err, ecap, "%s: download failed", url);
+    errbuf_fail(err, ecap, "%s: download failed", url);
     return -1;
 }
 
@@ -467,21 +463,21 @@ static int link_snapshot(const char *snapdir, const char *name, const char *etag
 static int verify(const char *path, const repo_file *f, char *err, size_t ecap) {
     long long sz = file_size(path);
     if (f->size >= 0 && sz != f->size) {
-        seterr(err, ecap, "%s: size mismatch: expected %lld bytes, got %lld", f->name, f->size, sz);
+        errbuf_fail(err, ecap, "%s: size mismatch: expected %lld bytes, got %lld", f->name, f->size, sz);
         return -1;
     }
     if (f->sha256) {
         char hex[65];
-        if (hub_sha256_file(path, hex) < 0) { seterr(err, ecap, "%s: cannot read %s", f->name, path); return -1; }
+        if (hub_sha256_file(path, hex) < 0) { errbuf_fail(err, ecap, "%s: cannot read %s", f->name, path); return -1; }
         if (strcasecmp(hex, f->sha256)) {
-            seterr(err, ecap, "%s: sha256 mismatch: expected %s, got %s", f->name, f->sha256, hex);
+            errbuf_fail(err, ecap, "%s: sha256 mismatch: expected %s, got %s", f->name, f->sha256, hex);
             return -1;
         }
     } else if (f->oid && strlen(f->oid) == 40) {
         char hex[41];
-        if (hub_git_oid_file(path, hex) < 0) { seterr(err, ecap, "%s: cannot read %s", f->name, path); return -1; }
+        if (hub_git_oid_file(path, hex) < 0) { errbuf_fail(err, ecap, "%s: cannot read %s", f->name, path); return -1; }
         if (strcasecmp(hex, f->oid)) {
-            seterr(err, ecap, "%s: git blob id mismatch: expected %s, got %s", f->name, f->oid, hex);
+            errbuf_fail(err, ecap, "%s: git blob id mismatch: expected %s, got %s", f->name, f->oid, hex);
             return -1;
         }
     }
@@ -491,11 +487,11 @@ static int verify(const char *path, const repo_file *f, char *err, size_t ecap) 
 static int fetch_one(const hub_opts *o, const char *repo, const char *repodir, const char *commit,
                      const char *snapdir, const repo_file *f, char *err, size_t ecap) {
     char lp[4096], blob[4096], inc[4200], url[4096], etag[160];
-    if (pathf(lp, sizeof lp, "%s/%s", snapdir, f->name) < 0) { seterr(err, ecap, "%s: path too long", f->name); return -1; }
+    if (pathf(lp, sizeof lp, "%s/%s", snapdir, f->name) < 0) { errbuf_fail(err, ecap, "%s: path too long", f->name); return -1; }
     long long have = file_size(lp);   /* follows the link */
     if (have >= 0 && (f->size < 0 || have == f->size)) return 0;   /* reused */
     char *ename = curl_easy_escape(NULL, f->name, 0);
-    if (!ename) { seterr(err, ecap, "out of memory"); return -1; }
+    if (!ename) { errbuf_fail(err, ecap, "out of memory"); return -1; }
     for (char *p = ename; (p = strstr(p, "%2F")); ) { *p = '/'; memmove(p + 1, p + 3, strlen(p + 3) + 1); }
     snprintf(url, sizeof url, "%s/%s/resolve/%s/%s", o->endpoint, repo, commit, ename);
     curl_free(ename);
@@ -506,16 +502,16 @@ static int fetch_one(const hub_opts *o, const char *repo, const char *repodir, c
         head_info h;
         long code = http_head(o, url, &h, err, ecap);
         if (code < 0) return -1;
-        if (code >= 400) { seterr(err, ecap, "%s: HTTP %ld%s", url, code, code == 404 ? " (not found)" : ""); return -1; }
-        if (!*h.etag) { seterr(err, ecap, "%s: no ETag from the server", url); return -1; }
+        if (code >= 400) { errbuf_fail(err, ecap, "%s: HTTP %ld%s", url, code, code == 404 ? " (not found)" : ""); return -1; }
+        if (!*h.etag) { errbuf_fail(err, ecap, "%s: no ETag from the server", url); return -1; }
         snprintf(etag, sizeof etag, "%s", h.etag);
         if (rf.size < 0) rf.size = h.size;
     }
-    if (strchr(etag, '/') || !strcmp(etag, "..") || !strcmp(etag, ".")) { seterr(err, ecap, "%s: bad ETag", f->name); return -1; }
+    if (strchr(etag, '/') || !strcmp(etag, "..") || !strcmp(etag, ".")) { errbuf_fail(err, ecap, "%s: bad ETag", f->name); return -1; }
     if (pathf(blob, sizeof blob, "%s/blobs/%s", repodir, etag) < 0 || pathf(inc, sizeof inc, "%s.incomplete", blob) < 0) {
-        seterr(err, ecap, "%s: path too long", f->name); return -1;
+        errbuf_fail(err, ecap, "%s: path too long", f->name); return -1;
     }
-    if (mkparent(blob) < 0) { seterr(err, ecap, "%s: cannot create: %s", blob, strerror(errno)); return -1; }
+    if (mkparent(blob) < 0) { errbuf_fail(err, ecap, "%s: cannot create: %s", blob, strerror(errno)); return -1; }
     /* one writer per blob across processes: <cache>/.locks/<folder>/<etag>.lock, as huggingface_hub does */
     char lockp[4400];
     const char *folder = strrchr(repodir, '/');
@@ -529,20 +525,20 @@ static int fetch_one(const hub_opts *o, const char *repo, const char *repodir, c
         if (bs >= 0) unlink(blob);
         if (fetch_resume(o, url, inc, f->name, rf.size, err, ecap) < 0) rc = -1;
         else if (verify(inc, &rf, err, ecap) < 0) { unlink(inc); rc = -1; }
-        else if (rename(inc, blob) < 0) { seterr(err, ecap, "%s: rename failed: %s", blob, strerror(errno)); rc = -1; }
+        else if (rename(inc, blob) < 0) { errbuf_fail(err, ecap, "%s: rename failed: %s", blob, strerror(errno)); rc = -1; }
     }
     if (lfd >= 0) { flock(lfd, LOCK_UN); close(lfd); }
     if (rc < 0) return -1;
-    if (link_snapshot(snapdir, f->name, etag) < 0) { seterr(err, ecap, "%s: cannot link: %s", lp, strerror(errno)); return -1; }
+    if (link_snapshot(snapdir, f->name, etag) < 0) { errbuf_fail(err, ecap, "%s: cannot link: %s", lp, strerror(errno)); return -1; }
     return 0;
 }
 
 int hub_download(const hub_opts *o, const char *repo, char *snapshot, size_t cap, char *err, size_t ecap) {
     char folder[512], repodir[4096], snapdir[4200], url[4096];
     const char *rev = o->revision && *o->revision ? o->revision : "main";
-    if (hub_repo_folder(repo, folder, sizeof folder) < 0) { seterr(err, ecap, "'%s' is not ORG/NAME", repo); return -1; }
-    if (strstr(rev, "..") || rev[0] == '/') { seterr(err, ecap, "bad revision '%s'", rev); return -1; }
-    if (pathf(repodir, sizeof repodir, "%s/%s", o->cache_dir, folder) < 0) { seterr(err, ecap, "cache path too long"); return -1; }
+    if (hub_repo_folder(repo, folder, sizeof folder) < 0) { errbuf_fail(err, ecap, "'%s' is not ORG/NAME", repo); return -1; }
+    if (strstr(rev, "..") || rev[0] == '/') { errbuf_fail(err, ecap, "bad revision '%s'", rev); return -1; }
+    if (pathf(repodir, sizeof repodir, "%s/%s", o->cache_dir, folder) < 0) { errbuf_fail(err, ecap, "cache path too long"); return -1; }
 
     if (o->offline) {
         char commit[128] = "";
@@ -556,7 +552,7 @@ int hub_download(const hub_opts *o, const char *repo, char *snapshot, size_t cap
         pathf(snapdir, sizeof snapdir, "%s/snapshots/%s", repodir, commit);
         struct stat st;
         if (!*commit || stat(snapdir, &st) < 0) {
-            seterr(err, ecap, "HF_HUB_OFFLINE=1 and %s@%s is not in the cache %s", repo, rev, o->cache_dir);
+            errbuf_fail(err, ecap, "HF_HUB_OFFLINE=1 and %s@%s is not in the cache %s", repo, rev, o->cache_dir);
             return -1;
         }
         snprintf(snapshot, cap, "%s", snapdir);
@@ -573,7 +569,7 @@ int hub_download(const hub_opts *o, const char *repo, char *snapshot, size_t cap
     long code = http_get(o, url, &m, err, ecap);
     if (code < 0) goto done;
     if (code != 200) {
-        seterr(err, ecap, "%s@%s: HTTP %ld from %s%s", repo, rev, code, o->endpoint,
+        errbuf_fail(err, ecap, "%s@%s: HTTP %ld from %s%s", repo, rev, code, o->endpoint,
                code == 401 || code == 403 ? " (access denied: gated or private repository? set HF_TOKEN)" :
                code == 404 ? " (repository or revision not found)" : "");
         goto done;
@@ -582,21 +578,21 @@ int hub_download(const hub_opts *o, const char *repo, char *snapshot, size_t cap
     const cJSON *sha = cJSON_GetObjectItemCaseSensitive(root, "sha");
     const cJSON *sib = cJSON_GetObjectItemCaseSensitive(root, "siblings");
     if (!cJSON_IsString(sha) || !is_commit(sha->valuestring) || !cJSON_IsArray(sib)) {
-        seterr(err, ecap, "%s@%s: unexpected answer from %s (no sha/siblings)", repo, rev, o->endpoint);
+        errbuf_fail(err, ecap, "%s@%s: unexpected answer from %s (no sha/siblings)", repo, rev, o->endpoint);
         goto done;
     }
     const char *commit = sha->valuestring;
     pathf(snapdir, sizeof snapdir, "%s/snapshots/%s", repodir, commit);
-    if (mkdirs(snapdir) < 0) { seterr(err, ecap, "%s: cannot create: %s", snapdir, strerror(errno)); goto done; }
+    if (mkdirs(snapdir) < 0) { errbuf_fail(err, ecap, "%s: cannot create: %s", snapdir, strerror(errno)); goto done; }
     if (strcmp(rev, commit) && write_ref(repodir, rev, commit) < 0) {
-        seterr(err, ecap, "%s/refs/%s: cannot write", repodir, rev); goto done;
+        errbuf_fail(err, ecap, "%s/refs/%s: cannot write", repodir, rev); goto done;
     }
     const cJSON *it;
     int nsel = 0;
     cJSON_ArrayForEach(it, sib) {
         const cJSON *nm = cJSON_GetObjectItemCaseSensitive(it, "rfilename");
         if (!cJSON_IsString(nm)) continue;
-        if (!safe_name(nm->valuestring)) { seterr(err, ecap, "%s: unsafe file name '%s' in listing", repo, nm->valuestring); goto done; }
+        if (!safe_name(nm->valuestring)) { errbuf_fail(err, ecap, "%s: unsafe file name '%s' in listing", repo, nm->valuestring); goto done; }
         if (!matches(o, nm->valuestring)) continue;
         const cJSON *sz = cJSON_GetObjectItemCaseSensitive(it, "size");
         const cJSON *oid = cJSON_GetObjectItemCaseSensitive(it, "blobId");
@@ -611,7 +607,7 @@ int hub_download(const hub_opts *o, const char *repo, char *snapshot, size_t cap
         if (fetch_one(o, repo, repodir, commit, snapdir, &f, err, ecap) < 0) goto done;
         nsel++;
     }
-    if (nsel == 0 && o->n_include > 0) { seterr(err, ecap, "%s@%s: no file matches the --include patterns", repo, rev); goto done; }
+    if (nsel == 0 && o->n_include > 0) { errbuf_fail(err, ecap, "%s@%s: no file matches the --include patterns", repo, rev); goto done; }
     snprintf(snapshot, cap, "%s", snapdir);
     rc = 0;
 done:

@@ -4,19 +4,12 @@
  * Owns the weights it is given, its activation buffers and the KV cache. */
 #include "engine/model.h"
 #include "engine/kernels_ref.h"
+#include "engine/errbuf.h"
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int fail(char *err, size_t n, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, n, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 #ifdef PAGESIM_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -80,10 +73,10 @@ static int alloc_activations(model *m, char *err, size_t errlen) {
         dev_alloc((void **)&m->dtokens, R * 4) || dev_alloc((void **)&m->dlogp, R * 4) ||
         dev_alloc((void **)&m->inv_freq, (size_t)m->hd / 2 * 4) ||
         cudaMallocHost((void **)&m->hints, m->nints * 4) != cudaSuccess)
-        return fail(err, errlen, "%s: cannot allocate the activation buffers for %d tokens per step "
+        return errbuf_fail(err, errlen, "%s: cannot allocate the activation buffers for %d tokens per step "
                     "(lower --max-num-batched-tokens)", m->c.name, m->o.max_num_batched_tokens);
     float *inv = malloc(sizeof(float) * (size_t)m->hd / 2);
-    if (!inv) return fail(err, errlen, "out of memory");
+    if (!inv) return errbuf_fail(err, errlen, "out of memory");
     kref_rope_inv_freq(inv, m->hd, m->c.rope_theta, (int)m->c.rope_kind, m->c.rope_factor,
                        m->c.rope_low_freq_factor, m->c.rope_high_freq_factor, m->c.rope_orig_max_pos);
     cudaMemcpy(m->inv_freq, inv, sizeof(float) * (size_t)m->hd / 2, cudaMemcpyHostToDevice);
@@ -171,37 +164,37 @@ static k_bf16 *v_cache(model *m, int l) { return k_cache(m, l) + m->kv_layer_ele
 
 /* ---- the forward pass ---------------------------------------------------- */
 #define TRY(call) do { if ((call) != 0) { \
-    return fail(err, errlen, "%s: %s failed in layer %d (%s; %s)", m->c.name, #call, l, \
+    return errbuf_fail(err, errlen, "%s: %s failed in layer %d (%s; %s)", m->c.name, #call, l, \
                 cudaGetErrorString(cudaGetLastError()), k_last_error()); } } while (0)
 
 static int check_batch(const model *m, const model_batch *b, char *err, size_t errlen) {
     if (b->T <= 0 || b->T > m->o.max_num_batched_tokens || b->B <= 0 || b->B > m->o.max_num_seqs)
-        return fail(err, errlen, "batch of %d tokens in %d sequences (limits %d, %d)", b->T, b->B,
+        return errbuf_fail(err, errlen, "batch of %d tokens in %d sequences (limits %d, %d)", b->T, b->B,
                     m->o.max_num_batched_tokens, m->o.max_num_seqs);
     if ((b->all_logits ? b->T : b->B) > m->o.max_logit_rows)
-        return fail(err, errlen, "%d logits rows wanted, at most %d", b->all_logits ? b->T : b->B,
+        return errbuf_fail(err, errlen, "%d logits rows wanted, at most %d", b->all_logits ? b->T : b->B,
                     m->o.max_logit_rows);
     if (b->max_blocks_per_seq <= 0 || b->max_blocks_per_seq > m->max_blocks)
-        return fail(err, errlen, "max_blocks_per_seq %d (at most %d)", b->max_blocks_per_seq, m->max_blocks);
+        return errbuf_fail(err, errlen, "max_blocks_per_seq %d (at most %d)", b->max_blocks_per_seq, m->max_blocks);
     if (b->query_start[0] != 0 || b->query_start[b->B] != b->T)
-        return fail(err, errlen, "query_start must run from 0 to T=%d", b->T);
+        return errbuf_fail(err, errlen, "query_start must run from 0 to T=%d", b->T);
     long slots = (long)m->num_blocks * m->o.block_size;
     for (int s = 0; s < b->B; s++) {
         int qn = b->query_start[s + 1] - b->query_start[s], ctx = b->context_lens[s];
         if (qn <= 0 || ctx < qn || ctx > b->max_blocks_per_seq * m->o.block_size)
-            return fail(err, errlen, "sequence %d: %d new tokens, context %d (at most %d)", s, qn, ctx,
+            return errbuf_fail(err, errlen, "sequence %d: %d new tokens, context %d (at most %d)", s, qn, ctx,
                         b->max_blocks_per_seq * m->o.block_size);
         for (int j = 0; j < (ctx + m->o.block_size - 1) / m->o.block_size; j++) {
             int blk = b->block_tables[(size_t)s * b->max_blocks_per_seq + j];
             if (blk < 0 || blk >= m->num_blocks)
-                return fail(err, errlen, "sequence %d: block %d of its table is %d (pool of %d)", s, j, blk,
+                return errbuf_fail(err, errlen, "sequence %d: block %d of its table is %d (pool of %d)", s, j, blk,
                             m->num_blocks);
         }
     }
     for (int t = 0; t < b->T; t++)
         if (b->input_ids[t] < 0 || b->input_ids[t] >= m->V || b->positions[t] < 0 ||
             b->slot_mapping[t] >= slots)
-            return fail(err, errlen, "token %d: id %d (vocab %d), position %d, slot %d (pool of %ld)", t,
+            return errbuf_fail(err, errlen, "token %d: id %d (vocab %d), position %d, slot %d (pool of %ld)", t,
                         b->input_ids[t], m->V, b->positions[t], b->slot_mapping[t], slots);
     return 0;
 }
@@ -309,43 +302,43 @@ int model_forward(model *m, const model_batch *b, int *rows_out, char *err, size
 #undef TRY
 
 int model_sample(model *m, int R, const k_sample_params *params, int32_t *tokens, char *err, size_t errlen) {
-    if (R <= 0 || R > m->o.max_logit_rows) return fail(err, errlen, "sample: %d rows", R);
+    if (R <= 0 || R > m->o.max_logit_rows) return errbuf_fail(err, errlen, "sample: %d rows", R);
     if (cudaMemcpyAsync(m->dparams, params, sizeof *params * (size_t)R, cudaMemcpyHostToDevice, m->s) ||
         k_sample(m->dtokens, m->logits, m->dparams, R, m->V, m->s) ||
         cudaMemcpyAsync(tokens, m->dtokens, 4 * (size_t)R, cudaMemcpyDeviceToHost, m->s) ||
         cudaStreamSynchronize(m->s))
-        return fail(err, errlen, "sample: %s", cudaGetErrorString(cudaGetLastError()));
+        return errbuf_fail(err, errlen, "sample: %s", cudaGetErrorString(cudaGetLastError()));
     return 0;
 }
 
 int model_logits(model *m, int R, float *out, char *err, size_t errlen) {
-    if (R <= 0 || R > m->o.max_logit_rows) return fail(err, errlen, "logits: %d rows", R);
+    if (R <= 0 || R > m->o.max_logit_rows) return errbuf_fail(err, errlen, "logits: %d rows", R);
     if (cudaMemcpyAsync(out, m->logits, (size_t)R * m->V * 4, cudaMemcpyDeviceToHost, m->s) ||
         cudaStreamSynchronize(m->s))
-        return fail(err, errlen, "logits: %s", cudaGetErrorString(cudaGetLastError()));
+        return errbuf_fail(err, errlen, "logits: %s", cudaGetErrorString(cudaGetLastError()));
     return 0;
 }
 
 int model_logprobs(model *m, int R, const int32_t *ids, float *out, char *err, size_t errlen) {
-    if (R <= 0 || R > m->o.max_logit_rows) return fail(err, errlen, "logprobs: %d rows", R);
+    if (R <= 0 || R > m->o.max_logit_rows) return errbuf_fail(err, errlen, "logprobs: %d rows", R);
     if (cudaMemcpyAsync(m->dtokens, ids, 4 * (size_t)R, cudaMemcpyHostToDevice, m->s) ||
         k_logprobs(m->dlogp, m->logits, m->dtokens, R, m->V, m->s) ||
         cudaMemcpyAsync(out, m->dlogp, 4 * (size_t)R, cudaMemcpyDeviceToHost, m->s) ||
         cudaStreamSynchronize(m->s))
-        return fail(err, errlen, "logprobs: %s", cudaGetErrorString(cudaGetLastError()));
+        return errbuf_fail(err, errlen, "logprobs: %s", cudaGetErrorString(cudaGetLastError()));
     return 0;
 }
 
 int model_copy_block(model *m, int src, int dst, char *err, size_t errlen) {
     if (src < 0 || dst < 0 || src >= m->num_blocks || dst >= m->num_blocks)
-        return fail(err, errlen, "copy of block %d to %d (pool of %d)", src, dst, m->num_blocks);
+        return errbuf_fail(err, errlen, "copy of block %d to %d (pool of %d)", src, dst, m->num_blocks);
     size_t blk = (size_t)m->o.block_size * m->nkv * m->hd;     /* elements of one block */
     for (int l = 0; l < m->L; l++)
         if (cudaMemcpyAsync(k_cache(m, l) + dst * blk, k_cache(m, l) + src * blk, blk * 2,
                             cudaMemcpyDeviceToDevice, m->s) ||
             cudaMemcpyAsync(v_cache(m, l) + dst * blk, v_cache(m, l) + src * blk, blk * 2,
                             cudaMemcpyDeviceToDevice, m->s))
-            return fail(err, errlen, "block copy: %s", cudaGetErrorString(cudaGetLastError()));
+            return errbuf_fail(err, errlen, "block copy: %s", cudaGetErrorString(cudaGetLastError()));
     return 0;
 }
 
@@ -358,7 +351,7 @@ static int profile_step(model *m, char *err, size_t errlen) {
     if (B > m->o.max_logit_rows) B = m->o.max_logit_rows;
     int per = T / B, mb = m->max_blocks;
     int32_t *buf = calloc((size_t)4 * T + 2 * B + 1 + (size_t)B * mb, 4);
-    if (!buf) return fail(err, errlen, "out of memory");
+    if (!buf) return errbuf_fail(err, errlen, "out of memory");
     int32_t *ids = buf, *pos = ids + T, *slots = pos + T, *qs = slots + T, *ctx = qs + B + 1, *bt = ctx + B;
     qs[0] = 0;
     for (int s = 0; s < B; s++) {
@@ -372,7 +365,7 @@ static int profile_step(model *m, char *err, size_t errlen) {
     model_batch b = {Tuse, B, ids, pos, slots, qs, ctx, bt, mb, 0};
     int rc = model_forward(m, &b, NULL, err, errlen);
     if (!rc && cudaStreamSynchronize(m->s) != cudaSuccess)
-        rc = fail(err, errlen, "profile step: %s", cudaGetErrorString(cudaGetLastError()));
+        rc = errbuf_fail(err, errlen, "profile step: %s", cudaGetErrorString(cudaGetLastError()));
     free(buf);
     return rc;
 }
@@ -382,7 +375,7 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
     *out = NULL;
     memset(mem, 0, sizeof *mem);
     model *m = calloc(1, sizeof *m);
-    if (!m) return fail(err, errlen, "out of memory");
+    if (!m) return errbuf_fail(err, errlen, "out of memory");
     m->c = *c;
     m->w = *w;
     memset(w, 0, sizeof *w);
@@ -399,7 +392,7 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
     m->max_blocks = (m->o.max_model_len + m->o.block_size - 1) / m->o.block_size;
     int rc = -1;
     if (m->o.gpu_memory_utilization > 1 || m->o.block_size > 1024) {
-        fail(err, errlen, "gpu_memory_utilization %.2f or block_size %d out of range",
+        errbuf_fail(err, errlen, "gpu_memory_utilization %.2f or block_size %d out of range",
              m->o.gpu_memory_utilization, m->o.block_size);
         goto out;
     }
@@ -407,7 +400,7 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
     if (cublasCreate(&m->blas) != CUBLAS_STATUS_SUCCESS || cudaStreamCreate(&m->s) != cudaSuccess ||
         cublasSetMathMode(m->blas, CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION) !=
             CUBLAS_STATUS_SUCCESS) {
-        fail(err, errlen, "cannot initialise CUDA / cuBLAS");
+        errbuf_fail(err, errlen, "cannot initialise CUDA / cuBLAS");
         goto out;
     }
     size_t free0, total;
@@ -416,7 +409,7 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
     /* profile on a scratch cache of one block per layer */
     m->kv_layer_elems = (size_t)m->o.block_size * m->nkv * m->hd;
     m->num_blocks = 1;
-    if (dev_alloc((void **)&m->kv, 2 * m->kv_layer_elems * m->L * 2)) { fail(err, errlen, "cannot allocate"); goto out; }
+    if (dev_alloc((void **)&m->kv, 2 * m->kv_layer_elems * m->L * 2)) { errbuf_fail(err, errlen, "cannot allocate"); goto out; }
     if (profile_step(m, err, errlen)) goto out;
     cudaFree(m->kv);
     m->kv = NULL;
@@ -433,7 +426,7 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
     long nblocks = budget > 0 ? (long)(budget / (double)block_bytes) : 0;
     if (o->num_gpu_blocks > 0) nblocks = o->num_gpu_blocks;
     if (nblocks < m->max_blocks) {
-        fail(err, errlen, "not enough GPU memory for the KV cache: %.2f GiB x utilization %.2f = %.2f GiB; "
+        errbuf_fail(err, errlen, "not enough GPU memory for the KV cache: %.2f GiB x utilization %.2f = %.2f GiB; "
              "in use %.2f GiB (weights %.2f GiB, activation peak %.2f GiB, other %.2f GiB) leaves %.2f GiB "
              "= %ld tokens at %zu bytes/token, but one sequence of max_model_len %d needs %d tokens",
              total / 1073741824.0, m->o.gpu_memory_utilization,
@@ -446,7 +439,7 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
     m->num_blocks = (int)(nblocks > 0x7fffffff / m->o.block_size ? 0x7fffffff / m->o.block_size : nblocks);
     m->kv_layer_elems = (size_t)m->num_blocks * m->o.block_size * m->nkv * m->hd;
     if (dev_alloc((void **)&m->kv, 2 * m->kv_layer_elems * m->L * 2)) {
-        fail(err, errlen, "cannot allocate the KV cache of %d blocks (%.2f GiB)", m->num_blocks,
+        errbuf_fail(err, errlen, "cannot allocate the KV cache of %d blocks (%.2f GiB)", m->num_blocks,
              2.0 * m->kv_layer_elems * m->L * 2 / 1073741824.0);
         goto out;
     }
@@ -491,22 +484,22 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
     (void)c; (void)o; (void)mem;
     *out = NULL;
     w_free(w);
-    return fail(err, errlen, "engine built without CUDA (no nvcc)");
+    return errbuf_fail(err, errlen, "engine built without CUDA (no nvcc)");
 }
 int model_forward(model *m, const model_batch *b, int *rows, char *err, size_t errlen) {
-    (void)m; (void)b; (void)rows; return fail(err, errlen, "no CUDA");
+    (void)m; (void)b; (void)rows; return errbuf_fail(err, errlen, "no CUDA");
 }
 int model_sample(model *m, int R, const k_sample_params *p, int32_t *t, char *err, size_t errlen) {
-    (void)m; (void)R; (void)p; (void)t; return fail(err, errlen, "no CUDA");
+    (void)m; (void)R; (void)p; (void)t; return errbuf_fail(err, errlen, "no CUDA");
 }
 int model_logits(model *m, int R, float *out, char *err, size_t errlen) {
-    (void)m; (void)R; (void)out; return fail(err, errlen, "no CUDA");
+    (void)m; (void)R; (void)out; return errbuf_fail(err, errlen, "no CUDA");
 }
 int model_logprobs(model *m, int R, const int32_t *ids, float *out, char *err, size_t errlen) {
-    (void)m; (void)R; (void)ids; (void)out; return fail(err, errlen, "no CUDA");
+    (void)m; (void)R; (void)ids; (void)out; return errbuf_fail(err, errlen, "no CUDA");
 }
 int model_copy_block(model *m, int src, int dst, char *err, size_t errlen) {
-    (void)m; (void)src; (void)dst; return fail(err, errlen, "no CUDA");
+    (void)m; (void)src; (void)dst; return errbuf_fail(err, errlen, "no CUDA");
 }
 int model_num_blocks(const model *m) { (void)m; return 0; }
 int model_profile_text(const model *m, char *buf, size_t n) { (void)m; if (n) buf[0] = 0; return -1; }

@@ -164,20 +164,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--dummy-seed")) dummy_seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--eos-id")) eos_id = cli_int(PROG, a, v, -1, 0x7fffffff);
         else if (!strcmp(a, "--dump-logits")) dump = v;
-        else if (!strcmp(a, "--kv-policy")) {
-            int p = kv_policy_parse(v);
-            if (p != KV_PAGED && p != KV_CONTIGUOUS) {
-                fprintf(stderr, "engine/run: --kv-policy is paged or contiguous, got '%s'\n", v);
-                return 2;
-            }
-            cfg.kv_policy = (kv_policy)p;
-        }
-        else if (!strcmp(a, "--max-num-batched-tokens")) cfg.model.max_num_batched_tokens = cli_int(PROG, a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--max-num-seqs")) cfg.model.max_num_seqs = cli_int(PROG, a, v, 1, 1 << 16);
-        else if (!strcmp(a, "--max-model-len")) cfg.model.max_model_len = cli_int(PROG, a, v, 1, 1 << 24);
-        else if (!strcmp(a, "--block-size")) cfg.model.block_size = cli_int(PROG, a, v, 1, 1024);
-        else if (!strcmp(a, "--gpu-memory-utilization")) cfg.model.gpu_memory_utilization = cli_num(PROG, a, v, 0.01, 1);
-        else if (!strcmp(a, "--num-gpu-blocks")) cfg.model.num_gpu_blocks = cli_int(PROG, a, v, 1, 0x7fffffff);
+        else if (cli_model_option(PROG, a, v, &cfg.model, &cfg.kv_policy)) {}
         else { fprintf(stderr, "engine/run: unknown option %s\n", a); usage(stderr); return 2; }
     }
     if (!model_dir == !dummy) { fprintf(stderr, "engine/run: give --model DIR or --dummy-weights CONFIG.json\n"); usage(stderr); return 2; }

@@ -4,6 +4,7 @@
  * multiplied with overflow checks, and byte ranges must lie in the file. */
 #include "engine/safetensors.h"
 #include "engine/kernels_ref.h"
+#include "engine/errbuf.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -22,16 +23,6 @@ static const struct { const char *name; int size; } dtypes[ST_NDTYPES] = {
 const char *st_dtype_name(st_dtype d) { return (unsigned)d < ST_NDTYPES ? dtypes[d].name : "?"; }
 int st_dtype_size(st_dtype d) { return (unsigned)d < ST_NDTYPES ? dtypes[d].size : 0; }
 
-static int fail(char *err, size_t n, const char *fmt, ...) {
-    if (err && n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, n, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 /* a JSON number that is an integer in [0, 2^53) -> *v */
 static int json_uint(const cJSON *j, uint64_t *v) {
     if (!cJSON_IsNumber(j)) return -1;
@@ -49,42 +40,42 @@ static int parse_tensor(st_tensor *t, const cJSON *e, const unsigned char *data,
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
     const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     if (!cJSON_IsObject(e) || !cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(off))
-        return fail(err, errlen, "%s: tensor '%.200s': needs dtype, shape and data_offsets", origin, nm);
+        return errbuf_fail(err, errlen, "%s: tensor '%.200s': needs dtype, shape and data_offsets", origin, nm);
     t->dtype = ST_NDTYPES;
     for (int i = 0; i < ST_NDTYPES; i++)
         if (strcmp(dt->valuestring, dtypes[i].name) == 0) t->dtype = (st_dtype)i;
     if (t->dtype == ST_NDTYPES)
-        return fail(err, errlen, "%s: tensor '%.200s': unknown dtype '%.40s'", origin, nm, dt->valuestring);
+        return errbuf_fail(err, errlen, "%s: tensor '%.200s': unknown dtype '%.40s'", origin, nm, dt->valuestring);
     int nd = cJSON_GetArraySize(sh);
     if (nd > ST_MAX_DIMS)
-        return fail(err, errlen, "%s: tensor '%.200s': %d dimensions (at most %d)", origin, nm, nd, ST_MAX_DIMS);
+        return errbuf_fail(err, errlen, "%s: tensor '%.200s': %d dimensions (at most %d)", origin, nm, nd, ST_MAX_DIMS);
     t->ndim = nd;
     uint64_t numel = 1;
     for (int i = 0; i < nd; i++) {
         uint64_t d;
         if (json_uint(cJSON_GetArrayItem(sh, i), &d) || d > (1ull << 40))
-            return fail(err, errlen, "%s: tensor '%.200s': bad shape[%d]", origin, nm, i);
+            return errbuf_fail(err, errlen, "%s: tensor '%.200s': bad shape[%d]", origin, nm, i);
         t->shape[i] = (int64_t)d;
         if (d && numel > (UINT64_MAX >> 4) / d)
-            return fail(err, errlen, "%s: tensor '%.200s': shape too large", origin, nm);
+            return errbuf_fail(err, errlen, "%s: tensor '%.200s': shape too large", origin, nm);
         numel *= d;
     }
     uint64_t b, en;
     if (cJSON_GetArraySize(off) != 2 || json_uint(cJSON_GetArrayItem(off, 0), &b) ||
         json_uint(cJSON_GetArrayItem(off, 1), &en))
-        return fail(err, errlen, "%s: tensor '%.200s': data_offsets must be two integers", origin, nm);
+        return errbuf_fail(err, errlen, "%s: tensor '%.200s': data_offsets must be two integers", origin, nm);
     if (b > en || en > data_len)
-        return fail(err, errlen, "%s: tensor '%.200s': data_offsets [%llu, %llu) outside the %llu data bytes "
+        return errbuf_fail(err, errlen, "%s: tensor '%.200s': data_offsets [%llu, %llu) outside the %llu data bytes "
                     "(truncated file?)", origin, nm, (unsigned long long)b, (unsigned long long)en,
                     (unsigned long long)data_len);
     if (numel * (uint64_t)dtypes[t->dtype].size != en - b)
-        return fail(err, errlen, "%s: tensor '%.200s': %llu bytes for %llu %s elements", origin, nm,
+        return errbuf_fail(err, errlen, "%s: tensor '%.200s': %llu bytes for %llu %s elements", origin, nm,
                     (unsigned long long)(en - b), (unsigned long long)numel, dtypes[t->dtype].name);
     t->numel = (int64_t)numel;
     t->nbytes = en - b;
     t->data = data + b;
     t->name = strdup(nm);
-    return t->name ? 0 : fail(err, errlen, "%s: out of memory", origin);
+    return t->name ? 0 : errbuf_fail(err, errlen, "%s: out of memory", origin);
 }
 
 int st_open_mem(st_file *f, const void *buf, size_t len, const char *origin, char *err, size_t errlen) {
@@ -93,22 +84,22 @@ int st_open_mem(st_file *f, const void *buf, size_t len, const char *origin, cha
     f->base = buf;
     f->size = len;
     const unsigned char *p = buf;
-    if (len < 8) return fail(err, errlen, "%s: %zu bytes, too short for a safetensors header", origin, len);
+    if (len < 8) return errbuf_fail(err, errlen, "%s: %zu bytes, too short for a safetensors header", origin, len);
     uint64_t hl = 0;
     for (int i = 7; i >= 0; i--) hl = hl << 8 | p[i];
     if (hl > ST_MAX_HEADER || hl > len - 8)
-        return fail(err, errlen, "%s: header length %llu does not fit the %zu-byte file (truncated?)",
+        return errbuf_fail(err, errlen, "%s: header length %llu does not fit the %zu-byte file (truncated?)",
                     origin, (unsigned long long)hl, len);
     cJSON *root = cJSON_ParseWithLength((const char *)p + 8, (size_t)hl);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return fail(err, errlen, "%s: header is not a JSON object", origin);
+        return errbuf_fail(err, errlen, "%s: header is not a JSON object", origin);
     }
     int n = 0;
     for (const cJSON *e = root->child; e; e = e->next)
         if (strcmp(e->string ? e->string : "", "__metadata__") != 0) n++;
     f->t = calloc(n ? (size_t)n : 1, sizeof *f->t);
-    if (!f->t) { cJSON_Delete(root); return fail(err, errlen, "%s: out of memory", origin); }
+    if (!f->t) { cJSON_Delete(root); return errbuf_fail(err, errlen, "%s: out of memory", origin); }
     const unsigned char *data = p + 8 + hl;
     uint64_t data_len = len - 8 - hl;
     for (const cJSON *e = root->child; e; e = e->next) {
@@ -128,18 +119,18 @@ int st_open_mem(st_file *f, const void *buf, size_t len, const char *origin, cha
 int st_open(st_file *f, const char *path, char *err, size_t errlen) {
     memset(f, 0, sizeof *f);
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return fail(err, errlen, "%s: %s", path, strerror(errno));
+    if (fd < 0) return errbuf_fail(err, errlen, "%s: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
         close(fd);
-        return fail(err, errlen, "%s: not a regular file", path);
+        return errbuf_fail(err, errlen, "%s: not a regular file", path);
     }
     size_t len = (size_t)sb.st_size;
     void *m = len ? mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
     close(fd);
     if (m == MAP_FAILED)
-        return len ? fail(err, errlen, "%s: mmap: %s", path, strerror(errno))
-                   : fail(err, errlen, "%s: empty file", path);
+        return len ? errbuf_fail(err, errlen, "%s: mmap: %s", path, strerror(errno))
+                   : errbuf_fail(err, errlen, "%s: empty file", path);
     if (st_open_mem(f, m, len, path, err, errlen)) {
         munmap(m, len);
         return -1;
@@ -196,7 +187,7 @@ int st_to_bf16(const st_tensor *t, uint16_t *out, char *err, size_t errlen) {
         }
         return 0;
     default:
-        return fail(err, errlen, "tensor '%s': dtype %s cannot be loaded as bf16", t->name,
+        return errbuf_fail(err, errlen, "tensor '%s': dtype %s cannot be loaded as bf16", t->name,
                     st_dtype_name(t->dtype));
     }
 }

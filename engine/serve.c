@@ -38,29 +38,10 @@
 
 #include "engine/chat_template.h"
 #include "engine/prometheus.h"
+#include "engine/clock.h"
+#include "engine/strbuf.h"
 
 /* ---- helpers ------------------------------------------------------------------ */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* Appends n bytes to a growable buffer; returns -1 when out of memory. */
-static int buf_add(char **s, size_t *len, size_t *cap, const char *p, size_t n) {
-    if (*len + n + 1 > *cap) {
-        size_t c = *cap ? *cap : 256;
-        while (c < *len + n + 1) c *= 2;
-        char *ns = realloc(*s, c);
-        if (!ns) return -1;
-        *s = ns; *cap = c;
-    }
-    memcpy(*s + *len, p, n);
-    *len += n;
-    (*s)[*len] = 0;
-    return 0;
-}
 
 /* Length of a valid UTF-8 sequence at s (n bytes left), 0 if invalid or cut. */
 static size_t utf8_seq(const unsigned char *s, size_t n) {
@@ -187,7 +168,7 @@ static void resume(struct MHD_Connection *c) { if (c) MHD_resume_connection(c); 
 static int st_on_tokens(srv_sink *sk, const int32_t *ids, size_t n, const char *text, size_t len) {
     stream *st = (stream *)sk;
     srv_server *s = st->srv;
-    double t = now_s();
+    double t = clock_now_s();
     pthread_mutex_lock(&st->mu);
     if (st->stop_hit || st->finished) { pthread_mutex_unlock(&st->mu); return 1; }
     if (n) {
@@ -201,7 +182,7 @@ static int st_on_tokens(srv_sink *sk, const int32_t *ids, size_t n, const char *
         st->n_tokens += (int)n;
     }
     size_t old = st->len;
-    int oom = buf_add(&st->text, &st->len, &st->cap, text, len);
+    int oom = strbuf_add(&st->text, &st->len, &st->cap, text, len);
     if (!oom && st->n_stop) {
         size_t from = old >= st->max_stop ? old - st->max_stop + 1 : 0;
         long at = find_stop(st, from);
@@ -222,7 +203,7 @@ static int st_on_tokens(srv_sink *sk, const int32_t *ids, size_t n, const char *
 static void st_on_finish(srv_sink *sk, const srv_finish_info *info) {
     stream *st = (stream *)sk;
     srv_server *s = st->srv;
-    double t = now_s();
+    double t = clock_now_s();
     pthread_mutex_lock(&st->mu);
     st->fin = *info;
     if (st->stop_hit && info->reason == SRV_FINISH_ABORT) st->fin.reason = SRV_FINISH_STOP;
@@ -316,9 +297,9 @@ static void sse_add(stream *st, cJSON *root) {
     char *j = root ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     if (!j) return;
-    buf_add(&st->out, &st->out_len, &st->out_cap, "data: ", 6);
-    buf_add(&st->out, &st->out_len, &st->out_cap, j, strlen(j));
-    buf_add(&st->out, &st->out_len, &st->out_cap, "\n\n", 2);
+    strbuf_add(&st->out, &st->out_len, &st->out_cap, "data: ", 6);
+    strbuf_add(&st->out, &st->out_len, &st->out_cap, j, strlen(j));
+    strbuf_add(&st->out, &st->out_len, &st->out_cap, "\n\n", 2);
     free(j);
 }
 
@@ -402,7 +383,7 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max) {
                     sse_add(st, u);
                 }
             }
-            buf_add(&st->out, &st->out_len, &st->out_cap, "data: [DONE]\n\n", 14);
+            strbuf_add(&st->out, &st->out_len, &st->out_cap, "data: [DONE]\n\n", 14);
             st->sent_final = 1;
         }
         if (st->out_len) continue;
@@ -473,10 +454,10 @@ static char *render_chat(srv_server *s, const cJSON *messages, int enable_thinki
         else if (cJSON_IsArray(content)) {
             size_t len = 0, cap = 0;
             const cJSON *part;
-            if (buf_add(&owned[i], &len, &cap, "", 0)) goto out;
+            if (strbuf_add(&owned[i], &len, &cap, "", 0)) goto out;
             cJSON_ArrayForEach(part, content) {
                 const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
-                if (buf_add(&owned[i], &len, &cap, t->valuestring, strlen(t->valuestring))) goto out;
+                if (strbuf_add(&owned[i], &len, &cap, t->valuestring, strlen(t->valuestring))) goto out;
             }
             msgs[i].content = owned[i];
         } else msgs[i].content = "";                  /* an assistant turn with null content */
@@ -689,7 +670,7 @@ static stream *start_generation(srv_server *s, struct MHD_Connection *c, gen_req
     g->stop = NULL; g->n_stop = 0;
     for (int i = 0; i < st->n_stop; i++)
         if (strlen(st->stop[i]) > st->max_stop) st->max_stop = strlen(st->stop[i]);
-    st->t_submit = now_s();
+    st->t_submit = clock_now_s();
     pthread_mutex_lock(&s->mu);
     int stopping = s->stopping;
     uint64_t n = ++s->next_id;
@@ -884,7 +865,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     }
     if (*upload_size) {
         if (!cx->too_big && cx->len + *upload_size > s->o.max_body) cx->too_big = 1;
-        if (!cx->too_big && buf_add(&cx->body, &cx->len, &cx->cap, upload, *upload_size)) return MHD_NO;
+        if (!cx->too_big && strbuf_add(&cx->body, &cx->len, &cx->cap, upload, *upload_size)) return MHD_NO;
         *upload_size = 0;
         return MHD_YES;
     }

@@ -8,6 +8,7 @@
 #include "engine/tokenizer.h"
 #include "engine/weights.h"
 #include "sim/model_config.h"
+#include "engine/errbuf.h"
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,14 +21,6 @@
 
 
 #define DEFAULT_TOKENIZER "data/tokenizers/qwen3/tokenizer.json"
-
-static int fail(char *err, size_t n, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, n, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 typedef struct ereq {
     int       id;                /* the engine's request id (also the backend's) */
@@ -236,20 +229,20 @@ static void *engine_thread(void *arg) {
 static int esrv_submit(void *self, const srv_gen_params *p, srv_sink *sink, uint64_t *id, char *err, size_t errcap) {
     esrv *s = self;
     if (!p || !sink || (!p->prompt && !p->prompt_ids) || p->max_tokens < 1)
-        return fail(err, errcap, "engine backend: no prompt or max_tokens < 1");
+        return errbuf_fail(err, errcap, "engine backend: no prompt or max_tokens < 1");
     ereq *r = calloc(1, sizeof *r);
-    if (!r) return fail(err, errcap, "out of memory");
+    if (!r) return errbuf_fail(err, errcap, "out of memory");
     if (p->prompt) {
         tok_ids t = { 0 };
-        if (tok_encode(s->tok, p->prompt, strlen(p->prompt), 0, &t)) { free(r); return fail(err, errcap, "out of memory"); }
+        if (tok_encode(s->tok, p->prompt, strlen(p->prompt), 0, &t)) { free(r); return errbuf_fail(err, errcap, "out of memory"); }
         r->ids = t.ids; r->n_ids = (int)t.n;
     } else {
         r->ids = malloc(sizeof(int32_t) * (p->n_prompt_ids ? p->n_prompt_ids : 1));
-        if (!r->ids) { free(r); return fail(err, errcap, "out of memory"); }
+        if (!r->ids) { free(r); return errbuf_fail(err, errcap, "out of memory"); }
         for (size_t i = 0; i < p->n_prompt_ids; i++) {
             if (p->prompt_ids[i] < 0 || p->prompt_ids[i] >= s->vocab) {
                 free(r->ids); free(r);
-                return fail(err, errcap, "prompt token %zu is %d, outside the vocabulary (%d)", i, p->prompt_ids[i], s->vocab);
+                return errbuf_fail(err, errcap, "prompt token %zu is %d, outside the vocabulary (%d)", i, p->prompt_ids[i], s->vocab);
             }
             r->ids[i] = p->prompt_ids[i];
         }
@@ -258,7 +251,7 @@ static int esrv_submit(void *self, const srv_gen_params *p, srv_sink *sink, uint
     if (r->n_ids < 1 || r->n_ids >= s->max_model_len) {
         int n = r->n_ids;
         free(r->ids); free(r);
-        return fail(err, errcap, n < 1 ? "the prompt is empty" : "the prompt has %d tokens; this model's maximum context length is %d",
+        return errbuf_fail(err, errcap, n < 1 ? "the prompt is empty" : "the prompt has %d tokens; this model's maximum context length is %d",
                     n, s->max_model_len);
     }
     r->sink = sink;
@@ -266,7 +259,7 @@ static int esrv_submit(void *self, const srv_gen_params *p, srv_sink *sink, uint
     pthread_mutex_lock(&s->mu);
     uint64_t seed = p->has_seed ? p->seed : splitmix64(&s->unseeded);
     int refuse = s->quit || s->broken[0];
-    if (refuse) fail(err, errcap, "%s", s->quit ? "the engine backend is shutting down" : s->broken);
+    if (refuse) errbuf_fail(err, errcap, "%s", s->quit ? "the engine backend is shutting down" : s->broken);
     else {
         r->id = s->next_id++;
         r->p = (eng_params){ r->max_tokens, (float)p->temperature, 0, (float)(p->top_p > 0 ? p->top_p : 1), seed };
@@ -332,21 +325,21 @@ void srv_engine_opts_init(srv_engine_opts *o) {
 
 srv_backend *srv_engine_create(const srv_engine_opts *o, char *info, size_t infolen, char *err, size_t errcap) {
     if (info && infolen) info[0] = 0;
-    if (!o->model_dir == !o->dummy_config) { fail(err, errcap, "engine backend: give a model directory or a dummy config"); return NULL; }
+    if (!o->model_dir == !o->dummy_config) { errbuf_fail(err, errcap, "engine backend: give a model directory or a dummy config"); return NULL; }
 #ifdef PAGESIM_HAVE_CUDA
     int ndev = 0;
     cudaError_t cr = cudaGetDeviceCount(&ndev);
     if (cr != cudaSuccess || ndev == 0) {
-        fail(err, errcap, "no CUDA GPU is visible here (%s); `engine/serve --mock` serves without one",
+        errbuf_fail(err, errcap, "no CUDA GPU is visible here (%s); `engine/serve --mock` serves without one",
              cr != cudaSuccess ? cudaGetErrorString(cr) : "0 devices");
         return NULL;
     }
 #else
-    fail(err, errcap, "this build has no CUDA engine (nvcc was not found); `engine/serve --mock` serves without one");
+    errbuf_fail(err, errcap, "this build has no CUDA engine (nvcc was not found); `engine/serve --mock` serves without one");
     return NULL;
 #endif
     esrv *s = calloc(1, sizeof *s);
-    if (!s) { fail(err, errcap, "out of memory"); return NULL; }
+    if (!s) { errbuf_fail(err, errcap, "out of memory"); return NULL; }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->unseeded = 0x5EED;
@@ -363,7 +356,7 @@ srv_backend *srv_engine_create(const srv_engine_opts *o, char *info, size_t info
     if (mc_load(&c, cfg, err, errcap) || w_check_config(&c, err, errcap)) goto fail;
     if (!(s->tok = tok_load(tokp, err, errcap))) goto fail;
     if (tok_vocab_size(s->tok) > c.vocab_size) {
-        fail(err, errcap, "%s has %d tokens, more than the model's vocabulary (%d): give the model's own tokenizer",
+        errbuf_fail(err, errcap, "%s has %d tokens, more than the model's vocabulary (%d): give the model's own tokenizer",
              tokp, tok_vocab_size(s->tok), c.vocab_size);
         goto fail;
     }
@@ -399,7 +392,7 @@ srv_backend *srv_engine_create(const srv_engine_opts *o, char *info, size_t info
                  mem.kv_bytes_per_token, mem.kv_tokens, s->max_model_len, mem.max_concurrency,
                  kv_policy_name(o->kv_policy), tokp, eos, "tokens stream as generated");
     publish(s);
-    if (pthread_create(&s->thread, NULL, engine_thread, s) != 0) { fail(err, errcap, "engine backend: cannot start its engine thread"); goto fail; }
+    if (pthread_create(&s->thread, NULL, engine_thread, s) != 0) { errbuf_fail(err, errcap, "engine backend: cannot start its engine thread"); goto fail; }
     s->thread_started = 1;
     return &s->b;
 fail:

@@ -131,19 +131,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--max-num-seqs")) { NEEDV(); bc.max_num_seqs = (int)parse_long(a, v, 1, 1 << 20); }
         else if (!strcmp(a, "--tokenizer")) { NEEDV(); bc.eng.tokenizer = v; }
         else if (!strcmp(a, "--dummy-seed")) { NEEDV(); bc.eng.dummy_seed = (uint64_t)parse_long(a, v, 0, LONG_MAX); }
-        else if (!strcmp(a, "--kv-policy")) {
-            NEEDV();
-            if (strcmp(v, "paged") && strcmp(v, "contiguous")) {
-                fprintf(stderr, "engine/serve: --kv-policy is paged or contiguous, got '%s'\n", v);
-                return 2;
-            }
-            bc.eng.kv_policy = strcmp(v, "paged") ? KV_CONTIGUOUS : KV_PAGED;
-        }
-        else if (!strcmp(a, "--gpu-memory-utilization")) { NEEDV(); bc.eng.model.gpu_memory_utilization = cli_num(PROG, a, v, 0.01, 1); }
-        else if (!strcmp(a, "--max-model-len")) { NEEDV(); bc.eng.model.max_model_len = (int)parse_long(a, v, 16, 1 << 24); }
-        else if (!strcmp(a, "--max-num-batched-tokens")) { NEEDV(); bc.eng.model.max_num_batched_tokens = (int)parse_long(a, v, 16, 1 << 24); }
-        else if (!strcmp(a, "--num-gpu-blocks")) { NEEDV(); bc.eng.model.num_gpu_blocks = (int)parse_long(a, v, 1, 1 << 30); }
-        else if (!strcmp(a, "--block-size")) { NEEDV(); bc.eng.model.block_size = (int)parse_long(a, v, 1, 1024); }
+        else if (cli_model_option(PROG, a, v, &bc.eng.model, &bc.eng.kv_policy)) { NEEDV(); }
         else if (!strcmp(a, "--no-prefix-caching")) bc.eng.prefix_caching = 0;
         else if (!strcmp(a, "--token-delay-ms")) {
             NEEDV();

@@ -11,6 +11,7 @@
  * Touches only its own memory; reads the tokenizer.json given to tok_load.
  */
 #include "engine/tokenizer.h"
+#include "engine/errbuf.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <cJSON.h>
@@ -167,11 +168,6 @@ struct tok_tokenizer {
     cache_ent *cache;        /* (CACHE_SLOTS,) */
     pthread_mutex_t cache_mu;
 };
-
-static void seterr(char *err, size_t cap, const char *fmt, ...) {
-    if (!err || !cap) return;
-    va_list ap; va_start(ap, fmt); vsnprintf(err, cap, fmt, ap); va_end(ap);
-}
 
 /* GPT-2 byte <-> unicode map: printable bytes map to themselves, the others
  * to U+0100 + n in byte order. */
@@ -751,7 +747,7 @@ static pcre2_code *compile_re(const char *pat, size_t plen, int literal, const c
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, plen, opt, &ec, &eo, NULL);
     if (!re) {
         PCRE2_UCHAR msg[160]; pcre2_get_error_message(ec, msg, sizeof msg);
-        seterr(err, cap, "%s: pre_tokenizer regex rejected by PCRE2 at offset %zu: %s", path, (size_t)eo, (char *)msg);
+        errbuf_fail(err, cap, "%s: pre_tokenizer regex rejected by PCRE2 at offset %zu: %s", path, (size_t)eo, (char *)msg);
         return NULL;
     }
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);   /* falls back to the interpreter if it fails */
@@ -771,7 +767,7 @@ static int add_pre(tok_tokenizer *t, const char *pat, size_t plen, int literal, 
     }
     free(wide);
     pre_step *p = realloc(t->pre, (size_t)(t->n_pre + 1) * sizeof *p);
-    if (!p) { pcre2_code_free(re); pcre2_code_free(wre); seterr(err, cap, "%s: out of memory", path); return -1; }
+    if (!p) { pcre2_code_free(re); pcre2_code_free(wre); errbuf_fail(err, cap, "%s: out of memory", path); return -1; }
     t->pre = p; t->pre[t->n_pre++] = (pre_step){re, wre, behavior};
     return 0;
 }
@@ -781,16 +777,16 @@ static int add_norm(tok_tokenizer *t, norm_step s, const char *path, char *err, 
 static int load_pre(tok_tokenizer *t, const cJSON *p, const char *path, char *err, size_t cap) {
     if (!p || cJSON_IsNull(p)) return 0;
     const char *type = jstr(p, "type");
-    if (!type) { seterr(err, cap, "%s: pre_tokenizer without a type", path); return -1; }
+    if (!type) { errbuf_fail(err, cap, "%s: pre_tokenizer without a type", path); return -1; }
     if (!strcmp(type, "Sequence")) {
         const cJSON *it, *arr = cJSON_GetObjectItemCaseSensitive(p, "pretokenizers");
-        if (!cJSON_IsArray(arr)) { seterr(err, cap, "%s: pre_tokenizer Sequence without pretokenizers", path); return -1; }
+        if (!cJSON_IsArray(arr)) { errbuf_fail(err, cap, "%s: pre_tokenizer Sequence without pretokenizers", path); return -1; }
         cJSON_ArrayForEach(it, arr) if (load_pre(t, it, path, err, cap) < 0) return -1;
         return 0;
     }
     if (!strcmp(type, "ByteLevel")) {
         t->byte_level = 1;
-        if (jtrue(p, "add_prefix_space")) { seterr(err, cap, "%s: ByteLevel add_prefix_space=true is not supported", path); return -1; }
+        if (jtrue(p, "add_prefix_space")) { errbuf_fail(err, cap, "%s: ByteLevel add_prefix_space=true is not supported", path); return -1; }
         const cJSON *ur = cJSON_GetObjectItemCaseSensitive(p, "use_regex");
         if (!ur || cJSON_IsTrue(ur)) return add_pre(t, GPT2_REGEX, PCRE2_ZERO_TERMINATED, 0, BEH_ISOLATED, path, err, cap);
         return 0;
@@ -799,13 +795,13 @@ static int load_pre(tok_tokenizer *t, const cJSON *p, const char *path, char *er
         /* = Replace ' ' -> U+2581, prepend U+2581, optionally split before each U+2581 */
         const char *rep = jstr(p, "replacement"), *scheme = jstr(p, "prepend_scheme");
         if (!rep) rep = "\xE2\x96\x81";
-        if (t->n_pre) { seterr(err, cap, "%s: Metaspace after another pre_tokenizer is not supported", path); return -1; }
-        if (!*rep || !utf8_valid(rep, strlen(rep))) { seterr(err, cap, "%s: bad Metaspace replacement", path); return -1; }
+        if (t->n_pre) { errbuf_fail(err, cap, "%s: Metaspace after another pre_tokenizer is not supported", path); return -1; }
+        if (!*rep || !utf8_valid(rep, strlen(rep))) { errbuf_fail(err, cap, "%s: bad Metaspace replacement", path); return -1; }
         int kind = NORM_META_ALWAYS;
         if (scheme && !strcmp(scheme, "first")) kind = NORM_META_FIRST;
         else if (scheme && !strcmp(scheme, "never")) kind = 0;
         else if (!scheme && cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(p, "add_prefix_space"))) kind = 0;
-        else if (scheme && strcmp(scheme, "always")) { seterr(err, cap, "%s: Metaspace prepend_scheme '%s' is not supported", path, scheme); return -1; }
+        else if (scheme && strcmp(scheme, "always")) { errbuf_fail(err, cap, "%s: Metaspace prepend_scheme '%s' is not supported", path, scheme); return -1; }
         if (add_norm(t, (norm_step){NORM_REPLACE, strdup(" "), strdup(rep), 1, strlen(rep)}, path, err, cap) < 0) return -1;
         if (kind && add_norm(t, (norm_step){kind, strdup(rep), 0, strlen(rep), 0}, path, err, cap) < 0) return -1;
         const cJSON *split = cJSON_GetObjectItemCaseSensitive(p, "split");
@@ -820,20 +816,20 @@ static int load_pre(tok_tokenizer *t, const cJSON *p, const char *path, char *er
         else if (beh && !strcmp(beh, "Removed")) b = BEH_REMOVED;
         else if (beh && !strcmp(beh, "MergedWithPrevious")) b = BEH_MERGED_PREV;
         else if (beh && !strcmp(beh, "MergedWithNext")) b = BEH_MERGED_NEXT;
-        if (!b) { seterr(err, cap, "%s: Split behavior '%s' is not supported", path, beh ? beh : "(none)"); return -1; }
-        if (jtrue(p, "invert")) { seterr(err, cap, "%s: Split invert=true is not supported", path); return -1; }
+        if (!b) { errbuf_fail(err, cap, "%s: Split behavior '%s' is not supported", path, beh ? beh : "(none)"); return -1; }
+        if (jtrue(p, "invert")) { errbuf_fail(err, cap, "%s: Split invert=true is not supported", path); return -1; }
         const char *re = jstr(pat, "Regex"), *lit = jstr(pat, "String");
         if (re) return add_pre(t, re, PCRE2_ZERO_TERMINATED, 0, b, path, err, cap);
         if (lit && *lit) return add_pre(t, lit, PCRE2_ZERO_TERMINATED, 1, b, path, err, cap);
-        seterr(err, cap, "%s: Split without a Regex or String pattern", path); return -1;
+        errbuf_fail(err, cap, "%s: Split without a Regex or String pattern", path); return -1;
     }
-    seterr(err, cap, "%s: pre_tokenizer type '%s' is not supported", path, type);
+    errbuf_fail(err, cap, "%s: pre_tokenizer type '%s' is not supported", path, type);
     return -1;
 }
 
 static int add_norm(tok_tokenizer *t, norm_step s, const char *path, char *err, size_t cap) {
     norm_step *p = realloc(t->norm, (size_t)(t->n_norm + 1) * sizeof *p);
-    if (!p) { free(s.a); free(s.b); seterr(err, cap, "%s: out of memory", path); return -1; }
+    if (!p) { free(s.a); free(s.b); errbuf_fail(err, cap, "%s: out of memory", path); return -1; }
     t->norm = p; t->norm[t->n_norm++] = s;
     return 0;
 }
@@ -841,10 +837,10 @@ static int add_norm(tok_tokenizer *t, norm_step s, const char *path, char *err, 
 static int load_norm(tok_tokenizer *t, const cJSON *p, const char *path, char *err, size_t cap) {
     if (!p || cJSON_IsNull(p)) return 0;
     const char *type = jstr(p, "type");
-    if (!type) { seterr(err, cap, "%s: normalizer without a type", path); return -1; }
+    if (!type) { errbuf_fail(err, cap, "%s: normalizer without a type", path); return -1; }
     if (!strcmp(type, "Sequence")) {
         const cJSON *it, *arr = cJSON_GetObjectItemCaseSensitive(p, "normalizers");
-        if (!cJSON_IsArray(arr)) { seterr(err, cap, "%s: normalizer Sequence without normalizers", path); return -1; }
+        if (!cJSON_IsArray(arr)) { errbuf_fail(err, cap, "%s: normalizer Sequence without normalizers", path); return -1; }
         cJSON_ArrayForEach(it, arr) if (load_norm(t, it, path, err, cap) < 0) return -1;
         return 0;
     }
@@ -853,24 +849,24 @@ static int load_norm(tok_tokenizer *t, const cJSON *p, const char *path, char *e
     if (!strcmp(type, "Replace")) {
         const char *a = jstr(cJSON_GetObjectItemCaseSensitive(p, "pattern"), "String");
         const char *b = jstr(p, "content");
-        if (!a || !*a || !b) { seterr(err, cap, "%s: Replace normalizer needs a String pattern and content", path); return -1; }
-        if (!utf8_valid(a, strlen(a)) || !utf8_valid(b, strlen(b))) { seterr(err, cap, "%s: Replace normalizer strings are not valid UTF-8", path); return -1; }
+        if (!a || !*a || !b) { errbuf_fail(err, cap, "%s: Replace normalizer needs a String pattern and content", path); return -1; }
+        if (!utf8_valid(a, strlen(a)) || !utf8_valid(b, strlen(b))) { errbuf_fail(err, cap, "%s: Replace normalizer strings are not valid UTF-8", path); return -1; }
         return add_norm(t, (norm_step){NORM_REPLACE, strdup(a), strdup(b), strlen(a), strlen(b)}, path, err, cap);
     }
     if (!strcmp(type, "Prepend")) {
         const char *a = jstr(p, "prepend");
-        if (!a) { seterr(err, cap, "%s: Prepend normalizer without 'prepend'", path); return -1; }
-        if (!utf8_valid(a, strlen(a))) { seterr(err, cap, "%s: Prepend string is not valid UTF-8", path); return -1; }
+        if (!a) { errbuf_fail(err, cap, "%s: Prepend normalizer without 'prepend'", path); return -1; }
+        if (!utf8_valid(a, strlen(a))) { errbuf_fail(err, cap, "%s: Prepend string is not valid UTF-8", path); return -1; }
         return add_norm(t, (norm_step){NORM_PREPEND, strdup(a), 0, strlen(a), 0}, path, err, cap);
     }
-    seterr(err, cap, "%s: normalizer type '%s' is not supported", path, type);
+    errbuf_fail(err, cap, "%s: normalizer type '%s' is not supported", path, type);
     return -1;
 }
 
 static int load_post(tok_tokenizer *t, const cJSON *p, const char *path, char *err, size_t cap) {
     if (!p || cJSON_IsNull(p)) return 0;
     const char *type = jstr(p, "type");
-    if (!type) { seterr(err, cap, "%s: post_processor without a type", path); return -1; }
+    if (!type) { errbuf_fail(err, cap, "%s: post_processor without a type", path); return -1; }
     if (!strcmp(type, "ByteLevel")) return 0;
     if (!strcmp(type, "Sequence")) {
         const cJSON *it, *arr = cJSON_GetObjectItemCaseSensitive(p, "processors");
@@ -885,25 +881,25 @@ static int load_post(tok_tokenizer *t, const cJSON *p, const char *path, char *e
             if (cJSON_GetObjectItemCaseSensitive(it, "Sequence")) { after = 1; continue; }
             const char *name = jstr(cJSON_GetObjectItemCaseSensitive(it, "SpecialToken"), "id");
             const cJSON *ids = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(sp, name ? name : ""), "ids");
-            if (!name || !cJSON_IsArray(ids)) { seterr(err, cap, "%s: TemplateProcessing item not understood", path); return -1; }
+            if (!name || !cJSON_IsArray(ids)) { errbuf_fail(err, cap, "%s: TemplateProcessing item not understood", path); return -1; }
             const cJSON *x;
             cJSON_ArrayForEach(x, ids) {
                 int32_t *arr = after ? t->post_ids : t->pre_ids;
                 int *n = after ? &t->n_post_ids : &t->n_pre_ids;
-                if (*n >= 8 || !cJSON_IsNumber(x)) { seterr(err, cap, "%s: TemplateProcessing too long", path); return -1; }
+                if (*n >= 8 || !cJSON_IsNumber(x)) { errbuf_fail(err, cap, "%s: TemplateProcessing too long", path); return -1; }
                 arr[(*n)++] = (int32_t)x->valuedouble;
             }
         }
         return 0;
     }
-    seterr(err, cap, "%s: post_processor type '%s' is not supported", path, type);
+    errbuf_fail(err, cap, "%s: post_processor type '%s' is not supported", path, type);
     return -1;
 }
 
 static int load_decoder(tok_tokenizer *t, const cJSON *p, const char *path, char *err, size_t cap) {
     if (!p || cJSON_IsNull(p)) return 0;
     const char *type = jstr(p, "type");
-    if (!type) { seterr(err, cap, "%s: decoder without a type", path); return -1; }
+    if (!type) { errbuf_fail(err, cap, "%s: decoder without a type", path); return -1; }
     if (!strcmp(type, "Sequence")) {
         const cJSON *it;
         cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(p, "decoders"))
@@ -914,7 +910,7 @@ static int load_decoder(tok_tokenizer *t, const cJSON *p, const char *path, char
     if (!strcmp(type, "Replace")) {
         const char *a = jstr(cJSON_GetObjectItemCaseSensitive(p, "pattern"), "String"), *b = jstr(p, "content");
         if (!a || !b || strcmp(a, "\xE2\x96\x81") || strcmp(b, " ")) {
-            seterr(err, cap, "%s: decoder Replace other than U+2581 -> space is not supported", path); return -1;
+            errbuf_fail(err, cap, "%s: decoder Replace other than U+2581 -> space is not supported", path); return -1;
         }
         return 0;
     }
@@ -929,7 +925,7 @@ static int load_decoder(tok_tokenizer *t, const cJSON *p, const char *path, char
         t->dec_strip_start = cJSON_IsNumber(s) ? s->valueint : 0;
         return 0;
     }
-    seterr(err, cap, "%s: decoder type '%s' is not supported", path, type);
+    errbuf_fail(err, cap, "%s: decoder type '%s' is not supported", path, type);
     return -1;
 }
 
@@ -986,7 +982,7 @@ static size_t token_raw(const tok_tokenizer *t, const int16_t *rev, const char *
 tok_tokenizer *tok_load(const char *path, char *err, size_t cap) {
     size_t len = 0;
     char *buf = read_file(path, &len);
-    if (!buf) { seterr(err, cap, "%s: cannot read file", path); return NULL; }
+    if (!buf) { errbuf_fail(err, cap, "%s: cannot read file", path); return NULL; }
     tok_tokenizer *t = tok_load_mem(buf, len, path, err, cap);
     free(buf);
     return t;
@@ -1005,25 +1001,25 @@ tok_tokenizer *tok_load_mem(const char *buf, size_t len, const char *path, char 
         size_t off = end ? (size_t)(end - buf) : 0, line = 1;
         if (off > len) off = len;
         for (size_t i = 0; i < off; i++) line += buf[i] == '\n';
-        seterr(err, cap, "%s:%zu: malformed JSON (byte %zu of %zu)", path, line, off, len);
+        errbuf_fail(err, cap, "%s:%zu: malformed JSON (byte %zu of %zu)", path, line, off, len);
         goto fail;
     }
-    if (!cJSON_IsObject(root)) { seterr(err, cap, "%s: top level is not a JSON object", path); goto fail; }
+    if (!cJSON_IsObject(root)) { errbuf_fail(err, cap, "%s: top level is not a JSON object", path); goto fail; }
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
-    if (!cJSON_IsObject(model)) { seterr(err, cap, "%s: no \"model\" object", path); goto fail; }
+    if (!cJSON_IsObject(model)) { errbuf_fail(err, cap, "%s: no \"model\" object", path); goto fail; }
     const char *mtype = jstr(model, "type");
-    if (mtype && strcmp(mtype, "BPE")) { seterr(err, cap, "%s: model type '%s' is not supported (BPE only)", path, mtype); goto fail; }
+    if (mtype && strcmp(mtype, "BPE")) { errbuf_fail(err, cap, "%s: model type '%s' is not supported (BPE only)", path, mtype); goto fail; }
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
-    if (!cJSON_IsObject(vocab)) { seterr(err, cap, "%s: model has no vocab object", path); goto fail; }
-    if (!cJSON_IsArray(merges)) { seterr(err, cap, "%s: BPE model has no merges list", path); goto fail; }
+    if (!cJSON_IsObject(vocab)) { errbuf_fail(err, cap, "%s: model has no vocab object", path); goto fail; }
+    if (!cJSON_IsArray(merges)) { errbuf_fail(err, cap, "%s: BPE model has no merges list", path); goto fail; }
     const char *csp = jstr(model, "continuing_subword_prefix"), *eow = jstr(model, "end_of_word_suffix");
-    if ((csp && *csp) || (eow && *eow)) { seterr(err, cap, "%s: continuing_subword_prefix/end_of_word_suffix are not supported", path); goto fail; }
+    if ((csp && *csp) || (eow && *eow)) { errbuf_fail(err, cap, "%s: continuing_subword_prefix/end_of_word_suffix are not supported", path); goto fail; }
     const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(model, "dropout");
-    if (cJSON_IsNumber(dropout) && dropout->valuedouble > 0) { seterr(err, cap, "%s: BPE dropout is not supported", path); goto fail; }
+    if (cJSON_IsNumber(dropout) && dropout->valuedouble > 0) { errbuf_fail(err, cap, "%s: BPE dropout is not supported", path); goto fail; }
 
     t = calloc(1, sizeof *t);
-    if (!t) { seterr(err, cap, "%s: out of memory", path); goto fail; }
+    if (!t) { errbuf_fail(err, cap, "%s: out of memory", path); goto fail; }
     pthread_mutex_init(&t->cache_mu, NULL);
     t->unk_id = -1;
     t->ignore_merges = jtrue(model, "ignore_merges");
@@ -1042,7 +1038,7 @@ tok_tokenizer *tok_load_mem(const char *buf, size_t len, const char *path, char 
     const cJSON *it;
     cJSON_ArrayForEach(it, vocab) {
         if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= MAX_ID) {
-            seterr(err, cap, "%s: vocab entry \"%.40s\" has no valid id", path, it->string ? it->string : "");
+            errbuf_fail(err, cap, "%s: vocab entry \"%.40s\" has no valid id", path, it->string ? it->string : "");
             goto fail;
         }
         if ((int32_t)it->valuedouble > maxid) maxid = (int32_t)it->valuedouble;
@@ -1053,17 +1049,17 @@ tok_tokenizer *tok_load_mem(const char *buf, size_t len, const char *path, char 
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
         const char *c = jstr(it, "content");
         if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= MAX_ID || !c || !*c) {
-            seterr(err, cap, "%s: added_tokens entry without a valid id and content", path); goto fail;
+            errbuf_fail(err, cap, "%s: added_tokens entry without a valid id and content", path); goto fail;
         }
         /* matched inside the text: invalid UTF-8 could split a character */
-        if (!utf8_valid(c, strlen(c))) { seterr(err, cap, "%s: added token \"%.40s\" is not valid UTF-8", path, c); goto fail; }
+        if (!utf8_valid(c, strlen(c))) { errbuf_fail(err, cap, "%s: added token \"%.40s\" is not valid UTF-8", path, c); goto fail; }
         if ((int32_t)id->valuedouble > maxid) maxid = (int32_t)id->valuedouble;
     }
-    if (maxid < 0) { seterr(err, cap, "%s: empty vocab", path); goto fail; }
+    if (maxid < 0) { errbuf_fail(err, cap, "%s: empty vocab", path); goto fail; }
     t->n_ids = maxid + 1;
     for (int i = 0; i < t->n_pre_ids + t->n_post_ids; i++) {
         int32_t id = i < t->n_pre_ids ? t->pre_ids[i] : t->post_ids[i - t->n_pre_ids];
-        if (id < 0 || id >= t->n_ids) { seterr(err, cap, "%s: post_processor id %d is not in the vocab", path, id); goto fail; }
+        if (id < 0 || id >= t->n_ids) { errbuf_fail(err, cap, "%s: post_processor id %d is not in the vocab", path, id); goto fail; }
     }
     t->tok_str = calloc((size_t)t->n_ids, sizeof *t->tok_str);
     t->tok_raw = calloc((size_t)t->n_ids, sizeof *t->tok_raw);
@@ -1072,7 +1068,7 @@ tok_tokenizer *tok_load_mem(const char *buf, size_t len, const char *path, char 
     t->cache = calloc(CACHE_SLOTS, sizeof *t->cache);
     if (!t->tok_str || !t->tok_raw || !t->tok_rawlen || !t->tok_flags || !t->cache ||
         sm_init(&t->vocab, (size_t)nv) < 0 || sm_init(&t->added_map, 64) < 0) {
-        seterr(err, cap, "%s: out of memory", path); goto fail;
+        errbuf_fail(err, cap, "%s: out of memory", path); goto fail;
     }
     for (int i = 0; i < 324; i++) rev[i] = (int16_t)bl_char_to_byte((uint32_t)i);
     size_t tmpcap = 256;
@@ -1081,13 +1077,13 @@ tok_tokenizer *tok_load_mem(const char *buf, size_t len, const char *path, char 
         const char *k = it->string ? it->string : "";
         size_t kl = strlen(k);
         if (kl + 1 > tmpcap) { tmpcap = kl * 2 + 1; free(tmp); tmp = malloc(tmpcap); }
-        if (!tmp) { seterr(err, cap, "%s: out of memory", path); goto fail; }
+        if (!tmp) { errbuf_fail(err, cap, "%s: out of memory", path); goto fail; }
         size_t rl = token_raw(t, rev, k, kl, tmp);
         int32_t id = (int32_t)it->valuedouble;
-        if (set_token(t, id, k, tmp, rl, 0) < 0) { seterr(err, cap, "%s: out of memory", path); goto fail; }
+        if (set_token(t, id, k, tmp, rl, 0) < 0) { errbuf_fail(err, cap, "%s: out of memory", path); goto fail; }
         const char *key = t->byte_level ? tmp : k;
         size_t keyl = t->byte_level ? rl : kl;
-        if (sm_put(&t->vocab, key, keyl, id) < 0) { seterr(err, cap, "%s: out of memory", path); goto fail; }
+        if (sm_put(&t->vocab, key, keyl, id) < 0) { errbuf_fail(err, cap, "%s: out of memory", path); goto fail; }
     }
     for (int b = 0; b < 256; b++) {
         char c = (char)b, hx[8];
@@ -1102,7 +1098,7 @@ tok_tokenizer *tok_load_mem(const char *buf, size_t len, const char *path, char 
     size_t nm = (size_t)cJSON_GetArraySize(merges), mcap = 16;
     while (mcap < nm * 2 + 2) mcap <<= 1;
     t->merges.slots = malloc(mcap * sizeof *t->merges.slots);
-    if (!t->merges.slots) { seterr(err, cap, "%s: out of memory", path); goto fail; }
+    if (!t->merges.slots) { errbuf_fail(err, cap, "%s: out of memory", path); goto fail; }
     for (size_t i = 0; i < mcap; i++) t->merges.slots[i].key = MM_EMPTY;
     t->merges.mask = mcap - 1;
     int32_t rank = 0;
@@ -1116,9 +1112,9 @@ tok_tokenizer *tok_load_mem(const char *buf, size_t len, const char *path, char 
             a = it->child->valuestring; al = strlen(a);
             b = it->child->next->valuestring; bl = strlen(b);
         }
-        if (!a) { seterr(err, cap, "%s: merge %d is not \"a b\" or [\"a\", \"b\"]", path, rank); goto fail; }
+        if (!a) { errbuf_fail(err, cap, "%s: merge %d is not \"a b\" or [\"a\", \"b\"]", path, rank); goto fail; }
         size_t need = al + bl + 1;
-        if (need > tmpcap) { tmpcap = need * 2; free(tmp); tmp = malloc(tmpcap); if (!tmp) { seterr(err, cap, "%s: out of memory", path); goto fail; } }
+        if (need > tmpcap) { tmpcap = need * 2; free(tmp); tmp = malloc(tmpcap); if (!tmp) { errbuf_fail(err, cap, "%s: out of memory", path); goto fail; } }
         int32_t ia, ib, in;
         size_t ral, rbl;
         if (t->byte_level) {
@@ -1131,7 +1127,7 @@ tok_tokenizer *tok_load_mem(const char *buf, size_t len, const char *path, char 
             in = sm_get(&t->vocab, tmp, al + bl);
         }
         if (ia < 0 || ib < 0 || in < 0) {
-            seterr(err, cap, "%s: merge %d (\"%.*s\" \"%.*s\") uses a token missing from the vocab",
+            errbuf_fail(err, cap, "%s: merge %d (\"%.*s\" \"%.*s\") uses a token missing from the vocab",
                    path, rank, (int)(al > 40 ? 40 : al), a, (int)(bl > 40 ? 40 : bl), b);
             goto fail;
         }
@@ -1145,25 +1141,25 @@ tok_tokenizer *tok_load_mem(const char *buf, size_t len, const char *path, char 
     /* added tokens */
     int na = cJSON_GetArraySize(added);
     t->added = calloc((size_t)(na > 0 ? na : 1), sizeof *t->added);
-    if (!t->added) { seterr(err, cap, "%s: out of memory", path); goto fail; }
+    if (!t->added) { errbuf_fail(err, cap, "%s: out of memory", path); goto fail; }
     cJSON_ArrayForEach(it, added) {
         const char *c = jstr(it, "content");
         int32_t id = (int32_t)cJSON_GetObjectItemCaseSensitive(it, "id")->valuedouble;
         int special = jtrue(it, "special");
         size_t cl = strlen(c);
         if (cl + 1 > tmpcap) { tmpcap = cl * 2 + 1; free(tmp); tmp = malloc(tmpcap); }
-        if (!tmp) { seterr(err, cap, "%s: out of memory", path); goto fail; }
+        if (!tmp) { errbuf_fail(err, cap, "%s: out of memory", path); goto fail; }
         size_t rl = token_raw(t, rev, c, cl, tmp);
         added_tok *a = &t->added[t->n_added];
         a->s = strdup(c); a->len = cl; a->id = id; a->special = special;
         if (!a->s || set_token(t, id, c, tmp, rl, 1 | (special ? 2 : 0)) < 0 ||
-            sm_put(&t->added_map, c, cl, t->n_added) < 0) { seterr(err, cap, "%s: out of memory", path); goto fail; }
+            sm_put(&t->added_map, c, cl, t->n_added) < 0) { errbuf_fail(err, cap, "%s: out of memory", path); goto fail; }
         t->n_added++;
         t->added_first[(unsigned char)c[0]] = 1;
         int k = 0;
         while (k < t->n_added_lens && t->added_lens[k] > cl) k++;
         if (k < t->n_added_lens && t->added_lens[k] == cl) continue;
-        if (t->n_added_lens >= 64) { seterr(err, cap, "%s: added tokens of more than 64 distinct lengths", path); goto fail; }
+        if (t->n_added_lens >= 64) { errbuf_fail(err, cap, "%s: added tokens of more than 64 distinct lengths", path); goto fail; }
         memmove(t->added_lens + k + 1, t->added_lens + k, (size_t)(t->n_added_lens - k) * sizeof(size_t));
         t->added_lens[k] = cl; t->n_added_lens++;
     }

@@ -4,6 +4,7 @@
  * allocates one device arena. */
 #include "engine/weights.h"
 #include "engine/safetensors.h"
+#include "engine/errbuf.h"
 #include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -32,35 +33,27 @@ typedef struct w_plan {
     size_t  *layer;          /* (L, 9): attn_norm wqkv bqkv q_norm k_norm wo mlp_norm gate_up down */
 } w_plan;
 
-static int fail(char *err, size_t n, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, n, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 int w_check_config(const mc_config *c, char *err, size_t errlen) {
     if (mc_validate(c, err, errlen)) return -1;
     if (c->arch != MC_ARCH_LLAMA && c->arch != MC_ARCH_MISTRAL && c->arch != MC_ARCH_QWEN2 &&
         c->arch != MC_ARCH_QWEN3)
-        return fail(err, errlen, "%s: model_type '%s' is not supported by the engine "
+        return errbuf_fail(err, errlen, "%s: model_type '%s' is not supported by the engine "
                     "(llama, mistral, qwen2, qwen3 dense)", c->name, c->model_type);
-    if (c->num_experts > 0) return fail(err, errlen, "%s: mixture-of-experts models are not supported", c->name);
+    if (c->num_experts > 0) return errbuf_fail(err, errlen, "%s: mixture-of-experts models are not supported", c->name);
     if (c->head_dim != 64 && c->head_dim != 128 && c->head_dim != 256)
-        return fail(err, errlen, "%s: head_dim %d (the attention kernels take 64, 128 or 256)", c->name, c->head_dim);
+        return errbuf_fail(err, errlen, "%s: head_dim %d (the attention kernels take 64, 128 or 256)", c->name, c->head_dim);
     if (c->num_kv_heads <= 0 || c->num_heads % c->num_kv_heads || c->num_heads / c->num_kv_heads > 16)
-        return fail(err, errlen, "%s: %d heads over %d kv heads (need a divisor, group <= 16)", c->name,
+        return errbuf_fail(err, errlen, "%s: %d heads over %d kv heads (need a divisor, group <= 16)", c->name,
                     c->num_heads, c->num_kv_heads);
     if (c->rope_kind != MC_ROPE_NONE && c->rope_kind != MC_ROPE_LINEAR && c->rope_kind != MC_ROPE_LLAMA3)
-        return fail(err, errlen, "%s: rope scaling kind %d is not supported (none, linear, llama3)", c->name,
+        return errbuf_fail(err, errlen, "%s: rope scaling kind %d is not supported (none, linear, llama3)", c->name,
                     (int)c->rope_kind);
     if (c->num_layers > 1024 || c->hidden_size > 65536 || c->vocab_size > (1 << 22) ||
         c->intermediate_size > (1 << 20) || c->num_heads > 1024)
-        return fail(err, errlen, "%s: sizes out of range (layers %d, hidden %d, vocab %d, intermediate %d)",
+        return errbuf_fail(err, errlen, "%s: sizes out of range (layers %d, hidden %d, vocab %d, intermediate %d)",
                     c->name, c->num_layers, c->hidden_size, c->vocab_size, c->intermediate_size);
     if (!(c->rms_eps > 0 && c->rms_eps < 1) || !(c->rope_theta > 0))
-        return fail(err, errlen, "%s: rms_norm_eps %g or rope_theta %g out of range", c->name, c->rms_eps,
+        return errbuf_fail(err, errlen, "%s: rms_norm_eps %g or rope_theta %g out of range", c->name, c->rms_eps,
                     c->rope_theta);
     return 0;
 }
@@ -94,7 +87,7 @@ static int plan_build(w_plan *p, const mc_config *c, int has_bias, char *err, si
     int64_t I = c->intermediate_size, V = c->vocab_size;
     p->e = calloc((size_t)L * 16 + 4, sizeof *p->e);
     p->layer = calloc((size_t)L * 9, sizeof *p->layer);
-    if (!p->e || !p->layer) { plan_free(p); return fail(err, errlen, "out of memory"); }
+    if (!p->e || !p->layer) { plan_free(p); return errbuf_fail(err, errlen, "out of memory"); }
     p->embed = take(p, (size_t)(V * D));
     add(p, E_MATRIX, p->embed, V, D, "model.embed_tokens.weight", 0);
     for (int i = 0; i < L; i++) {
@@ -173,7 +166,7 @@ static int ckpt_open(ckpt *k, const char *dir, char *err, size_t errlen) {
     if (access(path, R_OK) != 0) {
         snprintf(path, sizeof path, "%s/model.safetensors", dir);
         k->f = calloc(1, sizeof *k->f);
-        if (!k->f) return fail(err, errlen, "out of memory");
+        if (!k->f) return errbuf_fail(err, errlen, "out of memory");
         if (st_open(&k->f[0], path, err, errlen)) { ckpt_close(k); return -1; }
         k->n = 1;
         return 0;
@@ -184,14 +177,14 @@ static int ckpt_open(ckpt *k, const char *dir, char *err, size_t errlen) {
     const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(map)) {
         cJSON_Delete(root);
-        return fail(err, errlen, "%s: no 'weight_map' object", path);
+        return errbuf_fail(err, errlen, "%s: no 'weight_map' object", path);
     }
     int cap = cJSON_GetArraySize(map);
     char **names = calloc((size_t)cap + 1, sizeof *names);
     int nn = 0, rc = 0;
     for (const cJSON *e = map->child; e && !rc; e = e->next) {
         if (!cJSON_IsString(e) || strchr(e->valuestring, '/') || !strcmp(e->valuestring, "..")) {
-            rc = fail(err, errlen, "%s: weight_map entry '%.100s' is not a file name in the directory",
+            rc = errbuf_fail(err, errlen, "%s: weight_map entry '%.100s' is not a file name in the directory",
                       path, e->string ? e->string : "?");
             break;
         }
@@ -227,14 +220,14 @@ static int check_tensors(const ckpt *k, const w_plan *p, const char *dir, char *
     for (int i = 0; i < p->n; i++) {
         const w_entry *e = &p->e[i];
         const st_tensor *t = ckpt_find(k, e->name);
-        if (!t) return fail(err, errlen, "%s: tensor '%s' is missing", dir, e->name);
+        if (!t) return errbuf_fail(err, errlen, "%s: tensor '%s' is missing", dir, e->name);
         if (t->ndim != e->ndim || t->shape[0] != e->shape[0] || (e->ndim == 2 && t->shape[1] != e->shape[1]))
-            return fail(err, errlen, "%s: tensor '%s' has shape [%lld%s%lld], the config needs [%lld%s%lld]",
+            return errbuf_fail(err, errlen, "%s: tensor '%s' has shape [%lld%s%lld], the config needs [%lld%s%lld]",
                         dir, e->name, (long long)t->shape[0], t->ndim > 1 ? ", " : "",
                         t->ndim > 1 ? (long long)t->shape[1] : 0LL, (long long)e->shape[0],
                         e->ndim > 1 ? ", " : "", e->ndim > 1 ? (long long)e->shape[1] : 0LL);
         if (t->dtype != ST_BF16 && t->dtype != ST_F16 && t->dtype != ST_F32)
-            return fail(err, errlen, "%s: tensor '%s' is %s (bf16, fp16 or fp32 only)", dir, e->name,
+            return errbuf_fail(err, errlen, "%s: tensor '%s' is %s (bf16, fp16 or fp32 only)", dir, e->name,
                         st_dtype_name(t->dtype));
     }
     return 0;
@@ -247,7 +240,7 @@ static int open_checked(ckpt *k, w_plan *p, const char *dir, const mc_config *c,
     *has_bias = ckpt_find(k, "model.layers.0.self_attn.q_proj.bias") != NULL;
     if (c->attn_bias && !*has_bias) {
         ckpt_close(k);
-        return fail(err, errlen, "%s: the config has attention biases but tensor "
+        return errbuf_fail(err, errlen, "%s: the config has attention biases but tensor "
                     "'model.layers.0.self_attn.q_proj.bias' is missing", dir);
     }
     if (plan_build(p, c, *has_bias, err, errlen)) { ckpt_close(k); return -1; }
@@ -273,12 +266,12 @@ static int arena_init(w_weights *w, const w_plan *p, const mc_config *c, int has
     cudaError_t ce = cudaMalloc(&w->arena, w->bytes);
     if (ce != cudaSuccess) {
         w->arena = NULL;
-        return fail(err, errlen, "%s: cannot allocate %.2f GiB of GPU memory for the weights: %s", c->name,
+        return errbuf_fail(err, errlen, "%s: cannot allocate %.2f GiB of GPU memory for the weights: %s", c->name,
                     w->bytes / 1073741824.0, cudaGetErrorString(ce));
     }
     k_bf16 *b = w->arena;
     w->layers = calloc((size_t)c->num_layers, sizeof *w->layers);
-    if (!w->layers) { w_free(w); return fail(err, errlen, "out of memory"); }
+    if (!w->layers) { w_free(w); return errbuf_fail(err, errlen, "out of memory"); }
     w->num_layers = c->num_layers;
     w->has_bias = has_bias;
     w->has_qk_norm = c->qk_norm;
@@ -316,13 +309,13 @@ int w_load(w_weights *w, const char *dir, const mc_config *c, char *err, size_t 
             free(stage);
             cap = (size_t)t->numel;
             stage = malloc(cap * 2);
-            if (!stage) { fail(err, errlen, "out of memory staging '%s'", t->name); goto out_stage; }
+            if (!stage) { errbuf_fail(err, errlen, "out of memory staging '%s'", t->name); goto out_stage; }
         }
         if (st_to_bf16(t, stage, err, errlen)) goto out_stage;
         cudaError_t ce = cudaMemcpy((k_bf16 *)w->arena + p.e[i].off, stage, (size_t)t->numel * 2,
                                     cudaMemcpyHostToDevice);
         if (ce != cudaSuccess) {
-            fail(err, errlen, "%s: copying '%s' to the GPU: %s", dir, t->name, cudaGetErrorString(ce));
+            errbuf_fail(err, errlen, "%s: copying '%s' to the GPU: %s", dir, t->name, cudaGetErrorString(ce));
             goto out_stage;
         }
     }
@@ -348,7 +341,7 @@ int w_dummy(w_weights *w, const mc_config *c, uint64_t seed, char *err, size_t e
             rc = k_fill_const((k_bf16 *)w->arena + p.e[i].off, p.e[i].shape[0], 1.0f, 0);
     if (!rc && cudaDeviceSynchronize() != cudaSuccess) rc = -1;
     if (rc) {
-        if (w->arena) fail(err, errlen, "%s: filling dummy weights failed", c->name);
+        if (w->arena) errbuf_fail(err, errlen, "%s: filling dummy weights failed", c->name);
         w_free(w);
     }
     plan_free(&p);
@@ -364,12 +357,12 @@ void w_free(w_weights *w) {
 int w_load(w_weights *w, const char *dir, const mc_config *c, char *err, size_t errlen) {
     (void)dir; (void)c;
     memset(w, 0, sizeof *w);
-    return fail(err, errlen, "engine built without CUDA (no nvcc)");
+    return errbuf_fail(err, errlen, "engine built without CUDA (no nvcc)");
 }
 int w_dummy(w_weights *w, const mc_config *c, uint64_t seed, char *err, size_t errlen) {
     (void)c; (void)seed;
     memset(w, 0, sizeof *w);
-    return fail(err, errlen, "engine built without CUDA (no nvcc)");
+    return errbuf_fail(err, errlen, "engine built without CUDA (no nvcc)");
 }
 void w_free(w_weights *w) { free(w->layers); memset(w, 0, sizeof *w); }
 #endif

@@ -3,6 +3,8 @@
  * after a wait, SSE parsing for time to first token and usage.  Touches the
  * network (libcurl) and its own state only; reports through the callback. */
 #include "labs/bias_client.h"
+#include "engine/clock.h"
+#include "engine/strbuf.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -26,26 +28,6 @@ struct bias_client {
     CURLM *multi;               /* during a run */
     int stop;
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int grow(char **s, size_t *len, size_t *cap, const char *p, size_t n) {
-    if (*len + n + 1 > *cap) {
-        size_t c = *cap ? *cap : 512;
-        while (c < *len + n + 1) c *= 2;
-        char *ns = realloc(*s, c);
-        if (!ns) return -1;
-        *s = ns; *cap = c;
-    }
-    memcpy(*s + *len, p, n);
-    *len += n;
-    (*s)[*len] = 0;
-    return 0;
-}
 
 void bias_client_opts_init(bias_client_opts *o) {
     memset(o, 0, sizeof *o);
@@ -155,8 +137,8 @@ static void take_json(xfer *x, const cJSON *j) {
         const cJSON *msg = cJSON_GetObjectItemCaseSensitive(ch, x->stream ? "delta" : "message");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
         if (cJSON_IsString(content) && content->valuestring[0]) {
-            if (x->t_first == 0) x->t_first = now_s();
-            if (grow(&x->text, &x->text_len, &x->text_cap, content->valuestring, strlen(content->valuestring)))
+            if (x->t_first == 0) x->t_first = clock_now_s();
+            if (strbuf_add(&x->text, &x->text_len, &x->text_cap, content->valuestring, strlen(content->valuestring)))
                 x->too_big = 1;
         }
         const cJSON *fr = cJSON_GetObjectItemCaseSensitive(ch, "finish_reason");
@@ -199,7 +181,7 @@ static void parse_lines(xfer *x) {
 static size_t on_data(char *p, size_t sz, size_t nm, void *ud) {
     xfer *x = ud;
     size_t n = sz * nm;
-    if (x->raw_len + n > MAX_REPLY_BYTES || grow(&x->raw, &x->raw_len, &x->raw_cap, p, n)) {
+    if (x->raw_len + n > MAX_REPLY_BYTES || strbuf_add(&x->raw, &x->raw_len, &x->raw_cap, p, n)) {
         x->too_big = 1;
         return 0;                /* fails the transfer */
     }
@@ -264,7 +246,7 @@ static xfer *xfer_start(bias_client *c, CURLM *multi, const bias_client_req *r, 
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(c->o.connect_timeout_s * 1000));
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    x->t_start = now_s();
+    x->t_start = clock_now_s();
     if (curl_multi_add_handle(multi, e) != CURLM_OK) { xfer_free(x); return NULL; }
     return x;
 }
@@ -283,7 +265,7 @@ static int judge(xfer *x, CURLcode rc, long status, char *why, size_t cap) {
     }
     if (x->stream) {
         if (x->raw_off < x->raw_len) {         /* a last line without its newline */
-            grow(&x->raw, &x->raw_len, &x->raw_cap, "\n", 1);
+            strbuf_add(&x->raw, &x->raw_len, &x->raw_cap, "\n", 1);
             parse_lines(x);
         }
         if (x->err[0]) { snprintf(why, cap, "%s", x->err); return 0; }
@@ -323,7 +305,7 @@ int bias_client_run(bias_client *c, const bias_client_req *reqs, size_t n,
     size_t next = 0, reported = 0;
     int in_flight = 0;
     while (reported < n && !stopped) {
-        double now = now_s();
+        double now = clock_now_s();
         /* A worker stays with its request through the waits between tries, as
          * the study's thread pool does: so a server that is down burns the
          * tries of at most max_workers requests.  Due retries first (the FIFO
@@ -358,7 +340,7 @@ int bias_client_run(bias_client *c, const bias_client_req *reqs, size_t n,
             curl_multi_remove_handle(multi, e);
             live[x->slot] = NULL;
             in_flight--;
-            double t_end = now_s();
+            double t_end = clock_now_s();
             char why[320] = "";
             int ok = judge(x, rc, status, why, sizeof why);
             if (!ok && tries[x->idx] < c->o.tries) {
@@ -386,7 +368,7 @@ int bias_client_run(bias_client *c, const bias_client_req *reqs, size_t n,
         /* sleep until network activity, the next due retry, or a stop */
         long wait_ms = 1000;
         if (rq_len) {
-            double dt = rq[rq_head].ready - now_s();
+            double dt = rq[rq_head].ready - clock_now_s();
             wait_ms = dt <= 0 ? 0 : (long)ceil(dt * 1000);
             if (wait_ms > 1000) wait_ms = 1000;
         }

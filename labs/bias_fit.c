@@ -67,12 +67,8 @@ static double shrink(const double *means, const int *n, int ng, double vb, int s
 
 int bias_fit_profile(const char *path, const bias_universe *u, int num_sets, int num_trials,
                      bias_profile *p, bias_buf *note, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "%s: cannot open", path); return -1; }
     bias_buf b = {0};
-    char chunk[8192]; size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) bias_buf_add(&b, chunk, got);
-    fclose(f);
+    if (bias_buf_read_file(&b, path)) { snprintf(err, errlen, "%s: cannot open", path); return -1; }
     cJSON *root = b.s ? cJSON_Parse(b.s) : NULL;
     bias_buf_free(&b);
     if (!root) { snprintf(err, errlen, "%s: not JSON", path); return -1; }

@@ -17,6 +17,7 @@
 #include "labs/bias_tokens.h"
 #include "labs/bias_compare.h"
 #include "labs/bias_sources.h"
+#include "engine/clock.h"
 #include <cairo.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -272,18 +273,13 @@ static void release_fonts(void) {
 
 typedef struct progress_state { int on, num_sets, delay_ms; } progress_state;
 
-static double now_s(void) {
-    struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 static void on_progress(void *ctx, int set, size_t done, size_t total, size_t resumed) {
     progress_state *p = ctx;
     if (p->delay_ms > 0 && done < total) usleep((useconds_t)p->delay_ms * 1000);   /* --batch-delay-ms */
     if (!p->on) return;
     static double t0; static int cur_set = -1;
-    if (set != cur_set) { cur_set = set; t0 = now_s(); }
-    double el = now_s() - t0, rate = el > 0 ? (double)(done - resumed) / el : 0;
+    if (set != cur_set) { cur_set = set; t0 = clock_now_s(); }
+    double el = clock_now_s() - t0, rate = el > 0 ? (double)(done - resumed) / el : 0;
     double left = rate > 0 ? (double)(total - done) / rate : 0;
     fprintf(stderr, "\rset %d/%d  %zu/%zu prompts  %.0f prompts/s  %.1f s left   ", set, p->num_sets, done, total, rate, left);
     if (done == total) fprintf(stderr, "\n");
@@ -292,12 +288,8 @@ static void on_progress(void *ctx, int set, size_t done, size_t total, size_t re
 /* Adds "note": text as the first field of the JSON object in path (a
  * dummy-weights run says so in every file). */
 static int add_note(const char *path, const char *note, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); return -1; }
     bias_buf in = {0}, out = {0};
-    char chunk[65536]; size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) bias_buf_add(&in, chunk, got);
-    fclose(f);
+    if (bias_buf_read_file(&in, path)) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); return -1; }
     const char *brace = in.s ? strchr(in.s, '{') : NULL;
     int rc = -1;
     if (!brace) { snprintf(err, errlen, "%s: not a JSON object", path); goto done; }
@@ -485,23 +477,23 @@ static int cmd_run(int argc, char **argv) {
     printf("Tickers: %zu, sets: %d, trials: %d, seed: %llu, output dir: %s\n", u.n, c.num_sets, c.num_trials,
            (unsigned long long)c.seed, c.output_dir);
     printf("Token counts: %s\n", bias_tokens_source());
-    double t0 = now_s();
+    double t0 = clock_now_s();
     if (bias_run_sets(&c, &u, use, &st, err, sizeof err)) {
         fprintf(stderr, "\nlabs/bias: %s\n", err);
         if (use != &sim) fprintf(stderr, "labs/bias: the replies that arrived are kept; run the same command again to resume\n");
         goto out;
     }
-    double t_run = now_s() - t0;
+    double t_run = clock_now_s() - t0;
     if (st.resumed) printf("Resumed: %zu trials were already done (%d complete sets)\n", st.resumed, st.sets_reused);
 
     if (serving) {
-        double t1 = now_s();
+        double t1 = clock_now_s();
         if (bias_serving_run(&sc, st.prompt_tokens, st.output_tokens, st.n / (size_t)c.num_sets, c.num_sets, &sr,
                              err, sizeof err)) {
             fprintf(stderr, "labs/bias: serving simulation skipped: %s\n", err);
             serving = 0;
         } else {
-            printf("Serving simulation (%.2f s): %s\n", now_s() - t1, sr.summary_line);
+            printf("Serving simulation (%.2f s): %s\n", clock_now_s() - t1, sr.summary_line);
         }
     }
     char srcline[1400];

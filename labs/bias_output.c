@@ -43,6 +43,16 @@ void bias_buf_printf(bias_buf *b, const char *fmt, ...) {
     free(big);
 }
 
+int bias_buf_read_file(bias_buf *b, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    char chunk[65536];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) bias_buf_add(b, chunk, got);
+    fclose(f);
+    return 0;
+}
+
 void bias_buf_free(bias_buf *b) { free(b->s); memset(b, 0, sizeof *b); }
 
 void bias_fmt_double(char *out, size_t n, double x) {

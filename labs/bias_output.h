@@ -13,6 +13,8 @@ typedef struct bias_buf { char *s; size_t len, cap; int oom; } bias_buf;
 void bias_buf_add(bias_buf *b, const char *s, size_t n);
 void bias_buf_printf(bias_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void bias_buf_free(bias_buf *b);
+/* Appends the whole file at path; -1 when it cannot be opened (errno says why). */
+int  bias_buf_read_file(bias_buf *b, const char *path);
 
 /* Python's repr of a float ("56.0", "2.5927524908205676e-40", "NaN"). */
 void bias_fmt_double(char *out, size_t n, double x);

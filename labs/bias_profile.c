@@ -33,12 +33,8 @@ static int num_field(const cJSON *j, const char *key, double *v, double lo, doub
 
 int bias_profile_load(bias_profile *p, const char *path, char *err, size_t errlen) {
     bias_profile_null(p);
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "%s: cannot open", path); return -1; }
     bias_buf b = {0};
-    char chunk[8192]; size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) bias_buf_add(&b, chunk, got);
-    fclose(f);
+    if (bias_buf_read_file(&b, path)) { snprintf(err, errlen, "%s: cannot open", path); return -1; }
     if (b.oom || !b.s) { bias_buf_free(&b); snprintf(err, errlen, "%s: empty file", path); return -1; }
     cJSON *j = cJSON_Parse(b.s);
     int rc = -1;

@@ -21,12 +21,8 @@ void bias_run_stats_free(bias_run_stats *st) {
 }
 
 static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
     bias_buf b = {0};
-    char chunk[65536]; size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) bias_buf_add(&b, chunk, got);
-    fclose(f);
+    if (bias_buf_read_file(&b, path)) return NULL;
     if (b.oom) { bias_buf_free(&b); return NULL; }
     if (!b.s) { b.s = calloc(1, 1); }
     *len = b.len;

@@ -17,6 +17,8 @@
 #include "engine/weights.h"
 #include "sim/cost_model.h"
 #include "sim/model_config.h"
+#include "engine/errbuf.h"
+#include "engine/clock.h"
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -31,20 +33,6 @@
 
 #define FORCED_PREFIX "{\"decision\": \""
 #define DEFAULT_TOKENIZER "data/tokenizers/qwen3/tokenizer.json"
-
-static int fail(char *err, size_t n, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, n, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 int bias_real_available(char *why, size_t n) {
 #ifdef PAGESIM_HAVE_CUDA
@@ -83,7 +71,7 @@ static int resolve_model(const char *m, char *dir, size_t cap, char *err, size_t
     if (stat(m, &sb) == 0 && S_ISDIR(sb.st_mode)) { snprintf(dir, cap, "%s", m); return 0; }
     char folder[512];
     if (m[0] == '.' || m[0] == '/' || hub_repo_folder(m, folder, sizeof folder) != 0)
-        return fail(err, errlen, "--model %s: no such directory (and not an ORG/NAME Hugging Face id)", m);
+        return errbuf_fail(err, errlen, "--model %s: no such directory (and not an ORG/NAME Hugging Face id)", m);
     hub_opts o;
     char cache[1024], e1[1024];
     hub_opts_from_env(&o, cache, sizeof cache);
@@ -93,7 +81,7 @@ static int resolve_model(const char *m, char *dir, size_t cap, char *err, size_t
     int online = !o.offline;
     o.offline = 1;                                   /* the cache first */
     if (hub_download(&o, m, dir, cap, e1, sizeof e1) == 0) return 0;
-    if (!online) return fail(err, errlen, "--model %s: not in the Hugging Face cache %s and HF_HUB_OFFLINE is set: %s", m, cache, e1);
+    if (!online) return errbuf_fail(err, errlen, "--model %s: not in the Hugging Face cache %s and HF_HUB_OFFLINE is set: %s", m, cache, e1);
     o.offline = 0;
     if (hub_download(&o, m, dir, cap, err, errlen) == 0) return 0;
     return -1;
@@ -120,14 +108,14 @@ typedef struct real_src {
 static int encode_prompt(real_src *s, const char *prompt, tok_ids *ids, char *err, size_t errlen) {
     chat_msg msg = { "user", prompt };
     size_t need = chat_render(s->chat, &msg, 1, 1, 0, NULL, 0);
-    if (need == (size_t)-1) return fail(err, errlen, "cannot render the chat template");
+    if (need == (size_t)-1) return errbuf_fail(err, errlen, "cannot render the chat template");
     if (need + 1 > s->render_cap) {
         char *r = realloc(s->render, need + 1);
-        if (!r) return fail(err, errlen, "out of memory");
+        if (!r) return errbuf_fail(err, errlen, "out of memory");
         s->render = r; s->render_cap = need + 1;
     }
     chat_render(s->chat, &msg, 1, 1, 0, s->render, s->render_cap);
-    if (tok_encode(s->tok, s->render, need, 0, ids)) return fail(err, errlen, "out of memory");
+    if (tok_encode(s->tok, s->render, need, 0, ids)) return errbuf_fail(err, errlen, "out of memory");
     return 0;
 }
 
@@ -161,7 +149,7 @@ static int gen_free(real_src *s, const bias_request *req, size_t n, bias_reply *
     tok_ids *ids = calloc(n, sizeof *ids);                     /* (n) prompt ids */
     bias_trace_req *tr = calloc(n, sizeof *tr);                /* (n) engine-clock times */
     char *live = calloc(n, 1);
-    if (!mt || !ids || !tr || !live) { fail(err, errlen, "out of memory"); goto out; }
+    if (!mt || !ids || !tr || !live) { errbuf_fail(err, errlen, "out of memory"); goto out; }
     if (bias_sampling_lengths(&s->o.s, req, n, mt, err, errlen)) goto out;
     for (size_t i = 0; i < n; i++) {
         if (encode_prompt(s, req[i].prompt, &ids[i], err, errlen)) goto out;
@@ -173,7 +161,7 @@ static int gen_free(real_src *s, const bias_request *req, size_t n, bias_reply *
     size_t next = 0, done = 0;
     int inflight = 0, idle = 0;
     long steps = 0;
-    double t0 = now_s(), clock = 0, arrival0 = -1;
+    double t0 = clock_now_s(), clock = 0, arrival0 = -1;
     while (done < n) {
         while (inflight < workers && next < n) {                /* a worker is free: send the next */
             size_t i = next++;
@@ -183,7 +171,7 @@ static int gen_free(real_src *s, const bias_request *req, size_t n, bias_reply *
             if (mt[i] < 1 || eng_add_request(s->e, base + (int)i, ids[i].ids, (int)ids[i].n, &p, why, sizeof why)) {
                 if (mt[i] < 1) snprintf(why, sizeof why, "the prompt has %zu tokens, max_model_len is %d", ids[i].n, s->max_model_len);
                 size_t k = strlen(why) + 16;
-                if (!(out[i].text = malloc(k))) { fail(err, errlen, "out of memory"); goto out; }
+                if (!(out[i].text = malloc(k))) { errbuf_fail(err, errlen, "out of memory"); goto out; }
                 snprintf(out[i].text, k, "API_ERROR: %s", why);
                 done++;
                 if (cb) cb(cb_ctx, i, &out[i]);
@@ -197,13 +185,13 @@ static int gen_free(real_src *s, const bias_request *req, size_t n, bias_reply *
         int nd = 0, r = eng_step(s->e, &res, &nd, err, errlen);
         if (r < 0) goto out;
         if (r == 0 && nd == 0) {
-            if (++idle > 3) { fail(err, errlen, "the engine stopped with %d requests in flight", inflight); goto out; }
+            if (++idle > 3) { errbuf_fail(err, errlen, "the engine stopped with %d requests in flight", inflight); goto out; }
             continue;
         }
         idle = 0;
         eng_step_info si;
         eng_last_step(s->e, &si);
-        clock = now_s() - t0;
+        clock = clock_now_s() - t0;
         if (s->trace && si.num_seqs > 0) {
             bias_trace_step st = { set, clock, si.seconds, si.num_seqs, si.prefill_tokens, si.decode_tokens,
                                    si.attn_ctx_tokens, si.attn_pairs };
@@ -221,7 +209,7 @@ static int gen_free(real_src *s, const bias_request *req, size_t n, bias_reply *
             done++;
             if (arrival0 < 0 || q->arrival < arrival0) arrival0 = q->arrival;
             out[i].text = decode(s, q->tokens, q->num_tokens);
-            if (!out[i].text) { fail(err, errlen, "out of memory"); goto out; }
+            if (!out[i].text) { errbuf_fail(err, errlen, "out of memory"); goto out; }
             out[i].output_tokens = q->num_tokens;
             out[i].latency_s = q->finish - q->arrival;
             out[i].ttft_s = q->first_token - q->arrival;
@@ -231,8 +219,8 @@ static int gen_free(real_src *s, const bias_request *req, size_t n, bias_reply *
         }
     }
     if (s->trace) {
-        sample_kv(s, set, now_s() - t0);
-        bias_trace_add_wall(s->trace, set, now_s() - t0);
+        sample_kv(s, set, clock_now_s() - t0);
+        bias_trace_add_wall(s->trace, set, clock_now_s() - t0);
         for (size_t i = 0; i < n; i++) {
             if (tr[i].set == 0) continue;                     /* refused before reaching the engine */
             tr[i].submit_s -= arrival0; tr[i].first_token_s -= arrival0; tr[i].finish_s -= arrival0;
@@ -282,7 +270,7 @@ static int gen_logits(real_src *s, const bias_request *req, size_t n, bias_reply
     float *lpb = malloc(sizeof(float) * (size_t)B), *lps = malloc(sizeof(float) * (size_t)B);
     size_t *act = malloc(sizeof(size_t) * (size_t)B), *inb = malloc(sizeof(size_t) * (size_t)B);
     int rc = -1, nfree = s->num_blocks, nact = 0;
-    if (!q || !freeb || !tids || !qs || !tab || !cb_ || !cs || !lpb || !lps || !act || !inb) { fail(err, errlen, "out of memory"); goto out; }
+    if (!q || !freeb || !tids || !qs || !tab || !cb_ || !cs || !lpb || !lps || !act || !inb) { errbuf_fail(err, errlen, "out of memory"); goto out; }
     for (int i = 0; i < s->num_blocks; i++) freeb[i] = s->num_blocks - 1 - i;
     for (int r = 0; r < B; r++) { cb_[r] = s->cand_buy; cs[r] = s->cand_sell; }
     for (size_t i = 0; i < n; i++) {
@@ -293,7 +281,7 @@ static int gen_logits(real_src *s, const bias_request *req, size_t n, bias_reply
             if (t->n == t->cap) {
                 size_t c = t->cap ? 2 * t->cap : 64;
                 int32_t *v = realloc(t->ids, c * sizeof *v);
-                if (!v) { fail(err, errlen, "out of memory"); goto out; }
+                if (!v) { errbuf_fail(err, errlen, "out of memory"); goto out; }
                 t->ids = v; t->cap = c;
             }
             t->ids[t->n++] = s->forced[k];
@@ -301,7 +289,7 @@ static int gen_logits(real_src *s, const bias_request *req, size_t n, bias_reply
     }
     int set = req[0].set;
     size_t next = 0, done = 0;
-    double t0 = now_s(), clock = 0;
+    double t0 = clock_now_s(), clock = 0;
     while (done < n) {
         /* admit while sequences and blocks allow */
         while (nact < B && next < n) {
@@ -310,21 +298,21 @@ static int gen_logits(real_src *s, const bias_request *req, size_t n, bias_reply
             if ((int)x->ids.n > s->max_model_len) {
                 const char *m = "API_ERROR: the prompt is longer than max_model_len";
                 out[next].text = strdup(m);
-                if (!out[next].text) { fail(err, errlen, "out of memory"); goto out; }
+                if (!out[next].text) { errbuf_fail(err, errlen, "out of memory"); goto out; }
                 done++; next++;
                 if (cb) cb(cb_ctx, x->idx, &out[x->idx]);
                 continue;
             }
             if (need > nfree) break;
             x->blocks = malloc(sizeof(int32_t) * (size_t)mbk);
-            if (!x->blocks) { fail(err, errlen, "out of memory"); goto out; }
+            if (!x->blocks) { errbuf_fail(err, errlen, "out of memory"); goto out; }
             for (int k = 0; k < need; k++) x->blocks[k] = freeb[--nfree];
             for (int k = need; k < mbk; k++) x->blocks[k] = 0;
             x->nblk = need;
-            x->t0 = now_s();
+            x->t0 = clock_now_s();
             act[nact++] = next++;
         }
-        if (nact == 0) { fail(err, errlen, "a prompt needs more KV blocks than the cache has (%d)", s->num_blocks); goto out; }
+        if (nact == 0) { errbuf_fail(err, errlen, "a prompt needs more KV blocks than the cache has (%d)", s->num_blocks); goto out; }
         /* the step: prefill chunks within the token budget */
         int t = 0, b = 0;
         long attn_ctx = 0, pairs = 0;
@@ -345,11 +333,11 @@ static int gen_logits(real_src *s, const bias_request *req, size_t n, bias_reply
             qs[++b] = t;
         }
         model_batch mb = { t, b, tids, pos, slot, qs, ctx, tab, mbk, 0 };
-        double ts = now_s();
+        double ts = clock_now_s();
         int rows = 0;
         if (model_forward(s->m, &mb, &rows, err, errlen) ||
             model_logprobs(s->m, b, cb_, lpb, err, errlen) || model_logprobs(s->m, b, cs, lps, err, errlen)) goto out;
-        double sec = now_s() - ts;
+        double sec = clock_now_s() - ts;
         clock += sec;
         if (s->trace) {
             bias_trace_step st = { set, clock, sec, b, t, 0, attn_ctx, pairs };
@@ -369,12 +357,12 @@ static int gen_logits(real_src *s, const bias_request *req, size_t n, bias_reply
             snprintf(text, sizeof text, "{\"decision\": \"%s\", \"p_buy\": %.6f, \"reason\": \"decided by the log-probabilities "
                      "of buy and sell after the forced prefix\"}", buy ? "buy" : "sell", p_buy);
             bias_reply *o = &out[x->idx];
-            if (!(o->text = strdup(text))) { fail(err, errlen, "out of memory"); goto out; }
+            if (!(o->text = strdup(text))) { errbuf_fail(err, errlen, "out of memory"); goto out; }
             o->output_tokens = 1;
-            o->latency_s = o->ttft_s = now_s() - x->t0;
+            o->latency_s = o->ttft_s = clock_now_s() - x->t0;
             if (s->trace) {
                 bias_trace_req tr = { set, (int)x->ids.n, 1, lcp(x->ids.ids, x->ids.n, q[0].ids.ids, q[0].ids.n),
-                                      x->t0 - t0, now_s() - t0, now_s() - t0 };
+                                      x->t0 - t0, clock_now_s() - t0, clock_now_s() - t0 };
                 bias_trace_add_req(s->trace, &tr);
             }
             for (int k = 0; k < x->nblk; k++) freeb[nfree++] = x->blocks[k];
@@ -386,7 +374,7 @@ static int gen_logits(real_src *s, const bias_request *req, size_t n, bias_reply
         for (int a = 0; a < nact; a++) if (q[act[a]].blocks) act[j++] = act[a];
         nact = j;
     }
-    if (s->trace) bias_trace_add_wall(s->trace, set, now_s() - t0);
+    if (s->trace) bias_trace_add_wall(s->trace, set, clock_now_s() - t0);
     rc = 0;
 out:
     for (size_t i = 0; q && i < n; i++) { tok_ids_free(&q[i].ids); free(q[i].blocks); }
@@ -417,15 +405,15 @@ static int logits_setup(real_src *s, char *err, size_t errlen) {
     int rc = -1;
     if (tok_encode(s->tok, FORCED_PREFIX, strlen(FORCED_PREFIX), 0, &a) ||
         tok_encode(s->tok, FORCED_PREFIX "buy", strlen(FORCED_PREFIX "buy"), 0, &b) ||
-        tok_encode(s->tok, FORCED_PREFIX "sell", strlen(FORCED_PREFIX "sell"), 0, &c)) { fail(err, errlen, "out of memory"); goto out; }
+        tok_encode(s->tok, FORCED_PREFIX "sell", strlen(FORCED_PREFIX "sell"), 0, &c)) { errbuf_fail(err, errlen, "out of memory"); goto out; }
     int lb = lcp(a.ids, a.n, b.ids, b.n), ls = lcp(a.ids, a.n, c.ids, c.n), l = lb < ls ? lb : ls;
-    if ((size_t)l >= b.n || (size_t)l >= c.n) { fail(err, errlen, "the tokenizer gives no token for buy/sell after the prefix"); goto out; }
+    if ((size_t)l >= b.n || (size_t)l >= c.n) { errbuf_fail(err, errlen, "the tokenizer gives no token for buy/sell after the prefix"); goto out; }
     s->nforced = l;                                  /* where the three split (all of the prefix, usually) */
     s->forced = malloc(sizeof(int32_t) * (size_t)(l ? l : 1));
-    if (!s->forced) { fail(err, errlen, "out of memory"); goto out; }
+    if (!s->forced) { errbuf_fail(err, errlen, "out of memory"); goto out; }
     memcpy(s->forced, a.ids, sizeof(int32_t) * (size_t)l);
     s->cand_buy = b.ids[l]; s->cand_sell = c.ids[l];
-    if (s->cand_buy == s->cand_sell) { fail(err, errlen, "buy and sell start with the same token after the prefix"); goto out; }
+    if (s->cand_buy == s->cand_sell) { errbuf_fail(err, errlen, "buy and sell start with the same token after the prefix"); goto out; }
     rc = 0;
 out:
     tok_ids_free(&a); tok_ids_free(&b); tok_ids_free(&c);
@@ -438,11 +426,11 @@ int bias_real_source(bias_source *src, const bias_real_opts *o, bias_trace *trac
     if (info && infolen) info[0] = 0;
     char why[512];
     if (!bias_real_available(why, sizeof why))
-        return fail(err, errlen, "--real needs the CUDA engine and a GPU: %s.  The simulation runs anywhere: "
+        return errbuf_fail(err, errlen, "--real needs the CUDA engine and a GPU: %s.  The simulation runs anywhere: "
                     "drop --real (and --model/--dummy-weights) to simulate the run", why);
-    if (!o->model == !o->dummy_config) return fail(err, errlen, "--real needs --model PATH|ORG/NAME or --dummy-weights CONFIG");
+    if (!o->model == !o->dummy_config) return errbuf_fail(err, errlen, "--real needs --model PATH|ORG/NAME or --dummy-weights CONFIG");
     real_src *s = calloc(1, sizeof *s);
-    if (!s) return fail(err, errlen, "out of memory");
+    if (!s) return errbuf_fail(err, errlen, "out of memory");
     s->o = *o;
     s->trace = trace;
     char dir[4096] = "", cfgpath[4200], tokpath[4200], tcfg[4300];
@@ -459,13 +447,13 @@ int bias_real_source(bias_source *src, const bias_real_opts *o, bias_trace *trac
     else snprintf(tokpath, sizeof tokpath, "%s", DEFAULT_TOKENIZER);
     if (!(s->tok = tok_load(tokpath, err, errlen))) goto fail;
     if (tok_vocab_size(s->tok) > c.vocab_size) {
-        fail(err, errlen, "%s has %d tokens, more than the model's vocabulary (%d): give the model's own with --tokenizer",
+        errbuf_fail(err, errlen, "%s has %d tokens, more than the model's vocabulary (%d): give the model's own with --tokenizer",
              tokpath, tok_vocab_size(s->tok), c.vocab_size);
         goto fail;
     }
     s->chat = CHAT_UNKNOWN;
     if (o->chat_template && (s->chat = chat_kind_parse(o->chat_template)) == CHAT_UNKNOWN) {
-        fail(err, errlen, "--chat-template %s: not one of chatml, qwen2.5, qwen3, llama3, llama3.1, gemma", o->chat_template);
+        errbuf_fail(err, errlen, "--chat-template %s: not one of chatml, qwen2.5, qwen3, llama3, llama3.1, gemma", o->chat_template);
         goto fail;
     }
     if (s->chat == CHAT_UNKNOWN) {
@@ -479,10 +467,10 @@ int bias_real_source(bias_source *src, const bias_real_opts *o, bias_trace *trac
                         : s->chat == CHAT_GEMMA ? "<end_of_turn>" : "<|im_end|>";
     int eos = tok_special_id(s->tok, eos_tok);
     /* weights and memory */
-    double t0 = now_s();
+    double t0 = clock_now_s();
     if ((o->dummy_config ? w_dummy(&w, &c, o->dummy_seed, err, errlen) : w_load(&w, dir, &c, err, errlen))) goto fail;
     have_w = 1;
-    double t_load = now_s() - t0;
+    double t_load = clock_now_s() - t0;
     size_t wbytes = w.bytes;
     model_opts mo = { o->max_num_batched_tokens > 0 ? o->max_num_batched_tokens : 8192,
                       o->max_num_seqs > 0 ? o->max_num_seqs : 256,
@@ -492,7 +480,7 @@ int bias_real_source(bias_source *src, const bias_real_opts *o, bias_trace *trac
     model_mem mem;
     int contiguous = o->kv_policy && !strcmp(o->kv_policy, "contiguous");
     if (contiguous && o->decision_logits) {
-        fail(err, errlen, "--kv-policy contiguous is for free generation (--decision logits keeps no KV between steps)");
+        errbuf_fail(err, errlen, "--kv-policy contiguous is for free generation (--decision logits keeps no KV between steps)");
         goto fail;
     }
     if (o->decision_logits) {

@@ -7,6 +7,7 @@
 #include "labs/bias_sources.h"
 #include "labs/bias_client.h"
 #include "labs/bias_tokens.h"
+#include "engine/clock.h"
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <stdio.h>
@@ -45,12 +46,6 @@ int bias_sampling_lengths(const bias_sampling *s, const bias_request *req, size_
     }
     free(out);
     return rc;
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 /* ---- the server check: GET /v1/models ------------------------------------------------- */
@@ -162,7 +157,7 @@ static void on_result(void *ctx, const bias_client_result *r) {
     if (r->prompt_tokens > 0) g->s->usage_prompt += r->prompt_tokens;
     if (r->completion_tokens > 0) g->s->usage_completion += r->completion_tokens;
     if (g->s->trace && r->ok) {
-        double fin = now_s() - g->t0, sub = fin - r->latency_s;
+        double fin = clock_now_s() - g->t0, sub = fin - r->latency_s;
         bias_trace_req tr = { .set = q->set, .prompt_tokens = r->prompt_tokens > 0 ? r->prompt_tokens : q->prompt_tokens,
                               .output_tokens = rep->output_tokens, .submit_s = sub,
                               .first_token_s = sub + (r->ttft_s > 0 ? r->ttft_s : r->latency_s), .finish_s = fin };
@@ -185,9 +180,9 @@ static int server_generate(void *ctx, const bias_request *req, size_t n, bias_re
                                    .max_tokens = mt[i], .has_seed = 1,
                                    .seed = (long long)bias_trial_seed(s->o.s.seed, req[i].set, req[i].stock_index,
                                                                       req[i].trial) };
-    gen_ctx g = { .s = s, .req = req, .out = out, .cb = cb, .cb_ctx = cb_ctx, .t0 = now_s() };
+    gen_ctx g = { .s = s, .req = req, .out = out, .cb = cb, .cb_ctx = cb_ctx, .t0 = clock_now_s() };
     int r = bias_client_run(s->cl, cr, n, on_result, &g, err, errlen);
-    if (s->trace && n) bias_trace_add_wall(s->trace, req[0].set, now_s() - g.t0);
+    if (s->trace && n) bias_trace_add_wall(s->trace, req[0].set, clock_now_s() - g.t0);
     if (r != 0) { if (r > 0) snprintf(err, errlen, "the server run was stopped"); goto out; }
     if (g.oom) { snprintf(err, errlen, "out of memory"); goto out; }
     rc = 0;

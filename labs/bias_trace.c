@@ -184,13 +184,8 @@ static int put_kv(bias_trace *t, const double *d) {
 
 int bias_trace_load(bias_trace *t, const char *path, char *err, size_t errlen) {
     bias_trace_init(t, "");
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); return -1; }
     bias_buf b = {0};
-    char chunk[65536];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) bias_buf_add(&b, chunk, got);
-    fclose(f);
+    if (bias_buf_read_file(&b, path)) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); return -1; }
     if (b.oom || !b.s) { bias_buf_free(&b); snprintf(err, errlen, "%s: empty or unreadable", path); return -1; }
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithOpts(b.s, &end, 0);

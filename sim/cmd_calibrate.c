@@ -37,18 +37,7 @@ int pagesim_cmd_calibrate(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         char *a = argv[i], *val = NULL, name[64];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        if (strncmp(a, "--", 2) != 0) {
-            fprintf(stderr, "pagesim calibrate: unexpected argument '%s' (see --help)\n", a);
-            return 2;
-        }
-        char *eq = strchr(a, '=');
-        snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - a) : (int)strlen(a), a);
-        if (eq) val = eq + 1;
-        else if (i + 1 < argc) val = argv[++i];
-        else {
-            fprintf(stderr, "pagesim calibrate: %s needs a value (see --help)\n", name);
-            return 2;
-        }
+        if (pagesim_cmd_option("pagesim calibrate", argc, argv, &i, name, sizeof name, &val)) return 2;
         if (!strcmp(name, "--measured")) measured = val;
         else if (!strcmp(name, "--model")) model = val;
         else if (!strcmp(name, "--gpu")) gpu = val;

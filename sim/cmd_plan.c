@@ -79,18 +79,7 @@ int pagesim_cmd_plan(int argc, char **argv) {
         char *a = argv[i], *val = NULL, name[64];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         if (!strcmp(a, "--json")) { json = 1; continue; }
-        if (strncmp(a, "--", 2) != 0) {
-            fprintf(stderr, "pagesim plan: unexpected argument '%s' (see --help)\n", a);
-            return 2;
-        }
-        char *eq = strchr(a, '=');
-        snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - a) : (int)strlen(a), a);
-        if (eq) val = eq + 1;
-        else if (i + 1 < argc) val = argv[++i];
-        else {
-            fprintf(stderr, "pagesim plan: %s needs a value (see --help)\n", name);
-            return 2;
-        }
+        if (pagesim_cmd_option("pagesim plan", argc, argv, &i, name, sizeof name, &val)) return 2;
         int bad = 0;
         if (!strcmp(name, "--model")) model = val;
         else if (!strcmp(name, "--gpu")) gpu = val;
