@@ -285,11 +285,6 @@ prefill_kernel(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc, con
  * accumulators (the template keeps them in registers). ---- */
 #define DEC2_PART K_DECODE_PARTITION
 #define DEC2_U 4
-__device__ __forceinline__ void unpack8(uint4 u, float *f) {
-    const __nv_bfloat162 *h = reinterpret_cast<const __nv_bfloat162 *>(&u);
-#pragma unroll
-    for (int i = 0; i < 4; i++) { float2 t = __bfloat1622float2(h[i]); f[2 * i] = t.x; f[2 * i + 1] = t.y; }
-}
 template <int HD, int GM>
 __global__ void __launch_bounds__(DEC_THREADS)
 decode2_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_bf16 *qkv, int stride,
@@ -548,139 +543,6 @@ prefill2_kernel(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc, co
         st(out, (size_t)(q0 + i0 + wrow) * nq * HD + (size_t)h * HD + d, O[r * L::OLD + d] * inv);
 }
 
-/* ---- decode (v3, the default for grouped heads): tensor cores.  The G query
- * heads of a kv group are the rows of a 16-row tile (zero padded), so the
- * group's scores are one matrix product: S (16, P) = Q K^T over a partition
- * of P keys, warp w taking key blocks w, w + 4, ...; the K and V fragments
- * are read straight from the cache, a fragment of 16 keys being 16
- * consecutive slots of one paged block (block_size a multiple of 16).  Then
- * the softmax per head (P rounded to bf16), and O (16, HD) = P V with warp w
- * taking the head_dim tiles w, w + 4, ...  A partial last key block of V is
- * staged in shared memory with zeros, since stale slots may hold anything. ---- */
-#define DEC3_PART K_DECODE_PARTITION
-template <int HD>
-struct dec3_smem {                      /* byte offsets; every region 32-byte aligned */
-    static constexpr int QLD = HD + 8, SLD = DEC3_PART + 4, PLD = DEC3_PART + 8, OLD = HD + 4;
-    static constexpr size_t q = 0;                                   /* (16, QLD) bf16 */
-    static constexpr size_t s = q + (size_t)16 * QLD * 2;            /* (16, SLD) float */
-    static constexpr size_t p = s + (size_t)16 * SLD * 4;            /* (16, PLD) bf16 */
-    static constexpr size_t v = p + (size_t)16 * PLD * 2;            /* (16, QLD) bf16 */
-    static constexpr size_t o = v + (size_t)16 * QLD * 2;            /* (16, OLD) float */
-    static constexpr size_t ml = o + (size_t)16 * OLD * 4;           /* (16, 2) float */
-    static constexpr size_t bytes = ml + (size_t)16 * 2 * 4;
-};
-template <int HD>
-__global__ void __launch_bounds__(128)
-decode3_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_bf16 *qkv, int stride,
-               const k_bf16 *kc, const k_bf16 *vc, const int32_t *qs, const int32_t *ctxl,
-               const int32_t *bt, int max_blocks, int bs, int nq, int nkv, float scale, int nparts_max) {
-    using namespace nvcuda;
-    typedef dec3_smem<HD> L;
-    constexpr int P = DEC3_PART, CH = HD / 8, NDT = HD / 16;
-    int b = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
-    int q0 = qs[b];
-    if (qs[b + 1] - q0 != 1) return;
-    int ctx = ctxl[b], nparts = (ctx + P - 1) / P;
-    if (part >= nparts) return;
-    int j0 = part * P, n = min(ctx, j0 + P) - j0, nfull = n / 16, nkb = (n + 15) / 16;
-    int G = nq / nkv, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int32_t *table = bt + (size_t)b * max_blocks;
-    const size_t ld = (size_t)nkv * HD;                /* elements from one slot to the next */
-    const bf16 *K = reinterpret_cast<const bf16 *>(kc) + (size_t)kvh * HD;
-    const bf16 *Vg = reinterpret_cast<const bf16 *>(vc) + (size_t)kvh * HD;
-    extern __shared__ __align__(128) unsigned char smem[];
-    bf16 *Qs = reinterpret_cast<bf16 *>(smem + L::q);
-    float *S = reinterpret_cast<float *>(smem + L::s);
-    bf16 *Pb = reinterpret_cast<bf16 *>(smem + L::p);
-    bf16 *Vt = reinterpret_cast<bf16 *>(smem + L::v);
-    float *O = reinterpret_cast<float *>(smem + L::o);
-    float *ml = reinterpret_cast<float *>(smem + L::ml);
-    for (int i = tid; i < 16 * CH; i += 128) {         /* the group's q heads, zero padded */
-        int r = i / CH, c = i % CH;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (r < G) v = *reinterpret_cast<const uint4 *>(qkv + (size_t)q0 * stride + (size_t)(kvh * G + r) * HD + c * 8);
-        *reinterpret_cast<uint4 *>(Qs + r * L::QLD + c * 8) = v;
-    }
-    if (nkb > nfull)                                   /* the partial last block of V */
-        for (int i = tid; i < 16 * CH; i += 128) {
-            int r = i / CH, c = i % CH, j = j0 + nfull * 16 + r;
-            uint4 v = make_uint4(0, 0, 0, 0);
-            if (j < j0 + n) v = *reinterpret_cast<const uint4 *>(Vg + kv_slot(table, j, bs) * ld + c * 8);
-            *reinterpret_cast<uint4 *>(Vt + r * L::QLD + c * 8) = v;
-        }
-    __syncthreads();
-    /* S = Q K^T */
-    wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> qa[NDT];
-#pragma unroll
-    for (int kk = 0; kk < NDT; kk++) wmma::load_matrix_sync(qa[kk], Qs + kk * 16, L::QLD);
-#pragma unroll 2
-    for (int kb = warp; kb < nkb; kb += 4) {
-        const bf16 *kp = K + kv_slot(table, j0 + kb * 16, bs) * ld;
-        wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
-        wmma::fill_fragment(c, 0.0f);
-#pragma unroll
-        for (int kk = 0; kk < NDT; kk++) {
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> kf;
-            wmma::load_matrix_sync(kf, kp + kk * 16, (unsigned)ld);
-            wmma::mma_sync(c, qa[kk], kf, c);
-        }
-        wmma::store_matrix_sync(S + kb * 16, c, L::SLD, wmma::mem_row_major);
-    }
-    __syncthreads();
-    /* softmax per head row (a warp per row; rows >= G and keys >= n get P = 0) */
-    for (int g = warp; g < 16; g += 4) {
-        float m = -INFINITY, l = 0;
-        if (g < G) {
-            for (int jj = lane; jj < n; jj += 32) m = fmaxf(m, S[g * L::SLD + jj]);
-            m = warp_max(m);
-        }
-        for (int jj = lane; jj < nkb * 16; jj += 32) {
-            float p = g < G && jj < n ? __expf((S[g * L::SLD + jj] - m) * scale) : 0.0f;
-            bf16 pb = __float2bfloat16_rn(p);
-            Pb[g * L::PLD + jj] = pb;
-            l += __bfloat162float(pb);
-        }
-        l = warp_sum(l);
-        if (lane == 0) { ml[2 * g] = m * scale; ml[2 * g + 1] = l; }
-    }
-    __syncthreads();
-    /* O = P V */
-    for (int dt = warp; dt < NDT; dt += 4) {
-        wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
-        wmma::fill_fragment(c, 0.0f);
-#pragma unroll 4
-        for (int kb = 0; kb < nfull; kb++) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> pa;
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> vf;
-            wmma::load_matrix_sync(pa, Pb + kb * 16, L::PLD);
-            wmma::load_matrix_sync(vf, Vg + kv_slot(table, j0 + kb * 16, bs) * ld + dt * 16, (unsigned)ld);
-            wmma::mma_sync(c, pa, vf, c);
-        }
-        if (nkb > nfull) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> pa;
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> vf;
-            wmma::load_matrix_sync(pa, Pb + nfull * 16, L::PLD);
-            wmma::load_matrix_sync(vf, Vt + dt * 16, L::QLD);
-            wmma::mma_sync(c, pa, vf, c);
-        }
-        wmma::store_matrix_sync(O + dt * 16, c, L::OLD, wmma::mem_row_major);
-    }
-    __syncthreads();
-    for (int i = tid; i < G * HD; i += 128) {
-        int g = i / HD, d = i % HD, h = kvh * G + g;
-        float o = O[g * L::OLD + d];
-        if (nparts == 1)
-            st(out, (size_t)q0 * nq * HD + (size_t)h * HD + d, o / ml[2 * g + 1]);
-        else
-            ws_o[(((size_t)b * nq + h) * nparts_max + part) * HD + d] = o;
-    }
-    if (nparts > 1 && tid < G) {
-        int h = kvh * G + tid;
-        ws_m[((size_t)b * nq + h) * nparts_max + part] = ml[2 * tid];
-        ws_l[((size_t)b * nq + h) * nparts_max + part] = ml[2 * tid + 1];
-    }
-}
-
 /* ---- decode (v5, the default where block_size is a multiple of 16): tensor
  * cores through mma.sync, K/V streamed through a cp.async pipeline, softmax
  * online in registers (flash-decoding).  Block (sequence, kv head, partition
@@ -694,7 +556,7 @@ decode3_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_bf16 
  *   O (16, HD) += bf16(P) V           P straight from S's registers, V by ldmatrix.trans
  * Then the 4 warps' (m, l, O) are combined in shared memory; with several
  * partitions the result is unnormalised in ws_* for decode_reduce (m in
- * natural-log units, as v2/v3 write it). ---- */
+ * natural-log units, as v1/v2 write it). ---- */
 #define DEC5_WARPS 4
 __device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
     unsigned d = (unsigned)__cvta_generic_to_shared(dst);
@@ -950,8 +812,8 @@ struct pf5_smem {
     static constexpr size_t stage = (size_t)2 * PF5_BN * LD * 2;        /* K (BN, LD) | V (BN, LD) bf16 */
     static constexpr size_t bytes = 2 * stage;
 };
-template <int HD, int MINB>
-__global__ void __launch_bounds__(128, MINB)
+template <int HD>
+__global__ void __launch_bounds__(128, 3)           /* 3 blocks an SM: 141 TFLOP/s at 64 x 512 (2: 130) */
 prefill5_kernel(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc, const k_bf16 *vc,
                 const int32_t *qs, const int32_t *ctxl, const int32_t *bt, int max_blocks, int bs,
                 int nq, int nkv, float scale) {
@@ -1041,14 +903,13 @@ prefill5_kernel(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc, co
 
 /* which kernels k_attention launches: 0 = the default (v5 decode when
  * block_size is a multiple of 16, else v2; v5 prefill for head_dim <= 128,
- * else v2), 1 = v1 (scalar), 2 = v2 (SIMT decode, WMMA prefill), 3 = v3
- * decode with v2 prefill, 5 = v5 (as the default; v3 and v5 where they can
- * run, else v2).  The first call reads PAGESIM_ATTN (v1, v2, v3, v5)
- * unless k_attention_impl chose. */
+ * else v2), 1 = v1 (scalar), 2 = v2 (SIMT decode, WMMA prefill), 5 = v5 (as
+ * the default).  The first call reads PAGESIM_ATTN (v1, v2, v5) unless
+ * k_attention_impl chose. */
 static int attn_impl = -1;
 extern "C" int k_attention_impl(int impl) {
     int old = attn_impl < 0 ? 0 : attn_impl;
-    if (impl >= 0) attn_impl = impl <= 3 || impl == 5 ? impl : 0;
+    if (impl >= 0) attn_impl = impl <= 2 || impl == 5 ? impl : 0;
     return old;
 }
 
@@ -1147,74 +1008,44 @@ static int launch_v2(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *k
         attr_set = 1;
     }
     bool pf5 = false;
-    if constexpr (HD <= 128) pf5 = b->max_q_len > 1 && (attn_impl == 0 || attn_impl == 5);
-    if constexpr (HD <= 128) if (pf5) {
-        static int attr5 = 0, minb = 0;
-        if (!minb) { const char *e = getenv("PAGESIM_PF5_MINB"); minb = e && atoi(e) == 2 ? 2 : 3; }
-        if (!attr5) {
-            if (cudaFuncSetAttribute(prefill5_kernel<HD, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     (int)pf5_smem<HD>::bytes) != cudaSuccess ||
-                cudaFuncSetAttribute(prefill5_kernel<HD, 3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     (int)pf5_smem<HD>::bytes) != cudaSuccess)
-                return -1;
-            attr5 = 1;
+    if constexpr (HD <= 128) pf5 = attn_impl == 0 || attn_impl == 5;
+    if (b->max_q_len > 1) {
+        if constexpr (HD <= 128) if (pf5) {
+            static int attr5 = 0;
+            if (!attr5) {
+                if (cudaFuncSetAttribute(prefill5_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)pf5_smem<HD>::bytes) != cudaSuccess)
+                    return -1;
+                attr5 = 1;
+            }
+            dim3 grid((b->max_q_len + PF5_BM - 1) / PF5_BM, nq, b->B);
+            prefill5_kernel<HD><<<grid, 128, pf5_smem<HD>::bytes, s>>>(out, qkv, stride, kc, vc, b->query_start,
+                b->context_lens, b->block_tables, b->max_blocks, b->block_size, nq, nkv, scale);
         }
-        dim3 grid((b->max_q_len + PF5_BM - 1) / PF5_BM, nq, b->B);
-        if (minb == 3)
-            prefill5_kernel<HD, 3><<<grid, 128, pf5_smem<HD>::bytes, s>>>(out, qkv, stride, kc, vc, b->query_start,
+        if (!pf5) {
+            dim3 grid((b->max_q_len + PF2_BM - 1) / PF2_BM, nq, b->B);
+            prefill2_kernel<HD><<<grid, 128, pf2_smem<HD>::bytes, s>>>(out, qkv, stride, kc, vc, b->query_start,
                 b->context_lens, b->block_tables, b->max_blocks, b->block_size, nq, nkv, scale);
-        else
-            prefill5_kernel<HD, 2><<<grid, 128, pf5_smem<HD>::bytes, s>>>(out, qkv, stride, kc, vc, b->query_start,
-                b->context_lens, b->block_tables, b->max_blocks, b->block_size, nq, nkv, scale);
+        }
     }
-    if (!pf5 && b->max_q_len > 1) {
-        dim3 grid((b->max_q_len + PF2_BM - 1) / PF2_BM, nq, b->B);
-        prefill2_kernel<HD><<<grid, 128, pf2_smem<HD>::bytes, s>>>(out, qkv, stride, kc, vc, b->query_start,
-            b->context_lens, b->block_tables, b->max_blocks, b->block_size, nq, nkv, scale);
+    /* decode: v5 in partitions of dec5_part keys (a multiple of
+     * K_DECODE_PARTITION, so the workspace suffices; at most 2048 so that a
+     * warp has <= 32 tiles), v2 in partitions of DEC2_PART */
+    static int ns = 0, dec5_part = 0;
+    if (!ns) {
+        const char *e = getenv("PAGESIM_DEC5_NS"), *p = getenv("PAGESIM_DEC5_PART");
+        ns = e && atoi(e) == 2 ? 2 : 3;
+        int v = p ? atoi(p) : 0;
+        dec5_part = v >= K_DECODE_PARTITION && v <= 2048 && v % K_DECODE_PARTITION == 0 ? v : 1024;
     }
-    int nparts = (b->max_context + DEC2_PART - 1) / DEC2_PART;
+    bool v5 = b->block_size % 16 == 0 && (attn_impl == 5 || attn_impl == 0);
+    int part = v5 ? dec5_part : DEC2_PART, G = nq / nkv, rc;
+    int nparts = (b->max_context + part - 1) / part;
     if (nparts < 1) nparts = 1;
     if (nparts > 1 && ws_bytes < k_attention_workspace_bytes(b->B, nq, HD, b->max_context)) return -1;
-    int G = nq / nkv, rc;
-    bool v5 = b->block_size % 16 == 0 && (attn_impl == 5 || attn_impl == 0);
-    bool v3 = b->block_size % 16 == 0 && attn_impl == 3;
-    if (v5) {
-        /* partitions of dec5_part keys (a multiple of K_DECODE_PARTITION, so the
-         * workspace suffices; at most 2048 so a warp has <= 32 tiles) */
-        static int ns = 0, dec5_part = 0;
-        if (!ns) {
-            const char *e = getenv("PAGESIM_DEC5_NS"), *p = getenv("PAGESIM_DEC5_PART");
-            ns = e && atoi(e) == 2 ? 2 : e && atoi(e) == 4 ? 4 : 3;
-            int v = p ? atoi(p) : 0;
-            dec5_part = v >= K_DECODE_PARTITION && v <= 2048 && v % K_DECODE_PARTITION == 0 ? v : 1024;
-        }
-        nparts = (b->max_context + dec5_part - 1) / dec5_part;
-        if (nparts < 1) nparts = 1;
-        rc = ns == 2 || (HD > 128 && ns > 3)
-                 ? launch_decode5<HD, 2>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, dec5_part, s)
-           : ns == 4 ? launch_decode5<HD, 4>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, dec5_part, s)
-                     : launch_decode5<HD, 3>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, dec5_part, s);
-        if (rc) return rc;
-        if (nparts > 1) {
-            float *ws_o = ws, *ws_m = ws_o + (size_t)b->B * nq * nparts * HD, *ws_l = ws_m + (size_t)b->B * nq * nparts;
-            decode_reduce_kernel<<<dim3(b->B, nq), HD, 0, s>>>(out, ws_o, ws_m, ws_l, b->query_start,
-                                                               b->context_lens, nq, HD, nparts, dec5_part);
-        }
-        return K_LAUNCH_OK();
-    } else if (v3) {
-        static int attr3 = 0;
-        if (!attr3) {
-            if (cudaFuncSetAttribute(decode3_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     (int)dec3_smem<HD>::bytes) != cudaSuccess)
-                return -1;
-            attr3 = 1;
-        }
-        float *ws_o = ws, *ws_m = ws_o + (size_t)b->B * nq * nparts * HD, *ws_l = ws_m + (size_t)b->B * nq * nparts;
-        decode3_kernel<HD><<<dim3(b->B, nkv, nparts), 128, dec3_smem<HD>::bytes, s>>>(out, ws_o, ws_m, ws_l, qkv,
-            stride, kc, vc, b->query_start, b->context_lens, b->block_tables, b->max_blocks, b->block_size, nq, nkv,
-            scale, nparts);
-        rc = 0;
-    } else if (G <= 2) rc = launch_decode2<HD, 2>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, s);
+    if (v5) rc = ns == 2 ? launch_decode5<HD, 2>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, part, s)
+                         : launch_decode5<HD, 3>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, part, s);
+    else if (G <= 2) rc = launch_decode2<HD, 2>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, s);
     else if (G <= 4) rc = launch_decode2<HD, 4>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, s);
     else if (G <= 8) rc = launch_decode2<HD, 8>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, s);
     else rc = launch_decode2<HD, 16>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, s);
@@ -1222,7 +1053,7 @@ static int launch_v2(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *k
     if (nparts > 1) {
         float *ws_o = ws, *ws_m = ws_o + (size_t)b->B * nq * nparts * HD, *ws_l = ws_m + (size_t)b->B * nq * nparts;
         decode_reduce_kernel<<<dim3(b->B, nq), HD, 0, s>>>(out, ws_o, ws_m, ws_l, b->query_start,
-                                                           b->context_lens, nq, HD, nparts, DEC2_PART);
+                                                           b->context_lens, nq, HD, nparts, part);
     }
     return K_LAUNCH_OK();
 }
@@ -1233,8 +1064,7 @@ static int launch_attention(k_bf16 *out, const k_bf16 *qkv, int stride, const k_
                             float *ws, size_t ws_bytes, cudaStream_t s) {
     if (attn_impl < 0) {
         const char *e = getenv("PAGESIM_ATTN");
-        attn_impl = !e ? 0 : !strcmp(e, "v1") ? 1 : !strcmp(e, "v2") ? 2 : !strcmp(e, "v3") ? 3
-                  : !strcmp(e, "v5") ? 5 : 0;
+        attn_impl = !e ? 0 : !strcmp(e, "v1") ? 1 : !strcmp(e, "v2") ? 2 : !strcmp(e, "v5") ? 5 : 0;
     }
     return attn_impl == 1 ? launch_v1<HD>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, ws_bytes, s)
                           : launch_v2<HD>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, ws_bytes, s);

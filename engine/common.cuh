@@ -20,6 +20,16 @@ __device__ __forceinline__ float rbf(float v) {
     return __bfloat162float(__float2bfloat16_rn(v));
 }
 
+/* 8 bf16 in a 16-byte word -> float (exact: the bf16 is the float's high half) */
+__device__ __forceinline__ void unpack8(uint4 q, float f[8]) {
+    uint32_t w[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        f[2 * k] = __uint_as_float(w[k] << 16);
+        f[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+    }
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

@@ -15,15 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- 16-byte access helpers: 8 bf16 in a uint4, unpacked to float ---- */
-__device__ __forceinline__ void ew_unpack(uint4 q, float f[8]) {
-    uint32_t w[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-    for (int k = 0; k < 4; k++) {               /* bf16 -> float is exact: the high half */
-        f[2 * k] = __uint_as_float(w[k] << 16);
-        f[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
-    }
-}
+/* ---- 16-byte access helpers (unpack8 is in common.cuh) ---- */
 __device__ __forceinline__ uint32_t ew_bits(float v) {     /* as st(): round to nearest even */
     return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(v));
 }
@@ -136,10 +128,10 @@ __global__ void add_rmsnorm_vec_kernel(k_bf16 *x,         // (T, D), D % 8 == 0
     for (int k = 0; k < VPT; k++) {
         int v = threadIdx.x + k * blockDim.x;
         if (v >= nv) continue;
-        ew_unpack(ew_ld8(x, base + 8 * (size_t)v), r[k]);
+        unpack8(ew_ld8(x, base + 8 * (size_t)v), r[k]);
         if (res) {
             float q[8];
-            ew_unpack(ew_ld8(res, base + 8 * (size_t)v), q);
+            unpack8(ew_ld8(res, base + 8 * (size_t)v), q);
 #pragma unroll
             for (int e = 0; e < 8; e++) r[k][e] = rbf(r[k][e] + q[e]);
             ew_st8(res, base + 8 * (size_t)v, ew_pack(r[k]));
@@ -153,7 +145,7 @@ __global__ void add_rmsnorm_vec_kernel(k_bf16 *x,         // (T, D), D % 8 == 0
         int v = threadIdx.x + k * blockDim.x;
         if (v >= nv) continue;
         float wf[8], o[8];
-        ew_unpack(ew_ldg8(w, 8 * (size_t)v), wf);
+        unpack8(ew_ldg8(w, 8 * (size_t)v), wf);
 #pragma unroll
         for (int e = 0; e < 8; e++) o[e] = wf[e] * rbf(r[k][e] * inv);
         ew_st8(x, base + 8 * (size_t)v, ew_pack(o));
@@ -237,8 +229,8 @@ __global__ void rope_shared_kernel(k_bf16 *qkv,             // (T, stride)
         size_t b = (size_t)t * stride + (size_t)h * hd + j;
         if (V == 8) {
             float x0[8], x1[8], y0[8], y1[8];
-            ew_unpack(ew_ld8(qkv, b), x0);
-            ew_unpack(ew_ld8(qkv, b + half), x1);
+            unpack8(ew_ld8(qkv, b), x0);
+            unpack8(ew_ld8(qkv, b + half), x1);
 #pragma unroll
             for (int e = 0; e < 8; e++) {
                 float c = cs[j + e], sn = cs[half + j + e];
@@ -301,11 +293,11 @@ __global__ void add_bias_vec_kernel(k_bf16 *y,            // (T, N), N % 8 == 0
     int nv = N >> 3, c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= nv) return;
     float b[8];
-    ew_unpack(ew_ldg8(bias, 8 * (size_t)c), b);
+    unpack8(ew_ldg8(bias, 8 * (size_t)c), b);
     for (int t = blockIdx.y; t < T; t += gridDim.y) {
         size_t i = (size_t)t * N + 8 * (size_t)c;
         float v[8];
-        ew_unpack(ew_ld8(y, i), v);
+        unpack8(ew_ld8(y, i), v);
 #pragma unroll
         for (int e = 0; e < 8; e++) v[e] += b[e];
         ew_st8(y, i, ew_pack(v));
@@ -340,8 +332,8 @@ __global__ void silu_mul_vec_kernel(k_bf16 *out,          // (T, I), I % 8 == 0
     for (int t = blockIdx.y; t < T; t += gridDim.y) {
         size_t gi = (size_t)t * 2 * I + 8 * (size_t)c;
         float g[8], u[8], o[8];
-        ew_unpack(ew_ldg8(gu, gi), g);
-        ew_unpack(ew_ldg8(gu, gi + I), u);
+        unpack8(ew_ldg8(gu, gi), g);
+        unpack8(ew_ldg8(gu, gi + I), u);
 #pragma unroll
         for (int e = 0; e < 8; e++) o[e] = rbf(g[e] / (1.0f + expf(-g[e]))) * u[e];
         ew_st8(out, (size_t)t * I + 8 * (size_t)c, ew_pack(o));

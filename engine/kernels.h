@@ -90,13 +90,12 @@ typedef struct k_attn_batch {
  * the softmax online in registers; decode needs block_size a multiple of 16,
  * prefill head_dim <= 128, else v2 runs), 1 = v1 (the first, scalar kernels,
  * kept to measure against), 2 = v2 (SIMT decode with 16-byte loads, WMMA
- * prefill), 3 = v3 decode (WMMA, K/V fragments from global memory) with v2
- * prefill, 5 = v5 as the default; -1 only asks.  Without a call,
- * PAGESIM_ATTN=v1|v2|v3|v5 chooses; PAGESIM_DEC5_NS (2, 3, 4: cp.async
- * stages per warp, default 3), PAGESIM_DEC5_PART (keys per decode partition,
- * a multiple of 256 up to 2048, default 1024) and PAGESIM_PF5_MINB (2 or 3
- * prefill blocks per SM, default 3) tune v5 for measurements.  Returns the
- * choice in force before the call. */
+ * prefill), 5 = v5 as the default; -1 only asks.  (v3, WMMA decode, and v4
+ * were measured slower than v5 everywhere and removed: docs/engine-notes.md.)
+ * Without a call, PAGESIM_ATTN=v1|v2|v5 chooses; PAGESIM_DEC5_NS (2 or 3
+ * cp.async stages per warp, default 3) and PAGESIM_DEC5_PART (keys per decode
+ * partition, a multiple of 256 up to 2048, default 1024) tune v5 for
+ * measurements.  Returns the choice in force before the call. */
 int k_attention_impl(int impl);
 /* Bytes of float workspace k_attention needs for up to B sequences, nq heads,
  * contexts up to max_context. */

@@ -55,13 +55,12 @@ if has attn; then   # VARIANT = PAGESIM_ATTN[:PAGESIM_DEC5_NS[:PAGESIM_DEC5_PART
     PAGESIM_ATTN=$a PAGESIM_DEC5_NS=${ns:-3} PAGESIM_DEC5_PART=${pt:-1024} bench after attn-$(basename $1 .json)-$2 60 \
       --dummy-weights $M/$1 --attention 64:1024,64:4096,256:1024,256:4096
   }
-  for v in ${ATTN_7B:-v3 v5 v5:2:512 v5:3}; do attn qwen2.5-7b.json $v; done
+  for v in ${ATTN_7B:-v2 v5 v5:2 v5:3:512}; do attn qwen2.5-7b.json $v; done
   for v in ${ATTN_06B:-v2 v5}; do attn qwen3-0.6b.json $v; done
 fi
 if has prefill; then  # the prefill kernels: v2 (WMMA) against v5 (mma.sync, cp.async)
-  for spec in ${PREFILL_VARIANTS:-v2 v5}; do   # PAGESIM_ATTN[:PAGESIM_PF5_MINB]
-    a=${spec%%:*}; mb=${spec#*:}; [ "$mb" = "$spec" ] && mb=3
-    PAGESIM_ATTN=$a PAGESIM_PF5_MINB=$mb bench after prefill-7b-$spec 60 --dummy-weights $M/qwen2.5-7b.json --attention 64:512:512,16:2048:2048,64:1024:256
+  for a in ${PREFILL_VARIANTS:-v2 v5}; do
+    PAGESIM_ATTN=$a bench after prefill-7b-$a 60 --dummy-weights $M/qwen2.5-7b.json --attention 64:512:512,16:2048:2048,64:1024:256
   done
 fi
 if has elem; then

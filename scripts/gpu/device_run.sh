@@ -13,7 +13,7 @@
 # extrapolated).  The three calls of docs/engine-notes.md: A = no STAGES; B =
 # "peaks,test,bench2,compare,hfdecode" with COMPARE_ARGS="--only 7b,qwen3"; C =
 # "test,final,compare" with COMPARE_ATTN=v4 COMPARE_ARGS= PEAK_T=798.9 PEAK_G=4257
-# (v4, a decode kernel measured slower than v3 in call C, has since been removed).
+# (v3 and v4, decode kernels measured slower than v5, have since been removed; the stages now time v5.)
 # Each stage has its own timeout; SUMMARY.txt collects the figures.
 set -u
 OUT=${OUT:-out}; mkdir -p "$OUT"
@@ -101,19 +101,19 @@ if has bench; then
     --kv-policy contiguous
 fi
 if has bench2; then    # the kernels and batch limits after the first measurements
-  for v in v1 v2 v3; do PAGESIM_ATTN=$v bench attn-7b-$v 60 --dummy-weights $M/qwen2.5-7b.json --attention 64:1024,64:4096,256:1024,256:4096; done
-  for v in v2 v3; do PAGESIM_ATTN=$v bench attn-0.6b-$v 60 --dummy-weights $M/qwen3-0.6b.json --attention 64:1024,64:4096,256:1024,256:4096; done
+  for v in v1 v2 v5; do PAGESIM_ATTN=$v bench attn-7b-$v 60 --dummy-weights $M/qwen2.5-7b.json --attention 64:1024,64:4096,256:1024,256:4096; done
+  for v in v2 v5; do PAGESIM_ATTN=$v bench attn-0.6b-$v 60 --dummy-weights $M/qwen3-0.6b.json --attention 64:1024,64:4096,256:1024,256:4096; done
   bench bias-7b-1024seqs 150 --dummy-weights $M/qwen2.5-7b.json --workload fixed --num-requests 1024 --prompt-len 512 \
     --output-len 96 --max-num-seqs 1024 --max-num-batched-tokens 16384
   bench bias-7b 150 --dummy-weights $M/qwen2.5-7b.json --workload fixed --num-requests 1024 --prompt-len 512 \
     --output-len 96 --save-workload "$OUT/w_bias.txt"
   bench decode-0.6b 120 --dummy-weights $M/qwen3-0.6b.json --workload uniform --num-requests 256 --min-len 100 \
     --max-len 1024 --save-workload "$OUT/w_dec.txt"
-  PAGESIM_ATTN=v3 bench decode-0.6b-v3 120 --dummy-weights $M/qwen3-0.6b.json --workload uniform --num-requests 256
+  PAGESIM_ATTN=v2 bench decode-0.6b-v2 120 --dummy-weights $M/qwen3-0.6b.json --workload uniform --num-requests 256
 fi
 if has final; then     # the decode kernels side by side, where the time goes
-  for v in v2 v3; do PAGESIM_ATTN=$v bench attn-7b-$v 60 --dummy-weights $M/qwen2.5-7b.json --attention 64:1024,64:4096,256:1024,256:4096; done
-  for v in v2 v3; do PAGESIM_ATTN=$v bench attn-0.6b-$v 60 --dummy-weights $M/qwen3-0.6b.json --attention 64:1024,64:4096,256:1024,256:4096; done
+  for v in v2 v5; do PAGESIM_ATTN=$v bench attn-7b-$v 60 --dummy-weights $M/qwen2.5-7b.json --attention 64:1024,64:4096,256:1024,256:4096; done
+  for v in v2 v5; do PAGESIM_ATTN=$v bench attn-0.6b-$v 60 --dummy-weights $M/qwen3-0.6b.json --attention 64:1024,64:4096,256:1024,256:4096; done
   PAGESIM_PROFILE=1 bench bias-7b-1024seqs-profile 150 --dummy-weights $M/qwen2.5-7b.json --num-requests 1024 \
     --max-num-seqs 1024 --max-num-batched-tokens 16384
 fi
