@@ -24,10 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#define PROG "engine/bench"
 #ifdef PAGESIM_HAVE_CUDA
 #include <cuda_runtime_api.h>
-
-#define PROG "engine/bench"
 #endif
 
 static void usage(FILE *f) {
