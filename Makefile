@@ -1,9 +1,9 @@
 # pagesim — top-level Makefile (GNU Make).  `make help` lists the targets.
 #
 # Conventions (so that a module adds files, not rules):
-#   <mod>/*.c  except *_main.c   -> build/lib<mod>.a        (mod: sim viz labs engine)
+#   <mod>/*.c  except *_main.c   -> build/lib<mod>.a        (mod: the MODULES below)
 #   engine/*.cu                  -> build/libengcu.a        (only when nvcc is found)
-#   <mod>/NAME_main.c            -> an executable; each module.mk names its own
+#   apps/<app>/*.c               -> the front ends; each apps/<app>/*.mk names its commands
 #   tests/test_*.c               -> build/tests/test_*      (cmocka, run by `make test`)
 #   tests/gpu/test_*.{c,cu}      -> build/tests/gpu/test_*  (run by `make test-gpu`)
 #   bench/bench_*.c              -> build/bench/bench_*     (run by `make bench`)
@@ -30,9 +30,17 @@ ALL_CFLAGS += -DPAGESIM_HAVE_CUDA=1 -I$(CUDA_HOME)/include
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart_static -ldl -lrt -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
 endif
 
-MODULES := sim viz labs engine
+# Layers, bottom first (tests/test_layers.c checks the #include arrows against this order).
+MODULES := base sim viz text engine serve hub labs
 BINS    :=
 .DEFAULT_GOAL := all
+
+# One short line per file (CC sim/scheduler.c, LD pagesim); `make V=1` prints the commands.
+ifeq ($(V),1)
+say =
+else
+say = @printf '%-5s %s\n' '$(1)' '$(patsubst ./%,%,$(2))';
+endif
 
 # ---- libraries: one static library per module --------------------------------
 define module_lib
@@ -40,7 +48,7 @@ $(1)_SRCS := $$(filter-out %_main.c,$$(wildcard $(1)/*.c))
 $(1)_OBJS := $$($(1)_SRCS:%.c=$(BUILD)/%.o)
 $(BUILD)/lib$(1).a: $$($(1)_OBJS)
 	@mkdir -p $$(@D)
-	$$(AR) rcs $$@ $$^
+	$$(call say,AR,$$@)rm -f $$@ && $$(AR) rcs $$@ $$^
 endef
 $(foreach m,$(MODULES),$(eval $(call module_lib,$(m))))
 
@@ -48,21 +56,27 @@ CU_SRCS := $(if $(HAVE_CUDA),$(wildcard engine/*.cu))
 CU_OBJS := $(CU_SRCS:%.cu=$(BUILD)/%.cu.o)
 $(BUILD)/libengcu.a: $(CU_OBJS)
 	@mkdir -p $(@D)
-	$(AR) rcs $@ $^
+	$(call say,AR,$@)rm -f $@ && $(AR) rcs $@ $^
 
-LIBS := $(BUILD)/liblabs.a $(BUILD)/libengine.a $(if $(HAVE_CUDA),$(BUILD)/libengcu.a) $(BUILD)/libviz.a $(BUILD)/libsim.a
-LINK = $(CC) $(ALL_CFLAGS) -o $@ $(filter %.o,$^) -Wl,--start-group $(LIBS) -Wl,--end-group $(CUDA_LIBS) $(LDLIBS_ALL) $(LDFLAGS)
+# Linked in dependency order, MODULES reversed (users before what they use; libengcu
+# right after libengine), with no --start-group: a library that calls one above it
+# (an arrow upward) fails to link.  A module without .c files (base/ so far) has no library.
+reverse   = $(if $(1),$(call reverse,$(wordlist 2,$(words $(1)),$(1))) $(firstword $(1)))
+LIB_ORDER := $(patsubst engine,engine $(if $(HAVE_CUDA),engcu),$(call reverse,$(MODULES)))
+LIBS := $(foreach m,$(LIB_ORDER),$(if $(filter engcu,$(m))$($(m)_SRCS),$(BUILD)/lib$(m).a))
+LINK = $(call say,LD,$@)$(CC) $(ALL_CFLAGS) -o $@ $(filter %.o,$^) $(LIBS) $(CUDA_LIBS) $(LDLIBS_ALL) $(LDFLAGS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+	$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/%.cu.o: %.cu
 	@mkdir -p $(@D)
-	$(NVCC) $(NVFLAGS) -I. -Xcompiler -Wall -MMD -MP -c $< -o $@
+	$(call say,NVCC,$<)$(NVCC) $(NVFLAGS) -I. -Xcompiler -Wall -MMD -MP -c $< -o $@
 
-# ---- each module's *.mk (sim/sim.mk, engine/hub.mk, ...) adds its executables to BINS --
--include $(wildcard */*.mk)
+# ---- the front ends: each apps/<app>/*.mk (apps/pagesim/pagesim.mk, ...) adds its
+# commands to BINS; a module may still keep a *.mk of its own ---------------------
+-include $(wildcard */*.mk apps/*/*.mk)
 
 # ---- tests and benchmarks -----------------------------------------------------
 TEST_SRCS  := $(wildcard tests/test_*.c)

@@ -20,7 +20,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "engine/serve.h"
+#include "serve/serve.h"
 #include "labs/bias_client.h"
 
 static double now_s(void) {

@@ -1,4 +1,4 @@
-/* bench/bench_tokenizer.c — encoding speed of engine/tokenizer.c on one core.
+/* bench/bench_tokenizer.c — encoding speed of text/tokenizer.c on one core.
  *
  * Encodes ~5 MB of bias-lab-like prompts (generated here, deterministic) one
  * prompt per tok_encode call, best of 3 passes, and prints MB/s and tokens/s
@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include "engine/tokenizer.h"
+#include "text/tokenizer.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static uint32_t rnd(uint32_t n) {

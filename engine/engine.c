@@ -5,7 +5,7 @@
  * model, the KV pool, the scheduler and the loop. */
 #include "engine/engine.h"
 #include "sim/step_loop.h"
-#include "engine/errbuf.h"
+#include "base/errbuf.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>

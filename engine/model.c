@@ -4,7 +4,7 @@
  * Owns the weights it is given, its activation buffers and the KV cache. */
 #include "engine/model.h"
 #include "engine/kernels_ref.h"
-#include "engine/errbuf.h"
+#include "base/errbuf.h"
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>

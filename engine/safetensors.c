@@ -4,7 +4,7 @@
  * multiplied with overflow checks, and byte ranges must lie in the file. */
 #include "engine/safetensors.h"
 #include "engine/kernels_ref.h"
-#include "engine/errbuf.h"
+#include "base/errbuf.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -4,7 +4,7 @@
  * allocates one device arena. */
 #include "engine/weights.h"
 #include "engine/safetensors.h"
-#include "engine/errbuf.h"
+#include "base/errbuf.h"
 #include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>

@@ -3,8 +3,8 @@
  * after a wait, SSE parsing for time to first token and usage.  Touches the
  * network (libcurl) and its own state only; reports through the callback. */
 #include "labs/bias_client.h"
-#include "engine/clock.h"
-#include "engine/strbuf.h"
+#include "base/clock.h"
+#include "base/strbuf.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>

@@ -6,8 +6,8 @@
 #include "labs/bias_dump.h"
 #include "labs/bias_output.h"
 #include "labs/bias_prompt.h"
-#include "engine/chat_template.h"
-#include "engine/tokenizer.h"
+#include "text/chat_template.h"
+#include "text/tokenizer.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -9,16 +9,16 @@
  * "buy" and "sell" tokens after the forced reply prefix {"decision": ".
  * Uses the GPU (through engine/), the tokenizer and the model files. */
 #include "labs/bias_sources.h"
-#include "engine/chat_template.h"
+#include "text/chat_template.h"
 #include "engine/engine.h"
-#include "engine/hub.h"
+#include "hub/hub.h"
 #include "engine/model.h"
-#include "engine/tokenizer.h"
+#include "text/tokenizer.h"
 #include "engine/weights.h"
 #include "sim/cost_model.h"
 #include "sim/model_config.h"
-#include "engine/errbuf.h"
-#include "engine/clock.h"
+#include "base/errbuf.h"
+#include "base/clock.h"
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>

@@ -7,7 +7,7 @@
 #include "labs/bias_sources.h"
 #include "labs/bias_client.h"
 #include "labs/bias_tokens.h"
-#include "engine/clock.h"
+#include "base/clock.h"
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* bias_tokens: exact counts through engine/tokenizer.h when it is built and
+/* bias_tokens: exact counts through text/tokenizer.h when it is built and
  * the tokenizer file is present, else bytes/4 (see bias_tokens.h).
  * Module state: one lazily loaded tokenizer (single-threaded use). */
 #include "labs/bias_tokens.h"
@@ -8,12 +8,12 @@
 #include <unistd.h>
 
 #if defined(__has_include)
-#if __has_include("engine/tokenizer.h")
-#include "engine/tokenizer.h"
+#if __has_include("text/tokenizer.h")
+#include "text/tokenizer.h"
 #define BIAS_HAVE_TOKENIZER 1
 #endif
-#if __has_include("engine/chat_template.h")
-#include "engine/chat_template.h"
+#if __has_include("text/chat_template.h")
+#include "text/chat_template.h"
 #define BIAS_HAVE_CHAT 1
 #endif
 #endif

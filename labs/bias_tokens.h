@@ -1,5 +1,5 @@
 /* bias_tokens: token counts for the bias lab, behind one function.  With the
- * engine's tokenizer (engine/tokenizer.h) and a tokenizer.json at hand (by
+ * engine's tokenizer (text/tokenizer.h) and a tokenizer.json at hand (by
  * default data/tokenizers/qwen3/tokenizer.json), counts are exact; otherwise
  * an estimate of one token per four bytes.  Prompts are counted inside the
  * model's chat template (Qwen3 ChatML: a user turn, then the assistant's

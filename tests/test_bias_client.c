@@ -14,7 +14,7 @@
 #include <time.h>
 
 #include "tests/test_util.h"
-#include "engine/serve.h"
+#include "serve/serve.h"
 #include "labs/bias_client.h"
 
 static double now_s(void) {

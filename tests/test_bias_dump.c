@@ -13,8 +13,8 @@
 #include "tests/test_util.h"
 #include <cjson/cJSON.h>
 #include <sys/wait.h>
-#include "engine/chat_template.h"
-#include "engine/tokenizer.h"
+#include "text/chat_template.h"
+#include "text/tokenizer.h"
 #include "labs/bias_data.h"
 #include "labs/bias_evidence.h"
 

@@ -17,8 +17,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
-#include "engine/chat_template.h"
-#include "engine/serve.h"
+#include "text/chat_template.h"
+#include "serve/serve.h"
 #include "labs/bias_aggregate.h"
 #include "labs/bias_data.h"
 #include "labs/bias_reply.h"

@@ -1,4 +1,4 @@
-/* tests/test_chat_template.c — engine/chat_template.c: family detection from
+/* tests/test_chat_template.c — text/chat_template.c: family detection from
  * tokenizer_config.json (the real ones in data/tokenizers/, skipped when
  * absent, and hand-made ones), and rendering compared with what each family's
  * Jinja template produces for the same messages.  Writes under build/tmp/. */
@@ -11,8 +11,8 @@
 
 #include <cJSON.h>
 #include <sys/stat.h>
-#include "engine/chat_template.h"
-#include "engine/tokenizer.h"
+#include "text/chat_template.h"
+#include "text/tokenizer.h"
 
 static const chat_msg CONV[] = {
     {"system", "You are a careful analyst."},

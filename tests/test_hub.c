@@ -1,4 +1,4 @@
-/* tests/test_hub.c — engine/hub.c against a real HTTP server (libmicrohttpd)
+/* tests/test_hub.c — hub/hub.c against a real HTTP server (libmicrohttpd)
  * started here on 127.0.0.1 that serves a fake hub: the model-info API, resolve
  * with ETag/X-Linked-Etag/X-Repo-Commit headers, Range requests, a 404, a
  * connection dropped mid-file, a wrong checksum and a private repository.
@@ -17,7 +17,7 @@
 #include <pthread.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include "engine/hub.h"
+#include "hub/hub.h"
 
 #define COMMIT "0123456789abcdef0123456789abcdef01234567"
 #define TOKEN "hf_secret_token_xyz"

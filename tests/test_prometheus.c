@@ -1,4 +1,4 @@
-/* tests/test_prometheus.c — engine/prometheus: counters, gauges, histogram
+/* tests/test_prometheus.c — serve/prometheus: counters, gauges, histogram
  * buckets, and the text format parsed back line by line. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +9,7 @@
 #include <pthread.h>
 
 #include "tests/test_util.h"
-#include "engine/prometheus.h"
+#include "serve/prometheus.h"
 
 /* Value of the sample line that starts with `key ` in text, or NAN. */
 static double sample(const char *text, const char *key) {

@@ -16,7 +16,7 @@
 #include <time.h>
 
 #include "tests/test_util.h"
-#include "engine/serve.h"
+#include "serve/serve.h"
 
 /* ---- a small blocking HTTP client ---------------------------------------------- */
 

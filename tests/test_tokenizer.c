@@ -1,4 +1,4 @@
-/* tests/test_tokenizer.c — engine/tokenizer.c against the Hugging Face
+/* tests/test_tokenizer.c — text/tokenizer.c against the Hugging Face
  * `tokenizers` reference (tests/data/tokenizer/expected_*.jsonl, made on the
  * GPU machine by scripts/gpu/tokenizer_fixture.py), decode round trips, the
  * invalid-UTF-8 policy, small hand-made models and bad tokenizer.json files.
@@ -15,7 +15,7 @@
 #include <pthread.h>
 #include <sys/stat.h>
 #include <utf8proc.h>
-#include "engine/tokenizer.h"
+#include "text/tokenizer.h"
 
 #define STRINGS "tests/data/tokenizer/strings.jsonl"
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
-#include "engine/tokenizer.h"
+#include "text/tokenizer.h"
 
 static tok_tokenizer *T;
 static int NFC;   /* the tokenizer normalizes with NFC (Qwen3) */

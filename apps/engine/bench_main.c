@@ -1,0 +1,558 @@
+/* engine/bench: offline throughput of the engine (engine/engine.h) on a
+ * synthetic workload, every request submitted at once (as vLLM's
+ * benchmark_throughput and nano-vllm's bench.py), and the paged decode
+ * attention kernel alone.  Prints the figures and, with --json, writes them.
+ *   engine/bench (--model DIR | --dummy-weights CONFIG.json)
+ *                [--workload fixed --num-requests N --prompt-len P --output-len O]
+ *                [--workload uniform --num-requests N --min-len A --max-len B]
+ *                [--peak-tflops F --peak-gbps G] [--kv-policy paged|contiguous] ...
+ *   engine/bench --dummy-weights CONFIG.json --attention 64:1024,256:4096 [--peak-gbps G]
+ *   engine/bench --dummy-weights CONFIG.json --elementwise 8192 [--peak-gbps G]
+ * The roofline: each step's FLOPs (2 x matmul parameters x tokens, the
+ * vocabulary head for the sampled rows, 4 x layers x heads x head_dim per
+ * attention (query, key) pair) at --peak-tflops, and its bytes (the weights,
+ * the KV read by attention and written) at --peak-gbps; a step takes at least
+ * the larger of the two.  Pass the GEMM rate and copy bandwidth measured on
+ * the same GPU (tests/gpu/bench_hf.py --peaks measures both). */
+#include "apps/engine/cli.h"
+#include "engine/engine.h"
+#include "engine/kernels_ref.h"
+#include "engine/weights.h"
+#include "sim/model_config.h"
+#include "base/clock.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#define PROG "engine/bench"
+#ifdef PAGESIM_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: engine/bench (--model DIR | --dummy-weights CONFIG.json) [options]\n"
+        "  --workload fixed|uniform  fixed: every request --prompt-len P and --output-len O tokens;\n"
+        "                            uniform: prompt and output lengths uniform in [--min-len, --max-len]\n"
+        "                            (nano-vllm's bench shape)  (default fixed)\n"
+        "  --num-requests N          requests, all submitted at t = 0 (default 1024)\n"
+        "  --prompt-len P --output-len O   fixed lengths (default 512, 96)\n"
+        "  --min-len A --max-len B   uniform lengths (default 100, 1024)\n"
+        "  --seed S                  workload seed (default 0); prompt ids uniform in [0, 10000)\n"
+        "  --temperature T           sampling temperature (default 0: greedy); EOS is ignored\n"
+        "  --save-workload FILE      write the requests (one line each: output_len id,id,...) for\n"
+        "                            tests/gpu/bench_hf.py, so both sides run the same prompts\n"
+        "  --peak-tflops F           measured bf16 GEMM rate, for the roofline (default 790)\n"
+        "  --peak-gbps G             measured memory bandwidth GB/s, for the roofline (default 4300)\n"
+        "  --attention B:C[:Q],...   only time the paged attention kernels: B sequences of context C\n"
+        "                            (the config's heads), Q queries each (default 1: decode; more:\n"
+        "                            the last Q positions, prefill), K/V bytes read and FLOP/s\n"
+        "  --elementwise T           only time the per-token kernels (SwiGLU, add + RMSNorm, bias,\n"
+        "                            RoPE, KV write) on T rows of the config's widths, the scalar\n"
+        "                            kernels against the default; bytes moved per second\n"
+        "  --json FILE               write the figures as JSON\n"
+        "  --kv-policy paged|contiguous, --no-prefix-caching, --max-num-batched-tokens N (default 8192),\n"
+        "  --max-num-seqs N (256), --max-model-len N, --block-size N, --gpu-memory-utilization F,\n"
+        "  --num-gpu-blocks N, --dummy-seed S: as engine/run\n");
+}
+
+
+static uint64_t splitmix(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static int uniform(uint64_t *st, int lo, int hi) { return lo + (int)(splitmix(st) % (uint64_t)(hi - lo + 1)); }
+
+/* ---- the paged decode attention kernel alone ------------------------------- */
+#ifdef PAGESIM_HAVE_CUDA
+/* a device-to-device copy: bytes read + written per second (the achievable ceiling) */
+static double copy_gbps(void) {
+    size_t n = (size_t)1 << 30;
+    void *a = NULL, *b = NULL;
+    cudaEvent_t e0, e1;
+    float ms = 0;
+    if (cudaMalloc(&a, n) || cudaMalloc(&b, n)) { cudaFree(a); return 0; }
+    cudaMemset(a, 1, n);
+    cudaEventCreate(&e0); cudaEventCreate(&e1);
+    cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice);
+    cudaEventRecord(e0, 0);
+    for (int i = 0; i < 10; i++) cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, 0);
+    cudaEventRecord(e1, 0);
+    cudaEventSynchronize(e1);
+    cudaEventElapsedTime(&ms, e0, e1);
+    cudaFree(a); cudaFree(b);
+    cudaEventDestroy(e0); cudaEventDestroy(e1);
+    return ms > 0 ? 2.0 * n * 10 / (ms * 1e-3) / 1e9 : 0;
+}
+
+/* B sequences of context C, Q queries each (1: decode; more: the last Q
+ * positions, a prefill or a chunk after a cached prefix), K/V in shuffled
+ * blocks; layers of cache enough that the L2 cache cannot hold what one call
+ * reads.  *tflops: 4 x heads x head_dim per (query, visible key) pair. */
+static int bench_attention(const mc_config *c, int B, int C, int Q, int bs, double *gbps, double *us,
+                           double *tflops) {
+    int nq = c->num_heads, nkv = c->num_kv_heads, hd = c->head_dim, qkv = (nq + 2 * nkv) * hd;
+    int per = (C + bs - 1) / bs, nb = B * per;
+    size_t layer = (size_t)nb * bs * nkv * hd;            /* elements of one K (or V) layer */
+    size_t bytes = (size_t)B * C * nkv * hd * 2 * 2;      /* K and V read per call */
+    int NL = (int)((1ull << 31) / (2 * layer * 2)) + 1;
+    if (NL > 16) NL = 16;
+    k_bf16 *kc = NULL, *vc = NULL, *q = NULL, *out = NULL;
+    int32_t *ints = NULL;
+    float *ws = NULL;
+    size_t wsb = k_attention_workspace_bytes(B, nq, hd, C);
+    int32_t *h = malloc(sizeof(int32_t) * ((size_t)2 * B + 1 + nb));
+    int rc = -1;
+    if (!h || cudaMalloc((void **)&kc, layer * 2 * NL) || cudaMalloc((void **)&vc, layer * 2 * NL) ||
+        cudaMalloc((void **)&q, (size_t)B * Q * qkv * 2) || cudaMalloc((void **)&out, (size_t)B * Q * nq * hd * 2) ||
+        cudaMalloc((void **)&ints, sizeof(int32_t) * ((size_t)2 * B + 1 + nb)) || cudaMalloc((void **)&ws, wsb))
+        goto out;
+    k_fill_random(kc, (int64_t)layer * NL, 1, 1.0f, 0);
+    k_fill_random(vc, (int64_t)layer * NL, 2, 1.0f, 0);
+    k_fill_random(q, (int64_t)B * Q * qkv, 3, 1.0f, 0);
+    int32_t *qs = h, *ctx = qs + B + 1, *bt = ctx + B;
+    for (int b = 0; b <= B; b++) qs[b] = b * Q;
+    for (int b = 0; b < B; b++) ctx[b] = C;
+    for (int i = 0; i < nb; i++) bt[i] = i;
+    uint64_t st = 7;
+    for (int i = nb - 1; i > 0; i--) {
+        int j = (int)(splitmix(&st) % (uint64_t)(i + 1)), t = bt[i];
+        bt[i] = bt[j]; bt[j] = t;
+    }
+    cudaMemcpy(ints, h, sizeof(int32_t) * ((size_t)2 * B + 1 + nb), cudaMemcpyHostToDevice);
+    k_attn_batch ab = {B, B * Q, ints, ints + B + 1, ints + 2 * B + 1, per, bs, Q, C};
+    float scale = 1.0f / 11.3f;
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0); cudaEventCreate(&e1);
+    int iters = 30;
+    for (int i = 0; i < 3; i++)
+        if (k_attention(out, q, qkv, kc, vc, &ab, nq, nkv, hd, scale, ws, wsb, 0)) goto out;
+    cudaEventRecord(e0, 0);
+    for (int i = 0; i < iters; i++) {
+        size_t o = (size_t)(i % NL) * layer;
+        k_attention(out, q, qkv, kc + o, vc + o, &ab, nq, nkv, hd, scale, ws, wsb, 0);
+    }
+    cudaEventRecord(e1, 0);
+    float ms = 0;
+    if (cudaEventSynchronize(e1) != cudaSuccess) goto out;
+    cudaEventElapsedTime(&ms, e0, e1);
+    *us = 1e3 * ms / iters;
+    *gbps = bytes / (*us * 1e-6) / 1e9;
+    double pairs = (double)B * ((double)Q * (C - Q) + (double)Q * (Q + 1) / 2);
+    *tflops = 4.0 * nq * hd * pairs / (*us * 1e-6) / 1e12;
+    cudaEventDestroy(e0); cudaEventDestroy(e1);
+    rc = 0;
+out:
+    cudaFree(kc); cudaFree(vc); cudaFree(q); cudaFree(out); cudaFree(ints); cudaFree(ws);
+    free(h);
+    return rc;
+}
+
+/* the datasheet's peak HBM bandwidth (GB/s) for the GPUs we know, else 0 */
+static double datasheet_gbps(char *name, size_t n) {
+    struct cudaDeviceProp p;
+    if (cudaGetDeviceProperties(&p, 0) != cudaSuccess) { snprintf(name, n, "?"); return 0; }
+    snprintf(name, n, "%s", p.name);
+    if (strstr(p.name, "H200")) return 4800;
+    if (strstr(p.name, "H100") && strstr(p.name, "PCIe")) return 2000;
+    if (strstr(p.name, "H100")) return 3350;
+    if (strstr(p.name, "A100")) return 2039;
+    return 0;
+}
+
+/* ---- the per-token elementwise kernels alone -------------------------------
+ * Each kernel at T rows of the config's widths, with the scalar kernels
+ * (k_elementwise_impl(1)) and the default; its calls go round copies of its
+ * buffers in one pool so that the L2 cache holds none of what a call reads. */
+enum { EW_SILU, EW_NORM, EW_BIAS, EW_ROPE, EW_KV, EW_N };
+static const char *const ew_names[EW_N] = {"silu_mul", "add_rmsnorm", "add_bias", "rope", "kv_write"};
+typedef struct ew_bench {
+    int T, D, I, nq, nkv, hd, qkv;  /* rows; hidden, intermediate; heads; qkv row width */
+    k_bf16 *pool;                   /* (pool_n,) the kernels' row buffers, copies side by side */
+    size_t pool_n;
+    k_bf16 *w, *bias;               /* (D,) norm weight, (qkv,) bias */
+    int32_t *pos, *slots;           /* (T,) positions, KV slots (slot t for row t) */
+    float *inv;                     /* (hd/2,) RoPE inverse frequencies */
+} ew_bench;
+
+/* Elements of one copy of kernel k's buffers; *bytes: what a call reads and writes. */
+static size_t ew_footprint(const ew_bench *b, int k, double *bytes) {
+    size_t T = (size_t)b->T, kv = (size_t)b->nkv * b->hd;
+    switch (k) {
+    case EW_SILU: *bytes = 2.0 * T * b->I * 3; return T * 3 * b->I;            /* gu (T,2I), act (T,I) */
+    case EW_NORM: *bytes = 2.0 * T * b->D * 4 + 2.0 * b->D; return 2 * T * b->D;   /* x, res (T,D) */
+    case EW_BIAS: *bytes = 2.0 * T * b->qkv * 2 + 2.0 * b->qkv; return T * b->qkv; /* qkv (T,qkv) */
+    case EW_ROPE: *bytes = 2.0 * T * (b->nq + b->nkv) * b->hd * 2 + 4.0 * T; return T * b->qkv;
+    default: *bytes = 2.0 * T * kv * 4 + 4.0 * T; return T * b->qkv + 2 * T * kv;  /* + k, v cache */
+    }
+}
+static int ew_launch(const ew_bench *b, int k, k_bf16 *p) {
+    size_t T = (size_t)b->T, kv = (size_t)b->nkv * b->hd;
+    switch (k) {
+    case EW_SILU: return k_silu_mul(p + T * 2 * b->I, p, b->T, b->I, 0);
+    case EW_NORM: return k_add_rmsnorm(p, p + T * b->D, b->w, b->T, b->D, 1e-6f, 0);
+    case EW_BIAS: return k_add_bias(p, b->bias, b->T, b->qkv, 0);
+    case EW_ROPE: return k_rope(p, b->pos, b->inv, b->T, b->nq, b->nkv, b->hd, b->qkv, 0);
+    default:
+        return k_kv_write(p + T * b->qkv, p + T * b->qkv + T * kv, p, b->slots, b->T, b->nq, b->nkv,
+                          b->hd, b->qkv, 0);
+    }
+}
+/* microseconds per call of kernel k, or < 0 on a failed launch */
+static double ew_time(const ew_bench *b, int k) {
+    double bytes;
+    size_t fp = (ew_footprint(b, k, &bytes) + 127) / 128 * 128;     /* copies 256-byte aligned */
+    int nc = (int)(b->pool_n / fp), iters = 20;
+    if (nc > 8) nc = 8;
+    if (nc < 1) return -1;
+    for (int i = 0; i < 3; i++)
+        if (ew_launch(b, k, b->pool + (size_t)(i % nc) * fp)) return -1;
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0); cudaEventCreate(&e1);
+    cudaEventRecord(e0, 0);
+    for (int i = 0; i < iters; i++) ew_launch(b, k, b->pool + (size_t)((i + 3) % nc) * fp);
+    cudaEventRecord(e1, 0);
+    float ms = 0;
+    int ok = cudaEventSynchronize(e1) == cudaSuccess && cudaEventElapsedTime(&ms, e0, e1) == cudaSuccess;
+    cudaEventDestroy(e0); cudaEventDestroy(e1);
+    return ok ? 1e3 * ms / iters : -1;
+}
+
+static int run_elementwise(const mc_config *c, int T, double peak_gbps, FILE *js) {
+    ew_bench b = {T, c->hidden_size, c->intermediate_size, c->num_heads, c->num_kv_heads, c->head_dim,
+                  (c->num_heads + 2 * c->num_kv_heads) * c->head_dim, NULL, 0, NULL, NULL, NULL, NULL, NULL};
+    char gpu[256];
+    double sheet = datasheet_gbps(gpu, sizeof gpu), copy = copy_gbps(), bytes;
+    size_t most = 0;
+    for (int k = 0; k < EW_N; k++) {
+        size_t f = ew_footprint(&b, k, &bytes);
+        if (f > most) most = f;
+    }
+    b.pool_n = 2 * (most + 128);
+    int half = b.hd / 2, rc = 1;
+    float *hinv = malloc(sizeof(float) * (size_t)half);
+    int32_t *hpos = malloc(sizeof(int32_t) * (size_t)T);
+    uint64_t st = 11;
+    if (!hinv || !hpos) goto out;
+    kref_rope_inv_freq(hinv, b.hd, c->rope_theta > 0 ? c->rope_theta : 10000.0, 0, 1, 1, 1, 0);
+    for (int t = 0; t < T; t++) hpos[t] = (int32_t)(splitmix(&st) % 32768);
+    if (cudaMalloc((void **)&b.pool, b.pool_n * 2) || cudaMalloc((void **)&b.w, (size_t)b.D * 2) ||
+        cudaMalloc((void **)&b.bias, (size_t)b.qkv * 2) || cudaMalloc((void **)&b.pos, sizeof(int32_t) * (size_t)T) ||
+        cudaMalloc((void **)&b.slots, sizeof(int32_t) * (size_t)T) || cudaMalloc((void **)&b.inv, sizeof(float) * (size_t)half)) {
+        fprintf(stderr, "engine/bench: cannot allocate %.2f GB for --elementwise %d\n", b.pool_n * 2e-9, T);
+        goto out;
+    }
+    k_fill_random(b.pool, (int64_t)b.pool_n, 1, 1.0f, 0);
+    k_fill_random(b.w, b.D, 2, 1.0f, 0);
+    k_fill_random(b.bias, b.qkv, 3, 0.1f, 0);
+    cudaMemcpy(b.pos, hpos, sizeof(int32_t) * (size_t)T, cudaMemcpyHostToDevice);
+    cudaMemcpy(b.inv, hinv, sizeof(float) * (size_t)half, cudaMemcpyHostToDevice);
+    for (int t = 0; t < T; t++) hpos[t] = t;
+    cudaMemcpy(b.slots, hpos, sizeof(int32_t) * (size_t)T, cudaMemcpyHostToDevice);
+    printf("per-token kernels, %s: %d rows, hidden %d, intermediate %d, heads %d + %d of %d (qkv row %d)\n",
+           c->name, T, b.D, b.I, b.nq, b.nkv, b.hd, b.qkv);
+    printf("GPU %s: --peak-gbps %.0f, device-to-device copy %.0f GB/s (read + written), datasheet %.0f\n", gpu,
+           peak_gbps, copy, sheet);
+    printf("%-12s %9s | %10s %8s %7s | %10s %8s %7s | %7s\n", "kernel", "MB/call", "scalar us", "GB/s", "% peak",
+           "default us", "GB/s", "% peak", "speedup");
+    if (js) fprintf(js, "{\"gpu\": \"%s\", \"config\": \"%s\", \"rows\": %d, \"peak_gbps\": %.1f, "
+                    "\"copy_gbps\": %.1f, \"kernels\": [", gpu, c->name, T, peak_gbps, copy);
+    double layer[2] = {0, 0};         /* one layer's calls: silu, 2 x norm, bias, rope, kv write */
+    int old = k_elementwise_impl(-1);
+    for (int k = 0; k < EW_N; k++) {
+        double us[2];
+        ew_footprint(&b, k, &bytes);
+        for (int impl = 1; impl >= 0; impl--) {     /* kv_write (attention.cu) has one kernel */
+            k_elementwise_impl(impl);
+            us[impl] = ew_time(&b, k);
+            if (us[impl] < 0) {
+                fprintf(stderr, "engine/bench: %s failed: %s\n", ew_names[k], cudaGetErrorString(cudaGetLastError()));
+                k_elementwise_impl(old);
+                goto out;
+            }
+            layer[impl] += us[impl] * (k == EW_NORM ? 2 : 1);
+        }
+        double g1 = bytes / (us[1] * 1e3), g0 = bytes / (us[0] * 1e3);   /* GB/s */
+        printf("%-12s %9.1f | %10.1f %8.0f %6.1f%% | %10.1f %8.0f %6.1f%% | %6.2fx\n", ew_names[k], bytes / 1e6,
+               us[1], g1, 100 * g1 / peak_gbps, us[0], g0, 100 * g0 / peak_gbps, us[1] / us[0]);
+        if (js) fprintf(js, "%s{\"name\": \"%s\", \"bytes\": %.0f, \"scalar_us\": %.2f, \"scalar_gbps\": %.1f, "
+                        "\"default_us\": %.2f, \"default_gbps\": %.1f}", k ? ", " : "", ew_names[k], bytes, us[1],
+                        g1, us[0], g0);
+    }
+    k_elementwise_impl(old);
+    printf("one layer (silu_mul, 2 x add_rmsnorm, add_bias, rope, kv_write): scalar %.1f us, default %.1f us; "
+           "x %d layers: %.2f -> %.2f ms per forward of %d rows\n", layer[1], layer[0], c->num_layers,
+           layer[1] * c->num_layers / 1e3, layer[0] * c->num_layers / 1e3, T);
+    if (js) fprintf(js, "], \"layer_scalar_us\": %.2f, \"layer_default_us\": %.2f}\n", layer[1], layer[0]);
+    rc = 0;
+out:
+    cudaFree(b.pool); cudaFree(b.w); cudaFree(b.bias); cudaFree(b.pos); cudaFree(b.slots); cudaFree(b.inv);
+    free(hinv); free(hpos);
+    return rc;
+}
+#endif
+
+static int run_attention(const mc_config *c, const char *spec, int bs, double peak_gbps, double peak_tflops,
+                         FILE *js) {
+#ifdef PAGESIM_HAVE_CUDA
+    char gpu[256];
+    double sheet = datasheet_gbps(gpu, sizeof gpu), copy = copy_gbps();
+    printf("paged attention, %s: %d heads over %d kv heads, head_dim %d, block %d\n", c->name,
+           c->num_heads, c->num_kv_heads, c->head_dim, bs);
+    printf("GPU %s: datasheet %.0f GB/s, device-to-device copy %.0f GB/s (read + written); "
+           "--peak-tflops %.0f\n", gpu, sheet, copy, peak_tflops);
+    (void)peak_gbps;
+    printf("%6s %6s %6s %10s %10s %12s %12s %9s %8s\n", "batch", "ctx", "query", "us/call", "GB/s", "% datasheet",
+           "% copy", "TFLOP/s", "% peak");
+    if (js) fprintf(js, "{\"gpu\": \"%s\", \"datasheet_gbps\": %.0f, \"copy_gbps\": %.1f, \"config\": \"%s\", \"cases\": [",
+                    gpu, sheet, copy, c->name);
+    const char *p = spec;
+    int first = 1;
+    while (*p) {
+        int B, C, Q = 1, used = 0;
+        if (sscanf(p, "%d:%d%n", &B, &C, &used) != 2 || B < 1 || C < 1 || B > 4096 || C > (1 << 20)) {
+            fprintf(stderr, "engine/bench: --attention wants B:C[:Q][,B:C[:Q]...], got '%s'\n", spec);
+            return 2;
+        }
+        p += used;
+        if (*p == ':') {
+            int u2 = 0;
+            if (sscanf(p, ":%d%n", &Q, &u2) != 1 || Q < 1 || Q > C || (double)B * Q > (1 << 20)) {
+                fprintf(stderr, "engine/bench: --attention: Q must be in 1..C (and B x Q <= 2^20), got '%s'\n", spec);
+                return 2;
+            }
+            p += u2;
+        }
+        if (*p == ',') p++;
+        double gbps = 0, us = 0, tf = 0;
+        if (bench_attention(c, B, C, Q, bs, &gbps, &us, &tf)) {
+            fprintf(stderr, "engine/bench: attention %d:%d failed: %s\n", B, C, cudaGetErrorString(cudaGetLastError()));
+            return 1;
+        }
+        printf("%6d %6d %6d %10.1f %10.0f %11.1f%% %11.1f%% %9.1f %7.1f%%\n", B, C, Q, us, gbps,
+               sheet > 0 ? 100 * gbps / sheet : 0, copy > 0 ? 100 * gbps / copy : 0, tf,
+               peak_tflops > 0 ? 100 * tf / peak_tflops : 0);
+        if (js) fprintf(js, "%s{\"batch\": %d, \"ctx\": %d, \"query\": %d, \"us\": %.2f, \"gbps\": %.1f, "
+                        "\"tflops\": %.2f}", first ? "" : ", ", B, C, Q, us, gbps, tf);
+        first = 0;
+    }
+    if (js) fprintf(js, "]}\n");
+    return 0;
+#else
+    (void)c; (void)spec; (void)bs; (void)peak_gbps; (void)peak_tflops; (void)js;
+    fprintf(stderr, "engine/bench: built without CUDA (no nvcc)\n");
+    return 1;
+#endif
+}
+
+int main(int argc, char **argv) {
+    const char *model_dir = NULL, *dummy = NULL, *workload = "fixed", *save = NULL, *json = NULL, *attn = NULL;
+    int nreq = 1024, plen = 512, olen = 96, lo = 100, hi = 1024, ew_rows = 0;
+    double peak_tflops = 790, peak_gbps = 4300, temperature = 0;
+    unsigned long long seed = 0, dummy_seed = 0;
+    eng_config cfg = {0};
+    cfg.prefix_caching = true;
+    cfg.eos_id = -1;
+    cfg.model.max_num_batched_tokens = 8192;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        if (!strcmp(a, "--no-prefix-caching")) { cfg.prefix_caching = false; continue; }
+        if (!v) { fprintf(stderr, "engine/bench: %s needs a value\n", a); usage(stderr); return 2; }
+        i++;
+        if (!strcmp(a, "--model")) model_dir = v;
+        else if (!strcmp(a, "--dummy-weights")) dummy = v;
+        else if (!strcmp(a, "--workload")) workload = v;
+        else if (!strcmp(a, "--num-requests")) nreq = cli_int(PROG, a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--prompt-len")) plen = cli_int(PROG, a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--output-len")) olen = cli_int(PROG, a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--min-len")) lo = cli_int(PROG, a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--max-len")) hi = cli_int(PROG, a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--dummy-seed")) dummy_seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--temperature")) temperature = cli_num(PROG, a, v, 0, 100);
+        else if (!strcmp(a, "--save-workload")) save = v;
+        else if (!strcmp(a, "--json")) json = v;
+        else if (!strcmp(a, "--attention")) attn = v;
+        else if (!strcmp(a, "--elementwise")) ew_rows = cli_int(PROG, a, v, 1, 1 << 16);
+        else if (!strcmp(a, "--peak-tflops")) peak_tflops = cli_num(PROG, a, v, 1, 1e6);
+        else if (!strcmp(a, "--peak-gbps")) peak_gbps = cli_num(PROG, a, v, 1, 1e6);
+        else if (cli_model_option(PROG, a, v, &cfg.model, &cfg.kv_policy)) {}
+        else { fprintf(stderr, "engine/bench: unknown option %s\n", a); usage(stderr); return 2; }
+    }
+    if (!model_dir == !dummy) { fprintf(stderr, "engine/bench: give --model DIR or --dummy-weights CONFIG.json\n"); usage(stderr); return 2; }
+    if (strcmp(workload, "fixed") && strcmp(workload, "uniform")) {
+        fprintf(stderr, "engine/bench: --workload is fixed or uniform, got '%s'\n", workload);
+        return 2;
+    }
+    if (lo > hi) { fprintf(stderr, "engine/bench: --min-len %d > --max-len %d\n", lo, hi); return 2; }
+    char err[1024], path[1024];
+    mc_config c;
+    snprintf(path, sizeof path, "%s/config.json", model_dir ? model_dir : "");
+    if (mc_load(&c, dummy ? dummy : path, err, sizeof err) || w_check_config(&c, err, sizeof err)) {
+        fprintf(stderr, "engine/bench: %s\n", err);
+        return 1;
+    }
+    FILE *js = NULL;
+    if (json && !(js = fopen(json, "w"))) { fprintf(stderr, "engine/bench: cannot write %s\n", json); return 1; }
+    if (attn) {
+        int rc = run_attention(&c, attn, cfg.model.block_size > 0 ? cfg.model.block_size : 16, peak_gbps, peak_tflops, js);
+        if (js) fclose(js);
+        return rc;
+    }
+    if (ew_rows) {
+#ifdef PAGESIM_HAVE_CUDA
+        int rc = run_elementwise(&c, ew_rows, peak_gbps, js);
+#else
+        int rc = 1;
+        fprintf(stderr, "engine/bench: built without CUDA (no nvcc)\n");
+#endif
+        if (js) fclose(js);
+        return rc;
+    }
+
+    /* the workload: lengths and prompt ids from one seeded stream */
+    int **prompts = calloc((size_t)nreq, sizeof *prompts), *pl = calloc((size_t)nreq, sizeof *pl);
+    int *ol = calloc((size_t)nreq, sizeof *ol);
+    if (!prompts || !pl || !ol) { fprintf(stderr, "engine/bench: out of memory\n"); return 1; }
+    uint64_t st = seed * 0x9e3779b97f4a7c15ull + 1;
+    int idmax = c.vocab_size < 10000 ? c.vocab_size : 10000, longest = 0;
+    long total_prompt = 0, total_out = 0;
+    for (int r = 0; r < nreq; r++) {
+        int uni = !strcmp(workload, "uniform");
+        pl[r] = uni ? uniform(&st, lo, hi) : plen;
+        ol[r] = uni ? uniform(&st, lo, hi) : olen;
+        prompts[r] = malloc(sizeof(int) * (size_t)pl[r]);
+        if (!prompts[r]) { fprintf(stderr, "engine/bench: out of memory\n"); return 1; }
+        for (int i = 0; i < pl[r]; i++) prompts[r][i] = (int)(splitmix(&st) % (uint64_t)idmax);
+        if (pl[r] + ol[r] > longest) longest = pl[r] + ol[r];
+        total_prompt += pl[r];
+        total_out += ol[r];
+    }
+    if (save) {
+        FILE *f = fopen(save, "w");
+        if (!f) { fprintf(stderr, "engine/bench: cannot write %s\n", save); return 1; }
+        for (int r = 0; r < nreq; r++) {
+            fprintf(f, "%d ", ol[r]);
+            for (int i = 0; i < pl[r]; i++) fprintf(f, i ? ",%d" : "%d", prompts[r][i]);
+            fprintf(f, "\n");
+        }
+        if (fclose(f)) { fprintf(stderr, "engine/bench: write error on %s\n", save); return 1; }
+    }
+    if (cfg.model.max_model_len <= 0) cfg.model.max_model_len = longest > 4096 ? longest : 4096;
+
+    double t0 = clock_now_s();
+    w_weights w;
+    if ((dummy ? w_dummy(&w, &c, dummy_seed, err, sizeof err) : w_load(&w, model_dir, &c, err, sizeof err))) {
+        fprintf(stderr, "engine/bench: %s\n", err);
+        return 1;
+    }
+    size_t wbytes = w.bytes;
+    model_mem mem;
+    eng *e = eng_create(&c, &w, &cfg, &mem, err, sizeof err);
+    if (!e) { fprintf(stderr, "engine/bench: %s\n", err); return 1; }
+    const model_opts *mo = model_options(eng_model(e));
+    fprintf(stderr, "%s: weights %.2f GiB, activation peak %.2f GiB, GPU KV cache size: %ld tokens (%s), "
+            "setup %.1f s\n", c.name, mem.weights / 1073741824.0, mem.activations / 1073741824.0, mem.kv_tokens,
+            kv_policy_name(cfg.kv_policy), clock_now_s() - t0);
+    /* the roofline's constants */
+    double D = c.hidden_size, L = c.num_layers, nq = c.num_heads, nkv = c.num_kv_heads, hd = c.head_dim;
+    double I = c.intermediate_size, V = c.vocab_size;
+    double pm = L * (D * (nq + 2 * nkv) * hd + nq * hd * D + 3 * D * I);   /* matmul params per token */
+    double kvb = (double)mem.kv_bytes_per_token;
+    double wread = (double)wbytes - (c.tie_embeddings ? 0 : V * D * 2);   /* the embedding table is gathered */
+    for (int r = 0; r < nreq; r++) {
+        eng_params p = {ol[r], (float)temperature, 0, 1.0f, seed + (uint64_t)r};
+        if (eng_add_request(e, r, prompts[r], pl[r], &p, err, sizeof err)) {
+            fprintf(stderr, "engine/bench: %s\n", err);
+            return 1;
+        }
+    }
+    double flops = 0, bytes = 0, roof = 0, t_attn_ctx = 0, sum_frag = 0, sum_held = 0, sum_tok = 0;
+    double t_pf = 0, t_dec = 0, f_pf = 0, roof_dec = 0;   /* steps with prefill tokens / decode-only steps */
+    long n_pf = 0, n_dec = 0, seqs_dec = 0;
+    long steps = 0, done = 0, gen = 0, prefill_done = 0, peak_blocks = 0;
+    double ttft_sum = 0, tpot_sum = 0, lat_sum = 0;
+    int ntpot = 0;
+    kv_usage u;
+    double start = clock_now_s();
+    while (eng_has_work(e)) {
+        const eng_result *d;
+        int nd, s = eng_step(e, &d, &nd, err, sizeof err);
+        if (s < 0) { fprintf(stderr, "engine/bench: step %ld: %s\n", steps, err); return 1; }
+        if (s == 0) { fprintf(stderr, "engine/bench: the engine stalled with work left\n"); return 1; }
+        eng_step_info si;
+        eng_last_step(e, &si);
+        double T = si.prefill_tokens + si.decode_tokens;
+        double f = 2 * pm * T + 2 * V * D * si.num_seqs + 4 * L * nq * hd * (double)si.attn_pairs;
+        double b = wread + kvb * ((double)si.attn_ctx_tokens + T);
+        double r = f / (peak_tflops * 1e12) > b / (peak_gbps * 1e9) ? f / (peak_tflops * 1e12) : b / (peak_gbps * 1e9);
+        flops += f;
+        bytes += b;
+        roof += r;
+        if (si.prefill_tokens > 0) { n_pf++; t_pf += si.seconds; f_pf += f; }
+        else { n_dec++; t_dec += si.seconds; seqs_dec += si.num_seqs; roof_dec += r; }
+        t_attn_ctx += (double)si.attn_ctx_tokens;
+        prefill_done += si.prefill_tokens;
+        if (steps % 8 == 0) {                     /* the pool in the simulator's categories */
+            eng_usage(e, &u);
+            long held = (long)u.blocks_used * mem.block_size;
+            if (cfg.kv_policy != KV_PAGED) held = u.token_slots + u.reserved_slots + u.internal_frag;
+            sum_frag += u.internal_frag; sum_held += held; sum_tok += u.token_slots;
+            if (u.blocks_used > peak_blocks) peak_blocks = u.blocks_used;
+        }
+        steps++;
+        for (int i = 0; i < nd; i++) {
+            done++;
+            gen += d[i].num_tokens;
+            ttft_sum += d[i].first_token - d[i].arrival;
+            lat_sum += d[i].finish - d[i].arrival;
+            if (d[i].num_tokens > 1) { tpot_sum += (d[i].finish - d[i].first_token) / (d[i].num_tokens - 1); ntpot++; }
+        }
+    }
+    double wall = clock_now_s() - start;
+    const sched_stats *ss = eng_sched_stats(e);
+    double tot = (double)total_prompt + gen;
+    printf("engine/bench %s, workload %s: %d requests, %ld prompt + %ld output tokens (%ld asked), "
+           "max_num_batched_tokens %d, max_num_seqs %d, KV %s\n", c.name, workload, nreq, total_prompt, gen,
+           total_out, mo->max_num_batched_tokens, mo->max_num_seqs, kv_policy_name(cfg.kv_policy));
+    printf("  wall %.2f s, %ld steps (%.2f ms/step): %.0f total tokens/s, %.0f output tokens/s, %ld preemptions\n",
+           wall, steps, 1e3 * wall / (steps ? steps : 1), tot / wall, gen / wall, ss->preemptions);
+    printf("  mean TTFT %.1f ms, mean TPOT %.2f ms, mean latency %.2f s\n", done ? 1e3 * ttft_sum / done : 0,
+           ntpot ? 1e3 * tpot_sum / ntpot : 0, done ? lat_sum / done : 0);
+    printf("  roofline (GEMM %.0f TFLOP/s, %.0f GB/s): %.3g PFLOP -> %.2f s at the GEMM rate = %.1f%% of wall; "
+           "%.1f GB -> %.2f s; per-step max(compute, memory) %.2f s = %.1f%% of wall\n",
+           peak_tflops, peak_gbps, flops / 1e15, flops / (peak_tflops * 1e12),
+           100 * flops / (peak_tflops * 1e12) / wall, bytes / 1e9, bytes / (peak_gbps * 1e9), roof,
+           100 * roof / wall);
+    printf("  steps with prefill: %ld, %.2f s (%.0f TFLOP/s); decode-only steps: %ld, %.2f s (%.2f ms each, "
+           "batch %.0f, %.0f%% of their roofline)\n", n_pf, t_pf, t_pf > 0 ? f_pf / t_pf / 1e12 : 0, n_dec, t_dec,
+           n_dec ? 1e3 * t_dec / n_dec : 0, n_dec ? (double)seqs_dec / n_dec : 0, t_dec > 0 ? 100 * roof_dec / t_dec : 0);
+    printf("  achieved %.0f TFLOP/s; prefill tokens computed %ld (recomputed %ld); KV peak %ld of %d blocks, "
+           "token states %.1f%% of held slots, internal fragmentation %.1f%%\n", flops / wall / 1e12,
+           prefill_done, prefill_done - total_prompt, peak_blocks, mem.num_blocks,
+           sum_held > 0 ? 100 * sum_tok / sum_held : 0, sum_held > 0 ? 100 * sum_frag / sum_held : 0);
+    if (js) {
+        fprintf(js, "{\"config\": \"%s\", \"workload\": \"%s\", \"kv_policy\": \"%s\", \"requests\": %d, "
+                "\"prompt_tokens\": %ld, \"output_tokens\": %ld, \"wall_s\": %.3f, \"steps\": %ld, "
+                "\"total_tok_s\": %.1f, \"output_tok_s\": %.1f, \"preemptions\": %ld, \"pflop\": %.4f, "
+                "\"compute_roofline_pct\": %.2f, \"roofline_pct\": %.2f, \"achieved_tflops\": %.1f, "
+                "\"peak_tflops\": %.1f, \"peak_gbps\": %.1f, \"mean_ttft_ms\": %.2f, \"mean_tpot_ms\": %.3f, "
+                "\"kv_blocks\": %d, \"kv_peak_blocks\": %ld, \"max_num_batched_tokens\": %d}\n",
+                c.name, workload, kv_policy_name(cfg.kv_policy), nreq, total_prompt, gen, wall, steps, tot / wall,
+                gen / wall, ss->preemptions, flops / 1e15, 100 * flops / (peak_tflops * 1e12) / wall,
+                100 * roof / wall, flops / wall / 1e12, peak_tflops, peak_gbps,
+                done ? 1e3 * ttft_sum / done : 0, ntpot ? 1e3 * tpot_sum / ntpot : 0, mem.num_blocks,
+                peak_blocks, mo->max_num_batched_tokens);
+        fclose(js);
+    }
+    (void)t_attn_ctx;
+    static char prof[4096];
+    if (model_profile_text(eng_model(e), prof, sizeof prof) == 0) printf("  GPU time by op (PAGESIM_PROFILE):\n%s", prof);
+    eng_free(e);
+    for (int r = 0; r < nreq; r++) free(prompts[r]);
+    free(prompts); free(pl); free(ol);
+    return done == nreq ? 0 : 1;
+}

@@ -1,0 +1,47 @@
+/* cli: number options of the engine's front ends (see apps/engine/cli.h). */
+#include "apps/engine/cli.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_int(const char *prog, const char *opt, const char *v, long lo, long hi) {
+    char *end = NULL;
+    errno = 0;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || errno || end == v || *end || x < lo || x > hi) {
+        fprintf(stderr, "%s: %s wants an integer in [%ld, %ld], got '%s'\n", prog, opt, lo, hi, v ? v : "");
+        exit(2);
+    }
+    return (int)x;
+}
+
+double cli_num(const char *prog, const char *opt, const char *v, double lo, double hi) {
+    char *end = NULL;
+    errno = 0;
+    double x = v ? strtod(v, &end) : 0;
+    if (!v || errno || end == v || *end || !(x >= lo && x <= hi)) {
+        fprintf(stderr, "%s: %s wants a number in [%g, %g], got '%s'\n", prog, opt, lo, hi, v ? v : "");
+        exit(2);
+    }
+    return x;
+}
+
+int cli_model_option(const char *prog, const char *opt, const char *v, model_opts *m, kv_policy *kp) {
+    if (!strcmp(opt, "--kv-policy")) {
+        int p = v ? kv_policy_parse(v) : -1;
+        if (p != KV_PAGED && p != KV_CONTIGUOUS) {
+            fprintf(stderr, "%s: --kv-policy is paged or contiguous, got '%s'\n", prog, v ? v : "");
+            exit(2);
+        }
+        *kp = (kv_policy)p;
+    }
+    else if (!strcmp(opt, "--max-num-batched-tokens")) m->max_num_batched_tokens = cli_int(prog, opt, v, 1, 1 << 24);
+    else if (!strcmp(opt, "--max-num-seqs")) m->max_num_seqs = cli_int(prog, opt, v, 1, 1 << 16);
+    else if (!strcmp(opt, "--max-model-len")) m->max_model_len = cli_int(prog, opt, v, 1, 1 << 24);
+    else if (!strcmp(opt, "--block-size")) m->block_size = cli_int(prog, opt, v, 1, 1024);
+    else if (!strcmp(opt, "--gpu-memory-utilization")) m->gpu_memory_utilization = cli_num(prog, opt, v, 0.01, 1);
+    else if (!strcmp(opt, "--num-gpu-blocks")) m->num_gpu_blocks = cli_int(prog, opt, v, 1, 1 << 30);
+    else return 0;
+    return 1;
+}

@@ -1,0 +1,17 @@
+/* cli: number options of the engine's front ends (engine/run, bench, serve).
+ * Front-end helpers: on a bad value they print "PROG: OPT wants ..." and exit
+ * with status 2, so call them only from *_main.c. */
+#ifndef APPS_ENGINE_CLI_H
+#define APPS_ENGINE_CLI_H
+#include "engine/model.h"
+#include "sim/kv_cache.h"
+/* The integer in v (whole string), in [lo, hi]. */
+int    cli_int(const char *prog, const char *opt, const char *v, long lo, long hi);
+/* The number in v (whole string), in [lo, hi]. */
+double cli_num(const char *prog, const char *opt, const char *v, double lo, double hi);
+/* The batching, memory and KV options every front end shares (--kv-policy,
+ * --max-num-batched-tokens, --max-num-seqs, --max-model-len, --block-size,
+ * --gpu-memory-utilization, --num-gpu-blocks): sets *m or *kp from value v
+ * and returns 1, or returns 0 when opt is none of them. */
+int    cli_model_option(const char *prog, const char *opt, const char *v, model_opts *m, kv_policy *kp);
+#endif

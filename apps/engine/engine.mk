@@ -1,0 +1,15 @@
+# apps/engine: the CUDA engine's commands (engine/run, engine/bench; cli.c holds
+# the number options they share with engine/serve) and the safetensors fuzzer.
+# `make engine-fuzz` runs the libFuzzer harness for ~60 s.
+BINS += $(BINDIR)/engine/run $(BINDIR)/engine/bench
+$(BINDIR)/engine/run: $(BUILD)/apps/engine/run_main.o $(BUILD)/apps/engine/cli.o $(LIBS)
+	@mkdir -p $(@D)
+	$(LINK)
+$(BINDIR)/engine/bench: $(BUILD)/apps/engine/bench_main.o $(BUILD)/apps/engine/cli.o $(LIBS)
+	@mkdir -p $(@D)
+	$(LINK)
+
+.PHONY: engine-fuzz
+engine-fuzz: ## fuzz the safetensors header parser with libFuzzer (clang), about 60 s
+	@bash tests/fuzz/run_st_fuzz.sh
+fuzz: engine-fuzz

@@ -1,0 +1,358 @@
+/* engine/run: runs a model on prompts (text or token ids) through the engine
+ * loop (engine/engine.h: the sim/ scheduler and KV cache) and prints each
+ * request's generated text or ids, one line per request, in request order.
+ *   engine/run --model DIR | --dummy-weights CONFIG.json [--prompt TEXT | --prompt-ids 1,2,3]...
+ *              [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
+ *              [--kv-policy paged|contiguous] [--dump-logits FILE] [memory and batching options]
+ * On stderr: the memory plan (vLLM's log lines), each request's TTFT, TPOT,
+ * token counts and preemptions, and the KV block statistics of the run (the
+ * simulator's categories, sampled after every step). */
+#include "apps/engine/cli.h"
+#include "engine/engine.h"
+#include "engine/weights.h"
+#include "text/tokenizer.h"
+#include "text/chat_template.h"
+#include "sim/model_config.h"
+#include <cjson/cJSON.h>
+#include <libgen.h>
+#include <unistd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PROG "engine/run"
+
+#define MAX_REQ 4096
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: engine/run (--model DIR | --dummy-weights CONFIG.json) [options]\n"
+        "  --prompt TEXT             one request's prompt as text (needs a tokenizer; repeat for a batch)\n"
+        "  --prompt-ids 1,2,3        one request's prompt token ids (repeat for a batch; default 1,2,3,4)\n"
+        "  --tokenizer FILE          tokenizer.json (default: DIR/tokenizer.json with --model DIR)\n"
+        "  --chat                    wrap each --prompt as a user turn with the chat template of\n"
+        "                            tokenizer_config.json beside the tokenizer\n"
+        "  --output text|ids         what to print per request (default: text with a tokenizer, else ids)\n"
+        "  --max-tokens N            tokens to generate per request (default 16)\n"
+        "  --temperature T           0 = greedy (default 0)\n"
+        "  --top-k K --top-p P       sampling filters (default off)\n"
+        "  --seed S                  request r uses seed S + r (default 0)\n"
+        "  --eos-id N                stop token (default: the chat template's end of turn with --chat,\n"
+        "                            else eos_token_id of DIR/config.json; none with --dummy-weights)\n"
+        "  --ignore-eos              generate exactly --max-tokens tokens\n"
+        "  --kv-policy paged|contiguous  paged KV blocks (default), or max_model_len slots reserved\n"
+        "                            per sequence up front (a static KV cache), same kernels\n"
+        "  --no-prefix-caching       turn automatic prefix caching off (paged)\n"
+        "  --dump-logits FILE        write every position's logits (binary, see tests/gpu/compare_hf.py)\n"
+        "  --max-num-batched-tokens N  tokens per step (default 2048; smaller forces chunked prefill)\n"
+        "  --max-num-seqs N          sequences per step (default 256)\n"
+        "  --max-model-len N         tokens per sequence (default min(max_position, 4096))\n"
+        "  --block-size N            KV block size (default 16)\n"
+        "  --gpu-memory-utilization F  share of GPU memory to use (default 0.9)\n"
+        "  --num-gpu-blocks N        KV blocks to allocate instead of what memory allows\n"
+        "  --dummy-seed S            seed of --dummy-weights (default 0)\n"
+        "  --quiet                   no per-request lines on stderr\n");
+}
+
+static int parse_ids(const char *s, int32_t **out) {
+    int n = 0, cap = 16;
+    int32_t *v = malloc(sizeof *v * cap);
+    while (v && *s) {
+        char *end;
+        long x = strtol(s, &end, 10);
+        if (end == s || x < 0 || x > 0x7fffffff) break;
+        if (n == cap) {
+            int32_t *nv = realloc(v, sizeof *v * (cap *= 2));
+            if (!nv) break;
+            v = nv;
+        }
+        v[n++] = (int32_t)x;
+        s = end;
+        if (*s == ',') s++;
+        else if (*s) break;
+    }
+    if (!v || *s) { free(v); return -1; }
+    *out = v;
+    return n;
+}
+
+
+/* eos_token_id of a config.json (a number or the first of a list), or -1 */
+static int config_eos(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    cJSON *j = cJSON_Parse(buf);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "eos_token_id");
+    if (cJSON_IsArray(e)) e = cJSON_GetArrayItem(e, 0);
+    int id = cJSON_IsNumber(e) ? e->valueint : -1;
+    cJSON_Delete(j);
+    return id;
+}
+
+/* ---- logits dump (--dump-logits): every computed position of every request */
+typedef struct dump_ctx {
+    float **rows;        /* (nreq,) each (P + max_tokens - 1, V) */
+    int    *len;         /* (nreq,) rows of each */
+    int     nreq, V;
+} dump_ctx;
+
+static void on_logits(void *ctx, int id, int pos, const float *row, int V) {
+    dump_ctx *d = ctx;
+    if (id < 0 || id >= d->nreq || pos < 0 || pos >= d->len[id] || V != d->V) return;
+    memcpy(d->rows[id] + (size_t)pos * V, row, sizeof(float) * (size_t)V);
+}
+
+static void print_text(const tok_tokenizer *tok, const int32_t *ids, int n) {
+    size_t need = tok_decode(tok, ids, (size_t)n, TOK_SKIP_SPECIAL, NULL, 0);
+    char *txt = malloc(need + 1);
+    if (!txt) { printf("\n"); return; }
+    tok_decode(tok, ids, (size_t)n, TOK_SKIP_SPECIAL, txt, need + 1);
+    for (char *c = txt; *c; c++) {                /* one line per request, newlines escaped */
+        if (*c == '\n') fputs("\\n", stdout);
+        else if (*c == '\\') fputs("\\\\", stdout);
+        else putchar(*c);
+    }
+    printf("\n");
+    free(txt);
+}
+
+int main(int argc, char **argv) {
+    const char *model_dir = NULL, *dummy = NULL, *dump = NULL, *tok_path = NULL, *output = NULL;
+    static const char *texts[MAX_REQ];
+    static int text_slot[MAX_REQ], plen[MAX_REQ];
+    static int32_t *prompts[MAX_REQ];
+    int ntext = 0, nreq = 0, max_tokens = 16, top_k = 0, eos_id = -2, chat = 0, quiet = 0, ignore_eos = 0;
+    float temperature = 0, top_p = 1;
+    unsigned long long seed = 0, dummy_seed = 0;
+    eng_config cfg = {0};
+    cfg.prefix_caching = true;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        if (!strcmp(a, "--chat")) { chat = 1; continue; }
+        if (!strcmp(a, "--quiet")) { quiet = 1; continue; }
+        if (!strcmp(a, "--ignore-eos")) { ignore_eos = 1; continue; }
+        if (!strcmp(a, "--no-prefix-caching")) { cfg.prefix_caching = false; continue; }
+        if (!v) { fprintf(stderr, "engine/run: %s needs a value\n", a); usage(stderr); return 2; }
+        i++;
+        if (!strcmp(a, "--model")) model_dir = v;
+        else if (!strcmp(a, "--dummy-weights")) dummy = v;
+        else if (!strcmp(a, "--prompt-ids") || !strcmp(a, "--prompt")) {
+            if (nreq == MAX_REQ) { fprintf(stderr, "engine/run: at most %d prompts\n", MAX_REQ); return 2; }
+            if (!strcmp(a, "--prompt")) {
+                texts[ntext] = v;
+                text_slot[ntext++] = nreq;
+                prompts[nreq] = NULL;
+                plen[nreq++] = 0;
+                continue;
+            }
+            plen[nreq] = parse_ids(v, &prompts[nreq]);
+            if (plen[nreq] <= 0) { fprintf(stderr, "engine/run: bad --prompt-ids '%.60s'\n", v); return 2; }
+            nreq++;
+        } else if (!strcmp(a, "--tokenizer")) tok_path = v;
+        else if (!strcmp(a, "--output")) output = v;
+        else if (!strcmp(a, "--max-tokens")) max_tokens = cli_int(PROG, a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--temperature")) temperature = (float)cli_num(PROG, a, v, 0, 100);
+        else if (!strcmp(a, "--top-k")) top_k = cli_int(PROG, a, v, 0, 1 << 24);
+        else if (!strcmp(a, "--top-p")) top_p = (float)cli_num(PROG, a, v, 0, 1);
+        else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--dummy-seed")) dummy_seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--eos-id")) eos_id = cli_int(PROG, a, v, -1, 0x7fffffff);
+        else if (!strcmp(a, "--dump-logits")) dump = v;
+        else if (cli_model_option(PROG, a, v, &cfg.model, &cfg.kv_policy)) {}
+        else { fprintf(stderr, "engine/run: unknown option %s\n", a); usage(stderr); return 2; }
+    }
+    if (!model_dir == !dummy) { fprintf(stderr, "engine/run: give --model DIR or --dummy-weights CONFIG.json\n"); usage(stderr); return 2; }
+    if (nreq == 0) { parse_ids("1,2,3,4", &prompts[0]); plen[0] = 4; nreq = 1; }
+
+    char err[1024], path[1024], tok_default[1024];
+    if (!tok_path && model_dir) {
+        snprintf(tok_default, sizeof tok_default, "%s/tokenizer.json", model_dir);
+        if (access(tok_default, R_OK) == 0) tok_path = tok_default;
+    }
+    tok_tokenizer *tok = NULL;
+    if (tok_path && !(tok = tok_load(tok_path, err, sizeof err))) {
+        fprintf(stderr, "engine/run: %s\n", err);
+        return 1;
+    }
+    if (ntext && !tok) { fprintf(stderr, "engine/run: --prompt needs a tokenizer (--tokenizer FILE)\n"); return 2; }
+    if (output && strcmp(output, "text") && strcmp(output, "ids")) {
+        fprintf(stderr, "engine/run: --output is text or ids\n");
+        return 2;
+    }
+    int as_text = output ? !strcmp(output, "text") : tok != NULL;
+    if (as_text && !tok) { fprintf(stderr, "engine/run: --output text needs a tokenizer\n"); return 2; }
+    chat_kind ck = CHAT_UNKNOWN;
+    if (chat) {
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s", tok_path ? tok_path : ".");
+        snprintf(path, sizeof path, "%s/tokenizer_config.json", dirname(dir));
+        if (!tok || chat_detect(path, &ck, err, sizeof err)) {
+            fprintf(stderr, "engine/run: --chat: %s\n", tok ? err : "needs a tokenizer");
+            return 2;
+        }
+        const char *end = ck == CHAT_LLAMA3 || ck == CHAT_LLAMA31 ? "<|eot_id|>"
+                        : ck == CHAT_GEMMA ? "<end_of_turn>" : "<|im_end|>";
+        if (eos_id == -2) eos_id = tok_special_id(tok, end);
+    }
+    for (int i = 0; i < ntext; i++) {             /* text prompts -> ids */
+        tok_ids ti = {0};
+        const char *txt = texts[i];
+        char *rendered = NULL;
+        if (chat) {
+            chat_msg msg = {"user", texts[i]};
+            size_t need = chat_render(ck, &msg, 1, 1, 0, NULL, 0);
+            rendered = need != (size_t)-1 ? malloc(need + 1) : NULL;
+            if (!rendered) { fprintf(stderr, "engine/run: cannot render the chat template\n"); return 1; }
+            chat_render(ck, &msg, 1, 1, 0, rendered, need + 1);
+            txt = rendered;
+        }
+        if (tok_encode(tok, txt, strlen(txt), chat ? 0 : TOK_ADD_SPECIAL, &ti) || ti.n == 0) {
+            fprintf(stderr, "engine/run: cannot encode --prompt '%.40s'\n", texts[i]);
+            return 1;
+        }
+        free(rendered);
+        int r = text_slot[i];
+        prompts[r] = malloc(sizeof(int32_t) * ti.n);
+        memcpy(prompts[r], ti.ids, sizeof(int32_t) * ti.n);
+        plen[r] = (int)ti.n;
+        tok_ids_free(&ti);
+    }
+    mc_config c;
+    snprintf(path, sizeof path, "%s/config.json", model_dir ? model_dir : "");
+    if (mc_load(&c, dummy ? dummy : path, err, sizeof err) || w_check_config(&c, err, sizeof err)) {
+        fprintf(stderr, "engine/run: %s\n", err);
+        return 1;
+    }
+    if (eos_id == -2) eos_id = model_dir ? config_eos(path) : -1;
+    if (ignore_eos) eos_id = -1;
+    cfg.eos_id = eos_id;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    w_weights w;
+    if ((dummy ? w_dummy(&w, &c, dummy_seed, err, sizeof err) : w_load(&w, model_dir, &c, err, sizeof err))) {
+        fprintf(stderr, "engine/run: %s\n", err);
+        return 1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    fprintf(stderr, "Loading weights took %.2f GiB and %.2f s (%s)\n", w.bytes / 1073741824.0,
+            (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec), dummy ? "dummy" : model_dir);
+    int longest = 0;
+    for (int r = 0; r < nreq; r++)
+        if (plen[r] + max_tokens > longest) longest = plen[r] + max_tokens;
+    if (cfg.model.max_model_len <= 0 && longest > 4096) cfg.model.max_model_len = longest;
+    dump_ctx dc = {0};
+    if (dump) {
+        dc.nreq = nreq; dc.V = c.vocab_size;
+        dc.rows = calloc((size_t)nreq, sizeof *dc.rows);
+        dc.len = calloc((size_t)nreq, sizeof *dc.len);
+        for (int r = 0; r < nreq; r++) {
+            dc.len[r] = plen[r] + max_tokens - 1;
+            dc.rows[r] = calloc((size_t)dc.len[r] * c.vocab_size, sizeof(float));
+            if (!dc.rows[r]) { fprintf(stderr, "engine/run: out of memory for --dump-logits\n"); return 1; }
+        }
+        cfg.on_logits = on_logits;
+        cfg.logits_ctx = &dc;
+    }
+    model_mem mem;
+    eng *e = eng_create(&c, &w, &cfg, &mem, err, sizeof err);
+    if (!e) { fprintf(stderr, "engine/run: %s\n", err); return 1; }
+    const model_opts *mo = model_options(eng_model(e));
+    fprintf(stderr, "Memory: weights %.2f GiB, activation peak %.2f GiB, KV cache %.2f GiB (%zu bytes/token)\n",
+            mem.weights / 1073741824.0, mem.activations / 1073741824.0, mem.kv_cache / 1073741824.0,
+            mem.kv_bytes_per_token);
+    fprintf(stderr, "GPU KV cache size: %ld tokens\n", mem.kv_tokens);
+    fprintf(stderr, "Maximum concurrency for %d tokens per request: %.2fx\n", mo->max_model_len,
+            mem.max_concurrency);
+    fprintf(stderr, "KV policy: %s, %d blocks of %d, prefix caching %s\n", kv_policy_name(cfg.kv_policy),
+            mem.num_blocks, mem.block_size, cfg.prefix_caching && cfg.kv_policy == KV_PAGED ? "on" : "off");
+    int rc = 1;
+    eng_result *res = calloc((size_t)nreq, sizeof *res);
+    int *got = calloc((size_t)nreq, sizeof *got);
+    long prompt_tokens = 0, gen_tokens = 0;
+    for (int r = 0; r < nreq; r++) {
+        eng_params p = {max_tokens, temperature, top_k, top_p, seed + (uint64_t)r};
+        if (eng_add_request(e, r, prompts[r], plen[r], &p, err, sizeof err)) {
+            fprintf(stderr, "engine/run: %s\n", err);
+            goto out;
+        }
+        prompt_tokens += plen[r];
+    }
+    /* the block statistics, sampled after every step */
+    double sum_blocks = 0, sum_tok = 0, sum_frag = 0, sum_held = 0;
+    long peak_blocks = 0, peak_tok = 0, peak_frag = 0, nsamp = 0;
+    kv_usage u;
+    int steps = 0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (eng_has_work(e)) {
+        const eng_result *d;
+        int nd, s = eng_step(e, &d, &nd, err, sizeof err);
+        if (s < 0) { fprintf(stderr, "engine/run: step %d: %s\n", steps, err); goto out; }
+        if (s == 0) { fprintf(stderr, "engine/run: the engine stalled with work left\n"); goto out; }
+        steps++;
+        eng_usage(e, &u);
+        long held = (long)u.blocks_used * mem.block_size;
+        if (cfg.kv_policy != KV_PAGED) held = u.token_slots + u.reserved_slots + u.internal_frag;
+        sum_blocks += u.blocks_used; sum_tok += u.token_slots; sum_frag += u.internal_frag; sum_held += held;
+        if (u.blocks_used > peak_blocks) peak_blocks = u.blocks_used;
+        if (u.token_slots > peak_tok) peak_tok = u.token_slots;
+        if (u.internal_frag > peak_frag) peak_frag = u.internal_frag;
+        nsamp++;
+        for (int i = 0; i < nd; i++)
+            if (d[i].id >= 0 && d[i].id < nreq) { res[d[i].id] = d[i]; got[d[i].id] = 1; gen_tokens += d[i].num_tokens; }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double sec = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
+    const sched_stats *ss = eng_sched_stats(e);
+    fprintf(stderr, "%d requests, %ld prompt + %ld generated tokens in %d steps, %.3f s (%.0f tokens/s), "
+            "%ld preemptions (recompute)\n", nreq, prompt_tokens, gen_tokens, steps, sec,
+            (prompt_tokens + gen_tokens) / (sec > 0 ? sec : 1), ss->preemptions);
+    if (nsamp > 0)
+        fprintf(stderr, "KV blocks: peak %ld of %d used, mean %.1f; token states: peak %ld slots, mean %.1f%% "
+                "of held slots; internal fragmentation: peak %ld slots, mean %.1f%% of held slots; "
+                "prefix-cache hits %ld tokens\n", peak_blocks, mem.num_blocks, sum_blocks / nsamp, peak_tok,
+                sum_held > 0 ? 100.0 * sum_tok / sum_held : 0.0, peak_frag,
+                sum_held > 0 ? 100.0 * sum_frag / sum_held : 0.0, u.prefix_hit_tokens);
+    for (int r = 0; r < nreq; r++) {
+        if (!got[r]) { fprintf(stderr, "engine/run: request %d never finished\n", r); goto out; }
+        const eng_result *x = &res[r];
+        if (!quiet) {
+            double ttft = x->first_token >= 0 ? x->first_token - x->arrival : -1;
+            double tpot = x->num_tokens > 1 ? (x->finish - x->first_token) / (x->num_tokens - 1) : 0;
+            fprintf(stderr, "request %d: prompt %d, output %d tokens, TTFT %.1f ms, TPOT %.2f ms, "
+                    "latency %.1f ms, preemptions %d%s\n", r, x->prompt_len, x->num_tokens, 1e3 * ttft,
+                    1e3 * tpot, 1e3 * (x->finish - x->arrival), x->num_preemptions, x->aborted ? ", aborted" : "");
+        }
+        if (as_text) { print_text(tok, x->tokens, x->num_tokens); continue; }
+        for (int i = 0; i < x->num_tokens; i++) printf(i ? ",%d" : "%d", x->tokens[i]);
+        printf("\n");
+    }
+    if (dump) {
+        FILE *f = fopen(dump, "wb");
+        if (!f) { fprintf(stderr, "engine/run: cannot write %s\n", dump); goto out; }
+        int32_t hdr[3] = {0x474c5350 /* "PSLG" */, nreq, c.vocab_size};
+        fwrite(hdr, 4, 3, f);
+        for (int r = 0; r < nreq; r++) {
+            const eng_result *x = &res[r];
+            int32_t pg[2] = {plen[r], x->num_tokens};
+            fwrite(pg, 4, 2, f);
+            fwrite(prompts[r], 4, (size_t)plen[r], f);
+            fwrite(x->tokens, 4, (size_t)x->num_tokens, f);
+            fwrite(dc.rows[r], sizeof(float) * c.vocab_size, (size_t)(plen[r] + x->num_tokens - 1), f);
+        }
+        if (fclose(f)) { fprintf(stderr, "engine/run: write error on %s\n", dump); goto out; }
+    }
+    rc = 0;
+out:
+    eng_free(e);
+    for (int r = 0; r < nreq; r++) free(prompts[r]);
+    if (dump) { for (int r = 0; r < nreq; r++) free(dc.rows[r]); free(dc.rows); free(dc.len); }
+    free(res); free(got);
+    tok_free(tok);
+    return rc;
+}

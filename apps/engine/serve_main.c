@@ -1,0 +1,190 @@
+/* apps/engine/serve_main.c — the `engine/serve` command: parse options, pick a
+ * backend (open_backend: the CUDA engine of serve/serve_engine.c for
+ * --model/--dummy-weights, or the mock), serve until SIGINT/SIGTERM. */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apps/engine/cli.h"
+#include "serve/serve.h"
+#include "serve/serve_engine.h"
+
+#define PROG "engine/serve"
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: engine/serve (--model PATH | --dummy-weights CONFIG | --mock) [options]\n"
+        "An OpenAI-compatible server: /v1/chat/completions, /v1/completions, /v1/models,\n"
+        "/health, /metrics (Prometheus, vLLM's metric names).\n"
+        "\n"
+        "  --model PATH              a Hugging Face checkpoint directory (CUDA engine)\n"
+        "  --dummy-weights CONFIG    random weights at the shapes of a config.json (CUDA engine)\n"
+        "  --mock                    no GPU: deterministic JSON decisions, one token per step\n"
+        "  --host ADDR               address to bind (default 127.0.0.1: loopback only)\n"
+        "  --port N                  TCP port (default 8000; 0 = any free port)\n"
+        "  --api-key KEY             require \"Authorization: Bearer KEY\" on /v1/*\n"
+        "                            (default: $PAGESIM_API_KEY when set)\n"
+        "  --max-body BYTES          request body limit (default 1048576)\n"
+        "  --max-tokens-limit N      largest max_tokens accepted (default 32768)\n"
+        "  --served-model-name NAME  the model name clients send (default: mock / the path)\n"
+        "  --chat-template NAME      chatml, qwen2.5, qwen3, llama3, llama3.1, gemma (default:\n"
+        "                            detected from PATH/tokenizer_config.json; qwen3 otherwise)\n"
+        "  --max-connections N       concurrent connections (default 1024)\n"
+        "  --token-delay-ms X        mock: time of one decode step (default 10)\n"
+        "  --max-num-seqs N          requests running at once (default 256)\n"
+        "Engine (--model / --dummy-weights):\n"
+        "  --tokenizer FILE          tokenizer.json (default: PATH/tokenizer.json, or\n"
+        "                            data/tokenizers/qwen3/tokenizer.json with --dummy-weights)\n"
+        "  --dummy-seed N            seed of the random weights (default 0)\n"
+        "  --kv-policy paged|contiguous  paged blocks (default) or max_model_len reserved per sequence\n"
+        "  --gpu-memory-utilization F  share of GPU memory to use (default 0.9)\n"
+        "  --max-model-len N         tokens per sequence (default min(max_position, 4096))\n"
+        "  --max-num-batched-tokens N  tokens per step (default 8192)\n"
+        "  --num-gpu-blocks N        KV blocks instead of what memory allows\n"
+        "  --block-size N            KV block size (default 16)\n"
+        "  --no-prefix-caching       turn automatic prefix caching off\n"
+        "  --verbose                 one log line per request on stderr\n"
+        "  --help                    this text\n");
+}
+
+static void log_line(void *ctx, const char *line) { (void)ctx; fprintf(stderr, "serve: %s\n", line); }
+
+static long parse_long(const char *opt, const char *v, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || errno || *end || end == v || x < lo || x > hi) {
+        fprintf(stderr, "engine/serve: %s needs an integer in %ld..%ld, got '%s'\n", opt, lo, hi, v ? v : "");
+        exit(2);
+    }
+    return x;
+}
+
+typedef struct {
+    const char *model_path, *dummy_cfg, *served_name;
+    int mock;
+    double token_delay_ms;
+    int max_num_seqs;
+    srv_engine_opts eng;         /* --model / --dummy-weights */
+} backend_choice;
+
+/* The single place that picks a backend: the CUDA engine for --model /
+ * --dummy-weights (its memory plan is logged), or the mock. */
+static srv_backend *open_backend(backend_choice *bc, char *err, size_t cap) {
+    if (bc->mock) {
+        srv_mock_opts mo;
+        srv_mock_opts_init(&mo);
+        if (bc->served_name) mo.model = bc->served_name;
+        mo.token_delay_us = (int)(bc->token_delay_ms * 1000);
+        mo.max_num_seqs = bc->max_num_seqs;
+        return srv_mock_create(&mo, err, cap);
+    }
+    bc->eng.model_dir = bc->model_path;
+    bc->eng.dummy_config = bc->dummy_cfg;
+    bc->eng.served_name = bc->served_name;
+    bc->eng.model.max_num_seqs = bc->max_num_seqs;
+    char info[2048];
+    srv_backend *b = srv_engine_create(&bc->eng, info, sizeof info, err, cap);
+    if (b) fprintf(stderr, "%s\n", info);
+    return b;
+}
+
+
+int main(int argc, char **argv) {
+    srv_opts o;
+    srv_opts_init(&o);
+    backend_choice bc = {0};
+    srv_engine_opts_init(&bc.eng);
+    bc.token_delay_ms = 10;
+    bc.max_num_seqs = 256;
+    int template_given = 0;
+    const char *env_key = getenv("PAGESIM_API_KEY");
+    if (env_key && *env_key) o.api_key = env_key;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEEDV() do { if (!v) { fprintf(stderr, "engine/serve: %s needs a value\n", a); return 2; } i++; } while (0)
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        else if (!strcmp(a, "--mock")) bc.mock = 1;
+        else if (!strcmp(a, "--verbose")) { o.log = log_line; }
+        else if (!strcmp(a, "--model")) { NEEDV(); bc.model_path = v; }
+        else if (!strcmp(a, "--dummy-weights")) { NEEDV(); bc.dummy_cfg = v; }
+        else if (!strcmp(a, "--host")) { NEEDV(); o.host = v; }
+        else if (!strcmp(a, "--port")) { NEEDV(); o.port = (int)parse_long(a, v, 0, 65535); }
+        else if (!strcmp(a, "--api-key")) { NEEDV(); o.api_key = v; }
+        else if (!strcmp(a, "--max-body")) { NEEDV(); o.max_body = (size_t)parse_long(a, v, 1, LONG_MAX); }
+        else if (!strcmp(a, "--max-tokens-limit")) { NEEDV(); o.max_tokens_limit = (int)parse_long(a, v, 1, INT_MAX); }
+        else if (!strcmp(a, "--max-connections")) { NEEDV(); o.conn_limit = (unsigned)parse_long(a, v, 1, 1000000); }
+        else if (!strcmp(a, "--served-model-name")) { NEEDV(); bc.served_name = v; }
+        else if (!strcmp(a, "--chat-template")) {
+            NEEDV();
+            if ((o.chat_template = chat_kind_parse(v)) == CHAT_UNKNOWN) {
+                fprintf(stderr, "engine/serve: --chat-template '%s' is not one of chatml, qwen2.5, qwen3, "
+                        "llama3, llama3.1, gemma\n", v);
+                return 2;
+            }
+            template_given = 1;
+        }
+        else if (!strcmp(a, "--max-num-seqs")) { NEEDV(); bc.max_num_seqs = (int)parse_long(a, v, 1, 1 << 20); }
+        else if (!strcmp(a, "--tokenizer")) { NEEDV(); bc.eng.tokenizer = v; }
+        else if (!strcmp(a, "--dummy-seed")) { NEEDV(); bc.eng.dummy_seed = (uint64_t)parse_long(a, v, 0, LONG_MAX); }
+        else if (cli_model_option(PROG, a, v, &bc.eng.model, &bc.eng.kv_policy)) { NEEDV(); }
+        else if (!strcmp(a, "--no-prefix-caching")) bc.eng.prefix_caching = 0;
+        else if (!strcmp(a, "--token-delay-ms")) {
+            NEEDV();
+            char *end;
+            bc.token_delay_ms = strtod(v, &end);
+            if (*end || end == v || !(bc.token_delay_ms >= 0 && bc.token_delay_ms <= 60000)) {
+                fprintf(stderr, "engine/serve: --token-delay-ms needs a number in 0..60000, got '%s'\n", v);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "engine/serve: unknown option '%s' (see --help)\n", a);
+            return 2;
+        }
+#undef NEEDV
+    }
+    if (bc.mock + !!bc.model_path + !!bc.dummy_cfg != 1) {
+        fprintf(stderr, "engine/serve: give exactly one of --model PATH, --dummy-weights CONFIG, --mock\n");
+        usage(stderr);
+        return 2;
+    }
+    /* block the stop signals in every thread; main waits for them below */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char err[512];
+    srv_backend *be = open_backend(&bc, err, sizeof err);
+    if (!be) { fprintf(stderr, "engine/serve: %s\n", err); return 1; }
+    if (!template_given && bc.model_path) {      /* the checkpoint's own template family */
+        char path[4096];
+        snprintf(path, sizeof path, "%s/tokenizer_config.json", bc.model_path);
+        err[0] = 0;
+        if (chat_detect(path, &o.chat_template, err, sizeof err) == 0 && o.chat_template == CHAT_UNKNOWN)
+            snprintf(err, sizeof err, "%.400s: a chat template this server does not know", path);
+        if (o.chat_template == CHAT_UNKNOWN) {
+            fprintf(stderr, "engine/serve: %s; choose one with --chat-template NAME\n", err);
+            be->destroy(be);
+            return 1;
+        }
+    }
+    srv_server *s = srv_start(&o, be, err, sizeof err);
+    if (!s) { fprintf(stderr, "engine/serve: %s\n", err); be->destroy(be); return 1; }
+    const char *h = o.host;
+    int v6 = strchr(h, ':') != NULL;
+    fprintf(stderr, "engine/serve: serving '%s' on http://%s%s%s:%d%s (Ctrl-C stops)\n", be->model,
+            v6 ? "[" : "", h, v6 ? "]" : "", srv_port(s), o.api_key ? ", API key required" : "");
+    int sig = 0;
+    sigwait(&set, &sig);
+    fprintf(stderr, "engine/serve: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    srv_stop(s);
+    be->destroy(be);
+    return 0;
+}

@@ -1,0 +1,625 @@
+/* labs/bias: the command.  Runs the investment-bias experiment the way the
+ * study's scripts do (every set, then the aggregation), with simulated
+ * replies from a bias profile, the CUDA engine in process (--real) or a server
+ * (--server); also `analyze`, `gen-evidence`, `fit-profile`, `compare`.
+ * Only this file prints and exits. */
+#include "labs/bias_aggregate.h"
+#include "labs/bias_data.h"
+#include "labs/bias_dump.h"
+#include "labs/bias_evidence.h"
+#include "labs/bias_fit.h"
+#include "labs/bias_output.h"
+#include "labs/bias_profile.h"
+#include "labs/bias_run.h"
+#include "labs/bias_serving.h"
+#include "labs/bias_figure.h"
+#include "labs/bias_metrics.h"
+#include "labs/bias_tokens.h"
+#include "labs/bias_compare.h"
+#include "labs/bias_sources.h"
+#include "base/clock.h"
+#include <cairo.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_TICKERS "data/universe/sp500.csv"
+#define DEFAULT_PROFILE "data/bias_profiles/qwen3-30b-a3b.json"
+#define DEFAULT_MODEL_CONFIG "data/models/qwen3-30b-a3b-instruct-2507.json"
+#define DEFAULT_MODEL "Qwen/Qwen3-30B-A3B-Instruct-2507"
+
+/* Strict numbers for options: the whole word must parse (exit 2 otherwise). */
+static long opt_int(const char *opt, const char *v, long lo, long hi) {
+    char *end; errno = 0;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end || errno || x < lo || x > hi) {
+        fprintf(stderr, "labs/bias: %s \"%s\": want an integer in [%ld, %ld]\n", opt, v, lo, hi);
+        exit(2);
+    }
+    return x;
+}
+static double opt_num(const char *opt, const char *v, double lo, double hi) {
+    char *end; errno = 0;
+    double x = strtod(v, &end);
+    if (end == v || *end || errno || !(x >= lo && x <= hi)) {
+        fprintf(stderr, "labs/bias: %s \"%s\": want a number in [%g, %g]\n", opt, v, lo, hi);
+        exit(2);
+    }
+    return x;
+}
+static unsigned long long opt_seed(const char *opt, const char *v) {
+    char *end; errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (end == v || *end || errno || v[0] == '-') {
+        fprintf(stderr, "labs/bias: %s \"%s\": want a non-negative integer\n", opt, v);
+        exit(2);
+    }
+    return x;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+"usage: labs/bias [options]            run every set, then the aggregation\n"
+"       labs/bias analyze --model-id ID [--output-dir DIR] [--rebuild]\n"
+"       labs/bias gen-evidence [--tickers CSV] [--evidence-seed N] [--out-dir DIR]\n"
+"       labs/bias fit-profile --result JSON [--tickers CSV] [--out FILE] [--name NAME]\n"
+"\n"
+"The study's options (same names and defaults):\n"
+"  --model-id ID        model; files are named after the part after '/' (" DEFAULT_MODEL ")\n"
+"  --temperature T      0.6     --top-p P   0.8     --max-tokens N   1024\n"
+"  --num-sets N         2       --num-trials N  10  --max-workers N  200 (prompts per batch, requests in flight)\n"
+"  --seed N             42      evidence sampling, shuffling and simulated replies\n"
+"  --output-dir DIR     ./result\n"
+"  --tickers CSV        ticker,name,sector,marketcap (" DEFAULT_TICKERS ")\n"
+"  --qual CSV --quant CSV  evidence (ticker,opinion,evidence1,evidence2); without them the\n"
+"                       project's generator writes evidence for the tickers on the fly\n"
+"Simulation:\n"
+"  --profile FILE       bias profile of the simulated model (" DEFAULT_PROFILE ")\n"
+"  --evidence-seed N    seed of the generated evidence (1)\n"
+"  --gpu NAME           GPU for the serving simulation (H200)\n"
+"  --model-config FILE  config.json of the served model (" DEFAULT_MODEL_CONFIG ")\n"
+"  --tp N               tensor parallelism (4)\n"
+"  --max-model-len N    tokens reserved per request by the contiguous baseline (4096)\n"
+"  --max-num-batched-tokens N  scheduler token budget per step (8192, vLLM V1's server default)\n"
+"  --no-serving         skip the serving simulation (no memory JSON, no figure)\n"
+"  --tokenizer FILE     tokenizer.json for token counts (data/tokenizers/qwen3/tokenizer.json)\n"
+"  --quiet              no progress line\n"
+"  --batch-delay-ms N   pause after every batch (to watch, or test, a kill and resume)\n"
+"Real replies (same outputs and resume; also {model}_att_trace.json and _att_compare.json/.png):\n"
+"  --server URL         any OpenAI-compatible server (vLLM, engine/serve): chat completions, --max-workers\n"
+"                       in flight, 3 tries 2 s apart, streamed TTFT and usage into the metrics file\n"
+"  --api-key KEY        bearer token ($OPENAI_API_KEY)   --served-model-name NAME  the \"model\" field\n"
+"  --request-timeout S  per try (600)\n"
+"  --real               the CUDA engine in this process (needs a GPU; else use the simulation)\n"
+"  --model PATH|ORG/NAME  checkpoint directory, or a Hugging Face id (cache, downloaded when online)\n"
+"  --dummy-weights CONFIG random weights at a config.json's shapes: real time and memory, the\n"
+"                       decisions mean nothing (every output file says so)   --dummy-seed N (0)\n"
+"  --decision free|logits  free generation (default) or P(buy) from the engine's log-probabilities\n"
+"                       after the forced prefix {\"decision\": \" (a p_buy column in the set files)\n"
+"  --reply-lengths model|profile  profile: each request's max_tokens is the profile's reply length\n"
+"                       (default with --dummy-weights, whose replies would never stop)\n"
+"  --kv-policy paged|contiguous  --gpu-memory-utilization F  --num-gpu-blocks N  --max-num-seqs N\n"
+"  --block-size N  --no-prefix-caching  --chat-template NAME   engine settings\n"
+"  --coeffs FILE        cost-model coefficients for the comparison (pagesim calibrate)  --no-compare\n"
+"       labs/bias compare --trace FILE [--trace FILE]   redo the comparison (see compare --help)\n"
+"  --dump-prompts FILE  run nothing: write the run's prompts as JSON lines (set, ticker, trial, evidence\n"
+"                       sides, prompt, chat-templated text and its token ids under --tokenizer and\n"
+"                       --chat-template, as --real encodes them)\n");
+}
+
+static const char *short_model(const char *id) {
+    const char *s = strrchr(id, '/');
+    return s ? s + 1 : id;
+}
+
+static void print_warnings(const bias_universe *u) {
+    size_t shown = 0;
+    for (size_t i = 0; i < u->nwarn; i++)
+        if (shown++ < 20) fprintf(stderr, "labs/bias: warning: %s\n", u->warnings[i]);
+    if (u->nwarn > 20) fprintf(stderr, "labs/bias: warning: ... and %zu more\n", u->nwarn - 20);
+}
+
+static int mkdir_p(const char *dir) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') { *p = 0; if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1; *p = '/'; }
+    return (mkdir(tmp, 0755) != 0 && errno != EEXIST) ? -1 : 0;
+}
+
+/* ---- analyze -------------------------------------------------------------- */
+
+static int cmd_analyze(int argc, char **argv) {
+    const char *model = NULL, *dir = "./result", *combined = NULL;
+    int rebuild = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: labs/bias analyze --model-id ID [--output-dir DIR] [--rebuild] [--combined CSV]\n"
+                   "  Aggregates DIR/ID_att_combined.csv (or, when absent or with --rebuild,\n"
+                   "  the set files DIR/ID_att_set_N.csv) into DIR/ID_att_result.json, as the\n"
+                   "  study's aggregation does.  --combined reads a combined CSV from anywhere\n"
+                   "  (e.g. a read-only copy) and writes only the result into DIR.\n");
+            return 0;
+        }
+        else if (!strcmp(argv[i], "--model-id") && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "--output-dir") && i + 1 < argc) dir = argv[++i];
+        else if (!strcmp(argv[i], "--rebuild")) rebuild = 1;
+        else if (!strcmp(argv[i], "--combined") && i + 1 < argc) combined = argv[++i];
+        else { fprintf(stderr, "labs/bias analyze: unknown or incomplete option %s (see --help)\n", argv[i]); return 2; }
+    }
+    if (!model) { fprintf(stderr, "labs/bias analyze: --model-id is required (see --help)\n"); return 2; }
+    char err[1024];
+    bias_result r;
+    if (combined) {
+        bias_csv t;
+        int bad = bias_csv_load(&t, combined, err, sizeof err) != 0;
+        if (!bad) { bad = bias_analyze_table(&t, &r, err, sizeof err) != 0; bias_csv_free(&t); }
+        if (!bad) bad = mkdir_p(dir) != 0 && (snprintf(err, sizeof err, "%s: %s", dir, strerror(errno)), 1);
+        if (!bad) bad = bias_write_result(dir, short_model(model), &r, err, sizeof err) != 0;
+        if (bad) { fprintf(stderr, "labs/bias analyze: %s\n", err); return 1; }
+    } else if (bias_aggregate(dir, short_model(model), rebuild, &r, err, sizeof err)) {
+        fprintf(stderr, "labs/bias analyze: %s\n", err); return 1;
+    }
+    printf("Bias result saved to %s/%s_att_result.json\n", dir, short_model(model));
+    printf("Bias Index: %d\n", r.bias_index);
+    printf("  sector: high %s (%.1f), low %s (%.1f), t = %.4f, p = %.3g\n", r.t_sector.high,
+           r.nsector ? r.sector[0].mean : 0, r.t_sector.low, r.nsector ? r.sector[r.nsector - 1].mean : 0,
+           r.t_sector.t, r.t_sector.p);
+    printf("  size:   high %s (%.1f), low %s (%.1f), t = %.4f, p = %.3g\n", r.t_size.high,
+           r.size[0].mean, r.t_size.low, r.size[r.nsize - 1].mean, r.t_size.t, r.t_size.p);
+    return 0;
+}
+
+/* ---- gen-evidence ------------------------------------------------------------ */
+
+
+static int cmd_gen_evidence(int argc, char **argv) {
+    const char *tickers = DEFAULT_TICKERS, *dir = "build/data";
+    unsigned long long seed = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: labs/bias gen-evidence [--tickers CSV] [--evidence-seed N] [--out-dir DIR]\n"
+                   "  Writes DIR/evidence_qual.csv and DIR/evidence_quant.csv (ticker,opinion,evidence1,evidence2)\n"
+                   "  for the tickers, deterministic by seed (defaults: %s, 1, build/data).\n", DEFAULT_TICKERS);
+            return 0;
+        }
+        else if (!strcmp(argv[i], "--tickers") && i + 1 < argc) tickers = argv[++i];
+        else if ((!strcmp(argv[i], "--evidence-seed") || !strcmp(argv[i], "--seed")) && i + 1 < argc) seed = opt_seed(argv[i], argv[i + 1]), i++;
+        else if (!strcmp(argv[i], "--out-dir") && i + 1 < argc) dir = argv[++i];
+        else { fprintf(stderr, "labs/bias gen-evidence: unknown or incomplete option %s (see --help)\n", argv[i]); return 2; }
+    }
+    char err[1024], q[4096], n[4096];
+    bias_universe u;
+    if (bias_universe_load_tickers(&u, tickers, err, sizeof err)) { fprintf(stderr, "labs/bias gen-evidence: %s\n", err); return 1; }
+    print_warnings(&u);
+    if (mkdir_p(dir)) { fprintf(stderr, "labs/bias gen-evidence: %s: %s\n", dir, strerror(errno)); bias_universe_free(&u); return 1; }
+    snprintf(q, sizeof q, "%s/evidence_qual.csv", dir);
+    snprintf(n, sizeof n, "%s/evidence_quant.csv", dir);
+    int rc = 0;
+    if (bias_evidence_generate(&u, seed, err, sizeof err) || bias_evidence_write(&u, q, n, err, sizeof err)) {
+        fprintf(stderr, "labs/bias gen-evidence: %s\n", err); rc = 1;
+    } else {
+        printf("wrote %s and %s (%zu tickers, seed %llu)\n", q, n, u.n, seed);
+    }
+    bias_universe_free(&u);
+    return rc;
+}
+
+/* ---- fit-profile ---------------------------------------------------------------- */
+
+static int cmd_fit(int argc, char **argv) {
+    const char *result = NULL, *tickers = DEFAULT_TICKERS, *out = NULL, *name = "fitted", *habits = NULL;
+    int sets = 3, trials = 10;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: labs/bias fit-profile --result JSON [--tickers CSV] [--out FILE] [--name NAME]\n"
+                   "                             [--num-sets 3] [--num-trials 10] [--habits PROFILE]\n"
+                   "  Fits sector and size effects and ticker noise to a published {model}_att_result.json;\n"
+                   "  reply habits (hold, malformed, lengths, option order) come from --habits.\n");
+            return 0;
+        }
+        else if (!strcmp(argv[i], "--result") && i + 1 < argc) result = argv[++i];
+        else if (!strcmp(argv[i], "--tickers") && i + 1 < argc) tickers = argv[++i];
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(argv[i], "--name") && i + 1 < argc) name = argv[++i];
+        else if (!strcmp(argv[i], "--habits") && i + 1 < argc) habits = argv[++i];
+        else if (!strcmp(argv[i], "--num-sets") && i + 1 < argc) sets = (int)opt_int(argv[i], argv[i + 1], 1, 1000), i++;
+        else if (!strcmp(argv[i], "--num-trials") && i + 1 < argc) trials = (int)opt_int(argv[i], argv[i + 1], 1, 100000), i++;
+        else { fprintf(stderr, "labs/bias fit-profile: unknown or incomplete option %s (see --help)\n", argv[i]); return 2; }
+    }
+    if (!result) { fprintf(stderr, "labs/bias fit-profile: --result is required (see --help)\n"); return 2; }
+    if (sets < 1 || trials < 1) { fprintf(stderr, "labs/bias fit-profile: --num-sets and --num-trials must be >= 1\n"); return 2; }
+    char err[1024];
+    bias_universe u;
+    bias_profile p;
+    bias_buf note = {0};
+    if (habits) { if (bias_profile_load(&p, habits, err, sizeof err)) { fprintf(stderr, "labs/bias fit-profile: %s\n", err); return 1; } }
+    else bias_profile_null(&p);
+    snprintf(p.name, sizeof p.name, "%s", name);
+    if (bias_universe_load_tickers(&u, tickers, err, sizeof err)) { fprintf(stderr, "labs/bias fit-profile: %s\n", err); return 1; }
+    int rc = 0;
+    if (bias_fit_profile(result, &u, sets, trials, &p, &note, err, sizeof err)) { fprintf(stderr, "labs/bias fit-profile: %s\n", err); rc = 1; goto out; }
+    if (out) {
+        if (bias_profile_write(&p, note.s, out, err, sizeof err)) { fprintf(stderr, "labs/bias fit-profile: %s\n", err); rc = 1; goto out; }
+        printf("wrote %s\n", out);
+    } else {
+        printf("base %.2f, ticker noise %.1f\n", p.base, p.ticker_noise);
+        for (int s = 0; s < p.nsector; s++) printf("  %-24s %+7.2f\n", p.sector_name[s], p.sector[s]);
+        for (int k = 0; k < 4; k++) printf("  Q%d %+7.2f\n", k + 1, p.size[k]);
+        printf("%s\n", note.s);
+    }
+out:
+    bias_buf_free(&note);
+    bias_universe_free(&u);
+    return rc;
+}
+
+/* Frees cairo's and fontconfig's caches (the figure's text) so that a leak
+ * checker sees only our own memory; fontconfig is found at run time because
+ * it is linked only through cairo. */
+static void release_fonts(void) {
+    cairo_debug_reset_static_data();
+    void (*fc_fini)(void) = NULL;
+    *(void **)&fc_fini = dlsym(RTLD_DEFAULT, "FcFini");
+    if (fc_fini) fc_fini();
+}
+
+/* ---- the run ---------------------------------------------------------------------- */
+
+typedef struct progress_state { int on, num_sets, delay_ms; } progress_state;
+
+static void on_progress(void *ctx, int set, size_t done, size_t total, size_t resumed) {
+    progress_state *p = ctx;
+    if (p->delay_ms > 0 && done < total) usleep((useconds_t)p->delay_ms * 1000);   /* --batch-delay-ms */
+    if (!p->on) return;
+    static double t0; static int cur_set = -1;
+    if (set != cur_set) { cur_set = set; t0 = clock_now_s(); }
+    double el = clock_now_s() - t0, rate = el > 0 ? (double)(done - resumed) / el : 0;
+    double left = rate > 0 ? (double)(total - done) / rate : 0;
+    fprintf(stderr, "\rset %d/%d  %zu/%zu prompts  %.0f prompts/s  %.1f s left   ", set, p->num_sets, done, total, rate, left);
+    if (done == total) fprintf(stderr, "\n");
+}
+
+/* Adds "note": text as the first field of the JSON object in path (a
+ * dummy-weights run says so in every file). */
+static int add_note(const char *path, const char *note, char *err, size_t errlen) {
+    bias_buf in = {0}, out = {0};
+    if (bias_buf_read_file(&in, path)) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); return -1; }
+    const char *brace = in.s ? strchr(in.s, '{') : NULL;
+    int rc = -1;
+    if (!brace) { snprintf(err, errlen, "%s: not a JSON object", path); goto done; }
+    if (strstr(in.s, "\"note\":")) { rc = 0; goto done; }          /* already there (a resumed run) */
+    bias_buf_add(&out, in.s, (size_t)(brace - in.s) + 1);
+    bias_buf_printf(&out, "\n  \"note\": ");
+    bias_json_str(&out, note);
+    bias_buf_printf(&out, ",");
+    bias_buf_add(&out, brace + 1, in.len - (size_t)(brace + 1 - in.s));
+    rc = out.oom ? (snprintf(err, errlen, "out of memory"), -1) : bias_write_atomic(path, out.s, out.len, err, errlen);
+done:
+    bias_buf_free(&in); bias_buf_free(&out);
+    return rc;
+}
+
+#define DUMMY_NOTE "dummy weights: the replies and decisions carry no meaning (random weights); times and memory are real"
+
+static int cmd_run(int argc, char **argv) {
+    bias_run_config c = { .model_id = DEFAULT_MODEL, .temperature = 0.6, .top_p = 0.8, .max_tokens = 1024,
+                          .num_sets = 2, .num_trials = 10, .max_workers = 200, .seed = 42, .output_dir = "./result" };
+    const char *tickers = DEFAULT_TICKERS, *qual = NULL, *quant = NULL, *profile = DEFAULT_PROFILE;
+    bias_serving_config sc;
+    bias_serving_defaults(&sc);
+    sc.model_config = DEFAULT_MODEL_CONFIG;
+    unsigned long long evseed = 1;
+    int quiet = 0, serving = 1, delay_ms = 0, real = 0, compare = 1, gpu_given = 0, mc_given = 0, tp_given = 0;
+    const char *server = NULL, *api_key = getenv("OPENAI_API_KEY"), *served = NULL, *decision = "free";
+    const char *lengths = NULL, *coeffs = NULL, *dump = NULL;
+    double req_timeout = 600;
+    bias_real_opts ro;
+    memset(&ro, 0, sizeof ro);
+    ro.kv_policy = "paged"; ro.prefix_caching = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        else if (!strcmp(a, "--real")) real = 1;
+        else if (!strcmp(a, "--server") && more) server = argv[++i];
+        else if (!strcmp(a, "--api-key") && more) api_key = argv[++i];
+        else if (!strcmp(a, "--served-model-name") && more) served = argv[++i];
+        else if (!strcmp(a, "--request-timeout") && more) req_timeout = opt_num(a, argv[i + 1], 0.001, 1e6), i++;
+        else if (!strcmp(a, "--model") && more) ro.model = argv[++i];
+        else if (!strcmp(a, "--dummy-weights") && more) ro.dummy_config = argv[++i];
+        else if (!strcmp(a, "--dummy-seed") && more) ro.dummy_seed = opt_seed(a, argv[i + 1]), i++;
+        else if (!strcmp(a, "--decision") && more) decision = argv[++i];
+        else if (!strcmp(a, "--reply-lengths") && more) lengths = argv[++i];
+        else if (!strcmp(a, "--kv-policy") && more) ro.kv_policy = argv[++i];
+        else if (!strcmp(a, "--gpu-memory-utilization") && more) ro.gpu_memory_utilization = opt_num(a, argv[i + 1], 0.01, 1), i++;
+        else if (!strcmp(a, "--num-gpu-blocks") && more) ro.num_gpu_blocks = (int)opt_int(a, argv[i + 1], 1, 1 << 30), i++;
+        else if (!strcmp(a, "--max-num-seqs") && more) ro.max_num_seqs = (int)opt_int(a, argv[i + 1], 1, 1 << 16), i++;
+        else if (!strcmp(a, "--block-size") && more) ro.block_size = (int)opt_int(a, argv[i + 1], 1, 1024), i++;
+        else if (!strcmp(a, "--no-prefix-caching")) ro.prefix_caching = 0;
+        else if (!strcmp(a, "--chat-template") && more) ro.chat_template = argv[++i];
+        else if (!strcmp(a, "--coeffs") && more) coeffs = argv[++i];
+        else if (!strcmp(a, "--no-compare")) compare = 0;
+        else if (!strcmp(a, "--dump-prompts") && more) dump = argv[++i];
+        else if (!strcmp(a, "--model-id") && more) c.model_id = argv[++i];
+        else if (!strcmp(a, "--temperature") && more) c.temperature = opt_num(a, argv[i + 1], 0, 10), i++;
+        else if (!strcmp(a, "--top-p") && more) c.top_p = opt_num(a, argv[i + 1], 0, 1), i++;
+        else if (!strcmp(a, "--max-tokens") && more) c.max_tokens = (int)opt_int(a, argv[i + 1], 1, 1 << 20), i++;
+        else if (!strcmp(a, "--num-sets") && more) c.num_sets = (int)opt_int(argv[i], argv[i + 1], 1, 1000), i++;
+        else if (!strcmp(a, "--num-trials") && more) c.num_trials = (int)opt_int(argv[i], argv[i + 1], 1, 100000), i++;
+        else if (!strcmp(a, "--max-workers") && more) c.max_workers = (int)opt_int(a, argv[i + 1], 1, 100000), i++;
+        else if (!strcmp(a, "--seed") && more) c.seed = opt_seed(argv[i], argv[i + 1]), i++;
+        else if (!strcmp(a, "--output-dir") && more) c.output_dir = argv[++i];
+        else if (!strcmp(a, "--tickers") && more) tickers = argv[++i];
+        else if (!strcmp(a, "--qual") && more) qual = argv[++i];
+        else if (!strcmp(a, "--quant") && more) quant = argv[++i];
+        else if (!strcmp(a, "--profile") && more) profile = argv[++i];
+        else if (!strcmp(a, "--evidence-seed") && more) evseed = opt_seed(argv[i], argv[i + 1]), i++;
+        else if (!strcmp(a, "--gpu") && more) sc.gpu = argv[++i], gpu_given = 1;
+        else if (!strcmp(a, "--model-config") && more) sc.model_config = argv[++i], mc_given = 1;
+        else if (!strcmp(a, "--tp") && more) sc.tp = (int)opt_int(a, argv[i + 1], 1, 1024), i++, tp_given = 1;
+        else if (!strcmp(a, "--max-model-len") && more) sc.max_model_len = (int)opt_int(a, argv[i + 1], 16, 1 << 24), i++;
+        else if (!strcmp(a, "--max-num-batched-tokens") && more) sc.max_num_batched_tokens = (int)opt_int(a, argv[i + 1], 16, 1 << 24), i++;
+        else if (!strcmp(a, "--tokenizer") && more) { bias_tokens_use(argv[i + 1]); ro.tokenizer = argv[++i]; }
+        else if (!strcmp(a, "--no-serving")) serving = 0;
+        else if (!strcmp(a, "--quiet")) quiet = 1;
+        else if (!strcmp(a, "--batch-delay-ms") && more) delay_ms = (int)opt_int(a, argv[i + 1], 0, 60000), i++;
+        else { fprintf(stderr, "labs/bias: unknown or incomplete option %s (see --help)\n", a); return 2; }
+    }
+    if (c.num_sets < 1 || c.num_trials < 1 || c.max_workers < 1 || c.max_tokens < 1 || sc.tp < 1) {
+        fprintf(stderr, "labs/bias: --num-sets, --num-trials, --max-workers, --max-tokens and --tp must be >= 1\n");
+        return 2;
+    }
+    if (!!qual != !!quant) { fprintf(stderr, "labs/bias: give both --qual and --quant, or neither\n"); return 2; }
+    if (real && server) { fprintf(stderr, "labs/bias: --real and --server exclude each other\n"); return 2; }
+    if (dump && (real || server)) { fprintf(stderr, "labs/bias: --dump-prompts runs nothing: drop --real/--server\n"); return 2; }
+    if ((ro.model || ro.dummy_config) && !real) {
+        fprintf(stderr, "labs/bias: --model and --dummy-weights go with --real (the engine in this process)\n"); return 2;
+    }
+    if (real && !ro.model == !ro.dummy_config) {
+        fprintf(stderr, "labs/bias: --real needs --model PATH|ORG/NAME or --dummy-weights CONFIG (one of them)\n"); return 2;
+    }
+    if (strcmp(decision, "free") && strcmp(decision, "logits")) {
+        fprintf(stderr, "labs/bias: --decision is free (generation, the study's way) or logits\n"); return 2;
+    }
+    if (!strcmp(decision, "logits") && !real) {
+        fprintf(stderr, "labs/bias: --decision logits needs --real (the engine's log-probabilities)\n"); return 2;
+    }
+    if (strcmp(ro.kv_policy, "paged") && strcmp(ro.kv_policy, "contiguous")) {
+        fprintf(stderr, "labs/bias: --kv-policy is paged or contiguous\n"); return 2;
+    }
+    if (lengths && strcmp(lengths, "model") && strcmp(lengths, "profile")) {
+        fprintf(stderr, "labs/bias: --reply-lengths is model (the model stops by itself) or profile\n"); return 2;
+    }
+    if (lengths && !real && !server) { fprintf(stderr, "labs/bias: --reply-lengths goes with --real or --server\n"); return 2; }
+    int use_profile_lengths = lengths ? !strcmp(lengths, "profile") : (real && ro.dummy_config != NULL);
+    ro.decision_logits = !strcmp(decision, "logits");
+    c.model = short_model(c.model_id);
+    char err[2048], inputs[8192], srcdesc[1200] = "";
+    if (real)
+        snprintf(srcdesc, sizeof srcdesc, " source=engine weights=%s%s seed=%llu decision=%s lengths=%s kv=%s",
+                 ro.dummy_config ? "dummy:" : "", ro.dummy_config ? ro.dummy_config : ro.model,
+                 ro.dummy_config ? (unsigned long long)ro.dummy_seed : 0ULL, decision,
+                 use_profile_lengths ? "profile" : "model", ro.kv_policy);
+    else if (server)
+        snprintf(srcdesc, sizeof srcdesc, " source=server model=%s lengths=%s", served ? served : c.model_id,
+                 use_profile_lengths ? "profile" : "model");
+    snprintf(inputs, sizeof inputs, "tickers=%s qual=%s quant=%s evidence_seed=%llu profile=%s%s", tickers,
+             qual ? qual : "(generated)", quant ? quant : "(generated)", qual ? 0ULL : evseed, profile, srcdesc);
+    c.inputs = inputs;
+    if (real && ro.dummy_config) c.row_note = DUMMY_NOTE;
+    sc.max_workers = c.max_workers;
+    sc.max_tokens = c.max_tokens;
+
+    char why[512];
+    if (real && !bias_real_available(why, sizeof why)) {
+        fprintf(stderr, "labs/bias: --real needs the CUDA engine and a GPU, and %s.\n"
+                "  The same experiment runs in simulation anywhere: drop --real and --model/--dummy-weights\n"
+                "  (e.g. labs/bias --model-id %s), or point --server URL at a machine that serves the model.\n",
+                why, c.model_id);
+        return 1;
+    }
+
+    bias_universe u;
+    bias_profile p;
+    bias_source sim = {0}, src = {0};
+    bias_run_stats st = {0};
+    bias_serving_result sr = {0};
+    bias_trace trace;
+    bias_trace_init(&trace, real ? "engine" : "server");
+    int rc = 1;
+    if (bias_universe_load_tickers(&u, tickers, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); bias_trace_free(&trace); return 1; }
+    if (qual ? bias_universe_attach_evidence(&u, qual, quant, err, sizeof err)
+             : bias_evidence_generate(&u, evseed, err, sizeof err)) {
+        fprintf(stderr, "labs/bias: %s\n", err); print_warnings(&u); bias_universe_free(&u); bias_trace_free(&trace); return 1;
+    }
+    print_warnings(&u);
+    if (dump) {
+        bias_dump_opts d = { c.num_sets, c.num_trials, c.seed, ro.tokenizer, ro.chat_template };
+        long nd = bias_dump_prompts(&u, &d, dump, err, sizeof err);
+        if (nd < 0) fprintf(stderr, "labs/bias: %s\n", err);
+        else printf("Wrote %ld prompts to %s\n", nd, dump);
+        bias_universe_free(&u); bias_trace_free(&trace);
+        return nd < 0;
+    }
+    if (bias_profile_load(&p, profile, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
+    if (bias_profile_source(&sim, &p, &u, c.seed, c.temperature, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
+    bias_sampling samp = { c.temperature, c.top_p, c.max_tokens, c.seed, use_profile_lengths ? &sim : NULL };
+    char info[2048] = "";
+    if (server) {
+        bias_server_opts so = { server, api_key, served, c.max_workers, req_timeout, samp };
+        if (bias_server_source(&src, &so, &trace, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
+    } else if (real) {
+        ro.max_workers = c.max_workers;
+        ro.max_model_len = sc.max_model_len;
+        ro.max_num_batched_tokens = sc.max_num_batched_tokens;
+        ro.s = samp;
+        if (bias_real_source(&src, &ro, &trace, info, sizeof info, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
+        if (!mc_given) sc.model_config = trace.model_config;
+        if (!gpu_given && trace.gpu[0]) sc.gpu = trace.gpu;
+        if (!tp_given) sc.tp = 1;
+    }
+    bias_source *use = src.generate ? &src : &sim;
+
+    progress_state ps = { .on = !quiet && isatty(2), .num_sets = c.num_sets, .delay_ms = delay_ms };
+    c.progress = on_progress; c.progress_ctx = &ps;
+    if (server) printf("Using model: %s (server %s, model \"%s\")\n", c.model_id, server, bias_server_model(&src));
+    else if (real) printf("Using model: %s (engine in process: %s%s)\n%s\n", c.model_id, ro.dummy_config ? "dummy weights " : "",
+                          ro.dummy_config ? ro.dummy_config : ro.model, info);
+    else printf("Using model: %s (simulated: profile %s)\n", c.model_id, p.name);
+    if (use_profile_lengths) printf("Reply lengths: the profile's (%s, mean %.0f tokens), as max_tokens per request\n", p.name, p.output_tokens_mean);
+    if (c.row_note) printf("Note: %s\n", c.row_note);
+    printf("Tickers: %zu, sets: %d, trials: %d, seed: %llu, output dir: %s\n", u.n, c.num_sets, c.num_trials,
+           (unsigned long long)c.seed, c.output_dir);
+    printf("Token counts: %s\n", bias_tokens_source());
+    double t0 = clock_now_s();
+    if (bias_run_sets(&c, &u, use, &st, err, sizeof err)) {
+        fprintf(stderr, "\nlabs/bias: %s\n", err);
+        if (use != &sim) fprintf(stderr, "labs/bias: the replies that arrived are kept; run the same command again to resume\n");
+        goto out;
+    }
+    double t_run = clock_now_s() - t0;
+    if (st.resumed) printf("Resumed: %zu trials were already done (%d complete sets)\n", st.resumed, st.sets_reused);
+
+    if (serving) {
+        double t1 = clock_now_s();
+        if (bias_serving_run(&sc, st.prompt_tokens, st.output_tokens, st.n / (size_t)c.num_sets, c.num_sets, &sr,
+                             err, sizeof err)) {
+            fprintf(stderr, "labs/bias: serving simulation skipped: %s\n", err);
+            serving = 0;
+        } else {
+            printf("Serving simulation (%.2f s): %s\n", clock_now_s() - t1, sr.summary_line);
+        }
+    }
+    char srcline[1400];
+    snprintf(srcline, sizeof srcline, "%s%s", server ? "server " : "engine (in process)", server ? server : "");
+    long long up = -1, uc = -1;
+    if (server) bias_server_usage(&src, &up, &uc);
+    bias_measured meas = { srcline, t_run, up, uc, c.row_note };
+    if (bias_write_metrics_measured(&c, &st, serving ? &sr : NULL, use != &sim ? &meas : NULL, err, sizeof err)) {
+        fprintf(stderr, "labs/bias: %s\n", err); goto out;
+    }
+    if (serving && bias_serving_write(&sr, c.output_dir, c.model, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
+    if (serving && c.row_note) {
+        char path[4096];
+        bias_path(path, sizeof path, c.output_dir, c.model, "_att_memory.json");
+        if (add_note(path, c.row_note, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
+    }
+
+    if (use != &sim && trace.nreq > 0) {              /* what was measured, and the simulation beside it */
+        if (bias_trace_write(&trace, c.output_dir, c.model, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
+        printf("Trace: %s/%s_att_trace.json%s\n", c.output_dir, c.model, trace.nstep ? " (steps also in _att_steps.csv)" : "");
+        if (compare) {
+            bias_compare_config cc = { gpu_given || !trace.gpu[0] ? sc.gpu : trace.gpu, mc_given || !trace.model_config[0] ? sc.model_config : trace.model_config,
+                                       coeffs, server ? sc.tp : (tp_given ? sc.tp : 1), sc.gpu_util, c.row_note };
+            const bias_trace *tl[1] = { &trace };
+            char summary[2048];
+            if (bias_compare_write(&cc, tl, 1, c.output_dir, c.model, summary, sizeof summary, err, sizeof err))
+                fprintf(stderr, "labs/bias: comparison skipped: %s\n", err);
+            else printf("Simulation against reality (%s/%s_att_compare.json):\n%s", c.output_dir, c.model, summary);
+        }
+    }
+    printf("Prompts: %zu (%zu answered) in %.2f s on this machine\n", st.n, st.answered, t_run);
+    bias_result r;
+    if (bias_combine_sets(c.output_dir, c.model, c.num_sets, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
+    if (bias_aggregate(c.output_dir, c.model, 0, &r, err, sizeof err)) {
+        if (st.answered > 0 || !c.row_note) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
+        /* random weights rarely write a decision: nothing to analyse, and that is expected */
+        printf("No answered trial to analyse (%s); the set, combined, metrics, trace and comparison files are written\n", c.row_note);
+        rc = 0;
+        goto out;
+    }
+    if (c.row_note) {                                   /* every JSON says it */
+        char path[4096];
+        bias_path(path, sizeof path, c.output_dir, c.model, "_att_result.json");
+        if (add_note(path, c.row_note, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
+    }
+    if (serving) {
+        char fig[4096];
+        bias_path(fig, sizeof fig, c.output_dir, c.model, "_att_figure");
+        const char *src = real ? (c.row_note ? "engine, dummy weights: meaningless" : "engine")
+                        : server ? "server" : "simulated";
+        if (bias_figure_write(&r, &sr, src, fig, err, sizeof err)) fprintf(stderr, "labs/bias: figure skipped: %s\n", err);
+        else printf("Figure: %s.png and %s.svg\n", fig, fig);
+    }
+    printf("Bias result saved to %s/%s_att_result.json\n", c.output_dir, c.model);
+    printf("Bias Index: %d  (sector: high %s, low %s, p=%.3g; size: high %s, low %s, p=%.3g)%s\n", r.bias_index,
+           r.t_sector.high, r.t_sector.low, r.t_sector.p, r.t_size.high, r.t_size.low, r.t_size.p,
+           c.row_note ? "  [dummy weights: meaningless]" : "");
+    if (serving && use == &sim) bias_serving_print_check(&sr, stdout);
+    rc = 0;
+out:
+    bias_serving_free(&sr);
+    bias_run_stats_free(&st);
+    bias_source_free(&src);
+    bias_source_free(&sim);
+    bias_trace_free(&trace);
+    bias_universe_free(&u);
+    bias_tokens_free();
+    release_fonts();
+    return rc;
+}
+
+/* ---- compare: redo the comparison from trace files ----------------------------------------- */
+
+static int cmd_compare(int argc, char **argv) {
+    const char *model = DEFAULT_MODEL, *dir = "./result", *gpu = NULL, *mcfg = NULL, *coeffs = NULL, *paths[4];
+    int n = 0, tp = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("usage: labs/bias compare --trace FILE [--trace FILE]... [--model-id ID] [--output-dir DIR]\n"
+                   "                         [--gpu NAME] [--model-config FILE] [--tp N] [--coeffs FILE]\n"
+                   "  Simulates the requests of each trace ({model}_att_trace.json of a --real or --server run;\n"
+                   "  typically a paged run, then a --kv-policy contiguous one) on the same GPU, model and\n"
+                   "  engine limits, and writes DIR/{model}_att_compare.json and _att_compare.png/.svg:\n"
+                   "  predicted against measured wall time, tokens/s, TTFT and TPOT percentiles, peak KV\n"
+                   "  blocks, KV utilization and fragmentation; the cost model fitted on the first trace's\n"
+                   "  first set (DIR/{model}_att_coeffs.json) and checked on the rest.\n");
+            return 0;
+        }
+        else if (!strcmp(a, "--trace") && more) { if (n == 4) { fprintf(stderr, "labs/bias compare: at most 4 traces\n"); return 2; } paths[n++] = argv[++i]; }
+        else if (!strcmp(a, "--model-id") && more) model = argv[++i];
+        else if (!strcmp(a, "--output-dir") && more) dir = argv[++i];
+        else if (!strcmp(a, "--gpu") && more) gpu = argv[++i];
+        else if (!strcmp(a, "--model-config") && more) mcfg = argv[++i];
+        else if (!strcmp(a, "--coeffs") && more) coeffs = argv[++i];
+        else if (!strcmp(a, "--tp") && more) tp = (int)opt_int(a, argv[i + 1], 1, 1024), i++;
+        else { fprintf(stderr, "labs/bias compare: unknown or incomplete option %s (see --help)\n", a); return 2; }
+    }
+    if (n == 0) { fprintf(stderr, "labs/bias compare: give at least one --trace FILE (see --help)\n"); return 2; }
+    bias_trace t[4];
+    const bias_trace *tl[4];
+    char err[2048], summary[2048];
+    int rc = 1, loaded = 0;
+    for (int i = 0; i < n; i++, loaded++) {
+        if (bias_trace_load(&t[i], paths[i], err, sizeof err)) { fprintf(stderr, "labs/bias compare: %s\n", err); goto out; }
+        tl[i] = &t[i];
+    }
+    if (mkdir_p(dir)) { fprintf(stderr, "labs/bias compare: %s: %s\n", dir, strerror(errno)); goto out; }
+    bias_compare_config cc = { gpu, mcfg, coeffs, tp, 0.9, t[0].dummy_weights ? DUMMY_NOTE : NULL };
+    if (bias_compare_write(&cc, tl, n, dir, short_model(model), summary, sizeof summary, err, sizeof err)) {
+        fprintf(stderr, "labs/bias compare: %s\n", err); goto out;
+    }
+    printf("%sWrote %s/%s_att_compare.json and _att_compare.png/.svg\n", summary, dir, short_model(model));
+    rc = 0;
+out:
+    for (int i = 0; i < loaded; i++) bias_trace_free(&t[i]);
+    release_fonts();
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "analyze")) return cmd_analyze(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "gen-evidence")) return cmd_gen_evidence(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "fit-profile")) return cmd_fit(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "compare")) return cmd_compare(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "run")) return cmd_run(argc - 1, argv + 1);
+    return cmd_run(argc, argv);
+}

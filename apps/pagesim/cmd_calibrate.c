@@ -1,0 +1,107 @@
+/* pagesim calibrate: fits the cost model's coefficients to step times
+ * measured on a real GPU (sim/calibrate.c does the fit).  Reads the measured
+ * steps, the config.json and the GPU table; writes the coefficients to --out
+ * (or stdout); the report goes to stderr when the JSON goes to stdout. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "sim/calibrate.h"
+#include "apps/pagesim/commands.h"
+#include "sim/cost_model.h"
+#include "sim/model_config.h"
+
+static void usage(FILE *f) {
+    fputs("usage: pagesim calibrate --measured STEPS --model CONFIG.json --gpu NAME [options]\n"
+          "\n"
+          "Fits the cost model's coefficients (flops_eff, bw_eff, step_overhead_s, per_seq_s)\n"
+          "to step times measured on a real GPU, by least squares.\n"
+          "\n"
+          "  --measured FILE   measured steps: JSON (an array, or {\"steps\": [...]}) or CSV with\n"
+          "                    prefill_tokens, decode_tokens, num_seqs, attn_ctx_tokens, seconds\n"
+          "                    (attn_pairs optional)\n"
+          "  --model FILE      the model's config.json\n"
+          "  --gpu NAME        the GPU the steps ran on (data/gpus.json)\n"
+          "  --tp N            tensor-parallel GPUs (1)\n"
+          "  --dtype D         weights dtype bf16|fp16|fp32|awq4 (the config's)\n"
+          "  --out FILE        write the coefficients there (default: stdout)\n"
+          "  -h, --help        this help\n"
+          "\n"
+          "The coefficients file is read back by the simulator (cm_coeffs_load).\n", f);
+}
+
+int pagesim_cmd_calibrate(int argc, char **argv) {
+    const char *measured = NULL, *model = NULL, *gpu = NULL, *out = NULL, *dtype = NULL;
+    int tp = 1;
+    for (int i = 1; i < argc; i++) {
+        char *a = argv[i], *val = NULL, name[64];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
+        if (pagesim_cmd_option("pagesim calibrate", argc, argv, &i, name, sizeof name, &val)) return 2;
+        if (!strcmp(name, "--measured")) measured = val;
+        else if (!strcmp(name, "--model")) model = val;
+        else if (!strcmp(name, "--gpu")) gpu = val;
+        else if (!strcmp(name, "--out")) out = val;
+        else if (!strcmp(name, "--dtype")) dtype = val;
+        else if (!strcmp(name, "--tp")) {
+            char *e;
+            errno = 0;
+            long v = strtol(val, &e, 10);
+            if (e == val || *e || errno || v < 1 || v > 1024) {
+                fprintf(stderr, "pagesim calibrate: --tp wants an integer >= 1, got '%s'\n", val);
+                return 2;
+            }
+            tp = (int)v;
+        } else {
+            fprintf(stderr, "pagesim calibrate: unknown option '%s' (see --help)\n", name);
+            return 2;
+        }
+    }
+    if (!measured || !model || !gpu) {
+        fprintf(stderr, "pagesim calibrate: --measured, --model and --gpu are required (see --help)\n");
+        return 2;
+    }
+    char err[1024];
+    mc_config cfg;
+    cm_gpu g;
+    cm_model m;
+    cm_step_obs *steps = NULL;
+    cm_fit_report rep;
+    int n = 0, rc = 2;
+    int wd = -1;
+    if (dtype && (wd = mc_dtype_parse(dtype)) < 0) {
+        fprintf(stderr, "pagesim calibrate: --dtype wants bf16, fp16, fp32 or awq4, got '%s'\n", dtype);
+        return 2;
+    }
+    if (mc_load(&cfg, model, err, sizeof err) < 0 || cm_gpu_find(&g, gpu, err, sizeof err) < 0 ||
+        cm_model_init(&m, &cfg, &g, tp, wd >= 0 ? (mc_dtype)wd : cfg.dtype, err, sizeof err) < 0 ||
+        cm_steps_load(measured, &steps, &n, err, sizeof err) < 0 ||
+        cm_fit(&m, steps, n, &rep, err, sizeof err) < 0) {
+        fprintf(stderr, "pagesim calibrate: %s\n", err);
+        goto done;
+    }
+    FILE *r = out ? stdout : stderr;
+    fprintf(r, "calibrated %s on %s x %d from %d steps (%d FLOP-bound, %d bandwidth-bound), "
+            "%d rounds\n", cfg.name, g.name, tp, rep.n, rep.n_flops_bound, rep.n_bw_bound, rep.iterations);
+    fprintf(r, "  flops_eff        %.4f   (default %.4f)\n", rep.k.flops_eff, m.k.flops_eff);
+    fprintf(r, "  bw_eff           %.4f   (default %.4f)\n", rep.k.bw_eff, m.k.bw_eff);
+    fprintf(r, "  step_overhead_s  %.6f (default %.6f)\n", rep.k.step_overhead_s, m.k.step_overhead_s);
+    fprintf(r, "  per_seq_s        %.3e (default %.3e)\n", rep.k.per_seq_s, m.k.per_seq_s);
+    fprintf(r, "  R^2 %.4f; mean |error| %.1f%% with the defaults, %.1f%% fitted\n", rep.r2,
+            100 * rep.mape_before, 100 * rep.mape_after);
+    if (out) {
+        if (cm_coeffs_save(&rep.k, out, err, sizeof err) < 0) {
+            fprintf(stderr, "pagesim calibrate: %s\n", err);
+            goto done;
+        }
+        fprintf(r, "wrote %s\n", out);
+    } else {                                       /* the same keys as cm_coeffs_save */
+        printf("{\n  \"flops_eff\": %.9g,\n  \"bw_eff\": %.9g,\n  \"step_overhead_s\": %.9g,\n"
+               "  \"per_seq_s\": %.9g,\n  \"allreduce_lat_s\": %.9g\n}\n", rep.k.flops_eff,
+               rep.k.bw_eff, rep.k.step_overhead_s, rep.k.per_seq_s, rep.k.allreduce_lat_s);
+    }
+    rc = 0;
+done:
+    free(steps);
+    return rc;
+}

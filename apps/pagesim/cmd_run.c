@@ -1,0 +1,538 @@
+/* pagesim run: simulate a workload under a KV allocation policy and print its
+ * metrics (a summary table; everything as JSON with --json).  Also the vLLM
+ * paper's reproductions: --fig2 (share of KV memory holding token states,
+ * paged vs Orca Max/Pow2/Oracle) and --rate-sweep (highest sustainable request
+ * rate, paged over Orca Oracle).  Reads the model config, data/gpus.json and a
+ * trace file; writes only the --json file; progress goes to stderr when it is
+ * a terminal. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cjson/cJSON.h>
+#include "apps/pagesim/commands.h"
+#include "sim/simulate.h"
+#include "sim/planner.h"
+#include "sim/model_config.h"
+#include "sim/cost_model.h"
+#include "sim/workload.h"
+#include "viz/charts.h"
+
+typedef struct run_opts {
+    const char *workload, *model_path, *gpu, *json, *policy, *plot;
+    int    requests, block_size, num_blocks, max_num_seqs, max_batched, n, beam;
+    int    max_model_len, tp, prompt_len, output_len, usage_every;
+    double rate, kv_gb, util, swap_gb, max_norm_latency, sweep_seconds;
+    unsigned long long seed;
+    int    preempt_swap, static_batching, prefix_caching, no_chunked, steps, no_steps,
+           check, fig2, sweep, quiet;
+} run_opts;
+
+static void usage(FILE *f) {
+    fputs("usage: pagesim run --workload sharegpt|alpaca|fixed|FILE --model CONFIG.json --gpu NAME\n"
+          "                   [--policy paged|contiguous|orca-max|orca-pow2|orca-oracle] [options]\n"
+          "       pagesim run --fig2 [options]        the vLLM paper's Figure 2\n"
+          "       pagesim run --rate-sweep [options]  highest sustainable rate, paged vs Orca Oracle\n"
+          "\n"
+          "Simulates serving a workload: continuous batching over a KV cache of blocks\n"
+          "(paged) or of per-request reservations (the baselines), step times from a GPU\n"
+          "roofline.  Prints a summary; --json writes every metric.\n"
+          "\n"
+          "workload:\n"
+          "  --workload W          sharegpt, alpaca, fixed, or a trace file (CSV/JSONL:\n"
+          "                        arrival,prompt_len,output_len[,n,beam])  [sharegpt]\n"
+          "  --requests N          number of requests [1000]\n"
+          "  --rate R              Poisson arrivals, requests/s; 0 = all at t=0 [0]\n"
+          "  --prompt-len P --output-len O   lengths of --workload fixed [512 128]\n"
+          "  --n N                 parallel samples per request [1]\n"
+          "  --beam B              beam width (beam search) [off]\n"
+          "  --seed S              [1]\n"
+          "model and memory:\n"
+          "  --model CONFIG.json   Hugging Face config.json (data/models/*.json)\n"
+          "  --gpu NAME            H100-SXM, H200, A100-40GB, A100-80GB, L4, RTX-4070,\n"
+          "                        RTX-4090, or a size like 24GB\n"
+          "  --tp N                tensor-parallel GPUs [1]\n"
+          "  --num-blocks N        KV blocks (else from --kv-gb, else the memory planner)\n"
+          "  --kv-gb G             KV cache size in GB (10^9 bytes)\n"
+          "  --util U              gpu_memory_utilization for the planner [0.9]\n"
+          "  --block-size B        tokens per block [16]\n"
+          "  --max-model-len L     longest request (clips outputs) [2048]\n"
+          "scheduler:\n"
+          "  --policy P            paged, contiguous, orca-max, orca-pow2, orca-oracle [paged]\n"
+          "  --max-num-seqs N      [256]\n"
+          "  --max-num-batched-tokens N   token budget per step [2048]\n"
+          "  --no-chunked-prefill  run each prompt whole\n"
+          "  --preempt recompute|swap     [recompute]\n"
+          "  --swap-gb G           CPU swap space for --preempt swap [4]\n"
+          "  --static-batching     a new batch only when the last has finished\n"
+          "  --prefix-caching      automatic prefix caching (paged)\n"
+          "output:\n"
+          "  --plot FILE           charts (.png/.svg/.pdf): pool use and waste over time,\n"
+          "                        and the waste breakdown as bars (with --fig2: Figure 2)\n"
+          "  --json OUT            all metrics as JSON (steps included up to 20000\n"
+          "                        requests, or with --steps; never with --no-steps)\n"
+          "  --usage-every K       sample the pool every K steps [auto: 1 per 2048 blocks]\n"
+          "  --check               verify the KV cache invariants after every step (slow)\n"
+          "  --quiet               no progress on stderr\n"
+          "reproductions:\n"
+          "  --fig2                Figure 2: OPT-13B, A100-40GB, 12 GB of KV cache, ShareGPT;\n"
+          "                        defaults may be overridden (--requests, --rate, --seed...)\n"
+          "  --rate-sweep          binary-search the highest rate whose mean normalized\n"
+          "                        latency stays under --max-norm-latency [1.0 s/token]; each\n"
+          "                        run serves rate x --sweep-seconds requests [1800 s]\n", f);
+}
+
+/* ---- argument parsing --------------------------------------------------------- */
+static int parse_int(const char *opt, const char *v, int lo, int *out, char *err, size_t n) {
+    char *end; errno = 0;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || *v == 0 || *end || errno || x < lo || x > 1000000000L) {
+        snprintf(err, n, "%s: expected an integer >= %d, got '%s'", opt, lo, v ? v : "(nothing)");
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+static int parse_dbl(const char *opt, const char *v, double lo, bool lo_open, double *out,
+                     char *err, size_t n) {
+    char *end; errno = 0;
+    double x = v ? strtod(v, &end) : 0;
+    if (!v || *v == 0 || *end || errno || !isfinite(x) || x < lo || (lo_open && x == lo)) {
+        snprintf(err, n, "%s: expected a number %s %g, got '%s'", opt, lo_open ? ">" : ">=", lo,
+                 v ? v : "(nothing)");
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/* Returns 0, 1 for --help, -1 with err. */
+static int parse_args(int argc, char **argv, run_opts *o, char *err, size_t n) {
+    memset(o, 0, sizeof *o);
+    o->workload = "sharegpt"; o->policy = "paged"; o->requests = 1000; o->block_size = 16;
+    o->max_num_seqs = 256; o->max_batched = 2048; o->n = 1; o->max_model_len = 2048; o->tp = 1;
+    o->prompt_len = 512; o->output_len = 128; o->util = 0.9; o->swap_gb = 4; o->seed = 1;
+    o->max_norm_latency = 1.0; o->rate = -1; o->sweep_seconds = 1800;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int rc = 0, used = 1;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 1;
+        else if (!strcmp(a, "--workload")) o->workload = v;
+        else if (!strcmp(a, "--model")) o->model_path = v;
+        else if (!strcmp(a, "--gpu")) o->gpu = v;
+        else if (!strcmp(a, "--json")) o->json = v;
+        else if (!strcmp(a, "--plot")) o->plot = v;
+        else if (!strcmp(a, "--policy")) o->policy = v;
+        else if (!strcmp(a, "--requests")) rc = parse_int(a, v, 1, &o->requests, err, n);
+        else if (!strcmp(a, "--rate")) rc = parse_dbl(a, v, 0, false, &o->rate, err, n);
+        else if (!strcmp(a, "--block-size")) rc = parse_int(a, v, 1, &o->block_size, err, n);
+        else if (!strcmp(a, "--num-blocks")) rc = parse_int(a, v, 1, &o->num_blocks, err, n);
+        else if (!strcmp(a, "--kv-gb")) rc = parse_dbl(a, v, 0, true, &o->kv_gb, err, n);
+        else if (!strcmp(a, "--util")) rc = parse_dbl(a, v, 0, true, &o->util, err, n);
+        else if (!strcmp(a, "--swap-gb")) rc = parse_dbl(a, v, 0, false, &o->swap_gb, err, n);
+        else if (!strcmp(a, "--max-num-seqs")) rc = parse_int(a, v, 1, &o->max_num_seqs, err, n);
+        else if (!strcmp(a, "--max-num-batched-tokens")) rc = parse_int(a, v, 1, &o->max_batched, err, n);
+        else if (!strcmp(a, "--max-model-len")) rc = parse_int(a, v, 2, &o->max_model_len, err, n);
+        else if (!strcmp(a, "--n")) rc = parse_int(a, v, 1, &o->n, err, n);
+        else if (!strcmp(a, "--beam")) rc = parse_int(a, v, 1, &o->beam, err, n);
+        else if (!strcmp(a, "--tp")) rc = parse_int(a, v, 1, &o->tp, err, n);
+        else if (!strcmp(a, "--prompt-len")) rc = parse_int(a, v, 1, &o->prompt_len, err, n);
+        else if (!strcmp(a, "--output-len")) rc = parse_int(a, v, 1, &o->output_len, err, n);
+        else if (!strcmp(a, "--usage-every")) rc = parse_int(a, v, 1, &o->usage_every, err, n);
+        else if (!strcmp(a, "--sweep-seconds")) rc = parse_dbl(a, v, 0, true, &o->sweep_seconds, err, n);
+        else if (!strcmp(a, "--max-norm-latency")) rc = parse_dbl(a, v, 0, true, &o->max_norm_latency, err, n);
+        else if (!strcmp(a, "--seed")) {
+            int s; rc = parse_int(a, v, 0, &s, err, n); o->seed = (unsigned long long)s;
+        } else if (!strcmp(a, "--preempt")) {
+            if (v && !strcmp(v, "swap")) o->preempt_swap = 1;
+            else if (!v || strcmp(v, "recompute")) {
+                snprintf(err, n, "--preempt: expected recompute or swap, got '%s'", v ? v : "(nothing)");
+                return -1;
+            }
+        } else {
+            used = 0;
+            if (!strcmp(a, "--static-batching")) o->static_batching = 1;
+            else if (!strcmp(a, "--prefix-caching")) o->prefix_caching = 1;
+            else if (!strcmp(a, "--no-chunked-prefill")) o->no_chunked = 1;
+            else if (!strcmp(a, "--steps")) o->steps = 1;
+            else if (!strcmp(a, "--no-steps")) o->no_steps = 1;
+            else if (!strcmp(a, "--check")) o->check = 1;
+            else if (!strcmp(a, "--quiet")) o->quiet = 1;
+            else if (!strcmp(a, "--fig2")) o->fig2 = 1;
+            else if (!strcmp(a, "--rate-sweep")) o->sweep = 1;
+            else { snprintf(err, n, "unknown option '%s' (pagesim run --help)", a); return -1; }
+        }
+        if (rc) return -1;
+        if (used) {
+            if (!v) { snprintf(err, n, "%s needs a value", a); return -1; }
+            i++;
+        }
+    }
+    return 0;
+}
+
+/* ---- one simulation ----------------------------------------------------------- */
+typedef struct run_env {          /* what every simulation of one command shares */
+    cm_model    model;
+    wl_request *reqs;
+    int         nreq;
+    int         num_blocks, num_cpu_blocks;
+    int64_t     kv_bytes_per_token;
+} run_env;
+
+static void progress(void *ctx, int finished, int total, double t) {
+    (void)ctx;
+    fprintf(stderr, "\r  %d/%d requests finished, %.0f s simulated ", finished, total, t);
+    if (finished == total) fputc('\n', stderr);
+}
+
+static sim_config make_config(const run_opts *o, const run_env *e, int policy) {
+    sim_config c = sim_config_default();
+    c.kv.policy = (kv_policy)policy;
+    c.kv.num_blocks = e->num_blocks;
+    c.kv.block_size = o->block_size;
+    c.kv.max_model_len = o->max_model_len;
+    c.kv.orca_max_len = 2048 < o->max_model_len ? 2048 : o->max_model_len;
+    c.kv.prefix_caching = o->prefix_caching;
+    c.kv.num_cpu_blocks = o->preempt_swap ? e->num_cpu_blocks : 0;
+    c.sched.max_num_seqs = o->max_num_seqs;
+    c.sched.max_num_batched_tokens = o->max_batched;
+    c.sched.chunked_prefill = !o->no_chunked;
+    c.sched.preempt = o->preempt_swap ? SCHED_PREEMPT_SWAP : SCHED_PREEMPT_RECOMPUTE;
+    c.sched.static_batching = o->static_batching;
+    c.sched.seed = o->seed;
+    c.model = &e->model;
+    c.seed = o->seed;
+    c.check = o->check;
+    c.usage_every = o->usage_every;              /* 0: auto (simulate.h) */
+    c.keep_steps = o->json && !o->no_steps && (o->steps || e->nreq <= 20000);
+    if (!o->quiet && isatty(2) && e->nreq >= 20000 && !o->fig2 && !o->sweep) c.progress = progress;
+    return c;
+}
+
+/* Loads the model and GPU, builds the workload at `rate`, sizes the pool. */
+static int setup(const run_opts *o, double rate, run_env *e, char *err, size_t n) {
+    memset(e, 0, sizeof *e);
+    mc_config mc;
+    cm_gpu g;
+    if (!o->model_path) { snprintf(err, n, "--model CONFIG.json is required"); return -1; }
+    if (!o->gpu) { snprintf(err, n, "--gpu NAME is required"); return -1; }
+    if (mc_load(&mc, o->model_path, err, n) < 0) return -1;
+    if (cm_gpu_find(&g, o->gpu, err, n) < 0) return -1;
+    mc_dtype wd = mc.dtype;
+    if (cm_model_init(&e->model, &mc, &g, o->tp, wd, err, n) < 0) return -1;
+    e->kv_bytes_per_token = mc_kv_bytes_per_token(&mc, e->model.kvdtype) / o->tp;
+    if (e->kv_bytes_per_token <= 0) { snprintf(err, n, "%s: KV bytes per token is 0", o->model_path); return -1; }
+    double block_bytes = (double)e->kv_bytes_per_token * o->block_size;
+    if (o->num_blocks > 0) e->num_blocks = o->num_blocks;
+    else if (o->kv_gb > 0) e->num_blocks = (int)floor(o->kv_gb * 1e9 / block_bytes);
+    else {
+        plan_opts po; plan_result pr;
+        plan_opts_default(&po);
+        po.util = o->util; po.max_model_len = o->max_model_len; po.block_size = o->block_size;
+        po.tp = o->tp; po.max_num_seqs = o->max_num_seqs;
+        if (plan_compute(&mc, &g, &po, &pr, err, n) < 0) return -1;
+        if (!pr.fits || pr.num_blocks <= 0) {
+            snprintf(err, n, "%s does not fit on %s at util %.2f: %.2f GB left for the KV cache "
+                     "(weights %.2f GB)", mc.name, g.name, o->util, pr.kv_bytes / 1e9, pr.weight_bytes / 1e9);
+            return -1;
+        }
+        e->num_blocks = pr.num_blocks > 100000000 ? 100000000 : (int)pr.num_blocks;
+    }
+    if (e->num_blocks <= 0) { snprintf(err, n, "the KV cache holds no block of %d tokens", o->block_size); return -1; }
+    e->num_cpu_blocks = (int)floor(o->swap_gb * (double)(1ull << 30) / block_bytes);
+
+    wl_spec sp;
+    memset(&sp, 0, sizeof sp);
+    int kind = wl_kind_parse(o->workload);
+    if (kind < 0) {
+        snprintf(err, n, "--workload: '%s' is not sharegpt, alpaca, fixed or a readable trace file",
+                 o->workload ? o->workload : "(nothing)");
+        return -1;
+    }
+    sp.kind = (wl_kind)kind; sp.num_requests = o->requests; sp.rate = rate; sp.seed = o->seed;
+    sp.max_len = o->max_model_len; sp.fixed_prompt = o->prompt_len; sp.fixed_output = o->output_len;
+    sp.path = o->workload;
+    if (wl_generate(&sp, &e->reqs, &e->nreq, err, n) < 0) return -1;
+    if (e->nreq <= 0) { snprintf(err, n, "%s: no requests", o->workload); return -1; }
+    for (int i = 0; i < e->nreq; i++) {
+        if (o->n > 1) e->reqs[i].n = o->n;
+        if (o->beam > 1) e->reqs[i].beam = o->beam;
+    }
+    return 0;
+}
+
+static void print_summary(FILE *f, const run_opts *o, const run_env *e, const sim_config *c,
+                          const sim_result *r) {
+    const met_summary *s = &r->summary;
+    double mp, mo;
+    wl_stats(e->reqs, e->nreq, &mp, &mo);
+    fprintf(f, "pagesim run: %s on %s (TP %d), policy %s, %d blocks x %d tokens (%.2f GB KV)\n",
+            e->model.cfg.name, e->model.gpu.name, e->model.tp, kv_policy_name(c->kv.policy),
+            c->kv.num_blocks, c->kv.block_size,
+            (double)c->kv.num_blocks * c->kv.block_size * (double)e->kv_bytes_per_token / 1e9);
+    fprintf(f, "workload: %s, %d requests, mean prompt %.1f / output %.1f tokens, rate %s\n",
+            o->workload, e->nreq, mp, mo, o->rate > 0 ? "Poisson" : "all at t=0");
+    if (o->rate > 0) fprintf(f, "          %.3f requests/s\n", o->rate);
+    fprintf(f, "\n  %-28s %12s\n", "metric", "value");
+    fprintf(f, "  %-28s %12d\n", "requests finished", s->num_finished);
+    fprintf(f, "  %-28s %12d\n", "requests aborted", s->num_aborted);
+    fprintf(f, "  %-28s %12.2f\n", "simulated time (s)", s->sim_time);
+    fprintf(f, "  %-28s %12.3f\n", "throughput (requests/s)", s->req_per_s);
+    fprintf(f, "  %-28s %12.1f\n", "output tokens/s", s->out_tok_per_s);
+    fprintf(f, "  %-28s %12.1f\n", "total tokens/s", s->total_tok_per_s);
+    fprintf(f, "\n  %-22s %10s %10s %10s %10s\n", "latency (s)", "mean", "p50", "p90", "p99");
+    const met_pct *p[4] = { &s->ttft, &s->tpot, &s->e2e, &s->norm_latency };
+    const char *nm[4] = { "TTFT", "TPOT", "end-to-end", "normalized (s/token)" };
+    for (int i = 0; i < 4; i++)
+        fprintf(f, "  %-22s %10.4f %10.4f %10.4f %10.4f\n", nm[i], p[i]->mean, p[i]->p50, p[i]->p90, p[i]->p99);
+    fprintf(f, "\n  KV pool, time-averaged share of all slots\n");
+    fprintf(f, "  %-28s %11.1f%%\n", "token states", 100 * s->share_token);
+    fprintf(f, "  %-28s %11.1f%%\n", "reserved", 100 * s->share_reserved);
+    fprintf(f, "  %-28s %11.1f%%\n", "internal fragmentation", 100 * s->share_internal);
+    fprintf(f, "  %-28s %11.1f%%\n", "external fragmentation", 100 * s->share_external);
+    fprintf(f, "  %-28s %11.1f%%\n", "free", 100 * s->share_free);
+    fprintf(f, "  %-28s %11.1f%%\n", "token states / held+lost", 100 * s->token_share_of_used);
+    fprintf(f, "\n  %-28s %12.1f\n", "mean running sequences", s->mean_running);
+    fprintf(f, "  %-28s %12.1f\n", "mean waiting requests", s->mean_waiting);
+    fprintf(f, "  %-28s %12ld\n", "steps", s->steps);
+    fprintf(f, "  %-28s %12ld\n", "preemptions", s->preemptions);
+    if (s->swap_outs) fprintf(f, "  %-28s %12ld\n", "swap-outs", s->swap_outs);
+    if (s->cow_copies) fprintf(f, "  %-28s %12ld\n", "copy-on-write copies", s->cow_copies);
+    if (s->prefix_hit_tokens) fprintf(f, "  %-28s %12ld\n", "prefix-cache hit tokens", s->prefix_hit_tokens);
+    fprintf(f, "  %-28s %12.3f\n", "wall time (s)", s->wall_time);
+}
+
+/* ---- Figure 2 ------------------------------------------------------------------
+ * The paper (Kwon et al., SOSP 2023, Fig. 2) reports the average share of KV
+ * memory that holds token states while serving ShareGPT with OPT-13B on an
+ * A100-40GB: vLLM 96.3, Orca (Max) 20.4, (Pow2) 26.8, (Oracle) 38.2 %.  We
+ * measure token slots / (token + reserved + internal + external slots + free
+ * slots left idle while requests wait), time-weighted over the run ("strict"
+ * leaves out the idle-while-waiting term), at 2 requests/s: paged runs near
+ * its capacity, every Orca variant is saturated with a waiting queue.
+ * Orca reserves at admission: Max 2048 slots, Pow2 the next power of two of
+ * prompt + output (at most 2x), Oracle exactly prompt + output; the slots a
+ * reservation holds ahead of its future tokens count as "reserved", those it
+ * will never use as internal fragmentation, and free gaps the next request
+ * does not fit in (first-fit contiguous ranges) as external fragmentation
+ * (sim/reserve_alloc.c).
+ *
+ * What we get (seed 1, 1000 requests): paged ~98, Max ~23, Pow2 ~37,
+ * Oracle ~51 %.  Paged and Max land within 5 points.  Pow2 and Oracle sit
+ * 10-13 points above the paper, and the whole gap is in the paper's
+ * "external fragmentation & others" bar: our token:reserved ratio is ~1.5 for
+ * every policy (a property of the ShareGPT length distribution, the same in
+ * the paper's bars), our Max internal fragmentation is ~60 % as in the paper,
+ * but our first-fit allocator loses only ~10-15 % of the held memory to
+ * holes, where the paper's Orca loses about three times that.  The paper does
+ * not describe its allocator or what "others" holds (allocator slack, memory
+ * of aborted or padded requests, ...); we do not invent it. */
+static const double fig2_paper[4] = { 96.3, 20.4, 26.8, 38.2 };
+static const int fig2_policy[4] = { KV_PAGED, KV_ORCA_MAX, KV_ORCA_POW2, KV_ORCA_ORACLE };
+
+static int run_fig2(run_opts *o, char *err, size_t n) {
+    if (!o->model_path) o->model_path = "data/models/opt-13b.json";
+    if (!o->gpu) o->gpu = "A100-40GB";
+    if (o->kv_gb <= 0 && o->num_blocks <= 0) o->kv_gb = 12;
+    if (o->rate < 0) o->rate = 2.0;               /* near paged's saturation on this setup */
+    run_env e;
+    if (setup(o, o->rate, &e, err, n) < 0) { free(e.reqs); return -1; }
+    double mp, mo;
+    wl_stats(e.reqs, e.nreq, &mp, &mo);
+    printf("Figure 2 (vLLM paper): share of KV memory holding token states\n");
+    printf("%s on %s, %d blocks x %d tokens (%.1f GB KV), %s workload: %d requests "
+           "(mean prompt %.1f, output %.1f), %.2f req/s\n\n", e.model.cfg.name, e.model.gpu.name,
+           e.num_blocks, o->block_size,
+           (double)e.num_blocks * o->block_size * (double)e.kv_bytes_per_token / 1e9,
+           o->workload, e.nreq, mp, mo, o->rate);
+    printf("  %-12s %9s %9s %7s   %9s %9s %9s %9s %9s\n", "policy", "measured", "paper", "diff",
+           "reserved", "internal", "external", "strict", "req/s");
+    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "policies");
+    int worst = 0, nres = 0;
+    sim_result res[4];                  /* kept for --plot */
+    const char *labels[4];
+    double paper[4];
+    for (int i = 0; i < 4; i++) {
+        sim_config c = make_config(o, &e, fig2_policy[i]);
+        c.keep_steps = o->plot != NULL;
+        sim_result *rp = &res[nres];
+        if (sim_run(&c, e.reqs, e.nreq, rp, err, n) < 0) {
+            for (int k = 0; k < nres; k++) sim_result_free(&res[k]);
+            cJSON_Delete(root); free(e.reqs); return -1;
+        }
+        sim_result r = *rp;
+        labels[nres] = kv_policy_name(c.kv.policy);
+        paper[nres] = fig2_paper[i] / 100;
+        nres++;
+        const met_summary *s = &r.summary;
+        double ext = s->share_external + s->share_free_waiting;
+        double used = s->share_token + s->share_reserved + s->share_internal + ext;
+        double m = 100 * s->token_share_loaded, d = m - fig2_paper[i];
+        if (fabs(d) > 5) worst = 1;
+        printf("  %-12s %8.1f%% %8.1f%% %+6.1f   %8.1f%% %8.1f%% %8.1f%% %8.1f%% %9.3f\n",
+               kv_policy_name(c.kv.policy), m, fig2_paper[i], d,
+               used > 0 ? 100 * s->share_reserved / used : 0,
+               used > 0 ? 100 * s->share_internal / used : 0,
+               used > 0 ? 100 * ext / used : 0, 100 * s->token_share_of_used, s->req_per_s);
+        cJSON *p = cJSON_CreateObject();
+        cJSON_AddStringToObject(p, "policy", kv_policy_name(c.kv.policy));
+        cJSON_AddNumberToObject(p, "token_share_pct", m);
+        cJSON_AddNumberToObject(p, "token_share_strict_pct", 100 * s->token_share_of_used);
+        cJSON_AddNumberToObject(p, "paper_pct", fig2_paper[i]);
+        cJSON_AddItemToObject(p, "summary", met_summary_json(s));
+        cJSON_AddItemToArray(arr, p);
+    }
+    printf("\n  (reserved/internal/external: shares of the held+lost memory; within 5 points "
+           "of the paper: %s)\n", worst ? "not all" : "all");
+    int rc = 0;
+    if (o->json && met_write_json(root, o->json, err, n) < 0) rc = -1;
+    if (rc == 0 && o->plot) {
+        if (viz_plot_results(o->plot, labels, res, nres, paper, err, n) < 0) rc = -1;
+        else printf("  plot written to %s\n", o->plot);
+    }
+    for (int k = 0; k < nres; k++) sim_result_free(&res[k]);
+    cJSON_Delete(root);
+    free(e.reqs);
+    return rc;
+}
+
+/* ---- rate sweep ------------------------------------------------------------------
+ * "Sustainable": over an arrival window of fixed length (--sweep-seconds,
+ * 30 min by default, so a run at rate R serves R x 1800 requests), the mean
+ * normalized latency (end-to-end / output tokens) stays under a threshold
+ * (1 s/token by default, as on the y axis of the paper's Fig. 12).  Below
+ * capacity the latency stays near the per-token step time (tens of ms); above
+ * it the queue grows for the whole window and the latency climbs into whole
+ * seconds per token, so the threshold only locates the knee.  A fixed number
+ * of requests would not do: past capacity a short run degenerates into "all
+ * at t=0", whose latency is bounded.  For each policy the rate is bracketed
+ * by doubling, then bisected to 2%. */
+static int mean_norm_at(run_opts *o, int policy, double rate, double *out, char *err, size_t n) {
+    run_env e;
+    run_opts oo = *o;
+    double want = ceil(rate * o->sweep_seconds);
+    oo.requests = want < 200 ? 200 : want > 2e6 ? 2000000 : (int)want;
+    if (setup(&oo, rate, &e, err, n) < 0) { free(e.reqs); return -1; }
+    sim_config c = make_config(&oo, &e, policy);
+    c.keep_steps = false;
+    sim_result r;
+    int rc = sim_run(&c, e.reqs, e.nreq, &r, err, n);
+    if (rc == 0) {
+        *out = r.summary.num_aborted > 0 ? INFINITY : r.summary.norm_latency.mean;
+        sim_result_free(&r);
+    }
+    free(e.reqs);
+    return rc;
+}
+
+static int sweep_policy(run_opts *o, int policy, double *best, char *err, size_t n) {
+    double lo = 0, hi = 0.25, v;
+    for (;;) {                                 /* bracket */
+        if (mean_norm_at(o, policy, hi, &v, err, n) < 0) return -1;
+        if (v > o->max_norm_latency) break;
+        lo = hi; hi *= 2;
+        if (hi > 1e4) { *best = hi; return 0; }
+    }
+    while (hi - lo > 0.02 * hi) {
+        double mid = 0.5 * (lo + hi);
+        if (mean_norm_at(o, policy, mid, &v, err, n) < 0) return -1;
+        if (v <= o->max_norm_latency) lo = mid; else hi = mid;
+    }
+    *best = lo;
+    return 0;
+}
+
+static int run_sweep(run_opts *o, char *err, size_t n) {
+    if (!o->model_path) o->model_path = "data/models/opt-13b.json";
+    if (!o->gpu) o->gpu = "A100-40GB";
+    if (o->kv_gb <= 0 && o->num_blocks <= 0) o->kv_gb = 12;
+    printf("Highest sustainable request rate (mean normalized latency <= %.3f s/token)\n",
+           o->max_norm_latency);
+    printf("%s, %s workload, %.0f s of Poisson arrivals per run, seed %llu\n\n", o->model_path,
+           o->workload, o->sweep_seconds, o->seed);
+    const int pols[2] = { KV_PAGED, KV_ORCA_ORACLE };
+    double best[2];
+    for (int i = 0; i < 2; i++) {
+        if (sweep_policy(o, pols[i], &best[i], err, n) < 0) return -1;
+        printf("  %-12s %8.3f requests/s\n", kv_policy_name((kv_policy)pols[i]), best[i]);
+    }
+    double ratio = best[1] > 0 ? best[0] / best[1] : 0;
+    printf("\n  paged / orca-oracle: %.2fx   (paper, ShareGPT: 1.7x-2.7x)\n", ratio);
+    if (o->json) {
+        cJSON *root = cJSON_CreateObject();
+        cJSON_AddNumberToObject(root, "max_norm_latency", o->max_norm_latency);
+        cJSON_AddNumberToObject(root, "sweep_seconds", o->sweep_seconds);
+        cJSON_AddNumberToObject(root, "paged_rate", best[0]);
+        cJSON_AddNumberToObject(root, "orca_oracle_rate", best[1]);
+        cJSON_AddNumberToObject(root, "ratio", ratio);
+        int rc = met_write_json(root, o->json, err, n);
+        cJSON_Delete(root);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+int pagesim_cmd_run(int argc, char **argv) {
+    run_opts o;
+    char err[512] = "";
+    int pr = parse_args(argc, argv, &o, err, sizeof err);
+    if (pr == 1) { usage(stdout); return 0; }
+    if (pr < 0) { fprintf(stderr, "pagesim run: %s\n", err); return 2; }
+    if (o.fig2 && o.sweep) { fprintf(stderr, "pagesim run: --fig2 and --rate-sweep are separate runs\n"); return 2; }
+    if (o.fig2) {
+        if (run_fig2(&o, err, sizeof err) < 0) { fprintf(stderr, "pagesim run --fig2: %s\n", err); return 1; }
+        return 0;
+    }
+    if (o.sweep) {
+        if (run_sweep(&o, err, sizeof err) < 0) { fprintf(stderr, "pagesim run --rate-sweep: %s\n", err); return 1; }
+        return 0;
+    }
+    int policy = kv_policy_parse(o.policy);
+    if (policy < 0) {
+        fprintf(stderr, "pagesim run: --policy: unknown '%s' (paged, contiguous, orca-max, "
+                "orca-pow2, orca-oracle)\n", o.policy ? o.policy : "(nothing)");
+        return 2;
+    }
+    if (o.rate < 0) o.rate = 0;
+    run_env e;
+    if (setup(&o, o.rate, &e, err, sizeof err) < 0) {
+        fprintf(stderr, "pagesim run: %s\n", err);
+        free(e.reqs);
+        return (!o.model_path || !o.gpu) ? 2 : 1;
+    }
+    sim_config c = make_config(&o, &e, policy);
+    if (o.plot) c.keep_steps = true;
+    sim_result r;
+    if (sim_run(&c, e.reqs, e.nreq, &r, err, sizeof err) < 0) {
+        fprintf(stderr, "pagesim run: %s\n", err);
+        free(e.reqs);
+        return 1;
+    }
+    print_summary(stdout, &o, &e, &c, &r);
+    int rc = 0;
+    if (o.json) {
+        cJSON *j = sim_result_json(&c, &r);
+        if (!j || met_write_json(j, o.json, err, sizeof err) < 0) {
+            fprintf(stderr, "pagesim run: %s\n", j ? err : "out of memory");
+            rc = 1;
+        } else {
+            printf("\nmetrics written to %s\n", o.json);
+        }
+        cJSON_Delete(j);
+    }
+    if (o.plot) {
+        const char *lab = kv_policy_name(c.kv.policy);
+        if (viz_plot_results(o.plot, &lab, &r, 1, NULL, err, sizeof err) < 0) {
+            fprintf(stderr, "pagesim run: %s\n", err);
+            rc = 1;
+        } else {
+            printf("plot written to %s\n", o.plot);
+        }
+    }
+    sim_result_free(&r);
+    free(e.reqs);
+    return rc;
+}

@@ -1,0 +1,246 @@
+/* cmd_viz: `pagesim [OPTIONS]`, the block-pool view: a window where there is
+ * a display, else the terminal; or files (--png/--svg/--pdf, --frames).
+ * Parses options, builds the scenario (classroom by default, or --workload)
+ * and hands it to one output.  Prints; returns the exit status. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "apps/pagesim/commands.h"
+#include "viz/scenario.h"
+#include "viz/export.h"
+#include "viz/tui.h"
+#include "viz/window.h"
+
+static void usage(FILE *f) {
+    fputs("usage: pagesim [--blocks N] [--block-size B] [--seed S] [--policy P] [--compare POLICY]\n"
+          "               [--png|--svg|--pdf FILE] [--step K] [--frames DIR] [--size WxH]\n"
+          "               [--tui] [--play] [--delay MS] [--no-color]\n"
+          "               [--workload sharegpt|alpaca|fixed|FILE] [--requests N] [--rate R]\n"
+          "               [--prompt-len P --output-len O] [--max-len L] [--max-num-seqs N]\n"
+          "               [--max-batched-tokens T] [--swap-blocks N] [--no-prefix-caching]\n"
+          "               [--model CONFIG.json --gpu NAME [--tp N]]\n"
+          "\n"
+          "Shows PagedAttention's KV block pool step by step: requests arrive, grow\n"
+          "token by token, share blocks (parallel sampling, copy-on-write, prefix\n"
+          "cache), finish and free them; when the pool runs out the newest request is\n"
+          "preempted.  The real block manager and scheduler drive the picture.\n"
+          "\n"
+          "  --blocks N            physical KV blocks in the pool (16)\n"
+          "  --block-size B        token slots per block (4)\n"
+          "  --seed S              seed of the scenario / workload (1)\n"
+          "  --policy P            the allocator of the main pool (paged)\n"
+          "  --compare POLICY      draw the same requests under a baseline allocator beside\n"
+          "                        it: contiguous, orca-max, orca-pow2, orca-oracle\n"
+          "  --png/--svg/--pdf F   write the final state (or step K) to a file and exit\n"
+          "  --step K              the step to write (default: the last)\n"
+          "  --frames DIR          write one PNG per step into DIR and exit\n"
+          "  --size WxH            picture / window size (1280x800)\n"
+          "  --tui                 the terminal view even where there is a display\n"
+          "  --play                advance by itself (terminal and window)\n"
+          "  --delay MS            between steps when playing (400)\n"
+          "  --no-color            terminal view without ANSI colours\n"
+          "  --workload KIND|FILE  serve a workload instead of the classroom scenario:\n"
+          "                        sharegpt, alpaca, fixed, or a CSV/JSONL trace\n"
+          "  --requests N          synthetic workload size (8)\n"
+          "  --rate R              requests per second, Poisson (0: all at once)\n"
+          "  --prompt-len/--output-len   lengths of the fixed workload\n"
+          "  --max-len L           max_model_len: prompt+output cap, and the contiguous\n"
+          "                        reservation (default: half the pool, at most 16 blocks)\n"
+          "  --max-num-seqs N      sequences per step;  --max-batched-tokens T  token budget\n"
+          "  --swap-blocks N       CPU swap space in blocks: preempt by swapping (0: recompute)\n"
+          "  --no-prefix-caching   turn automatic prefix caching off\n"
+          "  --model/--gpu/--tp    step times from the cost model of that model on that GPU\n"
+          "                        (data/models/*.json; H100-SXM, H200, A100-40GB, ...);\n"
+          "                        without them a toy cost times the steps\n"
+          "\n"
+          "In the window: space step, p play/pause, +/- speed, r restart, s save PNG,\n"
+          "q/Esc quit; hover a block to see its owner, slots and ref count.\n"
+          "In the terminal: Enter/space step, p play, r restart, q quit.  Without a\n"
+          "display the terminal view is used; when stdout is not a terminal the\n"
+          "final frame is printed.\n", f);
+}
+
+static int parse_int(const char *opt, const char *v, long lo, long hi, int *out) {
+    char *end;
+    errno = 0;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || errno || *end || end == v || x < lo || x > hi) {
+        fprintf(stderr, "pagesim: %s wants an integer in [%ld, %ld], got '%s'\n", opt, lo, hi, v ? v : "");
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+static int export_steps(viz_scenario *v, const char *file, const char *frames, int step_k,
+                        int W, int H, char *err, size_t errlen) {
+    int rc;
+    const viz_scene *s = viz_scenario_scene(v);
+    if (frames && viz_export_frame(s, frames, W, H, err, errlen)) return -1;
+    while (step_k < 0 || s->step < step_k) {
+        rc = viz_scenario_step(v, err, errlen);
+        if (rc < 0) return -1;
+        if (rc == 0) break;
+        if (frames && viz_export_frame(s, frames, W, H, err, errlen)) return -1;
+    }
+    if (step_k >= 0 && s->step < step_k) {
+        snprintf(err, errlen, "--step %d: the run ends at step %d", step_k, s->step);
+        return -1;
+    }
+    if (file && viz_export_scene(s, file, W, H, err, errlen)) return -1;
+    return 0;
+}
+
+/* Under `make asan`: fontconfig, cairo's font caches and SDL keep
+ * process-lifetime allocations that LeakSanitizer reports at exit; not ours.
+ * (A sanitizer hook; unused in ordinary builds.) */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) {
+    return "leak:libfontconfig.so\nleak:libcairo.so\nleak:libSDL2\nleak:libX11.so\nleak:libdbus\n";
+}
+
+int pagesim_cmd_viz(int argc, char **argv) {
+    int blocks = 16, bs = 4, seed = 1, step_k = -1, W = 1280, H = 800, delay = 400;
+    int requests = 8, plen = 32, olen = 64, max_len = 0, max_seqs = 0, max_tok = 0, swap = 0, tp = 1;
+    double rate = 0;
+    bool tui = false, play = false, color = true, no_prefix = false;
+    const char *file = NULL, *frames = NULL, *compare = NULL, *workload = NULL, *policy = NULL;
+    const char *model_path = NULL, *gpu = NULL;
+    int nfile = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+#define NEED() do { if (!v) { fprintf(stderr, "pagesim: %s needs a value\n", a); return 2; } i++; } while (0)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
+        else if (!strcmp(a, "--blocks")) { NEED(); bad = parse_int(a, v, 1, 1 << 20, &blocks); }
+        else if (!strcmp(a, "--block-size")) { NEED(); bad = parse_int(a, v, 1, 1024, &bs); }
+        else if (!strcmp(a, "--seed")) { NEED(); bad = parse_int(a, v, 0, 2147483647, &seed); }
+        else if (!strcmp(a, "--step")) { NEED(); bad = parse_int(a, v, 0, 100000000, &step_k); }
+        else if (!strcmp(a, "--delay")) { NEED(); bad = parse_int(a, v, 1, 60000, &delay); }
+        else if (!strcmp(a, "--requests")) { NEED(); bad = parse_int(a, v, 1, 1000000, &requests); }
+        else if (!strcmp(a, "--prompt-len")) { NEED(); bad = parse_int(a, v, 1, 1 << 24, &plen); }
+        else if (!strcmp(a, "--output-len")) { NEED(); bad = parse_int(a, v, 1, 1 << 24, &olen); }
+        else if (!strcmp(a, "--max-len")) { NEED(); bad = parse_int(a, v, 2, 1 << 24, &max_len); }
+        else if (!strcmp(a, "--max-num-seqs")) { NEED(); bad = parse_int(a, v, 1, 1 << 20, &max_seqs); }
+        else if (!strcmp(a, "--max-batched-tokens")) { NEED(); bad = parse_int(a, v, 1, 1 << 24, &max_tok); }
+        else if (!strcmp(a, "--swap-blocks")) { NEED(); bad = parse_int(a, v, 0, 1 << 24, &swap); }
+        else if (!strcmp(a, "--rate")) {
+            NEED(); char *e; rate = strtod(v, &e);
+            if (*e || e == v || rate < 0) { fprintf(stderr, "pagesim: --rate wants a number >= 0, got '%s'\n", v); return 2; }
+        }
+        else if (!strcmp(a, "--size")) {
+            NEED();
+            if (sscanf(v, "%dx%d", &W, &H) != 2 || W < 200 || H < 150 || W > 16384 || H > 16384) {
+                fprintf(stderr, "pagesim: --size wants WxH (200x150 .. 16384x16384), got '%s'\n", v);
+                return 2;
+            }
+        }
+        else if (!strcmp(a, "--png") || !strcmp(a, "--svg") || !strcmp(a, "--pdf")) {
+            NEED(); file = v; nfile++;
+            viz_format want = a[2] == 'p' && a[3] == 'n' ? VIZ_FMT_PNG : a[2] == 's' ? VIZ_FMT_SVG : VIZ_FMT_PDF;
+            if (viz_format_of(v) != want) {
+                fprintf(stderr, "pagesim: %s %s: the file name must end in .%s\n", a, v, a + 2);
+                return 2;
+            }
+        }
+        else if (!strcmp(a, "--frames")) { NEED(); frames = v; }
+        else if (!strcmp(a, "--compare")) { NEED(); compare = v; }
+        else if (!strcmp(a, "--policy")) { NEED(); policy = v; }
+        else if (!strcmp(a, "--model")) { NEED(); model_path = v; }
+        else if (!strcmp(a, "--gpu")) { NEED(); gpu = v; }
+        else if (!strcmp(a, "--tp")) { NEED(); bad = parse_int(a, v, 1, 64, &tp); }
+        else if (!strcmp(a, "--workload")) { NEED(); workload = v; }
+        else if (!strcmp(a, "--tui")) tui = true;
+        else if (!strcmp(a, "--play")) play = true;
+        else if (!strcmp(a, "--no-color")) color = false;
+        else if (!strcmp(a, "--no-prefix-caching")) no_prefix = true;
+        else { fprintf(stderr, "pagesim: unknown option '%s' (pagesim --help)\n", a); return 2; }
+        if (bad) return 2;
+#undef NEED
+    }
+    if (nfile > 1) { fputs("pagesim: give one of --png, --svg, --pdf\n", stderr); return 2; }
+    if (step_k >= 0 && !file) { fputs("pagesim: --step goes with --png, --svg or --pdf\n", stderr); return 2; }
+
+    char err[512];
+    int rc = 1;
+    wl_request *reqs = NULL;
+    int nreq = 0;
+    viz_scenario *v = NULL;
+    viz_scenario_config cfg = viz_scenario_defaults(blocks, bs, (uint64_t)seed);
+    if (max_len) { cfg.kv.max_model_len = max_len; cfg.kv.orca_max_len = max_len; cfg.sched.max_model_len = max_len; }
+    if (max_seqs) cfg.sched.max_num_seqs = max_seqs;
+    if (max_tok) cfg.sched.max_num_batched_tokens = max_tok;
+    if (swap) { cfg.kv.num_cpu_blocks = swap; cfg.sched.preempt = SCHED_PREEMPT_SWAP; }
+    if (no_prefix) cfg.kv.prefix_caching = false;
+    if (policy) {
+        int p = kv_policy_parse(policy);
+        if (p < 0) {
+            fprintf(stderr, "pagesim: --policy %s: want paged, contiguous, orca-max, orca-pow2 or orca-oracle\n", policy);
+            return 2;
+        }
+        cfg.kv.policy = p;
+    }
+    if (compare) {
+        int p = kv_policy_parse(compare);
+        if (p < 0 || p == KV_PAGED) {
+            fprintf(stderr, "pagesim: --compare %s: want contiguous, orca-max, orca-pow2 or orca-oracle\n", compare);
+            return 2;
+        }
+        cfg.compare = p;
+    }
+    if (workload) {
+        int kind = wl_kind_parse(workload);
+        if (kind < 0) {
+            fprintf(stderr, "pagesim: --workload %s: not sharegpt, alpaca, fixed, nor a readable file\n", workload);
+            return 2;
+        }
+        wl_spec sp;
+        memset(&sp, 0, sizeof sp);
+        sp.kind = (wl_kind)kind; sp.num_requests = requests; sp.rate = rate; sp.seed = (uint64_t)seed;
+        sp.max_len = cfg.kv.max_model_len; sp.fixed_prompt = plen; sp.fixed_output = olen;
+        sp.path = kind == WL_TRACE ? workload : NULL;
+        if (wl_generate(&sp, &reqs, &nreq, err, sizeof err)) { fprintf(stderr, "pagesim: %s\n", err); return 1; }
+        cfg.reqs = reqs; cfg.num_reqs = nreq;
+    }
+    cm_model model;
+    if (model_path || gpu) {
+        mc_config mc;
+        cm_gpu g;
+        if (!model_path || !gpu) { fputs("pagesim: --model and --gpu go together\n", stderr); rc = 2; goto out; }
+        if (mc_load(&mc, model_path, err, sizeof err) < 0 || cm_gpu_find(&g, gpu, err, sizeof err) < 0 ||
+            cm_model_init(&model, &mc, &g, tp, mc.dtype, err, sizeof err) < 0) {
+            fprintf(stderr, "pagesim: %s\n", err);
+            rc = 2;
+            goto out;
+        }
+        cfg.model = &model;
+    }
+    if (!(v = viz_scenario_create(&cfg, err, sizeof err))) { fprintf(stderr, "pagesim: %s\n", err); goto out; }
+
+    if (file || frames) {
+        if (export_steps(v, file, frames, step_k, W, H, err, sizeof err)) { fprintf(stderr, "pagesim: %s\n", err); goto out; }
+        const viz_scene *s = viz_scenario_scene(v);
+        if (file) printf("wrote %s (step %d)\n", file, s->step);
+        if (frames) printf("wrote %d frames into %s\n", s->step + 1, frames);
+        rc = 0;
+        goto out;
+    }
+    viz_player pl = viz_scenario_player(v);
+    if (!tui && viz_window_has_display()) {
+        viz_window_opts wo = { W, H, play, delay, "pagesim" };
+        int w = viz_window_run(&pl, &wo, err, sizeof err);
+        if (w == 0) { rc = 0; goto out; }
+        if (w < 0) { fprintf(stderr, "pagesim: %s\n", err); goto out; }
+        fprintf(stderr, "pagesim: %s; using the terminal view\n", err);
+        if (viz_scenario_restart(v, err, sizeof err)) { fprintf(stderr, "pagesim: %s\n", err); goto out; }
+    }
+    viz_tui_opts to = { play, delay, color && isatty(STDOUT_FILENO) && !getenv("NO_COLOR"), 80 };
+    if (viz_tui_run(&pl, &to, stdout, err, sizeof err)) { fprintf(stderr, "pagesim: %s\n", err); goto out; }
+    rc = 0;
+out:
+    viz_scenario_destroy(v);
+    free(reqs);
+    return rc;
+}

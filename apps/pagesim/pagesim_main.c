@@ -1,0 +1,37 @@
+/* pagesim: the front end.  Dispatches to one subcommand; with no subcommand
+ * (or options only, as in `pagesim --blocks 16`) it shows the block pool. */
+#include <stdio.h>
+#include <string.h>
+#include "apps/pagesim/commands.h"
+
+static void usage(FILE *f) {
+    fputs("usage: pagesim [COMMAND] [OPTIONS]\n"
+          "\n"
+          "PagedAttention, simulated and shown.\n"
+          "\n"
+          "commands:\n"
+          "  (none)      show the KV block pool filling, sharing and freeing\n"
+          "              (pagesim --blocks 16; window, --png/--svg/--pdf, or --tui)\n"
+          "  run         simulate a workload under an allocation policy, print metrics\n"
+          "  plan        how many KV blocks a model gets on a GPU\n"
+          "  calibrate   fit the cost model's coefficients from a measured run\n"
+          "\n"
+          "`pagesim COMMAND --help` tells more; `pagesim --tui --help` lists the view's\n"
+          "options (window keys, --png/--svg/--pdf, --compare, workloads).\n", f);
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 2) {
+        const char *c = argv[1];
+        if (!strcmp(c, "-h") || !strcmp(c, "--help") || !strcmp(c, "help")) { usage(stdout); return 0; }
+        if (!strcmp(c, "run"))       return pagesim_cmd_run(argc - 1, argv + 1);
+        if (!strcmp(c, "plan"))      return pagesim_cmd_plan(argc - 1, argv + 1);
+        if (!strcmp(c, "calibrate")) return pagesim_cmd_calibrate(argc - 1, argv + 1);
+        if (c[0] != '-') {
+            fprintf(stderr, "pagesim: unknown command '%s'\n\n", c);
+            usage(stderr);
+            return 2;
+        }
+    }
+    return pagesim_cmd_viz(argc, argv);
+}

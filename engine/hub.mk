@@ -1,3 +1,0 @@
-# engine/hub.mk — the engine/hub command (model download, tokenizer and chat tools).
-BINS += $(BINDIR)/engine/hub
-$(BINDIR)/engine/hub: $(BUILD)/engine/hub_main.o $(LIBS) ; @mkdir -p $(@D) ; $(LINK)

@@ -1,0 +1,130 @@
+/* serve/serve_backend.h — the interface engine/serve drives: whatever
+ * generates tokens (the CUDA engine, or the GPU-less mock of serve_mock.c).
+ *
+ * The model it follows is an engine loop: one thread owns the engine and
+ * steps it; HTTP threads hand requests over through a locked queue (submit)
+ * and the engine thread hands tokens back through each request's sink, whose
+ * callbacks the server implements (append under a lock, wake the waiting
+ * connection).  So:
+ *
+ *   HTTP thread                          engine thread
+ *   submit(params, sink) -> id  ---->    queue -> waiting -> running
+ *                                        step: sink->on_tokens(...) per request
+ *   abort(id)               ---->        ... sink->on_finish(...) exactly once
+ *
+ * Rules a backend keeps:
+ *  - submit copies what it needs from params; it never blocks on generation.
+ *  - For every successful submit, on_finish is called exactly once, last,
+ *    from the engine thread; after it the backend never touches the sink.
+ *    Abort of a finished or unknown id is harmless; an aborted request still
+ *    gets its on_finish (reason SRV_FINISH_ABORT).
+ *  - on_tokens returning nonzero asks the backend to stop that request (a
+ *    stop string matched, the client went away); it then calls on_finish
+ *    soon, without further on_tokens.  Callbacks must not call back into the
+ *    backend.
+ *  - Stop strings are the server's business (it holds back text that may
+ *    start one); max_tokens and end-of-sequence are the backend's.
+ *
+ * The real engine backend (engine/engine.h) will be one more constructor of
+ * this kind; apps/engine/serve_main.c has the single place that picks one.
+ */
+#ifndef SERVE_SERVE_BACKEND_H
+#define SERVE_SERVE_BACKEND_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    SRV_FINISH_STOP = 0,     /* end of sequence (or a stop string, decided by the server) */
+    SRV_FINISH_LENGTH,       /* max_tokens reached */
+    SRV_FINISH_ABORT,        /* abort() or on_tokens asked to stop */
+    SRV_FINISH_ERROR         /* the backend failed this request */
+} srv_finish_reason;
+
+/* What one request asks for.  Pointers are only valid during submit. */
+typedef struct {
+    const char *prompt;         /* rendered prompt text (NUL-terminated), or NULL */
+    const int32_t *prompt_ids;  /* (n_prompt_ids,) token ids, used when prompt is NULL */
+    size_t n_prompt_ids;
+    double temperature;         /* >= 0; 0 = greedy */
+    double top_p;               /* (0, 1] */
+    int max_tokens;             /* >= 1 */
+    uint64_t seed;              /* per-request sampling seed when has_seed */
+    int has_seed;
+    const char *const *stop;    /* (n_stop,) stop strings, for information: the
+                                   server enforces them (see above) */
+    int n_stop;
+} srv_gen_params;
+
+/* The result a backend reports once per request. */
+typedef struct {
+    srv_finish_reason reason;
+    int prompt_tokens;          /* tokens of the prompt as the backend counted them */
+    int completion_tokens;      /* tokens it generated */
+    const char *error;          /* reason == SRV_FINISH_ERROR: a message, else NULL */
+} srv_finish_info;
+
+/* A request's output channel, implemented by the server (embed it and
+ * recover the container in the callbacks). */
+typedef struct srv_sink srv_sink;
+struct srv_sink {
+    /* n new token ids (n, may be 0 when only text is known) and their text,
+     * len bytes, the decoded delta since the previous call (may end inside a
+     * UTF-8 character; the next call continues it).  Return 0 to go on. */
+    int  (*on_tokens)(srv_sink *s, const int32_t *ids, size_t n, const char *text, size_t len);
+    void (*on_finish)(srv_sink *s, const srv_finish_info *info);
+};
+
+/* Load figures for /metrics, a snapshot. */
+typedef struct {
+    int running;                /* requests being generated */
+    int waiting;                /* requests queued (including preempted ones) */
+    double kv_usage;            /* fraction of the KV cache in use, 0..1 */
+    long preemptions;           /* total since the backend started */
+    long max_model_len;         /* context length, for /v1/models */
+} srv_backend_stats;
+
+/* A backend: an object and its operations.  All operations are thread-safe. */
+typedef struct srv_backend srv_backend;
+struct srv_backend {
+    void *self;
+    const char *model;          /* the name served by /v1/models */
+    /* Queues a request.  Returns 0 and the request's id, or -1 with a message
+     * (out of memory, shutting down, prompt too long...). */
+    int  (*submit)(void *self, const srv_gen_params *p, srv_sink *sink,
+                   uint64_t *id, char *err, size_t errcap);
+    void (*abort)(void *self, uint64_t id);
+    void (*stats)(void *self, srv_backend_stats *out);
+    /* Stops the engine thread (aborting what is left, each with its
+     * on_finish) and frees everything, the srv_backend included. */
+    void (*destroy)(srv_backend *b);
+};
+
+/* ---- the mock backend (serve/serve_mock.c): no GPU, deterministic -------- */
+
+typedef struct {
+    const char *model;          /* served name; default "mock" */
+    int token_delay_us;         /* time of one engine step (one token per running
+                                   request); default 1000 */
+    int max_num_seqs;           /* running at once; default 256 */
+    int block_size;             /* KV block size in tokens; default 16 */
+    int num_blocks;             /* KV blocks; default 8192.  When the running
+                                   requests need more, the latest is preempted */
+    long max_model_len;         /* prompt + output limit; default 32768 */
+} srv_mock_opts;
+
+/* Fills o with the defaults above. */
+void srv_mock_opts_init(srv_mock_opts *o);
+/* Starts a mock backend (its engine thread).  Returns NULL with a message on
+ * bad options or when out of memory / a thread cannot start. */
+srv_backend *srv_mock_create(const srv_mock_opts *o, char *err, size_t errcap);
+/* The reply the mock generates for a prompt (text, or ids when text is NULL)
+ * and a seed: a JSON decision like {"decision": "buy", "reason": "..."}.
+ * With temperature 0 the seed is ignored.  Writes at most cap bytes
+ * (NUL-terminated); returns the full length, like snprintf. */
+size_t srv_mock_reply(const char *prompt, const int32_t *ids, size_t n_ids,
+                      double temperature, uint64_t seed, char *out, size_t cap);
+/* Number of mock tokens in text: the same splitter the mock streams with
+ * (a word with its leading spaces, or one other character). */
+int srv_mock_count_tokens(const char *text, size_t len);
+
+#endif

@@ -1,0 +1,204 @@
+/* text/chat_template.c — the chat templates of ChatML/Qwen, Llama-3 and Gemma
+ * written out in C (see chat_template.h).  Each render function follows its
+ * family's Jinja template line for line for plain text messages (no tools,
+ * no images).  Reads tokenizer_config.json in chat_detect; nothing else.
+ */
+#include "text/chat_template.h"
+
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct { char *out; size_t cap, n; } sbuf;   /* out: (cap,) */
+
+static void put(sbuf *b, const char *s, size_t len) {
+    for (size_t i = 0; i < len; i++, b->n++)
+        if (b->n + 1 < b->cap) b->out[b->n] = s[i];
+}
+static void puts_(sbuf *b, const char *s) { put(b, s, strlen(s)); }
+
+static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+/* Jinja's trim: Python str.strip() of ASCII whitespace */
+static void put_trim(sbuf *b, const char *s) {
+    size_t a = 0, e = strlen(s);
+    while (a < e && is_ws(s[a])) a++;
+    while (e > a && is_ws(s[e - 1])) e--;
+    put(b, s + a, e - a);
+}
+
+static const char *QWEN25_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
+
+chat_kind chat_detect_text(const char *t) {
+    if (!t) return CHAT_UNKNOWN;
+    if (strstr(t, "<|im_start|>")) {
+        if (strstr(t, "enable_thinking")) return CHAT_QWEN3;
+        if (strstr(t, QWEN25_SYSTEM)) return CHAT_QWEN25;
+        return CHAT_CHATML;
+    }
+    if (strstr(t, "<|start_header_id|>"))
+        return strstr(t, "Cutting Knowledge Date") ? CHAT_LLAMA31 : CHAT_LLAMA3;
+    if (strstr(t, "<start_of_turn>")) return CHAT_GEMMA;
+    return CHAT_UNKNOWN;
+}
+
+static const char *NAMES[] = {"unknown", "chatml", "qwen2.5", "qwen3", "llama3", "llama3.1", "gemma"};
+
+chat_kind chat_kind_parse(const char *name) {
+    for (int k = 1; k < (int)(sizeof NAMES / sizeof NAMES[0]); k++)
+        if (name && !strcmp(name, NAMES[k])) return (chat_kind)k;
+    return CHAT_UNKNOWN;
+}
+const char *chat_kind_name(chat_kind k) {
+    return (k >= 0 && k < (int)(sizeof NAMES / sizeof NAMES[0])) ? NAMES[k] : "unknown";
+}
+
+int chat_detect(const char *path, chat_kind *kind, char *err, size_t cap) {
+    *kind = CHAT_UNKNOWN;
+    FILE *f = fopen(path, "rb");
+    if (!f) { snprintf(err, cap, "%s: cannot read file", path); return -1; }
+    fseek(f, 0, SEEK_END); long n = ftell(f); fseek(f, 0, SEEK_SET);
+    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    size_t got = buf ? fread(buf, 1, (size_t)n, f) : 0;
+    fclose(f);
+    if (!buf || got != (size_t)n) { free(buf); snprintf(err, cap, "%s: cannot read file", path); return -1; }
+    buf[n] = 0;
+    cJSON *root = cJSON_Parse(buf);
+    free(buf);
+    if (!root) { snprintf(err, cap, "%s: malformed JSON", path); return -1; }
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
+    const char *text = cJSON_IsString(ct) ? ct->valuestring : NULL;
+    if (cJSON_IsArray(ct)) {   /* [{"name": "default", "template": "..."}, ...] */
+        const cJSON *it;
+        cJSON_ArrayForEach(it, ct) {
+            const cJSON *nm = cJSON_GetObjectItemCaseSensitive(it, "name");
+            const cJSON *tp = cJSON_GetObjectItemCaseSensitive(it, "template");
+            if (cJSON_IsString(nm) && !strcmp(nm->valuestring, "default") && cJSON_IsString(tp)) text = tp->valuestring;
+        }
+    }
+    int rc = 0;
+    if (!text) {
+        snprintf(err, cap, "%s: no chat_template; pass --chat-template chatml|qwen2.5|qwen3|llama3|llama3.1|gemma", path);
+        rc = -1;
+    } else if ((*kind = chat_detect_text(text)) == CHAT_UNKNOWN) {
+        snprintf(err, cap, "%s: chat_template not recognised (no <|im_start|>, <|start_header_id|> or <start_of_turn>); "
+                 "pass --chat-template chatml|qwen2.5|qwen3|llama3|llama3.1|gemma", path);
+        rc = -1;
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* ---- ChatML family ------------------------------------------------------------ */
+
+static void put_strip_nl(sbuf *b, const char *s, size_t len, int left, int right) {
+    size_t a = 0, e = len;
+    if (left) while (a < e && s[a] == '\n') a++;
+    if (right) while (e > a && s[e - 1] == '\n') e--;
+    put(b, s + a, e - a);
+}
+
+/* Qwen3's assistant message: reasoning inside <think>...</think> is split off
+ * from the content; it is shown only for turns after the last user query. */
+static void qwen3_assistant(sbuf *b, const char *content, int after_last_query, int last) {
+    const char *c = content, *r = NULL;
+    size_t cl = strlen(content), rl = 0;
+    const char *end = NULL;
+    for (const char *p = strstr(content, "</think>"); p; p = strstr(p + 1, "</think>")) end = p;
+    if (end) {
+        c = end + 8;                       /* content.split('</think>')[-1].lstrip('\n') */
+        while (*c == '\n') c++;
+        cl = strlen(c);
+        const char *first = strstr(content, "</think>");   /* split('</think>')[0] */
+        const char *s = content, *q;
+        for (q = content; (q = strstr(q, "<think>")) && q < first; q++) s = q + 7;   /* .split('<think>')[-1] */
+        r = s; rl = (size_t)(first - s);
+        while (rl && r[rl - 1] == '\n') rl--;   /* rstrip('\n') applies before split; same for us */
+        while (rl && *r == '\n') { r++; rl--; }
+    }
+    puts_(b, "<|im_start|>assistant\n");
+    if (after_last_query && (last || rl)) {
+        puts_(b, "<think>\n");
+        put_strip_nl(b, r ? r : "", rl, 1, 1);
+        puts_(b, "\n</think>\n\n");
+        put_strip_nl(b, c, cl, 1, 0);
+    } else {
+        put(b, c, cl);
+    }
+    puts_(b, "<|im_end|>\n");
+}
+
+static void render_chatml(sbuf *b, chat_kind k, const chat_msg *m, int n, int gen, int think) {
+    int last_query = n - 1;
+    if (k == CHAT_QWEN3)   /* index of the last user message */
+        for (int i = n - 1; i >= 0; i--) if (!strcmp(m[i].role, "user")) { last_query = i; break; }
+    if (k == CHAT_QWEN25 && (n == 0 || strcmp(m[0].role, "system"))) {
+        puts_(b, "<|im_start|>system\n"); puts_(b, QWEN25_SYSTEM); puts_(b, "<|im_end|>\n");
+    }
+    for (int i = 0; i < n; i++) {
+        if (k == CHAT_QWEN3 && !strcmp(m[i].role, "assistant")) {
+            qwen3_assistant(b, m[i].content, i > last_query, i == n - 1);
+            continue;
+        }
+        puts_(b, "<|im_start|>"); puts_(b, m[i].role); puts_(b, "\n");
+        puts_(b, m[i].content); puts_(b, "<|im_end|>\n");
+    }
+    if (gen) {
+        puts_(b, "<|im_start|>assistant\n");
+        if (k == CHAT_QWEN3 && !think) puts_(b, "<think>\n\n</think>\n\n");
+    }
+}
+
+/* ---- Llama-3 ------------------------------------------------------------------- */
+
+static void llama_header(sbuf *b, const char *role) {
+    puts_(b, "<|start_header_id|>"); puts_(b, role); puts_(b, "<|end_header_id|>\n\n");
+}
+
+static void render_llama3(sbuf *b, chat_kind k, const chat_msg *m, int n, int gen) {
+    puts_(b, "<|begin_of_text|>");
+    int i = 0;
+    if (k == CHAT_LLAMA31) {   /* the system turn is always there, with its date header */
+        llama_header(b, "system");
+        puts_(b, "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n");
+        if (n > 0 && !strcmp(m[0].role, "system")) { put_trim(b, m[0].content); i = 1; }
+        puts_(b, "<|eot_id|>");
+    }
+    for (; i < n; i++) {
+        llama_header(b, m[i].role);
+        put_trim(b, m[i].content);
+        puts_(b, "<|eot_id|>");
+    }
+    if (gen) llama_header(b, "assistant");
+}
+
+/* ---- Gemma ------------------------------------------------------------------------ */
+
+static void render_gemma(sbuf *b, const chat_msg *m, int n, int gen) {
+    puts_(b, "<bos>");
+    const char *prefix = NULL;
+    int i = 0;
+    if (n > 0 && !strcmp(m[0].role, "system")) { prefix = m[0].content; i = 1; }
+    for (int first = 1; i < n; i++, first = 0) {
+        puts_(b, "<start_of_turn>");
+        puts_(b, strcmp(m[i].role, "assistant") ? m[i].role : "model");
+        puts_(b, "\n");
+        if (first && prefix) { puts_(b, prefix); puts_(b, "\n\n"); }
+        put_trim(b, m[i].content);
+        puts_(b, "<end_of_turn>\n");
+    }
+    if (gen) puts_(b, "<start_of_turn>model\n");
+}
+
+size_t chat_render(chat_kind kind, const chat_msg *msgs, int n, int gen, int think, char *out, size_t cap) {
+    sbuf b = {out, cap, 0};
+    for (int i = 0; i < n; i++) if (!msgs[i].role || !msgs[i].content) return (size_t)-1;
+    switch (kind) {
+    case CHAT_CHATML: case CHAT_QWEN25: case CHAT_QWEN3: render_chatml(&b, kind, msgs, n, gen, think); break;
+    case CHAT_LLAMA3: case CHAT_LLAMA31: render_llama3(&b, kind, msgs, n, gen); break;
+    case CHAT_GEMMA: render_gemma(&b, msgs, n, gen); break;
+    default: return (size_t)-1;
+    }
+    if (cap) out[b.n < cap ? b.n : cap - 1] = 0;
+    return b.n;
+}
