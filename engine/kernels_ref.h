@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include "base/rng.h"
 #include <math.h>
 #ifdef __CUDACC__
 #define KREF_HD __host__ __device__ __forceinline__
@@ -34,16 +35,9 @@ KREF_HD float kref_bf2f(uint16_t h) {
 /* Rounds a float to the nearest bf16 value (what storing it in bf16 does). */
 KREF_HD float kref_round_bf(float f) { return kref_bf2f(kref_f2bf(f)); }
 
-/* splitmix64 finaliser: a strong 64-bit mix. */
-KREF_HD uint64_t kref_mix64(uint64_t z) {
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 /* Uniform in (0, 1) from the counter (seed, step, i): 24 random bits. */
 KREF_HD float kref_uniform(uint64_t seed, uint64_t step, uint64_t i) {
-    uint64_t h = kref_mix64(seed ^ kref_mix64(step ^ kref_mix64(i)));
+    uint64_t h = rng_mix64(seed ^ rng_mix64(step ^ rng_mix64(i)));
     return ((float)(h >> 40) + 0.5f) * (1.0f / 16777216.0f);
 }
 

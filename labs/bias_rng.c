@@ -1,22 +1,16 @@
 /* bias_rng: xoshiro256** with splitmix64 seeding; normal by Box-Muller,
  * gamma by Marsaglia-Tsang.  Pure computation. */
 #include "labs/bias_rng.h"
+#include "base/rng.h"
 #include <math.h>
-
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
 
 void bias_rng_init(bias_rng *r, uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
     uint64_t x = a;
-    uint64_t h = splitmix64(&x);
-    x = h ^ b; h = splitmix64(&x);
-    x = h ^ c; h = splitmix64(&x);
+    uint64_t h = rng_splitmix64(&x);
+    x = h ^ b; h = rng_splitmix64(&x);
+    x = h ^ c; h = rng_splitmix64(&x);
     x = h ^ d;
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++) r->s[i] = rng_splitmix64(&x);
 }
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }

@@ -19,6 +19,7 @@
 #include "sim/model_config.h"
 #include "base/errbuf.h"
 #include "base/clock.h"
+#include "base/rng.h"
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -250,10 +251,7 @@ static void decide(double lb, double ls, double T, uint64_t seed, double *p_buy,
     *p_buy = 1.0 / (1.0 + exp(ls - lb));
     if (!(T > 0)) { *buy = lb >= ls; return; }
     double pt = 1.0 / (1.0 + exp((ls - lb) / T));
-    uint64_t z = seed + 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
+    uint64_t z = rng_mix64(seed);
     *buy = (double)(z >> 11) * (1.0 / 9007199254740992.0) < pt;
 }
 

@@ -8,6 +8,7 @@
 #include "labs/bias_client.h"
 #include "labs/bias_tokens.h"
 #include "base/clock.h"
+#include "base/rng.h"
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <stdio.h>
@@ -17,18 +18,11 @@
 
 /* ---- shared by the real sources ------------------------------------------------------ */
 
-static uint64_t mix64(uint64_t z) {
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 uint64_t bias_trial_seed(uint64_t run_seed, int set, size_t stock_index, int trial) {
-    uint64_t h = mix64(run_seed ^ 0x5B1A5EEDull);
-    h = mix64(h ^ (uint64_t)(unsigned)set);
-    h = mix64(h ^ (uint64_t)stock_index);
-    h = mix64(h ^ (uint64_t)(unsigned)trial);
+    uint64_t h = rng_mix64(run_seed ^ 0x5B1A5EEDull);
+    h = rng_mix64(h ^ (uint64_t)(unsigned)set);
+    h = rng_mix64(h ^ (uint64_t)stock_index);
+    h = rng_mix64(h ^ (uint64_t)(unsigned)trial);
     return h & ((1ull << 52) - 1);
 }
 

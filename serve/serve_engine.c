@@ -9,6 +9,7 @@
 #include "engine/weights.h"
 #include "sim/model_config.h"
 #include "base/errbuf.h"
+#include "base/rng.h"
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -58,13 +59,6 @@ typedef struct esrv {
     size_t      dec_cap;
     long        steps;
 } esrv;
-
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 /* ---- the engine thread ----------------------------------------------------------------------- */
 
@@ -257,7 +251,7 @@ static int esrv_submit(void *self, const srv_gen_params *p, srv_sink *sink, uint
     r->sink = sink;
     r->max_tokens = p->max_tokens < s->max_model_len - r->n_ids ? p->max_tokens : s->max_model_len - r->n_ids;
     pthread_mutex_lock(&s->mu);
-    uint64_t seed = p->has_seed ? p->seed : splitmix64(&s->unseeded);
+    uint64_t seed = p->has_seed ? p->seed : rng_splitmix64(&s->unseeded);
     int refuse = s->quit || s->broken[0];
     if (refuse) errbuf_fail(err, errcap, "%s", s->quit ? "the engine backend is shutting down" : s->broken);
     else {

@@ -6,6 +6,7 @@
  * the latest admitted request when the pool runs out.  Used by the tests and
  * by `engine/serve --mock`.  Touches only its own state and the sinks. */
 #include "serve/serve_backend.h"
+#include "base/rng.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -15,13 +16,6 @@
 #include <time.h>
 
 /* ---- the deterministic reply ------------------------------------------------ */
-
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 static uint64_t fnv1a(const void *p, size_t n, uint64_t h) {
     const unsigned char *s = p;
@@ -58,15 +52,15 @@ size_t srv_mock_reply(const char *prompt, const int32_t *ids, size_t n_ids,
     if (prompt) h = fnv1a(prompt, strlen(prompt), h);
     else if (ids) h = fnv1a(ids, n_ids * sizeof *ids, h);
     uint64_t st = h ^ (temperature > 0 ? seed * 0xD1B54A32D192ED03ull : 0);
-    uint64_t r = splitmix64(&st);
+    uint64_t r = rng_splitmix64(&st);
     const char *decision = (r & 1) ? "buy" : "sell";
     char reason[512];
     int k = snprintf(reason, sizeof reason, "%s",
-                     k_openers[splitmix64(&st) % (sizeof k_openers / sizeof *k_openers)]);
-    int n_details = (int)(splitmix64(&st) % 3);
+                     k_openers[rng_splitmix64(&st) % (sizeof k_openers / sizeof *k_openers)]);
+    int n_details = (int)(rng_splitmix64(&st) % 3);
     for (int i = 0; i < n_details && k > 0 && (size_t)k < sizeof reason; i++)
         k += snprintf(reason + k, sizeof reason - (size_t)k, ", %s",
-                      k_details[splitmix64(&st) % (sizeof k_details / sizeof *k_details)]);
+                      k_details[rng_splitmix64(&st) % (sizeof k_details / sizeof *k_details)]);
     return (size_t)snprintf(out, cap, "{\"decision\": \"%s\", \"reason\": \"%s.\"}", decision, reason);
 }
 
@@ -293,7 +287,7 @@ static int mock_submit(void *self, const srv_gen_params *p, srv_sink *sink,
     if (!r) { snprintf(err, errcap, "out of memory"); return -1; }
     pthread_mutex_lock(&m->mu);
     uint64_t seed = p->seed;
-    if (!p->has_seed) seed = splitmix64(&m->unseeded);
+    if (!p->has_seed) seed = rng_splitmix64(&m->unseeded);
     int quit = m->quit;
     r->id = ++m->next_id;
     pthread_mutex_unlock(&m->mu);

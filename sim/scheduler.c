@@ -8,6 +8,7 @@
  * Nothing is allocated per step: per request, one request record and one
  * sequence per sample/beam. */
 #include "sim/scheduler.h"
+#include "base/rng.h"
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
@@ -86,13 +87,6 @@ static int dq_push_front(deque *d, sseq *s) {
 static sseq *dq_front(const deque *d) { return d->len ? d->v[d->head] : NULL; }
 static sseq *dq_at(const deque *d, int i) { return d->v[(d->head + i) % d->cap]; }
 static void dq_pop_front(deque *d) { d->head = (d->head + 1) % d->cap; d->len--; }
-
-static uint64_t rng_next(uint64_t *x) {      /* splitmix64 */
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 sched_config sched_config_default(void) {
     sched_config c;
@@ -419,9 +413,9 @@ static void fork_group(sched *sc, sseq *parent) {
 static void beam_choice(sched *sc, sreq *r) {
     if (r->beam_step == sc->step) return;
     r->beam_step = sc->step;
-    if (r->live < 2 || rng_next(&sc->rng) % 3 != 0) return;
-    int a = (int)(rng_next(&sc->rng) % (uint64_t)r->num_members);
-    int k = (int)(rng_next(&sc->rng) % (uint64_t)r->num_members);
+    if (r->live < 2 || rng_splitmix64(&sc->rng) % 3 != 0) return;
+    int a = (int)(rng_splitmix64(&sc->rng) % (uint64_t)r->num_members);
+    int k = (int)(rng_splitmix64(&sc->rng) % (uint64_t)r->num_members);
     sseq *drop = r->members[a], *keep = r->members[k];
     if (a == k || !drop || !keep || drop->s.status != SEQ_RUNNING || keep->s.status != SEQ_RUNNING ||
         drop->s.num_tokens != keep->s.num_tokens ||

@@ -5,6 +5,7 @@
  * (xoshiro256**), so a seed gives the same requests on every machine.
  * Reads only the trace file it is given. */
 #include "sim/workload.h"
+#include "base/rng.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -23,15 +24,8 @@
 
 typedef struct wl_rng { uint64_t s[4]; } wl_rng;
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static void rng_seed(wl_rng *r, uint64_t seed) {
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
+    for (int i = 0; i < 4; i++) r->s[i] = rng_splitmix64(&seed);
 }
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
@@ -469,7 +463,7 @@ void wl_prompt_tokens(const wl_request *r, int i, uint64_t seed, int *ids) {
         uint64_t key = t < shared ? (0x7072656669780000ULL ^ (uint64_t)r->prefix_id)
                                   : (0x7265717565737400ULL ^ ((uint64_t)(uint32_t)i << 1));
         uint64_t x = seed ^ (key * 0x9e3779b97f4a7c15ULL) ^ ((uint64_t)t << 32);
-        ids[t] = 1 + (int)(splitmix64(&x) % 32000);   /* ids in 1..32000 */
+        ids[t] = 1 + (int)(rng_splitmix64(&x) % 32000);   /* ids in 1..32000 */
     }
 }
 

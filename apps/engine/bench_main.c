@@ -20,6 +20,7 @@
 #include "engine/weights.h"
 #include "sim/model_config.h"
 #include "base/clock.h"
+#include "base/rng.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,13 +58,7 @@ static void usage(FILE *f) {
 }
 
 
-static uint64_t splitmix(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static int uniform(uint64_t *st, int lo, int hi) { return lo + (int)(splitmix(st) % (uint64_t)(hi - lo + 1)); }
+static int uniform(uint64_t *st, int lo, int hi) { return lo + (int)(rng_splitmix64(st) % (uint64_t)(hi - lo + 1)); }
 
 /* ---- the paged decode attention kernel alone ------------------------------- */
 #ifdef PAGESIM_HAVE_CUDA
@@ -118,7 +113,7 @@ static int bench_attention(const mc_config *c, int B, int C, int Q, int bs, doub
     for (int i = 0; i < nb; i++) bt[i] = i;
     uint64_t st = 7;
     for (int i = nb - 1; i > 0; i--) {
-        int j = (int)(splitmix(&st) % (uint64_t)(i + 1)), t = bt[i];
+        int j = (int)(rng_splitmix64(&st) % (uint64_t)(i + 1)), t = bt[i];
         bt[i] = bt[j]; bt[j] = t;
     }
     cudaMemcpy(ints, h, sizeof(int32_t) * ((size_t)2 * B + 1 + nb), cudaMemcpyHostToDevice);
@@ -237,7 +232,7 @@ static int run_elementwise(const mc_config *c, int T, double peak_gbps, FILE *js
     uint64_t st = 11;
     if (!hinv || !hpos) goto out;
     kref_rope_inv_freq(hinv, b.hd, c->rope_theta > 0 ? c->rope_theta : 10000.0, 0, 1, 1, 1, 0);
-    for (int t = 0; t < T; t++) hpos[t] = (int32_t)(splitmix(&st) % 32768);
+    for (int t = 0; t < T; t++) hpos[t] = (int32_t)(rng_splitmix64(&st) % 32768);
     if (cudaMalloc((void **)&b.pool, b.pool_n * 2) || cudaMalloc((void **)&b.w, (size_t)b.D * 2) ||
         cudaMalloc((void **)&b.bias, (size_t)b.qkv * 2) || cudaMalloc((void **)&b.pos, sizeof(int32_t) * (size_t)T) ||
         cudaMalloc((void **)&b.slots, sizeof(int32_t) * (size_t)T) || cudaMalloc((void **)&b.inv, sizeof(float) * (size_t)half)) {
@@ -426,7 +421,7 @@ int main(int argc, char **argv) {
         ol[r] = uni ? uniform(&st, lo, hi) : olen;
         prompts[r] = malloc(sizeof(int) * (size_t)pl[r]);
         if (!prompts[r]) { fprintf(stderr, "engine/bench: out of memory\n"); return 1; }
-        for (int i = 0; i < pl[r]; i++) prompts[r][i] = (int)(splitmix(&st) % (uint64_t)idmax);
+        for (int i = 0; i < pl[r]; i++) prompts[r][i] = (int)(rng_splitmix64(&st) % (uint64_t)idmax);
         if (pl[r] + ol[r] > longest) longest = pl[r] + ol[r];
         total_prompt += pl[r];
         total_out += ol[r];
