@@ -60,7 +60,7 @@ $(BUILD)/libengcu.a: $(CU_OBJS)
 
 # Linked in dependency order, MODULES reversed (users before what they use; libengcu
 # right after libengine), with no --start-group: a library that calls one above it
-# (an arrow upward) fails to link.  A module without .c files (base/ so far) has no library.
+# (an arrow upward) fails to link.  A module without .c files has no library.
 reverse   = $(if $(1),$(call reverse,$(wordlist 2,$(words $(1)),$(1))) $(firstword $(1)))
 LIB_ORDER := $(patsubst engine,engine $(if $(HAVE_CUDA),engcu),$(call reverse,$(MODULES)))
 LIBS := $(foreach m,$(LIB_ORDER),$(if $(filter engcu,$(m))$($(m)_SRCS),$(BUILD)/lib$(m).a))

@@ -2,6 +2,7 @@
  * with qualitative and quantitative evidence).  Reads only the files named;
  * never prints: errors go to the caller's buffer, warnings into the universe. */
 #include "labs/bias_data.h"
+#include "base/file.h"
 #include <csv.h>
 #include <ctype.h>
 #include <errno.h>
@@ -125,26 +126,13 @@ out:
 
 int bias_csv_load(bias_csv *t, const char *path, char *err, size_t errlen) {
     memset(t, 0, sizeof *t);
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); return -1; }
-    char *buf = NULL; size_t len = 0, cap = 0; int rc = -1;
-    for (;;) {
-        if (cap - len < 65536) {
-            size_t nc = cap ? cap * 2 : 1 << 20;
-            char *nb = realloc(buf, nc);
-            if (!nb) { snprintf(err, errlen, "%s: out of memory", path); goto out; }
-            buf = nb; cap = nc;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) { snprintf(err, errlen, "%s: read error", path); goto out; }
-    if (len == 0) { snprintf(err, errlen, "%s:1: empty file (no header line)", path); goto out; }
-    rc = bias_csv_parse(t, buf, len, path, err, errlen);
-out:
+    size_t len = 0;
+    char *buf = file_read_all(path, 0, &len, err, errlen);
+    if (!buf) return -1;
+    int rc = -1;
+    if (len == 0) snprintf(err, errlen, "%s:1: empty file (no header line)", path);
+    else rc = bias_csv_parse(t, buf, len, path, err, errlen);
     free(buf);
-    fclose(f);
     return rc;
 }
 

@@ -1,6 +1,7 @@
 /* bias_output: CSV and JSON text in the study's formats, and atomic file
  * writes.  Touches only the paths it is given (and their .tmp siblings). */
 #include "labs/bias_output.h"
+#include "base/file.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -44,12 +45,12 @@ void bias_buf_printf(bias_buf *b, const char *fmt, ...) {
 }
 
 int bias_buf_read_file(bias_buf *b, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    char chunk[65536];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) bias_buf_add(b, chunk, got);
-    fclose(f);
+    char e[8];
+    size_t n = 0;
+    char *s = file_read_all(path, 0, &n, e, sizeof e);
+    if (!s) return -1;                             /* errno from the failed open or read */
+    bias_buf_add(b, s, n);
+    free(s);
     return 0;
 }
 

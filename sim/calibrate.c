@@ -6,6 +6,7 @@
  * as a linear problem (gsl_multifit_linear) for overhead, per_seq, 1/flops_eff
  * and 1/bw_eff, until no step changes roof.  Reads only the steps file. */
 #include "sim/calibrate.h"
+#include "base/file.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -44,21 +45,6 @@ static int set_obs(cm_step_obs *o, int k, double v, const char *where, char *err
     case F_PAIRS: o->b.attn_pairs = (long)v; break;
     }
     return 0;
-}
-
-static char *slurp(const char *path, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); return NULL; }
-    char *buf = NULL;
-    long len;
-    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && len < (256L << 20) &&
-        fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)len + 1))) {   /* (len + 1,) */
-        if (fread(buf, 1, (size_t)len, f) == (size_t)len) buf[len] = '\0';
-        else { free(buf); buf = NULL; }
-    }
-    fclose(f);
-    if (!buf) snprintf(err, errlen, "%s: cannot read (too large or not a regular file)", path);
-    return buf;
 }
 
 static int load_json(const char *path, const char *text, cm_step_obs **out, int *n,
@@ -183,7 +169,7 @@ out:
 int cm_steps_load(const char *path, cm_step_obs **out, int *n, char *err, size_t errlen) {
     *out = NULL;
     *n = 0;
-    char *text = slurp(path, err, errlen);
+    char *text = file_read_all(path, 256u << 20, NULL, err, errlen);
     if (!text) return -1;
     const char *p = text;
     while (isspace((unsigned char)*p)) p++;

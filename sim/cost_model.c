@@ -6,6 +6,7 @@
  * `pagesim calibrate`.  Reads files only in cm_gpu_find / cm_coeffs_load and
  * writes only in cm_coeffs_save. */
 #include "sim/cost_model.h"
+#include "base/file.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -71,19 +72,10 @@ static double parse_size(const char *s) {
     return mul * v;   /* <= 0 for a negative or zero size: the caller rejects it */
 }
 
-/* Reads the whole file; NULL when it cannot. */
+/* Reads the whole file (at most 16 MiB); NULL when it cannot. */
 static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    long len;
-    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && len < (16L << 20) &&
-        fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)len + 1))) {
-        if (fread(buf, 1, (size_t)len, f) == (size_t)len) buf[len] = '\0';
-        else { free(buf); buf = NULL; }
-    }
-    fclose(f);
-    return buf;
+    char e[8];
+    return file_read_all(path, 16u << 20, NULL, e, sizeof e);
 }
 
 /* $PAGESIM_GPUS, else data/gpus.json from the current directory, else next to
@@ -340,12 +332,9 @@ static const struct { const char *key; size_t off; double lo, hi; } k_fields[] =
 int cm_coeffs_load(cm_coeffs *k, const char *path, char *err, size_t errlen) {
     int rc = -1;
     cJSON *root = NULL;
-    char *text = slurp(path);
     *k = cm_coeffs_default();
-    if (!text) {
-        snprintf(err, errlen, "%s: %s", path, errno ? strerror(errno) : "cannot read");
-        return -1;
-    }
+    char *text = file_read_all(path, 16u << 20, NULL, err, errlen);
+    if (!text) return -1;
     const char *end = NULL;
     root = cJSON_ParseWithOpts(text, &end, 0);
     if (!cJSON_IsObject(root)) {

@@ -2,6 +2,7 @@
  * parameter counts, weight bytes and KV bytes per token from it.
  * Touches only the file it is given (mc_load); everything else is pure. */
 #include "sim/model_config.h"
+#include "base/file.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -293,30 +294,16 @@ out:
 int mc_load(mc_config *c, const char *path, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
     int rc = -1;
-    char *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (fseek(f, 0, SEEK_END) != 0) goto io;
-    long len = ftell(f);
-    if (len < 0 || len > (64L << 20) || fseek(f, 0, SEEK_SET) != 0) goto io;
-    buf = malloc((size_t)len + 1);                  /* (len + 1,) the file and a NUL */
-    if (!buf) { snprintf(err, errlen, "%s: out of memory", path); goto out; }
-    if (fread(buf, 1, (size_t)len, f) != (size_t)len) goto io;
-    buf[len] = '\0';
-    if (memchr(buf, '\0', (size_t)len)) {
+    size_t len = 0;
+    char *buf = file_read_all(path, 64u << 20, &len, err, errlen);   /* (len + 1,) the file and a NUL */
+    if (!buf) return -1;
+    if (memchr(buf, '\0', len)) {
         snprintf(err, errlen, "%s: binary data, not a config.json", path);
         goto out;
     }
     rc = mc_parse(c, buf, path, err, errlen);
-    goto out;
-io:
-    snprintf(err, errlen, "%s: cannot read (too large or not a regular file)", path);
 out:
     free(buf);
-    fclose(f);
     return rc;
 }
 

@@ -4,6 +4,7 @@
  * no images).  Reads tokenizer_config.json in chat_detect; nothing else.
  */
 #include "text/chat_template.h"
+#include "base/file.h"
 
 #include <cJSON.h>
 #include <stdio.h>
@@ -55,14 +56,8 @@ const char *chat_kind_name(chat_kind k) {
 
 int chat_detect(const char *path, chat_kind *kind, char *err, size_t cap) {
     *kind = CHAT_UNKNOWN;
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, cap, "%s: cannot read file", path); return -1; }
-    fseek(f, 0, SEEK_END); long n = ftell(f); fseek(f, 0, SEEK_SET);
-    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    size_t got = buf ? fread(buf, 1, (size_t)n, f) : 0;
-    fclose(f);
-    if (!buf || got != (size_t)n) { free(buf); snprintf(err, cap, "%s: cannot read file", path); return -1; }
-    buf[n] = 0;
+    char *buf = file_read_all(path, 64u << 20, NULL, err, cap);
+    if (!buf) return -1;
     cJSON *root = cJSON_Parse(buf);
     free(buf);
     if (!root) { snprintf(err, cap, "%s: malformed JSON", path); return -1; }

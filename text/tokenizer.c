@@ -12,6 +12,7 @@
  */
 #include "text/tokenizer.h"
 #include "base/errbuf.h"
+#include "base/file.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <cJSON.h>
@@ -929,25 +930,6 @@ static int load_decoder(tok_tokenizer *t, const cJSON *p, const char *path, char
     return -1;
 }
 
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (!buf) break;
-        size_t k = fread(buf + n, 1, cap - n - 1, f);
-        n += k;
-        if (n + 1 < cap) break;
-        char *b = realloc(buf, cap * 2);
-        if (!b) { free(buf); buf = NULL; break; }
-        buf = b; cap *= 2;
-    }
-    fclose(f);
-    if (buf) { buf[n] = 0; *len = n; }
-    return buf;
-}
-
 /* Records id's strings; for byte-level vocab entries raw is the byte form. */
 static int set_token(tok_tokenizer *t, int32_t id, const char *s, const char *raw, size_t rawlen, int flags) {
     if (t->tok_str[id]) { free(t->tok_str[id]); free(t->tok_raw[id]); }
@@ -981,8 +963,8 @@ static size_t token_raw(const tok_tokenizer *t, const int16_t *rev, const char *
 
 tok_tokenizer *tok_load(const char *path, char *err, size_t cap) {
     size_t len = 0;
-    char *buf = read_file(path, &len);
-    if (!buf) { errbuf_fail(err, cap, "%s: cannot read file", path); return NULL; }
+    char *buf = file_read_all(path, 0, &len, err, cap);
+    if (!buf) return NULL;
     tok_tokenizer *t = tok_load_mem(buf, len, path, err, cap);
     free(buf);
     return t;

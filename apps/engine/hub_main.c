@@ -10,6 +10,7 @@
 
 #include "text/chat_template.h"
 #include "hub/hub.h"
+#include "base/file.h"
 #include "text/tokenizer.h"
 
 static void usage(FILE *f) {
@@ -28,18 +29,6 @@ static void usage(FILE *f) {
         "         [--system TEXT] --user TEXT [--no-thinking] [--tokenizer FILE]\n"
         "      render a chat prompt (and its ids with --tokenizer)\n"
         "  --help\n");
-}
-
-static char *read_all(FILE *f, size_t *len) {
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    size_t k;
-    while (b && (k = fread(b + n, 1, cap - n, f)) > 0) {
-        n += k;
-        if (n == cap) { char *q = realloc(b, cap *= 2); if (!q) { free(b); return NULL; } b = q; }
-    }
-    if (b) *len = n;
-    return b;
 }
 
 static tok_tokenizer *load_tok(const char *path) {
@@ -86,10 +75,10 @@ static int cmd_encode(int argc, char **argv, int count_only) {
     }
     if (!text) { usage(stderr); return 2; }
     tok_tokenizer *t = load_tok(tp);
-    size_t len; char *buf = NULL;
-    if (!strcmp(text, "-")) { buf = read_all(stdin, &len); text = buf; }
+    size_t len; char *buf = NULL, err[512];
+    if (!strcmp(text, "-")) { buf = file_read_stream(stdin, "stdin", 0, &len, err, sizeof err); text = buf; }
     else len = strlen(text);
-    if (!text) { fprintf(stderr, "engine/hub: cannot read stdin\n"); return 1; }
+    if (!text) { fprintf(stderr, "engine/hub: %s\n", err); tok_free(t); return 1; }
     tok_ids ids = {0};
     if (tok_encode(t, text, len, flags, &ids) < 0) { fprintf(stderr, "engine/hub: out of memory\n"); return 1; }
     if (count_only) printf("%zu\n", ids.n);

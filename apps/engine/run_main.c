@@ -8,6 +8,7 @@
  * token counts and preemptions, and the KV block statistics of the run (the
  * simulator's categories, sampled after every step). */
 #include "apps/engine/cli.h"
+#include "base/file.h"
 #include "engine/engine.h"
 #include "engine/weights.h"
 #include "text/tokenizer.h"
@@ -80,13 +81,10 @@ static int parse_ids(const char *s, int32_t **out) {
 
 /* eos_token_id of a config.json (a number or the first of a list), or -1 */
 static int config_eos(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    static char buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
+    char why[8], *buf = file_read_all(path, 64u << 20, NULL, why, sizeof why);
+    if (!buf) return -1;
     cJSON *j = cJSON_Parse(buf);
+    free(buf);
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "eos_token_id");
     if (cJSON_IsArray(e)) e = cJSON_GetArrayItem(e, 0);
     int id = cJSON_IsNumber(e) ? e->valueint : -1;

@@ -3,6 +3,7 @@
  * replies from a bias profile, the CUDA engine in process (--real) or a server
  * (--server); also `analyze`, `gen-evidence`, `fit-profile`, `compare`.
  * Only this file prints and exits. */
+#include "base/file.h"
 #include "labs/bias_aggregate.h"
 #include "labs/bias_data.h"
 #include "labs/bias_dump.h"
@@ -124,14 +125,6 @@ static void print_warnings(const bias_universe *u) {
     if (u->nwarn > 20) fprintf(stderr, "labs/bias: warning: ... and %zu more\n", u->nwarn - 20);
 }
 
-static int mkdir_p(const char *dir) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') { *p = 0; if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1; *p = '/'; }
-    return (mkdir(tmp, 0755) != 0 && errno != EEXIST) ? -1 : 0;
-}
-
 /* ---- analyze -------------------------------------------------------------- */
 
 static int cmd_analyze(int argc, char **argv) {
@@ -159,7 +152,7 @@ static int cmd_analyze(int argc, char **argv) {
         bias_csv t;
         int bad = bias_csv_load(&t, combined, err, sizeof err) != 0;
         if (!bad) { bad = bias_analyze_table(&t, &r, err, sizeof err) != 0; bias_csv_free(&t); }
-        if (!bad) bad = mkdir_p(dir) != 0 && (snprintf(err, sizeof err, "%s: %s", dir, strerror(errno)), 1);
+        if (!bad) bad = file_mkdirs(dir) != 0 && (snprintf(err, sizeof err, "%s: %s", dir, strerror(errno)), 1);
         if (!bad) bad = bias_write_result(dir, short_model(model), &r, err, sizeof err) != 0;
         if (bad) { fprintf(stderr, "labs/bias analyze: %s\n", err); return 1; }
     } else if (bias_aggregate(dir, short_model(model), rebuild, &r, err, sizeof err)) {
@@ -197,7 +190,7 @@ static int cmd_gen_evidence(int argc, char **argv) {
     bias_universe u;
     if (bias_universe_load_tickers(&u, tickers, err, sizeof err)) { fprintf(stderr, "labs/bias gen-evidence: %s\n", err); return 1; }
     print_warnings(&u);
-    if (mkdir_p(dir)) { fprintf(stderr, "labs/bias gen-evidence: %s: %s\n", dir, strerror(errno)); bias_universe_free(&u); return 1; }
+    if (file_mkdirs(dir)) { fprintf(stderr, "labs/bias gen-evidence: %s: %s\n", dir, strerror(errno)); bias_universe_free(&u); return 1; }
     snprintf(q, sizeof q, "%s/evidence_qual.csv", dir);
     snprintf(n, sizeof n, "%s/evidence_quant.csv", dir);
     int rc = 0;
@@ -602,7 +595,7 @@ static int cmd_compare(int argc, char **argv) {
         if (bias_trace_load(&t[i], paths[i], err, sizeof err)) { fprintf(stderr, "labs/bias compare: %s\n", err); goto out; }
         tl[i] = &t[i];
     }
-    if (mkdir_p(dir)) { fprintf(stderr, "labs/bias compare: %s: %s\n", dir, strerror(errno)); goto out; }
+    if (file_mkdirs(dir)) { fprintf(stderr, "labs/bias compare: %s: %s\n", dir, strerror(errno)); goto out; }
     bias_compare_config cc = { gpu, mcfg, coeffs, tp, 0.9, t[0].dummy_weights ? DUMMY_NOTE : NULL };
     if (bias_compare_write(&cc, tl, n, dir, short_model(model), summary, sizeof summary, err, sizeof err)) {
         fprintf(stderr, "labs/bias compare: %s\n", err); goto out;

@@ -44,7 +44,7 @@ for p in "${pids[@]}"; do wait "$p" || { echo "build failed" >&2; exit 1; }; don
 ARS=()
 for l in engine engcu text sim base; do
   set -- "$O/$l"/*.o
-  [ -e "$1" ] || continue                 # a layer with no .c (base/: headers only)
+  [ -e "$1" ] || continue                 # a layer with no .c files
   rm -f "$O/lib$l.a"; ar rcs "$O/lib$l.a" "$@"; ARS+=("$O/lib$l.a")
 done
 LIBS="-L$CUDA/lib64 -lcublasLt -lcublas -lcudart_static -ldl -lrt -lstdc++ -lpthread -lm -L$LIBDIR -lcjson -lpcre2-8 -lutf8proc -lcmocka -Wl,-rpath,$LIBDIR -Wl,-rpath,$CUDA/lib64"
