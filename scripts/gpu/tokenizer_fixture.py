@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tokenizer reference fixture for text/tokenizer.c (issue 4).
+"""Tokenizer reference fixture for text/tokenizer.c and text/tok_*.c (issue 4).
 
 Three modes:
   strings OUT.jsonl
@@ -18,7 +18,7 @@ Three modes:
   diff --lib libtok.so --tok NAME=PATH ... --out DIR [--seconds S] [--seed N]
       (GPU machine) differential test: random byte strings (many scripts,
       combining marks, Hangul jamo, emoji, invalid bytes, special-token
-      fragments) encoded by HF and by the C encoder (text/tokenizer.c built
+      fragments) encoded by HF and by the C encoder (text/tok*.c built
       as a shared library, called through ctypes) for S seconds per tokenizer;
       DIR/diff_report.txt and up to 200 mismatches in DIR/diff_NAME.jsonl.
 """

@@ -11,8 +11,8 @@ out=build/fuzz
 mkdir -p "$out/corpus_load" "$out/corpus_encode" "$out/corpus_encode_gemma"
 CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer -std=c11 -D_GNU_SOURCE -I. $(pkg-config --cflags libcjson libpcre2-8 libutf8proc)"
 LIBS="$(pkg-config --libs libcjson libpcre2-8 libutf8proc) -lpthread"
-clang $CFLAGS tests/fuzz/fuzz_tok_load.c text/tokenizer.c base/file.c -o "$out/fuzz_tok_load" $LIBS
-clang $CFLAGS tests/fuzz/fuzz_tok_encode.c text/tokenizer.c base/file.c -o "$out/fuzz_tok_encode" $LIBS
+clang $CFLAGS tests/fuzz/fuzz_tok_load.c text/tok*.c base/file.c -o "$out/fuzz_tok_load" $LIBS
+clang $CFLAGS tests/fuzz/fuzz_tok_encode.c text/tok*.c base/file.c -o "$out/fuzz_tok_encode" $LIBS
 run() {  # name binary corpus seeds... ; prints libFuzzer's final stats
   local name=$1 bin=$2 corpus=$3; shift 3
   echo "== $name ($secs s)"
