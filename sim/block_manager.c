@@ -13,18 +13,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Makes s->block_table hold at least need entries.  Growth is geometric and
- * happens at admission (sized for the whole request), so appends rarely get
- * here.  Out of memory here has no way back: the contract says admission and
- * append cannot fail, so we stop loudly rather than corrupt the pool. */
-static void table_reserve(seq *s, int need) {
-    if (s->table_cap >= need) return;
+/* Makes s->block_table hold at least need entries: 0, or -1 when out of
+ * memory (the table unchanged).  Growth is geometric and happens at admission,
+ * sized for the request's whole life, so an append grows it only for a
+ * sequence longer than the life it was admitted for. */
+static int table_reserve(seq *s, int need) {
+    if (s->table_cap >= need) return 0;
     int cap = s->table_cap > 0 ? s->table_cap : 4;
     while (cap < need) cap *= 2;
     int *t = realloc(s->block_table, (size_t)cap * sizeof *t);
-    if (!t) { fputs("block_manager: out of memory growing a block table\n", stderr); abort(); }
+    if (!t) return -1;
     s->block_table = t;
     s->table_cap = cap;
+    return 0;
 }
 
 /* ---- create / destroy ------------------------------------------------------ */
@@ -96,20 +97,22 @@ bool bm_can_admit(const bm *m, const seq *s, int watermark_blocks) {
     return bm_num_free(m) - need >= (watermark_blocks > 0 ? watermark_blocks : 0);
 }
 
-void bm_admit(bm *m, seq *s) {
+int bm_admit(bm *m, seq *s) {
     int total = seq_blocks_for(s->num_tokens, m->bs);
     int life = s->prompt_len + s->max_output;
     if (life < s->num_tokens) life = s->num_tokens;
-    if (s->num_blocks > 0) return;                     /* misuse: already holds blocks */
-    table_reserve(s, seq_blocks_for(life + 1, m->bs));
+    if (s->num_blocks > 0) return -1;                  /* misuse: already holds blocks */
+    /* the one allocation, before anything changes */
+    if (table_reserve(s, seq_blocks_for(life + 1, m->bs))) return -1;
     int in_use = 0;
     int nhit = bm_lookup_prefix(m, s, &in_use, s->block_table);
-    if (bm_num_free(m) < total - in_use) return;          /* misuse: no room (kv_can_admit said no) */
+    if (bm_num_free(m) < total - in_use) return -1;    /* misuse: no room (kv_can_admit said no) */
     for (int i = 0; i < nhit; i++) bm_take_block(m, s->block_table[i]);
     for (int i = nhit; i < total; i++) s->block_table[i] = bm_alloc_block(m);
     s->num_blocks = total;
     s->num_computed = nhit * m->bs;
     m->hit_tokens += (long)nhit * m->bs;
+    return 0;
 }
 
 /* Blocks needed to make slot s->num_tokens writable: 0 or 1. */
@@ -128,7 +131,7 @@ int bm_append_slot(bm *m, seq *s, kv_copy *copy) {
     /* the misuse guards (no room, swapped out, table short) cost a compare each */
     if (li >= s->num_blocks) {                          /* the last block is full: a new one */
         if (li > s->num_blocks || bm_num_free(m) == 0 || bm_on_cpu(s)) return 0;
-        table_reserve(s, li + 1);
+        if (table_reserve(s, li + 1)) return -1;       /* out of memory: nothing changed */
         s->block_table[li] = bm_alloc_block(m);
         s->num_blocks = li + 1;
         return 0;

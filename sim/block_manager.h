@@ -12,8 +12,13 @@
  * Allocation takes a never-hashed free block first, else evicts the least
  * recently freed cached block.  bm_commit_computed registers a table's full,
  * computed blocks in order, stopping at a block another table still shares
- * (it may be full for one holder only); it is registered once held alone.  Acting without a yes from the matching can_*
- * (a caller bug) changes nothing rather than corrupting the pool. */
+ * (it may be full for one holder only); it is registered once held alone.
+ * Acting without a yes from the matching can_* (a caller bug) changes nothing
+ * rather than corrupting the pool.  Out of memory never aborts: the only
+ * allocation of the acts is a sequence's block table, sized at admission for
+ * its whole life (bm_admit returns -1 when it cannot be), so later acts on it
+ * allocate nothing (bm_append_slot returns -1 only for a sequence grown past
+ * that life whose table cannot grow). */
 #ifndef BLOCK_MANAGER_H
 #define BLOCK_MANAGER_H
 #include <stdbool.h>
@@ -40,7 +45,7 @@ void bm_set_hash_fn(bm *m, bm_hash_fn fn);
 
 /* The operations of sim/kv_cache.h for the paged policy (same contracts). */
 bool bm_can_admit(const bm *m, const seq *s, int watermark_blocks);
-void bm_admit(bm *m, seq *s);
+int  bm_admit(bm *m, seq *s);
 bool bm_can_append(const bm *m, const seq *s);
 int  bm_append_slot(bm *m, seq *s, kv_copy *copy);
 void bm_commit_computed(bm *m, seq *s);

@@ -95,8 +95,8 @@ bool kv_can_admit(const kv_cache *kv, const seq *s, int watermark_blocks) {
     return ra_can_admit(kv->ra, s, (long)watermark_blocks * kv->cfg.block_size);
 }
 
-void kv_admit(kv_cache *kv, seq *s) {
-    if (kv->bm) bm_admit(kv->bm, s); else ra_admit(kv->ra, s);
+int kv_admit(kv_cache *kv, seq *s) {
+    return kv->bm ? bm_admit(kv->bm, s) : ra_admit(kv->ra, s);
 }
 
 bool kv_can_append(const kv_cache *kv, const seq *s) {

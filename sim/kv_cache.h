@@ -62,13 +62,18 @@ const kv_config *kv_get_config(const kv_cache *kv);
 bool kv_can_admit(const kv_cache *kv, const seq *s, int watermark_blocks);
 /* Gives s its blocks / reservation.  Prefix-cache hits set s->num_computed to
  * the cached tokens (whole blocks, never the entire prompt: at least the last
- * prompt token is computed).  Call only after kv_can_admit said yes. */
-void kv_admit(kv_cache *kv, seq *s);
+ * prompt token is computed).  Call only after kv_can_admit said yes.  Returns
+ * 0, or -1 when s was not admitted and nothing changed: out of memory for its
+ * block table or the allocator's bookkeeping (or called without that yes). */
+int  kv_admit(kv_cache *kv, seq *s);
 /* Room for the slot of token index s->num_tokens (the next generated token)? */
 bool kv_can_append(const kv_cache *kv, const seq *s);
 /* Makes that slot writable: a new block when the last is full, a copy-on-write
  * when the last block is shared.  Returns 1 and fills *copy when a copy is
- * needed, else 0.  Call after kv_can_append said yes, before s->num_tokens grows. */
+ * needed, else 0; -1 when out of memory (nothing changed; only a sequence
+ * grown past prompt_len + max_output, the life its table was sized for at
+ * admission, may need memory here).  Call after kv_can_append said yes,
+ * before s->num_tokens grows. */
 int  kv_append_slot(kv_cache *kv, seq *s, kv_copy *copy);
 /* Registers full blocks of s in the prefix cache once their KV is computed
  * (call after the step that computed them).  No-op without prefix caching. */

@@ -121,14 +121,15 @@ static int grow(ra *a) {
     return 0;
 }
 
-void ra_admit(ra *a, seq *s) {
+int ra_admit(ra *a, seq *s) {
     long need = ra_reservation_for(a, s);
     int i = first_fit(a, need);
-    if (i < 0 || s->resv_len > 0) return;             /* misuse: no room, or already placed */
-    if (grow(a)) { fputs("reserve_alloc: out of memory growing the free list\n", stderr); abort(); }
+    if (i < 0 || s->resv_len > 0) return -1;          /* misuse: no room, or already placed */
+    if (grow(a)) return -1;                           /* out of memory: nothing changed */
     s->resv_start = take(a, i, need);
     s->resv_len = need;
     s->num_computed = 0;
+    return 0;
 }
 
 bool ra_can_append(const ra *a, const seq *s) { (void)a; return s->resv_len > 0 && s->num_tokens < s->resv_len; }

@@ -23,7 +23,7 @@ void ra_destroy(ra *a);
 long ra_reservation_for(const ra *a, const seq *s);
 /* The operations of sim/kv_cache.h for reservation policies (same contracts). */
 bool ra_can_admit(const ra *a, const seq *s, long watermark_slots);
-void ra_admit(ra *a, seq *s);
+int  ra_admit(ra *a, seq *s);
 bool ra_can_append(const ra *a, const seq *s);
 int  ra_fork(ra *a, const seq *parent, seq *child);
 void ra_release(ra *a, seq *s);

@@ -274,7 +274,9 @@ static void try_schedule(sched *sc, int idx, int *budget, bool may_preempt, doub
             if (v == q) return;
         }
         kv_copy c;
-        if (kv_append_slot(sc->kv, s, &c) == 1) sc->batch.copies[sc->batch.num_copies++] = c;
+        int made = kv_append_slot(sc->kv, s, &c);
+        if (made < 0) return;                   /* out of memory: not this step (nothing changed) */
+        if (made == 1) sc->batch.copies[sc->batch.num_copies++] = c;
     }
     add_item(sc, q, num_new, samples, now);
     *budget -= num_new;
@@ -344,7 +346,7 @@ int sched_schedule(sched *sc, double now, const sched_batch **out) {
             }
             break;
         }
-        kv_admit(sc->kv, s);
+        if (kv_admit(sc->kv, s)) break;         /* out of memory: it waits (nothing changed) */
         dq_pop_front(&sc->waiting);
         s->status = SEQ_RUNNING;
         if (run_push(sc, q)) break;
