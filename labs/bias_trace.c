@@ -1,8 +1,8 @@
-/* bias_trace: what a real run measured (see bias_compare.h): growable
+/* bias_trace: what a real run measured (see bias_trace.h): growable
  * arrays, and the trace file {model}_att_trace.json (rows as arrays under a
  * field list, so 10,000 requests stay small) with its steps also as
  * {model}_att_steps.csv for `pagesim calibrate`.  Touches only those files. */
-#include "labs/bias_compare.h"
+#include "labs/bias_trace.h"
 #include "labs/bias_output.h"
 #include "labs/bias_aggregate.h"
 #include <cjson/cJSON.h>
