@@ -31,6 +31,31 @@ static double mape(const cm_model *m, const cm_step_obs *o, int n) {
     return n ? e / n : 0;
 }
 
+/* Adds to k->pred the sets of c's trace (but `skip`, the fitted one) that
+ * were measured, each predicted with m and with the fitted fm. */
+static int predict_sets(const cmp *c, int skip, const cm_model *m, const cm_model *fm, calib *k,
+                        char *err, size_t errlen) {
+    int *ts = malloc((c->tr->nreq + 1) * sizeof *ts);   /* (nreq + 1) the trace's sets */
+    if (!ts) { snprintf(err, errlen, "out of memory"); return -1; }
+    int tn = bias_cmp_trace_sets(c->tr, ts), rc = 0;
+    for (int j = 0; j < tn && k->npred < 8; j++) {
+        if (ts[j] == skip) continue;
+        if (ts[j] < 1 || ts[j] > c->tr->nsets || c->tr->set_wall_s[ts[j] - 1] <= 0) continue;
+        side a, b;
+        if (bias_cmp_predict(c, m, ts[j], &a, err, errlen) || bias_cmp_predict(c, fm, ts[j], &b, err, errlen)) {
+            rc = -1;
+            break;
+        }
+        snprintf(k->pred[k->npred].what, sizeof k->pred[k->npred].what, "%s set %d", c->tr->kv_policy, ts[j]);
+        k->pred[k->npred].measured = c->tr->set_wall_s[ts[j] - 1];
+        k->pred[k->npred].before = a.wall_s;
+        k->pred[k->npred].after = b.wall_s;
+        k->npred++;
+    }
+    free(ts);
+    return rc;
+}
+
 int bias_cmp_calibrate(cmp *c, int n, const cm_model *m, calib *k, const char *coeffs_path, char *err, size_t errlen) {
     memset(k, 0, sizeof *k);
     const bias_trace *t0 = c[0].tr;
@@ -86,20 +111,8 @@ int bias_cmp_calibrate(cmp *c, int n, const cm_model *m, calib *k, const char *c
     k->step_mape_after = mape(&fm, test, nt);
     if (coeffs_path && cm_coeffs_save(&fm.k, coeffs_path, err, errlen)) goto out;
     /* whole sets predicted with the default and the fitted coefficients */
-    for (int i = 0; i < n && k->npred < 8; i++) {
-        int ts[64], tn = bias_cmp_trace_sets(c[i].tr, ts);
-        for (int j = 0; j < tn && k->npred < 8; j++) {
-            if (i == 0 && ns >= 2 && ts[j] == sets[0]) continue;
-            if (ts[j] < 1 || ts[j] > c[i].tr->nsets || c[i].tr->set_wall_s[ts[j] - 1] <= 0) continue;
-            side a, b;
-            if (bias_cmp_predict(&c[i], m, ts[j], &a, err, errlen) || bias_cmp_predict(&c[i], &fm, ts[j], &b, err, errlen)) goto out;
-            snprintf(k->pred[k->npred].what, sizeof k->pred[k->npred].what, "%s set %d", c[i].tr->kv_policy, ts[j]);
-            k->pred[k->npred].measured = c[i].tr->set_wall_s[ts[j] - 1];
-            k->pred[k->npred].before = a.wall_s;
-            k->pred[k->npred].after = b.wall_s;
-            k->npred++;
-        }
-    }
+    for (int i = 0; i < n && k->npred < 8; i++)
+        if (predict_sets(&c[i], i == 0 && ns >= 2 ? sets[0] : -1, m, &fm, k, err, errlen)) goto out;
     rc = 0;
 out:
     free(fit); free(test);
