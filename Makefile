@@ -17,7 +17,7 @@ BUILD   ?= build
 BINDIR  ?= .
 SHARED  ?= ../shared
 
-PKGS      := cairo sdl2 libcjson libpcre2-8 libutf8proc libcurl libmicrohttpd gsl cmocka
+PKGS      := cairo sdl2 libcjson libpcre2-8 libutf8proc libcurl libcrypto libmicrohttpd gsl cmocka
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcsv -lm -lpthread
 

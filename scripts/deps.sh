@@ -12,6 +12,7 @@ PKGS=(build-essential pkg-config
       libpcre2-dev       # tokenizer pre-tokenizer regex
       libutf8proc-dev    # NFC normalisation
       libcurl4-openssl-dev  # hub download, --server client
+      libssl-dev         # libcrypto: the hub's SHA-256 / SHA-1 checks (EVP digests)
       libmicrohttpd-dev  # engine/serve
       libgsl-dev         # t distribution for the bias analysis
       libcsv-dev         # CSV reading
