@@ -1,6 +1,7 @@
 # apps/engine: the CUDA engine's commands (engine/run, engine/bench; cli.c holds
-# the number options they share with engine/serve) and the safetensors fuzzer.
-# `make engine-fuzz` runs the libFuzzer harness for ~60 s.
+# the number options they share with engine/serve).  `make engine-fuzz` runs
+# the safetensors libFuzzer harness alone (FUZZ_SECS, default 60); `make fuzz`
+# runs it with the tokenizer's.
 BINS += $(BINDIR)/engine/run $(BINDIR)/engine/bench
 $(BINDIR)/engine/run: $(BUILD)/apps/engine/run_main.o $(BUILD)/apps/engine/cli.o $(LIBS)
 	@mkdir -p $(@D)
@@ -10,6 +11,5 @@ $(BINDIR)/engine/bench: $(BUILD)/apps/engine/bench_main.o $(BUILD)/apps/engine/c
 	$(LINK)
 
 .PHONY: engine-fuzz
-engine-fuzz: ## fuzz the safetensors header parser with libFuzzer (clang), about 60 s
-	@bash tests/fuzz/run_st_fuzz.sh
-fuzz: engine-fuzz
+engine-fuzz: ## fuzz the safetensors header parser alone with libFuzzer (clang), FUZZ_SECS (default 60)
+	@bash tests/fuzz/run_st_fuzz.sh $(FUZZ_SECS)
