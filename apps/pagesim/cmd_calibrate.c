@@ -2,13 +2,12 @@
  * measured on a real GPU (sim/calibrate.c does the fit).  Reads the measured
  * steps, the config.json and the GPU table; writes the coefficients to --out
  * (or stdout); the report goes to stderr when the JSON goes to stdout. */
-#include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "sim/calibrate.h"
 #include "apps/pagesim/commands.h"
+#include "base/opt.h"
 #include "sim/cost_model.h"
 #include "sim/model_config.h"
 
@@ -31,37 +30,41 @@ static void usage(FILE *f) {
           "The coefficients file is read back by the simulator (cm_coeffs_load).\n", f);
 }
 
+enum { O_HELP = 'h', O_MEASURED = 256, O_MODEL, O_GPU, O_OUT, O_DTYPE, O_TP };
+static const opt_spec k_opts[] = {
+    { "help", O_HELP, OPT_FLAG },          { "measured", O_MEASURED, OPT_VALUE },
+    { "model", O_MODEL, OPT_VALUE },       { "gpu", O_GPU, OPT_VALUE },
+    { "out", O_OUT, OPT_VALUE },           { "dtype", O_DTYPE, OPT_VALUE },
+    { "tp", O_TP, OPT_VALUE },
+    { NULL, 0, 0 },
+};
+
 int pagesim_cmd_calibrate(int argc, char **argv) {
     const char *measured = NULL, *model = NULL, *gpu = NULL, *out = NULL, *dtype = NULL;
-    int tp = 1;
-    for (int i = 1; i < argc; i++) {
-        char *a = argv[i], *val = NULL, name[64];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        if (pagesim_cmd_option("pagesim calibrate", argc, argv, &i, name, sizeof name, &val)) return 2;
-        if (!strcmp(name, "--measured")) measured = val;
-        else if (!strcmp(name, "--model")) model = val;
-        else if (!strcmp(name, "--gpu")) gpu = val;
-        else if (!strcmp(name, "--out")) out = val;
-        else if (!strcmp(name, "--dtype")) dtype = val;
-        else if (!strcmp(name, "--tp")) {
-            char *e;
-            errno = 0;
-            long v = strtol(val, &e, 10);
-            if (e == val || *e || errno || v < 1 || v > 1024) {
-                fprintf(stderr, "pagesim calibrate: --tp wants an integer >= 1, got '%s'\n", val);
-                return 2;
-            }
-            tp = (int)v;
-        } else {
-            fprintf(stderr, "pagesim calibrate: unknown option '%s' (see --help)\n", name);
-            return 2;
+    int tp = 1, k, bad = 0;
+    char err[1024];
+    opt_parser p;
+    const char *v;
+    if (opt_begin(&p, argc, argv, k_opts, err, sizeof err)) return pagesim_bad_usage("pagesim calibrate", err);
+    while (!bad && (k = opt_next(&p, &v, err, sizeof err)) != OPT_END) {
+        switch (k) {
+        case O_HELP: opt_end(&p); usage(stdout); return 0;
+        case O_MEASURED: measured = v; break;
+        case O_MODEL: model = v; break;
+        case O_GPU: gpu = v; break;
+        case O_OUT: out = v; break;
+        case O_DTYPE: dtype = v; break;
+        case O_TP: bad = opt_int(opt_name(&p), v, 1, 1024, &tp, err, sizeof err); break;
+        case OPT_ARG: snprintf(err, sizeof err, "unexpected argument '%s'", v); bad = 1; break;
+        default: bad = 1; break;                       /* OPT_ERROR: err says what */
         }
     }
+    opt_end(&p);
+    if (bad) return pagesim_bad_usage("pagesim calibrate", err);
     if (!measured || !model || !gpu) {
         fprintf(stderr, "pagesim calibrate: --measured, --model and --gpu are required (see --help)\n");
         return 2;
     }
-    char err[1024];
     mc_config cfg;
     cm_gpu g;
     cm_model m;

@@ -1,13 +1,12 @@
 /* pagesim plan: how many KV blocks a model gets on a GPU (sim/planner.c does
  * the arithmetic).  Reads the config.json and the GPU table; prints a report
  * or JSON on stdout, errors on stderr. */
-#include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "apps/pagesim/commands.h"
+#include "base/opt.h"
 #include "sim/cost_model.h"
 #include "sim/model_config.h"
 #include "sim/planner.h"
@@ -46,28 +45,52 @@ static void usage(FILE *f) {
           "             --max-model-len 6144 --util 0.92\n", f);
 }
 
-static int parse_int(const char *opt, const char *s, int min, int *v) {
-    char *end;
-    errno = 0;
-    long x = s ? strtol(s, &end, 10) : 0;
-    if (!s || end == s || *end || errno || x < min || x > INT_MAX) {
-        fprintf(stderr, "pagesim plan: %s wants an integer >= %d, got '%s'\n", opt, min, s ? s : "");
-        return -1;
-    }
-    *v = (int)x;
-    return 0;
-}
+enum { O_HELP = 'h', O_JSON = 256, O_MODEL, O_GPU, O_UTIL, O_MAX_LEN, O_TP, O_BLOCK_SIZE, O_MAX_SEQS,
+       O_MAX_BATCHED, O_SWAP, O_DTYPE };
+static const opt_spec k_opts[] = {
+    { "help", O_HELP, OPT_FLAG },          { "json", O_JSON, OPT_FLAG },
+    { "model", O_MODEL, OPT_VALUE },       { "gpu", O_GPU, OPT_VALUE },
+    { "util", O_UTIL, OPT_VALUE },         { "max-model-len", O_MAX_LEN, OPT_VALUE },
+    { "tp", O_TP, OPT_VALUE },             { "block-size", O_BLOCK_SIZE, OPT_VALUE },
+    { "max-num-seqs", O_MAX_SEQS, OPT_VALUE },
+    { "max-num-batched-tokens", O_MAX_BATCHED, OPT_VALUE },
+    { "swap-space", O_SWAP, OPT_VALUE },   { "dtype", O_DTYPE, OPT_VALUE },
+    { NULL, 0, 0 },
+};
 
-static int parse_num(const char *opt, const char *s, double *v) {
-    char *end;
-    errno = 0;
-    double x = s ? strtod(s, &end) : 0;
-    if (!s || end == s || *end || errno || !isfinite(x)) {
-        fprintf(stderr, "pagesim plan: %s wants a number, got '%s'\n", opt, s ? s : "");
-        return -1;
+/* Sets o, model, gpu, json from the command line.  0, 1 for --help, or -1 with err. */
+static int parse_args(int argc, char **argv, plan_opts *o, const char **model, const char **gpu, int *json,
+                      char *err, size_t n) {
+    opt_parser p;
+    const char *v;
+    int k, rc = 0;
+    if (opt_begin(&p, argc, argv, k_opts, err, n)) return -1;
+    while (rc == 0 && (k = opt_next(&p, &v, err, n)) != OPT_END) {
+        const char *name = opt_name(&p);
+        switch (k) {
+        case O_HELP: rc = 1; break;
+        case O_JSON: *json = 1; break;
+        case O_MODEL: *model = v; break;
+        case O_GPU: *gpu = v; break;
+        case O_UTIL: rc = opt_num(name, v, -1e300, 1e300, &o->util, err, n); break;
+        case O_MAX_LEN: rc = opt_int(name, v, 1, INT_MAX, &o->max_model_len, err, n); break;
+        case O_TP: rc = opt_int(name, v, 1, INT_MAX, &o->tp, err, n); break;
+        case O_BLOCK_SIZE: rc = opt_int(name, v, 1, INT_MAX, &o->block_size, err, n); break;
+        case O_MAX_SEQS: rc = opt_int(name, v, 1, INT_MAX, &o->max_num_seqs, err, n); break;
+        case O_MAX_BATCHED: rc = opt_int(name, v, 1, INT_MAX, &o->max_num_batched_tokens, err, n); break;
+        case O_SWAP: rc = opt_num(name, v, -1e300, 1e300, &o->swap_space_gib, err, n); break;
+        case O_DTYPE:
+            if ((o->dtype = mc_dtype_parse(v)) < 0) {
+                snprintf(err, n, "--dtype wants bf16, fp16, fp32 or awq4, got '%s'", v);
+                rc = -1;
+            }
+            break;
+        case OPT_ARG: snprintf(err, n, "unexpected argument '%s'", v); rc = -1; break;
+        default: rc = -1; break;                       /* OPT_ERROR: err says what */
+        }
     }
-    *v = x;
-    return 0;
+    opt_end(&p);
+    return rc;
 }
 
 int pagesim_cmd_plan(int argc, char **argv) {
@@ -75,39 +98,14 @@ int pagesim_cmd_plan(int argc, char **argv) {
     int json = 0;
     plan_opts o;
     plan_opts_default(&o);
-    for (int i = 1; i < argc; i++) {
-        char *a = argv[i], *val = NULL, name[64];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        if (!strcmp(a, "--json")) { json = 1; continue; }
-        if (pagesim_cmd_option("pagesim plan", argc, argv, &i, name, sizeof name, &val)) return 2;
-        int bad = 0;
-        if (!strcmp(name, "--model")) model = val;
-        else if (!strcmp(name, "--gpu")) gpu = val;
-        else if (!strcmp(name, "--util")) bad = parse_num(name, val, &o.util);
-        else if (!strcmp(name, "--max-model-len")) bad = parse_int(name, val, 1, &o.max_model_len);
-        else if (!strcmp(name, "--tp")) bad = parse_int(name, val, 1, &o.tp);
-        else if (!strcmp(name, "--block-size")) bad = parse_int(name, val, 1, &o.block_size);
-        else if (!strcmp(name, "--max-num-seqs")) bad = parse_int(name, val, 1, &o.max_num_seqs);
-        else if (!strcmp(name, "--max-num-batched-tokens"))
-            bad = parse_int(name, val, 1, &o.max_num_batched_tokens);
-        else if (!strcmp(name, "--swap-space")) bad = parse_num(name, val, &o.swap_space_gib);
-        else if (!strcmp(name, "--dtype")) {
-            o.dtype = mc_dtype_parse(val);
-            if (o.dtype < 0) {
-                fprintf(stderr, "pagesim plan: --dtype wants bf16, fp16, fp32 or awq4, got '%s'\n", val);
-                bad = -1;
-            }
-        } else {
-            fprintf(stderr, "pagesim plan: unknown option '%s' (see --help)\n", name);
-            return 2;
-        }
-        if (bad) return 2;
-    }
+    char err[1024];
+    int pr = parse_args(argc, argv, &o, &model, &gpu, &json, err, sizeof err);
+    if (pr == 1) { usage(stdout); return 0; }
+    if (pr < 0) return pagesim_bad_usage("pagesim plan", err);
     if (!model || !gpu) {
         fprintf(stderr, "pagesim plan: --model and --gpu are required (see --help)\n");
         return 2;
     }
-    char err[1024];
     mc_config cfg;
     cm_gpu g;
     plan_result r;

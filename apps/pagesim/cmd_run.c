@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include "apps/pagesim/commands.h"
+#include "base/opt.h"
 #include "sim/simulate.h"
 #include "sim/planner.h"
 #include "sim/model_config.h"
@@ -85,27 +86,87 @@ static void usage(FILE *f) {
 }
 
 /* ---- argument parsing --------------------------------------------------------- */
-static int parse_int(const char *opt, const char *v, int lo, int *out, char *err, size_t n) {
-    char *end; errno = 0;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || *v == 0 || *end || errno || x < lo || x > 1000000000L) {
-        snprintf(err, n, "%s: expected an integer >= %d, got '%s'", opt, lo, v ? v : "(nothing)");
-        return -1;
-    }
-    *out = (int)x;
-    return 0;
+enum { O_HELP = 'h', O_WORKLOAD = 256, O_MODEL, O_GPU, O_JSON, O_PLOT, O_POLICY, O_REQUESTS, O_RATE,
+       O_BLOCK_SIZE, O_NUM_BLOCKS, O_KV_GB, O_UTIL, O_SWAP_GB, O_MAX_SEQS, O_MAX_BATCHED, O_MAX_LEN,
+       O_N, O_BEAM, O_TP, O_PROMPT_LEN, O_OUTPUT_LEN, O_USAGE_EVERY, O_SWEEP_SECONDS, O_MAX_NORM,
+       O_SEED, O_PREEMPT, O_STATIC, O_PREFIX, O_NO_CHUNKED, O_STEPS, O_NO_STEPS, O_CHECK, O_QUIET,
+       O_FIG2, O_SWEEP };
+static const opt_spec k_opts[] = {
+    { "help", O_HELP, OPT_FLAG },
+    { "workload", O_WORKLOAD, OPT_VALUE },      { "model", O_MODEL, OPT_VALUE },
+    { "gpu", O_GPU, OPT_VALUE },                { "json", O_JSON, OPT_VALUE },
+    { "plot", O_PLOT, OPT_VALUE },              { "policy", O_POLICY, OPT_VALUE },
+    { "requests", O_REQUESTS, OPT_VALUE },      { "rate", O_RATE, OPT_VALUE },
+    { "block-size", O_BLOCK_SIZE, OPT_VALUE },  { "num-blocks", O_NUM_BLOCKS, OPT_VALUE },
+    { "kv-gb", O_KV_GB, OPT_VALUE },            { "util", O_UTIL, OPT_VALUE },
+    { "swap-gb", O_SWAP_GB, OPT_VALUE },        { "max-num-seqs", O_MAX_SEQS, OPT_VALUE },
+    { "max-num-batched-tokens", O_MAX_BATCHED, OPT_VALUE },
+    { "max-model-len", O_MAX_LEN, OPT_VALUE },  { "n", O_N, OPT_VALUE },
+    { "beam", O_BEAM, OPT_VALUE },              { "tp", O_TP, OPT_VALUE },
+    { "prompt-len", O_PROMPT_LEN, OPT_VALUE },  { "output-len", O_OUTPUT_LEN, OPT_VALUE },
+    { "usage-every", O_USAGE_EVERY, OPT_VALUE },{ "sweep-seconds", O_SWEEP_SECONDS, OPT_VALUE },
+    { "max-norm-latency", O_MAX_NORM, OPT_VALUE },
+    { "seed", O_SEED, OPT_VALUE },              { "preempt", O_PREEMPT, OPT_VALUE },
+    { "static-batching", O_STATIC, OPT_FLAG },  { "prefix-caching", O_PREFIX, OPT_FLAG },
+    { "no-chunked-prefill", O_NO_CHUNKED, OPT_FLAG },
+    { "steps", O_STEPS, OPT_FLAG },             { "no-steps", O_NO_STEPS, OPT_FLAG },
+    { "check", O_CHECK, OPT_FLAG },             { "quiet", O_QUIET, OPT_FLAG },
+    { "fig2", O_FIG2, OPT_FLAG },               { "rate-sweep", O_SWEEP, OPT_FLAG },
+    { NULL, 0, 0 },
+};
+
+/* A number > 0 (or >= 0 when zero_ok), as the counts and sizes above want. */
+static int positive(const char *name, const char *v, bool zero_ok, double *out, char *err, size_t n) {
+    if (opt_num(name, v, 0, 1e300, out, err, n) == 0 && (zero_ok || *out > 0)) return 0;
+    snprintf(err, n, "%s: expected a number %s 0, got '%s'", name, zero_ok ? ">=" : ">", v ? v : "(nothing)");
+    return -1;
 }
-static int parse_dbl(const char *opt, const char *v, double lo, bool lo_open, double *out,
-                     char *err, size_t n) {
-    char *end; errno = 0;
-    double x = v ? strtod(v, &end) : 0;
-    if (!v || *v == 0 || *end || errno || !isfinite(x) || x < lo || (lo_open && x == lo)) {
-        snprintf(err, n, "%s: expected a number %s %g, got '%s'", opt, lo_open ? ">" : ">=", lo,
-                 v ? v : "(nothing)");
-        return -1;
+
+/* One option k with value v into o; 0, or -1 with err. */
+static int set_option(run_opts *o, int k, const char *name, const char *v, char *err, size_t n) {
+    const long M = 1000000000L;
+    switch (k) {
+    case O_WORKLOAD: o->workload = v; return 0;
+    case O_MODEL: o->model_path = v; return 0;
+    case O_GPU: o->gpu = v; return 0;
+    case O_JSON: o->json = v; return 0;
+    case O_PLOT: o->plot = v; return 0;
+    case O_POLICY: o->policy = v; return 0;
+    case O_REQUESTS: return opt_int(name, v, 1, M, &o->requests, err, n);
+    case O_RATE: return positive(name, v, true, &o->rate, err, n);
+    case O_BLOCK_SIZE: return opt_int(name, v, 1, M, &o->block_size, err, n);
+    case O_NUM_BLOCKS: return opt_int(name, v, 1, M, &o->num_blocks, err, n);
+    case O_KV_GB: return positive(name, v, false, &o->kv_gb, err, n);
+    case O_UTIL: return positive(name, v, false, &o->util, err, n);
+    case O_SWAP_GB: return positive(name, v, true, &o->swap_gb, err, n);
+    case O_MAX_SEQS: return opt_int(name, v, 1, M, &o->max_num_seqs, err, n);
+    case O_MAX_BATCHED: return opt_int(name, v, 1, M, &o->max_batched, err, n);
+    case O_MAX_LEN: return opt_int(name, v, 2, M, &o->max_model_len, err, n);
+    case O_N: return opt_int(name, v, 1, M, &o->n, err, n);
+    case O_BEAM: return opt_int(name, v, 1, M, &o->beam, err, n);
+    case O_TP: return opt_int(name, v, 1, M, &o->tp, err, n);
+    case O_PROMPT_LEN: return opt_int(name, v, 1, M, &o->prompt_len, err, n);
+    case O_OUTPUT_LEN: return opt_int(name, v, 1, M, &o->output_len, err, n);
+    case O_USAGE_EVERY: return opt_int(name, v, 1, M, &o->usage_every, err, n);
+    case O_SWEEP_SECONDS: return positive(name, v, false, &o->sweep_seconds, err, n);
+    case O_MAX_NORM: return positive(name, v, false, &o->max_norm_latency, err, n);
+    case O_SEED: return opt_u64(name, v, &o->seed, err, n);
+    case O_PREEMPT:
+        if (!strcmp(v, "swap")) o->preempt_swap = 1;
+        else if (strcmp(v, "recompute")) { snprintf(err, n, "--preempt: expected recompute or swap, got '%s'", v); return -1; }
+        return 0;
+    case O_STATIC: o->static_batching = 1; return 0;
+    case O_PREFIX: o->prefix_caching = 1; return 0;
+    case O_NO_CHUNKED: o->no_chunked = 1; return 0;
+    case O_STEPS: o->steps = 1; return 0;
+    case O_NO_STEPS: o->no_steps = 1; return 0;
+    case O_CHECK: o->check = 1; return 0;
+    case O_QUIET: o->quiet = 1; return 0;
+    case O_FIG2: o->fig2 = 1; return 0;
+    case O_SWEEP: o->sweep = 1; return 0;
+    case OPT_ARG: snprintf(err, n, "unexpected argument '%s' (pagesim run --help)", v); return -1;
+    default: return -1;                                /* OPT_ERROR: err says what */
     }
-    *out = x;
-    return 0;
 }
 
 /* Returns 0, 1 for --help, -1 with err. */
@@ -115,62 +176,17 @@ static int parse_args(int argc, char **argv, run_opts *o, char *err, size_t n) {
     o->max_num_seqs = 256; o->max_batched = 2048; o->n = 1; o->max_model_len = 2048; o->tp = 1;
     o->prompt_len = 512; o->output_len = 128; o->util = 0.9; o->swap_gb = 4; o->seed = 1;
     o->max_norm_latency = 1.0; o->rate = -1; o->sweep_seconds = 1800;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int rc = 0, used = 1;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 1;
-        else if (!strcmp(a, "--workload")) o->workload = v;
-        else if (!strcmp(a, "--model")) o->model_path = v;
-        else if (!strcmp(a, "--gpu")) o->gpu = v;
-        else if (!strcmp(a, "--json")) o->json = v;
-        else if (!strcmp(a, "--plot")) o->plot = v;
-        else if (!strcmp(a, "--policy")) o->policy = v;
-        else if (!strcmp(a, "--requests")) rc = parse_int(a, v, 1, &o->requests, err, n);
-        else if (!strcmp(a, "--rate")) rc = parse_dbl(a, v, 0, false, &o->rate, err, n);
-        else if (!strcmp(a, "--block-size")) rc = parse_int(a, v, 1, &o->block_size, err, n);
-        else if (!strcmp(a, "--num-blocks")) rc = parse_int(a, v, 1, &o->num_blocks, err, n);
-        else if (!strcmp(a, "--kv-gb")) rc = parse_dbl(a, v, 0, true, &o->kv_gb, err, n);
-        else if (!strcmp(a, "--util")) rc = parse_dbl(a, v, 0, true, &o->util, err, n);
-        else if (!strcmp(a, "--swap-gb")) rc = parse_dbl(a, v, 0, false, &o->swap_gb, err, n);
-        else if (!strcmp(a, "--max-num-seqs")) rc = parse_int(a, v, 1, &o->max_num_seqs, err, n);
-        else if (!strcmp(a, "--max-num-batched-tokens")) rc = parse_int(a, v, 1, &o->max_batched, err, n);
-        else if (!strcmp(a, "--max-model-len")) rc = parse_int(a, v, 2, &o->max_model_len, err, n);
-        else if (!strcmp(a, "--n")) rc = parse_int(a, v, 1, &o->n, err, n);
-        else if (!strcmp(a, "--beam")) rc = parse_int(a, v, 1, &o->beam, err, n);
-        else if (!strcmp(a, "--tp")) rc = parse_int(a, v, 1, &o->tp, err, n);
-        else if (!strcmp(a, "--prompt-len")) rc = parse_int(a, v, 1, &o->prompt_len, err, n);
-        else if (!strcmp(a, "--output-len")) rc = parse_int(a, v, 1, &o->output_len, err, n);
-        else if (!strcmp(a, "--usage-every")) rc = parse_int(a, v, 1, &o->usage_every, err, n);
-        else if (!strcmp(a, "--sweep-seconds")) rc = parse_dbl(a, v, 0, true, &o->sweep_seconds, err, n);
-        else if (!strcmp(a, "--max-norm-latency")) rc = parse_dbl(a, v, 0, true, &o->max_norm_latency, err, n);
-        else if (!strcmp(a, "--seed")) {
-            int s; rc = parse_int(a, v, 0, &s, err, n); o->seed = (unsigned long long)s;
-        } else if (!strcmp(a, "--preempt")) {
-            if (v && !strcmp(v, "swap")) o->preempt_swap = 1;
-            else if (!v || strcmp(v, "recompute")) {
-                snprintf(err, n, "--preempt: expected recompute or swap, got '%s'", v ? v : "(nothing)");
-                return -1;
-            }
-        } else {
-            used = 0;
-            if (!strcmp(a, "--static-batching")) o->static_batching = 1;
-            else if (!strcmp(a, "--prefix-caching")) o->prefix_caching = 1;
-            else if (!strcmp(a, "--no-chunked-prefill")) o->no_chunked = 1;
-            else if (!strcmp(a, "--steps")) o->steps = 1;
-            else if (!strcmp(a, "--no-steps")) o->no_steps = 1;
-            else if (!strcmp(a, "--check")) o->check = 1;
-            else if (!strcmp(a, "--quiet")) o->quiet = 1;
-            else if (!strcmp(a, "--fig2")) o->fig2 = 1;
-            else if (!strcmp(a, "--rate-sweep")) o->sweep = 1;
-            else { snprintf(err, n, "unknown option '%s' (pagesim run --help)", a); return -1; }
-        }
-        if (rc) return -1;
-        if (used) {
-            if (!v) { snprintf(err, n, "%s needs a value", a); return -1; }
-            i++;
-        }
+    opt_parser p;
+    const char *v;
+    int k, rc = 0;
+    if (opt_begin(&p, argc, argv, k_opts, err, n)) return -1;
+    while (rc == 0 && (k = opt_next(&p, &v, err, n)) != OPT_END) {
+        if (k == O_HELP) rc = 1;
+        else if (k == OPT_ERROR) { size_t l = strlen(err); snprintf(err + l, n - l, " (pagesim run --help)"); rc = -1; }
+        else rc = set_option(o, k, opt_name(&p), v, err, n);
     }
-    return 0;
+    opt_end(&p);
+    return rc;
 }
 
 /* ---- one simulation ----------------------------------------------------------- */

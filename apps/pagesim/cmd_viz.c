@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "apps/pagesim/commands.h"
+#include "base/opt.h"
 #include "viz/scenario.h"
 #include "viz/export.h"
 #include "viz/tui.h"
@@ -62,18 +63,6 @@ static void usage(FILE *f) {
           "final frame is printed.\n", f);
 }
 
-static int parse_int(const char *opt, const char *v, long lo, long hi, int *out) {
-    char *end;
-    errno = 0;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || errno || *end || end == v || x < lo || x > hi) {
-        fprintf(stderr, "pagesim: %s wants an integer in [%ld, %ld], got '%s'\n", opt, lo, hi, v ? v : "");
-        return -1;
-    }
-    *out = (int)x;
-    return 0;
-}
-
 static int export_steps(viz_scenario *v, const char *file, const char *frames, int step_k,
                         int W, int H, char *err, size_t errlen) {
     int rc;
@@ -101,6 +90,30 @@ const char *__lsan_default_suppressions(void) {
     return "leak:libfontconfig.so\nleak:libcairo.so\nleak:libSDL2\nleak:libX11.so\nleak:libdbus\n";
 }
 
+enum { O_HELP = 'h', O_BLOCKS = 256, O_BLOCK_SIZE, O_SEED, O_STEP, O_DELAY, O_REQUESTS, O_PROMPT_LEN,
+       O_OUTPUT_LEN, O_MAX_LEN, O_MAX_SEQS, O_MAX_BATCHED, O_SWAP_BLOCKS, O_TP, O_RATE, O_SIZE, O_PNG,
+       O_SVG, O_PDF, O_FRAMES, O_COMPARE, O_POLICY, O_MODEL, O_GPU, O_WORKLOAD, O_TUI, O_PLAY, O_NO_COLOR,
+       O_NO_PREFIX };
+static const opt_spec k_opts[] = {
+    { "help", O_HELP, OPT_FLAG },
+    { "blocks", O_BLOCKS, OPT_VALUE },           { "block-size", O_BLOCK_SIZE, OPT_VALUE },
+    { "seed", O_SEED, OPT_VALUE },               { "step", O_STEP, OPT_VALUE },
+    { "delay", O_DELAY, OPT_VALUE },             { "requests", O_REQUESTS, OPT_VALUE },
+    { "prompt-len", O_PROMPT_LEN, OPT_VALUE },   { "output-len", O_OUTPUT_LEN, OPT_VALUE },
+    { "max-len", O_MAX_LEN, OPT_VALUE },         { "max-num-seqs", O_MAX_SEQS, OPT_VALUE },
+    { "max-batched-tokens", O_MAX_BATCHED, OPT_VALUE },
+    { "swap-blocks", O_SWAP_BLOCKS, OPT_VALUE }, { "tp", O_TP, OPT_VALUE },
+    { "rate", O_RATE, OPT_VALUE },               { "size", O_SIZE, OPT_VALUE },
+    { "png", O_PNG, OPT_VALUE },                 { "svg", O_SVG, OPT_VALUE },
+    { "pdf", O_PDF, OPT_VALUE },                 { "frames", O_FRAMES, OPT_VALUE },
+    { "compare", O_COMPARE, OPT_VALUE },         { "policy", O_POLICY, OPT_VALUE },
+    { "model", O_MODEL, OPT_VALUE },             { "gpu", O_GPU, OPT_VALUE },
+    { "workload", O_WORKLOAD, OPT_VALUE },       { "tui", O_TUI, OPT_FLAG },
+    { "play", O_PLAY, OPT_FLAG },                { "no-color", O_NO_COLOR, OPT_FLAG },
+    { "no-prefix-caching", O_NO_PREFIX, OPT_FLAG },
+    { NULL, 0, 0 },
+};
+
 int pagesim_cmd_viz(int argc, char **argv) {
     int blocks = 16, bs = 4, seed = 1, step_k = -1, W = 1280, H = 800, delay = 400;
     int requests = 8, plen = 32, olen = 64, max_len = 0, max_seqs = 0, max_tok = 0, swap = 0, tp = 1;
@@ -109,61 +122,63 @@ int pagesim_cmd_viz(int argc, char **argv) {
     const char *file = NULL, *frames = NULL, *compare = NULL, *workload = NULL, *policy = NULL;
     const char *model_path = NULL, *gpu = NULL;
     int nfile = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-#define NEED() do { if (!v) { fprintf(stderr, "pagesim: %s needs a value\n", a); return 2; } i++; } while (0)
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "--blocks")) { NEED(); bad = parse_int(a, v, 1, 1 << 20, &blocks); }
-        else if (!strcmp(a, "--block-size")) { NEED(); bad = parse_int(a, v, 1, 1024, &bs); }
-        else if (!strcmp(a, "--seed")) { NEED(); bad = parse_int(a, v, 0, 2147483647, &seed); }
-        else if (!strcmp(a, "--step")) { NEED(); bad = parse_int(a, v, 0, 100000000, &step_k); }
-        else if (!strcmp(a, "--delay")) { NEED(); bad = parse_int(a, v, 1, 60000, &delay); }
-        else if (!strcmp(a, "--requests")) { NEED(); bad = parse_int(a, v, 1, 1000000, &requests); }
-        else if (!strcmp(a, "--prompt-len")) { NEED(); bad = parse_int(a, v, 1, 1 << 24, &plen); }
-        else if (!strcmp(a, "--output-len")) { NEED(); bad = parse_int(a, v, 1, 1 << 24, &olen); }
-        else if (!strcmp(a, "--max-len")) { NEED(); bad = parse_int(a, v, 2, 1 << 24, &max_len); }
-        else if (!strcmp(a, "--max-num-seqs")) { NEED(); bad = parse_int(a, v, 1, 1 << 20, &max_seqs); }
-        else if (!strcmp(a, "--max-batched-tokens")) { NEED(); bad = parse_int(a, v, 1, 1 << 24, &max_tok); }
-        else if (!strcmp(a, "--swap-blocks")) { NEED(); bad = parse_int(a, v, 0, 1 << 24, &swap); }
-        else if (!strcmp(a, "--rate")) {
-            NEED(); char *e; rate = strtod(v, &e);
-            if (*e || e == v || rate < 0) { fprintf(stderr, "pagesim: --rate wants a number >= 0, got '%s'\n", v); return 2; }
-        }
-        else if (!strcmp(a, "--size")) {
-            NEED();
-            if (sscanf(v, "%dx%d", &W, &H) != 2 || W < 200 || H < 150 || W > 16384 || H > 16384) {
-                fprintf(stderr, "pagesim: --size wants WxH (200x150 .. 16384x16384), got '%s'\n", v);
-                return 2;
+    opt_parser p;
+    const char *val;
+    char err[512];
+    int k, bad = 0;
+    if (opt_begin(&p, argc, argv, k_opts, err, sizeof err)) return pagesim_bad_usage("pagesim", err);
+    while (!bad && (k = opt_next(&p, &val, err, sizeof err)) != OPT_END) {
+        const char *a = opt_name(&p);
+        switch (k) {
+        case O_HELP: opt_end(&p); usage(stdout); return 0;
+        case O_BLOCKS: bad = opt_int(a, val, 1, 1 << 20, &blocks, err, sizeof err); break;
+        case O_BLOCK_SIZE: bad = opt_int(a, val, 1, 1024, &bs, err, sizeof err); break;
+        case O_SEED: bad = opt_int(a, val, 0, 2147483647, &seed, err, sizeof err); break;
+        case O_STEP: bad = opt_int(a, val, 0, 100000000, &step_k, err, sizeof err); break;
+        case O_DELAY: bad = opt_int(a, val, 1, 60000, &delay, err, sizeof err); break;
+        case O_REQUESTS: bad = opt_int(a, val, 1, 1000000, &requests, err, sizeof err); break;
+        case O_PROMPT_LEN: bad = opt_int(a, val, 1, 1 << 24, &plen, err, sizeof err); break;
+        case O_OUTPUT_LEN: bad = opt_int(a, val, 1, 1 << 24, &olen, err, sizeof err); break;
+        case O_MAX_LEN: bad = opt_int(a, val, 2, 1 << 24, &max_len, err, sizeof err); break;
+        case O_MAX_SEQS: bad = opt_int(a, val, 1, 1 << 20, &max_seqs, err, sizeof err); break;
+        case O_MAX_BATCHED: bad = opt_int(a, val, 1, 1 << 24, &max_tok, err, sizeof err); break;
+        case O_SWAP_BLOCKS: bad = opt_int(a, val, 0, 1 << 24, &swap, err, sizeof err); break;
+        case O_TP: bad = opt_int(a, val, 1, 64, &tp, err, sizeof err); break;
+        case O_RATE: bad = opt_num(a, val, 0, 1e300, &rate, err, sizeof err); break;
+        case O_SIZE:
+            if (sscanf(val, "%dx%d", &W, &H) != 2 || W < 200 || H < 150 || W > 16384 || H > 16384) {
+                snprintf(err, sizeof err, "--size wants WxH (200x150 .. 16384x16384), got '%s'", val);
+                bad = 1;
             }
-        }
-        else if (!strcmp(a, "--png") || !strcmp(a, "--svg") || !strcmp(a, "--pdf")) {
-            NEED(); file = v; nfile++;
-            viz_format want = a[2] == 'p' && a[3] == 'n' ? VIZ_FMT_PNG : a[2] == 's' ? VIZ_FMT_SVG : VIZ_FMT_PDF;
-            if (viz_format_of(v) != want) {
-                fprintf(stderr, "pagesim: %s %s: the file name must end in .%s\n", a, v, a + 2);
-                return 2;
+            break;
+        case O_PNG: case O_SVG: case O_PDF: {
+            file = val; nfile++;
+            viz_format want = k == O_PNG ? VIZ_FMT_PNG : k == O_SVG ? VIZ_FMT_SVG : VIZ_FMT_PDF;
+            if (viz_format_of(val) != want) {
+                snprintf(err, sizeof err, "%s %s: the file name must end in .%s", a, val, a + 2);
+                bad = 1;
             }
+            break;
         }
-        else if (!strcmp(a, "--frames")) { NEED(); frames = v; }
-        else if (!strcmp(a, "--compare")) { NEED(); compare = v; }
-        else if (!strcmp(a, "--policy")) { NEED(); policy = v; }
-        else if (!strcmp(a, "--model")) { NEED(); model_path = v; }
-        else if (!strcmp(a, "--gpu")) { NEED(); gpu = v; }
-        else if (!strcmp(a, "--tp")) { NEED(); bad = parse_int(a, v, 1, 64, &tp); }
-        else if (!strcmp(a, "--workload")) { NEED(); workload = v; }
-        else if (!strcmp(a, "--tui")) tui = true;
-        else if (!strcmp(a, "--play")) play = true;
-        else if (!strcmp(a, "--no-color")) color = false;
-        else if (!strcmp(a, "--no-prefix-caching")) no_prefix = true;
-        else { fprintf(stderr, "pagesim: unknown option '%s' (pagesim --help)\n", a); return 2; }
-        if (bad) return 2;
-#undef NEED
+        case O_FRAMES: frames = val; break;
+        case O_COMPARE: compare = val; break;
+        case O_POLICY: policy = val; break;
+        case O_MODEL: model_path = val; break;
+        case O_GPU: gpu = val; break;
+        case O_WORKLOAD: workload = val; break;
+        case O_TUI: tui = true; break;
+        case O_PLAY: play = true; break;
+        case O_NO_COLOR: color = false; break;
+        case O_NO_PREFIX: no_prefix = true; break;
+        case OPT_ARG: snprintf(err, sizeof err, "unexpected argument '%s'", val); bad = 1; break;
+        default: bad = 1; break;                       /* OPT_ERROR: err says what */
+        }
     }
+    opt_end(&p);
+    if (bad) return pagesim_bad_usage("pagesim", err);
     if (nfile > 1) { fputs("pagesim: give one of --png, --svg, --pdf\n", stderr); return 2; }
     if (step_k >= 0 && !file) { fputs("pagesim: --step goes with --png, --svg or --pdf\n", stderr); return 2; }
 
-    char err[512];
     int rc = 1;
     wl_request *reqs = NULL;
     int nreq = 0;
