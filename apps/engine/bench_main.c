@@ -342,6 +342,24 @@ static int run_attention(const mc_config *c, const char *spec, int bs, double pe
 #endif
 }
 
+enum { O_HELP = 'h', O_NO_PREFIX = 256, O_MODEL, O_DUMMY, O_WORKLOAD, O_NUM_REQUESTS, O_PROMPT_LEN,
+       O_OUTPUT_LEN, O_MIN_LEN, O_MAX_LEN, O_SEED, O_DUMMY_SEED, O_TEMPERATURE, O_SAVE, O_JSON, O_ATTENTION,
+       O_ELEMENTWISE, O_PEAK_TFLOPS, O_PEAK_GBPS };
+static const opt_spec k_opts[] = {
+    { "help", O_HELP, OPT_FLAG },                { "no-prefix-caching", O_NO_PREFIX, OPT_FLAG },
+    { "model", O_MODEL, OPT_VALUE },             { "dummy-weights", O_DUMMY, OPT_VALUE },
+    { "workload", O_WORKLOAD, OPT_VALUE },       { "num-requests", O_NUM_REQUESTS, OPT_VALUE },
+    { "prompt-len", O_PROMPT_LEN, OPT_VALUE },   { "output-len", O_OUTPUT_LEN, OPT_VALUE },
+    { "min-len", O_MIN_LEN, OPT_VALUE },         { "max-len", O_MAX_LEN, OPT_VALUE },
+    { "seed", O_SEED, OPT_VALUE },               { "dummy-seed", O_DUMMY_SEED, OPT_VALUE },
+    { "temperature", O_TEMPERATURE, OPT_VALUE }, { "save-workload", O_SAVE, OPT_VALUE },
+    { "json", O_JSON, OPT_VALUE },               { "attention", O_ATTENTION, OPT_VALUE },
+    { "elementwise", O_ELEMENTWISE, OPT_VALUE }, { "peak-tflops", O_PEAK_TFLOPS, OPT_VALUE },
+    { "peak-gbps", O_PEAK_GBPS, OPT_VALUE },
+    CLI_MODEL_SPECS,
+    { NULL, 0, 0 },
+};
+
 int main(int argc, char **argv) {
     const char *model_dir = NULL, *dummy = NULL, *workload = "fixed", *save = NULL, *json = NULL, *attn = NULL;
     int nreq = 1024, plen = 512, olen = 96, lo = 100, hi = 1024, ew_rows = 0;
@@ -351,32 +369,39 @@ int main(int argc, char **argv) {
     cfg.prefix_caching = true;
     cfg.eos_id = -1;
     cfg.model.max_num_batched_tokens = 8192;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        if (!strcmp(a, "--no-prefix-caching")) { cfg.prefix_caching = false; continue; }
-        if (!v) { fprintf(stderr, "engine/bench: %s needs a value\n", a); usage(stderr); return 2; }
-        i++;
-        if (!strcmp(a, "--model")) model_dir = v;
-        else if (!strcmp(a, "--dummy-weights")) dummy = v;
-        else if (!strcmp(a, "--workload")) workload = v;
-        else if (!strcmp(a, "--num-requests")) nreq = cli_int(PROG, a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--prompt-len")) plen = cli_int(PROG, a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--output-len")) olen = cli_int(PROG, a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--min-len")) lo = cli_int(PROG, a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--max-len")) hi = cli_int(PROG, a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--dummy-seed")) dummy_seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--temperature")) temperature = cli_num(PROG, a, v, 0, 100);
-        else if (!strcmp(a, "--save-workload")) save = v;
-        else if (!strcmp(a, "--json")) json = v;
-        else if (!strcmp(a, "--attention")) attn = v;
-        else if (!strcmp(a, "--elementwise")) ew_rows = cli_int(PROG, a, v, 1, 1 << 16);
-        else if (!strcmp(a, "--peak-tflops")) peak_tflops = cli_num(PROG, a, v, 1, 1e6);
-        else if (!strcmp(a, "--peak-gbps")) peak_gbps = cli_num(PROG, a, v, 1, 1e6);
-        else if (cli_model_option(PROG, a, v, &cfg.model, &cfg.kv_policy)) {}
-        else { fprintf(stderr, "engine/bench: unknown option %s\n", a); usage(stderr); return 2; }
+    opt_parser op;
+    const char *v;
+    char perr[256];
+    int k;
+    if (opt_begin(&op, argc, argv, k_opts, perr, sizeof perr)) cli_usage_error(PROG, perr);
+    while ((k = opt_next(&op, &v, perr, sizeof perr)) != OPT_END) {
+        const char *a = opt_name(&op);
+        switch (k) {
+        case O_HELP: usage(stdout); return 0;
+        case O_NO_PREFIX: cfg.prefix_caching = false; break;
+        case O_MODEL: model_dir = v; break;
+        case O_DUMMY: dummy = v; break;
+        case O_WORKLOAD: workload = v; break;
+        case O_NUM_REQUESTS: nreq = cli_int(PROG, a, v, 1, 1 << 20); break;
+        case O_PROMPT_LEN: plen = cli_int(PROG, a, v, 1, 1 << 20); break;
+        case O_OUTPUT_LEN: olen = cli_int(PROG, a, v, 1, 1 << 20); break;
+        case O_MIN_LEN: lo = cli_int(PROG, a, v, 1, 1 << 20); break;
+        case O_MAX_LEN: hi = cli_int(PROG, a, v, 1, 1 << 20); break;
+        case O_SEED: seed = cli_u64(PROG, a, v); break;
+        case O_DUMMY_SEED: dummy_seed = cli_u64(PROG, a, v); break;
+        case O_TEMPERATURE: temperature = cli_num(PROG, a, v, 0, 100); break;
+        case O_SAVE: save = v; break;
+        case O_JSON: json = v; break;
+        case O_ATTENTION: attn = v; break;
+        case O_ELEMENTWISE: ew_rows = cli_int(PROG, a, v, 1, 1 << 16); break;
+        case O_PEAK_TFLOPS: peak_tflops = cli_num(PROG, a, v, 1, 1e6); break;
+        case O_PEAK_GBPS: peak_gbps = cli_num(PROG, a, v, 1, 1e6); break;
+        case OPT_ARG: snprintf(perr, sizeof perr, "unexpected argument '%s'", v); cli_usage_error(PROG, perr);
+        case OPT_ERROR: cli_usage_error(PROG, perr);
+        default: cli_model_option(PROG, k, a, v, &cfg.model, &cfg.kv_policy); break;
+        }
     }
+    opt_end(&op);
     if (!model_dir == !dummy) { fprintf(stderr, "engine/bench: give --model DIR or --dummy-weights CONFIG.json\n"); usage(stderr); return 2; }
     if (strcmp(workload, "fixed") && strcmp(workload, "uniform")) {
         fprintf(stderr, "engine/bench: --workload is fixed or uniform, got '%s'\n", workload);

@@ -1,47 +1,53 @@
-/* cli: number options of the engine's front ends (see apps/engine/cli.h). */
+/* cli: the engine front ends' shared options (see apps/engine/cli.h). */
 #include "apps/engine/cli.h"
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-int cli_int(const char *prog, const char *opt, const char *v, long lo, long hi) {
-    char *end = NULL;
-    errno = 0;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || errno || end == v || *end || x < lo || x > hi) {
-        fprintf(stderr, "%s: %s wants an integer in [%ld, %ld], got '%s'\n", prog, opt, lo, hi, v ? v : "");
-        exit(2);
-    }
-    return (int)x;
+_Noreturn void cli_usage_error(const char *prog, const char *err) {
+    fprintf(stderr, "%s: %s (see --help)\n", prog, err);
+    exit(2);
 }
 
-double cli_num(const char *prog, const char *opt, const char *v, double lo, double hi) {
-    char *end = NULL;
-    errno = 0;
-    double x = v ? strtod(v, &end) : 0;
-    if (!v || errno || end == v || *end || !(x >= lo && x <= hi)) {
-        fprintf(stderr, "%s: %s wants a number in [%g, %g], got '%s'\n", prog, opt, lo, hi, v ? v : "");
-        exit(2);
-    }
+int cli_int(const char *prog, const char *name, const char *v, long lo, long hi) {
+    char err[256];
+    int x;
+    if (opt_int(name, v, lo, hi, &x, err, sizeof err)) cli_usage_error(prog, err);
     return x;
 }
 
-int cli_model_option(const char *prog, const char *opt, const char *v, model_opts *m, kv_policy *kp) {
-    if (!strcmp(opt, "--kv-policy")) {
-        int p = v ? kv_policy_parse(v) : -1;
+double cli_num(const char *prog, const char *name, const char *v, double lo, double hi) {
+    char err[256];
+    double x;
+    if (opt_num(name, v, lo, hi, &x, err, sizeof err)) cli_usage_error(prog, err);
+    return x;
+}
+
+unsigned long long cli_u64(const char *prog, const char *name, const char *v) {
+    char err[256];
+    unsigned long long x;
+    if (opt_u64(name, v, &x, err, sizeof err)) cli_usage_error(prog, err);
+    return x;
+}
+
+int cli_model_option(const char *prog, int key, const char *name, const char *v, model_opts *m,
+                     kv_policy *kp) {
+    switch (key) {
+    case CLI_KV_POLICY: {
+        int p = kv_policy_parse(v);
         if (p != KV_PAGED && p != KV_CONTIGUOUS) {
-            fprintf(stderr, "%s: --kv-policy is paged or contiguous, got '%s'\n", prog, v ? v : "");
-            exit(2);
+            char err[256];
+            snprintf(err, sizeof err, "--kv-policy is paged or contiguous, got '%s'", v);
+            cli_usage_error(prog, err);
         }
         *kp = (kv_policy)p;
+        return 1;
     }
-    else if (!strcmp(opt, "--max-num-batched-tokens")) m->max_num_batched_tokens = cli_int(prog, opt, v, 1, 1 << 24);
-    else if (!strcmp(opt, "--max-num-seqs")) m->max_num_seqs = cli_int(prog, opt, v, 1, 1 << 16);
-    else if (!strcmp(opt, "--max-model-len")) m->max_model_len = cli_int(prog, opt, v, 1, 1 << 24);
-    else if (!strcmp(opt, "--block-size")) m->block_size = cli_int(prog, opt, v, 1, 1024);
-    else if (!strcmp(opt, "--gpu-memory-utilization")) m->gpu_memory_utilization = cli_num(prog, opt, v, 0.01, 1);
-    else if (!strcmp(opt, "--num-gpu-blocks")) m->num_gpu_blocks = cli_int(prog, opt, v, 1, 1 << 30);
-    else return 0;
-    return 1;
+    case CLI_MAX_BATCHED: m->max_num_batched_tokens = cli_int(prog, name, v, 1, 1 << 24); return 1;
+    case CLI_MAX_SEQS: m->max_num_seqs = cli_int(prog, name, v, 1, 1 << 16); return 1;
+    case CLI_MAX_LEN: m->max_model_len = cli_int(prog, name, v, 1, 1 << 24); return 1;
+    case CLI_BLOCK_SIZE: m->block_size = cli_int(prog, name, v, 1, 1024); return 1;
+    case CLI_GPU_UTIL: m->gpu_memory_utilization = cli_num(prog, name, v, 0.01, 1); return 1;
+    case CLI_NUM_GPU_BLOCKS: m->num_gpu_blocks = cli_int(prog, name, v, 1, 1 << 30); return 1;
+    default: return 0;
+    }
 }

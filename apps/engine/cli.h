@@ -1,17 +1,36 @@
-/* cli: number options of the engine's front ends (engine/run, bench, serve).
- * Front-end helpers: on a bad value they print "PROG: OPT wants ..." and exit
- * with status 2, so call them only from *_main.c. */
+/* cli: what the engine's front ends (engine/run, bench, serve) share about
+ * their command lines, over base/opt.h: the batching, memory and KV options
+ * (one block of table rows, CLI_MODEL_SPECS, and cli_model_option to apply
+ * them), and the number options that print "PROG: OPT wants ..." and exit
+ * with status 2 on a bad value.  Front-end helpers: they exit, so call them
+ * only from *_main.c. */
 #ifndef APPS_ENGINE_CLI_H
 #define APPS_ENGINE_CLI_H
+#include "base/opt.h"
 #include "engine/model.h"
 #include "sim/kv_cache.h"
-/* The integer in v (whole string), in [lo, hi]. */
-int    cli_int(const char *prog, const char *opt, const char *v, long lo, long hi);
-/* The number in v (whole string), in [lo, hi]. */
-double cli_num(const char *prog, const char *opt, const char *v, double lo, double hi);
-/* The batching, memory and KV options every front end shares (--kv-policy,
- * --max-num-batched-tokens, --max-num-seqs, --max-model-len, --block-size,
- * --gpu-memory-utilization, --num-gpu-blocks): sets *m or *kp from value v
- * and returns 1, or returns 0 when opt is none of them. */
-int    cli_model_option(const char *prog, const char *opt, const char *v, model_opts *m, kv_policy *kp);
+
+/* The keys of the shared options, and their rows for a command's table. */
+enum { CLI_KV_POLICY = 900, CLI_MAX_BATCHED, CLI_MAX_SEQS, CLI_MAX_LEN, CLI_BLOCK_SIZE, CLI_GPU_UTIL,
+       CLI_NUM_GPU_BLOCKS };
+#define CLI_MODEL_SPECS \
+    { "kv-policy", CLI_KV_POLICY, OPT_VALUE }, \
+    { "max-num-batched-tokens", CLI_MAX_BATCHED, OPT_VALUE }, \
+    { "max-num-seqs", CLI_MAX_SEQS, OPT_VALUE }, \
+    { "max-model-len", CLI_MAX_LEN, OPT_VALUE }, \
+    { "block-size", CLI_BLOCK_SIZE, OPT_VALUE }, \
+    { "gpu-memory-utilization", CLI_GPU_UTIL, OPT_VALUE }, \
+    { "num-gpu-blocks", CLI_NUM_GPU_BLOCKS, OPT_VALUE }
+/* Applies shared option key (value v) to *m or *kp and returns 1; returns 0
+ * when key is not one of them.  Exits with 2 on a bad value. */
+int    cli_model_option(const char *prog, int key, const char *name, const char *v, model_opts *m,
+                        kv_policy *kp);
+/* Prints "PROG: err" and exits with status 2 (a bad command line). */
+_Noreturn void cli_usage_error(const char *prog, const char *err);
+/* The integer in v (whole string), in [lo, hi]; exits with 2 otherwise. */
+int    cli_int(const char *prog, const char *name, const char *v, long lo, long hi);
+/* The number in v (whole string), in [lo, hi]; exits with 2 otherwise. */
+double cli_num(const char *prog, const char *name, const char *v, double lo, double hi);
+/* A non-negative 64-bit integer (a seed); exits with 2 otherwise. */
+unsigned long long cli_u64(const char *prog, const char *name, const char *v);
 #endif

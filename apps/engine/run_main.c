@@ -119,6 +119,24 @@ static void print_text(const tok_tokenizer *tok, const int32_t *ids, int n) {
     free(txt);
 }
 
+enum { O_HELP = 'h', O_CHAT = 256, O_QUIET, O_IGNORE_EOS, O_NO_PREFIX, O_MODEL, O_DUMMY, O_PROMPT,
+       O_PROMPT_IDS, O_TOKENIZER, O_OUTPUT, O_MAX_TOKENS, O_TEMPERATURE, O_TOP_K, O_TOP_P, O_SEED,
+       O_DUMMY_SEED, O_EOS_ID, O_DUMP };
+static const opt_spec k_opts[] = {
+    { "help", O_HELP, OPT_FLAG },               { "chat", O_CHAT, OPT_FLAG },
+    { "quiet", O_QUIET, OPT_FLAG },             { "ignore-eos", O_IGNORE_EOS, OPT_FLAG },
+    { "no-prefix-caching", O_NO_PREFIX, OPT_FLAG },
+    { "model", O_MODEL, OPT_VALUE },            { "dummy-weights", O_DUMMY, OPT_VALUE },
+    { "prompt", O_PROMPT, OPT_VALUE },          { "prompt-ids", O_PROMPT_IDS, OPT_VALUE },
+    { "tokenizer", O_TOKENIZER, OPT_VALUE },    { "output", O_OUTPUT, OPT_VALUE },
+    { "max-tokens", O_MAX_TOKENS, OPT_VALUE },  { "temperature", O_TEMPERATURE, OPT_VALUE },
+    { "top-k", O_TOP_K, OPT_VALUE },            { "top-p", O_TOP_P, OPT_VALUE },
+    { "seed", O_SEED, OPT_VALUE },              { "dummy-seed", O_DUMMY_SEED, OPT_VALUE },
+    { "eos-id", O_EOS_ID, OPT_VALUE },          { "dump-logits", O_DUMP, OPT_VALUE },
+    CLI_MODEL_SPECS,
+    { NULL, 0, 0 },
+};
+
 int main(int argc, char **argv) {
     const char *model_dir = NULL, *dummy = NULL, *dump = NULL, *tok_path = NULL, *output = NULL;
     static const char *texts[MAX_REQ];
@@ -129,42 +147,50 @@ int main(int argc, char **argv) {
     unsigned long long seed = 0, dummy_seed = 0;
     eng_config cfg = {0};
     cfg.prefix_caching = true;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        if (!strcmp(a, "--chat")) { chat = 1; continue; }
-        if (!strcmp(a, "--quiet")) { quiet = 1; continue; }
-        if (!strcmp(a, "--ignore-eos")) { ignore_eos = 1; continue; }
-        if (!strcmp(a, "--no-prefix-caching")) { cfg.prefix_caching = false; continue; }
-        if (!v) { fprintf(stderr, "engine/run: %s needs a value\n", a); usage(stderr); return 2; }
-        i++;
-        if (!strcmp(a, "--model")) model_dir = v;
-        else if (!strcmp(a, "--dummy-weights")) dummy = v;
-        else if (!strcmp(a, "--prompt-ids") || !strcmp(a, "--prompt")) {
+    opt_parser op;
+    const char *v;
+    char perr[256];
+    int k;
+    if (opt_begin(&op, argc, argv, k_opts, perr, sizeof perr)) cli_usage_error(PROG, perr);
+    while ((k = opt_next(&op, &v, perr, sizeof perr)) != OPT_END) {
+        const char *a = opt_name(&op);
+        switch (k) {
+        case O_HELP: usage(stdout); return 0;
+        case O_CHAT: chat = 1; break;
+        case O_QUIET: quiet = 1; break;
+        case O_IGNORE_EOS: ignore_eos = 1; break;
+        case O_NO_PREFIX: cfg.prefix_caching = false; break;
+        case O_MODEL: model_dir = v; break;
+        case O_DUMMY: dummy = v; break;
+        case O_PROMPT: case O_PROMPT_IDS:
             if (nreq == MAX_REQ) { fprintf(stderr, "engine/run: at most %d prompts\n", MAX_REQ); return 2; }
-            if (!strcmp(a, "--prompt")) {
+            if (k == O_PROMPT) {
                 texts[ntext] = v;
                 text_slot[ntext++] = nreq;
                 prompts[nreq] = NULL;
                 plen[nreq++] = 0;
-                continue;
+                break;
             }
             plen[nreq] = parse_ids(v, &prompts[nreq]);
             if (plen[nreq] <= 0) { fprintf(stderr, "engine/run: bad --prompt-ids '%.60s'\n", v); return 2; }
             nreq++;
-        } else if (!strcmp(a, "--tokenizer")) tok_path = v;
-        else if (!strcmp(a, "--output")) output = v;
-        else if (!strcmp(a, "--max-tokens")) max_tokens = cli_int(PROG, a, v, 1, 1 << 20);
-        else if (!strcmp(a, "--temperature")) temperature = (float)cli_num(PROG, a, v, 0, 100);
-        else if (!strcmp(a, "--top-k")) top_k = cli_int(PROG, a, v, 0, 1 << 24);
-        else if (!strcmp(a, "--top-p")) top_p = (float)cli_num(PROG, a, v, 0, 1);
-        else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--dummy-seed")) dummy_seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--eos-id")) eos_id = cli_int(PROG, a, v, -1, 0x7fffffff);
-        else if (!strcmp(a, "--dump-logits")) dump = v;
-        else if (cli_model_option(PROG, a, v, &cfg.model, &cfg.kv_policy)) {}
-        else { fprintf(stderr, "engine/run: unknown option %s\n", a); usage(stderr); return 2; }
+            break;
+        case O_TOKENIZER: tok_path = v; break;
+        case O_OUTPUT: output = v; break;
+        case O_MAX_TOKENS: max_tokens = cli_int(PROG, a, v, 1, 1 << 20); break;
+        case O_TEMPERATURE: temperature = (float)cli_num(PROG, a, v, 0, 100); break;
+        case O_TOP_K: top_k = cli_int(PROG, a, v, 0, 1 << 24); break;
+        case O_TOP_P: top_p = (float)cli_num(PROG, a, v, 0, 1); break;
+        case O_SEED: seed = cli_u64(PROG, a, v); break;
+        case O_DUMMY_SEED: dummy_seed = cli_u64(PROG, a, v); break;
+        case O_EOS_ID: eos_id = cli_int(PROG, a, v, -1, 0x7fffffff); break;
+        case O_DUMP: dump = v; break;
+        case OPT_ARG: snprintf(perr, sizeof perr, "unexpected argument '%s'", v); cli_usage_error(PROG, perr);
+        case OPT_ERROR: cli_usage_error(PROG, perr);
+        default: cli_model_option(PROG, k, a, v, &cfg.model, &cfg.kv_policy); break;
+        }
     }
+    opt_end(&op);
     if (!model_dir == !dummy) { fprintf(stderr, "engine/run: give --model DIR or --dummy-weights CONFIG.json\n"); usage(stderr); return 2; }
     if (nreq == 0) { parse_ids("1,2,3,4", &prompts[0]); plen[0] = 4; nreq = 1; }
 

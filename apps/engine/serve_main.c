@@ -52,17 +52,6 @@ static void usage(FILE *f) {
 
 static void log_line(void *ctx, const char *line) { (void)ctx; fprintf(stderr, "serve: %s\n", line); }
 
-static long parse_long(const char *opt, const char *v, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || errno || *end || end == v || x < lo || x > hi) {
-        fprintf(stderr, "engine/serve: %s needs an integer in %ld..%ld, got '%s'\n", opt, lo, hi, v ? v : "");
-        exit(2);
-    }
-    return x;
-}
-
 typedef struct {
     const char *model_path, *dummy_cfg, *served_name;
     int mock;
@@ -70,6 +59,25 @@ typedef struct {
     int max_num_seqs;
     srv_engine_opts eng;         /* --model / --dummy-weights */
 } backend_choice;
+
+enum { O_HELP = 'h', O_MOCK = 256, O_VERBOSE, O_MODEL, O_DUMMY, O_HOST, O_PORT, O_API_KEY, O_MAX_BODY,
+       O_MAX_TOKENS_LIMIT, O_MAX_CONNECTIONS, O_SERVED_NAME, O_CHAT_TEMPLATE, O_TOKENIZER, O_DUMMY_SEED,
+       O_NO_PREFIX, O_TOKEN_DELAY };
+static const opt_spec k_opts[] = {
+    { "help", O_HELP, OPT_FLAG },                 { "mock", O_MOCK, OPT_FLAG },
+    { "verbose", O_VERBOSE, OPT_FLAG },           { "model", O_MODEL, OPT_VALUE },
+    { "dummy-weights", O_DUMMY, OPT_VALUE },      { "host", O_HOST, OPT_VALUE },
+    { "port", O_PORT, OPT_VALUE },                { "api-key", O_API_KEY, OPT_VALUE },
+    { "max-body", O_MAX_BODY, OPT_VALUE },        { "max-tokens-limit", O_MAX_TOKENS_LIMIT, OPT_VALUE },
+    { "max-connections", O_MAX_CONNECTIONS, OPT_VALUE },
+    { "served-model-name", O_SERVED_NAME, OPT_VALUE },
+    { "chat-template", O_CHAT_TEMPLATE, OPT_VALUE },
+    { "tokenizer", O_TOKENIZER, OPT_VALUE },      { "dummy-seed", O_DUMMY_SEED, OPT_VALUE },
+    { "no-prefix-caching", O_NO_PREFIX, OPT_FLAG },
+    { "token-delay-ms", O_TOKEN_DELAY, OPT_VALUE },
+    CLI_MODEL_SPECS,
+    { NULL, 0, 0 },
+};
 
 /* The single place that picks a backend: the CUDA engine for --model /
  * --dummy-weights (its memory plan is logged), or the mock. */
@@ -103,50 +111,46 @@ int main(int argc, char **argv) {
     int template_given = 0;
     const char *env_key = getenv("PAGESIM_API_KEY");
     if (env_key && *env_key) o.api_key = env_key;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEEDV() do { if (!v) { fprintf(stderr, "engine/serve: %s needs a value\n", a); return 2; } i++; } while (0)
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "--mock")) bc.mock = 1;
-        else if (!strcmp(a, "--verbose")) { o.log = log_line; }
-        else if (!strcmp(a, "--model")) { NEEDV(); bc.model_path = v; }
-        else if (!strcmp(a, "--dummy-weights")) { NEEDV(); bc.dummy_cfg = v; }
-        else if (!strcmp(a, "--host")) { NEEDV(); o.host = v; }
-        else if (!strcmp(a, "--port")) { NEEDV(); o.port = (int)parse_long(a, v, 0, 65535); }
-        else if (!strcmp(a, "--api-key")) { NEEDV(); o.api_key = v; }
-        else if (!strcmp(a, "--max-body")) { NEEDV(); o.max_body = (size_t)parse_long(a, v, 1, LONG_MAX); }
-        else if (!strcmp(a, "--max-tokens-limit")) { NEEDV(); o.max_tokens_limit = (int)parse_long(a, v, 1, INT_MAX); }
-        else if (!strcmp(a, "--max-connections")) { NEEDV(); o.conn_limit = (unsigned)parse_long(a, v, 1, 1000000); }
-        else if (!strcmp(a, "--served-model-name")) { NEEDV(); bc.served_name = v; }
-        else if (!strcmp(a, "--chat-template")) {
-            NEEDV();
+    opt_parser op;
+    const char *v;
+    char perr[256];
+    int k;
+    if (opt_begin(&op, argc, argv, k_opts, perr, sizeof perr)) cli_usage_error(PROG, perr);
+    while ((k = opt_next(&op, &v, perr, sizeof perr)) != OPT_END) {
+        const char *a = opt_name(&op);
+        switch (k) {
+        case O_HELP: usage(stdout); return 0;
+        case O_MOCK: bc.mock = 1; break;
+        case O_VERBOSE: o.log = log_line; break;
+        case O_MODEL: bc.model_path = v; break;
+        case O_DUMMY: bc.dummy_cfg = v; break;
+        case O_HOST: o.host = v; break;
+        case O_PORT: o.port = cli_int(PROG, a, v, 0, 65535); break;
+        case O_API_KEY: o.api_key = v; break;
+        case O_MAX_BODY: { long x; if (opt_long(a, v, 1, LONG_MAX, &x, perr, sizeof perr)) cli_usage_error(PROG, perr);
+                           o.max_body = (size_t)x; break; }
+        case O_MAX_TOKENS_LIMIT: o.max_tokens_limit = cli_int(PROG, a, v, 1, INT_MAX); break;
+        case O_MAX_CONNECTIONS: o.conn_limit = (unsigned)cli_int(PROG, a, v, 1, 1000000); break;
+        case O_SERVED_NAME: bc.served_name = v; break;
+        case O_CHAT_TEMPLATE:
             if ((o.chat_template = chat_kind_parse(v)) == CHAT_UNKNOWN) {
                 fprintf(stderr, "engine/serve: --chat-template '%s' is not one of chatml, qwen2.5, qwen3, "
                         "llama3, llama3.1, gemma\n", v);
                 return 2;
             }
             template_given = 1;
+            break;
+        case CLI_MAX_SEQS: bc.max_num_seqs = cli_int(PROG, a, v, 1, 1 << 20); break;   /* both backends */
+        case O_TOKENIZER: bc.eng.tokenizer = v; break;
+        case O_DUMMY_SEED: bc.eng.dummy_seed = (uint64_t)cli_u64(PROG, a, v); break;
+        case O_NO_PREFIX: bc.eng.prefix_caching = 0; break;
+        case O_TOKEN_DELAY: bc.token_delay_ms = cli_num(PROG, a, v, 0, 60000); break;
+        case OPT_ARG: snprintf(perr, sizeof perr, "unexpected argument '%s'", v); cli_usage_error(PROG, perr);
+        case OPT_ERROR: cli_usage_error(PROG, perr);
+        default: cli_model_option(PROG, k, a, v, &bc.eng.model, &bc.eng.kv_policy); break;
         }
-        else if (!strcmp(a, "--max-num-seqs")) { NEEDV(); bc.max_num_seqs = (int)parse_long(a, v, 1, 1 << 20); }
-        else if (!strcmp(a, "--tokenizer")) { NEEDV(); bc.eng.tokenizer = v; }
-        else if (!strcmp(a, "--dummy-seed")) { NEEDV(); bc.eng.dummy_seed = (uint64_t)parse_long(a, v, 0, LONG_MAX); }
-        else if (cli_model_option(PROG, a, v, &bc.eng.model, &bc.eng.kv_policy)) { NEEDV(); }
-        else if (!strcmp(a, "--no-prefix-caching")) bc.eng.prefix_caching = 0;
-        else if (!strcmp(a, "--token-delay-ms")) {
-            NEEDV();
-            char *end;
-            bc.token_delay_ms = strtod(v, &end);
-            if (*end || end == v || !(bc.token_delay_ms >= 0 && bc.token_delay_ms <= 60000)) {
-                fprintf(stderr, "engine/serve: --token-delay-ms needs a number in 0..60000, got '%s'\n", v);
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "engine/serve: unknown option '%s' (see --help)\n", a);
-            return 2;
-        }
-#undef NEEDV
     }
+    opt_end(&op);
     if (bc.mock + !!bc.model_path + !!bc.dummy_cfg != 1) {
         fprintf(stderr, "engine/serve: give exactly one of --model PATH, --dummy-weights CONFIG, --mock\n");
         usage(stderr);
