@@ -11,6 +11,7 @@
 #include "text/chat_template.h"
 #include "hub/hub.h"
 #include "base/file.h"
+#include "base/opt.h"
 #include "text/tokenizer.h"
 
 static void usage(FILE *f) {
@@ -39,20 +40,41 @@ static tok_tokenizer *load_tok(const char *path) {
     return t;
 }
 
+/* "engine/hub CMD: err" on stderr; returns 2, the status of a bad command line. */
+static int bad_usage(const char *cmd, const char *err) {
+    fprintf(stderr, "engine/hub %s: %s (see --help)\n", cmd, err);
+    return 2;
+}
+
+enum { O_HELP = 'h', O_REVISION = 256, O_INCLUDE, O_CACHE_DIR, O_QUIET, O_TOKENIZER, O_ADD_SPECIAL,
+       O_SKIP_SPECIAL, O_CONFIG, O_CHAT_TEMPLATE, O_SYSTEM, O_USER, O_NO_THINKING };
+
 static int cmd_download(int argc, char **argv) {
+    static const opt_spec specs[] = {
+        { "help", O_HELP, OPT_FLAG },          { "revision", O_REVISION, OPT_VALUE },
+        { "include", O_INCLUDE, OPT_VALUE },   { "cache-dir", O_CACHE_DIR, OPT_VALUE },
+        { "quiet", O_QUIET, OPT_FLAG },        { NULL, 0, 0 },
+    };
     char cache[1024], snap[4096], err[2048];
     hub_opts o;
     hub_opts_from_env(&o, cache, sizeof cache);
-    const char *repo = NULL, *inc[64]; int ninc = 0, quiet = 0;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--revision") && i + 1 < argc) o.revision = argv[++i];
-        else if (!strcmp(argv[i], "--include") && i + 1 < argc && ninc < 64) inc[ninc++] = argv[++i];
-        else if (!strcmp(argv[i], "--cache-dir") && i + 1 < argc) o.cache_dir = argv[++i];
-        else if (!strcmp(argv[i], "--quiet")) quiet = 1;
-        else if (!strcmp(argv[i], "--help")) { usage(stdout); return 0; }
-        else if (argv[i][0] != '-' && !repo) repo = argv[i];
-        else { fprintf(stderr, "engine/hub download: unexpected argument '%s'\n", argv[i]); usage(stderr); return 2; }
+    const char *repo = NULL, *inc[64], *v; int ninc = 0, quiet = 0, k;
+    opt_parser p;
+    if (opt_begin(&p, argc, argv, specs, err, sizeof err)) return bad_usage("download", err);
+    while ((k = opt_next(&p, &v, err, sizeof err)) != OPT_END) {
+        if (k == O_HELP) { opt_end(&p); usage(stdout); return 0; }
+        else if (k == O_REVISION) o.revision = v;
+        else if (k == O_INCLUDE && ninc < 64) inc[ninc++] = v;
+        else if (k == O_CACHE_DIR) o.cache_dir = v;
+        else if (k == O_QUIET) quiet = 1;
+        else if (k == OPT_ARG && !repo) repo = v;
+        else {
+            if (k != OPT_ERROR) snprintf(err, sizeof err, "unexpected argument '%s'", v ? v : opt_name(&p));
+            opt_end(&p);
+            return bad_usage("download", err);
+        }
     }
+    opt_end(&p);
     if (!repo) { usage(stderr); return 2; }
     o.include = inc; o.n_include = ninc;
     o.progress = !quiet && isatty(2);
@@ -65,17 +87,30 @@ static int cmd_download(int argc, char **argv) {
 }
 
 static int cmd_encode(int argc, char **argv, int count_only) {
-    const char *tp = NULL, *text = NULL; int flags = 0;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) tp = argv[++i];
-        else if (!strcmp(argv[i], "--add-special")) flags |= TOK_ADD_SPECIAL;
-        else if (!strcmp(argv[i], "--help")) { usage(stdout); return 0; }
-        else if (!text) text = argv[i];
-        else { fprintf(stderr, "engine/hub: unexpected argument '%s'\n", argv[i]); return 2; }
+    static const opt_spec specs[] = {
+        { "help", O_HELP, OPT_FLAG },          { "tokenizer", O_TOKENIZER, OPT_VALUE },
+        { "add-special", O_ADD_SPECIAL, OPT_FLAG }, { NULL, 0, 0 },
+    };
+    const char *cmd = count_only ? "count" : "encode";
+    const char *tp = NULL, *text = NULL, *v; int flags = 0, k;
+    char err[512];
+    opt_parser p;
+    if (opt_begin(&p, argc, argv, specs, err, sizeof err)) return bad_usage(cmd, err);
+    while ((k = opt_next(&p, &v, err, sizeof err)) != OPT_END) {
+        if (k == O_HELP) { opt_end(&p); usage(stdout); return 0; }
+        else if (k == O_TOKENIZER) tp = v;
+        else if (k == O_ADD_SPECIAL) flags |= TOK_ADD_SPECIAL;
+        else if (k == OPT_ARG && !text) text = v;
+        else {
+            if (k != OPT_ERROR) snprintf(err, sizeof err, "unexpected argument '%s'", v ? v : opt_name(&p));
+            opt_end(&p);
+            return bad_usage(cmd, err);
+        }
     }
+    opt_end(&p);
     if (!text) { usage(stderr); return 2; }
     tok_tokenizer *t = load_tok(tp);
-    size_t len; char *buf = NULL, err[512];
+    size_t len; char *buf = NULL;
     if (!strcmp(text, "-")) { buf = file_read_stream(stdin, "stdin", 0, &len, err, sizeof err); text = buf; }
     else len = strlen(text);
     if (!text) { fprintf(stderr, "engine/hub: %s\n", err); tok_free(t); return 1; }
@@ -91,18 +126,29 @@ static int cmd_encode(int argc, char **argv, int count_only) {
 }
 
 static int cmd_decode(int argc, char **argv) {
-    const char *tp = NULL; int flags = 0;
-    int32_t *ids = calloc((size_t)argc + 1, sizeof *ids); size_t n = 0;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) tp = argv[++i];
-        else if (!strcmp(argv[i], "--skip-special")) flags |= TOK_SKIP_SPECIAL;
-        else if (!strcmp(argv[i], "--help")) { usage(stdout); free(ids); return 0; }
+    static const opt_spec specs[] = {
+        { "help", O_HELP, OPT_FLAG },          { "tokenizer", O_TOKENIZER, OPT_VALUE },
+        { "skip-special", O_SKIP_SPECIAL, OPT_FLAG }, { NULL, 0, 0 },
+    };
+    const char *tp = NULL, *v; int flags = 0, k, id;
+    char err[512];
+    int32_t *ids = calloc((size_t)argc + 1, sizeof *ids); size_t n = 0;   /* (argc + 1) */
+    if (!ids) return bad_usage("decode", "out of memory");
+    opt_parser p;
+    if (opt_begin(&p, argc, argv, specs, err, sizeof err)) { free(ids); return bad_usage("decode", err); }
+    while ((k = opt_next(&p, &v, err, sizeof err)) != OPT_END) {
+        if (k == O_HELP) { opt_end(&p); usage(stdout); free(ids); return 0; }
+        else if (k == O_TOKENIZER) tp = v;
+        else if (k == O_SKIP_SPECIAL) flags |= TOK_SKIP_SPECIAL;
+        else if (k == OPT_ARG && opt_int("a token id", v, 0, 0x7fffffff, &id, err, sizeof err) == 0) ids[n++] = id;
         else {
-            char *e; long v = strtol(argv[i], &e, 10);
-            if (*e || v < 0) { fprintf(stderr, "engine/hub decode: '%s' is not a token id\n", argv[i]); free(ids); return 2; }
-            ids[n++] = (int32_t)v;
+            if (k == OPT_ARG) snprintf(err, sizeof err, "'%s' is not a token id", v);
+            opt_end(&p);
+            free(ids);
+            return bad_usage("decode", err);
         }
     }
+    opt_end(&p);
     tok_tokenizer *t = load_tok(tp);
     size_t need = tok_decode(t, ids, n, flags, NULL, 0);
     char *out = malloc(need + 1);
@@ -113,33 +159,46 @@ static int cmd_decode(int argc, char **argv) {
 }
 
 static int cmd_chat(int argc, char **argv) {
-    const char *cfg = NULL, *name = NULL, *sys = NULL, *user = NULL, *tp = NULL; int think = 1;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--config") && i + 1 < argc) cfg = argv[++i];
-        else if (!strcmp(argv[i], "--chat-template") && i + 1 < argc) name = argv[++i];
-        else if (!strcmp(argv[i], "--system") && i + 1 < argc) sys = argv[++i];
-        else if (!strcmp(argv[i], "--user") && i + 1 < argc) user = argv[++i];
-        else if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) tp = argv[++i];
-        else if (!strcmp(argv[i], "--no-thinking")) think = 0;
-        else if (!strcmp(argv[i], "--help")) { usage(stdout); return 0; }
-        else { fprintf(stderr, "engine/hub chat: unexpected argument '%s'\n", argv[i]); return 2; }
-    }
-    if (!user || (!cfg && !name)) { usage(stderr); return 2; }
-    chat_kind k = CHAT_UNKNOWN;
+    static const opt_spec specs[] = {
+        { "help", O_HELP, OPT_FLAG },                  { "config", O_CONFIG, OPT_VALUE },
+        { "chat-template", O_CHAT_TEMPLATE, OPT_VALUE }, { "system", O_SYSTEM, OPT_VALUE },
+        { "user", O_USER, OPT_VALUE },                 { "tokenizer", O_TOKENIZER, OPT_VALUE },
+        { "no-thinking", O_NO_THINKING, OPT_FLAG },    { NULL, 0, 0 },
+    };
+    const char *cfg = NULL, *name = NULL, *sys = NULL, *user = NULL, *tp = NULL, *v; int think = 1, k;
     char err[1024];
+    opt_parser p;
+    if (opt_begin(&p, argc, argv, specs, err, sizeof err)) return bad_usage("chat", err);
+    while ((k = opt_next(&p, &v, err, sizeof err)) != OPT_END) {
+        if (k == O_HELP) { opt_end(&p); usage(stdout); return 0; }
+        else if (k == O_CONFIG) cfg = v;
+        else if (k == O_CHAT_TEMPLATE) name = v;
+        else if (k == O_SYSTEM) sys = v;
+        else if (k == O_USER) user = v;
+        else if (k == O_TOKENIZER) tp = v;
+        else if (k == O_NO_THINKING) think = 0;
+        else {
+            if (k == OPT_ARG) snprintf(err, sizeof err, "unexpected argument '%s'", v);
+            opt_end(&p);
+            return bad_usage("chat", err);
+        }
+    }
+    opt_end(&p);
+    if (!user || (!cfg && !name)) { usage(stderr); return 2; }
+    chat_kind ck = CHAT_UNKNOWN;
     if (name) {
-        k = chat_kind_parse(name);
-        if (k == CHAT_UNKNOWN) { fprintf(stderr, "engine/hub: unknown --chat-template '%s'\n", name); return 2; }
-    } else if (chat_detect(cfg, &k, err, sizeof err) < 0) {
+        ck = chat_kind_parse(name);
+        if (ck == CHAT_UNKNOWN) { fprintf(stderr, "engine/hub: unknown --chat-template '%s'\n", name); return 2; }
+    } else if (chat_detect(cfg, &ck, err, sizeof err) < 0) {
         fprintf(stderr, "engine/hub: %s\n", err); return 1;
     }
     chat_msg m[2]; int n = 0;
     if (sys) m[n++] = (chat_msg){"system", sys};
     m[n++] = (chat_msg){"user", user};
-    size_t need = chat_render(k, m, n, 1, think, NULL, 0);
+    size_t need = chat_render(ck, m, n, 1, think, NULL, 0);
     char *out = malloc(need + 1);
-    chat_render(k, m, n, 1, think, out, need + 1);
-    printf("# template: %s\n%s\n", chat_kind_name(k), out);
+    chat_render(ck, m, n, 1, think, out, need + 1);
+    printf("# template: %s\n%s\n", chat_kind_name(ck), out);
     if (tp) {
         tok_tokenizer *t = load_tok(tp);
         tok_ids ids = {0};
@@ -157,11 +216,11 @@ static int cmd_chat(int argc, char **argv) {
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { usage(argc < 2 ? stderr : stdout); return argc < 2 ? 2 : 0; }
     const char *c = argv[1];
-    if (!strcmp(c, "download")) return cmd_download(argc - 2, argv + 2);
-    if (!strcmp(c, "encode")) return cmd_encode(argc - 2, argv + 2, 0);
-    if (!strcmp(c, "count")) return cmd_encode(argc - 2, argv + 2, 1);
-    if (!strcmp(c, "decode")) return cmd_decode(argc - 2, argv + 2);
-    if (!strcmp(c, "chat")) return cmd_chat(argc - 2, argv + 2);
+    if (!strcmp(c, "download")) return cmd_download(argc - 1, argv + 1);
+    if (!strcmp(c, "encode")) return cmd_encode(argc - 1, argv + 1, 0);
+    if (!strcmp(c, "count")) return cmd_encode(argc - 1, argv + 1, 1);
+    if (!strcmp(c, "decode")) return cmd_decode(argc - 1, argv + 1);
+    if (!strcmp(c, "chat")) return cmd_chat(argc - 1, argv + 1);
     fprintf(stderr, "engine/hub: unknown command '%s'\n", c);
     usage(stderr);
     return 2;
