@@ -4,6 +4,7 @@
  * (--server); also `analyze`, `gen-evidence`, `fit-profile`, `compare`.
  * Only this file prints and exits. */
 #include "base/file.h"
+#include "base/opt.h"
 #include "labs/bias_aggregate.h"
 #include "labs/bias_data.h"
 #include "labs/bias_dump.h"
@@ -34,34 +35,52 @@
 #define DEFAULT_MODEL_CONFIG "data/models/qwen3-30b-a3b-instruct-2507.json"
 #define DEFAULT_MODEL "Qwen/Qwen3-30B-A3B-Instruct-2507"
 
-/* Strict numbers for options: the whole word must parse (exit 2 otherwise). */
-static long opt_int(const char *opt, const char *v, long lo, long hi) {
-    char *end; errno = 0;
-    long x = strtol(v, &end, 10);
-    if (end == v || *end || errno || x < lo || x > hi) {
-        fprintf(stderr, "labs/bias: %s \"%s\": want an integer in [%ld, %ld]\n", opt, v, lo, hi);
-        exit(2);
-    }
+/* ---- the command line: one option table per subcommand (base/opt.h); a bad
+ * command line prints "labs/bias[ CMD]: ..." and exits with 2 ------------------ */
+_Noreturn static void bad_usage(const char *cmd, const char *err) {
+    fprintf(stderr, "%s: %s (see --help)\n", cmd, err);
+    exit(2);
+}
+/* The next option of p (its key) or OPT_END; exits on an error or a positional argument. */
+static int next_opt(opt_parser *p, const char *cmd, const char **v) {
+    char err[512];
+    int k = opt_next(p, v, err, sizeof err);
+    if (k == OPT_ARG) { snprintf(err, sizeof err, "unexpected argument '%s'", *v); bad_usage(cmd, err); }
+    if (k == OPT_ERROR) bad_usage(cmd, err);
+    return k;
+}
+static void begin(opt_parser *p, const char *cmd, int argc, char **argv, const opt_spec *specs) {
+    char err[256];
+    if (opt_begin(p, argc, argv, specs, err, sizeof err)) bad_usage(cmd, err);
+}
+/* Strict numbers for options: the whole word must parse, in range (exit 2 otherwise). */
+static int arg_int(const char *cmd, const opt_parser *p, const char *v, long lo, long hi) {
+    char err[256];
+    int x;
+    if (opt_int(opt_name(p), v, lo, hi, &x, err, sizeof err)) bad_usage(cmd, err);
     return x;
 }
-static double opt_num(const char *opt, const char *v, double lo, double hi) {
-    char *end; errno = 0;
-    double x = strtod(v, &end);
-    if (end == v || *end || errno || !(x >= lo && x <= hi)) {
-        fprintf(stderr, "labs/bias: %s \"%s\": want a number in [%g, %g]\n", opt, v, lo, hi);
-        exit(2);
-    }
+static double arg_num(const char *cmd, const opt_parser *p, const char *v, double lo, double hi) {
+    char err[256];
+    double x;
+    if (opt_num(opt_name(p), v, lo, hi, &x, err, sizeof err)) bad_usage(cmd, err);
     return x;
 }
-static unsigned long long opt_seed(const char *opt, const char *v) {
-    char *end; errno = 0;
-    unsigned long long x = strtoull(v, &end, 10);
-    if (end == v || *end || errno || v[0] == '-') {
-        fprintf(stderr, "labs/bias: %s \"%s\": want a non-negative integer\n", opt, v);
-        exit(2);
-    }
+static unsigned long long arg_seed(const char *cmd, const opt_parser *p, const char *v) {
+    char err[256];
+    unsigned long long x;
+    if (opt_u64(opt_name(p), v, &x, err, sizeof err)) bad_usage(cmd, err);
     return x;
 }
+
+/* Every option key of every subcommand (a subcommand's table picks its own). */
+enum { O_HELP = 'h', O_MODEL_ID = 256, O_OUTPUT_DIR, O_REBUILD, O_COMBINED, O_TICKERS, O_EVIDENCE_SEED,
+       O_OUT_DIR, O_RESULT, O_OUT, O_NAME, O_HABITS, O_NUM_SETS, O_NUM_TRIALS, O_REAL, O_SERVER, O_API_KEY,
+       O_SERVED_NAME, O_REQUEST_TIMEOUT, O_MODEL, O_DUMMY, O_DUMMY_SEED, O_DECISION, O_REPLY_LENGTHS,
+       O_KV_POLICY, O_GPU_UTIL, O_NUM_GPU_BLOCKS, O_MAX_SEQS, O_BLOCK_SIZE, O_NO_PREFIX, O_CHAT_TEMPLATE,
+       O_COEFFS, O_NO_COMPARE, O_DUMP_PROMPTS, O_TEMPERATURE, O_TOP_P, O_MAX_TOKENS, O_MAX_WORKERS, O_SEED,
+       O_QUAL, O_QUANT, O_PROFILE, O_GPU, O_MODEL_CONFIG, O_TP, O_MAX_LEN, O_MAX_BATCHED, O_TOKENIZER,
+       O_NO_SERVING, O_QUIET, O_BATCH_DELAY, O_TRACE };
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -130,21 +149,32 @@ static void print_warnings(const bias_universe *u) {
 static int cmd_analyze(int argc, char **argv) {
     const char *model = NULL, *dir = "./result", *combined = NULL;
     int rebuild = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+    static const opt_spec specs[] = {
+        { "help", O_HELP, OPT_FLAG },              { "model-id", O_MODEL_ID, OPT_VALUE },
+        { "output-dir", O_OUTPUT_DIR, OPT_VALUE }, { "rebuild", O_REBUILD, OPT_FLAG },
+        { "combined", O_COMBINED, OPT_VALUE },      { NULL, 0, 0 },
+    };
+    const char *cmd = "labs/bias analyze", *v;
+    opt_parser op;
+    int k;
+    begin(&op, cmd, argc, argv, specs);
+    while ((k = next_opt(&op, cmd, &v)) != OPT_END) {
+        switch (k) {
+        case O_HELP:
+            opt_end(&op);
             printf("usage: labs/bias analyze --model-id ID [--output-dir DIR] [--rebuild] [--combined CSV]\n"
                    "  Aggregates DIR/ID_att_combined.csv (or, when absent or with --rebuild,\n"
                    "  the set files DIR/ID_att_set_N.csv) into DIR/ID_att_result.json, as the\n"
                    "  study's aggregation does.  --combined reads a combined CSV from anywhere\n"
                    "  (e.g. a read-only copy) and writes only the result into DIR.\n");
             return 0;
+        case O_MODEL_ID: model = v; break;
+        case O_OUTPUT_DIR: dir = v; break;
+        case O_REBUILD: rebuild = 1; break;
+        case O_COMBINED: combined = v; break;
         }
-        else if (!strcmp(argv[i], "--model-id") && i + 1 < argc) model = argv[++i];
-        else if (!strcmp(argv[i], "--output-dir") && i + 1 < argc) dir = argv[++i];
-        else if (!strcmp(argv[i], "--rebuild")) rebuild = 1;
-        else if (!strcmp(argv[i], "--combined") && i + 1 < argc) combined = argv[++i];
-        else { fprintf(stderr, "labs/bias analyze: unknown or incomplete option %s (see --help)\n", argv[i]); return 2; }
     }
+    opt_end(&op);
     if (!model) { fprintf(stderr, "labs/bias analyze: --model-id is required (see --help)\n"); return 2; }
     char err[1024];
     bias_result r;
@@ -174,18 +204,29 @@ static int cmd_analyze(int argc, char **argv) {
 static int cmd_gen_evidence(int argc, char **argv) {
     const char *tickers = DEFAULT_TICKERS, *dir = "build/data";
     unsigned long long seed = 1;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+    static const opt_spec specs[] = {
+        { "help", O_HELP, OPT_FLAG },                   { "tickers", O_TICKERS, OPT_VALUE },
+        { "evidence-seed", O_EVIDENCE_SEED, OPT_VALUE }, { "seed", O_EVIDENCE_SEED, OPT_VALUE },
+        { "out-dir", O_OUT_DIR, OPT_VALUE },             { NULL, 0, 0 },
+    };
+    const char *cmd = "labs/bias gen-evidence", *v;
+    opt_parser op;
+    int k;
+    begin(&op, cmd, argc, argv, specs);
+    while ((k = next_opt(&op, cmd, &v)) != OPT_END) {
+        switch (k) {
+        case O_HELP:
+            opt_end(&op);
             printf("usage: labs/bias gen-evidence [--tickers CSV] [--evidence-seed N] [--out-dir DIR]\n"
                    "  Writes DIR/evidence_qual.csv and DIR/evidence_quant.csv (ticker,opinion,evidence1,evidence2)\n"
                    "  for the tickers, deterministic by seed (defaults: %s, 1, build/data).\n", DEFAULT_TICKERS);
             return 0;
+        case O_TICKERS: tickers = v; break;
+        case O_EVIDENCE_SEED: seed = arg_seed(cmd, &op, v); break;
+        case O_OUT_DIR: dir = v; break;
         }
-        else if (!strcmp(argv[i], "--tickers") && i + 1 < argc) tickers = argv[++i];
-        else if ((!strcmp(argv[i], "--evidence-seed") || !strcmp(argv[i], "--seed")) && i + 1 < argc) seed = opt_seed(argv[i], argv[i + 1]), i++;
-        else if (!strcmp(argv[i], "--out-dir") && i + 1 < argc) dir = argv[++i];
-        else { fprintf(stderr, "labs/bias gen-evidence: unknown or incomplete option %s (see --help)\n", argv[i]); return 2; }
     }
+    opt_end(&op);
     char err[1024], q[4096], n[4096];
     bias_universe u;
     if (bias_universe_load_tickers(&u, tickers, err, sizeof err)) { fprintf(stderr, "labs/bias gen-evidence: %s\n", err); return 1; }
@@ -208,23 +249,36 @@ static int cmd_gen_evidence(int argc, char **argv) {
 static int cmd_fit(int argc, char **argv) {
     const char *result = NULL, *tickers = DEFAULT_TICKERS, *out = NULL, *name = "fitted", *habits = NULL;
     int sets = 3, trials = 10;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+    static const opt_spec specs[] = {
+        { "help", O_HELP, OPT_FLAG },            { "result", O_RESULT, OPT_VALUE },
+        { "tickers", O_TICKERS, OPT_VALUE },     { "out", O_OUT, OPT_VALUE },
+        { "name", O_NAME, OPT_VALUE },           { "habits", O_HABITS, OPT_VALUE },
+        { "num-sets", O_NUM_SETS, OPT_VALUE },   { "num-trials", O_NUM_TRIALS, OPT_VALUE },
+        { NULL, 0, 0 },
+    };
+    const char *cmd = "labs/bias fit-profile", *v;
+    opt_parser op;
+    int k;
+    begin(&op, cmd, argc, argv, specs);
+    while ((k = next_opt(&op, cmd, &v)) != OPT_END) {
+        switch (k) {
+        case O_HELP:
+            opt_end(&op);
             printf("usage: labs/bias fit-profile --result JSON [--tickers CSV] [--out FILE] [--name NAME]\n"
                    "                             [--num-sets 3] [--num-trials 10] [--habits PROFILE]\n"
                    "  Fits sector and size effects and ticker noise to a published {model}_att_result.json;\n"
                    "  reply habits (hold, malformed, lengths, option order) come from --habits.\n");
             return 0;
+        case O_RESULT: result = v; break;
+        case O_TICKERS: tickers = v; break;
+        case O_OUT: out = v; break;
+        case O_NAME: name = v; break;
+        case O_HABITS: habits = v; break;
+        case O_NUM_SETS: sets = arg_int(cmd, &op, v, 1, 1000); break;
+        case O_NUM_TRIALS: trials = arg_int(cmd, &op, v, 1, 100000); break;
         }
-        else if (!strcmp(argv[i], "--result") && i + 1 < argc) result = argv[++i];
-        else if (!strcmp(argv[i], "--tickers") && i + 1 < argc) tickers = argv[++i];
-        else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(argv[i], "--name") && i + 1 < argc) name = argv[++i];
-        else if (!strcmp(argv[i], "--habits") && i + 1 < argc) habits = argv[++i];
-        else if (!strcmp(argv[i], "--num-sets") && i + 1 < argc) sets = (int)opt_int(argv[i], argv[i + 1], 1, 1000), i++;
-        else if (!strcmp(argv[i], "--num-trials") && i + 1 < argc) trials = (int)opt_int(argv[i], argv[i + 1], 1, 100000), i++;
-        else { fprintf(stderr, "labs/bias fit-profile: unknown or incomplete option %s (see --help)\n", argv[i]); return 2; }
     }
+    opt_end(&op);
     if (!result) { fprintf(stderr, "labs/bias fit-profile: --result is required (see --help)\n"); return 2; }
     if (sets < 1 || trials < 1) { fprintf(stderr, "labs/bias fit-profile: --num-sets and --num-trials must be >= 1\n"); return 2; }
     char err[1024];
@@ -300,6 +354,32 @@ done:
 
 #define DUMMY_NOTE "dummy weights: the replies and decisions carry no meaning (random weights); times and memory are real"
 
+static const opt_spec k_run_opts[] = {
+    { "help", O_HELP, OPT_FLAG },                       { "real", O_REAL, OPT_FLAG },
+    { "server", O_SERVER, OPT_VALUE },                  { "api-key", O_API_KEY, OPT_VALUE },
+    { "served-model-name", O_SERVED_NAME, OPT_VALUE },  { "request-timeout", O_REQUEST_TIMEOUT, OPT_VALUE },
+    { "model", O_MODEL, OPT_VALUE },                    { "dummy-weights", O_DUMMY, OPT_VALUE },
+    { "dummy-seed", O_DUMMY_SEED, OPT_VALUE },          { "decision", O_DECISION, OPT_VALUE },
+    { "reply-lengths", O_REPLY_LENGTHS, OPT_VALUE },    { "kv-policy", O_KV_POLICY, OPT_VALUE },
+    { "gpu-memory-utilization", O_GPU_UTIL, OPT_VALUE },{ "num-gpu-blocks", O_NUM_GPU_BLOCKS, OPT_VALUE },
+    { "max-num-seqs", O_MAX_SEQS, OPT_VALUE },          { "block-size", O_BLOCK_SIZE, OPT_VALUE },
+    { "no-prefix-caching", O_NO_PREFIX, OPT_FLAG },     { "chat-template", O_CHAT_TEMPLATE, OPT_VALUE },
+    { "coeffs", O_COEFFS, OPT_VALUE },                  { "no-compare", O_NO_COMPARE, OPT_FLAG },
+    { "dump-prompts", O_DUMP_PROMPTS, OPT_VALUE },      { "model-id", O_MODEL_ID, OPT_VALUE },
+    { "temperature", O_TEMPERATURE, OPT_VALUE },        { "top-p", O_TOP_P, OPT_VALUE },
+    { "max-tokens", O_MAX_TOKENS, OPT_VALUE },          { "num-sets", O_NUM_SETS, OPT_VALUE },
+    { "num-trials", O_NUM_TRIALS, OPT_VALUE },          { "max-workers", O_MAX_WORKERS, OPT_VALUE },
+    { "seed", O_SEED, OPT_VALUE },                      { "output-dir", O_OUTPUT_DIR, OPT_VALUE },
+    { "tickers", O_TICKERS, OPT_VALUE },                { "qual", O_QUAL, OPT_VALUE },
+    { "quant", O_QUANT, OPT_VALUE },                    { "profile", O_PROFILE, OPT_VALUE },
+    { "evidence-seed", O_EVIDENCE_SEED, OPT_VALUE },    { "gpu", O_GPU, OPT_VALUE },
+    { "model-config", O_MODEL_CONFIG, OPT_VALUE },      { "tp", O_TP, OPT_VALUE },
+    { "max-model-len", O_MAX_LEN, OPT_VALUE },          { "max-num-batched-tokens", O_MAX_BATCHED, OPT_VALUE },
+    { "tokenizer", O_TOKENIZER, OPT_VALUE },            { "no-serving", O_NO_SERVING, OPT_FLAG },
+    { "quiet", O_QUIET, OPT_FLAG },                     { "batch-delay-ms", O_BATCH_DELAY, OPT_VALUE },
+    { NULL, 0, 0 },
+};
+
 static int cmd_run(int argc, char **argv) {
     bias_run_config c = { .model_id = DEFAULT_MODEL, .temperature = 0.6, .top_p = 0.8, .max_tokens = 1024,
                           .num_sets = 2, .num_trials = 10, .max_workers = 200, .seed = 42, .output_dir = "./result" };
@@ -315,55 +395,59 @@ static int cmd_run(int argc, char **argv) {
     bias_real_opts ro;
     memset(&ro, 0, sizeof ro);
     ro.kv_policy = "paged"; ro.prefix_caching = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int more = i + 1 < argc;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "--real")) real = 1;
-        else if (!strcmp(a, "--server") && more) server = argv[++i];
-        else if (!strcmp(a, "--api-key") && more) api_key = argv[++i];
-        else if (!strcmp(a, "--served-model-name") && more) served = argv[++i];
-        else if (!strcmp(a, "--request-timeout") && more) req_timeout = opt_num(a, argv[i + 1], 0.001, 1e6), i++;
-        else if (!strcmp(a, "--model") && more) ro.model = argv[++i];
-        else if (!strcmp(a, "--dummy-weights") && more) ro.dummy_config = argv[++i];
-        else if (!strcmp(a, "--dummy-seed") && more) ro.dummy_seed = opt_seed(a, argv[i + 1]), i++;
-        else if (!strcmp(a, "--decision") && more) decision = argv[++i];
-        else if (!strcmp(a, "--reply-lengths") && more) lengths = argv[++i];
-        else if (!strcmp(a, "--kv-policy") && more) ro.kv_policy = argv[++i];
-        else if (!strcmp(a, "--gpu-memory-utilization") && more) ro.gpu_memory_utilization = opt_num(a, argv[i + 1], 0.01, 1), i++;
-        else if (!strcmp(a, "--num-gpu-blocks") && more) ro.num_gpu_blocks = (int)opt_int(a, argv[i + 1], 1, 1 << 30), i++;
-        else if (!strcmp(a, "--max-num-seqs") && more) ro.max_num_seqs = (int)opt_int(a, argv[i + 1], 1, 1 << 16), i++;
-        else if (!strcmp(a, "--block-size") && more) ro.block_size = (int)opt_int(a, argv[i + 1], 1, 1024), i++;
-        else if (!strcmp(a, "--no-prefix-caching")) ro.prefix_caching = 0;
-        else if (!strcmp(a, "--chat-template") && more) ro.chat_template = argv[++i];
-        else if (!strcmp(a, "--coeffs") && more) coeffs = argv[++i];
-        else if (!strcmp(a, "--no-compare")) compare = 0;
-        else if (!strcmp(a, "--dump-prompts") && more) dump = argv[++i];
-        else if (!strcmp(a, "--model-id") && more) c.model_id = argv[++i];
-        else if (!strcmp(a, "--temperature") && more) c.temperature = opt_num(a, argv[i + 1], 0, 10), i++;
-        else if (!strcmp(a, "--top-p") && more) c.top_p = opt_num(a, argv[i + 1], 0, 1), i++;
-        else if (!strcmp(a, "--max-tokens") && more) c.max_tokens = (int)opt_int(a, argv[i + 1], 1, 1 << 20), i++;
-        else if (!strcmp(a, "--num-sets") && more) c.num_sets = (int)opt_int(argv[i], argv[i + 1], 1, 1000), i++;
-        else if (!strcmp(a, "--num-trials") && more) c.num_trials = (int)opt_int(argv[i], argv[i + 1], 1, 100000), i++;
-        else if (!strcmp(a, "--max-workers") && more) c.max_workers = (int)opt_int(a, argv[i + 1], 1, 100000), i++;
-        else if (!strcmp(a, "--seed") && more) c.seed = opt_seed(argv[i], argv[i + 1]), i++;
-        else if (!strcmp(a, "--output-dir") && more) c.output_dir = argv[++i];
-        else if (!strcmp(a, "--tickers") && more) tickers = argv[++i];
-        else if (!strcmp(a, "--qual") && more) qual = argv[++i];
-        else if (!strcmp(a, "--quant") && more) quant = argv[++i];
-        else if (!strcmp(a, "--profile") && more) profile = argv[++i];
-        else if (!strcmp(a, "--evidence-seed") && more) evseed = opt_seed(argv[i], argv[i + 1]), i++;
-        else if (!strcmp(a, "--gpu") && more) sc.gpu = argv[++i], gpu_given = 1;
-        else if (!strcmp(a, "--model-config") && more) sc.model_config = argv[++i], mc_given = 1;
-        else if (!strcmp(a, "--tp") && more) sc.tp = (int)opt_int(a, argv[i + 1], 1, 1024), i++, tp_given = 1;
-        else if (!strcmp(a, "--max-model-len") && more) sc.max_model_len = (int)opt_int(a, argv[i + 1], 16, 1 << 24), i++;
-        else if (!strcmp(a, "--max-num-batched-tokens") && more) sc.max_num_batched_tokens = (int)opt_int(a, argv[i + 1], 16, 1 << 24), i++;
-        else if (!strcmp(a, "--tokenizer") && more) { bias_tokens_use(argv[i + 1]); ro.tokenizer = argv[++i]; }
-        else if (!strcmp(a, "--no-serving")) serving = 0;
-        else if (!strcmp(a, "--quiet")) quiet = 1;
-        else if (!strcmp(a, "--batch-delay-ms") && more) delay_ms = (int)opt_int(a, argv[i + 1], 0, 60000), i++;
-        else { fprintf(stderr, "labs/bias: unknown or incomplete option %s (see --help)\n", a); return 2; }
+    const char *cmd = "labs/bias", *v;
+    opt_parser op;
+    int k;
+    begin(&op, cmd, argc, argv, k_run_opts);
+    while ((k = next_opt(&op, cmd, &v)) != OPT_END) {
+        switch (k) {
+        case O_HELP: opt_end(&op); usage(stdout); return 0;
+        case O_REAL: real = 1; break;
+        case O_SERVER: server = v; break;
+        case O_API_KEY: api_key = v; break;
+        case O_SERVED_NAME: served = v; break;
+        case O_REQUEST_TIMEOUT: req_timeout = arg_num(cmd, &op, v, 0.001, 1e6); break;
+        case O_MODEL: ro.model = v; break;
+        case O_DUMMY: ro.dummy_config = v; break;
+        case O_DUMMY_SEED: ro.dummy_seed = arg_seed(cmd, &op, v); break;
+        case O_DECISION: decision = v; break;
+        case O_REPLY_LENGTHS: lengths = v; break;
+        case O_KV_POLICY: ro.kv_policy = v; break;
+        case O_GPU_UTIL: ro.gpu_memory_utilization = arg_num(cmd, &op, v, 0.01, 1); break;
+        case O_NUM_GPU_BLOCKS: ro.num_gpu_blocks = arg_int(cmd, &op, v, 1, 1 << 30); break;
+        case O_MAX_SEQS: ro.max_num_seqs = arg_int(cmd, &op, v, 1, 1 << 16); break;
+        case O_BLOCK_SIZE: ro.block_size = arg_int(cmd, &op, v, 1, 1024); break;
+        case O_NO_PREFIX: ro.prefix_caching = 0; break;
+        case O_CHAT_TEMPLATE: ro.chat_template = v; break;
+        case O_COEFFS: coeffs = v; break;
+        case O_NO_COMPARE: compare = 0; break;
+        case O_DUMP_PROMPTS: dump = v; break;
+        case O_MODEL_ID: c.model_id = v; break;
+        case O_TEMPERATURE: c.temperature = arg_num(cmd, &op, v, 0, 10); break;
+        case O_TOP_P: c.top_p = arg_num(cmd, &op, v, 0, 1); break;
+        case O_MAX_TOKENS: c.max_tokens = arg_int(cmd, &op, v, 1, 1 << 20); break;
+        case O_NUM_SETS: c.num_sets = arg_int(cmd, &op, v, 1, 1000); break;
+        case O_NUM_TRIALS: c.num_trials = arg_int(cmd, &op, v, 1, 100000); break;
+        case O_MAX_WORKERS: c.max_workers = arg_int(cmd, &op, v, 1, 100000); break;
+        case O_SEED: c.seed = arg_seed(cmd, &op, v); break;
+        case O_OUTPUT_DIR: c.output_dir = v; break;
+        case O_TICKERS: tickers = v; break;
+        case O_QUAL: qual = v; break;
+        case O_QUANT: quant = v; break;
+        case O_PROFILE: profile = v; break;
+        case O_EVIDENCE_SEED: evseed = arg_seed(cmd, &op, v); break;
+        case O_GPU: sc.gpu = v; gpu_given = 1; break;
+        case O_MODEL_CONFIG: sc.model_config = v; mc_given = 1; break;
+        case O_TP: sc.tp = arg_int(cmd, &op, v, 1, 1024); tp_given = 1; break;
+        case O_MAX_LEN: sc.max_model_len = arg_int(cmd, &op, v, 16, 1 << 24); break;
+        case O_MAX_BATCHED: sc.max_num_batched_tokens = arg_int(cmd, &op, v, 16, 1 << 24); break;
+        case O_TOKENIZER: bias_tokens_use(v); ro.tokenizer = v; break;
+        case O_NO_SERVING: serving = 0; break;
+        case O_QUIET: quiet = 1; break;
+        case O_BATCH_DELAY: delay_ms = arg_int(cmd, &op, v, 0, 60000); break;
+        }
     }
+    opt_end(&op);
     if (c.num_sets < 1 || c.num_trials < 1 || c.max_workers < 1 || c.max_tokens < 1 || sc.tp < 1) {
         fprintf(stderr, "labs/bias: --num-sets, --num-trials, --max-workers, --max-tokens and --tp must be >= 1\n");
         return 2;
@@ -563,10 +647,21 @@ out:
 static int cmd_compare(int argc, char **argv) {
     const char *model = DEFAULT_MODEL, *dir = "./result", *gpu = NULL, *mcfg = NULL, *coeffs = NULL, *paths[4];
     int n = 0, tp = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int more = i + 1 < argc;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+    static const opt_spec specs[] = {
+        { "help", O_HELP, OPT_FLAG },            { "trace", O_TRACE, OPT_VALUE },
+        { "model-id", O_MODEL_ID, OPT_VALUE },   { "output-dir", O_OUTPUT_DIR, OPT_VALUE },
+        { "gpu", O_GPU, OPT_VALUE },             { "model-config", O_MODEL_CONFIG, OPT_VALUE },
+        { "coeffs", O_COEFFS, OPT_VALUE },       { "tp", O_TP, OPT_VALUE },
+        { NULL, 0, 0 },
+    };
+    const char *cmd = "labs/bias compare", *v;
+    opt_parser op;
+    int k;
+    begin(&op, cmd, argc, argv, specs);
+    while ((k = next_opt(&op, cmd, &v)) != OPT_END) {
+        switch (k) {
+        case O_HELP:
+            opt_end(&op);
             printf("usage: labs/bias compare --trace FILE [--trace FILE]... [--model-id ID] [--output-dir DIR]\n"
                    "                         [--gpu NAME] [--model-config FILE] [--tp N] [--coeffs FILE]\n"
                    "  Simulates the requests of each trace ({model}_att_trace.json of a --real or --server run;\n"
@@ -576,16 +671,19 @@ static int cmd_compare(int argc, char **argv) {
                    "  blocks, KV utilization and fragmentation; the cost model fitted on the first trace's\n"
                    "  first set (DIR/{model}_att_coeffs.json) and checked on the rest.\n");
             return 0;
+        case O_TRACE:
+            if (n == 4) { fprintf(stderr, "labs/bias compare: at most 4 traces\n"); return 2; }
+            paths[n++] = v;
+            break;
+        case O_MODEL_ID: model = v; break;
+        case O_OUTPUT_DIR: dir = v; break;
+        case O_GPU: gpu = v; break;
+        case O_MODEL_CONFIG: mcfg = v; break;
+        case O_COEFFS: coeffs = v; break;
+        case O_TP: tp = arg_int(cmd, &op, v, 1, 1024); break;
         }
-        else if (!strcmp(a, "--trace") && more) { if (n == 4) { fprintf(stderr, "labs/bias compare: at most 4 traces\n"); return 2; } paths[n++] = argv[++i]; }
-        else if (!strcmp(a, "--model-id") && more) model = argv[++i];
-        else if (!strcmp(a, "--output-dir") && more) dir = argv[++i];
-        else if (!strcmp(a, "--gpu") && more) gpu = argv[++i];
-        else if (!strcmp(a, "--model-config") && more) mcfg = argv[++i];
-        else if (!strcmp(a, "--coeffs") && more) coeffs = argv[++i];
-        else if (!strcmp(a, "--tp") && more) tp = (int)opt_int(a, argv[i + 1], 1, 1024), i++;
-        else { fprintf(stderr, "labs/bias compare: unknown or incomplete option %s (see --help)\n", a); return 2; }
     }
+    opt_end(&op);
     if (n == 0) { fprintf(stderr, "labs/bias compare: give at least one --trace FILE (see --help)\n"); return 2; }
     bias_trace t[4];
     const bias_trace *tl[4];
