@@ -55,14 +55,11 @@ static void gpu_name(char *out, size_t n) {
     out[0] = 0;
 #ifdef PAGESIM_HAVE_CUDA
     struct cudaDeviceProp p;
-    if (cudaGetDeviceProperties(&p, 0) != cudaSuccess) return;
-    double gib = (double)p.totalGlobalMem / 1073741824.0;
-    if (strstr(p.name, "H200")) snprintf(out, n, "H200");
-    else if (strstr(p.name, "H100")) snprintf(out, n, strstr(p.name, "PCIe") ? "H100-PCIe" : "H100-SXM");
-    else if (strstr(p.name, "A100")) snprintf(out, n, gib > 50 ? "A100-80GB" : "A100-40GB");
-    else if (strstr(p.name, "L4")) snprintf(out, n, "L4");
-    else if (strstr(p.name, "4090")) snprintf(out, n, "RTX-4090");
-    else if (strstr(p.name, "4070")) snprintf(out, n, "RTX-4070");
+    cm_gpu g;
+    char err[512];
+    if (cudaGetDeviceProperties(&p, 0) == cudaSuccess &&
+        cm_gpu_for_device(&g, p.name, (double)p.totalGlobalMem, err, sizeof err) == 0)
+        snprintf(out, n, "%s", g.name);
 #endif
 }
 

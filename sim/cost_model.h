@@ -2,20 +2,13 @@
  * executor.  A roofline: prefill is bounded by FLOPs, decode by the bytes of
  * weights and KV read, plus a tensor-parallel all-reduce term and fixed
  * per-step overheads; every efficiency is a coefficient that `pagesim
- * calibrate` can fit from real measurements.  GPU specs come from
- * data/gpus.json.  Reads files only in cm_gpu_find / cm_coeffs_load. */
+ * calibrate` can fit from real measurements.  GPU specs come from the GPU
+ * table (sim/gpu_table.h, included here).  Reads files only in cm_coeffs_load. */
 #ifndef COST_MODEL_H
 #define COST_MODEL_H
 #include <stddef.h>
 #include "sim/model_config.h"
-
-typedef struct cm_gpu {
-    char   name[64];         /* "H100-SXM", "H200", "A100-40GB", "RTX-4070", ... */
-    double mem_bytes;        /* device memory */
-    double mem_bw;           /* HBM/GDDR bandwidth, bytes/s */
-    double flops_16;         /* dense bf16/fp16 tensor FLOP/s */
-    double link_bw;          /* per-GPU all-reduce bandwidth (NVLink/PCIe), bytes/s */
-} cm_gpu;
+#include "sim/gpu_table.h"
 
 typedef struct cm_coeffs {   /* fitted; defaults from public measurements */
     double flops_eff;        /* achieved / peak FLOP/s for GEMMs */
@@ -43,10 +36,6 @@ typedef struct cm_batch {
     long attn_pairs;         /* sum over new tokens of the context they attend to (FLOPs) */
 } cm_batch;
 
-/* Finds a GPU by name (case-insensitive, '-'/' ' ignored: "h100", "A100-40GB")
- * in data/gpus.json (or the file in $PAGESIM_GPUS), or builds a generic one from
- * a size like "24GB" / "12GiB".  Returns 0, or -1 with the known names in err. */
-int    cm_gpu_find(cm_gpu *g, const char *name_or_size, char *err, size_t errlen);
 /* Sets m from a config, a GPU and a TP degree, with default coefficients. */
 int    cm_model_init(cm_model *m, const mc_config *cfg, const cm_gpu *gpu, int tp,
                      mc_dtype wdtype, char *err, size_t errlen);

@@ -91,14 +91,14 @@ static void test_gpu_table_errors(void **state) {
     fputs("{\"gpus\": [{\"name\": \"X1\", \"mem_mib\": 1024, \"mem_bw_gbs\": -5, "
           "\"tflops_16\": 1, \"link_gbs\": 1}]}", f);
     fclose(f);
-    setenv("PAGESIM_GPUS", "build/tmp/gpus_bad.json", 1);
+    cm_gpu_table_path("build/tmp/gpus_bad.json");
     assert_int_equal(cm_gpu_find(&g, "X1", err, sizeof err), -1);
     assert_non_null(strstr(err, "gpus_bad.json"));
     assert_non_null(strstr(err, "mem_bw_gbs"));
-    setenv("PAGESIM_GPUS", "build/tmp/absent_gpus.json", 1);
+    cm_gpu_table_path("build/tmp/absent_gpus.json");
     assert_int_equal(cm_gpu_find(&g, "H100", err, sizeof err), -1);
     assert_non_null(strstr(err, "absent_gpus.json"));
-    unsetenv("PAGESIM_GPUS");
+    cm_gpu_table_path(NULL);
     assert_int_equal(cm_gpu_find(&g, "H100", err, sizeof err), 0);
 }
 

@@ -15,6 +15,7 @@
  * the larger of the two.  Pass the GEMM rate and copy bandwidth measured on
  * the same GPU (tests/gpu/bench_hf.py --peaks measures both). */
 #include "apps/engine/cli.h"
+#include "sim/gpu_table.h"
 #include "engine/engine.h"
 #include "engine/kernels_ref.h"
 #include "engine/weights.h"
@@ -145,16 +146,15 @@ out:
     return rc;
 }
 
-/* the datasheet's peak HBM bandwidth (GB/s) for the GPUs we know, else 0 */
+/* device 0's name, and its peak DRAM bandwidth (GB/s) from the GPU table
+ * (data/gpus.json), else 0 */
 static double datasheet_gbps(char *name, size_t n) {
     struct cudaDeviceProp p;
     if (cudaGetDeviceProperties(&p, 0) != cudaSuccess) { snprintf(name, n, "?"); return 0; }
     snprintf(name, n, "%s", p.name);
-    if (strstr(p.name, "H200")) return 4800;
-    if (strstr(p.name, "H100") && strstr(p.name, "PCIe")) return 2000;
-    if (strstr(p.name, "H100")) return 3350;
-    if (strstr(p.name, "A100")) return 2039;
-    return 0;
+    cm_gpu g;
+    char err[512];
+    return cm_gpu_for_device(&g, p.name, (double)p.totalGlobalMem, err, sizeof err) == 0 ? g.mem_bw / 1e9 : 0;
 }
 
 /* ---- the per-token elementwise kernels alone -------------------------------
@@ -361,6 +361,7 @@ static const opt_spec k_opts[] = {
 };
 
 int main(int argc, char **argv) {
+    cm_gpu_table_path(getenv("PAGESIM_GPUS"));     /* the GPU table: data/gpus.json unless set */
     const char *model_dir = NULL, *dummy = NULL, *workload = "fixed", *save = NULL, *json = NULL, *attn = NULL;
     int nreq = 1024, plen = 512, olen = 96, lo = 100, hi = 1024, ew_rows = 0;
     double peak_tflops = 790, peak_gbps = 4300, temperature = 0;

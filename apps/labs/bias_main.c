@@ -5,6 +5,7 @@
  * Only this file prints and exits. */
 #include "base/file.h"
 #include "base/opt.h"
+#include "sim/gpu_table.h"
 #include "labs/bias_aggregate.h"
 #include "labs/bias_data.h"
 #include "labs/bias_dump.h"
@@ -707,6 +708,7 @@ out:
 }
 
 int main(int argc, char **argv) {
+    cm_gpu_table_path(getenv("PAGESIM_GPUS"));     /* the GPU table: data/gpus.json unless set */
     if (argc > 1 && !strcmp(argv[1], "analyze")) return cmd_analyze(argc - 1, argv + 1);
     if (argc > 1 && !strcmp(argv[1], "gen-evidence")) return cmd_gen_evidence(argc - 1, argv + 1);
     if (argc > 1 && !strcmp(argv[1], "fit-profile")) return cmd_fit(argc - 1, argv + 1);

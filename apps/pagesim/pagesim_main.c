@@ -1,8 +1,10 @@
 /* pagesim: the front end.  Dispatches to one subcommand; with no subcommand
  * (or options only, as in `pagesim --blocks 16`) it shows the block pool. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "apps/pagesim/commands.h"
+#include "sim/gpu_table.h"
 
 static void usage(FILE *f) {
     fputs("usage: pagesim [COMMAND] [OPTIONS]\n"
@@ -21,6 +23,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    cm_gpu_table_path(getenv("PAGESIM_GPUS"));     /* the GPU table: data/gpus.json unless set */
     if (argc >= 2) {
         const char *c = argv[1];
         if (!strcmp(c, "-h") || !strcmp(c, "--help") || !strcmp(c, "help")) { usage(stdout); return 0; }
