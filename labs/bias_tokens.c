@@ -1,22 +1,13 @@
-/* bias_tokens: exact counts through text/tokenizer.h when it is built and
- * the tokenizer file is present, else bytes/4 (see bias_tokens.h).
+/* bias_tokens: exact counts through text/tokenizer.h when the tokenizer
+ * file is present, else bytes/4 (see bias_tokens.h).
  * Module state: one lazily loaded tokenizer (single-threaded use). */
 #include "labs/bias_tokens.h"
+#include "text/chat_template.h"
+#include "text/tokenizer.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#if defined(__has_include)
-#if __has_include("text/tokenizer.h")
-#include "text/tokenizer.h"
-#define BIAS_HAVE_TOKENIZER 1
-#endif
-#if __has_include("text/chat_template.h")
-#include "text/chat_template.h"
-#define BIAS_HAVE_CHAT 1
-#endif
-#endif
 
 #define DEFAULT_TOKENIZER "data/tokenizers/qwen3/tokenizer.json"
 /* Qwen3's chat template for one user message, generation prompt added. */
@@ -26,15 +17,11 @@
 static char tok_path[1024] = DEFAULT_TOKENIZER;
 static int  tried;
 static char source_desc[1200] = "estimate (4 bytes a token)";
-#ifdef BIAS_HAVE_TOKENIZER
 static tok_tokenizer *tok;
 static int template_tokens = -1;   /* tokens CHAT_OPEN + CHAT_CLOSE add */
-#endif
-#ifdef BIAS_HAVE_CHAT
 static chat_kind chat = CHAT_UNKNOWN; /* from tokenizer_config.json beside the tokenizer */
 static char *render;                  /* (render_cap) the templated prompt */
 static size_t render_cap;
-#endif
 
 void bias_tokens_use(const char *path) {
     bias_tokens_free();
@@ -44,7 +31,6 @@ void bias_tokens_use(const char *path) {
 static void load(void) {
     if (tried) return;
     tried = 1;
-#ifdef BIAS_HAVE_TOKENIZER
     if (access(tok_path, R_OK) != 0) return;
     char err[512];
     tok = tok_load(tok_path, err, sizeof err);
@@ -55,8 +41,6 @@ static void load(void) {
     long b = tok_count(tok, CHAT_CLOSE, strlen(CHAT_CLOSE), 0);
     template_tokens = (a >= 0 && b >= 0) ? (int)(a + b) : 0;
     snprintf(source_desc, sizeof source_desc, "tokenizer %s", tok_path);
-#endif
-#if defined(BIAS_HAVE_TOKENIZER) && defined(BIAS_HAVE_CHAT)
     char cfg[1100];
     snprintf(cfg, sizeof cfg, "%s", tok_path);
     char *slash = strrchr(cfg, '/');
@@ -64,7 +48,6 @@ static void load(void) {
     if (chat_detect(cfg, &chat, err, sizeof err) != 0) chat = CHAT_UNKNOWN;
     if (chat != CHAT_UNKNOWN)
         snprintf(source_desc, sizeof source_desc, "tokenizer %s, chat template %s", tok_path, chat_kind_name(chat));
-#endif
 }
 
 static int estimate(const char *text) { return (int)((strlen(text) + 3) / 4); }
@@ -72,19 +55,16 @@ static int estimate(const char *text) { return (int)((strlen(text) + 3) / 4); }
 int bias_count_tokens(const char *text) {
     if (!text) return 0;
     load();
-#ifdef BIAS_HAVE_TOKENIZER
     if (tok) {
         long n = tok_count(tok, text, strlen(text), 0);
         if (n >= 0) return (int)n;
     }
-#endif
     return estimate(text);
 }
 
 int bias_count_prompt_tokens(const char *prompt) {
     if (!prompt) return 0;
     load();
-#if defined(BIAS_HAVE_TOKENIZER) && defined(BIAS_HAVE_CHAT)
     if (tok && chat != CHAT_UNKNOWN) {
         chat_msg m = { "user", prompt };
         size_t need = chat_render(chat, &m, 1, 1, 0, render, render_cap);
@@ -97,25 +77,18 @@ int bias_count_prompt_tokens(const char *prompt) {
             if (n >= 0) return (int)n;
         }
     }
-#endif
-#ifdef BIAS_HAVE_TOKENIZER
     if (tok) return bias_count_tokens(prompt) + template_tokens;
-#endif
     return estimate(prompt) + (int)((strlen(CHAT_OPEN) + strlen(CHAT_CLOSE)) / 4);
 }
 
 const char *bias_tokens_source(void) { load(); return source_desc; }
 
 void bias_tokens_free(void) {
-#ifdef BIAS_HAVE_TOKENIZER
     if (tok) tok_free(tok);
     tok = NULL;
     template_tokens = -1;
-#endif
-#ifdef BIAS_HAVE_CHAT
     free(render); render = NULL; render_cap = 0;
     chat = CHAT_UNKNOWN;
-#endif
     tried = 0;
     snprintf(source_desc, sizeof source_desc, "estimate (4 bytes a token)");
 }
