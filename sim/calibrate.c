@@ -9,6 +9,7 @@
 #include "base/file.h"
 
 #include <cjson/cJSON.h>
+#include <csv.h>
 #include <ctype.h>
 #include <errno.h>
 #include <gsl/gsl_errno.h>
@@ -94,75 +95,113 @@ out:
     return rc;
 }
 
+/* ---- steps as CSV (libcsv): a header naming the columns, then one step a row;
+ * blank lines and lines starting with '#' are skipped ------------------------- */
+enum { CSV_MAX_FIELDS = 32, CSV_FIELD_MAX = 64 };
+typedef struct csv_state {
+    const char *path;
+    char *err; size_t errlen;
+    char f[CSV_MAX_FIELDS][CSV_FIELD_MAX];   /* the row being read; a longer field is "" */
+    int nf;                                  /* its fields (counted beyond CSV_MAX_FIELDS too) */
+    long line, row_line;                     /* the physical line fed, where the row started */
+    int col[F_N], ncols, header, failed;     /* failed: 1 with err set */
+    cm_step_obs *v;                          /* (cap,) the steps read, m of them */
+    int m, cap;
+} csv_state;
+
+static void csv_field(void *s, size_t len, void *data) {
+    csv_state *cs = data;
+    if (cs->nf < CSV_MAX_FIELDS) {
+        size_t k = len < CSV_FIELD_MAX ? len : 0;
+        if (k) memcpy(cs->f[cs->nf], s, k);
+        cs->f[cs->nf][k] = 0;
+    }
+    cs->nf++;
+}
+
+/* One data row into cs->v; -1 with err. */
+static int csv_step(csv_state *cs, const char *where) {
+    if (cs->nf != cs->ncols)
+        return snprintf(cs->err, cs->errlen, "%s: %d fields, the header has %d", where, cs->nf, cs->ncols), -1;
+    if (cs->m == cs->cap) {
+        int cap = cs->cap ? 2 * cs->cap : 256;
+        cm_step_obs *w = realloc(cs->v, (size_t)cap * sizeof *w);   /* (cap,) */
+        if (!w) return snprintf(cs->err, cs->errlen, "%s: out of memory", where), -1;
+        cs->v = w; cs->cap = cap;
+    }
+    cm_step_obs *o = &cs->v[cs->m];
+    memset(o, 0, sizeof *o);
+    for (int k = 0; k < F_N; k++) {
+        int c = cs->col[k];
+        if (c < 0 || c >= CSV_MAX_FIELDS) { if (k == F_PAIRS) o->b.attn_pairs = o->b.attn_ctx_tokens; continue; }
+        char *e;
+        errno = 0;
+        double x = strtod(cs->f[c], &e);
+        if (e == cs->f[c] || *e || errno)
+            return snprintf(cs->err, cs->errlen, "%s: %s '%s' is not a number", where, f_names[k], cs->f[c]), -1;
+        if (set_obs(o, k, x, where, cs->err, cs->errlen) < 0) return -1;
+    }
+    cs->m++;
+    return 0;
+}
+
+static void csv_row(int c, void *data) {
+    csv_state *cs = data;
+    long start = cs->row_line;
+    cs->row_line = cs->line + ((c == '\n' || c == '\r') ? 1 : 0);
+    int nf = cs->nf;
+    cs->nf = 0;
+    if (cs->failed || nf == 0 || (nf >= 1 && cs->f[0][0] == '#') || (nf == 1 && !cs->f[0][0])) return;
+    char where[512];
+    snprintf(where, sizeof where, "%s:%ld", cs->path, start);
+    cs->nf = nf;
+    if (cs->header) { cs->failed = csv_step(cs, where) < 0; cs->nf = 0; return; }
+    for (int i = 0; i < nf && i < CSV_MAX_FIELDS; i++)
+        for (int k = 0; k < F_N; k++) if (!strcasecmp(cs->f[i], f_names[k])) cs->col[k] = i;
+    for (int k = 0; k < F_PAIRS && !cs->failed; k++)
+        if (cs->col[k] < 0) {
+            snprintf(cs->err, cs->errlen, "%s: missing column '%s'", where, f_names[k]);
+            cs->failed = 1;
+        }
+    cs->ncols = nf;
+    cs->header = 1;
+    cs->nf = 0;
+}
+
 static int load_csv(const char *path, char *text, cm_step_obs **out, int *n, char *err, size_t errlen) {
-    int col[F_N], ncols = 0, m = 0, cap = 0, rc = -1, header = 0;
-    cm_step_obs *v = NULL;
-    long lineno = 0;
-    for (int k = 0; k < F_N; k++) col[k] = -1;
-    for (char *line = text, *next; line && *line; line = next) {
-        next = strchr(line, '\n');
-        if (next) *next++ = '\0';
-        lineno++;
-        char *f[32];
-        int nf = 0;
-        while (isspace((unsigned char)*line)) line++;
-        if (!*line || *line == '#') continue;
-        for (char *p = line;;) {                       /* split on commas, trim each */
-            char *c = strchr(p, ',');
-            if (c) *c = '\0';
-            while (isspace((unsigned char)*p)) p++;
-            char *e = p + strlen(p);
-            while (e > p && isspace((unsigned char)e[-1])) *--e = '\0';
-            if (nf < 32) f[nf] = p;
-            nf++;
-            if (!c) break;
-            p = c + 1;
-        }
-        if (!header) {
-            for (int i = 0; i < nf && i < 32; i++)
-                for (int k = 0; k < F_N; k++) if (!strcasecmp(f[i], f_names[k])) col[k] = i;
-            for (int k = 0; k < F_PAIRS; k++)
-                if (col[k] < 0) {
-                    snprintf(err, errlen, "%s:%ld: missing column '%s'", path, lineno, f_names[k]);
-                    goto out;
-                }
-            ncols = nf;
-            header = 1;
-            continue;
-        }
-        char where[512];
-        snprintf(where, sizeof where, "%s:%ld", path, lineno);
-        if (nf != ncols) {
-            snprintf(err, errlen, "%s: %d fields, the header has %d", where, nf, ncols);
+    csv_state cs = { .path = path, .err = err, .errlen = errlen, .line = 1, .row_line = 1 };
+    for (int k = 0; k < F_N; k++) cs.col[k] = -1;
+    struct csv_parser p;
+    if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0) {
+        snprintf(err, errlen, "%s: csv_init failed", path);
+        return -1;
+    }
+    size_t len = strlen(text), off = 0;
+    if (len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3)) off = 3;        /* a UTF-8 byte-order mark */
+    int rc = -1;
+    while (off < len && !cs.failed) {              /* a physical line at a time: rows know their line */
+        const char *nl = memchr(text + off, '\n', len - off);
+        size_t k = nl ? (size_t)(nl - (text + off)) + 1 : len - off;
+        if (csv_parse(&p, text + off, k, csv_field, csv_row, &cs) != k) {
+            snprintf(err, errlen, "%s:%ld: malformed CSV (%s)", path, cs.line, csv_strerror(csv_error(&p)));
             goto out;
         }
-        if (m == cap) {
-            cap = cap ? 2 * cap : 256;
-            cm_step_obs *w = realloc(v, (size_t)cap * sizeof *w);   /* (cap,) */
-            if (!w) { snprintf(err, errlen, "%s: out of memory", where); goto out; }
-            v = w;
-        }
-        memset(&v[m], 0, sizeof v[m]);
-        for (int k = 0; k < F_N; k++) {
-            if (col[k] < 0 || col[k] >= 32) { if (k == F_PAIRS) v[m].b.attn_pairs = v[m].b.attn_ctx_tokens; continue; }
-            char *e;
-            errno = 0;
-            double x = strtod(f[col[k]], &e);
-            if (e == f[col[k]] || *e || errno) {
-                snprintf(err, errlen, "%s: %s '%s' is not a number", where, f_names[k], f[col[k]]);
-                goto out;
-            }
-            if (set_obs(&v[m], k, x, where, err, errlen) < 0) goto out;
-        }
-        m++;
+        off += k;
+        if (nl) cs.line++;
     }
-    if (!header) { snprintf(err, errlen, "%s: empty file", path); goto out; }
-    *out = v;
-    *n = m;
-    v = NULL;
+    if (!cs.failed && csv_fini(&p, csv_field, csv_row, &cs) != 0) {
+        snprintf(err, errlen, "%s:%ld: unclosed quote", path, cs.row_line);
+        goto out;
+    }
+    if (cs.failed) goto out;
+    if (!cs.header) { snprintf(err, errlen, "%s: empty file", path); goto out; }
+    *out = cs.v;
+    *n = cs.m;
+    cs.v = NULL;
     rc = 0;
 out:
-    free(v);
+    free(cs.v);
+    csv_free(&p);
     return rc;
 }
 

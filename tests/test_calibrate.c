@@ -153,11 +153,33 @@ static void test_step_files(void **state) {
     assert_int_equal(cm_steps_load("build/tmp/nosteps.json", &s, &n, err, sizeof err), -1);
 }
 
+/* The CSV through libcsv: a UTF-8 byte-order mark, comments, blank lines and
+ * quoted fields are read; an unclosed quote is an error at its line. */
+static void test_step_csv_forms(void **state) {
+    (void)state;
+    cm_step_obs *s = NULL;
+    int n = 0;
+    char err[512] = "";
+    const char *p = write_tmp("steps_bom.csv", "\xEF\xBB\xBFseconds,num_seqs,prefill_tokens,decode_tokens,attn_ctx_tokens\n"
+                              "# measured on an H200\n\n0.01, 4 ,0,4,400\n\"0.03\",1,256,0,256\n");
+    if (cm_steps_load(p, &s, &n, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(n, 2);
+    assert_int_equal(s[0].b.num_seqs, 4);
+    assert_true(s[1].seconds == 0.03);
+    assert_int_equal(s[1].b.prefill_tokens, 256);
+    free(s);
+    p = write_tmp("steps_quote.csv", "seconds,num_seqs,prefill_tokens,decode_tokens,attn_ctx_tokens\n"
+                  "0.01,4,0,4,400\n0.01,\"4,0,4,400\n");
+    assert_int_equal(cm_steps_load(p, &s, &n, err, sizeof err), -1);
+    assert_non_null(strstr(err, "steps_quote.csv:3"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_recovers_coefficients),
         cmocka_unit_test(test_decode_only),
         cmocka_unit_test(test_step_files),
+        cmocka_unit_test(test_step_csv_forms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
