@@ -2,7 +2,7 @@
  * for --compare) that every output draws: the cairo renderer (window, PNG, SVG,
  * PDF, frames) and the terminal view.  A scene is captured from the simulator
  * (viz/scenario.c) or built by hand (tests); it knows nothing of the scheduler
- * and owns only its own arrays.  The renderer lives in viz/render.c. */
+ * and owns only its own arrays.  The renderer lives in viz/render.c (layout.c, render_block.c, paint.c). */
 #ifndef VIZ_SCENE_H
 #define VIZ_SCENE_H
 #include <stdbool.h>
