@@ -39,17 +39,15 @@ static void test_dummy_driver(void **st) {
     const char *shot = "build/tmp/test_viz_window_dummy.png";
     remove(shot);
     setenv("SDL_VIDEODRIVER", "dummy", 1);
-    setenv("PAGESIM_SCREENSHOT", shot, 1);
     fake fk;
     assert_int_equal(viz_scene_init(&fk.s, 16, 4), 0);
     fk.s.pool.blocks[5] = (viz_block){ 2, 1, 4, false, false };
     fk.s.pool.blocks[6] = (viz_block){ 5, 2, 3, false, false };
     viz_pool_count(&fk.s.pool);
     viz_player p = { &fk, f_step, f_restart, f_scene };
-    viz_window_opts o = { 800, 600, false, 100, "test" };
+    viz_window_opts o = { 800, 600, false, 100, "test", .screenshot = shot };
     char err[256];
     int rc = viz_window_run(&p, &o, err, sizeof err);
-    unsetenv("PAGESIM_SCREENSHOT");
     if (rc == 1) { fprintf(stderr, "skip: no SDL dummy driver: %s\n", err); skip(); }
     assert_int_equal(rc, 0);
     cairo_surface_t *sf = cairo_image_surface_create_from_png(shot);
@@ -77,13 +75,8 @@ static void test_dummy_driver(void **st) {
     int before[3];
     pixel(sf, mx + 30, my + 18 + L.font * 0.3, before);
     cairo_surface_destroy(sf);
-    char pos[32];
-    snprintf(pos, sizeof pos, "%d,%d", mx, my);
-    setenv("PAGESIM_SCREENSHOT", shot, 1);
-    setenv("PAGESIM_SCREENSHOT_MOUSE", pos, 1);
+    o.hover = true; o.hover_x = mx; o.hover_y = my;     /* the tooltip shows */
     assert_int_equal(viz_window_run(&p, &o, err, sizeof err), 0);
-    unsetenv("PAGESIM_SCREENSHOT");
-    unsetenv("PAGESIM_SCREENSHOT_MOUSE");
     sf = cairo_image_surface_create_from_png(shot);
     assert_int_equal(cairo_surface_status(sf), CAIRO_STATUS_SUCCESS);
     int after[3];

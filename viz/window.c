@@ -132,9 +132,9 @@ static int screenshot(win *g, const char *path, char *err, size_t errlen) {
     return 0;
 }
 
-int viz_window_run(const viz_player *p, const viz_window_opts *o, char *err, size_t errlen) {
-    win g = {0};
-    int ret = -1;
+/* SDL, the window and its renderer.  0, or 1 with err when there is none
+ * (the caller falls back to the terminal). */
+static int open_window(win *g, const viz_window_opts *o, char *err, size_t errlen) {
     /* an X display named and no Wayland one: X11 only (no noisy Wayland probe) */
     const char *x = getenv("DISPLAY"), *wl = getenv("WAYLAND_DISPLAY"), *vd = getenv("SDL_VIDEODRIVER");
     if (x && *x && !(wl && *wl) && !(vd && *vd)) SDL_SetHint(SDL_HINT_VIDEODRIVER, "x11");
@@ -144,10 +144,9 @@ int viz_window_run(const viz_player *p, const viz_window_opts *o, char *err, siz
     }
     /* SDL falls back to its offscreen driver when no display answers: a
      * window nobody sees.  Only a driver asked for by name may be headless. */
-    const char *drv = SDL_GetCurrentVideoDriver(), *asked = getenv("SDL_VIDEODRIVER");
-    if (drv && (!strcmp(drv, "offscreen") || !strcmp(drv, "dummy")) && !(asked && *asked)) {
+    const char *drv = SDL_GetCurrentVideoDriver();
+    if (drv && (!strcmp(drv, "offscreen") || !strcmp(drv, "dummy")) && !(vd && *vd)) {
         snprintf(err, errlen, "no display answers (SDL chose its '%s' driver)", drv);
-        SDL_Quit();
         return 1;
     }
     int W = o->width > 0 ? o->width : 1280, H = o->height > 0 ? o->height : 800;
@@ -156,32 +155,32 @@ int viz_window_run(const viz_player *p, const viz_window_opts *o, char *err, siz
         if (W > dm.w - 40) W = dm.w - 40;
         if (H > dm.h - 80) H = dm.h - 80;
     }
-    g.w = SDL_CreateWindow(o->title ? o->title : "pagesim", SDL_WINDOWPOS_CENTERED,
-                           SDL_WINDOWPOS_CENTERED, W, H, SDL_WINDOW_RESIZABLE | SDL_WINDOW_ALLOW_HIGHDPI);
-    if (!g.w) { snprintf(err, errlen, "no window: %s", SDL_GetError()); ret = 1; goto out; }
-    g.r = SDL_CreateRenderer(g.w, -1, SDL_RENDERER_ACCELERATED);
-    if (!g.r) g.r = SDL_CreateRenderer(g.w, -1, SDL_RENDERER_SOFTWARE);
-    if (!g.r) { snprintf(err, errlen, "no renderer: %s", SDL_GetError()); ret = 1; goto out; }
+    g->w = SDL_CreateWindow(o->title ? o->title : "pagesim", SDL_WINDOWPOS_CENTERED,
+                            SDL_WINDOWPOS_CENTERED, W, H, SDL_WINDOW_RESIZABLE | SDL_WINDOW_ALLOW_HIGHDPI);
+    if (!g->w) { snprintf(err, errlen, "no window: %s", SDL_GetError()); return 1; }
+    g->r = SDL_CreateRenderer(g->w, -1, SDL_RENDERER_ACCELERATED);
+    if (!g->r) g->r = SDL_CreateRenderer(g->w, -1, SDL_RENDERER_SOFTWARE);
+    if (!g->r) { snprintf(err, errlen, "no renderer: %s", SDL_GetError()); return 1; }
+    return 0;
+}
 
-    const char *shot = getenv("PAGESIM_SCREENSHOT");
-    if (shot && *shot) {
-        const char *ks = getenv("PAGESIM_SCREENSHOT_STEP");
-        int k = ks ? atoi(ks) : 0;
-        for (int i = 0; i < k; i++) { int rc = p->step(p->ctx, err, errlen); if (rc < 0) goto out; if (rc == 0) break; }
-        const char *ms = getenv("PAGESIM_SCREENSHOT_MOUSE");   /* "x,y": hover there */
-        if (ms && sscanf(ms, "%d,%d", &g.mx, &g.my) == 2) g.hover = true;
-        SDL_Event ev;
-        while (SDL_PollEvent(&ev)) {}   /* let the window map and settle */
-        if (frame(&g, p->scene(p->ctx), err, errlen)) goto out;
-        if (screenshot(&g, shot, err, errlen)) goto out;
-        SDL_RenderPresent(g.r);
-        ret = 0;
-        goto out;
+/* The screenshot: o->screenshot_step steps, one frame, saved.  0 or -1. */
+static int screenshot_run(win *g, const viz_player *p, const viz_window_opts *o, char *err, size_t errlen) {
+    for (int i = 0; i < o->screenshot_step; i++) {
+        int rc = p->step(p->ctx, err, errlen);
+        if (rc < 0) return -1;
+        if (rc == 0) break;
     }
+    if (o->hover) { g->mx = o->hover_x; g->my = o->hover_y; g->hover = true; }
+    SDL_Event ev;
+    while (SDL_PollEvent(&ev)) {}   /* let the window map and settle */
+    if (frame(g, p->scene(p->ctx), err, errlen) || screenshot(g, o->screenshot, err, errlen)) return -1;
+    SDL_RenderPresent(g->r);
+    return 0;
+}
 
-    /* PAGESIM_KEYS: key presses to replay first (tests drive the window with
-     * it): space, p, r, s, q, +, - */
-    const char *keys = getenv("PAGESIM_KEYS");
+/* Queues key presses (space p r s q + -) as if typed. */
+static void push_keys(const char *keys) {
     for (const char *k = keys; k && *k; k++) {
         SDL_Keycode sym = *k == ' ' ? SDLK_SPACE : *k == '+' ? SDLK_PLUS : *k == '-' ? SDLK_MINUS
                         : (*k >= 'a' && *k <= 'z') ? (SDL_Keycode)*k : 0;
@@ -193,72 +192,100 @@ int viz_window_run(const viz_player *p, const viz_window_opts *o, char *err, siz
         ke.key.keysym.sym = sym;
         SDL_PushEvent(&ke);
     }
-    bool play = o->play, quit = false, dirty = true, ended = false;
-    int delay = o->delay_ms > 0 ? o->delay_ms : 500;
-    Uint32 next = SDL_GetTicks() + (Uint32)delay;
-    while (!quit) {
-        if (dirty) {
+}
+
+/* The window loop's state between events. */
+typedef struct loop { bool play, quit, dirty, ended, step; int delay; Uint32 next; } loop;
+
+/* Shows text at the bottom for ms milliseconds. */
+static void status(win *g, Uint32 ms, const char *text) {
+    snprintf(g->status, sizeof g->status, "%s", text);
+    g->status_until = SDL_GetTicks() + ms;
+}
+
+/* `s`: the scene at the window's size as pagesim-stepNNNN.png. */
+static void save_png(win *g, const viz_player *p) {
+    const viz_scene *s = p->scene(p->ctx);
+    char path[64], e2[256];
+    snprintf(path, sizeof path, "pagesim-step%04d.png", s->step);
+    int ww, wh;
+    SDL_GetWindowSize(g->w, &ww, &wh);
+    char msg[320];
+    if (viz_export_scene(s, path, ww, wh, e2, sizeof e2) == 0) snprintf(msg, sizeof msg, "saved %s", path);
+    else snprintf(msg, sizeof msg, "%s", e2);
+    status(g, 2500, msg);
+}
+
+/* One key.  0, or -1 with err (a restart that failed). */
+static int on_key(win *g, const viz_player *p, loop *l, SDL_Keycode sym, char *err, size_t errlen) {
+    switch (sym) {
+    case SDLK_q: case SDLK_ESCAPE: l->quit = true; break;
+    case SDLK_SPACE: case SDLK_RIGHT: case SDLK_RETURN: l->step = true; break;
+    case SDLK_p: l->play = !l->play; l->next = SDL_GetTicks(); break;
+    case SDLK_PLUS: case SDLK_EQUALS: case SDLK_KP_PLUS: l->delay = l->delay / 2 > 16 ? l->delay / 2 : 16; break;
+    case SDLK_MINUS: case SDLK_KP_MINUS: l->delay = l->delay * 2 < 5000 ? l->delay * 2 : 5000; break;
+    case SDLK_r:
+        if (p->restart(p->ctx, err, errlen)) return -1;
+        l->ended = false;
+        break;
+    case SDLK_s: save_png(g, p); break;
+    default: break;
+    }
+    if (sym != SDLK_s) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "%s   step every %d ms", l->play ? "playing" : "paused", l->delay);
+        status(g, 1200, msg);
+    }
+    l->dirty = true;
+    return 0;
+}
+
+/* Handles the events waiting (a step first, then the next key).  0 or -1. */
+static int events(win *g, const viz_player *p, loop *l, char *err, size_t errlen) {
+    int timeout = 100;
+    if (l->play && !l->ended) { Uint32 now = SDL_GetTicks(); timeout = now >= l->next ? 0 : (int)(l->next - now); }
+    SDL_Event ev;
+    if (!SDL_WaitEventTimeout(&ev, timeout)) return 0;
+    do {
+        switch (ev.type) {
+        case SDL_QUIT: l->quit = true; break;
+        case SDL_WINDOWEVENT: l->dirty = true; if (ev.window.event == SDL_WINDOWEVENT_LEAVE) g->hover = false; break;
+        case SDL_MOUSEMOTION: g->mx = ev.motion.x; g->my = ev.motion.y; g->hover = true; l->dirty = true; break;
+        case SDL_KEYDOWN: if (on_key(g, p, l, ev.key.keysym.sym, err, errlen)) return -1; break;
+        default: break;
+        }
+    } while (!l->step && !l->quit && SDL_PollEvent(&ev));
+    return 0;
+}
+
+int viz_window_run(const viz_player *p, const viz_window_opts *o, char *err, size_t errlen) {
+    win g = {0};
+    int ret = open_window(&g, o, err, errlen);
+    if (ret) goto out;
+    ret = -1;
+    if (o->screenshot && *o->screenshot) { ret = screenshot_run(&g, p, o, err, errlen); goto out; }
+    push_keys(o->keys);
+    loop l = { .play = o->play, .dirty = true, .delay = o->delay_ms > 0 ? o->delay_ms : 500 };
+    l.next = SDL_GetTicks() + (Uint32)l.delay;
+    while (!l.quit) {
+        if (l.dirty) {
             if (frame(&g, p->scene(p->ctx), err, errlen)) goto out;
             SDL_RenderPresent(g.r);
-            dirty = false;
+            l.dirty = false;
         }
-        int timeout = 100;
-        if (play && !ended) { Uint32 now = SDL_GetTicks(); timeout = now >= next ? 0 : (int)(next - now); }
-        SDL_Event ev;
-        bool step = false;
-        if (SDL_WaitEventTimeout(&ev, timeout)) {
-            do {
-                switch (ev.type) {
-                case SDL_QUIT: quit = true; break;
-                case SDL_WINDOWEVENT: dirty = true; if (ev.window.event == SDL_WINDOWEVENT_LEAVE) g.hover = false; break;
-                case SDL_MOUSEMOTION: g.mx = ev.motion.x; g.my = ev.motion.y; g.hover = true; dirty = true; break;
-                case SDL_KEYDOWN:
-                    switch (ev.key.keysym.sym) {
-                    case SDLK_q: case SDLK_ESCAPE: quit = true; break;
-                    case SDLK_SPACE: case SDLK_RIGHT: case SDLK_RETURN: step = true; break;
-                    case SDLK_p: play = !play; next = SDL_GetTicks(); break;
-                    case SDLK_PLUS: case SDLK_EQUALS: case SDLK_KP_PLUS:
-                        delay = delay / 2 > 16 ? delay / 2 : 16; break;
-                    case SDLK_MINUS: case SDLK_KP_MINUS: delay = delay * 2 < 5000 ? delay * 2 : 5000; break;
-                    case SDLK_r:
-                        if (p->restart(p->ctx, err, errlen)) goto out;
-                        ended = false; dirty = true; break;
-                    case SDLK_s: {
-                        const viz_scene *s = p->scene(p->ctx);
-                        char path[64], e2[256];
-                        snprintf(path, sizeof path, "pagesim-step%04d.png", s->step);
-                        int ww, wh;
-                        SDL_GetWindowSize(g.w, &ww, &wh);
-                        if (viz_export_scene(s, path, ww, wh, e2, sizeof e2) == 0)
-                            snprintf(g.status, sizeof g.status, "saved %s", path);
-                        else snprintf(g.status, sizeof g.status, "%s", e2);
-                        g.status_until = SDL_GetTicks() + 2500;
-                        dirty = true;
-                        break; }
-                    default: break;
-                    }
-                    if (ev.key.keysym.sym != SDLK_s) {
-                        snprintf(g.status, sizeof g.status, "%s   step every %d ms", play ? "playing" : "paused", delay);
-                        g.status_until = SDL_GetTicks() + 1200;
-                        dirty = true;
-                    }
-                    break;
-                default: break;
-                }
-            } while (!step && !quit && SDL_PollEvent(&ev));   /* a step first, then the next key */
-        }
-        if (play && !ended && SDL_GetTicks() >= next) { step = true; next = SDL_GetTicks() + (Uint32)delay; }
-        if (step && !ended) {
+        l.step = false;
+        if (events(&g, p, &l, err, errlen)) goto out;
+        if (l.play && !l.ended && SDL_GetTicks() >= l.next) { l.step = true; l.next = SDL_GetTicks() + (Uint32)l.delay; }
+        if (l.step && !l.ended) {
             int rc = p->step(p->ctx, err, errlen);
             if (rc < 0) goto out;
             if (rc == 0) {
-                ended = true;
-                snprintf(g.status, sizeof g.status, "end of the run: r restarts, q quits");
-                g.status_until = SDL_GetTicks() + 4000;
+                l.ended = true;
+                status(&g, 4000, "end of the run: r restarts, q quits");
             }
-            dirty = true;
+            l.dirty = true;
         }
-        if (g.status[0] && g.status_until && SDL_GetTicks() >= g.status_until) { g.status_until = 0; dirty = true; }
+        if (g.status[0] && g.status_until && SDL_GetTicks() >= g.status_until) { g.status_until = 0; l.dirty = true; }
     }
     ret = 0;
 out:

@@ -244,7 +244,13 @@ int pagesim_cmd_viz(int argc, char **argv) {
     }
     viz_player pl = viz_scenario_player(v);
     if (!tui && viz_window_has_display()) {
-        viz_window_opts wo = { W, H, play, delay, "pagesim" };
+        viz_window_opts wo = { W, H, play, delay, "pagesim", .keys = getenv("PAGESIM_KEYS") };
+        /* the window's test hooks (viz/window.h) come from the environment */
+        const char *shot = getenv("PAGESIM_SCREENSHOT"), *ks = getenv("PAGESIM_SCREENSHOT_STEP");
+        const char *ms = getenv("PAGESIM_SCREENSHOT_MOUSE");            /* "x,y": hover there */
+        if (shot && *shot) wo.screenshot = shot;
+        if (ks) wo.screenshot_step = atoi(ks);
+        if (ms && sscanf(ms, "%d,%d", &wo.hover_x, &wo.hover_y) == 2) wo.hover = true;
         int w = viz_window_run(&pl, &wo, err, sizeof err);
         if (w == 0) { rc = 0; goto out; }
         if (w < 0) { fprintf(stderr, "pagesim: %s\n", err); goto out; }
