@@ -288,115 +288,142 @@ static int judge(xfer *x, CURLcode rc, long status, char *why, size_t cap) {
 
 typedef struct { size_t idx; double ready; } retry_item;
 
+/* One run's bookkeeping. */
+typedef struct run_state {
+    size_t n;                /* requests */
+    int *tries;              /* (n,) tries made */
+    retry_item *rq;          /* (n,) FIFO ring of waiting retries, in time order */
+    size_t rq_head, rq_len;
+    xfer **live;             /* (max_workers,) tries in flight */
+    size_t next, reported;   /* the next fresh request; requests reported */
+    int in_flight;
+} run_state;
+
+/* A worker stays with its request through the waits between tries, as the
+ * study's thread pool does: so a server that is down burns the tries of at
+ * most max_workers requests.  Due retries first (the FIFO is in time order),
+ * then fresh requests while a worker is free.  0, or -1 with err. */
+static int start_due(bias_client *c, CURLM *multi, run_state *st, const bias_client_req *reqs,
+                     char *err, size_t errcap) {
+    double now = clock_now_s();
+    for (;;) {
+        size_t idx;
+        if (st->rq_len && st->rq[st->rq_head].ready <= now) {
+            idx = st->rq[st->rq_head].idx;
+            st->rq_head = (st->rq_head + 1) % st->n;
+            st->rq_len--;
+        } else if (st->next < st->n && st->in_flight + (int)st->rq_len < c->o.max_workers) idx = st->next++;
+        else return 0;
+        xfer *x = xfer_start(c, multi, &reqs[idx], idx);
+        if (!x) { snprintf(err, errcap, "out of memory starting request %zu", idx); return -1; }
+        st->tries[idx]++;
+        for (x->slot = 0; st->live[x->slot]; x->slot++) {}
+        st->live[x->slot] = x;
+        st->in_flight++;
+    }
+}
+
+/* A finished try: queued for a retry, or reported through cb. */
+static void finish_try(bias_client *c, CURLM *multi, run_state *st, CURL *e, CURLcode rc,
+                       bias_client_cb cb, void *ctx) {
+    xfer *x = NULL;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
+    long status = 0;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    curl_multi_remove_handle(multi, e);
+    st->live[x->slot] = NULL;
+    st->in_flight--;
+    double t_end = clock_now_s();
+    char why[320] = "";
+    int ok = judge(x, rc, status, why, sizeof why);
+    if (!ok && st->tries[x->idx] < c->o.tries) {
+        st->rq[(st->rq_head + st->rq_len) % st->n] = (retry_item){x->idx, t_end + c->o.retry_wait_s};
+        st->rq_len++;
+    } else {
+        bias_client_result r = {0};
+        r.index = x->idx;
+        r.ok = ok;
+        r.text = ok && x->text ? x->text : "";
+        r.finish_reason = x->finish;
+        r.error = ok ? NULL : why;
+        r.prompt_tokens = x->ptoks;
+        r.completion_tokens = x->ctoks;
+        r.ttft_s = x->stream && x->t_first > 0 ? x->t_first - x->t_start : -1;
+        r.latency_s = t_end - x->t_start;
+        r.tries = st->tries[x->idx];
+        r.http_status = status;
+        st->reported++;
+        if (cb) cb(ctx, &r);
+    }
+    xfer_free(x);
+}
+
+/* Milliseconds to sleep: until network activity, the next due retry (at
+ * most a second), or none when a worker is free for a fresh request. */
+static long wait_ms(const bias_client *c, const run_state *st) {
+    long ms = 1000;
+    if (st->rq_len) {
+        double dt = st->rq[st->rq_head].ready - clock_now_s();
+        ms = dt <= 0 ? 0 : (long)ceil(dt * 1000);
+        if (ms > 1000) ms = 1000;
+    }
+    if (st->in_flight + (int)st->rq_len < c->o.max_workers && st->next < st->n) ms = 0;
+    return ms;
+}
+
+static int stop_asked(bias_client *c) {
+    pthread_mutex_lock(&c->mu);
+    int stopped = c->stop;
+    pthread_mutex_unlock(&c->mu);
+    return stopped;
+}
+
 int bias_client_run(bias_client *c, const bias_client_req *reqs, size_t n,
                     bias_client_cb cb, void *ctx, char *err, size_t errcap) {
     int ret = -1;
-    int *tries = calloc(n ? n : 1, sizeof *tries);                 /* (n,) tries made */
-    retry_item *rq = calloc(n ? n : 1, sizeof *rq);                 /* (n,) FIFO ring */
-    xfer **live = calloc((size_t)c->o.max_workers, sizeof *live);   /* (max_workers,) tries in flight */
-    size_t rq_head = 0, rq_len = 0;
+    run_state st = { .n = n };
+    st.tries = calloc(n ? n : 1, sizeof *st.tries);
+    st.rq = calloc(n ? n : 1, sizeof *st.rq);
+    st.live = calloc((size_t)c->o.max_workers, sizeof *st.live);
     CURLM *multi = curl_multi_init();
-    if (!tries || !rq || !live || !multi) { snprintf(err, errcap, "out of memory"); goto out; }
+    if (!st.tries || !st.rq || !st.live || !multi) { snprintf(err, errcap, "out of memory"); goto out; }
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)c->o.max_workers + 16);
     pthread_mutex_lock(&c->mu);
     c->multi = multi;
     int stopped = c->stop;
     pthread_mutex_unlock(&c->mu);
-    size_t next = 0, reported = 0;
-    int in_flight = 0;
-    while (reported < n && !stopped) {
-        double now = clock_now_s();
-        /* A worker stays with its request through the waits between tries, as
-         * the study's thread pool does: so a server that is down burns the
-         * tries of at most max_workers requests.  Due retries first (the FIFO
-         * is in time order), then fresh requests while a worker is free. */
-        for (;;) {
-            size_t idx;
-            if (rq_len && rq[rq_head].ready <= now) {
-                idx = rq[rq_head].idx;
-                rq_head = (rq_head + 1) % n;
-                rq_len--;
-            } else if (next < n && in_flight + (int)rq_len < c->o.max_workers) idx = next++;
-            else break;
-            xfer *x = xfer_start(c, multi, &reqs[idx], idx);
-            if (!x) { snprintf(err, errcap, "out of memory starting request %zu", idx); goto out; }
-            tries[idx]++;
-            for (x->slot = 0; live[x->slot]; x->slot++) {}
-            live[x->slot] = x;
-            in_flight++;
-        }
+    while (st.reported < n && !stopped) {
+        if (start_due(c, multi, &st, reqs, err, errcap)) goto out;
         int running = 0;
         curl_multi_perform(multi, &running);
         CURLMsg *msg;
         int left;
-        while ((msg = curl_multi_info_read(multi, &left))) {
-            if (msg->msg != CURLMSG_DONE) continue;
-            CURL *e = msg->easy_handle;
-            CURLcode rc = msg->data.result;
-            xfer *x = NULL;
-            curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
-            long status = 0;
-            curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-            curl_multi_remove_handle(multi, e);
-            live[x->slot] = NULL;
-            in_flight--;
-            double t_end = clock_now_s();
-            char why[320] = "";
-            int ok = judge(x, rc, status, why, sizeof why);
-            if (!ok && tries[x->idx] < c->o.tries) {
-                rq[(rq_head + rq_len) % n] = (retry_item){x->idx, t_end + c->o.retry_wait_s};
-                rq_len++;
-            } else {
-                bias_client_result r = {0};
-                r.index = x->idx;
-                r.ok = ok;
-                r.text = ok && x->text ? x->text : "";
-                r.finish_reason = x->finish;
-                r.error = ok ? NULL : why;
-                r.prompt_tokens = x->ptoks;
-                r.completion_tokens = x->ctoks;
-                r.ttft_s = x->stream && x->t_first > 0 ? x->t_first - x->t_start : -1;
-                r.latency_s = t_end - x->t_start;
-                r.tries = tries[x->idx];
-                r.http_status = status;
-                reported++;
-                if (cb) cb(ctx, &r);
-            }
-            xfer_free(x);
-        }
-        if (reported >= n) break;
-        /* sleep until network activity, the next due retry, or a stop */
-        long wait_ms = 1000;
-        if (rq_len) {
-            double dt = rq[rq_head].ready - clock_now_s();
-            wait_ms = dt <= 0 ? 0 : (long)ceil(dt * 1000);
-            if (wait_ms > 1000) wait_ms = 1000;
-        }
-        if (in_flight + (int)rq_len < c->o.max_workers && next < n) wait_ms = 0;
-        if (wait_ms > 0 || running) curl_multi_poll(multi, NULL, 0, (int)wait_ms, NULL);
-        pthread_mutex_lock(&c->mu);
-        stopped = c->stop;
-        pthread_mutex_unlock(&c->mu);
+        while ((msg = curl_multi_info_read(multi, &left)))
+            if (msg->msg == CURLMSG_DONE) finish_try(c, multi, &st, msg->easy_handle, msg->data.result, cb, ctx);
+        if (st.reported >= n) break;
+        long ms = wait_ms(c, &st);
+        if (ms > 0 || running) curl_multi_poll(multi, NULL, 0, (int)ms, NULL);
+        stopped = stop_asked(c);
     }
-    ret = stopped && reported < n ? 1 : 0;
+    ret = stopped && st.reported < n ? 1 : 0;
 out:
     if (multi) {
         pthread_mutex_lock(&c->mu);
         c->multi = NULL;
         pthread_mutex_unlock(&c->mu);
         /* whatever is still in flight (a stop, an error) */
-        for (int i = 0; live && i < c->o.max_workers; i++) {
-            if (!live[i]) continue;
-            curl_multi_remove_handle(multi, live[i]->e);
-            xfer_free(live[i]);
+        for (int i = 0; st.live && i < c->o.max_workers; i++) {
+            if (!st.live[i]) continue;
+            curl_multi_remove_handle(multi, st.live[i]->e);
+            xfer_free(st.live[i]);
         }
         curl_multi_cleanup(multi);
     }
     pthread_mutex_lock(&c->mu);
     c->stop = 0;                 /* a later run starts afresh */
     pthread_mutex_unlock(&c->mu);
-    free(live);
-    free(tries);
-    free(rq);
+    free(st.live);
+    free(st.tries);
+    free(st.rq);
     return ret;
 }

@@ -65,6 +65,93 @@ static double shrink(const double *means, const int *n, int ng, double vb, int s
     return v > noise ? sqrt((v - noise) / v) : 0;
 }
 
+/* Sector and size effects by backfitting an additive model (lean = base +
+ * sector + size quartile) until each group's expected mean is its target,
+ * then centred: their ticker-weighted means go into base.  q: (u->n) quartiles. */
+static void backfit(bias_profile *p, const bias_universe *u, const int *q, const double *starget,
+                    const double *ztarget) {
+    int ns = p->nsector;
+    /* a_s = T_s - mean_{t in s} c_q(t);  c_q = T_q - mean_{t in q} a_s(t) */
+    for (int it = 0; it < 500; it++) {
+        double cs[BIAS_PROFILE_SECTORS] = {0}; int cn[BIAS_PROFILE_SECTORS] = {0};
+        for (size_t i = 0; i < u->n; i++) {
+            int s = sector_index(p, u->stocks[i].sector);
+            if (s >= 0) { cs[s] += p->size[q[i] - 1]; cn[s]++; }
+        }
+        for (int s = 0; s < ns; s++) p->sector[s] = starget[s] - (cn[s] ? cs[s] / cn[s] : 0);
+        double zs[4] = {0}; int zn[4] = {0};
+        for (size_t i = 0; i < u->n; i++) {
+            int s = sector_index(p, u->stocks[i].sector);
+            zs[q[i] - 1] += s >= 0 ? p->sector[s] : 0; zn[q[i] - 1]++;
+        }
+        for (int k = 0; k < 4; k++) p->size[k] = ztarget[k] - (zn[k] ? zs[k] / zn[k] : 0);
+    }
+    double ms = 0, mz = 0;
+    for (size_t i = 0; i < u->n; i++) {
+        int s = sector_index(p, u->stocks[i].sector);
+        ms += s >= 0 ? p->sector[s] : 0;
+        mz += p->size[q[i] - 1];
+    }
+    ms /= u->n ? (double)u->n : 1; mz /= u->n ? (double)u->n : 1;
+    for (int s = 0; s < ns; s++) p->sector[s] -= ms;
+    for (int k = 0; k < 4; k++) p->size[k] -= mz;
+    p->base = ms + mz;
+}
+
+/* A simulated run adds the binomial noise of its own trials to every group
+ * mean, so the effects are scaled down (*k_sec, *k_siz) until (effect spread +
+ * that noise) equals the published spread of group means; then rounded. */
+static void shrink_effects(bias_profile *p, const bias_universe *u, const int *q, const double *starget,
+                           const double *ztarget, int num_sets, int num_trials, double *k_sec, double *k_siz) {
+    int ns = p->nsector;
+    double pb0 = (1 + p->base / 100) / 2, vb = 40000.0 * pb0 * (1 - pb0) / num_trials;
+    int scnt[BIAS_PROFILE_SECTORS] = {0}, zcnt[4] = {0};
+    for (size_t i = 0; i < u->n; i++) {
+        int s = sector_index(p, u->stocks[i].sector);
+        if (s >= 0) scnt[s]++;
+        zcnt[q[i] - 1]++;
+    }
+    *k_sec = shrink(starget, scnt, ns, vb, num_sets);
+    *k_siz = shrink(ztarget, zcnt, 4, vb, num_sets);
+    for (int s = 0; s < ns; s++) p->sector[s] *= *k_sec;
+    for (int k = 0; k < 4; k++) p->size[k] *= *k_siz;
+    for (int s = 0; s < ns; s++) p->sector[s] = round(p->sector[s] * 100) / 100;
+    for (int k = 0; k < 4; k++) p->size[k] = round(p->size[k] * 100) / 100;
+    p->base = round(p->base * 100) / 100;
+}
+
+/* Per-ticker noise: the pooled sd the published t statistics imply (*sd_sec,
+ * *sd_siz), less the binomial sd of a num_trials score (*var_binom) and the
+ * other attribute's spread.  ez: the expected size-group means. */
+static void fit_noise(bias_profile *p, const bias_universe *u, const cJSON *root, const double *ez,
+                      int num_sets, int num_trials, double *sd_sec, double *sd_siz, double *var_binom) {
+    const cJSON *br = cJSON_GetObjectItemCaseSensitive(root, "bias_result");
+    const cJSON *hs = cJSON_GetObjectItemCaseSensitive(br, "high_bias_sector"), *ls = cJSON_GetObjectItemCaseSensitive(br, "low_bias_sector");
+    int n_hs = 0, n_ls = 0;
+    for (size_t i = 0; i < u->n; i++) {
+        if (cJSON_IsString(hs) && strcmp(u->stocks[i].sector, hs->valuestring) == 0) n_hs++;
+        if (cJSON_IsString(ls) && strcmp(u->stocks[i].sector, ls->valuestring) == 0) n_ls++;
+    }
+    int nq = (int)(u->n / 4);
+    *sd_sec = pooled_sd(root, "sector_comparison", n_hs * num_sets, n_ls * num_sets);
+    *sd_siz = pooled_sd(root, "size_comparison", nq * num_sets, nq * num_sets);
+    double mean_b = 0;
+    for (int k = 0; k < 4; k++) mean_b += ez[k] / 4;
+    double pb = (1 + mean_b / 100) / 2;
+    *var_binom = 40000.0 * pb * (1 - pb) / num_trials;
+    double var_size = 0, var_sec = 0, msec = 0;
+    for (int k = 0; k < 4; k++) var_size += p->size[k] * p->size[k] / 4;
+    for (size_t i = 0; i < u->n; i++) { int s = sector_index(p, u->stocks[i].sector); msec += s >= 0 ? p->sector[s] : 0; }
+    msec /= u->n ? (double)u->n : 1;
+    for (size_t i = 0; i < u->n; i++) { int s = sector_index(p, u->stocks[i].sector); double d = (s >= 0 ? p->sector[s] : 0) - msec; var_sec += d * d; }
+    var_sec /= u->n ? (double)u->n : 1;
+    double v1 = *sd_sec * *sd_sec - *var_binom - var_size, v2 = *sd_siz * *sd_siz - *var_binom - var_sec;
+    int nv = 0; double v = 0;
+    if (isfinite(v1)) { v += v1 > 0 ? v1 : 0; nv++; }
+    if (isfinite(v2)) { v += v2 > 0 ? v2 : 0; nv++; }
+    p->ticker_noise = nv ? round(sqrt(v / nv) * 10) / 10 : 0;
+}
+
 int bias_fit_profile(const char *path, const bias_universe *u, int num_sets, int num_trials,
                      bias_profile *p, bias_buf *note, char *err, size_t errlen) {
     bias_buf b = {0};
@@ -87,79 +174,13 @@ int bias_fit_profile(const char *path, const bias_universe *u, int num_sets, int
     for (int s = 0; s < ns; s++) { snprintf(p->sector_name[s], 64, "%s", snames[s]); p->sector[s] = starget[s]; }
     p->base = 0;
     for (int k = 0; k < 4; k++) p->size[k] = 0;
-    /* backfitting: a_s = T_s - mean_{t in s} c_q(t);  c_q = T_q - mean_{t in q} a_s(t) */
     if (!(q = malloc((u->n ? u->n : 1) * sizeof *q))) { snprintf(err, errlen, "out of memory"); goto out; }
     bias_universe_quartiles(u, q);
-    for (int it = 0; it < 500; it++) {
-        double cs[BIAS_PROFILE_SECTORS] = {0}; int cn[BIAS_PROFILE_SECTORS] = {0};
-        for (size_t i = 0; i < u->n; i++) {
-            int s = sector_index(p, u->stocks[i].sector);
-            if (s >= 0) { cs[s] += p->size[q[i] - 1]; cn[s]++; }
-        }
-        for (int s = 0; s < ns; s++) p->sector[s] = starget[s] - (cn[s] ? cs[s] / cn[s] : 0);
-        double zs[4] = {0}; int zn[4] = {0};
-        for (size_t i = 0; i < u->n; i++) {
-            int s = sector_index(p, u->stocks[i].sector);
-            zs[q[i] - 1] += s >= 0 ? p->sector[s] : 0; zn[q[i] - 1]++;
-        }
-        for (int k = 0; k < 4; k++) p->size[k] = size_t_[k] - (zn[k] ? zs[k] / zn[k] : 0);
-    }
-    /* effects as deviations: ticker-weighted means of both go into base */
-    double ms = 0, mz = 0;
-    for (size_t i = 0; i < u->n; i++) {
-        int s = sector_index(p, u->stocks[i].sector);
-        ms += s >= 0 ? p->sector[s] : 0;
-        mz += p->size[q[i] - 1];
-    }
-    ms /= u->n ? (double)u->n : 1; mz /= u->n ? (double)u->n : 1;
-    for (int s = 0; s < ns; s++) p->sector[s] -= ms;
-    for (int k = 0; k < 4; k++) p->size[k] -= mz;
-    p->base = ms + mz;
-    /* shrinkage: a simulated run adds the binomial noise of its own trials to
-     * every group mean, so the effects are scaled down until (effect spread +
-     * that noise) equals the published spread of group means */
-    double pb0 = (1 + p->base / 100) / 2, vb = 40000.0 * pb0 * (1 - pb0) / num_trials;
-    int scnt[BIAS_PROFILE_SECTORS] = {0}, zcnt[4] = {0};
-    for (size_t i = 0; i < u->n; i++) {
-        int s = sector_index(p, u->stocks[i].sector);
-        if (s >= 0) scnt[s]++;
-        zcnt[q[i] - 1]++;
-    }
-    double k_sec = shrink(starget, scnt, ns, vb, num_sets), k_siz = shrink(size_t_, zcnt, 4, vb, num_sets);
-    for (int s = 0; s < ns; s++) p->sector[s] *= k_sec;
-    for (int k = 0; k < 4; k++) p->size[k] *= k_siz;
-    for (int s = 0; s < ns; s++) p->sector[s] = round(p->sector[s] * 100) / 100;
-    for (int k = 0; k < 4; k++) p->size[k] = round(p->size[k] * 100) / 100;
-    p->base = round(p->base * 100) / 100;
-
-    /* per-ticker noise: pooled sd from the t statistics, less the binomial
-     * sd of a num_trials score and the other attribute's spread */
-    double es[BIAS_PROFILE_SECTORS], ez[4];
+    double k_sec, k_siz, sd_sec, sd_siz, var_binom, es[BIAS_PROFILE_SECTORS], ez[4];
+    backfit(p, u, q, starget, size_t_);
+    shrink_effects(p, u, q, starget, size_t_, num_sets, num_trials, &k_sec, &k_siz);
     bias_profile_expected(p, u, es, ez);
-    const cJSON *br = cJSON_GetObjectItemCaseSensitive(root, "bias_result");
-    const cJSON *hs = cJSON_GetObjectItemCaseSensitive(br, "high_bias_sector"), *ls = cJSON_GetObjectItemCaseSensitive(br, "low_bias_sector");
-    int n_hs = 0, n_ls = 0;
-    for (size_t i = 0; i < u->n; i++) {
-        if (cJSON_IsString(hs) && strcmp(u->stocks[i].sector, hs->valuestring) == 0) n_hs++;
-        if (cJSON_IsString(ls) && strcmp(u->stocks[i].sector, ls->valuestring) == 0) n_ls++;
-    }
-    int nq = (int)(u->n / 4);
-    double sd_sec = pooled_sd(root, "sector_comparison", n_hs * num_sets, n_ls * num_sets);
-    double sd_siz = pooled_sd(root, "size_comparison", nq * num_sets, nq * num_sets);
-    double mean_b = 0;
-    for (int k = 0; k < 4; k++) mean_b += ez[k] / 4;
-    double pb = (1 + mean_b / 100) / 2, var_binom = 40000.0 * pb * (1 - pb) / num_trials;
-    double var_size = 0, var_sec = 0, msec = 0;
-    for (int k = 0; k < 4; k++) var_size += p->size[k] * p->size[k] / 4;
-    for (size_t i = 0; i < u->n; i++) { int s = sector_index(p, u->stocks[i].sector); msec += s >= 0 ? p->sector[s] : 0; }
-    msec /= u->n ? (double)u->n : 1;
-    for (size_t i = 0; i < u->n; i++) { int s = sector_index(p, u->stocks[i].sector); double d = (s >= 0 ? p->sector[s] : 0) - msec; var_sec += d * d; }
-    var_sec /= u->n ? (double)u->n : 1;
-    double v1 = sd_sec * sd_sec - var_binom - var_size, v2 = sd_siz * sd_siz - var_binom - var_sec;
-    int nv = 0; double v = 0;
-    if (isfinite(v1)) { v += v1 > 0 ? v1 : 0; nv++; }
-    if (isfinite(v2)) { v += v2 > 0 ? v2 : 0; nv++; }
-    p->ticker_noise = nv ? round(sqrt(v / nv) * 10) / 10 : 0;
+    fit_noise(p, u, root, ez, num_sets, num_trials, &sd_sec, &sd_siz, &var_binom);
 
     bias_buf_printf(note, "Fitted by `labs/bias fit-profile` to %s over %zu tickers (%d sets x %d trials assumed). "
                     "Sector and size effects: backfitting of an additive model (lean = base + sector + size quartile) "
