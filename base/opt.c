@@ -3,7 +3,6 @@
 #include "base/opt.h"
 #include <ctype.h>
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,8 +12,8 @@ int opt_begin(opt_parser *p, int argc, char **argv, const opt_spec *specs, char 
     memset(p, 0, sizeof *p);
     p->argc = argc; p->argv = argv; p->specs = specs;
     while (specs[p->nspecs].name) p->nspecs++;
-    struct option *lo = calloc((size_t)p->nspecs + 1, sizeof *lo);   /* (nspecs + 1,) zero-terminated */
-    if (!lo) { snprintf(err, errlen, "out of memory"); return -1; }
+    if (p->nspecs > OPT_MAX) { snprintf(err, errlen, "option table: %d rows, at most %d", p->nspecs, OPT_MAX); return -1; }
+    struct option *lo = p->longopts;          /* (nspecs + 1,) zero-terminated by the memset */
     size_t ns = 0;
     p->shortopts[ns++] = '-';                 /* positional arguments in order, as key 1 */
     p->shortopts[ns++] = ':';                 /* a missing value is ':', not '?' */
@@ -22,7 +21,6 @@ int opt_begin(opt_parser *p, int argc, char **argv, const opt_spec *specs, char 
         const opt_spec *s = &specs[i];
         if (s->key <= 1 || s->key == '?' || s->key == ':' || !*s->name) {
             snprintf(err, errlen, "option table: bad row %d ('%s', key %d)", i, s->name, s->key);
-            free(lo);
             return -1;
         }
         lo[i] = (struct option){ s->name, s->kind == OPT_VALUE ? required_argument : no_argument, NULL, s->key };
@@ -32,16 +30,12 @@ int opt_begin(opt_parser *p, int argc, char **argv, const opt_spec *specs, char 
         }
     }
     p->shortopts[ns] = 0;
-    p->longopts = lo;
     optind = 0;                               /* glibc: start afresh (a second parse in one process) */
     opterr = 0;                               /* we say what went wrong */
     return 0;
 }
 
-void opt_end(opt_parser *p) {
-    free(p->longopts);
-    p->longopts = NULL;
-}
+void opt_end(opt_parser *p) { (void)p; }
 
 const char *opt_name(const opt_parser *p) { return p->name; }
 
@@ -75,7 +69,7 @@ int opt_next(opt_parser *p, const char **val, char *err, size_t errlen) {
         return OPT_ARG;
     }
     int idx = -1;
-    int c = getopt_long(p->argc, p->argv, p->shortopts, (const struct option *)p->longopts, &idx);
+    int c = getopt_long(p->argc, p->argv, p->shortopts, p->longopts, &idx);
     if (c == -1) {
         p->done = 1;
         return opt_next(p, val, err, errlen);

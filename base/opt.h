@@ -12,7 +12,10 @@
  * state): parse one command line at a time. */
 #ifndef BASE_OPT_H
 #define BASE_OPT_H
+#include <getopt.h>
 #include <stddef.h>
+
+#define OPT_MAX 128          /* rows of one table */
 
 typedef enum { OPT_FLAG, OPT_VALUE } opt_kind;
 
@@ -29,14 +32,15 @@ typedef struct opt_parser {
     char **argv;             /* (argc,) argv[0] is the command, not parsed */
     const opt_spec *specs;
     int nspecs;
-    void *longopts;          /* (nspecs + 1,) struct option, built by opt_begin */
+    struct option longopts[OPT_MAX + 1];   /* getopt's table, built by opt_begin (no heap) */
     char shortopts[96];      /* "-:" then the letters, ':' after those taking a value */
     char name[72];           /* the last option as "--name" (or "-k"), for messages */
     int done;                /* getopt has finished: what is left is positional */
 } opt_parser;
 
 /* Starts reading argv[1..argc) by the table specs.  0, or -1 with err (a bad
- * table; out of memory).  Pair with opt_end. */
+ * table: a key <= 1, '?' or ':', an empty name, more than OPT_MAX rows).
+ * Allocates nothing: a front end may return or exit at any point. */
 int  opt_begin(opt_parser *p, int argc, char **argv, const opt_spec *specs, char *err, size_t errlen);
 /* The next option: its key, with *val its value (NULL for a flag); OPT_ARG
  * for a positional argument (in *val; everything after "--" is one); OPT_END
@@ -45,6 +49,7 @@ int  opt_begin(opt_parser *p, int argc, char **argv, const opt_spec *specs, char
 int  opt_next(opt_parser *p, const char **val, char *err, size_t errlen);
 /* The option opt_next returned last, as "--name", for messages. */
 const char *opt_name(const opt_parser *p);
+/* Ends the parse (nothing to free; kept so that a parse reads as a pair). */
 void opt_end(opt_parser *p);
 
 /* The integer in v (the whole string), in [lo, hi], into *out.  0, or -1 with
