@@ -5,6 +5,7 @@
  * mapping.  Never prints. */
 #include "engine/tp_group.h"
 #include "engine/errbuf.h"
+#include "engine/clock.h"
 #include <errno.h>
 #include <stdarg.h>
 #include <poll.h>
@@ -31,12 +32,6 @@ struct tp_group {
     int     failed;              /* rank 0: a worker died or reported an error (sticky) */
     char    why[TP_MSG_TEXT + 128];
 };
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 int tp_group_rank(const tp_group *g) { return g->rank; }
 int tp_group_size(const tp_group *g) { return g->size; }
@@ -221,7 +216,7 @@ int tp_group_gather(tp_group *g, int kind, int64_t *vals, double timeout_s, char
     char *got = calloc((size_t)g->size, 1);
     struct pollfd *p = calloc((size_t)g->size, sizeof *p);
     if (!got || !p) { free(got); free(p); return errbuf_fail(err, errlen, "out of memory"); }
-    double deadline = now_s() + timeout_s;
+    double deadline = clock_now_s() + timeout_s;
     int rc = 0;
     while (left > 0 && !rc) {
         int np = 0;
@@ -246,7 +241,7 @@ int tp_group_gather(tp_group *g, int kind, int64_t *vals, double timeout_s, char
             }
         }
         if (!rc && tp_group_check(g, err, errlen)) rc = -1;
-        if (!rc && left > 0 && now_s() > deadline) {
+        if (!rc && left > 0 && clock_now_s() > deadline) {
             int r = 1;
             while (got[r]) r++;
             rc = fail_sticky(g, err, errlen, "tensor-parallel rank %d (pid %d) did not answer within %.0f s", r,
@@ -269,7 +264,7 @@ int tp_group_stop(tp_group *g, double grace_s) {
             char err[64];
             if (tp_group_post(g, &m, err, sizeof err)) rc = -1;
         }
-        double deadline = now_s() + (g->failed ? 0 : grace_s);
+        double deadline = clock_now_s() + (g->failed ? 0 : grace_s);
         for (;;) {
             int left = 0;
             for (int r = 1; r < g->size; r++) {
@@ -280,7 +275,7 @@ int tp_group_stop(tp_group *g, double grace_s) {
                 }
                 left += g->alive[r];
             }
-            if (!left || now_s() >= deadline) break;
+            if (!left || clock_now_s() >= deadline) break;
             usleep(2000);
         }
         for (int r = 1; r < g->size; r++)

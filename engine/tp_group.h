@@ -23,7 +23,9 @@ typedef struct tp_msg {          /* one message between rank 0 and a worker */
     char     text[TP_MSG_TEXT];  /* a short payload: an error message, a NCCL unique id */
 } tp_msg;
 
-enum { TP_MSG_QUIT = 0, TP_MSG_READY = 1, TP_MSG_ERROR = 2, TP_MSG_USER = 16 };
+/* kinds: quit (rank 0 -> workers), ready and error (workers -> rank 0), the
+ * NCCL unique id (tp_comm_init), then the engine's own (tp_worker.h) */
+enum { TP_MSG_QUIT = 0, TP_MSG_READY = 1, TP_MSG_ERROR = 2, TP_MSG_NCCL_ID = 3, TP_MSG_USER = 16 };
 
 typedef struct tp_group tp_group;
 
