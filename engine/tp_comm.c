@@ -106,6 +106,19 @@ static int comm_fail(tp_comm *c, char *err, size_t errlen, const char *fmt, ...)
     return errbuf_fail(err, errlen, "%s", c->why);
 }
 
+/* A NCCL error on rank 0 is often a rank that just died (its sockets close a
+ * moment before it can be reaped): give the group 200 ms to name it. */
+static int nccl_error(tp_comm *c, char *err, size_t errlen, const char *what, ncclResult_t r) {
+    char why[640];
+    for (int i = 0; c->rank == 0 && c->g && i < 200; i++) {
+        if (tp_group_check(c->g, why, sizeof why))
+            return comm_fail(c, err, errlen, "%s (NCCL: %s)", why, ncclGetErrorString(r));
+        usleep(1000);
+    }
+    return comm_fail(c, err, errlen, "tensor-parallel rank %d: %s: %s (%s)", c->rank, what, ncclGetErrorString(r),
+                     c->nccl ? ncclGetLastError(c->nccl) : "");
+}
+
 /* rank 0: the other ranks' processes; any rank: NCCL's asynchronous error */
 static int peers_ok(tp_comm *c, char *err, size_t errlen) {
     char why[640];
@@ -113,8 +126,7 @@ static int peers_ok(tp_comm *c, char *err, size_t errlen) {
     if (c->rank == 0 && c->g && tp_group_check(c->g, why, sizeof why))
         return comm_fail(c, err, errlen, "%s", why);
     if (c->nccl && ncclCommGetAsyncError(c->nccl, &a) == ncclSuccess && a != ncclSuccess && a != ncclInProgress)
-        return comm_fail(c, err, errlen, "tensor-parallel rank %d: NCCL error: %s (%s)", c->rank,
-                         ncclGetErrorString(a), ncclGetLastError(c->nccl));
+        return nccl_error(c, err, errlen, "NCCL error", a);
     return 0;
 }
 
@@ -130,9 +142,7 @@ static int nccl_done(tp_comm *c, ncclResult_t r, const char *what, char *err, si
                              what, c->timeout_s);
         usleep(100);
     }
-    if (r != ncclSuccess)
-        return comm_fail(c, err, errlen, "tensor-parallel rank %d: %s: %s (%s)", c->rank, what, ncclGetErrorString(r),
-                         c->nccl ? ncclGetLastError(c->nccl) : "");
+    if (r != ncclSuccess) return nccl_error(c, err, errlen, what, r);
     return 0;
 }
 
