@@ -6,8 +6,8 @@
  * no NCCL call waits forever on a rank that is gone.  Touches the GPU of its
  * rank, NCCL, and the NCCL_NVLS_ENABLE environment variable. */
 #include "engine/tp_comm.h"
-#include "engine/errbuf.h"
-#include "engine/clock.h"
+#include "base/errbuf.h"
+#include "base/clock.h"
 #include <errno.h>
 #include <stdarg.h>
 #include <sched.h>

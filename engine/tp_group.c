@@ -4,8 +4,8 @@
  * die alone.  Touches: fork, its own sockets and children, one shared
  * mapping.  Never prints. */
 #include "engine/tp_group.h"
-#include "engine/errbuf.h"
-#include "engine/clock.h"
+#include "base/errbuf.h"
+#include "base/clock.h"
 #include <errno.h>
 #include <stdarg.h>
 #include <poll.h>

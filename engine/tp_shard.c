@@ -3,7 +3,7 @@
  * rule is an error, never silently replicated).  Touches no file but the
  * mapped tensors tp_slice_read is given. */
 #include "engine/tp_shard.h"
-#include "engine/errbuf.h"
+#include "base/errbuf.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * The message says T, B, M, all_logits and the slot's offset.  Touches only
  * the group's mailbox and sockets. */
 #include "engine/tp_worker.h"
-#include "engine/errbuf.h"
+#include "base/errbuf.h"
 #include <stdint.h>
 #include <string.h>
 

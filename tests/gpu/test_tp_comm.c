@@ -18,7 +18,7 @@
 #include "tests/test_util.h"
 #include "engine/kernels_ref.h"
 #include "engine/tp_comm.h"
-#include "engine/clock.h"
+#include "base/clock.h"
 #include <cuda_runtime_api.h>
 
 static int ngpu(void) {
