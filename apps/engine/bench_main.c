@@ -54,7 +54,7 @@ static void usage(FILE *f) {
         "  --json FILE               write the figures as JSON\n"
         "  --kv-policy paged|contiguous, --no-prefix-caching, --max-num-batched-tokens N (default 8192),\n"
         "  --max-num-seqs N (256), --max-model-len N, --block-size N, --gpu-memory-utilization F,\n"
-        "  --num-gpu-blocks N, --dummy-seed S: as engine/run\n");
+        "  --num-gpu-blocks N, --dummy-seed S, --tensor-parallel-size N (-tp N): as engine/run\n");
 }
 
 
@@ -347,6 +347,7 @@ int main(int argc, char **argv) {
     int nreq = 1024, plen = 512, olen = 96, lo = 100, hi = 1024, ew_rows = 0;
     double peak_tflops = 790, peak_gbps = 4300, temperature = 0;
     unsigned long long seed = 0, dummy_seed = 0;
+    int tp = 1;
     eng_config cfg = {0};
     cfg.prefix_caching = true;
     cfg.eos_id = -1;
@@ -375,9 +376,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--peak-tflops")) peak_tflops = cli_num(PROG, a, v, 1, 1e6);
         else if (!strcmp(a, "--peak-gbps")) peak_gbps = cli_num(PROG, a, v, 1, 1e6);
         else if (cli_model_option(PROG, a, v, &cfg.model, &cfg.kv_policy)) {}
+        else if (cli_tp_option(PROG, a, v, &tp)) {}
         else { fprintf(stderr, "engine/bench: unknown option %s\n", a); usage(stderr); return 2; }
     }
     if (!model_dir == !dummy) { fprintf(stderr, "engine/bench: give --model DIR or --dummy-weights CONFIG.json\n"); usage(stderr); return 2; }
+    cli_tp_check(PROG, tp);                 /* before anything starts CUDA */
     if (strcmp(workload, "fixed") && strcmp(workload, "uniform")) {
         fprintf(stderr, "engine/bench: --workload is fixed or uniform, got '%s'\n", workload);
         return 2;

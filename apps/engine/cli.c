@@ -1,5 +1,6 @@
 /* cli: number options of the engine's front ends (see apps/engine/cli.h). */
 #include "apps/engine/cli.h"
+#include "engine/tp_comm.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,4 +45,24 @@ int cli_model_option(const char *prog, const char *opt, const char *v, model_opt
     else if (!strcmp(opt, "--num-gpu-blocks")) m->num_gpu_blocks = cli_int(prog, opt, v, 1, 1 << 30);
     else return 0;
     return 1;
+}
+
+int cli_tp_option(const char *prog, const char *opt, const char *v, int *tp) {
+    if (strcmp(opt, "--tensor-parallel-size") && strcmp(opt, "-tp")) return 0;
+    *tp = cli_int(prog, opt, v, 1, 1024);
+    return 1;
+}
+
+void cli_tp_check(const char *prog, int tp) {
+    char err[512];
+    if (tp == 1) return;
+    if (tp_check_size(tp, err, sizeof err)) {
+        fprintf(stderr, "%s: --tensor-parallel-size %d: %s\n", prog, tp, err);
+        exit(2);
+    }
+    /* the GPUs are there: engine/tp_*.c shard, load and communicate, but
+     * model_forward does not call them yet (docs/tp-integration.md) */
+    fprintf(stderr, "%s: --tensor-parallel-size %d: this machine has the GPUs, but the engine's forward pass "
+            "does not run sharded yet (docs/tp-integration.md); use --tensor-parallel-size 1\n", prog, tp);
+    exit(2);
 }

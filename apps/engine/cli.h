@@ -14,4 +14,12 @@ double cli_num(const char *prog, const char *opt, const char *v, double lo, doub
  * --gpu-memory-utilization, --num-gpu-blocks): sets *m or *kp from value v
  * and returns 1, or returns 0 when opt is none of them. */
 int    cli_model_option(const char *prog, const char *opt, const char *v, model_opts *m, kv_policy *kp);
+/* --tensor-parallel-size N / -tp N (vLLM's names): sets *tp from v and
+ * returns 1, or returns 0 when opt is neither. */
+int    cli_tp_option(const char *prog, const char *opt, const char *v, int *tp);
+/* Before anything starts CUDA: returns when the engine can run at
+ * tensor-parallel size tp here (1 always does); else prints why (too few
+ * GPUs, no CUDA or NCCL in the build, or the sharded forward pass not wired
+ * into the engine yet) and exits with status 2. */
+void   cli_tp_check(const char *prog, int tp);
 #endif

@@ -51,6 +51,7 @@ static void usage(FILE *f) {
         "  --block-size N            KV block size (default 16)\n"
         "  --gpu-memory-utilization F  share of GPU memory to use (default 0.9)\n"
         "  --num-gpu-blocks N        KV blocks to allocate instead of what memory allows\n"
+        "  --tensor-parallel-size N, -tp N  GPUs to shard the model over (default 1)\n"
         "  --dummy-seed S            seed of --dummy-weights (default 0)\n"
         "  --quiet                   no per-request lines on stderr\n");
 }
@@ -129,6 +130,7 @@ int main(int argc, char **argv) {
     int ntext = 0, nreq = 0, max_tokens = 16, top_k = 0, eos_id = -2, chat = 0, quiet = 0, ignore_eos = 0;
     float temperature = 0, top_p = 1;
     unsigned long long seed = 0, dummy_seed = 0;
+    int tp = 1;
     eng_config cfg = {0};
     cfg.prefix_caching = true;
     for (int i = 1; i < argc; i++) {
@@ -165,9 +167,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--eos-id")) eos_id = cli_int(PROG, a, v, -1, 0x7fffffff);
         else if (!strcmp(a, "--dump-logits")) dump = v;
         else if (cli_model_option(PROG, a, v, &cfg.model, &cfg.kv_policy)) {}
+        else if (cli_tp_option(PROG, a, v, &tp)) {}
         else { fprintf(stderr, "engine/run: unknown option %s\n", a); usage(stderr); return 2; }
     }
     if (!model_dir == !dummy) { fprintf(stderr, "engine/run: give --model DIR or --dummy-weights CONFIG.json\n"); usage(stderr); return 2; }
+    cli_tp_check(PROG, tp);                 /* before anything starts CUDA */
     if (nreq == 0) { parse_ids("1,2,3,4", &prompts[0]); plen[0] = 4; nreq = 1; }
 
     char err[1024], path[1024], tok_default[1024];

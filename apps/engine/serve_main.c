@@ -45,6 +45,7 @@ static void usage(FILE *f) {
         "  --max-num-batched-tokens N  tokens per step (default 8192)\n"
         "  --num-gpu-blocks N        KV blocks instead of what memory allows\n"
         "  --block-size N            KV block size (default 16)\n"
+        "  --tensor-parallel-size N, -tp N  GPUs to shard the model over (default 1)\n"
         "  --no-prefix-caching       turn automatic prefix caching off\n"
         "  --verbose                 one log line per request on stderr\n"
         "  --help                    this text\n");
@@ -97,6 +98,7 @@ int main(int argc, char **argv) {
     srv_opts o;
     srv_opts_init(&o);
     backend_choice bc = {0};
+    int tp = 1;
     srv_engine_opts_init(&bc.eng);
     bc.token_delay_ms = 10;
     bc.max_num_seqs = 256;
@@ -132,6 +134,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--tokenizer")) { NEEDV(); bc.eng.tokenizer = v; }
         else if (!strcmp(a, "--dummy-seed")) { NEEDV(); bc.eng.dummy_seed = (uint64_t)parse_long(a, v, 0, LONG_MAX); }
         else if (cli_model_option(PROG, a, v, &bc.eng.model, &bc.eng.kv_policy)) { NEEDV(); }
+        else if (cli_tp_option(PROG, a, v, &tp)) { NEEDV(); }
         else if (!strcmp(a, "--no-prefix-caching")) bc.eng.prefix_caching = 0;
         else if (!strcmp(a, "--token-delay-ms")) {
             NEEDV();
@@ -152,6 +155,7 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    if (!bc.mock) cli_tp_check(PROG, tp);   /* before anything starts CUDA or a thread */
     /* block the stop signals in every thread; main waits for them below */
     sigset_t set;
     sigemptyset(&set);

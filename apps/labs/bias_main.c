@@ -17,6 +17,7 @@
 #include "labs/bias_tokens.h"
 #include "labs/bias_compare.h"
 #include "labs/bias_sources.h"
+#include "engine/tp_comm.h"
 #include "base/clock.h"
 #include <cairo.h>
 #include <dlfcn.h>
@@ -83,7 +84,8 @@ static void usage(FILE *f) {
 "  --evidence-seed N    seed of the generated evidence (1)\n"
 "  --gpu NAME           GPU for the serving simulation (H200)\n"
 "  --model-config FILE  config.json of the served model (" DEFAULT_MODEL_CONFIG ")\n"
-"  --tp N               tensor parallelism (4)\n"
+"  --tp N               tensor parallelism (4; with --real the engine's GPUs, 1 unless given;\n"
+"                       also --tensor-parallel-size N, -tp N)\n"
 "  --max-model-len N    tokens reserved per request by the contiguous baseline (4096)\n"
 "  --max-num-batched-tokens N  scheduler token budget per step (8192, vLLM V1's server default)\n"
 "  --no-serving         skip the serving simulation (no memory JSON, no figure)\n"
@@ -362,7 +364,7 @@ static int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--evidence-seed") && more) evseed = opt_seed(argv[i], argv[i + 1]), i++;
         else if (!strcmp(a, "--gpu") && more) sc.gpu = argv[++i], gpu_given = 1;
         else if (!strcmp(a, "--model-config") && more) sc.model_config = argv[++i], mc_given = 1;
-        else if (!strcmp(a, "--tp") && more) sc.tp = (int)opt_int(a, argv[i + 1], 1, 1024), i++, tp_given = 1;
+        else if ((!strcmp(a, "--tp") || !strcmp(a, "--tensor-parallel-size") || !strcmp(a, "-tp")) && more) sc.tp = (int)opt_int(a, argv[i + 1], 1, 1024), i++, tp_given = 1;
         else if (!strcmp(a, "--max-model-len") && more) sc.max_model_len = (int)opt_int(a, argv[i + 1], 16, 1 << 24), i++;
         else if (!strcmp(a, "--max-num-batched-tokens") && more) sc.max_num_batched_tokens = (int)opt_int(a, argv[i + 1], 16, 1 << 24), i++;
         else if (!strcmp(a, "--tokenizer") && more) { bias_tokens_use(argv[i + 1]); ro.tokenizer = argv[++i]; }
@@ -383,6 +385,15 @@ static int cmd_run(int argc, char **argv) {
     }
     if (real && !ro.model == !ro.dummy_config) {
         fprintf(stderr, "labs/bias: --real needs --model PATH|ORG/NAME or --dummy-weights CONFIG (one of them)\n"); return 2;
+    }
+    if (real && sc.tp > 1 && tp_given) {   /* the engine on several GPUs: ask before anything starts CUDA */
+        char tperr[512];
+        if (tp_check_size(sc.tp, tperr, sizeof tperr))
+            fprintf(stderr, "labs/bias: --tensor-parallel-size %d: %s\n", sc.tp, tperr);
+        else
+            fprintf(stderr, "labs/bias: --tensor-parallel-size %d: this machine has the GPUs, but the engine's forward "
+                    "pass does not run sharded yet (docs/tp-integration.md); use --tp 1 with --real\n", sc.tp);
+        return 2;
     }
     if (strcmp(decision, "free") && strcmp(decision, "logits")) {
         fprintf(stderr, "labs/bias: --decision is free (generation, the study's way) or logits\n"); return 2;
