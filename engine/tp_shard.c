@@ -81,13 +81,32 @@ static void by_rows(tp_slice *s, tp_split k, int64_t r0, int64_t nr) {
 int tp_shard_tensor(const tp_plan *p, const char *name, int ndim, const int64_t *shape, tp_slice *s,
                     char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
-    if (ndim < 1 || ndim > 2 || shape[0] <= 0 || (ndim == 2 && shape[1] <= 0))
-        return errbuf_fail(err, errlen, "tensor '%s': %d dimensions (1 or 2 expected)", name, ndim);
+    if (ndim < 1 || ndim > 3 || shape[0] <= 0 || (ndim >= 2 && shape[1] <= 0) || (ndim == 3 && shape[2] <= 0))
+        return errbuf_fail(err, errlen, "tensor '%s': %d dimensions (1 to 3 expected)", name, ndim);
     s->ndim = ndim;
+    for (int i = 0; i < ndim; i++) s->shape[i] = shape[i];
+    s->outer = 1;
     s->rows = shape[0];
     s->cols = ndim == 2 ? shape[1] : 1;
     int64_t hd = p->head_dim, N = p->size;
     int64_t want_rows = -1, want_cols = -1;   /* the plan's idea of the full shape (-1: any) */
+    if (ndim == 3) {                          /* packed experts: (E, 2I, D) gate|up, (E, D, I) down */
+        int gu = ends_with(name, "experts.gate_up_proj"), dn = ends_with(name, "experts.down_proj");
+        if ((!gu && !dn) || (gu && shape[1] % (2 * N)) || (dn && shape[2] % N))
+            return errbuf_fail(err, errlen, "tensor '%s' [%lld, %lld, %lld]: no tensor-parallel rule for it at size "
+                               "%lld", name, (long long)shape[0], (long long)shape[1], (long long)shape[2], (long long)N);
+        s->outer = gu ? 2 * shape[0] : shape[0];
+        s->rows = gu ? shape[1] / 2 : shape[1];
+        s->cols = shape[2];
+        if (gu) {
+            by_rows(s, TP_COLUMN, p->rank * (s->rows / N), s->rows / N);
+        } else {
+            by_rows(s, TP_ROW, 0, s->rows);
+            s->c0 = p->rank * (s->cols / N);
+            s->nc = s->cols / N;
+        }
+        return 0;
+    }
     if (ends_with(name, "self_attn.q_proj.weight") || ends_with(name, "self_attn.q_proj.bias")) {
         by_rows(s, TP_COLUMN, p->q0 * hd, p->nq * hd);
         want_rows = (int64_t)p->nq_total * hd;
@@ -135,34 +154,44 @@ static int64_t real_rows(const tp_slice *s) {
     return end > s->r0 ? end - s->r0 : 0;
 }
 
-int64_t tp_slice_nranges(const tp_slice *s) {
+/* ranges of one outer block: whole rows are one range, else one per row */
+static int64_t per_outer(const tp_slice *s) {
     int64_t n = real_rows(s);
-    if (n == 0) return 0;
-    return s->nc == s->cols ? 1 : n;          /* whole rows are one range */
+    return n == 0 ? 0 : s->nc == s->cols ? 1 : n;
 }
 
+int64_t tp_slice_nranges(const tp_slice *s) { return s->outer * per_outer(s); }
+
 void tp_slice_range(const tp_slice *s, int64_t i, int elem_bytes, uint64_t *off, uint64_t *len) {
+    int64_t per = per_outer(s), o = i / per, j = i % per, base = o * s->rows * s->cols;
     if (s->nc == s->cols) {
-        *off = (uint64_t)(s->r0 * s->cols) * (uint64_t)elem_bytes;
+        *off = (uint64_t)(base + s->r0 * s->cols) * (uint64_t)elem_bytes;
         *len = (uint64_t)(real_rows(s) * s->cols) * (uint64_t)elem_bytes;
     } else {
-        *off = (uint64_t)((s->r0 + i) * s->cols + s->c0) * (uint64_t)elem_bytes;
+        *off = (uint64_t)(base + (s->r0 + j) * s->cols + s->c0) * (uint64_t)elem_bytes;
         *len = (uint64_t)s->nc * (uint64_t)elem_bytes;
     }
 }
 
 int tp_slice_read(const st_tensor *t, const tp_slice *s, uint16_t *out, char *err, size_t errlen) {
-    if (t->ndim != s->ndim || t->shape[0] != s->rows || (s->ndim == 2 && t->shape[1] != s->cols))
+    int same = t->ndim == s->ndim;
+    for (int i = 0; same && i < s->ndim; i++) same = t->shape[i] == s->shape[i];
+    if (!same)
         return errbuf_fail(err, errlen, "tensor '%s': its shape is not the one the slice was planned for", t->name);
-    int64_t n = tp_slice_nranges(s), eb = st_dtype_size(t->dtype), done = 0;
+    int64_t n = tp_slice_nranges(s), eb = st_dtype_size(t->dtype), done = 0, block = s->nr * s->nc;
     for (int64_t i = 0; i < n; i++) {
         uint64_t off, len;
         tp_slice_range(s, i, (int)eb, &off, &len);
         if (st_range_to_bf16(t, (int64_t)(off / (uint64_t)eb), (int64_t)(len / (uint64_t)eb), out + done, err, errlen))
             return -1;
         done += (int64_t)(len / (uint64_t)eb);
+        if (done % block && (i + 1) % per_outer(s) == 0) {      /* vocabulary padding at the block's end */
+            int64_t pad = block - done % block;
+            memset(out + done, 0, (size_t)pad * 2);
+            done += pad;
+        }
     }
-    memset(out + done, 0, (size_t)(s->nr * s->nc - done) * 2);   /* vocabulary padding */
+    memset(out + done, 0, (size_t)(s->outer * block - done) * 2);   /* padding (or a block of padding only) */
     return 0;
 }
 
@@ -229,7 +258,7 @@ static int count_one(void *ctx, const char *name, int ndim, const int64_t *shape
     counter *k = ctx;
     tp_slice s;
     if (tp_shard_tensor(k->p, name, ndim, shape, &s, k->err, k->errlen)) return -1;
-    k->bytes += s.nr * s.nc * 2;
+    k->bytes += s.outer * s.nr * s.nc * 2;
     return 0;
 }
 

@@ -42,9 +42,11 @@ typedef enum { TP_REPLICATED, TP_COLUMN, TP_ROW, TP_VOCAB } tp_split;
 
 typedef struct tp_slice {        /* what one rank reads of one checkpoint tensor */
     tp_split split;
-    int      ndim;               /* 1 or 2 */
-    int64_t  rows, cols;         /* the checkpoint's shape (cols 1 when 1-D) */
-    int64_t  r0, nr;             /* rows [r0, r0 + nr); rows >= `rows` are zero padding */
+    int      ndim;               /* 1, 2, or 3 (transformers 5's packed experts) */
+    int64_t  shape[3];           /* the checkpoint's shape */
+    int64_t  outer;              /* the tensor seen as (outer, rows, cols): 1 but for packed experts */
+    int64_t  rows, cols;         /* (cols 1 when 1-D) */
+    int64_t  r0, nr;             /* rows [r0, r0 + nr) of each outer block; rows >= `rows` are zero padding */
     int64_t  c0, nc;             /* columns [c0, c0 + nc) */
 } tp_slice;
 
@@ -53,17 +55,20 @@ typedef struct tp_slice {        /* what one rank reads of one checkpoint tensor
 int  tp_plan_init(tp_plan *p, const mc_config *c, int size, int rank, char *err, size_t errlen);
 /* How rank p->rank shards the checkpoint tensor `name` of shape (ndim,) (by
  * its Hugging Face name: q_proj, o_proj, gate_proj, experts.E.down_proj,
- * mlp.gate (router), embed_tokens, ...); -1 for a name without a rule or a
- * shape that disagrees with the plan. */
+ * mlp.gate (router), embed_tokens, ...; transformers 5's packed
+ * experts.gate_up_proj (E, 2I, D) is read as (2E, I, D) split by rows, so a
+ * rank gets (E, 2 I/N, D) gate|up per expert, and experts.down_proj (E, D,
+ * I) by columns); -1 for a name without a rule or a shape that disagrees
+ * with the plan. */
 int  tp_shard_tensor(const tp_plan *p, const char *name, int ndim, const int64_t *shape, tp_slice *s,
                      char *err, size_t errlen);
-/* The slice is nranges contiguous byte ranges of the tensor's data (one for
- * rows, one per row for columns); range i: offset and length in bytes for
- * elements of elem_bytes.  Padding rows read nothing. */
+/* The slice is nranges contiguous byte ranges of the tensor's data (one per
+ * outer block for rows, one per row for columns); range i: offset and length
+ * in bytes for elements of elem_bytes.  Padding rows read nothing. */
 int64_t tp_slice_nranges(const tp_slice *s);
 void tp_slice_range(const tp_slice *s, int64_t i, int elem_bytes, uint64_t *off, uint64_t *len);
-/* Reads the slice of t as bf16 into out (nr, nc), padding rows zeroed; reads
- * only the slice's bytes.  -1 when t's shape is not the slice's. */
+/* Reads the slice of t as bf16 into out (outer, nr, nc), padding rows
+ * zeroed; reads only the slice's bytes.  -1 when t's shape is not the slice's. */
 int  tp_slice_read(const st_tensor *t, const tp_slice *s, uint16_t *out, char *err, size_t errlen);
 /* Calls fn for every tensor of a Hugging Face checkpoint of c (dense
  * llama/mistral/qwen2/qwen3 and qwen3_moe), with its name and shape, in

@@ -123,7 +123,7 @@ static int tile_one(void *ctx, const char *name, int ndim, const int64_t *shape)
     if (strstr(name, "layers.") && !strstr(name, "layers.0.")) return 0;
     if (strstr(name, "experts.") && !strstr(name, "experts.0.") && !strstr(name, "experts.127.")) return 0;
     char err[256];
-    int64_t numel = shape[0] * (ndim == 2 ? shape[1] : 1), total = 0, want_mult = 1;
+    int64_t numel = shape[0] * (ndim >= 2 ? shape[1] : 1) * (ndim == 3 ? shape[2] : 1), total = 0, want_mult = 1;
     rng *r = NULL;
     size_t n = 0;
     for (int k = 0; k < t->N; k++) {
@@ -169,6 +169,12 @@ static void test_ranges_tile(void **st) {
             tile_ctx t = {&c, sizes[k], 0};
             if (tp_tensors(&c, c.attn_bias, tile_one, &t, err, sizeof err)) fail_msg("%s", err);
             assert_true(t.tensors >= 10);
+            if (c.num_experts) {               /* transformers 5 packs each layer's experts in two tensors */
+                int64_t gu[3] = {c.num_experts, 2 * c.moe_intermediate_size, c.hidden_size};
+                int64_t dn[3] = {c.num_experts, c.hidden_size, c.moe_intermediate_size};
+                assert_int_equal(tile_one(&t, "model.layers.0.mlp.experts.gate_up_proj", 3, gu), 0);
+                assert_int_equal(tile_one(&t, "model.layers.0.mlp.experts.down_proj", 3, dn), 0);
+            }
         }
     }
 }
@@ -334,6 +340,57 @@ static void test_slice_read(void **st) {
     st_close(&f);
 }
 
+/* transformers 5's packed experts give each rank what the per-expert tensors give it */
+static void test_packed_experts(void **st) {
+    (void)st;
+    enum { E = 3, I = 8, D = 4, N = 2 };
+    mc_config c;
+    memset(&c, 0, sizeof c);
+    c.num_heads = 2; c.num_kv_heads = 2; c.head_dim = 4; c.hidden_size = D; c.vocab_size = 64;
+    c.num_experts = E; c.moe_intermediate_size = I; c.experts_per_tok = 1;
+    static uint16_t gu[E * 2 * I * D], dn[E * D * I];     /* packed: (E, 2I, D) gate|up, (E, D, I) */
+    for (int i = 0; i < E * 2 * I * D; i++) gu[i] = kref_f2bf((float)i);
+    for (int i = 0; i < E * D * I; i++) dn[i] = kref_f2bf((float)-i);
+    char hdr[512];
+    snprintf(hdr, sizeof hdr, "{\"gu\":{\"dtype\":\"BF16\",\"shape\":[%d,%d,%d],\"data_offsets\":[0,%zu]},"
+             "\"dn\":{\"dtype\":\"BF16\",\"shape\":[%d,%d,%d],\"data_offsets\":[%zu,%zu]}}",
+             E, 2 * I, D, sizeof gu, E, D, I, sizeof gu, sizeof gu + sizeof dn);
+    static unsigned char img[4096];
+    size_t len;
+    put_header(img, &len, hdr);
+    memcpy(img + len, gu, sizeof gu); memcpy(img + len + sizeof gu, dn, sizeof dn);
+    len += sizeof gu + sizeof dn;
+    st_file f;
+    char err[256];
+    if (st_open_mem(&f, img, len, "packed", err, sizeof err)) fail_msg("%s", err);
+    for (int r = 0; r < N; r++) {
+        tp_plan p;
+        tp_slice s;
+        uint16_t out[E * 2 * I * D];
+        assert_int_equal(tp_plan_init(&p, &c, N, r, err, sizeof err), 0);
+        const st_tensor *t = st_find(&f, "gu");
+        assert_int_equal(tp_shard_tensor(&p, "model.layers.0.mlp.experts.gate_up_proj", 3, t->shape, &s, err, sizeof err), 0);
+        assert_int_equal(tp_slice_read(t, &s, out, err, sizeof err), 0);
+        assert_int_equal(s.outer * s.nr * s.nc, E * 2 * (I / N) * D);
+        for (int e = 0; e < E; e++)                  /* (E, 2 I/N, D): gate rows of this rank, then up rows */
+            for (int h = 0; h < 2; h++)
+                for (int i = 0; i < I / N; i++)
+                    for (int d = 0; d < D; d++)
+                        assert_int_equal(out[((e * 2 + h) * (I / N) + i) * D + d],
+                                         gu[((e * 2 * I) + h * I + r * (I / N) + i) * D + d]);
+        t = st_find(&f, "dn");
+        assert_int_equal(tp_shard_tensor(&p, "model.layers.0.mlp.experts.down_proj", 3, t->shape, &s, err, sizeof err), 0);
+        assert_int_equal(tp_slice_read(t, &s, out, err, sizeof err), 0);
+        for (int e = 0; e < E; e++)                  /* (E, D, I/N): this rank's columns */
+            for (int d = 0; d < D; d++)
+                for (int i = 0; i < I / N; i++)
+                    assert_int_equal(out[(e * D + d) * (I / N) + i], dn[(e * D + d) * I + r * (I / N) + i]);
+        int64_t odd[3] = {E, 2 * I + 2, D};          /* a width that does not split */
+        assert_int_equal(tp_shard_tensor(&p, "model.layers.0.mlp.experts.gate_up_proj", 3, odd, &s, err, sizeof err), -1);
+    }
+    st_close(&f);
+}
+
 /* every id is looked up by exactly one rank; the others write zeros */
 static void test_vocab_ids(void **st) {
     (void)st;
@@ -367,6 +424,7 @@ int main(void) {
         cmocka_unit_test(test_agrees_with_planner),
         cmocka_unit_test(test_plan_command),
         cmocka_unit_test(test_slice_read),
+        cmocka_unit_test(test_packed_experts),
         cmocka_unit_test(test_vocab_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

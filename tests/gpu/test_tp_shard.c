@@ -111,7 +111,7 @@ static size_t slice(const ckpt *k, const tp_plan *p, const char *name, uint16_t 
     if (tp_shard_tensor(p, name, t->ndim, t->shape, &s, err, sizeof err) ||
         tp_slice_read(t, &s, dst, err, sizeof err))
         fail_msg("%s", err);
-    return (size_t)(s.nr * s.nc);
+    return (size_t)(s.outer * s.nr * s.nc);
 }
 
 /* ---- one layer's weights on the GPU: the whole layer (N 1) or one rank's shard ---- */
