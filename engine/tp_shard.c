@@ -49,7 +49,9 @@ int tp_plan_init(tp_plan *p, const mc_config *c, int size, int rank, char *err, 
     if (p->q0 / group != p->kv0 || (p->q0 + p->nq - 1) / group != p->kv0 + p->nkv - 1)
         return errbuf_fail(err, errlen, "%s: rank %d's query heads [%d, %d) do not map onto its KV heads [%d, %d)",
                            c->name, rank, p->q0, p->q0 + p->nq, p->kv0, p->kv0 + p->nkv);
-    p->inter = moe ? 0 : c->intermediate_size / size;
+    /* a MoE model's dense width (its mlp_only layers) splits when it can; a
+     * dense tensor that does not split is refused when it is loaded */
+    p->inter = c->intermediate_size % size == 0 ? c->intermediate_size / size : 0;
     p->moe_inter = moe ? c->moe_intermediate_size / size : 0;
     p->shared_inter = moe ? c->shared_expert_intermediate_size / size : 0;
     p->vocab = c->vocab_size;
@@ -62,6 +64,16 @@ int tp_plan_init(tp_plan *p, const mc_config *c, int size, int rank, char *err, 
     p->vocab0 = rank * p->vocab_rows;
     p->vocab_padded = size * p->vocab_rows;
     return 0;
+}
+
+void tp_rank_config(const tp_plan *p, const mc_config *c, mc_config *out) {
+    *out = *c;
+    out->num_heads = p->nq;
+    out->num_kv_heads = p->nkv;
+    if (p->inter) out->intermediate_size = p->inter;
+    out->moe_intermediate_size = p->moe_inter;
+    out->shared_expert_intermediate_size = p->shared_inter;
+    out->vocab_size = p->vocab_rows;
 }
 
 static int ends_with(const char *s, const char *suffix) {

@@ -53,6 +53,11 @@ typedef struct tp_slice {        /* what one rank reads of one checkpoint tensor
 /* The plan of rank `rank` of `size` for c; -1 and a message naming the model
  * and the size when c does not split (heads, KV heads, MLP widths). */
 int  tp_plan_init(tp_plan *p, const mc_config *c, int size, int rank, char *err, size_t errlen);
+/* The config of one rank's shard: c with its heads, KV heads, MLP and expert
+ * widths and vocabulary rows, so that the weight loader's arena plan and the
+ * model's buffers come out at the shard's shapes (the full vocabulary stays
+ * p->vocab: token ids and the gathered logits use it). */
+void tp_rank_config(const tp_plan *p, const mc_config *c, mc_config *out);
 /* How rank p->rank shards the checkpoint tensor `name` of shape (ndim,) (by
  * its Hugging Face name: q_proj, o_proj, gate_proj, experts.E.down_proj,
  * mlp.gate (router), embed_tokens, ...; transformers 5's packed

@@ -14,6 +14,7 @@
 #include "tests/test_util.h"
 #include "engine/tp_shard.h"
 #include "engine/kernels_ref.h"
+#include "engine/weights.h"
 #include "sim/planner.h"
 #include "sim/cost_model.h"
 
@@ -231,6 +232,32 @@ static void test_agrees_with_planner(void **st) {
     }
 }
 
+/* the rank's config gives the weight loader's arena the shard's size (weights.c's
+ * plan, dense models: it pads each tensor to 128 elements) */
+static void test_rank_config(void **st) {
+    (void)st;
+    char err[256];
+    for (size_t m = 0; m < 2; m++) {                 /* main's loader plans dense models */
+        mc_config c, rc;
+        load(&c, models[m]);
+        for (size_t k = 0; k < 4; k++) {
+            int N = sizes[k];
+            if (!splits(&c, N)) continue;
+            tp_plan p;
+            assert_int_equal(tp_plan_init(&p, &c, N, N - 1, err, sizeof err), 0);
+            tp_rank_config(&p, &c, &rc);
+            assert_int_equal(rc.num_heads * N, c.num_heads);
+            assert_int_equal(rc.vocab_size, p.vocab_rows);
+            assert_int_equal(w_check_config(&rc, err, sizeof err), 0);
+            int64_t plan = tp_weight_bytes(&p, &c, c.attn_bias, err, sizeof err);
+            int64_t arena = (int64_t)w_bytes(&rc, c.attn_bias), tensors = 2 + (int64_t)c.num_layers * 9;
+            if (arena < plan || arena - plan > tensors * 256)
+                fail_msg("%s N=%d: arena %lld bytes, plan %lld", c.name, N, (long long)arena, (long long)plan);
+            if (N == 1) assert_memory_equal(&rc, &c, sizeof c);
+        }
+    }
+}
+
 /* the command itself: `pagesim plan --tp 4 --json` on the study's model */
 static void test_plan_command(void **st) {
     (void)st;
@@ -422,6 +449,7 @@ int main(void) {
         cmocka_unit_test(test_plan_errors),
         cmocka_unit_test(test_ranges_tile),
         cmocka_unit_test(test_agrees_with_planner),
+        cmocka_unit_test(test_rank_config),
         cmocka_unit_test(test_plan_command),
         cmocka_unit_test(test_slice_read),
         cmocka_unit_test(test_packed_experts),
