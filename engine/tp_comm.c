@@ -262,13 +262,10 @@ int tp_min_int(tp_comm *c, int v, int *out, cudaStream_t s, char *err, size_t er
 
 void tp_comm_free(tp_comm *c) {
     if (!c) return;
-    if (c->nccl) {
-        char err[64];
-        ncclResult_t r = c->failed ? ncclSuccess : ncclCommFinalize(c->nccl);
-        if (c->failed || nccl_done(c, r, "ncclCommFinalize", err, sizeof err) == 0) {
-            if (c->nccl) ncclCommDestroy(c->nccl);   /* comm_fail aborted and cleared it otherwise */
-        }
-    }
+    /* Abort, not Finalize + Destroy: after the last wait nothing is in flight,
+     * and abort tears down locally, so no rank's exit waits on another's
+     * (rank 0 frees before it tells the workers to quit). */
+    if (c->nccl) ncclCommAbort(c->nccl);     /* also ends a kernel still waiting for a dead peer */
     if (c->dint) cudaFree(c->dint);
     free(c);
 }

@@ -50,6 +50,7 @@ int  tp_min_int(tp_comm *c, int v, int *out, cudaStream_t s, char *err, size_t e
 /* Waits until s is done, polling (see above); -1 and a message naming the
  * failing rank, and the communicator aborted, on failure or timeout. */
 int  tp_sync(tp_comm *c, cudaStream_t s, char *err, size_t errlen);
-/* Destroys the communicator (aborts it after a failure). */
+/* Ends this rank's part of the communicator (ncclCommAbort: a local
+ * teardown, so ranks may end in any order); call after the last tp_sync. */
 void tp_comm_free(tp_comm *c);
 #endif
