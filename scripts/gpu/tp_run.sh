@@ -49,7 +49,7 @@ if has test; then
 fi
 
 if has cli; then
-  for n in $((NGPU + 1)) 3; do
+  for n in $((NGPU < 1 ? 2 : NGPU + 1)) 3; do
     timeout 60 build/gpu/run --dummy-weights data/models/qwen2.5-0.5b.json --tensor-parallel-size $n \
       --prompt-ids 1,2,3 --max-tokens 2 > "$OUT/tmp.txt" 2>&1; rc=$?
     say "engine/run -tp $n on $NGPU GPU(s): rc=$rc: $(head -c 400 "$OUT/tmp.txt")"
