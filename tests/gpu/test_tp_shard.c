@@ -393,6 +393,32 @@ static void setup_shared(const cfg *c) {
 static void add_into(float *sum, const float *x, size_t n) { for (size_t i = 0; i < n; i++) sum[i] += x[i]; }
 static void round_bf(float *x, size_t n) { for (size_t i = 0; i < n; i++) x[i] = kref_round_bf(x[i]); }
 
+/* every rank's K cache holds the whole cache's KV heads of that rank, at the
+ * slots of the block tables (the same tables on every rank) */
+static void check_kv(const cfg *c, int N, const rank_state *fs, const rank_state *rs, int decode, const char *what) {
+    size_t slots = (size_t)NBLK * BS, hd = (size_t)c->hd;
+    float *kf = down_bf(fs->kc, slots * c->nkv * hd);
+    for (int r = 0; r < N; r++) {
+        mc_config m = as_mc(c);
+        tp_plan p;
+        char err[128];
+        assert_int_equal(tp_plan_init(&p, &m, N, r, err, sizeof err), 0);
+        float *kr = down_bf(rs[r].kc, slots * p.nkv * hd);
+        float *want = malloc(sizeof *want * 256 * p.nkv * hd), *got = malloc(sizeof *got * 256 * p.nkv * hd);
+        size_t m2 = 0;
+        for (int s = 0; s < B; s++)             /* the slots written so far, through the block tables */
+            for (int t = 0; t < plen[s] + decode && m2 < 256; t++, m2++) {
+                size_t sl = (size_t)table[s][t / BS] * BS + t % BS;
+                memcpy(got + m2 * p.nkv * hd, kr + sl * p.nkv * hd, sizeof(float) * p.nkv * hd);
+                memcpy(want + m2 * p.nkv * hd, kf + (sl * c->nkv + p.kv0) * hd, sizeof(float) * p.nkv * hd);
+            }
+        CHECK_CLOSE(got, want, m2 * p.nkv * hd, 1e-2, "%s N=%d rank %d: K cache heads [%d, %d)", what, N, r, p.kv0,
+                    p.kv0 + p.nkv);
+        free(kr); free(want); free(got);
+    }
+    free(kf);
+}
+
 /* the layer whole and in N shards over two steps; returns nothing, asserts */
 static void check_layer(const cfg *c, int N, const char *what) {
     setup_shared(c);
@@ -432,28 +458,7 @@ static void check_layer(const cfg *c, int N, const char *what) {
         }
         round_bf(a_sum, n);
         CHECK_CLOSE(a_sum, a_full, n, 1e-2, "%s N=%d %s: attention (o_proj sum)", what, N, decode ? "decode" : "prefill");
-        /* every rank's KV cache holds the whole cache's KV heads of that rank */
-        size_t slots = (size_t)NBLK * BS, hd = (size_t)c->hd;
-        float *kf = down_bf(fs.kc, slots * c->nkv * hd);
-        for (int r = 0; r < N; r++) {
-            mc_config m = as_mc(c);
-            tp_plan p;
-            char err[128];
-            assert_int_equal(tp_plan_init(&p, &m, N, r, err, sizeof err), 0);
-            float *kr = down_bf(rs[r].kc, slots * p.nkv * hd);
-            float *want = malloc(sizeof *want * 256 * p.nkv * hd), *got = malloc(sizeof *got * 256 * p.nkv * hd);
-            size_t m2 = 0;
-            for (int s = 0; s < B; s++)             /* the slots written so far, through the block tables */
-                for (int t = 0; t < plen[s] + decode && m2 < 256; t++, m2++) {
-                    size_t sl = (size_t)table[s][t / BS] * BS + t % BS;
-                    memcpy(got + m2 * p.nkv * hd, kr + sl * p.nkv * hd, sizeof(float) * p.nkv * hd);
-                    memcpy(want + m2 * p.nkv * hd, kf + (sl * c->nkv + p.kv0) * hd, sizeof(float) * p.nkv * hd);
-                }
-            CHECK_CLOSE(got, want, m2 * p.nkv * hd, 1e-2, "%s N=%d rank %d: K cache heads [%d, %d)", what, N, r, p.kv0,
-                        p.kv0 + p.nkv);
-            free(kr); free(want); free(got);
-        }
-        free(kf);
+        check_kv(c, N, &fs, rs, decode, what);
         /* the MLP half from the whole layer's state after attention (so that the MoE routing is the same) */
         k_bf16 *da = up_f(a_full, n), *dr1 = up_f(res1, n);
         for (int r = 0; r < N; r++) {
