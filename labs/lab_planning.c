@@ -156,7 +156,7 @@ static int figures(lab *L, char *err, size_t n) {
     for (int s = 0; s < 4; s++)
         P->series[s] = (viz_xy_series){ lab_fmt(L, "%s, util %.2f", s < 2 ? "7B-AWQ" : "14B-AWQ", P->utils[s % 2]),
                                         P->xs, P->conc[s], 3, true, s % 2 == 0 };
-    P->one = (viz_xy_mark){ 1.0, false, "1 request" };
+    P->one = (viz_xy_mark){ 1.0, false, "1 request", false };
     if (lab_figure(L, &(lab_figure_spec){ "memory", lab_fmt(L, "Figure 1. Where the memory of the %s goes", P->card),
             "the height of each bar against its budget tick: what is left under the tick after the "
             "weights, the activation peak of vLLM's start-up profile run and the non-torch memory is "

@@ -236,12 +236,6 @@ int viz_plot_run(const char *path, const viz_run_series *runs, int nruns,
     return viz_export_draw(path, VIZ_FMT_UNKNOWN, width, height, draw_chart, &c, err, errlen);
 }
 
-void viz_plot_draw(cairo_t *cr, const viz_run_series *runs, int nruns,
-                   const viz_waste *bars, int nbars, double width, double height) {
-    chart_ctx c = { runs, nruns, bars, nbars };
-    draw_chart(cr, &c, width, height);
-}
-
 int viz_plot_results(const char *path, const char *const *labels, const sim_result *res, int n,
                      const double *paper, char *err, size_t errlen) {
     enum { MAXR = 16 };

@@ -7,7 +7,6 @@
 #ifndef VIZ_CHARTS_H
 #define VIZ_CHARTS_H
 #include <stddef.h>
-#include <cairo.h>
 #include "sim/metrics.h"
 #include "sim/simulate.h"
 
@@ -37,10 +36,6 @@ int viz_plot_run(const char *path, const viz_run_series *runs, int nruns,
  * (n,), e.g. the policy names; paper (n,) published token shares 0..1 to mark,
  * or NULL).  Time series for results that kept their steps, a bar for each.
  * 1200 x 760.  Returns 0, or -1 with err naming the file. */
-/* The same figure drawn into cr over width x height (for pages that hold
- * several figures, as the lab worksheets do).  Can't fail. */
-void viz_plot_draw(cairo_t *cr, const viz_run_series *runs, int nruns,
-                   const viz_waste *bars, int nbars, double width, double height);
 int viz_plot_results(const char *path, const char *const *labels, const sim_result *res, int n,
                      const double *paper, char *err, size_t errlen);
 #endif

@@ -108,7 +108,10 @@ static void marks(cairo_t *cr, const viz_xy_chart *c, const xy_frame *F, double 
         cairo_restore(cr);
         if (!k->label) continue;
         viz_ck_ink(cr);
-        if (k->vertical) viz_ck_text(cr, fx(F, k->at) + f * 0.3, F->py + f * 1.0, k->label, 0);
+        if (k->vertical)
+            viz_ck_text(cr, fx(F, k->at) + f * 0.3, k->label_start ? F->py + F->ph - f * 0.4 : F->py + f * 1.0,
+                        k->label, 0);
+        else if (k->label_start) viz_ck_text(cr, F->px + f * 0.3, fy(F, k->at) - f * 0.35, k->label, 0);
         else viz_ck_text(cr, F->px + F->pw - f * 0.3, fy(F, k->at) - f * 0.35, k->label, 1);
     }
 }

@@ -19,7 +19,8 @@ typedef struct viz_xy_series {
 typedef struct viz_xy_mark {     /* a reference line across the plot */
     double      at;              /* x (vertical) or y (horizontal) */
     bool        vertical;
-    const char *label;           /* written along the line's end */
+    const char *label;           /* written along the line, at its end ... */
+    bool        label_start;     /* ... or at its start (left / bottom) */
 } viz_xy_mark;
 
 typedef struct viz_xy_chart {

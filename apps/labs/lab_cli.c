@@ -17,9 +17,10 @@ typedef struct cli_opts {
     const char *out, *check;
 } cli_opts;
 
-/* text wrapped at width columns, each line after the first indented by indent */
-static void print_wrapped(FILE *f, const char *text, int width, int indent) {
-    int col = 0;
+/* text wrapped at width columns, the first line indented by first, the others by indent */
+static void print_wrapped(FILE *f, const char *text, int width, int first, int indent) {
+    fprintf(f, "%*s", first, "");
+    int col = first;
     bool line_start = true;
     for (const char *p = text ? text : ""; *p;) {
         while (*p == ' ') p++;
@@ -47,7 +48,7 @@ static void usage(const lab_def *d, FILE *f) {
     fprintf(f, "usage: labs/%s [--seed S] [--out DIR] [--teacher] [--real] [--quiet]\n"
                "       labs/%s --check ANSWERS.json [--seed S]\n\n", d->name, d->name);
     fprintf(f, "%s\n\n", d->title);
-    print_wrapped(f, d->summary, 78, 0);
+    print_wrapped(f, d->summary, 78, 0, 0);
     fputc('\n', f);
     fprintf(f, "Runs in seconds without a GPU or network; prints what the run shows and writes\n"
                "out/%s/: figures (PNG, SVG), data (CSV, JSON), the worksheet (worksheet.md,\n"
@@ -61,11 +62,11 @@ static void usage(const lab_def *d, FILE *f) {
           "  --quiet         print only the files written (or the marks)\n"
           "  -h, --help      this help\n\n", f);
     char line[1024];
-    if (d->seed_note) { snprintf(line, sizeof line, "What --seed changes: %s.", d->seed_note); print_wrapped(f, line, 78, 2); }
+    if (d->seed_note) { snprintf(line, sizeof line, "What --seed changes: %s.", d->seed_note); print_wrapped(f, line, 78, 0, 2); }
     snprintf(line, sizeof line, "Time in class: about %d minutes.  Concepts: %s.", d->minutes, d->concepts ? d->concepts : "-");
-    print_wrapped(f, line, 78, 2);
+    print_wrapped(f, line, 78, 0, 2);
     snprintf(line, sizeof line, "--real: %s.", d->real_note ? d->real_note : "no engine measurement for this lab");
-    print_wrapped(f, line, 78, 2);
+    print_wrapped(f, line, 78, 0, 2);
 }
 
 /* 0, 1 for --help, 2 for bad usage (message printed). */
@@ -162,10 +163,12 @@ static void print_headlines(const lab *L) {
         char a[32], b[32], m[32], paper[80];
         if (h->paper_lo == h->paper_hi) snprintf(paper, sizeof paper, "%s%s", num(h->paper_lo, a, sizeof a), u);
         else snprintf(paper, sizeof paper, "%s-%s%s", num(h->paper_lo, a, sizeof a), num(h->paper_hi, b, sizeof b), u);
-        printf("  %-44s %9s%-2s paper %-12s %s (tolerance %s)\n", h->what, num(h->measured, m, sizeof m), u,
+        printf("  %-40s %8s%-2s paper %-10s %s (tolerance %s)\n", h->what, num(h->measured, m, sizeof m), u,
                paper, lab_headline_within(h) ? "within" : "OUTSIDE", num(h->tol, a, sizeof a));
-        if (h->source) printf("  %-44s source: %s\n", "", h->source);
-        if (h->gap) printf("  %-44s gap: %s\n", "", h->gap);
+        char line[1024];
+        snprintf(line, sizeof line, "%s%s%s%s", h->source ? h->source : "", h->source && h->gap ? ".  " : "",
+                 h->gap ? "Gap: " : "", h->gap ? h->gap : "");
+        if (h->source || h->gap) print_wrapped(stdout, line, 78, 6, 6);
     }
 }
 
@@ -207,7 +210,7 @@ int lab_cli_main(const lab_def *d, int argc, char **argv) {
             const char *e = strstr(p, "\n\n");
             size_t len = e ? (size_t)(e - p) : strlen(p);
             char *para = strndup(p, len);
-            if (para) { print_wrapped(stdout, para, 78, 0); free(para); }
+            if (para) { print_wrapped(stdout, para, 78, 0, 0); free(para); }
             p += len;
             if (*p) { p += 2; putchar('\n'); }
         }
