@@ -12,6 +12,24 @@ typedef struct xy_frame {        /* where the data land */
     bool   log2_x;
 } xy_frame;
 
+/* Rectangles already taken by markers and labels, so that a value label can
+ * look for a free place (or give up) instead of covering another. */
+enum { MAXBOX = 512 };
+typedef struct xy_boxes { double b[MAXBOX][4]; int n; } xy_boxes;   /* x0, y0, x1, y1 */
+
+static void take(xy_boxes *B, double x0, double y0, double x1, double y1) {
+    if (B->n == MAXBOX) return;
+    double *b = B->b[B->n++];
+    b[0] = x0; b[1] = y0; b[2] = x1; b[3] = y1;
+}
+static bool is_free(const xy_boxes *B, double x0, double y0, double x1, double y1) {
+    for (int i = 0; i < B->n; i++) {
+        const double *b = B->b[i];
+        if (x0 < b[2] && b[0] < x1 && y0 < b[3] && b[1] < y1) return false;
+    }
+    return true;
+}
+
 static double fx(const xy_frame *F, double x) {
     double v = F->log2_x ? log2(x > 0 ? x : 1e-9) : x;
     return F->px + F->pw * (F->x1 > F->x0 ? (v - F->x0) / (F->x1 - F->x0) : 0.5);
@@ -88,7 +106,7 @@ static void axes(cairo_t *cr, const viz_xy_chart *c, const xy_frame *F, double y
     }
 }
 
-static void marks(cairo_t *cr, const viz_xy_chart *c, const xy_frame *F, double f) {
+static void marks(cairo_t *cr, const viz_xy_chart *c, const xy_frame *F, double f, xy_boxes *B) {
     viz_ck_font(cr, f * 0.8, false, false);
     for (int m = 0; m < c->nmarks; m++) {
         const viz_xy_mark *k = &c->marks[m];
@@ -108,16 +126,18 @@ static void marks(cairo_t *cr, const viz_xy_chart *c, const xy_frame *F, double 
         cairo_restore(cr);
         if (!k->label) continue;
         viz_ck_ink(cr);
-        if (k->vertical)
-            viz_ck_text(cr, fx(F, k->at) + f * 0.3, k->label_start ? F->py + F->ph - f * 0.4 : F->py + f * 1.0,
-                        k->label, 0);
-        else if (k->label_start) viz_ck_text(cr, F->px + f * 0.3, fy(F, k->at) - f * 0.35, k->label, 0);
-        else viz_ck_text(cr, F->px + F->pw - f * 0.3, fy(F, k->at) - f * 0.35, k->label, 1);
+        double tw = viz_ck_text_w(cr, k->label), lx, ly;
+        if (k->vertical) { lx = fx(F, k->at) + f * 0.3; ly = k->label_start ? F->py + F->ph - f * 0.4 : F->py + f * 1.0; }
+        else if (k->label_start) { lx = F->px + f * 0.3; ly = fy(F, k->at) - f * 0.35; }
+        else { lx = F->px + F->pw - f * 0.3 - tw; ly = fy(F, k->at) - f * 0.35; }
+        viz_ck_text(cr, lx, ly, k->label, 0);
+        take(B, lx, ly - f * 0.8, lx + tw, ly + f * 0.2);
     }
 }
 
-static void lines(cairo_t *cr, const viz_xy_chart *c, const xy_frame *F, double f) {
+static void lines(cairo_t *cr, const viz_xy_chart *c, const xy_frame *F, double f, xy_boxes *B) {
     const char *yf = c->value_format ? c->value_format : c->y_format ? c->y_format : "%g";
+    double r = f * 0.32;
     cairo_save(cr);
     cairo_rectangle(cr, F->px - f, F->py - f, F->pw + 2 * f, F->ph + 2 * f);
     cairo_clip(cr);
@@ -132,9 +152,15 @@ static void lines(cairo_t *cr, const viz_xy_chart *c, const xy_frame *F, double 
         }
         viz_ck_stroke_series(cr, s, 2);
         for (int i = 0; i < S->n; i++)
-            if (isfinite(S->y[i])) viz_ck_marker(cr, s, fx(F, S->x[i]), fy(F, S->y[i]), f * 0.32);
+            if (isfinite(S->y[i])) {
+                double xx = fx(F, S->x[i]), yy = fy(F, S->y[i]);
+                viz_ck_marker(cr, s, xx, yy, r);
+                take(B, xx - r * 1.3, yy - r * 1.3, xx + r * 1.3, yy + r * 1.3);
+            }
     }
     cairo_restore(cr);
+    /* value labels: above (or below) the point, else the other side, else a
+     * step further; none where every place is taken */
     viz_ck_font(cr, f * 0.75, false, false);
     for (int s = 0; s < c->nseries; s++) {
         const viz_xy_series *S = &c->series[s];
@@ -143,17 +169,20 @@ static void lines(cairo_t *cr, const viz_xy_chart *c, const xy_frame *F, double 
             if (!isfinite(S->y[i])) continue;
             char t[32];
             snprintf(t, sizeof t, yf, S->y[i]);
-            double yy = fy(F, S->y[i]);
-            /* above the point (below when asked, or when it sits at the top) */
-            bool below = S->values_below || yy - f * 0.6 < F->py + f;
-            if (below && yy + f * 1.3 > F->py + F->ph) below = false;
-            double ty = below ? yy + f * 1.3 : yy - f * 0.6;
-            cairo_set_source_rgba(cr, 1, 1, 1, 0.8);
-            double w = viz_ck_text_w(cr, t);
-            cairo_rectangle(cr, fx(F, S->x[i]) - w / 2 - 1, ty - f * 0.7, w + 2, f * 0.9);
-            cairo_fill(cr);
-            viz_ck_ink(cr);
-            viz_ck_text(cr, fx(F, S->x[i]), ty, t, 0.5);
+            double xx = fx(F, S->x[i]), yy = fy(F, S->y[i]), w = viz_ck_text_w(cr, t);
+            double off[4] = { -f * 0.6, f * 1.3, -f * 1.5, f * 2.2 };   /* baselines: above, below, ... */
+            if (S->values_below) { double a = off[0]; off[0] = off[1]; off[1] = a; a = off[2]; off[2] = off[3]; off[3] = a; }
+            for (int k = 0; k < 4; k++) {
+                double ty = yy + off[k], x0 = xx - w / 2 - 1, y0 = ty - f * 0.75, x1 = xx + w / 2 + 1, y1 = ty + f * 0.2;
+                if (y0 < F->py || y1 > F->py + F->ph || !is_free(B, x0, y0, x1, y1)) continue;
+                cairo_set_source_rgba(cr, 1, 1, 1, 0.85);
+                cairo_rectangle(cr, x0, y0, x1 - x0, y1 - y0);
+                cairo_fill(cr);
+                viz_ck_ink(cr);
+                viz_ck_text(cr, xx, ty, t, 0.5);
+                take(B, x0, y0, x1, y1);
+                break;
+            }
         }
     }
 }
@@ -203,9 +232,11 @@ void viz_xy_draw(cairo_t *cr, const viz_xy_chart *c, double x, double y, double 
     /* a little room left and right so that end markers are not cut */
     double pad = (F.x1 - F.x0) * 0.04;
     F.x0 -= pad; F.x1 += pad;
+    xy_boxes B;                      /* taken rectangles (16 KiB on the stack) */
+    B.n = 0;
     axes(cr, c, &F, ystep, f);
-    marks(cr, c, &F, f);
-    lines(cr, c, &F, f);
+    marks(cr, c, &F, f, &B);
+    lines(cr, c, &F, f, &B);
     legend(cr, c, F.px, F.py + F.ph + f * 2.9, F.pw, f, true);
     cairo_restore(cr);
 }
