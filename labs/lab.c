@@ -35,6 +35,20 @@ char *lab_own(lab *L, const char *s) {
     return d;
 }
 
+void lab_table_cell(const lab_table *t, int r, int c, char *buf, size_t n) {
+    int nv = t->ncols - 1;
+    double v = t->vals[(size_t)r * (size_t)nv + (size_t)(c - 1)], big = 0;
+    bool whole = true;
+    for (int k = 0; k < t->nrows; k++) {
+        double x = t->vals[(size_t)k * (size_t)nv + (size_t)(c - 1)];
+        if (!isfinite(x)) continue;
+        if (x != floor(x)) whole = false;
+        if (fabs(x) > big) big = fabs(x);
+    }
+    if (!isfinite(v)) snprintf(buf, n, "-");
+    else snprintf(buf, n, "%.*f", whole ? 0 : big >= 100 ? 1 : 2, v);
+}
+
 void lab_qid(int i, char *buf, size_t n) { snprintf(buf, n, "q%d", i + 1); }
 
 /* ---- life ------------------------------------------------------------------ */

@@ -42,6 +42,10 @@ struct lab {
 
 /* A copy of s owned by L (NULL stays NULL); NULL on memory when s != NULL. */
 char *lab_own(lab *L, const char *s);
+/* Cell (row r, number column c >= 1) of t as printed on a sheet: a column of
+ * whole numbers plainly, any other with the same decimals throughout (2, or 1
+ * when its values reach 100); "-" for a missing value. */
+void  lab_table_cell(const lab_table *t, int r, int c, char *buf, size_t n);
 /* "q3" for question i (0-based) into buf. */
 void  lab_qid(int i, char *buf, size_t n);
 #endif

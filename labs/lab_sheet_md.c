@@ -6,14 +6,6 @@
 #include "labs/lab_impl.h"
 #include "labs/lab_sheet.h"
 
-/* A table cell: whole numbers plain, others with 3 significant decimals at most. */
-static void cell(char *buf, size_t n, double v) {
-    if (!isfinite(v)) snprintf(buf, n, "-");
-    else if (v == floor(v) && fabs(v) < 1e12) snprintf(buf, n, "%.0f", v);
-    else if (fabs(v) >= 100) snprintf(buf, n, "%.1f", v);
-    else snprintf(buf, n, "%.2f", v);
-}
-
 static void table_md(FILE *f, const lab_table *t) {
     fprintf(f, "**%s** (`%s.csv`)\n\n|", t->caption, t->name);
     for (int c = 0; c < t->ncols; c++) fprintf(f, " %s |", t->cols[c]);
@@ -24,7 +16,7 @@ static void table_md(FILE *f, const lab_table *t) {
         fprintf(f, "| %s |", t->keys[r]);
         for (int c = 1; c < t->ncols; c++) {
             char b[48];
-            cell(b, sizeof b, t->vals[(size_t)r * (size_t)(t->ncols - 1) + (size_t)(c - 1)]);
+            lab_table_cell(t, r, c, b, sizeof b);
             fprintf(f, " %s |", b);
         }
         fputc('\n', f);

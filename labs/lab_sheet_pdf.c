@@ -111,8 +111,9 @@ static double para_height(flow *F, const char *text, double size, int st, double
     return wrap(F->cr, text, F->w - indent, lines) * size * 1.35;
 }
 
-static void heading(flow *F, const char *t) {
-    need(F, 60);                     /* never a heading alone at the foot of a page */
+/* A section heading, on the same page as the first next_h points after it. */
+static void heading(flow *F, const char *t, double next_h) {
+    need(F, 30 + (next_h < bottom(F) - F->M - 30 ? next_h : 30));
     F->y += 6;
     para(F, t, 12.5, ST_BOLD, 0, 3);
 }
@@ -153,13 +154,6 @@ static void figure(flow *F, const lab_figure_spec *g) {
     F->y += 10;
 }
 
-static void fmt_cell(char *buf, size_t n, double v) {
-    if (!isfinite(v)) snprintf(buf, n, "-");
-    else if (v == floor(v) && fabs(v) < 1e12) snprintf(buf, n, "%.0f", v);
-    else if (fabs(v) >= 100) snprintf(buf, n, "%.1f", v);
-    else snprintf(buf, n, "%.2f", v);
-}
-
 static void table(flow *F, const lab_table *t) {
     double size = 9, colw[16] = {0};
     int nc = t->ncols < 16 ? t->ncols : 16;
@@ -172,7 +166,7 @@ static void table(flow *F, const lab_table *t) {
             viz_ck_font(F->cr, size, false, false);
             for (int r = 0; r < t->nrows; r++) {
                 if (c == 0) snprintf(b, sizeof b, "%s", t->keys[r]);
-                else fmt_cell(b, sizeof b, t->vals[(size_t)r * (size_t)(t->ncols - 1) + (size_t)(c - 1)]);
+                else lab_table_cell(t, r, c, b, sizeof b);
                 double wv = viz_ck_text_w(F->cr, b);
                 if (wv > colw[c]) colw[c] = wv;
             }
@@ -191,7 +185,7 @@ static void table(flow *F, const lab_table *t) {
         for (int c = 0; c < nc; c++) {
             if (r < 0) snprintf(b, sizeof b, "%s", t->cols[c]);
             else if (c == 0) snprintf(b, sizeof b, "%s", t->keys[r]);
-            else fmt_cell(b, sizeof b, t->vals[(size_t)r * (size_t)(t->ncols - 1) + (size_t)(c - 1)]);
+            else lab_table_cell(t, r, c, b, sizeof b);
             viz_ck_font(F->cr, size, r < 0, false);
             viz_ck_ink(F->cr);
             if (c == 0) viz_ck_text(F->cr, x, y + size, b, 0);
@@ -280,7 +274,7 @@ static void layout(flow *F) {
     rule(F, F->x + 36, F->x + 260, F->y + 12);
     F->y += 26;
     para(F, d->summary, 10, 0, 0, 4);
-    heading(F, "What to run");
+    heading(F, "What to run", 60);
     snprintf(t, sizeof t, "labs/%s --seed %llu", d->name, seed);
     para(F, t, 9, ST_MONO, 10, 0);
     snprintf(t, sizeof t, "writes the figures, the data and this worksheet to out/%s/", d->name);
@@ -289,15 +283,16 @@ static void layout(flow *F) {
         para(F, L->todos[i].command, 9, ST_MONO, 10, 0);
         if (L->todos[i].why[0]) para(F, L->todos[i].why, 9.5, ST_DIM, 22, 3);
     }
-    if (L->nfigs > 0) heading(F, "Figures");
+    if (L->nfigs > 0) heading(F, "Figures", 40 + L->figs[0].height * F->w / L->figs[0].width);
     for (int i = 0; i < L->nfigs; i++) figure(F, &L->figs[i]);
     bool any = false;
     for (int i = 0; i < L->ntables; i++) any |= L->tables[i]->on_sheet;
-    if (any) heading(F, "Data");
+    for (int i = 0; any && i < L->ntables; i++)
+        if (L->tables[i]->on_sheet) { heading(F, "Data", 30 + (L->tables[i]->nrows + 1) * 9 * 1.5); break; }
     for (int i = 0; i < L->ntables; i++) if (L->tables[i]->on_sheet) table(F, L->tables[i]);
-    heading(F, "Questions");
+    heading(F, "Questions", 80);
     for (int i = 0; i < L->nqs; i++) question(F, &L->qs[i], i);
-    heading(F, "Checking your answers");
+    heading(F, "Checking your answers", 60);
     snprintf(t, sizeof t, "Write your answers into out/%s/answers.json (q1, q2, ...: a number or "
              "text; your predictions too), then run the command below.  It reruns your seed and says "
              "which answers are off and where to look.  Your teacher reads the \"explain why\" answers.",
