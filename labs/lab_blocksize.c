@@ -22,6 +22,7 @@ static const int BS[NB] = { 1, 2, 4, 8, 16, 32, 64, 128, 256 };
 static const double KV_GB[6] = { 12, 6, 8, 10, 14, 16 };
 #define B16 4                        /* index of block size 16 */
 #define REQUESTS 400
+#define GIB (1024.0 * 1024.0 * 1024.0)
 /* The kernel model: a warp walks a sequence's blocks one by one; each block
  * costs BLOCK_COST token-reads of fixed work (the block-table lookup, the
  * dependent address, a reduction across the block) plus all its B slots (the
@@ -68,7 +69,7 @@ static int measure(const cm_model *m, double kv_gb, uint64_t seed, const wl_requ
     int B = BS[b];
     sim_config c = sim_config_default();
     c.kv.block_size = B;
-    c.kv.num_blocks = (int)floor(kv_gb * 1e9 / ((double)mc_kv_bytes_per_token(&m->cfg, m->kvdtype) * B));
+    c.kv.num_blocks = (int)floor(kv_gb * GIB / ((double)mc_kv_bytes_per_token(&m->cfg, m->kvdtype) * B));
     c.model = m;
     c.seed = seed;
     c.sched.seed = seed;
@@ -187,7 +188,7 @@ static int figures(lab *L, char *err, size_t n) {
     P->m16 = (viz_xy_mark){ 16, true, "vLLM: 16", true };
     int rc = 0;
     rc |= lab_figure(L, &(lab_figure_spec){ "memory", lab_fmt(L, "Figure 1. Memory against block size "
-        "(OPT-13B, %.0f GB of KV cache, %d requests waiting at once)", P->kv_gb, REQUESTS),
+        "(OPT-13B, %.0f GiB of KV cache, %d requests waiting at once)", P->kv_gb, REQUESTS),
         "left: the unused tail of each sequence's last block, as a share of the memory held; right: how "
         "many requests that leaves room for.  The x axis doubles at each tick.", 900, 400, draw_memory, P });
     rc |= lab_figure(L, &(lab_figure_spec){ "kernel", "Figure 2. Attention kernel work against block size "
@@ -261,18 +262,11 @@ static void plateau(const bs_workload *w, double frac, int *lo, int *hi) {
     *hi = BS[b];
 }
 
-/* The first block size above the best whose throughput falls more than 5% below it. */
-static int first_degraded(const bs_workload *w) {
-    for (int b = w->best + 1; b < NB; b++)
-        if (w->tput[b] < 0.95 * w->tput[w->best]) return BS[b];
-    return 0;
-}
-
 static int narrative(lab *L, char *err, size_t n) {
     const blocksize *P = lab_result(L);
     const bs_workload *sg = &P->w[0], *al = &P->w[1];
     int rc = 0;
-    rc |= lab_say(L, "OPT-13B, %.0f GB of KV cache, %d requests waiting at once, block sizes 1 to 256.  "
+    rc |= lab_say(L, "OPT-13B, %.0f GiB of KV cache, %d requests waiting at once, block sizes 1 to 256.  "
                   "ShareGPT requests hold %.0f + %.0f tokens on average, Alpaca requests %.0f + %.0f.",
                   P->kv_gb, REQUESTS, sg->mean_prompt, sg->mean_output, al->mean_prompt, al->mean_output);
     rc |= lab_say(L, "Memory: at 16 tokens per block %.1f%% (ShareGPT) and %.1f%% (Alpaca) of the memory "
@@ -287,8 +281,9 @@ static int narrative(lab *L, char *err, size_t n) {
                   "from %d to %d tokens per block on ShareGPT and from %d to %d on Alpaca; 16 is %s.",
                   sg->kernel[0], sg->kernel[B16], BS[argmin(sg->kernel)], slo, shi, alo, ahi,
                   slo <= 16 && 16 <= shi && alo <= 16 && 16 <= ahi ? "inside both" : "not inside both");
-    rc |= lab_todo(L, "pagesim run --workload alpaca --block-size 256 --model data/models/opt-13b.json "
-                   "--gpu A100-40GB --kv-gb 12 --requests 400",
+    rc |= lab_todo(L, lab_fmt(L, "pagesim run --workload alpaca --block-size 256 --model "
+                   "data/models/opt-13b.json --gpu A100-40GB --kv-gb %.3f --requests %d --seed %llu",
+                   P->kv_gb * GIB / 1e9, REQUESTS, (unsigned long long)lab_seed(L)),
                    "one point of Figure 1 with the simulator's full report (compare --block-size 16)");
     rc |= lab_todo(L, "pagesim --blocks 8 --block-size 16 --compare contiguous",
                    "the pool with big blocks: look at the empty slots of each sequence's last block");
@@ -299,9 +294,6 @@ static int narrative(lab *L, char *err, size_t n) {
         rc |= lab_headline_add(L, &(lab_headline){ .what = "best block size, ShareGPT",
             .measured = BS[sg->best], .paper_lo = 16, .paper_hi = 128, .tol = 0, .unit = "",
             .source = "vLLM paper, sec. 7.2: 16 to 128 perform best on ShareGPT" });
-        rc |= lab_headline_add(L, &(lab_headline){ .what = "first block size >5% below the best, Alpaca",
-            .measured = first_degraded(al), .paper_lo = 64, .paper_hi = 64, .tol = 0, .unit = "",
-            .source = "vLLM paper, sec. 7.2: on Alpaca 16 and 32 work well, larger sizes degrade" });
     }
     if (rc) snprintf(err, n, "out of memory");
     return rc ? -1 : 0;
@@ -318,7 +310,7 @@ const lab_def lab_blocksize = {
     .concepts = "block size, internal fragmentation, block table, kernel work per block, "
                 "memory/compute trade-off",
     .minutes = 30,
-    .seed_note = "the KV cache size (6-16 GB) and the requests' lengths",
+    .seed_note = "the KV cache size (6-16 GiB) and the requests' lengths",
     .real_note = NULL,
     .run = run, .figures = figures, .questions = questions, .narrative = narrative,
     .free_result = free,

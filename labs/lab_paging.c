@@ -19,6 +19,8 @@
 
 static const double KV_GB[8] = { 12, 9, 10, 11, 13, 14, 15, 16 };
 static const char *LABEL[LAB_PG_NPOL] = { "paged", "Orca (Oracle)", "Orca (Pow2)", "Orca (Max)" };
+/* The paper's Fig. 13a: requests batched on average, OPT-13B, ShareGPT, 2 requests/s */
+static const double PAPER_BATCH[LAB_PG_NPOL] = { 30.42, 13.62, 9.81, 7.00 };
 
 typedef struct paging {
     lab_paging_numbers m;
@@ -28,7 +30,7 @@ typedef struct paging {
     double shares[LAB_PG_NPOL * 4];  /* (policy, category) % of the memory held or lost */
     double paper[LAB_PG_NPOL];       /* the paper's token share, % */
     const char *cats[LAB_PG_NPOL];
-    double at_once[LAB_PG_NPOL], rate[LAB_PG_NPOL];
+    double at_once[LAB_PG_NPOL], paper_batch[LAB_PG_NPOL], rate[LAB_PG_NPOL];
     viz_xy_series lat[LAB_PG_NPOL];
     viz_xy_mark bar;
 } paging;
@@ -115,7 +117,8 @@ static void draw_capacity(cairo_t *cr, const void *ctx, double w, double h) {
     cairo_paint(cr);
     viz_bar_chart a = { .title = "Requests at once while others wait", .y_label = "requests",
                         .categories = P->cats, .ncats = LAB_PG_NPOL, .nseries = 1,
-                        .values = P->at_once, .value_format = "%.1f" };
+                        .values = P->at_once, .refs = P->paper_batch,
+                        .ref_label = "the paper (Fig. 13a, at 2 requests/s)", .value_format = "%.1f" };
     viz_bar_chart b = { .title = "Highest sustainable rate", .y_label = "requests / s",
                         .categories = P->cats, .ncats = LAB_PG_NPOL, .nseries = 1,
                         .values = P->rate, .value_format = "%.2f" };
@@ -145,6 +148,7 @@ static int figures(lab *L, char *err, size_t n) {
         P->paper[p] = 100 * m->paper_token[p];
         P->cats[p] = LABEL[p];
         P->at_once[p] = m->at_once[p];
+        P->paper_batch[p] = PAPER_BATCH[p];
         P->rate[p] = m->rate[p];
         P->lat[p] = (viz_xy_series){ LABEL[p], m->sweep_rate[p], m->sweep_latency[p], m->sweep_n[p], false, false };
     }
@@ -156,13 +160,14 @@ static int figures(lab *L, char *err, size_t n) {
         "requests running on each side, and the blocks each request holds on the left.",
         960, 600, draw_pool, P });
     rc |= lab_figure(L, &(lab_figure_spec){ "memory", lab_fmt(L, "Figure 2. Where the KV cache memory goes "
-        "(%.0f GB, OPT-13B, %.0f requests/s; the vLLM paper's Figure 2)", m->kv_gb, 2.0),
+        "(%.0f GiB, OPT-13B, %.0f requests/s; the vLLM paper's Figure 2)", m->kv_gb, 2.0),
         "the bottom, solid segment of each bar: the share holding token states; the black tick is the "
         "paper's value for it.  Above it: slots reserved for tokens still to come, slots that will "
         "never be used, and free memory that no waiting request can use.", 900, 440, draw_memory, P });
     rc |= lab_figure(L, &(lab_figure_spec){ "capacity", "Figure 3. How many requests fit, and how fast "
-        "requests may arrive", "left: the batch each policy runs while requests wait for memory; right: "
-        "the highest arrival rate whose mean normalized latency stays under 1 s per token.",
+        "requests may arrive", "left: the batch each policy runs while requests wait for memory (the ticks: the "
+        "paper's batches at 2 requests/s); right: the highest arrival rate whose mean normalized latency "
+        "stays under 1 s per token.",
         900, 380, draw_capacity, P });
     rc |= lab_figure(L, &(lab_figure_spec){ "latency", "Figure 4. Latency as the request rate grows (the "
         "vLLM paper's Figure 12)", "where each policy's curve leaves the floor and crosses the dashed "
@@ -257,9 +262,10 @@ static int narrative(lab *L, char *err, size_t n) {
     const paging *P = lab_result(L);
     const lab_paging_numbers *m = &P->m;
     int rc = 0;
-    rc |= lab_say(L, "OPT-13B on an A100-40GB with %.0f GB of KV cache (%d blocks of %d tokens); %d "
-                  "ShareGPT-like requests (mean prompt %.0f, output %.0f tokens).", m->kv_gb, m->num_blocks,
-                  m->block_size, lab_paging_setup_default().requests, m->mean_prompt, m->mean_output);
+    rc |= lab_say(L, "OPT-13B on an A100-40GB with %.0f GiB of KV cache: %d blocks of %d tokens, %d token "
+                  "slots (the paper's Table 1: 15.7K at 12 GiB); %d ShareGPT-like requests (mean prompt %.0f, "
+                  "output %.0f tokens).", m->kv_gb, m->num_blocks, m->block_size, m->num_blocks * m->block_size,
+                  lab_paging_setup_default().requests, m->mean_prompt, m->mean_output);
     rc |= lab_say(L, "Where the memory goes at 2 requests/s: token states hold %.1f%% of it under paged, "
                   "%.1f%% under Orca (Oracle), %.1f%% under Orca (Pow2), %.1f%% under Orca (Max); the rest "
                   "is reserved for future tokens or lost to fragmentation.  A static KV cache that reserves "
@@ -271,7 +277,7 @@ static int narrative(lab *L, char *err, size_t n) {
                   m->rate[2], m->rate[3]);
     rc |= lab_todo(L, "pagesim --blocks 16 --compare contiguous", "step through the pool of Figure 1 "
                    "(space: next step); try --compare orca-oracle");
-    rc |= lab_todo(L, lab_fmt(L, "pagesim run --fig2 --kv-gb %.0f --seed %llu", m->kv_gb,
+    rc |= lab_todo(L, lab_fmt(L, "pagesim run --fig2 --num-blocks %d --seed %llu", m->num_blocks,
                               (unsigned long long)lab_seed(L)), "the Figure 2 numbers as a table");
     if (lab_seed(L) == LAB_PAPER_SEED) rc |= headlines(L);
     if (rc) snprintf(err, n, "out of memory");
@@ -290,7 +296,7 @@ const lab_def lab_paging = {
     .concepts = "KV cache, reservation, internal and external fragmentation, paging, block table, "
                 "batch size, sustainable request rate",
     .minutes = 45,
-    .seed_note = "the KV cache size (9-16 GB) and the requests' lengths and arrival times",
+    .seed_note = "the KV cache size (9-16 GiB) and the requests' lengths and arrival times",
     .real_note = "paged against contiguous KV memory on the CUDA engine (engine/run --kv-policy), "
                  "the measured blocks beside the simulated ones",
     .run = run, .figures = figures, .questions = questions, .narrative = narrative,

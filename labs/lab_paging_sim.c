@@ -166,7 +166,7 @@ int lab_paging_measure(const lab_paging_setup *s, lab_paging_numbers *o, char *e
     if (mc_load(&mc, s->model_path, err, n) < 0 || cm_gpu_find(&g, s->gpu, err, n) < 0 ||
         cm_model_init(&e.model, &mc, &g, 1, mc.dtype, err, n) < 0) return -1;
     double block_bytes = (double)mc_kv_bytes_per_token(&mc, e.model.kvdtype) * 16;
-    e.num_blocks = (int)floor(s->kv_gb * 1e9 / block_bytes);
+    e.num_blocks = (int)floor(s->kv_gb * 1073741824.0 / block_bytes);
     if (e.num_blocks <= 0) return errbuf_fail(err, n, "%.1f GB holds no KV block of %s", s->kv_gb, mc.name);
     o->num_blocks = e.num_blocks;
     o->block_size = 16;

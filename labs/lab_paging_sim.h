@@ -27,7 +27,7 @@ enum { LAB_PG_MAXPTS = 32 };         /* rate-search points kept per policy */
 typedef struct lab_paging_setup {
     const char *model_path;          /* data/models/opt-13b.json */
     const char *gpu;                 /* A100-40GB */
-    double   kv_gb;                  /* KV cache size, 10^9 bytes (the paper: 12) */
+    double   kv_gb;                  /* KV cache size, GiB (the paper: 12, its Table 1: 15.7K OPT-13B slots) */
     double   rate;                   /* Figure 2 arrivals, requests/s (2) */
     int      requests;               /* Figure 2 and concurrency runs (1000) */
     int      max_model_len;          /* 2048 */
