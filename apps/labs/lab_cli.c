@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "base/clock.h"
 #include "labs/lab.h"
 #include "labs/lab_grade.h"
@@ -115,6 +116,14 @@ static int parse(const lab_def *d, int argc, char **argv, cli_opts *o) {
     return 0;
 }
 
+/* An error, with a hint when the data folder is not where the lab runs. */
+static void print_error(const lab_def *d, const char *what, const char *err) {
+    fprintf(stderr, "labs/%s%s: %s\n", d->name, what, err);
+    if (strstr(err, "data/") && access("data/gpus.json", R_OK) != 0)
+        fprintf(stderr, "labs/%s: run it from the pagesim folder (it reads data/models and data/gpus.json)\n",
+                d->name);
+}
+
 static int check(const lab_def *d, cli_opts *o) {
     char err[1024], name[64];
     uint64_t seed = 0;
@@ -127,7 +136,7 @@ static int check(const lab_def *d, cli_opts *o) {
     lab *L = lab_create(d, o->seed, err, sizeof err);
     lab_grades g = {0};
     if (!L || lab_run(L, 0, err, sizeof err) < 0 || lab_grade_file(L, o->check, &g, err, sizeof err) < 0) {
-        fprintf(stderr, "labs/%s --check: %s\n", d->name, err);
+        print_error(d, " --check", err);
         lab_free(L);
         return 2;
     }
@@ -199,7 +208,7 @@ int lab_cli_main(const lab_def *d, int argc, char **argv) {
     lab *L = lab_create(d, o.seed, err, sizeof err);
     if (!L || lab_run(L, LAB_WITH_ALL | (o.real ? LAB_WITH_REAL : 0), err, sizeof err) < 0 ||
         lab_write(L, dir, o.teacher, err, sizeof err) < 0) {
-        fprintf(stderr, "labs/%s: %s\n", d->name, err);
+        print_error(d, "", err);
         lab_free(L);
         return 1;
     }
