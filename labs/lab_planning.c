@@ -223,13 +223,23 @@ static int questions(lab *L, char *err, size_t n) {
                "2048) tokens; its activation peak grows with those tokens.  The KV cache gets what is "
                "left of utilization x memory after the weights, that peak and the non-torch memory, "
                "so a longer max-model-len leaves fewer KV blocks (and each request may use more)." });
+    bool weights_fit = P->def14.weight_bytes < P->def14.budget_bytes;
     rc |= lab_ask(L, &(lab_question){ .kind = LAB_Q_EXPLAIN,
-        .text = "The 14B model's weights are smaller than the budget.  Why does vLLM still refuse to "
-                "start it with its defaults, and name two ways to make it start on this card.",
-        .key = "Budget - weights - the activation peak of a 32,768-token profile run - non-torch memory "
-               "is negative: no block is left (or fewer tokens than one max-model-len request), so vLLM "
-               "stops.  Fixes: a much smaller max-model-len, a higher gpu-memory-utilization, a smaller "
-               "model (the 7B AWQ), or a second GPU (tensor parallelism)." });
+        .text = weights_fit
+            ? "The 14B model's weights are smaller than the budget.  Why does vLLM still refuse to start it "
+              "with its defaults, and name two ways to make it start on this card."
+            : "On this card the 14B model's weights alone are larger than the budget at utilization 0.90.  "
+              "Which changes could make it start: a shorter max-model-len, a higher utilization, a smaller "
+              "model, a second GPU?  Say why for each.",
+        .key = weights_fit
+            ? "Budget - weights - the activation peak of a 32,768-token profile run - non-torch memory leaves "
+              "no block, or fewer tokens than one max-model-len request, so vLLM stops.  Fixes: a much "
+              "smaller max-model-len, a higher gpu-memory-utilization, a smaller model (the 7B AWQ), or a "
+              "second GPU (tensor parallelism)."
+            : "A shorter max-model-len only shrinks the activation peak: the weights still do not fit.  A "
+              "higher utilization helps only if utilization x memory exceeds weights + activations + "
+              "non-torch memory.  A smaller model (the 7B AWQ) or a second GPU (tensor parallelism halves "
+              "the weights per GPU) make it start." });
     if (rc) snprintf(err, n, "a question could not be added");
     return rc ? -1 : 0;
 }
@@ -245,7 +255,11 @@ static int narrative(lab *L, char *err, size_t n) {
                   "%.2f GiB: %s.", P->card, d->weight_bytes / GIB, d->activation_bytes / GIB,
                   d->batched_tokens, d->non_torch_bytes / GIB, d->budget_bytes / GIB,
                   d->num_blocks == 0 ? "nothing is left, \"# GPU blocks: 0\", vLLM refuses to start"
-                                     : lab_fmt(L, "%ld blocks are left", d->num_blocks));
+                  : !d->fits ? lab_fmt(L, "%ld blocks (%ld tokens) are left, fewer than one request of %d "
+                                      "tokens, and vLLM refuses to start", d->num_blocks, d->kv_tokens,
+                                      d->max_model_len)
+                  : lab_fmt(L, "%ld blocks are left, %.2f requests of %d tokens", d->num_blocks,
+                            d->max_concurrency, d->max_model_len));
     rc |= lab_say(L, "Qwen2.5-7B-AWQ at max-model-len %d, utilization %.2f: %ld blocks of 16 tokens, "
                   "%ld tokens of KV cache, %.2f requests of %d tokens at once.", P->lens[1], P->utils[1],
                   f->num_blocks, f->kv_tokens, f->max_concurrency, P->lens[1]);
