@@ -31,9 +31,7 @@ static tok_tokenizer *tok;
 static int template_tokens = -1;   /* tokens CHAT_OPEN + CHAT_CLOSE add */
 #endif
 #ifdef BIAS_HAVE_CHAT
-static chat_kind chat = CHAT_UNKNOWN; /* from tokenizer_config.json beside the tokenizer */
-static char *render;                  /* (render_cap) the templated prompt */
-static size_t render_cap;
+static chat_tpl *chat;                /* the chat_template of tokenizer_config.json beside the tokenizer */
 #endif
 
 void bias_tokens_use(const char *path) {
@@ -57,13 +55,9 @@ static void load(void) {
     snprintf(source_desc, sizeof source_desc, "tokenizer %s", tok_path);
 #endif
 #if defined(BIAS_HAVE_TOKENIZER) && defined(BIAS_HAVE_CHAT)
-    char cfg[1100];
-    snprintf(cfg, sizeof cfg, "%s", tok_path);
-    char *slash = strrchr(cfg, '/');
-    snprintf(slash ? slash + 1 : cfg, sizeof cfg - (size_t)(slash ? slash + 1 - cfg : 0), "tokenizer_config.json");
-    if (chat_detect(cfg, &chat, err, sizeof err) != 0) chat = CHAT_UNKNOWN;
-    if (chat != CHAT_UNKNOWN)
-        snprintf(source_desc, sizeof source_desc, "tokenizer %s, chat template %s", tok_path, chat_kind_name(chat));
+    chat = chat_tpl_for(NULL, tok_path, CHAT_UNKNOWN, err, sizeof err);
+    if (chat)
+        snprintf(source_desc, sizeof source_desc, "tokenizer %s, chat template %s", tok_path, chat_tpl_name(chat));
 #endif
 }
 
@@ -85,17 +79,14 @@ int bias_count_prompt_tokens(const char *prompt) {
     if (!prompt) return 0;
     load();
 #if defined(BIAS_HAVE_TOKENIZER) && defined(BIAS_HAVE_CHAT)
-    if (tok && chat != CHAT_UNKNOWN) {
+    if (tok && chat) {
         chat_msg m = { "user", prompt };
-        size_t need = chat_render(chat, &m, 1, 1, 0, render, render_cap);
-        if (need != (size_t)-1 && need >= render_cap) {
-            char *nr = realloc(render, need + 1);
-            if (nr) { render = nr; render_cap = need + 1; need = chat_render(chat, &m, 1, 1, 0, render, render_cap); }
-        }
-        if (need != (size_t)-1 && need < render_cap) {
-            long n = tok_count(tok, render, need, 0);
-            if (n >= 0) return (int)n;
-        }
+        char err[256];
+        size_t need;
+        char *render = chat_tpl_apply(chat, &m, 1, 1, 0, &need, err, sizeof err);
+        long n = render ? tok_count(tok, render, need, 0) : -1;
+        free(render);
+        if (n >= 0) return (int)n;
     }
 #endif
 #ifdef BIAS_HAVE_TOKENIZER
@@ -113,8 +104,8 @@ void bias_tokens_free(void) {
     template_tokens = -1;
 #endif
 #ifdef BIAS_HAVE_CHAT
-    free(render); render = NULL; render_cap = 0;
-    chat = CHAT_UNKNOWN;
+    chat_tpl_free(chat);
+    chat = NULL;
 #endif
     tried = 0;
     snprintf(source_desc, sizeof source_desc, "estimate (4 bytes a token)");

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef struct { char *out; size_t cap, n; } sbuf;   /* out: (cap,) */
 
@@ -307,6 +308,30 @@ chat_tpl *chat_tpl_open(const char *spec, const char *config_path, char *err, si
     if (t) snprintf(t->name, sizeof t->name, "%s", spec);
     cJSON_Delete(root);
     free(text);
+    return t;
+}
+
+chat_tpl *chat_tpl_for(const char *spec, const char *tokenizer_path, chat_kind fallback, char *err, size_t cap) {
+    char cfg[4200];
+    struct stat sb;
+    const char *tp = tokenizer_path ? tokenizer_path : ".";
+    if (stat(tp, &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", tp);
+    else {
+        const char *sl = strrchr(tp, '/');
+        snprintf(cfg, sizeof cfg, "%.*stokenizer_config.json", sl ? (int)(sl + 1 - tp) : 0, tp);
+    }
+    if (spec) return chat_tpl_open(spec, cfg, err, cap);
+    char e2[8];
+    cJSON *root = read_config(cfg, e2, sizeof e2);
+    const char *text = root ? config_template(root) : NULL;
+    chat_tpl *t = text ? make(cfg, text, root, err, cap) : NULL;
+    cJSON_Delete(root);
+    if (text) return t;
+    if (fallback == CHAT_UNKNOWN) {
+        snprintf(err, cap, "%s: no chat_template; pass --chat-template NAME or a template file", cfg);
+        return NULL;
+    }
+    if (!(t = chat_tpl_named(fallback))) snprintf(err, cap, "out of memory");
     return t;
 }
 

@@ -55,6 +55,12 @@ typedef struct chat_tpl chat_tpl;
  * tokens then from config_path when it is readable).  Returns NULL with a
  * message naming the file (and the template's line and column) in err. */
 chat_tpl *chat_tpl_open(const char *spec, const char *config_path, char *err, size_t errcap);
+/* The template for a tokenizer.json at tokenizer_path (or a directory holding
+ * it): spec when given (as chat_tpl_open, special tokens from the
+ * tokenizer_config.json beside it), else that config's chat_template, else
+ * (no config, or one without a template) the named fallback; NULL with a
+ * message when that is CHAT_UNKNOWN, or when the model's template is bad. */
+chat_tpl *chat_tpl_for(const char *spec, const char *tokenizer_path, chat_kind fallback, char *err, size_t errcap);
 /* The hand-written template of kind (not CHAT_UNKNOWN); NULL when out of memory. */
 chat_tpl *chat_tpl_named(chat_kind kind);
 /* Renders n messages (tools none) into a malloc'd string (length in *len when
