@@ -1,7 +1,8 @@
 /* apps/engine/hub_main.c — the `engine/hub` command: model download from a Hugging
  * Face hub into the standard cache, and small tokenizer / chat-template tools
  * (encode, decode, count, chat) over text/tokenizer.c and
- * text/chat_template.c.  The only file of this module that prints and exits.
+ * text/chat_template.c (text/jinja for a model's own template).  The only
+ * file of this module that prints and exits.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,9 +25,11 @@ static void usage(FILE *f) {
         "  encode --tokenizer FILE [--add-special] [TEXT | -]   print token ids (stdin with -)\n"
         "  count  --tokenizer FILE [--add-special] [TEXT | -]   print the number of tokens\n"
         "  decode --tokenizer FILE [--skip-special] ID...        print the text of ids\n"
-        "  chat   --config tokenizer_config.json [--chat-template chatml|qwen2.5|qwen3|llama3|llama3.1|gemma]\n"
+        "  chat   --config tokenizer_config.json [--chat-template NAME|FILE]\n"
         "         [--system TEXT] --user TEXT [--no-thinking] [--tokenizer FILE]\n"
-        "      render a chat prompt (and its ids with --tokenizer)\n"
+        "      render a chat prompt with the config's chat_template (and its ids with --tokenizer);\n"
+        "      --chat-template: a family (chatml, qwen2.5, qwen3, llama3, llama3.1, gemma), a\n"
+        "      tokenizer_config.json or a Jinja file instead\n"
         "  --help\n");
 }
 
@@ -124,7 +127,7 @@ static int cmd_decode(int argc, char **argv) {
 }
 
 static int cmd_chat(int argc, char **argv) {
-    const char *cfg = NULL, *name = NULL, *sys = NULL, *user = NULL, *tp = NULL; int think = 1;
+    const char *cfg = NULL, *name = NULL, *sys = NULL, *user = NULL, *tp = NULL; int think = -1;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--config") && i + 1 < argc) cfg = argv[++i];
         else if (!strcmp(argv[i], "--chat-template") && i + 1 < argc) name = argv[++i];
@@ -136,21 +139,16 @@ static int cmd_chat(int argc, char **argv) {
         else { fprintf(stderr, "engine/hub chat: unexpected argument '%s'\n", argv[i]); return 2; }
     }
     if (!user || (!cfg && !name)) { usage(stderr); return 2; }
-    chat_kind k = CHAT_UNKNOWN;
     char err[1024];
-    if (name) {
-        k = chat_kind_parse(name);
-        if (k == CHAT_UNKNOWN) { fprintf(stderr, "engine/hub: unknown --chat-template '%s'\n", name); return 2; }
-    } else if (chat_detect(cfg, &k, err, sizeof err) < 0) {
-        fprintf(stderr, "engine/hub: %s\n", err); return 1;
-    }
+    chat_tpl *ct = chat_tpl_open(name, cfg, err, sizeof err);
+    if (!ct) { fprintf(stderr, "engine/hub: %s\n", err); return 1; }
     chat_msg m[2]; int n = 0;
     if (sys) m[n++] = (chat_msg){"system", sys};
     m[n++] = (chat_msg){"user", user};
-    size_t need = chat_render(k, m, n, 1, think, NULL, 0);
-    char *out = malloc(need + 1);
-    chat_render(k, m, n, 1, think, out, need + 1);
-    printf("# template: %s\n%s\n", chat_kind_name(k), out);
+    size_t need;
+    char *out = chat_tpl_apply(ct, m, n, 1, think, &need, err, sizeof err);
+    if (!out) { fprintf(stderr, "engine/hub: chat template: %s\n", err); chat_tpl_free(ct); return 1; }
+    printf("# template: %s\n%s\n", chat_tpl_name(ct), out);
     if (tp) {
         tok_tokenizer *t = load_tok(tp);
         tok_ids ids = {0};
@@ -162,6 +160,7 @@ static int cmd_chat(int argc, char **argv) {
         tok_ids_free(&ids); tok_free(t);
     }
     free(out);
+    chat_tpl_free(ct);
     return 0;
 }
 

@@ -14,7 +14,6 @@
 #include "text/chat_template.h"
 #include "sim/model_config.h"
 #include <cjson/cJSON.h>
-#include <libgen.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,18 +190,14 @@ int main(int argc, char **argv) {
     }
     int as_text = output ? !strcmp(output, "text") : tok != NULL;
     if (as_text && !tok) { fprintf(stderr, "engine/run: --output text needs a tokenizer\n"); return 2; }
-    chat_kind ck = CHAT_UNKNOWN;
-    if (chat) {
-        char dir[1024];
-        snprintf(dir, sizeof dir, "%s", tok_path ? tok_path : ".");
-        snprintf(path, sizeof path, "%s/tokenizer_config.json", dirname(dir));
-        if (!tok || chat_detect(path, &ck, err, sizeof err)) {
+    chat_tpl *ct = NULL;
+    if (chat) {                                   /* the model's own template, beside the tokenizer */
+        if (!tok || !(ct = chat_tpl_for(NULL, tok_path, CHAT_UNKNOWN, err, sizeof err))) {
             fprintf(stderr, "engine/run: --chat: %s\n", tok ? err : "needs a tokenizer");
             return 2;
         }
-        const char *end = ck == CHAT_LLAMA3 || ck == CHAT_LLAMA31 ? "<|eot_id|>"
-                        : ck == CHAT_GEMMA ? "<end_of_turn>" : "<|im_end|>";
-        if (eos_id == -2) eos_id = tok_special_id(tok, end);
+        const char *end = chat_tpl_stop(ct);
+        if (eos_id == -2 && end) eos_id = tok_special_id(tok, end);
     }
     for (int i = 0; i < ntext; i++) {             /* text prompts -> ids */
         tok_ids ti = {0};
@@ -210,10 +205,10 @@ int main(int argc, char **argv) {
         char *rendered = NULL;
         if (chat) {
             chat_msg msg = {"user", texts[i]};
-            size_t need = chat_render(ck, &msg, 1, 1, 0, NULL, 0);
-            rendered = need != (size_t)-1 ? malloc(need + 1) : NULL;
-            if (!rendered) { fprintf(stderr, "engine/run: cannot render the chat template\n"); return 1; }
-            chat_render(ck, &msg, 1, 1, 0, rendered, need + 1);
+            if (!(rendered = chat_tpl_apply(ct, &msg, 1, 1, 0, NULL, err, sizeof err))) {
+                fprintf(stderr, "engine/run: chat template: %s\n", err);
+                return 1;
+            }
             txt = rendered;
         }
         if (tok_encode(tok, txt, strlen(txt), chat ? 0 : TOK_ADD_SPECIAL, &ti) || ti.n == 0) {
@@ -357,6 +352,7 @@ out:
     for (int r = 0; r < nreq; r++) free(prompts[r]);
     if (dump) { for (int r = 0; r < nreq; r++) free(dc.rows[r]); free(dc.rows); free(dc.len); }
     free(res); free(got);
+    chat_tpl_free(ct);
     tok_free(tok);
     return rc;
 }

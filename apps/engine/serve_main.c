@@ -30,8 +30,10 @@ static void usage(FILE *f) {
         "  --max-body BYTES          request body limit (default 1048576)\n"
         "  --max-tokens-limit N      largest max_tokens accepted (default 32768)\n"
         "  --served-model-name NAME  the model name clients send (default: mock / the path)\n"
-        "  --chat-template NAME      chatml, qwen2.5, qwen3, llama3, llama3.1, gemma (default:\n"
-        "                            detected from PATH/tokenizer_config.json; qwen3 otherwise)\n"
+        "  --chat-template NAME|FILE the chat template: default the model's own (chat_template of\n"
+        "                            the tokenizer_config.json beside the tokenizer); a family\n"
+        "                            (chatml, qwen2.5, qwen3, llama3, llama3.1, gemma), a\n"
+        "                            tokenizer_config.json or a Jinja file; qwen3 when none\n"
         "  --max-connections N       concurrent connections (default 1024)\n"
         "  --token-delay-ms X        mock: time of one decode step (default 10)\n"
         "  --max-num-seqs N          requests running at once (default 256)\n"
@@ -102,7 +104,7 @@ int main(int argc, char **argv) {
     srv_engine_opts_init(&bc.eng);
     bc.token_delay_ms = 10;
     bc.max_num_seqs = 256;
-    int template_given = 0;
+    const char *template_spec = NULL;
     const char *env_key = getenv("PAGESIM_API_KEY");
     if (env_key && *env_key) o.api_key = env_key;
     for (int i = 1; i < argc; i++) {
@@ -123,12 +125,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--served-model-name")) { NEEDV(); bc.served_name = v; }
         else if (!strcmp(a, "--chat-template")) {
             NEEDV();
-            if ((o.chat_template = chat_kind_parse(v)) == CHAT_UNKNOWN) {
-                fprintf(stderr, "engine/serve: --chat-template '%s' is not one of chatml, qwen2.5, qwen3, "
-                        "llama3, llama3.1, gemma\n", v);
+            if (chat_kind_parse(v) == CHAT_UNKNOWN && access(v, R_OK) != 0) {
+                fprintf(stderr, "engine/serve: --chat-template '%s' is neither a family (chatml, qwen2.5, qwen3, "
+                        "llama3, llama3.1, gemma) nor a readable file\n", v);
                 return 2;
             }
-            template_given = 1;
+            template_spec = v;
         }
         else if (!strcmp(a, "--max-num-seqs")) { NEEDV(); bc.max_num_seqs = (int)parse_long(a, v, 1, 1 << 20); }
         else if (!strcmp(a, "--tokenizer")) { NEEDV(); bc.eng.tokenizer = v; }
@@ -167,20 +169,22 @@ int main(int argc, char **argv) {
     char err[512];
     srv_backend *be = open_backend(&bc, err, sizeof err);
     if (!be) { fprintf(stderr, "engine/serve: %s\n", err); return 1; }
-    if (!template_given && bc.model_path) {      /* the checkpoint's own template family */
-        char path[4096];
-        snprintf(path, sizeof path, "%s/tokenizer_config.json", bc.model_path);
-        err[0] = 0;
-        if (chat_detect(path, &o.chat_template, err, sizeof err) == 0 && o.chat_template == CHAT_UNKNOWN)
-            snprintf(err, sizeof err, "%.400s: a chat template this server does not know", path);
-        if (o.chat_template == CHAT_UNKNOWN) {
-            fprintf(stderr, "engine/serve: %s; choose one with --chat-template NAME\n", err);
+    /* the chat template: the checkpoint's own (beside its tokenizer), else --chat-template, else qwen3's */
+    const char *tokat = bc.eng.tokenizer ? bc.eng.tokenizer : bc.model_path;
+    chat_tpl *tpl = NULL;
+    if (template_spec || tokat) {
+        tpl = chat_tpl_for(template_spec, tokat ? tokat : ".", bc.model_path && !template_spec ? CHAT_UNKNOWN : CHAT_QWEN3,
+                           err, sizeof err);
+        if (!tpl) {
+            fprintf(stderr, "engine/serve: %s; choose one with --chat-template NAME|FILE\n", err);
             be->destroy(be);
             return 1;
         }
+        o.chat_template = tpl;
+        fprintf(stderr, "engine/serve: chat template %s\n", chat_tpl_name(tpl));
     }
     srv_server *s = srv_start(&o, be, err, sizeof err);
-    if (!s) { fprintf(stderr, "engine/serve: %s\n", err); be->destroy(be); return 1; }
+    if (!s) { fprintf(stderr, "engine/serve: %s\n", err); be->destroy(be); chat_tpl_free(tpl); return 1; }
     const char *h = o.host;
     int v6 = strchr(h, ':') != NULL;
     fprintf(stderr, "engine/serve: serving '%s' on http://%s%s%s:%d%s (Ctrl-C stops)\n", be->model,
@@ -190,5 +194,6 @@ int main(int argc, char **argv) {
     fprintf(stderr, "engine/serve: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     srv_stop(s);
     be->destroy(be);
+    chat_tpl_free(tpl);
     return 0;
 }
