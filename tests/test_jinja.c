@@ -271,6 +271,15 @@ static void test_errors_line_col(void **st) {
     expect_error("\n{{ 1 / 0 }}", NULL, "line 2, column 6: division by zero");
     expect_error("{{ 'a' + 1 }}", NULL, "line 1, column 8: unsupported operand type(s) for +: 'str' and 'int'");
     expect_error("{{ raise_exception('Roles must alternate') }}", NULL, "Roles must alternate");
+    /* limits instead of undefined behaviour: 64-bit integers, nesting, output size */
+    expect_error("{{ 9223372036854775807 + 1 }}", NULL, "integer overflow");
+    expect_error("{{ (-9223372036854775807 - 1) // -1 }}", NULL, "integer overflow");
+    expect_error("{{ 2 ** 64 }}", NULL, "integer overflow");
+    expect_error("{{ 'ab' * 100000000 }}", NULL, "longer than 64 MiB");
+    char deep[4200] = "{{ ";
+    for (int i = 0; i < 1000; i++) strcat(deep, "not ");
+    strcat(deep, "x }}");
+    expect_error(deep, NULL, "nested too deep");
     char *s = render("{{ raise_exception('exact') }}", NULL);
     assert_null(s);
     assert_string_equal(err, "exact");

@@ -7,6 +7,7 @@
 #include "text/jinja.h"
 #include "text/jinja_int.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -93,10 +94,19 @@ static int arith(jctx *c, const jnode *at, int op, jval l, jval r, jval *out) {
         int ints = l.t != JV_FLOAT && r.t != JV_FLOAT;
         long long x = l.t == JV_INT ? l.u.i : l.u.b, y = r.t == JV_INT ? r.u.i : r.u.b;
         double fx = jv_num(l), fy = jv_num(r);
+        long long z;
+        int over = 0;
         switch (op) {
-        case '+': *out = ints ? jv_int(x + y) : jv_float(fx + fy); return 0;
-        case '-': *out = ints ? jv_int(x - y) : jv_float(fx - fy); return 0;
-        case '*': *out = ints ? jv_int(x * y) : jv_float(fx * fy); return 0;
+        case '+': over = ints && __builtin_add_overflow(x, y, &z); break;
+        case '-': over = ints && __builtin_sub_overflow(x, y, &z); break;
+        case '*': over = ints && __builtin_mul_overflow(x, y, &z); break;
+        case JO_FLOORDIV: case '%': over = ints && x == LLONG_MIN && y == -1; break;
+        }
+        if (over) return jx_fail(c, at, "integer overflow (this engine has 64-bit integers)");
+        switch (op) {
+        case '+': *out = ints ? jv_int(z) : jv_float(fx + fy); return 0;
+        case '-': *out = ints ? jv_int(z) : jv_float(fx - fy); return 0;
+        case '*': *out = ints ? jv_int(z) : jv_float(fx * fy); return 0;
         case '/':
             if (fy == 0) return jx_fail(c, at, "division by zero");
             *out = jv_float(fx / fy); return 0;
@@ -115,7 +125,10 @@ static int arith(jctx *c, const jnode *at, int op, jval l, jval r, jval *out) {
         case JO_POW:
             if (ints && y >= 0) {
                 long long p = 1;
-                for (long long k = 0; k < y && k < 64; k++) p *= x;
+                if (x == 0 || x == 1) p = x == 1 || y == 0;
+                else if (x == -1) p = y % 2 ? -1 : 1;
+                else for (long long k = 0; k < y; k++)    /* |x| >= 2 overflows within 63 steps */
+                    if (__builtin_mul_overflow(p, x, &p)) return jx_fail(c, at, "integer overflow (this engine has 64-bit integers)");
                 *out = jv_int(p);
             } else *out = jv_float(pow(fx, fy));
             return 0;
@@ -141,6 +154,8 @@ static int arith(jctx *c, const jnode *at, int op, jval l, jval r, jval *out) {
         jval sv = l.t == JV_STR ? l : r;
         long long k = l.t == JV_INT ? l.u.i : r.u.i;
         jbuf b = {0};
+        if (k > 0 && sv.u.s.n && (unsigned long long)k > (64ull << 20) / sv.u.s.n)
+            return jx_fail(c, at, "string repetition longer than 64 MiB");
         for (long long i = 0; i < k && !b.oom; i++) jbuf_put(&b, sv.u.s.p, sv.u.s.n);
         return str_value(c, at, &b, out);
     }
@@ -209,6 +224,8 @@ static int slice(jctx *c, const jnode *at, jval obj, jval a, jval b, jval st, jv
         offs[k] = obj.u.s.n;
     } else return jx_fail(c, at, "'%s' object is not subscriptable", jv_type_name(obj));
     long long lo, hi;
+    if (step > len + 1) step = len + 1;                   /* the same items, and no overflow */
+    if (step < -len - 1) step = -len - 1;
     if (step > 0) {
         lo = a.t == JV_NONE ? 0 : a.u.i < 0 ? (a.u.i + len < 0 ? 0 : a.u.i + len) : (a.u.i > len ? len : a.u.i);
         hi = b.t == JV_NONE ? len : b.u.i < 0 ? (b.u.i + len < 0 ? 0 : b.u.i + len) : (b.u.i > len ? len : b.u.i);
@@ -292,6 +309,7 @@ static int eval(jctx *c, jscope *s, const jnode *n, jval *out) {
         if (x.t == JV_UNDEF) { rc = undefined_use(c, n, x); break; }
         if (!jv_is_num(x)) { rc = jx_fail(c, n, "bad operand type for unary %c: '%s'", n->op, jv_type_name(x)); break; }
         if (n->op == '+') *out = x.t == JV_BOOL ? jv_int(x.u.b) : x;
+        else if (x.t == JV_INT && x.u.i == LLONG_MIN) rc = jx_fail(c, n, "integer overflow (this engine has 64-bit integers)");
         else *out = x.t == JV_FLOAT ? jv_float(-x.u.f) : jv_int(-(x.t == JV_INT ? x.u.i : x.u.b));
         break;
     case JN_BIN:

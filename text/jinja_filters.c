@@ -6,6 +6,7 @@
  * Touches the render's arena only. */
 #include "text/jinja_int.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +84,7 @@ int jb_test(jctx *c, const jnode *at, const char *t, jval v, const jval *args, i
         if (nargs < 1) return jx_fail(c, at, "test '%s' needs an argument", t);
         if (!strcmp(t, "divisibleby")) {
             if (v.t != JV_INT || args[0].t != JV_INT || !args[0].u.i) return jx_fail(c, at, "divisibleby needs integers");
-            *res = v.u.i % args[0].u.i == 0;
+            *res = args[0].u.i == -1 || v.u.i % args[0].u.i == 0;
             return 0;
         }
         if (!strcmp(t, "sameas")) {
@@ -331,17 +332,24 @@ int jb_filter(jctx *c, const jnode *at, const char *f, jval v, const jval *args,
     if (!strcmp(f, "int") || !strcmp(f, "float")) {
         jval dflt = f[0] == 'i' ? jv_int(0) : jv_float(0);
         jb_arg(args, nargs, kwn, kwv, nkw, 0, "default", &dflt);
-        if (jv_is_num(v)) { *out = f[0] == 'i' ? jv_int((long long)jv_num(v)) : jv_float(jv_num(v)); return 0; }
+        double x = jv_num(v);
+        if (f[0] == 'i' && v.t == JV_INT) { *out = v; return 0; }
+        if (jv_is_num(v)) {
+            *out = f[0] == 'f' ? jv_float(x) : x > -9.2e18 && x < 9.2e18 ? jv_int((long long)x) : dflt;
+            return 0;
+        }
         if (v.t != JV_STR) { *out = dflt; return 0; }
         char *str = ja_strndup(c->a, v.u.s.p, v.u.s.n), *end;
         if (!str) return oom(c, at);
-        double x = strtod(str, &end);
+        x = strtod(str, &end);
         while (*end == ' ' || *end == '\t' || *end == '\n') end++;
-        *out = end == str || *end ? dflt : f[0] == 'i' ? jv_int((long long)x) : jv_float(x);
+        *out = end == str || *end || (f[0] == 'i' && !(x > -9.2e18 && x < 9.2e18)) ? dflt
+             : f[0] == 'i' ? jv_int((long long)x) : jv_float(x);
         return 0;
     }
     if (!strcmp(f, "abs")) {
         if (!jv_is_num(v)) return jx_fail(c, at, "bad operand type for abs(): '%s'", jv_type_name(v));
+        if (v.t == JV_INT && v.u.i == LLONG_MIN) return jx_fail(c, at, "integer overflow");
         *out = v.t == JV_FLOAT ? jv_float(v.u.f < 0 ? -v.u.f : v.u.f) : jv_int(llabs(v.t == JV_INT ? v.u.i : v.u.b));
         return 0;
     }

@@ -409,7 +409,7 @@ int jb_call(jctx *c, const jnode *at, jval fn, const jval *args, int nargs, cons
         if (nargs == 1) b = args[0].u.i;
         else if (nargs >= 2) { a = args[0].u.i; b = args[1].u.i; if (nargs > 2) st = args[2].u.i; }
         if (!nargs || !st) return jx_fail(c, at, "range() needs a stop and a step other than 0");
-        if ((b - a) / st > 100000) return jx_fail(c, at, "range() too long for a sandboxed template");
+        if (((double)b - (double)a) / (double)st > 100000) return jx_fail(c, at, "range() too long for a sandboxed template");
         jlist *l = jl_new(c->a, 0);
         if (!l) return jx_fail(c, at, "out of memory");
         for (long long i = a; st > 0 ? i < b : i > b; i += st) jl_push(c->a, l, jv_int(i));

@@ -20,7 +20,10 @@ typedef struct {
     const jtok *t; int n, i;
     char *err; size_t errcap;
     int loops;                      /* for loops around the current statement */
+    int depth;                      /* nesting of expressions and blocks, against stack overflow */
 } parser;
+
+#define MAX_DEPTH 200
 
 static const jtok *cur(parser *P) { return &P->t[P->i]; }
 static const jtok *peek(parser *P, int k) { return &P->t[P->i + k < P->n ? P->i + k : P->n - 1]; }
@@ -286,10 +289,14 @@ static jnode *unary(parser *P, int with_filter) {
     const jtok *t = cur(P);
     jnode *x;
     if (is_op(t, '-') || is_op(t, '+')) {
+        if (P->depth >= MAX_DEPTH) { fail(P, t, "expression nested too deep"); return NULL; }
         P->i++;
         if (!(x = node(P, JN_UNARY, t))) return NULL;
         x->op = t->op;
-        if (!(x->a = unary(P, 0))) return NULL;
+        P->depth++;
+        x->a = unary(P, 0);
+        P->depth--;
+        if (!x->a) return NULL;
     } else x = primary(P);
     x = postfix(P, x);
     return with_filter ? filters(P, x) : x;
@@ -350,9 +357,12 @@ static jnode *compare(parser *P) {
 static jnode *not_(parser *P) {
     const jtok *t = cur(P);
     if (!is_name(t, "not")) return compare(P);
+    if (P->depth >= MAX_DEPTH) { fail(P, t, "expression nested too deep"); return NULL; }
     P->i++;
+    P->depth++;
     jnode *x = node(P, JN_UNARY, t);
-    if (x) { x->op = '!'; if (!(x->a = not_(P))) return NULL; }
+    if (x) { x->op = '!'; if (!(x->a = not_(P))) x = NULL; }
+    P->depth--;
     return x;
 }
 static jnode *and_(parser *P) {
@@ -376,15 +386,18 @@ static jnode *or_(parser *P) {
     return x;
 }
 static jnode *expr(parser *P) {          /* a if b else c */
+    if (P->depth >= MAX_DEPTH) { fail(P, cur(P), "expression nested too deep"); return NULL; }
+    P->depth++;
     jnode *x = or_(P);
     while (x && is_name(cur(P), "if")) {
         const jtok *t = cur(P); P->i++;
         jnode *y = node(P, JN_COND, t);
-        if (!y || !(y->b = or_(P))) return NULL;
+        if (!y || !(y->b = or_(P))) { x = NULL; break; }
         y->a = x;
-        if (is_name(cur(P), "else")) { P->i++; if (!(y->c = expr(P))) return NULL; }
+        if (is_name(cur(P), "else")) { P->i++; if (!(y->c = expr(P))) { x = NULL; break; } }
         x = y;
     }
+    P->depth--;
     return x;
 }
 static jnode *expr_nocond(parser *P) { return or_(P); }
@@ -495,7 +508,16 @@ static jnode *stmt_set(parser *P, const jtok *t) {
     return x;
 }
 
+static jnode *statement_(parser *P);
 static jnode *statement(parser *P) {
+    if (P->depth >= MAX_DEPTH) { fail(P, cur(P), "blocks nested too deep"); return NULL; }
+    P->depth++;
+    jnode *x = statement_(P);
+    P->depth--;
+    return x;
+}
+
+static jnode *statement_(parser *P) {
     const jtok *t = cur(P);
     char b[64];
     if (t->type != JT_NAME) { fail(P, t, "expected a tag name, got %s", describe(t, b, sizeof b)); return NULL; }
