@@ -94,7 +94,7 @@ static int arith(jctx *c, const jnode *at, int op, jval l, jval r, jval *out) {
         int ints = l.t != JV_FLOAT && r.t != JV_FLOAT;
         long long x = l.t == JV_INT ? l.u.i : l.u.b, y = r.t == JV_INT ? r.u.i : r.u.b;
         double fx = jv_num(l), fy = jv_num(r);
-        long long z;
+        long long z = 0;
         int over = 0;
         switch (op) {
         case '+': over = ints && __builtin_add_overflow(x, y, &z); break;
