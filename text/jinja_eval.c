@@ -60,6 +60,7 @@ static int scope_get(const jscope *s, const char *name, jval *out) {
 }
 
 static int eval(jctx *c, jscope *s, const jnode *n, jval *out);
+static int literal(jctx *c, jscope *s, const jnode *n, jval *out);
 
 static int str_value(jctx *c, const jnode *at, jbuf *b, jval *out) {
     char *p = b->oom ? NULL : ja_strndup(c->a, b->p ? b->p : "", b->n);
@@ -255,6 +256,28 @@ static int eval_args(jctx *c, jscope *s, const jnode *n, jval **args, jval **kw)
     return 0;
 }
 
+/* [a, b], (a, b), {k: v} */
+static int literal(jctx *c, jscope *s, const jnode *n, jval *out) {
+    jval k, v;
+    if (n->kind == JN_DICT) {
+        jdict *d = jd_new(c->a, (size_t)n->args.n);
+        if (!d) return oom(c, n);
+        for (int i = 0; i < n->args.n; i++)
+            if (eval(c, s, n->args.v[i], &k) || eval(c, s, n->kw.v[i], &v)) return -1;
+            else if (jd_set(c->a, d, k, v)) return oom(c, n);
+        out->t = JV_DICT; out->u.d = d;
+        return 0;
+    }
+    jlist *lst = jl_new(c->a, (size_t)n->args.n);
+    if (!lst) return oom(c, n);
+    lst->tuple = n->kind == JN_TUPLE;
+    for (int i = 0; i < n->args.n; i++)
+        if (eval(c, s, n->args.v[i], &v)) return -1;
+        else if (jl_push(c->a, lst, v)) return oom(c, n);
+    out->t = JV_LIST; out->u.l = lst;
+    return 0;
+}
+
 static int eval(jctx *c, jscope *s, const jnode *n, jval *out) {
     jval l, r, x, *args, *kw;
     int res;
@@ -335,24 +358,7 @@ static int eval(jctx *c, jscope *s, const jnode *n, jval *out) {
         else if (n->c) rc = eval(c, s, n->c, out);
         else *out = jv_undef("the else branch of a conditional expression is undefined");
         break;
-    case JN_LIST: case JN_TUPLE: {
-        jlist *lst = jl_new(c->a, (size_t)n->args.n);
-        if (!lst) { rc = oom(c, n); break; }
-        lst->tuple = n->kind == JN_TUPLE;
-        for (int i = 0; i < n->args.n && !rc; i++)
-            if (!(rc = eval(c, s, n->args.v[i], &x)) && jl_push(c->a, lst, x)) rc = oom(c, n);
-        out->t = JV_LIST; out->u.l = lst;
-        break;
-    }
-    case JN_DICT: {
-        jdict *d = jd_new(c->a, (size_t)n->args.n);
-        if (!d) { rc = oom(c, n); break; }
-        for (int i = 0; i < n->args.n && !rc; i++)
-            if (!(rc = eval(c, s, n->args.v[i], &l)) && !(rc = eval(c, s, n->kw.v[i], &r)) && jd_set(c->a, d, l, r))
-                rc = oom(c, n);
-        out->t = JV_DICT; out->u.d = d;
-        break;
-    }
+    case JN_LIST: case JN_TUPLE: case JN_DICT: rc = literal(c, s, n, out); break;
     default: rc = jx_fail(c, n, "not an expression");
     }
     c->depth--;

@@ -28,6 +28,14 @@ int jb_known_filter(const char *name) { return known(FILTERS, name); }
 int jb_known_test(const char *name) { return known(TESTS, name); }
 
 static int oom(jctx *c, const jnode *at) { return jx_fail(c, at, "out of memory"); }
+/* The text of b (which it frees) as a string in the arena. */
+static int buf_str(jctx *c, const jnode *at, jbuf *b, jval *out) {
+    char *p = b->oom ? NULL : ja_strndup(c->a, b->p ? b->p : "", b->n);
+    free(b->p);
+    if (!p) return oom(c, at);
+    *out = jv_str(p, b->n);
+    return 0;
+}
 static jval list_val(jlist *l) { jval v = {.t = JV_LIST}; v.u.l = l; return v; }
 
 /* ---- tests ---------------------------------------------------------------------------- */
@@ -200,11 +208,7 @@ static int tojson(jctx *c, const jnode *at, jval v, const jval *args, int nargs,
         if (v.t == JV_UNDEF) return jx_fail(c, at, "%.*s", (int)v.u.s.n, v.u.s.p);
         return jx_fail(c, at, "Object of type %s is not JSON serializable", jv_type_name(v));
     }
-    char *p = b.oom ? NULL : ja_strndup(c->a, b.p ? b.p : "", b.n);
-    free(b.p);
-    if (!p) return oom(c, at);
-    *out = jv_str(p, b.n);
-    return 0;
+    return buf_str(c, at, &b, out);
 }
 
 static int length(jctx *c, const jnode *at, jval v, jval *out) {
@@ -226,11 +230,7 @@ static int escape(jctx *c, const jnode *at, jval s, jval *out) {
                         ch == '\'' ? "&#39;" : NULL;
         if (e) jbuf_put(&b, e, strlen(e)); else jbuf_putc(&b, ch);
     }
-    char *p = b.oom ? NULL : ja_strndup(c->a, b.p ? b.p : "", b.n);
-    free(b.p);
-    if (!p) return oom(c, at);
-    *out = jv_str(p, b.n);
-    return 0;
+    return buf_str(c, at, &b, out);
 }
 
 /* jinja2's title: words start after '-', whitespace, '(', '{', '[' or '<'. */
@@ -255,18 +255,50 @@ static int title(jctx *c, const jnode *at, jval s, jval *out) {
         jbuf_put(&b, up.u.s.p, up.u.s.n); jbuf_put(&b, low.u.s.p, low.u.s.n);
         i = j;
     }
-    char *p = b.oom ? NULL : ja_strndup(c->a, b.p ? b.p : "", b.n);
-    free(b.p);
-    if (!p) return oom(c, at);
-    *out = jv_str(p, b.n);
+    return buf_str(c, at, &b, out);
+}
+
+/* list, reverse (a string stays a string), unique */
+static int sequence(jctx *c, const jnode *at, const char *f, jval v, jval *out) {
+    jlist *items, *l;
+    if (items_of(c, at, v, &items) || !(l = jl_new(c->a, items->n))) return c->failed ? -1 : oom(c, at);
+    for (size_t i = 0; i < items->n; i++) {
+        jval x = items->v[f[0] == 'r' ? items->n - 1 - i : i];
+        int dup = 0;
+        for (size_t k = 0; f[0] == 'u' && k < l->n && !dup; k++) dup = jv_equal(l->v[k], x);
+        if (!dup) jl_push(c->a, l, x);
+    }
+    if (f[0] == 'r' && v.t == JV_STR) {
+        jbuf b = {0};
+        for (size_t i = 0; i < l->n; i++) jbuf_put(&b, l->v[i].u.s.p, l->v[i].u.s.n);
+        return buf_str(c, at, &b, out);
+    }
+    *out = list_val(l);
     return 0;
+}
+
+static int join(jctx *c, const jnode *at, jval v, const jval *args, int nargs, const char **kwn, const jval *kwv,
+                int nkw, jval *out) {
+    jval sep = jv_cstr(""), attr;
+    jlist *items;
+    int has_attr = jb_arg(args, nargs, kwn, kwv, nkw, 1, "attribute", &attr);
+    jb_arg(args, nargs, kwn, kwv, nkw, 0, "d", &sep);
+    if (items_of(c, at, v, &items) || jb_to_str(c, at, sep, &sep)) return -1;
+    jbuf b = {0};
+    for (size_t i = 0; i < items->n; i++) {
+        jval x = items->v[i];
+        if (has_attr && attr_path(c, at, x, attr, &x)) { free(b.p); return -1; }
+        if (i) jbuf_put(&b, sep.u.s.p, sep.u.s.n);
+        jv_write_str(&b, x);
+    }
+    return buf_str(c, at, &b, out);
 }
 
 /* ---- filters ------------------------------------------------------------------------------- */
 int jb_filter(jctx *c, const jnode *at, const char *f, jval v, const jval *args, int nargs, const char **kwn,
               const jval *kwv, int nkw, jval *out) {
     jval a0 = jv_none(), s;
-    jlist *items, *l;
+    jlist *items;
     if (!strcmp(f, "length") || !strcmp(f, "count")) return length(c, at, v, out);
     if (!strcmp(f, "tojson")) return tojson(c, at, v, args, nargs, kwn, kwv, nkw, out);
     if (!strcmp(f, "default") || !strcmp(f, "d")) {
@@ -280,26 +312,7 @@ int jb_filter(jctx *c, const jnode *at, const char *f, jval v, const jval *args,
         return select_(c, at, v, strstr(f, "attr") != NULL, f[0] == 's', args, nargs, out);
     if (!strcmp(f, "map")) return map_(c, at, v, args, nargs, kwn, kwv, nkw, out);
     if (!strcmp(f, "safe")) { *out = v; return 0; }
-    if (!strcmp(f, "list") || !strcmp(f, "reverse") || !strcmp(f, "unique")) {
-        if (items_of(c, at, v, &items) || !(l = jl_new(c->a, items->n))) return c->failed ? -1 : oom(c, at);
-        for (size_t i = 0; i < items->n; i++) {
-            jval x = items->v[f[0] == 'r' ? items->n - 1 - i : i];
-            int dup = 0;
-            for (size_t k = 0; f[0] == 'u' && k < l->n && !dup; k++) dup = jv_equal(l->v[k], x);
-            if (!dup) jl_push(c->a, l, x);
-        }
-        if (f[0] == 'r' && v.t == JV_STR) {               /* a reversed string stays a string */
-            jbuf b = {0};
-            for (size_t i = 0; i < l->n; i++) jbuf_put(&b, l->v[i].u.s.p, l->v[i].u.s.n);
-            char *p = b.oom ? NULL : ja_strndup(c->a, b.p ? b.p : "", b.n);
-            free(b.p);
-            if (!p) return oom(c, at);
-            *out = jv_str(p, b.n);
-            return 0;
-        }
-        *out = list_val(l);
-        return 0;
-    }
+    if (!strcmp(f, "list") || !strcmp(f, "reverse") || !strcmp(f, "unique")) return sequence(c, at, f, v, out);
     if (!strcmp(f, "items")) {
         if (v.t == JV_UNDEF) { *out = list_val(jl_new(c->a, 0)); return out->u.l ? 0 : oom(c, at); }
         if (v.t != JV_DICT) return jx_fail(c, at, "items: can only get item pairs from a mapping");
@@ -311,24 +324,7 @@ int jb_filter(jctx *c, const jnode *at, const char *f, jval v, const jval *args,
         *out = items->n ? items->v[f[0] == 'f' ? 0 : items->n - 1] : jv_undef("the sequence is empty");
         return 0;
     }
-    if (!strcmp(f, "join")) {
-        jval sep = jv_cstr(""), attr;
-        int has_attr = jb_arg(args, nargs, kwn, kwv, nkw, 1, "attribute", &attr);
-        jb_arg(args, nargs, kwn, kwv, nkw, 0, "d", &sep);
-        if (items_of(c, at, v, &items) || jb_to_str(c, at, sep, &sep)) return -1;
-        jbuf b = {0};
-        for (size_t i = 0; i < items->n; i++) {
-            jval x = items->v[i];
-            if (has_attr && attr_path(c, at, x, attr, &x)) { free(b.p); return -1; }
-            if (i) jbuf_put(&b, sep.u.s.p, sep.u.s.n);
-            jv_write_str(&b, x);
-        }
-        char *p = b.oom ? NULL : ja_strndup(c->a, b.p ? b.p : "", b.n);
-        free(b.p);
-        if (!p) return oom(c, at);
-        *out = jv_str(p, b.n);
-        return 0;
-    }
+    if (!strcmp(f, "join")) return join(c, at, v, args, nargs, kwn, kwv, nkw, out);
     if (!strcmp(f, "int") || !strcmp(f, "float")) {
         jval dflt = f[0] == 'i' ? jv_int(0) : jv_float(0);
         jb_arg(args, nargs, kwn, kwv, nkw, 0, "default", &dflt);
