@@ -178,6 +178,8 @@ def write(path):
 
 def check(path):
     env = jinja2_env()
+    import jinja2
+    print("jinja2 %s" % jinja2.__version__)
     try:
         import transformers
         have_hf = True
@@ -198,8 +200,14 @@ def check(path):
         got = {"jinja2": outcome(lambda: render_jinja2(env, cfg, *args))}
         if have_hf:
             if name not in toks:
-                toks[name] = hf_tokenizer(cfg)
-            got["transformers"] = outcome(lambda: render_hf(toks[name], *args))
+                try:
+                    toks[name] = hf_tokenizer(cfg)
+                except Exception as e:           # reported as this template's failure, not a crash
+                    toks[name] = e
+            if isinstance(toks[name], Exception):
+                got["transformers"] = {"tokenizer": "%s: %s" % (type(toks[name]).__name__, toks[name])}
+            else:
+                got["transformers"] = outcome(lambda: render_hf(toks[name], *args))
         total[name] = total.get(name, 0) + 1
         for who, g in got.items():
             same = g == want or ("error" in g and "error" in want and want["error"] in g["error"])
