@@ -28,6 +28,15 @@ ifneq ($(NVCC),)
 HAVE_CUDA := 1
 ALL_CFLAGS += -DPAGESIM_HAVE_CUDA=1 -I$(CUDA_HOME)/include
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart_static -ldl -lrt -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
+# NCCL (tensor parallelism, engine/tp_comm.c): inside the CUDA toolkit here, a system library
+# (/usr/include, the default library path) on the GPU machine; NCCL_HOME overrides both.
+NCCL_HOME ?= $(firstword $(foreach d,$(CUDA_HOME) /usr /usr/local,$(if $(wildcard $(d)/include/nccl.h),$(d))))
+ifneq ($(NCCL_HOME),)
+ALL_CFLAGS += -DPAGESIM_HAVE_NCCL=1 -I$(NCCL_HOME)/include
+NCCL_LIBDIR := $(firstword $(wildcard $(NCCL_HOME)/lib64/libnccl.so $(NCCL_HOME)/lib/libnccl.so $(NCCL_HOME)/lib/x86_64-linux-gnu/libnccl.so))
+NCCL_RPATH := -Wl,-rpath,$(dir $(NCCL_LIBDIR))
+CUDA_LIBS += $(if $(NCCL_LIBDIR),-L$(dir $(NCCL_LIBDIR)) $(NCCL_RPATH)) -lnccl
+endif
 endif
 
 # Layers, bottom first (tests/test_layers.c checks the #include arrows against this order).

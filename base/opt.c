@@ -19,11 +19,13 @@ int opt_begin(opt_parser *p, int argc, char **argv, const opt_spec *specs, char 
     p->shortopts[ns++] = ':';                 /* a missing value is ':', not '?' */
     for (int i = 0; i < p->nspecs; i++) {
         const opt_spec *s = &specs[i];
-        if (s->key <= 1 || s->key == '?' || s->key == ':' || !*s->name) {
+        if (s->key <= 1 || s->key == '?' || s->key == ':' || !s->name[0] || (s->name[0] == '-' && !s->name[1])) {
             snprintf(err, errlen, "option table: bad row %d ('%s', key %d)", i, s->name, s->key);
             return -1;
         }
-        lo[i] = (struct option){ s->name, s->kind == OPT_VALUE ? required_argument : no_argument, NULL, s->key };
+        const char *name = s->name;
+        if (*name == '-') { name++; p->long_only = 1; }  /* "-tp": a single-dash long option */
+        lo[i] = (struct option){ name, s->kind == OPT_VALUE ? required_argument : no_argument, NULL, s->key };
         if (s->key < 128 && isalnum(s->key) && !strchr(p->shortopts + 2, s->key) && ns + 3 < sizeof p->shortopts) {
             p->shortopts[ns++] = (char)s->key;
             if (s->kind == OPT_VALUE) p->shortopts[ns++] = ':';
@@ -45,14 +47,19 @@ static const opt_spec *spec_of(const opt_parser *p, int key) {
     return NULL;
 }
 
+/* p->name = the option of s as written in a message: "--name", or "-tp". */
+static void name_of(opt_parser *p, const opt_spec *s) {
+    snprintf(p->name, sizeof p->name, "%s%s", s->name[0] == '-' ? "" : "--", s->name);
+}
+
 /* "unknown option" or "ambiguous option" for the argument a ("--ma=3"). */
 static void unknown(const opt_parser *p, const char *a, char *err, size_t errlen) {
-    if (strncmp(a, "--", 2) != 0) { snprintf(err, errlen, "unknown option '%s'", a); return; }
+    if (strncmp(a, "--", 2) != 0) { snprintf(err, errlen, "unknown option '%.*s'", (int)strcspn(a, "="), a); return; }
     size_t n = strcspn(a + 2, "=");
     char list[256] = "";
     int hits = 0;
     for (int i = 0; i < p->nspecs; i++) {
-        if (strncmp(p->specs[i].name, a + 2, n) != 0) continue;
+        if (p->specs[i].name[0] == '-' || strncmp(p->specs[i].name, a + 2, n) != 0) continue;
         size_t used = strlen(list);
         snprintf(list + used, sizeof list - used, "%s--%s", hits ? ", " : "", p->specs[i].name);
         hits++;
@@ -69,7 +76,8 @@ int opt_next(opt_parser *p, const char **val, char *err, size_t errlen) {
         return OPT_ARG;
     }
     int idx = -1;
-    int c = getopt_long(p->argc, p->argv, p->shortopts, p->longopts, &idx);
+    int c = p->long_only ? getopt_long_only(p->argc, p->argv, p->shortopts, p->longopts, &idx)
+                         : getopt_long(p->argc, p->argv, p->shortopts, p->longopts, &idx);
     if (c == -1) {
         p->done = 1;
         return opt_next(p, val, err, errlen);
@@ -78,7 +86,7 @@ int opt_next(opt_parser *p, const char **val, char *err, size_t errlen) {
     const char *a = p->argv[optind - 1];      /* the argument getopt stopped at */
     if (c == ':' || c == '?') {
         const opt_spec *s = optopt ? spec_of(p, optopt) : NULL;
-        if (s) snprintf(p->name, sizeof p->name, "--%s", s->name);
+        if (s) name_of(p, s);
         if (c == ':' && s) snprintf(err, errlen, "%s needs a value", p->name);
         else if (s && s->kind == OPT_FLAG) snprintf(err, errlen, "%s takes no value", p->name);
         else unknown(p, a, err, errlen);
@@ -86,7 +94,7 @@ int opt_next(opt_parser *p, const char **val, char *err, size_t errlen) {
     }
     const opt_spec *s = idx >= 0 ? &p->specs[idx] : spec_of(p, c);
     if (!s) { unknown(p, a, err, errlen); return OPT_ERROR; }
-    if (idx >= 0) snprintf(p->name, sizeof p->name, "--%s", s->name);
+    if (idx >= 0) name_of(p, s);
     else snprintf(p->name, sizeof p->name, "-%c", c);
     *val = s->kind == OPT_VALUE ? optarg : NULL;
     return c;

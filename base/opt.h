@@ -5,7 +5,9 @@
  * Renaming an option, or accepting an old name beside a new one, is a row:
  *     { "num-gpu-blocks", O_BLOCKS, OPT_VALUE },
  *     { "num-blocks",     O_BLOCKS, OPT_VALUE },   (the old name, same key)
- * A unique prefix of a name is accepted, as GNU tools do.  The value helpers
+ * A unique prefix of a name is accepted, as GNU tools do.  A row whose name
+ * starts with '-' is a single-dash long option, as vLLM's "-tp": its table
+ * then also reads "-name" for every long option (getopt_long_only).  The value helpers
  * (opt_int, opt_num, opt_u64) check whole strings and ranges.  Everything
  * returns errors (a message in err naming the option); nothing prints or
  * exits: that is the front end's part (apps/).  Not reentrant (getopt's
@@ -20,7 +22,8 @@
 typedef enum { OPT_FLAG, OPT_VALUE } opt_kind;
 
 typedef struct opt_spec {
-    const char *name;        /* long name without the dashes ("max-model-len"); NULL ends the table */
+    const char *name;        /* long name without the dashes ("max-model-len"), or "-tp" for
+                                a single-dash one; NULL ends the table */
     int         key;         /* what opt_next returns: > 0; a letter also names the short option -k */
     opt_kind    kind;        /* OPT_VALUE takes a value, OPT_FLAG none */
 } opt_spec;
@@ -36,6 +39,7 @@ typedef struct opt_parser {
     char shortopts[96];      /* "-:" then the letters, ':' after those taking a value */
     char name[72];           /* the last option as "--name" (or "-k"), for messages */
     int done;                /* getopt has finished: what is left is positional */
+    int long_only;           /* a single-dash row: getopt_long_only */
 } opt_parser;
 
 /* Starts reading argv[1..argc) by the table specs.  0, or -1 with err (a bad

@@ -168,19 +168,22 @@ static float half_to_float(uint16_t h) {
     return f;
 }
 
-int st_to_bf16(const st_tensor *t, uint16_t *out, char *err, size_t errlen) {
-    const unsigned char *p = t->data;
+int st_range_to_bf16(const st_tensor *t, int64_t first, int64_t n, uint16_t *out, char *err, size_t errlen) {
+    if (first < 0 || n < 0 || first > t->numel || n > t->numel - first)
+        return errbuf_fail(err, errlen, "tensor '%s': elements [%lld, %lld) outside its %lld", t->name,
+                           (long long)first, (long long)(first + n), (long long)t->numel);
+    const unsigned char *p = (const unsigned char *)t->data + (size_t)first * (size_t)st_dtype_size(t->dtype);
     switch (t->dtype) {
-    case ST_BF16: memcpy(out, p, (size_t)t->numel * 2); return 0;
+    case ST_BF16: memcpy(out, p, (size_t)n * 2); return 0;
     case ST_F16:
-        for (int64_t i = 0; i < t->numel; i++) {
+        for (int64_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, p + 2 * i, 2);
             out[i] = kref_f2bf(half_to_float(h));
         }
         return 0;
     case ST_F32:
-        for (int64_t i = 0; i < t->numel; i++) {
+        for (int64_t i = 0; i < n; i++) {
             float v;
             memcpy(&v, p + 4 * i, 4);
             out[i] = kref_f2bf(v);
@@ -190,4 +193,8 @@ int st_to_bf16(const st_tensor *t, uint16_t *out, char *err, size_t errlen) {
         return errbuf_fail(err, errlen, "tensor '%s': dtype %s cannot be loaded as bf16", t->name,
                     st_dtype_name(t->dtype));
     }
+}
+
+int st_to_bf16(const st_tensor *t, uint16_t *out, char *err, size_t errlen) {
+    return st_range_to_bf16(t, 0, t->numel, out, err, errlen);
 }

@@ -46,4 +46,8 @@ int  st_dtype_size(st_dtype d);
 /* Converts a BF16, F16 or F32 tensor to bf16 bits into out (numel,);
  * -1 with a message for other dtypes. */
 int  st_to_bf16(const st_tensor *t, uint16_t *out, char *err, size_t errlen);
+/* The same for the n elements from element `first` (row-major order) into
+ * out (n,): a slice reads only its own bytes of the mapped file (tensor
+ * parallelism loads each rank's shard this way, engine/tp_shard.h). */
+int  st_range_to_bf16(const st_tensor *t, int64_t first, int64_t n, uint16_t *out, char *err, size_t errlen);
 #endif

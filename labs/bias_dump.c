@@ -1,7 +1,8 @@
 /* bias_dump: the prompts of a run as JSON lines (see bias_dump.h).  The chat
  * template and the encoding follow labs/bias_source_real.c (encode_prompt):
- * the template detected beside the tokenizer (qwen3 when unknown), one user
- * message, the generation prompt, no thinking, no special tokens added.
+ * the model's chat_template beside the tokenizer (qwen3's when there is
+ * none), one user message, the generation prompt, no thinking, no special
+ * tokens added.
  * Reads the tokenizer files; writes path.tmp, then renames it to path. */
 #include "labs/bias_dump.h"
 #include "labs/bias_output.h"
@@ -15,38 +16,17 @@
 
 #define DEFAULT_TOKENIZER "data/tokenizers/qwen3/tokenizer.json"
 
-/* The chat template: named, else detected from tokenizer_config.json beside
- * the tokenizer, else Qwen3's (as the real source decides). */
-static chat_kind pick_template(const char *tokpath, const char *name, char *err, size_t errlen) {
-    if (name) {
-        chat_kind k = chat_kind_parse(name);
-        if (k == CHAT_UNKNOWN) snprintf(err, errlen, "--chat-template %s: not one of chatml, qwen2.5, qwen3, llama3, llama3.1, gemma", name);
-        return k;
-    }
-    char cfg[4200], e2[512];
-    snprintf(cfg, sizeof cfg, "%s", tokpath);
-    char *sl = strrchr(cfg, '/');
-    snprintf(sl ? sl + 1 : cfg, sizeof cfg - (size_t)(sl ? sl + 1 - cfg : 0), "tokenizer_config.json");
-    chat_kind k = CHAT_UNKNOWN;
-    if (chat_detect(cfg, &k, e2, sizeof e2) != 0 || k == CHAT_UNKNOWN) k = CHAT_QWEN3;
-    return k;
-}
-
 /* One trial's line into b. */
-static int one_line(bias_buf *b, tok_tokenizer *tok, chat_kind chat, const bias_stock *s, size_t k, int set,
-                    int trial, const bias_dump_opts *o, bias_buf *prompt, tok_ids *ids, char **render, size_t *cap) {
+static int one_line(bias_buf *b, tok_tokenizer *tok, const chat_tpl *chat, const bias_stock *s, size_t k, int set,
+                    int trial, const bias_dump_opts *o, bias_buf *prompt, tok_ids *ids, char **render, char *err,
+                    size_t errlen) {
     bias_prompt_info info;
     prompt->len = 0;
     if (bias_prompt_build(s, k, set, trial, o->num_trials, o->seed, prompt, &info) || !prompt->s) return -1;
     chat_msg m = { "user", prompt->s };
-    size_t need = chat_render(chat, &m, 1, 1, 0, NULL, 0);
-    if (need == (size_t)-1) return -1;
-    if (need + 1 > *cap) {
-        char *r = realloc(*render, need + 1);
-        if (!r) return -1;
-        *render = r; *cap = need + 1;
-    }
-    chat_render(chat, &m, 1, 1, 0, *render, *cap);
+    size_t need;
+    free(*render);
+    if (!(*render = chat_tpl_apply(chat, &m, 1, 1, 0, &need, err, errlen))) return -1;
     if (tok_encode(tok, *render, need, 0, ids)) return -1;
     bias_buf_printf(b, "{\"set\": %d, \"stock_index\": %zu, \"ticker\": ", set, k);
     bias_json_str(b, s->ticker);
@@ -73,9 +53,8 @@ long bias_dump_prompts(const bias_universe *u, const bias_dump_opts *o, const ch
     bias_buf line = {0}, prompt = {0};
     tok_ids ids = {0};
     char *render = NULL;
-    size_t cap = 0;
-    chat_kind chat = pick_template(tokpath, o->chat_template, err, errlen);
-    if (chat == CHAT_UNKNOWN) goto out;
+    chat_tpl *chat = chat_tpl_for(o->chat_template, tokpath, CHAT_QWEN3, err, errlen);
+    if (!chat) goto out;
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     if (!(f = fopen(tmp, "wb"))) { snprintf(err, errlen, "%s: %s", tmp, strerror(errno)); goto out; }
     long lines = 0;
@@ -83,8 +62,10 @@ long bias_dump_prompts(const bias_universe *u, const bias_dump_opts *o, const ch
         for (size_t k = 0; k < u->n; k++)
             for (int trial = 0; trial < o->num_trials; trial++) {
                 line.len = 0;
-                if (one_line(&line, tok, chat, &u->stocks[k], k, set, trial, o, &prompt, &ids, &render, &cap)) {
-                    snprintf(err, errlen, "out of memory (or a chat template that cannot render)"); goto out;
+                err[0] = 0;
+                if (one_line(&line, tok, chat, &u->stocks[k], k, set, trial, o, &prompt, &ids, &render, err, errlen)) {
+                    if (!err[0]) snprintf(err, errlen, "out of memory");
+                    goto out;
                 }
                 if (fwrite(line.s, 1, line.len, f) != line.len) { snprintf(err, errlen, "%s: %s", tmp, strerror(errno)); goto out; }
                 lines++;
@@ -96,6 +77,7 @@ long bias_dump_prompts(const bias_universe *u, const bias_dump_opts *o, const ch
 out:
     if (f) { fclose(f); remove(tmp); }
     free(render);
+    chat_tpl_free(chat);
     tok_ids_free(&ids);
     bias_buf_free(&line); bias_buf_free(&prompt);
     tok_free(tok);

@@ -15,7 +15,8 @@ typedef struct bias_dump_opts {
     int         num_sets, num_trials;
     uint64_t    seed;             /* the run's --seed: evidence sampling and order */
     const char *tokenizer;        /* tokenizer.json; NULL: data/tokenizers/qwen3/tokenizer.json */
-    const char *chat_template;    /* chatml, qwen3, ...; NULL: detected beside the tokenizer (qwen3 otherwise) */
+    const char *chat_template;    /* a family (chatml, qwen3, ...) or a template file; NULL: the model's chat_template
+                                     beside the tokenizer (qwen3's when it has none) */
 } bias_dump_opts;
 
 /* Writes path (through a temporary file and rename): per line

@@ -91,7 +91,7 @@ typedef struct real_src {
     bias_real_opts o;
     bias_trace    *trace;
     tok_tokenizer *tok;
-    chat_kind      chat;
+    chat_tpl      *chat;        /* the model's chat_template, or a named family */
     eng           *e;           /* free generation */
     model         *m;           /* --decision logits */
     int            next_id;
@@ -99,22 +99,17 @@ typedef struct real_src {
     int32_t       *forced; int nforced;
     int32_t        cand_buy, cand_sell;
     int            num_blocks, block_size, max_model_len, max_num_seqs, batched;
-    char          *render; size_t render_cap;
 } real_src;
 
 /* Encodes the prompt as the model sees it (chat template, no thinking). */
 static int encode_prompt(real_src *s, const char *prompt, tok_ids *ids, char *err, size_t errlen) {
     chat_msg msg = { "user", prompt };
-    size_t need = chat_render(s->chat, &msg, 1, 1, 0, NULL, 0);
-    if (need == (size_t)-1) return errbuf_fail(err, errlen, "cannot render the chat template");
-    if (need + 1 > s->render_cap) {
-        char *r = realloc(s->render, need + 1);
-        if (!r) return errbuf_fail(err, errlen, "out of memory");
-        s->render = r; s->render_cap = need + 1;
-    }
-    chat_render(s->chat, &msg, 1, 1, 0, s->render, s->render_cap);
-    if (tok_encode(s->tok, s->render, need, 0, ids)) return errbuf_fail(err, errlen, "out of memory");
-    return 0;
+    size_t need;
+    char *text = chat_tpl_apply(s->chat, &msg, 1, 1, 0, &need, err, errlen);
+    if (!text) return -1;
+    int rc = tok_encode(s->tok, text, need, 0, ids);
+    free(text);
+    return rc ? errbuf_fail(err, errlen, "out of memory") : 0;
 }
 
 static char *decode(real_src *s, const int32_t *ids, int n) {
@@ -390,7 +385,8 @@ static void real_free(void *ctx) {
     if (s->e) eng_free(s->e);
     if (s->m) model_free(s->m);
     tok_free(s->tok);
-    free(s->forced); free(s->render);
+    chat_tpl_free(s->chat);
+    free(s->forced);
     free(s);
 }
 
@@ -428,7 +424,7 @@ int bias_real_source(bias_source *src, const bias_real_opts *o, bias_trace *trac
     if (!s) return errbuf_fail(err, errlen, "out of memory");
     s->o = *o;
     s->trace = trace;
-    char dir[4096] = "", cfgpath[4200], tokpath[4200], tcfg[4300];
+    char dir[4096] = "", cfgpath[4200], tokpath[4200];
     mc_config c;
     w_weights w;
     int have_w = 0;
@@ -446,20 +442,8 @@ int bias_real_source(bias_source *src, const bias_real_opts *o, bias_trace *trac
              tokpath, tok_vocab_size(s->tok), c.vocab_size);
         goto fail;
     }
-    s->chat = CHAT_UNKNOWN;
-    if (o->chat_template && (s->chat = chat_kind_parse(o->chat_template)) == CHAT_UNKNOWN) {
-        errbuf_fail(err, errlen, "--chat-template %s: not one of chatml, qwen2.5, qwen3, llama3, llama3.1, gemma", o->chat_template);
-        goto fail;
-    }
-    if (s->chat == CHAT_UNKNOWN) {
-        snprintf(tcfg, sizeof tcfg, "%s", tokpath);
-        char *sl = strrchr(tcfg, '/');
-        snprintf(sl ? sl + 1 : tcfg, sizeof tcfg - (size_t)(sl ? sl + 1 - tcfg : 0), "tokenizer_config.json");
-        char e2[512];
-        if (chat_detect(tcfg, &s->chat, e2, sizeof e2) != 0 || s->chat == CHAT_UNKNOWN) s->chat = CHAT_QWEN3;
-    }
-    const char *eos_tok = s->chat == CHAT_LLAMA3 || s->chat == CHAT_LLAMA31 ? "<|eot_id|>"
-                        : s->chat == CHAT_GEMMA ? "<end_of_turn>" : "<|im_end|>";
+    if (!(s->chat = chat_tpl_for(o->chat_template, tokpath, CHAT_QWEN3, err, errlen))) goto fail;
+    const char *eos_tok = chat_tpl_stop(s->chat) ? chat_tpl_stop(s->chat) : "<|im_end|>";
     int eos = tok_special_id(s->tok, eos_tok);
     /* weights and memory */
     double t0 = clock_now_s();
@@ -517,7 +501,7 @@ int bias_real_source(bias_source *src, const bias_real_opts *o, bias_trace *trac
                  "Tokenizer %s, chat template %s, stop token %s (%d)%s%s",
                  wbytes / 1073741824.0, t_load, o->dummy_config ? "dummy weights" : dir, mem.weights / 1073741824.0,
                  mem.activations / 1073741824.0, mem.kv_cache / 1073741824.0, mem.kv_bytes_per_token, mem.kv_tokens,
-                 s->max_model_len, mem.max_concurrency, tokpath, chat_kind_name(s->chat), eos_tok, eos,
+                 s->max_model_len, mem.max_concurrency, tokpath, chat_tpl_name(s->chat), eos_tok, eos,
                  o->decision_logits ? "\nDecision: log-probabilities after the forced prefix " FORCED_PREFIX : "",
                  contiguous ? "\nKV cache: contiguous (max_model_len slots reserved per sequence)" : "");
     *src = (bias_source){ .name = "engine", .ctx = s, .generate = real_generate, .free = real_free };

@@ -65,7 +65,8 @@ typedef struct bias_real_opts {
     const char *dummy_config;    /* or: random weights at this config.json's shapes */
     uint64_t    dummy_seed;
     const char *tokenizer;       /* tokenizer.json; NULL: the checkpoint's, or data/tokenizers/qwen3 */
-    const char *chat_template;   /* chatml, qwen3, ...; NULL: detected beside the tokenizer (qwen3 otherwise) */
+    const char *chat_template;   /* a family (chatml, qwen3, ...) or a template file; NULL: the model's
+                                    chat_template beside the tokenizer (qwen3's when it has none) */
     int    max_workers;          /* requests kept in flight, as the study's client */
     int    decision_logits;      /* 1: --decision logits */
     /* engine limits (0: the engine's defaults) */

@@ -19,9 +19,7 @@ static int  tried;
 static char source_desc[1200] = "estimate (4 bytes a token)";
 static tok_tokenizer *tok;
 static int template_tokens = -1;   /* tokens CHAT_OPEN + CHAT_CLOSE add */
-static chat_kind chat = CHAT_UNKNOWN; /* from tokenizer_config.json beside the tokenizer */
-static char *render;                  /* (render_cap) the templated prompt */
-static size_t render_cap;
+static chat_tpl *chat;                /* the chat_template of tokenizer_config.json beside the tokenizer */
 
 void bias_tokens_use(const char *path) {
     bias_tokens_free();
@@ -41,13 +39,9 @@ static void load(void) {
     long b = tok_count(tok, CHAT_CLOSE, strlen(CHAT_CLOSE), 0);
     template_tokens = (a >= 0 && b >= 0) ? (int)(a + b) : 0;
     snprintf(source_desc, sizeof source_desc, "tokenizer %s", tok_path);
-    char cfg[1100];
-    snprintf(cfg, sizeof cfg, "%s", tok_path);
-    char *slash = strrchr(cfg, '/');
-    snprintf(slash ? slash + 1 : cfg, sizeof cfg - (size_t)(slash ? slash + 1 - cfg : 0), "tokenizer_config.json");
-    if (chat_detect(cfg, &chat, err, sizeof err) != 0) chat = CHAT_UNKNOWN;
-    if (chat != CHAT_UNKNOWN)
-        snprintf(source_desc, sizeof source_desc, "tokenizer %s, chat template %s", tok_path, chat_kind_name(chat));
+    chat = chat_tpl_for(NULL, tok_path, CHAT_UNKNOWN, err, sizeof err);
+    if (chat)
+        snprintf(source_desc, sizeof source_desc, "tokenizer %s, chat template %s", tok_path, chat_tpl_name(chat));
 }
 
 static int estimate(const char *text) { return (int)((strlen(text) + 3) / 4); }
@@ -65,17 +59,14 @@ int bias_count_tokens(const char *text) {
 int bias_count_prompt_tokens(const char *prompt) {
     if (!prompt) return 0;
     load();
-    if (tok && chat != CHAT_UNKNOWN) {
+    if (tok && chat) {
         chat_msg m = { "user", prompt };
-        size_t need = chat_render(chat, &m, 1, 1, 0, render, render_cap);
-        if (need != (size_t)-1 && need >= render_cap) {
-            char *nr = realloc(render, need + 1);
-            if (nr) { render = nr; render_cap = need + 1; need = chat_render(chat, &m, 1, 1, 0, render, render_cap); }
-        }
-        if (need != (size_t)-1 && need < render_cap) {
-            long n = tok_count(tok, render, need, 0);
-            if (n >= 0) return (int)n;
-        }
+        char err[256];
+        size_t need;
+        char *render = chat_tpl_apply(chat, &m, 1, 1, 0, &need, err, sizeof err);
+        long n = render ? tok_count(tok, render, need, 0) : -1;
+        free(render);
+        if (n >= 0) return (int)n;
     }
     if (tok) return bias_count_tokens(prompt) + template_tokens;
     return estimate(prompt) + (int)((strlen(CHAT_OPEN) + strlen(CHAT_CLOSE)) / 4);
@@ -87,8 +78,8 @@ void bias_tokens_free(void) {
     if (tok) tok_free(tok);
     tok = NULL;
     template_tokens = -1;
-    free(render); render = NULL; render_cap = 0;
-    chat = CHAT_UNKNOWN;
+    chat_tpl_free(chat);
+    chat = NULL;
     tried = 0;
     snprintf(source_desc, sizeof source_desc, "estimate (4 bytes a token)");
 }

@@ -33,4 +33,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "deps: all Debian packages present"
 fi
+# NCCL (tensor parallelism, optional) comes with the CUDA toolkit or NVIDIA's libnccl-dev;
+# the Makefile finds either, and builds without it (--tensor-parallel-size 1 only).
+if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+  if [ -f /usr/local/cuda/include/nccl.h ] || [ -f /usr/include/nccl.h ] || [ -n "${NCCL_HOME:-}" ]; then
+    echo "deps: NCCL found (tensor parallelism)"
+  else
+    echo "deps: NCCL not found: the engine builds for one GPU (install NVIDIA's libnccl-dev for --tensor-parallel-size > 1)"
+  fi
+fi
 bash scripts/fetch-tokenizers.sh || echo "deps: tokenizers not fetched (offline?); tests that need them will skip"

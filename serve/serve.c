@@ -75,6 +75,8 @@ typedef struct stream stream;
 
 struct srv_server {
     srv_opts o;
+    const chat_tpl *tpl;         /* o.chat_template, or own_tpl */
+    chat_tpl *own_tpl;           /* qwen3's, when the options name none */
     char *host, *api_key, *model;
     srv_backend *be;
     struct MHD_Daemon *d;
@@ -437,9 +439,10 @@ static enum MHD_Result send_error(srv_server *s, struct MHD_Connection *c, unsig
 
 /* ---- the chat template ----------------------------------------------------------------
  * The single place where chat messages become a prompt: text/chat_template.h
- * renders them in the family's format chosen by srv_opts.chat_template.  A
- * content given as text parts is joined; "developer" is taken as "system". */
-static char *render_chat(srv_server *s, const cJSON *messages, int enable_thinking) {
+ * renders them with srv_opts.chat_template (the model's own template, or a
+ * family's).  A content given as text parts is joined; "developer" is taken
+ * as "system".  NULL with msg: the template refused them, or out of memory. */
+static char *render_chat(srv_server *s, const cJSON *messages, int enable_thinking, char *msg, size_t cap) {
     int n = cJSON_GetArraySize(messages), i = 0;
     chat_msg *msgs = calloc((size_t)n, sizeof *msgs);
     char **owned = calloc((size_t)n, sizeof *owned);   /* (n,) joined text parts */
@@ -463,10 +466,11 @@ static char *render_chat(srv_server *s, const cJSON *messages, int enable_thinki
         } else msgs[i].content = "";                  /* an assistant turn with null content */
         i++;
     }
-    size_t need = chat_render(s->o.chat_template, msgs, n, 1, enable_thinking, NULL, 0);
-    if (need == (size_t)-1 || !(p = malloc(need + 1))) goto out;
-    chat_render(s->o.chat_template, msgs, n, 1, enable_thinking, p, need + 1);
+    char e[400];
+    if (!(p = chat_tpl_apply(s->tpl, msgs, n, 1, enable_thinking, NULL, e, sizeof e)))
+        snprintf(msg, cap, "chat template: %s", e);
 out:
+    if (!p && !msg[0]) snprintf(msg, cap, "out of memory");
     for (int k = 0; owned && k < n; k++) free(owned[k]);
     free(owned);
     free(msgs);
@@ -563,7 +567,7 @@ static int parse_common(srv_server *s, const cJSON *root, gen_req *g, int chat, 
             if (!(g->stop[g->n_stop++] = strdup(e->valuestring))) { snprintf(msg, cap, "out of memory"); return -1; }
         }
     }
-    g->enable_thinking = 1;
+    g->enable_thinking = -1;                 /* not given: the template's own default */
     v = cJSON_GetObjectItemCaseSensitive(root, "chat_template_kwargs");
     if (v && !cJSON_IsNull(v)) {
         if (!cJSON_IsObject(v)) { snprintf(msg, cap, "'chat_template_kwargs' must be an object"); return -1; }
@@ -610,8 +614,8 @@ static int parse_messages(srv_server *s, const cJSON *root, gen_req *g, char *ms
         }
         i++;
     }
-    g->prompt = render_chat(s, ms, g->enable_thinking);
-    if (!g->prompt) { snprintf(msg, cap, "out of memory"); return -1; }
+    msg[0] = 0;
+    if (!(g->prompt = render_chat(s, ms, g->enable_thinking, msg, cap))) return -1;
     g->gp.prompt = g->prompt;
     return 0;
 }
@@ -918,10 +922,11 @@ void srv_opts_init(srv_opts *o) {
     o->max_tokens_limit = 32768;
     o->conn_limit = 1024;
     o->conn_timeout_s = 600;
-    o->chat_template = CHAT_QWEN3;
+    o->chat_template = NULL;
 }
 
 static void free_server(srv_server *s) {
+    chat_tpl_free(s->own_tpl);
     prom_free(s->reg);
     free(s->host); free(s->api_key); free(s->model);
     pthread_cond_destroy(&s->cv);
@@ -959,10 +964,6 @@ srv_server *srv_start(const srv_opts *o, srv_backend *b, char *err, size_t errca
     srv_opts d;
     if (!o) { srv_opts_init(&d); o = &d; }
     if (!b || !b->submit || !b->abort || !b->stats) { snprintf(err, errcap, "serve: no backend"); return NULL; }
-    if (!strcmp(chat_kind_name(o->chat_template), "unknown")) {
-        snprintf(err, errcap, "serve: no chat template chosen (srv_opts.chat_template)");
-        return NULL;
-    }
     if (o->port < 0 || o->port > 65535 || o->max_body < 1 || o->max_tokens_limit < 1 || o->conn_limit < 1) {
         snprintf(err, errcap, "serve: port must be 0..65535 and max_body, max_tokens_limit, conn_limit >= 1");
         return NULL;
@@ -990,7 +991,9 @@ srv_server *srv_start(const srv_opts *o, srv_backend *b, char *err, size_t errca
     esc[j] = 0;
     snprintf(labels, sizeof labels, "model_name=\"%s\"", esc);
     s->reg = prom_create(labels);
-    if (!s->host || !s->model || (o->api_key && *o->api_key && !s->api_key) || !s->reg || add_metrics(s)) {
+    if (!o->chat_template) s->own_tpl = chat_tpl_named(CHAT_QWEN3);
+    s->tpl = o->chat_template ? o->chat_template : s->own_tpl;
+    if (!s->host || !s->model || (o->api_key && *o->api_key && !s->api_key) || !s->reg || add_metrics(s) || !s->tpl) {
         snprintf(err, errcap, "out of memory");
         free_server(s);
         return NULL;

@@ -34,8 +34,9 @@ typedef struct {
                                    the max_tokens of a request that gives none */
     unsigned conn_limit;        /* concurrent connections; default 1024 */
     unsigned conn_timeout_s;    /* idle connection timeout; default 600 */
-    chat_kind chat_template;    /* how chat messages become a prompt; default CHAT_QWEN3
-                                   (ChatML, honouring chat_template_kwargs.enable_thinking) */
+    const chat_tpl *chat_template;  /* how chat messages become a prompt (not owned; rendered from
+                                   several threads); NULL: qwen3's, written out in C. Either way
+                                   chat_template_kwargs.enable_thinking reaches the template */
     /* Optional access log / warnings, one line each (no newline). */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;

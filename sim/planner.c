@@ -38,6 +38,10 @@
 /* vLLM V0 profiles max(max_model_len, 2048) tokens; it turns chunked prefill
  * on by itself above 32K tokens of context, and then profiles 2048 */
 #define PLAN_MIN_BATCHED      2048
+/* vLLM pads the vocabulary of a split embedding / lm_head to a multiple of 64
+ * (DEFAULT_VOCAB_PADDING_SIZE) */
+#define PLAN_VOCAB_PAD        64
+#define PLAN_AWQ_GROUP        128      /* weights per AWQ scale (model_config.c) */
 #define PLAN_CHUNKED_ABOVE    32768
 
 void plan_opts_default(plan_opts *o) {
@@ -92,6 +96,50 @@ double plan_activation_bytes(const mc_config *c, mc_dtype wdtype, int tp, int ba
     return peak + PLAN_WORKSPACE;
 }
 
+/* Vocabulary rows of the embedding (and lm_head) on one GPU: vLLM pads the
+ * vocabulary to a multiple of 64 and splits it evenly; one GPU holds it
+ * unpadded (the engine without tensor parallelism). */
+static int64_t vocab_rows(const mc_config *c, int tp) {
+    if (tp <= 1) return c->vocab_size;
+    int64_t padded = ((int64_t)c->vocab_size + PLAN_VOCAB_PAD - 1) / PLAN_VOCAB_PAD * PLAN_VOCAB_PAD;
+    return (padded + tp - 1) / tp;
+}
+
+int64_t plan_weight_bytes(const mc_config *c, mc_dtype dtype, int tp) {
+    if (tp < 1) tp = 1;
+    int64_t h = c->hidden_size, hd = c->head_dim, q = (int64_t)c->num_heads / tp * hd;
+    int64_t kv = (int64_t)(c->num_kv_heads >= tp ? c->num_kv_heads / tp : 1) * hd;
+    int64_t linear = h * q + 2 * h * kv + q * h, other = 0;      /* per layer; q, k, v, o */
+    if (c->attn_bias) other += q + 2 * kv;                       /* split with their heads */
+    if (c->arch == MC_ARCH_OPT && c->attn_bias) other += h;      /* out_proj bias, replicated */
+    if (c->qk_norm) other += 2 * hd;
+    if (c->arch == MC_ARCH_OPT) {
+        int64_t f = c->intermediate_size / tp;
+        linear += 2 * h * f;
+        other += f + h + 4 * h;                                  /* fc1 bias split; fc2 bias, LayerNorms whole */
+    } else if (c->num_experts > 0) {
+        linear += (int64_t)c->num_experts * 3 * h * (c->moe_intermediate_size / tp);
+        other += h * c->num_experts;                             /* router, replicated */
+        if (c->shared_expert_intermediate_size > 0)
+            linear += 3 * h * (c->shared_expert_intermediate_size / tp), other += h;
+        other += 2 * h;
+    } else {
+        linear += 3 * h * (c->intermediate_size / tp);
+        other += 2 * h;                                          /* the two RMSNorms */
+    }
+    int64_t outer = vocab_rows(c, tp) * h * (c->tie_embeddings ? 1 : 2);
+    if (c->arch == MC_ARCH_OPT) outer += (int64_t)(c->max_position + 2) * h + 2 * h;
+    else outer += h;
+    int64_t lin = (int64_t)c->num_layers * linear, rest = (int64_t)c->num_layers * other + outer;
+    if (dtype != MC_DTYPE_AWQ4) return (lin + rest) * mc_dtype_bytes(dtype);
+    return (int64_t)llround((double)lin * (0.5 + 2.5 / PLAN_AWQ_GROUP)) + rest * 2;   /* as mc_weight_bytes */
+}
+
+int64_t plan_kv_bytes_per_token(const mc_config *c, mc_dtype kv_dtype, int tp) {
+    int kv_heads = c->num_kv_heads >= tp ? c->num_kv_heads / tp : 1;
+    return 2LL * c->num_layers * kv_heads * c->head_dim * mc_dtype_bytes(kv_dtype);
+}
+
 /* Longest context the model supports: max_position_embeddings, stretched by
  * rope scaling factors that extend it (linear, dynamic, yarn). */
 static long model_max_len(const mc_config *c) {
@@ -114,6 +162,18 @@ static int check_opts(const mc_config *c, const cm_gpu *g, const plan_opts *o, c
     if (o->tp <= 0 || o->tp > 1024 || c->num_heads % o->tp != 0) {
         snprintf(err, errlen, "--tp %d must be positive and divide the %d attention heads of %s",
                  o->tp, c->num_heads, c->name);
+        return -1;
+    }
+    /* what vLLM (and the engine, engine/tp_shard.c) can split: KV heads split
+     * or replicated evenly, MLP widths split evenly */
+    if (c->num_kv_heads % o->tp != 0 && o->tp % c->num_kv_heads != 0) {
+        snprintf(err, errlen, "--tp %d and the %d KV heads of %s: one must divide the other",
+                 o->tp, c->num_kv_heads, c->name);
+        return -1;
+    }
+    int width = c->num_experts > 0 ? c->moe_intermediate_size : c->intermediate_size;
+    if (width % o->tp != 0 || c->shared_expert_intermediate_size % o->tp != 0) {
+        snprintf(err, errlen, "--tp %d does not divide the MLP width %d of %s", o->tp, width, c->name);
         return -1;
     }
     if (o->max_model_len < 0) {
@@ -165,14 +225,12 @@ int plan_compute(const mc_config *c, const cm_gpu *g, const plan_opts *o, plan_r
 
     r->total_bytes = g->mem_bytes;
     r->budget_bytes = g->mem_bytes * o->util;
-    r->weight_bytes = (double)mc_weight_bytes(c, r->wdtype) / o->tp;
+    r->weight_bytes = (double)plan_weight_bytes(c, r->wdtype, o->tp);
     r->activation_bytes = plan_activation_bytes(c, r->wdtype, o->tp, r->batched_tokens, o->max_num_seqs);
     r->non_torch_bytes = plan_non_torch_bytes(o->tp);
     r->kv_bytes = r->budget_bytes - r->weight_bytes - r->activation_bytes - r->non_torch_bytes;
 
-    /* KV heads split over TP ranks; with fewer KV heads than ranks each rank keeps one */
-    int kv_heads = c->num_kv_heads >= o->tp ? c->num_kv_heads / o->tp : 1;
-    r->kv_bytes_per_token = 2LL * c->num_layers * kv_heads * c->head_dim * mc_dtype_bytes(r->kvdtype);
+    r->kv_bytes_per_token = plan_kv_bytes_per_token(c, r->kvdtype, o->tp);
     r->block_bytes = r->kv_bytes_per_token * o->block_size;
     r->num_blocks = r->kv_bytes > 0 ? (long)floor(r->kv_bytes / (double)r->block_bytes) : 0;
     r->num_cpu_blocks = (long)floor(o->swap_space_gib * GIB / (double)r->block_bytes);

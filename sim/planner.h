@@ -32,7 +32,7 @@ typedef struct plan_result {
     /* bytes, per GPU */
     double  total_bytes;         /* device memory */
     double  budget_bytes;        /* total * util */
-    double  weight_bytes;        /* model weights / tp */
+    double  weight_bytes;        /* model weights on one GPU (plan_weight_bytes) */
     double  activation_bytes;    /* profile-run peak (see planner.c for the estimate) */
     double  non_torch_bytes;     /* cuBLAS/NCCL/allocator memory outside torch tensors */
     double  kv_bytes;            /* budget - weights - activations - non-torch; may be < 0 */
@@ -57,6 +57,15 @@ int  plan_compute(const mc_config *c, const cm_gpu *g, const plan_opts *o, plan_
 double plan_activation_bytes(const mc_config *c, mc_dtype wdtype, int tp, int batched_tokens,
                              int max_num_seqs);
 double plan_non_torch_bytes(int tp);
+/* Bytes of weights on one GPU of tp, split as vLLM splits them (Megatron
+ * style: q/k/v and gate/up by rows, o and down by columns, experts along their
+ * width, the vocabulary padded to 64 and split; norms and the MoE router
+ * whole on every GPU, KV heads whole when fewer than tp).  tp 1 equals
+ * mc_weight_bytes.  The engine's own plan (engine/tp_shard.h) agrees byte
+ * for byte (tests/test_tp_shard.c). */
+int64_t plan_weight_bytes(const mc_config *c, mc_dtype dtype, int tp);
+/* KV bytes per token on one GPU: KV heads split over tp, one per GPU when fewer. */
+int64_t plan_kv_bytes_per_token(const mc_config *c, mc_dtype kv_dtype, int tp);
 /* Human report, vLLM's log lines included ("# GPU blocks: N, # CPU blocks: M",
  * "GPU KV cache size: N tokens", "Maximum concurrency for N tokens per
  * request: X.XXx") and a verdict line starting "verdict: fits" or

@@ -79,6 +79,35 @@ static void test_errors(void **st) {
     assert_non_null(strstr(err, "bad row 0"));
 }
 
+/* vLLM's "-tp": a single-dash row; the table then reads "-name" for every option too. */
+static void test_single_dash(void **st) {
+    (void)st;
+    enum { O_TP = 300, O_Q };
+    static const opt_spec tp[] = {
+        { "tensor-parallel-size", O_TP, OPT_VALUE }, { "-tp", O_TP, OPT_VALUE },
+        { "quiet", O_Q, OPT_FLAG }, { "help", 'h', OPT_FLAG }, { NULL, 0, 0 },
+    };
+    char *argv[] = { "cmd", "-tp", "4", "--tensor-parallel-size=2", "-tp=8", "-quiet", "-h", "x", NULL }, err[256];
+    opt_parser p;
+    assert_int_equal(opt_begin(&p, 8, argv, tp, err, sizeof err), 0);
+    const char *v;
+    const char *want[][2] = { { "-tp", "4" }, { "--tensor-parallel-size", "2" }, { "-tp", "8" } };
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(opt_next(&p, &v, err, sizeof err), O_TP);
+        assert_string_equal(opt_name(&p), want[i][0]);
+        assert_string_equal(v, want[i][1]);
+    }
+    assert_int_equal(opt_next(&p, &v, err, sizeof err), O_Q);
+    assert_int_equal(opt_next(&p, &v, err, sizeof err), 'h');
+    assert_int_equal(opt_next(&p, &v, err, sizeof err), OPT_ARG);
+    assert_string_equal(v, "x");
+    assert_int_equal(opt_next(&p, &v, err, sizeof err), OPT_END);
+    char *bad[] = { "cmd", "-tq", "1", NULL };
+    assert_int_equal(opt_begin(&p, 3, bad, tp, err, sizeof err), 0);
+    assert_int_equal(opt_next(&p, &v, err, sizeof err), OPT_ERROR);
+    assert_non_null(strstr(err, "unknown option '-tq'"));
+}
+
 static void test_values(void **st) {
     (void)st;
     char err[256];
@@ -109,6 +138,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forms_and_order),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_single_dash),
         cmocka_unit_test(test_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -127,16 +127,20 @@ static void test_kv_per_token(void **state) {
     o.tp = 4;
     assert_int_equal(plan_compute(&c, &g, &o, &r, err, sizeof err), 0);
     assert_int_equal(r.kv_bytes_per_token, 57344 / 4);
-    o.tp = 7;                                           /* 28 heads / 7, kv heads 4 < 7 */
-    assert_int_equal(plan_compute(&c, &g, &o, &r, err, sizeof err), 0);
-    assert_int_equal(r.kv_bytes_per_token, 2 * 28 * 1 * 128 * 2);
+    o.tp = 7;          /* 28 heads / 7, but 4 KV heads do not spread evenly over 7 (vLLM refuses too) */
+    assert_int_equal(plan_compute(&c, &g, &o, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, "KV heads"));
+    o.tp = 8;                                           /* 28 heads do not split over 8 */
+    assert_int_equal(plan_compute(&c, &g, &o, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--tp 8"));
     /* weights split over GPUs; more GPUs, more blocks each */
     plan_result r1, r2;
     o.tp = 1;
     assert_int_equal(plan_compute(&c, &g, &o, &r1, err, sizeof err), 0);
     o.tp = 2;
     assert_int_equal(plan_compute(&c, &g, &o, &r2, err, sizeof err), 0);
-    assert_true(fabs(r2.weight_bytes * 2 - r1.weight_bytes) < 2);
+    /* the weights split in two, but for the RMSNorms each GPU keeps whole (vLLM does the same) */
+    assert_true(r2.weight_bytes * 2 - r1.weight_bytes == (2.0 * 28 * 3584 + 3584) * 2);
     assert_true(r2.num_blocks > r1.num_blocks);
     /* block size scales blocks inversely, tokens about the same */
     o.tp = 1;
@@ -144,6 +148,33 @@ static void test_kv_per_token(void **state) {
     plan_result r32;
     assert_int_equal(plan_compute(&c, &g, &o, &r32, err, sizeof err), 0);
     assert_true(labs(r32.kv_tokens - r1.kv_tokens) <= 32);
+}
+
+/* On one GPU the per-GPU weights are the whole model, for every shipped config
+ * and dtype; more GPUs never hold less than their share. */
+static void test_weights_per_gpu(void **state) {
+    (void)state;
+    mc_config c;
+    const char *names[] = {"qwen2.5-0.5b", "qwen2.5-7b", "qwen3-0.6b", "qwen3-8b", "llama-3.1-8b",
+                           "smollm2-135m", "opt-13b", "qwen2.5-7b-instruct-awq", "qwen2.5-14b-instruct-awq",
+                           "qwen3-30b-a3b-instruct-2507", "llama-3.1-70b"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "data/models/%s.json", names[i]);
+        assert_int_equal(mc_load(&c, path, err, sizeof err), 0);
+        for (int d = MC_DTYPE_BF16; d <= MC_DTYPE_AWQ4; d++) {
+            assert_int_equal(plan_weight_bytes(&c, (mc_dtype)d, 1), mc_weight_bytes(&c, (mc_dtype)d));
+            for (int tp = 2; tp <= 8; tp *= 2)
+                if (c.num_heads % tp == 0 && (c.num_kv_heads % tp == 0 || tp % c.num_kv_heads == 0) &&
+                    (c.num_experts ? c.moe_intermediate_size : c.intermediate_size) % tp == 0)
+                    assert_true(plan_weight_bytes(&c, (mc_dtype)d, tp) * tp >= mc_weight_bytes(&c, (mc_dtype)d));
+        }
+    }
+    /* the study's model at TP 8: 4 KV heads, each on 2 GPUs */
+    assert_int_equal(mc_load(&c, "data/models/qwen3-30b-a3b-instruct-2507.json", err, sizeof err), 0);
+    assert_int_equal(plan_kv_bytes_per_token(&c, MC_DTYPE_BF16, 8), 2 * 48 * 1 * 128 * 2);
+    assert_int_equal(plan_kv_bytes_per_token(&c, MC_DTYPE_BF16, 4), 2 * 48 * 1 * 128 * 2);
+    assert_int_equal(plan_kv_bytes_per_token(&c, MC_DTYPE_BF16, 2), 2 * 48 * 2 * 128 * 2);
 }
 
 /* OPT-13B on an A100-40GB: the vLLM paper's setup, about 12 GB of KV cache. */
@@ -270,6 +301,7 @@ int main(void) {
         cmocka_unit_test(test_7b_awq_on_4070),
         cmocka_unit_test(test_kv_per_token),
         cmocka_unit_test(test_opt13b_a100),
+        cmocka_unit_test(test_weights_per_gpu),
         cmocka_unit_test(test_profile_tokens),
         cmocka_unit_test(test_report),
         cmocka_unit_test(test_bad_options),

@@ -690,6 +690,41 @@ static int run_cmd(const char *args, char *out, size_t cap) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* A model's own chat template (gemma-2's, through text/jinja): its prompt reaches
+ * the backend, and what it refuses with raise_exception is the client's 400. */
+static void test_model_template(void **state) {
+    (void)state;
+    char err[256], want[1024];
+    chat_tpl *t = chat_tpl_open(NULL, "tests/data/chat_templates/gemma2-2b-it.json", err, sizeof err);
+    assert_non_null(t);
+    srv_mock_opts mo;
+    srv_mock_opts_init(&mo);
+    mo.token_delay_us = 200;
+    srv_backend *be = srv_mock_create(&mo, err, sizeof err);
+    srv_opts o;
+    srv_opts_init(&o);
+    o.port = 0;
+    o.chat_template = t;
+    srv_server *s = srv_start(&o, be, err, sizeof err);
+    assert_non_null(s);
+    resp r = http(srv_port(s), NULL, "/v1/chat/completions", "{\"model\": \"mock\", \"messages\": [{\"role\": \"user\","
+                  " \"content\": \"Buy or sell ACME?\"}], \"temperature\": 0.6, \"seed\": 9}", NULL, 0);
+    assert_int_equal(r.status, 200);
+    cJSON *j = cJSON_Parse(r.body);
+    srv_mock_reply("<bos><start_of_turn>user\nBuy or sell ACME?<end_of_turn>\n<start_of_turn>model\n", NULL, 0, 0.6, 9,
+                   want, sizeof want);
+    assert_string_equal(jstr(j, "choices.0.message.content"), want);
+    cJSON_Delete(j);
+    free(r.body);
+    r = http(srv_port(s), NULL, "/v1/chat/completions", "{\"model\": \"mock\", \"messages\": [{\"role\": \"system\","
+             " \"content\": \"s\"}, {\"role\": \"user\", \"content\": \"u\"}]}", NULL, 0);
+    assert_non_null(strstr(r.body, "chat template: System role not supported"));
+    expect_error(&r, 400, "invalid_request_error");
+    srv_stop(s);
+    be->destroy(be);
+    chat_tpl_free(t);
+}
+
 static void test_command(void **state) {
     (void)state;
     char bin[512], out[4096];
@@ -752,6 +787,7 @@ int main(void) {
         cmocka_unit_test(test_preemption),
         cmocka_unit_test_setup_teardown(test_fuzz_bodies, setup, teardown),
         cmocka_unit_test(test_utf8_and_backend_errors),
+        cmocka_unit_test(test_model_template),
         cmocka_unit_test(test_command),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

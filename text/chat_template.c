@@ -1,15 +1,18 @@
-/* text/chat_template.c — the chat templates of ChatML/Qwen, Llama-3 and Gemma
+/* text/chat_template.c — chat_tpl: a model's own chat_template rendered by
+ * text/jinja.h, else the chat templates of ChatML/Qwen, Llama-3 and Gemma
  * written out in C (see chat_template.h).  Each render function follows its
  * family's Jinja template line for line for plain text messages (no tools,
- * no images).  Reads tokenizer_config.json in chat_detect; nothing else.
+ * no images).  Reads tokenizer_config.json and template files; nothing else.
  */
 #include "text/chat_template.h"
 #include "base/file.h"
+#include "text/jinja.h"
 
 #include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef struct { char *out; size_t cap, n; } sbuf;   /* out: (cap,) */
 
@@ -54,13 +57,17 @@ const char *chat_kind_name(chat_kind k) {
     return (k >= 0 && k < (int)(sizeof NAMES / sizeof NAMES[0])) ? NAMES[k] : "unknown";
 }
 
-int chat_detect(const char *path, chat_kind *kind, char *err, size_t cap) {
-    *kind = CHAT_UNKNOWN;
+static cJSON *read_config(const char *path, char *err, size_t cap) {
     char *buf = file_read_all(path, 64u << 20, NULL, err, cap);
-    if (!buf) return -1;
+    if (!buf) return NULL;
     cJSON *root = cJSON_Parse(buf);
     free(buf);
-    if (!root) { snprintf(err, cap, "%s: malformed JSON", path); return -1; }
+    if (!root) snprintf(err, cap, "%s: malformed JSON", path);
+    return root;
+}
+
+/* chat_template as a string, or the "default" entry of a list of named ones. */
+static const char *config_template(const cJSON *root) {
     const cJSON *ct = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
     const char *text = cJSON_IsString(ct) ? ct->valuestring : NULL;
     if (cJSON_IsArray(ct)) {   /* [{"name": "default", "template": "..."}, ...] */
@@ -71,6 +78,14 @@ int chat_detect(const char *path, chat_kind *kind, char *err, size_t cap) {
             if (cJSON_IsString(nm) && !strcmp(nm->valuestring, "default") && cJSON_IsString(tp)) text = tp->valuestring;
         }
     }
+    return text;
+}
+
+int chat_detect(const char *path, chat_kind *kind, char *err, size_t cap) {
+    *kind = CHAT_UNKNOWN;
+    cJSON *root = read_config(path, err, cap);
+    if (!root) return -1;
+    const char *text = config_template(root);
     int rc = 0;
     if (!text) {
         snprintf(err, cap, "%s: no chat_template; pass --chat-template chatml|qwen2.5|qwen3|llama3|llama3.1|gemma", path);
@@ -196,4 +211,163 @@ size_t chat_render(chat_kind kind, const chat_msg *msgs, int n, int gen, int thi
     }
     if (cap) out[b.n < cap ? b.n : cap - 1] = 0;
     return b.n;
+}
+
+/* ---- chat_tpl: the model's own template, or a named family ------------------------- */
+
+struct chat_tpl {
+    chat_kind kind;          /* the named family, or the one the model's template resembles */
+    jinja_template *jinja;   /* the model's own template; NULL renders kind by hand */
+    cJSON *tokens;           /* special tokens the template sees: {"bos_token": "<s>", ...} */
+    char *eos;               /* the config's eos_token, or NULL */
+    char name[320];
+};
+
+chat_tpl *chat_tpl_named(chat_kind kind) {
+    chat_tpl *t = calloc(1, sizeof *t);
+    if (t) { t->kind = kind; snprintf(t->name, sizeof t->name, "%s", chat_kind_name(kind)); }
+    return t;
+}
+
+/* A special token's text: a string, or an AddedToken object's "content". */
+static const char *token_text(const cJSON *v) {
+    if (cJSON_IsObject(v)) v = cJSON_GetObjectItemCaseSensitive(v, "content");
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* Compiles text; special tokens from root (may be NULL), as transformers'
+ * special_tokens_map passes them to the template. */
+static chat_tpl *make(const char *label, const char *text, const cJSON *root, char *err, size_t cap) {
+    static const char *keys[] = {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"};
+    char jerr[400];
+    chat_tpl *t = calloc(1, sizeof *t);
+    if (!t || !(t->tokens = cJSON_CreateObject())) { free(t); snprintf(err, cap, "out of memory"); return NULL; }
+    if (!(t->jinja = jinja_compile(text, strlen(text), jerr, sizeof jerr))) {
+        snprintf(err, cap, "%s: chat_template %s", label, jerr);
+        chat_tpl_free(t);
+        return NULL;
+    }
+    for (size_t i = 0; root && i < sizeof keys / sizeof keys[0]; i++) {
+        const char *v = token_text(cJSON_GetObjectItemCaseSensitive(root, keys[i]));
+        if (v) cJSON_AddStringToObject(t->tokens, keys[i], v);
+    }
+    const cJSON *extra = root ? cJSON_GetObjectItemCaseSensitive(root, "additional_special_tokens") : NULL, *it;
+    if (cJSON_IsArray(extra)) {
+        cJSON *list = cJSON_AddArrayToObject(t->tokens, "additional_special_tokens");
+        cJSON_ArrayForEach(it, extra) if (token_text(it)) cJSON_AddItemToArray(list, cJSON_CreateString(token_text(it)));
+    }
+    const char *eos = root ? token_text(cJSON_GetObjectItemCaseSensitive(root, "eos_token")) : NULL;
+    t->eos = eos ? strdup(eos) : NULL;
+    t->kind = chat_detect_text(text);
+    snprintf(t->name, sizeof t->name, "%s (chat_template)", label);
+    return t;
+}
+
+static chat_tpl *from_config(const char *path, char *err, size_t cap) {
+    if (!path) { snprintf(err, cap, "no tokenizer_config.json given"); return NULL; }
+    cJSON *root = read_config(path, err, cap);
+    if (!root) return NULL;
+    const char *text = config_template(root);
+    chat_tpl *t = text ? make(path, text, root, err, cap) : NULL;
+    if (!text) snprintf(err, cap, "%s: no chat_template", path);
+    cJSON_Delete(root);
+    return t;
+}
+
+chat_tpl *chat_tpl_open(const char *spec, const char *config_path, char *err, size_t cap) {
+    if (!spec) return from_config(config_path, err, cap);
+    chat_kind k = chat_kind_parse(spec);
+    if (k != CHAT_UNKNOWN) {
+        chat_tpl *t = chat_tpl_named(k);
+        if (!t) snprintf(err, cap, "out of memory");
+        return t;
+    }
+    size_t n = strlen(spec);
+    if (n > 5 && !strcmp(spec + n - 5, ".json")) return from_config(spec, err, cap);
+    char e1[8], e2[8], *text = file_read_all(spec, 64u << 20, NULL, e1, sizeof e1);
+    if (!text) {
+        snprintf(err, cap, "%s: not a template name (chatml, qwen2.5, qwen3, llama3, llama3.1, gemma) "
+                 "nor a readable tokenizer_config.json or Jinja file", spec);
+        return NULL;
+    }
+    cJSON *root = config_path ? read_config(config_path, e2, sizeof e2) : NULL;
+    chat_tpl *t = make(spec, text, root, err, cap);
+    if (t) snprintf(t->name, sizeof t->name, "%s", spec);
+    cJSON_Delete(root);
+    free(text);
+    return t;
+}
+
+chat_tpl *chat_tpl_for(const char *spec, const char *tokenizer_path, chat_kind fallback, char *err, size_t cap) {
+    char cfg[4200];
+    struct stat sb;
+    const char *tp = tokenizer_path ? tokenizer_path : ".";
+    if (stat(tp, &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", tp);
+    else {
+        const char *sl = strrchr(tp, '/');
+        snprintf(cfg, sizeof cfg, "%.*stokenizer_config.json", sl ? (int)(sl + 1 - tp) : 0, tp);
+    }
+    if (spec) return chat_tpl_open(spec, cfg, err, cap);
+    char e2[8];
+    cJSON *root = read_config(cfg, e2, sizeof e2);
+    const char *text = root ? config_template(root) : NULL;
+    chat_tpl *t = text ? make(cfg, text, root, err, cap) : NULL;
+    cJSON_Delete(root);
+    if (text) return t;
+    if (fallback == CHAT_UNKNOWN) {
+        snprintf(err, cap, "%s: no chat_template; pass --chat-template NAME or a template file", cfg);
+        return NULL;
+    }
+    if (!(t = chat_tpl_named(fallback))) snprintf(err, cap, "out of memory");
+    return t;
+}
+
+char *chat_tpl_apply(const chat_tpl *t, const chat_msg *msgs, int n, int gen, int think, size_t *len,
+                     char *err, size_t cap) {
+    for (int i = 0; i < n; i++)
+        if (!msgs[i].role || !msgs[i].content) { snprintf(err, cap, "message %d has no role or content", i); return NULL; }
+    if (!t->jinja) {
+        size_t need = chat_render(t->kind, msgs, n, gen, think != 0, NULL, 0);
+        char *out = need != (size_t)-1 ? malloc(need + 1) : NULL;
+        if (!out) { snprintf(err, cap, need == (size_t)-1 ? "no chat template chosen" : "out of memory"); return NULL; }
+        chat_render(t->kind, msgs, n, gen, think != 0, out, need + 1);
+        if (len) *len = need;
+        return out;
+    }
+    cJSON *vars = cJSON_Duplicate(t->tokens, 1), *list = vars ? cJSON_AddArrayToObject(vars, "messages") : NULL;
+    char *out = NULL;
+    for (int i = 0; list && i < n; i++) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddItemToArray(list, m);
+        if (!cJSON_AddStringToObject(m, "role", msgs[i].role) || !cJSON_AddStringToObject(m, "content", msgs[i].content))
+            list = NULL;
+    }
+    if (list && cJSON_AddNullToObject(vars, "tools") && cJSON_AddNullToObject(vars, "documents") &&
+        cJSON_AddBoolToObject(vars, "add_generation_prompt", gen) &&
+        (think < 0 || cJSON_AddBoolToObject(vars, "enable_thinking", think)))
+        out = jinja_render(t->jinja, vars, 0, len, err, cap);
+    else snprintf(err, cap, "out of memory");
+    cJSON_Delete(vars);
+    return out;
+}
+
+chat_kind chat_tpl_kind(const chat_tpl *t) { return t->kind; }
+
+const char *chat_tpl_stop(const chat_tpl *t) {
+    switch (t->kind) {
+    case CHAT_LLAMA3: case CHAT_LLAMA31: return "<|eot_id|>";
+    case CHAT_GEMMA: return "<end_of_turn>";
+    case CHAT_UNKNOWN: return t->eos;
+    default: return "<|im_end|>";
+    }
+}
+
+const char *chat_tpl_name(const chat_tpl *t) { return t->name; }
+
+void chat_tpl_free(chat_tpl *t) {
+    if (!t) return;
+    jinja_free(t->jinja);
+    cJSON_Delete(t->tokens);
+    free(t->eos);
+    free(t);
 }

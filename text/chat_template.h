@@ -1,8 +1,9 @@
-/* text/chat_template.h — chat prompt rendering for the model families the
- * engine serves, without a Jinja engine: the family is detected from the
- * chat_template text in tokenizer_config.json, and each family's template is
- * written out here in C.  An unrecognised template is an error; front ends
- * offer --chat-template NAME (chat_kind_parse) as the escape.
+/* text/chat_template.h — chat prompt rendering.  A chat_tpl renders the
+ * model's own chat_template (tokenizer_config.json's Jinja text, through
+ * text/jinja.h, as transformers' apply_chat_template does), or, as the
+ * fallback when a model ships none, one of the families written out here in C
+ * (chat_render: the family detected from the template text, or named with
+ * --chat-template NAME).
  *
  * Render the result and encode it with tok_encode(..., 0) (no TOK_ADD_SPECIAL);
  * the rendered text already starts with <|begin_of_text|> / <bos> where the
@@ -43,5 +44,39 @@ const char *chat_kind_name(chat_kind kind);
  * kind or a message without role/content. */
 size_t chat_render(chat_kind kind, const chat_msg *msgs, int n, int add_generation_prompt,
                    int enable_thinking, char *out, size_t cap);
+
+/* ---- a template ready to render: the model's own, or a named family ---------------- */
+typedef struct chat_tpl chat_tpl;
+
+/* spec NULL: the chat_template of the tokenizer_config.json at config_path,
+ * with its special tokens (bos_token, eos_token, ...).  spec a family name
+ * (chat_kind_parse): that hand-written family.  spec a file: a
+ * tokenizer_config.json (its chat_template) or a Jinja template (special
+ * tokens then from config_path when it is readable).  Returns NULL with a
+ * message naming the file (and the template's line and column) in err. */
+chat_tpl *chat_tpl_open(const char *spec, const char *config_path, char *err, size_t errcap);
+/* The template for a tokenizer.json at tokenizer_path (or a directory holding
+ * it): spec when given (as chat_tpl_open, special tokens from the
+ * tokenizer_config.json beside it), else that config's chat_template, else
+ * (no config, or one without a template) the named fallback; NULL with a
+ * message when that is CHAT_UNKNOWN, or when the model's template is bad. */
+chat_tpl *chat_tpl_for(const char *spec, const char *tokenizer_path, chat_kind fallback, char *err, size_t errcap);
+/* The hand-written template of kind (not CHAT_UNKNOWN); NULL when out of memory. */
+chat_tpl *chat_tpl_named(chat_kind kind);
+/* Renders n messages (tools none) into a malloc'd string (length in *len when
+ * len is not NULL).  enable_thinking < 0 leaves it undefined, as a request
+ * without chat_template_kwargs does.  NULL with a message in err when the
+ * template fails (raise_exception's own message, e.g. roles that do not
+ * alternate) or a message has no role / content. */
+char *chat_tpl_apply(const chat_tpl *t, const chat_msg *msgs, int n, int add_generation_prompt,
+                     int enable_thinking, size_t *len, char *err, size_t errcap);
+/* The family the template is or resembles (its end of turn); CHAT_UNKNOWN for
+ * a model's template of no known family. */
+chat_kind chat_tpl_kind(const chat_tpl *t);
+/* The token that ends an assistant turn: the family's, else the config's eos_token (NULL if none). */
+const char *chat_tpl_stop(const chat_tpl *t);
+/* What renders: "qwen3" for a named family, "PATH (chat_template)" for a model's own. */
+const char *chat_tpl_name(const chat_tpl *t);
+void chat_tpl_free(chat_tpl *t);
 
 #endif

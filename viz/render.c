@@ -66,6 +66,9 @@ static void draw_pool(cairo_t *cr, const viz_grid *g, const viz_pool *p, double 
                      p->block_size, p->queue_len[VIZ_Q_RUNNING], p->queue_len[VIZ_Q_WAITING]);
     if (!main && p->c.time_s > 0)   /* the baseline keeps its own clock */
         snprintf(t + k, sizeof t - (size_t)k, "   t = %.3f s", p->c.time_s);
+    /* a narrow panel (two pools side by side): a smaller font, never over the neighbour */
+    for (double sz = f * 0.9; viz_text_w(cr, t) > g->panel.x + g->panel.w - x && sz > f * 0.55; sz *= 0.93)
+        viz_font(cr, sz, false);
     viz_text(cr, x, y, t, DIM);
     /* small blocks: no antialiasing (pixel-aligned fills take pixman's fast path) */
     if (!g->slots) cairo_set_antialias(cr, CAIRO_ANTIALIAS_NONE);

@@ -55,7 +55,7 @@ static void usage(FILE *f) {
         "  --json FILE               write the figures as JSON\n"
         "  --kv-policy paged|contiguous, --no-prefix-caching, --max-num-batched-tokens N (default 8192),\n"
         "  --max-num-seqs N (256), --max-model-len N, --block-size N, --gpu-memory-utilization F,\n"
-        "  --num-gpu-blocks N, --dummy-seed S: as engine/run\n");
+        "  --num-gpu-blocks N, --dummy-seed S, --tensor-parallel-size N (-tp N): as engine/run\n");
 }
 
 
@@ -357,6 +357,7 @@ static const opt_spec k_opts[] = {
     { "elementwise", O_ELEMENTWISE, OPT_VALUE }, { "peak-tflops", O_PEAK_TFLOPS, OPT_VALUE },
     { "peak-gbps", O_PEAK_GBPS, OPT_VALUE },
     CLI_MODEL_SPECS,
+    CLI_TP_SPECS,
     { NULL, 0, 0 },
 };
 
@@ -366,6 +367,7 @@ int main(int argc, char **argv) {
     int nreq = 1024, plen = 512, olen = 96, lo = 100, hi = 1024, ew_rows = 0;
     double peak_tflops = 790, peak_gbps = 4300, temperature = 0;
     unsigned long long seed = 0, dummy_seed = 0;
+    int tp = 1;
     eng_config cfg = {0};
     cfg.prefix_caching = true;
     cfg.eos_id = -1;
@@ -397,6 +399,7 @@ int main(int argc, char **argv) {
         case O_ELEMENTWISE: ew_rows = cli_int(PROG, a, v, 1, 1 << 16); break;
         case O_PEAK_TFLOPS: peak_tflops = cli_num(PROG, a, v, 1, 1e6); break;
         case O_PEAK_GBPS: peak_gbps = cli_num(PROG, a, v, 1, 1e6); break;
+        case CLI_TP: tp = cli_int(PROG, a, v, 1, 1024); break;
         case OPT_ARG: snprintf(perr, sizeof perr, "unexpected argument '%s'", v); cli_usage_error(PROG, perr);
         case OPT_ERROR: cli_usage_error(PROG, perr);
         default: cli_model_option(PROG, k, a, v, &cfg.model, &cfg.kv_policy); break;
@@ -404,6 +407,7 @@ int main(int argc, char **argv) {
     }
     opt_end(&op);
     if (!model_dir == !dummy) { fprintf(stderr, "engine/bench: give --model DIR or --dummy-weights CONFIG.json\n"); usage(stderr); return 2; }
+    cli_tp_check(PROG, tp);                 /* before anything starts CUDA */
     if (strcmp(workload, "fixed") && strcmp(workload, "uniform")) {
         fprintf(stderr, "engine/bench: --workload is fixed or uniform, got '%s'\n", workload);
         return 2;

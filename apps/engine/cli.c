@@ -1,5 +1,6 @@
 /* cli: the engine front ends' shared options (see apps/engine/cli.h). */
 #include "apps/engine/cli.h"
+#include "engine/tp_comm.h"
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -50,4 +51,18 @@ int cli_model_option(const char *prog, int key, const char *name, const char *v,
     case CLI_NUM_GPU_BLOCKS: m->num_gpu_blocks = cli_int(prog, name, v, 1, 1 << 30); return 1;
     default: return 0;
     }
+}
+
+void cli_tp_check(const char *prog, int tp) {
+    char err[512];
+    if (tp == 1) return;
+    if (tp_check_size(tp, err, sizeof err)) {
+        fprintf(stderr, "%s: --tensor-parallel-size %d: %s\n", prog, tp, err);
+        exit(2);
+    }
+    /* the GPUs are there: engine/tp_*.c shard, load and communicate, but
+     * model_forward does not call them yet (docs/tp-integration.md) */
+    fprintf(stderr, "%s: --tensor-parallel-size %d: this machine has the GPUs, but the engine's forward pass "
+            "does not run sharded yet (docs/tp-integration.md); use --tensor-parallel-size 1\n", prog, tp);
+    exit(2);
 }

@@ -12,7 +12,7 @@
 
 /* The keys of the shared options, and their rows for a command's table. */
 enum { CLI_KV_POLICY = 900, CLI_MAX_BATCHED, CLI_MAX_SEQS, CLI_MAX_LEN, CLI_BLOCK_SIZE, CLI_GPU_UTIL,
-       CLI_NUM_GPU_BLOCKS };
+       CLI_NUM_GPU_BLOCKS, CLI_TP };
 #define CLI_MODEL_SPECS \
     { "kv-policy", CLI_KV_POLICY, OPT_VALUE }, \
     { "max-num-batched-tokens", CLI_MAX_BATCHED, OPT_VALUE }, \
@@ -21,10 +21,19 @@ enum { CLI_KV_POLICY = 900, CLI_MAX_BATCHED, CLI_MAX_SEQS, CLI_MAX_LEN, CLI_BLOC
     { "block-size", CLI_BLOCK_SIZE, OPT_VALUE }, \
     { "gpu-memory-utilization", CLI_GPU_UTIL, OPT_VALUE }, \
     { "num-gpu-blocks", CLI_NUM_GPU_BLOCKS, OPT_VALUE }
+/* --tensor-parallel-size N and vLLM's -tp N (key CLI_TP, the value 1..1024). */
+#define CLI_TP_SPECS \
+    { "tensor-parallel-size", CLI_TP, OPT_VALUE }, \
+    { "-tp", CLI_TP, OPT_VALUE }
 /* Applies shared option key (value v) to *m or *kp and returns 1; returns 0
  * when key is not one of them.  Exits with 2 on a bad value. */
 int    cli_model_option(const char *prog, int key, const char *name, const char *v, model_opts *m,
                         kv_policy *kp);
+/* Before anything starts CUDA: returns when the engine can run at
+ * tensor-parallel size tp here (1 always does); else prints why (too few
+ * GPUs, no CUDA or NCCL in the build, or the sharded forward pass not wired
+ * into the engine yet) and exits with status 2. */
+void   cli_tp_check(const char *prog, int tp);
 /* Prints "PROG: err" and exits with status 2 (a bad command line). */
 _Noreturn void cli_usage_error(const char *prog, const char *err);
 /* The integer in v (whole string), in [lo, hi]; exits with 2 otherwise. */

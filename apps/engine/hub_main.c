@@ -1,7 +1,8 @@
 /* apps/engine/hub_main.c — the `engine/hub` command: model download from a Hugging
  * Face hub into the standard cache, and small tokenizer / chat-template tools
  * (encode, decode, count, chat) over text/tokenizer.c and
- * text/chat_template.c.  The only file of this module that prints and exits.
+ * text/chat_template.c (text/jinja for a model's own template).  The only
+ * file of this module that prints and exits.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,9 +27,11 @@ static void usage(FILE *f) {
         "  encode --tokenizer FILE [--add-special] [TEXT | -]   print token ids (stdin with -)\n"
         "  count  --tokenizer FILE [--add-special] [TEXT | -]   print the number of tokens\n"
         "  decode --tokenizer FILE [--skip-special] ID...        print the text of ids\n"
-        "  chat   --config tokenizer_config.json [--chat-template chatml|qwen2.5|qwen3|llama3|llama3.1|gemma]\n"
+        "  chat   --config tokenizer_config.json [--chat-template NAME|FILE]\n"
         "         [--system TEXT] --user TEXT [--no-thinking] [--tokenizer FILE]\n"
-        "      render a chat prompt (and its ids with --tokenizer)\n"
+        "      render a chat prompt with the config's chat_template (and its ids with --tokenizer);\n"
+        "      --chat-template: a family (chatml, qwen2.5, qwen3, llama3, llama3.1, gemma), a\n"
+        "      tokenizer_config.json or a Jinja file instead\n"
         "  --help\n");
 }
 
@@ -165,7 +168,7 @@ static int cmd_chat(int argc, char **argv) {
         { "user", O_USER, OPT_VALUE },                 { "tokenizer", O_TOKENIZER, OPT_VALUE },
         { "no-thinking", O_NO_THINKING, OPT_FLAG },    { NULL, 0, 0 },
     };
-    const char *cfg = NULL, *name = NULL, *sys = NULL, *user = NULL, *tp = NULL, *v; int think = 1, k;
+    const char *cfg = NULL, *name = NULL, *sys = NULL, *user = NULL, *tp = NULL, *v; int think = -1, k;
     char err[1024];
     opt_parser p;
     if (opt_begin(&p, argc, argv, specs, err, sizeof err)) return bad_usage("chat", err);
@@ -185,20 +188,15 @@ static int cmd_chat(int argc, char **argv) {
     }
     opt_end(&p);
     if (!user || (!cfg && !name)) { usage(stderr); return 2; }
-    chat_kind ck = CHAT_UNKNOWN;
-    if (name) {
-        ck = chat_kind_parse(name);
-        if (ck == CHAT_UNKNOWN) { fprintf(stderr, "engine/hub: unknown --chat-template '%s'\n", name); return 2; }
-    } else if (chat_detect(cfg, &ck, err, sizeof err) < 0) {
-        fprintf(stderr, "engine/hub: %s\n", err); return 1;
-    }
+    chat_tpl *ct = chat_tpl_open(name, cfg, err, sizeof err);
+    if (!ct) { fprintf(stderr, "engine/hub: %s\n", err); return 1; }
     chat_msg m[2]; int n = 0;
     if (sys) m[n++] = (chat_msg){"system", sys};
     m[n++] = (chat_msg){"user", user};
-    size_t need = chat_render(ck, m, n, 1, think, NULL, 0);
-    char *out = malloc(need + 1);
-    chat_render(ck, m, n, 1, think, out, need + 1);
-    printf("# template: %s\n%s\n", chat_kind_name(ck), out);
+    size_t need;
+    char *out = chat_tpl_apply(ct, m, n, 1, think, &need, err, sizeof err);
+    if (!out) { fprintf(stderr, "engine/hub: chat template: %s\n", err); chat_tpl_free(ct); return 1; }
+    printf("# template: %s\n%s\n", chat_tpl_name(ct), out);
     if (tp) {
         tok_tokenizer *t = load_tok(tp);
         tok_ids ids = {0};
@@ -210,6 +208,7 @@ static int cmd_chat(int argc, char **argv) {
         tok_ids_free(&ids); tok_free(t);
     }
     free(out);
+    chat_tpl_free(ct);
     return 0;
 }
 

@@ -15,7 +15,6 @@
 #include "text/chat_template.h"
 #include "sim/model_config.h"
 #include <cjson/cJSON.h>
-#include <libgen.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +51,7 @@ static void usage(FILE *f) {
         "  --block-size N            KV block size (default 16)\n"
         "  --gpu-memory-utilization F  share of GPU memory to use (default 0.9)\n"
         "  --num-gpu-blocks N        KV blocks to allocate instead of what memory allows\n"
+        "  --tensor-parallel-size N, -tp N  GPUs to shard the model over (default 1)\n"
         "  --dummy-seed S            seed of --dummy-weights (default 0)\n"
         "  --quiet                   no per-request lines on stderr\n");
 }
@@ -134,6 +134,7 @@ static const opt_spec k_opts[] = {
     { "seed", O_SEED, OPT_VALUE },              { "dummy-seed", O_DUMMY_SEED, OPT_VALUE },
     { "eos-id", O_EOS_ID, OPT_VALUE },          { "dump-logits", O_DUMP, OPT_VALUE },
     CLI_MODEL_SPECS,
+    CLI_TP_SPECS,
     { NULL, 0, 0 },
 };
 
@@ -145,6 +146,7 @@ int main(int argc, char **argv) {
     int ntext = 0, nreq = 0, max_tokens = 16, top_k = 0, eos_id = -2, chat = 0, quiet = 0, ignore_eos = 0;
     float temperature = 0, top_p = 1;
     unsigned long long seed = 0, dummy_seed = 0;
+    int tp = 1;
     eng_config cfg = {0};
     cfg.prefix_caching = true;
     opt_parser op;
@@ -185,6 +187,7 @@ int main(int argc, char **argv) {
         case O_DUMMY_SEED: dummy_seed = cli_u64(PROG, a, v); break;
         case O_EOS_ID: eos_id = cli_int(PROG, a, v, -1, 0x7fffffff); break;
         case O_DUMP: dump = v; break;
+        case CLI_TP: tp = cli_int(PROG, a, v, 1, 1024); break;
         case OPT_ARG: snprintf(perr, sizeof perr, "unexpected argument '%s'", v); cli_usage_error(PROG, perr);
         case OPT_ERROR: cli_usage_error(PROG, perr);
         default: cli_model_option(PROG, k, a, v, &cfg.model, &cfg.kv_policy); break;
@@ -192,6 +195,7 @@ int main(int argc, char **argv) {
     }
     opt_end(&op);
     if (!model_dir == !dummy) { fprintf(stderr, "engine/run: give --model DIR or --dummy-weights CONFIG.json\n"); usage(stderr); return 2; }
+    cli_tp_check(PROG, tp);                 /* before anything starts CUDA */
     if (nreq == 0) { parse_ids("1,2,3,4", &prompts[0]); plen[0] = 4; nreq = 1; }
 
     char err[1024], path[1024], tok_default[1024];
@@ -211,18 +215,14 @@ int main(int argc, char **argv) {
     }
     int as_text = output ? !strcmp(output, "text") : tok != NULL;
     if (as_text && !tok) { fprintf(stderr, "engine/run: --output text needs a tokenizer\n"); return 2; }
-    chat_kind ck = CHAT_UNKNOWN;
-    if (chat) {
-        char dir[1024];
-        snprintf(dir, sizeof dir, "%s", tok_path ? tok_path : ".");
-        snprintf(path, sizeof path, "%s/tokenizer_config.json", dirname(dir));
-        if (!tok || chat_detect(path, &ck, err, sizeof err)) {
+    chat_tpl *ct = NULL;
+    if (chat) {                                   /* the model's own template, beside the tokenizer */
+        if (!tok || !(ct = chat_tpl_for(NULL, tok_path, CHAT_UNKNOWN, err, sizeof err))) {
             fprintf(stderr, "engine/run: --chat: %s\n", tok ? err : "needs a tokenizer");
             return 2;
         }
-        const char *end = ck == CHAT_LLAMA3 || ck == CHAT_LLAMA31 ? "<|eot_id|>"
-                        : ck == CHAT_GEMMA ? "<end_of_turn>" : "<|im_end|>";
-        if (eos_id == -2) eos_id = tok_special_id(tok, end);
+        const char *end = chat_tpl_stop(ct);
+        if (eos_id == -2 && end) eos_id = tok_special_id(tok, end);
     }
     for (int i = 0; i < ntext; i++) {             /* text prompts -> ids */
         tok_ids ti = {0};
@@ -230,10 +230,10 @@ int main(int argc, char **argv) {
         char *rendered = NULL;
         if (chat) {
             chat_msg msg = {"user", texts[i]};
-            size_t need = chat_render(ck, &msg, 1, 1, 0, NULL, 0);
-            rendered = need != (size_t)-1 ? malloc(need + 1) : NULL;
-            if (!rendered) { fprintf(stderr, "engine/run: cannot render the chat template\n"); return 1; }
-            chat_render(ck, &msg, 1, 1, 0, rendered, need + 1);
+            if (!(rendered = chat_tpl_apply(ct, &msg, 1, 1, 0, NULL, err, sizeof err))) {
+                fprintf(stderr, "engine/run: chat template: %s\n", err);
+                return 1;
+            }
             txt = rendered;
         }
         if (tok_encode(tok, txt, strlen(txt), chat ? 0 : TOK_ADD_SPECIAL, &ti) || ti.n == 0) {
@@ -377,6 +377,7 @@ out:
     for (int r = 0; r < nreq; r++) free(prompts[r]);
     if (dump) { for (int r = 0; r < nreq; r++) free(dc.rows[r]); free(dc.rows); free(dc.len); }
     free(res); free(got);
+    chat_tpl_free(ct);
     tok_free(tok);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "apps/engine/cli.h"
 #include "serve/serve.h"
@@ -30,8 +31,10 @@ static void usage(FILE *f) {
         "  --max-body BYTES          request body limit (default 1048576)\n"
         "  --max-tokens-limit N      largest max_tokens accepted (default 32768)\n"
         "  --served-model-name NAME  the model name clients send (default: mock / the path)\n"
-        "  --chat-template NAME      chatml, qwen2.5, qwen3, llama3, llama3.1, gemma (default:\n"
-        "                            detected from PATH/tokenizer_config.json; qwen3 otherwise)\n"
+        "  --chat-template NAME|FILE the chat template: default the model's own (chat_template of\n"
+        "                            the tokenizer_config.json beside the tokenizer); a family\n"
+        "                            (chatml, qwen2.5, qwen3, llama3, llama3.1, gemma), a\n"
+        "                            tokenizer_config.json or a Jinja file; qwen3 when none\n"
         "  --max-connections N       concurrent connections (default 1024)\n"
         "  --token-delay-ms X        mock: time of one decode step (default 10)\n"
         "  --max-num-seqs N          requests running at once (default 256)\n"
@@ -45,6 +48,7 @@ static void usage(FILE *f) {
         "  --max-num-batched-tokens N  tokens per step (default 8192)\n"
         "  --num-gpu-blocks N        KV blocks instead of what memory allows\n"
         "  --block-size N            KV block size (default 16)\n"
+        "  --tensor-parallel-size N, -tp N  GPUs to shard the model over (default 1)\n"
         "  --no-prefix-caching       turn automatic prefix caching off\n"
         "  --verbose                 one log line per request on stderr\n"
         "  --help                    this text\n");
@@ -76,6 +80,7 @@ static const opt_spec k_opts[] = {
     { "no-prefix-caching", O_NO_PREFIX, OPT_FLAG },
     { "token-delay-ms", O_TOKEN_DELAY, OPT_VALUE },
     CLI_MODEL_SPECS,
+    CLI_TP_SPECS,
     { NULL, 0, 0 },
 };
 
@@ -105,10 +110,11 @@ int main(int argc, char **argv) {
     srv_opts o;
     srv_opts_init(&o);
     backend_choice bc = {0};
+    int tp = 1;
     srv_engine_opts_init(&bc.eng);
     bc.token_delay_ms = 10;
     bc.max_num_seqs = 256;
-    int template_given = 0;
+    const char *template_spec = NULL;
     const char *env_key = getenv("PAGESIM_API_KEY");
     if (env_key && *env_key) o.api_key = env_key;
     opt_parser op;
@@ -133,18 +139,19 @@ int main(int argc, char **argv) {
         case O_MAX_CONNECTIONS: o.conn_limit = (unsigned)cli_int(PROG, a, v, 1, 1000000); break;
         case O_SERVED_NAME: bc.served_name = v; break;
         case O_CHAT_TEMPLATE:
-            if ((o.chat_template = chat_kind_parse(v)) == CHAT_UNKNOWN) {
-                fprintf(stderr, "engine/serve: --chat-template '%s' is not one of chatml, qwen2.5, qwen3, "
-                        "llama3, llama3.1, gemma\n", v);
+            if (chat_kind_parse(v) == CHAT_UNKNOWN && access(v, R_OK) != 0) {
+                fprintf(stderr, "engine/serve: --chat-template '%s' is neither a family (chatml, qwen2.5, qwen3, "
+                        "llama3, llama3.1, gemma) nor a readable file\n", v);
                 return 2;
             }
-            template_given = 1;
+            template_spec = v;
             break;
         case CLI_MAX_SEQS: bc.max_num_seqs = cli_int(PROG, a, v, 1, 1 << 20); break;   /* both backends */
         case O_TOKENIZER: bc.eng.tokenizer = v; break;
         case O_DUMMY_SEED: bc.eng.dummy_seed = (uint64_t)cli_u64(PROG, a, v); break;
         case O_NO_PREFIX: bc.eng.prefix_caching = 0; break;
         case O_TOKEN_DELAY: bc.token_delay_ms = cli_num(PROG, a, v, 0, 60000); break;
+        case CLI_TP: tp = cli_int(PROG, a, v, 1, 1024); break;
         case OPT_ARG: snprintf(perr, sizeof perr, "unexpected argument '%s'", v); cli_usage_error(PROG, perr);
         case OPT_ERROR: cli_usage_error(PROG, perr);
         default: cli_model_option(PROG, k, a, v, &bc.eng.model, &bc.eng.kv_policy); break;
@@ -156,6 +163,7 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    if (!bc.mock) cli_tp_check(PROG, tp);   /* before anything starts CUDA or a thread */
     /* block the stop signals in every thread; main waits for them below */
     sigset_t set;
     sigemptyset(&set);
@@ -167,20 +175,22 @@ int main(int argc, char **argv) {
     char err[512];
     srv_backend *be = open_backend(&bc, err, sizeof err);
     if (!be) { fprintf(stderr, "engine/serve: %s\n", err); return 1; }
-    if (!template_given && bc.model_path) {      /* the checkpoint's own template family */
-        char path[4096];
-        snprintf(path, sizeof path, "%s/tokenizer_config.json", bc.model_path);
-        err[0] = 0;
-        if (chat_detect(path, &o.chat_template, err, sizeof err) == 0 && o.chat_template == CHAT_UNKNOWN)
-            snprintf(err, sizeof err, "%.400s: a chat template this server does not know", path);
-        if (o.chat_template == CHAT_UNKNOWN) {
-            fprintf(stderr, "engine/serve: %s; choose one with --chat-template NAME\n", err);
+    /* the chat template: the checkpoint's own (beside its tokenizer), else --chat-template, else qwen3's */
+    const char *tokat = bc.eng.tokenizer ? bc.eng.tokenizer : bc.model_path;
+    chat_tpl *tpl = NULL;
+    if (template_spec || tokat) {
+        tpl = chat_tpl_for(template_spec, tokat ? tokat : ".", bc.model_path && !template_spec ? CHAT_UNKNOWN : CHAT_QWEN3,
+                           err, sizeof err);
+        if (!tpl) {
+            fprintf(stderr, "engine/serve: %s; choose one with --chat-template NAME|FILE\n", err);
             be->destroy(be);
             return 1;
         }
+        o.chat_template = tpl;
+        fprintf(stderr, "engine/serve: chat template %s\n", chat_tpl_name(tpl));
     }
     srv_server *s = srv_start(&o, be, err, sizeof err);
-    if (!s) { fprintf(stderr, "engine/serve: %s\n", err); be->destroy(be); return 1; }
+    if (!s) { fprintf(stderr, "engine/serve: %s\n", err); be->destroy(be); chat_tpl_free(tpl); return 1; }
     const char *h = o.host;
     int v6 = strchr(h, ':') != NULL;
     fprintf(stderr, "engine/serve: serving '%s' on http://%s%s%s:%d%s (Ctrl-C stops)\n", be->model,
@@ -190,5 +200,6 @@ int main(int argc, char **argv) {
     fprintf(stderr, "engine/serve: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     srv_stop(s);
     be->destroy(be);
+    chat_tpl_free(tpl);
     return 0;
 }

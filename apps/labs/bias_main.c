@@ -20,6 +20,7 @@
 #include "labs/bias_tokens.h"
 #include "labs/bias_compare.h"
 #include "labs/bias_sources.h"
+#include "engine/tp_comm.h"
 #include "base/clock.h"
 #include <cairo.h>
 #include <dlfcn.h>
@@ -104,7 +105,8 @@ static void usage(FILE *f) {
 "  --evidence-seed N    seed of the generated evidence (1)\n"
 "  --gpu NAME           GPU for the serving simulation (H200)\n"
 "  --model-config FILE  config.json of the served model (" DEFAULT_MODEL_CONFIG ")\n"
-"  --tp N               tensor parallelism (4)\n"
+"  --tp N               tensor parallelism (4; with --real the engine's GPUs, 1 unless given;\n"
+"                       also --tensor-parallel-size N, -tp N)\n"
 "  --max-model-len N    tokens reserved per request by the contiguous baseline (4096)\n"
 "  --max-num-batched-tokens N  scheduler token budget per step (8192, vLLM V1's server default)\n"
 "  --no-serving         skip the serving simulation (no memory JSON, no figure)\n"
@@ -125,7 +127,10 @@ static void usage(FILE *f) {
 "  --reply-lengths model|profile  profile: each request's max_tokens is the profile's reply length\n"
 "                       (default with --dummy-weights, whose replies would never stop)\n"
 "  --kv-policy paged|contiguous  --gpu-memory-utilization F  --num-gpu-blocks N  --max-num-seqs N\n"
-"  --block-size N  --no-prefix-caching  --chat-template NAME   engine settings\n"
+"  --block-size N  --no-prefix-caching   engine settings\n"
+"  --chat-template NAME|FILE  the prompt's chat template: default the model's own (chat_template of the\n"
+"                       tokenizer_config.json beside the tokenizer), else qwen3; a family (chatml, qwen2.5,\n"
+"                       qwen3, llama3, llama3.1, gemma), a tokenizer_config.json or a Jinja file\n"
 "  --coeffs FILE        cost-model coefficients for the comparison (pagesim calibrate)  --no-compare\n"
 "       labs/bias compare --trace FILE [--trace FILE]   redo the comparison (see compare --help)\n"
 "  --dump-prompts FILE  run nothing: write the run's prompts as JSON lines (set, ticker, trial, evidence\n"
@@ -375,6 +380,7 @@ static const opt_spec k_run_opts[] = {
     { "quant", O_QUANT, OPT_VALUE },                    { "profile", O_PROFILE, OPT_VALUE },
     { "evidence-seed", O_EVIDENCE_SEED, OPT_VALUE },    { "gpu", O_GPU, OPT_VALUE },
     { "model-config", O_MODEL_CONFIG, OPT_VALUE },      { "tp", O_TP, OPT_VALUE },
+    { "tensor-parallel-size", O_TP, OPT_VALUE },        { "-tp", O_TP, OPT_VALUE },
     { "max-model-len", O_MAX_LEN, OPT_VALUE },          { "max-num-batched-tokens", O_MAX_BATCHED, OPT_VALUE },
     { "tokenizer", O_TOKENIZER, OPT_VALUE },            { "no-serving", O_NO_SERVING, OPT_FLAG },
     { "quiet", O_QUIET, OPT_FLAG },                     { "batch-delay-ms", O_BATCH_DELAY, OPT_VALUE },
@@ -461,6 +467,15 @@ static int cmd_run(int argc, char **argv) {
     }
     if (real && !ro.model == !ro.dummy_config) {
         fprintf(stderr, "labs/bias: --real needs --model PATH|ORG/NAME or --dummy-weights CONFIG (one of them)\n"); return 2;
+    }
+    if (real && sc.tp > 1 && tp_given) {   /* the engine on several GPUs: ask before anything starts CUDA */
+        char tperr[512];
+        if (tp_check_size(sc.tp, tperr, sizeof tperr))
+            fprintf(stderr, "labs/bias: --tensor-parallel-size %d: %s\n", sc.tp, tperr);
+        else
+            fprintf(stderr, "labs/bias: --tensor-parallel-size %d: this machine has the GPUs, but the engine's forward "
+                    "pass does not run sharded yet (docs/tp-integration.md); use --tp 1 with --real\n", sc.tp);
+        return 2;
     }
     if (strcmp(decision, "free") && strcmp(decision, "logits")) {
         fprintf(stderr, "labs/bias: --decision is free (generation, the study's way) or logits\n"); return 2;

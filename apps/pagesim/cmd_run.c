@@ -239,7 +239,7 @@ static int setup(const run_opts *o, double rate, run_env *e, char *err, size_t n
     if (cm_gpu_find(&g, o->gpu, err, n) < 0) return -1;
     mc_dtype wd = mc.dtype;
     if (cm_model_init(&e->model, &mc, &g, o->tp, wd, err, n) < 0) return -1;
-    e->kv_bytes_per_token = mc_kv_bytes_per_token(&mc, e->model.kvdtype) / o->tp;
+    e->kv_bytes_per_token = plan_kv_bytes_per_token(&mc, e->model.kvdtype, o->tp);   /* KV heads whole when fewer than tp */
     if (e->kv_bytes_per_token <= 0) { snprintf(err, n, "%s: KV bytes per token is 0", o->model_path); return -1; }
     double block_bytes = (double)e->kv_bytes_per_token * o->block_size;
     if (o->num_blocks > 0) e->num_blocks = o->num_blocks;

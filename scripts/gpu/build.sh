@@ -4,7 +4,8 @@
 # docs/engine-notes.md) are unpacked into /tmp/sysroot, and only what the
 # engine needs is compiled and linked (not every package of the Makefile).
 #   scripts/gpu/build.sh   -> build/gpu/run, build/gpu/bench, build/gpu/test_<name>
-#                             for every tests/gpu/test_<name>.c (objects in build/gpu/obj/)
+#                             for every tests/gpu/test_<name>.c, build/gpu/bench_tp_<name> for
+#                             every bench/bench_tp_<name>.c (objects in build/gpu/obj/)
 # The layers the engine stands on are globbed (base text engine sim, as the
 # Makefile's MODULES), so files moving within them need no edit here.  A file
 # that includes a header of a package the device lacks (GSL, cairo, SDL,
@@ -25,6 +26,20 @@ ABSENT='^[[:space:]]*#[[:space:]]*include[[:space:]]*<(gsl/|cairo|SDL|microhttpd
 rm -rf "$O"
 mkdir -p $B $O/engcu $O/mains "${LAYERS[@]/#/$O/}"
 CFLAGS="-std=c11 -O2 -g -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -DPAGESIM_HAVE_CUDA=1 -I. -I$SYS/usr/include -I$SYS/usr/include/cjson -I$CUDA/include"
+# NCCL (engine/tp_comm.c): a system library on the GPU machine (/usr/include, the
+# default library path), inside the CUDA toolkit elsewhere; NCCL_HOME overrides.
+NCCL_LIBS=
+for d in ${NCCL_HOME:-} "$CUDA" /usr /usr/local; do
+  [ -f "$d/include/nccl.h" ] || continue
+  CFLAGS="$CFLAGS -DPAGESIM_HAVE_NCCL=1"; [ "$d" = /usr ] || CFLAGS="$CFLAGS -I$d/include"
+  for l in "$d/lib64" "$d/lib" "$d/lib/x86_64-linux-gnu"; do
+    if [ -e "$l/libnccl.so" ]; then NCCL_LIBS="-L$l -Wl,-rpath,$l -lnccl"; break
+    elif [ -e "$l/libnccl.so.2" ]; then NCCL_LIBS="-L$l -Wl,-rpath,$l -l:libnccl.so.2"; break; fi
+  done
+  [ -n "$NCCL_LIBS" ] || NCCL_LIBS="-lnccl"
+  echo "NCCL: $d/include/nccl.h ($(grep -m3 -E '#define NCCL_(MAJOR|MINOR|PATCH)' "$d/include/nccl.h" | awk '{printf "%s ", $3}')), $NCCL_LIBS"
+  break
+done
 pids=()
 for cu in engine/*.cu; do
   "$NVCC" -O3 -arch=sm_90 -lineinfo -I. -c "$cu" -o "$O/engcu/$(basename "$cu").o" & pids+=($!)
@@ -36,7 +51,7 @@ for l in "${LAYERS[@]}"; do
     gcc $CFLAGS -c "$c" -o "$O/$l/$(basename "$c" .c).o" & pids+=($!)
   done
 done
-mains=(apps/engine/run_main.c apps/engine/bench_main.c apps/engine/cli.c tests/gpu/test_*.c)
+mains=(apps/engine/run_main.c apps/engine/bench_main.c apps/engine/cli.c tests/gpu/test_*.c bench/bench_tp_*.c)
 for c in "${mains[@]}"; do
   gcc $CFLAGS -c "$c" -o "$O/mains/$(basename "$c" .c).o" & pids+=($!)
 done
@@ -47,11 +62,16 @@ for l in engine engcu text sim base; do
   [ -e "$1" ] || continue                 # a layer with no .c files
   rm -f "$O/lib$l.a"; ar rcs "$O/lib$l.a" "$@"; ARS+=("$O/lib$l.a")
 done
-LIBS="-L$CUDA/lib64 -lcublasLt -lcublas -lcudart_static -ldl -lrt -lstdc++ -lpthread -lm -L$LIBDIR -lcjson -lpcre2-8 -lutf8proc -lcmocka -Wl,-rpath,$LIBDIR -Wl,-rpath,$CUDA/lib64"
+LIBS="$NCCL_LIBS -L$CUDA/lib64 -lcublasLt -lcublas -lcudart_static -ldl -lrt -lstdc++ -lpthread -lm -L$LIBDIR -lcjson -lpcre2-8 -lutf8proc -lcmocka -Wl,-rpath,$LIBDIR -Wl,-rpath,$CUDA/lib64"
 gcc -o $B/run $O/mains/run_main.o $O/mains/cli.o "${ARS[@]}" $LIBS
 gcc -o $B/bench $O/mains/bench_main.o $O/mains/cli.o "${ARS[@]}" $LIBS
 tests=()
 for c in tests/gpu/test_*.c; do
+  n=$(basename "$c" .c)
+  gcc -o "$B/$n" "$O/mains/$n.o" "${ARS[@]}" $LIBS
+  tests+=("$B/$n")
+done
+for c in bench/bench_tp_*.c; do
   n=$(basename "$c" .c)
   gcc -o "$B/$n" "$O/mains/$n.o" "${ARS[@]}" $LIBS
   tests+=("$B/$n")

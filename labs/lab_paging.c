@@ -1,0 +1,307 @@
+/* lab_paging: contiguous reservation and Orca (Max, Pow2, Oracle) against
+ * paged KV blocks: where the memory goes (the vLLM paper's Figure 2), how
+ * many requests fit at once (its Fig. 13a ratios) and the sustainable request
+ * rate (its Fig. 12), on OPT-13B with ShareGPT-like requests.  The numbers
+ * come from labs/lab_paging_sim.c (the sim/ core); the pool picture from the
+ * visualisation's scenario and renderer (viz/scenario.h, viz/render.h).
+ * Reads the model config and data/gpus.json; draws with viz/. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "labs/lab_content.h"
+#include "labs/lab_paging.h"
+#include "labs/lab_paging_sim.h"
+#include "viz/barchart.h"
+#include "viz/render.h"
+#include "viz/scenario.h"
+#include "viz/xychart.h"
+
+static const double KV_GB[8] = { 12, 9, 10, 11, 13, 14, 15, 16 };
+static const char *LABEL[LAB_PG_NPOL] = { "paged", "Orca (Oracle)", "Orca (Pow2)", "Orca (Max)" };
+/* The paper's Fig. 13a: requests batched on average, OPT-13B, ShareGPT, 2 requests/s */
+static const double PAPER_BATCH[LAB_PG_NPOL] = { 30.42, 13.62, 9.81, 7.00 };
+
+typedef struct paging {
+    lab_paging_numbers m;
+    viz_scene pool;                  /* the classroom pool, paged beside a static KV cache */
+    bool      has_pool;
+    /* figure data */
+    double shares[LAB_PG_NPOL * 4];  /* (policy, category) % of the memory held or lost */
+    double paper[LAB_PG_NPOL];       /* the paper's token share, % */
+    const char *cats[LAB_PG_NPOL];
+    double at_once[LAB_PG_NPOL], paper_batch[LAB_PG_NPOL], rate[LAB_PG_NPOL];
+    viz_xy_series lat[LAB_PG_NPOL];
+    viz_xy_mark bar;
+} paging;
+
+static void paging_free(void *p) {
+    paging *P = p;
+    if (P && P->has_pool) viz_scene_free(&P->pool);
+    free(P);
+}
+
+/* The classroom scenario (16 blocks of 4 slots) with a static KV cache
+ * beside it: the step where the static cache wastes the most slots. */
+static int pool_picture(paging *P, uint64_t seed, char *err, size_t n) {
+    viz_scenario_config c = viz_scenario_defaults(16, 4, seed);
+    c.compare = KV_CONTIGUOUS;
+    viz_scenario *v = viz_scenario_create(&c, err, n);
+    if (!v) return -1;
+    long best = -1;
+    int rc;
+    while ((rc = viz_scenario_step(v, err, n)) == 1) {
+        const viz_scene *s = viz_scenario_scene(v);
+        long waste = s->cmp.c.reserved_slots + s->cmp.c.internal_frag + s->cmp.c.external_frag;
+        if (s->pool.c.blocks_used < 6 || waste <= best) continue;
+        if (P->has_pool) viz_scene_free(&P->pool);
+        P->has_pool = viz_scene_copy(&P->pool, s) == 0;
+        if (!P->has_pool) { rc = -1; snprintf(err, n, "out of memory"); break; }
+        best = waste;
+    }
+    viz_scenario_destroy(v);
+    return rc < 0 ? -1 : 0;
+}
+
+static int run(lab *L, char *err, size_t n) {
+    paging *P = calloc(1, sizeof *P);
+    if (!P) { snprintf(err, n, "out of memory"); return -1; }
+    lab_set_result(L, P);
+    lab_paging_setup s = lab_paging_setup_default();
+    s.kv_gb = KV_GB[lab_pick(L, 1, 8)];
+    s.seed = lab_seed(L);
+    if (lab_paging_measure(&s, &P->m, err, n) < 0) return -1;
+    const lab_paging_numbers *m = &P->m;
+    lab_table *t = lab_table_add(L, "policies", "Table 1. The four policies",
+        "policy,token_pct,reserved_pct,internal_pct,external_pct,paper_token_pct,requests_at_once,"
+        "largest_batch,sustainable_rate", false);
+    if (!t) { snprintf(err, n, "out of memory"); return -1; }
+    for (int p = 0; p < LAB_PG_NPOL; p++) {
+        double v[8] = { 100 * m->token[p], 100 * m->reserved[p], 100 * m->internal[p], 100 * m->external[p],
+                        100 * m->paper_token[p], m->at_once[p], m->max_at_once[p], m->rate[p] };
+        if (lab_table_row(t, m->name[p], v) < 0) { snprintf(err, n, "out of memory"); return -1; }
+    }
+    lab_table *sw = lab_table_add(L, "rate_sweep", "The rate search: mean normalized latency by rate",
+                                  "policy,rate,mean_normalized_latency", false);
+    if (!sw) { snprintf(err, n, "out of memory"); return -1; }
+    for (int p = 0; p < LAB_PG_NPOL; p++)
+        for (int k = 0; k < m->sweep_n[p]; k++) {
+            double v[2] = { m->sweep_rate[p][k], m->sweep_latency[p][k] };
+            if (lab_table_row(sw, m->name[p], v) < 0) { snprintf(err, n, "out of memory"); return -1; }
+        }
+    return 0;
+}
+
+/* ---- figures ------------------------------------------------------------------ */
+
+static void draw_pool(cairo_t *cr, const void *ctx, double w, double h) {
+    viz_render(cr, &((const paging *)ctx)->pool, w, h);
+}
+
+static void draw_memory(cairo_t *cr, const void *ctx, double w, double h) {
+    const paging *P = ctx;
+    static const char *parts[4] = { "token states", "reservation", "internal fragmentation",
+                                    "external fragmentation & others" };
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    cairo_paint(cr);
+    viz_bar_chart c = { .title = "KV memory held or lost: where it goes (% of it)", .y_label = "%",
+                        .categories = P->cats, .ncats = LAB_PG_NPOL, .series = parts, .nseries = 4,
+                        .values = P->shares, .stacked = true, .refs = P->paper,
+                        .ref_label = "the paper's token share", .value_format = "%.1f", .y_max = 100 };
+    viz_bar_draw(cr, &c, 10, 8, w - 20, h - 16);
+}
+
+static void draw_capacity(cairo_t *cr, const void *ctx, double w, double h) {
+    const paging *P = ctx;
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    cairo_paint(cr);
+    viz_bar_chart a = { .title = "Requests at once while others wait", .y_label = "requests",
+                        .categories = P->cats, .ncats = LAB_PG_NPOL, .nseries = 1,
+                        .values = P->at_once, .refs = P->paper_batch,
+                        .ref_label = "the paper (Fig. 13a, at 2 requests/s)", .value_format = "%.1f" };
+    viz_bar_chart b = { .title = "Highest sustainable rate", .y_label = "requests / s",
+                        .categories = P->cats, .ncats = LAB_PG_NPOL, .nseries = 1,
+                        .values = P->rate, .value_format = "%.2f" };
+    viz_bar_draw(cr, &a, 10, 8, w / 2 - 20, h - 16);
+    viz_bar_draw(cr, &b, w / 2 + 10, 8, w / 2 - 20, h - 16);
+}
+
+static void draw_latency(cairo_t *cr, const void *ctx, double w, double h) {
+    const paging *P = ctx;
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    cairo_paint(cr);
+    viz_xy_chart c = { .title = "Mean normalized latency (end-to-end / output tokens) by request rate",
+                       .x_label = "requests / s (Poisson arrivals over 10 minutes)",
+                       .y_label = "s per output token", .series = P->lat, .nseries = LAB_PG_NPOL,
+                       .marks = &P->bar, .nmarks = 1, .y_min = 0, .y_max = 3, .y_format = "%g" };
+    viz_xy_draw(cr, &c, 10, 8, w - 20, h - 16);
+}
+
+static int figures(lab *L, char *err, size_t n) {
+    paging *P = lab_result(L);
+    const lab_paging_numbers *m = &P->m;
+    if (pool_picture(P, lab_seed(L), err, n) < 0) return -1;
+    for (int p = 0; p < LAB_PG_NPOL; p++) {
+        double *v = &P->shares[4 * p];
+        v[0] = 100 * m->token[p]; v[1] = 100 * m->reserved[p];
+        v[2] = 100 * m->internal[p]; v[3] = 100 * m->external[p];
+        P->paper[p] = 100 * m->paper_token[p];
+        P->cats[p] = LABEL[p];
+        P->at_once[p] = m->at_once[p];
+        P->paper_batch[p] = PAPER_BATCH[p];
+        P->rate[p] = m->rate[p];
+        P->lat[p] = (viz_xy_series){ LABEL[p], m->sweep_rate[p], m->sweep_latency[p], m->sweep_n[p], false, false };
+    }
+    P->bar = (viz_xy_mark){ 1.0, false, "sustainable: under 1 s per token", true };
+    int rc = 0;
+    rc |= lab_figure(L, &(lab_figure_spec){ "pool", "Figure 1. The same requests in a pool of 16 blocks of 4 "
+        "slots: paged (left) and a static KV cache that reserves max-model-len slots per request (right)",
+        "the hatched slots on the right: reserved for tokens not generated yet (or never).  Count the "
+        "requests running on each side, and the blocks each request holds on the left.",
+        960, 600, draw_pool, P });
+    rc |= lab_figure(L, &(lab_figure_spec){ "memory", lab_fmt(L, "Figure 2. Where the KV cache memory goes "
+        "(%.0f GiB, OPT-13B, %.0f requests/s; the vLLM paper's Figure 2)", m->kv_gb, 2.0),
+        "the bottom, solid segment of each bar: the share holding token states; the black tick is the "
+        "paper's value for it.  Above it: slots reserved for tokens still to come, slots that will "
+        "never be used, and free memory that no waiting request can use.", 900, 440, draw_memory, P });
+    rc |= lab_figure(L, &(lab_figure_spec){ "capacity", "Figure 3. How many requests fit, and how fast "
+        "requests may arrive", "left: the batch each policy runs while requests wait for memory (the ticks: the "
+        "paper's batches at 2 requests/s); right: the highest arrival rate whose mean normalized latency "
+        "stays under 1 s per token.",
+        900, 380, draw_capacity, P });
+    rc |= lab_figure(L, &(lab_figure_spec){ "latency", "Figure 4. Latency as the request rate grows (the "
+        "vLLM paper's Figure 12)", "where each policy's curve leaves the floor and crosses the dashed "
+        "line: that rate is its sustainable rate in Figure 3.", 900, 400, draw_latency, P });
+    if (rc) snprintf(err, n, "out of memory");
+    return rc ? -1 : 0;
+}
+
+/* ---- questions ---------------------------------------------------------------- */
+
+static int argmax(const double *v) {
+    int k = 0;
+    for (int p = 1; p < LAB_PG_NPOL; p++) if (v[p] > v[k]) k = p;
+    return k;
+}
+
+static int questions(lab *L, char *err, size_t n) {
+    const paging *P = lab_result(L);
+    const lab_paging_numbers *m = &P->m;
+    long slots = (long)m->num_blocks * m->block_size;
+    int rc = 0;
+    rc |= lab_ask(L, &(lab_question){ .kind = LAB_Q_NUMBER,
+        .predict = lab_fmt(L, "your KV cache holds %ld token slots (%d blocks of %d).  Orca (Max) reserves "
+                           "2,048 slots for every request.  How many requests can it hold at once?",
+                           slots, m->num_blocks, m->block_size),
+        .text = "Read the number Orca (Max) really holds at once (Figure 3, left).",
+        .where = "Figure 3, the left panel, the Orca (Max) bar", .unit = "requests",
+        .answer = m->at_once[LAB_PG_MAX], .tol = 0.3 });
+    rc |= lab_ask(L, &(lab_question){ .kind = LAB_Q_NUMBER,
+        .text = "What share of the KV memory holds token states under Orca (Oracle)?",
+        .where = "Figure 2, the solid segment of the Orca (Oracle) bar", .unit = "%",
+        .answer = 100 * m->token[LAB_PG_ORACLE], .tol = 1.0 });
+    rc |= lab_ask(L, &(lab_question){ .kind = LAB_Q_NUMBER,
+        .text = "And under paged?", .where = "Figure 2, the paged bar", .unit = "%",
+        .answer = 100 * m->token[LAB_PG_PAGED], .tol = 1.0 });
+    rc |= lab_ask(L, &(lab_question){ .kind = LAB_Q_CHOICE,
+        .text = "Which policy loses the most memory to internal fragmentation (slots reserved that its "
+                "requests will never use)?",
+        .where = "Figure 2, the third segment of each bar",
+        .choices = "paged|orca-oracle|orca-pow2|orca-max", .correct = m->name[argmax(m->internal)] });
+    rc |= lab_ask(L, &(lab_question){ .kind = LAB_Q_NUMBER,
+        .text = "How many times more requests does paged hold at once than Orca (Oracle)?  (The paper: "
+                "2.2 times on OPT-13B.)",
+        .where = "Figure 3, the left panel: divide the paged bar by the Orca (Oracle) bar", .unit = "times",
+        .answer = m->at_once[LAB_PG_PAGED] / m->at_once[LAB_PG_ORACLE], .tol = 0.1 });
+    rc |= lab_ask(L, &(lab_question){ .kind = LAB_Q_NUMBER,
+        .text = "How many times higher is paged's sustainable request rate than Orca (Oracle)'s?  (The "
+                "paper: 1.7 to 2.7 times on ShareGPT.)",
+        .where = "Figure 3, the right panel (or where the curves of Figure 4 cross the dashed line)",
+        .unit = "times", .answer = m->rate[LAB_PG_PAGED] / m->rate[LAB_PG_ORACLE], .tol = 0.1 });
+    rc |= lab_ask(L, &(lab_question){ .kind = LAB_Q_EXPLAIN,
+        .text = "Orca (Oracle) knows every request's true output length, yet paged holds more requests at "
+                "once.  Where does Oracle's memory go?  Use Figures 1 and 2.",
+        .key = "Oracle reserves each request's final length when it is admitted: the slots of tokens not "
+               "generated yet are held for the request's whole life (the reservation segment), and its "
+               "contiguous ranges leave gaps between them that the next request does not fit (external "
+               "fragmentation).  Paged takes a 16-token block only when the last one is full, so each "
+               "sequence wastes at most part of one block, and any free block serves any request." });
+    if (rc) snprintf(err, n, "a question could not be added");
+    return rc ? -1 : 0;
+}
+
+/* ---- narrative and headlines ----------------------------------------------------- */
+
+static int headlines(lab *L) {
+    const lab_paging_numbers *m = &((const paging *)lab_result(L))->m;
+    const char *buddy = "Orca's ranges are placed first-fit here; the paper assumed a buddy allocator "
+                        "(sec. 6.1), which loses more memory (issue 18 adds it to sim/)";
+    static const double tol[LAB_PG_NPOL] = { 5, 14, 12, 5 };
+    int rc = 0;
+    for (int p = 0; p < LAB_PG_NPOL; p++)
+        rc |= lab_headline_add(L, &(lab_headline){ .what = lab_fmt(L, "token share, %s", LABEL[p]),
+            .measured = 100 * m->token[p], .paper_lo = 100 * m->paper_token[p], .paper_hi = 100 * m->paper_token[p],
+            .tol = tol[p], .unit = "%", .source = "vLLM paper, Fig. 2",
+            .gap = p == LAB_PG_ORACLE || p == LAB_PG_POW2 ? buddy : NULL });
+    const char *batch = lab_fmt(L, "paged's batch is counted here while requests wait (memory-bound: %.1f); "
+                                "the paper's 30.4 is its batch at 2 requests/s, near but not at its memory limit",
+                                m->at_once[LAB_PG_PAGED]);
+    rc |= lab_headline_add(L, &(lab_headline){ .what = "requests at once, paged / Orca (Max)",
+        .measured = m->at_once[LAB_PG_PAGED] / m->at_once[LAB_PG_MAX], .paper_lo = 4.3, .paper_hi = 4.3,
+        .tol = 0.7, .unit = "x", .source = "vLLM paper, sec. 6.2 and Fig. 13a", .gap = batch });
+    rc |= lab_headline_add(L, &(lab_headline){ .what = "requests at once, paged / Orca (Oracle)",
+        .measured = m->at_once[LAB_PG_PAGED] / m->at_once[LAB_PG_ORACLE], .paper_lo = 2.2, .paper_hi = 2.2,
+        .tol = 0.4, .unit = "x", .source = "vLLM paper, sec. 6.2 and Fig. 13a", .gap = buddy });
+    rc |= lab_headline_add(L, &(lab_headline){ .what = "sustainable rate, paged / Orca (Oracle)",
+        .measured = m->rate[LAB_PG_PAGED] / m->rate[LAB_PG_ORACLE], .paper_lo = 1.7, .paper_hi = 2.7,
+        .tol = 0.3, .unit = "x", .source = "vLLM paper, sec. 6.2 (ShareGPT)", .gap = buddy });
+    rc |= lab_headline_add(L, &(lab_headline){ .what = "sustainable rate, paged / Orca (Max)",
+        .measured = m->rate[LAB_PG_PAGED] / m->rate[LAB_PG_MAX], .paper_lo = 2.7, .paper_hi = 8,
+        .tol = 0, .unit = "x", .source = "vLLM paper, sec. 6.2 (ShareGPT)" });
+    return rc;
+}
+
+static int narrative(lab *L, char *err, size_t n) {
+    const paging *P = lab_result(L);
+    const lab_paging_numbers *m = &P->m;
+    int rc = 0;
+    rc |= lab_say(L, "OPT-13B on an A100-40GB with %.0f GiB of KV cache: %d blocks of %d tokens, %d token "
+                  "slots (the paper's Table 1: 15.7K at 12 GiB); %d ShareGPT-like requests (mean prompt %.0f, "
+                  "output %.0f tokens).", m->kv_gb, m->num_blocks, m->block_size, m->num_blocks * m->block_size,
+                  lab_paging_setup_default().requests, m->mean_prompt, m->mean_output);
+    rc |= lab_say(L, "Where the memory goes at 2 requests/s: token states hold %.1f%% of it under paged, "
+                  "%.1f%% under Orca (Oracle), %.1f%% under Orca (Pow2), %.1f%% under Orca (Max); the rest "
+                  "is reserved for future tokens or lost to fragmentation.  A static KV cache that reserves "
+                  "max-model-len = 2,048 slots per request is Orca (Max) here.",
+                  100 * m->token[0], 100 * m->token[1], 100 * m->token[2], 100 * m->token[3]);
+    rc |= lab_say(L, "So paged runs %.1f requests at once while others wait, against %.1f (Oracle), %.1f "
+                  "(Pow2) and %.1f (Max), and sustains %.2f requests/s against %.2f, %.2f and %.2f.",
+                  m->at_once[0], m->at_once[1], m->at_once[2], m->at_once[3], m->rate[0], m->rate[1],
+                  m->rate[2], m->rate[3]);
+    rc |= lab_todo(L, "pagesim --blocks 16 --compare contiguous", "step through the pool of Figure 1 "
+                   "(space: next step); try --compare orca-oracle");
+    rc |= lab_todo(L, lab_fmt(L, "pagesim run --fig2 --num-blocks %d --seed %llu", m->num_blocks,
+                              (unsigned long long)lab_seed(L)), "the Figure 2 numbers as a table");
+    if (lab_seed(L) == LAB_PAPER_SEED) rc |= headlines(L);
+    if (rc) snprintf(err, n, "out of memory");
+    return rc ? -1 : 0;
+}
+
+const lab_def lab_paging = {
+    .name = "paging",
+    .title = "Paging: where the KV cache memory goes",
+    .summary = "Before PagedAttention, a serving system reserved one contiguous range of KV slots per "
+               "request: a static KV cache reserves max-model-len slots, Orca (Max) 2,048, Orca (Pow2) "
+               "the next power of two, Orca (Oracle) exactly the final length.  vLLM pages the cache "
+               "instead: blocks of 16 tokens, taken one at a time.  You measure where the memory goes, "
+               "how many requests fit at once and how fast requests may arrive, and compare with the "
+               "vLLM paper (Kwon et al., SOSP 2023).",
+    .concepts = "KV cache, reservation, internal and external fragmentation, paging, block table, "
+                "batch size, sustainable request rate",
+    .minutes = 45,
+    .seed_note = "the KV cache size (9-16 GiB) and the requests' lengths and arrival times",
+    .real_note = "paged against contiguous KV memory on the CUDA engine (engine/run --kv-policy), "
+                 "the measured blocks beside the simulated ones",
+    .run = run, .figures = figures, .questions = questions, .narrative = narrative,
+    .free_result = paging_free,
+};

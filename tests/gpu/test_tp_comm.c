@@ -1,0 +1,235 @@
+/* GPU tests of the tensor-parallel collectives across processes
+ * (engine/tp_group.h, engine/tp_comm.h) on 2 or more GPUs (up to 4; with
+ * fewer than 2 each case skips, saying so): the bf16 all-reduce sums, the
+ * logits gather puts every rank's vocabulary columns in place on rank 0,
+ * the minimum agrees; a worker killed by SIGKILL in the middle of a loop of
+ * all-reduces is named by rank 0 within seconds and nothing hangs (issue 14,
+ * item 5, at the level of the collectives); a worker that fails before
+ * joining NCCL is reported with its own message.  Every case runs in a
+ * child process, since a process that has initialised CUDA cannot fork
+ * ranks that use it.  Needs PAGESIM_GPU=1. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <cmocka.h>
+#include "tests/test_util.h"
+#include "engine/kernels_ref.h"
+#include "engine/tp_comm.h"
+#include "base/clock.h"
+#include <cuda_runtime_api.h>
+
+static int ngpu(void) {
+    int n = 0;
+    char err[256];
+    if (tp_device_count(&n, err, sizeof err)) return 0;
+    return n > 4 ? 4 : n;
+}
+#define REQUIRE_GPUS(n) do { if (ngpu() < (n)) { fprintf(stderr, "skip: needs %d GPUs, %d here\n", n, ngpu()); \
+    skip(); return; } } while (0)
+
+/* runs fn in a child (which may start ranks and use CUDA); its exit status 0 is a pass */
+static void in_child(int (*fn)(char *msg, size_t n), const char *what) {
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        alarm(120);                          /* a hang fails, it does not block the suite */
+        char msg[1024] = "";
+        int rc = fn(msg, sizeof msg);
+        if (write(p[1], msg, strlen(msg)) < 0) rc = 1;
+        _exit(rc ? 1 : 0);
+    }
+    close(p[1]);
+    char msg[1024] = "";
+    ssize_t n = read(p[0], msg, sizeof msg - 1);
+    msg[n > 0 ? n : 0] = 0;
+    close(p[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    fprintf(stderr, "  %s: %s\n", what, msg);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fail_msg("%s failed (%s %d): %s", what, WIFSIGNALED(st) ? "signal" : "status",
+                 WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), msg);
+}
+
+/* ---- every rank: all-reduce, gather, min, checked on every rank ---- */
+enum { N_ELEM = 1 << 20, R = 5, V = 1111 };   /* V over N ranks of ROWS: the last shard is part padding */
+
+static int collectives(tp_comm *c, char *err, size_t errlen) {
+    int rank = tp_comm_rank(c), N = tp_comm_size(c);
+    cudaStream_t s;
+    if (cudaStreamCreate(&s) != cudaSuccess) return snprintf(err, errlen, "stream"), -1;
+    uint16_t *h = malloc(N_ELEM * 2);
+    for (int i = 0; i < N_ELEM; i++) h[i] = kref_f2bf((float)((i % 7) * (rank + 1)));   /* small ints: exact */
+    k_bf16 *x;
+    cudaMalloc((void **)&x, N_ELEM * 2);
+    cudaMemcpy(x, h, N_ELEM * 2, cudaMemcpyHostToDevice);
+    if (tp_allreduce(c, x, N_ELEM, s, err, errlen) || tp_sync(c, s, err, errlen)) return -1;
+    cudaMemcpy(h, x, N_ELEM * 2, cudaMemcpyDeviceToHost);
+    for (int i = 0; i < N_ELEM; i++)
+        if (kref_bf2f(h[i]) != (float)((i % 7) * N * (N + 1) / 2))
+            return snprintf(err, errlen, "rank %d: all-reduce element %d = %g", rank, i, kref_bf2f(h[i])), -1;
+    /* logits: rank r's shard holds columns [r*ROWS, (r+1)*ROWS) of a (R, ROWS*N) padded vocabulary */
+    const int ROWS = (V + N - 1) / N + 5;
+    float *shard, *out = NULL, *staging = NULL, *hs = malloc(sizeof(float) * R * ROWS);
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < ROWS; j++) hs[i * ROWS + j] = (float)(i * 100000 + rank * ROWS + j);
+    cudaMalloc((void **)&shard, sizeof(float) * R * ROWS);
+    cudaMemcpy(shard, hs, sizeof(float) * R * ROWS, cudaMemcpyHostToDevice);
+    if (rank == 0) {
+        cudaMalloc((void **)&out, sizeof(float) * R * V);
+        cudaMalloc((void **)&staging, sizeof(float) * R * ROWS * (N - 1));
+    }
+    if (tp_gather_logits(c, out, shard, staging, R, ROWS, V, s, err, errlen) || tp_sync(c, s, err, errlen)) return -1;
+    if (rank == 0) {
+        float *ho = malloc(sizeof(float) * R * V);
+        cudaMemcpy(ho, out, sizeof(float) * R * V, cudaMemcpyDeviceToHost);
+        for (int i = 0; i < R; i++)
+            for (int j = 0; j < V; j++)
+                if (ho[i * V + j] != (float)(i * 100000 + j))
+                    return snprintf(err, errlen, "gathered logits (%d, %d) = %g", i, j, ho[i * V + j]), -1;
+        free(ho);
+    }
+    int mn = -1;
+    if (tp_min_int(c, 1000 - 7 * rank, &mn, s, err, errlen)) return -1;
+    if (mn != 1000 - 7 * (N - 1)) return snprintf(err, errlen, "rank %d: min %d", rank, mn), -1;
+    free(h); free(hs);
+    cudaFree(x); cudaFree(shard); cudaFree(out); cudaFree(staging);
+    cudaStreamDestroy(s);
+    return 0;
+}
+
+static int worker_collectives(tp_group *g, void *ctx, char *err, size_t errlen) {
+    (void)ctx;
+    tp_comm *c;
+    if (tp_comm_init(&c, g, 60, err, errlen)) return -1;
+    int rc = collectives(c, err, errlen);
+    tp_msg m;
+    memset(&m, 0, sizeof m);
+    m.kind = TP_MSG_READY;
+    if (!rc) tp_group_reply(g, &m);
+    tp_msg q;
+    if (!rc) rc = tp_group_recv(g, &q, err, errlen);      /* QUIT */
+    tp_comm_free(c);
+    return rc;
+}
+
+static int case_collectives(char *msg, size_t n) {
+    tp_group *g;
+    tp_comm *c;
+    int N = ngpu();
+    if (tp_group_start(&g, N, 0, worker_collectives, NULL, msg, n) || tp_comm_init(&c, g, 60, msg, n)) return -1;
+    double t0 = clock_now_s();
+    if (collectives(c, msg, n) || tp_group_gather(g, TP_MSG_READY, NULL, 60, msg, n)) return -1;
+    tp_comm_free(c);
+    if (tp_group_stop(g, 10)) return snprintf(msg, n, "a worker did not end with status 0"), -1;
+    snprintf(msg, n, "%d ranks: all-reduce of %d bf16, logits gather (%d x %d), min: correct on every rank (%.2f s)",
+             N, N_ELEM, R, V, clock_now_s() - t0);
+    return 0;
+}
+
+static void test_collectives(void **st) {
+    (void)st; TU_REQUIRE_GPU(); REQUIRE_GPUS(2);
+    in_child(case_collectives, "collectives");
+}
+
+/* ---- SIGKILL to a worker while the ranks all-reduce in a loop ---- */
+static int worker_loop(tp_group *g, void *ctx, char *err, size_t errlen) {
+    (void)ctx;
+    tp_comm *c;
+    if (tp_comm_init(&c, g, 60, err, errlen)) return -1;
+    k_bf16 *x;
+    cudaStream_t s;
+    cudaStreamCreate(&s);
+    cudaMalloc((void **)&x, 1 << 22);
+    cudaMemset(x, 0, 1 << 22);
+    tp_msg m;
+    memset(&m, 0, sizeof m);
+    m.kind = TP_MSG_READY;
+    m.arg[0] = getpid();
+    tp_group_reply(g, &m);
+    for (;;)                                  /* until killed, or the collectives fail */
+        if (tp_allreduce(c, x, 1 << 21, s, err, errlen) || tp_sync(c, s, err, errlen)) return -1;
+}
+
+static int case_kill(char *msg, size_t n) {
+    tp_group *g;
+    tp_comm *c;
+    int N = ngpu();
+    int64_t pids[8] = {0};
+    if (tp_group_start(&g, N, 0, worker_loop, NULL, msg, n) || tp_comm_init(&c, g, 60, msg, n) ||
+        tp_group_gather(g, TP_MSG_READY, pids, 60, msg, n))
+        return -1;
+    k_bf16 *x;
+    cudaStream_t s;
+    cudaStreamCreate(&s);
+    cudaMalloc((void **)&x, 1 << 22);
+    cudaMemset(x, 0, 1 << 22);
+    char err[512];
+    double t_kill = 0;
+    int i, victim = N - 1;
+    for (i = 0; i < 100000; i++) {
+        if (i == 50) { kill((pid_t)pids[victim], SIGKILL); t_kill = clock_now_s(); }
+        if (tp_allreduce(c, x, 1 << 21, s, err, sizeof err) || tp_sync(c, s, err, sizeof err)) break;
+    }
+    double dt = clock_now_s() - t_kill;
+    if (i < 50) return snprintf(msg, n, "failed before the kill: %s", err), -1;
+    if (i == 100000) return snprintf(msg, n, "still all-reducing after the kill"), -1;
+    char want[64];
+    snprintf(want, sizeof want, "tensor-parallel rank %d (pid %lld) was killed by signal 9", victim, (long long)pids[victim]);
+    if (!strstr(err, want)) return snprintf(msg, n, "message '%s' lacks '%s'", err, want), -1;
+    if (dt > 10) return snprintf(msg, n, "noticed after %.1f s", dt), -1;
+    tp_comm_free(c);                          /* aborts: the kernels waiting for the dead peer end */
+    tp_group_stop(g, 1);                      /* the live workers are stuck in a collective: killed */
+    snprintf(msg, n, "killed rank %d after 50 all-reduces; rank 0 stopped %.3f s later with: %s", victim, dt, err);
+    return 0;
+}
+
+static void test_killed_worker(void **st) {
+    (void)st; TU_REQUIRE_GPU(); REQUIRE_GPUS(2);
+    in_child(case_kill, "SIGKILL to a worker");
+}
+
+/* ---- a worker that fails before it joins NCCL (a bad shard, say) ---- */
+static int worker_fails(tp_group *g, void *ctx, char *err, size_t errlen) {
+    (void)ctx;
+    if (tp_group_rank(g) == 1) return snprintf(err, errlen, "tensor 'lm_head.weight' is missing"), -1;
+    return worker_collectives(g, ctx, err, errlen);
+}
+
+static int case_worker_fails(char *msg, size_t n) {
+    tp_group *g;
+    tp_comm *c = NULL;
+    char err[512];
+    if (tp_group_start(&g, ngpu(), 0, worker_fails, NULL, msg, n)) return -1;
+    double t0 = clock_now_s();
+    int rc = tp_comm_init(&c, g, 60, err, sizeof err);
+    if (rc == 0) rc = collectives(c, err, sizeof err);
+    tp_comm_free(c);
+    tp_group_stop(g, 1);
+    if (rc == 0) return snprintf(msg, n, "rank 0 did not notice"), -1;
+    if (!strstr(err, "rank 1") || !strstr(err, "lm_head.weight"))
+        return snprintf(msg, n, "message '%s' does not name rank 1 and its error", err), -1;
+    snprintf(msg, n, "reported after %.2f s: %s", clock_now_s() - t0, err);
+    return 0;
+}
+
+static void test_worker_fails(void **st) {
+    (void)st; TU_REQUIRE_GPU(); REQUIRE_GPUS(2);
+    in_child(case_worker_fails, "a worker's start-up error");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_collectives),
+        cmocka_unit_test(test_killed_worker),
+        cmocka_unit_test(test_worker_fails),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
