@@ -8,22 +8,9 @@
 #include <string.h>
 #include <cjson/cJSON.h>
 #include "base/errbuf.h"
+#include "base/file.h"
 #include "labs/lab_grade.h"
 #include "labs/lab_impl.h"
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *s = NULL;
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
-    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (s = malloc((size_t)n + 1)) != NULL) {
-        if (fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
-        else s[n] = 0;
-    }
-    fclose(f);
-    return s;
-}
 
 /* Parses text into an answers object; -1 with "origin:line: ..." otherwise. */
 static cJSON *parse_answers(const char *text, const char *origin, char *err, size_t errlen) {
@@ -56,8 +43,8 @@ static int read_seed(const cJSON *root, const char *origin, uint64_t *seed, bool
 
 int lab_answers_peek(const char *path, char *name, size_t name_len, uint64_t *seed,
                      bool *has_seed, char *err, size_t errlen) {
-    char *text = slurp(path);
-    if (!text) return errbuf_fail(err, errlen, "%s: %s", path, errno ? strerror(errno) : "cannot read");
+    char *text = file_read_all(path, 16u << 20, NULL, err, errlen);
+    if (!text) return -1;
     cJSON *root = parse_answers(text, path, err, errlen);
     free(text);
     if (!root) return -1;
@@ -177,8 +164,8 @@ out:
 
 int lab_grade_file(const lab *L, const char *path, lab_grades *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
-    char *text = slurp(path);
-    if (!text) return errbuf_fail(err, errlen, "%s: %s", path, errno ? strerror(errno) : "cannot read");
+    char *text = file_read_all(path, 16u << 20, NULL, err, errlen);
+    if (!text) return -1;
     int rc = lab_grade_text(L, text, path, out, err, errlen);
     free(text);
     return rc;
