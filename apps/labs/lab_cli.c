@@ -1,12 +1,12 @@
 /* lab_cli: the shared front end of the classroom labs (see lab_cli.h).
  * Prints to stdout/stderr; writes files only through labs/lab_write.h. */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "base/clock.h"
+#include "base/opt.h"
 #include "labs/lab.h"
 #include "labs/lab_grade.h"
 #include "labs/lab_write.h"
@@ -72,48 +72,37 @@ static void usage(const lab_def *d, FILE *f) {
 
 /* 0, 1 for --help, 2 for bad usage (message printed). */
 static int parse(const lab_def *d, int argc, char **argv, cli_opts *o) {
-    static const struct option opts[] = {
-        { "seed", required_argument, 0, 's' }, { "out", required_argument, 0, 'o' },
-        { "teacher", no_argument, 0, 't' },    { "check", required_argument, 0, 'c' },
-        { "real", no_argument, 0, 'r' },       { "quiet", no_argument, 0, 'q' },
-        { "help", no_argument, 0, 'h' },       { 0, 0, 0, 0 },
+    static const opt_spec opts[] = {
+        { "seed", 's', OPT_VALUE },   { "out", 'o', OPT_VALUE },   { "teacher", 't', OPT_FLAG },
+        { "check", 'c', OPT_VALUE },  { "real", 'r', OPT_FLAG },   { "quiet", 'q', OPT_FLAG },
+        { "help", 'h', OPT_FLAG },    { NULL, 0, 0 },
     };
     memset(o, 0, sizeof *o);
     o->seed = 1;
-    opterr = 0;
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        char *end;
+    opt_parser p;
+    const char *v;
+    char err[256];
+    int c, rc = 0;
+    if (opt_begin(&p, argc, argv, opts, err, sizeof err)) rc = 2;
+    while (rc == 0 && (c = opt_next(&p, &v, err, sizeof err)) != OPT_END) {
         switch (c) {
         case 's':
-            errno = 0;
-            o->seed = strtoull(optarg, &end, 10);
-            if (!*optarg || *end || errno || optarg[0] == '-') {
-                fprintf(stderr, "labs/%s: --seed: expected a whole number >= 0, got '%s'\n", d->name, optarg);
-                return 2;
-            }
+            if (opt_u64(opt_name(&p), v, &o->seed, err, sizeof err)) rc = 2;
             o->seed_given = true;
             break;
-        case 'o': o->out = optarg; break;
+        case 'o': o->out = v; break;
         case 't': o->teacher = true; break;
-        case 'c': o->check = optarg; break;
+        case 'c': o->check = v; break;
         case 'r': o->real = true; break;
         case 'q': o->quiet = true; break;
-        case 'h': return 1;
-        case ':':
-            fprintf(stderr, "labs/%s: %s needs a value (labs/%s --help)\n", d->name, argv[optind - 1], d->name);
-            return 2;
-        default:
-            fprintf(stderr, "labs/%s: unknown option '%s' (labs/%s --help)\n", d->name, argv[optind - 1], d->name);
-            return 2;
+        case 'h': rc = 1; break;
+        case OPT_ARG: snprintf(err, sizeof err, "unexpected argument '%s'", v); rc = 2; break;
+        default: rc = 2; break;                        /* OPT_ERROR: err says what */
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "labs/%s: unexpected argument '%s' (labs/%s --help)\n", d->name, argv[optind], d->name);
-        return 2;
-    }
-    return 0;
+    opt_end(&p);
+    if (rc == 2) fprintf(stderr, "labs/%s: %s (labs/%s --help)\n", d->name, err, d->name);
+    return rc;
 }
 
 /* An error, with a hint when the data folder is not where the lab runs. */
