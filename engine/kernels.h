@@ -23,6 +23,8 @@ typedef void *cudaStream_t;
 #endif
 
 #define K_MAX_HEAD_DIM 256
+#define K_MOE_MAX_EXPERTS 512     /* experts of a mixture-of-experts layer (routing: 16 per lane) */
+#define K_MOE_MAX_TOPK 16         /* experts chosen per token */
 #define K_DECODE_PARTITION 256    /* context tokens per split of decode attention (v2; v1 uses 512) */
 
 /* ---- weights and elementwise ---------------------------------------------- */
