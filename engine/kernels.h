@@ -25,7 +25,7 @@ typedef void *cudaStream_t;
 #define K_MAX_HEAD_DIM 256
 #define K_MOE_MAX_EXPERTS 512     /* experts of a mixture-of-experts layer (routing: 16 per lane) */
 #define K_MOE_MAX_TOPK 16         /* experts chosen per token */
-#define K_DECODE_PARTITION 256    /* context tokens per split of decode attention (v2; v1 uses 512) */
+#define K_DECODE_PARTITION 256    /* context tokens per split of decode_simt (decode_mma: a multiple) */
 
 /* ---- weights and elementwise ---------------------------------------------- */
 /* p (n,) = uniform(-scale, scale) from hash(seed, i); constant when scale==0 is
@@ -58,12 +58,13 @@ int k_silu_mul(k_bf16 *out, const k_bf16 *gu, int T, int I, cudaStream_t s);
 int k_gather_rows(k_bf16 *out, const k_bf16 *x, const int32_t *rows, int R, int D,
                   cudaStream_t s);
 /* Which kernels k_add_rmsnorm, k_rope, k_add_bias and k_silu_mul launch:
- * 0 = the default (16-byte accesses where the widths are multiples of 8 and
- * the pointers 16-byte aligned, RoPE's cos/sin once per token; else scalar),
- * 1 = the first, scalar kernels always (kept to measure against); -1 only
- * asks.  Both give bit-identical results, except that RMSNorm adds its sum of
- * squares in another order.  Without a call, PAGESIM_ELEM=v1 chooses 1.
- * Returns the choice in force before the call. */
+ * K_ELEM_VECTOR (the default: 16-byte accesses where the widths are multiples
+ * of 8 and the pointers 16-byte aligned, RoPE's cos/sin once per token; else
+ * scalar), K_ELEM_SCALAR (the scalar kernels always, to measure against);
+ * another value only asks.  Both give bit-identical results, except that
+ * RMSNorm adds its sum of squares in another order.  Returns the choice in
+ * force before the call; process-wide. */
+enum { K_ELEM_VECTOR = 0, K_ELEM_SCALAR = 1 };
 int k_elementwise_impl(int impl);
 
 /* ---- paged KV cache and attention (layout: engine/attention.cu) ----------- */
@@ -87,17 +88,16 @@ typedef struct k_attn_batch {
     int max_context;          /* host knowledge: longest context in the batch */
 } k_attn_batch;
 
-/* Which kernels k_attention launches: 0 = the default (v5: decode and
- * prefill on tensor cores through mma.sync with K/V streamed by cp.async and
- * the softmax online in registers; decode needs block_size a multiple of 16,
- * prefill head_dim <= 128, else v2 runs), 1 = v1 (the first, scalar kernels,
- * kept to measure against), 2 = v2 (SIMT decode with 16-byte loads, WMMA
- * prefill), 5 = v5 as the default; -1 only asks.  (v3, WMMA decode, and v4
- * were measured slower than v5 everywhere and removed: docs/engine-notes.md.)
- * Without a call, PAGESIM_ATTN=v1|v2|v5 chooses; PAGESIM_DEC5_NS (2 or 3
- * cp.async stages per warp, default 3) and PAGESIM_DEC5_PART (keys per decode
- * partition, a multiple of 256 up to 2048, default 1024) tune v5 for
- * measurements.  Returns the choice in force before the call. */
+/* Which technique k_attention uses: K_ATTN_DEFAULT (decode_mma, tensor cores
+ * through mma.sync with K/V streamed by cp.async and the softmax online in
+ * registers, where block_size is a multiple of 16; prefill_mma, flash
+ * attention on mma.sync, for head_dim <= 128; decode_simt and prefill_wmma
+ * elsewhere), K_ATTN_MMA (the same), K_ATTN_SIMT (decode_simt and
+ * prefill_wmma always: CUDA-core decode with 16-byte loads, WMMA prefill);
+ * another value only asks.  The plain-C reference (kref_attention) is the
+ * oracle of every technique (tests/gpu/test_kernels.c).  Returns the choice
+ * in force before the call; process-wide. */
+enum { K_ATTN_DEFAULT = 0, K_ATTN_MMA = 1, K_ATTN_SIMT = 2 };
 int k_attention_impl(int impl);
 /* Bytes of float workspace k_attention needs for up to B sequences, nq heads,
  * contexts up to max_context. */

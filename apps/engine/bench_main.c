@@ -159,7 +159,7 @@ static double datasheet_gbps(char *name, size_t n) {
 
 /* ---- the per-token elementwise kernels alone -------------------------------
  * Each kernel at T rows of the config's widths, with the scalar kernels
- * (k_elementwise_impl(1)) and the default; its calls go round copies of its
+ * (K_ELEM_SCALAR) and the default; its calls go round copies of its
  * buffers in one pool so that the L2 cache holds none of what a call reads. */
 enum { EW_SILU, EW_NORM, EW_BIAS, EW_ROPE, EW_KV, EW_N };
 static const char *const ew_names[EW_N] = {"silu_mul", "add_rmsnorm", "add_bias", "rope", "kv_write"};
@@ -352,6 +352,7 @@ int main(int argc, char **argv) {
     cfg.prefix_caching = true;
     cfg.eos_id = -1;
     cfg.model.max_num_batched_tokens = 8192;
+    cli_engine_env(PROG, &cfg.model);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }

@@ -44,6 +44,7 @@ static void usage(FILE *f) {
         "                            per sequence up front (a static KV cache), same kernels\n"
         "  --no-prefix-caching       turn automatic prefix caching off (paged)\n"
         "  --dump-logits FILE        write every position's logits (binary, see tests/gpu/compare_hf.py)\n"
+        "  --dump-experts FILE       write every step's chosen experts (MoE; engine/model_probe.c)\n"
         "  --max-num-batched-tokens N  tokens per step (default 2048; smaller forces chunked prefill)\n"
         "  --max-num-seqs N          sequences per step (default 256)\n"
         "  --max-model-len N         tokens per sequence (default min(max_position, 4096))\n"
@@ -132,6 +133,7 @@ int main(int argc, char **argv) {
     int tp = 1;
     eng_config cfg = {0};
     cfg.prefix_caching = true;
+    cli_engine_env(PROG, &cfg.model);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
@@ -165,6 +167,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--dummy-seed")) dummy_seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--eos-id")) eos_id = cli_int(PROG, a, v, -1, 0x7fffffff);
         else if (!strcmp(a, "--dump-logits")) dump = v;
+        else if (!strcmp(a, "--dump-experts")) cfg.model.dump_experts = v;
         else if (cli_model_option(PROG, a, v, &cfg.model, &cfg.kv_policy)) {}
         else if (cli_tp_option(PROG, a, v, &tp)) {}
         else { fprintf(stderr, "engine/run: unknown option %s\n", a); usage(stderr); return 2; }

@@ -107,6 +107,7 @@ int main(int argc, char **argv) {
     const char *template_spec = NULL;
     const char *env_key = getenv("PAGESIM_API_KEY");
     if (env_key && *env_key) o.api_key = env_key;
+    cli_engine_env(PROG, &bc.eng.model);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;

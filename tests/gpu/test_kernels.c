@@ -156,8 +156,8 @@ static void silu_case(int T, int I, int off) {
     void *bgu, *b0, *b1;
     k_bf16 *dgu = up_bf_off(gu, 2 * n, off, &bgu);
     k_bf16 *o0 = up_bf_off(NULL, n, off, &b0), *o1 = up_bf_off(NULL, n, off, &b1);
-    WITH_IMPL(0, k_silu_mul(o0, dgu, T, I, 0));
-    WITH_IMPL(1, k_silu_mul(o1, dgu, T, I, 0));
+    WITH_IMPL(K_ELEM_VECTOR, k_silu_mul(o0, dgu, T, I, 0));
+    WITH_IMPL(K_ELEM_SCALAR, k_silu_mul(o1, dgu, T, I, 0));
     float *g0 = down_bf(o0, n), *g1 = down_bf(o1, n);
     kref_silu_mul(want, gu, T, I);
     char name[64];
@@ -183,7 +183,7 @@ static void rmsnorm_case(int T, int D, int with_res) {
     size_t n = (size_t)T * D;
     float *x = rnd(n, 2), *res = rnd(n, 2), *w = rnd(D, 1), *gx[2], *gr[2];
     k_bf16 *dw = up_bf(w, D);
-    for (int impl = 0; impl < 2; impl++) {
+    for (int impl = K_ELEM_VECTOR; impl <= K_ELEM_SCALAR; impl++) {
         k_bf16 *dx = up_bf(x, n), *dr = up_bf(res, n);
         WITH_IMPL(impl, k_add_rmsnorm(dx, with_res ? dr : NULL, dw, T, D, 1e-6f, 0));
         gx[impl] = down_bf(dx, n);
@@ -224,7 +224,7 @@ static void rope_case(int T, int nq, int nkv, int hd, int stride, int maxpos) {
     float *x = rnd(n, 2), *g[2];
     int32_t *dpos = up(pos, sizeof(int32_t) * (size_t)T);
     float *dinv = up(inv, sizeof(float) * (size_t)(hd / 2));
-    for (int impl = 0; impl < 2; impl++) {
+    for (int impl = K_ELEM_VECTOR; impl <= K_ELEM_SCALAR; impl++) {
         k_bf16 *dx = up_bf(x, n);
         WITH_IMPL(impl, k_rope(dx, dpos, dinv, T, nq, nkv, hd, stride, 0));
         g[impl] = down_bf(dx, n);
@@ -260,7 +260,7 @@ static void bias_case(int T, int N, int off) {
     size_t n = (size_t)T * N;
     float *y = rnd(n, 2), *b = rnd(N, 1), *g[2];
     k_bf16 *db = up_bf(b, N);
-    for (int impl = 0; impl < 2; impl++) {
+    for (int impl = K_ELEM_VECTOR; impl <= K_ELEM_SCALAR; impl++) {
         void *base;
         k_bf16 *dy = up_bf_off(y, n, off, &base);
         WITH_IMPL(impl, k_add_bias(dy, db, T, N, 0));
@@ -402,7 +402,7 @@ static void attention_case(int nq, int nkv, int hd, int bs, int B, const int *ql
     cudaFree(dctx); cudaFree(dslots); cudaFree(ws);
 }
 
-/* every case with each implementation: the default, v2 and v5, v1 */
+/* every case with each technique: the default, decode_simt + prefill_wmma, the mma pair */
 static void attention_cases(const char *impl) {
     char n[96];
 #define CASE(nq, nkv, hd, bs, B, q, c, what, amp) do { snprintf(n, sizeof n, "%s %s", impl, what); \
@@ -433,14 +433,12 @@ static void attention_cases(const char *impl) {
 
 static void test_attention(void **st) {
     (void)st; TU_REQUIRE_GPU();
-    int old = k_attention_impl(0);
+    int old = k_attention_impl(K_ATTN_DEFAULT);
     attention_cases("default");
-    k_attention_impl(2);
-    attention_cases("v2");
-    k_attention_impl(5);
-    attention_cases("v5");
-    k_attention_impl(1);
-    attention_cases("v1");
+    k_attention_impl(K_ATTN_SIMT);
+    attention_cases("simt/wmma");
+    k_attention_impl(K_ATTN_MMA);
+    attention_cases("mma");
     k_attention_impl(old);
 }
 
