@@ -377,6 +377,7 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
         errbuf_fail(err, errlen, "cannot initialise CUDA / cuBLAS");
         goto out;
     }
+    m->view.s = m->s;
     size_t free0, total;
     cudaMemGetInfo(&free0, &total);
     if (alloc_activations(m, err, errlen)) goto out;

@@ -15,6 +15,7 @@
  * the larger of the two.  Pass the GEMM rate and copy bandwidth measured on
  * the same GPU (tests/gpu/bench_hf.py --peaks measures both). */
 #include "apps/engine/cli.h"
+#include "apps/engine/bench_moe.h"
 #include "engine/engine.h"
 #include "engine/kernels_ref.h"
 #include "engine/weights.h"
@@ -51,6 +52,9 @@ static void usage(FILE *f) {
         "  --elementwise T           only time the per-token kernels (SwiGLU, add + RMSNorm, bias,\n"
         "                            RoPE, KV write) on T rows of the config's widths, the scalar\n"
         "                            kernels against the default; bytes moved per second\n"
+        "  --moe-layer T,T,...       only time a mixture-of-experts layer of the config at T tokens\n"
+        "                            (routing uniform and through a dummy router; both GEMM paths)\n"
+        "  --save-routing FILE       with --moe-layer: the routing, for tests/gpu/bench_moe_torch.py\n"
         "  --json FILE               write the figures as JSON\n"
         "  --kv-policy paged|contiguous, --no-prefix-caching, --max-num-batched-tokens N (default 8192),\n"
         "  --max-num-seqs N (256), --max-model-len N, --block-size N, --gpu-memory-utilization F,\n"
@@ -344,6 +348,7 @@ static int run_attention(const mc_config *c, const char *spec, int bs, double pe
 
 int main(int argc, char **argv) {
     const char *model_dir = NULL, *dummy = NULL, *workload = "fixed", *save = NULL, *json = NULL, *attn = NULL;
+    const char *moe = NULL, *save_routing = NULL;
     int nreq = 1024, plen = 512, olen = 96, lo = 100, hi = 1024, ew_rows = 0;
     double peak_tflops = 790, peak_gbps = 4300, temperature = 0;
     unsigned long long seed = 0, dummy_seed = 0;
@@ -374,6 +379,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--json")) json = v;
         else if (!strcmp(a, "--attention")) attn = v;
         else if (!strcmp(a, "--elementwise")) ew_rows = cli_int(PROG, a, v, 1, 1 << 16);
+        else if (!strcmp(a, "--moe-layer")) moe = v;
+        else if (!strcmp(a, "--save-routing")) save_routing = v;
         else if (!strcmp(a, "--peak-tflops")) peak_tflops = cli_num(PROG, a, v, 1, 1e6);
         else if (!strcmp(a, "--peak-gbps")) peak_gbps = cli_num(PROG, a, v, 1, 1e6);
         else if (cli_model_option(PROG, a, v, &cfg.model, &cfg.kv_policy)) {}
@@ -398,6 +405,11 @@ int main(int argc, char **argv) {
     if (json && !(js = fopen(json, "w"))) { fprintf(stderr, "engine/bench: cannot write %s\n", json); return 1; }
     if (attn) {
         int rc = run_attention(&c, attn, cfg.model.block_size > 0 ? cfg.model.block_size : 16, peak_gbps, peak_tflops, js);
+        if (js) fclose(js);
+        return rc;
+    }
+    if (moe) {
+        int rc = bench_moe_layer(&c, moe, peak_tflops, peak_gbps, save_routing, js);
         if (js) fclose(js);
         return rc;
     }
