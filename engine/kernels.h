@@ -134,7 +134,8 @@ const char *k_last_error(void);
  * and the workspace of the expert GEMMs, sized for max_T tokens. */
 enum { K_MOE_GEMM_AUTO = 0,      /* the grouped mma.sync kernels, or cuBLAS where it was measured faster */
        K_MOE_GEMM_MMA = 1,       /* the grouped mma.sync kernels (grouped_gemm.cuh): no host sync */
-       K_MOE_GEMM_CUBLAS = 2 };  /* cuBLAS grouped GEMMs: the expert sizes go to the host first */
+       K_MOE_GEMM_CUBLAS = 2,    /* cuBLAS grouped GEMMs: the expert sizes go to the host first */
+       K_MOE_GEMM_WGMMA = 3 };   /* row tiles of 128 on Hopper's wgmma (grouped_gemm_wgmma.cuh), else as MMA */
 typedef struct k_moe {
     int E, k, max_T, D, Im;      /* what the buffers were made for */
     int impl;                    /* K_MOE_GEMM_*, as asked */

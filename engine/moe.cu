@@ -10,6 +10,7 @@
  * and waited for (one synchronisation per layer). */
 #include "engine/moe_kernels.cuh"
 #include "engine/grouped_gemm.cuh"
+#include "engine/grouped_gemm_wgmma.cuh"
 
 /* K_MOE_GEMM_AUTO takes cuBLAS when an expert expects at least this many rows */
 #define MOE_CUBLAS_MIN_ROWS 1000000000
@@ -89,9 +90,33 @@ static int launch_gg(k_moe *m, k_bf16 *y, const k_bf16 *a, const int32_t *a_rows
     return K_LAUNCH_OK();
 }
 
+#define GGW_BN 256
+#define GGW_NS 4
+template <bool SW>
+static int launch_wgmma(k_moe *m, k_bf16 *y, const k_bf16 *a, const int32_t *a_rows, const k_bf16 *w,
+                        size_t w_stride, int N, int K, cudaStream_t s) {
+    typedef ggw_smem<GGW_BN, GGW_NS> L;
+    static int attr = 0;
+    if (!attr) {
+        if (cudaFuncSetAttribute(grouped_gemm_wgmma_kernel<GGW_BN, GGW_NS, SW>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::bytes) != cudaSuccess)
+            return -1;
+        attr = 1;
+    }
+    constexpr int BO = SW ? GGW_BN / 2 : GGW_BN;
+    int n = m->T * m->k, mt = (n + 127) / 128 + m->E;
+    if (mt > m->max_tiles) mt = m->max_tiles;
+    dim3 grid((N + BO - 1) / BO, mt);
+    grouped_gemm_wgmma_kernel<GGW_BN, GGW_NS, SW><<<grid, 256, L::bytes, s>>>(y, a, a_rows, w, w_stride, m->tiles,
+                                                                              m->ntiles, m->offsets, N, K);
+    return K_LAUNCH_OK();
+}
+
 template <bool SW>
 static int launch_mma(k_moe *m, k_bf16 *y, const k_bf16 *a, const int32_t *a_rows, const k_bf16 *w,
                       size_t w_stride, int N, int K, cudaStream_t s) {
+    if (m->path == K_MOE_GEMM_WGMMA && m->tile_m == 128)
+        return launch_wgmma<SW>(m, y, a, a_rows, w, w_stride, N, K, s);
     switch (m->tile_m) {
     case 16: return launch_gg<GG_S16, SW>(m, y, a, a_rows, w, w_stride, N, K, s);
     case 64: return launch_gg<GG_S64, SW>(m, y, a, a_rows, w, w_stride, N, K, s);

@@ -22,6 +22,7 @@
 #include "sim/model_config.h"
 #include "base/clock.h"
 #include "base/rng.h"
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -474,6 +475,12 @@ int main(int argc, char **argv) {
     double pm = L * (D * (nq + 2 * nkv) * hd + nq * hd * D + 3 * D * I);   /* matmul params per token */
     double kvb = (double)mem.kv_bytes_per_token;
     double wread = (double)wbytes - (c.tie_embeddings ? 0 : V * D * 2);   /* the embedding table is gathered */
+    /* MoE layers: k experts and the router per token; a step reads the experts some token chose
+     * (in expectation E (1 - (1 - k/E)^T) of E) */
+    double nmoe = 0, E = c.num_experts, K = c.experts_per_tok, Im = c.moe_intermediate_size;
+    for (int l = 0; l < c.num_layers; l++) nmoe += mc_layer_is_moe(&c, l);
+    pm += nmoe * (K * 3 * D * Im + D * E - 3 * D * I);
+    double xbytes = nmoe * E * 3 * D * Im * 2;                            /* every expert's weights */
     for (int r = 0; r < nreq; r++) {
         eng_params p = {ol[r], (float)temperature, 0, 1.0f, seed + (uint64_t)r};
         if (eng_add_request(e, r, prompts[r], pl[r], &p, err, sizeof err)) {
@@ -498,7 +505,7 @@ int main(int argc, char **argv) {
         eng_last_step(e, &si);
         double T = si.prefill_tokens + si.decode_tokens;
         double f = 2 * pm * T + 2 * V * D * si.num_seqs + 4 * L * nq * hd * (double)si.attn_pairs;
-        double b = wread + kvb * ((double)si.attn_ctx_tokens + T);
+        double b = wread - xbytes + (E > 0 ? xbytes * (1 - pow(1 - K / E, T)) : 0) + kvb * ((double)si.attn_ctx_tokens + T);
         double r = f / (peak_tflops * 1e12) > b / (peak_gbps * 1e9) ? f / (peak_tflops * 1e12) : b / (peak_gbps * 1e9);
         flops += f;
         bytes += b;

@@ -109,10 +109,11 @@ static void load_stats(const moe_bufs *b, double *imb, int *touched) {
 }
 
 static int one_case(moe_bufs *b, cublasHandle_t h, int routing, double pt, double pg, FILE *rf, FILE *js, int *first) {
-    static const char *rname[2] = {"uniform", "router"}, *pname[3] = {"auto", "mma", "cublas"};
+    static const char *rname[2] = {"uniform", "router"}, *pname[4] = {"auto", "mma", "cublas", "wgmma"};
     double imb = 0;
     int touched = 0;
-    for (int path = K_MOE_GEMM_MMA; path <= K_MOE_GEMM_CUBLAS; path++) {
+    for (int path = K_MOE_GEMM_MMA; path <= K_MOE_GEMM_WGMMA; path++) {
+        if (path == K_MOE_GEMM_WGMMA && (double)b->T * b->k / b->E <= 48) continue;   /* wgmma: tiles of 128 only */
         k_moe m;
         if (k_moe_create(&m, b->E, b->k, b->T, b->D, b->Im, path, h)) return -1;
         if (routing == 1 && path == K_MOE_GEMM_MMA && router_routing(&m, h, b)) { k_moe_free(&m); return -1; }

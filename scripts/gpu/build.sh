@@ -42,7 +42,7 @@ for d in ${NCCL_HOME:-} "$CUDA" /usr /usr/local; do
 done
 pids=()
 for cu in engine/*.cu; do
-  "$NVCC" -O3 -arch=sm_90 -lineinfo -I. -c "$cu" -o "$O/engcu/$(basename "$cu").o" & pids+=($!)
+  "$NVCC" -O3 -gencode=arch=compute_90a,code=sm_90a -lineinfo -I. -c "$cu" -o "$O/engcu/$(basename "$cu").o" & pids+=($!)
 done
 for l in "${LAYERS[@]}"; do
   for c in "$l"/*.c; do

@@ -30,6 +30,7 @@ if has build; then
   tail -3 $LOG/build.log; grep -E "error" $LOG/build.log | head -20
   say "build rc=$rc"
   [ $rc = 0 ] || return
+  echo "HGMMA in moe.cu's SASS: $(cuobjdump --dump-sass build/gpu/obj/engcu/moe.cu.o 2>/dev/null | grep -c HGMMA)" | tee -a "$O/SUMMARY.txt"
 fi
 gpu_tests() {
   for t in "$@"; do
@@ -37,8 +38,10 @@ gpu_tests() {
     PAGESIM_GPU=1 timeout $(lim 150) build/gpu/$t > $LOG/$t.log 2>&1; rc=$?
     grep -E "rel L2|route|permute|MoE|PASSED|FAILED|SKIPPED|Error|error" $LOG/$t.log | grep -vE "^\[ *RUN|^\[ *OK" | head -60 >> "$O/SUMMARY.txt"
     say "$t rc=$rc"
+    [ $t = test_moe ] && MOE_RC=$rc
   done
 }
+MOE_RC=1
 if has moetest; then gpu_tests test_moe; fi
 if has layer; then
   say "layer: engine/bench --moe-layer 8192,256,64 (30B-A3B shape) and torch._grouped_mm"
@@ -65,6 +68,12 @@ if has e2e; then
   PAGESIM_PROFILE=1 timeout $(lim 150) build/gpu/bench --dummy-weights $M30 --num-requests 1024 --prompt-len 512 \
     --output-len 96 --max-num-seqs 1024 --max-num-batched-tokens 16384 --max-model-len 1024 --peak-tflops 790 \
     --peak-gbps 4250 --json $LOG/e2e_bias.json 2>&1 | tail -45 | tee -a "$O/SUMMARY.txt"
+  if [ $MOE_RC = 0 ]; then
+    say "e2e: the same with PAGESIM_MOE_GEMM=wgmma (prefill tiles on wgmma)"
+    PAGESIM_MOE_GEMM=wgmma PAGESIM_PROFILE=1 timeout $(lim 120) build/gpu/bench --dummy-weights $M30 --num-requests 1024 \
+      --prompt-len 512 --output-len 96 --max-num-seqs 1024 --max-num-batched-tokens 16384 --max-model-len 1024 \
+      --peak-tflops 790 --peak-gbps 4250 --json $LOG/e2e_bias_wgmma.json 2>&1 | tail -45 | tee -a "$O/SUMMARY.txt"
+  fi
 fi
 if has decode; then
   say "decode: decode-heavy on 30B-A3B dummy (256 requests, 100..1024), PAGESIM_PROFILE=1"

@@ -163,7 +163,8 @@ static void gemm_case(int T, int E, int k, int D, int Im, int impl) {
                 *o = kref_round_bf(*o + kref_round_bf(y[(size_t)pr[t * k + i] * D + d] * w[t * k + i]));
             }
     char what[96];
-    snprintf(what, sizeof what, "%s T %d D %d Im %d tile %d: act", impl == K_MOE_GEMM_CUBLAS ? "cuBLAS" : "mma",
+    snprintf(what, sizeof what, "%s T %d D %d Im %d tile %d: act",
+             impl == K_MOE_GEMM_CUBLAS ? "cuBLAS" : impl == K_MOE_GEMM_WGMMA ? "wgmma" : "mma",
              T, D, Im, m.tile_m);
     CHECK_CLOSE(act, ract, (size_t)n * Im, 1e-2, what);
     CHECK_CLOSE(y, ry, (size_t)n * D, 1e-2, "  down y");
@@ -185,6 +186,9 @@ static void test_grouped_gemm(void **st) {
     gemm_case(700, 8, 2, 136, 24, K_MOE_GEMM_MMA);
     gemm_case(300, 32, 4, 512, 256, K_MOE_GEMM_CUBLAS);
     gemm_case(50, 8, 2, 136, 24, K_MOE_GEMM_CUBLAS);
+    gemm_case(1000, 32, 4, 512, 256, K_MOE_GEMM_WGMMA);  /* tiles of 128 on wgmma */
+    gemm_case(1000, 8, 2, 256, 768, K_MOE_GEMM_WGMMA);   /* two 128-row tiles an expert, 6 column tiles, K 12 steps */
+    gemm_case(700, 8, 2, 136, 24, K_MOE_GEMM_WGMMA);     /* partial tiles in N and K */
 }
 
 /* route -> permute -> experts -> combine against kref_moe_layer */
@@ -209,7 +213,8 @@ static void layer_case(int T, int E, int k, int D, int Im, int impl) {
     kref_moe_route(ids, w, lg, T, E, k, 1);                 /* from the GPU's logits: the GEMM is tested apart */
     assert_memory_equal(ids, gids, (size_t)T * k * 4);
     kref_moe_layer(rout, x, ids, w, wgu, wd, T, D, Im, k);
-    CHECK_CLOSE(out, rout, (size_t)T * D, 1e-2, impl == K_MOE_GEMM_CUBLAS ? "layer (cuBLAS)" : "layer (mma)");
+    CHECK_CLOSE(out, rout, (size_t)T * D, 1e-2, impl == K_MOE_GEMM_CUBLAS ? "layer (cuBLAS)" :
+                impl == K_MOE_GEMM_WGMMA ? "layer (wgmma)" : "layer (mma)");
     free(x); free(wr); free(wgu); free(wd); free(lg); free(out); free(ids); free(gids); free(w); free(rout);
     cudaFree(dx); cudaFree(dwr); cudaFree(dwgu); cudaFree(dwd); cudaFree(dlg); cudaFree(dact); cudaFree(dy);
     cudaFree(dout);
@@ -221,6 +226,7 @@ static void test_layer(void **st) {
     layer_case(50, 16, 4, 256, 128, K_MOE_GEMM_MMA);
     layer_case(300, 16, 4, 256, 128, K_MOE_GEMM_MMA);
     layer_case(50, 16, 4, 256, 128, K_MOE_GEMM_CUBLAS);
+    layer_case(600, 16, 4, 256, 128, K_MOE_GEMM_WGMMA);
 }
 
 int main(void) {
