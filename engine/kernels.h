@@ -132,10 +132,10 @@ const char *k_last_error(void);
  * order" lists the pairs expert by expert: expert e owns rows offsets[e] ..
  * offsets[e+1] - 1.  k_moe holds one layer's routing (reused by every layer)
  * and the workspace of the expert GEMMs, sized for max_T tokens. */
-enum { K_MOE_GEMM_AUTO = 0,      /* the grouped mma.sync kernels, or cuBLAS where it was measured faster */
-       K_MOE_GEMM_MMA = 1,       /* the grouped mma.sync kernels (grouped_gemm.cuh): no host sync */
-       K_MOE_GEMM_CUBLAS = 2,    /* cuBLAS grouped GEMMs: the expert sizes go to the host first */
-       K_MOE_GEMM_WGMMA = 3 };   /* row tiles of 128 on Hopper's wgmma (grouped_gemm_wgmma.cuh), else as MMA */
+enum { K_MOE_GEMM_GROUPED = 0,   /* this project's grouped kernels, expert sizes read on the device (no host
+                                  * sync): mma.sync for row tiles of 16 and 64 (decode), wgmma for 128 (prefill) */
+       K_MOE_GEMM_CUBLAS = 1 };  /* cuBLAS grouped GEMMs: the expert sizes go to the host first (slower at
+                                  * every shape measured: docs/engine-notes.md) */
 typedef struct k_moe {
     int E, k, max_T, D, Im;      /* what the buffers were made for */
     int impl;                    /* K_MOE_GEMM_*, as asked */
@@ -157,8 +157,8 @@ typedef struct k_moe {
     k_bf16  *xp;                 /* (max_T k, D) the cuBLAS path's gathered rows */
     k_bf16  *gu;                 /* (max_T k, 2 Im) the cuBLAS path's gate|up */
 } k_moe;
-/* Device bytes k_moe_create allocates (the routing and, for impl != MMA, the
- * cuBLAS path's gathered rows and gate|up). */
+/* Device bytes k_moe_create allocates (the routing and, for the cuBLAS path,
+ * its gathered rows and gate|up). */
 size_t k_moe_bytes(int E, int k, int max_T, int D, int Im, int impl);
 /* Allocates the buffers; -1 when sizes are out of range (E <= K_MOE_MAX_EXPERTS,
  * k <= K_MOE_MAX_TOPK, D and Im multiples of 8) or memory is short. */

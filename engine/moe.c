@@ -18,7 +18,7 @@ size_t k_moe_bytes(int E, int k, int max_T, int D, int Im, int impl) {
     size_t b = al256(n * 4) * 4                        /* topk_ids, topk_w, pair_row, row_token */
              + al256((size_t)E * 4) * 3 + al256((size_t)(E + 1) * 4)   /* counts, cursor, ntiles; offsets */
              + al256((size_t)2 * max_tiles(E, k, max_T) * 4);
-    if (impl == K_MOE_GEMM_AUTO || impl == K_MOE_GEMM_CUBLAS)
+    if (impl == K_MOE_GEMM_CUBLAS)
         b += al256((size_t)6 * E * sizeof(void *)) + al256(n * D * 2) + al256(n * 2 * Im * 2);
     return b;
 }
@@ -31,7 +31,7 @@ static int dalloc(void *p, size_t bytes) {
 int k_moe_create(k_moe *m, int E, int k, int max_T, int D, int Im, int impl, void *cublas_handle) {
     memset(m, 0, sizeof *m);
     if (E <= 0 || E > K_MOE_MAX_EXPERTS || k <= 0 || k > K_MOE_MAX_TOPK || k > E || max_T <= 0 ||
-        D <= 0 || D % 8 || Im <= 0 || Im % 8 || impl < K_MOE_GEMM_AUTO || impl > K_MOE_GEMM_WGMMA ||
+        D <= 0 || D % 8 || Im <= 0 || Im % 8 || (impl != K_MOE_GEMM_GROUPED && impl != K_MOE_GEMM_CUBLAS) ||
         (size_t)max_T * k > (size_t)1 << 30)
         return -1;
     m->E = E; m->k = k; m->max_T = max_T; m->D = D; m->Im = Im; m->impl = impl; m->cublas = cublas_handle;
@@ -42,7 +42,7 @@ int k_moe_create(k_moe *m, int E, int k, int max_T, int D, int Im, int impl, voi
         dalloc(&m->offsets, (size_t)(E + 1) * 4) || dalloc(&m->ntiles, 4) ||
         dalloc(&m->tiles, (size_t)2 * m->max_tiles * 4))
         goto fail;
-    if (impl == K_MOE_GEMM_AUTO || impl == K_MOE_GEMM_CUBLAS) {
+    if (impl == K_MOE_GEMM_CUBLAS) {
         if (!cublas_handle || dalloc(&m->dev_ptrs, (size_t)6 * E * sizeof(void *)) || dalloc(&m->xp, n * D * 2) ||
             dalloc(&m->gu, n * 2 * Im * 2) ||
             cudaMallocHost((void **)&m->host_counts, (size_t)3 * E * 4) != cudaSuccess ||

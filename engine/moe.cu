@@ -3,22 +3,21 @@
  * GEMMs and the combine.  Device code in moe_kernels.cuh and
  * grouped_gemm.cuh; the buffers (k_moe_create) in moe.c.
  *
- * The GEMM path of a permutation: the grouped mma.sync kernels read the
+ * The GEMM path of a permutation: this project's grouped kernels read the
  * expert sizes on the device (no host synchronisation; row tiles of 16, 64
- * or 128 rows chosen from the expected rows per expert, T k / E), or cuBLAS's
- * grouped GEMM, which takes the sizes on the host: the counts are copied back
- * and waited for (one synchronisation per layer). */
+ * or 128 rows chosen from the expected rows per expert, T k / E: mma.sync
+ * for 16 and 64, wgmma for 128), or cuBLAS's grouped GEMM, which takes the
+ * sizes on the host: the counts are copied back and waited for (one
+ * synchronisation per layer). */
 #include "engine/moe_kernels.cuh"
 #include "engine/grouped_gemm.cuh"
 #include "engine/grouped_gemm_wgmma.cuh"
 
-/* K_MOE_GEMM_AUTO takes cuBLAS when an expert expects at least this many rows */
-#define MOE_CUBLAS_MIN_ROWS 1000000000
-
-/* the three kernel shapes: decode (few rows per expert), mid, prefill */
+/* the mma.sync kernel's shapes: decode (few rows per expert), mid; prefill
+ * (tiles of 128 rows) runs on wgmma (grouped_gemm_wgmma.cuh), 1.6x faster on
+ * the H200 than mma.sync at 128 x 128 (docs/engine-notes.md) */
 #define GG_S16 16, 128, 64, 1, 4, 4
 #define GG_S64 64, 128, 64, 1, 4, 4
-#define GG_L128 128, 128, 32, 2, 4, 4
 
 static int tile_rows(const k_moe *m, int T) {
     double r = (double)T * m->k / m->E;          /* rows an expert expects */
@@ -43,9 +42,7 @@ extern "C" int k_moe_permute(k_moe *m, int T, cudaStream_t s) {
     if (!m || T < 0 || T > m->max_T) return -1;
     m->T = T;
     m->tile_m = tile_rows(m, T);
-    double r = (double)T * m->k / m->E;
-    m->path = m->impl == K_MOE_GEMM_AUTO ? (r >= MOE_CUBLAS_MIN_ROWS ? K_MOE_GEMM_CUBLAS : K_MOE_GEMM_MMA) : m->impl;
-    if (m->path == K_MOE_GEMM_CUBLAS && !m->xp) m->path = K_MOE_GEMM_MMA;
+    m->path = m->impl == K_MOE_GEMM_CUBLAS && m->xp ? K_MOE_GEMM_CUBLAS : K_MOE_GEMM_GROUPED;
     int n = T * m->k, E = m->E;
     if (cudaMemsetAsync(m->counts, 0, sizeof(int32_t) * E, s) != cudaSuccess) return -1;
     if (n > 0) {
@@ -113,14 +110,12 @@ static int launch_wgmma(k_moe *m, k_bf16 *y, const k_bf16 *a, const int32_t *a_r
 }
 
 template <bool SW>
-static int launch_mma(k_moe *m, k_bf16 *y, const k_bf16 *a, const int32_t *a_rows, const k_bf16 *w,
-                      size_t w_stride, int N, int K, cudaStream_t s) {
-    if (m->path == K_MOE_GEMM_WGMMA && m->tile_m == 128)
-        return launch_wgmma<SW>(m, y, a, a_rows, w, w_stride, N, K, s);
+static int launch_grouped(k_moe *m, k_bf16 *y, const k_bf16 *a, const int32_t *a_rows, const k_bf16 *w,
+                          size_t w_stride, int N, int K, cudaStream_t s) {
     switch (m->tile_m) {
     case 16: return launch_gg<GG_S16, SW>(m, y, a, a_rows, w, w_stride, N, K, s);
     case 64: return launch_gg<GG_S64, SW>(m, y, a, a_rows, w, w_stride, N, K, s);
-    default: return launch_gg<GG_L128, SW>(m, y, a, a_rows, w, w_stride, N, K, s);
+    default: return launch_wgmma<SW>(m, y, a, a_rows, w, w_stride, N, K, s);
     }
 }
 
@@ -151,7 +146,7 @@ extern "C" int k_moe_gate_up(k_moe *m, k_bf16 *act, const k_bf16 *x, const k_bf1
     if (!m || m->T <= 0) return m && m->T == 0 ? 0 : -1;
     size_t ws = (size_t)2 * m->Im * m->D;
     if (m->path != K_MOE_GEMM_CUBLAS)
-        return launch_mma<true>(m, act, x, m->row_token, w_gate_up, ws, m->Im, m->D, s);
+        return launch_grouped<true>(m, act, x, m->row_token, w_gate_up, ws, m->Im, m->D, s);
     int n = m->T * m->k, D8 = m->D / 8;
     moe_gather_kernel<<<(n * D8 + 255) / 256 < 8192 ? (n * D8 + 255) / 256 : 8192, 256, 0, s>>>(
         reinterpret_cast<uint4 *>(m->xp), reinterpret_cast<const uint4 *>(x), m->row_token, n, D8);
@@ -164,7 +159,7 @@ extern "C" int k_moe_gate_up(k_moe *m, k_bf16 *act, const k_bf16 *x, const k_bf1
 extern "C" int k_moe_down(k_moe *m, k_bf16 *y, const k_bf16 *act, const k_bf16 *w_down, cudaStream_t s) {
     if (!m || m->T <= 0) return m && m->T == 0 ? 0 : -1;
     size_t ws = (size_t)m->D * m->Im;
-    if (m->path != K_MOE_GEMM_CUBLAS) return launch_mma<false>(m, y, act, NULL, w_down, ws, m->D, m->Im, s);
+    if (m->path != K_MOE_GEMM_CUBLAS) return launch_grouped<false>(m, y, act, NULL, w_down, ws, m->D, m->Im, s);
     return cublas_experts(m, 1, y, act, w_down, ws, m->D, m->Im, s);
 }
 

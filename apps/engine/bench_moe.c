@@ -109,16 +109,15 @@ static void load_stats(const moe_bufs *b, double *imb, int *touched) {
 }
 
 static int one_case(moe_bufs *b, cublasHandle_t h, int routing, double pt, double pg, FILE *rf, FILE *js, int *first) {
-    static const char *rname[2] = {"uniform", "router"}, *pname[4] = {"auto", "mma", "cublas", "wgmma"};
+    static const char *rname[2] = {"uniform", "router"}, *pname[2] = {"grouped", "cublas"};
     double imb = 0;
     int touched = 0;
-    for (int path = K_MOE_GEMM_MMA; path <= K_MOE_GEMM_WGMMA; path++) {
-        if (path == K_MOE_GEMM_WGMMA && (double)b->T * b->k / b->E <= 48) continue;   /* wgmma: tiles of 128 only */
+    for (int path = K_MOE_GEMM_GROUPED; path <= K_MOE_GEMM_CUBLAS; path++) {
         k_moe m;
         if (k_moe_create(&m, b->E, b->k, b->T, b->D, b->Im, path, h)) return -1;
-        if (routing == 1 && path == K_MOE_GEMM_MMA && router_routing(&m, h, b)) { k_moe_free(&m); return -1; }
-        if (routing == 0 && path == K_MOE_GEMM_MMA) uniform_routing(b, 0x1234 + (uint64_t)b->T);
-        if (path == K_MOE_GEMM_MMA) {
+        if (routing == 1 && path == K_MOE_GEMM_GROUPED && router_routing(&m, h, b)) { k_moe_free(&m); return -1; }
+        if (routing == 0 && path == K_MOE_GEMM_GROUPED) uniform_routing(b, 0x1234 + (uint64_t)b->T);
+        if (path == K_MOE_GEMM_GROUPED) {
             load_stats(b, &imb, &touched);
             if (rf) {                      /* for bench_moe_torch.py: T k E routing, then ids (T, k) */
                 int32_t hdr[4] = {b->T, b->k, b->E, routing};
@@ -138,7 +137,7 @@ static int one_case(moe_bufs *b, cublasHandle_t h, int routing, double pt, doubl
         k_moe_free(&m);
         double tk = (double)b->T * b->k, fgu = 2 * tk * 2 * b->Im * b->D, fd = 2 * tk * b->D * b->Im;
         double wbytes = (double)touched * 3 * b->D * b->Im * 2;
-        printf("%6d %-8s %-6s %5.2fx %4d | %8.3f %7.1f %5.1f%% | %8.3f %7.1f %5.1f%% | %7.3f %7.3f | %8.3f %7.0f %5.1f%%\n",
+        printf("%6d %-8s %-7s %5.2fx %4d | %8.3f %7.1f %5.1f%% | %8.3f %7.1f %5.1f%% | %7.3f %7.3f | %8.3f %7.0f %5.1f%%\n",
                b->T, rname[routing], pname[path], imb, touched, ms[OP_GATE_UP], fgu / ms[OP_GATE_UP] / 1e9,
                100 * fgu / ms[OP_GATE_UP] / 1e9 / pt, ms[OP_DOWN], fd / ms[OP_DOWN] / 1e9,
                100 * fd / ms[OP_DOWN] / 1e9 / pt, ms[OP_PERMUTE], ms[OP_COMBINE], layer,
@@ -190,7 +189,7 @@ int bench_moe_layer(const mc_config *c, const char *spec, double pt, double pg, 
     k_fill_random(b.wd, (int64_t)(E * D * Im), 3, 0.0346f, 0);
     printf("MoE layer of %s: %d experts of width %d, hidden %d, %d per token; peaks %.0f TFLOP/s, %.0f GB/s; "
            "ms per call (%d after %d)\n", c->name, b.E, b.Im, b.D, b.k, pt, pg, ITERS, WARM);
-    printf("%6s %-8s %-6s %6s %4s | %8s %7s %6s | %8s %7s %6s | %7s %7s | %8s %7s %6s\n", "tokens", "routing", "path",
+    printf("%6s %-8s %-7s %6s %4s | %8s %7s %6s | %8s %7s %6s | %7s %7s | %8s %7s %6s\n", "tokens", "routing", "path",
            "busy", "exp", "gate/up", "TFLOP/s", "%peak", "down", "TFLOP/s", "%peak", "permute", "combine", "layer",
            "wGB/s", "%peak");
     if (js) fprintf(js, "{\"config\": \"%s\", \"peak_tflops\": %.1f, \"peak_gbps\": %.1f, \"cases\": [", c->name, pt, pg);
@@ -204,7 +203,7 @@ int bench_moe_layer(const mc_config *c, const char *spec, double pt, double pg, 
             }
         /* the router GEMM and the fused routing kernel at this T */
         k_moe m;
-        if (!k_moe_create(&m, b.E, b.k, b.T, b.D, b.Im, K_MOE_GEMM_MMA, h)) {
+        if (!k_moe_create(&m, b.E, b.k, b.T, b.D, b.Im, K_MOE_GEMM_GROUPED, h)) {
             double r0 = time_op(&m, h, &b, OP_ROUTER), r1 = time_op(&m, h, &b, OP_ROUTE);
             printf("%6d router GEMM %.3f ms, routing (softmax, top-%d) %.3f ms\n", b.T, r0, b.k, r1);
             k_moe_free(&m);

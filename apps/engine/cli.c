@@ -79,7 +79,7 @@ static int env_choice(const char *prog, const char *var, const char *v, const ch
 void cli_engine_env(const char *prog, model_opts *m) {
     static const char *const attn[] = {"default", "mma", "simt", NULL};
     static const char *const elem[] = {"vector", "scalar", NULL};
-    static const char *const moe[] = {"auto", "mma", "cublas", "wgmma", NULL};
+    static const char *const moe[] = {"grouped", "cublas", NULL};
     const char *v;
     /* the names of earlier sessions' scripts: v5 = mma, v2 = simt, PAGESIM_ELEM=v1 = scalar */
     if ((v = getenv("PAGESIM_ATTN")) && *v)

@@ -25,7 +25,7 @@ void   cli_tp_check(const char *prog, int tp);
 /* The engine settings the environment gives (library code reads none):
  *   PAGESIM_ATTN=mma|simt        attention technique (k_attention_impl)
  *   PAGESIM_ELEM=vector|scalar   per-token kernels (k_elementwise_impl)
- *   PAGESIM_MOE_GEMM=auto|mma|cublas|wgmma  the experts' GEMMs
+ *   PAGESIM_MOE_GEMM=grouped|cublas  the experts' GEMMs
  *   PAGESIM_PROFILE=1            GPU time per class of step (model_profile_text)
  *   PAGESIM_DUMP_LAYER0=FILE     the first forward's layer-0 intermediates
  * into *m; a bad value is an error (exit 2). */

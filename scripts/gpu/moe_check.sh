@@ -3,18 +3,19 @@
 # branch (unpacked from .carry/moe.tar, with .debs/ beside it):
 #   build    scripts/gpu/build.sh (engine, GPU tests)
 #   moetest  test_moe: every MoE kernel against its C reference
-#   layer    engine/bench --moe-layer 8192,256,64 at Qwen3-30B-A3B's shape, both GEMM
+#   layer    engine/bench --moe-layer $LAYER_T (8192,256,64) at Qwen3-30B-A3B's shape, both GEMM
 #            paths, and tests/gpu/bench_moe_torch.py (torch._grouped_mm) on the same routing
 #   plan     engine/run on dummy 30B-A3B weights: the memory plan (vLLM's log lines)
 #   e2e      engine/bench on dummy 30B-A3B weights: a bias-shaped run with PAGESIM_PROFILE=1
-#            (GPU time per step class, expert loads); decode: a decode-heavy one (not by default)
+#            (GPU time per step class, expert loads); decode: a decode-heavy one
 #   compare  tests/gpu/compare_hf.py --only qwen3moe (3 random-weight Qwen3-MoE models)
 #   tests    test_engine (with a small Qwen3-MoE: batch = single, mma = cuBLAS), test_kernels
 # Usage: STAGES="build moetest layer compare tests plan e2e" BUDGET=520 bash scripts/gpu/moe_check.sh
 # Every stage is time-limited; $OUT/SUMMARY.txt gets the lines that matter, $OUT/log.txt all.
 set -u
 O=${OUT:-out}; mkdir -p "$O"; LOG=/tmp/moe-logs; rm -rf $LOG; mkdir -p $LOG   # $OUT takes 8 files: logs go in a tarball
-STAGES=${STAGES:-build moetest layer compare tests plan e2e}
+STAGES=${STAGES:-build moetest layer compare tests plan e2e decode}
+LAYER_T=${LAYER_T:-8192,1024,512,256,64}
 T0=$(date +%s); BUDGET=${BUDGET:-520}
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 say() { echo "== [$(( $(date +%s) - T0 )) s] $*" | tee -a "$O/SUMMARY.txt"; }
@@ -44,8 +45,8 @@ gpu_tests() {
 MOE_RC=1
 if has moetest; then gpu_tests test_moe; fi
 if has layer; then
-  say "layer: engine/bench --moe-layer 8192,256,64 (30B-A3B shape) and torch._grouped_mm"
-  timeout $(lim 120) build/gpu/bench --dummy-weights $M30 --moe-layer 8192,256,64 --peak-tflops 790 --peak-gbps 4250 \
+  say "layer: engine/bench --moe-layer $LAYER_T (30B-A3B shape) and torch._grouped_mm"
+  timeout $(lim 120) build/gpu/bench --dummy-weights $M30 --moe-layer $LAYER_T --peak-tflops 790 --peak-gbps 4250 \
     --save-routing /tmp/routing.bin --json $LOG/moe_layer.json 2>&1 | tee -a "$O/SUMMARY.txt"
   timeout $(lim 120) python3 tests/gpu/bench_moe_torch.py --routing /tmp/routing.bin --ours $LOG/moe_layer.json \
     --peak-tflops 790 --peak-gbps 4250 --json $LOG/moe_layer_torch.json 2>&1 | tee -a "$O/SUMMARY.txt"
@@ -68,12 +69,6 @@ if has e2e; then
   PAGESIM_PROFILE=1 timeout $(lim 150) build/gpu/bench --dummy-weights $M30 --num-requests 1024 --prompt-len 512 \
     --output-len 96 --max-num-seqs 1024 --max-num-batched-tokens 16384 --max-model-len 1024 --peak-tflops 790 \
     --peak-gbps 4250 --json $LOG/e2e_bias.json 2>&1 | tail -45 | tee -a "$O/SUMMARY.txt"
-  if [ $MOE_RC = 0 ]; then
-    say "e2e: the same with PAGESIM_MOE_GEMM=wgmma (prefill tiles on wgmma)"
-    PAGESIM_MOE_GEMM=wgmma PAGESIM_PROFILE=1 timeout $(lim 120) build/gpu/bench --dummy-weights $M30 --num-requests 1024 \
-      --prompt-len 512 --output-len 96 --max-num-seqs 1024 --max-num-batched-tokens 16384 --max-model-len 1024 \
-      --peak-tflops 790 --peak-gbps 4250 --json $LOG/e2e_bias_wgmma.json 2>&1 | tail -45 | tee -a "$O/SUMMARY.txt"
-  fi
 fi
 if has decode; then
   say "decode: decode-heavy on 30B-A3B dummy (256 requests, 100..1024), PAGESIM_PROFILE=1"

@@ -68,7 +68,7 @@ def main():
             ours[(c["tokens"], c["routing"], c["path"])] = c
     print("torch", torch.__version__, torch.cuda.get_device_name())
     hdr = "%6s %-8s | %9s %8s | %9s %8s | %9s %9s | %s" % ("tokens", "routing", "gate/up", "TFLOP/s", "down", "TFLOP/s",
-                                                          "layer ms", "wGB/s", "ours (mma | cublas): gate/up, down, layer ms; layer speedup")
+                                                          "layer ms", "wGB/s", "ours (grouped | cublas): gate/up, down, layer ms; layer speedup")
     print(hdr)
     res = []
     for T, k, E_, mode, ids_np, w_np in recs:
@@ -107,7 +107,7 @@ def main():
              "weights_gbps": wbytes / (t_gu + t_d) / 1e6}
         line = "%6d %-8s | %9.3f %8.1f | %9.3f %8.1f | %9.3f %9.0f |" % (
             T, mode, t_gu, r["gate_up_tflops"], t_d, r["down_tflops"], t_l, r["weights_gbps"])
-        for p in ("mma", "cublas"):
+        for p in ("grouped", "cublas"):
             o = ours.get((T, mode, p))
             if o:
                 line += " %s %.3f %.3f %.3f (%.2fx)" % (p, o["gate_up_ms"], o["down_ms"], o["layer_ms"], t_l / o["layer_ms"])

@@ -441,12 +441,12 @@ def check_model(a, path, model, prompts, tmp, r):
         P, t1, l1 = e1[0]
         if moe:        # each (layer, position): our k experts against transformers' (as sets)
             ours, ref = read_experts(xp[1]), hf_experts(model, t1)
-            for l, r in ref.items():
+            for l, hx in ref.items():
                 o = ours.get(l)
-                if o is None or o.shape != r.shape:
+                if o is None or o.shape != hx.shape:
                     raise RuntimeError("layer %d: ours %s, transformers %s experts" % (
-                        l, None if o is None else o.shape, r.shape))
-                for x, y in zip(o, r):
+                        l, None if o is None else o.shape, hx.shape))
+                for x, y in zip(o, hx):
                     sx, sy = set(x.tolist()), set(y.tolist())
                     ex_set += sx == sy
                     ex_pick += len(sx & sy)
@@ -593,7 +593,7 @@ def main():
     print("%-28s %10s %10s %10s %10s %8s %8s %6s %9s" % ("family", "pre relL2", "pre max", "dec relL2",
                                                     "dec max", "greedy", "tf-argm", "b=s", "b-s relL2"))
     for n, r in results.items():
-        if "batched" in r:
+        if "batched" in r and "error" not in r:
             b = r["batched"]
             print("%-28s %10.2e %10.3f %10.2e %10.3f %7.1f%% %7.1f%% %6s %9.1e %s" % (
                 n, b["prefill_rel_l2"], b["prefill_max_abs"], b["decode_rel_l2"], b["decode_max_abs"],

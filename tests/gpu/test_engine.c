@@ -115,8 +115,8 @@ static void test_batch_equals_single(void **st) {
 }
 
 /* A small Qwen3-MoE (16 experts, top-4, layer 1 dense): a batch gives what
- * each request gives alone, and the grouped mma.sync and cuBLAS GEMM paths
- * agree. */
+ * each request gives alone (the batch's prefill runs the wgmma kernel, the
+ * single requests mma.sync), and the cuBLAS path agrees. */
 #define MOE_CFG "build/tmp/test-moe.json"
 static void test_moe_engine(void **st) {
     (void)st; TU_REQUIRE_GPU();
@@ -146,29 +146,18 @@ static void test_moe_engine(void **st) {
     e = make(&cfg);
     run(e, 0, NP, 16, tc, NULL);
     eng_free(e);
-    static int32_t tw[NP][64];
-    lg_rec gw = {0};
-    cfg.logits_ctx = &gw;
-    cfg.model.moe_gemm = K_MOE_GEMM_WGMMA;           /* the batch's prefill: tiles of 128 rows on wgmma */
-    e = make(&cfg);
-    run(e, 0, NP, 16, tw, NULL);
-    eng_free(e);
     cfg_path = CFG;
-    int same = 0, same_c = 0, same_w = 0;
+    int same = 0, same_c = 0;
     for (int r = 0; r < NP; r++) {
         double d = rel_l2(gs.first[r], gb.first[r], gb.V), dc = rel_l2(gc.first[r], gb.first[r], gb.V);
-        double dw = rel_l2(gw.first[r], gb.first[r], gb.V);
-        fprintf(stderr, "  MoE prompt %d: logits single vs batch rel L2 %.2e, cuBLAS vs mma %.2e, wgmma vs mma %.2e\n",
-                r, d, dc, dw);
-        assert_true(d < 1e-2 && dc < 1e-2 && dw < 1e-2);
+        fprintf(stderr, "  MoE prompt %d: logits single vs batch rel L2 %.2e, cuBLAS vs ours %.2e\n", r, d, dc);
+        assert_true(d < 1e-2 && dc < 1e-2);
         same += !memcmp(tb[r], ts[r], sizeof tb[r]);
         same_c += !memcmp(tb[r], tc[r], sizeof tb[r]);
-        same_w += !memcmp(tb[r], tw[r], sizeof tb[r]);
-        free(gb.first[r]); free(gs.first[r]); free(gc.first[r]); free(gw.first[r]);
+        free(gb.first[r]); free(gs.first[r]); free(gc.first[r]);
     }
-    fprintf(stderr, "  MoE: %d/%d identical tokens batch vs single, %d/%d cuBLAS vs mma, %d/%d wgmma vs mma\n", same, NP,
-            same_c, NP, same_w, NP);
-    assert_true(same >= NP - 1 && same_c >= NP - 1 && same_w >= NP - 1);
+    fprintf(stderr, "  MoE: %d/%d identical tokens batch vs single, %d/%d cuBLAS vs ours\n", same, NP, same_c, NP);
+    assert_true(same >= NP - 1 && same_c >= NP - 1);
 }
 
 static void test_contiguous_equals_paged(void **st) {

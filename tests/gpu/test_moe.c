@@ -49,7 +49,7 @@ static void test_route(void **st) {
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int T = cases[c][0], E = cases[c][1], k = cases[c][2], norm = cases[c][3];
         k_moe m;
-        assert_int_equal(k_moe_create(&m, E, k, T, 64, 64, K_MOE_GEMM_MMA, NULL), 0);
+        assert_int_equal(k_moe_create(&m, E, k, T, 64, 64, K_MOE_GEMM_GROUPED, NULL), 0);
         float *lg = rnd((size_t)T * E, 4);
         for (int e = 0; e < E; e += 7) lg[e] = lg[e + 1];            /* exact ties in token 0 */
         k_bf16 *dl = up_bf(lg, (size_t)T * E);
@@ -109,7 +109,7 @@ static void test_permute(void **st) {
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int T = cases[c][0], E = cases[c][1], k = cases[c][2];
         k_moe m;
-        assert_int_equal(k_moe_create(&m, E, k, T, 64, 64, K_MOE_GEMM_MMA, NULL), 0);
+        assert_int_equal(k_moe_create(&m, E, k, T, 64, 64, K_MOE_GEMM_GROUPED, NULL), 0);
         int32_t *ids = malloc((size_t)T * k * 4);
         float *w = malloc((size_t)T * k * 4);
         random_routing(ids, w, T, E, k, cases[c][3]);
@@ -164,7 +164,7 @@ static void gemm_case(int T, int E, int k, int D, int Im, int impl) {
             }
     char what[96];
     snprintf(what, sizeof what, "%s T %d D %d Im %d tile %d: act",
-             impl == K_MOE_GEMM_CUBLAS ? "cuBLAS" : impl == K_MOE_GEMM_WGMMA ? "wgmma" : "mma",
+             impl == K_MOE_GEMM_CUBLAS ? "cuBLAS" : m.tile_m == 128 ? "wgmma" : "mma",
              T, D, Im, m.tile_m);
     CHECK_CLOSE(act, ract, (size_t)n * Im, 1e-2, what);
     CHECK_CLOSE(y, ry, (size_t)n * D, 1e-2, "  down y");
@@ -179,16 +179,14 @@ static void gemm_case(int T, int E, int k, int D, int Im, int impl) {
 
 static void test_grouped_gemm(void **st) {
     (void)st; TU_REQUIRE_GPU();
-    gemm_case(80, 32, 4, 512, 256, K_MOE_GEMM_MMA);      /* 10 rows an expert: tiles of 16 */
-    gemm_case(300, 32, 4, 512, 256, K_MOE_GEMM_MMA);     /* 37: tiles of 64 */
-    gemm_case(1000, 32, 4, 512, 256, K_MOE_GEMM_MMA);    /* 125: tiles of 128 */
-    gemm_case(50, 8, 2, 136, 24, K_MOE_GEMM_MMA);        /* partial tiles in N and K */
-    gemm_case(700, 8, 2, 136, 24, K_MOE_GEMM_MMA);
+    gemm_case(80, 32, 4, 512, 256, K_MOE_GEMM_GROUPED);      /* 10 rows an expert: mma.sync, tiles of 16 */
+    gemm_case(300, 32, 4, 512, 256, K_MOE_GEMM_GROUPED);     /* 37: mma.sync, tiles of 64 */
+    gemm_case(1000, 32, 4, 512, 256, K_MOE_GEMM_GROUPED);    /* 125: wgmma, tiles of 128 */
+    gemm_case(1000, 8, 2, 256, 768, K_MOE_GEMM_GROUPED);     /* wgmma: two 128-row tiles an expert, 6 column tiles */
+    gemm_case(50, 8, 2, 136, 24, K_MOE_GEMM_GROUPED);        /* partial tiles in N and K */
+    gemm_case(700, 8, 2, 136, 24, K_MOE_GEMM_GROUPED);
     gemm_case(300, 32, 4, 512, 256, K_MOE_GEMM_CUBLAS);
     gemm_case(50, 8, 2, 136, 24, K_MOE_GEMM_CUBLAS);
-    gemm_case(1000, 32, 4, 512, 256, K_MOE_GEMM_WGMMA);  /* tiles of 128 on wgmma */
-    gemm_case(1000, 8, 2, 256, 768, K_MOE_GEMM_WGMMA);   /* two 128-row tiles an expert, 6 column tiles, K 12 steps */
-    gemm_case(700, 8, 2, 136, 24, K_MOE_GEMM_WGMMA);     /* partial tiles in N and K */
 }
 
 /* route -> permute -> experts -> combine against kref_moe_layer */
@@ -214,7 +212,7 @@ static void layer_case(int T, int E, int k, int D, int Im, int impl) {
     assert_memory_equal(ids, gids, (size_t)T * k * 4);
     kref_moe_layer(rout, x, ids, w, wgu, wd, T, D, Im, k);
     CHECK_CLOSE(out, rout, (size_t)T * D, 1e-2, impl == K_MOE_GEMM_CUBLAS ? "layer (cuBLAS)" :
-                impl == K_MOE_GEMM_WGMMA ? "layer (wgmma)" : "layer (mma)");
+                m.tile_m == 128 ? "layer (wgmma)" : "layer (mma)");
     free(x); free(wr); free(wgu); free(wd); free(lg); free(out); free(ids); free(gids); free(w); free(rout);
     cudaFree(dx); cudaFree(dwr); cudaFree(dwgu); cudaFree(dwd); cudaFree(dlg); cudaFree(dact); cudaFree(dy);
     cudaFree(dout);
@@ -223,10 +221,10 @@ static void layer_case(int T, int E, int k, int D, int Im, int impl) {
 
 static void test_layer(void **st) {
     (void)st; TU_REQUIRE_GPU();
-    layer_case(50, 16, 4, 256, 128, K_MOE_GEMM_MMA);
-    layer_case(300, 16, 4, 256, 128, K_MOE_GEMM_MMA);
+    layer_case(50, 16, 4, 256, 128, K_MOE_GEMM_GROUPED);
+    layer_case(150, 16, 4, 256, 128, K_MOE_GEMM_GROUPED);
+    layer_case(600, 16, 4, 256, 128, K_MOE_GEMM_GROUPED);
     layer_case(50, 16, 4, 256, 128, K_MOE_GEMM_CUBLAS);
-    layer_case(600, 16, 4, 256, 128, K_MOE_GEMM_WGMMA);
 }
 
 int main(void) {
