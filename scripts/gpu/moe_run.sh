@@ -31,11 +31,14 @@ if has peaks; then
   timeout 60 python3 tests/gpu/bench_hf.py --peaks 2>&1 | tee $W/peaks.json | tee -a "$O/SUMMARY.txt"
   TF=$(python3 -c "import json;print(round([json.loads(l) for l in open('$W/peaks.json') if l.startswith('{')][-1]['gemm_tflops']))" 2>/dev/null || echo 790)
 fi
-R="$E $B/labs/bias --real --dummy-weights $M30 --model-id $ID --quiet --gpu H200 --num-sets 3
-   --tickers $L/seed/sp500_final.csv --qual $L/seed/evidence_corpus_qual_mixed.csv
+# SMOKE_TICKERS=N: a quick check of the path (the first N tickers, 1 set) instead of the study's run
+TICKERS=$L/seed/sp500_final.csv; SETS=3
+if [ -n "${SMOKE_TICKERS:-}" ]; then head -n $(( SMOKE_TICKERS + 1 )) $TICKERS > $W/tickers.csv; TICKERS=$W/tickers.csv; SETS=1; fi
+R="$E $B/labs/bias --real --dummy-weights $M30 --model-id $ID --quiet --gpu H200 --num-sets $SETS
+   --tickers $TICKERS --qual $L/seed/evidence_corpus_qual_mixed.csv
    --quant $L/seed/evidence_corpus_quant_mixed.csv --max-num-seqs 1024 --max-num-batched-tokens 16384"
 run_lab() {     # name workers seconds
-  say "$1: labs/bias --real, 30B-A3B dummy, 3 sets, --max-workers $2 (limit $3 s)"
+  say "$1: labs/bias --real, 30B-A3B dummy, $SETS sets, --max-workers $2 (limit $3 s)"
   local t=$(date +%s)
   timeout $3 $R --max-workers $2 --output-dir $W/$1 > $W/$1.log 2>&1; echo "rc=$?" | tee -a "$O/SUMMARY.txt"
   tail -5 $W/$1.log
