@@ -12,7 +12,7 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 NVCC    ?= $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/local/cuda/bin/nvcc))
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
-NVFLAGS ?= -O3 -arch=sm_90 -lineinfo
+NVFLAGS ?= -O3 -gencode=arch=compute_90a,code=sm_90a -lineinfo
 BUILD   ?= build
 BINDIR  ?= .
 SHARED  ?= ../shared

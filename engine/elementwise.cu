@@ -8,12 +8,10 @@
  * pointers 16-byte aligned, and fall back to the first, scalar kernels
  * otherwise.  The vector kernels do the same arithmetic per element as the
  * scalar ones, so their results are bit-identical, except RMSNorm's sum of
- * squares, which is added in another order (fp32).  k_elementwise_impl(1)
- * (or PAGESIM_ELEM=v1) runs the scalar kernels always, to measure against. */
+ * squares, which is added in another order (fp32).  k_elementwise_impl(K_ELEM_SCALAR)
+ * runs the scalar kernels always, to measure against. */
 #include "engine/common.cuh"
 #include "engine/kernels_ref.h"
-#include <stdlib.h>
-#include <string.h>
 
 /* ---- 16-byte access helpers (unpack8 is in common.cuh) ---- */
 __device__ __forceinline__ uint32_t ew_bits(float v) {     /* as st(): round to nearest even */
@@ -38,18 +36,11 @@ __device__ __forceinline__ void ew_st8(k_bf16 *p, size_t i, uint4 q) {
 }
 static bool al16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
-/* 0: vector kernels where they apply, 1: the scalar kernels always; -1 unset */
-static int ew_impl = -1;
-static int ew_choice(void) {
-    if (ew_impl < 0) {
-        const char *e = getenv("PAGESIM_ELEM");
-        ew_impl = e && !strcmp(e, "v1") ? 1 : 0;
-    }
-    return ew_impl;
-}
+/* K_ELEM_VECTOR: vector kernels where they apply; K_ELEM_SCALAR: the scalar kernels always */
+static int ew_impl = K_ELEM_VECTOR;
 extern "C" int k_elementwise_impl(int impl) {
-    int old = ew_choice();
-    if (impl >= 0) ew_impl = impl == 1 ? 1 : 0;
+    int old = ew_impl;
+    if (impl == K_ELEM_VECTOR || impl == K_ELEM_SCALAR) ew_impl = impl;
     return old;
 }
 
@@ -157,7 +148,7 @@ extern "C" int k_add_rmsnorm(k_bf16 *x, k_bf16 *residual, const k_bf16 *w, int T
                              cudaStream_t s) {
     if (T < 0 || D <= 0) return -1;
     if (T == 0) return 0;
-    if (ew_choice() == 0 && D % 8 == 0 && D <= RMS_VEC_MAX_D && al16(x) && al16(w) &&
+    if (ew_impl == K_ELEM_VECTOR && D % 8 == 0 && D <= RMS_VEC_MAX_D && al16(x) && al16(w) &&
         (!residual || al16(residual))) {
         int nv = D / 8, vpt = nv <= 256 ? 1 : nv <= 512 ? 2 : 4;
         int threads = ((nv + vpt - 1) / vpt + 31) / 32 * 32;   /* block_sum wants whole warps */
@@ -254,7 +245,7 @@ extern "C" int k_rope(k_bf16 *qkv, const int32_t *positions, const float *inv_fr
     if (T < 0 || nq <= 0 || nkv < 0 || head_dim <= 0 || (head_dim & 1)) return -1;
     if (T == 0) return 0;
     int nh = nq + nkv, half = head_dim / 2;
-    if (ew_choice() == 0 && head_dim <= ROPE_SHARED_MAX_HD) {
+    if (ew_impl == K_ELEM_VECTOR && head_dim <= ROPE_SHARED_MAX_HD) {
         bool vec = half % 8 == 0 && tok_stride % 8 == 0 && al16(qkv);
         int items = nh * (vec ? half / 8 : half);
         int threads = items >= 256 ? 256 : (items + 31) / 32 * 32;
@@ -306,7 +297,7 @@ __global__ void add_bias_vec_kernel(k_bf16 *y,            // (T, N), N % 8 == 0
 extern "C" int k_add_bias(k_bf16 *y, const k_bf16 *bias, int T, int N, cudaStream_t s) {
     if (T < 0 || N <= 0) return -1;
     if (T == 0) return 0;
-    if (ew_choice() == 0 && N % 8 == 0 && al16(y) && al16(bias)) {
+    if (ew_impl == K_ELEM_VECTOR && N % 8 == 0 && al16(y) && al16(bias)) {
         add_bias_vec_kernel<<<rows_grid_vec(T, N / 8), 256, 0, s>>>(y, bias, T, N);
         return K_LAUNCH_OK();
     }
@@ -342,7 +333,7 @@ __global__ void silu_mul_vec_kernel(k_bf16 *out,          // (T, I), I % 8 == 0
 extern "C" int k_silu_mul(k_bf16 *out, const k_bf16 *gu, int T, int I, cudaStream_t s) {
     if (T < 0 || I <= 0) return -1;
     if (T == 0) return 0;
-    if (ew_choice() == 0 && I % 8 == 0 && al16(out) && al16(gu)) {
+    if (ew_impl == K_ELEM_VECTOR && I % 8 == 0 && al16(out) && al16(gu)) {
         silu_mul_vec_kernel<<<rows_grid_vec(T, I / 8), 256, 0, s>>>(out, gu, T, I);
         return K_LAUNCH_OK();
     }

@@ -23,7 +23,9 @@ typedef void *cudaStream_t;
 #endif
 
 #define K_MAX_HEAD_DIM 256
-#define K_DECODE_PARTITION 256    /* context tokens per split of decode attention (v2; v1 uses 512) */
+#define K_MOE_MAX_EXPERTS 512     /* experts of a mixture-of-experts layer (routing: 16 per lane) */
+#define K_MOE_MAX_TOPK 16         /* experts chosen per token */
+#define K_DECODE_PARTITION 256    /* context tokens per split of decode_simt (decode_mma: a multiple) */
 
 /* ---- weights and elementwise ---------------------------------------------- */
 /* p (n,) = uniform(-scale, scale) from hash(seed, i); constant when scale==0 is
@@ -56,12 +58,13 @@ int k_silu_mul(k_bf16 *out, const k_bf16 *gu, int T, int I, cudaStream_t s);
 int k_gather_rows(k_bf16 *out, const k_bf16 *x, const int32_t *rows, int R, int D,
                   cudaStream_t s);
 /* Which kernels k_add_rmsnorm, k_rope, k_add_bias and k_silu_mul launch:
- * 0 = the default (16-byte accesses where the widths are multiples of 8 and
- * the pointers 16-byte aligned, RoPE's cos/sin once per token; else scalar),
- * 1 = the first, scalar kernels always (kept to measure against); -1 only
- * asks.  Both give bit-identical results, except that RMSNorm adds its sum of
- * squares in another order.  Without a call, PAGESIM_ELEM=v1 chooses 1.
- * Returns the choice in force before the call. */
+ * K_ELEM_VECTOR (the default: 16-byte accesses where the widths are multiples
+ * of 8 and the pointers 16-byte aligned, RoPE's cos/sin once per token; else
+ * scalar), K_ELEM_SCALAR (the scalar kernels always, to measure against);
+ * another value only asks.  Both give bit-identical results, except that
+ * RMSNorm adds its sum of squares in another order.  Returns the choice in
+ * force before the call; process-wide. */
+enum { K_ELEM_VECTOR = 0, K_ELEM_SCALAR = 1 };
 int k_elementwise_impl(int impl);
 
 /* ---- paged KV cache and attention (layout: engine/attention.cu) ----------- */
@@ -85,17 +88,16 @@ typedef struct k_attn_batch {
     int max_context;          /* host knowledge: longest context in the batch */
 } k_attn_batch;
 
-/* Which kernels k_attention launches: 0 = the default (v5: decode and
- * prefill on tensor cores through mma.sync with K/V streamed by cp.async and
- * the softmax online in registers; decode needs block_size a multiple of 16,
- * prefill head_dim <= 128, else v2 runs), 1 = v1 (the first, scalar kernels,
- * kept to measure against), 2 = v2 (SIMT decode with 16-byte loads, WMMA
- * prefill), 5 = v5 as the default; -1 only asks.  (v3, WMMA decode, and v4
- * were measured slower than v5 everywhere and removed: docs/engine-notes.md.)
- * Without a call, PAGESIM_ATTN=v1|v2|v5 chooses; PAGESIM_DEC5_NS (2 or 3
- * cp.async stages per warp, default 3) and PAGESIM_DEC5_PART (keys per decode
- * partition, a multiple of 256 up to 2048, default 1024) tune v5 for
- * measurements.  Returns the choice in force before the call. */
+/* Which technique k_attention uses: K_ATTN_DEFAULT (decode_mma, tensor cores
+ * through mma.sync with K/V streamed by cp.async and the softmax online in
+ * registers, where block_size is a multiple of 16; prefill_mma, flash
+ * attention on mma.sync, for head_dim <= 128; decode_simt and prefill_wmma
+ * elsewhere), K_ATTN_MMA (the same), K_ATTN_SIMT (decode_simt and
+ * prefill_wmma always: CUDA-core decode with 16-byte loads, WMMA prefill);
+ * another value only asks.  The plain-C reference (kref_attention) is the
+ * oracle of every technique (tests/gpu/test_kernels.c).  Returns the choice
+ * in force before the call; process-wide. */
+enum { K_ATTN_DEFAULT = 0, K_ATTN_MMA = 1, K_ATTN_SIMT = 2 };
 int k_attention_impl(int impl);
 /* Bytes of float workspace k_attention needs for up to B sequences, nq heads,
  * contexts up to max_context. */
@@ -114,8 +116,73 @@ int k_attention(k_bf16 *out, const k_bf16 *qkv, int tok_stride, const k_bf16 *k_
 int k_gemm(void *cublas_handle, void *y, int y_fp32, const k_bf16 *x, const k_bf16 *w,
            int T, int N, int K, cudaStream_t s);
 
+/* Grouped GEMM through cuBLAS (cublasGemmGroupedBatchedEx): for each g < G,
+ * y_g (m_g, N) = x_g (m_g, K) @ w_g (N, K)^T, bf16 in and out, fp32
+ * accumulation.  m (G,) host; x_ptrs, w_ptrs, y_ptrs (G,) host arrays of device
+ * pointers, copied through dev_ptrs (3 G,) device with the stream. */
+int k_gemm_grouped(void *cublas_handle, int G, const int *m, void *const *x_ptrs, void *const *w_ptrs,
+                   void *const *y_ptrs, void **dev_ptrs, int N, int K, cudaStream_t s);
+
 /* What the last failing launcher found (a cuBLAS status and shape), or "". */
 const char *k_last_error(void);
+
+/* ---- mixture of experts (engine/moe.cu) -------------------------------------
+ * E experts, k per token: T tokens make Tk = T k (token, choice) pairs; pair
+ * p = t k + i is token t's i-th choice, choices ascending by expert.  "Expert
+ * order" lists the pairs expert by expert: expert e owns rows offsets[e] ..
+ * offsets[e+1] - 1.  k_moe holds one layer's routing (reused by every layer)
+ * and the workspace of the expert GEMMs, sized for max_T tokens. */
+enum { K_MOE_GEMM_GROUPED = 0,   /* this project's grouped kernels, expert sizes read on the device (no host
+                                  * sync): mma.sync for row tiles of 16 and 64 (decode), wgmma for 128 (prefill) */
+       K_MOE_GEMM_CUBLAS = 1 };  /* cuBLAS grouped GEMMs: the expert sizes go to the host first (slower at
+                                  * every shape measured: docs/engine-notes.md) */
+typedef struct k_moe {
+    int E, k, max_T, D, Im;      /* what the buffers were made for */
+    int impl;                    /* K_MOE_GEMM_*, as asked */
+    void *cublas;                /* handle for the cuBLAS path */
+    int32_t *topk_ids;           /* (max_T, k) each token's experts, ascending */
+    float   *topk_w;             /* (max_T, k) their weights */
+    int32_t *counts;             /* (E,) rows of each expert */
+    int32_t *offsets;            /* (E + 1,) first row of each expert */
+    int32_t *cursor;             /* (E,) */
+    int32_t *pair_row;           /* (max_T k,) row of each pair in expert order */
+    int32_t *row_token;          /* (max_T k,) token of each row */
+    int32_t *tiles;              /* (2, max_tiles) (expert, first row) of each GEMM row tile */
+    int32_t *ntiles;             /* (1,) row tiles of the current permutation */
+    int      max_tiles;
+    int      T, tile_m, path;    /* the current permutation: tokens, rows per tile, GEMM path used */
+    int32_t *host_counts;        /* (3 E,) pinned (cuBLAS path): counts, then the group sizes of the two GEMMs */
+    void   **host_ptrs;          /* (6 E,) pinned (cuBLAS path): x, w, y pointers of the two GEMMs */
+    void   **dev_ptrs;           /* (6 E,) device (cuBLAS path) */
+    k_bf16  *xp;                 /* (max_T k, D) the cuBLAS path's gathered rows */
+    k_bf16  *gu;                 /* (max_T k, 2 Im) the cuBLAS path's gate|up */
+} k_moe;
+/* Device bytes k_moe_create allocates (the routing and, for the cuBLAS path,
+ * its gathered rows and gate|up). */
+size_t k_moe_bytes(int E, int k, int max_T, int D, int Im, int impl);
+/* Allocates the buffers; -1 when sizes are out of range (E <= K_MOE_MAX_EXPERTS,
+ * k <= K_MOE_MAX_TOPK, D and Im multiples of 8) or memory is short. */
+int  k_moe_create(k_moe *m, int E, int k, int max_T, int D, int Im, int impl, void *cublas_handle);
+void k_moe_free(k_moe *m);
+/* Routing as transformers' Qwen3-MoE router: p = softmax(logits (T, E) bf16)
+ * in fp32 over all experts; the k largest (ties: the lower expert); with
+ * norm_topk, each divided by the sum of the k.  Writes m->topk_ids and
+ * m->topk_w (choices ascending by expert). */
+int  k_moe_route(k_moe *m, const k_bf16 *logits, int T, int norm_topk, cudaStream_t s);
+/* The permutation of the routed pairs into expert order: counts, offsets,
+ * pair_row, row_token and the GEMM row tiles (rows per tile chosen from T). */
+int  k_moe_permute(k_moe *m, int T, cudaStream_t s);
+/* Every expert's gate/up GEMM over its rows with SwiGLU fused:
+ * act (Tk, Im) in expert order = silu(x w_gate^T) * (x w_up^T), the rows of x
+ * (T, D) gathered by row_token; w_gate_up (E, 2 Im, D). */
+int  k_moe_gate_up(k_moe *m, k_bf16 *act, const k_bf16 *x, const k_bf16 *w_gate_up, cudaStream_t s);
+/* Every expert's down GEMM: y (Tk, D) in expert order = act (Tk, Im) @ w_down_e
+ * (D, Im)^T; w_down (E, D, Im). */
+int  k_moe_down(k_moe *m, k_bf16 *y, const k_bf16 *act, const k_bf16 *w_down, cudaStream_t s);
+/* out (T, D) = for each token the sum over its k choices, ascending by
+ * expert, of bf16(y[pair_row] * w), rounded to bf16 after every addition
+ * (transformers' index_add_ into bf16). */
+int  k_moe_combine(k_moe *m, k_bf16 *out, const k_bf16 *y, cudaStream_t s);
 
 /* ---- sampling and log-probabilities ---------------------------------------- */
 typedef struct k_sample_params {  /* one per row */

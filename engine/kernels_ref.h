@@ -63,6 +63,15 @@ void kref_gemm(float *y, const float *x, const float *w, int T, int N, int K);
 int  kref_sample_row(const float *logits, int V, float temperature, int top_k, float top_p,
                      uint64_t seed, uint64_t step);
 float kref_logprob(const float *logits, int V, int id);
+/* Mixture of experts (engine/kernels_ref_moe.c; shapes as kernels.h):
+ * routing of logits (T, E) -> ids, w (T, k), ascending by expert; */
+void kref_moe_route(int32_t *ids, float *w, const float *logits, int T, int E, int k, int norm_topk);
+/* counts (E,) and offsets (E + 1,) of the pairs in expert order; */
+void kref_moe_counts(int32_t *counts, int32_t *offsets, const int32_t *ids, int T, int E, int k);
+/* the experts and the combine: out (T, D) from x (T, D), the routing, w_gate_up
+ * (E, 2 Im, D) and w_down (E, D, Im), with transformers' bf16 roundings. */
+void kref_moe_layer(float *out, const float *x, const int32_t *ids, const float *w, const float *w_gate_up,
+                    const float *w_down, int T, int D, int Im, int k);
 /* inv_freq (head_dim/2,) for RoPE with theta and the scaling of the config:
  * kind 0 none, 1 linear(factor), 3 llama3(factor, low, high, orig_max_pos). */
 void kref_rope_inv_freq(float *inv_freq, int head_dim, double theta, int kind, double factor,

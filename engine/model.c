@@ -3,6 +3,7 @@
  * block tables that the attention kernels read (attention.cu: kv_slot).
  * Owns the weights it is given, its activation buffers and the KV cache. */
 #include "engine/model.h"
+#include "engine/model_probe.h"
 #include "engine/kernels_ref.h"
 #include "base/errbuf.h"
 #include <math.h>
@@ -10,6 +11,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Activation buffers of model_create (bytes), without a GPU: what the memory
+ * plan sets aside before the KV cache (see model.h). */
+static size_t moe_rows(const mc_config *c, int T) { return c->num_experts > 0 ? (size_t)T * c->experts_per_tok : 0; }
+static int has_dense_layer(const mc_config *c) {
+    for (int l = 0; l < c->num_layers; l++) if (!mc_layer_is_moe(c, l)) return 1;
+    return 0;
+}
+size_t model_activation_bytes(const mc_config *c, const model_opts *o) {
+    size_t T = (size_t)(o->max_num_batched_tokens > 0 ? o->max_num_batched_tokens : 2048);
+    size_t B = (size_t)(o->max_num_seqs > 0 ? o->max_num_seqs : 256);
+    size_t R = (size_t)(o->max_logit_rows > 0 ? o->max_logit_rows : (int)B);
+    size_t D = (size_t)c->hidden_size, hd = (size_t)c->head_dim, nq = (size_t)c->num_heads;
+    size_t qkv = (nq + 2 * (size_t)c->num_kv_heads) * hd, I = (size_t)c->intermediate_size;
+    size_t Im = (size_t)c->moe_intermediate_size, Tk = moe_rows(c, (int)T);
+    size_t b = T * D * 2 * 2 + T * qkv * 2 + T * nq * hd * 2 + R * D * 2 + R * (size_t)c->vocab_size * 4;
+    size_t act = has_dense_layer(c) ? T * I : 0;
+    if (Tk * Im > act) act = Tk * Im;
+    b += act * 2 + (has_dense_layer(c) ? T * 2 * I * 2 : 0);
+    if (c->num_experts > 0)
+        b += T * (size_t)c->num_experts * 2 + Tk * D * 2 +
+             k_moe_bytes(c->num_experts, c->experts_per_tok, (int)T, (int)D, (int)Im, o->moe_gemm);
+    return b;
+}
 
 #ifdef PAGESIM_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -21,28 +46,25 @@ struct model {
     w_weights   w;
     cublasHandle_t blas;
     cudaStream_t   s;
-    int D, nq, nkv, hd, qkv_dim, I, V, L;
+    int D, nq, nkv, hd, qkv_dim, I, V, L, E, Im;
     int max_blocks;            /* per sequence: ceil(max_model_len / block_size) */
     float *inv_freq;           /* (hd/2,) RoPE frequencies with scaling */
-    /* activations, sized for max_num_batched_tokens (T) and max_logit_rows (R) */
+    /* activations, sized for max_num_batched_tokens (T) and max_logit_rows (R); Tk = T k (MoE) */
     k_bf16 *x;                 /* (T, D) hidden state, then each sublayer's output */
     k_bf16 *res;               /* (T, D) residual stream */
     k_bf16 *qkv;               /* (T, (nq + 2 nkv) * hd) */
     k_bf16 *attn;              /* (T, nq * hd) */
-    k_bf16 *gu;                /* (T, 2I) gate | up */
-    k_bf16 *act;               /* (T, I) */
+    k_bf16 *gu;                /* (T, 2I) gate | up (dense layers) */
+    k_bf16 *act;               /* (T, I) dense, (Tk, Im) MoE: SwiGLU output */
+    k_bf16 *rlogits;           /* (T, E) router logits */
+    k_bf16 *ey;                /* (Tk, D) the experts' outputs in expert order */
+    k_moe   moe;               /* routing and permutation of the current MoE layer */
     k_bf16 *hrows;             /* (R, D) rows whose logits are wanted */
     float  *logits;            /* (R, V) */
     float  *attn_ws;           /* decode attention split workspace */
     size_t  attn_ws_bytes;
-    const char *dump_layer0;   /* PAGESIM_DUMP_LAYER0: file for the next forward's layer 0 */
-    /* PAGESIM_PROFILE: CUDA events between the ops of each forward, summed per
-     * op class, for steps with prefill tokens (0) and decode-only steps (1) */
-    cudaEvent_t *ev;           /* (nev_cap,) */
-    int   *ev_cat;             /* (nev_cap,) class of the interval ending at each event */
-    int    nev, nev_cap;
-    double prof_ms[2][16];
-    long   prof_steps[2];
+    mprobe *probe;             /* profile and dumps (model_probe.h), or NULL */
+    mprobe_view view;          /* the current forward's buffers, for the probe */
     int32_t *dints, *hints;    /* device / pinned host: the batch's int arrays, packed */
     size_t   nints;
     k_sample_params *dparams;  /* (R,) */
@@ -61,17 +83,23 @@ static int dev_alloc(void **p, size_t bytes) { return cudaMalloc(p, bytes ? byte
 
 static int alloc_activations(model *m, char *err, size_t errlen) {
     size_t T = (size_t)m->o.max_num_batched_tokens, R = (size_t)m->o.max_logit_rows;
-    size_t B = (size_t)m->o.max_num_seqs;
+    size_t B = (size_t)m->o.max_num_seqs, Tk = moe_rows(&m->c, (int)T);
+    int dense = has_dense_layer(&m->c);
+    size_t act = dense ? T * m->I : 0;
+    if (Tk * m->Im > act) act = Tk * m->Im;
     m->attn_ws_bytes = k_attention_workspace_bytes((int)B, m->nq, m->hd, m->o.max_model_len);
     m->nints = 3 * T + 2 * B + 1 + B * (size_t)m->max_blocks + R;
     if (dev_alloc((void **)&m->x, T * m->D * 2) || dev_alloc((void **)&m->res, T * m->D * 2) ||
         dev_alloc((void **)&m->qkv, T * m->qkv_dim * 2) || dev_alloc((void **)&m->attn, T * m->nq * m->hd * 2) ||
-        dev_alloc((void **)&m->gu, T * 2 * m->I * 2) || dev_alloc((void **)&m->act, T * m->I * 2) ||
+        (dense && dev_alloc((void **)&m->gu, T * 2 * m->I * 2)) || dev_alloc((void **)&m->act, act * 2) ||
         dev_alloc((void **)&m->hrows, R * m->D * 2) || dev_alloc((void **)&m->logits, R * m->V * 4) ||
         dev_alloc((void **)&m->attn_ws, m->attn_ws_bytes) || dev_alloc((void **)&m->dints, m->nints * 4) ||
         dev_alloc((void **)&m->dparams, R * sizeof(k_sample_params)) ||
         dev_alloc((void **)&m->dtokens, R * 4) || dev_alloc((void **)&m->dlogp, R * 4) ||
         dev_alloc((void **)&m->inv_freq, (size_t)m->hd / 2 * 4) ||
+        (m->E > 0 && (dev_alloc((void **)&m->rlogits, T * m->E * 2) || dev_alloc((void **)&m->ey, Tk * m->D * 2) ||
+                      k_moe_create(&m->moe, m->E, m->c.experts_per_tok, (int)T, m->D, m->Im, m->o.moe_gemm,
+                                   m->blas))) ||
         cudaMallocHost((void **)&m->hints, m->nints * 4) != cudaSuccess)
         return errbuf_fail(err, errlen, "%s: cannot allocate the activation buffers for %d tokens per step "
                     "(lower --max-num-batched-tokens)", m->c.name, m->o.max_num_batched_tokens);
@@ -84,80 +112,7 @@ static int alloc_activations(model *m, char *err, size_t errlen) {
     return 0;
 }
 
-/* ---- a diagnostic: layer 0's intermediates of one forward, to compare with
- * transformers' hooks (tests/gpu/compare_hf.py --diag-layer0).  File: int32
- * magic "PSL0", count, then per tensor a 16-byte name, rows, cols and rows x
- * cols float32.  Synchronises; only when PAGESIM_DUMP_LAYER0 is set. */
-typedef struct l0_dump { FILE *f; int n; } l0_dump;
-
-static void l0_put(model *m, l0_dump *d, const char *name, const k_bf16 *dev, int rows, int cols) {
-    if (!d->f) return;
-    size_t n = (size_t)rows * cols;
-    uint16_t *h = malloc(n * 2);
-    float *x = malloc(n * sizeof(float));
-    char nm[16] = {0};
-    int32_t rc[2] = {rows, cols};
-    if (h && x && cudaStreamSynchronize(m->s) == cudaSuccess &&
-        cudaMemcpy(h, dev, n * 2, cudaMemcpyDeviceToHost) == cudaSuccess) {
-        for (size_t i = 0; i < n; i++) x[i] = kref_bf2f(h[i]);
-        snprintf(nm, sizeof nm, "%s", name);
-        fwrite(nm, 1, 16, d->f);
-        fwrite(rc, 4, 2, d->f);
-        fwrite(x, sizeof(float), n, d->f);
-        d->n++;
-    }
-    free(h);
-    free(x);
-}
-
-static void l0_close(l0_dump *d) {
-    if (!d->f) return;
-    int32_t hdr[2] = {0x304c5350 /* "PSL0" */, d->n};
-    fseek(d->f, 0, SEEK_SET);
-    fwrite(hdr, 4, 2, d->f);
-    fclose(d->f);
-    d->f = NULL;
-}
-
-enum { P_IO, P_NORM, P_QKV, P_ELEM, P_ATTN, P_O, P_GATEUP, P_SILU, P_DOWN, P_HEAD, P_N };
-static const char *prof_names[P_N] = {"input copy + embedding", "RMSNorm (+ residual)", "q/k/v GEMM",
-    "bias, q/k norm, RoPE, KV write", "attention", "o GEMM", "gate/up GEMM", "SwiGLU", "down GEMM",
-    "logits rows + vocabulary GEMM"};
-
-/* the op that just ended belongs to class cat */
-static void prof_mark(model *m, int cat) {
-    if (!m->ev || m->nev >= m->nev_cap) return;
-    m->ev_cat[m->nev] = cat;
-    cudaEventRecord(m->ev[m->nev++], m->s);
-}
-
-static void prof_collect(model *m, int kind) {
-    if (!m->ev || m->nev < 2) return;
-    cudaEventSynchronize(m->ev[m->nev - 1]);
-    for (int i = 1; i < m->nev; i++) {
-        float ms = 0;
-        cudaEventElapsedTime(&ms, m->ev[i - 1], m->ev[i]);
-        m->prof_ms[kind][m->ev_cat[i]] += ms;
-    }
-    m->prof_steps[kind]++;
-    m->nev = 0;
-}
-
-int model_profile_text(const model *m, char *buf, size_t n) {
-    size_t off = 0;
-    if (n) buf[0] = 0;
-    if (!m->ev) return -1;
-    for (int k = 0; k < 2; k++) {
-        double tot = 0;
-        for (int c = 0; c < P_N; c++) tot += m->prof_ms[k][c];
-        off += snprintf(buf + off, off < n ? n - off : 0, "%s steps: %ld, GPU time %.1f ms\n",
-                        k ? "decode-only" : "with prefill", m->prof_steps[k], tot);
-        for (int c = 0; c < P_N && tot > 0; c++)
-            off += snprintf(buf + off, off < n ? n - off : 0, "  %-32s %10.1f ms %5.1f%%\n", prof_names[c],
-                            m->prof_ms[k][c], 100 * m->prof_ms[k][c] / tot);
-    }
-    return 0;
-}
+int model_profile_text(const model *m, char *buf, size_t n) { return mprobe_text(m->probe, buf, n); }
 
 static k_bf16 *k_cache(model *m, int l) { return m->kv + (size_t)2 * l * m->kv_layer_elems; }
 static k_bf16 *v_cache(model *m, int l) { return k_cache(m, l) + m->kv_layer_elems; }
@@ -166,6 +121,8 @@ static k_bf16 *v_cache(model *m, int l) { return k_cache(m, l) + m->kv_layer_ele
 #define TRY(call) do { if ((call) != 0) { \
     return errbuf_fail(err, errlen, "%s: %s failed in layer %d (%s; %s)", m->c.name, #call, l, \
                 cudaGetErrorString(cudaGetLastError()), k_last_error()); } } while (0)
+/* a step of the forward: run it, then show it to the probe (model_probe.h) */
+#define STEP(id, call) do { TRY(call); if (m->probe) mprobe_step(m->probe, id, l, &m->view); } while (0)
 
 static int check_batch(const model *m, const model_batch *b, char *err, size_t errlen) {
     if (b->T <= 0 || b->T > m->o.max_num_batched_tokens || b->B <= 0 || b->B > m->o.max_num_seqs)
@@ -199,13 +156,14 @@ static int check_batch(const model *m, const model_batch *b, char *err, size_t e
     return 0;
 }
 
-int model_forward(model *m, const model_batch *b, int *rows_out, char *err, size_t errlen) {
-    int l = -1;
-    if (check_batch(m, b, err, errlen)) return -1;
-    int T = b->T, B = b->B, D = m->D, nq = m->nq, nkv = m->nkv, hd = m->hd, QKV = m->qkv_dim;
-    int R = b->all_logits ? T : B;
-    float eps = (float)m->c.rms_eps;
-    /* the batch's int arrays, packed into one copy */
+/* The batch's int arrays to the GPU in one copy, and what the attention
+ * kernels read: ids, positions and slots (T,), then k_attn_batch's arrays,
+ * then the rows whose logits are wanted (R,). */
+typedef struct fwd_batch { const int32_t *ids, *pos, *slots, *rows; k_attn_batch ab; int R; } fwd_batch;
+
+static int upload_batch(model *m, const model_batch *b, fwd_batch *f) {
+    int T = b->T, B = b->B;
+    f->R = b->all_logits ? T : B;
     int32_t *h = m->hints;
     size_t nb = (size_t)B * b->max_blocks_per_seq;
     memcpy(h, b->input_ids, 4 * (size_t)T);
@@ -215,90 +173,103 @@ int model_forward(model *m, const model_batch *b, int *rows_out, char *err, size
     memcpy(h + 3 * T + B + 1, b->context_lens, 4 * (size_t)B);
     memcpy(h + 3 * T + 2 * B + 1, b->block_tables, 4 * nb);
     int32_t *hrow = h + 3 * T + 2 * B + 1 + nb;
-    for (int r = 0; r < R; r++) hrow[r] = b->all_logits ? r : b->query_start[r + 1] - 1;
-    size_t n = 3 * (size_t)T + 2 * B + 1 + nb + R;
-    if (m->ev) { m->nev = 0; prof_mark(m, P_IO); }
-    TRY(cudaMemcpyAsync(m->dints, h, 4 * n, cudaMemcpyHostToDevice, m->s));
-    const int32_t *ids = m->dints, *pos = ids + T, *slots = pos + T;
-    k_attn_batch ab = {B, T, slots + T, slots + T + B + 1, slots + T + 2 * B + 1, b->max_blocks_per_seq,
+    for (int r = 0; r < f->R; r++) hrow[r] = b->all_logits ? r : b->query_start[r + 1] - 1;
+    size_t n = 3 * (size_t)T + 2 * B + 1 + nb + f->R;
+    if (cudaMemcpyAsync(m->dints, h, 4 * n, cudaMemcpyHostToDevice, m->s) != cudaSuccess) return -1;
+    f->ids = m->dints; f->pos = f->ids + T; f->slots = f->pos + T;
+    k_attn_batch ab = {B, T, f->slots + T, f->slots + T + B + 1, f->slots + T + 2 * B + 1, b->max_blocks_per_seq,
                        m->o.block_size, 0, 0};
     for (int s = 0; s < B; s++) {
         int qn = b->query_start[s + 1] - b->query_start[s];
         if (qn > ab.max_q_len) ab.max_q_len = qn;
         if (b->context_lens[s] > ab.max_context) ab.max_context = b->context_lens[s];
     }
-    const int32_t *drows = ab.block_tables + nb;
-    float scale = 1.0f / sqrtf((float)hd);
-    l0_dump dd = {NULL, 0};
-    if (m->dump_layer0) {                     /* once: the next forward after model_create */
-        int32_t hdr[2] = {0, 0};
-        dd.f = fopen(m->dump_layer0, "wb");
-        if (dd.f) fwrite(hdr, 4, 2, dd.f);
-        m->dump_layer0 = NULL;
-    }
+    f->ab = ab;
+    f->rows = ab.block_tables + nb;
+    m->view = (mprobe_view){m->x, m->res, m->qkv, m->attn, NULL, T, m->D, m->qkv_dim, m->nq * m->hd,
+                            ab.max_q_len > 1, m->s};
+    return 0;
+}
 
-    /* token embeddings; the residual stream starts at zero so that every
-     * RMSNorm below can be the fused "add residual, then normalise" */
-    TRY(k_embedding(m->x, m->w.embed, ids, T, D, m->V, m->s));
-    TRY(cudaMemsetAsync(m->res, 0, (size_t)T * D * 2, m->s));
-    prof_mark(m, P_IO);
+/* The dense MLP: gate and up in one GEMM, SwiGLU, down.  x (T, D) -> x. */
+static int mlp_dense(model *m, const w_layer *w, int T, int l, char *err, size_t errlen) {
+    /* gate | up (T, 2I) */
+    STEP(MP_GATE_UP, k_gemm(m->blas, m->gu, 0, m->x, w->w_gate_up, T, 2 * m->I, m->D, m->s));
+    /* act (T, I) = silu(gate) * up */
+    STEP(MP_SILU, k_silu_mul(m->act, m->gu, T, m->I, m->s));
+    /* down projection */
+    STEP(MP_DOWN, k_gemm(m->blas, m->x, 0, m->act, w->w_down, T, m->D, m->I, m->s));
+    return 0;
+}
+
+/* The mixture of experts (Qwen3-MoE): each token's k experts, weighted.  x (T, D) -> x. */
+static int mlp_experts(model *m, const w_layer *w, int T, int l, char *err, size_t errlen) {
+    m->view.moe = &m->moe;
+    /* router logits (T, E) in the model dtype, as transformers' gate */
+    STEP(MP_ROUTER, k_gemm(m->blas, m->rlogits, 0, m->x, w->router, T, m->E, m->D, m->s));
+    /* softmax over all experts in fp32, the top k, renormalised (norm_topk_prob) */
+    STEP(MP_ROUTE, k_moe_route(&m->moe, m->rlogits, T, m->c.norm_topk_prob, m->s));
+    /* the (token, expert) pairs in expert order: counts, offsets, rows */
+    STEP(MP_PERMUTE, k_moe_permute(&m->moe, T, m->s));
+    /* every expert's gate/up over its rows, SwiGLU fused: act (T k, Im) */
+    STEP(MP_EXPERTS_GATE_UP, k_moe_gate_up(&m->moe, m->act, m->x, w->w_gate_up, m->s));
+    /* every expert's down projection: ey (T k, D) */
+    STEP(MP_EXPERTS_DOWN, k_moe_down(&m->moe, m->ey, m->act, w->w_down, m->s));
+    /* each token's k outputs weighted and added, expert by expert: x (T, D) */
+    STEP(MP_COMBINE, k_moe_combine(&m->moe, m->x, m->ey, m->s));
+    m->view.moe = NULL;
+    return 0;
+}
+
+int model_forward(model *m, const model_batch *b, int *rows_out, char *err, size_t errlen) {
+    int l = -1;
+    fwd_batch f;
+    if (check_batch(m, b, err, errlen)) return -1;
+    if (m->probe) mprobe_step(m->probe, MP_EMBED, -1, &m->view);      /* the start of the step's GPU time */
+    TRY(upload_batch(m, b, &f));
+    int T = b->T, D = m->D, nq = m->nq, nkv = m->nkv, hd = m->hd, QKV = m->qkv_dim;
+    float eps = (float)m->c.rms_eps, scale = 1.0f / sqrtf((float)hd);
+
+    /* token embeddings */
+    TRY(k_embedding(m->x, m->w.embed, f.ids, T, D, m->V, m->s));
+    /* the residual stream starts at zero, so every RMSNorm below adds the residual first */
+    STEP(MP_EMBED, cudaMemsetAsync(m->res, 0, (size_t)T * D * 2, m->s));
     for (l = 0; l < m->L; l++) {
         const w_layer *w = &m->w.layers[l];
         /* attention RMSNorm: res += x; x = rmsnorm(res) */
-        TRY(k_add_rmsnorm(m->x, m->res, w->attn_norm, T, D, eps, m->s));
-        prof_mark(m, P_NORM);
-        if (l == 0) l0_put(m, &dd, "xnorm", m->x, T, D);
-        /* q, k, v projections in one GEMM (+ bias for Qwen2) */
-        TRY(k_gemm(m->blas, m->qkv, 0, m->x, w->wqkv, T, QKV, D, m->s));
-        prof_mark(m, P_QKV);
-        if (w->bqkv) TRY(k_add_bias(m->qkv, w->bqkv, T, QKV, m->s));
-        /* Qwen3: RMSNorm of each q head and each k head */
-        if (w->q_norm) {
-            TRY(k_head_rmsnorm(m->qkv, T, nq, hd, QKV, w->q_norm, eps, m->s));
-            TRY(k_head_rmsnorm(m->qkv + (size_t)nq * hd, T, nkv, hd, QKV, w->k_norm, eps, m->s));
-        }
+        STEP(MP_NORM, k_add_rmsnorm(m->x, m->res, w->attn_norm, T, D, eps, m->s));
+        /* q, k, v projections in one GEMM */
+        STEP(MP_QKV, k_gemm(m->blas, m->qkv, 0, m->x, w->wqkv, T, QKV, D, m->s));
+        /* Qwen2: q, k, v biases */
+        if (w->bqkv) STEP(MP_QK_EXTRA, k_add_bias(m->qkv, w->bqkv, T, QKV, m->s));
+        /* Qwen3: RMSNorm of each q head, then of each k head */
+        if (w->q_norm) STEP(MP_QK_EXTRA, k_head_rmsnorm(m->qkv, T, nq, hd, QKV, w->q_norm, eps, m->s));
+        if (w->k_norm) STEP(MP_QK_EXTRA, k_head_rmsnorm(m->qkv + (size_t)nq * hd, T, nkv, hd, QKV, w->k_norm, eps, m->s));
         /* RoPE on q and k at each token's position */
-        TRY(k_rope(m->qkv, pos, m->inv_freq, T, nq, nkv, hd, QKV, m->s));
-        if (l == 0) l0_put(m, &dd, "qkv", m->qkv, T, QKV);
-        /* the new tokens' k and v go to their slots in the paged cache */
-        TRY(k_kv_write(k_cache(m, l), v_cache(m, l), m->qkv, slots, T, nq, nkv, hd, QKV, m->s));
-        prof_mark(m, P_ELEM);
+        TRY(k_rope(m->qkv, f.pos, m->inv_freq, T, nq, nkv, hd, QKV, m->s));
+        /* the new tokens' k and v into their slots of the paged cache */
+        STEP(MP_ROPE_KV, k_kv_write(k_cache(m, l), v_cache(m, l), m->qkv, f.slots, T, nq, nkv, hd, QKV, m->s));
         /* attention of each query over its sequence's cached tokens (block tables) */
-        TRY(k_attention(m->attn, m->qkv, QKV, k_cache(m, l), v_cache(m, l), &ab, nq, nkv, hd, scale,
-                        m->attn_ws, m->attn_ws_bytes, m->s));
-        prof_mark(m, P_ATTN);
-        if (l == 0) l0_put(m, &dd, "attn", m->attn, T, nq * hd);
+        STEP(MP_ATTN, k_attention(m->attn, m->qkv, QKV, k_cache(m, l), v_cache(m, l), &f.ab, nq, nkv, hd, scale,
+                                  m->attn_ws, m->attn_ws_bytes, m->s));
         /* output projection */
-        TRY(k_gemm(m->blas, m->x, 0, m->attn, w->wo, T, D, nq * hd, m->s));
-        prof_mark(m, P_O);
-        if (l == 0) l0_put(m, &dd, "oproj", m->x, T, D);
+        STEP(MP_O, k_gemm(m->blas, m->x, 0, m->attn, w->wo, T, D, nq * hd, m->s));
         /* MLP RMSNorm: res += x; x = rmsnorm(res) */
-        TRY(k_add_rmsnorm(m->x, m->res, w->mlp_norm, T, D, eps, m->s));
-        prof_mark(m, P_NORM);
-        /* gate and up projections in one GEMM, SwiGLU, down projection */
-        TRY(k_gemm(m->blas, m->gu, 0, m->x, w->w_gate_up, T, 2 * m->I, D, m->s));
-        prof_mark(m, P_GATEUP);
-        TRY(k_silu_mul(m->act, m->gu, T, m->I, m->s));
-        prof_mark(m, P_SILU);
-        TRY(k_gemm(m->blas, m->x, 0, m->act, w->w_down, T, D, m->I, m->s));
-        prof_mark(m, P_DOWN);
-        if (l == 0) {                         /* layer output = res + x (the next norm adds them) */
-            l0_put(m, &dd, "res", m->res, T, D);
-            l0_put(m, &dd, "x", m->x, T, D);
-            l0_close(&dd);
-        }
+        STEP(MP_NORM, k_add_rmsnorm(m->x, m->res, w->mlp_norm, T, D, eps, m->s));
+        /* the MLP: the token's experts where the layer has a router, else the dense SwiGLU */
+        if (w->router ? mlp_experts(m, w, T, l, err, errlen) : mlp_dense(m, w, T, l, err, errlen)) return -1;
     }
     /* final RMSNorm (adds the last residual) */
-    TRY(k_add_rmsnorm(m->x, m->res, m->w.final_norm, T, D, eps, m->s));
-    prof_mark(m, P_NORM);
-    /* logits of the rows wanted, in fp32 */
-    TRY(k_gather_rows(m->hrows, m->x, drows, R, D, m->s));
-    TRY(k_gemm(m->blas, m->logits, 1, m->hrows, m->w.lm_head, R, m->V, D, m->s));
-    prof_mark(m, P_HEAD);
-    prof_collect(m, ab.max_q_len > 1 ? 0 : 1);
-    if (rows_out) *rows_out = R;
+    STEP(MP_NORM, k_add_rmsnorm(m->x, m->res, m->w.final_norm, T, D, eps, m->s));
+    /* the rows whose logits are wanted */
+    TRY(k_gather_rows(m->hrows, m->x, f.rows, f.R, D, m->s));
+    /* logits (R, V) in fp32 */
+    STEP(MP_HEAD, k_gemm(m->blas, m->logits, 1, m->hrows, m->w.lm_head, f.R, m->V, D, m->s));
+    if (m->probe) mprobe_forward_end(m->probe, &m->view);
+    if (rows_out) *rows_out = f.R;
     return 0;
 }
+#undef STEP
 #undef TRY
 
 int model_sample(model *m, int R, const k_sample_params *params, int32_t *tokens, char *err, size_t errlen) {
@@ -389,8 +360,11 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
     m->D = c->hidden_size; m->nq = c->num_heads; m->nkv = c->num_kv_heads; m->hd = c->head_dim;
     m->qkv_dim = (m->nq + 2 * m->nkv) * m->hd; m->I = c->intermediate_size; m->V = c->vocab_size;
     m->L = c->num_layers;
+    m->E = c->num_experts; m->Im = c->moe_intermediate_size;
     m->max_blocks = (m->o.max_model_len + m->o.block_size - 1) / m->o.block_size;
     int rc = -1;
+    if (m->o.attention) k_attention_impl(m->o.attention);
+    if (m->o.elementwise) k_elementwise_impl(m->o.elementwise);
     if (m->o.gpu_memory_utilization > 1 || m->o.block_size > 1024) {
         errbuf_fail(err, errlen, "gpu_memory_utilization %.2f or block_size %d out of range",
              m->o.gpu_memory_utilization, m->o.block_size);
@@ -403,6 +377,7 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
         errbuf_fail(err, errlen, "cannot initialise CUDA / cuBLAS");
         goto out;
     }
+    m->view.s = m->s;
     size_t free0, total;
     cudaMemGetInfo(&free0, &total);
     if (alloc_activations(m, err, errlen)) goto out;
@@ -444,15 +419,10 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
         goto out;
     }
     mem->num_blocks = m->num_blocks;
-    m->dump_layer0 = getenv("PAGESIM_DUMP_LAYER0");
-    if (getenv("PAGESIM_PROFILE")) {        /* after the profile step: only real steps count */
-        m->nev_cap = 16 * m->L + 16;
-        m->ev = calloc((size_t)m->nev_cap, sizeof *m->ev);
-        m->ev_cat = calloc((size_t)m->nev_cap, sizeof *m->ev_cat);
-        for (int i = 0; m->ev && m->ev_cat && i < m->nev_cap; i++)
-            if (cudaEventCreate(&m->ev[i]) != cudaSuccess) m->nev_cap = i;
-        if (!m->ev_cat) { free(m->ev); m->ev = NULL; }
-    }
+    /* the probes, after the profile step: only real steps count */
+    mprobe_opts po = {m->o.profile, m->o.dump_layer0, m->o.dump_experts};
+    m->probe = mprobe_create(&po, m->L, m->o.max_num_batched_tokens, m->E, c->experts_per_tok, err, errlen);
+    if (!m->probe && err[0]) goto out;
     mem->kv_cache = 2 * m->kv_layer_elems * m->L * 2;
     mem->kv_tokens = (long)m->num_blocks * m->o.block_size;
     mem->max_concurrency = (double)mem->kv_tokens / m->o.max_model_len;
@@ -465,13 +435,12 @@ out:
 
 void model_free(model *m) {
     if (!m) return;
-    void *bufs[] = {m->x, m->res, m->qkv, m->attn, m->gu, m->act, m->hrows, m->logits, m->attn_ws,
-                    m->dints, m->dparams, m->dtokens, m->dlogp, m->inv_freq, m->kv};
+    void *bufs[] = {m->x, m->res, m->qkv, m->attn, m->gu, m->act, m->rlogits, m->ey, m->hrows, m->logits,
+                    m->attn_ws, m->dints, m->dparams, m->dtokens, m->dlogp, m->inv_freq, m->kv};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) if (bufs[i]) cudaFree(bufs[i]);
     if (m->hints) cudaFreeHost(m->hints);
-    for (int i = 0; m->ev && i < m->nev_cap; i++) cudaEventDestroy(m->ev[i]);
-    free(m->ev);
-    free(m->ev_cat);
+    k_moe_free(&m->moe);
+    mprobe_free(m->probe);
     if (m->blas) cublasDestroy(m->blas);
     if (m->s) cudaStreamDestroy(m->s);
     w_free(&m->w);

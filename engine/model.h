@@ -1,6 +1,6 @@
-/* model: the forward pass of a Llama/Qwen/Mistral decoder on the GPU over a
- * paged KV cache, its buffers, and the memory plan that sizes the cache the
- * way vLLM does.  One model serves one flattened batch per step; which
+/* model: the forward pass of a Llama/Qwen/Mistral decoder, or a Qwen3-MoE one
+ * (mixture-of-experts layers), on the GPU over a paged KV cache, its buffers,
+ * and the memory plan that sizes the cache the way vLLM does.  One model serves one flattened batch per step; which
  * sequences run and where their tokens live (block tables, slots) is decided
  * by the caller (the scheduler).  Uses the GPU; never prints. */
 #ifndef ENGINE_MODEL_H
@@ -19,6 +19,14 @@ typedef struct model_opts {
     double gpu_memory_utilization;   /* share of the GPU this model may use, default 0.9 */
     int    num_gpu_blocks;           /* > 0: this many KV blocks instead of what memory allows */
     int    max_logit_rows;           /* rows of logits one step may return, default max_num_seqs */
+    /* kernels (0: the default) */
+    int    attention;                /* K_ATTN_* (k_attention_impl) */
+    int    elementwise;              /* K_ELEM_* (k_elementwise_impl) */
+    int    moe_gemm;                 /* K_MOE_GEMM_*: the experts' GEMMs */
+    /* probes (model_probe.h) */
+    int    profile;                  /* GPU time of each class of step (model_profile_text) */
+    const char *dump_layer0;         /* file: the first forward's layer-0 intermediates */
+    const char *dump_experts;        /* file: every forward's chosen experts (MoE layers) */
 } model_opts;
 
 typedef struct model_mem {          /* what the memory plan found (bytes) */
@@ -61,10 +69,15 @@ int  model_logits(model *m, int R, float *out, char *err, size_t errlen);
 int  model_logprobs(model *m, int R, const int32_t *ids, float *out, char *err, size_t errlen);
 /* Copies KV block src to block dst in every layer (copy-on-write). */
 int  model_copy_block(model *m, int src, int dst, char *err, size_t errlen);
-/* With PAGESIM_PROFILE set at model_create: the GPU time of each class of op
- * (GEMMs, attention, norms...) summed over the steps with prefill tokens and
- * over the decode-only steps, as text in buf.  -1 when not profiling. */
+/* With opts.profile: the GPU time of each class of step (GEMMs, attention,
+ * norms, routing...) summed over the steps with prefill tokens and over the
+ * decode-only steps, and the experts' loads, as text in buf.  -1 when not
+ * profiling. */
 int  model_profile_text(const model *m, char *buf, size_t n);
+/* Bytes of the activation buffers model_create allocates for c and o (no GPU
+ * needed): the part of the measured activation peak that is ours, to set
+ * beside the planner's estimate (sim/planner.h). */
+size_t model_activation_bytes(const mc_config *c, const model_opts *o);
 /* KV blocks of the cache (what the scheduler's pool must have). */
 int  model_num_blocks(const model *m);
 const mc_config *model_config(const model *m);

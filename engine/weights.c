@@ -5,6 +5,9 @@
 #include "engine/weights.h"
 #include "engine/safetensors.h"
 #include "base/errbuf.h"
+#include "base/rng.h"
+#include "engine/kernels_ref.h"
+#include <math.h>
 #include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,31 +18,44 @@
 #include <cuda_runtime_api.h>
 #endif
 
-enum { E_MATRIX, E_NORM, E_BIAS };
+enum { E_MATRIX, E_NORM, E_BIAS, E_ROUTER };
 typedef struct w_entry {
     char    name[112];
     int     ndim;
-    int64_t shape[2];
+    int64_t shape[3];
     size_t  off;             /* element offset in the arena */
     int     kind;
 } w_entry;
 
+enum { O_ATTN_NORM, O_QKV, O_BQKV, O_QNORM, O_KNORM, O_WO, O_MLP_NORM, O_GATE_UP, O_DOWN, O_ROUTER, O_N };
 typedef struct w_plan {
     w_entry *e;              /* (n,) */
     int      n;
     size_t   elems;          /* arena size in elements */
     /* element offsets of the pieces of w_weights */
     size_t   embed, lm_head, final_norm;
-    size_t  *layer;          /* (L, 9): attn_norm wqkv bqkv q_norm k_norm wo mlp_norm gate_up down */
+    size_t  *layer;          /* (L, O_N) */
 } w_plan;
 
 int w_check_config(const mc_config *c, char *err, size_t errlen) {
     if (mc_validate(c, err, errlen)) return -1;
     if (c->arch != MC_ARCH_LLAMA && c->arch != MC_ARCH_MISTRAL && c->arch != MC_ARCH_QWEN2 &&
-        c->arch != MC_ARCH_QWEN3)
+        c->arch != MC_ARCH_QWEN3 && c->arch != MC_ARCH_QWEN3_MOE)
         return errbuf_fail(err, errlen, "%s: model_type '%s' is not supported by the engine "
-                    "(llama, mistral, qwen2, qwen3 dense)", c->name, c->model_type);
-    if (c->num_experts > 0) return errbuf_fail(err, errlen, "%s: mixture-of-experts models are not supported", c->name);
+                    "(llama, mistral, qwen2, qwen3, qwen3_moe)", c->name, c->model_type);
+    if (c->num_experts > 0 && c->arch != MC_ARCH_QWEN3_MOE)
+        return errbuf_fail(err, errlen, "%s: mixture-of-experts models other than qwen3_moe are not supported",
+                           c->name);
+    if (c->num_experts > 0 && c->shared_expert_intermediate_size > 0)
+        return errbuf_fail(err, errlen, "%s: shared experts are not supported", c->name);
+    if (c->num_experts > 0 && (c->num_experts > K_MOE_MAX_EXPERTS || c->experts_per_tok > K_MOE_MAX_TOPK ||
+                               c->experts_per_tok > c->num_experts))
+        return errbuf_fail(err, errlen, "%s: %d experts, %d per token (the engine takes up to %d experts, "
+                           "up to %d per token, and no more per token than there are)", c->name, c->num_experts,
+                           c->experts_per_tok, K_MOE_MAX_EXPERTS, K_MOE_MAX_TOPK);
+    if (c->num_experts > 0 && (c->moe_intermediate_size % 8 || c->hidden_size % 8))
+        return errbuf_fail(err, errlen, "%s: moe_intermediate_size %d and hidden_size %d must be multiples of 8",
+                           c->name, c->moe_intermediate_size, c->hidden_size);
     if (c->head_dim != 64 && c->head_dim != 128 && c->head_dim != 256)
         return errbuf_fail(err, errlen, "%s: head_dim %d (the attention kernels take 64, 128 or 256)", c->name, c->head_dim);
     if (c->num_kv_heads <= 0 || c->num_heads % c->num_kv_heads || c->num_heads / c->num_kv_heads > 16)
@@ -49,7 +65,7 @@ int w_check_config(const mc_config *c, char *err, size_t errlen) {
         return errbuf_fail(err, errlen, "%s: rope scaling kind %d is not supported (none, linear, llama3)", c->name,
                     (int)c->rope_kind);
     if (c->num_layers > 1024 || c->hidden_size > 65536 || c->vocab_size > (1 << 22) ||
-        c->intermediate_size > (1 << 20) || c->num_heads > 1024)
+        c->intermediate_size > (1 << 20) || c->moe_intermediate_size > (1 << 20) || c->num_heads > 1024)
         return errbuf_fail(err, errlen, "%s: sizes out of range (layers %d, hidden %d, vocab %d, intermediate %d)",
                     c->name, c->num_layers, c->hidden_size, c->vocab_size, c->intermediate_size);
     if (!(c->rms_eps > 0 && c->rms_eps < 1) || !(c->rope_theta > 0))
@@ -58,15 +74,20 @@ int w_check_config(const mc_config *c, char *err, size_t errlen) {
     return 0;
 }
 
-static void add(w_plan *p, int kind, size_t off, int64_t d0, int64_t d1, const char *fmt, int i) {
+/* one planned tensor: its checkpoint name, shape (d2 = 0: 2-D, d1 = 0: 1-D), place */
+static void add(w_plan *p, int kind, size_t off, int64_t d0, int64_t d1, int64_t d2, const char *name) {
     w_entry *e = &p->e[p->n++];
-    snprintf(e->name, sizeof e->name, fmt, i);
+    snprintf(e->name, sizeof e->name, "%s", name);
     e->kind = kind;
     e->off = off;
-    e->ndim = d1 ? 2 : 1;
+    e->ndim = d2 ? 3 : d1 ? 2 : 1;
     e->shape[0] = d0;
     e->shape[1] = d1;
+    e->shape[2] = d2;
 }
+#define ADDF(p, kind, off, d0, d1, d2, ...) do { char n_[112]; snprintf(n_, sizeof n_, __VA_ARGS__); \
+    add(p, kind, off, d0, d1, d2, n_); } while (0)
+
 /* reserves n elements, aligned to 128 (256 bytes) */
 static size_t take(w_plan *p, size_t n) {
     size_t off = p->elems;
@@ -80,72 +101,122 @@ static void plan_free(w_plan *p) {
     memset(p, 0, sizeof *p);
 }
 
-static int plan_build(w_plan *p, const mc_config *c, int has_bias, char *err, size_t errlen) {
+/* The MLP of layer i: dense gate/up/down, or a router and E experts packed as
+ * (E, 2Im, D) and (E, D, Im), read per expert or (packed) as transformers 5
+ * stores them. */
+static void plan_mlp(w_plan *p, const mc_config *c, int i, int packed, size_t *o) {
+    int64_t D = c->hidden_size;
+    if (!mc_layer_is_moe(c, i)) {
+        int64_t I = c->intermediate_size;
+        o[O_GATE_UP] = take(p, (size_t)(2 * I * D));
+        ADDF(p, E_MATRIX, o[O_GATE_UP], I, D, 0, "model.layers.%d.mlp.gate_proj.weight", i);
+        ADDF(p, E_MATRIX, o[O_GATE_UP] + I * D, I, D, 0, "model.layers.%d.mlp.up_proj.weight", i);
+        o[O_DOWN] = take(p, (size_t)(D * I));
+        ADDF(p, E_MATRIX, o[O_DOWN], D, I, 0, "model.layers.%d.mlp.down_proj.weight", i);
+        return;
+    }
+    int64_t E = c->num_experts, I = c->moe_intermediate_size;
+    o[O_ROUTER] = take(p, (size_t)(E * D));
+    ADDF(p, E_ROUTER, o[O_ROUTER], E, D, 0, "model.layers.%d.mlp.gate.weight", i);
+    o[O_GATE_UP] = take(p, (size_t)(E * 2 * I * D));
+    o[O_DOWN] = take(p, (size_t)(E * D * I));
+    if (packed) {
+        ADDF(p, E_MATRIX, o[O_GATE_UP], E, 2 * I, D, "model.layers.%d.mlp.experts.gate_up_proj", i);
+        ADDF(p, E_MATRIX, o[O_DOWN], E, D, I, "model.layers.%d.mlp.experts.down_proj", i);
+        return;
+    }
+    for (int64_t e = 0; e < E; e++) {
+        size_t gu = o[O_GATE_UP] + (size_t)(e * 2 * I * D);
+        ADDF(p, E_MATRIX, gu, I, D, 0, "model.layers.%d.mlp.experts.%d.gate_proj.weight", i, (int)e);
+        ADDF(p, E_MATRIX, gu + I * D, I, D, 0, "model.layers.%d.mlp.experts.%d.up_proj.weight", i, (int)e);
+        ADDF(p, E_MATRIX, o[O_DOWN] + (size_t)(e * D * I), D, I, 0, "model.layers.%d.mlp.experts.%d.down_proj.weight",
+             i, (int)e);
+    }
+}
+
+static int plan_build(w_plan *p, const mc_config *c, int has_bias, int packed, char *err, size_t errlen) {
     memset(p, 0, sizeof *p);
     int L = c->num_layers;
     int64_t D = c->hidden_size, hd = c->head_dim, nq = c->num_heads, nkv = c->num_kv_heads;
-    int64_t I = c->intermediate_size, V = c->vocab_size;
-    p->e = calloc((size_t)L * 16 + 4, sizeof *p->e);
-    p->layer = calloc((size_t)L * 9, sizeof *p->layer);
+    int64_t V = c->vocab_size;
+    p->e = calloc((size_t)L * (16 + 3 * (size_t)c->num_experts) + 4, sizeof *p->e);
+    p->layer = calloc((size_t)L * O_N, sizeof *p->layer);
     if (!p->e || !p->layer) { plan_free(p); return errbuf_fail(err, errlen, "out of memory"); }
     p->embed = take(p, (size_t)(V * D));
-    add(p, E_MATRIX, p->embed, V, D, "model.embed_tokens.weight", 0);
+    add(p, E_MATRIX, p->embed, V, D, 0, "model.embed_tokens.weight");
     for (int i = 0; i < L; i++) {
-        size_t *o = p->layer + (size_t)i * 9;
-        o[0] = take(p, (size_t)D);
-        add(p, E_NORM, o[0], D, 0, "model.layers.%d.input_layernorm.weight", i);
-        o[1] = take(p, (size_t)((nq + 2 * nkv) * hd * D));
-        add(p, E_MATRIX, o[1], nq * hd, D, "model.layers.%d.self_attn.q_proj.weight", i);
-        add(p, E_MATRIX, o[1] + nq * hd * D, nkv * hd, D, "model.layers.%d.self_attn.k_proj.weight", i);
-        add(p, E_MATRIX, o[1] + (nq + nkv) * hd * D, nkv * hd, D, "model.layers.%d.self_attn.v_proj.weight", i);
+        size_t *o = p->layer + (size_t)i * O_N;
+        o[O_ATTN_NORM] = take(p, (size_t)D);
+        ADDF(p, E_NORM, o[O_ATTN_NORM], D, 0, 0, "model.layers.%d.input_layernorm.weight", i);
+        o[O_QKV] = take(p, (size_t)((nq + 2 * nkv) * hd * D));
+        ADDF(p, E_MATRIX, o[O_QKV], nq * hd, D, 0, "model.layers.%d.self_attn.q_proj.weight", i);
+        ADDF(p, E_MATRIX, o[O_QKV] + nq * hd * D, nkv * hd, D, 0, "model.layers.%d.self_attn.k_proj.weight", i);
+        ADDF(p, E_MATRIX, o[O_QKV] + (nq + nkv) * hd * D, nkv * hd, D, 0, "model.layers.%d.self_attn.v_proj.weight", i);
         if (has_bias) {
-            o[2] = take(p, (size_t)((nq + 2 * nkv) * hd));
-            add(p, E_BIAS, o[2], nq * hd, 0, "model.layers.%d.self_attn.q_proj.bias", i);
-            add(p, E_BIAS, o[2] + nq * hd, nkv * hd, 0, "model.layers.%d.self_attn.k_proj.bias", i);
-            add(p, E_BIAS, o[2] + (nq + nkv) * hd, nkv * hd, 0, "model.layers.%d.self_attn.v_proj.bias", i);
+            o[O_BQKV] = take(p, (size_t)((nq + 2 * nkv) * hd));
+            ADDF(p, E_BIAS, o[O_BQKV], nq * hd, 0, 0, "model.layers.%d.self_attn.q_proj.bias", i);
+            ADDF(p, E_BIAS, o[O_BQKV] + nq * hd, nkv * hd, 0, 0, "model.layers.%d.self_attn.k_proj.bias", i);
+            ADDF(p, E_BIAS, o[O_BQKV] + (nq + nkv) * hd, nkv * hd, 0, 0, "model.layers.%d.self_attn.v_proj.bias", i);
         }
         if (c->qk_norm) {
-            o[3] = take(p, (size_t)hd);
-            add(p, E_NORM, o[3], hd, 0, "model.layers.%d.self_attn.q_norm.weight", i);
-            o[4] = take(p, (size_t)hd);
-            add(p, E_NORM, o[4], hd, 0, "model.layers.%d.self_attn.k_norm.weight", i);
+            o[O_QNORM] = take(p, (size_t)hd);
+            ADDF(p, E_NORM, o[O_QNORM], hd, 0, 0, "model.layers.%d.self_attn.q_norm.weight", i);
+            o[O_KNORM] = take(p, (size_t)hd);
+            ADDF(p, E_NORM, o[O_KNORM], hd, 0, 0, "model.layers.%d.self_attn.k_norm.weight", i);
         }
-        o[5] = take(p, (size_t)(D * nq * hd));
-        add(p, E_MATRIX, o[5], D, nq * hd, "model.layers.%d.self_attn.o_proj.weight", i);
-        o[6] = take(p, (size_t)D);
-        add(p, E_NORM, o[6], D, 0, "model.layers.%d.post_attention_layernorm.weight", i);
-        o[7] = take(p, (size_t)(2 * I * D));
-        add(p, E_MATRIX, o[7], I, D, "model.layers.%d.mlp.gate_proj.weight", i);
-        add(p, E_MATRIX, o[7] + I * D, I, D, "model.layers.%d.mlp.up_proj.weight", i);
-        o[8] = take(p, (size_t)(D * I));
-        add(p, E_MATRIX, o[8], D, I, "model.layers.%d.mlp.down_proj.weight", i);
+        o[O_WO] = take(p, (size_t)(D * nq * hd));
+        ADDF(p, E_MATRIX, o[O_WO], D, nq * hd, 0, "model.layers.%d.self_attn.o_proj.weight", i);
+        o[O_MLP_NORM] = take(p, (size_t)D);
+        ADDF(p, E_NORM, o[O_MLP_NORM], D, 0, 0, "model.layers.%d.post_attention_layernorm.weight", i);
+        plan_mlp(p, c, i, packed, o);
     }
     p->final_norm = take(p, (size_t)D);
-    add(p, E_NORM, p->final_norm, D, 0, "model.norm.weight", 0);
+    add(p, E_NORM, p->final_norm, D, 0, 0, "model.norm.weight");
     p->lm_head = p->embed;
     if (!c->tie_embeddings) {
         p->lm_head = take(p, (size_t)(V * D));
-        add(p, E_MATRIX, p->lm_head, V, D, "lm_head.weight", 0);
+        add(p, E_MATRIX, p->lm_head, V, D, 0, "lm_head.weight");
     }
     return 0;
 }
 
 size_t w_bytes(const mc_config *c, int has_bias) {
-    w_plan p;
+    w_plan p = {0};
     char err[64];
-    if (plan_build(&p, c, has_bias, err, sizeof err)) return 0;
+    if (plan_build(&p, c, has_bias, 0, err, sizeof err)) return 0;
     size_t b = p.elems * 2;
     plan_free(&p);
     return b;
 }
 
 /* ---- the checkpoint: one file or the shards of an index ---- */
-typedef struct ckpt { st_file *f; int n; } ckpt;
+typedef struct ckpt {
+    st_file *f;              /* (n,) */
+    int      n;
+    const st_tensor **idx;   /* (nidx,) every tensor of every file, sorted by name */
+    int      nidx;
+} ckpt;
 
 static void ckpt_close(ckpt *k) {
     for (int i = 0; i < k->n; i++) st_close(&k->f[i]);
     free(k->f);
+    free(k->idx);
     memset(k, 0, sizeof *k);
+}
+
+static int by_name(const void *a, const void *b) {
+    return strcmp((*(const st_tensor *const *)a)->name, (*(const st_tensor *const *)b)->name);
+}
+/* the name index (a 30B MoE checkpoint has about 19,000 tensors) */
+static int ckpt_index(ckpt *k, char *err, size_t errlen) {
+    size_t n = 0;
+    for (int i = 0; i < k->n; i++) n += (size_t)k->f[i].n;
+    k->idx = malloc((n + 1) * sizeof *k->idx);
+    if (!k->idx) return errbuf_fail(err, errlen, "out of memory");
+    for (int i = 0; i < k->n; i++)
+        for (int j = 0; j < k->f[i].n; j++) k->idx[k->nidx++] = &k->f[i].t[j];
+    qsort(k->idx, (size_t)k->nidx, sizeof *k->idx, by_name);
+    return 0;
 }
 
 static char *read_text(const char *path, size_t max) {
@@ -169,6 +240,7 @@ static int ckpt_open(ckpt *k, const char *dir, char *err, size_t errlen) {
         if (!k->f) return errbuf_fail(err, errlen, "out of memory");
         if (st_open(&k->f[0], path, err, errlen)) { ckpt_close(k); return -1; }
         k->n = 1;
+        if (ckpt_index(k, err, errlen)) { ckpt_close(k); return -1; }
         return 0;
     }
     char *text = read_text(path, 64u << 20);
@@ -203,16 +275,25 @@ static int ckpt_open(ckpt *k, const char *dir, char *err, size_t errlen) {
     }
     free(names);
     cJSON_Delete(root);
+    if (!rc) rc = ckpt_index(k, err, errlen);
     if (rc) ckpt_close(k);
     return rc;
 }
 
 static const st_tensor *ckpt_find(const ckpt *k, const char *name) {
-    for (int i = 0; i < k->n; i++) {
-        const st_tensor *t = st_find(&k->f[i], name);
-        if (t) return t;
-    }
-    return NULL;
+    st_tensor key = {0};
+    key.name = (char *)name;
+    const st_tensor *kp = &key, *const *hit = k->idx ? bsearch(&kp, k->idx, (size_t)k->nidx, sizeof *k->idx, by_name) : NULL;
+    return hit ? *hit : NULL;
+}
+
+/* "[a, b, c]" */
+static const char *shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t off = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && off < n; i++)
+        off += (size_t)snprintf(buf + off, n - off, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (off < n) snprintf(buf + off, n - off, "]");
+    return buf;
 }
 
 /* checks every planned tensor of the checkpoint: presence, shape, dtype */
@@ -221,11 +302,13 @@ static int check_tensors(const ckpt *k, const w_plan *p, const char *dir, char *
         const w_entry *e = &p->e[i];
         const st_tensor *t = ckpt_find(k, e->name);
         if (!t) return errbuf_fail(err, errlen, "%s: tensor '%s' is missing", dir, e->name);
-        if (t->ndim != e->ndim || t->shape[0] != e->shape[0] || (e->ndim == 2 && t->shape[1] != e->shape[1]))
-            return errbuf_fail(err, errlen, "%s: tensor '%s' has shape [%lld%s%lld], the config needs [%lld%s%lld]",
-                        dir, e->name, (long long)t->shape[0], t->ndim > 1 ? ", " : "",
-                        t->ndim > 1 ? (long long)t->shape[1] : 0LL, (long long)e->shape[0],
-                        e->ndim > 1 ? ", " : "", e->ndim > 1 ? (long long)e->shape[1] : 0LL);
+        int same = t->ndim == e->ndim;
+        for (int d = 0; same && d < e->ndim; d++) same = t->shape[d] == e->shape[d];
+        if (!same) {
+            char a[96], b[96];
+            return errbuf_fail(err, errlen, "%s: tensor '%s' has shape %s, the config needs %s", dir, e->name,
+                               shape_str(a, sizeof a, t->ndim, t->shape), shape_str(b, sizeof b, e->ndim, e->shape));
+        }
         if (t->dtype != ST_BF16 && t->dtype != ST_F16 && t->dtype != ST_F32)
             return errbuf_fail(err, errlen, "%s: tensor '%s' is %s (bf16, fp16 or fp32 only)", dir, e->name,
                         st_dtype_name(t->dtype));
@@ -243,14 +326,22 @@ static int open_checked(ckpt *k, w_plan *p, const char *dir, const mc_config *c,
         return errbuf_fail(err, errlen, "%s: the config has attention biases but tensor "
                     "'model.layers.0.self_attn.q_proj.bias' is missing", dir);
     }
-    if (plan_build(p, c, *has_bias, err, errlen)) { ckpt_close(k); return -1; }
+    /* experts: per expert (mlp.experts.E.gate_proj ...) or packed as transformers 5 keeps them */
+    int packed = 0;
+    for (int l = 0; l < c->num_layers && !packed; l++) {
+        char name[112];
+        snprintf(name, sizeof name, "model.layers.%d.mlp.experts.gate_up_proj", l);
+        packed = mc_layer_is_moe(c, l) && ckpt_find(k, name) != NULL;
+        if (mc_layer_is_moe(c, l)) break;
+    }
+    if (plan_build(p, c, *has_bias, packed, err, errlen)) { ckpt_close(k); return -1; }
     if (check_tensors(k, p, dir, err, errlen)) { plan_free(p); ckpt_close(k); return -1; }
     return 0;
 }
 
 int w_check_dir(const char *dir, const mc_config *c, int *has_bias, char *err, size_t errlen) {
     ckpt k;
-    w_plan p;
+    w_plan p = {0};
     if (open_checked(&k, &p, dir, c, has_bias, err, errlen)) return -1;
     plan_free(&p);
     ckpt_close(&k);
@@ -279,24 +370,25 @@ static int arena_init(w_weights *w, const w_plan *p, const mc_config *c, int has
     w->lm_head = b + p->lm_head;
     w->final_norm = b + p->final_norm;
     for (int i = 0; i < c->num_layers; i++) {
-        const size_t *o = p->layer + (size_t)i * 9;
+        const size_t *o = p->layer + (size_t)i * O_N;
         w_layer *l = &w->layers[i];
-        l->attn_norm = b + o[0];
-        l->wqkv = b + o[1];
-        l->bqkv = has_bias ? b + o[2] : NULL;
-        l->q_norm = c->qk_norm ? b + o[3] : NULL;
-        l->k_norm = c->qk_norm ? b + o[4] : NULL;
-        l->wo = b + o[5];
-        l->mlp_norm = b + o[6];
-        l->w_gate_up = b + o[7];
-        l->w_down = b + o[8];
+        l->attn_norm = b + o[O_ATTN_NORM];
+        l->wqkv = b + o[O_QKV];
+        l->bqkv = has_bias ? b + o[O_BQKV] : NULL;
+        l->q_norm = c->qk_norm ? b + o[O_QNORM] : NULL;
+        l->k_norm = c->qk_norm ? b + o[O_KNORM] : NULL;
+        l->wo = b + o[O_WO];
+        l->mlp_norm = b + o[O_MLP_NORM];
+        l->router = mc_layer_is_moe(c, i) ? b + o[O_ROUTER] : NULL;
+        l->w_gate_up = b + o[O_GATE_UP];
+        l->w_down = b + o[O_DOWN];
     }
     return 0;
 }
 
 int w_load(w_weights *w, const char *dir, const mc_config *c, char *err, size_t errlen) {
     ckpt k;
-    w_plan p;
+    w_plan p = {0};
     int has_bias, rc = -1;
     memset(w, 0, sizeof *w);
     if (open_checked(&k, &p, dir, c, &has_bias, err, errlen)) return -1;
@@ -330,15 +422,24 @@ out:
 }
 
 int w_dummy(w_weights *w, const mc_config *c, uint64_t seed, char *err, size_t errlen) {
-    w_plan p;
+    w_plan p = {0};
     memset(w, 0, sizeof *w);
-    if (w_check_config(c, err, errlen) || plan_build(&p, c, c->attn_bias, err, errlen)) return -1;
+    if (w_check_config(c, err, errlen) || plan_build(&p, c, c->attn_bias, 0, err, errlen)) return -1;
     int rc = arena_init(w, &p, c, c->attn_bias, err, errlen);
     /* uniform(-a, a) has std a/sqrt(3): a = 0.02*sqrt(3) as transformers' init */
     if (!rc) rc = k_fill_random(w->arena, (int64_t)p.elems, seed, 0.0346f, 0);
-    for (int i = 0; i < p.n && !rc; i++)
-        if (p.e[i].kind == E_NORM)
-            rc = k_fill_const((k_bf16 *)w->arena + p.e[i].off, p.e[i].shape[0], 1.0f, 0);
+    for (int i = 0; i < p.n && !rc; i++) {
+        const w_entry *e = &p.e[i];
+        if (e->kind == E_NORM) rc = k_fill_const((k_bf16 *)w->arena + e->off, e->shape[0], 1.0f, 0);
+        /* routers: row r of std (2 / sqrt(D)) (1 + 0.3 u_r), see weights.h */
+        for (int64_t r = 0; e->kind == E_ROUTER && r < e->shape[0] && !rc; r++) {
+            uint64_t rs = rng_mix64(seed ^ rng_mix64((uint64_t)i << 20 | (uint64_t)r));
+            float u = 2.0f * kref_uniform(rs, 1, 0) - 1.0f;
+            float std = 2.0f / sqrtf((float)e->shape[1]) * (1.0f + 0.3f * u);
+            rc = k_fill_random((k_bf16 *)w->arena + e->off + (size_t)(r * e->shape[1]), e->shape[1], rs,
+                               std * 1.7320508f, 0);
+        }
+    }
     if (!rc && cudaDeviceSynchronize() != cudaSuccess) rc = -1;
     if (rc) {
         if (w->arena) errbuf_fail(err, errlen, "%s: filling dummy weights failed", c->name);

@@ -3,7 +3,10 @@
  * checkpoint directory (model.safetensors, or the shards that
  * model.safetensors.index.json names; bf16/fp16/fp32 on disk) or filled with
  * seeded random values (--dummy-weights).  q/k/v projections are stored fused
- * as one matrix, and so are gate/up, so each is one GEMM. */
+ * as one matrix, and so are gate/up, so each is one GEMM.  Mixture-of-experts
+ * layers (Qwen3-MoE) hold a router and their experts packed into one tensor
+ * each, read from per-expert checkpoint tensors (mlp.experts.E.gate_proj ...)
+ * or from transformers 5's packed ones (mlp.experts.gate_up_proj, down_proj). */
 #ifndef ENGINE_WEIGHTS_H
 #define ENGINE_WEIGHTS_H
 #include <stddef.h>
@@ -19,8 +22,11 @@ typedef struct w_layer {
     k_bf16 *k_norm;        /* (hd,) Qwen3, else NULL */
     k_bf16 *wo;            /* (D, nq * hd) o_proj */
     k_bf16 *mlp_norm;      /* (D,) post_attention_layernorm */
-    k_bf16 *w_gate_up;     /* (2I, D)  gate_proj | up_proj rows */
-    k_bf16 *w_down;        /* (D, I) down_proj */
+    /* the MLP: dense, or (router != NULL) a mixture of E experts of width Im,
+     * each expert's tensors packed one after the other on load */
+    k_bf16 *router;        /* (E, D) mlp.gate, or NULL for a dense MLP */
+    k_bf16 *w_gate_up;     /* dense (2I, D) gate_proj | up_proj rows; MoE (E, 2Im, D) the same per expert */
+    k_bf16 *w_down;        /* dense (D, I) down_proj; MoE (E, D, Im) */
 } w_layer;
 
 typedef struct w_weights {
@@ -45,7 +51,12 @@ int    w_check_dir(const char *dir, const mc_config *c, int *has_bias, char *err
 /* Loads the checkpoint in dir onto the GPU.  -1 and a message on error
  * (nothing is left allocated). */
 int    w_load(w_weights *w, const char *dir, const mc_config *c, char *err, size_t errlen);
-/* Random weights (uniform, std 0.02) from seed; norms are 1. */
+/* Random weights (uniform, std 0.02) from seed; norms are 1.  Routers: row e
+ * uniform with std (2 / sqrt(D)) (1 + 0.3 u_e), u_e uniform in [-1, 1], so
+ * that on RMS-normalised inputs the router logits have std about 2 (top-1
+ * probability about 0.3 of 128 experts) and the experts' loads differ (max
+ * about 1.8x the mean), as a trained router's do; a constant scale would
+ * spread the tokens almost perfectly evenly. */
 int    w_dummy(w_weights *w, const mc_config *c, uint64_t seed, char *err, size_t errlen);
 void   w_free(w_weights *w);
 #endif

@@ -451,11 +451,11 @@ int bias_real_source(bias_source *src, const bias_real_opts *o, bias_trace *trac
     have_w = 1;
     double t_load = clock_now_s() - t0;
     size_t wbytes = w.bytes;
-    model_opts mo = { o->max_num_batched_tokens > 0 ? o->max_num_batched_tokens : 8192,
-                      o->max_num_seqs > 0 ? o->max_num_seqs : 256,
-                      o->max_model_len > 0 ? o->max_model_len : c.max_position > 0 && c.max_position < 4096 ? c.max_position : 4096,
-                      o->block_size,
-                      o->gpu_memory_utilization, o->num_gpu_blocks, 0 };
+    model_opts mo = { .max_num_batched_tokens = o->max_num_batched_tokens > 0 ? o->max_num_batched_tokens : 8192,
+                      .max_num_seqs = o->max_num_seqs > 0 ? o->max_num_seqs : 256,
+                      .max_model_len = o->max_model_len > 0 ? o->max_model_len : c.max_position > 0 && c.max_position < 4096 ? c.max_position : 4096,
+                      .block_size = o->block_size,
+                      .gpu_memory_utilization = o->gpu_memory_utilization, .num_gpu_blocks = o->num_gpu_blocks };
     model_mem mem;
     int contiguous = o->kv_policy && !strcmp(o->kv_policy, "contiguous");
     if (contiguous && o->decision_logits) {

@@ -115,7 +115,9 @@ double cm_step_bytes(const cm_model *m, const cm_batch *b) {
     double w = (double)mc_weight_bytes(c, m->wdtype);
     if (c->num_experts > 0) {
         double e = c->num_experts, k = c->experts_per_tok;
-        double experts = (double)c->num_layers * e * 3.0 * c->hidden_size * c->moe_intermediate_size
+        int nmoe = 0;                     /* layers with experts (mlp_only_layers keep a dense MLP) */
+        for (int l = 0; l < c->num_layers; l++) nmoe += mc_layer_is_moe(c, l);
+        double experts = (double)nmoe * e * 3.0 * c->hidden_size * c->moe_intermediate_size
                        * linear_bytes_per_param(m->wdtype);
         double touched = 1.0 - pow(1.0 - k / e, (double)tokens);
         w = w - experts + experts * touched;

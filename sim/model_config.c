@@ -189,6 +189,44 @@ static int parse_dtype(mc_config *c, const cJSON *o, const char *origin, char *e
 
 /* ---- loading --------------------------------------------------------------- */
 
+/* Which layers are sparse and how routing weights are normalised
+ * (transformers' Qwen2/3-MoE: norm_topk_prob default false,
+ * decoder_sparse_step 1, mlp_only_layers []; Mixtral always renormalises). */
+static int parse_sparse_layers(mc_config *c, const cJSON *o, const char *origin, char *err, size_t errlen) {
+    c->norm_topk_prob = get_bool(o, "norm_topk_prob", c->arch == MC_ARCH_MIXTRAL);
+    if (c->arch == MC_ARCH_MIXTRAL) c->norm_topk_prob = 1;
+    if (get_int(o, "decoder_sparse_step", 1, &c->decoder_sparse_step, origin, err, errlen) < 0) return -1;
+    if (c->decoder_sparse_step <= 0) {
+        snprintf(err, errlen, "%s: field 'decoder_sparse_step' must be positive (got %d)", origin,
+                 c->decoder_sparse_step);
+        return -1;
+    }
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "mlp_only_layers");
+    if (!a || cJSON_IsNull(a)) return 0;
+    if (!cJSON_IsArray(a)) {
+        snprintf(err, errlen, "%s: field 'mlp_only_layers' must be a list of layer indices", origin);
+        return -1;
+    }
+    for (const cJSON *it = a->child; it; it = it->next) {
+        double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
+        if (v != floor(v) || v < 0 || v >= c->num_layers || v >= MC_MAX_LAYERS_MASK) {
+            snprintf(err, errlen, "%s: field 'mlp_only_layers' holds %s, not a layer index in 0..%d", origin,
+                     cJSON_IsNumber(it) ? "an out-of-range value" : "a non-number",
+                     (c->num_layers < MC_MAX_LAYERS_MASK ? c->num_layers : MC_MAX_LAYERS_MASK) - 1);
+            return -1;
+        }
+        c->mlp_only[(int)v / 8] |= (uint8_t)(1u << ((int)v % 8));
+    }
+    return 0;
+}
+
+int mc_layer_is_moe(const mc_config *c, int l) {
+    if (c->num_experts <= 0 || l < 0 || l >= c->num_layers) return 0;
+    if (l < MC_MAX_LAYERS_MASK && (c->mlp_only[l / 8] >> (l % 8) & 1)) return 0;
+    int step = c->decoder_sparse_step > 0 ? c->decoder_sparse_step : 1;
+    return (l + 1) % step == 0;
+}
+
 static int parse_obj(mc_config *c, const cJSON *o, const char *origin, char *err, size_t errlen) {
     set_name(c, o, origin);
     const char *mt = get_str(o, "model_type");
@@ -240,6 +278,7 @@ static int parse_obj(mc_config *c, const cJSON *o, const char *origin, char *err
             snprintf(err, errlen, "%s: missing field 'moe_intermediate_size'", origin);
             return -1;
         }
+        if (parse_sparse_layers(c, o, origin, err, errlen) < 0) return -1;
     } else if (r == 0) {
         snprintf(err, errlen, "%s: missing field '%s'", origin, opt ? "ffn_dim" : "intermediate_size");
         return -1;
@@ -330,6 +369,12 @@ int mc_validate(const mc_config *c, char *err, size_t errlen) {
         snprintf(err, errlen, "%s: intermediate_size must be positive", o);
         return -1;
     }
+    for (int l = 0; c->num_experts > 0 && c->intermediate_size <= 0 && l < c->num_layers; l++)
+        if (!mc_layer_is_moe(c, l)) {
+            snprintf(err, errlen, "%s: layer %d keeps a dense MLP (mlp_only_layers, decoder_sparse_step) "
+                     "but intermediate_size is missing", o, l);
+            return -1;
+        }
     /* guard the int64 arithmetic below against absurd sizes */
     if (c->hidden_size > (1 << 20) || c->num_layers > 10000 || c->vocab_size > (1 << 24) ||
         c->head_dim > 65536 || c->num_heads > 65536 || c->intermediate_size > (1 << 22) ||
@@ -343,11 +388,12 @@ int mc_validate(const mc_config *c, char *err, size_t errlen) {
 /* ---- counting -------------------------------------------------------------- */
 
 /* Parameters of one decoder layer, split into linear weights (which AWQ
- * quantizes) and the rest (biases, norms, router: 16-bit).  active: count
- * only experts_per_tok experts.  max_in: widest input of one linear. */
+ * quantizes) and the rest (biases, norms, router: 16-bit).  moe: the layer
+ * runs the experts (else the dense MLP); active: count only experts_per_tok
+ * of them. */
 typedef struct layer_params { int64_t linear, other; } layer_params;
 
-static layer_params layer_count(const mc_config *c, int active) {
+static layer_params layer_count(const mc_config *c, int active, int moe) {
     layer_params p = { 0, 0 };
     int64_t h = c->hidden_size, q = (int64_t)c->num_heads * c->head_dim,
             kv = (int64_t)c->num_kv_heads * c->head_dim;
@@ -362,7 +408,7 @@ static layer_params layer_count(const mc_config *c, int active) {
         p.other += 4 * h;                                   /* two LayerNorms: weight + bias */
         return p;
     }
-    if (c->num_experts > 0) {
+    if (moe) {
         int64_t e = active ? c->experts_per_tok : c->num_experts;
         p.linear += e * 3 * h * c->moe_intermediate_size;   /* gate, up, down per expert */
         p.other += h * c->num_experts;                      /* router */
@@ -384,20 +430,30 @@ static int64_t outer_count(const mc_config *c) {
     return n;
 }
 
+/* the decoder layers together: MoE layers and dense ones counted apart */
+static layer_params body_count(const mc_config *c, int active) {
+    int nmoe = 0;
+    for (int l = 0; l < c->num_layers; l++) nmoe += mc_layer_is_moe(c, l);
+    layer_params s = layer_count(c, active, 1), d = layer_count(c, active, 0), p;
+    p.linear = (int64_t)nmoe * s.linear + (int64_t)(c->num_layers - nmoe) * d.linear;
+    p.other = (int64_t)nmoe * s.other + (int64_t)(c->num_layers - nmoe) * d.other;
+    return p;
+}
+
 int64_t mc_num_params(const mc_config *c) {
-    layer_params p = layer_count(c, 0);
-    return outer_count(c) + (int64_t)c->num_layers * (p.linear + p.other);
+    layer_params p = body_count(c, 0);
+    return outer_count(c) + p.linear + p.other;
 }
 
 int64_t mc_active_params(const mc_config *c) {
-    layer_params p = layer_count(c, 1);
-    return outer_count(c) + (int64_t)c->num_layers * (p.linear + p.other);
+    layer_params p = body_count(c, 1);
+    return outer_count(c) + p.linear + p.other;
 }
 
 int64_t mc_weight_bytes(const mc_config *c, mc_dtype dtype) {
-    layer_params p = layer_count(c, 0);
-    int64_t linear = (int64_t)c->num_layers * p.linear;
-    int64_t rest = outer_count(c) + (int64_t)c->num_layers * p.other;
+    layer_params p = body_count(c, 0);
+    int64_t linear = p.linear;
+    int64_t rest = outer_count(c) + p.other;
     if (dtype != MC_DTYPE_AWQ4)
         return (linear + rest) * mc_dtype_bytes(dtype);
     /* per weight: 4 bits; per group of 128 weights along the input: a 16-bit

@@ -11,6 +11,8 @@ typedef enum { MC_ARCH_LLAMA, MC_ARCH_MISTRAL, MC_ARCH_QWEN2, MC_ARCH_QWEN3,
 typedef enum { MC_DTYPE_BF16, MC_DTYPE_FP16, MC_DTYPE_FP32, MC_DTYPE_AWQ4 } mc_dtype;
 typedef enum { MC_ROPE_NONE, MC_ROPE_LINEAR, MC_ROPE_DYNAMIC, MC_ROPE_LLAMA3, MC_ROPE_YARN } mc_rope_kind;
 
+#define MC_MAX_LAYERS_MASK 1024   /* mlp_only_layers may name layers 0..1023 */
+
 typedef struct mc_config {
     char   name[128];            /* _name_or_path or the file's directory name */
     char   model_type[32];       /* "llama", "qwen2", "qwen3", "mistral", "opt", "qwen3_moe" ... */
@@ -38,6 +40,9 @@ typedef struct mc_config {
     int    experts_per_tok;      /* num_experts_per_tok */
     int    moe_intermediate_size;
     int    shared_expert_intermediate_size;
+    int    norm_topk_prob;       /* divide the top-k routing weights by their sum (Mixtral: always) */
+    int    decoder_sparse_step;  /* layer l is sparse when (l + 1) % step == 0 (default 1: all) */
+    uint8_t mlp_only[MC_MAX_LAYERS_MASK / 8]; /* bit l: layer l keeps a dense MLP (mlp_only_layers) */
     mc_dtype dtype;              /* torch_dtype; AWQ when quantization_config says so */
 } mc_config;
 
@@ -48,6 +53,9 @@ int    mc_load(mc_config *c, const char *path, char *err, size_t errlen);
 int    mc_parse(mc_config *c, const char *json, const char *origin, char *err, size_t errlen);
 /* Checks sizes are positive and consistent; -1 and a message otherwise. */
 int    mc_validate(const mc_config *c, char *err, size_t errlen);
+/* 1 when layer l runs a mixture of experts (num_experts > 0, on the sparse
+ * step and not in mlp_only_layers), 0 when it keeps the dense MLP. */
+int    mc_layer_is_moe(const mc_config *c, int l);
 /* Total parameter count (embeddings, attention, MLP or experts, norms, head). */
 int64_t mc_num_params(const mc_config *c);
 /* Parameters touched per token (MoE: only experts_per_tok experts). */

@@ -141,6 +141,60 @@ static void test_qwen3_moe_file(void **state) {
     assert_close((double)mc_active_params(&c), 3.3e9, 0.03);
     assert_true(mc_active_params(&c) < mc_num_params(&c) / 5);
     assert_int_equal(mc_kv_bytes_per_token(&c, MC_DTYPE_BF16), 2 * 48 * 4 * 128 * 2);
+    assert_int_equal(c.norm_topk_prob, 1);
+    assert_int_equal(c.decoder_sparse_step, 1);
+    for (int l = 0; l < 48; l++) assert_int_equal(mc_layer_is_moe(&c, l), 1);
+}
+
+/* Which layers are sparse: decoder_sparse_step, mlp_only_layers; the dense
+ * layers count intermediate_size, the sparse ones the experts. */
+static void test_moe_layers(void **state) {
+    (void)state;
+    mc_config c, all;
+    const char *base = "{\"model_type\":\"qwen3_moe\",\"hidden_size\":64,\"num_hidden_layers\":4,"
+        "\"num_attention_heads\":2,\"vocab_size\":100,\"num_experts\":16,\"num_experts_per_tok\":4,"
+        "\"moe_intermediate_size\":32,\"intermediate_size\":96";
+    char j[512];
+    snprintf(j, sizeof j, "%s}", base);
+    assert_int_equal(mc_parse(&all, j, "all.json", err, sizeof err), 0);
+    assert_int_equal(all.norm_topk_prob, 0);                 /* transformers' default */
+    for (int l = 0; l < 4; l++) assert_int_equal(mc_layer_is_moe(&all, l), 1);
+    snprintf(j, sizeof j, "%s,\"mlp_only_layers\":[0,2],\"norm_topk_prob\":true}", base);
+    assert_int_equal(mc_parse(&c, j, "mlp_only.json", err, sizeof err), 0);
+    assert_int_equal(c.norm_topk_prob, 1);
+    assert_int_equal(mc_layer_is_moe(&c, 0), 0);
+    assert_int_equal(mc_layer_is_moe(&c, 1), 1);
+    assert_int_equal(mc_layer_is_moe(&c, 2), 0);
+    assert_int_equal(mc_layer_is_moe(&c, 3), 1);
+    /* two layers trade 16 experts (3 x 64 x 32 each) and a router (16 x 64) for a dense MLP (3 x 64 x 96) */
+    int64_t d = 2 * (16 * 3 * 64 * 32 + 16 * 64 - 3 * 64 * 96);
+    assert_true(mc_num_params(&all) - mc_num_params(&c) == d);
+    assert_true(mc_active_params(&all) - mc_active_params(&c) == 2 * (4 * 3 * 64 * 32 + 16 * 64 - 3 * 64 * 96));
+    snprintf(j, sizeof j, "%s,\"decoder_sparse_step\":2}", base);
+    assert_int_equal(mc_parse(&c, j, "step2.json", err, sizeof err), 0);
+    assert_int_equal(mc_layer_is_moe(&c, 0), 0);
+    assert_int_equal(mc_layer_is_moe(&c, 1), 1);
+    assert_int_equal(mc_layer_is_moe(&c, 2), 0);
+    assert_int_equal(mc_layer_is_moe(&c, 3), 1);
+    /* bad values name the field */
+    snprintf(j, sizeof j, "%s,\"mlp_only_layers\":[4]}", base);
+    assert_int_equal(mc_parse(&c, j, "bad.json", err, sizeof err), -1);
+    assert_non_null(strstr(err, "mlp_only_layers"));
+    snprintf(j, sizeof j, "%s,\"mlp_only_layers\":3}", base);
+    assert_int_equal(mc_parse(&c, j, "bad.json", err, sizeof err), -1);
+    assert_non_null(strstr(err, "mlp_only_layers"));
+    snprintf(j, sizeof j, "%s,\"decoder_sparse_step\":0}", base);
+    assert_int_equal(mc_parse(&c, j, "bad.json", err, sizeof err), -1);
+    assert_non_null(strstr(err, "decoder_sparse_step"));
+    assert_int_equal(mc_parse(&c, "{\"model_type\":\"qwen3_moe\",\"hidden_size\":64,\"num_hidden_layers\":2,"
+        "\"num_attention_heads\":2,\"vocab_size\":10,\"num_experts\":4,\"num_experts_per_tok\":5,"
+        "\"moe_intermediate_size\":8}", "k.json", err, sizeof err), -1);
+    assert_non_null(strstr(err, "num_experts_per_tok"));
+    /* a dense layer needs intermediate_size */
+    assert_int_equal(mc_parse(&c, "{\"model_type\":\"qwen3_moe\",\"hidden_size\":64,\"num_hidden_layers\":2,"
+        "\"num_attention_heads\":2,\"vocab_size\":10,\"num_experts\":4,\"num_experts_per_tok\":2,"
+        "\"moe_intermediate_size\":8,\"mlp_only_layers\":[1]}", "d.json", err, sizeof err), -1);
+    assert_non_null(strstr(err, "intermediate_size"));
 }
 
 /* OPT-13B: 12.85 B (learned positions, biases, LayerNorms, tied head). */
@@ -294,6 +348,7 @@ int main(void) {
         cmocka_unit_test(test_qwen3),
         cmocka_unit_test(test_mixtral),
         cmocka_unit_test(test_qwen3_moe_file),
+        cmocka_unit_test(test_moe_layers),
         cmocka_unit_test(test_opt_file),
         cmocka_unit_test(test_awq_files),
         cmocka_unit_test(test_dtype_names),

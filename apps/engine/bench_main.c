@@ -15,13 +15,14 @@
  * the larger of the two.  Pass the GEMM rate and copy bandwidth measured on
  * the same GPU (tests/gpu/bench_hf.py --peaks measures both). */
 #include "apps/engine/cli.h"
-#include "sim/gpu_table.h"
+#include "apps/engine/bench_moe.h"
 #include "engine/engine.h"
 #include "engine/kernels_ref.h"
 #include "engine/weights.h"
 #include "sim/model_config.h"
 #include "base/clock.h"
 #include "base/rng.h"
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,9 @@ static void usage(FILE *f) {
         "  --elementwise T           only time the per-token kernels (SwiGLU, add + RMSNorm, bias,\n"
         "                            RoPE, KV write) on T rows of the config's widths, the scalar\n"
         "                            kernels against the default; bytes moved per second\n"
+        "  --moe-layer T,T,...       only time a mixture-of-experts layer of the config at T tokens\n"
+        "                            (routing uniform and through a dummy router; both GEMM paths)\n"
+        "  --save-routing FILE       with --moe-layer: the routing, for tests/gpu/bench_moe_torch.py\n"
         "  --json FILE               write the figures as JSON\n"
         "  --kv-policy paged|contiguous, --no-prefix-caching, --max-num-batched-tokens N (default 8192),\n"
         "  --max-num-seqs N (256), --max-model-len N, --block-size N, --gpu-memory-utilization F,\n"
@@ -159,7 +163,7 @@ static double datasheet_gbps(char *name, size_t n) {
 
 /* ---- the per-token elementwise kernels alone -------------------------------
  * Each kernel at T rows of the config's widths, with the scalar kernels
- * (k_elementwise_impl(1)) and the default; its calls go round copies of its
+ * (K_ELEM_SCALAR) and the default; its calls go round copies of its
  * buffers in one pool so that the L2 cache holds none of what a call reads. */
 enum { EW_SILU, EW_NORM, EW_BIAS, EW_ROPE, EW_KV, EW_N };
 static const char *const ew_names[EW_N] = {"silu_mul", "add_rmsnorm", "add_bias", "rope", "kv_write"};
@@ -344,7 +348,7 @@ static int run_attention(const mc_config *c, const char *spec, int bs, double pe
 
 enum { O_HELP = 'h', O_NO_PREFIX = 256, O_MODEL, O_DUMMY, O_WORKLOAD, O_NUM_REQUESTS, O_PROMPT_LEN,
        O_OUTPUT_LEN, O_MIN_LEN, O_MAX_LEN, O_SEED, O_DUMMY_SEED, O_TEMPERATURE, O_SAVE, O_JSON, O_ATTENTION,
-       O_ELEMENTWISE, O_PEAK_TFLOPS, O_PEAK_GBPS };
+       O_ELEMENTWISE, O_PEAK_TFLOPS, O_PEAK_GBPS, O_MOE_LAYER, O_SAVE_ROUTING };
 static const opt_spec k_opts[] = {
     { "help", O_HELP, OPT_FLAG },                { "no-prefix-caching", O_NO_PREFIX, OPT_FLAG },
     { "model", O_MODEL, OPT_VALUE },             { "dummy-weights", O_DUMMY, OPT_VALUE },
@@ -355,7 +359,8 @@ static const opt_spec k_opts[] = {
     { "temperature", O_TEMPERATURE, OPT_VALUE }, { "save-workload", O_SAVE, OPT_VALUE },
     { "json", O_JSON, OPT_VALUE },               { "attention", O_ATTENTION, OPT_VALUE },
     { "elementwise", O_ELEMENTWISE, OPT_VALUE }, { "peak-tflops", O_PEAK_TFLOPS, OPT_VALUE },
-    { "peak-gbps", O_PEAK_GBPS, OPT_VALUE },
+    { "peak-gbps", O_PEAK_GBPS, OPT_VALUE },    { "moe-layer", O_MOE_LAYER, OPT_VALUE },
+    { "save-routing", O_SAVE_ROUTING, OPT_VALUE },
     CLI_MODEL_SPECS,
     CLI_TP_SPECS,
     { NULL, 0, 0 },
@@ -364,6 +369,7 @@ static const opt_spec k_opts[] = {
 int main(int argc, char **argv) {
     cm_gpu_table_path(getenv("PAGESIM_GPUS"));     /* the GPU table: data/gpus.json unless set */
     const char *model_dir = NULL, *dummy = NULL, *workload = "fixed", *save = NULL, *json = NULL, *attn = NULL;
+    const char *moe = NULL, *save_routing = NULL;
     int nreq = 1024, plen = 512, olen = 96, lo = 100, hi = 1024, ew_rows = 0;
     double peak_tflops = 790, peak_gbps = 4300, temperature = 0;
     unsigned long long seed = 0, dummy_seed = 0;
@@ -376,6 +382,7 @@ int main(int argc, char **argv) {
     const char *v;
     char perr[256];
     int k;
+    cli_engine_env(PROG, &cfg.model);
     if (opt_begin(&op, argc, argv, k_opts, perr, sizeof perr)) cli_usage_error(PROG, perr);
     while ((k = opt_next(&op, &v, perr, sizeof perr)) != OPT_END) {
         const char *a = opt_name(&op);
@@ -397,6 +404,8 @@ int main(int argc, char **argv) {
         case O_JSON: json = v; break;
         case O_ATTENTION: attn = v; break;
         case O_ELEMENTWISE: ew_rows = cli_int(PROG, a, v, 1, 1 << 16); break;
+        case O_MOE_LAYER: moe = v; break;
+        case O_SAVE_ROUTING: save_routing = v; break;
         case O_PEAK_TFLOPS: peak_tflops = cli_num(PROG, a, v, 1, 1e6); break;
         case O_PEAK_GBPS: peak_gbps = cli_num(PROG, a, v, 1, 1e6); break;
         case CLI_TP: tp = cli_int(PROG, a, v, 1, 1024); break;
@@ -424,6 +433,11 @@ int main(int argc, char **argv) {
     if (json && !(js = fopen(json, "w"))) { fprintf(stderr, "engine/bench: cannot write %s\n", json); return 1; }
     if (attn) {
         int rc = run_attention(&c, attn, cfg.model.block_size > 0 ? cfg.model.block_size : 16, peak_gbps, peak_tflops, js);
+        if (js) fclose(js);
+        return rc;
+    }
+    if (moe) {
+        int rc = bench_moe_layer(&c, moe, peak_tflops, peak_gbps, save_routing, js);
         if (js) fclose(js);
         return rc;
     }
@@ -488,6 +502,12 @@ int main(int argc, char **argv) {
     double pm = L * (D * (nq + 2 * nkv) * hd + nq * hd * D + 3 * D * I);   /* matmul params per token */
     double kvb = (double)mem.kv_bytes_per_token;
     double wread = (double)wbytes - (c.tie_embeddings ? 0 : V * D * 2);   /* the embedding table is gathered */
+    /* MoE layers: k experts and the router per token; a step reads the experts some token chose
+     * (in expectation E (1 - (1 - k/E)^T) of E) */
+    double nmoe = 0, E = c.num_experts, K = c.experts_per_tok, Im = c.moe_intermediate_size;
+    for (int l = 0; l < c.num_layers; l++) nmoe += mc_layer_is_moe(&c, l);
+    pm += nmoe * (K * 3 * D * Im + D * E - 3 * D * I);
+    double xbytes = nmoe * E * 3 * D * Im * 2;                            /* every expert's weights */
     for (int r = 0; r < nreq; r++) {
         eng_params p = {ol[r], (float)temperature, 0, 1.0f, seed + (uint64_t)r};
         if (eng_add_request(e, r, prompts[r], pl[r], &p, err, sizeof err)) {
@@ -512,7 +532,7 @@ int main(int argc, char **argv) {
         eng_last_step(e, &si);
         double T = si.prefill_tokens + si.decode_tokens;
         double f = 2 * pm * T + 2 * V * D * si.num_seqs + 4 * L * nq * hd * (double)si.attn_pairs;
-        double b = wread + kvb * ((double)si.attn_ctx_tokens + T);
+        double b = wread - xbytes + (E > 0 ? xbytes * (1 - pow(1 - K / E, T)) : 0) + kvb * ((double)si.attn_ctx_tokens + T);
         double r = f / (peak_tflops * 1e12) > b / (peak_gbps * 1e9) ? f / (peak_tflops * 1e12) : b / (peak_gbps * 1e9);
         flops += f;
         bytes += b;

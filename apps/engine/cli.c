@@ -3,6 +3,7 @@
 #include "engine/tp_comm.h"
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 _Noreturn void cli_usage_error(const char *prog, const char *err) {
     fprintf(stderr, "%s: %s (see --help)\n", prog, err);
@@ -65,4 +66,29 @@ void cli_tp_check(const char *prog, int tp) {
     fprintf(stderr, "%s: --tensor-parallel-size %d: this machine has the GPUs, but the engine's forward pass "
             "does not run sharded yet (docs/tp-integration.md); use --tensor-parallel-size 1\n", prog, tp);
     exit(2);
+}
+
+/* the index of v in names[] (NULL-terminated), or exit 2 naming the variable */
+static int env_choice(const char *prog, const char *var, const char *v, const char *const *names) {
+    for (int i = 0; names[i]; i++) if (!strcmp(v, names[i])) return i;
+    fprintf(stderr, "%s: %s is one of", prog, var);
+    for (int i = 0; names[i]; i++) fprintf(stderr, " %s", names[i]);
+    fprintf(stderr, ", got '%s'\n", v);
+    exit(2);
+}
+
+void cli_engine_env(const char *prog, model_opts *m) {
+    static const char *const attn[] = {"default", "mma", "simt", NULL};
+    static const char *const elem[] = {"vector", "scalar", NULL};
+    static const char *const moe[] = {"grouped", "cublas", NULL};
+    const char *v;
+    /* the names of earlier sessions' scripts: v5 = mma, v2 = simt, PAGESIM_ELEM=v1 = scalar */
+    if ((v = getenv("PAGESIM_ATTN")) && *v)
+        m->attention = !strcmp(v, "v5") ? K_ATTN_MMA : !strcmp(v, "v2") ? K_ATTN_SIMT
+                     : env_choice(prog, "PAGESIM_ATTN", v, attn);
+    if ((v = getenv("PAGESIM_ELEM")) && *v)
+        m->elementwise = !strcmp(v, "v1") ? K_ELEM_SCALAR : env_choice(prog, "PAGESIM_ELEM", v, elem);
+    if ((v = getenv("PAGESIM_MOE_GEMM")) && *v) m->moe_gemm = env_choice(prog, "PAGESIM_MOE_GEMM", v, moe);
+    if ((v = getenv("PAGESIM_PROFILE")) && *v && strcmp(v, "0")) m->profile = 1;
+    if ((v = getenv("PAGESIM_DUMP_LAYER0")) && *v) m->dump_layer0 = v;
 }

@@ -42,4 +42,12 @@ int    cli_int(const char *prog, const char *name, const char *v, long lo, long 
 double cli_num(const char *prog, const char *name, const char *v, double lo, double hi);
 /* A non-negative 64-bit integer (a seed); exits with 2 otherwise. */
 unsigned long long cli_u64(const char *prog, const char *name, const char *v);
+/* The engine settings the environment gives (library code reads none):
+ *   PAGESIM_ATTN=mma|simt        attention technique (k_attention_impl)
+ *   PAGESIM_ELEM=vector|scalar   per-token kernels (k_elementwise_impl)
+ *   PAGESIM_MOE_GEMM=grouped|cublas  the experts' GEMMs
+ *   PAGESIM_PROFILE=1            GPU time per class of step (model_profile_text)
+ *   PAGESIM_DUMP_LAYER0=FILE     the first forward's layer-0 intermediates
+ * into *m; a bad value is an error (exit 2). */
+void   cli_engine_env(const char *prog, model_opts *m);
 #endif

@@ -45,6 +45,7 @@ static void usage(FILE *f) {
         "                            per sequence up front (a static KV cache), same kernels\n"
         "  --no-prefix-caching       turn automatic prefix caching off (paged)\n"
         "  --dump-logits FILE        write every position's logits (binary, see tests/gpu/compare_hf.py)\n"
+        "  --dump-experts FILE       write every step's chosen experts (MoE; engine/model_probe.c)\n"
         "  --max-num-batched-tokens N  tokens per step (default 2048; smaller forces chunked prefill)\n"
         "  --max-num-seqs N          sequences per step (default 256)\n"
         "  --max-model-len N         tokens per sequence (default min(max_position, 4096))\n"
@@ -121,7 +122,7 @@ static void print_text(const tok_tokenizer *tok, const int32_t *ids, int n) {
 
 enum { O_HELP = 'h', O_CHAT = 256, O_QUIET, O_IGNORE_EOS, O_NO_PREFIX, O_MODEL, O_DUMMY, O_PROMPT,
        O_PROMPT_IDS, O_TOKENIZER, O_OUTPUT, O_MAX_TOKENS, O_TEMPERATURE, O_TOP_K, O_TOP_P, O_SEED,
-       O_DUMMY_SEED, O_EOS_ID, O_DUMP };
+       O_DUMMY_SEED, O_EOS_ID, O_DUMP, O_DUMP_EXPERTS };
 static const opt_spec k_opts[] = {
     { "help", O_HELP, OPT_FLAG },               { "chat", O_CHAT, OPT_FLAG },
     { "quiet", O_QUIET, OPT_FLAG },             { "ignore-eos", O_IGNORE_EOS, OPT_FLAG },
@@ -133,6 +134,7 @@ static const opt_spec k_opts[] = {
     { "top-k", O_TOP_K, OPT_VALUE },            { "top-p", O_TOP_P, OPT_VALUE },
     { "seed", O_SEED, OPT_VALUE },              { "dummy-seed", O_DUMMY_SEED, OPT_VALUE },
     { "eos-id", O_EOS_ID, OPT_VALUE },          { "dump-logits", O_DUMP, OPT_VALUE },
+    { "dump-experts", O_DUMP_EXPERTS, OPT_VALUE },
     CLI_MODEL_SPECS,
     CLI_TP_SPECS,
     { NULL, 0, 0 },
@@ -153,6 +155,7 @@ int main(int argc, char **argv) {
     const char *v;
     char perr[256];
     int k;
+    cli_engine_env(PROG, &cfg.model);
     if (opt_begin(&op, argc, argv, k_opts, perr, sizeof perr)) cli_usage_error(PROG, perr);
     while ((k = opt_next(&op, &v, perr, sizeof perr)) != OPT_END) {
         const char *a = opt_name(&op);
@@ -187,6 +190,7 @@ int main(int argc, char **argv) {
         case O_DUMMY_SEED: dummy_seed = cli_u64(PROG, a, v); break;
         case O_EOS_ID: eos_id = cli_int(PROG, a, v, -1, 0x7fffffff); break;
         case O_DUMP: dump = v; break;
+        case O_DUMP_EXPERTS: cfg.model.dump_experts = v; break;
         case CLI_TP: tp = cli_int(PROG, a, v, 1, 1024); break;
         case OPT_ARG: snprintf(perr, sizeof perr, "unexpected argument '%s'", v); cli_usage_error(PROG, perr);
         case OPT_ERROR: cli_usage_error(PROG, perr);

@@ -121,6 +121,7 @@ int main(int argc, char **argv) {
     const char *v;
     char perr[256];
     int k;
+    cli_engine_env(PROG, &bc.eng.model);
     if (opt_begin(&op, argc, argv, k_opts, perr, sizeof perr)) cli_usage_error(PROG, perr);
     while ((k = opt_next(&op, &v, perr, sizeof perr)) != OPT_END) {
         const char *a = opt_name(&op);

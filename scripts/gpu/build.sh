@@ -42,7 +42,7 @@ for d in ${NCCL_HOME:-} "$CUDA" /usr /usr/local; do
 done
 pids=()
 for cu in engine/*.cu; do
-  "$NVCC" -O3 -arch=sm_90 -lineinfo -I. -c "$cu" -o "$O/engcu/$(basename "$cu").o" & pids+=($!)
+  "$NVCC" -O3 -gencode=arch=compute_90a,code=sm_90a -lineinfo -I. -c "$cu" -o "$O/engcu/$(basename "$cu").o" & pids+=($!)
 done
 for l in "${LAYERS[@]}"; do
   for c in "$l"/*.c; do
@@ -51,7 +51,7 @@ for l in "${LAYERS[@]}"; do
     gcc $CFLAGS -c "$c" -o "$O/$l/$(basename "$c" .c).o" & pids+=($!)
   done
 done
-mains=(apps/engine/run_main.c apps/engine/bench_main.c apps/engine/cli.c tests/gpu/test_*.c bench/bench_tp_*.c)
+mains=(apps/engine/run_main.c apps/engine/bench_main.c apps/engine/bench_moe.c apps/engine/cli.c tests/gpu/test_*.c bench/bench_tp_*.c)
 for c in "${mains[@]}"; do
   gcc $CFLAGS -c "$c" -o "$O/mains/$(basename "$c" .c).o" & pids+=($!)
 done
@@ -64,7 +64,7 @@ for l in engine engcu text sim base; do
 done
 LIBS="$NCCL_LIBS -L$CUDA/lib64 -lcublasLt -lcublas -lcudart_static -ldl -lrt -lstdc++ -lpthread -lm -L$LIBDIR -lcjson -lpcre2-8 -lutf8proc -lcmocka -Wl,-rpath,$LIBDIR -Wl,-rpath,$CUDA/lib64"
 gcc -o $B/run $O/mains/run_main.o $O/mains/cli.o "${ARS[@]}" $LIBS
-gcc -o $B/bench $O/mains/bench_main.o $O/mains/cli.o "${ARS[@]}" $LIBS
+gcc -o $B/bench $O/mains/bench_main.o $O/mains/bench_moe.o $O/mains/cli.o "${ARS[@]}" $LIBS
 tests=()
 for c in tests/gpu/test_*.c; do
   n=$(basename "$c" .c)

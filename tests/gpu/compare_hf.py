@@ -3,7 +3,9 @@
 
 For each family (Llama with llama3 rope scaling, Qwen2 with q/k/v biases and
 tied embeddings, Qwen3 with q/k norms and a sharded checkpoint, Mistral saved
-in fp32, Llama saved in fp16, and Qwen2.5-7B's real widths with few layers)
+in fp32, Llama saved in fp16, Qwen2.5-7B's real widths with few layers, and
+Qwen3-MoE with 16 experts, top-4, with and without norm_topk_prob and with
+dense layers (mlp_only_layers), routers scaled so that routing matters)
 it builds a model with random weights (norm weights and biases randomised too,
 so that they matter), saves it with save_pretrained, runs transformers and
 engine/run on the same prompts and compares:
@@ -15,7 +17,11 @@ engine/run on the same prompts and compares:
     share where ours equals the argmax of transformers' teacher-forced logits;
   * batch = single: all prompts in one batch against each prompt alone;
   * chunked prefill (--max-num-batched-tokens 64, prefix caching off) against transformers;
-  * --kv-policy contiguous: the same logits as paged (one kernel, other tables).
+  * --kv-policy contiguous: the same logits as paged (one kernel, other tables);
+  * MoE: the experts chosen at every layer and position (engine/run
+    --dump-experts against hooks on transformers' routers, each prompt alone,
+    teacher-forced on our tokens): the share of (layer, position) with the same
+    k experts; the pass also asks teacher-forced argmax agreement >= 95%.
 transformers' rotary embeddings keep inv_freq in a floating-point buffer that
 model.to(bf16) casts to bf16 (so does save/reload with a dtype); a served
 checkpoint computes it in fp32, as we do.  We restore the fp32 buffer after
@@ -73,6 +79,14 @@ def families(full_7b):
             num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=32768,
             rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=False,
             use_sliding_window=False), dict(shard="2GB")),
+    ] + [  # Qwen3-MoE (issue 11): 4 layers, 16 experts, top-4; with and without norm_topk_prob; dense layers
+        ("qwen3moe-%s" % tag, tf.Qwen3MoeConfig(
+            vocab_size=4096, hidden_size=512, intermediate_size=1024, moe_intermediate_size=256,
+            num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2, head_dim=64,
+            num_experts=16, num_experts_per_tok=4, norm_topk_prob=norm, decoder_sparse_step=1,
+            mlp_only_layers=mlp_only, max_position_embeddings=2048, rms_norm_eps=1e-6,
+            rope_theta=1000000.0, tie_word_embeddings=False), dict(shard="2MB"))
+        for tag, norm, mlp_only in (("norm", True, []), ("nonorm", False, []), ("mlponly", True, [0, 2]))
     ] + [  # diagnostics: one trait of the 7B shape at a time (run with --only diag)
         ("diag-qwen2-wide-2L", tf.Qwen2Config(
             vocab_size=4096, hidden_size=3584, intermediate_size=18944, num_hidden_layers=2,
@@ -116,6 +130,9 @@ def build(cfg, opts, path, seed):
                 p.uniform_(0.5, 1.5)
             elif name.endswith(".bias"):
                 p.normal_(0.0, 0.1)
+            elif name.endswith("mlp.gate.weight"):      # routers: logits of std ~2, as trained ones
+                p.normal_(0.0, 2.0 / cfg.hidden_size ** 0.5)
+    eager_experts(model)
     disk = opts.get("dtype", torch.bfloat16)
     model.to(disk).save_pretrained(path, safe_serialization=True,
                                    max_shard_size=opts.get("shard", "50GB"))
@@ -124,6 +141,55 @@ def build(cfg, opts, path, seed):
     model.to(torch.bfloat16).eval()          # what the engine holds: bf16 of what is on disk
     model.generation_config.eos_token_id = None   # generate exactly GEN tokens, as engine/run does
     return model
+
+
+def eager_experts(model):
+    """transformers' reference loop over the experts (not grouped_mm) where the
+    version has a choice: the order of ops the engine follows"""
+    if hasattr(model.config, "_experts_implementation"):
+        try:
+            model.config._experts_implementation = "eager"
+        except Exception:
+            pass
+
+
+def read_experts(path):
+    """engine/run --dump-experts: per forward T, k, n MoE layers, then per layer
+    its index and ids (T, k) -> {layer: (rows, k)} over the forwards in order"""
+    b = open(path, "rb").read()
+    off, out = 0, {}
+    while off < len(b):
+        T, k, n = struct.unpack_from("<3i", b, off); off += 12
+        for _ in range(n):
+            (l,) = struct.unpack_from("<i", b, off); off += 4
+            ids = np.frombuffer(b, np.int32, T * k, off).reshape(T, k); off += 4 * T * k
+            out.setdefault(l, []).append(ids)
+    return {l: np.concatenate(v, 0) for l, v in out.items()}
+
+
+@torch.no_grad()
+def hf_experts(model, toks):
+    """transformers' chosen experts at every MoE layer for the tokens toks[:-1]
+    (teacher-forced, batch 1): {layer: (rows, k)}"""
+    got, hooks = {}, []
+    k = model.config.num_experts_per_tok
+    for i, layer in enumerate(model.model.layers):
+        gate = getattr(layer.mlp, "gate", None)
+        if gate is None or not hasattr(layer.mlp, "experts"):
+            continue
+        def hook(m, inp, out, i=i):
+            if isinstance(out, tuple):            # transformers 5: (logits, weights, indices)
+                idx = out[2]
+            else:                                 # 4.x: the router logits
+                idx = torch.topk(torch.softmax(out.float(), -1), k, dim=-1).indices
+            got[i] = idx.reshape(-1, k).cpu().numpy()
+        hooks.append(gate.register_forward_hook(hook))
+    try:
+        model(torch.tensor(toks[:-1], dtype=torch.long, device="cuda")[None])
+    finally:
+        for h in hooks:
+            h.remove()
+    return got
 
 
 def rope_fp32(model):
@@ -367,9 +433,24 @@ def check_model(a, path, model, prompts, tmp, r):
     # (logits compared up to the first token where the two runs part, since
     # after it they see different inputs)
     same_tok, num, den, single_max = 0, 0.0, 0.0, 0.0
+    moe = getattr(model.config, "num_experts", 0) or 0
+    ex_set, ex_pick, ex_n = 0, 0, 0
     for j, p in enumerate(prompts):
-        e1, _, _ = run_engine(a.engine, path, [p], [], os.path.join(tmp, "s.bin"))
+        xp = ["--dump-experts", os.path.join(tmp, "x.bin")] if moe else []
+        e1, _, _ = run_engine(a.engine, path, [p], xp, os.path.join(tmp, "s.bin"))
         P, t1, l1 = e1[0]
+        if moe:        # each (layer, position): our k experts against transformers' (as sets)
+            ours, ref = read_experts(xp[1]), hf_experts(model, t1)
+            for l, hx in ref.items():
+                o = ours.get(l)
+                if o is None or o.shape != hx.shape:
+                    raise RuntimeError("layer %d: ours %s, transformers %s experts" % (
+                        l, None if o is None else o.shape, hx.shape))
+                for x, y in zip(o, hx):
+                    sx, sy = set(x.tolist()), set(y.tolist())
+                    ex_set += sx == sy
+                    ex_pick += len(sx & sy)
+                    ex_n += 1
         t0, l0 = eng[j][1], eng[j][2]
         same_tok += int(np.array_equal(t1, t0))
         diff = np.nonzero(t1 != t0)[0]
@@ -377,6 +458,10 @@ def check_model(a, path, model, prompts, tmp, r):
         a0, a1 = l0[:upto], l1[:upto]
         num += float(np.sum((a1 - a0) ** 2)); den += float(np.sum(a0 ** 2))
         single_max = max(single_max, float(np.max(np.abs(a1 - a0))))
+    if moe:
+        r["experts_equal_share"] = ex_set / max(ex_n, 1)
+        r["experts_pick_share"] = ex_pick / max(ex_n * model.config.num_experts_per_tok, 1)
+        r["experts_positions"] = ex_n
     r["batch_equals_single_tokens"] = "%d/%d" % (same_tok, len(prompts))
     r["batch_vs_single_rel_l2"] = (num / den) ** 0.5
     r["batch_vs_single_max_abs_logit"] = single_max
@@ -399,7 +484,8 @@ def check_model(a, path, model, prompts, tmp, r):
                      c["prefill_rel_l2"] < 0.03 and
                      b["fp32_ours_rel_l2"] <= 1.5 * b["fp32_hfbf16_rel_l2"] and
                      b["fp32_ours_tf_argmax_agree"] >= b["fp32_hfbf16_tf_argmax_agree"] - 0.05 and
-                     r["batch_vs_single_rel_l2"] < 0.01 and r["contiguous_equals_paged"])
+                     r["batch_vs_single_rel_l2"] < 0.01 and r["contiguous_equals_paged"] and
+                     (not moe or b["teacher_forced_argmax_agree"] >= 0.95))
 
 
 def load_checkpoint(path):
@@ -410,6 +496,7 @@ def load_checkpoint(path):
         model = tf.AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.bfloat16)
     model.to("cuda").eval()
     model.generation_config.eos_token_id = None
+    eager_experts(model)
     return model
 
 
@@ -506,7 +593,7 @@ def main():
     print("%-28s %10s %10s %10s %10s %8s %8s %6s %9s" % ("family", "pre relL2", "pre max", "dec relL2",
                                                     "dec max", "greedy", "tf-argm", "b=s", "b-s relL2"))
     for n, r in results.items():
-        if "batched" in r:
+        if "batched" in r and "error" not in r:
             b = r["batched"]
             print("%-28s %10.2e %10.3f %10.2e %10.3f %7.1f%% %7.1f%% %6s %9.1e %s" % (
                 n, b["prefill_rel_l2"], b["prefill_max_abs"], b["decode_rel_l2"], b["decode_max_abs"],
@@ -518,6 +605,10 @@ def main():
                 c["decode_max_abs"], 100 * c["greedy_agree"], 100 * c["teacher_forced_argmax_agree"]))
         else:
             print("%-28s ERROR %s" % (n, r.get("error", "")[:300]))
+    for n, r in results.items():
+        if "experts_equal_share" in r:
+            print("%-28s chosen experts equal to transformers' at %.2f%% of %d (layer, position); %.2f%% of the picks" % (
+                n, 100 * r["experts_equal_share"], r["experts_positions"], 100 * r["experts_pick_share"]))
     for n, r in results.items():
         b = r.get("batched", {})
         if "greedy_agree_to_eos" in b:

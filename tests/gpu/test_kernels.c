@@ -13,67 +13,7 @@
 #include "engine/kernels_ref.h"
 #include <cuda_runtime_api.h>
 #include <cublas_v2.h>
-
-static uint64_t rng_state = 0x1234567;
-static float frand(void) {            /* uniform in [-1, 1) */
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((rng_state >> 40) & 0xffffff) / 8388608.0f - 1.0f;
-}
-static int irand(int n) { return (int)(((frand() + 1.0f) * 0.5f) * n) % n; }
-/* random values already rounded to bf16 */
-static float *rnd(size_t n, float scale) {
-    float *x = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) x[i] = kref_round_bf(frand() * scale);
-    return x;
-}
-static k_bf16 *up_bf(const float *x, size_t n) {
-    uint16_t *h = malloc(n * 2);
-    for (size_t i = 0; i < n; i++) h[i] = kref_f2bf(x[i]);
-    void *d = NULL;
-    assert_int_equal(cudaMalloc(&d, n * 2 + 2), cudaSuccess);
-    assert_int_equal(cudaMemcpy(d, h, n * 2, cudaMemcpyHostToDevice), cudaSuccess);
-    free(h);
-    return d;
-}
-static void *up(const void *x, size_t bytes) {
-    void *d = NULL;
-    assert_int_equal(cudaMalloc(&d, bytes + 4), cudaSuccess);
-    assert_int_equal(cudaMemcpy(d, x, bytes, cudaMemcpyHostToDevice), cudaSuccess);
-    return d;
-}
-static void *poisoned(size_t bytes) {
-    void *d = NULL;
-    assert_int_equal(cudaMalloc(&d, bytes + 4), cudaSuccess);
-    assert_int_equal(cudaMemset(d, 0xff, bytes), cudaSuccess);      /* NaN in bf16 and fp32 */
-    return d;
-}
-static float *down_bf(const k_bf16 *d, size_t n) {
-    assert_int_equal(cudaDeviceSynchronize(), cudaSuccess);
-    uint16_t *h = malloc(n * 2);
-    float *x = malloc(n * sizeof(float));
-    assert_int_equal(cudaMemcpy(h, d, n * 2, cudaMemcpyDeviceToHost), cudaSuccess);
-    for (size_t i = 0; i < n; i++) x[i] = kref_bf2f(h[i]);
-    free(h);
-    return x;
-}
-static void *down(const void *d, size_t bytes) {
-    assert_int_equal(cudaDeviceSynchronize(), cudaSuccess);
-    void *h = malloc(bytes);
-    assert_int_equal(cudaMemcpy(h, d, bytes, cudaMemcpyDeviceToHost), cudaSuccess);
-    return h;
-}
-/* relative L2 error of got against want; +inf when got holds a NaN/inf */
-static double rel_l2(const float *got, const float *want, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(got[i])) return INFINITY;
-        num += ((double)got[i] - want[i]) * ((double)got[i] - want[i]);
-        den += (double)want[i] * want[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-#define CHECK_CLOSE(got, want, n, tol, what) do { double e_ = rel_l2(got, want, n); \
-    fprintf(stderr, "  %-28s rel L2 %.3e\n", what, e_); assert_true(e_ < (tol)); } while (0)
+#include "tests/gpu/gpu_test_util.h"
 
 static void test_fill(void **st) {
     (void)st; TU_REQUIRE_GPU();
@@ -216,8 +156,8 @@ static void silu_case(int T, int I, int off) {
     void *bgu, *b0, *b1;
     k_bf16 *dgu = up_bf_off(gu, 2 * n, off, &bgu);
     k_bf16 *o0 = up_bf_off(NULL, n, off, &b0), *o1 = up_bf_off(NULL, n, off, &b1);
-    WITH_IMPL(0, k_silu_mul(o0, dgu, T, I, 0));
-    WITH_IMPL(1, k_silu_mul(o1, dgu, T, I, 0));
+    WITH_IMPL(K_ELEM_VECTOR, k_silu_mul(o0, dgu, T, I, 0));
+    WITH_IMPL(K_ELEM_SCALAR, k_silu_mul(o1, dgu, T, I, 0));
     float *g0 = down_bf(o0, n), *g1 = down_bf(o1, n);
     kref_silu_mul(want, gu, T, I);
     char name[64];
@@ -243,7 +183,7 @@ static void rmsnorm_case(int T, int D, int with_res) {
     size_t n = (size_t)T * D;
     float *x = rnd(n, 2), *res = rnd(n, 2), *w = rnd(D, 1), *gx[2], *gr[2];
     k_bf16 *dw = up_bf(w, D);
-    for (int impl = 0; impl < 2; impl++) {
+    for (int impl = K_ELEM_VECTOR; impl <= K_ELEM_SCALAR; impl++) {
         k_bf16 *dx = up_bf(x, n), *dr = up_bf(res, n);
         WITH_IMPL(impl, k_add_rmsnorm(dx, with_res ? dr : NULL, dw, T, D, 1e-6f, 0));
         gx[impl] = down_bf(dx, n);
@@ -284,7 +224,7 @@ static void rope_case(int T, int nq, int nkv, int hd, int stride, int maxpos) {
     float *x = rnd(n, 2), *g[2];
     int32_t *dpos = up(pos, sizeof(int32_t) * (size_t)T);
     float *dinv = up(inv, sizeof(float) * (size_t)(hd / 2));
-    for (int impl = 0; impl < 2; impl++) {
+    for (int impl = K_ELEM_VECTOR; impl <= K_ELEM_SCALAR; impl++) {
         k_bf16 *dx = up_bf(x, n);
         WITH_IMPL(impl, k_rope(dx, dpos, dinv, T, nq, nkv, hd, stride, 0));
         g[impl] = down_bf(dx, n);
@@ -320,7 +260,7 @@ static void bias_case(int T, int N, int off) {
     size_t n = (size_t)T * N;
     float *y = rnd(n, 2), *b = rnd(N, 1), *g[2];
     k_bf16 *db = up_bf(b, N);
-    for (int impl = 0; impl < 2; impl++) {
+    for (int impl = K_ELEM_VECTOR; impl <= K_ELEM_SCALAR; impl++) {
         void *base;
         k_bf16 *dy = up_bf_off(y, n, off, &base);
         WITH_IMPL(impl, k_add_bias(dy, db, T, N, 0));
@@ -462,7 +402,7 @@ static void attention_case(int nq, int nkv, int hd, int bs, int B, const int *ql
     cudaFree(dctx); cudaFree(dslots); cudaFree(ws);
 }
 
-/* every case with each implementation: the default, v2 and v5, v1 */
+/* every case with each technique: the default, decode_simt + prefill_wmma, the mma pair */
 static void attention_cases(const char *impl) {
     char n[96];
 #define CASE(nq, nkv, hd, bs, B, q, c, what, amp) do { snprintf(n, sizeof n, "%s %s", impl, what); \
@@ -493,14 +433,12 @@ static void attention_cases(const char *impl) {
 
 static void test_attention(void **st) {
     (void)st; TU_REQUIRE_GPU();
-    int old = k_attention_impl(0);
+    int old = k_attention_impl(K_ATTN_DEFAULT);
     attention_cases("default");
-    k_attention_impl(2);
-    attention_cases("v2");
-    k_attention_impl(5);
-    attention_cases("v5");
-    k_attention_impl(1);
-    attention_cases("v1");
+    k_attention_impl(K_ATTN_SIMT);
+    attention_cases("simt/wmma");
+    k_attention_impl(K_ATTN_MMA);
+    attention_cases("mma");
     k_attention_impl(old);
 }
 
