@@ -5,6 +5,7 @@
 #include "engine/weights.h"
 #include "engine/safetensors.h"
 #include "base/errbuf.h"
+#include "base/file.h"
 #include "base/rng.h"
 #include "engine/kernels_ref.h"
 #include <math.h>
@@ -219,17 +220,6 @@ static int ckpt_index(ckpt *k, char *err, size_t errlen) {
     return 0;
 }
 
-static char *read_text(const char *path, size_t max) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    char *buf = malloc(max + 1);
-    size_t n = buf ? fread(buf, 1, max, fp) : 0;
-    fclose(fp);
-    if (!buf) return NULL;
-    buf[n] = 0;
-    return buf;
-}
-
 static int ckpt_open(ckpt *k, const char *dir, char *err, size_t errlen) {
     memset(k, 0, sizeof *k);
     char path[1024];
@@ -243,8 +233,9 @@ static int ckpt_open(ckpt *k, const char *dir, char *err, size_t errlen) {
         if (ckpt_index(k, err, errlen)) { ckpt_close(k); return -1; }
         return 0;
     }
-    char *text = read_text(path, 64u << 20);
-    cJSON *root = text ? cJSON_Parse(text) : NULL;
+    char *text = file_read_all(path, 64u << 20, NULL, err, errlen);
+    if (!text) return -1;
+    cJSON *root = cJSON_Parse(text);
     free(text);
     const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(map)) {
