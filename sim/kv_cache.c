@@ -95,6 +95,23 @@ bool kv_can_admit(const kv_cache *kv, const seq *s, int watermark_blocks) {
     return ra_can_admit(kv->ra, s, (long)watermark_blocks * kv->cfg.block_size);
 }
 
+bool kv_can_ever_fit(const kv_cache *kv, const seq *s, int watermark_blocks) {
+    long bs = kv->cfg.block_size, pool = (long)kv->cfg.num_blocks * bs;
+    long wm = watermark_blocks > 0 ? (long)watermark_blocks * bs : 0;
+    long life = (long)s->prompt_len + s->max_output;
+    if (life < s->num_tokens) life = s->num_tokens;
+    if (kv->ra) {             /* one reservation for the whole life, or it cannot finish */
+        long r = ra_reservation_for(kv->ra, s);
+        return r >= life && r + wm <= pool;
+    }
+    /* the last sampled token's slot (index life - 1) is secured before it is
+     * appended; an admission (first, or after a recompute) holds at most
+     * life - 1 tokens and keeps the watermark free */
+    long need = seq_blocks_for((int)life, (int)bs) * bs;
+    long admit = (long)seq_blocks_for((int)(life - 1 > 0 ? life - 1 : 1), (int)bs) * bs + wm;
+    return need <= pool && admit <= pool;
+}
+
 void kv_admit(kv_cache *kv, seq *s) {
     if (kv->bm) bm_admit(kv->bm, s); else ra_admit(kv->ra, s);
 }

@@ -60,6 +60,12 @@ const kv_config *kv_get_config(const kv_cache *kv);
  * recompute preemption), after prefix-cache hits (paged) or for its full
  * reservation (other policies)?  With watermark_blocks kept free. */
 bool kv_can_admit(const kv_cache *kv, const seq *s, int watermark_blocks);
+/* Could s ever run to its full length (prompt_len + max_output tokens) in
+ * this pool, alone in it, with watermark_blocks free at each admission?  No
+ * means no schedule can finish it: the scheduler refuses it at once (as vLLM
+ * refuses a prompt longer than the cache) instead of preempting it forever.
+ * Can't fail. */
+bool kv_can_ever_fit(const kv_cache *kv, const seq *s, int watermark_blocks);
 /* Gives s its blocks / reservation.  Prefix-cache hits set s->num_computed to
  * the cached tokens (whole blocks, never the entire prompt: at least the last
  * prompt token is computed).  Call only after kv_can_admit said yes. */

@@ -116,7 +116,7 @@ int met_summarize(const met_collector *m, met_summary *o) {
     for (int i = 0; i < n; i++) {
         const met_request *r = &m->reqs[i];
         o->num_requests++;
-        if (r->aborted) { o->num_aborted++; continue; }
+        if (r->aborted) { o->num_aborted++; o->num_refused += r->refused; continue; }
         o->num_finished++;
         o->prompt_tokens += r->prompt_len;
         o->output_tokens += (long)r->output_len * (r->num_seqs > 0 ? r->num_seqs : 1);
@@ -180,7 +180,7 @@ void *met_summary_json(const met_summary *s) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
 #define NUM(f) cJSON_AddNumberToObject(o, #f, (double)s->f)
-    NUM(num_requests); NUM(num_finished); NUM(num_aborted);
+    NUM(num_requests); NUM(num_finished); NUM(num_aborted); NUM(num_refused);
     NUM(prompt_tokens); NUM(output_tokens); NUM(steps);
     NUM(sim_time); NUM(wall_time); NUM(req_per_s); NUM(out_tok_per_s); NUM(total_tok_per_s);
     cJSON_AddItemToObject(o, "ttft", pct_json(&s->ttft));
@@ -218,6 +218,10 @@ void *met_json(const met_summary *s, const met_step *steps, int n_steps,
 #define NUM(f) cJSON_AddNumberToObject(o, #f, (double)r->f)
         NUM(id); NUM(prompt_len); NUM(output_len); NUM(num_seqs); NUM(num_preemptions);
         cJSON_AddBoolToObject(o, "aborted", r->aborted);
+        if (r->aborted) {
+            cJSON_AddBoolToObject(o, "refused", r->refused);
+            cJSON_AddStringToObject(o, "abort_reason", r->abort_reason ? r->abort_reason : "unknown");
+        }
         NUM(arrival); NUM(first_scheduled); NUM(first_token); NUM(finish_time);
         NUM(ttft); NUM(tpot); NUM(e2e); NUM(norm_latency);
 #undef NUM

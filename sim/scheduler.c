@@ -18,7 +18,8 @@ typedef struct sseq { seq s; sreq *req; } sseq;   /* s first: a seq* is an sseq*
 
 struct sreq {                         /* one request = one sequence group */
     int    id, width;                 /* width: n, or the beam width */
-    bool   beam, forked, aborted;
+    bool   beam, forked, aborted, refused;
+    const char *why;                  /* aborted: SCHED_WHY_* */
     int    prompt_len, max_output;
     int    live;                      /* members not finished */
     int    max_gen;                   /* longest output of a finished member */
@@ -29,6 +30,10 @@ struct sreq {                         /* one request = one sequence group */
     int    num_members;
     sseq  *members[];                 /* (width,) the group's sequences, first = the parent */
 };
+
+const char SCHED_WHY_TOO_LONG[] = "prompt longer than max_model_len";
+const char SCHED_WHY_NEVER_FITS[] = "prompt + output need more KV slots than the whole pool";
+const char SCHED_WHY_CALLER[] = "aborted by the caller";
 
 typedef struct deque { sseq **v; int cap, head, len; } deque;   /* ring buffer */
 
@@ -172,12 +177,17 @@ seq *sched_add(sched *sc, int id, const int *prompt, int prompt_len, int max_out
     /* a sequence never outgrows max_model_len: clip the output (as vLLM does) */
     long room = (long)sc->max_model_len - prompt_len;
     r->max_output = room < max_output ? (int)(room > 0 ? room : 1) : max_output;
-    r->aborted = room <= 0;                 /* the prompt alone is too long */
+    if (room <= 0) { r->aborted = true; r->why = SCHED_WHY_TOO_LONG; }
     r->arrival = arrival; r->first_scheduled = r->first_token = -1;
     r->beam_step = -1; r->user = user; r->live = 1;
     if (seq_init(&q->s, sc->next_seq_id, sc->next_seq_id, prompt, prompt_len,
                  r->max_output, arrival) != 0) { free(r); free(q); return NULL; }
     sc->next_seq_id++;
+    /* refused now rather than preempted forever once it has filled the pool */
+    if (!r->aborted && !kv_can_ever_fit(sc->kv, &q->s, sc->cfg.watermark_blocks)) {
+        r->aborted = true;
+        r->why = SCHED_WHY_NEVER_FITS;
+    }
     q->s.user = user;
     q->req = r;
     r->members[r->num_members++] = q;
@@ -193,7 +203,8 @@ static void req_done(sched *sc, sreq *r, double now) {
         d->num_seqs = r->num_members; d->arrival = r->arrival;
         d->first_scheduled = r->first_scheduled; d->first_token = r->first_token;
         d->finish_time = now; d->num_preemptions = r->preemptions;
-        d->aborted = r->aborted; d->user = r->user;
+        d->aborted = r->aborted; d->refused = r->refused;
+        d->why = r->aborted ? r->why : NULL; d->user = r->user;
     }
     if (grow((void **)&sc->dead, &sc->dead_cap, sc->n_dead + 1, sizeof *sc->dead) == 0)
         sc->dead[sc->n_dead++] = r;
@@ -212,6 +223,20 @@ static void seq_done(sched *sc, sseq *q, seq_finish why, double now) {
     if (grow((void **)&sc->fin, &sc->fin_cap, sc->n_fin + 1, sizeof *sc->fin) == 0)
         sc->fin[sc->n_fin++] = q;
     if (--r->live == 0) req_done(sc, r, now);
+}
+
+/* Ends q's request as one that can never run to its end: q gives back what
+ * it holds and finishes aborted with why (its request's first why wins). */
+static void refuse(sched *sc, sseq *q, const char *why, double now) {
+    sreq *r = q->req;
+    kv_release(sc->kv, &q->s);                  /* holds nothing when waiting: no-op */
+    if (!r->aborted) { r->aborted = true; r->why = why; }
+    if (!r->refused) {                          /* counted once per request */
+        r->refused = true;
+        sc->stats.aborted++;
+        sc->stats.refused++;
+    }
+    seq_done(sc, q, SEQ_FINISH_ABORT, now);
 }
 
 /* ---- building a batch ------------------------------------------------------- */
@@ -270,6 +295,12 @@ static void try_schedule(sched *sc, int idx, int *budget, bool may_preempt, doub
             if (!may_preempt) return;
             sseq *v = sc->run[sc->nrun - 1];
             sc->run[--sc->nrun] = NULL;
+            if (v == q && sc->nrun == 0) {
+                /* alone on the GPU (swapped sequences hold CPU blocks only) and
+                 * still no room: preempting it would only bring it back here */
+                refuse(sc, q, SCHED_WHY_NEVER_FITS, now);
+                return;
+            }
             preempt(sc, v);
             if (v == q) return;
         }
@@ -326,10 +357,9 @@ int sched_schedule(sched *sc, double now, const sched_batch **out) {
            sc->nrun < sc->cfg.max_num_seqs && (budget > 0 || sc->cfg.static_batching)) {
         sseq *q = dq_front(&sc->waiting);
         seq *s = &q->s;
-        if (q->req->aborted) {                  /* prompt longer than max_model_len */
+        if (q->req->aborted) {                  /* refused at sched_add */
             dq_pop_front(&sc->waiting);
-            sc->stats.aborted++;
-            seq_done(sc, q, SEQ_FINISH_ABORT, now);
+            refuse(sc, q, q->req->why, now);
             continue;
         }
         if (!sc->cfg.chunked_prefill && !sc->cfg.static_batching && b->num_items > 0 &&
@@ -337,9 +367,7 @@ int sched_schedule(sched *sc, double now, const sched_batch **out) {
         if (!kv_can_admit(sc->kv, s, sc->cfg.watermark_blocks)) {
             if (sc->nrun == 0 && sc->swapped.len == 0) {   /* can never fit: drop it */
                 dq_pop_front(&sc->waiting);
-                q->req->aborted = true;
-                sc->stats.aborted++;
-                seq_done(sc, q, SEQ_FINISH_ABORT, now);
+                refuse(sc, q, SCHED_WHY_NEVER_FITS, now);
                 continue;
             }
             break;
@@ -508,6 +536,7 @@ int sched_abort(sched *sc, int id, double now, sched_done *out, const seq **firs
     sreq *r = sc ? find_live_req(sc, id) : NULL;
     if (first) *first = NULL;
     if (!r) return 0;
+    if (!r->aborted) r->why = SCHED_WHY_CALLER;
     r->aborted = true;
     for (int k = 0; k < r->num_members; k++) {
         sseq *q = r->members[k];
@@ -541,7 +570,7 @@ int sched_abort(sched *sc, int id, double now, sched_done *out, const seq **firs
         out->num_seqs = r->num_members; out->arrival = r->arrival;
         out->first_scheduled = r->first_scheduled; out->first_token = r->first_token;
         out->finish_time = now; out->num_preemptions = r->preemptions;
-        out->aborted = true; out->user = r->user;
+        out->aborted = true; out->why = r->why; out->user = r->user;
     }
     sc->stats.aborted++;
     if (grow((void **)&sc->dead, &sc->dead_cap, sc->n_dead + 1, sizeof *sc->dead) == 0)

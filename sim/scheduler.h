@@ -70,12 +70,21 @@ typedef struct sched_done {       /* a request all of whose sequences finished *
     int    num_seqs;              /* n, or the beam width */
     double arrival, first_scheduled, first_token, finish_time;
     int    num_preemptions;
-    bool   aborted;               /* could never fit (prompt too long for the pool) */
+    bool   aborted;               /* refused (could never fit) or ended by sched_abort */
+    bool   refused;               /* aborted without running to its end: could never fit */
+    const char *why;              /* aborted: why, static text (SCHED_WHY_*); else NULL */
     void  *user;
 } sched_done;
 
+/* Why a request was aborted (sched_done.why; compare by pointer or text). */
+extern const char SCHED_WHY_TOO_LONG[];    /* prompt >= max_model_len */
+extern const char SCHED_WHY_NEVER_FITS[];  /* prompt + output beyond the whole KV pool */
+extern const char SCHED_WHY_CALLER[];      /* sched_abort */
+
 typedef struct sched_stats {      /* cumulative */
     long preemptions, recomputes, swap_outs, swap_ins, forks, beam_swaps, aborted;
+    long refused;                 /* of the aborted: could never fit (the two SCHED_WHY_
+                                     above), finished without running */
 } sched_stats;
 
 typedef struct sched sched;
@@ -85,7 +94,10 @@ sched *sched_create(const sched_config *cfg, kv_cache *kv, char *err, size_t err
 void   sched_destroy(sched *sc);
 /* Adds an arrived request: prompt (prompt_len ids, copied), max_output tokens,
  * n parallel samples (>= 1) or beam width (> 1 = beam search, n ignored).
- * Returns the request's first sequence (owned by the scheduler) or NULL. */
+ * Returns the request's first sequence (owned by the scheduler) or NULL.  A
+ * request that can never run to its end (prompt >= max_model_len, or prompt +
+ * max_output beyond the whole pool: kv_can_ever_fit) is accepted and refused:
+ * it finishes aborted, with its why, when it reaches the head of the queue. */
 seq   *sched_add(sched *sc, int id, const int *prompt, int prompt_len, int max_output,
                  int n, int beam, double arrival, void *user);
 /* Builds the next batch; *out stays valid until the next sched_schedule.

@@ -152,6 +152,8 @@ int sim_run(const sim_config *cfg, const wl_request *reqs, int n, sim_result *ou
             r.id = d->id; r.prompt_len = d->prompt_len; r.output_len = d->output_len;
             r.num_seqs = d->num_seqs; r.num_preemptions = d->num_preemptions;
             r.aborted = d->aborted; r.arrival = d->arrival;
+            r.abort_reason = d->why;
+            r.refused = d->refused;
             r.first_scheduled = d->first_scheduled; r.first_token = d->first_token;
             r.finish_time = d->finish_time;
             met_request_finish(&r);

@@ -17,6 +17,18 @@ void loop_free(loop *l) {
     l->tokens = NULL; l->cap = 0;
 }
 
+/* Counts steps that ran and finished nothing; fails after too many in a row. */
+static int note_progress(loop *l, const loop_step_info *info, char *err, size_t errlen) {
+    if (info->batch->num_items > 0 || info->n_done > 0) { l->empty_steps = 0; return 1; }
+    if (++l->empty_steps < LOOP_MAX_EMPTY_STEPS) return 1;
+    int run, wait, sw;
+    sched_counts(l->sc, &run, &wait, &sw);
+    snprintf(err, errlen, "step loop: no progress in %d steps at t=%.3f s (%d running, %d waiting, "
+             "%d swapped): the scheduler admits and preempts without running anything",
+             l->empty_steps, l->now, run, wait, sw);
+    return -1;
+}
+
 int loop_step(loop *l, loop_step_info *info, char *err, size_t errlen) {
     loop_step_info tmp;
     if (!info) info = &tmp;
@@ -30,7 +42,8 @@ int loop_step(loop *l, loop_step_info *info, char *err, size_t errlen) {
         sched_postprocess(l->sc, NULL, l->now, l->eos_id, &info->done, &info->n_done,
                           &info->fin, &info->n_fin);
         /* a step that only preempted or aborted still changed the state */
-        return (b->preempted || b->admitted || info->n_done) ? 1 : 0;
+        if (!(b->preempted || b->admitted || b->swapped_in || info->n_done)) return 0;
+        return note_progress(l, info, err, errlen);
     }
     if (n > l->cap) {
         int nc = n > 2 * l->cap ? n : 2 * l->cap;
@@ -47,5 +60,5 @@ int loop_step(loop *l, loop_step_info *info, char *err, size_t errlen) {
     sched_postprocess(l->sc, l->tokens, l->now, l->eos_id, &info->done, &info->n_done,
                       &info->fin, &info->n_fin);
     l->steps++;
-    return 1;
+    return note_progress(l, info, err, errlen);
 }

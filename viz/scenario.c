@@ -245,7 +245,8 @@ static int lane_step(lane *l, viz_scenario *v, char *ev, size_t evcap, char *err
         if (id >= 0 && id < v->n) { l->rt[id].done = true; l->rt[id].first = NULL; }
         l->finished++;
         if (info.done[i].aborted) {
-            snprintf(t, sizeof t, "request %d aborted (can never fit)", id);
+            snprintf(t, sizeof t, "request %d aborted: %s", id,
+                     info.done[i].why ? info.done[i].why : "aborted");
             ev_add(ev, evcap, t);
         }
     }
@@ -480,8 +481,13 @@ void viz_scenario_destroy(viz_scenario *v) {
 }
 
 int viz_scenario_step(viz_scenario *v, char *err, size_t errlen) {
-    long max = v->cfg.max_steps > 0 ? v->cfg.max_steps : 100000;
-    if (v->step >= max) return 0;
+    if (v->cfg.max_steps > 0 && v->step >= v->cfg.max_steps) {
+        int left = v->n - v->a.finished;
+        if (left <= 0 && (!v->has_b || v->b.finished >= v->n)) return 0;
+        snprintf(err, errlen, "stopped at the step limit (%ld steps) with %d requests unfinished",
+                 v->cfg.max_steps, left);
+        return -1;
+    }
     char ea[160], eb[160];
     int ra = lane_step(&v->a, v, ea, sizeof ea, err, errlen);
     if (ra < 0) return -1;
