@@ -68,9 +68,11 @@ static int grow(void **p, int *cap, int need, size_t elem) {
     *p = q; *cap = nc;
     return 0;
 }
-static int dq_grow(deque *d) {
-    if (d->len < d->cap) return 0;
+/* Makes d hold at least need entries. */
+static int dq_reserve(deque *d, int need) {
+    if (need <= d->cap) return 0;
     int nc = d->cap ? d->cap * 2 : 64;
+    while (nc < need) nc *= 2;
     sseq **v = malloc((size_t)nc * sizeof *v);
     if (!v) return -1;
     for (int i = 0; i < d->len; i++) v[i] = d->v[(d->head + i) % d->cap];
@@ -78,6 +80,7 @@ static int dq_grow(deque *d) {
     d->v = v; d->cap = nc; d->head = 0;
     return 0;
 }
+static int dq_grow(deque *d) { return dq_reserve(d, d->len + 1); }
 static int dq_push_back(deque *d, sseq *s) {
     if (dq_grow(d)) return -1;
     d->v[(d->head + d->len++) % d->cap] = s;
@@ -183,6 +186,14 @@ seq *sched_add(sched *sc, int id, const int *prompt, int prompt_len, int max_out
     if (seq_init(&q->s, sc->next_seq_id, sc->next_seq_id, prompt, prompt_len,
                  r->max_output, arrival) != 0) { free(r); free(q); return NULL; }
     sc->next_seq_id++;
+    /* the block table for the whole life (the slot of the last token
+     * included), here rather than at admission: scheduling allocates nothing */
+    if (kv_get_config(sc->kv)->policy == KV_PAGED) {
+        int cap = seq_blocks_for(prompt_len + r->max_output + 1, sc->block_size);
+        q->s.block_table = malloc((size_t)cap * sizeof *q->s.block_table);
+        if (!q->s.block_table) { free_seq(q); free(r); return NULL; }
+        q->s.table_cap = cap;
+    }
     /* refused now rather than preempted forever once it has filled the pool */
     if (!r->aborted && !kv_can_ever_fit(sc->kv, &q->s, sc->cfg.watermark_blocks)) {
         r->aborted = true;
@@ -239,6 +250,31 @@ static void refuse(sched *sc, sseq *q, const char *why, double now) {
     seq_done(sc, q, SEQ_FINISH_ABORT, now);
 }
 
+/* ---- room before acting -------------------------------------------------------
+ * sched_schedule and sched_postprocess first claim room for all they may add
+ * (queue places, finish records, block copies) and only then act; acting
+ * allocates nothing.  So out of memory is reported before anything moved:
+ * every sequence stays in exactly one place, pending copies stay pending. */
+typedef struct room { int run, waiting, swapped, fin, done, pend, copies; } room;
+
+static int claim(sched *sc, const room *r) {
+    if (grow((void **)&sc->run, &sc->run_cap, sc->nrun + r->run, sizeof *sc->run) ||
+        dq_reserve(&sc->waiting, sc->waiting.len + r->waiting) ||
+        dq_reserve(&sc->swapped, sc->swapped.len + r->swapped) ||
+        grow((void **)&sc->fin, &sc->fin_cap, sc->n_fin + r->fin, sizeof *sc->fin) ||
+        grow((void **)&sc->done, &sc->done_cap, sc->n_done + r->done, sizeof *sc->done) ||
+        grow((void **)&sc->dead, &sc->dead_cap, sc->n_dead + r->done, sizeof *sc->dead) ||
+        grow((void **)&sc->pend, &sc->pend_cap, sc->n_pend + r->pend, sizeof *sc->pend) ||
+        grow((void **)&sc->copies, &sc->copies_cap, r->copies, sizeof *sc->copies))
+        return -1;
+    sc->batch.copies = sc->copies;
+    return 0;
+}
+
+/* At most this many requests refused at the head of the queue per step (their
+ * finish records are claimed up front); the rest go in the next steps. */
+#define SCHED_REFUSALS_PER_STEP 64
+
 /* ---- building a batch ------------------------------------------------------- */
 static void preempt(sched *sc, sseq *v) {
     seq *s = &v->s;
@@ -292,7 +328,9 @@ static void try_schedule(sched *sc, int idx, int *budget, bool may_preempt, doub
     bool samples = num_new == rem;
     if (samples) {
         while (!kv_can_append(sc->kv, s)) {
-            if (!may_preempt) return;
+            /* (room for the victim in either queue was claimed for the step) */
+            if (!may_preempt || sc->waiting.len == sc->waiting.cap ||
+                sc->swapped.len == sc->swapped.cap) return;
             sseq *v = sc->run[sc->nrun - 1];
             sc->run[--sc->nrun] = NULL;
             if (v == q && sc->nrun == 0) {
@@ -317,21 +355,31 @@ static int run_push(sched *sc, sseq *q) {
     return 0;
 }
 
-int sched_schedule(sched *sc, double now, const sched_batch **out) {
+int sched_schedule(sched *sc, double now, const sched_batch **out, char *err, size_t errlen) {
     free_deferred(sc);
     sched_batch *b = &sc->batch;
     memset(&b->counts, 0, sizeof b->counts);
     b->num_items = b->num_copies = 0;
+    b->preempted = b->swapped_out = b->swapped_in = b->admitted = 0;
+    *out = b;
+    /* admissions and swap-ins stop at max_num_seqs running; every running
+     * sequence may be preempted to either queue; block copies: the pending
+     * ones, swaps of at most the whole pool each way, one per item */
+    room need = { sc->cfg.max_num_seqs, sc->nrun, sc->nrun, SCHED_REFUSALS_PER_STEP + 1,
+                  SCHED_REFUSALS_PER_STEP + 1, 0,
+                  sc->n_pend + 2 * kv_get_config(sc->kv)->num_blocks + 2 * sc->cfg.max_num_seqs + 64 };
+    if (claim(sc, &need)) {
+        snprintf(err, errlen, "scheduler: out of memory building step %ld (%d running, %d waiting, "
+                 "%d swapped; nothing was changed)", sc->step + 1, sc->nrun, sc->waiting.len,
+                 sc->swapped.len);
+        return -1;
+    }
     if (sc->n_pend > 0) {                     /* copy-on-write of last step's forks first */
-        int need = sc->n_pend + 2 * kv_get_config(sc->kv)->num_blocks + 2 * sc->cfg.max_num_seqs + 64;
-        if (grow((void **)&sc->copies, &sc->copies_cap, need, sizeof *sc->copies) == 0) {
-            b->copies = sc->copies;
-            memcpy(b->copies, sc->pend, (size_t)sc->n_pend * sizeof *sc->pend);
-            b->num_copies = sc->n_pend;
-        }
+        memcpy(b->copies, sc->pend, (size_t)sc->n_pend * sizeof *sc->pend);
+        b->num_copies = sc->n_pend;
         sc->n_pend = 0;
     }
-    b->preempted = b->swapped_out = b->swapped_in = b->admitted = 0;
+    int refusals = SCHED_REFUSALS_PER_STEP;
     sc->step++;
     int budget = sc->cfg.max_num_batched_tokens;
     bool batch_open = !sc->cfg.static_batching || (sc->nrun == 0 && sc->swapped.len == 0);
@@ -344,10 +392,10 @@ int sched_schedule(sched *sc, double now, const sched_batch **out) {
         sseq *q = dq_front(&sc->swapped);
         if (!kv_can_swap_in(sc->kv, &q->s) ||
             b->num_copies + q->s.num_blocks > sc->copies_cap) break;
+        if (run_push(sc, q)) break;             /* (claimed: cannot fail) */
         dq_pop_front(&sc->swapped);
         b->num_copies += kv_swap_in(sc->kv, &q->s, sc->copies + b->num_copies);
         q->s.status = SEQ_RUNNING;
-        if (run_push(sc, q)) break;
         sc->stats.swap_ins++; b->swapped_in++;
         try_schedule(sc, sc->nrun - 1, &budget, false, now);
     }
@@ -358,6 +406,7 @@ int sched_schedule(sched *sc, double now, const sched_batch **out) {
         sseq *q = dq_front(&sc->waiting);
         seq *s = &q->s;
         if (q->req->aborted) {                  /* refused at sched_add */
+            if (refusals-- <= 0) break;
             dq_pop_front(&sc->waiting);
             refuse(sc, q, q->req->why, now);
             continue;
@@ -366,20 +415,20 @@ int sched_schedule(sched *sc, double now, const sched_batch **out) {
             s->num_tokens > budget) break;
         if (!kv_can_admit(sc->kv, s, sc->cfg.watermark_blocks)) {
             if (sc->nrun == 0 && sc->swapped.len == 0) {   /* can never fit: drop it */
+                if (refusals-- <= 0) break;
                 dq_pop_front(&sc->waiting);
                 refuse(sc, q, SCHED_WHY_NEVER_FITS, now);
                 continue;
             }
             break;
         }
+        if (run_push(sc, q)) break;             /* (claimed: cannot fail) */
         kv_admit(sc->kv, s);
         dq_pop_front(&sc->waiting);
         s->status = SEQ_RUNNING;
-        if (run_push(sc, q)) break;
         b->admitted++;
         try_schedule(sc, sc->nrun - 1, &budget, false, now);
     }
-    *out = b;
     return b->num_items;
 }
 
@@ -400,14 +449,14 @@ static sseq *new_child(sched *sc, sseq *parent) {
  * token); the copy leads the next batch's copies. */
 static void place_child(sched *sc, sseq *c, const sseq *parent, bool cow) {
     sc->stats.forks++;
+    /* (run, pend and waiting room was claimed for the step: the pushes hold) */
     if (kv_fork(sc->kv, &parent->s, &c->s) == 0) {
-        if (!cow) { c->s.status = SEQ_RUNNING; run_push(sc, c); return; }
+        if (!cow && run_push(sc, c) == 0) { c->s.status = SEQ_RUNNING; return; }
         kv_copy cp;
-        if (kv_can_append(sc->kv, &c->s) &&
-            grow((void **)&sc->pend, &sc->pend_cap, sc->n_pend + 1, sizeof *sc->pend) == 0) {
+        if (cow && kv_can_append(sc->kv, &c->s) && sc->n_pend < sc->pend_cap &&
+            run_push(sc, c) == 0) {
             if (kv_append_slot(sc->kv, &c->s, &cp) == 1) sc->pend[sc->n_pend++] = cp;
             c->s.status = SEQ_RUNNING;
-            run_push(sc, c);
             return;
         }
         kv_release(sc->kv, &c->s);
@@ -422,50 +471,67 @@ static void place_child(sched *sc, sseq *c, const sseq *parent, bool cow) {
  * fork the other samples/beams.  A child shares every block, takes a private
  * copy of the last one (copy-on-write), recomputes the last prompt token into
  * it and samples its own first token in the next step. */
-static void fork_group(sched *sc, sseq *parent) {
+static int fork_group(sched *sc, sseq *parent) {
     sreq *r = parent->req;
     r->forked = true;
     while (r->num_members < r->width) {
         sseq *c = new_child(sc, parent);
-        if (!c) break;
+        if (!c) return -1;                      /* the request runs fewer samples */
         c->s.num_computed = c->s.num_tokens - 1;
         r->members[r->num_members++] = c;
         r->live++;
         place_child(sc, c, parent, true);
     }
+    return 0;
 }
 
 /* Beam search, kept simple but real: after a step, with probability 1/3 the
  * lowest-ranked beam (a seeded choice) is dropped and replaced by a copy of
  * another beam: free + fork, so the next appends copy-on-write. */
-static void beam_choice(sched *sc, sreq *r) {
-    if (r->beam_step == sc->step) return;
+static int beam_choice(sched *sc, sreq *r) {
+    if (r->beam_step == sc->step) return 0;
     r->beam_step = sc->step;
-    if (r->live < 2 || rng_splitmix64(&sc->rng) % 3 != 0) return;
+    if (r->live < 2 || rng_splitmix64(&sc->rng) % 3 != 0) return 0;
     int a = (int)(rng_splitmix64(&sc->rng) % (uint64_t)r->num_members);
     int k = (int)(rng_splitmix64(&sc->rng) % (uint64_t)r->num_members);
     sseq *drop = r->members[a], *keep = r->members[k];
     if (a == k || !drop || !keep || drop->s.status != SEQ_RUNNING || keep->s.status != SEQ_RUNNING ||
         drop->s.num_tokens != keep->s.num_tokens ||
-        keep->s.num_computed != keep->s.num_tokens - 1) return;
+        keep->s.num_computed != keep->s.num_tokens - 1) return 0;
     sseq *c = new_child(sc, keep);
-    if (!c) return;
+    if (!c) return -1;                          /* no swap this step */
     kv_release(sc->kv, &drop->s);
     drop->s.status = SEQ_FINISHED;              /* leaves running at compaction */
     c->s.num_computed = keep->s.num_computed;
     c->s.first_token = keep->s.first_token;
     r->members[a] = c;
     place_child(sc, c, keep, false);   /* same tokens as keep: sharing is exact */
-    if (grow((void **)&sc->fin, &sc->fin_cap, sc->n_fin + 1, sizeof *sc->fin) == 0)
-        sc->fin[sc->n_fin++] = drop;            /* freed next step; not reported */
+    if (sc->n_fin < sc->fin_cap) sc->fin[sc->n_fin++] = drop;   /* freed next step; not reported */
     else { seq_free(&drop->s); free(drop); }
     sc->stats.beam_swaps++;
+    return 0;
 }
 
-void sched_postprocess(sched *sc, const int *tokens, double now, int eos_id,
-                       const sched_done **done, int *n_done, seq *const **fin, int *n_fin) {
+int sched_postprocess(sched *sc, const int *tokens, double now, int eos_id,
+                      const sched_done **done, int *n_done, seq *const **fin, int *n_fin,
+                      char *err, size_t errlen) {
     sched_batch *b = &sc->batch;
-    int fin_start = sc->n_fin;
+    /* room: each sampling item may finish its request; a group's first sample
+     * forks the rest; a beam request may swap one beam */
+    room need = { 0, 0, 0, b->num_items, b->num_items, 0, 0 };
+    for (int i = 0; i < b->num_items; i++) {
+        const sseq *q = (const sseq *)b->items[i].s;
+        const sreq *r = q->req;
+        if (!b->items[i].samples || q->s.status != SEQ_RUNNING) continue;
+        int forks = (r->width > 1 && !r->forked && q == r->members[0]) ? r->width - r->num_members : 0;
+        int beams = r->beam ? 1 : 0;
+        need.run += forks + beams; need.waiting += forks + beams; need.pend += forks; need.fin += beams;
+    }
+    if (claim(sc, &need)) {
+        snprintf(err, errlen, "scheduler: out of memory after step %ld (nothing was changed)", sc->step);
+        return -1;
+    }
+    int fin_start = sc->n_fin, short_req = -1, skipped_beams = 0;
     for (int i = 0; i < b->num_items; i++) {
         sched_item *it = &b->items[i];
         sseq *q = (sseq *)it->s;
@@ -475,9 +541,9 @@ void sched_postprocess(sched *sc, const int *tokens, double now, int eos_id,
         if (sc->prefix_caching) kv_commit_computed(sc->kv, s);
         if (!it->samples) continue;
         sreq *r = q->req;
-        if (r->width > 1 && !r->forked && q == r->members[0]) fork_group(sc, q);
+        if (r->width > 1 && !r->forked && q == r->members[0] && fork_group(sc, q)) short_req = r->id;
         int tok = tokens ? tokens[i] : 0;
-        seq_append_token(s, tok);
+        seq_append_token(s, tok);               /* (room for the whole output since seq_init) */
         if (s->first_token < 0) s->first_token = now;
         if (r->first_token < 0) r->first_token = now;
         bool eos = eos_id >= 0 && tok == eos_id;
@@ -489,7 +555,8 @@ void sched_postprocess(sched *sc, const int *tokens, double now, int eos_id,
     /* beam choices once every beam of the step has its token */
     for (int i = 0; i < b->num_items; i++) {
         sreq *r = ((sseq *)b->items[i].s)->req;
-        if (r->beam && r->forked && b->items[i].samples && r->live > 0) beam_choice(sc, r);
+        if (r->beam && r->forked && b->items[i].samples && r->live > 0 && beam_choice(sc, r))
+            skipped_beams++;
     }
     /* drop whatever left the running state (finished, preempted beams) */
     int k = 0;
@@ -508,6 +575,15 @@ void sched_postprocess(sched *sc, const int *tokens, double now, int eos_id,
     if (n_done) *n_done = sc->n_done;
     if (fin) *fin = (seq *const *)sc->fin;
     if (n_fin) *n_fin = sc->n_fin;
+    if (short_req >= 0 || skipped_beams) {      /* consistent, but not what was asked */
+        if (short_req >= 0)
+            snprintf(err, errlen, "scheduler: out of memory forking request %d: it runs fewer "
+                     "sequences than asked", short_req);
+        else
+            snprintf(err, errlen, "scheduler: out of memory choosing beams (%d skipped)", skipped_beams);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- abort ------------------------------------------------------------------ */
@@ -592,12 +668,14 @@ bool sched_has_work(const sched *sc) {
 
 int sched_live(sched *sc, seq *const **live, const seq **next_waiting) {
     int n = sc->nrun + sc->swapped.len;
-    if (grow((void **)&sc->live, &sc->live_cap, n + 1, sizeof *sc->live)) n = 0;
-    else {
+    if (grow((void **)&sc->live, &sc->live_cap, n + 1, sizeof *sc->live)) {
+        n = -1;
+        if (live) *live = NULL;
+    } else {
         for (int i = 0; i < sc->nrun; i++) sc->live[i] = &sc->run[i]->s;
         for (int i = 0; i < sc->swapped.len; i++) sc->live[sc->nrun + i] = &dq_at(&sc->swapped, i)->s;
+        if (live) *live = sc->live;
     }
-    if (live) *live = sc->live;
     if (next_waiting) {
         sseq *h = dq_front(&sc->waiting);
         *next_waiting = h ? &h->s : NULL;
@@ -606,3 +684,4 @@ int sched_live(sched *sc, seq *const **live, const seq **next_waiting) {
 }
 
 const sched_stats *sched_get_stats(const sched *sc) { return &sc->stats; }
+const sched_config *sched_get_config(const sched *sc) { return &sc->cfg; }

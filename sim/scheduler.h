@@ -101,15 +101,21 @@ void   sched_destroy(sched *sc);
 seq   *sched_add(sched *sc, int id, const int *prompt, int prompt_len, int max_output,
                  int n, int beam, double arrival, void *user);
 /* Builds the next batch; *out stays valid until the next sched_schedule.
- * Returns the number of items (0: nothing to run now). */
-int    sched_schedule(sched *sc, double now, const sched_batch **out);
+ * Returns the number of items (0: nothing to run now), or -1 with err when out
+ * of memory: then nothing was scheduled or moved (*out is empty; copy-on-write
+ * copies still pending lead the next batch) and the call may be repeated. */
+int    sched_schedule(sched *sc, double now, const sched_batch **out, char *err, size_t errlen);
 /* After the step: tokens (num_items,) sampled per item (read where samples),
  * now = the step's end time, eos_id < 0 = none.  Appends tokens, stops
  * sequences, forks groups; finished requests go to *done (n_done of them) and
- * finished sequences to *fin (n_fin), valid until the next sched_schedule. */
-void   sched_postprocess(sched *sc, const int *tokens, double now, int eos_id,
+ * finished sequences to *fin (n_fin), valid until the next sched_schedule.
+ * Returns 0, or -1 with err when out of memory: before acting (nothing
+ * changed; the call may be repeated with the same tokens), or while forking a
+ * group or swapping a beam (the state is whole and *done / *fin are filled,
+ * but a request runs fewer sequences than it asked for). */
+int    sched_postprocess(sched *sc, const int *tokens, double now, int eos_id,
                          const sched_done **done, int *n_done,
-                         seq *const **fin, int *n_fin);
+                         seq *const **fin, int *n_fin, char *err, size_t errlen);
 /* Ends request id at once, wherever its sequences are (waiting, running or
  * swapped): they release their KV and finish with SEQ_FINISH_ABORT.  Call
  * between steps (after sched_postprocess, before the next sched_schedule).
@@ -122,8 +128,10 @@ int    sched_abort(sched *sc, int id, double now, sched_done *out, const seq **f
 void   sched_counts(const sched *sc, int *running, int *waiting, int *swapped);
 bool   sched_has_work(const sched *sc);
 /* The sequences holding KV (running then swapped) and the head of the waiting
- * queue (or NULL), for kv_usage_get / kv_check.  Valid until the next call. */
+ * queue (or NULL), for kv_usage_get / kv_check.  Valid until the next call.
+ * Returns their number, or -1 (and *live = NULL) when out of memory. */
 int    sched_live(sched *sc, seq *const **live, const seq **next_waiting);
 const sched_stats *sched_get_stats(const sched *sc);
+const sched_config *sched_get_config(const sched *sc);
 sched_config sched_config_default(void);
 #endif

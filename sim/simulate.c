@@ -111,7 +111,10 @@ int sim_run(const sim_config *cfg, const wl_request *reqs, int n, sim_result *ou
     simx x;
     simx_init(&x, cfg->model, cfg->seed);
     double t0 = n > 0 ? reqs[order[0]].arrival : 0;
-    loop_init(&lp, sc, simx_executor(&x), t0, -1);
+    if (loop_init(&lp, sc, simx_executor(&x), t0, -1)) {
+        snprintf(err, errlen, "simulate: out of memory");
+        goto done;
+    }
     run_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
     ctx.kv = kv; ctx.sc = sc; ctx.met = met;

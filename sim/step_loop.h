@@ -57,8 +57,10 @@ void loop_free(loop *l);
 #define LOOP_MAX_EMPTY_STEPS 1000
 /* One schedule -> execute -> postprocess.  Returns 1 when the state changed
  * (a step ran, or only preemptions/aborts happened), 0 when the scheduler had
- * nothing to run (the caller advances the clock to the next arrival), -1 on an
- * executor error or after LOOP_MAX_EMPTY_STEPS steps without a token computed
- * or a request finished (err filled: never a spin). */
+ * nothing to run (the caller advances the clock to the next arrival), -1 with
+ * err on an executor or scheduler error (out of memory: see sched_schedule and
+ * sched_postprocess; what finished is still in *info) or after
+ * LOOP_MAX_EMPTY_STEPS steps without a token computed or a request finished
+ * (never a spin). */
 int  loop_step(loop *l, loop_step_info *info, char *err, size_t errlen);
 #endif
