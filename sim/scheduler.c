@@ -1,100 +1,17 @@
 /* scheduler: continuous batching over the policy-agnostic KV cache (see
- * scheduler.h for the order of a step and the token convention).  Touches
- * only its own queues, the sequences it owns and the KV cache it is given.
- *
- * Queues: waiting and swapped are ring buffers (recompute victims go back to
- * the front of waiting); running is an array in admission order, so the
- * newest running sequence (the preemption victim) is its last element.
- * Nothing is allocated per step: per request, one request record and one
- * sequence per sample/beam. */
-#include "sim/scheduler.h"
-#include "base/rng.h"
-#include <stdlib.h>
+ * scheduler.h for the order of a step and the token convention): requests in
+ * (sched_add), batches out (sched_schedule), queries.  After the step,
+ * sequence groups and abort: sim/sched_post.c; shared private state:
+ * sim/sched_internal.h.  Touches only its own queues, the sequences it owns
+ * and the KV cache it is given. */
+#include "sim/sched_internal.h"
 #include <string.h>
 #include <stdio.h>
-
-typedef struct sreq sreq;
-typedef struct sseq { seq s; sreq *req; } sseq;   /* s first: a seq* is an sseq* */
-
-struct sreq {                         /* one request = one sequence group */
-    int    id, width;                 /* width: n, or the beam width */
-    bool   beam, forked, aborted, refused;
-    const char *why;                  /* aborted: SCHED_WHY_* */
-    int    prompt_len, max_output;
-    int    live;                      /* members not finished */
-    int    max_gen;                   /* longest output of a finished member */
-    int    preemptions;
-    double arrival, first_scheduled, first_token;
-    long   beam_step;                 /* last step a beam choice was made */
-    void  *user;
-    int    num_members;
-    sseq  *members[];                 /* (width,) the group's sequences, first = the parent */
-};
 
 const char SCHED_WHY_TOO_LONG[] = "prompt longer than max_model_len";
 const char SCHED_WHY_NEVER_FITS[] = "prompt + output need more KV slots than the whole pool";
 const char SCHED_WHY_CALLER[] = "aborted by the caller";
 
-typedef struct deque { sseq **v; int cap, head, len; } deque;   /* ring buffer */
-
-struct sched {
-    sched_config cfg;
-    kv_cache    *kv;
-    int          block_size, max_model_len;
-    bool         prefix_caching;
-    deque        waiting, swapped;
-    sseq       **run;  int nrun, run_cap;   /* (run_cap,) running, oldest first */
-    sched_batch  batch;
-    sched_item  *items;                     /* (max_num_seqs,) */
-    kv_copy     *copies;  int copies_cap;   /* (copies_cap,) */
-    kv_copy     *pend;    int n_pend, pend_cap; /* (pend_cap,) COW of forks, lead the next batch */
-    sched_done  *done;    int n_done, done_cap;
-    sseq       **fin;     int n_fin, fin_cap;   /* finished sequences, freed next step */
-    sreq       **dead;    int n_dead, dead_cap; /* finished requests, freed next step */
-    seq        **live;    int live_cap;     /* scratch for sched_live */
-    int          next_seq_id;
-    long         step;
-    uint64_t     rng;
-    sched_stats  stats;
-};
-
-/* ---- small containers ------------------------------------------------------ */
-static int grow(void **p, int *cap, int need, size_t elem) {
-    if (need <= *cap) return 0;
-    int nc = *cap ? *cap : 16;
-    while (nc < need) nc *= 2;
-    void *q = realloc(*p, (size_t)nc * elem);
-    if (!q) return -1;
-    *p = q; *cap = nc;
-    return 0;
-}
-/* Makes d hold at least need entries. */
-static int dq_reserve(deque *d, int need) {
-    if (need <= d->cap) return 0;
-    int nc = d->cap ? d->cap * 2 : 64;
-    while (nc < need) nc *= 2;
-    sseq **v = malloc((size_t)nc * sizeof *v);
-    if (!v) return -1;
-    for (int i = 0; i < d->len; i++) v[i] = d->v[(d->head + i) % d->cap];
-    free(d->v);
-    d->v = v; d->cap = nc; d->head = 0;
-    return 0;
-}
-static int dq_grow(deque *d) { return dq_reserve(d, d->len + 1); }
-static int dq_push_back(deque *d, sseq *s) {
-    if (dq_grow(d)) return -1;
-    d->v[(d->head + d->len++) % d->cap] = s;
-    return 0;
-}
-static int dq_push_front(deque *d, sseq *s) {
-    if (dq_grow(d)) return -1;
-    d->head = (d->head + d->cap - 1) % d->cap;
-    d->v[d->head] = s; d->len++;
-    return 0;
-}
-static sseq *dq_front(const deque *d) { return d->len ? d->v[d->head] : NULL; }
-static sseq *dq_at(const deque *d, int i) { return d->v[(d->head + i) % d->cap]; }
-static void dq_pop_front(deque *d) { d->head = (d->head + 1) % d->cap; d->len--; }
 
 sched_config sched_config_default(void) {
     sched_config c;
@@ -136,8 +53,6 @@ oom:
     sched_destroy(sc);
     return NULL;
 }
-
-static void free_seq(sseq *q) { if (q) { seq_free(&q->s); free(q); } }
 
 static void free_deferred(sched *sc) {
     for (int i = 0; i < sc->n_fin; i++) free_seq(sc->fin[i]);
@@ -221,8 +136,7 @@ static void req_done(sched *sc, sreq *r, double now) {
         sc->dead[sc->n_dead++] = r;
 }
 
-/* Marks q finished (its KV already released or never held) and queues it. */
-static void seq_done(sched *sc, sseq *q, seq_finish why, double now) {
+void sched_seq_done(sched *sc, sseq *q, seq_finish why, double now) {
     sreq *r = q->req;
     q->s.status = SEQ_FINISHED;
     q->s.finish_reason = why;
@@ -247,17 +161,12 @@ static void refuse(sched *sc, sseq *q, const char *why, double now) {
         sc->stats.aborted++;
         sc->stats.refused++;
     }
-    seq_done(sc, q, SEQ_FINISH_ABORT, now);
+    sched_seq_done(sc, q, SEQ_FINISH_ABORT, now);
 }
 
-/* ---- room before acting -------------------------------------------------------
- * sched_schedule and sched_postprocess first claim room for all they may add
- * (queue places, finish records, block copies) and only then act; acting
- * allocates nothing.  So out of memory is reported before anything moved:
- * every sequence stays in exactly one place, pending copies stay pending. */
-typedef struct room { int run, waiting, swapped, fin, done, pend, copies; } room;
+/* ---- room before acting (see sched_internal.h) --------------------------------- */
 
-static int claim(sched *sc, const room *r) {
+int sched_claim(sched *sc, const room *r) {
     if (grow((void **)&sc->run, &sc->run_cap, sc->nrun + r->run, sizeof *sc->run) ||
         dq_reserve(&sc->waiting, sc->waiting.len + r->waiting) ||
         dq_reserve(&sc->swapped, sc->swapped.len + r->swapped) ||
@@ -349,12 +258,6 @@ static void try_schedule(sched *sc, int idx, int *budget, bool may_preempt, doub
     *budget -= num_new;
 }
 
-static int run_push(sched *sc, sseq *q) {
-    if (grow((void **)&sc->run, &sc->run_cap, sc->nrun + 1, sizeof *sc->run)) return -1;
-    sc->run[sc->nrun++] = q;
-    return 0;
-}
-
 int sched_schedule(sched *sc, double now, const sched_batch **out, char *err, size_t errlen) {
     free_deferred(sc);
     sched_batch *b = &sc->batch;
@@ -368,7 +271,7 @@ int sched_schedule(sched *sc, double now, const sched_batch **out, char *err, si
     room need = { sc->cfg.max_num_seqs, sc->nrun, sc->nrun, SCHED_REFUSALS_PER_STEP + 1,
                   SCHED_REFUSALS_PER_STEP + 1, 0,
                   sc->n_pend + 2 * kv_get_config(sc->kv)->num_blocks + 2 * sc->cfg.max_num_seqs + 64 };
-    if (claim(sc, &need)) {
+    if (sched_claim(sc, &need)) {
         snprintf(err, errlen, "scheduler: out of memory building step %ld (%d running, %d waiting, "
                  "%d swapped; nothing was changed)", sc->step + 1, sc->nrun, sc->waiting.len,
                  sc->swapped.len);
@@ -430,230 +333,6 @@ int sched_schedule(sched *sc, double now, const sched_batch **out, char *err, si
         try_schedule(sc, sc->nrun - 1, &budget, false, now);
     }
     return b->num_items;
-}
-
-/* ---- after the step -------------------------------------------------------- */
-static sseq *new_child(sched *sc, sseq *parent) {
-    sseq *c = calloc(1, sizeof *c);
-    if (!c) return NULL;
-    if (seq_fork(&c->s, &parent->s, sc->next_seq_id) != 0) { free(c); return NULL; }
-    sc->next_seq_id++;
-    c->req = parent->req;
-    return c;
-}
-
-/* Gives child the parent's blocks; when the policy cannot share (or has no
- * room), the child goes back to waiting to recompute its prompt.  With cow,
- * the child at once gets a private copy of the block holding its next slot
- * (the parent has already claimed that slot in the shared block for its own
- * token); the copy leads the next batch's copies. */
-static void place_child(sched *sc, sseq *c, const sseq *parent, bool cow) {
-    sc->stats.forks++;
-    /* (run, pend and waiting room was claimed for the step: the pushes hold) */
-    if (kv_fork(sc->kv, &parent->s, &c->s) == 0) {
-        if (!cow && run_push(sc, c) == 0) { c->s.status = SEQ_RUNNING; return; }
-        kv_copy cp;
-        if (cow && kv_can_append(sc->kv, &c->s) && sc->n_pend < sc->pend_cap &&
-            run_push(sc, c) == 0) {
-            if (kv_append_slot(sc->kv, &c->s, &cp) == 1) sc->pend[sc->n_pend++] = cp;
-            c->s.status = SEQ_RUNNING;
-            return;
-        }
-        kv_release(sc->kv, &c->s);
-    }
-    seq_reset_for_recompute(&c->s);
-    c->s.num_preemptions = 0;
-    c->s.status = SEQ_WAITING;
-    dq_push_front(&sc->waiting, c);
-}
-
-/* Prefill done for the group's first sequence, whose first token is sampled:
- * fork the other samples/beams.  A child shares every block, takes a private
- * copy of the last one (copy-on-write), recomputes the last prompt token into
- * it and samples its own first token in the next step. */
-static int fork_group(sched *sc, sseq *parent) {
-    sreq *r = parent->req;
-    r->forked = true;
-    while (r->num_members < r->width) {
-        sseq *c = new_child(sc, parent);
-        if (!c) return -1;                      /* the request runs fewer samples */
-        c->s.num_computed = c->s.num_tokens - 1;
-        r->members[r->num_members++] = c;
-        r->live++;
-        place_child(sc, c, parent, true);
-    }
-    return 0;
-}
-
-/* Beam search, kept simple but real: after a step, with probability 1/3 the
- * lowest-ranked beam (a seeded choice) is dropped and replaced by a copy of
- * another beam: free + fork, so the next appends copy-on-write. */
-static int beam_choice(sched *sc, sreq *r) {
-    if (r->beam_step == sc->step) return 0;
-    r->beam_step = sc->step;
-    if (r->live < 2 || rng_splitmix64(&sc->rng) % 3 != 0) return 0;
-    int a = (int)(rng_splitmix64(&sc->rng) % (uint64_t)r->num_members);
-    int k = (int)(rng_splitmix64(&sc->rng) % (uint64_t)r->num_members);
-    sseq *drop = r->members[a], *keep = r->members[k];
-    if (a == k || !drop || !keep || drop->s.status != SEQ_RUNNING || keep->s.status != SEQ_RUNNING ||
-        drop->s.num_tokens != keep->s.num_tokens ||
-        keep->s.num_computed != keep->s.num_tokens - 1) return 0;
-    sseq *c = new_child(sc, keep);
-    if (!c) return -1;                          /* no swap this step */
-    kv_release(sc->kv, &drop->s);
-    drop->s.status = SEQ_FINISHED;              /* leaves running at compaction */
-    c->s.num_computed = keep->s.num_computed;
-    c->s.first_token = keep->s.first_token;
-    r->members[a] = c;
-    place_child(sc, c, keep, false);   /* same tokens as keep: sharing is exact */
-    if (sc->n_fin < sc->fin_cap) sc->fin[sc->n_fin++] = drop;   /* freed next step; not reported */
-    else { seq_free(&drop->s); free(drop); }
-    sc->stats.beam_swaps++;
-    return 0;
-}
-
-int sched_postprocess(sched *sc, const int *tokens, double now, int eos_id,
-                      const sched_done **done, int *n_done, seq *const **fin, int *n_fin,
-                      char *err, size_t errlen) {
-    sched_batch *b = &sc->batch;
-    /* room: each sampling item may finish its request; a group's first sample
-     * forks the rest; a beam request may swap one beam */
-    room need = { 0, 0, 0, b->num_items, b->num_items, 0, 0 };
-    for (int i = 0; i < b->num_items; i++) {
-        const sseq *q = (const sseq *)b->items[i].s;
-        const sreq *r = q->req;
-        if (!b->items[i].samples || q->s.status != SEQ_RUNNING) continue;
-        int forks = (r->width > 1 && !r->forked && q == r->members[0]) ? r->width - r->num_members : 0;
-        int beams = r->beam ? 1 : 0;
-        need.run += forks + beams; need.waiting += forks + beams; need.pend += forks; need.fin += beams;
-    }
-    if (claim(sc, &need)) {
-        snprintf(err, errlen, "scheduler: out of memory after step %ld (nothing was changed)", sc->step);
-        return -1;
-    }
-    int fin_start = sc->n_fin, short_req = -1, skipped_beams = 0;
-    for (int i = 0; i < b->num_items; i++) {
-        sched_item *it = &b->items[i];
-        sseq *q = (sseq *)it->s;
-        seq *s = it->s;
-        if (s->status != SEQ_RUNNING) continue;
-        s->num_computed += it->num_new;
-        if (sc->prefix_caching) kv_commit_computed(sc->kv, s);
-        if (!it->samples) continue;
-        sreq *r = q->req;
-        if (r->width > 1 && !r->forked && q == r->members[0] && fork_group(sc, q)) short_req = r->id;
-        int tok = tokens ? tokens[i] : 0;
-        seq_append_token(s, tok);               /* (room for the whole output since seq_init) */
-        if (s->first_token < 0) s->first_token = now;
-        if (r->first_token < 0) r->first_token = now;
-        bool eos = eos_id >= 0 && tok == eos_id;
-        if (seq_reached_length(s) || eos) {
-            kv_release(sc->kv, s);
-            seq_done(sc, q, eos ? SEQ_FINISH_STOP : SEQ_FINISH_LENGTH, now);
-        }
-    }
-    /* beam choices once every beam of the step has its token */
-    for (int i = 0; i < b->num_items; i++) {
-        sreq *r = ((sseq *)b->items[i].s)->req;
-        if (r->beam && r->forked && b->items[i].samples && r->live > 0 && beam_choice(sc, r))
-            skipped_beams++;
-    }
-    /* drop whatever left the running state (finished, preempted beams) */
-    int k = 0;
-    for (int i = 0; i < sc->nrun; i++)
-        if (sc->run[i]->s.status == SEQ_RUNNING) sc->run[k++] = sc->run[i];
-    sc->nrun = k;
-    /* report only real finishes (not dropped beams) */
-    int w = fin_start;
-    for (int i = fin_start; i < sc->n_fin; i++) {
-        sseq *q = sc->fin[i];
-        if (q->s.finish_reason != SEQ_FINISH_NONE) sc->fin[w++] = q;
-        else { seq_free(&q->s); free(q); }
-    }
-    sc->n_fin = w;
-    if (done) *done = sc->done;
-    if (n_done) *n_done = sc->n_done;
-    if (fin) *fin = (seq *const *)sc->fin;
-    if (n_fin) *n_fin = sc->n_fin;
-    if (short_req >= 0 || skipped_beams) {      /* consistent, but not what was asked */
-        if (short_req >= 0)
-            snprintf(err, errlen, "scheduler: out of memory forking request %d: it runs fewer "
-                     "sequences than asked", short_req);
-        else
-            snprintf(err, errlen, "scheduler: out of memory choosing beams (%d skipped)", skipped_beams);
-        return -1;
-    }
-    return 0;
-}
-
-/* ---- abort ------------------------------------------------------------------ */
-/* Drops q from deque d, keeping the order of the others. */
-static void dq_remove(deque *d, const sseq *q) {
-    int n = d->len;
-    for (int i = 0; i < n; i++) {
-        sseq *x = dq_front(d);
-        dq_pop_front(d);
-        if (x != q) dq_push_back(d, x);     /* cannot grow: one was taken out */
-    }
-}
-
-static sreq *find_live_req(sched *sc, int id) {
-    for (int i = 0; i < sc->nrun; i++)
-        if (sc->run[i]->req->id == id) return sc->run[i]->req;
-    for (int pass = 0; pass < 2; pass++) {
-        deque *d = pass ? &sc->swapped : &sc->waiting;
-        for (int i = 0; i < d->len; i++)
-            if (dq_at(d, i)->req->id == id) return dq_at(d, i)->req;
-    }
-    return NULL;
-}
-
-int sched_abort(sched *sc, int id, double now, sched_done *out, const seq **first) {
-    sreq *r = sc ? find_live_req(sc, id) : NULL;
-    if (first) *first = NULL;
-    if (!r) return 0;
-    if (!r->aborted) r->why = SCHED_WHY_CALLER;
-    r->aborted = true;
-    for (int k = 0; k < r->num_members; k++) {
-        sseq *q = r->members[k];
-        if (!q || q->s.status == SEQ_FINISHED) continue;
-        if (q->s.status == SEQ_RUNNING) {
-            int w = 0;
-            for (int i = 0; i < sc->nrun; i++) if (sc->run[i] != q) sc->run[w++] = sc->run[i];
-            sc->nrun = w;
-        } else {
-            dq_remove(q->s.status == SEQ_SWAPPED ? &sc->swapped : &sc->waiting, q);
-        }
-        kv_release(sc->kv, &q->s);              /* a waiting sequence holds nothing: no-op */
-        q->s.status = SEQ_FINISHED;
-        q->s.finish_reason = SEQ_FINISH_ABORT;
-        q->s.finish_time = now;
-        int gen = seq_num_generated(&q->s);
-        if (gen > r->max_gen) r->max_gen = gen;
-        r->members[k] = NULL;
-        r->live--;
-        /* freed at the next sched_schedule, as finished sequences are */
-        if (grow((void **)&sc->fin, &sc->fin_cap, sc->n_fin + 1, sizeof *sc->fin) == 0) {
-            sc->fin[sc->n_fin++] = q;
-            if (first && !*first) *first = &q->s;
-        } else {
-            free_seq(q);
-        }
-    }
-    if (out) {
-        memset(out, 0, sizeof *out);
-        out->id = r->id; out->prompt_len = r->prompt_len; out->output_len = r->max_gen;
-        out->num_seqs = r->num_members; out->arrival = r->arrival;
-        out->first_scheduled = r->first_scheduled; out->first_token = r->first_token;
-        out->finish_time = now; out->num_preemptions = r->preemptions;
-        out->aborted = true; out->why = r->why; out->user = r->user;
-    }
-    sc->stats.aborted++;
-    if (grow((void **)&sc->dead, &sc->dead_cap, sc->n_dead + 1, sizeof *sc->dead) == 0)
-        sc->dead[sc->n_dead++] = r;
-    else
-        free(r);
-    return 1;
 }
 
 void sched_counts(const sched *sc, int *running, int *waiting, int *swapped) {
