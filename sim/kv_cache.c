@@ -147,6 +147,19 @@ long kv_slot(const kv_cache *kv, const seq *s, int pos) {
     return s->resv_start + pos;
 }
 
+int kv_block_table(const kv_cache *kv, const seq *s, int *out, int cap) {
+    int bs = kv->cfg.block_size;
+    if (kv->bm) {
+        if (s->num_blocks > 0 && s->block_table[0] < 0) return -1;     /* on the CPU */
+        for (int k = 0; k < s->num_blocks && k < cap; k++) out[k] = s->block_table[k];
+        return s->num_blocks;
+    }
+    if (s->resv_start % bs) return -1;
+    long n = (s->resv_len + bs - 1) / bs, first = s->resv_start / bs;
+    for (long k = 0; k < n && k < cap; k++) out[k] = (int)(first + k);
+    return (int)n;
+}
+
 void kv_usage_get(const kv_cache *kv, seq *const *live, int n, const seq *next, kv_usage *u) {
     if (kv->bm) bm_usage(kv->bm, live, n, u);
     else ra_usage(kv->ra, live, n, next, u);

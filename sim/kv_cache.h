@@ -94,6 +94,14 @@ int  kv_swap_in(kv_cache *kv, seq *s, kv_copy *copies);
 /* Physical slot of token position pos of s (block_table[pos/bs]*bs + pos%bs,
  * or resv_start + pos): the one place that knows the layout. */
 long kv_slot(const kv_cache *kv, const seq *s, int pos);
+/* The physical block table of s for any policy, as attention kernels read
+ * it: out[k] = the block holding logical block k (paged: s->block_table; a
+ * reservation synthesises its own, resv_start / block_size + k).  Writes at
+ * most cap entries and returns the table's full length (compare with cap), or
+ * -1 when s's KV has no block layout on the GPU: swapped out, or a
+ * reservation that does not start on a block boundary.  So that
+ * kv_slot(kv, s, p) == out[p / bs] * bs + p % bs for every held position. */
+int  kv_block_table(const kv_cache *kv, const seq *s, int *out /* (cap,) */, int cap);
 /* Fills u.  live: the sequences holding blocks (running and swapped), n of them;
  * next: the head of the waiting queue or NULL (for external fragmentation). */
 void kv_usage_get(const kv_cache *kv, seq *const *live, int n, const seq *next, kv_usage *u);
