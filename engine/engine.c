@@ -49,14 +49,6 @@ void eng_batch_buf_free(eng_batch_buf *buf) {
     memset(buf, 0, sizeof *buf);
 }
 
-/* The physical block holding logical block k of s: the block table (paged), or
- * the block of a block-aligned reservation (the other policies). */
-static int block_of(const kv_cache *kv, const seq *s, int k) {
-    if (kv_get_config(kv)->policy == KV_PAGED) return k < s->num_blocks ? s->block_table[k] : -1;
-    int bs = kv_get_config(kv)->block_size;
-    return (long)k * bs < s->resv_len ? (int)(s->resv_start / bs) + k : -1;
-}
-
 int eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf, int max_blocks,
                     model_batch *out, char *err, size_t errlen) {
     int B = b->num_items, T = 0, bs = kv_get_config(kv)->block_size;
@@ -74,11 +66,6 @@ int eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf
         if (!buf->qs || !buf->tables) { buf->cap_b = 0; return errbuf_fail(err, errlen, "out of memory"); }
         buf->ctx = buf->qs + B + 1; buf->cap_b = B; buf->max_blocks = max_blocks;
     }
-    if (kv_get_config(kv)->policy != KV_PAGED)
-        for (int i = 0; i < B; i++)
-            if (b->items[i].s->resv_start % bs)
-                return errbuf_fail(err, errlen, "sequence %d: reservation at slot %ld is not block-aligned",
-                            b->items[i].s->id, b->items[i].s->resv_start);
     int t = 0;
     buf->qs[0] = 0;
     for (int i = 0; i < B; i++) {
@@ -96,11 +83,14 @@ int eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf
         }
         buf->qs[i + 1] = t;
         buf->ctx[i] = ctx;
-        for (int k = 0; k < max_blocks; k++) {
-            int blk = k < nb ? block_of(kv, s, k) : 0;
-            if (blk < 0) return errbuf_fail(err, errlen, "sequence %d: no block %d for %d tokens", s->id, k, ctx);
-            buf->tables[(size_t)i * max_blocks + k] = blk;
-        }
+        /* the block table of any policy (kv_block_table), past ctx padded with 0 */
+        int32_t *row = buf->tables + (size_t)i * max_blocks;
+        _Static_assert(sizeof(int) == sizeof(int32_t), "int is 32 bits");
+        int have = kv_block_table(kv, s, (int *)row, max_blocks);
+        if (have < nb)
+            return errbuf_fail(err, errlen, "sequence %d: no block table for %d tokens (%s)", s->id, ctx,
+                               have < 0 ? "swapped out, or a reservation off a block boundary" : "too few blocks");
+        for (int k = nb; k < max_blocks; k++) row[k] = 0;
     }
     *out = (model_batch){T, B, buf->ids, buf->pos, buf->slots, buf->qs, buf->ctx, buf->tables, max_blocks, 0};
     return 0;
