@@ -49,6 +49,8 @@ struct sched {
     seq        **live;    int live_cap;     /* scratch for sched_live */
     int          next_seq_id;
     long         step;
+    int          post_forks, post_beams;    /* of the batch: sequences forks will add,
+                                               beam requests (sched_postprocess's room) */
     uint64_t     rng;
     sched_stats  stats;
 };

@@ -94,15 +94,8 @@ int sched_postprocess(sched *sc, const int *tokens, double now, int eos_id,
     sched_batch *b = &sc->batch;
     /* room: each sampling item may finish its request; a group's first sample
      * forks the rest; a beam request may swap one beam */
-    room need = { 0, 0, 0, b->num_items, b->num_items, 0, 0 };
-    for (int i = 0; i < b->num_items; i++) {
-        const sseq *q = (const sseq *)b->items[i].s;
-        const sreq *r = q->req;
-        if (!b->items[i].samples || q->s.status != SEQ_RUNNING) continue;
-        int forks = (r->width > 1 && !r->forked && q == r->members[0]) ? r->width - r->num_members : 0;
-        int beams = r->beam ? 1 : 0;
-        need.run += forks + beams; need.waiting += forks + beams; need.pend += forks; need.fin += beams;
-    }
+    int f = sc->post_forks, bm = sc->post_beams;   /* counted while the batch was built */
+    room need = { f + bm, f + bm, 0, b->num_items + bm, b->num_items, f, 0 };
     if (sched_claim(sc, &need)) {
         snprintf(err, errlen, "scheduler: out of memory after step %ld (nothing was changed)", sc->step);
         return -1;

@@ -219,7 +219,12 @@ static void add_item(sched *sc, sseq *q, int num_new, bool samples, double now) 
     b->counts.attn_ctx_tokens += it->start + num_new;
     b->counts.attn_pairs += (long)num_new * it->start + (long)num_new * (num_new + 1) / 2;
     if (s->first_scheduled < 0) s->first_scheduled = now;
-    if (q->req->first_scheduled < 0) q->req->first_scheduled = now;
+    sreq *r = q->req;
+    if (r->first_scheduled < 0) r->first_scheduled = now;
+    if (samples && r->width > 1) {              /* room sched_postprocess will claim */
+        if (!r->forked && q == r->members[0]) sc->post_forks += r->width - r->num_members;
+        sc->post_beams += r->beam;
+    }
 }
 
 /* Schedules running sequence run[idx] within the budget.  With may_preempt,
@@ -264,6 +269,7 @@ int sched_schedule(sched *sc, double now, const sched_batch **out, char *err, si
     memset(&b->counts, 0, sizeof b->counts);
     b->num_items = b->num_copies = 0;
     b->preempted = b->swapped_out = b->swapped_in = b->admitted = 0;
+    sc->post_forks = sc->post_beams = 0;
     *out = b;
     /* admissions and swap-ins stop at max_num_seqs running; every running
      * sequence may be preempted to either queue; block copies: the pending
