@@ -67,6 +67,7 @@ static void observe(void *ctx, const loop_step_info *info) {
 }
 
 static void record_request(drv *d, const sched_done *x) {
+    if (!d->cfg.keep_requests) return;
     met_request r;
     memset(&r, 0, sizeof r);
     r.id = x->id; r.prompt_len = x->prompt_len; r.output_len = x->output_len;

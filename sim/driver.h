@@ -57,6 +57,9 @@ typedef struct drv_config {
     drv_source source;
     drv_clock  clock;             /* zeroed: simulated time */
     bool  keep_steps;             /* keep every step record in the metrics */
+    bool  keep_requests;          /* keep every finished request's record (percentiles,
+                                     the summary's request figures); a long-running
+                                     server leaves it off */
     int   usage_every;            /* sample the KV pool every k-th step, held in between
                                      (kv_usage_get walks the live tables); 0 = auto:
                                      max(1, num_blocks / 2048) */

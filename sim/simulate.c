@@ -120,6 +120,7 @@ int sim_run(const sim_config *cfg, const wl_request *reqs, int n, sim_result *ou
     drv_config dc = drv_config_default();
     dc.source = (drv_source){ source_next, &src };
     dc.keep_steps = cfg->keep_steps;
+    dc.keep_requests = true;
     dc.usage_every = cfg->usage_every;
     dc.max_steps = cfg->max_steps;
     dc.check = cfg->check;

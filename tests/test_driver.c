@@ -81,7 +81,7 @@ static void test_arrivals_and_idle_jumps(void **st) {
     hooks h = { 0 };
     drv_config dc = drv_config_default();
     dc.source = drv_source_array(&a);
-    dc.keep_steps = true; dc.check = true;
+    dc.keep_steps = true; dc.keep_requests = true; dc.check = true;
     dc.on_arrival = on_arrival; dc.on_step = on_step; dc.ctx = &h;
     rig_start(&r, &dc);
     char err[256];
@@ -222,6 +222,7 @@ static void test_real_time_waits(void **st) {
     drv_config dc = drv_config_default();
     dc.source = drv_source_array(&a);
     dc.clock = (drv_clock){ fc_now, fc_wait, &fc };
+    dc.keep_requests = true;
     rig_start(&r, &dc);
     char err[256];
     if (drv_run(r.d, err, sizeof err) != 0) fail_msg("%s", err);
@@ -242,6 +243,7 @@ static void test_real_time_waits(void **st) {
     dc = drv_config_default();
     dc.source = drv_source_array(&a2);
     dc.clock = drv_wall_clock();
+    dc.keep_requests = true;
     rig_start(&r, &dc);
     if (drv_run(r.d, err, sizeof err) != 0) fail_msg("%s", err);
     assert_true(clock_now_s() - now >= 0.05);
@@ -266,6 +268,7 @@ static void test_caller_fed_abort_observe_max_steps(void **st) {
     r.lp.observe = count_obs; r.lp.observe_ctx = &o;
     drv_config dc = drv_config_default();
     dc.max_steps = 5;
+    dc.keep_requests = true;
     rig_start(&r, &dc);
     char err[256];
     assert_int_equal(drv_run(r.d, err, sizeof err), 1);     /* stopped at 5 steps */
@@ -302,6 +305,7 @@ static void test_summary_counters(void **st) {
     drv_config dc = drv_config_default();
     dc.source = drv_source_array(&a);
     dc.check = true;
+    dc.keep_requests = true;
     rig_start(&r, &dc);
     char err[256];
     if (drv_run(r.d, err, sizeof err) != 0) fail_msg("%s", err);
