@@ -16,7 +16,7 @@ struct met_collector {
     double w, w_token, w_resv, w_int, w_ext, w_free, w_total, w_free_wait;
     double w_running, w_waiting, w_blocks;
     double sum_batch_tokens;
-    int    max_running, max_waiting, max_swapped;
+    int    max_running, max_waiting, max_swapped, max_blocks;
     long   preemptions;
 };
 
@@ -61,6 +61,7 @@ int met_add_step(met_collector *m, const met_step *s) {
     if (s->running > m->max_running) m->max_running = s->running;
     if (s->waiting > m->max_waiting) m->max_waiting = s->waiting;
     if (s->swapped > m->max_swapped) m->max_swapped = s->swapped;
+    if (s->blocks_used > m->max_blocks) m->max_blocks = s->blocks_used;
     m->preemptions += s->preemptions;
     if (!m->keep_steps) return 0;
     if (grow((void **)&m->steps, &m->steps_cap, m->n_steps + 1, sizeof *m->steps)) return -1;
@@ -155,6 +156,7 @@ int met_summarize(const met_collector *m, met_summary *o) {
     o->mean_batch_tokens = m->n_step_total ? m->sum_batch_tokens / m->n_step_total : 0;
     o->max_running = m->max_running; o->max_waiting = m->max_waiting;
     o->max_swapped = m->max_swapped;
+    o->max_blocks_used = m->max_blocks;
     o->preemptions = m->preemptions;
     return 0;
 oom:
@@ -190,7 +192,7 @@ void *met_summary_json(const met_summary *s) {
     NUM(share_token); NUM(share_reserved); NUM(share_internal); NUM(share_external);
     NUM(share_free); NUM(token_share_of_used); NUM(share_free_waiting); NUM(token_share_loaded);
     NUM(mean_running); NUM(mean_waiting); NUM(mean_batch_tokens); NUM(mean_blocks_used);
-    NUM(max_running); NUM(max_waiting); NUM(max_swapped);
+    NUM(max_running); NUM(max_waiting); NUM(max_swapped); NUM(max_blocks_used);
     NUM(preemptions); NUM(swap_outs); NUM(swap_ins); NUM(cow_copies);
     NUM(prefix_hit_tokens); NUM(forks);
 #undef NUM

@@ -56,6 +56,7 @@ typedef struct met_summary {
     double token_share_loaded;
     double mean_running, mean_waiting, mean_batch_tokens, mean_blocks_used;
     int    max_running, max_waiting, max_swapped;
+    int    max_blocks_used;       /* peak over the sampled steps */
     long   preemptions, swap_outs, swap_ins, cow_copies, prefix_hit_tokens, forks;
 } met_summary;
 
