@@ -71,7 +71,9 @@ typedef struct drv_config {
                                      ceil(longest / budget) steps) */
     bool  check;                  /* kv_check after every step (tests; slow) */
     /* hooks (NULL = none), with ctx: a request entered the scheduler (first =
-     * its first sequence); a step ended (info->done, info->fin readable) */
+     * its first sequence, which lives until it finishes: a finished sequence
+     * is freed at the next step, so is a beam that beam search dropped); a
+     * step ended (info->done, info->fin readable until the next step) */
     void (*on_arrival)(void *ctx, const drv_request *r, seq *first);
     void (*on_step)(void *ctx, const loop_step_info *info);
     void  *ctx;
