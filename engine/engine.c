@@ -48,8 +48,8 @@ static double now_s(const eng *e) {
 }
 /* The driver's clock.  Requests are added by the caller, so the driver never
  * has an arrival to wait for. */
-static double drv_now(void *ctx) { return now_s(ctx); }
-static int drv_wait(void *ctx, double until, char *err, size_t errlen) {
+static double clock_now(void *ctx) { return now_s(ctx); }
+static int clock_wait(void *ctx, double until, char *err, size_t errlen) {
     (void)ctx; (void)until;
     return errbuf_fail(err, errlen, "engine: nothing to run and no request to wait for");
 }
@@ -208,7 +208,7 @@ eng *eng_create(const mc_config *c, w_weights *w, const eng_config *cfg, model_m
     }
     /* the driver: fed by eng_add_request (no source), the wall clock */
     drv_config dc = drv_config_default();
-    dc.clock = (drv_clock){ drv_now, drv_wait, e };
+    dc.clock = (drv_clock){ clock_now, clock_wait, e };
     dc.keep_requests = cfg->keep_request_metrics;
     dc.usage_every = 1;               /* the pool at every step: nothing next to a forward pass */
     if (!(e->d = drv_create(&e->lp, e->kv, &dc, err, errlen))) {
