@@ -95,6 +95,23 @@ bool kv_can_admit(const kv_cache *kv, const seq *s, int watermark_blocks) {
     return ra_can_admit(kv->ra, s, (long)watermark_blocks * kv->cfg.block_size);
 }
 
+bool kv_can_ever_fit(const kv_cache *kv, const seq *s, int watermark_blocks) {
+    long bs = kv->cfg.block_size, pool = (long)kv->cfg.num_blocks * bs;
+    long wm = watermark_blocks > 0 ? (long)watermark_blocks * bs : 0;
+    long life = (long)s->prompt_len + s->max_output;
+    if (life < s->num_tokens) life = s->num_tokens;
+    if (kv->ra) {             /* one reservation for the whole life, or it cannot finish */
+        long r = ra_reservation_for(kv->ra, s);
+        return r >= life && r + wm <= pool;
+    }
+    /* the last sampled token's slot (index life - 1) is secured before it is
+     * appended; an admission (first, or after a recompute) holds at most
+     * life - 1 tokens and keeps the watermark free */
+    long need = seq_blocks_for((int)life, (int)bs) * bs;
+    long admit = (long)seq_blocks_for((int)(life - 1 > 0 ? life - 1 : 1), (int)bs) * bs + wm;
+    return need <= pool && admit <= pool;
+}
+
 void kv_admit(kv_cache *kv, seq *s) {
     if (kv->bm) bm_admit(kv->bm, s); else ra_admit(kv->ra, s);
 }
@@ -128,6 +145,19 @@ long kv_slot(const kv_cache *kv, const seq *s, int pos) {
     int bs = kv->cfg.block_size;
     if (kv->bm) return (long)s->block_table[pos / bs] * bs + pos % bs;
     return s->resv_start + pos;
+}
+
+int kv_block_table(const kv_cache *kv, const seq *s, int *out, int cap) {
+    int bs = kv->cfg.block_size;
+    if (kv->bm) {
+        if (s->num_blocks > 0 && s->block_table[0] < 0) return -1;     /* on the CPU */
+        for (int k = 0; k < s->num_blocks && k < cap; k++) out[k] = s->block_table[k];
+        return s->num_blocks;
+    }
+    if (s->resv_start % bs) return -1;
+    long n = (s->resv_len + bs - 1) / bs, first = s->resv_start / bs;
+    for (long k = 0; k < n && k < cap; k++) out[k] = (int)(first + k);
+    return (int)n;
 }
 
 void kv_usage_get(const kv_cache *kv, seq *const *live, int n, const seq *next, kv_usage *u) {

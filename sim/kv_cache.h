@@ -60,6 +60,12 @@ const kv_config *kv_get_config(const kv_cache *kv);
  * recompute preemption), after prefix-cache hits (paged) or for its full
  * reservation (other policies)?  With watermark_blocks kept free. */
 bool kv_can_admit(const kv_cache *kv, const seq *s, int watermark_blocks);
+/* Could s ever run to its full length (prompt_len + max_output tokens) in
+ * this pool, alone in it, with watermark_blocks free at each admission?  No
+ * means no schedule can finish it: the scheduler refuses it at once (as vLLM
+ * refuses a prompt longer than the cache) instead of preempting it forever.
+ * Can't fail. */
+bool kv_can_ever_fit(const kv_cache *kv, const seq *s, int watermark_blocks);
 /* Gives s its blocks / reservation.  Prefix-cache hits set s->num_computed to
  * the cached tokens (whole blocks, never the entire prompt: at least the last
  * prompt token is computed).  Call only after kv_can_admit said yes. */
@@ -88,6 +94,14 @@ int  kv_swap_in(kv_cache *kv, seq *s, kv_copy *copies);
 /* Physical slot of token position pos of s (block_table[pos/bs]*bs + pos%bs,
  * or resv_start + pos): the one place that knows the layout. */
 long kv_slot(const kv_cache *kv, const seq *s, int pos);
+/* The physical block table of s for any policy, as attention kernels read
+ * it: out[k] = the block holding logical block k (paged: s->block_table; a
+ * reservation synthesises its own, resv_start / block_size + k).  Writes at
+ * most cap entries and returns the table's full length (compare with cap), or
+ * -1 when s's KV has no block layout on the GPU: swapped out, or a
+ * reservation that does not start on a block boundary.  So that
+ * kv_slot(kv, s, p) == out[p / bs] * bs + p % bs for every held position. */
+int  kv_block_table(const kv_cache *kv, const seq *s, int *out /* (cap,) */, int cap);
 /* Fills u.  live: the sequences holding blocks (running and swapped), n of them;
  * next: the head of the waiting queue or NULL (for external fragmentation). */
 void kv_usage_get(const kv_cache *kv, seq *const *live, int n, const seq *next, kv_usage *u);

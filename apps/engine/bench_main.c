@@ -488,13 +488,12 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
-    double flops = 0, bytes = 0, roof = 0, t_attn_ctx = 0, sum_frag = 0, sum_held = 0, sum_tok = 0;
+    double flops = 0, bytes = 0, roof = 0, t_attn_ctx = 0;
     double t_pf = 0, t_dec = 0, f_pf = 0, roof_dec = 0;   /* steps with prefill tokens / decode-only steps */
     long n_pf = 0, n_dec = 0, seqs_dec = 0;
-    long steps = 0, done = 0, gen = 0, prefill_done = 0, peak_blocks = 0;
+    long steps = 0, done = 0, gen = 0, prefill_done = 0;
     double ttft_sum = 0, tpot_sum = 0, lat_sum = 0;
     int ntpot = 0;
-    kv_usage u;
     double start = clock_now_s();
     while (eng_has_work(e)) {
         const eng_result *d;
@@ -514,13 +513,6 @@ int main(int argc, char **argv) {
         else { n_dec++; t_dec += si.seconds; seqs_dec += si.num_seqs; roof_dec += r; }
         t_attn_ctx += (double)si.attn_ctx_tokens;
         prefill_done += si.prefill_tokens;
-        if (steps % 8 == 0) {                     /* the pool in the simulator's categories */
-            eng_usage(e, &u);
-            long held = (long)u.blocks_used * mem.block_size;
-            if (cfg.kv_policy != KV_PAGED) held = u.token_slots + u.reserved_slots + u.internal_frag;
-            sum_frag += u.internal_frag; sum_held += held; sum_tok += u.token_slots;
-            if (u.blocks_used > peak_blocks) peak_blocks = u.blocks_used;
-        }
         steps++;
         for (int i = 0; i < nd; i++) {
             done++;
@@ -548,10 +540,15 @@ int main(int argc, char **argv) {
     printf("  steps with prefill: %ld, %.2f s (%.0f TFLOP/s); decode-only steps: %ld, %.2f s (%.2f ms each, "
            "batch %.0f, %.0f%% of their roofline)\n", n_pf, t_pf, t_pf > 0 ? f_pf / t_pf / 1e12 : 0, n_dec, t_dec,
            n_dec ? 1e3 * t_dec / n_dec : 0, n_dec ? (double)seqs_dec / n_dec : 0, t_dec > 0 ? 100 * roof_dec / t_dec : 0);
+    /* the pool in the simulator's categories, from the engine's metrics collector */
+    met_summary ms;
+    if (eng_summary(e, &ms)) { fprintf(stderr, "engine/bench: out of memory\n"); return 1; }
+    double held = ms.share_token + ms.share_reserved + ms.share_internal + ms.share_external;
+    long peak_blocks = ms.max_blocks_used;
     printf("  achieved %.0f TFLOP/s; prefill tokens computed %ld (recomputed %ld); KV peak %ld of %d blocks, "
-           "token states %.1f%% of held slots, internal fragmentation %.1f%%\n", flops / wall / 1e12,
+           "token states %.1f%% of held slots, internal fragmentation %.1f%% (time-averaged)\n", flops / wall / 1e12,
            prefill_done, prefill_done - total_prompt, peak_blocks, mem.num_blocks,
-           sum_held > 0 ? 100 * sum_tok / sum_held : 0, sum_held > 0 ? 100 * sum_frag / sum_held : 0);
+           100 * ms.token_share_of_used, held > 0 ? 100 * ms.share_internal / held : 0);
     if (js) {
         fprintf(js, "{\"config\": \"%s\", \"workload\": \"%s\", \"kv_policy\": \"%s\", \"requests\": %d, "
                 "\"prompt_tokens\": %ld, \"output_tokens\": %ld, \"wall_s\": %.3f, \"steps\": %ld, "

@@ -279,6 +279,10 @@ static void print_summary(FILE *f, const run_opts *o, const run_env *e, const si
     fprintf(f, "\n  %-28s %12s\n", "metric", "value");
     fprintf(f, "  %-28s %12d\n", "requests finished", s->num_finished);
     fprintf(f, "  %-28s %12d\n", "requests aborted", s->num_aborted);
+    if (s->num_refused > 0)
+        fprintf(f, "  %-28s %12d   (prompt + output beyond the %ld-slot pool or max_model_len %d)\n",
+                "  of which never fit", s->num_refused, (long)c->kv.num_blocks * c->kv.block_size,
+                c->sched.max_model_len > 0 ? c->sched.max_model_len : c->kv.max_model_len);
     fprintf(f, "  %-28s %12.2f\n", "simulated time (s)", s->sim_time);
     fprintf(f, "  %-28s %12.3f\n", "throughput (requests/s)", s->req_per_s);
     fprintf(f, "  %-28s %12.1f\n", "output tokens/s", s->out_tok_per_s);
