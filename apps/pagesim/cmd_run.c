@@ -18,10 +18,12 @@
 #include "sim/model_config.h"
 #include "sim/cost_model.h"
 #include "sim/workload.h"
+#include "sim/reserve_alloc.h"
+#include "sim/fig2.h"
 #include "viz/charts.h"
 
 typedef struct run_opts {
-    const char *workload, *model_path, *gpu, *json, *policy, *plot;
+    const char *workload, *model_path, *gpu, *json, *policy, *plot, *allocator;
     int    requests, block_size, num_blocks, max_num_seqs, max_batched, n, beam;
     int    max_model_len, tp, prompt_len, output_len, usage_every;
     double rate, kv_gb, util, swap_gb, max_norm_latency, sweep_seconds;
@@ -43,7 +45,7 @@ static void usage(FILE *f) {
           "workload:\n"
           "  --workload W          sharegpt, alpaca, fixed, or a trace file (CSV/JSONL:\n"
           "                        arrival,prompt_len,output_len[,n,beam])  [sharegpt]\n"
-          "  --requests N          number of requests [1000]\n"
+          "  --requests N          number of requests [1000; --fig2: 7200]\n"
           "  --rate R              Poisson arrivals, requests/s; 0 = all at t=0 [0]\n"
           "  --prompt-len P --output-len O   lengths of --workload fixed [512 128]\n"
           "  --n N                 parallel samples per request [1]\n"
@@ -61,6 +63,9 @@ static void usage(FILE *f) {
           "  --max-model-len L     longest request (clips outputs) [2048]\n"
           "scheduler:\n"
           "  --policy P            paged, contiguous, orca-max, orca-pow2, orca-oracle [paged]\n"
+          "  --allocator A         how the reservation policies place their ranges: buddy\n"
+          "                        (power-of-two blocks, as the vLLM paper's Orca) or\n"
+          "                        first-fit (exact sizes, as engine/'s contiguous) [buddy]\n"
           "  --max-num-seqs N      [256]\n"
           "  --max-num-batched-tokens N   token budget per step [2048]\n"
           "  --no-chunked-prefill  run each prompt whole\n"
@@ -77,8 +82,9 @@ static void usage(FILE *f) {
           "  --check               verify the KV cache invariants after every step (slow)\n"
           "  --quiet               no progress on stderr\n"
           "reproductions:\n"
-          "  --fig2                Figure 2: OPT-13B, A100-40GB, 12 GB of KV cache, ShareGPT;\n"
-          "                        defaults may be overridden (--requests, --rate, --seed...)\n"
+          "  --fig2                Figure 2, all four categories against the paper: OPT-13B,\n"
+          "                        A100-40GB, 12 GiB of KV cache, ShareGPT at 2 req/s for an\n"
+          "                        hour, buddy allocator; each may be overridden\n"
           "  --rate-sweep          binary-search the highest rate whose mean normalized\n"
           "                        latency stays under --max-norm-latency [1.0 s/token]; each\n"
           "                        run serves rate x --sweep-seconds requests [1800 s]\n", f);
@@ -111,10 +117,10 @@ static int parse_dbl(const char *opt, const char *v, double lo, bool lo_open, do
 /* Returns 0, 1 for --help, -1 with err. */
 static int parse_args(int argc, char **argv, run_opts *o, char *err, size_t n) {
     memset(o, 0, sizeof *o);
-    o->workload = "sharegpt"; o->policy = "paged"; o->requests = 1000; o->block_size = 16;
+    o->workload = "sharegpt"; o->policy = "paged"; o->requests = 0; o->block_size = 16;
     o->max_num_seqs = 256; o->max_batched = 2048; o->n = 1; o->max_model_len = 2048; o->tp = 1;
     o->prompt_len = 512; o->output_len = 128; o->util = 0.9; o->swap_gb = 4; o->seed = 1;
-    o->max_norm_latency = 1.0; o->rate = -1; o->sweep_seconds = 1800;
+    o->max_norm_latency = 1.0; o->rate = -1; o->sweep_seconds = 1800; o->allocator = "buddy";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0, used = 1;
@@ -125,6 +131,7 @@ static int parse_args(int argc, char **argv, run_opts *o, char *err, size_t n) {
         else if (!strcmp(a, "--json")) o->json = v;
         else if (!strcmp(a, "--plot")) o->plot = v;
         else if (!strcmp(a, "--policy")) o->policy = v;
+        else if (!strcmp(a, "--allocator")) o->allocator = v;
         else if (!strcmp(a, "--requests")) rc = parse_int(a, v, 1, &o->requests, err, n);
         else if (!strcmp(a, "--rate")) rc = parse_dbl(a, v, 0, false, &o->rate, err, n);
         else if (!strcmp(a, "--block-size")) rc = parse_int(a, v, 1, &o->block_size, err, n);
@@ -165,6 +172,10 @@ static int parse_args(int argc, char **argv, run_opts *o, char *err, size_t n) {
             else { snprintf(err, n, "unknown option '%s' (pagesim run --help)", a); return -1; }
         }
         if (rc) return -1;
+        if (used && v && !strcmp(a, "--allocator") && ra_allocator_parse(v) < 0) {
+            snprintf(err, n, "--allocator: expected buddy or first-fit, got '%s'", v);
+            return -1;
+        }
         if (used) {
             if (!v) { snprintf(err, n, "%s needs a value", a); return -1; }
             i++;
@@ -196,6 +207,7 @@ static sim_config make_config(const run_opts *o, const run_env *e, int policy) {
     c.kv.max_model_len = o->max_model_len;
     c.kv.orca_max_len = 2048 < o->max_model_len ? 2048 : o->max_model_len;
     c.kv.prefix_caching = o->prefix_caching;
+    c.kv.allocator = (kv_allocator)ra_allocator_parse(o->allocator);
     c.kv.num_cpu_blocks = o->preempt_swap ? e->num_cpu_blocks : 0;
     c.sched.max_num_seqs = o->max_num_seqs;
     c.sched.max_num_batched_tokens = o->max_batched;
@@ -306,94 +318,86 @@ static void print_summary(FILE *f, const run_opts *o, const run_env *e, const si
 }
 
 /* ---- Figure 2 ------------------------------------------------------------------
- * The paper (Kwon et al., SOSP 2023, Fig. 2) reports the average share of KV
- * memory that holds token states while serving ShareGPT with OPT-13B on an
- * A100-40GB: vLLM 96.3, Orca (Max) 20.4, (Pow2) 26.8, (Oracle) 38.2 %.  We
- * measure token slots / (token + reserved + internal + external slots + free
- * slots left idle while requests wait), time-weighted over the run ("strict"
- * leaves out the idle-while-waiting term), at 2 requests/s: paged runs near
- * its capacity, every Orca variant is saturated with a waiting queue.
- * Orca reserves at admission: Max 2048 slots, Pow2 the next power of two of
- * prompt + output (at most 2x), Oracle exactly prompt + output; the slots a
- * reservation holds ahead of its future tokens count as "reserved", those it
- * will never use as internal fragmentation, and free gaps the next request
- * does not fit in (first-fit contiguous ranges) as external fragmentation
- * (sim/reserve_alloc.c).
- *
- * What we get (seed 1, 1000 requests): paged ~98, Max ~23, Pow2 ~37,
- * Oracle ~51 %.  Paged and Max land within 5 points.  Pow2 and Oracle sit
- * 10-13 points above the paper, and the whole gap is in the paper's
- * "external fragmentation & others" bar: our token:reserved ratio is ~1.5 for
- * every policy (a property of the ShareGPT length distribution, the same in
- * the paper's bars), our Max internal fragmentation is ~60 % as in the paper,
- * but our first-fit allocator loses only ~10-15 % of the held memory to
- * holes, where the paper's Orca loses about three times that.  The paper does
- * not describe its allocator or what "others" holds (allocator slack, memory
- * of aborted or padded requests, ...); we do not invent it. */
-static const double fig2_paper[4] = { 96.3, 20.4, 26.8, 38.2 };
-static const int fig2_policy[4] = { KV_PAGED, KV_ORCA_MAX, KV_ORCA_POW2, KV_ORCA_ORACLE };
+ * The computation is sim/fig2.c's; here the paper's setting is the default
+ * (OPT-13B, A100-40GB, 12 GiB of KV cache, ShareGPT, 2 requests/s for an
+ * hour, Orca on the buddy allocator) and the table is printed. */
+static void print_cell(double measured, double paper) {
+    if (isnan(paper)) printf(" %5.1f     -      ", measured);
+    else printf(" %5.1f %5.1f %+5.1f ", measured, paper, measured - paper);
+}
 
 static int run_fig2(run_opts *o, char *err, size_t n) {
     if (!o->model_path) o->model_path = "data/models/opt-13b.json";
     if (!o->gpu) o->gpu = "A100-40GB";
-    if (o->kv_gb <= 0 && o->num_blocks <= 0) o->kv_gb = 12;
-    if (o->rate < 0) o->rate = 2.0;               /* near paged's saturation on this setup */
+    if (o->rate < 0) o->rate = FIG2_PAPER_RATE;
+    if (o->requests <= 0) o->requests = FIG2_PAPER_REQUESTS;
+    int paper_pool = o->kv_gb <= 0 && o->num_blocks <= 0;
+    if (paper_pool) o->num_blocks = 1;           /* placeholder: sized below */
     run_env e;
     if (setup(o, o->rate, &e, err, n) < 0) { free(e.reqs); return -1; }
+    sim_config c = make_config(o, &e, KV_PAGED);
+    if (paper_pool) {
+        fig2_paper_config(&c, (double)e.kv_bytes_per_token);
+        c.kv.allocator = (kv_allocator)ra_allocator_parse(o->allocator);
+    }
+    c.keep_steps = o->plot != NULL;
     double mp, mo;
     wl_stats(e.reqs, e.nreq, &mp, &mo);
-    printf("Figure 2 (vLLM paper): share of KV memory holding token states\n");
-    printf("%s on %s, %d blocks x %d tokens (%.1f GB KV), %s workload: %d requests "
-           "(mean prompt %.1f, output %.1f), %.2f req/s\n\n", e.model.cfg.name, e.model.gpu.name,
-           e.num_blocks, o->block_size,
-           (double)e.num_blocks * o->block_size * (double)e.kv_bytes_per_token / 1e9,
-           o->workload, e.nreq, mp, mo, o->rate);
-    printf("  %-12s %9s %9s %7s   %9s %9s %9s %9s %9s\n", "policy", "measured", "paper", "diff",
-           "reserved", "internal", "external", "strict", "req/s");
+    fig2_table t;
+    sim_result res[FIG2_NPOL];
+    if (fig2_compute(&c, e.reqs, e.nreq, &t, o->plot ? res : NULL, err, n) < 0) { free(e.reqs); return -1; }
+    printf("Figure 2 (vLLM paper): where the KV cache memory goes, %% of the memory held or lost\n");
+    printf("%s on %s, %d blocks x %d = %ld slots (%.2f GiB), %s allocator; %s: %d requests "
+           "(mean prompt %.1f, output %.1f) at %.2f req/s\n\n", e.model.cfg.name, e.model.gpu.name,
+           c.kv.num_blocks, c.kv.block_size, (long)c.kv.num_blocks * c.kv.block_size,
+           (double)c.kv.num_blocks * c.kv.block_size * (double)e.kv_bytes_per_token / 1073741824.0,
+           ra_allocator_name(c.kv.allocator), o->workload, e.nreq, mp, mo, o->rate);
+    static const char *const head[FIG2_NCAT] = { "token states", "reservation", "internal frag.",
+                                                  "external & others" };
+    printf("  %-12s", "");
+    for (int k = 0; k < FIG2_NCAT; k++) printf(" %-19s", head[k]);
+    printf(" %s\n  %-12s", "batched (Fig. 13a)", "policy");
+    for (int k = 0; k < FIG2_NCAT; k++) printf(" %5s %5s %5s ", "ours", "paper", "diff");
+    printf(" %6s %6s\n", "ours", "paper");
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "policies");
-    int worst = 0, nres = 0;
-    sim_result res[4];                  /* kept for --plot */
-    const char *labels[4];
-    double paper[4];
-    for (int i = 0; i < 4; i++) {
-        sim_config c = make_config(o, &e, fig2_policy[i]);
-        c.keep_steps = o->plot != NULL;
-        sim_result *rp = &res[nres];
-        if (sim_run(&c, e.reqs, e.nreq, rp, err, n) < 0) {
-            for (int k = 0; k < nres; k++) sim_result_free(&res[k]);
-            cJSON_Delete(root); free(e.reqs); return -1;
-        }
-        sim_result r = *rp;
-        labels[nres] = kv_policy_name(c.kv.policy);
-        paper[nres] = fig2_paper[i] / 100;
-        nres++;
-        const met_summary *s = &r.summary;
-        double ext = s->share_external + s->share_free_waiting;
-        double used = s->share_token + s->share_reserved + s->share_internal + ext;
-        double m = 100 * s->token_share_loaded, d = m - fig2_paper[i];
-        if (fabs(d) > 5) worst = 1;
-        printf("  %-12s %8.1f%% %8.1f%% %+6.1f   %8.1f%% %8.1f%% %8.1f%% %8.1f%% %9.3f\n",
-               kv_policy_name(c.kv.policy), m, fig2_paper[i], d,
-               used > 0 ? 100 * s->share_reserved / used : 0,
-               used > 0 ? 100 * s->share_internal / used : 0,
-               used > 0 ? 100 * ext / used : 0, 100 * s->token_share_of_used, s->req_per_s);
+    const char *labels[FIG2_NPOL];
+    double paper_tok[FIG2_NPOL];
+    for (int i = 0; i < FIG2_NPOL; i++) {
+        const fig2_row *r = &t.row[i];
+        printf("  %-12s", kv_policy_name(r->policy));
+        for (int k = 0; k < FIG2_NCAT; k++) print_cell(r->measured[k], r->paper[k]);
+        printf(" %6.2f %6.2f\n", r->mean_running, r->paper_running);
+        labels[i] = kv_policy_name(r->policy);
+        paper_tok[i] = r->paper[FIG2_TOKEN] / 100;
         cJSON *p = cJSON_CreateObject();
-        cJSON_AddStringToObject(p, "policy", kv_policy_name(c.kv.policy));
-        cJSON_AddNumberToObject(p, "token_share_pct", m);
-        cJSON_AddNumberToObject(p, "token_share_strict_pct", 100 * s->token_share_of_used);
-        cJSON_AddNumberToObject(p, "paper_pct", fig2_paper[i]);
-        cJSON_AddItemToObject(p, "summary", met_summary_json(s));
+        cJSON_AddStringToObject(p, "policy", kv_policy_name(r->policy));
+        static const char *const key[FIG2_NCAT] = { "token", "reserved", "internal", "external" };
+        for (int k = 0; k < FIG2_NCAT; k++) {
+            char kk[32];
+            snprintf(kk, sizeof kk, "%s_pct", key[k]);
+            cJSON_AddNumberToObject(p, kk, r->measured[k]);
+            snprintf(kk, sizeof kk, "paper_%s_pct", key[k]);
+            if (isnan(r->paper[k])) cJSON_AddNullToObject(p, kk);
+            else cJSON_AddNumberToObject(p, kk, r->paper[k]);
+        }
+        cJSON_AddNumberToObject(p, "mean_running", r->mean_running);
+        cJSON_AddNumberToObject(p, "paper_mean_running", r->paper_running);
+        cJSON_AddNumberToObject(p, "req_per_s", r->req_per_s);
         cJSON_AddItemToArray(arr, p);
     }
-    printf("\n  (reserved/internal/external: shares of the held+lost memory; within 5 points "
-           "of the paper: %s)\n", worst ? "not all" : "all");
+    cJSON_AddNumberToObject(root, "worst_diff_points", t.worst);
+    printf("\n  largest difference from the paper: %.1f points (every category within 5: %s)\n", t.worst,
+           t.worst <= 5 ? "yes" : "no");
+    printf("  vLLM's bar is labelled with its token share only (the other 3.7%% is not split); its batch\n"
+           "  differs because our step times are shorter than the paper's, so paged is not memory-bound at\n"
+           "  2 req/s.  --allocator first-fit shows what the buddy allocator adds.\n");
     int rc = 0;
     if (o->json && met_write_json(root, o->json, err, n) < 0) rc = -1;
     if (rc == 0 && o->plot) {
-        if (viz_plot_results(o->plot, labels, res, nres, paper, err, n) < 0) rc = -1;
+        if (viz_plot_results(o->plot, labels, res, FIG2_NPOL, paper_tok, err, n) < 0) rc = -1;
         else printf("  plot written to %s\n", o->plot);
     }
-    for (int k = 0; k < nres; k++) sim_result_free(&res[k]);
+    if (o->plot) for (int k = 0; k < FIG2_NPOL; k++) sim_result_free(&res[k]);
     cJSON_Delete(root);
     free(e.reqs);
     return rc;
@@ -497,6 +501,7 @@ int pagesim_cmd_run(int argc, char **argv) {
         return 2;
     }
     if (o.rate < 0) o.rate = 0;
+    if (o.requests <= 0) o.requests = 1000;
     run_env e;
     if (setup(&o, o.rate, &e, err, sizeof err) < 0) {
         fprintf(stderr, "pagesim run: %s\n", err);
