@@ -20,16 +20,17 @@
 #include "sim/workload.h"
 #include "sim/reserve_alloc.h"
 #include "sim/fig2.h"
+#include "sim/rate_sweep.h"
 #include "viz/charts.h"
 
 typedef struct run_opts {
-    const char *workload, *model_path, *gpu, *json, *policy, *plot, *allocator;
+    const char *workload, *model_path, *gpu, *json, *policy, *plot, *allocator, *setting;
     int    requests, block_size, num_blocks, max_num_seqs, max_batched, n, beam;
     int    max_model_len, tp, prompt_len, output_len, usage_every;
     double rate, kv_gb, util, swap_gb, max_norm_latency, sweep_seconds;
     unsigned long long seed;
     int    preempt_swap, static_batching, prefix_caching, no_chunked, steps, no_steps,
-           check, fig2, sweep, quiet;
+           check, fig2, sweep, quiet, workload_given;
 } run_opts;
 
 static void usage(FILE *f) {
@@ -85,9 +86,14 @@ static void usage(FILE *f) {
           "  --fig2                Figure 2, all four categories against the paper: OPT-13B,\n"
           "                        A100-40GB, 12 GiB of KV cache, ShareGPT at 2 req/s for an\n"
           "                        hour, buddy allocator; each may be overridden\n"
-          "  --rate-sweep          binary-search the highest rate whose mean normalized\n"
-          "                        latency stays under --max-norm-latency [1.0 s/token]; each\n"
-          "                        run serves rate x --sweep-seconds requests [1800 s]\n", f);
+          "  --rate-sweep          the highest rate whose mean normalized latency stays under\n"
+          "                        --max-norm-latency [1.0 s/token], paged and the three Orca\n"
+          "                        variants: the paper's settings (OPT-13B on one A100-40GB,\n"
+          "                        OPT-66B on 4, OPT-175B on 8 A100-80GB, LLaMA-13B) on\n"
+          "                        ShareGPT and Alpaca, next to the paper's gains; or one of\n"
+          "                        them (--setting NAME, --workload W), or --model/--gpu/--tp\n"
+          "                        with its pool; each run serves rate x --sweep-seconds\n"
+          "                        requests [the paper's traces: 3600 s, 900 s for OPT-175B]\n", f);
 }
 
 /* ---- argument parsing --------------------------------------------------------- */
@@ -120,12 +126,13 @@ static int parse_args(int argc, char **argv, run_opts *o, char *err, size_t n) {
     o->workload = "sharegpt"; o->policy = "paged"; o->requests = 0; o->block_size = 16;
     o->max_num_seqs = 256; o->max_batched = 2048; o->n = 1; o->max_model_len = 2048; o->tp = 1;
     o->prompt_len = 512; o->output_len = 128; o->util = 0.9; o->swap_gb = 4; o->seed = 1;
-    o->max_norm_latency = 1.0; o->rate = -1; o->sweep_seconds = 1800; o->allocator = "buddy";
+    o->max_norm_latency = 1.0; o->rate = -1; o->sweep_seconds = 0; o->allocator = "buddy";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0, used = 1;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 1;
-        else if (!strcmp(a, "--workload")) o->workload = v;
+        else if (!strcmp(a, "--workload")) o->workload = v, o->workload_given = 1;
+        else if (!strcmp(a, "--setting")) o->setting = v;
         else if (!strcmp(a, "--model")) o->model_path = v;
         else if (!strcmp(a, "--gpu")) o->gpu = v;
         else if (!strcmp(a, "--json")) o->json = v;
@@ -404,79 +411,149 @@ static int run_fig2(run_opts *o, char *err, size_t n) {
 }
 
 /* ---- rate sweep ------------------------------------------------------------------
- * "Sustainable": over an arrival window of fixed length (--sweep-seconds,
- * 30 min by default, so a run at rate R serves R x 1800 requests), the mean
- * normalized latency (end-to-end / output tokens) stays under a threshold
- * (1 s/token by default, as on the y axis of the paper's Fig. 12).  Below
- * capacity the latency stays near the per-token step time (tens of ms); above
- * it the queue grows for the whole window and the latency climbs into whole
- * seconds per token, so the threshold only locates the knee.  A fixed number
- * of requests would not do: past capacity a short run degenerates into "all
- * at t=0", whose latency is bounded.  For each policy the rate is bracketed
- * by doubling, then bisected to 2%. */
-static int mean_norm_at(run_opts *o, int policy, double rate, double *out, char *err, size_t n) {
-    run_env e;
-    run_opts oo = *o;
-    double want = ceil(rate * o->sweep_seconds);
-    oo.requests = want < 200 ? 200 : want > 2e6 ? 2000000 : (int)want;
-    if (setup(&oo, rate, &e, err, n) < 0) { free(e.reqs); return -1; }
-    sim_config c = make_config(&oo, &e, policy);
-    c.keep_steps = false;
-    sim_result r;
-    int rc = sim_run(&c, e.reqs, e.nreq, &r, err, n);
-    if (rc == 0) {
-        *out = r.summary.num_aborted > 0 ? INFINITY : r.summary.norm_latency.mean;
-        sim_result_free(&r);
-    }
-    free(e.reqs);
-    return rc;
+ * The computation is sim/rate_sweep.c's: for each setting, the highest rate
+ * whose mean normalized latency stays under --max-norm-latency, per policy.
+ * Without --model, the paper's settings (or --setting NAME) on ShareGPT and
+ * Alpaca (or --workload); with --model, that model's pool (--num-blocks,
+ * --kv-gb or the planner) on --workload.  Progress goes to stderr. */
+typedef struct sweep_progress { const char *what; int tty, quiet; kv_policy last; double rate; } sweep_progress;
+
+static void sweep_tick(void *ctx, kv_policy p, double rate, double norm) {
+    sweep_progress *sp = ctx;
+    if (sp->quiet) return;
+    if (sp->tty) fprintf(stderr, "\r  %s, %-11s %9.3f req/s -> %8.3f s/token   ", sp->what, kv_policy_name(p), rate, norm);
+    sp->last = p;
 }
 
-static int sweep_policy(run_opts *o, int policy, double *best, char *err, size_t n) {
-    double lo = 0, hi = 0.25, v;
-    for (;;) {                                 /* bracket */
-        if (mean_norm_at(o, policy, hi, &v, err, n) < 0) return -1;
-        if (v > o->max_norm_latency) break;
-        lo = hi; hi *= 2;
-        if (hi > 1e4) { *best = hi; return 0; }
-    }
-    while (hi - lo > 0.02 * hi) {
-        double mid = 0.5 * (lo + hi);
-        if (mean_norm_at(o, policy, mid, &v, err, n) < 0) return -1;
-        if (v <= o->max_norm_latency) lo = mid; else hi = mid;
-    }
-    *best = lo;
-    return 0;
+static void sweep_row_print(const rs_row *r, const char *label, const char *wl) {
+    printf("  %-26s %-8s", label, wl);
+    for (int i = 0; i < RS_NPOL; i++) printf(" %8.3f", r->rate[i]);
+    double vo = r->rate[RS_ORACLE] > 0 ? r->rate[RS_PAGED] / r->rate[RS_ORACLE] : INFINITY;
+    double vm = r->rate[RS_MAX] > 0 ? r->rate[RS_PAGED] / r->rate[RS_MAX] : INFINITY;
+    printf("   %6.2fx %6.2fx", vo, vm);
+    int opt_sharegpt = r->setting && !strncmp(r->setting->name, "opt-", 4) && r->workload == WL_SHAREGPT;
+    if (opt_sharegpt) printf("   %.1f-%.1fx %.1f-%.0fx\n", RS_PAPER_ORACLE_LO, RS_PAPER_ORACLE_HI, RS_PAPER_MAX_LO, RS_PAPER_MAX_HI);
+    else printf("   %9s %7s\n", "-", "-");
+}
+
+static cJSON *sweep_row_json(const rs_row *r, const char *name, const char *wl) {
+    static const char *const key[RS_NPOL] = { "paged", "orca_oracle", "orca_pow2", "orca_max" };
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "setting", name);
+    cJSON_AddStringToObject(j, "workload", wl);
+    for (int i = 0; i < RS_NPOL; i++) cJSON_AddNumberToObject(j, key[i], r->rate[i]);
+    if (r->rate[RS_ORACLE] > 0) cJSON_AddNumberToObject(j, "paged_over_oracle", r->rate[RS_PAGED] / r->rate[RS_ORACLE]);
+    if (r->rate[RS_MAX] > 0) cJSON_AddNumberToObject(j, "paged_over_max", r->rate[RS_PAGED] / r->rate[RS_MAX]);
+    return j;
 }
 
 static int run_sweep(run_opts *o, char *err, size_t n) {
-    if (!o->model_path) o->model_path = "data/models/opt-13b.json";
-    if (!o->gpu) o->gpu = "A100-40GB";
-    if (o->kv_gb <= 0 && o->num_blocks <= 0) o->kv_gb = 12;
-    printf("Highest sustainable request rate (mean normalized latency <= %.3f s/token)\n",
+    rs_spec tmpl;
+    rs_spec_default(&tmpl);
+    tmpl.kv.block_size = o->block_size;
+    tmpl.kv.max_model_len = o->max_model_len;
+    tmpl.kv.orca_max_len = 2048 < o->max_model_len ? 2048 : o->max_model_len;
+    tmpl.kv.allocator = (kv_allocator)ra_allocator_parse(o->allocator);
+    tmpl.sched.max_num_seqs = o->max_num_seqs;
+    tmpl.sched.max_num_batched_tokens = o->max_batched;
+    tmpl.sched.chunked_prefill = !o->no_chunked;
+    tmpl.max_norm_latency = o->max_norm_latency;
+    tmpl.window_s = o->sweep_seconds;              /* 0: each setting's trace length */
+    tmpl.seed = o->seed;
+    tmpl.fixed_prompt = o->prompt_len;
+    tmpl.fixed_output = o->output_len;
+    sweep_progress sp = { "", isatty(2), o->quiet, KV_PAGED, 0 };
+    tmpl.progress = sweep_tick;
+    tmpl.progress_ctx = &sp;
+    int nwl = 0, kinds[2];
+    if (o->workload_given) {
+        if ((kinds[0] = wl_kind_parse(o->workload)) < 0 || kinds[0] == WL_TRACE) {
+            snprintf(err, n, "--workload: a rate sweep needs sharegpt, alpaca or fixed, got '%s'", o->workload);
+            return -1;
+        }
+        nwl = 1;
+    } else {
+        kinds[0] = WL_SHAREGPT; kinds[1] = WL_ALPACA;
+        nwl = o->model_path ? 1 : 2;
+    }
+    const char *wlname[3] = { "sharegpt", "alpaca", "fixed" };
+    printf("Sustainable request rate: the highest whose mean normalized latency stays <= %.3f s/token\n",
            o->max_norm_latency);
-    printf("%s, %s workload, %.0f s of Poisson arrivals per run, seed %llu\n\n", o->model_path,
-           o->workload, o->sweep_seconds, o->seed);
-    const int pols[2] = { KV_PAGED, KV_ORCA_ORACLE };
-    double best[2];
-    for (int i = 0; i < 2; i++) {
-        if (sweep_policy(o, pols[i], &best[i], err, n) < 0) return -1;
-        printf("  %-12s %8.3f requests/s\n", kv_policy_name((kv_policy)pols[i]), best[i]);
+    printf("Orca on the %s allocator; Poisson arrivals for ", ra_allocator_name(tmpl.kv.allocator));
+    if (o->sweep_seconds > 0) printf("%.0f s per run", o->sweep_seconds);
+    else printf("an hour per run (15 min for OPT-175B), as the paper's traces");
+    printf(", seed %llu\n\n  %-26s %-8s %8s %8s %8s %8s   %14s   %17s\n", o->seed, "setting", "workload", "paged",
+           "oracle", "pow2", "max", "paged over", "paper (ShareGPT)");
+    printf("  %-26s %-8s %35s   %7s %7s   %9s %7s\n", "", "", "requests/s", "oracle", "max", "oracle", "max");
+    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "rows");
+    cJSON_AddNumberToObject(root, "max_norm_latency", o->max_norm_latency);
+    int rc = -1;
+    double lo_o = INFINITY, hi_o = 0, lo_m = INFINITY, hi_m = 0;
+    if (o->model_path) {                          /* one custom setting */
+        run_env e;
+        run_opts oo = *o;
+        oo.requests = 1;
+        if (!o->gpu) { snprintf(err, n, "--gpu NAME is required with --model"); goto out; }
+        if (setup(&oo, 0, &e, err, n) < 0) { free(e.reqs); goto out; }
+        free(e.reqs);
+        rs_setting st = { "custom", e.model.cfg.name, o->model_path, o->gpu, o->tp,
+                          (long)e.num_blocks * o->block_size, 3600 };
+        tmpl.model = &e.model;
+        tmpl.kv.num_blocks = e.num_blocks;
+        if (!(tmpl.window_s > 0)) tmpl.window_s = st.window_s;
+        rs_row r = { &st, (wl_kind)kinds[0], { 0 } };
+        static const kv_policy pol[RS_NPOL] = { KV_PAGED, KV_ORCA_ORACLE, KV_ORCA_POW2, KV_ORCA_MAX };
+        sp.what = wlname[kinds[0]];
+        double start = 0;
+        for (int i = 0; i < RS_NPOL; i++) {
+            if (rs_sustainable_rate(&tmpl, pol[i], start, &r.rate[i], err, n) < 0) goto out;
+            start = r.rate[i] / (i == 0 ? 2.0 : 1.5);
+        }
+        if (sp.tty && !sp.quiet) fputc('\n', stderr);
+        sweep_row_print(&r, e.model.cfg.name, wlname[kinds[0]]);
+        cJSON_AddItemToArray(arr, sweep_row_json(&r, o->model_path, wlname[kinds[0]]));
+        printf("\n  paged / orca-oracle: %.2fx   paged / orca-max: %.2fx   (paper, ShareGPT: %.1f-%.1fx and %.1f-%.0fx)\n",
+               r.rate[RS_ORACLE] > 0 ? r.rate[RS_PAGED] / r.rate[RS_ORACLE] : 0,
+               r.rate[RS_MAX] > 0 ? r.rate[RS_PAGED] / r.rate[RS_MAX] : 0,
+               RS_PAPER_ORACLE_LO, RS_PAPER_ORACLE_HI, RS_PAPER_MAX_LO, RS_PAPER_MAX_HI);
+    } else {
+        int ns;
+        const rs_setting *all = rs_paper_settings(&ns);
+        if (o->setting) {
+            if (!(all = rs_paper_setting(o->setting))) {
+                snprintf(err, n, "--setting: unknown '%s' (opt-13b, opt-66b, opt-175b, llama-13b)", o->setting);
+                goto out;
+            }
+            ns = 1;
+        }
+        for (int k = 0; k < ns; k++)
+            for (int w = 0; w < nwl; w++) {
+                char what[96];
+                snprintf(what, sizeof what, "%s %s", all[k].name, wlname[kinds[w]]);
+                sp.what = what;
+                rs_row r;
+                if (rs_run_setting(&all[k], (wl_kind)kinds[w], &tmpl, &r, err, n) < 0) goto out;
+                if (sp.tty && !sp.quiet) fprintf(stderr, "\r%120s\r", "");
+                else if (!sp.quiet) fprintf(stderr, "  %s done\n", what);
+                sweep_row_print(&r, all[k].label, wlname[kinds[w]]);
+                fflush(stdout);
+                cJSON_AddItemToArray(arr, sweep_row_json(&r, all[k].name, wlname[kinds[w]]));
+                if (!strncmp(all[k].name, "opt-", 4) && kinds[w] == WL_SHAREGPT && r.rate[RS_ORACLE] > 0 &&
+                    r.rate[RS_MAX] > 0) {
+                    double vo = r.rate[RS_PAGED] / r.rate[RS_ORACLE], vm = r.rate[RS_PAGED] / r.rate[RS_MAX];
+                    lo_o = fmin(lo_o, vo); hi_o = fmax(hi_o, vo); lo_m = fmin(lo_m, vm); hi_m = fmax(hi_m, vm);
+                }
+            }
+        if (hi_o > 0)
+            printf("\n  OPT models on ShareGPT: paged sustains %.1f-%.1fx Orca (Oracle) and %.1f-%.1fx Orca (Max);"
+                   "\n  the paper: %.1f-%.1fx and %.1f-%.0fx\n", lo_o, hi_o, lo_m, hi_m, RS_PAPER_ORACLE_LO,
+                   RS_PAPER_ORACLE_HI, RS_PAPER_MAX_LO, RS_PAPER_MAX_HI);
     }
-    double ratio = best[1] > 0 ? best[0] / best[1] : 0;
-    printf("\n  paged / orca-oracle: %.2fx   (paper, ShareGPT: 1.7x-2.7x)\n", ratio);
-    if (o->json) {
-        cJSON *root = cJSON_CreateObject();
-        cJSON_AddNumberToObject(root, "max_norm_latency", o->max_norm_latency);
-        cJSON_AddNumberToObject(root, "sweep_seconds", o->sweep_seconds);
-        cJSON_AddNumberToObject(root, "paged_rate", best[0]);
-        cJSON_AddNumberToObject(root, "orca_oracle_rate", best[1]);
-        cJSON_AddNumberToObject(root, "ratio", ratio);
-        int rc = met_write_json(root, o->json, err, n);
-        cJSON_Delete(root);
-        if (rc < 0) return -1;
-    }
-    return 0;
+    rc = 0;
+    if (o->json && met_write_json(root, o->json, err, n) < 0) rc = -1;
+out:
+    cJSON_Delete(root);
+    return rc;
 }
 
 int pagesim_cmd_run(int argc, char **argv) {
