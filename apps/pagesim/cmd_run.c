@@ -21,10 +21,11 @@
 #include "sim/reserve_alloc.h"
 #include "sim/fig2.h"
 #include "sim/rate_sweep.h"
+#include "sim/op_profile.h"
 #include "viz/charts.h"
 
 typedef struct run_opts {
-    const char *workload, *model_path, *gpu, *json, *policy, *plot, *allocator, *setting;
+    const char *workload, *model_path, *gpu, *json, *policy, *plot, *allocator, *setting, *op_profile;
     int    requests, block_size, num_blocks, max_num_seqs, max_batched, n, beam;
     int    max_model_len, tp, prompt_len, output_len, usage_every;
     double rate, kv_gb, util, swap_gb, max_norm_latency, sweep_seconds;
@@ -62,6 +63,9 @@ static void usage(FILE *f) {
           "  --util U              gpu_memory_utilization for the planner [0.9]\n"
           "  --block-size B        tokens per block [16]\n"
           "  --max-model-len L     longest request (clips outputs) [2048]\n"
+          "  --op-profile P        step times from operator timings (engine/bench --profile-ops):\n"
+          "                        a file, auto (a profile of this GPU and model in\n"
+          "                        data/profiles/) or none (the roofline) [auto]\n"
           "scheduler:\n"
           "  --policy P            paged, contiguous, orca-max, orca-pow2, orca-oracle [paged]\n"
           "  --allocator A         how the reservation policies place their ranges: buddy\n"
@@ -126,13 +130,14 @@ static int parse_args(int argc, char **argv, run_opts *o, char *err, size_t n) {
     o->workload = "sharegpt"; o->policy = "paged"; o->requests = 0; o->block_size = 16;
     o->max_num_seqs = 256; o->max_batched = 2048; o->n = 1; o->max_model_len = 2048; o->tp = 1;
     o->prompt_len = 512; o->output_len = 128; o->util = 0.9; o->swap_gb = 4; o->seed = 1;
-    o->max_norm_latency = 1.0; o->rate = -1; o->sweep_seconds = 0; o->allocator = "buddy";
+    o->max_norm_latency = 1.0; o->rate = -1; o->sweep_seconds = 0; o->allocator = "buddy"; o->op_profile = "auto";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0, used = 1;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 1;
         else if (!strcmp(a, "--workload")) o->workload = v, o->workload_given = 1;
         else if (!strcmp(a, "--setting")) o->setting = v;
+        else if (!strcmp(a, "--op-profile")) o->op_profile = v;
         else if (!strcmp(a, "--model")) o->model_path = v;
         else if (!strcmp(a, "--gpu")) o->gpu = v;
         else if (!strcmp(a, "--json")) o->json = v;
@@ -198,6 +203,8 @@ typedef struct run_env {          /* what every simulation of one command shares
     int         nreq;
     int         num_blocks, num_cpu_blocks;
     int64_t     kv_bytes_per_token;
+    opp_profile prof;             /* step times, when model.prof points here */
+    char        prof_path[1024];
 } run_env;
 
 static void progress(void *ctx, int finished, int total, double t) {
@@ -242,6 +249,22 @@ static int setup(const run_opts *o, double rate, run_env *e, char *err, size_t n
     if (cm_gpu_find(&g, o->gpu, err, n) < 0) return -1;
     mc_dtype wd = mc.dtype;
     if (cm_model_init(&e->model, &mc, &g, o->tp, wd, err, n) < 0) return -1;
+    /* step times: an operator profile (given, or found in data/profiles/), else the roofline */
+    if (o->op_profile && strcmp(o->op_profile, "none")) {
+        int found = 1;
+        if (!strcmp(o->op_profile, "auto"))
+            found = opp_find(&e->prof, "data/profiles", g.name, &mc, o->tp, e->prof_path, sizeof e->prof_path, err, n);
+        else if (opp_load(&e->prof, o->op_profile, err, n) == 0) {
+            snprintf(e->prof_path, sizeof e->prof_path, "%s", o->op_profile);
+            if (!opp_matches(&e->prof, &mc, o->tp)) {
+                snprintf(err, n, "%s: measured for %s at tp %d, not %s's shape at tp %d", o->op_profile,
+                         e->prof.model, e->prof.tp, mc.name, o->tp);
+                return -1;
+            }
+        } else found = -1;
+        if (found < 0) return -1;
+        if (found) e->model.prof = &e->prof;
+    }
     e->kv_bytes_per_token = plan_kv_bytes_per_token(&mc, e->model.kvdtype, o->tp);   /* KV heads whole when fewer than tp */
     if (e->kv_bytes_per_token <= 0) { snprintf(err, n, "%s: KV bytes per token is 0", o->model_path); return -1; }
     double block_bytes = (double)e->kv_bytes_per_token * o->block_size;
@@ -295,6 +318,8 @@ static void print_summary(FILE *f, const run_opts *o, const run_env *e, const si
     fprintf(f, "workload: %s, %d requests, mean prompt %.1f / output %.1f tokens, rate %s\n",
             o->workload, e->nreq, mp, mo, o->rate > 0 ? "Poisson" : "all at t=0");
     if (o->rate > 0) fprintf(f, "          %.3f requests/s\n", o->rate);
+    fprintf(f, "step times: %s%s\n", e->model.prof ? "operator profile " : "roofline (no operator profile)",
+            e->model.prof ? e->prof_path : "");
     fprintf(f, "\n  %-28s %12s\n", "metric", "value");
     fprintf(f, "  %-28s %12d\n", "requests finished", s->num_finished);
     fprintf(f, "  %-28s %12d\n", "requests aborted", s->num_aborted);
