@@ -9,7 +9,7 @@
  *                "num_kv_heads": 4, "head_dim": 128, "intermediate_size": 18944,
  *                "vocab_size": 152064, "num_experts": 0, "experts_per_tok": 0,
  *                "moe_intermediate_size": 0 },
- *     "cpu": { "step_overhead_us": 410.0, "per_seq_us": 2.5 },
+ *     "cpu": { "step_overhead_us": 410.0, "per_seq_us": 2.5, "gpu_floor_us": 900.0 },
  *     "ops": { "gemm_qkv": { "x": "tokens", "points": [[1, 14.2], [2, 14.3], ...] },
  *              ...,
  *              "attn_decode": { "x": "batch", "y": "context", "xs": [...], "ys": [...],
@@ -82,9 +82,9 @@ int opp_curve_add(opp_curve *c, double x, double us) {
 
 /* ---- the step ------------------------------------------------------------------ */
 double opp_step_time(const opp_profile *p, const cm_batch *b) {
-    double us = p->step_overhead_us + p->per_seq_us * (b->num_seqs > 0 ? b->num_seqs : 0);
+    double cpu = p->step_overhead_us + p->per_seq_us * (b->num_seqs > 0 ? b->num_seqs : 0), us = 0;
     double T = (double)(b->prefill_tokens + b->decode_tokens), L = p->layers;
-    if (T <= 0) return us * 1e-6;
+    if (T <= 0) return cpu * 1e-6;
     double layer = opp_curve_at(&p->elem_layer, T);
     for (int k = 0; k < OPP_NGEMM; k++) layer += opp_curve_at(&p->gemm[k], T);
     if (p->experts > 0) layer += opp_curve_at(&p->moe_layer, T);
@@ -99,7 +99,7 @@ double opp_step_time(const opp_profile *p, const cm_batch *b) {
     double rows = b->num_seqs > 0 ? b->num_seqs : 0;
     us += L * layer + opp_curve_at(&p->elem_step, T) + opp_curve_at(&p->lm_head, rows) +
           opp_curve_at(&p->sampling, rows);
-    return us * 1e-6;
+    return (cpu + (us > p->gpu_floor_us ? us : p->gpu_floor_us)) * 1e-6;
 }
 
 bool opp_matches(const opp_profile *p, const mc_config *c, int tp) {
@@ -247,7 +247,8 @@ static int parse(opp_profile *p, const cJSON *root, const char *path, char *err,
     if (p->tp < 1 || p->layers < 1) return bad(err, errlen, path, "tp and num_layers must be >= 1", "shape");
     const cJSON *cpu = cJSON_GetObjectItemCaseSensitive(root, "cpu");
     if (num(cpu, "step_overhead_us", 0, &p->step_overhead_us, path, err, errlen) ||
-        num(cpu, "per_seq_us", 0, &p->per_seq_us, path, err, errlen))
+        num(cpu, "per_seq_us", 0, &p->per_seq_us, path, err, errlen) ||
+        num(cpu, "gpu_floor_us", 0, &p->gpu_floor_us, path, err, errlen))
         return -1;
     const cJSON *ops = cJSON_GetObjectItemCaseSensitive(root, "ops");
     if (!cJSON_IsObject(ops)) return bad(err, errlen, path, "missing (the operators' timings)", "ops");
@@ -306,8 +307,8 @@ int opp_save(const opp_profile *p, const char *path, char *err, size_t errlen) {
     free(gs); free(ms); cJSON_Delete(s); cJSON_Delete(m);
     for (size_t i = 0; i < OPP_NSHAPE; i++)
         fprintf(f, "%s\"%s\": %d", i ? ", " : "", opp_shape[i].key, *(const int *)((const char *)p + opp_shape[i].off));
-    fprintf(f, "},\n \"cpu\": {\"step_overhead_us\": %.3f, \"per_seq_us\": %.4f},\n \"ops\": {", p->step_overhead_us,
-            p->per_seq_us);
+    fprintf(f, "},\n \"cpu\": {\"step_overhead_us\": %.3f, \"per_seq_us\": %.4f, \"gpu_floor_us\": %.3f},\n \"ops\": {",
+            p->step_overhead_us, p->per_seq_us, p->gpu_floor_us);
     int first = 1;
     for (size_t i = 0; i < OPP_NCURVES; i++)
         put_curve(f, opp_curves[i].name, opp_curves[i].x, (const opp_curve *)((const char *)p + opp_curves[i].off), &first);

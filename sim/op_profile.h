@@ -48,8 +48,13 @@ typedef struct opp_profile {
     opp_curve moe_layer;          /* one MoE layer (router + experts), by tokens */
     opp_curve sampling;           /* by rows */
     opp_curve allreduce;          /* one all-reduce of tokens x hidden bf16 values (n = 0: none measured) */
-    double step_overhead_us;      /* CPU side of a step: fixed ... */
-    double per_seq_us;            /* ... and per sequence */
+    /* the CPU side, from the profiler's own engine steps:
+     *   step = step_overhead + per_seq x sequences + max(the ops above, gpu_floor)
+     * (gpu_floor: launching a forward's kernels takes at least this long, which
+     * hides short kernels of small batches) */
+    double step_overhead_us;
+    double per_seq_us;
+    double gpu_floor_us;
 } opp_profile;
 
 /* Reads a profile.  0, or -1 with err naming the file and the field (a JSON

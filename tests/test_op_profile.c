@@ -51,6 +51,7 @@ static void synthetic(opp_profile *p, const mc_config *c) {
         for (int j = 0; j < 3; j++) g->us[i][j] = 3 + 0.001 * bs[i] * cs[j];
     p->step_overhead_us = 300;
     p->per_seq_us = 2;
+    p->gpu_floor_us = 0;
 }
 
 static mc_config small_config(void) {
@@ -128,6 +129,11 @@ static void test_step_time_by_ops(void **st) {
     near(tm, want * 1e-6, 1e-12);
     cm_batch idle = { 0 };
     near(opp_step_time(&p, &idle), 300e-6, 1e-12);
+    /* a launch floor hides the ops of small steps, not of large ones */
+    p.gpu_floor_us = (td * 1e6 - 300 - 2 * 32) + 500;
+    near(opp_step_time(&p, &d), td + 500e-6, 1e-12);
+    near(opp_step_time(&p, &m), tm, 1e-12);
+    p.gpu_floor_us = 0;
     /* MoE layers count only for MoE shapes; the all-reduce only beyond one GPU */
     opp_curve_add(&p.moe_layer, 1, 1000);
     opp_curve_add(&p.allreduce, 1, 1000);

@@ -47,7 +47,7 @@ static void usage(FILE *f) {
           "workload:\n"
           "  --workload W          sharegpt, alpaca, fixed, or a trace file (CSV/JSONL:\n"
           "                        arrival,prompt_len,output_len[,n,beam])  [sharegpt]\n"
-          "  --requests N          number of requests [1000; --fig2: 7200]\n"
+          "  --requests N          number of requests [1000; --fig2: 7200; a trace: all]\n"
           "  --rate R              Poisson arrivals, requests/s; 0 = all at t=0 [0]\n"
           "  --prompt-len P --output-len O   lengths of --workload fixed [512 128]\n"
           "  --n N                 parallel samples per request [1]\n"
@@ -316,7 +316,8 @@ static void print_summary(FILE *f, const run_opts *o, const run_env *e, const si
             c->kv.num_blocks, c->kv.block_size,
             (double)c->kv.num_blocks * c->kv.block_size * (double)e->kv_bytes_per_token / 1e9);
     fprintf(f, "workload: %s, %d requests, mean prompt %.1f / output %.1f tokens, rate %s\n",
-            o->workload, e->nreq, mp, mo, o->rate > 0 ? "Poisson" : "all at t=0");
+            o->workload, e->nreq, mp, mo,
+            wl_kind_parse(o->workload) == WL_TRACE ? "from the trace" : o->rate > 0 ? "Poisson" : "all at t=0");
     if (o->rate > 0) fprintf(f, "          %.3f requests/s\n", o->rate);
     fprintf(f, "step times: %s%s\n", e->model.prof ? "operator profile " : "roofline (no operator profile)",
             e->model.prof ? e->prof_path : "");
@@ -603,7 +604,7 @@ int pagesim_cmd_run(int argc, char **argv) {
         return 2;
     }
     if (o.rate < 0) o.rate = 0;
-    if (o.requests <= 0) o.requests = 1000;
+    if (o.requests <= 0 && wl_kind_parse(o.workload) != WL_TRACE) o.requests = 1000;   /* a trace: all of it */
     run_env e;
     if (setup(&o, o.rate, &e, err, sizeof err) < 0) {
         fprintf(stderr, "pagesim run: %s\n", err);
