@@ -136,11 +136,13 @@ int rs_run_setting(const rs_setting *st, wl_kind wl, const rs_spec *tmpl, rs_row
     mc_config mc;
     cm_gpu g;
     cm_model m;
-    if (mc_load(&mc, st->model_path, err, errlen) < 0 || cm_gpu_find(&g, st->gpu, err, errlen) < 0 ||
-        cm_model_init(&m, &mc, &g, st->tp, mc.dtype, err, errlen) < 0)
-        return -1;
     rs_spec s = *tmpl;
-    s.model = &m;
+    if (!s.model) {                               /* the setting's model on its GPUs */
+        if (mc_load(&mc, st->model_path, err, errlen) < 0 || cm_gpu_find(&g, st->gpu, err, errlen) < 0 ||
+            cm_model_init(&m, &mc, &g, st->tp, mc.dtype, err, errlen) < 0)
+            return -1;
+        s.model = &m;
+    }
     s.workload = wl;
     if (!(s.window_s > 0)) s.window_s = st->window_s;
     if (s.kv.block_size <= 0) s.kv.block_size = 16;

@@ -69,8 +69,9 @@ typedef struct rs_row {
     double  rate[RS_NPOL];        /* sustainable requests/s: paged, Orca Oracle, Pow2, Max */
 } rs_row;
 /* Sweeps the four policies of setting st on workload wl.  tmpl supplies
- * everything but the model and the pool (its window_s <= 0: the setting's);
- * its allocator, block size and max_model_len are kept.  0, or -1 with err
- * (naming the model file when it cannot be read). */
+ * everything but the pool (st's slots; its window_s <= 0: the setting's);
+ * its allocator, block size and max_model_len are kept; its model, when set,
+ * is used as is (e.g. with an operator profile), else st's config is loaded.
+ * 0, or -1 with err (naming the model file when it cannot be read). */
 int  rs_run_setting(const rs_setting *st, wl_kind wl, const rs_spec *tmpl, rs_row *row, char *err, size_t errlen);
 #endif

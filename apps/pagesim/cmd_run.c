@@ -473,39 +473,58 @@ static cJSON *sweep_row_json(const rs_row *r, const char *name, const char *wl) 
     return j;
 }
 
+static void sweep_template(const run_opts *o, rs_spec *t) {
+    rs_spec_default(t);
+    t->kv.block_size = o->block_size;
+    t->kv.max_model_len = o->max_model_len;
+    t->kv.orca_max_len = 2048 < o->max_model_len ? 2048 : o->max_model_len;
+    t->kv.allocator = (kv_allocator)ra_allocator_parse(o->allocator);
+    t->sched.max_num_seqs = o->max_num_seqs;
+    t->sched.max_num_batched_tokens = o->max_batched;
+    t->sched.chunked_prefill = !o->no_chunked;
+    t->max_norm_latency = o->max_norm_latency;
+    t->window_s = o->sweep_seconds;                /* 0: each setting's trace length */
+    t->seed = o->seed;
+    t->fixed_prompt = o->prompt_len;
+    t->fixed_output = o->output_len;
+}
+
 static int run_sweep(run_opts *o, char *err, size_t n) {
+    static const char *const wlname[3] = { "sharegpt", "alpaca", "fixed" };
     rs_spec tmpl;
-    rs_spec_default(&tmpl);
-    tmpl.kv.block_size = o->block_size;
-    tmpl.kv.max_model_len = o->max_model_len;
-    tmpl.kv.orca_max_len = 2048 < o->max_model_len ? 2048 : o->max_model_len;
-    tmpl.kv.allocator = (kv_allocator)ra_allocator_parse(o->allocator);
-    tmpl.sched.max_num_seqs = o->max_num_seqs;
-    tmpl.sched.max_num_batched_tokens = o->max_batched;
-    tmpl.sched.chunked_prefill = !o->no_chunked;
-    tmpl.max_norm_latency = o->max_norm_latency;
-    tmpl.window_s = o->sweep_seconds;              /* 0: each setting's trace length */
-    tmpl.seed = o->seed;
-    tmpl.fixed_prompt = o->prompt_len;
-    tmpl.fixed_output = o->output_len;
+    sweep_template(o, &tmpl);
     sweep_progress sp = { "", isatty(2), o->quiet, KV_PAGED, 0 };
     tmpl.progress = sweep_tick;
     tmpl.progress_ctx = &sp;
-    int nwl = 0, kinds[2];
-    if (o->workload_given) {
-        if ((kinds[0] = wl_kind_parse(o->workload)) < 0 || kinds[0] == WL_TRACE) {
-            snprintf(err, n, "--workload: a rate sweep needs sharegpt, alpaca or fixed, got '%s'", o->workload);
-            return -1;
-        }
-        nwl = 1;
-    } else {
-        kinds[0] = WL_SHAREGPT; kinds[1] = WL_ALPACA;
-        nwl = o->model_path ? 1 : 2;
+    int nwl = 1, kinds[2] = { WL_SHAREGPT, WL_ALPACA };
+    if (o->workload_given && ((kinds[0] = wl_kind_parse(o->workload)) < 0 || kinds[0] == WL_TRACE)) {
+        snprintf(err, n, "--workload: a rate sweep needs sharegpt, alpaca or fixed, got '%s'", o->workload);
+        return -1;
     }
-    const char *wlname[3] = { "sharegpt", "alpaca", "fixed" };
-    printf("Sustainable request rate: the highest whose mean normalized latency stays <= %.3f s/token\n",
-           o->max_norm_latency);
-    printf("Orca on the %s allocator; Poisson arrivals for ", ra_allocator_name(tmpl.kv.allocator));
+    if (!o->workload_given && !o->model_path) nwl = 2;
+    /* the settings: one custom (--model, its pool as a run would size it), or the paper's */
+    run_env e;
+    memset(&e, 0, sizeof e);
+    rs_setting custom;
+    int ns = 1;
+    const rs_setting *all = &custom;
+    if (o->model_path) {
+        run_opts oo = *o;
+        oo.requests = 1;
+        if (!o->gpu) { snprintf(err, n, "--gpu NAME is required with --model"); return -1; }
+        if (setup(&oo, 0, &e, err, n) < 0) { free(e.reqs); return -1; }
+        free(e.reqs);
+        custom = (rs_setting){ "custom", e.model.cfg.name, o->model_path, o->gpu, o->tp,
+                               (long)e.num_blocks * o->block_size, 3600 };
+        tmpl.model = &e.model;                     /* with its operator profile, if any */
+    } else if (o->setting && !(all = rs_paper_setting(o->setting))) {
+        snprintf(err, n, "--setting: unknown '%s' (opt-13b, opt-66b, opt-175b, llama-13b)", o->setting);
+        return -1;
+    } else if (!o->setting) {
+        all = rs_paper_settings(&ns);
+    }
+    printf("Sustainable request rate: the highest whose mean normalized latency stays <= %.3f s/token\n"
+           "Orca on the %s allocator; Poisson arrivals for ", o->max_norm_latency, ra_allocator_name(tmpl.kv.allocator));
     if (o->sweep_seconds > 0) printf("%.0f s per run", o->sweep_seconds);
     else printf("an hour per run (15 min for OPT-175B), as the paper's traces");
     printf(", seed %llu\n\n  %-26s %-8s %8s %8s %8s %8s   %14s   %17s\n", o->seed, "setting", "workload", "paged",
@@ -513,71 +532,34 @@ static int run_sweep(run_opts *o, char *err, size_t n) {
     printf("  %-26s %-8s %35s   %7s %7s   %9s %7s\n", "", "", "requests/s", "oracle", "max", "oracle", "max");
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "rows");
     cJSON_AddNumberToObject(root, "max_norm_latency", o->max_norm_latency);
-    int rc = -1;
     double lo_o = INFINITY, hi_o = 0, lo_m = INFINITY, hi_m = 0;
-    if (o->model_path) {                          /* one custom setting */
-        run_env e;
-        run_opts oo = *o;
-        oo.requests = 1;
-        if (!o->gpu) { snprintf(err, n, "--gpu NAME is required with --model"); goto out; }
-        if (setup(&oo, 0, &e, err, n) < 0) { free(e.reqs); goto out; }
-        free(e.reqs);
-        rs_setting st = { "custom", e.model.cfg.name, o->model_path, o->gpu, o->tp,
-                          (long)e.num_blocks * o->block_size, 3600 };
-        tmpl.model = &e.model;
-        tmpl.kv.num_blocks = e.num_blocks;
-        if (!(tmpl.window_s > 0)) tmpl.window_s = st.window_s;
-        rs_row r = { &st, (wl_kind)kinds[0], { 0 } };
-        static const kv_policy pol[RS_NPOL] = { KV_PAGED, KV_ORCA_ORACLE, KV_ORCA_POW2, KV_ORCA_MAX };
-        sp.what = wlname[kinds[0]];
-        double start = 0;
-        for (int i = 0; i < RS_NPOL; i++) {
-            if (rs_sustainable_rate(&tmpl, pol[i], start, &r.rate[i], err, n) < 0) goto out;
-            start = r.rate[i] / (i == 0 ? 2.0 : 1.5);
-        }
-        if (sp.tty && !sp.quiet) fputc('\n', stderr);
-        sweep_row_print(&r, e.model.cfg.name, wlname[kinds[0]]);
-        cJSON_AddItemToArray(arr, sweep_row_json(&r, o->model_path, wlname[kinds[0]]));
-        printf("\n  paged / orca-oracle: %.2fx   paged / orca-max: %.2fx   (paper, ShareGPT: %.1f-%.1fx and %.1f-%.0fx)\n",
-               r.rate[RS_ORACLE] > 0 ? r.rate[RS_PAGED] / r.rate[RS_ORACLE] : 0,
-               r.rate[RS_MAX] > 0 ? r.rate[RS_PAGED] / r.rate[RS_MAX] : 0,
-               RS_PAPER_ORACLE_LO, RS_PAPER_ORACLE_HI, RS_PAPER_MAX_LO, RS_PAPER_MAX_HI);
-    } else {
-        int ns;
-        const rs_setting *all = rs_paper_settings(&ns);
-        if (o->setting) {
-            if (!(all = rs_paper_setting(o->setting))) {
-                snprintf(err, n, "--setting: unknown '%s' (opt-13b, opt-66b, opt-175b, llama-13b)", o->setting);
-                goto out;
+    rs_row r;
+    for (int k = 0; k < ns; k++)
+        for (int w = 0; w < nwl; w++) {
+            char what[96];
+            snprintf(what, sizeof what, "%s %s", all[k].name, wlname[kinds[w]]);
+            sp.what = what;
+            if (rs_run_setting(&all[k], (wl_kind)kinds[w], &tmpl, &r, err, n) < 0) { cJSON_Delete(root); return -1; }
+            if (sp.tty && !sp.quiet) fprintf(stderr, "\r%120s\r", "");
+            else if (!sp.quiet) fprintf(stderr, "  %s done\n", what);
+            sweep_row_print(&r, all[k].label, wlname[kinds[w]]);
+            fflush(stdout);
+            cJSON_AddItemToArray(arr, sweep_row_json(&r, all[k].name, wlname[kinds[w]]));
+            if (!strncmp(all[k].name, "opt-", 4) && kinds[w] == WL_SHAREGPT && r.rate[RS_ORACLE] > 0 && r.rate[RS_MAX] > 0) {
+                double vo = r.rate[RS_PAGED] / r.rate[RS_ORACLE], vm = r.rate[RS_PAGED] / r.rate[RS_MAX];
+                lo_o = fmin(lo_o, vo); hi_o = fmax(hi_o, vo); lo_m = fmin(lo_m, vm); hi_m = fmax(hi_m, vm);
             }
-            ns = 1;
         }
-        for (int k = 0; k < ns; k++)
-            for (int w = 0; w < nwl; w++) {
-                char what[96];
-                snprintf(what, sizeof what, "%s %s", all[k].name, wlname[kinds[w]]);
-                sp.what = what;
-                rs_row r;
-                if (rs_run_setting(&all[k], (wl_kind)kinds[w], &tmpl, &r, err, n) < 0) goto out;
-                if (sp.tty && !sp.quiet) fprintf(stderr, "\r%120s\r", "");
-                else if (!sp.quiet) fprintf(stderr, "  %s done\n", what);
-                sweep_row_print(&r, all[k].label, wlname[kinds[w]]);
-                fflush(stdout);
-                cJSON_AddItemToArray(arr, sweep_row_json(&r, all[k].name, wlname[kinds[w]]));
-                if (!strncmp(all[k].name, "opt-", 4) && kinds[w] == WL_SHAREGPT && r.rate[RS_ORACLE] > 0 &&
-                    r.rate[RS_MAX] > 0) {
-                    double vo = r.rate[RS_PAGED] / r.rate[RS_ORACLE], vm = r.rate[RS_PAGED] / r.rate[RS_MAX];
-                    lo_o = fmin(lo_o, vo); hi_o = fmax(hi_o, vo); lo_m = fmin(lo_m, vm); hi_m = fmax(hi_m, vm);
-                }
-            }
-        if (hi_o > 0)
-            printf("\n  OPT models on ShareGPT: paged sustains %.1f-%.1fx Orca (Oracle) and %.1f-%.1fx Orca (Max);"
-                   "\n  the paper: %.1f-%.1fx and %.1f-%.0fx\n", lo_o, hi_o, lo_m, hi_m, RS_PAPER_ORACLE_LO,
-                   RS_PAPER_ORACLE_HI, RS_PAPER_MAX_LO, RS_PAPER_MAX_HI);
-    }
-    rc = 0;
-    if (o->json && met_write_json(root, o->json, err, n) < 0) rc = -1;
-out:
+    if (o->model_path)
+        printf("\n  paged / orca-oracle: %.2fx   paged / orca-max: %.2fx", r.rate[RS_ORACLE] > 0 ?
+               r.rate[RS_PAGED] / r.rate[RS_ORACLE] : 0, r.rate[RS_MAX] > 0 ? r.rate[RS_PAGED] / r.rate[RS_MAX] : 0);
+    else if (hi_o > 0)
+        printf("\n  OPT models on ShareGPT: paged sustains %.1f-%.1fx Orca (Oracle) and %.1f-%.1fx Orca (Max);\n ",
+               lo_o, hi_o, lo_m, hi_m);
+    if (o->model_path || hi_o > 0)
+        printf("  (paper, ShareGPT: %.1f-%.1fx and %.1f-%.0fx)\n", RS_PAPER_ORACLE_LO, RS_PAPER_ORACLE_HI,
+               RS_PAPER_MAX_LO, RS_PAPER_MAX_HI);
+    int rc = o->json && met_write_json(root, o->json, err, n) < 0 ? -1 : 0;
     cJSON_Delete(root);
     return rc;
 }
