@@ -442,13 +442,12 @@ static int run_fig2(run_opts *o, char *err, size_t n) {
  * Without --model, the paper's settings (or --setting NAME) on ShareGPT and
  * Alpaca (or --workload); with --model, that model's pool (--num-blocks,
  * --kv-gb or the planner) on --workload.  Progress goes to stderr. */
-typedef struct sweep_progress { const char *what; int tty, quiet; kv_policy last; double rate; } sweep_progress;
+typedef struct sweep_progress { const char *what; int tty, quiet; } sweep_progress;
 
 static void sweep_tick(void *ctx, kv_policy p, double rate, double norm) {
     sweep_progress *sp = ctx;
     if (sp->quiet) return;
     if (sp->tty) fprintf(stderr, "\r  %s, %-11s %9.3f req/s -> %8.3f s/token   ", sp->what, kv_policy_name(p), rate, norm);
-    sp->last = p;
 }
 
 static void sweep_row_print(const rs_row *r, const char *label, const char *wl) {
@@ -493,7 +492,7 @@ static int run_sweep(run_opts *o, char *err, size_t n) {
     static const char *const wlname[3] = { "sharegpt", "alpaca", "fixed" };
     rs_spec tmpl;
     sweep_template(o, &tmpl);
-    sweep_progress sp = { "", isatty(2), o->quiet, KV_PAGED, 0 };
+    sweep_progress sp = { "", isatty(2), o->quiet };
     tmpl.progress = sweep_tick;
     tmpl.progress_ctx = &sp;
     int nwl = 1, kinds[2] = { WL_SHAREGPT, WL_ALPACA };
@@ -551,13 +550,13 @@ static int run_sweep(run_opts *o, char *err, size_t n) {
             }
         }
     if (o->model_path)
-        printf("\n  paged / orca-oracle: %.2fx   paged / orca-max: %.2fx", r.rate[RS_ORACLE] > 0 ?
+        printf("\n  paged / orca-oracle: %.2fx   paged / orca-max: %.2fx   ", r.rate[RS_ORACLE] > 0 ?
                r.rate[RS_PAGED] / r.rate[RS_ORACLE] : 0, r.rate[RS_MAX] > 0 ? r.rate[RS_PAGED] / r.rate[RS_MAX] : 0);
     else if (hi_o > 0)
-        printf("\n  OPT models on ShareGPT: paged sustains %.1f-%.1fx Orca (Oracle) and %.1f-%.1fx Orca (Max);\n ",
+        printf("\n  OPT models on ShareGPT: paged sustains %.1f-%.1fx Orca (Oracle) and %.1f-%.1fx Orca (Max)\n  ",
                lo_o, hi_o, lo_m, hi_m);
     if (o->model_path || hi_o > 0)
-        printf("  (paper, ShareGPT: %.1f-%.1fx and %.1f-%.0fx)\n", RS_PAPER_ORACLE_LO, RS_PAPER_ORACLE_HI,
+        printf("(the paper, ShareGPT: %.1f-%.1fx and %.1f-%.0fx)\n", RS_PAPER_ORACLE_LO, RS_PAPER_ORACLE_HI,
                RS_PAPER_MAX_LO, RS_PAPER_MAX_HI);
     int rc = o->json && met_write_json(root, o->json, err, n) < 0 ? -1 : 0;
     cJSON_Delete(root);
