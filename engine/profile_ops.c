@@ -362,7 +362,7 @@ static int moe_call(void *c, int i) {
            k_moe_combine(&m->m, m->out, m->y, t->s);
 }
 #else
-/* Until engine/moe.cu is there: the router GEMM and, for the tokens spread
+/* Without engine/moe.cu (an older tree): the router GEMM and, for the tokens spread
  * evenly over the experts, one gate/up GEMM, SwiGLU and down GEMM per expert
  * that gets rows (cuBLAS, as a first engine would run them). */
 static int moe_call(void *c, int i) {
@@ -383,7 +383,7 @@ static int moe_call(void *c, int i) {
 }
 #endif
 
-static int time_moe(pops *t, opp_profile *p, const int *ts, int nt, char *err, size_t errlen) {
+static int time_moe(pops *t, opp_profile *p, const int *ts, int nt, int impl, char *err, size_t errlen) {
     int maxT = ts[nt - 1], rc = -1;
     size_t T = (size_t)maxT, TK = T * t->K, wide = (size_t)(2 * t->Im > t->D ? 2 * t->Im : t->D);
     moe_ctx m;
@@ -396,7 +396,7 @@ static int time_moe(pops *t, opp_profile *p, const int *ts, int nt, char *err, s
         goto out;
     }
 #ifdef K_MOE_MAX_EXPERTS
-    if (k_moe_create(&m.m, t->E, t->K, maxT, t->D, t->Im, K_MOE_GEMM_AUTO, t->blas)) {
+    if (k_moe_create(&m.m, t->E, t->K, maxT, t->D, t->Im, impl, t->blas)) {
         errbuf_fail(err, errlen, "MoE layer: k_moe_create failed");
         goto out;
     }
@@ -468,7 +468,7 @@ int pops_measure_ops(const mc_config *c, const pops_opts *o, opp_profile *p, FIL
         (t->I > 0 && time_gemm(t, &p->gemm[OPP_DOWN], "gemm down", t->D, t->I, 0, ts, nt, err, errlen)) ||
         time_gemm(t, &p->lm_head, "lm head", t->V, t->D, 1, rs, nr, err, errlen) ||
         time_elementwise(t, c, p, ts, nt, err, errlen) || time_attn_all(t, o, p, err, errlen) ||
-        time_sampling(t, p, rs, nr, err, errlen) || (t->E > 0 && time_moe(t, p, ts, nt, err, errlen)))
+        time_sampling(t, p, rs, nr, err, errlen) || (t->E > 0 && time_moe(t, p, ts, nt, o->moe_gemm, err, errlen)))
         goto out;
     rc = 0;
 out:
@@ -562,7 +562,7 @@ int pops_run(const mc_config *c, const char *model_dir, unsigned long long dummy
     const model_opts *mo = &cfg->model;
     pops_opts o = { mo->max_num_batched_tokens > 0 ? mo->max_num_batched_tokens : 8192,
                     mo->max_num_seqs > 0 ? mo->max_num_seqs : 256, mo->max_model_len > 0 ? mo->max_model_len : 8192,
-                    mo->block_size > 0 ? mo->block_size : 16, 1 };
+                    mo->block_size > 0 ? mo->block_size : 16, 1, mo->moe_gemm };
     if (pops_measure_ops(c, &o, &p, log, err, errlen)) return -1;
     /* the CPU side needs the engine to run this model; a model it cannot run
      * yet (a new architecture) keeps its op timings and a CPU side of 0 */

@@ -23,6 +23,7 @@ typedef struct pops_opts {
     int max_context;          /* longest context (max_model_len) */
     int block_size;           /* KV block size of the attention timings */
     int tp;                   /* tensor-parallel degree: the ops run at 1/tp of the model */
+    int moe_gemm;             /* the expert GEMMs' path, as model_opts.moe_gemm (K_MOE_GEMM_*) */
 } pops_opts;
 
 /* Fills p's shape, GPU name and op timings (all but the CPU side).  0, or -1

@@ -412,7 +412,7 @@ int main(int argc, char **argv) {
     char err[1024], path[1024];
     mc_config c;
     snprintf(path, sizeof path, "%s/config.json", model_dir ? model_dir : "");
-    if (mc_load(&c, dummy ? dummy : path, err, sizeof err) || (!prof_out && w_check_config(&c, err, sizeof err))) {
+    if (mc_load(&c, dummy ? dummy : path, err, sizeof err) || w_check_config(&c, err, sizeof err)) {
         fprintf(stderr, "engine/bench: %s\n", err);
         return 1;
     }

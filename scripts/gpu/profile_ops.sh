@@ -29,9 +29,8 @@ log() { echo "== $*" >> "$L"; }
 M=data/models; P=data/profiles/H200; BN=build/gpu/bench
 mkdir -p "$P"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader >> "$S" 2>&1
-# the engine runs dense llama/qwen models; qwen3-30b-a3b gets its op timings (the
-# engine's MoE layer when engine/moe.cu is there) and no CPU side until the engine
-# runs MoE; AWQ and OPT models are not the engine's (no 4-bit kernels, no OPT layers)
+# the models the engine runs (llama, qwen2/3, qwen3_moe); AWQ and OPT models are not
+# the engine's (no 4-bit kernels, no OPT layers), so they get no profile
 MODELS=${MODELS:-"smollm2-135m qwen2.5-0.5b qwen3-0.6b qwen2.5-7b qwen3-8b llama-3.1-8b llama-13b qwen3-30b-a3b-instruct-2507"}
 
 if has build; then
