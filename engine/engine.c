@@ -108,7 +108,7 @@ int eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf
 
 kv_config eng_kv_config(const model_opts *o, int num_blocks, kv_policy p, bool prefix_caching) {
     int bs = o->block_size;
-    kv_config kc = {p, num_blocks, bs, o->max_model_len, 2048, prefix_caching && p == KV_PAGED, 0};
+    kv_config kc = {p, num_blocks, bs, o->max_model_len, 2048, prefix_caching && p == KV_PAGED, 0, KV_ALLOC_FIRST_FIT};
     /* a reservation of whole blocks starts on a block boundary (every one has
      * the same length), so its blocks form the block table */
     if (p != KV_PAGED) kc.max_model_len = (o->max_model_len + bs - 1) / bs * bs;

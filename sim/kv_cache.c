@@ -9,13 +9,16 @@
  *                   the live sequences on the GPU; a shared block counts once.
  *   reserved_slots  held slots a live sequence will still fill: positions in
  *                   [num_tokens, prompt_len + max_output) inside what it holds.
- *   internal_frag   held slots never to be used: a reservation beyond
- *                   prompt_len + max_output, a paged block's tail beyond the
- *                   sequence's final length.
+ *   internal_frag   held slots never to be used: what the policy reserved
+ *                   beyond prompt_len + max_output (Orca Max/Pow2 guessing
+ *                   long), a paged block's tail beyond the final length.
  *   external_frag   free slots that cannot serve the next waiting request:
  *                   reservation policies, when `next` fits in no free range
  *                   although the free total would hold it, ALL free slots
- *                   count here.  Paged: always 0 (any free block serves).
+ *                   count here; plus the slots a buddy block holds beyond what
+ *                   the policy asked (its power-of-two rounding), which the
+ *                   paper's Figure 2 counts in "external fragmentation &
+ *                   others".  Paged: always 0 (any free block serves).
  *   free_slots      the rest of the free slots.  Paged: freed blocks still in
  *                   the prefix cache count as free (they are evictable).
  * Blocks held by sequences missing from `live` count as token slots.

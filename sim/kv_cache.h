@@ -20,6 +20,11 @@
 typedef enum { KV_PAGED, KV_CONTIGUOUS, KV_ORCA_MAX, KV_ORCA_POW2, KV_ORCA_ORACLE,
                KV_NUM_POLICIES } kv_policy;
 
+/* How the reservation policies place their ranges (paged ignores it):
+ * first-fit in a list of free ranges (what engine/'s contiguous policy does, the
+ * zero value), or binary buddy blocks (the vLLM paper's Orca baselines). */
+typedef enum { KV_ALLOC_FIRST_FIT, KV_ALLOC_BUDDY } kv_allocator;
+
 typedef struct kv_config {
     kv_policy policy;
     int  num_blocks;         /* GPU pool: num_blocks * block_size slots */
@@ -28,6 +33,7 @@ typedef struct kv_config {
     int  orca_max_len;       /* KV_ORCA_MAX reservation (2048) */
     bool prefix_caching;     /* paged only */
     int  num_cpu_blocks;     /* swap space in blocks (paged only); 0 = no swap */
+    kv_allocator allocator;  /* reservation policies: first-fit (0) or buddy */
 } kv_config;
 
 /* A block copy the executor must perform before the step (copy-on-write or
@@ -41,7 +47,9 @@ typedef struct kv_usage {
     long token_slots;        /* hold a token state (KV written or being written this step) */
     long reserved_slots;     /* held for tokens that will come (reservation) */
     long internal_frag;      /* held but never to be used (over-reservation, block tails) */
-    long external_frag;      /* free, but unusable for the next waiting request */
+    long external_frag;      /* free, but unusable for the next waiting request; and
+                                held beyond what the policy asked (buddy rounding):
+                                the paper's "external fragmentation & others" */
     long free_slots;         /* free and usable */
     int  blocks_used;        /* blocks with ref > 0 (paged; reservation: blocks touched) */
     int  blocks_cached;      /* free blocks still holding a prefix-cache hash */

@@ -19,7 +19,10 @@
 #include "engine/engine.h"
 #include "engine/kernels_ref.h"
 #include "engine/weights.h"
+#include "engine/profile_ops.h"
+#include "engine/bench_steps.h"
 #include "sim/model_config.h"
+#include "sim/workload.h"
 #include "base/clock.h"
 #include "base/rng.h"
 #include <math.h>
@@ -57,6 +60,12 @@ static void usage(FILE *f) {
         "                            (routing uniform and through a dummy router; both GEMM paths)\n"
         "  --save-routing FILE       with --moe-layer: the routing, for tests/gpu/bench_moe_torch.py\n"
         "  --json FILE               write the figures as JSON\n"
+        "  --trace FILE              the requests of a trace (CSV/JSONL: arrival,prompt_len,output_len),\n"
+        "                            each submitted at its arrival time (seconds from the start)\n"
+        "  --steps-out FILE          every step as CSV (pagesim calibrate's columns)\n"
+        "  --op-profile P.json       predict every step with the operator profile P and report the error\n"
+        "  --profile-ops OUT.json    only time this model's operators (GEMMs, attention, per-token kernels,\n"
+        "                            sampling, MoE) and the CPU side of a step: a profile for pagesim\n"
         "  --kv-policy paged|contiguous, --no-prefix-caching, --max-num-batched-tokens N (default 8192),\n"
         "  --max-num-seqs N (256), --max-model-len N, --block-size N, --gpu-memory-utilization F,\n"
         "  --num-gpu-blocks N, --dummy-seed S, --tensor-parallel-size N (-tp N): as engine/run\n");
@@ -350,6 +359,7 @@ static int run_attention(const mc_config *c, const char *spec, int bs, double pe
 int main(int argc, char **argv) {
     const char *model_dir = NULL, *dummy = NULL, *workload = "fixed", *save = NULL, *json = NULL, *attn = NULL;
     const char *moe = NULL, *save_routing = NULL;
+    const char *trace = NULL, *steps_out = NULL, *op_prof = NULL, *prof_out = NULL;
     int nreq = 1024, plen = 512, olen = 96, lo = 100, hi = 1024, ew_rows = 0;
     double peak_tflops = 790, peak_gbps = 4300, temperature = 0;
     unsigned long long seed = 0, dummy_seed = 0;
@@ -379,6 +389,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--save-workload")) save = v;
         else if (!strcmp(a, "--json")) json = v;
         else if (!strcmp(a, "--attention")) attn = v;
+        else if (!strcmp(a, "--trace")) trace = v;
+        else if (!strcmp(a, "--steps-out")) steps_out = v;
+        else if (!strcmp(a, "--op-profile")) op_prof = v;
+        else if (!strcmp(a, "--profile-ops")) prof_out = v;
         else if (!strcmp(a, "--elementwise")) ew_rows = cli_int(PROG, a, v, 1, 1 << 16);
         else if (!strcmp(a, "--moe-layer")) moe = v;
         else if (!strcmp(a, "--save-routing")) save_routing = v;
@@ -401,6 +415,14 @@ int main(int argc, char **argv) {
     if (mc_load(&c, dummy ? dummy : path, err, sizeof err) || w_check_config(&c, err, sizeof err)) {
         fprintf(stderr, "engine/bench: %s\n", err);
         return 1;
+    }
+    if (prof_out) {
+        if (pops_run(&c, model_dir, dummy_seed, &cfg, prof_out, stderr, err, sizeof err)) {
+            fprintf(stderr, "engine/bench: %s\n", err);
+            return 1;
+        }
+        printf("operator profile of %s written to %s\n", c.name, prof_out);
+        return 0;
     }
     FILE *js = NULL;
     if (json && !(js = fopen(json, "w"))) { fprintf(stderr, "engine/bench: cannot write %s\n", json); return 1; }
@@ -425,7 +447,12 @@ int main(int argc, char **argv) {
         return rc;
     }
 
-    /* the workload: lengths and prompt ids from one seeded stream */
+    /* the workload: lengths and prompt ids from one seeded stream (a trace: its lengths and arrivals) */
+    wl_request *tr = NULL;
+    if (trace) {
+        if (wl_load_trace(trace, &tr, &nreq, err, sizeof err)) { fprintf(stderr, "engine/bench: %s\n", err); return 1; }
+        workload = "trace";
+    }
     int **prompts = calloc((size_t)nreq, sizeof *prompts), *pl = calloc((size_t)nreq, sizeof *pl);
     int *ol = calloc((size_t)nreq, sizeof *ol);
     if (!prompts || !pl || !ol) { fprintf(stderr, "engine/bench: out of memory\n"); return 1; }
@@ -434,8 +461,8 @@ int main(int argc, char **argv) {
     long total_prompt = 0, total_out = 0;
     for (int r = 0; r < nreq; r++) {
         int uni = !strcmp(workload, "uniform");
-        pl[r] = uni ? uniform(&st, lo, hi) : plen;
-        ol[r] = uni ? uniform(&st, lo, hi) : olen;
+        pl[r] = tr ? tr[r].prompt_len : uni ? uniform(&st, lo, hi) : plen;
+        ol[r] = tr ? tr[r].output_len : uni ? uniform(&st, lo, hi) : olen;
         prompts[r] = malloc(sizeof(int) * (size_t)pl[r]);
         if (!prompts[r]) { fprintf(stderr, "engine/bench: out of memory\n"); return 1; }
         for (int i = 0; i < pl[r]; i++) prompts[r][i] = (int)(rng_splitmix64(&st) % (uint64_t)idmax);
@@ -481,9 +508,12 @@ int main(int argc, char **argv) {
     for (int l = 0; l < c.num_layers; l++) nmoe += mc_layer_is_moe(&c, l);
     pm += nmoe * (K * 3 * D * Im + D * E - 3 * D * I);
     double xbytes = nmoe * E * 3 * D * Im * 2;                            /* every expert's weights */
-    for (int r = 0; r < nreq; r++) {
-        eng_params p = {ol[r], (float)temperature, 0, 1.0f, seed + (uint64_t)r};
-        if (eng_add_request(e, r, prompts[r], pl[r], &p, err, sizeof err)) {
+    bstep_log slog;
+    if (bstep_open(&slog, steps_out, op_prof, &c, err, sizeof err)) { fprintf(stderr, "engine/bench: %s\n", err); return 1; }
+    int next = 0;                          /* requests submitted: all now, or a trace's as they arrive */
+    for (; next < nreq && (!tr || tr[next].arrival <= 0); next++) {
+        eng_params p = {ol[next], (float)temperature, 0, 1.0f, seed + (uint64_t)next};
+        if (eng_add_request(e, next, prompts[next], pl[next], &p, err, sizeof err)) {
             fprintf(stderr, "engine/bench: %s\n", err);
             return 1;
         }
@@ -495,13 +525,26 @@ int main(int argc, char **argv) {
     double ttft_sum = 0, tpot_sum = 0, lat_sum = 0;
     int ntpot = 0;
     double start = clock_now_s();
-    while (eng_has_work(e)) {
+    while (eng_has_work(e) || next < nreq) {
+        for (double now = clock_now_s() - start; next < nreq && tr[next].arrival <= now; next++) {
+            eng_params p = {ol[next], (float)temperature, 0, 1.0f, seed + (uint64_t)next};
+            if (eng_add_request(e, next, prompts[next], pl[next], &p, err, sizeof err)) {
+                fprintf(stderr, "engine/bench: %s\n", err);
+                return 1;
+            }
+        }
+        if (!eng_has_work(e)) {            /* idle until the next arrival */
+            double wait = tr[next].arrival - (clock_now_s() - start);
+            if (wait > 0) nanosleep(&(struct timespec){(time_t)wait, (long)((wait - (time_t)wait) * 1e9)}, NULL);
+            continue;
+        }
         const eng_result *d;
         int nd, s = eng_step(e, &d, &nd, err, sizeof err);
         if (s < 0) { fprintf(stderr, "engine/bench: step %ld: %s\n", steps, err); return 1; }
         if (s == 0) { fprintf(stderr, "engine/bench: the engine stalled with work left\n"); return 1; }
         eng_step_info si;
         eng_last_step(e, &si);
+        if (bstep_add(&slog, &si)) { fprintf(stderr, "engine/bench: cannot record step %ld\n", steps); return 1; }
         double T = si.prefill_tokens + si.decode_tokens;
         double f = 2 * pm * T + 2 * V * D * si.num_seqs + 4 * L * nq * hd * (double)si.attn_pairs;
         double b = wread - xbytes + (E > 0 ? xbytes * (1 - pow(1 - K / E, T)) : 0) + kvb * ((double)si.attn_ctx_tokens + T);
@@ -549,18 +592,21 @@ int main(int argc, char **argv) {
            "token states %.1f%% of held slots, internal fragmentation %.1f%% (time-averaged)\n", flops / wall / 1e12,
            prefill_done, prefill_done - total_prompt, peak_blocks, mem.num_blocks,
            100 * ms.token_share_of_used, held > 0 ? 100 * ms.share_internal / held : 0);
+    char pjs[512];
+    bstep_report(&slog, stdout, pjs, sizeof pjs);
+    if (bstep_close(&slog)) { fprintf(stderr, "engine/bench: write error on %s\n", steps_out); return 1; }
     if (js) {
         fprintf(js, "{\"config\": \"%s\", \"workload\": \"%s\", \"kv_policy\": \"%s\", \"requests\": %d, "
                 "\"prompt_tokens\": %ld, \"output_tokens\": %ld, \"wall_s\": %.3f, \"steps\": %ld, "
                 "\"total_tok_s\": %.1f, \"output_tok_s\": %.1f, \"preemptions\": %ld, \"pflop\": %.4f, "
                 "\"compute_roofline_pct\": %.2f, \"roofline_pct\": %.2f, \"achieved_tflops\": %.1f, "
                 "\"peak_tflops\": %.1f, \"peak_gbps\": %.1f, \"mean_ttft_ms\": %.2f, \"mean_tpot_ms\": %.3f, "
-                "\"kv_blocks\": %d, \"kv_peak_blocks\": %ld, \"max_num_batched_tokens\": %d}\n",
+                "\"kv_blocks\": %d, \"kv_peak_blocks\": %ld, \"max_num_batched_tokens\": %d%s}\n",
                 c.name, workload, kv_policy_name(cfg.kv_policy), nreq, total_prompt, gen, wall, steps, tot / wall,
                 gen / wall, ss->preemptions, flops / 1e15, 100 * flops / (peak_tflops * 1e12) / wall,
                 100 * roof / wall, flops / wall / 1e12, peak_tflops, peak_gbps,
                 done ? 1e3 * ttft_sum / done : 0, ntpot ? 1e3 * tpot_sum / ntpot : 0, mem.num_blocks,
-                peak_blocks, mo->max_num_batched_tokens);
+                peak_blocks, mo->max_num_batched_tokens, pjs);
         fclose(js);
     }
     (void)t_attn_ctx;
@@ -568,6 +614,6 @@ int main(int argc, char **argv) {
     if (model_profile_text(eng_model(e), prof, sizeof prof) == 0) printf("  GPU time by op (PAGESIM_PROFILE):\n%s", prof);
     eng_free(e);
     for (int r = 0; r < nreq; r++) free(prompts[r]);
-    free(prompts); free(pl); free(ol);
+    free(prompts); free(pl); free(ol); free(tr);
     return done == nreq ? 0 : 1;
 }

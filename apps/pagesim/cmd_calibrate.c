@@ -11,6 +11,7 @@
 #include "apps/pagesim/commands.h"
 #include "sim/cost_model.h"
 #include "sim/model_config.h"
+#include "sim/op_profile.h"
 
 static void usage(FILE *f) {
     fputs("usage: pagesim calibrate --measured STEPS --model CONFIG.json --gpu NAME [options]\n"
@@ -26,13 +27,15 @@ static void usage(FILE *f) {
           "  --tp N            tensor-parallel GPUs (1)\n"
           "  --dtype D         weights dtype bf16|fp16|fp32|awq4 (the config's)\n"
           "  --out FILE        write the coefficients there (default: stdout)\n"
+          "  --op-profile P    fit nothing: how well the operator profile P (engine/bench\n"
+          "                    --profile-ops) predicts the measured steps, beside the roofline\n"
           "  -h, --help        this help\n"
           "\n"
           "The coefficients file is read back by the simulator (cm_coeffs_load).\n", f);
 }
 
 int pagesim_cmd_calibrate(int argc, char **argv) {
-    const char *measured = NULL, *model = NULL, *gpu = NULL, *out = NULL, *dtype = NULL;
+    const char *measured = NULL, *model = NULL, *gpu = NULL, *out = NULL, *dtype = NULL, *prof_path = NULL;
     int tp = 1;
     for (int i = 1; i < argc; i++) {
         char *a = argv[i], *val = NULL, name[64];
@@ -43,6 +46,7 @@ int pagesim_cmd_calibrate(int argc, char **argv) {
         else if (!strcmp(name, "--gpu")) gpu = val;
         else if (!strcmp(name, "--out")) out = val;
         else if (!strcmp(name, "--dtype")) dtype = val;
+        else if (!strcmp(name, "--op-profile")) prof_path = val;
         else if (!strcmp(name, "--tp")) {
             char *e;
             errno = 0;
@@ -75,8 +79,33 @@ int pagesim_cmd_calibrate(int argc, char **argv) {
     }
     if (mc_load(&cfg, model, err, sizeof err) < 0 || cm_gpu_find(&g, gpu, err, sizeof err) < 0 ||
         cm_model_init(&m, &cfg, &g, tp, wd >= 0 ? (mc_dtype)wd : cfg.dtype, err, sizeof err) < 0 ||
-        cm_steps_load(measured, &steps, &n, err, sizeof err) < 0 ||
-        cm_fit(&m, steps, n, &rep, err, sizeof err) < 0) {
+        cm_steps_load(measured, &steps, &n, err, sizeof err) < 0) {
+        fprintf(stderr, "pagesim calibrate: %s\n", err);
+        goto done;
+    }
+    if (prof_path) {                               /* predict, fit nothing */
+        static opp_profile prof;
+        cm_predict_report pr, rr;
+        if (opp_load(&prof, prof_path, err, sizeof err) < 0 || cm_predict(&m, steps, n, &rr, err, sizeof err) < 0) {
+            fprintf(stderr, "pagesim calibrate: %s\n", err);
+            goto done;
+        }
+        if (!opp_matches(&prof, &cfg, tp))
+            fprintf(stderr, "pagesim calibrate: warning: %s was measured for %s (tp %d), not %s (tp %d)\n",
+                    prof_path, prof.model, prof.tp, cfg.name, tp);
+        m.prof = &prof;
+        if (cm_predict(&m, steps, n, &pr, err, sizeof err) < 0) { fprintf(stderr, "pagesim calibrate: %s\n", err); goto done; }
+        printf("%d steps of %s on %s x %d, measured %.3f s\n", n, cfg.name, g.name, tp, pr.measured_s);
+        printf("  %-28s %10s %9s %12s %9s %9s\n", "predictor", "predicted", "wall err", "median |err|",
+               "p90", "mean");
+        printf("  %-28s %9.3fs %+8.1f%% %11.1f%% %8.1f%% %8.1f%%\n", "operator profile", pr.predicted_s,
+               100 * pr.wall_err, 100 * pr.median_abs_err, 100 * pr.p90_abs_err, 100 * pr.mean_abs_err);
+        printf("  %-28s %9.3fs %+8.1f%% %11.1f%% %8.1f%% %8.1f%%\n", "roofline (default coeffs)", rr.predicted_s,
+               100 * rr.wall_err, 100 * rr.median_abs_err, 100 * rr.p90_abs_err, 100 * rr.mean_abs_err);
+        rc = 0;
+        goto done;
+    }
+    if (cm_fit(&m, steps, n, &rep, err, sizeof err) < 0) {
         fprintf(stderr, "pagesim calibrate: %s\n", err);
         goto done;
     }
