@@ -1,10 +1,12 @@
 /* engine: see engine.h.  eng_execute is the executor the step loop calls:
  * block copies, then the batch (eng_build_batch), then one forward pass and
  * sampling.  The per-request state (sampling parameters, result) hangs off
- * seq->user.  The loop's clock is the wall clock since eng_create.  Owns the
- * model, the KV pool, the scheduler and the loop. */
+ * seq->user.  The loop runs through the driver (sim/driver.h: its clock is the
+ * wall clock since eng_create, stalls are errors, every step and request goes
+ * to its metrics collector); requests are fed by eng_add_request.  Owns the
+ * model, the KV pool, the scheduler, the loop and the driver. */
 #include "engine/engine.h"
-#include "sim/step_loop.h"
+#include "sim/driver.h"
 #include "base/errbuf.h"
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,6 +26,7 @@ struct eng {
     kv_cache   *kv;
     sched      *sc;
     loop        lp;
+    drv        *d;
     eng_batch_buf buf;
     eng_req   **reqs;            /* (nreq,) every request ever added */
     int         nreq, cap_req;
@@ -43,18 +46,17 @@ static double now_s(const eng *e) {
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (t.tv_sec - e->t0.tv_sec) + 1e-9 * (t.tv_nsec - e->t0.tv_nsec);
 }
+/* The driver's clock.  Requests are added by the caller, so the driver never
+ * has an arrival to wait for. */
+static double clock_now(void *ctx) { return now_s(ctx); }
+static int clock_wait(void *ctx, double until, char *err, size_t errlen) {
+    (void)ctx; (void)until;
+    return errbuf_fail(err, errlen, "engine: nothing to run and no request to wait for");
+}
 
 void eng_batch_buf_free(eng_batch_buf *buf) {
     free(buf->ids); free(buf->qs); free(buf->tables);
     memset(buf, 0, sizeof *buf);
-}
-
-/* The physical block holding logical block k of s: the block table (paged), or
- * the block of a block-aligned reservation (the other policies). */
-static int block_of(const kv_cache *kv, const seq *s, int k) {
-    if (kv_get_config(kv)->policy == KV_PAGED) return k < s->num_blocks ? s->block_table[k] : -1;
-    int bs = kv_get_config(kv)->block_size;
-    return (long)k * bs < s->resv_len ? (int)(s->resv_start / bs) + k : -1;
 }
 
 int eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf, int max_blocks,
@@ -74,11 +76,6 @@ int eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf
         if (!buf->qs || !buf->tables) { buf->cap_b = 0; return errbuf_fail(err, errlen, "out of memory"); }
         buf->ctx = buf->qs + B + 1; buf->cap_b = B; buf->max_blocks = max_blocks;
     }
-    if (kv_get_config(kv)->policy != KV_PAGED)
-        for (int i = 0; i < B; i++)
-            if (b->items[i].s->resv_start % bs)
-                return errbuf_fail(err, errlen, "sequence %d: reservation at slot %ld is not block-aligned",
-                            b->items[i].s->id, b->items[i].s->resv_start);
     int t = 0;
     buf->qs[0] = 0;
     for (int i = 0; i < B; i++) {
@@ -96,11 +93,14 @@ int eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf
         }
         buf->qs[i + 1] = t;
         buf->ctx[i] = ctx;
-        for (int k = 0; k < max_blocks; k++) {
-            int blk = k < nb ? block_of(kv, s, k) : 0;
-            if (blk < 0) return errbuf_fail(err, errlen, "sequence %d: no block %d for %d tokens", s->id, k, ctx);
-            buf->tables[(size_t)i * max_blocks + k] = blk;
-        }
+        /* the block table of any policy (kv_block_table), past ctx padded with 0 */
+        int32_t *row = buf->tables + (size_t)i * max_blocks;
+        _Static_assert(sizeof(int) == sizeof(int32_t), "int is 32 bits");
+        int have = kv_block_table(kv, s, (int *)row, max_blocks);
+        if (have < nb)
+            return errbuf_fail(err, errlen, "sequence %d: no block table for %d tokens (%s)", s->id, ctx,
+                               have < 0 ? "swapped out, or a reservation off a block boundary" : "too few blocks");
+        for (int k = nb; k < max_blocks; k++) row[k] = 0;
     }
     *out = (model_batch){T, B, buf->ids, buf->pos, buf->slots, buf->qs, buf->ctx, buf->tables, max_blocks, 0};
     return 0;
@@ -108,7 +108,7 @@ int eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf
 
 kv_config eng_kv_config(const model_opts *o, int num_blocks, kv_policy p, bool prefix_caching) {
     int bs = o->block_size;
-    kv_config kc = {p, num_blocks, bs, o->max_model_len, 2048, prefix_caching && p == KV_PAGED, 0};
+    kv_config kc = {p, num_blocks, bs, o->max_model_len, 2048, prefix_caching && p == KV_PAGED, 0, KV_ALLOC_FIRST_FIT};
     /* a reservation of whole blocks starts on a block boundary (every one has
      * the same length), so its blocks form the block table */
     if (p != KV_PAGED) kc.max_model_len = (o->max_model_len + bs - 1) / bs * bs;
@@ -197,8 +197,21 @@ eng *eng_create(const mc_config *c, w_weights *w, const eng_config *cfg, model_m
         eng_free(e);
         return NULL;
     }
-    if (!(e->kv = kv_create(&kc, err, errlen)) || !(e->sc = sched_create(&sc, e->kv, err, errlen)) ||
-        loop_init(&e->lp, e->sc, (loop_executor){e, eng_execute}, 0.0, cfg->eos_id)) {
+    if (!(e->kv = kv_create(&kc, err, errlen)) || !(e->sc = sched_create(&sc, e->kv, err, errlen))) {
+        eng_free(e);
+        return NULL;
+    }
+    if (loop_init(&e->lp, e->sc, (loop_executor){e, eng_execute}, 0.0, cfg->eos_id)) {
+        errbuf_fail(err, errlen, "out of memory");
+        eng_free(e);
+        return NULL;
+    }
+    /* the driver: fed by eng_add_request (no source), the wall clock */
+    drv_config dc = drv_config_default();
+    dc.clock = (drv_clock){ clock_now, clock_wait, e };
+    dc.keep_requests = cfg->keep_request_metrics;
+    dc.usage_every = 1;               /* the pool at every step: nothing next to a forward pass */
+    if (!(e->d = drv_create(&e->lp, e->kv, &dc, err, errlen))) {
         eng_free(e);
         return NULL;
     }
@@ -254,8 +267,7 @@ int eng_step(eng *e, const eng_result **done, int *n_done, char *err, size_t err
     loop_step_info info;
     *n_done = 0;
     *done = e->done;
-    e->lp.now = now_s(e);                          /* the loop's clock is the wall clock */
-    int rc = loop_step(&e->lp, &info, err, errlen);
+    int rc = drv_step(e->d, &info, err, errlen);   /* 0: nothing to run (or a stall: -1) */
     if (rc < 0) return rc;
     memset(&e->last, 0, sizeof e->last);
     if (rc > 0 && info.batch) {
@@ -296,7 +308,8 @@ int eng_abort(eng *e, int id) {
         if (!a) return -1;
         e->aborted = a; e->cap_ab = nc;
     }
-    if (sched_abort(e->sc, id, now_s(e), &d, &s) != 1) return -1;
+    e->lp.now = now_s(e);
+    if (drv_abort(e->d, id, &d, &s) != 1) return -1;
     eng_req *q = d.user;
     if (s) keep_tokens(q, s);
     q->live = false;
@@ -335,10 +348,12 @@ void eng_usage(eng *e, kv_usage *u) {
 }
 
 const sched_stats *eng_sched_stats(const eng *e) { return sched_get_stats(e->sc); }
+int eng_summary(const eng *e, met_summary *out) { return drv_summary(e->d, out); }
 const model *eng_model(const eng *e) { return e->m; }
 
 void eng_free(eng *e) {
     if (!e) return;
+    drv_destroy(e->d);
     loop_free(&e->lp);
     if (e->sc) sched_destroy(e->sc);
     if (e->kv) kv_destroy(e->kv);

@@ -15,6 +15,7 @@
 #include "engine/model.h"
 #include "sim/kv_cache.h"
 #include "sim/scheduler.h"
+#include "sim/metrics.h"
 
 /* Called with the logits of every computed position (checks, not serving:
  * it copies the whole (T, V) logits to the host each step).  row (V,) host,
@@ -28,6 +29,9 @@ typedef struct eng_config {
     int    eos_id;               /* stop token, < 0 = length only */
     eng_logits_fn on_logits;     /* NULL = off */
     void  *logits_ctx;
+    bool   keep_request_metrics; /* eng_summary's request figures (latency
+                                    percentiles): one record per request, so
+                                    off in a long-running server */
 } eng_config;
 
 typedef struct eng_params {      /* per request */
@@ -80,6 +84,11 @@ void eng_last_step(const eng *e, eng_step_info *out);
 /* The KV pool in the simulator's categories (blocks used, fragmentation...). */
 void eng_usage(eng *e, kv_usage *u);
 const sched_stats *eng_sched_stats(const eng *e);
+/* What the simulator reports, from the same metrics collector (sim/metrics.h,
+ * fed by the driver after every step): time-averaged KV shares in the vLLM
+ * paper's categories, mean and peak blocks, queue sizes, preemptions, prefix
+ * hits; request latencies with keep_request_metrics.  0, or -1 (memory). */
+int  eng_summary(const eng *e, met_summary *out);
 const model *eng_model(const eng *e);
 void eng_free(eng *e);
 

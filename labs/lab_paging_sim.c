@@ -35,6 +35,7 @@ static sim_config config_for(const env *e, int p) {
     c.kv.block_size = 16;
     c.kv.max_model_len = e->s->max_model_len;
     c.kv.orca_max_len = e->s->max_model_len < 2048 ? e->s->max_model_len : 2048;
+    c.kv.allocator = KV_ALLOC_BUDDY;              /* the paper's Orca (sim/buddy_alloc.c) */
     c.sched.seed = e->s->seed;
     c.model = &e->model;
     c.seed = e->s->seed;

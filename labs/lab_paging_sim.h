@@ -9,9 +9,8 @@
  *     the paper's Fig. 13a ratios), with every request waiting at t = 0;
  *   - the highest sustainable request rate (mean normalized latency under
  *     1 s/token, as `pagesim run --rate-sweep`), bracketed and bisected.
- * Today's reservation baselines place ranges first-fit (sim/reserve_alloc.c);
- * the paper assumed a buddy allocator.  When sim/ gains it (and its own
- * Figure-2 and rate-sweep functions), only lab_paging_measure changes.
+ * The reservation baselines are placed by the buddy allocator the paper
+ * assumed (sim/buddy_alloc.c, as `pagesim run --fig2` and --rate-sweep do).
  * Reads the model config and data/gpus.json; writes nothing. */
 #ifndef LAB_PAGING_SIM_H
 #define LAB_PAGING_SIM_H

@@ -343,3 +343,30 @@ out:
     free(F);
     return rc;
 }
+
+/* ---- prediction without fitting ------------------------------------------------ */
+static int cmp_dbl(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int cm_predict(const cm_model *m, const cm_step_obs *s, int n, cm_predict_report *rep, char *err, size_t errlen) {
+    memset(rep, 0, sizeof *rep);
+    if (n <= 0) { snprintf(err, errlen, "no measured steps"); return -1; }
+    double *e = malloc((size_t)n * sizeof *e);            /* (n,) |relative error| per step */
+    if (!e) { snprintf(err, errlen, "out of memory"); return -1; }
+    for (int i = 0; i < n; i++) {
+        double p = cm_step_time(m, &s[i].b);
+        rep->predicted_s += p;
+        rep->measured_s += s[i].seconds;
+        e[i] = fabs(p / s[i].seconds - 1);
+        rep->mean_abs_err += e[i] / n;
+    }
+    qsort(e, (size_t)n, sizeof *e, cmp_dbl);
+    rep->n = n;
+    rep->median_abs_err = n % 2 ? e[n / 2] : 0.5 * (e[n / 2 - 1] + e[n / 2]);
+    rep->p90_abs_err = e[(int)(0.9 * (n - 1) + 0.5)];
+    rep->wall_err = rep->predicted_s / rep->measured_s - 1;
+    free(e);
+    return 0;
+}

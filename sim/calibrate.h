@@ -37,4 +37,17 @@ int cm_steps_load(const char *path, cm_step_obs **out, int *n, char *err, size_t
  * too few steps or the fit is degenerate. */
 int cm_fit(const cm_model *m, const cm_step_obs *s, int n, cm_fit_report *rep,
            char *err, size_t errlen);
+
+/* How well a model predicts measured steps, with nothing fitted: the sums
+ * (wall time of the steps) and the per-step relative errors. */
+typedef struct cm_predict_report {
+    int    n;
+    double measured_s, predicted_s;   /* sums over the steps */
+    double wall_err;                  /* predicted_s / measured_s - 1 */
+    double median_abs_err;            /* of |predicted / measured - 1| per step */
+    double p90_abs_err, mean_abs_err;
+} cm_predict_report;
+/* Predicts each step with cm_step_time (an operator profile when m has one).
+ * 0, or -1 with err (no steps, no memory). */
+int cm_predict(const cm_model *m, const cm_step_obs *s, int n, cm_predict_report *rep, char *err, size_t errlen);
 #endif

@@ -7,6 +7,7 @@
  * cm_coeffs_save. */
 #include "sim/cost_model.h"
 #include "base/file.h"
+#include "sim/op_profile.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -126,20 +127,27 @@ double cm_step_bytes(const cm_model *m, const cm_batch *b) {
     return (w + kv * (double)b->attn_ctx_tokens + kv * (double)tokens) / m->tp;
 }
 
+/* Two ring all-reduces per layer of tokens x hidden 16-bit values. */
+static double allreduce_time(const cm_model *m, long tokens) {
+    double bytes = (double)tokens * m->cfg.hidden_size * 2.0;
+    double ring = 2.0 * (m->tp - 1) / m->tp * bytes / m->gpu.link_bw;
+    return 2.0 * m->cfg.num_layers * (m->k.allreduce_lat_s + ring);
+}
+
 double cm_step_time(const cm_model *m, const cm_batch *b) {
     const cm_coeffs *k = &m->k;
     long tokens = b->prefill_tokens + b->decode_tokens;
+    if (m->prof) {
+        double t = opp_step_time(m->prof, b);
+        if (m->tp > 1 && tokens > 0 && m->prof->allreduce.n == 0) t += allreduce_time(m, tokens);
+        return t;
+    }
     double t = k->step_overhead_s + k->per_seq_s * (b->num_seqs > 0 ? b->num_seqs : 0);
     if (tokens <= 0) return t;
     double t_flops = cm_step_flops(m, b) / (m->gpu.flops_16 * k->flops_eff);
     double t_bytes = cm_step_bytes(m, b) / (m->gpu.mem_bw * k->bw_eff);
     t += t_flops > t_bytes ? t_flops : t_bytes;
-    if (m->tp > 1) {
-        /* two ring all-reduces per layer of tokens * hidden 16-bit values */
-        double bytes = (double)tokens * m->cfg.hidden_size * 2.0;
-        double ring = 2.0 * (m->tp - 1) / m->tp * bytes / m->gpu.link_bw;
-        t += 2.0 * m->cfg.num_layers * (k->allreduce_lat_s + ring);
-    }
+    if (m->tp > 1) t += allreduce_time(m, tokens);
     return t;
 }
 

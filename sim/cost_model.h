@@ -18,6 +18,8 @@ typedef struct cm_coeffs {   /* fitted; defaults from public measurements */
     double allreduce_lat_s;  /* latency of one all-reduce (TP > 1), twice per layer */
 } cm_coeffs;
 
+struct opp_profile;           /* sim/op_profile.h */
+
 typedef struct cm_model {
     mc_config cfg;           /* shape */
     cm_gpu    gpu;
@@ -25,6 +27,8 @@ typedef struct cm_model {
     mc_dtype  wdtype;        /* weights dtype (AWQ4 reads 4-bit weights) */
     mc_dtype  kvdtype;       /* KV cache dtype */
     cm_coeffs k;
+    const struct opp_profile *prof;  /* operator timings (sim/op_profile.h), owned by the caller;
+                                        NULL: the roofline */
 } cm_model;
 
 /* What one step does; the scheduler's batch reduced to counts. */
@@ -39,7 +43,9 @@ typedef struct cm_batch {
 /* Sets m from a config, a GPU and a TP degree, with default coefficients. */
 int    cm_model_init(cm_model *m, const mc_config *cfg, const cm_gpu *gpu, int tp,
                      mc_dtype wdtype, char *err, size_t errlen);
-/* Seconds the step takes.  Can't fail (0 work = overhead only). */
+/* Seconds the step takes: by m->prof when set (plus the roofline's all-reduce
+ * when tp > 1 and the profile measured none), else the roofline.  Can't fail
+ * (0 work = overhead only). */
 double cm_step_time(const cm_model *m, const cm_batch *b);
 /* FLOPs and bytes of a step, for roofline reports. */
 double cm_step_flops(const cm_model *m, const cm_batch *b);

@@ -9,13 +9,16 @@
  *                   the live sequences on the GPU; a shared block counts once.
  *   reserved_slots  held slots a live sequence will still fill: positions in
  *                   [num_tokens, prompt_len + max_output) inside what it holds.
- *   internal_frag   held slots never to be used: a reservation beyond
- *                   prompt_len + max_output, a paged block's tail beyond the
- *                   sequence's final length.
+ *   internal_frag   held slots never to be used: what the policy reserved
+ *                   beyond prompt_len + max_output (Orca Max/Pow2 guessing
+ *                   long), a paged block's tail beyond the final length.
  *   external_frag   free slots that cannot serve the next waiting request:
  *                   reservation policies, when `next` fits in no free range
  *                   although the free total would hold it, ALL free slots
- *                   count here.  Paged: always 0 (any free block serves).
+ *                   count here; plus the slots a buddy block holds beyond what
+ *                   the policy asked (its power-of-two rounding), which the
+ *                   paper's Figure 2 counts in "external fragmentation &
+ *                   others".  Paged: always 0 (any free block serves).
  *   free_slots      the rest of the free slots.  Paged: freed blocks still in
  *                   the prefix cache count as free (they are evictable).
  * Blocks held by sequences missing from `live` count as token slots.
@@ -95,6 +98,23 @@ bool kv_can_admit(const kv_cache *kv, const seq *s, int watermark_blocks) {
     return ra_can_admit(kv->ra, s, (long)watermark_blocks * kv->cfg.block_size);
 }
 
+bool kv_can_ever_fit(const kv_cache *kv, const seq *s, int watermark_blocks) {
+    long bs = kv->cfg.block_size, pool = (long)kv->cfg.num_blocks * bs;
+    long wm = watermark_blocks > 0 ? (long)watermark_blocks * bs : 0;
+    long life = (long)s->prompt_len + s->max_output;
+    if (life < s->num_tokens) life = s->num_tokens;
+    if (kv->ra) {             /* one reservation for the whole life, or it cannot finish */
+        long r = ra_reservation_for(kv->ra, s);
+        return r >= life && r + wm <= pool;
+    }
+    /* the last sampled token's slot (index life - 1) is secured before it is
+     * appended; an admission (first, or after a recompute) holds at most
+     * life - 1 tokens and keeps the watermark free */
+    long need = seq_blocks_for((int)life, (int)bs) * bs;
+    long admit = (long)seq_blocks_for((int)(life - 1 > 0 ? life - 1 : 1), (int)bs) * bs + wm;
+    return need <= pool && admit <= pool;
+}
+
 int kv_admit(kv_cache *kv, seq *s) {
     return kv->bm ? bm_admit(kv->bm, s) : ra_admit(kv->ra, s);
 }
@@ -128,6 +148,19 @@ long kv_slot(const kv_cache *kv, const seq *s, int pos) {
     int bs = kv->cfg.block_size;
     if (kv->bm) return (long)s->block_table[pos / bs] * bs + pos % bs;
     return s->resv_start + pos;
+}
+
+int kv_block_table(const kv_cache *kv, const seq *s, int *out, int cap) {
+    int bs = kv->cfg.block_size;
+    if (kv->bm) {
+        if (s->num_blocks > 0 && s->block_table[0] < 0) return -1;     /* on the CPU */
+        for (int k = 0; k < s->num_blocks && k < cap; k++) out[k] = s->block_table[k];
+        return s->num_blocks;
+    }
+    if (s->resv_start % bs) return -1;
+    long n = (s->resv_len + bs - 1) / bs, first = s->resv_start / bs;
+    for (long k = 0; k < n && k < cap; k++) out[k] = (int)(first + k);
+    return (int)n;
 }
 
 void kv_usage_get(const kv_cache *kv, seq *const *live, int n, const seq *next, kv_usage *u) {

@@ -20,6 +20,11 @@
 typedef enum { KV_PAGED, KV_CONTIGUOUS, KV_ORCA_MAX, KV_ORCA_POW2, KV_ORCA_ORACLE,
                KV_NUM_POLICIES } kv_policy;
 
+/* How the reservation policies place their ranges (paged ignores it):
+ * first-fit in a list of free ranges (what engine/'s contiguous policy does, the
+ * zero value), or binary buddy blocks (the vLLM paper's Orca baselines). */
+typedef enum { KV_ALLOC_FIRST_FIT, KV_ALLOC_BUDDY } kv_allocator;
+
 typedef struct kv_config {
     kv_policy policy;
     int  num_blocks;         /* GPU pool: num_blocks * block_size slots */
@@ -28,6 +33,7 @@ typedef struct kv_config {
     int  orca_max_len;       /* KV_ORCA_MAX reservation (2048) */
     bool prefix_caching;     /* paged only */
     int  num_cpu_blocks;     /* swap space in blocks (paged only); 0 = no swap */
+    kv_allocator allocator;  /* reservation policies: first-fit (0) or buddy */
 } kv_config;
 
 /* A block copy the executor must perform before the step (copy-on-write or
@@ -41,7 +47,9 @@ typedef struct kv_usage {
     long token_slots;        /* hold a token state (KV written or being written this step) */
     long reserved_slots;     /* held for tokens that will come (reservation) */
     long internal_frag;      /* held but never to be used (over-reservation, block tails) */
-    long external_frag;      /* free, but unusable for the next waiting request */
+    long external_frag;      /* free, but unusable for the next waiting request; and
+                                held beyond what the policy asked (buddy rounding):
+                                the paper's "external fragmentation & others" */
     long free_slots;         /* free and usable */
     int  blocks_used;        /* blocks with ref > 0 (paged; reservation: blocks touched) */
     int  blocks_cached;      /* free blocks still holding a prefix-cache hash */
@@ -60,6 +68,12 @@ const kv_config *kv_get_config(const kv_cache *kv);
  * recompute preemption), after prefix-cache hits (paged) or for its full
  * reservation (other policies)?  With watermark_blocks kept free. */
 bool kv_can_admit(const kv_cache *kv, const seq *s, int watermark_blocks);
+/* Could s ever run to its full length (prompt_len + max_output tokens) in
+ * this pool, alone in it, with watermark_blocks free at each admission?  No
+ * means no schedule can finish it: the scheduler refuses it at once (as vLLM
+ * refuses a prompt longer than the cache) instead of preempting it forever.
+ * Can't fail. */
+bool kv_can_ever_fit(const kv_cache *kv, const seq *s, int watermark_blocks);
 /* Gives s its blocks / reservation.  Prefix-cache hits set s->num_computed to
  * the cached tokens (whole blocks, never the entire prompt: at least the last
  * prompt token is computed).  Call only after kv_can_admit said yes.  Returns
@@ -93,6 +107,14 @@ int  kv_swap_in(kv_cache *kv, seq *s, kv_copy *copies);
 /* Physical slot of token position pos of s (block_table[pos/bs]*bs + pos%bs,
  * or resv_start + pos): the one place that knows the layout. */
 long kv_slot(const kv_cache *kv, const seq *s, int pos);
+/* The physical block table of s for any policy, as attention kernels read
+ * it: out[k] = the block holding logical block k (paged: s->block_table; a
+ * reservation synthesises its own, resv_start / block_size + k).  Writes at
+ * most cap entries and returns the table's full length (compare with cap), or
+ * -1 when s's KV has no block layout on the GPU: swapped out, or a
+ * reservation that does not start on a block boundary.  So that
+ * kv_slot(kv, s, p) == out[p / bs] * bs + p % bs for every held position. */
+int  kv_block_table(const kv_cache *kv, const seq *s, int *out /* (cap,) */, int cap);
 /* Fills u.  live: the sequences holding blocks (running and swapped), n of them;
  * next: the head of the waiting queue or NULL (for external fragmentation). */
 void kv_usage_get(const kv_cache *kv, seq *const *live, int n, const seq *next, kv_usage *u);

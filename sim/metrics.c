@@ -16,7 +16,7 @@ struct met_collector {
     double w, w_token, w_resv, w_int, w_ext, w_free, w_total, w_free_wait;
     double w_running, w_waiting, w_blocks;
     double sum_batch_tokens;
-    int    max_running, max_waiting, max_swapped;
+    int    max_running, max_waiting, max_swapped, max_blocks;
     long   preemptions;
 };
 
@@ -61,6 +61,7 @@ int met_add_step(met_collector *m, const met_step *s) {
     if (s->running > m->max_running) m->max_running = s->running;
     if (s->waiting > m->max_waiting) m->max_waiting = s->waiting;
     if (s->swapped > m->max_swapped) m->max_swapped = s->swapped;
+    if (s->blocks_used > m->max_blocks) m->max_blocks = s->blocks_used;
     m->preemptions += s->preemptions;
     if (!m->keep_steps) return 0;
     if (grow((void **)&m->steps, &m->steps_cap, m->n_steps + 1, sizeof *m->steps)) return -1;
@@ -116,7 +117,7 @@ int met_summarize(const met_collector *m, met_summary *o) {
     for (int i = 0; i < n; i++) {
         const met_request *r = &m->reqs[i];
         o->num_requests++;
-        if (r->aborted) { o->num_aborted++; continue; }
+        if (r->aborted) { o->num_aborted++; o->num_refused += r->refused; continue; }
         o->num_finished++;
         o->prompt_tokens += r->prompt_len;
         o->output_tokens += (long)r->output_len * (r->num_seqs > 0 ? r->num_seqs : 1);
@@ -155,6 +156,7 @@ int met_summarize(const met_collector *m, met_summary *o) {
     o->mean_batch_tokens = m->n_step_total ? m->sum_batch_tokens / m->n_step_total : 0;
     o->max_running = m->max_running; o->max_waiting = m->max_waiting;
     o->max_swapped = m->max_swapped;
+    o->max_blocks_used = m->max_blocks;
     o->preemptions = m->preemptions;
     return 0;
 oom:
@@ -180,7 +182,7 @@ void *met_summary_json(const met_summary *s) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
 #define NUM(f) cJSON_AddNumberToObject(o, #f, (double)s->f)
-    NUM(num_requests); NUM(num_finished); NUM(num_aborted);
+    NUM(num_requests); NUM(num_finished); NUM(num_aborted); NUM(num_refused);
     NUM(prompt_tokens); NUM(output_tokens); NUM(steps);
     NUM(sim_time); NUM(wall_time); NUM(req_per_s); NUM(out_tok_per_s); NUM(total_tok_per_s);
     cJSON_AddItemToObject(o, "ttft", pct_json(&s->ttft));
@@ -190,7 +192,7 @@ void *met_summary_json(const met_summary *s) {
     NUM(share_token); NUM(share_reserved); NUM(share_internal); NUM(share_external);
     NUM(share_free); NUM(token_share_of_used); NUM(share_free_waiting); NUM(token_share_loaded);
     NUM(mean_running); NUM(mean_waiting); NUM(mean_batch_tokens); NUM(mean_blocks_used);
-    NUM(max_running); NUM(max_waiting); NUM(max_swapped);
+    NUM(max_running); NUM(max_waiting); NUM(max_swapped); NUM(max_blocks_used);
     NUM(preemptions); NUM(swap_outs); NUM(swap_ins); NUM(cow_copies);
     NUM(prefix_hit_tokens); NUM(forks);
 #undef NUM
@@ -218,6 +220,10 @@ void *met_json(const met_summary *s, const met_step *steps, int n_steps,
 #define NUM(f) cJSON_AddNumberToObject(o, #f, (double)r->f)
         NUM(id); NUM(prompt_len); NUM(output_len); NUM(num_seqs); NUM(num_preemptions);
         cJSON_AddBoolToObject(o, "aborted", r->aborted);
+        if (r->aborted) {
+            cJSON_AddBoolToObject(o, "refused", r->refused);
+            cJSON_AddStringToObject(o, "abort_reason", r->abort_reason ? r->abort_reason : "unknown");
+        }
         NUM(arrival); NUM(first_scheduled); NUM(first_token); NUM(finish_time);
         NUM(ttft); NUM(tpot); NUM(e2e); NUM(norm_latency);
 #undef NUM

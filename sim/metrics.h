@@ -24,6 +24,8 @@ typedef struct met_step {
 typedef struct met_request {
     int    id, prompt_len, output_len, num_seqs, num_preemptions;
     bool   aborted;
+    bool   refused;               /* aborted without running: it could never fit */
+    const char *abort_reason;     /* static text when aborted (sched_done.why), else NULL */
     double arrival, first_scheduled, first_token, finish_time;
     double ttft;                  /* first_token - arrival */
     double tpot;                  /* (finish - first_token) / (output_len - 1); 0 if 1 token */
@@ -35,6 +37,8 @@ typedef struct met_pct { double mean, p50, p90, p99, max; } met_pct;
 
 typedef struct met_summary {
     int    num_requests, num_finished, num_aborted;
+    int    num_refused;           /* of the aborted: could never fit (prompt + output
+                                     beyond max_model_len or the whole pool) */
     long   prompt_tokens, output_tokens, steps;
     double sim_time;              /* simulated seconds, first arrival to last finish */
     double wall_time;             /* seconds the simulation took (filled by the caller) */
@@ -52,6 +56,7 @@ typedef struct met_summary {
     double token_share_loaded;
     double mean_running, mean_waiting, mean_batch_tokens, mean_blocks_used;
     int    max_running, max_waiting, max_swapped;
+    int    max_blocks_used;       /* peak over the sampled steps */
     long   preemptions, swap_outs, swap_ins, cow_copies, prefix_hit_tokens, forks;
 } met_summary;
 

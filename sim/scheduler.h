@@ -70,12 +70,21 @@ typedef struct sched_done {       /* a request all of whose sequences finished *
     int    num_seqs;              /* n, or the beam width */
     double arrival, first_scheduled, first_token, finish_time;
     int    num_preemptions;
-    bool   aborted;               /* could never fit (prompt too long for the pool) */
+    bool   aborted;               /* refused (could never fit) or ended by sched_abort */
+    bool   refused;               /* aborted without running to its end: could never fit */
+    const char *why;              /* aborted: why, static text (SCHED_WHY_*); else NULL */
     void  *user;
 } sched_done;
 
+/* Why a request was aborted (sched_done.why; compare by pointer or text). */
+extern const char SCHED_WHY_TOO_LONG[];    /* prompt >= max_model_len */
+extern const char SCHED_WHY_NEVER_FITS[];  /* prompt + output beyond the whole KV pool */
+extern const char SCHED_WHY_CALLER[];      /* sched_abort */
+
 typedef struct sched_stats {      /* cumulative */
     long preemptions, recomputes, swap_outs, swap_ins, forks, beam_swaps, aborted;
+    long refused;                 /* of the aborted: could never fit (the two SCHED_WHY_
+                                     above), finished without running */
 } sched_stats;
 
 typedef struct sched sched;
@@ -85,19 +94,28 @@ sched *sched_create(const sched_config *cfg, kv_cache *kv, char *err, size_t err
 void   sched_destroy(sched *sc);
 /* Adds an arrived request: prompt (prompt_len ids, copied), max_output tokens,
  * n parallel samples (>= 1) or beam width (> 1 = beam search, n ignored).
- * Returns the request's first sequence (owned by the scheduler) or NULL. */
+ * Returns the request's first sequence (owned by the scheduler) or NULL.  A
+ * request that can never run to its end (prompt >= max_model_len, or prompt +
+ * max_output beyond the whole pool: kv_can_ever_fit) is accepted and refused:
+ * it finishes aborted, with its why, when it reaches the head of the queue. */
 seq   *sched_add(sched *sc, int id, const int *prompt, int prompt_len, int max_output,
                  int n, int beam, double arrival, void *user);
 /* Builds the next batch; *out stays valid until the next sched_schedule.
- * Returns the number of items (0: nothing to run now). */
-int    sched_schedule(sched *sc, double now, const sched_batch **out);
+ * Returns the number of items (0: nothing to run now), or -1 with err when out
+ * of memory: then nothing was scheduled or moved (*out is empty; copy-on-write
+ * copies still pending lead the next batch) and the call may be repeated. */
+int    sched_schedule(sched *sc, double now, const sched_batch **out, char *err, size_t errlen);
 /* After the step: tokens (num_items,) sampled per item (read where samples),
  * now = the step's end time, eos_id < 0 = none.  Appends tokens, stops
  * sequences, forks groups; finished requests go to *done (n_done of them) and
- * finished sequences to *fin (n_fin), valid until the next sched_schedule. */
-void   sched_postprocess(sched *sc, const int *tokens, double now, int eos_id,
+ * finished sequences to *fin (n_fin), valid until the next sched_schedule.
+ * Returns 0, or -1 with err when out of memory: before acting (nothing
+ * changed; the call may be repeated with the same tokens), or while forking a
+ * group or swapping a beam (the state is whole and *done / *fin are filled,
+ * but a request runs fewer sequences than it asked for). */
+int    sched_postprocess(sched *sc, const int *tokens, double now, int eos_id,
                          const sched_done **done, int *n_done,
-                         seq *const **fin, int *n_fin);
+                         seq *const **fin, int *n_fin, char *err, size_t errlen);
 /* Ends request id at once, wherever its sequences are (waiting, running or
  * swapped): they release their KV and finish with SEQ_FINISH_ABORT.  Call
  * between steps (after sched_postprocess, before the next sched_schedule).
@@ -110,8 +128,10 @@ int    sched_abort(sched *sc, int id, double now, sched_done *out, const seq **f
 void   sched_counts(const sched *sc, int *running, int *waiting, int *swapped);
 bool   sched_has_work(const sched *sc);
 /* The sequences holding KV (running then swapped) and the head of the waiting
- * queue (or NULL), for kv_usage_get / kv_check.  Valid until the next call. */
+ * queue (or NULL), for kv_usage_get / kv_check.  Valid until the next call.
+ * Returns their number, or -1 (and *live = NULL) when out of memory. */
 int    sched_live(sched *sc, seq *const **live, const seq **next_waiting);
 const sched_stats *sched_get_stats(const sched *sc);
+const sched_config *sched_get_config(const sched *sc);
 sched_config sched_config_default(void);
 #endif

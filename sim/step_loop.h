@@ -40,6 +40,8 @@ typedef struct loop {
     int          *tokens;         /* (cap,) sampled tokens of the step */
     int           cap;
     long          steps;
+    int           empty_steps;    /* consecutive loop_steps that changed the state
+                                     but ran and finished nothing */
     /* optional: called after execute and before postprocess, while the
      * step's state is in place (metrics sample the KV pool here) */
     void        (*observe)(void *ctx, const loop_step_info *info);
@@ -49,9 +51,16 @@ typedef struct loop {
 /* Returns 0, or -1 when out of memory. */
 int  loop_init(loop *l, sched *sc, loop_executor ex, double start_time, int eos_id);
 void loop_free(loop *l);
+/* A scheduler that keeps changing its state (admitting, preempting, swapping)
+ * without running or finishing anything for this many steps in a row is
+ * livelocked; healthy runs need two or three such steps at most. */
+#define LOOP_MAX_EMPTY_STEPS 1000
 /* One schedule -> execute -> postprocess.  Returns 1 when the state changed
  * (a step ran, or only preemptions/aborts happened), 0 when the scheduler had
- * nothing to run (the caller advances the clock to the next arrival), -1 on an
- * executor error (err filled). */
+ * nothing to run (the caller advances the clock to the next arrival), -1 with
+ * err on an executor or scheduler error (out of memory: see sched_schedule and
+ * sched_postprocess; what finished is still in *info) or after
+ * LOOP_MAX_EMPTY_STEPS steps without a token computed or a request finished
+ * (never a spin). */
 int  loop_step(loop *l, loop_step_info *info, char *err, size_t errlen);
 #endif

@@ -128,12 +128,22 @@ static void test_fig2(void **st) {
 
 static void test_rate_sweep(void **st) {
     (void)st;
-    assert_int_equal(run("--rate-sweep --sweep-seconds 300 --kv-gb 6"), 0);
+    char a[512];
+    snprintf(a, sizeof a, "--rate-sweep %s --sweep-seconds 300 --kv-gb 6", MODEL);
+    assert_int_equal(run(a), 0);
     const char *p = strstr(out_buf, "paged / orca-oracle: ");
     assert_non_null(p);
     double ratio = atof(p + strlen("paged / orca-oracle: "));
     assert_true(ratio > 1.1 && ratio < 5);       /* paged sustains more */
+    assert_non_null(strstr(out_buf, "1.7-2.7x"));  /* the paper's gains beside ours */
+    /* one of the paper's settings, with its label */
+    assert_int_equal(run("--rate-sweep --setting opt-13b --workload sharegpt --sweep-seconds 200 --quiet"), 0);
+    assert_non_null(strstr(out_buf, "OPT-13B, 1 x A100-40GB"));
+    assert_int_equal(run("--rate-sweep --setting opt-7b"), 1);
+    assert_non_null(strstr(out_buf, "opt-7b"));
     assert_int_equal(run("--rate-sweep --fig2"), 2);
+    assert_int_equal(run("--fig2 --allocator best-fit"), 2);
+    assert_non_null(strstr(out_buf, "best-fit"));
 }
 
 int main(void) {

@@ -51,7 +51,7 @@ static int drive(sched *sc, kv_cache *kv, int max_blocks, int *prefix_items, int
     double now = 0;
     while (sched_has_work(sc) && steps < 1000) {
         const sched_batch *b;
-        int n = sched_schedule(sc, now, &b);
+        int n = sched_schedule(sc, now, &b, NULL, 0);
         if (n > 0) {
             model_batch mb;
             assert_int_equal(eng_build_batch(b, kv, &buf, max_blocks, &mb, err, sizeof err), 0);
@@ -68,7 +68,7 @@ static int drive(sched *sc, kv_cache *kv, int max_blocks, int *prefix_items, int
             if (steps_with_decode) *steps_with_decode += dec;
         }
         now += 0.01;
-        sched_postprocess(sc, n > 0 ? tokens : NULL, now, -1, NULL, NULL, NULL, NULL);
+        sched_postprocess(sc, n > 0 ? tokens : NULL, now, -1, NULL, NULL, NULL, NULL, NULL, 0);
         steps++;
     }
     eng_batch_buf_free(&buf);
@@ -139,7 +139,7 @@ static void test_too_long_for_table(void **st) {
     int prompt[100] = {0};
     assert_non_null(sched_add(sc, 0, prompt, 100, 4, 1, 0, 0.0, NULL));
     const sched_batch *b;
-    assert_true(sched_schedule(sc, 0, &b) > 0);
+    assert_true(sched_schedule(sc, 0, &b, NULL, 0) > 0);
     eng_batch_buf buf = {0};
     model_batch mb;
     /* a table of 4 blocks cannot hold 100 tokens: an error, not an overflow */

@@ -22,6 +22,7 @@ typedef struct rt {
     kv_cache *kv;
     int bs, nb, ncpu;
     bool paged;
+    kv_config cfg;
     seq  s[MAX_SEQS];
     bool used[MAX_SEQS];
     int *gpu;          /* (nb*bs,) token written in each slot, -1 = never */
@@ -75,6 +76,25 @@ static void compute(rt *t, seq *s, int upto) {
     kv_commit_computed(t->kv, s);
 }
 
+/* What the reservation policy asks for s, derived here from kv_cache.h's
+ * description (not from reserve_alloc.c): a buddy block holds more. */
+static long asked(const rt *t, const seq *s, long life) {
+    long mml = t->cfg.max_model_len, r = life;
+    switch (t->cfg.policy) {
+    case KV_CONTIGUOUS: r = mml; break;
+    case KV_ORCA_MAX: r = t->cfg.orca_max_len < mml ? t->cfg.orca_max_len : mml; break;
+    case KV_ORCA_POW2: {
+        long o2 = 1;
+        while (o2 < life - s->prompt_len) o2 *= 2;
+        r = s->prompt_len + o2;
+        if (r > (mml > life ? mml : life)) r = mml > life ? mml : life;
+        break;
+    }
+    default: break;
+    }
+    return r < s->num_tokens ? s->num_tokens : r;
+}
+
 static void verify(rt *t) {
     seq *live[MAX_SEQS];
     int n = 0;
@@ -96,29 +116,31 @@ static void verify(rt *t) {
     assert_int_equal(u.token_slots + u.reserved_slots + u.internal_frag + u.external_frag + u.free_slots,
                      u.slots_total);
     /* the same categories, counted slot by slot the slow way */
-    long tok = 0, res = 0, in = 0, heldslots = 0;
-    char *state = calloc((size_t)t->nb * t->bs, 1);     /* (nb*bs,) 0 free, 1 internal, 2 reserved, 3 token */
+    long tok = 0, res = 0, in = 0, heldslots = 0, slack = 0;
+    char *state = calloc((size_t)t->nb * t->bs, 1);     /* (nb*bs,) 0 free, 1 slack, 2 internal, 3 reserved, 4 token */
     for (int k = 0; k < n; k++) {
         seq *s = live[k];
         if (s->status == SEQ_WAITING || on_cpu(s)) continue;
         long life = (long)s->prompt_len + s->max_output;
         if (life < s->num_tokens) life = s->num_tokens;
         long held = t->paged ? (long)s->num_blocks * t->bs : s->resv_len;
+        long ask = t->paged ? held : asked(t, s, life);
         for (long p = 0; p < held; p++) {
             long w = where(t, s, (int)p);
-            char v = p < s->num_tokens ? 3 : p < life ? 2 : 1;
+            char v = p < s->num_tokens ? 4 : p < life ? 3 : p < ask ? 2 : 1;
             if (v > state[w]) state[w] = v;
         }
     }
     for (long w = 0; w < (long)t->nb * t->bs; w++) {
-        tok += state[w] == 3; res += state[w] == 2; in += state[w] == 1;
+        tok += state[w] == 4; res += state[w] == 3; in += state[w] == 2; slack += state[w] == 1;
         heldslots += state[w] != 0;
     }
     free(state);
+    if (t->paged || t->cfg.allocator == KV_ALLOC_FIRST_FIT) assert_int_equal(slack, 0);
     assert_int_equal(u.token_slots, tok);
     assert_int_equal(u.reserved_slots, res);
     assert_int_equal(u.internal_frag, in);
-    assert_int_equal(u.free_slots + u.external_frag, u.slots_total - heldslots);
+    assert_int_equal(u.free_slots + u.external_frag, u.slots_total - heldslots + slack);
 }
 
 static int pick(rt *t, seq_status st) {   /* a random used seq in state st, or -1 */
@@ -255,6 +277,7 @@ static void run(kv_config cfg, bm_hash_fn hash, uint64_t seed, long nops) {
     if (hash) bm_set_hash_fn(kv_block_manager(t.kv), hash);
     t.bs = cfg.block_size; t.nb = cfg.num_blocks; t.ncpu = cfg.num_cpu_blocks;
     t.paged = cfg.policy == KV_PAGED;
+    t.cfg = cfg;
     t.gpu = malloc((size_t)t.nb * t.bs * sizeof *t.gpu);
     t.cpu = malloc(((size_t)t.ncpu * t.bs + 1) * sizeof *t.cpu);
     t.copies = malloc(64 * sizeof *t.copies);
@@ -315,14 +338,20 @@ static void test_paged_weak_hash(void **st) { (void)st; run(paged_cfg(40, 4, tru
 static void test_paged_wrap_hash(void **st) { (void)st; run(paged_cfg(40, 4, true, 12), wrap_hash, 0xfeedULL, ops_per_config(20000)); }
 static void test_paged_plain(void **st) { (void)st; run(paged_cfg(30, 3, false, 10), NULL, 0x77ULL, ops_per_config(30000)); }
 static void test_block_size_one(void **st) { (void)st; run(paged_cfg(120, 1, true, 40), NULL, 0x99ULL, ops_per_config(20000)); }
-static void reserve(kv_policy p, uint64_t seed) {
-    kv_config c = { .policy = p, .num_blocks = 60, .block_size = 4, .max_model_len = 64, .orca_max_len = 48 };
+static void reserve(kv_policy p, kv_allocator al, uint64_t seed) {
+    kv_config c = { .policy = p, .num_blocks = 60, .block_size = 4, .max_model_len = 64, .orca_max_len = 48,
+                    .allocator = al };
     run(c, NULL, seed, ops_per_config(20000));
 }
-static void test_contiguous(void **st) { (void)st; reserve(KV_CONTIGUOUS, 11); }
-static void test_orca_max(void **st) { (void)st; reserve(KV_ORCA_MAX, 12); }
-static void test_orca_pow2(void **st) { (void)st; reserve(KV_ORCA_POW2, 13); }
-static void test_orca_oracle(void **st) { (void)st; reserve(KV_ORCA_ORACLE, 14); }
+static void test_contiguous(void **st) { (void)st; reserve(KV_CONTIGUOUS, KV_ALLOC_FIRST_FIT, 11); }
+static void test_orca_max(void **st) { (void)st; reserve(KV_ORCA_MAX, KV_ALLOC_FIRST_FIT, 12); }
+static void test_orca_pow2(void **st) { (void)st; reserve(KV_ORCA_POW2, KV_ALLOC_FIRST_FIT, 13); }
+static void test_orca_oracle(void **st) { (void)st; reserve(KV_ORCA_ORACLE, KV_ALLOC_FIRST_FIT, 14); }
+/* the same over the buddy allocator (a pool of 240 slots: 128 + 64 + 32 + 16) */
+static void test_buddy_contiguous(void **st) { (void)st; reserve(KV_CONTIGUOUS, KV_ALLOC_BUDDY, 21); }
+static void test_buddy_orca_max(void **st) { (void)st; reserve(KV_ORCA_MAX, KV_ALLOC_BUDDY, 22); }
+static void test_buddy_orca_pow2(void **st) { (void)st; reserve(KV_ORCA_POW2, KV_ALLOC_BUDDY, 23); }
+static void test_buddy_orca_oracle(void **st) { (void)st; reserve(KV_ORCA_ORACLE, KV_ALLOC_BUDDY, 24); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -335,6 +364,10 @@ int main(void) {
         cmocka_unit_test(test_orca_max),
         cmocka_unit_test(test_orca_pow2),
         cmocka_unit_test(test_orca_oracle),
+        cmocka_unit_test(test_buddy_contiguous),
+        cmocka_unit_test(test_buddy_orca_max),
+        cmocka_unit_test(test_buddy_orca_pow2),
+        cmocka_unit_test(test_buddy_orca_oracle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -52,7 +52,9 @@ static void add(rig *r, int id, int prompt_len, int out, int n, int beam) {
 /* One step: schedule, check the batch, "execute", postprocess, kv_check. */
 static int step(rig *r) {
     const sched_batch *b;
-    int n = sched_schedule(r->sc, r->now, &b);
+    char why[256];
+    int n = sched_schedule(r->sc, r->now, &b, why, sizeof why);
+    if (n < 0) fail_msg("sched_schedule: %s", why);
     const sched_config def = sched_config_default(); (void)def;
     int tokens = 0;
     static int toks[1024];
@@ -76,7 +78,8 @@ static int step(rig *r) {
     r->preempted += b->preempted;
     r->now += 0.01;
     const sched_done *d; int nd; seq *const *fin; int nf;
-    sched_postprocess(r->sc, toks, r->now, -1, &d, &nd, &fin, &nf);
+    if (sched_postprocess(r->sc, toks, r->now, -1, &d, &nd, &fin, &nf, why, sizeof why))
+        fail_msg("sched_postprocess: %s", why);
     for (int i = 0; i < nd && r->n_done < MAXREQ; i++) r->done[r->n_done++] = d[i];
     for (int i = 0; i < nf; i++) {
         if (seq_num_generated(fin[i]) == fin[i]->max_output) r->gen_ok++; else r->gen_bad++;
@@ -128,23 +131,23 @@ static void test_chunked_prefill(void **st) {
     int chunks[8], k = 0;
     for (int s = 0; s < 4; s++) {
         const sched_batch *b;
-        int n = sched_schedule(r.sc, r.now, &b);
+        int n = sched_schedule(r.sc, r.now, &b, NULL, 0);
         assert_int_equal(n, 1);
         chunks[k++] = b->items[0].num_new;
         assert_int_equal(b->items[0].kind, SCHED_PREFILL);
         assert_int_equal(b->items[0].samples, s == 3);
         int tok = 5;
-        sched_postprocess(r.sc, &tok, r.now += 0.01, -1, NULL, NULL, NULL, NULL);
+        sched_postprocess(r.sc, &tok, r.now += 0.01, -1, NULL, NULL, NULL, NULL, NULL, 0);
     }
     assert_int_equal(chunks[0], 256); assert_int_equal(chunks[1], 256);
     assert_int_equal(chunks[2], 256); assert_int_equal(chunks[3], 1000 - 768);
     /* then decodes of one token */
     const sched_batch *b;
-    assert_int_equal(sched_schedule(r.sc, r.now, &b), 1);
+    assert_int_equal(sched_schedule(r.sc, r.now, &b, NULL, 0), 1);
     assert_int_equal(b->items[0].kind, SCHED_DECODE);
     assert_int_equal(b->items[0].num_new, 1);
     int tok = 5;
-    sched_postprocess(r.sc, &tok, r.now += 0.01, -1, NULL, NULL, NULL, NULL);
+    sched_postprocess(r.sc, &tok, r.now += 0.01, -1, NULL, NULL, NULL, NULL, NULL, 0);
     run_all(&r, 100);
     rig_free(&r);
 
@@ -153,10 +156,10 @@ static void test_chunked_prefill(void **st) {
     rig_init(&r, KV_PAGED, 1000, 16, 0, c);
     add(&r, 0, 10, 3, 1, 0);
     add(&r, 1, 600, 3, 1, 0);
-    assert_int_equal(sched_schedule(r.sc, 0, &b), 1);       /* 10 fits, 600 must wait */
+    assert_int_equal(sched_schedule(r.sc, 0, &b, NULL, 0), 1);       /* 10 fits, 600 must wait */
     assert_int_equal(b->items[0].num_new, 10);
     tok = 1;
-    sched_postprocess(r.sc, &tok, 0.01, -1, NULL, NULL, NULL, NULL);
+    sched_postprocess(r.sc, &tok, 0.01, -1, NULL, NULL, NULL, NULL, NULL, 0);
     run_all(&r, 100);
     assert_int_equal(r.gen_bad, 0);
     rig_free(&r);
@@ -249,10 +252,10 @@ static void test_parallel_sampling_cow(void **st) {
     add(&r, 0, 37, 25, 4, 0);                    /* 37 % 16 != 0: the last block is shared */
     /* prefill once */
     const sched_batch *b;
-    assert_int_equal(sched_schedule(r.sc, 0, &b), 1);
+    assert_int_equal(sched_schedule(r.sc, 0, &b, NULL, 0), 1);
     assert_int_equal(b->items[0].num_new, 37);
     int tok = 9;
-    sched_postprocess(r.sc, &tok, 0.01, -1, NULL, NULL, NULL, NULL);
+    sched_postprocess(r.sc, &tok, 0.01, -1, NULL, NULL, NULL, NULL, NULL, 0);
     int run; sched_counts(r.sc, &run, NULL, NULL);
     assert_int_equal(run, 4);                    /* forked into 4 sequences */
     kv_usage u;
@@ -268,14 +271,14 @@ static void test_parallel_sampling_cow(void **st) {
     }
     /* the copies lead the next batch, then all four decode */
     r.now = 0.01;
-    assert_int_equal(sched_schedule(r.sc, r.now, &b), 4);
+    assert_int_equal(sched_schedule(r.sc, r.now, &b, NULL, 0), 4);
     assert_int_equal(b->num_copies, 3);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(b->copies[i].kind, KV_COPY_GPU);
         assert_int_equal(b->copies[i].src, live[0]->block_table[2]);
     }
     int toks[4] = { 1, 2, 3, 4 };
-    sched_postprocess(r.sc, toks, r.now += 0.01, -1, NULL, NULL, NULL, NULL);
+    sched_postprocess(r.sc, toks, r.now += 0.01, -1, NULL, NULL, NULL, NULL, NULL, 0);
     run_all(&r, 1000);
     assert_int_equal(r.n_done, 1);
     assert_int_equal(r.done[0].num_seqs, 4);

@@ -27,8 +27,10 @@ static viz_waste norm(const char *label, double t, double r, double i, double e)
     return w;
 }
 
+/* "external & others" holds the free slots left idle while requests wait, as
+ * sim/fig2.c counts them (the paper's Orca (Max) 8.9% is such slots) */
 viz_waste viz_waste_of_summary(const char *label, const met_summary *s) {
-    return norm(label, s->share_token, s->share_reserved, s->share_internal, s->share_external);
+    return norm(label, s->share_token, s->share_reserved, s->share_internal, s->share_external + s->share_free_waiting);
 }
 
 viz_waste viz_waste_of_steps(const char *label, const met_step *st, int n) {

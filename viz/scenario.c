@@ -1,12 +1,14 @@
 /* scenario: the pictures driven by the real KV cache, scheduler, step loop and
- * simulator executor, one step at a time (see scenario.h).  Each "lane" is one
- * policy serving the requests; the scene is captured from the lanes after each
- * step through kv_block_views / kv_usage_get / sched_live.  Touches no file. */
+ * simulator executor through the driver (sim/driver.h: arrivals, the idle
+ * clock, stalls, kv_check after every step), one step at a time (see
+ * scenario.h).  Each "lane" is one policy serving the requests; the scene is
+ * captured from the lanes after each step through kv_block_views /
+ * kv_usage_get / sched_live.  Touches no file. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "viz/scenario.h"
-#include "sim/step_loop.h"
+#include "sim/driver.h"
 #include "sim/sim_executor.h"
 
 typedef struct req_track {       /* one request as the picture follows it */
@@ -19,6 +21,8 @@ typedef struct lane {            /* one policy serving the requests */
     sched    *sc;
     loop      lp;
     simx      x;
+    drv      *d;
+    struct viz_scenario *v;      /* for the driver's hooks */
     req_track *rt;               /* (n,) by request index */
     int       next;              /* next arrival, index into order */
     int       finished;          /* requests done */
@@ -118,6 +122,7 @@ int viz_scenario_classroom(int num_blocks, int block_size, int max_model_len, ui
 /* ---- lanes ------------------------------------------------------------------ */
 
 static void lane_free(lane *l) {
+    drv_destroy(l->d);
     loop_free(&l->lp);
     sched_destroy(l->sc);
     kv_destroy(l->kv);
@@ -129,8 +134,30 @@ static void lane_free(lane *l) {
     memset(l, 0, sizeof *l);
 }
 
-static int lane_init(lane *l, const viz_scenario *v, kv_policy policy, char *err, size_t errlen) {
+/* The driver's source: the requests in order of arrival, prompt ids made on
+ * arrival; and its arrival hook, which follows each request's first sequence. */
+static int lane_next(void *ctx, double now, drv_request *r, double *next_at, char *err, size_t errlen) {
+    (void)err; (void)errlen;
+    lane *l = ctx;
+    viz_scenario *v = l->v;
+    if (l->next >= v->n) return DRV_SRC_END;
+    int i = v->order[l->next];
+    const wl_request *w = &v->reqs[i];
+    if (w->arrival > now) { *next_at = w->arrival; return DRV_SRC_LATER; }
+    wl_prompt_tokens(w, i, v->cfg.seed, v->ids);
+    *r = (drv_request){ i, v->ids, w->prompt_len, w->output_len, w->n > 0 ? w->n : 1, w->beam, w->arrival, NULL };
+    l->next++;
+    return DRV_SRC_REQUEST;
+}
+static void lane_arrival(void *ctx, const drv_request *r, seq *first) {
+    lane *l = ctx;
+    l->rt[r->id].first = first;
+    l->rt[r->id].arrived = true;
+}
+
+static int lane_init(lane *l, viz_scenario *v, kv_policy policy, char *err, size_t errlen) {
     memset(l, 0, sizeof *l);
+    l->v = v;
     kv_config kc = v->cfg.kv;
     kc.policy = policy;
     if (policy != KV_PAGED) { kc.prefix_caching = false; kc.num_cpu_blocks = 0; }
@@ -144,25 +171,16 @@ static int lane_init(lane *l, const viz_scenario *v, kv_policy policy, char *err
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    drv_config dc = drv_config_default();
+    dc.source = (drv_source){ lane_next, l };
+    dc.check = true;              /* the picture must show a valid state */
+    dc.on_arrival = lane_arrival;
+    dc.ctx = l;
+    if (!(l->d = drv_create(&l->lp, l->kv, &dc, err, errlen))) goto fail;
     return 0;
 fail:
     lane_free(l);
     return -1;
-}
-
-static int lane_arrivals(lane *l, viz_scenario *v, char *err, size_t errlen) {
-    while (l->next < v->n && v->reqs[v->order[l->next]].arrival <= l->lp.now) {
-        int i = v->order[l->next];
-        const wl_request *r = &v->reqs[i];
-        wl_prompt_tokens(r, i, v->cfg.seed, v->ids);
-        seq *s = sched_add(l->sc, i, v->ids, r->prompt_len, r->output_len, r->n > 0 ? r->n : 1,
-                           r->beam, r->arrival, NULL);
-        if (!s) { snprintf(err, errlen, "out of memory adding request %d", i); return -1; }
-        l->rt[i].first = s;
-        l->rt[i].arrived = true;
-        l->next++;
-    }
-    return 0;
 }
 
 static bool in_list(const int *a, int n, int x) {
@@ -200,15 +218,10 @@ static void ev_add(char *ev, size_t cap, const char *text) {
 static int lane_step(lane *l, viz_scenario *v, char *ev, size_t evcap, char *err, size_t errlen) {
     ev[0] = 0;
     if (l->ended) return 0;
-    if (lane_arrivals(l, v, err, errlen)) return -1;
-    if (!sched_has_work(l->sc)) {
-        if (l->next >= v->n) { l->ended = true; return 0; }
-        l->lp.now = v->reqs[v->order[l->next]].arrival;
-        if (lane_arrivals(l, v, err, errlen)) return -1;
-    }
     /* the live ids before the step, to tell admissions, forks and preemptions */
     seq *const *live; const seq *nw;
     int nl = sched_live(l->sc, &live, &nw);
+    if (nl < 0) { snprintf(err, errlen, "out of memory"); return -1; }
     if (nl > l->prev_cap) {
         int *np = realloc(l->prev_live, (size_t)nl * sizeof *np);
         if (np) l->prev_live = np;
@@ -227,15 +240,9 @@ static int lane_step(lane *l, viz_scenario *v, char *ev, size_t evcap, char *err
     l->n_prev = nl;
 
     loop_step_info info;
-    int st;
-    for (;;) {
-        st = loop_step(&l->lp, &info, err, errlen);
-        if (st < 0) return -1;
-        if (st > 0) break;
-        if (l->next >= v->n) { l->ended = true; snprintf(ev, evcap, "nothing left to run"); return 0; }
-        if (v->reqs[v->order[l->next]].arrival > l->lp.now) l->lp.now = v->reqs[v->order[l->next]].arrival;
-        if (lane_arrivals(l, v, err, errlen)) return -1;
-    }
+    int st = drv_step(l->d, &info, err, errlen);   /* arrivals, idle time, stalls, kv_check */
+    if (st < 0) return -1;
+    if (st == 0) { l->ended = true; return 0; }
     char t[96];
     /* finished requests */
     for (int i = 0; i < info.n_fin; i++)
@@ -245,11 +252,13 @@ static int lane_step(lane *l, viz_scenario *v, char *ev, size_t evcap, char *err
         if (id >= 0 && id < v->n) { l->rt[id].done = true; l->rt[id].first = NULL; }
         l->finished++;
         if (info.done[i].aborted) {
-            snprintf(t, sizeof t, "request %d aborted (can never fit)", id);
+            snprintf(t, sizeof t, "request %d aborted: %s", id,
+                     info.done[i].why ? info.done[i].why : "aborted");
             ev_add(ev, evcap, t);
         }
     }
     nl = sched_live(l->sc, &live, &nw);
+    if (nl < 0) { snprintf(err, errlen, "out of memory"); return -1; }
     kv_usage u;
     kv_usage_get(l->kv, live, nl, nw, &u);
     /* admissions and forks */
@@ -345,6 +354,7 @@ static int capture(lane *l, viz_scenario *v, viz_pool *p) {
     viz_pool_clear(p);
     seq *const *live; const seq *nw;
     int nl = sched_live(l->sc, &live, &nw);
+    if (nl < 0) return -1;
     kv_block_views(l->kv, live, nl, l->views);
     for (int b = 0; b < p->num_blocks; b++) {
         const kv_block_view *k = &l->views[b];
@@ -413,8 +423,8 @@ static int start(viz_scenario *v, char *err, size_t errlen) {
     if (lane_init(&v->a, v, v->cfg.kv.policy, err, errlen)) return -1;
     if (v->has_b && lane_init(&v->b, v, (kv_policy)v->cfg.compare, err, errlen)) return -1;
     char t[160];
-    if (lane_arrivals(&v->a, v, err, errlen)) return -1;
-    if (v->has_b && lane_arrivals(&v->b, v, err, errlen)) return -1;
+    if (drv_admit(v->a.d, err, errlen)) return -1;            /* step 0 shows them waiting */
+    if (v->has_b && drv_admit(v->b.d, err, errlen)) return -1;
     snprintf(t, sizeof t, "%d requests to serve; space steps, p plays", v->n);
     snprintf(v->scene.event, sizeof v->scene.event, "%s", t);
     return capture_all(v, err, errlen);
@@ -480,8 +490,13 @@ void viz_scenario_destroy(viz_scenario *v) {
 }
 
 int viz_scenario_step(viz_scenario *v, char *err, size_t errlen) {
-    long max = v->cfg.max_steps > 0 ? v->cfg.max_steps : 100000;
-    if (v->step >= max) return 0;
+    if (v->cfg.max_steps > 0 && v->step >= v->cfg.max_steps) {
+        int left = v->n - v->a.finished;
+        if (left <= 0 && (!v->has_b || v->b.finished >= v->n)) return 0;
+        snprintf(err, errlen, "stopped at the step limit (%ld steps) with %d requests unfinished",
+                 v->cfg.max_steps, left);
+        return -1;
+    }
     char ea[160], eb[160];
     int ra = lane_step(&v->a, v, ea, sizeof ea, err, errlen);
     if (ra < 0) return -1;
@@ -493,14 +508,6 @@ int viz_scenario_step(viz_scenario *v, char *err, size_t errlen) {
         return 0;
     }
     v->step++;
-    /* the checker runs on every step: the picture must show a valid state */
-    char why[200];
-    seq *const *live; const seq *nw;
-    int nl = sched_live(v->a.sc, &live, &nw);
-    if (kv_check(v->a.kv, live, nl, why, sizeof why)) {
-        snprintf(err, errlen, "step %d: kv_check: %s", v->step, why);
-        return -1;
-    }
     snprintf(v->scene.event, sizeof v->scene.event, "%s", ra ? ea : "paged: all served; the baseline is still at work");
     return capture_all(v, err, errlen) ? -1 : 1;
 }

@@ -26,7 +26,9 @@ typedef struct viz_scenario_config {
     const wl_request *reqs;      /* (num_reqs,) NULL = the classroom scenario */
     int          num_reqs;
     const cm_model *model;       /* step times; NULL = the simulator's toy cost */
-    long         max_steps;      /* stop after this many (0 = 100000) */
+    long         max_steps;      /* 0 = no limit (the step loop fails rather than
+                                    spin); else reaching it with requests left is
+                                    an error */
 } viz_scenario_config;
 
 typedef struct viz_scenario viz_scenario;

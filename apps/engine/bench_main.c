@@ -19,7 +19,10 @@
 #include "engine/engine.h"
 #include "engine/kernels_ref.h"
 #include "engine/weights.h"
+#include "engine/profile_ops.h"
+#include "engine/bench_steps.h"
 #include "sim/model_config.h"
+#include "sim/workload.h"
 #include "base/clock.h"
 #include "base/rng.h"
 #include <math.h>
@@ -57,6 +60,12 @@ static void usage(FILE *f) {
         "                            (routing uniform and through a dummy router; both GEMM paths)\n"
         "  --save-routing FILE       with --moe-layer: the routing, for tests/gpu/bench_moe_torch.py\n"
         "  --json FILE               write the figures as JSON\n"
+        "  --trace FILE              the requests of a trace (CSV/JSONL: arrival,prompt_len,output_len),\n"
+        "                            each submitted at its arrival time (seconds from the start)\n"
+        "  --steps-out FILE          every step as CSV (pagesim calibrate's columns)\n"
+        "  --op-profile P.json       predict every step with the operator profile P and report the error\n"
+        "  --profile-ops OUT.json    only time this model's operators (GEMMs, attention, per-token kernels,\n"
+        "                            sampling, MoE) and the CPU side of a step: a profile for pagesim\n"
         "  --kv-policy paged|contiguous, --no-prefix-caching, --max-num-batched-tokens N (default 8192),\n"
         "  --max-num-seqs N (256), --max-model-len N, --block-size N, --gpu-memory-utilization F,\n"
         "  --num-gpu-blocks N, --dummy-seed S, --tensor-parallel-size N (-tp N): as engine/run\n");
@@ -348,7 +357,8 @@ static int run_attention(const mc_config *c, const char *spec, int bs, double pe
 
 enum { O_HELP = 'h', O_NO_PREFIX = 256, O_MODEL, O_DUMMY, O_WORKLOAD, O_NUM_REQUESTS, O_PROMPT_LEN,
        O_OUTPUT_LEN, O_MIN_LEN, O_MAX_LEN, O_SEED, O_DUMMY_SEED, O_TEMPERATURE, O_SAVE, O_JSON, O_ATTENTION,
-       O_ELEMENTWISE, O_PEAK_TFLOPS, O_PEAK_GBPS, O_MOE_LAYER, O_SAVE_ROUTING };
+       O_ELEMENTWISE, O_PEAK_TFLOPS, O_PEAK_GBPS, O_MOE_LAYER, O_SAVE_ROUTING, O_TRACE, O_STEPS_OUT,
+       O_OP_PROFILE, O_PROFILE_OPS };
 static const opt_spec k_opts[] = {
     { "help", O_HELP, OPT_FLAG },                { "no-prefix-caching", O_NO_PREFIX, OPT_FLAG },
     { "model", O_MODEL, OPT_VALUE },             { "dummy-weights", O_DUMMY, OPT_VALUE },
@@ -360,7 +370,9 @@ static const opt_spec k_opts[] = {
     { "json", O_JSON, OPT_VALUE },               { "attention", O_ATTENTION, OPT_VALUE },
     { "elementwise", O_ELEMENTWISE, OPT_VALUE }, { "peak-tflops", O_PEAK_TFLOPS, OPT_VALUE },
     { "peak-gbps", O_PEAK_GBPS, OPT_VALUE },    { "moe-layer", O_MOE_LAYER, OPT_VALUE },
-    { "save-routing", O_SAVE_ROUTING, OPT_VALUE },
+    { "save-routing", O_SAVE_ROUTING, OPT_VALUE }, { "trace", O_TRACE, OPT_VALUE },
+    { "steps-out", O_STEPS_OUT, OPT_VALUE },    { "op-profile", O_OP_PROFILE, OPT_VALUE },
+    { "profile-ops", O_PROFILE_OPS, OPT_VALUE },
     CLI_MODEL_SPECS,
     CLI_TP_SPECS,
     { NULL, 0, 0 },
@@ -370,6 +382,7 @@ int main(int argc, char **argv) {
     cm_gpu_table_path(getenv("PAGESIM_GPUS"));     /* the GPU table: data/gpus.json unless set */
     const char *model_dir = NULL, *dummy = NULL, *workload = "fixed", *save = NULL, *json = NULL, *attn = NULL;
     const char *moe = NULL, *save_routing = NULL;
+    const char *trace = NULL, *steps_out = NULL, *op_prof = NULL, *prof_out = NULL;
     int nreq = 1024, plen = 512, olen = 96, lo = 100, hi = 1024, ew_rows = 0;
     double peak_tflops = 790, peak_gbps = 4300, temperature = 0;
     unsigned long long seed = 0, dummy_seed = 0;
@@ -403,6 +416,10 @@ int main(int argc, char **argv) {
         case O_SAVE: save = v; break;
         case O_JSON: json = v; break;
         case O_ATTENTION: attn = v; break;
+        case O_TRACE: trace = v; break;
+        case O_STEPS_OUT: steps_out = v; break;
+        case O_OP_PROFILE: op_prof = v; break;
+        case O_PROFILE_OPS: prof_out = v; break;
         case O_ELEMENTWISE: ew_rows = cli_int(PROG, a, v, 1, 1 << 16); break;
         case O_MOE_LAYER: moe = v; break;
         case O_SAVE_ROUTING: save_routing = v; break;
@@ -429,6 +446,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "engine/bench: %s\n", err);
         return 1;
     }
+    if (prof_out) {
+        if (pops_run(&c, model_dir, dummy_seed, &cfg, prof_out, stderr, err, sizeof err)) {
+            fprintf(stderr, "engine/bench: %s\n", err);
+            return 1;
+        }
+        printf("operator profile of %s written to %s\n", c.name, prof_out);
+        return 0;
+    }
     FILE *js = NULL;
     if (json && !(js = fopen(json, "w"))) { fprintf(stderr, "engine/bench: cannot write %s\n", json); return 1; }
     if (attn) {
@@ -452,7 +477,12 @@ int main(int argc, char **argv) {
         return rc;
     }
 
-    /* the workload: lengths and prompt ids from one seeded stream */
+    /* the workload: lengths and prompt ids from one seeded stream (a trace: its lengths and arrivals) */
+    wl_request *tr = NULL;
+    if (trace) {
+        if (wl_load_trace(trace, &tr, &nreq, err, sizeof err)) { fprintf(stderr, "engine/bench: %s\n", err); return 1; }
+        workload = "trace";
+    }
     int **prompts = calloc((size_t)nreq, sizeof *prompts), *pl = calloc((size_t)nreq, sizeof *pl);
     int *ol = calloc((size_t)nreq, sizeof *ol);
     if (!prompts || !pl || !ol) { fprintf(stderr, "engine/bench: out of memory\n"); return 1; }
@@ -461,8 +491,8 @@ int main(int argc, char **argv) {
     long total_prompt = 0, total_out = 0;
     for (int r = 0; r < nreq; r++) {
         int uni = !strcmp(workload, "uniform");
-        pl[r] = uni ? uniform(&st, lo, hi) : plen;
-        ol[r] = uni ? uniform(&st, lo, hi) : olen;
+        pl[r] = tr ? tr[r].prompt_len : uni ? uniform(&st, lo, hi) : plen;
+        ol[r] = tr ? tr[r].output_len : uni ? uniform(&st, lo, hi) : olen;
         prompts[r] = malloc(sizeof(int) * (size_t)pl[r]);
         if (!prompts[r]) { fprintf(stderr, "engine/bench: out of memory\n"); return 1; }
         for (int i = 0; i < pl[r]; i++) prompts[r][i] = (int)(rng_splitmix64(&st) % (uint64_t)idmax);
@@ -508,28 +538,43 @@ int main(int argc, char **argv) {
     for (int l = 0; l < c.num_layers; l++) nmoe += mc_layer_is_moe(&c, l);
     pm += nmoe * (K * 3 * D * Im + D * E - 3 * D * I);
     double xbytes = nmoe * E * 3 * D * Im * 2;                            /* every expert's weights */
-    for (int r = 0; r < nreq; r++) {
-        eng_params p = {ol[r], (float)temperature, 0, 1.0f, seed + (uint64_t)r};
-        if (eng_add_request(e, r, prompts[r], pl[r], &p, err, sizeof err)) {
+    bstep_log slog;
+    if (bstep_open(&slog, steps_out, op_prof, &c, err, sizeof err)) { fprintf(stderr, "engine/bench: %s\n", err); return 1; }
+    int next = 0;                          /* requests submitted: all now, or a trace's as they arrive */
+    for (; next < nreq && (!tr || tr[next].arrival <= 0); next++) {
+        eng_params p = {ol[next], (float)temperature, 0, 1.0f, seed + (uint64_t)next};
+        if (eng_add_request(e, next, prompts[next], pl[next], &p, err, sizeof err)) {
             fprintf(stderr, "engine/bench: %s\n", err);
             return 1;
         }
     }
-    double flops = 0, bytes = 0, roof = 0, t_attn_ctx = 0, sum_frag = 0, sum_held = 0, sum_tok = 0;
+    double flops = 0, bytes = 0, roof = 0, t_attn_ctx = 0;
     double t_pf = 0, t_dec = 0, f_pf = 0, roof_dec = 0;   /* steps with prefill tokens / decode-only steps */
     long n_pf = 0, n_dec = 0, seqs_dec = 0;
-    long steps = 0, done = 0, gen = 0, prefill_done = 0, peak_blocks = 0;
+    long steps = 0, done = 0, gen = 0, prefill_done = 0;
     double ttft_sum = 0, tpot_sum = 0, lat_sum = 0;
     int ntpot = 0;
-    kv_usage u;
     double start = clock_now_s();
-    while (eng_has_work(e)) {
+    while (eng_has_work(e) || next < nreq) {
+        for (double now = clock_now_s() - start; next < nreq && tr[next].arrival <= now; next++) {
+            eng_params p = {ol[next], (float)temperature, 0, 1.0f, seed + (uint64_t)next};
+            if (eng_add_request(e, next, prompts[next], pl[next], &p, err, sizeof err)) {
+                fprintf(stderr, "engine/bench: %s\n", err);
+                return 1;
+            }
+        }
+        if (!eng_has_work(e)) {            /* idle until the next arrival */
+            double wait = tr[next].arrival - (clock_now_s() - start);
+            if (wait > 0) nanosleep(&(struct timespec){(time_t)wait, (long)((wait - (time_t)wait) * 1e9)}, NULL);
+            continue;
+        }
         const eng_result *d;
         int nd, s = eng_step(e, &d, &nd, err, sizeof err);
         if (s < 0) { fprintf(stderr, "engine/bench: step %ld: %s\n", steps, err); return 1; }
         if (s == 0) { fprintf(stderr, "engine/bench: the engine stalled with work left\n"); return 1; }
         eng_step_info si;
         eng_last_step(e, &si);
+        if (bstep_add(&slog, &si)) { fprintf(stderr, "engine/bench: cannot record step %ld\n", steps); return 1; }
         double T = si.prefill_tokens + si.decode_tokens;
         double f = 2 * pm * T + 2 * V * D * si.num_seqs + 4 * L * nq * hd * (double)si.attn_pairs;
         double b = wread - xbytes + (E > 0 ? xbytes * (1 - pow(1 - K / E, T)) : 0) + kvb * ((double)si.attn_ctx_tokens + T);
@@ -541,13 +586,6 @@ int main(int argc, char **argv) {
         else { n_dec++; t_dec += si.seconds; seqs_dec += si.num_seqs; roof_dec += r; }
         t_attn_ctx += (double)si.attn_ctx_tokens;
         prefill_done += si.prefill_tokens;
-        if (steps % 8 == 0) {                     /* the pool in the simulator's categories */
-            eng_usage(e, &u);
-            long held = (long)u.blocks_used * mem.block_size;
-            if (cfg.kv_policy != KV_PAGED) held = u.token_slots + u.reserved_slots + u.internal_frag;
-            sum_frag += u.internal_frag; sum_held += held; sum_tok += u.token_slots;
-            if (u.blocks_used > peak_blocks) peak_blocks = u.blocks_used;
-        }
         steps++;
         for (int i = 0; i < nd; i++) {
             done++;
@@ -575,22 +613,30 @@ int main(int argc, char **argv) {
     printf("  steps with prefill: %ld, %.2f s (%.0f TFLOP/s); decode-only steps: %ld, %.2f s (%.2f ms each, "
            "batch %.0f, %.0f%% of their roofline)\n", n_pf, t_pf, t_pf > 0 ? f_pf / t_pf / 1e12 : 0, n_dec, t_dec,
            n_dec ? 1e3 * t_dec / n_dec : 0, n_dec ? (double)seqs_dec / n_dec : 0, t_dec > 0 ? 100 * roof_dec / t_dec : 0);
+    /* the pool in the simulator's categories, from the engine's metrics collector */
+    met_summary ms;
+    if (eng_summary(e, &ms)) { fprintf(stderr, "engine/bench: out of memory\n"); return 1; }
+    double held = ms.share_token + ms.share_reserved + ms.share_internal + ms.share_external;
+    long peak_blocks = ms.max_blocks_used;
     printf("  achieved %.0f TFLOP/s; prefill tokens computed %ld (recomputed %ld); KV peak %ld of %d blocks, "
-           "token states %.1f%% of held slots, internal fragmentation %.1f%%\n", flops / wall / 1e12,
+           "token states %.1f%% of held slots, internal fragmentation %.1f%% (time-averaged)\n", flops / wall / 1e12,
            prefill_done, prefill_done - total_prompt, peak_blocks, mem.num_blocks,
-           sum_held > 0 ? 100 * sum_tok / sum_held : 0, sum_held > 0 ? 100 * sum_frag / sum_held : 0);
+           100 * ms.token_share_of_used, held > 0 ? 100 * ms.share_internal / held : 0);
+    char pjs[512];
+    bstep_report(&slog, stdout, pjs, sizeof pjs);
+    if (bstep_close(&slog)) { fprintf(stderr, "engine/bench: write error on %s\n", steps_out); return 1; }
     if (js) {
         fprintf(js, "{\"config\": \"%s\", \"workload\": \"%s\", \"kv_policy\": \"%s\", \"requests\": %d, "
                 "\"prompt_tokens\": %ld, \"output_tokens\": %ld, \"wall_s\": %.3f, \"steps\": %ld, "
                 "\"total_tok_s\": %.1f, \"output_tok_s\": %.1f, \"preemptions\": %ld, \"pflop\": %.4f, "
                 "\"compute_roofline_pct\": %.2f, \"roofline_pct\": %.2f, \"achieved_tflops\": %.1f, "
                 "\"peak_tflops\": %.1f, \"peak_gbps\": %.1f, \"mean_ttft_ms\": %.2f, \"mean_tpot_ms\": %.3f, "
-                "\"kv_blocks\": %d, \"kv_peak_blocks\": %ld, \"max_num_batched_tokens\": %d}\n",
+                "\"kv_blocks\": %d, \"kv_peak_blocks\": %ld, \"max_num_batched_tokens\": %d%s}\n",
                 c.name, workload, kv_policy_name(cfg.kv_policy), nreq, total_prompt, gen, wall, steps, tot / wall,
                 gen / wall, ss->preemptions, flops / 1e15, 100 * flops / (peak_tflops * 1e12) / wall,
                 100 * roof / wall, flops / wall / 1e12, peak_tflops, peak_gbps,
                 done ? 1e3 * ttft_sum / done : 0, ntpot ? 1e3 * tpot_sum / ntpot : 0, mem.num_blocks,
-                peak_blocks, mo->max_num_batched_tokens);
+                peak_blocks, mo->max_num_batched_tokens, pjs);
         fclose(js);
     }
     (void)t_attn_ctx;
@@ -598,6 +644,6 @@ int main(int argc, char **argv) {
     if (model_profile_text(eng_model(e), prof, sizeof prof) == 0) printf("  GPU time by op (PAGESIM_PROFILE):\n%s", prof);
     eng_free(e);
     for (int r = 0; r < nreq; r++) free(prompts[r]);
-    free(prompts); free(pl); free(ol);
+    free(prompts); free(pl); free(ol); free(tr);
     return done == nreq ? 0 : 1;
 }

@@ -311,10 +311,6 @@ int main(int argc, char **argv) {
         }
         prompt_tokens += plen[r];
     }
-    /* the block statistics, sampled after every step */
-    double sum_blocks = 0, sum_tok = 0, sum_frag = 0, sum_held = 0;
-    long peak_blocks = 0, peak_tok = 0, peak_frag = 0, nsamp = 0;
-    kv_usage u;
     int steps = 0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     while (eng_has_work(e)) {
@@ -323,14 +319,6 @@ int main(int argc, char **argv) {
         if (s < 0) { fprintf(stderr, "engine/run: step %d: %s\n", steps, err); goto out; }
         if (s == 0) { fprintf(stderr, "engine/run: the engine stalled with work left\n"); goto out; }
         steps++;
-        eng_usage(e, &u);
-        long held = (long)u.blocks_used * mem.block_size;
-        if (cfg.kv_policy != KV_PAGED) held = u.token_slots + u.reserved_slots + u.internal_frag;
-        sum_blocks += u.blocks_used; sum_tok += u.token_slots; sum_frag += u.internal_frag; sum_held += held;
-        if (u.blocks_used > peak_blocks) peak_blocks = u.blocks_used;
-        if (u.token_slots > peak_tok) peak_tok = u.token_slots;
-        if (u.internal_frag > peak_frag) peak_frag = u.internal_frag;
-        nsamp++;
         for (int i = 0; i < nd; i++)
             if (d[i].id >= 0 && d[i].id < nreq) { res[d[i].id] = d[i]; got[d[i].id] = 1; gen_tokens += d[i].num_tokens; }
     }
@@ -340,12 +328,16 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%d requests, %ld prompt + %ld generated tokens in %d steps, %.3f s (%.0f tokens/s), "
             "%ld preemptions (recompute)\n", nreq, prompt_tokens, gen_tokens, steps, sec,
             (prompt_tokens + gen_tokens) / (sec > 0 ? sec : 1), ss->preemptions);
-    if (nsamp > 0)
-        fprintf(stderr, "KV blocks: peak %ld of %d used, mean %.1f; token states: peak %ld slots, mean %.1f%% "
-                "of held slots; internal fragmentation: peak %ld slots, mean %.1f%% of held slots; "
-                "prefix-cache hits %ld tokens\n", peak_blocks, mem.num_blocks, sum_blocks / nsamp, peak_tok,
-                sum_held > 0 ? 100.0 * sum_tok / sum_held : 0.0, peak_frag,
-                sum_held > 0 ? 100.0 * sum_frag / sum_held : 0.0, u.prefix_hit_tokens);
+    /* the KV pool as the simulator reports it: the same metrics collector */
+    met_summary ms;
+    if (eng_summary(e, &ms) == 0 && ms.steps > 0) {
+        double held = ms.share_token + ms.share_reserved + ms.share_internal + ms.share_external;
+        fprintf(stderr, "KV blocks: peak %d of %d used, mean %.1f; token states: mean %.1f%% of held slots; "
+                "internal fragmentation: mean %.1f%% of held slots (time-averaged); prefix-cache hits %ld "
+                "tokens\n", ms.max_blocks_used, mem.num_blocks, ms.mean_blocks_used,
+                100.0 * ms.token_share_of_used, held > 0 ? 100.0 * ms.share_internal / held : 0.0,
+                ms.prefix_hit_tokens);
+    }
     for (int r = 0; r < nreq; r++) {
         if (!got[r]) { fprintf(stderr, "engine/run: request %d never finished\n", r); goto out; }
         const eng_result *x = &res[r];

@@ -10,6 +10,7 @@
 #include "base/opt.h"
 #include "sim/cost_model.h"
 #include "sim/model_config.h"
+#include "sim/op_profile.h"
 
 static void usage(FILE *f) {
     fputs("usage: pagesim calibrate --measured STEPS --model CONFIG.json --gpu NAME [options]\n"
@@ -25,22 +26,24 @@ static void usage(FILE *f) {
           "  --tp N            tensor-parallel GPUs (1)\n"
           "  --dtype D         weights dtype bf16|fp16|fp32|awq4 (the config's)\n"
           "  --out FILE        write the coefficients there (default: stdout)\n"
+          "  --op-profile P    fit nothing: how well the operator profile P (engine/bench\n"
+          "                    --profile-ops) predicts the measured steps, beside the roofline\n"
           "  -h, --help        this help\n"
           "\n"
           "The coefficients file is read back by the simulator (cm_coeffs_load).\n", f);
 }
 
-enum { O_HELP = 'h', O_MEASURED = 256, O_MODEL, O_GPU, O_OUT, O_DTYPE, O_TP };
+enum { O_HELP = 'h', O_MEASURED = 256, O_MODEL, O_GPU, O_OUT, O_DTYPE, O_TP, O_OP_PROFILE };
 static const opt_spec k_opts[] = {
     { "help", O_HELP, OPT_FLAG },          { "measured", O_MEASURED, OPT_VALUE },
     { "model", O_MODEL, OPT_VALUE },       { "gpu", O_GPU, OPT_VALUE },
     { "out", O_OUT, OPT_VALUE },           { "dtype", O_DTYPE, OPT_VALUE },
-    { "tp", O_TP, OPT_VALUE },
+    { "tp", O_TP, OPT_VALUE },             { "op-profile", O_OP_PROFILE, OPT_VALUE },
     { NULL, 0, 0 },
 };
 
 int pagesim_cmd_calibrate(int argc, char **argv) {
-    const char *measured = NULL, *model = NULL, *gpu = NULL, *out = NULL, *dtype = NULL;
+    const char *measured = NULL, *model = NULL, *gpu = NULL, *out = NULL, *dtype = NULL, *prof_path = NULL;
     int tp = 1, k, bad = 0;
     char err[1024];
     opt_parser p;
@@ -54,6 +57,7 @@ int pagesim_cmd_calibrate(int argc, char **argv) {
         case O_GPU: gpu = v; break;
         case O_OUT: out = v; break;
         case O_DTYPE: dtype = v; break;
+        case O_OP_PROFILE: prof_path = v; break;
         case O_TP: bad = opt_int(opt_name(&p), v, 1, 1024, &tp, err, sizeof err); break;
         case OPT_ARG: snprintf(err, sizeof err, "unexpected argument '%s'", v); bad = 1; break;
         default: bad = 1; break;                       /* OPT_ERROR: err says what */
@@ -78,8 +82,33 @@ int pagesim_cmd_calibrate(int argc, char **argv) {
     }
     if (mc_load(&cfg, model, err, sizeof err) < 0 || cm_gpu_find(&g, gpu, err, sizeof err) < 0 ||
         cm_model_init(&m, &cfg, &g, tp, wd >= 0 ? (mc_dtype)wd : cfg.dtype, err, sizeof err) < 0 ||
-        cm_steps_load(measured, &steps, &n, err, sizeof err) < 0 ||
-        cm_fit(&m, steps, n, &rep, err, sizeof err) < 0) {
+        cm_steps_load(measured, &steps, &n, err, sizeof err) < 0) {
+        fprintf(stderr, "pagesim calibrate: %s\n", err);
+        goto done;
+    }
+    if (prof_path) {                               /* predict, fit nothing */
+        static opp_profile prof;
+        cm_predict_report pr, rr;
+        if (opp_load(&prof, prof_path, err, sizeof err) < 0 || cm_predict(&m, steps, n, &rr, err, sizeof err) < 0) {
+            fprintf(stderr, "pagesim calibrate: %s\n", err);
+            goto done;
+        }
+        if (!opp_matches(&prof, &cfg, tp))
+            fprintf(stderr, "pagesim calibrate: warning: %s was measured for %s (tp %d), not %s (tp %d)\n",
+                    prof_path, prof.model, prof.tp, cfg.name, tp);
+        m.prof = &prof;
+        if (cm_predict(&m, steps, n, &pr, err, sizeof err) < 0) { fprintf(stderr, "pagesim calibrate: %s\n", err); goto done; }
+        printf("%d steps of %s on %s x %d, measured %.3f s\n", n, cfg.name, g.name, tp, pr.measured_s);
+        printf("  %-28s %10s %9s %12s %9s %9s\n", "predictor", "predicted", "wall err", "median |err|",
+               "p90", "mean");
+        printf("  %-28s %9.3fs %+8.1f%% %11.1f%% %8.1f%% %8.1f%%\n", "operator profile", pr.predicted_s,
+               100 * pr.wall_err, 100 * pr.median_abs_err, 100 * pr.p90_abs_err, 100 * pr.mean_abs_err);
+        printf("  %-28s %9.3fs %+8.1f%% %11.1f%% %8.1f%% %8.1f%%\n", "roofline (default coeffs)", rr.predicted_s,
+               100 * rr.wall_err, 100 * rr.median_abs_err, 100 * rr.p90_abs_err, 100 * rr.mean_abs_err);
+        rc = 0;
+        goto done;
+    }
+    if (cm_fit(&m, steps, n, &rep, err, sizeof err) < 0) {
         fprintf(stderr, "pagesim calibrate: %s\n", err);
         goto done;
     }

@@ -18,7 +18,7 @@ make -C $S -j2 labs/bias engine/bench > $S/build.log 2>&1 || { tail -20 $S/build
 rm -rf $L/bin $L/lib $L/seed; mkdir -p $L/bin/labs $L/bin/engine $L/lib $L/seed
 for b in labs/bias engine/bench; do strip -o $L/bin/$b $S/$b; done
 for b in labs/bias engine/bench; do ldd $S/$b; done | awk '/=>/ {print $3}' | sort -u |
-  grep -vE "/(libc|libm|libpthread|libdl|librt|libresolv|ld-linux[^/]*|libstdc\+\+|libgcc_s|libcublas|libcublasLt|libcudart)\.so" |
+  grep -vE "/(libc|libm|libpthread|libdl|librt|libresolv|ld-linux[^/]*|libstdc\+\+|libgcc_s|libcublas|libcublasLt|libcudart|libnccl)\.so" |
   while read -r f; do cp -L "$f" $L/lib/; done
 SEED=${PAGESIM_SHARED:-../shared}/data/seed
 cp $SEED/sp500_final.csv $SEED/evidence_corpus_qual_mixed.csv $SEED/evidence_corpus_quant_mixed.csv $L/seed/

@@ -13,7 +13,7 @@
 # time-limited; STAGES picks them.  Usage: BUDGET=520 bash .carry/moe-run/run.sh
 set -u
 O=${OUT:-out}; mkdir -p "$O"; W=/tmp/moe; rm -rf $W; mkdir -p $W
-STAGES=${STAGES:-peaks full w200 hf}
+STAGES=${STAGES:-peaks full w200 hf}   # run in the order peaks, full, w200, hf
 T0=$(date +%s); BUDGET=${BUDGET:-520}
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 say() { echo "== [$(( $(date +%s) - T0 )) s] $*" | tee -a "$O/SUMMARY.txt"; }
@@ -34,14 +34,16 @@ fi
 # SMOKE_TICKERS=N: a quick check of the path (the first N tickers, 1 set) instead of the study's run
 TICKERS=$L/seed/sp500_final.csv; SETS=3
 if [ -n "${SMOKE_TICKERS:-}" ]; then head -n $(( SMOKE_TICKERS + 1 )) $TICKERS > $W/tickers.csv; TICKERS=$W/tickers.csv; SETS=1; fi
-R="$E $B/labs/bias --real --dummy-weights $M30 --model-id $ID --quiet --gpu H200 --num-sets $SETS
+R="$E $B/labs/bias --real --dummy-weights $M30 --model-id $ID --quiet --gpu H200
    --tickers $TICKERS --qual $L/seed/evidence_corpus_qual_mixed.csv
    --quant $L/seed/evidence_corpus_quant_mixed.csv --max-num-seqs 1024 --max-num-batched-tokens 16384"
-run_lab() {     # name workers seconds
-  say "$1: labs/bias --real, 30B-A3B dummy, $SETS sets, --max-workers $2 (limit $3 s)"
+run_lab() {     # name workers seconds [sets]
+  local sets=${4:-$SETS}
+  say "$1: labs/bias --real, 30B-A3B dummy, $sets sets, --max-workers $2 (limit $3 s)"
   local t=$(date +%s)
-  timeout $3 $R --max-workers $2 --output-dir $W/$1 > $W/$1.log 2>&1; echo "rc=$?" | tee -a "$O/SUMMARY.txt"
+  timeout $3 $R --num-sets $sets --max-workers $2 --output-dir $W/$1 > $W/$1.log 2>&1; echo "rc=$?" | tee -a "$O/SUMMARY.txt"
   tail -5 $W/$1.log
+  for f in $W/$1/*_att_compare.json $W/$1/*_att_metrics.json; do [ -f "$f" ] && cp "$f" "$O/$1_$(basename "$f" | sed 's/.*_att_/att_/')"; done
   python3 - "$W/$1" $(( $(date +%s) - t )) $TF <<'PY' 2>&1 | tee -a "$O/SUMMARY.txt"
 import glob, json, sys
 d, secs, tf = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
@@ -61,12 +63,13 @@ print("%s: %d prompts, %d + %d tokens in %.1f s (process %.0f s): %.0f tokens/s;
 PY
 }
 if has full; then run_lab full 12810 $(( $(left) > 260 ? 240 : $(left) - 20 )); fi
-if has w200; then run_lab w200 200 $(( $(left) > 200 ? 180 : $(left) - 20 )); fi
+# W200_SETS: sets of the --max-workers 200 run (default all; 1 set = 4,270 prompts fits a shorter call)
+if has w200; then run_lab w200 200 $(( $(left) > 200 ? 180 : $(left) - 20 )) ${W200_SETS:-$SETS}; fi
 if has hf; then
   say "hf: transformers generate(), 64 prompts of 512 + 96, 30B-A3B shape (random weights)"
   $E $B/engine/bench --dummy-weights $M30 --num-requests 64 --prompt-len 512 --output-len 96 \
     --save-workload $W/w64.txt --peak-tflops $TF 2>&1 | tail -4 | tee -a "$O/SUMMARY.txt"
-  lim=$(( $(left) - 40 )); [ $lim -gt 150 ] && lim=150
+  lim=$(( $(left) - 40 )); [ $lim -gt 110 ] && lim=110
   timeout $(( lim + 90 )) python3 tests/gpu/bench_hf.py --config $M30 --workload $W/w64.txt --batches 64 \
     --time-limit $lim --out $W/hf.jsonl 2>&1 | tail -3 | tee -a "$O/SUMMARY.txt"
   python3 - $W <<'PY' 2>&1 | tee -a "$O/SUMMARY.txt"

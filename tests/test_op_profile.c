@@ -1,0 +1,321 @@
+/* Tests of operator-profile step times (sim/op_profile.c) with a synthetic
+ * profile: interpolation inside and beyond the measured points, a step's time
+ * summed op by op, the file round trip and its errors (file and field, or the
+ * line of a JSON syntax error), finding a profile by GPU and shape, the
+ * roofline fallback when there is none, determinism of a simulation on a
+ * profile, and the pagesim run / calibrate options that use one. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include "tests/test_util.h"
+#include <math.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include "sim/op_profile.h"
+#include "sim/calibrate.h"
+#include "sim/simulate.h"
+
+#define TMP "build/tmp/op_profile"
+
+static void near(double a, double b, double tol) {
+    if (fabs(a - b) > tol * (fabs(b) > 1 ? fabs(b) : 1)) fail_msg("%.9g != %.9g", a, b);
+}
+
+/* A profile of qwen2.5-0.5b's shape whose ops are linear in their argument,
+ * measured at powers of two, so every interpolated value is known exactly. */
+static void synthetic(opp_profile *p, const mc_config *c) {
+    memset(p, 0, sizeof *p);
+    snprintf(p->gpu, sizeof p->gpu, "NVIDIA H200");
+    snprintf(p->model, sizeof p->model, "%s", c->name);
+    p->tp = 1; p->block_size = 16;
+    p->hidden = c->hidden_size; p->layers = c->num_layers; p->heads = c->num_heads; p->kv_heads = c->num_kv_heads;
+    p->head_dim = c->head_dim; p->intermediate = c->intermediate_size; p->vocab = c->vocab_size;
+    for (double x = 1; x <= 4096; x *= 2) {
+        for (int k = 0; k < OPP_NGEMM; k++) opp_curve_add(&p->gemm[k], x, 5 + (k + 1) * 0.01 * x);
+        opp_curve_add(&p->elem_layer, x, 2 + 0.002 * x);
+        opp_curve_add(&p->elem_step, x, 3 + 0.001 * x);
+        opp_curve_add(&p->attn_prefill, x, 4 + 0.0001 * x * x);   /* not linear: the chords are what we get */
+    }
+    for (double r = 1; r <= 256; r *= 2) {
+        opp_curve_add(&p->lm_head, r, 20 + 0.5 * r);
+        opp_curve_add(&p->sampling, r, 10 + 0.1 * r);
+    }
+    opp_grid *g = &p->attn_decode;
+    double bs[] = { 1, 4, 16, 64 }, cs[] = { 128, 512, 2048 };
+    g->nx = 4; g->ny = 3;
+    for (int i = 0; i < 4; i++) { g->x[i] = bs[i]; }
+    for (int j = 0; j < 3; j++) { g->y[j] = cs[j]; }
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 3; j++) g->us[i][j] = 3 + 0.001 * bs[i] * cs[j];
+    p->step_overhead_us = 300;
+    p->per_seq_us = 2;
+    p->gpu_floor_us = 0;
+}
+
+static mc_config small_config(void) {
+    mc_config c;
+    char err[256];
+    if (mc_load(&c, "data/models/qwen2.5-0.5b.json", err, sizeof err)) fail_msg("%s", err);
+    return c;
+}
+
+static void test_interpolation(void **st) {
+    (void)st;
+    opp_curve c = { 0 };
+    assert_true(opp_curve_at(&c, 10) == 0);                     /* absent op */
+    assert_int_equal(opp_curve_add(&c, 10, 100), 0);
+    assert_int_equal(opp_curve_add(&c, 2, 20), 0);              /* kept ascending */
+    assert_int_equal(opp_curve_add(&c, 6, 50), 0);
+    assert_int_equal(c.n, 3);
+    near(c.x[0], 2, 0); near(c.x[2], 10, 0);
+    near(opp_curve_at(&c, 1), 20, 1e-12);                       /* below: the floor */
+    near(opp_curve_at(&c, 4), 35, 1e-12);
+    near(opp_curve_at(&c, 8), 75, 1e-12);
+    near(opp_curve_at(&c, 20), 100 + 12.5 * 10, 1e-12);         /* beyond: the last slope */
+    opp_curve_add(&c, 6, 40);                                   /* a repeated x replaces */
+    assert_int_equal(c.n, 3);
+    near(opp_curve_at(&c, 6), 40, 0);
+    opp_curve d = { 0 };
+    opp_curve_add(&d, 1, 50); opp_curve_add(&d, 2, 40);
+    near(opp_curve_at(&d, 100), 40, 0);                         /* never a falling extrapolation */
+    opp_curve full = { 0 };
+    for (int i = 0; i < OPP_MAX_POINTS; i++) assert_int_equal(opp_curve_add(&full, i + 1, i), 0);
+    assert_int_equal(opp_curve_add(&full, 1000, 1), -1);
+
+    opp_profile p;
+    mc_config mc = small_config();
+    synthetic(&p, &mc);
+    const opp_grid *g = &p.attn_decode;
+    near(opp_grid_at(g, 4, 512), 3 + 0.001 * 4 * 512, 1e-12);  /* a grid point */
+    near(opp_grid_at(g, 10, 1280), (3 + 0.001 * 4 * 512) + 0.5 * 0.001 * 4 * 1536 + 0.5 * 0.001 * 12 * 512
+                                       + 0.25 * 0.001 * 12 * 1536, 1e-9);   /* bilinear */
+    near(opp_grid_at(g, 128, 2048), 2 * (3 + 0.001 * 64 * 2048), 1e-12);   /* beyond: proportional */
+    near(opp_grid_at(g, 128, 4096), 4 * (3 + 0.001 * 64 * 2048), 1e-12);   /* ... in both */
+    near(opp_grid_at(g, 0.5, 16), 3 + 0.001 * 128, 1e-12);                 /* below: clamped */
+}
+
+static void test_step_time_by_ops(void **st) {
+    (void)st;
+    opp_profile p;
+    mc_config mc = small_config();
+    synthetic(&p, &mc);
+    double L = mc.num_layers;
+    /* 32 decode sequences of context 512 */
+    cm_batch d = { .num_seqs = 32, .decode_tokens = 32, .attn_ctx_tokens = 32 * 512, .attn_pairs = 32 * 512 };
+    double gemms = 0;
+    for (int k = 0; k < OPP_NGEMM; k++) gemms += 5 + (k + 1) * 0.01 * 32;
+    double want = 300 + 2 * 32 + L * (gemms + 2 + 0.002 * 32 + opp_grid_at(&p.attn_decode, 32, 512)) +
+                  3 + 0.001 * 32 + 20 + 0.5 * 32 + 10 + 0.1 * 32;
+    near(opp_step_time(&p, &d), want * 1e-6, 1e-12);
+    /* one fresh prompt of 256 tokens: its pairs price a prefill of 256 */
+    cm_batch f = { .num_seqs = 1, .prefill_tokens = 256, .attn_ctx_tokens = 256, .attn_pairs = 256 * 257 / 2 };
+    double t256 = opp_step_time(&p, &f);
+    gemms = 0;
+    for (int k = 0; k < OPP_NGEMM; k++) gemms += 5 + (k + 1) * 0.01 * 256;
+    double pre = opp_curve_at(&p.attn_prefill, sqrt(256.0 * 257));
+    want = 300 + 2 + L * (gemms + 2 + 0.002 * 256 + pre) + 3 + 0.256 + 20.5 + 10.1;
+    near(t256, want * 1e-6, 1e-12);
+    /* a mixed step costs more than either part, less than both apart */
+    cm_batch m = { .num_seqs = 33, .prefill_tokens = 256, .decode_tokens = 32,
+                   .attn_ctx_tokens = 32 * 512 + 256, .attn_pairs = 32 * 512 + 256 * 257 / 2 };
+    double tm = opp_step_time(&p, &m), td = opp_step_time(&p, &d);
+    assert_true(tm > t256 && tm > td && tm < t256 + td);
+    gemms = 0;
+    for (int k = 0; k < OPP_NGEMM; k++) gemms += 5 + (k + 1) * 0.01 * 288;
+    want = 300 + 2 * 33 + L * (gemms + 2 + 0.002 * 288 + opp_grid_at(&p.attn_decode, 32, 512) + pre) +
+           3 + 0.288 + 20 + 0.5 * 33 + 10 + 0.1 * 33;
+    near(tm, want * 1e-6, 1e-12);
+    cm_batch idle = { 0 };
+    near(opp_step_time(&p, &idle), 300e-6, 1e-12);
+    /* a launch floor hides the ops of small steps, not of large ones */
+    p.gpu_floor_us = (td * 1e6 - 300 - 2 * 32) + 500;
+    near(opp_step_time(&p, &d), td + 500e-6, 1e-12);
+    near(opp_step_time(&p, &m), tm, 1e-12);
+    p.gpu_floor_us = 0;
+    /* MoE layers count only for MoE shapes; the all-reduce only beyond one GPU */
+    opp_curve_add(&p.moe_layer, 1, 1000);
+    opp_curve_add(&p.allreduce, 1, 1000);
+    near(opp_step_time(&p, &d), td, 1e-15);
+    p.experts = 8; p.tp = 2;
+    near(opp_step_time(&p, &d), td + L * 3000e-6, 1e-9);
+}
+
+static void test_file_round_trip_and_errors(void **st) {
+    (void)st;
+    mkdir("build", 0755); mkdir("build/tmp", 0755); mkdir(TMP, 0755);
+    opp_profile p, q;
+    mc_config mc = small_config();
+    synthetic(&p, &mc);
+    char err[512];
+    assert_int_equal(opp_save(&p, TMP "/p.json", err, sizeof err), 0);
+    assert_int_equal(opp_load(&q, TMP "/p.json", err, sizeof err), 0);
+    assert_string_equal(q.gpu, p.gpu);
+    assert_int_equal(q.layers, p.layers);
+    assert_true(opp_matches(&q, &mc, 1));
+    assert_false(opp_matches(&q, &mc, 2));
+    cm_batch b = { .num_seqs = 7, .prefill_tokens = 100, .decode_tokens = 6, .attn_ctx_tokens = 3000,
+                   .attn_pairs = 8000 };
+    near(opp_step_time(&q, &b), opp_step_time(&p, &b), 1e-9);  /* the file keeps what matters */
+    struct { const char *text, *want; } cases[] = {
+        { "{\"format\": \"pagesim-op-profile\",\n \"version\": 1,\n \"shape\": [1,\n", ":4: not a JSON object" },
+        { "{\"format\": \"something-else\"}", "not an operator profile" },
+        { "{\"format\": \"pagesim-op-profile\", \"version\": 2}", "version" },
+        { "{\"format\": \"pagesim-op-profile\", \"version\": 1, \"shape\": {\"hidden_size\": 8}}", "num_layers: missing" },
+        { "{\"format\": \"pagesim-op-profile\", \"version\": 1, \"shape\": {\"hidden_size\": 8, \"num_layers\": 2, "
+          "\"num_heads\": 2, \"num_kv_heads\": 2, \"head_dim\": 4, \"intermediate_size\": 16, \"vocab_size\": 10}, "
+          "\"ops\": {\"gemm_o\": {\"points\": [[1, 2], [4, 3], [2, 5]]}}}", "ops.gemm_o.points[2]: x not ascending" },
+        { "{\"format\": \"pagesim-op-profile\", \"version\": 1, \"shape\": {\"hidden_size\": 8, \"num_layers\": 2, "
+          "\"num_heads\": 2, \"num_kv_heads\": 2, \"head_dim\": 4, \"intermediate_size\": 16, \"vocab_size\": 10}, "
+          "\"ops\": {\"attn_decode\": {\"xs\": [1, 2], \"ys\": [8], \"us\": [[1]]}}}", "ops.attn_decode.us" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        FILE *f = fopen(TMP "/bad.json", "w");
+        fputs(cases[i].text, f);
+        fclose(f);
+        assert_int_equal(opp_load(&q, TMP "/bad.json", err, sizeof err), -1);
+        if (!strstr(err, cases[i].want) || !strstr(err, "bad.json")) fail_msg("case %zu: '%s'", i, err);
+    }
+    remove(TMP "/bad.json");
+    assert_int_equal(opp_load(&q, TMP "/none.json", err, sizeof err), -1);
+    assert_non_null(strstr(err, "none.json"));
+}
+
+static void test_find_and_fallback(void **st) {
+    (void)st;
+    char err[512], path[1024];
+    mkdir("build", 0755); mkdir("build/tmp", 0755); mkdir(TMP, 0755);
+    mkdir(TMP "/find", 0755); mkdir(TMP "/find/H100", 0755); mkdir(TMP "/find/H200", 0755);
+    opp_profile p, q;
+    mc_config mc = small_config();
+    synthetic(&p, &mc);
+    snprintf(p.gpu, sizeof p.gpu, "NVIDIA H100 80GB HBM3");
+    assert_int_equal(opp_save(&p, TMP "/find/H100/qwen.json", err, sizeof err), 0);
+    snprintf(p.gpu, sizeof p.gpu, "NVIDIA H200");
+    p.step_overhead_us = 111;
+    assert_int_equal(opp_save(&p, TMP "/find/H200/qwen.json", err, sizeof err), 0);
+    FILE *f = fopen(TMP "/find/notes.json", "w");               /* other JSON: skipped */
+    fputs("{\"note\": 1}", f);
+    fclose(f);
+    assert_int_equal(opp_find(&q, TMP "/find", "H200", &mc, 1, path, sizeof path, err, sizeof err), 1);
+    near(q.step_overhead_us, 111, 0);
+    assert_non_null(strstr(path, "H200/qwen.json"));
+    assert_int_equal(opp_find(&q, TMP "/find", "H100-SXM", &mc, 1, path, sizeof path, err, sizeof err), 1);
+    near(q.step_overhead_us, 300, 0);
+    assert_int_equal(opp_find(&q, TMP "/find", "A100-40GB", &mc, 1, path, sizeof path, err, sizeof err), 0);
+    assert_int_equal(opp_find(&q, TMP "/find", "H200", &mc, 2, path, sizeof path, err, sizeof err), 0);
+    assert_int_equal(opp_find(&q, TMP "/no-such-dir", "H200", &mc, 1, path, sizeof path, err, sizeof err), 0);
+
+    /* the cost model: the profile when set, else the roofline */
+    cm_gpu g;
+    cm_model m;
+    assert_int_equal(cm_gpu_find(&g, "H200", err, sizeof err), 0);
+    assert_int_equal(cm_model_init(&m, &mc, &g, 1, mc.dtype, err, sizeof err), 0);
+    cm_batch b = { .num_seqs = 16, .decode_tokens = 16, .attn_ctx_tokens = 16 * 700, .attn_pairs = 16 * 700 };
+    double roof = cm_step_time(&m, &b);
+    m.prof = &q;
+    near(cm_step_time(&m, &b), opp_step_time(&q, &b), 1e-15);
+    assert_true(fabs(cm_step_time(&m, &b) - roof) > 1e-6);
+    m.prof = NULL;
+    near(cm_step_time(&m, &b), roof, 0);
+    /* tp 2 without a measured all-reduce: the roofline's is added */
+    cm_model m2;
+    assert_int_equal(cm_model_init(&m2, &mc, &g, 2, mc.dtype, err, sizeof err), 0);
+    q.tp = 2;
+    m2.prof = &q;
+    assert_true(cm_step_time(&m2, &b) > opp_step_time(&q, &b));
+}
+
+static void test_simulation_is_deterministic(void **st) {
+    (void)st;
+    opp_profile p;
+    mc_config mc = small_config();
+    synthetic(&p, &mc);
+    cm_gpu g;
+    cm_model m;
+    char err[256];
+    assert_int_equal(cm_gpu_find(&g, "H200", err, sizeof err), 0);
+    assert_int_equal(cm_model_init(&m, &mc, &g, 1, mc.dtype, err, sizeof err), 0);
+    m.prof = &p;
+    wl_spec sp = { .kind = WL_SHAREGPT, .num_requests = 300, .rate = 20, .seed = 3, .max_len = 2048 };
+    wl_request *r;
+    int n;
+    assert_int_equal(wl_generate(&sp, &r, &n, err, sizeof err), 0);
+    sim_config c = sim_config_default();
+    c.kv.num_blocks = 2000;
+    c.model = &m;
+    sim_result a, b;
+    assert_int_equal(sim_run(&c, r, n, &a, err, sizeof err), 0);
+    assert_int_equal(sim_run(&c, r, n, &b, err, sizeof err), 0);
+    assert_true(a.summary.sim_time == b.summary.sim_time);
+    assert_true(a.summary.norm_latency.mean == b.summary.norm_latency.mean);
+    m.prof = NULL;
+    sim_result roof;
+    assert_int_equal(sim_run(&c, r, n, &roof, err, sizeof err), 0);
+    assert_true(roof.summary.sim_time != a.summary.sim_time);
+    sim_result_free(&a); sim_result_free(&b); sim_result_free(&roof);
+    free(r);
+}
+
+static int sh(const char *cmd, char *out, size_t cap) {
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    size_t k = fread(out, 1, cap - 1, f);
+    out[k] = 0;
+    int s = pclose(f);
+    return WIFEXITED(s) ? WEXITSTATUS(s) : -1;
+}
+
+static void test_commands(void **st) {
+    (void)st;
+    static char out[1 << 15];
+    char cmd[1024], err[256];
+    mkdir("build", 0755); mkdir("build/tmp", 0755); mkdir(TMP, 0755);
+    opp_profile p;
+    mc_config mc = small_config();
+    synthetic(&p, &mc);
+    assert_int_equal(opp_save(&p, TMP "/q.json", err, sizeof err), 0);
+    const char *base = "run --model data/models/qwen2.5-0.5b.json --gpu H200 --requests 40 --num-blocks 3000";
+    snprintf(cmd, sizeof cmd, "%s/pagesim %s --op-profile " TMP "/q.json 2>&1", tu_bindir(), base);
+    assert_int_equal(sh(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "step times: operator profile " TMP "/q.json"));
+    snprintf(cmd, sizeof cmd, "%s/pagesim %s --op-profile none 2>&1", tu_bindir(), base);
+    assert_int_equal(sh(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "roofline"));
+    /* a profile of another shape is refused, naming both */
+    snprintf(cmd, sizeof cmd, "%s/pagesim run --model data/models/qwen3-0.6b.json --gpu H200 --requests 5 "
+             "--op-profile " TMP "/q.json 2>&1", tu_bindir());
+    assert_int_equal(sh(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "q.json"));
+    /* calibrate --op-profile: predictions of measured steps, nothing fitted.
+     * Steps timed by the profile itself plus 10% are predicted 9.1% short. */
+    FILE *f = fopen(TMP "/steps.csv", "w");
+    fputs("prefill_tokens,decode_tokens,num_seqs,attn_ctx_tokens,attn_pairs,seconds\n", f);
+    for (int i = 1; i <= 20; i++) {
+        cm_batch b = { .num_seqs = i, .decode_tokens = i, .attn_ctx_tokens = i * 300L, .attn_pairs = i * 300L };
+        fprintf(f, "0,%d,%d,%ld,%ld,%.9f\n", i, i, b.attn_ctx_tokens, b.attn_pairs, 1.1 * opp_step_time(&p, &b));
+    }
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s/pagesim calibrate --measured " TMP "/steps.csv --model data/models/qwen2.5-0.5b.json "
+             "--gpu H200 --op-profile " TMP "/q.json 2>&1", tu_bindir());
+    assert_int_equal(sh(cmd, out, sizeof out), 0);
+    const char *row = strstr(out, "operator profile");
+    assert_non_null(row);
+    double pred, wall, med;
+    assert_int_equal(sscanf(row, "operator profile %lfs %lf%% %lf%%", &pred, &wall, &med), 3);
+    near(wall, -9.1, 0.02);
+    near(med, 9.1, 0.02);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_interpolation),
+        cmocka_unit_test(test_step_time_by_ops),
+        cmocka_unit_test(test_file_round_trip_and_errors),
+        cmocka_unit_test(test_find_and_fallback),
+        cmocka_unit_test(test_simulation_is_deterministic),
+        cmocka_unit_test(test_commands),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
