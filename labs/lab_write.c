@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <cjson/cJSON.h>
+#include "base/file.h"
 #include "base/errbuf.h"
 #include "labs/lab_grade.h"
 #include "labs/lab_impl.h"
@@ -140,14 +141,11 @@ static char *data_json(const lab *L) {
 
 /* Does dir/answers.json already hold a student's answer (any non-null)? */
 static bool has_answers(const char *dir) {
-    char path[4096];
-    FILE *f = fopen(path_in(dir, "answers.json", path, sizeof path), "rb");
-    if (!f) return false;
-    char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
+    char path[4096], e[8];
+    char *buf = file_read_all(path_in(dir, "answers.json", path, sizeof path), 16u << 20, NULL, e, sizeof e);
+    if (!buf) return false;
     cJSON *root = cJSON_Parse(buf);
+    free(buf);
     const cJSON *ans = cJSON_GetObjectItemCaseSensitive(root, "answers"), *it;
     bool any = !root || !ans;                /* not ours: never overwrite it */
     cJSON_ArrayForEach(it, ans) if (!cJSON_IsNull(it)) any = true;

@@ -16,6 +16,7 @@
  *                               "us": [[...one row per x...], ...] } } }
  * Times are microseconds per call on one GPU. */
 #include "sim/op_profile.h"
+#include "base/file.h"
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <dirent.h>
@@ -214,19 +215,6 @@ static int read_grid(const cJSON *ops, const char *name, opp_grid *g, const char
     return 0;
 }
 
-static char *slurp(const char *path, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); return NULL; }
-    char *buf = NULL;
-    long len;
-    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && len < (64L << 20) && fseek(f, 0, SEEK_SET) == 0 &&
-        (buf = malloc((size_t)len + 1)) && fread(buf, 1, (size_t)len, f) == (size_t)len)
-        buf[len] = '\0';
-    else { free(buf); buf = NULL; snprintf(err, errlen, "%s: cannot read", path); }
-    fclose(f);
-    return buf;
-}
-
 static int parse(opp_profile *p, const cJSON *root, const char *path, char *err, size_t errlen) {
     double v;
     if (num(root, "version", -1, &v, path, err, errlen)) return -1;
@@ -262,7 +250,7 @@ static int parse(opp_profile *p, const cJSON *root, const char *path, char *err,
 static int load(opp_profile *p, const char *path, int *foreign, char *err, size_t errlen) {
     memset(p, 0, sizeof *p);
     *foreign = 0;
-    char *text = slurp(path, err, errlen);
+    char *text = file_read_all(path, 64u << 20, NULL, err, errlen);
     if (!text) return -1;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithOpts(text, &end, 0);
