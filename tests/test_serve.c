@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <glob.h>
 #include <time.h>
 
 #include "tests/test_util.h"
@@ -771,6 +772,25 @@ static void test_command(void **state) {
     fclose(f);
 }
 
+/* One concept per file: no server source over 600 lines (issue 12). */
+static void test_files_one_concept(void **state) {
+    (void)state;
+    glob_t g;
+    int found = glob("serve/*.c", 0, NULL, &g) == 0;
+    if (!found) found = glob("engine/serve*.c", 0, NULL, &g) == 0;
+    assert_true(found && g.gl_pathc >= 4);
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        char *text = tu_slurp(g.gl_pathv[i]);
+        assert_non_null(text);
+        int lines = 0;
+        for (const char *p = text; *p; p++) lines += *p == '\n';
+        if (lines > 600) fprintf(stderr, "%s: %d lines\n", g.gl_pathv[i], lines);
+        assert_true(lines <= 600);
+        free(text);
+    }
+    globfree(&g);
+}
+
 int main(void) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
@@ -789,6 +809,7 @@ int main(void) {
         cmocka_unit_test(test_utf8_and_backend_errors),
         cmocka_unit_test(test_model_template),
         cmocka_unit_test(test_command),
+        cmocka_unit_test(test_files_one_concept),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
