@@ -80,6 +80,8 @@ typedef struct {
     int waiting;                /* requests queued (including preempted ones) */
     double kv_usage;            /* fraction of the KV cache in use, 0..1 */
     long preemptions;           /* total since the backend started */
+    long prefix_queries;        /* prompt tokens looked up in the prefix cache, total */
+    long prefix_hits;           /* of those, tokens found there, total */
     long max_model_len;         /* context length, for /v1/models */
 } srv_backend_stats;
 
@@ -103,28 +105,43 @@ struct srv_backend {
 
 typedef struct {
     const char *model;          /* served name; default "mock" */
-    int token_delay_us;         /* time of one engine step (one token per running
-                                   request); default 1000 */
-    int max_num_seqs;           /* running at once; default 256 */
+    int token_delay_us;         /* modelled time of one engine step (it sleeps that long;
+                                   one token per running sequence); default 1000 */
+    int max_num_seqs;           /* sequences running at once; default 256 */
+    int max_num_batched_tokens; /* tokens per step (chunked prefill); default 8192 */
     int block_size;             /* KV block size in tokens; default 16 */
     int num_blocks;             /* KV blocks; default 8192.  When the running
-                                   requests need more, the latest is preempted */
+                                   sequences need more, the newest is preempted */
+    int prefix_caching;         /* automatic prefix caching; default 1 */
     long max_model_len;         /* prompt + output limit; default 32768 */
 } srv_mock_opts;
 
 /* Fills o with the defaults above. */
 void srv_mock_opts_init(srv_mock_opts *o);
-/* Starts a mock backend (its engine thread).  Returns NULL with a message on
- * bad options or when out of memory / a thread cannot start. */
+/* Starts a mock backend: an engine thread that runs the simulator's
+ * scheduler and KV cache (sim/) over an executor that sleeps for the step
+ * and emits each sequence's reply.  Returns NULL with a message on bad
+ * options or when out of memory / a thread cannot start. */
 srv_backend *srv_mock_create(const srv_mock_opts *o, char *err, size_t errcap);
+
+/* ---- what the mock says (serve/serve_mock_reply.c) ----------------------- */
+
+#define SRV_MOCK_VOCAB 151643   /* its token ids are below this; this one ends a reply */
+
 /* The reply the mock generates for a prompt (text, or ids when text is NULL)
  * and a seed: a JSON decision like {"decision": "buy", "reason": "..."}.
- * With temperature 0 the seed is ignored.  Writes at most cap bytes
- * (NUL-terminated); returns the full length, like snprintf. */
+ * With temperature 0 the seed is ignored.  Choice k of a request with seed s
+ * is the reply for seed s + k.  Writes at most cap bytes (NUL-terminated);
+ * returns the full length, like snprintf. */
 size_t srv_mock_reply(const char *prompt, const int32_t *ids, size_t n_ids,
                       double temperature, uint64_t seed, char *out, size_t cap);
-/* Number of mock tokens in text: the same splitter the mock streams with
- * (a word with its leading spaces, or one other character). */
+/* The mock's tokens: a word with its leading spaces, or one other
+ * character.  Length of the token at s (n > 0 bytes left). */
+size_t srv_mock_token_len(const char *s, size_t n);
+/* Number of mock tokens in text.  A reply of k tokens is generated in k
+ * steps: its last token carries the end-of-sequence id SRV_MOCK_VOCAB. */
 int srv_mock_count_tokens(const char *text, size_t len);
+/* The id of the token text (len bytes): a hash below SRV_MOCK_VOCAB. */
+int32_t srv_mock_token_id(const char *text, size_t len);
 
 #endif

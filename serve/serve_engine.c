@@ -4,12 +4,12 @@
  * owns the engine, the live requests and every sink call.  Touches the GPU
  * (through engine/engine.h), the model files and its own state. */
 #include "serve/serve_engine.h"
+#include "base/rng.h"
 #include "engine/engine.h"
 #include "text/tokenizer.h"
 #include "engine/weights.h"
 #include "sim/model_config.h"
 #include "base/errbuf.h"
-#include "base/rng.h"
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -58,6 +58,7 @@ typedef struct esrv {
     char       *dec;             /* (dec_cap,) decoded text */
     size_t      dec_cap;
     long        steps;
+    long        prefix_queries;  /* prompt tokens handed to the engine */
 } esrv;
 
 /* ---- the engine thread ----------------------------------------------------------------------- */
@@ -133,6 +134,8 @@ static void publish(esrv *s) {
         eng_usage(s->e, &u);
         st.kv_usage = u.slots_total > 0 ? (double)(u.token_slots + u.reserved_slots + u.internal_frag) / (double)u.slots_total : 0;
         st.preemptions = eng_sched_stats(s->e)->preemptions;
+        st.prefix_queries = s->prefix_queries;
+        st.prefix_hits = u.prefix_hit_tokens;
     }
     st.max_model_len = s->max_model_len;
     pthread_mutex_lock(&s->mu);
@@ -166,6 +169,7 @@ static void *engine_thread(void *arg) {
                 finish(s, r, SRV_FINISH_ERROR, r->n_ids, 0, err);
                 continue;
             }
+            s->prefix_queries += r->n_ids;
             free(r->ids); r->ids = NULL;
         }
         for (size_t k = 0; k < n_ab; k++) {

@@ -27,6 +27,8 @@ int srv_metrics_init(srv_metrics *m, const char *model) {
     m->waiting = prom_add_metric(r, PROM_GAUGE, "vllm:num_requests_waiting", "Number of requests waiting to be processed.", NULL, 0);
     m->kv = prom_add_metric(r, PROM_GAUGE, "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", NULL, 0);
     m->preempt = prom_add_metric(r, PROM_COUNTER, "vllm:num_preemptions_total", "Cumulative number of preemptions from the engine.", NULL, 0);
+    m->pc_queries = prom_add_metric(r, PROM_COUNTER, "vllm:prefix_cache_queries_total", "Prefix cache queries, in terms of number of queried tokens.", NULL, 0);
+    m->pc_hits = prom_add_metric(r, PROM_COUNTER, "vllm:prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens.", NULL, 0);
     m->prompt = prom_add_metric(r, PROM_COUNTER, "vllm:prompt_tokens_total", "Number of prefill tokens processed.", NULL, 0);
     m->gen = prom_add_metric(r, PROM_COUNTER, "vllm:generation_tokens_total", "Number of generation tokens processed.", NULL, 0);
     m->success = prom_add_metric(r, PROM_COUNTER, "vllm:request_success_total", "Count of successfully processed requests.", NULL, 0);
@@ -36,7 +38,7 @@ int srv_metrics_init(srv_metrics *m, const char *model) {
                               tpot_b, sizeof tpot_b / sizeof *tpot_b);
     m->e2e = prom_add_metric(r, PROM_HISTOGRAM, "vllm:e2e_request_latency_seconds", "Histogram of end to end request latency in seconds.",
                              e2e_b, sizeof e2e_b / sizeof *e2e_b);
-    if (m->running && m->waiting && m->kv && m->preempt && m->prompt && m->gen && m->success &&
+    if (m->running && m->waiting && m->kv && m->preempt && m->pc_queries && m->pc_hits && m->prompt && m->gen && m->success &&
         m->ttft && m->tpot && m->e2e) return 0;
     srv_metrics_free(m);
     return -1;
@@ -52,5 +54,7 @@ char *srv_metrics_render(srv_metrics *m, const srv_backend_stats *bs) {
     prom_set(m->waiting, bs->waiting);
     prom_set(m->kv, bs->kv_usage);
     prom_set(m->preempt, (double)bs->preemptions);
+    prom_set(m->pc_queries, (double)bs->prefix_queries);
+    prom_set(m->pc_hits, (double)bs->prefix_hits);
     return prom_render(m->reg, NULL);
 }

@@ -1,7 +1,7 @@
 /* serve/serve_metrics.h — the server's Prometheus metrics, vLLM's names:
  * request counts and token totals, TTFT / time-per-output-token / latency
  * histograms, and the scheduler's gauges (running, waiting, KV usage,
- * preemptions) mirrored from the backend's stats at each scrape.
+ * preemptions, prefix cache) mirrored from the backend's stats at each scrape.
  * Thread-safe (serve/prometheus.h); touches only its registry. */
 #ifndef SERVE_SERVE_METRICS_H
 #define SERVE_SERVE_METRICS_H
@@ -12,6 +12,7 @@
 typedef struct srv_metrics {
     prom_registry *reg;
     prom_metric *running, *waiting, *kv, *preempt;      /* gauges / counter from the backend */
+    prom_metric *pc_queries, *pc_hits;                  /* prefix cache, tokens (backend) */
     prom_metric *prompt, *gen, *success;                /* counters */
     prom_metric *ttft, *tpot, *e2e;                     /* histograms, seconds */
 } srv_metrics;

@@ -438,6 +438,27 @@ static void test_metrics_count(void **state) {
     fx_free(f);
 }
 
+/* The mock runs the simulator's scheduler and KV cache: a prompt sent twice
+ * finds its full blocks in the prefix cache the second time, and /metrics
+ * reports the hits (vLLM's prefix_cache_* counters). */
+static void test_mock_prefix_cache(void **state) {
+    (void)state;
+    fx *f = fx_new(100, 0, NULL, 0);
+    char prompt[512] = "", body[700];
+    for (int i = 0; i < 60; i++) strcat(prompt, i % 2 ? " word" : ",");     /* 60 mock tokens */
+    assert_int_equal(srv_mock_count_tokens(prompt, strlen(prompt)), 60);
+    snprintf(body, sizeof body, "{\"prompt\": \"%s\", \"max_tokens\": 3}", prompt);
+    for (int k = 0; k < 2; k++) {
+        resp r = http(f->port, NULL, "/v1/completions", body, NULL, 0);
+        assert_int_equal(r.status, 200);
+        free(r.body);
+    }
+    assert_true(metric(f->port, "vllm:prefix_cache_queries_total") == 120);
+    assert_true(metric(f->port, "vllm:prefix_cache_hits_total") == 48);   /* 3 whole blocks of 16 */
+    assert_true(metric(f->port, "vllm:kv_cache_usage_perc") == 0);        /* freed (cached blocks are free) */
+    fx_free(f);
+}
+
 /* A client that hangs up mid-stream: the backend request is aborted. */
 static void test_client_disconnect(void **state) {
     (void)state;
@@ -805,6 +826,7 @@ int main(void) {
         cmocka_unit_test(test_client_disconnect),
         cmocka_unit_test(test_stop_mid_stream),
         cmocka_unit_test(test_preemption),
+        cmocka_unit_test(test_mock_prefix_cache),
         cmocka_unit_test_setup_teardown(test_fuzz_bodies, setup, teardown),
         cmocka_unit_test(test_utf8_and_backend_errors),
         cmocka_unit_test(test_model_template),
