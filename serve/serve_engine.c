@@ -104,8 +104,9 @@ static void emit(esrv *s, ereq *r, const int32_t *toks, int n, int final) {
     }
     size_t len = m > r->emitted_bytes ? m - r->emitted_bytes : 0;
     if (n <= r->emitted_tokens && len == 0) return;
-    int stop = r->sink->on_tokens(r->sink, toks + r->emitted_tokens, (size_t)(n > r->emitted_tokens ? n - r->emitted_tokens : 0),
-                                  clean + r->emitted_bytes, len);
+    srv_delta d = {0, toks + r->emitted_tokens, (size_t)(n > r->emitted_tokens ? n - r->emitted_tokens : 0), NULL,
+                   clean + r->emitted_bytes, len};
+    int stop = r->sink->on_tokens(r->sink, &d);
     if (n > r->emitted_tokens) r->emitted_tokens = n;
     r->emitted_bytes += len;
     if (stop) { r->stopping = 1; eng_abort(s->e, r->id); }
@@ -114,7 +115,7 @@ static void emit(esrv *s, ereq *r, const int32_t *toks, int n, int final) {
 static void finish(esrv *s, ereq *r, srv_finish_reason why, int ptoks, int ctoks, const char *error) {
     for (ereq **pp = &s->live; *pp; pp = &(*pp)->next)
         if (*pp == r) { *pp = r->next; s->nlive--; break; }
-    srv_finish_info fi = { why, ptoks, ctoks, error };
+    srv_finish_info fi = { why, ptoks, ctoks, error, NULL };
     r->sink->on_finish(r->sink, &fi);
     free(r->ids);
     free(r);
@@ -303,7 +304,7 @@ static void esrv_destroy(srv_backend *b) {
     }
     for (ereq *r = s->in_head, *nx; r; r = nx) {           /* never reached the engine thread */
         nx = r->next;
-        srv_finish_info fi = { SRV_FINISH_ABORT, r->n_ids, 0, NULL };
+        srv_finish_info fi = { SRV_FINISH_ABORT, r->n_ids, 0, NULL, NULL };
         r->sink->on_finish(r->sink, &fi);
         free(r->ids); free(r);
     }

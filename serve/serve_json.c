@@ -29,13 +29,13 @@ char *srv_utf8_clean(const char *p, size_t n) {
     return o;
 }
 
-int srv_utf8_valid(const char *p, size_t n) {
+long srv_utf8_check(const char *p, size_t n) {
     for (size_t i = 0; i < n;) {
         size_t k = utf8_char(p + i, n - i);
-        if (!k) return 0;
+        if (!k) return (long)i;
         i += k;
     }
-    return 1;
+    return -1;
 }
 
 char *srv_json_error(const char *type, const char *msg, const char *code) {
@@ -86,6 +86,13 @@ static cJSON *choice(const srv_head *h, const srv_choice_out *c, int chunk) {
     else cJSON_AddNullToObject(o, "logprobs");
     if (c->finish) cJSON_AddStringToObject(o, "finish_reason", c->finish);
     else cJSON_AddNullToObject(o, "finish_reason");
+    if (!c->finish) return o;
+    if (c->stop_str) {
+        char *t = srv_utf8_clean(c->stop_str, strlen(c->stop_str));
+        cJSON_AddStringToObject(o, "stop_reason", t ? t : "");
+        free(t);
+    } else if (c->stop_id >= 0) cJSON_AddNumberToObject(o, "stop_reason", (double)c->stop_id);
+    else cJSON_AddNullToObject(o, "stop_reason");
     return o;
 }
 
@@ -107,6 +114,47 @@ cJSON *srv_json_chunk(const srv_head *h, const srv_choice_out *c, int prompt_tok
     if (c) cJSON_AddItemToArray(choices, choice(h, c, 1));
     else cJSON_AddItemToObject(root, "usage", usage(prompt_tokens, completion_tokens));
     return root;
+}
+
+/* {"token", "logprob", "bytes"}: the token's text (cleaned) and its raw bytes. */
+static cJSON *chat_lp(const srv_logprob *l) {
+    cJSON *o = cJSON_CreateObject();
+    char *t = srv_utf8_clean(l->text ? l->text : "", l->len);
+    cJSON_AddStringToObject(o, "token", t ? t : "");
+    free(t);
+    cJSON_AddNumberToObject(o, "logprob", l->logprob);
+    cJSON *b = cJSON_AddArrayToObject(o, "bytes");
+    for (size_t i = 0; i < l->len; i++) cJSON_AddItemToArray(b, cJSON_CreateNumber((unsigned char)l->text[i]));
+    return o;
+}
+
+int srv_json_logprob_add(cJSON **acc, int chat, const srv_token_lp *lp, size_t *text_off) {
+    static const char *const keys[] = {"content", "text_offset", "token_logprobs", "tokens", "top_logprobs"};
+    if (!*acc) {
+        *acc = cJSON_CreateObject();
+        for (int i = chat ? 0 : 1; i < (chat ? 1 : 5); i++) cJSON_AddArrayToObject(*acc, keys[i]);
+    }
+    if (chat) {
+        cJSON *e = chat_lp(&lp->tok), *top = cJSON_AddArrayToObject(e, "top_logprobs");
+        for (int k = 0; k < lp->n_top; k++) cJSON_AddItemToArray(top, chat_lp(&lp->top[k]));
+        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(*acc, "content"), e);
+        return cJSON_IsObject(e) ? 0 : -1;
+    }
+    char *t = srv_utf8_clean(lp->tok.text ? lp->tok.text : "", lp->tok.len);
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(*acc, "text_offset"), cJSON_CreateNumber((double)*text_off));
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(*acc, "token_logprobs"), cJSON_CreateNumber(lp->tok.logprob));
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(*acc, "tokens"), cJSON_CreateString(t ? t : ""));
+    cJSON *top = cJSON_CreateObject();           /* the sampled token and the k most likely */
+    cJSON_AddNumberToObject(top, t ? t : "", lp->tok.logprob);
+    free(t);
+    for (int k = 0; k < lp->n_top; k++) {
+        char *tk = srv_utf8_clean(lp->top[k].text ? lp->top[k].text : "", lp->top[k].len);
+        if (tk && !cJSON_GetObjectItemCaseSensitive(top, tk)) cJSON_AddNumberToObject(top, tk, lp->top[k].logprob);
+        free(tk);
+    }
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(*acc, "top_logprobs"), top);
+    *text_off += lp->tok.len;
+    return 0;
 }
 
 int srv_sse_event(char **buf, size_t *len, size_t *cap, cJSON *root) {

@@ -9,6 +9,7 @@
 #define SERVE_SERVE_JSON_H
 #include <cjson/cJSON.h>
 #include <stddef.h>
+#include "serve/serve_backend.h"
 
 /* What every reply and chunk of one request starts with. */
 typedef struct srv_head {
@@ -25,6 +26,8 @@ typedef struct srv_choice_out {
     size_t len;
     int role;                   /* chunk: carries "role": "assistant" */
     const char *finish;         /* "stop", "length", "abort", or NULL */
+    const char *stop_str;       /* with finish: the stop string that ended it, or NULL */
+    long stop_id;               /* with finish: the stop token id that ended it, or -1 */
     cJSON *logprobs;            /* the choice's "logprobs" object (consumed), or NULL */
 } srv_choice_out;
 
@@ -38,13 +41,20 @@ char *srv_json_reply(const srv_head *h, const srv_choice_out *c, int n, int prom
  * (an empty choices array).  NULL when out of memory. */
 cJSON *srv_json_chunk(const srv_head *h, const srv_choice_out *c, int prompt_tokens,
                       int completion_tokens);
+/* Adds one generated token's log-probabilities to *acc, the "logprobs"
+ * object of a choice (created at the first call): chat's {"content":
+ * [{token, logprob, bytes, top_logprobs}]}, or completions' {"text_offset",
+ * "token_logprobs", "tokens", "top_logprobs"} (the offsets counted from
+ * *text_off, which advances by the token's length).  -1 when out of memory. */
+int srv_json_logprob_add(cJSON **acc, int chat, const srv_token_lp *lp, size_t *text_off);
 /* Appends "data: <json>\n\n" (root consumed; NULL appends nothing) to the
  * buffer (*buf, *len, *cap).  Returns -1 when out of memory. */
 int srv_sse_event(char **buf, size_t *len, size_t *cap, cJSON *root);
 /* A NUL-terminated copy of n bytes with invalid UTF-8 (and NULs) replaced
  * by U+FFFD.  NULL when out of memory. */
 char *srv_utf8_clean(const char *p, size_t n);
-/* 1 when the n bytes are valid UTF-8 without NUL, else 0. */
-int srv_utf8_valid(const char *p, size_t n);
+/* -1 when the n bytes are valid UTF-8 without NUL, else the offset of the
+ * first byte that is not. */
+long srv_utf8_check(const char *p, size_t n);
 
 #endif

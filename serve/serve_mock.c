@@ -40,6 +40,8 @@ typedef struct mreq {
     srv_sink *sink;
     int *prompt;             /* (prompt_len,) token ids, until the scheduler copies them */
     int prompt_len, max_tokens, n;
+    int logprobs, top_logprobs;  /* what the request asked for */
+    int greedy;              /* temperature 0: the sampled token is the most likely */
     mchoice *ch;             /* (n,) */
     int n_stopped;
     int generated;           /* tokens generated, every choice */
@@ -83,21 +85,28 @@ static void mreq_free(mreq *r) {
 
 /* Tells the sink the request is over and frees it. */
 static void finish(mreq *r, srv_finish_reason why, const char *error) {
-    srv_finish_info fi = {why, r->prompt_len, r->generated, error};
+    srv_finish_reason reasons[SRV_MAX_N];
+    for (int k = 0; k < r->n && k < SRV_MAX_N; k++) reasons[k] = why == SRV_FINISH_STOP ? r->ch[k].reason : why;
+    srv_finish_info fi = {why, r->prompt_len, r->generated, error, reasons};
     r->sink->on_finish(r->sink, &fi);
     mreq_free(r);
 }
 
 /* ---- the executor ------------------------------------------------------------- */
 
-/* Sends token `at` of choice k; asks for an abort once every choice has
- * asked to stop. */
+/* Sends token `at` (id) of choice k, with its made-up log-probabilities
+ * when asked; asks for an abort once every choice has asked to stop. */
 static void emit(mock *m, mreq *r, int k, int at, int32_t id) {
     mchoice *c = &r->ch[k];
     if (c->stopped) return;
-    const char *text = c->text + c->off[at];
-    size_t len = c->off[at + 1] - c->off[at];
-    if (k != 0 || r->sink->on_tokens(r->sink, &id, 1, text, len) == 0) return;
+    srv_logprob top[SRV_MAX_LOGPROBS];
+    srv_token_lp lp;
+    srv_delta d = {k, &id, 1, NULL, c->text + c->off[at], c->off[at + 1] - c->off[at]};
+    if (r->logprobs) {
+        srv_mock_logprobs(d.text, d.len, id, r->greedy, r->top_logprobs, &lp, top);
+        d.lp = &lp;
+    }
+    if (r->sink->on_tokens(r->sink, &d) == 0) return;
     c->stopped = 1;
     if (++r->n_stopped < r->n) return;
     if (m->n_stop == m->cap_stop) {
@@ -190,7 +199,7 @@ static int step(mock *m) {
     for (int i = 0; i < info.n_done; i++) {
         mreq *r = info.done[i].user;
         if (info.done[i].aborted) finish(r, SRV_FINISH_ERROR, "the request needs more KV blocks than the cache has");
-        else finish(r, r->ch[0].reason, NULL);
+        else finish(r, SRV_FINISH_STOP, NULL);
     }
     for (int i = 0; i < m->n_stop; i++) abort_req(m, m->stop_ids[i]);
     m->n_stop = 0;
@@ -277,8 +286,12 @@ static int prompt_ids(const srv_gen_params *p, mreq *r) {
 static mreq *new_req(mock *m, const srv_gen_params *p, uint64_t seed, char *err, size_t errcap) {
     mreq *r = calloc(1, sizeof *r);
     if (!r) { errbuf_fail(err, errcap, "out of memory"); return NULL; }
-    r->n = 1;
+    r->n = p->n > 1 ? p->n : 1;
+    if (r->n > SRV_MAX_N) { free(r); errbuf_fail(err, errcap, "n is %d, more than %d", p->n, SRV_MAX_N); return NULL; }
     r->max_tokens = p->max_tokens;
+    r->logprobs = p->logprobs;
+    r->top_logprobs = p->top_logprobs < 0 ? 0 : p->top_logprobs > SRV_MAX_LOGPROBS ? SRV_MAX_LOGPROBS : p->top_logprobs;
+    r->greedy = p->temperature == 0;
     r->ch = calloc((size_t)r->n, sizeof *r->ch);
     if (!r->ch || prompt_ids(p, r)) { mreq_free(r); errbuf_fail(err, errcap, "out of memory"); return NULL; }
     long slots = (long)m->o.num_blocks * m->o.block_size;

@@ -74,3 +74,26 @@ int srv_mock_count_tokens(const char *text, size_t len) {
 int32_t srv_mock_token_id(const char *text, size_t len) {
     return (int32_t)(fnv1a(text, len, 0xCBF29CE484222325ull) % SRV_MOCK_VOCAB);
 }
+
+void srv_mock_logprobs(const char *text, size_t len, int32_t id, int greedy, int k,
+                       srv_token_lp *lp, srv_logprob *top) {
+    static const char *const alts[] = {" buy", " sell", " hold", " the", ",", ".", " and", " risk",
+                                       " growth", " cash", " debt", " margin", " outlook", " value",
+                                       " price", " market", " sector", " share", " strong", " weak",
+                                       " stable"};
+    enum { NALT = sizeof alts / sizeof *alts };
+    uint64_t h = fnv1a(text, len, 0xCBF29CE484222325ull);
+    int rank = greedy ? 0 : (int)(h % 3);        /* the sampled token's place among the likely */
+    const double ln2 = 0.69314718055994531;
+    lp->tok = (srv_logprob){id, (float)(-(rank + 1) * ln2), text, len};
+    lp->top = top;
+    lp->n_top = k;
+    int a = (int)((h >> 8) % NALT);
+    for (int j = 0; j < k; j++) {
+        if (j == rank) { top[j] = lp->tok; continue; }
+        const char *t = alts[a];
+        a = (a + 1) % NALT;
+        if (strlen(t) == len && !memcmp(t, text, len)) { t = alts[a]; a = (a + 1) % NALT; }
+        top[j] = (srv_logprob){srv_mock_token_id(t, strlen(t)), (float)(-(j + 1) * ln2), t, strlen(t)};
+    }
+}

@@ -9,11 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "serve/serve_json.h"
 #include "base/strbuf.h"
 
 void srv_req_free(srv_req *r) {
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->stop);
+    free(r->stop_ids);
     free(r->prompt);
     free(r->ids);
     memset(r, 0, sizeof *r);
@@ -85,19 +87,67 @@ out:
 
 /* ---- fields ------------------------------------------------------------------------------ */
 
-/* stop: a string or an array of strings. */
+/* stop: a string or an array of strings; stop_token_ids: an array of ids. */
 static int parse_stop(const cJSON *root, srv_req *r, char *msg, size_t cap) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "stop");
-    if (!v || cJSON_IsNull(v)) return 0;
-    int n = cJSON_IsString(v) ? 1 : cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
-    if (n < 0 || n > 16) return bad(msg, cap, "'stop' must be a string or an array of at most 16 strings");
-    r->stop = calloc((size_t)n + 1, sizeof *r->stop);
-    if (!r->stop) return bad(msg, cap, "out of memory");
-    for (int i = 0; i < n; i++) {
-        const cJSON *e = cJSON_IsString(v) ? v : cJSON_GetArrayItem(v, i);
-        if (!cJSON_IsString(e) || !e->valuestring[0]) return bad(msg, cap, "'stop' entries must be non-empty strings");
-        if (!(r->stop[r->n_stop++] = strdup(e->valuestring))) return bad(msg, cap, "out of memory");
+    if (v && !cJSON_IsNull(v)) {
+        int n = cJSON_IsString(v) ? 1 : cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
+        if (n < 0 || n > 16) return bad(msg, cap, "'stop' must be a string or an array of at most 16 strings");
+        r->stop = calloc((size_t)n + 1, sizeof *r->stop);
+        if (!r->stop) return bad(msg, cap, "out of memory");
+        for (int i = 0; i < n; i++) {
+            const cJSON *e = cJSON_IsString(v) ? v : cJSON_GetArrayItem(v, i);
+            if (!cJSON_IsString(e))
+                return bad(msg, cap, "'stop'[%d] is not a string: 'stop' takes strings (token ids go in 'stop_token_ids')", i);
+            if (!e->valuestring[0]) return bad(msg, cap, "'stop'[%d] is empty", i);
+            if (!(r->stop[r->n_stop++] = strdup(e->valuestring))) return bad(msg, cap, "out of memory");
+        }
     }
+    v = cJSON_GetObjectItemCaseSensitive(root, "stop_token_ids");
+    if (!v || cJSON_IsNull(v)) return 0;
+    int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
+    if (n < 0 || n > 64) return bad(msg, cap, "'stop_token_ids' must be an array of at most 64 token ids");
+    r->stop_ids = malloc(sizeof *r->stop_ids * (size_t)(n ? n : 1));
+    if (!r->stop_ids) return bad(msg, cap, "out of memory");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, v) {
+        if (!cJSON_IsNumber(e) || !is_integer(e->valuedouble) || e->valuedouble < 0 || e->valuedouble > INT32_MAX)
+            return bad(msg, cap, "'stop_token_ids'[%d] is not a token id", r->n_stop_ids);
+        r->stop_ids[r->n_stop_ids++] = (int32_t)e->valuedouble;
+    }
+    return 0;
+}
+
+/* n; logprobs and top_logprobs: chat takes "logprobs": true and
+ * "top_logprobs": k, completions "logprobs": k (k alternatives, 0 = only
+ * the sampled token's). */
+static int parse_choices(const cJSON *root, srv_req *r, char *msg, size_t cap) {
+    double d;
+    int present;
+    r->gp.n = 1;
+    if (opt_number(root, "n", &d, &present) || (present && !is_integer(d))) return bad(msg, cap, "'n' must be an integer");
+    if (present && (d < 1 || d > SRV_MAX_N)) return bad(msg, cap, "'n' must be in 1..%d, got %.0f", SRV_MAX_N, d);
+    if (present) r->gp.n = (int)d;
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(root, "logprobs");
+    const char *topname = r->kind == SRV_CHAT ? "top_logprobs" : "logprobs";
+    if (r->kind == SRV_CHAT) {
+        if (lp && !cJSON_IsNull(lp) && !cJSON_IsBool(lp)) return bad(msg, cap, "'logprobs' must be a boolean");
+        r->gp.logprobs = cJSON_IsTrue(lp);
+    } else if (lp && !cJSON_IsNull(lp) && !cJSON_IsNumber(lp)) {
+        return bad(msg, cap, "'logprobs' must be an integer (the number of most likely tokens to list)");
+    }
+    if (opt_number(root, topname, &d, &present) || (present && !is_integer(d)))
+        return bad(msg, cap, "'%s' must be an integer", topname);
+    if (!present) return 0;
+    if (d < 0) return bad(msg, cap, "'%s' must be a positive value, got %.0f", topname, d);
+    if (d > SRV_MAX_LOGPROBS)
+        return bad(msg, cap, "Requested sample logprobs of %.0f, which is greater than max allowed: %d", d, SRV_MAX_LOGPROBS);
+    if (r->kind == SRV_CHAT && !r->gp.logprobs) {
+        if (d > 0) return bad(msg, cap, "when using `top_logprobs`, `logprobs` must be set to true.");
+        return 0;
+    }
+    r->gp.logprobs = 1;
+    r->gp.top_logprobs = (int)d;
     return 0;
 }
 
@@ -136,8 +186,7 @@ static int parse_common(const cJSON *root, srv_req *r, const srv_req_limits *lim
     if (opt_number(root, "seed", &d, &present) || (present && !is_integer(d)))
         return bad(msg, cap, "'seed' must be an integer");
     if (present) { r->gp.seed = (uint64_t)(int64_t)d; r->gp.has_seed = 1; }
-    if (opt_number(root, "n", &d, &present) || (present && d != 1))
-        return bad(msg, cap, "'n' must be 1: one choice per request is supported");
+    if (parse_choices(root, r, msg, cap)) return -1;
     v = cJSON_GetObjectItemCaseSensitive(root, "stream");
     if (v && !cJSON_IsNull(v) && !cJSON_IsBool(v)) return bad(msg, cap, "'stream' must be a boolean");
     r->stream = cJSON_IsTrue(v);
@@ -229,6 +278,11 @@ int srv_req_parse(srv_req *r, srv_kind kind, const char *body, size_t len,
     memset(r, 0, sizeof *r);
     r->kind = kind;
     *code = NULL;
+    long badbyte = srv_utf8_check(body ? body : "", body ? len : 0);
+    if (badbyte >= 0) {
+        bad(msg, cap, "the request body is not valid UTF-8 (byte %ld)", badbyte);
+        return 400;
+    }
     cJSON *root = cJSON_ParseWithLength(body ? body : "", len);
     if (!root) {
         const char *at = cJSON_GetErrorPtr();

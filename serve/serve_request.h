@@ -28,11 +28,13 @@ typedef struct srv_req {
     int enable_thinking;        /* chat_template_kwargs.enable_thinking; -1: not given */
     char **stop;                /* (n_stop,) stop strings, owned */
     int n_stop;
+    int32_t *stop_ids;          /* (n_stop_ids,) stop token ids ("stop_token_ids"), owned */
+    int n_stop_ids;
     char *prompt;               /* owned: the rendered chat or the completion prompt */
     int32_t *ids;               /* (gp.n_prompt_ids,) owned: a prompt given as token ids */
 } srv_req;
 
-/* Parses body (len bytes) for an endpoint of kind.  Returns 0, or the HTTP
+/* Parses body (len bytes) for an endpoint of kind.  The body must be UTF-8.  Returns 0, or the HTTP
  * status to answer (400 bad request, 404 unknown model) with a message in
  * msg and an OpenAI error code in *code (or NULL).  r is always to be freed
  * with srv_req_free. */

@@ -27,9 +27,13 @@ typedef struct srv_choice {
     char *text;                  /* (cap,) generated text kept (cut at a stop string) */
     size_t len, cap;
     size_t emitted;              /* bytes of text already sent as SSE */
-    int n_tokens;                /* tokens accepted (up to a stop string) */
-    int stop_hit;
+    int n_tokens;                /* tokens accepted (up to a stop string or stop token) */
+    int stop_hit;                /* a stop string or stop token ended it */
+    int stop_str;                /* the stop string's index, or -1 */
+    long stop_id;                /* the stop token id, or -1 */
     double t_last;               /* when its last tokens came */
+    cJSON *lp;                   /* its "logprobs" not yet sent (all of them for a reply) */
+    size_t lp_off;               /* completions' text_offset so far */
 } srv_choice;
 
 typedef struct srv_stream srv_stream;
@@ -45,10 +49,14 @@ struct srv_stream {
     char **stop;                 /* (n_stop,) stop strings, owned */
     int n_stop;
     size_t max_stop;             /* longest stop string, bytes */
+    int32_t *stop_ids;           /* (n_stop_ids,) stop token ids, owned */
+    int n_stop_ids;
+    int logprobs;                /* the request asked for log-probabilities */
     srv_choice *ch;              /* (n_choices,) */
     int n_choices;
     int finished, cut;           /* cut: broken off by srv_stop, no clean end */
     srv_finish_info fin;
+    srv_finish_reason *reason;   /* (n_choices,) each choice's end, once finished */
     char errmsg[256];
     uint64_t be_id;
     char *out;                   /* (out_cap,) SSE bytes ready; out_off already sent */
@@ -63,15 +71,16 @@ struct srv_stream {
     srv_stream *prev, *next;     /* the server's list of unfinished streams */
 };
 
-/* A stream for request r (its stop strings are taken over), answering on
+/* A stream for request r (its stop strings and ids are taken over), answering on
  * connection c, with two references (the connection's and the backend's).
  * NULL when out of memory. */
 srv_stream *srv_stream_new(srv_req *r, const char *model, const char *id,
                            struct MHD_Connection *c, srv_metrics *m);
 void srv_stream_ref(srv_stream *st);
 void srv_stream_unref(srv_stream *st);
-/* The whole JSON reply of a finished request (st->mu held); malloc'd. */
-char *srv_stream_reply(const srv_stream *st);
+/* The whole JSON reply of a finished request (st->mu held; once: the
+ * log-probabilities move into it); malloc'd. */
+char *srv_stream_reply(srv_stream *st);
 /* libmicrohttpd's content reader and its free for the SSE response (which
  * holds a reference): sends what is ready, suspends when nothing is. */
 ssize_t srv_stream_read(void *cls, uint64_t pos, char *buf, size_t max);

@@ -343,7 +343,7 @@ static void test_errors(void **state) {
              "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"top_p\": 1.5}", NULL, 0);
     expect_error(&r, 400, "invalid_request_error");
     r = http(f->port, NULL, "/v1/chat/completions",
-             "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"n\": 2}", NULL, 0);
+             "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"n\": 0}", NULL, 0);
     expect_error(&r, 400, "invalid_request_error");
     r = http(f->port, NULL, "/v1/completions", "{\"prompt\": [\"a\", \"b\"]}", NULL, 0);
     expect_error(&r, 400, "invalid_request_error");
@@ -614,6 +614,229 @@ static void test_fuzz_bodies(void **state) {
     free(r.body);
 }
 
+/* ---- n > 1, logprobs, stop, UTF-8 (issue 20 item 9) ------------------------------------ */
+
+/* An SSE stream of up to 4 choices: each one's text, finish, stop_reason, logprob entries. */
+typedef struct {
+    char text[4][2048];
+    char finish[4][16];
+    int n_lp[4], done, roles;
+    double usage_completion;
+} sse_n;
+
+static sse_n parse_sse_n(const char *body, int chat) {
+    sse_n s;
+    memset(&s, 0, sizeof s);
+    s.usage_completion = -1;
+    for (const char *p = body; p && *p;) {
+        const char *nl = strstr(p, "\n\n");
+        if (!nl) break;
+        assert_memory_equal(p, "data: ", 6);
+        if (!strncmp(p + 6, "[DONE]", 6)) { s.done = 1; break; }
+        cJSON *j = cJSON_ParseWithLength(p + 6, (size_t)(nl - p - 6));
+        assert_non_null(j);
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(j, "choices")) {
+            int i = (int)jnum(c, "index");
+            assert_true(i >= 0 && i < 4);
+            const char *t = chat ? jstr(c, "delta.content") : jstr(c, "text");
+            if (t) strncat(s.text[i], t, sizeof s.text[i] - strlen(s.text[i]) - 1);
+            if (chat && jstr(c, "delta.role")) s.roles++;
+            if (jstr(c, "finish_reason")) snprintf(s.finish[i], sizeof s.finish[i], "%s", jstr(c, "finish_reason"));
+            const cJSON *lp = cJSON_GetObjectItemCaseSensitive(c, "logprobs");
+            s.n_lp[i] += cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(lp, chat ? "content" : "tokens"));
+        }
+        if (!isnan(jnum(j, "usage.completion_tokens"))) s.usage_completion = jnum(j, "usage.completion_tokens");
+        cJSON_Delete(j);
+        p = nl + 2;
+    }
+    return s;
+}
+
+/* n = 3: three choices, choice k the mock's reply for seed + k, tokens summed;
+ * streamed (chat, n = 2) the same texts arrive under their indices. */
+static void test_n_choices(void **state) {
+    fx *f = *state;
+    resp r = http(f->port, NULL, "/v1/completions",
+                  "{\"prompt\": \"Buy or sell?\", \"n\": 3, \"seed\": 11, \"temperature\": 0.8}", NULL, 0);
+    assert_int_equal(r.status, 200);
+    cJSON *j = cJSON_Parse(r.body);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "choices")), 3);
+    int total = 0, differ = 0;
+    for (int k = 0; k < 3; k++) {
+        char path[64], want[1024];
+        srv_mock_reply("Buy or sell?", NULL, 0, 0.8, 11 + (uint64_t)k, want, sizeof want);
+        snprintf(path, sizeof path, "choices.%d.text", k);
+        assert_string_equal(jstr(j, path), want);
+        snprintf(path, sizeof path, "choices.%d.index", k);
+        assert_true(jnum(j, path) == k);
+        snprintf(path, sizeof path, "choices.%d.finish_reason", k);
+        assert_string_equal(jstr(j, path), "stop");
+        total += srv_mock_count_tokens(want, strlen(want));
+        if (k && strcmp(jstr(j, "choices.0.text"), want)) differ = 1;
+    }
+    assert_true(differ);                           /* the samples are not one reply thrice */
+    assert_true(jnum(j, "usage.completion_tokens") == total);
+    cJSON_Delete(j);
+    free(r.body);
+    char body[1024];
+    snprintf(body, sizeof body, chat_body, 21, ", \"n\": 2, \"stream\": true, \"stream_options\": {\"include_usage\": true}");
+    r = http(f->port, NULL, "/v1/chat/completions", body, NULL, 0);
+    assert_int_equal(r.status, 200);
+    sse_n s = parse_sse_n(r.body, 1);
+    free(r.body);
+    assert_true(s.done);
+    assert_int_equal(s.roles, 2);
+    snprintf(body, sizeof body, chat_body, 21, ", \"n\": 2");
+    r = http(f->port, NULL, "/v1/chat/completions", body, NULL, 0);
+    j = cJSON_Parse(r.body);
+    for (int k = 0; k < 2; k++) {
+        char path[64];
+        snprintf(path, sizeof path, "choices.%d.message.content", k);
+        assert_string_equal(s.text[k], jstr(j, path));
+        assert_string_equal(s.finish[k], "stop");
+    }
+    assert_true(s.usage_completion == jnum(j, "usage.completion_tokens"));
+    cJSON_Delete(j);
+    free(r.body);
+}
+
+/* logprobs: chat's content entries and completions' parallel arrays, one
+ * per generated token, whose texts make the reply; top_logprobs sorted. */
+static void test_logprobs(void **state) {
+    fx *f = *state;
+    char body[1024];
+    snprintf(body, sizeof body, chat_body, 3, ", \"logprobs\": true, \"top_logprobs\": 3");
+    resp r = http(f->port, NULL, "/v1/chat/completions", body, NULL, 0);
+    assert_int_equal(r.status, 200);
+    cJSON *j = cJSON_Parse(r.body);
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0), "logprobs"), "content");
+    assert_int_equal(cJSON_GetArraySize(content), (int)jnum(j, "usage.completion_tokens"));
+    char joined[2048] = "";
+    const cJSON *e;
+    cJSON_ArrayForEach(e, content) {
+        strcat(joined, jstr(e, "token"));
+        assert_true(jnum(e, "logprob") <= 0);
+        const cJSON *top = cJSON_GetObjectItemCaseSensitive(e, "top_logprobs");
+        assert_int_equal(cJSON_GetArraySize(top), 3);
+        for (int k = 1; k < 3; k++)
+            assert_true(jnum(cJSON_GetArrayItem(top, k - 1), "logprob") >= jnum(cJSON_GetArrayItem(top, k), "logprob"));
+        assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(e, "bytes")), (int)strlen(jstr(e, "token")));
+    }
+    assert_string_equal(joined, jstr(j, "choices.0.message.content"));
+    cJSON_Delete(j);
+    free(r.body);
+    /* completions: "logprobs": 2 */
+    r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"p\", \"seed\": 4, \"logprobs\": 2, \"max_tokens\": 6}", NULL, 0);
+    assert_int_equal(r.status, 200);
+    j = cJSON_Parse(r.body);
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0), "logprobs");
+    const cJSON *toks = cJSON_GetObjectItemCaseSensitive(lp, "tokens"), *offs = cJSON_GetObjectItemCaseSensitive(lp, "text_offset");
+    assert_int_equal(cJSON_GetArraySize(toks), 6);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(lp, "token_logprobs")), 6);
+    joined[0] = 0;
+    for (int i = 0; i < 6; i++) {
+        assert_true(cJSON_GetArrayItem(offs, i)->valuedouble == (double)strlen(joined));
+        strcat(joined, cJSON_GetArrayItem(toks, i)->valuestring);
+        const cJSON *top = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(lp, "top_logprobs"), i);
+        assert_true(cJSON_GetArraySize(top) >= 2 && cJSON_GetArraySize(top) <= 3);   /* the 2 likeliest and the sampled one */
+    }
+    assert_string_equal(joined, jstr(j, "choices.0.text"));
+    cJSON_Delete(j);
+    free(r.body);
+    /* streamed: the entries arrive with the chunks, one per token in all */
+    snprintf(body, sizeof body, chat_body, 3, ", \"logprobs\": true, \"stream\": true, \"stream_options\": {\"include_usage\": true}");
+    r = http(f->port, NULL, "/v1/chat/completions", body, NULL, 0);
+    sse_n s = parse_sse_n(r.body, 1);
+    assert_true(s.done && s.usage_completion > 0);
+    assert_int_equal(s.n_lp[0], (int)s.usage_completion);
+    free(r.body);
+    /* without logprobs: null, as before */
+    r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"p\", \"max_tokens\": 2}", NULL, 0);
+    j = cJSON_Parse(r.body);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0), "logprobs")));
+    cJSON_Delete(j);
+    free(r.body);
+    /* bad values: 400 */
+    static const char *const bad[] = {
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"top_logprobs\": 2}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"logprobs\": true, \"top_logprobs\": 21}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"logprobs\": 3}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"logprobs\": true, \"top_logprobs\": -1}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        r = http(f->port, NULL, "/v1/chat/completions", bad[i], NULL, 0);
+        expect_error(&r, 400, "invalid_request_error");
+    }
+    r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"p\", \"logprobs\": true}", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+}
+
+/* stop: strings only (a number in it is a 400), stop_token_ids end the text
+ * at that token; stop_reason says which one. */
+static void test_stop_strings_and_ids(void **state) {
+    fx *f = *state;
+    resp r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"p\", \"stop\": [\"x\", 5]}", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"p\", \"stop\": 5}", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"p\", \"stop_token_ids\": [\"x\"]}", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"p\", \"stop_token_ids\": [-1]}", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+    /* the id of the reply's 3rd token ("decision", seen once): the text ends with it */
+    char want[1024], body[256];
+    srv_mock_reply("p", NULL, 0, 1.0, 8, want, sizeof want);
+    size_t at = 0, len = strlen(want);
+    for (int i = 0; i < 2; i++) at += srv_mock_token_len(want + at, len - at);
+    size_t k = srv_mock_token_len(want + at, len - at);
+    int32_t id = srv_mock_token_id(want + at, k);
+    snprintf(body, sizeof body, "{\"prompt\": \"p\", \"seed\": 8, \"stop_token_ids\": [%d]}", id);
+    r = http(f->port, NULL, "/v1/completions", body, NULL, 0);
+    assert_int_equal(r.status, 200);
+    cJSON *j = cJSON_Parse(r.body);
+    assert_int_equal(strlen(jstr(j, "choices.0.text")), at + k);
+    assert_memory_equal(jstr(j, "choices.0.text"), want, at + k);
+    assert_string_equal(jstr(j, "choices.0.finish_reason"), "stop");
+    assert_true(jnum(j, "choices.0.stop_reason") == id);
+    assert_true(jnum(j, "usage.completion_tokens") == 3);
+    cJSON_Delete(j);
+    free(r.body);
+    /* a stop string: stop_reason is the string; with no match, null */
+    r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"p\", \"seed\": 8, \"stop\": [\"zzz\", \"reason\"]}", NULL, 0);
+    j = cJSON_Parse(r.body);
+    assert_string_equal(jstr(j, "choices.0.stop_reason"), "reason");
+    cJSON_Delete(j);
+    free(r.body);
+    r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"p\", \"seed\": 8}", NULL, 0);
+    j = cJSON_Parse(r.body);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0), "stop_reason")));
+    cJSON_Delete(j);
+    free(r.body);
+}
+
+/* Content that is not UTF-8 (a Latin-1 byte, an overlong '/', a surrogate):
+ * 400, as JSON must be UTF-8; the same text well encoded is served. */
+static void test_invalid_utf8(void **state) {
+    fx *f = *state;
+    static const char *const bad[] = {
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"caf\xE9\"}]}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"a\xC0\xAF\"}]}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"\xED\xA0\x80\"}]}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        resp r = http(f->port, NULL, "/v1/chat/completions", bad[i], NULL, 0);
+        expect_error(&r, 400, "invalid_request_error");
+    }
+    resp r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"caf\xE9\", \"max_tokens\": 2}", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/chat/completions",
+             "{\"messages\": [{\"role\": \"user\", \"content\": \"caf\xC3\xA9 \\u00e9\"}], \"max_tokens\": 2}", NULL, 0);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+}
+
 /* ---- a scripted backend: byte pieces cut inside UTF-8 characters, errors ---- */
 
 typedef struct {
@@ -635,9 +858,10 @@ static void *script_thread(void *arg) {
         struct timespec ts = {0, 2000000};
         nanosleep(&ts, NULL);
         n++;
-        if (sc->sink->on_tokens(sc->sink, &id, 1, sc->pieces[i], strlen(sc->pieces[i]))) break;
+        srv_delta d = {0, &id, 1, NULL, sc->pieces[i], strlen(sc->pieces[i])};
+        if (sc->sink->on_tokens(sc->sink, &d)) break;
     }
-    srv_finish_info fi = {sc->reason, 4, n, sc->error};
+    srv_finish_info fi = {sc->reason, 4, n, sc->error, NULL};
     sc->sink->on_finish(sc->sink, &fi);
     return NULL;
 }
@@ -828,6 +1052,10 @@ int main(void) {
         cmocka_unit_test(test_preemption),
         cmocka_unit_test(test_mock_prefix_cache),
         cmocka_unit_test_setup_teardown(test_fuzz_bodies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_n_choices, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_logprobs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_strings_and_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_utf8, setup, teardown),
         cmocka_unit_test(test_utf8_and_backend_errors),
         cmocka_unit_test(test_model_template),
         cmocka_unit_test(test_command),
