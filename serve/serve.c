@@ -19,6 +19,7 @@
 #include "serve/serve.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -45,13 +46,16 @@ struct srv_server {
     srv_backend *be;
     struct MHD_Daemon *d;
     int port;
-    pthread_mutex_t mu;          /* guards stopping, active, n_active; taken before a
+    pthread_mutex_t mu;          /* guards the fields down to n_gen_conns; taken before a
                                     stream's mu, never after */
     pthread_mutex_t logmu;       /* guards lastlog (MHD may log under a stream's mu) */
-    pthread_cond_t cv;           /* signalled when n_active drops */
-    int stopping;
+    pthread_cond_t cv;           /* signalled when n_active or n_gen_conns drops, or hurry */
+    int stopping;                /* new requests are refused */
+    int ending;                  /* the streams in flight are being ended */
+    int hurry;                   /* srv_drain_now: the grace period is over */
     srv_stream *active;          /* streams whose backend request has not finished */
     int n_active;
+    int n_gen_conns;             /* connections holding a stream (until their request completes) */
     uint64_t next_id;
     unsigned salt;               /* makes response ids differ across servers */
     atomic_long counts[3];       /* atomic: bumped while a stream's lock is held */
@@ -87,6 +91,7 @@ static enum MHD_Result send_text(srv_server *s, struct MHD_Connection *c, unsign
                                                              MHD_RESPMEM_MUST_FREE);
     if (!r) { free(body); return MHD_NO; }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE) MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     if (status == MHD_HTTP_UNAUTHORIZED) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
@@ -154,9 +159,9 @@ static srv_stream *start_generation(srv_server *s, struct MHD_Connection *c, srv
         st->be_id = bid;
         pthread_mutex_unlock(&st->mu);
         pthread_mutex_lock(&s->mu);
-        stopping = s->stopping;  /* srv_stop began meanwhile and could not abort it */
+        int ending = s->ending;  /* streams were ended meanwhile, maybe without its id */
         pthread_mutex_unlock(&s->mu);
-        if (stopping) s->be->abort(s->be->self, bid);
+        if (ending) s->be->abort(s->be->self, bid);
         return st;
     }
     if (!stopping) unlist(s, st);    /* submit failed: never reaches on_finish */
@@ -194,6 +199,9 @@ static enum MHD_Result handle_generation(srv_server *s, struct MHD_Connection *c
     srv_req_free(&r);
     if (!st) return ret;
     cx->st = st;
+    pthread_mutex_lock(&s->mu);
+    s->n_gen_conns++;
+    pthread_mutex_unlock(&s->mu);
     if (!st->is_stream) return continue_generation(s, c, st);
     srv_stream_ref(st);          /* the response's reference */
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024,
@@ -248,7 +256,7 @@ static int authorized(srv_server *s, struct MHD_Connection *c) {
 
 static enum MHD_Result route(srv_server *s, struct MHD_Connection *c, conn_ctx *cx,
                              const char *url, const char *method) {
-    int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
+    int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
     static const char *const routes[] = {"/health", "/metrics", "/v1/models",
                                          "/v1/chat/completions", "/v1/completions"};
     int r = -1;
@@ -285,6 +293,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         cx = calloc(1, sizeof *cx);
         if (!cx) return MHD_NO;
         *con_cls = cx;
+        /* the head is in: the body and the reply get the longer I/O timeout */
+        MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, s->o.io_timeout_s);
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > s->o.max_body) {
             cx->too_big = cx->responded = 1;
@@ -311,7 +321,6 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
     srv_server *s = cls;
     conn_ctx *cx = *con_cls;
-    (void)c; (void)toe;
     if (!cx) return;
     *con_cls = NULL;
     if (cx->st) {
@@ -322,7 +331,14 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         pthread_mutex_unlock(&cx->st->mu);
         if (running) s->be->abort(s->be->self, id);    /* the client went away */
         srv_stream_unref(cx->st);
+        pthread_mutex_lock(&s->mu);
+        s->n_gen_conns--;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
     }
+    /* idle again: back to the keep-alive timeout for the next request head */
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, s->o.keep_alive_s);
     free(cx->body);
     free(cx);
 }
@@ -346,7 +362,8 @@ void srv_opts_init(srv_opts *o) {
     o->max_body = 1u << 20;
     o->max_tokens_limit = 32768;
     o->conn_limit = 1024;
-    o->conn_timeout_s = 600;
+    o->keep_alive_s = 5;
+    o->io_timeout_s = 60;
     o->chat_template = NULL;
 }
 
@@ -363,8 +380,14 @@ static void free_server(srv_server *s) {
 /* Checks the options, copies what the server keeps.  NULL with a message. */
 static srv_server *new_server(const srv_opts *o, srv_backend *b, char *err, size_t errcap) {
     if (!b || !b->submit || !b->abort || !b->stats) { snprintf(err, errcap, "serve: no backend"); return NULL; }
-    if (o->port < 0 || o->port > 65535 || o->max_body < 1 || o->max_tokens_limit < 1 || o->conn_limit < 1) {
-        snprintf(err, errcap, "serve: port must be 0..65535 and max_body, max_tokens_limit, conn_limit >= 1");
+    if (o->port < 0 || o->port > 65535 || o->max_body < 1 || o->max_tokens_limit < 1 || o->conn_limit < 1 ||
+        o->keep_alive_s < 1 || o->io_timeout_s < 1) {
+        snprintf(err, errcap, "serve: port must be 0..65535 and max_body, max_tokens_limit, conn_limit, "
+                 "keep_alive_s, io_timeout_s >= 1");
+        return NULL;
+    }
+    if (o->api_key && !*o->api_key) {
+        snprintf(err, errcap, "serve: the API key is empty (it would let every client in); give a key or none");
         return NULL;
     }
     srv_server *s = calloc(1, sizeof *s);
@@ -378,12 +401,12 @@ static srv_server *new_server(const srv_opts *o, srv_backend *b, char *err, size
     clock_gettime(CLOCK_REALTIME, &ts);
     s->salt = (unsigned)(ts.tv_nsec ^ (ts.tv_sec * 2654435761u) ^ (uintptr_t)s);
     s->host = strdup(o->host && *o->host ? o->host : "127.0.0.1");
-    s->api_key = o->api_key && *o->api_key ? strdup(o->api_key) : NULL;
+    s->api_key = o->api_key ? strdup(o->api_key) : NULL;
     s->model = strdup(b->model && *b->model ? b->model : "model");
     s->o.host = s->host; s->o.api_key = s->api_key;
     if (!o->chat_template) s->own_tpl = chat_tpl_named(CHAT_QWEN3);
     s->tpl = o->chat_template ? o->chat_template : s->own_tpl;
-    if (!s->host || !s->model || (o->api_key && *o->api_key && !s->api_key) || !s->tpl ||
+    if (!s->host || !s->model || (o->api_key && !s->api_key) || !s->tpl ||
         srv_metrics_init(&s->metrics, s->model)) {
         snprintf(err, errcap, "out of memory");
         free_server(s);
@@ -414,7 +437,7 @@ srv_server *srv_start(const srv_opts *o, srv_backend *b, char *err, size_t errca
     s->d = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, on_access, s,
                             MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                             MHD_OPTION_CONNECTION_LIMIT, o->conn_limit,
-                            MHD_OPTION_CONNECTION_TIMEOUT, o->conn_timeout_s,
+                            MHD_OPTION_CONNECTION_TIMEOUT, o->keep_alive_s,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                             MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
                             MHD_OPTION_END);
@@ -437,17 +460,27 @@ void srv_counts(const srv_server *s, long out[3]) {
     for (int i = 0; i < 3; i++) out[i] = atomic_load(&m->counts[i]);
 }
 
-void srv_stop(srv_server *s) {
-    if (!s) return;
+/* Refuses new requests from now on. */
+static void begin_stopping(srv_server *s) {
     pthread_mutex_lock(&s->mu);
     s->stopping = 1;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Ends every stream still running.  clean: a stream ends with its finish
+ * chunks and [DONE] (the backend's abort finishes it), a plain request gets
+ * a 503; otherwise every stream is cut (no clean end: the client retries).
+ * Then waits until the backend has finished each of them. */
+static void end_streams(srv_server *s, int clean) {
+    pthread_mutex_lock(&s->mu);
+    s->ending = 1;
     size_t n = 0;
     for (srv_stream *st = s->active; st; st = st->next) n++;
     uint64_t *ids = malloc((n ? n : 1) * sizeof *ids);
     n = 0;
     for (srv_stream *st = s->active; st && ids; st = st->next) {
         pthread_mutex_lock(&st->mu);
-        st->cut = 1;             /* break the stream off: clients must see a failure */
+        if (!clean || !st->is_stream) st->cut = 1;
         ids[n++] = st->be_id;
         pthread_mutex_unlock(&st->mu);
     }
@@ -457,7 +490,57 @@ void srv_stop(srv_server *s) {
     pthread_mutex_lock(&s->mu);
     while (s->n_active > 0) pthread_cond_wait(&s->cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
+}
+
+static void close_server(srv_server *s) {
     /* every suspended connection has been resumed by its on_finish */
     MHD_stop_daemon(s->d);
     free_server(s);
+}
+
+void srv_stop(srv_server *s) {
+    if (!s) return;
+    begin_stopping(s);
+    end_streams(s, 0);
+    close_server(s);
+}
+
+/* Waits on s->cv until cond holds, hurry is set or the deadline passes. */
+#define WAIT_UNTIL(cond, deadline) do { \
+        while (!(cond) && !s->hurry && \
+               pthread_cond_timedwait(&s->cv, &s->mu, &(deadline)) != ETIMEDOUT) {} \
+    } while (0)
+
+static struct timespec deadline_in(double seconds) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    if (!(seconds > 0)) return t;
+    if (seconds > 1e6) seconds = 1e6;
+    long ns = t.tv_nsec + (long)((seconds - (double)(long)seconds) * 1e9);
+    t.tv_sec += (time_t)seconds + ns / 1000000000L;
+    t.tv_nsec = ns % 1000000000L;
+    return t;
+}
+
+void srv_drain(srv_server *s, double grace_s) {
+    if (!s) return;
+    begin_stopping(s);
+    struct timespec until = deadline_in(grace_s);
+    pthread_mutex_lock(&s->mu);
+    WAIT_UNTIL(s->n_active == 0, until);
+    pthread_mutex_unlock(&s->mu);
+    end_streams(s, 1);
+    /* the last chunks and replies go out, unless a client stops reading */
+    until = deadline_in(5.0);
+    pthread_mutex_lock(&s->mu);
+    s->hurry = 0;
+    WAIT_UNTIL(s->n_gen_conns == 0, until);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void srv_drain_now(srv_server *s) {
+    pthread_mutex_lock(&s->mu);
+    s->hurry = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
 }

@@ -3,6 +3,7 @@
  * --model/--dummy-weights, or the mock), serve until SIGINT/SIGTERM. */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,14 @@ static void usage(FILE *f) {
         "  --host ADDR               address to bind (default 127.0.0.1: loopback only)\n"
         "  --port N                  TCP port (default 8000; 0 = any free port)\n"
         "  --api-key KEY             require \"Authorization: Bearer KEY\" on /v1/*\n"
-        "                            (default: $PAGESIM_API_KEY when set)\n"
+        "                            (default: $PAGESIM_API_KEY when set; never empty)\n"
+        "  --timeout-keep-alive S    close a connection idle S seconds with no request in\n"
+        "                            progress, before its request head or between requests\n"
+        "                            (default 5, as vLLM/uvicorn)\n"
+        "  --shutdown-timeout S      on SIGTERM/SIGINT, refuse new requests (503) and let\n"
+        "                            those in flight finish for up to S seconds, then end\n"
+        "                            each stream cleanly (finish chunk, [DONE]); a second\n"
+        "                            signal ends them at once (default 30; 0: at once)\n"
         "  --max-body BYTES          request body limit (default 1048576)\n"
         "  --max-tokens-limit N      largest max_tokens accepted (default 32768)\n"
         "  --served-model-name NAME  the model name clients send (default: mock / the path)\n"
@@ -35,20 +43,22 @@ static void usage(FILE *f) {
         "                            (chatml, qwen2.5, qwen3, llama3, llama3.1, gemma), a\n"
         "                            tokenizer_config.json or a Jinja file; qwen3 when none\n"
         "  --max-connections N       concurrent connections (default 1024)\n"
-        "  --token-delay-ms X        mock: time of one decode step (default 10)\n"
-        "  --max-num-seqs N          requests running at once (default 256)\n"
+        "  --token-delay-ms X        mock: time of one engine step (default 10)\n"
+        "  --max-num-seqs N          sequences running at once (default 256)\n"
+        "  --max-num-batched-tokens N  tokens per step (default 8192)\n"
+        "  --max-model-len N         tokens per sequence (engine: default min(max_position,\n"
+        "                            4096); mock: 32768)\n"
+        "  --num-gpu-blocks N        KV blocks (engine: instead of what memory allows;\n"
+        "                            mock: default 8192)\n"
+        "  --block-size N            KV block size (default 16)\n"
+        "  --no-enable-prefix-caching  turn automatic prefix caching off (on by default)\n"
         "Engine (--model / --dummy-weights):\n"
         "  --tokenizer FILE          tokenizer.json (default: PATH/tokenizer.json, or\n"
         "                            data/tokenizers/qwen3/tokenizer.json with --dummy-weights)\n"
         "  --dummy-seed N            seed of the random weights (default 0)\n"
         "  --kv-policy paged|contiguous  paged blocks (default) or max_model_len reserved per sequence\n"
         "  --gpu-memory-utilization F  share of GPU memory to use (default 0.9)\n"
-        "  --max-model-len N         tokens per sequence (default min(max_position, 4096))\n"
-        "  --max-num-batched-tokens N  tokens per step (default 8192)\n"
-        "  --num-gpu-blocks N        KV blocks instead of what memory allows\n"
-        "  --block-size N            KV block size (default 16)\n"
         "  --tensor-parallel-size N, -tp N  GPUs to shard the model over (default 1)\n"
-        "  --no-prefix-caching       turn automatic prefix caching off\n"
         "  --verbose                 one log line per request on stderr\n"
         "  --help                    this text\n");
 }
@@ -80,9 +90,15 @@ static srv_backend *open_backend(backend_choice *bc, char *err, size_t cap) {
     if (bc->mock) {
         srv_mock_opts mo;
         srv_mock_opts_init(&mo);
+        const model_opts *m = &bc->eng.model;
         if (bc->served_name) mo.model = bc->served_name;
         mo.token_delay_us = (int)(bc->token_delay_ms * 1000);
         mo.max_num_seqs = bc->max_num_seqs;
+        if (m->max_num_batched_tokens > 0) mo.max_num_batched_tokens = m->max_num_batched_tokens;
+        if (m->max_model_len > 0) mo.max_model_len = m->max_model_len;
+        if (m->num_gpu_blocks > 0) mo.num_blocks = m->num_gpu_blocks;
+        if (m->block_size > 0) mo.block_size = m->block_size;
+        mo.prefix_caching = bc->eng.prefix_caching;
         return srv_mock_create(&mo, err, cap);
     }
     bc->eng.model_dir = bc->model_path;
@@ -95,6 +111,17 @@ static srv_backend *open_backend(backend_choice *bc, char *err, size_t cap) {
     return b;
 }
 
+/* A second SIGINT/SIGTERM while draining ends the grace period. */
+typedef struct { pthread_mutex_t mu; srv_server *s; sigset_t set; } hurry_args;
+static void *hurry_thread(void *arg) {
+    hurry_args *h = arg;
+    int sig = 0;
+    if (sigwait(&h->set, &sig) != 0) return NULL;
+    pthread_mutex_lock(&h->mu);
+    if (h->s) srv_drain_now(h->s);
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
 
 int main(int argc, char **argv) {
     srv_opts o;
@@ -105,8 +132,9 @@ int main(int argc, char **argv) {
     bc.token_delay_ms = 10;
     bc.max_num_seqs = 256;
     const char *template_spec = NULL;
+    double shutdown_timeout = 30;
     const char *env_key = getenv("PAGESIM_API_KEY");
-    if (env_key && *env_key) o.api_key = env_key;
+    if (env_key) o.api_key = env_key;
     cli_engine_env(PROG, &bc.eng.model);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -120,6 +148,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--host")) { NEEDV(); o.host = v; }
         else if (!strcmp(a, "--port")) { NEEDV(); o.port = (int)parse_long(a, v, 0, 65535); }
         else if (!strcmp(a, "--api-key")) { NEEDV(); o.api_key = v; }
+        else if (!strcmp(a, "--timeout-keep-alive")) { NEEDV(); o.keep_alive_s = (unsigned)parse_long(a, v, 1, 86400); }
+        else if (!strcmp(a, "--shutdown-timeout")) { NEEDV(); shutdown_timeout = (double)parse_long(a, v, 0, 86400); }
         else if (!strcmp(a, "--max-body")) { NEEDV(); o.max_body = (size_t)parse_long(a, v, 1, LONG_MAX); }
         else if (!strcmp(a, "--max-tokens-limit")) { NEEDV(); o.max_tokens_limit = (int)parse_long(a, v, 1, INT_MAX); }
         else if (!strcmp(a, "--max-connections")) { NEEDV(); o.conn_limit = (unsigned)parse_long(a, v, 1, 1000000); }
@@ -138,7 +168,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--dummy-seed")) { NEEDV(); bc.eng.dummy_seed = (uint64_t)parse_long(a, v, 0, LONG_MAX); }
         else if (cli_model_option(PROG, a, v, &bc.eng.model, &bc.eng.kv_policy)) { NEEDV(); }
         else if (cli_tp_option(PROG, a, v, &tp)) { NEEDV(); }
-        else if (!strcmp(a, "--no-prefix-caching")) bc.eng.prefix_caching = 0;
+        else if (!strcmp(a, "--no-enable-prefix-caching") || !strcmp(a, "--no-prefix-caching")) bc.eng.prefix_caching = 0;
+        else if (!strcmp(a, "--enable-prefix-caching")) bc.eng.prefix_caching = 1;
         else if (!strcmp(a, "--token-delay-ms")) {
             NEEDV();
             char *end;
@@ -152,6 +183,11 @@ int main(int argc, char **argv) {
             return 2;
         }
 #undef NEEDV
+    }
+    if (o.api_key && !*o.api_key) {
+        fprintf(stderr, "engine/serve: the API key is empty (%s): it would let every client in; "
+                "give a key, or none to serve without one\n", env_key && o.api_key == env_key ? "PAGESIM_API_KEY" : "--api-key");
+        return 2;
     }
     if (bc.mock + !!bc.model_path + !!bc.dummy_cfg != 1) {
         fprintf(stderr, "engine/serve: give exactly one of --model PATH, --dummy-weights CONFIG, --mock\n");
@@ -192,9 +228,20 @@ int main(int argc, char **argv) {
             v6 ? "[" : "", h, v6 ? "]" : "", srv_port(s), o.api_key ? ", API key required" : "");
     int sig = 0;
     sigwait(&set, &sig);
-    fprintf(stderr, "engine/serve: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    fprintf(stderr, "engine/serve: %s, draining: new requests get 503, those in flight have %.0f s "
+            "(signal again to end them now)\n", sig == SIGINT ? "SIGINT" : "SIGTERM", shutdown_timeout);
+    pthread_t watcher;
+    static hurry_args ha = {PTHREAD_MUTEX_INITIALIZER, NULL, {{0}}};
+    ha.s = s;
+    ha.set = set;
+    if (pthread_create(&watcher, NULL, hurry_thread, &ha) == 0) pthread_detach(watcher);
+    srv_drain(s, shutdown_timeout);
+    pthread_mutex_lock(&ha.mu);
+    ha.s = NULL;
+    pthread_mutex_unlock(&ha.mu);
     srv_stop(s);
     be->destroy(be);
     chat_tpl_free(tpl);
+    fprintf(stderr, "engine/serve: stopped\n");
     return 0;
 }
