@@ -224,7 +224,7 @@ int main(int argc, char **argv) {
     if (!s) { fprintf(stderr, "engine/serve: %s\n", err); be->destroy(be); chat_tpl_free(tpl); return 1; }
     const char *h = o.host;
     int v6 = strchr(h, ':') != NULL;
-    fprintf(stderr, "engine/serve: serving '%s' on http://%s%s%s:%d%s (Ctrl-C stops)\n", be->model,
+    fprintf(stderr, "engine/serve: serving '%s' on http://%s%s%s:%d%s (SIGTERM or Ctrl-C drains)\n", be->model,
             v6 ? "[" : "", h, v6 ? "]" : "", srv_port(s), o.api_key ? ", API key required" : "");
     int sig = 0;
     sigwait(&set, &sig);
