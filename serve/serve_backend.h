@@ -148,7 +148,8 @@ typedef struct {
     int num_blocks;             /* KV blocks; default 8192.  When the running
                                    sequences need more, the newest is preempted */
     int prefix_caching;         /* automatic prefix caching; default 1 */
-    long max_model_len;         /* prompt + output limit; default 32768 */
+    long max_model_len;         /* prompt + output limit; default 32768; at most
+                                   num_blocks * block_size (a lone sequence always fits) */
 } srv_mock_opts;
 
 /* Fills o with the defaults above. */

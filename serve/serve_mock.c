@@ -167,31 +167,32 @@ static void publish(mock *m) {
     pthread_mutex_unlock(&m->mu);
 }
 
-/* Ends request id now, wherever it is; 0 when it is not live. */
-static int abort_req(mock *m, int id) {
+/* Ends request id now, wherever it is, as `why` (ABORT, or ERROR with
+ * error); 0 when it is not live. */
+static int end_req(mock *m, int id, srv_finish_reason why, const char *error) {
     sched_done d;
     if (sched_abort(m->sc, id, m->lp.now, &d, NULL) != 1) return 0;
-    finish(d.user, SRV_FINISH_ABORT, NULL);
+    finish(d.user, why, error);
     return 1;
 }
+static int abort_req(mock *m, int id) { return end_req(m, id, SRV_FINISH_ABORT, NULL); }
 
 /* Ends one live request (running, swapped or waiting); 0 when none is left. */
-static int abort_any(mock *m) {
+static int end_any(mock *m, srv_finish_reason why, const char *error) {
     seq *const *live;
     const seq *next;
     int n = sched_live(m->sc, &live, &next);
     const seq *s = n > 0 ? live[0] : next;
-    return s ? abort_req(m, ((const mreq *)s->user)->id) : 0;
+    return s ? end_req(m, ((const mreq *)s->user)->id, why, error) : 0;
 }
 
 /* One schedule -> execute -> postprocess, and what it finished. */
 static int step(mock *m) {
     loop_step_info info;
-    char err[256];
+    char err[256], msg[300];
     int rc = loop_step(&m->lp, &info, err, sizeof err);
-    if (rc < 0) return -1;
     static const srv_finish_reason by_seq[] = {SRV_FINISH_STOP, SRV_FINISH_LENGTH, SRV_FINISH_STOP, SRV_FINISH_ABORT};
-    for (int i = 0; i < info.n_fin; i++) {
+    for (int i = 0; i < info.n_fin; i++) {    /* (what finished is in info even after an error) */
         const seq *s = info.fin[i];
         mreq *r = s->user;
         if (r && s->sample < r->n) r->ch[s->sample].reason = by_seq[s->finish_reason];
@@ -200,6 +201,12 @@ static int step(mock *m) {
         mreq *r = info.done[i].user;
         if (info.done[i].aborted) finish(r, SRV_FINISH_ERROR, "the request needs more KV blocks than the cache has");
         else finish(r, SRV_FINISH_STOP, NULL);
+    }
+    if (rc < 0) {                             /* the scheduler failed (out of memory, a livelock) */
+        snprintf(msg, sizeof msg, "the mock's scheduler failed: %s", err);
+        while (end_any(m, SRV_FINISH_ERROR, msg)) {}
+        m->n_stop = 0;
+        return -1;
     }
     for (int i = 0; i < m->n_stop; i++) abort_req(m, m->stop_ids[i]);
     m->n_stop = 0;
@@ -240,12 +247,11 @@ static void *engine_thread(void *arg) {
         admit(m, in);
         for (size_t k = 0; k < n_ab; k++) abort_req(m, ab[k]);
         if (quit) {                                          /* every live request ends */
-            while (abort_any(m)) {}
+            while (end_any(m, SRV_FINISH_ABORT, NULL)) {}
             publish(m);
             break;
         }
         int rc = sched_has_work(m->sc) ? step(m) : 1;
-        if (rc < 0) break;                                   /* (the mock's executor cannot fail) */
         if (rc == 0) sleep_us(m->o.token_delay_us);          /* nothing could run: no busy loop */
         publish(m);
     }
@@ -403,6 +409,13 @@ srv_backend *srv_mock_create(const srv_mock_opts *o, char *err, size_t errcap) {
         o->num_blocks < 1 || o->max_model_len < 2 || o->max_model_len > (1L << 30)) {
         errbuf_fail(err, errcap, "mock backend: token_delay_us >= 0, max_num_seqs, max_num_batched_tokens, "
                     "block_size, num_blocks >= 1 and max_model_len in 2..2^30 are required");
+        return NULL;
+    }
+    long slots = (long)o->num_blocks * o->block_size;
+    if (o->max_model_len > slots) {          /* else a lone sequence could outgrow the pool (as vLLM refuses) */
+        errbuf_fail(err, errcap, "mock backend: max_model_len (%ld) is larger than the KV cache holds "
+                    "(%d blocks of %d = %ld tokens); lower max_model_len or give more blocks",
+                    o->max_model_len, o->num_blocks, o->block_size, slots);
         return NULL;
     }
     mock *m = calloc(1, sizeof *m);

@@ -34,7 +34,7 @@ static fx *fx_new(int delay_us, int num_blocks, const char *api_key, size_t max_
     srv_mock_opts mo;
     srv_mock_opts_init(&mo);
     mo.token_delay_us = delay_us;
-    if (num_blocks) mo.num_blocks = num_blocks;
+    if (num_blocks) { mo.num_blocks = num_blocks; mo.max_model_len = (long)num_blocks * mo.block_size; }
     f->be = srv_mock_create(&mo, err, sizeof err);
     assert_non_null(f->be);
     srv_opts o;
@@ -412,6 +412,22 @@ static void test_mock_prefix_cache(void **state) {
     assert_true(metric(f->port, "vllm:prefix_cache_hits_total") == 48);   /* 3 whole blocks of 16 */
     assert_true(metric(f->port, "vllm:kv_cache_usage_perc") == 0);        /* freed (cached blocks are free) */
     fx_free(f);
+}
+
+/* A context longer than the KV cache holds is refused at start, as vLLM does
+ * (a lone sequence could otherwise outgrow the pool and be preempted forever). */
+static void test_mock_pool_too_small(void **state) {
+    (void)state;
+    char err[256] = "";
+    srv_mock_opts mo;
+    srv_mock_opts_init(&mo);
+    mo.num_blocks = 4;
+    assert_null(srv_mock_create(&mo, err, sizeof err));
+    assert_non_null(strstr(err, "max_model_len"));
+    mo.max_model_len = 64;
+    srv_backend *be = srv_mock_create(&mo, err, sizeof err);
+    assert_non_null(be);
+    be->destroy(be);
 }
 
 /* A client that hangs up mid-stream: the backend request is aborted. */
@@ -1006,6 +1022,7 @@ int main(void) {
         cmocka_unit_test(test_stop_mid_stream),
         cmocka_unit_test(test_preemption),
         cmocka_unit_test(test_mock_prefix_cache),
+        cmocka_unit_test(test_mock_pool_too_small),
         cmocka_unit_test_setup_teardown(test_fuzz_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_n_choices, setup, teardown),
         cmocka_unit_test_setup_teardown(test_logprobs, setup, teardown),

@@ -95,9 +95,11 @@ static srv_backend *open_backend(backend_choice *bc, char *err, size_t cap) {
         mo.token_delay_us = (int)(bc->token_delay_ms * 1000);
         mo.max_num_seqs = bc->max_num_seqs;
         if (m->max_num_batched_tokens > 0) mo.max_num_batched_tokens = m->max_num_batched_tokens;
-        if (m->max_model_len > 0) mo.max_model_len = m->max_model_len;
         if (m->num_gpu_blocks > 0) mo.num_blocks = m->num_gpu_blocks;
         if (m->block_size > 0) mo.block_size = m->block_size;
+        long slots = (long)mo.num_blocks * mo.block_size;
+        if (m->max_model_len > 0) mo.max_model_len = m->max_model_len;   /* given: checked by the mock */
+        else if (mo.max_model_len > slots) mo.max_model_len = slots;     /* the default fits the pool */
         mo.prefix_caching = bc->eng.prefix_caching;
         return srv_mock_create(&mo, err, cap);
     }
