@@ -1,6 +1,7 @@
 /* serve/serve_mock.c — a srv_backend with no GPU, scheduled like the real
  * engine by the real core: sim/'s scheduler and KV cache driven by the step
- * loop (sim/step_loop.h), over an executor that sleeps for a modelled step
+ * loop through the driver (sim/driver.h: the wall clock, stalls are errors,
+ * as the engine runs), over an executor that sleeps for a modelled step
  * time and emits, for each sequence that samples, the next token of its
  * deterministic reply (serve_mock_reply.c).  Admission, chunked prefill,
  * prefix caching, preemption and forks (n > 1) are the scheduler's; the
@@ -23,7 +24,8 @@
 #include "base/errbuf.h"
 #include "sim/kv_cache.h"
 #include "sim/scheduler.h"
-#include "sim/step_loop.h"
+#include "base/clock.h"
+#include "sim/driver.h"
 
 /* One choice's reply, cut into tokens. */
 typedef struct mchoice {
@@ -66,6 +68,8 @@ typedef struct {
     kv_cache *kv;
     sched *sc;
     loop lp;
+    drv *d;                  /* the driver over lp; the engine thread feeds the scheduler */
+    double t0;               /* the driver's clock: seconds since creation */
     int *stop_ids;           /* (cap_stop,) requests whose every choice asked to stop */
     int n_stop, cap_stop;
     long prefix_queries;     /* prompt tokens handed to the scheduler */
@@ -146,6 +150,14 @@ static int mock_execute(void *ctx, const sched_batch *b, int *tokens, double *se
 
 /* ---- the engine thread --------------------------------------------------------------- */
 
+/* The driver's clock: the wall clock.  Requests come from the engine thread
+ * (sched_add between steps), so the driver never waits for an arrival. */
+static double mock_now(void *ctx) { return clock_now_s() - ((mock *)ctx)->t0; }
+static int mock_wait(void *ctx, double until, char *err, size_t errlen) {
+    (void)ctx; (void)until;
+    return errbuf_fail(err, errlen, "mock backend: nothing to run and no request to wait for");
+}
+
 static void publish(mock *m) {
     srv_backend_stats st = {0};
     int running, waiting, swapped;
@@ -171,7 +183,7 @@ static void publish(mock *m) {
  * error); 0 when it is not live. */
 static int end_req(mock *m, int id, srv_finish_reason why, const char *error) {
     sched_done d;
-    if (sched_abort(m->sc, id, m->lp.now, &d, NULL) != 1) return 0;
+    if (drv_abort(m->d, id, &d, NULL) != 1) return 0;
     finish(d.user, why, error);
     return 1;
 }
@@ -190,7 +202,7 @@ static int end_any(mock *m, srv_finish_reason why, const char *error) {
 static int step(mock *m) {
     loop_step_info info;
     char err[256], msg[300];
-    int rc = loop_step(&m->lp, &info, err, sizeof err);
+    int rc = drv_step(m->d, &info, err, sizeof err);
     static const srv_finish_reason by_seq[] = {SRV_FINISH_STOP, SRV_FINISH_LENGTH, SRV_FINISH_STOP, SRV_FINISH_ABORT};
     for (int i = 0; i < info.n_fin; i++) {    /* (what finished is in info even after an error) */
         const seq *s = info.fin[i];
@@ -218,7 +230,7 @@ static void admit(mock *m, mreq *in) {
     for (mreq *r = in, *nx; r; r = nx) {
         nx = r->next;
         r->next = NULL;
-        if (!sched_add(m->sc, r->id, r->prompt, r->prompt_len, r->max_tokens, r->n, 0, m->lp.now, r)) {
+        if (!sched_add(m->sc, r->id, r->prompt, r->prompt_len, r->max_tokens, r->n, 0, mock_now(m), r)) {
             finish(r, SRV_FINISH_ERROR, "the scheduler refused the request (out of memory?)");
             continue;
         }
@@ -380,6 +392,7 @@ static void mock_destroy(srv_backend *b) {
         pthread_join(m->thread, NULL);
     }
     for (mreq *r = m->in_head, *nx; r; r = nx) { nx = r->next; finish(r, SRV_FINISH_ABORT, NULL); }
+    drv_destroy(m->d);
     loop_free(&m->lp);
     if (m->sc) sched_destroy(m->sc);
     if (m->kv) kv_destroy(m->kv);
@@ -428,15 +441,20 @@ srv_backend *srv_mock_create(const srv_mock_opts *o, char *err, size_t errcap) {
     m->unseeded = 0x5EED;
     m->st.max_model_len = o->max_model_len;
     m->b = (srv_backend){m, m->model, mock_submit, mock_abort, mock_stats, mock_destroy};
-    kv_config kc = {KV_PAGED, o->num_blocks, o->block_size, (int)o->max_model_len, 2048, o->prefix_caching != 0, 0};
+    kv_config kc = {KV_PAGED, o->num_blocks, o->block_size, (int)o->max_model_len, 2048, o->prefix_caching != 0, 0,
+                    KV_ALLOC_FIRST_FIT};
     sched_config sc = sched_config_default();
     sc.max_num_seqs = o->max_num_seqs;
     sc.max_num_batched_tokens = o->max_num_batched_tokens;
     sc.max_model_len = (int)o->max_model_len;
     sc.preempt = SCHED_PREEMPT_RECOMPUTE;
+    drv_config dc = drv_config_default();
+    dc.clock = (drv_clock){mock_now, mock_wait, m};  /* fed by the engine thread: no source */
+    m->t0 = clock_now_s();
     if (!(m->kv = kv_create(&kc, err, errcap)) || !(m->sc = sched_create(&sc, m->kv, err, errcap)) ||
-        loop_init(&m->lp, m->sc, (loop_executor){m, mock_execute}, 0.0, SRV_MOCK_VOCAB)) {
-        if (!m->sc && m->kv && !err[0]) errbuf_fail(err, errcap, "out of memory");
+        loop_init(&m->lp, m->sc, (loop_executor){m, mock_execute}, 0.0, SRV_MOCK_VOCAB) ||
+        !(m->d = drv_create(&m->lp, m->kv, &dc, err, errcap))) {
+        if (m->sc && !m->d && !err[0]) errbuf_fail(err, errcap, "out of memory");
         mock_destroy(&m->b);
         return NULL;
     }
