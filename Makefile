@@ -114,7 +114,7 @@ demo: ## install what is missing, build, and run the classroom demo and the Figu
 	@bash scripts/demo.sh
 
 test: $(BINS) $(TEST_BINS) $(GPU_TEST_BINS) ## unit + integration tests; GPU tests are reported as skipped
-	@BUILD=$(BUILD) PAGESIM_SHARED=$(SHARED) PAGESIM_BINDIR=$(BINDIR) bash tests/run.sh --skip-gpu $(TEST_BINS) -- $(GPU_TEST_SRCS)
+	@BUILD=$(BUILD) PAGESIM_SHARED=$(SHARED) PAGESIM_BINDIR=$(BINDIR) bash tests/run.sh --skip-gpu $(TEST_BINS) tests/openai/run.sh -- $(GPU_TEST_SRCS)
 
 test-gpu: ## GPU tests (needs an NVIDIA GPU and nvcc; without the -dev packages, as on the GPU machine, builds through scripts/gpu/build.sh)
 	@if pkg-config --exists $(PKGS) 2>/dev/null; then \

@@ -17,6 +17,7 @@
 typedef struct eng_req {
     eng_params p;
     eng_result r;
+    eng_samples samp;            /* per sample: tokens, log-probabilities (engine/samples.h) */
     bool live;
 } eng_req;
 
@@ -36,7 +37,9 @@ struct eng {
     int         n_ab, cap_ab;
     k_sample_params *sp;         /* (max_logit_rows,) */
     int32_t    *tok;             /* (max_logit_rows,) */
-    float      *hlogits;         /* (max_logit_rows, V) host, with on_logits */
+    int        *row_of;          /* (max_num_seqs,) the logits row of each batch item */
+    float      *hlogits;         /* (max_logit_rows, V) host, with on_logits or top_logprobs */
+    float      *tok_lp;          /* (max_logit_rows,) log-probabilities of the sampled tokens */
     eng_step_info last;
     struct timespec t0;
 };
@@ -118,7 +121,38 @@ kv_config eng_kv_config(const model_opts *o, int num_blocks, kv_policy p, bool p
 static k_sample_params params_of(const seq *s) {
     const eng_req *q = s->user;
     return (k_sample_params){q->p.temperature, q->p.top_k, q->p.top_p,
-                             q->p.seed + (uint64_t)(s->id - s->group), (uint64_t)seq_num_generated(s)};
+                             q->p.seed + (uint64_t)s->sample, (uint64_t)seq_num_generated(s)};
+}
+
+/* Records each sampled token in its request's samples, with the
+ * log-probabilities the request asked for; row_of[i] = item i's logits row. */
+static int record_samples(eng *e, const sched_batch *b, const int *tokens, const int *row_of,
+                          int R, char *err, size_t errlen) {
+    int want_lp = 0, want_top = 0, V = model_config(e->m)->vocab_size;
+    for (int i = 0; i < b->num_items; i++) {
+        const eng_req *q = b->items[i].s->user;
+        if (!b->items[i].samples) continue;
+        want_lp |= q->samp.logprobs;
+        want_top |= q->samp.top_k > 0;
+    }
+    if (want_lp && model_logprobs(e->m, R, e->tok, e->tok_lp, err, errlen)) return -1;
+    if (want_top) {                           /* the rows on the host: the top k there */
+        if (!e->hlogits && !(e->hlogits = malloc(sizeof(float) * (size_t)model_options(e->m)->max_logit_rows * V)))
+            return errbuf_fail(err, errlen, "out of memory");
+        if (model_logits(e->m, R, e->hlogits, err, errlen)) return -1;
+    }
+    for (int i = 0; i < b->num_items; i++) {
+        const sched_item *it = &b->items[i];
+        eng_req *q = it->s->user;
+        if (!it->samples) continue;
+        int32_t ids[ENG_MAX_TOP_LOGPROBS];
+        float lps[ENG_MAX_TOP_LOGPROBS];
+        if (q->samp.top_k) eng_top_logprobs(e->hlogits + (size_t)row_of[i] * V, V, q->samp.top_k, ids, lps);
+        if (eng_samples_put(&q->samp, it->s->sample, seq_num_generated(it->s), tokens[i],
+                            q->samp.logprobs ? e->tok_lp[row_of[i]] : 0, ids, lps))
+            return errbuf_fail(err, errlen, "out of memory");
+    }
+    return 0;
 }
 
 /* the executor of the step loop */
@@ -137,10 +171,11 @@ static int eng_execute(void *ctx, const sched_batch *b, int *tokens, double *sec
         if (eng_build_batch(b, e->kv, &e->buf, mbk, &mb, err, errlen)) return -1;
         mb.all_logits = e->cfg.on_logits != NULL;
         if (model_forward(e->m, &mb, &R, err, errlen)) return -1;
+        int *row_of = e->row_of;              /* (num_items,) the logits row of each item */
         if (!mb.all_logits) {                 /* one row per sequence: its last token */
             for (int i = 0; i < b->num_items; i++) e->sp[i] = params_of(b->items[i].s);
             if (model_sample(e->m, R, e->sp, e->tok, err, errlen)) return -1;
-            for (int i = 0; i < b->num_items; i++) tokens[i] = e->tok[i];
+            for (int i = 0; i < b->num_items; i++) { tokens[i] = e->tok[i]; row_of[i] = i; }
         } else {                              /* every row; a sequence samples from its last */
             int V = model_config(e->m)->vocab_size;
             for (int i = 0; i < b->num_items; i++)
@@ -152,11 +187,13 @@ static int eng_execute(void *ctx, const sched_batch *b, int *tokens, double *sec
                 const sched_item *it = &b->items[i];
                 const eng_req *q = it->s->user;
                 tokens[i] = e->tok[mb.query_start[i + 1] - 1];
+                row_of[i] = mb.query_start[i + 1] - 1;
                 for (int r = mb.query_start[i]; r < mb.query_start[i + 1]; r++)
                     e->cfg.on_logits(e->cfg.logits_ctx, q->r.id, it->start + (r - mb.query_start[i]),
                                      e->hlogits + (size_t)r * V, V);
             }
         }
+        if (record_samples(e, b, tokens, row_of, R, err, errlen)) return -1;
     }
     *seconds = now_s(e) - e->lp.now;
     return 0;
@@ -191,8 +228,10 @@ eng *eng_create(const mc_config *c, w_weights *w, const eng_config *cfg, model_m
     size_t R = (size_t)o->max_logit_rows;
     e->sp = calloc(R, sizeof *e->sp);
     e->tok = calloc(R, sizeof *e->tok);
+    e->tok_lp = calloc(R, sizeof *e->tok_lp);
+    e->row_of = calloc((size_t)o->max_num_seqs, sizeof *e->row_of);
     if (cfg->on_logits) e->hlogits = malloc(R * (size_t)c->vocab_size * sizeof(float));
-    if (!e->sp || !e->tok || (cfg->on_logits && !e->hlogits)) {
+    if (!e->sp || !e->tok || !e->tok_lp || !e->row_of || (cfg->on_logits && !e->hlogits)) {
         errbuf_fail(err, errlen, "out of memory");
         eng_free(e);
         return NULL;
@@ -220,6 +259,17 @@ eng *eng_create(const mc_config *c, w_weights *w, const eng_config *cfg, model_m
 
 int eng_add_request(eng *e, int id, const int *prompt, int prompt_len, const eng_params *p, char *err,
                     size_t errlen) {
+    return eng_add_request_out(e, id, prompt, prompt_len, p, NULL, err, errlen);
+}
+
+int eng_add_request_out(eng *e, int id, const int *prompt, int prompt_len, const eng_params *p,
+                        const eng_output_opts *out, char *err, size_t errlen) {
+    eng_output_opts one = {1, 0, 0};
+    if (!out) out = &one;
+    int n = out->n > 1 ? out->n : 1;
+    if (n > model_options(e->m)->max_num_seqs || out->top_logprobs < 0 || out->top_logprobs > ENG_MAX_TOP_LOGPROBS)
+        return errbuf_fail(err, errlen, "request %d: n %d (at most max_num_seqs %d), top_logprobs %d (0..%d)", id, n,
+                           model_options(e->m)->max_num_seqs, out->top_logprobs, ENG_MAX_TOP_LOGPROBS);
     const model_opts *o = model_options(e->m);
     const mc_config *c = model_config(e->m);
     if (prompt_len <= 0 || p->max_tokens <= 0 || prompt_len + p->max_tokens > o->max_model_len)
@@ -237,13 +287,17 @@ int eng_add_request(eng *e, int id, const int *prompt, int prompt_len, const eng
     }
     eng_req *q = calloc(1, sizeof *q);
     if (!q) return errbuf_fail(err, errlen, "out of memory");
+    if (eng_samples_init(&q->samp, n, out->logprobs, out->top_logprobs)) { free(q); return errbuf_fail(err, errlen, "out of memory"); }
     q->p = *p;
+    q->r.num_samples = n;
+    q->r.samples = q->samp.s;
     q->r.id = id;
     q->r.prompt_len = prompt_len;
     q->r.arrival = now_s(e);
     q->r.first_token = -1;
     q->live = true;
-    if (!sched_add(e->sc, id, prompt, prompt_len, p->max_tokens, 1, 0, q->r.arrival, q)) {
+    if (!sched_add(e->sc, id, prompt, prompt_len, p->max_tokens, n, 0, q->r.arrival, q)) {
+        eng_samples_free(&q->samp);
         free(q);
         return errbuf_fail(err, errlen, "request %d: the scheduler refused it", id);
     }
@@ -251,15 +305,18 @@ int eng_add_request(eng *e, int id, const int *prompt, int prompt_len, const eng
     return 0;
 }
 
-/* keeps the generated tokens of s in q's result */
+/* Records the end of s (a sequence of q that finished, or NULL) and keeps
+ * sample 0's tokens in q's result. */
 static int keep_tokens(eng_req *q, const seq *s) {
-    int n = seq_num_generated(s);
+    if (s && s->sample >= 0 && s->sample < q->samp.n) q->samp.s[s->sample].finish = s->finish_reason;
+    if (s) q->r.num_preemptions = s->num_preemptions;
+    const eng_sample *s0 = &q->samp.s[0];
+    int n = s0->num_tokens;
     free(q->r.tokens);
     q->r.tokens = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
     if (!q->r.tokens) { q->r.num_tokens = 0; return -1; }
-    for (int j = 0; j < n; j++) q->r.tokens[j] = s->tokens[s->prompt_len + j];
+    if (n > 0) memcpy(q->r.tokens, s0->tokens, sizeof(int32_t) * (size_t)n);
     q->r.num_tokens = n;
-    q->r.num_preemptions = s->num_preemptions;
     return 0;
 }
 
@@ -311,7 +368,9 @@ int eng_abort(eng *e, int id) {
     e->lp.now = now_s(e);
     if (drv_abort(e->d, id, &d, &s) != 1) return -1;
     eng_req *q = d.user;
-    if (s) keep_tokens(q, s);
+    for (int k = 0; k < q->samp.n; k++)
+        if (!q->samp.s[k].finish) q->samp.s[k].finish = SEQ_FINISH_ABORT;
+    keep_tokens(q, s);
     q->live = false;
     q->r.first_token = d.first_token;
     q->r.finish = d.finish_time;
@@ -336,6 +395,17 @@ int eng_tokens(eng *e, int id, const int32_t **tokens) {
     return -1;
 }
 
+const eng_sample *eng_request_samples(eng *e, int id, int *n) {
+    for (int i = e->nreq - 1; i >= 0; i--) {      /* the live ones are the recent ones */
+        const eng_req *q = e->reqs[i];
+        if (q->r.id != id || !q->live) continue;
+        *n = q->samp.n;
+        return q->samp.s;
+    }
+    *n = 0;
+    return NULL;
+}
+
 bool eng_has_work(const eng *e) { return e->n_ab > 0 || sched_has_work(e->sc); }
 
 void eng_last_step(const eng *e, eng_step_info *out) { *out = e->last; }
@@ -358,8 +428,9 @@ void eng_free(eng *e) {
     if (e->sc) sched_destroy(e->sc);
     if (e->kv) kv_destroy(e->kv);
     model_free(e->m);
-    for (int i = 0; i < e->nreq; i++) { free(e->reqs[i]->r.tokens); free(e->reqs[i]); }
+    for (int i = 0; i < e->nreq; i++) { free(e->reqs[i]->r.tokens); eng_samples_free(&e->reqs[i]->samp); free(e->reqs[i]); }
     free(e->reqs); free(e->done); free(e->aborted); free(e->sp); free(e->tok); free(e->hlogits);
+    free(e->tok_lp); free(e->row_of);
     eng_batch_buf_free(&e->buf);
     free(e);
 }

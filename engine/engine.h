@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "engine/model.h"
+#include "engine/samples.h"
 #include "sim/kv_cache.h"
 #include "sim/scheduler.h"
 #include "sim/metrics.h"
@@ -42,14 +43,24 @@ typedef struct eng_params {      /* per request */
     uint64_t seed;               /* the request's random stream */
 } eng_params;
 
+typedef struct eng_output_opts { /* what a request wants beyond one sequence of tokens */
+    int      n;                  /* parallel samples: the scheduler forks the prompt's KV
+                                    (copy-on-write); 0 or 1 = one */
+    int      logprobs;           /* 1: each generated token's log-probability */
+    int      top_logprobs;       /* with logprobs: the k most likely tokens too (0..20) */
+} eng_output_opts;
+
 typedef struct eng_result {      /* a finished (or aborted) request */
     int      id;
     int      prompt_len;
-    int      num_tokens;         /* generated */
-    int32_t *tokens;             /* (num_tokens,) owned by the engine until eng_free */
+    int      num_tokens;         /* generated (sample 0) */
+    int32_t *tokens;             /* (num_tokens,) sample 0's, owned by the engine until eng_free */
     double   arrival, first_token, finish;   /* seconds since eng_create (first_token < 0: none) */
     int      num_preemptions;
     bool     aborted;
+    int      num_samples;        /* n */
+    const eng_sample *samples;   /* (num_samples,) each one's tokens, log-probabilities and
+                                    finish (engine/samples.h), owned by the engine until eng_free */
 } eng_result;
 
 typedef struct eng_step_info {   /* what the last eng_step ran */
@@ -68,6 +79,9 @@ eng *eng_create(const mc_config *c, w_weights *w, const eng_config *cfg, model_m
 /* Queues a request (prompt copied).  -1 and a message on bad input. */
 int  eng_add_request(eng *e, int id, const int *prompt, int prompt_len, const eng_params *p,
                      char *err, size_t errlen);
+/* eng_add_request with n samples and log-probabilities (o NULL: one, none). */
+int  eng_add_request_out(eng *e, int id, const int *prompt, int prompt_len, const eng_params *p,
+                         const eng_output_opts *o, char *err, size_t errlen);
 /* One schedule -> execute -> postprocess.  Requests finished in this step (and
  * those aborted since the last step) in *done, valid until the next eng_step.
  * 1 when a step ran or results are reported, 0 when idle, -1 with a message. */
@@ -79,6 +93,10 @@ int  eng_abort(eng *e, int id);
 /* The tokens live request id has generated so far ((n,) valid until the next
  * eng_step; for streaming).  Returns n, or -1 when id is not live. */
 int  eng_tokens(eng *e, int id, const int32_t **tokens);
+/* What live request id's samples have produced so far (*n of them; valid
+ * until the next eng_step; for streaming n > 1 and log-probabilities).
+ * NULL when id is not live. */
+const eng_sample *eng_request_samples(eng *e, int id, int *n);
 bool eng_has_work(const eng *e);
 void eng_last_step(const eng *e, eng_step_info *out);
 /* The KV pool in the simulator's categories (blocks used, fragmentation...). */

@@ -43,3 +43,6 @@ if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
   fi
 fi
 bash scripts/fetch-tokenizers.sh || echo "deps: tokenizers not fetched (offline?); tests that need them will skip"
+# the official OpenAI client for Node, which tests/openai/run.sh drives engine/serve with
+(cd tests/openai && npm install --no-audit --no-fund --loglevel=error) ||
+  echo "deps: npm package openai not installed (offline?); tests/openai will skip"

@@ -5,7 +5,8 @@
  *   POST /v1/chat/completions   JSON, or SSE chunks with "stream": true
  *   POST /v1/completions        JSON, or SSE chunks with "stream": true
  *   GET  /v1/models             the one served model
- *   GET  /health                200 while serving, 503 while stopping
+ *   GET  /health                200 while serving, 503 while stopping (HEAD too,
+ *                               as for every GET route)
  *   GET  /metrics               Prometheus text, vLLM's metric names
  * Errors are OpenAI-style objects {"error": {"message", "type", "param",
  * "code"}}: 400 malformed JSON or a bad field (max_tokens above the limit),
@@ -28,12 +29,17 @@ typedef struct srv_server srv_server;
 typedef struct {
     const char *host;           /* address to bind, numeric or a name; default "127.0.0.1" */
     int port;                   /* 0 = an ephemeral port (read it with srv_port); default 8000 */
-    const char *api_key;        /* NULL = no authentication */
+    const char *api_key;        /* NULL = no authentication; "" is refused by srv_start */
     size_t max_body;            /* request body limit in bytes; default 1 MiB */
     int max_tokens_limit;       /* largest max_tokens accepted; default 32768.  Also
                                    the max_tokens of a request that gives none */
     unsigned conn_limit;        /* concurrent connections; default 1024 */
-    unsigned conn_timeout_s;    /* idle connection timeout; default 600 */
+    unsigned keep_alive_s;      /* a connection that sends nothing for this long while no
+                                   request is in progress (before its request head is
+                                   complete, or between requests) is closed: uvicorn's and
+                                   vLLM's --timeout-keep-alive; default 5 */
+    unsigned io_timeout_s;      /* the same while a request body is read or a reply
+                                   written (waiting for tokens does not count); default 60 */
     const chat_tpl *chat_template;  /* how chat messages become a prompt (not owned; rendered from
                                    several threads); NULL: qwen3's, written out in C. Either way
                                    chat_template_kwargs.enable_thinking reaches the template */
@@ -56,6 +62,15 @@ int srv_port(const srv_server *s);
  * backend has finished each of them, closes every connection and frees s.
  * The backend is left running and may be served again.  NULL is fine. */
 void srv_stop(srv_server *s);
+/* Drains (SIGTERM, as vLLM's --shutdown-timeout): refuses new requests
+ * (503, /health too, with "Connection: close"), lets the ones in flight
+ * finish for up to grace_s seconds, then ends what is left cleanly: a
+ * stream gets each choice's finish chunk ("abort") and [DONE], a plain
+ * request a 503.  Returns once the last bytes went out (a few seconds more
+ * at most, for clients that stop reading); srv_stop then closes.  */
+void srv_drain(srv_server *s, double grace_s);
+/* From another thread during srv_drain: end the grace period now. */
+void srv_drain_now(srv_server *s);
 
 /* Requests answered so far by status class: [0] 2xx, [1] 4xx, [2] 5xx. */
 void srv_counts(const srv_server *s, long out[3]);

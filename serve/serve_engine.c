@@ -4,12 +4,12 @@
  * owns the engine, the live requests and every sink call.  Touches the GPU
  * (through engine/engine.h), the model files and its own state. */
 #include "serve/serve_engine.h"
+#include "base/rng.h"
 #include "engine/engine.h"
 #include "text/tokenizer.h"
 #include "engine/weights.h"
 #include "sim/model_config.h"
 #include "base/errbuf.h"
-#include "base/rng.h"
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,15 +23,22 @@
 
 #define DEFAULT_TOKENIZER "data/tokenizers/qwen3/tokenizer.json"
 
+typedef struct echoice {         /* one sample's progress towards the sink */
+    int       emitted_tokens;    /* tokens whose text went to the sink */
+    size_t    emitted_bytes;
+    int       stopped;           /* the sink asked to stop it */
+} echoice;
+
 typedef struct ereq {
     int       id;                /* the engine's request id (also the backend's) */
     srv_sink *sink;
     int32_t  *ids;               /* (n_ids,) the prompt, until the engine copies it */
     int       n_ids, max_tokens;
     eng_params p;
-    int       emitted_tokens;    /* tokens whose text went to the sink */
-    size_t    emitted_bytes;
-    int       stopping;          /* aborted or the sink asked to stop: no more on_tokens */
+    eng_output_opts out;         /* n samples, log-probabilities */
+    echoice  *ch;                /* (out.n,) */
+    int       n_stopped;
+    int       stopping;          /* aborted or every choice asked to stop: no more on_tokens */
     struct ereq *next;
 } ereq;
 
@@ -57,7 +64,12 @@ typedef struct esrv {
     int         nlive;
     char       *dec;             /* (dec_cap,) decoded text */
     size_t      dec_cap;
+    srv_token_lp *lpv;           /* (lpv_cap,) one delta's log-probabilities */
+    srv_logprob *topv;           /* (topv_cap,) their most likely tokens */
+    char       *lptext;          /* (lptext_cap,) the texts of those tokens */
+    size_t      lpv_cap, topv_cap, lptext_cap;
     long        steps;
+    long        prefix_queries;  /* prompt tokens handed to the engine */
 } esrv;
 
 /* ---- the engine thread ----------------------------------------------------------------------- */
@@ -80,11 +92,61 @@ static int utf8_char(const unsigned char *s, size_t n) {
     return len;
 }
 
-/* Sends the text of toks[0..n) not sent yet, as valid UTF-8: an invalid
- * sequence becomes U+FFFD (as vLLM's detokenizer does), a character cut at
- * the end waits for the next token unless the reply is final. */
-static void emit(esrv *s, ereq *r, const int32_t *toks, int n, int final) {
-    if (r->stopping || (n <= r->emitted_tokens && !final)) return;
+/* Room for n elements of size sz in *p (capacity *cap).  -1 when out of memory. */
+static int reserve(void **p, size_t *cap, size_t n, size_t sz) {
+    if (n <= *cap) return 0;
+    size_t c = *cap ? *cap : 16;
+    while (c < n) c *= 2;
+    void *q = realloc(*p, c * sz);
+    if (!q) return -1;
+    *p = q; *cap = c;
+    return 0;
+}
+
+/* The log-probabilities of tokens [from, from + nn) of sample sm, with each
+ * token's text (special tokens spelled out), in the backend's scratch
+ * (valid until the next call).  NULL when out of memory. */
+static const srv_token_lp *token_lps(esrv *s, const ereq *r, const eng_sample *sm, int from, int nn) {
+    int K = r->out.top_logprobs;
+    if (reserve((void **)&s->lpv, &s->lpv_cap, (size_t)nn, sizeof *s->lpv) ||
+        reserve((void **)&s->topv, &s->topv_cap, (size_t)nn * (size_t)K + 1, sizeof *s->topv)) return NULL;
+    size_t total = 0;                                    /* pass 1: the texts' bytes */
+    for (int i = 0; i < nn; i++) {
+        total += tok_decode(s->tok, &sm->tokens[from + i], 1, 0, NULL, 0) + 1;
+        for (int j = 0; j < K; j++)
+            if (sm->top_ids[(size_t)(from + i) * K + j] >= 0)
+                total += tok_decode(s->tok, &sm->top_ids[(size_t)(from + i) * K + j], 1, 0, NULL, 0) + 1;
+    }
+    if (reserve((void **)&s->lptext, &s->lptext_cap, total + 1, 1)) return NULL;
+    char *at = s->lptext;
+    for (int i = 0; i < nn; i++) {                       /* pass 2: decode into place */
+        srv_token_lp *l = &s->lpv[i];
+        int32_t id = sm->tokens[from + i];
+        size_t n = tok_decode(s->tok, &id, 1, 0, at, (size_t)(s->lptext + s->lptext_cap - at));
+        l->tok = (srv_logprob){id, sm->logprobs[from + i], at, n};
+        at += n + 1;
+        l->top = s->topv + (size_t)i * K;
+        l->n_top = 0;
+        for (int j = 0; j < K; j++) {
+            int32_t tid = sm->top_ids[(size_t)(from + i) * K + j];
+            if (tid < 0) continue;
+            size_t tn = tok_decode(s->tok, &tid, 1, 0, at, (size_t)(s->lptext + s->lptext_cap - at));
+            s->topv[(size_t)i * K + l->n_top++] = (srv_logprob){tid, sm->top_lps[(size_t)(from + i) * K + j], at, tn};
+            at += tn + 1;
+        }
+    }
+    return s->lpv;
+}
+
+/* Sends the text of sample k's tokens not sent yet, as valid UTF-8 (with
+ * their log-probabilities when asked): an invalid sequence becomes U+FFFD
+ * (as vLLM's detokenizer does), a character cut at the end waits for the
+ * next token unless the reply is final. */
+static void emit(esrv *s, ereq *r, int k, const eng_sample *sm, int final) {
+    echoice *c = &r->ch[k];
+    const int32_t *toks = sm->tokens;
+    int n = sm->num_tokens;
+    if (r->stopping || c->stopped || (n <= c->emitted_tokens && !final)) return;
     size_t need = tok_decode(s->tok, toks, (size_t)n, TOK_SKIP_SPECIAL, NULL, 0);
     if (4 * need + 4 > s->dec_cap) {                     /* raw text (need + 1), then its cleaned copy */
         char *d = realloc(s->dec, 4 * need + 4);         /* (3 need + 3: a U+FFFD per bad byte at worst) */
@@ -96,26 +158,39 @@ static void emit(esrv *s, ereq *r, const int32_t *toks, int n, int final) {
     char *clean = s->dec + need + 1;
     size_t m = 0;
     for (size_t i = 0; i < need;) {
-        int k = utf8_char(raw + i, need - i);
-        if (k == 0 && !final) break;                     /* wait for the rest of the character */
-        if (k > 0) { memcpy(clean + m, raw + i, (size_t)k); m += (size_t)k; i += (size_t)k; }
-        else { memcpy(clean + m, "\xEF\xBF\xBD", 3); m += 3; i += k < 0 ? (size_t)-k : need - i; }
+        int u = utf8_char(raw + i, need - i);
+        if (u == 0 && !final) break;                     /* wait for the rest of the character */
+        if (u > 0) { memcpy(clean + m, raw + i, (size_t)u); m += (size_t)u; i += (size_t)u; }
+        else { memcpy(clean + m, "\xEF\xBF\xBD", 3); m += 3; i += u < 0 ? (size_t)-u : need - i; }
     }
-    size_t len = m > r->emitted_bytes ? m - r->emitted_bytes : 0;
-    if (n <= r->emitted_tokens && len == 0) return;
-    int stop = r->sink->on_tokens(r->sink, toks + r->emitted_tokens, (size_t)(n > r->emitted_tokens ? n - r->emitted_tokens : 0),
-                                  clean + r->emitted_bytes, len);
-    if (n > r->emitted_tokens) r->emitted_tokens = n;
-    r->emitted_bytes += len;
-    if (stop) { r->stopping = 1; eng_abort(s->e, r->id); }
+    size_t len = m > c->emitted_bytes ? m - c->emitted_bytes : 0;
+    int from = c->emitted_tokens, nn = n > from ? n - from : 0;
+    if (nn == 0 && len == 0) return;
+    const srv_token_lp *lp = r->out.logprobs && nn ? token_lps(s, r, sm, from, nn) : NULL;
+    srv_delta d = {k, toks + from, (size_t)nn, lp, clean + c->emitted_bytes, len};
+    int stop = r->sink->on_tokens(r->sink, &d);
+    c->emitted_tokens = from + nn;
+    c->emitted_bytes += len;
+    if (!stop) return;
+    c->stopped = 1;
+    if (++r->n_stopped == r->out.n) { r->stopping = 1; eng_abort(s->e, r->id); }
 }
 
-static void finish(esrv *s, ereq *r, srv_finish_reason why, int ptoks, int ctoks, const char *error) {
+/* Tells the sink request r is over (each choice's end from samples when it
+ * finished normally) and frees r. */
+static void finish(esrv *s, ereq *r, srv_finish_reason why, int ptoks, int ctoks, const char *error,
+                   const eng_sample *samples) {
     for (ereq **pp = &s->live; *pp; pp = &(*pp)->next)
         if (*pp == r) { *pp = r->next; s->nlive--; break; }
-    srv_finish_info fi = { why, ptoks, ctoks, error };
+    srv_finish_reason reasons[SRV_MAX_N];
+    for (int k = 0; k < r->out.n && k < SRV_MAX_N; k++) reasons[k] = why;
+    for (int k = 0; samples && why == SRV_FINISH_STOP && k < r->out.n && k < SRV_MAX_N; k++)
+        reasons[k] = samples[k].finish == SEQ_FINISH_LENGTH ? SRV_FINISH_LENGTH
+                   : samples[k].finish == SEQ_FINISH_ABORT ? SRV_FINISH_ABORT : SRV_FINISH_STOP;
+    srv_finish_info fi = { why, ptoks, ctoks, error, reasons };
     r->sink->on_finish(r->sink, &fi);
     free(r->ids);
+    free(r->ch);
     free(r);
 }
 
@@ -133,6 +208,8 @@ static void publish(esrv *s) {
         eng_usage(s->e, &u);
         st.kv_usage = u.slots_total > 0 ? (double)(u.token_slots + u.reserved_slots + u.internal_frag) / (double)u.slots_total : 0;
         st.preemptions = eng_sched_stats(s->e)->preemptions;
+        st.prefix_queries = s->prefix_queries;
+        st.prefix_hits = u.prefix_hit_tokens;
     }
     st.max_model_len = s->max_model_len;
     pthread_mutex_lock(&s->mu);
@@ -161,11 +238,12 @@ static void *engine_thread(void *arg) {
         for (ereq *r = in, *nx; r; r = nx) {                /* new requests into the engine */
             nx = r->next;
             r->next = s->live; s->live = r; s->nlive++;
-            if (quit || broken) { finish(s, r, quit ? SRV_FINISH_ABORT : SRV_FINISH_ERROR, r->n_ids, 0, quit ? NULL : s->broken); continue; }
-            if (eng_add_request(s->e, r->id, r->ids, r->n_ids, &r->p, err, sizeof err)) {
-                finish(s, r, SRV_FINISH_ERROR, r->n_ids, 0, err);
+            if (quit || broken) { finish(s, r, quit ? SRV_FINISH_ABORT : SRV_FINISH_ERROR, r->n_ids, 0, quit ? NULL : s->broken, NULL); continue; }
+            if (eng_add_request_out(s->e, r->id, r->ids, r->n_ids, &r->p, &r->out, err, sizeof err)) {
+                finish(s, r, SRV_FINISH_ERROR, r->n_ids, 0, err, NULL);
                 continue;
             }
+            s->prefix_queries += r->n_ids;
             free(r->ids); r->ids = NULL;
         }
         for (size_t k = 0; k < n_ab; k++) {
@@ -176,7 +254,7 @@ static void *engine_thread(void *arg) {
             for (ereq *r = s->live; r; r = r->next)
                 if (!r->stopping) { r->stopping = 1; eng_abort(s->e, r->id); }
         if (broken) {
-            while (s->live) finish(s, s->live, SRV_FINISH_ERROR, s->live->n_ids, 0, s->broken);
+            while (s->live) finish(s, s->live, SRV_FINISH_ERROR, s->live->n_ids, 0, s->broken, NULL);
             publish(s);
             if (quit) break;
             continue;
@@ -187,29 +265,31 @@ static void *engine_thread(void *arg) {
             pthread_mutex_lock(&s->mu);
             snprintf(s->broken, sizeof s->broken, "the engine failed: %.200s", err);
             pthread_mutex_unlock(&s->mu);
-            while (s->live) finish(s, s->live, SRV_FINISH_ERROR, s->live->n_ids, 0, s->broken);
+            while (s->live) finish(s, s->live, SRV_FINISH_ERROR, s->live->n_ids, 0, s->broken, NULL);
             publish(s);
             if (quit) break;
             continue;
         }
         for (ereq *r = s->live; r; r = r->next) {           /* stream what each live request has */
-            const int32_t *toks;
-            int n = eng_tokens(s->e, r->id, &toks);
-            if (n > r->emitted_tokens) emit(s, r, toks, n, 0);
+            int n = 0;
+            const eng_sample *sm = eng_request_samples(s->e, r->id, &n);
+            for (int k = 0; sm && k < n && k < r->out.n; k++) emit(s, r, k, &sm[k], 0);
         }
         for (int k = 0; k < nd; k++) {
             const eng_result *d = &done[k];
             ereq *r = find(s, d->id);
             if (!r) continue;
-            int stopped = r->stopping;
-            emit(s, r, d->tokens, d->num_tokens, 1);
-            srv_finish_reason why = d->aborted || stopped ? SRV_FINISH_ABORT
-                                  : d->num_tokens >= r->max_tokens ? SRV_FINISH_LENGTH : SRV_FINISH_STOP;
-            finish(s, r, why, d->prompt_len, d->num_tokens, NULL);
+            int stopped = r->stopping, ctoks = 0;
+            for (int j = 0; j < d->num_samples && j < r->out.n; j++) {
+                emit(s, r, j, &d->samples[j], 1);
+                ctoks += d->samples[j].num_tokens;
+            }
+            finish(s, r, d->aborted || stopped ? SRV_FINISH_ABORT : SRV_FINISH_STOP, d->prompt_len, ctoks, NULL,
+                   d->samples);
         }
         if (rc == 0 && nd == 0 && !eng_has_work(s->e))       /* nothing left to run: none may wait forever */
             while (s->live) finish(s, s->live, quit ? SRV_FINISH_ABORT : SRV_FINISH_ERROR, s->live->n_ids, 0,
-                                   quit ? NULL : "the engine has no work left for this request");
+                                   quit ? NULL : "the engine has no work left for this request", NULL);
         if (s->steps++ % 8 == 0 || nd) publish(s);
         if (quit && !s->live) break;
     }
@@ -248,6 +328,13 @@ static int esrv_submit(void *self, const srv_gen_params *p, srv_sink *sink, uint
         return errbuf_fail(err, errcap, n < 1 ? "the prompt is empty" : "the prompt has %d tokens; this model's maximum context length is %d",
                     n, s->max_model_len);
     }
+    r->out = (eng_output_opts){ p->n > 1 ? p->n : 1, p->logprobs != 0, p->logprobs ? p->top_logprobs : 0 };
+    if (r->out.n > s->max_num_seqs || r->out.top_logprobs < 0 || r->out.top_logprobs > ENG_MAX_TOP_LOGPROBS) {
+        free(r->ids); free(r);
+        return errbuf_fail(err, errcap, "n is %d (this server runs at most %d sequences at once) and top_logprobs %d (0..%d)",
+                           p->n, s->max_num_seqs, p->top_logprobs, ENG_MAX_TOP_LOGPROBS);
+    }
+    if (!(r->ch = calloc((size_t)r->out.n, sizeof *r->ch))) { free(r->ids); free(r); return errbuf_fail(err, errcap, "out of memory"); }
     r->sink = sink;
     r->max_tokens = p->max_tokens < s->max_model_len - r->n_ids ? p->max_tokens : s->max_model_len - r->n_ids;
     pthread_mutex_lock(&s->mu);
@@ -263,7 +350,7 @@ static int esrv_submit(void *self, const srv_gen_params *p, srv_sink *sink, uint
         pthread_cond_signal(&s->cv);
     }
     pthread_mutex_unlock(&s->mu);
-    if (refuse) { free(r->ids); free(r); return -1; }
+    if (refuse) { free(r->ids); free(r->ch); free(r); return -1; }
     return 0;
 }
 
@@ -299,13 +386,13 @@ static void esrv_destroy(srv_backend *b) {
     }
     for (ereq *r = s->in_head, *nx; r; r = nx) {           /* never reached the engine thread */
         nx = r->next;
-        srv_finish_info fi = { SRV_FINISH_ABORT, r->n_ids, 0, NULL };
+        srv_finish_info fi = { SRV_FINISH_ABORT, r->n_ids, 0, NULL, NULL };
         r->sink->on_finish(r->sink, &fi);
-        free(r->ids); free(r);
+        free(r->ids); free(r->ch); free(r);
     }
     if (s->e) eng_free(s->e);
     tok_free(s->tok);
-    free(s->aborts); free(s->dec);
+    free(s->aborts); free(s->dec); free(s->lpv); free(s->topv); free(s->lptext);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s);

@@ -1,10 +1,16 @@
-/* serve/serve_mock.c — a srv_backend with no GPU: an engine thread that
- * steps every token_delay_us, generating one token per running request of a
- * deterministic JSON decision ({"decision": "buy", "reason": "..."}) derived
- * from the prompt and the seed.  It schedules like the real engine will:
- * FCFS admission up to max_num_seqs, a simulated KV block pool, preemption of
- * the latest admitted request when the pool runs out.  Used by the tests and
- * by `engine/serve --mock`.  Touches only its own state and the sinks. */
+/* serve/serve_mock.c — a srv_backend with no GPU, scheduled like the real
+ * engine by the real core: sim/'s scheduler and KV cache driven by the step
+ * loop through the driver (sim/driver.h: the wall clock, stalls are errors,
+ * as the engine runs), over an executor that sleeps for a modelled step
+ * time and emits, for each sequence that samples, the next token of its
+ * deterministic reply (serve_mock_reply.c).  Admission, chunked prefill,
+ * prefix caching, preemption and forks (n > 1) are the scheduler's; the
+ * load figures of /metrics are read from it and the KV cache.
+ *
+ * Threads: submit/abort/stats run on HTTP threads and touch only the locked
+ * queue and the published stats; the engine thread owns the scheduler, the
+ * KV cache, the loop, the live requests and every sink call.  Touches only
+ * its own state and the sinks. */
 #include "serve/serve_backend.h"
 #include "base/rng.h"
 
@@ -15,83 +21,33 @@
 #include <string.h>
 #include <time.h>
 
-/* ---- the deterministic reply ------------------------------------------------ */
+#include "base/errbuf.h"
+#include "sim/kv_cache.h"
+#include "sim/scheduler.h"
+#include "base/clock.h"
+#include "sim/driver.h"
 
-static uint64_t fnv1a(const void *p, size_t n, uint64_t h) {
-    const unsigned char *s = p;
-    for (size_t i = 0; i < n; i++) { h ^= s[i]; h *= 0x100000001B3ull; }
-    return h;
-}
-
-static const char *const k_openers[] = {
-    "The evidence on balance favours this position",
-    "Revenue momentum outweighs the stated risks",
-    "Margins and cash flow point the same way",
-    "The valuation already prices in the good news",
-    "Competitive pressure weighs on the outlook",
-    "Guidance and recent results support the call",
-    "The balance sheet looks stronger than the concerns suggest",
-    "Execution risk dominates the upside case",
-};
-static const char *const k_details[] = {
-    "given the growth in earnings per share",
-    "while debt levels remain manageable",
-    "although regulatory exposure is a concern",
-    "as free cash flow keeps improving",
-    "despite a softer quarter for the sector",
-    "with analysts revising estimates upward",
-    "because the dividend looks sustainable",
-    "since input costs are still rising",
-    "and the market share trend is stable",
-    "yet the order backlog continues to shrink",
-};
-
-size_t srv_mock_reply(const char *prompt, const int32_t *ids, size_t n_ids,
-                      double temperature, uint64_t seed, char *out, size_t cap) {
-    uint64_t h = 0xCBF29CE484222325ull;
-    if (prompt) h = fnv1a(prompt, strlen(prompt), h);
-    else if (ids) h = fnv1a(ids, n_ids * sizeof *ids, h);
-    uint64_t st = h ^ (temperature > 0 ? seed * 0xD1B54A32D192ED03ull : 0);
-    uint64_t r = rng_splitmix64(&st);
-    const char *decision = (r & 1) ? "buy" : "sell";
-    char reason[512];
-    int k = snprintf(reason, sizeof reason, "%s",
-                     k_openers[rng_splitmix64(&st) % (sizeof k_openers / sizeof *k_openers)]);
-    int n_details = (int)(rng_splitmix64(&st) % 3);
-    for (int i = 0; i < n_details && k > 0 && (size_t)k < sizeof reason; i++)
-        k += snprintf(reason + k, sizeof reason - (size_t)k, ", %s",
-                      k_details[rng_splitmix64(&st) % (sizeof k_details / sizeof *k_details)]);
-    return (size_t)snprintf(out, cap, "{\"decision\": \"%s\", \"reason\": \"%s.\"}", decision, reason);
-}
-
-/* Length of the token starting at s (n > 0 bytes left): leading spaces plus
- * a run of letters/digits, or one other character. */
-static size_t next_token_len(const char *s, size_t n) {
-    size_t i = 0;
-    while (i < n && s[i] == ' ') i++;
-    size_t w = i;
-    while (w < n && ((s[w] >= 'a' && s[w] <= 'z') || (s[w] >= 'A' && s[w] <= 'Z') ||
-                     (s[w] >= '0' && s[w] <= '9') || (unsigned char)s[w] >= 0x80)) w++;
-    if (w > i) return w;
-    return i < n ? i + 1 : i;
-}
-
-int srv_mock_count_tokens(const char *text, size_t len) {
-    int n = 0;
-    for (size_t i = 0; i < len; n++) i += next_token_len(text + i, len - i);
-    return n;
-}
-
-/* ---- the engine loop ----------------------------------------------------------- */
+/* One choice's reply, cut into tokens. */
+typedef struct mchoice {
+    char *text;              /* (len + 1,) the whole reply */
+    size_t len;
+    size_t *off;             /* (n_tok + 1,) byte offset of each token, then len */
+    int n_tok;
+    int stopped;             /* the sink asked to stop this choice */
+    srv_finish_reason reason;
+} mchoice;
 
 typedef struct mreq {
-    uint64_t id;
+    int id;                  /* the scheduler's request id (also the backend's) */
     srv_sink *sink;
-    char *reply;             /* (reply_len + 1,) what this request will say */
-    size_t reply_len, pos;   /* bytes already generated */
-    int prompt_tokens, generated, max_tokens;
-    int aborted;
-    struct mreq *next;       /* incoming / waiting list link */
+    int *prompt;             /* (prompt_len,) token ids, until the scheduler copies them */
+    int prompt_len, max_tokens, n;
+    int logprobs, top_logprobs;  /* what the request asked for */
+    int greedy;              /* temperature 0: the sampled token is the most likely */
+    mchoice *ch;             /* (n,) */
+    int n_stopped;
+    int generated;           /* tokens generated, every choice */
+    struct mreq *next;       /* the incoming queue */
 } mreq;
 
 typedef struct {
@@ -103,161 +59,213 @@ typedef struct {
     pthread_mutex_t mu;      /* guards the fields down to `st` */
     pthread_cond_t cv;
     mreq *in_head, *in_tail; /* submitted, not yet seen by the engine thread */
-    uint64_t *aborts;        /* (n_aborts,) ids to abort */
+    int *aborts;             /* (cap_aborts,) ids to abort */
     size_t n_aborts, cap_aborts;
-    int quit;
-    uint64_t next_id, unseeded;
+    int quit, next_id;
+    uint64_t unseeded;
     srv_backend_stats st;
     /* owned by the engine thread */
-    mreq **running;          /* (max_num_seqs,) in admission order */
-    int n_running;
-    mreq *wait_head, *wait_tail;
-    long preemptions;
+    kv_cache *kv;
+    sched *sc;
+    loop lp;
+    drv *d;                  /* the driver over lp; the engine thread feeds the scheduler */
+    double t0;               /* the driver's clock: seconds since creation */
+    int *stop_ids;           /* (cap_stop,) requests whose every choice asked to stop */
+    int n_stop, cap_stop;
+    long prefix_queries;     /* prompt tokens handed to the scheduler */
 } mock;
-
-static int blocks_for(const mock *m, const mreq *r) {
-    int toks = r->prompt_tokens + r->generated + 1;     /* room for the next token */
-    return (toks + m->o.block_size - 1) / m->o.block_size;
-}
-
-static void finish(mreq *r, srv_finish_reason why) {
-    srv_finish_info fi = {why, r->prompt_tokens, r->generated, NULL};
-    r->sink->on_finish(r->sink, &fi);
-    free(r->reply);
-    free(r);
-}
-
-static void wait_push_front(mock *m, mreq *r) {
-    r->next = m->wait_head;
-    m->wait_head = r;
-    if (!m->wait_tail) m->wait_tail = r;
-}
-
-static void wait_push_back(mock *m, mreq *r) {
-    r->next = NULL;
-    if (m->wait_tail) m->wait_tail->next = r; else m->wait_head = r;
-    m->wait_tail = r;
-}
-
-static void apply_aborts(mock *m, const uint64_t *ids, size_t n) {
-    for (size_t k = 0; k < n; k++) {
-        for (int i = 0; i < m->n_running; i++)
-            if (m->running[i]->id == ids[k]) m->running[i]->aborted = 1;
-        for (mreq *r = m->wait_head; r; r = r->next)
-            if (r->id == ids[k]) r->aborted = 1;
-    }
-}
-
-/* Finishes aborted requests of both lists. */
-static void reap_aborted(mock *m) {
-    int j = 0;
-    for (int i = 0; i < m->n_running; i++) {
-        if (m->running[i]->aborted) finish(m->running[i], SRV_FINISH_ABORT);
-        else m->running[j++] = m->running[i];
-    }
-    m->n_running = j;
-    mreq **pp = &m->wait_head;
-    m->wait_tail = NULL;
-    while (*pp) {
-        mreq *r = *pp;
-        if (r->aborted) { *pp = r->next; finish(r, SRV_FINISH_ABORT); }
-        else { m->wait_tail = r; pp = &r->next; }
-    }
-}
-
-/* Admits waiting requests (FCFS) while slots and blocks allow, then preempts
- * the latest admitted ones until the next token of every running request
- * fits.  Returns the blocks in use. */
-static int schedule(mock *m) {
-    int used = 0;
-    for (int i = 0; i < m->n_running; i++) used += blocks_for(m, m->running[i]);
-    while (used > m->o.num_blocks && m->n_running > 1) {
-        mreq *r = m->running[--m->n_running];
-        used -= blocks_for(m, r);
-        wait_push_front(m, r);
-        m->preemptions++;
-    }
-    while (m->wait_head && m->n_running < m->o.max_num_seqs) {
-        int need = blocks_for(m, m->wait_head);
-        if (used + need > m->o.num_blocks && m->n_running > 0) break;
-        mreq *r = m->wait_head;
-        m->wait_head = r->next;
-        if (!m->wait_head) m->wait_tail = NULL;
-        r->next = NULL;
-        m->running[m->n_running++] = r;
-        used += need;
-    }
-    return used;
-}
-
-/* One decode step: a token for every running request. */
-static void step(mock *m) {
-    int j = 0;
-    for (int i = 0; i < m->n_running; i++) {
-        mreq *r = m->running[i];
-        size_t tl = next_token_len(r->reply + r->pos, r->reply_len - r->pos);
-        int32_t id = (int32_t)(fnv1a(r->reply + r->pos, tl, 0xCBF29CE484222325ull) % 151643);
-        int stop = r->sink->on_tokens(r->sink, &id, 1, r->reply + r->pos, tl);
-        r->pos += tl;
-        r->generated++;
-        if (stop) finish(r, SRV_FINISH_ABORT);
-        else if (r->pos >= r->reply_len) finish(r, SRV_FINISH_STOP);
-        else if (r->generated >= r->max_tokens ||
-                 r->prompt_tokens + r->generated >= m->o.max_model_len) finish(r, SRV_FINISH_LENGTH);
-        else m->running[j++] = r;
-    }
-    m->n_running = j;
-}
 
 static void sleep_us(long us) {
     struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
-/* Copies the load figures where mock_stats reads them. */
-static void publish_stats(mock *m, int used_blocks) {
-    int waiting = 0;
-    for (mreq *r = m->wait_head; r; r = r->next) waiting++;
+static void mreq_free(mreq *r) {
+    for (int k = 0; r->ch && k < r->n; k++) { free(r->ch[k].text); free(r->ch[k].off); }
+    free(r->ch);
+    free(r->prompt);
+    free(r);
+}
+
+/* Tells the sink the request is over and frees it. */
+static void finish(mreq *r, srv_finish_reason why, const char *error) {
+    srv_finish_reason reasons[SRV_MAX_N];
+    for (int k = 0; k < r->n && k < SRV_MAX_N; k++) reasons[k] = why == SRV_FINISH_STOP ? r->ch[k].reason : why;
+    srv_finish_info fi = {why, r->prompt_len, r->generated, error, reasons};
+    r->sink->on_finish(r->sink, &fi);
+    mreq_free(r);
+}
+
+/* ---- the executor ------------------------------------------------------------- */
+
+/* Sends token `at` (id) of choice k, with its made-up log-probabilities
+ * when asked; asks for an abort once every choice has asked to stop. */
+static void emit(mock *m, mreq *r, int k, int at, int32_t id) {
+    mchoice *c = &r->ch[k];
+    if (c->stopped) return;
+    srv_logprob top[SRV_MAX_LOGPROBS];
+    srv_token_lp lp;
+    srv_delta d = {k, &id, 1, NULL, c->text + c->off[at], c->off[at + 1] - c->off[at]};
+    if (r->logprobs) {
+        srv_mock_logprobs(d.text, d.len, id, r->greedy, r->top_logprobs, &lp, top);
+        d.lp = &lp;
+    }
+    if (r->sink->on_tokens(r->sink, &d) == 0) return;
+    c->stopped = 1;
+    if (++r->n_stopped < r->n) return;
+    if (m->n_stop == m->cap_stop) {
+        int cap = m->cap_stop ? 2 * m->cap_stop : 16;
+        int *ns = realloc(m->stop_ids, (size_t)cap * sizeof *ns);
+        if (!ns) return;                /* the request runs to its end instead */
+        m->stop_ids = ns; m->cap_stop = cap;
+    }
+    m->stop_ids[m->n_stop++] = r->id;
+}
+
+/* The loop_executor: no copies to make (there is no memory), one step of
+ * modelled time, and for each item that samples the next token of its
+ * sequence's reply; the last one is the end-of-sequence id. */
+static int mock_execute(void *ctx, const sched_batch *b, int *tokens, double *seconds,
+                        char *err, size_t errlen) {
+    mock *m = ctx;
+    (void)err; (void)errlen;
+    sleep_us(m->o.token_delay_us);
+    for (int i = 0; i < b->num_items; i++) {
+        const sched_item *it = &b->items[i];
+        tokens[i] = 0;
+        if (!it->samples) continue;
+        mreq *r = it->s->user;
+        mchoice *c = &r->ch[it->s->sample < r->n ? it->s->sample : 0];
+        int at = seq_num_generated(it->s);
+        if (at >= c->n_tok) at = c->n_tok - 1;          /* (cannot happen: the last one ends it) */
+        int32_t id = at == c->n_tok - 1 ? SRV_MOCK_VOCAB
+                   : srv_mock_token_id(c->text + c->off[at], c->off[at + 1] - c->off[at]);
+        tokens[i] = id;
+        r->generated++;
+        emit(m, r, (int)(c - r->ch), at, id);
+    }
+    *seconds = m->o.token_delay_us * 1e-6;
+    return 0;
+}
+
+/* ---- the engine thread --------------------------------------------------------------- */
+
+/* The driver's clock: the wall clock.  Requests come from the engine thread
+ * (sched_add between steps), so the driver never waits for an arrival. */
+static double mock_now(void *ctx) { return clock_now_s() - ((mock *)ctx)->t0; }
+static int mock_wait(void *ctx, double until, char *err, size_t errlen) {
+    (void)ctx; (void)until;
+    return errbuf_fail(err, errlen, "mock backend: nothing to run and no request to wait for");
+}
+
+static void publish(mock *m) {
+    srv_backend_stats st = {0};
+    int running, waiting, swapped;
+    sched_counts(m->sc, &running, &waiting, &swapped);
+    seq *const *live;
+    const seq *next;
+    int n = sched_live(m->sc, &live, &next);
+    kv_usage u;
+    kv_usage_get(m->kv, live, n, next, &u);
+    st.running = running;
+    st.waiting = waiting + swapped;
+    st.kv_usage = u.slots_total > 0 ? (double)(u.token_slots + u.reserved_slots + u.internal_frag) / (double)u.slots_total : 0;
+    st.preemptions = sched_get_stats(m->sc)->preemptions;
+    st.prefix_queries = m->prefix_queries;
+    st.prefix_hits = u.prefix_hit_tokens;
+    st.max_model_len = m->o.max_model_len;
     pthread_mutex_lock(&m->mu);
-    m->st.running = m->n_running;
-    m->st.waiting = waiting;
-    m->st.kv_usage = (double)used_blocks / m->o.num_blocks;
-    m->st.preemptions = m->preemptions;
+    m->st = st;
     pthread_mutex_unlock(&m->mu);
+}
+
+/* Ends request id now, wherever it is, as `why` (ABORT, or ERROR with
+ * error); 0 when it is not live. */
+static int end_req(mock *m, int id, srv_finish_reason why, const char *error) {
+    sched_done d;
+    if (drv_abort(m->d, id, &d, NULL) != 1) return 0;
+    finish(d.user, why, error);
+    return 1;
+}
+static int abort_req(mock *m, int id) { return end_req(m, id, SRV_FINISH_ABORT, NULL); }
+
+/* Ends one live request (running, swapped or waiting); 0 when none is left. */
+static int end_any(mock *m, srv_finish_reason why, const char *error) {
+    seq *const *live;
+    const seq *next;
+    int n = sched_live(m->sc, &live, &next);
+    const seq *s = n > 0 ? live[0] : next;
+    return s ? end_req(m, ((const mreq *)s->user)->id, why, error) : 0;
+}
+
+/* One schedule -> execute -> postprocess, and what it finished. */
+static int step(mock *m) {
+    loop_step_info info;
+    char err[256], msg[300];
+    int rc = drv_step(m->d, &info, err, sizeof err);
+    static const srv_finish_reason by_seq[] = {SRV_FINISH_STOP, SRV_FINISH_LENGTH, SRV_FINISH_STOP, SRV_FINISH_ABORT};
+    for (int i = 0; i < info.n_fin; i++) {    /* (what finished is in info even after an error) */
+        const seq *s = info.fin[i];
+        mreq *r = s->user;
+        if (r && s->sample < r->n) r->ch[s->sample].reason = by_seq[s->finish_reason];
+    }
+    for (int i = 0; i < info.n_done; i++) {
+        mreq *r = info.done[i].user;
+        if (info.done[i].aborted) finish(r, SRV_FINISH_ERROR, "the request needs more KV blocks than the cache has");
+        else finish(r, SRV_FINISH_STOP, NULL);
+    }
+    if (rc < 0) {                             /* the scheduler failed (out of memory, a livelock) */
+        snprintf(msg, sizeof msg, "the mock's scheduler failed: %s", err);
+        while (end_any(m, SRV_FINISH_ERROR, msg)) {}
+        m->n_stop = 0;
+        return -1;
+    }
+    for (int i = 0; i < m->n_stop; i++) abort_req(m, m->stop_ids[i]);
+    m->n_stop = 0;
+    return rc;
+}
+
+/* Hands new requests to the scheduler. */
+static void admit(mock *m, mreq *in) {
+    for (mreq *r = in, *nx; r; r = nx) {
+        nx = r->next;
+        r->next = NULL;
+        if (!sched_add(m->sc, r->id, r->prompt, r->prompt_len, r->max_tokens, r->n, 0, mock_now(m), r)) {
+            finish(r, SRV_FINISH_ERROR, "the scheduler refused the request (out of memory?)");
+            continue;
+        }
+        m->prefix_queries += r->prompt_len;
+        free(r->prompt);
+        r->prompt = NULL;
+    }
 }
 
 static void *engine_thread(void *arg) {
     mock *m = arg;
-    uint64_t *ab = NULL;
+    int *ab = NULL;
     size_t n_ab = 0, cap_ab = 0;
     for (;;) {
         pthread_mutex_lock(&m->mu);
-        while (!m->quit && !m->in_head && !m->n_aborts && !m->n_running && !m->wait_head)
+        while (!m->quit && !m->in_head && !m->n_aborts && !sched_has_work(m->sc))
             pthread_cond_wait(&m->cv, &m->mu);
         int quit = m->quit;
-        for (mreq *r = m->in_head, *nx; r; r = nx) { nx = r->next; wait_push_back(m, r); }
+        mreq *in = m->in_head;
         m->in_head = m->in_tail = NULL;
-        /* swap the abort list out so the lock is not held while finishing */
-        uint64_t *t = ab; ab = m->aborts; m->aborts = t;
+        int *t = ab; ab = m->aborts; m->aborts = t;         /* swap the abort list out */
         size_t tc = cap_ab; cap_ab = m->cap_aborts; m->cap_aborts = tc;
         n_ab = m->n_aborts; m->n_aborts = 0;
         pthread_mutex_unlock(&m->mu);
 
-        apply_aborts(m, ab, n_ab);
-        if (quit) {
-            for (int i = 0; i < m->n_running; i++) m->running[i]->aborted = 1;
-            for (mreq *r = m->wait_head; r; r = r->next) r->aborted = 1;
+        admit(m, in);
+        for (size_t k = 0; k < n_ab; k++) abort_req(m, ab[k]);
+        if (quit) {                                          /* every live request ends */
+            while (end_any(m, SRV_FINISH_ABORT, NULL)) {}
+            publish(m);
+            break;
         }
-        reap_aborted(m);
-        if (quit) break;
-        publish_stats(m, schedule(m));
-        if (m->n_running) {
-            sleep_us(m->o.token_delay_us);
-            step(m);
-            int used = 0;
-            for (int i = 0; i < m->n_running; i++) used += blocks_for(m, m->running[i]);
-            publish_stats(m, used);
-        }
+        int rc = sched_has_work(m->sc) ? step(m) : 1;
+        if (rc == 0) sleep_us(m->o.token_delay_us);          /* nothing could run: no busy loop */
+        publish(m);
     }
     free(ab);
     return NULL;
@@ -265,47 +273,91 @@ static void *engine_thread(void *arg) {
 
 /* ---- the srv_backend operations ------------------------------------------------ */
 
+/* Splits a reply into its tokens.  -1 when out of memory. */
+static int cut_reply(mchoice *c) {
+    c->n_tok = srv_mock_count_tokens(c->text, c->len);
+    c->off = malloc(sizeof *c->off * (size_t)(c->n_tok + 1));
+    if (!c->off) return -1;
+    size_t at = 0;
+    for (int i = 0; i < c->n_tok; i++) { c->off[i] = at; at += srv_mock_token_len(c->text + at, c->len - at); }
+    c->off[c->n_tok] = c->len;
+    return 0;
+}
+
+/* The prompt as token ids: given, or the mock's tokens of the text. */
+static int prompt_ids(const srv_gen_params *p, mreq *r) {
+    size_t len = p->prompt ? strlen(p->prompt) : 0;
+    r->prompt_len = p->prompt ? srv_mock_count_tokens(p->prompt, len) : (int)p->n_prompt_ids;
+    r->prompt = malloc(sizeof *r->prompt * (size_t)(r->prompt_len > 0 ? r->prompt_len : 1));
+    if (!r->prompt) return -1;
+    size_t at = 0;
+    for (int i = 0; i < r->prompt_len; i++) {
+        if (!p->prompt) { r->prompt[i] = p->prompt_ids[i]; continue; }
+        size_t k = srv_mock_token_len(p->prompt + at, len - at);
+        r->prompt[i] = srv_mock_token_id(p->prompt + at, k);
+        at += k;
+    }
+    return 0;
+}
+
+/* Builds a request: its prompt ids and each choice's reply. */
+static mreq *new_req(mock *m, const srv_gen_params *p, uint64_t seed, char *err, size_t errcap) {
+    mreq *r = calloc(1, sizeof *r);
+    if (!r) { errbuf_fail(err, errcap, "out of memory"); return NULL; }
+    r->n = p->n > 1 ? p->n : 1;
+    if (r->n > SRV_MAX_N) { free(r); errbuf_fail(err, errcap, "n is %d, more than %d", p->n, SRV_MAX_N); return NULL; }
+    r->max_tokens = p->max_tokens;
+    r->logprobs = p->logprobs;
+    r->top_logprobs = p->top_logprobs < 0 ? 0 : p->top_logprobs > SRV_MAX_LOGPROBS ? SRV_MAX_LOGPROBS : p->top_logprobs;
+    r->greedy = p->temperature == 0;
+    r->ch = calloc((size_t)r->n, sizeof *r->ch);
+    if (!r->ch || prompt_ids(p, r)) { mreq_free(r); errbuf_fail(err, errcap, "out of memory"); return NULL; }
+    long slots = (long)m->o.num_blocks * m->o.block_size;
+    if (r->prompt_len < 1 || r->prompt_len >= m->o.max_model_len || r->prompt_len + 1 > slots) {
+        errbuf_fail(err, errcap, r->prompt_len < 1 ? "the prompt is empty"
+                    : r->prompt_len >= m->o.max_model_len ? "the prompt has %d tokens; this model's maximum context length is %ld"
+                    : "the prompt has %d tokens, more than the KV cache holds (%ld)",
+                    r->prompt_len, r->prompt_len >= m->o.max_model_len ? m->o.max_model_len : slots);
+        mreq_free(r);
+        return NULL;
+    }
+    for (int k = 0; k < r->n; k++) {
+        mchoice *c = &r->ch[k];
+        c->len = srv_mock_reply(p->prompt, p->prompt_ids, p->n_prompt_ids, p->temperature, seed + (uint64_t)k, NULL, 0);
+        c->text = malloc(c->len + 1);
+        if (!c->text || (srv_mock_reply(p->prompt, p->prompt_ids, p->n_prompt_ids, p->temperature, seed + (uint64_t)k,
+                                        c->text, c->len + 1), cut_reply(c))) {
+            mreq_free(r);
+            errbuf_fail(err, errcap, "out of memory");
+            return NULL;
+        }
+    }
+    return r;
+}
+
 static int mock_submit(void *self, const srv_gen_params *p, srv_sink *sink,
                        uint64_t *id, char *err, size_t errcap) {
     mock *m = self;
-    if (!p || !sink || (!p->prompt && !p->prompt_ids) || p->max_tokens < 1) {
-        snprintf(err, errcap, "mock backend: no prompt or max_tokens < 1");
-        return -1;
-    }
-    int ptoks = p->prompt ? srv_mock_count_tokens(p->prompt, strlen(p->prompt)) : (int)p->n_prompt_ids;
-    if (ptoks >= m->o.max_model_len) {
-        snprintf(err, errcap, "the prompt has %d tokens; this model's maximum context length is %ld",
-                 ptoks, m->o.max_model_len);
-        return -1;
-    }
-    if ((ptoks + 1 + m->o.block_size - 1) / m->o.block_size > m->o.num_blocks) {
-        snprintf(err, errcap, "the prompt has %d tokens, more than the KV cache holds (%d blocks of %d)",
-                 ptoks, m->o.num_blocks, m->o.block_size);
-        return -1;
-    }
-    mreq *r = calloc(1, sizeof *r);
-    if (!r) { snprintf(err, errcap, "out of memory"); return -1; }
+    if (!p || !sink || (!p->prompt && !p->prompt_ids) || p->max_tokens < 1)
+        return errbuf_fail(err, errcap, "mock backend: no prompt or max_tokens < 1");
     pthread_mutex_lock(&m->mu);
-    uint64_t seed = p->seed;
-    if (!p->has_seed) seed = rng_splitmix64(&m->unseeded);
-    int quit = m->quit;
-    r->id = ++m->next_id;
+    uint64_t seed = p->has_seed ? p->seed : rng_splitmix64(&m->unseeded);
     pthread_mutex_unlock(&m->mu);
-    if (quit) { free(r); snprintf(err, errcap, "mock backend is shutting down"); return -1; }
-    size_t n = srv_mock_reply(p->prompt, p->prompt_ids, p->n_prompt_ids, p->temperature, seed, NULL, 0);
-    r->reply = malloc(n + 1);
-    if (!r->reply) { free(r); snprintf(err, errcap, "out of memory"); return -1; }
-    srv_mock_reply(p->prompt, p->prompt_ids, p->n_prompt_ids, p->temperature, seed, r->reply, n + 1);
-    r->reply_len = n;
+    mreq *r = new_req(m, p, seed, err, errcap);
+    if (!r) return -1;
     r->sink = sink;
-    r->prompt_tokens = ptoks;
-    r->max_tokens = p->max_tokens;
-    *id = r->id;
     pthread_mutex_lock(&m->mu);
-    if (m->in_tail) m->in_tail->next = r; else m->in_head = r;
-    m->in_tail = r;
-    pthread_cond_signal(&m->cv);
+    int quit = m->quit;
+    if (!quit) {
+        r->id = m->next_id++;
+        if (m->next_id < 0) m->next_id = 0;
+        *id = (uint64_t)r->id;
+        if (m->in_tail) m->in_tail->next = r; else m->in_head = r;
+        m->in_tail = r;
+        pthread_cond_signal(&m->cv);
+    }
     pthread_mutex_unlock(&m->mu);
+    if (quit) { mreq_free(r); return errbuf_fail(err, errcap, "mock backend is shutting down"); }
     return 0;
 }
 
@@ -314,10 +366,10 @@ static void mock_abort(void *self, uint64_t id) {
     pthread_mutex_lock(&m->mu);
     if (m->n_aborts == m->cap_aborts) {
         size_t cap = m->cap_aborts ? 2 * m->cap_aborts : 64;
-        uint64_t *na = realloc(m->aborts, cap * sizeof *na);
+        int *na = realloc(m->aborts, cap * sizeof *na);
         if (na) { m->aborts = na; m->cap_aborts = cap; }
     }
-    if (m->n_aborts < m->cap_aborts) m->aborts[m->n_aborts++] = id;
+    if (m->n_aborts < m->cap_aborts) m->aborts[m->n_aborts++] = (int)id;
     pthread_cond_signal(&m->cv);
     pthread_mutex_unlock(&m->mu);
 }
@@ -339,9 +391,13 @@ static void mock_destroy(srv_backend *b) {
         pthread_mutex_unlock(&m->mu);
         pthread_join(m->thread, NULL);
     }
-    for (mreq *r = m->in_head, *nx; r; r = nx) { nx = r->next; finish(r, SRV_FINISH_ABORT); }
+    for (mreq *r = m->in_head, *nx; r; r = nx) { nx = r->next; finish(r, SRV_FINISH_ABORT, NULL); }
+    drv_destroy(m->d);
+    loop_free(&m->lp);
+    if (m->sc) sched_destroy(m->sc);
+    if (m->kv) kv_destroy(m->kv);
     free(m->aborts);
-    free(m->running);
+    free(m->stop_ids);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);
     free(m);
@@ -352,38 +408,58 @@ void srv_mock_opts_init(srv_mock_opts *o) {
     o->model = "mock";
     o->token_delay_us = 1000;
     o->max_num_seqs = 256;
+    o->max_num_batched_tokens = 8192;
     o->block_size = 16;
     o->num_blocks = 8192;
+    o->prefix_caching = 1;
     o->max_model_len = 32768;
 }
 
 srv_backend *srv_mock_create(const srv_mock_opts *o, char *err, size_t errcap) {
     srv_mock_opts d;
     if (!o) { srv_mock_opts_init(&d); o = &d; }
-    if (o->token_delay_us < 0 || o->max_num_seqs < 1 || o->block_size < 1 || o->num_blocks < 1 ||
-        o->max_model_len < 2) {
-        snprintf(err, errcap, "mock backend: token_delay_us >= 0, max_num_seqs, block_size, "
-                 "num_blocks >= 1 and max_model_len >= 2 are required");
+    if (o->token_delay_us < 0 || o->max_num_seqs < 1 || o->max_num_batched_tokens < 1 || o->block_size < 1 ||
+        o->num_blocks < 1 || o->max_model_len < 2 || o->max_model_len > (1L << 30)) {
+        errbuf_fail(err, errcap, "mock backend: token_delay_us >= 0, max_num_seqs, max_num_batched_tokens, "
+                    "block_size, num_blocks >= 1 and max_model_len in 2..2^30 are required");
+        return NULL;
+    }
+    long slots = (long)o->num_blocks * o->block_size;
+    if (o->max_model_len > slots) {          /* else a lone sequence could outgrow the pool (as vLLM refuses) */
+        errbuf_fail(err, errcap, "mock backend: max_model_len (%ld) is larger than the KV cache holds "
+                    "(%d blocks of %d = %ld tokens); lower max_model_len or give more blocks",
+                    o->max_model_len, o->num_blocks, o->block_size, slots);
         return NULL;
     }
     mock *m = calloc(1, sizeof *m);
-    if (!m) { snprintf(err, errcap, "out of memory"); return NULL; }
+    if (!m) { errbuf_fail(err, errcap, "out of memory"); return NULL; }
     m->o = *o;
     snprintf(m->model, sizeof m->model, "%s", o->model && *o->model ? o->model : "mock");
     m->o.model = m->model;
-    m->running = calloc((size_t)o->max_num_seqs, sizeof *m->running);
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
     m->unseeded = 0x5EED;
     m->st.max_model_len = o->max_model_len;
     m->b = (srv_backend){m, m->model, mock_submit, mock_abort, mock_stats, mock_destroy};
-    if (!m->running) {
-        snprintf(err, errcap, "out of memory");
+    kv_config kc = {KV_PAGED, o->num_blocks, o->block_size, (int)o->max_model_len, 2048, o->prefix_caching != 0, 0,
+                    KV_ALLOC_FIRST_FIT};
+    sched_config sc = sched_config_default();
+    sc.max_num_seqs = o->max_num_seqs;
+    sc.max_num_batched_tokens = o->max_num_batched_tokens;
+    sc.max_model_len = (int)o->max_model_len;
+    sc.preempt = SCHED_PREEMPT_RECOMPUTE;
+    drv_config dc = drv_config_default();
+    dc.clock = (drv_clock){mock_now, mock_wait, m};  /* fed by the engine thread: no source */
+    m->t0 = clock_now_s();
+    if (!(m->kv = kv_create(&kc, err, errcap)) || !(m->sc = sched_create(&sc, m->kv, err, errcap)) ||
+        loop_init(&m->lp, m->sc, (loop_executor){m, mock_execute}, 0.0, SRV_MOCK_VOCAB) ||
+        !(m->d = drv_create(&m->lp, m->kv, &dc, err, errcap))) {
+        if (m->sc && !m->d && !err[0]) errbuf_fail(err, errcap, "out of memory");
         mock_destroy(&m->b);
         return NULL;
     }
     if (pthread_create(&m->thread, NULL, engine_thread, m) != 0) {
-        snprintf(err, errcap, "mock backend: cannot start its engine thread");
+        errbuf_fail(err, errcap, "mock backend: cannot start its engine thread");
         mock_destroy(&m->b);
         return NULL;
     }

@@ -15,6 +15,7 @@ static sseq *new_child(sched *sc, sseq *parent) {
     if (seq_fork(&c->s, &parent->s, sc->next_seq_id) != 0) { free(c); return NULL; }
     sc->next_seq_id++;
     c->req = parent->req;
+    c->s.user = parent->s.user;             /* the request's executor state, as sched_add set it */
     return c;
 }
 
@@ -54,6 +55,7 @@ static int fork_group(sched *sc, sseq *parent) {
         sseq *c = new_child(sc, parent);
         if (!c) return -1;                      /* the request runs fewer samples */
         c->s.num_computed = c->s.num_tokens - 1;
+        c->s.sample = r->num_members;
         r->members[r->num_members++] = c;
         r->live++;
         place_child(sc, c, parent, true);
@@ -80,6 +82,7 @@ static int beam_choice(sched *sc, sreq *r) {
     drop->s.status = SEQ_FINISHED;              /* leaves running at compaction */
     c->s.num_computed = keep->s.num_computed;
     c->s.first_token = keep->s.first_token;
+    c->s.sample = drop->s.sample;
     r->members[a] = c;
     place_child(sc, c, keep, false);   /* same tokens as keep: sharing is exact */
     if (sc->n_fin < sc->fin_cap) sc->fin[sc->n_fin++] = drop;   /* freed next step; not reported */

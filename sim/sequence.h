@@ -13,6 +13,8 @@ typedef struct seq {
     int     id;              /* unique, >= 0 */
     int     group;           /* sequence group (parallel sampling n>1, beam search): the
                                 id of the group's first sequence; = id when alone */
+    int     sample;          /* its place in the group: 0 = the first sequence, 1.. = the
+                                forks in order (the choice index of an n>1 request) */
     int     prompt_len;      /* tokens of the prompt */
     int     max_output;      /* tokens to generate: sim = true output length,
                                 engine = max_tokens (EOS may end it earlier) */

@@ -289,6 +289,34 @@ static void test_parallel_sampling_cow(void **st) {
     rig_free(&r);
 }
 
+/* Forked samples keep the request's executor state (seq.user, as the engine
+ * reads its sampling parameters there) and are numbered 0..n-1 (seq.sample,
+ * the choice index of an n>1 request). */
+static void test_fork_keeps_request(void **st) {
+    (void)st;
+    sched_config c = sched_config_default();
+    rig r; rig_init(&r, KV_PAGED, 64, 16, 0, c);
+    int marker = 42, ids[20];
+    for (int i = 0; i < 20; i++) ids[i] = i + 1;
+    assert_non_null(sched_add(r.sc, 7, ids, 20, 5, 3, 0, 0, &marker));
+    const sched_batch *b;
+    assert_int_equal(sched_schedule(r.sc, 0, &b, NULL, 0), 1);
+    int tok = 9;
+    sched_postprocess(r.sc, &tok, 0.01, -1, NULL, NULL, NULL, NULL, NULL, 0);
+    seq *const *live;
+    int nl = sched_live(r.sc, &live, NULL);
+    assert_int_equal(nl, 3);
+    int seen = 0;
+    for (int i = 0; i < nl; i++) {
+        assert_ptr_equal(live[i]->user, &marker);
+        assert_true(live[i]->sample >= 0 && live[i]->sample < 3);
+        seen |= 1 << live[i]->sample;
+    }
+    assert_int_equal(seen, 7);
+    run_all(&r, 100);
+    rig_free(&r);
+}
+
 static void test_beam_search(void **st) {
     (void)st;
     sched_config c = sched_config_default();
@@ -541,6 +569,7 @@ int main(void) {
         cmocka_unit_test(test_preempt_recompute),
         cmocka_unit_test(test_preempt_swap),
         cmocka_unit_test(test_parallel_sampling_cow),
+        cmocka_unit_test(test_fork_keeps_request),
         cmocka_unit_test(test_beam_search),
         cmocka_unit_test(test_static_batching),
         cmocka_unit_test(test_all_policies_exact),

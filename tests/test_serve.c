@@ -13,56 +13,12 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <glob.h>
 #include <time.h>
 
 #include "tests/test_util.h"
+#include "tests/serve_client.h"
 #include "serve/serve.h"
-
-/* ---- a small blocking HTTP client ---------------------------------------------- */
-
-typedef struct {
-    long status;
-    char *body;              /* (len + 1,) NUL-terminated */
-    size_t len;
-    CURLcode rc;
-} resp;
-
-static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
-    resp *r = ud;
-    char *nb = realloc(r->body, r->len + sz * n + 1);
-    if (!nb) return 0;
-    memcpy(nb + r->len, p, sz * n);
-    r->body = nb;
-    r->len += sz * n;
-    r->body[r->len] = 0;
-    return sz * n;
-}
-
-/* body == NULL: GET (unless method says otherwise). */
-static resp http(int port, const char *method, const char *path, const char *body,
-                 const char *auth, long timeout_ms) {
-    resp r = {0};
-    r.body = calloc(1, 1);
-    char url[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    CURL *e = curl_easy_init();
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    char ah[256];
-    if (auth) { snprintf(ah, sizeof ah, "Authorization: Bearer %s", auth); h = curl_slist_append(h, ah); }
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 10000L);
-    if (body) { curl_easy_setopt(e, CURLOPT_POSTFIELDS, body); }
-    if (method) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-    r.rc = curl_easy_perform(e);
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r.status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(e);
-    return r;
-}
 
 /* ---- fixtures ---------------------------------------------------------------------- */
 
@@ -78,7 +34,7 @@ static fx *fx_new(int delay_us, int num_blocks, const char *api_key, size_t max_
     srv_mock_opts mo;
     srv_mock_opts_init(&mo);
     mo.token_delay_us = delay_us;
-    if (num_blocks) mo.num_blocks = num_blocks;
+    if (num_blocks) { mo.num_blocks = num_blocks; mo.max_model_len = (long)num_blocks * mo.block_size; }
     f->be = srv_mock_create(&mo, err, sizeof err);
     assert_non_null(f->be);
     srv_opts o;
@@ -342,7 +298,7 @@ static void test_errors(void **state) {
              "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"top_p\": 1.5}", NULL, 0);
     expect_error(&r, 400, "invalid_request_error");
     r = http(f->port, NULL, "/v1/chat/completions",
-             "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"n\": 2}", NULL, 0);
+             "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"n\": 0}", NULL, 0);
     expect_error(&r, 400, "invalid_request_error");
     r = http(f->port, NULL, "/v1/completions", "{\"prompt\": [\"a\", \"b\"]}", NULL, 0);
     expect_error(&r, 400, "invalid_request_error");
@@ -435,6 +391,43 @@ static void test_metrics_count(void **state) {
     assert_true(metric(f->port, "vllm:time_per_output_token_seconds_count") == gen - 5);
     assert_true(metric(f->port, "vllm:num_requests_running") == 0);
     fx_free(f);
+}
+
+/* The mock runs the simulator's scheduler and KV cache: a prompt sent twice
+ * finds its full blocks in the prefix cache the second time, and /metrics
+ * reports the hits (vLLM's prefix_cache_* counters). */
+static void test_mock_prefix_cache(void **state) {
+    (void)state;
+    fx *f = fx_new(100, 0, NULL, 0);
+    char prompt[512] = "", body[700];
+    for (int i = 0; i < 60; i++) strcat(prompt, i % 2 ? " word" : ",");     /* 60 mock tokens */
+    assert_int_equal(srv_mock_count_tokens(prompt, strlen(prompt)), 60);
+    snprintf(body, sizeof body, "{\"prompt\": \"%s\", \"max_tokens\": 3}", prompt);
+    for (int k = 0; k < 2; k++) {
+        resp r = http(f->port, NULL, "/v1/completions", body, NULL, 0);
+        assert_int_equal(r.status, 200);
+        free(r.body);
+    }
+    assert_true(metric(f->port, "vllm:prefix_cache_queries_total") == 120);
+    assert_true(metric(f->port, "vllm:prefix_cache_hits_total") == 48);   /* 3 whole blocks of 16 */
+    assert_true(metric(f->port, "vllm:kv_cache_usage_perc") == 0);        /* freed (cached blocks are free) */
+    fx_free(f);
+}
+
+/* A context longer than the KV cache holds is refused at start, as vLLM does
+ * (a lone sequence could otherwise outgrow the pool and be preempted forever). */
+static void test_mock_pool_too_small(void **state) {
+    (void)state;
+    char err[256] = "";
+    srv_mock_opts mo;
+    srv_mock_opts_init(&mo);
+    mo.num_blocks = 4;
+    assert_null(srv_mock_create(&mo, err, sizeof err));
+    assert_non_null(strstr(err, "max_model_len"));
+    mo.max_model_len = 64;
+    srv_backend *be = srv_mock_create(&mo, err, sizeof err);
+    assert_non_null(be);
+    be->destroy(be);
 }
 
 /* A client that hangs up mid-stream: the backend request is aborted. */
@@ -592,6 +585,229 @@ static void test_fuzz_bodies(void **state) {
     free(r.body);
 }
 
+/* ---- n > 1, logprobs, stop, UTF-8 (issue 20 item 9) ------------------------------------ */
+
+/* An SSE stream of up to 4 choices: each one's text, finish, stop_reason, logprob entries. */
+typedef struct {
+    char text[4][2048];
+    char finish[4][16];
+    int n_lp[4], done, roles;
+    double usage_completion;
+} sse_n;
+
+static sse_n parse_sse_n(const char *body, int chat) {
+    sse_n s;
+    memset(&s, 0, sizeof s);
+    s.usage_completion = -1;
+    for (const char *p = body; p && *p;) {
+        const char *nl = strstr(p, "\n\n");
+        if (!nl) break;
+        assert_memory_equal(p, "data: ", 6);
+        if (!strncmp(p + 6, "[DONE]", 6)) { s.done = 1; break; }
+        cJSON *j = cJSON_ParseWithLength(p + 6, (size_t)(nl - p - 6));
+        assert_non_null(j);
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(j, "choices")) {
+            int i = (int)jnum(c, "index");
+            assert_true(i >= 0 && i < 4);
+            const char *t = chat ? jstr(c, "delta.content") : jstr(c, "text");
+            if (t) strncat(s.text[i], t, sizeof s.text[i] - strlen(s.text[i]) - 1);
+            if (chat && jstr(c, "delta.role")) s.roles++;
+            if (jstr(c, "finish_reason")) snprintf(s.finish[i], sizeof s.finish[i], "%s", jstr(c, "finish_reason"));
+            const cJSON *lp = cJSON_GetObjectItemCaseSensitive(c, "logprobs");
+            s.n_lp[i] += cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(lp, chat ? "content" : "tokens"));
+        }
+        if (!isnan(jnum(j, "usage.completion_tokens"))) s.usage_completion = jnum(j, "usage.completion_tokens");
+        cJSON_Delete(j);
+        p = nl + 2;
+    }
+    return s;
+}
+
+/* n = 3: three choices, choice k the mock's reply for seed + k, tokens summed;
+ * streamed (chat, n = 2) the same texts arrive under their indices. */
+static void test_n_choices(void **state) {
+    fx *f = *state;
+    resp r = http(f->port, NULL, "/v1/completions",
+                  "{\"prompt\": \"Buy or sell?\", \"n\": 3, \"seed\": 11, \"temperature\": 0.8}", NULL, 0);
+    assert_int_equal(r.status, 200);
+    cJSON *j = cJSON_Parse(r.body);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "choices")), 3);
+    int total = 0, differ = 0;
+    for (int k = 0; k < 3; k++) {
+        char path[64], want[1024];
+        srv_mock_reply("Buy or sell?", NULL, 0, 0.8, 11 + (uint64_t)k, want, sizeof want);
+        snprintf(path, sizeof path, "choices.%d.text", k);
+        assert_string_equal(jstr(j, path), want);
+        snprintf(path, sizeof path, "choices.%d.index", k);
+        assert_true(jnum(j, path) == k);
+        snprintf(path, sizeof path, "choices.%d.finish_reason", k);
+        assert_string_equal(jstr(j, path), "stop");
+        total += srv_mock_count_tokens(want, strlen(want));
+        if (k && strcmp(jstr(j, "choices.0.text"), want)) differ = 1;
+    }
+    assert_true(differ);                           /* the samples are not one reply thrice */
+    assert_true(jnum(j, "usage.completion_tokens") == total);
+    cJSON_Delete(j);
+    free(r.body);
+    char body[1024];
+    snprintf(body, sizeof body, chat_body, 21, ", \"n\": 2, \"stream\": true, \"stream_options\": {\"include_usage\": true}");
+    r = http(f->port, NULL, "/v1/chat/completions", body, NULL, 0);
+    assert_int_equal(r.status, 200);
+    sse_n s = parse_sse_n(r.body, 1);
+    free(r.body);
+    assert_true(s.done);
+    assert_int_equal(s.roles, 2);
+    snprintf(body, sizeof body, chat_body, 21, ", \"n\": 2");
+    r = http(f->port, NULL, "/v1/chat/completions", body, NULL, 0);
+    j = cJSON_Parse(r.body);
+    for (int k = 0; k < 2; k++) {
+        char path[64];
+        snprintf(path, sizeof path, "choices.%d.message.content", k);
+        assert_string_equal(s.text[k], jstr(j, path));
+        assert_string_equal(s.finish[k], "stop");
+    }
+    assert_true(s.usage_completion == jnum(j, "usage.completion_tokens"));
+    cJSON_Delete(j);
+    free(r.body);
+}
+
+/* logprobs: chat's content entries and completions' parallel arrays, one
+ * per generated token, whose texts make the reply; top_logprobs sorted. */
+static void test_logprobs(void **state) {
+    fx *f = *state;
+    char body[1024];
+    snprintf(body, sizeof body, chat_body, 3, ", \"logprobs\": true, \"top_logprobs\": 3");
+    resp r = http(f->port, NULL, "/v1/chat/completions", body, NULL, 0);
+    assert_int_equal(r.status, 200);
+    cJSON *j = cJSON_Parse(r.body);
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0), "logprobs"), "content");
+    assert_int_equal(cJSON_GetArraySize(content), (int)jnum(j, "usage.completion_tokens"));
+    char joined[2048] = "";
+    const cJSON *e;
+    cJSON_ArrayForEach(e, content) {
+        strcat(joined, jstr(e, "token"));
+        assert_true(jnum(e, "logprob") <= 0);
+        const cJSON *top = cJSON_GetObjectItemCaseSensitive(e, "top_logprobs");
+        assert_int_equal(cJSON_GetArraySize(top), 3);
+        for (int k = 1; k < 3; k++)
+            assert_true(jnum(cJSON_GetArrayItem(top, k - 1), "logprob") >= jnum(cJSON_GetArrayItem(top, k), "logprob"));
+        assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(e, "bytes")), (int)strlen(jstr(e, "token")));
+    }
+    assert_string_equal(joined, jstr(j, "choices.0.message.content"));
+    cJSON_Delete(j);
+    free(r.body);
+    /* completions: "logprobs": 2 */
+    r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"p\", \"seed\": 4, \"logprobs\": 2, \"max_tokens\": 6}", NULL, 0);
+    assert_int_equal(r.status, 200);
+    j = cJSON_Parse(r.body);
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0), "logprobs");
+    const cJSON *toks = cJSON_GetObjectItemCaseSensitive(lp, "tokens"), *offs = cJSON_GetObjectItemCaseSensitive(lp, "text_offset");
+    assert_int_equal(cJSON_GetArraySize(toks), 6);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(lp, "token_logprobs")), 6);
+    joined[0] = 0;
+    for (int i = 0; i < 6; i++) {
+        assert_true(cJSON_GetArrayItem(offs, i)->valuedouble == (double)strlen(joined));
+        strcat(joined, cJSON_GetArrayItem(toks, i)->valuestring);
+        const cJSON *top = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(lp, "top_logprobs"), i);
+        assert_true(cJSON_GetArraySize(top) >= 2 && cJSON_GetArraySize(top) <= 3);   /* the 2 likeliest and the sampled one */
+    }
+    assert_string_equal(joined, jstr(j, "choices.0.text"));
+    cJSON_Delete(j);
+    free(r.body);
+    /* streamed: the entries arrive with the chunks, one per token in all */
+    snprintf(body, sizeof body, chat_body, 3, ", \"logprobs\": true, \"stream\": true, \"stream_options\": {\"include_usage\": true}");
+    r = http(f->port, NULL, "/v1/chat/completions", body, NULL, 0);
+    sse_n s = parse_sse_n(r.body, 1);
+    assert_true(s.done && s.usage_completion > 0);
+    assert_int_equal(s.n_lp[0], (int)s.usage_completion);
+    free(r.body);
+    /* without logprobs: null, as before */
+    r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"p\", \"max_tokens\": 2}", NULL, 0);
+    j = cJSON_Parse(r.body);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0), "logprobs")));
+    cJSON_Delete(j);
+    free(r.body);
+    /* bad values: 400 */
+    static const char *const bad[] = {
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"top_logprobs\": 2}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"logprobs\": true, \"top_logprobs\": 21}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"logprobs\": 3}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"logprobs\": true, \"top_logprobs\": -1}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        r = http(f->port, NULL, "/v1/chat/completions", bad[i], NULL, 0);
+        expect_error(&r, 400, "invalid_request_error");
+    }
+    r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"p\", \"logprobs\": true}", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+}
+
+/* stop: strings only (a number in it is a 400), stop_token_ids end the text
+ * at that token; stop_reason says which one. */
+static void test_stop_strings_and_ids(void **state) {
+    fx *f = *state;
+    resp r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"p\", \"stop\": [\"x\", 5]}", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"p\", \"stop\": 5}", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"p\", \"stop_token_ids\": [\"x\"]}", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"p\", \"stop_token_ids\": [-1]}", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+    /* the id of the reply's 3rd token ("decision", seen once): the text ends with it */
+    char want[1024], body[256];
+    srv_mock_reply("p", NULL, 0, 1.0, 8, want, sizeof want);
+    size_t at = 0, len = strlen(want);
+    for (int i = 0; i < 2; i++) at += srv_mock_token_len(want + at, len - at);
+    size_t k = srv_mock_token_len(want + at, len - at);
+    int32_t id = srv_mock_token_id(want + at, k);
+    snprintf(body, sizeof body, "{\"prompt\": \"p\", \"seed\": 8, \"stop_token_ids\": [%d]}", id);
+    r = http(f->port, NULL, "/v1/completions", body, NULL, 0);
+    assert_int_equal(r.status, 200);
+    cJSON *j = cJSON_Parse(r.body);
+    assert_int_equal(strlen(jstr(j, "choices.0.text")), at + k);
+    assert_memory_equal(jstr(j, "choices.0.text"), want, at + k);
+    assert_string_equal(jstr(j, "choices.0.finish_reason"), "stop");
+    assert_true(jnum(j, "choices.0.stop_reason") == id);
+    assert_true(jnum(j, "usage.completion_tokens") == 3);
+    cJSON_Delete(j);
+    free(r.body);
+    /* a stop string: stop_reason is the string; with no match, null */
+    r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"p\", \"seed\": 8, \"stop\": [\"zzz\", \"reason\"]}", NULL, 0);
+    j = cJSON_Parse(r.body);
+    assert_string_equal(jstr(j, "choices.0.stop_reason"), "reason");
+    cJSON_Delete(j);
+    free(r.body);
+    r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"p\", \"seed\": 8}", NULL, 0);
+    j = cJSON_Parse(r.body);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0), "stop_reason")));
+    cJSON_Delete(j);
+    free(r.body);
+}
+
+/* Content that is not UTF-8 (a Latin-1 byte, an overlong '/', a surrogate):
+ * 400, as JSON must be UTF-8; the same text well encoded is served. */
+static void test_invalid_utf8(void **state) {
+    fx *f = *state;
+    static const char *const bad[] = {
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"caf\xE9\"}]}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"a\xC0\xAF\"}]}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"\xED\xA0\x80\"}]}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        resp r = http(f->port, NULL, "/v1/chat/completions", bad[i], NULL, 0);
+        expect_error(&r, 400, "invalid_request_error");
+    }
+    resp r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"caf\xE9\", \"max_tokens\": 2}", NULL, 0);
+    expect_error(&r, 400, "invalid_request_error");
+    r = http(f->port, NULL, "/v1/chat/completions",
+             "{\"messages\": [{\"role\": \"user\", \"content\": \"caf\xC3\xA9 \\u00e9\"}], \"max_tokens\": 2}", NULL, 0);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+}
+
 /* ---- a scripted backend: byte pieces cut inside UTF-8 characters, errors ---- */
 
 typedef struct {
@@ -613,9 +829,10 @@ static void *script_thread(void *arg) {
         struct timespec ts = {0, 2000000};
         nanosleep(&ts, NULL);
         n++;
-        if (sc->sink->on_tokens(sc->sink, &id, 1, sc->pieces[i], strlen(sc->pieces[i]))) break;
+        srv_delta d = {0, &id, 1, NULL, sc->pieces[i], strlen(sc->pieces[i])};
+        if (sc->sink->on_tokens(sc->sink, &d)) break;
     }
-    srv_finish_info fi = {sc->reason, 4, n, sc->error};
+    srv_finish_info fi = {sc->reason, 4, n, sc->error, NULL};
     sc->sink->on_finish(sc->sink, &fi);
     return NULL;
 }
@@ -771,6 +988,25 @@ static void test_command(void **state) {
     fclose(f);
 }
 
+/* One concept per file: no server source over 600 lines (issue 12). */
+static void test_files_one_concept(void **state) {
+    (void)state;
+    glob_t g;
+    int found = glob("serve/*.c", 0, NULL, &g) == 0;
+    if (!found) found = glob("engine/serve*.c", 0, NULL, &g) == 0;
+    assert_true(found && g.gl_pathc >= 4);
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        char *text = tu_slurp(g.gl_pathv[i]);
+        assert_non_null(text);
+        int lines = 0;
+        for (const char *p = text; *p; p++) lines += *p == '\n';
+        if (lines > 600) fprintf(stderr, "%s: %d lines\n", g.gl_pathv[i], lines);
+        assert_true(lines <= 600);
+        free(text);
+    }
+    globfree(&g);
+}
+
 int main(void) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
@@ -785,10 +1021,17 @@ int main(void) {
         cmocka_unit_test(test_client_disconnect),
         cmocka_unit_test(test_stop_mid_stream),
         cmocka_unit_test(test_preemption),
+        cmocka_unit_test(test_mock_prefix_cache),
+        cmocka_unit_test(test_mock_pool_too_small),
         cmocka_unit_test_setup_teardown(test_fuzz_bodies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_n_choices, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_logprobs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_strings_and_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_utf8, setup, teardown),
         cmocka_unit_test(test_utf8_and_backend_errors),
         cmocka_unit_test(test_model_template),
         cmocka_unit_test(test_command),
+        cmocka_unit_test(test_files_one_concept),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -3,6 +3,7 @@
  * --model/--dummy-weights, or the mock), serve until SIGINT/SIGTERM. */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +28,14 @@ static void usage(FILE *f) {
         "  --host ADDR               address to bind (default 127.0.0.1: loopback only)\n"
         "  --port N                  TCP port (default 8000; 0 = any free port)\n"
         "  --api-key KEY             require \"Authorization: Bearer KEY\" on /v1/*\n"
-        "                            (default: $PAGESIM_API_KEY when set)\n"
+        "                            (default: $PAGESIM_API_KEY when set; never empty)\n"
+        "  --timeout-keep-alive S    close a connection idle S seconds with no request in\n"
+        "                            progress, before its request head or between requests\n"
+        "                            (default 5, as vLLM/uvicorn)\n"
+        "  --shutdown-timeout S      on SIGTERM/SIGINT, refuse new requests (503) and let\n"
+        "                            those in flight finish for up to S seconds, then end\n"
+        "                            each stream cleanly (finish chunk, [DONE]); a second\n"
+        "                            signal ends them at once (default 30; 0: at once)\n"
         "  --max-body BYTES          request body limit (default 1048576)\n"
         "  --max-tokens-limit N      largest max_tokens accepted (default 32768)\n"
         "  --served-model-name NAME  the model name clients send (default: mock / the path)\n"
@@ -36,20 +44,22 @@ static void usage(FILE *f) {
         "                            (chatml, qwen2.5, qwen3, llama3, llama3.1, gemma), a\n"
         "                            tokenizer_config.json or a Jinja file; qwen3 when none\n"
         "  --max-connections N       concurrent connections (default 1024)\n"
-        "  --token-delay-ms X        mock: time of one decode step (default 10)\n"
-        "  --max-num-seqs N          requests running at once (default 256)\n"
+        "  --token-delay-ms X        mock: time of one engine step (default 10)\n"
+        "  --max-num-seqs N          sequences running at once (default 256)\n"
+        "  --max-num-batched-tokens N  tokens per step (default 8192)\n"
+        "  --max-model-len N         tokens per sequence (engine: default min(max_position,\n"
+        "                            4096); mock: 32768)\n"
+        "  --num-gpu-blocks N        KV blocks (engine: instead of what memory allows;\n"
+        "                            mock: default 8192)\n"
+        "  --block-size N            KV block size (default 16)\n"
+        "  --no-enable-prefix-caching  turn automatic prefix caching off (on by default)\n"
         "Engine (--model / --dummy-weights):\n"
         "  --tokenizer FILE          tokenizer.json (default: PATH/tokenizer.json, or\n"
         "                            data/tokenizers/qwen3/tokenizer.json with --dummy-weights)\n"
         "  --dummy-seed N            seed of the random weights (default 0)\n"
         "  --kv-policy paged|contiguous  paged blocks (default) or max_model_len reserved per sequence\n"
         "  --gpu-memory-utilization F  share of GPU memory to use (default 0.9)\n"
-        "  --max-model-len N         tokens per sequence (default min(max_position, 4096))\n"
-        "  --max-num-batched-tokens N  tokens per step (default 8192)\n"
-        "  --num-gpu-blocks N        KV blocks instead of what memory allows\n"
-        "  --block-size N            KV block size (default 16)\n"
         "  --tensor-parallel-size N, -tp N  GPUs to shard the model over (default 1)\n"
-        "  --no-prefix-caching       turn automatic prefix caching off\n"
         "  --verbose                 one log line per request on stderr\n"
         "  --help                    this text\n");
 }
@@ -66,7 +76,7 @@ typedef struct {
 
 enum { O_HELP = 'h', O_MOCK = 256, O_VERBOSE, O_MODEL, O_DUMMY, O_HOST, O_PORT, O_API_KEY, O_MAX_BODY,
        O_MAX_TOKENS_LIMIT, O_MAX_CONNECTIONS, O_SERVED_NAME, O_CHAT_TEMPLATE, O_TOKENIZER, O_DUMMY_SEED,
-       O_NO_PREFIX, O_TOKEN_DELAY };
+       O_NO_PREFIX, O_TOKEN_DELAY, O_KEEP_ALIVE, O_SHUTDOWN_TIMEOUT, O_ENABLE_PREFIX };
 static const opt_spec k_opts[] = {
     { "help", O_HELP, OPT_FLAG },                 { "mock", O_MOCK, OPT_FLAG },
     { "verbose", O_VERBOSE, OPT_FLAG },           { "model", O_MODEL, OPT_VALUE },
@@ -77,8 +87,10 @@ static const opt_spec k_opts[] = {
     { "served-model-name", O_SERVED_NAME, OPT_VALUE },
     { "chat-template", O_CHAT_TEMPLATE, OPT_VALUE },
     { "tokenizer", O_TOKENIZER, OPT_VALUE },      { "dummy-seed", O_DUMMY_SEED, OPT_VALUE },
-    { "no-prefix-caching", O_NO_PREFIX, OPT_FLAG },
+    { "no-enable-prefix-caching", O_NO_PREFIX, OPT_FLAG },
+    { "no-prefix-caching", O_NO_PREFIX, OPT_FLAG },  { "enable-prefix-caching", O_ENABLE_PREFIX, OPT_FLAG },
     { "token-delay-ms", O_TOKEN_DELAY, OPT_VALUE },
+    { "timeout-keep-alive", O_KEEP_ALIVE, OPT_VALUE }, { "shutdown-timeout", O_SHUTDOWN_TIMEOUT, OPT_VALUE },
     CLI_MODEL_SPECS,
     CLI_TP_SPECS,
     { NULL, 0, 0 },
@@ -90,9 +102,17 @@ static srv_backend *open_backend(backend_choice *bc, char *err, size_t cap) {
     if (bc->mock) {
         srv_mock_opts mo;
         srv_mock_opts_init(&mo);
+        const model_opts *m = &bc->eng.model;
         if (bc->served_name) mo.model = bc->served_name;
         mo.token_delay_us = (int)(bc->token_delay_ms * 1000);
         mo.max_num_seqs = bc->max_num_seqs;
+        if (m->max_num_batched_tokens > 0) mo.max_num_batched_tokens = m->max_num_batched_tokens;
+        if (m->num_gpu_blocks > 0) mo.num_blocks = m->num_gpu_blocks;
+        if (m->block_size > 0) mo.block_size = m->block_size;
+        long slots = (long)mo.num_blocks * mo.block_size;
+        if (m->max_model_len > 0) mo.max_model_len = m->max_model_len;   /* given: checked by the mock */
+        else if (mo.max_model_len > slots) mo.max_model_len = slots;     /* the default fits the pool */
+        mo.prefix_caching = bc->eng.prefix_caching;
         return srv_mock_create(&mo, err, cap);
     }
     bc->eng.model_dir = bc->model_path;
@@ -105,6 +125,17 @@ static srv_backend *open_backend(backend_choice *bc, char *err, size_t cap) {
     return b;
 }
 
+/* A second SIGINT/SIGTERM while draining ends the grace period. */
+typedef struct { pthread_mutex_t mu; srv_server *s; sigset_t set; } hurry_args;
+static void *hurry_thread(void *arg) {
+    hurry_args *h = arg;
+    int sig = 0;
+    if (sigwait(&h->set, &sig) != 0) return NULL;
+    pthread_mutex_lock(&h->mu);
+    if (h->s) srv_drain_now(h->s);
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
 
 int main(int argc, char **argv) {
     srv_opts o;
@@ -115,8 +146,9 @@ int main(int argc, char **argv) {
     bc.token_delay_ms = 10;
     bc.max_num_seqs = 256;
     const char *template_spec = NULL;
+    double shutdown_timeout = 30;
     const char *env_key = getenv("PAGESIM_API_KEY");
-    if (env_key && *env_key) o.api_key = env_key;
+    if (env_key) o.api_key = env_key;
     opt_parser op;
     const char *v;
     char perr[256];
@@ -134,6 +166,8 @@ int main(int argc, char **argv) {
         case O_HOST: o.host = v; break;
         case O_PORT: o.port = cli_int(PROG, a, v, 0, 65535); break;
         case O_API_KEY: o.api_key = v; break;
+        case O_KEEP_ALIVE: o.keep_alive_s = (unsigned)cli_int(PROG, a, v, 1, 86400); break;
+        case O_SHUTDOWN_TIMEOUT: shutdown_timeout = cli_int(PROG, a, v, 0, 86400); break;
         case O_MAX_BODY: { long x; if (opt_long(a, v, 1, LONG_MAX, &x, perr, sizeof perr)) cli_usage_error(PROG, perr);
                            o.max_body = (size_t)x; break; }
         case O_MAX_TOKENS_LIMIT: o.max_tokens_limit = cli_int(PROG, a, v, 1, INT_MAX); break;
@@ -151,6 +185,7 @@ int main(int argc, char **argv) {
         case O_TOKENIZER: bc.eng.tokenizer = v; break;
         case O_DUMMY_SEED: bc.eng.dummy_seed = (uint64_t)cli_u64(PROG, a, v); break;
         case O_NO_PREFIX: bc.eng.prefix_caching = 0; break;
+        case O_ENABLE_PREFIX: bc.eng.prefix_caching = 1; break;
         case O_TOKEN_DELAY: bc.token_delay_ms = cli_num(PROG, a, v, 0, 60000); break;
         case CLI_TP: tp = cli_int(PROG, a, v, 1, 1024); break;
         case OPT_ARG: snprintf(perr, sizeof perr, "unexpected argument '%s'", v); cli_usage_error(PROG, perr);
@@ -159,6 +194,11 @@ int main(int argc, char **argv) {
         }
     }
     opt_end(&op);
+    if (o.api_key && !*o.api_key) {
+        fprintf(stderr, "engine/serve: the API key is empty (%s): it would let every client in; "
+                "give a key, or none to serve without one\n", env_key && o.api_key == env_key ? "PAGESIM_API_KEY" : "--api-key");
+        return 2;
+    }
     if (bc.mock + !!bc.model_path + !!bc.dummy_cfg != 1) {
         fprintf(stderr, "engine/serve: give exactly one of --model PATH, --dummy-weights CONFIG, --mock\n");
         usage(stderr);
@@ -194,13 +234,24 @@ int main(int argc, char **argv) {
     if (!s) { fprintf(stderr, "engine/serve: %s\n", err); be->destroy(be); chat_tpl_free(tpl); return 1; }
     const char *h = o.host;
     int v6 = strchr(h, ':') != NULL;
-    fprintf(stderr, "engine/serve: serving '%s' on http://%s%s%s:%d%s (Ctrl-C stops)\n", be->model,
+    fprintf(stderr, "engine/serve: serving '%s' on http://%s%s%s:%d%s (SIGTERM or Ctrl-C drains)\n", be->model,
             v6 ? "[" : "", h, v6 ? "]" : "", srv_port(s), o.api_key ? ", API key required" : "");
     int sig = 0;
     sigwait(&set, &sig);
-    fprintf(stderr, "engine/serve: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    fprintf(stderr, "engine/serve: %s, draining: new requests get 503, those in flight have %.0f s "
+            "(signal again to end them now)\n", sig == SIGINT ? "SIGINT" : "SIGTERM", shutdown_timeout);
+    pthread_t watcher;
+    static hurry_args ha = {PTHREAD_MUTEX_INITIALIZER, NULL, {{0}}};
+    ha.s = s;
+    ha.set = set;
+    if (pthread_create(&watcher, NULL, hurry_thread, &ha) == 0) pthread_detach(watcher);
+    srv_drain(s, shutdown_timeout);
+    pthread_mutex_lock(&ha.mu);
+    ha.s = NULL;
+    pthread_mutex_unlock(&ha.mu);
     srv_stop(s);
     be->destroy(be);
     chat_tpl_free(tpl);
+    fprintf(stderr, "engine/serve: stopped\n");
     return 0;
 }

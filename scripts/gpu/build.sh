@@ -6,7 +6,8 @@
 #   scripts/gpu/build.sh   -> build/gpu/run, build/gpu/bench, build/gpu/test_<name>
 #                             for every tests/gpu/test_<name>.c, build/gpu/bench_tp_<name> for
 #                             every bench/bench_tp_<name>.c (objects in build/gpu/obj/)
-# The layers the engine stands on are globbed (base text engine sim, as the
+# serve/'s backends (for tests/gpu/test_serve_engine.c) and the layers the
+# engine stands on are globbed (base text engine sim serve, as the
 # Makefile's MODULES), so files moving within them need no edit here.  A file
 # that includes a header of a package the device lacks (GSL, cairo, SDL,
 # libmicrohttpd, libcurl, libcsv: e.g. sim/calibrate.c) is left out; the
@@ -21,7 +22,7 @@ CUDA=${NVCC%/bin/nvcc}
 LIBDIR=$SYS/usr/lib/x86_64-linux-gnu
 B=build/gpu
 O=$B/obj
-LAYERS=(engine text sim base)            # users before what they use; engcu right after engine
+LAYERS=(serve engine text sim base)      # users before what they use; engcu right after engine
 ABSENT='^[[:space:]]*#[[:space:]]*include[[:space:]]*<(gsl/|cairo|SDL|microhttpd|curl/|csv\.h)'
 rm -rf "$O"
 mkdir -p $B $O/engcu $O/mains "${LAYERS[@]/#/$O/}"
@@ -57,7 +58,7 @@ for c in "${mains[@]}"; do
 done
 for p in "${pids[@]}"; do wait "$p" || { echo "build failed" >&2; exit 1; }; done
 ARS=()
-for l in engine engcu text sim base; do
+for l in serve engine engcu text sim base; do
   set -- "$O/$l"/*.o
   [ -e "$1" ] || continue                 # a layer with no .c files
   rm -f "$O/lib$l.a"; ar rcs "$O/lib$l.a" "$@"; ARS+=("$O/lib$l.a")
