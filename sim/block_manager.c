@@ -13,6 +13,36 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- the blocks' life (see sim/bm_internal.h) --------------------------------- */
+/* Takes a free block (an unhashed one first, else the least recently freed
+ * cached one, whose hash is dropped).  Caller has checked bm_num_free > 0. */
+int bm_alloc_block(bm *m) {
+    int b;
+    if (m->q[Q_FREE].len > 0) {
+        b = m->q[Q_FREE].head;
+        bm_q_remove(m, Q_FREE, b);
+    } else {
+        b = m->q[Q_CACHED].head;
+        bm_q_remove(m, Q_CACHED, b);
+        bm_unregister(m, b);
+        m->evictions++;
+    }
+    m->blk[b].ref = 1;
+    m->blk[b].where = W_USED;
+    return b;
+}
+void bm_drop_block(bm *m, int b) {
+    if (--m->blk[b].ref > 0) return;
+    if (m->ncpu) bm_untwin_gpu(m, b);      /* its content may be overwritten from now on */
+    if (m->blk[b].hashed) { m->blk[b].where = W_CACHED; bm_q_push(m, Q_CACHED, b); }
+    else { m->blk[b].where = W_FREE; bm_q_push(m, Q_FREE, b); }
+}
+/* Takes a hit block (used: one more holder; cached free: back in use). */
+void bm_take_block(bm *m, int b) {
+    if (m->blk[b].ref == 0) { bm_q_remove(m, Q_CACHED, b); m->blk[b].where = W_USED; }
+    m->blk[b].ref++;
+}
+
 /* Makes s->block_table hold at least need entries: 0, or -1 when out of
  * memory (the table unchanged).  Growth is geometric and happens at admission,
  * sized for the request's whole life, so an append grows it only for a
@@ -126,32 +156,39 @@ static int append_need(const bm *m, const seq *s) {
  * running sequence at every step). */
 bool bm_can_append(const bm *m, const seq *s) { return bm_num_free(m) > 0 || append_need(m, s) == 0; }
 
-int bm_append_slot(bm *m, seq *s, kv_copy *copy) {
-    int li = s->num_tokens / m->bs;
-    /* the misuse guards (no room, swapped out, table short) cost a compare each */
-    if (li >= s->num_blocks) {                          /* the last block is full: a new one */
-        if (li > s->num_blocks || bm_num_free(m) == 0 || bm_on_cpu(s)) return 0;
-        if (table_reserve(s, li + 1)) return -1;       /* out of memory: nothing changed */
-        s->block_table[li] = bm_alloc_block(m);
-        s->num_blocks = li + 1;
-        return 0;
-    }
-    int old = s->block_table[li];
-    if (old < 0) return 0;
-    if (m->blk[old].ref <= 1) {
-        /* written in place from now on: a CPU twin would go stale for a sibling
-         * that swaps back in and writes this block's tail differently */
-        if (m->ncpu) bm_untwin_gpu(m, old);
-        return 0;
-    }
-    if (bm_num_free(m) == 0) return 0;
-    /* shared last block (a fork's): this sequence gets a private copy */
+/* The last block is full: s gets a new one (its table grown first when s has
+ * outlived the life it was admitted for).  Out of line: most appends write
+ * into a block s already holds, and that path stays short. */
+static __attribute__((noinline)) int append_block(bm *m, seq *s, int li) {
+    if (li > s->num_blocks || bm_num_free(m) == 0 || bm_on_cpu(s)) return 0;   /* misuse */
+    if (table_reserve(s, li + 1)) return -1;           /* out of memory: nothing changed */
+    s->block_table[li] = bm_alloc_block(m);
+    s->num_blocks = li + 1;
+    return 0;
+}
+
+/* The last block is shared (a fork's): s gets a private copy of it. */
+static __attribute__((noinline)) int append_copy(bm *m, seq *s, int li, int old, kv_copy *copy) {
+    if (bm_num_free(m) == 0) return 0;                 /* misuse: no room */
     int nb = bm_alloc_block(m);
     m->blk[old].ref--;              /* still > 0: the other holders keep it */
     s->block_table[li] = nb;
     m->cow_copies++;
     if (copy) { copy->src = old; copy->dst = nb; copy->kind = KV_COPY_GPU; }
     return 1;
+}
+
+int bm_append_slot(bm *m, seq *s, kv_copy *copy) {
+    int li = s->num_tokens / m->bs;
+    /* the misuse guards (no room, swapped out, table short) cost a compare each */
+    if (li >= s->num_blocks) return append_block(m, s, li);
+    int old = s->block_table[li];
+    if (old < 0) return 0;
+    if (m->blk[old].ref > 1) return append_copy(m, s, li, old, copy);
+    /* written in place from now on: a CPU twin would go stale for a sibling
+     * that swaps back in and writes this block's tail differently */
+    if (m->ncpu) bm_untwin_gpu(m, old);
+    return 0;
 }
 
 /* ---- fork, release -------------------------------------------------------- */

@@ -104,32 +104,14 @@ static inline void bm_q_remove(bm *m, int qi, int b) {
 static inline int bm_num_free(const bm *m) { return m->q[Q_FREE].len + m->q[Q_CACHED].len; }
 
 /* Takes a free block (an unhashed one first, else the least recently freed
- * cached one, whose hash is dropped).  Caller has checked bm_num_free > 0. */
-static inline int bm_alloc_block(bm *m) {
-    int b;
-    if (m->q[Q_FREE].len > 0) {
-        b = m->q[Q_FREE].head;
-        bm_q_remove(m, Q_FREE, b);
-    } else {
-        b = m->q[Q_CACHED].head;
-        bm_q_remove(m, Q_CACHED, b);
-        bm_unregister(m, b);
-        m->evictions++;
-    }
-    m->blk[b].ref = 1;
-    m->blk[b].where = W_USED;
-    return b;
-}
-static inline void bm_drop_block(bm *m, int b) {
-    if (--m->blk[b].ref > 0) return;
-    if (m->ncpu) bm_untwin_gpu(m, b);      /* its content may be overwritten from now on */
-    if (m->blk[b].hashed) { m->blk[b].where = W_CACHED; bm_q_push(m, Q_CACHED, b); }
-    else { m->blk[b].where = W_FREE; bm_q_push(m, Q_FREE, b); }
-}
+ * cached one, whose hash is dropped).  Caller has checked bm_num_free > 0.
+ * (Out of line, in sim/block_manager.c, as the three below: inlined into
+ * bm_append_slot they made its common path, a slot in a block it already
+ * holds, save six registers it does not need.) */
+int  bm_alloc_block(bm *m);
+/* One holder less; at zero the block goes to the free or the cached queue. */
+void bm_drop_block(bm *m, int b);
 /* Takes a hit block (used: one more holder; cached free: back in use). */
-static inline void bm_take_block(bm *m, int b) {
-    if (m->blk[b].ref == 0) { bm_q_remove(m, Q_CACHED, b); m->blk[b].where = W_USED; }
-    m->blk[b].ref++;
-}
+void bm_take_block(bm *m, int b);
 
 #endif
