@@ -537,7 +537,8 @@ int pops_measure_cpu(eng *e, const mc_config *c, int max_seqs, opp_profile *p, F
             eng_step_info si;
             eng_last_step(e, &si);
             if (round == 0 || si.num_seqs <= 0) continue;  /* round 0 warms up */
-            cm_batch b = { si.num_seqs, si.prefill_tokens, si.decode_tokens, si.attn_ctx_tokens, si.attn_pairs };
+            cm_batch b = { si.num_seqs, si.prefill_tokens, si.decode_tokens, si.attn_ctx_tokens, si.attn_pairs,
+                           0, 0 };                  /* the engine preempts by recompute: no swaps */
             if (n == cap) {
                 step_obs *g = realloc(obs, sizeof *obs * (size_t)(cap *= 2));
                 if (!g) { errbuf_fail(err, errlen, "out of memory"); goto out; }
