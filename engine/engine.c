@@ -1,13 +1,18 @@
 /* engine: see engine.h.  eng_execute is the executor the step loop calls:
  * block copies, then the batch (eng_build_batch), then one forward pass and
- * sampling.  The per-request state (sampling parameters, result) hangs off
- * seq->user.  The loop runs through the driver (sim/driver.h: its clock is the
- * wall clock since eng_create, stalls are errors, every step and request goes
- * to its metrics collector); requests are fed by eng_add_request.  Owns the
- * model, the KV pool, the scheduler, the loop and the driver. */
+ * sampling (or scoring).  The per-request state (sampling parameters, scores,
+ * result) hangs off seq->user.  The loop runs through the driver
+ * (sim/driver.h: its clock is the wall clock since eng_create, stalls are
+ * errors, every step and request goes to its metrics collector); requests
+ * reach it through a queue (sim/drv_queue.h) that eng_add_request pushes
+ * into and the driver releases at each request's arrival.  Owns the model,
+ * the KV pool, the scheduler, the loop, the queue and the driver. */
 #include "engine/engine.h"
 #include "sim/driver.h"
+#include "sim/drv_queue.h"
 #include "base/errbuf.h"
+#include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,9 +20,11 @@
 #include <time.h>
 
 typedef struct eng_req {
-    eng_params p;
+    eng_params p;                /* p.score_ids points at score_ids */
     eng_result r;
     eng_samples samp;            /* per sample: tokens, log-probabilities (engine/samples.h) */
+    int32_t *score_ids;          /* (p.num_score,) score mode's candidates */
+    float   *scores;             /* (p.num_score,) their log-probabilities (r.scores) */
     bool live;
 } eng_req;
 
@@ -28,6 +35,7 @@ struct eng {
     sched      *sc;
     loop        lp;
     drv        *d;
+    drv_queue  *q;               /* requests not yet released to the scheduler */
     eng_batch_buf buf;
     eng_req   **reqs;            /* (nreq,) every request ever added */
     int         nreq, cap_req;
@@ -40,6 +48,8 @@ struct eng {
     int        *row_of;          /* (max_num_seqs,) the logits row of each batch item */
     float      *hlogits;         /* (max_logit_rows, V) host, with on_logits or top_logprobs */
     float      *tok_lp;          /* (max_logit_rows,) log-probabilities of the sampled tokens */
+    int32_t    *score_tok;       /* (max_logit_rows,) score mode: one candidate per logits row */
+    float      *score_lp;        /* (max_logit_rows,) and its log-probability */
     eng_step_info last;
     struct timespec t0;
 };
@@ -49,12 +59,16 @@ static double now_s(const eng *e) {
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (t.tv_sec - e->t0.tv_sec) + 1e-9 * (t.tv_nsec - e->t0.tv_nsec);
 }
-/* The driver's clock.  Requests are added by the caller, so the driver never
- * has an arrival to wait for. */
+/* The driver's clock: it waits (sleeps) for the next queued arrival.  eng_step
+ * never asks it to wait with nothing queued. */
 static double clock_now(void *ctx) { return now_s(ctx); }
 static int clock_wait(void *ctx, double until, char *err, size_t errlen) {
-    (void)ctx; (void)until;
-    return errbuf_fail(err, errlen, "engine: nothing to run and no request to wait for");
+    if (until == INFINITY) return errbuf_fail(err, errlen, "engine: nothing to run and no request to wait for");
+    double dt = until - now_s(ctx);
+    if (dt <= 0) return 0;
+    struct timespec ts = { (time_t)dt, (long)((dt - (double)(time_t)dt) * 1e9) };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    return 0;
 }
 
 void eng_batch_buf_free(eng_batch_buf *buf) {
@@ -155,6 +169,85 @@ static int record_samples(eng *e, const sched_batch *b, const int *tokens, const
     return 0;
 }
 
+int eng_score_row(const sched_batch *b, const model_batch *mb, int i) {
+    const sched_item *it = &b->items[i];
+    if (!it->samples || seq_num_generated(it->s) > 0) return -1;
+    return mb->all_logits ? mb->query_start[i + 1] - 1 : i;
+}
+
+int eng_check_request(int id, const int *prompt, int prompt_len, const eng_params *p, int max_model_len,
+                      int vocab, char *err, size_t errlen) {
+    if (prompt_len <= 0 || p->max_tokens <= 0 || prompt_len + p->max_tokens > max_model_len)
+        return errbuf_fail(err, errlen, "request %d: %d prompt + %d new tokens (max_model_len %d)", id, prompt_len,
+                           p->max_tokens, max_model_len);
+    for (int i = 0; i < prompt_len; i++)
+        if (prompt[i] < 0 || prompt[i] >= vocab)
+            return errbuf_fail(err, errlen, "request %d: token %d at %d is outside the vocabulary (%d)", id, prompt[i],
+                               i, vocab);
+    if (isnan(p->arrival)) return errbuf_fail(err, errlen, "request %d: no arrival time (NaN)", id);
+    if (!p->score) {
+        if (p->num_score != 0 || p->score_ids)
+            return errbuf_fail(err, errlen, "request %d: candidates to score but score mode is off", id);
+        return 0;
+    }
+    if (p->max_tokens != 1)
+        return errbuf_fail(err, errlen, "request %d: score mode computes 1 token, not max_tokens %d", id, p->max_tokens);
+    if (p->num_score < 1 || p->num_score > ENG_MAX_SCORE_IDS || !p->score_ids)
+        return errbuf_fail(err, errlen, "request %d: score mode needs 1 to %d candidate ids (%d given)", id,
+                           ENG_MAX_SCORE_IDS, p->score_ids ? p->num_score : 0);
+    for (int k = 0; k < p->num_score; k++)
+        if (p->score_ids[k] < 0 || p->score_ids[k] >= vocab)
+            return errbuf_fail(err, errlen, "request %d: candidate %d is token %d, outside the vocabulary (%d)", id, k,
+                               p->score_ids[k], vocab);
+    return 0;
+}
+
+/* the scoring request of item i when it scores in this step, else NULL */
+static eng_req *scoring(const sched_batch *b, const model_batch *mb, int i) {
+    eng_req *q = b->items[i].s->user;
+    return q->p.score && eng_score_row(b, mb, i) >= 0 ? q : NULL;
+}
+
+/* Whether a token must be sampled in this step: an item samples and is not
+ * scored instead. */
+static bool must_sample(const sched_batch *b) {
+    for (int i = 0; i < b->num_items; i++)
+        if (b->items[i].samples && !((const eng_req *)b->items[i].s->user)->p.score) return true;
+    return false;
+}
+
+/* Score mode: the log-probabilities of each scoring item's candidates at its
+ * row of the step's R logits rows, one candidate per row and call; its token
+ * is the likeliest candidate. */
+static int score_step(eng *e, const sched_batch *b, const model_batch *mb, int R, int *tokens, char *err,
+                      size_t errlen) {
+    int K = 0;
+    for (int i = 0; i < b->num_items; i++) {
+        const eng_req *q = scoring(b, mb, i);
+        if (q && q->p.num_score > K) K = q->p.num_score;
+    }
+    for (int k = 0; k < K; k++) {
+        memset(e->score_tok, 0, sizeof *e->score_tok * (size_t)R);
+        for (int i = 0; i < b->num_items; i++) {
+            const eng_req *q = scoring(b, mb, i);
+            if (q && k < q->p.num_score) e->score_tok[eng_score_row(b, mb, i)] = q->score_ids[k];
+        }
+        if (model_logprobs(e->m, R, e->score_tok, e->score_lp, err, errlen)) return -1;
+        for (int i = 0; i < b->num_items; i++) {
+            eng_req *q = scoring(b, mb, i);
+            if (q && k < q->p.num_score) q->scores[k] = e->score_lp[eng_score_row(b, mb, i)];
+        }
+    }
+    for (int i = 0; i < b->num_items && K > 0; i++) {
+        const eng_req *q = scoring(b, mb, i);
+        if (!q) continue;
+        int best = 0;
+        for (int k = 1; k < q->p.num_score; k++) if (q->scores[k] > q->scores[best]) best = k;
+        tokens[i] = q->score_ids[best];
+    }
+    return 0;
+}
+
 /* the executor of the step loop */
 static int eng_execute(void *ctx, const sched_batch *b, int *tokens, double *seconds, char *err,
                        size_t errlen) {
@@ -174,7 +267,7 @@ static int eng_execute(void *ctx, const sched_batch *b, int *tokens, double *sec
         int *row_of = e->row_of;              /* (num_items,) the logits row of each item */
         if (!mb.all_logits) {                 /* one row per sequence: its last token */
             for (int i = 0; i < b->num_items; i++) e->sp[i] = params_of(b->items[i].s);
-            if (model_sample(e->m, R, e->sp, e->tok, err, errlen)) return -1;
+            if (must_sample(b) && model_sample(e->m, R, e->sp, e->tok, err, errlen)) return -1;
             for (int i = 0; i < b->num_items; i++) { tokens[i] = e->tok[i]; row_of[i] = i; }
         } else {                              /* every row; a sequence samples from its last */
             int V = model_config(e->m)->vocab_size;
@@ -193,7 +286,9 @@ static int eng_execute(void *ctx, const sched_batch *b, int *tokens, double *sec
                                      e->hlogits + (size_t)r * V, V);
             }
         }
-        if (record_samples(e, b, tokens, row_of, R, err, errlen)) return -1;
+        if (score_step(e, b, &mb, R, tokens, err, errlen) ||    /* before the tokens are recorded */
+            record_samples(e, b, tokens, row_of, R, err, errlen))
+            return -1;
     }
     *seconds = now_s(e) - e->lp.now;
     return 0;
@@ -230,8 +325,12 @@ eng *eng_create(const mc_config *c, w_weights *w, const eng_config *cfg, model_m
     e->tok = calloc(R, sizeof *e->tok);
     e->tok_lp = calloc(R, sizeof *e->tok_lp);
     e->row_of = calloc((size_t)o->max_num_seqs, sizeof *e->row_of);
+    e->score_tok = calloc(R, sizeof *e->score_tok);
+    e->score_lp = calloc(R, sizeof *e->score_lp);
+    e->q = drv_queue_create();
     if (cfg->on_logits) e->hlogits = malloc(R * (size_t)c->vocab_size * sizeof(float));
-    if (!e->sp || !e->tok || !e->tok_lp || !e->row_of || (cfg->on_logits && !e->hlogits)) {
+    if (!e->sp || !e->tok || !e->tok_lp || !e->row_of || !e->score_tok || !e->score_lp || !e->q ||
+        (cfg->on_logits && !e->hlogits)) {
         errbuf_fail(err, errlen, "out of memory");
         eng_free(e);
         return NULL;
@@ -245,8 +344,9 @@ eng *eng_create(const mc_config *c, w_weights *w, const eng_config *cfg, model_m
         eng_free(e);
         return NULL;
     }
-    /* the driver: fed by eng_add_request (no source), the wall clock */
+    /* the driver: the queue eng_add_request fills, the wall clock */
     drv_config dc = drv_config_default();
+    dc.source = drv_source_queue(e->q);
     dc.clock = (drv_clock){ clock_now, clock_wait, e };
     dc.keep_requests = cfg->keep_request_metrics;
     dc.usage_every = 1;               /* the pool at every step: nothing next to a forward pass */
@@ -255,6 +355,12 @@ eng *eng_create(const mc_config *c, w_weights *w, const eng_config *cfg, model_m
         return NULL;
     }
     return e;
+}
+
+static void req_free(eng_req *q) {
+    if (!q) return;
+    eng_samples_free(&q->samp);
+    free(q->r.tokens); free(q->score_ids); free(q->scores); free(q);
 }
 
 int eng_add_request(eng *e, int id, const int *prompt, int prompt_len, const eng_params *p, char *err,
@@ -270,15 +376,11 @@ int eng_add_request_out(eng *e, int id, const int *prompt, int prompt_len, const
     if (n > model_options(e->m)->max_num_seqs || out->top_logprobs < 0 || out->top_logprobs > ENG_MAX_TOP_LOGPROBS)
         return errbuf_fail(err, errlen, "request %d: n %d (at most max_num_seqs %d), top_logprobs %d (0..%d)", id, n,
                            model_options(e->m)->max_num_seqs, out->top_logprobs, ENG_MAX_TOP_LOGPROBS);
-    const model_opts *o = model_options(e->m);
-    const mc_config *c = model_config(e->m);
-    if (prompt_len <= 0 || p->max_tokens <= 0 || prompt_len + p->max_tokens > o->max_model_len)
-        return errbuf_fail(err, errlen, "request %d: %d prompt + %d new tokens (max_model_len %d)", id, prompt_len,
-                    p->max_tokens, o->max_model_len);
-    for (int i = 0; i < prompt_len; i++)
-        if (prompt[i] < 0 || prompt[i] >= c->vocab_size)
-            return errbuf_fail(err, errlen, "request %d: token %d at %d is outside the vocabulary (%d)", id, prompt[i],
-                        i, c->vocab_size);
+    if (p->score && (n > 1 || out->logprobs || out->top_logprobs))
+        return errbuf_fail(err, errlen, "request %d: score mode has one sequence and its scores (n 1, no logprobs)", id);
+    if (eng_check_request(id, prompt, prompt_len, p, model_options(e->m)->max_model_len,
+                          model_config(e->m)->vocab_size, err, errlen))
+        return -1;
     if (e->nreq == e->cap_req) {
         int nc = e->cap_req ? 2 * e->cap_req : 64;
         eng_req **r = realloc(e->reqs, sizeof *r * (size_t)nc);
@@ -291,18 +393,29 @@ int eng_add_request_out(eng *e, int id, const int *prompt, int prompt_len, const
     q->p = *p;
     q->r.num_samples = n;
     q->r.samples = q->samp.s;
+    if (p->score) {
+        size_t K = (size_t)p->num_score;
+        q->score_ids = malloc(sizeof *q->score_ids * K);
+        q->scores = malloc(sizeof *q->scores * K);
+        if (!q->score_ids || !q->scores) { req_free(q); return errbuf_fail(err, errlen, "out of memory"); }
+        memcpy(q->score_ids, p->score_ids, sizeof *q->score_ids * K);
+        for (size_t k = 0; k < K; k++) q->scores[k] = NAN;
+        q->p.score_ids = q->score_ids;
+        q->r.num_scores = p->num_score;
+        q->r.scores = q->scores;
+    }
+    double now = now_s(e);
     q->r.id = id;
     q->r.prompt_len = prompt_len;
-    q->r.arrival = now_s(e);
+    q->r.arrival = p->arrival > now ? p->arrival : now;
     q->r.first_token = -1;
     q->live = true;
-    if (!sched_add(e->sc, id, prompt, prompt_len, p->max_tokens, n, 0, q->r.arrival, q)) {
-        eng_samples_free(&q->samp);
-        free(q);
-        return errbuf_fail(err, errlen, "request %d: the scheduler refused it", id);
-    }
+    drv_request r = { id, prompt, prompt_len, p->max_tokens, n, 0, q->r.arrival, q };
+    if (drv_queue_push(e->q, &r)) { req_free(q); return errbuf_fail(err, errlen, "out of memory"); }
     e->reqs[e->nreq++] = q;
-    return 0;
+    /* what has arrived enters the scheduler now (eng_tokens, eng_abort see it) */
+    e->lp.now = now;
+    return drv_admit(e->d, err, errlen);
 }
 
 /* Records the end of s (a sequence of q that finished, or NULL) and keeps
@@ -324,7 +437,10 @@ int eng_step(eng *e, const eng_result **done, int *n_done, char *err, size_t err
     loop_step_info info;
     *n_done = 0;
     *done = e->done;
-    int rc = drv_step(e->d, &info, err, errlen);   /* 0: nothing to run (or a stall: -1) */
+    memset(&info, 0, sizeof info);
+    int rc = 0;                                    /* idle: nothing to run or to wait for */
+    if (sched_has_work(e->sc) || drv_queue_len(e->q) > 0)
+        rc = drv_step(e->d, &info, err, errlen);   /* 1: a step; -1: an error or a stall */
     if (rc < 0) return rc;
     memset(&e->last, 0, sizeof e->last);
     if (rc > 0 && info.batch) {
@@ -356,6 +472,34 @@ int eng_step(eng *e, const eng_result **done, int *n_done, char *err, size_t err
     return rc > 0 || n > 0 ? 1 : 0;
 }
 
+int eng_run(eng *e, const eng_hooks *h, char *err, size_t errlen) {
+    static const eng_hooks none;
+    if (!h) h = &none;
+    while (eng_has_work(e)) {
+        const eng_result *d;
+        int nd, rc = eng_step(e, &d, &nd, err, errlen);
+        if (rc < 0) return -1;
+        if (rc == 0) return errbuf_fail(err, errlen, "engine: idle with requests left");   /* the driver stalls first */
+        if (h->on_step && h->on_step(h->ctx, &e->last, err, errlen)) return -1;
+        for (int i = 0; i < nd; i++)
+            if (h->on_result && h->on_result(h->ctx, &d[i], err, errlen)) return -1;
+    }
+    return 0;
+}
+
+/* Takes queued request id out before the driver released it: 1 when it was there. */
+static int abort_queued(eng *e, int id) {
+    drv_request r;
+    if (drv_queue_remove(e->q, id, &r) != 1) return 0;
+    eng_req *q = r.user;
+    for (int k = 0; k < q->samp.n; k++) q->samp.s[k].finish = SEQ_FINISH_ABORT;
+    q->live = false;
+    q->r.finish = now_s(e);
+    q->r.aborted = true;
+    e->aborted[e->n_ab++] = q->r;
+    return 1;
+}
+
 int eng_abort(eng *e, int id) {
     sched_done d;
     const seq *s;
@@ -366,7 +510,7 @@ int eng_abort(eng *e, int id) {
         e->aborted = a; e->cap_ab = nc;
     }
     e->lp.now = now_s(e);
-    if (drv_abort(e->d, id, &d, &s) != 1) return -1;
+    if (drv_abort(e->d, id, &d, &s) != 1) return abort_queued(e, id) ? 0 : -1;
     eng_req *q = d.user;
     for (int k = 0; k < q->samp.n; k++)
         if (!q->samp.s[k].finish) q->samp.s[k].finish = SEQ_FINISH_ABORT;
@@ -406,7 +550,8 @@ const eng_sample *eng_request_samples(eng *e, int id, int *n) {
     return NULL;
 }
 
-bool eng_has_work(const eng *e) { return e->n_ab > 0 || sched_has_work(e->sc); }
+bool eng_has_work(const eng *e) { return e->n_ab > 0 || sched_has_work(e->sc) || drv_queue_len(e->q) > 0; }
+double eng_now(const eng *e) { return now_s(e); }
 
 void eng_last_step(const eng *e, eng_step_info *out) { *out = e->last; }
 
@@ -424,13 +569,14 @@ const model *eng_model(const eng *e) { return e->m; }
 void eng_free(eng *e) {
     if (!e) return;
     drv_destroy(e->d);
+    drv_queue_destroy(e->q);
     loop_free(&e->lp);
     if (e->sc) sched_destroy(e->sc);
     if (e->kv) kv_destroy(e->kv);
     model_free(e->m);
-    for (int i = 0; i < e->nreq; i++) { free(e->reqs[i]->r.tokens); eng_samples_free(&e->reqs[i]->samp); free(e->reqs[i]); }
+    for (int i = 0; i < e->nreq; i++) req_free(e->reqs[i]);
     free(e->reqs); free(e->done); free(e->aborted); free(e->sp); free(e->tok); free(e->hlogits);
-    free(e->tok_lp); free(e->row_of);
+    free(e->tok_lp); free(e->row_of); free(e->score_tok); free(e->score_lp);
     eng_batch_buf_free(&e->buf);
     free(e);
 }

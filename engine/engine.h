@@ -1,8 +1,11 @@
-/* engine: the CUDA engine loop.  The same scheduler, KV cache and step loop as
- * the simulator (sim/scheduler.h, sim/kv_cache.h, sim/step_loop.h) drive it;
- * its executor turns each scheduled batch into one model_forward over the
- * cache and samples the tokens.  Continuous batching, chunked prefill,
- * prefix caching and preemption by recompute come from sim/.  The KV cache is
+/* engine: the CUDA engine loop.  The same scheduler, KV cache, step loop and
+ * driver as the simulator (sim/scheduler.h, sim/kv_cache.h, sim/step_loop.h,
+ * sim/driver.h) drive it; its executor turns each scheduled batch into one
+ * model_forward over the cache and samples the tokens, or, for a request in
+ * score mode, reads the log-probabilities of given token ids at the last
+ * prompt position.  Requests may carry an arrival time: the driver releases
+ * them then.  Continuous batching, chunked prefill, prefix caching and
+ * preemption by recompute come from sim/.  The KV cache is
  * paged (KV_PAGED) or a static reservation of max_model_len slots per
  * sequence (KV_CONTIGUOUS); the attention kernels read both through block
  * tables (a reservation's table is synthesised in eng_build_batch).  Uses the
@@ -35,12 +38,24 @@ typedef struct eng_config {
                                     off in a long-running server */
 } eng_config;
 
+#define ENG_MAX_SCORE_IDS 64      /* candidates one scoring request may name */
+
 typedef struct eng_params {      /* per request */
     int      max_tokens;         /* tokens to generate (>= 1) */
     float    temperature;        /* 0 = greedy */
     int      top_k;              /* 0 = off */
     float    top_p;              /* 1 = off */
     uint64_t seed;               /* the request's random stream */
+    double   arrival;            /* seconds on the engine's clock (eng_now); at or before
+                                    now (0): at once.  Later: the driver releases it then */
+    /* score mode: no sampling; the log-probabilities of score_ids at the last
+     * prompt position (what the model gives each candidate as the next token)
+     * go to eng_result.scores, and the likeliest candidate is the request's one
+     * token.  max_tokens must be 1.  The prompt is scheduled like any other:
+     * chunked prefill, prefix caching, preemption. */
+    bool     score;
+    const int32_t *score_ids;    /* (num_score,) candidates, copied by eng_add_request */
+    int      num_score;          /* 1..ENG_MAX_SCORE_IDS with score, else 0 */
 } eng_params;
 
 typedef struct eng_output_opts { /* what a request wants beyond one sequence of tokens */
@@ -61,6 +76,10 @@ typedef struct eng_result {      /* a finished (or aborted) request */
     int      num_samples;        /* n */
     const eng_sample *samples;   /* (num_samples,) each one's tokens, log-probabilities and
                                     finish (engine/samples.h), owned by the engine until eng_free */
+    int      num_scores;         /* score mode: num_score, else 0 */
+    const float *scores;         /* (num_scores,) log-probabilities of score_ids (NaN:
+                                    aborted before its prompt ended), owned by the engine
+                                    until eng_free */
 } eng_result;
 
 typedef struct eng_step_info {   /* what the last eng_step ran */
@@ -76,19 +95,37 @@ typedef struct eng eng;
  * scheduler and loop.  NULL and a message on error. */
 eng *eng_create(const mc_config *c, w_weights *w, const eng_config *cfg, model_mem *mem,
                 char *err, size_t errlen);
-/* Queues a request (prompt copied).  -1 and a message on bad input. */
+/* Queues a request (prompt copied) for the driver to release at p->arrival;
+ * one that has arrived enters the scheduler at once.  -1 and a message on bad
+ * input (eng_check_request). */
 int  eng_add_request(eng *e, int id, const int *prompt, int prompt_len, const eng_params *p,
                      char *err, size_t errlen);
-/* eng_add_request with n samples and log-probabilities (o NULL: one, none). */
+/* eng_add_request with n samples and log-probabilities (o NULL: one, none;
+ * score mode takes one). */
 int  eng_add_request_out(eng *e, int id, const int *prompt, int prompt_len, const eng_params *p,
                          const eng_output_opts *o, char *err, size_t errlen);
-/* One schedule -> execute -> postprocess.  Requests finished in this step (and
- * those aborted since the last step) in *done, valid until the next eng_step.
- * 1 when a step ran or results are reported, 0 when idle, -1 with a message. */
+/* One schedule -> execute -> postprocess, through the driver: with nothing to
+ * run before the next queued arrival it sleeps until then.  Requests finished
+ * in this step (and those aborted since the last step) in *done, valid until
+ * the next eng_step.  1 when a step ran or results are reported, 0 when idle
+ * (nothing running, waiting or queued), -1 with a message (a stall too). */
 int  eng_step(eng *e, const eng_result **done, int *n_done, char *err, size_t errlen);
-/* Ends request id now, waiting or running (sched_abort): its KV is released
- * and its result (aborted, tokens so far) comes with the next eng_step.
- * -1 when no such request is live. */
+/* What eng_run calls (NULL: nothing); each returns 0, or -1 with err to stop. */
+typedef struct eng_hooks {
+    /* a step ran (eng_last_step's figures), before its results */
+    int  (*on_step)(void *ctx, const eng_step_info *si, char *err, size_t errlen);
+    /* a request finished or was aborted (r valid during the call).  It may add
+     * requests: a client that keeps k in flight adds one as one finishes. */
+    int  (*on_result)(void *ctx, const eng_result *r, char *err, size_t errlen);
+    void  *ctx;
+} eng_hooks;
+/* eng_step until every request (those queued for later, and those the hooks
+ * add) has finished: for callers that do not serve clients between steps.
+ * 0, or -1 with a message. */
+int  eng_run(eng *e, const eng_hooks *h, char *err, size_t errlen);
+/* Ends request id now, queued, waiting or running (sched_abort): its KV is
+ * released and its result (aborted, tokens so far) comes with the next
+ * eng_step.  -1 when no such request is live. */
 int  eng_abort(eng *e, int id);
 /* The tokens live request id has generated so far ((n,) valid until the next
  * eng_step; for streaming).  Returns n, or -1 when id is not live. */
@@ -98,6 +135,8 @@ int  eng_tokens(eng *e, int id, const int32_t **tokens);
  * NULL when id is not live. */
 const eng_sample *eng_request_samples(eng *e, int id, int *n);
 bool eng_has_work(const eng *e);
+/* The engine's clock: seconds since eng_create (eng_result's times, eng_params.arrival). */
+double eng_now(const eng *e);
 void eng_last_step(const eng *e, eng_step_info *out);
 /* The KV pool in the simulator's categories (blocks used, fragmentation...). */
 void eng_usage(eng *e, kv_usage *u);
@@ -123,4 +162,14 @@ typedef struct eng_batch_buf {
 int  eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf, int max_blocks,
                      model_batch *out, char *err, size_t errlen);
 void eng_batch_buf_free(eng_batch_buf *buf);
+/* The logits row of mb (as model_forward returns them: one per item, or one
+ * per token with all_logits) at which item i of b scores: the item computes
+ * its prompt's last position and samples its first token; -1 otherwise.
+ * Exposed, as eng_build_batch, for tests without a GPU. */
+int  eng_score_row(const sched_batch *b, const model_batch *mb, int i);
+/* Whether a request may be queued: a prompt of ids below vocab, prompt +
+ * max_tokens within max_model_len, score mode's rules (eng_params).  0, or -1
+ * with a message naming request id.  No GPU. */
+int  eng_check_request(int id, const int *prompt, int prompt_len, const eng_params *p, int max_model_len,
+                       int vocab, char *err, size_t errlen);
 #endif

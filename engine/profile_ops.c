@@ -512,14 +512,32 @@ static void fit_cpu(const step_obs *s, int n, opp_profile *p) {
     free(x); free(r);
 }
 
+/* The engine steps of one round, each beside its ops' time (round 0 warms up). */
+typedef struct cpu_obs { const opp_profile *ops; step_obs *obs; int n, cap, keep; } cpu_obs;
+
+static int observe_step(void *ctx, const eng_step_info *si, char *err, size_t errlen) {
+    cpu_obs *o = ctx;
+    if (!o->keep || si->num_seqs <= 0) return 0;
+    cm_batch b = { si->num_seqs, si->prefill_tokens, si->decode_tokens, si->attn_ctx_tokens, si->attn_pairs,
+                   0, 0 };                                /* the engine preempts by recompute: no swaps */
+    if (o->n == o->cap) {
+        step_obs *g = realloc(o->obs, sizeof *g * (size_t)(o->cap *= 2));
+        if (!g) return errbuf_fail(err, errlen, "out of memory");
+        o->obs = g;
+    }
+    o->obs[o->n++] = (step_obs){ 1e6 * opp_step_time(o->ops, &b), 1e6 * si->seconds, si->num_seqs };
+    return 0;
+}
+
 int pops_measure_cpu(eng *e, const mc_config *c, int max_seqs, opp_profile *p, FILE *log, char *err, size_t errlen) {
     enum { PROMPT = 64, OUT = 32 };
-    int cap = 64, n = 0, rc = -1, id = 0;
-    step_obs *obs = malloc(sizeof *obs * (size_t)cap);
+    int rc = -1, id = 0;
     int prompt[PROMPT];
     opp_profile ops = *p;                                 /* the ops alone */
     ops.step_overhead_us = ops.per_seq_us = ops.gpu_floor_us = 0;
-    if (!obs) return errbuf_fail(err, errlen, "out of memory");
+    cpu_obs co = { &ops, malloc(sizeof(step_obs) * 64), 0, 64, 0 };
+    if (!co.obs) return errbuf_fail(err, errlen, "out of memory");
+    eng_hooks hooks = { .on_step = observe_step, .ctx = &co };
     uint64_t st = 99;
     for (int round = 0, B = 1; B <= max_seqs; round++) {
         for (int r = 0; r < B; r++, id++) {
@@ -527,35 +545,23 @@ int pops_measure_cpu(eng *e, const mc_config *c, int max_seqs, opp_profile *p, F
                 st = st * 6364136223846793005ull + 1442695040888963407ull;
                 prompt[i] = (int)((st >> 33) % (uint64_t)(c->vocab_size < 10000 ? c->vocab_size : 10000));
             }
-            eng_params ep = { OUT, 0.0f, 0, 1.0f, (uint64_t)id };
+            eng_params ep = { .max_tokens = OUT, .top_p = 1.0f, .seed = (uint64_t)id };
             if (eng_add_request(e, 1000000 + id, prompt, PROMPT, &ep, err, errlen)) goto out;
         }
-        while (eng_has_work(e)) {
-            const eng_result *d;
-            int nd;
-            if (eng_step(e, &d, &nd, err, errlen) < 0) goto out;
-            eng_step_info si;
-            eng_last_step(e, &si);
-            if (round == 0 || si.num_seqs <= 0) continue;  /* round 0 warms up */
-            cm_batch b = { si.num_seqs, si.prefill_tokens, si.decode_tokens, si.attn_ctx_tokens, si.attn_pairs };
-            if (n == cap) {
-                step_obs *g = realloc(obs, sizeof *obs * (size_t)(cap *= 2));
-                if (!g) { errbuf_fail(err, errlen, "out of memory"); goto out; }
-                obs = g;
-            }
-            obs[n++] = (step_obs){ 1e6 * opp_step_time(&ops, &b), 1e6 * si.seconds, si.num_seqs };
-        }
+        co.keep = round > 0;
+        if (eng_run(e, &hooks, err, errlen)) goto out;
         if (round > 0) B *= 2;
     }
-    if (n < 3) { errbuf_fail(err, errlen, "too few engine steps (%d) to time the CPU side", n); goto out; }
-    fit_cpu(obs, n, p);
-    if (log) fprintf(log, "  %-12s %d engine steps: %.1f us + %.2f us per sequence, GPU floor %.1f us\n", "cpu side", n,
+    if (co.n < 3) { errbuf_fail(err, errlen, "too few engine steps (%d) to time the CPU side", co.n); goto out; }
+    fit_cpu(co.obs, co.n, p);
+    if (log) fprintf(log, "  %-12s %d engine steps: %.1f us + %.2f us per sequence, GPU floor %.1f us\n", "cpu side", co.n,
                      p->step_overhead_us, p->per_seq_us, p->gpu_floor_us);
     rc = 0;
 out:
-    free(obs);
+    free(co.obs);
     return rc;
 }
+
 int pops_run(const mc_config *c, const char *model_dir, unsigned long long dummy_seed, const eng_config *cfg,
              const char *out_path, FILE *log, char *err, size_t errlen) {
     static opp_profile p;                                /* ~30 KB: off the stack */

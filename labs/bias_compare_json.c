@@ -34,7 +34,7 @@ static void side_json(bias_buf *b, const side *s, int measured, const char *ind)
         bias_buf_printf(b, ",\n%s  \"token_share_of_held\": ", ind); num(b, s->token_share_of_held);
         bias_buf_printf(b, ",\n%s  \"internal_fragmentation_of_held\": ", ind); num(b, s->internal_of_held);
     } else {
-        bias_buf_printf(b, ",\n%s  \"kv\": \"not measured (a server run, or --decision logits: no engine block tables)\"", ind);
+        bias_buf_printf(b, ",\n%s  \"kv\": \"not measured (a server run: no engine block tables)\"", ind);
     }
     if (!measured) bias_buf_printf(b, ",\n%s  \"preemptions\": %ld", ind, s->preemptions);
     bias_buf_printf(b, "\n%s}", ind);

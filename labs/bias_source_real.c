@@ -1,13 +1,15 @@
 /* bias_source_real: the bias lab's replies from the CUDA engine in this
- * process (see bias_sources.h).  Free generation goes through eng_ (the sim/
- * scheduler, paged KV cache and step loop driving the GPU): the source keeps
- * max_workers requests in flight, as the study's client does, steps the
- * engine and hands each reply to the run as it finishes; it records every
- * request, every step and the KV pool (eng_usage) into the trace.
- * --decision logits needs no generation: one prefill per trial through
- * engine/model.h over the paged cache, then the log-probabilities of the
- * "buy" and "sell" tokens after the forced reply prefix {"decision": ".
- * Uses the GPU (through engine/), the tokenizer and the model files. */
+ * process (see bias_sources.h).  Every trial goes through eng_ (the sim/
+ * scheduler, KV cache, step loop and driver running the GPU): the source keeps
+ * max_workers requests in flight, as the study's client does, hands each
+ * reply to the run as it finishes and sends the next (eng_run's hooks); it
+ * records every request, every step and the KV pool (eng_usage) into the
+ * trace.  Free generation samples the reply; --decision logits sends the
+ * prompt with the forced reply prefix {"decision": " in the engine's score
+ * mode, which returns the log-probabilities of the "buy" and "sell" tokens
+ * there (so it gets chunked prefill, prefix caching and preemption as free
+ * generation does).  Uses the GPU (through engine/), the tokenizer and the
+ * model files. */
 #include "labs/bias_sources.h"
 #include "text/chat_template.h"
 #include "engine/engine.h"
@@ -92,8 +94,7 @@ typedef struct real_src {
     bias_trace    *trace;
     tok_tokenizer *tok;
     chat_tpl      *chat;        /* the model's chat_template, or a named family */
-    eng           *e;           /* free generation */
-    model         *m;           /* --decision logits */
+    eng           *e;
     int            next_id;
     /* logits: the forced prefix and the two answers' first tokens */
     int32_t       *forced; int nforced;
@@ -125,118 +126,7 @@ static int lcp(const int32_t *a, size_t na, const int32_t *b, size_t nb) {
     return (int)i;
 }
 
-/* ---- free generation through eng_ --------------------------------------------------------- */
-
-static void sample_kv(real_src *s, int set, double t) {
-    kv_usage u;
-    eng_usage(s->e, &u);
-    bias_trace_kv k = { set, t, u.blocks_used, u.blocks_total, u.slots_total, u.token_slots, u.reserved_slots,
-                        u.internal_frag };
-    bias_trace_add_kv(s->trace, &k);
-    s->trace->prefix_hit_tokens = u.prefix_hit_tokens;
-}
-
-static int gen_free(real_src *s, const bias_request *req, size_t n, bias_reply *out, bias_reply_cb cb, void *cb_ctx,
-                    char *err, size_t errlen) {
-    int rc = -1, *mt = calloc(n, sizeof *mt);                  /* (n) max_tokens */
-    tok_ids *ids = calloc(n, sizeof *ids);                     /* (n) prompt ids */
-    bias_trace_req *tr = calloc(n, sizeof *tr);                /* (n) engine-clock times */
-    char *live = calloc(n, 1);
-    if (!mt || !ids || !tr || !live) { errbuf_fail(err, errlen, "out of memory"); goto out; }
-    if (bias_sampling_lengths(&s->o.s, req, n, mt, err, errlen)) goto out;
-    for (size_t i = 0; i < n; i++) {
-        if (encode_prompt(s, req[i].prompt, &ids[i], err, errlen)) goto out;
-        int room = s->max_model_len - (int)ids[i].n;
-        if (mt[i] > room) mt[i] = room;
-    }
-    int set = req[0].set, base = s->next_id, workers = s->o.max_workers > 0 ? s->o.max_workers : 200;
-    s->next_id += (int)n;
-    size_t next = 0, done = 0;
-    int inflight = 0, idle = 0;
-    long steps = 0;
-    double t0 = clock_now_s(), clock = 0, arrival0 = -1;
-    while (done < n) {
-        while (inflight < workers && next < n) {                /* a worker is free: send the next */
-            size_t i = next++;
-            eng_params p = { mt[i], (float)s->o.s.temperature, 0, (float)s->o.s.top_p,
-                             bias_trial_seed(s->o.s.seed, req[i].set, req[i].stock_index, req[i].trial) };
-            char why[512];
-            if (mt[i] < 1 || eng_add_request(s->e, base + (int)i, ids[i].ids, (int)ids[i].n, &p, why, sizeof why)) {
-                if (mt[i] < 1) snprintf(why, sizeof why, "the prompt has %zu tokens, max_model_len is %d", ids[i].n, s->max_model_len);
-                size_t k = strlen(why) + 16;
-                if (!(out[i].text = malloc(k))) { errbuf_fail(err, errlen, "out of memory"); goto out; }
-                snprintf(out[i].text, k, "API_ERROR: %s", why);
-                done++;
-                if (cb) cb(cb_ctx, i, &out[i]);
-                continue;
-            }
-            live[i] = 1;
-            inflight++;
-        }
-        if (done >= n) break;
-        const eng_result *res;
-        int nd = 0, r = eng_step(s->e, &res, &nd, err, errlen);
-        if (r < 0) goto out;
-        if (r == 0 && nd == 0) {
-            if (++idle > 3) { errbuf_fail(err, errlen, "the engine stopped with %d requests in flight", inflight); goto out; }
-            continue;
-        }
-        idle = 0;
-        eng_step_info si;
-        eng_last_step(s->e, &si);
-        clock = clock_now_s() - t0;
-        if (s->trace && si.num_seqs > 0) {
-            bias_trace_step st = { set, clock, si.seconds, si.num_seqs, si.prefill_tokens, si.decode_tokens,
-                                   si.attn_ctx_tokens, si.attn_pairs };
-            bias_trace_add_step(s->trace, &st);
-        }
-        /* eng_usage walks the pool: every step for a small pool, every few for a large one */
-        int every = s->o.usage_every > 0 ? s->o.usage_every : 1 + s->num_blocks / 32768;
-        if (s->trace && steps++ % every == 0) sample_kv(s, set, clock);
-        for (int k = 0; k < nd; k++) {
-            const eng_result *q = &res[k];
-            long i = (long)q->id - base;
-            if (i < 0 || (size_t)i >= n || !live[i]) continue;
-            live[i] = 0;
-            inflight--;
-            done++;
-            if (arrival0 < 0 || q->arrival < arrival0) arrival0 = q->arrival;
-            out[i].text = decode(s, q->tokens, q->num_tokens);
-            if (!out[i].text) { errbuf_fail(err, errlen, "out of memory"); goto out; }
-            out[i].output_tokens = q->num_tokens;
-            out[i].latency_s = q->finish - q->arrival;
-            out[i].ttft_s = q->first_token - q->arrival;
-            tr[i] = (bias_trace_req){ set, (int)ids[i].n, q->num_tokens, lcp(ids[i].ids, ids[i].n, ids[0].ids, ids[0].n),
-                                      q->arrival, q->first_token, q->finish };
-            if (cb) cb(cb_ctx, (size_t)i, &out[i]);
-        }
-    }
-    if (s->trace) {
-        sample_kv(s, set, clock_now_s() - t0);
-        bias_trace_add_wall(s->trace, set, clock_now_s() - t0);
-        for (size_t i = 0; i < n; i++) {
-            if (tr[i].set == 0) continue;                     /* refused before reaching the engine */
-            tr[i].submit_s -= arrival0; tr[i].first_token_s -= arrival0; tr[i].finish_s -= arrival0;
-            bias_trace_add_req(s->trace, &tr[i]);
-        }
-    }
-    rc = 0;
-out:
-    for (size_t i = 0; ids && i < n; i++) tok_ids_free(&ids[i]);
-    free(mt); free(ids); free(tr); free(live);
-    return rc;
-}
-
-/* ---- --decision logits through engine/model.h ---------------------------------------------- */
-
-typedef struct lseq {
-    size_t   idx;
-    tok_ids  ids;               /* prompt + forced prefix */
-    int      done;              /* tokens whose K/V are in the cache */
-    int32_t *blocks;            /* (max_blocks) */
-    int      nblk;
-    double   t0;
-} lseq;
+/* ---- the replies through eng_ ------------------------------------------------------------- */
 
 /* P(buy) with the two candidates' log-probabilities; the decision at temperature T. */
 static void decide(double lb, double ls, double T, uint64_t seed, double *p_buy, int *buy) {
@@ -247,143 +137,190 @@ static void decide(double lb, double ls, double T, uint64_t seed, double *p_buy,
     *buy = (double)(z >> 11) * (1.0 / 9007199254740992.0) < pt;
 }
 
-static int gen_logits(real_src *s, const bias_request *req, size_t n, bias_reply *out, bias_reply_cb cb, void *cb_ctx,
-                      char *err, size_t errlen) {
-    const int bs = s->block_size, mbk = (s->max_model_len + bs - 1) / bs;
-    const int B = s->max_num_seqs, T = s->batched;
-    lseq *q = calloc(n, sizeof *q);                                   /* (n) */
-    int32_t *freeb = malloc(sizeof(int32_t) * (size_t)s->num_blocks); /* (num_blocks) free list */
-    int32_t *tids = malloc(sizeof(int32_t) * 3 * (size_t)T), *pos = tids + T, *slot = pos + T;   /* (T) each */
-    int32_t *qs = malloc(sizeof(int32_t) * (2 * (size_t)B + 1)), *ctx = qs + B + 1;               /* (B+1), (B) */
-    int32_t *tab = calloc((size_t)B * mbk, sizeof(int32_t));         /* (B, mbk) */
-    int32_t *cb_ = malloc(sizeof(int32_t) * (size_t)B), *cs = malloc(sizeof(int32_t) * (size_t)B);
-    float *lpb = malloc(sizeof(float) * (size_t)B), *lps = malloc(sizeof(float) * (size_t)B);
-    size_t *act = malloc(sizeof(size_t) * (size_t)B), *inb = malloc(sizeof(size_t) * (size_t)B);
-    int rc = -1, nfree = s->num_blocks, nact = 0;
-    if (!q || !freeb || !tids || !qs || !tab || !cb_ || !cs || !lpb || !lps || !act || !inb) { errbuf_fail(err, errlen, "out of memory"); goto out; }
-    for (int i = 0; i < s->num_blocks; i++) freeb[i] = s->num_blocks - 1 - i;
-    for (int r = 0; r < B; r++) { cb_[r] = s->cand_buy; cs[r] = s->cand_sell; }
-    for (size_t i = 0; i < n; i++) {
-        q[i].idx = i;
-        if (encode_prompt(s, req[i].prompt, &q[i].ids, err, errlen)) goto out;
-        for (int k = 0; k < s->nforced; k++) {                       /* the forced reply prefix */
-            tok_ids *t = &q[i].ids;
+/* One batch of trials through the engine, as the study's client sends them:
+ * max_workers in flight, the next sent as one finishes (eng_run's hooks). */
+typedef struct batch_run {
+    real_src *s;
+    const bias_request *req;
+    bias_reply *out;
+    size_t n, next, done;
+    bias_reply_cb cb;
+    void *cb_ctx;
+    tok_ids *ids;               /* (n) prompt ids (+ the forced prefix with --decision logits) */
+    int *mt;                    /* (n) max_tokens */
+    bias_trace_req *tr;         /* (n) engine-clock times */
+    char *live;                 /* (n) */
+    int set, base, workers, inflight;
+    long steps;
+    double t0, arrival0;
+} batch_run;
+
+static void sample_kv(real_src *s, int set, double t) {
+    kv_usage u;
+    eng_usage(s->e, &u);
+    bias_trace_kv k = { set, t, u.blocks_used, u.blocks_total, u.slots_total, u.token_slots, u.reserved_slots,
+                        u.internal_frag };
+    bias_trace_add_kv(s->trace, &k);
+    s->trace->prefix_hit_tokens = u.prefix_hit_tokens;
+}
+
+static int reply_error(batch_run *b, size_t i, const char *why, char *err, size_t errlen) {
+    size_t k = strlen(why) + 16;
+    if (!(b->out[i].text = malloc(k))) return errbuf_fail(err, errlen, "out of memory");
+    snprintf(b->out[i].text, k, "API_ERROR: %s", why);
+    b->done++;
+    if (b->cb) b->cb(b->cb_ctx, i, &b->out[i]);
+    return 0;
+}
+
+/* Sends trials while a worker is free; a trial the engine refuses gets an API_ERROR reply. */
+static int send_more(batch_run *b, char *err, size_t errlen) {
+    real_src *s = b->s;
+    while (b->inflight < b->workers && b->next < b->n) {
+        size_t i = b->next++;
+        const bias_request *rq = &b->req[i];
+        eng_params p = { .max_tokens = b->mt[i], .temperature = (float)s->o.s.temperature, .top_p = (float)s->o.s.top_p,
+                         .seed = bias_trial_seed(s->o.s.seed, rq->set, rq->stock_index, rq->trial) };
+        int32_t cand[2] = { s->cand_buy, s->cand_sell };
+        if (s->o.decision_logits) { p.score = true; p.score_ids = cand; p.num_score = 2; }
+        char why[512];
+        if (b->mt[i] < 1) {
+            if (s->o.decision_logits) snprintf(why, sizeof why, "the prompt is longer than max_model_len");
+            else snprintf(why, sizeof why, "the prompt has %zu tokens, max_model_len is %d", b->ids[i].n, s->max_model_len);
+            if (reply_error(b, i, why, err, errlen)) return -1;
+            continue;
+        }
+        if (eng_add_request(s->e, b->base + (int)i, b->ids[i].ids, (int)b->ids[i].n, &p, why, sizeof why)) {
+            if (reply_error(b, i, why, err, errlen)) return -1;
+            continue;
+        }
+        b->live[i] = 1;
+        b->inflight++;
+    }
+    return 0;
+}
+
+static int on_step(void *ctx, const eng_step_info *si, char *err, size_t errlen) {
+    (void)err; (void)errlen;
+    batch_run *b = ctx;
+    real_src *s = b->s;
+    if (!s->trace) return 0;
+    double clock = clock_now_s() - b->t0;
+    if (si->num_seqs > 0) {
+        bias_trace_step st = { b->set, clock, si->seconds, si->num_seqs, si->prefill_tokens, si->decode_tokens,
+                               si->attn_ctx_tokens, si->attn_pairs };
+        bias_trace_add_step(s->trace, &st);
+    }
+    /* eng_usage walks the pool: every step for a small pool, every few for a large one */
+    int every = s->o.usage_every > 0 ? s->o.usage_every : 1 + s->num_blocks / 32768;
+    if (b->steps++ % every == 0) sample_kv(s, b->set, clock);
+    return 0;
+}
+
+/* The reply of a finished trial: the generated text, or the decision from the
+ * two scores; an API_ERROR when the engine ended it (its KV never fits the pool). */
+static char *reply_text(batch_run *b, size_t i, const eng_result *q) {
+    real_src *s = b->s;
+    if (q->aborted) return strdup("API_ERROR: the engine aborted the request (its KV cannot fit in the pool)");
+    if (!s->o.decision_logits) return decode(s, q->tokens, q->num_tokens);
+    double p_buy;
+    int buy;
+    const bias_request *rq = &b->req[i];
+    decide(q->scores[0], q->scores[1], s->o.s.temperature,
+           bias_trial_seed(s->o.s.seed, rq->set, rq->stock_index, rq->trial) ^ 0xDEC1DE, &p_buy, &buy);
+    char text[256];
+    snprintf(text, sizeof text, "{\"decision\": \"%s\", \"p_buy\": %.6f, \"reason\": \"decided by the log-probabilities "
+             "of buy and sell after the forced prefix\"}", buy ? "buy" : "sell", p_buy);
+    return strdup(text);
+}
+
+static int on_result(void *ctx, const eng_result *q, char *err, size_t errlen) {
+    batch_run *b = ctx;
+    long i = (long)q->id - b->base;
+    if (i < 0 || (size_t)i >= b->n || !b->live[i]) return 0;
+    b->live[i] = 0;
+    b->inflight--;
+    b->done++;
+    if (b->arrival0 < 0 || q->arrival < b->arrival0) b->arrival0 = q->arrival;
+    bias_reply *o = &b->out[i];
+    if (!(o->text = reply_text(b, (size_t)i, q))) return errbuf_fail(err, errlen, "out of memory");
+    o->output_tokens = q->num_tokens;
+    o->latency_s = q->finish - q->arrival;
+    o->ttft_s = q->first_token - q->arrival;
+    const tok_ids *ids = b->ids;
+    b->tr[i] = (bias_trace_req){ b->set, (int)ids[i].n, q->num_tokens, lcp(ids[i].ids, ids[i].n, ids[0].ids, ids[0].n),
+                                 q->arrival, q->first_token, q->finish };
+    if (b->cb) b->cb(b->cb_ctx, (size_t)i, o);
+    return send_more(b, err, errlen);
+}
+
+/* The trials' prompt ids: the chat-templated prompt, and with --decision
+ * logits the forced reply prefix after it. */
+static int encode_trials(batch_run *b, char *err, size_t errlen) {
+    real_src *s = b->s;
+    for (size_t i = 0; i < b->n; i++) {
+        tok_ids *t = &b->ids[i];
+        if (encode_prompt(s, b->req[i].prompt, t, err, errlen)) return -1;
+        for (int k = 0; s->o.decision_logits && k < s->nforced; k++) {
             if (t->n == t->cap) {
                 size_t c = t->cap ? 2 * t->cap : 64;
                 int32_t *v = realloc(t->ids, c * sizeof *v);
-                if (!v) { errbuf_fail(err, errlen, "out of memory"); goto out; }
+                if (!v) return errbuf_fail(err, errlen, "out of memory");
                 t->ids = v; t->cap = c;
             }
             t->ids[t->n++] = s->forced[k];
         }
+        int room = s->max_model_len - (int)t->n;
+        if (b->mt[i] > room) b->mt[i] = room;
     }
-    int set = req[0].set;
-    size_t next = 0, done = 0;
-    double t0 = clock_now_s(), clock = 0;
-    while (done < n) {
-        /* admit while sequences and blocks allow */
-        while (nact < B && next < n) {
-            lseq *x = &q[next];
-            int need = ((int)x->ids.n + bs - 1) / bs;
-            if ((int)x->ids.n > s->max_model_len) {
-                const char *m = "API_ERROR: the prompt is longer than max_model_len";
-                out[next].text = strdup(m);
-                if (!out[next].text) { errbuf_fail(err, errlen, "out of memory"); goto out; }
-                done++; next++;
-                if (cb) cb(cb_ctx, x->idx, &out[x->idx]);
-                continue;
-            }
-            if (need > nfree) break;
-            x->blocks = malloc(sizeof(int32_t) * (size_t)mbk);
-            if (!x->blocks) { errbuf_fail(err, errlen, "out of memory"); goto out; }
-            for (int k = 0; k < need; k++) x->blocks[k] = freeb[--nfree];
-            for (int k = need; k < mbk; k++) x->blocks[k] = 0;
-            x->nblk = need;
-            x->t0 = clock_now_s();
-            act[nact++] = next++;
+    return 0;
+}
+
+static int gen_replies(real_src *s, const bias_request *req, size_t n, bias_reply *out, bias_reply_cb cb, void *cb_ctx,
+                       char *err, size_t errlen) {
+    batch_run b = { .s = s, .req = req, .out = out, .n = n, .cb = cb, .cb_ctx = cb_ctx, .set = req[0].set,
+                    .base = s->next_id, .workers = s->o.max_workers > 0 ? s->o.max_workers : 200, .arrival0 = -1 };
+    int rc = -1;
+    b.mt = calloc(n, sizeof *b.mt);
+    b.ids = calloc(n, sizeof *b.ids);
+    b.tr = calloc(n, sizeof *b.tr);
+    b.live = calloc(n, 1);
+    if (!b.mt || !b.ids || !b.tr || !b.live) { errbuf_fail(err, errlen, "out of memory"); goto out; }
+    if (s->o.decision_logits) for (size_t i = 0; i < n; i++) b.mt[i] = 1;   /* one scored position */
+    else if (bias_sampling_lengths(&s->o.s, req, n, b.mt, err, errlen)) goto out;
+    if (encode_trials(&b, err, errlen)) goto out;
+    s->next_id += (int)n;
+    b.t0 = clock_now_s();
+    eng_hooks hooks = { .on_step = on_step, .on_result = on_result, .ctx = &b };
+    if (send_more(&b, err, errlen) || eng_run(s->e, &hooks, err, errlen)) goto out;
+    if (b.done < n) { errbuf_fail(err, errlen, "the engine stopped with %d requests in flight", b.inflight); goto out; }
+    if (s->trace) {
+        sample_kv(s, b.set, clock_now_s() - b.t0);
+        bias_trace_add_wall(s->trace, b.set, clock_now_s() - b.t0);
+        for (size_t i = 0; i < n; i++) {
+            bias_trace_req *t = &b.tr[i];
+            if (t->set == 0) continue;                       /* refused before reaching the engine */
+            t->submit_s -= b.arrival0; t->first_token_s -= b.arrival0; t->finish_s -= b.arrival0;
+            bias_trace_add_req(s->trace, t);
         }
-        if (nact == 0) { errbuf_fail(err, errlen, "a prompt needs more KV blocks than the cache has (%d)", s->num_blocks); goto out; }
-        /* the step: prefill chunks within the token budget */
-        int t = 0, b = 0;
-        long attn_ctx = 0, pairs = 0;
-        qs[0] = 0;
-        for (int a = 0; a < nact && t < T; a++) {
-            lseq *x = &q[act[a]];
-            int take = (int)x->ids.n - x->done;
-            if (take > T - t) take = T - t;
-            for (int j = 0; j < take; j++, t++) {
-                int p = x->done + j;
-                tids[t] = x->ids.ids[p]; pos[t] = p; slot[t] = x->blocks[p / bs] * bs + p % bs;
-                pairs += p + 1;
-            }
-            ctx[b] = x->done + take;
-            attn_ctx += ctx[b];
-            memcpy(tab + (size_t)b * mbk, x->blocks, sizeof(int32_t) * (size_t)mbk);
-            inb[b] = act[a];
-            qs[++b] = t;
-        }
-        model_batch mb = { t, b, tids, pos, slot, qs, ctx, tab, mbk, 0 };
-        double ts = clock_now_s();
-        int rows = 0;
-        if (model_forward(s->m, &mb, &rows, err, errlen) ||
-            model_logprobs(s->m, b, cb_, lpb, err, errlen) || model_logprobs(s->m, b, cs, lps, err, errlen)) goto out;
-        double sec = clock_now_s() - ts;
-        clock += sec;
-        if (s->trace) {
-            bias_trace_step st = { set, clock, sec, b, t, 0, attn_ctx, pairs };
-            bias_trace_add_step(s->trace, &st);
-        }
-        /* finished prompts: decide, reply, free their blocks */
-        for (int r = 0; r < b; r++) {
-            lseq *x = &q[inb[r]];
-            x->done = ctx[r];
-            if (x->done < (int)x->ids.n) continue;
-            double p_buy;
-            int buy;
-            const bias_request *rq = &req[x->idx];
-            decide(lpb[r], lps[r], s->o.s.temperature, bias_trial_seed(s->o.s.seed, rq->set, rq->stock_index, rq->trial) ^ 0xDEC1DE,
-                   &p_buy, &buy);
-            char text[256];
-            snprintf(text, sizeof text, "{\"decision\": \"%s\", \"p_buy\": %.6f, \"reason\": \"decided by the log-probabilities "
-                     "of buy and sell after the forced prefix\"}", buy ? "buy" : "sell", p_buy);
-            bias_reply *o = &out[x->idx];
-            if (!(o->text = strdup(text))) { errbuf_fail(err, errlen, "out of memory"); goto out; }
-            o->output_tokens = 1;
-            o->latency_s = o->ttft_s = clock_now_s() - x->t0;
-            if (s->trace) {
-                bias_trace_req tr = { set, (int)x->ids.n, 1, lcp(x->ids.ids, x->ids.n, q[0].ids.ids, q[0].ids.n),
-                                      x->t0 - t0, clock_now_s() - t0, clock_now_s() - t0 };
-                bias_trace_add_req(s->trace, &tr);
-            }
-            for (int k = 0; k < x->nblk; k++) freeb[nfree++] = x->blocks[k];
-            free(x->blocks); x->blocks = NULL; x->nblk = 0;
-            done++;
-            if (cb) cb(cb_ctx, x->idx, o);
-        }
-        int j = 0;                                                     /* drop the finished */
-        for (int a = 0; a < nact; a++) if (q[act[a]].blocks) act[j++] = act[a];
-        nact = j;
     }
-    if (s->trace) bias_trace_add_wall(s->trace, set, clock_now_s() - t0);
     rc = 0;
 out:
-    for (size_t i = 0; q && i < n; i++) { tok_ids_free(&q[i].ids); free(q[i].blocks); }
-    free(q); free(freeb); free(tids); free(qs); free(tab); free(cb_); free(cs); free(lpb); free(lps); free(act); free(inb);
+    for (size_t i = 0; b.ids && i < n; i++) tok_ids_free(&b.ids[i]);
+    free(b.mt); free(b.ids); free(b.tr); free(b.live);
     return rc;
 }
 
 static int real_generate(void *ctx, const bias_request *req, size_t n, bias_reply *out,
                          bias_reply_cb cb, void *cb_ctx, char *err, size_t errlen) {
-    real_src *s = ctx;
     if (n == 0) return 0;
-    return s->m ? gen_logits(s, req, n, out, cb, cb_ctx, err, errlen) : gen_free(s, req, n, out, cb, cb_ctx, err, errlen);
+    return gen_replies(ctx, req, n, out, cb, cb_ctx, err, errlen);
 }
 
 static void real_free(void *ctx) {
     real_src *s = ctx;
     if (!s) return;
     if (s->e) eng_free(s->e);
-    if (s->m) model_free(s->m);
     tok_free(s->tok);
     chat_tpl_free(s->chat);
     free(s->forced);
@@ -458,30 +395,19 @@ int bias_real_source(bias_source *src, const bias_real_opts *o, bias_trace *trac
                       .gpu_memory_utilization = o->gpu_memory_utilization, .num_gpu_blocks = o->num_gpu_blocks };
     model_mem mem;
     int contiguous = o->kv_policy && !strcmp(o->kv_policy, "contiguous");
-    if (contiguous && o->decision_logits) {
-        errbuf_fail(err, errlen, "--kv-policy contiguous is for free generation (--decision logits keeps no KV between steps)");
-        goto fail;
-    }
-    if (o->decision_logits) {
-        if (model_create(&s->m, &c, &w, &mo, &mem, err, errlen)) { have_w = 0; goto fail; }
-        have_w = 0;
-        if (logits_setup(s, err, errlen)) goto fail;
-        const model_opts *eo = model_options(s->m);
-        s->num_blocks = model_num_blocks(s->m); s->block_size = eo->block_size; s->max_model_len = eo->max_model_len;
-        s->max_num_seqs = eo->max_num_seqs; s->batched = eo->max_num_batched_tokens;
-    } else {
-        eng_config ec;
-        memset(&ec, 0, sizeof ec);
-        ec.model = mo;
-        ec.kv_policy = contiguous ? KV_CONTIGUOUS : KV_PAGED;
-        ec.prefix_caching = o->prefix_caching != 0;
-        ec.eos_id = eos;
-        have_w = 0;                                          /* eng_create owns w from here */
-        if (!(s->e = eng_create(&c, &w, &ec, &mem, err, errlen))) goto fail;
-        s->num_blocks = mem.num_blocks; s->block_size = mem.block_size;
-        s->max_model_len = mo.max_model_len;
-        s->max_num_seqs = mo.max_num_seqs; s->batched = mo.max_num_batched_tokens;
-    }
+    eng_config ec;
+    memset(&ec, 0, sizeof ec);
+    ec.model = mo;
+    ec.kv_policy = contiguous ? KV_CONTIGUOUS : KV_PAGED;
+    ec.prefix_caching = o->prefix_caching != 0;
+    ec.eos_id = eos;
+    have_w = 0;                                          /* eng_create owns w from here */
+    if (!(s->e = eng_create(&c, &w, &ec, &mem, err, errlen))) goto fail;
+    if (o->decision_logits && logits_setup(s, err, errlen)) goto fail;
+    const model_opts *eo = model_options(eng_model(s->e));
+    s->num_blocks = mem.num_blocks; s->block_size = mem.block_size;
+    s->max_model_len = eo->max_model_len;
+    s->max_num_seqs = eo->max_num_seqs; s->batched = eo->max_num_batched_tokens;
     if (trace) {
         snprintf(trace->kv_policy, sizeof trace->kv_policy, "%s", contiguous ? "contiguous" : "paged");
         snprintf(trace->model_config, sizeof trace->model_config, "%.500s", cfgpath);
@@ -490,7 +416,7 @@ int bias_real_source(bias_source *src, const bias_real_opts *o, bias_trace *trac
         trace->num_blocks = s->num_blocks; trace->block_size = s->block_size;
         trace->max_num_seqs = s->max_num_seqs; trace->max_num_batched_tokens = s->batched;
         trace->max_model_len = s->max_model_len;
-        trace->prefix_caching = !o->decision_logits && o->prefix_caching;
+        trace->prefix_caching = o->prefix_caching;
         trace->max_workers = o->max_workers;
     }
     if (info)

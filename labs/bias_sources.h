@@ -6,7 +6,7 @@
  *   - a real source: the CUDA engine in this process (engine/engine.h),
  *     free generation through eng_, or --decision logits: the engine's
  *     log-probabilities of "buy" and "sell" after the forced reply prefix
- *     {"decision": " (engine/model.h: one prefill per trial, no sampling).
+ *     {"decision": " (eng_'s score mode: one prefill per trial, no sampling).
  * Both send every trial the same sampling seed (bias_trial_seed), so a run
  * through engine/serve and a run in process draw the same tokens.  Both
  * record what they measured into a bias_trace (labs/bias_compare.h).

@@ -343,7 +343,8 @@ static int esrv_submit(void *self, const srv_gen_params *p, srv_sink *sink, uint
     if (refuse) errbuf_fail(err, errcap, "%s", s->quit ? "the engine backend is shutting down" : s->broken);
     else {
         r->id = s->next_id++;
-        r->p = (eng_params){ r->max_tokens, (float)p->temperature, 0, (float)(p->top_p > 0 ? p->top_p : 1), seed };
+        r->p = (eng_params){ .max_tokens = r->max_tokens, .temperature = (float)p->temperature,
+                             .top_p = (float)(p->top_p > 0 ? p->top_p : 1), .seed = seed };
         if (s->in_tail) s->in_tail->next = r; else s->in_head = r;
         s->in_tail = r;
         *id = (uint64_t)r->id;

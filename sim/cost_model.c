@@ -33,6 +33,14 @@
  * - per_seq 10 us: per running sequence per step (sampling, detokenizing,
  *   output bookkeeping): a few ms per step at 256 running sequences.
  * - allreduce_lat 8 us: one small NCCL/custom all-reduce over NVLink.
+ * - host_bw 25 GB/s: swapped KV blocks cross PCIe 4.0 x16 (32 GB/s per
+ *   direction), of which pinned cudaMemcpyAsync copies reach about 80 %.
+ * - copy_call_s 3 us: vLLM swaps a block with one cudaMemcpyAsync per layer
+ *   for its keys and one for its values; each call costs a few microseconds
+ *   to issue and start.  With these two, swapping 256 OPT-13B tokens out and
+ *   back in takes about 150 ms in 1-token blocks and 17 ms in 256-token
+ *   blocks: the shape of the vLLM paper's Figure 19a (about 135 ms and
+ *   10-20 ms; read off its plot, not a measurement of ours).
  * `pagesim calibrate` replaces these with values fitted to a real run. */
 cm_coeffs cm_coeffs_default(void) {
     cm_coeffs k = {
@@ -41,6 +49,8 @@ cm_coeffs cm_coeffs_default(void) {
         .step_overhead_s = 1.5e-3,
         .per_seq_s = 10e-6,
         .allreduce_lat_s = 8e-6,
+        .host_bw = 25e9,
+        .copy_call_s = 3e-6,
     };
     return k;
 }
@@ -134,15 +144,22 @@ static double allreduce_time(const cm_model *m, long tokens) {
     return 2.0 * m->cfg.num_layers * (m->k.allreduce_lat_s + ring);
 }
 
+double cm_swap_time(const cm_model *m, long blocks, long tokens) {
+    if (blocks <= 0) return 0;
+    double bytes = (double)tokens * (double)mc_kv_bytes_per_token(&m->cfg, m->kvdtype) / (m->tp > 0 ? m->tp : 1);
+    return (double)blocks * 2.0 * m->cfg.num_layers * m->k.copy_call_s + bytes / m->k.host_bw;
+}
+
 double cm_step_time(const cm_model *m, const cm_batch *b) {
     const cm_coeffs *k = &m->k;
     long tokens = b->prefill_tokens + b->decode_tokens;
     if (m->prof) {
         double t = opp_step_time(m->prof, b);
         if (m->tp > 1 && tokens > 0 && m->prof->allreduce.n == 0) t += allreduce_time(m, tokens);
-        return t;
+        return t + cm_swap_time(m, b->swap_blocks, b->swap_tokens);   /* profiles measure no swaps */
     }
     double t = k->step_overhead_s + k->per_seq_s * (b->num_seqs > 0 ? b->num_seqs : 0);
+    t += cm_swap_time(m, b->swap_blocks, b->swap_tokens);
     if (tokens <= 0) return t;
     double t_flops = cm_step_flops(m, b) / (m->gpu.flops_16 * k->flops_eff);
     double t_bytes = cm_step_bytes(m, b) / (m->gpu.mem_bw * k->bw_eff);
@@ -159,6 +176,8 @@ static const struct { const char *key; size_t off; double lo, hi; } k_fields[] =
     { "step_overhead_s", offsetof(cm_coeffs, step_overhead_s), 0.0, 10.0 },
     { "per_seq_s",       offsetof(cm_coeffs, per_seq_s),       0.0, 1.0 },
     { "allreduce_lat_s", offsetof(cm_coeffs, allreduce_lat_s), 0.0, 1.0 },
+    { "host_bw",         offsetof(cm_coeffs, host_bw),         1e6, 1e13 },
+    { "copy_call_s",     offsetof(cm_coeffs, copy_call_s),     0.0, 1.0 },
 };
 #define K_NFIELDS (sizeof k_fields / sizeof k_fields[0])
 

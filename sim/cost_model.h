@@ -16,6 +16,8 @@ typedef struct cm_coeffs {   /* fitted; defaults from public measurements */
     double step_overhead_s;  /* fixed CPU+launch time per step */
     double per_seq_s;        /* per running sequence per step (sampling, bookkeeping) */
     double allreduce_lat_s;  /* latency of one all-reduce (TP > 1), twice per layer */
+    double host_bw;          /* achieved GPU<->CPU copy bandwidth for swapped KV blocks, bytes/s */
+    double copy_call_s;      /* fixed cost of one swap copy call (cudaMemcpyAsync) */
 } cm_coeffs;
 
 struct opp_profile;           /* sim/op_profile.h */
@@ -38,15 +40,21 @@ typedef struct cm_batch {
     long decode_tokens;      /* new generated-token positions computed (1 per decoding seq) */
     long attn_ctx_tokens;    /* sum over new tokens' sequences of context length read (KV) */
     long attn_pairs;         /* sum over new tokens of the context they attend to (FLOPs) */
+    long swap_blocks;        /* KV blocks copied between GPU and CPU before the step (out + in) */
+    long swap_tokens;        /* their token slots (blocks x block size) */
 } cm_batch;
 
 /* Sets m from a config, a GPU and a TP degree, with default coefficients. */
 int    cm_model_init(cm_model *m, const mc_config *cfg, const cm_gpu *gpu, int tp,
                      mc_dtype wdtype, char *err, size_t errlen);
-/* Seconds the step takes: by m->prof when set (plus the roofline's all-reduce
- * when tp > 1 and the profile measured none), else the roofline.  Can't fail
- * (0 work = overhead only). */
+/* Seconds the step takes, its swap copies included: by m->prof when set (plus
+ * the roofline's all-reduce when tp > 1 and the profile measured none), else
+ * the roofline.  Can't fail (0 work = overhead only). */
 double cm_step_time(const cm_model *m, const cm_batch *b);
+/* Seconds to copy `blocks` KV blocks holding `tokens` token slots between GPU
+ * and CPU memory, one way: one copy call per block, layer and K/V (as vLLM's
+ * swap_blocks issues them) plus the bytes over the host link.  Can't fail. */
+double cm_swap_time(const cm_model *m, long blocks, long tokens);
 /* FLOPs and bytes of a step, for roofline reports. */
 double cm_step_flops(const cm_model *m, const cm_batch *b);
 double cm_step_bytes(const cm_model *m, const cm_batch *b);

@@ -65,16 +65,21 @@ static int fork_group(sched *sc, sseq *parent) {
 
 /* Beam search, kept simple but real: after a step, with probability 1/3 the
  * lowest-ranked beam (a seeded choice) is dropped and replaced by a copy of
- * another beam: free + fork, so the next appends copy-on-write. */
+ * another beam: free + fork, so the next appends copy-on-write.  The first
+ * beam is never the one dropped (sched_add returned it: callers hold it);
+ * it runs one token ahead of the beams forked from it (they sample their
+ * first token a step later), so a beam may be replaced by a copy of a longer
+ * one (a swap that wanted equal lengths never copied the first beam, and
+ * width 2 never swapped at all). */
 static int beam_choice(sched *sc, sreq *r) {
     if (r->beam_step == sc->step) return 0;
     r->beam_step = sc->step;
     if (r->live < 2 || rng_splitmix64(&sc->rng) % 3 != 0) return 0;
-    int a = (int)(rng_splitmix64(&sc->rng) % (uint64_t)r->num_members);
+    int a = 1 + (int)(rng_splitmix64(&sc->rng) % (uint64_t)(r->num_members - 1));
     int k = (int)(rng_splitmix64(&sc->rng) % (uint64_t)r->num_members);
     sseq *drop = r->members[a], *keep = r->members[k];
     if (a == k || !drop || !keep || drop->s.status != SEQ_RUNNING || keep->s.status != SEQ_RUNNING ||
-        drop->s.num_tokens != keep->s.num_tokens ||
+        drop->s.num_tokens > keep->s.num_tokens ||
         keep->s.num_computed != keep->s.num_tokens - 1) return 0;
     sseq *c = new_child(sc, keep);
     if (!c) return -1;                          /* no swap this step */

@@ -343,6 +343,8 @@ int sched_schedule(sched *sc, double now, const sched_batch **out, char *err, si
         b->admitted++;
         try_schedule(sc, sc->nrun - 1, &budget, false, now);
     }
+    for (int i = 0; i < b->num_copies; i++)        /* swaps cost the step time (cm_swap_time) */
+        if (b->copies[i].kind != KV_COPY_GPU) { b->counts.swap_blocks++; b->counts.swap_tokens += sc->block_size; }
     return b->num_items;
 }
 

@@ -115,6 +115,10 @@ int sim_run(const sim_config *cfg, const wl_request *reqs, int n, sim_result *ou
         snprintf(err, errlen, "simulate: out of memory");
         goto done;
     }
+    /* the caller's hook: the driver chains it after its own observe (after
+     * execute, before postprocess) */
+    lp.observe = cfg->on_step;
+    lp.observe_ctx = cfg->on_step_ctx;
     sim_source src = { reqs, order, n, 0, cfg->seed, ids };
     progress_ctx pc = { cfg, 0, n, n / 100 > 0 ? n / 100 : 1 };
     drv_config dc = drv_config_default();

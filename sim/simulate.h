@@ -13,6 +13,7 @@
 #include "sim/cost_model.h"
 #include "sim/workload.h"
 #include "sim/metrics.h"
+#include "sim/step_loop.h"
 
 typedef struct sim_config {
     kv_config    kv;              /* policy, pool size, block size, swap space ... */
@@ -29,6 +30,11 @@ typedef struct sim_config {
     /* called about every 1% of requests finished (NULL = none) */
     void (*progress)(void *ctx, int finished, int total, double sim_time);
     void *progress_ctx;
+    /* called after each step's execute, before its postprocess, while the
+     * batch's sequences and their block tables are in place (NULL = none):
+     * what a lab measures beyond the metrics (blocks shared in a batch) */
+    void (*on_step)(void *ctx, const loop_step_info *info);
+    void *on_step_ctx;
 } sim_config;
 
 typedef struct sim_result {

@@ -462,6 +462,7 @@ int wl_load_trace(const char *path, wl_request **out, int *n, char *err, size_t 
 /* ---- tokens, kinds, stats -------------------------------------------------- */
 
 void wl_prompt_tokens(const wl_request *r, int i, uint64_t seed, int *ids) {
+    if (r->ids) { memcpy(ids, r->ids, (size_t)r->prompt_len * sizeof *ids); return; }
     int shared = (r->prefix_id >= 0 && r->prefix_len > 0) ? r->prefix_len : 0;
     if (shared > r->prompt_len) shared = r->prompt_len;
     for (int t = 0; t < r->prompt_len; t++) {

@@ -15,6 +15,8 @@ typedef struct wl_request {
     int    beam;             /* beam width (0 = no beam search) */
     int    prefix_id;        /* requests with the same id >= 0 share ... */
     int    prefix_len;       /* ... their first prefix_len prompt tokens; -1/0 = none */
+    const int *ids;          /* (prompt_len,) the prompt's real token ids (not owned; a lab's
+                                tokenized prompts), or NULL: synthetic ids, shared by prefix_id */
 } wl_request;
 
 typedef enum { WL_SHAREGPT, WL_ALPACA, WL_FIXED, WL_TRACE } wl_kind;
@@ -35,8 +37,9 @@ int  wl_generate(const wl_spec *spec, wl_request **out, int *n, char *err, size_
 /* Reads a trace: CSV with header arrival,prompt_len,output_len[,n,beam] or
  * JSONL objects with those keys.  Same contract as wl_generate. */
 int  wl_load_trace(const char *path, wl_request **out, int *n, char *err, size_t errlen);
-/* Deterministic token ids for request i (prompt_len of them): shared prefixes
- * give equal ids, so the prefix cache can hit.  ids: (prompt_len,). */
+/* Token ids for request i (prompt_len of them): r->ids when given, else
+ * deterministic synthetic ids where shared prefixes give equal ids, so the
+ * prefix cache can hit.  ids: (prompt_len,). */
 void wl_prompt_tokens(const wl_request *r, int i, uint64_t seed, int *ids);
 /* "sharegpt"/"alpaca"/"fixed" -> kind; anything else is a trace path (-1 if neither). */
 int  wl_kind_parse(const char *s);

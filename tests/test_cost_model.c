@@ -164,6 +164,24 @@ static void test_monotone(void **state) {
     assert_true(cm_step_time(&m, &d) < cm_step_time(&bf, &d));
 }
 
+/* Swapped KV blocks cost one copy call per block, layer and K/V plus their
+ * bytes over PCIe: small blocks make many small copies (the vLLM paper's
+ * Fig. 19a), and a step pays for its swaps. */
+static void test_swap_time(void **state) {
+    (void)state;
+    cm_model m;
+    model(&m, OPT13B, "A100-40GB", 1, -1);
+    double bytes = 256.0 * 2 * 40 * 5120 * 2;                 /* 256 OPT-13B tokens */
+    double t1 = cm_swap_time(&m, 256, 256), t256 = cm_swap_time(&m, 1, 256);
+    assert_true(fabs(t256 - (80 * m.k.copy_call_s + bytes / m.k.host_bw)) < 1e-12);
+    assert_true(fabs(t1 - (256 * 80 * m.k.copy_call_s + bytes / m.k.host_bw)) < 1e-12);
+    assert_true(t1 > 5 * t256);
+    assert_true(cm_swap_time(&m, 0, 0) == 0);
+    cm_batch d = decode(8, 500), ds = d;
+    ds.swap_blocks = 16; ds.swap_tokens = 256;
+    assert_true(fabs(cm_step_time(&m, &ds) - cm_step_time(&m, &d) - cm_swap_time(&m, 16, 256)) < 1e-12);
+}
+
 static void test_tensor_parallel(void **state) {
     (void)state;
     cm_model m1, m2, m4;
@@ -249,6 +267,7 @@ int main(void) {
         cmocka_unit_test(test_gpu_table_errors),
         cmocka_unit_test(test_regimes),
         cmocka_unit_test(test_monotone),
+        cmocka_unit_test(test_swap_time),
         cmocka_unit_test(test_tensor_parallel),
         cmocka_unit_test(test_moe),
         cmocka_unit_test(test_coeffs_files),

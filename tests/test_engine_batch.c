@@ -4,15 +4,19 @@
  * physical slot (kv_slot), each sequence's query range, context length and
  * block table, through chunked prefill, decode, prefix-cache hits and
  * preemption, and for the contiguous policy (a reservation's block table is
- * synthesised from its range).  Driven by the real sim/ scheduler with fake
- * sampled tokens. */
+ * synthesised from its range).  Score mode's row (eng_score_row): once per
+ * scoring request, at its last prompt position, through the same chunking,
+ * prefix hits and preemption; and the request checks (eng_check_request).
+ * Driven by the real sim/ scheduler with fake sampled tokens. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include "tests/test_util.h"
+#include <math.h>
 #include "engine/engine.h"
+#include "tests/engine_score_case.h"
 
 /* checks the batch built for b against the scheduler's own view of it */
 static void check_batch(const sched_batch *b, const kv_cache *kv, const model_batch *mb) {
@@ -78,7 +82,7 @@ static int drive(sched *sc, kv_cache *kv, int max_blocks, int *prefix_items, int
 static void test_batches_match_scheduler(void **st) {
     (void)st;
     char err[256];
-    kv_config kc = {KV_PAGED, 64, 16, 256, 2048, true, 0};
+    kv_config kc = {KV_PAGED, 64, 16, 256, 2048, true, 0, KV_ALLOC_FIRST_FIT};
     kv_cache *kv = kv_create(&kc, err, sizeof err);
     assert_non_null(kv);
     sched_config scfg = sched_config_default();
@@ -104,7 +108,7 @@ static void test_prefix_hits_and_preemption(void **st) {
     (void)st;
     char err[256];
     /* a small pool (12 blocks of 16) so that sequences get preempted */
-    kv_config kc = {KV_PAGED, 12, 16, 160, 2048, true, 0};
+    kv_config kc = {KV_PAGED, 12, 16, 160, 2048, true, 0, KV_ALLOC_FIRST_FIT};
     kv_cache *kv = kv_create(&kc, err, sizeof err);
     sched_config scfg = sched_config_default();
     scfg.max_num_batched_tokens = 64;
@@ -132,7 +136,7 @@ static void test_prefix_hits_and_preemption(void **st) {
 static void test_too_long_for_table(void **st) {
     (void)st;
     char err[256] = "";
-    kv_config kc = {KV_PAGED, 64, 16, 256, 2048, false, 0};
+    kv_config kc = {KV_PAGED, 64, 16, 256, 2048, false, 0, KV_ALLOC_FIRST_FIT};
     kv_cache *kv = kv_create(&kc, err, sizeof err);
     sched_config scfg = sched_config_default();
     sched *sc = sched_create(&scfg, kv, err, sizeof err);
@@ -185,12 +189,119 @@ static void test_contiguous_reservations(void **st) {
     kv_destroy(kv);
 }
 
+/* Score mode's row, on the workload of tests/engine_score_case.h (the GPU
+ * test's): each scoring request scores exactly once, at the row of its last
+ * prompt position, although generations preempt some mid-prefill and most
+ * hit the prefix cache. */
+static void test_score_rows(void **st) {
+    (void)st;
+    char err[256];
+    model_opts o = { .max_model_len = SCASE_MAX_LEN, .block_size = SCASE_BLOCK_SIZE };
+    kv_config kc = eng_kv_config(&o, SCASE_BLOCKS, KV_PAGED, true);
+    kv_cache *kv = kv_create(&kc, err, sizeof err);
+    assert_non_null(kv);
+    sched_config scfg = sched_config_default();            /* as eng_create configures it */
+    scfg.max_num_batched_tokens = SCASE_BUDGET;
+    scfg.max_num_seqs = SCASE_SEQS;
+    scfg.max_model_len = SCASE_MAX_LEN;
+    scfg.preempt = SCHED_PREEMPT_RECOMPUTE;
+    sched *sc = sched_create(&scfg, kv, err, sizeof err);
+    assert_non_null(sc);
+    int prompt[SCASE_LEN], rows[SCASE_N] = {0}, out[SCASE_N] = {0}, scored_after_preemption = 0;
+    for (int r = 0; r < SCASE_N; r++) {
+        for (int i = 0; i < scase_len(r); i++) prompt[i] = scase_token(r, i);
+        assert_non_null(sched_add(sc, r, prompt, scase_len(r), scase_max_tokens(r), 1, 0, 0.0, &rows[r]));
+    }
+    int max_blocks = SCASE_MAX_LEN / SCASE_BLOCK_SIZE;
+    eng_batch_buf buf = {0};
+    int tokens[SCASE_SEQS], steps = 0;
+    double now = 0;
+    while (sched_has_work(sc) && steps++ < 2000) {
+        const sched_batch *b;
+        int n = sched_schedule(sc, now, &b, err, sizeof err);
+        assert_true(n >= 0);
+        model_batch mb;
+        if (n > 0) assert_int_equal(eng_build_batch(b, kv, &buf, max_blocks, &mb, err, sizeof err), 0);
+        for (int i = 0; i < n; i++) {
+            const sched_item *it = &b->items[i];
+            const seq *s = it->s;
+            mb.all_logits = 0;
+            int row = eng_score_row(b, &mb, i);
+            mb.all_logits = 1;
+            int row_all = eng_score_row(b, &mb, i);
+            tokens[i] = 7;
+            if (row < 0) { assert_int_equal(row_all, -1); continue; }
+            (*(int *)s->user)++;
+            assert_int_equal(row, i);                               /* one row per item */
+            assert_int_equal(row_all, mb.query_start[i + 1] - 1);   /* its last token's row */
+            assert_int_equal(mb.positions[row_all], s->prompt_len - 1);
+            assert_int_equal(mb.input_ids[row_all], s->tokens[s->prompt_len - 1]);
+            assert_true(it->samples && s->num_tokens == s->prompt_len);
+            assert_true(it->start + it->num_new == s->prompt_len);
+            if (scase_is_score((int)((int *)s->user - rows)) && s->num_preemptions > 0) scored_after_preemption++;
+        }
+        now += 0.01;
+        const sched_done *done;
+        int nd;
+        assert_int_equal(sched_postprocess(sc, n > 0 ? tokens : NULL, now, -1, &done, &nd, NULL, NULL, err, sizeof err), 0);
+        for (int k = 0; k < nd; k++) out[done[k].id] += done[k].output_len;
+    }
+    assert_false(sched_has_work(sc));
+    for (int r = 0; r < SCASE_N; r++) {
+        assert_int_equal(out[r], scase_max_tokens(r));
+        if (scase_is_score(r)) assert_int_equal(rows[r], 1);      /* each scored once */
+    }
+    kv_usage u;
+    kv_usage_get(kv, NULL, 0, NULL, &u);
+    fprintf(stderr, "  score rows: %ld preemptions, %d scoring requests scored after a preemption, "
+            "%ld prefix-hit tokens\n", sched_get_stats(sc)->preemptions, scored_after_preemption, u.prefix_hit_tokens);
+    assert_true(scored_after_preemption > 0);
+    assert_true(u.prefix_hit_tokens >= 8 * SCASE_PREFIX / 2);
+    eng_batch_buf_free(&buf);
+    sched_destroy(sc);
+    kv_destroy(kv);
+}
+
+static void test_check_request(void **st) {
+    (void)st;
+    char err[256];
+    int prompt[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    int32_t cand[3] = {10, 20, 30};
+    eng_params p = { .max_tokens = 4, .top_p = 1 };
+    assert_int_equal(eng_check_request(0, prompt, 8, &p, 12, 100, err, sizeof err), 0);
+    assert_int_equal(eng_check_request(1, prompt, 8, &p, 11, 100, err, sizeof err), -1);   /* 8 + 4 > 11 */
+    assert_non_null(strstr(err, "request 1"));
+    assert_int_equal(eng_check_request(0, prompt, 8, &p, 12, 8, err, sizeof err), -1);     /* token 8 >= vocab */
+    assert_non_null(strstr(err, "vocabulary"));
+    p.arrival = NAN;
+    assert_int_equal(eng_check_request(0, prompt, 8, &p, 12, 100, err, sizeof err), -1);
+    p.arrival = 5.0;
+    p.score_ids = cand; p.num_score = 3;                      /* candidates without score mode */
+    assert_int_equal(eng_check_request(0, prompt, 8, &p, 12, 100, err, sizeof err), -1);
+    assert_non_null(strstr(err, "score mode is off"));
+    p.score = true;                                           /* score mode: one token */
+    assert_int_equal(eng_check_request(0, prompt, 8, &p, 12, 100, err, sizeof err), -1);
+    assert_non_null(strstr(err, "max_tokens 4"));
+    p.max_tokens = 1;
+    assert_int_equal(eng_check_request(0, prompt, 8, &p, 12, 100, err, sizeof err), 0);
+    assert_int_equal(eng_check_request(0, prompt, 8, &p, 12, 25, err, sizeof err), -1);    /* 30 >= vocab */
+    assert_non_null(strstr(err, "candidate 2"));
+    p.num_score = 0;
+    assert_int_equal(eng_check_request(0, prompt, 8, &p, 12, 100, err, sizeof err), -1);
+    p.num_score = ENG_MAX_SCORE_IDS + 1;
+    assert_int_equal(eng_check_request(0, prompt, 8, &p, 12, 100, err, sizeof err), -1);
+    p.num_score = 2; p.score_ids = NULL;
+    assert_int_equal(eng_check_request(0, prompt, 8, &p, 12, 100, err, sizeof err), -1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batches_match_scheduler),
         cmocka_unit_test(test_prefix_hits_and_preemption),
         cmocka_unit_test(test_too_long_for_table),
         cmocka_unit_test(test_contiguous_reservations),
+        cmocka_unit_test(test_score_rows),
+        cmocka_unit_test(test_check_request),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -337,6 +337,23 @@ static void test_beam_search(void **st) {
     rig_free(&r);
 }
 
+/* Width 2: the first beam samples one token ahead of the beam forked from it
+ * (the child samples its first token a step later), so a swap that needed
+ * equal lengths never happened and beam search shared no more than parallel
+ * sampling.  The leading beam may now be dropped for a copy of the other. */
+static void test_beam_width_two_swaps(void **st) {
+    (void)st;
+    sched_config c = sched_config_default();
+    rig r; rig_init(&r, KV_PAGED, 600, 16, 0, c);
+    add(&r, 0, 40, 120, 1, 2);
+    run_all(&r, 5000);
+    const sched_stats *ss = sched_get_stats(r.sc);
+    assert_true(ss->beam_swaps > 0);
+    assert_int_equal(r.n_done, 1);
+    assert_int_equal(r.gen_bad, 0);
+    rig_free(&r);
+}
+
 static void test_static_batching(void **st) {
     (void)st;
     sched_config c = sched_config_default();
@@ -571,6 +588,7 @@ int main(void) {
         cmocka_unit_test(test_parallel_sampling_cow),
         cmocka_unit_test(test_fork_keeps_request),
         cmocka_unit_test(test_beam_search),
+        cmocka_unit_test(test_beam_width_two_swaps),
         cmocka_unit_test(test_static_batching),
         cmocka_unit_test(test_all_policies_exact),
         cmocka_unit_test(test_abort_too_long),

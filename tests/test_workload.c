@@ -170,6 +170,11 @@ static void test_prompt_tokens(void **state) {
     diff = 0;
     for (int i = 0; i < 64; i++) diff += td[i] != te[i];
     assert_true(diff >= 60);
+    /* real token ids, when given, are the prompt (whatever the prefix fields say) */
+    int real[5] = { 151644, 872, 198, 7, 151645 }, got[5];
+    wl_request f = { .prompt_len = 5, .n = 1, .prefix_id = 3, .prefix_len = 4, .ids = real };
+    wl_prompt_tokens(&f, 0, 9, got);
+    assert_memory_equal(got, real, sizeof real);
 }
 
 static void test_kind_parse(void **state) {

@@ -113,7 +113,13 @@ static void bars(cairo_t *cr, const viz_bar_chart *c, double px, double py, doub
                 if (pass == 0) { viz_ck_bar(cr, s, bx, by, bw, hh); continue; }
                 if (!show) continue;
                 if (c->stacked && hh > f * 1.1) value_label(cr, fmt, v, bx + bw / 2, by + hh / 2 + f * 0.3, f, true);
-                if (!c->stacked) value_label(cr, fmt, v, bx + bw / 2, by - f * 0.3, f * (bw < f * 3 ? 0.85 : 1), false);
+                if (c->stacked) continue;
+                double ly = by - f * 0.3;        /* above the bar, or above a tick that would cross it */
+                if (c->refs && isfinite(c->refs[i])) {
+                    double ty = py + ph - ph * c->refs[i] / ymax;
+                    if (ty > ly - f * 1.0 && ty < by + f * 0.2) ly = fmin(ly, ty - f * 0.35);
+                }
+                value_label(cr, fmt, v, bx + bw / 2, ly, f * (bw < f * 3 ? 0.85 : 1), false);
             }
         }
 }

@@ -75,7 +75,7 @@ static void axes(cairo_t *cr, const viz_xy_chart *c, const xy_frame *F, double y
         double yy = fy(F, v);
         cairo_set_source_rgb(cr, 0.85, 0.85, 0.87);
         cairo_move_to(cr, F->px, yy); cairo_line_to(cr, F->px + F->pw, yy); cairo_stroke(cr);
-        snprintf(t, sizeof t, yf, v);
+        snprintf(t, sizeof t, yf, fabs(v) < ystep * 1e-6 ? 0.0 : v);
         viz_ck_ink(cr);
         viz_ck_text(cr, F->px - f * 0.4, yy + f * 0.3, t, 1);
     }
@@ -87,7 +87,7 @@ static void axes(cairo_t *cr, const viz_xy_chart *c, const xy_frame *F, double y
     } else {
         double st = viz_ck_nice_step(F->x1 - F->x0, 6);
         for (double v = ceil(F->x0 / st) * st; v <= F->x1 + st * 1e-6; v += st) {
-            snprintf(t, sizeof t, "%g", v);
+            snprintf(t, sizeof t, "%g", fabs(v) < st * 1e-6 ? 0.0 : v);   /* never "-0" */
             viz_ck_text(cr, fx(F, v), F->py + F->ph + f * 1.2, t, 0.5);
         }
     }

@@ -24,6 +24,7 @@
 #include "sim/model_config.h"
 #include "sim/workload.h"
 #include "base/clock.h"
+#include "base/errbuf.h"
 #include "base/rng.h"
 #include <math.h>
 #include <stdio.h>
@@ -378,6 +379,49 @@ static const opt_spec k_opts[] = {
     { NULL, 0, 0 },
 };
 
+/* The run's figures, summed by eng_run's hooks: each step against the
+ * roofline (its FLOPs at the GEMM rate, its bytes at the bandwidth), each
+ * finished request's latencies. */
+typedef struct bench_acc {
+    bstep_log *slog;
+    double peak_tflops, peak_gbps;
+    double pm, kvb, wread, head, attn, xbytes, E, K;      /* the roofline's constants */
+    double flops, bytes, roof, t_pf, t_dec, f_pf, roof_dec; /* steps with prefill / decode-only steps */
+    long   n_pf, n_dec, seqs_dec, steps, prefill_done;
+    long   done, gen;
+    double ttft_sum, tpot_sum, lat_sum;
+    int    ntpot;
+} bench_acc;
+
+static int bench_step(void *ctx, const eng_step_info *si, char *err, size_t errlen) {
+    bench_acc *a = ctx;
+    if (bstep_add(a->slog, si)) return errbuf_fail(err, errlen, "cannot record the step (out of memory)");
+    double T = si->prefill_tokens + si->decode_tokens;
+    double f = 2 * a->pm * T + a->head * si->num_seqs + a->attn * (double)si->attn_pairs;
+    double b = a->wread - a->xbytes + (a->E > 0 ? a->xbytes * (1 - pow(1 - a->K / a->E, T)) : 0) +
+               a->kvb * ((double)si->attn_ctx_tokens + T);
+    double fc = f / (a->peak_tflops * 1e12), bm = b / (a->peak_gbps * 1e9), r = fc > bm ? fc : bm;
+    a->flops += f;
+    a->bytes += b;
+    a->roof += r;
+    if (si->prefill_tokens > 0) { a->n_pf++; a->t_pf += si->seconds; a->f_pf += f; }
+    else { a->n_dec++; a->t_dec += si->seconds; a->seqs_dec += si->num_seqs; a->roof_dec += r; }
+    a->prefill_done += si->prefill_tokens;
+    a->steps++;
+    return 0;
+}
+
+static int bench_result(void *ctx, const eng_result *d, char *err, size_t errlen) {
+    (void)err; (void)errlen;
+    bench_acc *a = ctx;
+    a->done++;
+    a->gen += d->num_tokens;
+    a->ttft_sum += d->first_token - d->arrival;
+    a->lat_sum += d->finish - d->arrival;
+    if (d->num_tokens > 1) { a->tpot_sum += (d->finish - d->first_token) / (d->num_tokens - 1); a->ntpot++; }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     cm_gpu_table_path(getenv("PAGESIM_GPUS"));     /* the GPU table: data/gpus.json unless set */
     const char *model_dir = NULL, *dummy = NULL, *workload = "fixed", *save = NULL, *json = NULL, *attn = NULL;
@@ -527,74 +571,40 @@ int main(int argc, char **argv) {
             "setup %.1f s\n", c.name, mem.weights / 1073741824.0, mem.activations / 1073741824.0, mem.kv_tokens,
             kv_policy_name(cfg.kv_policy), clock_now_s() - t0);
     /* the roofline's constants */
+    bstep_log slog;
+    bench_acc a = { .slog = &slog, .peak_tflops = peak_tflops, .peak_gbps = peak_gbps };
     double D = c.hidden_size, L = c.num_layers, nq = c.num_heads, nkv = c.num_kv_heads, hd = c.head_dim;
     double I = c.intermediate_size, V = c.vocab_size;
-    double pm = L * (D * (nq + 2 * nkv) * hd + nq * hd * D + 3 * D * I);   /* matmul params per token */
-    double kvb = (double)mem.kv_bytes_per_token;
-    double wread = (double)wbytes - (c.tie_embeddings ? 0 : V * D * 2);   /* the embedding table is gathered */
+    a.pm = L * (D * (nq + 2 * nkv) * hd + nq * hd * D + 3 * D * I);   /* matmul params per token */
+    a.kvb = (double)mem.kv_bytes_per_token;
+    a.wread = (double)wbytes - (c.tie_embeddings ? 0 : V * D * 2);   /* the embedding table is gathered */
+    a.head = 2 * V * D;
+    a.attn = 4 * L * nq * hd;
     /* MoE layers: k experts and the router per token; a step reads the experts some token chose
      * (in expectation E (1 - (1 - k/E)^T) of E) */
     double nmoe = 0, E = c.num_experts, K = c.experts_per_tok, Im = c.moe_intermediate_size;
     for (int l = 0; l < c.num_layers; l++) nmoe += mc_layer_is_moe(&c, l);
-    pm += nmoe * (K * 3 * D * Im + D * E - 3 * D * I);
-    double xbytes = nmoe * E * 3 * D * Im * 2;                            /* every expert's weights */
-    bstep_log slog;
+    a.pm += nmoe * (K * 3 * D * Im + D * E - 3 * D * I);
+    a.xbytes = nmoe * E * 3 * D * Im * 2;                               /* every expert's weights */
+    a.E = E; a.K = K;
     if (bstep_open(&slog, steps_out, op_prof, &c, err, sizeof err)) { fprintf(stderr, "engine/bench: %s\n", err); return 1; }
-    int next = 0;                          /* requests submitted: all now, or a trace's as they arrive */
-    for (; next < nreq && (!tr || tr[next].arrival <= 0); next++) {
-        eng_params p = {ol[next], (float)temperature, 0, 1.0f, seed + (uint64_t)next};
-        if (eng_add_request(e, next, prompts[next], pl[next], &p, err, sizeof err)) {
+    /* every request now, a trace's at its arrival (the driver releases them) */
+    double start = clock_now_s(), at0 = eng_now(e);
+    for (int r = 0; r < nreq; r++) {
+        eng_params p = { .max_tokens = ol[r], .temperature = (float)temperature, .top_p = 1.0f,
+                         .seed = seed + (uint64_t)r, .arrival = tr ? at0 + tr[r].arrival : 0 };
+        if (eng_add_request(e, r, prompts[r], pl[r], &p, err, sizeof err)) {
             fprintf(stderr, "engine/bench: %s\n", err);
             return 1;
         }
     }
-    double flops = 0, bytes = 0, roof = 0, t_attn_ctx = 0;
-    double t_pf = 0, t_dec = 0, f_pf = 0, roof_dec = 0;   /* steps with prefill tokens / decode-only steps */
-    long n_pf = 0, n_dec = 0, seqs_dec = 0;
-    long steps = 0, done = 0, gen = 0, prefill_done = 0;
-    double ttft_sum = 0, tpot_sum = 0, lat_sum = 0;
-    int ntpot = 0;
-    double start = clock_now_s();
-    while (eng_has_work(e) || next < nreq) {
-        for (double now = clock_now_s() - start; next < nreq && tr[next].arrival <= now; next++) {
-            eng_params p = {ol[next], (float)temperature, 0, 1.0f, seed + (uint64_t)next};
-            if (eng_add_request(e, next, prompts[next], pl[next], &p, err, sizeof err)) {
-                fprintf(stderr, "engine/bench: %s\n", err);
-                return 1;
-            }
-        }
-        if (!eng_has_work(e)) {            /* idle until the next arrival */
-            double wait = tr[next].arrival - (clock_now_s() - start);
-            if (wait > 0) nanosleep(&(struct timespec){(time_t)wait, (long)((wait - (time_t)wait) * 1e9)}, NULL);
-            continue;
-        }
-        const eng_result *d;
-        int nd, s = eng_step(e, &d, &nd, err, sizeof err);
-        if (s < 0) { fprintf(stderr, "engine/bench: step %ld: %s\n", steps, err); return 1; }
-        if (s == 0) { fprintf(stderr, "engine/bench: the engine stalled with work left\n"); return 1; }
-        eng_step_info si;
-        eng_last_step(e, &si);
-        if (bstep_add(&slog, &si)) { fprintf(stderr, "engine/bench: cannot record step %ld\n", steps); return 1; }
-        double T = si.prefill_tokens + si.decode_tokens;
-        double f = 2 * pm * T + 2 * V * D * si.num_seqs + 4 * L * nq * hd * (double)si.attn_pairs;
-        double b = wread - xbytes + (E > 0 ? xbytes * (1 - pow(1 - K / E, T)) : 0) + kvb * ((double)si.attn_ctx_tokens + T);
-        double r = f / (peak_tflops * 1e12) > b / (peak_gbps * 1e9) ? f / (peak_tflops * 1e12) : b / (peak_gbps * 1e9);
-        flops += f;
-        bytes += b;
-        roof += r;
-        if (si.prefill_tokens > 0) { n_pf++; t_pf += si.seconds; f_pf += f; }
-        else { n_dec++; t_dec += si.seconds; seqs_dec += si.num_seqs; roof_dec += r; }
-        t_attn_ctx += (double)si.attn_ctx_tokens;
-        prefill_done += si.prefill_tokens;
-        steps++;
-        for (int i = 0; i < nd; i++) {
-            done++;
-            gen += d[i].num_tokens;
-            ttft_sum += d[i].first_token - d[i].arrival;
-            lat_sum += d[i].finish - d[i].arrival;
-            if (d[i].num_tokens > 1) { tpot_sum += (d[i].finish - d[i].first_token) / (d[i].num_tokens - 1); ntpot++; }
-        }
-    }
+    eng_hooks hooks = { .on_step = bench_step, .on_result = bench_result, .ctx = &a };
+    if (eng_run(e, &hooks, err, sizeof err)) { fprintf(stderr, "engine/bench: step %ld: %s\n", a.steps, err); return 1; }
+    double flops = a.flops, bytes = a.bytes, roof = a.roof, t_pf = a.t_pf, t_dec = a.t_dec, f_pf = a.f_pf;
+    double roof_dec = a.roof_dec, ttft_sum = a.ttft_sum, tpot_sum = a.tpot_sum, lat_sum = a.lat_sum;
+    long n_pf = a.n_pf, n_dec = a.n_dec, seqs_dec = a.seqs_dec, steps = a.steps, done = a.done, gen = a.gen;
+    long prefill_done = a.prefill_done;
+    int ntpot = a.ntpot;
     double wall = clock_now_s() - start;
     const sched_stats *ss = eng_sched_stats(e);
     double tot = (double)total_prompt + gen;
@@ -639,7 +649,6 @@ int main(int argc, char **argv) {
                 peak_blocks, mo->max_num_batched_tokens, pjs);
         fclose(js);
     }
-    (void)t_attn_ctx;
     static char prof[4096];
     if (model_profile_text(eng_model(e), prof, sizeof prof) == 0) printf("  GPU time by op (PAGESIM_PROFILE):\n%s", prof);
     eng_free(e);

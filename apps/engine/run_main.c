@@ -57,6 +57,25 @@ static void usage(FILE *f) {
         "  --quiet                   no per-request lines on stderr\n");
 }
 
+/* What eng_run hands over: each request's result by id, the steps, the tokens. */
+typedef struct collected { eng_result *res; int *got; int nreq; long steps, gen_tokens; } collected;
+
+static int count_step(void *ctx, const eng_step_info *si, char *err, size_t errlen) {
+    (void)si; (void)err; (void)errlen;
+    ((collected *)ctx)->steps++;
+    return 0;
+}
+
+static int collect(void *ctx, const eng_result *d, char *err, size_t errlen) {
+    (void)err; (void)errlen;
+    collected *c = ctx;
+    if (d->id < 0 || d->id >= c->nreq) return 0;
+    c->res[d->id] = *d;
+    c->got[d->id] = 1;
+    c->gen_tokens += d->num_tokens;
+    return 0;
+}
+
 static int parse_ids(const char *s, int32_t **out) {
     int n = 0, cap = 16;
     int32_t *v = malloc(sizeof *v * cap);
@@ -300,28 +319,25 @@ int main(int argc, char **argv) {
     fprintf(stderr, "KV policy: %s, %d blocks of %d, prefix caching %s\n", kv_policy_name(cfg.kv_policy),
             mem.num_blocks, mem.block_size, cfg.prefix_caching && cfg.kv_policy == KV_PAGED ? "on" : "off");
     int rc = 1;
-    eng_result *res = calloc((size_t)nreq, sizeof *res);
-    int *got = calloc((size_t)nreq, sizeof *got);
-    long prompt_tokens = 0, gen_tokens = 0;
+    collected col = { calloc((size_t)nreq, sizeof *col.res), calloc((size_t)nreq, sizeof *col.got), nreq, 0, 0 };
+    eng_result *res = col.res;
+    int *got = col.got;
+    long prompt_tokens = 0;
+    if (!res || !got) { fprintf(stderr, "engine/run: out of memory\n"); goto out; }
     for (int r = 0; r < nreq; r++) {
-        eng_params p = {max_tokens, temperature, top_k, top_p, seed + (uint64_t)r};
+        eng_params p = { .max_tokens = max_tokens, .temperature = temperature, .top_k = top_k, .top_p = top_p,
+                         .seed = seed + (uint64_t)r };
         if (eng_add_request(e, r, prompts[r], plen[r], &p, err, sizeof err)) {
             fprintf(stderr, "engine/run: %s\n", err);
             goto out;
         }
         prompt_tokens += plen[r];
     }
-    int steps = 0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (eng_has_work(e)) {
-        const eng_result *d;
-        int nd, s = eng_step(e, &d, &nd, err, sizeof err);
-        if (s < 0) { fprintf(stderr, "engine/run: step %d: %s\n", steps, err); goto out; }
-        if (s == 0) { fprintf(stderr, "engine/run: the engine stalled with work left\n"); goto out; }
-        steps++;
-        for (int i = 0; i < nd; i++)
-            if (d[i].id >= 0 && d[i].id < nreq) { res[d[i].id] = d[i]; got[d[i].id] = 1; gen_tokens += d[i].num_tokens; }
-    }
+    eng_hooks hooks = { .on_step = count_step, .on_result = collect, .ctx = &col };
+    if (eng_run(e, &hooks, err, sizeof err)) { fprintf(stderr, "engine/run: step %ld: %s\n", col.steps, err); goto out; }
+    int steps = (int)col.steps;
+    long gen_tokens = col.gen_tokens;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double sec = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
     const sched_stats *ss = eng_sched_stats(e);

@@ -90,6 +90,7 @@ static void usage(FILE *f) {
 "       labs/bias analyze --model-id ID [--output-dir DIR] [--rebuild]\n"
 "       labs/bias gen-evidence [--tickers CSV] [--evidence-seed N] [--out-dir DIR]\n"
 "       labs/bias fit-profile --result JSON [--tickers CSV] [--out FILE] [--name NAME]\n"
+"       (for a class: labs/bias-sheet, the same run in simulation with a worksheet)\n"
 "\n"
 "The study's options (same names and defaults):\n"
 "  --model-id ID        model; files are named after the part after '/' (" DEFAULT_MODEL ")\n"

@@ -4,7 +4,9 @@
  * a pool too small for the batch preempts (recompute) and still finishes
  * every request at its length, and eng_abort ends waiting and running
  * requests and gives their blocks back, and eng_tokens streams a live
- * request's tokens.  Each case needs PAGESIM_GPU=1. */
+ * request's tokens; a request with a later arrival time is released then
+ * (the engine sleeps till it) and one still queued can be aborted.  Each case
+ * needs PAGESIM_GPU=1. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -61,7 +63,7 @@ static void run(eng *e, int r0, int r1, int max_tokens, int32_t tokens[][64], in
     for (int r = r0; r < r1; r++) {
         int p[256];
         for (int i = 0; i < plens[r % NP]; i++) p[i] = prompt_tok(r % NP, i);
-        eng_params ep = {max_tokens, 0, 0, 1, (uint64_t)r};
+        eng_params ep = { .max_tokens = max_tokens, .top_p = 1, .seed = (uint64_t)r };
         assert_int_equal(eng_add_request(e, r, p, plens[r % NP], &ep, err, sizeof err), 0);
     }
     int steps = 0;
@@ -204,7 +206,7 @@ static void test_abort(void **st) {
     for (int r = 0; r < 3; r++) {
         int p[256];
         for (int i = 0; i < plens[r]; i++) p[i] = prompt_tok(r, i);
-        eng_params ep = {20, 0, 0, 1, (uint64_t)r};
+        eng_params ep = { .max_tokens = 20, .top_p = 1, .seed = (uint64_t)r };
         assert_int_equal(eng_add_request(e, r, p, plens[r], &ep, err, sizeof err), 0);
     }
     const eng_result *d;
@@ -233,7 +235,7 @@ static void test_tokens_stream(void **st) {
     eng *e = make(&cfg);
     int p[256];
     for (int i = 0; i < plens[1]; i++) p[i] = prompt_tok(1, i);
-    eng_params ep = {24, 0, 0, 1, 1};
+    eng_params ep = { .max_tokens = 24, .top_p = 1, .seed = 1 };
     assert_int_equal(eng_add_request(e, 1, p, plens[1], &ep, err, sizeof err), 0);
     int32_t seen[64];
     int last = 0, steps = 0, done = 0;
@@ -261,6 +263,51 @@ static void test_tokens_stream(void **st) {
     eng_free(e);
 }
 
+/* Arrival times: the driver releases a request at its arrival (eng_run
+ * sleeps until then with nothing else to run), its result counts from that
+ * time; a request still queued is aborted without running. */
+typedef struct arrived { eng_result r[4]; int got[4]; } arrived;
+static int keep_result(void *ctx, const eng_result *d, char *err, size_t errlen) {
+    (void)err; (void)errlen;
+    arrived *a = ctx;
+    assert_true(d->id >= 0 && d->id < 4 && !a->got[d->id]);
+    a->r[d->id] = *d;
+    a->got[d->id] = 1;
+    return 0;
+}
+
+static void test_arrivals(void **st) {
+    (void)st; TU_REQUIRE_GPU(); TU_REQUIRE_FILE(CFG);
+    char err[512];
+    eng_config cfg = small_config();
+    eng *e = make(&cfg);
+    int p[256];
+    for (int i = 0; i < plens[1]; i++) p[i] = prompt_tok(1, i);
+    double t0 = eng_now(e);
+    for (int r = 0; r < 3; r++) {
+        eng_params ep = { .max_tokens = 8, .top_p = 1, .seed = (uint64_t)r, .arrival = r == 0 ? 0 : t0 + 0.3 * r };
+        assert_int_equal(eng_add_request(e, r, p, plens[1], &ep, err, sizeof err), 0);
+    }
+    const int32_t *toks;
+    assert_int_equal(eng_tokens(e, 0, &toks), 0);        /* arrived: in the scheduler at once */
+    assert_int_equal(eng_abort(e, 2), 0);                /* queued for t0 + 0.6 */
+    assert_int_equal(eng_abort(e, 2), -1);
+    static arrived a;
+    eng_hooks h = { .on_result = keep_result, .ctx = &a };
+    if (eng_run(e, &h, err, sizeof err)) fail_msg("eng_run: %s", err);
+    assert_false(eng_has_work(e));
+    assert_true(a.got[0] && a.got[1] && a.got[2]);
+    assert_true(!a.r[0].aborted && a.r[0].num_tokens == 8);
+    assert_true(!a.r[1].aborted && a.r[1].num_tokens == 8);
+    assert_true(a.r[1].arrival == t0 + 0.3);              /* its own time, not when it was added */
+    assert_true(a.r[1].first_token >= t0 + 0.3 && a.r[1].first_token > a.r[0].finish);
+    assert_true(a.r[2].aborted && a.r[2].num_tokens == 0);
+    assert_true(eng_now(e) >= t0 + 0.3);
+    fprintf(stderr, "  request 1 arrived at +%.3f s, first token +%.3f s\n", a.r[1].arrival - t0,
+            a.r[1].first_token - t0);
+    eng_free(e);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_equals_single),
@@ -269,6 +316,7 @@ int main(void) {
         cmocka_unit_test(test_preemption),
         cmocka_unit_test(test_abort),
         cmocka_unit_test(test_tokens_stream),
+        cmocka_unit_test(test_arrivals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -54,7 +54,7 @@ static void run_one(eng *e, int id, int n, float temp, uint64_t seed, int logpro
     char err[512];
     int p[PLEN];
     for (int i = 0; i < PLEN; i++) p[i] = (i * 131 + 17) % 49000;
-    eng_params ep = {MAXT, temp, 0, 1, seed};
+    eng_params ep = { .max_tokens = MAXT, .temperature = temp, .top_p = 1, .seed = seed };
     eng_output_opts o = {n, logprobs, k};
     assert_int_equal(eng_add_request_out(e, id, p, PLEN, &ep, &o, err, sizeof err), 0);
     int done = 0, steps = 0;
