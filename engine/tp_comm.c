@@ -72,8 +72,8 @@ int tp_check_size(int n, char *err, size_t errlen) {
                            n, n > 1 ? "s" : "", have ? shows : "none", why[0] ? " (" : "", why, why[0] ? ")" : "");
     }
 #ifndef PAGESIM_HAVE_NCCL
-    if (n > 1) return errbuf_fail(err, errlen, "tensor-parallel size %d needs NCCL, and this build has none "
-                                  "(no nccl.h found: see the Makefile's NCCL_HOME)", n);
+    return errbuf_fail(err, errlen, "tensor-parallel size %d needs NCCL, and this build has none "
+                       "(no nccl.h found: see the Makefile's NCCL_HOME)", n);
 #endif
     return 0;
 }
@@ -137,10 +137,12 @@ static int nccl_done(tp_comm *c, ncclResult_t r, const char *what, char *err, si
         if (ncclCommGetAsyncError(c->nccl, &r) != ncclSuccess) break;
         if (r != ncclInProgress) break;
         if (peers_ok(c, err, errlen)) return -1;
-        if (clock_now_s() - t0 > c->timeout_s)
+        double dt = clock_now_s() - t0;
+        if (dt > c->timeout_s)
             return comm_fail(c, err, errlen, "tensor-parallel rank %d: %s did not complete within %.0f s", c->rank,
                              what, c->timeout_s);
-        usleep(100);
+        if (dt < 2e-3) sched_yield();        /* an enqueue that is nearly done: stay close (once per layer) */
+        else usleep(100);
     }
     if (r != ncclSuccess) return nccl_error(c, err, errlen, what, r);
     return 0;
