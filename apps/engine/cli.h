@@ -3,7 +3,9 @@
  * with status 2, so call them only from *_main.c. */
 #ifndef APPS_ENGINE_CLI_H
 #define APPS_ENGINE_CLI_H
+#include <stdio.h>
 #include "engine/model.h"
+#include "engine/tp_engine.h"
 #include "sim/kv_cache.h"
 /* The integer in v (whole string), in [lo, hi]. */
 int    cli_int(const char *prog, const char *opt, const char *v, long lo, long hi);
@@ -15,13 +17,22 @@ double cli_num(const char *prog, const char *opt, const char *v, double lo, doub
  * and returns 1, or returns 0 when opt is none of them. */
 int    cli_model_option(const char *prog, const char *opt, const char *v, model_opts *m, kv_policy *kp);
 /* --tensor-parallel-size N / -tp N (vLLM's names): sets *tp from v and
- * returns 1, or returns 0 when opt is neither. */
+ * returns 1, or returns 0 when opt is neither.  A front end keeps tp 0 when
+ * the option is not given: one GPU without NCCL, as before tensor
+ * parallelism; given, 1 included, the engine runs through NCCL. */
 int    cli_tp_option(const char *prog, const char *opt, const char *v, int *tp);
-/* Before anything starts CUDA: returns when the engine can run at
- * tensor-parallel size tp here (1 always does); else prints why (too few
- * GPUs, no CUDA or NCCL in the build, or the sharded forward pass not wired
- * into the engine yet) and exits with status 2. */
+/* Before anything starts CUDA: returns when tp is 0 or the engine can run
+ * at tensor-parallel size tp here; else prints why (too few GPUs, no CUDA or
+ * NCCL in the build) and exits with status 2. */
 void   cli_tp_check(const char *prog, int tp);
+/* After cli_tp_check, before anything starts CUDA or a thread: the ranks of
+ * tensor-parallel size tp for batches within m's limits (tp_engine_start),
+ * or NULL when tp is 0.  On failure prints why and exits with status 1. */
+tp_engine *cli_tp_start(const char *prog, int tp, const model_opts *m);
+/* The memory log's tensor-parallel lines (nothing without t): how rank 0's
+ * shard splits c, and its per-GPU weights and KV bytes per token beside
+ * `pagesim plan --tp N`'s (sim/planner.h); mem NULL: the plan's alone. */
+void   cli_tp_report(FILE *f, const tp_engine *t, const mc_config *c, const model_mem *mem);
 /* The engine settings the environment gives (library code reads none):
  *   PAGESIM_ATTN=mma|simt        attention technique (k_attention_impl)
  *   PAGESIM_ELEM=vector|scalar   per-token kernels (k_elementwise_impl)
