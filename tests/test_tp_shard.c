@@ -233,11 +233,12 @@ static void test_agrees_with_planner(void **st) {
 }
 
 /* the rank's config gives the weight loader's arena the shard's size (weights.c's
- * plan, dense models: it pads each tensor to 128 elements) */
+ * plan, which pads each of its pieces to 128 elements), dense and MoE: what
+ * engine/run logs as the weights per GPU is pagesim plan --tp N's figure */
 static void test_rank_config(void **st) {
     (void)st;
     char err[256];
-    for (size_t m = 0; m < 2; m++) {                 /* main's loader plans dense models */
+    for (size_t m = 0; m < 3; m++) {
         mc_config c, rc;
         load(&c, models[m]);
         for (size_t k = 0; k < 4; k++) {
@@ -250,9 +251,13 @@ static void test_rank_config(void **st) {
             assert_int_equal(rc.vocab_size, p.vocab_rows);
             assert_int_equal(w_check_config(&rc, err, sizeof err), 0);
             int64_t plan = tp_weight_bytes(&p, &c, c.attn_bias, err, sizeof err);
-            int64_t arena = (int64_t)w_bytes(&rc, c.attn_bias), tensors = 2 + (int64_t)c.num_layers * 9;
-            if (arena < plan || arena - plan > tensors * 256)
+            int64_t arena = (int64_t)w_bytes(&rc, c.attn_bias), pieces = 3 + (int64_t)c.num_layers * 10;
+            if (arena < plan || arena - plan > pieces * 256)
                 fail_msg("%s N=%d: arena %lld bytes, plan %lld", c.name, N, (long long)arena, (long long)plan);
+            assert_int_equal(plan, plan_weight_bytes(&c, MC_DTYPE_BF16, N));
+            if (N == 4 || m == 2)
+                fprintf(stderr, "  %s N=%d: engine arena %.4f GiB per GPU, pagesim plan %.4f GiB\n", c.name, N,
+                        arena / 1073741824.0, plan / 1073741824.0);
             if (N == 1) assert_memory_equal(&rc, &c, sizeof c);
         }
     }
