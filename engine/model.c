@@ -255,7 +255,22 @@ static int mlp_experts(model *m, const w_layer *w, int T, int l, char *err, size
     return 0;
 }
 
+/* With tensor parallelism rank 0's own failures name it, as tp_group names the others'. */
+static int rank0_fail(const model *m, char *err, size_t errlen) {
+    if (m->tp && tp_comm_rank(m->tp->comm) == 0 && errlen && !strstr(err, "tensor-parallel rank")) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", err);
+        snprintf(err, errlen, "tensor-parallel rank 0: %s", msg);
+    }
+    return -1;
+}
+
+static int forward(model *m, const model_batch *b, int *rows_out, char *err, size_t errlen);
 int model_forward(model *m, const model_batch *b, int *rows_out, char *err, size_t errlen) {
+    return forward(m, b, rows_out, err, errlen) ? rank0_fail(m, err, errlen) : 0;
+}
+
+static int forward(model *m, const model_batch *b, int *rows_out, char *err, size_t errlen) {
     int l = -1;
     fwd_batch f;
     if (check_batch(m, b, err, errlen)) return -1;
@@ -506,6 +521,7 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
     m->created = 1;
     rc = 0;
 out:
+    if (rc) rank0_fail(m, err, errlen);
     if (rc) model_free(m);
     else *out = m;
     return rc;

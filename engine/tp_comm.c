@@ -254,12 +254,13 @@ int tp_sync(tp_comm *c, cudaStream_t s, char *err, size_t errlen) {
 
 int tp_min_int(tp_comm *c, int v, int *out, cudaStream_t s, char *err, size_t errlen) {
     if (c->failed) return errbuf_fail(err, errlen, "%s", c->why);
+    /* the copy back after tp_sync: a copy into pageable memory would wait, unpolled, behind the collective */
     if (cudaMemcpyAsync(c->dint, &v, sizeof v, cudaMemcpyHostToDevice, s) != cudaSuccess ||
         nccl_done(c, ncclAllReduce(c->dint, c->dint, 1, ncclInt32, ncclMin, c->nccl, s), "min", err, errlen) ||
-        cudaMemcpyAsync(out, c->dint, sizeof *out, cudaMemcpyDeviceToHost, s) != cudaSuccess)
+        tp_sync(c, s, err, errlen) || cudaMemcpy(out, c->dint, sizeof *out, cudaMemcpyDeviceToHost) != cudaSuccess)
         return c->failed ? -1 : comm_fail(c, err, errlen, "tensor-parallel rank %d: %s", c->rank,
                                            cudaGetErrorString(cudaGetLastError()));
-    return tp_sync(c, s, err, errlen);
+    return 0;
 }
 
 void tp_comm_free(tp_comm *c) {

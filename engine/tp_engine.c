@@ -122,8 +122,12 @@ int tp_engine_load(tp_engine *t, const mc_config *c, const char *dir, uint64_t d
     free(l);
     if (rc) return -1;
     t->loaded = 1;                           /* the workers load theirs meanwhile */
-    return dir ? w_load_shard(w, dir, c, &t->r.plan, err, errlen)
-               : w_dummy_shard(w, c, &t->r.plan, dummy_seed, err, errlen);
+    if (dir ? w_load_shard(w, dir, c, &t->r.plan, err, errlen) : w_dummy_shard(w, c, &t->r.plan, dummy_seed, err, errlen)) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", err);
+        return errbuf_fail(err, errlen, "tensor-parallel rank 0: %s", msg);
+    }
+    return 0;
 }
 
 void tp_engine_describe(const tp_engine *t, const mc_config *c, char *buf, size_t n) {

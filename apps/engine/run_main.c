@@ -51,7 +51,8 @@ static void usage(FILE *f) {
         "  --block-size N            KV block size (default 16)\n"
         "  --gpu-memory-utilization F  share of GPU memory to use (default 0.9)\n"
         "  --num-gpu-blocks N        KV blocks to allocate instead of what memory allows\n"
-        "  --tensor-parallel-size N, -tp N  GPUs to shard the model over (default 1)\n"
+        "  --tensor-parallel-size N, -tp N  GPUs to shard the model over, one process each, through\n"
+        "                            NCCL (default: one GPU without NCCL; 1: one GPU through NCCL)\n"
         "  --dummy-seed S            seed of --dummy-weights (default 0)\n"
         "  --quiet                   no per-request lines on stderr\n");
 }

@@ -58,7 +58,8 @@ static void usage(FILE *f) {
         "  --dummy-seed N            seed of the random weights (default 0)\n"
         "  --kv-policy paged|contiguous  paged blocks (default) or max_model_len reserved per sequence\n"
         "  --gpu-memory-utilization F  share of GPU memory to use (default 0.9)\n"
-        "  --tensor-parallel-size N, -tp N  GPUs to shard the model over (default 1)\n"
+        "  --tensor-parallel-size N, -tp N  GPUs to shard the model over, one process each, through\n"
+        "                            NCCL (default: one GPU without NCCL; 1: one GPU through NCCL)\n"
         "  --verbose                 one log line per request on stderr\n"
         "  --help                    this text\n");
 }
