@@ -8,8 +8,8 @@
 #             /usr/include/nccl.h there)
 #   test      test_tp_shard (N = 2, 4 shards of dense, Qwen3-like and MoE layers with the real
 #             MoE kernels summed on one GPU = unsharded; KV heads fewer than N; vocabulary-
-#             parallel embedding, lm_head, sampling; w_load_shard of checkpoints on disk; a
-#             communicator of one), test_tp_engine (the engine with -tp 1 through NCCL
+#             parallel embedding, lm_head, sampling; a communicator of one), test_tp_load
+#             (w_load_shard of checkpoints on disk: every rank's arena = the slices), test_tp_engine (the engine with -tp 1 through NCCL
 #             bit-identical to the engine without it: tokens and logits, dense, MoE and a
 #             checkpoint), test_tp_comm (2+ GPUs: collectives, the engine at N against one GPU,
 #             SIGKILL to a worker mid-run and while loading), test_engine (the engine as before)
@@ -54,7 +54,7 @@ if has build || [ ! -x build/gpu/test_tp_engine ]; then
 fi
 
 if has test; then
-  for t in test_tp_shard test_tp_engine test_tp_comm test_engine; do
+  for t in test_tp_shard test_tp_load test_tp_engine test_tp_comm test_engine; do
     PAGESIM_GPU=1 timeout "$(lim 200)" bash tests/run.sh --gpu -- build/gpu/$t > $LOG/$t.txt 2>&1; rc=$?
     say "$t rc=$rc: $(tail -1 $LOG/$t.txt)"
     grep -E "rel L2|bit-identical|identical|not ok|skip:|killed|reported|ranks|failed|w_load_shard|vs one GPU" \
