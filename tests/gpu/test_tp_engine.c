@@ -3,8 +3,10 @@
  * of size 1: a communicator of one, the all-reduces after the embedding,
  * o_proj and every MLP, the logits gather, tp_sync for every wait) and gives
  * results bit-identical to the engine without it: every generated token
- * (greedy and sampled) and the logits of every position (memcmp), for a
- * dense model and a MoE one (dummy weights), and for a checkpoint read by
+ * (greedy and sampled), the logits of every position (memcmp), the tokens
+ * and log-probabilities of a request of 3 parallel samples (copy-on-write
+ * of its prompt's last block) and the scores of a score-mode request, for
+ * a dense model and a MoE one (dummy weights), and for a checkpoint read by
  * w_load against the same one read by w_load_shard.  The memory plan per
  * rank equals the plain one.  Several GPUs: tests/gpu/test_tp_comm.c.
  * Each case needs PAGESIM_GPU=1. */
@@ -44,8 +46,12 @@ static void on_logits(void *ctx, int id, int pos, const float *row, int V) {
     g->V = V;
 }
 
+enum { NSAMP = 3, NSCORE = 5 };
 typedef struct outcome {
     int32_t tokens[NP][MAXTOK];
+    int32_t samp[NSAMP][MAXTOK];          /* request NP: n = 3, sampled, with log-probabilities */
+    float   samp_lp[NSAMP][MAXTOK];
+    float   scores[NSCORE];               /* request NP + 1: score mode */
     logits_rec lg;
     model_mem mem;
 } outcome;
@@ -75,21 +81,44 @@ static void run(const mc_config *c, const char *dir, int with_tp, outcome *o) {
     for (int r = 0; r < NP; r++) {
         int p[256];
         for (int i = 0; i < plens[r]; i++) p[i] = (r * 7919 + i * 131 + 17) % (c->vocab_size < VMAX ? c->vocab_size : VMAX);
-        eng_params ep = {MAXTOK, r % 2 ? 0.8f : 0.0f, 0, r % 2 ? 0.9f : 1.0f, (uint64_t)(100 + r)};
+        eng_params ep = {.max_tokens = MAXTOK, .temperature = r % 2 ? 0.8f : 0.0f, .top_p = r % 2 ? 0.9f : 1.0f,
+                         .seed = (uint64_t)(100 + r)};
         assert_int_equal(eng_add_request(e, r, p, plens[r], &ep, err, sizeof err), 0);
     }
+    int q[40];
+    for (int i = 0; i < 40; i++) q[i] = (i * 37 + 11) % 1000;
+    eng_params sp = {.max_tokens = MAXTOK, .temperature = 1.0f, .top_p = 1.0f, .seed = 7};
+    eng_output_opts oo = {.n = NSAMP, .logprobs = 1};
+    if (eng_add_request_out(e, NP, q, 40, &sp, &oo, err, sizeof err)) fail_msg("n = %d: %s", NSAMP, err);
+    int32_t cand[NSCORE] = {3, 14, 159, 265, 358};
+    eng_params sc = {.max_tokens = 1, .top_p = 1.0f, .score = true, .score_ids = cand, .num_score = NSCORE};
+    if (eng_add_request(e, NP + 1, q, 33, &sc, err, sizeof err)) fail_msg("score: %s", err);
     int steps = 0, done = 0;
     while (eng_has_work(e) && steps < 5000) {
         const eng_result *d;
         int nd;
         if (eng_step(e, &d, &nd, err, sizeof err) < 0) fail_msg("eng_step: %s", err);
         for (int i = 0; i < nd; i++, done++) {
+            if (d[i].id == NP + 1) {
+                assert_int_equal(d[i].num_scores, NSCORE);
+                memcpy(o->scores, d[i].scores, sizeof o->scores);
+                continue;
+            }
+            if (d[i].id == NP) {
+                assert_int_equal(d[i].num_samples, NSAMP);
+                for (int k = 0; k < NSAMP; k++) {
+                    assert_int_equal(d[i].samples[k].num_tokens, MAXTOK);
+                    memcpy(o->samp[k], d[i].samples[k].tokens, sizeof o->samp[k]);
+                    memcpy(o->samp_lp[k], d[i].samples[k].logprobs, sizeof o->samp_lp[k]);
+                }
+                continue;
+            }
             assert_int_equal(d[i].num_tokens, MAXTOK);
             memcpy(o->tokens[d[i].id], d[i].tokens, sizeof o->tokens[0]);
         }
         steps++;
     }
-    assert_int_equal(done, NP);
+    assert_int_equal(done, NP + 2);
     eng_free(e);
     assert_int_equal(tp_engine_stop(t), 0);
 }
@@ -101,6 +130,9 @@ static void compare(const mc_config *c, const char *dir, const char *what) {
     run(c, dir, 0, &a);
     run(c, dir, 1, &b);
     assert_memory_equal(a.tokens, b.tokens, sizeof a.tokens);
+    assert_memory_equal(a.samp, b.samp, sizeof a.samp);
+    assert_memory_equal(a.samp_lp, b.samp_lp, sizeof a.samp_lp);
+    assert_memory_equal(a.scores, b.scores, sizeof a.scores);
     assert_int_equal(a.lg.n, b.lg.n);
     assert_memory_equal(a.lg.who, b.lg.who, a.lg.n * 2 * sizeof(int32_t));
     assert_memory_equal(a.lg.rows, b.lg.rows, a.lg.n * (size_t)a.lg.V * sizeof(float));
@@ -108,9 +140,9 @@ static void compare(const mc_config *c, const char *dir, const char *what) {
     assert_int_equal(a.mem.weights, b.mem.weights);
     assert_int_equal(a.mem.kv_bytes_per_token, b.mem.kv_bytes_per_token);
     assert_int_equal(a.mem.num_blocks, b.mem.num_blocks);
-    fprintf(stderr, "  %s: -tp 1 through NCCL = no tensor parallelism: %d x %d tokens and %zu logits rows of %d "
-            "bit-identical (weights %zu bytes, %zu KV bytes/token each; other memory %.0f MiB vs %.0f MiB)\n", what,
-            NP, MAXTOK, a.lg.n, a.lg.V, a.mem.weights, a.mem.kv_bytes_per_token, a.mem.other / 1048576.0,
+    fprintf(stderr, "  %s: -tp 1 through NCCL = no tensor parallelism: %d x %d tokens, %d samples with their "
+            "log-probabilities, %d scores and %zu logits rows of %d bit-identical (weights %zu bytes, %zu KV bytes/token each; other memory %.0f MiB vs %.0f MiB)\n", what,
+            NP, MAXTOK, NSAMP, NSCORE, a.lg.n, a.lg.V, a.mem.weights, a.mem.kv_bytes_per_token, a.mem.other / 1048576.0,
             b.mem.other / 1048576.0);
     free(a.lg.rows); free(a.lg.who); free(b.lg.rows); free(b.lg.who);
 }
