@@ -1,10 +1,16 @@
 /* model: see model.h.  The forward pass (model_forward) reads top to bottom
  * like llama2.c's forward; paging appears only in the slot mapping and the
  * block tables that the attention kernels read (attention.cu: kv_slot).
+ * Tensor parallelism adds three all-reduces per layer's worth of places (after
+ * the vocabulary-parallel embedding, the row-parallel o_proj and down_proj)
+ * and the gather of the logits' vocabulary shards; rank 0 posts each step to
+ * the other ranks before it runs it (engine/tp_worker.h).
  * Owns the weights it is given, its activation buffers and the KV cache. */
 #include "engine/model.h"
 #include "engine/model_probe.h"
 #include "engine/kernels_ref.h"
+#include "engine/tp_engine.h"
+#include "engine/tp_worker.h"
 #include "base/errbuf.h"
 #include <math.h>
 #include <stdarg.h>
@@ -19,6 +25,15 @@ static int has_dense_layer(const mc_config *c) {
     for (int l = 0; l < c->num_layers; l++) if (!mc_layer_is_moe(c, l)) return 1;
     return 0;
 }
+void model_resolve_opts(const mc_config *c, model_opts *o) {
+    if (o->max_num_batched_tokens <= 0) o->max_num_batched_tokens = 2048;
+    if (o->max_num_seqs <= 0) o->max_num_seqs = 256;
+    if (o->max_model_len <= 0) o->max_model_len = c->max_position > 0 && c->max_position < 4096 ? c->max_position : 4096;
+    if (o->block_size <= 0) o->block_size = 16;
+    if (o->gpu_memory_utilization <= 0) o->gpu_memory_utilization = 0.9;
+    if (o->max_logit_rows <= 0) o->max_logit_rows = o->max_num_seqs;
+}
+
 size_t model_activation_bytes(const mc_config *c, const model_opts *o) {
     size_t T = (size_t)(o->max_num_batched_tokens > 0 ? o->max_num_batched_tokens : 2048);
     size_t B = (size_t)(o->max_num_seqs > 0 ? o->max_num_seqs : 256);
@@ -46,7 +61,11 @@ struct model {
     w_weights   w;
     cublasHandle_t blas;
     cudaStream_t   s;
-    int D, nq, nkv, hd, qkv_dim, I, V, L, E, Im;
+    int D, nq, nkv, hd, qkv_dim, I, V, L, E, Im;   /* this rank's shapes (the whole model's on one GPU) */
+    int Vr;                    /* vocabulary rows of this rank's embedding and lm_head (V on one GPU) */
+    const tp_rank *tp;         /* tensor parallelism, or NULL */
+    int leader;                /* rank 0 of tp: posts each step to the other ranks ... */
+    int created;               /* ... once model_create is done (not its profile step) */
     int max_blocks;            /* per sequence: ceil(max_model_len / block_size) */
     float *inv_freq;           /* (hd/2,) RoPE frequencies with scaling */
     /* activations, sized for max_num_batched_tokens (T) and max_logit_rows (R); Tk = T k (MoE) */
@@ -60,7 +79,9 @@ struct model {
     k_bf16 *ey;                /* (Tk, D) the experts' outputs in expert order */
     k_moe   moe;               /* routing and permutation of the current MoE layer */
     k_bf16 *hrows;             /* (R, D) rows whose logits are wanted */
-    float  *logits;            /* (R, V) */
+    float  *logits;            /* (R, V) (rank 0; a scrap on the other ranks) */
+    float  *lshard;            /* (R, Vr) this rank's vocabulary columns; = logits on one GPU */
+    float  *lstage;            /* ((N-1) R Vr) rank 0 with N > 1: the other ranks' columns */
     float  *attn_ws;           /* decode attention split workspace */
     size_t  attn_ws_bytes;
     mprobe *probe;             /* profile and dumps (model_probe.h), or NULL */
@@ -92,7 +113,8 @@ static int alloc_activations(model *m, char *err, size_t errlen) {
     if (dev_alloc((void **)&m->x, T * m->D * 2) || dev_alloc((void **)&m->res, T * m->D * 2) ||
         dev_alloc((void **)&m->qkv, T * m->qkv_dim * 2) || dev_alloc((void **)&m->attn, T * m->nq * m->hd * 2) ||
         (dense && dev_alloc((void **)&m->gu, T * 2 * m->I * 2)) || dev_alloc((void **)&m->act, act * 2) ||
-        dev_alloc((void **)&m->hrows, R * m->D * 2) || dev_alloc((void **)&m->logits, R * m->V * 4) ||
+        dev_alloc((void **)&m->hrows, R * m->D * 2) ||
+        dev_alloc((void **)&m->logits, m->tp && !m->leader ? 0 : R * m->V * 4) ||
         dev_alloc((void **)&m->attn_ws, m->attn_ws_bytes) || dev_alloc((void **)&m->dints, m->nints * 4) ||
         dev_alloc((void **)&m->dparams, R * sizeof(k_sample_params)) ||
         dev_alloc((void **)&m->dtokens, R * 4) || dev_alloc((void **)&m->dlogp, R * 4) ||
@@ -103,6 +125,12 @@ static int alloc_activations(model *m, char *err, size_t errlen) {
         cudaMallocHost((void **)&m->hints, m->nints * 4) != cudaSuccess)
         return errbuf_fail(err, errlen, "%s: cannot allocate the activation buffers for %d tokens per step "
                     "(lower --max-num-batched-tokens)", m->c.name, m->o.max_num_batched_tokens);
+    /* the logits of this rank's vocabulary rows, and rank 0's room for the others' */
+    int N = m->tp ? tp_comm_size(m->tp->comm) : 1;
+    m->lshard = m->logits;
+    if (N > 1 && (dev_alloc((void **)&m->lshard, R * m->Vr * 4) ||
+                  (m->leader && dev_alloc((void **)&m->lstage, (size_t)(N - 1) * R * m->Vr * 4))))
+        return errbuf_fail(err, errlen, "%s: cannot allocate the logits shards of %zu rows", m->c.name, R);
     float *inv = malloc(sizeof(float) * (size_t)m->hd / 2);
     if (!inv) return errbuf_fail(err, errlen, "out of memory");
     kref_rope_inv_freq(inv, m->hd, m->c.rope_theta, (int)m->c.rope_kind, m->c.rope_factor,
@@ -123,6 +151,11 @@ static k_bf16 *v_cache(model *m, int l) { return k_cache(m, l) + m->kv_layer_ele
                 cudaGetErrorString(cudaGetLastError()), k_last_error()); } } while (0)
 /* a step of the forward: run it, then show it to the probe (model_probe.h) */
 #define STEP(id, call) do { TRY(call); if (m->probe) mprobe_step(m->probe, id, l, &m->view); } while (0)
+/* tensor parallelism: x (T, D), a partial sum on each rank, becomes the sum over the ranks */
+#define ALLREDUCE(T) do { \
+        if (m->tp && tp_allreduce(m->tp->comm, m->x, (size_t)(T) * m->D, m->s, err, errlen)) return -1; \
+        if (m->tp && m->probe) mprobe_step(m->probe, MP_ALLREDUCE, l, &m->view); \
+    } while (0)
 
 static int check_batch(const model *m, const model_batch *b, char *err, size_t errlen) {
     if (b->T <= 0 || b->T > m->o.max_num_batched_tokens || b->B <= 0 || b->B > m->o.max_num_seqs)
@@ -166,7 +199,8 @@ static int upload_batch(model *m, const model_batch *b, fwd_batch *f) {
     f->R = b->all_logits ? T : B;
     int32_t *h = m->hints;
     size_t nb = (size_t)B * b->max_blocks_per_seq;
-    memcpy(h, b->input_ids, 4 * (size_t)T);
+    if (m->tp) tp_vocab_local_ids(&m->tp->plan, b->input_ids, T, h);   /* -1: another rank's row */
+    else memcpy(h, b->input_ids, 4 * (size_t)T);
     memcpy(h + T, b->positions, 4 * (size_t)T);
     memcpy(h + 2 * T, b->slot_mapping, 4 * (size_t)T);
     memcpy(h + 3 * T, b->query_start, 4 * (size_t)(B + 1));
@@ -221,19 +255,37 @@ static int mlp_experts(model *m, const w_layer *w, int T, int l, char *err, size
     return 0;
 }
 
+/* With tensor parallelism rank 0's own failures name it, as tp_group names the others'. */
+static int rank0_fail(const model *m, char *err, size_t errlen) {
+    if (m->tp && tp_comm_rank(m->tp->comm) == 0 && errlen && !strstr(err, "tensor-parallel rank")) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", err);
+        snprintf(err, errlen, "tensor-parallel rank 0: %s", msg);
+    }
+    return -1;
+}
+
+static int forward(model *m, const model_batch *b, int *rows_out, char *err, size_t errlen);
 int model_forward(model *m, const model_batch *b, int *rows_out, char *err, size_t errlen) {
+    return forward(m, b, rows_out, err, errlen) ? rank0_fail(m, err, errlen) : 0;
+}
+
+static int forward(model *m, const model_batch *b, int *rows_out, char *err, size_t errlen) {
     int l = -1;
     fwd_batch f;
     if (check_batch(m, b, err, errlen)) return -1;
+    /* tensor parallelism: the other ranks run the same step on their shards */
+    if (m->leader && m->created && tp_post_batch(m->tp->group, b, err, errlen)) return -1;
     if (m->probe) mprobe_step(m->probe, MP_EMBED, -1, &m->view);      /* the start of the step's GPU time */
     TRY(upload_batch(m, b, &f));
     int T = b->T, D = m->D, nq = m->nq, nkv = m->nkv, hd = m->hd, QKV = m->qkv_dim;
     float eps = (float)m->c.rms_eps, scale = 1.0f / sqrtf((float)hd);
 
-    /* token embeddings */
-    TRY(k_embedding(m->x, m->w.embed, f.ids, T, D, m->V, m->s));
+    /* token embeddings (with tensor parallelism each token's row is on one rank: zeros elsewhere) */
+    TRY(k_embedding(m->x, m->w.embed, f.ids, T, D, m->Vr, m->s));
     /* the residual stream starts at zero, so every RMSNorm below adds the residual first */
     STEP(MP_EMBED, cudaMemsetAsync(m->res, 0, (size_t)T * D * 2, m->s));
+    ALLREDUCE(T);
     for (l = 0; l < m->L; l++) {
         const w_layer *w = &m->w.layers[l];
         /* attention RMSNorm: res += x; x = rmsnorm(res) */
@@ -252,57 +304,70 @@ int model_forward(model *m, const model_batch *b, int *rows_out, char *err, size
         /* attention of each query over its sequence's cached tokens (block tables) */
         STEP(MP_ATTN, k_attention(m->attn, m->qkv, QKV, k_cache(m, l), v_cache(m, l), &f.ab, nq, nkv, hd, scale,
                                   m->attn_ws, m->attn_ws_bytes, m->s));
-        /* output projection */
+        /* output projection (a partial sum over this rank's heads, then the sum over the ranks) */
         STEP(MP_O, k_gemm(m->blas, m->x, 0, m->attn, w->wo, T, D, nq * hd, m->s));
+        ALLREDUCE(T);
         /* MLP RMSNorm: res += x; x = rmsnorm(res) */
         STEP(MP_NORM, k_add_rmsnorm(m->x, m->res, w->mlp_norm, T, D, eps, m->s));
         /* the MLP: the token's experts where the layer has a router, else the dense SwiGLU */
         if (w->router ? mlp_experts(m, w, T, l, err, errlen) : mlp_dense(m, w, T, l, err, errlen)) return -1;
+        ALLREDUCE(T);
     }
     /* final RMSNorm (adds the last residual) */
     STEP(MP_NORM, k_add_rmsnorm(m->x, m->res, m->w.final_norm, T, D, eps, m->s));
     /* the rows whose logits are wanted */
     TRY(k_gather_rows(m->hrows, m->x, f.rows, f.R, D, m->s));
-    /* logits (R, V) in fp32 */
-    STEP(MP_HEAD, k_gemm(m->blas, m->logits, 1, m->hrows, m->w.lm_head, f.R, m->V, D, m->s));
+    /* logits (R, Vr) in fp32 of this rank's vocabulary rows; rank 0 gathers them into (R, V) */
+    STEP(MP_HEAD, k_gemm(m->blas, m->lshard, 1, m->hrows, m->w.lm_head, f.R, m->Vr, D, m->s));
+    if (m->tp && tp_gather_logits(m->tp->comm, m->logits, m->lshard, m->lstage, f.R, m->Vr, m->V, m->s, err, errlen))
+        return -1;
     if (m->probe) mprobe_forward_end(m->probe, &m->view);
     if (rows_out) *rows_out = f.R;
     return 0;
 }
+#undef ALLREDUCE
 #undef STEP
 #undef TRY
+
+/* waits for the stream; with tensor parallelism through tp_sync, which names a failed rank */
+static int stream_sync(model *m, const char *what, char *err, size_t errlen) {
+    if (m->tp) return tp_sync(m->tp->comm, m->s, err, errlen);
+    if (cudaStreamSynchronize(m->s) != cudaSuccess)
+        return errbuf_fail(err, errlen, "%s: %s", what, cudaGetErrorString(cudaGetLastError()));
+    return 0;
+}
+
+int model_sync(model *m, char *err, size_t errlen) { return stream_sync(m, "sync", err, errlen); }
 
 int model_sample(model *m, int R, const k_sample_params *params, int32_t *tokens, char *err, size_t errlen) {
     if (R <= 0 || R > m->o.max_logit_rows) return errbuf_fail(err, errlen, "sample: %d rows", R);
     if (cudaMemcpyAsync(m->dparams, params, sizeof *params * (size_t)R, cudaMemcpyHostToDevice, m->s) ||
         k_sample(m->dtokens, m->logits, m->dparams, R, m->V, m->s) ||
-        cudaMemcpyAsync(tokens, m->dtokens, 4 * (size_t)R, cudaMemcpyDeviceToHost, m->s) ||
-        cudaStreamSynchronize(m->s))
+        cudaMemcpyAsync(tokens, m->dtokens, 4 * (size_t)R, cudaMemcpyDeviceToHost, m->s))
         return errbuf_fail(err, errlen, "sample: %s", cudaGetErrorString(cudaGetLastError()));
-    return 0;
+    return stream_sync(m, "sample", err, errlen);
 }
 
 int model_logits(model *m, int R, float *out, char *err, size_t errlen) {
     if (R <= 0 || R > m->o.max_logit_rows) return errbuf_fail(err, errlen, "logits: %d rows", R);
-    if (cudaMemcpyAsync(out, m->logits, (size_t)R * m->V * 4, cudaMemcpyDeviceToHost, m->s) ||
-        cudaStreamSynchronize(m->s))
+    if (cudaMemcpyAsync(out, m->logits, (size_t)R * m->V * 4, cudaMemcpyDeviceToHost, m->s))
         return errbuf_fail(err, errlen, "logits: %s", cudaGetErrorString(cudaGetLastError()));
-    return 0;
+    return stream_sync(m, "logits", err, errlen);
 }
 
 int model_logprobs(model *m, int R, const int32_t *ids, float *out, char *err, size_t errlen) {
     if (R <= 0 || R > m->o.max_logit_rows) return errbuf_fail(err, errlen, "logprobs: %d rows", R);
     if (cudaMemcpyAsync(m->dtokens, ids, 4 * (size_t)R, cudaMemcpyHostToDevice, m->s) ||
         k_logprobs(m->dlogp, m->logits, m->dtokens, R, m->V, m->s) ||
-        cudaMemcpyAsync(out, m->dlogp, 4 * (size_t)R, cudaMemcpyDeviceToHost, m->s) ||
-        cudaStreamSynchronize(m->s))
+        cudaMemcpyAsync(out, m->dlogp, 4 * (size_t)R, cudaMemcpyDeviceToHost, m->s))
         return errbuf_fail(err, errlen, "logprobs: %s", cudaGetErrorString(cudaGetLastError()));
-    return 0;
+    return stream_sync(m, "logprobs", err, errlen);
 }
 
 int model_copy_block(model *m, int src, int dst, char *err, size_t errlen) {
     if (src < 0 || dst < 0 || src >= m->num_blocks || dst >= m->num_blocks)
         return errbuf_fail(err, errlen, "copy of block %d to %d (pool of %d)", src, dst, m->num_blocks);
+    if (m->leader && m->created && tp_post_copy(m->tp->group, src, dst, err, errlen)) return -1;
     size_t blk = (size_t)m->o.block_size * m->nkv * m->hd;     /* elements of one block */
     for (int l = 0; l < m->L; l++)
         if (cudaMemcpyAsync(k_cache(m, l) + dst * blk, k_cache(m, l) + src * blk, blk * 2,
@@ -335,10 +400,74 @@ static int profile_step(model *m, char *err, size_t errlen) {
     for (int t = 0; t < Tuse; t++) { ids[t] = t % m->V; pos[t] = 0; slots[t] = -1; }
     model_batch b = {Tuse, B, ids, pos, slots, qs, ctx, bt, mb, 0};
     int rc = model_forward(m, &b, NULL, err, errlen);
-    if (!rc && cudaStreamSynchronize(m->s) != cudaSuccess)
-        rc = errbuf_fail(err, errlen, "profile step: %s", cudaGetErrorString(cudaGetLastError()));
+    if (!rc) rc = stream_sync(m, "profile step", err, errlen);
     free(buf);
     return rc;
+}
+
+/* The shapes of this rank's shard (tp_rank_config: heads, KV heads, MLP and
+ * expert widths, vocabulary rows); the whole model's on one GPU. */
+static void set_shapes(model *m, const mc_config *c) {
+    mc_config rc = *c;
+    if (m->tp) tp_rank_config(&m->tp->plan, c, &rc);
+    m->D = c->hidden_size; m->nq = rc.num_heads; m->nkv = rc.num_kv_heads; m->hd = c->head_dim;
+    m->qkv_dim = (m->nq + 2 * m->nkv) * m->hd; m->I = rc.intermediate_size;
+    m->V = c->vocab_size; m->Vr = rc.vocab_size;
+    m->L = c->num_layers;
+    m->E = c->num_experts; m->Im = rc.moe_intermediate_size;
+    m->max_blocks = (m->o.max_model_len + m->o.block_size - 1) / m->o.block_size;
+}
+
+/* Rank 0 of several: the mailbox must hold the largest batch, then the other
+ * ranks build their models with these options (model_create's collectives
+ * with ours). */
+static int tell_workers(model *m, char *err, size_t errlen) {
+    size_t box;
+    tp_group_mailbox(m->tp->group, &box);
+    if (tp_mailbox_bytes(m->o.max_num_batched_tokens, m->o.max_num_seqs, m->max_blocks) > box)
+        return errbuf_fail(err, errlen, "tensor parallelism: batches of %d tokens, %d sequences of up to %d tokens "
+                           "are larger than tp_engine_start was told", m->o.max_num_batched_tokens,
+                           m->o.max_num_seqs, m->o.max_model_len);
+    return tp_post_create(m->tp->group, &m->o, err, errlen);
+}
+
+/* The memory plan after the profile step: the KV cache gets what
+ * gpu_memory_utilization leaves (the fewest blocks any rank has room for). */
+static int plan_kv(model *m, model_mem *mem, size_t free0, char *err, size_t errlen) {
+    size_t free1, total;
+    cudaMemGetInfo(&free1, &total);
+    mem->total = total;
+    mem->weights = m->w.bytes;
+    mem->activations = free0 - free1;
+    mem->other = total - free0 - m->w.bytes;       /* context, NCCL, other processes */
+    mem->kv_bytes_per_token = (size_t)2 * m->L * m->nkv * m->hd * 2;   /* this rank's KV heads */
+    mem->block_size = m->o.block_size;
+    size_t block_bytes = mem->kv_bytes_per_token * m->o.block_size;
+    double budget = m->o.gpu_memory_utilization * (double)total - (double)(total - free1);
+    long nblocks = budget > 0 ? (long)(budget / (double)block_bytes) : 0;
+    if (m->o.num_gpu_blocks > 0) nblocks = m->o.num_gpu_blocks;
+    nblocks = nblocks > 0x7fffffff / m->o.block_size ? 0x7fffffff / m->o.block_size : nblocks;
+    int nb = (int)nblocks;
+    if (m->tp && tp_min_int(m->tp->comm, nb, &nb, m->s, err, errlen)) return -1;
+    if (nb < m->max_blocks)
+        return errbuf_fail(err, errlen, "not enough GPU memory for the KV cache%s: %.2f GiB x utilization %.2f = "
+             "%.2f GiB; in use %.2f GiB (weights %.2f GiB, activation peak %.2f GiB, other %.2f GiB) leaves %.2f GiB "
+             "= %ld tokens at %zu bytes/token, but one sequence of max_model_len %d needs %d tokens",
+             nb < nblocks ? " on another tensor-parallel rank" : "", total / 1073741824.0,
+             m->o.gpu_memory_utilization, m->o.gpu_memory_utilization * total / 1073741824.0,
+             (total - free1) / 1073741824.0, mem->weights / 1073741824.0, mem->activations / 1073741824.0,
+             mem->other / 1073741824.0, budget / 1073741824.0, (long)nb * m->o.block_size, mem->kv_bytes_per_token,
+             m->o.max_model_len, m->max_blocks * m->o.block_size);
+    m->num_blocks = nb;
+    m->kv_layer_elems = (size_t)m->num_blocks * m->o.block_size * m->nkv * m->hd;
+    if (dev_alloc((void **)&m->kv, 2 * m->kv_layer_elems * m->L * 2))
+        return errbuf_fail(err, errlen, "cannot allocate the KV cache of %d blocks (%.2f GiB)", m->num_blocks,
+             2.0 * m->kv_layer_elems * m->L * 2 / 1073741824.0);
+    mem->num_blocks = m->num_blocks;
+    mem->kv_cache = 2 * m->kv_layer_elems * m->L * 2;
+    mem->kv_tokens = (long)m->num_blocks * m->o.block_size;
+    mem->max_concurrency = (double)mem->kv_tokens / m->o.max_model_len;
+    return 0;
 }
 
 int model_create(model **out, const mc_config *c, w_weights *w, const model_opts *o, model_mem *mem,
@@ -346,22 +475,15 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
     *out = NULL;
     memset(mem, 0, sizeof *mem);
     model *m = calloc(1, sizeof *m);
-    if (!m) return errbuf_fail(err, errlen, "out of memory");
+    if (!m) { w_free(w); return errbuf_fail(err, errlen, "out of memory"); }
     m->c = *c;
     m->w = *w;
     memset(w, 0, sizeof *w);
     m->o = *o;
-    if (m->o.max_num_batched_tokens <= 0) m->o.max_num_batched_tokens = 2048;
-    if (m->o.max_num_seqs <= 0) m->o.max_num_seqs = 256;
-    if (m->o.max_model_len <= 0) m->o.max_model_len = c->max_position > 0 && c->max_position < 4096 ? c->max_position : 4096;
-    if (m->o.block_size <= 0) m->o.block_size = 16;
-    if (m->o.gpu_memory_utilization <= 0) m->o.gpu_memory_utilization = 0.9;
-    if (m->o.max_logit_rows <= 0) m->o.max_logit_rows = m->o.max_num_seqs;
-    m->D = c->hidden_size; m->nq = c->num_heads; m->nkv = c->num_kv_heads; m->hd = c->head_dim;
-    m->qkv_dim = (m->nq + 2 * m->nkv) * m->hd; m->I = c->intermediate_size; m->V = c->vocab_size;
-    m->L = c->num_layers;
-    m->E = c->num_experts; m->Im = c->moe_intermediate_size;
-    m->max_blocks = (m->o.max_model_len + m->o.block_size - 1) / m->o.block_size;
+    model_resolve_opts(c, &m->o);
+    m->tp = o->tp;
+    m->leader = m->tp && tp_comm_rank(m->tp->comm) == 0 && tp_comm_size(m->tp->comm) > 1;
+    set_shapes(m, c);
     int rc = -1;
     if (m->o.attention) k_attention_impl(m->o.attention);
     if (m->o.elementwise) k_elementwise_impl(m->o.elementwise);
@@ -370,6 +492,7 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
              m->o.gpu_memory_utilization, m->o.block_size);
         goto out;
     }
+    if (m->leader && tell_workers(m, err, errlen)) goto out;
     /* fp32 accumulation all the way: no bf16 partial sums in split-K reductions */
     if (cublasCreate(&m->blas) != CUBLAS_STATUS_SUCCESS || cudaStreamCreate(&m->s) != cudaSuccess ||
         cublasSetMathMode(m->blas, CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION) !=
@@ -388,46 +511,17 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
     if (profile_step(m, err, errlen)) goto out;
     cudaFree(m->kv);
     m->kv = NULL;
-    size_t free1;
-    cudaMemGetInfo(&free1, &total);
-    mem->total = total;
-    mem->weights = m->w.bytes;
-    mem->activations = free0 - free1;
-    mem->other = total - free0 - m->w.bytes;       /* context, other processes */
-    mem->kv_bytes_per_token = (size_t)2 * m->L * m->nkv * m->hd * 2;
-    mem->block_size = m->o.block_size;
-    size_t block_bytes = mem->kv_bytes_per_token * m->o.block_size;
-    double budget = m->o.gpu_memory_utilization * (double)total - (double)(total - free1);
-    long nblocks = budget > 0 ? (long)(budget / (double)block_bytes) : 0;
-    if (o->num_gpu_blocks > 0) nblocks = o->num_gpu_blocks;
-    if (nblocks < m->max_blocks) {
-        errbuf_fail(err, errlen, "not enough GPU memory for the KV cache: %.2f GiB x utilization %.2f = %.2f GiB; "
-             "in use %.2f GiB (weights %.2f GiB, activation peak %.2f GiB, other %.2f GiB) leaves %.2f GiB "
-             "= %ld tokens at %zu bytes/token, but one sequence of max_model_len %d needs %d tokens",
-             total / 1073741824.0, m->o.gpu_memory_utilization,
-             m->o.gpu_memory_utilization * total / 1073741824.0, (total - free1) / 1073741824.0,
-             mem->weights / 1073741824.0, mem->activations / 1073741824.0, mem->other / 1073741824.0,
-             budget / 1073741824.0, nblocks * m->o.block_size, mem->kv_bytes_per_token, m->o.max_model_len,
-             m->max_blocks * m->o.block_size);
-        goto out;
-    }
-    m->num_blocks = (int)(nblocks > 0x7fffffff / m->o.block_size ? 0x7fffffff / m->o.block_size : nblocks);
-    m->kv_layer_elems = (size_t)m->num_blocks * m->o.block_size * m->nkv * m->hd;
-    if (dev_alloc((void **)&m->kv, 2 * m->kv_layer_elems * m->L * 2)) {
-        errbuf_fail(err, errlen, "cannot allocate the KV cache of %d blocks (%.2f GiB)", m->num_blocks,
-             2.0 * m->kv_layer_elems * m->L * 2 / 1073741824.0);
-        goto out;
-    }
-    mem->num_blocks = m->num_blocks;
+    if (plan_kv(m, mem, free0, err, errlen)) goto out;
     /* the probes, after the profile step: only real steps count */
     mprobe_opts po = {m->o.profile, m->o.dump_layer0, m->o.dump_experts};
     m->probe = mprobe_create(&po, m->L, m->o.max_num_batched_tokens, m->E, c->experts_per_tok, err, errlen);
     if (!m->probe && err[0]) goto out;
-    mem->kv_cache = 2 * m->kv_layer_elems * m->L * 2;
-    mem->kv_tokens = (long)m->num_blocks * m->o.block_size;
-    mem->max_concurrency = (double)mem->kv_tokens / m->o.max_model_len;
+    /* every other rank has its model (and the same blocks): from here on, steps are posted */
+    if (m->leader && tp_wait_ready(m->tp->group, m->num_blocks, 60, err, errlen)) goto out;
+    m->created = 1;
     rc = 0;
 out:
+    if (rc) rank0_fail(m, err, errlen);
     if (rc) model_free(m);
     else *out = m;
     return rc;
@@ -435,8 +529,9 @@ out:
 
 void model_free(model *m) {
     if (!m) return;
+    if (m->lshard == m->logits) m->lshard = NULL;
     void *bufs[] = {m->x, m->res, m->qkv, m->attn, m->gu, m->act, m->rlogits, m->ey, m->hrows, m->logits,
-                    m->attn_ws, m->dints, m->dparams, m->dtokens, m->dlogp, m->inv_freq, m->kv};
+                    m->lshard, m->lstage, m->attn_ws, m->dints, m->dparams, m->dtokens, m->dlogp, m->inv_freq, m->kv};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) if (bufs[i]) cudaFree(bufs[i]);
     if (m->hints) cudaFreeHost(m->hints);
     k_moe_free(&m->moe);
@@ -470,6 +565,7 @@ int model_logprobs(model *m, int R, const int32_t *ids, float *out, char *err, s
 int model_copy_block(model *m, int src, int dst, char *err, size_t errlen) {
     (void)m; (void)src; (void)dst; return errbuf_fail(err, errlen, "no CUDA");
 }
+int model_sync(model *m, char *err, size_t errlen) { (void)m; return errbuf_fail(err, errlen, "no CUDA"); }
 int model_num_blocks(const model *m) { (void)m; return 0; }
 int model_profile_text(const model *m, char *buf, size_t n) { (void)m; if (n) buf[0] = 0; return -1; }
 const mc_config *model_config(const model *m) { return &m->c; }

@@ -11,6 +11,8 @@
 #include "engine/weights.h"
 #include "sim/model_config.h"
 
+typedef struct tp_rank tp_rank;      /* engine/tp_engine.h */
+
 typedef struct model_opts {
     int    max_num_batched_tokens;   /* tokens per step (activation buffers), default 2048 */
     int    max_num_seqs;             /* sequences per step, default 256 */
@@ -27,6 +29,12 @@ typedef struct model_opts {
     int    profile;                  /* GPU time of each class of step (model_profile_text) */
     const char *dump_layer0;         /* file: the first forward's layer-0 intermediates */
     const char *dump_experts;        /* file: every forward's chosen experts (MoE layers) */
+    /* tensor parallelism (engine/tp_engine.h): this rank's shard, NCCL and
+     * the other ranks; NULL: one GPU, exactly the path without it.  On rank
+     * 0, model_create has the other ranks build their models with the same
+     * options, and model_forward / model_copy_block post each step to them
+     * before running it, so that every caller runs sharded unchanged. */
+    const tp_rank *tp;
 } model_opts;
 
 typedef struct model_mem {          /* what the memory plan found (bytes) */
@@ -52,10 +60,15 @@ typedef struct model_batch {
 
 typedef struct model model;
 
+/* o with every option left at 0 set to its default (the values above). */
+void model_resolve_opts(const mc_config *c, model_opts *o);
 /* Takes ownership of *w (cleared), allocates the activation buffers, runs a
  * full-size step to measure the activation peak, then gives the KV cache what
  * gpu_memory_utilization leaves.  -1 and a message with the numbers when the
- * memory does not suffice for one sequence of max_model_len. */
+ * memory does not suffice for one sequence of max_model_len.  With o->tp, w
+ * is this rank's shard (w_load_shard), the plan is this GPU's and the blocks
+ * are the fewest any rank has room for (every rank holds its KV heads of
+ * every block); c is the whole model's config. */
 int  model_create(model **out, const mc_config *c, w_weights *w, const model_opts *o, model_mem *mem,
                   char *err, size_t errlen);
 /* Runs one step: writes the new tokens' K/V and leaves the logits (R, V)
@@ -69,6 +82,9 @@ int  model_logits(model *m, int R, float *out, char *err, size_t errlen);
 int  model_logprobs(model *m, int R, const int32_t *ids, float *out, char *err, size_t errlen);
 /* Copies KV block src to block dst in every layer (copy-on-write). */
 int  model_copy_block(model *m, int src, int dst, char *err, size_t errlen);
+/* Waits until the model's GPU work is done (with tensor parallelism through
+ * tp_sync: a failed or silent rank ends the wait with a message naming it). */
+int  model_sync(model *m, char *err, size_t errlen);
 /* With opts.profile: the GPU time of each class of step (GEMMs, attention,
  * norms, routing...) summed over the steps with prefill tokens and over the
  * decode-only steps, and the experts' loads, as text in buf.  -1 when not

@@ -16,6 +16,7 @@ typedef enum {                       /* the steps of a forward, as the probe see
     MP_EMBED, MP_NORM, MP_QKV, MP_QK_EXTRA /* bias, q/k norm */, MP_ROPE_KV, MP_ATTN, MP_O,
     MP_GATE_UP, MP_SILU, MP_DOWN,                                    /* dense MLP */
     MP_ROUTER, MP_ROUTE, MP_PERMUTE, MP_EXPERTS_GATE_UP, MP_EXPERTS_DOWN, MP_COMBINE,   /* mixture of experts */
+    MP_ALLREDUCE,                                                    /* tensor parallelism */
     MP_HEAD, MP_NSTEPS
 } mprobe_point;
 

@@ -72,8 +72,8 @@ int tp_check_size(int n, char *err, size_t errlen) {
                            n, n > 1 ? "s" : "", have ? shows : "none", why[0] ? " (" : "", why, why[0] ? ")" : "");
     }
 #ifndef PAGESIM_HAVE_NCCL
-    if (n > 1) return errbuf_fail(err, errlen, "tensor-parallel size %d needs NCCL, and this build has none "
-                                  "(no nccl.h found: see the Makefile's NCCL_HOME)", n);
+    return errbuf_fail(err, errlen, "tensor-parallel size %d needs NCCL, and this build has none "
+                       "(no nccl.h found: see the Makefile's NCCL_HOME)", n);
 #endif
     return 0;
 }
@@ -137,10 +137,12 @@ static int nccl_done(tp_comm *c, ncclResult_t r, const char *what, char *err, si
         if (ncclCommGetAsyncError(c->nccl, &r) != ncclSuccess) break;
         if (r != ncclInProgress) break;
         if (peers_ok(c, err, errlen)) return -1;
-        if (clock_now_s() - t0 > c->timeout_s)
+        double dt = clock_now_s() - t0;
+        if (dt > c->timeout_s)
             return comm_fail(c, err, errlen, "tensor-parallel rank %d: %s did not complete within %.0f s", c->rank,
                              what, c->timeout_s);
-        usleep(100);
+        if (dt < 2e-3) sched_yield();        /* an enqueue that is nearly done: stay close (once per layer) */
+        else usleep(100);
     }
     if (r != ncclSuccess) return nccl_error(c, err, errlen, what, r);
     return 0;
@@ -252,12 +254,13 @@ int tp_sync(tp_comm *c, cudaStream_t s, char *err, size_t errlen) {
 
 int tp_min_int(tp_comm *c, int v, int *out, cudaStream_t s, char *err, size_t errlen) {
     if (c->failed) return errbuf_fail(err, errlen, "%s", c->why);
+    /* the copy back after tp_sync: a copy into pageable memory would wait, unpolled, behind the collective */
     if (cudaMemcpyAsync(c->dint, &v, sizeof v, cudaMemcpyHostToDevice, s) != cudaSuccess ||
         nccl_done(c, ncclAllReduce(c->dint, c->dint, 1, ncclInt32, ncclMin, c->nccl, s), "min", err, errlen) ||
-        cudaMemcpyAsync(out, c->dint, sizeof *out, cudaMemcpyDeviceToHost, s) != cudaSuccess)
+        tp_sync(c, s, err, errlen) || cudaMemcpy(out, c->dint, sizeof *out, cudaMemcpyDeviceToHost) != cudaSuccess)
         return c->failed ? -1 : comm_fail(c, err, errlen, "tensor-parallel rank %d: %s", c->rank,
                                            cudaGetErrorString(cudaGetLastError()));
-    return tp_sync(c, s, err, errlen);
+    return 0;
 }
 
 void tp_comm_free(tp_comm *c) {

@@ -22,7 +22,8 @@ typedef struct tp_comm tp_comm;
  * short-lived child process so that this one does not initialise CUDA
  * before tp_group_start forks.  -1 and a message when none can be counted. */
 int  tp_device_count(int *n, char *err, size_t errlen);
-/* 0 when tensor-parallel size n can run here: n GPUs, and NCCL when n > 1;
+/* 0 when tensor-parallel size n can run here: n GPUs and NCCL (size 1 too:
+ * a communicator of one);
  * else -1 and a message such as "tensor-parallel size 2 needs 2 GPUs, but
  * this machine shows none (cudaGetDeviceCount: no CUDA-capable device ...)". */
 int  tp_check_size(int n, char *err, size_t errlen);

@@ -35,6 +35,9 @@ struct tp_group {
 
 int tp_group_rank(const tp_group *g) { return g->rank; }
 int tp_group_size(const tp_group *g) { return g->size; }
+long tp_group_pid(const tp_group *g, int rank) {
+    return g->rank == 0 && rank > 0 && rank < g->size ? (long)g->pid[rank] : 0;
+}
 void *tp_group_mailbox(tp_group *g, size_t *n) { if (n) *n = g->mbytes; return g->mailbox; }
 
 static void group_free(tp_group *g) {

@@ -40,6 +40,8 @@ int   tp_group_start(tp_group **out, int size, size_t mailbox_bytes, tp_worker_f
                      char *err, size_t errlen);
 int   tp_group_rank(const tp_group *g);
 int   tp_group_size(const tp_group *g);
+/* Rank 0: the process id of worker `rank` (0 for rank 0 or out of range). */
+long  tp_group_pid(const tp_group *g, int rank);
 /* The shared mailbox: rank 0 writes, workers read (bytes in *n). */
 void *tp_group_mailbox(tp_group *g, size_t *n);
 /* Rank 0: sends *m (m->seq and m->rank set here) to every worker.  -1 and a

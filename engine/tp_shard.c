@@ -245,7 +245,7 @@ int tp_tensors(const mc_config *c, int has_bias, tp_tensor_fn fn, void *ctx, cha
         }
         PUT(D, q, "self_attn.o_proj.weight", 0);
         PUT(D, 0, "post_attention_layernorm.weight", 0);
-        if (E > 0) {
+        if (mc_layer_is_moe(c, i)) {          /* a MoE model's mlp_only layers are dense */
             PUT(E, D, "mlp.gate.weight", 0);
             for (int e = 0; e < E && !l.rc; e++) {
                 PUT(M, D, "mlp.experts.%d.gate_proj.weight", e);

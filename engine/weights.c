@@ -307,7 +307,7 @@ static int check_tensors(const ckpt *k, const w_plan *p, const char *dir, char *
     return 0;
 }
 
-static int open_checked(ckpt *k, w_plan *p, const char *dir, const mc_config *c, int *has_bias,
+static int open_checked(ckpt *k, w_plan *p, const char *dir, const mc_config *c, int *has_bias, int *packed_out,
                         char *err, size_t errlen) {
     if (w_check_config(c, err, errlen) || ckpt_open(k, dir, err, errlen)) return -1;
     /* biases: the checkpoint says (Qwen2 has them, the others usually not) */
@@ -327,13 +327,14 @@ static int open_checked(ckpt *k, w_plan *p, const char *dir, const mc_config *c,
     }
     if (plan_build(p, c, *has_bias, packed, err, errlen)) { ckpt_close(k); return -1; }
     if (check_tensors(k, p, dir, err, errlen)) { plan_free(p); ckpt_close(k); return -1; }
+    if (packed_out) *packed_out = packed;
     return 0;
 }
 
 int w_check_dir(const char *dir, const mc_config *c, int *has_bias, char *err, size_t errlen) {
     ckpt k;
     w_plan p = {0};
-    if (open_checked(&k, &p, dir, c, has_bias, err, errlen)) return -1;
+    if (open_checked(&k, &p, dir, c, has_bias, NULL, err, errlen)) return -1;
     plan_free(&p);
     ckpt_close(&k);
     return 0;
@@ -377,26 +378,64 @@ static int arena_init(w_weights *w, const w_plan *p, const mc_config *c, int has
     return 0;
 }
 
+/* elements of a planned tensor */
+static size_t entry_elems(const w_entry *e) {
+    size_t n = 1;
+    for (int d = 0; d < e->ndim; d++) n *= (size_t)e->shape[d];
+    return n;
+}
+
+/* The arena plan of a rank: the same tensors in the same order as the
+ * checkpoint's plan, at the shard's shapes (tp_rank_config). */
+static int shard_plan(w_plan *pr, mc_config *rcfg, const w_plan *p, const mc_config *c, const tp_plan *tp,
+                      int has_bias, int packed, char *err, size_t errlen) {
+    tp_rank_config(tp, c, rcfg);
+    if (plan_build(pr, rcfg, has_bias, packed, err, errlen)) return -1;
+    if (pr->n != p->n) {
+        plan_free(pr);
+        return errbuf_fail(err, errlen, "%s: the tensor-parallel plan has %d tensors, the checkpoint's %d", c->name,
+                           pr->n, p->n);
+    }
+    return 0;
+}
+
 int w_load(w_weights *w, const char *dir, const mc_config *c, char *err, size_t errlen) {
+    return w_load_shard(w, dir, c, NULL, err, errlen);
+}
+
+int w_load_shard(w_weights *w, const char *dir, const mc_config *c, const tp_plan *tp, char *err, size_t errlen) {
     ckpt k;
-    w_plan p = {0};
-    int has_bias, rc = -1;
+    w_plan p = {0}, pr = {0};
+    mc_config rcfg = *c;
+    int has_bias, packed, rc = -1;
     memset(w, 0, sizeof *w);
-    if (open_checked(&k, &p, dir, c, &has_bias, err, errlen)) return -1;
-    if (arena_init(w, &p, c, has_bias, err, errlen)) goto out;
+    /* the checkpoint is checked at the whole model's shapes, then each rank reads its slices */
+    if (open_checked(&k, &p, dir, c, &has_bias, &packed, err, errlen)) return -1;
+    if (tp && shard_plan(&pr, &rcfg, &p, c, tp, has_bias, packed, err, errlen)) goto out;
+    const w_plan *dst = tp ? &pr : &p;
+    if (arena_init(w, dst, &rcfg, has_bias, err, errlen)) goto out;
     size_t cap = 0;
-    uint16_t *stage = NULL;
+    uint16_t *stage = NULL;                      /* one tensor (or one shard of it): no full copy in host memory */
     for (int i = 0; i < p.n; i++) {
         const st_tensor *t = ckpt_find(&k, p.e[i].name);
-        if ((size_t)t->numel > cap) {
+        size_t n = entry_elems(&dst->e[i]);
+        if (n > cap) {
             free(stage);
-            cap = (size_t)t->numel;
+            cap = n;
             stage = malloc(cap * 2);
             if (!stage) { errbuf_fail(err, errlen, "out of memory staging '%s'", t->name); goto out_stage; }
         }
-        if (st_to_bf16(t, stage, err, errlen)) goto out_stage;
-        cudaError_t ce = cudaMemcpy((k_bf16 *)w->arena + p.e[i].off, stage, (size_t)t->numel * 2,
-                                    cudaMemcpyHostToDevice);
+        if (tp) {
+            tp_slice s;
+            if (tp_shard_tensor(tp, t->name, t->ndim, t->shape, &s, err, errlen)) goto out_stage;
+            if ((size_t)(s.outer * s.nr * s.nc) != n) {
+                errbuf_fail(err, errlen, "%s: tensor-parallel rank %d's slice of '%s' has %lld elements, its place "
+                            "in the arena %zu", dir, tp->rank, t->name, (long long)(s.outer * s.nr * s.nc), n);
+                goto out_stage;
+            }
+            if (tp_slice_read(t, &s, stage, err, errlen)) goto out_stage;
+        } else if (st_to_bf16(t, stage, err, errlen)) goto out_stage;
+        cudaError_t ce = cudaMemcpy((k_bf16 *)w->arena + dst->e[i].off, stage, n * 2, cudaMemcpyHostToDevice);
         if (ce != cudaSuccess) {
             errbuf_fail(err, errlen, "%s: copying '%s' to the GPU: %s", dir, t->name, cudaGetErrorString(ce));
             goto out_stage;
@@ -407,16 +446,24 @@ out_stage:
     free(stage);
 out:
     if (rc) w_free(w);
+    plan_free(&pr);
     plan_free(&p);
     ckpt_close(&k);
     return rc;
 }
 
 int w_dummy(w_weights *w, const mc_config *c, uint64_t seed, char *err, size_t errlen) {
+    return w_dummy_shard(w, c, NULL, seed, err, errlen);
+}
+
+int w_dummy_shard(w_weights *w, const mc_config *c, const tp_plan *tp, uint64_t seed, char *err, size_t errlen) {
     w_plan p = {0};
+    mc_config rcfg = *c;
     memset(w, 0, sizeof *w);
-    if (w_check_config(c, err, errlen) || plan_build(&p, c, c->attn_bias, 0, err, errlen)) return -1;
-    int rc = arena_init(w, &p, c, c->attn_bias, err, errlen);
+    if (w_check_config(c, err, errlen)) return -1;
+    if (tp) tp_rank_config(tp, c, &rcfg);          /* the shard's shapes, filled as one GPU's would be */
+    if (plan_build(&p, &rcfg, c->attn_bias, 0, err, errlen)) return -1;
+    int rc = arena_init(w, &p, &rcfg, c->attn_bias, err, errlen);
     /* uniform(-a, a) has std a/sqrt(3): a = 0.02*sqrt(3) as transformers' init */
     if (!rc) rc = k_fill_random(w->arena, (int64_t)p.elems, seed, 0.0346f, 0);
     for (int i = 0; i < p.n && !rc; i++) {
@@ -447,12 +494,18 @@ void w_free(w_weights *w) {
 }
 #else
 int w_load(w_weights *w, const char *dir, const mc_config *c, char *err, size_t errlen) {
-    (void)dir; (void)c;
+    return w_load_shard(w, dir, c, NULL, err, errlen);
+}
+int w_load_shard(w_weights *w, const char *dir, const mc_config *c, const tp_plan *tp, char *err, size_t errlen) {
+    (void)dir; (void)c; (void)tp;
     memset(w, 0, sizeof *w);
     return errbuf_fail(err, errlen, "engine built without CUDA (no nvcc)");
 }
 int w_dummy(w_weights *w, const mc_config *c, uint64_t seed, char *err, size_t errlen) {
-    (void)c; (void)seed;
+    return w_dummy_shard(w, c, NULL, seed, err, errlen);
+}
+int w_dummy_shard(w_weights *w, const mc_config *c, const tp_plan *tp, uint64_t seed, char *err, size_t errlen) {
+    (void)c; (void)tp; (void)seed;
     memset(w, 0, sizeof *w);
     return errbuf_fail(err, errlen, "engine built without CUDA (no nvcc)");
 }

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "engine/kernels.h"
+#include "engine/tp_shard.h"
 #include "sim/model_config.h"
 
 typedef struct w_layer {
@@ -51,6 +52,11 @@ int    w_check_dir(const char *dir, const mc_config *c, int *has_bias, char *err
 /* Loads the checkpoint in dir onto the GPU.  -1 and a message on error
  * (nothing is left allocated). */
 int    w_load(w_weights *w, const char *dir, const mc_config *c, char *err, size_t errlen);
+/* Tensor parallelism: rank tp->rank's shard of the checkpoint (checked at
+ * c's whole shapes first), at the shapes of tp_rank_config(tp, c); each
+ * tensor's slice is read from the mapped files alone (tp_slice_read), so no
+ * rank holds a whole tensor in host memory.  tp NULL: w_load. */
+int    w_load_shard(w_weights *w, const char *dir, const mc_config *c, const tp_plan *tp, char *err, size_t errlen);
 /* Random weights (uniform, std 0.02) from seed; norms are 1.  Routers: row e
  * uniform with std (2 / sqrt(D)) (1 + 0.3 u_e), u_e uniform in [-1, 1], so
  * that on RMS-normalised inputs the router logits have std about 2 (top-1
@@ -58,5 +64,9 @@ int    w_load(w_weights *w, const char *dir, const mc_config *c, char *err, size
  * about 1.8x the mean), as a trained router's do; a constant scale would
  * spread the tokens almost perfectly evenly. */
 int    w_dummy(w_weights *w, const mc_config *c, uint64_t seed, char *err, size_t errlen);
+/* Random weights of rank tp->rank's shard, filled as w_dummy fills a whole
+ * model of the shard's shapes (routers and norms alike on every rank, so the
+ * replicated ones agree).  tp NULL: w_dummy. */
+int    w_dummy_shard(w_weights *w, const mc_config *c, const tp_plan *tp, uint64_t seed, char *err, size_t errlen);
 void   w_free(w_weights *w);
 #endif

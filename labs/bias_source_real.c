@@ -17,6 +17,7 @@
 #include "engine/model.h"
 #include "text/tokenizer.h"
 #include "engine/weights.h"
+#include "engine/tp_engine.h"
 #include "sim/cost_model.h"
 #include "sim/model_config.h"
 #include "base/errbuf.h"
@@ -384,7 +385,7 @@ int bias_real_source(bias_source *src, const bias_real_opts *o, bias_trace *trac
     int eos = tok_special_id(s->tok, eos_tok);
     /* weights and memory */
     double t0 = clock_now_s();
-    if ((o->dummy_config ? w_dummy(&w, &c, o->dummy_seed, err, errlen) : w_load(&w, dir, &c, err, errlen))) goto fail;
+    if (tp_engine_load(o->tp, &c, o->dummy_config ? NULL : dir, o->dummy_seed, &w, err, errlen)) goto fail;   /* a shard with tp */
     have_w = 1;
     double t_load = clock_now_s() - t0;
     size_t wbytes = w.bytes;
@@ -392,7 +393,8 @@ int bias_real_source(bias_source *src, const bias_real_opts *o, bias_trace *trac
                       .max_num_seqs = o->max_num_seqs > 0 ? o->max_num_seqs : 256,
                       .max_model_len = o->max_model_len > 0 ? o->max_model_len : c.max_position > 0 && c.max_position < 4096 ? c.max_position : 4096,
                       .block_size = o->block_size,
-                      .gpu_memory_utilization = o->gpu_memory_utilization, .num_gpu_blocks = o->num_gpu_blocks };
+                      .gpu_memory_utilization = o->gpu_memory_utilization, .num_gpu_blocks = o->num_gpu_blocks,
+                      .tp = tp_engine_rank(o->tp) };
     model_mem mem;
     int contiguous = o->kv_policy && !strcmp(o->kv_policy, "contiguous");
     eng_config ec;

@@ -76,6 +76,8 @@ typedef struct bias_real_opts {
     int    prefix_caching;       /* 1 (default) */
     int    usage_every;          /* sample the KV pool every k steps (0: 1 + num_blocks / 32768) */
     bias_sampling s;
+    struct tp_engine *tp;        /* tensor parallelism (engine/tp_engine.h, started by the caller before
+                                    CUDA), or NULL: one GPU */
 } bias_real_opts;
 
 /* Whether this build and machine can run the engine: 1, or 0 with the reason

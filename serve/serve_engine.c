@@ -449,12 +449,13 @@ srv_backend *srv_engine_create(const srv_engine_opts *o, char *info, size_t info
     for (size_t i = 0; i < sizeof eos_names / sizeof *eos_names && eos < 0; i++) eos = tok_special_id(s->tok, eos_names[i]);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (o->dummy_config ? w_dummy(&w, &c, o->dummy_seed, err, errcap) : w_load(&w, o->model_dir, &c, err, errcap)) goto fail;
+    if (tp_engine_load(o->tp, &c, o->model_dir, o->dummy_seed, &w, err, errcap)) goto fail;   /* a shard with tp */
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double wgib = w.bytes / 1073741824.0;
     eng_config ec;
     memset(&ec, 0, sizeof ec);
     ec.model = o->model;
+    ec.model.tp = tp_engine_rank(o->tp);
     if (ec.model.max_num_batched_tokens <= 0) ec.model.max_num_batched_tokens = 8192;
     ec.kv_policy = o->kv_policy;
     ec.prefix_caching = o->prefix_caching != 0;

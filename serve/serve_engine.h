@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "engine/model.h"
+#include "engine/tp_engine.h"
 #include "serve/serve_backend.h"
 #include "sim/kv_cache.h"
 
@@ -23,6 +24,7 @@ typedef struct {
                                     max_num_batched_tokens defaults to 8192 here) */
     kv_policy   kv_policy;       /* KV_PAGED (default) or KV_CONTIGUOUS */
     int         prefix_caching;  /* 1 (default) */
+    tp_engine  *tp;              /* tensor parallelism (started before any thread; the caller's), or NULL */
 } srv_engine_opts;
 
 /* Fills o with the defaults above. */

@@ -105,11 +105,13 @@ static int64_t vocab_rows(const mc_config *c, int tp) {
     return (padded + tp - 1) / tp;
 }
 
-int64_t plan_weight_bytes(const mc_config *c, mc_dtype dtype, int tp) {
-    if (tp < 1) tp = 1;
+/* One decoder layer on one GPU of tp: linear weights and the rest (elements);
+ * moe: the layer runs the experts, else the dense MLP (a MoE model's
+ * mlp_only layers). */
+static void plan_layer(const mc_config *c, int tp, int moe, int64_t *linear_out, int64_t *other_out) {
     int64_t h = c->hidden_size, hd = c->head_dim, q = (int64_t)c->num_heads / tp * hd;
     int64_t kv = (int64_t)(c->num_kv_heads >= tp ? c->num_kv_heads / tp : 1) * hd;
-    int64_t linear = h * q + 2 * h * kv + q * h, other = 0;      /* per layer; q, k, v, o */
+    int64_t linear = h * q + 2 * h * kv + q * h, other = 0;      /* q, k, v, o */
     if (c->attn_bias) other += q + 2 * kv;                       /* split with their heads */
     if (c->arch == MC_ARCH_OPT && c->attn_bias) other += h;      /* out_proj bias, replicated */
     if (c->qk_norm) other += 2 * hd;
@@ -117,7 +119,7 @@ int64_t plan_weight_bytes(const mc_config *c, mc_dtype dtype, int tp) {
         int64_t f = c->intermediate_size / tp;
         linear += 2 * h * f;
         other += f + h + 4 * h;                                  /* fc1 bias split; fc2 bias, LayerNorms whole */
-    } else if (c->num_experts > 0) {
+    } else if (moe) {
         linear += (int64_t)c->num_experts * 3 * h * (c->moe_intermediate_size / tp);
         other += h * c->num_experts;                             /* router, replicated */
         if (c->shared_expert_intermediate_size > 0)
@@ -127,10 +129,22 @@ int64_t plan_weight_bytes(const mc_config *c, mc_dtype dtype, int tp) {
         linear += 3 * h * (c->intermediate_size / tp);
         other += 2 * h;                                          /* the two RMSNorms */
     }
+    *linear_out = linear;
+    *other_out = other;
+}
+
+int64_t plan_weight_bytes(const mc_config *c, mc_dtype dtype, int tp) {
+    if (tp < 1) tp = 1;
+    int64_t h = c->hidden_size, ls, os, ld, od;
+    int nmoe = 0;
+    for (int l = 0; l < c->num_layers; l++) nmoe += mc_layer_is_moe(c, l);
+    plan_layer(c, tp, 1, &ls, &os);
+    plan_layer(c, tp, 0, &ld, &od);
     int64_t outer = vocab_rows(c, tp) * h * (c->tie_embeddings ? 1 : 2);
     if (c->arch == MC_ARCH_OPT) outer += (int64_t)(c->max_position + 2) * h + 2 * h;
     else outer += h;
-    int64_t lin = (int64_t)c->num_layers * linear, rest = (int64_t)c->num_layers * other + outer;
+    int64_t lin = nmoe * ls + (c->num_layers - nmoe) * ld;
+    int64_t rest = nmoe * os + (c->num_layers - nmoe) * od + outer;
     if (dtype != MC_DTYPE_AWQ4) return (lin + rest) * mc_dtype_bytes(dtype);
     return (int64_t)llround((double)lin * (0.5 + 2.5 / PLAN_AWQ_GROUP)) + rest * 2;   /* as mc_weight_bytes */
 }

@@ -2,8 +2,10 @@
  * machine: asked for more GPUs than the machine shows (on a machine with no
  * GPU, 2), engine/run, engine/bench, engine/serve and labs/bias --real stop
  * at once with status 2 and a message that names the option, the size and
- * what is missing, and nothing hangs; a bad value is refused; and the
- * library's check says the same (engine/tp_comm.h: tp_check_size). */
+ * what is missing, and nothing hangs; so does an explicit size 1 (NCCL with
+ * a communicator of one) where there is no GPU or no NCCL; a bad value is
+ * refused; and the library's check says the same (engine/tp_comm.h:
+ * tp_check_size). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -60,6 +62,16 @@ static void check_front_end(const char *bin, const char *args, const char *opt) 
     snprintf(want, sizeof want, "--tensor-parallel-size %d: tensor-parallel size %d needs", n, n);
     if (!strstr(out, want)) fail_msg("'%s' lacks '%s'", out, want);
     free(out);
+    int ngpu = 0;
+    char e[256];
+    if (tp_device_count(&ngpu, e, sizeof e) || ngpu == 0) {                /* size 1 needs a GPU and NCCL too */
+        snprintf(cmd, sizeof cmd, "%s %s %s 1", path, args, opt);
+        out = run(cmd, &status);
+        fprintf(stderr, "  %s -> %d: %s", cmd, status, out);
+        assert_int_equal(status, 2);
+        assert_non_null(strstr(out, "--tensor-parallel-size 1: tensor-parallel size 1 needs"));
+        free(out);
+    }
     snprintf(cmd, sizeof cmd, "%s %s %s 0", path, args, opt);               /* a bad value */
     out = run(cmd, &status);
     assert_int_equal(status, 2);

@@ -4,8 +4,10 @@
  * Qwen3-30B-A3B at N = 1, 2, 4, 8; that the byte ranges the N ranks read of
  * every checkpoint tensor tile it exactly (once, or once per replica); that a
  * slice read from a safetensors image gives the right elements; the
- * vocabulary-parallel embedding's ids; and that weights and KV bytes per GPU
- * agree with the planner (`pagesim plan --tp N`) byte for byte. */
+ * vocabulary-parallel embedding's ids; that weights and KV bytes per GPU
+ * agree with the planner (`pagesim plan --tp N`) byte for byte; and that the
+ * GPU tests' random checkpoints (tests/gpu/tp_ckpt.h) are what the loader
+ * takes, their packed experts holding the per-expert values. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -17,6 +19,7 @@
 #include "engine/weights.h"
 #include "sim/planner.h"
 #include "sim/cost_model.h"
+#include "tests/gpu/tp_ckpt.h"
 
 static const char *models[] = {"data/models/qwen2.5-7b.json", "data/models/llama-3.1-70b.json",
                                "data/models/qwen3-30b-a3b-instruct-2507.json"};
@@ -233,11 +236,12 @@ static void test_agrees_with_planner(void **st) {
 }
 
 /* the rank's config gives the weight loader's arena the shard's size (weights.c's
- * plan, dense models: it pads each tensor to 128 elements) */
+ * plan, which pads each of its pieces to 128 elements), dense and MoE: what
+ * engine/run logs as the weights per GPU is pagesim plan --tp N's figure */
 static void test_rank_config(void **st) {
     (void)st;
     char err[256];
-    for (size_t m = 0; m < 2; m++) {                 /* main's loader plans dense models */
+    for (size_t m = 0; m < 3; m++) {
         mc_config c, rc;
         load(&c, models[m]);
         for (size_t k = 0; k < 4; k++) {
@@ -250,9 +254,13 @@ static void test_rank_config(void **st) {
             assert_int_equal(rc.vocab_size, p.vocab_rows);
             assert_int_equal(w_check_config(&rc, err, sizeof err), 0);
             int64_t plan = tp_weight_bytes(&p, &c, c.attn_bias, err, sizeof err);
-            int64_t arena = (int64_t)w_bytes(&rc, c.attn_bias), tensors = 2 + (int64_t)c.num_layers * 9;
-            if (arena < plan || arena - plan > tensors * 256)
+            int64_t arena = (int64_t)w_bytes(&rc, c.attn_bias), pieces = 3 + (int64_t)c.num_layers * 10;
+            if (arena < plan || arena - plan > pieces * 256)
                 fail_msg("%s N=%d: arena %lld bytes, plan %lld", c.name, N, (long long)arena, (long long)plan);
+            assert_int_equal(plan, plan_weight_bytes(&c, MC_DTYPE_BF16, N));
+            if (N == 4 || m == 2)
+                fprintf(stderr, "  %s N=%d: engine arena %.4f GiB per GPU, pagesim plan %.4f GiB\n", c.name, N,
+                        arena / 1073741824.0, plan / 1073741824.0);
             if (N == 1) assert_memory_equal(&rc, &c, sizeof c);
         }
     }
@@ -443,6 +451,72 @@ static void test_vocab_ids(void **st) {
     }
 }
 
+static void test_checkpoint_writer(void **st) {
+    (void)st;
+    static const char *const moe =
+        "{\"model_type\":\"qwen3_moe\",\"hidden_size\":256,\"num_hidden_layers\":2,\"num_attention_heads\":8,"
+        "\"num_key_value_heads\":2,\"head_dim\":128,\"intermediate_size\":512,\"moe_intermediate_size\":128,"
+        "\"num_experts\":8,\"num_experts_per_tok\":2,\"mlp_only_layers\":[1],\"vocab_size\":1000,"
+        "\"max_position_embeddings\":4096,\"tie_word_embeddings\":false}";
+    static const char *const dense =
+        "{\"model_type\":\"qwen2\",\"hidden_size\":256,\"num_hidden_layers\":2,\"num_attention_heads\":8,"
+        "\"num_key_value_heads\":2,\"head_dim\":64,\"intermediate_size\":512,\"vocab_size\":1000,"
+        "\"max_position_embeddings\":4096,\"tie_word_embeddings\":false}";
+    char err[512];
+    mc_config c;
+    int bias;
+    if (tck_write("build/tmp/tp_ck_dense", dense, 0, &c, err, sizeof err)) fail_msg("%s", err);
+    if (w_check_dir("build/tmp/tp_ck_dense", &c, &bias, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(bias, 1);
+    if (tck_write("build/tmp/tp_ck_moe", moe, 0, &c, err, sizeof err) ||
+        tck_write("build/tmp/tp_ck_moe_packed", moe, 1, &c, err, sizeof err))
+        fail_msg("%s", err);
+    if (w_check_dir("build/tmp/tp_ck_moe", &c, &bias, err, sizeof err) ||
+        w_check_dir("build/tmp/tp_ck_moe_packed", &c, &bias, err, sizeof err))
+        fail_msg("%s", err);
+    /* a MoE model with a dense layer (mlp_only_layers): the plan, the planner and the arena agree */
+    for (int N = 1; N <= 4; N *= 2) {
+        tp_plan q;
+        mc_config rc;
+        assert_int_equal(tp_plan_init(&q, &c, N, 0, err, sizeof err), 0);
+        int64_t w = tp_weight_bytes(&q, &c, 0, err, sizeof err);
+        assert_int_equal(w, plan_weight_bytes(&c, MC_DTYPE_BF16, N));
+        if (N == 1) assert_int_equal(w, mc_weight_bytes(&c, MC_DTYPE_BF16));
+        tp_rank_config(&q, &c, &rc);
+        int64_t arena = (int64_t)w_bytes(&rc, 0);
+        assert_true(arena >= w && arena - w < 64 * 256);
+    }
+    /* rank 3 of 4: the packed tensors' slices are the per-expert slices, expert after expert */
+    st_file fe, fp;
+    if (st_open(&fe, "build/tmp/tp_ck_moe/model.safetensors", err, sizeof err) ||
+        st_open(&fp, "build/tmp/tp_ck_moe_packed/model.safetensors", err, sizeof err))
+        fail_msg("%s", err);
+    tp_plan p;
+    assert_int_equal(tp_plan_init(&p, &c, 4, 3, err, sizeof err), 0);
+    enum { E = 8, I = 128, D = 256 };
+    static uint16_t a[E * 2 * I * D], b[E * 2 * I * D];
+    tp_slice s;
+    const st_tensor *t = st_find(&fp, "model.layers.0.mlp.experts.gate_up_proj");
+    assert_non_null(t);
+    assert_int_equal(tp_shard_tensor(&p, t->name, t->ndim, t->shape, &s, err, sizeof err), 0);
+    assert_int_equal(tp_slice_read(t, &s, a, err, sizeof err), 0);
+    size_t n = 0;
+    for (int e = 0; e < E; e++)
+        for (int k = 0; k < 2; k++) {
+            char nm[128];
+            snprintf(nm, sizeof nm, "model.layers.0.mlp.experts.%d.%s_proj.weight", e, k ? "up" : "gate");
+            t = st_find(&fe, nm);
+            assert_non_null(t);
+            assert_int_equal(tp_shard_tensor(&p, nm, t->ndim, t->shape, &s, err, sizeof err), 0);
+            assert_int_equal(tp_slice_read(t, &s, b + n, err, sizeof err), 0);
+            n += (size_t)(s.nr * s.nc);
+        }
+    assert_int_equal(n, (size_t)E * 2 * (I / 4) * D);
+    assert_memory_equal(a, b, n * 2);
+    st_close(&fe);
+    st_close(&fp);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plan_dims),
@@ -453,6 +527,7 @@ int main(void) {
         cmocka_unit_test(test_plan_command),
         cmocka_unit_test(test_slice_read),
         cmocka_unit_test(test_packed_experts),
+        cmocka_unit_test(test_checkpoint_writer),
         cmocka_unit_test(test_vocab_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -430,7 +430,7 @@ int main(int argc, char **argv) {
     int nreq = 1024, plen = 512, olen = 96, lo = 100, hi = 1024, ew_rows = 0;
     double peak_tflops = 790, peak_gbps = 4300, temperature = 0;
     unsigned long long seed = 0, dummy_seed = 0;
-    int tp = 1;
+    int tp = 0;                             /* --tensor-parallel-size (0: not given, one GPU without NCCL) */
     eng_config cfg = {0};
     cfg.prefix_caching = true;
     cfg.eos_id = -1;
@@ -556,27 +556,34 @@ int main(int argc, char **argv) {
     }
     if (cfg.model.max_model_len <= 0) cfg.model.max_model_len = longest > 4096 ? longest : 4096;
 
+    tp_engine *tpe = cli_tp_start(PROG, tp, &cfg.model);   /* the other ranks, each loading its shard below */
     double t0 = clock_now_s();
     w_weights w;
-    if ((dummy ? w_dummy(&w, &c, dummy_seed, err, sizeof err) : w_load(&w, model_dir, &c, err, sizeof err))) {
+    if (tp_engine_load(tpe, &c, model_dir, dummy_seed, &w, err, sizeof err)) {
         fprintf(stderr, "engine/bench: %s\n", err);
+        tp_engine_stop(tpe);
         return 1;
     }
-    size_t wbytes = w.bytes;
+    cfg.model.tp = tp_engine_rank(tpe);
+    size_t wbytes = w.bytes * (size_t)tp_engine_size(tpe);   /* the roofline's: every GPU's shard (about) */
     model_mem mem;
     eng *e = eng_create(&c, &w, &cfg, &mem, err, sizeof err);
-    if (!e) { fprintf(stderr, "engine/bench: %s\n", err); return 1; }
+    if (!e) { fprintf(stderr, "engine/bench: %s\n", err); tp_engine_stop(tpe); return 1; }
     const model_opts *mo = model_options(eng_model(e));
+    cli_tp_report(stderr, tpe, &c, &mem);
     fprintf(stderr, "%s: weights %.2f GiB, activation peak %.2f GiB, GPU KV cache size: %ld tokens (%s), "
             "setup %.1f s\n", c.name, mem.weights / 1073741824.0, mem.activations / 1073741824.0, mem.kv_tokens,
             kv_policy_name(cfg.kv_policy), clock_now_s() - t0);
-    /* the roofline's constants */
+    /* the roofline's constants; with tensor parallelism, of all N GPUs (N times the peaks) */
+    double ngpu = tp_engine_size(tpe);
+    peak_tflops *= ngpu;
+    peak_gbps *= ngpu;
     bstep_log slog;
     bench_acc a = { .slog = &slog, .peak_tflops = peak_tflops, .peak_gbps = peak_gbps };
     double D = c.hidden_size, L = c.num_layers, nq = c.num_heads, nkv = c.num_kv_heads, hd = c.head_dim;
     double I = c.intermediate_size, V = c.vocab_size;
     a.pm = L * (D * (nq + 2 * nkv) * hd + nq * hd * D + 3 * D * I);   /* matmul params per token */
-    a.kvb = (double)mem.kv_bytes_per_token;
+    a.kvb = (double)mem.kv_bytes_per_token * ngpu;                   /* every GPU's KV heads */
     a.wread = (double)wbytes - (c.tie_embeddings ? 0 : V * D * 2);   /* the embedding table is gathered */
     a.head = 2 * V * D;
     a.attn = 4 * L * nq * hd;
@@ -609,8 +616,9 @@ int main(int argc, char **argv) {
     const sched_stats *ss = eng_sched_stats(e);
     double tot = (double)total_prompt + gen;
     printf("engine/bench %s, workload %s: %d requests, %ld prompt + %ld output tokens (%ld asked), "
-           "max_num_batched_tokens %d, max_num_seqs %d, KV %s\n", c.name, workload, nreq, total_prompt, gen,
-           total_out, mo->max_num_batched_tokens, mo->max_num_seqs, kv_policy_name(cfg.kv_policy));
+           "max_num_batched_tokens %d, max_num_seqs %d, KV %s%s\n", c.name, workload, nreq, total_prompt, gen,
+           total_out, mo->max_num_batched_tokens, mo->max_num_seqs, kv_policy_name(cfg.kv_policy),
+           tpe ? (tp > 1 ? ", tensor parallel over NCCL (roofline: all GPUs)" : ", tensor parallel size 1 (NCCL)") : "");
     printf("  wall %.2f s, %ld steps (%.2f ms/step): %.0f total tokens/s, %.0f output tokens/s, %ld preemptions\n",
            wall, steps, 1e3 * wall / (steps ? steps : 1), tot / wall, gen / wall, ss->preemptions);
     printf("  mean TTFT %.1f ms, mean TPOT %.2f ms, mean latency %.2f s\n", done ? 1e3 * ttft_sum / done : 0,
@@ -641,17 +649,19 @@ int main(int argc, char **argv) {
                 "\"total_tok_s\": %.1f, \"output_tok_s\": %.1f, \"preemptions\": %ld, \"pflop\": %.4f, "
                 "\"compute_roofline_pct\": %.2f, \"roofline_pct\": %.2f, \"achieved_tflops\": %.1f, "
                 "\"peak_tflops\": %.1f, \"peak_gbps\": %.1f, \"mean_ttft_ms\": %.2f, \"mean_tpot_ms\": %.3f, "
-                "\"kv_blocks\": %d, \"kv_peak_blocks\": %ld, \"max_num_batched_tokens\": %d%s}\n",
+                "\"kv_blocks\": %d, \"kv_peak_blocks\": %ld, \"tensor_parallel_size\": %d, \"tensor_parallel_nccl\": %d, "
+                "\"max_num_batched_tokens\": %d%s}\n",
                 c.name, workload, kv_policy_name(cfg.kv_policy), nreq, total_prompt, gen, wall, steps, tot / wall,
                 gen / wall, ss->preemptions, flops / 1e15, 100 * flops / (peak_tflops * 1e12) / wall,
                 100 * roof / wall, flops / wall / 1e12, peak_tflops, peak_gbps,
                 done ? 1e3 * ttft_sum / done : 0, ntpot ? 1e3 * tpot_sum / ntpot : 0, mem.num_blocks,
-                peak_blocks, mo->max_num_batched_tokens, pjs);
+                peak_blocks, (int)ngpu, tpe != NULL, mo->max_num_batched_tokens, pjs);
         fclose(js);
     }
     static char prof[4096];
     if (model_profile_text(eng_model(e), prof, sizeof prof) == 0) printf("  GPU time by op (PAGESIM_PROFILE):\n%s", prof);
     eng_free(e);
+    if (tp_engine_stop(tpe)) { fprintf(stderr, "engine/bench: a tensor-parallel worker did not end well\n"); return 1; }
     for (int r = 0; r < nreq; r++) free(prompts[r]);
     free(prompts); free(pl); free(ol); free(tr);
     return done == nreq ? 0 : 1;

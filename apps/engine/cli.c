@@ -1,6 +1,7 @@
 /* cli: the engine front ends' shared options (see apps/engine/cli.h). */
 #include "apps/engine/cli.h"
 #include "engine/tp_comm.h"
+#include "sim/planner.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,16 +57,40 @@ int cli_model_option(const char *prog, int key, const char *name, const char *v,
 
 void cli_tp_check(const char *prog, int tp) {
     char err[512];
-    if (tp == 1) return;
+    if (tp == 0) return;
     if (tp_check_size(tp, err, sizeof err)) {
         fprintf(stderr, "%s: --tensor-parallel-size %d: %s\n", prog, tp, err);
         exit(2);
     }
-    /* the GPUs are there: engine/tp_*.c shard, load and communicate, but
-     * model_forward does not call them yet (docs/tp-integration.md) */
-    fprintf(stderr, "%s: --tensor-parallel-size %d: this machine has the GPUs, but the engine's forward pass "
-            "does not run sharded yet (docs/tp-integration.md); use --tensor-parallel-size 1\n", prog, tp);
-    exit(2);
+}
+
+tp_engine *cli_tp_start(const char *prog, int tp, const model_opts *m) {
+    char err[1024];
+    tp_engine *t = NULL;
+    if (tp == 0) return NULL;
+    tp_engine_args a = {tp, *m, 0};
+    if (tp_engine_start(&t, &a, err, sizeof err)) {
+        fprintf(stderr, "%s: --tensor-parallel-size %d: %s\n", prog, tp, err);
+        exit(1);
+    }
+    return t;
+}
+
+void cli_tp_report(FILE *f, const tp_engine *t, const mc_config *c, const model_mem *mem) {
+    if (!t) return;
+    char line[1024];
+    int N = tp_engine_size(t);
+    tp_engine_describe(t, c, line, sizeof line);
+    fprintf(f, "%s\n", line);
+    double pw = plan_weight_bytes(c, MC_DTYPE_BF16, N) / 1073741824.0;
+    long long pkv = (long long)plan_kv_bytes_per_token(c, MC_DTYPE_BF16, N);
+    if (!mem) {
+        fprintf(f, "Per GPU (pagesim plan --tp %d): weights %.3f GiB, KV cache %lld bytes/token\n", N, pw, pkv);
+        return;
+    }
+    fprintf(f, "Per GPU: weights %.3f GiB, KV cache %zu bytes/token (pagesim plan --tp %d: weights %.3f GiB, "
+            "%lld bytes/token); every GPU holds its KV heads of all %ld tokens\n", mem->weights / 1073741824.0,
+            mem->kv_bytes_per_token, N, pw, pkv, mem->kv_tokens);
 }
 
 /* the index of v in names[] (NULL-terminated), or exit 2 naming the variable */

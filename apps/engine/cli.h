@@ -6,8 +6,10 @@
  * only from *_main.c. */
 #ifndef APPS_ENGINE_CLI_H
 #define APPS_ENGINE_CLI_H
+#include <stdio.h>
 #include "base/opt.h"
 #include "engine/model.h"
+#include "engine/tp_engine.h"
 #include "sim/kv_cache.h"
 
 /* The keys of the shared options, and their rows for a command's table. */
@@ -21,7 +23,8 @@ enum { CLI_KV_POLICY = 900, CLI_MAX_BATCHED, CLI_MAX_SEQS, CLI_MAX_LEN, CLI_BLOC
     { "block-size", CLI_BLOCK_SIZE, OPT_VALUE }, \
     { "gpu-memory-utilization", CLI_GPU_UTIL, OPT_VALUE }, \
     { "num-gpu-blocks", CLI_NUM_GPU_BLOCKS, OPT_VALUE }
-/* --tensor-parallel-size N and vLLM's -tp N (key CLI_TP, the value 1..1024). */
+/* --tensor-parallel-size N and vLLM's -tp N (key CLI_TP, the value 1..1024; a
+ * front end keeps tp 0 when the option is not given). */
 #define CLI_TP_SPECS \
     { "tensor-parallel-size", CLI_TP, OPT_VALUE }, \
     { "-tp", CLI_TP, OPT_VALUE }
@@ -29,11 +32,19 @@ enum { CLI_KV_POLICY = 900, CLI_MAX_BATCHED, CLI_MAX_SEQS, CLI_MAX_LEN, CLI_BLOC
  * when key is not one of them.  Exits with 2 on a bad value. */
 int    cli_model_option(const char *prog, int key, const char *name, const char *v, model_opts *m,
                         kv_policy *kp);
-/* Before anything starts CUDA: returns when the engine can run at
- * tensor-parallel size tp here (1 always does); else prints why (too few
- * GPUs, no CUDA or NCCL in the build, or the sharded forward pass not wired
- * into the engine yet) and exits with status 2. */
+/* Before anything starts CUDA: returns when tp is 0 (the option not given:
+ * one GPU without NCCL) or the engine can run at tensor-parallel size tp here
+ * (1 included, through NCCL); else prints why (too few GPUs, no CUDA or NCCL
+ * in the build) and exits with status 2. */
 void   cli_tp_check(const char *prog, int tp);
+/* After cli_tp_check, before anything starts CUDA or a thread: the ranks of
+ * tensor-parallel size tp for batches within m's limits (tp_engine_start),
+ * or NULL when tp is 0.  On failure prints why and exits with status 1. */
+tp_engine *cli_tp_start(const char *prog, int tp, const model_opts *m);
+/* The memory log's tensor-parallel lines (nothing without t): how rank 0's
+ * shard splits c, and its per-GPU weights and KV bytes per token beside
+ * `pagesim plan --tp N`'s (sim/planner.h); mem NULL: the plan's alone. */
+void   cli_tp_report(FILE *f, const tp_engine *t, const mc_config *c, const model_mem *mem);
 /* Prints "PROG: err" and exits with status 2 (a bad command line). */
 _Noreturn void cli_usage_error(const char *prog, const char *err);
 /* The integer in v (whole string), in [lo, hi]; exits with 2 otherwise. */

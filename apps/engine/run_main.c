@@ -52,7 +52,8 @@ static void usage(FILE *f) {
         "  --block-size N            KV block size (default 16)\n"
         "  --gpu-memory-utilization F  share of GPU memory to use (default 0.9)\n"
         "  --num-gpu-blocks N        KV blocks to allocate instead of what memory allows\n"
-        "  --tensor-parallel-size N, -tp N  GPUs to shard the model over (default 1)\n"
+        "  --tensor-parallel-size N, -tp N  GPUs to shard the model over, one process each, through\n"
+        "                            NCCL (default: one GPU without NCCL; 1: one GPU through NCCL)\n"
         "  --dummy-seed S            seed of --dummy-weights (default 0)\n"
         "  --quiet                   no per-request lines on stderr\n");
 }
@@ -167,7 +168,7 @@ int main(int argc, char **argv) {
     int ntext = 0, nreq = 0, max_tokens = 16, top_k = 0, eos_id = -2, chat = 0, quiet = 0, ignore_eos = 0;
     float temperature = 0, top_p = 1;
     unsigned long long seed = 0, dummy_seed = 0;
-    int tp = 1;
+    int tp = 0;                             /* --tensor-parallel-size (0: not given, one GPU without NCCL) */
     eng_config cfg = {0};
     cfg.prefix_caching = true;
     opt_parser op;
@@ -218,7 +219,7 @@ int main(int argc, char **argv) {
     }
     opt_end(&op);
     if (!model_dir == !dummy) { fprintf(stderr, "engine/run: give --model DIR or --dummy-weights CONFIG.json\n"); usage(stderr); return 2; }
-    cli_tp_check(PROG, tp);                 /* before anything starts CUDA */
+    cli_tp_check(PROG, tp);                 /* before anything starts CUDA (tp_engine forks) */
     if (nreq == 0) { parse_ids("1,2,3,4", &prompts[0]); plen[0] = 4; nreq = 1; }
 
     char err[1024], path[1024], tok_default[1024];
@@ -279,20 +280,24 @@ int main(int argc, char **argv) {
     if (eos_id == -2) eos_id = model_dir ? config_eos(path) : -1;
     if (ignore_eos) eos_id = -1;
     cfg.eos_id = eos_id;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    w_weights w;
-    if ((dummy ? w_dummy(&w, &c, dummy_seed, err, sizeof err) : w_load(&w, model_dir, &c, err, sizeof err))) {
-        fprintf(stderr, "engine/run: %s\n", err);
-        return 1;
-    }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    fprintf(stderr, "Loading weights took %.2f GiB and %.2f s (%s)\n", w.bytes / 1073741824.0,
-            (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec), dummy ? "dummy" : model_dir);
     int longest = 0;
     for (int r = 0; r < nreq; r++)
         if (plen[r] + max_tokens > longest) longest = plen[r] + max_tokens;
     if (cfg.model.max_model_len <= 0 && longest > 4096) cfg.model.max_model_len = longest;
+    tp_engine *tpe = cli_tp_start(PROG, tp, &cfg.model);   /* the other ranks, each loading its shard below */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    w_weights w;
+    if (tp_engine_load(tpe, &c, model_dir, dummy_seed, &w, err, sizeof err)) {
+        fprintf(stderr, "engine/run: %s\n", err);
+        tp_engine_stop(tpe);
+        return 1;
+    }
+    cfg.model.tp = tp_engine_rank(tpe);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    fprintf(stderr, "Loading weights took %.2f GiB and %.2f s (%s%s)\n", w.bytes / 1073741824.0,
+            (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec), dummy ? "dummy" : model_dir,
+            tpe ? ", rank 0's shard" : "");
     dump_ctx dc = {0};
     if (dump) {
         dc.nreq = nreq; dc.V = c.vocab_size;
@@ -308,10 +313,11 @@ int main(int argc, char **argv) {
     }
     model_mem mem;
     eng *e = eng_create(&c, &w, &cfg, &mem, err, sizeof err);
-    if (!e) { fprintf(stderr, "engine/run: %s\n", err); return 1; }
+    if (!e) { fprintf(stderr, "engine/run: %s\n", err); tp_engine_stop(tpe); return 1; }
     const model_opts *mo = model_options(eng_model(e));
-    fprintf(stderr, "Memory: weights %.2f GiB, activation peak %.2f GiB, KV cache %.2f GiB (%zu bytes/token)\n",
-            mem.weights / 1073741824.0, mem.activations / 1073741824.0, mem.kv_cache / 1073741824.0,
+    cli_tp_report(stderr, tpe, &c, &mem);
+    fprintf(stderr, "Memory%s: weights %.2f GiB, activation peak %.2f GiB, KV cache %.2f GiB (%zu bytes/token)\n",
+            tpe ? " per GPU (rank 0)" : "", mem.weights / 1073741824.0, mem.activations / 1073741824.0, mem.kv_cache / 1073741824.0,
             mem.kv_bytes_per_token);
     fprintf(stderr, "GPU KV cache size: %ld tokens\n", mem.kv_tokens);
     fprintf(stderr, "Maximum concurrency for %d tokens per request: %.2fx\n", mo->max_model_len,
@@ -386,6 +392,10 @@ int main(int argc, char **argv) {
     rc = 0;
 out:
     eng_free(e);
+    if (tp_engine_stop(tpe) && rc == 0) {
+        fprintf(stderr, "engine/run: a tensor-parallel worker did not end well\n");
+        rc = 1;
+    }
     for (int r = 0; r < nreq; r++) free(prompts[r]);
     if (dump) { for (int r = 0; r < nreq; r++) free(dc.rows[r]); free(dc.rows); free(dc.len); }
     free(res); free(got);

@@ -59,7 +59,8 @@ static void usage(FILE *f) {
         "  --dummy-seed N            seed of the random weights (default 0)\n"
         "  --kv-policy paged|contiguous  paged blocks (default) or max_model_len reserved per sequence\n"
         "  --gpu-memory-utilization F  share of GPU memory to use (default 0.9)\n"
-        "  --tensor-parallel-size N, -tp N  GPUs to shard the model over (default 1)\n"
+        "  --tensor-parallel-size N, -tp N  GPUs to shard the model over, one process each, through\n"
+        "                            NCCL (default: one GPU without NCCL; 1: one GPU through NCCL)\n"
         "  --verbose                 one log line per request on stderr\n"
         "  --help                    this text\n");
 }
@@ -122,6 +123,11 @@ static srv_backend *open_backend(backend_choice *bc, char *err, size_t cap) {
     char info[2048];
     srv_backend *b = srv_engine_create(&bc->eng, info, sizeof info, err, cap);
     if (b) fprintf(stderr, "%s\n", info);
+    mc_config c;
+    char path[4200];
+    snprintf(path, sizeof path, "%s%s", bc->model_path ? bc->model_path : bc->dummy_cfg, bc->model_path ? "/config.json" : "");
+    if (b && bc->eng.tp && mc_load(&c, path, err, cap) == 0)    /* the memory lines above are rank 0's */
+        cli_tp_report(stderr, bc->eng.tp, &c, NULL);
     return b;
 }
 
@@ -141,7 +147,7 @@ int main(int argc, char **argv) {
     srv_opts o;
     srv_opts_init(&o);
     backend_choice bc = {0};
-    int tp = 1;
+    int tp = 0;                             /* --tensor-parallel-size (0: not given, one GPU without NCCL) */
     srv_engine_opts_init(&bc.eng);
     bc.token_delay_ms = 10;
     bc.max_num_seqs = 256;
@@ -205,6 +211,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (!bc.mock) cli_tp_check(PROG, tp);   /* before anything starts CUDA or a thread */
+    if (!bc.mock) {                         /* the other ranks, forked before any thread (the backend's defaults) */
+        model_opts lim = bc.eng.model;
+        lim.max_num_seqs = bc.max_num_seqs;
+        if (lim.max_num_batched_tokens <= 0) lim.max_num_batched_tokens = 8192;
+        bc.eng.tp = cli_tp_start(PROG, tp, &lim);
+    }
     /* block the stop signals in every thread; main waits for them below */
     sigset_t set;
     sigemptyset(&set);
@@ -215,7 +227,7 @@ int main(int argc, char **argv) {
 
     char err[512];
     srv_backend *be = open_backend(&bc, err, sizeof err);
-    if (!be) { fprintf(stderr, "engine/serve: %s\n", err); return 1; }
+    if (!be) { fprintf(stderr, "engine/serve: %s\n", err); tp_engine_stop(bc.eng.tp); return 1; }
     /* the chat template: the checkpoint's own (beside its tokenizer), else --chat-template, else qwen3's */
     const char *tokat = bc.eng.tokenizer ? bc.eng.tokenizer : bc.model_path;
     chat_tpl *tpl = NULL;
@@ -252,6 +264,7 @@ int main(int argc, char **argv) {
     srv_stop(s);
     be->destroy(be);
     chat_tpl_free(tpl);
+    int stop = tp_engine_stop(bc.eng.tp);
     fprintf(stderr, "engine/serve: stopped\n");
-    return 0;
+    return stop ? 1 : 0;
 }

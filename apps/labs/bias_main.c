@@ -21,6 +21,8 @@
 #include "labs/bias_compare.h"
 #include "labs/bias_sources.h"
 #include "engine/tp_comm.h"
+#include "engine/tp_engine.h"
+#include "sim/planner.h"
 #include "base/clock.h"
 #include <cairo.h>
 #include <dlfcn.h>
@@ -106,8 +108,9 @@ static void usage(FILE *f) {
 "  --evidence-seed N    seed of the generated evidence (1)\n"
 "  --gpu NAME           GPU for the serving simulation (H200)\n"
 "  --model-config FILE  config.json of the served model (" DEFAULT_MODEL_CONFIG ")\n"
-"  --tp N               tensor parallelism (4; with --real the engine's GPUs, 1 unless given;\n"
-"                       also --tensor-parallel-size N, -tp N)\n"
+"  --tp N               tensor parallelism (4; with --real the engine's GPUs: one GPU without\n"
+"                       NCCL unless given, N GPUs through NCCL when given; also\n"
+"                       --tensor-parallel-size N, -tp N)\n"
 "  --max-model-len N    tokens reserved per request by the contiguous baseline (4096)\n"
 "  --max-num-batched-tokens N  scheduler token budget per step (8192, vLLM V1's server default)\n"
 "  --no-serving         skip the serving simulation (no memory JSON, no figure)\n"
@@ -469,14 +472,12 @@ static int cmd_run(int argc, char **argv) {
     if (real && !ro.model == !ro.dummy_config) {
         fprintf(stderr, "labs/bias: --real needs --model PATH|ORG/NAME or --dummy-weights CONFIG (one of them)\n"); return 2;
     }
-    if (real && sc.tp > 1 && tp_given) {   /* the engine on several GPUs: ask before anything starts CUDA */
+    if (real && tp_given) {                 /* the engine through NCCL (1 included): ask before anything starts CUDA */
         char tperr[512];
-        if (tp_check_size(sc.tp, tperr, sizeof tperr))
+        if (tp_check_size(sc.tp, tperr, sizeof tperr)) {
             fprintf(stderr, "labs/bias: --tensor-parallel-size %d: %s\n", sc.tp, tperr);
-        else
-            fprintf(stderr, "labs/bias: --tensor-parallel-size %d: this machine has the GPUs, but the engine's forward "
-                    "pass does not run sharded yet (docs/tp-integration.md); use --tp 1 with --real\n", sc.tp);
-        return 2;
+            return 2;
+        }
     }
     if (strcmp(decision, "free") && strcmp(decision, "logits")) {
         fprintf(stderr, "labs/bias: --decision is free (generation, the study's way) or logits\n"); return 2;
@@ -510,12 +511,23 @@ static int cmd_run(int argc, char **argv) {
     sc.max_workers = c.max_workers;
     sc.max_tokens = c.max_tokens;
 
+    tp_engine *tpe = NULL;
+    if (real && tp_given) {                 /* the other ranks, forked before CUDA starts here */
+        tp_engine_args ta = { sc.tp, { .max_num_batched_tokens = sc.max_num_batched_tokens, .max_num_seqs = ro.max_num_seqs,
+                                       .max_model_len = sc.max_model_len, .block_size = ro.block_size }, 0 };
+        if (tp_engine_start(&tpe, &ta, err, sizeof err)) {
+            fprintf(stderr, "labs/bias: --tensor-parallel-size %d: %s\n", sc.tp, err);
+            return 1;
+        }
+        ro.tp = tpe;
+    }
     char why[512];
     if (real && !bias_real_available(why, sizeof why)) {
         fprintf(stderr, "labs/bias: --real needs the CUDA engine and a GPU, and %s.\n"
                 "  The same experiment runs in simulation anywhere: drop --real and --model/--dummy-weights\n"
                 "  (e.g. labs/bias --model-id %s), or point --server URL at a machine that serves the model.\n",
                 why, c.model_id);
+        tp_engine_stop(tpe);
         return 1;
     }
 
@@ -565,6 +577,14 @@ static int cmd_run(int argc, char **argv) {
     if (server) printf("Using model: %s (server %s, model \"%s\")\n", c.model_id, server, bias_server_model(&src));
     else if (real) printf("Using model: %s (engine in process: %s%s)\n%s\n", c.model_id, ro.dummy_config ? "dummy weights " : "",
                           ro.dummy_config ? ro.dummy_config : ro.model, info);
+    mc_config tpc;
+    if (tpe && mc_load(&tpc, trace.model_config, err, sizeof err) == 0) {   /* the memory lines above are rank 0's */
+        char line[1024];
+        tp_engine_describe(tpe, &tpc, line, sizeof line);
+        printf("%s\nPer GPU (pagesim plan --tp %d): weights %.3f GiB, KV cache %lld bytes/token\n", line, sc.tp,
+               plan_weight_bytes(&tpc, MC_DTYPE_BF16, sc.tp) / 1073741824.0,
+               (long long)plan_kv_bytes_per_token(&tpc, MC_DTYPE_BF16, sc.tp));
+    }
     else printf("Using model: %s (simulated: profile %s)\n", c.model_id, p.name);
     if (use_profile_lengths) printf("Reply lengths: the profile's (%s, mean %.0f tokens), as max_tokens per request\n", p.name, p.output_tokens_mean);
     if (c.row_note) printf("Note: %s\n", c.row_note);
@@ -656,6 +676,10 @@ out:
     bias_universe_free(&u);
     bias_tokens_free();
     release_fonts();
+    if (tp_engine_stop(tpe) && rc == 0) {     /* after the engine (bias_source_free) */
+        fprintf(stderr, "labs/bias: a tensor-parallel worker did not end well\n");
+        rc = 1;
+    }
     return rc;
 }
 

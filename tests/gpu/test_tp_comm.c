@@ -5,8 +5,13 @@
  * the minimum agrees; a worker killed by SIGKILL in the middle of a loop of
  * all-reduces is named by rank 0 within seconds and nothing hangs (issue 14,
  * item 5, at the level of the collectives); a worker that fails before
- * joining NCCL is reported with its own message.  Every case runs in a
- * child process, since a process that has initialised CUDA cannot fork
+ * joining NCCL is reported with its own message.  And the engine itself
+ * (engine/tp_engine.h) over 2 or 4 GPUs: on a checkpoint (dense, and MoE with
+ * packed experts and a dense layer) its logits and greedy tokens match one
+ * GPU's within bf16 noise; a worker killed in the middle of a run stops the
+ * engine with a message naming the rank within seconds, and nothing hangs;
+ * a worker killed while loading is named by model_create.  Every case runs
+ * in a child process, since a process that has initialised CUDA cannot fork
  * ranks that use it.  Needs PAGESIM_GPU=1. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +23,9 @@
 #include "tests/test_util.h"
 #include "engine/kernels_ref.h"
 #include "engine/tp_comm.h"
+#include "engine/tp_engine.h"
+#include "engine/engine.h"
+#include "tests/gpu/tp_ckpt.h"
 #include "base/clock.h"
 #include <cuda_runtime_api.h>
 
@@ -225,11 +233,223 @@ static void test_worker_fails(void **st) {
     in_child(case_worker_fails, "a worker's start-up error");
 }
 
+/* ---- the engine over the GPUs ---- */
+static int engine_ranks(void) { return ngpu() >= 4 ? 4 : 2; }
+enum { NPR = 8, NTOK = 16 };
+
+typedef struct first_rec { float *row[NPR]; int plen[NPR]; int V; } first_rec;
+static void on_first(void *ctx, int id, int pos, const float *row, int V) {   /* each prompt's last position */
+    first_rec *g = ctx;
+    if (id < 0 || id >= NPR || pos != g->plen[id] - 1) return;
+    if (!g->row[id]) g->row[id] = malloc(sizeof(float) * (size_t)V);
+    memcpy(g->row[id], row, sizeof(float) * (size_t)V);
+    g->V = V;
+}
+
+/* NPR greedy requests through an engine on the checkpoint in dir, with t or on one GPU */
+static int run_engine(const mc_config *c, const char *dir, tp_engine *t, int32_t tok[][NTOK], first_rec *g,
+                      char *err, size_t n) {
+    eng_config cfg = {0};
+    cfg.model.max_num_batched_tokens = 128;
+    cfg.model.max_num_seqs = 8;
+    cfg.model.max_model_len = 256;
+    cfg.model.num_gpu_blocks = 128;
+    cfg.eos_id = -1;
+    cfg.on_logits = on_first;
+    cfg.logits_ctx = g;
+    w_weights w;
+    model_mem mem;
+    if (tp_engine_load(t, c, dir, 0, &w, err, n)) return -1;
+    cfg.model.tp = tp_engine_rank(t);
+    eng *e = eng_create(c, &w, &cfg, &mem, err, n);
+    if (!e) return -1;
+    for (int r = 0; r < NPR; r++) {
+        int p[200];
+        g->plen[r] = 3 + 23 * r;
+        for (int i = 0; i < g->plen[r]; i++) p[i] = (r * 7919 + i * 131 + 17) % c->vocab_size;
+        eng_params ep = {.max_tokens = NTOK, .top_p = 1};
+        if (eng_add_request(e, r, p, g->plen[r], &ep, err, n)) return -1;
+    }
+    /* n = 2 greedy: the samples share the prompt's blocks and copy its last one on their first write
+     * (copy-on-write, which rank 0 posts to every rank): both give one sequence's tokens */
+    int q[37];
+    for (int i = 0; i < 37; i++) q[i] = (i * 53 + 5) % c->vocab_size;
+    eng_params ep = {.max_tokens = NTOK, .top_p = 1};
+    eng_output_opts oo = {.n = 2};
+    if (eng_add_request_out(e, NPR, q, 37, &ep, &oo, err, n)) return -1;
+    while (eng_has_work(e)) {
+        const eng_result *d;
+        int nd;
+        if (eng_step(e, &d, &nd, err, n) < 0) return -1;
+        for (int i = 0; i < nd; i++) {
+            if (d[i].id < NPR) { memcpy(tok[d[i].id], d[i].tokens, sizeof tok[0]); continue; }
+            if (d[i].num_samples != 2) return snprintf(err, n, "n = 2 gave %d samples", d[i].num_samples), -1;
+            memcpy(tok[NPR], d[i].samples[0].tokens, sizeof tok[0]);
+            memcpy(tok[NPR + 1], d[i].samples[1].tokens, sizeof tok[0]);
+        }
+    }
+    eng_free(e);
+    return 0;
+}
+
+static int engine_vs_one(const char *json, int packed, const char *dir, char *msg, size_t n) {
+    mc_config c;
+    int N = engine_ranks();
+    if (tck_write(dir, json, packed, &c, msg, n)) return -1;
+    static int32_t ta[NPR + 2][NTOK], tb[NPR + 2][NTOK];
+    first_rec ga = {0}, gb = {0};
+    tp_engine *t;
+    tp_engine_args a = {N, {.max_num_batched_tokens = 128, .max_num_seqs = 8, .max_model_len = 256}, 120};
+    double t0 = clock_now_s();
+    if (tp_engine_start(&t, &a, msg, n) || run_engine(&c, dir, t, ta, &ga, msg, n)) return -1;
+    if (tp_engine_stop(t)) return snprintf(msg, n, "a worker did not end with status 0"), -1;
+    double t_tp = clock_now_s() - t0;
+    if (run_engine(&c, dir, NULL, tb, &gb, msg, n)) return -1;      /* one GPU, no NCCL (CUDA is up here now) */
+    int same = 0, first = 0;
+    double worst = 0;
+    for (int r = 0; r < NPR; r++) {
+        double num = 0, den = 0;
+        for (int v = 0; v < ga.V; v++) {
+            double d = ga.row[r][v] - gb.row[r][v];
+            num += d * d;
+            den += (double)gb.row[r][v] * gb.row[r][v];
+        }
+        double e = sqrt(num / den);
+        if (e > worst) worst = e;
+        first += ta[r][0] == tb[r][0];
+        for (int i = 0; i < NTOK; i++) same += ta[r][i] == tb[r][i];
+        free(ga.row[r]); free(gb.row[r]);
+    }
+    int forked = !memcmp(ta[NPR], ta[NPR + 1], sizeof ta[0]), forked_same = 0;
+    for (int i = 0; i < NTOK; i++) forked_same += ta[NPR][i] == tb[NPR][i];
+    snprintf(msg, n, "%s at tensor-parallel size %d (%.1f s) vs one GPU: prefill logits rel L2 <= %.2e, first tokens "
+             "%d/%d, tokens %d/%d equal; n = 2 (copy-on-write): samples %s, %d/%d tokens as one GPU's", c.name, N,
+             t_tp, worst, first, NPR, same, NPR * NTOK, forked ? "identical" : "DIFFER", forked_same, NTOK);
+    return worst < 2e-2 && first == NPR && same >= NPR * NTOK * 3 / 4 && forked && forked_same >= NTOK * 3 / 4 ? 0 : -1;
+}
+
+static int case_engine_dense(char *msg, size_t n) {
+    return engine_vs_one("{\"model_type\":\"qwen2\",\"hidden_size\":256,\"num_hidden_layers\":3,"
+                         "\"num_attention_heads\":8,\"num_key_value_heads\":2,\"head_dim\":64,\"intermediate_size\":512,"
+                         "\"vocab_size\":1000,\"max_position_embeddings\":4096,\"tie_word_embeddings\":false}", 0,
+                         "build/tmp/tp_comm_dense", msg, n);
+}
+static int case_engine_moe(char *msg, size_t n) {
+    return engine_vs_one("{\"model_type\":\"qwen3_moe\",\"hidden_size\":256,\"num_hidden_layers\":3,"
+                         "\"num_attention_heads\":8,\"num_key_value_heads\":2,\"head_dim\":128,\"intermediate_size\":512,"
+                         "\"moe_intermediate_size\":128,\"num_experts\":8,\"num_experts_per_tok\":2,"
+                         "\"norm_topk_prob\":true,\"mlp_only_layers\":[1],\"vocab_size\":1000,"
+                         "\"max_position_embeddings\":4096,\"tie_word_embeddings\":false}", 1,
+                         "build/tmp/tp_comm_moe", msg, n);
+}
+static void test_engine_dense(void **st) {
+    (void)st; TU_REQUIRE_GPU(); REQUIRE_GPUS(2);
+    in_child(case_engine_dense, "engine, dense checkpoint");
+}
+static void test_engine_moe(void **st) {
+    (void)st; TU_REQUIRE_GPU(); REQUIRE_GPUS(2);
+    in_child(case_engine_moe, "engine, MoE checkpoint");
+}
+
+/* a worker SIGKILLed while the engine runs: eng_step fails naming it, within seconds; nothing hangs */
+static int case_engine_kill(char *msg, size_t n) {
+    int N = engine_ranks();
+    mc_config c;
+    char err[1024];
+    if (mc_load(&c, "data/models/qwen3-0.6b.json", msg, n)) return -1;
+    eng_config cfg = {0};
+    cfg.model.max_num_batched_tokens = 2048;
+    cfg.model.max_num_seqs = 64;
+    cfg.model.max_model_len = 1024;
+    cfg.model.num_gpu_blocks = 4096;
+    cfg.eos_id = -1;
+    tp_engine *t;
+    tp_engine_args a = {N, cfg.model, 120};
+    w_weights w;
+    model_mem mem;
+    if (tp_engine_start(&t, &a, msg, n) || tp_engine_load(t, &c, NULL, 1, &w, msg, n)) return -1;
+    cfg.model.tp = tp_engine_rank(t);
+    eng *e = eng_create(&c, &w, &cfg, &mem, msg, n);
+    if (!e) return -1;
+    for (int r = 0; r < 64; r++) {
+        int p[100];
+        for (int i = 0; i < 100; i++) p[i] = (r * 31 + i) % 1000;
+        eng_params ep = {.max_tokens = 800, .top_p = 1};
+        if (eng_add_request(e, r, p, 100, &ep, msg, n)) return -1;
+    }
+    long victim = tp_group_pid(tp_engine_rank(t)->group, N - 1);
+    double t_kill = 0;
+    int steps = 0, rc = 0;
+    for (; steps < 100000 && rc >= 0; steps++) {
+        if (steps == 20) { kill((pid_t)victim, SIGKILL); t_kill = clock_now_s(); }
+        const eng_result *d;
+        int nd;
+        rc = eng_step(e, &d, &nd, err, sizeof err);
+        if (rc == 0 && !eng_has_work(e)) break;
+    }
+    double dt = clock_now_s() - t_kill;
+    char want[96];
+    snprintf(want, sizeof want, "tensor-parallel rank %d (pid %ld) was killed by signal 9", N - 1, victim);
+    if (rc >= 0) return snprintf(msg, n, "the engine ran on after the kill (%d steps)", steps), -1;
+    if (steps <= 20) return snprintf(msg, n, "failed before the kill: %s", err), -1;
+    if (!strstr(err, want)) return snprintf(msg, n, "message '%s' lacks '%s'", err, want), -1;
+    if (dt > 10) return snprintf(msg, n, "noticed after %.1f s", dt), -1;
+    double t1 = clock_now_s();
+    eng_free(e);
+    int stop = tp_engine_stop(t);
+    snprintf(msg, n, "%d ranks, rank %d killed at step 20: eng_step failed %.3f s later with: %s; engine and ranks "
+             "stopped in %.2f s (stop %d)", N, N - 1, dt, err, clock_now_s() - t1, stop);
+    return stop != 0 ? 0 : (snprintf(msg, n, "tp_engine_stop said every worker ended well"), -1);
+}
+static void test_engine_killed_worker(void **st) {
+    (void)st; TU_REQUIRE_GPU(); REQUIRE_GPUS(2); TU_REQUIRE_FILE("data/models/qwen3-0.6b.json");
+    in_child(case_engine_kill, "engine, SIGKILL to a worker mid-run");
+}
+
+/* a worker killed while the ranks load: rank 0's model_create names it */
+static int case_engine_kill_at_load(char *msg, size_t n) {
+    int N = engine_ranks();
+    mc_config c;
+    char err[1024];
+    if (mc_load(&c, "data/models/qwen3-0.6b.json", msg, n)) return -1;
+    eng_config cfg = {0};
+    cfg.model.max_model_len = 1024;
+    tp_engine *t;
+    tp_engine_args a = {N, cfg.model, 120};
+    w_weights w;
+    model_mem mem;
+    if (tp_engine_start(&t, &a, msg, n)) return -1;
+    long victim = tp_group_pid(tp_engine_rank(t)->group, 1);
+    kill((pid_t)victim, SIGKILL);
+    double t0 = clock_now_s();
+    eng *e = NULL;
+    if (tp_engine_load(t, &c, NULL, 1, &w, err, sizeof err) == 0) {
+        cfg.model.tp = tp_engine_rank(t);
+        e = eng_create(&c, &w, &cfg, &mem, err, sizeof err);
+    }
+    double dt = clock_now_s() - t0;
+    eng_free(e);
+    tp_engine_stop(t);
+    if (e) return snprintf(msg, n, "the engine started without rank 1"), -1;
+    if (!strstr(err, "tensor-parallel rank 1") || !strstr(err, "killed by signal 9"))
+        return snprintf(msg, n, "message '%s' does not name rank 1 and its signal", err), -1;
+    snprintf(msg, n, "failed after %.2f s with: %s", dt, err);
+    return dt < 20 ? 0 : -1;
+}
+static void test_engine_worker_killed_at_load(void **st) {
+    (void)st; TU_REQUIRE_GPU(); REQUIRE_GPUS(2); TU_REQUIRE_FILE("data/models/qwen3-0.6b.json");
+    in_child(case_engine_kill_at_load, "engine, SIGKILL to a worker while loading");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_collectives),
         cmocka_unit_test(test_killed_worker),
         cmocka_unit_test(test_worker_fails),
+        cmocka_unit_test(test_engine_dense),
+        cmocka_unit_test(test_engine_moe),
+        cmocka_unit_test(test_engine_killed_worker),
+        cmocka_unit_test(test_engine_worker_killed_at_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

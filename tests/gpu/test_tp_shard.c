@@ -6,9 +6,12 @@
  * (biases, 8 q heads over 2 KV heads: fewer KV heads than N at 4) and a
  * Qwen3-like one (q/k norms, head_dim 128); two steps (prefill, then a
  * decode over the paged cache, same block tables on every rank), each
- * rank's KV cache holding its KV heads.  MoE: main has no MoE kernels yet,
- * so a Qwen3-MoE MLP is run expert by expert with the dense kernels (router
- * replicated, each expert split along its width).  The vocabulary-parallel
+ * rank's KV cache holding its KV heads.  MoE: a Qwen3-MoE MLP through the
+ * engine's own kernels (engine/moe.cu: router GEMM, routing, permutation,
+ * grouped gate/up + SwiGLU and down, combine; the grouped path and the cuBLAS
+ * one), router replicated, each expert split along its width, so each rank
+ * routes every token alike and computes its slice of the experts (the weight
+ * loader's shards: tests/gpu/test_tp_load.c).  The vocabulary-parallel
  * embedding and lm_head give one GPU's embeddings, logits, greedy tokens and
  * log-probabilities.  And the real NCCL path with a communicator of one
  * (all-reduce at both points, logits gather) is bit-identical to the
@@ -118,8 +121,9 @@ static size_t slice(const ckpt *k, const tp_plan *p, const char *name, uint16_t 
 typedef struct cfg { int D, nq, nkv, hd, I, E, topk, moe_I, bias, qk_norm; } cfg;
 typedef struct lw {
     int nq, nkv, I, moe_I;
-    k_bf16 *attn_norm, *wqkv, *bqkv, *q_norm, *k_norm, *wo, *mlp_norm, *gate_up, *down, *router;
-    k_bf16 *e_gate_up[16], *e_down[16];
+    k_bf16 *attn_norm, *wqkv, *bqkv, *q_norm, *k_norm, *wo, *mlp_norm, *router;
+    k_bf16 *gate_up;             /* dense (2I, D); MoE (E, 2 moe_I, D) gate|up per expert, as weights.c packs them */
+    k_bf16 *down;                /* dense (D, I); MoE (E, D, moe_I) */
 } lw;
 
 static mc_config as_mc(const cfg *c) {
@@ -182,7 +186,7 @@ static void load_rank(lw *w, const ckpt *k, const cfg *c, int N, int r) {
     if (tp_plan_init(&p, &m, N, r, err, sizeof err)) fail_msg("%s", err);
     memset(w, 0, sizeof *w);
     w->nq = p.nq; w->nkv = p.nkv; w->I = p.inter; w->moe_I = p.moe_inter;
-    size_t big = (size_t)(c->nq + 2 * c->nkv) * c->hd * c->D + (size_t)4 * c->D * (c->I + c->moe_I) + 4096;
+    size_t big = (size_t)(c->nq + 2 * c->nkv) * c->hd * c->D + (size_t)4 * c->D * (c->I + c->moe_I * (c->E + 1)) + 4096;
     uint16_t *h = malloc(big * 2);
     size_t n;
 #define LOAD1(field, name) (n = slice(k, &p, name, h), w->field = up(h, n * 2))
@@ -208,18 +212,21 @@ static void load_rank(lw *w, const ckpt *k, const cfg *c, int N, int r) {
     if (c->E) {
         LOAD1(router, "model.layers.0.mlp.gate.weight");
         assert_int_equal(n, (size_t)c->E * c->D);                 /* replicated */
-        for (int e = 0; e < c->E; e++) {
+        size_t egu = (size_t)2 * p.moe_inter * c->D, edn = (size_t)c->D * p.moe_inter;
+        uint16_t *dn = malloc((size_t)c->E * edn * 2);
+        for (int e = 0; e < c->E; e++) {                           /* packed per expert, as weights.c does */
             char g[128], u[128], d[128];
             snprintf(g, sizeof g, "model.layers.0.mlp.experts.%d.gate_proj.weight", e);
             snprintf(u, sizeof u, "model.layers.0.mlp.experts.%d.up_proj.weight", e);
             snprintf(d, sizeof d, "model.layers.0.mlp.experts.%d.down_proj.weight", e);
-            n = slice(k, &p, g, h);
-            n += slice(k, &p, u, h + n);
-            w->e_gate_up[e] = up(h, n * 2);
-            n = slice(k, &p, d, h);
-            assert_int_equal(n, (size_t)c->D * p.moe_inter);
-            w->e_down[e] = up(h, n * 2);
+            n = slice(k, &p, g, h + e * egu);
+            n += slice(k, &p, u, h + e * egu + n);
+            assert_int_equal(n, egu);
+            assert_int_equal(slice(k, &p, d, dn + e * edn), edn);
         }
+        w->gate_up = up(h, c->E * egu * 2);
+        w->down = up(dn, c->E * edn * 2);
+        free(dn);
     } else {
         n = slice(k, &p, "model.layers.0.mlp.gate_proj.weight", h);
         n += slice(k, &p, "model.layers.0.mlp.up_proj.weight", h + n);
@@ -233,7 +240,6 @@ static void load_rank(lw *w, const ckpt *k, const cfg *c, int N, int r) {
 static void free_lw(lw *w) {
     k_bf16 *b[] = {w->attn_norm, w->wqkv, w->bqkv, w->q_norm, w->k_norm, w->wo, w->mlp_norm, w->gate_up, w->down, w->router};
     for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) cudaFree(b[i]);
-    for (int e = 0; e < 16; e++) { cudaFree(w->e_gate_up[e]); cudaFree(w->e_down[e]); }
 }
 
 /* ---- a batch of 3 sequences over a paged cache, same block tables on every rank ---- */
@@ -332,48 +338,27 @@ static void mlp_half(const cfg *c, const lw *w, rank_state *rs, int T, k_bf16 *x
     assert_int_equal(k_gemm(blas, x, 0, rs->act, w->down, T, c->D, w->I, S), 0);
 }
 
-/* the MoE half with dense kernels, expert by expert: the router (replicated,
- * bf16 logits) on every rank, softmax in fp32, top-k renormalised; each
- * expert's down(silu(gate) * up) on its tokens, weighted and summed in fp32
- * on the host.  Returns x (T, D) host, the rank's partial sum. */
-static float *moe_half(const cfg *c, const lw *w, rank_state *rs, int T, k_bf16 *x, k_bf16 *res) {
+static int moe_impl = K_MOE_GEMM_GROUPED;      /* the experts' GEMMs: the engine's grouped kernels or cuBLAS */
+
+/* the MoE half as model_forward runs it (engine/moe.cu): res += x; x = norm(res);
+ * router logits (T, E) from the whole router, routing (softmax in fp32, top k,
+ * renormalised), permutation, every expert's gate/up + SwiGLU and down at this
+ * rank's width, combine: x (T, D), a partial sum on a shard.  Returns x (host). */
+static float *moe_half(const cfg *c, const lw *w, int T, k_bf16 *x, k_bf16 *res) {
     int D = c->D, E = c->E, K = c->topk, I = w->moe_I;
     assert_int_equal(k_add_rmsnorm(x, res, w->mlp_norm, T, D, 1e-6f, S), 0);
-    k_bf16 *dlog = dev((size_t)T * E * 2), *xe = dev((size_t)T * D * 2), *ye = dev((size_t)T * D * 2);
+    k_moe moe;
+    assert_int_equal(k_moe_create(&moe, E, K, T, D, I, moe_impl, blas), 0);
+    k_bf16 *dlog = dev((size_t)T * E * 2), *act = dev((size_t)T * K * I * 2), *ey = dev((size_t)T * K * D * 2);
     assert_int_equal(k_gemm(blas, dlog, 0, x, w->router, T, E, D, S), 0);
-    float *lg = down_bf(dlog, (size_t)T * E), *out = calloc((size_t)T * D, sizeof *out);
-    float *wt = calloc((size_t)T * E, sizeof *wt);             /* routing weight of (token, expert), 0 = not routed */
-    for (int t = 0; t < T; t++) {
-        float *l = lg + (size_t)t * E, mx = -INFINITY, sum = 0, p[16], top = 0;
-        for (int e = 0; e < E; e++) mx = fmaxf(mx, l[e]);
-        for (int e = 0; e < E; e++) sum += p[e] = expf(l[e] - mx);
-        for (int k = 0; k < K; k++) {
-            int best = -1;
-            for (int e = 0; e < E; e++) if (wt[(size_t)t * E + e] == 0 && (best < 0 || p[e] > p[best])) best = e;
-            wt[(size_t)t * E + best] = p[best] / sum;
-            top += p[best] / sum;
-        }
-        for (int e = 0; e < E; e++) wt[(size_t)t * E + e] /= top;
-    }
-    for (int e = 0; e < E; e++) {
-        int32_t rows[512];
-        int n = 0;
-        for (int t = 0; t < T; t++) if (wt[(size_t)t * E + e] > 0) rows[n++] = t;
-        if (!n) continue;
-        int32_t *drows = up(rows, 4 * (size_t)n);
-        assert_int_equal(k_gather_rows(xe, x, drows, n, D, S), 0);
-        assert_int_equal(k_gemm(blas, rs->gu, 0, xe, w->e_gate_up[e], n, 2 * I, D, S), 0);
-        assert_int_equal(k_silu_mul(rs->act, rs->gu, n, I, S), 0);
-        assert_int_equal(k_gemm(blas, ye, 0, rs->act, w->e_down[e], n, D, I, S), 0);
-        float *y = down_bf(ye, (size_t)n * D);
-        for (int i = 0; i < n; i++)
-            for (int d = 0; d < D; d++) out[(size_t)rows[i] * D + d] += wt[(size_t)rows[i] * E + e] * y[(size_t)i * D + d];
-        free(y);
-        cudaFree(drows);
-    }
-    for (size_t i = 0; i < (size_t)T * D; i++) out[i] = kref_round_bf(out[i]);   /* the layer's output dtype */
-    free(lg); free(wt);
-    cudaFree(dlog); cudaFree(xe); cudaFree(ye);
+    assert_int_equal(k_moe_route(&moe, dlog, T, 1, S), 0);
+    assert_int_equal(k_moe_permute(&moe, T, S), 0);
+    assert_int_equal(k_moe_gate_up(&moe, act, x, w->gate_up, S), 0);
+    assert_int_equal(k_moe_down(&moe, ey, act, w->down, S), 0);
+    assert_int_equal(k_moe_combine(&moe, x, ey, S), 0);
+    float *out = down_bf(x, (size_t)T * D);
+    k_moe_free(&moe);
+    cudaFree(dlog); cudaFree(act); cudaFree(ey);
     return out;
 }
 
@@ -444,7 +429,7 @@ static void check_layer(const cfg *c, int N, const char *what) {
         cudaMemcpy(res, dr0, n * 2, cudaMemcpyDeviceToDevice);
         attn_half(c, &full, &fs, &st, x, res);
         float *a_full = down_bf(x, n), *res1 = down_bf(res, n);
-        float *m_full = c->E ? moe_half(c, &full, &fs, T, x, res) : (mlp_half(c, &full, &fs, T, x, res), down_bf(x, n));
+        float *m_full = c->E ? moe_half(c, &full, T, x, res) : (mlp_half(c, &full, &fs, T, x, res), down_bf(x, n));
         float *res2 = down_bf(res, n);
         /* N shards, one after another; the sums stand where the all-reduces go */
         float *a_sum = calloc(n, sizeof *a_sum), *m_sum = calloc(n, sizeof *m_sum);
@@ -464,7 +449,7 @@ static void check_layer(const cfg *c, int N, const char *what) {
         for (int r = 0; r < N; r++) {
             cudaMemcpy(x, da, n * 2, cudaMemcpyDeviceToDevice);
             cudaMemcpy(res, dr1, n * 2, cudaMemcpyDeviceToDevice);
-            float *p = c->E ? moe_half(c, &sh[r], &rs[r], T, x, res) : (mlp_half(c, &sh[r], &rs[r], T, x, res), down_bf(x, n));
+            float *p = c->E ? moe_half(c, &sh[r], T, x, res) : (mlp_half(c, &sh[r], &rs[r], T, x, res), down_bf(x, n));
             add_into(m_sum, p, n);
             free(p);
         }
@@ -525,6 +510,9 @@ static void test_moe(void **st) {
     (void)st; TU_REQUIRE_GPU();
     check_layer(&moe_like, 2, "moe-like");
     check_layer(&moe_like, 4, "moe-like (2 KV heads)");
+    moe_impl = K_MOE_GEMM_CUBLAS;
+    check_layer(&moe_like, 2, "moe-like, cuBLAS experts");
+    moe_impl = K_MOE_GEMM_GROUPED;
 }
 
 /* vocabulary-parallel embedding (masked lookups, summed) and lm_head (shards side by side) = one GPU's */
