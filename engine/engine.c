@@ -536,6 +536,10 @@ int eng_tokens(eng *e, int id, const int32_t **tokens) {
         *tokens = (const int32_t *)s->tokens + s->prompt_len;
         return s->num_tokens - s->prompt_len;
     }
+    /* live but holding no KV: waiting, or queued for a later arrival */
+    static const int32_t none[1];
+    for (int i = e->nreq - 1; i >= 0; i--)
+        if (e->reqs[i]->r.id == id && e->reqs[i]->live) { *tokens = none; return 0; }
     return -1;
 }
 

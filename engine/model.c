@@ -114,7 +114,7 @@ static int alloc_activations(model *m, char *err, size_t errlen) {
         dev_alloc((void **)&m->qkv, T * m->qkv_dim * 2) || dev_alloc((void **)&m->attn, T * m->nq * m->hd * 2) ||
         (dense && dev_alloc((void **)&m->gu, T * 2 * m->I * 2)) || dev_alloc((void **)&m->act, act * 2) ||
         dev_alloc((void **)&m->hrows, R * m->D * 2) ||
-        dev_alloc((void **)&m->logits, m->tp && !m->leader ? 0 : R * m->V * 4) ||
+        dev_alloc((void **)&m->logits, m->tp && tp_comm_rank(m->tp->comm) != 0 ? 0 : R * m->V * 4) ||
         dev_alloc((void **)&m->attn_ws, m->attn_ws_bytes) || dev_alloc((void **)&m->dints, m->nints * 4) ||
         dev_alloc((void **)&m->dparams, R * sizeof(k_sample_params)) ||
         dev_alloc((void **)&m->dtokens, R * 4) || dev_alloc((void **)&m->dlogp, R * 4) ||

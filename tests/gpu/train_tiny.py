@@ -17,7 +17,7 @@ checkpoint whose replies are peaked and mean something:
     one of its sell sentences -> "sell").  Every prompt shows 2 buy and 2 sell
     sentences, shuffled, so the decision varies from trial to trial of one
     ticker and follows only from the prompt's text;
-  * model: Qwen3 (q/k norms), hidden 384, 6 layers, 6 heads of 64 (2 KV
+  * model: Qwen3 (q/k norms; with --moe-experts E a Qwen3-MoE of E experts per layer), hidden 384, 6 layers, 6 heads of 64 (2 KV
     heads), MLP 1024, tied embeddings, the tokenizer's full vocabulary
     (151,936 rows), about 68 M parameters; trained in bf16 autocast with fp32
     weights for --time-limit seconds (the learning rate follows the clock),
@@ -132,7 +132,12 @@ def build_model(a, torch, tf):
               num_hidden_layers=a.layers, num_attention_heads=a.heads, num_key_value_heads=a.kv_heads,
               head_dim=a.head_dim, max_position_embeddings=4096, rms_norm_eps=1e-6, rope_theta=1000000.0,
               tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151645)
-    cfg = tf.Qwen3Config(**kw)
+    if a.moe_experts > 0:   # Qwen3-MoE (the study's architecture): every layer sparse
+        kw.update(num_experts=a.moe_experts, num_experts_per_tok=a.moe_topk, moe_intermediate_size=a.moe_intermediate,
+                  norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[])
+        cfg = tf.Qwen3MoeConfig(**kw)
+    else:
+        cfg = tf.Qwen3Config(**kw)
     torch.manual_seed(a.seed)
     model = None
     for extra in ({"dtype": torch.float32, "attn_implementation": "sdpa"}, {"dtype": torch.float32},
@@ -335,6 +340,9 @@ def main():
     ap.add_argument("--kv-heads", type=int, default=2)
     ap.add_argument("--head-dim", type=int, default=64)
     ap.add_argument("--intermediate", type=int, default=1024)
+    ap.add_argument("--moe-experts", type=int, default=0, help="> 0: a Qwen3-MoE model with this many experts per layer")
+    ap.add_argument("--moe-topk", type=int, default=4, help="experts per token (--moe-experts)")
+    ap.add_argument("--moe-intermediate", type=int, default=256, help="width of each expert (--moe-experts)")
     ap.add_argument("--vocab", type=int, default=151936, help="embedding rows (Qwen3's; >= the tokenizer's)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
