@@ -41,30 +41,15 @@ __global__ void decode_reduce_kernel(k_bf16 *out, const float *ws_o, const float
  * accumulators (the template keeps them in registers). ---- */
 #define DEC_SIMT_PART K_DECODE_PARTITION
 #define DEC_SIMT_U 4
+
+/* decode_simt's scores: sc[g * P + j - j0] = q_g . k_j over keys j0 <= j < j1,
+ * a key per group of HD/8 lanes, DEC_SIMT_U keys per group in flight; the
+ * loop is uniform over the warp (shuffles need every lane) */
 template <int HD, int GM>
-__global__ void __launch_bounds__(DEC_THREADS)
-decode_simt_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_bf16 *qkv, int stride,
-               const k_bf16 *kc, const k_bf16 *vc, const int32_t *qs, const int32_t *ctxl,
-               const int32_t *bt, int max_blocks, int bs, int nq, int nkv, float scale, int nparts_max) {
+__device__ __forceinline__ void decode_simt_scores(float *sc, const float *q_s, const k_bf16 *kc,
+                                                   const int32_t *table, int bs, int nkv, int kvh, int G, int j0,
+                                                   int j1, int warp, int sub, int li) {
     constexpr int P = DEC_SIMT_PART, TPK = HD / 8, KPW = 32 / TPK, NW = DEC_THREADS / 32, KPI = NW * KPW;
-    int b = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
-    int q0 = qs[b];
-    if (qs[b + 1] - q0 != 1) return;
-    int ctx = ctxl[b], nparts = (ctx + P - 1) / P;
-    if (part >= nparts) return;
-    int j0 = part * P, j1 = min(ctx, j0 + P), n = j1 - j0;
-    int G = nq / nkv, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    int sub = lane / TPK, li = lane % TPK;           /* key slot in the warp, 8-dim chunk */
-    const int32_t *table = bt + (size_t)b * max_blocks;
-    extern __shared__ float sm[];
-    float *q_s = sm;                       /* (G, HD) pre-scaled */
-    float *sc = q_s + G * HD;              /* (G, P) scores, then probabilities */
-    float *ml = sc + G * P;                /* (G, 2) max, sum */
-    float *red = ml + 2 * G;               /* (NW, G, HD) per-warp partial outputs */
-    for (int i = tid; i < G * HD; i += DEC_THREADS)
-        q_s[i] = ld(qkv, (size_t)q0 * stride + (size_t)(kvh * G) * HD + i) * scale;
-    __syncthreads();
-    /* scores: the loop is uniform over the warp (shuffles need every lane) */
     for (int jw = j0 + warp * KPW; jw < j1; jw += KPI * DEC_SIMT_U) {
         uint4 kr[DEC_SIMT_U];
 #pragma unroll
@@ -92,23 +77,15 @@ decode_simt_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_b
             }
         }
     }
-    __syncthreads();
-    /* softmax statistics per head: a warp per head */
-    for (int g = warp; g < G; g += NW) {
-        float m = -INFINITY, l = 0;
-        for (int j = lane; j < n; j += 32) m = fmaxf(m, sc[g * P + j]);
-        m = warp_max(m);
-        for (int j = lane; j < n; j += 32) { float p = __expf(sc[g * P + j] - m); sc[g * P + j] = p; l += p; }
-        l = warp_sum(l);
-        if (lane == 0) { ml[2 * g] = m; ml[2 * g + 1] = l; }
-    }
-    __syncthreads();
-    /* P x V: key rows sub, sub + KPI, ... of this warp; lane li owns dims li*8.. */
-    float acc[GM][8];
-#pragma unroll
-    for (int g = 0; g < GM; g++)
-#pragma unroll
-        for (int e = 0; e < 8; e++) acc[g][e] = 0;
+}
+
+/* decode_simt's P x V: acc (GM, 8) += p_g(j) v_j[li*8 ..] over this lane's key rows
+ * j = j0 + warp*KPW + sub, + KPI, ... below j1, the probabilities in sc (G, P) */
+template <int HD, int GM>
+__device__ __forceinline__ void decode_simt_pv(float (&acc)[GM][8], const float *sc, const k_bf16 *vc,
+                                               const int32_t *table, int bs, int nkv, int kvh, int G, int j0,
+                                               int j1, int warp, int sub, int li) {
+    constexpr int P = DEC_SIMT_PART, TPK = HD / 8, KPW = 32 / TPK, NW = DEC_THREADS / 32, KPI = NW * KPW;
     for (int jw = j0 + warp * KPW + sub; jw < j1; jw += KPI * DEC_SIMT_U) {
         uint4 vr[DEC_SIMT_U];
 #pragma unroll
@@ -133,6 +110,50 @@ decode_simt_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_b
             }
         }
     }
+}
+
+template <int HD, int GM>
+__global__ void __launch_bounds__(DEC_THREADS)
+decode_simt_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_bf16 *qkv, int stride,
+               const k_bf16 *kc, const k_bf16 *vc, const int32_t *qs, const int32_t *ctxl,
+               const int32_t *bt, int max_blocks, int bs, int nq, int nkv, float scale, int nparts_max) {
+    constexpr int P = DEC_SIMT_PART, TPK = HD / 8, NW = DEC_THREADS / 32;
+    int b = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
+    int q0 = qs[b];
+    if (qs[b + 1] - q0 != 1) return;
+    int ctx = ctxl[b], nparts = (ctx + P - 1) / P;
+    if (part >= nparts) return;
+    int j0 = part * P, j1 = min(ctx, j0 + P), n = j1 - j0;
+    int G = nq / nkv, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    int sub = lane / TPK, li = lane % TPK;           /* key slot in the warp, 8-dim chunk */
+    const int32_t *table = bt + (size_t)b * max_blocks;
+    extern __shared__ float sm[];
+    float *q_s = sm;                       /* (G, HD) pre-scaled */
+    float *sc = q_s + G * HD;              /* (G, P) scores, then probabilities */
+    float *ml = sc + G * P;                /* (G, 2) max, sum */
+    float *red = ml + 2 * G;               /* (NW, G, HD) per-warp partial outputs */
+    for (int i = tid; i < G * HD; i += DEC_THREADS)
+        q_s[i] = ld(qkv, (size_t)q0 * stride + (size_t)(kvh * G) * HD + i) * scale;
+    __syncthreads();
+    decode_simt_scores<HD, GM>(sc, q_s, kc, table, bs, nkv, kvh, G, j0, j1, warp, sub, li);
+    __syncthreads();
+    /* softmax statistics per head: a warp per head */
+    for (int g = warp; g < G; g += NW) {
+        float m = -INFINITY, l = 0;
+        for (int j = lane; j < n; j += 32) m = fmaxf(m, sc[g * P + j]);
+        m = warp_max(m);
+        for (int j = lane; j < n; j += 32) { float p = __expf(sc[g * P + j] - m); sc[g * P + j] = p; l += p; }
+        l = warp_sum(l);
+        if (lane == 0) { ml[2 * g] = m; ml[2 * g + 1] = l; }
+    }
+    __syncthreads();
+    /* P x V: lane li owns dims li*8.. of its key rows (decode_simt_pv) */
+    float acc[GM][8];
+#pragma unroll
+    for (int g = 0; g < GM; g++)
+#pragma unroll
+        for (int e = 0; e < 8; e++) acc[g][e] = 0;
+    decode_simt_pv<HD, GM>(acc, sc, vc, table, bs, nkv, kvh, G, j0, j1, warp, sub, li);
     /* reduce over the key slots of the warp (lanes li, li + TPK, ...) */
 #pragma unroll
     for (int o = TPK; o < 32; o <<= 1)
@@ -190,6 +211,57 @@ struct decode_mma_smem {
     static constexpr size_t comb = (size_t)DEC_MMA_WARPS * 16 * (HD + 2) * 4;  /* O (W,16,HD) | m, l (W,16) f32 */
     static constexpr size_t bytes = pipe > comb ? pipe : comb;
 };
+/* Where a decode block's result goes, block (sequence b, kv head kvh, partition
+ * part) of the query at row q0, its G query heads kvh*G ..: with one partition
+ * normalised into out (T, nq, HD) bf16, else unnormalised into ws_o (B, nq,
+ * nparts_max, HD) and its max and sum into ws_m, ws_l (B, nq, nparts_max) f32. */
+struct dec_dst {
+    k_bf16 *out;
+    float *ws_o, *ws_m, *ws_l;
+    int b, kvh, part, nparts, q0, G, nq, nparts_max;
+};
+/* decode_mma's epilogue: the 4 warps' (m, l, O) through shared memory (O (W, 16, HD),
+ * then m (W, 16), l (W, 16) f32), combined by a thread per (head, dim): normalised
+ * into out, or unnormalised into ws_* with m in natural-log units for decode_reduce */
+template <int HD, int NT>
+__device__ __forceinline__ void decode_mma_combine(const dec_dst &D, unsigned char *smem, const float (&o)[NT][4],
+                                                   float m0, float m1, float l0, float l1, int warp, int lane) {
+    const int G = D.G, r0 = lane >> 2, r1 = r0 + 8, cq = (lane & 3) * 2;
+    __syncthreads();
+    float *Os = reinterpret_cast<float *>(smem), *ms = Os + DEC_MMA_WARPS * 16 * HD, *ls = ms + DEC_MMA_WARPS * 16;
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        int d = t * 8 + cq;
+        if (r0 < G) { Os[(warp * 16 + r0) * HD + d] = o[t][0]; Os[(warp * 16 + r0) * HD + d + 1] = o[t][1]; }
+        if (r1 < G) { Os[(warp * 16 + r1) * HD + d] = o[t][2]; Os[(warp * 16 + r1) * HD + d + 1] = o[t][3]; }
+    }
+    if ((lane & 3) == 0) {
+        ms[warp * 16 + r0] = m0; ls[warp * 16 + r0] = l0;
+        ms[warp * 16 + r1] = m1; ls[warp * 16 + r1] = l1;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < G * HD; i += DEC_MMA_WARPS * 32) {
+        int g = i / HD, d = i % HD, h = D.kvh * G + g;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < DEC_MMA_WARPS; w++) M = fmaxf(M, ms[w * 16 + g]);
+        float acc = 0, Lsum = 0;
+#pragma unroll
+        for (int w = 0; w < DEC_MMA_WARPS; w++) {
+            float f = ms[w * 16 + g] == -INFINITY ? 0.0f : exp2f(ms[w * 16 + g] - M);
+            acc += Os[(w * 16 + g) * HD + d] * f;
+            Lsum += ls[w * 16 + g] * f;
+        }
+        if (D.nparts == 1)
+            st(D.out, (size_t)D.q0 * D.nq * HD + (size_t)h * HD + d, acc / Lsum);
+        else {
+            size_t wi = ((size_t)D.b * D.nq + h) * D.nparts_max + D.part;
+            D.ws_o[wi * HD + d] = acc;
+            if (d == 0) { D.ws_m[wi] = M * 0.6931471805599453f; D.ws_l[wi] = Lsum; }
+        }
+    }
+}
+
 template <int HD, int NS>
 __global__ void __launch_bounds__(DEC_MMA_WARPS * 32)
 decode_mma_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_bf16 *qkv, int stride,
@@ -209,6 +281,7 @@ decode_mma_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_bf
     int j0 = part * psz, n = min(ctx, j0 + psz) - j0, nkb = (n + 15) / 16;
     int G = nq / nkv, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int r0 = lane >> 2, r1 = r0 + 8, cq = (lane & 3) * 2;  /* this lane's rows and column pair */
+    const dec_dst D = { out, ws_o, ws_m, ws_l, b, kvh, part, nparts, q0, G, nq, nparts_max };
     const int32_t *table = bt + (size_t)b * max_blocks;
     const size_t ld = (size_t)nkv * HD;                    /* elements from one slot to the next */
     const bf16 *Kg = reinterpret_cast<const bf16 *>(kc) + (size_t)kvh * HD;
@@ -271,39 +344,6 @@ decode_mma_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_bf
     }
     cp_async_wait<0>();
     l0 = quad_sum(l0); l1 = quad_sum(l1);
-    /* combine the warps: O (W, 16, HD), then m (W, 16), l (W, 16) */
-    __syncthreads();
-    float *Os = reinterpret_cast<float *>(smem), *ms = Os + DEC_MMA_WARPS * 16 * HD, *ls = ms + DEC_MMA_WARPS * 16;
-#pragma unroll
-    for (int t = 0; t < NT; t++) {
-        int d = t * 8 + cq;
-        if (r0 < G) { Os[(warp * 16 + r0) * HD + d] = o[t][0]; Os[(warp * 16 + r0) * HD + d + 1] = o[t][1]; }
-        if (r1 < G) { Os[(warp * 16 + r1) * HD + d] = o[t][2]; Os[(warp * 16 + r1) * HD + d + 1] = o[t][3]; }
-    }
-    if ((lane & 3) == 0) {
-        ms[warp * 16 + r0] = m0; ls[warp * 16 + r0] = l0;
-        ms[warp * 16 + r1] = m1; ls[warp * 16 + r1] = l1;
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < G * HD; i += DEC_MMA_WARPS * 32) {
-        int g = i / HD, d = i % HD, h = kvh * G + g;
-        float M = -INFINITY;
-#pragma unroll
-        for (int w = 0; w < DEC_MMA_WARPS; w++) M = fmaxf(M, ms[w * 16 + g]);
-        float acc = 0, Lsum = 0;
-#pragma unroll
-        for (int w = 0; w < DEC_MMA_WARPS; w++) {
-            float f = ms[w * 16 + g] == -INFINITY ? 0.0f : exp2f(ms[w * 16 + g] - M);
-            acc += Os[(w * 16 + g) * HD + d] * f;
-            Lsum += ls[w * 16 + g] * f;
-        }
-        if (nparts == 1)
-            st(out, (size_t)q0 * nq * HD + (size_t)h * HD + d, acc / Lsum);
-        else {
-            size_t wi = ((size_t)b * nq + h) * nparts_max + part;
-            ws_o[wi * HD + d] = acc;
-            if (d == 0) { ws_m[wi] = M * 0.6931471805599453f; ws_l[wi] = Lsum; }
-        }
-    }
+    decode_mma_combine<HD, NT>(D, smem, o, m0, m1, l0, l1, warp, lane);
 }
 #endif
