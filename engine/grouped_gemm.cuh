@@ -24,6 +24,79 @@ struct gg_smem {
     static constexpr size_t bytes = stage * NS * 2;
 };
 
+/* One stage of the main loop: acc (MT, NT, 4) += A (BM, BK) B (BN, BK)^T from the
+ * staged tiles As (BM, LD) and Bs (BN, LD), this warp's mvalid 16-row tiles only */
+template <int BM, int BN, int BK, int WM, int WN, int NS, bool SWIGLU>
+__device__ __forceinline__ void grouped_gemm_mma(float (&acc)[BM / WM / 16][BN / WN / 8][4], const bf16 *As,
+                                                 const bf16 *Bs, int mvalid, int wm, int wn, int lane) {
+    constexpr int LD = gg_smem<BM, BN, BK, WM, WN, NS>::LD, WTM = BM / WM, WTN = BN / WN, MT = WTM / 16,
+                  NT = WTN / 8;
+    /* B row of this warp's n tile j: SWIGLU puts gate tiles first, up tiles after */
+    auto brow = [&](int j) {
+        if (!SWIGLU) return wn * WTN + j * 8;
+        return j < NT / 2 ? wn * (WTN / 2) + j * 8 : BN / 2 + wn * (WTN / 2) + (j - NT / 2) * 8;
+    };
+
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; kk++) {
+        uint32_t bf[NT][2];
+#pragma unroll
+        for (int j = 0; j < NT; j += 2) {
+            uint32_t r4[4];
+            int row = brow(j + (lane >> 4)) + (lane & 7);
+            ldsm_x4(r4, Bs + row * LD + kk * 16 + ((lane >> 3) & 1) * 8);
+            bf[j][0] = r4[0]; bf[j][1] = r4[1]; bf[j + 1][0] = r4[2]; bf[j + 1][1] = r4[3];
+        }
+#pragma unroll
+        for (int i = 0; i < MT; i++) {
+            if (i >= mvalid) break;
+            uint32_t af[4];
+            ldsm_x4(af, As + (wm * WTM + i * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+#pragma unroll
+            for (int j = 0; j < NT; j++) mma16816(acc[i][j], af, bf[j][0], bf[j][1]);
+        }
+    }
+}
+
+/* The epilogue: y's rows r0 + (this warp's rows) below rend, columns o0 + ... below N,
+ * as bf16 pairs (SWIGLU: silu(gate) * up, with transformers' roundings) */
+template <int BM, int BN, int BK, int WM, int WN, int NS, bool SWIGLU>
+__device__ __forceinline__ void grouped_gemm_store(k_bf16 *y, const float (&acc)[BM / WM / 16][BN / WN / 8][4],
+                                                   int r0, int rend, int o0, int wm, int wn, int lane, int N) {
+    constexpr int WTM = BM / WM, WTN = BN / WN, MT = WTM / 16, NT = WTN / 8;
+    int g = lane >> 2, cq = (lane & 3) * 2;
+#pragma unroll
+    for (int i = 0; i < MT; i++) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            int r = r0 + wm * WTM + i * 16 + g + h * 8;
+            if (r >= rend) continue;
+            bf16 *yr = reinterpret_cast<bf16 *>(y) + (size_t)r * N;
+            if (SWIGLU) {
+#pragma unroll
+                for (int j = 0; j < NT / 2; j++) {
+                    int col = o0 + wn * (WTN / 2) + j * 8 + cq;
+                    if (col >= N) continue;
+                    float g0 = rbf(acc[i][j][2 * h]), g1 = rbf(acc[i][j][2 * h + 1]);
+                    float u0 = rbf(acc[i][j + NT / 2][2 * h]), u1 = rbf(acc[i][j + NT / 2][2 * h + 1]);
+                    float v0 = rbf(g0 / (1.0f + expf(-g0))) * u0, v1 = rbf(g1 / (1.0f + expf(-g1))) * u1;
+                    if (col + 1 < N) *reinterpret_cast<__nv_bfloat162 *>(yr + col) = __floats2bfloat162_rn(v0, v1);
+                    else yr[col] = __float2bfloat16_rn(v0);
+                }
+            } else {
+#pragma unroll
+                for (int j = 0; j < NT; j++) {
+                    int col = o0 + wn * WTN + j * 8 + cq;
+                    if (col >= N) continue;
+                    float v0 = acc[i][j][2 * h], v1 = acc[i][j][2 * h + 1];
+                    if (col + 1 < N) *reinterpret_cast<__nv_bfloat162 *>(yr + col) = __floats2bfloat162_rn(v0, v1);
+                    else yr[col] = __float2bfloat16_rn(v0);
+                }
+            }
+        }
+    }
+}
+
 template <int BM, int BN, int BK, int WM, int WN, int NS, bool SWIGLU>
 __global__ void __launch_bounds__(WM * WN * 32)
 grouped_gemm_kernel(k_bf16 *y, const k_bf16 *a, const int32_t *a_rows, const k_bf16 *w, size_t w_stride,
@@ -97,11 +170,6 @@ grouped_gemm_kernel(k_bf16 *y, const k_bf16 *a, const int32_t *a_rows, const k_b
     int mvalid = 0;
 #pragma unroll
     for (int i = 0; i < MT; i++) mvalid += r0 + wm * WTM + i * 16 < rend;
-    /* B row of this warp's n tile j: SWIGLU puts gate tiles first, up tiles after */
-    auto brow = [&](int j) {
-        if (!SWIGLU) return wn * WTN + j * 8;
-        return j < NT / 2 ? wn * (WTN / 2) + j * 8 : BN / 2 + wn * (WTN / 2) + (j - NT / 2) * 8;
-    };
 
     int KT = (K + BK - 1) / BK;
 #pragma unroll
@@ -115,59 +183,10 @@ grouped_gemm_kernel(k_bf16 *y, const k_bf16 *a, const int32_t *a_rows, const k_b
         if (kt + NS - 1 < KT) load_stage((kt + NS - 1) % NS, (kt + NS - 1) * BK);
         cp_async_commit();
         const bf16 *As = sm + (size_t)(kt % NS) * L::stage, *Bs = As + BM * LD;
-#pragma unroll
-        for (int kk = 0; kk < BK / 16; kk++) {
-            uint32_t bf[NT][2];
-#pragma unroll
-            for (int j = 0; j < NT; j += 2) {
-                uint32_t r4[4];
-                int row = brow(j + (lane >> 4)) + (lane & 7);
-                ldsm_x4(r4, Bs + row * LD + kk * 16 + ((lane >> 3) & 1) * 8);
-                bf[j][0] = r4[0]; bf[j][1] = r4[1]; bf[j + 1][0] = r4[2]; bf[j + 1][1] = r4[3];
-            }
-#pragma unroll
-            for (int i = 0; i < MT; i++) {
-                if (i >= mvalid) break;
-                uint32_t af[4];
-                ldsm_x4(af, As + (wm * WTM + i * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
-#pragma unroll
-                for (int j = 0; j < NT; j++) mma16816(acc[i][j], af, bf[j][0], bf[j][1]);
-            }
-        }
+        grouped_gemm_mma<BM, BN, BK, WM, WN, NS, SWIGLU>(acc, As, Bs, mvalid, wm, wn, lane);
     }
     cp_async_wait<0>();
 
-    /* epilogue: bf16 pairs of columns, rows past the expert and columns past N left alone */
-    int g = lane >> 2, cq = (lane & 3) * 2;
-#pragma unroll
-    for (int i = 0; i < MT; i++) {
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            int r = r0 + wm * WTM + i * 16 + g + h * 8;
-            if (r >= rend) continue;
-            bf16 *yr = reinterpret_cast<bf16 *>(y) + (size_t)r * N;
-            if (SWIGLU) {
-#pragma unroll
-                for (int j = 0; j < NT / 2; j++) {
-                    int col = o0 + wn * (WTN / 2) + j * 8 + cq;
-                    if (col >= N) continue;
-                    float g0 = rbf(acc[i][j][2 * h]), g1 = rbf(acc[i][j][2 * h + 1]);
-                    float u0 = rbf(acc[i][j + NT / 2][2 * h]), u1 = rbf(acc[i][j + NT / 2][2 * h + 1]);
-                    float v0 = rbf(g0 / (1.0f + expf(-g0))) * u0, v1 = rbf(g1 / (1.0f + expf(-g1))) * u1;
-                    if (col + 1 < N) *reinterpret_cast<__nv_bfloat162 *>(yr + col) = __floats2bfloat162_rn(v0, v1);
-                    else yr[col] = __float2bfloat16_rn(v0);
-                }
-            } else {
-#pragma unroll
-                for (int j = 0; j < NT; j++) {
-                    int col = o0 + wn * WTN + j * 8 + cq;
-                    if (col >= N) continue;
-                    float v0 = acc[i][j][2 * h], v1 = acc[i][j][2 * h + 1];
-                    if (col + 1 < N) *reinterpret_cast<__nv_bfloat162 *>(yr + col) = __floats2bfloat162_rn(v0, v1);
-                    else yr[col] = __float2bfloat16_rn(v0);
-                }
-            }
-        }
-    }
+    grouped_gemm_store<BM, BN, BK, WM, WN, NS, SWIGLU>(y, acc, r0, rend, o0, wm, wn, lane, N);
 }
 #endif

@@ -24,6 +24,38 @@ struct ggw_smem {
 /* chunk c (16 bytes) of row r of a swizzled tile */
 __device__ __forceinline__ int ggw_off(int r, int c) { return r * 128 + ((c ^ (r & 7)) << 4); }
 
+/* The epilogue: from the accumulators d (BN/2 f32 a thread, wgmma's layout), y's rows
+ * r0 + 64 wg + 16 warp + lane/4 (+ 8) below rend, columns o0 + 8 j + 2 (lane % 4) below N,
+ * as bf16 pairs (SWIGLU: silu(gate) * up, with transformers' roundings) */
+template <int BN, bool SWIGLU>
+__device__ __forceinline__ void grouped_gemm_wgmma_store(k_bf16 *y, const float (&d)[BN / 2], int r0, int rend,
+                                                         int o0, int wg, int warp, int lane, int N) {
+    int cq = (lane & 3) * 2;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        int r = r0 + wg * 64 + warp * 16 + (lane >> 2) + h * 8;
+        if (r >= rend) continue;
+        bf16 *yr = reinterpret_cast<bf16 *>(y) + (size_t)r * N;
+#pragma unroll
+        for (int j = 0; j < (SWIGLU ? BN / 16 : BN / 8); j++) {
+            int col = o0 + j * 8 + cq;
+            if (col >= N) continue;
+            float v0, v1;
+            if (SWIGLU) {
+                float g0 = rbf(d[4 * j + 2 * h]), g1 = rbf(d[4 * j + 2 * h + 1]);
+                float u0 = rbf(d[4 * (j + BN / 16) + 2 * h]), u1 = rbf(d[4 * (j + BN / 16) + 2 * h + 1]);
+                v0 = rbf(g0 / (1.0f + expf(-g0))) * u0;
+                v1 = rbf(g1 / (1.0f + expf(-g1))) * u1;
+            } else {
+                v0 = d[4 * j + 2 * h];
+                v1 = d[4 * j + 2 * h + 1];
+            }
+            if (col + 1 < N) *reinterpret_cast<__nv_bfloat162 *>(yr + col) = __floats2bfloat162_rn(v0, v1);
+            else yr[col] = __float2bfloat16_rn(v0);
+        }
+    }
+}
+
 template <int BN, int NS, bool SWIGLU>
 __global__ void __launch_bounds__(256, 1)
 grouped_gemm_wgmma_kernel(k_bf16 *y, const k_bf16 *a, const int32_t *a_rows, const k_bf16 *w, size_t w_stride,
@@ -108,31 +140,7 @@ grouped_gemm_wgmma_kernel(k_bf16 *y, const k_bf16 *a, const int32_t *a_rows, con
     wgmma_wait<0>();
     cp_async_wait<0>();
 
-    /* epilogue: rows 64 wg + 16 warp + lane/4 (+ 8), columns 8 j + 2 (lane % 4) */
-    int cq = (lane & 3) * 2;
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-        int r = r0 + wg * 64 + warp * 16 + (lane >> 2) + h * 8;
-        if (r >= rend) continue;
-        bf16 *yr = reinterpret_cast<bf16 *>(y) + (size_t)r * N;
-#pragma unroll
-        for (int j = 0; j < (SWIGLU ? BN / 16 : BN / 8); j++) {
-            int col = o0 + j * 8 + cq;
-            if (col >= N) continue;
-            float v0, v1;
-            if (SWIGLU) {
-                float g0 = rbf(d[4 * j + 2 * h]), g1 = rbf(d[4 * j + 2 * h + 1]);
-                float u0 = rbf(d[4 * (j + BN / 16) + 2 * h]), u1 = rbf(d[4 * (j + BN / 16) + 2 * h + 1]);
-                v0 = rbf(g0 / (1.0f + expf(-g0))) * u0;
-                v1 = rbf(g1 / (1.0f + expf(-g1))) * u1;
-            } else {
-                v0 = d[4 * j + 2 * h];
-                v1 = d[4 * j + 2 * h + 1];
-            }
-            if (col + 1 < N) *reinterpret_cast<__nv_bfloat162 *>(yr + col) = __floats2bfloat162_rn(v0, v1);
-            else yr[col] = __float2bfloat16_rn(v0);
-        }
-    }
+    grouped_gemm_wgmma_store<BN, SWIGLU>(y, d, r0, rend, o0, wg, warp, lane, N);
 #endif
 }
 #endif
