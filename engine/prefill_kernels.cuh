@@ -28,12 +28,56 @@ struct prefill_wmma_smem {                       /* byte offsets; every region 3
     static constexpr size_t o = p + (size_t)4 * 16 * PLD * 2;
     static constexpr size_t bytes = o + (size_t)4 * 16 * OLD * 4;
 };
+
+/* prefill_wmma's S (16, BN) = Q_w (16, HD) K^T: Qw the warp's 16 rows of Qs (rows of QLD),
+ * Ks (BN, QLD), S (16, SLD) f32 */
+template <int HD>
+__device__ __forceinline__ void prefill_wmma_qk(float *S, const bf16 *Qw, const bf16 *Ks) {
+    using namespace nvcuda;
+    typedef prefill_wmma_smem<HD> L;
+#pragma unroll
+    for (int nt = 0; nt < PF_WMMA_BN / 16; nt++) {
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
+        wmma::fill_fragment(c, 0.0f);
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; kk++) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> kb;
+            wmma::load_matrix_sync(a, Qw + kk * 16, L::QLD);
+            wmma::load_matrix_sync(kb, Ks + nt * 16 * L::QLD + kk * 16, L::QLD);
+            wmma::mma_sync(c, a, kb, c);
+        }
+        wmma::store_matrix_sync(S + nt * 16, c, L::SLD, wmma::mem_row_major);
+    }
+}
+
+/* prefill_wmma's O (16, HD) += P (16, BN) V (BN, HD): O (16, OLD) f32, P (16, PLD) bf16,
+ * Vs (BN, QLD) */
+template <int HD>
+__device__ __forceinline__ void prefill_wmma_pv(float *O, const bf16 *Pb, const bf16 *Vs) {
+    using namespace nvcuda;
+    typedef prefill_wmma_smem<HD> L;
+#pragma unroll
+    for (int dt = 0; dt < HD / 16; dt++) {
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
+        wmma::load_matrix_sync(c, O + dt * 16, L::OLD, wmma::mem_row_major);
+#pragma unroll
+        for (int kk = 0; kk < PF_WMMA_BN / 16; kk++) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> vb;
+            wmma::load_matrix_sync(a, Pb + kk * 16, L::PLD);
+            wmma::load_matrix_sync(vb, Vs + kk * 16 * L::QLD + dt * 16, L::QLD);
+            wmma::mma_sync(c, a, vb, c);
+        }
+        wmma::store_matrix_sync(O + dt * 16, c, L::OLD, wmma::mem_row_major);
+    }
+}
+
 template <int HD>
 __global__ void __launch_bounds__(128)
 prefill_wmma_kernel(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc, const k_bf16 *vc,
                 const int32_t *qs, const int32_t *ctxl, const int32_t *bt, int max_blocks, int bs,
                 int nq, int nkv, float scale) {
-    using namespace nvcuda;
     typedef prefill_wmma_smem<HD> L;
     constexpr int CH = HD / 8;                          /* 16-byte chunks per row */
     int tile = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
@@ -79,21 +123,7 @@ prefill_wmma_kernel(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc
         }
         __syncthreads();
         if (warp * 16 >= rows || wlast < kt) continue;        /* no query of this warp sees the tile */
-        /* S (16, BN) = Q_w (16, HD) K^T */
-#pragma unroll
-        for (int nt = 0; nt < PF_WMMA_BN / 16; nt++) {
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
-            wmma::fill_fragment(c, 0.0f);
-#pragma unroll
-            for (int kk = 0; kk < HD / 16; kk++) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> kb;
-                wmma::load_matrix_sync(a, Qs + warp * 16 * L::QLD + kk * 16, L::QLD);
-                wmma::load_matrix_sync(kb, Ks + nt * 16 * L::QLD + kk * 16, L::QLD);
-                wmma::mma_sync(c, a, kb, c);
-            }
-            wmma::store_matrix_sync(S + nt * 16, c, L::SLD, wmma::mem_row_major);
-        }
+        prefill_wmma_qk<HD>(S, Qs + warp * 16 * L::QLD, Ks);
         __syncwarp();
         /* online softmax of row r over this tile (two lanes per row) */
         float sv[PF_WMMA_BN / 2], mx = -INFINITY;
@@ -119,21 +149,7 @@ prefill_wmma_kernel(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc
         m = mn;
         for (int d = half * (HD / 2); d < (half + 1) * (HD / 2); d++) O[r * L::OLD + d] *= alpha;
         __syncwarp();
-        /* O (16, HD) += P (16, BN) V (BN, HD) */
-#pragma unroll
-        for (int dt = 0; dt < HD / 16; dt++) {
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
-            wmma::load_matrix_sync(c, O + dt * 16, L::OLD, wmma::mem_row_major);
-#pragma unroll
-            for (int kk = 0; kk < PF_WMMA_BN / 16; kk++) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> vb;
-                wmma::load_matrix_sync(a, Pb + kk * 16, L::PLD);
-                wmma::load_matrix_sync(vb, Vs + kk * 16 * L::QLD + dt * 16, L::QLD);
-                wmma::mma_sync(c, a, vb, c);
-            }
-            wmma::store_matrix_sync(O + dt * 16, c, L::OLD, wmma::mem_row_major);
-        }
+        prefill_wmma_pv<HD>(O, Pb, Vs);
         __syncwarp();
     }
     if (!valid) return;
