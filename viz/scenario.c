@@ -214,11 +214,10 @@ static void ev_add(char *ev, size_t cap, const char *text) {
     snprintf(ev + n, cap - n, "%s%s", n ? "; " : "", text);
 }
 
-/* One step of a lane; fills ev with what happened.  1 stepped, 0 ended, -1 error. */
-static int lane_step(lane *l, viz_scenario *v, char *ev, size_t evcap, char *err, size_t errlen) {
-    ev[0] = 0;
-    if (l->ended) return 0;
-    /* the live ids before the step, to tell admissions, forks and preemptions */
+/* Remembers the live sequences before a step (ids, block counts, swapped or
+ * not), to tell admissions, forks, growth, swaps and preemptions after it.
+ * 0, or -1 with err on out of memory. */
+static int lane_remember(lane *l, char *err, size_t errlen) {
     seq *const *live; const seq *nw;
     int nl = sched_live(l->sc, &live, &nw);
     if (nl < 0) { snprintf(err, errlen, "out of memory"); return -1; }
@@ -238,37 +237,39 @@ static int lane_step(lane *l, viz_scenario *v, char *ev, size_t evcap, char *err
         l->prev_sw[i] = live[i]->status == SEQ_SWAPPED;
     }
     l->n_prev = nl;
+    return 0;
+}
 
-    loop_step_info info;
-    int st = drv_step(l->d, &info, err, errlen);   /* arrivals, idle time, stalls, kv_check */
-    if (st < 0) return -1;
-    if (st == 0) { l->ended = true; return 0; }
+/* Finished requests: their tracks closed, the aborted ones told. */
+static void tell_finished(lane *l, const viz_scenario *v, const loop_step_info *info, char *ev, size_t evcap) {
     char t[96];
-    /* finished requests */
-    for (int i = 0; i < info.n_fin; i++)
-        for (int r = 0; r < v->n; r++) if (l->rt[r].first == info.fin[i]) l->rt[r].first = NULL;
-    for (int i = 0; i < info.n_done; i++) {
-        int id = info.done[i].id;
+    for (int i = 0; i < info->n_fin; i++)
+        for (int r = 0; r < v->n; r++) if (l->rt[r].first == info->fin[i]) l->rt[r].first = NULL;
+    for (int i = 0; i < info->n_done; i++) {
+        int id = info->done[i].id;
         if (id >= 0 && id < v->n) { l->rt[id].done = true; l->rt[id].first = NULL; }
         l->finished++;
-        if (info.done[i].aborted) {
+        if (info->done[i].aborted) {
             snprintf(t, sizeof t, "request %d aborted: %s", id,
-                     info.done[i].why ? info.done[i].why : "aborted");
+                     info->done[i].why ? info->done[i].why : "aborted");
             ev_add(ev, evcap, t);
         }
     }
-    nl = sched_live(l->sc, &live, &nw);
-    if (nl < 0) { snprintf(err, errlen, "out of memory"); return -1; }
-    kv_usage u;
-    kv_usage_get(l->kv, live, nl, nw, &u);
-    /* admissions and forks */
-    idlist adm = {0}, frk = {0}, grow = {0}, pre = {0}, fin = {0};
+}
+
+/* Sequences new since the step began: admitted requests, and forked samples
+ * with the copy-on-write each announces (executed with the next batch: kept in
+ * l->ann_* so that tell_copies does not tell it twice).  grow collects the
+ * older sequences that crossed into a new block, told by tell_gone. */
+static void tell_new(lane *l, seq *const *live, int nl, idlist *grow, char *ev, size_t evcap) {
+    char t[96];
+    idlist adm = {0}, frk = {0};
     for (int i = 0; i < nl; i++) {
         const seq *s = live[i];
         if (in_list(l->prev_live, l->n_prev, s->id)) {
             for (int j = 0; j < l->n_prev; j++)   /* crossed into a new block */
                 if (l->prev_live[j] == s->id && s->num_blocks == l->prev_nb[j] + 1 && s->status == SEQ_RUNNING)
-                    idl_add(&grow, s->id, s->block_table[s->num_blocks - 1]);
+                    idl_add(grow, s->id, s->block_table[s->num_blocks - 1]);
             continue;
         }
         if (s->group != s->id) idl_add(&frk, s->id, s->group);
@@ -276,9 +277,6 @@ static int lane_step(lane *l, viz_scenario *v, char *ev, size_t evcap, char *err
     }
     if (adm.n == 1) { snprintf(t, sizeof t, "s%d admitted (%d-token prompt)", adm.ids[0], adm.extra[0]); ev_add(ev, evcap, t); }
     else idl_say(ev, evcap, &adm, "admitted", NULL);
-    int prev_ann = l->n_ann, psrc[8], pdst[8];
-    memcpy(psrc, l->ann_src, sizeof psrc);
-    memcpy(pdst, l->ann_dst, sizeof pdst);
     l->n_ann = 0;
     for (int i = 0; i < frk.n && i < 3; i++) {
         /* the child shares its parent's blocks but at once takes a private
@@ -298,11 +296,13 @@ static int lane_step(lane *l, viz_scenario *v, char *ev, size_t evcap, char *err
             }
         ev_add(ev, evcap, t);
     }
-    if (u.prefix_hit_tokens > l->prev_hits) {
-        snprintf(t, sizeof t, "prefix-cache hit: %ld tokens reused", u.prefix_hit_tokens - l->prev_hits);
-        ev_add(ev, evcap, t);
-    }
-    const sched_batch *b = info.batch;
+}
+
+/* The batch's copies on write, but for the prev_ann (src, dst) pairs already
+ * told at their fork one step ago; at most two by name. */
+static void tell_copies(const sched_batch *b, const int *psrc, const int *pdst, int prev_ann, char *ev,
+                        size_t evcap) {
+    char t[96];
     int ncow = 0;
     for (int i = 0; b && i < b->num_copies; i++) {
         const kv_copy *c = &b->copies[i];
@@ -313,7 +313,11 @@ static int lane_step(lane *l, viz_scenario *v, char *ev, size_t evcap, char *err
         if (ncow++ < 2) { snprintf(t, sizeof t, "copy-on-write #%d -> #%d", c->src, c->dst); ev_add(ev, evcap, t); }
     }
     if (ncow > 2) { snprintf(t, sizeof t, "+%d copies on write", ncow - 2); ev_add(ev, evcap, t); }
-    /* swaps: a sequence whose place changed between the GPU and the CPU */
+}
+
+/* Swaps: a sequence whose place changed between the GPU and the CPU. */
+static void tell_swaps(const lane *l, seq *const *live, int nl, char *ev, size_t evcap) {
+    char t[96];
     for (int i = 0; i < nl; i++)
         for (int j = 0; j < l->n_prev; j++) {
             if (l->prev_live[j] != live[i]->id) continue;
@@ -325,19 +329,58 @@ static int lane_step(lane *l, viz_scenario *v, char *ev, size_t evcap, char *err
             else continue;
             ev_add(ev, evcap, t);
         }
-    /* preempted: live before, gone now, not finished */
+}
+
+/* Sequences live before the step and gone now, preempted or finished; and
+ * between them the growth that tell_new collected. */
+static void tell_gone(const lane *l, seq *const *live, int nl, const loop_step_info *info, const idlist *grow,
+                      char *ev, size_t evcap) {
+    char t[96];
+    idlist pre = {0}, fin = {0};
     for (int i = 0; i < l->n_prev; i++) {
         int id = l->prev_live[i];
         bool still = false, done = false;
         for (int j = 0; j < nl && !still; j++) still = live[j]->id == id;
-        for (int j = 0; j < info.n_fin && !done; j++) done = info.fin[j]->id == id;
+        for (int j = 0; j < info->n_fin && !done; j++) done = info->fin[j]->id == id;
         if (done) idl_add(&fin, id, 0);
         else if (!still) idl_add(&pre, id, 0);
     }
     idl_say(ev, evcap, &pre, "preempted: the pool ran out (recompute later)", NULL);
-    if (grow.n == 1) { snprintf(t, sizeof t, "s%d needs a new block: #%d", grow.ids[0], grow.extra[0]); ev_add(ev, evcap, t); }
-    else idl_say(ev, evcap, &grow, "need new blocks", NULL);
+    if (grow->n == 1) { snprintf(t, sizeof t, "s%d needs a new block: #%d", grow->ids[0], grow->extra[0]); ev_add(ev, evcap, t); }
+    else idl_say(ev, evcap, grow, "need new blocks", NULL);
     idl_say(ev, evcap, &fin, "finished, blocks freed", NULL);
+}
+
+/* One step of a lane; fills ev with what happened.  1 stepped, 0 ended, -1 error. */
+static int lane_step(lane *l, viz_scenario *v, char *ev, size_t evcap, char *err, size_t errlen) {
+    ev[0] = 0;
+    if (l->ended) return 0;
+    /* the live ids before the step, to tell admissions, forks and preemptions */
+    if (lane_remember(l, err, errlen)) return -1;
+    loop_step_info info;
+    int st = drv_step(l->d, &info, err, errlen);   /* arrivals, idle time, stalls, kv_check */
+    if (st < 0) return -1;
+    if (st == 0) { l->ended = true; return 0; }
+    tell_finished(l, v, &info, ev, evcap);
+    seq *const *live; const seq *nw;
+    int nl = sched_live(l->sc, &live, &nw);
+    if (nl < 0) { snprintf(err, errlen, "out of memory"); return -1; }
+    kv_usage u;
+    kv_usage_get(l->kv, live, nl, nw, &u);
+    int prev_ann = l->n_ann, psrc[8], pdst[8];   /* the copies told at a fork one step ago */
+    memcpy(psrc, l->ann_src, sizeof psrc);
+    memcpy(pdst, l->ann_dst, sizeof pdst);
+    idlist grow = {0};
+    tell_new(l, live, nl, &grow, ev, evcap);
+    char t[96];
+    if (u.prefix_hit_tokens > l->prev_hits) {
+        snprintf(t, sizeof t, "prefix-cache hit: %ld tokens reused", u.prefix_hit_tokens - l->prev_hits);
+        ev_add(ev, evcap, t);
+    }
+    const sched_batch *b = info.batch;
+    tell_copies(b, psrc, pdst, prev_ann, ev, evcap);
+    tell_swaps(l, live, nl, ev, evcap);
+    tell_gone(l, live, nl, &info, &grow, ev, evcap);
     if (!ev[0] && b) {
         long pre = b->counts.prefill_tokens, dec = b->counts.decode_tokens;
         if (pre > 0) snprintf(t, sizeof t, "prefill %ld tokens, decode %ld sequences", pre, dec);
