@@ -241,6 +241,138 @@ static double allreduce_s(const cm_model *m, const cm_batch *b) {
     return cm_step_time(&z, b);
 }
 
+/* The fit's working set: per step its seconds at peak FLOP/s and at peak
+ * bandwidth, its measured time less the all-reduces and its roof; GSL's
+ * system X c = y and the coefficients' covariance. */
+typedef struct fit_work {
+    const cm_step_obs *s;
+    int     n;
+    int     seqs_vary;     /* num_seqs differs between steps: per_seq_s can be fitted */
+    double *F;             /* (n,) seconds at peak FLOP/s */
+    double *B;             /* (n,) seconds at peak bandwidth */
+    double *Y;             /* (n,) measured minus all-reduce */
+    char   *roof;          /* (n,) 1 = FLOP-bound, 0 = bandwidth-bound */
+    gsl_matrix *X, *cov;   /* (n, 4), (4, 4) */
+    gsl_vector *y, *c;     /* (n,), (4,) */
+} fit_work;
+
+static void fit_work_free(fit_work *w) {
+    gsl_vector_free(w->c);
+    gsl_vector_free(w->y);
+    gsl_matrix_free(w->cov);
+    gsl_matrix_free(w->X);
+    free(w->roof);
+    free(w->Y);
+    free(w->B);
+    free(w->F);
+}
+
+/* Allocates w for the n steps s and puts each on its roof under m's
+ * coefficients.  0, or -1 with err (w is then freed). */
+static int fit_work_init(fit_work *w, const cm_model *m, const cm_step_obs *s, int n, char *err, size_t errlen) {
+    memset(w, 0, sizeof *w);
+    w->s = s;
+    w->n = n;
+    w->F = malloc((size_t)n * sizeof *w->F);
+    w->B = malloc((size_t)n * sizeof *w->B);
+    w->Y = malloc((size_t)n * sizeof *w->Y);
+    w->roof = calloc((size_t)n, 1);
+    w->X = gsl_matrix_alloc((size_t)n, 4);
+    w->cov = gsl_matrix_alloc(4, 4);
+    w->y = gsl_vector_alloc((size_t)n);
+    w->c = gsl_vector_alloc(4);
+    gsl_set_error_handler_off();                   /* report GSL errors, never abort */
+    if (!w->F || !w->B || !w->Y || !w->roof || !w->X || !w->cov || !w->y || !w->c) {
+        snprintf(err, errlen, "out of memory for %d steps", n);
+        fit_work_free(w);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        w->F[i] = cm_step_flops(m, &s[i].b) / m->gpu.flops_16;
+        w->B[i] = cm_step_bytes(m, &s[i].b) / m->gpu.mem_bw;
+        w->Y[i] = s[i].seconds - allreduce_s(m, &s[i].b);
+        w->roof[i] = w->F[i] / m->k.flops_eff > w->B[i] / m->k.bw_eff;
+        w->seqs_vary |= s[i].b.num_seqs != s[0].b.num_seqs;
+    }
+    return 0;
+}
+
+/* One round: solves the linear problem with every step on its current roof,
+ * keeps the coefficients physical in fit->k, and moves each step to the roof
+ * that now bounds it.  1 when a step changed roof, 0 when none did, -1 with err. */
+static int fit_round(fit_work *w, cm_model *fit, char *err, size_t errlen) {
+    const cm_step_obs *s = w->s;
+    const int n = w->n;
+    const double *F = w->F, *B = w->B, *Y = w->Y;
+    char *roof = w->roof;
+    /* columns: 1, num_seqs, F on the FLOP roof, B on the bandwidth roof;
+     * an unused column would make X singular, so a fixed coefficient
+     * moves to the left-hand side instead */
+    int use[4] = { 1, w->seqs_vary, 0, 0 };
+    for (int i = 0; i < n; i++) {
+        if (roof[i] && F[i] > 0) use[2] = 1;
+        if (!roof[i] && B[i] > 0) use[3] = 1;
+    }
+    double fixed[4] = { 0, fit->k.per_seq_s, 1 / fit->k.flops_eff, 1 / fit->k.bw_eff };
+    int p = 0, idx[4];
+    for (int j = 0; j < 4; j++) if (use[j]) idx[p++] = j;
+    if (n <= p) {
+        snprintf(err, errlen, "need more than %d measured steps (got %d)", p, n);
+        return -1;
+    }
+    gsl_matrix_view Xv = gsl_matrix_submatrix(w->X, 0, 0, (size_t)n, (size_t)p);
+    gsl_vector_view cv = gsl_vector_subvector(w->c, 0, (size_t)p);
+    gsl_matrix_view Cv = gsl_matrix_submatrix(w->cov, 0, 0, (size_t)p, (size_t)p);
+    gsl_multifit_linear_workspace *ws = gsl_multifit_linear_alloc((size_t)n, (size_t)p);
+    if (!ws) { snprintf(err, errlen, "out of memory"); return -1; }
+    for (int i = 0; i < n; i++) {
+        double row[4] = { 1, s[i].b.num_seqs, roof[i] ? F[i] : 0, roof[i] ? 0 : B[i] };
+        double yi = Y[i];
+        for (int j = 0; j < 4; j++) if (!use[j]) yi -= fixed[j] * row[j];
+        for (int k = 0; k < p; k++) gsl_matrix_set(&Xv.matrix, (size_t)i, (size_t)k, row[idx[k]]);
+        gsl_vector_set(w->y, (size_t)i, yi);
+    }
+    double chisq;
+    gsl_vector_view yv = gsl_vector_subvector(w->y, 0, (size_t)n);
+    int st = gsl_multifit_linear(&Xv.matrix, &yv.vector, &cv.vector, &Cv.matrix, &chisq, ws);
+    gsl_multifit_linear_free(ws);
+    if (st) { snprintf(err, errlen, "least-squares fit failed (GSL error %d)", st); return -1; }
+    double got[4] = { fit->k.step_overhead_s, fit->k.per_seq_s, 1 / fit->k.flops_eff, 1 / fit->k.bw_eff };
+    for (int k = 0; k < p; k++) got[idx[k]] = gsl_vector_get(&cv.vector, (size_t)k);
+    /* keep the coefficients physical: times >= 0, efficiencies in (0, 1] */
+    fit->k.step_overhead_s = got[0] > 0 ? got[0] : 0;
+    fit->k.per_seq_s = got[1] > 0 ? got[1] : 0;
+    if (got[2] > 0) fit->k.flops_eff = got[2] < 1 ? 1 : 1 / got[2];
+    if (got[3] > 0) fit->k.bw_eff = got[3] < 1 ? 1 : 1 / got[3];
+    int changed = 0;
+    for (int i = 0; i < n; i++) {
+        char r = F[i] / fit->k.flops_eff > B[i] / fit->k.bw_eff;
+        changed |= r != roof[i];
+        roof[i] = r;
+    }
+    return changed;
+}
+
+/* The report of a finished fit: coefficients, roofs, R^2, errors before and after. */
+static void fit_report(const fit_work *w, const cm_model *m, const cm_model *fit, cm_fit_report *rep) {
+    const cm_step_obs *s = w->s;
+    const int n = w->n;
+    double mean = 0, ss_tot = 0, ss_res = 0;
+    for (int i = 0; i < n; i++) mean += s[i].seconds / n;
+    for (int i = 0; i < n; i++) {
+        double e = cm_step_time(fit, &s[i].b) - s[i].seconds;
+        ss_res += e * e;
+        ss_tot += (s[i].seconds - mean) * (s[i].seconds - mean);
+        rep->n_flops_bound += w->roof[i];
+    }
+    rep->k = fit->k;
+    rep->n = n;
+    rep->n_bw_bound = n - rep->n_flops_bound;
+    rep->r2 = ss_tot > 0 ? 1 - ss_res / ss_tot : 1;
+    rep->mape_before = mape(m, s, n);
+    rep->mape_after = mape(fit, s, n);
+}
+
 int cm_fit(const cm_model *m, const cm_step_obs *s, int n, cm_fit_report *rep,
            char *err, size_t errlen) {
     memset(rep, 0, sizeof *rep);
@@ -248,100 +380,15 @@ int cm_fit(const cm_model *m, const cm_step_obs *s, int n, cm_fit_report *rep,
         snprintf(err, errlen, "need at least 4 measured steps to fit 4 coefficients (got %d)", n);
         return -1;
     }
-    int rc = -1;
-    double *F = malloc((size_t)n * sizeof *F);     /* (n,) seconds at peak FLOP/s */
-    double *B = malloc((size_t)n * sizeof *B);     /* (n,) seconds at peak bandwidth */
-    double *Y = malloc((size_t)n * sizeof *Y);     /* (n,) measured minus all-reduce */
-    char *roof = calloc((size_t)n, 1);             /* (n,) 1 = FLOP-bound, 0 = bandwidth-bound */
-    gsl_matrix *X = gsl_matrix_alloc((size_t)n, 4), *cov = gsl_matrix_alloc(4, 4);
-    gsl_vector *y = gsl_vector_alloc((size_t)n), *c = gsl_vector_alloc(4);
-    gsl_set_error_handler_off();                   /* report GSL errors, never abort */
-    if (!F || !B || !Y || !roof || !X || !cov || !y || !c) {
-        snprintf(err, errlen, "out of memory for %d steps", n);
-        goto out;
-    }
+    fit_work w;
+    if (fit_work_init(&w, m, s, n, err, errlen)) return -1;
     cm_model fit = *m;
-    int seqs_vary = 0;
-    for (int i = 0; i < n; i++) {
-        F[i] = cm_step_flops(m, &s[i].b) / m->gpu.flops_16;
-        B[i] = cm_step_bytes(m, &s[i].b) / m->gpu.mem_bw;
-        Y[i] = s[i].seconds - allreduce_s(m, &s[i].b);
-        roof[i] = F[i] / m->k.flops_eff > B[i] / m->k.bw_eff;
-        seqs_vary |= s[i].b.num_seqs != s[0].b.num_seqs;
-    }
     int changed = 1;
-    for (rep->iterations = 0; changed && rep->iterations < CAL_MAX_ROUNDS; rep->iterations++) {
-        /* columns: 1, num_seqs, F on the FLOP roof, B on the bandwidth roof;
-         * an unused column would make X singular, so a fixed coefficient
-         * moves to the left-hand side instead */
-        int use[4] = { 1, seqs_vary, 0, 0 };
-        for (int i = 0; i < n; i++) {
-            if (roof[i] && F[i] > 0) use[2] = 1;
-            if (!roof[i] && B[i] > 0) use[3] = 1;
-        }
-        double fixed[4] = { 0, fit.k.per_seq_s, 1 / fit.k.flops_eff, 1 / fit.k.bw_eff };
-        int p = 0, idx[4];
-        for (int j = 0; j < 4; j++) if (use[j]) idx[p++] = j;
-        if (n <= p) {
-            snprintf(err, errlen, "need more than %d measured steps (got %d)", p, n);
-            goto out;
-        }
-        gsl_matrix_view Xv = gsl_matrix_submatrix(X, 0, 0, (size_t)n, (size_t)p);
-        gsl_vector_view cv = gsl_vector_subvector(c, 0, (size_t)p);
-        gsl_matrix_view Cv = gsl_matrix_submatrix(cov, 0, 0, (size_t)p, (size_t)p);
-        gsl_multifit_linear_workspace *w = gsl_multifit_linear_alloc((size_t)n, (size_t)p);
-        if (!w) { snprintf(err, errlen, "out of memory"); goto out; }
-        for (int i = 0; i < n; i++) {
-            double row[4] = { 1, s[i].b.num_seqs, roof[i] ? F[i] : 0, roof[i] ? 0 : B[i] };
-            double yi = Y[i];
-            for (int j = 0; j < 4; j++) if (!use[j]) yi -= fixed[j] * row[j];
-            for (int k = 0; k < p; k++) gsl_matrix_set(&Xv.matrix, (size_t)i, (size_t)k, row[idx[k]]);
-            gsl_vector_set(y, (size_t)i, yi);
-        }
-        double chisq;
-        gsl_vector_view yv = gsl_vector_subvector(y, 0, (size_t)n);
-        int st = gsl_multifit_linear(&Xv.matrix, &yv.vector, &cv.vector, &Cv.matrix, &chisq, w);
-        gsl_multifit_linear_free(w);
-        if (st) { snprintf(err, errlen, "least-squares fit failed (GSL error %d)", st); goto out; }
-        double got[4] = { fit.k.step_overhead_s, fit.k.per_seq_s, 1 / fit.k.flops_eff, 1 / fit.k.bw_eff };
-        for (int k = 0; k < p; k++) got[idx[k]] = gsl_vector_get(&cv.vector, (size_t)k);
-        /* keep the coefficients physical: times >= 0, efficiencies in (0, 1] */
-        fit.k.step_overhead_s = got[0] > 0 ? got[0] : 0;
-        fit.k.per_seq_s = got[1] > 0 ? got[1] : 0;
-        if (got[2] > 0) fit.k.flops_eff = got[2] < 1 ? 1 : 1 / got[2];
-        if (got[3] > 0) fit.k.bw_eff = got[3] < 1 ? 1 : 1 / got[3];
-        changed = 0;
-        for (int i = 0; i < n; i++) {
-            char r = F[i] / fit.k.flops_eff > B[i] / fit.k.bw_eff;
-            changed |= r != roof[i];
-            roof[i] = r;
-        }
-    }
-    double mean = 0, ss_tot = 0, ss_res = 0;
-    for (int i = 0; i < n; i++) mean += s[i].seconds / n;
-    for (int i = 0; i < n; i++) {
-        double e = cm_step_time(&fit, &s[i].b) - s[i].seconds;
-        ss_res += e * e;
-        ss_tot += (s[i].seconds - mean) * (s[i].seconds - mean);
-        rep->n_flops_bound += roof[i];
-    }
-    rep->k = fit.k;
-    rep->n = n;
-    rep->n_bw_bound = n - rep->n_flops_bound;
-    rep->r2 = ss_tot > 0 ? 1 - ss_res / ss_tot : 1;
-    rep->mape_before = mape(m, s, n);
-    rep->mape_after = mape(&fit, s, n);
-    rc = 0;
-out:
-    gsl_vector_free(c);
-    gsl_vector_free(y);
-    gsl_matrix_free(cov);
-    gsl_matrix_free(X);
-    free(roof);
-    free(Y);
-    free(B);
-    free(F);
-    return rc;
+    for (rep->iterations = 0; changed && rep->iterations < CAL_MAX_ROUNDS; rep->iterations++)
+        if ((changed = fit_round(&w, &fit, err, errlen)) < 0) break;
+    if (changed >= 0) fit_report(&w, m, &fit, rep);
+    fit_work_free(&w);
+    return changed < 0 ? -1 : 0;
 }
 
 /* ---- prediction without fitting ------------------------------------------------ */
