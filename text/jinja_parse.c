@@ -8,6 +8,9 @@
  *   CALL a(args, kw) | FILTER a|name(args, kw) | TEST a is [not] name(args) |
  *   UNARY op a | BIN a op b | AND, OR a b | CMP a (ops[i] args[i])... |
  *   COND a if b else c | LIST, TUPLE args | DICT args keys, kw values.
+ * Over 600 lines because it is one recursive descent over one grammar: the
+ * statements parse their expressions with the same static helpers (cur,
+ * expect_op, node, add, fail), which a split in two files would publish.
  * Touches nothing but the arena it is given. */
 #include "text/jinja_int.h"
 
