@@ -48,35 +48,18 @@ void cm_gpu_table_path(const char *path) {
 }
 
 /* The table's text (path in path): cm_gpu_table_path's file, else
- * data/gpus.json from the current directory, else next to the executable. */
+ * data/gpus.json (from the current directory or the data folder). */
 static char *gpus_text(char *path, size_t n) {
-    if (*table_path) { snprintf(path, n, "%s", table_path); return slurp(path); }
-    snprintf(path, n, "data/gpus.json");
-    char *t = slurp(path);
-    if (t) return t;
-    char exe[4096];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len <= 0) return NULL;
-    exe[len] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (!slash) return NULL;
-    *slash = '\0';
-    for (int up = 0; up < 3 && !t; up++) {        /* ./pagesim, build/bin/pagesim, build/tests/x */
-        snprintf(path, n, "%s/data/gpus.json", exe);
-        t = slurp(path);
-        if (!(slash = strrchr(exe, '/'))) break;
-        *slash = '\0';
-    }
-    if (!t) snprintf(path, n, "data/gpus.json");
-    return t;
+    snprintf(path, n, "%s", *table_path ? table_path : "data/gpus.json");
+    return slurp(path);
 }
 
 /* The table parsed, its "gpus" list in *list; NULL with err. */
 static cJSON *load_table(const cJSON **list, char *path, size_t n, char *err, size_t errlen) {
     char *text = gpus_text(path, n);
     if (!text) {
-        snprintf(err, errlen, "%s: cannot read the GPU table (set PAGESIM_GPUS or run from the "
-                 "repository root)", path);
+        snprintf(err, errlen, "%s: cannot read the GPU table (set PAGESIM_GPUS, or PAGESIM_DATA / "
+                 "--data-dir to the project's data folder)", path);
         return NULL;
     }
     cJSON *root = cJSON_Parse(text);
