@@ -2,7 +2,9 @@
  * writes.  Touches only the paths it is given (and their .tmp siblings). */
 #include "labs/bias_output.h"
 #include "base/file.h"
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -208,4 +210,26 @@ int bias_result_json(const bias_result *r, bias_buf *b) {
 
 int bias_write_atomic(const char *path, const char *data, size_t len, char *err, size_t errlen) {
     return file_write_atomic(path, data, len, err, errlen);
+}
+
+int bias_remove_stale_tmp(const char *dir, const char *model) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    char prefix[512], path[4600];
+    snprintf(prefix, sizeof prefix, "%s_att_", model);
+    size_t np = strlen(prefix);
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *t = strncmp(e->d_name, prefix, np) == 0 ? strstr(e->d_name + np, ".tmp.") : NULL;
+        if (!t) continue;
+        char *end;
+        long pid = strtol(t + 5, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;    /* its writer may still be running */
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0) removed++;
+    }
+    closedir(d);
+    return removed;
 }
