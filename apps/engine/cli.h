@@ -7,6 +7,7 @@
 #ifndef APPS_ENGINE_CLI_H
 #define APPS_ENGINE_CLI_H
 #include <stdio.h>
+#include "apps/common/front.h"
 #include "base/opt.h"
 #include "engine/model.h"
 #include "engine/tp_engine.h"
@@ -23,11 +24,9 @@ enum { CLI_KV_POLICY = 900, CLI_MAX_BATCHED, CLI_MAX_SEQS, CLI_MAX_LEN, CLI_BLOC
     { "block-size", CLI_BLOCK_SIZE, OPT_VALUE }, \
     { "gpu-memory-utilization", CLI_GPU_UTIL, OPT_VALUE }, \
     { "num-gpu-blocks", CLI_NUM_GPU_BLOCKS, OPT_VALUE }
-/* --tensor-parallel-size N and vLLM's -tp N (key CLI_TP, the value 1..1024; a
- * front end keeps tp 0 when the option is not given). */
-#define CLI_TP_SPECS \
-    { "tensor-parallel-size", CLI_TP, OPT_VALUE }, \
-    { "-tp", CLI_TP, OPT_VALUE }
+/* --tensor-parallel-size N and vLLM's -tp N (also --tp; key CLI_TP, the value
+ * 1..1024; a front end keeps tp 0 when the option is not given). */
+#define CLI_TP_SPECS FRONT_TP_ROWS(CLI_TP)
 /* Applies shared option key (value v) to *m or *kp and returns 1; returns 0
  * when key is not one of them.  Exits with 2 on a bad value. */
 int    cli_model_option(const char *prog, int key, const char *name, const char *v, model_opts *m,

@@ -354,8 +354,9 @@ static void print_summary(FILE *f, const run_opts *o, const run_env *e, const si
     const met_summary *s = &r->summary;
     double mp, mo;
     wl_stats(e->reqs, e->nreq, &mp, &mo);
-    fprintf(f, "pagesim run: %s on %s (TP %d), policy %s, %d blocks x %d tokens (%.2f GB KV)\n",
+    fprintf(f, "pagesim run: %s on %s (TP %d), policy %s%s, %d blocks x %d tokens (%.2f GB KV)\n",
             e->model.cfg.name, e->model.gpu.name, e->model.tp, kv_policy_name(c->kv.policy),
+            c->kv.policy != KV_PAGED ? "" : c->kv.prefix_caching ? " (prefix caching on)" : " (prefix caching off)",
             c->kv.num_blocks, c->kv.block_size,
             (double)c->kv.num_blocks * c->kv.block_size * (double)e->kv_bytes_per_token / 1e9);
     fprintf(f, "workload: %s, %d requests, mean prompt %.1f / output %.1f tokens, rate %s\n",
