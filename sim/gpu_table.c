@@ -19,7 +19,10 @@ static void norm_name(char *dst, size_t n, const char *src) {
     dst[j] = '\0';
 }
 
-/* "24GB", "12GiB", "12 G", "16000MiB" -> bytes (GPU "GB" are binary); 0 when not a size */
+#define MAX_GPU_BYTES (16.0 * 1024 * 1024 * 1024 * 1024)   /* 16 TiB: past any GPU, within int64 arithmetic */
+
+/* "24GB", "12GiB", "12 G", "16000MiB" -> bytes (GPU "GB" are binary); 0 when
+ * not a size, -INFINITY when a size beyond MAX_GPU_BYTES ("1e30GB") */
 static double parse_size(const char *s) {
     char *end;
     errno = 0;
@@ -32,6 +35,7 @@ static double parse_size(const char *s) {
     if (!strcmp(u, "gb") || !strcmp(u, "gib") || !strcmp(u, "g")) mul = 1024.0 * 1024 * 1024;
     else if (!strcmp(u, "mb") || !strcmp(u, "mib") || !strcmp(u, "m")) mul = 1024.0 * 1024;
     else if (!strcmp(u, "tb") || !strcmp(u, "tib")) mul = 1024.0 * 1024 * 1024 * 1024;
+    if (mul > 0 && !(v <= MAX_GPU_BYTES / mul)) return -INFINITY;
     return mul * v;   /* <= 0 for a negative or zero size: the caller rejects it */
 }
 
@@ -141,6 +145,10 @@ int cm_gpu_find(cm_gpu *g, const char *name_or_size, char *err, size_t errlen) {
     }
     /* a size: the known GPU of nearest memory lends its bandwidth and FLOP/s */
     double bytes = parse_size(name_or_size);
+    if (isinf(bytes) && bytes < 0) {
+        snprintf(err, errlen, "GPU size '%s' is too large (at most 16 TiB)", name_or_size);
+        goto out;
+    }
     if (bytes > 0) {
         double best = INFINITY;
         cm_gpu cand;
