@@ -31,6 +31,7 @@ static void load(void) {
     if (tried) return;
     tried = 1;
     char err[512];
+    if (!strcmp(tok_path, "none")) return;         /* asked for the estimate */
     tok = tok_load(tok_path, load_err, sizeof load_err);
     if (!tok) return;
     /* the template's own tokens, counted once: special tokens and the role
@@ -76,7 +77,7 @@ const char *bias_tokens_source(void) { load(); return source_desc; }
 
 int bias_tokens_check(char *err, size_t errlen) {
     load();
-    if (tok) return 0;
+    if (tok || !strcmp(tok_path, "none")) return 0;
     snprintf(err, errlen, "--tokenizer: %s", load_err);
     return -1;
 }

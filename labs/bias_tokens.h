@@ -8,7 +8,8 @@
 #define BIAS_TOKENS_H
 #include <stddef.h>
 
-/* Chooses the tokenizer file (NULL: the default); loads it on first use. */
+/* Chooses the tokenizer file (NULL: the default; "none": the estimate);
+ * loads it on first use. */
 void bias_tokens_use(const char *tokenizer_json);
 /* Tokens in text (a reply); never fails (falls back to the estimate). */
 int  bias_count_tokens(const char *text);
