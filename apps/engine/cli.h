@@ -42,7 +42,7 @@ void   cli_tp_check(const char *prog, int tp);
 tp_engine *cli_tp_start(const char *prog, int tp, const model_opts *m);
 /* The memory log's tensor-parallel lines (nothing without t): how rank 0's
  * shard splits c, and its per-GPU weights and KV bytes per token beside
- * `pagesim plan --tp N`'s (sim/planner.h); mem NULL: the plan's alone. */
+ * `pagesim plan -tp N`'s (sim/planner.h); mem NULL: the plan's alone. */
 void   cli_tp_report(FILE *f, const tp_engine *t, const mc_config *c, const model_mem *mem);
 /* Prints "PROG: err" and exits with status 2 (a bad command line). */
 _Noreturn void cli_usage_error(const char *prog, const char *err);

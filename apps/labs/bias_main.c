@@ -617,7 +617,7 @@ static int cmd_run(int argc, char **argv) {
     if (tpe && mc_load(&tpc, trace.model_config, err, sizeof err) == 0) {   /* the memory lines above are rank 0's */
         char line[1024];
         tp_engine_describe(tpe, &tpc, line, sizeof line);
-        printf("%s\nPer GPU (pagesim plan --tp %d): weights %.3f GiB, KV cache %lld bytes/token\n", line, sc.tp,
+        printf("%s\nPer GPU (pagesim plan -tp %d): weights %.3f GiB, KV cache %lld bytes/token\n", line, sc.tp,
                plan_weight_bytes(&tpc, MC_DTYPE_BF16, sc.tp) / 1073741824.0,
                (long long)plan_kv_bytes_per_token(&tpc, MC_DTYPE_BF16, sc.tp));
     }
