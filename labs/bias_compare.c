@@ -57,7 +57,7 @@ static void summarize(const cmp *c, int n, const calib *k, char *summary, size_t
                          x->meas.tok_per_s, x->pred.tok_per_s);
         if (w > 0) used += (size_t)w;
         if (x->meas.has_kv && used < sumlen) {
-            w = snprintf(summary + used, sumlen - used, "; KV util %.1f%% vs %.1f%%, token share %.1f%% vs %.1f%%, peak blocks %d vs %d",
+            w = snprintf(summary + used, sumlen - used, "; KV pool held %.1f%% vs %.1f%%, token states of what is held %.1f%% vs %.1f%%, peak blocks %d vs %d",
                          100 * x->meas.kv_util, 100 * x->pred.kv_util, 100 * x->meas.token_share_of_held,
                          100 * x->pred.token_share_of_held, x->meas.peak_blocks, x->pred.peak_blocks);
             if (w > 0) used += (size_t)w;

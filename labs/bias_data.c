@@ -70,13 +70,17 @@ static void on_row(int c, void *data) {
         t->cells = cells;
         long *lines = realloc(t->lines, nc * sizeof *lines);
         if (!lines) { ps->failed = 1; drop_row(ps); return; }
-        t->lines = lines; t->cap = nc;
+        t->lines = lines;
+        int *nf = realloc(t->nfields, nc * sizeof *nf);
+        if (!nf) { ps->failed = 1; drop_row(ps); return; }
+        t->nfields = nf; t->cap = nc;
     }
     char **dst = t->cells + t->nrows * (size_t)t->ncols;
     for (int i = 0; i < t->ncols; i++) {
         if (i < ps->nrow) { dst[i] = ps->row[i]; ps->row[i] = NULL; }
         else if (!(dst[i] = calloc(1, 1))) ps->failed = 1;
     }
+    t->nfields[t->nrows] = ps->nrow;
     ps->nrow = 0;
     t->lines[t->nrows++] = start;
 }
@@ -149,7 +153,7 @@ int bias_csv_col(const bias_csv *t, const char *name) {
 void bias_csv_free(bias_csv *t) {
     if (t->cells) for (size_t i = 0; i < t->nrows * (size_t)t->ncols; i++) free(t->cells[i]);
     if (t->header) for (int i = 0; i < t->ncols; i++) free(t->header[i]);
-    free(t->cells); free(t->header); free(t->lines); free(t->path);
+    free(t->cells); free(t->header); free(t->lines); free(t->nfields); free(t->path);
     memset(t, 0, sizeof *t);
 }
 
@@ -208,6 +212,22 @@ int bias_universe_load_tickers(bias_universe *u, const char *tickers, char *err,
     if (!(u->stocks = calloc(t.nrows, sizeof *u->stocks))) { snprintf(err, errlen, "out of memory"); goto out; }
     for (size_t r = 0; r < t.nrows; r++) {
         const char *tk = bias_csv_at(&t, r, ct), *cap = bias_csv_at(&t, r, cm);
+        if (t.nfields[r] < t.ncols) {                 /* a row cut short: never padded into the analysis */
+            snprintf(err, errlen, "%s:%ld: %d field%s, the header has %d", tickers, t.lines[r], t.nfields[r],
+                     t.nfields[r] == 1 ? "" : "s", t.ncols);
+            goto out;
+        }
+        const char *empty = !*tk ? "ticker" : !*bias_csv_at(&t, r, cn) ? "name" : !*bias_csv_at(&t, r, cs) ? "sector" : NULL;
+        if (empty) {
+            snprintf(err, errlen, "%s:%ld: empty %s%s%s", tickers, t.lines[r], empty, *tk ? " of " : "", tk);
+            goto out;
+        }
+        for (size_t i = 0; i < u->n; i++)
+            if (!strcmp(u->stocks[i].ticker, tk)) {
+                snprintf(err, errlen, "%s:%ld: ticker %s again (first on line %ld)", tickers, t.lines[r], tk,
+                         u->stocks[i].line);
+                goto out;
+            }
         double v = 0;
         int pc = parse_cap(cap, &v);
         if (pc < 0) {
@@ -215,7 +235,6 @@ int bias_universe_load_tickers(bias_universe *u, const char *tickers, char *err,
                      tickers, t.lines[r], cap, tk);
             goto out;
         }
-        if (!*tk) { bias_universe_warn(u, "%s:%ld: empty ticker; skipped", tickers, t.lines[r]); continue; }
         if (pc > 0) {
             bias_universe_warn(u, "%s:%ld: %s has no market cap; skipped (the study's analysis drops it)",
                                tickers, t.lines[r], tk);

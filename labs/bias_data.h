@@ -12,6 +12,7 @@ typedef struct bias_csv {
     char  **header;   /* (ncols) column names */
     char  **cells;    /* (nrows, ncols) row-major; a short row is padded with "" */
     long   *lines;    /* (nrows) physical line (1-based) where each row starts */
+    int    *nfields;  /* (nrows) fields the row had before padding */
     int     ncols;
     size_t  nrows, cap;
 } bias_csv;
@@ -49,7 +50,9 @@ typedef struct bias_universe {
 } bias_universe;
 
 /* Reads the tickers file (ticker,name,sector,marketcap; other columns ignored).
- * A non-numeric market cap is an error (file:line); an empty one a warning+skip. */
+ * Errors (file:line): a row with fewer fields than the header, an empty
+ * ticker, name or sector, a ticker seen before, a non-numeric market cap.  An
+ * empty market cap is a warning and a skip (the study's analysis drops it). */
 int  bias_universe_load_tickers(bias_universe *u, const char *tickers, char *err, size_t errlen);
 /* Joins the evidence files on (ticker, opinion) as the study does; tickers with
  * no buy or no sell evidence in both files are dropped with a warning. */

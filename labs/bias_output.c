@@ -2,9 +2,9 @@
  * writes.  Touches only the paths it is given (and their .tmp siblings). */
 #include "labs/bias_output.h"
 #include "base/file.h"
+#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
+#include <signal.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -209,32 +209,27 @@ int bias_result_json(const bias_result *r, bias_buf *b) {
 }
 
 int bias_write_atomic(const char *path, const char *data, size_t len, char *err, size_t errlen) {
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 32);
-    if (!tmp) { snprintf(err, errlen, "out of memory"); return -1; }
-    snprintf(tmp, pl + 32, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644), rc = -1;
-    if (fd < 0) { snprintf(err, errlen, "%s: %s", tmp, strerror(errno)); free(tmp); return -1; }
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0) { if (errno == EINTR) continue; snprintf(err, errlen, "%s: %s", tmp, strerror(errno)); goto out; }
-        off += (size_t)w;
+    return file_write_atomic(path, data, len, err, errlen);
+}
+
+int bias_remove_stale_tmp(const char *dir, const char *model) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    char prefix[512], path[4600];
+    snprintf(prefix, sizeof prefix, "%s_att_", model);
+    size_t np = strlen(prefix);
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *t = strncmp(e->d_name, prefix, np) == 0 ? strstr(e->d_name + np, ".tmp.") : NULL;
+        if (!t) continue;
+        char *end;
+        long pid = strtol(t + 5, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;    /* its writer may still be running */
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0) removed++;
     }
-    if (fsync(fd) != 0) { snprintf(err, errlen, "%s: fsync: %s", tmp, strerror(errno)); goto out; }
-    if (close(fd) != 0) { fd = -1; snprintf(err, errlen, "%s: %s", tmp, strerror(errno)); goto out; }
-    fd = -1;
-    if (rename(tmp, path) != 0) { snprintf(err, errlen, "%s: rename: %s", path, strerror(errno)); goto out; }
-    char *dup = strdup(path);                          /* make the rename itself durable */
-    if (dup) {
-        int dfd = open(dirname(dup), O_RDONLY | O_DIRECTORY);
-        if (dfd >= 0) { fsync(dfd); close(dfd); }
-        free(dup);
-    }
-    rc = 0;
-out:
-    if (fd >= 0) close(fd);
-    if (rc) unlink(tmp);
-    free(tmp);
-    return rc;
+    closedir(d);
+    return removed;
 }

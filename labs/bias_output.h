@@ -27,6 +27,9 @@ void bias_csv_row(bias_buf *b, const char *const *fields, int n);
 
 /* The study's {model}_att_result.json text (indent 4, no final newline). */
 int  bias_result_json(const bias_result *r, bias_buf *out);
-/* Writes data to path through path.tmp + fsync + rename. */
+/* Writes data to path through path.tmp.PID + fsync + rename (file_write_atomic). */
 int  bias_write_atomic(const char *path, const char *data, size_t len, char *err, size_t errlen);
+/* Removes the temporaries DIR/{model}_att_*.tmp.PID that a killed run left
+ * (those of a process that no longer exists); returns how many. */
+int  bias_remove_stale_tmp(const char *dir, const char *model);
 #endif

@@ -377,6 +377,7 @@ int bias_run_sets(const bias_run_config *c, const bias_universe *u, bias_source 
         snprintf(err, errlen, "%s: exists and is not a directory", c->output_dir); return -1;
     }
     if (check_manifest(c, u->n, err, errlen)) return -1;
+    bias_remove_stale_tmp(c->output_dir, c->model);  /* a killed run's half-written files */
     size_t per = u->n * (size_t)c->num_trials;
     st->n = per * (size_t)c->num_sets;
     st->prompt_tokens = calloc(st->n, sizeof *st->prompt_tokens);

@@ -78,25 +78,40 @@ static int add_set(bias_serving_policy *pol, const sim_result *res, int first, d
     return 0;
 }
 
+/* The GPU, the model and their memory plan of c: 0, or -1 with err. */
+static int serving_setup(const bias_serving_config *c, mc_config *mc, cm_gpu *g, cm_model *m, plan_result *plan,
+                         char *err, size_t errlen) {
+    plan_opts po;
+    if (cm_gpu_find(g, c->gpu, err, errlen) || mc_load(mc, c->model_config, err, errlen) ||
+        cm_model_init(m, mc, g, c->tp, mc->dtype, err, errlen)) return -1;
+    plan_opts_default(&po);
+    po.tp = c->tp; po.block_size = c->block_size; po.util = c->gpu_util;
+    po.max_model_len = c->max_model_len;
+    if (c->max_num_batched_tokens > 0) po.max_num_batched_tokens = c->max_num_batched_tokens;
+    if (plan_compute(mc, g, &po, plan, err, errlen)) return -1;
+    if (!plan->fits || plan->num_blocks <= 0) {
+        snprintf(err, errlen, "%s does not fit on %s with TP %d (no room for the KV cache)", mc->name, g->name, c->tp);
+        return -1;
+    }
+    return 0;
+}
+
+int bias_serving_check(const bias_serving_config *c, char *err, size_t errlen) {
+    mc_config mc;
+    cm_gpu g;
+    cm_model m;
+    plan_result plan;
+    return serving_setup(c, &mc, &g, &m, &plan, err, errlen);
+}
+
 int bias_serving_run(const bias_serving_config *c, const int *prompt_tokens, const int *output_tokens,
                      size_t per_set, int num_sets, bias_serving_result *r, char *err, size_t errlen) {
     memset(r, 0, sizeof *r);
     mc_config mc;
     cm_gpu g;
     cm_model m;
-    plan_opts po;
     plan_result plan;
-    if (cm_gpu_find(&g, c->gpu, err, errlen) || mc_load(&mc, c->model_config, err, errlen) ||
-        cm_model_init(&m, &mc, &g, c->tp, mc.dtype, err, errlen)) return -1;
-    plan_opts_default(&po);
-    po.tp = c->tp; po.block_size = c->block_size; po.util = c->gpu_util;
-    po.max_model_len = c->max_model_len;
-    if (c->max_num_batched_tokens > 0) po.max_num_batched_tokens = c->max_num_batched_tokens;
-    if (plan_compute(&mc, &g, &po, &plan, err, errlen)) return -1;
-    if (!plan.fits || plan.num_blocks <= 0) {
-        snprintf(err, errlen, "%s does not fit on %s with TP %d (no room for the KV cache)", mc.name, g.name, c->tp);
-        return -1;
-    }
+    if (serving_setup(c, &mc, &g, &m, &plan, err, errlen)) return -1;
     snprintf(r->gpu, sizeof r->gpu, "%s", g.name);
     snprintf(r->model, sizeof r->model, "%s", mc.name);
     r->tp = c->tp; r->block_size = c->block_size; r->max_model_len = c->max_model_len;
@@ -150,10 +165,15 @@ int bias_serving_run(const bias_serving_config *c, const int *prompt_tokens, con
         pol->out_tok_per_s = pol->wall_s > 0 ? (double)r->output_tokens / pol->wall_s : 0;
         pol->req_per_s = pol->wall_s > 0 ? (double)r->prompts / pol->wall_s : 0;
     }
+    /* "KV util" alone read backwards (paged 1% beside contiguous 13%): say that it is the share of
+     * the pool held, and how much of what is held is token states, where paged wins */
     snprintf(r->summary_line, sizeof r->summary_line,
-             "%s x%d, %ld KV blocks: paged %.1f s (%.0f tok/s, KV util %.0f%%), contiguous %.1f s (KV util %.0f%%, %d running max)",
+             "%s x%d, %ld KV blocks: paged %.1f s (%.0f tok/s; holds %.1f%% of the KV pool on average, "
+             "%.0f%% of that token states), contiguous %.1f s (holds %.1f%% of the pool, %.0f%% of that token "
+             "states: the rest is reserved for tokens not yet written; %d running max)",
              r->gpu, r->tp, r->num_blocks, r->pol[0].wall_s, r->pol[0].total_tok_per_s, 100 * r->pol[0].kv_util_mean,
-             r->pol[1].wall_s, 100 * r->pol[1].kv_util_mean, r->pol[1].max_running);
+             100 * r->pol[0].token_share_of_used, r->pol[1].wall_s, 100 * r->pol[1].kv_util_mean,
+             100 * r->pol[1].token_share_of_used, r->pol[1].max_running);
     rc = 0;
 out:
     free(ttft); free(lat); free(olen);

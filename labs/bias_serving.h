@@ -49,10 +49,14 @@ typedef struct bias_serving_result {
     size_t prompts;
     long   prompt_tokens, output_tokens;
     bias_serving_policy pol[BIAS_NPOL];
-    char   summary_line[256];
+    char   summary_line[512];
 } bias_serving_result;
 
 void bias_serving_defaults(bias_serving_config *c);
+/* Whether bias_serving_run can run c (the GPU known, the config readable,
+ * the model fitting with room for KV): 0, or -1 with err.  Before the run, so
+ * that a GPU or config the user named that cannot serve stops it at once. */
+int  bias_serving_check(const bias_serving_config *c, char *err, size_t errlen);
 /* Runs both policies over num_sets sets of per_set prompts; prompt_tokens and
  * output_tokens are (num_sets * per_set,).  -1 with err (unknown GPU, bad
  * config, a model that does not fit). */

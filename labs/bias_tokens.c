@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define DEFAULT_TOKENIZER "data/tokenizers/qwen3/tokenizer.json"
 /* Qwen3's chat template for one user message, generation prompt added. */
@@ -26,12 +25,14 @@ void bias_tokens_use(const char *path) {
     snprintf(tok_path, sizeof tok_path, "%s", path ? path : DEFAULT_TOKENIZER);
 }
 
+static char load_err[1024];          /* why the tokenizer did not load */
+
 static void load(void) {
     if (tried) return;
     tried = 1;
-    if (access(tok_path, R_OK) != 0) return;
     char err[512];
-    tok = tok_load(tok_path, err, sizeof err);
+    if (!strcmp(tok_path, "none")) return;         /* asked for the estimate */
+    tok = tok_load(tok_path, load_err, sizeof load_err);
     if (!tok) return;
     /* the template's own tokens, counted once: special tokens and the role
      * lines never merge with the message, so the total is additive */
@@ -73,6 +74,13 @@ int bias_count_prompt_tokens(const char *prompt) {
 }
 
 const char *bias_tokens_source(void) { load(); return source_desc; }
+
+int bias_tokens_check(char *err, size_t errlen) {
+    load();
+    if (tok || !strcmp(tok_path, "none")) return 0;
+    snprintf(err, errlen, "--tokenizer: %s", load_err);
+    return -1;
+}
 
 void bias_tokens_free(void) {
     if (tok) tok_free(tok);

@@ -282,7 +282,7 @@ static int narrative(lab *L, char *err, size_t n) {
                   B->stat[CONTIG][NB - 1].tok_s, B->cont[PAGED].tok_s, B->cont[CONTIG].tok_s,
                   B->cont[PAGED].tok_s / B->stat[CONTIG][B32].tok_s, B->cont[PAGED].tok_s / B->stat[CONTIG][B64].tok_s,
                   B->cont[PAGED].tok_s / B->stat[CONTIG][B64 + 1].tok_s, B->stat[CONTIG][B32].running);
-    rc |= lab_todo(L, lab_fmt(L, "pagesim run --workload %s --requests %d --static-batching --max-num-seqs 32 "
+    rc |= lab_todo(L, lab_fmt(L, "pagesim run --workload %s --num-prompts %d --static-batching --max-num-seqs 32 "
                    "--policy contiguous --model %s --gpu %s --kv-gb %.2f --seed %llu",
                    B->kind == WL_ALPACA ? "alpaca" : "sharegpt", REQUESTS, MODEL, GPU, KV_GIB * LAB_KIT_GIB / 1e9,
                    (unsigned long long)lab_seed(L)), "the generate() loop of batch 32 with the simulator's full "

@@ -282,7 +282,7 @@ static int narrative(lab *L, char *err, size_t n) {
                   sg->kernel[0], sg->kernel[B16], BS[argmin(sg->kernel)], slo, shi, alo, ahi,
                   slo <= 16 && 16 <= shi && alo <= 16 && 16 <= ahi ? "inside both" : "not inside both");
     rc |= lab_todo(L, lab_fmt(L, "pagesim run --workload alpaca --block-size 256 --model "
-                   "data/models/opt-13b.json --gpu A100-40GB --kv-gb %.3f --requests %d --seed %llu",
+                   "data/models/opt-13b.json --gpu A100-40GB --kv-gb %.3f --num-prompts %d --seed %llu",
                    P->kv_gb * GIB / 1e9, REQUESTS, (unsigned long long)lab_seed(L)),
                    "one point of Figure 1 with the simulator's full report (compare --block-size 16)");
     rc |= lab_todo(L, "pagesim --blocks 8 --block-size 16 --compare contiguous",

@@ -276,7 +276,7 @@ static int narrative(lab *L, char *err, size_t n) {
                   m->rate[2], m->rate[3]);
     rc |= lab_todo(L, "pagesim --blocks 16 --compare contiguous", "step through the pool of Figure 1 "
                    "(space: next step); try --compare orca-oracle");
-    rc |= lab_todo(L, lab_fmt(L, "pagesim run --fig2 --num-blocks %d --seed %llu", m->num_blocks,
+    rc |= lab_todo(L, lab_fmt(L, "pagesim run --fig2 --num-gpu-blocks %d --seed %llu", m->num_blocks,
                               (unsigned long long)lab_seed(L)), "the Figure 2 numbers as a table");
     if (lab_seed(L) == LAB_PAPER_SEED) rc |= headlines(L);
     if (rc) snprintf(err, n, "out of memory");

@@ -201,7 +201,7 @@ static int questions(lab *L, char *err, size_t n) {
     rc |= lab_ask(L, &(lab_question){ .kind = LAB_Q_NUMBER,
         .predict = lab_fmt(L, "at max-model-len %d (not in the figures), what will the 7B's maximum "
                            "concurrency be at utilization %.2f?  Reason from Table 1.", PROBE_LEN, uh),
-        .text = lab_fmt(L, "Run  pagesim plan --model %s --gpu %s --max-model-len %d --util %.2f  "
+        .text = lab_fmt(L, "Run  pagesim plan --model %s --gpu %s --max-model-len %d --gpu-memory-utilization %.2f  "
                         "and write the concurrency it prints.", m7, P->gpu_arg, PROBE_LEN, uh),
         .where = "the \"Maximum concurrency\" line of that pagesim plan command", .unit = "x",
         .answer = P->probe.max_concurrency, .tol = 0.05 });
@@ -267,7 +267,7 @@ static int narrative(lab *L, char *err, size_t n) {
                   "max-model-len grows (the profile run's activations grow with it).");
     rc |= lab_todo(L, lab_fmt(L, "pagesim plan --model %s --gpu %s", M14, P->gpu_arg),
                    "the 14B with vLLM's defaults: find the \"# GPU blocks\" line and the verdict");
-    rc |= lab_todo(L, lab_fmt(L, "pagesim plan --model %s --gpu %s --max-model-len %d --util %.2f", M7,
+    rc |= lab_todo(L, lab_fmt(L, "pagesim plan --model %s --gpu %s --max-model-len %d --gpu-memory-utilization %.2f", M7,
                               P->gpu_arg, P->lens[1], P->utils[1]), "the 7B that fits");
     if (lab_seed(L) == LAB_PAPER_SEED) {
         rc |= lab_headline_add(L, &(lab_headline){ .what = "14B-AWQ, 12 GB card, defaults: # GPU blocks",

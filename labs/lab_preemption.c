@@ -360,8 +360,8 @@ static int narrative(lab *L, char *err, size_t n) {
                             : lab_fmt(L, "; even %g GiB is not enough for all of them.", SWAP_GIB[NSW - 1]));
     rc |= lab_todo(L, "pagesim --blocks 16", "the classroom pool: watch the newest request preempted when the "
                    "pool runs out (recompute)");
-    rc |= lab_todo(L, lab_fmt(L, "pagesim run --workload sharegpt --requests %d --rate %.1f --seed %llu --model "
-                   "data/models/opt-13b.json --gpu A100-40GB --kv-gb %.3f --preempt swap --swap-gb %.3f",
+    rc |= lab_todo(L, lab_fmt(L, "pagesim run --workload sharegpt --num-prompts %d --rate %.1f --seed %llu --model "
+                   "data/models/opt-13b.json --gpu A100-40GB --kv-gb %.3f --preempt swap --swap-space %.3f",
                    REQUESTS, P->rate, (unsigned long long)lab_seed(L), P->kv_gib * LAB_KIT_GIB / 1e9,
                    SWAP_DEFAULT_GIB * LAB_KIT_GIB / 1e9), "one point of Figure 3 (block size 16, swap) with the "
                    "simulator's full report; --preempt recompute for the other curve");

@@ -20,7 +20,7 @@ fi
 step "2. The seed study's memory mistake (pagesim plan)"
 ./pagesim plan --model data/models/qwen2.5-14b-instruct-awq.json --gpu RTX-4070 || true
 ./pagesim plan --model data/models/qwen2.5-7b-instruct-awq.json --gpu RTX-4070 \
-    --max-model-len 6144 --util 0.92
+    --max-model-len 6144 --gpu-memory-utilization 0.92
 
 step "3. The vLLM paper's Figure 2 (pagesim run --fig2)"
 ./pagesim run --fig2 --plot out/fig2.png

@@ -3,7 +3,9 @@
  * loop through the driver (sim/driver.h: the wall clock, stalls are errors,
  * as the engine runs), over an executor that sleeps for a modelled step
  * time and emits, for each sequence that samples, the next token of its
- * deterministic reply (serve_mock_reply.c).  Admission, chunked prefill,
+ * deterministic reply (serve_mock_reply.c).  Requests reach the driver as
+ * the engine's do, through a queue (sim/drv_queue.h) that is the driver's
+ * source; admission, chunked prefill,
  * prefix caching, preemption and forks (n > 1) are the scheduler's; the
  * load figures of /metrics are read from it and the KV cache.
  *
@@ -26,6 +28,7 @@
 #include "sim/scheduler.h"
 #include "base/clock.h"
 #include "sim/driver.h"
+#include "sim/drv_queue.h"
 
 /* One choice's reply, cut into tokens. */
 typedef struct mchoice {
@@ -40,7 +43,9 @@ typedef struct mchoice {
 typedef struct mreq {
     int id;                  /* the scheduler's request id (also the backend's) */
     srv_sink *sink;
-    int *prompt;             /* (prompt_len,) token ids, until the scheduler copies them */
+    int *prompt;             /* (prompt_len,) token ids, until the queue copies them */
+    double arrival;          /* seconds on the driver's clock, when it was submitted */
+    int admitted;            /* the driver has handed it to the scheduler */
     int prompt_len, max_tokens, n;
     int logprobs, top_logprobs;  /* what the request asked for */
     int greedy;              /* temperature 0: the sampled token is the most likely */
@@ -68,7 +73,8 @@ typedef struct {
     kv_cache *kv;
     sched *sc;
     loop lp;
-    drv *d;                  /* the driver over lp; the engine thread feeds the scheduler */
+    drv *d;                  /* the driver over lp, its source the queue q */
+    drv_queue *q;            /* requests the engine thread took in, not yet released */
     double t0;               /* the driver's clock: seconds since creation */
     int *stop_ids;           /* (cap_stop,) requests whose every choice asked to stop */
     int n_stop, cap_stop;
@@ -150,8 +156,8 @@ static int mock_execute(void *ctx, const sched_batch *b, int *tokens, double *se
 
 /* ---- the engine thread --------------------------------------------------------------- */
 
-/* The driver's clock: the wall clock.  Requests come from the engine thread
- * (sched_add between steps), so the driver never waits for an arrival. */
+/* The driver's clock: the wall clock.  The engine thread queues what it took
+ * in and steps only while there is work, so the driver never waits. */
 static double mock_now(void *ctx) { return clock_now_s() - ((mock *)ctx)->t0; }
 static int mock_wait(void *ctx, double until, char *err, size_t errlen) {
     (void)ctx; (void)until;
@@ -179,23 +185,33 @@ static void publish(mock *m) {
     pthread_mutex_unlock(&m->mu);
 }
 
-/* Ends request id now, wherever it is, as `why` (ABORT, or ERROR with
- * error); 0 when it is not live. */
+/* Ends request id now, wherever it is (queued, or the scheduler's), as `why`
+ * (ABORT, or ERROR with error); 0 when it is not live. */
 static int end_req(mock *m, int id, srv_finish_reason why, const char *error) {
     sched_done d;
-    if (drv_abort(m->d, id, &d, NULL) != 1) return 0;
-    finish(d.user, why, error);
+    drv_request q;
+    if (drv_abort(m->d, id, &d, NULL) == 1) finish(d.user, why, error);
+    else if (drv_queue_remove(m->q, id, &q) == 1) finish(q.user, why, error);
+    else return 0;
     return 1;
 }
 static int abort_req(mock *m, int id) { return end_req(m, id, SRV_FINISH_ABORT, NULL); }
 
-/* Ends one live request (running, swapped or waiting); 0 when none is left. */
+/* Ends one live request (running, swapped, waiting or queued); 0 when none is left. */
 static int end_any(mock *m, srv_finish_reason why, const char *error) {
     seq *const *live;
     const seq *next;
     int n = sched_live(m->sc, &live, &next);
     const seq *s = n > 0 ? live[0] : next;
-    return s ? end_req(m, ((const mreq *)s->user)->id, why, error) : 0;
+    if (s) return end_req(m, ((const mreq *)s->user)->id, why, error);
+    if (drv_queue_len(m->q) == 0) return 0;
+    pthread_mutex_lock(&m->mu);              /* ids are handed out on the HTTP threads */
+    int hi = m->next_id;
+    pthread_mutex_unlock(&m->mu);
+    drv_request q;
+    for (int id = 0; id < hi; id++)
+        if (drv_queue_remove(m->q, id, &q) == 1) { finish(q.user, why, error); return 1; }
+    return 0;
 }
 
 /* One schedule -> execute -> postprocess, and what it finished. */
@@ -225,18 +241,36 @@ static int step(mock *m) {
     return rc;
 }
 
-/* Hands new requests to the scheduler. */
+/* The driver's on_arrival hook: a request entered the scheduler. */
+static void on_arrival(void *ctx, const drv_request *r, seq *first) {
+    (void)first;
+    mock *m = ctx;
+    ((mreq *)r->user)->admitted = 1;
+    m->prefix_queries += r->prompt_len;
+}
+
+/* Queues new requests for the driver (the queue copies the prompt) and lets it
+ * release what has arrived to the scheduler, as eng_add_request does. */
 static void admit(mock *m, mreq *in) {
+    mreq *pushed = NULL;                     /* this round's, to find one the driver could not take */
     for (mreq *r = in, *nx; r; r = nx) {
         nx = r->next;
-        r->next = NULL;
-        if (!sched_add(m->sc, r->id, r->prompt, r->prompt_len, r->max_tokens, r->n, 0, mock_now(m), r)) {
-            finish(r, SRV_FINISH_ERROR, "the scheduler refused the request (out of memory?)");
-            continue;
-        }
-        m->prefix_queries += r->prompt_len;
+        drv_request q = { r->id, r->prompt, r->prompt_len, r->max_tokens, r->n, 0, r->arrival, r };
+        if (drv_queue_push(m->q, &q)) { r->next = NULL; finish(r, SRV_FINISH_ERROR, "out of memory"); continue; }
         free(r->prompt);
         r->prompt = NULL;
+        r->next = pushed;
+        pushed = r;
+    }
+    char err[256];
+    m->lp.now = mock_now(m);
+    int rc = drv_admit(m->d, err, sizeof err);
+    for (mreq *r = pushed, *nx; r; r = nx) {
+        nx = r->next;
+        r->next = NULL;
+        drv_request q;
+        if (rc < 0 && !r->admitted && drv_queue_remove(m->q, r->id, &q) == 0)   /* the one the driver refused */
+            finish(r, SRV_FINISH_ERROR, err);
     }
 }
 
@@ -246,7 +280,7 @@ static void *engine_thread(void *arg) {
     size_t n_ab = 0, cap_ab = 0;
     for (;;) {
         pthread_mutex_lock(&m->mu);
-        while (!m->quit && !m->in_head && !m->n_aborts && !sched_has_work(m->sc))
+        while (!m->quit && !m->in_head && !m->n_aborts && !sched_has_work(m->sc) && drv_queue_len(m->q) == 0)
             pthread_cond_wait(&m->cv, &m->mu);
         int quit = m->quit;
         mreq *in = m->in_head;
@@ -263,7 +297,7 @@ static void *engine_thread(void *arg) {
             publish(m);
             break;
         }
-        int rc = sched_has_work(m->sc) ? step(m) : 1;
+        int rc = sched_has_work(m->sc) || drv_queue_len(m->q) > 0 ? step(m) : 1;
         if (rc == 0) sleep_us(m->o.token_delay_us);          /* nothing could run: no busy loop */
         publish(m);
     }
@@ -349,6 +383,7 @@ static int mock_submit(void *self, const srv_gen_params *p, srv_sink *sink,
     pthread_mutex_lock(&m->mu);
     int quit = m->quit;
     if (!quit) {
+        r->arrival = mock_now(m);
         r->id = m->next_id++;
         if (m->next_id < 0) m->next_id = 0;
         *id = (uint64_t)r->id;
@@ -393,6 +428,7 @@ static void mock_destroy(srv_backend *b) {
     }
     for (mreq *r = m->in_head, *nx; r; r = nx) { nx = r->next; finish(r, SRV_FINISH_ABORT, NULL); }
     drv_destroy(m->d);
+    drv_queue_destroy(m->q);
     loop_free(&m->lp);
     if (m->sc) sched_destroy(m->sc);
     if (m->kv) kv_destroy(m->kv);
@@ -449,8 +485,12 @@ srv_backend *srv_mock_create(const srv_mock_opts *o, char *err, size_t errcap) {
     sc.max_model_len = (int)o->max_model_len;
     sc.preempt = SCHED_PREEMPT_RECOMPUTE;
     drv_config dc = drv_config_default();
-    dc.clock = (drv_clock){mock_now, mock_wait, m};  /* fed by the engine thread: no source */
+    dc.clock = (drv_clock){mock_now, mock_wait, m};
+    dc.on_arrival = on_arrival;
+    dc.ctx = m;
     m->t0 = clock_now_s();
+    if (!(m->q = drv_queue_create())) { errbuf_fail(err, errcap, "out of memory"); mock_destroy(&m->b); return NULL; }
+    dc.source = drv_source_queue(m->q);
     if (!(m->kv = kv_create(&kc, err, errcap)) || !(m->sc = sched_create(&sc, m->kv, err, errcap)) ||
         loop_init(&m->lp, m->sc, (loop_executor){m, mock_execute}, 0.0, SRV_MOCK_VOCAB) ||
         !(m->d = drv_create(&m->lp, m->kv, &dc, err, errcap))) {

@@ -19,7 +19,10 @@ static void norm_name(char *dst, size_t n, const char *src) {
     dst[j] = '\0';
 }
 
-/* "24GB", "12GiB", "12 G", "16000MiB" -> bytes (GPU "GB" are binary); 0 when not a size */
+#define MAX_GPU_BYTES (16.0 * 1024 * 1024 * 1024 * 1024)   /* 16 TiB: past any GPU, within int64 arithmetic */
+
+/* "24GB", "12GiB", "12 G", "16000MiB" -> bytes (GPU "GB" are binary); 0 when
+ * not a size, -INFINITY when a size beyond MAX_GPU_BYTES ("1e30GB") */
 static double parse_size(const char *s) {
     char *end;
     errno = 0;
@@ -32,6 +35,7 @@ static double parse_size(const char *s) {
     if (!strcmp(u, "gb") || !strcmp(u, "gib") || !strcmp(u, "g")) mul = 1024.0 * 1024 * 1024;
     else if (!strcmp(u, "mb") || !strcmp(u, "mib") || !strcmp(u, "m")) mul = 1024.0 * 1024;
     else if (!strcmp(u, "tb") || !strcmp(u, "tib")) mul = 1024.0 * 1024 * 1024 * 1024;
+    if (mul > 0 && !(v <= MAX_GPU_BYTES / mul)) return -INFINITY;
     return mul * v;   /* <= 0 for a negative or zero size: the caller rejects it */
 }
 
@@ -48,35 +52,18 @@ void cm_gpu_table_path(const char *path) {
 }
 
 /* The table's text (path in path): cm_gpu_table_path's file, else
- * data/gpus.json from the current directory, else next to the executable. */
+ * data/gpus.json (from the current directory or the data folder). */
 static char *gpus_text(char *path, size_t n) {
-    if (*table_path) { snprintf(path, n, "%s", table_path); return slurp(path); }
-    snprintf(path, n, "data/gpus.json");
-    char *t = slurp(path);
-    if (t) return t;
-    char exe[4096];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len <= 0) return NULL;
-    exe[len] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (!slash) return NULL;
-    *slash = '\0';
-    for (int up = 0; up < 3 && !t; up++) {        /* ./pagesim, build/bin/pagesim, build/tests/x */
-        snprintf(path, n, "%s/data/gpus.json", exe);
-        t = slurp(path);
-        if (!(slash = strrchr(exe, '/'))) break;
-        *slash = '\0';
-    }
-    if (!t) snprintf(path, n, "data/gpus.json");
-    return t;
+    snprintf(path, n, "%s", *table_path ? table_path : "data/gpus.json");
+    return slurp(path);
 }
 
 /* The table parsed, its "gpus" list in *list; NULL with err. */
 static cJSON *load_table(const cJSON **list, char *path, size_t n, char *err, size_t errlen) {
     char *text = gpus_text(path, n);
     if (!text) {
-        snprintf(err, errlen, "%s: cannot read the GPU table (set PAGESIM_GPUS or run from the "
-                 "repository root)", path);
+        snprintf(err, errlen, "%s: cannot read the GPU table (set PAGESIM_GPUS, or PAGESIM_DATA / "
+                 "--data-dir to the project's data folder)", path);
         return NULL;
     }
     cJSON *root = cJSON_Parse(text);
@@ -158,6 +145,10 @@ int cm_gpu_find(cm_gpu *g, const char *name_or_size, char *err, size_t errlen) {
     }
     /* a size: the known GPU of nearest memory lends its bandwidth and FLOP/s */
     double bytes = parse_size(name_or_size);
+    if (isinf(bytes) && bytes < 0) {
+        snprintf(err, errlen, "GPU size '%s' is too large (at most 16 TiB)", name_or_size);
+        goto out;
+    }
     if (bytes > 0) {
         double best = INFINITY;
         cm_gpu cand;

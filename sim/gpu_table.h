@@ -27,8 +27,8 @@ int  cm_gpu_find(cm_gpu *g, const char *name_or_size, char *err, size_t errlen);
  * Returns 0, or -1 with err when the table has no such GPU. */
 int  cm_gpu_for_device(cm_gpu *g, const char *device_name, double mem_bytes, char *err, size_t errlen);
 /* Reads the table from path from now on (front ends pass $PAGESIM_GPUS);
- * NULL or "" restores the default: data/gpus.json in the current directory,
- * else next to the executable (up to three levels: ./pagesim, build/bin/x,
- * build/tests/x).  Process-wide; call it before the first lookup. */
+ * NULL or "" restores the default: data/gpus.json, from the current
+ * directory or the data folder (base/file.h: file_set_data_dir).
+ * Process-wide; call it before the first lookup. */
 void cm_gpu_table_path(const char *path);
 #endif

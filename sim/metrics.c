@@ -1,6 +1,7 @@
 /* metrics: step and request records, the summary, and their JSON (see
  * metrics.h).  Touches a file only in met_write_json. */
 #include "sim/metrics.h"
+#include "base/file.h"
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,12 +236,9 @@ void *met_json(const met_summary *s, const met_step *steps, int n_steps,
 int met_write_json(const void *json, const char *path, char *err, size_t errlen) {
     char *txt = cJSON_PrintUnformatted((const cJSON *)json);
     if (!txt) { snprintf(err, errlen, "%s: out of memory printing JSON", path); return -1; }
-    FILE *f = fopen(path, "w");
-    if (!f) { snprintf(err, errlen, "%s: cannot open for writing", path); free(txt); return -1; }
     size_t n = strlen(txt);
-    int bad = fwrite(txt, 1, n, f) != n || fputc('\n', f) == EOF;
-    bad |= fclose(f) != 0;
+    txt[n] = '\n';                                  /* the NUL becomes the closing newline */
+    int rc = file_write_atomic(path, txt, n + 1, err, errlen);
     free(txt);
-    if (bad) { snprintf(err, errlen, "%s: write failed", path); return -1; }
-    return 0;
+    return rc;
 }

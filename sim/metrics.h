@@ -82,6 +82,7 @@ int  met_percentiles(const double *v, int n, met_pct *out);
 void *met_summary_json(const met_summary *s);
 void *met_json(const met_summary *s, const met_step *steps, int n_steps,
                const met_request *reqs, int n_reqs);
-/* Writes a cJSON tree to path.  Returns 0, or -1 with err naming the file. */
+/* Writes a cJSON tree to path atomically (base/file.h: a temporary, then a
+ * rename; a killed run leaves the old file or none).  0, or -1 with err. */
 int  met_write_json(const void *json, const char *path, char *err, size_t errlen);
 #endif

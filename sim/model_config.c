@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +29,12 @@ static int get_int(const cJSON *o, const char *key, int dflt, int *v,
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
     *v = dflt;
     if (!it || cJSON_IsNull(it)) return 0;
-    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
-        it->valuedouble < 0 || it->valuedouble > INT_MAX) {
+    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || it->valuedouble < 0) {
         snprintf(err, errlen, "%s: field '%s' must be a non-negative integer", origin, key);
+        return -1;
+    }
+    if (it->valuedouble > INT_MAX) {
+        snprintf(err, errlen, "%s: field '%s' is %.6g: implausibly large", origin, key, it->valuedouble);
         return -1;
     }
     *v = (int)it->valuedouble;
@@ -243,15 +247,22 @@ static int parse_obj(mc_config *c, const cJSON *o, const char *origin, char *err
         need_pos(o, "num_attention_heads", "n_head", NULL, &c->num_heads, origin, err, errlen) ||
         need_pos(o, "vocab_size", NULL, NULL, &c->vocab_size, origin, err, errlen))
         return -1;
-    if (get_int(o, "num_key_value_heads", c->num_heads, &c->num_kv_heads, origin, err, errlen) < 0 ||
-        get_int(o, "head_dim", c->hidden_size / c->num_heads, &c->head_dim, origin, err, errlen) < 0 ||
+    int kvh = get_int(o, "num_key_value_heads", c->num_heads, &c->num_kv_heads, origin, err, errlen);
+    int hd = kvh < 0 ? -1 : get_int(o, "head_dim", c->hidden_size / c->num_heads, &c->head_dim, origin, err, errlen);
+    if (kvh == 1 && c->num_kv_heads == 0) {        /* given as 0: no KV cache at all, not "the default" */
+        snprintf(err, errlen, "%s: field 'num_key_value_heads' must be positive (got 0)", origin);
+        return -1;
+    }
+    if (hd == 1 && c->head_dim == 0) {             /* null means the default; 0 is an error */
+        snprintf(err, errlen, "%s: field 'head_dim' must be positive (got 0)", origin);
+        return -1;
+    }
+    if (kvh < 0 || hd < 0 ||
         get_int(o, "max_position_embeddings", 0, &c->max_position, origin, err, errlen) < 0 ||
         get_int(o, "sliding_window", 0, &c->sliding_window, origin, err, errlen) < 0 ||
         get_double(o, "rms_norm_eps", 1e-6, &c->rms_eps, origin, err, errlen) < 0 ||
         get_double(o, "rope_theta", 10000.0, &c->rope_theta, origin, err, errlen) < 0)
         return -1;
-    if (c->head_dim == 0) c->head_dim = c->hidden_size / c->num_heads;   /* "head_dim": null/0 */
-    if (c->num_kv_heads == 0) c->num_kv_heads = c->num_heads;
     if (!get_bool(o, "use_sliding_window", 1)) c->sliding_window = 0;
     c->rope_orig_max_pos = c->max_position;
     if (opt) c->rope_kind = MC_ROPE_NONE, c->rope_factor = 1.0;
@@ -375,12 +386,23 @@ int mc_validate(const mc_config *c, char *err, size_t errlen) {
                      "but intermediate_size is missing", o, l);
             return -1;
         }
-    /* guard the int64 arithmetic below against absurd sizes */
-    if (c->hidden_size > (1 << 20) || c->num_layers > 10000 || c->vocab_size > (1 << 24) ||
-        c->head_dim > 65536 || c->num_heads > 65536 || c->intermediate_size > (1 << 22) ||
-        c->moe_intermediate_size > (1 << 22) || c->num_experts > 65536) {
-        snprintf(err, errlen, "%s: sizes are implausibly large", o);
-        return -1;
+    /* guard the int64 arithmetic below against absurd sizes: name the field and its bound */
+    static const struct { const char *key; size_t off; int max; } lim[] = {
+        { "hidden_size", offsetof(mc_config, hidden_size), 1 << 20 },
+        { "num_hidden_layers", offsetof(mc_config, num_layers), 10000 },
+        { "vocab_size", offsetof(mc_config, vocab_size), 1 << 24 },
+        { "head_dim", offsetof(mc_config, head_dim), 65536 },
+        { "num_attention_heads", offsetof(mc_config, num_heads), 65536 },
+        { "intermediate_size", offsetof(mc_config, intermediate_size), 1 << 22 },
+        { "moe_intermediate_size", offsetof(mc_config, moe_intermediate_size), 1 << 22 },
+        { "num_experts", offsetof(mc_config, num_experts), 65536 },
+    };
+    for (size_t i = 0; i < sizeof lim / sizeof *lim; i++) {
+        int v = *(const int *)((const char *)c + lim[i].off);
+        if (v > lim[i].max) {
+            snprintf(err, errlen, "%s: %s %d is implausibly large (at most %d)", o, lim[i].key, v, lim[i].max);
+            return -1;
+        }
     }
     return 0;
 }

@@ -166,7 +166,7 @@ static long model_max_len(const mc_config *c) {
 
 static int check_opts(const mc_config *c, const cm_gpu *g, const plan_opts *o, char *err, size_t errlen) {
     if (!(o->util > 0 && o->util <= 1)) {
-        snprintf(err, errlen, "--util must be in (0, 1] (got %g)", o->util);
+        snprintf(err, errlen, "--gpu-memory-utilization must be in (0, 1] (got %g)", o->util);
         return -1;
     }
     if (o->block_size <= 0 || o->block_size > 4096) {
@@ -174,20 +174,20 @@ static int check_opts(const mc_config *c, const cm_gpu *g, const plan_opts *o, c
         return -1;
     }
     if (o->tp <= 0 || o->tp > 1024 || c->num_heads % o->tp != 0) {
-        snprintf(err, errlen, "--tp %d must be positive and divide the %d attention heads of %s",
+        snprintf(err, errlen, "--tensor-parallel-size %d must be positive and divide the %d attention heads of %s",
                  o->tp, c->num_heads, c->name);
         return -1;
     }
     /* what vLLM (and the engine, engine/tp_shard.c) can split: KV heads split
      * or replicated evenly, MLP widths split evenly */
     if (c->num_kv_heads % o->tp != 0 && o->tp % c->num_kv_heads != 0) {
-        snprintf(err, errlen, "--tp %d and the %d KV heads of %s: one must divide the other",
+        snprintf(err, errlen, "--tensor-parallel-size %d and the %d KV heads of %s: one must divide the other",
                  o->tp, c->num_kv_heads, c->name);
         return -1;
     }
     int width = c->num_experts > 0 ? c->moe_intermediate_size : c->intermediate_size;
     if (width % o->tp != 0 || c->shared_expert_intermediate_size % o->tp != 0) {
-        snprintf(err, errlen, "--tp %d does not divide the MLP width %d of %s", o->tp, width, c->name);
+        snprintf(err, errlen, "--tensor-parallel-size %d does not divide the MLP width %d of %s", o->tp, width, c->name);
         return -1;
     }
     if (o->max_model_len < 0) {
@@ -293,8 +293,8 @@ void plan_write_text(FILE *f, const plan_result *r) {
     if (r->num_blocks <= 0) {
         fprintf(f, "verdict: does not fit: weights %.2f GiB + activations %.2f GiB + non-torch "
                 "%.2f GiB = %.2f GiB, more than the %.2f GiB budget (%.2f GiB x %.2f); nothing is "
-                "left for the KV cache (vLLM: \"# GPU blocks: 0\").  Try a higher --util, a "
-                "smaller --max-model-len, a smaller or quantized model, or more GPUs (--tp).\n",
+                "left for the KV cache (vLLM: \"# GPU blocks: 0\").  Try a higher --gpu-memory-utilization, a "
+                "smaller --max-model-len, a smaller or quantized model, or more GPUs (--tensor-parallel-size).\n",
                 r->weight_bytes / GIB, r->activation_bytes / GIB, r->non_torch_bytes / GIB,
                 need / GIB, r->budget_bytes / GIB, r->total_bytes / GIB, r->util);
     } else if (!r->fits) {

@@ -5,6 +5,7 @@
  * (xoshiro256**), so a seed gives the same requests on every machine.
  * Reads only the trace file it is given. */
 #include "sim/workload.h"
+#include "base/file.h"
 #include "base/rng.h"
 
 #include <cjson/cJSON.h>
@@ -437,7 +438,8 @@ int wl_load_trace(const char *path, wl_request **out, int *n, char *err, size_t 
     *out = NULL;
     *n = 0;
     if (!path || !*path) { snprintf(err, errlen, "no trace file given"); return -1; }
-    FILE *f = fopen(path, "r");
+    char where[4200];
+    FILE *f = fopen(file_data_path(path, where, sizeof where), "r");
     if (!f) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); return -1; }
     req_vec a = { 0 };
     int c;
@@ -479,7 +481,8 @@ int wl_kind_parse(const char *s) {
     if (!strcasecmp(s, "sharegpt")) return WL_SHAREGPT;
     if (!strcasecmp(s, "alpaca")) return WL_ALPACA;
     if (!strcasecmp(s, "fixed")) return WL_FIXED;
-    return access(s, R_OK) == 0 ? WL_TRACE : -1;
+    char where[4200];
+    return access(file_data_path(s, where, sizeof where), R_OK) == 0 ? WL_TRACE : -1;
 }
 
 void wl_stats(const wl_request *r, int n, double *mean_prompt, double *mean_output) {

@@ -246,6 +246,21 @@ static void test_malformed_inputs(void **state) {
     assert_int_equal(u.nwarn, 1);
     assert_non_null(strstr(u.warnings[0], "nocap.csv:2:"));
     bias_universe_free(&u);
+    /* a row cut short (2 of 4 fields) and empty fields: errors naming file and line, never
+     * empty names and sectors flowing into the analysis */
+    put("short.csv", "ticker,name,sector,marketcap\nAAA,Alpha,Technology,1\nBBB,Beta\nCCC,Gamma,Energy,3\n");
+    assert_int_equal(bias_universe_load_tickers(&u, tp("short.csv"), err, sizeof err), -1);
+    assert_non_null(strstr(err, tp("short.csv:3: 2 fields, the header has 4")));
+    put("nosector.csv", "ticker,name,sector,marketcap\nAAA,Alpha,Technology,1\nBBB,Beta,,2\n");
+    assert_int_equal(bias_universe_load_tickers(&u, tp("nosector.csv"), err, sizeof err), -1);
+    assert_non_null(strstr(err, tp("nosector.csv:3: empty sector of BBB")));
+    put("notick.csv", "ticker,name,sector,marketcap\n,Alpha,Technology,1\n");
+    assert_int_equal(bias_universe_load_tickers(&u, tp("notick.csv"), err, sizeof err), -1);
+    assert_non_null(strstr(err, tp("notick.csv:2: empty ticker")));
+    /* a ticker twice: an error naming both lines */
+    put("dup.csv", "ticker,name,sector,marketcap\nAAA,Alpha,Technology,1\nBBB,Beta,Utilities,2\nAAA,Alpha 2,Energy,3\n");
+    assert_int_equal(bias_universe_load_tickers(&u, tp("dup.csv"), err, sizeof err), -1);
+    assert_non_null(strstr(err, tp("dup.csv:4: ticker AAA again (first on line 2)")));
     /* evidence for no ticker at all: an error */
     put("t1.csv", "ticker,name,sector,marketcap\nZZZ,Zeta,Energy,5\n");
     assert_int_equal(bias_universe_load_tickers(&u, tp("t1.csv"), err, sizeof err), 0);

@@ -44,7 +44,7 @@ static pid_t start(const char *dir, int delay_ms) {
         if (!freopen("/dev/null", "w", stdout)) _exit(126);
         execl(bin, bin, "--model-id", "org/" MODEL, "--tickers", tp("tickers.csv"), "--num-sets", "2",
               "--num-trials", "10", "--max-workers", "4", "--seed", "7", "--output-dir", dir, "--quiet",
-              "--no-serving", "--tokenizer", "/nonexistent", "--batch-delay-ms", delay, (char *)NULL);
+              "--no-serving", "--tokenizer", "none", "--batch-delay-ms", delay, (char *)NULL);
         _exit(127);
     }
     return pid;
@@ -126,7 +126,7 @@ static void test_resume_after_sigkill(void **state) {
     same_file(tp("ref"), tp("killed"), MODEL "_att_result.json");
     /* another seed in the same directory is refused, not mixed in */
     snprintf(cmd, sizeof cmd, "%s/labs/bias --model-id org/" MODEL " --tickers %s/tickers.csv --seed 8 "
-             "--output-dir %s/killed --quiet --no-serving --tokenizer /nonexistent > /dev/null 2>&1", tu_bindir(), T, T);
+             "--output-dir %s/killed --quiet --no-serving --tokenizer none > /dev/null 2>&1", tu_bindir(), T, T);
     assert_true(system(cmd) != 0);
 }
 

@@ -77,7 +77,7 @@ static pid_t start(const char *dir, int delay_ms, const char *server_url) {
         if (!freopen(tp("stderr.txt"), "w", stderr)) _exit(126);
         execl(bin, bin, "--server", server_url, "--model-id", "org/" MODEL, "--tickers", tp("tickers.csv"),
               "--num-sets", "2", "--num-trials", "10", "--max-workers", "4", "--seed", "7", "--output-dir", dir,
-              "--quiet", "--tokenizer", "/nonexistent", "--batch-delay-ms", delay, (char *)NULL);
+              "--quiet", "--tokenizer", "none", "--batch-delay-ms", delay, (char *)NULL);
         _exit(127);
     }
     return pid;

@@ -52,12 +52,12 @@ static void test_bad_input(void **st) {
     assert_non_null(strstr(out_buf, "nonsense"));
     assert_int_equal(run("--gpu A100-40GB"), 2);            /* no model */
     assert_non_null(strstr(out_buf, "--model"));
-    assert_int_equal(run("--model build/tmp/none.json --gpu A100-40GB"), 1);
+    assert_int_equal(run("--model build/tmp/none.json --gpu A100-40GB"), 2);   /* bad input: 2 */
     assert_non_null(strstr(out_buf, "build/tmp/none.json"));
-    assert_int_equal(run("--model data/models/opt-13b.json --gpu Z99"), 1);
+    assert_int_equal(run("--model data/models/opt-13b.json --gpu Z99"), 2);
     assert_non_null(strstr(out_buf, "Z99"));
     snprintf(a, sizeof a, "%s --workload nosuchfile.csv", MODEL);
-    assert_int_equal(run(a), 1);
+    assert_int_equal(run(a), 2);
     assert_non_null(strstr(out_buf, "nosuchfile.csv"));
     /* a bad trace row: the file and line are named */
     mkdir("build", 0755); mkdir("build/tmp", 0755);
@@ -66,13 +66,13 @@ static void test_bad_input(void **st) {
     fputs("arrival,prompt_len,output_len\n0,10,5\n0.5,abc,5\n", f);
     fclose(f);
     snprintf(a, sizeof a, "%s --workload build/tmp/bad_trace.csv", MODEL);
-    assert_int_equal(run(a), 1);
+    assert_int_equal(run(a), 2);
     assert_non_null(strstr(out_buf, "bad_trace.csv:3"));
     /* malformed config.json */
     f = fopen("build/tmp/bad_config.json", "w");
     fputs("{\"hidden_size\": 12,", f);
     fclose(f);
-    assert_int_equal(run("--model build/tmp/bad_config.json --gpu A100-40GB"), 1);
+    assert_int_equal(run("--model build/tmp/bad_config.json --gpu A100-40GB"), 2);
     assert_non_null(strstr(out_buf, "bad_config.json"));
 }
 
@@ -102,10 +102,11 @@ static void test_run_json(void **st) {
     assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "config"), "policy")->valuestring,
                         "orca-oracle");
     cJSON_Delete(j);
-    /* an unwritable --json path fails after the run, naming it */
+    /* an unwritable --json path fails before the run (no summary), naming it */
     snprintf(a, sizeof a, "%s --requests 5 --kv-gb 4 --json build/tmp/no/dir/x.json", MODEL);
-    assert_int_equal(run(a), 1);
+    assert_int_equal(run(a), 2);
     assert_non_null(strstr(out_buf, "build/tmp/no/dir/x.json"));
+    assert_null(strstr(out_buf, "requests finished"));
 }
 
 static void test_fig2(void **st) {
@@ -139,7 +140,7 @@ static void test_rate_sweep(void **st) {
     /* one of the paper's settings, with its label */
     assert_int_equal(run("--rate-sweep --setting opt-13b --workload sharegpt --sweep-seconds 200 --quiet"), 0);
     assert_non_null(strstr(out_buf, "OPT-13B, 1 x A100-40GB"));
-    assert_int_equal(run("--rate-sweep --setting opt-7b"), 1);
+    assert_int_equal(run("--rate-sweep --setting opt-7b"), 2);
     assert_non_null(strstr(out_buf, "opt-7b"));
     assert_int_equal(run("--rate-sweep --fig2"), 2);
     assert_int_equal(run("--fig2 --allocator best-fit"), 2);

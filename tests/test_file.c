@@ -9,6 +9,7 @@
 #include "tests/test_util.h"
 #include "base/file.h"
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #define DIR_ "build/tmp/file"
 
@@ -102,6 +103,81 @@ static void test_mkdirs(void **st) {
     assert_int_equal(file_mkdirs(DIR_ "/plain/sub"), -1);    /* a file in the way */
 }
 
+/* data/... paths: from the current directory first, then from the data folder */
+static void test_data_dir(void **st) {
+    (void)st;
+    char err[512] = "", buf[4200];
+    put(DIR_ "/dd/models/only-in-dd.json", "{\"dd\": 1}", 10);
+    put(DIR_ "/dd/gpus.json", "not the repository's", 20);
+    assert_null(file_data_dir());
+    assert_null(file_read_all("data/models/only-in-dd.json", 0, NULL, err, sizeof err));
+    assert_non_null(strstr(err, "data/models/only-in-dd.json: No such file"));
+    file_set_data_dir(DIR_ "/dd/");
+    assert_string_equal(file_data_dir(), DIR_ "/dd");           /* the trailing '/' dropped */
+    char *s = file_read_all("data/models/only-in-dd.json", 0, NULL, err, sizeof err);
+    assert_non_null(s);
+    assert_string_equal(s, "{\"dd\": 1}");
+    free(s);
+    s = file_read_all("data/gpus.json", 0, NULL, err, sizeof err);   /* the current directory's wins */
+    assert_non_null(s);
+    assert_null(strstr(s, "not the repository's"));
+    free(s);
+    assert_string_equal(file_data_path("data/models/only-in-dd.json", buf, sizeof buf),
+                        DIR_ "/dd/models/only-in-dd.json");
+    assert_string_equal(file_data_path("models/only-in-dd.json", buf, sizeof buf), "models/only-in-dd.json");
+    assert_null(file_read_all("data/models/absent.json", 0, NULL, err, sizeof err));
+    assert_non_null(strstr(err, "data/models/absent.json: No such file or directory (nor in the data folder "));
+    file_set_data_dir(NULL);
+    assert_null(file_data_dir());
+    assert_null(file_read_all("data/models/only-in-dd.json", 0, NULL, err, sizeof err));
+}
+
+/* an atomic write: the whole new file or the old one, never a temporary left */
+static void test_write_atomic(void **st) {
+    (void)st;
+    char err[512] = "";
+    assert_int_equal(file_mkdirs(DIR_ "/aw"), 0);
+    assert_int_equal(file_write_atomic(DIR_ "/aw/out.json", "{\"a\": 1}\n", 9, err, sizeof err), 0);
+    char *s = tu_slurp(DIR_ "/aw/out.json");
+    assert_non_null(s);
+    assert_string_equal(s, "{\"a\": 1}\n");
+    free(s);
+    assert_int_equal(file_write_atomic(DIR_ "/aw/out.json", "new", 3, err, sizeof err), 0);
+    s = tu_slurp(DIR_ "/aw/out.json");
+    assert_string_equal(s, "new");
+    free(s);
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, DIR_ "/aw/out.json.tmp.%ld", (long)getpid());
+    assert_int_not_equal(access(tmp, F_OK), 0);
+    /* a folder that is not there: an error naming the temporary, nothing left */
+    assert_int_equal(file_write_atomic(DIR_ "/aw/no/out.json", "x", 1, err, sizeof err), -1);
+    assert_non_null(strstr(err, DIR_ "/aw/no/out.json.tmp."));
+    /* a FIFO (as /dev/stdout): written in place, still a FIFO after */
+    const char *fifo = DIR_ "/aw/fifo";
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {                              /* the reader: exits 0 when it got "piped" */
+        char b[16] = "";
+        FILE *r = fopen(fifo, "rb");
+        size_t n = r ? fread(b, 1, sizeof b - 1, r) : 0;
+        _exit(n == 5 && !memcmp(b, "piped", 5) ? 0 : 1);
+    }
+    assert_int_equal(file_write_atomic(fifo, "piped", 5, err, sizeof err), 0);
+    int ws = 0;
+    assert_int_equal(waitpid(kid, &ws, 0), kid);
+    assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    struct stat sb;
+    assert_int_equal(stat(fifo, &sb), 0);
+    assert_true(S_ISFIFO(sb.st_mode));
+    unlink(fifo);
+    file_atomic_cleanup();                       /* nothing in progress: nothing happens */
+    s = tu_slurp(DIR_ "/aw/out.json");
+    assert_string_equal(s, "new");
+    free(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_small_with_nul),
@@ -109,6 +185,8 @@ int main(void) {
         cmocka_unit_test(test_read_errors_name_the_path),
         cmocka_unit_test(test_read_stream),
         cmocka_unit_test(test_mkdirs),
+        cmocka_unit_test(test_data_dir),
+        cmocka_unit_test(test_write_atomic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -71,10 +71,30 @@ static void test_table_path(void **st) {
     assert_string_equal(g.name, "H100-SXM");
 }
 
+/* a size: the nearest GPU lends its speeds; absurd sizes are refused, not overflowed */
+static void test_sizes(void **st) {
+    (void)st;
+    char err[512];
+    cm_gpu g;
+    assert_int_equal(cm_gpu_find(&g, "24GB", err, sizeof err), 0);
+    assert_true(g.mem_bytes == 24.0 * 1024 * 1024 * 1024);
+    assert_int_equal(cm_gpu_find(&g, "16TiB", err, sizeof err), 0);
+    static const char *const big[] = { "1e30GB", "1e300GB", "17TiB", "1e9TB" };
+    for (int i = 0; i < 4; i++) {
+        err[0] = 0;
+        assert_int_equal(cm_gpu_find(&g, big[i], err, sizeof err), -1);
+        if (!strstr(err, big[i]) || !strstr(err, "too large")) fail_msg("%s: %s", big[i], err);
+        assert_int_equal(g.name[0], 0);
+    }
+    assert_int_equal(cm_gpu_find(&g, "-5GB", err, sizeof err), -1);
+    assert_non_null(strstr(err, "positive"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_device_names),
         cmocka_unit_test(test_table_path),
+        cmocka_unit_test(test_sizes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -298,6 +298,20 @@ static void test_bad_files(void **state) {
     expect_error("{\"model_type\":\"llama\",\"hidden_size\":64,\"num_hidden_layers\":2,"
                  "\"num_attention_heads\":2,\"intermediate_size\":8,\"vocab_size\":10,"
                  "\"rope_scaling\":{\"rope_type\":\"weird\"}}", "rope_scaling", NULL);
+    /* 0 KV heads or a 0 head size given: no KV cache, an error (null still means the default) */
+    expect_error("{\"model_type\":\"llama\",\"hidden_size\":64,\"num_hidden_layers\":2,"
+                 "\"num_attention_heads\":4,\"num_key_value_heads\":0,\"intermediate_size\":8,"
+                 "\"vocab_size\":10}", "num_key_value_heads", "positive");
+    expect_error("{\"model_type\":\"llama\",\"hidden_size\":64,\"num_hidden_layers\":2,"
+                 "\"num_attention_heads\":4,\"head_dim\":0,\"intermediate_size\":8,"
+                 "\"vocab_size\":10}", "head_dim", "positive");
+    /* 10^12 layers: too large, not "not a non-negative integer"; past the model bound: named */
+    expect_error("{\"model_type\":\"llama\",\"hidden_size\":64,\"num_hidden_layers\":1000000000000,"
+                 "\"num_attention_heads\":2,\"intermediate_size\":8,\"vocab_size\":10}",
+                 "num_hidden_layers", "1e+12: implausibly large");
+    expect_error("{\"model_type\":\"llama\",\"hidden_size\":64,\"num_hidden_layers\":20000,"
+                 "\"num_attention_heads\":2,\"intermediate_size\":8,\"vocab_size\":10}",
+                 "num_hidden_layers 20000", "at most 10000");
     /* absent file, directory */
     mc_config c;
     assert_int_equal(mc_load(&c, "build/tmp/no-such-config.json", err, sizeof err), -1);
@@ -310,6 +324,12 @@ static void test_bad_files(void **state) {
                "\"vocab_size\":10}");
     load_ok(&c, "build/tmp/tiny.json");
     assert_string_equal(c.name, "tiny");
+    assert_int_equal(c.head_dim, 32);
+    assert_int_equal(c.num_kv_heads, 2);
+    write_file("build/tmp/tiny_null.json", "{\"model_type\":\"llama\",\"hidden_size\":64,"
+               "\"num_hidden_layers\":2,\"num_attention_heads\":2,\"intermediate_size\":8,"
+               "\"vocab_size\":10,\"head_dim\":null,\"num_key_value_heads\":null}");
+    load_ok(&c, "build/tmp/tiny_null.json");
     assert_int_equal(c.head_dim, 32);
     assert_int_equal(c.num_kv_heads, 2);
 }

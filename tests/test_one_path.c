@@ -4,6 +4,9 @@
  *   - the step loop's internals (loop_step, sched_schedule, sched_postprocess)
  *     called outside sim/: a driver loop of one's own (use sim/driver.h, or
  *     the engine's eng_step / eng_run);
+ *   - sched_add outside sim/ and engine/: arrivals of one's own (push into a
+ *     sim/drv_queue.h that is the driver's source, as the engine and the
+ *     server's mock do);
  *   - the model's forward pass (model_forward, model_sample, model_logprobs,
  *     model_logits) called outside engine/: a request that skips the engine's
  *     scheduler (add a request mode to the engine instead);
@@ -36,6 +39,9 @@ typedef struct rule {
 static const rule k_rules[] = {
     { "the step loop's internals outside sim/ (a driver loop of its own: use sim/driver.h or eng_run)",
       ID "(loop_step|sched_schedule|sched_postprocess)[[:space:]]*\\(", "sim/*" },
+    { "requests handed to the scheduler outside sim/ and engine/ (arrivals are the driver's: push into a "
+      "sim/drv_queue.h that is its source, as the engine does)",
+      ID "sched_add[[:space:]]*\\(", "sim/* engine/*" },
     { "the model's forward pass outside engine/ (a path around the engine's scheduler: add a request mode)",
       ID "(model_forward|model_sample|model_logprobs|model_logits)[[:space:]]*\\(", "engine/*" },
     { "a KV slot's offset in its block outside sim/ (use kv_slot)",
@@ -161,6 +167,8 @@ static void test_rules_flag_the_drift(void **st) {
     assert_int_equal(planted("apps/x/y_main.c", "int rc = loop_step(&l, &info, err, sizeof err);\n"), 1);
     assert_int_equal(planted("serve/x.c", "n = sched_schedule(sc, now, &b, NULL, 0);\n"), 1);
     assert_int_equal(planted("serve/x.c", "sched_postprocess(sc, t, now, -1, &d, &nd, 0, 0, e, n);\n"), 1);
+    assert_int_equal(planted("serve/serve_mock.c", "if (!sched_add(m->sc, r->id, r->prompt, r->prompt_len, 8, 1, 0, 0, r)) {\n"), 1);
+    assert_int_equal(planted("sim/driver.c", "seq *s = sched_add(d->sc, r.id, r.prompt, r.prompt_len, 8, 1, 0, 0, r.user);\n"), 0);
     assert_int_equal(planted("viz/x.c", "int off = pos % kv->block_size, b = tab[(j0 + 16) / cfg.block_size];\n"), 2);
     assert_int_equal(planted("engine/engine.c", "o = p % ( bs);\n"), 1);      /* engine/ outside the kernels */
     /* allowed where the rule says */

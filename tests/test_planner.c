@@ -132,7 +132,7 @@ static void test_kv_per_token(void **state) {
     assert_non_null(strstr(err, "KV heads"));
     o.tp = 8;                                           /* 28 heads do not split over 8 */
     assert_int_equal(plan_compute(&c, &g, &o, &r, err, sizeof err), -1);
-    assert_non_null(strstr(err, "--tp 8"));
+    assert_non_null(strstr(err, "--tensor-parallel-size 8"));
     /* weights split over GPUs; more GPUs, more blocks each */
     plan_result r1, r2;
     o.tp = 1;
@@ -273,7 +273,7 @@ static void test_bad_options(void **state) {
     plan_opts o;
     plan_opts_default(&o); o.util = 0;
     assert_int_equal(plan_compute(&c, &g, &o, &r, err, sizeof err), -1);
-    assert_non_null(strstr(err, "--util"));
+    assert_non_null(strstr(err, "--gpu-memory-utilization"));
     plan_opts_default(&o); o.util = 1.5;
     assert_int_equal(plan_compute(&c, &g, &o, &r, err, sizeof err), -1);
     plan_opts_default(&o); o.block_size = 0;
@@ -281,7 +281,7 @@ static void test_bad_options(void **state) {
     assert_non_null(strstr(err, "--block-size"));
     plan_opts_default(&o); o.tp = 3;                   /* 28 heads */
     assert_int_equal(plan_compute(&c, &g, &o, &r, err, sizeof err), -1);
-    assert_non_null(strstr(err, "--tp"));
+    assert_non_null(strstr(err, "--tensor-parallel-size 3"));
     plan_opts_default(&o); o.max_model_len = -5;
     assert_int_equal(plan_compute(&c, &g, &o, &r, err, sizeof err), -1);
     plan_opts_default(&o); o.max_model_len = 1 << 20; /* beyond 32768 positions */

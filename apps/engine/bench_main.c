@@ -3,8 +3,8 @@
  * benchmark_throughput and nano-vllm's bench.py), and the paged decode
  * attention kernel alone.  Prints the figures and, with --json, writes them.
  *   engine/bench (--model DIR | --dummy-weights CONFIG.json)
- *                [--workload fixed --num-requests N --prompt-len P --output-len O]
- *                [--workload uniform --num-requests N --min-len A --max-len B]
+ *                [--workload fixed --num-prompts N --prompt-len P --output-len O]
+ *                [--workload uniform --num-prompts N --min-len A --max-len B]
  *                [--peak-tflops F --peak-gbps G] [--kv-policy paged|contiguous] ...
  *   engine/bench --dummy-weights CONFIG.json --attention 64:1024,256:4096 [--peak-gbps G]
  *   engine/bench --dummy-weights CONFIG.json --elementwise 8192 [--peak-gbps G]
@@ -42,7 +42,7 @@ static void usage(FILE *f) {
         "  --workload fixed|uniform  fixed: every request --prompt-len P and --output-len O tokens;\n"
         "                            uniform: prompt and output lengths uniform in [--min-len, --max-len]\n"
         "                            (nano-vllm's bench shape)  (default fixed)\n"
-        "  --num-requests N          requests, all submitted at t = 0 (default 1024)\n"
+        "  --num-prompts N           requests, all submitted at t = 0 (default 1024; also --num-requests)\n"
         "  --prompt-len P --output-len O   fixed lengths (default 512, 96)\n"
         "  --min-len A --max-len B   uniform lengths (default 100, 1024)\n"
         "  --seed S                  workload seed (default 0); prompt ids uniform in [0, 10000)\n"
@@ -67,9 +67,11 @@ static void usage(FILE *f) {
         "  --op-profile P.json       predict every step with the operator profile P and report the error\n"
         "  --profile-ops OUT.json    only time this model's operators (GEMMs, attention, per-token kernels,\n"
         "                            sampling, MoE) and the CPU side of a step: a profile for pagesim\n"
-        "  --kv-policy paged|contiguous, --no-prefix-caching, --max-num-batched-tokens N (default 8192),\n"
-        "  --max-num-seqs N (256), --max-model-len N, --block-size N, --gpu-memory-utilization F,\n"
-        "  --num-gpu-blocks N, --dummy-seed S, --tensor-parallel-size N (-tp N): as engine/run\n");
+        "  --kv-policy paged|contiguous, --no-enable-prefix-caching, --max-num-batched-tokens N (default\n"
+        "  8192), --max-num-seqs N (256), --max-model-len N, --block-size N, --gpu-memory-utilization F,\n"
+        "  --num-gpu-blocks N, --dummy-seed S, --tensor-parallel-size N (-tp N), --data-dir DIR,\n"
+        "  --version: as engine/run\n"
+        "Exit status: 0 done, 1 the run failed (the GPU, a write error), 2 bad usage or input.\n");
 }
 
 
@@ -359,11 +361,12 @@ static int run_attention(const mc_config *c, const char *spec, int bs, double pe
 enum { O_HELP = 'h', O_NO_PREFIX = 256, O_MODEL, O_DUMMY, O_WORKLOAD, O_NUM_REQUESTS, O_PROMPT_LEN,
        O_OUTPUT_LEN, O_MIN_LEN, O_MAX_LEN, O_SEED, O_DUMMY_SEED, O_TEMPERATURE, O_SAVE, O_JSON, O_ATTENTION,
        O_ELEMENTWISE, O_PEAK_TFLOPS, O_PEAK_GBPS, O_MOE_LAYER, O_SAVE_ROUTING, O_TRACE, O_STEPS_OUT,
-       O_OP_PROFILE, O_PROFILE_OPS };
+       O_OP_PROFILE, O_PROFILE_OPS, O_ENABLE_PREFIX };
 static const opt_spec k_opts[] = {
-    { "help", O_HELP, OPT_FLAG },                { "no-prefix-caching", O_NO_PREFIX, OPT_FLAG },
+    { "help", O_HELP, OPT_FLAG },                FRONT_PREFIX_ROWS(O_ENABLE_PREFIX, O_NO_PREFIX),
     { "model", O_MODEL, OPT_VALUE },             { "dummy-weights", O_DUMMY, OPT_VALUE },
-    { "workload", O_WORKLOAD, OPT_VALUE },       { "num-requests", O_NUM_REQUESTS, OPT_VALUE },
+    { "workload", O_WORKLOAD, OPT_VALUE },       FRONT_PROMPTS_ROWS(O_NUM_REQUESTS),
+    FRONT_SPECS,
     { "prompt-len", O_PROMPT_LEN, OPT_VALUE },   { "output-len", O_OUTPUT_LEN, OPT_VALUE },
     { "min-len", O_MIN_LEN, OPT_VALUE },         { "max-len", O_MAX_LEN, OPT_VALUE },
     { "seed", O_SEED, OPT_VALUE },               { "dummy-seed", O_DUMMY_SEED, OPT_VALUE },
@@ -423,7 +426,7 @@ static int bench_result(void *ctx, const eng_result *d, char *err, size_t errlen
 }
 
 int main(int argc, char **argv) {
-    cm_gpu_table_path(getenv("PAGESIM_GPUS"));     /* the GPU table: data/gpus.json unless set */
+    front_init(PROG);
     const char *model_dir = NULL, *dummy = NULL, *workload = "fixed", *save = NULL, *json = NULL, *attn = NULL;
     const char *moe = NULL, *save_routing = NULL;
     const char *trace = NULL, *steps_out = NULL, *op_prof = NULL, *prof_out = NULL;
@@ -446,6 +449,7 @@ int main(int argc, char **argv) {
         switch (k) {
         case O_HELP: usage(stdout); return 0;
         case O_NO_PREFIX: cfg.prefix_caching = false; break;
+        case O_ENABLE_PREFIX: cfg.prefix_caching = true; break;
         case O_MODEL: model_dir = v; break;
         case O_DUMMY: dummy = v; break;
         case O_WORKLOAD: workload = v; break;
@@ -472,7 +476,7 @@ int main(int argc, char **argv) {
         case CLI_TP: tp = cli_int(PROG, a, v, 1, 1024); break;
         case OPT_ARG: snprintf(perr, sizeof perr, "unexpected argument '%s'", v); cli_usage_error(PROG, perr);
         case OPT_ERROR: cli_usage_error(PROG, perr);
-        default: cli_model_option(PROG, k, a, v, &cfg.model, &cfg.kv_policy); break;
+        default: if (!front_option(PROG, k, v)) cli_model_option(PROG, k, a, v, &cfg.model, &cfg.kv_policy); break;
         }
     }
     opt_end(&op);
@@ -488,8 +492,12 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/config.json", model_dir ? model_dir : "");
     if (mc_load(&c, dummy ? dummy : path, err, sizeof err) || w_check_config(&c, err, sizeof err)) {
         fprintf(stderr, "engine/bench: %s\n", err);
-        return 1;
+        return FRONT_USAGE;
     }
+    if (front_check_output("--json", json, err, sizeof err) || front_check_output("--save-workload", save, err, sizeof err) ||
+        front_check_output("--steps-out", steps_out, err, sizeof err) || front_check_output("--profile-ops", prof_out, err, sizeof err) ||
+        front_check_output("--save-routing", save_routing, err, sizeof err))
+        cli_usage_error(PROG, err);
     if (prof_out) {
         if (pops_run(&c, model_dir, dummy_seed, &cfg, prof_out, stderr, err, sizeof err)) {
             fprintf(stderr, "engine/bench: %s\n", err);

@@ -85,10 +85,10 @@ void cli_tp_report(FILE *f, const tp_engine *t, const mc_config *c, const model_
     double pw = plan_weight_bytes(c, MC_DTYPE_BF16, N) / 1073741824.0;
     long long pkv = (long long)plan_kv_bytes_per_token(c, MC_DTYPE_BF16, N);
     if (!mem) {
-        fprintf(f, "Per GPU (pagesim plan --tp %d): weights %.3f GiB, KV cache %lld bytes/token\n", N, pw, pkv);
+        fprintf(f, "Per GPU (pagesim plan -tp %d): weights %.3f GiB, KV cache %lld bytes/token\n", N, pw, pkv);
         return;
     }
-    fprintf(f, "Per GPU: weights %.3f GiB, KV cache %zu bytes/token (pagesim plan --tp %d: weights %.3f GiB, "
+    fprintf(f, "Per GPU: weights %.3f GiB, KV cache %zu bytes/token (pagesim plan -tp %d: weights %.3f GiB, "
             "%lld bytes/token); every GPU holds its KV heads of all %ld tokens\n", mem->weights / 1073741824.0,
             mem->kv_bytes_per_token, N, pw, pkv, mem->kv_tokens);
 }

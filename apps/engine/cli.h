@@ -7,6 +7,7 @@
 #ifndef APPS_ENGINE_CLI_H
 #define APPS_ENGINE_CLI_H
 #include <stdio.h>
+#include "apps/common/front.h"
 #include "base/opt.h"
 #include "engine/model.h"
 #include "engine/tp_engine.h"
@@ -23,11 +24,9 @@ enum { CLI_KV_POLICY = 900, CLI_MAX_BATCHED, CLI_MAX_SEQS, CLI_MAX_LEN, CLI_BLOC
     { "block-size", CLI_BLOCK_SIZE, OPT_VALUE }, \
     { "gpu-memory-utilization", CLI_GPU_UTIL, OPT_VALUE }, \
     { "num-gpu-blocks", CLI_NUM_GPU_BLOCKS, OPT_VALUE }
-/* --tensor-parallel-size N and vLLM's -tp N (key CLI_TP, the value 1..1024; a
- * front end keeps tp 0 when the option is not given). */
-#define CLI_TP_SPECS \
-    { "tensor-parallel-size", CLI_TP, OPT_VALUE }, \
-    { "-tp", CLI_TP, OPT_VALUE }
+/* --tensor-parallel-size N and vLLM's -tp N (also --tp; key CLI_TP, the value
+ * 1..1024; a front end keeps tp 0 when the option is not given). */
+#define CLI_TP_SPECS FRONT_TP_ROWS(CLI_TP)
 /* Applies shared option key (value v) to *m or *kp and returns 1; returns 0
  * when key is not one of them.  Exits with 2 on a bad value. */
 int    cli_model_option(const char *prog, int key, const char *name, const char *v, model_opts *m,
@@ -43,7 +42,7 @@ void   cli_tp_check(const char *prog, int tp);
 tp_engine *cli_tp_start(const char *prog, int tp, const model_opts *m);
 /* The memory log's tensor-parallel lines (nothing without t): how rank 0's
  * shard splits c, and its per-GPU weights and KV bytes per token beside
- * `pagesim plan --tp N`'s (sim/planner.h); mem NULL: the plan's alone. */
+ * `pagesim plan -tp N`'s (sim/planner.h); mem NULL: the plan's alone. */
 void   cli_tp_report(FILE *f, const tp_engine *t, const mc_config *c, const model_mem *mem);
 /* Prints "PROG: err" and exits with status 2 (a bad command line). */
 _Noreturn void cli_usage_error(const char *prog, const char *err);

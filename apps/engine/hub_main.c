@@ -12,6 +12,7 @@
 #include "text/chat_template.h"
 #include "hub/hub.h"
 #include "base/file.h"
+#include "apps/common/front.h"
 #include "base/opt.h"
 #include "text/tokenizer.h"
 
@@ -32,14 +33,15 @@ static void usage(FILE *f) {
         "      render a chat prompt with the config's chat_template (and its ids with --tokenizer);\n"
         "      --chat-template: a family (chatml, qwen2.5, qwen3, llama3, llama3.1, gemma), a\n"
         "      tokenizer_config.json or a Jinja file instead\n"
-        "  --help\n");
+        "  --version, --help; every command also takes --data-dir DIR (the project's data folder)\n"
+        "Exit status: 0 done, 1 failed (network, disk, a write error), 2 bad usage or input.\n");
 }
 
 static tok_tokenizer *load_tok(const char *path) {
     char err[1024];
     if (!path) { fprintf(stderr, "engine/hub: --tokenizer FILE is required\n"); exit(2); }
     tok_tokenizer *t = tok_load(path, err, sizeof err);
-    if (!t) { fprintf(stderr, "engine/hub: %s\n", err); exit(1); }
+    if (!t) { fprintf(stderr, "engine/hub: %s\n", err); exit(FRONT_USAGE); }
     return t;
 }
 
@@ -56,7 +58,7 @@ static int cmd_download(int argc, char **argv) {
     static const opt_spec specs[] = {
         { "help", O_HELP, OPT_FLAG },          { "revision", O_REVISION, OPT_VALUE },
         { "include", O_INCLUDE, OPT_VALUE },   { "cache-dir", O_CACHE_DIR, OPT_VALUE },
-        { "quiet", O_QUIET, OPT_FLAG },        { NULL, 0, 0 },
+        { "quiet", O_QUIET, OPT_FLAG },        FRONT_SPECS, { NULL, 0, 0 },
     };
     char cache[1024], snap[4096], err[2048];
     hub_opts o;
@@ -66,6 +68,7 @@ static int cmd_download(int argc, char **argv) {
     if (opt_begin(&p, argc, argv, specs, err, sizeof err)) return bad_usage("download", err);
     while ((k = opt_next(&p, &v, err, sizeof err)) != OPT_END) {
         if (k == O_HELP) { opt_end(&p); usage(stdout); return 0; }
+        else if (front_option("engine/hub", k, v)) continue;
         else if (k == O_REVISION) o.revision = v;
         else if (k == O_INCLUDE && ninc < 64) inc[ninc++] = v;
         else if (k == O_CACHE_DIR) o.cache_dir = v;
@@ -92,7 +95,7 @@ static int cmd_download(int argc, char **argv) {
 static int cmd_encode(int argc, char **argv, int count_only) {
     static const opt_spec specs[] = {
         { "help", O_HELP, OPT_FLAG },          { "tokenizer", O_TOKENIZER, OPT_VALUE },
-        { "add-special", O_ADD_SPECIAL, OPT_FLAG }, { NULL, 0, 0 },
+        { "add-special", O_ADD_SPECIAL, OPT_FLAG }, FRONT_SPECS, { NULL, 0, 0 },
     };
     const char *cmd = count_only ? "count" : "encode";
     const char *tp = NULL, *text = NULL, *v; int flags = 0, k;
@@ -101,6 +104,7 @@ static int cmd_encode(int argc, char **argv, int count_only) {
     if (opt_begin(&p, argc, argv, specs, err, sizeof err)) return bad_usage(cmd, err);
     while ((k = opt_next(&p, &v, err, sizeof err)) != OPT_END) {
         if (k == O_HELP) { opt_end(&p); usage(stdout); return 0; }
+        else if (front_option("engine/hub", k, v)) continue;
         else if (k == O_TOKENIZER) tp = v;
         else if (k == O_ADD_SPECIAL) flags |= TOK_ADD_SPECIAL;
         else if (k == OPT_ARG && !text) text = v;
@@ -131,7 +135,7 @@ static int cmd_encode(int argc, char **argv, int count_only) {
 static int cmd_decode(int argc, char **argv) {
     static const opt_spec specs[] = {
         { "help", O_HELP, OPT_FLAG },          { "tokenizer", O_TOKENIZER, OPT_VALUE },
-        { "skip-special", O_SKIP_SPECIAL, OPT_FLAG }, { NULL, 0, 0 },
+        { "skip-special", O_SKIP_SPECIAL, OPT_FLAG }, FRONT_SPECS, { NULL, 0, 0 },
     };
     const char *tp = NULL, *v; int flags = 0, k, id;
     char err[512];
@@ -141,6 +145,7 @@ static int cmd_decode(int argc, char **argv) {
     if (opt_begin(&p, argc, argv, specs, err, sizeof err)) { free(ids); return bad_usage("decode", err); }
     while ((k = opt_next(&p, &v, err, sizeof err)) != OPT_END) {
         if (k == O_HELP) { opt_end(&p); usage(stdout); free(ids); return 0; }
+        else if (front_option("engine/hub", k, v)) continue;
         else if (k == O_TOKENIZER) tp = v;
         else if (k == O_SKIP_SPECIAL) flags |= TOK_SKIP_SPECIAL;
         else if (k == OPT_ARG && opt_int("a token id", v, 0, 0x7fffffff, &id, err, sizeof err) == 0) ids[n++] = id;
@@ -166,7 +171,7 @@ static int cmd_chat(int argc, char **argv) {
         { "help", O_HELP, OPT_FLAG },                  { "config", O_CONFIG, OPT_VALUE },
         { "chat-template", O_CHAT_TEMPLATE, OPT_VALUE }, { "system", O_SYSTEM, OPT_VALUE },
         { "user", O_USER, OPT_VALUE },                 { "tokenizer", O_TOKENIZER, OPT_VALUE },
-        { "no-thinking", O_NO_THINKING, OPT_FLAG },    { NULL, 0, 0 },
+        { "no-thinking", O_NO_THINKING, OPT_FLAG },    FRONT_SPECS, { NULL, 0, 0 },
     };
     const char *cfg = NULL, *name = NULL, *sys = NULL, *user = NULL, *tp = NULL, *v; int think = -1, k;
     char err[1024];
@@ -174,6 +179,7 @@ static int cmd_chat(int argc, char **argv) {
     if (opt_begin(&p, argc, argv, specs, err, sizeof err)) return bad_usage("chat", err);
     while ((k = opt_next(&p, &v, err, sizeof err)) != OPT_END) {
         if (k == O_HELP) { opt_end(&p); usage(stdout); return 0; }
+        else if (front_option("engine/hub", k, v)) continue;
         else if (k == O_CONFIG) cfg = v;
         else if (k == O_CHAT_TEMPLATE) name = v;
         else if (k == O_SYSTEM) sys = v;
@@ -189,7 +195,7 @@ static int cmd_chat(int argc, char **argv) {
     opt_end(&p);
     if (!user || (!cfg && !name)) { usage(stderr); return 2; }
     chat_tpl *ct = chat_tpl_open(name, cfg, err, sizeof err);
-    if (!ct) { fprintf(stderr, "engine/hub: %s\n", err); return 1; }
+    if (!ct) { fprintf(stderr, "engine/hub: %s\n", err); return FRONT_USAGE; }
     chat_msg m[2]; int n = 0;
     if (sys) m[n++] = (chat_msg){"system", sys};
     m[n++] = (chat_msg){"user", user};
@@ -213,6 +219,8 @@ static int cmd_chat(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    front_init("engine/hub");
+    if (argc >= 2 && !strcmp(argv[1], "--version")) { front_version(stdout, "engine/hub"); return 0; }
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { usage(argc < 2 ? stderr : stdout); return argc < 2 ? 2 : 0; }
     const char *c = argv[1];
     if (!strcmp(c, "download")) return cmd_download(argc - 1, argv + 1);

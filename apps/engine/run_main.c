@@ -43,7 +43,8 @@ static void usage(FILE *f) {
         "  --ignore-eos              generate exactly --max-tokens tokens\n"
         "  --kv-policy paged|contiguous  paged KV blocks (default), or max_model_len slots reserved\n"
         "                            per sequence up front (a static KV cache), same kernels\n"
-        "  --no-prefix-caching       turn automatic prefix caching off (paged)\n"
+        "  --no-enable-prefix-caching  turn automatic prefix caching off (paged; on by default,\n"
+        "                            --enable-prefix-caching)\n"
         "  --dump-logits FILE        write every position's logits (binary, see tests/gpu/compare_hf.py)\n"
         "  --dump-experts FILE       write every step's chosen experts (MoE; engine/model_probe.c)\n"
         "  --max-num-batched-tokens N  tokens per step (default 2048; smaller forces chunked prefill)\n"
@@ -55,7 +56,10 @@ static void usage(FILE *f) {
         "  --tensor-parallel-size N, -tp N  GPUs to shard the model over, one process each, through\n"
         "                            NCCL (default: one GPU without NCCL; 1: one GPU through NCCL)\n"
         "  --dummy-seed S            seed of --dummy-weights (default 0)\n"
-        "  --quiet                   no per-request lines on stderr\n");
+        "  --quiet                   no per-request lines on stderr\n"
+        "  --data-dir DIR            the project's data folder (data/... paths)   --version\n"
+        "Exit status: 0 done, 1 the run failed (the GPU, the weights, a write error), 2 bad usage\n"
+        "or input (options, the config, the tokenizer).\n");
 }
 
 /* What eng_run hands over: each request's result by id, the steps, the tokens. */
@@ -142,11 +146,11 @@ static void print_text(const tok_tokenizer *tok, const int32_t *ids, int n) {
 
 enum { O_HELP = 'h', O_CHAT = 256, O_QUIET, O_IGNORE_EOS, O_NO_PREFIX, O_MODEL, O_DUMMY, O_PROMPT,
        O_PROMPT_IDS, O_TOKENIZER, O_OUTPUT, O_MAX_TOKENS, O_TEMPERATURE, O_TOP_K, O_TOP_P, O_SEED,
-       O_DUMMY_SEED, O_EOS_ID, O_DUMP, O_DUMP_EXPERTS };
+       O_DUMMY_SEED, O_EOS_ID, O_DUMP, O_DUMP_EXPERTS, O_ENABLE_PREFIX };
 static const opt_spec k_opts[] = {
     { "help", O_HELP, OPT_FLAG },               { "chat", O_CHAT, OPT_FLAG },
     { "quiet", O_QUIET, OPT_FLAG },             { "ignore-eos", O_IGNORE_EOS, OPT_FLAG },
-    { "no-prefix-caching", O_NO_PREFIX, OPT_FLAG },
+    FRONT_PREFIX_ROWS(O_ENABLE_PREFIX, O_NO_PREFIX),   FRONT_SPECS,
     { "model", O_MODEL, OPT_VALUE },            { "dummy-weights", O_DUMMY, OPT_VALUE },
     { "prompt", O_PROMPT, OPT_VALUE },          { "prompt-ids", O_PROMPT_IDS, OPT_VALUE },
     { "tokenizer", O_TOKENIZER, OPT_VALUE },    { "output", O_OUTPUT, OPT_VALUE },
@@ -175,6 +179,7 @@ int main(int argc, char **argv) {
     const char *v;
     char perr[256];
     int k;
+    front_init(PROG);
     cli_engine_env(PROG, &cfg.model);
     if (opt_begin(&op, argc, argv, k_opts, perr, sizeof perr)) cli_usage_error(PROG, perr);
     while ((k = opt_next(&op, &v, perr, sizeof perr)) != OPT_END) {
@@ -185,6 +190,7 @@ int main(int argc, char **argv) {
         case O_QUIET: quiet = 1; break;
         case O_IGNORE_EOS: ignore_eos = 1; break;
         case O_NO_PREFIX: cfg.prefix_caching = false; break;
+        case O_ENABLE_PREFIX: cfg.prefix_caching = true; break;
         case O_MODEL: model_dir = v; break;
         case O_DUMMY: dummy = v; break;
         case O_PROMPT: case O_PROMPT_IDS:
@@ -214,7 +220,7 @@ int main(int argc, char **argv) {
         case CLI_TP: tp = cli_int(PROG, a, v, 1, 1024); break;
         case OPT_ARG: snprintf(perr, sizeof perr, "unexpected argument '%s'", v); cli_usage_error(PROG, perr);
         case OPT_ERROR: cli_usage_error(PROG, perr);
-        default: cli_model_option(PROG, k, a, v, &cfg.model, &cfg.kv_policy); break;
+        default: if (!front_option(PROG, k, v)) cli_model_option(PROG, k, a, v, &cfg.model, &cfg.kv_policy); break;
         }
     }
     opt_end(&op);
@@ -230,8 +236,10 @@ int main(int argc, char **argv) {
     tok_tokenizer *tok = NULL;
     if (tok_path && !(tok = tok_load(tok_path, err, sizeof err))) {
         fprintf(stderr, "engine/run: %s\n", err);
-        return 1;
+        return FRONT_USAGE;
     }
+    if (front_check_output("--dump-logits", dump, err, sizeof err) ||
+        front_check_output("--dump-experts", cfg.model.dump_experts, err, sizeof err)) cli_usage_error(PROG, err);
     if (ntext && !tok) { fprintf(stderr, "engine/run: --prompt needs a tokenizer (--tokenizer FILE)\n"); return 2; }
     if (output && strcmp(output, "text") && strcmp(output, "ids")) {
         fprintf(stderr, "engine/run: --output is text or ids\n");
@@ -275,7 +283,7 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/config.json", model_dir ? model_dir : "");
     if (mc_load(&c, dummy ? dummy : path, err, sizeof err) || w_check_config(&c, err, sizeof err)) {
         fprintf(stderr, "engine/run: %s\n", err);
-        return 1;
+        return FRONT_USAGE;
     }
     if (eos_id == -2) eos_id = model_dir ? config_eos(path) : -1;
     if (ignore_eos) eos_id = -1;

@@ -62,7 +62,10 @@ static void usage(FILE *f) {
         "  --tensor-parallel-size N, -tp N  GPUs to shard the model over, one process each, through\n"
         "                            NCCL (default: one GPU without NCCL; 1: one GPU through NCCL)\n"
         "  --verbose                 one log line per request on stderr\n"
-        "  --help                    this text\n");
+        "  --data-dir DIR            the project's data folder (data/... paths)\n"
+        "  --version, --help\n"
+        "Exit status: 0 stopped by a signal after draining, 1 the server failed (the GPU, the port),\n"
+        "2 bad usage or input (options, the model's files, the tokenizer, the chat template).\n");
 }
 
 static void log_line(void *ctx, const char *line) { (void)ctx; fprintf(stderr, "serve: %s\n", line); }
@@ -88,8 +91,7 @@ static const opt_spec k_opts[] = {
     { "served-model-name", O_SERVED_NAME, OPT_VALUE },
     { "chat-template", O_CHAT_TEMPLATE, OPT_VALUE },
     { "tokenizer", O_TOKENIZER, OPT_VALUE },      { "dummy-seed", O_DUMMY_SEED, OPT_VALUE },
-    { "no-enable-prefix-caching", O_NO_PREFIX, OPT_FLAG },
-    { "no-prefix-caching", O_NO_PREFIX, OPT_FLAG },  { "enable-prefix-caching", O_ENABLE_PREFIX, OPT_FLAG },
+    FRONT_PREFIX_ROWS(O_ENABLE_PREFIX, O_NO_PREFIX),  FRONT_SPECS,
     { "token-delay-ms", O_TOKEN_DELAY, OPT_VALUE },
     { "timeout-keep-alive", O_KEEP_ALIVE, OPT_VALUE }, { "shutdown-timeout", O_SHUTDOWN_TIMEOUT, OPT_VALUE },
     CLI_MODEL_SPECS,
@@ -159,6 +161,7 @@ int main(int argc, char **argv) {
     const char *v;
     char perr[256];
     int k;
+    front_init(PROG);
     cli_engine_env(PROG, &bc.eng.model);
     if (opt_begin(&op, argc, argv, k_opts, perr, sizeof perr)) cli_usage_error(PROG, perr);
     while ((k = opt_next(&op, &v, perr, sizeof perr)) != OPT_END) {
@@ -196,7 +199,7 @@ int main(int argc, char **argv) {
         case CLI_TP: tp = cli_int(PROG, a, v, 1, 1024); break;
         case OPT_ARG: snprintf(perr, sizeof perr, "unexpected argument '%s'", v); cli_usage_error(PROG, perr);
         case OPT_ERROR: cli_usage_error(PROG, perr);
-        default: cli_model_option(PROG, k, a, v, &bc.eng.model, &bc.eng.kv_policy); break;
+        default: if (!front_option(PROG, k, v)) cli_model_option(PROG, k, a, v, &bc.eng.model, &bc.eng.kv_policy); break;
         }
     }
     opt_end(&op);
@@ -237,7 +240,7 @@ int main(int argc, char **argv) {
         if (!tpl) {
             fprintf(stderr, "engine/serve: %s; choose one with --chat-template NAME|FILE\n", err);
             be->destroy(be);
-            return 1;
+            return FRONT_USAGE;
         }
         o.chat_template = tpl;
         fprintf(stderr, "engine/serve: chat template %s\n", chat_tpl_name(tpl));

@@ -3,6 +3,7 @@
  * replies from a bias profile, the CUDA engine in process (--real) or a server
  * (--server); also `analyze`, `gen-evidence`, `fit-profile`, `compare`.
  * Only this file prints and exits. */
+#include "apps/common/front.h"
 #include "base/file.h"
 #include "base/opt.h"
 #include "sim/gpu_table.h"
@@ -48,7 +49,8 @@ _Noreturn static void bad_usage(const char *cmd, const char *err) {
 /* The next option of p (its key) or OPT_END; exits on an error or a positional argument. */
 static int next_opt(opt_parser *p, const char *cmd, const char **v) {
     char err[512];
-    int k = opt_next(p, v, err, sizeof err);
+    int k;
+    while (front_option(cmd, k = opt_next(p, v, err, sizeof err), *v)) {}   /* --version, --data-dir */
     if (k == OPT_ARG) { snprintf(err, sizeof err, "unexpected argument '%s'", *v); bad_usage(cmd, err); }
     if (k == OPT_ERROR) bad_usage(cmd, err);
     return k;
@@ -84,7 +86,7 @@ enum { O_HELP = 'h', O_MODEL_ID = 256, O_OUTPUT_DIR, O_REBUILD, O_COMBINED, O_TI
        O_KV_POLICY, O_GPU_UTIL, O_NUM_GPU_BLOCKS, O_MAX_SEQS, O_BLOCK_SIZE, O_NO_PREFIX, O_CHAT_TEMPLATE,
        O_COEFFS, O_NO_COMPARE, O_DUMP_PROMPTS, O_TEMPERATURE, O_TOP_P, O_MAX_TOKENS, O_MAX_WORKERS, O_SEED,
        O_QUAL, O_QUANT, O_PROFILE, O_GPU, O_MODEL_CONFIG, O_TP, O_MAX_LEN, O_MAX_BATCHED, O_TOKENIZER,
-       O_NO_SERVING, O_QUIET, O_BATCH_DELAY, O_TRACE };
+       O_NO_SERVING, O_QUIET, O_BATCH_DELAY, O_TRACE, O_PREFIX };
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -108,13 +110,14 @@ static void usage(FILE *f) {
 "  --evidence-seed N    seed of the generated evidence (1)\n"
 "  --gpu NAME           GPU for the serving simulation (H200)\n"
 "  --model-config FILE  config.json of the served model (" DEFAULT_MODEL_CONFIG ")\n"
-"  --tp N               tensor parallelism (4; with --real the engine's GPUs: one GPU without\n"
-"                       NCCL unless given, N GPUs through NCCL when given; also\n"
-"                       --tensor-parallel-size N, -tp N)\n"
+"  --tensor-parallel-size N, -tp N  tensor parallelism (4; with --real the engine's GPUs:\n"
+"                       one GPU without NCCL unless given, N GPUs through NCCL when given)\n"
 "  --max-model-len N    tokens reserved per request by the contiguous baseline (4096)\n"
 "  --max-num-batched-tokens N  scheduler token budget per step (8192, vLLM V1's server default)\n"
 "  --no-serving         skip the serving simulation (no memory JSON, no figure)\n"
-"  --tokenizer FILE     tokenizer.json for token counts (data/tokenizers/qwen3/tokenizer.json)\n"
+"  --tokenizer FILE     tokenizer.json for token counts (data/tokenizers/qwen3/tokenizer.json;\n"
+"                       one given must load; none: estimate 4 bytes a token, as when the\n"
+"                       default is absent)\n"
 "  --quiet              no progress line\n"
 "  --batch-delay-ms N   pause after every batch (to watch, or test, a kill and resume)\n"
 "Real replies (same outputs and resume; also {model}_att_trace.json and _att_compare.json/.png):\n"
@@ -131,7 +134,7 @@ static void usage(FILE *f) {
 "  --reply-lengths model|profile  profile: each request's max_tokens is the profile's reply length\n"
 "                       (default with --dummy-weights, whose replies would never stop)\n"
 "  --kv-policy paged|contiguous  --gpu-memory-utilization F  --num-gpu-blocks N  --max-num-seqs N\n"
-"  --block-size N  --no-prefix-caching   engine settings\n"
+"  --block-size N  --no-enable-prefix-caching   engine settings\n"
 "  --chat-template NAME|FILE  the prompt's chat template: default the model's own (chat_template of the\n"
 "                       tokenizer_config.json beside the tokenizer), else qwen3; a family (chatml, qwen2.5,\n"
 "                       qwen3, llama3, llama3.1, gemma), a tokenizer_config.json or a Jinja file\n"
@@ -139,7 +142,12 @@ static void usage(FILE *f) {
 "       labs/bias compare --trace FILE [--trace FILE]   redo the comparison (see compare --help)\n"
 "  --dump-prompts FILE  run nothing: write the run's prompts as JSON lines (set, ticker, trial, evidence\n"
 "                       sides, prompt, chat-templated text and its token ids under --tokenizer and\n"
-"                       --chat-template, as --real encodes them)\n");
+"                       --chat-template, as --real encodes them)\n"
+"Every command: --data-dir DIR (the project's data folder: data/... paths are looked up there;\n"
+"else $PAGESIM_DATA, else the data/ beside this program), --version, --help.  A --gpu,\n"
+"--model-config, --tokenizer or --profile given must work, or nothing runs.\n"
+"Exit status: 0 done, 1 the run failed (a server, the engine, a write error), 2 bad usage\n"
+"or input (options, files named, tickers or evidence with errors).\n");
 }
 
 static const char *short_model(const char *id) {
@@ -162,7 +170,7 @@ static int cmd_analyze(int argc, char **argv) {
     static const opt_spec specs[] = {
         { "help", O_HELP, OPT_FLAG },              { "model-id", O_MODEL_ID, OPT_VALUE },
         { "output-dir", O_OUTPUT_DIR, OPT_VALUE }, { "rebuild", O_REBUILD, OPT_FLAG },
-        { "combined", O_COMBINED, OPT_VALUE },      { NULL, 0, 0 },
+        { "combined", O_COMBINED, OPT_VALUE },      FRONT_SPECS, { NULL, 0, 0 },
     };
     const char *cmd = "labs/bias analyze", *v;
     opt_parser op;
@@ -217,7 +225,7 @@ static int cmd_gen_evidence(int argc, char **argv) {
     static const opt_spec specs[] = {
         { "help", O_HELP, OPT_FLAG },                   { "tickers", O_TICKERS, OPT_VALUE },
         { "evidence-seed", O_EVIDENCE_SEED, OPT_VALUE }, { "seed", O_EVIDENCE_SEED, OPT_VALUE },
-        { "out-dir", O_OUT_DIR, OPT_VALUE },             { NULL, 0, 0 },
+        { "out-dir", O_OUT_DIR, OPT_VALUE },             FRONT_SPECS, { NULL, 0, 0 },
     };
     const char *cmd = "labs/bias gen-evidence", *v;
     opt_parser op;
@@ -264,7 +272,7 @@ static int cmd_fit(int argc, char **argv) {
         { "tickers", O_TICKERS, OPT_VALUE },     { "out", O_OUT, OPT_VALUE },
         { "name", O_NAME, OPT_VALUE },           { "habits", O_HABITS, OPT_VALUE },
         { "num-sets", O_NUM_SETS, OPT_VALUE },   { "num-trials", O_NUM_TRIALS, OPT_VALUE },
-        { NULL, 0, 0 },
+        FRONT_SPECS,                             { NULL, 0, 0 },
     };
     const char *cmd = "labs/bias fit-profile", *v;
     opt_parser op;
@@ -371,9 +379,9 @@ static const opt_spec k_run_opts[] = {
     { "model", O_MODEL, OPT_VALUE },                    { "dummy-weights", O_DUMMY, OPT_VALUE },
     { "dummy-seed", O_DUMMY_SEED, OPT_VALUE },          { "decision", O_DECISION, OPT_VALUE },
     { "reply-lengths", O_REPLY_LENGTHS, OPT_VALUE },    { "kv-policy", O_KV_POLICY, OPT_VALUE },
-    { "gpu-memory-utilization", O_GPU_UTIL, OPT_VALUE },{ "num-gpu-blocks", O_NUM_GPU_BLOCKS, OPT_VALUE },
-    { "max-num-seqs", O_MAX_SEQS, OPT_VALUE },          { "block-size", O_BLOCK_SIZE, OPT_VALUE },
-    { "no-prefix-caching", O_NO_PREFIX, OPT_FLAG },     { "chat-template", O_CHAT_TEMPLATE, OPT_VALUE },
+    FRONT_UTIL_ROWS(O_GPU_UTIL),                        FRONT_BLOCKS_ROWS(O_NUM_GPU_BLOCKS),
+    FRONT_SEQS_ROWS(O_MAX_SEQS),                        { "block-size", O_BLOCK_SIZE, OPT_VALUE },
+    FRONT_PREFIX_ROWS(O_PREFIX, O_NO_PREFIX),           { "chat-template", O_CHAT_TEMPLATE, OPT_VALUE },
     { "coeffs", O_COEFFS, OPT_VALUE },                  { "no-compare", O_NO_COMPARE, OPT_FLAG },
     { "dump-prompts", O_DUMP_PROMPTS, OPT_VALUE },      { "model-id", O_MODEL_ID, OPT_VALUE },
     { "temperature", O_TEMPERATURE, OPT_VALUE },        { "top-p", O_TOP_P, OPT_VALUE },
@@ -383,11 +391,11 @@ static const opt_spec k_run_opts[] = {
     { "tickers", O_TICKERS, OPT_VALUE },                { "qual", O_QUAL, OPT_VALUE },
     { "quant", O_QUANT, OPT_VALUE },                    { "profile", O_PROFILE, OPT_VALUE },
     { "evidence-seed", O_EVIDENCE_SEED, OPT_VALUE },    { "gpu", O_GPU, OPT_VALUE },
-    { "model-config", O_MODEL_CONFIG, OPT_VALUE },      { "tp", O_TP, OPT_VALUE },
-    { "tensor-parallel-size", O_TP, OPT_VALUE },        { "-tp", O_TP, OPT_VALUE },
-    { "max-model-len", O_MAX_LEN, OPT_VALUE },          { "max-num-batched-tokens", O_MAX_BATCHED, OPT_VALUE },
+    { "model-config", O_MODEL_CONFIG, OPT_VALUE },      FRONT_TP_ROWS(O_TP),
+    FRONT_MAX_LEN_ROWS(O_MAX_LEN),                      FRONT_BATCHED_ROWS(O_MAX_BATCHED),
     { "tokenizer", O_TOKENIZER, OPT_VALUE },            { "no-serving", O_NO_SERVING, OPT_FLAG },
     { "quiet", O_QUIET, OPT_FLAG },                     { "batch-delay-ms", O_BATCH_DELAY, OPT_VALUE },
+    FRONT_SPECS,
     { NULL, 0, 0 },
 };
 
@@ -429,6 +437,7 @@ static int cmd_run(int argc, char **argv) {
         case O_MAX_SEQS: ro.max_num_seqs = arg_int(cmd, &op, v, 1, 1 << 16); break;
         case O_BLOCK_SIZE: ro.block_size = arg_int(cmd, &op, v, 1, 1024); break;
         case O_NO_PREFIX: ro.prefix_caching = 0; break;
+        case O_PREFIX: ro.prefix_caching = 1; break;
         case O_CHAT_TEMPLATE: ro.chat_template = v; break;
         case O_COEFFS: coeffs = v; break;
         case O_NO_COMPARE: compare = 0; break;
@@ -496,6 +505,29 @@ static int cmd_run(int argc, char **argv) {
     ro.decision_logits = !strcmp(decision, "logits");
     c.model = short_model(c.model_id);
     char err[2048], inputs[8192], srcdesc[1200] = "";
+    /* what the user named must be usable, checked before anything runs: a fallback (the token
+     * estimate, skipping the serving simulation) is for the defaults only */
+    mc_config named_mc;
+    cm_gpu named_gpu;
+    if (ro.tokenizer && bias_tokens_check(err, sizeof err)) {
+        fprintf(stderr, "labs/bias: %s\n", err);
+        return FRONT_USAGE;
+    }
+    if ((gpu_given && cm_gpu_find(&named_gpu, sc.gpu, err, sizeof err)) ||
+        (mc_given && mc_load(&named_mc, sc.model_config, err, sizeof err))) {
+        fprintf(stderr, "labs/bias: %s %s: %s\n", gpu_given && !named_gpu.name[0] ? "--gpu" : "--model-config",
+                gpu_given && !named_gpu.name[0] ? sc.gpu : sc.model_config, err);
+        return FRONT_USAGE;
+    }
+    if (serving && !real && !dump && (gpu_given || mc_given || tp_given) && bias_serving_check(&sc, err, sizeof err)) {
+        fprintf(stderr, "labs/bias: the serving simulation cannot run as asked: %s (--no-serving skips it)\n", err);
+        return FRONT_USAGE;
+    }
+    if (front_check_output("--dump-prompts", dump, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); return FRONT_USAGE; }
+    if (!dump && file_mkdirs(c.output_dir)) {
+        fprintf(stderr, "labs/bias: --output-dir %s: %s\n", c.output_dir, strerror(errno));
+        return FRONT_USAGE;
+    }
     if (real)
         snprintf(srcdesc, sizeof srcdesc, " source=engine weights=%s%s seed=%llu decision=%s lengths=%s kv=%s",
                  ro.dummy_config ? "dummy:" : "", ro.dummy_config ? ro.dummy_config : ro.model,
@@ -539,10 +571,14 @@ static int cmd_run(int argc, char **argv) {
     bias_trace trace;
     bias_trace_init(&trace, real ? "engine" : "server");
     int rc = 1;
-    if (bias_universe_load_tickers(&u, tickers, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); bias_trace_free(&trace); return 1; }
+    if (bias_universe_load_tickers(&u, tickers, err, sizeof err)) {
+        fprintf(stderr, "labs/bias: %s\n", err); bias_trace_free(&trace); tp_engine_stop(tpe); return FRONT_USAGE;
+    }
     if (qual ? bias_universe_attach_evidence(&u, qual, quant, err, sizeof err)
              : bias_evidence_generate(&u, evseed, err, sizeof err)) {
-        fprintf(stderr, "labs/bias: %s\n", err); print_warnings(&u); bias_universe_free(&u); bias_trace_free(&trace); return 1;
+        fprintf(stderr, "labs/bias: %s\n", err); print_warnings(&u); bias_universe_free(&u); bias_trace_free(&trace);
+        tp_engine_stop(tpe);
+        return FRONT_USAGE;
     }
     print_warnings(&u);
     if (dump) {
@@ -553,7 +589,7 @@ static int cmd_run(int argc, char **argv) {
         bias_universe_free(&u); bias_trace_free(&trace);
         return nd < 0;
     }
-    if (bias_profile_load(&p, profile, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
+    if (bias_profile_load(&p, profile, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); rc = FRONT_USAGE; goto out; }
     if (bias_profile_source(&sim, &p, &u, c.seed, c.temperature, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
     bias_sampling samp = { c.temperature, c.top_p, c.max_tokens, c.seed, use_profile_lengths ? &sim : NULL };
     char info[2048] = "";
@@ -581,7 +617,7 @@ static int cmd_run(int argc, char **argv) {
     if (tpe && mc_load(&tpc, trace.model_config, err, sizeof err) == 0) {   /* the memory lines above are rank 0's */
         char line[1024];
         tp_engine_describe(tpe, &tpc, line, sizeof line);
-        printf("%s\nPer GPU (pagesim plan --tp %d): weights %.3f GiB, KV cache %lld bytes/token\n", line, sc.tp,
+        printf("%s\nPer GPU (pagesim plan -tp %d): weights %.3f GiB, KV cache %lld bytes/token\n", line, sc.tp,
                plan_weight_bytes(&tpc, MC_DTYPE_BF16, sc.tp) / 1073741824.0,
                (long long)plan_kv_bytes_per_token(&tpc, MC_DTYPE_BF16, sc.tp));
     }
@@ -692,8 +728,8 @@ static int cmd_compare(int argc, char **argv) {
         { "help", O_HELP, OPT_FLAG },            { "trace", O_TRACE, OPT_VALUE },
         { "model-id", O_MODEL_ID, OPT_VALUE },   { "output-dir", O_OUTPUT_DIR, OPT_VALUE },
         { "gpu", O_GPU, OPT_VALUE },             { "model-config", O_MODEL_CONFIG, OPT_VALUE },
-        { "coeffs", O_COEFFS, OPT_VALUE },       { "tp", O_TP, OPT_VALUE },
-        { NULL, 0, 0 },
+        { "coeffs", O_COEFFS, OPT_VALUE },       FRONT_TP_ROWS(O_TP),
+        FRONT_SPECS,                             { NULL, 0, 0 },
     };
     const char *cmd = "labs/bias compare", *v;
     opt_parser op;
@@ -748,7 +784,7 @@ out:
 }
 
 int main(int argc, char **argv) {
-    cm_gpu_table_path(getenv("PAGESIM_GPUS"));     /* the GPU table: data/gpus.json unless set */
+    front_init("labs/bias");
     if (argc > 1 && !strcmp(argv[1], "analyze")) return cmd_analyze(argc - 1, argv + 1);
     if (argc > 1 && !strcmp(argv[1], "gen-evidence")) return cmd_gen_evidence(argc - 1, argv + 1);
     if (argc > 1 && !strcmp(argv[1], "fit-profile")) return cmd_fit(argc - 1, argv + 1);

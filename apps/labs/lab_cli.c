@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 #include "base/clock.h"
+#include "apps/common/front.h"
+#include "base/file.h"
 #include "base/opt.h"
 #include "labs/lab.h"
 #include "labs/lab_grade.h"
@@ -61,7 +63,11 @@ static void usage(const lab_def *d, FILE *f) {
           "                  answers are off and where to look (exit 0: all right, 1: not all)\n"
           "  --real          repeat the central measurement on the GPU engine (needs a GPU build)\n"
           "  --quiet         print only the files written (or the marks)\n"
-          "  -h, --help      this help\n\n", f);
+          "  --data-dir DIR  the project's data folder (else $PAGESIM_DATA, else the data/\n"
+          "                  beside this program: the lab runs from any directory)\n"
+          "  --version, -h, --help\n"
+          "Exit status: 0 done (--check: all right), 1 the run failed (--check: answers\n"
+          "wrong or missing), 2 bad usage or input.\n\n", f);
     char line[1024];
     if (d->seed_note) { snprintf(line, sizeof line, "What --seed changes: %s.", d->seed_note); print_wrapped(f, line, 78, 0, 2); }
     snprintf(line, sizeof line, "Time in class: about %d minutes.  Concepts: %s.", d->minutes, d->concepts ? d->concepts : "-");
@@ -75,7 +81,7 @@ static int parse(const lab_def *d, int argc, char **argv, cli_opts *o) {
     static const opt_spec opts[] = {
         { "seed", 's', OPT_VALUE },   { "out", 'o', OPT_VALUE },   { "teacher", 't', OPT_FLAG },
         { "check", 'c', OPT_VALUE },  { "real", 'r', OPT_FLAG },   { "quiet", 'q', OPT_FLAG },
-        { "help", 'h', OPT_FLAG },    { NULL, 0, 0 },
+        { "help", 'h', OPT_FLAG },    FRONT_SPECS,                 { NULL, 0, 0 },
     };
     memset(o, 0, sizeof *o);
     o->seed = 1;
@@ -85,6 +91,9 @@ static int parse(const lab_def *d, int argc, char **argv, cli_opts *o) {
     int c, rc = 0;
     if (opt_begin(&p, argc, argv, opts, err, sizeof err)) rc = 2;
     while (rc == 0 && (c = opt_next(&p, &v, err, sizeof err)) != OPT_END) {
+        char prog[96];
+        snprintf(prog, sizeof prog, "labs/%s", d->name);
+        if (front_option(prog, c, v)) continue;
         switch (c) {
         case 's':
             if (opt_u64(opt_name(&p), v, &o->seed, err, sizeof err)) rc = 2;
@@ -105,12 +114,12 @@ static int parse(const lab_def *d, int argc, char **argv, cli_opts *o) {
     return rc;
 }
 
-/* An error, with a hint when the data folder is not where the lab runs. */
+/* An error, with a hint when the data folder was not found. */
 static void print_error(const lab_def *d, const char *what, const char *err) {
     fprintf(stderr, "labs/%s%s: %s\n", d->name, what, err);
-    if (strstr(err, "data/") && access("data/gpus.json", R_OK) != 0)
-        fprintf(stderr, "labs/%s: run it from the pagesim folder (it reads data/models and data/gpus.json)\n",
-                d->name);
+    if (strstr(err, "data/") && !file_data_dir() && access("data/gpus.json", R_OK) != 0)
+        fprintf(stderr, "labs/%s: the project's data folder was not found: give --data-dir DIR (or set "
+                "PAGESIM_DATA)\n", d->name);
 }
 
 static int check(const lab_def *d, cli_opts *o) {
@@ -171,6 +180,9 @@ static void print_headlines(const lab *L) {
 }
 
 int lab_cli_main(const lab_def *d, int argc, char **argv) {
+    static char prog[96];
+    snprintf(prog, sizeof prog, "labs/%s", d->name);
+    front_init(prog);
     cli_opts o;
     int pr = parse(d, argc, argv, &o);
     if (pr == 1) { usage(d, stdout); return 0; }

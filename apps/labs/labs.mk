@@ -4,6 +4,6 @@
 LAB_NAMES := paging blocksize planning sharing preemption prefix batching bias-sheet
 LAB_BINS  := $(LAB_NAMES:%=$(BINDIR)/labs/%)
 BINS += $(LAB_BINS)
-$(LAB_BINS): $(BINDIR)/labs/%: $(BUILD)/apps/labs/%_main.o $(BUILD)/apps/labs/lab_cli.o $(LIBS)
+$(LAB_BINS): $(BINDIR)/labs/%: $(BUILD)/apps/labs/%_main.o $(BUILD)/apps/labs/lab_cli.o $(BUILD)/apps/common/front.o $(LIBS)
 	@mkdir -p $(@D)
 	$(LINK)

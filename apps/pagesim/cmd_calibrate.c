@@ -7,6 +7,7 @@
 #include <string.h>
 #include "sim/calibrate.h"
 #include "apps/pagesim/commands.h"
+#include "apps/common/front.h"
 #include "base/opt.h"
 #include "sim/cost_model.h"
 #include "sim/model_config.h"
@@ -23,14 +24,16 @@ static void usage(FILE *f) {
           "                    (attn_pairs optional)\n"
           "  --model FILE      the model's config.json\n"
           "  --gpu NAME        the GPU the steps ran on (data/gpus.json)\n"
-          "  --tp N            tensor-parallel GPUs (1)\n"
+          "  --tensor-parallel-size N, -tp N   tensor-parallel GPUs (1)\n"
           "  --dtype D         weights dtype bf16|fp16|fp32|awq4 (the config's)\n"
           "  --out FILE        write the coefficients there (default: stdout)\n"
           "  --op-profile P    fit nothing: how well the operator profile P (engine/bench\n"
           "                    --profile-ops) predicts the measured steps, beside the roofline\n"
-          "  -h, --help        this help\n"
+          "  --data-dir DIR    the project's data folder (data/... paths)\n"
+          "  --version, -h, --help\n"
           "\n"
-          "The coefficients file is read back by the simulator (cm_coeffs_load).\n", f);
+          "The coefficients file is read back by the simulator (cm_coeffs_load).\n"
+          "Exit status: 0 done, 1 the output could not be written, 2 bad usage or input.\n", f);
 }
 
 enum { O_HELP = 'h', O_MEASURED = 256, O_MODEL, O_GPU, O_OUT, O_DTYPE, O_TP, O_OP_PROFILE };
@@ -38,7 +41,8 @@ static const opt_spec k_opts[] = {
     { "help", O_HELP, OPT_FLAG },          { "measured", O_MEASURED, OPT_VALUE },
     { "model", O_MODEL, OPT_VALUE },       { "gpu", O_GPU, OPT_VALUE },
     { "out", O_OUT, OPT_VALUE },           { "dtype", O_DTYPE, OPT_VALUE },
-    { "tp", O_TP, OPT_VALUE },             { "op-profile", O_OP_PROFILE, OPT_VALUE },
+    FRONT_TP_ROWS(O_TP),                   { "op-profile", O_OP_PROFILE, OPT_VALUE },
+    FRONT_SPECS,
     { NULL, 0, 0 },
 };
 
@@ -50,6 +54,7 @@ int pagesim_cmd_calibrate(int argc, char **argv) {
     const char *v;
     if (opt_begin(&p, argc, argv, k_opts, err, sizeof err)) return pagesim_bad_usage("pagesim calibrate", err);
     while (!bad && (k = opt_next(&p, &v, err, sizeof err)) != OPT_END) {
+        if (front_option("pagesim calibrate", k, v)) continue;
         switch (k) {
         case O_HELP: opt_end(&p); usage(stdout); return 0;
         case O_MEASURED: measured = v; break;
@@ -124,6 +129,7 @@ int pagesim_cmd_calibrate(int argc, char **argv) {
     if (out) {
         if (cm_coeffs_save(&rep.k, out, err, sizeof err) < 0) {
             fprintf(stderr, "pagesim calibrate: %s\n", err);
+            rc = FRONT_FAIL;
             goto done;
         }
         fprintf(r, "wrote %s\n", out);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "apps/pagesim/commands.h"
+#include "apps/common/front.h"
 #include "base/opt.h"
 #include "sim/cost_model.h"
 #include "sim/model_config.h"
@@ -20,10 +21,10 @@ static void usage(FILE *f) {
           "  --model FILE               a Hugging Face config.json (data/models/*.json)\n"
           "  --gpu NAME|SIZE            a GPU of data/gpus.json (H100-SXM, H200, A100-40GB,\n"
           "                             A100-80GB, L4, RTX-4070, RTX-4090, ...) or a size (24GB)\n"
-          "  --util F                   gpu_memory_utilization, (0, 1] (0.9)\n"
+          "  --gpu-memory-utilization F (0, 1] (0.9)\n"
           "  --max-model-len N          tokens per request (the model's max positions)\n"
           "  --dtype bf16|fp16|fp32|awq4  weights dtype (the config's; AWQ when quantized)\n"
-          "  --tp N                     tensor-parallel GPUs (1)\n"
+          "  --tensor-parallel-size N, -tp N  tensor-parallel GPUs (1)\n"
           "  --block-size N             tokens per KV block (16)\n"
           "  --max-num-seqs N           sequences in the profile run (256)\n"
           "  --max-num-batched-tokens N tokens in the profile run (as vLLM V0:\n"
@@ -32,17 +33,19 @@ static void usage(FILE *f) {
           "                             profiles 2048 or 8192)\n"
           "  --swap-space GIB           CPU swap space per GPU for \"# CPU blocks\" (4)\n"
           "  --json                     print the plan as JSON\n"
-          "  -h, --help                 this help\n"
+          "  --data-dir DIR             the project's data folder (data/... paths)\n"
+          "  --version, -h, --help\n"
+          "  (older names accepted: --util, --tp, --swap-gb, --max-len, --max-batched-tokens)\n"
           "\n"
           "The activation peak and non-torch memory are estimates from the model's shape\n"
           "(sim/planner.c lists the constants); vLLM measures them, so expect its numbers\n"
           "to differ by a few hundred MiB.\n"
           "\n"
-          "Exit status: 0 when one max-model-len request fits, 1 when it does not fit,\n"
-          "2 on bad input.\n"
+          "Exit status: 0 when one max-model-len request fits, 1 when it does not fit (or\n"
+          "the output could not be written), 2 on bad usage or input.\n"
           "\n"
           "example: pagesim plan --model data/models/qwen2.5-7b-instruct-awq.json --gpu RTX-4070 \\\n"
-          "             --max-model-len 6144 --util 0.92\n", f);
+          "             --max-model-len 6144 --gpu-memory-utilization 0.92\n", f);
 }
 
 enum { O_HELP = 'h', O_JSON = 256, O_MODEL, O_GPU, O_UTIL, O_MAX_LEN, O_TP, O_BLOCK_SIZE, O_MAX_SEQS,
@@ -50,11 +53,11 @@ enum { O_HELP = 'h', O_JSON = 256, O_MODEL, O_GPU, O_UTIL, O_MAX_LEN, O_TP, O_BL
 static const opt_spec k_opts[] = {
     { "help", O_HELP, OPT_FLAG },          { "json", O_JSON, OPT_FLAG },
     { "model", O_MODEL, OPT_VALUE },       { "gpu", O_GPU, OPT_VALUE },
-    { "util", O_UTIL, OPT_VALUE },         { "max-model-len", O_MAX_LEN, OPT_VALUE },
-    { "tp", O_TP, OPT_VALUE },             { "block-size", O_BLOCK_SIZE, OPT_VALUE },
-    { "max-num-seqs", O_MAX_SEQS, OPT_VALUE },
-    { "max-num-batched-tokens", O_MAX_BATCHED, OPT_VALUE },
-    { "swap-space", O_SWAP, OPT_VALUE },   { "dtype", O_DTYPE, OPT_VALUE },
+    FRONT_UTIL_ROWS(O_UTIL),               FRONT_MAX_LEN_ROWS(O_MAX_LEN),
+    FRONT_TP_ROWS(O_TP),                   { "block-size", O_BLOCK_SIZE, OPT_VALUE },
+    FRONT_SEQS_ROWS(O_MAX_SEQS),           FRONT_BATCHED_ROWS(O_MAX_BATCHED),
+    FRONT_SWAP_ROWS(O_SWAP),               { "dtype", O_DTYPE, OPT_VALUE },
+    FRONT_SPECS,
     { NULL, 0, 0 },
 };
 
@@ -67,6 +70,7 @@ static int parse_args(int argc, char **argv, plan_opts *o, const char **model, c
     if (opt_begin(&p, argc, argv, k_opts, err, n)) return -1;
     while (rc == 0 && (k = opt_next(&p, &v, err, n)) != OPT_END) {
         const char *name = opt_name(&p);
+        if (front_option("pagesim plan", k, v)) continue;
         switch (k) {
         case O_HELP: rc = 1; break;
         case O_JSON: *json = 1; break;
@@ -104,7 +108,7 @@ int pagesim_cmd_plan(int argc, char **argv) {
     if (pr < 0) return pagesim_bad_usage("pagesim plan", err);
     if (!model || !gpu) {
         fprintf(stderr, "pagesim plan: --model and --gpu are required (see --help)\n");
-        return 2;
+        return FRONT_USAGE;
     }
     mc_config cfg;
     cm_gpu g;
@@ -112,7 +116,7 @@ int pagesim_cmd_plan(int argc, char **argv) {
     if (mc_load(&cfg, model, err, sizeof err) < 0 || cm_gpu_find(&g, gpu, err, sizeof err) < 0 ||
         plan_compute(&cfg, &g, &o, &r, err, sizeof err) < 0) {
         fprintf(stderr, "pagesim plan: %s\n", err);
-        return 2;
+        return FRONT_USAGE;
     }
     if (json) plan_write_json(stdout, &r);
     else plan_write_text(stdout, &r);

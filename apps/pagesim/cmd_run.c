@@ -13,6 +13,9 @@
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include "apps/pagesim/commands.h"
+#include "apps/common/front.h"
+#include "base/clock.h"
+#include "base/file.h"
 #include "base/opt.h"
 #include "sim/simulate.h"
 #include "sim/planner.h"
@@ -24,6 +27,7 @@
 #include "sim/rate_sweep.h"
 #include "sim/op_profile.h"
 #include "viz/charts.h"
+#include "viz/export.h"
 
 typedef struct run_opts {
     const char *workload, *model_path, *gpu, *json, *policy, *plot, *allocator, *setting, *op_profile;
@@ -48,7 +52,7 @@ static void usage(FILE *f) {
           "workload:\n"
           "  --workload W          sharegpt, alpaca, fixed, or a trace file (CSV/JSONL:\n"
           "                        arrival,prompt_len,output_len[,n,beam])  [sharegpt]\n"
-          "  --requests N          number of requests [1000; --fig2: 7200; a trace: all]\n"
+          "  --num-prompts N       number of requests [1000; --fig2: 7200; a trace: all]\n"
           "  --rate R              Poisson arrivals, requests/s; 0 = all at t=0 [0]\n"
           "  --prompt-len P --output-len O   lengths of --workload fixed [512 128]\n"
           "  --n N                 parallel samples per request [1]\n"
@@ -58,10 +62,10 @@ static void usage(FILE *f) {
           "  --model CONFIG.json   Hugging Face config.json (data/models/*.json)\n"
           "  --gpu NAME            H100-SXM, H200, A100-40GB, A100-80GB, L4, RTX-4070,\n"
           "                        RTX-4090, or a size like 24GB\n"
-          "  --tp N                tensor-parallel GPUs [1]\n"
-          "  --num-blocks N        KV blocks (else from --kv-gb, else the memory planner)\n"
+          "  --tensor-parallel-size N, -tp N   tensor-parallel GPUs [1]\n"
+          "  --num-gpu-blocks N    KV blocks (else from --kv-gb, else the memory planner)\n"
           "  --kv-gb G             KV cache size in GB (10^9 bytes)\n"
-          "  --util U              gpu_memory_utilization for the planner [0.9]\n"
+          "  --gpu-memory-utilization U   for the planner [0.9]\n"
           "  --block-size B        tokens per block [16]\n"
           "  --max-model-len L     longest request (clips outputs) [2048]\n"
           "  --op-profile P        step times from operator timings (engine/bench --profile-ops):\n"
@@ -76,9 +80,11 @@ static void usage(FILE *f) {
           "  --max-num-batched-tokens N   token budget per step [2048]\n"
           "  --no-chunked-prefill  run each prompt whole\n"
           "  --preempt recompute|swap     [recompute]\n"
-          "  --swap-gb G           CPU swap space for --preempt swap [4]\n"
+          "  --swap-space GIB      CPU swap space for --preempt swap [4]\n"
           "  --static-batching     a new batch only when the last has finished\n"
-          "  --prefix-caching      automatic prefix caching (paged)\n"
+          "  --enable-prefix-caching, --no-enable-prefix-caching   automatic prefix\n"
+          "                        caching (paged) [on, as vLLM; --fig2, --rate-sweep: off,\n"
+          "                        as the paper's vLLM]\n"
           "output:\n"
           "  --plot FILE           charts (.png/.svg/.pdf): pool use and waste over time,\n"
           "                        and the waste breakdown as bars (with --fig2: Figure 2)\n"
@@ -87,6 +93,9 @@ static void usage(FILE *f) {
           "  --usage-every K       sample the pool every K steps [auto: 1 per 2048 blocks]\n"
           "  --check               verify the KV cache invariants after every step (slow)\n"
           "  --quiet               no progress on stderr\n"
+          "  --data-dir DIR        the project's data folder [$PAGESIM_DATA, else the data/\n"
+          "                        beside this program]; data/... paths are looked up there\n"
+          "  --version, -h/--help\n"
           "reproductions:\n"
           "  --fig2                Figure 2, all four categories against the paper: OPT-13B,\n"
           "                        A100-40GB, 12 GiB of KV cache, ShareGPT at 2 req/s for an\n"
@@ -98,7 +107,11 @@ static void usage(FILE *f) {
           "                        ShareGPT and Alpaca, next to the paper's gains; or one of\n"
           "                        them (--setting NAME, --workload W), or --model/--gpu/--tp\n"
           "                        with its pool; each run serves rate x --sweep-seconds\n"
-          "                        requests [the paper's traces: 3600 s, 900 s for OPT-175B]\n", f);
+          "                        requests [the paper's traces: 3600 s, 900 s for OPT-175B]\n"
+          "\n"
+          "Older names are accepted too: --requests, --num-requests, --num-blocks, --util,\n"
+          "--swap-gb, --tp, --prefix-caching, --no-prefix-caching, --max-batched-tokens.\n"
+          "Exit status: 0 done, 1 the run failed (or a write error), 2 bad usage or input.\n", f);
 }
 
 /* ---- argument parsing --------------------------------------------------------- */
@@ -106,24 +119,24 @@ enum { O_HELP = 'h', O_WORKLOAD = 256, O_MODEL, O_GPU, O_JSON, O_PLOT, O_POLICY,
        O_BLOCK_SIZE, O_NUM_BLOCKS, O_KV_GB, O_UTIL, O_SWAP_GB, O_MAX_SEQS, O_MAX_BATCHED, O_MAX_LEN,
        O_N, O_BEAM, O_TP, O_PROMPT_LEN, O_OUTPUT_LEN, O_USAGE_EVERY, O_SWEEP_SECONDS, O_MAX_NORM,
        O_SEED, O_PREEMPT, O_STATIC, O_PREFIX, O_NO_CHUNKED, O_STEPS, O_NO_STEPS, O_CHECK, O_QUIET,
-       O_FIG2, O_SWEEP, O_SETTING, O_OP_PROFILE, O_ALLOCATOR };
+       O_FIG2, O_SWEEP, O_SETTING, O_OP_PROFILE, O_ALLOCATOR, O_NO_PREFIX };
 static const opt_spec k_opts[] = {
-    { "help", O_HELP, OPT_FLAG },
+    { "help", O_HELP, OPT_FLAG },               FRONT_SPECS,
     { "workload", O_WORKLOAD, OPT_VALUE },      { "model", O_MODEL, OPT_VALUE },
     { "gpu", O_GPU, OPT_VALUE },                { "json", O_JSON, OPT_VALUE },
     { "plot", O_PLOT, OPT_VALUE },              { "policy", O_POLICY, OPT_VALUE },
-    { "requests", O_REQUESTS, OPT_VALUE },      { "rate", O_RATE, OPT_VALUE },
-    { "block-size", O_BLOCK_SIZE, OPT_VALUE },  { "num-blocks", O_NUM_BLOCKS, OPT_VALUE },
-    { "kv-gb", O_KV_GB, OPT_VALUE },            { "util", O_UTIL, OPT_VALUE },
-    { "swap-gb", O_SWAP_GB, OPT_VALUE },        { "max-num-seqs", O_MAX_SEQS, OPT_VALUE },
-    { "max-num-batched-tokens", O_MAX_BATCHED, OPT_VALUE },
-    { "max-model-len", O_MAX_LEN, OPT_VALUE },  { "n", O_N, OPT_VALUE },
-    { "beam", O_BEAM, OPT_VALUE },              { "tp", O_TP, OPT_VALUE },
+    FRONT_PROMPTS_ROWS(O_REQUESTS),             { "rate", O_RATE, OPT_VALUE },
+    { "block-size", O_BLOCK_SIZE, OPT_VALUE },  FRONT_BLOCKS_ROWS(O_NUM_BLOCKS),
+    { "kv-gb", O_KV_GB, OPT_VALUE },            FRONT_UTIL_ROWS(O_UTIL),
+    FRONT_SWAP_ROWS(O_SWAP_GB),                 FRONT_SEQS_ROWS(O_MAX_SEQS),
+    FRONT_BATCHED_ROWS(O_MAX_BATCHED),          FRONT_MAX_LEN_ROWS(O_MAX_LEN),
+    { "n", O_N, OPT_VALUE },                    { "beam", O_BEAM, OPT_VALUE },
+    FRONT_TP_ROWS(O_TP),
     { "prompt-len", O_PROMPT_LEN, OPT_VALUE },  { "output-len", O_OUTPUT_LEN, OPT_VALUE },
     { "usage-every", O_USAGE_EVERY, OPT_VALUE },{ "sweep-seconds", O_SWEEP_SECONDS, OPT_VALUE },
     { "max-norm-latency", O_MAX_NORM, OPT_VALUE },
     { "seed", O_SEED, OPT_VALUE },              { "preempt", O_PREEMPT, OPT_VALUE },
-    { "static-batching", O_STATIC, OPT_FLAG },  { "prefix-caching", O_PREFIX, OPT_FLAG },
+    { "static-batching", O_STATIC, OPT_FLAG },  FRONT_PREFIX_ROWS(O_PREFIX, O_NO_PREFIX),
     { "no-chunked-prefill", O_NO_CHUNKED, OPT_FLAG },
     { "steps", O_STEPS, OPT_FLAG },             { "no-steps", O_NO_STEPS, OPT_FLAG },
     { "check", O_CHECK, OPT_FLAG },             { "quiet", O_QUIET, OPT_FLAG },
@@ -181,6 +194,7 @@ static int set_option(run_opts *o, int k, const char *name, const char *v, char 
         return 0;
     case O_STATIC: o->static_batching = 1; return 0;
     case O_PREFIX: o->prefix_caching = 1; return 0;
+    case O_NO_PREFIX: o->prefix_caching = 0; return 0;
     case O_NO_CHUNKED: o->no_chunked = 1; return 0;
     case O_STEPS: o->steps = 1; return 0;
     case O_NO_STEPS: o->no_steps = 1; return 0;
@@ -199,13 +213,14 @@ static int parse_args(int argc, char **argv, run_opts *o, char *err, size_t n) {
     o->workload = "sharegpt"; o->policy = "paged"; o->requests = 0; o->block_size = 16;
     o->max_num_seqs = 256; o->max_batched = 2048; o->n = 1; o->max_model_len = 2048; o->tp = 1;
     o->prompt_len = 512; o->output_len = 128; o->util = 0.9; o->swap_gb = 4; o->seed = 1;
-    o->max_norm_latency = 1.0; o->rate = -1; o->sweep_seconds = 0; o->allocator = "buddy"; o->op_profile = "auto";
+    o->max_norm_latency = 1.0; o->rate = -1; o->prefix_caching = -1; o->sweep_seconds = 0; o->allocator = "buddy"; o->op_profile = "auto";
     opt_parser p;
     const char *v;
     int k, rc = 0;
     if (opt_begin(&p, argc, argv, k_opts, err, n)) return -1;
     while (rc == 0 && (k = opt_next(&p, &v, err, n)) != OPT_END) {
         if (k == O_HELP) rc = 1;
+        else if (front_option("pagesim run", k, v)) continue;
         else if (k == OPT_ERROR) { size_t l = strlen(err); snprintf(err + l, n - l, " (pagesim run --help)"); rc = -1; }
         else rc = set_option(o, k, opt_name(&p), v, err, n);
     }
@@ -224,8 +239,18 @@ typedef struct run_env {          /* what every simulation of one command shares
     char        prof_path[1024];
 } run_env;
 
+/* The progress line (stderr, a terminal): from one second into the run, at
+ * most five times a second, and the last one. */
 static void progress(void *ctx, int finished, int total, double t) {
     (void)ctx;
+    static double t0 = -1, last;
+    static int shown;
+    double now = clock_now_s();
+    if (t0 < 0) t0 = last = now;
+    if (finished < total && (now - t0 < 1.0 || now - last < 0.2)) return;
+    if (finished == total && !shown) return;
+    last = now;
+    shown = 1;
     fprintf(stderr, "\r  %d/%d requests finished, %.0f s simulated ", finished, total, t);
     if (finished == total) fputc('\n', stderr);
 }
@@ -237,7 +262,7 @@ static sim_config make_config(const run_opts *o, const run_env *e, int policy) {
     c.kv.block_size = o->block_size;
     c.kv.max_model_len = o->max_model_len;
     c.kv.orca_max_len = 2048 < o->max_model_len ? 2048 : o->max_model_len;
-    c.kv.prefix_caching = o->prefix_caching;
+    c.kv.prefix_caching = o->prefix_caching >= 0 ? o->prefix_caching : 1;   /* vLLM V1's default */
     c.kv.allocator = (kv_allocator)ra_allocator_parse(o->allocator);
     c.kv.num_cpu_blocks = o->preempt_swap ? e->num_cpu_blocks : 0;
     c.sched.max_num_seqs = o->max_num_seqs;
@@ -251,7 +276,7 @@ static sim_config make_config(const run_opts *o, const run_env *e, int policy) {
     c.check = o->check;
     c.usage_every = o->usage_every;              /* 0: auto (simulate.h) */
     c.keep_steps = o->json && !o->no_steps && (o->steps || e->nreq <= 20000);
-    if (!o->quiet && isatty(2) && e->nreq >= 20000 && !o->fig2 && !o->sweep) c.progress = progress;
+    if (!o->quiet && isatty(2) && !o->fig2 && !o->sweep) c.progress = progress;
     return c;
 }
 
@@ -269,8 +294,9 @@ static int setup(const run_opts *o, double rate, run_env *e, char *err, size_t n
     /* step times: an operator profile (given, or found in data/profiles/), else the roofline */
     if (o->op_profile && strcmp(o->op_profile, "none")) {
         int found = 1;
+        char pdir[4200];
         if (!strcmp(o->op_profile, "auto"))
-            found = opp_find(&e->prof, "data/profiles", g.name, &mc, o->tp, e->prof_path, sizeof e->prof_path, err, n);
+            found = opp_find(&e->prof, file_data_path("data/profiles", pdir, sizeof pdir), g.name, &mc, o->tp, e->prof_path, sizeof e->prof_path, err, n);
         else if (opp_load(&e->prof, o->op_profile, err, n) == 0) {
             snprintf(e->prof_path, sizeof e->prof_path, "%s", o->op_profile);
             if (!opp_matches(&e->prof, &mc, o->tp)) {
@@ -328,8 +354,9 @@ static void print_summary(FILE *f, const run_opts *o, const run_env *e, const si
     const met_summary *s = &r->summary;
     double mp, mo;
     wl_stats(e->reqs, e->nreq, &mp, &mo);
-    fprintf(f, "pagesim run: %s on %s (TP %d), policy %s, %d blocks x %d tokens (%.2f GB KV)\n",
+    fprintf(f, "pagesim run: %s on %s (TP %d), policy %s%s, %d blocks x %d tokens (%.2f GB KV)\n",
             e->model.cfg.name, e->model.gpu.name, e->model.tp, kv_policy_name(c->kv.policy),
+            c->kv.policy != KV_PAGED ? "" : c->kv.prefix_caching ? " (prefix caching on)" : " (prefix caching off)",
             c->kv.num_blocks, c->kv.block_size,
             (double)c->kv.num_blocks * c->kv.block_size * (double)e->kv_bytes_per_token / 1e9);
     fprintf(f, "workload: %s, %d requests, mean prompt %.1f / output %.1f tokens, rate %s\n",
@@ -388,8 +415,9 @@ static int run_fig2(run_opts *o, char *err, size_t n) {
     int paper_pool = o->kv_gb <= 0 && o->num_blocks <= 0;
     if (paper_pool) o->num_blocks = 1;           /* placeholder: sized below */
     run_env e;
-    if (setup(o, o->rate, &e, err, n) < 0) { free(e.reqs); return -1; }
+    if (setup(o, o->rate, &e, err, n) < 0) { free(e.reqs); return FRONT_USAGE; }
     sim_config c = make_config(o, &e, KV_PAGED);
+    if (o->prefix_caching < 0) c.kv.prefix_caching = false;     /* the paper's vLLM had none */
     if (paper_pool) {
         fig2_paper_config(&c, (double)e.kv_bytes_per_token);
         c.kv.allocator = (kv_allocator)ra_allocator_parse(o->allocator);
@@ -399,7 +427,7 @@ static int run_fig2(run_opts *o, char *err, size_t n) {
     wl_stats(e.reqs, e.nreq, &mp, &mo);
     fig2_table t;
     sim_result res[FIG2_NPOL];
-    if (fig2_compute(&c, e.reqs, e.nreq, &t, o->plot ? res : NULL, err, n) < 0) { free(e.reqs); return -1; }
+    if (fig2_compute(&c, e.reqs, e.nreq, &t, o->plot ? res : NULL, err, n) < 0) { free(e.reqs); return FRONT_FAIL; }
     printf("Figure 2 (vLLM paper): where the KV cache memory goes, %% of the memory held or lost\n");
     printf("%s on %s, %d blocks x %d = %ld slots (%.2f GiB), %s allocator; %s: %d requests "
            "(mean prompt %.1f, output %.1f) at %.2f req/s\n\n", e.model.cfg.name, e.model.gpu.name,
@@ -446,9 +474,9 @@ static int run_fig2(run_opts *o, char *err, size_t n) {
            "  differs because our step times are shorter than the paper's, so paged is not memory-bound at\n"
            "  2 req/s.  --allocator first-fit shows what the buddy allocator adds.\n");
     int rc = 0;
-    if (o->json && met_write_json(root, o->json, err, n) < 0) rc = -1;
+    if (o->json && met_write_json(root, o->json, err, n) < 0) rc = FRONT_FAIL;
     if (rc == 0 && o->plot) {
-        if (viz_plot_results(o->plot, labels, res, FIG2_NPOL, paper_tok, err, n) < 0) rc = -1;
+        if (viz_plot_results(o->plot, labels, res, FIG2_NPOL, paper_tok, err, n) < 0) rc = FRONT_FAIL;
         else printf("  plot written to %s\n", o->plot);
     }
     if (o->plot) for (int k = 0; k < FIG2_NPOL; k++) sim_result_free(&res[k]);
@@ -507,6 +535,7 @@ static void sweep_template(const run_opts *o, rs_spec *t) {
     t->seed = o->seed;
     t->fixed_prompt = o->prompt_len;
     t->fixed_output = o->output_len;
+    if (o->prefix_caching >= 0) t->kv.prefix_caching = o->prefix_caching;   /* else the paper's: off */
 }
 
 static int run_sweep(run_opts *o, char *err, size_t n) {
@@ -519,7 +548,7 @@ static int run_sweep(run_opts *o, char *err, size_t n) {
     int nwl = 1, kinds[2] = { WL_SHAREGPT, WL_ALPACA };
     if (o->workload_given && ((kinds[0] = wl_kind_parse(o->workload)) < 0 || kinds[0] == WL_TRACE)) {
         snprintf(err, n, "--workload: a rate sweep needs sharegpt, alpaca or fixed, got '%s'", o->workload);
-        return -1;
+        return FRONT_USAGE;
     }
     if (!o->workload_given && !o->model_path) nwl = 2;
     /* the settings: one custom (--model, its pool as a run would size it), or the paper's */
@@ -531,15 +560,15 @@ static int run_sweep(run_opts *o, char *err, size_t n) {
     if (o->model_path) {
         run_opts oo = *o;
         oo.requests = 1;
-        if (!o->gpu) { snprintf(err, n, "--gpu NAME is required with --model"); return -1; }
-        if (setup(&oo, 0, &e, err, n) < 0) { free(e.reqs); return -1; }
+        if (!o->gpu) { snprintf(err, n, "--gpu NAME is required with --model"); return FRONT_USAGE; }
+        if (setup(&oo, 0, &e, err, n) < 0) { free(e.reqs); return FRONT_USAGE; }
         free(e.reqs);
         custom = (rs_setting){ "custom", e.model.cfg.name, o->model_path, o->gpu, o->tp,
                                (long)e.num_blocks * o->block_size, 3600 };
         tmpl.model = &e.model;                     /* with its operator profile, if any */
     } else if (o->setting && !(all = rs_paper_setting(o->setting))) {
         snprintf(err, n, "--setting: unknown '%s' (opt-13b, opt-66b, opt-175b, llama-13b)", o->setting);
-        return -1;
+        return FRONT_USAGE;
     } else if (!o->setting) {
         all = rs_paper_settings(&ns);
     }
@@ -559,7 +588,7 @@ static int run_sweep(run_opts *o, char *err, size_t n) {
             char what[96];
             snprintf(what, sizeof what, "%s %s", all[k].name, wlname[kinds[w]]);
             sp.what = what;
-            if (rs_run_setting(&all[k], (wl_kind)kinds[w], &tmpl, &r, err, n) < 0) { cJSON_Delete(root); return -1; }
+            if (rs_run_setting(&all[k], (wl_kind)kinds[w], &tmpl, &r, err, n) < 0) { cJSON_Delete(root); return FRONT_FAIL; }
             if (sp.tty && !sp.quiet) fprintf(stderr, "\r%120s\r", "");
             else if (!sp.quiet) fprintf(stderr, "  %s done\n", what);
             sweep_row_print(&r, all[k].label, wlname[kinds[w]]);
@@ -579,9 +608,19 @@ static int run_sweep(run_opts *o, char *err, size_t n) {
     if (o->model_path || hi_o > 0)
         printf("(the paper, ShareGPT: %.1f-%.1fx and %.1f-%.0fx)\n", RS_PAPER_ORACLE_LO, RS_PAPER_ORACLE_HI,
                RS_PAPER_MAX_LO, RS_PAPER_MAX_HI);
-    int rc = o->json && met_write_json(root, o->json, err, n) < 0 ? -1 : 0;
+    int rc = o->json && met_write_json(root, o->json, err, n) < 0 ? FRONT_FAIL : 0;
     cJSON_Delete(root);
     return rc;
+}
+
+/* An output path we can write (and, for --plot, a format we draw): checked
+ * before anything runs, so that a typo costs no simulation.  0, or -1 with err. */
+static int check_output(const char *opt, const char *path, int plot, char *err, size_t n) {
+    if (plot && path && viz_format_of(path) == VIZ_FMT_UNKNOWN) {
+        snprintf(err, n, "%s %s: the file name must end in .png, .svg or .pdf", opt, path);
+        return -1;
+    }
+    return front_check_output(opt, path, err, n);
 }
 
 int pagesim_cmd_run(int argc, char **argv) {
@@ -589,29 +628,30 @@ int pagesim_cmd_run(int argc, char **argv) {
     char err[512] = "";
     int pr = parse_args(argc, argv, &o, err, sizeof err);
     if (pr == 1) { usage(stdout); return 0; }
-    if (pr < 0) { fprintf(stderr, "pagesim run: %s\n", err); return 2; }
-    if (o.fig2 && o.sweep) { fprintf(stderr, "pagesim run: --fig2 and --rate-sweep are separate runs\n"); return 2; }
-    if (o.fig2) {
-        if (run_fig2(&o, err, sizeof err) < 0) { fprintf(stderr, "pagesim run --fig2: %s\n", err); return 1; }
-        return 0;
+    if (pr < 0) { fprintf(stderr, "pagesim run: %s\n", err); return FRONT_USAGE; }
+    if (o.fig2 && o.sweep) { fprintf(stderr, "pagesim run: --fig2 and --rate-sweep are separate runs\n"); return FRONT_USAGE; }
+    if (check_output("--json", o.json, 0, err, sizeof err) || check_output("--plot", o.plot, 1, err, sizeof err)) {
+        fprintf(stderr, "pagesim run: %s\n", err);
+        return FRONT_USAGE;
     }
-    if (o.sweep) {
-        if (run_sweep(&o, err, sizeof err) < 0) { fprintf(stderr, "pagesim run --rate-sweep: %s\n", err); return 1; }
-        return 0;
+    if (o.fig2 || o.sweep) {
+        int rc = o.fig2 ? run_fig2(&o, err, sizeof err) : run_sweep(&o, err, sizeof err);
+        if (rc) fprintf(stderr, "pagesim run %s: %s\n", o.fig2 ? "--fig2" : "--rate-sweep", err);
+        return rc;
     }
     int policy = kv_policy_parse(o.policy);
     if (policy < 0) {
         fprintf(stderr, "pagesim run: --policy: unknown '%s' (paged, contiguous, orca-max, "
                 "orca-pow2, orca-oracle)\n", o.policy ? o.policy : "(nothing)");
-        return 2;
+        return FRONT_USAGE;
     }
     if (o.rate < 0) o.rate = 0;
     if (o.requests <= 0 && wl_kind_parse(o.workload) != WL_TRACE) o.requests = 1000;   /* a trace: all of it */
     run_env e;
-    if (setup(&o, o.rate, &e, err, sizeof err) < 0) {
+    if (setup(&o, o.rate, &e, err, sizeof err) < 0) {     /* the model, GPU, pool and workload: input */
         fprintf(stderr, "pagesim run: %s\n", err);
         free(e.reqs);
-        return (!o.model_path || !o.gpu) ? 2 : 1;
+        return FRONT_USAGE;
     }
     sim_config c = make_config(&o, &e, policy);
     if (o.plot) c.keep_steps = true;
@@ -619,7 +659,7 @@ int pagesim_cmd_run(int argc, char **argv) {
     if (sim_run(&c, e.reqs, e.nreq, &r, err, sizeof err) < 0) {
         fprintf(stderr, "pagesim run: %s\n", err);
         free(e.reqs);
-        return 1;
+        return FRONT_FAIL;
     }
     print_summary(stdout, &o, &e, &c, &r);
     int rc = 0;
@@ -627,7 +667,7 @@ int pagesim_cmd_run(int argc, char **argv) {
         cJSON *j = sim_result_json(&c, &r);
         if (!j || met_write_json(j, o.json, err, sizeof err) < 0) {
             fprintf(stderr, "pagesim run: %s\n", j ? err : "out of memory");
-            rc = 1;
+            rc = FRONT_FAIL;
         } else {
             printf("\nmetrics written to %s\n", o.json);
         }
@@ -637,7 +677,7 @@ int pagesim_cmd_run(int argc, char **argv) {
         const char *lab = kv_policy_name(c.kv.policy);
         if (viz_plot_results(o.plot, &lab, &r, 1, NULL, err, sizeof err) < 0) {
             fprintf(stderr, "pagesim run: %s\n", err);
-            rc = 1;
+            rc = FRONT_FAIL;
         } else {
             printf("plot written to %s\n", o.plot);
         }

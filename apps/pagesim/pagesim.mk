@@ -2,6 +2,6 @@
 # (pagesim_main.c dispatches to cmd_run.c, cmd_plan.c, cmd_calibrate.c, cmd_viz.c).
 PAGESIM_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard apps/pagesim/*.c))
 BINS += $(BINDIR)/pagesim
-$(BINDIR)/pagesim: $(PAGESIM_OBJS) $(LIBS)
+$(BINDIR)/pagesim: $(PAGESIM_OBJS) $(BUILD)/apps/common/front.o $(LIBS)
 	@mkdir -p $(@D)
 	$(LINK)

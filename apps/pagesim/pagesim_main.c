@@ -3,8 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "apps/common/front.h"
 #include "apps/pagesim/commands.h"
-#include "sim/gpu_table.h"
 
 static void usage(FILE *f) {
     fputs("usage: pagesim [COMMAND] [OPTIONS]\n"
@@ -18,12 +18,17 @@ static void usage(FILE *f) {
           "  plan        how many KV blocks a model gets on a GPU\n"
           "  calibrate   fit the cost model's coefficients from a measured run\n"
           "\n"
-          "`pagesim COMMAND --help` tells more; `pagesim --tui --help` lists the view's\n"
-          "options (window keys, --png/--svg/--pdf, --compare, workloads).\n", f);
+          "`pagesim COMMAND --help` tells more.  Every command takes --version and\n"
+          "--data-dir DIR (the project's data folder; else $PAGESIM_DATA, else the data/\n"
+          "beside this program, so that it runs from any directory).\n"
+          "Exit status: 0 done, 1 the work failed (or a write error), 2 bad usage or input.\n"
+          "\n"
+          "The view's options (pagesim [OPTIONS], no command):\n\n", f);
+    pagesim_viz_usage(f);
 }
 
 int main(int argc, char **argv) {
-    cm_gpu_table_path(getenv("PAGESIM_GPUS"));     /* the GPU table: data/gpus.json unless set */
+    front_init("pagesim");
     if (argc >= 2) {
         const char *c = argv[1];
         if (!strcmp(c, "-h") || !strcmp(c, "--help") || !strcmp(c, "help")) { usage(stdout); return 0; }
@@ -33,7 +38,7 @@ int main(int argc, char **argv) {
         if (c[0] != '-') {
             fprintf(stderr, "pagesim: unknown command '%s'\n\n", c);
             usage(stderr);
-            return 2;
+            return FRONT_USAGE;
         }
     }
     return pagesim_cmd_viz(argc, argv);
