@@ -131,11 +131,18 @@ void kref_gemm(float *y, const float *x, const float *w, int T, int N, int K) {
         }
 }
 
-static int cmp_desc(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
+static int cmp_key_desc(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     return (x < y) - (x > y);
 }
 
+/* The definition k_sample computes (engine/sampling.cu), by sorting: z = logits / T
+ * and key = kref_fkey(z) (the float order);
+ *   top-k (0 < k < V): thr = the k-th largest key (ties kept);
+ *   top-p (< 1): w = kref_wfix(z - zmax), total = sum of w over key >= thr,
+ *     target = kref_topp_target(top_p, total); thr = the largest key K with
+ *     sum of w over key >= K at least target (walk the keys downwards);
+ *   token = first argmax of kref_gumbel(z, seed, step, i) over key >= thr. */
 int kref_sample_row(const float *logits, int V, float temperature, int top_k, float top_p,
                     uint64_t seed, uint64_t step) {
     int best = 0;
@@ -143,35 +150,30 @@ int kref_sample_row(const float *logits, int V, float temperature, int top_k, fl
         for (int i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
         return best;
     }
-    float *z = malloc(sizeof(float) * (size_t)V);
-    for (int i = 0; i < V; i++) z[i] = logits[i] / temperature;
-    float *sorted = malloc(sizeof(float) * (size_t)V);
-    memcpy(sorted, z, sizeof(float) * (size_t)V);
-    qsort(sorted, (size_t)V, sizeof(float), cmp_desc);
-    /* top-k: keep values >= the k-th largest */
-    int kept = (top_k > 0 && top_k < V) ? top_k : V;
-    float thr = sorted[kept - 1];
-    while (kept < V && sorted[kept] >= thr) kept++;          /* ties are kept */
-    /* top-p over the kept set: smallest top prefix with mass >= top_p */
+    uint32_t *key = malloc(sizeof(uint32_t) * (size_t)V), *sorted = malloc(sizeof(uint32_t) * (size_t)V);
+    for (int i = 0; i < V; i++) key[i] = sorted[i] = kref_fkey(logits[i] / temperature);
+    qsort(sorted, (size_t)V, sizeof(uint32_t), cmp_key_desc);
+    uint32_t thr = 0;
+    if (top_k > 0 && top_k < V) thr = sorted[top_k - 1];
     if (top_p < 1.0f) {
-        double total = 0, cum = 0;
-        for (int i = 0; i < kept; i++) total += exp((double)sorted[i] - sorted[0]);
-        for (int i = 0; i < kept; i++) {
-            cum += exp((double)sorted[i] - sorted[0]);
-            if (cum >= top_p * total) { thr = sorted[i]; break; }
+        float zmax = kref_unkey(sorted[0]);
+        uint64_t total = 0, cum = 0;
+        for (int j = 0; j < V && sorted[j] >= thr; j++) total += kref_wfix(kref_unkey(sorted[j]) - zmax);
+        uint64_t target = kref_topp_target(top_p, total);
+        for (int j = 0; j < V && total > 0; j++) {
+            cum += kref_wfix(kref_unkey(sorted[j]) - zmax);
+            if (cum >= target) { thr = sorted[j]; break; }
         }
     }
-    /* Gumbel-max over the kept tokens */
     float bestv = -INFINITY;
     best = -1;
     for (int i = 0; i < V; i++) {
-        if (z[i] < thr) continue;
-        float u = kref_uniform(seed, step, (uint64_t)i);
-        float v = z[i] - logf(-logf(u));
+        if (key[i] < thr) continue;
+        float v = kref_gumbel(kref_unkey(key[i]), seed, step, (uint64_t)i);
         if (best < 0 || v > bestv) { bestv = v; best = i; }
     }
     free(sorted);
-    free(z);
+    free(key);
     return best;
 }
 
