@@ -136,8 +136,8 @@ static int cmp_key_desc(const void *a, const void *b) {
     return (x < y) - (x > y);
 }
 
-/* The definition k_sample computes (engine/sampling.cu), by sorting: z = logits / T
- * and key = kref_fkey(z) (the float order);
+/* The definition k_sample computes (engine/sampling.cu), by sorting:
+ * z = kref_scale(logit, kref_inv_temp(T)) and key = kref_fkey(z) (the float order);
  *   top-k (0 < k < V): thr = the k-th largest key (ties kept);
  *   top-p (< 1): w = kref_wfix(z - zmax), total = sum of w over key >= thr,
  *     target = kref_topp_target(top_p, total); thr = the largest key K with
@@ -150,8 +150,9 @@ int kref_sample_row(const float *logits, int V, float temperature, int top_k, fl
         for (int i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
         return best;
     }
+    float inv = kref_inv_temp(temperature);
     uint32_t *key = malloc(sizeof(uint32_t) * (size_t)V), *sorted = malloc(sizeof(uint32_t) * (size_t)V);
-    for (int i = 0; i < V; i++) key[i] = sorted[i] = kref_fkey(logits[i] / temperature);
+    for (int i = 0; i < V; i++) key[i] = sorted[i] = kref_fkey(kref_scale(logits[i], inv));
     qsort(sorted, (size_t)V, sizeof(uint32_t), cmp_key_desc);
     uint32_t thr = 0;
     if (top_k > 0 && top_k < V) thr = sorted[top_k - 1];

@@ -103,6 +103,9 @@ KREF_HD float kref_gumbel(float z, uint64_t seed, uint64_t step, uint64_t i) {
     float v = KREF_ADD(z, -kref_log(-kref_log(u)));
     return v == 0.0f ? 0.0f : v;                     /* -0 -> +0: keys order as floats compare */
 }
+/* z = logits * (1/T): one IEEE division per row, one product per element. */
+KREF_HD float kref_inv_temp(float T) { return KREF_DIV(1.0f, T); }
+KREF_HD float kref_scale(float x, float inv_t) { return KREF_MUL(x, inv_t); }
 /* The top-p target: ceil(top_p * total) computed in double, at least 1, at most total. */
 KREF_HD uint64_t kref_topp_target(float top_p, uint64_t total) {
     double t = ceil((double)top_p * (double)total);

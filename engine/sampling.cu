@@ -3,7 +3,7 @@
  * logits row.  May touch only its own rows of logits (read) and tokens/out.
  *
  * The definition (kref_sample_row computes the same, by sorting):
- *   z = logits / T (IEEE division), key = kref_fkey(z) (the float order, -0 < +0);
+ *   z = logits * (1/T) (kref_scale, IEEE), key = kref_fkey(z) (the float order, -0 < +0);
  *   top-k (0 < k < V): thr = the largest key with count(key' >= thr) >= k;
  *   top-p (< 1): w = kref_wfix(z - zmax) = floor(2^32 exp(z - zmax)), an integer,
  *     total = sum of w over key >= thr, target = kref_topp_target(top_p, total)
@@ -96,7 +96,7 @@ __device__ __forceinline__ u64 gpack(float v, int i) {
 
 /* One round over a source (the row or the candidates): the state of a thread. */
 struct rstate {
-    float T, zmax;
+    float inv, zmax;                /* 1/T, max z */
     uint64_t seed, step;
     int mass, gum, collect;        /* weights (else counts), Gumbel bins, copy the matches */
     int hi, shift;                 /* match: hi >= 32 or key >> hi == prefix */
@@ -138,7 +138,7 @@ __device__ __forceinline__ void rs_elem(rstate &s, int i, float z, uint32_t key)
 }
 
 __device__ __forceinline__ void rs_x(rstate &s, int i, float x) {
-    float z = __fdiv_rn(x, s.T);
+    float z = kref_scale(x, s.inv);
     s.zloc = fmaxf(s.zloc, z);
     rs_elem(s, i, z, kref_fkey(z));
 }
@@ -241,7 +241,7 @@ __device__ uint32_t rselect(const float *row, int V, const k_sample_params &p, i
         if (threadIdx.x == 0) s_ncand = 0;
         __syncthreads();
         rstate s;
-        s.T = p.temperature; s.zmax = zmax; s.seed = p.seed; s.step = p.step;
+        s.inv = kref_inv_temp(p.temperature); s.zmax = zmax; s.seed = p.seed; s.step = p.step;
         s.mass = mass; s.gum = gum; s.collect = r == 1;
         s.shift = c_shift[r]; s.hi = r == 0 ? 32 : c_shift[r] + c_bits[r];
         s.prefix = prefix; s.mask = (1u << c_bits[r]) - 1; s.lo = lo;
@@ -278,9 +278,10 @@ sample_kernel(int32_t *tokens, const float *logits, const k_sample_params *param
     }
     int usek = p.top_k > 0 && p.top_k < V, usep = p.top_p < 1.0f;
     u64 best = 0;
+    float inv = kref_inv_temp(p.temperature);
     if (!usek && !usep) {                              /* plain temperature: one pass */
         for (int i = tid; i < V; i += SAMPLE_THREADS) {
-            u64 g = gpack(kref_gumbel(__fdiv_rn(row[i], p.temperature), p.seed, p.step, (uint64_t)i), i);
+            u64 g = gpack(kref_gumbel(kref_scale(row[i], inv), p.seed, p.step, (uint64_t)i), i);
             if (g > best) best = g;
         }
         best = block_u64(best, 1);
@@ -290,7 +291,7 @@ sample_kernel(int32_t *tokens, const float *logits, const k_sample_params *param
         if (usek) thr = rselect(row, V, p, 0, 0.0f, (u64)p.top_k, 0.0f, 0, !usep, &zmax, &best, dyn);
         if (usep) {
             if (!usek) {
-                for (int i = tid; i < V; i += SAMPLE_THREADS) zmax = fmaxf(zmax, __fdiv_rn(row[i], p.temperature));
+                for (int i = tid; i < V; i += SAMPLE_THREADS) zmax = fmaxf(zmax, kref_scale(row[i], inv));
                 zmax = block_max(zmax);
             }
             rselect(row, V, p, 1, zmax, 0, p.top_p, thr, 1, NULL, &best, dyn);

@@ -68,8 +68,8 @@ static void test_exp_log_key(void **st) {
 static int brute_sample(const float *lg, int V, float T, int top_k, float top_p, uint64_t seed, uint64_t step) {
     float *z = malloc(sizeof(float) * V);
     uint32_t *key = malloc(sizeof(uint32_t) * V);
-    float zmax = -INFINITY;
-    for (int i = 0; i < V; i++) { z[i] = lg[i] / T; key[i] = kref_fkey(z[i]); if (z[i] > zmax) zmax = z[i]; }
+    float zmax = -INFINITY, inv = kref_inv_temp(T);
+    for (int i = 0; i < V; i++) { z[i] = kref_scale(lg[i], inv); key[i] = kref_fkey(z[i]); if (z[i] > zmax) zmax = z[i]; }
     uint32_t thr = 0;
     if (top_k > 0 && top_k < V)                        /* the largest key K with count(>= K) >= k */
         for (int c = 0; c < V; c++) {
@@ -154,7 +154,7 @@ static uint32_t emu_select(const float *row, int V, float T, int mass, float zma
         int n = nc >= 0 ? nc : V;
         for (int j = 0; j < n; j++) {
             int i = nc >= 0 ? ci[j] : j;
-            float z = row[i] / T;
+            float z = kref_scale(row[i], kref_inv_temp(T));
             uint32_t key = kref_fkey(z);
             if (r > 0 && (key >> hi) != prefix) continue;
             int d = (int)((key >> e_shift[r]) & ((1u << e_bits[r]) - 1));
@@ -187,10 +187,10 @@ static int emu_sample(const float *row, int V, float T, int top_k, float top_p, 
     int usek = top_k > 0 && top_k < V, usep = top_p < 1.0f;
     uint64_t best = 0;
     if (!usek && !usep) {
-        for (int i = 0; i < V; i++) { uint64_t g = gpack(kref_gumbel(row[i] / T, seed, step, (uint64_t)i), i); if (g > best) best = g; }
+        for (int i = 0; i < V; i++) { uint64_t g = gpack(kref_gumbel(kref_scale(row[i], kref_inv_temp(T)), seed, step, (uint64_t)i), i); if (g > best) best = g; }
     } else {
         float zmax = -INFINITY;
-        for (int i = 0; i < V; i++) if (row[i] / T > zmax) zmax = row[i] / T;
+        for (int i = 0; i < V; i++) if (kref_scale(row[i], kref_inv_temp(T)) > zmax) zmax = kref_scale(row[i], kref_inv_temp(T));
         uint32_t thr = 0;
         if (usek) thr = emu_select(row, V, T, 0, 0, (uint64_t)top_k, 0, 0, !usep, seed, step, &best, cap, used_cand);
         if (usep) emu_select(row, V, T, 1, zmax, 0, top_p, thr, 1, seed, step, &best, cap, used_cand);
