@@ -23,15 +23,18 @@
  * fixed-point mass of the elements whose key matches the digits chosen so far
  * (integer atomics; each thread adds a run of equal digits at once), and the
  * block picks by a scan the largest digit whose suffix (plus what lies above)
- * still reaches the target.  The Gumbel maximum rides along: each bin also keeps
- * the largest (key(z + g), -i) of its elements (a 64-bit atomicMax, exact), so the
- * bins above the chosen digit are settled as soon as it is chosen and no final
- * pass over the row is needed.  Round 1 also copies the elements of its bucket
- * (key, index) into shared memory when they fit (SAMPLE_CAP), and round 2 then
- * reads those instead of the row.  Passes over the 600 KB row (V = 151,936):
+ * still reaches the target.  The Gumbel maximum needs no pass of its own: round 1,
+ * which reads the whole row anyway, takes it over the keys above round 0's bucket
+ * (kept whatever the finer digits), and rounds 1 and 2 keep per bin the largest
+ * (key(z + g), -i) of their bucket's elements (a 64-bit atomicMax: exact, order-
+ * free), settled for the bins above each chosen digit.  So the noise (a hash and
+ * two logs: the costliest arithmetic here) is computed only for kept tokens and
+ * round 0's bucket.  Round 1 also copies its bucket's elements (key, index) into
+ * shared memory when they fit (SAMPLE_CAP), and round 2 then reads those instead
+ * of the row.  Passes over the 600 KB row (V = 151,936):
  *   top-p: max, round 0, round 1, and round 2 only when the bucket overflowed
  *          (3 or 4, from 35);  top-k: 2 or 3 (the max rides on round 0);
- *   both:  top-k's rounds, then top-p's (5 to 6);  neither: 1;  greedy: 1.
+ *   both:  top-k's rounds, then top-p's (4 to 6);  neither: 1;  greedy: 1.
  * Loads are float4 when V % 4 == 0 and the row is 16-byte aligned. */
 #include "engine/common.cuh"
 #include "engine/kernels_ref.h"
@@ -99,10 +102,11 @@ struct rstate {
     float inv, zmax;                /* 1/T, max z */
     uint64_t seed, step;
     int mass, gum, collect;        /* weights (else counts), Gumbel bins, copy the matches */
+    int gabove;                    /* Gumbel max of the keys above the prefix, into gmax */
     int hi, shift;                 /* match: hi >= 32 or key >> hi == prefix */
     uint32_t prefix, mask, lo;     /* tot sums the values of key >= lo */
     int cur;                       /* the run of equal digits being summed */
-    u64 acc, gacc, tot;
+    u64 acc, gacc, tot, gmax;
     float zloc;                    /* max z seen (round 0) */
     u64 *hist, *gbin;              /* (SAMPLE_NB,) each, shared */
     uint32_t *ckey;                /* (SAMPLE_CAP,) shared */
@@ -116,7 +120,13 @@ __device__ __forceinline__ void rs_flush(rstate &s) {
 }
 
 __device__ __forceinline__ void rs_elem(rstate &s, int i, float z, uint32_t key) {
-    if (s.hi < 32 && (key >> s.hi) != s.prefix) return;
+    if (s.hi < 32 && (key >> s.hi) != s.prefix) {
+        if (s.gabove && (key >> s.hi) > s.prefix) {    /* kept whatever the rest of the threshold */
+            u64 g = gpack(kref_gumbel(z, s.seed, s.step, (uint64_t)i), i);
+            if (g > s.gmax) s.gmax = g;
+        }
+        return;
+    }
     int d = (int)((key >> s.shift) & s.mask);
     u64 val = s.mass ? kref_wfix(__fsub_rn(z, s.zmax)) : 1;
     if (key >= s.lo) s.tot += val;
@@ -242,10 +252,10 @@ __device__ uint32_t rselect(const float *row, int V, const k_sample_params &p, i
         __syncthreads();
         rstate s;
         s.inv = kref_inv_temp(p.temperature); s.zmax = zmax; s.seed = p.seed; s.step = p.step;
-        s.mass = mass; s.gum = gum; s.collect = r == 1;
+        s.mass = mass; s.gum = gum && r > 0; s.gabove = gum && r == 1; s.collect = r == 1;
         s.shift = c_shift[r]; s.hi = r == 0 ? 32 : c_shift[r] + c_bits[r];
         s.prefix = prefix; s.mask = (1u << c_bits[r]) - 1; s.lo = lo;
-        s.cur = -1; s.acc = s.gacc = s.tot = 0; s.zloc = -INFINITY;
+        s.cur = -1; s.acc = s.gacc = s.tot = s.gmax = 0; s.zloc = -INFINITY;
         s.hist = hist; s.gbin = gbin; s.ckey = ckey; s.cidx = cidx; s.ncand = &s_ncand;
         if (ncand >= 0) rs_cand(s, ncand);
         else rs_row(s, row, V);
@@ -254,8 +264,11 @@ __device__ uint32_t rselect(const float *row, int V, const k_sample_params &p, i
             if (zmax_out) *zmax_out = block_max(s.zloc);
             if (mass) target = kref_topp_target(top_p, block_u64(s.tot, 0));
         }
-        if (r == 1 && s_ncand <= SAMPLE_CAP) ncand = s_ncand;
-        int d = pick(hist, gbin, 1 << c_bits[r], &above, target, gum, r == 2, best);
+        if (r == 1) {
+            if (s_ncand <= SAMPLE_CAP) ncand = s_ncand;
+            if (gum) { u64 g = block_u64(s.gmax, 1); if (g > *best) *best = g; }
+        }
+        int d = pick(hist, gbin, 1 << c_bits[r], &above, target, gum && r > 0, r == 2, best);
         prefix = (prefix << c_bits[r]) | (uint32_t)d;
     }
     return prefix;

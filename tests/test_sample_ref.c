@@ -5,7 +5,7 @@
  *    definition in engine/sampling.cu's top comment, on rows with ties, a
  *    dominant token, near-uniform and masked rows, for T / top-k / top-p / both;
  *  - a sequential emulation of the kernel's radix select (3 rounds of 11, 11, 10
- *    bits, Gumbel maxima per bin, candidates kept when they fit) against
+ *    bits, Gumbel maxima above round 0's bucket and per bin after, candidates kept when they fit) against
  *    kref_sample_row, both with candidates and with the row re-read, up to
  *    V = 151,936: the algorithm's logic, which the GPU test then checks on the device;
  *  - that the sampled frequencies follow softmax(z) restricted to the nucleus. */
@@ -156,12 +156,18 @@ static uint32_t emu_select(const float *row, int V, float T, int mass, float zma
             int i = nc >= 0 ? ci[j] : j;
             float z = kref_scale(row[i], kref_inv_temp(T));
             uint32_t key = kref_fkey(z);
-            if (r > 0 && (key >> hi) != prefix) continue;
+            if (r > 0 && (key >> hi) != prefix) {
+                if (gum && r == 1 && (key >> hi) > prefix) {            /* kept: above round 0's bucket */
+                    uint64_t g = gpack(kref_gumbel(z, seed, step, (uint64_t)i), i);
+                    if (g > *best) *best = g;
+                }
+                continue;
+            }
             int d = (int)((key >> e_shift[r]) & ((1u << e_bits[r]) - 1));
             uint64_t val = mass ? kref_wfix(z - zmax) : 1;
             if (key >= lo) tot += val;
             hist[d] += val;
-            if (gum) { uint64_t g = gpack(kref_gumbel(z, seed, step, (uint64_t)i), i); if (g > gbin[d]) gbin[d] = g; }
+            if (gum && r > 0) { uint64_t g = gpack(kref_gumbel(z, seed, step, (uint64_t)i), i); if (g > gbin[d]) gbin[d] = g; }
             if (r == 1) { if (nnew < cap) ci[nnew] = i; nnew++; }   /* in place: j >= nnew */
         }
         if (r == 0 && mass) target = kref_topp_target(top_p, tot);
