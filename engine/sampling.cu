@@ -336,9 +336,15 @@ extern "C" int k_sample(int32_t *tokens, const float *logits, const k_sample_par
                         int V, cudaStream_t s) {
     if (R < 0 || V <= 0) return -1;
     if (R == 0) return 0;
-    if (cudaFuncSetAttribute(sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, SAMPLE_SMEM) !=
-        cudaSuccess)
-        return -1;
+    static unsigned char attr_set[64];                 /* per device: above 48 KB of shared memory */
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return -1;
+    if (dev < 0 || dev >= 64 || !attr_set[dev]) {
+        if (cudaFuncSetAttribute(sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, SAMPLE_SMEM) !=
+            cudaSuccess)
+            return -1;
+        if (dev >= 0 && dev < 64) attr_set[dev] = 1;
+    }
     sample_kernel<<<R, SAMPLE_THREADS, SAMPLE_SMEM, s>>>(tokens, logits, params, V);
     return K_LAUNCH_OK();
 }
