@@ -378,3 +378,27 @@ int opp_find(opp_profile *p, const char *dir, const char *gpu, const mc_config *
     if (!*key) return 0;
     return scan(p, dir, key, c, tp, 0, path_out, path_len, err, errlen);
 }
+
+int opp_resolve(opp_profile *p, const char *spec, const char *dir, const char *gpu, const mc_config *c, int tp,
+                char *path_out, size_t path_len, char *err, size_t errlen) {
+    memset(p, 0, sizeof *p);
+    if (spec && !strcmp(spec, "none")) {
+        if (path_out) snprintf(path_out, path_len, "roofline (--op-profile none)");
+        return 0;
+    }
+    if (!spec || !strcmp(spec, "auto")) {
+        int found = opp_find(p, dir, gpu, c, tp, path_out, path_len, err, errlen);
+        if (found == 0 && path_out)
+            snprintf(path_out, path_len, "roofline (no operator profile of %s for %s at TP %d in %s/)", gpu ? gpu : "?",
+                     c->name, tp, dir);
+        return found;
+    }
+    if (opp_load(p, spec, err, errlen) < 0) return -1;
+    if (!opp_matches(p, c, tp)) {
+        snprintf(err, errlen, "%s: measured for %s at TP %d, not %s's shape at TP %d", spec, p->model, p->tp, c->name, tp);
+        memset(p, 0, sizeof *p);
+        return -1;
+    }
+    if (path_out) snprintf(path_out, path_len, "%s", spec);
+    return 1;
+}

@@ -69,6 +69,13 @@ bool   opp_matches(const opp_profile *p, const mc_config *c, int tp);
  * unreadable or malformed profile there. */
 int    opp_find(opp_profile *p, const char *dir, const char *gpu, const mc_config *c, int tp,
                 char *path_out, size_t path_len, char *err, size_t errlen);
+/* The step times a command asked for: spec "auto" (or NULL: a profile of this
+ * GPU, shape and tp in dir, as opp_find), "none" (the roofline) or a profile
+ * file, which must match the shape and tp.  1 with *p and path_out filled
+ * when a profile is to be used, 0 for the roofline (path_out then says why in
+ * words), -1 with err (an unreadable or mismatched file). */
+int    opp_resolve(opp_profile *p, const char *spec, const char *dir, const char *gpu, const mc_config *c, int tp,
+                   char *path_out, size_t path_len, char *err, size_t errlen);
 /* Seconds a step of batch b takes by the profile.  Attention splits the
  * counts as the scheduler makes them: decode context = attn_ctx_tokens -
  * prefill_tokens (exact when every prefill chunk starts a prompt), prefill
