@@ -161,7 +161,7 @@ static void test_predicts_a_known_gpu(void **state) {
     simulated_trace(&contig, &m, KV_CONTIGUOUS, 1500);
     const bias_trace *tl[2] = { &paged, &contig };
     /* with the true coefficients the prediction is the measurement */
-    bias_compare_config cc = { NULL, NULL, tp("true.json"), 1, 0.9, "a note" };
+    bias_compare_config cc = { NULL, NULL, tp("true.json"), 1, 0.9, "a note", "none" };
     assert_int_equal(bias_compare_write(&cc, tl, 2, T, "k", summary, sizeof summary, err, sizeof err), 0);
     char *s = tu_slurp(tp("k_att_compare.json"));
     cJSON *j = cJSON_Parse(s);
@@ -191,7 +191,7 @@ static void test_predicts_a_known_gpu(void **state) {
     cJSON_Delete(j);
     free(s);
     /* with the default coefficients it is off, and says by how much */
-    bias_compare_config cd = { NULL, NULL, NULL, 1, 0.9, NULL };
+    bias_compare_config cd = { NULL, NULL, NULL, 1, 0.9, NULL, "none" };
     assert_int_equal(bias_compare_write(&cd, tl, 1, T, "d", summary, sizeof summary, err, sizeof err), 0);
     s = tu_slurp(tp("d_att_compare.json"));
     j = cJSON_Parse(s);
@@ -230,7 +230,7 @@ static void test_calibration_on_one_set(void **state) {
         assert_int_equal(bias_trace_add_wall(&t, set, clock), 0);
     }
     const bias_trace *tl[1] = { &t };
-    bias_compare_config cc = { NULL, NULL, NULL, 1, 0.9, NULL };
+    bias_compare_config cc = { NULL, NULL, NULL, 1, 0.9, NULL, "none" };
     char err[512], summary[2048];
     assert_int_equal(bias_compare_write(&cc, tl, 1, T, "c", summary, sizeof summary, err, sizeof err), 0);
     char *s = tu_slurp(tp("c_att_compare.json"));
