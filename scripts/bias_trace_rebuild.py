@@ -19,6 +19,10 @@ the comparison does no calibration on it.
   scripts/bias_trace_rebuild.py --dump /tmp/d.jsonl --compare RUN_att_compare.json \\
       --max-workers 12810 --out /tmp/t/Qwen3-30B-A3B-Instruct-2507_att_trace.json
   labs/bias compare --trace /tmp/t/..._att_trace.json --gpu H200 --op-profile auto
+
+Without --compare (a run measured elsewhere, e.g. the study's own on vLLM), the
+limits and wall times are given: --gpu, --model-config, --num-blocks,
+--max-num-seqs, --max-num-batched-tokens, --max-model-len, --set-walls S1,S2,...
 """
 import argparse
 import json
@@ -37,12 +41,36 @@ def lcp(a, b):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dump", required=True, help="labs/bias --dump-prompts output (with reply_tokens)")
-    ap.add_argument("--compare", required=True, help="the run's _att_compare.json: engine limits, wall times")
+    ap.add_argument("--compare", help="the run's _att_compare.json: engine limits, wall times")
     ap.add_argument("--max-workers", type=int, required=True, help="the run's --max-workers")
     ap.add_argument("--out", required=True)
+    g = ap.add_argument_group("without --compare")
+    g.add_argument("--gpu")
+    g.add_argument("--model-config")
+    g.add_argument("--source", default="server")
+    g.add_argument("--num-blocks", type=int)
+    g.add_argument("--block-size", type=int, default=16)
+    g.add_argument("--max-num-seqs", type=int)
+    g.add_argument("--max-num-batched-tokens", type=int, default=8192)
+    g.add_argument("--max-model-len", type=int, default=4096)
+    g.add_argument("--no-prefix-caching", action="store_true")
+    g.add_argument("--set-walls", help="measured wall time of each set, seconds, comma-separated")
     a = ap.parse_args()
 
-    cmp_ = json.load(open(a.compare))
+    if a.compare:
+        cmp_ = json.load(open(a.compare))
+    else:
+        need = [k for k in ("gpu", "model_config", "num_blocks", "max_num_seqs", "set_walls") if getattr(a, k) is None]
+        if need:
+            sys.exit("without --compare give --" + ", --".join(k.replace("_", "-") for k in need))
+        walls = [float(w) for w in a.set_walls.split(",")]
+        cmp_ = {"gpu": a.gpu, "model_config": a.model_config, "calibration": {"held_out_sets": [
+                    {"what": "set %d" % (i + 1), "measured_s": w} for i, w in enumerate(walls)]},
+                "policies": {"paged": {"source": a.source, "max_model_len": a.max_model_len, "num_blocks": a.num_blocks,
+                                       "block_size": a.block_size, "max_num_seqs": a.max_num_seqs,
+                                       "max_num_batched_tokens": a.max_num_batched_tokens,
+                                       "prefix_caching": not a.no_prefix_caching,
+                                       "measured": {"wall_time_s": sum(walls)}}}}
     pol = cmp_["policies"]["paged"]
     mml = pol["max_model_len"]
     reqs, first = [], {}
@@ -65,8 +93,8 @@ def main():
     elif missing:
         sys.exit("cannot split the measured wall time %.3f s over sets %s" % (total, missing))
     got = (sum(r[1] for r in reqs), sum(r[2] for r in reqs))
-    want = (pol["prompt_tokens"], pol["output_tokens"])
-    if got != want or len(reqs) != pol["requests"]:
+    want = (pol.get("prompt_tokens"), pol.get("output_tokens"))
+    if a.compare and (got != want or len(reqs) != pol["requests"]):
         sys.exit("the dump has %d requests, %d + %d tokens; the run had %d, %d + %d: not the run's prompts"
                  % (len(reqs), got[0], got[1], pol["requests"], want[0], want[1]))
     t = {
