@@ -308,6 +308,7 @@ static int sample_call(void *c, int i) {
     return k_sample(s->tok, s->logits, s->params, s->R, s->t->V, s->t->s);
 }
 
+/* Greedy into p->sampling, and at the study's temperature 0.6 and top-p 0.8 into p->sampling_topp. */
 static int time_sampling(pops *t, opp_profile *p, const int *rs, int nr, char *err, size_t errlen) {
     int R = rs[nr - 1], rc = -1;
     float *logits = NULL, *row = malloc(sizeof(float) * (size_t)t->V);
@@ -324,14 +325,19 @@ static int time_sampling(pops *t, opp_profile *p, const int *rs, int nr, char *e
         row[v] = (float)((st >> 40) % 2000) / 100.0f;
     }
     for (int r = 0; r < R; r++) cudaMemcpy(logits + (size_t)r * t->V, row, sizeof(float) * (size_t)t->V, cudaMemcpyHostToDevice);
-    for (int r = 0; r < R; r++) hp[r] = (k_sample_params){ 0.0f, 0, 1.0f, (uint64_t)r, 0 };   /* bench: greedy */
-    cudaMemcpy(params, hp, (size_t)R * sizeof *hp, cudaMemcpyHostToDevice);
-    for (int j = 0; j < nr; j++) {
-        sample_ctx s = { t, tok, logits, params, rs[j] };
-        double us = timeit(t, sample_call, &s);
-        if (us < 0) { errbuf_fail(err, errlen, "sampling %d rows failed", rs[j]); goto out; }
-        opp_curve_add(&p->sampling, rs[j], us);
+    for (int topp = 0; topp <= 1; topp++) {
+        for (int r = 0; r < R; r++)                     /* bench: greedy; the bias study: T 0.6, top-p 0.8 */
+            hp[r] = topp ? (k_sample_params){ 0.6f, 0, 0.8f, (uint64_t)r, 0 } : (k_sample_params){ 0.0f, 0, 1.0f, (uint64_t)r, 0 };
+        cudaMemcpy(params, hp, (size_t)R * sizeof *hp, cudaMemcpyHostToDevice);
+        for (int j = 0; j < nr; j++) {
+            sample_ctx s = { t, tok, logits, params, rs[j] };
+            double us = timeit(t, sample_call, &s);
+            if (us < 0) { errbuf_fail(err, errlen, "sampling %d rows failed", rs[j]); goto out; }
+            opp_curve_add(topp ? &p->sampling_topp : &p->sampling, rs[j], us);
+        }
     }
+    LOG("  %-12s %8.1f us greedy, %8.1f us at T 0.6 / top-p 0.8 for %d rows\n", "sampling",
+        p->sampling.us[nr - 1], p->sampling_topp.us[nr - 1], R);
     rc = 0;
 out:
     cudaFree(logits); cudaFree(tok); cudaFree(params);
@@ -458,6 +464,9 @@ int pops_measure_ops(const mc_config *c, const pops_opts *o, opp_profile *p, FIL
         cudaEventCreate(&t->e1) != cudaSuccess || cublasCreate(&t->blas) != CUBLAS_STATUS_SUCCESS)
         return errbuf_fail(err, errlen, "cannot create a CUDA stream, events or a cuBLAS handle");
     cublasSetStream(t->blas, t->s);
+    /* the engine's math mode (engine/model.c): no bf16 partial sums in split-K, which
+     * rules out some kernels cuBLAS would pick for the narrow GEMMs otherwise */
+    cublasSetMathMode(t->blas, CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION);
     int ts[OPP_MAX_POINTS], rs[OPP_MAX_POINTS], rc = -1;
     int nt = sizes(ts, 30, o->max_tokens), nr = sizes(rs, 30, o->max_seqs);
     LOG("profiling %s on %s (tp %d: heads %d + %d, MLP %d, vocab %d per GPU), %d token counts up to %d\n", c->name,

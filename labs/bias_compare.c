@@ -98,8 +98,11 @@ int bias_compare_write(const bias_compare_config *cfg, const bias_trace *const *
     if ((found = opp_resolve(prof, spec, "data/profiles", g.name, &mc, m.tp, used, sizeof used, err, errlen)) < 0)
         goto out;
     if (found) m.prof = prof;
+    prof->sample_topp = cfg->sample_topp || (t0->temperature > 0 && t0->top_p > 0 && t0->top_p < 1);
     if (!found && cfg->coeffs) snprintf(used, sizeof used, "roofline (coefficients %s)", cfg->coeffs);
-    snprintf(step_times, sizeof step_times, "%s%s", found ? "operator profile " : "", used);
+    snprintf(step_times, sizeof step_times, "%s%s%s", found ? "operator profile " : "", used,
+             !found || !prof->sample_topp ? "" : prof->sampling_topp.n ? "; top-p sampling measured"
+                                                                       : "; top-p sampling at greedy's times (not in the profile)");
     for (int i = 0; i < n; i++)
         if (setup_cmp(&c[i], traces[i], cfg, &mc, &g, err, errlen) ||
             bias_cmp_measure(traces[i], &c[i].meas, err, errlen) ||

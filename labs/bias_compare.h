@@ -30,6 +30,8 @@ typedef struct bias_compare_config {
                                     "none" (the roofline) or a profile file (sim/op_profile.h);
                                     NULL with coeffs: the roofline with those coefficients.  The
                                     calibration always fits the roofline's coefficients */
+    int sample_topp;             /* the runs sampled with temperature and top-p (or the first trace says
+                                    so): the profile's top-p sampling times when it has them */
 } bias_compare_config;
 
 /* Compares each trace (n of them: typically paged, then contiguous) with its

@@ -96,7 +96,10 @@ int bias_serving_run(const bias_serving_config *c, const int *prompt_tokens, con
     int found = opp_resolve(prof, c->op_profile, "data/profiles", g.name, &mc, c->tp, used, sizeof used, err, errlen);
     if (found < 0) { free(prof); return -1; }
     if (found) m.prof = prof;
-    snprintf(r->step_times, sizeof r->step_times, "%s%s", found ? "operator profile " : "", used);
+    prof->sample_topp = c->sample_topp;
+    snprintf(r->step_times, sizeof r->step_times, "%s%s%s", found ? "operator profile " : "", used,
+             !found || !c->sample_topp ? "" : prof->sampling_topp.n ? "; top-p sampling measured"
+                                                                    : "; top-p sampling at greedy's times (not in the profile)");
     plan_opts_default(&po);
     po.tp = c->tp; po.block_size = c->block_size; po.util = c->gpu_util;
     po.max_model_len = c->max_model_len;

@@ -27,6 +27,8 @@ typedef struct bias_serving_config {
     const char *op_profile;      /* step times: "auto" or NULL (an operator profile of this GPU and
                                     model in data/profiles/ when there is one, else the roofline),
                                     "none" (the roofline) or a profile file (sim/op_profile.h) */
+    int sample_topp;             /* the requests sample with temperature and top-p (the study's 0.6 and
+                                    0.8): the profile's top-p sampling times when it has them */
 } bias_serving_config;
 
 enum { BIAS_PAGED = 0, BIAS_CONTIGUOUS = 1, BIAS_NPOL = 2 };

@@ -44,6 +44,8 @@ def main():
     ap.add_argument("--compare", help="the run's _att_compare.json: engine limits, wall times")
     ap.add_argument("--max-workers", type=int, required=True, help="the run's --max-workers")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--temperature", type=float, default=0.6, help="the run's sampling (labs/bias's defaults)")
+    ap.add_argument("--top-p", type=float, default=0.8)
     g = ap.add_argument_group("without --compare")
     g.add_argument("--gpu")
     g.add_argument("--model-config")
@@ -103,6 +105,7 @@ def main():
         "num_blocks": pol["num_blocks"], "block_size": pol["block_size"], "max_num_seqs": pol["max_num_seqs"],
         "max_num_batched_tokens": pol["max_num_batched_tokens"], "max_model_len": mml,
         "prefix_caching": pol["prefix_caching"], "max_workers": a.max_workers,
+        "temperature": a.temperature, "top_p": a.top_p,
         "prefix_hit_tokens": pol.get("prefix_hit_tokens", 0),
         "set_wall_s": [walls[s] for s in range(1, max(sets) + 1)],
         "request_fields": ["set", "prompt_tokens", "output_tokens", "shared_prefix", "submit_s", "first_token_s",

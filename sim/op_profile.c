@@ -99,7 +99,7 @@ double opp_step_time(const opp_profile *p, const cm_batch *b) {
     if (p->tp > 1) layer += 2 * opp_curve_at(&p->allreduce, T);
     double rows = b->num_seqs > 0 ? b->num_seqs : 0;
     us += L * layer + opp_curve_at(&p->elem_step, T) + opp_curve_at(&p->lm_head, rows) +
-          opp_curve_at(&p->sampling, rows);
+          opp_curve_at(p->sample_topp && p->sampling_topp.n > 0 ? &p->sampling_topp : &p->sampling, rows);
     return (cpu + (us > p->gpu_floor_us ? us : p->gpu_floor_us)) * 1e-6;
 }
 
@@ -122,6 +122,7 @@ static const struct { const char *name, *x; size_t off; } opp_curves[] = {
     { "attn_prefill", "tokens", offsetof(opp_profile, attn_prefill) },
     { "moe_layer", "tokens", offsetof(opp_profile, moe_layer) },
     { "sampling", "rows", offsetof(opp_profile, sampling) },
+    { "sampling_topp", "rows", offsetof(opp_profile, sampling_topp) },
     { "allreduce", "tokens", offsetof(opp_profile, allreduce) },
 };
 #define OPP_NCURVES (sizeof opp_curves / sizeof opp_curves[0])

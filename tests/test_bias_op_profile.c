@@ -8,7 +8,9 @@
  * here, independently, from the profile file's own points; so is a small
  * labs/bias run (the command), whose per-request lengths come from
  * --dump-prompts.  The comparison's calibration still fits the roofline
- * (and recovers known coefficients) when the predictions use a profile. */
+ * (and recovers known coefficients) when the predictions use a profile.
+ * The lab samples with temperature and top-p, which the shipped profiles did
+ * not time: the output says that greedy's times stand in. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -218,7 +220,7 @@ static void trace_of(bias_trace *t, const cm_model *m) {
 
 static cJSON *compare(const bias_trace *t, const char *op_profile, const char *coeffs, const char *name, char *summary) {
     const bias_trace *tl[1] = { t };
-    bias_compare_config cc = { NULL, NULL, coeffs, 1, 0.9, NULL, op_profile };
+    bias_compare_config cc = { NULL, NULL, coeffs, 1, 0.9, NULL, op_profile, 0 };
     char err[512];
     int rc = bias_compare_write(&cc, tl, 1, T, name, summary, 2048, err, sizeof err);
     if (rc) fail_msg("%s", err);
@@ -274,7 +276,7 @@ static void test_compare_takes_the_profile(void **state) {
     cJSON_Delete(j);
     /* a profile of another model: an error */
     const bias_trace *tl[1] = { &t };
-    bias_compare_config bad = { NULL, NULL, NULL, 1, 0.9, NULL, "data/profiles/H200/qwen3-0.6b.json" };
+    bias_compare_config bad = { NULL, NULL, NULL, 1, 0.9, NULL, "data/profiles/H200/qwen3-0.6b.json", 0 };
     assert_int_equal(bias_compare_write(&bad, tl, 1, T, "bad", summary, sizeof summary, err, sizeof err), -1);
     assert_non_null(strstr(err, "qwen3-0.6b.json"));
     cJSON_Delete(r.root);
@@ -324,6 +326,7 @@ static void test_lab_run_on_the_profile(void **state) {
     char *o = tu_slurp(tp("out.txt"));
     assert_non_null(o);
     assert_non_null(strstr(o, "step times: operator profile " PROF));
+    assert_non_null(strstr(o, "top-p sampling at greedy's times"));   /* the lab samples at T 0.6, top-p 0.8 */
     free(o);
     /* --op-profile none: the roofline, said on the terminal */
     assert_int_equal(sh("%s/labs/bias --tickers %s %s --quiet --op-profile none --output-dir %s > %s", bin,

@@ -515,6 +515,7 @@ static int cmd_run(int argc, char **argv) {
     if (real && ro.dummy_config) c.row_note = DUMMY_NOTE;
     sc.max_workers = c.max_workers;
     sc.max_tokens = c.max_tokens;
+    sc.sample_topp = c.temperature > 0 && c.top_p < 1;
 
     tp_engine *tpe = NULL;
     if (real && tp_given) {                 /* the other ranks, forked before CUDA starts here */
@@ -635,7 +636,8 @@ static int cmd_run(int argc, char **argv) {
         printf("Trace: %s/%s_att_trace.json%s\n", c.output_dir, c.model, trace.nstep ? " (steps also in _att_steps.csv)" : "");
         if (compare) {
             bias_compare_config cc = { gpu_given || !trace.gpu[0] ? sc.gpu : trace.gpu, mc_given || !trace.model_config[0] ? sc.model_config : trace.model_config,
-                                       coeffs, server ? sc.tp : (tp_given ? sc.tp : 1), sc.gpu_util, c.row_note, opprof };
+                                       coeffs, server ? sc.tp : (tp_given ? sc.tp : 1), sc.gpu_util, c.row_note, opprof,
+                                       sc.sample_topp };
             const bias_trace *tl[1] = { &trace };
             char summary[2048];
             if (bias_compare_write(&cc, tl, 1, c.output_dir, c.model, summary, sizeof summary, err, sizeof err))
@@ -746,7 +748,7 @@ static int cmd_compare(int argc, char **argv) {
         tl[i] = &t[i];
     }
     if (file_mkdirs(dir)) { fprintf(stderr, "labs/bias compare: %s: %s\n", dir, strerror(errno)); goto out; }
-    bias_compare_config cc = { gpu, mcfg, coeffs, tp, 0.9, t[0].dummy_weights ? DUMMY_NOTE : NULL, opprof };
+    bias_compare_config cc = { gpu, mcfg, coeffs, tp, 0.9, t[0].dummy_weights ? DUMMY_NOTE : NULL, opprof, 0 };
     if (bias_compare_write(&cc, tl, n, dir, short_model(model), summary, sizeof summary, err, sizeof err)) {
         fprintf(stderr, "labs/bias compare: %s\n", err); goto out;
     }
