@@ -536,12 +536,18 @@ static void fit_cpu(const step_obs *s, int n, opp_profile *p) {
     free(x); free(r);
 }
 
-/* The engine steps of one round, each beside its ops' time (round 0 warms up). */
-typedef struct cpu_obs { const opp_profile *ops; step_obs *obs; int n, cap, keep; } cpu_obs;
+/* The engine steps of one round, each beside its ops' time (round 0 warms up).
+ * A step at a token count the engine had not run before is left out: its
+ * first cuBLAS calls at that shape (heuristics, loading the kernel) cost up to
+ * tens of ms once, which is neither a per-step nor a per-sequence cost. */
+typedef struct cpu_obs { const opp_profile *ops; step_obs *obs; int n, cap, keep; unsigned char *seen; long nseen; } cpu_obs;
 
 static int observe_step(void *ctx, const eng_step_info *si, char *err, size_t errlen) {
     cpu_obs *o = ctx;
-    if (!o->keep || si->num_seqs <= 0) return 0;
+    long T = si->prefill_tokens + si->decode_tokens;
+    int first = T >= 0 && T < o->nseen && !o->seen[T];
+    if (T >= 0 && T < o->nseen) o->seen[T] = 1;
+    if (!o->keep || si->num_seqs <= 0 || first) return 0;
     cm_batch b = { si->num_seqs, si->prefill_tokens, si->decode_tokens, si->attn_ctx_tokens, si->attn_pairs,
                    0, 0 };                                /* the engine preempts by recompute: no swaps */
     if (o->n == o->cap) {
@@ -559,8 +565,9 @@ int pops_measure_cpu(eng *e, const mc_config *c, int max_seqs, opp_profile *p, F
     int prompt[PROMPT];
     opp_profile ops = *p;                                 /* the ops alone */
     ops.step_overhead_us = ops.per_seq_us = ops.gpu_floor_us = 0;
-    cpu_obs co = { &ops, malloc(sizeof(step_obs) * 64), 0, 64, 0 };
-    if (!co.obs) return errbuf_fail(err, errlen, "out of memory");
+    long nseen = (long)model_options(eng_model(e))->max_num_batched_tokens + 1;
+    cpu_obs co = { &ops, malloc(sizeof(step_obs) * 64), 0, 64, 0, calloc((size_t)nseen, 1), nseen };
+    if (!co.obs || !co.seen) { free(co.obs); free(co.seen); return errbuf_fail(err, errlen, "out of memory"); }
     eng_hooks hooks = { .on_step = observe_step, .ctx = &co };
     uint64_t st = 99;
     for (int round = 0, B = 1; B <= max_seqs; round++) {
@@ -583,6 +590,7 @@ int pops_measure_cpu(eng *e, const mc_config *c, int max_seqs, opp_profile *p, F
     rc = 0;
 out:
     free(co.obs);
+    free(co.seen);
     return rc;
 }
 
