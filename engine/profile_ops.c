@@ -24,6 +24,7 @@ int pops_run(const mc_config *c, const char *model_dir, unsigned long long dummy
 #else
 #include <cuda_runtime_api.h>
 #include <cublas_v2.h>
+#include "base/rng.h"
 #include "engine/kernels.h"
 #include "engine/kernels_ref.h"
 
@@ -418,8 +419,15 @@ static int time_moe(pops *t, opp_profile *p, const int *ts, int nt, int impl, ch
         goto out;
     }
 #endif
-    k_fill_random(m.x, (int64_t)T * t->D, 12, 1.0f, t->s);
-    k_fill_random(m.router, (int64_t)t->E * t->D, 13, 0.05f, t->s);
+    /* rows of std 1 (an RMSNorm's output) and the dummy model's router (engine/weights.c:
+     * row r of std (2 / sqrt(D)) (1 + 0.3 u_r)): logits of std ~2 and uneven experts (the
+     * busiest 2-3.5x the mean, as trained routers), not the even loads of one scale */
+    k_fill_random(m.x, (int64_t)T * t->D, 12, 1.7320508f, t->s);
+    for (int r = 0; r < t->E; r++) {
+        uint64_t rs = rng_mix64(13 ^ rng_mix64((uint64_t)r));
+        float u = 2.0f * kref_uniform(rs, 1, 0) - 1.0f, sd = 2.0f / sqrtf((float)t->D) * (1.0f + 0.3f * u);
+        k_fill_random(m.router + (size_t)r * t->D, t->D, rs, sd * 1.7320508f, t->s);
+    }
     k_fill_random(m.w_gu, (int64_t)t->E * 2 * t->Im * t->D, 14, 0.05f, t->s);
     k_fill_random(m.w_down, (int64_t)t->E * t->D * t->Im, 15, 0.05f, t->s);
     for (int j = 0; j < nt; j++) {
