@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The classroom labs' --real (issue 15) in one device call, from the repository root, with
-# what scripts/gpu/labs_real_pack.sh put in .carry/labs-real/{bin,lib,fonts}:
+# what scripts/gpu/labs_real_pack.sh put in .carry/labs-real/{bin.tar.xz,lib,fonts}:
 #   kernels   build/tests/gpu/test_kernels: attention against its C reference, block sizes 16,
 #             32, 48 and 64 among its cases (labs/blocksize --real runs 32 and 64)
 #   labs      labs/<lab> --real --teacher for paging, sharing, preemption, prefix, batching,
@@ -22,7 +22,11 @@ LABS=${LABS:-paging sharing preemption prefix batching blocksize}
 REAL=${REAL---real}
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 say() { echo "== [$(( $(date +%s) - T0 )) s] $*" | tee -a "$O/SUMMARY.txt"; }
-L=$PWD/.carry/labs-real; B=$L/bin
+L=$PWD/.carry/labs-real; B=$W/bin
+# the binaries travel as one xz archive (python3's tarfile where tar cannot unpack xz)
+tar -xJf $L/bin.tar.xz -C $W 2>/dev/null ||
+  python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" $L/bin.tar.xz $W ||
+  { echo "cannot unpack $L/bin.tar.xz" | tee -a "$O/SUMMARY.txt"; exit 1; }
 NV=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 export LD_LIBRARY_PATH=$L/lib:${NV%/bin/nvcc}/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 # the carried fonts through a fontconfig file of our own: the device may have no fonts
