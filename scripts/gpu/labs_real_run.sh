@@ -39,7 +39,7 @@ export FONTCONFIG_FILE=$W/fonts.conf
 # seconds each lab's --real needs on an H200: its engine runs as simulated (22, 29, 7, 3,
 # 30 and 19 s), half again, plus start-up, engines and its simulation
 declare -A NEED=([paging]=55 [sharing]=60 [preemption]=25 [prefix]=25 [batching]=60 [blocksize]=50)
-(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 || echo "no nvidia-smi") |
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"; } 2>&1 |
   tee -a "$O/SUMMARY.txt"
 $B/labs/paging --help > /dev/null || { say "labs/paging does not start here:"; ldd $B/labs/paging | grep "not found" |
   tee -a "$O/SUMMARY.txt"; exit 1; }
