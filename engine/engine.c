@@ -132,6 +132,16 @@ kv_config eng_kv_config(const model_opts *o, int num_blocks, kv_policy p, bool p
     return kc;
 }
 
+sched_config eng_sched_config(const model_opts *o, bool static_batching) {
+    sched_config sc = sched_config_default();
+    sc.max_num_seqs = o->max_num_seqs;
+    sc.max_num_batched_tokens = o->max_num_batched_tokens;
+    sc.max_model_len = o->max_model_len;
+    sc.preempt = SCHED_PREEMPT_RECOMPUTE;
+    sc.static_batching = static_batching;
+    return sc;
+}
+
 static k_sample_params params_of(const seq *s) {
     const eng_req *q = s->user;
     return (k_sample_params){q->p.temperature, q->p.top_k, q->p.top_p,
@@ -315,11 +325,7 @@ eng *eng_create(const mc_config *c, w_weights *w, const eng_config *cfg, model_m
     if (model_create(&e->m, c, w, &mo, mem, err, errlen)) { free(e); return NULL; }
     const model_opts *o = model_options(e->m);
     kv_config kc = eng_kv_config(o, model_num_blocks(e->m), cfg->kv_policy, cfg->prefix_caching);
-    sched_config sc = sched_config_default();
-    sc.max_num_seqs = o->max_num_seqs;
-    sc.max_num_batched_tokens = o->max_num_batched_tokens;
-    sc.max_model_len = o->max_model_len;
-    sc.preempt = SCHED_PREEMPT_RECOMPUTE;
+    sched_config sc = eng_sched_config(o, cfg->static_batching);
     size_t R = (size_t)o->max_logit_rows;
     e->sp = calloc(R, sizeof *e->sp);
     e->tok = calloc(R, sizeof *e->tok);
@@ -349,6 +355,7 @@ eng *eng_create(const mc_config *c, w_weights *w, const eng_config *cfg, model_m
     dc.source = drv_source_queue(e->q);
     dc.clock = (drv_clock){ clock_now, clock_wait, e };
     dc.keep_requests = cfg->keep_request_metrics;
+    dc.keep_steps = cfg->keep_steps;
     dc.usage_every = 1;               /* the pool at every step: nothing next to a forward pass */
     if (!(e->d = drv_create(&e->lp, e->kv, &dc, err, errlen))) {
         eng_free(e);
@@ -568,6 +575,7 @@ void eng_usage(eng *e, kv_usage *u) {
 
 const sched_stats *eng_sched_stats(const eng *e) { return sched_get_stats(e->sc); }
 int eng_summary(const eng *e, met_summary *out) { return drv_summary(e->d, out); }
+const met_collector *eng_metrics(const eng *e) { return drv_metrics(e->d); }
 const model *eng_model(const eng *e) { return e->m; }
 
 void eng_free(eng *e) {

@@ -36,6 +36,10 @@ typedef struct eng_config {
     bool   keep_request_metrics; /* eng_summary's request figures (latency
                                     percentiles): one record per request, so
                                     off in a long-running server */
+    bool   keep_steps;           /* every step's record in eng_metrics (one per step:
+                                    runs that end, not a server) */
+    bool   static_batching;      /* sched_config.static_batching: a new batch only when
+                                    the last has wholly finished (a generate() loop) */
 } eng_config;
 
 #define ENG_MAX_SCORE_IDS 64      /* candidates one scoring request may name */
@@ -146,12 +150,19 @@ const sched_stats *eng_sched_stats(const eng *e);
  * paper's categories, mean and peak blocks, queue sizes, preemptions, prefix
  * hits; request latencies with keep_request_metrics.  0, or -1 (memory). */
 int  eng_summary(const eng *e, met_summary *out);
+/* The same collector's records: steps (with keep_steps) and finished
+ * requests (with keep_request_metrics), as sim_run returns them. */
+const met_collector *eng_metrics(const eng *e);
 const model *eng_model(const eng *e);
 void eng_free(eng *e);
 
 /* The KV pool a model with options o gets under policy p: reservations are
  * rounded up to whole blocks so that a reserved range is a run of blocks. */
 kv_config eng_kv_config(const model_opts *o, int num_blocks, kv_policy p, bool prefix_caching);
+/* The scheduler a model with (resolved) options o gets: its batching limits,
+ * preemption by recompute, static batching when asked.  With eng_kv_config,
+ * what a simulation of the same engine needs (no GPU). */
+sched_config eng_sched_config(const model_opts *o, bool static_batching);
 /* The step's flattened batch from a scheduled batch (host arrays in buf,
  * reused between steps): exposed so that tests can check it without a GPU. */
 typedef struct eng_batch_buf {
