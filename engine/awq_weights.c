@@ -75,6 +75,16 @@ static size_t linear_bytes(int K, int N, int G) {
     return up256(awq_qw_bytes(K, N)) + up256(awq_scales_bytes(K, N, G)) + up256(awq_zeros_bytes(K, N, G));
 }
 
+size_t awq_scratch_elems(const mc_config *c) {
+    size_t most = 0;
+    for (int i = 0; i < AWQ_NLIN; i++) {
+        int K, N;
+        awq_linear_shape(c, i, &K, &N);
+        if ((size_t)K * N > most) most = (size_t)K * N;
+    }
+    return most;
+}
+
 size_t awq_arena_bytes(const mc_config *c) {
     size_t b = 0;
     for (int i = 0; i < AWQ_NLIN; i++) {

@@ -26,6 +26,8 @@ typedef const st_tensor *(*awq_find_fn)(void *ctx, const char *name);
 int    awq_check_config(const mc_config *c, char *err, size_t errlen);
 /* Shapes (K inputs, N outputs) of linear i of c's layers. */
 void   awq_linear_shape(const mc_config *c, int i, int *K, int *N);
+/* Elements of the bf16 scratch the prefill path dequantizes into: the largest linear's K N. */
+size_t awq_scratch_elems(const mc_config *c);
 /* Device bytes of the quantized linears of every layer (each piece 256-byte aligned). */
 size_t awq_arena_bytes(const mc_config *c);
 /* Checks every quantized tensor of the checkpoint: presence, shape, dtype
