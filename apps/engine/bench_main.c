@@ -69,7 +69,8 @@ static void usage(FILE *f) {
         "                            sampling, MoE) and the CPU side of a step: a profile for pagesim\n"
         "  --kv-policy paged|contiguous, --no-prefix-caching, --max-num-batched-tokens N (default 8192),\n"
         "  --max-num-seqs N (256), --max-model-len N, --block-size N, --gpu-memory-utilization F,\n"
-        "  --num-gpu-blocks N, --dummy-seed S, --tensor-parallel-size N (-tp N): as engine/run\n");
+        "  --num-gpu-blocks N, --max-gpu-memory SIZE|GPU, --dummy-seed S, --tensor-parallel-size N (-tp N):\n"
+        "  as engine/run\n");
 }
 
 
