@@ -421,6 +421,93 @@ static void test_bytes(void **st) {
     }
 }
 
+/* tests/gpu/awq_pack.py (torch, AutoAWQ's packing written in Python) against
+ * the C side: every linear staged from its AWQ checkpoint and dequantized
+ * equals the bf16 checkpoint it wrote beside, bit for bit, and the 16-bit
+ * tensors agree.  Skips where python3 has no torch. */
+static const char *python_with_torch(void) {
+    static const char *const cands[] = {"python3", "/usr/bin/python3"};
+    char cmd[256];
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd, "%s -c 'import torch' > /dev/null 2>&1", cands[i]);
+        if (system(cmd) == 0) return cands[i];
+    }
+    return NULL;
+}
+
+static void check_py(const char *py, const char *family, int G) {
+    char cmd[512], dir[256], err[512];
+    snprintf(dir, sizeof dir, TMP "/py-%s-%d", family, G);
+    snprintf(cmd, sizeof cmd, "%s tests/gpu/awq_pack.py --out %s --family %s --group %d --layers 2 --hidden 256 "
+             "--intermediate 640 --vocab 300 > /dev/null", py, dir, family, G);
+    assert_int_equal(system(cmd), 0);
+    mc_config ca, cb;
+    int hb;
+    assert_int_equal(mc_load(&ca, tu_join(dir, "awq/config.json"), err, sizeof err), 0);
+    assert_int_equal(mc_load(&cb, tu_join(dir, "bf16/config.json"), err, sizeof err), 0);
+    assert_int_equal(ca.dtype, MC_DTYPE_AWQ4);
+    if (w_check_dir(tu_join(dir, "awq"), &ca, &hb, err, sizeof err)) fail_msg("awq: %s", err);
+    if (w_check_dir(tu_join(dir, "bf16"), &cb, &hb, err, sizeof err)) fail_msg("bf16: %s", err);
+    st_file fa, fb;
+    if (st_open(&fa, tu_join(dir, "awq/model.safetensors"), err, sizeof err) ||
+        st_open(&fb, tu_join(dir, "bf16/model.safetensors"), err, sizeof err)) fail_msg("%s", err);
+    const char *mods[AWQ_NLIN][3] = {{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"},
+                                     {"self_attn.o_proj"}, {"mlp.gate_proj", "mlp.up_proj"}, {"mlp.down_proj"}};
+    long checked = 0;
+    for (int l = 0; l < ca.num_layers; l++)
+        for (int i = 0; i < AWQ_NLIN; i++) {
+            int K, N;
+            awq_linear_shape(&ca, i, &K, &N);
+            uint32_t *qw = malloc(awq_qw_bytes(K, N)), *z = malloc(awq_zeros_bytes(K, N, G));
+            uint16_t *sc = malloc(awq_scales_bytes(K, N, G));
+            float *w = malloc(sizeof(float) * K * N);
+            if (awq_stage_linear(st_lookup, &fa, &ca, l, i, qw, sc, z, err, sizeof err)) fail_msg("%s", err);
+            kref_awq_dequant(w, qw, sc, z, K, N, G);
+            int row = 0;
+            for (int p = 0; p < 3 && row < N; p++) {
+                char name[128];
+                snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, mods[i][p]);
+                const st_tensor *t = st_find(&fb, name);
+                assert_non_null(t);
+                uint16_t *b = malloc(t->nbytes);
+                if (st_to_bf16(t, b, err, sizeof err)) fail_msg("%s", err);
+                for (int64_t r = 0; r < t->shape[0]; r++)
+                    for (int k = 0; k < K; k++)
+                        if (kref_f2bf(w[(size_t)(row + r) * K + k]) != b[r * K + k])
+                            fail_msg("%s [%lld][%d]: ours %g, awq_pack.py's %g", name, (long long)r, k,
+                                     w[(size_t)(row + r) * K + k], kref_bf2f(b[r * K + k]));
+                row += (int)t->shape[0];
+                checked += t->shape[0] * K;
+                free(b);
+            }
+            assert_int_equal(row, N);
+            free(qw); free(z); free(sc); free(w);
+        }
+    /* the 16-bit tensors: fp16 in the AWQ checkpoint, the same values in bf16 */
+    const char *plain[] = {"model.embed_tokens.weight", "lm_head.weight", "model.norm.weight",
+                           "model.layers.1.input_layernorm.weight"};
+    for (int i = 0; i < 4; i++) {
+        const st_tensor *ta = st_find(&fa, plain[i]), *tb = st_find(&fb, plain[i]);
+        assert_non_null(ta); assert_non_null(tb);
+        assert_int_equal(ta->dtype, ST_F16);
+        uint16_t *a = malloc(ta->numel * 2), *b = malloc(tb->numel * 2);
+        assert_int_equal(st_to_bf16(ta, a, err, sizeof err), 0);
+        assert_int_equal(st_to_bf16(tb, b, err, sizeof err), 0);
+        assert_memory_equal(a, b, ta->numel * 2);
+        free(a); free(b);
+    }
+    fprintf(stderr, "  awq_pack.py %s G %d: %ld dequantized weights = its bf16 checkpoint\n", family, G, checked);
+    st_close(&fa); st_close(&fb);
+}
+
+static void test_python_packer(void **st) {
+    (void)st;
+    const char *py = python_with_torch();
+    if (!py) { fprintf(stderr, "skip: no python3 with torch\n"); skip(); return; }
+    check_py(py, "qwen2", 64);
+    check_py(py, "llama", 128);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ckpt_order),
@@ -431,6 +518,7 @@ int main(void) {
         cmocka_unit_test(test_config_checks),
         cmocka_unit_test(test_checkpoint),
         cmocka_unit_test(test_bytes),
+        cmocka_unit_test(test_python_packer),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
