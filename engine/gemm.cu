@@ -8,6 +8,7 @@
 
 static char last_error[256];
 extern "C" const char *k_last_error(void) { return last_error; }
+extern "C" void k_set_last_error(const char *msg) { snprintf(last_error, sizeof last_error, "%s", msg); }
 
 static cublasStatus_t gemm(cublasHandle_t h, void *y, int y_fp32, const k_bf16 *x, const k_bf16 *w,
                            int T, int N, int K, int ldc) {

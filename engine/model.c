@@ -8,6 +8,8 @@
  * Owns the weights it is given, its activation buffers and the KV cache. */
 #include "engine/model.h"
 #include "engine/model_probe.h"
+#include "engine/awq_weights.h"
+#include "engine/mem_plan.h"
 #include "engine/kernels_ref.h"
 #include "engine/tp_engine.h"
 #include "engine/tp_worker.h"
@@ -48,6 +50,8 @@ size_t model_activation_bytes(const mc_config *c, const model_opts *o) {
     if (c->num_experts > 0)
         b += T * (size_t)c->num_experts * 2 + Tk * D * 2 +
              k_moe_bytes(c->num_experts, c->experts_per_tok, (int)T, (int)D, (int)Im, o->moe_gemm);
+    if (c->dtype == MC_DTYPE_AWQ4)                 /* the dequantized linear of the prefill path */
+        b += (T >= K_AWQ_SCRATCH_MIN_T ? awq_scratch_elems(c) * 2 : 0);
     return b;
 }
 
@@ -82,6 +86,7 @@ struct model {
     float  *logits;            /* (R, V) (rank 0; a scrap on the other ranks) */
     float  *lshard;            /* (R, Vr) this rank's vocabulary columns; = logits on one GPU */
     float  *lstage;            /* ((N-1) R Vr) rank 0 with N > 1: the other ranks' columns */
+    k_awq_work awq;            /* AWQ linears: the dequantize scratch (prefill) and split-K sums (decode) */
     float  *attn_ws;           /* decode attention split workspace */
     size_t  attn_ws_bytes;
     mprobe *probe;             /* profile and dumps (model_probe.h), or NULL */
@@ -101,6 +106,14 @@ const mc_config *model_config(const model *m) { return &m->c; }
 const model_opts *model_options(const model *m) { return &m->o; }
 
 static int dev_alloc(void **p, size_t bytes) { return cudaMalloc(p, bytes ? bytes : 16) == cudaSuccess ? 0 : -1; }
+
+/* AWQ linears: split-K sums, and the scratch of the prefill path when a step may reach it */
+static int alloc_awq(model *m) {
+    m->awq.partial_elems = k_awq_partial_elems();
+    m->awq.scratch_elems = m->o.max_num_batched_tokens >= K_AWQ_SCRATCH_MIN_T ? awq_scratch_elems(&m->c) : 0;
+    return dev_alloc((void **)&m->awq.partial, m->awq.partial_elems * 4) ||
+           (m->awq.scratch_elems && dev_alloc((void **)&m->awq.scratch, m->awq.scratch_elems * 2));
+}
 
 static int alloc_activations(model *m, char *err, size_t errlen) {
     size_t T = (size_t)m->o.max_num_batched_tokens, R = (size_t)m->o.max_logit_rows;
@@ -122,7 +135,7 @@ static int alloc_activations(model *m, char *err, size_t errlen) {
         (m->E > 0 && (dev_alloc((void **)&m->rlogits, T * m->E * 2) || dev_alloc((void **)&m->ey, Tk * m->D * 2) ||
                       k_moe_create(&m->moe, m->E, m->c.experts_per_tok, (int)T, m->D, m->Im, m->o.moe_gemm,
                                    m->blas))) ||
-        cudaMallocHost((void **)&m->hints, m->nints * 4) != cudaSuccess)
+        (m->w.awq && alloc_awq(m)) || cudaMallocHost((void **)&m->hints, m->nints * 4) != cudaSuccess)
         return errbuf_fail(err, errlen, "%s: cannot allocate the activation buffers for %d tokens per step "
                     "(lower --max-num-batched-tokens)", m->c.name, m->o.max_num_batched_tokens);
     /* the logits of this rank's vocabulary rows, and rank 0's room for the others' */
@@ -225,14 +238,22 @@ static int upload_batch(model *m, const model_batch *b, fwd_batch *f) {
     return 0;
 }
 
+/* y (T, N) = x (T, K) @ W^T for the layer's linear i (AWQ_QKV ..): the 16-bit
+ * w16 (N, K) through cuBLAS, or the AWQ kernels where the layer is 4-bit. */
+static int linear(model *m, k_bf16 *y, const k_bf16 *x, const w_layer *w, int i, const k_bf16 *w16, int T, int N,
+                  int K) {
+    if (w->awq) return k_awq_gemm(m->blas, y, x, &w->awq[i], T, &m->awq, m->s);
+    return k_gemm(m->blas, y, 0, x, w16, T, N, K, m->s);
+}
+
 /* The dense MLP: gate and up in one GEMM, SwiGLU, down.  x (T, D) -> x. */
 static int mlp_dense(model *m, const w_layer *w, int T, int l, char *err, size_t errlen) {
     /* gate | up (T, 2I) */
-    STEP(MP_GATE_UP, k_gemm(m->blas, m->gu, 0, m->x, w->w_gate_up, T, 2 * m->I, m->D, m->s));
+    STEP(MP_GATE_UP, linear(m, m->gu, m->x, w, AWQ_GATE_UP, w->w_gate_up, T, 2 * m->I, m->D));
     /* act (T, I) = silu(gate) * up */
     STEP(MP_SILU, k_silu_mul(m->act, m->gu, T, m->I, m->s));
     /* down projection */
-    STEP(MP_DOWN, k_gemm(m->blas, m->x, 0, m->act, w->w_down, T, m->D, m->I, m->s));
+    STEP(MP_DOWN, linear(m, m->x, m->act, w, AWQ_DOWN, w->w_down, T, m->D, m->I));
     return 0;
 }
 
@@ -291,7 +312,7 @@ static int forward(model *m, const model_batch *b, int *rows_out, char *err, siz
         /* attention RMSNorm: res += x; x = rmsnorm(res) */
         STEP(MP_NORM, k_add_rmsnorm(m->x, m->res, w->attn_norm, T, D, eps, m->s));
         /* q, k, v projections in one GEMM */
-        STEP(MP_QKV, k_gemm(m->blas, m->qkv, 0, m->x, w->wqkv, T, QKV, D, m->s));
+        STEP(MP_QKV, linear(m, m->qkv, m->x, w, AWQ_QKV, w->wqkv, T, QKV, D));
         /* Qwen2: q, k, v biases */
         if (w->bqkv) STEP(MP_QK_EXTRA, k_add_bias(m->qkv, w->bqkv, T, QKV, m->s));
         /* Qwen3: RMSNorm of each q head, then of each k head */
@@ -305,7 +326,7 @@ static int forward(model *m, const model_batch *b, int *rows_out, char *err, siz
         STEP(MP_ATTN, k_attention(m->attn, m->qkv, QKV, k_cache(m, l), v_cache(m, l), &f.ab, nq, nkv, hd, scale,
                                   m->attn_ws, m->attn_ws_bytes, m->s));
         /* output projection (a partial sum over this rank's heads, then the sum over the ranks) */
-        STEP(MP_O, k_gemm(m->blas, m->x, 0, m->attn, w->wo, T, D, nq * hd, m->s));
+        STEP(MP_O, linear(m, m->x, m->attn, w, AWQ_O, w->wo, T, D, nq * hd));
         ALLREDUCE(T);
         /* MLP RMSNorm: res += x; x = rmsnorm(res) */
         STEP(MP_NORM, k_add_rmsnorm(m->x, m->res, w->mlp_norm, T, D, eps, m->s));
@@ -436,28 +457,21 @@ static int tell_workers(model *m, char *err, size_t errlen) {
 static int plan_kv(model *m, model_mem *mem, size_t free0, char *err, size_t errlen) {
     size_t free1, total;
     cudaMemGetInfo(&free1, &total);
-    mem->total = total;
     mem->weights = m->w.bytes;
     mem->activations = free0 - free1;
     mem->other = total - free0 - m->w.bytes;       /* context, NCCL, other processes */
     mem->kv_bytes_per_token = (size_t)2 * m->L * m->nkv * m->hd * 2;   /* this rank's KV heads */
     mem->block_size = m->o.block_size;
-    size_t block_bytes = mem->kv_bytes_per_token * m->o.block_size;
-    double budget = m->o.gpu_memory_utilization * (double)total - (double)(total - free1);
-    long nblocks = budget > 0 ? (long)(budget / (double)block_bytes) : 0;
-    if (m->o.num_gpu_blocks > 0) nblocks = m->o.num_gpu_blocks;
+    mplan_in in = {(double)total, m->o.max_gpu_memory, m->o.gpu_memory_utilization, (double)(total - free1),
+                   (double)mem->weights, (double)mem->activations, (double)mem->other, mem->kv_bytes_per_token,
+                   m->o.block_size, m->o.max_model_len, m->o.num_gpu_blocks};
+    mplan_out po;
+    long nblocks = mplan_blocks(&in, &po);
+    mem->total = (size_t)po.total;                 /* the device's, or --max-gpu-memory */
     nblocks = nblocks > 0x7fffffff / m->o.block_size ? 0x7fffffff / m->o.block_size : nblocks;
     int nb = (int)nblocks;
     if (m->tp && tp_min_int(m->tp->comm, nb, &nb, m->s, err, errlen)) return -1;
-    if (nb < m->max_blocks)
-        return errbuf_fail(err, errlen, "not enough GPU memory for the KV cache%s: %.2f GiB x utilization %.2f = "
-             "%.2f GiB; in use %.2f GiB (weights %.2f GiB, activation peak %.2f GiB, other %.2f GiB) leaves %.2f GiB "
-             "= %ld tokens at %zu bytes/token, but one sequence of max_model_len %d needs %d tokens",
-             nb < nblocks ? " on another tensor-parallel rank" : "", total / 1073741824.0,
-             m->o.gpu_memory_utilization, m->o.gpu_memory_utilization * total / 1073741824.0,
-             (total - free1) / 1073741824.0, mem->weights / 1073741824.0, mem->activations / 1073741824.0,
-             mem->other / 1073741824.0, budget / 1073741824.0, (long)nb * m->o.block_size, mem->kv_bytes_per_token,
-             m->o.max_model_len, m->max_blocks * m->o.block_size);
+    if (mplan_check(&in, &po, nb, nb < nblocks, err, errlen)) return -1;
     m->num_blocks = nb;
     m->kv_layer_elems = (size_t)m->num_blocks * m->o.block_size * m->nkv * m->hd;
     if (dev_alloc((void **)&m->kv, 2 * m->kv_layer_elems * m->L * 2))
@@ -531,7 +545,8 @@ void model_free(model *m) {
     if (!m) return;
     if (m->lshard == m->logits) m->lshard = NULL;
     void *bufs[] = {m->x, m->res, m->qkv, m->attn, m->gu, m->act, m->rlogits, m->ey, m->hrows, m->logits,
-                    m->lshard, m->lstage, m->attn_ws, m->dints, m->dparams, m->dtokens, m->dlogp, m->inv_freq, m->kv};
+                    m->lshard, m->lstage, m->attn_ws, m->dints, m->dparams, m->dtokens, m->dlogp, m->inv_freq, m->kv,
+                    m->awq.scratch, m->awq.partial};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) if (bufs[i]) cudaFree(bufs[i]);
     if (m->hints) cudaFreeHost(m->hints);
     k_moe_free(&m->moe);

@@ -20,6 +20,7 @@ typedef struct model_opts {
     int    block_size;               /* KV slots per block, default 16 */
     double gpu_memory_utilization;   /* share of the GPU this model may use, default 0.9 */
     int    num_gpu_blocks;           /* > 0: this many KV blocks instead of what memory allows */
+    double max_gpu_memory;           /* bytes; > 0: plan as if the GPU had no more (a smaller card's budget) */
     int    max_logit_rows;           /* rows of logits one step may return, default max_num_seqs */
     /* kernels (0: the default) */
     int    attention;                /* K_ATTN_* (k_attention_impl) */

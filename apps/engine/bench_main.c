@@ -16,6 +16,7 @@
  * the same GPU (tests/gpu/bench_hf.py --peaks measures both). */
 #include "apps/engine/cli.h"
 #include "apps/engine/bench_moe.h"
+#include "apps/engine/bench_awq.h"
 #include "engine/engine.h"
 #include "engine/kernels_ref.h"
 #include "engine/weights.h"
@@ -60,6 +61,8 @@ static void usage(FILE *f) {
         "  --moe-layer T,T,...       only time a mixture-of-experts layer of the config at T tokens\n"
         "                            (routing uniform and through a dummy router; both GEMM paths)\n"
         "  --save-routing FILE       with --moe-layer: the routing, for tests/gpu/bench_moe_torch.py\n"
+        "  --awq-gemm T,T,...        only time the config's 4-bit AWQ linears at T tokens against cuBLAS\n"
+        "                            bf16 on the same shapes: weights read per second, speedup\n"
         "  --json FILE               write the figures as JSON\n"
         "  --trace FILE              the requests of a trace (CSV/JSONL: arrival,prompt_len,output_len),\n"
         "                            each submitted at its arrival time (seconds from the start)\n"
@@ -69,8 +72,8 @@ static void usage(FILE *f) {
         "                            sampling, MoE) and the CPU side of a step: a profile for pagesim\n"
         "  --kv-policy paged|contiguous, --no-enable-prefix-caching, --max-num-batched-tokens N (default\n"
         "  8192), --max-num-seqs N (256), --max-model-len N, --block-size N, --gpu-memory-utilization F,\n"
-        "  --num-gpu-blocks N, --dummy-seed S, --tensor-parallel-size N (-tp N), --data-dir DIR,\n"
-        "  --version: as engine/run\n"
+        "  --num-gpu-blocks N, --max-gpu-memory SIZE|GPU, --dummy-seed S, --tensor-parallel-size N (-tp N),\n"
+        "  --data-dir DIR, --version: as engine/run\n"
         "Exit status: 0 done, 1 the run failed (the GPU, a write error), 2 bad usage or input.\n");
 }
 
@@ -361,7 +364,7 @@ static int run_attention(const mc_config *c, const char *spec, int bs, double pe
 enum { O_HELP = 'h', O_NO_PREFIX = 256, O_MODEL, O_DUMMY, O_WORKLOAD, O_NUM_REQUESTS, O_PROMPT_LEN,
        O_OUTPUT_LEN, O_MIN_LEN, O_MAX_LEN, O_SEED, O_DUMMY_SEED, O_TEMPERATURE, O_SAVE, O_JSON, O_ATTENTION,
        O_ELEMENTWISE, O_PEAK_TFLOPS, O_PEAK_GBPS, O_MOE_LAYER, O_SAVE_ROUTING, O_TRACE, O_STEPS_OUT,
-       O_OP_PROFILE, O_PROFILE_OPS, O_ENABLE_PREFIX };
+       O_OP_PROFILE, O_PROFILE_OPS, O_ENABLE_PREFIX, O_AWQ_GEMM };
 static const opt_spec k_opts[] = {
     { "help", O_HELP, OPT_FLAG },                FRONT_PREFIX_ROWS(O_ENABLE_PREFIX, O_NO_PREFIX),
     { "model", O_MODEL, OPT_VALUE },             { "dummy-weights", O_DUMMY, OPT_VALUE },
@@ -376,7 +379,7 @@ static const opt_spec k_opts[] = {
     { "peak-gbps", O_PEAK_GBPS, OPT_VALUE },    { "moe-layer", O_MOE_LAYER, OPT_VALUE },
     { "save-routing", O_SAVE_ROUTING, OPT_VALUE }, { "trace", O_TRACE, OPT_VALUE },
     { "steps-out", O_STEPS_OUT, OPT_VALUE },    { "op-profile", O_OP_PROFILE, OPT_VALUE },
-    { "profile-ops", O_PROFILE_OPS, OPT_VALUE },
+    { "profile-ops", O_PROFILE_OPS, OPT_VALUE }, { "awq-gemm", O_AWQ_GEMM, OPT_VALUE },
     CLI_MODEL_SPECS,
     CLI_TP_SPECS,
     { NULL, 0, 0 },
@@ -428,7 +431,7 @@ static int bench_result(void *ctx, const eng_result *d, char *err, size_t errlen
 int main(int argc, char **argv) {
     front_init(PROG);
     const char *model_dir = NULL, *dummy = NULL, *workload = "fixed", *save = NULL, *json = NULL, *attn = NULL;
-    const char *moe = NULL, *save_routing = NULL;
+    const char *moe = NULL, *save_routing = NULL, *awq_gemm = NULL;
     const char *trace = NULL, *steps_out = NULL, *op_prof = NULL, *prof_out = NULL;
     int nreq = 1024, plen = 512, olen = 96, lo = 100, hi = 1024, ew_rows = 0;
     double peak_tflops = 790, peak_gbps = 4300, temperature = 0;
@@ -470,6 +473,7 @@ int main(int argc, char **argv) {
         case O_PROFILE_OPS: prof_out = v; break;
         case O_ELEMENTWISE: ew_rows = cli_int(PROG, a, v, 1, 1 << 16); break;
         case O_MOE_LAYER: moe = v; break;
+        case O_AWQ_GEMM: awq_gemm = v; break;
         case O_SAVE_ROUTING: save_routing = v; break;
         case O_PEAK_TFLOPS: peak_tflops = cli_num(PROG, a, v, 1, 1e6); break;
         case O_PEAK_GBPS: peak_gbps = cli_num(PROG, a, v, 1, 1e6); break;
@@ -515,6 +519,11 @@ int main(int argc, char **argv) {
     }
     if (moe) {
         int rc = bench_moe_layer(&c, moe, peak_tflops, peak_gbps, save_routing, js);
+        if (js) fclose(js);
+        return rc;
+    }
+    if (awq_gemm) {
+        int rc = bench_awq_gemm(&c, awq_gemm, js);
         if (js) fclose(js);
         return rc;
     }

@@ -2,6 +2,7 @@
 #include "apps/engine/cli.h"
 #include "engine/tp_comm.h"
 #include "sim/planner.h"
+#include "sim/gpu_table.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,16 @@ int cli_model_option(const char *prog, int key, const char *name, const char *v,
     case CLI_BLOCK_SIZE: m->block_size = cli_int(prog, name, v, 1, 1024); return 1;
     case CLI_GPU_UTIL: m->gpu_memory_utilization = cli_num(prog, name, v, 0.01, 1); return 1;
     case CLI_NUM_GPU_BLOCKS: m->num_gpu_blocks = cli_int(prog, name, v, 1, 1 << 30); return 1;
+    case CLI_MAX_GPU_MEM: {                       /* a size, or a GPU of the table */
+        cm_gpu g;
+        char err[1024], msg[1200];
+        if (cm_gpu_find(&g, v, err, sizeof err)) {
+            snprintf(msg, sizeof msg, "%s wants a size (12GiB) or a GPU name: %s", name, err);
+            cli_usage_error(prog, msg);
+        }
+        m->max_gpu_memory = g.mem_bytes;
+        return 1;
+    }
     default: return 0;
     }
 }
@@ -91,6 +102,31 @@ void cli_tp_report(FILE *f, const tp_engine *t, const mc_config *c, const model_
     fprintf(f, "Per GPU: weights %.3f GiB, KV cache %zu bytes/token (pagesim plan -tp %d: weights %.3f GiB, "
             "%lld bytes/token); every GPU holds its KV heads of all %ld tokens\n", mem->weights / 1073741824.0,
             mem->kv_bytes_per_token, N, pw, pkv, mem->kv_tokens);
+}
+
+void cli_plan_report(FILE *f, const mc_config *c, const model_opts *m, const model_mem *mem) {
+    double total = mem ? (double)mem->total : m->max_gpu_memory;
+    if (!(total > 0)) return;
+    cm_gpu g = {"this budget", total, 0, 0, 0};
+    plan_opts o;
+    plan_opts_default(&o);
+    o.util = m->gpu_memory_utilization > 0 ? m->gpu_memory_utilization : 0.9;
+    o.max_model_len = m->max_model_len;
+    o.block_size = m->block_size > 0 ? m->block_size : 16;
+    o.max_num_seqs = m->max_num_seqs > 0 ? m->max_num_seqs : 256;
+    o.max_num_batched_tokens = m->max_num_batched_tokens;
+    plan_result r;
+    char err[512];
+    if (plan_compute(c, &g, &o, &r, err, sizeof err)) {
+        fprintf(f, "pagesim plan: %s\n", err);
+        return;
+    }
+    fprintf(f, "pagesim plan (%.2f GiB x %.2f, max_model_len %d, %d batched tokens, %d seqs): weights %.2f GiB, "
+            "activation peak %.2f GiB, non-torch %.2f GiB, # GPU blocks: %ld, GPU KV cache size: %ld tokens, "
+            "maximum concurrency %.2fx: %s\n", total / 1073741824.0, r.util, r.max_model_len, r.batched_tokens,
+            r.max_num_seqs, r.weight_bytes / 1073741824.0, r.activation_bytes / 1073741824.0,
+            r.non_torch_bytes / 1073741824.0, r.num_blocks, r.kv_tokens, r.max_concurrency,
+            r.fits ? "fits" : "does not fit");
 }
 
 /* the index of v in names[] (NULL-terminated), or exit 2 naming the variable */

@@ -15,7 +15,7 @@
 
 /* The keys of the shared options, and their rows for a command's table. */
 enum { CLI_KV_POLICY = 900, CLI_MAX_BATCHED, CLI_MAX_SEQS, CLI_MAX_LEN, CLI_BLOCK_SIZE, CLI_GPU_UTIL,
-       CLI_NUM_GPU_BLOCKS, CLI_TP };
+       CLI_NUM_GPU_BLOCKS, CLI_TP, CLI_MAX_GPU_MEM };
 #define CLI_MODEL_SPECS \
     { "kv-policy", CLI_KV_POLICY, OPT_VALUE }, \
     { "max-num-batched-tokens", CLI_MAX_BATCHED, OPT_VALUE }, \
@@ -23,7 +23,8 @@ enum { CLI_KV_POLICY = 900, CLI_MAX_BATCHED, CLI_MAX_SEQS, CLI_MAX_LEN, CLI_BLOC
     { "max-model-len", CLI_MAX_LEN, OPT_VALUE }, \
     { "block-size", CLI_BLOCK_SIZE, OPT_VALUE }, \
     { "gpu-memory-utilization", CLI_GPU_UTIL, OPT_VALUE }, \
-    { "num-gpu-blocks", CLI_NUM_GPU_BLOCKS, OPT_VALUE }
+    { "num-gpu-blocks", CLI_NUM_GPU_BLOCKS, OPT_VALUE }, \
+    { "max-gpu-memory", CLI_MAX_GPU_MEM, OPT_VALUE }
 /* --tensor-parallel-size N and vLLM's -tp N (also --tp; key CLI_TP, the value
  * 1..1024; a front end keeps tp 0 when the option is not given). */
 #define CLI_TP_SPECS FRONT_TP_ROWS(CLI_TP)
@@ -44,6 +45,17 @@ tp_engine *cli_tp_start(const char *prog, int tp, const model_opts *m);
  * shard splits c, and its per-GPU weights and KV bytes per token beside
  * `pagesim plan -tp N`'s (sim/planner.h); mem NULL: the plan's alone. */
 void   cli_tp_report(FILE *f, const tp_engine *t, const mc_config *c, const model_mem *mem);
+/* The help lines of --max-gpu-memory (the same in every front end). */
+#define CLI_MAX_GPU_MEM_HELP \
+    "  --max-gpu-memory SIZE|GPU plan the KV cache as if the GPU had SIZE (12GiB, 16000MiB) or the\n" \
+    "                            memory of a GPU of data/gpus.json (RTX-4070): a smaller card's budget\n" \
+    "                            on a large one; the memory log then sets pagesim plan's beside it\n"
+/* The memory log's line of `pagesim plan` for the same model, total memory
+ * (mem->total, or the device's), utilization, max_model_len, batched tokens
+ * and sequences (sim/planner.h), to read beside the engine's; mem NULL (the
+ * engine refused to start): total is m->max_gpu_memory, and nothing is
+ * printed without it. */
+void   cli_plan_report(FILE *f, const mc_config *c, const model_opts *m, const model_mem *mem);
 /* Prints "PROG: err" and exits with status 2 (a bad command line). */
 _Noreturn void cli_usage_error(const char *prog, const char *err);
 /* The integer in v (whole string), in [lo, hi]; exits with 2 otherwise. */

@@ -53,6 +53,7 @@ static void usage(FILE *f) {
         "  --block-size N            KV block size (default 16)\n"
         "  --gpu-memory-utilization F  share of GPU memory to use (default 0.9)\n"
         "  --num-gpu-blocks N        KV blocks to allocate instead of what memory allows\n"
+        CLI_MAX_GPU_MEM_HELP
         "  --tensor-parallel-size N, -tp N  GPUs to shard the model over, one process each, through\n"
         "                            NCCL (default: one GPU without NCCL; 1: one GPU through NCCL)\n"
         "  --dummy-seed S            seed of --dummy-weights (default 0)\n"
@@ -321,7 +322,14 @@ int main(int argc, char **argv) {
     }
     model_mem mem;
     eng *e = eng_create(&c, &w, &cfg, &mem, err, sizeof err);
-    if (!e) { fprintf(stderr, "engine/run: %s\n", err); tp_engine_stop(tpe); return 1; }
+    if (!e) {
+        fprintf(stderr, "engine/run: %s\n", err);
+        model_opts ro = cfg.model;
+        model_resolve_opts(&c, &ro);
+        cli_plan_report(stderr, &c, &ro, NULL);
+        tp_engine_stop(tpe);
+        return 1;
+    }
     const model_opts *mo = model_options(eng_model(e));
     cli_tp_report(stderr, tpe, &c, &mem);
     fprintf(stderr, "Memory%s: weights %.2f GiB, activation peak %.2f GiB, KV cache %.2f GiB (%zu bytes/token)\n",
@@ -332,6 +340,11 @@ int main(int argc, char **argv) {
             mem.max_concurrency);
     fprintf(stderr, "KV policy: %s, %d blocks of %d, prefix caching %s\n", kv_policy_name(cfg.kv_policy),
             mem.num_blocks, mem.block_size, cfg.prefix_caching && cfg.kv_policy == KV_PAGED ? "on" : "off");
+    if (mo->max_gpu_memory > 0) {
+        fprintf(stderr, "# GPU blocks: %d (%.2f GiB x %.2f, --max-gpu-memory)\n", mem.num_blocks,
+                mem.total / 1073741824.0, mo->gpu_memory_utilization);
+        cli_plan_report(stderr, &c, mo, &mem);
+    }
     int rc = 1;
     collected col = { calloc((size_t)nreq, sizeof *col.res), calloc((size_t)nreq, sizeof *col.got), nreq, 0, 0 };
     eng_result *res = col.res;
