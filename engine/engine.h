@@ -5,7 +5,8 @@
  * score mode, reads the log-probabilities of given token ids at the last
  * prompt position.  Requests may carry an arrival time: the driver releases
  * them then.  Continuous batching, chunked prefill, prefix caching and
- * preemption by recompute come from sim/.  The KV cache is
+ * preemption (by recompute, or by swap to a pinned host pool: engine/swap.h)
+ * come from sim/.  The KV cache is
  * paged (KV_PAGED) or a static reservation of max_model_len slots per
  * sequence (KV_CONTIGUOUS); the attention kernels read both through block
  * tables (a reservation's table is synthesised in eng_build_batch).  Uses the
@@ -36,6 +37,10 @@ typedef struct eng_config {
     bool   keep_request_metrics; /* eng_summary's request figures (latency
                                     percentiles): one record per request, so
                                     off in a long-running server */
+    sched_preempt_mode preempt;  /* SCHED_PREEMPT_RECOMPUTE (0, default) or SCHED_PREEMPT_SWAP:
+                                    the paged policy only; the pool's size is
+                                    model.swap_space GiB (0: vLLM's 4), its blocks
+                                    the scheduler's num_cpu_blocks */
 } eng_config;
 
 #define ENG_MAX_SCORE_IDS 64      /* candidates one scoring request may name */
@@ -149,6 +154,10 @@ int  eng_summary(const eng *e, met_summary *out);
 const model *eng_model(const eng *e);
 void eng_free(eng *e);
 
+/* Whether cfg can run (no GPU needed): the KV policy, preemption by swap on
+ * the paged policy only, the swap space a number >= 0.  0, or -1 with a
+ * message.  eng_create checks it first. */
+int  eng_check_config(const eng_config *cfg, char *err, size_t errlen);
 /* The KV pool a model with options o gets under policy p: reservations are
  * rounded up to whole blocks so that a reserved range is a run of blocks. */
 kv_config eng_kv_config(const model_opts *o, int num_blocks, kv_policy p, bool prefix_caching);
