@@ -55,6 +55,7 @@ static void usage(FILE *f) {
         "  --tensor-parallel-size N, -tp N  GPUs to shard the model over, one process each, through\n"
         "                            NCCL (default: one GPU without NCCL; 1: one GPU through NCCL)\n"
         "  --dummy-seed S            seed of --dummy-weights (default 0)\n"
+        CLI_ENGINE_HELP
         "  --quiet                   no per-request lines on stderr\n");
 }
 
@@ -157,6 +158,7 @@ static const opt_spec k_opts[] = {
     { "dump-experts", O_DUMP_EXPERTS, OPT_VALUE },
     CLI_MODEL_SPECS,
     CLI_TP_SPECS,
+    CLI_ENGINE_SPECS,
     { NULL, 0, 0 },
 };
 
@@ -214,7 +216,9 @@ int main(int argc, char **argv) {
         case CLI_TP: tp = cli_int(PROG, a, v, 1, 1024); break;
         case OPT_ARG: snprintf(perr, sizeof perr, "unexpected argument '%s'", v); cli_usage_error(PROG, perr);
         case OPT_ERROR: cli_usage_error(PROG, perr);
-        default: cli_model_option(PROG, k, a, v, &cfg.model, &cfg.kv_policy); break;
+        default:
+            if (!cli_engine_option(PROG, k, a, v, &cfg)) cli_model_option(PROG, k, a, v, &cfg.model, &cfg.kv_policy);
+            break;
         }
     }
     opt_end(&op);
@@ -324,6 +328,7 @@ int main(int argc, char **argv) {
             mem.max_concurrency);
     fprintf(stderr, "KV policy: %s, %d blocks of %d, prefix caching %s\n", kv_policy_name(cfg.kv_policy),
             mem.num_blocks, mem.block_size, cfg.prefix_caching && cfg.kv_policy == KV_PAGED ? "on" : "off");
+    cli_engine_report(stderr, e, &cfg, &mem);
     int rc = 1;
     collected col = { calloc((size_t)nreq, sizeof *col.res), calloc((size_t)nreq, sizeof *col.got), nreq, 0, 0 };
     eng_result *res = col.res;
