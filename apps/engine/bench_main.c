@@ -553,6 +553,10 @@ int main(int argc, char **argv) {
     opt_end(&op);
     if (!model_dir == !dummy) { fprintf(stderr, "engine/bench: give --model DIR or --dummy-weights CONFIG.json\n"); usage(stderr); return 2; }
     cli_tp_check(PROG, tp);                 /* before anything starts CUDA */
+    {                                       /* the KV policy and the preemption mode agree */
+        char cerr[256];
+        if (eng_check_config(&cfg, cerr, sizeof cerr)) cli_usage_error(PROG, cerr);
+    }
     if (strcmp(workload, "fixed") && strcmp(workload, "uniform")) {
         fprintf(stderr, "engine/bench: --workload is fixed or uniform, got '%s'\n", workload);
         return 2;

@@ -224,6 +224,10 @@ int main(int argc, char **argv) {
     opt_end(&op);
     if (!model_dir == !dummy) { fprintf(stderr, "engine/run: give --model DIR or --dummy-weights CONFIG.json\n"); usage(stderr); return 2; }
     cli_tp_check(PROG, tp);                 /* before anything starts CUDA (tp_engine forks) */
+    {                                       /* the KV policy and the preemption mode agree */
+        char cerr[256];
+        if (eng_check_config(&cfg, cerr, sizeof cerr)) cli_usage_error(PROG, cerr);
+    }
     if (nreq == 0) { parse_ids("1,2,3,4", &prompts[0]); plen[0] = 4; nreq = 1; }
 
     char err[1024], path[1024], tok_default[1024];
