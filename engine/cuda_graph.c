@@ -8,19 +8,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-int cg_buckets(int cap, int *sizes, int n) {
+int cg_buckets(int cap, int min, int *sizes, int n) {
     int k = 0;
     if (cap < 1) return 0;
-    for (int b = 1; b < 8 && b < cap; b *= 2) {          /* 1, 2, 4 */
+    if (min < 1) min = 1;
+    if (min > cap) min = cap;
+    if (n < 1) return 0;
+    sizes[k++] = min;                                    /* the first: every smaller batch pads to it */
+    for (int b = 1; b < cap; b = b < 8 ? 2 * b : b + 8) {   /* 1, 2, 4, then 8, 16, ... below cap */
+        if (b <= min) continue;
         if (k == n) return 0;
         sizes[k++] = b;
     }
-    for (int b = 8; b < cap; b += 8) {                   /* 8, 16, ... below cap */
+    if (cap > min) {
         if (k == n) return 0;
-        sizes[k++] = b;
+        sizes[k++] = cap;                                /* and cap: every batch up to it has a graph */
     }
-    if (k == n) return 0;
-    sizes[k++] = cap;                                    /* and cap: every batch up to it has a graph */
     return k;
 }
 

@@ -21,10 +21,13 @@
 #define CG_MAX_BUCKETS 4096
 
 /* The buckets for batches of up to cap sequences: 1, 2, 4, 8, 16, 24, ...
- * (multiples of 8) up to cap, and cap itself.  Writes them ascending into
- * sizes (room for n) and returns their number, 0 when cap < 1 or n is too
- * small.  Can't fail otherwise. */
-int  cg_buckets(int cap, int *sizes, int n);
+ * (multiples of 8) up to cap, and cap itself; those below min left out and
+ * min (at most cap) the first, so that every batch below it pads to it
+ * (min 1: vLLM's buckets; min = cap: one bucket, every decode step the same
+ * shape, so a row never depends on how many sequences run).  Writes them
+ * ascending into sizes (room for n) and returns their number, 0 when cap < 1
+ * or n is too small.  Can't fail otherwise. */
+int  cg_buckets(int cap, int min, int *sizes, int n);
 /* The index of the smallest bucket >= B, or -1 when B < 1 or above the last. */
 int  cg_bucket(const int *sizes, int n, int B);
 /* Why model options o leave graphs off, or NULL when they may be captured:

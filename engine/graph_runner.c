@@ -17,19 +17,20 @@ size_t gr_params_offset(int P, int W) { return (((size_t)P * (6 + (size_t)W) + 1
 
 struct gr_runner {
     gr_model m;
-    int cap;
+    int cap, min;                    /* cg_buckets(cap, min) */
     cg_set *graphs;                  /* NULL until gr_capture */
     int on;
     cg_pad_buf pad;
     int32_t *htok;                   /* (cap,) pinned: the tokens a graph sampled */
 };
 
-int gr_create(gr_runner **out, const gr_model *m, int cap, char *err, size_t errlen) {
+int gr_create(gr_runner **out, const gr_model *m, int cap, int min, char *err, size_t errlen) {
     *out = NULL;
     gr_runner *r = calloc(1, sizeof *r);
     if (!r) return errbuf_fail(err, errlen, "out of memory");
     r->m = *m;
     r->cap = cap;
+    r->min = min;
     if (cap < 1 || cudaMallocHost((void **)&r->htok, 4 * (size_t)cap) != cudaSuccess) {
         free(r);
         return errbuf_fail(err, errlen, "CUDA graphs: %s", cap < 1 ? "no batch size to capture" : "no pinned memory");
@@ -73,12 +74,12 @@ int gr_estimate(gr_runner *r, size_t *bytes, char *err, size_t errlen) {
     if (cg_create(&g, four, 4, err, errlen)) return -1;
     int rc = cg_capture_all(g, r->m.s, prepare, body, r, &took, err, errlen);
     cg_free(g);
-    *bytes = took / 4 * (size_t)cg_buckets(r->cap, sizes, CG_MAX_BUCKETS);
+    *bytes = took / 4 * (size_t)cg_buckets(r->cap, r->min, sizes, CG_MAX_BUCKETS);
     return rc;
 }
 
 int gr_capture(gr_runner *r, size_t *bytes, char *err, size_t errlen) {
-    int sizes[CG_MAX_BUCKETS], n = cg_buckets(r->cap, sizes, CG_MAX_BUCKETS);
+    int sizes[CG_MAX_BUCKETS], n = cg_buckets(r->cap, r->min, sizes, CG_MAX_BUCKETS);
     cg_free(r->graphs);
     r->graphs = NULL;
     r->on = 0;
@@ -130,8 +131,8 @@ void gr_free(gr_runner *r) {
     free(r);
 }
 #else
-int gr_create(gr_runner **out, const gr_model *m, int cap, char *err, size_t errlen) {
-    (void)m; (void)cap;
+int gr_create(gr_runner **out, const gr_model *m, int cap, int min, char *err, size_t errlen) {
+    (void)m; (void)cap; (void)min;
     *out = NULL;
     return errbuf_fail(err, errlen, "CUDA graphs: built without CUDA (no nvcc)");
 }

@@ -40,9 +40,9 @@ typedef struct gr_runner gr_runner;
 /* Bytes of a packed decode batch of P rows with tables W wide (T = B = R =
  * P: 6P + 1 + P W ints), rounded up to 64: where its parameters start. */
 size_t gr_params_offset(int P, int W);
-/* A runner for batches of up to cap sequences (buckets cg_buckets(cap)),
- * nothing captured yet.  0, or -1 with a message. */
-int  gr_create(gr_runner **out, const gr_model *m, int cap, char *err, size_t errlen);
+/* A runner for batches of up to cap sequences (buckets cg_buckets(cap,
+ * min)), nothing captured yet.  0, or -1 with a message. */
+int  gr_create(gr_runner **out, const gr_model *m, int cap, int min, char *err, size_t errlen);
 /* What capturing every bucket will take on the GPU (bytes), measured on four
  * captures of the largest, for the memory plan: call it while the forward's
  * buffers are scratch ones (the graphs are dropped).  0, or -1. */

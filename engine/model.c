@@ -594,19 +594,18 @@ static int graphs_setup(model *m, int stage, model_mem *mem, char *err, size_t e
     gr_model gm = {m, m->s, m->dints, m->hints, m->dtokens, m->logits, m->V, m->max_blocks, &m->probe,
                    gr_check, gr_pack, gr_forward};
     char why[768];
-    int sizes[CG_MAX_BUCKETS];
     if (!m->graph_cap) return 0;
     if (stage == 0 && (cublasSetStream(m->blas, m->s) != CUBLAS_STATUS_SUCCESS ||
                        cublasSetWorkspace(m->blas, m->blas_ws, BLAS_WS) != CUBLAS_STATUS_SUCCESS))
         return errbuf_fail(err, errlen, "CUDA graphs: cannot give cuBLAS its workspace");
-    if ((stage == 1 && (gr_create(&m->graphs, &gm, m->graph_cap, err, errlen) ||
+    if ((stage == 1 && (gr_create(&m->graphs, &gm, m->graph_cap, m->o.graph_min_batch, err, errlen) ||
                         gr_estimate(m->graphs, &mem->graphs_reserved, err, errlen))) ||
         (stage == 2 && (cudaMemsetAsync(m->kv, 0, mem->kv_cache, m->s) != cudaSuccess ||
                         gr_capture(m->graphs, &mem->graphs, err, errlen)))) {
         snprintf(why, sizeof why, "%s", err);
         return errbuf_fail(err, errlen, "CUDA graphs: %s (--enforce-eager runs without them)", why);
     }
-    if (stage == 2) mem->num_graphs = cg_buckets(m->graph_cap, sizes, CG_MAX_BUCKETS);
+    if (stage == 2) cg_sizes(gr_graphs(m->graphs), &mem->num_graphs);
     return 0;
 }
 

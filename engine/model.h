@@ -36,6 +36,9 @@ typedef struct model_opts {
      * asked for) = every step eager.  Off where cg_off_reason says. */
     int    cuda_graphs;
     int    graph_max_batch;          /* 0: max_num_seqs (within the token and logits rows limits) */
+    int    graph_min_batch;          /* the smallest bucket, every smaller batch padded to it (0: 1,
+                                        vLLM's; = graph_max_batch: every decode step one shape, a row
+                                        independent of the batch: tests compare schedules bit for bit) */
     /* preemption by swap (engine/swap.h): GiB of pinned host memory per GPU
      * for swapped-out KV blocks, as vLLM's --swap-space; 0 = no pool */
     double swap_space;

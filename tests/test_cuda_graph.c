@@ -24,7 +24,7 @@ static void test_buckets(void **st) {
     };
     int sizes[CG_MAX_BUCKETS];
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        int cap = cases[k].cap, n = cg_buckets(cap, sizes, CG_MAX_BUCKETS);
+        int cap = cases[k].cap, n = cg_buckets(cap, 1, sizes, CG_MAX_BUCKETS);
         assert_int_equal(n, cases[k].n);
         assert_int_equal(sizes[n - 1], cap);                     /* the largest batch has a graph */
         if (n > 1) assert_int_equal(sizes[n - 2], cases[k].last_but_one);
@@ -34,18 +34,32 @@ static void test_buckets(void **st) {
             assert_true(s == 1 || s == 2 || s == 4 || s % 8 == 0 || s == cap);
         }
     }
-    assert_int_equal(cg_buckets(256, sizes, CG_MAX_BUCKETS), 35);
+    assert_int_equal(cg_buckets(256, 1, sizes, CG_MAX_BUCKETS), 35);
     static const int want[] = {1, 2, 4, 8, 16, 24, 32};
     assert_memory_equal(sizes, want, sizeof want);
-    assert_int_equal(cg_buckets(0, sizes, CG_MAX_BUCKETS), 0);
-    assert_int_equal(cg_buckets(256, sizes, 10), 0);              /* no room: none */
+    assert_int_equal(cg_buckets(0, 1, sizes, CG_MAX_BUCKETS), 0);
+    assert_int_equal(cg_buckets(256, 1, sizes, 10), 0);              /* no room: none */
+    /* a smallest bucket: the batches below it pad to it */
+    assert_int_equal(cg_buckets(8, 8, sizes, CG_MAX_BUCKETS), 1);   /* one bucket: one shape */
+    assert_int_equal(sizes[0], 8);
+    assert_int_equal(cg_buckets(4, 8, sizes, CG_MAX_BUCKETS), 1);   /* at most cap */
+    assert_int_equal(sizes[0], 4);
+    assert_int_equal(cg_buckets(256, 8, sizes, CG_MAX_BUCKETS), 32);
+    assert_int_equal(sizes[0], 8);
+    assert_int_equal(sizes[1], 16);
+    assert_int_equal(cg_buckets(30, 5, sizes, CG_MAX_BUCKETS), 5);  /* 5, 8, 16, 24, 30 */
+    static const int want5[] = {5, 8, 16, 24, 30};
+    assert_memory_equal(sizes, want5, sizeof want5);
+    assert_int_equal(cg_buckets(30, 0, sizes, CG_MAX_BUCKETS), 7);  /* 0: as 1 */
 }
 
 static void test_bucket_choice(void **st) {
     (void)st;
     int sizes[CG_MAX_BUCKETS];
-    for (int cap = 1; cap <= 300; cap++) {
-        int n = cg_buckets(cap, sizes, CG_MAX_BUCKETS);
+    for (int cap = 1; cap <= 300; cap++)
+    for (int min = 1; min <= 16; min += 7) {                      /* 1, 8, 15 */
+        int n = cg_buckets(cap, min, sizes, CG_MAX_BUCKETS);
+        assert_int_equal(sizes[0], min < cap ? min : cap);
         for (int B = 1; B <= cap; B++) {
             int i = cg_bucket(sizes, n, B);
             assert_true(i >= 0 && i < n);
@@ -55,7 +69,7 @@ static void test_bucket_choice(void **st) {
         assert_int_equal(cg_bucket(sizes, n, cap + 1), -1);        /* above the last: eager */
         assert_int_equal(cg_bucket(sizes, n, 0), -1);
     }
-    int n = cg_buckets(256, sizes, CG_MAX_BUCKETS);                /* the edges */
+    int n = cg_buckets(256, 1, sizes, CG_MAX_BUCKETS);                /* the edges */
     assert_int_equal(sizes[cg_bucket(sizes, n, 3)], 4);
     assert_int_equal(sizes[cg_bucket(sizes, n, 8)], 8);
     assert_int_equal(sizes[cg_bucket(sizes, n, 9)], 16);
