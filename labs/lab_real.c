@@ -157,7 +157,7 @@ int lab_real_simulate(const lab_real_setup *s, const char *gpu, const wl_request
     m.prof = found ? prof : NULL;
     sim_config sc = sim_config_default();
     sc.kv = eng_kv_config(&mo, nb, s->policy, s->prefix_caching);
-    sc.sched = eng_sched_config(&mo, s->static_batching);
+    sc.sched = eng_sched_config(&mo, s->static_batching, SCHED_PREEMPT_RECOMPUTE);
     sc.model = &m;
     sc.seed = s->seed;
     sc.keep_steps = true;

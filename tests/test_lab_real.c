@@ -104,14 +104,14 @@ static void test_from_metrics(void **state) {
 static void test_sched_config(void **state) {
     (void)state;
     model_opts o = { .max_num_batched_tokens = 1024, .max_num_seqs = 32, .max_model_len = 1000, .block_size = 16 };
-    sched_config c = eng_sched_config(&o, true);
+    sched_config c = eng_sched_config(&o, true, SCHED_PREEMPT_RECOMPUTE);
     assert_int_equal(c.max_num_seqs, 32);
     assert_int_equal(c.max_num_batched_tokens, 1024);
     assert_int_equal(c.max_model_len, 1000);
     assert_int_equal(c.preempt, SCHED_PREEMPT_RECOMPUTE);
     assert_true(c.static_batching);
-    assert_false(eng_sched_config(&o, false).static_batching);
-    assert_true(eng_sched_config(&o, false).chunked_prefill);
+    assert_false(eng_sched_config(&o, false, SCHED_PREEMPT_RECOMPUTE).static_batching);
+    assert_true(eng_sched_config(&o, false, SCHED_PREEMPT_RECOMPUTE).chunked_prefill);
     kv_config k = eng_kv_config(&o, 100, KV_CONTIGUOUS, true);
     assert_int_equal(k.max_model_len, 1008);              /* a reservation of whole blocks */
     assert_false(k.prefix_caching);                       /* paged only */

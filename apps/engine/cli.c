@@ -1,5 +1,6 @@
 /* cli: the engine front ends' shared options (see apps/engine/cli.h). */
 #include "apps/engine/cli.h"
+#include "engine/cuda_graph.h"
 #include "engine/tp_comm.h"
 #include "sim/planner.h"
 #include "sim/gpu_table.h"
@@ -152,4 +153,45 @@ void cli_engine_env(const char *prog, model_opts *m) {
     if ((v = getenv("PAGESIM_MOE_GEMM")) && *v) m->moe_gemm = env_choice(prog, "PAGESIM_MOE_GEMM", v, moe);
     if ((v = getenv("PAGESIM_PROFILE")) && *v && strcmp(v, "0")) m->profile = 1;
     if ((v = getenv("PAGESIM_DUMP_LAYER0")) && *v) m->dump_layer0 = v;
+}
+
+int cli_engine_option(const char *prog, int key, const char *name, const char *v, eng_config *cfg) {
+    switch (key) {
+    case CLI_CUDA_GRAPHS:
+    case CLI_ENFORCE_EAGER: {
+        int want = key == CLI_CUDA_GRAPHS ? 1 : -1;
+        if (cfg->model.cuda_graphs == -want) cli_usage_error(prog, "--cuda-graphs and --enforce-eager contradict");
+        cfg->model.cuda_graphs = want;
+        return 1;
+    }
+    case CLI_PREEMPTION_MODE:
+        if (!strcmp(v, "recompute")) cfg->preempt = SCHED_PREEMPT_RECOMPUTE;
+        else if (!strcmp(v, "swap")) cfg->preempt = SCHED_PREEMPT_SWAP;
+        else {
+            char err[256];
+            snprintf(err, sizeof err, "--preemption-mode is recompute or swap, got '%s'", v);
+            cli_usage_error(prog, err);
+        }
+        return 1;
+    case CLI_SWAP_SPACE: cfg->model.swap_space = cli_num(prog, name, v, 0, 1 << 20); return 1;
+    default: return 0;
+    }
+}
+
+void cli_engine_report(FILE *f, const eng *e, const eng_config *cfg, const model_mem *mem) {
+    const char *why = NULL;
+    int n = 0;
+    const cg_set *g = model_graphs(eng_model(e), &why);
+    const int *sizes = cg_sizes(g, &n);
+    if (g && n > 0)
+        fprintf(f, "CUDA graphs: %d captured for decode-only batches of 1 to %d sequences, %.1f MiB on the GPU "
+                "(%.1f MiB set aside before the KV cache)\n", n, sizes[n - 1], mem->graphs / 1048576.0,
+                mem->graphs_reserved / 1048576.0);
+    else
+        fprintf(f, "CUDA graphs: off, every step eager (%s)\n", why ? why : "?");
+    if (cfg->preempt == SCHED_PREEMPT_SWAP)
+        fprintf(f, "Preemption: swap, %d CPU blocks in %.2f GiB of pinned host memory\n", mem->num_cpu_blocks,
+                mem->swap_bytes / 1073741824.0);
+    else
+        fprintf(f, "Preemption: recompute\n");
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include "apps/common/front.h"
 #include "base/opt.h"
+#include "engine/engine.h"
 #include "engine/model.h"
 #include "engine/tp_engine.h"
 #include "sim/kv_cache.h"
@@ -72,4 +73,29 @@ unsigned long long cli_u64(const char *prog, const char *name, const char *v);
  *   PAGESIM_DUMP_LAYER0=FILE     the first forward's layer-0 intermediates
  * into *m; a bad value is an error (exit 2). */
 void   cli_engine_env(const char *prog, model_opts *m);
+
+/* The engine's runtime options, vLLM's names: CUDA graphs (opt-in until
+ * measured on a GPU: eager by default) and preemption. */
+enum { CLI_CUDA_GRAPHS = 950, CLI_ENFORCE_EAGER, CLI_PREEMPTION_MODE, CLI_SWAP_SPACE };
+#define CLI_ENGINE_SPECS \
+    { "cuda-graphs", CLI_CUDA_GRAPHS, OPT_FLAG }, \
+    { "enforce-eager", CLI_ENFORCE_EAGER, OPT_FLAG }, \
+    { "preemption-mode", CLI_PREEMPTION_MODE, OPT_VALUE }, \
+    { "swap-space", CLI_SWAP_SPACE, OPT_VALUE }
+#define CLI_ENGINE_HELP \
+    "  --cuda-graphs             decode-only steps replay CUDA graphs, one per batch bucket (1, 2, 4, 8,\n" \
+    "                            then multiples of 8 up to --max-num-seqs; a batch pads to its bucket);\n" \
+    "                            opt-in until measured on a GPU (off with --tensor-parallel-size)\n" \
+    "  --enforce-eager           every step eager, no graphs: the default until graphs are measured\n" \
+    "  --preemption-mode M       recompute (default: a preempted sequence's KV is dropped and computed\n" \
+    "                            again) or swap (its blocks go to pinned host memory and come back)\n" \
+    "  --swap-space GiB          host memory per GPU for swapped blocks with --preemption-mode swap (4)\n"
+/* Applies runtime option key (value v) to *cfg and returns 1; returns 0 when
+ * key is not one of them.  Exits with 2 on a bad value, or on --cuda-graphs
+ * and --enforce-eager together. */
+int    cli_engine_option(const char *prog, int key, const char *name, const char *v, eng_config *cfg);
+/* The memory log's lines of the runtime options: the graphs captured and
+ * what they took (or why there are none), the preemption mode and the swap
+ * pool. */
+void   cli_engine_report(FILE *f, const eng *e, const eng_config *cfg, const model_mem *mem);
 #endif
