@@ -6,8 +6,11 @@
  * errors, every step and request goes to its metrics collector); requests
  * reach it through a queue (sim/drv_queue.h) that eng_add_request pushes
  * into and the driver releases at each request's arrival.  Owns the model,
- * the KV pool, the scheduler, the loop, the queue and the driver. */
+ * the KV pool, the scheduler, the loop, the queue and the driver.  The
+ * host's time in each phase of a step goes to the model's probe (marks). */
 #include "engine/engine.h"
+#include "engine/model_probe.h"
+#include "engine/swap.h"
 #include "sim/driver.h"
 #include "sim/drv_queue.h"
 #include "base/errbuf.h"
@@ -71,58 +74,6 @@ static int clock_wait(void *ctx, double until, char *err, size_t errlen) {
     return 0;
 }
 
-void eng_batch_buf_free(eng_batch_buf *buf) {
-    free(buf->ids); free(buf->qs); free(buf->tables);
-    memset(buf, 0, sizeof *buf);
-}
-
-int eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf, int max_blocks,
-                    model_batch *out, char *err, size_t errlen) {
-    int B = b->num_items, T = 0, bs = kv_get_config(kv)->block_size;
-    for (int i = 0; i < B; i++) T += b->items[i].num_new;
-    if (T > buf->cap_t) {
-        free(buf->ids);
-        buf->ids = malloc(sizeof(int32_t) * 3 * (size_t)T);
-        if (!buf->ids) { buf->cap_t = 0; return errbuf_fail(err, errlen, "out of memory"); }
-        buf->pos = buf->ids + T; buf->slots = buf->pos + T; buf->cap_t = T;
-    }
-    if (B > buf->cap_b || max_blocks != buf->max_blocks) {
-        free(buf->qs); free(buf->tables);
-        buf->qs = malloc(sizeof(int32_t) * (2 * (size_t)B + 1));
-        buf->tables = malloc(sizeof(int32_t) * (size_t)B * max_blocks);
-        if (!buf->qs || !buf->tables) { buf->cap_b = 0; return errbuf_fail(err, errlen, "out of memory"); }
-        buf->ctx = buf->qs + B + 1; buf->cap_b = B; buf->max_blocks = max_blocks;
-    }
-    int t = 0;
-    buf->qs[0] = 0;
-    for (int i = 0; i < B; i++) {
-        const sched_item *it = &b->items[i];
-        const seq *s = it->s;
-        int ctx = it->start + it->num_new, nb = (ctx + bs - 1) / bs;
-        if (nb > max_blocks || it->start + it->num_new > s->num_tokens)
-            return errbuf_fail(err, errlen, "sequence %d: %d tokens in cache need %d blocks (at most %d)", s->id,
-                        ctx, nb, max_blocks);
-        for (int j = 0; j < it->num_new; j++, t++) {
-            int p = it->start + j;
-            buf->ids[t] = s->tokens[p];
-            buf->pos[t] = p;
-            buf->slots[t] = (int32_t)kv_slot(kv, s, p);
-        }
-        buf->qs[i + 1] = t;
-        buf->ctx[i] = ctx;
-        /* the block table of any policy (kv_block_table), past ctx padded with 0 */
-        int32_t *row = buf->tables + (size_t)i * max_blocks;
-        _Static_assert(sizeof(int) == sizeof(int32_t), "int is 32 bits");
-        int have = kv_block_table(kv, s, (int *)row, max_blocks);
-        if (have < nb)
-            return errbuf_fail(err, errlen, "sequence %d: no block table for %d tokens (%s)", s->id, ctx,
-                               have < 0 ? "swapped out, or a reservation off a block boundary" : "too few blocks");
-        for (int k = nb; k < max_blocks; k++) row[k] = 0;
-    }
-    *out = (model_batch){T, B, buf->ids, buf->pos, buf->slots, buf->qs, buf->ctx, buf->tables, max_blocks, 0};
-    return 0;
-}
-
 kv_config eng_kv_config(const model_opts *o, int num_blocks, kv_policy p, bool prefix_caching) {
     int bs = o->block_size;
     kv_config kc = {p, num_blocks, bs, o->max_model_len, 2048, prefix_caching && p == KV_PAGED, 0, KV_ALLOC_FIRST_FIT};
@@ -130,6 +81,16 @@ kv_config eng_kv_config(const model_opts *o, int num_blocks, kv_policy p, bool p
      * the same length), so its blocks form the block table */
     if (p != KV_PAGED) kc.max_model_len = (o->max_model_len + bs - 1) / bs * bs;
     return kc;
+}
+
+sched_config eng_sched_config(const model_opts *o, bool static_batching, sched_preempt_mode preempt) {
+    sched_config sc = sched_config_default();
+    sc.max_num_seqs = o->max_num_seqs;
+    sc.max_num_batched_tokens = o->max_num_batched_tokens;
+    sc.max_model_len = o->max_model_len;
+    sc.preempt = preempt;
+    sc.static_batching = static_batching;
+    return sc;
 }
 
 static k_sample_params params_of(const seq *s) {
@@ -248,29 +209,44 @@ static int score_step(eng *e, const sched_batch *b, const model_batch *mb, int R
     return 0;
 }
 
+/* The step's block copies in the scheduler's order (swap-outs, swap-ins,
+ * copy-on-write): each copy-on-write alone, each run of swaps as one. */
+static int run_copies(eng *e, const sched_batch *b, char *err, size_t errlen) {
+    for (int i = 0; i < b->num_copies;) {
+        swap_run r;
+        i = swap_next_run(b->copies, b->num_copies, i, &r);
+        if (r.kind == KV_COPY_GPU ? model_copy_block(e->m, r.src, r.dst, err, errlen)
+                                  : model_swap(e->m, r.kind, r.src, r.dst, r.n, err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
 /* the executor of the step loop */
 static int eng_execute(void *ctx, const sched_batch *b, int *tokens, double *seconds, char *err,
                        size_t errlen) {
     eng *e = ctx;
-    for (int i = 0; i < b->num_copies; i++) {
-        if (b->copies[i].kind != KV_COPY_GPU)
-            return errbuf_fail(err, errlen, "swap is not supported by the engine (use preemption by recompute)");
-        if (model_copy_block(e->m, b->copies[i].src, b->copies[i].dst, err, errlen)) return -1;
-    }
+    mprobe *pr = model_probe(e->m);
+    mprobe_mark(pr, MH_SCHEDULE);
+    if (run_copies(e, b, err, errlen)) return -1;
+    mprobe_mark(pr, MH_COPIES);
     if (b->num_items > 0) {
         model_batch mb;
         const model_opts *o = model_options(e->m);
         int mbk = (o->max_model_len + o->block_size - 1) / o->block_size, R;
         if (eng_build_batch(b, e->kv, &e->buf, mbk, &mb, err, errlen)) return -1;
         mb.all_logits = e->cfg.on_logits != NULL;
-        if (model_forward(e->m, &mb, &R, err, errlen)) return -1;
+        mprobe_mark(pr, MH_BUILD);
         int *row_of = e->row_of;              /* (num_items,) the logits row of each item */
         if (!mb.all_logits) {                 /* one row per sequence: its last token */
             for (int i = 0; i < b->num_items; i++) e->sp[i] = params_of(b->items[i].s);
-            if (must_sample(b) && model_sample(e->m, R, e->sp, e->tok, err, errlen)) return -1;
+            if (must_sample(b) ? model_forward_sample(e->m, &mb, e->sp, e->tok, &R, err, errlen)
+                               : model_forward(e->m, &mb, &R, err, errlen))
+                return -1;
             for (int i = 0; i < b->num_items; i++) { tokens[i] = e->tok[i]; row_of[i] = i; }
         } else {                              /* every row; a sequence samples from its last */
             int V = model_config(e->m)->vocab_size;
+            if (model_forward(e->m, &mb, &R, err, errlen)) return -1;
             for (int i = 0; i < b->num_items; i++)
                 for (int r = mb.query_start[i]; r < mb.query_start[i + 1]; r++) e->sp[r] = params_of(b->items[i].s);
             if (model_sample(e->m, R, e->sp, e->tok, err, errlen) ||
@@ -289,25 +265,36 @@ static int eng_execute(void *ctx, const sched_batch *b, int *tokens, double *sec
         if (score_step(e, b, &mb, R, tokens, err, errlen) ||    /* before the tokens are recorded */
             record_samples(e, b, tokens, row_of, R, err, errlen))
             return -1;
+        mprobe_mark(pr, MH_RECORD);
     }
     *seconds = now_s(e) - e->lp.now;
     return 0;
 }
 
+int eng_check_config(const eng_config *cfg, char *err, size_t errlen) {
+    if (cfg->kv_policy != KV_PAGED && cfg->kv_policy != KV_CONTIGUOUS)
+        return errbuf_fail(err, errlen, "KV policy %s is not supported by the engine (paged, contiguous)",
+                           kv_policy_name(cfg->kv_policy));
+    if (cfg->preempt != SCHED_PREEMPT_RECOMPUTE && cfg->preempt != SCHED_PREEMPT_SWAP)
+        return errbuf_fail(err, errlen, "preemption mode %d (recompute or swap)", (int)cfg->preempt);
+    if (cfg->preempt == SCHED_PREEMPT_SWAP && cfg->kv_policy != KV_PAGED)
+        return errbuf_fail(err, errlen, "preemption by swap needs the paged KV policy (not %s)",
+                           kv_policy_name(cfg->kv_policy));
+    if (!(cfg->model.swap_space >= 0) || !isfinite(cfg->model.swap_space))
+        return errbuf_fail(err, errlen, "swap space of %g GiB", cfg->model.swap_space);
+    return 0;
+}
+
 eng *eng_create(const mc_config *c, w_weights *w, const eng_config *cfg, model_mem *mem, char *err,
                 size_t errlen) {
+    if (eng_check_config(cfg, err, errlen)) { w_free(w); return NULL; }
     eng *e = calloc(1, sizeof *e);
     if (!e) { w_free(w); errbuf_fail(err, errlen, "out of memory"); return NULL; }
     clock_gettime(CLOCK_MONOTONIC, &e->t0);
     e->cfg = *cfg;
-    if (cfg->kv_policy != KV_PAGED && cfg->kv_policy != KV_CONTIGUOUS) {
-        w_free(w);
-        free(e);
-        errbuf_fail(err, errlen, "KV policy %s is not supported by the engine (paged, contiguous)",
-             kv_policy_name(cfg->kv_policy));
-        return NULL;
-    }
     model_opts mo = cfg->model;
+    /* a swap pool only for preemption by swap: vLLM's 4 GiB unless given */
+    mo.swap_space = cfg->preempt == SCHED_PREEMPT_SWAP ? (mo.swap_space > 0 ? mo.swap_space : 4.0) : 0;
     if (cfg->on_logits) {                   /* every token of a step may need its logits */
         int T = mo.max_num_batched_tokens > 0 ? mo.max_num_batched_tokens : 2048;
         if (mo.max_logit_rows < T) mo.max_logit_rows = T;
@@ -315,11 +302,8 @@ eng *eng_create(const mc_config *c, w_weights *w, const eng_config *cfg, model_m
     if (model_create(&e->m, c, w, &mo, mem, err, errlen)) { free(e); return NULL; }
     const model_opts *o = model_options(e->m);
     kv_config kc = eng_kv_config(o, model_num_blocks(e->m), cfg->kv_policy, cfg->prefix_caching);
-    sched_config sc = sched_config_default();
-    sc.max_num_seqs = o->max_num_seqs;
-    sc.max_num_batched_tokens = o->max_num_batched_tokens;
-    sc.max_model_len = o->max_model_len;
-    sc.preempt = SCHED_PREEMPT_RECOMPUTE;
+    kc.num_cpu_blocks = model_num_cpu_blocks(e->m);      /* 0 unless preemption by swap */
+    sched_config sc = eng_sched_config(o, cfg->static_batching, cfg->preempt);
     size_t R = (size_t)o->max_logit_rows;
     e->sp = calloc(R, sizeof *e->sp);
     e->tok = calloc(R, sizeof *e->tok);
@@ -349,6 +333,7 @@ eng *eng_create(const mc_config *c, w_weights *w, const eng_config *cfg, model_m
     dc.source = drv_source_queue(e->q);
     dc.clock = (drv_clock){ clock_now, clock_wait, e };
     dc.keep_requests = cfg->keep_request_metrics;
+    dc.keep_steps = cfg->keep_steps;
     dc.usage_every = 1;               /* the pool at every step: nothing next to a forward pass */
     if (!(e->d = drv_create(&e->lp, e->kv, &dc, err, errlen))) {
         eng_free(e);
@@ -435,6 +420,7 @@ static int keep_tokens(eng_req *q, const seq *s) {
 
 int eng_step(eng *e, const eng_result **done, int *n_done, char *err, size_t errlen) {
     loop_step_info info;
+    mprobe_mark(model_probe(e->m), MH_OUTSIDE);
     *n_done = 0;
     *done = e->done;
     memset(&info, 0, sizeof info);
@@ -469,6 +455,8 @@ int eng_step(eng *e, const eng_result **done, int *n_done, char *err, size_t err
     e->n_ab = 0;
     *done = e->done;
     *n_done = n;
+    mprobe_mark(model_probe(e->m), MH_POST);
+    mprobe_host_step(model_probe(e->m), e->last.num_seqs > 0 ? e->last.prefill_tokens == 0 : -1);
     return rc > 0 || n > 0 ? 1 : 0;
 }
 
@@ -568,6 +556,7 @@ void eng_usage(eng *e, kv_usage *u) {
 
 const sched_stats *eng_sched_stats(const eng *e) { return sched_get_stats(e->sc); }
 int eng_summary(const eng *e, met_summary *out) { return drv_summary(e->d, out); }
+const met_collector *eng_metrics(const eng *e) { return drv_metrics(e->d); }
 const model *eng_model(const eng *e) { return e->m; }
 
 void eng_free(eng *e) {

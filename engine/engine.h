@@ -5,7 +5,8 @@
  * score mode, reads the log-probabilities of given token ids at the last
  * prompt position.  Requests may carry an arrival time: the driver releases
  * them then.  Continuous batching, chunked prefill, prefix caching and
- * preemption by recompute come from sim/.  The KV cache is
+ * preemption (by recompute, or by swap to a pinned host pool: engine/swap.h)
+ * come from sim/.  The KV cache is
  * paged (KV_PAGED) or a static reservation of max_model_len slots per
  * sequence (KV_CONTIGUOUS); the attention kernels read both through block
  * tables (a reservation's table is synthesised in eng_build_batch).  Uses the
@@ -36,6 +37,14 @@ typedef struct eng_config {
     bool   keep_request_metrics; /* eng_summary's request figures (latency
                                     percentiles): one record per request, so
                                     off in a long-running server */
+    sched_preempt_mode preempt;  /* SCHED_PREEMPT_RECOMPUTE (0, default) or SCHED_PREEMPT_SWAP:
+                                    the paged policy only; the pool's size is
+                                    model.swap_space GiB (0: vLLM's 4), its blocks
+                                    the scheduler's num_cpu_blocks */
+    bool   keep_steps;           /* every step's record in eng_metrics (one per step:
+                                    runs that end, not a server) */
+    bool   static_batching;      /* sched_config.static_batching: a new batch only when
+                                    the last has wholly finished (a generate() loop) */
 } eng_config;
 
 #define ENG_MAX_SCORE_IDS 64      /* candidates one scoring request may name */
@@ -146,12 +155,24 @@ const sched_stats *eng_sched_stats(const eng *e);
  * paper's categories, mean and peak blocks, queue sizes, preemptions, prefix
  * hits; request latencies with keep_request_metrics.  0, or -1 (memory). */
 int  eng_summary(const eng *e, met_summary *out);
+/* The same collector's records: steps (with keep_steps) and finished
+ * requests (with keep_request_metrics), as sim_run returns them. */
+const met_collector *eng_metrics(const eng *e);
 const model *eng_model(const eng *e);
 void eng_free(eng *e);
 
+/* Whether cfg can run (no GPU needed): the KV policy, preemption by swap on
+ * the paged policy only, the swap space a number >= 0.  0, or -1 with a
+ * message.  eng_create checks it first. */
+int  eng_check_config(const eng_config *cfg, char *err, size_t errlen);
 /* The KV pool a model with options o gets under policy p: reservations are
  * rounded up to whole blocks so that a reserved range is a run of blocks. */
 kv_config eng_kv_config(const model_opts *o, int num_blocks, kv_policy p, bool prefix_caching);
+/* The scheduler a model with (resolved) options o gets: its batching limits,
+ * preemption mode, static batching when asked.  With eng_kv_config (and the
+ * swap pool's CPU blocks when preempting by swap), what a simulation of the
+ * same engine needs (no GPU). */
+sched_config eng_sched_config(const model_opts *o, bool static_batching, sched_preempt_mode preempt);
 /* The step's flattened batch from a scheduled batch (host arrays in buf,
  * reused between steps): exposed so that tests can check it without a GPU. */
 typedef struct eng_batch_buf {

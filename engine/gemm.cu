@@ -8,6 +8,7 @@
 
 static char last_error[256];
 extern "C" const char *k_last_error(void) { return last_error; }
+extern "C" void k_set_last_error(const char *msg) { snprintf(last_error, sizeof last_error, "%s", msg); }
 
 static cublasStatus_t gemm(cublasHandle_t h, void *y, int y_fp32, const k_bf16 *x, const k_bf16 *w,
                            int T, int N, int K, int ldc) {
@@ -19,12 +20,21 @@ static cublasStatus_t gemm(cublasHandle_t h, void *y, int y_fp32, const k_bf16 *
                         CUBLAS_GEMM_DEFAULT);
 }
 
+/* Sets the handle's stream when it is another: cublasSetStream also resets
+ * the handle's workspace to cuBLAS's pool, and a workspace given with
+ * cublasSetWorkspace (CUDA graphs, engine/model.c) must stay. */
+static int use_stream(cublasHandle_t h, cudaStream_t s) {
+    cudaStream_t cur;
+    if (cublasGetStream(h, &cur) == CUBLAS_STATUS_SUCCESS && cur == s) return 0;
+    return cublasSetStream(h, s) == CUBLAS_STATUS_SUCCESS ? 0 : -1;
+}
+
 extern "C" int k_gemm(void *cublas_handle, void *y, int y_fp32, const k_bf16 *x, const k_bf16 *w,
                       int T, int N, int K, cudaStream_t s) {
     if (!cublas_handle || T < 0 || N <= 0 || K <= 0) return -1;
     if (T == 0) return 0;
     cublasHandle_t h = (cublasHandle_t)cublas_handle;
-    if (cublasSetStream(h, s) != CUBLAS_STATUS_SUCCESS) return -1;
+    if (use_stream(h, s)) return -1;
     cublasStatus_t st = gemm(h, y, y_fp32, x, w, T, N, K, N);
     /* a failure here is often a sticky error of an earlier kernel: say which */
     if (st != CUBLAS_STATUS_SUCCESS) {
@@ -53,7 +63,7 @@ extern "C" int k_gemm_grouped(void *cublas_handle, int G, const int *m, void *co
         alpha[g] = 1.0f; beta[g] = 0.0f;
     }
     cublasHandle_t h = (cublasHandle_t)cublas_handle;
-    if (cublasSetStream(h, s) != CUBLAS_STATUS_SUCCESS) return -1;
+    if (use_stream(h, s)) return -1;
     /* device pointer arrays: w (A operand), x (B), y (C), G each */
     if (cudaMemcpyAsync(dev_ptrs, w_ptrs, sizeof(void *) * G, cudaMemcpyHostToDevice, s) != cudaSuccess ||
         cudaMemcpyAsync(dev_ptrs + G, x_ptrs, sizeof(void *) * G, cudaMemcpyHostToDevice, s) != cudaSuccess ||

@@ -125,6 +125,8 @@ int k_gemm_grouped(void *cublas_handle, int G, const int *m, void *const *x_ptrs
 
 /* What the last failing launcher found (a cuBLAS status and shape), or "". */
 const char *k_last_error(void);
+/* Sets what k_last_error says (a launcher's reason for returning -1). */
+void k_set_last_error(const char *msg);
 
 /* ---- mixture of experts (engine/moe.cu) -------------------------------------
  * E experts, k per token: T tokens make Tk = T k (token, choice) pairs; pair

@@ -145,6 +145,14 @@ void kref_moe_counts(int32_t *counts, int32_t *offsets, const int32_t *ids, int 
  * (E, 2 Im, D) and w_down (E, D, Im), with transformers' bf16 roundings. */
 void kref_moe_layer(float *out, const float *x, const int32_t *ids, const float *w, const float *w_gate_up,
                     const float *w_down, int T, int D, int Im, int k);
+/* 4-bit AWQ linears (engine/kernels_ref_awq.c; the tile layout of
+ * engine/awq_tile.h, host copies): w (N, K) = bf16((q - z) s) as
+ * k_awq_dequant; y (T, N) = x (T, K) @ W with the exact weights, each group's
+ * integer sum scaled, in double, rounded to bf16 (k_awq_gemm's decode path). */
+void kref_awq_dequant(float *w, const uint32_t *qw, const uint16_t *scales, const uint32_t *zeros, int K, int N,
+                      int G);
+void kref_awq_gemm(float *y, const float *x, const uint32_t *qw, const uint16_t *scales, const uint32_t *zeros,
+                   int T, int K, int N, int G);
 /* inv_freq (head_dim/2,) for RoPE with theta and the scaling of the config:
  * kind 0 none, 1 linear(factor), 3 llama3(factor, low, high, orig_max_pos). */
 void kref_rope_inv_freq(float *inv_freq, int head_dim, double theta, int kind, double factor,

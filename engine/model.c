@@ -4,10 +4,21 @@
  * Tensor parallelism adds three all-reduces per layer's worth of places (after
  * the vocabulary-parallel embedding, the row-parallel o_proj and down_proj)
  * and the gather of the logits' vocabulary shards; rank 0 posts each step to
- * the other ranks before it runs it (engine/tp_worker.h).
- * Owns the weights it is given, its activation buffers and the KV cache. */
+ * the other ranks before it runs it (engine/tp_worker.h).  A decode-only
+ * step may instead replay the CUDA graph of its batch bucket
+ * (engine/graph_runner.h: the same forward, captured once, and sampling);
+ * swapped-out KV blocks go to a pinned host pool (engine/swap.h).
+ * Owns the weights it is given, its activation buffers, the KV cache, the
+ * graphs and the swap pool.  Over 600 lines because the forward, the memory
+ * plan and the cache's copies share struct model, private to this file; the
+ * graphs' and the swaps' own logic is in graph_runner.c and swap.c, and the
+ * struct moves to a private header once the branches editing it are in. */
 #include "engine/model.h"
 #include "engine/model_probe.h"
+#include "engine/awq_weights.h"
+#include "engine/graph_runner.h"
+#include "engine/mem_plan.h"
+#include "engine/swap.h"
 #include "engine/kernels_ref.h"
 #include "engine/tp_engine.h"
 #include "engine/tp_worker.h"
@@ -48,6 +59,8 @@ size_t model_activation_bytes(const mc_config *c, const model_opts *o) {
     if (c->num_experts > 0)
         b += T * (size_t)c->num_experts * 2 + Tk * D * 2 +
              k_moe_bytes(c->num_experts, c->experts_per_tok, (int)T, (int)D, (int)Im, o->moe_gemm);
+    if (c->dtype == MC_DTYPE_AWQ4)                 /* the dequantized linear of the prefill path */
+        b += (T >= K_AWQ_SCRATCH_MIN_T ? awq_scratch_elems(c) * 2 : 0);
     return b;
 }
 
@@ -82,6 +95,7 @@ struct model {
     float  *logits;            /* (R, V) (rank 0; a scrap on the other ranks) */
     float  *lshard;            /* (R, Vr) this rank's vocabulary columns; = logits on one GPU */
     float  *lstage;            /* ((N-1) R Vr) rank 0 with N > 1: the other ranks' columns */
+    k_awq_work awq;            /* AWQ linears: the dequantize scratch (prefill) and split-K sums (decode) */
     float  *attn_ws;           /* decode attention split workspace */
     size_t  attn_ws_bytes;
     mprobe *probe;             /* profile and dumps (model_probe.h), or NULL */
@@ -95,12 +109,26 @@ struct model {
     k_bf16 *kv;                /* (L, 2, num_blocks, block_size, nkv, hd) */
     size_t  kv_layer_elems;    /* num_blocks * block_size * nkv * hd */
     int     num_blocks;
+    /* CUDA graphs of decode-only steps (graph_runner.h); graph_cap 0: eager */
+    int     graph_cap;         /* the largest batch a graph takes */
+    gr_runner *graphs;         /* or NULL */
+    void   *blas_ws;           /* (BLAS_WS,) cuBLAS's workspace, fixed: the captured GEMMs keep using it */
+    swap_pool *swap;           /* pinned host pool of swapped-out blocks (swap.h), or NULL */
 };
+#define BLAS_WS ((size_t)32 << 20)     /* cuBLAS's recommended workspace on Hopper */
 
 const mc_config *model_config(const model *m) { return &m->c; }
 const model_opts *model_options(const model *m) { return &m->o; }
 
 static int dev_alloc(void **p, size_t bytes) { return cudaMalloc(p, bytes ? bytes : 16) == cudaSuccess ? 0 : -1; }
+
+/* AWQ linears: split-K sums, and the scratch of the prefill path when a step may reach it */
+static int alloc_awq(model *m) {
+    m->awq.partial_elems = k_awq_partial_elems();
+    m->awq.scratch_elems = m->o.max_num_batched_tokens >= K_AWQ_SCRATCH_MIN_T ? awq_scratch_elems(&m->c) : 0;
+    return dev_alloc((void **)&m->awq.partial, m->awq.partial_elems * 4) ||
+           (m->awq.scratch_elems && dev_alloc((void **)&m->awq.scratch, m->awq.scratch_elems * 2));
+}
 
 static int alloc_activations(model *m, char *err, size_t errlen) {
     size_t T = (size_t)m->o.max_num_batched_tokens, R = (size_t)m->o.max_logit_rows;
@@ -110,6 +138,7 @@ static int alloc_activations(model *m, char *err, size_t errlen) {
     if (Tk * m->Im > act) act = Tk * m->Im;
     m->attn_ws_bytes = k_attention_workspace_bytes((int)B, m->nq, m->hd, m->o.max_model_len);
     m->nints = 3 * T + 2 * B + 1 + B * (size_t)m->max_blocks + R;
+    if (m->graph_cap) m->nints += (sizeof(k_sample_params) * (size_t)m->graph_cap + 64) / 4;  /* graphs' params */
     if (dev_alloc((void **)&m->x, T * m->D * 2) || dev_alloc((void **)&m->res, T * m->D * 2) ||
         dev_alloc((void **)&m->qkv, T * m->qkv_dim * 2) || dev_alloc((void **)&m->attn, T * m->nq * m->hd * 2) ||
         (dense && dev_alloc((void **)&m->gu, T * 2 * m->I * 2)) || dev_alloc((void **)&m->act, act * 2) ||
@@ -122,7 +151,8 @@ static int alloc_activations(model *m, char *err, size_t errlen) {
         (m->E > 0 && (dev_alloc((void **)&m->rlogits, T * m->E * 2) || dev_alloc((void **)&m->ey, Tk * m->D * 2) ||
                       k_moe_create(&m->moe, m->E, m->c.experts_per_tok, (int)T, m->D, m->Im, m->o.moe_gemm,
                                    m->blas))) ||
-        cudaMallocHost((void **)&m->hints, m->nints * 4) != cudaSuccess)
+        (m->w.awq && alloc_awq(m)) || cudaMallocHost((void **)&m->hints, m->nints * 4) != cudaSuccess ||
+        (m->graph_cap && dev_alloc(&m->blas_ws, BLAS_WS)))
         return errbuf_fail(err, errlen, "%s: cannot allocate the activation buffers for %d tokens per step "
                     "(lower --max-num-batched-tokens)", m->c.name, m->o.max_num_batched_tokens);
     /* the logits of this rank's vocabulary rows, and rank 0's room for the others' */
@@ -194,10 +224,9 @@ static int check_batch(const model *m, const model_batch *b, char *err, size_t e
  * then the rows whose logits are wanted (R,). */
 typedef struct fwd_batch { const int32_t *ids, *pos, *slots, *rows; k_attn_batch ab; int R; } fwd_batch;
 
-static int upload_batch(model *m, const model_batch *b, fwd_batch *f) {
-    int T = b->T, B = b->B;
-    f->R = b->all_logits ? T : B;
-    int32_t *h = m->hints;
+/* b's int arrays packed into h (pinned) as upload_batch lays them out; returns their number. */
+static size_t pack_batch(const model *m, const model_batch *b, int32_t *h) {
+    int T = b->T, B = b->B, R = b->all_logits ? T : B;
     size_t nb = (size_t)B * b->max_blocks_per_seq;
     if (m->tp) tp_vocab_local_ids(&m->tp->plan, b->input_ids, T, h);   /* -1: another rank's row */
     else memcpy(h, b->input_ids, 4 * (size_t)T);
@@ -207,32 +236,52 @@ static int upload_batch(model *m, const model_batch *b, fwd_batch *f) {
     memcpy(h + 3 * T + B + 1, b->context_lens, 4 * (size_t)B);
     memcpy(h + 3 * T + 2 * B + 1, b->block_tables, 4 * nb);
     int32_t *hrow = h + 3 * T + 2 * B + 1 + nb;
-    for (int r = 0; r < f->R; r++) hrow[r] = b->all_logits ? r : b->query_start[r + 1] - 1;
-    size_t n = 3 * (size_t)T + 2 * B + 1 + nb + f->R;
-    if (cudaMemcpyAsync(m->dints, h, 4 * n, cudaMemcpyHostToDevice, m->s) != cudaSuccess) return -1;
+    for (int r = 0; r < R; r++) hrow[r] = b->all_logits ? r : b->query_start[r + 1] - 1;
+    return 3 * (size_t)T + 2 * B + 1 + nb + R;
+}
+
+/* Where a batch of T tokens, B sequences (tables W wide) and R logits rows
+ * lies on the GPU once uploaded (max_q_len, max_context left at 0). */
+static void fwd_layout(const model *m, int T, int B, int W, int R, fwd_batch *f) {
     f->ids = m->dints; f->pos = f->ids + T; f->slots = f->pos + T;
-    k_attn_batch ab = {B, T, f->slots + T, f->slots + T + B + 1, f->slots + T + 2 * B + 1, b->max_blocks_per_seq,
-                       m->o.block_size, 0, 0};
+    f->ab = (k_attn_batch){B, T, f->slots + T, f->slots + T + B + 1, f->slots + T + 2 * B + 1, W, m->o.block_size, 0, 0};
+    f->rows = f->ab.block_tables + (size_t)B * W;
+    f->R = R;
+}
+
+static int upload_batch(model *m, const model_batch *b, fwd_batch *f) {
+    int T = b->T, B = b->B;
+    size_t n = pack_batch(m, b, m->hints);
+    if (cudaMemcpyAsync(m->dints, m->hints, 4 * n, cudaMemcpyHostToDevice, m->s) != cudaSuccess) return -1;
+    fwd_layout(m, T, B, b->max_blocks_per_seq, b->all_logits ? T : B, f);
+    k_attn_batch ab = f->ab;
     for (int s = 0; s < B; s++) {
         int qn = b->query_start[s + 1] - b->query_start[s];
         if (qn > ab.max_q_len) ab.max_q_len = qn;
         if (b->context_lens[s] > ab.max_context) ab.max_context = b->context_lens[s];
     }
     f->ab = ab;
-    f->rows = ab.block_tables + nb;
     m->view = (mprobe_view){m->x, m->res, m->qkv, m->attn, NULL, T, m->D, m->qkv_dim, m->nq * m->hd,
                             ab.max_q_len > 1, m->s};
     return 0;
 }
 
+/* y (T, N) = x (T, K) @ W^T for the layer's linear i (AWQ_QKV ..): the 16-bit
+ * w16 (N, K) through cuBLAS, or the AWQ kernels where the layer is 4-bit. */
+static int linear(model *m, k_bf16 *y, const k_bf16 *x, const w_layer *w, int i, const k_bf16 *w16, int T, int N,
+                  int K) {
+    if (w->awq) return k_awq_gemm(m->blas, y, x, &w->awq[i], T, &m->awq, m->s);
+    return k_gemm(m->blas, y, 0, x, w16, T, N, K, m->s);
+}
+
 /* The dense MLP: gate and up in one GEMM, SwiGLU, down.  x (T, D) -> x. */
 static int mlp_dense(model *m, const w_layer *w, int T, int l, char *err, size_t errlen) {
     /* gate | up (T, 2I) */
-    STEP(MP_GATE_UP, k_gemm(m->blas, m->gu, 0, m->x, w->w_gate_up, T, 2 * m->I, m->D, m->s));
+    STEP(MP_GATE_UP, linear(m, m->gu, m->x, w, AWQ_GATE_UP, w->w_gate_up, T, 2 * m->I, m->D));
     /* act (T, I) = silu(gate) * up */
     STEP(MP_SILU, k_silu_mul(m->act, m->gu, T, m->I, m->s));
     /* down projection */
-    STEP(MP_DOWN, k_gemm(m->blas, m->x, 0, m->act, w->w_down, T, m->D, m->I, m->s));
+    STEP(MP_DOWN, linear(m, m->x, m->act, w, AWQ_DOWN, w->w_down, T, m->D, m->I));
     return 0;
 }
 
@@ -267,9 +316,16 @@ static int rank0_fail(const model *m, char *err, size_t errlen) {
 
 static int forward(model *m, const model_batch *b, int *rows_out, char *err, size_t errlen);
 int model_forward(model *m, const model_batch *b, int *rows_out, char *err, size_t errlen) {
+    int i = gr_bucket(m->graphs, b);                 /* a decode-only step with graphs: its bucket's */
+    if (i >= 0) {
+        if (gr_step(m->graphs, i, b, NULL, NULL, err, errlen)) return -1;
+        if (rows_out) *rows_out = b->B;
+        return 0;
+    }
     return forward(m, b, rows_out, err, errlen) ? rank0_fail(m, err, errlen) : 0;
 }
 
+static int layers(model *m, const fwd_batch *f, char *err, size_t errlen);
 static int forward(model *m, const model_batch *b, int *rows_out, char *err, size_t errlen) {
     int l = -1;
     fwd_batch f;
@@ -278,7 +334,20 @@ static int forward(model *m, const model_batch *b, int *rows_out, char *err, siz
     if (m->leader && m->created && tp_post_batch(m->tp->group, b, err, errlen)) return -1;
     if (m->probe) mprobe_step(m->probe, MP_EMBED, -1, &m->view);      /* the start of the step's GPU time */
     TRY(upload_batch(m, b, &f));
-    int T = b->T, D = m->D, nq = m->nq, nkv = m->nkv, hd = m->hd, QKV = m->qkv_dim;
+    mprobe_mark(m->probe, MH_UPLOAD);
+    if (layers(m, &f, err, errlen)) return -1;
+    mprobe_mark(m->probe, MH_LAUNCH);
+    if (m->probe) mprobe_forward_end(m->probe, &m->view);
+    if (rows_out) *rows_out = f.R;
+    return 0;
+}
+
+/* The forward's GPU work over an uploaded batch: embeddings, the layers,
+ * the logits of the wanted rows (what a graph captures). */
+static int layers(model *m, const fwd_batch *fb, char *err, size_t errlen) {
+    int l = -1;
+    const fwd_batch f = *fb;
+    int T = f.ab.T, D = m->D, nq = m->nq, nkv = m->nkv, hd = m->hd, QKV = m->qkv_dim;
     float eps = (float)m->c.rms_eps, scale = 1.0f / sqrtf((float)hd);
 
     /* token embeddings (with tensor parallelism each token's row is on one rank: zeros elsewhere) */
@@ -291,7 +360,7 @@ static int forward(model *m, const model_batch *b, int *rows_out, char *err, siz
         /* attention RMSNorm: res += x; x = rmsnorm(res) */
         STEP(MP_NORM, k_add_rmsnorm(m->x, m->res, w->attn_norm, T, D, eps, m->s));
         /* q, k, v projections in one GEMM */
-        STEP(MP_QKV, k_gemm(m->blas, m->qkv, 0, m->x, w->wqkv, T, QKV, D, m->s));
+        STEP(MP_QKV, linear(m, m->qkv, m->x, w, AWQ_QKV, w->wqkv, T, QKV, D));
         /* Qwen2: q, k, v biases */
         if (w->bqkv) STEP(MP_QK_EXTRA, k_add_bias(m->qkv, w->bqkv, T, QKV, m->s));
         /* Qwen3: RMSNorm of each q head, then of each k head */
@@ -305,7 +374,7 @@ static int forward(model *m, const model_batch *b, int *rows_out, char *err, siz
         STEP(MP_ATTN, k_attention(m->attn, m->qkv, QKV, k_cache(m, l), v_cache(m, l), &f.ab, nq, nkv, hd, scale,
                                   m->attn_ws, m->attn_ws_bytes, m->s));
         /* output projection (a partial sum over this rank's heads, then the sum over the ranks) */
-        STEP(MP_O, k_gemm(m->blas, m->x, 0, m->attn, w->wo, T, D, nq * hd, m->s));
+        STEP(MP_O, linear(m, m->x, m->attn, w, AWQ_O, w->wo, T, D, nq * hd));
         ALLREDUCE(T);
         /* MLP RMSNorm: res += x; x = rmsnorm(res) */
         STEP(MP_NORM, k_add_rmsnorm(m->x, m->res, w->mlp_norm, T, D, eps, m->s));
@@ -321,8 +390,6 @@ static int forward(model *m, const model_batch *b, int *rows_out, char *err, siz
     STEP(MP_HEAD, k_gemm(m->blas, m->lshard, 1, m->hrows, m->w.lm_head, f.R, m->Vr, D, m->s));
     if (m->tp && tp_gather_logits(m->tp->comm, m->logits, m->lshard, m->lstage, f.R, m->Vr, m->V, m->s, err, errlen))
         return -1;
-    if (m->probe) mprobe_forward_end(m->probe, &m->view);
-    if (rows_out) *rows_out = f.R;
     return 0;
 }
 #undef ALLREDUCE
@@ -345,7 +412,41 @@ int model_sample(model *m, int R, const k_sample_params *params, int32_t *tokens
         k_sample(m->dtokens, m->logits, m->dparams, R, m->V, m->s) ||
         cudaMemcpyAsync(tokens, m->dtokens, 4 * (size_t)R, cudaMemcpyDeviceToHost, m->s))
         return errbuf_fail(err, errlen, "sample: %s", cudaGetErrorString(cudaGetLastError()));
-    return stream_sync(m, "sample", err, errlen);
+    mprobe_mark(m->probe, MH_SAMPLE);
+    int rc = stream_sync(m, "sample", err, errlen);
+    mprobe_mark(m->probe, MH_WAIT);
+    return rc;
+}
+
+/* ---- CUDA graphs (graph_runner.h): what the model lends them -------------- */
+static int gr_check(void *ctx, const model_batch *b, char *err, size_t errlen) { return check_batch(ctx, b, err, errlen); }
+static size_t gr_pack(void *ctx, const model_batch *b, int32_t *h) { return pack_batch(ctx, b, h); }
+/* The forward of a packed decode batch of P rows.  Attention is partitioned
+ * for max_model_len: its grid and reduce step fixed, a sequence's own
+ * partitions set by its context alone, so the rows are an eager step's. */
+static int gr_forward(void *ctx, int P, char *err, size_t errlen) {
+    model *m = ctx;
+    fwd_batch f;
+    fwd_layout(m, P, P, m->max_blocks, P, &f);
+    f.ab.max_q_len = 1;
+    f.ab.max_context = m->o.max_model_len;
+    return layers(m, &f, err, errlen);
+}
+
+int model_forward_sample(model *m, const model_batch *b, const k_sample_params *params, int32_t *tokens, int *rows,
+                         char *err, size_t errlen) {
+    int i = gr_bucket(m->graphs, b), R = b->B;
+    if (i >= 0 ? gr_step(m->graphs, i, b, params, tokens, err, errlen)
+               : model_forward(m, b, &R, err, errlen) || model_sample(m, R, params, tokens, err, errlen))
+        return -1;
+    if (rows) *rows = R;
+    return 0;
+}
+
+int model_use_graphs(model *m, int on) { return gr_use(m->graphs, on); }
+const cg_set *model_graphs(const model *m, const char **why) {
+    if (why) *why = m->graphs ? NULL : cg_off_reason(&m->o);
+    return gr_graphs(m->graphs);
 }
 
 int model_logits(model *m, int R, float *out, char *err, size_t errlen) {
@@ -365,18 +466,33 @@ int model_logprobs(model *m, int R, const int32_t *ids, float *out, char *err, s
 }
 
 int model_copy_block(model *m, int src, int dst, char *err, size_t errlen) {
-    if (src < 0 || dst < 0 || src >= m->num_blocks || dst >= m->num_blocks)
+    return model_swap(m, KV_COPY_GPU, src, dst, 1, err, errlen);
+}
+
+int model_swap(model *m, int kind, int src, int dst, int n, char *err, size_t errlen) {
+    if (kind == KV_COPY_GPU && (src < 0 || dst < 0 || n < 1 || src + n > m->num_blocks || dst + n > m->num_blocks))
         return errbuf_fail(err, errlen, "copy of block %d to %d (pool of %d)", src, dst, m->num_blocks);
-    if (m->leader && m->created && tp_post_copy(m->tp->group, src, dst, err, errlen)) return -1;
+    if (kind != KV_COPY_GPU && !m->swap)
+        return errbuf_fail(err, errlen, "a swap of KV blocks, but no swap space (preemption by swap needs "
+                           "--swap-space > 0)");
+    if (m->leader && m->created && tp_post_copy(m->tp->group, kind, src, dst, n, err, errlen)) return -1;
+    if (kind != KV_COPY_GPU) {                                  /* this rank's shard of each block */
+        swap_run r = {(kv_copy_kind)kind, src, dst, n};
+        return swap_pool_copy(m->swap, m->kv, &r, m->s, err, errlen);
+    }
     size_t blk = (size_t)m->o.block_size * m->nkv * m->hd;     /* elements of one block */
-    for (int l = 0; l < m->L; l++)
-        if (cudaMemcpyAsync(k_cache(m, l) + dst * blk, k_cache(m, l) + src * blk, blk * 2,
-                            cudaMemcpyDeviceToDevice, m->s) ||
-            cudaMemcpyAsync(v_cache(m, l) + dst * blk, v_cache(m, l) + src * blk, blk * 2,
-                            cudaMemcpyDeviceToDevice, m->s))
-            return errbuf_fail(err, errlen, "block copy: %s", cudaGetErrorString(cudaGetLastError()));
+    for (int b = 0; b < n; b++)
+        for (int l = 0; l < m->L; l++)
+            if (cudaMemcpyAsync(k_cache(m, l) + (dst + b) * blk, k_cache(m, l) + (src + b) * blk, blk * 2,
+                                cudaMemcpyDeviceToDevice, m->s) ||
+                cudaMemcpyAsync(v_cache(m, l) + (dst + b) * blk, v_cache(m, l) + (src + b) * blk, blk * 2,
+                                cudaMemcpyDeviceToDevice, m->s))
+                return errbuf_fail(err, errlen, "block copy: %s", cudaGetErrorString(cudaGetLastError()));
     return 0;
 }
+
+int model_num_cpu_blocks(const model *m) { return swap_pool_blocks(m->swap); }
+mprobe *model_probe(const model *m) { return m->probe; }
 
 int model_num_blocks(const model *m) { return m->num_blocks; }
 
@@ -436,28 +552,23 @@ static int tell_workers(model *m, char *err, size_t errlen) {
 static int plan_kv(model *m, model_mem *mem, size_t free0, char *err, size_t errlen) {
     size_t free1, total;
     cudaMemGetInfo(&free1, &total);
-    mem->total = total;
     mem->weights = m->w.bytes;
     mem->activations = free0 - free1;
     mem->other = total - free0 - m->w.bytes;       /* context, NCCL, other processes */
     mem->kv_bytes_per_token = (size_t)2 * m->L * m->nkv * m->hd * 2;   /* this rank's KV heads */
     mem->block_size = m->o.block_size;
-    size_t block_bytes = mem->kv_bytes_per_token * m->o.block_size;
-    double budget = m->o.gpu_memory_utilization * (double)total - (double)(total - free1);
-    long nblocks = budget > 0 ? (long)(budget / (double)block_bytes) : 0;
-    if (m->o.num_gpu_blocks > 0) nblocks = m->o.num_gpu_blocks;
+    /* the CUDA graphs' memory, set aside before the plan, counts as in use */
+    mplan_in in = {(double)total, m->o.max_gpu_memory, m->o.gpu_memory_utilization,
+                   (double)(total - free1) + (double)mem->graphs_reserved, (double)mem->weights,
+                   (double)mem->activations, (double)mem->other + (double)mem->graphs_reserved,
+                   mem->kv_bytes_per_token, m->o.block_size, m->o.max_model_len, m->o.num_gpu_blocks};
+    mplan_out po;
+    long nblocks = mplan_blocks(&in, &po);
+    mem->total = (size_t)po.total;                 /* the device's, or --max-gpu-memory */
     nblocks = nblocks > 0x7fffffff / m->o.block_size ? 0x7fffffff / m->o.block_size : nblocks;
     int nb = (int)nblocks;
     if (m->tp && tp_min_int(m->tp->comm, nb, &nb, m->s, err, errlen)) return -1;
-    if (nb < m->max_blocks)
-        return errbuf_fail(err, errlen, "not enough GPU memory for the KV cache%s: %.2f GiB x utilization %.2f = "
-             "%.2f GiB; in use %.2f GiB (weights %.2f GiB, activation peak %.2f GiB, other %.2f GiB) leaves %.2f GiB "
-             "= %ld tokens at %zu bytes/token, but one sequence of max_model_len %d needs %d tokens",
-             nb < nblocks ? " on another tensor-parallel rank" : "", total / 1073741824.0,
-             m->o.gpu_memory_utilization, m->o.gpu_memory_utilization * total / 1073741824.0,
-             (total - free1) / 1073741824.0, mem->weights / 1073741824.0, mem->activations / 1073741824.0,
-             mem->other / 1073741824.0, budget / 1073741824.0, (long)nb * m->o.block_size, mem->kv_bytes_per_token,
-             m->o.max_model_len, m->max_blocks * m->o.block_size);
+    if (mplan_check(&in, &po, nb, nb < nblocks, err, errlen)) return -1;
     m->num_blocks = nb;
     m->kv_layer_elems = (size_t)m->num_blocks * m->o.block_size * m->nkv * m->hd;
     if (dev_alloc((void **)&m->kv, 2 * m->kv_layer_elems * m->L * 2))
@@ -467,6 +578,49 @@ static int plan_kv(model *m, model_mem *mem, size_t free0, char *err, size_t err
     mem->kv_cache = 2 * m->kv_layer_elems * m->L * 2;
     mem->kv_tokens = (long)m->num_blocks * m->o.block_size;
     mem->max_concurrency = (double)mem->kv_tokens / m->o.max_model_len;
+    return 0;
+}
+
+/* The swap pool of swap_space GiB: blocks of this rank's KV heads (swap.h). */
+static int make_swap_pool(model *m, model_mem *mem, char *err, size_t errlen) {
+    int nb;
+    swap_geom g = {2 * m->L, m->kv_layer_elems, (size_t)m->o.block_size * m->nkv * m->hd, m->num_blocks};
+    if (swap_cpu_blocks(m->o.swap_space, mem->kv_bytes_per_token * m->o.block_size, &nb, err, errlen) ||
+        swap_pool_create(&m->swap, &g, nb, err, errlen))
+        return -1;
+    mem->num_cpu_blocks = nb;
+    mem->swap_bytes = swap_pool_bytes(m->swap);
+    return 0;
+}
+
+/* The largest batch a graph takes (0: graphs off, cg_off_reason). */
+static int graph_capacity(const model_opts *o) {
+    if (cg_off_reason(o)) return 0;
+    int cap = o->graph_max_batch > 0 && o->graph_max_batch < o->max_num_seqs ? o->graph_max_batch : o->max_num_seqs;
+    if (cap > o->max_num_batched_tokens) cap = o->max_num_batched_tokens;
+    return cap < o->max_logit_rows ? cap : o->max_logit_rows;
+}
+
+/* With graphs: cuBLAS keeps one workspace (its default pool would be
+ * reallocated inside a capture) (stage 0); the runner, and what its graphs
+ * will take set aside before the KV plan (1); then, the cache zeroed (a
+ * padding row reads block 0), every bucket captured (2). */
+static int graphs_setup(model *m, int stage, model_mem *mem, char *err, size_t errlen) {
+    gr_model gm = {m, m->s, m->dints, m->hints, m->dtokens, m->logits, m->V, m->max_blocks, &m->probe,
+                   gr_check, gr_pack, gr_forward};
+    char why[768];
+    if (!m->graph_cap) return 0;
+    if (stage == 0 && (cublasSetStream(m->blas, m->s) != CUBLAS_STATUS_SUCCESS ||
+                       cublasSetWorkspace(m->blas, m->blas_ws, BLAS_WS) != CUBLAS_STATUS_SUCCESS))
+        return errbuf_fail(err, errlen, "CUDA graphs: cannot give cuBLAS its workspace");
+    if ((stage == 1 && (gr_create(&m->graphs, &gm, m->graph_cap, m->o.graph_min_batch, err, errlen) ||
+                        gr_estimate(m->graphs, &mem->graphs_reserved, err, errlen))) ||
+        (stage == 2 && (cudaMemsetAsync(m->kv, 0, mem->kv_cache, m->s) != cudaSuccess ||
+                        gr_capture(m->graphs, &mem->graphs, err, errlen)))) {
+        snprintf(why, sizeof why, "%s", err);
+        return errbuf_fail(err, errlen, "CUDA graphs: %s (--enforce-eager runs without them)", why);
+    }
+    if (stage == 2) cg_sizes(gr_graphs(m->graphs), &mem->num_graphs);
     return 0;
 }
 
@@ -484,6 +638,7 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
     m->tp = o->tp;
     m->leader = m->tp && tp_comm_rank(m->tp->comm) == 0 && tp_comm_size(m->tp->comm) > 1;
     set_shapes(m, c);
+    m->graph_cap = graph_capacity(&m->o);
     int rc = -1;
     if (m->o.attention) k_attention_impl(m->o.attention);
     if (m->o.elementwise) k_elementwise_impl(m->o.elementwise);
@@ -503,17 +658,20 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
     m->view.s = m->s;
     size_t free0, total;
     cudaMemGetInfo(&free0, &total);
-    if (alloc_activations(m, err, errlen)) goto out;
+    if (alloc_activations(m, err, errlen) || graphs_setup(m, 0, mem, err, errlen)) goto out;
     /* profile on a scratch cache of one block per layer */
     m->kv_layer_elems = (size_t)m->o.block_size * m->nkv * m->hd;
     m->num_blocks = 1;
     if (dev_alloc((void **)&m->kv, 2 * m->kv_layer_elems * m->L * 2)) { errbuf_fail(err, errlen, "cannot allocate"); goto out; }
-    if (profile_step(m, err, errlen)) goto out;
+    if (profile_step(m, err, errlen) || graphs_setup(m, 1, mem, err, errlen)) goto out;
     cudaFree(m->kv);
     m->kv = NULL;
     if (plan_kv(m, mem, free0, err, errlen)) goto out;
-    /* the probes, after the profile step: only real steps count */
-    mprobe_opts po = {m->o.profile, m->o.dump_layer0, m->o.dump_experts};
+    if ((m->o.swap_space > 0 && make_swap_pool(m, mem, err, errlen)) || graphs_setup(m, 2, mem, err, errlen))
+        goto out;
+    /* the probes, after the profile step and the graphs' captures: only real steps count */
+    mprobe_opts po = {.profile = m->o.profile, .host = m->o.host_probe, .dump_layer0 = m->o.dump_layer0,
+                      .dump_experts = m->o.dump_experts};
     m->probe = mprobe_create(&po, m->L, m->o.max_num_batched_tokens, m->E, c->experts_per_tok, err, errlen);
     if (!m->probe && err[0]) goto out;
     /* every other rank has its model (and the same blocks): from here on, steps are posted */
@@ -531,9 +689,13 @@ void model_free(model *m) {
     if (!m) return;
     if (m->lshard == m->logits) m->lshard = NULL;
     void *bufs[] = {m->x, m->res, m->qkv, m->attn, m->gu, m->act, m->rlogits, m->ey, m->hrows, m->logits,
-                    m->lshard, m->lstage, m->attn_ws, m->dints, m->dparams, m->dtokens, m->dlogp, m->inv_freq, m->kv};
+                    m->lshard, m->lstage, m->attn_ws, m->dints, m->dparams, m->dtokens, m->dlogp, m->inv_freq, m->kv,
+                    m->awq.scratch, m->awq.partial};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) if (bufs[i]) cudaFree(bufs[i]);
     if (m->hints) cudaFreeHost(m->hints);
+    gr_free(m->graphs);
+    if (m->blas_ws) cudaFree(m->blas_ws);
+    swap_pool_free(m->swap);
     k_moe_free(&m->moe);
     mprobe_free(m->probe);
     if (m->blas) cublasDestroy(m->blas);
@@ -565,6 +727,17 @@ int model_logprobs(model *m, int R, const int32_t *ids, float *out, char *err, s
 int model_copy_block(model *m, int src, int dst, char *err, size_t errlen) {
     (void)m; (void)src; (void)dst; return errbuf_fail(err, errlen, "no CUDA");
 }
+int model_forward_sample(model *m, const model_batch *b, const k_sample_params *p, int32_t *t, int *rows, char *err,
+                         size_t errlen) {
+    (void)m; (void)b; (void)p; (void)t; (void)rows; return errbuf_fail(err, errlen, "no CUDA");
+}
+int model_swap(model *m, int kind, int src, int dst, int n, char *err, size_t errlen) {
+    (void)m; (void)kind; (void)src; (void)dst; (void)n; return errbuf_fail(err, errlen, "no CUDA");
+}
+int model_use_graphs(model *m, int on) { (void)m; (void)on; return 0; }
+const cg_set *model_graphs(const model *m, const char **why) { (void)m; if (why) *why = "no CUDA"; return NULL; }
+int model_num_cpu_blocks(const model *m) { (void)m; return 0; }
+mprobe *model_probe(const model *m) { (void)m; return NULL; }
 int model_sync(model *m, char *err, size_t errlen) { (void)m; return errbuf_fail(err, errlen, "no CUDA"); }
 int model_num_blocks(const model *m) { (void)m; return 0; }
 int model_profile_text(const model *m, char *buf, size_t n) { (void)m; if (n) buf[0] = 0; return -1; }

@@ -20,6 +20,7 @@ typedef struct model_opts {
     int    block_size;               /* KV slots per block, default 16 */
     double gpu_memory_utilization;   /* share of the GPU this model may use, default 0.9 */
     int    num_gpu_blocks;           /* > 0: this many KV blocks instead of what memory allows */
+    double max_gpu_memory;           /* bytes; > 0: plan as if the GPU had no more (a smaller card's budget) */
     int    max_logit_rows;           /* rows of logits one step may return, default max_num_seqs */
     /* kernels (0: the default) */
     int    attention;                /* K_ATTN_* (k_attention_impl) */
@@ -29,6 +30,19 @@ typedef struct model_opts {
     int    profile;                  /* GPU time of each class of step (model_profile_text) */
     const char *dump_layer0;         /* file: the first forward's layer-0 intermediates */
     const char *dump_experts;        /* file: every forward's chosen experts (MoE layers) */
+    int    host_probe;               /* time the host's phases of each step (mprobe_host_text) */
+    /* CUDA graphs (engine/cuda_graph.h): 1 = a decode-only step of up to
+     * graph_max_batch sequences replays the graph of its batch bucket,
+     * captured in model_create; 0 (the default until measured) or -1 (eager
+     * asked for) = every step eager.  Off where cg_off_reason says. */
+    int    cuda_graphs;
+    int    graph_max_batch;          /* 0: max_num_seqs (within the token and logits rows limits) */
+    int    graph_min_batch;          /* the smallest bucket, every smaller batch padded to it (0: 1,
+                                        vLLM's; = graph_max_batch: every decode step one shape, a row
+                                        independent of the batch: tests compare schedules bit for bit) */
+    /* preemption by swap (engine/swap.h): GiB of pinned host memory per GPU
+     * for swapped-out KV blocks, as vLLM's --swap-space; 0 = no pool */
+    double swap_space;
     /* tensor parallelism (engine/tp_engine.h): this rank's shard, NCCL and
      * the other ranks; NULL: one GPU, exactly the path without it.  On rank
      * 0, model_create has the other ranks build their models with the same
@@ -39,6 +53,10 @@ typedef struct model_opts {
 
 typedef struct model_mem {          /* what the memory plan found (bytes) */
     size_t total, weights, activations, other, kv_cache;
+    size_t graphs_reserved, graphs;  /* CUDA graphs: set aside before the KV cache, and measured after capture */
+    int    num_graphs;               /* graphs captured (0: eager) */
+    size_t swap_bytes;               /* pinned host memory of the swap pool */
+    int    num_cpu_blocks;           /* its blocks (0: no swap) */
     size_t kv_bytes_per_token;       /* 2 * layers * kv_heads * head_dim * 2 */
     int    num_blocks, block_size;
     long   kv_tokens;                /* num_blocks * block_size */
@@ -76,12 +94,31 @@ int  model_create(model **out, const mc_config *c, w_weights *w, const model_opt
 int  model_forward(model *m, const model_batch *b, int *rows, char *err, size_t errlen);
 /* Samples one token per logits row r < R with params[r] (host) -> tokens (R,) host. */
 int  model_sample(model *m, int R, const k_sample_params *params, int32_t *tokens, char *err, size_t errlen);
+/* model_forward, then model_sample of every row (R of them, in *rows) with
+ * params (R,) host -> tokens (R,) host.  A decode-only step with CUDA graphs
+ * is one upload (the batch and params) and one graph launch that samples too. */
+int  model_forward_sample(model *m, const model_batch *b, const k_sample_params *params, int32_t *tokens,
+                          int *rows, char *err, size_t errlen);
+/* Whether decode-only steps replay graphs: on 1 (when graphs were captured)
+ * or 0 (eager, for comparisons); returns the old setting. */
+int  model_use_graphs(model *m, int on);
+/* The graphs (engine/cuda_graph.h), NULL when off; *why: the reason then. */
+const struct cg_set *model_graphs(const model *m, const char **why);
 /* Copies logits rows [0, R) to host out (R, V). */
 int  model_logits(model *m, int R, float *out, char *err, size_t errlen);
 /* out (R,) host = log-probability of ids[r] (host) under logits row r. */
 int  model_logprobs(model *m, int R, const int32_t *ids, float *out, char *err, size_t errlen);
 /* Copies KV block src to block dst in every layer (copy-on-write). */
 int  model_copy_block(model *m, int src, int dst, char *err, size_t errlen);
+/* n blocks src.. to dst.. in every layer: kind KV_SWAP_OUT (GPU to the swap
+ * pool), KV_SWAP_IN (back) or KV_COPY_GPU (sim/kv_cache.h: kv_copy_kind);
+ * queued before the next step.  With tensor parallelism every rank copies
+ * its shard.  -1 and a message without a pool (swap_space 0) or out of range. */
+int  model_swap(model *m, int kind, int src, int dst, int n, char *err, size_t errlen);
+/* Blocks of the swap pool (0: none). */
+int  model_num_cpu_blocks(const model *m);
+/* The probes (model_probe.h: the host's phases of a step too), or NULL. */
+struct mprobe *model_probe(const model *m);
 /* Waits until the model's GPU work is done (with tensor parallelism through
  * tp_sync: a failed or silent rank ends the wait with a message naming it). */
 int  model_sync(model *m, char *err, size_t errlen);

@@ -8,6 +8,7 @@
 #include "engine/model_probe.h"
 #include "base/errbuf.h"
 #include "engine/kernels_ref.h"
+#include "base/clock.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,14 +42,19 @@ struct mprobe {
     /* layer 0 */
     FILE        *f0;
     int          n0;
+    /* the host's phases: this step's, then the sums [decode-only] */
+    int          host;
+    double       last, cur[MH_NPHASES], hsum[2][MH_NPHASES];
+    long         hsteps[2];
 };
 
 mprobe *mprobe_create(const mprobe_opts *o, int L, int max_T, int E, int k, char *err, size_t errlen) {
     if (errlen) err[0] = 0;
-    if (!o || (!o->profile && !o->dump_layer0 && !o->dump_experts)) return NULL;
+    if (!o || (!o->profile && !o->dump_layer0 && !o->dump_experts && !o->host)) return NULL;
     mprobe *p = calloc(1, sizeof *p);
     if (!p) { errbuf_fail(err, errlen, "out of memory"); return NULL; }
     p->L = L; p->max_T = max_T; p->E = E; p->k = k;
+    p->host = o->host;
     if (o->profile) {
         p->profile = 1;
         p->nev_cap = 20 * L + 16;
@@ -203,6 +209,46 @@ int mprobe_text(const mprobe *p, char *buf, size_t n) {
     return 0;
 }
 
+void mprobe_mark(mprobe *p, mprobe_phase ph) {
+    if (!p || !p->host) return;
+    double t = clock_now_s();
+    if (p->last > 0) p->cur[ph] += t - p->last;
+    p->last = t;
+}
+
+void mprobe_host_step(mprobe *p, int decode_only) {
+    if (!p || !p->host) return;
+    int k = decode_only ? 1 : 0;
+    for (int i = 0; i < MH_NPHASES; i++) {
+        if (decode_only >= 0) p->hsum[k][i] += p->cur[i];
+        p->cur[i] = 0;
+    }
+    if (decode_only >= 0) p->hsteps[k]++;
+}
+
+int mprobe_host_text(const mprobe *p, char *buf, size_t n) {
+    static const char *names[MH_NPHASES] = {"outside the engine (caller)", "schedule (driver, scheduler)",
+        "block copies, swaps", "batch build", "upload (check, pack, copy)", "forward launch (kernels or graph)",
+        "sample launch", "wait for the GPU + copy-back", "record tokens", "postprocess, metrics"};
+    size_t off = 0;
+    if (n) buf[0] = 0;
+    if (!p || !p->host) return -1;
+    off += snprintf(buf + off, off < n ? n - off : 0, "  %-36s %14s %14s\n", "host time per step (us)",
+                    "decode-only", "with prefill");
+    double tot[2] = {0, 0}, busy[2];
+    for (int k = 0; k < 2; k++) for (int i = 0; i < MH_NPHASES; i++) tot[k] += p->hsum[k][i];
+    for (int k = 0; k < 2; k++) busy[k] = tot[k] - p->hsum[k][MH_WAIT];
+    for (int i = 0; i < MH_NPHASES; i++)
+        off += snprintf(buf + off, off < n ? n - off : 0, "  %-36s %14.1f %14.1f\n", names[i],
+                        p->hsteps[1] ? 1e6 * p->hsum[1][i] / p->hsteps[1] : 0,
+                        p->hsteps[0] ? 1e6 * p->hsum[0][i] / p->hsteps[0] : 0);
+    off += snprintf(buf + off, off < n ? n - off : 0, "  %-36s %14.1f %14.1f\n  steps: %ld decode-only, %ld with "
+                    "prefill; the host is busy %.1f%% of a decode-only step's time\n", "host busy (all but the wait)",
+                    p->hsteps[1] ? 1e6 * busy[1] / p->hsteps[1] : 0, p->hsteps[0] ? 1e6 * busy[0] / p->hsteps[0] : 0,
+                    p->hsteps[1], p->hsteps[0], tot[1] > 0 ? 100 * busy[1] / tot[1] : 0);
+    return 0;
+}
+
 void mprobe_free(mprobe *p) {
     if (!p) return;
     for (int i = 0; p->ev && i < p->nev_cap; i++) cudaEventDestroy(p->ev[i]);
@@ -224,5 +270,8 @@ mprobe *mprobe_create(const mprobe_opts *o, int L, int max_T, int E, int k, char
 void mprobe_step(mprobe *p, mprobe_point step, int layer, const mprobe_view *v) { (void)p; (void)step; (void)layer; (void)v; }
 void mprobe_forward_end(mprobe *p, const mprobe_view *v) { (void)p; (void)v; }
 int  mprobe_text(const mprobe *p, char *buf, size_t n) { (void)p; if (n) buf[0] = 0; return -1; }
+void mprobe_mark(mprobe *p, mprobe_phase ph) { (void)p; (void)ph; }
+void mprobe_host_step(mprobe *p, int decode_only) { (void)p; (void)decode_only; }
+int  mprobe_host_text(const mprobe *p, char *buf, size_t n) { (void)p; if (n) buf[0] = 0; return -1; }
 void mprobe_free(mprobe *p) { (void)p; }
 #endif

@@ -4,8 +4,9 @@
  * decode-only steps), the experts' loads (MoE), the layer-0 intermediates of
  * one forward (compared with transformers' by tests/gpu/compare_hf.py
  * --diag-layer0) and the experts chosen at every MoE layer of every forward
- * (compare_hf.py's routing check).  Copies from the GPU and writes the files
- * it is given; never prints. */
+ * (compare_hf.py's routing check); and, apart from the GPU, the host's time
+ * in each phase of an engine step (marks from engine.c and model.c).  Copies
+ * from the GPU and writes the files it is given; never prints. */
 #ifndef ENGINE_MODEL_PROBE_H
 #define ENGINE_MODEL_PROBE_H
 #include <stddef.h>
@@ -30,8 +31,23 @@ typedef struct mprobe_view {         /* the forward's buffers (device) and sizes
     cudaStream_t s;
 } mprobe_view;
 
+typedef enum {                       /* the host's phases of one engine step, in order */
+    MH_OUTSIDE,                      /* between steps: the caller (its hooks, new requests) */
+    MH_SCHEDULE,                     /* the driver and the scheduler (arrivals, sched_schedule) */
+    MH_COPIES,                       /* block copies and swaps queued */
+    MH_BUILD,                        /* the flattened batch (eng_build_batch) */
+    MH_UPLOAD,                       /* the batch checked, packed (padded) and copied to the GPU */
+    MH_LAUNCH,                       /* the forward's kernels queued, or its graph launched */
+    MH_SAMPLE,                       /* sampling queued */
+    MH_WAIT,                         /* waiting for the GPU, and the sampled tokens' copy back */
+    MH_RECORD,                       /* tokens, log-probabilities, scores recorded */
+    MH_POST,                         /* postprocess: appends, stops, forks, metrics */
+    MH_NPHASES
+} mprobe_phase;
+
 typedef struct mprobe_opts {
     int         profile;             /* time the steps (model_profile_text) */
+    int         host;                /* time the host's phases (mprobe_host_text) */
     const char *dump_layer0;         /* file for the next forward's layer 0, or NULL */
     const char *dump_experts;        /* file for every forward's chosen experts, or NULL */
 } mprobe_opts;
@@ -47,5 +63,14 @@ void mprobe_step(mprobe *p, mprobe_point step, int layer, const mprobe_view *v);
 void mprobe_forward_end(mprobe *p, const mprobe_view *v);
 /* The profile as text (GPU time per class of step, expert loads); -1 when not profiling. */
 int  mprobe_text(const mprobe *p, char *buf, size_t n);
+/* The host's clock: the time since the last mark goes to phase ph of the
+ * current step (nothing without the host option; p may be NULL). */
+void mprobe_mark(mprobe *p, mprobe_phase ph);
+/* Ends the current step: its phases go to the decode-only (1) or the prefill
+ * sums (0); < 0: a step that ran nothing (dropped). */
+void mprobe_host_step(mprobe *p, int decode_only);
+/* Microseconds per step of each phase, decode-only steps and steps with
+ * prefill, as text; -1 without the host option. */
+int  mprobe_host_text(const mprobe *p, char *buf, size_t n);
 void mprobe_free(mprobe *p);
 #endif

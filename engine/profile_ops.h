@@ -4,11 +4,11 @@
  * (at 1/tp of it): the layer's GEMMs (cuBLAS, as model.c calls them), the
  * per-token kernels, paged attention (decode by batch x context, prefill of
  * one fresh sequence), the LM head, sampling, and the MoE layer of MoE
- * shapes.  pops_measure_cpu runs real engine steps and takes what the ops do
- * not explain as the CPU side of a step (opp_profile's step_overhead_us,
- * per_seq_us, gpu_floor_us).  Uses the GPU and its own buffers; prints
- * progress to log when given.  Without CUDA both return -1 ("built without
- * CUDA"). */
+ * shapes.  pops_measure_cpu (engine/profile_cpu.c) runs real engine steps
+ * and takes what the ops do not explain as the CPU side of a step
+ * (opp_profile's step_overhead_us, per_seq_us, gpu_floor_us).  Uses the GPU
+ * and its own buffers; prints progress to log when given.  Without CUDA
+ * pops_measure_ops and pops_run return -1 ("built without CUDA"). */
 #ifndef ENGINE_PROFILE_OPS_H
 #define ENGINE_PROFILE_OPS_H
 #include <stddef.h>

@@ -45,8 +45,8 @@ static int op_create(void *ctx, const model_opts *o, int *num_blocks, char *err,
 static int op_forward(void *ctx, const model_batch *b, char *err, size_t errlen) {
     return model_forward(((tp_engine *)ctx)->m, b, NULL, err, errlen);
 }
-static int op_copy(void *ctx, int src, int dst, char *err, size_t errlen) {
-    return model_copy_block(((tp_engine *)ctx)->m, src, dst, err, errlen);
+static int op_copy(void *ctx, int kind, int src, int dst, int n, char *err, size_t errlen) {
+    return model_swap(((tp_engine *)ctx)->m, kind, src, dst, n, err, errlen);
 }
 static int op_sync(void *ctx, char *err, size_t errlen) { return model_sync(((tp_engine *)ctx)->m, err, errlen); }
 

@@ -51,12 +51,14 @@ int tp_post_batch(tp_group *g, const model_batch *b, char *err, size_t errlen) {
     return tp_group_post(g, &m, err, errlen);
 }
 
-int tp_post_copy(tp_group *g, int src, int dst, char *err, size_t errlen) {
+int tp_post_copy(tp_group *g, int kind, int src, int dst, int n, char *err, size_t errlen) {
     tp_msg m;
     memset(&m, 0, sizeof m);
     m.kind = TP_MSG_COPY;
     m.arg[0] = src;
     m.arg[1] = dst;
+    m.arg[2] = n;
+    m.arg[3] = kind;
     return tp_group_post(g, &m, err, errlen);
 }
 
@@ -75,7 +77,7 @@ int tp_post_create(tp_group *g, const model_opts *o, char *err, size_t errlen) {
     _Static_assert(sizeof *o <= TP_MSG_TEXT, "the model options fit one message");
     model_opts s = *o;
     s.dump_layer0 = s.dump_experts = NULL;   /* probes stay on rank 0 */
-    s.profile = 0;
+    s.profile = s.host_probe = 0;
     s.tp = NULL;
     tp_msg m;
     memset(&m, 0, sizeof m);
@@ -174,7 +176,7 @@ int tp_worker_loop(tp_group *g, const tp_worker_ops *ops, void *model, char *err
             break;
         case TP_MSG_COPY:
             if (state != W_CREATED) return out_of_order(g, m.kind, state, err, errlen);
-            if (ops->copy(model, (int)m.arg[0], (int)m.arg[1], err, errlen)) return -1;
+            if (ops->copy(model, (int)m.arg[3], (int)m.arg[0], (int)m.arg[1], (int)m.arg[2], err, errlen)) return -1;
             break;
         default:
             return errbuf_fail(err, errlen, "tensor-parallel rank %d: unknown message kind %d from rank 0",

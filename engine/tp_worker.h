@@ -7,7 +7,8 @@
  * batch (model_batch: token ids, positions, KV slots, block tables, packed
  * into the group's shared mailbox), and before a copy-on-write the block
  * copy, so that every rank runs the same step over its shard of the KV cache
- * under the same block tables.  The model's calls come as function pointers
+ * under the same block tables (and swaps them to its host pool and back).
+ * The model's calls come as function pointers
  * (tp_worker_ops), so this file knows the protocol but not how the model
  * runs.  No GPU here. */
 #ifndef ENGINE_TP_WORKER_H
@@ -31,8 +32,10 @@ size_t tp_mailbox_bytes(int T, int B, int max_blocks);
 /* Rank 0: packs b into the mailbox and posts TP_MSG_STEP.  -1 and a message
  * when the batch does not fit or a worker is gone. */
 int  tp_post_batch(tp_group *g, const model_batch *b, char *err, size_t errlen);
-/* Rank 0: posts a copy of KV block src to dst (every layer). */
-int  tp_post_copy(tp_group *g, int src, int dst, char *err, size_t errlen);
+/* Rank 0: posts a copy of n KV blocks src.. to dst.. (every layer): kind
+ * KV_COPY_GPU (copy-on-write) or a swap to / from the host pool
+ * (KV_SWAP_OUT, KV_SWAP_IN: sim/kv_cache.h), each rank its own shard. */
+int  tp_post_copy(tp_group *g, int kind, int src, int dst, int n, char *err, size_t errlen);
 /* Rank 0: posts what to load (through the mailbox's first slot: call it
  * before the first batch). */
 int  tp_post_load(tp_group *g, const tp_load *l, char *err, size_t errlen);
@@ -54,7 +57,8 @@ typedef struct tp_worker_ops {   /* what a worker does with its model */
     int (*create)(void *model, const model_opts *o, int *num_blocks, char *err, size_t errlen);
     /* the step on this rank's shards, its part of every collective included */
     int (*forward)(void *model, const model_batch *b, char *err, size_t errlen);
-    int (*copy)(void *model, int src, int dst, char *err, size_t errlen);
+    /* n blocks src.. to dst.. of kind (tp_post_copy) */
+    int (*copy)(void *model, int kind, int src, int dst, int n, char *err, size_t errlen);
     /* waits for the step (tp_sync: an error or a timeout ends the worker) */
     int (*sync)(void *model, char *err, size_t errlen);
 } tp_worker_ops;

@@ -3,6 +3,7 @@
  * loading and dummy filling alike.  Reads the checkpoint files it is given;
  * allocates one device arena. */
 #include "engine/weights.h"
+#include "engine/awq_weights.h"
 #include "engine/safetensors.h"
 #include "base/errbuf.h"
 #include "base/file.h"
@@ -72,6 +73,7 @@ int w_check_config(const mc_config *c, char *err, size_t errlen) {
     if (!(c->rms_eps > 0 && c->rms_eps < 1) || !(c->rope_theta > 0))
         return errbuf_fail(err, errlen, "%s: rms_norm_eps %g or rope_theta %g out of range", c->name, c->rms_eps,
                     c->rope_theta);
+    if (c->dtype == MC_DTYPE_AWQ4) return awq_check_config(c, err, errlen);
     return 0;
 }
 
@@ -108,6 +110,7 @@ static void plan_free(w_plan *p) {
 static void plan_mlp(w_plan *p, const mc_config *c, int i, int packed, size_t *o) {
     int64_t D = c->hidden_size;
     if (!mc_layer_is_moe(c, i)) {
+        if (c->dtype == MC_DTYPE_AWQ4) return;           /* 4-bit: awq_weights.c's */
         int64_t I = c->intermediate_size;
         o[O_GATE_UP] = take(p, (size_t)(2 * I * D));
         ADDF(p, E_MATRIX, o[O_GATE_UP], I, D, 0, "model.layers.%d.mlp.gate_proj.weight", i);
@@ -140,6 +143,7 @@ static int plan_build(w_plan *p, const mc_config *c, int has_bias, int packed, c
     int L = c->num_layers;
     int64_t D = c->hidden_size, hd = c->head_dim, nq = c->num_heads, nkv = c->num_kv_heads;
     int64_t V = c->vocab_size;
+    int awq = c->dtype == MC_DTYPE_AWQ4;        /* the linears are 4-bit: awq_weights.c plans them */
     p->e = calloc((size_t)L * (16 + 3 * (size_t)c->num_experts) + 4, sizeof *p->e);
     p->layer = calloc((size_t)L * O_N, sizeof *p->layer);
     if (!p->e || !p->layer) { plan_free(p); return errbuf_fail(err, errlen, "out of memory"); }
@@ -149,10 +153,12 @@ static int plan_build(w_plan *p, const mc_config *c, int has_bias, int packed, c
         size_t *o = p->layer + (size_t)i * O_N;
         o[O_ATTN_NORM] = take(p, (size_t)D);
         ADDF(p, E_NORM, o[O_ATTN_NORM], D, 0, 0, "model.layers.%d.input_layernorm.weight", i);
-        o[O_QKV] = take(p, (size_t)((nq + 2 * nkv) * hd * D));
-        ADDF(p, E_MATRIX, o[O_QKV], nq * hd, D, 0, "model.layers.%d.self_attn.q_proj.weight", i);
-        ADDF(p, E_MATRIX, o[O_QKV] + nq * hd * D, nkv * hd, D, 0, "model.layers.%d.self_attn.k_proj.weight", i);
-        ADDF(p, E_MATRIX, o[O_QKV] + (nq + nkv) * hd * D, nkv * hd, D, 0, "model.layers.%d.self_attn.v_proj.weight", i);
+        if (!awq) {
+            o[O_QKV] = take(p, (size_t)((nq + 2 * nkv) * hd * D));
+            ADDF(p, E_MATRIX, o[O_QKV], nq * hd, D, 0, "model.layers.%d.self_attn.q_proj.weight", i);
+            ADDF(p, E_MATRIX, o[O_QKV] + nq * hd * D, nkv * hd, D, 0, "model.layers.%d.self_attn.k_proj.weight", i);
+            ADDF(p, E_MATRIX, o[O_QKV] + (nq + nkv) * hd * D, nkv * hd, D, 0, "model.layers.%d.self_attn.v_proj.weight", i);
+        }
         if (has_bias) {
             o[O_BQKV] = take(p, (size_t)((nq + 2 * nkv) * hd));
             ADDF(p, E_BIAS, o[O_BQKV], nq * hd, 0, 0, "model.layers.%d.self_attn.q_proj.bias", i);
@@ -165,8 +171,10 @@ static int plan_build(w_plan *p, const mc_config *c, int has_bias, int packed, c
             o[O_KNORM] = take(p, (size_t)hd);
             ADDF(p, E_NORM, o[O_KNORM], hd, 0, 0, "model.layers.%d.self_attn.k_norm.weight", i);
         }
-        o[O_WO] = take(p, (size_t)(D * nq * hd));
-        ADDF(p, E_MATRIX, o[O_WO], D, nq * hd, 0, "model.layers.%d.self_attn.o_proj.weight", i);
+        if (!awq) {
+            o[O_WO] = take(p, (size_t)(D * nq * hd));
+            ADDF(p, E_MATRIX, o[O_WO], D, nq * hd, 0, "model.layers.%d.self_attn.o_proj.weight", i);
+        }
         o[O_MLP_NORM] = take(p, (size_t)D);
         ADDF(p, E_NORM, o[O_MLP_NORM], D, 0, 0, "model.layers.%d.post_attention_layernorm.weight", i);
         plan_mlp(p, c, i, packed, o);
@@ -185,7 +193,7 @@ size_t w_bytes(const mc_config *c, int has_bias) {
     w_plan p = {0};
     char err[64];
     if (plan_build(&p, c, has_bias, 0, err, sizeof err)) return 0;
-    size_t b = p.elems * 2;
+    size_t b = p.elems * 2 + (c->dtype == MC_DTYPE_AWQ4 ? awq_arena_bytes(c) : 0);
     plan_free(&p);
     return b;
 }
@@ -277,6 +285,7 @@ static const st_tensor *ckpt_find(const ckpt *k, const char *name) {
     const st_tensor *kp = &key, *const *hit = k->idx ? bsearch(&kp, k->idx, (size_t)k->nidx, sizeof *k->idx, by_name) : NULL;
     return hit ? *hit : NULL;
 }
+static const st_tensor *ckpt_lookup(void *k, const char *name) { return ckpt_find(k, name); }
 
 /* "[a, b, c]" */
 static const char *shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
@@ -326,7 +335,12 @@ static int open_checked(ckpt *k, w_plan *p, const char *dir, const mc_config *c,
         if (mc_layer_is_moe(c, l)) break;
     }
     if (plan_build(p, c, *has_bias, packed, err, errlen)) { ckpt_close(k); return -1; }
-    if (check_tensors(k, p, dir, err, errlen)) { plan_free(p); ckpt_close(k); return -1; }
+    if (check_tensors(k, p, dir, err, errlen) ||
+        (c->dtype == MC_DTYPE_AWQ4 && awq_check_tensors(ckpt_lookup, k, c, dir, err, errlen))) {
+        plan_free(p);
+        ckpt_close(k);
+        return -1;
+    }
     if (packed_out) *packed_out = packed;
     return 0;
 }
@@ -345,7 +359,7 @@ int w_check_dir(const char *dir, const mc_config *c, int *has_bias, char *err, s
 static int arena_init(w_weights *w, const w_plan *p, const mc_config *c, int has_bias, char *err,
                       size_t errlen) {
     memset(w, 0, sizeof *w);
-    w->bytes = p->elems * 2;
+    w->bytes = p->elems * 2 + (c->dtype == MC_DTYPE_AWQ4 ? awq_arena_bytes(c) : 0);
     cudaError_t ce = cudaMalloc(&w->arena, w->bytes);
     if (ce != cudaSuccess) {
         w->arena = NULL;
@@ -374,7 +388,9 @@ static int arena_init(w_weights *w, const w_plan *p, const mc_config *c, int has
         l->router = mc_layer_is_moe(c, i) ? b + o[O_ROUTER] : NULL;
         l->w_gate_up = b + o[O_GATE_UP];
         l->w_down = b + o[O_DOWN];
+        if (c->dtype == MC_DTYPE_AWQ4) l->wqkv = l->wo = l->w_gate_up = l->w_down = NULL;
     }
+    if (c->dtype == MC_DTYPE_AWQ4 && awq_attach(w, c, b + p->elems, err, errlen)) { w_free(w); return -1; }
     return 0;
 }
 
@@ -409,6 +425,8 @@ int w_load_shard(w_weights *w, const char *dir, const mc_config *c, const tp_pla
     mc_config rcfg = *c;
     int has_bias, packed, rc = -1;
     memset(w, 0, sizeof *w);
+    if (tp && c->dtype == MC_DTYPE_AWQ4)
+        return errbuf_fail(err, errlen, "%s: AWQ checkpoints do not run with tensor parallelism", c->name);
     /* the checkpoint is checked at the whole model's shapes, then each rank reads its slices */
     if (open_checked(&k, &p, dir, c, &has_bias, &packed, err, errlen)) return -1;
     if (tp && shard_plan(&pr, &rcfg, &p, c, tp, has_bias, packed, err, errlen)) goto out;
@@ -441,6 +459,7 @@ int w_load_shard(w_weights *w, const char *dir, const mc_config *c, const tp_pla
             goto out_stage;
         }
     }
+    if (c->dtype == MC_DTYPE_AWQ4 && awq_load(w, ckpt_lookup, &k, c, dir, err, errlen)) goto out_stage;
     rc = 0;
 out_stage:
     free(stage);
@@ -461,6 +480,8 @@ int w_dummy_shard(w_weights *w, const mc_config *c, const tp_plan *tp, uint64_t 
     mc_config rcfg = *c;
     memset(w, 0, sizeof *w);
     if (w_check_config(c, err, errlen)) return -1;
+    if (tp && c->dtype == MC_DTYPE_AWQ4)
+        return errbuf_fail(err, errlen, "%s: AWQ weights do not run with tensor parallelism", c->name);
     if (tp) tp_rank_config(tp, c, &rcfg);          /* the shard's shapes, filled as one GPU's would be */
     if (plan_build(&p, &rcfg, c->attn_bias, 0, err, errlen)) return -1;
     int rc = arena_init(w, &p, &rcfg, c->attn_bias, err, errlen);
@@ -478,9 +499,11 @@ int w_dummy_shard(w_weights *w, const mc_config *c, const tp_plan *tp, uint64_t 
                                std * 1.7320508f, 0);
         }
     }
+    int said = 0;                                  /* awq_dummy names its own failure */
+    if (!rc && c->dtype == MC_DTYPE_AWQ4) said = rc = awq_dummy(w, c, seed, err, errlen);
     if (!rc && cudaDeviceSynchronize() != cudaSuccess) rc = -1;
     if (rc) {
-        if (w->arena) errbuf_fail(err, errlen, "%s: filling dummy weights failed", c->name);
+        if (w->arena && !said) errbuf_fail(err, errlen, "%s: filling dummy weights failed", c->name);
         w_free(w);
     }
     plan_free(&p);
@@ -489,6 +512,7 @@ int w_dummy_shard(w_weights *w, const mc_config *c, const tp_plan *tp, uint64_t 
 
 void w_free(w_weights *w) {
     if (w->arena) cudaFree(w->arena);
+    free(w->awq);
     free(w->layers);
     memset(w, 0, sizeof *w);
 }
@@ -509,5 +533,5 @@ int w_dummy_shard(w_weights *w, const mc_config *c, const tp_plan *tp, uint64_t 
     memset(w, 0, sizeof *w);
     return errbuf_fail(err, errlen, "engine built without CUDA (no nvcc)");
 }
-void w_free(w_weights *w) { free(w->layers); memset(w, 0, sizeof *w); }
+void w_free(w_weights *w) { free(w->awq); free(w->layers); memset(w, 0, sizeof *w); }
 #endif

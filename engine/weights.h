@@ -6,11 +6,14 @@
  * as one matrix, and so are gate/up, so each is one GEMM.  Mixture-of-experts
  * layers (Qwen3-MoE) hold a router and their experts packed into one tensor
  * each, read from per-expert checkpoint tensors (mlp.experts.E.gate_proj ...)
- * or from transformers 5's packed ones (mlp.experts.gate_up_proj, down_proj). */
+ * or from transformers 5's packed ones (mlp.experts.gate_up_proj, down_proj).
+ * AWQ checkpoints (quant_method awq): the layers' linears stay 4-bit, fused
+ * the same way, after the 16-bit tensors (engine/awq_weights.h). */
 #ifndef ENGINE_WEIGHTS_H
 #define ENGINE_WEIGHTS_H
 #include <stddef.h>
 #include <stdint.h>
+#include "engine/awq.h"
 #include "engine/kernels.h"
 #include "engine/tp_shard.h"
 #include "sim/model_config.h"
@@ -28,6 +31,9 @@ typedef struct w_layer {
     k_bf16 *router;        /* (E, D) mlp.gate, or NULL for a dense MLP */
     k_bf16 *w_gate_up;     /* dense (2I, D) gate_proj | up_proj rows; MoE (E, 2Im, D) the same per expert */
     k_bf16 *w_down;        /* dense (D, I) down_proj; MoE (E, D, Im) */
+    /* AWQ checkpoints: the quantized qkv, o, gate_up, down (engine/awq_weights.h,
+     * AWQ_QKV ..), and wqkv, wo, w_gate_up, w_down NULL; else NULL */
+    k_awq_linear *awq;
 } w_layer;
 
 typedef struct w_weights {
@@ -39,6 +45,7 @@ typedef struct w_weights {
     w_layer *layers;       /* (L,) host array of device pointers */
     int      num_layers;
     int      has_bias, has_qk_norm;
+    k_awq_linear *awq;     /* (L, AWQ_NLIN) host array the layers' awq point into, or NULL */
 } w_weights;
 
 /* Checks that the engine can run this config (architecture, head_dim,

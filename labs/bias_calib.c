@@ -96,7 +96,9 @@ int bias_cmp_calibrate(cmp *c, int n, const cm_model *m, calib *k, const char *c
             }
     }
     if (nf < 16) { snprintf(k->why, sizeof k->why, "not done: only %d steps to fit on", nf); rc = 0; goto out; }
-    if (cm_fit(m, fit, nf, &k->rep, err, errlen)) {             /* not fatal: reported as absent */
+    cm_model rm = *m;                                          /* the roofline is what a fit adjusts */
+    rm.prof = NULL;
+    if (cm_fit(&rm, fit, nf, &k->rep, err, errlen)) {           /* not fatal: reported as absent */
         snprintf(k->why, sizeof k->why, "not done: %.180s", err); rc = 0; goto out;
     }
     if (!(k->rep.r2 >= 0.5)) {                                 /* e.g. steps all of one shape */
@@ -105,7 +107,7 @@ int bias_cmp_calibrate(cmp *c, int n, const cm_model *m, calib *k, const char *c
         rc = 0; goto out;
     }
     k->done = 1; k->n_fit = nf; k->n_test = nt;
-    cm_model fm = *m;
+    cm_model fm = rm;
     fm.k = k->rep.k;
     k->step_mape_before = mape(m, test, nt);
     k->step_mape_after = mape(&fm, test, nt);

@@ -9,6 +9,7 @@
 #include "labs/bias_compare_impl.h"
 #include "labs/bias_aggregate.h"
 #include "sim/model_config.h"
+#include "sim/op_profile.h"
 #include "sim/planner.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,9 +47,10 @@ static int setup_cmp(cmp *c, const bias_trace *t, const bias_compare_config *cfg
 }
 
 /* A few lines for the terminal: measured against predicted per trace. */
-static void summarize(const cmp *c, int n, const calib *k, char *summary, size_t sumlen) {
-    size_t used = 0;
-    summary[0] = 0;
+static void summarize(const cmp *c, int n, const calib *k, const char *step_times, char *summary, size_t sumlen) {
+    int w0 = snprintf(summary, sumlen, "step times: %s\n", step_times);
+    size_t used = w0 > 0 && (size_t)w0 < sumlen ? (size_t)w0 : 0;
+    if (!used) summary[0] = 0;
     for (int i = 0; i < n && used < sumlen; i++) {
         const cmp *x = &c[i];
         int w = snprintf(summary + used, sumlen - used,
@@ -86,9 +88,21 @@ int bias_compare_write(const bias_compare_config *cfg, const bias_trace *const *
     if (cfg->coeffs && cm_coeffs_load(&m.k, cfg->coeffs, err, errlen)) return -1;
     cmp *c = calloc((size_t)n, sizeof *c);
     calib *k = calloc(1, sizeof *k);
+    opp_profile *prof = malloc(sizeof *prof);          /* the step times: a profile when there is one */
     bias_buf b = {0};
-    int rc = -1;
-    if (!c || !k) { snprintf(err, errlen, "out of memory"); goto out; }
+    int rc = -1, found;
+    char used[1024], step_times[1200];
+    if (!c || !k || !prof) { snprintf(err, errlen, "out of memory"); goto out; }
+    /* coefficients given without a profile asked for: the roofline they calibrate */
+    const char *spec = cfg->op_profile ? cfg->op_profile : cfg->coeffs ? "none" : "auto";
+    if ((found = opp_resolve(prof, spec, "data/profiles", g.name, &mc, m.tp, used, sizeof used, err, errlen)) < 0)
+        goto out;
+    if (found) m.prof = prof;
+    prof->sample_topp = cfg->sample_topp || (t0->temperature > 0 && t0->top_p > 0 && t0->top_p < 1);
+    if (!found && cfg->coeffs) snprintf(used, sizeof used, "roofline (coefficients %s)", cfg->coeffs);
+    snprintf(step_times, sizeof step_times, "%s%s%s", found ? "operator profile " : "", used,
+             !found || !prof->sample_topp ? "" : prof->sampling_topp.n ? "; top-p sampling measured"
+                                                                       : "; top-p sampling at greedy's times (not in the profile)");
     for (int i = 0; i < n; i++)
         if (setup_cmp(&c[i], traces[i], cfg, &mc, &g, err, errlen) ||
             bias_cmp_measure(traces[i], &c[i].meas, err, errlen) ||
@@ -97,7 +111,7 @@ int bias_compare_write(const bias_compare_config *cfg, const bias_trace *const *
     bias_path(cpath, sizeof cpath, dir, model, "_att_coeffs.json");
     if (bias_cmp_calibrate(c, n, &m, k, cpath, err, errlen)) goto out;
 
-    bias_cmp_json(&b, cfg, c, n, k, &m, g.name, mc.name, mcp, cpath);
+    bias_cmp_json(&b, cfg, c, n, k, &m, g.name, mc.name, mcp, cpath, step_times);
     if (b.oom) { snprintf(err, errlen, "out of memory"); goto out; }
     char path[4096];
     bias_path(path, sizeof path, dir, model, "_att_compare.json");
@@ -107,10 +121,10 @@ int bias_compare_write(const bias_compare_config *cfg, const bias_trace *const *
     snprintf(title, sizeof title, "Simulation against reality: %s on %s (%s)%s", mc.name, g.name, t0->source,
              t0->dummy_weights ? "; dummy weights (times and memory are real, decisions mean nothing)" : "");
     if (bias_cmp_figure(c, n, base, title, err, errlen)) goto out;
-    summarize(c, n, k, summary, sumlen);
+    summarize(c, n, k, step_times, summary, sumlen);
     rc = 0;
 out:
     bias_buf_free(&b);
-    free(c); free(k);
+    free(c); free(k); free(prof);
     return rc;
 }

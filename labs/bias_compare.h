@@ -6,7 +6,8 @@
  * internal fragmentation, for each trace given (paged, and contiguous when a
  * run with --kv-policy contiguous is at hand).  With two or more sets of
  * steps it also fits the cost model on the first set (sim/calibrate.h) and
- * predicts the others, before and after fitting.  Writes
+ * predicts the others, before (the profile's or the roofline's step times)
+ * and after fitting (the roofline with fitted coefficients).  Writes
  * {model}_att_compare.json and a figure ({model}_att_compare.png/.svg).
  * Reads data/gpus.json, the model config and trace files; writes only those
  * files.  The parts: bias_measure.c (the measured side), bias_predict.c (the
@@ -24,6 +25,13 @@ typedef struct bias_compare_config {
     int tp;                      /* 1 */
     double gpu_util;             /* for a trace that does not know its pool size (0.9) */
     const char *note;            /* added to the JSON (e.g. dummy weights), or NULL */
+    const char *op_profile;      /* step times: "auto" or NULL (the operator profile of this GPU and
+                                    model in data/profiles/ when there is one, else the roofline),
+                                    "none" (the roofline) or a profile file (sim/op_profile.h);
+                                    NULL with coeffs: the roofline with those coefficients.  The
+                                    calibration always fits the roofline's coefficients */
+    int sample_topp;             /* the runs sampled with temperature and top-p (or the first trace says
+                                    so): the profile's top-p sampling times when it has them */
 } bias_compare_config;
 
 /* Compares each trace (n of them: typically paged, then contiguous) with its

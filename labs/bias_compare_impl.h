@@ -58,12 +58,15 @@ int  bias_cmp_measure(const bias_trace *t, side *m, char *err, size_t errlen);
 int  bias_cmp_predict(const cmp *c, const cm_model *m, int only, side *p, char *err, size_t errlen);
 /* Fits the cost model on trace 0's first set (or the first half of its
  * steps) and predicts the rest, saving the fit to coeffs_path; k says why
- * when it was not done (labs/bias_calib.c).  -1 with err. */
+ * when it was not done (labs/bias_calib.c).  The fit is the roofline's
+ * (m's coefficients, m->prof ignored); "before" is m itself (its operator
+ * profile when it has one).  -1 with err. */
 int  bias_cmp_calibrate(cmp *c, int n, const cm_model *m, calib *k, const char *coeffs_path,
                         char *err, size_t errlen);
 /* {model}_att_compare.json's text into b (labs/bias_compare_json.c). */
 void bias_cmp_json(bias_buf *b, const bias_compare_config *cfg, const cmp *c, int n, const calib *k,
-                   const cm_model *m, const char *gpu, const char *model, const char *mcp, const char *cpath);
+                   const cm_model *m, const char *gpu, const char *model, const char *mcp, const char *cpath,
+                   const char *step_times);
 /* base.png and base.svg: blocks in use over time, and predicted / measured
  * for each figure (labs/bias_compare_fig.c).  -1 with err. */
 int  bias_cmp_figure(const cmp *c, int n, const char *base, const char *title, char *err, size_t errlen);

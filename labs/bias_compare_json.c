@@ -67,8 +67,10 @@ static void policy_json(bias_buf *b, const cmp *x, int first) {
     bias_buf_printf(b, "\n      }\n    }");
 }
 
-/* "calibration": why it was not done, or the fit and its held-out errors. */
-static void calib_json(bias_buf *b, const calib *k, const cm_model *m, const char *cpath) {
+/* "calibration": why it was not done, or the fit and its held-out errors
+ * (before: m's step times, the profile's when it has one; after: the
+ * roofline with the fitted coefficients). */
+static void calib_json(bias_buf *b, const calib *k, const cm_model *m, const char *cpath, const char *step_times) {
     if (!k->done) {
         bias_json_str(b, k->why);
     } else {
@@ -76,6 +78,9 @@ static void calib_json(bias_buf *b, const calib *k, const cm_model *m, const cha
         bias_json_str(b, k->fit_on);
         bias_buf_printf(b, ",\n    \"coefficients_file\": ");
         bias_json_str(b, cpath);
+        bias_buf_printf(b, ",\n    \"before\": ");
+        bias_json_str(b, step_times);
+        bias_buf_printf(b, ",\n    \"after\": \"roofline with the fitted coefficients\"");
         bias_buf_printf(b, ",\n    \"steps_fitted\": %d,\n    \"steps_held_out\": %d,\n    \"r2\": ", k->n_fit, k->n_test);
         num(b, k->rep.r2);
         bias_buf_printf(b, ",\n    \"fitted\": {\"flops_eff\": "); num(b, k->rep.k.flops_eff);
@@ -104,7 +109,8 @@ static void calib_json(bias_buf *b, const calib *k, const cm_model *m, const cha
 }
 
 void bias_cmp_json(bias_buf *b, const bias_compare_config *cfg, const cmp *c, int n, const calib *k,
-                   const cm_model *m, const char *gpu, const char *model, const char *mcp, const char *cpath) {
+                   const cm_model *m, const char *gpu, const char *model, const char *mcp, const char *cpath,
+                   const char *step_times) {
     bias_buf_printf(b, "{\n");
     if (cfg->note && *cfg->note) { bias_buf_printf(b, "  \"note\": "); bias_json_str(b, cfg->note); bias_buf_printf(b, ",\n"); }
     bias_buf_printf(b, "  \"gpu\": ");
@@ -113,8 +119,11 @@ void bias_cmp_json(bias_buf *b, const bias_compare_config *cfg, const cmp *c, in
     bias_json_str(b, model);
     bias_buf_printf(b, ",\n  \"model_config\": ");
     bias_json_str(b, mcp);
-    bias_buf_printf(b, ",\n  \"tp\": %d,\n  \"coefficients\": ", cfg->tp > 0 ? cfg->tp : 1);
-    bias_json_str(b, cfg->coeffs ? cfg->coeffs : "defaults (sim/cost_model.c)");
+    bias_buf_printf(b, ",\n  \"tp\": %d,\n  \"step_times\": ", cfg->tp > 0 ? cfg->tp : 1);
+    bias_json_str(b, step_times);
+    bias_buf_printf(b, ",\n  \"coefficients\": ");
+    bias_json_str(b, m->prof ? "unused (the operator profile's step times)"
+                             : cfg->coeffs ? cfg->coeffs : "defaults (sim/cost_model.c)");
     bias_buf_printf(b, ",\n  \"definitions\": \"measured TTFT from the engine's arrival of the request (the client's submission); "
                     "predicted TTFT from when the client would send it (request k goes when the (k - max_workers)-th "
                     "simulated reply completes); TPOT = "
@@ -132,6 +141,6 @@ void bias_cmp_json(bias_buf *b, const bias_compare_config *cfg, const cmp *c, in
                         c[0].meas.max_seqs, c[1].meas.max_seqs, c[0].pred.max_seqs, c[1].pred.max_seqs);
     }
     bias_buf_printf(b, ",\n  \"calibration\": ");
-    calib_json(b, k, m, cpath);
+    calib_json(b, k, m, cpath, step_times);
     bias_buf_printf(b, "\n}\n");
 }

@@ -7,6 +7,7 @@
 #include "labs/bias_dump.h"
 #include "labs/bias_output.h"
 #include "labs/bias_prompt.h"
+#include "labs/bias_sources.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
 #include <errno.h>
@@ -39,7 +40,15 @@ static int one_line(bias_buf *b, tok_tokenizer *tok, const chat_tpl *chat, const
     bias_json_str(b, *render);
     bias_buf_printf(b, ", \"ids\": [");
     for (size_t i = 0; i < ids->n; i++) bias_buf_printf(b, "%s%d", i ? ", " : "", (int)ids->ids[i]);
-    bias_buf_printf(b, "]}\n");
+    bias_buf_printf(b, "]");
+    if (o->lengths) {                              /* as the real sources ask: bias_sampling_lengths */
+        bias_request rq = { prompt->s, s, k, set, trial, o->num_trials, info.buy_first, (int)ids->n };
+        bias_sampling smp = { 0, 1, o->max_tokens, o->seed, o->lengths };
+        int mt;
+        if (bias_sampling_lengths(&smp, &rq, 1, &mt, err, errlen)) return -1;
+        bias_buf_printf(b, ", \"reply_tokens\": %d", mt);
+    }
+    bias_buf_printf(b, "}\n");
     return b->oom ? -1 : 0;
 }
 

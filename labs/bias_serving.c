@@ -4,6 +4,7 @@
 #include "labs/bias_output.h"
 #include "sim/cost_model.h"
 #include "sim/model_config.h"
+#include "sim/op_profile.h"
 #include "sim/planner.h"
 #include "sim/simulate.h"
 #include <math.h>
@@ -19,6 +20,7 @@ void bias_serving_defaults(bias_serving_config *c) {
     c->gpu = "H200"; c->tp = 4; c->max_workers = 200; c->max_tokens = 1024;
     c->max_model_len = 4096; c->block_size = 16; c->gpu_util = 0.9;
     c->max_num_batched_tokens = 8192;
+    c->op_profile = "auto";
 }
 
 void bias_serving_free(bias_serving_result *r) {
@@ -112,6 +114,16 @@ int bias_serving_run(const bias_serving_config *c, const int *prompt_tokens, con
     cm_model m;
     plan_result plan;
     if (serving_setup(c, &mc, &g, &m, &plan, err, errlen)) return -1;
+    opp_profile *prof = malloc(sizeof *prof);           /* step times: the profile when there is one */
+    if (!prof) { snprintf(err, errlen, "out of memory"); return -1; }
+    char used[1024];
+    int found = opp_resolve(prof, c->op_profile, "data/profiles", g.name, &mc, c->tp, used, sizeof used, err, errlen);
+    if (found < 0) { free(prof); return -1; }
+    if (found) m.prof = prof;
+    prof->sample_topp = c->sample_topp;
+    snprintf(r->step_times, sizeof r->step_times, "%s%s%s", found ? "operator profile " : "", used,
+             !found || !c->sample_topp ? "" : prof->sampling_topp.n ? "; top-p sampling measured"
+                                                                    : "; top-p sampling at greedy's times (not in the profile)");
     snprintf(r->gpu, sizeof r->gpu, "%s", g.name);
     snprintf(r->model, sizeof r->model, "%s", mc.name);
     r->tp = c->tp; r->block_size = c->block_size; r->max_model_len = c->max_model_len;
@@ -176,7 +188,7 @@ int bias_serving_run(const bias_serving_config *c, const int *prompt_tokens, con
              100 * r->pol[1].token_share_of_used, r->pol[1].max_running);
     rc = 0;
 out:
-    free(ttft); free(lat); free(olen);
+    free(ttft); free(lat); free(olen); free(prof);
     return rc;
 }
 
@@ -197,6 +209,8 @@ int bias_serving_write(const bias_serving_result *r, const char *dir, const char
     static const char *const names[BIAS_NPOL] = { "paged", "contiguous" };
     bias_buf_printf(&b, "{\n  \"simulated\": true,\n  \"gpu\": \"%s\",\n  \"model\": ", r->gpu);
     bias_json_str(&b, r->model);
+    bias_buf_printf(&b, ",\n  \"step_times\": ");
+    bias_json_str(&b, r->step_times);
     bias_buf_printf(&b, ",\n  \"tp\": %d,\n  \"block_size\": %d,\n  \"num_blocks\": %ld,\n  \"kv_tokens\": %ld,\n"
                     "  \"max_model_len\": %d,\n  \"max_num_seqs\": %d,\n  \"sets\": %d,\n  \"prompts\": %zu,\n"
                     "  \"prompt_tokens\": %ld,\n  \"output_tokens\": %ld,\n  \"policies\": {",
@@ -242,6 +256,7 @@ void bias_serving_print_check(const bias_serving_result *r, FILE *f) {
     const bias_serving_policy *p = &r->pol[BIAS_PAGED];
     fprintf(f, "Predicted serving time: %.1f s for %zu prompts (%s x %d GPUs, TP %d, paged KV, %d in flight)\n",
             p->wall_s, r->prompts, r->gpu, r->tp, r->tp, r->max_num_seqs);
+    fprintf(f, "  step times: %s\n", r->step_times);
     fprintf(f, "  the study measured:    %.1f s for %d prompts (Qwen3-30B-A3B-Instruct-2507, 4 x H200, TP 4, vLLM)\n",
             STUDY_SECONDS, STUDY_PROMPTS);
     if (r->prompts > 0)

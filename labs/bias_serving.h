@@ -5,7 +5,9 @@
  * a contiguous (static, max_model_len per request) cache.  Predicts wall
  * time, tokens/s, TTFT, latency, KV utilization and fragmentation, and keeps
  * the utilization over time of set 1 for the figure.  Reads data/gpus.json
- * and the model config; writes only {model}_att_memory.json. */
+ * and the model config (and an operator profile of data/profiles/ when
+ * there is one for the GPU and model: its step times, else the roofline's);
+ * writes only {model}_att_memory.json. */
 #ifndef BIAS_SERVING_H
 #define BIAS_SERVING_H
 #include <stdio.h>
@@ -22,6 +24,11 @@ typedef struct bias_serving_config {
     int max_num_batched_tokens;  /* scheduler token budget per step (8192: vLLM V1's API-server
                                     default on GPUs of 70 GiB or more, as the study's H200s) */
     double gpu_util;             /* gpu_memory_utilization (0.9) */
+    const char *op_profile;      /* step times: "auto" or NULL (an operator profile of this GPU and
+                                    model in data/profiles/ when there is one, else the roofline),
+                                    "none" (the roofline) or a profile file (sim/op_profile.h) */
+    int sample_topp;             /* the requests sample with temperature and top-p (the study's 0.6 and
+                                    0.8): the profile's top-p sampling times when it has them */
 } bias_serving_config;
 
 enum { BIAS_PAGED = 0, BIAS_CONTIGUOUS = 1, BIAS_NPOL = 2 };
@@ -49,6 +56,7 @@ typedef struct bias_serving_result {
     size_t prompts;
     long   prompt_tokens, output_tokens;
     bias_serving_policy pol[BIAS_NPOL];
+    char   step_times[1200];     /* "operator profile FILE" or "roofline (why)" */
     char   summary_line[512];
 } bias_serving_result;
 

@@ -420,6 +420,7 @@ int bias_real_source(bias_source *src, const bias_real_opts *o, bias_trace *trac
         trace->max_model_len = s->max_model_len;
         trace->prefix_caching = o->prefix_caching;
         trace->max_workers = o->max_workers;
+        trace->temperature = o->s.temperature; trace->top_p = o->s.top_p;
     }
     if (info)
         snprintf(info, infolen,

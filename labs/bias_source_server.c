@@ -212,7 +212,7 @@ int bias_server_source(bias_source *src, const bias_server_opts *o, bias_trace *
     co.enable_thinking = 0;
     if (!(s->cl = bias_client_create(&co, err, errlen))) { free(s); return -1; }
     s->o.model = s->model;
-    if (trace) trace->max_workers = co.max_workers;
+    if (trace) { trace->max_workers = co.max_workers; trace->temperature = o->s.temperature; trace->top_p = o->s.top_p; }
     *src = (bias_source){ .name = "server", .ctx = s, .generate = server_generate, .free = server_free };
     return 0;
 }

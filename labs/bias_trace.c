@@ -86,9 +86,10 @@ int bias_trace_write(const bias_trace *t, const char *dir, const char *model, ch
         bias_buf_printf(&b, "  \"note\": \"dummy weights: the replies and decisions carry no meaning; times and memory are real\",\n");
     bias_buf_printf(&b, "  \"num_blocks\": %d,\n  \"block_size\": %d,\n  \"max_num_seqs\": %d,\n"
                     "  \"max_num_batched_tokens\": %d,\n  \"max_model_len\": %d,\n  \"prefix_caching\": %s,\n"
-                    "  \"max_workers\": %d,\n  \"prefix_hit_tokens\": %ld,\n  \"set_wall_s\": [",
+                    "  \"max_workers\": %d,\n  \"temperature\": %.9g,\n  \"top_p\": %.9g,\n"
+                    "  \"prefix_hit_tokens\": %ld,\n  \"set_wall_s\": [",
                     t->num_blocks, t->block_size, t->max_num_seqs, t->max_num_batched_tokens, t->max_model_len,
-                    t->prefix_caching ? "true" : "false", t->max_workers, t->prefix_hit_tokens);
+                    t->prefix_caching ? "true" : "false", t->max_workers, t->temperature, t->top_p, t->prefix_hit_tokens);
     for (int i = 0; i < t->nsets; i++) bias_buf_printf(&b, "%s%.6f", i ? ", " : "", t->set_wall_s[i]);
     bias_buf_printf(&b, "],\n  \"request_fields\": [%s],\n  \"requests\": [", req_fields);
     for (size_t i = 0; i < t->nreq; i++) {
@@ -208,6 +209,9 @@ int bias_trace_load(bias_trace *t, const char *path, char *err, size_t errlen) {
     get_int(j, "max_model_len", &t->max_model_len);
     get_int(j, "prefix_caching", &t->prefix_caching);
     get_int(j, "max_workers", &t->max_workers);
+    const cJSON *tt = cJSON_GetObjectItemCaseSensitive(j, "temperature"), *pp = cJSON_GetObjectItemCaseSensitive(j, "top_p");
+    if (cJSON_IsNumber(tt) && tt->valuedouble >= 0) t->temperature = tt->valuedouble;
+    if (cJSON_IsNumber(pp) && pp->valuedouble >= 0 && pp->valuedouble <= 1) t->top_p = pp->valuedouble;
     const cJSON *ph = cJSON_GetObjectItemCaseSensitive(j, "prefix_hit_tokens");
     if (cJSON_IsNumber(ph)) t->prefix_hit_tokens = (long)ph->valuedouble;
     const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "set_wall_s"), *x;

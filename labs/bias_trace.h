@@ -47,6 +47,7 @@ typedef struct bias_trace {
     int    num_blocks, block_size, max_num_seqs, max_num_batched_tokens, max_model_len;
     int    prefix_caching;
     int    max_workers;          /* requests the client kept in flight */
+    double temperature, top_p;   /* the requests' sampling (0: unknown, an older trace) */
     long   prefix_hit_tokens;    /* cumulative, from the engine's pool */
     int    nsets;
     double *set_wall_s;          /* (nsets) measured wall time of each set's generation (0: not run here) */

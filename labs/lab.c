@@ -70,10 +70,10 @@ int lab_run(lab *L, int parts, char *err, size_t errlen) {
     char e[512] = "";
     struct { int (*fn)(lab *, char *, size_t); int need; const char *what; } steps[] = {
         { d->run, 0, "run" },
+        { d->real, LAB_WITH_REAL, "real" },     /* before the others: they show what it measured */
         { d->questions, 0, "questions" },
         { d->figures, LAB_WITH_FIGURES, "figures" },
         { d->narrative, LAB_WITH_NARRATIVE, "narrative" },
-        { d->real, LAB_WITH_REAL, "real" },
     };
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
         if (steps[i].need && !(parts & steps[i].need)) continue;

@@ -8,6 +8,8 @@
  *              the run and a tolerance (lab_ask), and the headline numbers
  *              beside the paper's (lab_headline)
  *   narrative  a few lines of what the run shows (lab_say, lab_todo)
+ *   real       (--real) the same measurement on the CUDA engine, kept beside
+ *              the simulated one (labs/lab_real.h, labs/lab_real_sheet.h)
  * The framework turns that into out/<name>/ (labs/lab_write.h): PNG and SVG
  * figures, CSV and JSON data, the worksheet in Markdown and as PDF in A4 and
  * Letter, an answers template, and with --teacher the answer key; and it
@@ -38,7 +40,9 @@ typedef struct lab_def {
     int  (*figures)(lab *L, char *err, size_t errlen);
     int  (*questions)(lab *L, char *err, size_t errlen);
     int  (*narrative)(lab *L, char *err, size_t errlen);
-    /* --real: repeats the central measurement on the GPU engine; NULL = not written yet. */
+    /* --real: repeats the central measurement on the GPU engine (labs/lab_real.h)
+     * and keeps it in the result, right after run, so that questions, figures
+     * and narrative can put it beside the simulation; NULL = not written yet. */
     int  (*real)(lab *L, char *err, size_t errlen);
     void (*free_result)(void *result);   /* frees what run gave lab_set_result */
 } lab_def;
@@ -48,8 +52,9 @@ enum { LAB_WITH_FIGURES = 1, LAB_WITH_NARRATIVE = 2, LAB_WITH_REAL = 4, LAB_WITH
 
 /* A lab for one seed (nothing run yet).  NULL + err on memory or a def without run. */
 lab  *lab_create(const lab_def *def, uint64_t seed, char *err, size_t errlen);
-/* Runs the callbacks: run, questions, then as parts asks figures, narrative,
- * real.  Returns 0, or -1 with err prefixed by the lab's name. */
+/* Runs the callbacks: run, real when parts asks it, questions, then as parts
+ * asks figures and narrative.  Returns 0, or -1 with err prefixed by the
+ * lab's name. */
 int   lab_run(lab *L, int parts, char *err, size_t errlen);
 void  lab_free(lab *L);
 const lab_def *lab_get_def(const lab *L);

@@ -17,6 +17,7 @@ struct lab_table {
 };
 
 typedef struct lab_todo_item { char *command, *why; } lab_todo_item;
+struct lab_real_measurer;            /* labs/lab_real.h */
 
 struct lab {
     const lab_def *def;
@@ -38,6 +39,7 @@ struct lab {
     size_t         narr_len, narr_cap;
     char         **files;            /* (nfiles,) names written by lab_write, relative to its dir */
     int            nfiles;
+    const struct lab_real_measurer *real;   /* --real's measurer (lab_real_use); NULL: the engine */
 };
 
 /* A copy of s owned by L (NULL stays NULL); NULL on memory when s != NULL. */

@@ -18,6 +18,7 @@
 #include "labs/lab_content.h"
 #include "labs/lab_kit.h"
 #include "labs/lab_preemption.h"
+#include "labs/lab_real_sheet.h"
 #include "viz/barchart.h"
 #include "viz/render.h"
 #include "viz/scenario.h"
@@ -51,6 +52,11 @@ typedef struct preemption {
     const char *space_cats[NSW];
     viz_xy_series s_micro[3], s_e2e[NMODE];
     char   e2e_title[128];
+    /* --real: a pool too small for the requests, preempting by recompute on the engine, and simulated */
+    bool   has_real;
+    int    real_requests, real_blocks;
+    lab_real_meas gpu, sim;
+    lab_real_view view;
 } preemption;
 
 static void preemption_free(void *p) {
@@ -142,6 +148,53 @@ static int run(lab *L, char *err, size_t n) {
         if (lab_table_row(s, lab_fmt(L, "%g", SWAP_GIB[k]), v) < 0) { snprintf(err, n, "out of memory"); return -1; }
     }
     return 0;
+}
+
+/* ---- --real: recompute preemption on the CUDA engine ---------------------------------- */
+
+enum { REAL_REQUESTS = 160 };
+
+/* The first REAL_REQUESTS of the lab's requests, all waiting at once, in the
+ * lab's pool (OPT-13B's token slots, block size 16): far more than it holds,
+ * so the scheduler preempts the newest running sequences by recompute (the
+ * engine has no swap path). */
+static int real(lab *L, char *err, size_t n) {
+    preemption *P = lab_result(L);
+    wl_spec sp = { .kind = WL_SHAREGPT, .num_requests = REAL_REQUESTS, .rate = 0, .seed = lab_seed(L), .max_len = 2048 };
+    wl_request *r = NULL;
+    int nr = 0;
+    if (wl_generate(&sp, &r, &nr, err, n) < 0) return -1;
+    P->real_blocks = lab_kit_blocks(&P->model, P->kv_gib, 16);
+    lab_real_setup s = { .policy = KV_PAGED, .block_size = 16, .num_blocks = P->real_blocks, .max_model_len = 2048,
+                         .seed = lab_seed(L) };
+    int rc = lab_real_measure(L, &s, r, nr, &P->gpu, &P->sim, err, n);
+    free(r);
+    if (rc < 0) return -1;
+    P->has_real = true;
+    P->real_requests = nr;
+    lab_real_view *v = &P->view;
+    lab_real_view_init(v);
+    v->ncat = 2;
+    v->cat[0] = "preempted at least once"; v->key[0] = "preempted";
+    v->cat[1] = "never preempted"; v->key[1] = "never";
+    v->npanel = 2;
+    v->panel[0] = "Latency per output token"; v->unit[0] = "ms per output token (mean)"; v->col[0] = "ms_per_token";
+    v->fmt[0] = "%.1f";
+    v->panel[1] = "Requests"; v->unit[1] = "requests"; v->col[1] = "requests"; v->fmt[1] = "%.0f";
+    const lab_real_meas *m[2] = { &P->sim, &P->gpu };
+    for (int k = 0; k < 2; k++) {
+        double (*dst)[LAB_RV_CATS] = k ? v->gpu : v->sim;
+        dst[0][0] = 1e3 * m[k]->norm_latency_preempted;
+        dst[0][1] = 1e3 * m[k]->norm_latency_others;
+        dst[1][0] = m[k]->preempted_requests;
+        dst[1][1] = m[k]->finished - m[k]->preempted_requests;
+    }
+    static const char *key[1] = { "recompute" };
+    if (lab_real_view_table(L, v, "gpu", lab_fmt(L, "Table 3. Preemption by recompute measured on the GPU against "
+        "simulated (%s): %d requests at once in %d blocks of 16 tokens", lab_real_where(L, &P->gpu), nr,
+        P->real_blocks), err, n) < 0)
+        return -1;
+    return lab_real_runs_table(L, "gpu_runs", 1, key, &P->gpu, &P->sim, err, n);
 }
 
 /* ---- figures ------------------------------------------------------------------ */
@@ -246,8 +299,13 @@ static int figures(lab *L, char *err, size_t n) {
         "happens when the swap space is small (right)", "left: the requests preempted at least once against "
         "the others; right, by CPU swap space: the share of preemptions that could swap (the others fell "
         "back to recompute because the CPU pool was full).", 900, 400, draw_costs, P });
-    if (rc) snprintf(err, n, "out of memory");
-    return rc ? -1 : 0;
+    if (rc) { snprintf(err, n, "out of memory"); return -1; }
+    if (P->has_real)
+        return lab_real_view_figure(L, &P->view, "gpu", lab_fmt(L, "Figure 5. On the GPU: %d requests at once in "
+            "%d blocks, preempting by recompute (%s)", P->real_requests, P->real_blocks, lab_real_where(L, &P->gpu)),
+            "left: who pays for preemption, simulated (left bar) and measured (right bar); right: how many requests "
+            "were preempted at least once.  Compare with Figure 4, left.", err, n);
+    return 0;
 }
 
 /* ---- questions ---------------------------------------------------------------- */
@@ -297,6 +355,20 @@ static int questions(lab *L, char *err, size_t n) {
                "off with larger blocks (few, large copies), for long sequences whose prefill is expensive "
                "(compute-bound), or when the GPU is the bottleneck and the PCIe link is idle; it needs CPU "
                "swap space, and falls back to recompute when that is full." });
+    if (P->has_real)
+        rc |= lab_ask(L, &(lab_question){ .kind = LAB_Q_EXPLAIN,
+            .text = lab_fmt(L, "On the GPU, %ld preemptions hit %d of the %d requests (simulated: %ld and %d); the "
+                "preempted ones waited %.1f ms per output token against %.1f for the others (simulated: %.1f and "
+                "%.1f).  Why are the preemptions the same in both, and why do the preempted requests pay more?",
+                P->gpu.preemptions, P->gpu.preempted_requests, P->gpu.finished, P->sim.preemptions,
+                P->sim.preempted_requests, 1e3 * P->gpu.norm_latency_preempted, 1e3 * P->gpu.norm_latency_others,
+                1e3 * P->sim.norm_latency_preempted, 1e3 * P->sim.norm_latency_others),
+            .key = "Preemption is decided by the scheduler and the block manager (sim/), which the engine runs "
+                   "unchanged: with every request waiting at t = 0 the decisions do not depend on time, so the same "
+                   "sequences are preempted at the same steps.  A preempted request loses its blocks and waits "
+                   "again behind the running ones, then recomputes its prompt and the tokens it had generated as a "
+                   "prefill: its output tokens took two runs and a wait, so its time per output token is larger.  "
+                   "The newest requests are preempted first, so the oldest are never touched." });
     if (rc) snprintf(err, n, "a question could not be added");
     return rc ? -1 : 0;
 }
@@ -365,6 +437,17 @@ static int narrative(lab *L, char *err, size_t n) {
                    REQUESTS, P->rate, (unsigned long long)lab_seed(L), P->kv_gib * LAB_KIT_GIB / 1e9,
                    SWAP_DEFAULT_GIB * LAB_KIT_GIB / 1e9), "one point of Figure 3 (block size 16, swap) with the "
                    "simulator's full report; --preempt recompute for the other curve");
+    if (P->has_real)
+        rc |= lab_say(L, "On the GPU (%s): %d of these requests, all waiting at once, in %d blocks of 16 tokens.  "
+                      "The scheduler preempted %ld times by recompute (simulated: %ld), %d requests at least once "
+                      "(%d); they waited %.1f ms per output token, the others %.1f (simulated: %.1f and %.1f); the "
+                      "run took %.1f s (simulated %.1f s).  Swap is not measured: the engine has no swap path yet "
+                      "(its executor refuses swap copies), so only recompute runs on the GPU.",
+                      lab_real_where(L, &P->gpu), P->real_requests, P->real_blocks, P->gpu.preemptions,
+                      P->sim.preemptions, P->gpu.preempted_requests, P->sim.preempted_requests,
+                      1e3 * P->gpu.norm_latency_preempted, 1e3 * P->gpu.norm_latency_others,
+                      1e3 * P->sim.norm_latency_preempted, 1e3 * P->sim.norm_latency_others, P->gpu.seconds,
+                      P->sim.seconds);
     if (lab_seed(L) == LAB_PAPER_SEED) rc |= headlines(L);
     if (rc) snprintf(err, n, "out of memory");
     return rc ? -1 : 0;
@@ -381,8 +464,9 @@ const lab_def lab_preemption = {
     .concepts = "preemption, recompute, swap, PCIe transfers, swap space, block size, tail latency",
     .minutes = 40,
     .seed_note = "the request rate (2.5-4 requests/s), the KV cache size (10-14 GiB) and the requests",
-    .real_note = "recompute against swap on the CUDA engine (its swap path), the measured latencies beside "
-                 "the simulated ones",
-    .run = run, .figures = figures, .questions = questions, .narrative = narrative,
+    .real_note = "160 requests at once in the lab's pool on the CUDA engine, preempting by recompute: preemptions "
+                 "and the latency of the preempted requests against the others, measured beside simulated (Table 3, "
+                 "Figure 5; the engine has no swap path yet)",
+    .run = run, .figures = figures, .questions = questions, .narrative = narrative, .real = real,
     .free_result = preemption_free,
 };

@@ -14,6 +14,7 @@
 #include <string.h>
 #include "labs/lab_content.h"
 #include "labs/lab_kit.h"
+#include "labs/lab_real_sheet.h"
 #include "labs/lab_sharing.h"
 #include "viz/barchart.h"
 #include "viz/render.h"
@@ -61,6 +62,12 @@ typedef struct sharing {
     double bars[NW * NM][NK], refs[NW * NM][NK];
     const char *cats[NM][NK];
     viz_xy_series tl[3];
+    /* --real: n samples of each request sharing its prompt (copy-on-write),
+     * against n requests of one sample each, on the engine and simulated */
+    bool   has_real;
+    int    real_requests;
+    lab_real_meas gpu[NK][2], sim[NK][2];
+    lab_real_view view;
 } sharing;
 
 static void sharing_free(void *p) {
@@ -180,6 +187,92 @@ static int run(lab *L, char *err, size_t n) {
     return 0;
 }
 
+/* ---- --real: parallel sampling on the CUDA engine ---------------------------------- */
+
+enum { REAL_REQUESTS = 24, REAL_BLOCKS = 6144, REAL_BS = 16 };
+enum { COW, APART };
+
+/* Blocks saved: 1 - blocks held with sharing / without, time-averaged or at the peak. */
+static double saved_pct(const lab_real_meas *m, bool peak) {
+    double a = peak ? m[COW].max_blocks : m[COW].mean_blocks, b = peak ? m[APART].max_blocks : m[APART].mean_blocks;
+    return b > 0 ? 100 * (1 - a / b) : NAN;
+}
+
+/* Requests of base (REAL_REQUESTS, all at t = 0) with n samples each (apart:
+ * n requests of one sample each instead, the same prompt and length). */
+static wl_request *samples(const wl_request *base, int nr, int n, bool apart, int *out_n) {
+    int N = apart ? nr * n : nr;
+    wl_request *r = calloc((size_t)N, sizeof *r);
+    if (!r) return NULL;
+    for (int i = 0; i < N; i++) {
+        r[i] = base[apart ? i / n : i];
+        r[i].arrival = 0;
+        r[i].n = apart ? 1 : n;
+        r[i].beam = 0;
+    }
+    *out_n = N;
+    return r;
+}
+
+static int real_runs(lab *L, sharing *S, const wl_request *base, int nr, char *err, size_t n) {
+    for (int k = 0; k < NK; k++)
+        for (int a = 0; a < 2; a++) {
+            int N;
+            wl_request *r = samples(base, nr, WIDTH[k], a == APART, &N);
+            if (!r) { snprintf(err, n, "out of memory"); return -1; }
+            lab_real_setup s = { .policy = KV_PAGED, .block_size = REAL_BS, .num_blocks = REAL_BLOCKS,
+                                 .max_model_len = 2048, .seed = lab_seed(L) };
+            int rc = lab_real_measure(L, &s, r, N, &S->gpu[k][a], &S->sim[k][a], err, n);
+            free(r);
+            if (rc < 0) return -1;
+        }
+    return 0;
+}
+
+/* The first REAL_REQUESTS of the lab's ShareGPT requests, all at once, with
+ * n = 2, 4, 6 samples sharing their prompt's blocks, and as n separate
+ * requests (nothing shared: prefix caching is off); a pool large enough that
+ * nothing is preempted. */
+static int real(lab *L, char *err, size_t n) {
+    sharing *S = lab_result(L);
+    wl_spec sp = { .kind = WL_SHAREGPT, .num_requests = REAL_REQUESTS, .rate = RATE[SHAREGPT], .seed = lab_seed(L),
+                   .max_len = 2048 };
+    wl_request *base = NULL;
+    int nr = 0;
+    if (wl_generate(&sp, &base, &nr, err, n) < 0) return -1;
+    int rc = real_runs(L, S, base, nr, err, n);
+    free(base);
+    if (rc < 0) return -1;
+    S->has_real = true;
+    S->real_requests = nr;
+    lab_real_view *v = &S->view;
+    lab_real_view_init(v);
+    v->ncat = NK;
+    v->npanel = 3;
+    v->panel[0] = "Memory saved, time-averaged"; v->unit[0] = "% of the blocks without sharing";
+    v->col[0] = "saved_pct"; v->fmt[0] = "%.1f";
+    v->panel[1] = "Memory saved at the peak"; v->unit[1] = "% of the blocks without sharing";
+    v->col[1] = "peak_saved_pct"; v->fmt[1] = "%.1f";
+    v->ymax[0] = v->ymax[1] = 60;
+    v->panel[2] = "Copies on write per request"; v->unit[2] = "copies"; v->col[2] = "cow_per_request"; v->fmt[2] = "%.1f";
+    static const char *cat[NK] = { "n = 2", "n = 4", "n = 6" }, *key[NK] = { "n2", "n4", "n6" };
+    for (int k = 0; k < NK; k++) {
+        v->cat[k] = cat[k];
+        v->key[k] = key[k];
+        v->sim[0][k] = saved_pct(S->sim[k], false); v->gpu[0][k] = saved_pct(S->gpu[k], false);
+        v->sim[1][k] = saved_pct(S->sim[k], true); v->gpu[1][k] = saved_pct(S->gpu[k], true);
+        v->sim[2][k] = (double)S->sim[k][COW].cow_copies / nr; v->gpu[2][k] = (double)S->gpu[k][COW].cow_copies / nr;
+        if (S->block_size == REAL_BS) v->ref[0][k] = S->r[SHAREGPT][PARALLEL][k].saved;
+    }
+    v->ref_label = "Figure 2's simulation (ShareGPT)";
+    static const char *runs[2 * NK] = { "n2 shared", "n2 apart", "n4 shared", "n4 apart", "n6 shared", "n6 apart" };
+    if (lab_real_view_table(L, v, "gpu", lab_fmt(L, "Table 3. Parallel sampling measured on the GPU against simulated "
+        "(%s): %d ShareGPT-like requests at once, %d-token blocks", lab_real_where(L, &S->gpu[0][0]), nr, REAL_BS),
+        err, n) < 0)
+        return -1;
+    return lab_real_runs_table(L, "gpu_runs", 2 * NK, runs, &S->gpu[0][0], &S->sim[0][0], err, n);
+}
+
 /* ---- figures ------------------------------------------------------------------ */
 
 /* A pool of 40 blocks of 4 slots (room for both groups: nothing is
@@ -276,8 +369,13 @@ static int figures(lab *L, char *err, size_t n) {
         "hold without sharing", "the gap between the top curve and each of the others is the memory that "
         "sharing saves; how does each gap grow as the request generates?  Table 2 gives the values.", 900, 420,
         draw_timeline, S });
-    if (rc) snprintf(err, n, "out of memory");
-    return rc ? -1 : 0;
+    if (rc) { snprintf(err, n, "out of memory"); return -1; }
+    if (S->has_real)
+        return lab_real_view_figure(L, &S->view, "gpu", lab_fmt(L, "Figure 4. On the GPU: %d requests with n samples "
+            "sharing their prompt, against n requests of one sample each (%s)", S->real_requests,
+            lab_real_where(L, &S->gpu[0][0])), "each pair of bars: simulated (left) and measured (right); the ticks: "
+            "Figure 2's ShareGPT bars.  Do the engine's blocks and copies match the simulation's?", err, n);
+    return 0;
 }
 
 /* ---- questions ---------------------------------------------------------------- */
@@ -328,6 +426,22 @@ static int questions(lab *L, char *err, size_t n) {
                "better beams, so they share most of their generated history too, not only the prompt: "
                "most of their blocks have several holders, and a block is copied only when a beam writes "
                "into a shared last block." });
+    if (S->has_real)
+        rc |= lab_ask(L, &(lab_question){ .kind = LAB_Q_EXPLAIN,
+            .text = lab_fmt(L, "On the GPU, 6 samples sharing their prompt held %.1f%% fewer blocks than 6 separate "
+                "requests (simulated on the same requests: %.1f%%), with %.1f copies on write per request (simulated: "
+                "%.1f).  Why do the engine and the simulator count the same blocks and copies?  Which one copy does "
+                "each sample make, and why is the saving at the peak larger than over time?",
+                saved_pct(S->gpu[2], false), saved_pct(S->sim[2], false),
+                (double)S->gpu[2][COW].cow_copies / S->real_requests, (double)S->sim[2][COW].cow_copies / S->real_requests),
+            .key = "The engine schedules with the simulator's scheduler and block manager (sim/): a request's samples "
+                   "are forked from its prompt's block table (reference counts, no copy) and every allocation and "
+                   "copy-on-write is decided by the same code, so the blocks and copies are the same; only the "
+                   "step times, which weight the time average, come from the GPU.  Each sample but one copies the "
+                   "prompt's last, partly filled block when it first writes its own token into it (n - 1 copies per "
+                   "request).  At the peak every sample holds its whole answer and the prompt's blocks are shared by "
+                   "all; over time the answers grow from nothing and short requests leave early, so the prompt's "
+                   "share, and the saving, is different (here the long requests' tails weigh most)." });
     if (rc) snprintf(err, n, "a question could not be added");
     return rc ? -1 : 0;
 }
@@ -388,6 +502,18 @@ static int narrative(lab *L, char *err, size_t n) {
                    "shared, partly filled last block copy it");
     rc |= lab_todo(L, lab_fmt(L, "labs/sharing --seed %llu --teacher", (unsigned long long)lab_seed(L)),
                    "(teachers) the answer key of this seed");
+    if (S->has_real) {
+        const lab_real_meas *g = S->gpu[0], *sm = S->sim[0];
+        rc |= lab_say(L, "On the GPU (%s): %d of the ShareGPT-like requests at once, %d-token blocks, n = 2, 4, 6 "
+                      "samples sharing their prompt against n separate requests: %.1f%%, %.1f%% and %.1f%% of the "
+                      "blocks saved over time (simulated on the same requests: %.1f%%, %.1f%%, %.1f%%), %.1f%%, %.1f%% "
+                      "and %.1f%% at the peak.  With 2 samples the run took %.1f s (simulated %.1f s).  Beam search is "
+                      "not measured: the engine has no beam search (eng_output_opts has n samples only).",
+                      lab_real_where(L, &g[0]), S->real_requests, REAL_BS, saved_pct(S->gpu[0], false),
+                      saved_pct(S->gpu[1], false), saved_pct(S->gpu[2], false), saved_pct(S->sim[0], false),
+                      saved_pct(S->sim[1], false), saved_pct(S->sim[2], false), saved_pct(S->gpu[0], true),
+                      saved_pct(S->gpu[1], true), saved_pct(S->gpu[2], true), g[COW].seconds, sm[COW].seconds);
+    }
     if (lab_seed(L) == LAB_PAPER_SEED) rc |= headlines(L);
     if (rc) snprintf(err, n, "out of memory");
     return rc ? -1 : 0;
@@ -405,7 +531,9 @@ const lab_def lab_sharing = {
     .concepts = "parallel sampling, beam search, reference counts, copy-on-write, fork, memory saved",
     .minutes = 40,
     .seed_note = "the block size (8, 16 or 32 tokens) and the requests' lengths",
-    .real_note = "the blocks held by n samples and k beams on the CUDA engine",
-    .run = run, .figures = figures, .questions = questions, .narrative = narrative,
+    .real_note = "24 ShareGPT-like requests at once on the CUDA engine with n = 2, 4, 6 samples sharing their "
+                 "prompt (copy-on-write) against n separate requests: blocks saved and copies, measured beside "
+                 "simulated (Table 3, Figure 4; the engine has no beam search)",
+    .run = run, .figures = figures, .questions = questions, .narrative = narrative, .real = real,
     .free_result = sharing_free,
 };

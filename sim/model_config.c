@@ -156,6 +156,32 @@ static int parse_rope(mc_config *c, const cJSON *o, const char *origin, char *er
     return 0;
 }
 
+/* The rest of a 4-bit quantization_config, for the engine's loader (which
+ * checks what it supports): group_size (-1: one group per column), zero_point,
+ * version, and whether modules_to_not_convert names any module. */
+static int parse_quant(mc_config *c, const cJSON *q, const char *method, int bits, const char *origin,
+                       char *err, size_t errlen) {
+    snprintf(c->quant_method, sizeof c->quant_method, "%s", method);
+    c->quant_bits = bits;
+    c->quant_group_size = MC_AWQ_GROUP;
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(q, "group_size");
+    if (g && !cJSON_IsNull(g)) {
+        if (!cJSON_IsNumber(g) || g->valuedouble != floor(g->valuedouble) || g->valuedouble < -1 ||
+            g->valuedouble == 0 || g->valuedouble > 1 << 20) {
+            snprintf(err, errlen, "%s: field 'quantization_config.group_size' must be a positive integer or -1",
+                     origin);
+            return -1;
+        }
+        c->quant_group_size = (int)g->valuedouble;
+    }
+    c->quant_zero_point = get_bool(q, "zero_point", 1);
+    const char *v = get_str(q, "version");
+    snprintf(c->quant_version, sizeof c->quant_version, "%s", v ? v : "");
+    const cJSON *skip = cJSON_GetObjectItemCaseSensitive(q, "modules_to_not_convert");
+    c->quant_skip_modules = cJSON_IsArray(skip) && cJSON_GetArraySize(skip) > 0;
+    return 0;
+}
+
 static int parse_dtype(mc_config *c, const cJSON *o, const char *origin, char *err, size_t errlen) {
     const char *t = get_str(o, "torch_dtype");
     if (!t) t = get_str(o, "dtype");
@@ -184,7 +210,7 @@ static int parse_dtype(mc_config *c, const cJSON *o, const char *origin, char *e
     if (get_int(q, "bits", 4, &bits, origin, err, errlen) < 0) return -1;
     if ((!strcasecmp(m, "awq") || !strcasecmp(m, "gptq")) && bits == 4) {
         c->dtype = MC_DTYPE_AWQ4;
-        return 0;
+        return parse_quant(c, q, m, bits, origin, err, errlen);
     }
     snprintf(err, errlen, "%s: field 'quantization_config': %d-bit '%s' is not supported "
              "(4-bit awq/gptq are)", origin, bits, m);
@@ -480,12 +506,16 @@ int64_t mc_weight_bytes(const mc_config *c, mc_dtype dtype) {
         return (linear + rest) * mc_dtype_bytes(dtype);
     /* per weight: 4 bits; per group of 128 weights along the input: a 16-bit
      * scale and a 4-bit zero -> 0.5 + 2.5/128 bytes per weight */
-    double q = (double)linear * (0.5 + 2.5 / MC_AWQ_GROUP);
+    double q = (double)linear * (0.5 + 2.5 / mc_quant_group(c));
     return (int64_t)llround(q) + rest * 2;
 }
 
 int64_t mc_kv_bytes_per_token(const mc_config *c, mc_dtype kv_dtype) {
     return 2LL * c->num_layers * c->num_kv_heads * c->head_dim * mc_dtype_bytes(kv_dtype);
+}
+
+int mc_quant_group(const mc_config *c) {
+    return c->quant_group_size > 0 ? c->quant_group_size : MC_AWQ_GROUP;
 }
 
 int mc_dtype_bytes(mc_dtype d) {

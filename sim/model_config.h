@@ -44,6 +44,13 @@ typedef struct mc_config {
     int    decoder_sparse_step;  /* layer l is sparse when (l + 1) % step == 0 (default 1: all) */
     uint8_t mlp_only[MC_MAX_LAYERS_MASK / 8]; /* bit l: layer l keeps a dense MLP (mlp_only_layers) */
     mc_dtype dtype;              /* torch_dtype; AWQ when quantization_config says so */
+    /* 4-bit quantization_config (dtype AWQ4): what the engine's loader checks */
+    char   quant_method[16];     /* quant_method: "awq" or "gptq" ("" when not quantized) */
+    char   quant_version[16];    /* version: AutoAWQ's "gemm", "gemv", ... ("" when absent) */
+    int    quant_bits;           /* bits (4) */
+    int    quant_group_size;     /* group_size: weights per scale along the input (-1: the whole column) */
+    int    quant_zero_point;     /* zero_point (default true): a 4-bit zero per group */
+    int    quant_skip_modules;   /* modules_to_not_convert names at least one module */
 } mc_config;
 
 /* Parses config.json at `path`.  On error returns -1, fills err (naming the
@@ -64,6 +71,9 @@ int64_t mc_active_params(const mc_config *c);
 int64_t mc_weight_bytes(const mc_config *c, mc_dtype dtype);
 /* KV bytes per token: 2 * layers * kv_heads * head_dim * bytes(kv_dtype). */
 int64_t mc_kv_bytes_per_token(const mc_config *c, mc_dtype kv_dtype);
+/* The AWQ group size the weight bytes count with: group_size, or 128 when
+ * the config gives none (or -1). */
+int    mc_quant_group(const mc_config *c);
 /* Bytes per element of a dtype (AWQ4 counts as 2: its activations/KV are fp16). */
 int    mc_dtype_bytes(mc_dtype d);
 /* "bf16" / "fp16" / "fp32" / "awq4" <-> mc_dtype; -1 when unknown. */

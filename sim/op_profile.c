@@ -99,7 +99,7 @@ double opp_step_time(const opp_profile *p, const cm_batch *b) {
     if (p->tp > 1) layer += 2 * opp_curve_at(&p->allreduce, T);
     double rows = b->num_seqs > 0 ? b->num_seqs : 0;
     us += L * layer + opp_curve_at(&p->elem_step, T) + opp_curve_at(&p->lm_head, rows) +
-          opp_curve_at(&p->sampling, rows);
+          opp_curve_at(p->sample_topp && p->sampling_topp.n > 0 ? &p->sampling_topp : &p->sampling, rows);
     return (cpu + (us > p->gpu_floor_us ? us : p->gpu_floor_us)) * 1e-6;
 }
 
@@ -122,6 +122,7 @@ static const struct { const char *name, *x; size_t off; } opp_curves[] = {
     { "attn_prefill", "tokens", offsetof(opp_profile, attn_prefill) },
     { "moe_layer", "tokens", offsetof(opp_profile, moe_layer) },
     { "sampling", "rows", offsetof(opp_profile, sampling) },
+    { "sampling_topp", "rows", offsetof(opp_profile, sampling_topp) },
     { "allreduce", "tokens", offsetof(opp_profile, allreduce) },
 };
 #define OPP_NCURVES (sizeof opp_curves / sizeof opp_curves[0])
@@ -377,4 +378,28 @@ int opp_find(opp_profile *p, const char *dir, const char *gpu, const mc_config *
     memset(p, 0, sizeof *p);
     if (!*key) return 0;
     return scan(p, dir, key, c, tp, 0, path_out, path_len, err, errlen);
+}
+
+int opp_resolve(opp_profile *p, const char *spec, const char *dir, const char *gpu, const mc_config *c, int tp,
+                char *path_out, size_t path_len, char *err, size_t errlen) {
+    memset(p, 0, sizeof *p);
+    if (spec && !strcmp(spec, "none")) {
+        if (path_out) snprintf(path_out, path_len, "roofline (--op-profile none)");
+        return 0;
+    }
+    if (!spec || !strcmp(spec, "auto")) {
+        int found = opp_find(p, dir, gpu, c, tp, path_out, path_len, err, errlen);
+        if (found == 0 && path_out)
+            snprintf(path_out, path_len, "roofline (no operator profile of %s for %s at TP %d in %s/)", gpu ? gpu : "?",
+                     c->name, tp, dir);
+        return found;
+    }
+    if (opp_load(p, spec, err, errlen) < 0) return -1;
+    if (!opp_matches(p, c, tp)) {
+        snprintf(err, errlen, "%s: measured for %s at TP %d, not %s's shape at TP %d", spec, p->model, p->tp, c->name, tp);
+        memset(p, 0, sizeof *p);
+        return -1;
+    }
+    if (path_out) snprintf(path_out, path_len, "%s", spec);
+    return 1;
 }

@@ -46,7 +46,10 @@ typedef struct opp_profile {
     opp_curve attn_prefill;       /* one layer, one fresh sequence of x tokens (x(x+1)/2 pairs) */
     opp_grid  attn_decode;        /* one layer, x sequences of y context each, one query each */
     opp_curve moe_layer;          /* one MoE layer (router + experts), by tokens */
-    opp_curve sampling;           /* by rows */
+    opp_curve sampling;           /* by rows, greedy (engine/bench's default) */
+    opp_curve sampling_topp;      /* by rows, at temperature 0.6 and top-p 0.8 (the study's): the
+                                     engine's top-p bisects over the row, 34 passes where greedy
+                                     makes one (n = 0: not measured) */
     opp_curve allreduce;          /* one all-reduce of tokens x hidden bf16 values (n = 0: none measured) */
     /* the CPU side, from the profiler's own engine steps:
      *   step = step_overhead + per_seq x sequences + max(the ops above, gpu_floor)
@@ -55,6 +58,9 @@ typedef struct opp_profile {
     double step_overhead_us;
     double per_seq_us;
     double gpu_floor_us;
+    /* not in the file: the caller's requests sample with temperature and top-p,
+     * so steps take sampling_topp's times (sampling's when it was not measured) */
+    int    sample_topp;
 } opp_profile;
 
 /* Reads a profile.  0, or -1 with err naming the file and the field (a JSON
@@ -69,11 +75,19 @@ bool   opp_matches(const opp_profile *p, const mc_config *c, int tp);
  * unreadable or malformed profile there. */
 int    opp_find(opp_profile *p, const char *dir, const char *gpu, const mc_config *c, int tp,
                 char *path_out, size_t path_len, char *err, size_t errlen);
+/* The step times a command asked for: spec "auto" (or NULL: a profile of this
+ * GPU, shape and tp in dir, as opp_find), "none" (the roofline) or a profile
+ * file, which must match the shape and tp.  1 with *p and path_out filled
+ * when a profile is to be used, 0 for the roofline (path_out then says why in
+ * words), -1 with err (an unreadable or mismatched file). */
+int    opp_resolve(opp_profile *p, const char *spec, const char *dir, const char *gpu, const mc_config *c, int tp,
+                   char *path_out, size_t path_len, char *err, size_t errlen);
 /* Seconds a step of batch b takes by the profile.  Attention splits the
  * counts as the scheduler makes them: decode context = attn_ctx_tokens -
  * prefill_tokens (exact when every prefill chunk starts a prompt), prefill
  * pairs = attn_pairs - decode context, priced as one fresh sequence of the
  * same pairs.  The all-reduce adds 2 x layers calls when tp > 1 and it was
+ * measured; sampling is sampling_topp's when p->sample_topp asks and it was
  * measured.  Can't fail. */
 double opp_step_time(const opp_profile *p, const cm_batch *b);
 /* The interpolations (exposed for tests and reports). */

@@ -41,7 +41,6 @@
 /* vLLM pads the vocabulary of a split embedding / lm_head to a multiple of 64
  * (DEFAULT_VOCAB_PADDING_SIZE) */
 #define PLAN_VOCAB_PAD        64
-#define PLAN_AWQ_GROUP        128      /* weights per AWQ scale (model_config.c) */
 #define PLAN_CHUNKED_ABOVE    32768
 
 void plan_opts_default(plan_opts *o) {
@@ -146,7 +145,7 @@ int64_t plan_weight_bytes(const mc_config *c, mc_dtype dtype, int tp) {
     int64_t lin = nmoe * ls + (c->num_layers - nmoe) * ld;
     int64_t rest = nmoe * os + (c->num_layers - nmoe) * od + outer;
     if (dtype != MC_DTYPE_AWQ4) return (lin + rest) * mc_dtype_bytes(dtype);
-    return (int64_t)llround((double)lin * (0.5 + 2.5 / PLAN_AWQ_GROUP)) + rest * 2;   /* as mc_weight_bytes */
+    return (int64_t)llround((double)lin * (0.5 + 2.5 / mc_quant_group(c))) + rest * 2;   /* as mc_weight_bytes */
 }
 
 int64_t plan_kv_bytes_per_token(const mc_config *c, mc_dtype kv_dtype, int tp) {

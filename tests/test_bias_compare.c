@@ -117,7 +117,7 @@ static void test_trace_roundtrip(void **state) {
     char err[512];
     bias_trace_init(&t, "engine");
     snprintf(t.gpu, sizeof t.gpu, "H200");
-    t.num_blocks = 1234; t.dummy_weights = 1; t.max_workers = 7;
+    t.num_blocks = 1234; t.dummy_weights = 1; t.max_workers = 7; t.temperature = 0.6; t.top_p = 0.8;
     bias_trace_req r = { 2, 500, 90, 31, 0.5, 0.75, 3.25 };
     bias_trace_step s = { 2, 1.5, 0.0125, 17, 4000, 16, 9000, 123456 };
     bias_trace_kv k = { 2, 1.5, 300, 1234, 19744, 4000, 100, 20 };
@@ -131,6 +131,7 @@ static void test_trace_roundtrip(void **state) {
     assert_int_equal(u.num_blocks, 1234);
     assert_int_equal(u.dummy_weights, 1);
     assert_int_equal(u.max_workers, 7);
+    assert_true(u.temperature == 0.6 && u.top_p == 0.8);
     assert_int_equal(u.nsets, 2);
     assert_true(u.set_wall_s[0] == 0 && fabs(u.set_wall_s[1] - 4.5) < 1e-9);
     assert_int_equal(u.nreq, 1); assert_int_equal(u.nstep, 1); assert_int_equal(u.nkv, 1);
@@ -161,7 +162,7 @@ static void test_predicts_a_known_gpu(void **state) {
     simulated_trace(&contig, &m, KV_CONTIGUOUS, 1500);
     const bias_trace *tl[2] = { &paged, &contig };
     /* with the true coefficients the prediction is the measurement */
-    bias_compare_config cc = { NULL, NULL, tp("true.json"), 1, 0.9, "a note" };
+    bias_compare_config cc = { NULL, NULL, tp("true.json"), 1, 0.9, "a note", "none", 0 };
     assert_int_equal(bias_compare_write(&cc, tl, 2, T, "k", summary, sizeof summary, err, sizeof err), 0);
     char *s = tu_slurp(tp("k_att_compare.json"));
     cJSON *j = cJSON_Parse(s);
@@ -191,7 +192,7 @@ static void test_predicts_a_known_gpu(void **state) {
     cJSON_Delete(j);
     free(s);
     /* with the default coefficients it is off, and says by how much */
-    bias_compare_config cd = { NULL, NULL, NULL, 1, 0.9, NULL };
+    bias_compare_config cd = { NULL, NULL, NULL, 1, 0.9, NULL, "none", 0 };
     assert_int_equal(bias_compare_write(&cd, tl, 1, T, "d", summary, sizeof summary, err, sizeof err), 0);
     s = tu_slurp(tp("d_att_compare.json"));
     j = cJSON_Parse(s);
@@ -230,7 +231,7 @@ static void test_calibration_on_one_set(void **state) {
         assert_int_equal(bias_trace_add_wall(&t, set, clock), 0);
     }
     const bias_trace *tl[1] = { &t };
-    bias_compare_config cc = { NULL, NULL, NULL, 1, 0.9, NULL };
+    bias_compare_config cc = { NULL, NULL, NULL, 1, 0.9, NULL, "none", 0 };
     char err[512], summary[2048];
     assert_int_equal(bias_compare_write(&cc, tl, 1, T, "c", summary, sizeof summary, err, sizeof err), 0);
     char *s = tu_slurp(tp("c_att_compare.json"));

@@ -238,6 +238,50 @@ static void test_awq_files(void **state) {
     assert_close(w, 5.58e9, 0.03);
     assert_close((double)mc_weight_bytes(&c14, MC_DTYPE_AWQ4), 9.98e9, 0.03);
     assert_int_equal(mc_dtype_bytes(MC_DTYPE_AWQ4), 2);
+    /* what the engine's AWQ loader checks */
+    assert_string_equal(c7.quant_method, "awq");
+    assert_string_equal(c7.quant_version, "gemm");
+    assert_int_equal(c7.quant_bits, 4);
+    assert_int_equal(c7.quant_group_size, 128);
+    assert_int_equal(c7.quant_zero_point, 1);
+    assert_int_equal(c7.quant_skip_modules, 0);
+    assert_int_equal(mc_quant_group(&c7), 128);
+}
+
+/* quantization_config's other fields: group 64 counts more scales; -1 (one
+ * group per column) parses and counts as 128; bad group sizes are errors. */
+static void test_awq_fields(void **state) {
+    (void)state;
+    char err[256], j[1024];
+    const char *base = "{\"model_type\":\"qwen2\",\"hidden_size\":256,\"num_hidden_layers\":2,"
+                       "\"num_attention_heads\":2,\"intermediate_size\":512,\"vocab_size\":1000,"
+                       "\"quantization_config\":{\"quant_method\":\"awq\",\"bits\":4,%s}}";
+    mc_config c64, c128, cm1, cg;
+    snprintf(j, sizeof j, base, "\"group_size\":64,\"zero_point\":false,\"version\":\"GEMV\","
+             "\"modules_to_not_convert\":[\"visual\"]");
+    assert_int_equal(mc_parse(&c64, j, "g64.json", err, sizeof err), 0);
+    assert_int_equal(c64.quant_group_size, 64);
+    assert_int_equal(c64.quant_zero_point, 0);
+    assert_string_equal(c64.quant_version, "GEMV");
+    assert_int_equal(c64.quant_skip_modules, 1);
+    snprintf(j, sizeof j, base, "\"group_size\":128");
+    assert_int_equal(mc_parse(&c128, j, "g128.json", err, sizeof err), 0);
+    assert_int_equal(c128.quant_zero_point, 1);
+    assert_string_equal(c128.quant_version, "");
+    /* linear weights 2 x (256 x 768 + 256 x 256 + 3 x 256 x 512): 64 adds 2.5/128 byte per weight */
+    double lin = 2.0 * (256 * 768 + 256 * 256 + 3 * 256 * 512);
+    assert_true(fabs((double)(mc_weight_bytes(&c64, MC_DTYPE_AWQ4) - mc_weight_bytes(&c128, MC_DTYPE_AWQ4)) -
+                     lin * 2.5 / 128) < 1);
+    snprintf(j, sizeof j, base, "\"group_size\":-1");
+    assert_int_equal(mc_parse(&cm1, j, "gm1.json", err, sizeof err), 0);
+    assert_int_equal(cm1.quant_group_size, -1);
+    assert_int_equal(mc_quant_group(&cm1), 128);
+    snprintf(j, sizeof j, base, "\"group_size\":0");
+    assert_int_equal(mc_parse(&cg, j, "g0.json", err, sizeof err), -1);
+    assert_non_null(strstr(err, "group_size"));
+    snprintf(j, sizeof j, base, "\"group_size\":\"64\"");
+    assert_int_equal(mc_parse(&cg, j, "gs.json", err, sizeof err), -1);
+    assert_non_null(strstr(err, "group_size"));
 }
 
 static void test_dtype_names(void **state) {
@@ -371,6 +415,7 @@ int main(void) {
         cmocka_unit_test(test_moe_layers),
         cmocka_unit_test(test_opt_file),
         cmocka_unit_test(test_awq_files),
+        cmocka_unit_test(test_awq_fields),
         cmocka_unit_test(test_dtype_names),
         cmocka_unit_test(test_bad_files),
     };

@@ -142,6 +142,63 @@ static void test_step_time_by_ops(void **st) {
     near(opp_step_time(&p, &d), td + L * 3000e-6, 1e-9);
 }
 
+/* Top-p sampling: its own curve when the caller's requests sample so and the
+ * profile measured it; greedy's times otherwise; kept by the file. */
+static void test_topp_sampling(void **st) {
+    (void)st;
+    mkdir("build", 0755); mkdir("build/tmp", 0755); mkdir(TMP, 0755);
+    opp_profile p, q;
+    mc_config mc = small_config();
+    synthetic(&p, &mc);
+    cm_batch d = { .num_seqs = 64, .decode_tokens = 64, .attn_ctx_tokens = 64 * 512, .attn_pairs = 64 * 512 };
+    double greedy = opp_step_time(&p, &d);
+    p.sample_topp = 1;                                          /* asked for, not measured: greedy's */
+    near(opp_step_time(&p, &d), greedy, 1e-15);
+    for (double r = 1; r <= 256; r *= 2) opp_curve_add(&p.sampling_topp, r, 40 + 30 * r);
+    near(opp_step_time(&p, &d), greedy + (40 + 30 * 64 - (10 + 0.1 * 64)) * 1e-6, 1e-12);
+    p.sample_topp = 0;                                          /* measured, not asked for */
+    near(opp_step_time(&p, &d), greedy, 1e-15);
+    char err[512];
+    assert_int_equal(opp_save(&p, TMP "/topp.json", err, sizeof err), 0);
+    assert_int_equal(opp_load(&q, TMP "/topp.json", err, sizeof err), 0);
+    assert_int_equal(q.sampling_topp.n, 9);
+    assert_int_equal(q.sample_topp, 0);                         /* the caller's, never the file's */
+    q.sample_topp = 1;
+    near(opp_step_time(&q, &d), greedy + (40 + 30 * 64 - (10 + 0.1 * 64)) * 1e-6, 1e-9);
+    remove(TMP "/topp.json");
+}
+
+/* opp_resolve: auto finds or says why not, none is the roofline, a file must match. */
+static void test_resolve(void **st) {
+    (void)st;
+    mkdir("build", 0755); mkdir("build/tmp", 0755); mkdir(TMP, 0755); mkdir(TMP "/r", 0755); mkdir(TMP "/r/H200", 0755);
+    opp_profile p, q;
+    mc_config mc = small_config();
+    synthetic(&p, &mc);
+    char err[512], used[512];
+    assert_int_equal(opp_save(&p, TMP "/r/H200/small.json", err, sizeof err), 0);
+    assert_int_equal(opp_resolve(&q, NULL, TMP "/r", "H200", &mc, 1, used, sizeof used, err, sizeof err), 1);
+    assert_non_null(strstr(used, "small.json"));
+    assert_int_equal(opp_resolve(&q, "auto", TMP "/r", "H200", &mc, 2, used, sizeof used, err, sizeof err), 0);
+    assert_non_null(strstr(used, "roofline (no operator profile of H200"));
+    assert_non_null(strstr(used, "at TP 2"));
+    assert_int_equal(opp_resolve(&q, "auto", TMP "/r", "H100-SXM", &mc, 1, used, sizeof used, err, sizeof err), 0);
+    assert_int_equal(opp_resolve(&q, "none", TMP "/r", "H200", &mc, 1, used, sizeof used, err, sizeof err), 0);
+    assert_non_null(strstr(used, "--op-profile none"));
+    assert_int_equal(q.layers, 0);                              /* nothing left in it */
+    assert_int_equal(opp_resolve(&q, TMP "/r/H200/small.json", "nowhere", "H200", &mc, 1, used, sizeof used, err,
+                                 sizeof err), 1);
+    assert_string_equal(used, TMP "/r/H200/small.json");
+    assert_int_equal(opp_resolve(&q, TMP "/r/H200/small.json", "nowhere", "H200", &mc, 4, used, sizeof used, err,
+                                 sizeof err), -1);
+    assert_non_null(strstr(err, "small.json"));
+    assert_non_null(strstr(err, "TP 4"));
+    assert_int_equal(opp_resolve(&q, TMP "/r/H200/absent.json", "nowhere", "H200", &mc, 1, used, sizeof used, err,
+                                 sizeof err), -1);
+    assert_non_null(strstr(err, "absent.json"));
+    remove(TMP "/r/H200/small.json"); rmdir(TMP "/r/H200"); rmdir(TMP "/r");
+}
+
 static void test_file_round_trip_and_errors(void **st) {
     (void)st;
     mkdir("build", 0755); mkdir("build/tmp", 0755); mkdir(TMP, 0755);
@@ -312,6 +369,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_interpolation),
         cmocka_unit_test(test_step_time_by_ops),
+        cmocka_unit_test(test_topp_sampling),
+        cmocka_unit_test(test_resolve),
         cmocka_unit_test(test_file_round_trip_and_errors),
         cmocka_unit_test(test_find_and_fallback),
         cmocka_unit_test(test_simulation_is_deterministic),

@@ -79,13 +79,13 @@ static int fake_forward(void *model, const model_batch *b, char *err, size_t err
     f->steps++;
     return tp_group_reply(f->g, &m);
 }
-static int fake_copy(void *model, int src, int dst, char *err, size_t errlen) {
+static int fake_copy(void *model, int kind, int src, int dst, int n, char *err, size_t errlen) {
     (void)err; (void)errlen;
     fake *f = model;
     tp_msg m;
     memset(&m, 0, sizeof m);
     m.kind = ECHO;
-    m.arg[0] = 1000000 * src + dst + f->steps;
+    m.arg[0] = 1000000 * src + 1000 * n + 100 * kind + dst + f->steps;   /* dst + steps < 100 */
     return tp_group_reply(f->g, &m);
 }
 static int fake_sync(void *model, char *err, size_t errlen) { (void)model; (void)err; (void)errlen; return 0; }
@@ -197,9 +197,12 @@ static void test_batches_reach_every_worker(void **st) {
         if (B > T) B = T;
         model_batch b = make_batch(buf, T, B, M - step % 3, (unsigned)step);
         if (step % 7 == 3) {
-            assert_int_equal(tp_post_copy(g, step, step + 1, err, sizeof err), 0);
+            /* a copy-on-write or a swap run of n blocks: every rank gets kind, src, dst and n */
+            int kind = step % 3, n = 1 + step % 4;
+            assert_int_equal(tp_post_copy(g, kind, step, step + 1, n, err, sizeof err), 0);
             assert_int_equal(tp_group_gather(g, ECHO, got, 10, err, sizeof err), 0);
-            for (int r = 1; r < 4; r++) assert_int_equal(got[r], 1000000 * step + step + 1 + step);
+            for (int r = 1; r < 4; r++)
+                assert_int_equal(got[r], 1000000 * step + 1000 * n + 100 * kind + step + 1 + step);
         }
         assert_int_equal(tp_post_batch(g, &b, err, sizeof err), 0);
         int64_t want = digest(&b);

@@ -16,11 +16,15 @@
  * the same GPU (tests/gpu/bench_hf.py --peaks measures both). */
 #include "apps/engine/cli.h"
 #include "apps/engine/bench_moe.h"
+#include "apps/engine/bench_awq.h"
 #include "engine/engine.h"
 #include "engine/kernels_ref.h"
 #include "engine/weights.h"
 #include "engine/profile_ops.h"
 #include "engine/bench_steps.h"
+#include "engine/bench_sim.h"
+#include "engine/cuda_graph.h"
+#include "engine/model_probe.h"
 #include "sim/model_config.h"
 #include "sim/workload.h"
 #include "base/clock.h"
@@ -60,6 +64,8 @@ static void usage(FILE *f) {
         "  --moe-layer T,T,...       only time a mixture-of-experts layer of the config at T tokens\n"
         "                            (routing uniform and through a dummy router; both GEMM paths)\n"
         "  --save-routing FILE       with --moe-layer: the routing, for tests/gpu/bench_moe_torch.py\n"
+        "  --awq-gemm T,T,...        only time the config's 4-bit AWQ linears at T tokens against cuBLAS\n"
+        "                            bf16 on the same shapes: weights read per second, speedup\n"
         "  --json FILE               write the figures as JSON\n"
         "  --trace FILE              the requests of a trace (CSV/JSONL: arrival,prompt_len,output_len),\n"
         "                            each submitted at its arrival time (seconds from the start)\n"
@@ -67,10 +73,17 @@ static void usage(FILE *f) {
         "  --op-profile P.json       predict every step with the operator profile P and report the error\n"
         "  --profile-ops OUT.json    only time this model's operators (GEMMs, attention, per-token kernels,\n"
         "                            sampling, MoE) and the CPU side of a step: a profile for pagesim\n"
+        "  --simulate                after the run, the simulator's prediction of it (the same requests,\n"
+        "                            pool and scheduler; step times from --op-profile, else the GPU's\n"
+        "                            roofline): time, output tokens/s, preemptions, the preempted\n"
+        "                            requests' latency, beside what the engine measured\n"
         "  --kv-policy paged|contiguous, --no-enable-prefix-caching, --max-num-batched-tokens N (default\n"
         "  8192), --max-num-seqs N (256), --max-model-len N, --block-size N, --gpu-memory-utilization F,\n"
-        "  --num-gpu-blocks N, --dummy-seed S, --tensor-parallel-size N (-tp N), --data-dir DIR,\n"
-        "  --version: as engine/run\n"
+        "  --num-gpu-blocks N, --max-gpu-memory SIZE|GPU, --dummy-seed S, --tensor-parallel-size N (-tp N),\n"
+        "  --data-dir DIR, --version: as engine/run\n"
+        CLI_ENGINE_HELP
+        "Every run prints where a step's host time goes (schedule, batch build, upload, launch, sample,\n"
+        "the wait for the GPU, postprocess), decode-only steps apart.\n"
         "Exit status: 0 done, 1 the run failed (the GPU, a write error), 2 bad usage or input.\n");
 }
 
@@ -361,7 +374,7 @@ static int run_attention(const mc_config *c, const char *spec, int bs, double pe
 enum { O_HELP = 'h', O_NO_PREFIX = 256, O_MODEL, O_DUMMY, O_WORKLOAD, O_NUM_REQUESTS, O_PROMPT_LEN,
        O_OUTPUT_LEN, O_MIN_LEN, O_MAX_LEN, O_SEED, O_DUMMY_SEED, O_TEMPERATURE, O_SAVE, O_JSON, O_ATTENTION,
        O_ELEMENTWISE, O_PEAK_TFLOPS, O_PEAK_GBPS, O_MOE_LAYER, O_SAVE_ROUTING, O_TRACE, O_STEPS_OUT,
-       O_OP_PROFILE, O_PROFILE_OPS, O_ENABLE_PREFIX };
+       O_OP_PROFILE, O_PROFILE_OPS, O_ENABLE_PREFIX, O_AWQ_GEMM, O_SIMULATE };
 static const opt_spec k_opts[] = {
     { "help", O_HELP, OPT_FLAG },                FRONT_PREFIX_ROWS(O_ENABLE_PREFIX, O_NO_PREFIX),
     { "model", O_MODEL, OPT_VALUE },             { "dummy-weights", O_DUMMY, OPT_VALUE },
@@ -376,9 +389,11 @@ static const opt_spec k_opts[] = {
     { "peak-gbps", O_PEAK_GBPS, OPT_VALUE },    { "moe-layer", O_MOE_LAYER, OPT_VALUE },
     { "save-routing", O_SAVE_ROUTING, OPT_VALUE }, { "trace", O_TRACE, OPT_VALUE },
     { "steps-out", O_STEPS_OUT, OPT_VALUE },    { "op-profile", O_OP_PROFILE, OPT_VALUE },
-    { "profile-ops", O_PROFILE_OPS, OPT_VALUE },
+    { "profile-ops", O_PROFILE_OPS, OPT_VALUE }, { "awq-gemm", O_AWQ_GEMM, OPT_VALUE },
+    { "simulate", O_SIMULATE, OPT_FLAG },
     CLI_MODEL_SPECS,
     CLI_TP_SPECS,
+    CLI_ENGINE_SPECS,
     { NULL, 0, 0 },
 };
 
@@ -394,6 +409,7 @@ typedef struct bench_acc {
     long   done, gen;
     double ttft_sum, tpot_sum, lat_sum;
     int    ntpot;
+    bsim_figures meas;                                    /* latencies, the preempted ones apart */
 } bench_acc;
 
 static int bench_step(void *ctx, const eng_step_info *si, char *err, size_t errlen) {
@@ -421,23 +437,83 @@ static int bench_result(void *ctx, const eng_result *d, char *err, size_t errlen
     a->gen += d->num_tokens;
     a->ttft_sum += d->first_token - d->arrival;
     a->lat_sum += d->finish - d->arrival;
+    bsim_add(&a->meas, d->finish - d->arrival, d->num_preemptions);
     if (d->num_tokens > 1) { a->tpot_sum += (d->finish - d->first_token) / (d->num_tokens - 1); a->ntpot++; }
+    return 0;
+}
+
+/* The GPU of this machine in the GPU table (for --simulate's roofline). */
+static int bench_gpu(cm_gpu *g, char *err, size_t errlen) {
+#ifdef PAGESIM_HAVE_CUDA
+    struct cudaDeviceProp p;
+    if (cudaGetDeviceProperties(&p, 0) != cudaSuccess) return errbuf_fail(err, errlen, "no GPU properties");
+    return cm_gpu_for_device(g, p.name, (double)p.totalGlobalMem, err, errlen);
+#else
+    (void)g;
+    return errbuf_fail(err, errlen, "built without CUDA (no nvcc)");
+#endif
+}
+
+/* After the run: the graphs replayed, the preemptions and the preempted
+ * requests' latency, where a step's host time went, and with simulate the
+ * simulator's prediction beside them; their JSON members into js.  0, or 1
+ * (printed) when the prediction fails. */
+static int runtime_report(eng *e, const eng_config *cfg, const mc_config *c, const model_mem *mem, bsim_figures *m,
+                          double wall, long gen, const char *op_prof, int simulate, const int *pl, const int *ol,
+                          const wl_request *tr, int nreq, char *js, size_t jn) {
+    int ng = 0;
+    const char *why = NULL;
+    const cg_set *g = model_graphs(eng_model(e), &why);
+    const sched_stats *ss = eng_sched_stats(e);
+    cg_sizes(g, &ng);
+    bsim_finish(m);
+    m->seconds = wall;
+    m->output_tok_s = wall > 0 ? gen / wall : 0;
+    m->preemptions = ss->preemptions; m->swap_outs = ss->swap_outs; m->swap_ins = ss->swap_ins;
+    if (ng) printf("  CUDA graphs: %d buckets, %ld replays\n", ng, cg_launches(g, -1));
+    else printf("  CUDA graphs: off (%s)\n", why ? why : "?");
+    printf("  preemption by %s: %ld preemptions (%ld swap-outs, %ld swap-ins); %d of %d requests preempted, their "
+           "mean latency %.2f s (all: %.2f s)\n", cfg->preempt == SCHED_PREEMPT_SWAP ? "swap" : "recompute",
+           ss->preemptions, ss->swap_outs, ss->swap_ins, m->preempted, m->requests, m->preempted_latency,
+           m->mean_latency);
+    static char host[4096];
+    if (mprobe_host_text(model_probe(eng_model(e)), host, sizeof host) == 0) printf("%s", host);
+    snprintf(js, jn, ", \"cuda_graphs\": %d, \"graph_replays\": %ld, \"preemption\": \"%s\", \"swap_outs\": %ld, "
+             "\"swap_ins\": %ld, \"preempted_requests\": %d, \"preempted_latency_s\": %.4f, \"mean_latency_s\": %.4f",
+             ng, cg_launches(g, -1), cfg->preempt == SCHED_PREEMPT_SWAP ? "swap" : "recompute", ss->swap_outs,
+             ss->swap_ins, m->preempted, m->preempted_latency, m->mean_latency);
+    if (!simulate) return 0;
+    char err[1024];
+    cm_gpu gpu;
+    bsim_figures p;
+    double *arr = tr ? malloc(sizeof *arr * (size_t)nreq) : NULL;
+    for (int r = 0; arr && r < nreq; r++) arr[r] = tr[r].arrival;
+    int rc = bench_gpu(&gpu, err, sizeof err) ||
+             bsim_predict(c, cfg, model_options(eng_model(e)), mem, pl, ol, arr, nreq, op_prof, &gpu, &p, err, sizeof err);
+    free(arr);
+    if (rc) { fprintf(stderr, "engine/bench: --simulate: %s\n", err); return 1; }
+    bsim_report(stdout, cfg->preempt == SCHED_PREEMPT_SWAP ? "swap" : "recompute", m, &p);
+    size_t o = strlen(js);
+    snprintf(js + o, jn - o, ", \"sim_seconds\": %.3f, \"sim_output_tok_s\": %.1f, \"sim_preemptions\": %ld, "
+             "\"sim_preempted_latency_s\": %.4f", p.seconds, p.output_tok_s, p.preemptions, p.preempted_latency);
     return 0;
 }
 
 int main(int argc, char **argv) {
     front_init(PROG);
     const char *model_dir = NULL, *dummy = NULL, *workload = "fixed", *save = NULL, *json = NULL, *attn = NULL;
-    const char *moe = NULL, *save_routing = NULL;
+    const char *moe = NULL, *save_routing = NULL, *awq_gemm = NULL;
     const char *trace = NULL, *steps_out = NULL, *op_prof = NULL, *prof_out = NULL;
     int nreq = 1024, plen = 512, olen = 96, lo = 100, hi = 1024, ew_rows = 0;
     double peak_tflops = 790, peak_gbps = 4300, temperature = 0;
     unsigned long long seed = 0, dummy_seed = 0;
     int tp = 0;                             /* --tensor-parallel-size (0: not given, one GPU without NCCL) */
+    int simulate = 0;
     eng_config cfg = {0};
     cfg.prefix_caching = true;
     cfg.eos_id = -1;
     cfg.model.max_num_batched_tokens = 8192;
+    cfg.model.host_probe = 1;               /* where a step's host time goes: a few clock reads a step */
     opt_parser op;
     const char *v;
     char perr[256];
@@ -468,20 +544,29 @@ int main(int argc, char **argv) {
         case O_STEPS_OUT: steps_out = v; break;
         case O_OP_PROFILE: op_prof = v; break;
         case O_PROFILE_OPS: prof_out = v; break;
+        case O_SIMULATE: simulate = 1; break;
         case O_ELEMENTWISE: ew_rows = cli_int(PROG, a, v, 1, 1 << 16); break;
         case O_MOE_LAYER: moe = v; break;
+        case O_AWQ_GEMM: awq_gemm = v; break;
         case O_SAVE_ROUTING: save_routing = v; break;
         case O_PEAK_TFLOPS: peak_tflops = cli_num(PROG, a, v, 1, 1e6); break;
         case O_PEAK_GBPS: peak_gbps = cli_num(PROG, a, v, 1, 1e6); break;
         case CLI_TP: tp = cli_int(PROG, a, v, 1, 1024); break;
         case OPT_ARG: snprintf(perr, sizeof perr, "unexpected argument '%s'", v); cli_usage_error(PROG, perr);
         case OPT_ERROR: cli_usage_error(PROG, perr);
-        default: if (!front_option(PROG, k, v)) cli_model_option(PROG, k, a, v, &cfg.model, &cfg.kv_policy); break;
+        default:
+            if (!front_option(PROG, k, v) && !cli_engine_option(PROG, k, a, v, &cfg))
+                cli_model_option(PROG, k, a, v, &cfg.model, &cfg.kv_policy);
+            break;
         }
     }
     opt_end(&op);
     if (!model_dir == !dummy) { fprintf(stderr, "engine/bench: give --model DIR or --dummy-weights CONFIG.json\n"); usage(stderr); return 2; }
     cli_tp_check(PROG, tp);                 /* before anything starts CUDA */
+    {                                       /* the KV policy and the preemption mode agree */
+        char cerr[256];
+        if (eng_check_config(&cfg, cerr, sizeof cerr)) cli_usage_error(PROG, cerr);
+    }
     if (strcmp(workload, "fixed") && strcmp(workload, "uniform")) {
         fprintf(stderr, "engine/bench: --workload is fixed or uniform, got '%s'\n", workload);
         return 2;
@@ -515,6 +600,11 @@ int main(int argc, char **argv) {
     }
     if (moe) {
         int rc = bench_moe_layer(&c, moe, peak_tflops, peak_gbps, save_routing, js);
+        if (js) fclose(js);
+        return rc;
+    }
+    if (awq_gemm) {
+        int rc = bench_awq_gemm(&c, awq_gemm, js);
         if (js) fclose(js);
         return rc;
     }
@@ -582,6 +672,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s: weights %.2f GiB, activation peak %.2f GiB, GPU KV cache size: %ld tokens (%s), "
             "setup %.1f s\n", c.name, mem.weights / 1073741824.0, mem.activations / 1073741824.0, mem.kv_tokens,
             kv_policy_name(cfg.kv_policy), clock_now_s() - t0);
+    cli_engine_report(stderr, e, &cfg, &mem);
     /* the roofline's constants; with tensor parallelism, of all N GPUs (N times the peaks) */
     double ngpu = tp_engine_size(tpe);
     peak_tflops *= ngpu;
@@ -648,9 +739,12 @@ int main(int argc, char **argv) {
            "token states %.1f%% of held slots, internal fragmentation %.1f%% (time-averaged)\n", flops / wall / 1e12,
            prefill_done, prefill_done - total_prompt, peak_blocks, mem.num_blocks,
            100 * ms.token_share_of_used, held > 0 ? 100 * ms.share_internal / held : 0);
-    char pjs[512];
+    char pjs[512], rjs[1024];
     bstep_report(&slog, stdout, pjs, sizeof pjs);
     if (bstep_close(&slog)) { fprintf(stderr, "engine/bench: write error on %s\n", steps_out); return 1; }
+    if (runtime_report(e, &cfg, &c, &mem, &a.meas, wall, gen, simulate ? op_prof : NULL, simulate, pl, ol, tr, nreq,
+                       rjs, sizeof rjs))
+        return 1;
     if (js) {
         fprintf(js, "{\"config\": \"%s\", \"workload\": \"%s\", \"kv_policy\": \"%s\", \"requests\": %d, "
                 "\"prompt_tokens\": %ld, \"output_tokens\": %ld, \"wall_s\": %.3f, \"steps\": %ld, "
@@ -658,12 +752,12 @@ int main(int argc, char **argv) {
                 "\"compute_roofline_pct\": %.2f, \"roofline_pct\": %.2f, \"achieved_tflops\": %.1f, "
                 "\"peak_tflops\": %.1f, \"peak_gbps\": %.1f, \"mean_ttft_ms\": %.2f, \"mean_tpot_ms\": %.3f, "
                 "\"kv_blocks\": %d, \"kv_peak_blocks\": %ld, \"tensor_parallel_size\": %d, \"tensor_parallel_nccl\": %d, "
-                "\"max_num_batched_tokens\": %d%s}\n",
+                "\"max_num_batched_tokens\": %d%s%s}\n",
                 c.name, workload, kv_policy_name(cfg.kv_policy), nreq, total_prompt, gen, wall, steps, tot / wall,
                 gen / wall, ss->preemptions, flops / 1e15, 100 * flops / (peak_tflops * 1e12) / wall,
                 100 * roof / wall, flops / wall / 1e12, peak_tflops, peak_gbps,
                 done ? 1e3 * ttft_sum / done : 0, ntpot ? 1e3 * tpot_sum / ntpot : 0, mem.num_blocks,
-                peak_blocks, (int)ngpu, tpe != NULL, mo->max_num_batched_tokens, pjs);
+                peak_blocks, (int)ngpu, tpe != NULL, mo->max_num_batched_tokens, rjs, pjs);
         fclose(js);
     }
     static char prof[4096];

@@ -6,7 +6,8 @@ BINS += $(BINDIR)/engine/run $(BINDIR)/engine/bench
 $(BINDIR)/engine/run: $(BUILD)/apps/engine/run_main.o $(BUILD)/apps/engine/cli.o $(BUILD)/apps/common/front.o $(LIBS)
 	@mkdir -p $(@D)
 	$(LINK)
-$(BINDIR)/engine/bench: $(BUILD)/apps/engine/bench_main.o $(BUILD)/apps/engine/bench_moe.o $(BUILD)/apps/engine/cli.o $(BUILD)/apps/common/front.o $(LIBS)
+$(BINDIR)/engine/bench: $(BUILD)/apps/engine/bench_main.o $(BUILD)/apps/engine/bench_moe.o $(BUILD)/apps/engine/bench_awq.o \
+                       $(BUILD)/apps/engine/cli.o $(BUILD)/apps/common/front.o $(LIBS)
 	@mkdir -p $(@D)
 	$(LINK)
 

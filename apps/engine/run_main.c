@@ -53,9 +53,11 @@ static void usage(FILE *f) {
         "  --block-size N            KV block size (default 16)\n"
         "  --gpu-memory-utilization F  share of GPU memory to use (default 0.9)\n"
         "  --num-gpu-blocks N        KV blocks to allocate instead of what memory allows\n"
+        CLI_MAX_GPU_MEM_HELP
         "  --tensor-parallel-size N, -tp N  GPUs to shard the model over, one process each, through\n"
         "                            NCCL (default: one GPU without NCCL; 1: one GPU through NCCL)\n"
         "  --dummy-seed S            seed of --dummy-weights (default 0)\n"
+        CLI_ENGINE_HELP
         "  --quiet                   no per-request lines on stderr\n"
         "  --data-dir DIR            the project's data folder (data/... paths)   --version\n"
         "Exit status: 0 done, 1 the run failed (the GPU, the weights, a write error), 2 bad usage\n"
@@ -161,6 +163,7 @@ static const opt_spec k_opts[] = {
     { "dump-experts", O_DUMP_EXPERTS, OPT_VALUE },
     CLI_MODEL_SPECS,
     CLI_TP_SPECS,
+    CLI_ENGINE_SPECS,
     { NULL, 0, 0 },
 };
 
@@ -220,12 +223,19 @@ int main(int argc, char **argv) {
         case CLI_TP: tp = cli_int(PROG, a, v, 1, 1024); break;
         case OPT_ARG: snprintf(perr, sizeof perr, "unexpected argument '%s'", v); cli_usage_error(PROG, perr);
         case OPT_ERROR: cli_usage_error(PROG, perr);
-        default: if (!front_option(PROG, k, v)) cli_model_option(PROG, k, a, v, &cfg.model, &cfg.kv_policy); break;
+        default:
+            if (!front_option(PROG, k, v) && !cli_engine_option(PROG, k, a, v, &cfg))
+                cli_model_option(PROG, k, a, v, &cfg.model, &cfg.kv_policy);
+            break;
         }
     }
     opt_end(&op);
     if (!model_dir == !dummy) { fprintf(stderr, "engine/run: give --model DIR or --dummy-weights CONFIG.json\n"); usage(stderr); return 2; }
     cli_tp_check(PROG, tp);                 /* before anything starts CUDA (tp_engine forks) */
+    {                                       /* the KV policy and the preemption mode agree */
+        char cerr[256];
+        if (eng_check_config(&cfg, cerr, sizeof cerr)) cli_usage_error(PROG, cerr);
+    }
     if (nreq == 0) { parse_ids("1,2,3,4", &prompts[0]); plen[0] = 4; nreq = 1; }
 
     char err[1024], path[1024], tok_default[1024];
@@ -321,7 +331,14 @@ int main(int argc, char **argv) {
     }
     model_mem mem;
     eng *e = eng_create(&c, &w, &cfg, &mem, err, sizeof err);
-    if (!e) { fprintf(stderr, "engine/run: %s\n", err); tp_engine_stop(tpe); return 1; }
+    if (!e) {
+        fprintf(stderr, "engine/run: %s\n", err);
+        model_opts ro = cfg.model;
+        model_resolve_opts(&c, &ro);
+        cli_plan_report(stderr, &c, &ro, NULL);
+        tp_engine_stop(tpe);
+        return 1;
+    }
     const model_opts *mo = model_options(eng_model(e));
     cli_tp_report(stderr, tpe, &c, &mem);
     fprintf(stderr, "Memory%s: weights %.2f GiB, activation peak %.2f GiB, KV cache %.2f GiB (%zu bytes/token)\n",
@@ -332,6 +349,12 @@ int main(int argc, char **argv) {
             mem.max_concurrency);
     fprintf(stderr, "KV policy: %s, %d blocks of %d, prefix caching %s\n", kv_policy_name(cfg.kv_policy),
             mem.num_blocks, mem.block_size, cfg.prefix_caching && cfg.kv_policy == KV_PAGED ? "on" : "off");
+    if (mo->max_gpu_memory > 0) {
+        fprintf(stderr, "# GPU blocks: %d (%.2f GiB x %.2f, --max-gpu-memory)\n", mem.num_blocks,
+                mem.total / 1073741824.0, mo->gpu_memory_utilization);
+        cli_plan_report(stderr, &c, mo, &mem);
+    }
+    cli_engine_report(stderr, e, &cfg, &mem);
     int rc = 1;
     collected col = { calloc((size_t)nreq, sizeof *col.res), calloc((size_t)nreq, sizeof *col.got), nreq, 0, 0 };
     eng_result *res = col.res;

@@ -51,6 +51,7 @@ static void usage(FILE *f) {
         "                            4096); mock: 32768)\n"
         "  --num-gpu-blocks N        KV blocks (engine: instead of what memory allows;\n"
         "                            mock: default 8192)\n"
+        CLI_MAX_GPU_MEM_HELP
         "  --block-size N            KV block size (default 16)\n"
         "  --no-enable-prefix-caching  turn automatic prefix caching off (on by default)\n"
         "Engine (--model / --dummy-weights):\n"

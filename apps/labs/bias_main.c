@@ -86,7 +86,7 @@ enum { O_HELP = 'h', O_MODEL_ID = 256, O_OUTPUT_DIR, O_REBUILD, O_COMBINED, O_TI
        O_KV_POLICY, O_GPU_UTIL, O_NUM_GPU_BLOCKS, O_MAX_SEQS, O_BLOCK_SIZE, O_NO_PREFIX, O_CHAT_TEMPLATE,
        O_COEFFS, O_NO_COMPARE, O_DUMP_PROMPTS, O_TEMPERATURE, O_TOP_P, O_MAX_TOKENS, O_MAX_WORKERS, O_SEED,
        O_QUAL, O_QUANT, O_PROFILE, O_GPU, O_MODEL_CONFIG, O_TP, O_MAX_LEN, O_MAX_BATCHED, O_TOKENIZER,
-       O_NO_SERVING, O_QUIET, O_BATCH_DELAY, O_TRACE, O_PREFIX };
+       O_NO_SERVING, O_QUIET, O_BATCH_DELAY, O_TRACE, O_PREFIX, O_OP_PROFILE };
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -115,6 +115,9 @@ static void usage(FILE *f) {
 "  --max-model-len N    tokens reserved per request by the contiguous baseline (4096)\n"
 "  --max-num-batched-tokens N  scheduler token budget per step (8192, vLLM V1's server default)\n"
 "  --no-serving         skip the serving simulation (no memory JSON, no figure)\n"
+"  --op-profile FILE|auto|none  step times of the serving simulation and the comparison: an\n"
+"                       operator profile (engine/bench --profile-ops); auto: data/profiles/<GPU>/ when one\n"
+"                       matches the GPU, model and TP, else the roofline; none: the roofline [auto]\n"
 "  --tokenizer FILE     tokenizer.json for token counts (data/tokenizers/qwen3/tokenizer.json;\n"
 "                       one given must load; none: estimate 4 bytes a token, as when the\n"
 "                       default is absent)\n"
@@ -142,7 +145,7 @@ static void usage(FILE *f) {
 "       labs/bias compare --trace FILE [--trace FILE]   redo the comparison (see compare --help)\n"
 "  --dump-prompts FILE  run nothing: write the run's prompts as JSON lines (set, ticker, trial, evidence\n"
 "                       sides, prompt, chat-templated text and its token ids under --tokenizer and\n"
-"                       --chat-template, as --real encodes them)\n"
+"                       --chat-template, as --real encodes them; reply_tokens: the profile's reply length)\n"
 "Every command: --data-dir DIR (the project's data folder: data/... paths are looked up there;\n"
 "else $PAGESIM_DATA, else the data/ beside this program), --version, --help.  A --gpu,\n"
 "--model-config, --tokenizer or --profile given must work, or nothing runs.\n"
@@ -395,7 +398,7 @@ static const opt_spec k_run_opts[] = {
     FRONT_MAX_LEN_ROWS(O_MAX_LEN),                      FRONT_BATCHED_ROWS(O_MAX_BATCHED),
     { "tokenizer", O_TOKENIZER, OPT_VALUE },            { "no-serving", O_NO_SERVING, OPT_FLAG },
     { "quiet", O_QUIET, OPT_FLAG },                     { "batch-delay-ms", O_BATCH_DELAY, OPT_VALUE },
-    FRONT_SPECS,
+    { "op-profile", O_OP_PROFILE, OPT_VALUE },          FRONT_SPECS,
     { NULL, 0, 0 },
 };
 
@@ -409,7 +412,7 @@ static int cmd_run(int argc, char **argv) {
     unsigned long long evseed = 1;
     int quiet = 0, serving = 1, delay_ms = 0, real = 0, compare = 1, gpu_given = 0, mc_given = 0, tp_given = 0;
     const char *server = NULL, *api_key = getenv("OPENAI_API_KEY"), *served = NULL, *decision = "free";
-    const char *lengths = NULL, *coeffs = NULL, *dump = NULL;
+    const char *lengths = NULL, *coeffs = NULL, *dump = NULL, *opprof = NULL;
     double req_timeout = 600;
     bias_real_opts ro;
     memset(&ro, 0, sizeof ro);
@@ -463,6 +466,7 @@ static int cmd_run(int argc, char **argv) {
         case O_MAX_BATCHED: sc.max_num_batched_tokens = arg_int(cmd, &op, v, 16, 1 << 24); break;
         case O_TOKENIZER: bias_tokens_use(v); ro.tokenizer = v; break;
         case O_NO_SERVING: serving = 0; break;
+        case O_OP_PROFILE: opprof = sc.op_profile = v; break;
         case O_QUIET: quiet = 1; break;
         case O_BATCH_DELAY: delay_ms = arg_int(cmd, &op, v, 0, 60000); break;
         }
@@ -542,6 +546,7 @@ static int cmd_run(int argc, char **argv) {
     if (real && ro.dummy_config) c.row_note = DUMMY_NOTE;
     sc.max_workers = c.max_workers;
     sc.max_tokens = c.max_tokens;
+    sc.sample_topp = c.temperature > 0 && c.top_p < 1;
 
     tp_engine *tpe = NULL;
     if (real && tp_given) {                 /* the other ranks, forked before CUDA starts here */
@@ -581,16 +586,16 @@ static int cmd_run(int argc, char **argv) {
         return FRONT_USAGE;
     }
     print_warnings(&u);
-    if (dump) {
-        bias_dump_opts d = { c.num_sets, c.num_trials, c.seed, ro.tokenizer, ro.chat_template };
+    if (bias_profile_load(&p, profile, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); rc = FRONT_USAGE; goto out; }
+    if (bias_profile_source(&sim, &p, &u, c.seed, c.temperature, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
+    if (dump) {                              /* with each trial's profile reply length (--reply-lengths profile) */
+        bias_dump_opts d = { c.num_sets, c.num_trials, c.seed, ro.tokenizer, ro.chat_template, &sim, c.max_tokens };
         long nd = bias_dump_prompts(&u, &d, dump, err, sizeof err);
         if (nd < 0) fprintf(stderr, "labs/bias: %s\n", err);
         else printf("Wrote %ld prompts to %s\n", nd, dump);
-        bias_universe_free(&u); bias_trace_free(&trace);
-        return nd < 0;
+        rc = nd < 0;
+        goto out;
     }
-    if (bias_profile_load(&p, profile, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); rc = FRONT_USAGE; goto out; }
-    if (bias_profile_source(&sim, &p, &u, c.seed, c.temperature, err, sizeof err)) { fprintf(stderr, "labs/bias: %s\n", err); goto out; }
     bias_sampling samp = { c.temperature, c.top_p, c.max_tokens, c.seed, use_profile_lengths ? &sim : NULL };
     char info[2048] = "";
     if (server) {
@@ -643,7 +648,7 @@ static int cmd_run(int argc, char **argv) {
             fprintf(stderr, "labs/bias: serving simulation skipped: %s\n", err);
             serving = 0;
         } else {
-            printf("Serving simulation (%.2f s): %s\n", clock_now_s() - t1, sr.summary_line);
+            printf("Serving simulation (%.2f s): %s\n  step times: %s\n", clock_now_s() - t1, sr.summary_line, sr.step_times);
         }
     }
     char srcline[1400];
@@ -666,7 +671,8 @@ static int cmd_run(int argc, char **argv) {
         printf("Trace: %s/%s_att_trace.json%s\n", c.output_dir, c.model, trace.nstep ? " (steps also in _att_steps.csv)" : "");
         if (compare) {
             bias_compare_config cc = { gpu_given || !trace.gpu[0] ? sc.gpu : trace.gpu, mc_given || !trace.model_config[0] ? sc.model_config : trace.model_config,
-                                       coeffs, server ? sc.tp : (tp_given ? sc.tp : 1), sc.gpu_util, c.row_note };
+                                       coeffs, server ? sc.tp : (tp_given ? sc.tp : 1), sc.gpu_util, c.row_note, opprof,
+                                       sc.sample_topp };
             const bias_trace *tl[1] = { &trace };
             char summary[2048];
             if (bias_compare_write(&cc, tl, 1, c.output_dir, c.model, summary, sizeof summary, err, sizeof err))
@@ -723,13 +729,15 @@ out:
 
 static int cmd_compare(int argc, char **argv) {
     const char *model = DEFAULT_MODEL, *dir = "./result", *gpu = NULL, *mcfg = NULL, *coeffs = NULL, *paths[4];
+    const char *opprof = NULL;
     int n = 0, tp = 1;
     static const opt_spec specs[] = {
         { "help", O_HELP, OPT_FLAG },            { "trace", O_TRACE, OPT_VALUE },
         { "model-id", O_MODEL_ID, OPT_VALUE },   { "output-dir", O_OUTPUT_DIR, OPT_VALUE },
         { "gpu", O_GPU, OPT_VALUE },             { "model-config", O_MODEL_CONFIG, OPT_VALUE },
         { "coeffs", O_COEFFS, OPT_VALUE },       FRONT_TP_ROWS(O_TP),
-        FRONT_SPECS,                             { NULL, 0, 0 },
+        { "op-profile", O_OP_PROFILE, OPT_VALUE }, FRONT_SPECS,
+        { NULL, 0, 0 },
     };
     const char *cmd = "labs/bias compare", *v;
     opt_parser op;
@@ -741,12 +749,15 @@ static int cmd_compare(int argc, char **argv) {
             opt_end(&op);
             printf("usage: labs/bias compare --trace FILE [--trace FILE]... [--model-id ID] [--output-dir DIR]\n"
                    "                         [--gpu NAME] [--model-config FILE] [--tp N] [--coeffs FILE]\n"
+                   "                         [--op-profile FILE|auto|none]\n"
                    "  Simulates the requests of each trace ({model}_att_trace.json of a --real or --server run;\n"
                    "  typically a paged run, then a --kv-policy contiguous one) on the same GPU, model and\n"
                    "  engine limits, and writes DIR/{model}_att_compare.json and _att_compare.png/.svg:\n"
                    "  predicted against measured wall time, tokens/s, TTFT and TPOT percentiles, peak KV\n"
                    "  blocks, KV utilization and fragmentation; the cost model fitted on the first trace's\n"
-                   "  first set (DIR/{model}_att_coeffs.json) and checked on the rest.\n");
+                   "  first set (DIR/{model}_att_coeffs.json) and checked on the rest.\n"
+                   "  Step times: an operator profile (--op-profile FILE, or auto: data/profiles/<GPU>/ when one\n"
+                   "  matches the GPU, model and TP), else the roofline (with --coeffs FILE when given).\n");
             return 0;
         case O_TRACE:
             if (n == 4) { fprintf(stderr, "labs/bias compare: at most 4 traces\n"); return 2; }
@@ -757,6 +768,7 @@ static int cmd_compare(int argc, char **argv) {
         case O_GPU: gpu = v; break;
         case O_MODEL_CONFIG: mcfg = v; break;
         case O_COEFFS: coeffs = v; break;
+        case O_OP_PROFILE: opprof = v; break;
         case O_TP: tp = arg_int(cmd, &op, v, 1, 1024); break;
         }
     }
@@ -771,7 +783,7 @@ static int cmd_compare(int argc, char **argv) {
         tl[i] = &t[i];
     }
     if (file_mkdirs(dir)) { fprintf(stderr, "labs/bias compare: %s: %s\n", dir, strerror(errno)); goto out; }
-    bias_compare_config cc = { gpu, mcfg, coeffs, tp, 0.9, t[0].dummy_weights ? DUMMY_NOTE : NULL };
+    bias_compare_config cc = { gpu, mcfg, coeffs, tp, 0.9, t[0].dummy_weights ? DUMMY_NOTE : NULL, opprof, 0 };
     if (bias_compare_write(&cc, tl, n, dir, short_model(model), summary, sizeof summary, err, sizeof err)) {
         fprintf(stderr, "labs/bias compare: %s\n", err); goto out;
     }

@@ -11,6 +11,7 @@
 #include "base/opt.h"
 #include "labs/lab.h"
 #include "labs/lab_grade.h"
+#include "labs/lab_real.h"
 #include "labs/lab_write.h"
 #include "apps/labs/lab_cli.h"
 
@@ -200,6 +201,13 @@ int lab_cli_main(const lab_def *d, int argc, char **argv) {
                     d->real_note ? d->real_note : "");
             return 2;
         }
+        char why[256];
+        if (!lab_real_available(why, sizeof why)) {
+            fprintf(stderr, "labs/%s --real: %s; --real measures on the CUDA engine and needs a GPU.  Nothing was "
+                    "written.  Without --real the lab runs in simulation.\n", d->name, why);
+            return 2;
+        }
+        if (!o.quiet) fprintf(stderr, "labs/%s --real: measuring on the GPU (%s)...\n", d->name, d->real_note);
 #endif
     }
     char err[1024], dir[4096];

@@ -52,7 +52,7 @@ for l in "${LAYERS[@]}"; do
     gcc $CFLAGS -c "$c" -o "$O/$l/$(basename "$c" .c).o" & pids+=($!)
   done
 done
-mains=(apps/engine/run_main.c apps/engine/bench_main.c apps/engine/bench_moe.c apps/engine/cli.c apps/common/front.c tests/gpu/test_*.c bench/bench_tp_*.c)
+mains=(apps/engine/run_main.c apps/engine/bench_main.c apps/engine/bench_moe.c apps/engine/bench_awq.c apps/engine/cli.c apps/common/front.c tests/gpu/test_*.c bench/bench_tp_*.c)
 for c in "${mains[@]}"; do
   gcc $CFLAGS -c "$c" -o "$O/mains/$(basename "$c" .c).o" & pids+=($!)
 done
@@ -65,7 +65,7 @@ for l in serve engine engcu text sim base; do
 done
 LIBS="$NCCL_LIBS -L$CUDA/lib64 -lcublasLt -lcublas -lcudart_static -ldl -lrt -lstdc++ -lpthread -lm -L$LIBDIR -lcjson -lpcre2-8 -lutf8proc -lcmocka -Wl,-rpath,$LIBDIR -Wl,-rpath,$CUDA/lib64"
 gcc -o $B/run $O/mains/run_main.o $O/mains/cli.o $O/mains/front.o "${ARS[@]}" $LIBS
-gcc -o $B/bench $O/mains/bench_main.o $O/mains/bench_moe.o $O/mains/cli.o $O/mains/front.o "${ARS[@]}" $LIBS
+gcc -o $B/bench $O/mains/bench_main.o $O/mains/bench_moe.o $O/mains/bench_awq.o $O/mains/cli.o $O/mains/front.o "${ARS[@]}" $LIBS
 tests=()
 for c in tests/gpu/test_*.c; do
   n=$(basename "$c" .c)

@@ -43,7 +43,8 @@ run_lab() {     # name workers seconds [sets]
   local t=$(date +%s)
   timeout $3 $R --num-sets $sets --max-workers $2 --output-dir $W/$1 > $W/$1.log 2>&1; echo "rc=$?" | tee -a "$O/SUMMARY.txt"
   tail -5 $W/$1.log
-  for f in $W/$1/*_att_compare.json $W/$1/*_att_metrics.json; do [ -f "$f" ] && cp "$f" "$O/$1_$(basename "$f" | sed 's/.*_att_/att_/')"; done
+  # the steps too (pagesim calibrate --measured, the operator profile's step-by-step check)
+  for f in $W/$1/*_att_compare.json $W/$1/*_att_metrics.json $W/$1/*_att_steps.csv; do [ -f "$f" ] && cp "$f" "$O/$1_$(basename "$f" | sed 's/.*_att_/att_/')"; done
   python3 - "$W/$1" $(( $(date +%s) - t )) $TF <<'PY' 2>&1 | tee -a "$O/SUMMARY.txt"
 import glob, json, sys
 d, secs, tf = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])

@@ -17,6 +17,10 @@
 # Two calls when one is too long: "build,profile,bias,decode", then, with the
 # profiles untarred into data/profiles/H200/ here so that they travel,
 # "build,trace".
+# PROFILE_OPTS: engine/bench options of the profiles (their largest token count
+# and row count are the engine's --max-num-batched-tokens and --max-num-seqs:
+# beyond them the cost model extrapolates); for the bias lab's 30B-A3B runs,
+# PROFILE_OPTS="--max-num-seqs 1024 --max-num-batched-tokens 16384".
 set -u
 OUT=${OUT:-out}; mkdir -p "$OUT"
 STAGES=${1:-build,profile,bias,decode,trace}
@@ -43,7 +47,7 @@ if has profile; then
   for m in $MODELS; do
     log "profile $m"
     t=$(date +%s)
-    timeout 240 $BN --dummy-weights $M/$m.json --profile-ops "$P/$m.json" > "$OUT/tmp.txt" 2>&1
+    timeout 240 $BN --dummy-weights $M/$m.json ${PROFILE_OPTS:-} --profile-ops "$P/$m.json" > "$OUT/tmp.txt" 2>&1
     say "profile $m rc=$? ($(( $(date +%s) - t )) s)"
     cat "$OUT/tmp.txt" >> "$L"
     grep -E "cpu side|warning|error|failed" "$OUT/tmp.txt" | sed 's/^/  /' >> "$S"

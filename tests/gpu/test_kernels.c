@@ -419,6 +419,8 @@ static void attention_cases(const char *impl) {
     CASE(16, 1, 256, 32, 3, q2, c2, "hd256 G16", 1);
     CASE(16, 1, 128, 32, 3, q2, c2, "hd128 G16 block 32", 1);
     CASE(12, 1, 64, 48, 3, q2, c2, "hd64 G12 block 48", 3);
+    CASE(16, 8, 128, 64, 5, q1, c1, "hd128 G2 block 64 (Qwen3-0.6B)", 1);
+    CASE(16, 8, 128, 32, 3, q2, c2, "hd128 G2 block 32 (Qwen3-0.6B)", 1);
     int q3[4] = {1, 1, 1, 1}, c3[4] = {1, 4096, 17, 1025};
     CASE(8, 8, 128, 16, 4, q3, c3, "hd128 MHA decode", 1);
     CASE(8, 8, 128, 16, 4, q3, c3, "hd128 MHA decode sharp", 3);

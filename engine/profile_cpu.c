@@ -1,0 +1,102 @@
+/* profile_cpu: the CPU side of an operator profile (see profile_ops.h,
+ * pops_measure_cpu): real engine steps, each beside the time its ops take by
+ * the profile, and a fit of what the ops do not explain (a fixed cost, a cost
+ * per sequence, and the floor under which a step's kernels cannot be
+ * launched).  Runs the engine it is given; touches nothing else.  Without
+ * CUDA the engine cannot be created, so this is never reached. */
+#include "engine/profile_ops.h"
+#include "base/errbuf.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct step_obs { double ops_us, wall_us; int seqs; } step_obs;
+
+/* Least squares of r = a + b x with a, b >= 0; returns the squared error. */
+static double fit_line(const double *x, const double *r, int n, double *a, double *b) {
+    double sx = 0, sr = 0, sxx = 0, sxr = 0;
+    for (int i = 0; i < n; i++) { sx += x[i]; sr += r[i]; sxx += x[i] * x[i]; sxr += x[i] * r[i]; }
+    double den = n * sxx - sx * sx;
+    *b = den > 0 ? (n * sxr - sx * sr) / den : 0;
+    if (*b < 0) *b = 0;
+    *a = (sr - *b * sx) / n;
+    if (*a < 0) *a = 0;
+    double e = 0;
+    for (int i = 0; i < n; i++) e += (r[i] - *a - *b * x[i]) * (r[i] - *a - *b * x[i]);
+    return e;
+}
+
+/* step = a + b seqs + max(ops, floor): the floor among 0 and the steps' ops
+ * values that fits best, then a and b. */
+static void fit_cpu(const step_obs *s, int n, opp_profile *p) {
+    double *x = malloc(sizeof(double) * (size_t)n), *r = malloc(sizeof(double) * (size_t)n), best = INFINITY;
+    if (!x || !r) { free(x); free(r); return; }
+    for (int c = -1; c < n; c++) {
+        double floor_us = c < 0 ? 0 : s[c].ops_us, a, b;
+        for (int i = 0; i < n; i++) {
+            x[i] = s[i].seqs;
+            r[i] = s[i].wall_us - (s[i].ops_us > floor_us ? s[i].ops_us : floor_us);
+        }
+        double e = fit_line(x, r, n, &a, &b);
+        if (e < best) { best = e; p->step_overhead_us = a; p->per_seq_us = b; p->gpu_floor_us = floor_us; }
+    }
+    free(x); free(r);
+}
+
+/* The engine steps of one round, each beside its ops' time (round 0 warms up).
+ * A step at a token count the engine had not run before is left out: its
+ * first cuBLAS calls at that shape (heuristics, loading the kernel) cost up to
+ * tens of ms once, which is neither a per-step nor a per-sequence cost. */
+typedef struct cpu_obs { const opp_profile *ops; step_obs *obs; int n, cap, keep; unsigned char *seen; long nseen; } cpu_obs;
+
+static int observe_step(void *ctx, const eng_step_info *si, char *err, size_t errlen) {
+    cpu_obs *o = ctx;
+    long T = si->prefill_tokens + si->decode_tokens;
+    int first = T >= 0 && T < o->nseen && !o->seen[T];
+    if (T >= 0 && T < o->nseen) o->seen[T] = 1;
+    if (!o->keep || si->num_seqs <= 0 || first) return 0;
+    cm_batch b = { si->num_seqs, si->prefill_tokens, si->decode_tokens, si->attn_ctx_tokens, si->attn_pairs,
+                   0, 0 };                                /* the engine preempts by recompute: no swaps */
+    if (o->n == o->cap) {
+        step_obs *g = realloc(o->obs, sizeof *g * (size_t)(o->cap *= 2));
+        if (!g) return errbuf_fail(err, errlen, "out of memory");
+        o->obs = g;
+    }
+    o->obs[o->n++] = (step_obs){ 1e6 * opp_step_time(o->ops, &b), 1e6 * si->seconds, si->num_seqs };
+    return 0;
+}
+
+int pops_measure_cpu(eng *e, const mc_config *c, int max_seqs, opp_profile *p, FILE *log, char *err, size_t errlen) {
+    enum { PROMPT = 64, OUT = 32 };
+    int rc = -1, id = 0;
+    int prompt[PROMPT];
+    opp_profile ops = *p;                                 /* the ops alone */
+    ops.step_overhead_us = ops.per_seq_us = ops.gpu_floor_us = 0;
+    long nseen = (long)model_options(eng_model(e))->max_num_batched_tokens + 1;
+    cpu_obs co = { &ops, malloc(sizeof(step_obs) * 64), 0, 64, 0, calloc((size_t)nseen, 1), nseen };
+    if (!co.obs || !co.seen) { free(co.obs); free(co.seen); return errbuf_fail(err, errlen, "out of memory"); }
+    eng_hooks hooks = { .on_step = observe_step, .ctx = &co };
+    uint64_t st = 99;
+    for (int round = 0, B = 1; B <= max_seqs; round++) {
+        for (int r = 0; r < B; r++, id++) {
+            for (int i = 0; i < PROMPT; i++) {
+                st = st * 6364136223846793005ull + 1442695040888963407ull;
+                prompt[i] = (int)((st >> 33) % (uint64_t)(c->vocab_size < 10000 ? c->vocab_size : 10000));
+            }
+            eng_params ep = { .max_tokens = OUT, .top_p = 1.0f, .seed = (uint64_t)id };
+            if (eng_add_request(e, 1000000 + id, prompt, PROMPT, &ep, err, errlen)) goto out;
+        }
+        co.keep = round > 0;
+        if (eng_run(e, &hooks, err, errlen)) goto out;
+        if (round > 0) B *= 2;
+    }
+    if (co.n < 3) { errbuf_fail(err, errlen, "too few engine steps (%d) to time the CPU side", co.n); goto out; }
+    fit_cpu(co.obs, co.n, p);
+    if (log) fprintf(log, "  %-12s %d engine steps: %.1f us + %.2f us per sequence, GPU floor %.1f us\n", "cpu side", co.n,
+                     p->step_overhead_us, p->per_seq_us, p->gpu_floor_us);
+    rc = 0;
+out:
+    free(co.obs);
+    free(co.seen);
+    return rc;
+}
