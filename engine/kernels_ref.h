@@ -97,11 +97,13 @@ KREF_HD float kref_log(float x) {
 }
 /* z plus the Gumbel noise of token i: z - log(-log(u)), u = kref_uniform(seed,
  * step, i) (u = 1, which kref_uniform gives once in 2^24, is taken as 1 - 2^-24). */
-KREF_HD float kref_gumbel(float z, uint64_t seed, uint64_t step, uint64_t i) {
-    float u = kref_uniform(seed, step, i);
+KREF_HD float kref_gumbel_u(float z, float u) {
     if (u >= 1.0f) u = 0x1.fffffep-1f;
     float v = KREF_ADD(z, -kref_log(-kref_log(u)));
     return v == 0.0f ? 0.0f : v;                     /* -0 -> +0: keys order as floats compare */
+}
+KREF_HD float kref_gumbel(float z, uint64_t seed, uint64_t step, uint64_t i) {
+    return kref_gumbel_u(z, kref_uniform(seed, step, i));
 }
 /* z = logits * (1/T): one IEEE division per row, one product per element. */
 KREF_HD float kref_inv_temp(float T) { return KREF_DIV(1.0f, T); }

@@ -29,7 +29,9 @@
  * (key(z + g), -i) of their bucket's elements (a 64-bit atomicMax: exact, order-
  * free), settled for the bins above each chosen digit.  So the noise (a hash and
  * two logs: the costliest arithmetic here) is computed only for kept tokens and
- * round 0's bucket.  Round 1 also copies its bucket's elements (key, index) into
+ * round 0's bucket, and its two logs are skipped when the token's u alone shows
+ * that it cannot beat the best kept token found so far (noise_floor: a bound with
+ * a wide margin, so the skip never changes the result).  Round 1 also copies its bucket's elements (key, index) into
  * shared memory when they fit (SAMPLE_CAP), and round 2 then reads those instead
  * of the row.  Passes over the 600 KB row (V = 151,936):
  *   top-p: max, round 0, round 1, and round 2 only when the bucket overflowed
@@ -106,12 +108,41 @@ struct rstate {
     int hi, shift;                 /* match: hi >= 32 or key >> hi == prefix */
     uint32_t prefix, mask, lo;     /* tot sums the values of key >= lo */
     int cur;                       /* the run of equal digits being summed */
-    u64 acc, gacc, tot, gmax;
+    u64 acc, gacc, tot, gmax;      /* gmax: this thread's best of the tokens certainly kept */
+    u64 seen, *kbest;              /* the block's best of those (shared), as last read */
+    float zb, uthr;                /* max z; u < uthr cannot beat `seen` (noise_floor) */
     float zloc;                    /* max z seen (round 0) */
     u64 *hist, *gbin;              /* (SAMPLE_NB,) each, shared */
     uint32_t *ckey;                /* (SAMPLE_CAP,) shared */
     int *cidx, *ncand;             /* (SAMPLE_CAP,) shared; count (may pass CAP) */
 };
+
+/* A u below which z - log(-log u) < L for every z <= zb: exp(-exp(zb - L)), lowered
+ * by a margin far above the roundings of kref_log and of this double arithmetic, so
+ * that skipping the logs of such a token never drops the argmax (the result does
+ * not depend on the filter; it only saves the two logs for most tokens: the
+ * running best of a thread's kept tokens rises like log n). */
+__device__ __noinline__ float noise_floor(float zb, float L) {
+    double dz = (double)zb - (double)L + 1e-4 * (fabs((double)zb) + fabs((double)L)) + 1e-3;
+    double u = exp(-exp(dz)) * (1.0 - 1e-6);
+    return u == u ? (float)u : 0.0f;
+}
+
+/* the Gumbel key of token i unless its u shows that it cannot beat the best kept
+ * token seen so far (then 0).  Which tokens are skipped depends on the timing of
+ * the other threads; the result does not. */
+__device__ __forceinline__ u64 rs_noise(rstate &s, int i, float z) {
+    u64 b = *(volatile u64 *)s.kbest;
+    if (b > s.seen) { s.seen = b; s.uthr = noise_floor(s.zb, kref_unkey((uint32_t)(b >> 32))); }
+    float u = kref_uniform(s.seed, s.step, (uint64_t)i);
+    return u < s.uthr ? 0 : gpack(kref_gumbel_u(z, u), i);
+}
+/* g belongs to a token that is kept whatever the threshold: the block's best may rise */
+__device__ __forceinline__ void rs_kept(rstate &s, u64 g) {
+    if (g <= s.gmax) return;
+    s.gmax = g;
+    if (g > s.seen) atomicMax(s.kbest, g);
+}
 
 __device__ __forceinline__ void rs_flush(rstate &s) {
     if (s.cur < 0) return;
@@ -121,16 +152,13 @@ __device__ __forceinline__ void rs_flush(rstate &s) {
 
 __device__ __forceinline__ void rs_elem(rstate &s, int i, float z, uint32_t key) {
     if (s.hi < 32 && (key >> s.hi) != s.prefix) {
-        if (s.gabove && (key >> s.hi) > s.prefix) {    /* kept whatever the rest of the threshold */
-            u64 g = gpack(kref_gumbel(z, s.seed, s.step, (uint64_t)i), i);
-            if (g > s.gmax) s.gmax = g;
-        }
+        if (s.gabove && (key >> s.hi) > s.prefix) rs_kept(s, rs_noise(s, i, z));   /* kept */
         return;
     }
     int d = (int)((key >> s.shift) & s.mask);
     u64 val = s.mass ? kref_wfix(__fsub_rn(z, s.zmax)) : 1;
     if (key >= s.lo) s.tot += val;
-    u64 g = s.gum ? gpack(kref_gumbel(z, s.seed, s.step, (uint64_t)i), i) : 0;
+    u64 g = s.gum ? rs_noise(s, i, z) : 0;
     if (d != s.cur) {
         rs_flush(s);
         s.cur = d; s.acc = val; s.gacc = g;
@@ -262,28 +290,32 @@ __device__ uint32_t rselect(const float *row, int V, const k_sample_params &p, i
                             u64 target, float top_p, uint32_t lo, int gum, float *zmax_out, u64 *best,
                             u64 *dyn) {
     __shared__ int s_ncand;
+    __shared__ u64 s_kbest;                            /* the best noise key of certainly kept tokens */
     u64 *hist = dyn, *gbin = dyn + SAMPLE_NB;
     uint32_t *ckey = reinterpret_cast<uint32_t *>(dyn + 2 * SAMPLE_NB);
     int *cidx = reinterpret_cast<int *>(ckey + SAMPLE_CAP);
     uint32_t prefix = 0;
     u64 above = 0;
+    float zb = zmax_out ? INFINITY : zmax;             /* the noise filter's max z (none in round 0) */
     int ncand = -1;                                    /* candidates of round 1, when they fit */
     for (int r = 0; r < 3; r++) {
         for (int b = threadIdx.x; b < 2 * SAMPLE_NB; b += SAMPLE_THREADS) dyn[b] = 0;
-        if (threadIdx.x == 0) s_ncand = 0;
+        if (threadIdx.x == 0) { s_ncand = 0; s_kbest = *best; }
         __syncthreads();
         rstate s;
         s.inv = kref_inv_temp(p.temperature); s.zmax = zmax; s.seed = p.seed; s.step = p.step;
         s.mass = mass; s.gum = gum && r > 0; s.gabove = gum && r == 1; s.collect = r == 1;
         s.shift = c_shift[r]; s.hi = r == 0 ? 32 : c_shift[r] + c_bits[r];
         s.prefix = prefix; s.mask = (1u << c_bits[r]) - 1; s.lo = lo;
-        s.cur = -1; s.acc = s.gacc = s.tot = s.gmax = 0; s.zloc = -INFINITY;
+        s.cur = -1; s.acc = s.gacc = s.tot = 0; s.zloc = -INFINITY;
+        s.gmax = *best; s.zb = zb;                     /* best so far: only certainly kept tokens */
+        s.seen = 0; s.uthr = 0.0f; s.kbest = &s_kbest;
         s.hist = hist; s.gbin = gbin; s.ckey = ckey; s.cidx = cidx; s.ncand = &s_ncand;
         if (ncand >= 0) rs_cand(s, ncand);
         else rs_row(s, row, V);
         __syncthreads();
         if (r == 0) {
-            if (zmax_out) *zmax_out = block_max(s.zloc);
+            if (zmax_out) *zmax_out = zb = block_max(s.zloc);
             if (mass) target = kref_topp_target(top_p, block_u64(s.tot, 0));
         }
         if (r == 1) {

@@ -139,6 +139,20 @@ typedef struct { int *idx; int n; } cand;
 
 static uint64_t gpack(float v, int i) { return ((uint64_t)kref_fkey(v) << 32) | (0xffffffffu - (uint32_t)i); }
 
+/* noise_floor of engine/sampling.cu: u below it cannot beat L (z <= zb) */
+static float noise_floor(float zb, float L) {
+    double dz = (double)zb - (double)L + 1e-4 * (fabs((double)zb) + fabs((double)L)) + 1e-3;
+    double u = exp(-exp(dz)) * (1.0 - 1e-6);
+    return u == u ? (float)u : 0.0f;
+}
+/* the noise key of token i, 0 when u < the floor of *best (a kept token's) */
+static uint64_t emu_noise(float z, float zb, uint64_t seed, uint64_t step, int i, uint64_t best, int *skipped) {
+    float u = kref_uniform(seed, step, (uint64_t)i);
+    if (best && u < noise_floor(zb, kref_unkey((uint32_t)(best >> 32)))) { (*skipped)++; return 0; }
+    return gpack(kref_gumbel_u(z, u), i);
+}
+static int n_skipped, n_noise;
+
 /* rselect of engine/sampling.cu; cap: the shared-memory candidates */
 static uint32_t emu_select(const float *row, int V, float T, int mass, float zmax, uint64_t target,
                            float top_p, uint32_t lo, int gum, uint64_t seed, uint64_t step, uint64_t *best,
@@ -158,7 +172,8 @@ static uint32_t emu_select(const float *row, int V, float T, int mass, float zma
             uint32_t key = kref_fkey(z);
             if (r > 0 && (key >> hi) != prefix) {
                 if (gum && r == 1 && (key >> hi) > prefix) {            /* kept: above round 0's bucket */
-                    uint64_t g = gpack(kref_gumbel(z, seed, step, (uint64_t)i), i);
+                    uint64_t g = emu_noise(z, zmax, seed, step, i, *best, &n_skipped);
+                    n_noise++;
                     if (g > *best) *best = g;
                 }
                 continue;
@@ -167,7 +182,11 @@ static uint32_t emu_select(const float *row, int V, float T, int mass, float zma
             uint64_t val = mass ? kref_wfix(z - zmax) : 1;
             if (key >= lo) tot += val;
             hist[d] += val;
-            if (gum && r > 0) { uint64_t g = gpack(kref_gumbel(z, seed, step, (uint64_t)i), i); if (g > gbin[d]) gbin[d] = g; }
+            if (gum && r > 0) {                                         /* the floor of kept tokens only */
+                uint64_t g = emu_noise(z, zmax, seed, step, i, *best, &n_skipped);
+                n_noise++;
+                if (g > gbin[d]) gbin[d] = g;
+            }
             if (r == 1) { if (nnew < cap) ci[nnew] = i; nnew++; }   /* in place: j >= nnew */
         }
         if (r == 0 && mass) target = kref_topp_target(top_p, tot);
@@ -198,7 +217,7 @@ static int emu_sample(const float *row, int V, float T, int top_k, float top_p, 
         float zmax = -INFINITY;
         for (int i = 0; i < V; i++) if (kref_scale(row[i], kref_inv_temp(T)) > zmax) zmax = kref_scale(row[i], kref_inv_temp(T));
         uint32_t thr = 0;
-        if (usek) thr = emu_select(row, V, T, 0, 0, (uint64_t)top_k, 0, 0, !usep, seed, step, &best, cap, used_cand);
+        if (usek) thr = emu_select(row, V, T, 0, zmax, (uint64_t)top_k, 0, 0, !usep, seed, step, &best, cap, used_cand);
         if (usep) emu_select(row, V, T, 1, zmax, 0, top_p, thr, 1, seed, step, &best, cap, used_cand);
     }
     return (int)(0xffffffffu - (uint32_t)best);
@@ -207,7 +226,7 @@ static int emu_sample(const float *row, int V, float T, int top_k, float top_p, 
 static void test_radix_emulation(void **st) {
     (void)st;
     uint64_t s = 5;
-    int rows = 0, with_cand = 0;
+    int rows = 0, with_cand = 0, sk[SR_KINDS] = {0}, nn[SR_KINDS] = {0};
     for (int t = 0; t < 1500; t++) {
         int big = t % 50 == 0, V = big ? 151936 : 1 + (int)(sr_next(&s) % 5000), kind = t % SR_KINDS;
         float *row = malloc(sizeof(float) * V);
@@ -217,17 +236,22 @@ static void test_radix_emulation(void **st) {
         int want = kref_sample_row(row, V, q.T, q.k, q.p, (uint64_t)t, 9);
         for (int c = 0; c < 2; c++) {
             int used = 0, cap = c ? 8192 : 0;
+            n_skipped = n_noise = 0;
             int got = emu_sample(row, V, q.T, q.k, q.p, (uint64_t)t, 9, cap, &used);
             if (got != want) fprintf(stderr, "row %d (%s, V %d, T %g, k %d, p %g, cap %d): emu %d, ref %d\n", t,
                                      sr_kind_name[kind], V, q.T, q.k, q.p, cap, got, want);
             assert_int_equal(got, want);
             with_cand += used;
+            sk[kind] += n_skipped; nn[kind] += n_noise;
         }
         rows++;
         free(row);
     }
-    fprintf(stderr, "  radix emulation = kref_sample_row on %d rows (x2: without/with candidates; %d used them)\n",
-            rows, with_cand);
+    fprintf(stderr, "  radix emulation = kref_sample_row on %d rows (x2: without/with candidates; %d used them)\n"
+            , rows, with_cand);
+    for (int k = 0; k < SR_KINDS; k++)
+        fprintf(stderr, "  noise filter, %-12s rows: the logs of %d of %d tokens skipped\n", sr_kind_name[k], sk[k], nn[k]);
+    assert_true(sk[SR_UNIFORM] > nn[SR_UNIFORM] * 0.9 && sk[SR_SPREAD] > nn[SR_SPREAD] / 2);
     assert_true(with_cand > 100);
 }
 
