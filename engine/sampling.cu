@@ -31,13 +31,14 @@
  * two logs: the costliest arithmetic here) is computed only for kept tokens and
  * round 0's bucket, and its two logs are skipped when the token's u alone shows
  * that it cannot beat the best kept token found so far (noise_floor: a bound with
- * a wide margin, so the skip never changes the result).  Round 1 also copies its bucket's elements (key, index) into
- * shared memory when they fit (SAMPLE_CAP), and round 2 then reads those instead
- * of the row.  Passes over the 600 KB row (V = 151,936):
+ * a wide margin, so the skip never changes the result).  Round 1 also copies its
+ * bucket's elements (key, index) into shared memory when they fit (SAMPLE_CAP),
+ * and round 2 then reads those instead of the row.  Passes over the 600 KB row (V = 151,936):
  *   top-p: max, round 0, round 1, and round 2 only when the bucket overflowed
  *          (3 or 4, from 35);  top-k: 2 or 3 (the max rides on round 0);
  *   both:  top-k's rounds, then top-p's (4 to 6);  neither: 1;  greedy: 1.
- * Loads are float4 when V % 4 == 0 and the row is 16-byte aligned. */
+ * Loads are float4 when V % 4 == 0 and the row is 16-byte aligned.  Greedy is as
+ * before (the first maximum).  Rows of NaN, or all -inf, give some token in range. */
 #include "engine/common.cuh"
 #include "engine/kernels_ref.h"
 #include <cooperative_groups.h>
