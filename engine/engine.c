@@ -8,6 +8,7 @@
  * into and the driver releases at each request's arrival.  Owns the model,
  * the KV pool, the scheduler, the loop, the queue and the driver. */
 #include "engine/engine.h"
+#include "engine/lora_set.h"
 #include "sim/driver.h"
 #include "sim/drv_queue.h"
 #include "base/errbuf.h"
@@ -72,7 +73,7 @@ static int clock_wait(void *ctx, double until, char *err, size_t errlen) {
 }
 
 void eng_batch_buf_free(eng_batch_buf *buf) {
-    free(buf->ids); free(buf->qs); free(buf->tables);
+    free(buf->ids); free(buf->qs); free(buf->tables); free(buf->lora);
     memset(buf, 0, sizeof *buf);
 }
 
@@ -87,10 +88,11 @@ int eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf
         buf->pos = buf->ids + T; buf->slots = buf->pos + T; buf->cap_t = T;
     }
     if (B > buf->cap_b || max_blocks != buf->max_blocks) {
-        free(buf->qs); free(buf->tables);
+        free(buf->qs); free(buf->tables); free(buf->lora);
         buf->qs = malloc(sizeof(int32_t) * (2 * (size_t)B + 1));
         buf->tables = malloc(sizeof(int32_t) * (size_t)B * max_blocks);
-        if (!buf->qs || !buf->tables) { buf->cap_b = 0; return errbuf_fail(err, errlen, "out of memory"); }
+        buf->lora = malloc(sizeof(int32_t) * (size_t)B);
+        if (!buf->qs || !buf->tables || !buf->lora) { buf->cap_b = 0; return errbuf_fail(err, errlen, "out of memory"); }
         buf->ctx = buf->qs + B + 1; buf->cap_b = B; buf->max_blocks = max_blocks;
     }
     int t = 0;
@@ -110,6 +112,7 @@ int eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf
         }
         buf->qs[i + 1] = t;
         buf->ctx[i] = ctx;
+        buf->lora[i] = s->lora;
         /* the block table of any policy (kv_block_table), past ctx padded with 0 */
         int32_t *row = buf->tables + (size_t)i * max_blocks;
         _Static_assert(sizeof(int) == sizeof(int32_t), "int is 32 bits");
@@ -119,7 +122,7 @@ int eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf
                                have < 0 ? "swapped out, or a reservation off a block boundary" : "too few blocks");
         for (int k = nb; k < max_blocks; k++) row[k] = 0;
     }
-    *out = (model_batch){T, B, buf->ids, buf->pos, buf->slots, buf->qs, buf->ctx, buf->tables, max_blocks, 0};
+    *out = (model_batch){T, B, buf->ids, buf->pos, buf->slots, buf->qs, buf->ctx, buf->tables, max_blocks, 0, buf->lora};
     return 0;
 }
 
@@ -320,6 +323,7 @@ eng *eng_create(const mc_config *c, w_weights *w, const eng_config *cfg, model_m
     sc.max_num_batched_tokens = o->max_num_batched_tokens;
     sc.max_model_len = o->max_model_len;
     sc.preempt = SCHED_PREEMPT_RECOMPUTE;
+    sc.max_loras = o->lora ? o->lora->max_loras : 0;   /* a step's adapters fit the GPU slots */
     size_t R = (size_t)o->max_logit_rows;
     e->sp = calloc(R, sizeof *e->sp);
     e->tok = calloc(R, sizeof *e->tok);
@@ -381,6 +385,10 @@ int eng_add_request_out(eng *e, int id, const int *prompt, int prompt_len, const
     if (eng_check_request(id, prompt, prompt_len, p, model_options(e->m)->max_model_len,
                           model_config(e->m)->vocab_size, err, errlen))
         return -1;
+    const lora_set *ls = model_options(e->m)->lora;
+    if (p->lora < 0 || p->lora > (ls ? ls->n : 0))
+        return errbuf_fail(err, errlen, "request %d: LoRA adapter %d (%d loaded%s)", id, p->lora, ls ? ls->n : 0,
+                           ls ? "" : "; start the engine with --enable-lora --lora-modules name=path");
     if (e->nreq == e->cap_req) {
         int nc = e->cap_req ? 2 * e->cap_req : 64;
         eng_req **r = realloc(e->reqs, sizeof *r * (size_t)nc);
@@ -410,7 +418,7 @@ int eng_add_request_out(eng *e, int id, const int *prompt, int prompt_len, const
     q->r.arrival = p->arrival > now ? p->arrival : now;
     q->r.first_token = -1;
     q->live = true;
-    drv_request r = { id, prompt, prompt_len, p->max_tokens, n, 0, q->r.arrival, q };
+    drv_request r = { id, prompt, prompt_len, p->max_tokens, n, 0, q->r.arrival, q, p->lora };
     if (drv_queue_push(e->q, &r)) { req_free(q); return errbuf_fail(err, errlen, "out of memory"); }
     e->reqs[e->nreq++] = q;
     /* what has arrived enters the scheduler now (eng_tokens, eng_abort see it) */

@@ -9,6 +9,7 @@
 #include "engine/model.h"
 #include "engine/model_probe.h"
 #include "engine/kernels_ref.h"
+#include "engine/lora_rt.h"
 #include "engine/tp_engine.h"
 #include "engine/tp_worker.h"
 #include "base/errbuf.h"
@@ -85,6 +86,7 @@ struct model {
     float  *attn_ws;           /* decode attention split workspace */
     size_t  attn_ws_bytes;
     mprobe *probe;             /* profile and dumps (model_probe.h), or NULL */
+    lora_rt *lora;             /* runtime LoRA (model_opts.lora), or NULL */
     mprobe_view view;          /* the current forward's buffers, for the probe */
     int32_t *dints, *hints;    /* device / pinned host: the batch's int arrays, packed */
     size_t   nints;
@@ -229,10 +231,12 @@ static int upload_batch(model *m, const model_batch *b, fwd_batch *f) {
 static int mlp_dense(model *m, const w_layer *w, int T, int l, char *err, size_t errlen) {
     /* gate | up (T, 2I) */
     STEP(MP_GATE_UP, k_gemm(m->blas, m->gu, 0, m->x, w->w_gate_up, T, 2 * m->I, m->D, m->s));
-    /* act (T, I) = silu(gate) * up */
-    STEP(MP_SILU, k_silu_mul(m->act, m->gu, T, m->I, m->s));
+    /* act (T, I) = silu(gate) * up (LoRA: the adapters' gate and up deltas fused in) */
+    if (lora_rt_active(m->lora)) STEP(MP_LORA, lora_rt_silu(m->lora, l, m->act, m->gu, m->I, m->x, m->D, T, m->s));
+    else STEP(MP_SILU, k_silu_mul(m->act, m->gu, T, m->I, m->s));
     /* down projection */
     STEP(MP_DOWN, k_gemm(m->blas, m->x, 0, m->act, w->w_down, T, m->D, m->I, m->s));
+    if (lora_rt_active(m->lora)) STEP(MP_LORA, lora_rt_linear(m->lora, LORA_G_DOWN, l, m->x, m->D, m->act, m->I, m->s));
     return 0;
 }
 
@@ -278,6 +282,8 @@ static int forward(model *m, const model_batch *b, int *rows_out, char *err, siz
     if (m->leader && m->created && tp_post_batch(m->tp->group, b, err, errlen)) return -1;
     if (m->probe) mprobe_step(m->probe, MP_EMBED, -1, &m->view);      /* the start of the step's GPU time */
     TRY(upload_batch(m, b, &f));
+    /* LoRA: the batch's adapters in their GPU slots, its tokens grouped by slot */
+    if (m->lora && lora_rt_prepare(m->lora, b->lora, b->query_start, b->B, b->T, m->s, err, errlen)) return -1;
     int T = b->T, D = m->D, nq = m->nq, nkv = m->nkv, hd = m->hd, QKV = m->qkv_dim;
     float eps = (float)m->c.rms_eps, scale = 1.0f / sqrtf((float)hd);
 
@@ -292,6 +298,8 @@ static int forward(model *m, const model_batch *b, int *rows_out, char *err, siz
         STEP(MP_NORM, k_add_rmsnorm(m->x, m->res, w->attn_norm, T, D, eps, m->s));
         /* q, k, v projections in one GEMM */
         STEP(MP_QKV, k_gemm(m->blas, m->qkv, 0, m->x, w->wqkv, T, QKV, D, m->s));
+        /* LoRA: q, k, v += scale B (A x) on the tokens of requests with an adapter */
+        if (lora_rt_active(m->lora)) STEP(MP_LORA, lora_rt_linear(m->lora, LORA_G_QKV, l, m->qkv, QKV, m->x, D, m->s));
         /* Qwen2: q, k, v biases */
         if (w->bqkv) STEP(MP_QK_EXTRA, k_add_bias(m->qkv, w->bqkv, T, QKV, m->s));
         /* Qwen3: RMSNorm of each q head, then of each k head */
@@ -306,6 +314,7 @@ static int forward(model *m, const model_batch *b, int *rows_out, char *err, siz
                                   m->attn_ws, m->attn_ws_bytes, m->s));
         /* output projection (a partial sum over this rank's heads, then the sum over the ranks) */
         STEP(MP_O, k_gemm(m->blas, m->x, 0, m->attn, w->wo, T, D, nq * hd, m->s));
+        if (lora_rt_active(m->lora)) STEP(MP_LORA, lora_rt_linear(m->lora, LORA_G_O, l, m->x, D, m->attn, nq * hd, m->s));
         ALLREDUCE(T);
         /* MLP RMSNorm: res += x; x = rmsnorm(res) */
         STEP(MP_NORM, k_add_rmsnorm(m->x, m->res, w->mlp_norm, T, D, eps, m->s));
@@ -398,7 +407,7 @@ static int profile_step(model *m, char *err, size_t errlen) {
     }
     int Tuse = qs[B];
     for (int t = 0; t < Tuse; t++) { ids[t] = t % m->V; pos[t] = 0; slots[t] = -1; }
-    model_batch b = {Tuse, B, ids, pos, slots, qs, ctx, bt, mb, 0};
+    model_batch b = {Tuse, B, ids, pos, slots, qs, ctx, bt, mb, 0, NULL};
     int rc = model_forward(m, &b, NULL, err, errlen);
     if (!rc) rc = stream_sync(m, "profile step", err, errlen);
     free(buf);
@@ -439,7 +448,8 @@ static int plan_kv(model *m, model_mem *mem, size_t free0, char *err, size_t err
     mem->total = total;
     mem->weights = m->w.bytes;
     mem->activations = free0 - free1;
-    mem->other = total - free0 - m->w.bytes;       /* context, NCCL, other processes */
+    mem->lora = lora_rt_held(m->lora);            /* allocated before free0 was read */
+    mem->other = total - free0 - m->w.bytes - mem->lora;   /* context, NCCL, other processes */
     mem->kv_bytes_per_token = (size_t)2 * m->L * m->nkv * m->hd * 2;   /* this rank's KV heads */
     mem->block_size = m->o.block_size;
     size_t block_bytes = mem->kv_bytes_per_token * m->o.block_size;
@@ -492,6 +502,11 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
              m->o.gpu_memory_utilization, m->o.block_size);
         goto out;
     }
+    if (m->o.lora && m->tp) {
+        errbuf_fail(err, errlen, "--enable-lora with tensor parallelism: the shard plan is ready (engine/lora_pack.h), "
+                    "the workers do not load adapters yet");
+        goto out;
+    }
     if (m->leader && tell_workers(m, err, errlen)) goto out;
     /* fp32 accumulation all the way: no bf16 partial sums in split-K reductions */
     if (cublasCreate(&m->blas) != CUBLAS_STATUS_SUCCESS || cudaStreamCreate(&m->s) != cudaSuccess ||
@@ -501,6 +516,8 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
         goto out;
     }
     m->view.s = m->s;
+    /* LoRA adapters: packed, and their GPU slots, before the memory plan reads what is free */
+    if (m->o.lora && lora_rt_create(&m->lora, m->o.lora, c, NULL, m->o.max_num_batched_tokens, err, errlen)) goto out;
     size_t free0, total;
     cudaMemGetInfo(&free0, &total);
     if (alloc_activations(m, err, errlen)) goto out;
@@ -536,6 +553,7 @@ void model_free(model *m) {
     if (m->hints) cudaFreeHost(m->hints);
     k_moe_free(&m->moe);
     mprobe_free(m->probe);
+    lora_rt_free(m->lora);
     if (m->blas) cublasDestroy(m->blas);
     if (m->s) cudaStreamDestroy(m->s);
     w_free(&m->w);
