@@ -440,7 +440,7 @@ srv_backend *srv_mock_create(const srv_mock_opts *o, char *err, size_t errcap) {
     pthread_cond_init(&m->cv, NULL);
     m->unseeded = 0x5EED;
     m->st.max_model_len = o->max_model_len;
-    m->b = (srv_backend){m, m->model, mock_submit, mock_abort, mock_stats, mock_destroy};
+    m->b = (srv_backend){m, m->model, mock_submit, mock_abort, mock_stats, mock_destroy, NULL, 0};
     kv_config kc = {KV_PAGED, o->num_blocks, o->block_size, (int)o->max_model_len, 2048, o->prefix_caching != 0, 0,
                     KV_ALLOC_FIRST_FIT};
     sched_config sc = sched_config_default();

@@ -856,7 +856,7 @@ static void test_utf8_and_backend_errors(void **state) {
     static const char *const pieces[] = {"caf", "\xC3", "\xA9 co\xE2\x82", "\xAC", "s \xF0\x9F", "\x98\x80", NULL};
     script sc;
     memset(&sc, 0, sizeof sc);
-    sc.b = (srv_backend){&sc, "scripted", script_submit, script_abort, script_stats, NULL};
+    sc.b = (srv_backend){&sc, "scripted", script_submit, script_abort, script_stats, NULL, NULL, 0};
     sc.pieces = pieces;
     srv_opts o;
     srv_opts_init(&o);
