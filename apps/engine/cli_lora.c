@@ -66,6 +66,12 @@ int cli_lora_positional(const char *prog, const char *v, cli_lora *l) {
     return 1;
 }
 
+static void summary(FILE *log, const cli_lora *l) {
+    if (log && l->set.n)
+        fprintf(log, "LoRA: %d adapter%s, %d GPU slot%s of rank %d\n", l->set.n, l->set.n == 1 ? "" : "s",
+                l->set.max_loras, l->set.max_loras == 1 ? "" : "s", l->set.max_rank);
+}
+
 static void describe(FILE *log, const lora_adapter *a, int id) {
     if (!log) return;
     fprintf(log, "LoRA adapter %d '%s': rank %d, alpha %g, scale %g%s, from %s; modules:", id, a->name, a->cfg.r,
@@ -93,8 +99,7 @@ const lora_set *cli_lora_load(const char *prog, cli_lora *l, const mc_config *c,
         }
         describe(log, &l->set.a[id - 1], id);
     }
-    if (log) fprintf(log, "LoRA: %d adapter%s, %d GPU slot%s of rank %d\n", l->set.n, l->set.n == 1 ? "" : "s",
-                     l->set.max_loras, l->set.max_loras == 1 ? "" : "s", l->set.max_rank);
+    summary(log, l);
     return &l->set;
 }
 
@@ -106,6 +111,7 @@ void cli_lora_dummy(const char *prog, cli_lora *l, const mc_config *c, int n, FI
         if (id < 0) { fprintf(stderr, "%s: %s\n", prog, err); exit(1); }
         describe(log, &l->set.a[id - 1], id);
     }
+    summary(log, l);
 }
 
 void cli_lora_report(FILE *f, const cli_lora *l, const mc_config *c, size_t lora_bytes) {
