@@ -43,6 +43,7 @@ const char *cg_off_reason(const model_opts *o) {
     if (o->tp) return "tensor parallelism (not measured with graphs)";
     if (o->profile || o->dump_layer0 || o->dump_experts) return "per-step probes (profile, dumps)";
     if (o->moe_gemm == K_MOE_GEMM_CUBLAS) return "the experts' cuBLAS GEMMs (sizes read on the host)";
+    if (o->lora) return "LoRA adapters (a step's slots are chosen on the host)";
     return NULL;
 }
 
@@ -84,7 +85,7 @@ int cg_pad_batch(const model_batch *b, int P, int W, cg_pad_buf *buf, model_batc
     for (int i = 0; i < B; i++)
         memcpy(buf->tables + (size_t)i * W, b->block_tables + (size_t)i * bw, sizeof(int32_t) * (size_t)bw);
     *out = (model_batch){P, P, buf->ids, buf->pos, buf->slots, buf->qs, buf->ctx, buf->tables, W,
-                         b ? b->all_logits : 0};
+                         b ? b->all_logits : 0, NULL};   /* graphs run without LoRA (cg_off_reason) */
     return 0;
 }
 

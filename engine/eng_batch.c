@@ -9,7 +9,7 @@
 #include <string.h>
 
 void eng_batch_buf_free(eng_batch_buf *buf) {
-    free(buf->ids); free(buf->qs); free(buf->tables);
+    free(buf->ids); free(buf->qs); free(buf->tables); free(buf->lora);
     memset(buf, 0, sizeof *buf);
 }
 
@@ -24,10 +24,11 @@ int eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf
         buf->pos = buf->ids + T; buf->slots = buf->pos + T; buf->cap_t = T;
     }
     if (B > buf->cap_b || max_blocks != buf->max_blocks) {
-        free(buf->qs); free(buf->tables);
+        free(buf->qs); free(buf->tables); free(buf->lora);
         buf->qs = malloc(sizeof(int32_t) * (2 * (size_t)B + 1));
         buf->tables = malloc(sizeof(int32_t) * (size_t)B * max_blocks);
-        if (!buf->qs || !buf->tables) { buf->cap_b = 0; return errbuf_fail(err, errlen, "out of memory"); }
+        buf->lora = malloc(sizeof(int32_t) * (size_t)B);
+        if (!buf->qs || !buf->tables || !buf->lora) { buf->cap_b = 0; return errbuf_fail(err, errlen, "out of memory"); }
         buf->ctx = buf->qs + B + 1; buf->cap_b = B; buf->max_blocks = max_blocks;
     }
     int t = 0;
@@ -47,6 +48,7 @@ int eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf
         }
         buf->qs[i + 1] = t;
         buf->ctx[i] = ctx;
+        buf->lora[i] = s->lora;
         /* the block table of any policy (kv_block_table), past ctx padded with 0 */
         int32_t *row = buf->tables + (size_t)i * max_blocks;
         _Static_assert(sizeof(int) == sizeof(int32_t), "int is 32 bits");
@@ -56,6 +58,6 @@ int eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf
                                have < 0 ? "swapped out, or a reservation off a block boundary" : "too few blocks");
         for (int k = nb; k < max_blocks; k++) row[k] = 0;
     }
-    *out = (model_batch){T, B, buf->ids, buf->pos, buf->slots, buf->qs, buf->ctx, buf->tables, max_blocks, 0};
+    *out = (model_batch){T, B, buf->ids, buf->pos, buf->slots, buf->qs, buf->ctx, buf->tables, max_blocks, 0, buf->lora};
     return 0;
 }

@@ -9,6 +9,7 @@
  * the KV pool, the scheduler, the loop, the queue and the driver.  The
  * host's time in each phase of a step goes to the model's probe (marks). */
 #include "engine/engine.h"
+#include "engine/lora_set.h"
 #include "engine/model_probe.h"
 #include "engine/swap.h"
 #include "sim/driver.h"
@@ -90,6 +91,7 @@ sched_config eng_sched_config(const model_opts *o, bool static_batching, sched_p
     sc.max_model_len = o->max_model_len;
     sc.preempt = preempt;
     sc.static_batching = static_batching;
+    sc.max_loras = o->lora ? o->lora->max_loras : 0;   /* a step's adapters fit the GPU slots */
     return sc;
 }
 
@@ -366,6 +368,10 @@ int eng_add_request_out(eng *e, int id, const int *prompt, int prompt_len, const
     if (eng_check_request(id, prompt, prompt_len, p, model_options(e->m)->max_model_len,
                           model_config(e->m)->vocab_size, err, errlen))
         return -1;
+    const lora_set *ls = model_options(e->m)->lora;
+    if (p->lora < 0 || p->lora > (ls ? ls->n : 0))
+        return errbuf_fail(err, errlen, "request %d: LoRA adapter %d (%d loaded%s)", id, p->lora, ls ? ls->n : 0,
+                           ls ? "" : "; start the engine with --enable-lora --lora-modules name=path");
     if (e->nreq == e->cap_req) {
         int nc = e->cap_req ? 2 * e->cap_req : 64;
         eng_req **r = realloc(e->reqs, sizeof *r * (size_t)nc);
@@ -395,7 +401,7 @@ int eng_add_request_out(eng *e, int id, const int *prompt, int prompt_len, const
     q->r.arrival = p->arrival > now ? p->arrival : now;
     q->r.first_token = -1;
     q->live = true;
-    drv_request r = { id, prompt, prompt_len, p->max_tokens, n, 0, q->r.arrival, q };
+    drv_request r = { id, prompt, prompt_len, p->max_tokens, n, 0, q->r.arrival, q, p->lora };
     if (drv_queue_push(e->q, &r)) { req_free(q); return errbuf_fail(err, errlen, "out of memory"); }
     e->reqs[e->nreq++] = q;
     /* what has arrived enters the scheduler now (eng_tokens, eng_abort see it) */

@@ -65,6 +65,8 @@ typedef struct eng_params {      /* per request */
     bool     score;
     const int32_t *score_ids;    /* (num_score,) candidates, copied by eng_add_request */
     int      num_score;          /* 1..ENG_MAX_SCORE_IDS with score, else 0 */
+    int      lora;               /* LoRA adapter: its id in model_opts.lora (engine/lora_set.h),
+                                    0 = the base model */
 } eng_params;
 
 typedef struct eng_output_opts { /* what a request wants beyond one sequence of tokens */
@@ -178,6 +180,7 @@ sched_config eng_sched_config(const model_opts *o, bool static_batching, sched_p
 typedef struct eng_batch_buf {
     int32_t *ids, *pos, *slots;  /* (cap_t,) */
     int32_t *qs, *ctx, *tables;  /* (cap_b+1,), (cap_b,), (cap_b, max_blocks) */
+    int32_t *lora;               /* (cap_b,) each sequence's LoRA adapter */
     int cap_t, cap_b, max_blocks;
 } eng_batch_buf;
 int  eng_build_batch(const sched_batch *b, const kv_cache *kv, eng_batch_buf *buf, int max_blocks,
@@ -190,7 +193,8 @@ void eng_batch_buf_free(eng_batch_buf *buf);
 int  eng_score_row(const sched_batch *b, const model_batch *mb, int i);
 /* Whether a request may be queued: a prompt of ids below vocab, prompt +
  * max_tokens within max_model_len, score mode's rules (eng_params).  0, or -1
- * with a message naming request id.  No GPU. */
+ * with a message naming request id.  No GPU.  (eng_add_request also checks
+ * the LoRA adapter against the model's set.) */
 int  eng_check_request(int id, const int *prompt, int prompt_len, const eng_params *p, int max_model_len,
                        int vocab, char *err, size_t errlen);
 #endif

@@ -20,6 +20,7 @@
 #include "engine/mem_plan.h"
 #include "engine/swap.h"
 #include "engine/kernels_ref.h"
+#include "engine/lora_rt.h"
 #include "engine/tp_engine.h"
 #include "engine/tp_worker.h"
 #include "base/errbuf.h"
@@ -99,6 +100,7 @@ struct model {
     float  *attn_ws;           /* decode attention split workspace */
     size_t  attn_ws_bytes;
     mprobe *probe;             /* profile and dumps (model_probe.h), or NULL */
+    lora_rt *lora;             /* runtime LoRA (model_opts.lora), or NULL */
     mprobe_view view;          /* the current forward's buffers, for the probe */
     int32_t *dints, *hints;    /* device / pinned host: the batch's int arrays, packed */
     size_t   nints;
@@ -278,10 +280,12 @@ static int linear(model *m, k_bf16 *y, const k_bf16 *x, const w_layer *w, int i,
 static int mlp_dense(model *m, const w_layer *w, int T, int l, char *err, size_t errlen) {
     /* gate | up (T, 2I) */
     STEP(MP_GATE_UP, linear(m, m->gu, m->x, w, AWQ_GATE_UP, w->w_gate_up, T, 2 * m->I, m->D));
-    /* act (T, I) = silu(gate) * up */
-    STEP(MP_SILU, k_silu_mul(m->act, m->gu, T, m->I, m->s));
+    /* act (T, I) = silu(gate) * up (LoRA: the adapters' gate and up deltas fused in) */
+    if (lora_rt_active(m->lora)) STEP(MP_LORA, lora_rt_silu(m->lora, l, m->act, m->gu, m->I, m->x, m->D, T, m->s));
+    else STEP(MP_SILU, k_silu_mul(m->act, m->gu, T, m->I, m->s));
     /* down projection */
     STEP(MP_DOWN, linear(m, m->x, m->act, w, AWQ_DOWN, w->w_down, T, m->D, m->I));
+    if (lora_rt_active(m->lora)) STEP(MP_LORA, lora_rt_linear(m->lora, LORA_G_DOWN, l, m->x, m->D, m->act, m->I, m->s));
     return 0;
 }
 
@@ -334,6 +338,8 @@ static int forward(model *m, const model_batch *b, int *rows_out, char *err, siz
     if (m->leader && m->created && tp_post_batch(m->tp->group, b, err, errlen)) return -1;
     if (m->probe) mprobe_step(m->probe, MP_EMBED, -1, &m->view);      /* the start of the step's GPU time */
     TRY(upload_batch(m, b, &f));
+    /* LoRA: the batch's adapters in their GPU slots, its tokens grouped by slot */
+    if (m->lora && lora_rt_prepare(m->lora, b->lora, b->query_start, b->B, b->T, m->s, err, errlen)) return -1;
     mprobe_mark(m->probe, MH_UPLOAD);
     if (layers(m, &f, err, errlen)) return -1;
     mprobe_mark(m->probe, MH_LAUNCH);
@@ -361,6 +367,8 @@ static int layers(model *m, const fwd_batch *fb, char *err, size_t errlen) {
         STEP(MP_NORM, k_add_rmsnorm(m->x, m->res, w->attn_norm, T, D, eps, m->s));
         /* q, k, v projections in one GEMM */
         STEP(MP_QKV, linear(m, m->qkv, m->x, w, AWQ_QKV, w->wqkv, T, QKV, D));
+        /* LoRA: q, k, v += scale B (A x) on the tokens of requests with an adapter */
+        if (lora_rt_active(m->lora)) STEP(MP_LORA, lora_rt_linear(m->lora, LORA_G_QKV, l, m->qkv, QKV, m->x, D, m->s));
         /* Qwen2: q, k, v biases */
         if (w->bqkv) STEP(MP_QK_EXTRA, k_add_bias(m->qkv, w->bqkv, T, QKV, m->s));
         /* Qwen3: RMSNorm of each q head, then of each k head */
@@ -375,6 +383,7 @@ static int layers(model *m, const fwd_batch *fb, char *err, size_t errlen) {
                                   m->attn_ws, m->attn_ws_bytes, m->s));
         /* output projection (a partial sum over this rank's heads, then the sum over the ranks) */
         STEP(MP_O, linear(m, m->x, m->attn, w, AWQ_O, w->wo, T, D, nq * hd));
+        if (lora_rt_active(m->lora)) STEP(MP_LORA, lora_rt_linear(m->lora, LORA_G_O, l, m->x, D, m->attn, nq * hd, m->s));
         ALLREDUCE(T);
         /* MLP RMSNorm: res += x; x = rmsnorm(res) */
         STEP(MP_NORM, k_add_rmsnorm(m->x, m->res, w->mlp_norm, T, D, eps, m->s));
@@ -514,7 +523,7 @@ static int profile_step(model *m, char *err, size_t errlen) {
     }
     int Tuse = qs[B];
     for (int t = 0; t < Tuse; t++) { ids[t] = t % m->V; pos[t] = 0; slots[t] = -1; }
-    model_batch b = {Tuse, B, ids, pos, slots, qs, ctx, bt, mb, 0};
+    model_batch b = {Tuse, B, ids, pos, slots, qs, ctx, bt, mb, 0, NULL};
     int rc = model_forward(m, &b, NULL, err, errlen);
     if (!rc) rc = stream_sync(m, "profile step", err, errlen);
     free(buf);
@@ -554,7 +563,8 @@ static int plan_kv(model *m, model_mem *mem, size_t free0, char *err, size_t err
     cudaMemGetInfo(&free1, &total);
     mem->weights = m->w.bytes;
     mem->activations = free0 - free1;
-    mem->other = total - free0 - m->w.bytes;       /* context, NCCL, other processes */
+    mem->lora = lora_rt_held(m->lora);            /* allocated before free0 was read */
+    mem->other = total - free0 - m->w.bytes - mem->lora;   /* context, NCCL, other processes */
     mem->kv_bytes_per_token = (size_t)2 * m->L * m->nkv * m->hd * 2;   /* this rank's KV heads */
     mem->block_size = m->o.block_size;
     /* the CUDA graphs' memory, set aside before the plan, counts as in use */
@@ -647,6 +657,11 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
              m->o.gpu_memory_utilization, m->o.block_size);
         goto out;
     }
+    if (m->o.lora && m->tp) {
+        errbuf_fail(err, errlen, "--enable-lora with tensor parallelism: the shard plan is ready (engine/lora_pack.h), "
+                    "the workers do not load adapters yet");
+        goto out;
+    }
     if (m->leader && tell_workers(m, err, errlen)) goto out;
     /* fp32 accumulation all the way: no bf16 partial sums in split-K reductions */
     if (cublasCreate(&m->blas) != CUBLAS_STATUS_SUCCESS || cudaStreamCreate(&m->s) != cudaSuccess ||
@@ -656,6 +671,8 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
         goto out;
     }
     m->view.s = m->s;
+    /* LoRA adapters: packed, and their GPU slots, before the memory plan reads what is free */
+    if (m->o.lora && lora_rt_create(&m->lora, m->o.lora, c, NULL, m->o.max_num_batched_tokens, err, errlen)) goto out;
     size_t free0, total;
     cudaMemGetInfo(&free0, &total);
     if (alloc_activations(m, err, errlen) || graphs_setup(m, 0, mem, err, errlen)) goto out;
@@ -698,6 +715,7 @@ void model_free(model *m) {
     swap_pool_free(m->swap);
     k_moe_free(&m->moe);
     mprobe_free(m->probe);
+    lora_rt_free(m->lora);
     if (m->blas) cublasDestroy(m->blas);
     if (m->s) cudaStreamDestroy(m->s);
     w_free(&m->w);

@@ -12,6 +12,7 @@
 #include "sim/model_config.h"
 
 typedef struct tp_rank tp_rank;      /* engine/tp_engine.h */
+typedef struct lora_set lora_set;    /* engine/lora_set.h */
 
 typedef struct model_opts {
     int    max_num_batched_tokens;   /* tokens per step (activation buffers), default 2048 */
@@ -49,6 +50,10 @@ typedef struct model_opts {
      * options, and model_forward / model_copy_block post each step to them
      * before running it, so that every caller runs sharded unchanged. */
     const tp_rank *tp;
+    /* runtime LoRA (--enable-lora): the adapters requests may name, in
+     * lora->max_loras GPU slots of rank lora->max_rank (engine/lora_rt.h);
+     * the caller keeps the set alive.  NULL: off, exactly the path without it. */
+    const lora_set *lora;
 } model_opts;
 
 typedef struct model_mem {          /* what the memory plan found (bytes) */
@@ -61,6 +66,7 @@ typedef struct model_mem {          /* what the memory plan found (bytes) */
     int    num_blocks, block_size;
     long   kv_tokens;                /* num_blocks * block_size */
     double max_concurrency;          /* kv_tokens / max_model_len */
+    size_t lora;                     /* LoRA slots and work buffers (--enable-lora), apart from other */
 } model_mem;
 
 /* One step's flattened batch, all host arrays (copied to the GPU by model_forward):
@@ -74,6 +80,8 @@ typedef struct model_batch {
     const int32_t *query_start, *context_lens, *block_tables;
     int max_blocks_per_seq;
     int all_logits;                  /* 1: logits of all T tokens; 0: last token of each sequence */
+    const int32_t *lora;             /* (B,) each sequence's LoRA adapter (its lora_set id, 0 = none),
+                                        or NULL: none (with model_opts.lora) */
 } model_batch;
 
 typedef struct model model;

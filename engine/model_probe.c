@@ -19,7 +19,7 @@ static const char *step_names[MP_NSTEPS] = {
     "input copy + embedding", "RMSNorm (+ residual)", "q/k/v GEMM", "bias, q/k norm", "RoPE, KV write",
     "attention", "o GEMM", "gate/up GEMM", "SwiGLU", "down GEMM", "router GEMM", "routing (softmax, top-k)", "permutation",
     "experts gate/up + SwiGLU", "experts down", "combine", "all-reduce (tensor parallel)",
-    "logits rows + vocabulary GEMM"};
+    "LoRA adapters (shrink, expand; SwiGLU with them)", "logits rows + vocabulary GEMM"};
 
 struct mprobe {
     int L, max_T, E, k;

@@ -18,6 +18,7 @@ typedef enum {                       /* the steps of a forward, as the probe see
     MP_GATE_UP, MP_SILU, MP_DOWN,                                    /* dense MLP */
     MP_ROUTER, MP_ROUTE, MP_PERMUTE, MP_EXPERTS_GATE_UP, MP_EXPERTS_DOWN, MP_COMBINE,   /* mixture of experts */
     MP_ALLREDUCE,                                                    /* tensor parallelism */
+    MP_LORA,                                                         /* LoRA adapters (lora_rt.h) */
     MP_HEAD, MP_NSTEPS
 } mprobe_point;
 

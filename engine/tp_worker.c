@@ -79,6 +79,7 @@ int tp_post_create(tp_group *g, const model_opts *o, char *err, size_t errlen) {
     s.dump_layer0 = s.dump_experts = NULL;   /* probes stay on rank 0 */
     s.profile = s.host_probe = 0;
     s.tp = NULL;
+    s.lora = NULL;                           /* model_create refuses LoRA with tensor parallelism */
     tp_msg m;
     memset(&m, 0, sizeof m);
     m.kind = TP_MSG_CREATE;

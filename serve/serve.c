@@ -187,7 +187,7 @@ static enum MHD_Result continue_generation(srv_server *s, struct MHD_Connection 
 static enum MHD_Result handle_generation(srv_server *s, struct MHD_Connection *c, conn_ctx *cx, srv_kind kind) {
     char msg[512] = "";
     const char *code = NULL;
-    srv_req_limits lim = {s->model, s->o.max_tokens_limit, s->tpl};
+    srv_req_limits lim = {s->model, s->o.max_tokens_limit, s->tpl, s->be->adapters, s->be->n_adapters};
     srv_req r;
     int status = srv_req_parse(&r, kind, cx->body, cx->len, &lim, msg, sizeof msg, &code);
     if (status) {
@@ -229,6 +229,17 @@ static enum MHD_Result handle_models(srv_server *s, struct MHD_Connection *c) {
     cJSON_AddNumberToObject(m, "created", (double)time(NULL));
     cJSON_AddStringToObject(m, "owned_by", "pagesim");
     if (bs.max_model_len > 0) cJSON_AddNumberToObject(m, "max_model_len", (double)bs.max_model_len);
+    for (int i = 0; i < s->be->n_adapters; i++) {          /* LoRA adapters, as vLLM lists them */
+        cJSON *a = cJSON_CreateObject();
+        cJSON_AddItemToArray(data, a);
+        cJSON_AddStringToObject(a, "id", s->be->adapters[i]);
+        cJSON_AddStringToObject(a, "object", "model");
+        cJSON_AddNumberToObject(a, "created", (double)time(NULL));
+        cJSON_AddStringToObject(a, "owned_by", "pagesim");
+        cJSON_AddStringToObject(a, "root", s->be->adapters[i]);
+        cJSON_AddStringToObject(a, "parent", s->model);
+        if (bs.max_model_len > 0) cJSON_AddNumberToObject(a, "max_model_len", (double)bs.max_model_len);
+    }
     char *txt = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     return send_text(s, c, 200, "application/json", txt);

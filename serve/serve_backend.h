@@ -62,6 +62,8 @@ typedef struct {
     const char *const *stop;    /* (n_stop,) stop strings, for information: the
                                    server enforces them (see above) */
     int n_stop;
+    int lora;                   /* the LoRA adapter the request's "model" names: 1..n_adapters
+                                   of the backend, 0 = the base model */
 } srv_gen_params;
 
 /* The result a backend reports once per request. */
@@ -134,6 +136,10 @@ struct srv_backend {
     /* Stops the engine thread (aborting what is left, each with its
      * on_finish) and frees everything, the srv_backend included. */
     void (*destroy)(srv_backend *b);
+    /* LoRA adapters served beside the base model (vLLM's --lora-modules):
+     * a request's "model" may name one; /v1/models lists them */
+    const char *const *adapters;    /* (n_adapters,) their names, or NULL */
+    int n_adapters;
 };
 
 /* ---- the mock backend (serve/serve_mock.c): no GPU, deterministic -------- */

@@ -8,6 +8,7 @@
 #include "engine/engine.h"
 #include "text/tokenizer.h"
 #include "engine/weights.h"
+#include "engine/lora_set.h"
 #include "sim/model_config.h"
 #include "base/errbuf.h"
 #include <pthread.h>
@@ -45,6 +46,7 @@ typedef struct ereq {
 typedef struct esrv {
     srv_backend b;
     char        model[512];
+    const char **adapters;       /* (n,) the LoRA adapters' names (model_opts.lora), or NULL */
     tok_tokenizer *tok;
     eng        *e;
     int         max_model_len, max_num_seqs, vocab;
@@ -344,7 +346,7 @@ static int esrv_submit(void *self, const srv_gen_params *p, srv_sink *sink, uint
     else {
         r->id = s->next_id++;
         r->p = (eng_params){ .max_tokens = r->max_tokens, .temperature = (float)p->temperature,
-                             .top_p = (float)(p->top_p > 0 ? p->top_p : 1), .seed = seed };
+                             .top_p = (float)(p->top_p > 0 ? p->top_p : 1), .seed = seed, .lora = p->lora };
         if (s->in_tail) s->in_tail->next = r; else s->in_head = r;
         s->in_tail = r;
         *id = (uint64_t)r->id;
@@ -393,7 +395,7 @@ static void esrv_destroy(srv_backend *b) {
     }
     if (s->e) eng_free(s->e);
     tok_free(s->tok);
-    free(s->aborts); free(s->dec); free(s->lpv); free(s->topv); free(s->lptext);
+    free(s->aborts); free(s->dec); free(s->lpv); free(s->topv); free(s->lptext); free(s->adapters);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -425,7 +427,7 @@ srv_backend *srv_engine_create(const srv_engine_opts *o, char *info, size_t info
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->unseeded = 0x5EED;
-    s->b = (srv_backend){ s, s->model, esrv_submit, esrv_abort, esrv_stats, esrv_destroy };
+    s->b = (srv_backend){ s, s->model, esrv_submit, esrv_abort, esrv_stats, esrv_destroy, NULL, 0 };
     char cfg[4200], tokp[4200];
     mc_config c;
     w_weights w;
@@ -463,6 +465,12 @@ srv_backend *srv_engine_create(const srv_engine_opts *o, char *info, size_t info
     model_mem mem;
     if (!(s->e = eng_create(&c, &w, &ec, &mem, err, errcap))) goto fail;
     const model_opts *mo = model_options(eng_model(s->e));
+    if (mo->lora && mo->lora->n > 0) {       /* the adapters requests may name (the caller keeps the set) */
+        if (!(s->adapters = calloc((size_t)mo->lora->n, sizeof *s->adapters))) { errbuf_fail(err, errcap, "out of memory"); goto fail; }
+        for (int i = 0; i < mo->lora->n; i++) s->adapters[i] = mo->lora->a[i].name;
+        s->b.adapters = s->adapters;
+        s->b.n_adapters = mo->lora->n;
+    }
     s->max_model_len = mo->max_model_len;
     s->max_num_seqs = mo->max_num_seqs;
     if (info)

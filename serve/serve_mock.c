@@ -255,7 +255,7 @@ static void admit(mock *m, mreq *in) {
     mreq *pushed = NULL;                     /* this round's, to find one the driver could not take */
     for (mreq *r = in, *nx; r; r = nx) {
         nx = r->next;
-        drv_request q = { r->id, r->prompt, r->prompt_len, r->max_tokens, r->n, 0, r->arrival, r };
+        drv_request q = { r->id, r->prompt, r->prompt_len, r->max_tokens, r->n, 0, r->arrival, r, 0 };   /* no LoRA */
         if (drv_queue_push(m->q, &q)) { r->next = NULL; finish(r, SRV_FINISH_ERROR, "out of memory"); continue; }
         free(r->prompt);
         r->prompt = NULL;
@@ -476,7 +476,7 @@ srv_backend *srv_mock_create(const srv_mock_opts *o, char *err, size_t errcap) {
     pthread_cond_init(&m->cv, NULL);
     m->unseeded = 0x5EED;
     m->st.max_model_len = o->max_model_len;
-    m->b = (srv_backend){m, m->model, mock_submit, mock_abort, mock_stats, mock_destroy};
+    m->b = (srv_backend){m, m->model, mock_submit, mock_abort, mock_stats, mock_destroy, NULL, 0};
     kv_config kc = {KV_PAGED, o->num_blocks, o->block_size, (int)o->max_model_len, 2048, o->prefix_caching != 0, 0,
                     KV_ALLOC_FIRST_FIT};
     sched_config sc = sched_config_default();

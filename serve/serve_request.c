@@ -293,13 +293,18 @@ int srv_req_parse(srv_req *r, srv_kind kind, const char *body, size_t len,
     int status = 400;
     if (!cJSON_IsObject(root)) { bad(msg, cap, "the request body must be a JSON object"); goto out; }
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
-    if (cJSON_IsString(model) && strcmp(model->valuestring, lim->model) != 0) {
-        bad(msg, cap, "The model `%.100s` does not exist; this server serves `%.100s`.", model->valuestring, lim->model);
+    int lora = 0;                            /* the base model, or the LoRA adapter "model" names */
+    for (int i = 0; cJSON_IsString(model) && i < lim->n_adapters && !lora; i++)
+        if (!strcmp(model->valuestring, lim->adapters[i])) lora = i + 1;
+    if (cJSON_IsString(model) && !lora && strcmp(model->valuestring, lim->model) != 0) {
+        bad(msg, cap, "The model `%.100s` does not exist; this server serves `%.100s`%s.", model->valuestring, lim->model,
+            lim->n_adapters ? " and its LoRA adapters (GET /v1/models lists them)" : "");
         *code = "model_not_found";
         status = 404;
         goto out;
     }
     if (parse_common(root, r, lim, msg, cap)) goto out;
+    r->gp.lora = lora;
     if (kind == SRV_CHAT ? parse_messages(root, r, lim, msg, cap) : parse_prompt(root, r, msg, cap)) goto out;
     r->gp.stop = (const char *const *)r->stop;
     r->gp.n_stop = r->n_stop;

@@ -19,6 +19,8 @@ typedef struct srv_req_limits {
     const char *model;          /* the served name: another "model" is a 404 */
     int max_tokens_limit;       /* largest max_tokens; also the default */
     const chat_tpl *chat_template;  /* renders chat messages (text/chat_template.h) */
+    const char *const *adapters;    /* (n_adapters,) LoRA adapters a "model" may name instead */
+    int n_adapters;
 } srv_req_limits;
 
 typedef struct srv_req {

@@ -64,7 +64,7 @@ int bm_check(const bm *m, seq *const *live, int n, char *err, size_t errlen) {
                 if (!hashed_run) FAIL("seq %d: hashed block %d after an unhashed one", s->id, b);
                 if ((long)(i + 1) * m->bs > s->num_tokens)
                     FAIL("seq %d: hashed block %d (logical %d) is not full (%d tokens)", s->id, b, i, s->num_tokens);
-                int want = i > 0 ? s->block_table[i - 1] : -1;
+                int want = i > 0 ? s->block_table[i - 1] : bm_root_parent(s);
                 if (m->parent[b] != want || (want >= 0 && m->parent_gen[b] != m->gen[want]))
                     FAIL("seq %d: hashed block %d does not follow its table's block %d", s->id, b, want);
                 if (memcmp(m->tok + (size_t)b * m->bs, s->tokens + (size_t)i * m->bs,

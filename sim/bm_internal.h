@@ -34,7 +34,7 @@ struct bm {
     bm_queue  q[2];
     uint64_t *hash;       /* (nb,) */
     uint32_t *gen;        /* (nb,) */
-    int32_t  *parent;     /* (nb,) -1 for a first block */
+    int32_t  *parent;     /* (nb,) < 0 for a first block (bm_root_parent) */
     uint32_t *parent_gen; /* (nb,) */
     int      *tok;        /* (nb, bs) tokens of registered blocks; NULL without caching */
     bm_entry *map;        /* (map_cap,) open addressing, linear probing */
@@ -63,8 +63,16 @@ static inline uint32_t bm_map_slot(const bm *m, uint64_t h) { return (uint32_t)(
 /* ---- the prefix cache (sim/bm_prefix.c) ------------------------------------------ */
 /* Drops b's hash (its map entry); b stays where it is. */
 void bm_unregister(bm *m, int b);
-/* Registers full block b: hash h, following block parent (-1 for a first
- * block), holding tokens (bs of them). */
+/* The parent identity of a sequence's first block, and the hash its chain
+ * starts from: -1 and BM_HASH_SEED without a LoRA adapter; with adapter a,
+ * -1 - a and a seed of its own, so that a prefix computed under one adapter
+ * (other K/V) never serves another (vLLM puts the adapter in the block hash). */
+static inline int bm_root_parent(const seq *s) { return s->lora > 0 ? -1 - s->lora : -1; }
+static inline uint64_t bm_root_hash(const seq *s) {
+    return s->lora > 0 ? bm_hash_default(BM_HASH_SEED, &s->lora, 1) : BM_HASH_SEED;
+}
+/* Registers full block b: hash h, following block parent (bm_root_parent for
+ * a first block), holding tokens (bs of them). */
 void bm_register(bm *m, int b, uint64_t h, int parent, const int *tokens);
 /* Walks the cached prefix of s: returns the number of full blocks hit (never
  * covering the last token, which must be computed to sample from), and how

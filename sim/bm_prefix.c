@@ -83,8 +83,8 @@ int bm_lookup_prefix(const bm *m, const seq *s, int *in_use, int *hits) {
     int used = 0, n = 0;
     if (m->pc && m->map_len > 0) {
         int max_hit = (s->num_tokens - 1) / m->bs;
-        uint64_t h = BM_HASH_SEED;
-        int parent = -1;
+        uint64_t h = bm_root_hash(s);
+        int parent = bm_root_parent(s);
         for (; n < max_hit; n++) {
             const int *t = s->tokens + (size_t)n * m->bs;
             uint64_t hn = m->hfn(h, t, m->bs);
@@ -116,8 +116,8 @@ void bm_commit_computed(bm *m, seq *s) {
          * slot made writable before a fork is written into the shared block):
          * it is registered once this sequence holds it alone */
         if (m->blk[b].ref > 1) break;
-        int parent = i > 0 ? s->block_table[i - 1] : -1;
-        uint64_t ph = parent >= 0 ? m->hash[parent] : BM_HASH_SEED;
+        int parent = i > 0 ? s->block_table[i - 1] : bm_root_parent(s);
+        uint64_t ph = parent >= 0 ? m->hash[parent] : bm_root_hash(s);
         const int *t = s->tokens + (size_t)i * m->bs;
         bm_register(m, b, m->hfn(ph, t, m->bs), parent, t);
     }

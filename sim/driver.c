@@ -133,6 +133,7 @@ int drv_admit(drv *d, char *err, size_t errlen) {
                      ? "out of memory" : "no prompt or no output");
             return -1;
         }
+        s->lora = r.lora;                       /* before any step: forks copy it */
         long len = (long)r.prompt_len + r.max_output;
         if (len > d->longest) d->longest = len;
         if (d->cfg.on_arrival) d->cfg.on_arrival(d->cfg.ctx, &r, s);

@@ -28,6 +28,7 @@ typedef struct drv_request {      /* one request as a source hands it over */
     int         n, beam;          /* parallel samples (1), beam width (0: none) */
     double      arrival;          /* seconds, on the driver's clock */
     void       *user;             /* the executor's per-request state (seq.user, sched_done.user) */
+    int         lora;             /* LoRA adapter (seq.lora), 0 = none */
 } drv_request;
 
 typedef enum { DRV_SRC_REQUEST, DRV_SRC_LATER, DRV_SRC_END } drv_src_status;

@@ -148,6 +148,16 @@ int64_t plan_weight_bytes(const mc_config *c, mc_dtype dtype, int tp) {
     return (int64_t)llround((double)lin * (0.5 + 2.5 / mc_quant_group(c))) + rest * 2;   /* as mc_weight_bytes */
 }
 
+int64_t plan_lora_bytes(const mc_config *c, mc_dtype dtype, int tp, int max_loras, int max_rank) {
+    if (max_loras <= 0 || max_rank <= 0 || tp < 1) return 0;
+    int64_t h = c->hidden_size, q = (int64_t)c->num_heads * c->head_dim / tp;
+    int64_t kv = (int64_t)(c->num_kv_heads >= tp ? c->num_kv_heads / tp : 1) * c->head_dim;
+    int64_t i = c->intermediate_size / tp, attn = (h + q) + 2 * (h + kv) + (q + h), mlp = 3 * (h + i), per = 0;
+    for (int l = 0; l < c->num_layers; l++) per += attn + (mc_layer_is_moe(c, l) ? 0 : mlp);
+    int bytes = dtype == MC_DTYPE_FP32 ? 4 : 2;                  /* AWQ: fp16 adapters */
+    return per * max_rank * max_loras * bytes;
+}
+
 int64_t plan_kv_bytes_per_token(const mc_config *c, mc_dtype kv_dtype, int tp) {
     int kv_heads = c->num_kv_heads >= tp ? c->num_kv_heads / tp : 1;
     return 2LL * c->num_layers * kv_heads * c->head_dim * mc_dtype_bytes(kv_dtype);
@@ -208,6 +218,11 @@ static int check_opts(const mc_config *c, const cm_gpu *g, const plan_opts *o, c
                  "--swap-space non-negative");
         return -1;
     }
+    if (o->max_loras < 0 || o->max_loras > 1024 || (o->max_loras > 0 && (o->max_lora_rank < 1 || o->max_lora_rank > 512))) {
+        snprintf(err, errlen, "--max-loras must be in 0..1024 and --max-lora-rank in 1..512 (got %d, %d)",
+                 o->max_loras, o->max_lora_rank);
+        return -1;
+    }
     if (o->dtype < -1 || o->dtype > MC_DTYPE_AWQ4) {
         snprintf(err, errlen, "unknown dtype %d", o->dtype);
         return -1;
@@ -241,7 +256,10 @@ int plan_compute(const mc_config *c, const cm_gpu *g, const plan_opts *o, plan_r
     r->weight_bytes = (double)plan_weight_bytes(c, r->wdtype, o->tp);
     r->activation_bytes = plan_activation_bytes(c, r->wdtype, o->tp, r->batched_tokens, o->max_num_seqs);
     r->non_torch_bytes = plan_non_torch_bytes(o->tp);
-    r->kv_bytes = r->budget_bytes - r->weight_bytes - r->activation_bytes - r->non_torch_bytes;
+    r->max_loras = o->max_loras;
+    r->max_lora_rank = o->max_loras > 0 ? o->max_lora_rank : 0;
+    r->lora_bytes = (double)plan_lora_bytes(c, r->wdtype, o->tp, o->max_loras, o->max_lora_rank);
+    r->kv_bytes = r->budget_bytes - r->weight_bytes - r->activation_bytes - r->non_torch_bytes - r->lora_bytes;
 
     r->kv_bytes_per_token = plan_kv_bytes_per_token(c, r->kvdtype, o->tp);
     r->block_bytes = r->kv_bytes_per_token * o->block_size;
@@ -281,6 +299,9 @@ void plan_write_text(FILE *f, const plan_result *r) {
     fprintf(f, "  activation peak      %8.2f GiB  (profile run: %d batched tokens, %d seqs)\n",
             r->activation_bytes / GIB, r->batched_tokens, r->max_num_seqs);
     fprintf(f, "  non-torch memory     %8.2f GiB\n", r->non_torch_bytes / GIB);
+    if (r->max_loras > 0)
+        fprintf(f, "  LoRA adapter slots   %8.2f GiB  (%d slots of rank %d, every linear layer)\n", r->lora_bytes / GIB,
+                r->max_loras, r->max_lora_rank);
     fprintf(f, "  left for KV cache    %8.2f GiB\n", r->kv_bytes / GIB);
     fprintf(f, "KV bytes per token     %8lld B\n", (long long)r->kv_bytes_per_token);
     fprintf(f, "KV bytes per block     %8lld B  (%d tokens)\n", (long long)r->block_bytes, r->block_size);
@@ -288,13 +309,14 @@ void plan_write_text(FILE *f, const plan_result *r) {
     fprintf(f, "GPU KV cache size: %s tokens\n", grouped(r->kv_tokens, a, sizeof a));
     fprintf(f, "Maximum concurrency for %s tokens per request: %.2fx\n",
             grouped(r->max_model_len, b, sizeof b), r->max_concurrency);
-    double need = r->weight_bytes + r->activation_bytes + r->non_torch_bytes;
+    double need = r->weight_bytes + r->activation_bytes + r->non_torch_bytes + r->lora_bytes;
     if (r->num_blocks <= 0) {
         fprintf(f, "verdict: does not fit: weights %.2f GiB + activations %.2f GiB + non-torch "
-                "%.2f GiB = %.2f GiB, more than the %.2f GiB budget (%.2f GiB x %.2f); nothing is "
+                "%.2f GiB%s = %.2f GiB, more than the %.2f GiB budget (%.2f GiB x %.2f); nothing is "
                 "left for the KV cache (vLLM: \"# GPU blocks: 0\").  Try a higher --gpu-memory-utilization, a "
                 "smaller --max-model-len, a smaller or quantized model, or more GPUs (--tensor-parallel-size).\n",
                 r->weight_bytes / GIB, r->activation_bytes / GIB, r->non_torch_bytes / GIB,
+                r->lora_bytes > 0 ? " + LoRA slots" : "",
                 need / GIB, r->budget_bytes / GIB, r->total_bytes / GIB, r->util);
     } else if (!r->fits) {
         fprintf(f, "verdict: does not fit at --max-model-len %d: the KV cache holds %ld tokens, "
@@ -329,6 +351,8 @@ void plan_write_json(FILE *f, const plan_result *r) {
             r->total_bytes, r->budget_bytes, r->weight_bytes);
     fprintf(f, "  \"activation_bytes\": %.0f,\n  \"non_torch_bytes\": %.0f,\n  \"kv_cache_bytes\": %.0f,\n",
             r->activation_bytes, r->non_torch_bytes, r->kv_bytes);
+    fprintf(f, "  \"lora_bytes\": %.0f,\n  \"max_loras\": %d,\n  \"max_lora_rank\": %d,\n", r->lora_bytes,
+            r->max_loras, r->max_lora_rank);
     fprintf(f, "  \"kv_bytes_per_token\": %lld,\n  \"kv_bytes_per_block\": %lld,\n",
             (long long)r->kv_bytes_per_token, (long long)r->block_bytes);
     fprintf(f, "  \"num_gpu_blocks\": %ld,\n  \"num_cpu_blocks\": %ld,\n  \"kv_cache_tokens\": %ld,\n",

@@ -21,6 +21,8 @@ typedef struct plan_opts {
     int    max_num_batched_tokens; /* profile run's tokens; 0 = as vLLM V0: max(max_model_len,
                                     * 2048), or 2048 above 32K (chunked prefill) */
     double swap_space_gib;       /* CPU swap space per GPU for "# CPU blocks" (4) */
+    int    max_loras;            /* --enable-lora: GPU slots of LoRA adapters (0: LoRA off) */
+    int    max_lora_rank;        /* their rank (vLLM's default 16) */
 } plan_opts;
 
 typedef struct plan_result {
@@ -35,6 +37,8 @@ typedef struct plan_result {
     double  weight_bytes;        /* model weights on one GPU (plan_weight_bytes) */
     double  activation_bytes;    /* profile-run peak (see planner.c for the estimate) */
     double  non_torch_bytes;     /* cuBLAS/NCCL/allocator memory outside torch tensors */
+    double  lora_bytes;          /* LoRA adapter slots (plan_lora_bytes), 0 without --enable-lora */
+    int     max_loras, max_lora_rank;
     double  kv_bytes;            /* budget - weights - activations - non-torch; may be < 0 */
     int64_t kv_bytes_per_token;  /* 2 x layers x kv_heads/tp x head_dim x KV dtype bytes */
     int64_t block_bytes;         /* kv_bytes_per_token x block_size */
@@ -64,6 +68,14 @@ double plan_non_torch_bytes(int tp);
  * mc_weight_bytes.  The engine's own plan (engine/tp_shard.h) agrees byte
  * for byte (tests/test_tp_shard.c). */
 int64_t plan_weight_bytes(const mc_config *c, mc_dtype dtype, int tp);
+/* Bytes of max_loras LoRA slots of rank max_rank on one GPU of tp, as vLLM
+ * allocates them (every linear of every layer: q, k, v, o and the dense
+ * MLP's gate, up, down; a mixture-of-experts layer's attention only): A
+ * (rank, in) and B (out, rank) per module in the weights' dtype, A whole and
+ * B split with a column-parallel linear, A split and B whole with a
+ * row-parallel one.  The engine's slots agree to their alignment
+ * (tests/test_plan_lora.c). */
+int64_t plan_lora_bytes(const mc_config *c, mc_dtype dtype, int tp, int max_loras, int max_rank);
 /* KV bytes per token on one GPU: KV heads split over tp, one per GPU when fewer. */
 int64_t plan_kv_bytes_per_token(const mc_config *c, mc_dtype kv_dtype, int tp);
 /* Human report, vLLM's log lines included ("# GPU blocks: N, # CPU blocks: M",

@@ -26,9 +26,11 @@ sched_config sched_config_default(void) {
 
 sched *sched_create(const sched_config *cfg, kv_cache *kv, char *err, size_t errlen) {
     if (!cfg || !kv) { snprintf(err, errlen, "scheduler: no config or KV cache"); return NULL; }
-    if (cfg->max_num_seqs <= 0 || cfg->max_num_batched_tokens <= 0 || cfg->watermark_blocks < 0) {
+    if (cfg->max_num_seqs <= 0 || cfg->max_num_batched_tokens <= 0 || cfg->watermark_blocks < 0 ||
+        cfg->max_loras < 0) {
         snprintf(err, errlen, "scheduler: max_num_seqs (%d) and max_num_batched_tokens (%d) "
-                 "must be positive", cfg->max_num_seqs, cfg->max_num_batched_tokens);
+                 "must be positive, max_loras (%d) not negative", cfg->max_num_seqs,
+                 cfg->max_num_batched_tokens, cfg->max_loras);
         return NULL;
     }
     const kv_config *kc = kv_get_config(kv);
@@ -227,6 +229,21 @@ static void add_item(sched *sc, sseq *q, int num_new, bool samples, double now) 
     }
 }
 
+/* Whether s may join the running sequences under max_loras: it has no
+ * adapter, or its adapter runs already, or fewer than max_loras do. */
+static bool lora_fits(const sched *sc, const seq *s) {
+    if (sc->cfg.max_loras <= 0 || s->lora <= 0) return true;
+    int distinct = 0;
+    for (int i = 0; i < sc->nrun; i++) {
+        int a = sc->run[i]->s.lora, first = 1;
+        if (a <= 0) continue;
+        if (a == s->lora) return true;
+        for (int j = 0; j < i && first; j++) first = sc->run[j]->s.lora != a;
+        distinct += first;
+    }
+    return distinct < sc->cfg.max_loras;
+}
+
 /* Schedules running sequence run[idx] within the budget.  With may_preempt,
  * frees room by preempting the newest running sequences (maybe itself). */
 static void try_schedule(sched *sc, int idx, int *budget, bool may_preempt, double now) {
@@ -301,7 +318,7 @@ int sched_schedule(sched *sc, double now, const sched_batch **out, char *err, si
     /* 2. swapped sequences come back, oldest first, if nothing was preempted */
     while (b->preempted == 0 && sc->swapped.len > 0 && sc->nrun < sc->cfg.max_num_seqs) {
         sseq *q = dq_front(&sc->swapped);
-        if (!kv_can_swap_in(sc->kv, &q->s) ||
+        if (!kv_can_swap_in(sc->kv, &q->s) || !lora_fits(sc, &q->s) ||
             b->num_copies + q->s.num_blocks > sc->copies_cap) break;
         if (run_push(sc, q)) break;             /* (claimed: cannot fail) */
         dq_pop_front(&sc->swapped);
@@ -324,6 +341,7 @@ int sched_schedule(sched *sc, double now, const sched_batch **out, char *err, si
         }
         if (!sc->cfg.chunked_prefill && !sc->cfg.static_batching && b->num_items > 0 &&
             s->num_tokens > budget) break;
+        if (!lora_fits(sc, s)) break;           /* its adapter waits for a slot (FCFS) */
         if (!kv_can_admit(sc->kv, s, sc->cfg.watermark_blocks)) {
             if (sc->nrun == 0 && sc->swapped.len == 0) {   /* can never fit: drop it */
                 if (refusals-- <= 0) break;

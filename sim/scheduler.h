@@ -40,6 +40,9 @@ typedef struct sched_config {
                                      the budget */
     int  watermark_blocks;        /* kept free when admitting (0) */
     int  max_model_len;           /* prompt + output cap; 0 = the KV config's */
+    int  max_loras;               /* > 0: at most this many different LoRA adapters (seq.lora
+                                     > 0) among the running sequences, as vLLM's --max-loras
+                                     (a sequence of another adapter waits: FCFS); 0: no limit */
     uint64_t seed;                /* beam-search choices */
 } sched_config;
 

@@ -36,6 +36,9 @@ typedef struct seq {
     double  finish_time;
     int     num_preemptions;
     void   *user;            /* executor's per-request state (the engine's sampler...) */
+    int     lora;            /* the request's LoRA adapter (the executor's id, > 0), 0 = none:
+                                the scheduler runs at most max_loras different ones at once,
+                                and the prefix cache keeps each adapter's blocks apart */
 } seq;
 
 /* Initialises s with a copy of prompt (prompt_len ids).  Returns 0, or -1 when

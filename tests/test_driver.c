@@ -54,7 +54,7 @@ static int prompt[4096];
 static void make_reqs(drv_request *q, int n, const double *arrival) {
     for (int i = 0; i < 4096; i++) prompt[i] = 1000 + i;
     for (int i = 0; i < n; i++)
-        q[i] = (drv_request){ i, prompt, 30 + 7 * i, 12 + i, 1, 0, arrival[i], NULL };
+        q[i] = (drv_request){ i, prompt, 30 + 7 * i, 12 + i, 1, 0, arrival[i], NULL, 0 };
 }
 
 typedef struct hooks { int arrivals, steps, done; double arrived_at[16]; } hooks;

@@ -65,7 +65,7 @@ static void on_arrival(void *ctx, const drv_request *r, seq *first) {
 }
 
 static int push(drv_queue *q, int id, int *prompt, int len, double at) {
-    drv_request r = { id, prompt, len, 8, 1, 0, at, NULL };
+    drv_request r = { id, prompt, len, 8, 1, 0, at, NULL, 0 };
     return drv_queue_push(q, &r);
 }
 
@@ -195,7 +195,7 @@ static void test_bad_pushes(void **st) {
     drv_queue *q = drv_queue_create();
     assert_non_null(q);
     int prompt[4] = { 1, 2, 3, 4 };
-    drv_request r = { 0, NULL, 4, 8, 1, 0, 0.0, NULL };
+    drv_request r = { 0, NULL, 4, 8, 1, 0, 0.0, NULL, 0 };
     assert_int_equal(drv_queue_push(q, &r), -1);        /* no prompt */
     r.prompt = prompt; r.prompt_len = 0;
     assert_int_equal(drv_queue_push(q, &r), -1);        /* empty prompt */

@@ -105,7 +105,7 @@ static model_batch make_batch(int32_t *buf, int T, int B, int M, unsigned seed) 
     for (int s = 0; s < B; s++) { qs[s + 1] = (s + 1) * T / B; ctx[s] = qs[s + 1] - qs[s] + rand() % 100; }
     for (int t = 0; t < T; t++) { ids[t] = rand() % 150000; pos[t] = rand() % 4096; slots[t] = rand() % 100000; }
     for (int i = 0; i < B * M; i++) bt[i] = rand() % 5000;
-    return (model_batch){T, B, ids, pos, slots, qs, ctx, bt, M, (int)(seed & 1)};
+    return (model_batch){T, B, ids, pos, slots, qs, ctx, bt, M, (int)(seed & 1), NULL};
 }
 
 /* rank 0's part of start-up: what to load, then the model options, then READY */

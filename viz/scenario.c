@@ -145,7 +145,7 @@ static int lane_next(void *ctx, double now, drv_request *r, double *next_at, cha
     const wl_request *w = &v->reqs[i];
     if (w->arrival > now) { *next_at = w->arrival; return DRV_SRC_LATER; }
     wl_prompt_tokens(w, i, v->cfg.seed, v->ids);
-    *r = (drv_request){ i, v->ids, w->prompt_len, w->output_len, w->n > 0 ? w->n : 1, w->beam, w->arrival, NULL };
+    *r = (drv_request){ i, v->ids, w->prompt_len, w->output_len, w->n > 0 ? w->n : 1, w->beam, w->arrival, NULL, 0 };
     l->next++;
     return DRV_SRC_REQUEST;
 }

@@ -15,6 +15,7 @@
  * the larger of the two.  Pass the GEMM rate and copy bandwidth measured on
  * the same GPU (tests/gpu/bench_hf.py --peaks measures both). */
 #include "apps/engine/cli.h"
+#include "apps/engine/cli_lora.h"
 #include "apps/engine/bench_moe.h"
 #include "apps/engine/bench_awq.h"
 #include "engine/engine.h"
@@ -82,6 +83,10 @@ static void usage(FILE *f) {
         "  --num-gpu-blocks N, --max-gpu-memory SIZE|GPU, --dummy-seed S, --tensor-parallel-size N (-tp N),\n"
         "  --data-dir DIR, --version: as engine/run\n"
         CLI_ENGINE_HELP
+        "  --enable-lora, --lora-modules NAME=PATH ..., --max-loras N, --max-lora-rank R: as engine/serve;\n"
+        "                            request r uses adapter r mod (adapters) + 1\n"
+        "  --lora-dummy N            N random adapters on every linear at --max-lora-rank (with\n"
+        "                            --enable-lora): 1 = one adapter for every request\n"
         "Every run prints where a step's host time goes (schedule, batch build, upload, launch, sample,\n"
         "the wait for the GPU, postprocess), decode-only steps apart.\n"
         "Exit status: 0 done, 1 the run failed (the GPU, a write error), 2 bad usage or input.\n");
@@ -374,7 +379,7 @@ static int run_attention(const mc_config *c, const char *spec, int bs, double pe
 enum { O_HELP = 'h', O_NO_PREFIX = 256, O_MODEL, O_DUMMY, O_WORKLOAD, O_NUM_REQUESTS, O_PROMPT_LEN,
        O_OUTPUT_LEN, O_MIN_LEN, O_MAX_LEN, O_SEED, O_DUMMY_SEED, O_TEMPERATURE, O_SAVE, O_JSON, O_ATTENTION,
        O_ELEMENTWISE, O_PEAK_TFLOPS, O_PEAK_GBPS, O_MOE_LAYER, O_SAVE_ROUTING, O_TRACE, O_STEPS_OUT,
-       O_OP_PROFILE, O_PROFILE_OPS, O_ENABLE_PREFIX, O_AWQ_GEMM, O_SIMULATE };
+       O_OP_PROFILE, O_PROFILE_OPS, O_ENABLE_PREFIX, O_AWQ_GEMM, O_SIMULATE, O_LORA_DUMMY };
 static const opt_spec k_opts[] = {
     { "help", O_HELP, OPT_FLAG },                FRONT_PREFIX_ROWS(O_ENABLE_PREFIX, O_NO_PREFIX),
     { "model", O_MODEL, OPT_VALUE },             { "dummy-weights", O_DUMMY, OPT_VALUE },
@@ -390,8 +395,9 @@ static const opt_spec k_opts[] = {
     { "save-routing", O_SAVE_ROUTING, OPT_VALUE }, { "trace", O_TRACE, OPT_VALUE },
     { "steps-out", O_STEPS_OUT, OPT_VALUE },    { "op-profile", O_OP_PROFILE, OPT_VALUE },
     { "profile-ops", O_PROFILE_OPS, OPT_VALUE }, { "awq-gemm", O_AWQ_GEMM, OPT_VALUE },
-    { "simulate", O_SIMULATE, OPT_FLAG },
+    { "simulate", O_SIMULATE, OPT_FLAG },        { "lora-dummy", O_LORA_DUMMY, OPT_VALUE },
     CLI_MODEL_SPECS,
+    CLI_LORA_SPECS,
     CLI_TP_SPECS,
     CLI_ENGINE_SPECS,
     { NULL, 0, 0 },
@@ -514,6 +520,9 @@ int main(int argc, char **argv) {
     cfg.eos_id = -1;
     cfg.model.max_num_batched_tokens = 8192;
     cfg.model.host_probe = 1;               /* where a step's host time goes: a few clock reads a step */
+    static cli_lora lora;
+    int lora_dummy = 0;
+    cli_lora_init(&lora);
     opt_parser op;
     const char *v;
     char perr[256];
@@ -552,10 +561,15 @@ int main(int argc, char **argv) {
         case O_PEAK_TFLOPS: peak_tflops = cli_num(PROG, a, v, 1, 1e6); break;
         case O_PEAK_GBPS: peak_gbps = cli_num(PROG, a, v, 1, 1e6); break;
         case CLI_TP: tp = cli_int(PROG, a, v, 1, 1024); break;
-        case OPT_ARG: snprintf(perr, sizeof perr, "unexpected argument '%s'", v); cli_usage_error(PROG, perr);
+        case O_LORA_DUMMY: lora_dummy = cli_int(PROG, a, v, 1, 64); break;
+        case OPT_ARG:
+            if (cli_lora_positional(PROG, v, &lora)) break;
+            snprintf(perr, sizeof perr, "unexpected argument '%s'", v);
+            cli_usage_error(PROG, perr);
         case OPT_ERROR: cli_usage_error(PROG, perr);
         default:
-            if (!front_option(PROG, k, v) && !cli_engine_option(PROG, k, a, v, &cfg))
+            if (!front_option(PROG, k, v) && !cli_engine_option(PROG, k, a, v, &cfg) &&
+                !cli_lora_option(PROG, k, a, v, &lora))
                 cli_model_option(PROG, k, a, v, &cfg.model, &cfg.kv_policy);
             break;
         }
@@ -583,6 +597,10 @@ int main(int argc, char **argv) {
         front_check_output("--steps-out", steps_out, err, sizeof err) || front_check_output("--profile-ops", prof_out, err, sizeof err) ||
         front_check_output("--save-routing", save_routing, err, sizeof err))
         cli_usage_error(PROG, err);
+    if (lora_dummy && !lora.enabled) cli_usage_error(PROG, "--lora-dummy needs --enable-lora");
+    cfg.model.lora = cli_lora_load(PROG, &lora, &c, stderr);
+    if (lora_dummy) cli_lora_dummy(PROG, &lora, &c, lora_dummy, stderr);
+    int nlora = cfg.model.lora ? cfg.model.lora->n : 0;
     if (prof_out) {
         if (pops_run(&c, model_dir, dummy_seed, &cfg, prof_out, stderr, err, sizeof err)) {
             fprintf(stderr, "engine/bench: %s\n", err);
@@ -669,6 +687,7 @@ int main(int argc, char **argv) {
     if (!e) { fprintf(stderr, "engine/bench: %s\n", err); tp_engine_stop(tpe); return 1; }
     const model_opts *mo = model_options(eng_model(e));
     cli_tp_report(stderr, tpe, &c, &mem);
+    cli_lora_report(stderr, &lora, &c, mem.lora);
     fprintf(stderr, "%s: weights %.2f GiB, activation peak %.2f GiB, GPU KV cache size: %ld tokens (%s), "
             "setup %.1f s\n", c.name, mem.weights / 1073741824.0, mem.activations / 1073741824.0, mem.kv_tokens,
             kv_policy_name(cfg.kv_policy), clock_now_s() - t0);
@@ -698,7 +717,8 @@ int main(int argc, char **argv) {
     double start = clock_now_s(), at0 = eng_now(e);
     for (int r = 0; r < nreq; r++) {
         eng_params p = { .max_tokens = ol[r], .temperature = (float)temperature, .top_p = 1.0f,
-                         .seed = seed + (uint64_t)r, .arrival = tr ? at0 + tr[r].arrival : 0 };
+                         .seed = seed + (uint64_t)r, .arrival = tr ? at0 + tr[r].arrival : 0,
+                         .lora = nlora ? 1 + r % nlora : 0 };
         if (eng_add_request(e, r, prompts[r], pl[r], &p, err, sizeof err)) {
             fprintf(stderr, "engine/bench: %s\n", err);
             return 1;
@@ -718,6 +738,8 @@ int main(int argc, char **argv) {
            "max_num_batched_tokens %d, max_num_seqs %d, KV %s%s\n", c.name, workload, nreq, total_prompt, gen,
            total_out, mo->max_num_batched_tokens, mo->max_num_seqs, kv_policy_name(cfg.kv_policy),
            tpe ? (tp > 1 ? ", tensor parallel over NCCL (roofline: all GPUs)" : ", tensor parallel size 1 (NCCL)") : "");
+    if (nlora) printf("  LoRA: %d adapter%s of rank %d on every linear, %d GPU slots; request r uses adapter r mod %d + 1\n",
+                      nlora, nlora == 1 ? "" : "s", lora.set.max_rank, lora.set.max_loras, nlora);
     printf("  wall %.2f s, %ld steps (%.2f ms/step): %.0f total tokens/s, %.0f output tokens/s, %ld preemptions\n",
            wall, steps, 1e3 * wall / (steps ? steps : 1), tot / wall, gen / wall, ss->preemptions);
     printf("  mean TTFT %.1f ms, mean TPOT %.2f ms, mean latency %.2f s\n", done ? 1e3 * ttft_sum / done : 0,
@@ -752,12 +774,13 @@ int main(int argc, char **argv) {
                 "\"compute_roofline_pct\": %.2f, \"roofline_pct\": %.2f, \"achieved_tflops\": %.1f, "
                 "\"peak_tflops\": %.1f, \"peak_gbps\": %.1f, \"mean_ttft_ms\": %.2f, \"mean_tpot_ms\": %.3f, "
                 "\"kv_blocks\": %d, \"kv_peak_blocks\": %ld, \"tensor_parallel_size\": %d, \"tensor_parallel_nccl\": %d, "
-                "\"max_num_batched_tokens\": %d%s%s}\n",
+                "\"max_num_batched_tokens\": %d, \"lora_adapters\": %d, \"max_lora_rank\": %d%s%s}\n",
                 c.name, workload, kv_policy_name(cfg.kv_policy), nreq, total_prompt, gen, wall, steps, tot / wall,
                 gen / wall, ss->preemptions, flops / 1e15, 100 * flops / (peak_tflops * 1e12) / wall,
                 100 * roof / wall, flops / wall / 1e12, peak_tflops, peak_gbps,
                 done ? 1e3 * ttft_sum / done : 0, ntpot ? 1e3 * tpot_sum / ntpot : 0, mem.num_blocks,
-                peak_blocks, (int)ngpu, tpe != NULL, mo->max_num_batched_tokens, rjs, pjs);
+                peak_blocks, (int)ngpu, tpe != NULL, mo->max_num_batched_tokens, nlora, nlora ? lora.set.max_rank : 0,
+                rjs, pjs);
         fclose(js);
     }
     static char prof[4096];
@@ -766,5 +789,6 @@ int main(int argc, char **argv) {
     if (tp_engine_stop(tpe)) { fprintf(stderr, "engine/bench: a tensor-parallel worker did not end well\n"); return 1; }
     for (int r = 0; r < nreq; r++) free(prompts[r]);
     free(prompts); free(pl); free(ol); free(tr);
+    cli_lora_free(&lora);
     return done == nreq ? 0 : 1;
 }

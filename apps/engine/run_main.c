@@ -8,6 +8,7 @@
  * token counts and preemptions, and the KV block statistics of the run (the
  * simulator's categories, sampled after every step). */
 #include "apps/engine/cli.h"
+#include "apps/engine/cli_lora.h"
 #include "base/file.h"
 #include "engine/engine.h"
 #include "engine/weights.h"
@@ -58,6 +59,12 @@ static void usage(FILE *f) {
         "                            NCCL (default: one GPU without NCCL; 1: one GPU through NCCL)\n"
         "  --dummy-seed S            seed of --dummy-weights (default 0)\n"
         CLI_ENGINE_HELP
+        "  --enable-lora             runtime LoRA adapters (vLLM's options):\n"
+        "  --lora-modules NAME=PATH ...  PEFT adapters the prompts may name (repeatable)\n"
+        "  --max-loras N             adapters in GPU memory at once (default 1)\n"
+        "  --max-lora-rank R         rank of the GPU slots (default 16)\n"
+        "  --lora NAME               the adapter of the prompts that follow (none: the base model);\n"
+        "                            given only after the prompts, it applies to all of them\n"
         "  --quiet                   no per-request lines on stderr\n"
         "  --data-dir DIR            the project's data folder (data/... paths)   --version\n"
         "Exit status: 0 done, 1 the run failed (the GPU, the weights, a write error), 2 bad usage\n"
@@ -148,7 +155,7 @@ static void print_text(const tok_tokenizer *tok, const int32_t *ids, int n) {
 
 enum { O_HELP = 'h', O_CHAT = 256, O_QUIET, O_IGNORE_EOS, O_NO_PREFIX, O_MODEL, O_DUMMY, O_PROMPT,
        O_PROMPT_IDS, O_TOKENIZER, O_OUTPUT, O_MAX_TOKENS, O_TEMPERATURE, O_TOP_K, O_TOP_P, O_SEED,
-       O_DUMMY_SEED, O_EOS_ID, O_DUMP, O_DUMP_EXPERTS, O_ENABLE_PREFIX };
+       O_DUMMY_SEED, O_EOS_ID, O_DUMP, O_DUMP_EXPERTS, O_ENABLE_PREFIX, O_LORA };
 static const opt_spec k_opts[] = {
     { "help", O_HELP, OPT_FLAG },               { "chat", O_CHAT, OPT_FLAG },
     { "quiet", O_QUIET, OPT_FLAG },             { "ignore-eos", O_IGNORE_EOS, OPT_FLAG },
@@ -160,8 +167,9 @@ static const opt_spec k_opts[] = {
     { "top-k", O_TOP_K, OPT_VALUE },            { "top-p", O_TOP_P, OPT_VALUE },
     { "seed", O_SEED, OPT_VALUE },              { "dummy-seed", O_DUMMY_SEED, OPT_VALUE },
     { "eos-id", O_EOS_ID, OPT_VALUE },          { "dump-logits", O_DUMP, OPT_VALUE },
-    { "dump-experts", O_DUMP_EXPERTS, OPT_VALUE },
+    { "dump-experts", O_DUMP_EXPERTS, OPT_VALUE }, { "lora", O_LORA, OPT_VALUE },
     CLI_MODEL_SPECS,
+    CLI_LORA_SPECS,
     CLI_TP_SPECS,
     CLI_ENGINE_SPECS,
     { NULL, 0, 0 },
@@ -171,6 +179,10 @@ int main(int argc, char **argv) {
     const char *model_dir = NULL, *dummy = NULL, *dump = NULL, *tok_path = NULL, *output = NULL;
     static const char *texts[MAX_REQ];
     static int text_slot[MAX_REQ], plen[MAX_REQ];
+    static const char *lora_of[MAX_REQ];    /* each prompt's --lora, or NULL */
+    const char *lora_now = NULL;
+    static cli_lora lora;
+    cli_lora_init(&lora);
     static int32_t *prompts[MAX_REQ];
     int ntext = 0, nreq = 0, max_tokens = 16, top_k = 0, eos_id = -2, chat = 0, quiet = 0, ignore_eos = 0;
     float temperature = 0, top_p = 1;
@@ -198,6 +210,7 @@ int main(int argc, char **argv) {
         case O_DUMMY: dummy = v; break;
         case O_PROMPT: case O_PROMPT_IDS:
             if (nreq == MAX_REQ) { fprintf(stderr, "engine/run: at most %d prompts\n", MAX_REQ); return 2; }
+            lora_of[nreq] = lora_now;
             if (k == O_PROMPT) {
                 texts[ntext] = v;
                 text_slot[ntext++] = nreq;
@@ -221,10 +234,15 @@ int main(int argc, char **argv) {
         case O_DUMP: dump = v; break;
         case O_DUMP_EXPERTS: cfg.model.dump_experts = v; break;
         case CLI_TP: tp = cli_int(PROG, a, v, 1, 1024); break;
-        case OPT_ARG: snprintf(perr, sizeof perr, "unexpected argument '%s'", v); cli_usage_error(PROG, perr);
+        case O_LORA: lora_now = v; break;
+        case OPT_ARG:
+            if (cli_lora_positional(PROG, v, &lora)) break;
+            snprintf(perr, sizeof perr, "unexpected argument '%s'", v);
+            cli_usage_error(PROG, perr);
         case OPT_ERROR: cli_usage_error(PROG, perr);
         default:
-            if (!front_option(PROG, k, v) && !cli_engine_option(PROG, k, a, v, &cfg))
+            if (!front_option(PROG, k, v) && !cli_engine_option(PROG, k, a, v, &cfg) &&
+                !cli_lora_option(PROG, k, a, v, &lora))
                 cli_model_option(PROG, k, a, v, &cfg.model, &cfg.kv_policy);
             break;
         }
@@ -237,6 +255,9 @@ int main(int argc, char **argv) {
         if (eng_check_config(&cfg, cerr, sizeof cerr)) cli_usage_error(PROG, cerr);
     }
     if (nreq == 0) { parse_ids("1,2,3,4", &prompts[0]); plen[0] = 4; nreq = 1; }
+    int any_lora = 0;                       /* a --lora only after the prompts names them all */
+    for (int r = 0; r < nreq; r++) any_lora |= lora_of[r] != NULL;
+    for (int r = 0; r < nreq && !any_lora; r++) lora_of[r] = lora_now;
 
     char err[1024], path[1024], tok_default[1024];
     if (!tok_path && model_dir) {
@@ -296,6 +317,16 @@ int main(int argc, char **argv) {
         return FRONT_USAGE;
     }
     if (eos_id == -2) eos_id = model_dir ? config_eos(path) : -1;
+    cfg.model.lora = cli_lora_load(PROG, &lora, &c, stderr);      /* each adapter checked against c */
+    static int lora_id[MAX_REQ];
+    for (int r = 0; r < nreq; r++) {
+        if (!lora_of[r] || !strcmp(lora_of[r], "none")) continue;
+        if (!cfg.model.lora || !(lora_id[r] = lora_set_find(cfg.model.lora, lora_of[r]))) {
+            fprintf(stderr, "engine/run: --lora %s: no such adapter (%s)\n", lora_of[r],
+                    cfg.model.lora ? "see --lora-modules" : "give --enable-lora --lora-modules NAME=PATH");
+            return 2;
+        }
+    }
     if (ignore_eos) eos_id = -1;
     cfg.eos_id = eos_id;
     int longest = 0;
@@ -344,6 +375,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "Memory%s: weights %.2f GiB, activation peak %.2f GiB, KV cache %.2f GiB (%zu bytes/token)\n",
             tpe ? " per GPU (rank 0)" : "", mem.weights / 1073741824.0, mem.activations / 1073741824.0, mem.kv_cache / 1073741824.0,
             mem.kv_bytes_per_token);
+    cli_lora_report(stderr, &lora, &c, mem.lora);
     fprintf(stderr, "GPU KV cache size: %ld tokens\n", mem.kv_tokens);
     fprintf(stderr, "Maximum concurrency for %d tokens per request: %.2fx\n", mo->max_model_len,
             mem.max_concurrency);
@@ -363,7 +395,7 @@ int main(int argc, char **argv) {
     if (!res || !got) { fprintf(stderr, "engine/run: out of memory\n"); goto out; }
     for (int r = 0; r < nreq; r++) {
         eng_params p = { .max_tokens = max_tokens, .temperature = temperature, .top_k = top_k, .top_p = top_p,
-                         .seed = seed + (uint64_t)r };
+                         .seed = seed + (uint64_t)r, .lora = lora_id[r] };
         if (eng_add_request(e, r, prompts[r], plen[r], &p, err, sizeof err)) {
             fprintf(stderr, "engine/run: %s\n", err);
             goto out;
@@ -432,5 +464,6 @@ out:
     free(res); free(got);
     chat_tpl_free(ct);
     tok_free(tok);
+    cli_lora_free(&lora);
     return rc;
 }

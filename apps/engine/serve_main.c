@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "apps/engine/cli.h"
+#include "apps/engine/cli_lora.h"
 #include "serve/serve.h"
 #include "serve/serve_engine.h"
 
@@ -62,6 +63,11 @@ static void usage(FILE *f) {
         "  --gpu-memory-utilization F  share of GPU memory to use (default 0.9)\n"
         "  --tensor-parallel-size N, -tp N  GPUs to shard the model over, one process each, through\n"
         "                            NCCL (default: one GPU without NCCL; 1: one GPU through NCCL)\n"
+        "  --enable-lora             runtime LoRA adapters (vLLM's options): a request's \"model\"\n"
+        "                            names an adapter (or the base model); /v1/models lists them\n"
+        "  --lora-modules NAME=PATH ...  PEFT adapters to serve (repeatable)\n"
+        "  --max-loras N             adapters in GPU memory at once (default 1)\n"
+        "  --max-lora-rank R         rank of the GPU slots (default 16)\n"
         "  --verbose                 one log line per request on stderr\n"
         "  --data-dir DIR            the project's data folder (data/... paths)\n"
         "  --version, --help\n"
@@ -77,6 +83,7 @@ typedef struct {
     double token_delay_ms;
     int max_num_seqs;
     srv_engine_opts eng;         /* --model / --dummy-weights */
+    cli_lora lora;               /* --enable-lora ... */
 } backend_choice;
 
 enum { O_HELP = 'h', O_MOCK = 256, O_VERBOSE, O_MODEL, O_DUMMY, O_HOST, O_PORT, O_API_KEY, O_MAX_BODY,
@@ -97,6 +104,7 @@ static const opt_spec k_opts[] = {
     { "timeout-keep-alive", O_KEEP_ALIVE, OPT_VALUE }, { "shutdown-timeout", O_SHUTDOWN_TIMEOUT, OPT_VALUE },
     CLI_MODEL_SPECS,
     CLI_TP_SPECS,
+    CLI_LORA_SPECS,
     { NULL, 0, 0 },
 };
 
@@ -123,12 +131,16 @@ static srv_backend *open_backend(backend_choice *bc, char *err, size_t cap) {
     bc->eng.dummy_config = bc->dummy_cfg;
     bc->eng.served_name = bc->served_name;
     bc->eng.model.max_num_seqs = bc->max_num_seqs;
-    char info[2048];
-    srv_backend *b = srv_engine_create(&bc->eng, info, sizeof info, err, cap);
-    if (b) fprintf(stderr, "%s\n", info);
     mc_config c;
     char path[4200];
     snprintf(path, sizeof path, "%s%s", bc->model_path ? bc->model_path : bc->dummy_cfg, bc->model_path ? "/config.json" : "");
+    if (bc->lora.enabled || bc->lora.n) {   /* the adapters, checked against the model before it loads */
+        if (mc_load(&c, path, err, cap)) return NULL;
+        bc->eng.model.lora = cli_lora_load(PROG, &bc->lora, &c, stderr);
+    }
+    char info[2048];
+    srv_backend *b = srv_engine_create(&bc->eng, info, sizeof info, err, cap);
+    if (b) fprintf(stderr, "%s\n", info);
     if (b && bc->eng.tp && mc_load(&c, path, err, cap) == 0)    /* the memory lines above are rank 0's */
         cli_tp_report(stderr, bc->eng.tp, &c, NULL);
     return b;
@@ -152,6 +164,7 @@ int main(int argc, char **argv) {
     backend_choice bc = {0};
     int tp = 0;                             /* --tensor-parallel-size (0: not given, one GPU without NCCL) */
     srv_engine_opts_init(&bc.eng);
+    cli_lora_init(&bc.lora);
     bc.token_delay_ms = 10;
     bc.max_num_seqs = 256;
     const char *template_spec = NULL;
@@ -198,9 +211,15 @@ int main(int argc, char **argv) {
         case O_ENABLE_PREFIX: bc.eng.prefix_caching = 1; break;
         case O_TOKEN_DELAY: bc.token_delay_ms = cli_num(PROG, a, v, 0, 60000); break;
         case CLI_TP: tp = cli_int(PROG, a, v, 1, 1024); break;
-        case OPT_ARG: snprintf(perr, sizeof perr, "unexpected argument '%s'", v); cli_usage_error(PROG, perr);
+        case OPT_ARG:
+            if (cli_lora_positional(PROG, v, &bc.lora)) break;
+            snprintf(perr, sizeof perr, "unexpected argument '%s'", v);
+            cli_usage_error(PROG, perr);
         case OPT_ERROR: cli_usage_error(PROG, perr);
-        default: if (!front_option(PROG, k, v)) cli_model_option(PROG, k, a, v, &bc.eng.model, &bc.eng.kv_policy); break;
+        default:
+            if (!front_option(PROG, k, v) && !cli_lora_option(PROG, k, a, v, &bc.lora))
+                cli_model_option(PROG, k, a, v, &bc.eng.model, &bc.eng.kv_policy);
+            break;
         }
     }
     opt_end(&op);
@@ -209,6 +228,7 @@ int main(int argc, char **argv) {
                 "give a key, or none to serve without one\n", env_key && o.api_key == env_key ? "PAGESIM_API_KEY" : "--api-key");
         return 2;
     }
+    if (bc.mock && (bc.lora.enabled || bc.lora.n)) cli_usage_error(PROG, "--enable-lora needs the engine (--model or --dummy-weights)");
     if (bc.mock + !!bc.model_path + !!bc.dummy_cfg != 1) {
         fprintf(stderr, "engine/serve: give exactly one of --model PATH, --dummy-weights CONFIG, --mock\n");
         usage(stderr);
@@ -268,6 +288,7 @@ int main(int argc, char **argv) {
     srv_stop(s);
     be->destroy(be);
     chat_tpl_free(tpl);
+    cli_lora_free(&bc.lora);
     int stop = tp_engine_stop(bc.eng.tp);
     fprintf(stderr, "engine/serve: stopped\n");
     return stop ? 1 : 0;

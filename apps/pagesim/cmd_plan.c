@@ -32,6 +32,9 @@ static void usage(FILE *f) {
           "                             it turns chunked prefill on; vLLM V1's `vllm serve`\n"
           "                             profiles 2048 or 8192)\n"
           "  --swap-space GIB           CPU swap space per GPU for \"# CPU blocks\" (4)\n"
+          "  --enable-lora              set aside GPU slots for LoRA adapters (as vLLM):\n"
+          "  --max-loras N              adapters in GPU memory at once (1)\n"
+          "  --max-lora-rank R          the slots' rank (16)\n"
           "  --json                     print the plan as JSON\n"
           "  --data-dir DIR             the project's data folder (data/... paths)\n"
           "  --version, -h, --help\n"
@@ -49,7 +52,7 @@ static void usage(FILE *f) {
 }
 
 enum { O_HELP = 'h', O_JSON = 256, O_MODEL, O_GPU, O_UTIL, O_MAX_LEN, O_TP, O_BLOCK_SIZE, O_MAX_SEQS,
-       O_MAX_BATCHED, O_SWAP, O_DTYPE };
+       O_MAX_BATCHED, O_SWAP, O_DTYPE, O_ENABLE_LORA, O_MAX_LORAS, O_MAX_LORA_RANK };
 static const opt_spec k_opts[] = {
     { "help", O_HELP, OPT_FLAG },          { "json", O_JSON, OPT_FLAG },
     { "model", O_MODEL, OPT_VALUE },       { "gpu", O_GPU, OPT_VALUE },
@@ -57,6 +60,8 @@ static const opt_spec k_opts[] = {
     FRONT_TP_ROWS(O_TP),                   { "block-size", O_BLOCK_SIZE, OPT_VALUE },
     FRONT_SEQS_ROWS(O_MAX_SEQS),           FRONT_BATCHED_ROWS(O_MAX_BATCHED),
     FRONT_SWAP_ROWS(O_SWAP),               { "dtype", O_DTYPE, OPT_VALUE },
+    { "enable-lora", O_ENABLE_LORA, OPT_FLAG }, { "max-loras", O_MAX_LORAS, OPT_VALUE },
+    { "max-lora-rank", O_MAX_LORA_RANK, OPT_VALUE },
     FRONT_SPECS,
     { NULL, 0, 0 },
 };
@@ -66,7 +71,7 @@ static int parse_args(int argc, char **argv, plan_opts *o, const char **model, c
                       char *err, size_t n) {
     opt_parser p;
     const char *v;
-    int k, rc = 0;
+    int k, rc = 0, lora = 0, loras = 1, rank = 16;
     if (opt_begin(&p, argc, argv, k_opts, err, n)) return -1;
     while (rc == 0 && (k = opt_next(&p, &v, err, n)) != OPT_END) {
         const char *name = opt_name(&p);
@@ -89,11 +94,15 @@ static int parse_args(int argc, char **argv, plan_opts *o, const char **model, c
                 rc = -1;
             }
             break;
+        case O_ENABLE_LORA: lora = 1; break;
+        case O_MAX_LORAS: rc = opt_int(name, v, 1, 1024, &loras, err, n); break;
+        case O_MAX_LORA_RANK: rc = opt_int(name, v, 1, 512, &rank, err, n); break;
         case OPT_ARG: snprintf(err, n, "unexpected argument '%s'", v); rc = -1; break;
         default: rc = -1; break;                       /* OPT_ERROR: err says what */
         }
     }
     opt_end(&p);
+    if (lora) { o->max_loras = loras; o->max_lora_rank = rank; }
     return rc;
 }
 

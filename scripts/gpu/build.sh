@@ -3,7 +3,7 @@
 # lacks the Debian -dev packages: the .debs carried along (.debs/, see
 # docs/engine-notes.md) are unpacked into /tmp/sysroot, and only what the
 # engine needs is compiled and linked (not every package of the Makefile).
-#   scripts/gpu/build.sh   -> build/gpu/run, build/gpu/bench, build/gpu/test_<name>
+#   scripts/gpu/build.sh   -> build/gpu/run, build/gpu/bench, build/gpu/merge, build/gpu/test_<name>
 #                             for every tests/gpu/test_<name>.c, build/gpu/bench_tp_<name> for
 #                             every bench/bench_tp_<name>.c (objects in build/gpu/obj/)
 # serve/'s backends (for tests/gpu/test_serve_engine.c) and the layers the
@@ -52,7 +52,8 @@ for l in "${LAYERS[@]}"; do
     gcc $CFLAGS -c "$c" -o "$O/$l/$(basename "$c" .c).o" & pids+=($!)
   done
 done
-mains=(apps/engine/run_main.c apps/engine/bench_main.c apps/engine/bench_moe.c apps/engine/bench_awq.c apps/engine/cli.c apps/common/front.c tests/gpu/test_*.c bench/bench_tp_*.c)
+mains=(apps/engine/run_main.c apps/engine/bench_main.c apps/engine/bench_moe.c apps/engine/bench_awq.c apps/engine/cli.c
+       apps/engine/cli_lora.c apps/engine/merge_main.c apps/common/front.c tests/gpu/test_*.c bench/bench_tp_*.c)
 for c in "${mains[@]}"; do
   gcc $CFLAGS -c "$c" -o "$O/mains/$(basename "$c" .c).o" & pids+=($!)
 done
@@ -64,8 +65,10 @@ for l in serve engine engcu text sim base; do
   rm -f "$O/lib$l.a"; ar rcs "$O/lib$l.a" "$@"; ARS+=("$O/lib$l.a")
 done
 LIBS="$NCCL_LIBS -L$CUDA/lib64 -lcublasLt -lcublas -lcudart_static -ldl -lrt -lstdc++ -lpthread -lm -L$LIBDIR -lcjson -lpcre2-8 -lutf8proc -lcmocka -Wl,-rpath,$LIBDIR -Wl,-rpath,$CUDA/lib64"
-gcc -o $B/run $O/mains/run_main.o $O/mains/cli.o $O/mains/front.o "${ARS[@]}" $LIBS
-gcc -o $B/bench $O/mains/bench_main.o $O/mains/bench_moe.o $O/mains/bench_awq.o $O/mains/cli.o $O/mains/front.o "${ARS[@]}" $LIBS
+gcc -o $B/run $O/mains/run_main.o $O/mains/cli.o $O/mains/cli_lora.o $O/mains/front.o "${ARS[@]}" $LIBS
+gcc -o $B/bench $O/mains/bench_main.o $O/mains/bench_moe.o $O/mains/bench_awq.o $O/mains/cli.o $O/mains/cli_lora.o \
+    $O/mains/front.o "${ARS[@]}" $LIBS
+gcc -o $B/merge $O/mains/merge_main.o "${ARS[@]}" $LIBS
 tests=()
 for c in tests/gpu/test_*.c; do
   n=$(basename "$c" .c)
@@ -77,4 +80,4 @@ for c in bench/bench_tp_*.c; do
   gcc -o "$B/$n" "$O/mains/$n.o" "${ARS[@]}" $LIBS
   tests+=("$B/$n")
 done
-echo "built $B/run $B/bench ${tests[*]}"
+echo "built $B/run $B/bench $B/merge ${tests[*]}"

@@ -77,7 +77,7 @@ static void ref_scores(model *m, const int *p, int n, const int32_t *cand, int k
     for (int i = 0; i < n; i++) { ids[i] = p[i]; pos[i] = i; }
     for (int j = 0; j < REF_LEN / 16; j++) table[j] = j;
     int32_t qs[2] = { 0, n }, ctx[1] = { n };
-    model_batch b = { n, 1, ids, pos, pos, qs, ctx, table, REF_LEN / 16, 0 };
+    model_batch b = { n, 1, ids, pos, pos, qs, ctx, table, REF_LEN / 16, 0, NULL };
     int rows;
     if (model_forward(m, &b, &rows, err, sizeof err)) fail_msg("model_forward: %s", err);
     assert_int_equal(rows, 1);
