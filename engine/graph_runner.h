@@ -33,6 +33,10 @@ typedef struct gr_model {            /* what a model lends its graphs */
     /* queues the forward of the packed decode batch of P rows now on the GPU
      * (attention sized for any context up to max_model_len): logits (P, V) */
     int (*forward)(void *ctx, int P, char *err, size_t errlen);
+    /* the pinned staging buffer: done 0 waits until the last copy from it
+     * has run (before hints is rewritten), done 1 marks a new copy queued.
+     * 0, or -1 (the stream failed) */
+    int (*staging)(void *ctx, int done);
 } gr_model;
 
 typedef struct gr_runner gr_runner;
