@@ -12,6 +12,12 @@
 
 size_t gr_params_offset(int P, int W) { return (((size_t)P * (6 + (size_t)W) + 1) * 4 + 63) / 64 * 64; }
 
+size_t gr_staging_ints(int T, int B, int W, int R, int cap) {
+    size_t eager = 3 * (size_t)T + 2 * (size_t)B + 1 + (size_t)B * W + (size_t)R;
+    size_t graph = cap > 0 ? (gr_params_offset(cap, W) + sizeof(k_sample_params) * (size_t)cap + 3) / 4 : 0;
+    return eager > graph ? eager : graph;
+}
+
 #ifdef PAGESIM_HAVE_CUDA
 #include <cuda_runtime_api.h>
 

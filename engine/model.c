@@ -141,8 +141,7 @@ static int alloc_activations(model *m, char *err, size_t errlen) {
     size_t act = dense ? T * m->I : 0;
     if (Tk * m->Im > act) act = Tk * m->Im;
     m->attn_ws_bytes = k_attention_workspace_bytes((int)B, m->nq, m->hd, m->o.max_model_len);
-    m->nints = 3 * T + 2 * B + 1 + B * (size_t)m->max_blocks + R;
-    if (m->graph_cap) m->nints += (sizeof(k_sample_params) * (size_t)m->graph_cap + 64) / 4;  /* graphs' params */
+    m->nints = gr_staging_ints((int)T, (int)B, m->max_blocks, (int)R, m->graph_cap);   /* eager and graphs' layouts */
     if (dev_alloc((void **)&m->x, T * m->D * 2) || dev_alloc((void **)&m->res, T * m->D * 2) ||
         dev_alloc((void **)&m->qkv, T * m->qkv_dim * 2) || dev_alloc((void **)&m->attn, T * m->nq * m->hd * 2) ||
         (dense && dev_alloc((void **)&m->gu, T * 2 * m->I * 2)) || dev_alloc((void **)&m->act, act * 2) ||
