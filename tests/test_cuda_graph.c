@@ -83,7 +83,7 @@ static void test_pad_batch(void **st) {
     int32_t ids[B] = {11, 12, 13}, pos[B] = {40, 7, 99}, slots[B] = {640, 113, 1603};
     int32_t qs[B + 1] = {0, 1, 2, 3}, ctx[B] = {41, 8, 100}, tables[B * W0];
     for (int i = 0; i < B * W0; i++) tables[i] = 100 + i;
-    model_batch b = {B, B, ids, pos, slots, qs, ctx, tables, W0, 1};
+    model_batch b = {B, B, ids, pos, slots, qs, ctx, tables, W0, 1, NULL};
     cg_pad_buf buf = {0};
     model_batch pb;
     char err[256];
@@ -117,7 +117,7 @@ static void test_pad_batch(void **st) {
     assert_int_equal(cg_pad_batch(&b, B - 1, W, &buf, &pb, err, sizeof err), -1);
     assert_int_equal(cg_pad_batch(&b, P, W0 - 1, &buf, &pb, err, sizeof err), -1);
     int32_t qs2[B + 1] = {0, 2, 3, 4};
-    model_batch mixed = {B + 1, B, ids, pos, slots, qs2, ctx, tables, W0, 0};
+    model_batch mixed = {B + 1, B, ids, pos, slots, qs2, ctx, tables, W0, 0, NULL};
     assert_int_equal(cg_pad_batch(&mixed, 8, W, &buf, &pb, err, sizeof err), -1);
     assert_non_null(strstr(err, "decode-only"));
     cg_pad_buf_free(&buf);
