@@ -12,6 +12,12 @@
 
 size_t gr_params_offset(int P, int W) { return (((size_t)P * (6 + (size_t)W) + 1) * 4 + 63) / 64 * 64; }
 
+size_t gr_staging_ints(int T, int B, int W, int R, int cap) {
+    size_t eager = 3 * (size_t)T + 2 * (size_t)B + 1 + (size_t)B * W + (size_t)R;
+    size_t graph = cap > 0 ? (gr_params_offset(cap, W) + sizeof(k_sample_params) * (size_t)cap + 3) / 4 : 0;
+    return eager > graph ? eager : graph;
+}
+
 #ifdef PAGESIM_HAVE_CUDA
 #include <cuda_runtime_api.h>
 
@@ -44,12 +50,17 @@ static int upload(gr_runner *r, const model_batch *b, int P, const k_sample_para
                   size_t errlen) {
     model_batch pb;
     if (cg_pad_batch(b, P, r->m.width, &r->pad, &pb, err, errlen)) return -1;
+    if (r->m.staging(r->m.ctx, 0))                   /* the last copy from hints has run */
+        return errbuf_fail(err, errlen, "graph of %d rows: the previous step: %s", P,
+                           cudaGetErrorString(cudaGetLastError()));
     r->m.pack(r->m.ctx, &pb, r->m.hints);
     size_t off = gr_params_offset(P, r->m.width);
     cg_pad_params(params, b ? b->B : 0, P, (k_sample_params *)((char *)r->m.hints + off));
     cudaError_t e = cudaMemcpyAsync(r->m.dints, r->m.hints, off + sizeof(k_sample_params) * (size_t)P,
                                     cudaMemcpyHostToDevice, r->m.s);
-    if (e != cudaSuccess) return errbuf_fail(err, errlen, "graph of %d rows: upload: %s", P, cudaGetErrorString(e));
+    if (e != cudaSuccess || r->m.staging(r->m.ctx, 1))
+        return errbuf_fail(err, errlen, "graph of %d rows: upload: %s", P,
+                           cudaGetErrorString(e != cudaSuccess ? e : cudaGetLastError()));
     return 0;
 }
 static int prepare(void *ctx, int P, char *err, size_t errlen) { return upload(ctx, NULL, P, NULL, err, errlen); }

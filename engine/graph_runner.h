@@ -33,6 +33,10 @@ typedef struct gr_model {            /* what a model lends its graphs */
     /* queues the forward of the packed decode batch of P rows now on the GPU
      * (attention sized for any context up to max_model_len): logits (P, V) */
     int (*forward)(void *ctx, int P, char *err, size_t errlen);
+    /* the pinned staging buffer: done 0 waits until the last copy from it
+     * has run (before hints is rewritten), done 1 marks a new copy queued.
+     * 0, or -1 (the stream failed) */
+    int (*staging)(void *ctx, int done);
 } gr_model;
 
 typedef struct gr_runner gr_runner;
@@ -40,6 +44,11 @@ typedef struct gr_runner gr_runner;
 /* Bytes of a packed decode batch of P rows with tables W wide (T = B = R =
  * P: 6P + 1 + P W ints), rounded up to 64: where its parameters start. */
 size_t gr_params_offset(int P, int W);
+/* Ints of a model's staging buffers (device and pinned host) for batches of
+ * up to T tokens, B sequences, tables W wide and R logits rows (an eager
+ * step: 3T + 2B + 1 + B W + R) and graphs of up to cap rows (0: none; the
+ * largest bucket's packed batch, then its parameters): the larger. */
+size_t gr_staging_ints(int T, int B, int W, int R, int cap);
 /* A runner for batches of up to cap sequences (buckets cg_buckets(cap,
  * min)), nothing captured yet.  0, or -1 with a message. */
 int  gr_create(gr_runner **out, const gr_model *m, int cap, int min, char *err, size_t errlen);

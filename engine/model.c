@@ -104,6 +104,8 @@ struct model {
     mprobe_view view;          /* the current forward's buffers, for the probe */
     int32_t *dints, *hints;    /* device / pinned host: the batch's int arrays, packed */
     size_t   nints;
+    cudaEvent_t staged;        /* recorded after each step's copies from pinned memory (hints, LoRA's):
+                                * hints is rewritten only once the stream has passed it */
     k_sample_params *dparams;  /* (R,) */
     int32_t *dtokens;          /* (R,) */
     float   *dlogp;            /* (R,) */
@@ -139,8 +141,7 @@ static int alloc_activations(model *m, char *err, size_t errlen) {
     size_t act = dense ? T * m->I : 0;
     if (Tk * m->Im > act) act = Tk * m->Im;
     m->attn_ws_bytes = k_attention_workspace_bytes((int)B, m->nq, m->hd, m->o.max_model_len);
-    m->nints = 3 * T + 2 * B + 1 + B * (size_t)m->max_blocks + R;
-    if (m->graph_cap) m->nints += (sizeof(k_sample_params) * (size_t)m->graph_cap + 64) / 4;  /* graphs' params */
+    m->nints = gr_staging_ints((int)T, (int)B, m->max_blocks, (int)R, m->graph_cap);   /* eager and graphs' layouts */
     if (dev_alloc((void **)&m->x, T * m->D * 2) || dev_alloc((void **)&m->res, T * m->D * 2) ||
         dev_alloc((void **)&m->qkv, T * m->qkv_dim * 2) || dev_alloc((void **)&m->attn, T * m->nq * m->hd * 2) ||
         (dense && dev_alloc((void **)&m->gu, T * 2 * m->I * 2)) || dev_alloc((void **)&m->act, act * 2) ||
@@ -251,8 +252,16 @@ static void fwd_layout(const model *m, int T, int B, int W, int R, fwd_batch *f)
     f->R = R;
 }
 
+/* The staging buffer is pinned and its copy asynchronous: before it is
+ * rewritten, the previous step's copy must have run (a caller may queue
+ * forwards back to back without waiting, as chunked prefills do: the GPU
+ * would otherwise read the next batch's arrays at this batch's offsets). */
+static int staging_wait(model *m) { return cudaEventSynchronize(m->staged) == cudaSuccess ? 0 : -1; }
+static int staging_done(model *m) { return cudaEventRecord(m->staged, m->s) == cudaSuccess ? 0 : -1; }
+
 static int upload_batch(model *m, const model_batch *b, fwd_batch *f) {
     int T = b->T, B = b->B;
+    if (staging_wait(m)) return -1;
     size_t n = pack_batch(m, b, m->hints);
     if (cudaMemcpyAsync(m->dints, m->hints, 4 * n, cudaMemcpyHostToDevice, m->s) != cudaSuccess) return -1;
     fwd_layout(m, T, B, b->max_blocks_per_seq, b->all_logits ? T : B, f);
@@ -339,7 +348,9 @@ static int forward(model *m, const model_batch *b, int *rows_out, char *err, siz
     if (m->probe) mprobe_step(m->probe, MP_EMBED, -1, &m->view);      /* the start of the step's GPU time */
     TRY(upload_batch(m, b, &f));
     /* LoRA: the batch's adapters in their GPU slots, its tokens grouped by slot */
-    if (m->lora && lora_rt_prepare(m->lora, b->lora, b->query_start, b->B, b->T, m->s, err, errlen)) return -1;
+    int lrc = m->lora ? lora_rt_prepare(m->lora, b->lora, b->query_start, b->B, b->T, m->s, err, errlen) : 0;
+    TRY(staging_done(m));                      /* after LoRA's copy from its own pinned buffer too */
+    if (lrc) return -1;
     mprobe_mark(m->probe, MH_UPLOAD);
     if (layers(m, &f, err, errlen)) return -1;
     mprobe_mark(m->probe, MH_LAUNCH);
@@ -430,6 +441,7 @@ int model_sample(model *m, int R, const k_sample_params *params, int32_t *tokens
 /* ---- CUDA graphs (graph_runner.h): what the model lends them -------------- */
 static int gr_check(void *ctx, const model_batch *b, char *err, size_t errlen) { return check_batch(ctx, b, err, errlen); }
 static size_t gr_pack(void *ctx, const model_batch *b, int32_t *h) { return pack_batch(ctx, b, h); }
+static int gr_staging(void *ctx, int done) { return done ? staging_done(ctx) : staging_wait(ctx); }
 /* The forward of a packed decode batch of P rows.  Attention is partitioned
  * for max_model_len: its grid and reduce step fixed, a sequence's own
  * partitions set by its context alone, so the rows are an eager step's. */
@@ -617,7 +629,7 @@ static int graph_capacity(const model_opts *o) {
  * padding row reads block 0), every bucket captured (2). */
 static int graphs_setup(model *m, int stage, model_mem *mem, char *err, size_t errlen) {
     gr_model gm = {m, m->s, m->dints, m->hints, m->dtokens, m->logits, m->V, m->max_blocks, &m->probe,
-                   gr_check, gr_pack, gr_forward};
+                   gr_check, gr_pack, gr_forward, gr_staging};
     char why[768];
     if (!m->graph_cap) return 0;
     if (stage == 0 && (cublasSetStream(m->blas, m->s) != CUBLAS_STATUS_SUCCESS ||
@@ -665,6 +677,7 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
     if (m->leader && tell_workers(m, err, errlen)) goto out;
     /* fp32 accumulation all the way: no bf16 partial sums in split-K reductions */
     if (cublasCreate(&m->blas) != CUBLAS_STATUS_SUCCESS || cudaStreamCreate(&m->s) != cudaSuccess ||
+        cudaEventCreateWithFlags(&m->staged, cudaEventDisableTiming) != cudaSuccess ||
         cublasSetMathMode(m->blas, CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION) !=
             CUBLAS_STATUS_SUCCESS) {
         errbuf_fail(err, errlen, "cannot initialise CUDA / cuBLAS");
@@ -717,6 +730,7 @@ void model_free(model *m) {
     mprobe_free(m->probe);
     lora_rt_free(m->lora);
     if (m->blas) cublasDestroy(m->blas);
+    if (m->staged) cudaEventDestroy(m->staged);
     if (m->s) cudaStreamDestroy(m->s);
     w_free(&m->w);
     free(m);

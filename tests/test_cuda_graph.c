@@ -83,7 +83,7 @@ static void test_pad_batch(void **st) {
     int32_t ids[B] = {11, 12, 13}, pos[B] = {40, 7, 99}, slots[B] = {640, 113, 1603};
     int32_t qs[B + 1] = {0, 1, 2, 3}, ctx[B] = {41, 8, 100}, tables[B * W0];
     for (int i = 0; i < B * W0; i++) tables[i] = 100 + i;
-    model_batch b = {B, B, ids, pos, slots, qs, ctx, tables, W0, 1};
+    model_batch b = {B, B, ids, pos, slots, qs, ctx, tables, W0, 1, NULL};
     cg_pad_buf buf = {0};
     model_batch pb;
     char err[256];
@@ -117,7 +117,7 @@ static void test_pad_batch(void **st) {
     assert_int_equal(cg_pad_batch(&b, B - 1, W, &buf, &pb, err, sizeof err), -1);
     assert_int_equal(cg_pad_batch(&b, P, W0 - 1, &buf, &pb, err, sizeof err), -1);
     int32_t qs2[B + 1] = {0, 2, 3, 4};
-    model_batch mixed = {B + 1, B, ids, pos, slots, qs2, ctx, tables, W0, 0};
+    model_batch mixed = {B + 1, B, ids, pos, slots, qs2, ctx, tables, W0, 0, NULL};
     assert_int_equal(cg_pad_batch(&mixed, 8, W, &buf, &pb, err, sizeof err), -1);
     assert_non_null(strstr(err, "decode-only"));
     cg_pad_buf_free(&buf);
@@ -146,6 +146,44 @@ static void test_params_offset(void **st) {
             assert_int_equal(off % 64, 0);                        /* aligned for the 8-byte fields */
             assert_true(off >= 4 * ints && off < 4 * ints + 64);  /* right after the packed batch */
         }
+}
+
+/* The staging buffer the model allocates (gr_staging_ints) holds every
+ * layout it is given: an eager batch of up to T tokens in up to B sequences
+ * (e.g. tests/gpu/test_cuda_graph.c's prefill of one sequence of 1,345
+ * tokens with max_num_seqs 40, max_model_len 2,560), and every bucket's
+ * padded batch with its parameters at gr_params_offset. */
+static void test_staging_fits(void **st) {
+    (void)st;
+    static const struct { int T, B, len, bs, R; } opts[] = {
+        {2048, 40, 2560, 16, 40}, {2048, 256, 4096, 16, 256}, {64, 64, 4096, 16, 64}, {1, 1, 16, 16, 1},
+        {8192, 1024, 32768, 16, 1024}, {512, 8, 100000, 1, 512},
+    };
+    int sizes[CG_MAX_BUCKETS];
+    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
+        int Tm = opts[k].T, Bm = opts[k].B, W = (opts[k].len + opts[k].bs - 1) / opts[k].bs, Rm = opts[k].R;
+        int cap = Bm < Tm ? Bm : Tm;
+        cap = cap < Rm ? cap : Rm;
+        for (int graphs = 0; graphs < 2; graphs++) {
+            size_t ints = gr_staging_ints(Tm, Bm, W, Rm, graphs ? cap : 0);
+            /* eager batches: T tokens in B sequences, tables w wide, one logits row per sequence or per token */
+            for (int T = 1; T <= Tm; T = T < 16 ? T + 1 : T * 3 / 2 + 1)
+                for (int B = 1; B <= Bm && B <= T; B = B < 4 ? B + 1 : B * 2) {
+                    int R = T <= Rm ? T : B;
+                    assert_true(3 * (size_t)T + 2 * B + 1 + (size_t)B * W + R <= ints);
+                }
+            size_t one = 3 * (size_t)1345 + 2 + 1 + (size_t)W + 1;   /* the Qwen3 rig's failing prefill */
+            if (Tm >= 1345) assert_true(one <= ints);
+            if (!graphs) continue;
+            int n = cg_buckets(cap, 1, sizes, CG_MAX_BUCKETS);
+            assert_true(n > 0);
+            for (int i = 0; i < n; i++)
+                assert_true(gr_params_offset(sizes[i], W) + sizeof(k_sample_params) * (size_t)sizes[i] <= 4 * ints);
+        }
+    }
+    /* graphs larger than the eager layout (a small token budget, wide tables) still fit */
+    assert_true(gr_staging_ints(64, 64, 256, 64, 64) * 4 >= gr_params_offset(64, 256) + 64 * sizeof(k_sample_params));
+    assert_int_equal(gr_staging_ints(10, 2, 4, 2, 0), 30 + 4 + 1 + 8 + 2);
 }
 
 static void test_off_reasons(void **st) {
@@ -177,6 +215,7 @@ int main(void) {
         cmocka_unit_test(test_pad_batch),
         cmocka_unit_test(test_pad_params),
         cmocka_unit_test(test_params_offset),
+        cmocka_unit_test(test_staging_fits),
         cmocka_unit_test(test_off_reasons),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,6 +16,9 @@
  *    per decode step;
  *  - memory: graphs are off unless asked, their cost is set aside before
  *    the KV cache (fewer or as many blocks as eager) and reported.
+ *  - Qwen3-0.6B's prefills at the rig's options, each waited for (a fault
+ *    names its prefill), then queued back to back (the staging buffer is not
+ *    rewritten before its copy ran): the same logits as waited for, bit for bit.
  * Tensor parallelism keeps graphs off (tests/test_cuda_graph.c checks
  * cg_off_reason on the CPU).  Each case needs PAGESIM_GPU=1. */
 #include <stdarg.h>
@@ -44,7 +47,10 @@ typedef struct rig {
     int S, W, bs;                /* sequences, table width, block size */
     int32_t *tables;             /* (S, W): sequence s holds blocks s W .. s W + W - 1 */
     int *ctx;                    /* (S,) tokens in its cache */
+    int sync_each;               /* wait after every prefill chunk (names a fault's step) */
 } rig;
+
+static int prefill_len(int s) { return 1 + (s * 997 + 13) % 2400; }   /* 14 .. 2,378 tokens: up to 3 partitions */
 
 static void rig_open(rig *r, const char *cfg, int graphs, int S, int max_len) {
     char err[1024];
@@ -64,7 +70,15 @@ static void rig_close(rig *r) { model_free(r->m); free(r->tables); free(r->ctx);
 
 static int slot_of(const rig *r, int s, int pos) { return r->tables[(size_t)s * r->W + pos / r->bs] * r->bs + pos % r->bs; }
 
-/* sequence s's cache filled with n random tokens, eagerly, in chunks of up to 2,048 */
+/* waits for the GPU; a fault of the work queued since the last wait is named by what */
+static void rig_sync(rig *r, const char *what) {
+    char err[1024];
+    if (model_sync(r->m, err, sizeof err)) fail_msg("%s: %s: %s", r->c.name, what, err);
+}
+
+/* sequence s's cache filled with n random tokens, eagerly, in chunks of up to
+ * 2,048, queued without waiting (as the engine's chunked prefills are)
+ * unless r->sync_each: then each chunk is waited for and named on a fault */
 static void rig_prefill(rig *r, int s, int n) {
     static int32_t ids[2048], pos[2048], slots[2048];
     char err[1024];
@@ -72,9 +86,15 @@ static void rig_prefill(rig *r, int s, int n) {
         int T = n - start < 2048 ? n - start : 2048;
         for (int i = 0; i < T; i++) { ids[i] = rnd(r->c.vocab_size); pos[i] = start + i; slots[i] = slot_of(r, s, start + i); }
         int32_t qs[2] = {0, T}, ctx = start + T;
-        model_batch b = {T, 1, ids, pos, slots, qs, &ctx, r->tables + (size_t)s * r->W, r->W, 0};
+        model_batch b = {T, 1, ids, pos, slots, qs, &ctx, r->tables + (size_t)s * r->W, r->W, 0, NULL};
         int R;
-        if (model_forward(r->m, &b, &R, err, sizeof err)) fail_msg("prefill: %s", err);
+        if (model_forward(r->m, &b, &R, err, sizeof err))
+            fail_msg("prefill of sequence %d (%d tokens from %d): %s", s, T, start, err);
+        if (r->sync_each) {
+            char what[96];
+            snprintf(what, sizeof what, "prefill of sequence %d (%d tokens from %d)", s, T, start);
+            rig_sync(r, what);
+        }
     }
     r->ctx[s] = n;
 }
@@ -93,7 +113,7 @@ static model_batch rig_decode(rig *r, dec *d, int first, int B) {
         d->qs[i + 1] = i + 1;
         memcpy(d->tables + (size_t)i * r->W, r->tables + (size_t)s * r->W, sizeof(int32_t) * r->W);
     }
-    return (model_batch){B, B, d->ids, d->pos, d->slots, d->qs, d->ctx, d->tables, r->W, 0};
+    return (model_batch){B, B, d->ids, d->pos, d->slots, d->qs, d->ctx, d->tables, r->W, 0, NULL};
 }
 
 static float *logits_of(rig *r, int R) {
@@ -126,7 +146,8 @@ static void model_case(const char *cfg) {
     const int *sizes = cg_sizes(g, &nb);
     assert_int_equal(nb, 8);                                   /* 1 2 4 8 16 24 32 40 */
     assert_int_equal(r.mem.num_graphs, 8);
-    for (int s = 0; s < r.S; s++) rig_prefill(&r, s, 1 + (s * 997 + 13) % 2400);
+    for (int s = 0; s < r.S; s++) rig_prefill(&r, s, prefill_len(s));
+    rig_sync(&r, "the prefills of 40 sequences, queued back to back");
     static const int Bs[] = {1, 2, 3, 4, 5, 8, 9, 13, 16, 17, 24, 31, 32, 40};
     size_t V = (size_t)r.c.vocab_size;
     cg_pad_buf pad = {0};
@@ -137,10 +158,12 @@ static void model_case(const char *cfg) {
         long before = cg_launches(g, -1);
         /* eager: the batch itself, then padded to its bucket */
         model_use_graphs(r.m, 0);
-        if (model_forward(r.m, &b, &R, err, sizeof err)) fail_msg("eager: %s", err);
+        if (model_forward(r.m, &b, &R, err, sizeof err)) fail_msg("eager B %d: %s", B, err);
+        rig_sync(&r, "eager decode step");
         float *le = logits_of(&r, B);
         if (cg_pad_batch(&b, P, r.W, &pad, &pb, err, sizeof err) || model_forward(r.m, &pb, &R, err, sizeof err))
-            fail_msg("eager padded: %s", err);
+            fail_msg("eager padded B %d: %s", B, err);
+        rig_sync(&r, "eager decode step, padded");
         assert_int_equal(R, P);
         float *lp = logits_of(&r, B);
         /* the graph, greedy */
@@ -151,7 +174,8 @@ static void model_case(const char *cfg) {
             greedy[i].top_p = 1;
             hot[i] = (k_sample_params){0.9f, 40, 0.95f, 100 + (uint64_t)i, 7};
         }
-        if (model_forward_sample(r.m, &b, greedy, tok, &R, err, sizeof err)) fail_msg("graph: %s", err);
+        if (model_forward_sample(r.m, &b, greedy, tok, &R, err, sizeof err)) fail_msg("graph B %d: %s", B, err);
+        rig_sync(&r, "graph step");
         assert_int_equal(R, B);
         assert_int_equal(cg_launches(g, -1), before + 1);
         float *lg = logits_of(&r, B);
@@ -173,6 +197,61 @@ static void model_case(const char *cfg) {
     cg_pad_buf_free(&pad);
     free(d.tables);
     rig_close(&r);
+}
+
+/* The eager forwards under the Qwen3 rig's options with graphs on, each
+ * prefill chunk waited for: a fault names its prefill (if this passes and
+ * test_model_qwen3 fails, the fault needs steps queued back to back). */
+static void test_qwen3_prefill_synced(void **st) {
+    (void)st; TU_REQUIRE_GPU(); TU_REQUIRE_FILE(QWEN3);
+    rig r;
+    rig_open(&r, QWEN3, 1, 40, 2560);
+    r.sync_each = 1;
+    rs = 0x9e3779b97f4a7c15ull;
+    for (int s = 0; s < r.S; s++) rig_prefill(&r, s, prefill_len(s));
+    rig_close(&r);
+}
+
+/* One decode step over all S sequences after their prefills (ids drawn from
+ * a fixed seed, as the prefills'): its logits (S, V), malloc'd. */
+static float *prefill_then_decode(const char *cfg, int graphs, int sync_each) {
+    rig r;
+    char err[1024];
+    dec d = {0};
+    int R;
+    rig_open(&r, cfg, graphs, 40, 2560);
+    r.sync_each = sync_each;
+    rs = 0x2545f4914f6cdd1dull;
+    for (int s = 0; s < r.S; s++) rig_prefill(&r, s, prefill_len(s));
+    rig_sync(&r, sync_each ? "prefills, each waited for" : "prefills, queued back to back");
+    model_batch b = rig_decode(&r, &d, 0, r.S);
+    model_use_graphs(r.m, 0);
+    if (model_forward(r.m, &b, &R, err, sizeof err)) fail_msg("decode of %d: %s", r.S, err);
+    float *l = logits_of(&r, r.S);
+    free(d.tables);
+    rig_close(&r);
+    return l;
+}
+
+/* Forwards queued back to back (no wait between them, as chunked prefills
+ * are) leave the same KV cache as forwards waited for one by one: the
+ * staging buffer of a step is not rewritten before its copy has run.  On
+ * Qwen3-0.6B (GPU-bound at 1-2k tokens, so the host runs steps ahead), eager
+ * and with graphs; the decode step's logits memcmp-identical. */
+static void test_back_to_back(void **st) {
+    (void)st; TU_REQUIRE_GPU(); TU_REQUIRE_FILE(QWEN3);
+    mc_config c;
+    char err[512];
+    if (mc_load(&c, QWEN3, err, sizeof err)) fail_msg("%s", err);
+    size_t n = (size_t)40 * c.vocab_size;
+    for (int graphs = 0; graphs < 2; graphs++) {   /* a reference per mode: cuBLAS's workspace differs */
+        float *ref = prefill_then_decode(QWEN3, graphs, 1), *l = prefill_then_decode(QWEN3, graphs, 0);
+        int same = !memcmp(l, ref, sizeof(float) * n);
+        fprintf(stderr, "  %s, graphs %s: back to back = waited %s (rel %.2e)\n", c.name, graphs ? "on" : "off",
+                same ? "bit for bit" : "NO", rel(l, ref, n));
+        assert_true(same);
+        free(l); free(ref);
+    }
 }
 
 static void test_model_small(void **st) { (void)st; TU_REQUIRE_GPU(); TU_REQUIRE_FILE(SMOL); model_case(SMOL); }
@@ -291,6 +370,10 @@ static void test_memory_and_default(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_small),
+        /* the Qwen3 cases from the safest (each step waited for) to the one that failed: a fault's
+         * error is sticky, so the first failure names it and the later ones repeat it */
+        cmocka_unit_test(test_qwen3_prefill_synced),
+        cmocka_unit_test(test_back_to_back),
         cmocka_unit_test(test_model_qwen3),
         cmocka_unit_test(test_engine_equals_eager),
         cmocka_unit_test(test_memory_and_default),
