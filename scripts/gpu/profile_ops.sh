@@ -96,7 +96,7 @@ has decode && run decode-0.6b qwen3-0.6b decode 240
 if has trace; then
   for r in ${TRACE_RATES:-10 30}; do run "sharegpt-7b-$r" qwen2.5-7b "sharegpt-$r" $(( ${TRACE_SECONDS:-60} * 3 + 60 )); done
 fi
-rm -f "$R"/bias.csv "$R"/decode.csv "$R"/sharegpt-*.csv "$OUT/tmp.txt"
+rm -f "$R"/bias.csv "$R"/decode.csv "$OUT/tmp.txt"; for r in ${TRACE_RATES:-10 30}; do rm -f "$R/sharegpt-$r.csv"; done   # not the runs' own sharegpt-7b-*.csv
 tar czf "$OUT/results.tgz" -C "$OUT" results 2>> "$L" && rm -rf "$R"
 say "total $(( $(date +%s) - T0 )) s"
 cat "$S"

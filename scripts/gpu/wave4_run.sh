@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Issue 11's study run again with the new sampling kernel, its checks, the CUDA-graph fix and
+# the 30B-A3B operator profile by the changed profiler, in one device call.  Here first:
+# `bash scripts/gpu/moe_pack.sh` (.carry/moe-run: labs/bias and engine/bench of HEAD), then
+#   run(command="BUDGET=540 bash scripts/gpu/wave4_run.sh", timeout_s=600,
+#       carry=[".debs", ".carry/moe-run", "data/tokenizers/qwen3"])
+# Stages (STAGES; default topp,graphs,profile,full,w200), each time-limited within BUDGET:
+#   topp     scripts/gpu/topp_run.sh build,test,bench: build, test_sample (k_sample = its C
+#            reference on every row), test_kernels, the old and new sampling kernels timed
+#   graphs   build/gpu/test_cuda_graph (the staging race fixed; graph = eager bit for bit)
+#   profile  engine/bench --profile-ops for Qwen3-30B-A3B at the lab run's limits (1024 seqs,
+#            16,384 tokens) into data/profiles/H200/ of this copy: the labs' comparison uses it
+#   full     .carry/moe-run/run.sh full: the study's 12,810 prompts on one H200, all in flight
+#   w200     the same with the study's --max-workers 200, one set
+# $OUT: SUMMARY.txt and wave4.tgz (every log, the new profile, the runs' compare files).
+set -u
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
+OUT=${OUT:-out}; mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
+W=/tmp/wave4; rm -rf $W; mkdir -p $W
+STAGES=${STAGES:-${1:-topp,graphs,profile,full,w200}}
+BUDGET=${BUDGET:-540}; T0=$(date +%s)
+S=$OUT/SUMMARY.txt; : > "$S"
+has() { [[ ",$STAGES," == *",$1,"* ]]; }
+say() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$S"; }
+left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
+lim() { local l w=$1; l=$(left); [ "$w" -gt $((l - 10)) ] && w=$((l - 10)); [ "$w" -lt 5 ] && w=5; echo $w; }
+finish() { say "done"; tar -czf "$OUT/wave4.tgz" -C /tmp wave4 2>/dev/null; exit 0; }
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader >> "$S" 2>&1
+say "wave4_run.sh $STAGES, budget $BUDGET s"
+M30=data/models/qwen3-30b-a3b-instruct-2507.json
+P30=data/profiles/H200/qwen3-30b-a3b-instruct-2507.json
+
+if has topp; then
+  b=$(lim 150)
+  OUT=$W/topp BUDGET=$b timeout "$((b + 10))" bash scripts/gpu/topp_run.sh build,test,bench > $W/topp.txt 2>&1
+  say "topp_run rc=$? (budget $b s)"
+  sed 's/^/  /' $W/topp/SUMMARY.txt >> "$S" 2>/dev/null
+fi
+[ -x build/gpu/bench ] || { timeout "$(lim 200)" bash scripts/gpu/build.sh > $W/build.txt 2>&1; say "build rc=$?"; }
+
+if has graphs; then
+  PAGESIM_GPU=1 timeout "$(lim 90)" bash tests/run.sh --gpu -- build/gpu/test_cuda_graph > $W/test_cuda_graph.txt 2>&1
+  say "test_cuda_graph rc=$?: $(tail -1 $W/test_cuda_graph.txt)"
+  grep -E "not ok|ERROR|back to back|bit for bit|failed" $W/test_cuda_graph.txt | grep -v "# SKIP" | head -30 \
+    | cut -c1-300 | sed 's/^/  /' >> "$S"
+fi
+
+if has profile; then
+  cp $P30 $W/profile-before.json 2>/dev/null
+  timeout "$(lim 120)" build/gpu/bench --dummy-weights $M30 --max-num-seqs 1024 --max-num-batched-tokens 16384 \
+    --profile-ops $P30 > $W/profile30.txt 2>&1
+  rc=$?
+  say "profile 30B-A3B rc=$rc"
+  grep -E "cpu side|warning|error|failed" $W/profile30.txt | sed 's/^/  /' >> "$S"
+  [ $rc = 0 ] || cp $W/profile-before.json $P30      # a failed profile leaves the shipped one
+  cp $P30 $W/profile-after.json
+fi
+
+if has full || has w200; then
+  st=""; has full && st="full"; has w200 && st="$st w200"
+  b=$(lim 420)
+  OUT=$W/moe BUDGET=$b STAGES="$st" W200_SETS=1 timeout "$((b + 10))" bash .carry/moe-run/run.sh > $W/moe.txt 2>&1
+  say "moe_run ($st) rc=$? (budget $b s)"
+  sed 's/^/  /' $W/moe/SUMMARY.txt >> "$S" 2>/dev/null
+fi
+finish
