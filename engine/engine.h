@@ -167,6 +167,9 @@ void eng_free(eng *e);
  * the paged policy only, the swap space a number >= 0.  0, or -1 with a
  * message.  eng_create checks it first. */
 int  eng_check_config(const eng_config *cfg, char *err, size_t errlen);
+/* 1 when this build has the CUDA engine and a GPU is visible; else 0 and why
+ * in words (no GPU, or a build without nvcc).  Any build (engine/eng_gpu.c). */
+int  eng_gpu_available(char *why, size_t n);
 /* The KV pool a model with options o gets under policy p: reservations are
  * rounded up to whole blocks so that a reserved range is a run of blocks. */
 kv_config eng_kv_config(const model_opts *o, int num_blocks, kv_policy p, bool prefix_caching);

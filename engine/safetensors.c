@@ -153,7 +153,7 @@ const st_tensor *st_find(const st_file *f, const char *name) {
 }
 
 /* IEEE half bits -> float */
-static float half_to_float(uint16_t h) {
+float st_half_to_float(uint16_t h) {
     uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1f, m = h & 0x3ff, u;
     if (e == 0x1f) u = s | 0x7f800000u | (m << 13);
     else if (e) u = s | ((e + 112) << 23) | (m << 13);
@@ -179,7 +179,7 @@ int st_range_to_bf16(const st_tensor *t, int64_t first, int64_t n, uint16_t *out
         for (int64_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, p + 2 * i, 2);
-            out[i] = kref_f2bf(half_to_float(h));
+            out[i] = kref_f2bf(st_half_to_float(h));
         }
         return 0;
     case ST_F32:

@@ -43,6 +43,8 @@ void st_close(st_file *f);
 const st_tensor *st_find(const st_file *f, const char *name);
 const char *st_dtype_name(st_dtype d);
 int  st_dtype_size(st_dtype d);
+/* IEEE half bits -> float (exact; subnormals, infinities and NaNs kept). */
+float st_half_to_float(uint16_t h);
 /* Converts a BF16, F16 or F32 tensor to bf16 bits into out (numel,);
  * -1 with a message for other dtypes. */
 int  st_to_bf16(const st_tensor *t, uint16_t *out, char *err, size_t errlen);

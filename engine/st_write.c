@@ -8,21 +8,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static float half_to_float(uint16_t h) {
-    uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1f, m = h & 0x3ff, u;
-    if (e == 0x1f) u = s | 0x7f800000u | (m << 13);
-    else if (e) u = s | ((e + 112) << 23) | (m << 13);
-    else if (!m) u = s;
-    else {                                          /* subnormal: normalise */
-        e = 113;
-        while (!(m & 0x400)) { m <<= 1; e--; }
-        u = s | (e << 23) | ((m & 0x3ff) << 13);
-    }
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 /* float -> fp16 bits, round to nearest even; overflow gives inf, NaN stays NaN
  * (subnormals through the FPU's own rounding: add a magic number) */
 static uint16_t float_to_half(float f) {
@@ -54,7 +39,7 @@ int st_to_f32(const st_tensor *t, float *out, char *err, size_t errlen) {
         uint16_t h;
         switch (t->dtype) {
         case ST_BF16: memcpy(&h, p + 2 * i, 2); out[i] = kref_bf2f(h); break;
-        case ST_F16: memcpy(&h, p + 2 * i, 2); out[i] = half_to_float(h); break;
+        case ST_F16: memcpy(&h, p + 2 * i, 2); out[i] = st_half_to_float(h); break;
         case ST_F32: memcpy(&out[i], p + 4 * i, 4); break;
         default:
             return errbuf_fail(err, errlen, "tensor '%s': dtype %s is not a float type (bf16, fp16, fp32)", t->name,

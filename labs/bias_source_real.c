@@ -38,20 +38,7 @@
 #define FORCED_PREFIX "{\"decision\": \""
 #define DEFAULT_TOKENIZER "data/tokenizers/qwen3/tokenizer.json"
 
-int bias_real_available(char *why, size_t n) {
-#ifdef PAGESIM_HAVE_CUDA
-    int count = 0;
-    cudaError_t rc = cudaGetDeviceCount(&count);
-    if (rc != cudaSuccess || count == 0) {
-        snprintf(why, n, "no CUDA GPU is visible here (%s)", rc != cudaSuccess ? cudaGetErrorString(rc) : "0 devices");
-        return 0;
-    }
-    return 1;
-#else
-    snprintf(why, n, "this build has no CUDA engine (nvcc was not found when it was built)");
-    return 0;
-#endif
-}
+int bias_real_available(char *why, size_t n) { return eng_gpu_available(why, n); }
 
 /* The GPU table's name for device 0 ("" when unknown). */
 static void gpu_name(char *out, size_t n) {

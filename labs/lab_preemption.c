@@ -157,7 +157,8 @@ enum { REAL_REQUESTS = 160 };
 /* The first REAL_REQUESTS of the lab's requests, all waiting at once, in the
  * lab's pool (OPT-13B's token slots, block size 16): far more than it holds,
  * so the scheduler preempts the newest running sequences by recompute (the
- * engine has no swap path). */
+ * engine's swap path, --preemption-mode swap, is measured by engine/bench,
+ * not here). */
 static int real(lab *L, char *err, size_t n) {
     preemption *P = lab_result(L);
     wl_spec sp = { .kind = WL_SHAREGPT, .num_requests = REAL_REQUESTS, .rate = 0, .seed = lab_seed(L), .max_len = 2048 };
@@ -441,8 +442,9 @@ static int narrative(lab *L, char *err, size_t n) {
         rc |= lab_say(L, "On the GPU (%s): %d of these requests, all waiting at once, in %d blocks of 16 tokens.  "
                       "The scheduler preempted %ld times by recompute (simulated: %ld), %d requests at least once "
                       "(%d); they waited %.1f ms per output token, the others %.1f (simulated: %.1f and %.1f); the "
-                      "run took %.1f s (simulated %.1f s).  Swap is not measured: the engine has no swap path yet "
-                      "(its executor refuses swap copies), so only recompute runs on the GPU.",
+                      "run took %.1f s (simulated %.1f s).  Swap is not run here: the engine preempts by swap too "
+                      "(engine/bench --preemption-mode swap --swap-space 4 runs it beside its simulation), but this "
+                      "lab's --real measures recompute only.",
                       lab_real_where(L, &P->gpu), P->real_requests, P->real_blocks, P->gpu.preemptions,
                       P->sim.preemptions, P->gpu.preempted_requests, P->sim.preempted_requests,
                       1e3 * P->gpu.norm_latency_preempted, 1e3 * P->gpu.norm_latency_others,
@@ -466,7 +468,7 @@ const lab_def lab_preemption = {
     .seed_note = "the request rate (2.5-4 requests/s), the KV cache size (10-14 GiB) and the requests",
     .real_note = "160 requests at once in the lab's pool on the CUDA engine, preempting by recompute: preemptions "
                  "and the latency of the preempted requests against the others, measured beside simulated (Table 3, "
-                 "Figure 5; the engine has no swap path yet)",
+                 "Figure 5; swap on the engine: engine/bench --preemption-mode swap)",
     .run = run, .figures = figures, .questions = questions, .narrative = narrative, .real = real,
     .free_result = preemption_free,
 };

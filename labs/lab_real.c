@@ -20,20 +20,7 @@
 #include <cuda_runtime_api.h>
 #endif
 
-int lab_real_available(char *why, size_t n) {
-#ifdef PAGESIM_HAVE_CUDA
-    int count = 0;
-    cudaError_t rc = cudaGetDeviceCount(&count);
-    if (rc != cudaSuccess || count == 0) {
-        snprintf(why, n, "no CUDA GPU is visible here (%s)", rc != cudaSuccess ? cudaGetErrorString(rc) : "0 devices");
-        return 0;
-    }
-    return 1;
-#else
-    snprintf(why, n, "this build has no CUDA engine (nvcc was not found when it was built)");
-    return 0;
-#endif
-}
+int lab_real_available(char *why, size_t n) { return eng_gpu_available(why, n); }
 
 /* ---- the numbers, from one collector's records ------------------------------ */
 

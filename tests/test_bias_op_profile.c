@@ -57,6 +57,8 @@ typedef struct pts { int n; double x[64], y[64]; } pts;
 typedef struct ref_prof {
     cJSON *root;
     pts qkv, o, gate_up, down, head, elem, estep, prefill, sampling;
+    pts topp;                    /* sampling at temperature and top-p, when the profile has it */
+    int has_topp;
     double dx[16], dy[16], du[16][16];
     int ndx, ndy, layers;
     double overhead, per_seq, floor_us;
@@ -82,6 +84,8 @@ static void ref_load(ref_prof *r, const char *path) {
     get_pts(ops, "gemm_qkv", &r->qkv); get_pts(ops, "gemm_o", &r->o); get_pts(ops, "gemm_gate_up", &r->gate_up);
     get_pts(ops, "gemm_down", &r->down); get_pts(ops, "lm_head", &r->head); get_pts(ops, "elem_layer", &r->elem);
     get_pts(ops, "elem_step", &r->estep); get_pts(ops, "attn_prefill", &r->prefill); get_pts(ops, "sampling", &r->sampling);
+    r->has_topp = cJSON_GetObjectItem(ops, "sampling_topp") != NULL;
+    if (r->has_topp) get_pts(ops, "sampling_topp", &r->topp);
     const cJSON *g = cJSON_GetObjectItem(ops, "attn_decode");
     r->ndx = r->ndy = 0;
     cJSON_ArrayForEach(e, cJSON_GetObjectItem(g, "xs")) r->dx[r->ndx++] = e->valuedouble;
@@ -115,19 +119,23 @@ static double decode_attn(const ref_prof *r, double ctx) {
     return at(&row, ctx);
 }
 
-/* Seconds of one request served alone: its prefill step, then output - 1 decode steps. */
-static double alone_s(const ref_prof *r, int prompt, int output) {
+/* Seconds of one request served alone: its prefill step, then output - 1 decode steps;
+ * sampled at top-p's times when topp and the profile has them, at greedy's otherwise. */
+static double alone_s_sampled(const ref_prof *r, int prompt, int output, int topp) {
+    const pts *samp = topp && r->has_topp ? &r->topp : &r->sampling;
     double per_layer_gemm_elem, s = 0;
     for (int k = 0; k < output; k++) {
         double T = k == 0 ? prompt : 1, us;
         per_layer_gemm_elem = at(&r->qkv, T) + at(&r->o, T) + at(&r->gate_up, T) + at(&r->down, T) + at(&r->elem, T);
         /* prefill: one fresh sequence of prompt (prompt + 1) / 2 pairs; decode: context prompt + k */
         double attn = k == 0 ? at(&r->prefill, sqrt((double)prompt * (prompt + 1))) : decode_attn(r, prompt + k);
-        us = r->layers * (per_layer_gemm_elem + attn) + at(&r->estep, T) + at(&r->head, 1) + at(&r->sampling, 1);
+        us = r->layers * (per_layer_gemm_elem + attn) + at(&r->estep, T) + at(&r->head, 1) + at(samp, 1);
         s += (r->overhead + r->per_seq + (us > r->floor_us ? us : r->floor_us)) * 1e-6;
     }
     return s;
 }
+
+static double alone_s(const ref_prof *r, int prompt, int output) { return alone_s_sampled(r, prompt, output, 0); }
 
 /* ---- the serving simulation ------------------------------------------------------------ */
 static double serve(const char *op_profile, int tp_, int *prompts, int *outputs, int n, char *step_times, size_t cap,
@@ -308,7 +316,7 @@ static void test_lab_run_on_the_profile(void **state) {
         int prompt = cJSON_GetArraySize(cJSON_GetObjectItem(l, "ids"));
         int reply = cJSON_GetObjectItem(l, "reply_tokens")->valueint;
         assert_true(reply >= 1 && reply <= 1024);
-        want += alone_s(&r, prompt, reply);
+        want += alone_s_sampled(&r, prompt, reply, 1);   /* the lab samples at T 0.6, top-p 0.8 */
         out_tokens += reply;
         cJSON_Delete(l);
     }
@@ -326,7 +334,7 @@ static void test_lab_run_on_the_profile(void **state) {
     char *o = tu_slurp(tp("out.txt"));
     assert_non_null(o);
     assert_non_null(strstr(o, "step times: operator profile " PROF));
-    assert_non_null(strstr(o, "top-p sampling at greedy's times"));   /* the lab samples at T 0.6, top-p 0.8 */
+    assert_non_null(strstr(o, r.has_topp ? "top-p sampling measured" : "top-p sampling at greedy's times"));
     free(o);
     /* --op-profile none: the roofline, said on the terminal */
     assert_int_equal(sh("%s/labs/bias --tickers %s %s --quiet --op-profile none --output-dir %s > %s", bin,

@@ -47,7 +47,8 @@ static int setup(void **st) {
 
 static const char *const k_cmds[] = {
     "pagesim", "pagesim run", "pagesim plan", "pagesim calibrate", "engine/run", "engine/bench",
-    "engine/serve", "engine/hub", "engine/hub encode", "labs/bias", "labs/bias analyze", "labs/bias compare",
+    "engine/serve", "engine/hub", "engine/hub encode", "engine/merge", "labs/bias", "labs/bias analyze",
+    "labs/bias compare",
     "labs/paging", "labs/blocksize", "labs/planning", "labs/sharing", "labs/prefix", "labs/preemption",
     "labs/batching", "labs/bias-sheet",
 };

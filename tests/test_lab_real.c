@@ -330,7 +330,8 @@ static void test_preemption(void **state) {
     assert_true(fabs(cell(csv, "preempted", 3) + cell(csv, "never", 3) - 160) < 1e-9);
     assert_true(cell(csv, "preempted", 1) > cell(csv, "never", 1));
     assert_true(fabs(cell(csv, "preempted", 2) / cell(csv, "preempted", 1) - SLOWER) < 1e-6);
-    assert_non_null(strstr(lab_narrative(L), "no swap path"));
+    assert_non_null(strstr(lab_narrative(L), "measures recompute only"));   /* and says where swap runs */
+    assert_non_null(strstr(lab_narrative(L), "--preemption-mode swap"));
     free(csv);
     lab_free(L);
 }

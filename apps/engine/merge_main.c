@@ -4,6 +4,7 @@
  *   engine/merge --model BASE --lora PATH --out DIR
  * W' = W + scale B A per adapted linear, in fp32, stored in the base's dtype
  * (engine/merge.h).  Progress and a summary on stderr. */
+#include "apps/common/front.h"
 #include "base/opt.h"
 #include "engine/merge.h"
 #include <stdio.h>
@@ -18,9 +19,11 @@ static void usage(FILE *f) {
           "  --lora PATH    a PEFT LoRA adapter (adapter_config.json, adapter_model.safetensors)\n"
           "  --out DIR      where to write the merged checkpoint (created; not BASE)\n"
           "  --quiet        no progress lines\n"
+          "  --version, --help\n"
           "Each adapted linear becomes W + scale B A (scale = lora_alpha / r, or / sqrt(r) with\n"
           "use_rslora), computed in fp32 and saved in the base tensor's dtype; the other tensors\n"
-          "and files are copied as they are.  Serve DIR like any model: engine/serve --model DIR.\n", f);
+          "and files are copied as they are.  Serve DIR like any model: engine/serve --model DIR.\n"
+          "Exit status: 0 done, 1 the merge failed (a write error), 2 bad usage or input.\n", f);
 }
 
 typedef struct prog { int quiet, last; time_t t0; } prog;
@@ -37,7 +40,8 @@ static void progress(void *ctx, const char *tensor, int done, int total) {
 enum { O_HELP = 'h', O_MODEL = 256, O_LORA, O_OUT, O_QUIET };
 static const opt_spec k_opts[] = {
     { "help", O_HELP, OPT_FLAG },   { "model", O_MODEL, OPT_VALUE },  { "lora", O_LORA, OPT_VALUE },
-    { "out", O_OUT, OPT_VALUE },    { "quiet", O_QUIET, OPT_FLAG },   { NULL, 0, 0 },
+    { "out", O_OUT, OPT_VALUE },    { "quiet", O_QUIET, OPT_FLAG },   FRONT_SPECS,
+    { NULL, 0, 0 },
 };
 
 int main(int argc, char **argv) {
@@ -46,6 +50,7 @@ int main(int argc, char **argv) {
     char err[1024];
     opt_parser op;
     int k;
+    front_init(PROG);
     if (opt_begin(&op, argc, argv, k_opts, err, sizeof err)) { fprintf(stderr, "%s: %s\n", PROG, err); return 2; }
     while ((k = opt_next(&op, &v, err, sizeof err)) != OPT_END) {
         switch (k) {
@@ -55,7 +60,9 @@ int main(int argc, char **argv) {
         case O_OUT: out = v; break;
         case O_QUIET: p.quiet = 1; break;
         case OPT_ARG: fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", PROG, v); opt_end(&op); return 2;
-        default: fprintf(stderr, "%s: %s (see --help)\n", PROG, err); opt_end(&op); return 2;
+        default:
+            if (front_option(PROG, k, v)) break;
+            fprintf(stderr, "%s: %s (see --help)\n", PROG, err); opt_end(&op); return 2;
         }
     }
     opt_end(&op);

@@ -68,7 +68,7 @@ LIBS="$NCCL_LIBS -L$CUDA/lib64 -lcublasLt -lcublas -lcudart_static -ldl -lrt -ls
 gcc -o $B/run $O/mains/run_main.o $O/mains/cli.o $O/mains/cli_lora.o $O/mains/front.o "${ARS[@]}" $LIBS
 gcc -o $B/bench $O/mains/bench_main.o $O/mains/bench_moe.o $O/mains/bench_awq.o $O/mains/cli.o $O/mains/cli_lora.o \
     $O/mains/front.o "${ARS[@]}" $LIBS
-gcc -o $B/merge $O/mains/merge_main.o "${ARS[@]}" $LIBS
+gcc -o $B/merge $O/mains/merge_main.o $O/mains/front.o "${ARS[@]}" $LIBS
 tests=()
 for c in tests/gpu/test_*.c; do
   n=$(basename "$c" .c)

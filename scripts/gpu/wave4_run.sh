@@ -12,6 +12,8 @@
 #            16,384 tokens) into data/profiles/H200/ of this copy: the labs' comparison uses it
 #   full     .carry/moe-run/run.sh full: the study's 12,810 prompts on one H200, all in flight
 #   w200     the same with the study's --max-workers 200, one set
+#   others   operator profiles of the other models the engine runs (OTHERS: names of
+#            data/models/*.json), into data/profiles/H200/ of this copy and back in wave4.tgz
 # $OUT: SUMMARY.txt and wave4.tgz (every log, the new profile, the runs' compare files).
 set -u
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
@@ -62,5 +64,15 @@ if has full || has w200; then
   OUT=$W/moe BUDGET=$b STAGES="$st" W200_SETS=1 timeout "$((b + 10))" bash .carry/moe-run/run.sh > $W/moe.txt 2>&1
   say "moe_run ($st) rc=$? (budget $b s)"
   sed 's/^/  /' $W/moe/SUMMARY.txt >> "$S" 2>/dev/null
+fi
+if has others; then
+  mkdir -p $W/profiles
+  for m in ${OTHERS:-smollm2-135m qwen2.5-0.5b qwen3-8b llama-3.1-8b llama-13b}; do
+    [ "$(left)" -gt 45 ] || { say "profile $m: no time left"; continue; }
+    timeout "$(lim 60)" build/gpu/bench --dummy-weights data/models/$m.json --profile-ops $W/profiles/$m.json \
+      > $W/profile-$m.txt 2>&1
+    say "profile $m rc=$?"
+    grep -E "cpu side|warning|error|failed" $W/profile-$m.txt | sed 's/^/  /' >> "$S"
+  done
 fi
 finish
