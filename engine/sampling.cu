@@ -37,7 +37,7 @@
  * cannot beat the best kept token found so far (noise_floor: a bound with a wide
  * margin, so the skip never changes the result).  Passes over the 600 KB row
  * (V = 151,936): top-p or top-k: the max and min, round 0, the Gumbel/copy pass
- * (3; 3 to 4 more when the bin overflows); both: 5;  neither: 1;  greedy: 1.
+ * (3; up to 4 more when the bin overflows); both: 5;  neither: 1;  greedy: 1.
  * Loads are float4 when V % 4 == 0 and the row is 16-byte aligned.  Greedy is as
  * before (the first maximum).  Rows of NaN, or all -inf, give some token in range. */
 #include "engine/common.cuh"
