@@ -450,13 +450,7 @@ static void test_client_disconnect(void **state) {
     resp r = http(f->port, NULL, "/v1/completions", "{\"prompt\": \"slow\", \"stream\": true}", NULL, 150);
     assert_int_equal(r.rc, CURLE_OPERATION_TIMEDOUT);
     free(r.body);
-    double running = 1;
-    for (int i = 0; i < 100 && running != 0; i++) {
-        struct timespec ts = {0, 20 * 1000000};
-        nanosleep(&ts, NULL);
-        running = metric(f->port, "vllm:num_requests_running");
-    }
-    assert_true(running == 0);
+    assert_true(gauge_settles(f->port, "vllm:num_requests_running", 0));
     assert_true(metric(f->port, "vllm:request_success_total") == 0);    /* aborted, not completed */
     fx_free(f);
 }

@@ -12,6 +12,8 @@
 #            16,384 tokens) into data/profiles/H200/ of this copy: the labs' comparison uses it
 #   full     .carry/moe-run/run.sh full: the study's 12,810 prompts on one H200, all in flight
 #   w200     the same with the study's --max-workers 200, one set
+#   lora     runtime LoRA's cost on the bias shape (Qwen2.5-7B, 1024 x 512 + 96): the base model,
+#            one r-16 all-linear adapter for every request, eight adapters mixed in the batch
 #   others   operator profiles of the other models the engine runs (OTHERS: names of
 #            data/models/*.json), into data/profiles/H200/ of this copy and back in wave4.tgz
 # $OUT: SUMMARY.txt and wave4.tgz (every log, the new profile, the runs' compare files).
@@ -64,6 +66,30 @@ if has full || has w200; then
   OUT=$W/moe BUDGET=$b STAGES="$st" W200_SETS=1 timeout "$((b + 10))" bash .carry/moe-run/run.sh > $W/moe.txt 2>&1
   say "moe_run ($st) rc=$? (budget $b s)"
   sed 's/^/  /' $W/moe/SUMMARY.txt >> "$S" 2>/dev/null
+fi
+if has lora; then
+  LB=(--dummy-weights data/models/qwen2.5-7b.json --workload fixed --num-requests 1024 --prompt-len 512
+      --output-len 96 --max-num-seqs 1024 --max-num-batched-tokens 16384)
+  for v in base lora1 lora8; do
+    [ "$(left)" -gt 60 ] || { say "lora $v: no time left"; continue; }
+    case $v in base) X=();; lora1) X=(--enable-lora --max-lora-rank 16 --max-loras 1 --lora-dummy 1);;
+                lora8) X=(--enable-lora --max-lora-rank 16 --max-loras 8 --lora-dummy 8);; esac
+    timeout "$(lim 60)" build/gpu/bench "${LB[@]}" "${X[@]}" --json $W/lora_$v.json > $W/lora_$v.txt 2>&1
+    say "lora $v rc=$?: $(grep -m1 -E '^ *wall' $W/lora_$v.txt)"
+    grep -E "LoRA" $W/lora_$v.txt | head -3 | sed 's/^/  /' >> "$S"
+  done
+  python3 - $W <<'PY' 2>&1 | tee -a "$S"
+import json, sys
+d = sys.argv[1]
+w = {}
+for v in ("base", "lora1", "lora8"):
+    try: w[v] = json.load(open("%s/lora_%s.json" % (d, v)))["wall_s"]
+    except Exception: pass
+if "base" in w:
+    for v, lim in (("lora1", 1.15), ("lora8", 1.25)):
+        if v in w: print("  %s: %.2f s against the base model's %.2f s: %+.1f%% (target at most %+.0f%%): %s" % (
+            v, w[v], w["base"], 100 * (w[v] / w["base"] - 1), 100 * (lim - 1), "met" if w[v] <= lim * w["base"] else "NOT met"))
+PY
 fi
 if has others; then
   mkdir -p $W/profiles
