@@ -155,7 +155,7 @@ static void test_half_open_connections(void **state) {
         if (status != 200) sleep_ms(100);
     }
     assert_int_equal(status, 200);
-    assert_true(now_s() - t0 < 6);               /* about the 2 s keep-alive, not vLLM's old 600 s */
+    assert_true(now_s() - t0 < 6);               /* about the 2 s keep-alive */
     for (int i = 0; i < 8; i++) {                 /* and the server closed them */
         char b[8];
         ssize_t k = recv(fds[i], b, sizeof b, MSG_DONTWAIT);
