@@ -164,7 +164,7 @@ static int questions(lab *L, char *err, size_t n) {
         .key = "Runtime LoRA runs two extra small kernels per adapted linear (shrink v = A x, expand y += B v) "
                "in every step with an adapter's token: 7 linears x 28 layers x 2 here.  Their FLOPs (2 r (in + "
                "out) per token) and weights (r (in + out) per adapter) are tiny next to the base model's, but "
-               "each kernel has a fixed cost of a few microseconds, so the step pays about 1.5 ms whatever the "
+               "each kernel has a fixed cost of a few microseconds, so the step pays about 1.6 ms whatever the "
                "batch: a large share at batch 1, a few percent at batch 128.  More adapters add their slots' "
                "bytes (each read once a step).  The slots also take KV memory (Table 1), fewer sequences fit, "
                "and the scheduler runs at most max_loras adapters at once: a request of another adapter waits "
