@@ -7,7 +7,11 @@
  * a 7B model's 2 x 7 x 28-32 kernels cost 1.6-1.8 ms per step: near Punica's
  * reported "2 ms latency per token" (a published number, Chen et al. 2023,
  * not our measurement; the floor was chosen knowing it, so it checks the
- * order of magnitude, it does not reproduce it). */
+ * order of magnitude, it does not reproduce it).  vLLM and our engine fuse
+ * q/k/v and gate/up into one kernel pair each (8 kernels a layer rather than
+ * 14), each doing more; the floor is counted per adapted linear as the
+ * model's unit, not as a kernel count to check against a profile.  Replace it
+ * from an engine/bench --enable-lora run when one is at hand. */
 #include "sim/cost_lora.h"
 #include "sim/cost_model.h"
 
