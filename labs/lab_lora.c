@@ -239,7 +239,9 @@ static int narrative(lab *L, char *err, size_t n) {
                   "one GPU, where merged copies (its vLLM-packed baseline) run out of memory at a few, at a cost of "
                   "a few tens of percent of throughput at most.  The cost model's LoRA term (sim/cost_lora.c) "
                   "charges 4 us per LoRA kernel, chosen knowing Punica's figure, plus the adapters' FLOPs and "
-                  "bytes: its +%.1f ms at batch 32 checks the order of magnitude, it is not a measurement.",
+                  "bytes: its +%.1f ms at batch 32 checks the order of magnitude, it is not a measurement.  Not "
+                  "simulated: copying an adapter into a free slot when its first request arrives, adapters of "
+                  "different ranks in one batch, LoRA on the embeddings and the lm_head.",
                   Z->step_ms[1][LAB_LORA_B32] - Z->step_ms[0][LAB_LORA_B32]);
     rc |= lab_todo(L, lab_fmt(L, "pagesim plan --model %s --gpu %s --max-model-len %d --enable-lora --max-loras 8 "
                    "--max-lora-rank %d", LAB_LORA_MODEL, Z->gpu, LAB_LORA_MAX_LEN, Z->rank),
