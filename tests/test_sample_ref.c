@@ -4,10 +4,12 @@
  *  - kref_sample_row (sorting) against a brute-force O(V^2) reading of the
  *    definition in engine/sampling.cu's top comment, on rows with ties, a
  *    dominant token, near-uniform and masked rows, for T / top-k / top-p / both;
- *  - a sequential emulation of the kernel's radix select (3 rounds of 11, 11, 10
- *    bits, Gumbel maxima above round 0's bucket and per bin after, candidates kept when they fit) against
- *    kref_sample_row, both with candidates and with the row re-read, up to
- *    V = 151,936: the algorithm's logic, which the GPU test then checks on the device;
+ *  - a sequential emulation of the kernel's select (round 0 binned by the distance
+ *    below the row's max, then the key within the chosen bin in rounds of 11, 11, 10
+ *    bits; the Gumbel maximum over the bins above it and the bin's kept tokens;
+ *    candidates kept when they fit) against kref_sample_row, both with candidates
+ *    and with the row re-read, up to V = 151,936: the algorithm's logic, which the
+ *    GPU test then checks on the device;
  *  - that the sampled frequencies follow softmax(z) restricted to the nucleus. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -135,7 +137,6 @@ static void test_ref_vs_brute(void **st) {
 
 /* ---- the kernel's algorithm, sequentially ------------------------------------------ */
 static const int e_shift[3] = {21, 10, 0}, e_bits[3] = {11, 11, 10};
-typedef struct { int *idx; int n; } cand;
 
 static uint64_t gpack(float v, int i) { return ((uint64_t)kref_fkey(v) << 32) | (0xffffffffu - (uint32_t)i); }
 
@@ -145,82 +146,113 @@ static float noise_floor(float zb, float L) {
     double u = exp(-exp(dz)) * (1.0 - 1e-6);
     return u == u ? (float)u : 0.0f;
 }
-/* the noise key of token i, 0 when u < the floor of *best (a kept token's) */
-static uint64_t emu_noise(float z, float zb, uint64_t seed, uint64_t step, int i, uint64_t best, int *skipped) {
+static int n_skipped, n_noise, n_overflow;
+/* token i is kept: *best takes its noise key unless u < the floor of *best (a kept token's) */
+static void emu_kept(float z, float zb, uint64_t seed, uint64_t step, int i, uint64_t *best) {
     float u = kref_uniform(seed, step, (uint64_t)i);
-    if (best && u < noise_floor(zb, kref_unkey((uint32_t)(best >> 32)))) { (*skipped)++; return 0; }
-    return gpack(kref_gumbel_u(z, u), i);
+    n_noise++;
+    if (*best && u < noise_floor(zb, kref_unkey((uint32_t)(*best >> 32)))) { n_skipped++; return; }
+    uint64_t g = gpack(kref_gumbel_u(z, u), i);
+    if (g > *best) *best = g;
 }
-static int n_skipped, n_noise;
 
-/* rselect of engine/sampling.cu; cap: the shared-memory candidates */
-static uint32_t emu_select(const float *row, int V, float T, int mass, float zmax, uint64_t target,
-                           float top_p, uint32_t lo, int gum, uint64_t seed, uint64_t step, uint64_t *best,
-                           int cap, int *used_cand) {
-    static uint64_t hist[2048], gbin[2048];
-    int *ci = malloc(sizeof(int) * (size_t)V), nc = -1;
-    uint32_t prefix = 0;
+typedef struct { const float *row; int V; float inv, zmax, s; uint64_t seed, step; } erow;
+/* dig0 of engine/sampling.cu: 2047 - floor((zmax - z) * s), the tail (and NaN) 0 */
+static int emu_dig0(const erow *q, float z) {
+    float t = (q->zmax - z) * q->s;
+    return t < 2047.0f ? 2047 - (int)t : 0;
+}
+static uint64_t emu_val(const erow *q, int mass, float z) { return mass ? kref_wfix(z - q->zmax) : 1; }
+
+/* pick of engine/sampling.cu: the largest d with above + sum(h[d..]) >= target; -1 if none */
+static int emu_pick(const uint64_t *h, uint64_t *above, uint64_t *target, int topp, float top_p) {
+    uint64_t tot = 0, sfx = 0;
+    for (int b = 0; b < 2048; b++) tot += h[b];
+    if (topp) *target = kref_topp_target(top_p, tot);
+    for (int b = 2047; b >= 0; b--) {
+        if (h[b] && *above + sfx < *target && *above + sfx + h[b] >= *target) { *above += sfx; return b; }
+        sfx += h[b];
+    }
+    return -1;
+}
+
+/* tselect of engine/sampling.cu; cap: the shared-memory candidates */
+static uint32_t emu_select(const erow *q, int mass, uint64_t target, float top_p, uint32_t lo, int gum,
+                           uint64_t *best, int cap, int *used_cand) {
+    static uint64_t hist[2048];
+    int V = q->V, *ci = malloc(sizeof(int) * (size_t)(V > 0 ? V : 1)), n = 0;
+    memset(hist, 0, sizeof hist);
+    for (int i = 0; i < V; i++) {                                      /* round 0 */
+        float z = kref_scale(q->row[i], q->inv);
+        if (kref_fkey(z) >= lo) hist[emu_dig0(q, z)] += emu_val(q, mass, z);
+    }
     uint64_t above = 0;
-    for (int r = 0; r < 3; r++) {
-        memset(hist, 0, sizeof hist); memset(gbin, 0, sizeof gbin);
-        int hi = e_shift[r] + e_bits[r], found = 0, nnew = 0;
-        uint64_t tot = 0;
-        int n = nc >= 0 ? nc : V;
-        for (int j = 0; j < n; j++) {
-            int i = nc >= 0 ? ci[j] : j;
-            float z = kref_scale(row[i], kref_inv_temp(T));
-            uint32_t key = kref_fkey(z);
-            if (r > 0 && (key >> hi) != prefix) {
-                if (gum && r == 1 && (key >> hi) > prefix) {            /* kept: above round 0's bucket */
-                    uint64_t g = emu_noise(z, zmax, seed, step, i, *best, &n_skipped);
-                    n_noise++;
-                    if (g > *best) *best = g;
-                }
-                continue;
-            }
-            int d = (int)((key >> e_shift[r]) & ((1u << e_bits[r]) - 1));
-            uint64_t val = mass ? kref_wfix(z - zmax) : 1;
-            if (key >= lo) tot += val;
-            hist[d] += val;
-            if (gum && r > 0) {                                         /* the floor of kept tokens only */
-                uint64_t g = emu_noise(z, zmax, seed, step, i, *best, &n_skipped);
-                n_noise++;
-                if (g > gbin[d]) gbin[d] = g;
-            }
-            if (r == 1) { if (nnew < cap) ci[nnew] = i; nnew++; }   /* in place: j >= nnew */
+    int d0 = emu_pick(hist, &above, &target, mass, top_p);
+    uint32_t kmin = 0xffffffffu, kmax = 0;
+    for (int i = 0; i < V; i++) {                                      /* above d0: kept; d0: candidates */
+        float z = kref_scale(q->row[i], q->inv);
+        uint32_t key = kref_fkey(z);
+        if (key < lo) continue;
+        int d = emu_dig0(q, z);
+        if (d > d0 && gum) emu_kept(z, q->zmax, q->seed, q->step, i, best);
+        if (d == d0) {
+            if (key < kmin) kmin = key;
+            if (key > kmax) kmax = key;
+            if (n < cap) ci[n] = i;
+            n++;
         }
-        if (r == 0 && mass) target = kref_topp_target(top_p, tot);
-        if (r == 1 && nnew <= cap) { nc = nnew; *used_cand = 1; }
-        uint64_t sfx = 0;
-        int d = 0;
-        for (int b = (1 << e_bits[r]) - 1; b >= 0; b--) {
-            if (hist[b] && above + sfx < target && above + sfx + hist[b] >= target) { d = b; found = 1; break; }
-            sfx += hist[b];
+    }
+    if (d0 < 0) { free(ci); return lo; }
+    int incand = n <= cap;
+    if (incand) *used_cand = 1;
+    else if (cap > 0) n_overflow++;
+    uint32_t span = kmax - kmin, prefix = 0;
+    for (int r = 0; r < 3; r++) {                                      /* the key within the bin */
+        int sh = e_shift[r], hi = sh + e_bits[r];
+        if ((span >> sh) == 0) continue;
+        memset(hist, 0, sizeof hist);
+        for (int j = 0; j < (incand ? n : V); j++) {
+            int i = incand ? ci[j] : j;
+            float z = kref_scale(q->row[i], q->inv);
+            uint32_t key = kref_fkey(z), o = key - kmin;
+            if (!incand && (key < lo || emu_dig0(q, z) != d0)) continue;
+            if (hi < 32 && (o >> hi) != prefix) continue;
+            hist[(o >> sh) & ((1u << e_bits[r]) - 1)] += emu_val(q, mass, z);
         }
-        assert_true(found);
-        above += sfx;
-        for (int b = 0; b < (1 << e_bits[r]); b++)
-            if ((b > d || (r == 2 && b == d)) && gbin[b] > *best) *best = gbin[b];
+        int d = emu_pick(hist, &above, &target, 0, 0.0f);
+        assert_true(d >= 0);
         prefix = (prefix << e_bits[r]) | (uint32_t)d;
     }
+    uint32_t K = kmin + prefix;
+    if (gum)
+        for (int j = 0; j < (incand ? n : V); j++) {
+            int i = incand ? ci[j] : j;
+            float z = kref_scale(q->row[i], q->inv);
+            uint32_t key = kref_fkey(z);
+            if (key >= K && key >= lo && emu_dig0(q, z) == d0) emu_kept(z, q->zmax, q->seed, q->step, i, best);
+        }
     free(ci);
-    return prefix;
+    return K;
 }
 
 static int emu_sample(const float *row, int V, float T, int top_k, float top_p, uint64_t seed, uint64_t step,
                       int cap, int *used_cand) {
     int usek = top_k > 0 && top_k < V, usep = top_p < 1.0f;
     uint64_t best = 0;
+    float inv = kref_inv_temp(T);
     if (!usek && !usep) {
-        for (int i = 0; i < V; i++) { uint64_t g = gpack(kref_gumbel(kref_scale(row[i], kref_inv_temp(T)), seed, step, (uint64_t)i), i); if (g > best) best = g; }
+        for (int i = 0; i < V; i++) { uint64_t g = gpack(kref_gumbel(kref_scale(row[i], inv), seed, step, (uint64_t)i), i); if (g > best) best = g; }
     } else {
-        float zmax = -INFINITY;
-        for (int i = 0; i < V; i++) if (kref_scale(row[i], kref_inv_temp(T)) > zmax) zmax = kref_scale(row[i], kref_inv_temp(T));
+        float mx = -INFINITY, mn = INFINITY;
+        for (int i = 0; i < V; i++) { mx = fmaxf(mx, row[i]); mn = fminf(mn, row[i]); }
+        erow q = {row, V, inv, kref_scale(mx, inv), 0, seed, step};
+        float rg = fminf(q.zmax - kref_scale(mn, inv), 32.0f);
+        q.s = rg > 0.0f ? fminf(2047.0f / rg, 0x1p40f) : 64.0f;
         uint32_t thr = 0;
-        if (usek) thr = emu_select(row, V, T, 0, zmax, (uint64_t)top_k, 0, 0, !usep, seed, step, &best, cap, used_cand);
-        if (usep) emu_select(row, V, T, 1, zmax, 0, top_p, thr, 1, seed, step, &best, cap, used_cand);
+        if (usek) thr = emu_select(&q, 0, (uint64_t)top_k, 0.0f, 0, !usep, &best, cap, used_cand);
+        if (usep) emu_select(&q, 1, 0, top_p, thr, 1, &best, cap, used_cand);
     }
-    return (int)(0xffffffffu - (uint32_t)best);
+    return best ? (int)(0xffffffffu - (uint32_t)best) : 0;
 }
 
 static void test_radix_emulation(void **st) {
@@ -235,7 +267,7 @@ static void test_radix_emulation(void **st) {
         if (big && t % 100 == 0) { q.T = 0.6f; q.k = 0; q.p = 0.8f; }          /* the study's setting */
         int want = kref_sample_row(row, V, q.T, q.k, q.p, (uint64_t)t, 9);
         for (int c = 0; c < 2; c++) {
-            int used = 0, cap = c ? 8192 : 0;
+            int used = 0, cap = c ? 16384 : 0;
             n_skipped = n_noise = 0;
             int got = emu_sample(row, V, q.T, q.k, q.p, (uint64_t)t, 9, cap, &used);
             if (got != want) fprintf(stderr, "row %d (%s, V %d, T %g, k %d, p %g, cap %d): emu %d, ref %d\n", t,
@@ -253,6 +285,40 @@ static void test_radix_emulation(void **st) {
         fprintf(stderr, "  noise filter, %-12s rows: the logs of %d of %d tokens skipped\n", sr_kind_name[k], sk[k], nn[k]);
     assert_true(sk[SR_UNIFORM] > nn[SR_UNIFORM] * 0.9 && sk[SR_SPREAD] > nn[SR_SPREAD] / 2);
     assert_true(with_cand > 100);
+}
+
+/* the harder rows of sr_fill_edge (infinities, denormals, narrow bands, a bin of
+ * more candidates than shared memory holds), every setting, with and without
+ * candidates */
+static void test_emulation_edges(void **st) {
+    (void)st;
+    uint64_t s = 8;
+    int rows = 0;
+    n_overflow = 0;
+    for (int t = 0; t < 3 * 4 * SR_EDGES; t++) {
+        int e = t % SR_EDGES, V = t % 3 == 2 ? 5003 : 151936;
+        float *row = malloc(sizeof(float) * V);
+        sr_fill_edge(row, V, e, (uint64_t)t);
+        sp q = {0.3f + (float)(sr_next(&s) % 10) * 0.1f, 0, 1.0f};
+        switch ((t / SR_EDGES) % 4) {
+        case 0: q.T = 0.6f; q.p = 0.8f; break;
+        case 1: q.k = 1 + (int)(sr_next(&s) % 100); break;
+        case 2: q.k = 1 + (int)(sr_next(&s) % (uint64_t)V); q.p = 0.95f; break;
+        default: q.k = 1 + (int)(sr_next(&s) % (uint64_t)V); break;
+        }
+        int want = kref_sample_row(row, V, q.T, q.k, q.p, (uint64_t)t, 2);
+        for (int c = 0; c < 2; c++) {
+            int used = 0, got = emu_sample(row, V, q.T, q.k, q.p, (uint64_t)t, 2, c ? 16384 : 0, &used);
+            if (got != want) fprintf(stderr, "edge row %d (kind %d, V %d, T %g, k %d, p %g, cap %d): emu %d, ref %d\n",
+                                     t, e, V, q.T, q.k, q.p, c ? 16384 : 0, got, want);
+            assert_int_equal(got, want);
+        }
+        rows++;
+        free(row);
+    }
+    fprintf(stderr, "  radix emulation = kref_sample_row on %d harder rows (x2); %d selects overflowed the %d candidates\n",
+            rows, n_overflow, 16384);
+    assert_true(n_overflow > 0);                       /* the kernel's own capacity overflowed too */
 }
 
 /* ---- the sampled frequencies follow the nucleus' softmax ------------------------- */
@@ -291,6 +357,7 @@ int main(void) {
         cmocka_unit_test(test_exp_log_key),
         cmocka_unit_test(test_ref_vs_brute),
         cmocka_unit_test(test_radix_emulation),
+        cmocka_unit_test(test_emulation_edges),
         cmocka_unit_test(test_distribution),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,7 +2,9 @@
  * same token on EVERY row (the definition is exact: fixed-point masses and
  * shared exp/log, see sampling.cu's top comment), over rows of every kind of
  * tests/sample_rows.h (spread, near-uniform like dummy weights, ties, one
- * dominant token, all equal, masked) at V = 151,936 and small V, with greedy,
+ * dominant token, all equal, masked; and sr_fill_edge's harder rows: infinities,
+ * denormals, narrow bands, more candidates than shared memory holds) at
+ * V = 151,936 and small V, with greedy,
  * temperature only, top-k only, top-p only (0, 0.1 .. 0.999, 1) and both; a
  * misaligned logits pointer (the scalar path); a row alone = the row in a batch,
  * and two launches agree (no dependence on scheduling or on other rows). */
@@ -36,8 +38,9 @@ static k_sample_params param_of(uint64_t *s, int V, int r) {
     return q;
 }
 
-/* R rows (R, V) of the given kinds (kind < 0: r % SR_KINDS) through k_sample at
- * logits offset `shift` floats from an aligned buffer; returns mismatches. */
+/* R rows (R, V) of the given kinds (kind < 0: r % SR_KINDS; kind SR_KINDS: the
+ * harder rows sr_fill_edge, r % SR_EDGES) through k_sample at logits offset
+ * `shift` floats from an aligned buffer; returns mismatches. */
 static int run_batch(int R, int V, int kind, uint64_t seed, int shift, const char *what) {
     float *lg = malloc(sizeof(float) * (size_t)R * V);
     k_sample_params *p = calloc((size_t)R, sizeof *p);
@@ -45,9 +48,9 @@ static int run_batch(int R, int V, int kind, uint64_t seed, int shift, const cha
     int kinds[SR_KINDS] = {0}, bad = 0;
     for (int r = 0; r < R; r++) {
         int k = kind >= 0 ? kind : r % SR_KINDS;
-        sr_fill(lg + (size_t)r * V, V, k, seed * 7919 + (uint64_t)r);
+        if (k == SR_KINDS) sr_fill_edge(lg + (size_t)r * V, V, r % SR_EDGES, seed * 7919 + (uint64_t)r);
+        else { sr_fill(lg + (size_t)r * V, V, k, seed * 7919 + (uint64_t)r); kinds[k]++; }
         p[r] = param_of(&s, V, r);
-        kinds[k]++;
     }
     float *dl = NULL;
     assert_int_equal(cudaMalloc((void **)&dl, sizeof(float) * ((size_t)R * V + 4)), cudaSuccess);
@@ -64,8 +67,9 @@ static int run_batch(int R, int V, int kind, uint64_t seed, int shift, const cha
                                    p[r].seed, p[r].step);
         if (tok[r] != want || tok2[r] != tok[r]) {
             if (bad < 10)
-                fprintf(stderr, "  %s row %d (%s, V %d, T %g, k %d, p %g): kernel %d (again %d), reference %d\n",
-                        what, r, sr_kind_name[kind >= 0 ? kind : r % SR_KINDS], V, p[r].temperature, p[r].top_k,
+                fprintf(stderr, "  %s row %d (%s %d, V %d, T %g, k %d, p %g): kernel %d (again %d), reference %d\n",
+                        what, r, kind == SR_KINDS ? "edge" : sr_kind_name[kind >= 0 ? kind : r % SR_KINDS],
+                        kind == SR_KINDS ? r % SR_EDGES : 0, V, p[r].temperature, p[r].top_k,
                         p[r].top_p, tok[r], tok2[r], want);
             bad++;
         }
@@ -90,6 +94,9 @@ static void test_sample_big_vocab(void **st) {
     bad += run_batch(240, BIGV, -1, 1, 0, "mixed kinds");
     for (int k = 0; k < SR_KINDS; k++) bad += run_batch(30, BIGV, k, 10 + (uint64_t)k, 0, sr_kind_name[k]);
     bad += run_batch(30, BIGV, SR_UNIFORM, 31, 1, "near-uniform, misaligned");
+    bad += run_batch(132, BIGV, SR_KINDS, 41, 0, "harder rows (sr_fill_edge)");
+    bad += run_batch(66, BIGV, SR_KINDS, 42, 1, "harder rows, misaligned");
+    bad += run_batch(66, 5003, SR_KINDS, 43, 0, "harder rows, V 5003");
     assert_int_equal(bad, 0);
 }
 
