@@ -56,7 +56,7 @@ static int observe_step(void *ctx, const eng_step_info *si, char *err, size_t er
     if (T >= 0 && T < o->nseen) o->seen[T] = 1;
     if (!o->keep || si->num_seqs <= 0 || first) return 0;
     cm_batch b = { si->num_seqs, si->prefill_tokens, si->decode_tokens, si->attn_ctx_tokens, si->attn_pairs,
-                   0, 0 };                                /* the engine preempts by recompute: no swaps */
+                   0, 0, 0, 0 };                              /* the engine preempts by recompute: no swaps */
     if (o->n == o->cap) {
         step_obs *g = realloc(o->obs, sizeof *g * (size_t)(o->cap *= 2));
         if (!g) return errbuf_fail(err, errlen, "out of memory");

@@ -156,7 +156,9 @@ double cm_step_time(const cm_model *m, const cm_batch *b) {
     if (m->prof) {
         double t = opp_step_time(m->prof, b);
         if (m->tp > 1 && tokens > 0 && m->prof->allreduce.n == 0) t += allreduce_time(m, tokens);
-        return t + cm_swap_time(m, b->swap_blocks, b->swap_tokens);   /* profiles measure no swaps */
+        t += cm_swap_time(m, b->swap_blocks, b->swap_tokens);          /* profiles measure no swaps */
+        if (b->lora_tokens > 0) t += cm_lora_time(m, b);               /* nor LoRA */
+        return t;
     }
     double t = k->step_overhead_s + k->per_seq_s * (b->num_seqs > 0 ? b->num_seqs : 0);
     t += cm_swap_time(m, b->swap_blocks, b->swap_tokens);
@@ -165,6 +167,7 @@ double cm_step_time(const cm_model *m, const cm_batch *b) {
     double t_bytes = cm_step_bytes(m, b) / (m->gpu.mem_bw * k->bw_eff);
     t += t_flops > t_bytes ? t_flops : t_bytes;
     if (m->tp > 1) t += allreduce_time(m, tokens);
+    if (b->lora_tokens > 0) t += cm_lora_time(m, b);   /* separate kernels, after the base GEMMs */
     return t;
 }
 

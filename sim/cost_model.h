@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include "sim/model_config.h"
 #include "sim/gpu_table.h"
+#include "sim/cost_lora.h"
 
 typedef struct cm_coeffs {   /* fitted; defaults from public measurements */
     double flops_eff;        /* achieved / peak FLOP/s for GEMMs */
@@ -31,6 +32,8 @@ typedef struct cm_model {
     cm_coeffs k;
     const struct opp_profile *prof;  /* operator timings (sim/op_profile.h), owned by the caller;
                                         NULL: the roofline */
+    cm_lora   lora;          /* runtime LoRA's slots (sim/cost_lora.h); rank 0 (cm_model_init):
+                                none, a step costs what it did before LoRA existed */
 } cm_model;
 
 /* What one step does; the scheduler's batch reduced to counts. */
@@ -42,6 +45,8 @@ typedef struct cm_batch {
     long attn_pairs;         /* sum over new tokens of the context they attend to (FLOPs) */
     long swap_blocks;        /* KV blocks copied between GPU and CPU before the step (out + in) */
     long swap_tokens;        /* their token slots (blocks x block size) */
+    long lora_tokens;        /* of the new tokens, those of sequences with a LoRA adapter */
+    int  lora_adapters;      /* distinct LoRA adapters among the step's sequences */
 } cm_batch;
 
 /* Sets m from a config, a GPU and a TP degree, with default coefficients. */
@@ -49,7 +54,8 @@ int    cm_model_init(cm_model *m, const mc_config *cfg, const cm_gpu *gpu, int t
                      mc_dtype wdtype, char *err, size_t errlen);
 /* Seconds the step takes, its swap copies included: by m->prof when set (plus
  * the roofline's all-reduce when tp > 1 and the profile measured none), else
- * the roofline.  Can't fail (0 work = overhead only). */
+ * the roofline; plus runtime LoRA's kernels (cm_lora_time) when m->lora.rank
+ * > 0 and the step has LoRA tokens.  Can't fail (0 work = overhead only). */
 double cm_step_time(const cm_model *m, const cm_batch *b);
 /* Seconds to copy `blocks` KV blocks holding `tokens` token slots between GPU
  * and CPU memory, one way: one copy call per block, layer and K/V (as vLLM's

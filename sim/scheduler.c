@@ -220,6 +220,12 @@ static void add_item(sched *sc, sseq *q, int num_new, bool samples, double now) 
     else b->counts.prefill_tokens += num_new;
     b->counts.attn_ctx_tokens += it->start + num_new;
     b->counts.attn_pairs += (long)num_new * it->start + (long)num_new * (num_new + 1) / 2;
+    if (s->lora > 0) {                          /* runtime LoRA's work (sim/cost_lora.h) */
+        bool seen = false;
+        for (int i = 0; i < b->num_items - 1 && !seen; i++) seen = b->items[i].s->lora == s->lora;
+        b->counts.lora_tokens += num_new;
+        b->counts.lora_adapters += !seen;
+    }
     if (s->first_scheduled < 0) s->first_scheduled = now;
     sreq *r = q->req;
     if (r->first_scheduled < 0) r->first_scheduled = now;

@@ -48,7 +48,7 @@ static int source_next(void *ctx, double now, drv_request *r, double *next_at, c
     const wl_request *w = &src->reqs[i];
     if (w->arrival > now) { *next_at = w->arrival; return DRV_SRC_LATER; }
     wl_prompt_tokens(w, i, src->seed, src->ids);
-    *r = (drv_request){ i, src->ids, w->prompt_len, w->output_len, w->n, w->beam, w->arrival, NULL, 0 };
+    *r = (drv_request){ i, src->ids, w->prompt_len, w->output_len, w->n, w->beam, w->arrival, NULL, w->lora };
     src->next++;
     return DRV_SRC_REQUEST;
 }

@@ -17,6 +17,7 @@ typedef struct wl_request {
     int    prefix_len;       /* ... their first prefix_len prompt tokens; -1/0 = none */
     const int *ids;          /* (prompt_len,) the prompt's real token ids (not owned; a lab's
                                 tokenized prompts), or NULL: synthetic ids, shared by prefix_id */
+    int    lora;             /* LoRA adapter (drv_request.lora, seq.lora), 0 = none */
 } wl_request;
 
 typedef enum { WL_SHAREGPT, WL_ALPACA, WL_FIXED, WL_TRACE } wl_kind;

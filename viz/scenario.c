@@ -93,25 +93,25 @@ int viz_scenario_classroom(int num_blocks, int block_size, int max_model_len, ui
     int k = 0;
 #define CLIP(p, o) do { if ((p) + (o) > M) (o) = M - (p); if ((o) < 1) (o) = 1; } while (0)
     /* a request with a shared system prompt (two full blocks) */
-    r[k] = (wl_request){ 0.0, 2 * bs + 2, 2 * bs + 1, 1, 0, 0, 2 * bs, NULL };
+    r[k] = (wl_request){ 0.0, 2 * bs + 2, 2 * bs + 1, 1, 0, 0, 2 * bs, NULL, 0 };
     CLIP(r[k].prompt_len, r[k].output_len); k++;
     /* parallel sampling n = 2: the two samples share the prompt's blocks; the
      * first write into the shared, partly filled last block copies it */
-    r[k] = (wl_request){ 1 * tick, bs + 2, bs + 2, 2, 0, -1, 0, NULL };
+    r[k] = (wl_request){ 1 * tick, bs + 2, bs + 2, 2, 0, -1, 0, NULL, 0 };
     CLIP(r[k].prompt_len, r[k].output_len); k++;
     /* the same system prompt again: a prefix-cache hit on the first's blocks */
-    r[k] = (wl_request){ 3 * tick, 2 * bs + 3, bs + 1, 1, 0, 0, 2 * bs, NULL };
+    r[k] = (wl_request){ 3 * tick, 2 * bs + 3, bs + 1, 1, 0, 0, 2 * bs, NULL, 0 };
     CLIP(r[k].prompt_len, r[k].output_len); k++;
     /* long requests: the pool runs out and the newest is preempted */
     for (int i = 0; i < fillers; i++) {
         s ^= s << 13; s ^= s >> 7; s ^= s << 17;
         int p = bs + 1 + (int)(s % (unsigned)bs);
         int o = M - p - (int)((s >> 20) % (unsigned)(bs > 1 ? bs : 2));
-        r[k] = (wl_request){ (5 + i) * tick, p, o, 1, 0, -1, 0, NULL };
+        r[k] = (wl_request){ (5 + i) * tick, p, o, 1, 0, -1, 0, NULL, 0 };
         CLIP(r[k].prompt_len, r[k].output_len); k++;
     }
     /* late: the system prompt once more, after the first request finished */
-    r[k] = (wl_request){ (2 * bs + 8) * tick, 2 * bs + 1, bs, 1, 0, 0, 2 * bs, NULL };
+    r[k] = (wl_request){ (2 * bs + 8) * tick, 2 * bs + 1, bs, 1, 0, 0, 2 * bs, NULL, 0 };
     CLIP(r[k].prompt_len, r[k].output_len); k++;
 #undef CLIP
     *out = r;

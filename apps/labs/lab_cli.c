@@ -57,7 +57,8 @@ static void usage(const lab_def *d, FILE *f) {
     fprintf(f, "Runs in seconds without a GPU or network; prints what the run shows and writes\n"
                "out/%s/: figures (PNG, SVG), data (CSV, JSON), the worksheet (worksheet.md,\n"
                "worksheet-a4.pdf, worksheet-letter.pdf) and answers.json to fill in.\n\n", d->name);
-    fputs("  --seed S        your own variant of the lab (1: the vLLM paper's setup, the default)\n"
+    fputs("  --seed S        your own variant of the lab (1, the default: the setup of the\n"
+          "                  published numbers the lab compares with)\n"
           "  --out DIR       where the files go (out/<lab>)\n"
           "  --teacher       also write the answer key (answer-key.json, answer-key.md)\n"
           "  --check FILE    grade a filled-in answers.json against its seed's run: says which\n"
