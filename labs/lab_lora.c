@@ -108,8 +108,8 @@ static int figures(lab *L, char *err, size_t n) {
         "(right)", LAB_LORA_REQUESTS, Z->rank), "left: what one adapter costs, and what 8 cost; right: the gap between "
         "the lines, and how it compares to the step at batch 1 and at batch 128.", 960, 420, draw_speed, Z });
     rc |= lab_figure(L, &(lab_figure_spec){ "adapters", "Figure 3. The same requests spread over more and more "
-        "adapters: 8 GPU slots against a slot for each", "what happens between 8 and 9 adapters with 8 slots (this "
-        "scheduler is strictly first come, first served), and what a slot for every adapter costs further right.",
+        "adapters: 8 GPU slots against a slot for each", "what happens between 8 and 9 adapters with 8 slots (a "
+        "request without a slot is passed over, as vLLM does), and what a slot for every adapter costs further right.",
         900, 400, draw_adapters, Z });
     rc |= lab_figure(L, &(lab_figure_spec){ "deploy", "Figure 4. Serving N fine-tunes: N merged models need N copies "
         "of the weights; runtime LoRA one copy and N small slots", "where each line crosses one GPU's budget.", 900,
@@ -171,8 +171,9 @@ static int questions(lab *L, char *err, size_t n) {
                "batch: a large share at batch 1, a few percent at batch 128.  More adapters add their slots' "
                "bytes (each read once a step).  The slots also take KV memory (Table 1), fewer sequences fit, "
                "and the scheduler runs at most max_loras adapters at once: a request of another adapter waits "
-               "for a slot to empty, and here (strict FCFS) the whole queue waits behind it; vLLM lets later "
-               "requests of loaded adapters go first, which limits the loss.  Merge when one fine-tune serves most "
+               "for a slot to empty while later requests of loaded adapters pass it (as vLLM's scheduler does), "
+               "so fewer sequences run and the loss grows with the adapters beyond the slots.  Merge when one "
+               "fine-tune serves most "
                "traffic and latency "
                "counts: base speed and memory.  Serve at run time when many fine-tunes share a base: N merged "
                "models need N copies of the weights (Figure 4), runtime LoRA one copy and N small slots, and "
@@ -228,10 +229,10 @@ static int narrative(lab *L, char *err, size_t n) {
     rc |= lab_say(L, "The scheduler runs at most max_loras adapters at once (vLLM's --max-loras): with 8 slots, 8 "
                   "adapters serve %.0f tokens/s and 9 adapters %.0f (%.1f sequences running on average against "
                   "%.1f): a request whose adapter finds no free slot waits until one of the 8 adapters has no "
-                  "sequence left, and since this simulator's scheduler is strictly first come, first served, the "
-                  "whole queue behind it waits too.  vLLM's scheduler skips such a request for the step and admits "
-                  "later ones whose adapters are loaded, so it keeps its batch fuller: the drop here is the strict "
-                  "FCFS worst case, not vLLM's.  A slot for each of 32 adapters gives %.0f tokens/s.",
+                  "sequence left; the scheduler passes over it for that step and admits later requests whose "
+                  "adapters are loaded (as vLLM's V1 scheduler does), but until a slot frees the ninth adapter's "
+                  "requests do not run, so fewer sequences share each step.  A slot for each of 32 adapters "
+                  "gives %.0f tokens/s.",
                   Z->ad[0][LAB_LORA_A8].tok_s, Z->ad[0][LAB_LORA_A9].tok_s, Z->ad[0][LAB_LORA_A9].running,
                   Z->ad[0][LAB_LORA_A8].running, Z->ad[1][LAB_LORA_NADAPT - 1].tok_s);
     rc |= lab_say(L, "Published numbers, not measured here: Punica (Chen et al. 2023) reports that its batched LoRA "

@@ -47,6 +47,8 @@ struct sched {
     sseq       **fin;     int n_fin, fin_cap;   /* finished sequences, freed next step */
     sreq       **dead;    int n_dead, dead_cap; /* finished requests, freed next step */
     seq        **live;    int live_cap;     /* scratch for sched_live */
+    sseq       **skip;    int skip_cap;     /* (skip_cap,) waiting requests passed over this
+                                               step: their adapter has no slot */
     int          next_seq_id;
     long         step;
     int          post_forks, post_beams;    /* of the batch: sequences forks will add,

@@ -81,7 +81,7 @@ void sched_destroy(sched *sc) {
     }
     free(sc->waiting.v); free(sc->swapped.v); free(sc->run);
     free(sc->items); free(sc->copies); free(sc->pend); free(sc->done); free(sc->fin); free(sc->dead);
-    free(sc->live);
+    free(sc->live); free(sc->skip);
     free(sc);
 }
 
@@ -334,7 +334,10 @@ int sched_schedule(sched *sc, double now, const sched_batch **out, char *err, si
         try_schedule(sc, sc->nrun - 1, &budget, false, now);
     }
 
-    /* 3. admissions, FCFS, while nothing is preempted or swapped out */
+    /* 3. admissions, FCFS, while nothing is preempted or swapped out; a request
+     * whose adapter has no slot (max_loras) is passed over, not waited behind,
+     * and keeps its place at the head of the queue (vLLM's V1 scheduler) */
+    int nskip = 0;
     while (batch_open && b->preempted == 0 && sc->swapped.len == 0 && sc->waiting.len > 0 &&
            sc->nrun < sc->cfg.max_num_seqs && (budget > 0 || sc->cfg.static_batching)) {
         sseq *q = dq_front(&sc->waiting);
@@ -347,7 +350,12 @@ int sched_schedule(sched *sc, double now, const sched_batch **out, char *err, si
         }
         if (!sc->cfg.chunked_prefill && !sc->cfg.static_batching && b->num_items > 0 &&
             s->num_tokens > budget) break;
-        if (!lora_fits(sc, s)) break;           /* its adapter waits for a slot (FCFS) */
+        if (!lora_fits(sc, s)) {                /* its adapter waits for a slot: passed over */
+            if (grow((void **)&sc->skip, &sc->skip_cap, nskip + 1, sizeof *sc->skip)) break;
+            sc->skip[nskip++] = q;              /* for this step, as vLLM's scheduler skips it */
+            dq_pop_front(&sc->waiting);
+            continue;
+        }
         if (!kv_can_admit(sc->kv, s, sc->cfg.watermark_blocks)) {
             if (sc->nrun == 0 && sc->swapped.len == 0) {   /* can never fit: drop it */
                 if (refusals-- <= 0) break;
@@ -367,6 +375,7 @@ int sched_schedule(sched *sc, double now, const sched_batch **out, char *err, si
         b->admitted++;
         try_schedule(sc, sc->nrun - 1, &budget, false, now);
     }
+    while (nskip > 0) dq_push_front(&sc->waiting, sc->skip[--nskip]);   /* their places back (room: popped) */
     for (int i = 0; i < b->num_copies; i++)        /* swaps cost the step time (cm_swap_time) */
         if (b->copies[i].kind != KV_COPY_GPU) { b->counts.swap_blocks++; b->counts.swap_tokens += sc->block_size; }
     return b->num_items;

@@ -66,7 +66,8 @@ static void check_speed(void) {
     double eight = cell(csv, "\"runtime, 8 adapters\"", 4), over = cell(csv, "\"runtime, 16 adapters, 8 slots\"", 4);
     assert_true(one < 0.99 * merged && one > 0.8 * merged);
     assert_true(eight < one);
-    assert_true(over < 0.5 * eight);                            /* 16 adapters over 8 slots stall the queue */
+    assert_true(over < 0.95 * eight && over > 0.5 * eight);     /* 16 adapters over 8 slots: fewer run, the */
+                                                                /* rest pass the waiting ones (no stall)   */
     free(csv);
     csv = slurp("step.csv");                                    /* batch,merged,runtime_1,runtime_8,added_1,added_8 */
     static const char *b[6] = { "1", "8", "16", "32", "64", "128" };
@@ -83,8 +84,10 @@ static void check_adapters(void) {
     char *csv = slurp("adapters.csv");
     double eight = cell(csv, "8", 2);
     assert_true(cell(csv, "1", 2) > eight && cell(csv, "1", 2) < 1.05 * eight);
-    assert_true(cell(csv, "9", 2) < 0.5 * eight);               /* the 9th adapter waits for a slot */
-    assert_true(cell(csv, "9", 4) < 0.5 * cell(csv, "8", 4));
+    assert_true(cell(csv, "9", 2) < 0.95 * eight);              /* the 9th adapter waits for a slot, */
+    assert_true(cell(csv, "9", 4) < 0.9 * cell(csv, "8", 4));   /* fewer sequences run, */
+    assert_true(cell(csv, "9", 4) > 0.5 * cell(csv, "8", 4));   /* but the queue behind it does not stall */
+    assert_true(cell(csv, "32", 2) < cell(csv, "9", 2));        /* more adapters over 8 slots, more lost */
     assert_true(cell(csv, "32", 3) > 0.9 * eight);              /* a slot for each: no stall */
     assert_true(cell(csv, "8", 3) == eight);
     free(csv);
