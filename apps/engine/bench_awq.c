@@ -12,13 +12,13 @@
 
 static const char *const lin_names[AWQ_NLIN] = {"qkv", "o", "gate_up", "down"};
 
-/* bytes read + written per second of a device-to-device copy */
-static double copy_gbps(void) {
+double bench_copy_gbps(void) {
     size_t n = (size_t)1 << 30;
     void *a = NULL, *b = NULL;
     cudaEvent_t e0, e1;
     float ms = 0;
     if (cudaMalloc(&a, n) || cudaMalloc(&b, n)) { cudaFree(a); return 0; }
+    cudaMemset(a, 1, n);
     cudaEventCreate(&e0); cudaEventCreate(&e1);
     cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice);
     cudaEventRecord(e0, 0);
@@ -102,7 +102,7 @@ int bench_awq_gemm(const mc_config *c, const char *spec, FILE *js) {
     cublasHandle_t blas;
     if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) { fprintf(stderr, "engine/bench: no cuBLAS\n"); return 1; }
     cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION);
-    double copy = copy_gbps();
+    double copy = bench_copy_gbps();
     k_awq_work work = {NULL, 0, NULL, k_awq_partial_elems()};
     work.scratch_elems = awq_scratch_elems(c);
     if (cudaMalloc((void **)&work.partial, work.partial_elems * 4) ||

@@ -10,4 +10,9 @@
 
 /* spec: token counts "1,8,32,2048".  Returns 0, or 1 after printing an error. */
 int bench_awq_gemm(const mc_config *c, const char *spec, FILE *js);
+#ifdef PAGESIM_HAVE_CUDA
+/* Bytes read + written per second of a 1 GiB device-to-device copy (GB/s, 0 when it
+ * cannot run): the achievable bandwidth every engine/bench ceiling is read against. */
+double bench_copy_gbps(void);
+#endif
 #endif

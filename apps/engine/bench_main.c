@@ -97,26 +97,6 @@ static int uniform(uint64_t *st, int lo, int hi) { return lo + (int)(rng_splitmi
 
 /* ---- the paged decode attention kernel alone ------------------------------- */
 #ifdef PAGESIM_HAVE_CUDA
-/* a device-to-device copy: bytes read + written per second (the achievable ceiling) */
-static double copy_gbps(void) {
-    size_t n = (size_t)1 << 30;
-    void *a = NULL, *b = NULL;
-    cudaEvent_t e0, e1;
-    float ms = 0;
-    if (cudaMalloc(&a, n) || cudaMalloc(&b, n)) { cudaFree(a); return 0; }
-    cudaMemset(a, 1, n);
-    cudaEventCreate(&e0); cudaEventCreate(&e1);
-    cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice);
-    cudaEventRecord(e0, 0);
-    for (int i = 0; i < 10; i++) cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, 0);
-    cudaEventRecord(e1, 0);
-    cudaEventSynchronize(e1);
-    cudaEventElapsedTime(&ms, e0, e1);
-    cudaFree(a); cudaFree(b);
-    cudaEventDestroy(e0); cudaEventDestroy(e1);
-    return ms > 0 ? 2.0 * n * 10 / (ms * 1e-3) / 1e9 : 0;
-}
-
 /* B sequences of context C, Q queries each (1: decode; more: the last Q
  * positions, a prefill or a chunk after a cached prefix), K/V in shuffled
  * blocks; layers of cache enough that the L2 cache cannot hold what one call
@@ -253,7 +233,7 @@ static int run_elementwise(const mc_config *c, int T, double peak_gbps, FILE *js
     ew_bench b = {T, c->hidden_size, c->intermediate_size, c->num_heads, c->num_kv_heads, c->head_dim,
                   (c->num_heads + 2 * c->num_kv_heads) * c->head_dim, NULL, 0, NULL, NULL, NULL, NULL, NULL};
     char gpu[256];
-    double sheet = datasheet_gbps(gpu, sizeof gpu), copy = copy_gbps(), bytes;
+    double sheet = datasheet_gbps(gpu, sizeof gpu), copy = bench_copy_gbps(), bytes;
     size_t most = 0;
     for (int k = 0; k < EW_N; k++) {
         size_t f = ew_footprint(&b, k, &bytes);
@@ -327,7 +307,7 @@ static int run_attention(const mc_config *c, const char *spec, int bs, double pe
                          FILE *js) {
 #ifdef PAGESIM_HAVE_CUDA
     char gpu[256];
-    double sheet = datasheet_gbps(gpu, sizeof gpu), copy = copy_gbps();
+    double sheet = datasheet_gbps(gpu, sizeof gpu), copy = bench_copy_gbps();
     printf("paged attention, %s: %d heads over %d kv heads, head_dim %d, block %d\n", c->name,
            c->num_heads, c->num_kv_heads, c->head_dim, bs);
     printf("GPU %s: datasheet %.0f GB/s, device-to-device copy %.0f GB/s (read + written); "
