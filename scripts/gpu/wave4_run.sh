@@ -36,7 +36,7 @@ P30=data/profiles/H200/qwen3-30b-a3b-instruct-2507.json
 
 if has topp; then
   b=$(lim 150)
-  OUT=$W/topp BUDGET=$b timeout "$((b + 10))" bash scripts/gpu/topp_run.sh build,test,bench > $W/topp.txt 2>&1
+  OUT=$W/topp BUDGET=$b STAGES=build,test,bench timeout "$((b + 10))" bash scripts/gpu/topp_run.sh > $W/topp.txt 2>&1   # (its STAGES, not ours)
   say "topp_run rc=$? (budget $b s)"
   sed 's/^/  /' $W/topp/SUMMARY.txt >> "$S" 2>/dev/null
 fi
