@@ -59,5 +59,26 @@ __device__ __forceinline__ float block_max(float v) {
     v = l < nw ? sh[l] : -INFINITY;
     return warp_max(v);
 }
+/* argmax over the block of (v, i), first index on ties; every thread gets it */
+__device__ __forceinline__ void block_argmax(float &v, int &i) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        int oi = __shfl_xor_sync(0xffffffffu, i, o);
+        if (ov > v || (ov == v && oi < i)) { v = ov; i = oi; }
+    }
+    int w = threadIdx.x >> 5, l = threadIdx.x & 31, nw = blockDim.x >> 5;
+    __syncthreads();
+    if (l == 0) { sv[w] = v; si[w] = i; }
+    __syncthreads();
+    v = l < nw ? sv[l] : -INFINITY;
+    i = l < nw ? si[l] : 0x7fffffff;
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        int oi = __shfl_xor_sync(0xffffffffu, i, o);
+        if (ov > v || (ov == v && oi < i)) { v = ov; i = oi; }
+    }
+}
 #define K_LAUNCH_OK() (cudaPeekAtLastError() == cudaSuccess ? 0 : -1)
 #endif

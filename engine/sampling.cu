@@ -55,28 +55,6 @@ typedef unsigned long long u64;
 __constant__ int c_shift[3] = {21, 10, 0};
 __constant__ int c_bits[3] = {11, 11, 10};
 
-/* argmax over the block of (v, i), first index on ties */
-__device__ void block_argmax(float &v, int &i) {
-    __shared__ float sv[32];
-    __shared__ int si[32];
-    for (int o = 16; o > 0; o >>= 1) {
-        float ov = __shfl_xor_sync(0xffffffffu, v, o);
-        int oi = __shfl_xor_sync(0xffffffffu, i, o);
-        if (ov > v || (ov == v && oi < i)) { v = ov; i = oi; }
-    }
-    int w = threadIdx.x >> 5, l = threadIdx.x & 31, nw = blockDim.x >> 5;
-    __syncthreads();
-    if (l == 0) { sv[w] = v; si[w] = i; }
-    __syncthreads();
-    v = l < nw ? sv[l] : -INFINITY;
-    i = l < nw ? si[l] : 0x7fffffff;
-    for (int o = 16; o > 0; o >>= 1) {
-        float ov = __shfl_xor_sync(0xffffffffu, v, o);
-        int oi = __shfl_xor_sync(0xffffffffu, i, o);
-        if (ov > v || (ov == v && oi < i)) { v = ov; i = oi; }
-    }
-}
-
 /* sum (op 0) or max (op 1) of a u64 over the block; every thread gets it */
 __device__ u64 block_u64(u64 v, int op) {
     __shared__ u64 sh[32];

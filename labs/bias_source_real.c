@@ -38,7 +38,6 @@
 #define FORCED_PREFIX "{\"decision\": \""
 #define DEFAULT_TOKENIZER "data/tokenizers/qwen3/tokenizer.json"
 
-int bias_real_available(char *why, size_t n) { return eng_gpu_available(why, n); }
 
 /* The GPU table's name for device 0 ("" when unknown). */
 static void gpu_name(char *out, size_t n) {
@@ -341,7 +340,7 @@ int bias_real_source(bias_source *src, const bias_real_opts *o, bias_trace *trac
     memset(src, 0, sizeof *src);
     if (info && infolen) info[0] = 0;
     char why[512];
-    if (!bias_real_available(why, sizeof why))
+    if (!eng_gpu_available(why, sizeof why))
         return errbuf_fail(err, errlen, "--real needs the CUDA engine and a GPU: %s.  The simulation runs anywhere: "
                     "drop --real (and --model/--dummy-weights) to simulate the run", why);
     if (!o->model == !o->dummy_config) return errbuf_fail(err, errlen, "--real needs --model PATH|ORG/NAME or --dummy-weights CONFIG");

@@ -80,9 +80,6 @@ typedef struct bias_real_opts {
                                     CUDA), or NULL: one GPU */
 } bias_real_opts;
 
-/* Whether this build and machine can run the engine: 1, or 0 with the reason
- * (no CUDA build, no GPU) in why.  Never fails otherwise. */
-int  bias_real_available(char *why, size_t n);
 /* Loads the model (weights on the GPU, memory plan, KV pool) and makes the
  * source.  info receives the memory plan lines ("GPU KV cache size: ...").
  * trace (may be NULL) receives requests, steps and KV samples.  -1 with err. */

@@ -20,7 +20,6 @@
 #include <cuda_runtime_api.h>
 #endif
 
-int lab_real_available(char *why, size_t n) { return eng_gpu_available(why, n); }
 
 /* ---- the numbers, from one collector's records ------------------------------ */
 
@@ -212,7 +211,7 @@ int lab_real_engine(const lab_real_setup *s, const wl_request *r, int n, lab_rea
     model_opts mo;
     int nb;
     memset(out, 0, sizeof *out);
-    if (!lab_real_available(why, sizeof why)) return errbuf_fail(err, errlen, "the CUDA engine cannot run: %s", why);
+    if (!eng_gpu_available(why, sizeof why)) return errbuf_fail(err, errlen, "the CUDA engine cannot run: %s", why);
     if (mc_load(&c, model_path(s), err, errlen) < 0 || w_check_config(&c, err, errlen) < 0 ||
         options(s, &c, &mo, &nb, err, errlen) < 0 || check_requests(r, n, mo.max_model_len, err, errlen) < 0)
         return -1;

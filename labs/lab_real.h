@@ -79,9 +79,6 @@ typedef struct lab_real_meas {
     long   cow_copies, forks;
 } lab_real_meas;
 
-/* 1 when the engine can run here; 0 with why: built without CUDA, or no GPU
- * visible.  Touches the GPU only to count devices. */
-int  lab_real_available(char *why, size_t n);
 /* The summary, steps (NULL with nst 0: at_once from the summary's means)
  * and finished requests of one run into *out (where and gpu left as they
  * are).  Can't fail. */

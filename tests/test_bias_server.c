@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include "tests/test_util.h"
+#include "engine/engine.h"
 #include <cjson/cJSON.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -209,7 +210,7 @@ static void test_server_absent_is_clear(void **state) {
 static void test_real_without_gpu_is_clear(void **state) {
     (void)state;
     char why[256], cmd[1024];
-    if (bias_real_available(why, sizeof why)) { skip(); return; }   /* a GPU machine runs it for real */
+    if (eng_gpu_available(why, sizeof why)) { skip(); return; }   /* a GPU machine runs it for real */
     snprintf(cmd, sizeof cmd, "%s/labs/bias --real --dummy-weights data/models/qwen2.5-7b.json --output-dir %s "
              "--quiet > /dev/null 2> %s", tu_bindir(), tp("nogpu"), tp("nogpu.txt"));
     int st = system(cmd);

@@ -205,7 +205,7 @@ static void test_refused(void **state) {
     assert_int_equal(lab_real_simulate(&s, NULL, &r, 1, &m, err, sizeof err), -1);
     assert_non_null(strstr(err, "paged and contiguous"));
     char why[256];
-    if (!lab_real_available(why, sizeof why)) {             /* the engine says why it cannot run */
+    if (!eng_gpu_available(why, sizeof why)) {             /* the engine says why it cannot run */
         s.policy = KV_PAGED;
         assert_int_equal(lab_real_engine(&s, &r, 1, &m, err, sizeof err), -1);
         assert_non_null(strstr(err, "cannot run"));
@@ -369,7 +369,7 @@ static void test_blocksize(void **state) {
 static void test_cli_without_gpu(void **state) {
     (void)state;
     char why[256];
-    if (lab_real_available(why, sizeof why)) skip();        /* a GPU here: the run would measure */
+    if (eng_gpu_available(why, sizeof why)) skip();        /* a GPU here: the run would measure */
     static const char *labs[] = { "paging", "sharing", "prefix", "preemption", "batching", "blocksize" };
     for (size_t i = 0; i < sizeof labs / sizeof labs[0]; i++) {
         char cmd[1024];

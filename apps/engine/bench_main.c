@@ -548,9 +548,7 @@ int main(int argc, char **argv) {
             cli_usage_error(PROG, perr);
         case OPT_ERROR: cli_usage_error(PROG, perr);
         default:
-            if (!front_option(PROG, k, v) && !cli_engine_option(PROG, k, a, v, &cfg) &&
-                !cli_lora_option(PROG, k, a, v, &lora))
-                cli_model_option(PROG, k, a, v, &cfg.model, &cfg.kv_policy);
+            cli_shared_option(PROG, k, a, v, &cfg, &lora);
             break;
         }
     }

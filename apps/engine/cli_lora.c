@@ -1,6 +1,7 @@
 /* cli_lora: the engine front ends' LoRA options (see apps/engine/cli_lora.h). */
 #include "apps/engine/cli_lora.h"
 #include "apps/engine/cli.h"
+#include "apps/common/front.h"
 #include "sim/planner.h"
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -122,3 +123,8 @@ void cli_lora_report(FILE *f, const cli_lora *l, const mc_config *c, size_t lora
 }
 
 void cli_lora_free(cli_lora *l) { lora_set_free(&l->set); }
+
+int cli_shared_option(const char *prog, int key, const char *name, const char *v, eng_config *cfg, cli_lora *l) {
+    return front_option(prog, key, v) || cli_engine_option(prog, key, name, v, cfg) ||
+           cli_lora_option(prog, key, name, v, l) || cli_model_option(prog, key, name, v, &cfg->model, &cfg->kv_policy);
+}

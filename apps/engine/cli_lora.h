@@ -10,6 +10,7 @@
 #define APPS_ENGINE_CLI_LORA_H
 #include <stdio.h>
 #include "base/opt.h"
+#include "engine/engine.h"
 #include "engine/lora_set.h"
 #include "engine/model.h"
 #include "sim/model_config.h"
@@ -38,6 +39,10 @@ int  cli_lora_option(const char *prog, int key, const char *name, const char *v,
 /* A positional argument NAME=PATH after --lora-modules (vLLM takes several
  * values after one --lora-modules): 1 when taken, 0 when it is not one. */
 int  cli_lora_positional(const char *prog, const char *v, cli_lora *l);
+/* Any option engine/run and engine/bench share, in one place: the front's rows
+ * (--version, --data-dir), the engine's (graphs, preemption), LoRA's, then the
+ * model's.  1 when key was one of them, else 0.  Exits on a bad value. */
+int  cli_shared_option(const char *prog, int key, const char *name, const char *v, eng_config *cfg, cli_lora *l);
 /* After the model's config is known: NULL without --enable-lora; else the
  * adapters opened and checked against c, one line each on log.  Exits with 2
  * (options without --enable-lora) or 1 (a bad adapter) with the reason. */

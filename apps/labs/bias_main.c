@@ -4,6 +4,7 @@
  * (--server); also `analyze`, `gen-evidence`, `fit-profile`, `compare`.
  * Only this file prints and exits. */
 #include "apps/common/front.h"
+#include "engine/engine.h"
 #include "base/file.h"
 #include "base/opt.h"
 #include "sim/gpu_table.h"
@@ -559,7 +560,7 @@ static int cmd_run(int argc, char **argv) {
         ro.tp = tpe;
     }
     char why[512];
-    if (real && !bias_real_available(why, sizeof why)) {
+    if (real && !eng_gpu_available(why, sizeof why)) {
         fprintf(stderr, "labs/bias: --real needs the CUDA engine and a GPU, and %s.\n"
                 "  The same experiment runs in simulation anywhere: drop --real and --model/--dummy-weights\n"
                 "  (e.g. labs/bias --model-id %s), or point --server URL at a machine that serves the model.\n",

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "base/clock.h"
+#include "engine/engine.h"
 #include "apps/common/front.h"
 #include "base/file.h"
 #include "base/opt.h"
@@ -203,7 +204,7 @@ int lab_cli_main(const lab_def *d, int argc, char **argv) {
             return 2;
         }
         char why[256];
-        if (!lab_real_available(why, sizeof why)) {
+        if (!eng_gpu_available(why, sizeof why)) {
             fprintf(stderr, "labs/%s --real: %s; --real measures on the CUDA engine and needs a GPU.  Nothing was "
                     "written.  Without --real the lab runs in simulation.\n", d->name, why);
             return 2;

@@ -18,30 +18,11 @@
 
 #define OLD_THREADS 1024
 
-/* ---- the former kernel, verbatim (sampling.cu before the radix select) ---------- */
+/* ---- the former kernel, verbatim (sampling.cu before the radix select; its block_argmax is
+ *      engine/common.cuh's, unchanged) ------------------------------------------------ */
 __device__ __forceinline__ uint32_t old_fkey(float f) {
     uint32_t u = __float_as_uint(f);
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-__device__ void old_block_argmax(float &v, int &i) {
-    __shared__ float sv[32];
-    __shared__ int si[32];
-    for (int o = 16; o > 0; o >>= 1) {
-        float ov = __shfl_xor_sync(0xffffffffu, v, o);
-        int oi = __shfl_xor_sync(0xffffffffu, i, o);
-        if (ov > v || (ov == v && oi < i)) { v = ov; i = oi; }
-    }
-    int w = threadIdx.x >> 5, l = threadIdx.x & 31, nw = blockDim.x >> 5;
-    __syncthreads();
-    if (l == 0) { sv[w] = v; si[w] = i; }
-    __syncthreads();
-    v = l < nw ? sv[l] : -INFINITY;
-    i = l < nw ? si[l] : 0x7fffffff;
-    for (int o = 16; o > 0; o >>= 1) {
-        float ov = __shfl_xor_sync(0xffffffffu, v, o);
-        int oi = __shfl_xor_sync(0xffffffffu, i, o);
-        if (ov > v || (ov == v && oi < i)) { v = ov; i = oi; }
-    }
 }
 __global__ void __launch_bounds__(OLD_THREADS)
 sample_bisect_kernel(int32_t *tokens, const float *logits, const k_sample_params *params, int V) {
@@ -53,7 +34,7 @@ sample_bisect_kernel(int32_t *tokens, const float *logits, const k_sample_params
     if (p.temperature <= 0) {
         for (int i = tid; i < V; i += OLD_THREADS)
             if (row[i] > bv || bi == 0x7fffffff) { bv = row[i]; bi = i; }
-        old_block_argmax(bv, bi);
+        block_argmax(bv, bi)   /* engine/common.cuh: the same code as then */;
         if (tid == 0) tokens[r] = bi;
         return;
     }
@@ -95,7 +76,7 @@ sample_bisect_kernel(int32_t *tokens, const float *logits, const k_sample_params
         float v = z - logf(-logf(kref_uniform(p.seed, p.step, (uint64_t)i)));
         if (v > bv || bi == 0x7fffffff) { bv = v; bi = i; }
     }
-    old_block_argmax(bv, bi);
+    block_argmax(bv, bi)   /* engine/common.cuh: the same code as then */;
     if (tid == 0) tokens[r] = bi;
 }
 static int k_sample_bisect(int32_t *tokens, const float *logits, const k_sample_params *params, int R, int V,
