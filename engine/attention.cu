@@ -6,7 +6,7 @@
 #include "engine/prefill_kernels.cuh"
 
 #define DEC_MMA_NS 3              /* cp.async stages per warp (4: one block per SM, slower) */
-#define DEC_MMA_PART 1024         /* keys per decode_mma partition: contexts up to 1k need no reduce */
+#define DEC_MMA_PART 1024         /* keys per decode_mma partition by default: contexts up to 1k need no reduce */
 
 extern "C" int k_kv_write(k_bf16 *k_cache, k_bf16 *v_cache, const k_bf16 *qkv,
                           const int32_t *slot_mapping, int T, int nq, int nkv, int head_dim,
@@ -26,7 +26,14 @@ extern "C" int k_kv_write(k_bf16 *k_cache, k_bf16 *v_cache, const k_bf16 *qkv,
 static int attn_impl = K_ATTN_DEFAULT;
 extern "C" int k_attention_impl(int impl) {
     int old = attn_impl;
-    if (impl == K_ATTN_DEFAULT || impl == K_ATTN_MMA || impl == K_ATTN_SIMT) attn_impl = impl;
+    if (impl == K_ATTN_DEFAULT || impl == K_ATTN_MMA || impl == K_ATTN_SIMT || impl == K_ATTN_MMA_HEADS) attn_impl = impl;
+    return old;
+}
+
+static int dec_mma_part = DEC_MMA_PART;
+extern "C" int k_attention_partition(int keys) {
+    int old = dec_mma_part;
+    if (keys >= K_DECODE_PARTITION && keys % K_DECODE_PARTITION == 0 && keys <= 65536) dec_mma_part = keys;
     return old;
 }
 
@@ -70,9 +77,11 @@ static int launch_decode_mma(k_bf16 *out, const k_bf16 *qkv, int stride, const k
         attr_set = 1;
     }
     float *ws_o = ws, *ws_m = ws_o + (size_t)b->B * nq * nparts * HD, *ws_l = ws_m + (size_t)b->B * nq * nparts;
-    decode_mma_kernel<HD, DEC_MMA_NS><<<dim3(b->B, nkv, nparts), DEC_MMA_WARPS * 32, L::bytes, s>>>(out, ws_o,
+    int hf = attn_impl == K_ATTN_MMA_HEADS;
+    dim3 grid(hf ? nkv : b->B, hf ? b->B : nkv, nparts);
+    decode_mma_kernel<HD, DEC_MMA_NS><<<grid, DEC_MMA_WARPS * 32, L::bytes, s>>>(out, ws_o,
         ws_m, ws_l, qkv, stride, kc, vc, b->query_start, b->context_lens, b->block_tables, b->max_blocks,
-        b->block_size, nq, nkv, scale, nparts, DEC_MMA_PART);
+        b->block_size, nq, nkv, scale, nparts, dec_mma_part, hf);
     return 0;
 }
 
@@ -118,7 +127,7 @@ static int launch_attention(k_bf16 *out, const k_bf16 *qkv, int stride, const k_
      * K_DECODE_PARTITION, so the workspace suffices), decode_simt in
      * partitions of DEC_SIMT_PART; the kernels skip sequences of several tokens */
     bool mma = b->block_size % 16 == 0 && attn_impl != K_ATTN_SIMT;
-    int part = mma ? DEC_MMA_PART : DEC_SIMT_PART, G = nq / nkv, rc;
+    int part = mma ? dec_mma_part : DEC_SIMT_PART, G = nq / nkv, rc;
     int nparts = (b->max_context + part - 1) / part;
     if (nparts < 1) nparts = 1;
     if (nparts > 1 && ws_bytes < k_attention_workspace_bytes(b->B, nq, HD, b->max_context)) return -1;

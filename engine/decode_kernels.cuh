@@ -267,10 +267,12 @@ __global__ void __launch_bounds__(DEC_MMA_WARPS * 32)
 decode_mma_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_bf16 *qkv, int stride,
                const k_bf16 *kc, const k_bf16 *vc, const int32_t *qs, const int32_t *ctxl,
                const int32_t *bt, int max_blocks, int bs, int nq, int nkv, float scale, int nparts_max,
-               int P) {
+               int P, int heads_first) {
     typedef decode_mma_smem<HD, NS> L;
     constexpr int CH = HD / 8, KS = HD / 16, NT = HD / 8;
-    int b = blockIdx.x, kvh = blockIdx.y, part = blockIdx.z;
+    /* grid (B, nkv, parts), or (nkv, B, parts) with heads_first: a sequence's kv heads
+     * then run side by side and read each slot's interleaved heads together */
+    int b = heads_first ? blockIdx.y : blockIdx.x, kvh = heads_first ? blockIdx.x : blockIdx.y, part = blockIdx.z;
     int q0 = qs[b];
     if (qs[b + 1] - q0 != 1) return;
     int ctx = ctxl[b], nparts = (ctx + P - 1) / P;

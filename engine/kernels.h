@@ -93,12 +93,17 @@ typedef struct k_attn_batch {
  * registers, where block_size is a multiple of 16; prefill_mma, flash
  * attention on mma.sync, for head_dim <= 128; decode_simt and prefill_wmma
  * elsewhere), K_ATTN_MMA (the same), K_ATTN_SIMT (decode_simt and
- * prefill_wmma always: CUDA-core decode with 16-byte loads, WMMA prefill);
- * another value only asks.  The plain-C reference (kref_attention) is the
+ * prefill_wmma always: CUDA-core decode with 16-byte loads, WMMA prefill),
+ * K_ATTN_MMA_HEADS (decode_mma with a sequence's kv heads in adjacent
+ * blocks of the grid); another value only asks.  The plain-C reference (kref_attention) is the
  * oracle of every technique (tests/gpu/test_kernels.c).  Returns the choice
  * in force before the call; process-wide. */
-enum { K_ATTN_DEFAULT = 0, K_ATTN_MMA = 1, K_ATTN_SIMT = 2 };
+enum { K_ATTN_DEFAULT = 0, K_ATTN_MMA = 1, K_ATTN_SIMT = 2, K_ATTN_MMA_HEADS = 3 };
 int k_attention_impl(int impl);
+/* Keys per partition of decode_mma's context split (a multiple of
+ * K_DECODE_PARTITION, so that the workspace suffices; default 1024); another
+ * value only asks.  Returns the value in force before; process-wide. */
+int k_attention_partition(int keys);
 /* Bytes of float workspace k_attention needs for up to B sequences, nq heads,
  * contexts up to max_context. */
 size_t k_attention_workspace_bytes(int B, int nq, int head_dim, int max_context);

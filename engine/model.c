@@ -663,6 +663,7 @@ int model_create(model **out, const mc_config *c, w_weights *w, const model_opts
     m->graph_cap = graph_capacity(&m->o);
     int rc = -1;
     if (m->o.attention) k_attention_impl(m->o.attention);
+    if (m->o.attention_partition) k_attention_partition(m->o.attention_partition);
     if (m->o.elementwise) k_elementwise_impl(m->o.elementwise);
     if (m->o.gpu_memory_utilization > 1 || m->o.block_size > 1024) {
         errbuf_fail(err, errlen, "gpu_memory_utilization %.2f or block_size %d out of range",

@@ -25,6 +25,7 @@ typedef struct model_opts {
     int    max_logit_rows;           /* rows of logits one step may return, default max_num_seqs */
     /* kernels (0: the default) */
     int    attention;                /* K_ATTN_* (k_attention_impl) */
+    int    attention_partition;      /* keys per decode_mma partition, 0: the default (k_attention_partition) */
     int    elementwise;              /* K_ELEM_* (k_elementwise_impl) */
     int    moe_gemm;                 /* K_MOE_GEMM_*: the experts' GEMMs */
     /* probes (model_probe.h) */

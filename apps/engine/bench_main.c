@@ -590,6 +590,10 @@ int main(int argc, char **argv) {
     FILE *js = NULL;
     if (json && !(js = fopen(json, "w"))) { fprintf(stderr, "engine/bench: cannot write %s\n", json); return 1; }
     if (attn) {
+#ifdef PAGESIM_HAVE_CUDA
+        k_attention_impl(cfg.model.attention);     /* PAGESIM_ATTN */
+        if (cfg.model.attention_partition) k_attention_partition(cfg.model.attention_partition);
+#endif
         int rc = run_attention(&c, attn, cfg.model.block_size > 0 ? cfg.model.block_size : 16, peak_gbps, peak_tflops, js);
         if (js) fclose(js);
         return rc;

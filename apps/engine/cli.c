@@ -140,7 +140,7 @@ static int env_choice(const char *prog, const char *var, const char *v, const ch
 }
 
 void cli_engine_env(const char *prog, model_opts *m) {
-    static const char *const attn[] = {"default", "mma", "simt", NULL};
+    static const char *const attn[] = {"default", "mma", "simt", "mma-heads", NULL};
     static const char *const elem[] = {"vector", "scalar", NULL};
     static const char *const moe[] = {"grouped", "cublas", NULL};
     const char *v;
@@ -148,6 +148,16 @@ void cli_engine_env(const char *prog, model_opts *m) {
     if ((v = getenv("PAGESIM_ATTN")) && *v)
         m->attention = !strcmp(v, "v5") ? K_ATTN_MMA : !strcmp(v, "v2") ? K_ATTN_SIMT
                      : env_choice(prog, "PAGESIM_ATTN", v, attn);
+    if ((v = getenv("PAGESIM_ATTN_PART")) && *v) {
+        char *end;
+        long k = strtol(v, &end, 10);
+        if (*end || k < 256 || k % 256 || k > 65536) {
+            fprintf(stderr, "%s: PAGESIM_ATTN_PART is a multiple of 256 up to 65536 (keys per decode partition), got '%s'\n",
+                    prog, v);
+            exit(2);
+        }
+        m->attention_partition = (int)k;
+    }
     if ((v = getenv("PAGESIM_ELEM")) && *v)
         m->elementwise = !strcmp(v, "v1") ? K_ELEM_SCALAR : env_choice(prog, "PAGESIM_ELEM", v, elem);
     if ((v = getenv("PAGESIM_MOE_GEMM")) && *v) m->moe_gemm = env_choice(prog, "PAGESIM_MOE_GEMM", v, moe);

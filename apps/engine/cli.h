@@ -66,7 +66,8 @@ double cli_num(const char *prog, const char *name, const char *v, double lo, dou
 /* A non-negative 64-bit integer (a seed); exits with 2 otherwise. */
 unsigned long long cli_u64(const char *prog, const char *name, const char *v);
 /* The engine settings the environment gives (library code reads none):
- *   PAGESIM_ATTN=mma|simt        attention technique (k_attention_impl)
+ *   PAGESIM_ATTN=mma|simt|mma-heads  attention technique (k_attention_impl)
+ *   PAGESIM_ATTN_PART=KEYS       keys per decode partition (k_attention_partition)
  *   PAGESIM_ELEM=vector|scalar   per-token kernels (k_elementwise_impl)
  *   PAGESIM_MOE_GEMM=grouped|cublas  the experts' GEMMs
  *   PAGESIM_PROFILE=1            GPU time per class of step (model_profile_text)

@@ -441,6 +441,13 @@ static void test_attention(void **st) {
     attention_cases("simt/wmma");
     k_attention_impl(K_ATTN_MMA);
     attention_cases("mma");
+    k_attention_impl(K_ATTN_MMA_HEADS);
+    attention_cases("mma, heads first");
+    int part = k_attention_partition(256);     /* contexts over 256 keys: several partitions and the reduce */
+    attention_cases("mma, heads first, 256-key partitions");
+    k_attention_impl(K_ATTN_MMA);
+    attention_cases("mma, 256-key partitions");
+    k_attention_partition(part);
     k_attention_impl(old);
 }
 
