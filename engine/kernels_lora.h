@@ -27,7 +27,20 @@ typedef struct k_lora_batch {
     const int32_t *perm;         /* (T,) the token of each row: rows with an adapter grouped by slot,
                                     then the others */
     const int32_t *tiles;        /* (ntiles_all, 3) slot (-1: none), first row, rows (<= LORA_TILE) */
+    float *work;                 /* (work_elems,) fp32 scratch of the shrink's split-K partials; NULL: none */
+    int64_t work_elems;
 } k_lora_batch;
+
+/* The shrink adds K in fixed splits of K_LORA_KSPLIT: v = ((P0 + P1) + P2) ...
+ * with P_s the split's partial, whatever the batch, so that a row's value is
+ * the same in any batch.  Small batches (at most K_LORA_SPLIT_ROWS rows, and
+ * a work buffer of k_lora_shrink_work floats) run one block per split and add
+ * the partials from work; larger ones loop over the splits in a block. */
+#define K_LORA_KSPLIT 512
+#define K_LORA_SPLIT_ROWS 1024
+static inline int64_t k_lora_shrink_work(int RA, int K, int rows) {
+    return (int64_t)((K + K_LORA_KSPLIT - 1) / K_LORA_KSPLIT) * rows * RA;
+}
 
 typedef struct k_lora_slices {   /* the modules of a fused linear along its output */
     int S;                       /* 1..3 */
@@ -37,12 +50,15 @@ typedef struct k_lora_slices {   /* the modules of a fused linear along its outp
 
 /* v (rows, RA) fp32 = x[perm[row]] @ A_slot^T.  x (T, x_stride) bf16,
  * A (nslots, ...) with A_slot (RA, K) row-major.  K and RA multiples of 16,
- * x_stride of 8, slot_stride of 128 (elements), A 256-byte aligned. */
+ * x_stride of 8, slot_stride of 128 (elements), A 256-byte aligned.  Uses
+ * b->work when b->rows <= K_LORA_SPLIT_ROWS and it holds
+ * k_lora_shrink_work(RA, K, b->rows) floats. */
 int k_lora_shrink(float *v, const k_bf16 *x, int x_stride, const k_bf16 *A, int64_t slot_stride, int RA, int K,
                   const k_lora_batch *b, cudaStream_t s);
 /* y[perm[row], n] = bf16(y + scale[slot] * sum_k<R v[row, j R + k] B_slot[n, k]) for n < N.
  * y (T, y_stride) bf16, v (rows, RA), B_slot (N, R) row-major, scale (nslots,)
- * fp32.  y_stride and every end[j] multiples of 8. */
+ * fp32.  y_stride and every end[j] multiples of 8.  The sum runs on tensor
+ * cores with v split into two bf16 (v = hi + lo, about 16 bits kept). */
 int k_lora_expand(k_bf16 *y, int y_stride, const float *v, int RA, const k_bf16 *B, int64_t slot_stride,
                   const float *scale, const k_lora_slices *sl, const k_lora_batch *b, cudaStream_t s);
 

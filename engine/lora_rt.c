@@ -18,13 +18,25 @@ static int widest_ra(const lora_layout *lo) {
     return ra;
 }
 static size_t max_tiles(int max_T, int nslots) { return (size_t)max_T / 16 + (size_t)nslots + 2; }
+/* floats of the shrink's split-K work buffer: the most any fused linear needs
+ * at the largest batch that splits (kernels_lora.h) */
+static size_t work_elems(const lora_layout *lo, int max_T) {
+    int rows = max_T < K_LORA_SPLIT_ROWS ? max_T : K_LORA_SPLIT_ROWS;
+    int64_t w = 0;
+    for (int i = 0; i < lo->L * LORA_NGROUP; i++) {
+        int64_t e = lo->g[i].S ? k_lora_shrink_work(lo->g[i].RA, lo->g[i].K, rows) : 0;
+        if (e > w) w = e;
+    }
+    return (size_t)w;
+}
 
 size_t lora_rt_bytes(const lora_set *set, const mc_config *c, const tp_plan *tp, int max_T) {
     lora_layout lo;
     char err[256];
     if (!set || lora_slot_layout(&lo, c, set->max_rank, tp, err, sizeof err)) return 0;
     size_t b = (size_t)set->max_loras * lo.elems * 2 + (size_t)set->max_loras * 4 +
-               (size_t)max_T * widest_ra(&lo) * 4 + ((size_t)max_T + 3 * max_tiles(max_T, set->max_loras)) * 4;
+               (size_t)max_T * widest_ra(&lo) * 4 + work_elems(&lo, max_T) * 4 +
+               ((size_t)max_T + 3 * max_tiles(max_T, set->max_loras)) * 4;
     lora_layout_free(&lo);
     return b;
 }
@@ -40,6 +52,8 @@ struct lora_rt {
     k_bf16     *arena;            /* (max_loras, lo.elems) the slots */
     float      *scale;            /* (max_loras,) each slot's adapter's scale */
     float      *v;                /* (max_T, widest RA) A x of the current linear */
+    float      *work;             /* (nwork,) the shrink's split-K partials (kernels_lora.h) */
+    size_t      nwork;
     int32_t    *dints, *hints;    /* device / pinned host: perm (max_T,), tiles (max_tiles, 3) */
     int32_t    *slot_of;          /* (max_num_seqs grows) host: each sequence's slot */
     int         cap_seqs, max_T;
@@ -67,7 +81,9 @@ int lora_rt_create(lora_rt **out, const lora_set *set, const mc_config *c, const
     }
     size_t nt = max_tiles(max_T, set->max_loras), nints = (size_t)max_T + 3 * nt;
     size_t slots = (size_t)set->max_loras * r->lo.elems * 2, vb = (size_t)max_T * widest_ra(&r->lo) * 4;
+    r->nwork = work_elems(&r->lo, max_T);
     if (cudaMalloc((void **)&r->arena, slots) != cudaSuccess ||
+        cudaMalloc((void **)&r->work, r->nwork ? r->nwork * 4 : 16) != cudaSuccess ||
         cudaMalloc((void **)&r->scale, (size_t)set->max_loras * 4) != cudaSuccess ||
         cudaMalloc((void **)&r->v, vb ? vb : 16) != cudaSuccess ||
         cudaMalloc((void **)&r->dints, nints * 4) != cudaSuccess ||
@@ -76,7 +92,7 @@ int lora_rt_create(lora_rt **out, const lora_set *set, const mc_config *c, const
         return errbuf_fail(err, errlen, "cannot allocate %d LoRA slots of rank %d (%.2f GiB; lower --max-loras or "
                            "--max-lora-rank)", set->max_loras, set->max_rank, slots / 1073741824.0);
     }
-    r->held = slots + (size_t)set->max_loras * 4 + vb + nints * 4;
+    r->held = slots + (size_t)set->max_loras * 4 + vb + r->nwork * 4 + nints * 4;
     *out = r;
     return 0;
 }
@@ -134,6 +150,8 @@ int lora_rt_prepare(lora_rt *r, const int32_t *adapters, const int32_t *query_st
     r->b.rows = rows;
     r->b.perm = r->dints;
     r->b.tiles = r->dints + r->max_T;
+    r->b.work = r->work;
+    r->b.work_elems = (int64_t)r->nwork;
     return 0;
 }
 
@@ -163,6 +181,7 @@ void lora_rt_free(lora_rt *r) {
     if (r->arena) cudaFree(r->arena);
     if (r->scale) cudaFree(r->scale);
     if (r->v) cudaFree(r->v);
+    if (r->work) cudaFree(r->work);
     if (r->dints) cudaFree(r->dints);
     if (r->hints) cudaFreeHost(r->hints);
     free(r->slot_of);

@@ -2,8 +2,11 @@
  * against their plain-C references (engine/kernels_ref_lora.c) on fresh
  * random inputs: batches mixing three adapter slots with tokens that have
  * none (sequences of 1 to 40 tokens, so tiles of 1 to 16 rows), the shrink
- * at several ranks and widths (K with a partial last chunk, A x wider than
- * one block's 64 columns), the expand over one and three stacked modules,
+ * at several ranks and widths (K below one split, K not a multiple of the
+ * split, A x wider than one block's 64 columns; a single row) both split
+ * (work buffer: a block per split) and looped (no work buffer): the two bit
+ * for bit equal; the expand over one and three stacked modules (slice ends
+ * off the 16-column fragments, ranks not a multiple of 16),
  * the SwiGLU with the gate/up adapters fused; tokens without an adapter
  * keep their bits; a sequence's rows are bit for bit the same in a batch
  * and alone; and the runtime (engine/lora_rt.h) with random adapters in
@@ -26,7 +29,8 @@
 enum { NSLOT = 3, MAXB = 64 };
 
 /* A random batch: B sequences of 1..40 tokens (mostly 1: decode), each with
- * a slot in -1..NSLOT-1; qs (B+1,), slot_of (B,); the grouping in perm/tiles. */
+ * a slot in -1..NSLOT-1 (B = 1: one token with a slot); qs (B+1,), slot_of
+ * (B,); the grouping in perm/tiles. */
 typedef struct batch {
     int B, T, rows, nt, nall;
     int32_t qs[MAXB + 1], slot_of[MAXB], perm[MAXB * 40], tiles[3 * (MAXB * 40 / 16 + NSLOT + 2)];
@@ -42,43 +46,58 @@ static void batch_make(batch *b, int B, int seed) {
         b->slot_of[i] = irand(NSLOT + 1) - 1;
         b->qs[i + 1] = b->qs[i] + (irand(3) == 0 ? 1 + irand(40) : 1);
     }
+    if (B == 1) {                                /* one row, with an adapter */
+        b->slot_of[0] = seed % NSLOT;
+        b->qs[1] = 1;
+    }
     b->T = b->qs[B];
     b->rows = lora_group_tokens(b->slot_of, b->qs, B, NSLOT, b->perm, b->tiles, &b->nt, &b->nall);
     b->dperm = up(b->perm, sizeof(int32_t) * b->T);
     b->dtiles = up(b->tiles, sizeof(int32_t) * 3 * b->nall);
-    b->kb = (k_lora_batch){b->rows, b->nt, b->nall, b->dperm, b->dtiles};
+    b->kb = (k_lora_batch){b->rows, b->nt, b->nall, b->dperm, b->dtiles, NULL, 0};
 }
 static void batch_free(batch *b) { cudaFree(b->dperm); cudaFree(b->dtiles); }
 
-/* rel L2 over the adapters' rows only (v: (rows, RA)) */
+/* rel L2 over the adapters' rows only (v: (rows, RA)); split (work) = looped, bit for bit */
+static void shrink_case(int RA, int K, int B, int seed) {
+    batch b;
+    batch_make(&b, B, seed);
+    int64_t stride = ((int64_t)RA * K + 127) / 128 * 128;
+    float *x = rnd((size_t)b.T * K, 1), *A = rnd((size_t)stride * NSLOT, 0.05f);
+    k_bf16 *dx = up_bf(x, (size_t)b.T * K), *dA = up_bf(A, (size_t)stride * NSLOT);
+    float *dv = poisoned(sizeof(float) * (size_t)b.T * RA), *ref = malloc(sizeof(float) * (size_t)b.T * RA);
+    assert_int_equal(k_lora_shrink(dv, dx, K, dA, stride, RA, K, &b.kb, 0), 0);   /* looped: no work buffer */
+    float *v = down(dv, sizeof(float) * (size_t)b.T * RA);
+    kref_lora_shrink(ref, x, K, A, stride, RA, K, b.nt, b.tiles, b.perm);
+    char what[80];
+    snprintf(what, sizeof what, "shrink RA %d K %d (%d rows)", RA, K, b.rows);
+    CHECK_CLOSE(v, ref, (size_t)b.rows * RA, 1e-5, what);
+    k_lora_batch kw = b.kb;                                                       /* split: a block per split */
+    kw.work_elems = k_lora_shrink_work(RA, K, b.rows);
+    kw.work = poisoned(sizeof(float) * (size_t)kw.work_elems);
+    float *dv2 = poisoned(sizeof(float) * (size_t)b.T * RA);
+    assert_int_equal(k_lora_shrink(dv2, dx, K, dA, stride, RA, K, &kw, 0), 0);
+    float *v2 = down(dv2, sizeof(float) * (size_t)b.T * RA);
+    assert_memory_equal(v, v2, sizeof(float) * (size_t)b.rows * RA);
+    fprintf(stderr, "  %s: split = looped bit for bit\n", what);
+    free(x); free(A); free(v); free(v2); free(ref);
+    cudaFree(dx); cudaFree(dA); cudaFree(dv); cudaFree(dv2); cudaFree(kw.work);
+    batch_free(&b);
+}
+
 static void test_shrink(void **st) {
     (void)st; TU_REQUIRE_GPU();
-    const int cases[][2] = {{16, 64}, {48, 3584}, {32, 272}, {192, 1024}, {16, 18944}, {96, 896}};
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        int RA = cases[c][0], K = cases[c][1];
-        batch b;
-        batch_make(&b, 48, (int)c);
-        int64_t stride = ((int64_t)RA * K + 127) / 128 * 128;
-        float *x = rnd((size_t)b.T * K, 1), *A = rnd((size_t)stride * NSLOT, 0.05f);
-        k_bf16 *dx = up_bf(x, (size_t)b.T * K), *dA = up_bf(A, (size_t)stride * NSLOT);
-        float *dv = poisoned(sizeof(float) * (size_t)b.T * RA), *ref = malloc(sizeof(float) * (size_t)b.T * RA);
-        assert_int_equal(k_lora_shrink(dv, dx, K, dA, stride, RA, K, &b.kb, 0), 0);
-        float *v = down(dv, sizeof(float) * (size_t)b.T * RA);
-        kref_lora_shrink(ref, x, K, A, stride, RA, K, b.nt, b.tiles, b.perm);
-        char what[64];
-        snprintf(what, sizeof what, "shrink RA %d K %d (%d rows)", RA, K, b.rows);
-        CHECK_CLOSE(v, ref, (size_t)b.rows * RA, 1e-5, what);
-        free(x); free(A); free(v); free(ref);
-        cudaFree(dx); cudaFree(dA); cudaFree(dv);
-        batch_free(&b);
-    }
+    const int cases[][3] = {{16, 64, 48},  {48, 3584, 48}, {32, 272, 48}, {192, 1024, 48}, {16, 18944, 48},
+                            {96, 896, 48}, {48, 1040, 48}, {16, 528, 1},  {64, 3584, 1},   {80, 512, 64}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) shrink_case(cases[c][0], cases[c][1], cases[c][2], (int)c);
 }
 
 static void test_expand(void **st) {
     (void)st; TU_REQUIRE_GPU();
     /* (S, R, slice ends): o/down, q|k|v at 7B-like widths, gate|up */
     const k_lora_slices cases[] = {{1, 16, {512, 0, 0}}, {3, 16, {448, 512, 576}}, {3, 64, {256, 320, 384}},
-                                   {2, 8, {96, 192, 0}}, {1, 32, {3584, 0, 0}}};
+                                   {2, 8, {96, 192, 0}}, {1, 32, {3584, 0, 0}}, {3, 16, {136, 200, 264}},
+                                   {2, 24, {264, 520, 0}}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const k_lora_slices *sl = &cases[c];
         int N = sl->end[sl->S - 1], RA = (sl->S * sl->R + 15) / 16 * 16, ys = N + 8 * (int)(c & 1);   /* a wider row too */
@@ -110,7 +129,7 @@ static void test_expand(void **st) {
 
 static void test_silu(void **st) {
     (void)st; TU_REQUIRE_GPU();
-    const int cases[][2] = {{96, 8}, {18944, 16}, {512, 64}};
+    const int cases[][2] = {{96, 8}, {18944, 16}, {512, 64}, {136, 24}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int I = cases[c][0], R = cases[c][1], RA = (2 * R + 15) / 16 * 16;
         batch b;
@@ -154,6 +173,8 @@ static void test_batch_invariance(void **st) {
     float *dscale = up(scale, sizeof scale), *dv = poisoned(sizeof(float) * (size_t)b.T * RA);
     float *zero = calloc((size_t)b.T * N, sizeof(float));
     k_bf16 *dy = up_bf(zero, (size_t)b.T * N);
+    b.kb.work_elems = k_lora_shrink_work(RA, K, b.rows);                 /* the batch splits K over blocks, */
+    b.kb.work = poisoned(sizeof(float) * (size_t)b.kb.work_elems);      /* each sequence alone loops */
     assert_int_equal(k_lora_shrink(dv, dx, K, dA, sa, RA, K, &b.kb, 0), 0);
     assert_int_equal(k_lora_expand(dy, N, dv, RA, dB, sb, dscale, &sl, &b.kb, 0), 0);
     float *all = down_bf(dy, (size_t)b.T * N);
@@ -169,7 +190,7 @@ static void test_batch_invariance(void **st) {
         one.rows = lora_group_tokens(one.slot_of, one.qs, 1, NSLOT, one.perm, one.tiles, &one.nt, &one.nall);
         one.dperm = up(one.perm, sizeof(int32_t) * one.T);
         one.dtiles = up(one.tiles, sizeof(int32_t) * 3 * one.nall);
-        one.kb = (k_lora_batch){one.rows, one.nt, one.nall, one.dperm, one.dtiles};
+        one.kb = (k_lora_batch){one.rows, one.nt, one.nall, one.dperm, one.dtiles, NULL, 0};
         k_bf16 *dx1 = up_bf(x + (size_t)b.qs[s] * K, (size_t)one.T * K), *dy1 = up_bf(zero, (size_t)one.T * N);
         assert_int_equal(k_lora_shrink(dv, dx1, K, dA, sa, RA, K, &one.kb, 0), 0);
         assert_int_equal(k_lora_expand(dy1, N, dv, RA, dB, sb, dscale, &sl, &one.kb, 0), 0);
@@ -183,7 +204,7 @@ static void test_batch_invariance(void **st) {
     fprintf(stderr, "  batch = alone: %d tokens of %d sequences bit-identical\n", checked, b.B);
     assert_true(checked > 0);
     free(x); free(A); free(B); free(zero); free(all);
-    cudaFree(dx); cudaFree(dA); cudaFree(dB); cudaFree(dscale); cudaFree(dv); cudaFree(dy);
+    cudaFree(dx); cudaFree(dA); cudaFree(dB); cudaFree(dscale); cudaFree(dv); cudaFree(dy); cudaFree(b.kb.work);
     batch_free(&b);
 }
 
