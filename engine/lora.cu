@@ -75,11 +75,14 @@ __device__ __forceinline__ void mma_step(acc_t acc[2], const bf16 *vh, const bf1
 /* out (LT, EO) = v[tile rows, voff ..] (rank KE = S R) @ effective B^T for columns n0 .. n0 + EN */
 __device__ void expand_tile(float *out, bf16 *vh, bf16 *vl, bf16 *bs, const float *v, int RA, int voff,
                             const bf16 *Bs, const k_lora_slices &sl, int n0, int row0, int nrow) {
-    int w = threadIdx.x >> 5, KE = sl.S * sl.R;
+    int w = threadIdx.x >> 5, KE = sl.S * sl.R, N = sl.end[sl.S - 1], nl = n0 + EN < N ? n0 + EN : N, jlo = 0, jhi;
+    while (jlo < sl.S - 1 && n0 >= sl.end[jlo]) jlo++;
+    for (jhi = jlo; jhi < sl.S - 1 && nl > sl.end[jhi]; jhi++) {}
+    int kend = (jhi + 1) * sl.R < KE ? (jhi + 1) * sl.R : KE;     /* the block's modules' rank columns only */
     acc_t acc[2];
     wmma::fill_fragment(acc[0], 0.0f);
     wmma::fill_fragment(acc[1], 0.0f);
-    for (int k0 = 0; k0 < KE; k0 += EKC) {
+    for (int k0 = jlo * sl.R / EKC * EKC; k0 < kend; k0 += EKC) {
         __syncthreads();                              /* the previous step's fragments are loaded */
         stage_v(vh, vl, v, RA, row0, nrow, voff, k0, KE);
         stage_b(bs, Bs, sl, n0, k0);
