@@ -99,7 +99,7 @@ static int observe_step(void *ctx, const eng_step_info *si, char *err, size_t er
     if (T >= 0 && T < o->nseen) o->seen[T] = 1;
     if (!o->keep || si->num_seqs <= 0 || first) return 0;
     cm_batch b = { si->num_seqs, si->prefill_tokens, si->decode_tokens, si->attn_ctx_tokens, si->attn_pairs,
-                   0, 0, 0, 0 };                              /* the engine preempts by recompute: no swaps */
+                   0, 0, 0, 0, 0 };                              /* the engine preempts by recompute: no swaps */
     if (grow(&o->obs, &o->cap, o->n, err, errlen)) return -1;
     o->obs[o->n++] = (step_obs){ 1e6 * opp_step_time(o->ops, &b), 1e6 * si->seconds, si->num_seqs };
     return 0;
