@@ -59,12 +59,12 @@ static void fit_post(const step_obs *g, int n, opp_profile *p) {
 /* The engine steps of one round, each beside its ops' time (round 0 warms up).
  * A step at a token count the engine had not run before is left out: its
  * first cuBLAS calls at that shape (heuristics, loading the kernel) cost up to
- * tens of ms once, which is neither a per-step nor a per-sequence cost. */
-/* The host's time between steps (post_step_us, post_per_seq_us): from one
- * step's hook to the next, less the later step's own seconds, is that step's
- * postprocess, the driver's and engine's bookkeeping and the hook's return,
- * which engine/bench's and every caller's wall time include and a step's
- * measured seconds do not. */
+ * tens of ms once, which is neither a per-step nor a per-sequence cost.
+ * Beside them, the host's time between steps (post_step_us, post_per_seq_us):
+ * from one step's hook to the next, less the later step's own seconds, is
+ * that step's postprocess, the driver's and engine's bookkeeping and the
+ * hook's return, which engine/bench's and every caller's wall time include
+ * and a step's measured seconds do not. */
 typedef struct cpu_obs {
     const opp_profile *ops;
     step_obs *obs;               /* (cap,) steps kept for the CPU fit */
