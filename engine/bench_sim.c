@@ -26,6 +26,7 @@ int bsim_predict(const mc_config *c, const eng_config *cfg, const model_opts *mo
     static opp_profile prof;                /* large; one prediction at a time */
     memset(out, 0, sizeof *out);
     if (cm_model_init(&cm, c, gpu, 1, MC_DTYPE_BF16, err, errlen)) return -1;
+    cm.swap_copies = CM_SWAP_RUNS;          /* this engine's swaps: one copy per run (engine/swap.c) */
     if (op_profile) {
         if (opp_load(&prof, op_profile, err, errlen)) return -1;
         if (!opp_matches(&prof, c, 1))

@@ -4,7 +4,8 @@
  * engine's GPU blocks and swap blocks), the same scheduler settings (limits,
  * preemption mode, prefix caching) go through sim_run (sim/simulate.h) with
  * step times from an operator profile when given, else the roofline of the
- * GPU.  No GPU; reads only the profile it is given; prints only in
+ * GPU, and swaps priced as this engine copies them (CM_SWAP_RUNS: one call
+ * per run of consecutive blocks, engine/swap.c).  No GPU; reads only the profile it is given; prints only in
  * bsim_report. */
 #ifndef ENGINE_BENCH_SIM_H
 #define ENGINE_BENCH_SIM_H

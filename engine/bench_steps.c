@@ -30,7 +30,7 @@ int bstep_add(bstep_log *l, const eng_step_info *si) {
         return -1;
     if (!l->have_prof || !(si->seconds > 0)) return 0;
     cm_batch b = { si->num_seqs, si->prefill_tokens, si->decode_tokens, si->attn_ctx_tokens, si->attn_pairs,
-                   0, 0, 0, 0 };                        /* the engine preempts by recompute: no swaps */
+                   0, 0, 0, 0, 0 };                        /* the engine preempts by recompute: no swaps */
     double p = opp_step_time(&l->prof, &b);
     if (l->n == l->cap) {
         int cap = l->cap ? 2 * l->cap : 1024;

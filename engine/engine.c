@@ -216,7 +216,7 @@ static int score_step(eng *e, const sched_batch *b, const model_batch *mb, int R
 static int run_copies(eng *e, const sched_batch *b, char *err, size_t errlen) {
     for (int i = 0; i < b->num_copies;) {
         swap_run r;
-        i = swap_next_run(b->copies, b->num_copies, i, &r);
+        i = kvr_next(b->copies, b->num_copies, i, &r);
         if (r.kind == KV_COPY_GPU ? model_copy_block(e->m, r.src, r.dst, err, errlen)
                                   : model_swap(e->m, r.kind, r.src, r.dst, r.n, err, errlen))
             return -1;

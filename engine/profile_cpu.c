@@ -6,6 +6,7 @@
  * CUDA the engine cannot be created, so this is never reached. */
 #include "engine/profile_ops.h"
 #include "base/errbuf.h"
+#include "base/clock.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,25 +44,63 @@ static void fit_cpu(const step_obs *s, int n, opp_profile *p) {
     free(x); free(r);
 }
 
+/* between = a + b seqs over the gaps between steps (none: 0, 0). */
+static void fit_post(const step_obs *g, int n, opp_profile *p) {
+    p->post_step_us = p->post_per_seq_us = 0;
+    if (n < 2) return;
+    double *x = malloc(sizeof(double) * (size_t)n), *r = malloc(sizeof(double) * (size_t)n);
+    if (x && r) {
+        for (int i = 0; i < n; i++) { x[i] = g[i].seqs; r[i] = g[i].wall_us; }
+        fit_line(x, r, n, &p->post_step_us, &p->post_per_seq_us);
+    }
+    free(x); free(r);
+}
+
 /* The engine steps of one round, each beside its ops' time (round 0 warms up).
  * A step at a token count the engine had not run before is left out: its
  * first cuBLAS calls at that shape (heuristics, loading the kernel) cost up to
- * tens of ms once, which is neither a per-step nor a per-sequence cost. */
-typedef struct cpu_obs { const opp_profile *ops; step_obs *obs; int n, cap, keep; unsigned char *seen; long nseen; } cpu_obs;
+ * tens of ms once, which is neither a per-step nor a per-sequence cost.
+ * Beside them, the host's time between steps (post_step_us, post_per_seq_us):
+ * from one step's hook to the next, less the later step's own seconds, is
+ * that step's postprocess, the driver's and engine's bookkeeping and the
+ * hook's return, which engine/bench's and every caller's wall time include
+ * and a step's measured seconds do not. */
+typedef struct cpu_obs {
+    const opp_profile *ops;
+    step_obs *obs;               /* (cap,) steps kept for the CPU fit */
+    int n, cap, keep;
+    unsigned char *seen;         /* (nseen,) token counts run before */
+    long nseen;
+    step_obs *gap;               /* (gcap,) wall_us: the time between steps; seqs: the later step's */
+    int ng, gcap;
+    double last_s;               /* clock at the previous hook of this round; < 0: none yet */
+} cpu_obs;
+
+static int grow(step_obs **a, int *cap, int n, char *err, size_t errlen) {
+    if (n < *cap) return 0;
+    step_obs *g = realloc(*a, sizeof *g * (size_t)(*cap * 2));
+    if (!g) return errbuf_fail(err, errlen, "out of memory");
+    *a = g;
+    *cap *= 2;
+    return 0;
+}
 
 static int observe_step(void *ctx, const eng_step_info *si, char *err, size_t errlen) {
     cpu_obs *o = ctx;
+    double t = clock_now_s(), last = o->last_s;
+    o->last_s = t;
+    if (o->keep && last >= 0 && si->num_seqs > 0) {
+        if (grow(&o->gap, &o->gcap, o->ng, err, errlen)) return -1;
+        double g = 1e6 * (t - last - si->seconds);
+        o->gap[o->ng++] = (step_obs){ 0, g > 0 ? g : 0, si->num_seqs };
+    }
     long T = si->prefill_tokens + si->decode_tokens;
     int first = T >= 0 && T < o->nseen && !o->seen[T];
     if (T >= 0 && T < o->nseen) o->seen[T] = 1;
     if (!o->keep || si->num_seqs <= 0 || first) return 0;
     cm_batch b = { si->num_seqs, si->prefill_tokens, si->decode_tokens, si->attn_ctx_tokens, si->attn_pairs,
-                   0, 0, 0, 0 };                              /* the engine preempts by recompute: no swaps */
-    if (o->n == o->cap) {
-        step_obs *g = realloc(o->obs, sizeof *g * (size_t)(o->cap *= 2));
-        if (!g) return errbuf_fail(err, errlen, "out of memory");
-        o->obs = g;
-    }
+                   0, 0, 0, 0, 0 };                              /* the engine preempts by recompute: no swaps */
+    if (grow(&o->obs, &o->cap, o->n, err, errlen)) return -1;
     o->obs[o->n++] = (step_obs){ 1e6 * opp_step_time(o->ops, &b), 1e6 * si->seconds, si->num_seqs };
     return 0;
 }
@@ -73,8 +112,12 @@ int pops_measure_cpu(eng *e, const mc_config *c, int max_seqs, opp_profile *p, F
     opp_profile ops = *p;                                 /* the ops alone */
     ops.step_overhead_us = ops.per_seq_us = ops.gpu_floor_us = 0;
     long nseen = (long)model_options(eng_model(e))->max_num_batched_tokens + 1;
-    cpu_obs co = { &ops, malloc(sizeof(step_obs) * 64), 0, 64, 0, calloc((size_t)nseen, 1), nseen };
-    if (!co.obs || !co.seen) { free(co.obs); free(co.seen); return errbuf_fail(err, errlen, "out of memory"); }
+    cpu_obs co = { &ops, malloc(sizeof(step_obs) * 64), 0, 64, 0, calloc((size_t)nseen, 1), nseen,
+                   malloc(sizeof(step_obs) * 64), 0, 64, -1 };
+    if (!co.obs || !co.seen || !co.gap) {
+        free(co.obs); free(co.seen); free(co.gap);
+        return errbuf_fail(err, errlen, "out of memory");
+    }
     eng_hooks hooks = { .on_step = observe_step, .ctx = &co };
     uint64_t st = 99;
     for (int round = 0, B = 1; B <= max_seqs; round++) {
@@ -87,16 +130,20 @@ int pops_measure_cpu(eng *e, const mc_config *c, int max_seqs, opp_profile *p, F
             if (eng_add_request(e, 1000000 + id, prompt, PROMPT, &ep, err, errlen)) goto out;
         }
         co.keep = round > 0;
+        co.last_s = -1;                                   /* adding requests is no step's */
         if (eng_run(e, &hooks, err, errlen)) goto out;
         if (round > 0) B *= 2;
     }
     if (co.n < 3) { errbuf_fail(err, errlen, "too few engine steps (%d) to time the CPU side", co.n); goto out; }
     fit_cpu(co.obs, co.n, p);
-    if (log) fprintf(log, "  %-12s %d engine steps: %.1f us + %.2f us per sequence, GPU floor %.1f us\n", "cpu side", co.n,
-                     p->step_overhead_us, p->per_seq_us, p->gpu_floor_us);
+    fit_post(co.gap, co.ng, p);
+    if (log) fprintf(log, "  %-12s %d engine steps: %.1f us + %.2f us per sequence, GPU floor %.1f us; between steps "
+                     "%.1f us + %.3f us per sequence (%d gaps)\n", "cpu side", co.n, p->step_overhead_us, p->per_seq_us,
+                     p->gpu_floor_us, p->post_step_us, p->post_per_seq_us, co.ng);
     rc = 0;
 out:
     free(co.obs);
     free(co.seen);
+    free(co.gap);
     return rc;
 }

@@ -31,7 +31,8 @@ typedef struct pops_opts {
 int pops_measure_ops(const mc_config *c, const pops_opts *o, opp_profile *p, FILE *log, char *err, size_t errlen);
 /* Runs batches of 1 .. max_seqs sequences (64-token prompts, 32 tokens out)
  * through e and fits p's step_overhead_us, per_seq_us and gpu_floor_us to
- * the steps' wall times less the ops p predicts.  e must be idle; it is idle
+ * the steps' wall times less the ops p predicts, and post_step_us and
+ * post_per_seq_us to the host's time between steps.  e must be idle; it is idle
  * again after.  0, or -1 with err. */
 int pops_measure_cpu(eng *e, const mc_config *c, int max_seqs, opp_profile *p, FILE *log, char *err, size_t errlen);
 /* engine/bench --profile-ops: the ops at cfg's limits (max_model_len 0:

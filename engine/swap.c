@@ -12,17 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int swap_next_run(const kv_copy *c, int n, int i, swap_run *r) {
-    *r = (swap_run){c[i].kind, c[i].src, c[i].dst, 1};
-    int j = i + 1;
-    if (c[i].kind != KV_COPY_GPU)
-        while (j < n && c[j].kind == c[i].kind && c[j].src == r->src + r->n && c[j].dst == r->dst + r->n) {
-            r->n++;
-            j++;
-        }
-    return j;
-}
-
 int swap_cpu_blocks(double gib, size_t block_bytes, int *out, char *err, size_t errlen) {
     *out = 0;
     if (!(gib >= 0) || !isfinite(gib)) return errbuf_fail(err, errlen, "swap space of %g GiB", gib);

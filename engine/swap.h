@@ -17,16 +17,11 @@
 #include <stdint.h>
 #include "engine/kernels.h"
 #include "sim/kv_cache.h"
+#include "sim/kv_runs.h"
 
-typedef struct swap_run {        /* blocks src..src+n-1 copied to dst..dst+n-1 */
-    kv_copy_kind kind;           /* KV_SWAP_OUT (GPU -> host), KV_SWAP_IN (host -> GPU), KV_COPY_GPU */
-    int src, dst, n;
-} swap_run;
-
-/* The run of copies that starts at c[i] (n copies in all): c[i], c[i+1], ...
- * of one kind whose src and dst both rise by one.  Fills *r and returns the
- * index after it.  Copy-on-write copies (KV_COPY_GPU) are never merged. */
-int  swap_next_run(const kv_copy *c, int n, int i, swap_run *r);
+/* A run of copies, as the cost model counts them (sim/kv_runs.h: kvr_next
+ * finds them; the engine and the simulator's CM_SWAP_RUNS price share it). */
+typedef kv_run swap_run;
 /* The CPU blocks of gib GiB (2^30 bytes) of swap space, block_bytes each, as
  * vLLM and `pagesim plan` count them: floor(gib * 2^30 / block_bytes).  0,
  * or -1 with a message when gib is negative or not a number, block_bytes is

@@ -21,7 +21,7 @@ static void steps_obs(const bias_trace *t, int set, int half, cm_step_obs *o, in
         k++;
         if (!take || s->seconds <= 0) continue;
         o[(*n)++] = (cm_step_obs){ { s->num_seqs, s->prefill_tokens, s->decode_tokens, s->attn_ctx_tokens,
-                                     s->attn_pairs > 0 ? s->attn_pairs : s->attn_ctx_tokens, 0, 0, 0, 0 }, s->seconds };
+                                     s->attn_pairs > 0 ? s->attn_pairs : s->attn_ctx_tokens, 0, 0, 0, 0, 0 }, s->seconds };
     }
 }
 
@@ -81,7 +81,7 @@ int bias_cmp_calibrate(cmp *c, int n, const cm_model *m, calib *k, const char *c
                 const bias_trace_step *s = &c[i].tr->step[j];
                 if ((i == 0 && s->set == sets[0]) || s->seconds <= 0) continue;
                 test[nt++] = (cm_step_obs){ { s->num_seqs, s->prefill_tokens, s->decode_tokens, s->attn_ctx_tokens,
-                                              s->attn_pairs > 0 ? s->attn_pairs : s->attn_ctx_tokens, 0, 0, 0, 0 }, s->seconds };
+                                              s->attn_pairs > 0 ? s->attn_pairs : s->attn_ctx_tokens, 0, 0, 0, 0, 0 }, s->seconds };
             }
     } else {
         steps_obs(t0, 0, 1, fit, &nf);
@@ -92,7 +92,7 @@ int bias_cmp_calibrate(cmp *c, int n, const cm_model *m, calib *k, const char *c
                 const bias_trace_step *s = &c[i].tr->step[j];
                 if (s->seconds > 0)
                     test[nt++] = (cm_step_obs){ { s->num_seqs, s->prefill_tokens, s->decode_tokens, s->attn_ctx_tokens,
-                                                  s->attn_pairs > 0 ? s->attn_pairs : s->attn_ctx_tokens, 0, 0, 0, 0 }, s->seconds };
+                                                  s->attn_pairs > 0 ? s->attn_pairs : s->attn_ctx_tokens, 0, 0, 0, 0, 0 }, s->seconds };
             }
     }
     if (nf < 16) { snprintf(k->why, sizeof k->why, "not done: only %d steps to fit on", nf); rc = 0; goto out; }

@@ -150,18 +150,33 @@ double cm_swap_time(const cm_model *m, long blocks, long tokens) {
     return (double)blocks * 2.0 * m->cfg.num_layers * m->k.copy_call_s + bytes / m->k.host_bw;
 }
 
+double cm_swap_batch_time(const cm_model *m, const cm_batch *b) {
+    if (m->swap_copies != CM_SWAP_RUNS || b->swap_blocks <= 0) return cm_swap_time(m, b->swap_blocks, b->swap_tokens);
+    double bytes = (double)b->swap_tokens * (double)mc_kv_bytes_per_token(&m->cfg, m->kvdtype) / (m->tp > 0 ? m->tp : 1);
+    long runs = b->swap_runs > 0 ? b->swap_runs : 1;
+    return (double)runs * m->k.copy_call_s + bytes / m->k.host_bw;
+}
+
+const char *cm_swap_copies_name(cm_swap_copies c) { return c == CM_SWAP_RUNS ? "runs" : "per-block"; }
+
+int cm_swap_copies_parse(const char *name, cm_swap_copies *out) {
+    if (!strcmp(name, "per-block")) { *out = CM_SWAP_PER_BLOCK; return 0; }
+    if (!strcmp(name, "runs")) { *out = CM_SWAP_RUNS; return 0; }
+    return -1;
+}
+
 double cm_step_time(const cm_model *m, const cm_batch *b) {
     const cm_coeffs *k = &m->k;
     long tokens = b->prefill_tokens + b->decode_tokens;
     if (m->prof) {
         double t = opp_step_time(m->prof, b);
         if (m->tp > 1 && tokens > 0 && m->prof->allreduce.n == 0) t += allreduce_time(m, tokens);
-        t += cm_swap_time(m, b->swap_blocks, b->swap_tokens);          /* profiles measure no swaps */
+        t += cm_swap_batch_time(m, b);                                  /* profiles measure no swaps */
         if (b->lora_tokens > 0) t += cm_lora_time(m, b);               /* nor LoRA */
         return t;
     }
     double t = k->step_overhead_s + k->per_seq_s * (b->num_seqs > 0 ? b->num_seqs : 0);
-    t += cm_swap_time(m, b->swap_blocks, b->swap_tokens);
+    t += cm_swap_batch_time(m, b);
     if (tokens <= 0) return t;
     double t_flops = cm_step_flops(m, b) / (m->gpu.flops_16 * k->flops_eff);
     double t_bytes = cm_step_bytes(m, b) / (m->gpu.mem_bw * k->bw_eff);

@@ -23,6 +23,13 @@ typedef struct cm_coeffs {   /* fitted; defaults from public measurements */
 
 struct opp_profile;           /* sim/op_profile.h */
 
+/* How a step's swap copies are issued (the call count the cost model prices):
+ * CM_SWAP_PER_BLOCK as vLLM's swap_blocks (one cudaMemcpyAsync per block,
+ * layer and K/V: what the labs teach), CM_SWAP_RUNS as our engine
+ * (engine/swap.c: one cudaMemcpy2DAsync per run of consecutive blocks,
+ * sim/kv_runs.h, for all layers at once). */
+typedef enum { CM_SWAP_PER_BLOCK = 0, CM_SWAP_RUNS = 1 } cm_swap_copies;
+
 typedef struct cm_model {
     mc_config cfg;           /* shape */
     cm_gpu    gpu;
@@ -32,6 +39,7 @@ typedef struct cm_model {
     cm_coeffs k;
     const struct opp_profile *prof;  /* operator timings (sim/op_profile.h), owned by the caller;
                                         NULL: the roofline */
+    cm_swap_copies swap_copies;  /* CM_SWAP_PER_BLOCK (cm_model_init's) or CM_SWAP_RUNS */
     cm_lora   lora;          /* runtime LoRA's slots (sim/cost_lora.h); rank 0 (cm_model_init):
                                 none, a step costs what it did before LoRA existed */
 } cm_model;
@@ -47,6 +55,7 @@ typedef struct cm_batch {
     long swap_tokens;        /* their token slots (blocks x block size) */
     long lora_tokens;        /* of the new tokens, those of sequences with a LoRA adapter */
     int  lora_adapters;      /* distinct LoRA adapters among the step's sequences */
+    long swap_runs;          /* the swap copies' runs of consecutive blocks (sim/kv_runs.h) */
 } cm_batch;
 
 /* Sets m from a config, a GPU and a TP degree, with default coefficients. */
@@ -61,6 +70,13 @@ double cm_step_time(const cm_model *m, const cm_batch *b);
  * and CPU memory, one way: one copy call per block, layer and K/V (as vLLM's
  * swap_blocks issues them) plus the bytes over the host link.  Can't fail. */
 double cm_swap_time(const cm_model *m, long blocks, long tokens);
+/* Seconds of b's swap copies as m->swap_copies issues them: per block,
+ * cm_swap_time; by runs, one copy call per run (b->swap_runs) plus the same
+ * bytes over the host link.  Can't fail. */
+double cm_swap_batch_time(const cm_model *m, const cm_batch *b);
+/* "per-block" / "runs" and back: 0, or -1 for an unknown name. */
+const char *cm_swap_copies_name(cm_swap_copies c);
+int    cm_swap_copies_parse(const char *name, cm_swap_copies *out);
 /* FLOPs and bytes of a step, for roofline reports. */
 double cm_step_flops(const cm_model *m, const cm_batch *b);
 double cm_step_bytes(const cm_model *m, const cm_batch *b);

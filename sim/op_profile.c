@@ -103,6 +103,10 @@ double opp_step_time(const opp_profile *p, const cm_batch *b) {
     return (cpu + (us > p->gpu_floor_us ? us : p->gpu_floor_us)) * 1e-6;
 }
 
+double opp_post_time(const opp_profile *p, int num_seqs) {
+    return (p->post_step_us + p->post_per_seq_us * (num_seqs > 0 ? num_seqs : 0)) * 1e-6;
+}
+
 bool opp_matches(const opp_profile *p, const mc_config *c, int tp) {
     return p->tp == tp && p->hidden == c->hidden_size && p->layers == c->num_layers && p->heads == c->num_heads &&
            p->kv_heads == c->num_kv_heads && p->head_dim == c->head_dim && p->vocab == c->vocab_size &&
@@ -237,7 +241,9 @@ static int parse(opp_profile *p, const cJSON *root, const char *path, char *err,
     const cJSON *cpu = cJSON_GetObjectItemCaseSensitive(root, "cpu");
     if (num(cpu, "step_overhead_us", 0, &p->step_overhead_us, path, err, errlen) ||
         num(cpu, "per_seq_us", 0, &p->per_seq_us, path, err, errlen) ||
-        num(cpu, "gpu_floor_us", 0, &p->gpu_floor_us, path, err, errlen))
+        num(cpu, "gpu_floor_us", 0, &p->gpu_floor_us, path, err, errlen) ||
+        num(cpu, "post_step_us", 0, &p->post_step_us, path, err, errlen) ||
+        num(cpu, "post_per_seq_us", 0, &p->post_per_seq_us, path, err, errlen))
         return -1;
     const cJSON *ops = cJSON_GetObjectItemCaseSensitive(root, "ops");
     if (!cJSON_IsObject(ops)) return bad(err, errlen, path, "missing (the operators' timings)", "ops");
@@ -296,8 +302,9 @@ int opp_save(const opp_profile *p, const char *path, char *err, size_t errlen) {
     free(gs); free(ms); cJSON_Delete(s); cJSON_Delete(m);
     for (size_t i = 0; i < OPP_NSHAPE; i++)
         fprintf(f, "%s\"%s\": %d", i ? ", " : "", opp_shape[i].key, *(const int *)((const char *)p + opp_shape[i].off));
-    fprintf(f, "},\n \"cpu\": {\"step_overhead_us\": %.3f, \"per_seq_us\": %.4f, \"gpu_floor_us\": %.3f},\n \"ops\": {",
-            p->step_overhead_us, p->per_seq_us, p->gpu_floor_us);
+    fprintf(f, "},\n \"cpu\": {\"step_overhead_us\": %.3f, \"per_seq_us\": %.4f, \"gpu_floor_us\": %.3f, "
+            "\"post_step_us\": %.3f, \"post_per_seq_us\": %.4f},\n \"ops\": {",
+            p->step_overhead_us, p->per_seq_us, p->gpu_floor_us, p->post_step_us, p->post_per_seq_us);
     int first = 1;
     for (size_t i = 0; i < OPP_NCURVES; i++)
         put_curve(f, opp_curves[i].name, opp_curves[i].x, (const opp_curve *)((const char *)p + opp_curves[i].off), &first);

@@ -58,6 +58,13 @@ typedef struct opp_profile {
     double step_overhead_us;
     double per_seq_us;
     double gpu_floor_us;
+    /* the host's time between steps, which a step's own measured seconds leave
+     * out (sched_postprocess: tokens appended, stops, blocks freed; the
+     * driver's metrics; the engine's results), from the profiler's engine
+     * steps: between = post_step + post_per_seq x sequences of the step
+     * (0 in profiles measured before it was: none added) */
+    double post_step_us;
+    double post_per_seq_us;
     /* not in the file: the caller's requests sample with temperature and top-p,
      * so steps take sampling_topp's times (sampling's when it was not measured) */
     int    sample_topp;
@@ -90,6 +97,11 @@ int    opp_resolve(opp_profile *p, const char *spec, const char *dir, const char
  * measured; sampling is sampling_topp's when p->sample_topp asks and it was
  * measured.  Can't fail. */
 double opp_step_time(const opp_profile *p, const cm_batch *b);
+/* Seconds the host spends after a step of num_seqs sequences before the next
+ * starts (post_step_us + post_per_seq_us x num_seqs): the simulator's
+ * executor adds it to the clock, opp_step_time leaves it out (a measured
+ * step's seconds do too).  Can't fail. */
+double opp_post_time(const opp_profile *p, int num_seqs);
 /* The interpolations (exposed for tests and reports). */
 double opp_curve_at(const opp_curve *c, double x);
 double opp_grid_at(const opp_grid *g, double x, double y);

@@ -5,6 +5,7 @@
  * sim/sched_internal.h.  Touches only its own queues, the sequences it owns
  * and the KV cache it is given. */
 #include "sim/sched_internal.h"
+#include "sim/kv_runs.h"
 #include <string.h>
 #include <stdio.h>
 
@@ -378,6 +379,7 @@ int sched_schedule(sched *sc, double now, const sched_batch **out, char *err, si
     while (nskip > 0) dq_push_front(&sc->waiting, sc->skip[--nskip]);   /* their places back (room: popped) */
     for (int i = 0; i < b->num_copies; i++)        /* swaps cost the step time (cm_swap_time) */
         if (b->copies[i].kind != KV_COPY_GPU) { b->counts.swap_blocks++; b->counts.swap_tokens += sc->block_size; }
+    b->counts.swap_runs = kvr_swap_runs(b->copies, b->num_copies);
     return b->num_items;
 }
 

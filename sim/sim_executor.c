@@ -1,5 +1,6 @@
 /* sim_executor: cost-model step times and synthetic tokens (see the header). */
 #include "sim/sim_executor.h"
+#include "sim/op_profile.h"
 #include <string.h>
 
 void simx_init(simx *x, const cm_model *model, uint64_t seed) {
@@ -10,7 +11,10 @@ void simx_init(simx *x, const cm_model *model, uint64_t seed) {
 }
 
 double simx_step_time(const simx *x, const sched_batch *b) {
-    if (x->model) return cm_step_time(x->model, &b->counts);
+    if (x->model) {                  /* a profile also measured the host's time between steps */
+        double t = cm_step_time(x->model, &b->counts);
+        return x->model->prof ? t + opp_post_time(x->model->prof, b->counts.num_seqs) : t;
+    }
     return 5e-3 + 20e-6 * b->counts.num_seqs + 50e-6 * (double)b->counts.prefill_tokens;
 }
 

@@ -1,5 +1,6 @@
 /* sim_executor: the simulator's executor for the step loop.  The step time
- * comes from the cost model (cm_step_time of the batch's counts); sampled
+ * comes from the cost model (cm_step_time of the batch's counts; with an
+ * operator profile, plus the host's time after the step, opp_post_time); sampled
  * tokens are synthetic (seeded ids, never an EOS, so sequences end at their
  * true output length).  Without a model, a toy cost stands in:
  *     5 ms + 20 us per sequence + 50 us per prefill token (tests only).

@@ -1,7 +1,7 @@
 /* Tests of engine/bench --simulate's prediction (engine/bench_sim.h), no
  * GPU: for a trace of 256 requests on Qwen3-0.6B's shape with a pool that
  * forces preemption, the prediction engine/bench sets beside its run is
- * what `pagesim run` says for the same pool (--num-blocks, --swap-gb; prefix caching off as in cfg), the
+ * what `pagesim run --swap-copies runs` says for the same pool (--num-blocks, --swap-gb; prefix caching off as in cfg), the
  * same scheduler limits and the same operator profile: the simulated time,
  * preemptions, swap-outs and swap-ins agree exactly, by swap and by
  * recompute (so the engine's comparison is with the simulator a user runs);
@@ -43,7 +43,8 @@ static void write_trace(int *pl, int *ol) {
 static cJSON *pagesim(int swap) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "%s/pagesim run --workload %s --model %s --gpu H200 --num-blocks %d --swap-gb 4 "
-             "--preempt %s --max-num-seqs 256 --max-num-batched-tokens 8192 --max-model-len 4096 --no-enable-prefix-caching --op-profile %s "
+             "--preempt %s --swap-copies runs --max-num-seqs 256 --max-num-batched-tokens 8192 --max-model-len 4096 "
+             "--no-enable-prefix-caching --op-profile %s "
              "--quiet --no-steps --json %s > /dev/null 2>&1", tu_bindir(), TRACE, CFG, BLOCKS,
              swap ? "swap" : "recompute", PROF, JSON);
     assert_int_equal(system(cmd), 0);

@@ -220,7 +220,7 @@ static void test_calibration_on_one_set(void **state) {
             x = x * 6364136223846793005ull + 1442695040888963407ull;
             int seqs = 1 + (int)((x >> 40) % 64);
             int pre = (i % 3 == 0) ? 512 + (int)((x >> 20) % 7000) : 0;
-            cm_batch b = { seqs, pre, pre ? seqs - 1 : seqs, (long)seqs * 600, (long)seqs * 600 + (long)pre * 300, 0, 0, 0, 0 };
+            cm_batch b = { seqs, pre, pre ? seqs - 1 : seqs, (long)seqs * 600, (long)seqs * 600 + (long)pre * 300, 0, 0, 0, 0, 0 };
             double sec = cm_step_time(&m, &b);
             clock += sec;
             bias_trace_step s = { set, clock, sec, b.num_seqs, b.prefill_tokens, b.decode_tokens, b.attn_ctx_tokens, b.attn_pairs };

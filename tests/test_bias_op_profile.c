@@ -212,7 +212,7 @@ static void trace_of(bias_trace *t, const cm_model *m) {
         for (int i = 0; i < 200; i++) {                      /* steps timed on the "GPU": both roofs */
             x = x * 6364136223846793005ull + 1442695040888963407ull;
             int seqs = 1 + (int)((x >> 40) % 64), pre = (i % 3 == 0) ? 512 + (int)((x >> 20) % 7000) : 0;
-            cm_batch b = { seqs, pre, pre ? seqs - 1 : seqs, (long)seqs * 600, (long)seqs * 600 + (long)pre * 300, 0, 0, 0, 0 };
+            cm_batch b = { seqs, pre, pre ? seqs - 1 : seqs, (long)seqs * 600, (long)seqs * 600 + (long)pre * 300, 0, 0, 0, 0, 0 };
             double sec = cm_step_time(m, &b);
             clock += sec;
             bias_trace_step s = { set, clock, sec, b.num_seqs, b.prefill_tokens, b.decode_tokens, b.attn_ctx_tokens,

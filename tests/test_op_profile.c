@@ -3,7 +3,9 @@
  * summed op by op, the file round trip and its errors (file and field, or the
  * line of a JSON syntax error), finding a profile by GPU and shape, the
  * roofline fallback when there is none, determinism of a simulation on a
- * profile, and the pagesim run / calibrate options that use one. */
+ * profile, the host's time between steps (opp_post_time: in the simulated
+ * clock, not in a step's own time), and the pagesim run / calibrate options
+ * that use one. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -16,6 +18,7 @@
 #include "sim/op_profile.h"
 #include "sim/calibrate.h"
 #include "sim/simulate.h"
+#include "sim/sim_executor.h"
 
 #define TMP "build/tmp/op_profile"
 
@@ -315,6 +318,82 @@ static void test_simulation_is_deterministic(void **st) {
     free(r);
 }
 
+/* The host's time between steps: read and written with the profile (absent
+ * in older files: 0), left out of a step's own time (what a measured step's
+ * seconds are compared with), added to the simulated clock once per step. */
+static void test_host_between_steps(void **st) {
+    (void)st;
+    mkdir("build", 0755); mkdir("build/tmp", 0755); mkdir(TMP, 0755);
+    opp_profile p, q;
+    mc_config mc = small_config();
+    synthetic(&p, &mc);
+    char err[512];
+    near(opp_post_time(&p, 100), 0, 1e-15);
+    p.post_step_us = 12.5; p.post_per_seq_us = 0.4;
+    near(opp_post_time(&p, 100), (12.5 + 40) * 1e-6, 1e-12);
+    near(opp_post_time(&p, 0), 12.5e-6, 1e-12);
+    assert_int_equal(opp_save(&p, TMP "/post.json", err, sizeof err), 0);
+    assert_int_equal(opp_load(&q, TMP "/post.json", err, sizeof err), 0);
+    near(q.post_step_us, 12.5, 1e-9);
+    near(q.post_per_seq_us, 0.4, 1e-9);
+    /* a profile written before the term existed: no "post_*" keys, 0 */
+    FILE *f = fopen(TMP "/post.json", "r");
+    assert_non_null(f);
+    static char buf[1 << 16];
+    size_t k = fread(buf, 1, sizeof buf - 1, f);
+    buf[k] = 0;
+    fclose(f);
+    char *a = strstr(buf, ", \"post_step_us\"");
+    assert_non_null(a);
+    char *b = strchr(a, '}');
+    assert_non_null(b);
+    memmove(a, b, strlen(b) + 1);
+    f = fopen(TMP "/post_old.json", "w");
+    assert_non_null(f);
+    fputs(buf, f);
+    fclose(f);
+    assert_int_equal(opp_load(&q, TMP "/post_old.json", err, sizeof err), 0);
+    assert_true(q.post_step_us == 0 && q.post_per_seq_us == 0);
+    remove(TMP "/post.json"); remove(TMP "/post_old.json");
+
+    cm_gpu g;
+    cm_model m;
+    assert_int_equal(cm_gpu_find(&g, "H200", err, sizeof err), 0);
+    assert_int_equal(cm_model_init(&m, &mc, &g, 1, mc.dtype, err, sizeof err), 0);
+    m.prof = &p;
+    sched_batch sb;
+    memset(&sb, 0, sizeof sb);
+    sb.counts = (cm_batch){ .num_seqs = 64, .decode_tokens = 64, .attn_ctx_tokens = 64 * 512, .attn_pairs = 64 * 512 };
+    simx x;
+    simx_init(&x, &m, 1);
+    near(cm_step_time(&m, &sb.counts), opp_step_time(&p, &sb.counts), 1e-15);   /* the step alone */
+    near(simx_step_time(&x, &sb), opp_step_time(&p, &sb.counts) + (12.5 + 0.4 * 64) * 1e-6, 1e-12);
+    /* a whole run: every step's clock advance grows by exactly its between-steps time */
+    wl_spec sp = { .kind = WL_SHAREGPT, .num_requests = 200, .rate = 0, .seed = 5, .max_len = 2048 };
+    wl_request *r;
+    int n;
+    assert_int_equal(wl_generate(&sp, &r, &n, err, sizeof err), 0);
+    for (int i = 0; i < n; i++) r[i].arrival = 0;               /* no idle time: the same schedule */
+    sim_config c = sim_config_default();
+    c.kv.num_blocks = 4000;
+    c.model = &m;
+    c.keep_steps = true;
+    sim_result with, without;
+    assert_int_equal(sim_run(&c, r, n, &with, err, sizeof err), 0);
+    p.post_step_us = p.post_per_seq_us = 0;
+    assert_int_equal(sim_run(&c, r, n, &without, err, sizeof err), 0);
+    assert_int_equal(with.num_steps, without.num_steps);
+    double extra = 0;
+    for (int i = 0; i < with.num_steps; i++) {
+        assert_int_equal(with.steps[i].batch_seqs, without.steps[i].batch_seqs);
+        extra += (12.5 + 0.4 * with.steps[i].batch_seqs) * 1e-6;
+    }
+    assert_true(extra > 0);
+    near(with.summary.sim_time - without.summary.sim_time, extra, 1e-6);
+    sim_result_free(&with); sim_result_free(&without);
+    free(r);
+}
+
 static int sh(const char *cmd, char *out, size_t cap) {
     FILE *f = popen(cmd, "r");
     assert_non_null(f);
@@ -374,6 +453,7 @@ int main(void) {
         cmocka_unit_test(test_file_round_trip_and_errors),
         cmocka_unit_test(test_find_and_fallback),
         cmocka_unit_test(test_simulation_is_deterministic),
+        cmocka_unit_test(test_host_between_steps),
         cmocka_unit_test(test_commands),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -88,7 +88,7 @@ static void test_runs(void **st) {
     int n = (int)(sizeof c / sizeof c[0]), k = 0, blocks = 0;
     for (int i = 0; i < n; k++) {
         swap_run r;
-        int next = swap_next_run(c, n, i, &r);
+        int next = kvr_next(c, n, i, &r);
         assert_true(k < (int)(sizeof want / sizeof want[0]));
         assert_int_equal(r.kind, want[k].kind);
         assert_int_equal(r.src, want[k].src);

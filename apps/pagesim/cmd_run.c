@@ -31,6 +31,7 @@
 
 typedef struct run_opts {
     const char *workload, *model_path, *gpu, *json, *policy, *plot, *allocator, *setting, *op_profile;
+    cm_swap_copies swap_copies;
     int    requests, block_size, num_blocks, max_num_seqs, max_batched, n, beam;
     int    max_model_len, tp, prompt_len, output_len, usage_every;
     double rate, kv_gb, util, swap_gb, max_norm_latency, sweep_seconds;
@@ -81,6 +82,9 @@ static void usage(FILE *f) {
           "  --no-chunked-prefill  run each prompt whole\n"
           "  --preempt recompute|swap     [recompute]\n"
           "  --swap-space GIB      CPU swap space for --preempt swap [4]\n"
+          "  --swap-copies per-block|runs   how swap copies are priced: per-block as vLLM\n"
+          "                        (a copy call per block, layer and K/V), runs as engine/\n"
+          "                        (one call per run of consecutive blocks) [per-block]\n"
           "  --static-batching     a new batch only when the last has finished\n"
           "  --enable-prefix-caching, --no-enable-prefix-caching   automatic prefix\n"
           "                        caching (paged) [on, as vLLM; --fig2, --rate-sweep: off,\n"
@@ -119,7 +123,7 @@ enum { O_HELP = 'h', O_WORKLOAD = 256, O_MODEL, O_GPU, O_JSON, O_PLOT, O_POLICY,
        O_BLOCK_SIZE, O_NUM_BLOCKS, O_KV_GB, O_UTIL, O_SWAP_GB, O_MAX_SEQS, O_MAX_BATCHED, O_MAX_LEN,
        O_N, O_BEAM, O_TP, O_PROMPT_LEN, O_OUTPUT_LEN, O_USAGE_EVERY, O_SWEEP_SECONDS, O_MAX_NORM,
        O_SEED, O_PREEMPT, O_STATIC, O_PREFIX, O_NO_CHUNKED, O_STEPS, O_NO_STEPS, O_CHECK, O_QUIET,
-       O_FIG2, O_SWEEP, O_SETTING, O_OP_PROFILE, O_ALLOCATOR, O_NO_PREFIX };
+       O_FIG2, O_SWEEP, O_SETTING, O_OP_PROFILE, O_ALLOCATOR, O_NO_PREFIX, O_SWAP_COPIES };
 static const opt_spec k_opts[] = {
     { "help", O_HELP, OPT_FLAG },               FRONT_SPECS,
     { "workload", O_WORKLOAD, OPT_VALUE },      { "model", O_MODEL, OPT_VALUE },
@@ -142,7 +146,7 @@ static const opt_spec k_opts[] = {
     { "check", O_CHECK, OPT_FLAG },             { "quiet", O_QUIET, OPT_FLAG },
     { "fig2", O_FIG2, OPT_FLAG },               { "rate-sweep", O_SWEEP, OPT_FLAG },
     { "setting", O_SETTING, OPT_VALUE },        { "op-profile", O_OP_PROFILE, OPT_VALUE },
-    { "allocator", O_ALLOCATOR, OPT_VALUE },
+    { "allocator", O_ALLOCATOR, OPT_VALUE },   { "swap-copies", O_SWAP_COPIES, OPT_VALUE },
     { NULL, 0, 0 },
 };
 
@@ -163,6 +167,12 @@ static int set_option(run_opts *o, int k, const char *name, const char *v, char 
     case O_ALLOCATOR:
         if (ra_allocator_parse(v) < 0) { snprintf(err, n, "--allocator: expected buddy or first-fit, got '%s'", v); return -1; }
         o->allocator = v;
+        return 0;
+    case O_SWAP_COPIES:
+        if (cm_swap_copies_parse(v, &o->swap_copies)) {
+            snprintf(err, n, "--swap-copies: expected per-block or runs, got '%s'", v);
+            return -1;
+        }
         return 0;
     case O_MODEL: o->model_path = v; return 0;
     case O_GPU: o->gpu = v; return 0;
@@ -291,6 +301,7 @@ static int setup(const run_opts *o, double rate, run_env *e, char *err, size_t n
     if (cm_gpu_find(&g, o->gpu, err, n) < 0) return -1;
     mc_dtype wd = mc.dtype;
     if (cm_model_init(&e->model, &mc, &g, o->tp, wd, err, n) < 0) return -1;
+    e->model.swap_copies = o->swap_copies;
     /* step times: an operator profile (given, or found in data/profiles/), else the roofline */
     if (o->op_profile && strcmp(o->op_profile, "none")) {
         int found = 1;
