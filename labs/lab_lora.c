@@ -2,7 +2,8 @@
  * weights: the base model's speed and memory, one model per fine-tune)
  * against runtime LoRA (one base model, adapters in max_loras GPU slots of
  * rank r: fewer KV blocks, and extra kernels every step), the seed
- * notebook's comparison.  The simulation is labs/lab_lora_run.c; this file
+ * notebook's comparison.  The simulation is labs/lab_lora_run.c, --real
+ * (the same comparison on the CUDA engine) labs/lab_lora_real.c; this file
  * is the worksheet: figures, questions, narrative and the lab's def. */
 #include <math.h>
 #include <stdio.h>
@@ -115,7 +116,7 @@ static int figures(lab *L, char *err, size_t n) {
         "of the weights; runtime LoRA one copy and N small slots", "where each line crosses one GPU's budget.", 900,
         380, draw_deploy, Z });
     if (rc) { snprintf(err, n, "out of memory"); return -1; }
-    return 0;
+    return lab_lora_real_figure(L, err, n);
 }
 
 /* ---- questions ---------------------------------------------------------------- */
@@ -161,7 +162,8 @@ static int questions(lab *L, char *err, size_t n) {
                 "reply's latency matters.  Merged or runtime?",
         .where = "Figure 2, right: the step at batch 1 to 8", .choices = "merged|runtime",
         .correct = Z->step_ms[1][0] > Z->step_ms[0][0] ? "merged" : "runtime" });
-    rc |= lab_ask(L, &(lab_question){ .kind = LAB_Q_EXPLAIN,
+    if (Z->has_real) rc |= lab_lora_real_question(L);      /* the same question, with the GPU's numbers */
+    else rc |= lab_ask(L, &(lab_question){ .kind = LAB_Q_EXPLAIN,
         .text = "Why does runtime LoRA cost time even with one adapter, and why less than a few percent of a big "
                 "batch's step?  When would you merge, and when serve adapters at run time?",
         .key = "Runtime LoRA runs two extra small kernels per adapted linear (shrink v = A x, expand y += B v) "
@@ -244,6 +246,7 @@ static int narrative(lab *L, char *err, size_t n) {
                   "simulated: copying an adapter into a free slot when its first request arrives, adapters of "
                   "different ranks in one batch, LoRA on the embeddings and the lm_head.",
                   Z->step_ms[1][LAB_LORA_B32] - Z->step_ms[0][LAB_LORA_B32]);
+    rc |= lab_lora_real_say(L);
     rc |= lab_todo(L, lab_fmt(L, "pagesim plan --model %s --gpu %s --max-model-len %d --enable-lora --max-loras 8 "
                    "--max-lora-rank %d", LAB_LORA_MODEL, Z->gpu, LAB_LORA_MAX_LEN, Z->rank),
                    "the planner's report with "
@@ -270,7 +273,11 @@ const lab_def lab_lora = {
                 "kernel overhead, scheduling by adapter",
     .minutes = 30,
     .seed_note = "the GPU (A100-80GB, H100 or H200), the adapters' rank (8-64) and the requests",
-    .real_note = NULL,
-    .run = lab_lora_simulate, .figures = figures, .questions = questions, .narrative = narrative, .real = NULL,
+    .real_note = "the speed cases on the CUDA engine (random weights of Qwen3-0.6B's shape, random adapters of the "
+                 "lab's rank): merged, runtime LoRA with 1 adapter, 8 adapters mixed, 16 over 8 slots; output "
+                 "tokens per second, KV blocks and time per output token, measured beside simulated (Table 6, "
+                 "Figure 5)",
+    .run = lab_lora_simulate, .figures = figures, .questions = questions, .narrative = narrative,
+    .real = lab_lora_real,
     .free_result = lab_lora_free,
 };

@@ -5,6 +5,7 @@
 #define LAB_LORA_IMPL_H
 #include <stdbool.h>
 #include "labs/lab.h"
+#include "labs/lab_real_sheet.h"
 #include "sim/planner.h"
 #include "sim/simulate.h"
 #include "viz/barchart.h"
@@ -49,9 +50,25 @@ typedef struct lab_lora_res {
     viz_xy_series s_mem[LAB_LORA_NRANKS], s_step[3], s_adapt[2], s_ft[2];
     viz_xy_mark m_mem[1], m_adapt[1], m_ft[1];
     const char *cats[LAB_LORA_NCASES], *ser[1];
+    /* --real: the four speed cases on the CUDA engine (labs/lab_lora_real.c) */
+    bool   has_real;
+    int    real_requests;
+    lab_real_meas rgpu[LAB_LORA_NCASES], rsim[LAB_LORA_NCASES];   /* measured, simulated */
+    lab_real_view view;
 } lab_lora_res;
 
 /* The simulation: memory, speed, adapters, deployment (labs/lab_lora_run.c). */
 int lab_lora_simulate(lab *L, char *err, size_t n);
 void lab_lora_free(void *p);
+/* Request i's adapter (wl_request.lora): one of 1..adapters drawn uniformly
+ * for the seed, 0 (the base model) when adapters is 0. */
+void lab_lora_assign(wl_request *r, int nr, int adapters, uint64_t seed);
+/* --real (labs/lab_lora_real.c): the speed cases on the engine, their table;
+ * then the figure, the paragraph, and the worksheet's "explain" question
+ * asked with the measured numbers (in place of the simulated one: 8
+ * questions at most); each 0 without --real.  0, or -1 with err. */
+int lab_lora_real(lab *L, char *err, size_t n);
+int lab_lora_real_figure(lab *L, char *err, size_t n);
+int lab_lora_real_question(lab *L);
+int lab_lora_real_say(lab *L);
 #endif

@@ -40,8 +40,7 @@ static int plan(const lab_lora_res *Z, int slots, int rank, plan_result *r, char
     return 0;
 }
 
-/* Request i's adapter: one of `adapters`, drawn uniformly for the seed. */
-static void assign(wl_request *r, int nr, int adapters, uint64_t seed) {
+void lab_lora_assign(wl_request *r, int nr, int adapters, uint64_t seed) {
     uint64_t st = seed * 0x9E3779B97F4A7C15ull + (uint64_t)adapters;
     for (int i = 0; i < nr; i++)
         r[i].lora = adapters > 0 ? 1 + (int)(rng_splitmix64(&st) % (uint64_t)adapters) : 0;
@@ -132,7 +131,7 @@ static int speed_section(lab *L, lab_lora_res *Z, wl_request *r, int nr, char *e
         "serving,adapters,max_loras,tok_s,seconds,running,tpot_ms,kv_blocks,vs_merged", true);
     if (!t) goto oom;
     for (int k = 0; k < LAB_LORA_NCASES; k++) {
-        assign(r, nr, adapters[k], lab_seed(L));
+        lab_lora_assign(r, nr, adapters[k], lab_seed(L));
         const plan_result *p = k == LAB_LORA_MERGED ? &Z->off : mem_at(Z, slots[k]);
         if (serve(Z, r, nr, p, k == LAB_LORA_MERGED ? 0 : Z->rank, slots[k], &Z->cs[k], err, n) < 0) return -1;
     }
@@ -166,7 +165,7 @@ static int adapters_section(lab *L, lab_lora_res *Z, wl_request *r, int nr, char
     if (!t) goto oom;
     for (int i = 0; i < LAB_LORA_NADAPT; i++) {
         int a = LAB_LORA_ADAPT[i];
-        assign(r, nr, a, lab_seed(L));
+        lab_lora_assign(r, nr, a, lab_seed(L));
         plan_result pa;
         if (serve(Z, r, nr, mem_at(Z, 8), Z->rank, 8, &Z->ad[0][i], err, n) < 0) return -1;
         if (a == 8) Z->ad[1][i] = Z->ad[0][i];

@@ -9,12 +9,14 @@
 #include <string.h>
 #include "base/errbuf.h"
 #include "engine/engine.h"
+#include "engine/lora_set.h"
 #include "engine/weights.h"
 #include "labs/lab_impl.h"
 #include "labs/lab_real.h"
 #include "sim/cost_model.h"
 #include "sim/model_config.h"
 #include "sim/op_profile.h"
+#include "sim/planner.h"
 #include "sim/simulate.h"
 #ifdef PAGESIM_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -88,29 +90,82 @@ int lab_real_blocks(const lab_real_setup *s, const mc_config *c) {
     return (int)floor(s->kv_gib * 1073741824.0 / per_block);
 }
 
+static bool from_memory(const lab_real_setup *s) {
+    return s->num_blocks <= 0 && s->kv_gib <= 0 && s->gpu_memory_utilization > 0;
+}
+
+static int lora_rank(const lab_real_setup *s) { return s->max_lora_rank > 0 ? s->max_lora_rank : 16; }
+
 /* The engine's options for s (resolved as model_create resolves them), and
- * the pool in blocks. */
+ * the pool in blocks (0 when the memory plan sizes it). */
 static int options(const lab_real_setup *s, const mc_config *c, model_opts *mo, int *nb, char *err, size_t errlen) {
     memset(mo, 0, sizeof *mo);
     mo->block_size = s->block_size > 0 ? s->block_size : 16;
     mo->max_num_seqs = s->max_num_seqs > 0 ? s->max_num_seqs : 256;
     mo->max_num_batched_tokens = s->max_num_batched_tokens > 0 ? s->max_num_batched_tokens : 2048;
     mo->max_model_len = s->max_model_len > 0 ? s->max_model_len : 2048;
+    mo->gpu_memory_utilization = s->gpu_memory_utilization;
     *nb = lab_real_blocks(s, c);
     mo->num_gpu_blocks = *nb;
     model_resolve_opts(c, mo);
     if (s->policy != KV_PAGED && s->policy != KV_CONTIGUOUS)
         return errbuf_fail(err, errlen, "KV policy %s: the engine has paged and contiguous", kv_policy_name(s->policy));
-    if (*nb <= 0) return errbuf_fail(err, errlen, "no KV pool: give num_blocks or kv_gib");
+    if (s->max_loras < 0 || s->lora_adapters < 0 || (s->lora_adapters > 0 && s->max_loras == 0))
+        return errbuf_fail(err, errlen, "LoRA: %d adapters in %d GPU slots: give max_loras > 0 with adapters",
+                           s->lora_adapters, s->max_loras);
+    if (from_memory(s)) return 0;
+    if (*nb <= 0) return errbuf_fail(err, errlen, "no KV pool: give num_blocks, kv_gib or gpu_memory_utilization");
     if ((long)*nb * mo->block_size < mo->max_model_len)
         return errbuf_fail(err, errlen, "a pool of %d blocks of %d tokens holds less than one sequence of "
                            "max_model_len %d", *nb, mo->block_size, mo->max_model_len);
     return 0;
 }
 
+int lab_real_lora_set(const lab_real_setup *s, const mc_config *c, bool adapters, lora_set *set, char *err,
+                      size_t errlen) {
+    memset(set, 0, sizeof *set);
+    if (s->max_loras <= 0) return 0;
+    if (lora_set_init(set, s->max_loras, lora_rank(s), err, errlen) < 0) return -1;
+    for (int i = 0; adapters && i < s->lora_adapters; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "adapter%d", i + 1);
+        if (lora_set_add_dummy(set, name, c, s->seed * 0x9E3779B97F4A7C15ull + 1000 + (uint64_t)i, err, errlen) < 0) {
+            lora_set_free(set);
+            return -1;
+        }
+    }
+    return 1;
+}
+
+/* The twin's pool when the memory plan sizes it: the planner on GPU g with
+ * the engine's options, LoRA slots included. */
+static int plan_blocks(const lab_real_setup *s, const mc_config *c, const cm_gpu *g, const model_opts *mo, int *nb,
+                       char *err, size_t errlen) {
+    plan_opts po;
+    plan_opts_default(&po);
+    po.util = s->gpu_memory_utilization;
+    po.max_model_len = mo->max_model_len;
+    po.block_size = mo->block_size;
+    po.max_num_seqs = mo->max_num_seqs;
+    po.max_num_batched_tokens = mo->max_num_batched_tokens;
+    po.max_loras = s->max_loras > 0 ? s->max_loras : 0;
+    po.max_lora_rank = lora_rank(s);
+    plan_result pr;
+    if (plan_compute(c, g, &po, &pr, err, errlen) < 0) return -1;
+    if (!pr.fits) return errbuf_fail(err, errlen, "%s on %s at gpu_memory_utilization %.2f: no room for one sequence "
+                                     "of %d tokens", pr.model, pr.gpu, po.util, po.max_model_len);
+    *nb = pr.num_blocks > 0x7fffffff / mo->block_size ? 0x7fffffff / mo->block_size : (int)pr.num_blocks;
+    return 0;
+}
+
 /* Requests must fit max_model_len whole (the engine refuses them otherwise). */
-static int check_requests(const wl_request *r, int n, int max_model_len, char *err, size_t errlen) {
+static int check_requests(const lab_real_setup *s, const wl_request *r, int n, int max_model_len, char *err,
+                          size_t errlen) {
     if (n <= 0 || !r) return errbuf_fail(err, errlen, "no requests");
+    for (int i = 0; i < n; i++)
+        if (r[i].lora < 0 || r[i].lora > s->lora_adapters)
+            return errbuf_fail(err, errlen, "request %d: LoRA adapter %d, but %d are loaded", i, r[i].lora,
+                               s->lora_adapters);
     for (int i = 0; i < n; i++)
         if (r[i].prompt_len <= 0 || r[i].output_len <= 0 || r[i].prompt_len + r[i].output_len > max_model_len ||
             r[i].arrival < 0 || r[i].beam > 1)
@@ -122,6 +177,31 @@ static int check_requests(const wl_request *r, int n, int max_model_len, char *e
 
 /* ---- the simulator ----------------------------------------------------------- */
 
+/* The twin's cost model and scheduler: c on g with the GPU's operator profile
+ * when data/profiles has one (*prof, 1; 0: the roofline), LoRA's cost term
+ * and the scheduler's max_loras as the engine's set gives them. */
+static int twin_config(const lab_real_setup *s, const mc_config *c, const cm_gpu *g, model_opts *mo, int nb,
+                       cm_model *m, opp_profile *prof, sim_config *sc, char *err, size_t errlen) {
+    char path[512] = "";
+    lora_set set;
+    if (cm_model_init(m, c, g, 1, c->dtype, err, errlen) < 0) return -1;
+    int found = opp_find(prof, "data/profiles", g->name, c, 1, path, sizeof path, err, errlen);
+    if (found < 0 || lab_real_lora_set(s, c, false, &set, err, errlen) < 0) return -1;
+    m->prof = found ? prof : NULL;
+    if (s->max_loras > 0) m->lora = cm_lora_default(lora_rank(s));
+    mo->lora = s->max_loras > 0 ? &set : NULL;
+    *sc = sim_config_default();
+    sc->kv = eng_kv_config(mo, nb, s->policy, s->prefix_caching);
+    sc->sched = eng_sched_config(mo, s->static_batching, SCHED_PREEMPT_RECOMPUTE);
+    mo->lora = NULL;
+    lora_set_free(&set);
+    sc->model = m;
+    sc->seed = s->seed;
+    sc->keep_steps = true;
+    sc->usage_every = 1;                  /* as the engine samples the pool */
+    return found;
+}
+
 int lab_real_simulate(const lab_real_setup *s, const char *gpu, const wl_request *r, int n,
                       lab_real_meas *out, char *err, size_t errlen) {
     mc_config c;
@@ -131,23 +211,15 @@ int lab_real_simulate(const lab_real_setup *s, const char *gpu, const wl_request
     int nb;
     memset(out, 0, sizeof *out);
     if (mc_load(&c, model_path(s), err, errlen) < 0 || options(s, &c, &mo, &nb, err, errlen) < 0 ||
-        check_requests(r, n, mo.max_model_len, err, errlen) < 0 ||
+        check_requests(s, r, n, mo.max_model_len, err, errlen) < 0 ||
         cm_gpu_find(&g, gpu ? gpu : LAB_REAL_GPU, err, errlen) < 0 ||
-        cm_model_init(&m, &c, &g, 1, c.dtype, err, errlen) < 0)
+        (from_memory(s) && plan_blocks(s, &c, &g, &mo, &nb, err, errlen) < 0))
         return -1;
     opp_profile *prof = malloc(sizeof *prof);
-    char path[512] = "";
     if (!prof) return errbuf_fail(err, errlen, "out of memory");
-    int found = opp_find(prof, "data/profiles", g.name, &c, 1, path, sizeof path, err, errlen);
+    sim_config sc;
+    int found = twin_config(s, &c, &g, &mo, nb, &m, prof, &sc, err, errlen);
     if (found < 0) { free(prof); return -1; }
-    m.prof = found ? prof : NULL;
-    sim_config sc = sim_config_default();
-    sc.kv = eng_kv_config(&mo, nb, s->policy, s->prefix_caching);
-    sc.sched = eng_sched_config(&mo, s->static_batching, SCHED_PREEMPT_RECOMPUTE);
-    sc.model = &m;
-    sc.seed = s->seed;
-    sc.keep_steps = true;
-    sc.usage_every = 1;                   /* as the engine samples the pool */
     sim_result res;
     int rc = sim_run(&sc, r, n, &res, err, errlen);
     if (rc == 0) {
@@ -195,7 +267,8 @@ static int add_all(eng *e, const lab_real_setup *s, const wl_request *r, int n, 
         int i = order[k];
         wl_prompt_tokens(&r[i], i, s->seed, ids);
         eng_params p = { .max_tokens = r[i].output_len, .temperature = 1.0f, .top_p = 1.0f,
-                         .seed = s->seed * 0x9E3779B97F4A7C15ull + (uint64_t)i, .arrival = t0 + r[i].arrival };
+                         .seed = s->seed * 0x9E3779B97F4A7C15ull + (uint64_t)i, .arrival = t0 + r[i].arrival,
+                         .lora = r[i].lora };
         eng_output_opts o = { .n = r[i].n > 1 ? r[i].n : 1 };
         rc = eng_add_request_out(e, i, ids, r[i].prompt_len, &p, &o, err, errlen);
     }
@@ -213,15 +286,18 @@ int lab_real_engine(const lab_real_setup *s, const wl_request *r, int n, lab_rea
     memset(out, 0, sizeof *out);
     if (!eng_gpu_available(why, sizeof why)) return errbuf_fail(err, errlen, "the CUDA engine cannot run: %s", why);
     if (mc_load(&c, model_path(s), err, errlen) < 0 || w_check_config(&c, err, errlen) < 0 ||
-        options(s, &c, &mo, &nb, err, errlen) < 0 || check_requests(r, n, mo.max_model_len, err, errlen) < 0)
+        options(s, &c, &mo, &nb, err, errlen) < 0 || check_requests(s, r, n, mo.max_model_len, err, errlen) < 0)
         return -1;
+    lora_set set;
+    if (lab_real_lora_set(s, &c, true, &set, err, errlen) < 0) return -1;
+    mo.lora = s->max_loras > 0 ? &set : NULL;
     w_weights w;
-    if (w_dummy(&w, &c, s->seed, err, errlen) < 0) return -1;
+    if (w_dummy(&w, &c, s->seed, err, errlen) < 0) { lora_set_free(&set); return -1; }
     eng_config ec = { .model = mo, .kv_policy = s->policy, .prefix_caching = s->prefix_caching, .eos_id = -1,
                       .keep_request_metrics = true, .keep_steps = true, .static_batching = s->static_batching };
     model_mem mem;
     eng *e = eng_create(&c, &w, &ec, &mem, err, errlen);      /* owns w from here */
-    if (!e) return -1;
+    if (!e) { lora_set_free(&set); return -1; }
     int rc = add_all(e, s, r, n, err, errlen);
     if (rc == 0) rc = eng_run(e, NULL, err, errlen);
     met_summary sum;
@@ -236,6 +312,7 @@ int lab_real_engine(const lab_real_setup *s, const wl_request *r, int n, lab_rea
         lab_real_from_metrics(&sum, st, nst, rq, nrq, out);
     }
     eng_free(e);
+    lora_set_free(&set);
     return rc;
 }
 

@@ -5,7 +5,9 @@
  *                      eng_add_request_out and eng_run, on a model of random
  *                      weights (w_dummy: time and memory are real, the tokens
  *                      mean nothing) with the lab's settings; nothing is
- *                      scheduled here: the engine's sim/ scheduler does it
+ *                      scheduled here: the engine's sim/ scheduler does it;
+ *                      runtime LoRA with random adapters when the setup asks
+ *                      (lab_real_lora_set), each request naming its adapter
  *   lab_real_simulate  the same requests through sim_run, with the engine's
  *                      own KV and scheduler configuration (eng_kv_config,
  *                      eng_sched_config) and the GPU's operator profile
@@ -30,6 +32,8 @@
 #include "sim/model_config.h"
 #include "sim/workload.h"
 
+struct lora_set;                     /* engine/lora_set.h */
+
 /* The model every lab measures with: Qwen3-0.6B's shape (28 layers, 8 KV
  * heads of 128: 112 KiB of KV per token) with random weights.  It loads in a
  * second, a run of a few hundred requests takes seconds on an H200, its KV is
@@ -50,6 +54,17 @@ typedef struct lab_real_setup {
     int    max_num_batched_tokens;   /* 0: 4096 */
     int    max_model_len;            /* 0: 2048 */
     bool   static_batching;          /* a generate() loop: a new batch when the last has finished */
+    /* the pool from memory: with num_blocks and kv_gib 0, the KV cache gets what
+     * gpu_memory_utilization of the GPU leaves after the weights, activations and
+     * LoRA slots (the engine's memory plan; the twin's is sim/planner.h's) */
+    double gpu_memory_utilization;
+    /* runtime LoRA (--enable-lora): max_loras 0 is off, the base model (what a
+     * merged checkpoint runs: the base model's shapes and kernels) */
+    int    max_loras;                /* GPU adapter slots (the scheduler's max_loras) */
+    int    max_lora_rank;            /* their rank (0: 16) */
+    int    lora_adapters;            /* random all-linear adapters of rank max_lora_rank loaded,
+                                        ids 1..lora_adapters: a request names one in
+                                        wl_request.lora (0: the base model) */
     uint64_t seed;                   /* prompt ids (wl_prompt_tokens), sampling, the weights */
 } lab_real_setup;
 
@@ -87,6 +102,14 @@ void lab_real_from_metrics(const met_summary *s, const met_step *st, int nst, co
 /* The pool of s in blocks for config c (num_blocks, or kv_gib at c's KV bytes
  * per token).  0 when neither is given. */
 int  lab_real_blocks(const lab_real_setup *s, const mc_config *c);
+/* The LoRA set the engine gets for s (engine/lora_set.h): max_loras slots
+ * of max_lora_rank, and with adapters, s->lora_adapters random adapters
+ * (lora_set_add_dummy, "adapter1".., seeds from s->seed); the twin takes it
+ * without adapters (the scheduler's max_loras).  0 and an empty set when
+ * LoRA is off (set->max_loras 0), 1 with a set (lora_set_free it), -1 with
+ * err. */
+int  lab_real_lora_set(const lab_real_setup *s, const mc_config *c, bool adapters, struct lora_set *set,
+                       char *err, size_t errlen);
 
 /* The requests r (n) on the CUDA engine with setup s; fills *out.  0, or -1
  * with err (no GPU, a bad setup, an engine error). */

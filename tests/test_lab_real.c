@@ -370,7 +370,7 @@ static void test_cli_without_gpu(void **state) {
     (void)state;
     char why[256];
     if (eng_gpu_available(why, sizeof why)) skip();        /* a GPU here: the run would measure */
-    static const char *labs[] = { "paging", "sharing", "prefix", "preemption", "batching", "blocksize" };
+    static const char *labs[] = { "paging", "sharing", "prefix", "preemption", "batching", "blocksize", "lora" };
     for (size_t i = 0; i < sizeof labs / sizeof labs[0]; i++) {
         char cmd[1024];
         assert_int_equal(system("rm -rf build/tmp/lab_cli_real"), 0);

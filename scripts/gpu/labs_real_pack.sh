@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Here (not on the device), from the repository root: builds the classroom labs that have
-# --real (labs/paging, sharing, preemption, prefix, batching, blocksize) and the GPU kernel
+# --real (labs/paging, sharing, preemption, prefix, batching, blocksize, lora; LABS="lora"
+# packs fewer) and the GPU kernel
 # test (build/tests/gpu/test_kernels: attention at the block sizes the labs use) from the
 # committed HEAD (git archive into /tmp: other engineers' uncommitted edits stay out), and
 # copies them, stripped (in one xz archive), with the shared libraries they need (not glibc, libstdc++, CUDA's
@@ -8,13 +9,14 @@
 # the DejaVu fonts the figures and worksheets are drawn with (the device may have no fonts)
 # and scripts/gpu/labs_real_run.sh as run.sh, into .carry/labs-real/.  Then, one device call:
 #   run(command="BUDGET=450 bash .carry/labs-real/run.sh", carry=[".carry/labs-real"], timeout_s=540)
+# (LABS=lora BUDGET=200 ... runs the LoRA lab alone; the run needs only labs it was packed with)
 # About 20 MiB travel (the binaries, 41 MiB, in one xz archive of 1.5; libraries 10, fonts 2,
 # the tree 6); the tokenizers are not needed (the prefix lab estimates token counts without them).
 # Here, without a GPU, `REAL= bash .carry/labs-real/run.sh` runs the same labs in simulation
 # through the carried binaries, libraries and fonts (a dry run of the call).
 set -eu
 cd "$(dirname "$0")/../.."
-LABS="paging sharing preemption prefix batching blocksize"
+LABS=${LABS:-paging sharing preemption prefix batching blocksize lora}
 L=.carry/labs-real
 S=/tmp/labs-real-src; rm -rf $S; mkdir -p $S
 git archive HEAD | tar -x -C $S
@@ -34,7 +36,7 @@ for f in DejaVuSans DejaVuSans-Bold DejaVuSansMono DejaVuSansMono-Bold; do
   [ -n "$p" ] || { echo "font $f.ttf not found here (apt-get install fonts-dejavu-core)"; exit 1; }
   cp "$p" $L/fonts/
 done
-# six binaries that differ in a few lines: one xz archive holds them in about 1.5 MiB (41 MiB unpacked)
+# the binaries differ in a few lines: one xz archive holds them in about 1.5 MiB (41 MiB unpacked)
 tar -C $L -cf - bin | xz -9 -T2 > $L/bin.tar.xz
 rm -rf $L/bin
 du -sh $L/bin.tar.xz $L/lib $L/fonts

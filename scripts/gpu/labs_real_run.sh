@@ -4,8 +4,9 @@
 #   kernels   build/tests/gpu/test_kernels: attention against its C reference, block sizes 16,
 #             32, 48 and 64 among its cases (labs/blocksize --real runs 32 and 64)
 #   labs      labs/<lab> --real --teacher for paging, sharing, preemption, prefix, batching,
-#             blocksize, in that order: each measures its runs on the CUDA engine (random
-#             weights of Qwen3-0.6B's shape) beside the same requests simulated, and writes
+#             blocksize, lora, in that order: each measures its runs on the CUDA engine (random
+#             weights of Qwen3-0.6B's shape; lora: random adapters too) beside the same
+#             requests simulated, and writes
 #             its worksheets (PDF, Markdown), figures and data with the measured numbers
 # Every stage is time-limited within BUDGET seconds; a lab that would not fit in what is left
 # is skipped and says so.  $OUT gets at most 8 files (what comes back): SUMMARY.txt (the GPU,
@@ -13,12 +14,14 @@
 # (every lab's folder and log, the kernel test's log) and each lab's worksheet-a4.pdf as
 # <lab>-worksheet-a4.pdf for the first six labs run.
 #   BUDGET=450 bash .carry/labs-real/run.sh
-#   LABS="paging sharing" ...    fewer labs;   REAL= ...   in simulation (a dry run without a GPU)
+#   LABS="paging sharing" ...    fewer labs (LABS=lora: the LoRA lab alone)
+#   KERNELS=0 ...                without the kernel test;   REAL= ...   in simulation (a dry run
+#                                without a GPU)
 set -u
 O=${OUT:-out/labs-real}; mkdir -p "$O"; O=$(cd "$O" && pwd)
 W=/tmp/labs-real; rm -rf $W; mkdir -p $W/fc-cache
 T0=$(date +%s); BUDGET=${BUDGET:-450}
-LABS=${LABS:-paging sharing preemption prefix batching blocksize}
+LABS=${LABS:-paging sharing preemption prefix batching blocksize lora}
 REAL=${REAL---real}
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 say() { echo "== [$(( $(date +%s) - T0 )) s] $*" | tee -a "$O/SUMMARY.txt"; }
@@ -37,13 +40,15 @@ cat > $W/fonts.conf <<EOF
 EOF
 export FONTCONFIG_FILE=$W/fonts.conf
 # seconds each lab's --real needs on an H200: its engine runs as simulated (22, 29, 7, 3,
-# 30 and 19 s), half again, plus start-up, engines and its simulation
-declare -A NEED=([paging]=55 [sharing]=60 [preemption]=25 [prefix]=25 [batching]=60 [blocksize]=50)
+# 30 and 19 s), half again, plus start-up, engines and its simulation; lora: 33 s simulated
+# (four engines of 256 requests, runtime LoRA eager) and about 15 s of its own simulation
+declare -A NEED=([paging]=55 [sharing]=60 [preemption]=25 [prefix]=25 [batching]=60 [blocksize]=50 [lora]=90)
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"; } 2>&1 |
   tee -a "$O/SUMMARY.txt"
-$B/labs/paging --help > /dev/null || { say "labs/paging does not start here:"; ldd $B/labs/paging | grep "not found" |
+first=${LABS%% *}                     # the first lab asked for (the pack may hold only those)
+$B/labs/$first --help > /dev/null || { say "labs/$first does not start here:"; ldd $B/labs/$first | grep "not found" |
   tee -a "$O/SUMMARY.txt"; exit 1; }
-if [ -n "$REAL" ]; then
+if [ -n "$REAL" ] && [ "${KERNELS:-1}" != 0 ]; then
   say "kernels: test_kernels (attention at block sizes 16-64 against the C reference)"
   PAGESIM_GPU=1 timeout 120 $B/test_kernels > $W/test_kernels.log 2>&1; rc=$?
   say "kernels: rc=$rc $(grep -cE '^\[       OK \]' $W/test_kernels.log) passed, $(grep -cE '^\[  FAILED  \] test_' $W/test_kernels.log) failed"
