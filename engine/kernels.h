@@ -127,9 +127,15 @@ int k_attention_partition(int keys);
 /* Bytes of float workspace k_attention needs for up to B sequences, nq heads,
  * contexts up to max_context. */
 size_t k_attention_workspace_bytes(int B, int nq, int head_dim, int max_context);
+/* Once, before a workspace's first k_attention: zeroes the counts at its end
+ * (workspace_bytes as given to k_attention, B and nq as given to
+ * k_attention_workspace_bytes).  The decode kernel counts a sequence's
+ * partitions there, so that the last block to write one merges them, and
+ * sets them back to 0; every call leaves them 0. */
+int k_attention_workspace_init(float *workspace, size_t workspace_bytes, int B, int nq, cudaStream_t s);
 /* out (T, nq*head_dim) = causal attention of the q heads of qkv (T, tok_stride)
  * over the paged cache.  Sequences with one query token use the decode kernel
- * (split along the context in K_DECODE_PARTITION chunks, then a reduce);
+ * (split along the context in K_DECODE_PARTITION chunks, then merged);
  * longer queries use the prefill kernel.  Both read K/V through block tables.
  * K/V rows must be 16-byte aligned (head_dim a multiple of 8). */
 int k_attention(k_bf16 *out, const k_bf16 *qkv, int tok_stride, const k_bf16 *k_cache,

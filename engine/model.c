@@ -158,6 +158,8 @@ static int alloc_activations(model *m, char *err, size_t errlen) {
         (m->graph_cap && dev_alloc(&m->blas_ws, BLAS_WS)))
         return errbuf_fail(err, errlen, "%s: cannot allocate the activation buffers for %d tokens per step "
                     "(lower --max-num-batched-tokens)", m->c.name, m->o.max_num_batched_tokens);
+    if (k_attention_workspace_init(m->attn_ws, m->attn_ws_bytes, (int)B, m->nq, m->s))
+        return errbuf_fail(err, errlen, "cannot initialise the attention workspace");
     /* the logits of this rank's vocabulary rows, and rank 0's room for the others' */
     int N = m->tp ? tp_comm_size(m->tp->comm) : 1;
     m->lshard = m->logits;

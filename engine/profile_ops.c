@@ -247,7 +247,7 @@ static double time_attention(pops *t, int B, int C, int Q, int bs) {
     double us = -1;
     if (!h || dalloc(&a.kc, a.layer * 2 * a.nl) || dalloc(&a.vc, a.layer * 2 * a.nl) ||
         dalloc(&a.q, (size_t)B * Q * t->qkv * 2) || dalloc(&a.out, (size_t)B * Q * t->nq * t->hd * 2) ||
-        dalloc(&ints, nints * 4) || dalloc(&a.ws, a.ws_bytes))
+        dalloc(&ints, nints * 4) || dalloc(&a.ws, a.ws_bytes) || k_attention_workspace_init(a.ws, a.ws_bytes, B, t->nq, t->s))
         goto out;
     k_fill_random(a.kc, (int64_t)a.layer * a.nl, 1, 1.0f, t->s);
     k_fill_random(a.vc, (int64_t)a.layer * a.nl, 2, 1.0f, t->s);
