@@ -37,10 +37,22 @@ extern "C" int k_attention_partition(int keys) {
     return old;
 }
 
+/* The workspace: the partitions' (O, m, l) from its start, decode_mma's
+ * counts (B, nkv) int at its end (dec_counts): where no call of up to B
+ * sequences puts partitions, so they stay 0 from one call to the next. */
 extern "C" size_t k_attention_workspace_bytes(int B, int nq, int head_dim, int max_context) {
     size_t parts = (size_t)(max_context + K_DECODE_PARTITION - 1) / K_DECODE_PARTITION;   /* decode_simt's: the most */
     if (parts < 1) parts = 1;
-    return (size_t)B * nq * parts * (head_dim + 2) * sizeof(float);
+    return (size_t)B * nq * parts * (head_dim + 2) * sizeof(float) + (size_t)B * nq * sizeof(int);
+}
+static int *dec_counts(float *ws, size_t ws_bytes, int B, int nkv) {
+    return reinterpret_cast<int *>(ws) + ws_bytes / sizeof(int) - (size_t)B * nkv;
+}
+extern "C" int k_attention_workspace_init(float *workspace, size_t workspace_bytes, int B, int nq, cudaStream_t s) {
+    size_t n = (size_t)B * nq * sizeof(int);
+    if (B < 0 || nq <= 0 || n > workspace_bytes) return -1;
+    return cudaMemsetAsync(reinterpret_cast<char *>(workspace) + workspace_bytes / sizeof(int) * sizeof(int) - n, 0, n,
+                           s) == cudaSuccess ? 0 : -1;
 }
 
 template <int HD, int GM>
@@ -66,8 +78,8 @@ static int launch_decode_simt(k_bf16 *out, const k_bf16 *qkv, int stride, const 
 
 template <int HD>
 static int launch_decode_mma(k_bf16 *out, const k_bf16 *qkv, int stride, const k_bf16 *kc, const k_bf16 *vc,
-                             const k_attn_batch *b, int nq, int nkv, float scale, float *ws, int nparts,
-                             cudaStream_t s) {
+                             const k_attn_batch *b, int nq, int nkv, float scale, float *ws, size_t ws_bytes,
+                             int nparts, cudaStream_t s) {
     static int attr_set = 0;
     typedef decode_mma_smem<HD, DEC_MMA_NS> L;
     if (!attr_set) {
@@ -80,8 +92,8 @@ static int launch_decode_mma(k_bf16 *out, const k_bf16 *qkv, int stride, const k
     int hf = attn_impl == K_ATTN_MMA_HEADS;
     dim3 grid(hf ? nkv : b->B, hf ? b->B : nkv, nparts);
     decode_mma_kernel<HD, DEC_MMA_NS><<<grid, DEC_MMA_WARPS * 32, L::bytes, s>>>(out, ws_o,
-        ws_m, ws_l, qkv, stride, kc, vc, b->query_start, b->context_lens, b->block_tables, b->max_blocks,
-        b->block_size, nq, nkv, scale, nparts, dec_mma_part, hf);
+        ws_m, ws_l, nparts > 1 ? dec_counts(ws, ws_bytes, b->B, nkv) : NULL, qkv, stride, kc, vc, b->query_start,
+        b->context_lens, b->block_tables, b->max_blocks, b->block_size, nq, nkv, scale, nparts, dec_mma_part, hf);
     return 0;
 }
 
@@ -131,13 +143,13 @@ static int launch_attention(k_bf16 *out, const k_bf16 *qkv, int stride, const k_
     int nparts = (b->max_context + part - 1) / part;
     if (nparts < 1) nparts = 1;
     if (nparts > 1 && ws_bytes < k_attention_workspace_bytes(b->B, nq, HD, b->max_context)) return -1;
-    if (mma) rc = launch_decode_mma<HD>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, s);
+    if (mma) rc = launch_decode_mma<HD>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, ws_bytes, nparts, s);
     else if (G <= 2) rc = launch_decode_simt<HD, 2>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, s);
     else if (G <= 4) rc = launch_decode_simt<HD, 4>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, s);
     else if (G <= 8) rc = launch_decode_simt<HD, 8>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, s);
     else rc = launch_decode_simt<HD, 16>(out, qkv, stride, kc, vc, b, nq, nkv, scale, ws, nparts, s);
     if (rc) return rc;
-    if (nparts > 1) {
+    if (nparts > 1 && !mma) {               /* decode_mma merges in the last block of each sequence */
         float *ws_o = ws, *ws_m = ws_o + (size_t)b->B * nq * nparts * HD, *ws_l = ws_m + (size_t)b->B * nq * nparts;
         decode_reduce_kernel<<<dim3(b->B, nq), HD, 0, s>>>(out, ws_o, ws_m, ws_l, b->query_start,
                                                            b->context_lens, nq, HD, nparts, part);

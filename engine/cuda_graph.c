@@ -39,7 +39,7 @@ int cg_bucket(const int *sizes, int n, int B) {
 }
 
 const char *cg_off_reason(const model_opts *o) {
-    if (o->cuda_graphs <= 0) return "not asked for (--cuda-graphs)";
+    if (o->cuda_graphs < 0) return "--enforce-eager";
     if (o->tp) return "tensor parallelism (not measured with graphs)";
     if (o->profile || o->dump_layer0 || o->dump_experts) return "per-step probes (profile, dumps)";
     if (o->moe_gemm == K_MOE_GEMM_CUBLAS) return "the experts' cuBLAS GEMMs (sizes read on the host)";

@@ -31,7 +31,8 @@ int  cg_buckets(int cap, int min, int *sizes, int n);
 /* The index of the smallest bucket >= B, or -1 when B < 1 or above the last. */
 int  cg_bucket(const int *sizes, int n, int B);
 /* Why model options o leave graphs off, or NULL when they may be captured:
- * not asked for (o->cuda_graphs <= 0, the default), tensor parallelism (NCCL
+ * eager asked for (o->cuda_graphs < 0: --enforce-eager; 0, the default, and 1
+ * are on, as vLLM's), tensor parallelism (NCCL
  * inside a capture is allowed, but unmeasured here), the per-step probes
  * (profile, dumps: they record events and copy between the kernels), or the
  * experts' cuBLAS GEMMs (their sizes go to the host each step). */

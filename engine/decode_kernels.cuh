@@ -1,5 +1,6 @@
 /* decode_kernels.cuh: paged attention for sequences with one new token
- * (decode), in partitions of the context combined by decode_reduce.  Two
+ * (decode), in partitions of the context merged by decode_mma's last block
+ * of each sequence (decode_mma_last_merge) or by decode_reduce (decode_simt).  Two
  * techniques: decode_mma (tensor cores, cp.async, the softmax online in
  * registers: the default where block_size is a multiple of 16) and
  * decode_simt (16-byte loads on the CUDA cores: every other block size).
@@ -12,7 +13,24 @@
 #define DEC_THREADS 128
 #define DEC_MAX_GROUP 16
 
-/* decode_reduce: combines the partitions of one (sequence, head): block (b, h), a thread per dim */
+/* The merge of the nparts partitions of one (sequence, head), whose (m, l) start at
+ * ws_m/ws_l[base] and whose O rows at ws_o[base * hd], into out[o0 + d] for the dims
+ * d = d0, d0 + dstep, ... below hd: out = sum_p O_p e^(m_p - M) / sum_p l_p e^(m_p - M),
+ * M = max m_p, p in order.  Read through L2 (__ldcg): other blocks of the same
+ * launch may have written them (decode_mma's last block). */
+__device__ __forceinline__ void dec_merge(k_bf16 *out, const float *ws_o, const float *ws_m, const float *ws_l,
+                                          size_t base, size_t o0, int nparts, int hd, int d0, int dstep) {
+    float M = -INFINITY, L = 0;
+    for (int p = 0; p < nparts; p++) M = fmaxf(M, __ldcg(ws_m + base + p));
+    for (int p = 0; p < nparts; p++) L += __ldcg(ws_l + base + p) * __expf(__ldcg(ws_m + base + p) - M);
+    for (int d = d0; d < hd; d += dstep) {
+        float o = 0;
+        for (int p = 0; p < nparts; p++) o += __ldcg(ws_o + (base + p) * hd + d) * __expf(__ldcg(ws_m + base + p) - M);
+        st(out, o0 + d, o / L);
+    }
+}
+
+/* decode_reduce (decode_simt's): combines the partitions of one (sequence, head): block (b, h), a thread per dim */
 __global__ void decode_reduce_kernel(k_bf16 *out, const float *ws_o, const float *ws_m,
                                      const float *ws_l, const int32_t *qs, const int32_t *ctxl,
                                      int nq, int hd, int nparts_max, int part_len) {
@@ -21,15 +39,8 @@ __global__ void decode_reduce_kernel(k_bf16 *out, const float *ws_o, const float
     if (qs[b + 1] - q0 != 1) return;
     int nparts = (ctxl[b] + part_len - 1) / part_len;
     if (nparts <= 1) return;
-    size_t base = ((size_t)b * nq + h) * nparts_max;
-    float M = -INFINITY, L = 0;
-    for (int p = 0; p < nparts; p++) M = fmaxf(M, ws_m[base + p]);
-    for (int p = 0; p < nparts; p++) L += ws_l[base + p] * __expf(ws_m[base + p] - M);
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        float o = 0;
-        for (int p = 0; p < nparts; p++) o += ws_o[(base + p) * hd + d] * __expf(ws_m[base + p] - M);
-        st(out, (size_t)q0 * nq * hd + (size_t)h * hd + d, o / L);
-    }
+    dec_merge(out, ws_o, ws_m, ws_l, ((size_t)b * nq + h) * nparts_max, (size_t)q0 * nq * hd + (size_t)h * hd,
+              nparts, hd, threadIdx.x, blockDim.x);
 }
 
 /* ---- decode_simt (block sizes that are not a multiple of 16): a block
@@ -199,8 +210,9 @@ decode_simt_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_b
  *   m, l, O rescaled per tile         rows: lane/4 and lane/4 + 8, a quad per row
  *   O (16, HD) += bf16(P) V           P straight from S's registers, V by ldmatrix.trans
  * Then the 4 warps' (m, l, O) are combined in shared memory; with several
- * partitions the result is unnormalised in ws_* for decode_reduce (m in
- * natural-log units, as decode_simt writes it). ---- */
+ * partitions the result is unnormalised in ws_* (m in natural-log units, as
+ * decode_simt writes it), merged by the block that writes a sequence's last
+ * partition (decode_mma_last_merge: no decode_reduce launch). ---- */
 #define DEC_MMA_WARPS 4
 template <int HD, int NS>
 struct decode_mma_smem {
@@ -218,11 +230,36 @@ struct decode_mma_smem {
 struct dec_dst {
     k_bf16 *out;
     float *ws_o, *ws_m, *ws_l;
+    int *cnt;                 /* (B, nkv) partitions written so far, 0 between launches */
     int b, kvh, part, nparts, q0, G, nq, nparts_max;
 };
+
+/* With several partitions: the block that writes the last of its (sequence, kv
+ * head)'s partitions merges them (dec_merge: decode_reduce's arithmetic, the
+ * partitions in order, whichever block comes last) and sets the count back to
+ * 0.  Each thread's ws_* writes are fenced before thread 0 counts them. */
+template <int HD>
+__device__ __forceinline__ void decode_mma_last_merge(const dec_dst &D) {
+    __shared__ int last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int *c = D.cnt + (size_t)D.b * (D.nq / D.G) + D.kvh;
+        last = atomicAdd(c, 1) == D.nparts - 1;
+        if (last) *c = 0;                                  /* every partition has counted */
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int i = threadIdx.x; i < D.G * HD; i += blockDim.x) {
+        int g = i / HD, d = i % HD, h = D.kvh * D.G + g;
+        dec_merge(D.out, D.ws_o, D.ws_m, D.ws_l, ((size_t)D.b * D.nq + h) * D.nparts_max,
+                  (size_t)D.q0 * D.nq * HD + (size_t)h * HD, D.nparts, HD, d, HD);
+    }
+}
 /* decode_mma's epilogue: the 4 warps' (m, l, O) through shared memory (O (W, 16, HD),
  * then m (W, 16), l (W, 16) f32), combined by a thread per (head, dim): normalised
- * into out, or unnormalised into ws_* with m in natural-log units for decode_reduce */
+ * into out, or unnormalised into ws_* with m in natural-log units, merged by the last block */
 template <int HD, int NT>
 __device__ __forceinline__ void decode_mma_combine(const dec_dst &D, unsigned char *smem, const float (&o)[NT][4],
                                                    float m0, float m1, float l0, float l1, int warp, int lane) {
@@ -260,11 +297,12 @@ __device__ __forceinline__ void decode_mma_combine(const dec_dst &D, unsigned ch
             if (d == 0) { D.ws_m[wi] = M * 0.6931471805599453f; D.ws_l[wi] = Lsum; }
         }
     }
+    if (D.nparts > 1) decode_mma_last_merge<HD>(D);
 }
 
 template <int HD, int NS>
 __global__ void __launch_bounds__(DEC_MMA_WARPS * 32)
-decode_mma_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_bf16 *qkv, int stride,
+decode_mma_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, int *counts, const k_bf16 *qkv, int stride,
                const k_bf16 *kc, const k_bf16 *vc, const int32_t *qs, const int32_t *ctxl,
                const int32_t *bt, int max_blocks, int bs, int nq, int nkv, float scale, int nparts_max,
                int P, int heads_first) {
@@ -278,12 +316,12 @@ decode_mma_kernel(k_bf16 *out, float *ws_o, float *ws_m, float *ws_l, const k_bf
     int ctx = ctxl[b], nparts = (ctx + P - 1) / P;
     if (part >= nparts) return;
     /* the sequence's nparts partitions are of equal size (a multiple of 16, <= P),
-     * not P and a remainder: decode_reduce only needs their number */
+     * not P and a remainder: the merge only needs their number */
     int psz = ((ctx + nparts - 1) / nparts + 15) & ~15;
     int j0 = part * psz, n = min(ctx, j0 + psz) - j0, nkb = (n + 15) / 16;
     int G = nq / nkv, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int r0 = lane >> 2, r1 = r0 + 8, cq = (lane & 3) * 2;  /* this lane's rows and column pair */
-    const dec_dst D = { out, ws_o, ws_m, ws_l, b, kvh, part, nparts, q0, G, nq, nparts_max };
+    const dec_dst D = { out, ws_o, ws_m, ws_l, counts, b, kvh, part, nparts, q0, G, nq, nparts_max };
     const int32_t *table = bt + (size_t)b * max_blocks;
     const size_t ld = (size_t)nkv * HD;                    /* elements from one slot to the next */
     const bf16 *Kg = reinterpret_cast<const bf16 *>(kc) + (size_t)kvh * HD;

@@ -73,6 +73,26 @@ int k_elementwise_impl(int impl);
 int k_kv_write(k_bf16 *k_cache, k_bf16 *v_cache, const k_bf16 *qkv, const int32_t *slot_mapping,
                int T, int nq, int nkv, int head_dim, int tok_stride, cudaStream_t s);
 
+/* The step between the q/k/v GEMM and attention, fused (engine/qkv_prep.cu),
+ * for every token t of qkv (T, tok_stride) (q heads | k heads | v heads):
+ *   qkv += bias                        where w->bias ((nq + 2 nkv) head_dim,)
+ *                                      (then tok_stride must be that width)
+ *   RMSNorm of each q head by q_norm, of each k head by k_norm (head_dim,)
+ *                                      where given, eps w->eps
+ *   RoPE (neox) of the q and k heads at positions (T,), inv_freq (head_dim/2,)
+ *   k and v heads into slot slot_mapping[t] of k_cache/v_cache (slot < 0: none)
+ * Bit for bit k_add_bias, k_head_rmsnorm (q, then k), k_rope and k_kv_write
+ * in that order (what it runs itself for shapes the fused kernel does not take). */
+typedef struct k_qkv_w {
+    const k_bf16 *bias;       /* ((nq + 2 nkv) head_dim,) or NULL (Qwen2's q/k/v bias) */
+    const k_bf16 *q_norm;     /* (head_dim,) or NULL (Qwen3) */
+    const k_bf16 *k_norm;     /* (head_dim,) or NULL */
+    float eps;                /* of the norms */
+} k_qkv_w;
+int k_qkv_prep(k_bf16 *qkv, k_bf16 *k_cache, k_bf16 *v_cache, const k_qkv_w *w, const int32_t *positions,
+               const float *inv_freq, const int32_t *slot_mapping, int T, int nq, int nkv, int head_dim,
+               int tok_stride, cudaStream_t s);
+
 /* The batch the attention kernels read, all device arrays:
  *   query_start (B+1,)  first row of each sequence in the flattened tokens
  *   context_lens (B,)   tokens in the cache for the sequence after this step
@@ -107,9 +127,15 @@ int k_attention_partition(int keys);
 /* Bytes of float workspace k_attention needs for up to B sequences, nq heads,
  * contexts up to max_context. */
 size_t k_attention_workspace_bytes(int B, int nq, int head_dim, int max_context);
+/* Once, before a workspace's first k_attention: zeroes the counts at its end
+ * (workspace_bytes as given to k_attention, B and nq as given to
+ * k_attention_workspace_bytes).  The decode kernel counts a sequence's
+ * partitions there, so that the last block to write one merges them, and
+ * sets them back to 0; every call leaves them 0. */
+int k_attention_workspace_init(float *workspace, size_t workspace_bytes, int B, int nq, cudaStream_t s);
 /* out (T, nq*head_dim) = causal attention of the q heads of qkv (T, tok_stride)
  * over the paged cache.  Sequences with one query token use the decode kernel
- * (split along the context in K_DECODE_PARTITION chunks, then a reduce);
+ * (split along the context in K_DECODE_PARTITION chunks, then merged);
  * longer queries use the prefill kernel.  Both read K/V through block tables.
  * K/V rows must be 16-byte aligned (head_dim a multiple of 8). */
 int k_attention(k_bf16 *out, const k_bf16 *qkv, int tok_stride, const k_bf16 *k_cache,

@@ -82,6 +82,29 @@ void kref_kv_write(float *k_cache, float *v_cache, const float *qkv, const int32
     }
 }
 
+/* One token at a time: each q and k head biased, normalised and rotated in
+ * place, then k and v copied to the token's slot (the same float operations
+ * per element as the unfused references, in another loop order). */
+void kref_qkv_prep(float *qkv, float *k_cache, float *v_cache, const float *bias, const float *q_norm,
+                   const float *k_norm, float eps, const int32_t *positions, const float *inv_freq,
+                   const int32_t *slot_mapping, int T, int nq, int nkv, int head_dim, int tok_stride) {
+    size_t row = (size_t)nkv * head_dim;
+    for (int t = 0; t < T; t++) {
+        float *x = qkv + (size_t)t * tok_stride;
+        for (int h = 0; h < nq + 2 * nkv; h++) {
+            float *v = x + (size_t)h * head_dim;
+            const float *w = h < nq ? q_norm : h < nq + nkv ? k_norm : NULL;
+            if (bias)
+                for (int d = 0; d < head_dim; d++) v[d] += bias[(size_t)h * head_dim + d];
+            if (w) rmsnorm_row(v, w, head_dim, eps);
+            if (h < nq + nkv) rope_head(v, positions[t], inv_freq, head_dim);
+        }
+        if (slot_mapping[t] < 0) continue;
+        memcpy(k_cache + (size_t)slot_mapping[t] * row, x + (size_t)nq * head_dim, row * sizeof(float));
+        memcpy(v_cache + (size_t)slot_mapping[t] * row, x + (size_t)(nq + nkv) * head_dim, row * sizeof(float));
+    }
+}
+
 void kref_attention(float *out, const float *qkv, int tok_stride, const float *k_cache,
                     const float *v_cache, int B, const int32_t *query_start,
                     const int32_t *context_lens, const int32_t *block_tables, int max_blocks,

@@ -126,6 +126,11 @@ void kref_silu_mul(float *out, const float *gu, int T, int I);
 void kref_add_bias(float *y, const float *bias, int T, int N);
 void kref_kv_write(float *k_cache, float *v_cache, const float *qkv, const int32_t *slot_mapping,
                    int T, int nq, int nkv, int head_dim, int tok_stride);
+/* k_qkv_prep's reference: bias (or NULL), q_norm, k_norm (or NULL), RoPE,
+ * then the k and v heads into their slots, token by token. */
+void kref_qkv_prep(float *qkv, float *k_cache, float *v_cache, const float *bias, const float *q_norm,
+                   const float *k_norm, float eps, const int32_t *positions, const float *inv_freq,
+                   const int32_t *slot_mapping, int T, int nq, int nkv, int head_dim, int tok_stride);
 /* Causal attention over the paged cache, one query row at a time; the batch
  * arrays are host arrays here (see k_attn_batch). */
 void kref_attention(float *out, const float *qkv, int tok_stride, const float *k_cache,

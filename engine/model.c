@@ -155,6 +155,8 @@ static int alloc_activations(model *m, char *err, size_t errlen) {
         (m->graph_cap && dev_alloc(&m->blas_ws, BLAS_WS)))
         return errbuf_fail(err, errlen, "%s: cannot allocate the activation buffers for %d tokens per step "
                     "(lower --max-num-batched-tokens)", m->c.name, m->o.max_num_batched_tokens);
+    if (k_attention_workspace_init(m->attn_ws, m->attn_ws_bytes, (int)B, m->nq, m->s))
+        return errbuf_fail(err, errlen, "cannot initialise the attention workspace");
     /* the logits of this rank's vocabulary rows, and rank 0's room for the others' */
     int N = m->tp ? tp_comm_size(m->tp->comm) : 1;
     m->lshard = m->logits;
@@ -377,15 +379,11 @@ static int layers(model *m, const fwd_batch *fb, char *err, size_t errlen) {
         STEP(MP_QKV, linear(m, m->qkv, m->x, w, AWQ_QKV, w->wqkv, T, QKV, D));
         /* LoRA: q, k, v += scale B (A x) on the tokens of requests with an adapter */
         if (lora_rt_active(m->lora)) STEP(MP_LORA, lora_rt_linear(m->lora, LORA_G_QKV, l, m->qkv, QKV, m->x, D, m->s));
-        /* Qwen2: q, k, v biases */
-        if (w->bqkv) STEP(MP_QK_EXTRA, k_add_bias(m->qkv, w->bqkv, T, QKV, m->s));
-        /* Qwen3: RMSNorm of each q head, then of each k head */
-        if (w->q_norm) STEP(MP_QK_EXTRA, k_head_rmsnorm(m->qkv, T, nq, hd, QKV, w->q_norm, eps, m->s));
-        if (w->k_norm) STEP(MP_QK_EXTRA, k_head_rmsnorm(m->qkv + (size_t)nq * hd, T, nkv, hd, QKV, w->k_norm, eps, m->s));
-        /* RoPE on q and k at each token's position */
-        TRY(k_rope(m->qkv, f.pos, m->inv_freq, T, nq, nkv, hd, QKV, m->s));
-        /* the new tokens' k and v into their slots of the paged cache */
-        STEP(MP_ROPE_KV, k_kv_write(k_cache(m, l), v_cache(m, l), m->qkv, f.slots, T, nq, nkv, hd, QKV, m->s));
+        /* q, k, v: Qwen2's biases, Qwen3's RMSNorm of each q and k head, RoPE of q and k at each
+         * token's position, the new k and v into their slots of the paged cache: one kernel */
+        k_qkv_w qw = {w->bqkv, w->q_norm, w->k_norm, eps};
+        STEP(MP_ROPE_KV, k_qkv_prep(m->qkv, k_cache(m, l), v_cache(m, l), &qw, f.pos, m->inv_freq, f.slots, T, nq,
+                                    nkv, hd, QKV, m->s));
         /* attention of each query over its sequence's cached tokens (block tables) */
         STEP(MP_ATTN, k_attention(m->attn, m->qkv, QKV, k_cache(m, l), v_cache(m, l), &f.ab, nq, nkv, hd, scale,
                                   m->attn_ws, m->attn_ws_bytes, m->s));

@@ -33,10 +33,10 @@ typedef struct model_opts {
     const char *dump_layer0;         /* file: the first forward's layer-0 intermediates */
     const char *dump_experts;        /* file: every forward's chosen experts (MoE layers) */
     int    host_probe;               /* time the host's phases of each step (mprobe_host_text) */
-    /* CUDA graphs (engine/cuda_graph.h): 1 = a decode-only step of up to
-     * graph_max_batch sequences replays the graph of its batch bucket,
-     * captured in model_create; 0 (the default until measured) or -1 (eager
-     * asked for) = every step eager.  Off where cg_off_reason says. */
+    /* CUDA graphs (engine/cuda_graph.h): 0 (the default, as vLLM's) or 1 = a
+     * decode-only step of up to graph_max_batch sequences replays the graph
+     * of its batch bucket, captured in model_create; -1 (--enforce-eager) =
+     * every step eager.  Off where cg_off_reason says. */
     int    cuda_graphs;
     int    graph_max_batch;          /* 0: max_num_seqs (within the token and logits rows limits) */
     int    graph_min_batch;          /* the smallest bucket, every smaller batch padded to it (0: 1,

@@ -16,7 +16,7 @@
 
 #ifdef PAGESIM_HAVE_CUDA
 static const char *step_names[MP_NSTEPS] = {
-    "input copy + embedding", "RMSNorm (+ residual)", "q/k/v GEMM", "bias, q/k norm", "RoPE, KV write",
+    "input copy + embedding", "RMSNorm (+ residual)", "q/k/v GEMM", "bias, q/k norm, RoPE, KV write",
     "attention", "o GEMM", "gate/up GEMM", "SwiGLU", "down GEMM", "router GEMM", "routing (softmax, top-k)", "permutation",
     "experts gate/up + SwiGLU", "experts down", "combine", "all-reduce (tensor parallel)",
     "LoRA adapters (shrink, expand; SwiGLU with them)", "logits rows + vocabulary GEMM"};

@@ -14,7 +14,7 @@
 #include "engine/kernels.h"
 
 typedef enum {                       /* the steps of a forward, as the probe sees them */
-    MP_EMBED, MP_NORM, MP_QKV, MP_QK_EXTRA /* bias, q/k norm */, MP_ROPE_KV, MP_ATTN, MP_O,
+    MP_EMBED, MP_NORM, MP_QKV, MP_ROPE_KV /* bias, q/k norm, RoPE, KV write: k_qkv_prep */, MP_ATTN, MP_O,
     MP_GATE_UP, MP_SILU, MP_DOWN,                                    /* dense MLP */
     MP_ROUTER, MP_ROUTE, MP_PERMUTE, MP_EXPERTS_GATE_UP, MP_EXPERTS_DOWN, MP_COMBINE,   /* mixture of experts */
     MP_ALLREDUCE,                                                    /* tensor parallelism */

@@ -146,12 +146,10 @@ static int elem_layer_call(void *c, int i) {
     float eps = (float)e->c->rms_eps;
     (void)i;
     if (k_add_rmsnorm(e->x, e->res, e->w, T, t->D, eps, t->s)) return -1;
-    if (e->c->attn_bias && k_add_bias(e->qkv, e->bias, T, t->qkv, t->s)) return -1;
-    if (e->c->qk_norm && (k_head_rmsnorm(e->qkv, T, t->nq, t->hd, t->qkv, e->qn, eps, t->s) ||
-                          k_head_rmsnorm(e->qkv + (size_t)t->nq * t->hd, T, t->nkv, t->hd, t->qkv, e->kn, eps, t->s)))
+    /* bias, q/k norms, RoPE and the KV write: one kernel, as model.c runs it */
+    k_qkv_w qw = {e->c->attn_bias ? e->bias : NULL, e->c->qk_norm ? e->qn : NULL, e->c->qk_norm ? e->kn : NULL, eps};
+    if (k_qkv_prep(e->qkv, e->kc, e->vc, &qw, e->pos, e->inv, e->slots, T, t->nq, t->nkv, t->hd, t->qkv, t->s))
         return -1;
-    if (k_rope(e->qkv, e->pos, e->inv, T, t->nq, t->nkv, t->hd, t->qkv, t->s)) return -1;
-    if (k_kv_write(e->kc, e->vc, e->qkv, e->slots, T, t->nq, t->nkv, t->hd, t->qkv, t->s)) return -1;
     if (k_add_rmsnorm(e->x, e->res, e->w, T, t->D, eps, t->s)) return -1;
     return t->I > 0 ? k_silu_mul(e->act, e->gu, T, t->I, t->s) : 0;
 }
@@ -249,7 +247,7 @@ static double time_attention(pops *t, int B, int C, int Q, int bs) {
     double us = -1;
     if (!h || dalloc(&a.kc, a.layer * 2 * a.nl) || dalloc(&a.vc, a.layer * 2 * a.nl) ||
         dalloc(&a.q, (size_t)B * Q * t->qkv * 2) || dalloc(&a.out, (size_t)B * Q * t->nq * t->hd * 2) ||
-        dalloc(&ints, nints * 4) || dalloc(&a.ws, a.ws_bytes))
+        dalloc(&ints, nints * 4) || dalloc(&a.ws, a.ws_bytes) || k_attention_workspace_init(a.ws, a.ws_bytes, B, t->nq, t->s))
         goto out;
     k_fill_random(a.kc, (int64_t)a.layer * a.nl, 1, 1.0f, t->s);
     k_fill_random(a.vc, (int64_t)a.layer * a.nl, 2, 1.0f, t->s);

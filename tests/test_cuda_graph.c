@@ -190,9 +190,9 @@ static void test_off_reasons(void **st) {
     (void)st;
     model_opts o;
     memset(&o, 0, sizeof o);
-    assert_non_null(strstr(cg_off_reason(&o), "not asked"));     /* the default: eager until measured */
+    assert_null(cg_off_reason(&o));                               /* the default: graphs, as vLLM's */
     o.cuda_graphs = -1;                                           /* --enforce-eager */
-    assert_non_null(cg_off_reason(&o));
+    assert_non_null(strstr(cg_off_reason(&o), "--enforce-eager"));
     o.cuda_graphs = 1;
     assert_null(cg_off_reason(&o));
     o.tp = (const tp_rank *)&o;                                   /* any rank: off */

@@ -1,6 +1,6 @@
 /* Tests of the engine's runtime options on engine/run and engine/bench, on
  * any machine (apps/engine/cli.h: CLI_ENGINE_SPECS): --help lists
- * --cuda-graphs (opt-in until measured), --enforce-eager, --preemption-mode
+ * --cuda-graphs (the default, as vLLM's), --enforce-eager, --preemption-mode
  * and --swap-space; --cuda-graphs with --enforce-eager, an unknown
  * preemption mode, a negative swap space, and swap with the contiguous KV
  * policy stop at once with status 2 and a message naming what is wrong;
@@ -47,7 +47,7 @@ static void check(const char *bin, const char *base) {
     char *help = run(bin, "--help", &st);
     assert_int_equal(st, 0);
     assert_non_null(strstr(help, "--cuda-graphs"));
-    assert_non_null(strstr(help, "opt-in until measured"));
+    assert_non_null(strstr(help, "the default, as vLLM's"));
     assert_non_null(strstr(help, "--enforce-eager"));
     assert_non_null(strstr(help, "--preemption-mode"));
     assert_non_null(strstr(help, "--swap-space GiB"));

@@ -117,7 +117,8 @@ static int bench_attention(const mc_config *c, int B, int C, int Q, int bs, doub
     int rc = -1;
     if (!h || cudaMalloc((void **)&kc, layer * 2 * NL) || cudaMalloc((void **)&vc, layer * 2 * NL) ||
         cudaMalloc((void **)&q, (size_t)B * Q * qkv * 2) || cudaMalloc((void **)&out, (size_t)B * Q * nq * hd * 2) ||
-        cudaMalloc((void **)&ints, sizeof(int32_t) * ((size_t)2 * B + 1 + nb)) || cudaMalloc((void **)&ws, wsb))
+        cudaMalloc((void **)&ints, sizeof(int32_t) * ((size_t)2 * B + 1 + nb)) || cudaMalloc((void **)&ws, wsb) ||
+        k_attention_workspace_init(ws, wsb, B, nq, 0))
         goto out;
     k_fill_random(kc, (int64_t)layer * NL, 1, 1.0f, 0);
     k_fill_random(vc, (int64_t)layer * NL, 2, 1.0f, 0);

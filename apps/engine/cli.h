@@ -75,8 +75,8 @@ unsigned long long cli_u64(const char *prog, const char *name, const char *v);
  * into *m; a bad value is an error (exit 2). */
 void   cli_engine_env(const char *prog, model_opts *m);
 
-/* The engine's runtime options, vLLM's names: CUDA graphs (opt-in until
- * measured on a GPU: eager by default) and preemption. */
+/* The engine's runtime options, vLLM's names: CUDA graphs (on by default,
+ * --enforce-eager turns them off) and preemption. */
 enum { CLI_CUDA_GRAPHS = 950, CLI_ENFORCE_EAGER, CLI_PREEMPTION_MODE, CLI_SWAP_SPACE };
 #define CLI_ENGINE_SPECS \
     { "cuda-graphs", CLI_CUDA_GRAPHS, OPT_FLAG }, \
@@ -85,9 +85,10 @@ enum { CLI_CUDA_GRAPHS = 950, CLI_ENFORCE_EAGER, CLI_PREEMPTION_MODE, CLI_SWAP_S
     { "swap-space", CLI_SWAP_SPACE, OPT_VALUE }
 #define CLI_ENGINE_HELP \
     "  --cuda-graphs             decode-only steps replay CUDA graphs, one per batch bucket (1, 2, 4, 8,\n" \
-    "                            then multiples of 8 up to --max-num-seqs; a batch pads to its bucket);\n" \
-    "                            opt-in until measured on a GPU (off with --tensor-parallel-size)\n" \
-    "  --enforce-eager           every step eager, no graphs: the default until graphs are measured\n" \
+    "                            then multiples of 8 up to --max-num-seqs; a batch pads to its bucket):\n" \
+    "                            the default, as vLLM's (off with --tensor-parallel-size, PAGESIM_PROFILE,\n" \
+    "                            the dumps, LoRA, PAGESIM_MOE_GEMM=cublas: the log says why)\n" \
+    "  --enforce-eager           every step eager, no graphs (vLLM's name)\n" \
     "  --preemption-mode M       recompute (default: a preempted sequence's KV is dropped and computed\n" \
     "                            again) or swap (its blocks go to pinned host memory and come back)\n" \
     "  --swap-space GiB          host memory per GPU for swapped blocks with --preemption-mode swap (4)\n"

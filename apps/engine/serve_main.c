@@ -61,6 +61,8 @@ static void usage(FILE *f) {
         "  --dummy-seed N            seed of the random weights (default 0)\n"
         "  --kv-policy paged|contiguous  paged blocks (default) or max_model_len reserved per sequence\n"
         "  --gpu-memory-utilization F  share of GPU memory to use (default 0.9)\n"
+        "  --enforce-eager           every step eager: no CUDA graphs of decode-only steps (by default\n"
+        "                            one per batch bucket, as vLLM's; off with -tp, LoRA: the log says why)\n"
         "  --tensor-parallel-size N, -tp N  GPUs to shard the model over, one process each, through\n"
         "                            NCCL (default: one GPU without NCCL; 1: one GPU through NCCL)\n"
         "  --enable-lora             runtime LoRA adapters (vLLM's options): a request's \"model\"\n"
@@ -88,7 +90,7 @@ typedef struct {
 
 enum { O_HELP = 'h', O_MOCK = 256, O_VERBOSE, O_MODEL, O_DUMMY, O_HOST, O_PORT, O_API_KEY, O_MAX_BODY,
        O_MAX_TOKENS_LIMIT, O_MAX_CONNECTIONS, O_SERVED_NAME, O_CHAT_TEMPLATE, O_TOKENIZER, O_DUMMY_SEED,
-       O_NO_PREFIX, O_TOKEN_DELAY, O_KEEP_ALIVE, O_SHUTDOWN_TIMEOUT, O_ENABLE_PREFIX };
+       O_NO_PREFIX, O_TOKEN_DELAY, O_KEEP_ALIVE, O_SHUTDOWN_TIMEOUT, O_ENABLE_PREFIX, O_ENFORCE_EAGER };
 static const opt_spec k_opts[] = {
     { "help", O_HELP, OPT_FLAG },                 { "mock", O_MOCK, OPT_FLAG },
     { "verbose", O_VERBOSE, OPT_FLAG },           { "model", O_MODEL, OPT_VALUE },
@@ -100,7 +102,7 @@ static const opt_spec k_opts[] = {
     { "chat-template", O_CHAT_TEMPLATE, OPT_VALUE },
     { "tokenizer", O_TOKENIZER, OPT_VALUE },      { "dummy-seed", O_DUMMY_SEED, OPT_VALUE },
     FRONT_PREFIX_ROWS(O_ENABLE_PREFIX, O_NO_PREFIX),  FRONT_SPECS,
-    { "token-delay-ms", O_TOKEN_DELAY, OPT_VALUE },
+    { "token-delay-ms", O_TOKEN_DELAY, OPT_VALUE },  { "enforce-eager", O_ENFORCE_EAGER, OPT_FLAG },
     { "timeout-keep-alive", O_KEEP_ALIVE, OPT_VALUE }, { "shutdown-timeout", O_SHUTDOWN_TIMEOUT, OPT_VALUE },
     CLI_MODEL_SPECS,
     CLI_TP_SPECS,
@@ -208,6 +210,7 @@ int main(int argc, char **argv) {
         case O_TOKENIZER: bc.eng.tokenizer = v; break;
         case O_DUMMY_SEED: bc.eng.dummy_seed = (uint64_t)cli_u64(PROG, a, v); break;
         case O_NO_PREFIX: bc.eng.prefix_caching = 0; break;
+        case O_ENFORCE_EAGER: bc.eng.model.cuda_graphs = -1; break;
         case O_ENABLE_PREFIX: bc.eng.prefix_caching = 1; break;
         case O_TOKEN_DELAY: bc.token_delay_ms = cli_num(PROG, a, v, 0, 60000); break;
         case CLI_TP: tp = cli_int(PROG, a, v, 1, 1024); break;

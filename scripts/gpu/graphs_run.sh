@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 19 in one device call: CUDA graphs of decode steps and preemption by
 # swap, built, tested and measured, before and after side by side in the
-# same binary (eager = before, --cuda-graphs = after):
+# same binary (eager = before, --cuda-graphs = after; graphs are now the default, so the
+# eager runs pass --enforce-eager):
 #   run(command="BUDGET=570 bash scripts/gpu/graphs_run.sh", carry=[".debs"], timeout_s=600)
 # on nvidia-h200.  STAGES, a comma list (default build,test,decode,bias,b1,swap,regress):
 #   build    scripts/gpu/build.sh: build/gpu/run, bench, test_*
@@ -116,19 +117,19 @@ if has test; then gtest test_cuda_graph test_swap; fi
 
 DEC=(--dummy-weights $M/qwen3-0.6b.json --workload uniform --num-requests 256 --min-len 100 --max-len 1024)
 if has decode; then
-  bench decode_eager 90 "${DEC[@]}"
+  bench decode_eager 90 "${DEC[@]}" --enforce-eager
   bench decode_graphs 90 "${DEC[@]}" --cuda-graphs
 fi
 BIAS=(--dummy-weights $M/qwen2.5-7b.json --workload fixed --num-requests 1024 --prompt-len 512 --output-len 96
       --max-num-seqs 1024 --max-num-batched-tokens 16384)
 if has bias; then
-  bench bias_eager 100 "${BIAS[@]}"
+  bench bias_eager 100 "${BIAS[@]}" --enforce-eager
   bench bias_graphs 100 "${BIAS[@]}" --cuda-graphs
 fi
 B1=(--dummy-weights $M/qwen2.5-7b.json --workload fixed --num-requests 1 --prompt-len 128 --output-len 512
     --max-num-seqs 1 --max-num-batched-tokens 2048 --max-model-len 1024)
 if has b1; then
-  bench b1_eager 60 "${B1[@]}"
+  bench b1_eager 60 "${B1[@]}" --enforce-eager
   bench b1_graphs 60 "${B1[@]}" --cuda-graphs
 fi
 if has swap; then
@@ -139,8 +140,8 @@ if has swap; then
   SW=(--dummy-weights $M/qwen3-0.6b.json --trace $TR --max-num-seqs 256 --max-num-batched-tokens 8192
       --max-model-len 4096 --num-gpu-blocks 8000 --no-prefix-caching --simulate
       --op-profile data/profiles/H200/qwen3-0.6b.json)
-  bench swap_recompute 90 "${SW[@]}" --preemption-mode recompute
-  bench swap_swap 90 "${SW[@]}" --preemption-mode swap --swap-space 4
+  bench swap_recompute 90 "${SW[@]}" --preemption-mode recompute --enforce-eager
+  bench swap_swap 90 "${SW[@]}" --preemption-mode swap --swap-space 4 --enforce-eager
   bench swap_swap_graphs 90 "${SW[@]}" --preemption-mode swap --swap-space 4 --cuda-graphs
 fi
 say "before / after"

@@ -14,7 +14,7 @@
  *    within bf16 rounding) at padded sizes (3, 13), and the same through the
  *    fused sampling path (no logits copied out); graphs are launched once
  *    per decode step;
- *  - memory: graphs are off unless asked, their cost is set aside before
+ *  - memory: graphs are on by default (off with -1, --enforce-eager), their cost is set aside before
  *    the KV cache (fewer or as many blocks as eager) and reported.
  *  - Qwen3-0.6B's prefills at the rig's options, each waited for (a fault
  *    names its prefill), then queued back to back (the staging buffer is not
@@ -60,7 +60,7 @@ static void rig_open(rig *r, const char *cfg, int graphs, int S, int max_len) {
     if (w_dummy(&w, &r->c, 5, err, sizeof err)) fail_msg("w_dummy: %s", err);
     r->S = S; r->bs = 16; r->W = (max_len + 15) / 16;
     model_opts o = { .max_num_batched_tokens = 2048, .max_num_seqs = S, .max_model_len = max_len,
-                     .num_gpu_blocks = S * r->W, .block_size = 16, .cuda_graphs = graphs };
+                     .num_gpu_blocks = S * r->W, .block_size = 16, .cuda_graphs = graphs ? 1 : -1 };
     if (model_create(&r->m, &r->c, &w, &o, &r->mem, err, sizeof err)) fail_msg("model_create: %s", err);
     r->tables = malloc(sizeof(int32_t) * (size_t)S * r->W);
     r->ctx = calloc((size_t)S, sizeof *r->ctx);
@@ -277,7 +277,7 @@ static long run_engine(int graphs, int k, lg_all *lg, int32_t tok[][NTOK]) {
     if (mc_load(&c, SMOL, err, sizeof err) || w_dummy(&w, &c, 3, err, sizeof err)) fail_msg("%s", err);
     eng_config cfg = {0};
     cfg.model = (model_opts){ .max_num_batched_tokens = 1024, .max_num_seqs = KMAX, .max_model_len = 320,
-                              .num_gpu_blocks = 512, .cuda_graphs = graphs };
+                              .num_gpu_blocks = 512, .cuda_graphs = graphs ? 1 : -1 };
     cfg.eos_id = -1;
     cfg.on_logits = lg ? on_logits : NULL;
     cfg.logits_ctx = lg;
@@ -350,14 +350,14 @@ static void test_memory_and_default(void **st) {
     w_weights w;
     if (mc_load(&c, SMOL, err, sizeof err)) fail_msg("%s", err);
     model_opts o = { .max_num_batched_tokens = 2048, .max_num_seqs = 256, .max_model_len = 1024,
-                     .gpu_memory_utilization = 0.5 };
+                     .gpu_memory_utilization = 0.5, .cuda_graphs = -1 };
     if (w_dummy(&w, &c, 1, err, sizeof err) || model_create(&m, &c, &w, &o, &me, err, sizeof err)) fail_msg("%s", err);
     const char *why = NULL;
-    assert_null(model_graphs(m, &why));                        /* eager unless asked */
-    assert_non_null(strstr(why, "not asked"));
+    assert_null(model_graphs(m, &why));                        /* eager when asked (--enforce-eager) */
+    assert_non_null(strstr(why, "--enforce-eager"));
     assert_int_equal(me.num_graphs, 0);
     model_free(m);
-    o.cuda_graphs = 1;
+    o.cuda_graphs = 0;                                         /* the default: graphs */
     if (w_dummy(&w, &c, 1, err, sizeof err) || model_create(&m, &c, &w, &o, &mg, err, sizeof err)) fail_msg("%s", err);
     assert_non_null(model_graphs(m, NULL));
     assert_int_equal(mg.num_graphs, 35);                       /* 1 2 4 8 16 ... 256 */

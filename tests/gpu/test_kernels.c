@@ -286,6 +286,78 @@ static void test_bias_paths(void **st) {
     bias_case(6, 4608, 1);              /* unaligned: scalar */
 }
 
+/* k_qkv_prep (bias, q/k norms, RoPE, KV write in one kernel) against the
+ * unfused kernels in model.c's former order, bit for bit in qkv and both
+ * caches, and against kref_qkv_prep; slots of -1 among the tokens. */
+typedef struct qp_dev { k_bf16 *x, *kc, *vc; } qp_dev;
+static qp_dev qp_upload(const float *x, const float *kc, const float *vc, size_t n, size_t cn) {
+    qp_dev d = {up_bf(x, n), up_bf(kc, cn), up_bf(vc, cn)};
+    return d;
+}
+static void qp_free(qp_dev *d) { cudaFree(d->x); cudaFree(d->kc); cudaFree(d->vc); }
+static void qp_same(const qp_dev *a, const qp_dev *b, size_t n, size_t cn, const char *what) {
+    float *xa = down_bf(a->x, n), *xb = down_bf(b->x, n), *ka = down_bf(a->kc, cn), *kb = down_bf(b->kc, cn);
+    float *va = down_bf(a->vc, cn), *vb = down_bf(b->vc, cn);
+    size_t d = n_differ(xa, xb, n) + n_differ(ka, kb, cn) + n_differ(va, vb, cn);
+    if (d) fprintf(stderr, "  %s: %zu values differ from the unfused kernels\n", what, d);
+    assert_int_equal(d, 0);
+    free(xa); free(xb); free(ka); free(kb); free(va); free(vb);
+}
+static void qkv_prep_case(int T, int nq, int nkv, int hd, int stride, int bias, int norm) {
+    int QKV = (nq + 2 * nkv) * hd, nslots = 2 * T + 5;
+    size_t n = (size_t)T * stride, cn = (size_t)nslots * nkv * hd;
+    float *x = rnd(n, 2), *kc = rnd(cn, 1), *vc = rnd(cn, 1), *b = rnd((size_t)QKV, 0.5f);
+    float *qn = rnd((size_t)hd, 1.5f), *kn = rnd((size_t)hd, 1.5f), *inv = malloc(sizeof(float) * (size_t)hd / 2);
+    int32_t *pos = malloc(sizeof(int32_t) * T), *slots = malloc(sizeof(int32_t) * T);
+    kref_rope_inv_freq(inv, hd, 1000000.0, 0, 1.0, 1.0, 1.0, 0);
+    for (int t = 0; t < T; t++) { pos[t] = irand(8192); slots[t] = t % 7 == 2 ? -1 : (t * 3 + 1) % nslots; }
+    k_bf16 *db = up_bf(b, (size_t)QKV), *dqn = up_bf(qn, (size_t)hd), *dkn = up_bf(kn, (size_t)hd);
+    int32_t *dpos = up(pos, sizeof(int32_t) * T), *dsl = up(slots, sizeof(int32_t) * T);
+    float *dinv = up(inv, sizeof(float) * (size_t)hd / 2);
+    qp_dev u = qp_upload(x, kc, vc, n, cn), f = qp_upload(x, kc, vc, n, cn), sc = qp_upload(x, kc, vc, n, cn);
+    if (bias) assert_int_equal(k_add_bias(u.x, db, T, stride, 0), 0);
+    if (norm) {
+        assert_int_equal(k_head_rmsnorm(u.x, T, nq, hd, stride, dqn, 1e-6f, 0), 0);
+        assert_int_equal(k_head_rmsnorm(u.x + (size_t)nq * hd, T, nkv, hd, stride, dkn, 1e-6f, 0), 0);
+    }
+    assert_int_equal(k_rope(u.x, dpos, dinv, T, nq, nkv, hd, stride, 0), 0);
+    assert_int_equal(k_kv_write(u.kc, u.vc, u.x, dsl, T, nq, nkv, hd, stride, 0), 0);
+    k_qkv_w w = {bias ? db : NULL, norm ? dqn : NULL, norm ? dkn : NULL, 1e-6f};
+    assert_int_equal(k_qkv_prep(f.x, f.kc, f.vc, &w, dpos, dinv, dsl, T, nq, nkv, hd, stride, 0), 0);
+    WITH_IMPL(K_ELEM_SCALAR, k_qkv_prep(sc.x, sc.kc, sc.vc, &w, dpos, dinv, dsl, T, nq, nkv, hd, stride, 0));
+    char name[96];
+    snprintf(name, sizeof name, "qkv_prep %dx(%d+%d)x%d s%d%s%s", T, nq, nkv, hd, stride, bias ? " bias" : "",
+             norm ? " norm" : "");
+    qp_same(&u, &f, n, cn, name);
+    qp_same(&u, &sc, n, cn, "qkv_prep scalar");
+    kref_qkv_prep(x, kc, vc, bias ? b : NULL, norm ? qn : NULL, norm ? kn : NULL, 1e-6f, pos, inv, slots, T, nq, nkv,
+                  hd, stride);
+    float *gx = down_bf(f.x, n), *gk = down_bf(f.kc, cn), *gv = down_bf(f.vc, cn);
+    CHECK_CLOSE(gx, x, n, 1e-2, name);
+    CHECK_CLOSE(gk, kc, cn, 1e-2, "qkv_prep k cache");
+    CHECK_CLOSE(gv, vc, cn, 1e-2, "qkv_prep v cache");
+    qp_free(&u); qp_free(&f); qp_free(&sc);
+    cudaFree(db); cudaFree(dqn); cudaFree(dkn); cudaFree(dpos); cudaFree(dsl); cudaFree(dinv);
+    free(x); free(kc); free(vc); free(b); free(qn); free(kn); free(inv); free(pos); free(slots);
+    free(gx); free(gk); free(gv);
+}
+
+static void test_qkv_prep(void **st) {
+    (void)st; TU_REQUIRE_GPU();
+    for (int bias = 0; bias <= 1; bias++)
+        for (int norm = 0; norm <= 1; norm++) {
+            qkv_prep_case(37, 16, 8, 128, 32 * 128, bias, norm);     /* Qwen3-0.6B */
+            qkv_prep_case(300, 28, 4, 128, 36 * 128, bias, norm);    /* Qwen2.5-7B, a prefill's worth */
+            qkv_prep_case(11, 14, 2, 64, 18 * 64, bias, norm);       /* Qwen2.5-0.5B */
+            qkv_prep_case(5, 8, 2, 256, 12 * 256, bias, norm);
+        }
+    qkv_prep_case(9, 5, 1, 80, 7 * 80, 1, 1);                       /* half 40 */
+    qkv_prep_case(7, 4, 2, 72, 8 * 72, 1, 1);                       /* head_dim 72: the unfused kernels */
+    qkv_prep_case(13, 16, 8, 128, 32 * 128 + 8, 0, 1);              /* wider rows */
+    qkv_prep_case(6, 16, 8, 128, 32 * 128 + 3, 0, 1);               /* odd stride: the unfused kernels */
+    qkv_prep_case(3, 64, 8, 128, 80 * 128, 1, 1);                   /* 20 KB of shared memory */
+}
+
 static void test_gemm(void **st) {
     (void)st; TU_REQUIRE_GPU();
     int T = 33, N = 300, K = 256;
@@ -383,7 +455,8 @@ static void attention_case(int nq, int nkv, int hd, int bs, int B, const int *ql
     int32_t *dtab = up(tables, sizeof(int32_t) * B * max_blocks), *dqs = up(qs, sizeof(int32_t) * (B + 1));
     int32_t *dctx = up(ctx, sizeof(int32_t) * B), *dslots = up(slots, sizeof(int32_t) * T);
     size_t wsb = k_attention_workspace_bytes(B, nq, hd, maxc);
-    float *ws = poisoned(wsb);
+    float *ws = poisoned(wsb);                                  /* NaN: partitions are written before read */
+    assert_int_equal(k_attention_workspace_init(ws, wsb, B, nq, 0), 0);   /* the counts at its end: 0 */
     k_attn_batch kb = {B, T, dqs, dctx, dtab, max_blocks, bs, maxq, maxc};
     float scale = 1.0f / sqrtf((float)hd);
     assert_int_equal(k_kv_write(dkc, dvc, dqkv, dslots, T, nq, nkv, hd, stride, 0), 0);
@@ -396,6 +469,13 @@ static void attention_case(int nq, int nkv, int hd, int bs, int B, const int *ql
     char name[96];
     snprintf(name, sizeof name, "attention %s", what);
     CHECK_CLOSE(got, want, (size_t)T * nq * hd, 1e-2, name);
+    /* again on the same workspace: the partition counts were left at 0, and the
+     * merge (whichever block comes last) gives the same bits */
+    assert_int_equal(cudaMemset(dout, 0xff, (size_t)T * nq * hd * 2), cudaSuccess);
+    assert_int_equal(k_attention(dout, dqkv, stride, dkc, dvc, &kb, nq, nkv, hd, scale, ws, wsb, 0), 0);
+    float *again = down_bf(dout, (size_t)T * nq * hd);
+    assert_int_equal(n_differ(again, got, (size_t)T * nq * hd), 0);
+    free(again);
     free(perm); free(tables); free(qs); free(slots); free(kc); free(vc); free(qkv); free(want);
     free(gk); free(got);
     cudaFree(dkc); cudaFree(dvc); cudaFree(dqkv); cudaFree(dout); cudaFree(dtab); cudaFree(dqs);
@@ -512,6 +592,7 @@ int main(void) {
         cmocka_unit_test(test_rmsnorm_paths),
         cmocka_unit_test(test_rope_paths),
         cmocka_unit_test(test_bias_paths),
+        cmocka_unit_test(test_qkv_prep),
         cmocka_unit_test(test_gemm),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_sample_logprobs),

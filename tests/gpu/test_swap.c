@@ -153,7 +153,7 @@ static sched_stats run_engine(int blocks, int swap, int graphs, lg_all *lg, int3
     if (mc_load(&c, SMOL, err, sizeof err) || w_dummy(&w, &c, 3, err, sizeof err)) fail_msg("%s", err);
     eng_config cfg = {0};
     cfg.model = (model_opts){ .max_num_batched_tokens = 512, .max_num_seqs = NR, .max_model_len = 320,
-                              .num_gpu_blocks = blocks, .cuda_graphs = graphs, .graph_max_batch = NR,
+                              .num_gpu_blocks = blocks, .cuda_graphs = graphs ? 1 : -1, .graph_max_batch = NR,
                               .graph_min_batch = NR, .swap_space = swap ? 0.02 : 0 };
     cfg.preempt = swap ? SCHED_PREEMPT_SWAP : SCHED_PREEMPT_RECOMPUTE;
     cfg.eos_id = -1;

@@ -303,6 +303,7 @@ static void rank_init(rank_state *rs, const cfg *c, const lw *w, int Tmax) {
     rs->act = dev((size_t)Tmax * wide * 2);
     rs->wsb = k_attention_workspace_bytes(B, w->nq, c->hd, MAXB * BS);
     rs->ws = dev(rs->wsb);
+    assert_int_equal(k_attention_workspace_init(rs->ws, rs->wsb, B, w->nq, 0), 0);
 }
 static void rank_free(rank_state *rs) {
     void *b[] = {rs->kc, rs->vc, rs->qkv, rs->attn, rs->gu, rs->act, rs->ws};
