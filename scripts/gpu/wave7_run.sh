@@ -54,7 +54,7 @@ if has build; then
   [ $rc = 0 ] || { grep -E "error|failed" $W/build.txt | head -30 | tee -a "$S"; finish; }
   if [ -f tests/gpu/bench_lora.cu ]; then
     timeout "$(lim 120)" "$NVCC" -O3 -gencode=arch=compute_90a,code=sm_90a -lineinfo -I. tests/gpu/bench_lora.cu \
-      -o build/gpu/bench_lora build/gpu/obj/libengcu.a build/gpu/obj/libengine.a build/gpu/obj/libbase.a \
+      -o build/gpu/bench_lora build/gpu/obj/libengine.a build/gpu/obj/libengcu.a build/gpu/obj/libbase.a \
       > $W/build_bench_lora.txt 2>&1
     say "bench_lora build rc=$?"; grep -m5 error $W/build_bench_lora.txt | tee -a "$S"
   fi
@@ -95,7 +95,7 @@ LB=(--dummy-weights $M/qwen2.5-7b.json --workload fixed --num-requests 1024 --pr
     --max-num-seqs 1024 --max-num-batched-tokens 16384)
 if has lora; then
   if [ -x build/gpu/bench_lora ]; then
-    timeout "$(lim 90)" build/gpu/bench_lora > $W/bench_lora.txt 2>&1
+    timeout "$(lim 90)" build/gpu/bench_lora 10 > $W/bench_lora.txt 2>&1
     say "bench_lora rc=$?"; sed 's/^/  /' $W/bench_lora.txt | head -60 >> "$S"
   fi
   bench lora_base 60 "${LB[@]}"
