@@ -1,10 +1,9 @@
 /* awq.cu: launchers of the 4-bit AWQ linears (engine/awq.h; device code in
  * engine/awq_kernels.cuh): the decode path (awq_decode_mma, split along K
- * when the columns give too few blocks; its workspace, k_awq_work_alloc), the prefill path (dequantize into
+ * when the columns give too few blocks), the prefill path (dequantize into
  * the scratch, then the engine's cuBLAS GEMM), the repacking of a
  * checkpoint's weights and the dummy fill. */
 #include <stdio.h>
-#include <string.h>
 #include "engine/awq.h"
 #include "engine/kernels_ref.h"
 #include "engine/awq_kernels.cuh"
@@ -22,7 +21,7 @@ static int sm_count(void) {
 }
 #define AWQ_BLOCKS_PER_SM 4      /* blocks of 4 warps the decode kernel aims for per SM */
 #define AWQ_MAX_SPLITS 16
-#define AWQ_MIN_CHUNKS 4         /* 64-input chunks per split at least (the ring's depth) */
+#define AWQ_MIN_CHUNKS 8         /* 64-input chunks per split at least (2 per warp) */
 
 static int fail(const char *what, const k_awq_linear *w) {
     char msg[256];
@@ -36,80 +35,51 @@ static int dims_ok(int K, int N, int G) {
     return (G == 64 || G == 128) && K > 0 && N > 0 && K % AWQ_TILE_K == 0 && K % G == 0 && N % AWQ_TILE_N == 0;
 }
 static int shape_ok(const k_awq_linear *w) {
-    /* the decode kernel copies 16 bytes of qw and scales, 8 of zeros at a time */
-    return w && w->qw && w->scales && w->zeros && dims_ok(w->K, w->N, w->G) && !((uintptr_t)w->qw & 15) &&
-           !((uintptr_t)w->scales & 15) && !((uintptr_t)w->zeros & 7);
+    return w && w->qw && w->scales && w->zeros && dims_ok(w->K, w->N, w->G);
 }
-
-static int col_blocks(int N) { return (N / AWQ_TILE_N + AWQ_BLOCK_TILES - 1) / AWQ_BLOCK_TILES; }
 
 extern "C" size_t k_awq_partial_elems(void) {
-    return (size_t)AWQ_BLOCKS_PER_SM * sm_count() * AWQ_BLOCK_TILES * AWQ_TILE_N * K_AWQ_DECODE_T;
-}
-
-extern "C" int k_awq_work_alloc(k_awq_work *work, size_t scratch_elems) {
-    memset(work, 0, sizeof *work);
-    work->partial_elems = k_awq_partial_elems();
-    work->counter_elems = (size_t)AWQ_BLOCKS_PER_SM * sm_count();
-    work->scratch_elems = scratch_elems;
-    if (cudaMalloc((void **)&work->partial, work->partial_elems * 4) != cudaSuccess ||
-        cudaMalloc((void **)&work->counters, work->counter_elems * 4) != cudaSuccess ||
-        cudaMemset(work->counters, 0, work->counter_elems * 4) != cudaSuccess ||
-        (scratch_elems && cudaMalloc((void **)&work->scratch, scratch_elems * 2) != cudaSuccess)) {
-        k_awq_work_free(work);
-        return -1;
-    }
-    return 0;
-}
-
-extern "C" void k_awq_work_free(k_awq_work *work) {
-    if (work->partial) cudaFree(work->partial);
-    if (work->counters) cudaFree(work->counters);
-    if (work->scratch) cudaFree(work->scratch);
-    memset(work, 0, sizeof *work);
+    return (size_t)AWQ_BLOCKS_PER_SM * sm_count() * 2 * AWQ_TILE_N * K_AWQ_DECODE_T;
 }
 
 /* K splits for N columns: enough blocks for the GPU, at least AWQ_MIN_CHUNKS
- * chunks each, and partial sums of a full pass that fit the workspace.  Not
- * from T: a token's sums are added in the same order whatever the batch. */
-static int pick_splits(int N, int K, const k_awq_work *work) {
-    int nblk = col_blocks(N), KC = K / AWQ_TILE_K;
+ * chunks each, and partial sums that fit the workspace */
+static int pick_splits(int N, int K, int T, const k_awq_work *work) {
+    int nblk = (N / AWQ_TILE_N + 1) / 2, KC = K / AWQ_TILE_K;
     int splits = AWQ_BLOCKS_PER_SM * sm_count() / nblk;
     if (splits > KC / AWQ_MIN_CHUNKS) splits = KC / AWQ_MIN_CHUNKS;
     if (splits > AWQ_MAX_SPLITS) splits = AWQ_MAX_SPLITS;
-    size_t room = work && work->partial ? work->partial_elems / ((size_t)K_AWQ_DECODE_T * N) : 0;
+    size_t room = work && work->partial ? work->partial_elems / ((size_t)T * N) : 0;
     if ((size_t)splits > room) splits = (int)room;
     return splits < 1 ? 1 : splits;
 }
 
 template <int TT>
-static void launch_decode(k_bf16 *y, float *partial, unsigned *counters, const k_bf16 *x, const k_awq_linear *w,
-                          int T, int splits, int per, cudaStream_t s) {
-    dim3 grid(col_blocks(w->N), splits);
-    awq_decode_mma<TT><<<grid, AWQ_WARPS * 32, 0, s>>>(y, partial, counters, x, w->qw, w->scales, w->zeros, T,
-                                                        w->N, w->K, w->G, per);
+static void launch_decode(k_bf16 *y, float *partial, const k_bf16 *x, const k_awq_linear *w, int T, int splits,
+                          int per, cudaStream_t s) {
+    dim3 grid((w->N / AWQ_TILE_N + 1) / 2, splits);
+    awq_decode_mma<TT><<<grid, AWQ_WARPS * 32, 0, s>>>(y, partial, x, w->qw, w->scales, w->zeros, T, w->N, w->K,
+                                                        w->G, per);
 }
 
 /* one pass of up to K_AWQ_DECODE_T tokens */
 static int decode_pass(k_bf16 *y, const k_bf16 *x, const k_awq_linear *w, int T, const k_awq_work *work,
                        int splits, cudaStream_t s) {
     int KC = w->K / AWQ_TILE_K;
-    if (splits <= 0) splits = pick_splits(w->N, w->K, work);
+    if (splits <= 0) splits = pick_splits(w->N, w->K, T, work);
     if (splits > KC) splits = KC;
     if (splits > 1 && (!work || !work->partial || work->partial_elems < (size_t)splits * T * w->N))
         return fail("k_awq_gemm_decode: the split-K workspace is too small", w);
     int per = (KC + splits - 1) / splits;
     splits = (KC + per - 1) / per;                        /* no empty split */
     float *partial = splits > 1 ? work->partial : NULL;
-    unsigned *counters = partial && work->counters && work->counter_elems >= (size_t)col_blocks(w->N)
-                             ? work->counters : NULL;
     switch ((T + 7) / 8) {
-    case 1: launch_decode<1>(y, partial, counters, x, w, T, splits, per, s); break;
-    case 2: launch_decode<2>(y, partial, counters, x, w, T, splits, per, s); break;
-    case 3: launch_decode<3>(y, partial, counters, x, w, T, splits, per, s); break;
-    default: launch_decode<4>(y, partial, counters, x, w, T, splits, per, s); break;
+    case 1: launch_decode<1>(y, partial, x, w, T, splits, per, s); break;
+    case 2: launch_decode<2>(y, partial, x, w, T, splits, per, s); break;
+    case 3: launch_decode<3>(y, partial, x, w, T, splits, per, s); break;
+    default: launch_decode<4>(y, partial, x, w, T, splits, per, s); break;
     }
-    if (partial && !counters) {
+    if (splits > 1) {
         size_t TN = (size_t)T * w->N;
         awq_reduce_splits<<<(unsigned)((TN + 255) / 256), 256, 0, s>>>(y, partial, splits, TN);
     }

@@ -15,10 +15,8 @@
  *            dequantizes them in registers (exact integers q - z in bf16), runs
  *            mma.sync on them and scales each 64-input chunk's fp32 sums by s;
  *            32 tokens per pass (more: several passes), split along K over blocks
- *            when the columns alone give too few blocks (fp32 partial sums that
- *            the last block of a column block adds in split order; the split
- *            count depends on N and K only, so a token's y does not depend on
- *            the batch).
+ *            when the columns alone give too few blocks (fp32 partial sums, then a
+ *            reduce in a fixed order: deterministic).
  *   prefill  T >= K_AWQ_SCRATCH_MIN_T: awq_dequant writes bf16((q - z) s) into a
  *            bf16 scratch (N, K) once, then cuBLAS as for 16-bit weights
  *            (vLLM's AWQ layer does the same from 256 tokens on).
@@ -49,9 +47,6 @@ typedef struct k_awq_work {        /* what k_awq_gemm may use (device) */
     size_t  scratch_elems;         /* 0: no scratch, every T takes the decode path */
     float  *partial;               /* (partial_elems,) fp32 split-K sums (decode path) */
     size_t  partial_elems;
-    unsigned *counters;            /* (counter_elems,) zero between launches: the split-K arrivals per
-                                    * column block (NULL: a second launch adds the splits) */
-    size_t  counter_elems;
 } k_awq_work;
 
 /* ---- CPU: shapes, sizes, repacking (engine/awq_layout.c) ------------------ */
@@ -103,11 +98,6 @@ int k_awq_fill(const k_awq_linear *w, uint64_t seed, float s_lo, float s_hi, cud
 /* fp32 elements of work->partial that lets k_awq_gemm split K as it would
  * on this GPU (less only splits less). */
 size_t k_awq_partial_elems(void);
-/* Allocates work's partial sums and counters (zeroed) as this GPU wants
- * them, and a scratch of scratch_elems (0: none); 0 or -1.  k_awq_work_free
- * frees what it holds (any field may be NULL). */
-int  k_awq_work_alloc(k_awq_work *work, size_t scratch_elems);
-void k_awq_work_free(k_awq_work *work);
 
 #ifdef __cplusplus
 }

@@ -37,18 +37,6 @@
 #define AWQ_TILE_N 16            /* output columns of a tile (the mma's M) */
 #define AWQ_TILE_K 64            /* inputs of a tile: 4 mma k-steps of 16 */
 
-/* The decode kernel's blocks (engine/awq_kernels.cuh): 4 warps of 2 tiles
- * each, 8 tiles (128 columns) a block, sharing each chunk's activations. */
-#define AWQ_BLOCK_WARPS 4
-#define AWQ_WARP_TILES 2
-#define AWQ_BLOCK_TILES (AWQ_BLOCK_WARPS * AWQ_WARP_TILES)
-
-/* The slot of 16-byte part p (inputs 8 p .. 8 p + 7 of a chunk) of token row
- * r in a stage's activations: odd rows swap pairs, so that the 8 lanes of a
- * 16-byte shared load (rows gq, gq + 1; parts 2 tq or 2 tq + 1) hit 8
- * different bank quads. */
-AWQ_HD int awq_xs_slot(int r, int p) { return p ^ (r & 1); }
-
 /* The nibble of a lane's word that holds register a_j's element (half 0: low
  * bf16, 1: high): j + 4 half.  For column row r (0..15) of the tile and input
  * e = k % 4 within the lane's 4 inputs of a step: j = 2 (e >> 1) + (r >> 3),

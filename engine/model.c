@@ -128,7 +128,10 @@ static int dev_alloc(void **p, size_t bytes) { return cudaMalloc(p, bytes ? byte
 
 /* AWQ linears: split-K sums, and the scratch of the prefill path when a step may reach it */
 static int alloc_awq(model *m) {
-    return k_awq_work_alloc(&m->awq, m->o.max_num_batched_tokens >= K_AWQ_SCRATCH_MIN_T ? awq_scratch_elems(&m->c) : 0);
+    m->awq.partial_elems = k_awq_partial_elems();
+    m->awq.scratch_elems = m->o.max_num_batched_tokens >= K_AWQ_SCRATCH_MIN_T ? awq_scratch_elems(&m->c) : 0;
+    return dev_alloc((void **)&m->awq.partial, m->awq.partial_elems * 4) ||
+           (m->awq.scratch_elems && dev_alloc((void **)&m->awq.scratch, m->awq.scratch_elems * 2));
 }
 
 static int alloc_activations(model *m, char *err, size_t errlen) {
@@ -715,9 +718,9 @@ void model_free(model *m) {
     if (!m) return;
     if (m->lshard == m->logits) m->lshard = NULL;
     void *bufs[] = {m->x, m->res, m->qkv, m->attn, m->gu, m->act, m->rlogits, m->ey, m->hrows, m->logits,
-                    m->lshard, m->lstage, m->attn_ws, m->dints, m->dparams, m->dtokens, m->dlogp, m->inv_freq, m->kv};
+                    m->lshard, m->lstage, m->attn_ws, m->dints, m->dparams, m->dtokens, m->dlogp, m->inv_freq, m->kv,
+                    m->awq.scratch, m->awq.partial};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) if (bufs[i]) cudaFree(bufs[i]);
-    k_awq_work_free(&m->awq);
     if (m->hints) cudaFreeHost(m->hints);
     gr_free(m->graphs);
     if (m->blas_ws) cudaFree(m->blas_ws);

@@ -167,112 +167,63 @@ static void test_repack(void **st) {
     }
 }
 
-/* ---- the decode kernel, emulated ------------------------------------------
- * What awq_decode_mma computes, block by block: grid (column blocks of
- * AWQ_BLOCK_TILES tiles, splits of `per` chunks); each chunk staged as
- * awq_load_stage stages it (tiles past the last read the last again; token
- * rows at awq_xs_slot, zeros past T), then warp w's tiles 2 w + j computed
- * from the stage: each lane's registers filled as the kernel fills them (its
- * word of the tile, awq_frag_biased minus awq_zero_biased; its 16 inputs of
- * its token row from the stage's slots), put where mma.sync m16n8k16 takes
- * them (engine/mma.cuh):
+/* ---- the decode kernel's warp, emulated ------------------------------------
+ * What awq_decode_mma computes for one tile and one token tile, chunk by
+ * chunk: each lane's registers filled as the kernel fills them (its word of
+ * the tile, awq_frag_biased minus awq_zero_biased; 16 consecutive inputs of
+ * its token row), put where mma.sync m16n8k16 takes them (engine/mma.cuh):
  *   A: a_j -> row gq + 8 (j & 1), columns 2 tq + 8 (j >> 1) + {0, 1}
  *   B: b0 -> rows 2 tq + {0, 1}, b1 -> rows 2 tq + 8 + {0, 1}, column gq
  *   C: c_r -> row gq + 8 (r >> 1), column 2 tq + (r & 1)
- * then each chunk's sums scaled per row, C stored where awq_store_acc stores
- * it (y, or the split's partial sums, added in split order). */
-typedef struct emu_stage {               /* awq_stage<4>, words as host arrays */
-    uint32_t w[AWQ_BLOCK_TILES][32][4];
-    float x[32][8][8];                   /* [row][slot][8 inputs] */
-    uint16_t s[AWQ_BLOCK_TILES][16];
-    uint32_t z[AWQ_BLOCK_TILES][2];
-} emu_stage;
-
-static void emu_load(emu_stage *st, const float *x, const lin *l, int nt0, int T, int c) {
-    int KC = l->K / 64, KG = l->K / l->G, NT = l->N / 16, gi = c * 64 / l->G;
-    for (int j = 0; j < AWQ_BLOCK_TILES; j++) {
-        int nt = nt0 + j < NT ? nt0 + j : NT - 1;
-        memcpy(st->w[j], l->qw + ((size_t)nt * KC + c) * 128, 512);
-        memcpy(st->s[j], l->scales + ((size_t)nt * KG + gi) * 16, 32);
-        memcpy(st->z[j], l->zeros + ((size_t)nt * KG + gi) * 2, 8);
-    }
-    for (int r = 0; r < 32; r++)
-        for (int p = 0; p < 8; p++)
-            for (int e = 0; e < 8; e++)
-                st->x[r][awq_xs_slot(r, p)][e] = r < T ? x[(size_t)r * l->K + c * 64 + 8 * p + e] : 0;
-}
-
-/* P (16 x 8) += the chunk's integer products of tile j of the stage, token tile tt */
-static void emu_mma(float P[16][8], const emu_stage *st, int j, int tt) {
-    for (int s = 0; s < 4; s++) {
-        float A[16][16], B[16][8];
-        for (int ln = 0; ln < 32; ln++) {
-            int gq = ln >> 2, tq = ln & 3, r = tt * 8 + gq;
-            uint32_t w = st->w[j][ln][s];
-            uint32_t zlo = awq_zero_biased((st->z[j][0] >> (4 * gq)) & 15u);
-            uint32_t zhi = awq_zero_biased((st->z[j][1] >> (4 * gq)) & 15u);
-            for (int i = 0; i < 4; i++) {
-                uint32_t a = awq_frag_biased(w, i), zz = (i & 1) ? zhi : zlo;
-                int row = gq + 8 * (i & 1), col = 2 * tq + 8 * (i >> 1);
-                A[row][col] = kref_bf2f((uint16_t)a) - kref_bf2f((uint16_t)zz);
-                A[row][col + 1] = kref_bf2f((uint16_t)(a >> 16)) - kref_bf2f((uint16_t)(zz >> 16));
-            }
-            /* xv[tt][s >> 1] = slot of part 2 tq + (s >> 1); words 2 (s & 1), + 1: inputs 4 (s & 1) .. + 3 */
-            const float *xr = st->x[r][awq_xs_slot(r, 2 * tq + (s >> 1))] + 4 * (s & 1);
-            B[2 * tq][gq] = xr[0];
-            B[2 * tq + 1][gq] = xr[1];
-            B[2 * tq + 8][gq] = xr[2];
-            B[2 * tq + 9][gq] = xr[3];
-        }
-        for (int m = 0; m < 16; m++)
-            for (int n = 0; n < 8; n++)
-                for (int k = 0; k < 16; k++) P[m][n] += A[m][k] * B[k][n];
-    }
-}
-
-/* one block (column block nb, split sp of chunks c0 .. c1 - 1): its sums into out (T, N) */
-static void emu_block(float *out, const float *x, const lin *l, int T, int nb, int c0, int c1) {
-    static emu_stage st;
-    static float acc[AWQ_BLOCK_TILES][4][32][4];
-    int NT = l->N / 16, nt0 = nb * AWQ_BLOCK_TILES;
-    memset(acc, 0, sizeof acc);
-    for (int c = c0; c < c1; c++) {
-        emu_load(&st, x, l, nt0, T, c);
-        for (int j = 0; j < AWQ_BLOCK_TILES; j++)        /* warp j / 2, its tile j % 2 */
-            for (int tt = 0; tt < (T + 7) / 8; tt++) {
+ * then each chunk's sums scaled per row, and C read back where the kernel
+ * writes it. */
+static void emulate_decode(float *y, const float *x, const lin *l, int T) {
+    int KC = l->K / 64, KG = l->K / l->G;
+    for (int nt = 0; nt < l->N / 16; nt++)
+        for (int tt = 0; tt < (T + 7) / 8; tt++) {
+            float lane_c[32][4] = {{0}};
+            for (int c = 0; c < KC; c++) {
+                int gi = c * 64 / l->G;
                 float P[16][8] = {{0}};
-                emu_mma(P, &st, j, tt);
+                for (int s = 0; s < 4; s++) {
+                    float A[16][16], B[16][8];
+                    for (int ln = 0; ln < 32; ln++) {
+                        int gq = ln >> 2, tq = ln & 3, tok = tt * 8 + gq;
+                        uint32_t w = l->qw[(((size_t)nt * KC + c) * 32 + ln) * 4 + s];
+                        size_t zb = ((size_t)nt * KG + gi) * 2;
+                        uint32_t zlo = awq_zero_biased((l->zeros[zb] >> (4 * gq)) & 15u);
+                        uint32_t zhi = awq_zero_biased((l->zeros[zb + 1] >> (4 * gq)) & 15u);
+                        for (int j = 0; j < 4; j++) {
+                            uint32_t a = awq_frag_biased(w, j), zz = (j & 1) ? zhi : zlo;
+                            int row = gq + 8 * (j & 1), col = 2 * tq + 8 * (j >> 1);
+                            A[row][col] = kref_bf2f((uint16_t)a) - kref_bf2f((uint16_t)zz);
+                            A[row][col + 1] = kref_bf2f((uint16_t)(a >> 16)) - kref_bf2f((uint16_t)(zz >> 16));
+                        }
+                        const float *xr = x + (size_t)tok * l->K + c * 64 + 16 * tq + 4 * s;
+                        int live = tok < T;
+                        B[2 * tq][gq] = live ? xr[0] : 0;
+                        B[2 * tq + 1][gq] = live ? xr[1] : 0;
+                        B[2 * tq + 8][gq] = live ? xr[2] : 0;
+                        B[2 * tq + 9][gq] = live ? xr[3] : 0;
+                    }
+                    for (int m = 0; m < 16; m++)
+                        for (int n = 0; n < 8; n++)
+                            for (int k = 0; k < 16; k++) P[m][n] += A[m][k] * B[k][n];
+                }
                 for (int ln = 0; ln < 32; ln++) {
                     int gq = ln >> 2, tq = ln & 3;
-                    float slo = awq_h2f(st.s[j][gq]), shi = awq_h2f(st.s[j][gq + 8]);
+                    size_t sb = ((size_t)nt * KG + gi) * 16;
+                    float slo = awq_h2f(l->scales[sb + gq]), shi = awq_h2f(l->scales[sb + gq + 8]);
                     for (int r = 0; r < 4; r++)
-                        acc[j][tt][ln][r] += (r < 2 ? slo : shi) * P[gq + 8 * (r >> 1)][2 * tq + (r & 1)];
+                        lane_c[ln][r] += (r < 2 ? slo : shi) * P[gq + 8 * (r >> 1)][2 * tq + (r & 1)];
                 }
             }
-    }
-    for (int j = 0; j < AWQ_BLOCK_TILES && nt0 + j < NT; j++)
-        for (int tt = 0; tt < (T + 7) / 8; tt++)
             for (int ln = 0; ln < 32; ln++)
                 for (int r = 0; r < 4; r++) {
-                    int n = (nt0 + j) * 16 + (ln >> 2) + 8 * (r >> 1), tok = tt * 8 + 2 * (ln & 3) + (r & 1);
-                    if (tok < T) out[(size_t)tok * l->N + n] = acc[j][tt][ln][r];
+                    int n = nt * 16 + (ln >> 2) + 8 * (r >> 1), tok = tt * 8 + 2 * (ln & 3) + (r & 1);
+                    if (tok < T) y[(size_t)tok * l->N + n] = kref_round_bf(lane_c[ln][r]);
                 }
-}
-
-/* the whole launch with `splits` splits (as decode_pass rounds them) */
-static void emulate_decode(float *y, const float *x, const lin *l, int T, int splits) {
-    int KC = l->K / 64, per = (KC + splits - 1) / splits, nblk = (l->N / 16 + AWQ_BLOCK_TILES - 1) / AWQ_BLOCK_TILES;
-    splits = (KC + per - 1) / per;
-    float *part = calloc((size_t)splits * T * l->N, sizeof(float));
-    for (int nb = 0; nb < nblk; nb++)
-        for (int sp = 0; sp < splits; sp++)
-            emu_block(part + (size_t)sp * T * l->N, x, l, T, nb, sp * per, sp * per + per < KC ? sp * per + per : KC);
-    for (size_t i = 0; i < (size_t)T * l->N; i++) {
-        float v = 0;
-        for (int sp = 0; sp < splits; sp++) v += part[(size_t)sp * T * l->N + i];
-        y[i] = kref_round_bf(v);
-    }
-    free(part);
+        }
 }
 
 /* awq_dequant_tiles, emulated: lane (gq, tq) of tile (nt, kc), row r, inputs 16 tq + kk */
@@ -299,38 +250,34 @@ static void emulate_dequant(float *w, const lin *l) {
 static void test_kernel_emulation(void **st) {
     (void)st;
     const int Ts[] = {1, 5, 8, 19, 32};
-    enum { EK = 384, EN = 176 };         /* 6 chunks; 11 tiles: a full column block and one of 3 tiles */
     for (int G = 64; G <= 128; G *= 2) {
         lin l;
-        lin_make(&l, "emu", EK, EN, G);
-        float *x = malloc(sizeof(float) * 32 * EK), *ye = malloc(sizeof(float) * 32 * EN);
-        float *yr = malloc(sizeof(float) * 32 * EN);
-        for (int i = 0; i < 32 * EK; i++) x[i] = kref_round_bf((float)((awq_ck_hash("x", (uint64_t)i) >> 40) / 8388608.0 - 1.0));
+        lin_make(&l, "emu", 256, 48, G);
+        float *x = malloc(sizeof(float) * 32 * 256), *ye = malloc(sizeof(float) * 32 * 48);
+        float *yr = malloc(sizeof(float) * 32 * 48);
+        for (int i = 0; i < 32 * 256; i++) x[i] = kref_round_bf((float)((awq_ck_hash("x", (uint64_t)i) >> 40) / 8388608.0 - 1.0));
         for (size_t t = 0; t < sizeof Ts / sizeof Ts[0]; t++) {
             int T = Ts[t];
+            emulate_decode(ye, x, &l, T);
             kref_awq_gemm(yr, x, l.qw, l.scales, l.zeros, T, l.K, l.N, G);
-            for (int splits = 1; splits <= 3; splits += 2) {
-                emulate_decode(ye, x, &l, T, splits);
-                double worst = 0, norm = 0;
-                for (int i = 0; i < T * l.N; i++) {
-                    norm = fmax(norm, fabs(yr[i]));
-                    worst = fmax(worst, fabs(ye[i] - yr[i]));
-                }
-                if (worst > norm * 1e-2 || norm < 1e-3)
-                    fail_msg("G %d T %d splits %d: max diff %g of max %g", G, T, splits, worst, norm);
+            double worst = 0, norm = 0;
+            for (int i = 0; i < T * l.N; i++) {
+                norm = fmax(norm, fabs(yr[i]));
+                worst = fmax(worst, fabs(ye[i] - yr[i]));
             }
+            if (worst > norm * 1e-2 || norm < 1e-3) fail_msg("G %d T %d: max diff %g of max %g", G, T, worst, norm);
         }
         /* the dequantize kernel: bit for bit the reference's */
-        float *we = malloc(sizeof(float) * EK * EN), *wr = malloc(sizeof(float) * EK * EN);
+        float *we = malloc(sizeof(float) * 256 * 48), *wr = malloc(sizeof(float) * 256 * 48);
         emulate_dequant(we, &l);
         kref_awq_dequant(wr, l.qw, l.scales, l.zeros, l.K, l.N, G);
-        assert_memory_equal(we, wr, sizeof(float) * EK * EN);
+        assert_memory_equal(we, wr, sizeof(float) * 256 * 48);
         /* and the weight is what AutoAWQ's dequantize gives: (q - z) s */
-        for (int n = 0; n < EN; n++)
-            for (int k = 0; k < EK; k += 37) {
-                float want = kref_round_bf((float)(awq_ck_q("emu", EN, k, n) - awq_ck_z("emu", EN, k / G, n)) *
-                                           awq_h2f(awq_ck_s("emu", EN, k / G, n)));
-                assert_true(wr[(size_t)n * EK + k] == want);
+        for (int n = 0; n < 48; n++)
+            for (int k = 0; k < 256; k += 37) {
+                float want = kref_round_bf((float)(awq_ck_q("emu", 48, k, n) - awq_ck_z("emu", 48, k / G, n)) *
+                                           awq_h2f(awq_ck_s("emu", 48, k / G, n)));
+                assert_true(wr[(size_t)n * 256 + k] == want);
             }
         free(we); free(wr); free(x); free(ye); free(yr);
         lin_free(&l);

@@ -103,8 +103,10 @@ int bench_awq_gemm(const mc_config *c, const char *spec, FILE *js) {
     if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) { fprintf(stderr, "engine/bench: no cuBLAS\n"); return 1; }
     cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION);
     double copy = bench_copy_gbps();
-    k_awq_work work;
-    if (k_awq_work_alloc(&work, awq_scratch_elems(c))) {
+    k_awq_work work = {NULL, 0, NULL, k_awq_partial_elems()};
+    work.scratch_elems = awq_scratch_elems(c);
+    if (cudaMalloc((void **)&work.partial, work.partial_elems * 4) ||
+        cudaMalloc((void **)&work.scratch, work.scratch_elems * 2)) {
         fprintf(stderr, "engine/bench: cannot allocate the AWQ workspace\n");
         return 1;
     }
@@ -147,7 +149,7 @@ int bench_awq_gemm(const mc_config *c, const char *spec, FILE *js) {
             printf("one layer's four linears at T %d: AWQ %.1f us, bf16 %.1f us: %.2fx\n", Ts[t], layer_awq[t],
                    layer_bf[t], layer_bf[t] / layer_awq[t]);
     if (js) fprintf(js, "]}\n");
-    k_awq_work_free(&work);
+    cudaFree(work.partial); cudaFree(work.scratch);
     cublasDestroy(blas);
     return rc;
 }
