@@ -310,7 +310,9 @@ static void qkv_prep_case(int T, int nq, int nkv, int hd, int stride, int bias, 
     float *qn = rnd((size_t)hd, 1.5f), *kn = rnd((size_t)hd, 1.5f), *inv = malloc(sizeof(float) * (size_t)hd / 2);
     int32_t *pos = malloc(sizeof(int32_t) * T), *slots = malloc(sizeof(int32_t) * T);
     kref_rope_inv_freq(inv, hd, 1000000.0, 0, 1.0, 1.0, 1.0, 0);
-    for (int t = 0; t < T; t++) { pos[t] = irand(8192); slots[t] = t % 7 == 2 ? -1 : (t * 3 + 1) % nslots; }
+    /* distinct slots (2 is invertible modulo the odd nslots): two tokens writing one slot
+     * would leave whichever write lands last, an order the kernels need not share */
+    for (int t = 0; t < T; t++) { pos[t] = irand(8192); slots[t] = t % 7 == 2 ? -1 : (t * 2 + 1) % nslots; }
     k_bf16 *db = up_bf(b, (size_t)QKV), *dqn = up_bf(qn, (size_t)hd), *dkn = up_bf(kn, (size_t)hd);
     int32_t *dpos = up(pos, sizeof(int32_t) * T), *dsl = up(slots, sizeof(int32_t) * T);
     float *dinv = up(inv, sizeof(float) * (size_t)hd / 2);
