@@ -49,7 +49,9 @@ if has build; then
 fi
 
 if has tests; then
-  PAGESIM_GPU=1 timeout "$(lim 180)" bash tests/run.sh --gpu -- $(ls build/gpu/test_* | grep -v '\.o$') \
+  # TESTS: names of tests to run (default: every build/gpu/test_*)
+  TB=$(if [ -n "${TESTS:-}" ]; then for t in $TESTS; do echo build/gpu/$t; done; else ls build/gpu/test_* | grep -v '\.o$'; fi)
+  PAGESIM_GPU=1 timeout "$(lim 180)" bash tests/run.sh --gpu -- $TB \
     > $W/test_gpu.txt 2>&1
   say "GPU tests rc=$?: $(tail -1 $W/test_gpu.txt)"
   grep -E "not ok [0-9]+ [^#]*$|failed in" $W/test_gpu.txt | head -30 | sed 's/^/  /' | tee -a "$S"
