@@ -11,20 +11,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct step_obs { double ops_us, wall_us; int seqs; } step_obs;
+typedef struct step_obs { double ops_us, wall_us; int seqs, decode_only; } step_obs;
 
-/* Least squares of r = a + b x with a, b >= 0; returns the squared error. */
-static double fit_line(const double *x, const double *r, int n, double *a, double *b) {
+/* Least squares of r = a + b x with b >= 0 and a >= 0 unless neg_a; returns the squared error. */
+static double fit_line_signed(const double *x, const double *r, int n, int neg_a, double *a, double *b) {
     double sx = 0, sr = 0, sxx = 0, sxr = 0;
     for (int i = 0; i < n; i++) { sx += x[i]; sr += r[i]; sxx += x[i] * x[i]; sxr += x[i] * r[i]; }
     double den = n * sxx - sx * sx;
     *b = den > 0 ? (n * sxr - sx * sr) / den : 0;
     if (*b < 0) *b = 0;
     *a = (sr - *b * sx) / n;
-    if (*a < 0) *a = 0;
+    if (*a < 0 && !neg_a) *a = 0;
     double e = 0;
     for (int i = 0; i < n; i++) e += (r[i] - *a - *b * x[i]) * (r[i] - *a - *b * x[i]);
     return e;
+}
+static double fit_line(const double *x, const double *r, int n, double *a, double *b) {
+    return fit_line_signed(x, r, n, 0, a, b);
 }
 
 /* step = a + b seqs + max(ops, floor): the floor among 0 and the steps' ops
@@ -40,6 +43,23 @@ static void fit_cpu(const step_obs *s, int n, opp_profile *p) {
         }
         double e = fit_line(x, r, n, &a, &b);
         if (e < best) { best = e; p->step_overhead_us = a; p->per_seq_us = b; p->gpu_floor_us = floor_us; }
+    }
+    free(x); free(r);
+}
+
+/* Decode-only steps (graph replays where the engine uses graphs): step = a +
+ * b seqs + ops with a of either sign (a replay has none of the launch gaps
+ * that the ops' back-to-back timing includes); fewer than 3 such steps: no fit. */
+static void fit_decode(const step_obs *s, int n, opp_profile *p) {
+    p->decode_fit = 0;
+    p->decode_step_us = p->decode_per_seq_us = 0;
+    double *x = malloc(sizeof(double) * (size_t)n), *r = malloc(sizeof(double) * (size_t)n);
+    int m = 0;
+    for (int i = 0; x && r && i < n; i++)
+        if (s[i].decode_only) { x[m] = s[i].seqs; r[m] = s[i].wall_us - s[i].ops_us; m++; }
+    if (m >= 3) {
+        fit_line_signed(x, r, m, 1, &p->decode_step_us, &p->decode_per_seq_us);
+        p->decode_fit = 1;
     }
     free(x); free(r);
 }
@@ -92,7 +112,7 @@ static int observe_step(void *ctx, const eng_step_info *si, char *err, size_t er
     if (o->keep && last >= 0 && si->num_seqs > 0) {
         if (grow(&o->gap, &o->gcap, o->ng, err, errlen)) return -1;
         double g = 1e6 * (t - last - si->seconds);
-        o->gap[o->ng++] = (step_obs){ 0, g > 0 ? g : 0, si->num_seqs };
+        o->gap[o->ng++] = (step_obs){ 0, g > 0 ? g : 0, si->num_seqs, 0 };
     }
     long T = si->prefill_tokens + si->decode_tokens;
     int first = T >= 0 && T < o->nseen && !o->seen[T];
@@ -101,7 +121,8 @@ static int observe_step(void *ctx, const eng_step_info *si, char *err, size_t er
     cm_batch b = { si->num_seqs, si->prefill_tokens, si->decode_tokens, si->attn_ctx_tokens, si->attn_pairs,
                    0, 0, 0, 0, 0 };                              /* the engine preempts by recompute: no swaps */
     if (grow(&o->obs, &o->cap, o->n, err, errlen)) return -1;
-    o->obs[o->n++] = (step_obs){ 1e6 * opp_step_time(o->ops, &b), 1e6 * si->seconds, si->num_seqs };
+    o->obs[o->n++] = (step_obs){ 1e6 * opp_step_time(o->ops, &b), 1e6 * si->seconds, si->num_seqs,
+                                 si->prefill_tokens == 0 };
     return 0;
 }
 
@@ -111,6 +132,7 @@ int pops_measure_cpu(eng *e, const mc_config *c, int max_seqs, opp_profile *p, F
     int prompt[PROMPT];
     opp_profile ops = *p;                                 /* the ops alone */
     ops.step_overhead_us = ops.per_seq_us = ops.gpu_floor_us = 0;
+    ops.decode_fit = 0;
     long nseen = (long)model_options(eng_model(e))->max_num_batched_tokens + 1;
     cpu_obs co = { &ops, malloc(sizeof(step_obs) * 64), 0, 64, 0, calloc((size_t)nseen, 1), nseen,
                    malloc(sizeof(step_obs) * 64), 0, 64, -1 };
@@ -136,10 +158,12 @@ int pops_measure_cpu(eng *e, const mc_config *c, int max_seqs, opp_profile *p, F
     }
     if (co.n < 3) { errbuf_fail(err, errlen, "too few engine steps (%d) to time the CPU side", co.n); goto out; }
     fit_cpu(co.obs, co.n, p);
+    fit_decode(co.obs, co.n, p);
     fit_post(co.gap, co.ng, p);
-    if (log) fprintf(log, "  %-12s %d engine steps: %.1f us + %.2f us per sequence, GPU floor %.1f us; between steps "
-                     "%.1f us + %.3f us per sequence (%d gaps)\n", "cpu side", co.n, p->step_overhead_us, p->per_seq_us,
-                     p->gpu_floor_us, p->post_step_us, p->post_per_seq_us, co.ng);
+    if (log) fprintf(log, "  %-12s %d engine steps: %.1f us + %.2f us per sequence, GPU floor %.1f us; decode-only "
+                     "%+.1f us + %.3f us per sequence beside the ops; between steps %.1f us + %.3f us per sequence "
+                     "(%d gaps)\n", "cpu side", co.n, p->step_overhead_us, p->per_seq_us, p->gpu_floor_us,
+                     p->decode_step_us, p->decode_per_seq_us, p->post_step_us, p->post_per_seq_us, co.ng);
     rc = 0;
 out:
     free(co.obs);

@@ -83,7 +83,8 @@ int opp_curve_add(opp_curve *c, double x, double us) {
 
 /* ---- the step ------------------------------------------------------------------ */
 double opp_step_time(const opp_profile *p, const cm_batch *b) {
-    double cpu = p->step_overhead_us + p->per_seq_us * (b->num_seqs > 0 ? b->num_seqs : 0), us = 0;
+    double rows = b->num_seqs > 0 ? b->num_seqs : 0;
+    double cpu = p->step_overhead_us + p->per_seq_us * rows, us = 0;
     double T = (double)(b->prefill_tokens + b->decode_tokens), L = p->layers;
     if (T <= 0) return cpu * 1e-6;
     double layer = opp_curve_at(&p->elem_layer, T);
@@ -97,9 +98,12 @@ double opp_step_time(const opp_profile *p, const cm_batch *b) {
     double pairs = (double)b->attn_pairs - (dec > 0 ? dctx : 0);
     if (b->prefill_tokens > 0 && pairs > 0) layer += opp_curve_at(&p->attn_prefill, sqrt(2 * pairs));
     if (p->tp > 1) layer += 2 * opp_curve_at(&p->allreduce, T);
-    double rows = b->num_seqs > 0 ? b->num_seqs : 0;
     us += L * layer + opp_curve_at(&p->elem_step, T) + opp_curve_at(&p->lm_head, rows) +
           opp_curve_at(p->sample_topp && p->sampling_topp.n > 0 ? &p->sampling_topp : &p->sampling, rows);
+    if (p->decode_fit && b->prefill_tokens <= 0) {
+        double t = p->decode_step_us + p->decode_per_seq_us * rows + us;
+        return (t > 0.5 * us ? t : 0.5 * us) * 1e-6;
+    }
     return (cpu + (us > p->gpu_floor_us ? us : p->gpu_floor_us)) * 1e-6;
 }
 
@@ -153,6 +157,20 @@ static int num(const cJSON *o, const char *key, double dflt, double *v, const ch
     if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0) || !isfinite(it->valuedouble))
         return bad(err, errlen, path, it ? "must be a number >= 0" : "missing", key);
     *v = it->valuedouble;
+    return 0;
+}
+
+/* "decode_step_us" (any finite number) and "decode_per_seq_us" (>= 0): both or neither */
+static int read_decode_fit(const cJSON *cpu, opp_profile *p, const char *path, char *err, size_t errlen) {
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(cpu, "decode_step_us");
+    p->decode_fit = 0;
+    p->decode_step_us = p->decode_per_seq_us = 0;
+    if (!a && !cJSON_GetObjectItemCaseSensitive(cpu, "decode_per_seq_us")) return 0;
+    if (!cJSON_IsNumber(a) || !isfinite(a->valuedouble))
+        return bad(err, errlen, path, a ? "must be a number" : "missing (decode_per_seq_us is there)", "decode_step_us");
+    if (num(cpu, "decode_per_seq_us", -1, &p->decode_per_seq_us, path, err, errlen)) return -1;
+    p->decode_step_us = a->valuedouble;
+    p->decode_fit = 1;
     return 0;
 }
 
@@ -245,6 +263,7 @@ static int parse(opp_profile *p, const cJSON *root, const char *path, char *err,
         num(cpu, "post_step_us", 0, &p->post_step_us, path, err, errlen) ||
         num(cpu, "post_per_seq_us", 0, &p->post_per_seq_us, path, err, errlen))
         return -1;
+    if (read_decode_fit(cpu, p, path, err, errlen)) return -1;
     const cJSON *ops = cJSON_GetObjectItemCaseSensitive(root, "ops");
     if (!cJSON_IsObject(ops)) return bad(err, errlen, path, "missing (the operators' timings)", "ops");
     for (size_t i = 0; i < OPP_NCURVES; i++)
@@ -303,8 +322,11 @@ int opp_save(const opp_profile *p, const char *path, char *err, size_t errlen) {
     for (size_t i = 0; i < OPP_NSHAPE; i++)
         fprintf(f, "%s\"%s\": %d", i ? ", " : "", opp_shape[i].key, *(const int *)((const char *)p + opp_shape[i].off));
     fprintf(f, "},\n \"cpu\": {\"step_overhead_us\": %.3f, \"per_seq_us\": %.4f, \"gpu_floor_us\": %.3f, "
-            "\"post_step_us\": %.3f, \"post_per_seq_us\": %.4f},\n \"ops\": {",
+            "\"post_step_us\": %.3f, \"post_per_seq_us\": %.4f",
             p->step_overhead_us, p->per_seq_us, p->gpu_floor_us, p->post_step_us, p->post_per_seq_us);
+    if (p->decode_fit)
+        fprintf(f, ", \"decode_step_us\": %.3f, \"decode_per_seq_us\": %.4f", p->decode_step_us, p->decode_per_seq_us);
+    fprintf(f, "},\n \"ops\": {");
     int first = 1;
     for (size_t i = 0; i < OPP_NCURVES; i++)
         put_curve(f, opp_curves[i].name, opp_curves[i].x, (const opp_curve *)((const char *)p + opp_curves[i].off), &first);

@@ -65,6 +65,15 @@ typedef struct opp_profile {
      * (0 in profiles measured before it was: none added) */
     double post_step_us;
     double post_per_seq_us;
+    /* decode-only steps, from the profiler's engine steps of that kind (which
+     * replay CUDA graphs where the engine does): step = decode_step_us +
+     * decode_per_seq_us x sequences + the ops, decode_step_us possibly < 0
+     * (the launch gaps that the ops' back-to-back timing includes and a graph
+     * replay does not); the step is never put below half its ops' time.
+     * decode_fit 0 (profiles measured before it was): the terms above. */
+    int    decode_fit;
+    double decode_step_us;
+    double decode_per_seq_us;
     /* not in the file: the caller's requests sample with temperature and top-p,
      * so steps take sampling_topp's times (sampling's when it was not measured) */
     int    sample_topp;

@@ -321,6 +321,61 @@ static void test_simulation_is_deterministic(void **st) {
 /* The host's time between steps: read and written with the profile (absent
  * in older files: 0), left out of a step's own time (what a measured step's
  * seconds are compared with), added to the simulated clock once per step. */
+/* Decode-only steps' own terms (decode_fit): a decode-only step is its ops plus
+ * decode_step_us (either sign) plus decode_per_seq_us per sequence, never below
+ * half its ops; a step with prefill keeps the general terms; the file keeps them,
+ * a negative value included, and refuses one of the two without the other. */
+static void test_decode_only_terms(void **st) {
+    (void)st;
+    mkdir("build", 0755); mkdir("build/tmp", 0755); mkdir(TMP, 0755);
+    opp_profile p, q;
+    mc_config mc = small_config();
+    synthetic(&p, &mc);
+    char err[512];
+    cm_batch dec = { .num_seqs = 64, .decode_tokens = 64, .attn_ctx_tokens = 64 * 512, .attn_pairs = 64 * 512 };
+    cm_batch pre = { .num_seqs = 4, .prefill_tokens = 2048, .attn_ctx_tokens = 2048, .attn_pairs = 4 * 512 * 513 / 2 };
+    double d0 = opp_step_time(&p, &dec), p0 = opp_step_time(&p, &pre);
+    double ops = d0 - (p.step_overhead_us + p.per_seq_us * 64) * 1e-6;      /* the decode step's ops alone */
+    if (p.gpu_floor_us > 0) assert_true(ops >= p.gpu_floor_us * 1e-6);
+    p.decode_fit = 1; p.decode_step_us = -40.0; p.decode_per_seq_us = 0.25;
+    near(opp_step_time(&p, &dec), ops + (-40.0 + 0.25 * 64) * 1e-6, 1e-12);
+    near(opp_step_time(&p, &pre), p0, 1e-15);                                /* prefill: unchanged */
+    p.decode_step_us = -1e9;                                                 /* never below half the ops */
+    near(opp_step_time(&p, &dec), 0.5 * ops, 1e-12);
+    p.decode_step_us = -40.0;
+    assert_int_equal(opp_save(&p, TMP "/dec.json", err, sizeof err), 0);
+    assert_int_equal(opp_load(&q, TMP "/dec.json", err, sizeof err), 0);
+    assert_int_equal(q.decode_fit, 1);
+    near(q.decode_step_us, -40.0, 1e-9);
+    near(q.decode_per_seq_us, 0.25, 1e-9);
+    near(opp_step_time(&q, &dec), opp_step_time(&p, &dec), 1e-12);
+    /* decode_step_us without decode_per_seq_us: refused, naming the field */
+    FILE *f = fopen(TMP "/dec.json", "r");
+    assert_non_null(f);
+    static char buf[1 << 16];
+    size_t k = fread(buf, 1, sizeof buf - 1, f);
+    buf[k] = 0;
+    fclose(f);
+    char *a = strstr(buf, ", \"decode_per_seq_us\"");
+    assert_non_null(a);
+    char *b = strchr(a, '}');
+    assert_non_null(b);
+    memmove(a, b, strlen(b) + 1);
+    f = fopen(TMP "/dec_bad.json", "w");
+    assert_non_null(f);
+    fputs(buf, f);
+    fclose(f);
+    assert_int_equal(opp_load(&q, TMP "/dec_bad.json", err, sizeof err), -1);
+    assert_non_null(strstr(err, "decode_per_seq_us"));
+    /* without either key (profiles measured before): no decode terms */
+    p.decode_fit = 0;
+    assert_int_equal(opp_save(&p, TMP "/dec_old.json", err, sizeof err), 0);
+    assert_int_equal(opp_load(&q, TMP "/dec_old.json", err, sizeof err), 0);
+    assert_int_equal(q.decode_fit, 0);
+    near(opp_step_time(&q, &dec), d0, 1e-15);
+    remove(TMP "/dec.json"); remove(TMP "/dec_bad.json"); remove(TMP "/dec_old.json");
+}
+
 static void test_host_between_steps(void **st) {
     (void)st;
     mkdir("build", 0755); mkdir("build/tmp", 0755); mkdir(TMP, 0755);
@@ -454,6 +509,7 @@ int main(void) {
         cmocka_unit_test(test_find_and_fallback),
         cmocka_unit_test(test_simulation_is_deterministic),
         cmocka_unit_test(test_host_between_steps),
+        cmocka_unit_test(test_decode_only_terms),
         cmocka_unit_test(test_commands),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
