@@ -7,9 +7,9 @@
  *       split's 4 pieces (x rows gathered through perm and A's rows copied to
  *       shared memory with cp.async), add them into P_s in the work buffer,
  *       and lora_shrink_reduce adds the splits;
- *   looped (large batches) a block per 4 tiles, a warp per tile, looping over
+ *   looped (large batches) a block per 1, 2 or 4 tiles, a warp per tile, looping over
  *       all pieces through a 3-stage cp.async pipeline, A's piece shared by
- *       the 4 tiles when they have one slot.
+ *       the block's tiles when they have one slot.
  * The same additions either way, so a row's v never depends on the rest of
  * the batch or on the mode.
  * Touches only v and the work buffer. */
@@ -106,15 +106,16 @@ __global__ __launch_bounds__(128) void lora_shrink_kernel(float *work,          
     }
 }
 
-/* The looped shrink (large batches): a block takes a group of LG = 4 tiles,
- * warp w the group's tile w, and 64 columns of A x.  K runs in pieces of SWK
+/* The looped shrink (large batches): a block takes a group of lg tiles (lg
+ * warps: 4 from 512 tiles, 2 from 256, else 1), warp w the group's tile w,
+ * and 64 columns of A x.  K runs in pieces of SWK
  * (128; a split is 4 pieces) through an LST-stage cp.async pipeline of
  * shared memory: the group's x rows and A's rows for the piece, A read once
  * for the 64 rows of a slot's run of tiles (the tiles are sorted by slot).
  * A warp adds a split's pieces in registers exactly as the split kernel adds
  * its warps' sums, P = ((w0 + w1) + w2) + w3 (pieces past K give 0), and v =
  * ((P0 + P1) + ...): bit for bit the split mode's values. */
-#define LG 4                /* tiles (warps) per block */
+#define LG 4                /* most tiles (warps) per block */
 #define LST 3               /* pipeline stages */
 typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> sacc_t;
 
@@ -124,8 +125,9 @@ __device__ void loop_stage(bf16 *buf, const bf16 *x, const int64_t *rowoff, cons
                            int p) {
     int kw = p * SWK, kc = K - kw < SWK ? K - kw : SWK;
     if (kc <= 0) return;
-    bf16 *as = buf + LG * LT * SXP;
-    for (int i = threadIdx.x; i < LG * LT * (SWK / 8); i += blockDim.x) {
+    int lg = blockDim.x >> 5;
+    bf16 *as = buf + lg * LT * SXP;
+    for (int i = threadIdx.x; i < lg * LT * (SWK / 8); i += blockDim.x) {
         int r = i / (SWK / 8), c = (i % (SWK / 8)) * 8;
         int64_t o = rowoff[r];
         if (c < kc && o >= 0) cp_async16(buf + r * SXP + c, x + o + kw + c, true);
@@ -140,11 +142,12 @@ __device__ void loop_stage(bf16 *buf, const bf16 *x, const int64_t *rowoff, cons
 __device__ void loop_run(sacc_t run[SNC / 16], bf16 *smem, int ncm, const bf16 *x, int x_stride, const bf16 *As,
                          int K, int nc, int c0, const int32_t *perm, const int32_t *tiles, int t0, int wa, int wb) {
     int w = threadIdx.x >> 5, np = (K + K_LORA_KSPLIT - 1) / K_LORA_KSPLIT * SW;
-    size_t sz = (size_t)(LG * LT + ncm) * SXP;
+    int lg = blockDim.x >> 5;
+    size_t sz = (size_t)(lg * LT + ncm) * SXP;
     bool mine = w >= wa && w < wb;
     sacc_t acc[SNC / 16], P[SNC / 16];
-    int64_t *rowoff = reinterpret_cast<int64_t *>(smem + LST * sz);     /* (LG * LT,) */
-    for (int r = threadIdx.x; r < LG * LT; r += blockDim.x) {
+    int64_t *rowoff = reinterpret_cast<int64_t *>(smem + LST * sz);     /* (lg * LT,) */
+    for (int r = threadIdx.x; r < lg * LT; r += blockDim.x) {
         int t = t0 + r / LT, rr = r % LT;              /* tiles past the run (or ntiles) are not read */
         bool in = r / LT >= wa && r / LT < wb && rr < tiles[3 * t + 2];
         rowoff[r] = in ? (int64_t)perm[tiles[3 * t + 1] + rr] * x_stride : -1;
@@ -162,7 +165,7 @@ __device__ void loop_run(sacc_t run[SNC / 16], bf16 *smem, int ncm, const bf16 *
             loop_stage(smem + (p + LST - 1) % LST * sz, x, rowoff, As, K, nc, c0, p + LST - 1);
         asm volatile("cp.async.commit_group;\n" ::);
         if (!mine) continue;
-        const bf16 *xs = smem + p % LST * sz + w * LT * SXP, *as = smem + p % LST * sz + LG * LT * SXP;
+        const bf16 *xs = smem + p % LST * sz + w * LT * SXP, *as = smem + p % LST * sz + lg * LT * SXP;
         int kc = K - p * SWK < SWK ? K - p * SWK : SWK;
 #pragma unroll
         for (int f = 0; f < SNC / 16; f++) wmma::fill_fragment(acc[f], 0.0f);
@@ -200,8 +203,8 @@ __global__ __launch_bounds__(128) void lora_shrink_loop_kernel(float *v,        
     extern __shared__ __align__(128) unsigned char lora_smem[];
     bf16 *smem = reinterpret_cast<bf16 *>(lora_smem);
     float *out = reinterpret_cast<float *>(lora_smem);
-    int w = threadIdx.x >> 5, lane = threadIdx.x & 31, t0 = blockIdx.x * LG, c0 = blockIdx.y * SNC;
-    int nt = ntiles - t0 < LG ? ntiles - t0 : LG;
+    int w = threadIdx.x >> 5, lane = threadIdx.x & 31, lg = blockDim.x >> 5, t0 = blockIdx.x * lg;
+    int c0 = blockIdx.y * SNC, nt = ntiles - t0 < lg ? ntiles - t0 : lg;
     int ncm = RA < SNC ? RA : SNC, nc = RA - c0 < SNC ? RA - c0 : SNC;
     for (int wa = 0, wb; wa < nt; wa = wb) {          /* runs of tiles of one slot */
         int slot = tiles[3 * (t0 + wa)];
@@ -245,13 +248,14 @@ extern "C" int k_lora_shrink(float *v, const k_bf16 *x, int x_stride, const k_bf
     int split = nsplit > 1 && b->rows <= K_LORA_SPLIT_ROWS && b->work &&
                 k_lora_shrink_work(RA, K, b->rows) <= b->work_elems;
     if (!split) {
-        size_t smem = (size_t)LST * (LG * LT + ncm) * SXP * 2 + LG * LT * sizeof(int64_t);
-        if (smem < (size_t)LG * LT * SNC * 4) smem = (size_t)LG * LT * SNC * 4;
+        int lg = b->ntiles >= 512 ? LG : b->ntiles >= 256 ? 2 : 1;  /* blocks enough to fill the GPU */
+        size_t smem = (size_t)LST * (lg * LT + ncm) * SXP * 2 + lg * LT * sizeof(int64_t);
+        if (smem < (size_t)lg * LT * SNC * 4) smem = (size_t)lg * LT * SNC * 4;
         if (smem > 48 * 1024 &&
             cudaFuncSetAttribute(lora_shrink_loop_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem))
             return -1;
-        dim3 grid((b->ntiles + LG - 1) / LG, (RA + SNC - 1) / SNC);
-        lora_shrink_loop_kernel<<<grid, LG * 32, smem, s>>>(v, x, x_stride, A, slot_stride, RA, K, b->perm, b->tiles,
+        dim3 grid((b->ntiles + lg - 1) / lg, (RA + SNC - 1) / SNC);
+        lora_shrink_loop_kernel<<<grid, lg * 32, smem, s>>>(v, x, x_stride, A, slot_stride, RA, K, b->perm, b->tiles,
                                                             b->ntiles);
         return K_LAUNCH_OK();
     }

@@ -209,10 +209,10 @@ static void test_batch_invariance(void **st) {
 }
 
 /* A prefill-sized batch: sequences of 1500, 1500, 1500 and 600 tokens (slots
- * 0, 1, 2, none), so over K_LORA_SPLIT_ROWS rows (the looped shrink, a
- * block's 4 tiles of two slots) and 256+ tiles (expand and SwiGLU blocks of
- * several tiles): against the references, and the first sequence alone (94
- * tiles: one a block) gives the same bits. */
+ * 0, 1, 2, none), so over K_LORA_SPLIT_ROWS rows and 256+ tiles (the
+ * looped shrink with blocks of 2 tiles, some of two slots; expand and SwiGLU
+ * blocks of 2 tiles): against the references, and the first sequence alone
+ * (94 tiles: one a block) gives the same bits. */
 typedef struct big {
     int T, rows, nt, nall;
     int32_t *perm, *tiles;
