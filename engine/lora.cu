@@ -132,7 +132,7 @@ __device__ __forceinline__ void load_rows(uint4 q[4], const k_bf16 *p, int64_t s
     }
 }
 
-__global__ __launch_bounds__(128, 6) void lora_expand_kernel(k_bf16 *y,                // (T, y_stride)
+__global__ __launch_bounds__(128, 7) void lora_expand_kernel(k_bf16 *y,                // (T, y_stride)
                                                              int y_stride,
                                                              const float *v,           // (rows, RA)
                                                              int RA,
