@@ -1,195 +1,226 @@
 /* lora.cu: the LoRA expand and the SwiGLU with gate/up adapters fused
- * (kernels_lora.h; the shrink is lora_shrink.cu).  A block takes one tile (up
- * to LORA_TILE = 16 rows of one slot, row r = token perm[first + r]) and 128
- * output columns; 4 warps of 32 columns each.  The rank sum runs on WMMA bf16
- * 16x16x16 tensor-core tiles, 16 of the rank at a time, staged in shared
- * memory: v's fp32 as two bf16 (hi = bf16(v), lo = bf16(v - hi): about 16
- * bits of v, the products exact, fp32 accumulation), B's rows zero-padded.
- *   expand  a fused linear's modules are S slices of the output; the block
- *           multiplies v's S R columns by an "effective B" whose row n holds
- *           B[n] at module j(n)'s R columns and zeros elsewhere, so a 16-column
- *           fragment may straddle a slice end (ends are multiples of 8).  y is
- *           read before the products (in flight meanwhile), added to in fp32
- *           and rounded once, 16 bytes at a time.
+ * (kernels_lora.h; the shrink is lora_shrink.cu).  A block has 4 warps of 32
+ * output columns each (128 in all) and loops over a group of up to KG tiles
+ * (a tile: up to LORA_TILE = 16 rows of one slot, row r = token perm[first +
+ * r]), loading the next tile's rows while it works on the current one.  The
+ * rank sum runs on mma.sync m16n8k16 (bf16 in, fp32 accumulators), 16 of the
+ * rank at a time, with the fragments read straight from global memory (v and
+ * B are small and stay in L1/L2): v's fp32 as two bf16 (hi = bf16(v), lo =
+ * bf16(v - hi): about 16 bits of v, the products exact, fp32 accumulation),
+ * B's rows zero past the rank.  The warp's B columns are taken in a permuted
+ * order (fragment column 8 j + 2 c + e is output column 8 c + 2 j + e), so
+ * that lane (g, c)'s accumulators are output columns [8 c, 8 c + 8) of rows
+ * g and g + 8: each lane reads and writes those 8 bf16 as one 16-byte word,
+ * with no shared memory and no barrier.
+ *   expand  a fused linear's modules are S slices of the output; a warp
+ *           multiplies v's columns by an "effective B" whose row n holds B[n]
+ *           at module j(n)'s R columns and zeros elsewhere (slice ends are
+ *           multiples of 8, so each lane's 8 columns lie in one module), over
+ *           the rank columns of its own modules only.  y is added to in fp32
+ *           and rounded once.
  *   silu    act = silu(g') * u' with g' = bf16(gate + s dg), u' = bf16(up +
  *           s du), the roundings of expand followed by k_silu_mul, without
  *           writing gate/up back.  Tiles of slot -1 (tokens without an
  *           adapter) run plain SwiGLU.
- * Each row's result depends on that row alone.  Touches only y / act. */
-#include <mma.h>
+ * Each row's result depends on that row alone (and not on the group size).
+ * Touches only y / act. */
 #include "engine/common.cuh"
+#include "engine/mma.cuh"
 #include "engine/kernels_lora.h"
 
-using namespace nvcuda;
-
 #define LT 16               /* rows per tile (LORA_TILE, engine/lora_slots.h) */
-#define EN 128              /* output columns per block: 4 warps x 32 */
-#define EKC 16              /* rank columns per step */
-#define EP (EKC + 8)        /* staged pitch (bf16): 48 bytes */
-#define EO (EN + 4)         /* product pitch (fp32) */
-#define EIT (LT * EN / 8 / 128)   /* 16-byte output pieces per thread: 2 */
+#define EW 4                /* warps of a block */
+#define WN 32               /* output columns per warp */
+#define EN (EW * WN)        /* output columns per block */
+#define KG 8                /* most tiles per block */
 
-typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc_t;
-
-/* vh, vl (LT, EP) = hi and lo of v[row0 + r, voff + k0 + k], zero past the tile's rows or klim */
-__device__ void stage_v(bf16 *vh, bf16 *vl, const float *v, int RA, int row0, int nrow, int voff, int k0, int klim) {
-    for (int e = threadIdx.x; e < LT * EKC; e += blockDim.x) {
-        int r = e / EKC, k = e % EKC;
-        float a = r < nrow && k0 + k < klim ? v[(int64_t)(row0 + r) * RA + voff + k0 + k] : 0.0f;
-        bf16 h = __float2bfloat16_rn(a);
-        vh[r * EP + k] = h;
-        vl[r * EP + k] = __float2bfloat16_rn(a - __bfloat162float(h));
-    }
-}
-
-/* bs (EN, EP): row c = the effective B of output n0 + c at rank columns k0 .. k0 + 16:
- * B_slot[n, ke - j R] when ke lies in module j(n)'s columns [j R, j R + R), else 0 */
-__device__ void stage_b(bf16 *bs, const bf16 *Bs, const k_lora_slices &sl, int n0, int k0) {
-    int N = sl.end[sl.S - 1], KE = sl.S * sl.R;
-    for (int e = threadIdx.x; e < EN * (EKC / 8); e += blockDim.x) {
-        int c = e / (EKC / 8), g = (e % (EKC / 8)) * 8, n = n0 + c, ke = k0 + g;
-        uint4 q = make_uint4(0, 0, 0, 0);
-        if (n < N && ke < KE) {
-            int j = 0;
-            while (j < sl.S - 1 && n >= sl.end[j]) j++;
-            if (ke / sl.R == j) q = __ldg(reinterpret_cast<const uint4 *>(Bs + (int64_t)n * sl.R + ke - j * sl.R));
-        }
-        *reinterpret_cast<uint4 *>(bs + c * EP + g) = q;
-    }
-}
-
-/* acc[f] += (vh + vl) (16 x 16) @ bs^T for warp w's 2 fragments of 16 columns */
-__device__ __forceinline__ void mma_step(acc_t acc[2], const bf16 *vh, const bf16 *vl, const bf16 *bs, int w) {
-    wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> ah, alo;
-    wmma::load_matrix_sync(ah, vh, EP);
-    wmma::load_matrix_sync(alo, vl, EP);
+/* a warp's 16 x 16 A fragments of v: hi and lo of v[row0 + r, k0 + k] (0 for rows >= nrow or k >= klim) */
+__device__ __forceinline__ void frag_v(uint32_t ah[4], uint32_t alo[4], const float *v, int RA, int row0, int nrow,
+                                       int k0, int klim) {
+    int lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
 #pragma unroll
-    for (int f = 0; f < 2; f++) {
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> fb;
-        wmma::load_matrix_sync(fb, bs + (w * 32 + 16 * f) * EP, EP);
-        wmma::mma_sync(acc[f], ah, fb, acc[f]);
-        wmma::mma_sync(acc[f], alo, fb, acc[f]);
+    for (int q = 0; q < 4; q++) {                     /* a0: (g, 2c)  a1: (g+8, 2c)  a2: (g, 8+2c)  a3: (g+8, 8+2c) */
+        int r = g + 8 * (q & 1), k = k0 + 2 * c + 8 * (q >> 1);
+        float2 a = make_float2(0.0f, 0.0f);
+        if (r < nrow && k < klim) a = __ldg(reinterpret_cast<const float2 *>(v + (int64_t)(row0 + r) * RA + k));
+        ah[q] = pack_bf16(a.x, a.y);
+        alo[q] = pack_bf16(a.x - rbf(a.x), a.y - rbf(a.y));
     }
 }
 
-/* out (LT, EO) = v[tile rows, voff ..] (rank KE = S R) @ effective B^T for columns n0 .. n0 + EN */
-__device__ void expand_tile(float *out, bf16 *vh, bf16 *vl, bf16 *bs, const float *v, int RA, int voff,
-                            const bf16 *Bs, const k_lora_slices &sl, int n0, int row0, int nrow) {
-    int w = threadIdx.x >> 5, KE = sl.S * sl.R, N = sl.end[sl.S - 1], nl = n0 + EN < N ? n0 + EN : N, jlo = 0, jhi;
-    while (jlo < sl.S - 1 && n0 >= sl.end[jlo]) jlo++;
-    for (jhi = jlo; jhi < sl.S - 1 && nl > sl.end[jhi]; jhi++) {}
-    int kend = (jhi + 1) * sl.R < KE ? (jhi + 1) * sl.R : KE;     /* the block's modules' rank columns only */
-    acc_t acc[2];
-    wmma::fill_fragment(acc[0], 0.0f);
-    wmma::fill_fragment(acc[1], 0.0f);
-    for (int k0 = jlo * sl.R / EKC * EKC; k0 < kend; k0 += EKC) {
-        __syncthreads();                              /* the previous step's fragments are loaded */
-        stage_v(vh, vl, v, RA, row0, nrow, voff, k0, KE);
-        stage_b(bs, Bs, sl, n0, k0);
-        __syncthreads();
-        mma_step(acc, vh, vl, bs, w);
+/* The lane's B columns: fragment column g of n8 tile j is output column
+ * nbg + 2 j + (g & 1), nbg = nw + 8 (g >> 1): one 8-column group, so one
+ * module.  brow + 2 j R + ke = B_slot[column, ke - jb R] for ke in
+ * [kb0, kb1) = module jb's rank columns (empty past N). */
+struct bcols {
+    const bf16 *brow;
+    int R, kb0, kb1;
+};
+
+__device__ __forceinline__ bcols lane_bcols(const bf16 *Bs, const k_lora_slices &sl, int nw) {
+    int g = (threadIdx.x & 31) >> 2, nbg = nw + 8 * (g >> 1), N = sl.end[sl.S - 1], jb = 0;
+    while (jb < sl.S - 1 && nbg >= sl.end[jb]) jb++;
+    bcols b = {Bs, sl.R, 0, 0};
+    if (nbg < N) {
+        b.brow = Bs + (int64_t)(nbg + (g & 1)) * sl.R - (int64_t)jb * sl.R;
+        b.kb0 = jb * sl.R;
+        b.kb1 = b.kb0 + sl.R;
     }
-    wmma::store_matrix_sync(out + w * 32, acc[0], EO, wmma::mem_row_major);
-    wmma::store_matrix_sync(out + w * 32 + 16, acc[1], EO, wmma::mem_row_major);
+    return b;
+}
+
+/* acc[j] (the warp's n8 tile j, 16 x 8) += (v hi + lo) @ effective B^T over rank columns [kbeg, kend) */
+__device__ __forceinline__ void warp_product(float acc[4][4], const float *v, int RA, int row0, int nrow, int klim,
+                                             const bcols &b, int kbeg, int kend) {
+    int c = threadIdx.x & 3;
+    for (int k0 = kbeg; k0 < kend; k0 += 16) {
+        uint32_t ah[4], alo[4];
+        frag_v(ah, alo, v, RA, row0, nrow, k0, klim);
+        int ka = k0 + 2 * c, kb = ka + 8;             /* b0: k ka, ka + 1; b1: k kb, kb + 1 */
+        bool oka = ka >= b.kb0 && ka < b.kb1, okb = kb >= b.kb0 && kb < b.kb1;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const bf16 *p = b.brow + (int64_t)2 * j * b.R;
+            uint32_t b0 = oka ? __ldg(reinterpret_cast<const unsigned int *>(p + ka)) : 0u;
+            uint32_t b1 = okb ? __ldg(reinterpret_cast<const unsigned int *>(p + kb)) : 0u;
+            mma16816(acc[j], ah, b0, b1);
+            mma16816(acc[j], alo, b0, b1);
+        }
+    }
+}
+
+__device__ __forceinline__ void zero_acc(float acc[4][4]) {
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[j][e] = 0.0f;
+}
+
+/* the lane's 8 columns of row g + 8 h from the permuted accumulators */
+__device__ __forceinline__ void acc_row(float d[8], const float acc[4][4], int h) {
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        d[2 * j] = acc[j][2 * h];
+        d[2 * j + 1] = acc[j][2 * h + 1];
+    }
 }
 
 __device__ __forceinline__ uint4 pack8(const float o[8]) {
-    uint4 q;
-    uint32_t *w = reinterpret_cast<uint32_t *>(&q);
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        __nv_bfloat162 h = __floats2bfloat162_rn(o[2 * k], o[2 * k + 1]);
-        w[k] = *reinterpret_cast<uint32_t *>(&h);
-    }
-    return q;
+    return make_uint4(pack_bf16(o[0], o[1]), pack_bf16(o[2], o[3]), pack_bf16(o[4], o[5]), pack_bf16(o[6], o[7]));
 }
 
-__global__ __launch_bounds__(128) void lora_expand_kernel(k_bf16 *y,                // (T, y_stride)
-                                                          int y_stride,
-                                                          const float *v,           // (rows, RA)
-                                                          int RA,
-                                                          const k_bf16 *B,          // (nslots, slot_stride) -> (N, R)
-                                                          int64_t slot_stride,
-                                                          const float *scale,       // (nslots,)
-                                                          k_lora_slices sl,
-                                                          const int32_t *perm,      // (rows,)
-                                                          const int32_t *tiles) {   // (ntiles, 3)
-    __shared__ __align__(128) bf16 vh[LT * EP], vl[LT * EP], bs[EN * EP];
-    __shared__ __align__(128) float out[LT * EO];
-    int N = sl.end[sl.S - 1], n0 = blockIdx.y * EN;
-    int tile = blockIdx.x, slot = tiles[3 * tile], row0 = tiles[3 * tile + 1], nrow = tiles[3 * tile + 2];
-    uint4 yq[EIT];
+/* bf16(q + s d) for the lane's 8 columns of row g + 8 h, d from the accumulators */
+__device__ __forceinline__ uint4 add_acc(uint4 q, const float acc[4][4], int h, float s) {
+    float o[8], d[8];
+    unpack8(q, o);
+    acc_row(d, acc, h);
 #pragma unroll
-    for (int i = 0; i < EIT; i++) {                   /* y in flight while the products run */
-        int it = threadIdx.x + 128 * i, r = it / (EN / 8), n = n0 + (it % (EN / 8)) * 8;
-        if (r < nrow && n < N) yq[i] = *reinterpret_cast<const uint4 *>(y + (int64_t)perm[row0 + r] * y_stride + n);
-    }
-    const bf16 *Bs = reinterpret_cast<const bf16 *>(B) + (int64_t)slot * slot_stride;
-    expand_tile(out, vh, vl, bs, v, RA, 0, Bs, sl, n0, row0, nrow);
-    __syncthreads();
-    float s = scale[slot];
+    for (int e = 0; e < 8; e++) o[e] += s * d[e];
+    return pack8(o);
+}
+
+/* q[h] (and q[2 + h] = the same row at + off) = the 8 bf16 at column n of tile t's row g + 8 h */
+__device__ __forceinline__ void load_rows(uint4 q[4], const k_bf16 *p, int64_t stride, int off, int n, int N,
+                                          const int32_t *perm, const int32_t *tiles, int t, bool two) {
+    int g = (threadIdx.x & 31) >> 2, row0 = tiles[3 * t + 1], nrow = tiles[3 * t + 2];
 #pragma unroll
-    for (int i = 0; i < EIT; i++) {
-        int it = threadIdx.x + 128 * i, r = it / (EN / 8), c8 = (it % (EN / 8)) * 8, n = n0 + c8;
-        if (r >= nrow || n >= N) continue;
-        float o[8];
-        unpack8(yq[i], o);
-#pragma unroll
-        for (int c = 0; c < 8; c++) o[c] += s * out[r * EO + c8 + c];
-        *reinterpret_cast<uint4 *>(y + (int64_t)perm[row0 + r] * y_stride + n) = pack8(o);
+    for (int h = 0; h < 2; h++) {
+        if (g + 8 * h >= nrow || n >= N) continue;
+        const k_bf16 *a = p + (int64_t)perm[row0 + g + 8 * h] * stride + n;
+        q[h] = __ldcs(reinterpret_cast<const uint4 *>(a));
+        if (two) q[2 + h] = __ldcs(reinterpret_cast<const uint4 *>(a + off));
     }
 }
 
-__global__ __launch_bounds__(128) void lora_silu_kernel(k_bf16 *act,               // (T, I)
-                                                        const k_bf16 *gu,          // (T, 2I) gate | up
-                                                        int I,
-                                                        const float *v,            // (rows, RA): gate's A x | up's
-                                                        int RA,
-                                                        const k_bf16 *B,           // (nslots, slot_stride) -> (2I, R)
-                                                        int64_t slot_stride,
-                                                        const float *scale,        // (nslots,)
-                                                        int R,
-                                                        const int32_t *perm,       // (T,)
-                                                        const int32_t *tiles) {    // (ntiles_all, 3)
-    __shared__ __align__(128) bf16 vh[LT * EP], vl[LT * EP], bs[EN * EP];
-    __shared__ __align__(128) float og[LT * EO], ou[LT * EO];
-    int n0 = blockIdx.y * EN;
-    int tile = blockIdx.x, slot = tiles[3 * tile], row0 = tiles[3 * tile + 1], nrow = tiles[3 * tile + 2];
-    uint4 gq[EIT], uq[EIT];
+__global__ __launch_bounds__(128, 7) void lora_expand_kernel(k_bf16 *y,                // (T, y_stride)
+                                                             int y_stride,
+                                                             const float *v,           // (rows, RA)
+                                                             int RA,
+                                                             const k_bf16 *B,       // (nslots, slot_stride) -> (N, R)
+                                                             int64_t slot_stride,
+                                                             const float *scale,       // (nslots,)
+                                                             k_lora_slices sl,
+                                                             const int32_t *perm,      // (rows,)
+                                                             const int32_t *tiles,     // (ntiles, 3)
+                                                             int ntiles, int kg) {
+    int lane = threadIdx.x & 31, g = lane >> 2, N = sl.end[sl.S - 1], KE = sl.S * sl.R;
+    int nw = blockIdx.y * EN + (threadIdx.x >> 5) * WN, n = nw + 8 * (lane & 3);
+    if (nw >= N) return;                              /* whole warps: no barrier in this kernel */
+    int nl = nw + WN < N ? nw + WN : N, jlo = 0, jhi;
+    while (jlo < sl.S - 1 && nw >= sl.end[jlo]) jlo++;
+    for (jhi = jlo; jhi < sl.S - 1 && nl > sl.end[jhi]; jhi++) {}
+    int kbeg = jlo * sl.R / 16 * 16, kend = (jhi + 1) * sl.R;     /* the warp's modules' rank columns only */
+    int t0 = blockIdx.x * kg, t1 = t0 + kg < ntiles ? t0 + kg : ntiles;
+    uint4 cur[4], nxt[4];
+    load_rows(cur, y, y_stride, 0, n, N, perm, tiles, t0, false);
+    for (int t = t0; t < t1; t++) {
+        if (t + 1 < t1) load_rows(nxt, y, y_stride, 0, n, N, perm, tiles, t + 1, false);
+        int slot = tiles[3 * t], row0 = tiles[3 * t + 1], nrow = tiles[3 * t + 2];
+        bcols b = lane_bcols(reinterpret_cast<const bf16 *>(B) + (int64_t)slot * slot_stride, sl, nw);
+        float acc[4][4];
+        zero_acc(acc);
+        warp_product(acc, v, RA, row0, nrow, KE, b, kbeg, kend);
+        float s = scale[slot];
 #pragma unroll
-    for (int i = 0; i < EIT; i++) {                   /* gate and up in flight while the products run */
-        int it = threadIdx.x + 128 * i, r = it / (EN / 8), n = n0 + (it % (EN / 8)) * 8;
-        if (r < nrow && n < I) {
-            const k_bf16 *p = gu + (int64_t)perm[row0 + r] * 2 * I + n;
-            gq[i] = __ldg(reinterpret_cast<const uint4 *>(p));
-            uq[i] = __ldg(reinterpret_cast<const uint4 *>(p + I));
-        }
+        for (int h = 0; h < 2; h++)
+            if (g + 8 * h < nrow && n < N)
+                __stcs(reinterpret_cast<uint4 *>(y + (int64_t)perm[row0 + g + 8 * h] * y_stride + n),
+                       add_acc(cur[h], acc, h, s));
+#pragma unroll
+        for (int i = 0; i < 4; i++) cur[i] = nxt[i];
     }
-    float s = 0.0f;
-    if (slot >= 0) {                                  /* the same for the whole block */
-        const bf16 *Bs = reinterpret_cast<const bf16 *>(B) + (int64_t)slot * slot_stride;
-        k_lora_slices one = {1, R, {I, 0, 0}};
-        expand_tile(og, vh, vl, bs, v, RA, 0, Bs, one, n0, row0, nrow);
-        expand_tile(ou, vh, vl, bs, v, RA, R, Bs + (int64_t)I * R, one, n0, row0, nrow);
-        __syncthreads();
-        s = scale[slot];
-    }
+}
+
+/* act's 8 columns from gate g' and up u' (bf16) */
+__device__ __forceinline__ uint4 silu8(uint4 gq, uint4 uq) {
+    float gg[8], u[8], o[8];
+    unpack8(gq, gg);
+    unpack8(uq, u);
 #pragma unroll
-    for (int i = 0; i < EIT; i++) {
-        int it = threadIdx.x + 128 * i, r = it / (EN / 8), c8 = (it % (EN / 8)) * 8, n = n0 + c8;
-        if (r >= nrow || n >= I) continue;
-        float g[8], u[8], o[8];
-        unpack8(gq[i], g);
-        unpack8(uq[i], u);
+    for (int e = 0; e < 8; e++) o[e] = rbf(gg[e] / (1.0f + expf(-gg[e]))) * u[e];
+    return pack8(o);
+}
+
+__global__ __launch_bounds__(128, 6) void lora_silu_kernel(k_bf16 *act,               // (T, I)
+                                                           const k_bf16 *gu,          // (T, 2I) gate | up
+                                                           int I,
+                                                           const float *v,            // (rows, RA): gate's A x | up's
+                                                           int RA,
+                                                           const k_bf16 *B,        // (nslots, slot_stride) -> (2I, R)
+                                                           int64_t slot_stride,
+                                                           const float *scale,        // (nslots,)
+                                                           int R,
+                                                           const int32_t *perm,       // (T,)
+                                                           const int32_t *tiles,      // (ntiles_all, 3)
+                                                           int ntiles, int kg) {
+    int lane = threadIdx.x & 31, g = lane >> 2;
+    int nw = blockIdx.y * EN + (threadIdx.x >> 5) * WN, n = nw + 8 * (lane & 3);
+    if (nw >= I) return;                              /* whole warps: no barrier in this kernel */
+    k_lora_slices one = {1, R, {I, 0, 0}};
+    int t0 = blockIdx.x * kg, t1 = t0 + kg < ntiles ? t0 + kg : ntiles;
+    uint4 cur[4], nxt[4];                             /* gate rows g, g + 8; up rows g, g + 8 */
+    load_rows(cur, gu, 2 * (int64_t)I, I, n, I, perm, tiles, t0, true);
+    for (int t = t0; t < t1; t++) {
+        if (t + 1 < t1) load_rows(nxt, gu, 2 * (int64_t)I, I, n, I, perm, tiles, t + 1, true);
+        int slot = tiles[3 * t], row0 = tiles[3 * t + 1], nrow = tiles[3 * t + 2];
+        if (slot >= 0) {                              /* the same for the whole block */
+            const bf16 *Bs = reinterpret_cast<const bf16 *>(B) + (int64_t)slot * slot_stride;
+            float acc[4][4], s = scale[slot];
 #pragma unroll
-        for (int c = 0; c < 8; c++) {
-            if (slot >= 0) {
-                g[c] = rbf(g[c] + s * og[r * EO + c8 + c]);
-                u[c] = rbf(u[c] + s * ou[r * EO + c8 + c]);
+            for (int m = 0; m < 2; m++) {             /* gate, then up: g' and u' replace g and u (bf16 both) */
+                zero_acc(acc);
+                warp_product(acc, v + m * R, RA, row0, nrow, R, lane_bcols(Bs + (int64_t)m * I * R, one, nw), 0, R);
+#pragma unroll
+                for (int h = 0; h < 2; h++) cur[2 * m + h] = add_acc(cur[2 * m + h], acc, h, s);
             }
-            o[c] = rbf(g[c] / (1.0f + expf(-g[c]))) * u[c];
         }
-        *reinterpret_cast<uint4 *>(act + (int64_t)perm[row0 + r] * I + n) = pack8(o);
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+            if (g + 8 * h < nrow && n < I)
+                __stcs(reinterpret_cast<uint4 *>(act + (int64_t)perm[row0 + g + 8 * h] * I + n),
+                       silu8(cur[h], cur[2 + h]));
+#pragma unroll
+        for (int i = 0; i < 4; i++) cur[i] = nxt[i];
     }
 }
 
@@ -202,14 +233,22 @@ static int slices_ok(const k_lora_slices *sl) {
     return 1;
 }
 
+/* tiles per block: more for big batches (fewer, longer blocks streaming rows); any choice gives the same values */
+static int group_of(int ntiles) {
+    int kg = ntiles / 128;
+    return kg < 1 ? 1 : kg > KG ? KG : kg;
+}
+
 extern "C" int k_lora_expand(k_bf16 *y, int y_stride, const float *v, int RA, const k_bf16 *B, int64_t slot_stride,
                              const float *scale, const k_lora_slices *sl, const k_lora_batch *b, cudaStream_t s) {
     if (!slices_ok(sl) || RA < sl->S * sl->R || RA % 4 || y_stride < sl->end[sl->S - 1] || y_stride % 8 ||
         slot_stride % 8 || !al(B, 16) || !al(y, 16) || !al(v, 16) || b->ntiles < 0)
         return -1;
     if (b->ntiles == 0) return 0;
-    dim3 grid(b->ntiles, (sl->end[sl->S - 1] + EN - 1) / EN);
-    lora_expand_kernel<<<grid, 128, 0, s>>>(y, y_stride, v, RA, B, slot_stride, scale, *sl, b->perm, b->tiles);
+    int kg = group_of(b->ntiles);
+    dim3 grid((b->ntiles + kg - 1) / kg, (sl->end[sl->S - 1] + EN - 1) / EN);
+    lora_expand_kernel<<<grid, EW * 32, 0, s>>>(y, y_stride, v, RA, B, slot_stride, scale, *sl, b->perm, b->tiles,
+                                                b->ntiles, kg);
     return K_LAUNCH_OK();
 }
 
@@ -219,7 +258,9 @@ extern "C" int k_lora_silu(k_bf16 *act, const k_bf16 *gu, int I, const float *v,
         !al(gu, 16) || !al(act, 16) || !al(v, 16) || b->ntiles_all < b->ntiles)
         return -1;
     if (b->ntiles_all == 0) return 0;
-    dim3 grid(b->ntiles_all, (I + EN - 1) / EN);
-    lora_silu_kernel<<<grid, 128, 0, s>>>(act, gu, I, v, RA, B, slot_stride, scale, R, b->perm, b->tiles);
+    int kg = group_of(b->ntiles_all);
+    dim3 grid((b->ntiles_all + kg - 1) / kg, (I + EN - 1) / EN);
+    lora_silu_kernel<<<grid, EW * 32, 0, s>>>(act, gu, I, v, RA, B, slot_stride, scale, R, b->perm, b->tiles,
+                                              b->ntiles_all, kg);
     return K_LAUNCH_OK();
 }

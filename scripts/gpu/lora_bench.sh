@@ -8,7 +8,8 @@
 #          against build/gpu/obj/lib{engine,engcu,base}.a -> build/gpu/bench_lora
 #   test   build/gpu/test_lora: shrink (split over blocks = looped, bit for bit; K off the
 #          split; one row), expand (slice ends off the fragments, ranks 8..64), SwiGLU, a
-#          batch = each sequence alone, the runtime with evictions; against the C references
+#          batch = each sequence alone, a prefill-sized batch (looped shrink, blocks of several
+#          tiles), the runtime with evictions; against the C references
 #   bench  build/gpu/bench_lora: old and new shrink / expand / SwiGLU at Qwen2.5-7B shapes,
 #          T = 16384 (prefill) and 256, 839 (decode), 1 and 8 adapters: us per call, GB/s
 #          of the ideal bytes, new vs the references on sampled rows

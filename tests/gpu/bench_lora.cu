@@ -399,7 +399,7 @@ int main(int argc, char **argv) {
     for (size_t si = 0; si < sizeof steps / sizeof steps[0]; si++) {
         step st;
         step_make(&st, &bf, steps[si][0], steps[si][1], steps[si][2]);
-        double lay_old = 0, lay_new = 0;
+        double lay_old = 0, lay_new = 0, part_new[3] = {0, 0, 0};   /* new: shrinks, expands, SwiGLU */
         for (int l = 0; l < 4; l++) {
             const linear *L = &lin[l];
             int N = L->silu ? IMAX : L->sl.end[L->sl.S - 1];
@@ -420,6 +420,7 @@ int main(int argc, char **argv) {
                 double to = time_us(ko[k], &bf, L, &st, iters), tn = time_us(ko[k] + 1, &bf, L, &st, iters);
                 lay_old += to;
                 lay_new += tn;
+                part_new[k ? (L->silu ? 2 : 1) : 0] += tn;
                 int ok = err[k] < tol[k];
                 bad += !ok;
                 printf("%-7s %5d %2d %-8s %-7s | %9.1f %7.0f | %9.1f %7.0f | %6.1fx | %9.1f | %.1e %s\n",
@@ -432,6 +433,8 @@ int main(int argc, char **argv) {
         printf("%-7s %5d %2d one layer's LoRA kernels (SwiGLU included): old %.1f us, new %.1f us; x 28 layers: "
                "old %.2f ms, new %.2f ms\n", steps[si][1] > 1 ? "prefill" : "decode", st.T, st.nad, lay_old, lay_new,
                lay_old * 28 / 1e3, lay_new * 28 / 1e3);
+        printf("%-7s %5d %2d   new, by kind: shrinks %.1f us, expands %.1f us, SwiGLU %.1f us\n",
+               steps[si][1] > 1 ? "prefill" : "decode", st.T, st.nad, part_new[0], part_new[1], part_new[2]);
         step_free(&st);
     }
     printf("%s\n", bad ? "FAILED: new kernels differ from the references" : "all checks ok");

@@ -208,6 +208,84 @@ static void test_batch_invariance(void **st) {
     batch_free(&b);
 }
 
+/* A prefill-sized batch: sequences of 1500, 1500, 1500 and 600 tokens (slots
+ * 0, 1, 2, none), so over K_LORA_SPLIT_ROWS rows and 256+ tiles (the
+ * looped shrink with blocks of 2 tiles, some of two slots; expand and SwiGLU
+ * blocks of 2 tiles): against the references, and the first sequence alone
+ * (94 tiles: one a block) gives the same bits. */
+typedef struct big {
+    int T, rows, nt, nall;
+    int32_t *perm, *tiles;
+    k_lora_batch kb;
+} big;
+
+static void big_make(big *g, int B, const int32_t *len, const int32_t *slot) {
+    int32_t qs[5] = {0};
+    for (int i = 0; i < B; i++) qs[i + 1] = qs[i] + len[i];
+    g->T = qs[B];
+    g->perm = malloc(sizeof(int32_t) * (size_t)g->T);
+    g->tiles = malloc(sizeof(int32_t) * 3 * (size_t)(g->T / 16 + NSLOT + 2 + B));
+    g->rows = lora_group_tokens(slot, qs, B, NSLOT, g->perm, g->tiles, &g->nt, &g->nall);
+    g->kb = (k_lora_batch){g->rows, g->nt, g->nall, up(g->perm, sizeof(int32_t) * (size_t)g->T),
+                           up(g->tiles, sizeof(int32_t) * 3 * (size_t)g->nall), NULL, 0};
+}
+
+static void big_free(big *g) {
+    cudaFree((void *)g->kb.perm); cudaFree((void *)g->kb.tiles); free(g->perm); free(g->tiles);
+}
+
+/* v (rows, 48), y (T, 384) and act (T, 136) of batch g, fresh outputs from y0 */
+static void big_run(const big *g, float **v, float **y, float **act, const k_bf16 *dx, const k_bf16 *dA,
+                    const k_bf16 *dB, const k_bf16 *dBg, const k_bf16 *dgu, const float *dscale, const float *y0) {
+    const int K = 1040, RA = 48, I = 136, R = 16, N = 384;
+    const k_lora_slices sl = {3, 16, {256, 320, N}};
+    float *dv = poisoned(sizeof(float) * (size_t)g->rows * RA);
+    k_bf16 *dy = up_bf(y0, (size_t)g->T * N), *dact = poisoned((size_t)g->T * I * 2);
+    assert_int_equal(k_lora_shrink(dv, dx, K, dA, (int64_t)RA * K, RA, K, &g->kb, 0), 0);
+    assert_int_equal(k_lora_expand(dy, N, dv, RA, dB, (int64_t)N * R, dscale, &sl, &g->kb, 0), 0);
+    assert_int_equal(k_lora_silu(dact, dgu, I, dv, RA, dBg, (int64_t)2 * I * R, dscale, R, &g->kb, 0), 0);
+    *v = down(dv, sizeof(float) * (size_t)g->rows * RA);
+    *y = down_bf(dy, (size_t)g->T * N);
+    *act = down_bf(dact, (size_t)g->T * I);
+    cudaFree(dv); cudaFree(dy); cudaFree(dact);
+}
+
+static void test_large(void **st) {
+    (void)st; TU_REQUIRE_GPU();
+    const int32_t len[4] = {1500, 1500, 1500, 600}, slot[4] = {0, 1, 2, -1};
+    const int K = 1040, RA = 48, I = 136, R = 16, N = 384;
+    const k_lora_slices sl = {3, 16, {256, 320, N}};
+    big g, one;
+    big_make(&g, 4, len, slot);
+    big_make(&one, 1, len, slot);
+    assert_true(g.rows > K_LORA_SPLIT_ROWS && g.nt >= 256 && one.rows == len[0]);
+    int64_t sa = (int64_t)RA * K, sb = (int64_t)N * R, sg = (int64_t)2 * I * R;
+    float *x = rnd((size_t)g.T * K, 1), *A = rnd((size_t)sa * NSLOT, 0.05f), *B = rnd((size_t)sb * NSLOT, 0.1f);
+    float *Bg = rnd((size_t)sg * NSLOT, 0.1f), *y0 = rnd((size_t)g.T * N, 1), *gu = rnd((size_t)g.T * 2 * I, 3);
+    float scale[NSLOT] = {2.0f, 0.5f, 4.0f};
+    k_bf16 *dx = up_bf(x, (size_t)g.T * K), *dA = up_bf(A, (size_t)sa * NSLOT), *dB = up_bf(B, (size_t)sb * NSLOT);
+    k_bf16 *dBg = up_bf(Bg, (size_t)sg * NSLOT), *dgu = up_bf(gu, (size_t)g.T * 2 * I);
+    float *dscale = up(scale, sizeof scale), *v, *y, *act, *v1, *y1, *act1;
+    big_run(&g, &v, &y, &act, dx, dA, dB, dBg, dgu, dscale, y0);
+    big_run(&one, &v1, &y1, &act1, dx, dA, dB, dBg, dgu, dscale, y0);
+    float *rv = malloc(sizeof(float) * (size_t)g.rows * RA), *ract = malloc(sizeof(float) * (size_t)g.T * I);
+    kref_lora_shrink(rv, x, K, A, sa, RA, K, g.nt, g.tiles, g.perm);
+    CHECK_CLOSE(v, rv, (size_t)g.rows * RA, 1e-5, "large batch: shrink (looped)");
+    kref_lora_expand(y0, N, v, RA, B, sb, scale, &sl, g.nt, g.tiles, g.perm);       /* y0 becomes the reference */
+    CHECK_CLOSE(y, y0, (size_t)g.T * N, 2e-3, "large batch: expand");
+    kref_lora_silu(ract, gu, I, v, RA, Bg, sg, scale, R, g.nall, g.tiles, g.perm);
+    CHECK_CLOSE(act, ract, (size_t)g.T * I, 5e-3, "large batch: SwiGLU + LoRA");
+    assert_memory_equal(v1, v, sizeof(float) * (size_t)len[0] * RA);                /* alone = in the batch */
+    assert_memory_equal(y1, y, sizeof(float) * (size_t)len[0] * N);
+    assert_memory_equal(act1, act, sizeof(float) * (size_t)len[0] * I);
+    fprintf(stderr, "  large batch (%d rows, %d tiles): a sequence alone = in the batch, bit for bit\n", g.rows, g.nt);
+    free(x); free(A); free(B); free(Bg); free(y0); free(gu); free(v); free(y); free(act); free(v1); free(y1);
+    free(act1); free(rv); free(ract);
+    cudaFree(dx); cudaFree(dA); cudaFree(dB); cudaFree(dBg); cudaFree(dgu); cudaFree(dscale);
+    big_free(&g);
+    big_free(&one);
+}
+
 /* The runtime: 3 random adapters in 2 slots; steps that name different pairs
  * (evicting, reloading) give the references' deltas on the host-packed images. */
 static void test_runtime(void **st) {
@@ -280,7 +358,7 @@ static void test_runtime(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shrink), cmocka_unit_test(test_expand), cmocka_unit_test(test_silu),
-        cmocka_unit_test(test_batch_invariance), cmocka_unit_test(test_runtime),
+        cmocka_unit_test(test_batch_invariance), cmocka_unit_test(test_large), cmocka_unit_test(test_runtime),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
