@@ -62,7 +62,16 @@ typedef struct ref_prof {
     double dx[16], dy[16], du[16][16];
     int ndx, ndy, layers;
     double overhead, per_seq, floor_us;
+    double post, post_seq;       /* the host's time between steps (0 when absent) */
+    int dec_fit;                 /* decode-only steps' own terms (profiles fitted with them) */
+    double dec_a, dec_b;
 } ref_prof;
+
+static double opt_num(const cJSON *o, const char *key, int *had) {
+    const cJSON *v = cJSON_GetObjectItem(o, key);
+    if (had) *had = v != NULL;
+    return v ? v->valuedouble : 0;
+}
 
 static void get_pts(const cJSON *ops, const char *name, pts *p) {
     const cJSON *a = cJSON_GetObjectItem(cJSON_GetObjectItem(ops, name), "points"), *e;
@@ -100,6 +109,10 @@ static void ref_load(ref_prof *r, const char *path) {
     r->overhead = cJSON_GetObjectItem(cpu, "step_overhead_us")->valuedouble;
     r->per_seq = cJSON_GetObjectItem(cpu, "per_seq_us")->valuedouble;
     r->floor_us = cJSON_GetObjectItem(cpu, "gpu_floor_us")->valuedouble;
+    r->post = opt_num(cpu, "post_step_us", NULL);
+    r->post_seq = opt_num(cpu, "post_per_seq_us", NULL);
+    r->dec_a = opt_num(cpu, "decode_step_us", &r->dec_fit);
+    r->dec_b = opt_num(cpu, "decode_per_seq_us", NULL);
 }
 
 /* Linear between points, the first point's value below them (the cases here stay inside). */
@@ -130,7 +143,12 @@ static double alone_s_sampled(const ref_prof *r, int prompt, int output, int top
         /* prefill: one fresh sequence of prompt (prompt + 1) / 2 pairs; decode: context prompt + k */
         double attn = k == 0 ? at(&r->prefill, sqrt((double)prompt * (prompt + 1))) : decode_attn(r, prompt + k);
         us = r->layers * (per_layer_gemm_elem + attn) + at(&r->estep, T) + at(&r->head, 1) + at(samp, 1);
-        s += (r->overhead + r->per_seq + (us > r->floor_us ? us : r->floor_us)) * 1e-6;
+        if (k > 0 && r->dec_fit) {                /* a decode-only step: its own terms */
+            double t = r->dec_a + r->dec_b + us;
+            s += (t > 0.5 * us ? t : 0.5 * us) * 1e-6;
+        } else
+            s += (r->overhead + r->per_seq + (us > r->floor_us ? us : r->floor_us)) * 1e-6;
+        s += (r->post + r->post_seq) * 1e-6;      /* the host between this step and the next */
     }
     return s;
 }

@@ -63,7 +63,7 @@ if has lora; then
   timeout "$(lim 60)" build/gpu/bench_lora 10 > $W/bench_lora.txt 2>&1
   say "bench_lora rc=$?"; grep -E "one layer|checks|FAIL|prefill 16384  1 " $W/bench_lora.txt | sed 's/^/  /' >> "$S"
   bench lora_base 60 "${LB[@]}"
-  bench lora_base_eager 60 "${LB[@]}" --enforce-eager
+  [ -n "${LORA_EAGER:-}" ] && bench lora_base_eager 60 "${LB[@]}" --enforce-eager
   bench lora_lora1 60 "${LB[@]}" --enable-lora --max-lora-rank 16 --max-loras 1 --lora-dummy 1
   bench lora_lora8 60 "${LB[@]}" --enable-lora --max-lora-rank 16 --max-loras 8 --lora-dummy 8
   python3 - $W <<'EOF' 2>&1 | tee -a "$S"
@@ -84,7 +84,7 @@ fi
 if has profile; then
   b=$(lim 200)
   OUT=$W/prof MODELS="qwen2.5-7b qwen3-0.6b" TRACE_SECONDS=40 timeout "$b" bash scripts/gpu/profile_ops.sh \
-    profile,bias,decode,trace > $W/profile_ops.txt 2>&1
+    ${PROF_STAGES:-profile,bias,decode,trace} > $W/profile_ops.txt 2>&1
   say "profile_ops rc=$? (limit $b s)"
   sed 's/^/  /' $W/prof/SUMMARY.txt >> "$S" 2>/dev/null
   cp $W/prof/profiles.tgz $W/prof/results.tgz "$OUT/" 2>/dev/null
