@@ -186,7 +186,7 @@ static void test_serving_takes_the_profile(void **state) {
     assert_non_null(strstr(st, "operator profile"));
     assert_non_null(strstr(st, PROF));
     assert_true(fabs(got - want) <= 1e-9 * want);
-    assert_true(got > 1.6 && got < 2.0);            /* 337 steps at batch 1: the launch floor, ~5.2 ms each */
+    assert_true(got > 1.45 && got < 2.0);           /* 337 steps at batch 1, ~4.7 ms each (graphs: 4.69 ms measured) */
     /* the same file given explicitly: the same figure */
     assert_true(fabs(serve(PROF, 1, prompts, outputs, 3, st, sizeof st, 0) - want) <= 1e-9 * want);
     /* none: the roofline, which says so and gives another figure */
